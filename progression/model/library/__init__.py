@@ -1,0 +1,52 @@
+"""Built-in models, shipped as TOML package data."""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+
+from ...errors import ModelError
+from ..compiled import CompiledModel, PythonModel, compile_model
+from ..spec import ModelSpec, parse_model, read_model_file
+
+__all__ = ["available_models", "load_model", "library_spec"]
+
+
+def available_models() -> list[str]:
+    """Names of the built-in models."""
+    files = resources.files(__name__).iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+
+
+def library_spec(name: str) -> ModelSpec:
+    """The spec of a built-in model, by name."""
+    names = available_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"no built-in model {name!r} (available: {', '.join(names)}){hint}")
+    text = resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return parse_model(text, source=f"{name}.toml (built-in)")
+
+
+def load_model(model) -> CompiledModel | PythonModel:
+    """Return a ready-to-simulate model.
+
+    Parameters
+    ----------
+    model : str, path, ModelSpec, CompiledModel or PythonModel
+        A built-in name (``"als_systemic"``), a path to a model file (``*.toml``), a parsed
+        spec, or an already compiled model (returned as it is).
+    """
+    if isinstance(model, CompiledModel | PythonModel):
+        return model
+    if isinstance(model, ModelSpec):
+        return compile_model(model)
+    if isinstance(model, Path) or (isinstance(model, str) and
+                                   (model.endswith(".toml") or "/" in model)):
+        return compile_model(read_model_file(model))
+    if isinstance(model, str):
+        return compile_model(library_spec(model))
+    raise ModelError(f"expected a model name, a model file or a model object, found "
+                     f"{type(model).__name__}")
