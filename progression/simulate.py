@@ -379,7 +379,6 @@ def _merge(parts, model, times, table, sens_names, method) -> Simulation:
 
 def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_total):
     """Apply one switch to the current parameters and states of a batch (in place on p, a)."""
-    m = p.shape[1]
     mask = _subject_mask(sw.subjects, m_total)[index]
     if not mask.any():
         return y, S

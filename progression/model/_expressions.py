@@ -113,7 +113,8 @@ _COMPARE = {
 def check_name(name: str, where: str) -> None:
     """Refuse a name a model may not define (not an identifier, reserved, or dunder)."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise ModelError(f"{where}: expected a name made of letters, digits and '_', found {name!r}")
+        raise ModelError(
+            f"{where}: expected a name made of letters, digits and '_', found {name!r}")
     if name.startswith("__"):
         raise ModelError(f"{where}: names starting with '__' are not allowed, found {name!r}")
     if name in RESERVED:
@@ -209,7 +210,8 @@ class _Translator:
         args = [self.visit(a, condition=(fname == "where" and i == 0)) for i, a in
                 enumerate(node.args)]
         if fname == "where" and not isinstance(args[0], sp.core.relational.Relational):
-            self.fail(node, "where() needs a comparison as its first argument, e.g. where(x > 0, a, b)")
+            self.fail(node, "where() needs a comparison as its first argument, "
+                            "e.g. where(x > 0, a, b)")
         return builder(*args)
 
 

@@ -383,7 +383,7 @@ def _read_states(table, problems) -> list[State]:
         if not _check_name(name, where, problems):
             continue
         if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with initial, unit, description, found {entry!r}")
+            problems.add(where, f"expected a table with initial, unit, ..., found {entry!r}")
             continue
         _unknown_keys(entry, _KEYS["states"], where, problems)
         initial = entry.get("initial")
@@ -391,7 +391,8 @@ def _read_states(table, problems) -> list[State]:
             problems.add(where, "missing key 'initial'")
             continue
         if not (_is_number(initial) or isinstance(initial, str)):
-            problems.add(f"{where} initial", f"expected a number or an expression, found {initial!r}")
+            problems.add(f"{where} initial",
+                         f"expected a number or an expression, found {initial!r}")
             continue
         out.append(State(name, float(initial) if _is_number(initial) else initial,
                          unit=_text(entry, "unit", where, problems, default="1"),
