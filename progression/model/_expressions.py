@@ -39,6 +39,34 @@ class sigmoid(sp.Function):
         return s * (1 - s)
 
 
+class hill(sp.Function):
+    """``hill(x, K, n) = pos(x)**n / (K**n + pos(x)**n)`` with derivatives safe at ``x = 0``.
+
+    Written as its own function because sympy's derivative of ``max(x, 0)**n`` comes out as
+    ``n * max(x, 0)**n / max(x, 0)``, which is 0/0 where the argument is zero (e.g. no DAMPs
+    at onset).
+    """
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        x, K, n = self.args
+        xp = sp.Max(x, 0)
+        denominator = (K**n + xp**n) ** 2
+        if argindex == 1:
+            return n * K**n * xp ** (n - 1) / denominator * sp.Heaviside(x)
+        if argindex == 2:
+            return -n * K ** (n - 1) * xp**n / denominator
+        return sp.Piecewise((xp**n * K**n * (sp.log(sp.Max(x, 1e-300)) - sp.log(K)) / denominator,
+                             x > 0),
+                            (0, True))
+
+
+def _numpy_hill(x, K, n):
+    xn = np.maximum(x, 0.0) ** n
+    return xn / (K**n + xn)
+
+
 def _numpy_softplus(x):
     return np.logaddexp(0.0, x)
 
@@ -49,16 +77,12 @@ def _numpy_sigmoid(x):
 
 
 #: Implementations of the custom sympy functions for generated numpy code.
-NUMPY_IMPLEMENTATIONS = {"softplus": _numpy_softplus, "sigmoid": _numpy_sigmoid}
+NUMPY_IMPLEMENTATIONS = {"softplus": _numpy_softplus, "sigmoid": _numpy_sigmoid,
+                         "hill": _numpy_hill}
 
 
 def _pos(x):
     return sp.Max(x, 0)
-
-
-def _hill(x, K, n):
-    xp = sp.Max(x, 0)
-    return xp**n / (K**n + xp**n)
 
 
 def _softplus(x, w=None):
@@ -85,7 +109,7 @@ FUNCTIONS: dict[str, tuple] = {
     "min": (sp.Min, 2, 2, "min(a, b)"),
     "max": (sp.Max, 2, 2, "max(a, b)"),
     "pos": (_pos, 1, 1, "pos(x)"),
-    "hill": (_hill, 3, 3, "hill(x, K, n)"),
+    "hill": (hill, 3, 3, "hill(x, K, n)"),
     "softplus": (_softplus, 1, 2, "softplus(x[, w])"),
     "sigmoid": (sigmoid, 1, 1, "sigmoid(x)"),
     "where": (_where, 3, 3, "where(condition, a, b)"),
