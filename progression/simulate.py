@@ -536,14 +536,7 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
                 break
             t_new = solver.t
             dense = None
-            # Outputs inside this step (an output at seg_end belongs to the next segment).
-            j_hi = np.searchsorted(times, t_new, side="left")
-            if j_hi > next_out:
-                dense = solver.dense_output()
-                tt = times[next_out:j_hi]
-                record(tt, np.atleast_2d(dense(tt)).reshape(sys.size, -1),
-                       np.arange(next_out, j_hi))
-                next_out = j_hi
+            # Events first, so that outputs after a terminal event in this step are NaN.
             if model.events:
                 y_new, _ = sys.split(solver.y)
                 ev_new = model.event_values(t_new, y_new, p)
@@ -556,6 +549,14 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
                     _locate_events(model, sys, dense, t_old, t_new, crossing, ev_prev, p,
                                    events, terminal, alive, end_time, status, message)
                 ev_prev = ev_new
+            # Outputs inside this step (an output at seg_end belongs to the next segment).
+            j_hi = np.searchsorted(times, t_new, side="left")
+            if j_hi > next_out:
+                dense = solver.dense_output()
+                tt = times[next_out:j_hi]
+                record(tt, np.atleast_2d(dense(tt)).reshape(sys.size, -1),
+                       np.arange(next_out, j_hi))
+                next_out = j_hi
             if not alive.any():
                 break
         stats["nfev"] += getattr(solver, "nfev", 0)

@@ -28,6 +28,9 @@ class softplus(sp.Function):
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
 
+    def _eval_evalf(self, prec):
+        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
+
 
 class sigmoid(sp.Function):
     """``sigmoid(x) = 1 / (1 + exp(-x))``, evaluated without overflow."""
@@ -37,6 +40,9 @@ class sigmoid(sp.Function):
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])
         return s * (1 - s)
+
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
 
 
 class hill(sp.Function):
@@ -60,6 +66,11 @@ class hill(sp.Function):
         return sp.Piecewise((xp**n * K**n * (sp.log(sp.Max(x, 1e-300)) - sp.log(K)) / denominator,
                              x > 0),
                             (0, True))
+
+    def _eval_evalf(self, prec):
+        x, K, n = self.args
+        xp = sp.Max(x, 0)
+        return (xp**n / (K**n + xp**n))._eval_evalf(prec)
 
 
 def _numpy_hill(x, K, n):
@@ -216,8 +227,12 @@ class _Translator:
 
     def call(self, node: ast.Call):
         if not isinstance(node.func, ast.Name):
+            if isinstance(node.func, ast.Attribute | ast.Lambda | ast.Subscript):
+                self.visit(node.func)  # raises the specific message for that token
             self.fail(node, "only calls of the whitelisted functions by name are allowed")
         fname = node.func.id
+        if fname.startswith("__"):
+            self.fail(node, f"dunder name {fname!r} is not allowed")
         if fname not in FUNCTIONS:
             self.fail(
                 node,
