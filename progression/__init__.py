@@ -1,5 +1,6 @@
 """progression: mechanistic ODE disease-progression modelling, built first for ALS."""
 
+from .data import Cohort, read_cohort, write_cohort
 from .errors import ConfigError, DataError, FitError, ModelError, ProgressionError, SolverError
 from .model import (
     CompiledModel,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
+    "Cohort",
     "CompiledModel",
     "ConfigError",
     "DataError",
@@ -32,6 +34,8 @@ __all__ = [
     "compile_model",
     "load_model",
     "parse_model",
+    "read_cohort",
     "read_model_file",
     "simulate",
+    "write_cohort",
 ]

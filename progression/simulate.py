@@ -15,6 +15,7 @@ an optimiser: a failing batch is re-solved subject by subject to isolate who fai
 
 from __future__ import annotations
 
+import copy
 import csv
 import time as _time
 from collections.abc import Mapping, Sequence
@@ -284,7 +285,8 @@ def _check_times(times, t0) -> np.ndarray:
 def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
              switches: Sequence[Switch] = (), method: str = "LSODA", rtol: float = 1e-6,
              atol: float = 1e-9, max_step: float = np.inf, sensitivities=None,
-             batch_size: int | None = None, max_steps: int = 100_000) -> Simulation:
+             batch_size: int | None = None, max_steps: int = 100_000,
+             terminal_events: bool = True) -> Simulation:
     """Simulate a model for one parameter set or a batch of subjects.
 
     Parameters
@@ -316,6 +318,9 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         Solve at most this many subjects per stacked system (all together by default).
     max_steps : int
         Steps allowed per stacked solve before it is declared failed.
+    terminal_events : bool
+        When False, terminal events are recorded but do not end trajectories (e.g. to compare
+        raw trajectories past death).
 
     Returns
     -------
@@ -353,7 +358,8 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     for lo in range(0, m, size):
         idx = np.arange(lo, min(m, lo + size))
         parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
-                                  method, rtol, atol, max_step, sens_index, max_steps))
+                                  method, rtol, atol, max_step, sens_index, max_steps,
+                                  terminal_events))
     result = _merge(parts, model, times, table, sens_names, method)
     result.stats["seconds"] = _time.perf_counter() - start
     return result
@@ -421,15 +427,15 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
 
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
-                 atol, max_step, sens_index, max_steps) -> dict:
+                 atol, max_step, sens_index, max_steps, terminal_events) -> dict:
     """Solve one stacked batch; on failure, re-solve its subjects one by one."""
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
-                         rtol, atol, max_step, sens_index, max_steps)
+                         rtol, atol, max_step, sens_index, max_steps, terminal_events)
     if out["failed"] is None or len(index) == 1:
         return out
     singles = [_solve_stacked(model, table[i:i + 1], index[i:i + 1], m_total, times, t0,
                               initial, switches, method, rtol, atol, max_step, sens_index,
-                              max_steps) for i in range(len(index))]
+                              max_steps, terminal_events) for i in range(len(index))]
     merged = {key: np.concatenate([s[key] for s in singles])
               for key in ("states", "observables", "status", "dstates", "dobs")}
     merged["message"] = [s["message"][0] for s in singles]
@@ -441,7 +447,7 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
 
 
 def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
-                   atol, max_step, sens_index, max_steps) -> dict:
+                   atol, max_step, sens_index, max_steps, terminal_events) -> dict:
     m, n, T = table.shape[0], model.n_states, times.size
     k = len(sens_index)
     K = len(model.observable_names)
@@ -469,8 +475,9 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
     end_time = np.full(m, np.inf)
     events = {e.name: [[] for _ in range(m)] for e in model.events}
     event_sign = np.array([e.sign for e in model.events])
-    terminal = np.array([e.terminal for e in model.events], dtype=bool)
+    terminal = np.array([e.terminal and terminal_events for e in model.events], dtype=bool)
     stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0}
+    crossings = _Crossings(model, sys)
 
     def record(tt: np.ndarray, flat_cols: np.ndarray, j_idx: np.ndarray):
         """Store outputs at times tt (len L) from stacked columns (size, L)."""
@@ -544,15 +551,19 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
                             | ((event_sign[:, None] >= 0) & (ev_prev < 0) & (ev_new >= 0)))
                 crossing &= alive[None, :]
                 if crossing.any():
-                    if dense is None:
-                        dense = solver.dense_output()
-                    _locate_events(model, sys, dense, t_old, t_new, crossing, ev_prev, p,
-                                   events, terminal, alive, end_time, status, message)
+                    dense = solver.dense_output()
+                    crossings.add(dense, t_old, t_new, crossing, ev_prev, p)
+                    # A terminal crossing ends the subject within this step; its exact time
+                    # (and the NaN-ing of outputs after it) is settled once all are located.
+                    ends = (crossing & terminal[:, None]).any(axis=0)
+                    alive[ends] = False
+                    end_time[ends] = np.minimum(end_time[ends], t_new)
                 ev_prev = ev_new
             # Outputs inside this step (an output at seg_end belongs to the next segment).
             j_hi = np.searchsorted(times, t_new, side="left")
             if j_hi > next_out:
-                dense = solver.dense_output()
+                if dense is None:
+                    dense = solver.dense_output()
                 tt = times[next_out:j_hi]
                 record(tt, np.atleast_2d(dense(tt)).reshape(sys.size, -1),
                        np.arange(next_out, j_hi))
@@ -569,6 +580,8 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
         S = S.copy() if k else None
         y = y.copy()
 
+    _settle_events(model, crossings, events, terminal, times, end_time, status, message, states,
+                   obs, dstates, dobs)
     if failed is not None:
         status[:] = FAILED
         message = [f"integration failed: {failed}"] * m
@@ -577,52 +590,114 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
             "dstates": dstates, "dobs": dobs, "stats": stats, "failed": failed}
 
 
-def _locate_events(model, sys, dense, t_lo, t_hi, crossing, ev_lo, p, events, terminal, alive,
-                   end_time, status, message, iterations: int = 60):
-    """Find crossing times on the dense output for every (event, subject) pair at once.
-
-    Illinois-modified regula falsi: bracketing like bisection, but converging superlinearly,
-    so a handful of dense-output evaluations per step suffice.
-    """
-    ej, subj = np.nonzero(crossing)
-    pairs = np.arange(ej.size)
-
-    def g(tt):
-        cols = np.atleast_2d(dense(tt)).reshape(sys.m, 1 + sys.k, sys.n, -1)
-        return model.event_values(tt, cols[subj, 0, :, pairs].T, p[:, subj])[ej, pairs]
-
-    lo, hi = np.full(ej.size, float(t_lo)), np.full(ej.size, float(t_hi))
-    g_lo = ev_lo[ej, subj].astype(float)
-    g_hi = g(hi)
-    tol = 1e-10 * max(1.0, abs(t_hi))
-    side = np.zeros(ej.size, dtype=int)
-    for _ in range(iterations):
-        denom = g_hi - g_lo
-        guess = np.where(denom != 0, hi - g_hi * (hi - lo) / np.where(denom == 0, 1, denom),
-                         0.5 * (lo + hi))
-        guess = np.clip(guess, lo, hi)
-        g_mid = g(guess)
-        keep_hi = np.sign(g_mid) == np.sign(g_lo)   # root lies in [guess, hi]
-        lo = np.where(keep_hi, guess, lo)
-        hi = np.where(keep_hi, hi, guess)
-        # Illinois: halve the stale end's value when the same end is kept twice running.
-        g_hi = np.where(keep_hi, np.where(side == 1, 0.5 * g_hi, g_hi), g_mid)
-        g_lo = np.where(keep_hi, g_mid, np.where(side == -1, 0.5 * g_lo, g_lo))
-        side = np.where(keep_hi, 1, -1)
-        if np.all((hi - lo <= tol) | (g_mid == 0)):
-            break
-        done = g_mid == 0
-        lo = np.where(done, guess, lo)
-        hi = np.where(done, guess, hi)
-    when = 0.5 * (lo + hi)
-    # Record in time order so that a terminal event ends the subject before later crossings.
-    for c in np.argsort(when):
+def _settle_events(model, crossings, events, terminal, times, end_time, status, message,
+                   *outputs):
+    """Locate every crossing, record events in time order, end subjects at terminal events."""
+    ej, subj, when = crossings.locate()
+    end_time[:] = np.inf
+    for c in np.lexsort((ej, when)):
         s, e = subj[c], ej[c]
         if when[c] > end_time[s]:
-            continue
+            continue  # the subject had already ended
         events[model.events[e].name][s].append(float(when[c]))
         if terminal[e]:
-            alive[s] = False
             end_time[s] = when[c]
-            status[s] = 1
+            status[s] = TERMINATED
             message[s] = f"terminal event {model.events[e].name!r} at t={when[c]:.6g}"
+    after = times[None, :] > end_time[:, None]         # (m, T)
+    for array in outputs:
+        array[np.broadcast_to(after.reshape(after.shape[:1] + (1,) * (array.ndim - 2)
+                                            + after.shape[1:]), array.shape)] = np.nan
+
+
+def _restrict_dense(dense, rows: np.ndarray):
+    """A copy of a scipy dense-output object that interpolates only the given components.
+
+    Event location needs a few subjects' states, not the whole stacked vector. Falls back to a
+    wrapper that evaluates everything and slices when the interpolant's layout is not one of
+    scipy's known ones.
+    """
+    local = copy.copy(dense)
+    if hasattr(dense, "yh"):                                 # LSODA (Nordsieck history)
+        local.yh = dense.yh[rows]
+    elif hasattr(dense, "D") and hasattr(dense, "t_shift"):  # BDF (differences)
+        local.D = dense.D[:, rows]
+    elif hasattr(dense, "Q") and hasattr(dense, "y_old"):    # Radau, RK23/RK45
+        local.Q, local.y_old = dense.Q[rows], dense.y_old[rows]
+    elif hasattr(dense, "F") and hasattr(dense, "y_old"):    # DOP853
+        local.F, local.y_old = dense.F[:, rows], dense.y_old[rows]
+    else:
+        return lambda t: np.atleast_2d(dense(t))[rows] if np.ndim(t) else dense(t)[rows]
+    return local
+
+
+class _Crossings:
+    """Event crossings bracketed during integration, located together at the end.
+
+    Each integrator step whose end changes the sign of an event condition contributes a
+    bracket: the step's interpolant restricted to the subjects involved. Locating every
+    crossing of the whole run in one vectorised Illinois (regula falsi) iteration costs a few
+    passes instead of a root search per step.
+    """
+
+    def __init__(self, model, sys):
+        self.model, self.sys = model, sys
+        self.brackets = []   # (local dense, involved subjects, pair slice)
+        self.t_lo, self.t_hi, self.g_lo, self.event, self.subject, self.slot = ([] for _ in
+                                                                                 range(6))
+        self.p = []
+
+    def add(self, dense, t_lo, t_hi, crossing, ev_lo, p):
+        ej, subj = np.nonzero(crossing)
+        involved, slot = np.unique(subj, return_inverse=True)
+        rows = (involved[:, None] * self.sys.block + np.arange(self.sys.n)[None, :]).ravel()
+        self.brackets.append((_restrict_dense(dense, rows), involved.size, ej.size))
+        self.t_lo.append(np.full(ej.size, float(t_lo)))
+        self.t_hi.append(np.full(ej.size, float(t_hi)))
+        self.g_lo.append(ev_lo[ej, subj])
+        self.event.append(ej)
+        self.subject.append(subj)
+        self.slot.append(slot)
+        self.p.append(p[:, subj].copy())
+
+    def _states(self, t):
+        """States of every pair at its own time t (n, pairs)."""
+        out, start = [], 0
+        for (local, n_involved, n_pairs), slot in zip(self.brackets, self.slot, strict=True):
+            tt = t[start:start + n_pairs]
+            cols = np.asarray(local(tt)).reshape(n_involved, self.sys.n, n_pairs)
+            out.append(cols[slot, :, np.arange(n_pairs)])
+            start += n_pairs
+        return np.concatenate(out).T
+
+    def locate(self, iterations: int = 60):
+        """Return (event index, subject, time) arrays for every bracketed crossing."""
+        if not self.brackets:
+            return np.array([], int), np.array([], int), np.array([])
+        ej, subj = np.concatenate(self.event), np.concatenate(self.subject)
+        p = np.concatenate(self.p, axis=1)
+        lo, hi = np.concatenate(self.t_lo), np.concatenate(self.t_hi)
+        pairs = np.arange(ej.size)
+
+        def g(t):
+            return self.model.event_values(t, self._states(t), p)[ej, pairs]
+
+        g_lo, g_hi = np.concatenate(self.g_lo).astype(float), g(hi)
+        tol = 1e-10 * np.maximum(1.0, np.abs(hi))
+        side = np.zeros(ej.size, dtype=int)
+        for _ in range(iterations):
+            denom = np.where(g_hi == g_lo, 1.0, g_hi - g_lo)
+            guess = np.where(g_hi == g_lo, 0.5 * (lo + hi), hi - g_hi * (hi - lo) / denom)
+            guess = np.clip(guess, lo, hi)
+            g_mid = g(guess)
+            keep_hi = np.sign(g_mid) == np.sign(g_lo)   # the root lies in [guess, hi]
+            exact = g_mid == 0
+            lo = np.where(keep_hi | exact, guess, lo)
+            hi = np.where(keep_hi & ~exact, hi, guess)
+            # Illinois: halve the stale end's value when the same end is kept twice running.
+            g_hi = np.where(keep_hi, np.where(side == 1, 0.5 * g_hi, g_hi), g_mid)
+            g_lo = np.where(keep_hi, g_mid, np.where(side == -1, 0.5 * g_lo, g_lo))
+            side = np.where(keep_hi, 1, -1)
+            if np.all(hi - lo <= tol):
+                break
+        return ej, subj, 0.5 * (lo + hi)

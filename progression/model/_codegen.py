@@ -94,7 +94,7 @@ def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y
     lines.append(f"    _out = numpy.zeros(({size}, _n))")
     for (k, _), e in zip(nonzero, reduced, strict=True):
         lines.append(f"    _out[{k}] = {printer.doprint(e)}")
-    lines.append(f"    return _out.reshape({tuple(shape) + (-1,)!r})")
+    lines.append(f"    return _out.reshape({tuple(shape)!r} + (_n,))")
     source = "\n".join(lines) + "\n"
     namespace = {"numpy": np, **NUMPY_IMPLEMENTATIONS}
     exec(compile(source, f"<progression generated {name}>", "exec"), namespace)  # noqa: S102

@@ -208,8 +208,11 @@ class CompiledModel(_ModelBase):
     def describe(self) -> str:
         """A readable description: parameters with unit, default, range and source; states;
         equations; observables; events (what ``progression show`` prints)."""
+        import textwrap
+
         spec = self.spec
-        lines = [f"{spec.name}: {spec.description}".strip(), f"time unit: {spec.time_unit}", ""]
+        lines = [textwrap.fill(f"{spec.name}: {spec.description}".strip(), 100),
+                 f"time unit: {spec.time_unit}", ""]
         lines.append(f"States ({len(spec.states)}):")
         for s in spec.states:
             lines.append(f"  {s.name:<12} [{s.unit}] initial {s.initial}  {s.description}")

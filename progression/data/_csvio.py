@@ -1,0 +1,274 @@
+"""CSV input/output with line numbers, cell parsing and number formatting (private).
+
+Every table a reader touches goes through :func:`read_table`, which keeps the 1-based line
+number of each record (header = line 1) so that every problem can name its row.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from progression.errors import DataError
+
+__all__ = [
+    "MISSING",
+    "RawTable",
+    "read_table",
+    "write_table",
+    "parse_number",
+    "parse_value",
+    "fmt_number",
+    "normalise_name",
+    "describe_cell",
+    "span",
+]
+
+# NONMEM writes "." for a missing value, R writes "NA"; both mean "no value here".
+MISSING = frozenset({"", ".", "na", "nan", "n/a", "null", "none"})
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case a column or test name and drop everything but letters and digits."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+@dataclass
+class RawTable:
+    """A CSV file as text cells, with the line number of each record.
+
+    Attributes
+    ----------
+    label : str
+        How problems name the file (the path as the user gave it).
+    header : list of str
+        Column names, stripped of surrounding blanks.
+    rows : list of list of str
+        Data records, each with ``len(header)`` cells (ragged records are reported and padded).
+    lines : list of int
+        1-based line number of each record in the file (header = line 1).
+    notes : list of str
+        What was skipped while reading (comment lines).
+    header_line : int
+        Line number of the header (1 unless blank lines precede it).
+    """
+
+    label: str
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]
+    notes: list[str] = field(default_factory=list)
+    header_line: int = 1
+
+    def find(self, *names: str) -> str | None:
+        """The header name matching one of ``names`` (exactly first, then case-insensitively)."""
+        for name in names:
+            if name in self.header:
+                return name
+        lowered = {h.lower(): h for h in self.header}
+        for name in names:
+            if name.lower() in lowered:
+                return lowered[name.lower()]
+        return None
+
+    def column(self, name: str) -> list[str]:
+        """Cells of column ``name`` (which must be in the header)."""
+        j = self.header.index(name)
+        return [row[j] for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def read_table(
+    path: str | os.PathLike,
+    problems: list[str],
+    *,
+    label: str | None = None,
+    comment: str | None = "#",
+) -> RawTable | None:
+    """Read a delimited text file into a :class:`RawTable`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. ``.tsv`` and ``.tab`` files are tab-separated, anything else comma-separated.
+    problems : list of str
+        Problems found (missing file, not text, no header, ragged rows) are appended here.
+    label : str, optional
+        How to name the file in messages; defaults to ``str(path)``.
+    comment : str, optional
+        Records whose first cell starts with this prefix are skipped and noted (NONMEM's
+        ``IGNORE=#``); ``None`` disables comments.
+
+    Returns
+    -------
+    RawTable or None
+        ``None`` when the file cannot be read at all (the reason is in ``problems``).
+    """
+    label = str(path) if label is None else label
+    delimiter = "\t" if str(path).lower().endswith((".tsv", ".tab")) else ","
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            records: list[tuple[int, list[str]]] = []
+            previous = 0
+            for cells in reader:
+                start = previous + 1
+                previous = reader.line_num
+                records.append((start, cells))
+    except FileNotFoundError:
+        problems.append(f"{label}: file not found")
+        return None
+    except IsADirectoryError:
+        problems.append(f"{label}: expected a file, found a directory")
+        return None
+    except UnicodeDecodeError as exc:
+        problems.append(f"{label}: expected UTF-8 text, found undecodable bytes ({exc.reason})")
+        return None
+    except csv.Error as exc:
+        problems.append(f"{label}, row {previous + 1}: malformed CSV ({exc})")
+        return None
+
+    # Blank lines carry no data; skipping them drops nothing.
+    records = [(n, c) for n, c in records if any(cell.strip() for cell in c)]
+    if not records:
+        problems.append(f"{label}: expected a header row, found an empty file")
+        return None
+    line0, header = records[0]
+    header = [h.strip() for h in header]
+    if comment and header and header[0].startswith(comment):
+        # A commented header ("#ID,TIME,...") is still the header, as in NONMEM files.
+        header[0] = header[0][len(comment):].strip()
+    table = RawTable(label, header, [], [], header_line=line0)
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if not name:
+            problems.append(f"{label}, row {line0}: column {j + 1} has an empty name in the header")
+        elif name in seen:
+            problems.append(
+                f"{label}, row {line0}, column '{name}': expected unique column names, "
+                f"found '{name}' in columns {seen[name] + 1} and {j + 1}"
+            )
+        else:
+            seen[name] = j
+    skipped: list[int] = []
+    for line, cells in records[1:]:
+        if comment and cells and cells[0].lstrip().startswith(comment):
+            skipped.append(line)
+            continue
+        cells = [c.strip() for c in cells]
+        if len(cells) != len(header):
+            problems.append(
+                f"{label}, row {line}: expected {len(header)} fields as in the header, "
+                f"found {len(cells)}"
+            )
+            cells = (cells + [""] * len(header))[: len(header)]
+        table.rows.append(cells)
+        table.lines.append(line)
+    if skipped:
+        table.notes.append(
+            f"{label}: skipped {len(skipped)} comment row(s) starting with '{comment}' "
+            f"({span(skipped)})"
+        )
+    return table
+
+
+def span(lines: Sequence[int], limit: int = 8) -> str:
+    """``"row 5"`` or ``"rows 3, 5, 9"`` (shortened with a count when long)."""
+    shown = ", ".join(str(n) for n in lines[:limit])
+    more = f", ... ({len(lines)} in all)" if len(lines) > limit else ""
+    return ("row " if len(lines) == 1 else "rows ") + shown + more
+
+
+def write_table(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a comma-separated file; cells are formatted with :func:`fmt_number`."""
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow([fmt_number(c) for c in row])
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def fmt_number(x) -> str:
+    """Format a cell: floats as the shortest text that reads back to the same float.
+
+    Whole numbers are written without a decimal point (``3`` not ``3.0``); NaN and ``None``
+    become an empty cell. Strings pass through.
+    """
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool):
+        return "1" if x else "0"
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(f):
+        return ""
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return repr(f)
+
+
+def parse_number(text: str) -> tuple[float | None, str]:
+    """Parse one cell as a float.
+
+    Returns
+    -------
+    value : float or None
+        The number, or ``None`` when the cell is missing or not a number.
+    status : {"ok", "missing", "bad"}
+        ``"missing"`` for an empty cell or a missing-value marker (``.``, ``NA``, ``NaN``),
+        ``"bad"`` for text that is not a finite number.
+    """
+    t = text.strip()
+    if t.lower() in MISSING:
+        return None, "missing"
+    try:
+        f = float(t)
+    except ValueError:
+        return None, "bad"
+    if not math.isfinite(f):
+        return None, "bad"
+    return f, "ok"
+
+
+def parse_value(text: str) -> tuple[float | None, int, str]:
+    """Parse a measurement cell that may carry a censoring prefix.
+
+    ``"<0.3"`` means left-censored below 0.3 (below the assay's limit of quantification),
+    ``">5000"`` right-censored above 5000, as laboratory exports write them.
+
+    Returns
+    -------
+    value : float or None
+        The number, or the censoring limit for a censored cell.
+    cens : int
+        0 observed, 1 left-censored, -1 right-censored.
+    status : {"ok", "missing", "bad"}
+    """
+    t = text.strip()
+    cens = 0
+    if t[:1] in "<>" and t:
+        cens = 1 if t[0] == "<" else -1
+        t = t[1:].lstrip("=").strip()
+        if not t:
+            return None, cens, "bad"
+    value, status = parse_number(t)
+    if cens and status == "missing":
+        status = "bad"
+    return value, cens, status
+
+
+def describe_cell(text: str) -> str:
+    """How a message shows what it found in a cell."""
+    return "an empty cell" if not text.strip() else f"'{text}'"

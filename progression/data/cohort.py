@@ -1,0 +1,904 @@
+"""The :class:`Cohort`: one validated longitudinal cohort in columnar form.
+
+A cohort holds five tables, all keyed by a subject identifier (str):
+
+========================  =============================================================
+observations              ``subject, time, observable, value, cens, limit``; one row per
+                          measurement, sorted by subject then time (then observable).
+                          ``cens`` is 0 (observed), 1 (left-censored: below ``limit``) or
+                          -1 (right-censored: above ``limit``); ``limit`` is NaN when
+                          ``cens`` is 0, and a censored ``value`` equals its ``limit``.
+doses                     ``subject, time, amount, target, rate, duration, reset``: dose or
+                          intervention records (NONMEM EVID 1, 3, 4). ``rate``/``duration``
+                          are NaN for a bolus; ``reset`` marks EVID 3/4.
+covariates                subject -> {name: value}, baseline values (float or str).
+time_varying              ``subject, time, name, value``: covariates that change in time.
+events                    ``subject, time, event``: at most one row per subject; ``event`` is
+                          ``death``, ``tracheostomy``, ``ventilation`` (permanent) or
+                          ``censored`` (the time is then the censoring time).
+========================  =============================================================
+
+Times are in ``time_unit`` (``"month"`` unless stated) measured from ``time_origin``
+(``"enrolment"``, ``"onset"``, ``"diagnosis"``, ...). ``notes`` records what a reader skipped
+or assumed, so that nothing is dropped silently.
+
+Subjects are ordered "naturally" (``P2`` before ``P10``) so that tables read the way people
+number patients.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from progression.errors import DataError
+
+from . import validation as v
+from ._units import DAYS_PER, canonical_time_unit, time_factor
+
+__all__ = ["Cohort", "SubjectData", "Series", "Event", "Summary"]
+
+_OBS_COLUMNS = ("subject", "time", "observable", "value", "cens", "limit")
+_DOSE_COLUMNS = ("subject", "time", "amount", "target", "rate", "duration", "reset")
+_TV_COLUMNS = ("subject", "time", "name", "value")
+_EVENT_COLUMNS = ("subject", "time", "event")
+
+# Units readers assume when a file is silent, so plots can label the axes.
+DEFAULT_UNITS = {"ALSFRS_R": "points", "NfL": "pg/mL", "CRP": "mg/L", "Treg_pct": "%"}
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key ordering ``P2`` before ``P10``."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
+                 for p in re.split(r"(\d+)", str(text)) if p)
+
+
+class Series(NamedTuple):
+    """One subject's measurements of one observable, in time order.
+
+    Attributes
+    ----------
+    time : ndarray, shape (n,)
+        Times in the cohort's ``time_unit``.
+    value : ndarray, shape (n,)
+        Measured values (the limit for censored entries), in the observable's unit.
+    cens : ndarray of int8, shape (n,)
+        0 observed, 1 below ``limit``, -1 above ``limit``.
+    limit : ndarray, shape (n,)
+        Censoring limits, NaN where observed.
+    """
+
+    time: np.ndarray
+    value: np.ndarray
+    cens: np.ndarray
+    limit: np.ndarray
+
+
+class Event(NamedTuple):
+    """A subject's event: ``type`` in death, tracheostomy, ventilation or censored."""
+
+    time: float
+    type: str
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """A read-only view of one subject.
+
+    Attributes
+    ----------
+    id : str
+    series : dict of str to Series
+        Observable name -> measurements in time order.
+    covariates : dict of str to float or str
+        Baseline covariates.
+    time_varying : dict of str to (ndarray, ndarray)
+        Covariate name -> (times, values), each shape (k,).
+    doses : dict of str to ndarray
+        Columns ``time, amount, target, rate, duration, reset``, each shape (d,).
+    event : Event or None
+    time_unit : str
+    """
+
+    id: str
+    series: dict[str, Series]
+    covariates: dict[str, Any]
+    time_varying: dict[str, tuple[np.ndarray, np.ndarray]]
+    doses: dict[str, np.ndarray]
+    event: Event | None
+    time_unit: str = "month"
+    units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def observables(self) -> tuple[str, ...]:
+        """Names of the observables measured in this subject."""
+        return tuple(self.series)
+
+    def __getitem__(self, observable: str) -> Series:
+        try:
+            return self.series[observable]
+        except KeyError:
+            raise DataError(
+                f"subject '{self.id}': no observations of '{observable}'; it has "
+                + ", ".join(f"'{o}'" for o in self.series)
+            ) from None
+
+    def times(self, observable: str) -> np.ndarray:
+        """Measurement times of ``observable``, shape (n,), in ``time_unit``."""
+        return self[observable].time
+
+    def values(self, observable: str) -> np.ndarray:
+        """Measured values of ``observable``, shape (n,)."""
+        return self[observable].value
+
+
+class Summary(dict):
+    """A cohort summary: a plain ``dict`` whose ``str`` is a small text table."""
+
+    def __str__(self) -> str:
+        u = self["time_unit"]
+        lines = [
+            f"Cohort: {self['n_subjects']} subjects, times in {u}s since {self['time_origin']}"
+            + (f" ({self['source']})" if self.get("source") else ""),
+            "",
+            f"{'observable':<16}{'unit':<14}{'observations':>13}{'subjects':>10}"
+            f"{'censored':>10}",
+        ]
+        for name, row in self["observables"].items():
+            lines.append(
+                f"{name:<16}{row['unit'] or '-':<14}{row['n_observations']:>13}"
+                f"{row['n_subjects']:>10}{row['n_censored']:>10}"
+            )
+        vis, fu = self["visits_per_subject"], self["follow_up"]
+        lines += [
+            "",
+            f"visits per subject: median {vis['median']:g} (range {vis['min']}-{vis['max']})",
+            f"follow-up: median {fu['median']:.3g} {u}s (range {fu['min']:.3g}-"
+            f"{fu['max']:.3g})",
+        ]
+        ev = self["events"]
+        lines.append("events: " + (", ".join(f"{k} {n}" for k, n in ev.items()) or "none"))
+        if self["n_doses"]:
+            lines.append(f"doses: {self['n_doses']}")
+        if self["covariates"]:
+            lines.append("covariates: " + ", ".join(self["covariates"]))
+        return "\n".join(lines)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _floats(xs: Iterable) -> list[float | None]:
+    out: list[float | None] = []
+    for x in xs:
+        if x is None:
+            out.append(None)
+            continue
+        try:
+            out.append(float(x))
+        except (TypeError, ValueError):
+            out.append(None)
+    return out
+
+
+def _object_array(items: Sequence) -> np.ndarray:
+    # Element-wise, so that numpy does not turn a list of tuples into a 2-D array.
+    out = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        out[i] = x
+    return out
+
+
+def _str_array(xs: Sequence[str]) -> np.ndarray:
+    return np.array([str(x) for x in xs], dtype=str) if len(xs) else np.array([], dtype=str)
+
+
+class Cohort:
+    """A validated longitudinal cohort: observations, doses, covariates and events.
+
+    Parameters
+    ----------
+    observations : mapping of str to array-like
+        Columns ``subject`` (str), ``time`` (float), ``observable`` (str), ``value`` (float),
+        optionally ``cens`` (0, 1 or -1) and ``limit`` (float), all of equal length n.
+    doses : mapping of str to array-like, optional
+        Columns ``subject, time, amount, target`` and optionally ``rate``, ``duration``
+        (NaN for a bolus) and ``reset`` (bool).
+    covariates : mapping of str to mapping of str to float or str, optional
+        Baseline covariates per subject, e.g. ``{"P1": {"age": 61.0, "sex": "male"}}``.
+    time_varying : mapping of str to array-like, optional
+        Columns ``subject, time, name, value`` (value float).
+    events : mapping of str to array-like, optional
+        Columns ``subject, time, event``; at most one row per subject.
+    units : mapping of str to str, optional
+        Unit of each observable, e.g. ``{"ALSFRS_R": "points", "NfL": "pg/mL"}``. Unstated
+        units of ALSFRS_R (points), NfL (pg/mL), CRP (mg/L) and Treg_pct (%) are assumed.
+    time_unit : str
+        Unit of every time (``"hour"``, ``"day"``, ``"week"``, ``"month"``, ``"year"``).
+    time_origin : str
+        What time 0 is: ``"enrolment"``, ``"onset"``, ``"diagnosis"``, ...
+    source : str, optional
+        Where the data came from (a path).
+    notes : iterable of str
+        What was skipped or assumed on the way in.
+    allow_negative_time : bool
+        Whether times before the origin (e.g. screening visits before enrolment) are
+        accepted; otherwise they are errors.
+
+    Raises
+    ------
+    DataError
+        Listing every problem found (missing columns, non-finite or negative times, duplicate
+        rows, ALSFRS-R outside 0-48, censoring without limit, doses without amount, unknown
+        event types, subjects with covariates or events but no observations, ...).
+
+    Examples
+    --------
+    >>> c = Cohort({"subject": ["P1", "P1"], "time": [0, 3], "observable": ["ALSFRS_R"] * 2,
+    ...             "value": [40, 37]}, events={"subject": ["P1"], "time": [20],
+    ...             "event": ["death"]})
+    >>> c.subject("P1")["ALSFRS_R"].value
+    array([40., 37.])
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-content equality, like ndarray
+
+    def __init__(
+        self,
+        observations: Mapping[str, Any],
+        *,
+        doses: Mapping[str, Any] | None = None,
+        covariates: Mapping[str, Mapping[str, Any]] | None = None,
+        time_varying: Mapping[str, Any] | None = None,
+        events: Mapping[str, Any] | None = None,
+        units: Mapping[str, str] | None = None,
+        time_unit: str = "month",
+        time_origin: str = "enrolment",
+        source: str | None = None,
+        notes: Iterable[str] = (),
+        allow_negative_time: bool = False,
+        _origins: Mapping[str, Any] | None = None,
+        _problems: list[str] | None = None,
+        _excuse: Iterable[str] = (),
+    ):
+        problems: list[str] = list(_problems or [])
+        notes = list(notes)
+        origins = dict(_origins or {})
+        label = source or "cohort"
+
+        unit = canonical_time_unit(time_unit)
+        if unit is None:
+            problems.append(f"{label}: expected a time unit (hour, day, week, month, year), "
+                            f"found '{time_unit}'")
+            unit = "month"
+
+        obs = self._columns("observations", observations, ("subject", "time", "observable",
+                            "value"), ("cens", "limit"), problems)
+        n = len(obs["subject"])
+        o_obs = origins.get("observations") or [(f"observations[{i}]", None, {})
+                                                for i in range(n)]
+        subj = [str(s) for s in obs["subject"]]
+        times = _floats(obs["time"])
+        names = [str(x) for x in obs["observable"]]
+        values = _floats(obs["value"])
+        cens_in = obs.get("cens")
+        # A missing flag (None, NaN) means "observed", as an empty CENS cell does in NONMEM.
+        cens = [0] * n if cens_in is None else [
+            0 if c is None or np.isnan(c) else int(c) if float(c).is_integer() else c
+            for c in _floats(cens_in)]
+        limits = [None] * n if obs.get("limit") is None else _floats(obs["limit"])
+        if n == 0 and not problems:
+            problems.append(f"{label}: expected at least one observation, found none")
+
+        v.check_subject_ids(subj, o_obs, problems)
+        neg = bool(allow_negative_time)
+        v.check_times(subj, times, o_obs, problems, allow_negative=neg)
+        v.check_censoring(subj, cens, limits, values, o_obs, problems)
+        v.check_alsfrs_range(subj, names, [lim if c in (1, -1) else x for x, c, lim
+                                           in zip(values, cens, limits, strict=True)],
+                             o_obs, problems)
+        v.check_duplicates(subj, times, names, o_obs, problems)
+
+        # Doses.
+        d = self._columns("doses", doses or {}, ("subject", "time", "amount", "target"),
+                          ("rate", "duration", "reset"), problems) if doses else {}
+        nd = len(d.get("subject", ()))
+        o_dose = origins.get("doses") or [(f"doses[{i}]", None, {}) for i in range(nd)]
+        d_subj = [str(s) for s in d.get("subject", ())]
+        d_time = _floats(d.get("time", ()))
+        d_amt = _floats(d.get("amount", ()))
+        d_tgt = ["" if t is None else str(t) for t in d.get("target", ())]
+        d_rate = _floats(d["rate"]) if d.get("rate") is not None else [None] * nd
+        d_dur = _floats(d["duration"]) if d.get("duration") is not None else [None] * nd
+        d_reset = [bool(x) for x in d["reset"]] if d.get("reset") is not None else [False] * nd
+        if nd:
+            v.check_subject_ids(d_subj, o_dose, problems)
+            v.check_times(d_subj, d_time, o_dose, problems, what="dose time",
+                          allow_negative=neg)
+            v.check_doses(d_subj, d_amt, d_tgt, d_rate, d_dur, d_reset, o_dose, problems)
+
+        # Time-varying covariates.
+        tv = self._columns("time_varying", time_varying or {}, _TV_COLUMNS, (),
+                           problems) if time_varying else {}
+        ntv = len(tv.get("subject", ()))
+        o_tv = origins.get("time_varying") or [(f"time_varying[{i}]", None, {})
+                                               for i in range(ntv)]
+        tv_subj = [str(s) for s in tv.get("subject", ())]
+        tv_time = _floats(tv.get("time", ()))
+        tv_name = [str(x) for x in tv.get("name", ())]
+        tv_val = _floats(tv.get("value", ()))
+        if ntv:
+            v.check_subject_ids(tv_subj, o_tv, problems)
+            v.check_times(tv_subj, tv_time, o_tv, problems, allow_negative=neg)
+            v.check_duplicates(tv_subj, tv_time, tv_name, o_tv, problems, what="covariate",
+                               column="name")
+            for s, x, o in zip(tv_subj, tv_val, o_tv, strict=True):
+                if x is None or not np.isfinite(x):
+                    problems.append(f"{v.where(o, 'value', s)}: expected a number, found {x}")
+
+        # Events.
+        ev = self._columns("events", events or {}, _EVENT_COLUMNS, (), problems) if events \
+            else {}
+        ne = len(ev.get("subject", ()))
+        o_ev = origins.get("events") or [(f"events[{i}]", None, {}) for i in range(ne)]
+        ev_subj = [str(s) for s in ev.get("subject", ())]
+        ev_time = _floats(ev.get("time", ()))
+        ev_type = v.check_events(ev_subj, ev_time, [str(e) for e in ev.get("event", ())],
+                                 o_ev, problems, allow_negative=neg)
+        for s, t, o in zip(ev_subj, ev_time, o_ev, strict=True):
+            if t is None or not np.isfinite(t):
+                problems.append(f"{v.where(o, 'time', s)}: expected a finite event time, "
+                                f"found {t}")
+
+        # Baseline covariates.
+        cov: dict[str, dict[str, Any]] = {}
+        o_cov = origins.get("covariates") or {}
+        for s, row in (covariates or {}).items():
+            o = o_cov.get(s, (f"covariates['{s}']", None, {}))
+            clean: dict[str, Any] = {}
+            for name, x in dict(row).items():
+                if isinstance(x, str):
+                    clean[str(name)] = x
+                elif isinstance(x, (bool, int, float, np.integer, np.floating)):
+                    if np.isfinite(float(x)):
+                        clean[str(name)] = float(x)
+                elif x is None:
+                    continue
+                else:
+                    problems.append(f"{v.where(o, str(name), s)}: expected a number or text, "
+                                    f"found {type(x).__name__}")
+            if not str(s).strip():
+                problems.append(f"{v.where(o, 'subject')}: expected a subject identifier, "
+                                "found an empty cell")
+            cov[str(s)] = clean
+        clash = {n for row in cov.values() for n in row} & set(tv_name)
+        for name in sorted(clash):
+            problems.append(f"{label}: covariate '{name}' is both a baseline and a "
+                            "time-varying covariate; expected one or the other")
+
+        v.check_subjects_observed(
+            set(subj),
+            {
+                "covariates": (list(cov), [o_cov.get(s, (f"covariates['{s}']", None, {}))
+                                           for s in cov]),
+                "events": (ev_subj, o_ev),
+                "doses": (d_subj, o_dose),
+                "time-varying covariates": (tv_subj, o_tv),
+            },
+            problems,
+            excuse=_excuse,
+        )
+        v.raise_if_problems(problems, label)
+
+        # Censored values carry nothing beyond their limit: store the limit, so that equal
+        # data compare equal whatever the file wrote in the value cell.
+        values = [lim if c else x for x, c, lim in zip(values, cens, limits, strict=True)]
+        limits = [lim if c else np.nan for c, lim in zip(cens, limits, strict=True)]
+
+        self._time_unit = unit
+        self._time_origin = str(time_origin)
+        self._source = source
+        # Units of the standard observables are assumed when unstated, so that plots are
+        # labelled and a written-and-read cohort compares equal whatever the format kept.
+        self._units = {n: DEFAULT_UNITS[n] for n in sorted(set(names)) if n in DEFAULT_UNITS}
+        self._units.update({str(k): str(u) for k, u in (units or {}).items()})
+        self._covariates = cov
+
+        order = sorted(set(subj), key=natural_key)
+        rank = {s: i for i, s in enumerate(order)}
+        self._set_observations(
+            {
+                "subject": _str_array(subj),
+                "time": np.array(times, dtype=float),
+                "observable": _str_array(names),
+                "value": np.array(values, dtype=float),
+                "cens": np.array(cens, dtype=np.int8),
+                "limit": np.array(limits, dtype=float),
+            },
+            _object_array(o_obs),
+            rank,
+        )
+        self._doses = self._sorted(
+            {
+                "subject": _str_array(d_subj),
+                "time": np.array(d_time, dtype=float),
+                "amount": np.array([np.nan if a is None else a for a in d_amt], dtype=float),
+                "target": _str_array(d_tgt),
+                "rate": np.array([np.nan if r is None else r for r in d_rate], dtype=float),
+                "duration": np.array([np.nan if r is None else r for r in d_dur], dtype=float),
+                "reset": np.array(d_reset, dtype=bool),
+            },
+            rank,
+            tie="target",
+        )
+        self._tv = self._sorted(
+            {
+                "subject": _str_array(tv_subj),
+                "time": np.array(tv_time, dtype=float),
+                "name": _str_array(tv_name),
+                "value": np.array(tv_val, dtype=float),
+            },
+            rank,
+            tie="name",
+        )
+        self._events = self._sorted(
+            {
+                "subject": _str_array(ev_subj),
+                "time": np.array(ev_time, dtype=float),
+                "event": _str_array([e or "" for e in ev_type]),
+            },
+            rank,
+        )
+        last = {}
+        for s, t in zip(self._obs["subject"], self._obs["time"], strict=True):
+            last[str(s)] = float(t)
+        v.note_observations_after_death(
+            list(ev_subj), ev_time, ev_type, o_ev, last, notes, time_unit=unit
+        )
+        self._notes = tuple(dict.fromkeys(notes))
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @staticmethod
+    def _columns(
+        name: str,
+        table: Mapping[str, Any],
+        required: Sequence[str],
+        optional: Sequence[str],
+        problems: list[str],
+    ) -> dict[str, list | None]:
+        if not isinstance(table, Mapping):
+            problems.append(f"{name}: expected a mapping of column name to values, found "
+                            f"{type(table).__name__}")
+            return {c: [] for c in required}
+        v.check_unknown_keys(name, table, (*required, *optional), problems, what="column")
+        out: dict[str, list | None] = {}
+        for c in required:
+            if c not in table:
+                problems.append(f"{name}: expected a column '{c}', found "
+                                + ", ".join(f"'{k}'" for k in table))
+        length = None
+        for c in (*required, *optional):
+            if c not in table or table[c] is None:
+                out[c] = [] if c in required else None
+                continue
+            col = list(np.ravel(np.asarray(table[c], dtype=object)))
+            if length is not None and len(col) != length:
+                problems.append(f"{name}: expected columns of equal length, found "
+                                f"'{c}' with {len(col)} rows, not {length}")
+                return {c: [] for c in required}
+            length = len(col)
+            out[c] = col
+        if any(len(out[c]) != length for c in required if length is not None):
+            return {c: [] for c in required}
+        return out
+
+    def _set_observations(self, obs: dict, origin: np.ndarray, rank: dict) -> None:
+        key = np.array([rank[s] for s in obs["subject"]], dtype=np.int64)
+        # Tie-break on observable so that the order never depends on the file's row order.
+        order = np.lexsort((obs["observable"], obs["time"], key)) if len(key) else \
+            np.array([], dtype=np.int64)
+        self._obs = {k: _readonly(a[order]) for k, a in obs.items()}
+        self._obs_origin = origin[order] if len(origin) == len(order) else origin
+        self._subjects = tuple(sorted(rank, key=rank.__getitem__))
+        self._rank = rank
+        subj = self._obs["subject"]
+        bounds = np.flatnonzero(subj[1:] != subj[:-1]) + 1 if len(subj) else np.array([], int)
+        starts = np.concatenate(([0], bounds)) if len(subj) else np.array([], int)
+        stops = np.concatenate((bounds, [len(subj)])) if len(subj) else np.array([], int)
+        self._slices = {str(subj[a]): slice(int(a), int(b))
+                        for a, b in zip(starts, stops, strict=True)}
+
+    @staticmethod
+    def _sorted(table: dict, rank: Mapping[str, int], tie: str | None = None) -> dict:
+        s = table["subject"]
+        if not len(s):
+            return {k: _readonly(a) for k, a in table.items()}
+        key = np.array([rank.get(x, len(rank)) for x in s], dtype=np.int64)
+        keys = (table[tie], table["time"], key) if tie else (table["time"], key)
+        order = np.lexsort(keys)
+        return {k: _readonly(a[order]) for k, a in table.items()}
+
+    @classmethod
+    def _from_parts(cls, base: Cohort, obs: dict, origin: np.ndarray, doses: dict, tv: dict,
+                    events: dict, covariates: dict, notes: Iterable[str],
+                    time_unit: str | None = None) -> Cohort:
+        """A cohort from already validated tables (for select and unit conversion)."""
+        new = cls.__new__(cls)
+        new._time_unit = time_unit or base._time_unit
+        new._time_origin = base._time_origin
+        new._source = base._source
+        new._units = dict(base._units)
+        new._covariates = covariates
+        rank = {s: i for i, s in enumerate(sorted(set(map(str, obs["subject"])),
+                                                  key=natural_key))}
+        new._set_observations({k: np.array(a) for k, a in obs.items()}, origin, rank)
+        new._doses = {k: _readonly(np.array(a)) for k, a in doses.items()}
+        new._tv = {k: _readonly(np.array(a)) for k, a in tv.items()}
+        new._events = {k: _readonly(np.array(a)) for k, a in events.items()}
+        new._notes = tuple(dict.fromkeys(notes))
+        return new
+
+    # ------------------------------------------------------------------------ basic access
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Subject identifiers, in natural order."""
+        return self._subjects
+
+    def __len__(self) -> int:
+        return len(self._subjects)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._subjects)
+
+    def __contains__(self, subject: object) -> bool:
+        return subject in self._slices
+
+    @property
+    def observables(self) -> tuple[str, ...]:
+        """Names of the observables present, sorted."""
+        return tuple(sorted(set(map(str, self._obs["observable"]))))
+
+    @property
+    def n_observations(self) -> int:
+        """Number of observation rows."""
+        return len(self._obs["time"])
+
+    @property
+    def time_unit(self) -> str:
+        """Unit of every time in the cohort (``"month"``, ``"day"``, ...)."""
+        return self._time_unit
+
+    @property
+    def time_origin(self) -> str:
+        """What time 0 is (``"enrolment"``, ``"onset"``, ``"diagnosis"``, ...)."""
+        return self._time_origin
+
+    @property
+    def source(self) -> str | None:
+        """Where the data came from."""
+        return self._source
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What readers skipped or assumed, and warnings from validation."""
+        return self._notes
+
+    @property
+    def units(self) -> dict[str, str]:
+        """Observable name -> unit, where known."""
+        return dict(self._units)
+
+    @property
+    def covariates(self) -> dict[str, dict[str, Any]]:
+        """Subject -> {covariate name: value} (a copy)."""
+        return {s: dict(row) for s, row in self._covariates.items()}
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        """Names of the baseline covariates, sorted."""
+        return tuple(sorted({n for row in self._covariates.values() for n in row}))
+
+    def covariate(self, name: str) -> np.ndarray:
+        """One baseline covariate for every subject, in ``subjects`` order.
+
+        Returns
+        -------
+        ndarray, shape (n_subjects,)
+            float (NaN where missing) when every present value is a number, else object
+            (None where missing).
+        """
+        vals = [self._covariates.get(s, {}).get(name) for s in self._subjects]
+        if all(x is None or isinstance(x, float) for x in vals):
+            return np.array([np.nan if x is None else x for x in vals], dtype=float)
+        return np.array(vals, dtype=object)
+
+    @property
+    def doses(self) -> dict[str, np.ndarray]:
+        """Dose table: ``subject, time, amount, target, rate, duration, reset``, shape (d,)."""
+        return dict(self._doses)
+
+    @property
+    def time_varying(self) -> dict[str, np.ndarray]:
+        """Time-varying covariates: ``subject, time, name, value``, each shape (k,)."""
+        return dict(self._tv)
+
+    @property
+    def events(self) -> dict[str, np.ndarray]:
+        """Events: ``subject, time, event``, each shape (e,), at most one per subject."""
+        return dict(self._events)
+
+    def event(self, subject: str) -> Event | None:
+        """The event (or censoring) of ``subject``, or None if the data say nothing."""
+        idx = np.flatnonzero(self._events["subject"] == subject)
+        if not len(idx):
+            return None
+        i = int(idx[0])
+        return Event(float(self._events["time"][i]), str(self._events["event"][i]))
+
+    def observations(
+        self, observable: str | None = None, subject: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Observation columns, optionally for one observable and/or one subject.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``subject`` (str), ``time`` (float, ``time_unit``), ``observable`` (str),
+            ``value`` (float), ``cens`` (int8), ``limit`` (float, NaN where observed);
+            each of shape (n,), read-only, sorted by subject then time.
+        """
+        if subject is not None:
+            self._require_subject(subject)
+            sl = self._slices[subject]
+            cols = {k: a[sl] for k, a in self._obs.items()}
+        else:
+            cols = dict(self._obs)
+        if observable is not None:
+            if observable not in self.observables:
+                raise DataError(
+                    f"{self._source or 'cohort'}: no observable '{observable}'; the cohort "
+                    "has " + ", ".join(f"'{o}'" for o in self.observables)
+                )
+            mask = cols["observable"] == observable
+            cols = {k: _readonly(a[mask]) for k, a in cols.items()}
+        return cols
+
+    def _require_subject(self, subject: str) -> None:
+        if subject not in self._slices:
+            import difflib
+
+            close = difflib.get_close_matches(str(subject), self._subjects, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise DataError(f"{self._source or 'cohort'}: no subject '{subject}'{hint}")
+
+    def subject(self, subject: str) -> SubjectData:
+        """A read-only view of one subject: series per observable, covariates, event."""
+        self._require_subject(subject)
+        sl = self._slices[subject]
+        obs = {k: a[sl] for k, a in self._obs.items()}
+        series = {}
+        for name in sorted(set(map(str, obs["observable"]))):
+            m = obs["observable"] == name
+            series[name] = Series(*(_readonly(obs[c][m]) for c in ("time", "value", "cens",
+                                                                    "limit")))
+        tvm = self._tv["subject"] == subject
+        tv = {}
+        for name in sorted(set(map(str, self._tv["name"][tvm]))):
+            m = tvm & (self._tv["name"] == name)
+            tv[name] = (_readonly(self._tv["time"][m]), _readonly(self._tv["value"][m]))
+        dm = self._doses["subject"] == subject
+        doses = {k: _readonly(a[dm]) for k, a in self._doses.items() if k != "subject"}
+        return SubjectData(subject, series, dict(self._covariates.get(subject, {})), tv,
+                           doses, self.event(subject), self._time_unit, dict(self._units))
+
+    # ------------------------------------------------------------------------- derivations
+
+    def select(self, subjects: Iterable[str]) -> Cohort:
+        """A cohort with only ``subjects`` (unknown identifiers raise a DataError)."""
+        wanted = list(dict.fromkeys(str(s) for s in subjects))
+        missing = [s for s in wanted if s not in self._slices]
+        v.raise_if_problems([f"{self._source or 'cohort'}: no subject '{s}'" for s in missing],
+                            f"{self._source or 'cohort'}: cannot select unknown subjects")
+        keep = set(wanted)
+
+        def pick(table):
+            m = np.isin(table["subject"], list(keep)) if len(table["subject"]) else \
+                np.zeros(0, dtype=bool)
+            return {k: a[m] for k, a in table.items()}, m
+
+        obs, m = pick(self._obs)
+        return Cohort._from_parts(
+            self, obs, self._obs_origin[m], pick(self._doses)[0], pick(self._tv)[0],
+            pick(self._events)[0], {s: dict(r) for s, r in self._covariates.items() if s in keep},
+            self._notes,
+        )
+
+    def to_time_unit(self, unit: str) -> Cohort:
+        """The same cohort with every time (and time covariate) expressed in ``unit``.
+
+        Covariates whose name ends in ``_time`` or is ``diagnostic_delay`` are times too and
+        are converted (the PRO-ACT reader's ``onset_time``, ``diagnosis_time``).
+        """
+        target = canonical_time_unit(unit)
+        if target is None:
+            raise DataError(f"expected a time unit (hour, day, week, month, year), found "
+                            f"'{unit}'")
+        f = time_factor(self._time_unit, target)
+        if f == 1.0:
+            return self
+
+        # Divide by the exact ratio when going to a longer unit (days -> months divides by
+        # 30.4375): the result is then correctly rounded, and whole days round-trip.
+        up = DAYS_PER[target] > DAYS_PER[self._time_unit]
+        ratio = DAYS_PER[target] / DAYS_PER[self._time_unit]
+
+        def conv(a):
+            return a / ratio if up else a * f
+
+        def inv(a):
+            return a * ratio if up else a / f
+
+        def scale(table, cols, per=()):
+            return {k: (conv(a) if k in cols else inv(a) if k in per else a)
+                    for k, a in table.items()}
+
+        cov = {s: {n: (conv(x) if isinstance(x, float) and _is_time_covariate(n) else x)
+                   for n, x in row.items()} for s, row in self._covariates.items()}
+        big, small = sorted((self._time_unit, target), key=DAYS_PER.__getitem__, reverse=True)
+        note = (f"times converted from {self._time_unit}s to {target}s (1 {big} = "
+                f"{DAYS_PER[big] / DAYS_PER[small]:g} {small}s)")
+        return Cohort._from_parts(
+            self, scale(self._obs, {"time"}), self._obs_origin,
+            scale(self._doses, {"time", "duration"}, {"rate"}), scale(self._tv, {"time"}),
+            scale(self._events, {"time"}), cov, (*self._notes, note), time_unit=target,
+        )
+
+    # ------------------------------------------------------------------------ validation
+
+    def check_observables(self, names: Iterable[str], *, source: str = "the model") -> None:
+        """Raise a DataError if the data hold observables that are not in ``names``.
+
+        Parameters
+        ----------
+        names : iterable of str
+            The model's observables.
+        source : str
+            How to name the model in messages, e.g. ``"model 'als_reduced'"``.
+        """
+        problems: list[str] = []
+        v.check_observables(self._obs["observable"], self._obs_origin, self._obs["subject"],
+                            list(names), problems, source=source)
+        v.raise_if_problems(problems, f"{self._source or 'cohort'}: observables not in "
+                                      f"{source}")
+
+    # --------------------------------------------------------------------- summary, plots
+
+    def summary(self) -> Summary:
+        """Counts and medians: subjects, observations per observable, visits, follow-up, events.
+
+        Returns
+        -------
+        Summary
+            A dict with keys ``n_subjects``, ``time_unit``, ``time_origin``, ``source``,
+            ``observables`` (name -> unit, n_observations, n_subjects, n_censored),
+            ``visits_per_subject`` and ``follow_up`` (median, min, max; a visit is a distinct
+            observation time; follow-up runs from the first to the last observation, in
+            ``time_unit``), ``events`` (type -> count), ``n_doses``, ``covariates``.
+            ``str(summary)`` is a text table.
+        """
+        obs = self._obs
+        per_obs = {}
+        for name in self.observables:
+            m = obs["observable"] == name
+            per_obs[name] = {
+                "unit": self._units.get(name),
+                "n_observations": int(m.sum()),
+                "n_subjects": len(set(obs["subject"][m])),
+                "n_censored": int((obs["cens"][m] != 0).sum()),
+            }
+        visits, follow = [], []
+        for sl in self._slices.values():
+            t = obs["time"][sl]
+            visits.append(len(np.unique(t)))
+            follow.append(float(t.max() - t.min()))
+        kinds, counts = np.unique(self._events["event"], return_counts=True)
+        return Summary(
+            n_subjects=len(self),
+            time_unit=self._time_unit,
+            time_origin=self._time_origin,
+            source=self._source,
+            observables=per_obs,
+            visits_per_subject={"median": float(np.median(visits)), "min": int(min(visits)),
+                                "max": int(max(visits))},
+            follow_up={"median": float(np.median(follow)), "min": min(follow),
+                       "max": max(follow)},
+            events={str(k): int(c) for k, c in zip(kinds, counts, strict=True)},
+            n_doses=len(self._doses["time"]),
+            covariates=list(self.covariate_names),
+        )
+
+    def plot_spaghetti(self, observable: str, ax=None, *, subjects: Iterable[str] | None = None,
+                       **kwargs):
+        """Plot each subject's trajectory of ``observable`` against time.
+
+        Censored values are drawn at their limit as open triangles (pointing down for
+        "below", up for "above").
+
+        Parameters
+        ----------
+        observable : str
+        ax : matplotlib Axes, optional
+            Drawn on a new figure when omitted.
+        subjects : iterable of str, optional
+            Only these subjects.
+        **kwargs
+            Passed to ``Axes.plot`` for the lines (e.g. ``alpha``, ``lw``).
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots()
+        cols = self.observations(observable)
+        who = list(subjects) if subjects is not None else list(self._subjects)
+        style = {"marker": "o", "ms": 3, "lw": 1, "alpha": 0.7, **kwargs}
+        for s in who:
+            m = cols["subject"] == s
+            if not m.any():
+                continue
+            t, y, c = cols["time"][m], cols["value"][m], cols["cens"][m]
+            (line,) = ax.plot(t, y, **style)
+            for flag, marker in ((1, "v"), (-1, "^")):
+                k = c == flag
+                if k.any():
+                    ax.plot(t[k], y[k], ls="none", marker=marker, mfc="none",
+                            color=line.get_color())
+        unit = self._units.get(observable)
+        ax.set_xlabel(f"time since {self._time_origin} ({self._time_unit}s)")
+        ax.set_ylabel(f"{observable} ({unit})" if unit else observable)
+        ax.set_title(f"{observable}: {len(who)} subjects")
+        return ax
+
+    # ------------------------------------------------------------------------- comparison
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cohort):
+            return NotImplemented
+        if (self._time_unit, self._time_origin, self._units, self._subjects) != (
+            other._time_unit, other._time_origin, other._units, other._subjects
+        ):
+            return False
+        if self._covariates != other._covariates:
+            return False
+        for a, b in ((self._obs, other._obs), (self._doses, other._doses),
+                     (self._tv, other._tv), (self._events, other._events)):
+            for k in a:
+                x, y = a[k], b[k]
+                if x.shape != y.shape:
+                    return False
+                if x.dtype.kind == "f":
+                    if not np.array_equal(x, y, equal_nan=True):
+                        return False
+                elif not np.array_equal(x, y):
+                    return False
+        return True
+
+    def __repr__(self) -> str:
+        return (f"<Cohort {len(self)} subjects, {self.n_observations} observations of "
+                f"{', '.join(self.observables)}; {self._time_unit}s since "
+                f"{self._time_origin}{'; ' + self._source if self._source else ''}>")
+
+
+def _is_time_covariate(name: str) -> bool:
+    return name.endswith("_time") or name == "diagnostic_delay"

@@ -1,0 +1,62 @@
+"""The `progression` command, run as a user runs it."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "progression.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_models_lists_the_library():
+    out = run("models")
+    assert out.returncode == 0, out.stderr
+    for name in ("als_systemic", "als_reduced", "d50", "pk_iv_bolus", "pk_oral"):
+        assert name in out.stdout
+
+
+def test_show_describes_parameters_with_units_ranges_and_sources():
+    out = run("show", "als_systemic")
+    assert out.returncode == 0, out.stderr
+    assert "Parameters (52)" in out.stdout
+    line = next(li for li in out.stdout.splitlines() if li.strip().startswith("k0 "))
+    assert "0.01" in line and "1/month" in line and "0.002 - 0.03" in line
+
+
+def test_simulate_writes_csv_and_png(tmp_path):
+    out_dir = tmp_path / "sim"
+    out = run("simulate", "als_systemic", "--months", "60", "--set", "k0=0.012",
+              "--out", str(out_dir))
+    assert out.returncode == 0, out.stderr
+    assert "event death" in out.stdout
+    rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
+    assert rows[0]["time"] == "0" and float(rows[0]["ALSFRS_R"]) == pytest.approx(48, abs=0.01)
+    assert float(rows[100]["N"]) < 1.0
+    assert (out_dir / "trajectories.png").stat().st_size > 10_000
+
+
+def test_simulate_a_model_file(tmp_path, models_dir):
+    out = run("simulate", str(models_dir / "decay.toml"), "--until", "5", "--out",
+              str(tmp_path / "d"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "d" / "simulation.csv").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("simulate", "als_systemic", "--months", "60", "--set", "k9=1"), "no parameter 'k9'"),
+    (("simulate", "als_systemic", "--months", "60", "--set", "k0"), "expected NAME=VALUE"),
+    (("simulate", "als_systemic", "--months", "60", "--set", "k0=abc"), "expected a number"),
+    (("simulate", "pk_oral", "--months", "6"), "runs in 'hour'"),
+    (("show", "als_sytemic"), "did you mean 'als_systemic'"),
+    (("show", "missing/model.toml"), "cannot read the model file"),
+])
+def test_bad_input_prints_one_error_without_traceback_and_exits_2(args, message, tmp_path):
+    out = run(*args, "--out", str(tmp_path / "x")) if args[0] == "simulate" else run(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "x").exists(), "nothing half-written"
