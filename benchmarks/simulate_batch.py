@@ -54,9 +54,12 @@ def reference_rhs(t, y, p):
         (p["aD"] * H + p["aC"] * C / (p["KC"] + C) + p["aAA"] * A) * rest
         + p["wE"] * E * B - p["wR"] * Phi * A - p["dA"] * A,
         p["bD"] * H * rest + p["wR"] * Phi * A - p["wE"] * E * B - p["dB"] * B,
-        p["deltaP"] * ((1 + p["eD"] * D + p["eL"]) * (1 + p["sP"] * Phi0) / (1 + p["sP"] * Phi) - P),
-        p["deltaE"] * ((1 + p["eEP"] * (P - 1)) * (1 + p["sE"] * Phi0) / (1 + p["sE"] * Phi) - E),
-        p["deltaR"] * (1 + p["gIL2"] * uIL2) - p["deltaR"] * R * (1 + p["kRC"] * C) / (1 + p["kRC"]),
+        p["deltaP"] * ((1 + p["eD"] * D + p["eL"]) * (1 + p["sP"] * Phi0)
+                       / (1 + p["sP"] * Phi) - P),
+        p["deltaE"] * ((1 + p["eEP"] * (P - 1)) * (1 + p["sE"] * Phi0)
+                       / (1 + p["sE"] * Phi) - E),
+        p["deltaR"] * (1 + p["gIL2"] * uIL2)
+        - p["deltaR"] * R * (1 + p["kRC"] * C) / (1 + p["kRC"]),
         p["kphi"] * (min(1.0, p["phimax"] * (1 + p["gphi"] * uIL2) * (1 + p["dphi"])
                          / (1 + p["dphi"] * C)) - phi),
         p["deltaC"] * ((p["w0"] + p["wP"] * P + p["wE_c"] * E + p["wA"] * A)

@@ -60,9 +60,8 @@ def test_unpickling_in_a_fresh_process_recompiles():
 
     model = pg.load_model("d50")
     payload = pickle.dumps(model).hex()
-    code = ("import pickle, numpy as np; m = pickle.loads(bytes.fromhex(%r)); "
-            "print(float(m.rhs(0.0, np.array([[24.0]]), np.array([[30.0], [10.0]]))[0, 0]))"
-            % payload)
+    code = (f"import pickle, numpy as np; m = pickle.loads(bytes.fromhex({payload!r})); "
+            "print(float(m.rhs(0.0, np.array([[24.0]]), np.array([[30.0], [10.0]]))[0, 0]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert float(out.stdout) == pytest.approx(-(1 / 10) * 24 * (1 - 24 / 48))
