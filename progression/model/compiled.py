@@ -14,6 +14,7 @@ arrival.
 
 from __future__ import annotations
 
+import difflib
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,23 +73,19 @@ class _ModelBase:
     def n_parameters(self) -> int:
         return len(self.parameter_names)
 
-    def parameter_index(self, name: str) -> int:
+    def _index(self, names: tuple, name: str, kind: str) -> int:
         try:
-            return self.parameter_names.index(name)
+            return names.index(name)
         except ValueError:
-            import difflib
-            close = difflib.get_close_matches(name, self.parameter_names, n=1)
+            close = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ModelError(f"model {self.name!r} has no parameter {name!r}{hint}") from None
+            raise ModelError(f"model {self.name!r} has no {kind} {name!r}{hint}") from None
+
+    def parameter_index(self, name: str) -> int:
+        return self._index(self.parameter_names, name, "parameter")
 
     def state_index(self, name: str) -> int:
-        try:
-            return self.state_names.index(name)
-        except ValueError:
-            import difflib
-            close = difflib.get_close_matches(name, self.state_names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ModelError(f"model {self.name!r} has no state {name!r}{hint}") from None
+        return self._index(self.state_names, name, "state")
 
     def parameter_table(self, params=None, n_subjects: int | None = None) -> np.ndarray:
         """Turn the forms users pass into a ``(n_subjects, n_parameters)`` array.
