@@ -1,6 +1,14 @@
 """progression: mechanistic ODE disease-progression modelling, built first for ALS."""
 
 from .data import Cohort, read_cohort, write_cohort
+from .data.describe import describe_cohort, format_description
+from .data.synthetic import (
+    PopulationConfig,
+    load_population_config,
+    read_truth,
+    synthetic_cohort,
+    write_synthetic,
+)
 from .errors import ConfigError, DataError, FitError, ModelError, ProgressionError, SolverError
 from .model import (
     CompiledModel,
@@ -25,6 +33,7 @@ __all__ = [
     "FitError",
     "ModelError",
     "ModelSpec",
+    "PopulationConfig",
     "ProgressionError",
     "PythonModel",
     "Simulation",
@@ -32,10 +41,16 @@ __all__ = [
     "Switch",
     "available_models",
     "compile_model",
+    "describe_cohort",
+    "format_description",
     "load_model",
+    "load_population_config",
     "parse_model",
     "read_cohort",
     "read_model_file",
+    "read_truth",
     "simulate",
+    "synthetic_cohort",
     "write_cohort",
+    "write_synthetic",
 ]

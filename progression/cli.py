@@ -117,6 +117,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-9)
     p.add_argument("--out", default="out/simulation", help="output folder")
     p.set_defaults(func=cmd_simulate)
+
+    from . import _cli_cohort
+
+    _cli_cohort.register(sub)
     return parser
 
 

@@ -1,0 +1,461 @@
+"""Describe a cohort against the published ALS cohort statistics of als-biology.md §6.
+
+:func:`describe_cohort` computes the statistics a realistic ALS cohort should reproduce (decline
+rate and its spread, pre-baseline slope ΔFS, survival from onset, attrition, NfL, CRP, Tregs,
+demographics) from any :class:`~progression.data.Cohort` (synthetic, PRO-ACT, clinic data) and
+puts each next to its published target, the range accepted, and the source.
+:func:`format_description` prints the rows as a text or Markdown table.
+
+What the statistics need from the cohort: the ``ALSFRS_R`` observable (times in months);
+``onset_time`` (months relative to the time origin, <= 0) for ΔFS and survival from onset;
+``diagnosis_time`` to tell a clinic cohort (enrolment at diagnosis) from a trial;
+``study_end_time`` to tell dropout from administrative censoring; ``NfL``, ``CRP``,
+``Treg_pct``, ``sex``, ``site_of_onset``, ``age``, ``diagnostic_delay`` for the rest. A
+statistic whose inputs are missing is reported with value NaN and ``ok`` None.
+
+Definitions
+-----------
+* **Decline**: per-patient least-squares slope of ALSFRS-R over the visits in the first 24
+  months of follow-up, patients with >= 3 visits; reported as points lost per month.
+* **ΔFS** = (48 - first ALSFRS-R) / months from onset to that visit.
+* **Survival from onset**: Kaplan-Meier with delayed entry (left truncation at the time origin,
+  since patients enter the cohort alive at enrolment); events are death, tracheostomy and
+  permanent ventilation; everyone else is censored at the event table's censoring time or at
+  the last observation.
+* **Attrition** at 6/12/18 months: Kaplan-Meier probability of having left the study (death or
+  dropout) by then; reaching ``study_end_time`` is censoring.
+* **NfL, CRP, Treg %**: each patient's first measurement; correlations are Spearman's.
+
+Clinic and trial targets differ: population figures (mean decline 0.89, ΔFS at diagnosis,
+near-flat share, 12-month mortality after diagnosis, visits per patient, diagnostic delay) are
+checked in the clinic setting only, because trial enrolment criteria select patients (a
+disease-duration limit removes slow progressors and long diagnostic delays); trials are checked
+against trial figures (decline 1.0 with SD 0.65, attrition 19/36/56%, survival from onset ~40
+months). Survival medians not reached within follow-up are reported as n/a.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from progression.errors import DataError
+
+from .cohort import Cohort
+
+__all__ = ["Row", "describe_cohort", "format_description", "infer_setting", "kaplan_meier",
+           "km_at", "km_quantile", "patient_slopes"]
+
+_DEATHS = ("death", "tracheostomy", "ventilation")
+
+
+class Row(NamedTuple):
+    """One statistic: its value, the published target, the accepted range and the source.
+
+    ``ok`` is True/False when the value was computed and a range applies, else None.
+    """
+
+    statistic: str
+    value: float
+    target: str
+    range: tuple[float, float] | None
+    source: str
+    ok: bool | None
+
+
+# ================================================================================ helpers
+
+
+def kaplan_meier(time, event, entry=None) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier survival curve, with optional delayed entry (left truncation).
+
+    Parameters
+    ----------
+    time : array_like, shape (n,)
+        Exit times (event or censoring).
+    event : array_like of bool, shape (n,)
+        True where the exit is the event.
+    entry : array_like, shape (n,), optional
+        Times the subjects came under observation (default 0); a subject is at risk at ``t``
+        when ``entry < t <= time``.
+
+    Returns
+    -------
+    (times, survival) : ndarrays, shape (k,)
+        The distinct event times and the survival just after each.
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    entry = np.zeros_like(time) if entry is None else np.asarray(entry, dtype=float)
+    ok = np.isfinite(time) & np.isfinite(entry) & (time > entry)
+    time, event, entry = time[ok], event[ok], entry[ok]
+    ts = np.unique(time[event])
+    if not len(ts):
+        return ts, np.ones(0)
+    exits = np.sort(time)
+    entries = np.sort(entry)
+    at_risk = (len(exits) - np.searchsorted(exits, ts, side="left")) - \
+        (len(entries) - np.searchsorted(entries, ts, side="left"))
+    deaths = np.bincount(np.searchsorted(ts, time[event]), minlength=len(ts))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - deaths / np.maximum(at_risk, 1), 1.0)
+    return ts, np.cumprod(factor)
+
+
+def km_quantile(times: np.ndarray, survival: np.ndarray, q: float) -> float:
+    """Time by which a fraction ``q`` has had the event (median: q = 0.5); NaN if not reached."""
+    hit = np.flatnonzero(survival <= 1.0 - q + 1e-12)
+    return float(times[hit[0]]) if len(hit) else math.nan
+
+
+def km_at(times: np.ndarray, survival: np.ndarray, t: float) -> float:
+    """Survival probability at time ``t`` (a step function, 1 before the first event)."""
+    k = np.searchsorted(times, t, side="right")
+    return 1.0 if k == 0 else float(survival[k - 1])
+
+
+def _spearman(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 5:
+        return math.nan
+
+    def rank(a):
+        order = np.argsort(a, kind="mergesort")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a))
+        # average ties
+        vals, inv = np.unique(a, return_inverse=True)
+        sums = np.bincount(inv, weights=r)
+        counts = np.bincount(inv)
+        return (sums / counts)[inv]
+
+    rx, ry = rank(x[ok]), rank(y[ok])
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def patient_slopes(cohort: Cohort, *, window: float = 24.0, min_visits: int = 3,
+                   min_span: float = 0.0) -> dict[str, float]:
+    """Per-patient least-squares ALSFRS-R slope (points lost per month, positive = decline).
+
+    Uses visits within ``window`` months of the patient's first ALSFRS-R; patients with fewer
+    than ``min_visits`` visits or a shorter span than ``min_span`` months are left out.
+    """
+    out: dict[str, float] = {}
+    if "ALSFRS_R" not in cohort.observables:
+        return out
+    cols = cohort.observations("ALSFRS_R")
+    subj, t, y = cols["subject"], cols["time"], cols["value"]
+    bounds = np.flatnonzero(subj[1:] != subj[:-1]) + 1
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(subj)], strict=True):
+        tt, yy = t[a:b], y[a:b]
+        m = tt <= tt[0] + window + 1e-9
+        tt, yy = tt[m], yy[m]
+        if len(tt) < min_visits or tt[-1] - tt[0] < max(min_span, 1e-9):
+            continue
+        tc = tt - tt.mean()
+        out[str(subj[a])] = float(-(tc @ (yy - yy.mean())) / (tc @ tc))
+    return out
+
+
+def _first(cohort: Cohort, name: str) -> dict[str, tuple[float, float]]:
+    """Each subject's first measurement of ``name``: subject -> (time, value)."""
+    if name not in cohort.observables:
+        return {}
+    cols = cohort.observations(name)
+    out: dict[str, tuple[float, float]] = {}
+    for s, t, x in zip(cols["subject"], cols["time"], cols["value"], strict=True):
+        out.setdefault(str(s), (float(t), float(x)))
+    return out
+
+
+def _exit(cohort: Cohort) -> dict[str, tuple[float, bool, bool]]:
+    """subject -> (exit time, died, dropped out) from events, else the last observation."""
+    last: dict[str, float] = {}
+    obs = cohort.observations()
+    for s, t in zip(obs["subject"], obs["time"], strict=True):
+        last[str(s)] = float(t)
+    ends = cohort.covariates
+    out = {}
+    for s in cohort.subjects:
+        ev = cohort.event(s)
+        end = ends.get(s, {}).get("study_end_time")
+        if ev is None:
+            out[s] = (last[s], False, False)
+            continue
+        died = ev.type in _DEATHS
+        dropped = (not died) and isinstance(end, float) and ev.time < end - 1e-6
+        out[s] = (ev.time, died, dropped)
+    return out
+
+
+def infer_setting(cohort: Cohort) -> str:
+    """``"clinic"`` when every ``diagnosis_time`` is 0 (enrolled at diagnosis) or unknown,
+    else ``"trial"``."""
+    diag = cohort.covariate("diagnosis_time") if "diagnosis_time" in cohort.covariate_names \
+        else None
+    if diag is None or diag.dtype == object or np.isnan(diag).all():
+        return "clinic"
+    d = diag[np.isfinite(diag)]
+    return "clinic" if np.all(np.abs(d) < 1e-6) else "trial"
+
+
+# ============================================================================== describe
+
+
+def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float = 20.0,
+                    ) -> list[Row]:
+    """Compare a cohort's statistics with the published ALS statistics of als-biology.md §6.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Times in months (other units are converted).
+    setting : {"auto", "clinic", "trial"}
+        Which targets apply where clinic (population) and trial cohorts differ. ``"auto"``:
+        clinic when every ``diagnosis_time`` is 0 (enrolment at diagnosis), else trial.
+    nfl_control : float
+        Serum NfL of age-matched controls (pg/mL) for the fold-elevation statistic.
+
+    Returns
+    -------
+    list of Row
+        ``(statistic, value, target, range, source, ok)`` per statistic.
+    """
+    if setting not in ("auto", "clinic", "trial"):
+        raise DataError(f"setting: expected 'auto', 'clinic' or 'trial', found '{setting}'")
+    if cohort.time_unit != "month":
+        cohort = cohort.to_time_unit("month")
+    if setting == "auto":
+        setting = infer_setting(cohort)
+    trial = setting == "trial"
+    rows: list[Row] = []
+
+    def add(statistic, value, target, rng, source):
+        value = float(value) if value is not None else math.nan
+        ok = None if rng is None or not math.isfinite(value) else bool(
+            rng[0] - 1e-9 <= value <= rng[1] + 1e-9)
+        rows.append(Row(statistic, value, target, rng, source, ok))
+
+    cov = cohort.covariates
+    subjects = cohort.subjects
+
+    # ------------------------------------------------------------------ functional decline
+    slopes = patient_slopes(cohort)
+    sv = np.array(list(slopes.values()))
+    if trial:
+        add("ALSFRS-R decline, mean of patient slopes (points/month)",
+            sv.mean() if len(sv) else None, "1.02 (PRO-ACT); 0.99", (0.9, 1.1),
+            "Atassi 2014 Neurology [S]; Thakore 2018 Muscle Nerve [S] (§6.1)")
+        add("ALSFRS-R decline, between-patient SD (points/month)",
+            sv.std(ddof=1) if len(sv) > 1 else None, "0.65 (trial-eligible)", (0.5, 0.8),
+            "van Eijk 2019 Neurology [S] (§6.1); range [A]")
+    else:
+        add("ALSFRS-R decline, mean of patient slopes (points/month)",
+            sv.mean() if len(sv) else None, "0.89 (population)", (0.79, 0.99),
+            "van Eijk 2025 ALS-FTD, PRECISION-ALS [S] (§6.1); range ±0.1 [A]")
+        add("ALSFRS-R decline, between-patient SD (points/month)",
+            sv.std(ddof=1) if len(sv) > 1 else None, "0.62 (population)", (0.5, 0.8),
+            "van Eijk 2019 Neurology [S] (§6.1); range [A]")
+    flat = patient_slopes(cohort, min_span=12.0)
+    fv = np.array(list(flat.values()))
+    add("near-flat progressors: slope < 0.1 points/month over >= 12 months (share)",
+        (fv < 0.1).mean() if len(fv) else None, "2-5% (population)",
+        None if trial else (0.02, 0.05),
+        "§6.1 implications [D/A]; van Eijk 2025: 95% of slopes within 0.04-1.96 [S]")
+
+    # ------------------------------------------------------------------------------- ΔFS
+    first_frs = _first(cohort, "ALSFRS_R")
+    onset = {s: cov.get(s, {}).get("onset_time") for s in subjects}
+    dfs = {}
+    for s, (t, x) in first_frs.items():
+        o = onset.get(s)
+        if isinstance(o, float) and t - o > 0.5:
+            dfs[s] = (48.0 - x) / (t - o)
+    dv = np.array(list(dfs.values()))
+    where = "at enrolment (trial)" if trial else "at diagnosis"
+    src = "[R] population cohorts (§6.2), consistent with Labra 2016 JNNP strata [S]"
+    add(f"ΔFS {where}, median (points/month)",
+        np.median(dv) if len(dv) else None, "0.5-0.6", None if trial else (0.5, 0.6), src)
+    add(f"ΔFS {where}, 25th percentile", np.percentile(dv, 25) if len(dv) else None,
+        "~0.3", None if trial else (0.2, 0.4), src + "; range [A]")
+    add(f"ΔFS {where}, 75th percentile", np.percentile(dv, 75) if len(dv) else None,
+        "~1.0", None if trial else (0.8, 1.2), src + "; range [A]")
+
+    # -------------------------------------------------------------------------- survival
+    exits = _exit(cohort)
+    ent, ext, evt = [], [], []
+    for s in subjects:
+        o = onset.get(s)
+        if not isinstance(o, float):
+            continue
+        t, died, _ = exits[s]
+        ent.append(-o)
+        ext.append(t - o)
+        evt.append(died)
+    if ent:
+        ts, S = kaplan_meier(ext, evt, ent)
+        med = km_quantile(ts, S, 0.5)
+        q25, q75 = km_quantile(ts, S, 0.25), km_quantile(ts, S, 0.75)
+    else:
+        med = q25 = q75 = math.nan
+    if trial:
+        add("survival from onset, median (months; KM, delayed entry)", med,
+            "~40 (PRO-ACT trials)", (30.0, 48.0),
+            "Thakore 2022 Muscle Nerve [S]; range within Paulukonis 2015 20-48 [S] (§6.4)")
+    else:
+        add("survival from onset, median (months; KM, delayed entry)", med, "~30",
+            (20.0, 48.0), "Lester 2025 Ann Clin Transl Neurol [S]; range Paulukonis 2015 "
+            "PLoS One [S] (§6.4)")
+    add("survival from onset, 75th/25th percentile ratio", q75 / q25 if q25 > 0 else None,
+        "~3.9 (log-survival SD ~1)", (2.5, 6.0),
+        "Knibb 2016 JNNP [S]: half to double the predicted median in 50% -> SD ~1.0 [D]; "
+        "range [A]")
+    if not trial:
+        died12 = None
+        if exits:
+            ts0, S0 = kaplan_meier([exits[s][0] for s in subjects],
+                                   [exits[s][1] for s in subjects])
+            died12 = 1.0 - km_at(ts0, S0, 12.0)
+        add("mortality 12 months after diagnosis (KM)", died12, "34.1%", (0.25, 0.40),
+            "Wolf 2014 BMC Neurol (population, mean age 66) [S] (§6.4); range [A]")
+
+    # -------------------------------------------------------------------------- attrition
+    has_end = any(isinstance(cov.get(s, {}).get("study_end_time"), float) for s in subjects)
+    if has_end:
+        left = [exits[s][1] or exits[s][2] for s in subjects]
+        ts1, S1 = kaplan_meier([exits[s][0] for s in subjects], left)
+        for t, target in ((6.0, 0.19), (12.0, 0.36), (18.0, 0.56)):
+            add(f"attrition (death or dropout) by month {t:g}", 1.0 - km_at(ts1, S1, t),
+                f"{target:.0%} (trials)", (target - 0.05, target + 0.05) if trial else None,
+                "van Eijk 2024/25 J Neurol, 60 trials [S] (§6.5); range ±5 points [A]")
+    if not trial:
+        nvis = [len(np.unique(cohort.observations("ALSFRS_R", s)["time"]))
+                for s in subjects if s in first_frs]
+        add("ALSFRS-R measurements per patient, mean", np.mean(nvis) if nvis else None,
+            "~4.5", (3.5, 5.5), "PRECISION-ALS, van Eijk 2025 [D] (§6.5); range [A]")
+
+    # ------------------------------------------------------------------------- biomarkers
+    nfl = _first(cohort, "NfL")
+    nv = np.array([x for _, x in nfl.values()])
+    add("NfL at first measurement, median (pg/mL)", np.median(nv) if len(nv) else None,
+        "80-150", (80.0, 150.0), "[R] Simoa levels (§6.6)")
+    add(f"NfL, median fold of controls ({nfl_control:g} pg/mL)",
+        np.median(nv) / nfl_control if len(nv) else None, "~4x", (3.0, 7.5),
+        f"Lu 2015 Neurology [S]; range = 80-150 pg/mL over {nfl_control:g} [R/D] (§6.6)")
+    common = [s for s in nfl if s in dfs]
+    add("NfL vs progression rate (ΔFS), Spearman r",
+        _spearman([nfl[s][1] for s in common], [dfs[s] for s in common]),
+        "0.336", (0.3, 0.6), "Verde 2019 JNNP [S]; observed ~0.3-0.6 (§4.2 [D])")
+    crp = _first(cohort, "CRP")
+    cv = np.array([x for _, x in crp.values()])
+    add("CRP at first measurement, median (mg/L)", np.median(cv) if len(cv) else None,
+        "2-3 (model, §5)", (1.0, 4.0),
+        "§5 typical patient [D]; Lunetta 2017 elevated > 2 mg/L [S]; range [A]")
+    common = [s for s in crp if s in first_frs and abs(crp[s][0] - first_frs[s][0]) < 1e-9]
+    add("CRP vs ALSFRS-R at first visit, Spearman r",
+        _spearman([crp[s][1] for s in common], [first_frs[s][1] for s in common]),
+        "-0.148", (-0.25, -0.05), "Lunetta 2017 JAMA Neurol [S] (§6.7); range [A]")
+    treg = _first(cohort, "Treg_pct")
+    common = [s for s in treg if s in dfs]
+    red = None
+    if len(common) >= 9:
+        rate = np.array([dfs[s] for s in common])
+        tv = np.array([treg[s][1] for s in common])
+        lo, hi = np.percentile(rate, [100 / 3, 200 / 3])
+        slow, fast = tv[rate <= lo], tv[rate >= hi]
+        red = 1.0 - fast.mean() / slow.mean()
+    add("Treg %: reduction in fastest vs slowest third (by ΔFS)", red,
+        "~30% (0.573 vs 0.825)", (0.2, 0.4), "Henkel 2013 EMBO Mol Med [S] (§6.8, §4.4); "
+        "range [A]")
+
+    # ----------------------------------------------------------------------- demographics
+    def share(name, level):
+        vals = [cov.get(s, {}).get(name) for s in subjects]
+        vals = [v for v in vals if isinstance(v, str)]
+        return (np.mean([v.lower() == level for v in vals]) if vals else None)
+
+    add("male (share)", share("sex", "male"), "~60%", (0.55, 0.65),
+        "US National ALS Registry 2019 ALS-FTD [S] (§6.4)")
+    add("bulbar onset (share)", share("site_of_onset", "bulbar"), "~22%", (0.17, 0.27),
+        "US National ALS Registry 2019 ALS-FTD [S] (§6.4); range [A]")
+    ages = []
+    for s in subjects:
+        a, o = cov.get(s, {}).get("age"), onset.get(s)
+        if isinstance(a, float):
+            ages.append(a + (o / 12.0 if isinstance(o, float) else 0.0))
+    add("age at onset, mean (years)", np.mean(ages) if ages else None, "late 50s-60s",
+        (56.0, 66.0), "several cohorts [S] (§6.4)")
+    delays = [cov.get(s, {}).get("diagnostic_delay") for s in subjects]
+    delays = [x for x in delays if isinstance(x, float)]
+    add("diagnostic delay, median (months)", np.median(delays) if delays else None,
+        "10-12 (9.8, IQR 5.8-18)", None if trial else (9.5, 12.5),
+        "JNNP imaging cohort [S] (§6.4); range [A]")
+    return rows
+
+
+# ============================================================================ formatting
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}" if abs(x) >= 0.01 else f"{x:.2g}"
+
+
+def _fmt_value(stat: str, x: float) -> str:
+    if "share" in stat or "attrition" in stat or "mortality" in stat or "reduction" in stat:
+        return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
+    return _fmt(x)
+
+
+def _fmt_range(stat: str, r) -> str:
+    if r is None:
+        return "-"
+    return f"{_fmt_value(stat, r[0])} - {_fmt_value(stat, r[1])}"
+
+
+def format_description(rows: Sequence[Row], format: str = "text", *,
+                       title: str | None = None) -> str:
+    """Format rows from :func:`describe_cohort` as a ``"text"`` or ``"markdown"`` table.
+
+    The last line counts the statistics inside their range.
+    """
+    if format not in ("text", "markdown"):
+        raise DataError(f"format: expected 'text' or 'markdown', found '{format}'")
+    mark = {True: "yes", False: "NO", None: "-"}
+    table = [(r.statistic, _fmt_value(r.statistic, r.value), r.target,
+              _fmt_range(r.statistic, r.range), mark[r.ok], r.source) for r in rows]
+    header = ("statistic", "value", "target", "range", "ok", "source")
+    checked = [r for r in rows if r.ok is not None]
+    footer = (f"{sum(r.ok for r in checked)} of {len(checked)} statistics within range"
+              + (f" ({len(rows) - len(checked)} without a target or not computable)"
+                 if len(rows) > len(checked) else ""))
+    lines = []
+    if format == "markdown":
+        if title:
+            lines += [f"**{title}**", ""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---", "---:", "---:", "---:", ":---:", "---"]) + "|")
+        for row in table:
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+        lines += ["", footer]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h)
+              for i, h in enumerate(header[:5])]
+    if title:
+        lines.append(title)
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    lines.append(fmt.format(*header[:5]) + "  source")
+    lines.append("  ".join("-" * w for w in widths) + "  ------")
+    for row in table:
+        lines.append(fmt.format(*row[:5]) + "  " + row[5])
+    lines.append(footer)
+    return "\n".join(lines)
