@@ -10,6 +10,7 @@ from .data.synthetic import (
     write_synthetic,
 )
 from .errors import ConfigError, DataError, FitError, ModelError, ProgressionError, SolverError
+from .interventions import LIBRARY, PK, Intervention, library, to_switches
 from .model import (
     CompiledModel,
     ModelSpec,
@@ -20,11 +21,27 @@ from .model import (
     parse_model,
     read_model_file,
 )
+from .scenarios import Comparison, Endpoints, Variability, VirtualPopulation, compare
 from .simulate import METHODS, Simulation, Switch, simulate
+from .trials import Dropout, Enrolment, PowerCurve, VirtualTrial
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIBRARY",
+    "PK",
+    "Intervention",
+    "library",
+    "to_switches",
+    "Comparison",
+    "Endpoints",
+    "Variability",
+    "VirtualPopulation",
+    "compare",
+    "Dropout",
+    "Enrolment",
+    "PowerCurve",
+    "VirtualTrial",
     "METHODS",
     "Cohort",
     "CompiledModel",

@@ -118,9 +118,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/simulation", help="output folder")
     p.set_defaults(func=cmd_simulate)
 
-    from . import _cli_cohort
+    from . import _cli_cohort, _cli_compare
 
     _cli_cohort.register(sub)
+    _cli_compare.register(sub)
     return parser
 
 

@@ -1,0 +1,78 @@
+"""``progression compare CONFIG --out DIR``: run a scenario-comparison config.
+
+The lead wires it into ``progression/cli.py`` with ``register(sub)`` in ``_build_parser``. It
+also runs standalone: ``python -m progression._cli_compare CONFIG --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ProgressionError
+
+__all__ = ["register", "cmd_compare", "main"]
+
+
+def cmd_compare(args) -> int:
+    """Compare intervention scenarios from a config; write tables and figures."""
+    import numpy as np
+
+    from ._compare_config import run_compare_config
+
+    out = Path(args.out) if args.out else Path("out") / Path(args.config).stem
+    comp = run_compare_config(args.config, out, n=args.n, draws=args.draws,
+                              figures=not args.no_figures)
+    ep = comp.endpoints
+    slope = f"{ep.function}_slope_{ep.slope_window[0]:g}-{ep.slope_window[1]:g}m"
+    print(f"{comp.model}: {int(comp.valid.sum())} subjects, {len(comp.scenarios)} scenarios, "
+          f"{comp.times[-1]:g} months from the start")
+    for scen in comp.scenarios:
+        r = comp.row(scen, slope)
+        extra = ""
+        if scen != comp.reference and np.isfinite(r.get("relative_slowing_pct", np.nan)):
+            extra = f" ({r['relative_slowing_pct']:+.1f}% slowing)"
+        line = f"  {scen:<32} {ep.function} slope {r['mean']:+.2f}/month{extra}"
+        if ep.event:
+            d = comp.row(scen, f"time_to_{ep.event}")
+            line += f"; {ep.event} {d['events']}/{d['n']} by {comp.times[-1]:g} months"
+        print(line)
+    for note in comp.notes:
+        print(f"  note: {note}")
+    print(f"  wrote {out}/summary.md, endpoints_*.csv, trajectories.csv, survival.csv"
+          + ("" if args.no_figures else " and PNG figures"))
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser("compare", help="compare intervention scenarios from a config",
+                              description="Compare intervention scenarios (scenario TOML "
+                                          "config) on clinical endpoints; write CSV and "
+                                          "Markdown tables and PNG figures.")
+    p.add_argument("config", help="scenario config (TOML), e.g. "
+                                  "configs/scenarios/anti_inflammatory.toml")
+    p.add_argument("--out", help="output folder (default: out/<config name>)")
+    p.add_argument("--n", type=int, help="virtual population size (overrides source.n)")
+    p.add_argument("--draws", type=int, help="parameter draws (fit sources; overrides "
+                                             "compare.draws)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="progression")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register(sub)
+    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except ProgressionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

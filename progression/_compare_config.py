@@ -1,0 +1,405 @@
+"""Scenario-comparison configs (TOML) -> a source, scenarios and compare options.
+
+A config has four tables::
+
+    [source]                  # a virtual population ...
+    model = "als_systemic"
+    n = 200
+    seed = 1
+    anchor = "clinical_onset" # data time 0 = anchor event + delay
+    delay = [6, 18]           # months (a pair: uniform per subject)
+    # fit = "fits/als_synthetic"   # ... or a saved fit folder instead
+
+    [source.variability]      # optional; default: the §5 virtual cohort
+    log_sd = { k0 = 0.3 }
+    normal_sd = { Ndeath = 0.05 }
+    shared = [{ parameters = ["k0", "kA"], log_mean = -0.2, log_sd = 0.7 }]
+
+    [compare]                 # optional: start, horizon, step, draws, seed, reference
+    [endpoints]               # optional: times, slope_window, threshold, markers, event, share
+
+    [scenarios]               # name = list of interventions
+    "no treatment" = []
+    "ld-IL-2" = ["ld_il2"]                                   # a library name
+    "stronger masitinib" = [{ name = "masitinib", strength = 1.5 }]   # with options
+    "custom" = [{ scale = { kA = 0.5 }, start = "3 months", label = "half kA" }]
+
+Times may be numbers (months) or strings with a unit: ``"5 days"``, ``"4 weeks"``, ``"6 h"``.
+Every problem is collected and raised as one :class:`ConfigError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, ProgressionError
+from .interventions import DAY, HOUR, LIBRARY, PK, WEEK, Intervention, library
+
+__all__ = ["CompareConfig", "read_compare_config", "run_compare_config"]
+
+_TIME_KEYS = {"start", "stop", "every", "duration", "doses", "fade", "fade_after",
+              "fade_half_life", "half_life", "absorption_half_life", "interval", "min_cell",
+              "max_cell"}
+_UNITS = {"h": HOUR, "hour": HOUR, "hours": HOUR, "d": DAY, "day": DAY, "days": DAY,
+          "w": WEEK, "week": WEEK, "weeks": WEEK, "m": 1.0, "month": 1.0, "months": 1.0,
+          "y": 12.0, "year": 12.0, "years": 12.0}
+_TIME = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
+
+_SECTIONS = {"source", "compare", "endpoints", "scenarios"}
+_SOURCE_KEYS = {"model", "n", "seed", "anchor", "delay", "fit", "variability", "max_time"}
+_COMPARE_KEYS = {"start", "horizon", "step", "draws", "seed", "reference", "observables",
+                 "method", "rtol", "atol"}
+_ENDPOINT_KEYS = {"function", "times", "slope_window", "threshold", "event", "markers", "share"}
+_INTERVENTION_KEYS = {f for f in Intervention.__dataclass_fields__ if not f.startswith("_")}
+
+
+@dataclass
+class CompareConfig:
+    """A parsed scenario config."""
+
+    path: Path
+    source: object
+    scenarios: dict
+    options: dict = field(default_factory=dict)
+    endpoints: object = None
+
+
+class _Problems:
+    def __init__(self, path: Path):
+        self.path = path
+        self.items: list[str] = []
+
+    def add(self, key: str, what: str) -> None:
+        self.items.append(f"{self.path}, key '{key}': {what}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            first = self.items[0] if len(self.items) == 1 else \
+                f"{self.path}: {len(self.items)} problems"
+            raise ConfigError(first, self.items)
+
+
+def _time(value, key: str, problems: _Problems):
+    if isinstance(value, list):
+        return [_time(v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, bool):
+        problems.add(key, f"expected a time, found {value!r}")
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _TIME.match(value)
+        if m and m.group(2).lower() in _UNITS:
+            return float(m.group(1)) * _UNITS[m.group(2).lower()]
+        problems.add(key, f"expected a time in months or '<number> <unit>' (units: h, days, "
+                          f"weeks, months, years), found {value!r}")
+        return None
+    problems.add(key, f"expected a time, found {value!r}")
+    return None
+
+
+def _number(table, name, key, problems, *, integer=False, positive=False, default=None):
+    if name not in table:
+        return default
+    v = table[name]
+    ok = isinstance(v, int) if integer else isinstance(v, int | float)
+    if isinstance(v, bool) or not ok or (positive and v <= 0):
+        kind = ("a positive " if positive else "a" + ("n " if integer else " ")) + \
+            ("integer" if integer else "number")
+        problems.add(f"{key}.{name}", f"expected {kind}, found {v!r}")
+        return default
+    return v
+
+
+def _unknown(table: dict, allowed: set, key: str, problems: _Problems) -> None:
+    for name in table:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(f"{key}.{name}" if key else name,
+                         f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})")
+
+
+def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
+    """Read and validate a scenario config; build its source and interventions.
+
+    Parameters
+    ----------
+    path : str or Path
+    n : int, optional
+        Override the virtual population size (``source.n``).
+    """
+    from .model import load_model
+    from .scenarios import Endpoints, Variability, VirtualPopulation
+
+    path = Path(path)
+    problems = _Problems(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _unknown(doc, _SECTIONS, "", problems)
+    for section in ("source", "scenarios"):
+        if section not in doc:
+            problems.add(section, "missing table")
+    for section in _SECTIONS:
+        if section in doc and not isinstance(doc[section], dict):
+            problems.add(section, "expected a table")
+            doc.pop(section)
+    problems.raise_if_any()
+
+    # ------------------------------------------------------------------ source
+    src = doc["source"]
+    _unknown(src, _SOURCE_KEYS, "source", problems)
+    model = None
+    model_name = src.get("model", "als_systemic")
+    if "fit" not in src:
+        try:
+            model = load_model(model_name if not str(model_name).endswith(".toml") else
+                               _resolve(model_name, path))
+        except ProgressionError as exc:
+            problems.add("source.model", str(exc).splitlines()[0])
+    variability = None
+    if "variability" in src:
+        variability = _variability(src["variability"], problems, Variability)
+    size = n if n is not None else _number(src, "n", "source", problems, integer=True,
+                                           positive=True, default=100)
+    seed = _number(src, "seed", "source", problems, integer=True, default=0)
+    anchor = src.get("anchor", "clinical_onset")
+    if anchor in ("", "none"):
+        anchor = None
+    delay = src.get("delay", 12.0)
+    delay = _time(delay, "source.delay", problems)
+    if isinstance(delay, list) and len(delay) != 2:
+        problems.add("source.delay", f"expected a time or a pair [low, high], found {delay}")
+    # ---------------------------------------------------------------- scenarios
+    scenarios = {}
+    table = doc["scenarios"]
+    if not table:
+        problems.add("scenarios", "expected at least one scenario")
+    for name, items in table.items():
+        key = f'scenarios."{name}"'
+        if not isinstance(items, list):
+            problems.add(key, f"expected a list of interventions, found {items!r}")
+            continue
+        ivs = []
+        for i, item in enumerate(items):
+            ivs += _intervention(item, f"{key}[{i}]", problems)
+        scenarios[name] = ivs
+    # ------------------------------------------------------------------ options
+    options = {}
+    comp = doc.get("compare", {})
+    _unknown(comp, _COMPARE_KEYS, "compare", problems)
+    for k in ("start", "horizon", "step"):
+        if k in comp:
+            options[k] = _time(comp[k], f"compare.{k}", problems)
+    for k in ("draws", "seed"):
+        v = _number(comp, k, "compare", problems, integer=True)
+        if v is not None:
+            options[k] = v
+    for k in ("rtol", "atol"):
+        v = _number(comp, k, "compare", problems, positive=True)
+        if v is not None:
+            options[k] = v
+    for k in ("reference", "method"):
+        if k in comp:
+            if not isinstance(comp[k], str):
+                problems.add(f"compare.{k}", f"expected a string, found {comp[k]!r}")
+            else:
+                options[k] = comp[k]
+    if "reference" in options and options["reference"] not in scenarios:
+        problems.add("compare.reference", f"no scenario {options['reference']!r} (scenarios: "
+                                          f"{', '.join(scenarios)})")
+    if "observables" in comp:
+        options["observables"] = list(comp["observables"])
+    endpoints = None
+    ep = doc.get("endpoints", {})
+    _unknown(ep, _ENDPOINT_KEYS, "endpoints", problems)
+    if ep:
+        kw = {}
+        for k in ("function", "event", "share"):
+            if k in ep:
+                kw[k] = ep[k]
+        for k in ("markers",):
+            if k in ep:
+                kw[k] = tuple(ep[k])
+        if "times" in ep:
+            kw["times"] = tuple(_time(ep["times"], "endpoints.times", problems) or ())
+        if "slope_window" in ep:
+            w = _time(ep["slope_window"], "endpoints.slope_window", problems)
+            if not isinstance(w, list) or len(w) != 2:
+                problems.add("endpoints.slope_window", f"expected [start, end], found "
+                                                       f"{ep['slope_window']!r}")
+            else:
+                kw["slope_window"] = tuple(w)
+        thr = _number(ep, "threshold", "endpoints", problems)
+        if thr is not None:
+            kw["threshold"] = float(thr)
+        endpoints = Endpoints(**kw)
+    if model is not None:
+        from .interventions import to_switches
+
+        for name, ivs in scenarios.items():
+            try:
+                to_switches(model, ivs, until=1.0)
+            except ProgressionError as exc:
+                for p in exc.problems:
+                    problems.add(f'scenarios."{name}"', p)
+        if variability is not None:
+            for pname in sorted(variability.names()):
+                if pname not in model.parameter_names:
+                    problems.add("source.variability", f"model {model.name!r} has no parameter "
+                                                       f"{pname!r}")
+    problems.raise_if_any()
+
+    # ------------------------------------------------------------ build source
+    if "fit" in src:
+        source = _load_fit(src["fit"], path)
+    else:
+        try:
+            source = VirtualPopulation.sample(model, size, seed=seed, variability=variability,
+                                              anchor=anchor, delay=delay)
+        except ProgressionError as exc:
+            raise ConfigError(f"{path}, key 'source': {exc}") from None
+    return CompareConfig(path, source, scenarios, options, endpoints)
+
+
+def _resolve(value: str, config: Path) -> Path:
+    p = Path(value)
+    if p.is_absolute() or p.exists():
+        return p
+    return config.parent / p
+
+
+def _load_fit(value, config: Path):
+    if not isinstance(value, str):
+        raise ConfigError(f"{config}, key 'source.fit': expected a folder path, found {value!r}")
+    folder = _resolve(value, config)
+    if not folder.exists():
+        raise ConfigError(f"{config}, key 'source.fit': no saved fit at {value!r}")
+    try:
+        from . import fit as fit_package
+
+        load_fit = fit_package.load_fit
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{config}, key 'source.fit': saved fits cannot be loaded in this "
+                          f"version (progression.fit.load_fit is missing)") from None
+    try:
+        return load_fit(folder)
+    except ProgressionError as exc:
+        raise ConfigError(f"{config}, key 'source.fit': {exc}") from None
+
+
+def _variability(table, problems: _Problems, cls):
+    key = "source.variability"
+    if not isinstance(table, dict):
+        problems.add(key, "expected a table")
+        return None
+    _unknown(table, {"log_sd", "normal_sd", "shared", "clip"}, key, problems)
+    kw = {}
+    for name in ("log_sd", "normal_sd"):
+        sub = table.get(name, {})
+        if not isinstance(sub, dict) or not all(isinstance(v, int | float) and v >= 0
+                                                for v in sub.values()):
+            problems.add(f"{key}.{name}", f"expected a table parameter -> SD >= 0, found "
+                                          f"{sub!r}")
+        else:
+            kw[name] = {k: float(v) for k, v in sub.items()}
+    shared = []
+    for i, item in enumerate(table.get("shared", [])):
+        k = f"{key}.shared[{i}]"
+        if not isinstance(item, dict) or set(item) - {"parameters", "log_mean", "log_sd"} \
+                or "parameters" not in item:
+            problems.add(k, "expected { parameters = [...], log_mean = x, log_sd = y }")
+            continue
+        shared.append((tuple(item["parameters"]), float(item.get("log_mean", 0.0)),
+                       float(item.get("log_sd", 0.0))))
+    kw["shared"] = tuple(shared)
+    if "clip" in table:
+        kw["clip"] = bool(table["clip"])
+    return cls(**kw)
+
+
+def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
+    """One config entry -> interventions (a library entry may be a combination)."""
+    if isinstance(item, str):
+        if item not in LIBRARY:
+            close = difflib.get_close_matches(item, LIBRARY, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(key, f"unknown intervention {item!r}{hint} (library: "
+                              f"{', '.join(LIBRARY)})")
+            return []
+        return library(item)
+    if not isinstance(item, dict):
+        problems.add(key, f"expected a library name or a table, found {item!r}")
+        return []
+    options = {}
+    for k, v in item.items():
+        if k in _TIME_KEYS:
+            v = _time(v, f"{key}.{k}", problems)
+            if k in ("doses", "fade") and v is not None:
+                v = tuple(v) if isinstance(v, list) else v
+        options[k] = v
+    if any(v is None and k in _TIME_KEYS for k, v in options.items()):
+        return []
+    try:
+        if "name" in options:
+            name = options.pop("name")
+            if name not in LIBRARY:
+                close = difflib.get_close_matches(str(name), LIBRARY, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.add(f"{key}.name", f"unknown intervention {name!r}{hint} (library: "
+                                            f"{', '.join(LIBRARY)})")
+                return []
+            return library(name, **options)
+        unknown = set(options) - _INTERVENTION_KEYS
+        if unknown:
+            k = sorted(unknown)[0]
+            close = difflib.get_close_matches(k, sorted(_INTERVENTION_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(f"{key}.{k}", f"unknown key{hint} (give 'name' for a library "
+                                       f"intervention)")
+            return []
+        if "pk" in options:
+            pk = options["pk"]
+            if not isinstance(pk, dict):
+                problems.add(f"{key}.pk", "expected a table of PK options")
+                return []
+            pk = dict(pk)
+            for k in list(pk):
+                if k in _TIME_KEYS:
+                    pk[k] = _time(pk[k], f"{key}.pk.{k}", problems)
+            options["pk"] = PK(**pk)
+        if "cycles" in options and isinstance(options["cycles"], float) \
+                and options["cycles"].is_integer():
+            options["cycles"] = int(options["cycles"])
+        return [Intervention(**options)]
+    except ConfigError as exc:
+        problems.add(key, str(exc))
+    except TypeError as exc:
+        problems.add(key, f"bad options: {exc}")
+    return []
+
+
+def run_compare_config(path, out=None, *, n: int | None = None, draws: int | None = None,
+                       figures: bool = True):
+    """Read a scenario config, run :func:`~progression.scenarios.compare`, write ``out``.
+
+    Returns the :class:`~progression.scenarios.Comparison`.
+    """
+    from .scenarios import compare
+
+    cfg = read_compare_config(path, n=n)
+    options = dict(cfg.options)
+    if draws is not None:
+        options["draws"] = draws
+    comp = compare(cfg.source, cfg.scenarios, endpoints=cfg.endpoints, **options)
+    if out is not None:
+        comp.write(out, figures=figures)
+    return comp

@@ -1,0 +1,139 @@
+"""Virtual trials: enrolment, randomisation, dropout, analysis, type-I error and power.
+
+Numbers (pool of eligible patients from the §5 cohort variability, 12-month follow-up, monthly
+visits, ALSFRS-R noise SD 2, dropout 2.5%/month):
+
+* no true effect (identical arms), 200 replicates of 40 per arm: the slope t-test rejects in
+  ~5% (accepted 2-9%), the log-rank test likewise;
+* complete block of glial toxicity (67% slowing): power 0.33 at 5 per arm, 0.78 at 20, 0.97 at
+  40 per arm (60 replicates).
+"""
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import progression.interventions as iv
+from progression._survival import kaplan_meier, km_median, logrank, rmst
+from progression.errors import ConfigError
+from progression.trials import Dropout, Enrolment, VirtualTrial
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def null_trial():
+    return VirtualTrial({"placebo": [], "placebo again": []}, follow_up=12.0)
+
+
+@pytest.fixture(scope="module")
+def null_pool(null_trial):
+    return null_trial.simulate_pool(240, seed=11)
+
+
+def test_pool_respects_enrolment_and_has_potential_outcomes(null_pool):
+    trial = VirtualTrial({"placebo": [], "ceiling": [iv.glial_block()]}, follow_up=6.0,
+                         enrolment=Enrolment(duration=(6.0, 18.0), dfs=(0.3, 1.2),
+                                             alsfrs_min=32))
+    pool = trial.simulate_pool(40, seed=3)
+    assert pool.size == 40 and pool.function.shape == (2, 40, 7)
+    assert np.all((pool.dfs >= 0.3) & (pool.dfs <= 1.2))
+    assert np.all(pool.screening_score >= 32)
+    assert np.all((pool.duration >= 6.0) & (pool.duration <= 18.0))
+    assert 0 < pool.eligible_fraction < 1
+    # same patient, two arms: identical at randomisation, better under the ceiling later
+    np.testing.assert_allclose(pool.function[0, :, 0], pool.function[1, :, 0])
+    assert np.all(pool.function[1, :, -1] >= pool.function[0, :, -1] - 1e-6)
+    # identical arms share one simulation
+    np.testing.assert_array_equal(null_pool.function[0], null_pool.function[1])
+
+
+def test_true_effect_zero_rejects_at_the_nominal_rate(null_trial, null_pool):
+    res = null_trial.run(40, reps=200, pool=null_pool, seed=5)
+    assert 0.02 <= res.power() <= 0.09
+    surv = VirtualTrial(null_trial.arms, follow_up=12.0, endpoint="survival")
+    assert 0.02 <= surv.run(40, reps=200, pool=null_pool, seed=6).power() <= 0.09
+    est = np.array([r["estimate"] for r in res.rows])
+    assert abs(est.mean()) < 3 * est.std() / np.sqrt(est.size)
+
+
+def test_power_grows_with_sample_size_for_a_large_effect():
+    trial = VirtualTrial({"placebo": [], "ceiling": [iv.glial_block()]}, follow_up=12.0)
+    curve = trial.power([5, 40], reps=60, seed=2, pool_size=160)
+    p = curve.power()
+    assert p[0] < p[1] and p[1] > 0.9
+    rows = curve.table()
+    assert rows[1]["median_relative_effect"] == pytest.approx(0.67, abs=0.1)
+    assert "| ceiling vs placebo | 40 |" in curve.to_markdown()
+
+
+def test_results_are_seeded_and_do_not_depend_on_the_executor(null_trial, null_pool):
+    a = null_trial.run(20, reps=30, pool=null_pool, seed=9)
+    b = null_trial.run(20, reps=30, pool=null_pool, seed=9)
+    assert [r["p"] for r in a.rows] == [r["p"] for r in b.rows]
+    small = VirtualTrial({"placebo": [], "IL-2": [iv.ld_il2()]}, follow_up=3.0)
+    serial = small.simulate_pool(30, seed=1, chunk=10)
+    with ThreadPoolExecutor(3) as pool:
+        fanned = small.simulate_pool(30, seed=1, chunk=10, executor=pool)
+        c = small.run(10, reps=16, pool=serial, seed=4, executor=pool)
+    np.testing.assert_array_equal(serial.function, fanned.function)
+    d = small.run(10, reps=16, pool=serial, seed=4)
+    assert sorted(r["p"] for r in c.rows) == pytest.approx(sorted(r["p"] for r in d.rows))
+
+
+def test_dropout_and_death_end_visits(null_trial, null_pool):
+    trial = VirtualTrial(null_trial.arms, follow_up=12.0, dropout=Dropout(rate=0.05))
+    data = trial.realise(null_pool, 100, np.random.default_rng(0))
+    dropped = np.isfinite(data.dropout)
+    assert abs(dropped.mean() - (1 - np.exp(-0.05 * 11))) < 0.08   # last interval not at risk
+    for i in np.nonzero(dropped)[0][:10]:
+        assert np.all(np.isnan(data.score[i, data.visits > data.dropout[i]]))
+    dead = np.isfinite(data.death)
+    for i in np.nonzero(dead)[0][:10]:
+        assert np.all(np.isnan(data.score[i, data.visits > data.death[i]]))
+    assert np.nanmax(data.score) <= 48 and np.nanmin(data.score) >= 0
+    assert data.rows()[0].keys() == {"patient", "arm", "month", "ALSFRS_R"}
+
+
+def test_survival_helpers_agree_with_scipy():
+    rng = np.random.default_rng(0)
+    t = rng.exponential(10, 80)
+    c = rng.uniform(0, 15, 80)
+    time, obs = np.minimum(t, c), t <= c
+    group = np.arange(80) % 2 == 0
+    ours = logrank(time, obs, group)
+    ref = stats.logrank(stats.CensoredData.right_censored(time[group], ~obs[group]),
+                        stats.CensoredData.right_censored(time[~group], ~obs[~group]))
+    assert ours["p"] == pytest.approx(ref.pvalue, rel=1e-6)
+    km = stats.ecdf(stats.CensoredData.right_censored(time, ~obs))
+    tk, sk = kaplan_meier(time, obs)
+    np.testing.assert_allclose(sk[1:], km.sf.evaluate(tk[1:]), rtol=1e-10)
+    assert km_median(time, obs) == pytest.approx(float(np.interp(0.5, sk[::-1], tk[::-1])),
+                                                 abs=2.0)
+    assert 0 < rmst(time, obs, 12.0) <= 12.0
+
+
+def test_trial_errors():
+    with pytest.raises(ConfigError, match="at least two arms"):
+        VirtualTrial({"only": []})
+    with pytest.raises(ConfigError, match="endpoint"):
+        VirtualTrial({"a": [], "b": []}, endpoint="mixed-ish")
+    with pytest.raises(ConfigError, match="did you mean 'kA'"):
+        VirtualTrial({"a": [], "b": [iv.Intervention("kAA", scale=0.5)]})
+    with pytest.raises(ConfigError, match="duration"):
+        Enrolment(duration=(0.0, 5.0))
+
+
+def test_ld_il2_trial_example_runs_small(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, str(ROOT / "examples/ld_il2_virtual_trial.py"),
+                          "--small", "--out", str(tmp_path / "trial")], capture_output=True,
+                         text=True, env=env, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "trial/slope/power.png").exists()
+    assert (tmp_path / "trial/survival/power.md").exists()
