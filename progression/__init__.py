@@ -10,6 +10,7 @@ from .data.synthetic import (
     write_synthetic,
 )
 from .errors import ConfigError, DataError, FitError, ModelError, ProgressionError, SolverError
+from .fit import FitConfig, FitResult, fit, load_fit, read_fit_config
 from .interventions import LIBRARY, PK, Intervention, library, to_switches
 from .model import (
     CompiledModel,
@@ -28,6 +29,11 @@ from .trials import Dropout, Enrolment, PowerCurve, VirtualTrial
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitConfig",
+    "FitResult",
+    "fit",
+    "load_fit",
+    "read_fit_config",
     "LIBRARY",
     "PK",
     "Intervention",

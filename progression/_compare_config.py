@@ -283,13 +283,8 @@ def _load_fit(value, config: Path):
     folder = _resolve(value, config)
     if not folder.exists():
         raise ConfigError(f"{config}, key 'source.fit': no saved fit at {value!r}")
-    try:
-        from . import fit as fit_package
+    from .fit import load_fit
 
-        load_fit = fit_package.load_fit
-    except (ImportError, AttributeError):
-        raise ConfigError(f"{config}, key 'source.fit': saved fits cannot be loaded in this "
-                          f"version (progression.fit.load_fit is missing)") from None
     try:
         return load_fit(folder)
     except ProgressionError as exc:

@@ -118,8 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/simulation", help="output folder")
     p.set_defaults(func=cmd_simulate)
 
-    from . import _cli_cohort, _cli_compare
+    from . import _cli_cohort, _cli_compare, _cli_fit
 
+    _cli_fit.register(sub)
     _cli_cohort.register(sub)
     _cli_compare.register(sub)
     return parser

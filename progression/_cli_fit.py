@@ -1,0 +1,50 @@
+"""``progression fit CONFIG [--jobs N] [--scheduler ADDRESS] [--out DIR]``.
+
+Wired into :mod:`progression.cli` with ``register(sub)``. Reads and validates the config (a bad
+config raises one ConfigError, nothing is written), fits, prints a summary and writes the fit
+folder atomically: ``--out`` if given, else the config's ``[output] folder``, else
+``fits/<name>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["register", "cmd_fit"]
+
+
+def cmd_fit(args) -> int:
+    """Fit a run config and write the fit folder."""
+    from .errors import ProgressionError
+    from .fit import fit, read_fit_config
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ProgressionError(f"--jobs: expected a positive integer, found {args.jobs}")
+    cfg = read_fit_config(args.config)
+    out = Path(args.out) if args.out else cfg.output_folder
+    if out.exists() and not out.is_dir():
+        raise ProgressionError(f"--out {out}: exists and is not a folder")
+    result = fit(cfg, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
+    result.save(out, figures=cfg.output["figures"] and not args.no_figures)
+    print(result.summary())
+    print(f"wrote {out}/ (fit.json, subjects.csv, data.csv, report.md"
+          f"{', figures/' if cfg.output['figures'] and not args.no_figures else ''})")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``fit`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser("fit", help="fit a model to data from a run config (TOML)",
+                              description="Fit a model to longitudinal data as a run config "
+                                          "says; write estimates, uncertainty, diagnostics "
+                                          "and figures to a fit folder.")
+    p.add_argument("config", help="run config (.toml)")
+    p.add_argument("--jobs", type=int, help="local worker processes (default: in-process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address (tcp://host:8786), or 'local' for a "
+                        "LocalCluster with --jobs workers")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: from the config, "
+                                                 "else fits/NAME)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=cmd_fit)

@@ -1,0 +1,618 @@
+"""Run configs for fits: TOML files read with :mod:`tomllib` into an immutable :class:`FitConfig`.
+
+Every problem in a config (unknown keys, wrong types, bounds that do not hold, parameters or
+observables the model lacks, ...) is collected and reported at once in one
+:class:`~progression.errors.ConfigError`, each line naming the file and the key. Reading a
+config writes nothing.
+
+Paths inside a config (the data file, a model file, the output folder) are relative to the
+config file's folder. Without ``[output] folder`` a fit goes to ``fits/<name>`` in the current
+directory. See the README section "Fitting" for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ProgressionError
+from .errormodels import ERROR_MODELS
+from .transforms import SCALES
+
+__all__ = ["FitConfig", "FitParameter", "read_fit_config", "parse_fit_config", "OFFSET",
+           "ESTIMATORS", "UNCERTAINTY", "ROLES"]
+
+#: Name of the per-subject time offset (model time = data time + offset).
+OFFSET = "time_offset"
+ESTIMATORS = ("individual", "pooled")
+ROLES = ("subject", "shared", "fixed")
+UNCERTAINTY = ("covariance", "profile", "bootstrap")
+OUTPUT_MODES = ("grid", "exact")
+DATA_FORMATS = ("long", "wide", "nonmem", "proact")
+
+_TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output")
+_FIT_KEYS = ("name", "description", "model", "estimator")
+_DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
+_PARAM_KEYS = ("estimate", "value", "bounds", "scale")
+_OFFSET_KEYS = (*_PARAM_KEYS, "covariate", "factor")
+_ERROR_PARAM_KEYS = _PARAM_KEYS
+_ESTIMATOR_DEFAULTS = {
+    "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-8, "xtol": 1e-8,
+    "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
+    "profile_points": 6, "bootstrap_samples": 100,
+}
+_SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
+                    "max_steps": 100_000, "outputs": "grid", "grid_step": "auto"}
+_OUTPUT_DEFAULTS = {"folder": None, "figures": True}
+
+
+@dataclass(frozen=True)
+class FitParameter:
+    """One quantity the fit knows: a model parameter, the time offset or an error parameter.
+
+    Attributes
+    ----------
+    name : str
+        Model parameter name, ``"time_offset"``, or ``"OBSERVABLE.a"`` (``.b``, ``.sigma``)
+        for error parameters.
+    kind : {"model", "offset", "error"}
+    estimate : {"subject", "shared", "fixed"}
+    value : float
+        Starting value when estimated, the value when fixed.
+    lower, upper : float
+        Bounds (natural scale).
+    scale : {"linear", "log", "logit"}
+        Estimation scale.
+    covariate : str or None
+        Time offset only: offset_i = value_i + factor * covariate_i.
+    factor : float
+    observable, key : str or None
+        Error parameters: the observable and ``"a"``, ``"b"`` or ``"sigma"``.
+    """
+
+    name: str
+    kind: str
+    estimate: str
+    value: float
+    lower: float
+    upper: float
+    scale: str
+    covariate: str | None = None
+    factor: float = 1.0
+    observable: str | None = None
+    key: str | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.estimate != "fixed"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """A validated fit config.
+
+    Attributes
+    ----------
+    name, description : str
+    source : str
+        The config file (or ``"<string>"``).
+    text : str
+        The config text as read (saved with the fit).
+    base_dir : Path
+        Folder relative paths are resolved against.
+    model_ref : str
+        Built-in model name or resolved model file path.
+    estimator : {"individual", "pooled"}
+    data : dict
+        ``path`` (resolved), ``format``, ``mapping``, ``time_unit``, ``sidecar``, ``subjects``.
+    errors : dict of str to str
+        Observable -> error model name, in the order given.
+    parameters : tuple of FitParameter
+        Every model parameter (in model order), then the time offset, then error parameters.
+    options : dict
+        Estimator options (``starts``, ``seed``, ``spread``, ``max_nfev``, ``ftol``, ``xtol``,
+        ``gtol``, ``batch_size``, ``uncertainty``, ``confidence``, ``profile_points``,
+        ``bootstrap_samples``).
+    solver : dict
+        ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``.
+    output : dict
+        ``folder`` (resolved Path or None) and ``figures``.
+    """
+
+    name: str
+    description: str
+    source: str
+    text: str
+    base_dir: Path
+    model_ref: str
+    estimator: str
+    data: dict
+    errors: dict
+    parameters: tuple
+    options: dict
+    solver: dict
+    output: dict
+    model: Any = field(default=None, compare=False, repr=False)
+
+    def parameter(self, name: str) -> FitParameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def output_folder(self) -> Path:
+        return self.output["folder"] or Path("fits") / self.name
+
+    def replace(self, **changes) -> FitConfig:
+        """A copy with some fields changed (e.g. ``options={**cfg.options, "starts": 3}``)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+
+class _Check:
+    """Collects problems, each naming the file and the key."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.source}, key '{key}': {message}")
+
+    def unknown(self, prefix: str, table: dict, allowed) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                where = f"{prefix}.{key}" if prefix else key
+                self.add(where, f"unknown key (expected one of {', '.join(allowed)}){hint}")
+
+    def table(self, key: str, value, default=None) -> dict:
+        if value is None:
+            return {} if default is None else default
+        if not isinstance(value, dict):
+            self.add(key, f"expected a table, found {_found(value)}")
+            return {}
+        return value
+
+    def string(self, key: str, value, choices=None, required=False) -> str | None:
+        if value is None:
+            if required:
+                self.add(key, "is required")
+            return None
+        if not isinstance(value, str):
+            self.add(key, f"expected a string, found {_found(value)}")
+            return None
+        if choices is not None and value not in choices:
+            close = difflib.get_close_matches(value, list(choices), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            self.add(key, f"expected one of {', '.join(repr(c) for c in choices)}, found "
+                          f"{value!r}{hint}")
+            return None
+        return value
+
+    def number(self, key: str, value, *, positive=False, unit_interval=False,
+               allow_inf=False) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(key, f"expected a number, found {_found(value)}")
+            return None
+        value = float(value)
+        if math.isnan(value) or (math.isinf(value) and not allow_inf):
+            self.add(key, f"expected a finite number, found {value}")
+            return None
+        if positive and value <= 0:
+            self.add(key, f"expected a positive number, found {value:g}")
+            return None
+        if unit_interval and not 0 < value < 1:
+            self.add(key, f"expected a number between 0 and 1, found {value:g}")
+            return None
+        return value
+
+    def integer(self, key: str, value, minimum: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(key, f"expected an integer, found {_found(value)}")
+            return None
+        if value < minimum:
+            self.add(key, f"expected an integer >= {minimum}, found {value}")
+            return None
+        return value
+
+
+def _found(value) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return f"{type(value).__name__} ({value!r})"
+
+
+def read_fit_config(path, *, check_data: bool = True) -> FitConfig:
+    """Read and validate a fit config file.
+
+    ``check_data=False`` accepts a missing ``[data]`` table or data file (for fits given their
+    data in memory).
+
+    Raises
+    ------
+    ConfigError
+        One error listing every problem, each naming the file and the key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    return parse_fit_config(text, source=str(path), base_dir=path.parent, name=path.stem,
+                            check_data=check_data)
+
+
+def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
+                     name: str | None = None, check_data: bool = True) -> FitConfig:
+    """Validate a fit config given as TOML text (see :func:`read_fit_config`)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    base_dir = Path(base_dir) if base_dir is not None else Path(".")
+    chk = _Check(source)
+    chk.unknown("", doc, _TOP)
+
+    # [fit]
+    fit = chk.table("fit", doc.get("fit"))
+    if "fit" not in doc:
+        chk.add("fit", "the [fit] table is required (with at least 'model')")
+    chk.unknown("fit", fit, _FIT_KEYS)
+    fit_name = chk.string("fit.name", fit.get("name")) or name or "fit"
+    if fit_name and any(c in fit_name for c in "/\\") or fit_name in (".", ".."):
+        chk.add("fit.name", f"expected a plain name (used as folder name), found {fit_name!r}")
+    description = chk.string("fit.description", fit.get("description")) or ""
+    estimator = chk.string("fit.estimator", fit.get("estimator", "individual"), ESTIMATORS)
+    model_text = chk.string("fit.model", fit.get("model"), required="fit" in doc)
+    model = None
+    model_ref = ""
+    if model_text:
+        model_ref = model_text
+        if model_text.endswith(".toml") or "/" in model_text or "\\" in model_text:
+            model_path = Path(os.path.normpath(base_dir / model_text))
+            model_ref = str(model_path)
+            if not model_path.is_file():
+                chk.add("fit.model", f"model file {model_path} does not exist")
+                model_ref = ""
+        if model_ref:
+            from ..model import load_model
+
+            try:
+                model = load_model(model_ref)
+            except ProgressionError as exc:
+                chk.add("fit.model", f"cannot load the model: {exc}")
+
+    # [data]
+    data = chk.table("data", doc.get("data"))
+    if "data" not in doc and check_data:
+        chk.add("data", "the [data] table is required (with at least 'path')")
+    chk.unknown("data", data, _DATA_KEYS)
+    data_out: dict = {"path": None, "format": None, "mapping": None, "time_unit": None,
+                      "sidecar": None, "subjects": None}
+    dpath = chk.string("data.path", data.get("path"), required="data" in doc and check_data)
+    if dpath:
+        resolved = Path(os.path.normpath(base_dir / dpath))
+        if check_data and not resolved.exists():
+            chk.add("data.path", f"data file {resolved} does not exist")
+        data_out["path"] = resolved
+    data_out["format"] = chk.string("data.format", data.get("format"), DATA_FORMATS)
+    if "mapping" in data:
+        data_out["mapping"] = chk.table("data.mapping", data["mapping"]) or None
+    data_out["time_unit"] = chk.string("data.time_unit", data.get("time_unit"))
+    if "sidecar" in data:
+        sc = data["sidecar"]
+        if isinstance(sc, bool):
+            data_out["sidecar"] = sc
+        elif isinstance(sc, str):
+            data_out["sidecar"] = base_dir / sc
+        else:
+            chk.add("data.sidecar", f"expected a path or false, found {_found(sc)}")
+    if "subjects" in data:
+        subj = data["subjects"]
+        if not isinstance(subj, list) or not subj or not all(isinstance(s, str | int)
+                                                            and not isinstance(s, bool)
+                                                            for s in subj):
+            chk.add("data.subjects", f"expected a non-empty array of subject identifiers, "
+                                     f"found {_found(subj)}")
+        else:
+            data_out["subjects"] = tuple(str(s) for s in subj)
+
+    # [error.OBSERVABLE]
+    errors_doc = chk.table("error", doc.get("error"))
+    errors: dict[str, str] = {}
+    error_params: list[FitParameter] = []
+    if not errors_doc and "error" not in doc:
+        chk.add("error", "expected at least one [error.OBSERVABLE] table (the observables to "
+                         "fit and their error models)")
+    model_obs = tuple(model.observable_names) if model is not None else None
+    for obs, spec in errors_doc.items():
+        key = f"error.{obs}"
+        if model_obs is not None and obs not in model_obs:
+            close = difflib.get_close_matches(obs, model_obs, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            chk.add(key, f"model '{model.name}' has no observable '{obs}' (observables: "
+                         f"{', '.join(model_obs)}){hint}")
+        if not isinstance(spec, dict):
+            chk.add(key, f"expected a table with 'model' and its parameters, found "
+                         f"{_found(spec)}")
+            continue
+        kind = chk.string(f"{key}.model", spec.get("model"), tuple(ERROR_MODELS), required=True)
+        if kind is None:
+            continue
+        errors[obs] = kind
+        names = ERROR_MODELS[kind]
+        chk.unknown(key, spec, ("model", *names))
+        for pname in names:
+            pkey = f"{key}.{pname}"
+            if pname not in spec:
+                chk.add(pkey, f"the {kind} error model needs '{pname}' (a number, or a table "
+                              f"with value, estimate, bounds, scale)")
+                continue
+            p = _error_parameter(chk, pkey, obs, pname, spec[pname])
+            if p is not None:
+                error_params.append(p)
+
+    # [parameters.NAME]
+    params_doc = chk.table("parameters", doc.get("parameters"))
+    model_params: list[FitParameter] = []
+    offset = FitParameter(OFFSET, "offset", "fixed", 0.0, -math.inf, math.inf, "linear")
+    if model is not None:
+        names = tuple(model.parameter_names)
+        for pname in params_doc:
+            if pname != OFFSET and pname not in names:
+                close = difflib.get_close_matches(pname, (*names, OFFSET), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                chk.add(f"parameters.{pname}", f"model '{model.name}' has no parameter "
+                                               f"'{pname}'{hint}")
+        for j, pname in enumerate(names):
+            lo, hi = (float(b) for b in model.bounds[j])
+            spec = params_doc.get(pname)
+            if spec is None:
+                model_params.append(FitParameter(pname, "model", "fixed",
+                                                 float(model.defaults[j]), lo, hi,
+                                                 _default_scale(lo, "linear")))
+                continue
+            p = _parameter(chk, f"parameters.{pname}", pname, "model", spec,
+                           float(model.defaults[j]), (lo, hi))
+            if p is not None:
+                model_params.append(p)
+    if OFFSET in params_doc:
+        p = _parameter(chk, f"parameters.{OFFSET}", OFFSET, "offset", params_doc[OFFSET], 0.0,
+                       None)
+        if p is not None:
+            offset = p
+
+    parameters = tuple(model_params) + (offset,) + tuple(error_params)
+    if model is not None and not any(p.estimated for p in parameters):
+        chk.add("parameters", "no parameter is estimated; set estimate = \"subject\" or "
+                              "\"shared\" for at least one")
+    if estimator == "individual":
+        for p in parameters:
+            if p.estimate == "shared":
+                chk.add(_key_of(p), "estimate = \"shared\" needs fit.estimator = \"pooled\" "
+                                    "(an individual fit estimates each subject separately)")
+
+    # [estimator]
+    est = chk.table("estimator", doc.get("estimator"))
+    chk.unknown("estimator", est, tuple(_ESTIMATOR_DEFAULTS))
+    options = dict(_ESTIMATOR_DEFAULTS)
+    for key in ("starts", "max_nfev", "batch_size"):
+        if key in est:
+            options[key] = chk.integer(f"estimator.{key}", est[key], 1)
+    if "seed" in est:
+        options["seed"] = chk.integer("estimator.seed", est["seed"], 0)
+    if "profile_points" in est:
+        options["profile_points"] = chk.integer("estimator.profile_points",
+                                                est["profile_points"], 4)
+    if "bootstrap_samples" in est:
+        options["bootstrap_samples"] = chk.integer("estimator.bootstrap_samples",
+                                                   est["bootstrap_samples"], 2)
+    for key in ("ftol", "xtol", "gtol"):
+        if key in est:
+            options[key] = chk.number(f"estimator.{key}", est[key], positive=True)
+    if "confidence" in est:
+        options["confidence"] = chk.number("estimator.confidence", est["confidence"],
+                                           unit_interval=True)
+    if "spread" in est:
+        sp = est["spread"]
+        if isinstance(sp, str):
+            options["spread"] = chk.string("estimator.spread", sp, ("bounds",))
+        else:
+            options["spread"] = chk.number("estimator.spread", sp, positive=True)
+    if "uncertainty" in est:
+        unc = est["uncertainty"]
+        if isinstance(unc, str):
+            unc = [unc]
+        if not isinstance(unc, list):
+            chk.add("estimator.uncertainty", f"expected an array of methods ("
+                                             f"{', '.join(UNCERTAINTY)}), found {_found(unc)}")
+        else:
+            good = []
+            for u in unc:
+                if chk.string("estimator.uncertainty", u, UNCERTAINTY) is not None:
+                    good.append(u)
+            options["uncertainty"] = ["covariance"] + [u for u in UNCERTAINTY[1:] if u in good]
+    options["uncertainty"] = tuple(options["uncertainty"] or ("covariance",))
+
+    # [solver]
+    sol = chk.table("solver", doc.get("solver"))
+    chk.unknown("solver", sol, tuple(_SOLVER_DEFAULTS))
+    solver = dict(_SOLVER_DEFAULTS)
+    if "method" in sol:
+        from ..simulate import METHODS
+
+        solver["method"] = chk.string("solver.method", sol["method"], tuple(METHODS))
+    for key in ("rtol", "atol"):
+        if key in sol:
+            solver[key] = chk.number(f"solver.{key}", sol[key], positive=True)
+    if "grid_step" in sol:
+        if isinstance(sol["grid_step"], str):
+            solver["grid_step"] = chk.string("solver.grid_step", sol["grid_step"], ("auto",))
+        else:
+            solver["grid_step"] = chk.number("solver.grid_step", sol["grid_step"],
+                                             positive=True)
+    if "max_step" in sol:
+        solver["max_step"] = chk.number("solver.max_step", sol["max_step"], positive=True,
+                                        allow_inf=True)
+    if "max_steps" in sol:
+        solver["max_steps"] = chk.integer("solver.max_steps", sol["max_steps"], 10)
+    if "outputs" in sol:
+        solver["outputs"] = chk.string("solver.outputs", sol["outputs"], OUTPUT_MODES)
+
+    # [output]
+    out = chk.table("output", doc.get("output"))
+    chk.unknown("output", out, tuple(_OUTPUT_DEFAULTS))
+    output = dict(_OUTPUT_DEFAULTS)
+    if "folder" in out:
+        folder = chk.string("output.folder", out["folder"])
+        output["folder"] = Path(os.path.normpath(base_dir / folder)) if folder else None
+    if "figures" in out:
+        if isinstance(out["figures"], bool):
+            output["figures"] = out["figures"]
+        else:
+            chk.add("output.figures", f"expected true or false, found {_found(out['figures'])}")
+
+    if chk.problems:
+        raise ConfigError(f"{source}: {len(chk.problems)} problem"
+                          f"{'s' if len(chk.problems) > 1 else ''} in the fit config",
+                          chk.problems) if len(chk.problems) > 1 else ConfigError(
+                              chk.problems[0])
+    return FitConfig(name=fit_name, description=description, source=source, text=text,
+                     base_dir=base_dir, model_ref=model_ref, estimator=estimator,
+                     data=data_out, errors=errors, parameters=parameters, options=options,
+                     solver=solver, output=output, model=model)
+
+
+def _key_of(p: FitParameter) -> str:
+    if p.kind == "error":
+        return f"error.{p.observable}.{p.key}"
+    return f"parameters.{p.name}"
+
+
+def _default_scale(lo: float, fallback: str) -> str:
+    return "log" if lo > 0 else fallback
+
+
+def _bounds(chk: _Check, key: str, value) -> tuple[float, float] | None:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in value)):
+        chk.add(key, f"expected [lower, upper] (two numbers), found {_found(value)}")
+        return None
+    lo, hi = float(value[0]), float(value[1])
+    if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+        chk.add(key, f"expected lower < upper, found [{lo:g}, {hi:g}]")
+        return None
+    return lo, hi
+
+
+def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float,
+               default_bounds) -> FitParameter | None:
+    if not isinstance(spec, dict):
+        chk.add(key, f"expected a table (estimate, value, bounds, scale), found {_found(spec)}")
+        return None
+    n_before = len(chk.problems)
+    chk.unknown(key, spec, _OFFSET_KEYS if kind == "offset" else _PARAM_KEYS)
+    estimate = chk.string(f"{key}.estimate", spec.get("estimate", "fixed"), ROLES)
+    value = default
+    if "value" in spec:
+        v = chk.number(f"{key}.value", spec["value"])
+        value = v if v is not None else default
+    elif kind == "offset" and estimate in ("subject", "shared"):
+        chk.add(f"{key}.value", "the time offset needs a starting value")
+    bounds = default_bounds
+    if "bounds" in spec:
+        bounds = _bounds(chk, f"{key}.bounds", spec["bounds"])
+    elif default_bounds is None:
+        bounds = (-math.inf, math.inf)
+        if estimate in ("subject", "shared"):
+            chk.add(f"{key}.bounds", "an estimated time offset needs bounds [lower, upper]")
+            bounds = None
+    covariate, factor = None, 1.0
+    if kind == "offset":
+        if "covariate" in spec:
+            covariate = chk.string(f"{key}.covariate", spec["covariate"])
+        if "factor" in spec:
+            f = chk.number(f"{key}.factor", spec["factor"])
+            factor = f if f is not None else 1.0
+            if covariate is None and "covariate" not in spec:
+                chk.add(f"{key}.factor", "a factor needs a covariate")
+    scale = "linear"
+    if bounds is not None:
+        scale = _default_scale(bounds[0], "linear")
+    if "scale" in spec:
+        scale = chk.string(f"{key}.scale", spec["scale"], SCALES) or scale
+    if bounds is not None and estimate is not None:
+        # a fixed value may leave the model's plausible range, not bounds the config states
+        check_value = estimate != "fixed" or "bounds" in spec
+        _check_value_bounds_scale(chk, key, value, bounds, scale, estimate != "fixed",
+                                  check_value and ("value" in spec or kind != "offset"))
+    if len(chk.problems) > n_before or estimate is None or bounds is None:
+        return None
+    return FitParameter(name, kind, estimate, value, bounds[0], bounds[1], scale,
+                        covariate=covariate, factor=factor)
+
+
+def _check_value_bounds_scale(chk, key, value, bounds, scale, estimated, check_value=True):
+    lo, hi = bounds
+    if check_value and not lo <= value <= hi:
+        chk.add(f"{key}.value", f"expected a value within bounds [{lo:g}, {hi:g}], found "
+                                f"{value:g}")
+    if scale == "log":
+        if lo < 0:
+            chk.add(f"{key}.scale", f"log scale needs a lower bound >= 0, found {lo:g}")
+        elif estimated and value <= 0:
+            chk.add(f"{key}.value", f"log scale needs a positive starting value, found "
+                                    f"{value:g}")
+    if scale == "logit":
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            chk.add(f"{key}.scale", "logit scale needs finite bounds")
+        elif estimated and not lo < value < hi:
+            chk.add(f"{key}.value", f"logit scale needs a starting value strictly inside "
+                                    f"({lo:g}, {hi:g}), found {value:g}")
+
+
+def _error_parameter(chk: _Check, key: str, obs: str, pname: str, spec) -> FitParameter | None:
+    name = f"{obs}.{pname}"
+    if not isinstance(spec, dict):
+        v = chk.number(key, spec, positive=True)
+        if v is None:
+            return None
+        return FitParameter(name, "error", "fixed", v, 0.0, math.inf, "log", observable=obs,
+                            key=pname)
+    n_before = len(chk.problems)
+    chk.unknown(key, spec, _ERROR_PARAM_KEYS)
+    estimate = chk.string(f"{key}.estimate", spec.get("estimate", "fixed"), ROLES)
+    if "value" not in spec:
+        chk.add(f"{key}.value", "is required (the value, or the starting value if estimated)")
+        return None
+    value = chk.number(f"{key}.value", spec["value"], positive=True)
+    if value is None:
+        return None
+    bounds = (value / 1000.0, value * 1000.0)
+    if "bounds" in spec:
+        bounds = _bounds(chk, f"{key}.bounds", spec["bounds"])
+    scale = chk.string(f"{key}.scale", spec.get("scale", "log"), SCALES) or "log"
+    if bounds is not None:
+        if bounds[0] < 0:
+            chk.add(f"{key}.bounds", f"error parameters are positive; expected a lower bound "
+                                     f">= 0, found {bounds[0]:g}")
+        _check_value_bounds_scale(chk, key, value, bounds, scale, estimate != "fixed")
+    if len(chk.problems) > n_before or estimate is None or bounds is None:
+        return None
+    return FitParameter(name, "error", estimate, value, bounds[0], bounds[1], scale,
+                        observable=obs, key=pname)

@@ -1,0 +1,331 @@
+"""Figures and the Markdown report of a saved fit (matplotlib imported only when writing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_figures", "write_report"]
+
+_MAX_PANELS = 16
+
+
+def _plt():
+    """pyplot on a non-interactive backend when there is no display (fitting does not import
+    the plots layer)."""
+    import os
+
+    import matplotlib
+
+    if (matplotlib.get_backend().lower() not in {"agg", "pdf", "svg"}
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_axis(ax, which="x"):
+    """Log scale with plain number labels (no 2x10^0 clutter)."""
+    from matplotlib import ticker
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def write_figures(result, folder: Path) -> list[Path]:
+    """Write the fit's figures into ``folder``; returns the files written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    files = []
+    try:
+        files += _individual_fits(result, folder, plt)
+        files.append(_observed_vs_predicted(result, folder, plt))
+        files.append(_residuals(result, folder, plt))
+        files.append(_parameters(result, folder, plt))
+        if result.profiles is not None:
+            files.append(_profiles(result, folder, plt))
+    finally:
+        plt.close("all")
+    return [f for f in files if f is not None]
+
+
+def _individual_fits(result, folder, plt):
+    designs = result.designs[:_MAX_PANELS]
+    if not designs:
+        return []
+    k = len(designs)
+    offsets = result.time_offsets[:k]
+    t_end = max(float(np.max(d.time) + offsets[i]) for i, d in enumerate(designs))
+    grid = np.linspace(0.0, max(t_end, 1e-6) * 1.05 + 1.0, 400)
+    from ..simulate import simulate
+
+    sim = simulate(result.model, result.subject_parameters[:k], grid,
+                   method=result.solver.get("method", "LSODA"))
+    files = []
+    ncols = 4
+    nrows = int(np.ceil(k / ncols))
+    unit = result.model.time_unit
+    for o, obs in enumerate(result.observables):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows),
+                                 squeeze=False, sharex=False)
+        for i, d in enumerate(designs):
+            ax = axes[i // ncols][i % ncols]
+            sel = d.obs == o
+            lo = min(0.0, float(d.time.min())) - 1.0
+            hi = float(d.time.max()) + 3.0
+            x = grid - offsets[i]
+            keep = (x >= lo) & (x <= hi)
+            ax.plot(x[keep], sim[obs][i][keep], color="C0", lw=1.4)
+            obs_ = sel & (d.cens == 0)
+            ax.plot(d.time[obs_], d.value[obs_], "o", color="k", ms=3.5)
+            cen = sel & (d.cens != 0)
+            if cen.any():
+                ax.plot(d.time[cen], d.limit[cen], "v", mfc="none", color="C3", ms=5)
+            if result.error_models[o] == "lognormal":
+                _log_axis(ax, "y")
+            ax.set_title(d.id, fontsize=8)
+            ax.tick_params(labelsize=7)
+        for j in range(k, nrows * ncols):
+            axes[j // ncols][j % ncols].axis("off")
+        fig.supxlabel(f"data time ({unit}s; model time = data time + offset)", fontsize=9)
+        fig.supylabel(obs, fontsize=9)
+        fig.suptitle(f"{result.name}: individual fits, {obs} (first {k} subjects; "
+                     "open triangles: censored at the limit)", fontsize=10)
+        fig.tight_layout()
+        path = folder / f"fits_{obs}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def _pooled_arrays(result):
+    res = result.residuals()
+    obs = np.concatenate([d.obs for d in result.designs])
+    y = np.concatenate([d.value for d in result.designs])
+    cens = np.concatenate([d.cens for d in result.designs])
+    t = np.concatenate([d.time for d in result.designs])
+    f = np.concatenate(result.predictions)
+    r = np.concatenate(res)
+    return obs, y, cens, t, f, r
+
+
+def _observed_vs_predicted(result, folder, plt):
+    if not result.designs:
+        return None
+    obs, y, cens, t, f, r = _pooled_arrays(result)
+    K = len(result.observables)
+    fig, axes = plt.subplots(1, K, figsize=(4.2 * K, 4), squeeze=False)
+    for o, name in enumerate(result.observables):
+        ax = axes[0][o]
+        s = (obs == o) & (cens == 0)
+        c = (obs == o) & (cens != 0)
+        ax.plot(f[s], y[s], "o", ms=3, alpha=0.5)
+        ax.plot(f[c], y[c], "v", ms=4, mfc="none", color="C3")
+        both = np.concatenate([f[obs == o], y[obs == o]])
+        both = both[np.isfinite(both)]
+        if both.size:
+            lo, hi = both.min(), both.max()
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        if result.error_models[o] == "lognormal":
+            _log_axis(ax, "x")
+            _log_axis(ax, "y")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("observed")
+        ax.set_title(name)
+    fig.suptitle(f"{result.name}: observed vs predicted", fontsize=10)
+    fig.tight_layout()
+    path = folder / "observed_vs_predicted.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _residuals(result, folder, plt):
+    if not result.designs:
+        return None
+    obs, y, cens, t, f, r = _pooled_arrays(result)
+    K = len(result.observables)
+    fig, axes = plt.subplots(K, 2, figsize=(9, 2.8 * K), squeeze=False)
+    for o, name in enumerate(result.observables):
+        s = (obs == o) & np.isfinite(r)
+        for c, (xv, label) in enumerate([(t, "data time"), (f, "prediction")]):
+            ax = axes[o][c]
+            ax.plot(xv[s], r[s], "o", ms=3, alpha=0.5)
+            ax.axhline(0, color="k", lw=1)
+            for lev in (-2, 2):
+                ax.axhline(lev, color="k", lw=0.6, ls=":")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{name} residual")
+            if c == 1 and result.error_models[o] == "lognormal":
+                _log_axis(ax, "x")
+    fig.suptitle(f"{result.name}: normalised residuals (observed values)", fontsize=10)
+    fig.tight_layout()
+    path = folder / "residuals.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _parameters(result, folder, plt):
+    est = [(q, p) for q, p in enumerate(result.parameters) if p.estimated]
+    if not est:
+        return None
+    n = len(est)
+    ncols = min(n, 4)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.8 * nrows), squeeze=False)
+    for k, (q, p) in enumerate(est):
+        ax = axes[k // ncols][k % ncols]
+        v = result.theta[:, q]
+        if p.estimate == "shared":
+            ci = result.intervals["covariance"][0, q]
+            ax.errorbar([0], [v[0]], yerr=[[v[0] - ci[0]], [ci[1] - v[0]]], fmt="o")
+            ax.set_xticks([])
+            ax.set_ylabel(p.name)
+            ax.set_title(f"{p.name} (shared)", fontsize=9)
+        else:
+            vals = v[np.isfinite(v)]
+            bins = np.geomspace(vals.min(), vals.max(), 15) if p.scale == "log" and \
+                vals.size and vals.min() > 0 and vals.max() > vals.min() else 15
+            ax.hist(vals, bins=bins, color="C0", alpha=0.8)
+            if p.scale == "log":
+                _log_axis(ax, "x")
+            ax.axvline(p.value, color="k", ls="--", lw=1)
+            ax.set_xlabel(p.name)
+            ax.set_title(f"{p.name} across subjects (dashed: start)", fontsize=9)
+    for j in range(n, nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
+    fig.tight_layout()
+    path = folder / "parameters.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _profiles(result, folder, plt):
+    from scipy import stats
+
+    prof = result.profiles
+    cols = np.asarray(prof["cols"], dtype=int)
+    values, m2ll = np.asarray(prof["values"]), np.asarray(prof["m2ll"])
+    n_sub = min(values.shape[0], 4)
+    D = cols.size
+    fig, axes = plt.subplots(n_sub, D, figsize=(2.8 * D, 2.4 * n_sub), squeeze=False)
+    thr = stats.chi2.ppf(result.confidence, 1)
+    pooled = bool(prof.get("pooled", False))
+    for i in range(n_sub):
+        best = result.objective if pooled else result.subject_objective[i]
+        for j in range(D):
+            ax = axes[i][j]
+            xv, yv = values[i, j], m2ll[i, j] - best
+            est = result.theta[i, cols[j]]
+            xs = np.concatenate([xv, [est]])
+            ys = np.concatenate([yv, [0.0]])
+            o = np.argsort(xs)
+            ax.plot(xs[o], ys[o], "o-", ms=3)
+            ax.axhline(thr, color="C3", ls="--", lw=1)
+            if result.parameters[cols[j]].scale == "log":
+                _log_axis(ax, "x")
+            ax.set_xlabel(result.parameter_names[cols[j]], fontsize=8)
+            if j == 0:
+                ax.set_ylabel("pooled" if pooled else result.subject_ids[i], fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.suptitle(f"{result.name}: profile likelihood, delta(-2 log L) (dashed: "
+                 f"{100 * result.confidence:g}% threshold)", fontsize=10)
+    fig.tight_layout()
+    path = folder / "profiles.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(result, path: Path, figures) -> None:
+    """Write report.md: what was fitted, results, warnings, provenance, figures."""
+    prov = result.provenance
+    m = result.n_subjects
+    lines = [f"# Fit `{result.name}`", ""]
+    source = (f"`{prov['data_path']}`" if prov.get("data_path") else "given in memory")
+    lines += [f"- model: `{result.model.name}` ({prov.get('model_ref', '')})",
+              f"- data: {source} (SHA-256 of {prov.get('data_sha256_of', 'the data file')}: "
+              f"`{prov.get('data_sha256')}`), {m} subjects, {int(result.n_obs.sum())} "
+              "observations",
+              f"- estimator: {result.kind} maximum likelihood (lmfit least_squares, Jacobian "
+              "from forward sensitivities)",
+              "- error models: " + ", ".join(f"{o} {e}" for o, e in
+                                               zip(result.observables, result.error_models,
+                                                   strict=True)),
+              f"- starts per subject: {prov.get('options', {}).get('starts')}, seed "
+              f"{prov.get('seed')}",
+              f"- config: `{prov.get('config_path')}`; run on {prov.get('date')} with "
+              f"{prov.get('executor')} ({prov.get('workers')} worker(s))", ""]
+    lines += ["## Objective", "",
+              "| -2 log L | AIC | BIC | estimated quantities | converged |",
+              "|---:|---:|---:|---:|---:|",
+              f"| {result.objective:.3f} | {result.aic:.3f} | {result.bic:.3f} | "
+              f"{result.n_estimated} | {int(result.converged.sum())}/{m} |", ""]
+    lines += ["## Estimates", ""]
+    methods = list(result.intervals)
+    if result.kind == "pooled" or m == 1:
+        lines += ["| parameter | role | estimate | SE | " + " | ".join(
+            f"{100 * result.confidence:g}% {k}" for k in methods) + " |",
+            "|---|---|---:|---:|" + "---:|" * len(methods)]
+        for q, p in enumerate(result.parameters):
+            if not p.estimated:
+                continue
+            rows = range(m) if p.estimate == "subject" and m <= 10 else [0]
+            for i in rows:
+                label = p.name if p.estimate == "shared" else f"{p.name} [{result.subject_ids[i]}]"
+                cis = " | ".join(f"{result.intervals[k][i, q, 0]:.4g} - "
+                                 f"{result.intervals[k][i, q, 1]:.4g}" for k in methods)
+                lines.append(f"| {label} | {p.estimate} | {result.theta[i, q]:.5g} | "
+                             f"{result.se[i, q]:.3g} | {cis} |")
+    else:
+        lines += ["Per-subject estimates are in `subjects.csv`; across subjects:", "",
+                  "| parameter | median | IQR | median RSE % | median CI width (" +
+                  ", ".join(methods) + ") |", "|---|---:|---:|---:|---:|"]
+        for row, (q, p) in zip(result.parameter_table(),
+                               [(q, p) for q, p in enumerate(result.parameters)
+                                if p.estimated], strict=True):
+            widths = ", ".join(
+                f"{np.nanmedian(result.intervals[k][:, q, 1] - result.intervals[k][:, q, 0]):.3g}"
+                for k in methods)
+            if row["role"] == "shared":
+                lines.append(f"| {p.name} (shared) | {row['estimate']:.5g} | | | {widths} |")
+            else:
+                lines.append(f"| {p.name} | {row['median']:.5g} | {row['q1']:.4g} - "
+                             f"{row['q3']:.4g} | {row['median_rse_percent']:.3g} | {widths} |")
+    lines.append("")
+    fixed = [p for p in result.parameters if not p.estimated and p.kind != "model"]
+    if fixed:
+        lines += ["Fixed: " + ", ".join(f"{p.name} = {p.value:g}" for p in fixed), ""]
+    off = next(p for p in result.parameters if p.kind == "offset")
+    if off.covariate:
+        lines += [f"Model time = data time + offset, with offset = time_offset + ({off.factor:g}) "
+                  f"x {off.covariate} per subject (the table shows time_offset; the offsets are "
+                  "column `time_offset_model` of subjects.csv).", ""]
+    lines += ["## Warnings", ""]
+    lines += [f"- {w}" for w in result.warnings] or ["- none"]
+    lines += ["", "## Work and time", "",
+              f"- {result.counters.get('simulations')} batched simulations, "
+              f"{result.counters.get('subject_solves')} subject solves, "
+              f"{result.counters.get('failed_solves')} failed (penalised, not raised)",
+              "- seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), ""]
+    if prov.get("notes"):
+        lines += ["## Notes from reading the data", ""]
+        lines += [f"- {n}" for n in prov["notes"][:30]]
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for f in figures:
+            rel = f"figures/{Path(f).name}"
+            lines += [f"![{Path(f).stem}]({rel})", ""]
+    lines += ["## Reproduce", "", f"    progression fit {prov.get('config_path')}", "",
+              "Package versions: " + ", ".join(f"{k} {v}" for k, v in
+                                                prov.get("versions", {}).items()), ""]
+    Path(path).write_text("\n".join(lines))

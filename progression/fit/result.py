@@ -1,0 +1,584 @@
+"""FitResult: one type for per-subject, pooled (and later population) fits; saving and loading.
+
+A saved fit is a folder written atomically (all files appear together, or none):
+
+==================  ===========================================================================
+``fit.json``        estimates, standard errors, intervals (with method), covariance blocks on
+                    the estimation scale, objective, AIC/BIC, per-subject convergence, counts,
+                    timings, warnings, and everything to reproduce the fit: config text, model
+                    file text, SHA-256 of the data, package versions, seeds
+``subjects.csv``    one row per subject: status, objective, estimate/SE/interval per parameter
+``data.csv``        the fitted observations with model time, prediction and normalised residual
+``report.md``       a readable summary with the figures
+``figures/*.png``   individual fits with data, observed vs predicted, residuals vs time and vs
+                    prediction, parameter distributions, profiles (when computed)
+==================  ===========================================================================
+
+:func:`load_fit` restores a FitResult that can simulate again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FitError
+from .config import OFFSET, FitParameter
+from .errormodels import likelihood_terms
+from .problem import Design, Problem
+from .transforms import from_internal
+
+__all__ = ["FitResult", "load_fit", "FORMAT"]
+
+FORMAT = "progression-fit/1"
+
+
+@dataclass
+class FitResult:
+    """Estimates, uncertainty, diagnostics and provenance of a fit.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"individual", "pooled"}
+    model : CompiledModel
+        The compiled model (pickles as its spec).
+    subject_ids : tuple of str
+    parameters : tuple of FitParameter
+        Every quantity of the fit: model parameters (model order), ``time_offset``, error
+        parameters (``OBS.a``, ``OBS.b``, ``OBS.sigma``), with role, bounds and scale.
+    observables, error_models : tuple of str
+        The fitted observables and their error models.
+    theta : ndarray (m, Q)
+        Per subject, every parameter's value (estimates; fixed ones at their values).
+    se : ndarray (m, Q)
+        Delta-method standard errors on the natural scale (NaN for fixed parameters or a failed
+        covariance step).
+    intervals : dict of str to ndarray (m, Q, 2)
+        Interval method (``covariance``, ``profile``, ``bootstrap``) -> lower/upper.
+    objective : float
+        -2 log L at the estimates (sum over subjects).
+    aic, bic : float
+    subject_objective : ndarray (m,)
+    converged : ndarray of bool (m,)
+    messages : list of str
+    warnings : list of str
+        Stated problems: failed covariance steps, practically non-identifiable parameters.
+    counters : dict
+        ``simulations`` (batched simulate calls), ``subject_solves`` (rows simulated),
+        ``failed_solves`` (rows whose simulation failed or gave non-finite residuals).
+    timings : dict of str to float
+        Seconds per phase.
+    provenance : dict
+        Config text, model text, data path and SHA-256, versions, seed, options, notes.
+    """
+
+    name: str
+    kind: str
+    model: object
+    subject_ids: tuple
+    parameters: tuple
+    observables: tuple
+    error_models: tuple
+    solver: dict
+    theta: np.ndarray
+    se: np.ndarray
+    intervals: dict
+    x_cols: np.ndarray
+    x_rows: list
+    x_hat: np.ndarray
+    blocks: list
+    subject_objective: np.ndarray
+    n_obs: np.ndarray
+    converged: np.ndarray
+    messages: list
+    nfev: np.ndarray
+    starts_objective: np.ndarray
+    best_start: np.ndarray
+    designs: list = field(repr=False, default_factory=list)
+    predictions: list = field(repr=False, default_factory=list)
+    open_intervals: dict = field(default_factory=dict)
+    profiles: dict | None = field(default=None, repr=False)
+    bootstrap: dict | None = field(default=None, repr=False)
+    warnings: list = field(default_factory=list)
+    counters: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict, repr=False)
+    confidence: float = 0.95
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_parts(cls, cfg, problem: Problem, designs, core, unc, counters, timings,
+                   provenance) -> FitResult:
+        m = len(designs)
+        cnt = {"simulations": counters.simulations, "subject_solves": counters.rows,
+               "failed_solves": counters.failed_rows,
+               "seconds_simulating": round(counters.seconds_evaluating, 3),
+               "failure_messages": sorted(set(counters.events))[:10]}
+        return cls(
+            name=cfg.name, kind=core["kind"], model=problem.model,
+            subject_ids=tuple(d.id for d in designs), parameters=problem.parameters,
+            observables=problem.observables, error_models=problem.error_models,
+            solver=dict(problem.solver), theta=core["theta"] if core["theta"].shape[0] == m
+            else np.repeat(core["theta"], m, axis=0), se=unc["se"],
+            intervals=unc["intervals"], x_cols=unc["x_cols"], x_rows=unc["x_rows"],
+            x_hat=unc["x_hat"], blocks=unc["blocks"], subject_objective=core["m2ll"],
+            n_obs=np.asarray(core["nobs"]), converged=np.asarray(core["success"], bool),
+            messages=list(core["message"]), nfev=np.asarray(core["nfev"]),
+            starts_objective=np.asarray(core["starts_m2ll"]),
+            best_start=np.asarray(core["best_start"]), designs=list(designs),
+            predictions=list(core["predictions"]), open_intervals=unc.get("open", {}),
+            profiles=unc.get("profiles"),
+            bootstrap=unc.get("bootstrap"), warnings=_convergence_warnings(core, designs)
+            + list(unc["warnings"]), counters=cnt, timings=timings, provenance=provenance,
+            confidence=float(cfg.options["confidence"]))
+
+    # ------------------------------------------------------------------ basic views
+
+    @property
+    def problem(self) -> Problem:
+        """The estimation problem (to evaluate residuals again)."""
+        return Problem(self.model, self.observables, self.error_models, self.parameters,
+                       dict(self.solver))
+
+    @property
+    def parameter_names(self) -> tuple:
+        """Names of every fit quantity (model parameters, time_offset, error parameters)."""
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def estimated_names(self) -> tuple:
+        return tuple(p.name for p in self.parameters if p.estimated)
+
+    @property
+    def n_subjects(self) -> int:
+        return len(self.subject_ids)
+
+    @property
+    def objective(self) -> float:
+        """-2 log L at the estimates, summed over subjects."""
+        return float(np.sum(self.subject_objective))
+
+    @property
+    def n_estimated(self) -> int:
+        """Number of estimated quantities (subjects x per-subject ones + shared ones)."""
+        return int(self.x_cols.size)
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2 * self.n_estimated
+
+    @property
+    def bic(self) -> float:
+        return self.objective + self.n_estimated * math.log(max(int(self.n_obs.sum()), 1))
+
+    @property
+    def subject_parameters(self) -> np.ndarray:
+        """(m, P) full model parameter rows (model order), fixed ones at their values."""
+        return self.theta[:, :self.model.n_parameters].copy()
+
+    @property
+    def time_offsets(self) -> np.ndarray:
+        """(m,) model time of each subject's data time 0."""
+        q = self.parameter_names.index(OFFSET)
+        p = self.parameters[q]
+        cov = np.array([d.offset_covariate for d in self.designs]) if self.designs else 0.0
+        return self.theta[:, q] + p.factor * cov
+
+    def estimates(self, name: str) -> np.ndarray:
+        """(m,) values of one fit quantity per subject."""
+        return self.theta[:, self._index(name)].copy()
+
+    def standard_errors(self, name: str) -> np.ndarray:
+        return self.se[:, self._index(name)].copy()
+
+    def interval(self, name: str, method: str = "covariance") -> np.ndarray:
+        """(m, 2) interval of one quantity by ``method``."""
+        if method not in self.intervals:
+            raise FitError(f"no {method} intervals in this fit (have: "
+                           f"{', '.join(self.intervals)})")
+        return self.intervals[method][:, self._index(name)].copy()
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.parameter_names.index(name)
+        except ValueError:
+            raise FitError(f"fit {self.name!r} has no parameter {name!r} (parameters: "
+                           f"{', '.join(self.estimated_names)} estimated)") from None
+
+    def covariance(self, subject: int | str = 0) -> tuple[tuple, np.ndarray]:
+        """(names, covariance on the estimation scale) of one subject's estimated quantities
+        (individual fits) or of every estimated quantity (pooled fits)."""
+        if self.kind == "pooled":
+            idx, cov = self.blocks[0]
+            names = tuple(self._entry_name(k) for k in idx)
+            return names, cov.copy()
+        i = self.subject_ids.index(subject) if isinstance(subject, str) else int(subject)
+        idx, cov = self.blocks[i]
+        return tuple(self.parameter_names[self.x_cols[k]] for k in idx), cov.copy()
+
+    def correlation(self, subject: int | str = 0) -> tuple[tuple, np.ndarray]:
+        """(names, correlation matrix) of the estimates, from :meth:`covariance` (NaN where a
+        standard error is unknown)."""
+        names, cov = self.covariance(subject)
+        sd = np.sqrt(np.abs(np.diag(cov)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return names, cov / np.outer(sd, sd)
+
+    def _entry_name(self, k: int) -> str:
+        name = self.parameter_names[self.x_cols[k]]
+        rows = self.x_rows[k]
+        return name if len(rows) > 1 else f"{name}[{self.subject_ids[int(rows[0])]}]"
+
+    # ------------------------------------------------------------------ sampling, simulating
+
+    def sample_parameters(self, n: int, rng=None, *, with_offsets: bool = False):
+        """Draw parameter sets from the estimates' uncertainty.
+
+        Draws ``x ~ N(x_hat, Cov)`` on the estimation scale (per subject for individual fits,
+        jointly for pooled fits), maps them back (so draws respect the bounds) and returns full
+        model parameter rows.
+
+        Returns
+        -------
+        ndarray (n, m, P)
+            And, with ``with_offsets``, also the time offsets ``(n, m)``.
+        """
+        rng = np.random.default_rng(rng)
+        m, Q = self.theta.shape
+        th = np.repeat(self.theta[None], n, axis=0)
+        unknown = []
+        for idx, cov in self.blocks:
+            cov = np.array(cov, dtype=float)
+            bad = ~np.isfinite(np.diag(cov)) if cov.size else np.zeros(0, bool)
+            if bad.any():
+                unknown.extend(self._entry_name(k) for k in np.asarray(idx)[bad])
+                cov[bad, :] = 0.0
+                cov[:, bad] = 0.0
+            cov = np.where(np.isfinite(cov), cov, 0.0)
+            w, V = np.linalg.eigh(0.5 * (cov + cov.T)) if cov.size else (np.zeros(0), cov)
+            L = V * np.sqrt(np.clip(w, 0.0, None))
+            z = rng.standard_normal((n, len(idx)))
+            xs = self.x_hat[idx][None, :] + z @ L.T
+            for col_k, k in enumerate(idx):
+                c = self.x_cols[k]
+                p = self.parameters[c]
+                vals = from_internal(xs[:, col_k], p.scale, p.lower, p.upper)
+                vals = np.clip(vals, p.lower, p.upper)
+                th[:, self.x_rows[k], c] = vals[:, None]
+        if unknown:
+            warnings.warn(f"no covariance for {', '.join(unknown[:5])}"
+                          f"{' ...' if len(unknown) > 5 else ''}: sampled at the estimate",
+                          stacklevel=2)
+        P = self.model.n_parameters
+        params = th[:, :, :P]
+        if not with_offsets:
+            return params
+        q = self.parameter_names.index(OFFSET)
+        cov_term = (np.array([d.offset_covariate for d in self.designs])
+                    if self.designs else 0.0)
+        return params, th[:, :, q] + self.parameters[q].factor * cov_term
+
+    def simulate(self, times, **kwargs):
+        """Simulate every subject at its estimates at model ``times`` (``pg.simulate``)."""
+        from ..simulate import simulate
+
+        return simulate(self.model, self.subject_parameters, times, **kwargs)
+
+    def residuals(self):
+        """Per subject: (normalised residuals, predictions) at the data (NaN if censored)."""
+        prob = self.problem
+        out = []
+        for i, d in enumerate(self.designs):
+            f = self.predictions[i]
+            th = self.theta[i]
+            oi = d.obs
+            a = np.where(prob.a_index[oi] >= 0, th[np.maximum(prob.a_index[oi], 0)], 0.0)
+            b = np.where(prob.b_index[oi] >= 0, th[np.maximum(prob.b_index[oi], 0)], 0.0)
+            t = likelihood_terms(prob.codes[oi], d.value, d.cens, d.limit, f,
+                                 np.zeros((f.size, 0)), a, np.zeros((f.size, 0)), b,
+                                 np.zeros((f.size, 0)), prob.sigma_varies[oi], want_jac=False)
+            out.append(np.where(d.cens == 0, t.r, np.nan))
+        return out
+
+    # ------------------------------------------------------------------ tables
+
+    def summary(self) -> str:
+        """A short text summary (what the CLI prints)."""
+        m = self.n_subjects
+        lines = [f"{self.name}: {self.kind} fit of model '{self.model.name}' to {m} subjects, "
+                 f"{int(self.n_obs.sum())} observations",
+                 f"  -2 log L = {self.objective:.3f}, AIC = {self.aic:.3f}, BIC = "
+                 f"{self.bic:.3f}, {self.n_estimated} estimated quantities",
+                 f"  converged: {int(self.converged.sum())}/{m} subjects; "
+                 f"{self.counters.get('simulations', 0)} batched simulations, "
+                 f"{self.counters.get('subject_solves', 0)} subject solves "
+                 f"({self.counters.get('failed_solves', 0)} failed); "
+                 f"{self.timings.get('total', float('nan')):.1f} s"]
+        for row in self.parameter_table():
+            lines.append("  " + row["text"])
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        return "\n".join(lines)
+
+    def parameter_table(self) -> list[dict]:
+        """Per estimated quantity: summary statistics across subjects (or the shared value)."""
+        rows = []
+        for q, p in enumerate(self.parameters):
+            if not p.estimated:
+                continue
+            v = self.theta[:, q]
+            se = self.se[:, q]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rse = 100 * se / np.abs(v)
+            if p.estimate == "shared":
+                ci = self.intervals["covariance"][0, q]
+                text = (f"{p.name:<14} {v[0]:.5g} (SE {se[0]:.3g}, RSE {rse[0]:.3g}%, "
+                        f"{100 * self.confidence:g}% CI {ci[0]:.4g} - {ci[1]:.4g}) [shared]")
+                rows.append({"name": p.name, "role": "shared", "estimate": float(v[0]),
+                             "se": float(se[0]), "text": text})
+            else:
+                q1, med, q3 = np.nanpercentile(v, [25, 50, 75])
+                text = (f"{p.name:<14} median {med:.5g} (IQR {q1:.4g} - {q3:.4g}), median RSE "
+                        f"{np.nanmedian(rse):.3g}% [per subject]")
+                rows.append({"name": p.name, "role": "subject", "median": float(med),
+                             "q1": float(q1), "q3": float(q3),
+                             "median_rse_percent": float(np.nanmedian(rse)), "text": text})
+        return rows
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, folder, *, figures: bool = True, overwrite: bool = True) -> Path:
+        """Write the fit folder atomically (see the module docstring); returns its path."""
+        from .._io import atomic_directory
+        from .report import write_figures, write_report
+
+        folder = Path(folder)
+        with atomic_directory(folder, overwrite=overwrite) as tmp:
+            (tmp / "fit.json").write_text(json.dumps(self._json(), indent=1,
+                                                     allow_nan=False) + "\n")
+            self._write_subjects(tmp / "subjects.csv")
+            self._write_data(tmp / "data.csv")
+            figs = write_figures(self, tmp / "figures") if figures else []
+            write_report(self, tmp / "report.md", figs)
+        return folder
+
+    def _json(self) -> dict:
+        spec = getattr(self.model, "spec", None)
+        return _clean({
+            "format": FORMAT,
+            "name": self.name,
+            "kind": self.kind,
+            "model": {"name": self.model.name, "text": getattr(spec, "text", "") or "",
+                      "source": getattr(spec, "source", ""),
+                      "fingerprint": getattr(spec, "fingerprint", "")},
+            "subjects": list(self.subject_ids),
+            "parameters": [dataclasses.asdict(p) for p in self.parameters],
+            "observables": list(self.observables),
+            "error_models": list(self.error_models),
+            "solver": self.solver,
+            "confidence": self.confidence,
+            "objective": self.objective, "aic": self.aic, "bic": self.bic,
+            "n_estimated": self.n_estimated, "n_observations": int(self.n_obs.sum()),
+            "estimates": {"theta": self.theta, "se": self.se},
+            "intervals": self.intervals,
+            "open_intervals": self.open_intervals,
+            "estimation_scale": {"x_cols": self.x_cols, "x_rows": [list(map(int, r))
+                                                                   for r in self.x_rows],
+                                 "x_hat": self.x_hat,
+                                 "blocks": [{"entries": idx, "covariance": cov}
+                                            for idx, cov in self.blocks]},
+            "subject_objective": self.subject_objective, "n_obs": self.n_obs,
+            "converged": self.converged, "messages": self.messages, "nfev": self.nfev,
+            "starts_objective": self.starts_objective, "best_start": self.best_start,
+            "profiles": self.profiles, "bootstrap": self.bootstrap,
+            "warnings": self.warnings, "counters": self.counters, "timings": self.timings,
+            "provenance": self.provenance,
+        })
+
+    def _write_subjects(self, path: Path) -> None:
+        est = [(q, p) for q, p in enumerate(self.parameters) if p.estimated]
+        header = ["subject", "converged", "objective", "n_obs", "nfev", "best_start",
+                  "time_offset_model"]
+        for _, p in est:
+            header += [p.name, f"{p.name}_se"]
+            for method in self.intervals:
+                header += [f"{p.name}_{method}_lo", f"{p.name}_{method}_hi"]
+        header.append("message")
+        offsets = self.time_offsets
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for i, sid in enumerate(self.subject_ids):
+                row = [sid, int(self.converged[i]), _fmt(self.subject_objective[i]),
+                       int(self.n_obs[i]), int(self.nfev[i]), int(self.best_start[i]) + 1,
+                       _fmt(offsets[i])]
+                for q, _ in est:
+                    row += [_fmt(self.theta[i, q]), _fmt(self.se[i, q])]
+                    for ci in self.intervals.values():
+                        row += [_fmt(ci[i, q, 0]), _fmt(ci[i, q, 1])]
+                row.append(self.messages[i])
+                w.writerow(row)
+
+    def _write_data(self, path: Path) -> None:
+        res = self.residuals() if self.designs else []
+        offsets = self.time_offsets
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["subject", "time", "model_time", "observable", "value", "cens", "limit",
+                        "offset_covariate", "prediction", "residual"])
+            for i, d in enumerate(self.designs):
+                for j in range(d.n):
+                    w.writerow([d.id, _fmt(d.time[j]), _fmt(d.time[j] + offsets[i]),
+                                self.observables[d.obs[j]], _fmt(d.value[j]), int(d.cens[j]),
+                                _fmt(d.limit[j]), _fmt(d.offset_covariate),
+                                _fmt(self.predictions[i][j]), _fmt(res[i][j])])
+
+
+def _convergence_warnings(core, designs) -> list[str]:
+    bad = [designs[i].id for i in np.nonzero(~np.asarray(core["success"], bool))[0]]
+    if not bad:
+        return []
+    return [f"the optimiser did not report convergence for {len(bad)}/{len(designs)} "
+            f"subjects ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); see "
+            "subjects.csv, column 'message'"]
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return ""
+    x = float(x)
+    return "" if not math.isfinite(x) else repr(x)
+
+
+def _clean(obj):
+    """JSON-safe: arrays to lists, NaN/inf to null, tuples to lists, numpy scalars to Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _arr(x, dtype=float):
+    return np.array(x, dtype=dtype) if x is not None else None
+
+
+def load_fit(folder) -> FitResult:
+    """Restore a saved fit (``fit.json`` and ``data.csv``) as a FitResult that can simulate.
+
+    Raises
+    ------
+    FitError
+        The folder is not a saved fit, or its model cannot be restored.
+    """
+    from ..model import compile_model, parse_model
+
+    folder = Path(folder)
+    path = folder / "fit.json"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise FitError(f"{folder}: not a saved fit (cannot read fit.json: "
+                       f"{exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise FitError(f"{path}: not valid JSON ({exc})") from None
+    if doc.get("format") != FORMAT:
+        raise FitError(f"{path}: expected format {FORMAT!r}, found {doc.get('format')!r}")
+    text = doc["model"]["text"]
+    if not text:
+        raise FitError(f"{path}: the model text is missing (a Python model cannot be restored "
+                       "from a saved fit)")
+    model = compile_model(parse_model(text, source=doc["model"]["source"] or str(path)))
+    params = []
+    for p in doc["parameters"]:
+        p = dict(p)
+        for key in ("lower", "upper"):
+            if p[key] is None:
+                p[key] = -math.inf if key == "lower" else math.inf
+        params.append(FitParameter(**p))
+    subjects = tuple(doc["subjects"])
+    observables = tuple(doc["observables"])
+    designs = _read_designs(folder / "data.csv", subjects, observables)
+    est = doc["estimates"]
+    scale = doc["estimation_scale"]
+    blocks = [(np.array(b["entries"], dtype=int), _arr(b["covariance"]).reshape(
+        len(b["entries"]), len(b["entries"]))) for b in scale["blocks"]]
+    solver = dict(doc["solver"])
+    if solver.get("max_step") is None:
+        solver["max_step"] = math.inf
+    profiles = doc.get("profiles")
+    if profiles:
+        profiles = {k: (_arr(v) if k != "pooled" else v) for k, v in profiles.items()}
+        profiles["cols"] = profiles["cols"].astype(int)
+    boot = doc.get("bootstrap")
+    if boot:
+        boot = {"cols": _arr(boot["cols"], int), "estimates": _arr(boot["estimates"])}
+    m = len(subjects)
+    predictions = [np.array([np.nan])] * m
+    if designs:
+        predictions = [d.pop("prediction") for d in designs]
+        designs = [Design(**d) for d in designs]
+    return FitResult(
+        name=doc["name"], kind=doc["kind"], model=model, subject_ids=subjects,
+        parameters=tuple(params), observables=observables,
+        error_models=tuple(doc["error_models"]), solver=solver, theta=_arr(est["theta"]),
+        se=_arr(est["se"]), intervals={k: _arr(v) for k, v in doc["intervals"].items()},
+        x_cols=np.array(scale["x_cols"], dtype=int),
+        x_rows=[np.array(r, dtype=int) for r in scale["x_rows"]], x_hat=_arr(scale["x_hat"]),
+        blocks=blocks, subject_objective=_arr(doc["subject_objective"]),
+        n_obs=np.array(doc["n_obs"], dtype=int), converged=np.array(doc["converged"], bool),
+        messages=list(doc["messages"]), nfev=np.array(doc["nfev"], dtype=int),
+        starts_objective=_arr(doc["starts_objective"]),
+        best_start=np.array(doc["best_start"], dtype=int), designs=designs,
+        predictions=predictions,
+        open_intervals={k: np.array(v, dtype=bool) for k, v in doc["open_intervals"].items()},
+        profiles=profiles, bootstrap=boot, warnings=list(doc["warnings"]),
+        counters=doc["counters"], timings=doc["timings"], provenance=doc["provenance"],
+        confidence=float(doc["confidence"]))
+
+
+def _read_designs(path: Path, subjects, observables):
+    if not path.is_file():
+        return []
+    rows: dict[str, list] = {s: [] for s in subjects}
+    with path.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            rows[r["subject"]].append(r)
+
+    def num(x):
+        return float(x) if x != "" else np.nan
+
+    out = []
+    for s in subjects:
+        rs = rows[s]
+        out.append({
+            "id": s,
+            "time": np.array([num(r["time"]) for r in rs]),
+            "obs": np.array([observables.index(r["observable"]) for r in rs], dtype=int),
+            "value": np.array([num(r["value"]) for r in rs]),
+            "cens": np.array([int(r["cens"]) for r in rs], dtype=int),
+            "limit": np.array([num(r["limit"]) for r in rs]),
+            "offset_covariate": num(rs[0]["offset_covariate"]) if rs else 0.0,
+            "prediction": np.array([num(r["prediction"]) for r in rs]),
+        })
+    return out

@@ -1,0 +1,167 @@
+"""Uncertainty of estimates: covariance (Fisher information), profile likelihood, bootstrap.
+
+All work happens on the estimation scale ``x`` (log, logit or linear) and is carried back to
+the natural scale: standard errors with the delta method (``se_theta = |dtheta/dx| se_x``),
+intervals end point by end point (so they stay inside the bounds and are asymmetric where the
+scale is).
+
+* **Covariance**: ``Cov(x) = I(x)^-1``, the inverse of the expected information at the
+  estimate. A singular or non-finite information matrix does not raise: the standard errors of
+  the parameters loading on its null directions are NaN and a warning names them.
+* **Profile likelihood**: for each parameter, ``-2 log L`` re-optimised over the others at fixed
+  values of it; the interval is where the profile stays within ``chi2_1(confidence)`` of the
+  minimum (linear interpolation between points). A profile that stays below the threshold up to
+  a bound leaves that side open (the bound is reported) and flags the parameter.
+* **Parametric bootstrap**: data simulated from the fitted model and error model at the same
+  times (censoring at the same limits), refitted from the estimate; percentile intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from .transforms import dtheta_dx, from_internal, internal_bounds
+
+__all__ = ["covariance_from_info", "wald", "profile_grid", "profile_interval", "conditional_start",
+           "percentile_interval", "identifiability_flags"]
+
+
+def covariance_from_info(info: np.ndarray, names) -> tuple[np.ndarray, str]:
+    """Invert an information matrix; return (covariance, problem) with problem "" when fine.
+
+    Parameters whose directions the information does not determine get NaN rows/columns.
+    """
+    D = info.shape[0]
+    if D == 0:
+        return np.zeros((0, 0)), ""
+    if not np.all(np.isfinite(info)):
+        return np.full((D, D), np.nan), "information matrix not finite (a simulation failed)"
+    info = 0.5 * (info + info.T)
+    scale = np.sqrt(np.maximum(np.diag(info), 0.0))
+    zero = scale <= 0
+    s = np.where(zero, 1.0, scale)
+    R = info / s[:, None] / s[None, :]           # correlation-like, well scaled
+    w, V = np.linalg.eigh(R)
+    tol = 1e-10 * max(float(w.max()), 1e-300)
+    null = w <= tol
+    if not null.any() and not zero.any():
+        cov = (V / w) @ V.T / s[:, None] / s[None, :]
+        return 0.5 * (cov + cov.T), ""
+    loading = np.abs(V[:, null]).max(axis=1) > 0.1 if null.any() else np.zeros(D, bool)
+    bad = loading | zero
+    good = ~bad
+    cov = np.full((D, D), np.nan)
+    if good.any():
+        sub = R[np.ix_(good, good)]
+        try:
+            cov_g = np.linalg.inv(sub) / s[good][:, None] / s[good][None, :]
+            cov[np.ix_(good, good)] = cov_g
+        except np.linalg.LinAlgError:
+            pass
+    which = ", ".join(str(names[i]) for i in np.nonzero(bad)[0])
+    return cov, f"information matrix singular: the data do not determine {which}"
+
+
+def wald(x, se_x, scale, lo, hi, confidence):
+    """Delta-method SE on the natural scale and the Wald interval mapped back."""
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    lo_x, hi_x = internal_bounds(scale, lo, hi)
+    se_theta = np.abs(dtheta_dx(x, scale, lo, hi)) * se_x
+    a = np.clip(x - z * se_x, lo_x, hi_x)
+    b = np.clip(x + z * se_x, lo_x, hi_x)
+    return se_theta, from_internal(a, scale, lo, hi), from_internal(b, scale, lo, hi)
+
+
+def profile_grid(x, se_x, scale, lo, hi, points: int, width: float = 4.0) -> np.ndarray:
+    """Profile points (estimation scale) on both sides of x; (points,) sorted, x excluded.
+
+    They span x +- ``width`` SE (the bounds if the SE is unknown or reaches them).
+    """
+    lo_x, hi_x = (float(np.ravel(v)[0]) for v in internal_bounds(scale, lo, hi))
+    x, se_x = float(x), float(se_x)
+    if not np.isfinite(lo_x):
+        lo_x = x - 6.0 if not np.isfinite(se_x) else x - 2 * width * se_x
+    if not np.isfinite(hi_x):
+        hi_x = x + 6.0 if not np.isfinite(se_x) else x + 2 * width * se_x
+    if np.isfinite(se_x) and se_x > 0:
+        a, b = max(lo_x, x - width * se_x), min(hi_x, x + width * se_x)
+    else:
+        a, b = lo_x, hi_x
+    n_left = points // 2
+    n_right = points - n_left
+    left = x - (x - a) * np.arange(n_left, 0, -1) / n_left if x > a else np.full(n_left, a)
+    right = x + (b - x) * np.arange(1, n_right + 1) / n_right if b > x else np.full(n_right, b)
+    return np.concatenate([left, right])
+
+
+def profile_interval(x_hat, m2ll_hat, xs, m2ll, confidence, lo_x, hi_x):
+    """Interval (estimation scale) from a profile; also whether each side stayed open.
+
+    The crossing of the threshold is interpolated linearly in the signed root
+    ``sqrt(m2ll - m2ll_hat)``, which is exact for a quadratic profile.
+    """
+    root_thr = float(np.sqrt(stats.chi2.ppf(confidence, 1)))
+    xs = np.asarray(xs, float)
+    m2ll = np.asarray(m2ll, float)
+    ok = np.isfinite(m2ll)
+    xs, m2ll = xs[ok], m2ll[ok]
+    root = np.sqrt(np.maximum(m2ll - m2ll_hat, 0.0))
+    left = xs < x_hat
+    order_l = np.argsort(-xs[left])
+    order_r = np.argsort(xs[~left])
+
+    def side(px, pr, bound):
+        prev_x, prev_r = x_hat, 0.0
+        for cx, cr in zip(px, pr, strict=True):
+            if cr >= root_thr:
+                if cr == prev_r:
+                    return cx, False
+                return prev_x + (root_thr - prev_r) * (cx - prev_x) / (cr - prev_r), False
+            prev_x, prev_r = cx, max(cr, prev_r)
+        return (bound if np.isfinite(bound) else (px[-1] if len(px) else x_hat)), True
+
+    a, open_a = side(xs[left][order_l], root[left][order_l], lo_x)
+    b, open_b = side(xs[~left][order_r], root[~left][order_r], hi_x)
+    return a, b, open_a, open_b
+
+
+def conditional_start(x_hat, cov, j, value, lo_x, hi_x):
+    """Start for a profile point: the other parameters at their conditional mean given x_j.
+
+    ``x_other + Cov[other, j] / Cov[j, j] (value - x_j)`` (exact for a quadratic objective),
+    clipped to the bounds; the estimate itself where the covariance is unknown.
+    """
+    keep = np.arange(x_hat.size) != j
+    out = x_hat[keep].copy()
+    if cov is not None and np.all(np.isfinite(cov[:, j])) and cov[j, j] > 0:
+        out = out + cov[keep, j] / cov[j, j] * (value - x_hat[j])
+    return np.clip(out, lo_x[keep], hi_x[keep])
+
+
+def percentile_interval(samples, confidence):
+    """Percentile interval of bootstrap samples along the last axis (NaN-aware)."""
+    q = 100 * np.array([0.5 - confidence / 2, 0.5 + confidence / 2])
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanpercentile(samples, q, axis=-1) if samples.shape[-1] else (np.nan,) * 2
+    return lo, hi
+
+
+def identifiability_flags(x, se_x, corr, scale, lo, hi, confidence):
+    """Per parameter: (huge SE, |corr| > 0.99 partner indices) for one subject or problem.
+
+    "Huge" means the Wald interval on the estimation scale is wider than the parameter's whole
+    range there (for an unbounded scale: a standard error above 2).
+    """
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    lo_x, hi_x = internal_bounds(scale, lo, hi)
+    width = hi_x - lo_x
+    with np.errstate(invalid="ignore"):
+        huge = np.where(np.isfinite(width), 2 * z * se_x > width, se_x > 2.0)
+    huge |= ~np.isfinite(se_x)
+    partners = []
+    for j in range(len(x)):
+        row = corr[j] if corr is not None and corr.size else np.array([])
+        partners.append([k for k in range(len(x)) if k != j and row.size
+                         and np.isfinite(row[k]) and abs(row[k]) > 0.99])
+    return huge, partners
