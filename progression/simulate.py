@@ -211,6 +211,7 @@ class _Stacked:
         self.a = None      # d p_current / d p_base for the sensitivity parameters (k, m)
         n, k = self.n, self.k
         self.block = (1 + k) * n
+        self._dfdp = model.dfdp_columns(sens_index) if self.k else None
         self.size = m * self.block
         if layout == "sparse":
             pattern = model.jacobian_sparsity | np.eye(n, dtype=bool)
@@ -242,7 +243,7 @@ class _Stacked:
         if not self.k:
             return f.T.ravel()
         J = self.model.jac(t, y, self.p)
-        dfdp = self.model.dfdp(t, y, self.p)[:, self.sens_index, :] * self.a[None]
+        dfdp = self._dfdp(t, y, self.p) * self.a[None]
         dS = np.einsum("ijm,mqj->mqi", J, S) + dfdp.transpose(2, 1, 0)
         out = np.empty((self.m, 1 + self.k, self.n))
         out[:, 0, :] = f.T

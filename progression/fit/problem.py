@@ -359,7 +359,7 @@ class Problem:
                 sens_idx = [model.parameter_index(nm) for nm in sens]
                 with np.errstate(all="ignore"):
                     Ju = model.jac(tu, Yu, pu)               # (n, n, U)
-                    Pu = model.dfdp(tu, Yu, pu)[:, sens_idx, :]
+                    Pu = model.dfdp_columns(sens_idx)(tu, Yu, pu)
                 Sdu = np.einsum("ijU,jkU->ikU", Ju, Su) + Pu
                 S = (h00 * Su[:, :, i0] + h10 * h * Sdu[:, :, i0] + h01 * Su[:, :, i1]
                      + h11 * h * Sdu[:, :, i1])

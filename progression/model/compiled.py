@@ -164,6 +164,8 @@ class CompiledModel(_ModelBase):
         dfdp = sp.Matrix(sym.rhs).jacobian(sym.p) if P else sp.zeros(n, 0)
         self.jac = gen("jac", list(jac), (n, n))
         self.dfdp = gen("dfdp", list(dfdp), (n, P))
+        self._dfdp_matrix = dfdp
+        self._dfdp_columns: dict = {}
         self.jacobian_sparsity = np.array([[e != 0 for e in row] for row in jac.tolist()],
                                           dtype=bool).reshape(n, n)
         self.dinitial_dp = gen("dinitial_dp", list(sp.Matrix(sym.initial).jacobian(sym.p)),
@@ -179,6 +181,19 @@ class CompiledModel(_ModelBase):
                                 self.symbolic.p, subjects_from=subjects_from)
         self.__dict__.setdefault("sources", {})[name] = source
         return func
+
+    def dfdp_columns(self, columns) -> Callable:
+        """``d rhs / d p`` for the given parameter columns only, ``(n_states, k, m)``.
+
+        Fits need the derivatives for a handful of parameters; generating only those columns
+        spares computing (and discarding) all of them at every right-hand-side call.
+        """
+        key = tuple(int(c) for c in columns)
+        if key not in self._dfdp_columns:
+            sub = self._dfdp_matrix[:, list(key)] if key else sp.zeros(self.n_states, 0)
+            self._dfdp_columns[key] = self._generate("dfdp_columns", list(sub),
+                                                     (self.n_states, len(key)))
+        return self._dfdp_columns[key]
 
     def jump(self, mapping: Mapping[str, str | float], where: str = "jump") -> Jump:
         """Compile a state jump given as state -> expression of states, parameters and ``t``.
@@ -320,6 +335,10 @@ class PythonModel(_ModelBase):
     def dfdp(self, t, y, p):
         d = _central_difference(lambda pp: self.rhs(t, y, pp), p, self.n_parameters)
         return d if d is not None else np.zeros((self.n_states, 0, y.shape[1]))
+
+    def dfdp_columns(self, columns):
+        columns = list(columns)
+        return lambda t, y, p: self.dfdp(t, y, p)[:, columns, :]
 
     def initial(self, t, y, p):
         if callable(self._initial):
