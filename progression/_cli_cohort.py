@@ -10,8 +10,6 @@ as one line before exiting with status 2.
 
 from __future__ import annotations
 
-import argparse
-
 from .errors import ProgressionError
 
 __all__ = ["register", "cmd_cohort", "cmd_describe"]
@@ -80,15 +78,3 @@ def register(subparsers) -> None:
                    help="control serum NfL in pg/mL (default 20)")
     p.set_defaults(func=cmd_describe)
 
-
-def _main(argv=None) -> int:  # pragma: no cover - for use before cli.py registers us
-    import sys
-
-    parser = argparse.ArgumentParser(prog="progression")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ProgressionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -1,18 +1,15 @@
 """``progression compare CONFIG --out DIR``: run a scenario-comparison config.
 
 The lead wires it into ``progression/cli.py`` with ``register(sub)`` in ``_build_parser``. It
-also runs standalone: ``python -m progression._cli_compare CONFIG --out DIR``.
+is registered by ``progression.cli``: ``progression compare CONFIG --out DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from .errors import ProgressionError
-
-__all__ = ["register", "cmd_compare", "main"]
+__all__ = ["register", "cmd_compare"]
 
 
 def cmd_compare(args) -> int:
@@ -61,18 +58,3 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
     return p
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="progression")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ProgressionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
