@@ -85,3 +85,19 @@ def config_text(data_path="data.csv", *, free=("kA", "eD"), offset="subject", ex
                   "bounds = [0.0, 60.0]", ""]
     lines += ["[solver]", "grid_step = 0.5", ""]
     return "\n".join(lines) + "\n" + extra
+
+
+def run_cli(*argv):
+    """The `progression fit` subcommand as cli.main runs it: errors -> one message, exit 2."""
+    import argparse
+
+    from progression._cli_fit import register
+    from progression.errors import ProgressionError
+
+    parser = argparse.ArgumentParser(prog="progression")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["fit", *argv])
+    try:
+        return args.func(args), ""
+    except ProgressionError as exc:
+        return 2, str(exc)

@@ -1,31 +1,17 @@
 """Fit configs: a catalogue of broken configs, each answered by one clear error, nothing written."""
 
-import argparse
 import sys
 
 import pytest
 
 import progression as pg
-from progression._cli_fit import register
-from progression.errors import ConfigError, ProgressionError
+from progression.errors import ConfigError
 from progression.fit import parse_fit_config, read_fit_config
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _fit_support import config_text, simulate_cohort  # noqa: E402
+from _fit_support import config_text, run_cli, simulate_cohort  # noqa: E402
 
 GOOD = config_text() + '\n[output]\nfolder = "out/fit"\n'
-
-
-def run_cli(*argv):
-    """The `progression fit` subcommand as cli.main runs it: errors -> one message, exit 2."""
-    parser = argparse.ArgumentParser(prog="progression")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["fit", *argv])
-    try:
-        return args.func(args), ""
-    except ProgressionError as exc:
-        return 2, str(exc)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """FitResult: saving (atomic, reproducible), loading, sampling, pickling, the CLI."""
 
-import argparse
 import hashlib
 import json
 import pickle
@@ -11,23 +10,11 @@ import numpy as np
 import pytest
 
 import progression as pg
-from progression._cli_fit import register
-from progression.errors import FitError, ProgressionError
+from progression.errors import FitError
 from progression.fit import FitResult, fit, load_fit, read_fit_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fit_support import config_text, simulate_cohort  # noqa: E402
-
-
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="progression")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["fit", *argv])
-    try:
-        return args.func(args), ""
-    except ProgressionError as exc:
-        return 2, str(exc)
+from _fit_support import config_text, run_cli, simulate_cohort  # noqa: E402
 
 
 @pytest.fixture(scope="module")
