@@ -337,15 +337,8 @@ def _fit_individual(problem, designs, opts, ex, counters, progress, name):
     size = int(opts["batch_size"])
     chunks = [(problem, designs[lo:lo + size], X0[lo:lo + size], opts)
               for lo in range(0, m, size)]
-    bar = Progress(f"fit {name}", m, enabled=progress)
-    done = [0]
-
-    def on_chunk(n, out):
-        done[0] += out["theta"].shape[0]
-        bar.update(done[0])
-
-    parts = ex.map(_individual_chunk, chunks, progress=on_chunk)
-    bar.close()
+    parts = _map_subject_chunks(ex, _individual_chunk, chunks, f"fit {name}", m, "theta",
+                                progress)
     core = {"kind": "individual", "cols": cols}
     for key in ("theta", "x", "m2ll", "success", "nfev", "starts_m2ll", "best_start",
                 "failed_evaluations", "nobs"):
@@ -586,15 +579,8 @@ def _profiles(problem, designs, core, unc, opts, kind, ex, counters, progress, n
         chunks = [(problem, designs[a:a + size], core["theta"][a:a + size],
                    core["x"][a:a + size], grids[a:a + size], covs[a:a + size], opts)
                   for a in range(0, m, size)]
-        bar = Progress(f"profiles {name}", m, enabled=progress)
-        done = [0]
-
-        def on_chunk(k, out):
-            done[0] += out["m2ll"].shape[0]
-            bar.update(done[0])
-
-        parts = ex.map(_profile_chunk, chunks, progress=on_chunk)
-        bar.close()
+        parts = _map_subject_chunks(ex, _profile_chunk, chunks, f"profiles {name}", m, "m2ll",
+                                    progress)
         prof = np.concatenate([p["m2ll"] for p in parts])
         for p in parts:
             counters.merge(p["counters"])
@@ -683,15 +669,8 @@ def _bootstrap(problem, designs, core, unc, opts, kind, ex, counters, progress, 
         chunks = [(problem, designs[a:a + size], core["theta"][a:a + size],
                    core["x"][a:a + size], core["predictions"][a:a + size],
                    seeds[a:a + size], B, opts) for a in range(0, m, size)]
-        bar = Progress(f"bootstrap {name}", m, enabled=progress)
-        done = [0]
-
-        def on_chunk(k, out):
-            done[0] += out["estimates"].shape[0]
-            bar.update(done[0])
-
-        parts = ex.map(_bootstrap_chunk, chunks, progress=on_chunk)
-        bar.close()
+        parts = _map_subject_chunks(ex, _bootstrap_chunk, chunks, f"bootstrap {name}", m,
+                                    "estimates", progress)
         est = np.concatenate([p["estimates"] for p in parts])      # (m, B, D)
         for p in parts:
             counters.merge(p["counters"])
@@ -759,3 +738,17 @@ def _provenance(cfg, sha, opts, notes, ex_name, workers, in_memory=False):
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "notes": list(notes),
     }
+
+
+def _map_subject_chunks(ex, func, chunks, label, m, key, progress):
+    """Run ``func`` over chunks of subjects, counting subjects done by ``out[key]`` rows."""
+    bar = Progress(label, m, enabled=progress)
+    done = [0]
+
+    def on_chunk(_, out):
+        done[0] += out[key].shape[0]
+        bar.update(done[0])
+
+    parts = ex.map(func, chunks, progress=on_chunk)
+    bar.close()
+    return parts
