@@ -18,18 +18,19 @@ from __future__ import annotations
 import copy
 import csv
 import time as _time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sps
-from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, ODEintWarning, Radau, odeint
 
 from .errors import ProgressionError
 from .model import load_model
 
-__all__ = ["METHODS", "Switch", "Simulation", "simulate"]
+__all__ = ["solve_states", "METHODS", "Switch", "Simulation", "simulate"]
 
 #: Integrator registry: method name -> (scipy OdeSolver class, Jacobian layout it accepts).
 METHODS = {
@@ -211,7 +212,7 @@ class _Stacked:
         self.a = None      # d p_current / d p_base for the sensitivity parameters (k, m)
         n, k = self.n, self.k
         self.block = (1 + k) * n
-        self._dfdp = model.dfdp_columns(sens_index) if self.k else None
+        self._sens_rhs = model.sensitivity_rhs(sens_index) if self.k else None
         self.size = m * self.block
         if layout == "sparse":
             pattern = model.jacobian_sparsity | np.eye(n, dtype=bool)
@@ -238,17 +239,13 @@ class _Stacked:
         return Y.ravel()
 
     def fun(self, t, flat):
-        y, S = self.split(flat)
-        f = self.model.rhs(t, y, self.p)
         if not self.k:
-            return f.T.ravel()
-        J = self.model.jac(t, y, self.p)
-        dfdp = self._dfdp(t, y, self.p) * self.a[None]
-        dS = np.einsum("ijm,mqj->mqi", J, S) + dfdp.transpose(2, 1, 0)
-        out = np.empty((self.m, 1 + self.k, self.n))
-        out[:, 0, :] = f.T
-        out[:, 1:, :] = dS
-        return out.ravel()
+            y = flat.reshape(self.m, self.n).T
+            return self.model.rhs(t, y, self.p).T.ravel()
+        # (m, (1+k) n) -> ((1+k) n, m): the generated function wants subjects last
+        Y = flat.reshape(self.m, self.block).T
+        out = self._sens_rhs(t, Y, np.concatenate([self.p, self.a]))
+        return out.T.ravel()
 
     def jac(self, t, flat):
         # The sensitivity blocks get the state Jacobian on their diagonal and the coupling
@@ -366,6 +363,93 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     return result
 
 
+def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e-6,
+                 atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000):
+    """States only, at ``times``, for a parameter table: the lean path estimators use.
+
+    No observables, events or sensitivities are computed (see :func:`grid_sensitivities` for
+    sensitivities on the same grid).
+
+    Parameters
+    ----------
+    model : CompiledModel or PythonModel
+    table : ndarray (m, P)
+    times : ndarray (T,)
+        Increasing output times from ``t0 = times[0]``.
+
+    Returns
+    -------
+    states : ndarray (m, n_states, T)
+    status : int ndarray (m,)
+        0 success, -1 failed.
+    message : list of str
+    stats : dict
+        Work counters, as :attr:`Simulation.stats`.
+    """
+    times = np.asarray(times, dtype=float)
+    if method == "LSODA":
+        return _odeint_states(model, table, times, rtol, atol, max_step, max_steps)
+    index = np.arange(table.shape[0])
+    out = _solve_batch(model, table, index, table.shape[0], times, float(times[0]), {}, (),
+                       method, rtol, atol, max_step, np.zeros(0, dtype=int), max_steps, False,
+                       lean=True)
+    return out["states"], out["status"], out["message"], out["stats"]
+
+
+def _odeint_states(model, table, times, rtol, atol, max_step, max_steps):
+    """:func:`solve_states` through ``scipy.integrate.odeint`` (LSODA with the banded Jacobian).
+
+    One call into ODEPACK integrates the whole stacked system and returns every output time:
+    no Python work per step, only per right-hand-side evaluation. A failed stacked solve is
+    redone subject by subject so that one bad subject does not fail the others.
+    """
+    m, n = table.shape[0], model.n_states
+    states = np.full((m, n, times.size), np.nan)
+    status = np.zeros(m, dtype=int)
+    message = ["ok"] * m
+    stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0}
+
+    def solve(rows):
+        sys = _Stacked(model, rows.size, np.zeros(0, dtype=int), "banded")
+        sys.p = table[rows].T.copy()
+        with np.errstate(all="ignore"):
+            y0 = model.initial(float(times[0]), None, sys.p).T.ravel()
+        if times.size == 1:
+            return y0.reshape(rows.size, n)[:, :, None], "ok"
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", ODEintWarning)
+            try:
+                Y, info = odeint(sys.fun, y0, times, Dfun=sys.jac, ml=n - 1, mu=n - 1,
+                                 tfirst=True, full_output=True, rtol=rtol, atol=atol,
+                                 mxstep=int(max_steps),
+                                 hmax=float(max_step) if np.isfinite(max_step) else 0.0)
+            except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+                return None, f"{type(exc).__name__}: {exc}"
+        stats["nfev"] += int(info["nfe"][-1])
+        stats["njev"] += int(info["nje"][-1])
+        stats["steps"] += int(info["nst"][-1])
+        if info["message"] != "Integration successful." or not np.all(np.isfinite(Y)):
+            text = info["message"] if info["message"] != "Integration successful." else \
+                "non-finite values in the solution"
+            return None, text
+        return Y.reshape(times.size, rows.size, n).transpose(1, 2, 0), "ok"
+
+    X, text = solve(np.arange(m))
+    if X is not None:
+        states[:] = X
+    else:
+        for i in range(m):
+            Xi, text_i = X, text
+            if m > 1:
+                Xi, text_i = solve(np.array([i]))
+            if Xi is None:
+                status[i] = FAILED
+                message[i] = f"integration failed: {text_i}"
+            else:
+                states[i] = Xi[0]
+    return states, status, message, stats
+
+
 def _merge(parts, model, times, table, sens_names, method) -> Simulation:
     stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0, "method": method}
     for part in parts:
@@ -428,15 +512,15 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
 
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
-                 atol, max_step, sens_index, max_steps, terminal_events) -> dict:
+                 atol, max_step, sens_index, max_steps, terminal_events, lean=False) -> dict:
     """Solve one stacked batch; on failure, re-solve its subjects one by one."""
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
-                         rtol, atol, max_step, sens_index, max_steps, terminal_events)
+                         rtol, atol, max_step, sens_index, max_steps, terminal_events, lean)
     if out["failed"] is None or len(index) == 1:
         return out
     singles = [_solve_stacked(model, table[i:i + 1], index[i:i + 1], m_total, times, t0,
                               initial, switches, method, rtol, atol, max_step, sens_index,
-                              max_steps, terminal_events) for i in range(len(index))]
+                              max_steps, terminal_events, lean) for i in range(len(index))]
     merged = {key: np.concatenate([s[key] for s in singles])
               for key in ("states", "observables", "status", "dstates", "dobs")}
     merged["message"] = [s["message"][0] for s in singles]
@@ -448,10 +532,12 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
 
 
 def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
-                   atol, max_step, sens_index, max_steps, terminal_events) -> dict:
+                   atol, max_step, sens_index, max_steps, terminal_events, lean=False) -> dict:
+    """Integrate one stacked batch; ``lean`` records states only (no observables, no events)."""
     m, n, T = table.shape[0], model.n_states, times.size
     k = len(sens_index)
-    K = len(model.observable_names)
+    K = 0 if lean else len(model.observable_names)
+    model_events = () if lean else model.events
     solver_cls, layout = METHODS[method]
     sys = _Stacked(model, m, sens_index, layout)
     p = table.T.copy()
@@ -474,9 +560,9 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
     message = ["ok"] * m
     alive = np.ones(m, dtype=bool)
     end_time = np.full(m, np.inf)
-    events = {e.name: [[] for _ in range(m)] for e in model.events}
-    event_sign = np.array([e.sign for e in model.events])
-    terminal = np.array([e.terminal and terminal_events for e in model.events], dtype=bool)
+    events = {e.name: [[] for _ in range(m)] for e in model_events}
+    event_sign = np.array([e.sign for e in model_events])
+    terminal = np.array([e.terminal and terminal_events for e in model_events], dtype=bool)
     stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0}
     crossings = _Crossings(model, sys)
 
@@ -486,6 +572,8 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
             yy, SS = sys.split(flat_cols[:, col])
             show = alive | (end_time >= tt[col])
             states[show, :, j] = yy.T[show]
+            if lean:
+                continue
             o = model.observe(tt[col], yy, p)
             obs[show, :, j] = o.T[show]
             if k:
@@ -501,14 +589,14 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
     edges = sorted(set(edges))
     next_out = 0
     failed = None
-    ev_prev = model.event_values(t0, y, p) if model.events else None
+    ev_prev = model.event_values(t0, y, p) if model_events else None
 
     for seg, seg_start in enumerate(edges):
         for sw in switches:
             if float(sw.time) == seg_start:
                 y, S = _apply_switch(model, sw, p, a_all, y, S, sys, index, m_total)
         sys.a = a_all[sens_index]
-        if model.events:
+        if model_events:
             ev_prev = model.event_values(seg_start, y, p)
         last = seg == len(edges) - 1
         seg_end = edges[seg + 1] if not last else seg_start
@@ -545,7 +633,7 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
             t_new = solver.t
             dense = None
             # Events first, so that outputs after a terminal event in this step are NaN.
-            if model.events:
+            if model_events:
                 y_new, _ = sys.split(solver.y)
                 ev_new = model.event_values(t_new, y_new, p)
                 crossing = (((event_sign[:, None] <= 0) & (ev_prev > 0) & (ev_new <= 0))

@@ -33,6 +33,8 @@ ESTIMATORS = ("individual", "pooled")
 ROLES = ("subject", "shared", "fixed")
 UNCERTAINTY = ("covariance", "profile", "bootstrap")
 OUTPUT_MODES = ("grid", "exact")
+SENSITIVITY_MODES = ("grid", "forward")
+OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
 _TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output")
@@ -42,12 +44,13 @@ _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
 _OFFSET_KEYS = (*_PARAM_KEYS, "covariate", "factor")
 _ERROR_PARAM_KEYS = _PARAM_KEYS
 _ESTIMATOR_DEFAULTS = {
-    "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-8, "xtol": 1e-8,
+    "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-6, "xtol": 1e-8,
     "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
-    "profile_points": 6, "bootstrap_samples": 100,
+    "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
-                    "max_steps": 100_000, "outputs": "grid", "grid_step": "auto"}
+                    "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
+                    "sensitivities": "grid"}
 _OUTPUT_DEFAULTS = {"folder": None, "figures": True}
 
 
@@ -117,9 +120,10 @@ class FitConfig:
     options : dict
         Estimator options (``starts``, ``seed``, ``spread``, ``max_nfev``, ``ftol``, ``xtol``,
         ``gtol``, ``batch_size``, ``uncertainty``, ``confidence``, ``profile_points``,
-        ``bootstrap_samples``).
+        ``bootstrap_samples``, ``optimizer``).
     solver : dict
-        ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``.
+        ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``,
+        ``sensitivities``.
     output : dict
         ``folder`` (resolved Path or None) and ``figures``.
     """
@@ -425,6 +429,8 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)
+    if "optimizer" in est:
+        options["optimizer"] = chk.string("estimator.optimizer", est["optimizer"], OPTIMIZERS)
     if "confidence" in est:
         options["confidence"] = chk.number("estimator.confidence", est["confidence"],
                                            unit_interval=True)
@@ -473,6 +479,9 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
         solver["max_steps"] = chk.integer("solver.max_steps", sol["max_steps"], 10)
     if "outputs" in sol:
         solver["outputs"] = chk.string("solver.outputs", sol["outputs"], OUTPUT_MODES)
+    if "sensitivities" in sol:
+        solver["sensitivities"] = chk.string("solver.sensitivities", sol["sensitivities"],
+                                             SENSITIVITY_MODES)
 
     # [output]
     out = chk.table("output", doc.get("output"))

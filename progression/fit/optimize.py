@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import lmfit
 import numpy as np
 
+from ._batched import run_batched, supports
 from .transforms import from_internal, internal_bounds
 
 __all__ = ["Task", "TaskResult", "Counters", "run_tasks"]
@@ -196,7 +197,7 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
         for k in range(K):
             params.add(names[k], value=float(np.clip(task.x0[k], lo_x[k], hi_x[k])),
                        min=float(lo_x[k]), max=float(hi_x[k]))
-        kws = {"ftol": options.get("ftol", 1e-8), "xtol": options.get("xtol", 1e-8),
+        kws = {"ftol": options.get("ftol", 1e-6), "xtol": options.get("xtol", 1e-8),
                "gtol": options.get("gtol", 1e-8), "x_scale": options.get("x_scale", "jac")}
         if K > 200:
             kws["tr_solver"] = "lsmr"
@@ -242,6 +243,9 @@ def run_tasks(problem, designs, tasks, cols, options, *, counters: Counters | No
     counters = counters if counters is not None else Counters()
     if not tasks:
         return []
+    if options.get("optimizer", "batched") == "batched" and supports(tasks, cols):
+        return run_batched(problem, designs, tasks, cols, options, counters=counters,
+                           on_done=on_done)
     broker = _Lockstep(problem, designs, np.asarray(cols, dtype=int), len(tasks), counters)
     out: list = [None] * len(tasks)
     done = [0]

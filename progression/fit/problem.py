@@ -302,7 +302,8 @@ class Problem:
 
     def _outputs(self, table, rr, tm, oi, sens):
         """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages."""
-        from ..simulate import simulate
+        from .._gridsens import grid_sensitivities
+        from ..simulate import simulate, solve_states
 
         model = self.model
         N = tm.shape[0]
@@ -322,12 +323,22 @@ class Problem:
             h = grid_step(solver.get("grid_step", "auto"), t_end)
             G = max(int(np.floor(t_end / h)) + 2, 2)
             grid = np.arange(G) * h
-        with np.errstate(all="ignore"):
-            sim = simulate(model, table, grid, **options)
-        status = np.asarray(sim.status)
-        messages = list(sim.message)
-        X = sim.states                                       # (R, n, G)
-        Sx = sim.state_sensitivities                         # (R, n, k, G) or None
+        sens_idx = [model.parameter_index(nm) for nm in sens]
+        if mode == "grid" and solver.get("sensitivities", "grid") == "grid":
+            # States only from the integrator; sensitivities from the linear sensitivity
+            # equations on the same grid (see progression._gridsens): a fraction of the cost.
+            options.pop("sensitivities")
+            options.pop("terminal_events")
+            with np.errstate(all="ignore"):
+                X, status, messages, _ = solve_states(model, table, grid, **options)
+                Sx = grid_sensitivities(model, grid, X, table, sens_idx) if k else None
+        else:
+            with np.errstate(all="ignore"):
+                sim = simulate(model, table, grid, **options)
+            status = np.asarray(sim.status)
+            messages = list(sim.message)
+            X = sim.states                                   # (R, n, G)
+            Sx = sim.state_sensitivities                     # (R, n, k, G) or None
         if mode == "exact":
             col = np.searchsorted(grid, tm)
             y = X[rr, :, col].T                              # (n, N)
@@ -356,7 +367,6 @@ class Problem:
             S = None
             if k:
                 Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
-                sens_idx = [model.parameter_index(nm) for nm in sens]
                 with np.errstate(all="ignore"):
                     Ju = model.jac(tu, Yu, pu)               # (n, n, U)
                     Pu = model.dfdp_columns(sens_idx)(tu, Yu, pu)
@@ -374,7 +384,6 @@ class Problem:
             dfdtau = np.sum(Hy * ydot, axis=0) + ht
             dfdp = np.zeros((k, N))
             if k:
-                sens_idx = [model.parameter_index(nm) for nm in sens]
                 Hp = model.dobs_dp(tm, y, p_obs)[kidx, :, cols][:, sens_idx].T   # (k, N)
                 dfdp = np.einsum("iN,ikN->kN", Hy, S) + Hp
         return f, dfdp, dfdtau, status, messages

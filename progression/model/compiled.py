@@ -195,6 +195,34 @@ class CompiledModel(_ModelBase):
                                                      (self.n_states, len(key)))
         return self._dfdp_columns[key]
 
+    def sensitivity_rhs(self, columns) -> Callable:
+        """Right-hand side of the states and their forward sensitivities in one function.
+
+        Returns ``g(t, Y, Pa)`` with ``Y`` of shape ``((1 + k) * n_states, m)`` (the states,
+        then ``dy/dp_q`` for each of the ``k`` columns, state-minor) and ``Pa`` of shape
+        ``(n_parameters + k, m)`` (the parameters, then a factor multiplying each ``df/dp_q``,
+        1 unless a switch rescaled the parameter). The result has the shape of ``Y``:
+        ``f`` and ``J S_q + a_q df/dp_q``. Generated as one function so that the Jacobian
+        entries share subexpressions with ``f`` and only structural non-zeros are multiplied.
+        """
+        key = tuple(int(c) for c in columns)
+        cache = self.__dict__.setdefault("_sensitivity_rhs", {})
+        if key not in cache:
+            sym = self.symbolic
+            n, k = self.n_states, len(key)
+            S = [[sp.Symbol(f"_S{q}_{i}") for i in range(n)] for q in range(k)]
+            a = [sp.Symbol(f"_a{q}") for q in range(k)]
+            f = sp.Matrix(sym.rhs)
+            J = f.jacobian(sym.y)
+            exprs = list(f)
+            for q, c in enumerate(key):
+                exprs += list(J * sp.Matrix(S[q]) + a[q] * self._dfdp_matrix[:, c])
+            func, source = generate("sensitivity_rhs", exprs, ((1 + k) * n,), sym.t,
+                                    [*sym.y, *(s for row in S for s in row)], [*sym.p, *a])
+            self.__dict__.setdefault("sources", {})["sensitivity_rhs"] = source
+            cache[key] = func
+        return cache[key]
+
     def jump(self, mapping: Mapping[str, str | float], where: str = "jump") -> Jump:
         """Compile a state jump given as state -> expression of states, parameters and ``t``.
 
@@ -339,6 +367,19 @@ class PythonModel(_ModelBase):
     def dfdp_columns(self, columns):
         columns = list(columns)
         return lambda t, y, p: self.dfdp(t, y, p)[:, columns, :]
+
+    def sensitivity_rhs(self, columns):
+        columns = list(columns)
+        n, k, P = self.n_states, len(columns), self.n_parameters
+
+        def g(t, Y, Pa):
+            y, p, a = Y[:n], Pa[:P], Pa[P:]
+            S = Y[n:].reshape(k, n, -1)
+            dS = (np.einsum("ijm,qjm->qim", self.jac(t, y, p), S)
+                  + self.dfdp(t, y, p)[:, columns, :].transpose(1, 0, 2) * a[:, None, :])
+            return np.concatenate([self.rhs(t, y, p), dS.reshape(k * n, -1)])
+
+        return g
 
     def initial(self, t, y, p):
         if callable(self._initial):

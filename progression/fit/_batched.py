@@ -1,0 +1,227 @@
+"""Levenberg-Marquardt for many small least-squares problems at once, vectorised over tasks.
+
+Per-subject fits (and their profile points and bootstrap replicates) are hundreds of
+independent problems with a handful of unknowns each. Running each through its own optimiser
+object costs more in Python bookkeeping than the model costs to simulate; here every task's
+step is computed together: one batched :meth:`Problem.evaluate` (one simulation of every live
+task) per iteration, then ``(J^T J + lambda diag(J^T J)) delta = -J^T r`` solved for all tasks
+with one stacked ``numpy.linalg.solve``.
+
+The method per task is classic Levenberg-Marquardt with Marquardt's diagonal scaling and
+Nielsen's damping update, bounds handled by projection (a component at a bound whose gradient
+points outwards is held for that step), and MINPACK-style stopping rules:
+
+* ``ftol``: an accepted step reduced the sum of squares by less than ``ftol`` times its value;
+* ``xtol``: the step is shorter than ``xtol * (xtol + |x|)``;
+* ``gtol``: the largest cosine between the residual vector and a free Jacobian column is below
+  ``gtol``;
+* ``max_nfev`` evaluations.
+
+A failed simulation at a trial point counts as an infinite sum of squares (the step is
+rejected and the damping raised), never as an error.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .transforms import from_internal, internal_bounds, to_internal
+
+__all__ = ["run_batched", "supports"]
+
+#: Damping beyond which a task is declared stuck (no decrease found at any step length).
+_LAMBDA_MAX = 1e16
+
+
+def supports(tasks, cols) -> bool:
+    """True when every task fits one design and estimates only columns in ``cols``."""
+    colset = {int(c) for c in cols}
+    return all(len(t.designs) == 1 and {int(c) for c in t.x_cols} <= colset for t in tasks)
+
+
+def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=None):
+    """Run single-design tasks together; returns one TaskResult per task, in order."""
+    from .optimize import TaskResult
+
+    cols = np.asarray(cols, dtype=int)
+    T, D = len(tasks), cols.size
+    pos = {int(c): i for i, c in enumerate(cols)}
+    design_of = np.array([int(t.designs[0]) for t in tasks], dtype=int)
+    theta0 = np.vstack([t.theta[0] for t in tasks])                       # (T, Q)
+    sc, lo_n, hi_n = problem.scale[cols], problem.lower[cols], problem.upper[cols]
+    lo_x, hi_x = internal_bounds(sc, lo_n, hi_n)
+    free = np.zeros((T, D), dtype=bool)
+    with np.errstate(all="ignore"):
+        X = to_internal(theta0[:, cols], sc, lo_n, hi_n)
+    for i, t in enumerate(tasks):
+        for k, c in enumerate(t.x_cols):
+            free[i, pos[int(c)]] = True
+            X[i, pos[int(c)]] = t.x0[k]
+    X = np.where(free, np.clip(X, lo_x, hi_x), X)
+
+    ftol, xtol = float(options.get("ftol", 1e-6)), float(options.get("xtol", 1e-8))
+    gtol, max_nfev = float(options.get("gtol", 1e-8)), int(options.get("max_nfev", 200))
+
+    def evaluate(idx, Xs):
+        theta = theta0[idx].copy()
+        with np.errstate(all="ignore"):
+            values = from_internal(Xs, sc, lo_n, hi_n)
+        theta[:, cols] = np.where(free[idx], values, theta[:, cols])
+        start = time.perf_counter()
+        ev = problem.evaluate(designs, design_of[idx], theta, cols)
+        counters.simulations += 1
+        counters.rows += len(idx)
+        counters.failed_rows += int(ev.failed.sum())
+        for msg, bad in zip(ev.messages, ev.failed, strict=True):
+            if bad and len(counters.events) < 50:
+                counters.events.append(msg)
+        counters.seconds_evaluating += time.perf_counter() - start
+        N = max(len(r) for r in ev.residuals)
+        R = np.zeros((len(idx), N))
+        J = np.zeros((len(idx), N, D))
+        for b, (r, j) in enumerate(zip(ev.residuals, ev.jacobians, strict=True)):
+            R[b, :r.size] = r
+            J[b, :r.size] = j
+        J *= free[idx][:, None, :]
+        sse = np.where(ev.failed, np.inf, np.einsum("bn,bn->b", R, R))
+        return theta, R, J, sse, ev.m2ll
+
+    idx = np.arange(T)
+    theta, R, J, sse, m2ll = evaluate(idx, X)
+    nfev = np.ones(T, dtype=int)
+    failed_evals = (~np.isfinite(sse)).astype(int)
+    lam = np.full(T, 1e-3)
+    nu = np.full(T, 2.0)
+    done = ~np.isfinite(sse)
+    success = np.zeros(T, dtype=bool)
+    message = ["the simulation failed at the starting point"] * T
+    finished = int(done.sum())
+    if on_done is not None and finished:
+        on_done(finished)
+
+    # Each live task's current point: residuals and Jacobian padded to the longest task.
+    cur_R, cur_J = {i: R[b] for b, i in enumerate(idx)}, {i: J[b] for b, i in enumerate(idx)}
+    cur_theta, cur_m2ll = theta.copy(), m2ll.copy()
+
+    def finish(i, ok, text):
+        nonlocal finished
+        done[i] = True
+        success[i] = ok
+        message[i] = text
+        finished += 1
+        if on_done is not None:
+            on_done(finished)
+
+    while True:
+        live = np.nonzero(~done)[0]
+        if live.size == 0:
+            break
+        Jl = _stack_padded([cur_J[i] for i in live])
+        Rl = _stack_padded([cur_R[i] for i in live])
+        x = X[live]
+        H = np.einsum("bnk,bnl->bkl", Jl, Jl)
+        g = np.einsum("bnk,bn->bk", Jl, Rl)
+        # gtol: largest |cos| between the residuals and a free, unblocked Jacobian column
+        at_lo = free[live] & (x <= lo_x) & (g > 0)
+        at_hi = free[live] & (x >= hi_x) & (g < 0)
+        held = ~free[live] | at_lo | at_hi
+        col_norm = np.sqrt(np.einsum("bkk->bk", H))
+        r_norm = np.sqrt(sse[live])
+        with np.errstate(all="ignore"):
+            cosine = np.where(held | (col_norm == 0), 0.0,
+                              np.abs(g) / (col_norm * r_norm[:, None]))
+        small_g = np.nanmax(cosine, axis=1) <= gtol
+        for b in np.nonzero(small_g | (r_norm == 0))[0]:
+            finish(live[b], True, "the gradient is below gtol")
+        keep = ~(small_g | (r_norm == 0))
+        if not keep.any():
+            continue
+        live, x, H, g, held = live[keep], x[keep], H[keep], g[keep], held[keep]
+        diag = np.einsum("bkk->bk", H).copy()
+        diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
+        A = H + lam[live][:, None, None] * diag[:, :, None] * np.eye(D)[None]
+        # held components: identity rows/columns and zero gradient, so their step is zero
+        hold2 = held[:, :, None] | held[:, None, :]
+        A = np.where(hold2, 0.0, A) + held[:, :, None] * np.eye(D)[None]
+        gg = np.where(held, 0.0, g)
+        # ftol on the Gauss-Newton model: the undamped step could not reduce the sum of
+        # squares by more than ftol of its value (MINPACK's predicted-reduction test; it stops
+        # a task at its optimum without chasing integration noise with ever shorter steps)
+        A0 = A - (lam[live] - 1e-10)[:, None, None] * diag[:, :, None] * np.eye(D)[None] \
+            * ~hold2
+        with np.errstate(all="ignore"):
+            try:
+                gn = np.linalg.solve(A0, -gg[:, :, None])[:, :, 0]
+                gn_pred = -np.einsum("bk,bk->b", gg, gn)
+            except np.linalg.LinAlgError:
+                gn_pred = np.full(live.size, np.inf)
+        flat = np.isfinite(gn_pred) & (gn_pred <= ftol * sse[live])
+        for b in np.nonzero(flat)[0]:
+            finish(live[b], True, "the predicted reduction of the sum of squares is below "
+                                  "ftol")
+        if flat.all():
+            continue
+        keep = ~flat
+        live, x, H, g, held, A, gg = (live[keep], x[keep], H[keep], g[keep], held[keep],
+                                      A[keep], gg[keep])
+        with np.errstate(all="ignore"):
+            try:
+                delta = np.linalg.solve(A, -gg[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                delta = np.stack([np.linalg.lstsq(a, -b, rcond=None)[0] for a, b in
+                                  zip(A, gg, strict=True)])
+        x_new = np.where(free[live], np.clip(x + delta, lo_x, hi_x), x)
+        step = x_new - x
+        predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
+                      + np.einsum("bk,bkl,bl->b", step, H, step))
+        theta_n, R_n, J_n, sse_n, m2ll_n = evaluate(live, x_new)
+        nfev[live] += 1
+        failed_evals[live] += (~np.isfinite(sse_n)).astype(int)
+        with np.errstate(all="ignore"):
+            rho = (sse[live] - sse_n) / predicted
+        accept = np.isfinite(sse_n) & (sse_n < sse[live]) & (predicted > 0) & (rho > 1e-4)
+        step_norm = np.linalg.norm(step, axis=1)
+        x_norm = np.linalg.norm(x, axis=1)
+        for b, i in enumerate(live):
+            if accept[b]:
+                reduction = sse[i] - sse_n[b]
+                X[i] = x_new[b]
+                sse[i] = sse_n[b]
+                cur_R[i], cur_J[i] = R_n[b], J_n[b]
+                cur_theta[i], cur_m2ll[i] = theta_n[b], m2ll_n[b]
+                lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho[b] - 1.0) ** 3)
+                nu[i] = 2.0
+                if reduction <= ftol * sse[i]:
+                    finish(i, True, "the relative reduction of the sum of squares is below "
+                                    "ftol")
+                    continue
+            else:
+                lam[i] *= nu[i]
+                nu[i] *= 2.0
+            if step_norm[b] <= xtol * (xtol + x_norm[b]):
+                finish(i, True, "the step is below xtol")
+            elif nfev[i] >= max_nfev:
+                finish(i, False, f"max_nfev ({max_nfev}) evaluations reached")
+            elif lam[i] > _LAMBDA_MAX:
+                finish(i, False, "no decrease found along the gradient (damping exhausted)")
+
+    out = []
+    for i, t in enumerate(tasks):
+        x_task = np.array([X[i, pos[int(c)]] for c in t.x_cols], dtype=float)
+        ok = bool(success[i]) and np.isfinite(cur_m2ll[i])
+        text = message[i]
+        if not np.isfinite(cur_m2ll[i]) and "failed" not in text:
+            ok, text = False, "the simulation failed at every point tried (" + text + ")"
+        out.append(TaskResult(x_task, cur_theta[i][None].copy(), float(cur_m2ll[i]), ok, text,
+                              int(nfev[i]), int(failed_evals[i]), t.tag))
+    return out
+
+
+def _stack_padded(rows):
+    N = max(r.shape[0] for r in rows)
+    out = np.zeros((len(rows), N) + rows[0].shape[1:])
+    for b, r in enumerate(rows):
+        out[b, :r.shape[0]] = r
+    return out
