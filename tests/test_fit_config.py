@@ -96,6 +96,11 @@ BROKEN = [
     ("bad solver options", _replace("grid_step = 0.5", 'grid_step = 0.5\nmethod = "Euler"\n'
                                                        "rtol = -1e-6"),
      ["key 'solver.method'", "'LSODA'", "key 'solver.rtol'", "positive"]),
+    ("unknown sensitivity mode and optimizer",
+     _replace("grid_step = 0.5", 'grid_step = 0.5\nsensitivities = "adjoint"\n'
+                                 '[estimator]\noptimizer = "nelder"'),
+     ["key 'solver.sensitivities'", "'grid', 'forward'", "key 'estimator.optimizer'",
+      "'batched', 'lmfit'"]),
     ("boolean where a number is expected", _replace("grid_step = 0.5", "grid_step = true"),
      ["key 'solver.grid_step'", "a boolean"]),
     ("output figures not a boolean", _replace('folder = "out/fit"',

@@ -231,7 +231,9 @@ class Problem:
         model_cols = cols[cols < P]
         want_d = want_jac or want_info
         sens = [self.model.parameter_names[q] for q in model_cols] if want_d else []
-        out = self._outputs(theta[:, :P], rr, tm, oi, sens)
+        # Optimiser steps tolerate a Jacobian good to ~1e-3; the information matrix behind the
+        # standard errors gets the Richardson-extrapolated grid sensitivities.
+        out = self._outputs(theta[:, :P], rr, tm, oi, sens, accurate=want_info)
         f, dfdp, dfdtau, status, messages = out
         N = f.shape[0]
         df = np.zeros((N, D))
@@ -300,7 +302,7 @@ class Problem:
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
                           sizes)
 
-    def _outputs(self, table, rr, tm, oi, sens):
+    def _outputs(self, table, rr, tm, oi, sens, accurate=True):
         """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages."""
         from .._gridsens import grid_sensitivities
         from ..simulate import simulate, solve_states
@@ -331,7 +333,8 @@ class Problem:
             options.pop("terminal_events")
             with np.errstate(all="ignore"):
                 X, status, messages, _ = solve_states(model, table, grid, **options)
-                Sx = grid_sensitivities(model, grid, X, table, sens_idx) if k else None
+                Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate)
+                      if k else None)
         else:
             with np.errstate(all="ignore"):
                 sim = simulate(model, table, grid, **options)
