@@ -2,9 +2,9 @@
 
 Compares, in the same run, on the same data and from the same starting values:
 
-* ``progression.fit`` (individual estimator): every patient's lmfit ``least_squares`` fit
-  with the Jacobian from forward sensitivities, all patients advanced in lock step so that one
-  batched :func:`progression.simulate` call serves an iteration of every patient;
+* ``progression.fit`` (individual estimator, defaults): every patient's Levenberg-Marquardt fit
+  advanced together (the ``batched`` optimizer), one stacked LSODA solve of all live patients
+  per iteration, Jacobians from sensitivities computed on the output grid;
 * the plain per-patient loop a user writes: the als_reduced right-hand side in pure Python,
   ``lmfit.minimize(method="leastsq")`` over a residual that calls ``solve_ivp`` (LSODA,
   ``rtol=1e-6, atol=1e-9``, the same tolerances), Jacobian by finite differences.
@@ -263,14 +263,16 @@ def main():
         "",
         "| run | seconds | residual evaluations |",
         "|---|---:|---:|",
-        f"| `progression.fit` (lmfit least_squares, sensitivities, all patients in one batched "
-        f"simulation per iteration; batch_size {args.batch}, jobs {args.jobs or 1}) | "
+        f"| `progression.fit` (defaults: batched Levenberg-Marquardt, grid sensitivities, all "
+        f"live patients in one stacked solve per iteration; batch_size {args.batch}, jobs "
+        f"{args.jobs or 1}) | "
         f"{t_ours:.2f} | {result.counters['simulations']} batched simulations |",
         f"| plain loop: `lmfit.minimize(leastsq)` + `solve_ivp` LSODA per patient, "
         f"finite-difference Jacobian{f' (timed on {k}, scaled)' if k < n else ''} | "
         f"{t_user:.1f} | {np.mean(nfev):.0f} per patient |",
         "",
-        f"**Speed-up: {t_user / t_ours:.1f}x** (target 50x: not reached, see below).",
+        f"**Speed-up: {t_user / t_ours:.1f}x** (target: at least 50x at equal or better "
+        f"objective; {'met' if t_user / t_ours >= 50 and better == 1.0 else 'NOT met'}).",
         "",
         f"Objective (exact -2 log L of both estimates, same scorer at rtol 1e-9): progression "
         f"equal or better (within 0.001) for {100 * better:.0f}% of patients; difference "
@@ -282,11 +284,13 @@ def main():
         + "; loop " + ", ".join(f"{nm} {100 * v:.1f}%" for nm, v in zip(FREE, err_user,
                                                                        strict=True)) + ".",
         "",
-        "Where the time goes: a batched simulation of all patients with sensitivities costs "
-        "about as much as ~100 single-patient `solve_ivp` calls of the hand-written model, "
-        "because the engine's per-step cost is Python/numpy overhead (right-hand side, "
-        "Jacobian, full df/dp and an einsum per call) rather than arithmetic. The fit needs "
-        "one such simulation per iteration of the slowest patient.",
+        "Where the time goes: one iteration for all 200 patients costs about 70 ms (a stacked "
+        "`odeint` solve of the states, ~30 ms; sensitivities on the 0.5-month output grid by "
+        "the trapezoidal rule, ~15 ms; likelihood and Hermite interpolation to the visit "
+        "times, the rest), about what 15 single-patient `solve_ivp` calls of the hand-written "
+        "model cost. Gauss-Newton steps with exact-enough Jacobians converge in 4-5 "
+        "iterations where the finite-difference loop needs ~38 residual calls per patient, "
+        "and the optimiser's own work is a few stacked 3x3 solves per iteration.",
         "",
     ]
     (RESULTS / "fit_individual.md").write_text("\n".join(md))

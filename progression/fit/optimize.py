@@ -1,13 +1,15 @@
-"""Many lmfit least-squares fits advanced in lock step, sharing one simulation per iteration.
+"""Many least-squares fits advanced in lock step, sharing one simulation per iteration.
 
-Every *task* (a subject and a starting point, a profile point, a bootstrap replicate, or a
-whole pooled problem) is an ordinary :func:`lmfit.minimize` call with
-``method="least_squares"`` (scipy's trust-region reflective algorithm) and a ``Dfun`` built
-from the engine's forward sensitivities. The tasks run in threads; whenever they ask for
-residuals, a :class:`_Lockstep` broker waits until every live task has asked, evaluates them
-all with one batched :meth:`Problem.evaluate` (one :func:`progression.simulate` call for the
-batch) and hands each its residuals and Jacobian (computed together and cached, since the
-Jacobian is always requested at the last evaluated point).
+Tasks that each fit one design (per-subject fits, their starts, profile points and bootstrap
+replicates) go, with ``optimizer = "batched"`` (the default), to the vectorised
+Levenberg-Marquardt of :mod:`progression.fit._batched`. Otherwise every *task* (a subject
+and a starting point, a profile point, a bootstrap replicate, or a whole pooled problem) is
+an ordinary :func:`lmfit.minimize` call with ``method="least_squares"`` (scipy's trust-region
+reflective algorithm) and a ``Dfun`` built from the model's sensitivities. The tasks run in
+threads; whenever they ask for residuals, a :class:`_Lockstep` broker waits until every live
+task has asked, evaluates them all with one batched :meth:`Problem.evaluate` (one stacked
+solve for the batch) and hands each its residuals and Jacobian (computed together and
+cached, since the Jacobian is always requested at the last evaluated point).
 
 The batch is always "every live task", ordered by task number, so the numbers do not depend
 on thread scheduling; they depend only on which tasks form a batch, which callers fix (see

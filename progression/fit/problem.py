@@ -1,11 +1,14 @@
 """The estimation problem: subjects' data, the parameter layout, and batched residuals.
 
 :class:`Problem` evaluates residuals (a sum of squares equal to ``-2 log L`` up to a constant,
-see :mod:`~progression.fit.errormodels`) and their exact Jacobian for many *rows* at once
-(a row is a subject, or one start of a subject, or a bootstrap replicate), with **one**
-:func:`progression.simulate` call carrying forward sensitivities of the estimated model
-parameters. Derivatives with respect to the time offset come from the time derivative of the
-trajectory (``df/dtau = dh/dy * dy/dt + dh/dt``), those of error parameters analytically.
+see :mod:`~progression.fit.errormodels`) and their Jacobian for many *rows* at once (a row is
+a subject, or one start of a subject, or a bootstrap replicate) from **one** stacked solve:
+the states by :func:`progression.simulate.solve_states` with sensitivities of the estimated
+model parameters on the output grid (:mod:`progression._gridsens`, ``[solver] sensitivities =
+"grid"``), or one :func:`progression.simulate` call carrying forward sensitivities
+(``"forward"``, and always with ``outputs = "exact"``). Derivatives with respect to the time
+offset come from the time derivative of the trajectory (``df/dtau = dh/dy * dy/dt +
+dh/dt``), those of error parameters analytically.
 
 Model time is data time plus the subject's offset; model times before 0 (before the model's
 t = 0) are evaluated at 0, where the offset derivative is zero.

@@ -255,8 +255,7 @@ def write_report(result, path: Path, figures) -> None:
               f"- data: {source} (SHA-256 of {prov.get('data_sha256_of', 'the data file')}: "
               f"`{prov.get('data_sha256')}`), {m} subjects, {int(result.n_obs.sum())} "
               "observations",
-              f"- estimator: {result.kind} maximum likelihood (lmfit least_squares, Jacobian "
-              "from forward sensitivities)",
+              f"- estimator: {result.kind} maximum likelihood ({_method(result)})",
               "- error models: " + ", ".join(f"{o} {e}" for o, e in
                                                zip(result.observables, result.error_models,
                                                    strict=True)),
@@ -329,3 +328,19 @@ def write_report(result, path: Path, figures) -> None:
               "Package versions: " + ", ".join(f"{k} {v}" for k, v in
                                                 prov.get("versions", {}).items()), ""]
     Path(path).write_text("\n".join(lines))
+
+
+def _method(result) -> str:
+    """How the estimates were computed, from the options and solver settings kept in the fit."""
+    options = result.provenance.get("options", {})
+    optimizer = options.get("optimizer", "lmfit")
+    if result.kind == "pooled" or optimizer == "lmfit":
+        how = "lmfit least_squares"
+    else:
+        how = "Levenberg-Marquardt vectorised over subjects"
+    sens = result.solver.get("sensitivities", "forward")
+    if result.solver.get("outputs", "grid") == "exact" or sens == "forward":
+        jac = "Jacobian from forward sensitivities"
+    else:
+        jac = "Jacobian from sensitivities on the output grid"
+    return f"{how}, {jac}"
