@@ -71,13 +71,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         theta[:, cols] = np.where(free[idx], values, theta[:, cols])
         start = time.perf_counter()
         ev = problem.evaluate(designs, design_of[idx], theta, cols)
-        counters.simulations += 1
-        counters.rows += len(idx)
-        counters.failed_rows += int(ev.failed.sum())
-        for msg, bad in zip(ev.messages, ev.failed, strict=True):
-            if bad and len(counters.events) < 50:
-                counters.events.append(msg)
-        counters.seconds_evaluating += time.perf_counter() - start
+        counters.record(ev, time.perf_counter() - start)
         N = max(len(r) for r in ev.residuals)
         R = np.zeros((len(idx), N))
         J = np.zeros((len(idx), N, D))

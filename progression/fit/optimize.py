@@ -82,6 +82,16 @@ class Counters:
     seconds_evaluating: float = 0.0
     events: list = field(default_factory=list)
 
+    def record(self, evaluation, seconds: float) -> None:
+        """Count one batched evaluation (an :class:`~progression.fit.problem.Evaluation`)."""
+        self.simulations += 1
+        self.rows += len(evaluation.failed)
+        self.failed_rows += int(evaluation.failed.sum())
+        for msg, bad in zip(evaluation.messages, evaluation.failed, strict=True):
+            if bad and len(self.events) < 50:
+                self.events.append(msg)
+        self.seconds_evaluating += seconds
+
     def merge(self, other: Counters) -> None:
         self.simulations += other.simulations
         self.rows += other.rows
@@ -133,14 +143,7 @@ class _Lockstep:
                 self.results[t] = exc
             self.cond.notify_all()
             return
-        c = self.counters
-        c.simulations += 1
-        c.rows += len(rows_design)
-        c.failed_rows += int(ev.failed.sum())
-        for msg, bad in zip(ev.messages, ev.failed, strict=True):
-            if bad and len(c.events) < 50:
-                c.events.append(msg)
-        c.seconds_evaluating += time.perf_counter() - start
+        self.counters.record(ev, time.perf_counter() - start)
         lo = 0
         for t, p in zip(tids, parts, strict=True):
             n = len(p[0])
