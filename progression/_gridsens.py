@@ -27,6 +27,9 @@ import numpy as np
 
 __all__ = ["grid_sensitivities", "solve_small"]
 
+#: Working memory grid_sensitivities aims at; larger batches are done in subject chunks.
+_WORK_BYTES = 200e6
+
 
 def solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Solve a stack of small dense systems ``A[..., i] X[..., i] = B[..., i]``.
@@ -123,6 +126,14 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
     columns = [int(c) for c in columns]
     m, n, G = states.shape
     k = len(columns)
+    # Work arrays hold ~6 (n, n + k) blocks per node and subject: keep them near 200 MB
+    per_subject = 6 * G * n * (n + k) * 8
+    step = max(1, int(_WORK_BYTES // max(per_subject, 1)))
+    if m > step:
+        return np.concatenate([
+            grid_sensitivities(model, grid, states[lo:lo + step], table[lo:lo + step],
+                               columns, richardson=richardson)
+            for lo in range(0, m, step)])
     p = table.T
     t = np.broadcast_to(grid, (m, G)).ravel()
     Y = states.transpose(1, 0, 2).reshape(n, m * G)
