@@ -18,36 +18,38 @@ def _clean(time, observed):
     return time[keep], observed[keep]
 
 
-def kaplan_meier(time, observed):
-    """Kaplan-Meier estimate.
+def kaplan_meier(time, observed, entry=None):
+    """Kaplan-Meier estimate, with optional delayed entry (left truncation).
 
     Parameters
     ----------
-    time : array_like
-        Event or censoring times (NaN entries are ignored).
-    observed : array_like of bool
+    time : array_like, shape (n,)
+        Exit times: event or censoring (NaN entries, and exits not after entry, are ignored).
+    observed : array_like of bool, shape (n,)
         True where the event happened at ``time``; False where censored.
+    entry : array_like, shape (n,), optional
+        Times the subjects came under observation (default 0); a subject is at risk at ``t``
+        when ``entry < t <= time``.
 
     Returns
     -------
-    t, S : ndarray
+    t, S : ndarray, shape (k + 1,)
         Step function: ``S[i]`` is the survival probability from ``t[i]`` on; ``t[0] = 0``,
-        ``S[0] = 1``.
+        ``S[0] = 1``, then the ``k`` distinct event times.
     """
-    time, observed = _clean(time, observed)
-    t_out, s_out = [0.0], [1.0]
-    if time.size == 0:
-        return np.array(t_out), np.array(s_out)
-    event_times = np.unique(time[observed])
-    s = 1.0
-    for t in event_times:
-        at_risk = np.count_nonzero(time >= t)
-        d = np.count_nonzero((time == t) & observed)
-        if at_risk:
-            s *= 1.0 - d / at_risk
-        t_out.append(float(t))
-        s_out.append(s)
-    return np.array(t_out), np.array(s_out)
+    time = np.asarray(time, dtype=float)
+    observed = np.asarray(observed, dtype=bool)
+    entry = np.zeros_like(time) if entry is None else np.asarray(entry, dtype=float)
+    ok = np.isfinite(time) & np.isfinite(entry) & (time > entry)
+    time, observed, entry = time[ok], observed[ok], entry[ok]
+    ts = np.unique(time[observed])
+    exits, entries = np.sort(time), np.sort(entry)
+    # at risk at t: entered before t, not yet left (entry < t <= exit)
+    at_risk = ((exits.size - np.searchsorted(exits, ts, side="left"))
+               - (entries.size - np.searchsorted(entries, ts, side="left")))
+    deaths = np.bincount(np.searchsorted(ts, time[observed]), minlength=ts.size)
+    factor = np.where(at_risk > 0, 1.0 - deaths / np.maximum(at_risk, 1), 1.0)
+    return np.r_[0.0, ts], np.r_[1.0, np.cumprod(factor)]
 
 
 def km_median(time, observed) -> float:

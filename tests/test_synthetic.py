@@ -229,13 +229,14 @@ def test_describe_handles_a_cohort_without_synthetic_covariates():
 def test_kaplan_meier_matches_hand_calculation():
     # times 1, 2+, 3, 4, 5+ (+ = censored): S = 4/5 at 1, *2/3 at 3, *1/2 at 4.
     ts, S = kaplan_meier([1, 2, 3, 4, 5], [1, 0, 1, 1, 0])
-    np.testing.assert_allclose(ts, [1, 3, 4])
-    np.testing.assert_allclose(S, [0.8, 0.8 * 2 / 3, 0.8 * 2 / 3 / 2])
+    np.testing.assert_allclose(ts, [0, 1, 3, 4])
+    np.testing.assert_allclose(S, [1, 0.8, 0.8 * 2 / 3, 0.8 * 2 / 3 / 2])
     assert km_quantile(ts, S, 0.5) == 4.0 and km_at(ts, S, 3.5) == pytest.approx(0.8 * 2 / 3)
+    assert km_at(ts, S, 0.5) == 1.0
     # Delayed entry: the subject entering at 2 is not at risk at time 1 (2 at risk, 1 dies),
     # but is at time 3 (2 at risk, 1 dies).
     ts, S = kaplan_meier([1, 3, 4], [1, 1, 0], entry=[0, 2, 0])
-    np.testing.assert_allclose(S, [0.5, 0.25])
+    np.testing.assert_allclose(S, [1, 0.5, 0.25])
 
 
 # ------------------------------------------------------------------------- config errors

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from progression._survival import kaplan_meier
 from progression.errors import DataError
 
 from .cohort import Cohort
@@ -67,42 +68,6 @@ class Row(NamedTuple):
 
 
 # ================================================================================ helpers
-
-
-def kaplan_meier(time, event, entry=None) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier survival curve, with optional delayed entry (left truncation).
-
-    Parameters
-    ----------
-    time : array_like, shape (n,)
-        Exit times (event or censoring).
-    event : array_like of bool, shape (n,)
-        True where the exit is the event.
-    entry : array_like, shape (n,), optional
-        Times the subjects came under observation (default 0); a subject is at risk at ``t``
-        when ``entry < t <= time``.
-
-    Returns
-    -------
-    (times, survival) : ndarrays, shape (k,)
-        The distinct event times and the survival just after each.
-    """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    entry = np.zeros_like(time) if entry is None else np.asarray(entry, dtype=float)
-    ok = np.isfinite(time) & np.isfinite(entry) & (time > entry)
-    time, event, entry = time[ok], event[ok], entry[ok]
-    ts = np.unique(time[event])
-    if not len(ts):
-        return ts, np.ones(0)
-    exits = np.sort(time)
-    entries = np.sort(entry)
-    at_risk = (len(exits) - np.searchsorted(exits, ts, side="left")) - \
-        (len(entries) - np.searchsorted(entries, ts, side="left"))
-    deaths = np.bincount(np.searchsorted(ts, time[event]), minlength=len(ts))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(at_risk > 0, 1.0 - deaths / np.maximum(at_risk, 1), 1.0)
-    return ts, np.cumprod(factor)
 
 
 def km_quantile(times: np.ndarray, survival: np.ndarray, q: float) -> float:
