@@ -47,12 +47,21 @@ def solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
         NaN for a singular system.
     """
     n = A.shape[0]
-    # Gauss-Jordan on the augmented stack [A | B], without pivoting: right for the
-    # near-identity matrices I - h/2 J of a reasonable step; a system meeting a poor pivot is
-    # redone by LAPACK (with pivoting) below.
-    W = np.concatenate([A, B], axis=1)
-    scale = np.abs(A).max(axis=(0, 1))
-    poor = np.zeros(A.shape[-1], dtype=bool)
+    X, poor = _gauss_jordan(np.concatenate([A, B], axis=1), n)
+    if poor.any():
+        X[:, :, poor] = _lapack(A[:, :, poor], B[:, :, poor])
+    return X
+
+
+def _gauss_jordan(W: np.ndarray, n: int):
+    """Gauss-Jordan in place on an augmented stack ``W = [A | B]`` of shape (n, n + r, N).
+
+    No pivoting: right for the near-identity matrices ``I - h/2 J`` of a reasonable step.
+    Returns the solution (a view into ``W``) and a mask of the systems that met a poor pivot
+    or gave non-finite values, for the caller to redo with pivoting.
+    """
+    scale = np.abs(W[:, :n]).max(axis=(0, 1))
+    poor = np.zeros(W.shape[-1], dtype=bool)
     for i in range(n):
         poor |= ~(np.abs(W[i, i]) > 1e-6 * scale)
         W[i, i] = np.where(poor, 1.0, W[i, i])
@@ -63,15 +72,17 @@ def solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
         W[:i, n:] -= W[:i, i, None] * W[i, None, n:]
     X = W[:, n:]
     poor |= ~np.all(np.isfinite(X), axis=(0, 1))
-    if poor.any():
-        Ap = np.moveaxis(A[:, :, poor], -1, 0)
-        Bp = np.moveaxis(B[:, :, poor], -1, 0)
-        with np.errstate(all="ignore"):
-            try:
-                X[:, :, poor] = np.moveaxis(np.linalg.solve(Ap, Bp), 0, -1)
-            except np.linalg.LinAlgError:
-                X[:, :, poor] = np.nan
-    return X
+    return X, poor
+
+
+def _lapack(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``solve_small`` by LAPACK with partial pivoting (NaN for singular systems)."""
+    with np.errstate(all="ignore"):
+        try:
+            return np.moveaxis(np.linalg.solve(np.moveaxis(A, -1, 0), np.moveaxis(B, -1, 0)),
+                               0, -1)
+        except np.linalg.LinAlgError:
+            return np.full(B.shape, np.nan)
 
 
 def _trapezoid(grid, J, F, S0):
@@ -82,13 +93,26 @@ def _trapezoid(grid, J, F, S0):
     """
     n, k, m = S0.shape
     G = grid.size
-    h = np.diff(grid)                                      # (G-1,)
-    eye = np.eye(n)[:, :, None, None]
-    L = eye - 0.5 * h * J[:, :, :, 1:]                     # (n, n, m, G-1)
-    R = eye + 0.5 * h * J[:, :, :, :-1]
-    c = 0.5 * h * (F[:, :, :, :-1] + F[:, :, :, 1:])       # (n, k, m, G-1)
-    rhs = np.concatenate([R, c], axis=1).reshape(n, n + k, -1)
-    sol = solve_small(L.reshape(n, n, -1), rhs).reshape(n, n + k, m, G - 1)
+    half = 0.5 * np.diff(grid)                              # (G-1,)
+    # One augmented stack [I - h/2 J[j+1] | I + h/2 J[j] | h/2 (F[j] + F[j+1])], solved in place
+    W = np.empty((n, 2 * n + k, m, G - 1))
+    np.multiply(-half, J[:, :, :, 1:], out=W[:, :n])
+    np.multiply(half, J[:, :, :, :-1], out=W[:, n:2 * n])
+    np.add(F[:, :, :, :-1], F[:, :, :, 1:], out=W[:, 2 * n:])
+    W[:, 2 * n:] *= half
+    diag = np.arange(n)
+    W[diag, diag] += 1.0
+    W[diag, n + diag] += 1.0
+    W = W.reshape(n, 2 * n + k, -1)
+    sol, poor = _gauss_jordan(W, n)
+    if poor.any():
+        hp = np.broadcast_to(half, (m, G - 1)).ravel()[poor]
+        Jl = J[:, :, :, 1:].reshape(n, n, -1)[:, :, poor]
+        Jr = J[:, :, :, :-1].reshape(n, n, -1)[:, :, poor]
+        Fs = (F[:, :, :, :-1] + F[:, :, :, 1:]).reshape(n, k, -1)[:, :, poor]
+        eye = np.eye(n)[:, :, None]
+        sol[:, :, poor] = _lapack(eye - hp * Jl, np.concatenate([eye + hp * Jr, hp * Fs], 1))
+    sol = sol.reshape(n, n + k, m, G - 1)
     # S[j+1] = M[j] S[j] + d[j], in (m, n, .) layout for batched matmul over subjects
     M = np.ascontiguousarray(sol[:, :n].transpose(3, 2, 0, 1))     # (G-1, m, n, n)
     d = np.ascontiguousarray(sol[:, n:].transpose(3, 2, 0, 1))     # (G-1, m, n, k)

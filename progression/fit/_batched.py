@@ -80,10 +80,14 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
             J[b, :r.size] = j
         J *= free[idx][:, None, :]
         sse = np.where(ev.failed, np.inf, np.einsum("bn,bn->b", R, R))
-        return theta, R, J, sse, ev.m2ll
+        # The relative tolerances refer to the data part of the sum of squares (about the
+        # number of observations at the optimum), not to the sigma residuals' constant C.
+        chi2 = np.array([float(r[:n] @ r[:n]) for r, n in zip(ev.residuals, ev.nobs,
+                                                                  strict=True)])
+        return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0)
 
     idx = np.arange(T)
-    theta, R, J, sse, m2ll = evaluate(idx, X)
+    theta, R, J, sse, m2ll, scale = evaluate(idx, X)
     nfev = np.ones(T, dtype=int)
     failed_evals = (~np.isfinite(sse)).astype(int)
     lam = np.full(T, 1e-3)
@@ -151,7 +155,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
                 gn_pred = -np.einsum("bk,bk->b", gg, gn)
             except np.linalg.LinAlgError:
                 gn_pred = np.full(live.size, np.inf)
-        flat = np.isfinite(gn_pred) & (gn_pred <= ftol * sse[live])
+        flat = np.isfinite(gn_pred) & (gn_pred <= ftol * scale[live])
         for b in np.nonzero(flat)[0]:
             finish(live[b], True, "the predicted reduction of the sum of squares is below "
                                   "ftol")
@@ -170,7 +174,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         step = x_new - x
         predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
                       + np.einsum("bk,bkl,bl->b", step, H, step))
-        theta_n, R_n, J_n, sse_n, m2ll_n = evaluate(live, x_new)
+        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n = evaluate(live, x_new)
         nfev[live] += 1
         failed_evals[live] += (~np.isfinite(sse_n)).astype(int)
         with np.errstate(all="ignore"):
@@ -182,12 +186,12 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
             if accept[b]:
                 reduction = sse[i] - sse_n[b]
                 X[i] = x_new[b]
-                sse[i] = sse_n[b]
+                sse[i], scale[i] = sse_n[b], scale_n[b]
                 cur_R[i], cur_J[i] = R_n[b], J_n[b]
                 cur_theta[i], cur_m2ll[i] = theta_n[b], m2ll_n[b]
                 lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho[b] - 1.0) ** 3)
                 nu[i] = 2.0
-                if reduction <= ftol * sse[i]:
+                if reduction <= ftol * scale[i]:
                     finish(i, True, "the relative reduction of the sum of squares is below "
                                     "ftol")
                     continue
