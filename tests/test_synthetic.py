@@ -72,9 +72,10 @@ def test_written_cohort_and_truth_read_back_equal(small, tmp_path):
     files = write_synthetic(cohort, truth, tmp_path / "s.csv")
     assert pg.read_cohort(files[0]) == cohort
     back = read_truth(files[-1])
-    assert back.parameter_names == ("k0", "kA", "Tmax", "eD", "Ndeath")
+    assert back.parameter_names == ("wsp", "k0", "kA", "Tmax", "eD", "Ndeath")
     assert back.subjects == cohort.subjects
-    for name in ("k0", "kA", "Tmax", "eD", "Ndeath", "time_offset", "onset_time", "age"):
+    for name in ("wsp", "k0", "kA", "Tmax", "eD", "Ndeath", "time_offset", "onset_time",
+                 "age"):
         np.testing.assert_array_equal(back[name], truth[name])
     assert list(back["sex"]) == list(truth["sex"])
 
@@ -142,11 +143,12 @@ def test_trial_enrolment_criteria_and_schedule(trial_1000):
     cohort, truth = trial_1000
     frs0 = np.array([cohort.subject(s)["ALSFRS_R"].value[0] for s in cohort.subjects])
     assert frs0.min() >= 30
-    assert np.all(-cohort.covariate("onset_time") <= 24.0 + 1e-9)
+    assert np.all(-cohort.covariate("onset_time") <= 30.0 + 1e-9)
     assert np.all(cohort.covariate("diagnosis_time") <= 0.0)
-    assert cohort.observations()["time"].max() <= 18.7
+    # last scheduled visit at 18 months, jitter SD 0.2: nothing beyond 5 SD
+    assert cohort.observations()["time"].max() <= 19.0
     ev = cohort.events
-    assert ev["time"].max() <= 18.7
+    assert ev["time"].max() <= 19.0
     # Informative dropout: those who drop out decline faster than those who complete.
     slopes = patient_slopes(cohort)
     end = cohort.covariate("study_end_time")
@@ -175,7 +177,8 @@ def test_impossible_enrolment_criteria_raise():
     doc = load_population_config(TRIAL)
     from dataclasses import replace
 
-    cfg = replace(doc, min_alsfrs=48.0, max_delta_fs=0.0)
+    # diagnosis comes at least a month after onset (delay_range), so no one qualifies
+    cfg = replace(doc, min_alsfrs=48.0, max_delta_fs=0.0, max_disease_duration=0.5)
     with pytest.raises(ProgressionError, match="met the enrolment criteria"):
         synthetic_cohort(cfg, n=20)
 
@@ -203,7 +206,9 @@ def test_clinic_1000_reproduces_published_statistics(clinic_1000):
         "ALSFRS-R decline, mean", "ALSFRS-R decline, between-patient SD", "near-flat",
         "survival from onset, median", "survival from onset, 75th", "mortality 12 months",
         "ALSFRS-R measurements", "NfL at first", "NfL, median fold", "CRP at first",
-        "CRP vs ALSFRS-R", "male", "bulbar", "age at onset", "diagnostic delay"])
+        "CRP vs ALSFRS-R", "male", "bulbar", "age at onset", "diagnostic delay",
+        "ΔFS at diagnosis, median", "ΔFS at diagnosis, 25th", "ΔFS at diagnosis, 75th",
+        "NfL vs progression rate"])
 
 
 def test_trial_1000_reproduces_published_statistics(trial_1000):
@@ -298,8 +303,11 @@ def test_missing_config_file(tmp_path):
 def test_shipped_configs_parse_and_vary_only_fittable_parameters():
     for path in (CLINIC, TRIAL):
         cfg = load_population_config(path)
-        assert cfg.model == "als_reduced" and cfg.fixed == ()
+        # wsp (the knee of the reserve map) is fixed, not varied: fits fix it at this value
+        assert cfg.model == "als_reduced" and cfg.fixed == (("wsp", 0.095),)
         assert set(cfg.varied) <= {"k0", "kA", "Tmax", "eD", "Ndeath", "Nth"}
+    fit_cfg = pg.read_fit_config(ROOT / "configs" / "als_synthetic_individual.toml")
+    assert fit_cfg.parameter("wsp").estimate == "fixed" and fit_cfg.parameter("wsp").value == 0.095
 
 
 def test_shipped_cohort_matches_its_config():
@@ -307,7 +315,7 @@ def test_shipped_cohort_matches_its_config():
     cohort = pg.read_cohort(path)
     truth = read_truth(ROOT / "data" / "synthetic" / "als_clinic_200_truth.csv")
     assert len(cohort) == 200 and truth.subjects == cohort.subjects
-    assert truth.parameter_names == ("k0", "kA", "Tmax", "eD", "Ndeath")
+    assert truth.parameter_names == ("wsp", "k0", "kA", "Tmax", "eD", "Ndeath")
     again, _ = synthetic_cohort(CLINIC, n=200)
     assert again == cohort
 
