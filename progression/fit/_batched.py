@@ -7,9 +7,11 @@ step is computed together: one batched :meth:`Problem.evaluate` (one simulation 
 task) per iteration, then ``(J^T J + lambda diag(J^T J)) delta = -J^T r`` solved for all tasks
 with one stacked ``numpy.linalg.solve``.
 
-The method per task is classic Levenberg-Marquardt with Marquardt's diagonal scaling and
-Nielsen's damping update, bounds handled by projection (a component at a bound whose gradient
-points outwards is held for that step), and MINPACK-style stopping rules:
+The method per task is Levenberg-Marquardt on the expected (Fisher) information rather than
+J^T J (the same for the mean parameters, twice as curved, and right, for error parameters),
+with Marquardt's diagonal scaling and Nielsen's damping update, bounds handled by projection
+(a component at a bound whose gradient points outwards is held for that step), and
+MINPACK-style stopping rules:
 
 * ``ftol``: an accepted step reduced the sum of squares by less than ``ftol`` times its value;
 * ``xtol``: the step is shorter than ``xtol * (xtol + |x|)``;
@@ -70,7 +72,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
             values = from_internal(Xs, sc, lo_n, hi_n)
         theta[:, cols] = np.where(free[idx], values, theta[:, cols])
         start = time.perf_counter()
-        ev = problem.evaluate(designs, design_of[idx], theta, cols)
+        ev = problem.evaluate(designs, design_of[idx], theta, cols, want_info=True,
+                              accurate=False)
         counters.record(ev, time.perf_counter() - start)
         N = max(len(r) for r in ev.residuals)
         R = np.zeros((len(idx), N))
@@ -84,10 +87,12 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         # number of observations at the optimum), not to the sigma residuals' constant C.
         chi2 = np.array([float(r[:n] @ r[:n]) for r, n in zip(ev.residuals, ev.nobs,
                                                                   strict=True)])
-        return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0)
+        info = np.where(np.isfinite(ev.info), ev.info, 0.0) * (free[idx][:, :, None]
+                                                                  & free[idx][:, None, :])
+        return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0), info
 
     idx = np.arange(T)
-    theta, R, J, sse, m2ll, scale = evaluate(idx, X)
+    theta, R, J, sse, m2ll, scale, info = evaluate(idx, X)
     nfev = np.ones(T, dtype=int)
     failed_evals = (~np.isfinite(sse)).astype(int)
     lam = np.full(T, 1e-3)
@@ -101,6 +106,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
 
     # Each live task's current point: residuals and Jacobian padded to the longest task.
     cur_R, cur_J = {i: R[b] for b, i in enumerate(idx)}, {i: J[b] for b, i in enumerate(idx)}
+    cur_info = {i: info[b] for b, i in enumerate(idx)}
     cur_theta, cur_m2ll = theta.copy(), m2ll.copy()
 
     def finish(i, ok, text):
@@ -119,13 +125,17 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         Jl = _stack_padded([cur_J[i] for i in live])
         Rl = _stack_padded([cur_R[i] for i in live])
         x = X[live]
-        H = np.einsum("bnk,bnl->bkl", Jl, Jl)
+        JtJ = np.einsum("bnk,bnl->bkl", Jl, Jl)
+        # Fisher scoring: the expected information instead of J^T J. The two agree for the
+        # mean parameters; for error parameters J^T J holds about half the curvature of
+        # -2 log L (errormodels), and Gauss-Newton steps in them overshoot and oscillate.
+        H = np.array([cur_info[i] for i in live])
         g = np.einsum("bnk,bn->bk", Jl, Rl)
         # gtol: largest |cos| between the residuals and a free, unblocked Jacobian column
         at_lo = free[live] & (x <= lo_x) & (g > 0)
         at_hi = free[live] & (x >= hi_x) & (g < 0)
         held = ~free[live] | at_lo | at_hi
-        col_norm = np.sqrt(np.einsum("bkk->bk", H))
+        col_norm = np.sqrt(np.einsum("bkk->bk", JtJ))
         r_norm = np.sqrt(sse[live])
         with np.errstate(all="ignore"):
             cosine = np.where(held | (col_norm == 0), 0.0,
@@ -174,7 +184,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         step = x_new - x
         predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
                       + np.einsum("bk,bkl,bl->b", step, H, step))
-        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n = evaluate(live, x_new)
+        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n, info_n = evaluate(live, x_new)
         nfev[live] += 1
         failed_evals[live] += (~np.isfinite(sse_n)).astype(int)
         with np.errstate(all="ignore"):
@@ -187,7 +197,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
                 reduction = sse[i] - sse_n[b]
                 X[i] = x_new[b]
                 sse[i], scale[i] = sse_n[b], scale_n[b]
-                cur_R[i], cur_J[i] = R_n[b], J_n[b]
+                cur_R[i], cur_J[i], cur_info[i] = R_n[b], J_n[b], info_n[b]
                 cur_theta[i], cur_m2ll[i] = theta_n[b], m2ll_n[b]
                 lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho[b] - 1.0) ** 3)
                 nu[i] = 2.0

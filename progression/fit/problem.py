@@ -200,7 +200,8 @@ class Problem:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, designs, row_design, theta, cols, *, want_jac: bool = True,
-                 want_info: bool = False, want_predictions: bool = False) -> Evaluation:
+                 want_info: bool = False, want_predictions: bool = False,
+                 accurate: bool | None = None) -> Evaluation:
         """Residuals (and Jacobians on the estimation scale) for R rows at once.
 
         Parameters
@@ -212,6 +213,12 @@ class Problem:
             Full parameter vectors (natural scale).
         cols : int array (D,)
             Parameter columns to differentiate with respect to.
+        want_jac, want_info, want_predictions : bool
+            Also return Jacobians (estimation scale), the expected information (D, D) per row,
+            the predictions.
+        accurate : bool, optional
+            Grid sensitivities with Richardson extrapolation (default: when ``want_info``, i.e.
+            for standard errors; optimiser steps do with the plain rule).
         """
         theta = np.asarray(theta, dtype=float)
         cols = np.asarray(cols, dtype=int)
@@ -236,7 +243,8 @@ class Problem:
         sens = [self.model.parameter_names[q] for q in model_cols] if want_d else []
         # Optimiser steps tolerate a Jacobian good to ~1e-3; the information matrix behind the
         # standard errors gets the Richardson-extrapolated grid sensitivities.
-        out = self._outputs(theta[:, :P], rr, tm, oi, sens, accurate=want_info)
+        out = self._outputs(theta[:, :P], rr, tm, oi, sens,
+                            accurate=want_info if accurate is None else accurate)
         f, dfdp, dfdtau, status, messages = out
         N = f.shape[0]
         df = np.zeros((N, D))
