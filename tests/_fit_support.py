@@ -101,3 +101,18 @@ def run_cli(*argv):
         return args.func(args), ""
     except ProgressionError as exc:
         return 2, str(exc)
+
+
+def estimated_error_tables(crp_sigma: str) -> str:
+    """[error.*] tables with per-subject error parameters: ALSFRS-R combined with ``a`` free,
+    NfL log-normal fixed, CRP log-normal with ``sigma`` given as ``crp_sigma``."""
+    return f"""[error.ALSFRS_R]
+model = "combined"
+a = {{ value = 1.0, estimate = "subject" }}
+b = 0.02
+[error.NfL]
+model = "lognormal"
+sigma = 0.15
+[error.CRP]
+model = "lognormal"
+sigma = {crp_sigma}"""

@@ -14,7 +14,7 @@ from progression.fit import fit, parse_fit_config
 from progression.simulate import solve_states
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fit_support import config_text, simulate_cohort  # noqa: E402
+from _fit_support import config_text, estimated_error_tables, simulate_cohort  # noqa: E402
 
 
 def test_solve_small_matches_lapack_and_falls_back_for_zero_pivots():
@@ -136,16 +136,8 @@ def _fit(cohort, extra="", free=("kA", "eD"), errors=None):
     return fit(cfg, data=cohort)
 
 
-ESTIMATED_SIGMAS = """[error.ALSFRS_R]
-model = "combined"
-a = { value = 1.0, estimate = "subject" }
-b = 0.02
-[error.NfL]
-model = "lognormal"
-sigma = 0.15
-[error.CRP]
-model = "lognormal"
-sigma = { value = 0.3, estimate = "subject", bounds = [0.01, 2.0] }"""
+ESTIMATED_SIGMAS = estimated_error_tables('{ value = 0.3, estimate = "subject", '
+                                          'bounds = [0.01, 2.0] }')
 
 
 @pytest.mark.parametrize("errors", [None, ESTIMATED_SIGMAS], ids=["fixed sigma", "estimated"])

@@ -15,7 +15,12 @@ from progression.fit.estimate import starting_points
 from progression.fit.transforms import from_internal, to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fit_support import NOISE, config_text, simulate_cohort  # noqa: E402
+from _fit_support import (  # noqa: E402
+    NOISE,
+    config_text,
+    estimated_error_tables,
+    simulate_cohort,
+)
 
 IDENTIFIABLE = ("kA", "eD", "time_offset")
 
@@ -178,16 +183,8 @@ def test_gradient_from_sensitivities_matches_finite_differences(outputs):
     censored values, an estimated error parameter (sigma residuals), a combined error model
     and the time offset."""
     cohort, _ = simulate_cohort(3, seed=4, visits=np.arange(0.0, 13.0, 3.0), crp_limit=2.6)
-    errors = """[error.ALSFRS_R]
-model = "combined"
-a = { value = 1.0, estimate = "subject" }
-b = 0.02
-[error.NfL]
-model = "lognormal"
-sigma = 0.15
-[error.CRP]
-model = "lognormal"
-sigma = { value = 0.2, estimate = "subject", scale = "logit", bounds = [0.01, 1.0] }"""
+    errors = estimated_error_tables('{ value = 0.2, estimate = "subject", scale = "logit", '
+                                    'bounds = [0.01, 1.0] }')
     text = config_text(errors=errors, free=("kA", "eD", "Tmax")) + (
         f'\noutputs = "{outputs}"\nrtol = 1e-10\natol = 1e-12\n')
     cfg = parse_fit_config(text, check_data=False)
