@@ -147,24 +147,10 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         if not keep.any():
             continue
         live, x, H, g, held = live[keep], x[keep], H[keep], g[keep], held[keep]
-        diag = np.einsum("bkk->bk", H).copy()
-        diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
-        A = H + lam[live][:, None, None] * diag[:, :, None] * np.eye(D)[None]
-        # held components: identity rows/columns and zero gradient, so their step is zero
-        hold2 = held[:, :, None] | held[:, None, :]
-        A = np.where(hold2, 0.0, A) + held[:, :, None] * np.eye(D)[None]
-        gg = np.where(held, 0.0, g)
+        delta, gn_pred = _steps(H, g, held, lam[live])
         # ftol on the Gauss-Newton model: the undamped step could not reduce the sum of
         # squares by more than ftol of its value (MINPACK's predicted-reduction test; it stops
         # a task at its optimum without chasing integration noise with ever shorter steps)
-        A0 = A - (lam[live] - 1e-10)[:, None, None] * diag[:, :, None] * np.eye(D)[None] \
-            * ~hold2
-        with np.errstate(all="ignore"):
-            try:
-                gn = np.linalg.solve(A0, -gg[:, :, None])[:, :, 0]
-                gn_pred = -np.einsum("bk,bk->b", gg, gn)
-            except np.linalg.LinAlgError:
-                gn_pred = np.full(live.size, np.inf)
         flat = np.isfinite(gn_pred) & (gn_pred <= ftol * scale[live])
         for b in np.nonzero(flat)[0]:
             finish(live[b], True, "the predicted reduction of the sum of squares is below "
@@ -172,14 +158,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         if flat.all():
             continue
         keep = ~flat
-        live, x, H, g, held, A, gg = (live[keep], x[keep], H[keep], g[keep], held[keep],
-                                      A[keep], gg[keep])
-        with np.errstate(all="ignore"):
-            try:
-                delta = np.linalg.solve(A, -gg[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                delta = np.stack([np.linalg.lstsq(a, -b, rcond=None)[0] for a, b in
-                                  zip(A, gg, strict=True)])
+        live, x, H, g, delta = live[keep], x[keep], H[keep], g[keep], delta[keep]
         x_new = np.where(free[live], np.clip(x + delta, lo_x, hi_x), x)
         step = x_new - x
         predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
@@ -225,6 +204,37 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         out.append(TaskResult(x_task, cur_theta[i][None].copy(), float(cur_m2ll[i]), ok, text,
                               int(nfev[i]), int(failed_evals[i]), t.tag))
     return out
+
+
+def _steps(H, g, held, lam):
+    """Damped and undamped steps for a stack of tasks.
+
+    Solves ``(H + lam diag(H)) delta = -g`` with held components fixed (identity rows, zero
+    gradient) and returns ``delta`` (B, D) and the reduction of the sum of squares that the
+    undamped (Gauss-Newton / Fisher-scoring) step predicts, ``g^T H^-1 g`` (B,).
+    """
+    D = H.shape[1]
+    eye = np.eye(D)[None]
+    diag = np.einsum("bkk->bk", H).copy()
+    diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300))
+    hold2 = held[:, :, None] | held[:, None, :]
+    gg = np.where(held, 0.0, g)
+
+    def solve(damping):
+        A = H + damping[:, None, None] * diag[:, :, None] * eye
+        A = np.where(hold2, 0.0, A) + held[:, :, None] * eye
+        with np.errstate(all="ignore"):
+            try:
+                return np.linalg.solve(A, -gg[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                return np.stack([np.linalg.lstsq(a, -b, rcond=None)[0]
+                                 for a, b in zip(A, gg, strict=True)])
+
+    delta = solve(lam)
+    gn = solve(np.full(lam.shape, 1e-10))
+    with np.errstate(all="ignore"):
+        gn_pred = -np.einsum("bk,bk->b", gg, gn)
+    return delta, np.where(np.isfinite(gn_pred), gn_pred, np.inf)
 
 
 def _stack_padded(rows):
