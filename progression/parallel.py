@@ -29,33 +29,45 @@ __all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress"]
 
 
 class Progress:
-    """A one-line progress report on stderr: ``label: done/total unit``."""
+    """A progress report on stderr: ``label: done/total unit``.
+
+    On a terminal one line is rewritten in place (at most every 0.2 s); in a log (not a
+    terminal) a line is written at most every 10 s and at the end, so logs stay readable.
+    """
 
     def __init__(self, label: str, total: int, unit: str = "subjects", stream=None,
                  enabled: bool = True):
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty()) if callable(isatty) else False
         self.done = 0
-        self._last = 0.0
+        self._last = time.monotonic() if not self.tty else 0.0
         self._shown = -1
+
+    def _write(self, done: int) -> None:
+        text = f"{self.label}: {done}/{self.total} {self.unit}"
+        self.stream.write(f"\r{text}" if self.tty else f"{text}\n")
+        self.stream.flush()
+        self._shown = done
 
     def update(self, done: int) -> None:
         self.done = done
         if not self.enabled:
             return
         now = time.monotonic()
-        if done < self.total and now - self._last < 0.2:
+        if done < self.total and now - self._last < (0.2 if self.tty else 10.0):
             return
         self._last = now
-        self._shown = done
-        self.stream.write(f"\r{self.label}: {done}/{self.total} {self.unit}")
-        self.stream.flush()
+        self._write(done)
 
     def close(self) -> None:
-        if self.enabled:
-            if self._shown != self.done:
-                self.stream.write(f"\r{self.label}: {self.done}/{self.total} {self.unit}")
+        if not self.enabled:
+            return
+        if self._shown != self.done:
+            self._write(self.done)
+        if self.tty:
             self.stream.write("\n")
             self.stream.flush()
 

@@ -60,3 +60,27 @@ def test_bad_input_prints_one_error_without_traceback_and_exits_2(args, message,
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "x").exists(), "nothing half-written"
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_writes_whole_lines_to_a_log():
+    import io
+
+    from progression.parallel import Progress
+
+    log = io.StringIO()
+    bar = Progress("fit x", 3, stream=log)
+    for done in (1, 2, 3):
+        bar.update(done)
+    bar.close()
+    assert log.getvalue() == "fit x: 3/3 subjects\n"       # no carriage returns in logs
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    bar = Progress("fit x", 2, stream=term)
+    bar.update(1)
+    bar.update(2)
+    bar.close()
+    assert term.getvalue() == "\rfit x: 1/2 subjects\rfit x: 2/2 subjects\n"

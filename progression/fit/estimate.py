@@ -105,7 +105,8 @@ def starting_points(problem: Problem, cols, m: int, starts: int, spread, seed: i
             # uniform on the estimation scale; logit: uniform over the natural range
             nat = lo + u * (hi - lo)
             fin = np.isfinite(lo_x) & np.isfinite(hi_x)
-            draw = np.where(fin, lo_x + u * (hi_x - lo_x), to_internal(nat, sc, lo, hi))
+            with np.errstate(invalid="ignore"):     # inf - inf where a bound is infinite
+                draw = np.where(fin, lo_x + u * (hi_x - lo_x), to_internal(nat, sc, lo, hi))
             bad = ~np.isfinite(draw)
             draw[bad] = np.broadcast_to(x0, draw.shape)[bad]
         else:
