@@ -10,11 +10,11 @@ call) and the trapezoidal rule
 
 is applied node to node. The rule is A-stable and second order; one Richardson step against
 the same rule on every other node (``(4 S_h - S_2h) / 3``) removes the leading error term
-(fourth order for smooth models). The rule is not L-stable: a model whose fast modes start far
-from their quasi-steady state and are much faster than the grid step is better served by
-``[solver] sensitivities = "forward"``. The small ``n x n`` systems of all nodes and subjects
-are solved at once by elimination vectorised over the stack, with LAPACK for any system whose
-pivots are poor.
+(fourth order for smooth models). The rule is not L-stable (fast modes would ring from step to
+step), so a step with ``h * max |J_ii|`` above :data:`STIFF_STEP` is taken by implicit
+Euler instead, which damps them as the solution does; such subjects skip the extrapolation.
+The small ``n x n`` systems of all nodes and subjects are solved at once by elimination
+vectorised over the stack, with LAPACK for any system whose pivots are poor.
 
 Used by estimators (``[solver] sensitivities = "grid"``, the default): a Gauss-Newton step
 needs the derivative of the predictions to about 1e-3, not 1e-9, so optimiser steps use the
@@ -85,33 +85,53 @@ def _lapack(A: np.ndarray, B: np.ndarray) -> np.ndarray:
             return np.full(B.shape, np.nan)
 
 
-def _trapezoid(grid, J, F, S0):
-    """Trapezoidal recurrence.
+#: h * (largest decay rate on the diagonal of J) above which a step counts as stiff: the
+#: trapezoidal rule's amplification of such a mode, (1 + z/2) / (1 - z/2) for z = -h*rate, is
+#: below -0.5 and tends to -1 (the mode rings from step to step), so the step is implicit Euler.
+STIFF_STEP = 6.0
 
-    J (n, n, m, G), F (n, k, m, G), S0 (n, k, m) -> S (G, m, n, k) and the step maps
-    ``S[j+1] = M[j] @ S[j] + d[j]``: M (G-1, m, n, n), d (G-1, m, n, k).
+
+def _stiff_steps(grid, J):
+    """(m, G-1) bool: steps whose h * max |J_ii| (at either end) exceeds STIFF_STEP."""
+    n = J.shape[0]
+    rates = np.abs(J[np.arange(n), np.arange(n)]).max(axis=0)      # (m, G)
+    h = np.diff(grid)
+    return h * np.maximum(rates[:, 1:], rates[:, :-1]) > STIFF_STEP
+
+
+def _trapezoid(grid, J, F, S0):
+    """Trapezoidal recurrence, implicit Euler on stiff steps.
+
+    J (n, n, m, G), F (n, k, m, G), S0 (n, k, m) -> S (G, m, n, k), the step maps
+    ``S[j+1] = M[j] @ S[j] + d[j]``: M (G-1, m, n, n), d (G-1, m, n, k), and the stiff-step
+    mask (m, G-1).
     """
     n, k, m = S0.shape
     G = grid.size
-    half = 0.5 * np.diff(grid)                              # (G-1,)
-    # One augmented stack [I - h/2 J[j+1] | I + h/2 J[j] | h/2 (F[j] + F[j+1])], solved in place
+    h = np.diff(grid)                                       # (G-1,)
+    stiff = _stiff_steps(grid, J)
+    theta = np.where(stiff, 1.0, 0.5)                       # (m, G-1)
+    new_w, old_w = theta * h, (1.0 - theta) * h             # weights of node j+1 and node j
+    # One augmented stack [I - th h J[j+1] | I + (1-th) h J[j] | h (th F[j+1] + (1-th) F[j])],
+    # solved in place
     W = np.empty((n, 2 * n + k, m, G - 1))
-    np.multiply(-half, J[:, :, :, 1:], out=W[:, :n])
-    np.multiply(half, J[:, :, :, :-1], out=W[:, n:2 * n])
-    np.add(F[:, :, :, :-1], F[:, :, :, 1:], out=W[:, 2 * n:])
-    W[:, 2 * n:] *= half
+    np.multiply(-new_w, J[:, :, :, 1:], out=W[:, :n])
+    np.multiply(old_w, J[:, :, :, :-1], out=W[:, n:2 * n])
+    np.multiply(new_w, F[:, :, :, 1:], out=W[:, 2 * n:])
+    W[:, 2 * n:] += old_w * F[:, :, :, :-1]
     diag = np.arange(n)
     W[diag, diag] += 1.0
     W[diag, n + diag] += 1.0
     W = W.reshape(n, 2 * n + k, -1)
     sol, poor = _gauss_jordan(W, n)
     if poor.any():
-        hp = np.broadcast_to(half, (m, G - 1)).ravel()[poor]
+        nw, ow = new_w.ravel()[poor], old_w.ravel()[poor]
         Jl = J[:, :, :, 1:].reshape(n, n, -1)[:, :, poor]
         Jr = J[:, :, :, :-1].reshape(n, n, -1)[:, :, poor]
-        Fs = (F[:, :, :, :-1] + F[:, :, :, 1:]).reshape(n, k, -1)[:, :, poor]
+        Fs = (nw * F[:, :, :, 1:].reshape(n, k, -1)[:, :, poor]
+              + ow * F[:, :, :, :-1].reshape(n, k, -1)[:, :, poor])
         eye = np.eye(n)[:, :, None]
-        sol[:, :, poor] = _lapack(eye - hp * Jl, np.concatenate([eye + hp * Jr, hp * Fs], 1))
+        sol[:, :, poor] = _lapack(eye - nw * Jl, np.concatenate([eye + ow * Jr, Fs], 1))
     sol = sol.reshape(n, n + k, m, G - 1)
     # S[j+1] = M[j] S[j] + d[j], in (m, n, .) layout for batched matmul over subjects
     M = np.ascontiguousarray(sol[:, :n].transpose(3, 2, 0, 1))     # (G-1, m, n, n)
@@ -120,7 +140,7 @@ def _trapezoid(grid, J, F, S0):
     S[0] = S0.transpose(2, 0, 1)
     for j in range(G - 1):
         np.add(M[j] @ S[j], d[j], out=S[j + 1])
-    return S, M, d
+    return S, M, d, stiff
 
 
 def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool = True):
@@ -166,11 +186,14 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
         J = model.jac(t, Y, P).reshape(n, n, m, G)
         F = model.dfdp_columns(columns)(t, Y, P).reshape(n, k, m, G)
         S0 = model.dinitial_dp(grid[0], None, p)[:, columns, :]
-        S, M, d = _trapezoid(grid, J, F, S0)
+        S, M, d, stiff = _trapezoid(grid, J, F, S0)
         if richardson and G >= 3:
             even = slice(0, None, 2)
-            coarse = _trapezoid(grid[even], J[..., even], F[..., even], S0)[0]
-            S[even] += (S[even] - coarse) / 3.0
+            coarse, _, _, stiff2 = _trapezoid(grid[even], J[..., even], F[..., even], S0)
+            # The error expansion behind the extrapolation holds for the trapezoidal rule
+            # only: subjects with implicit-Euler (stiff) steps keep the plain result.
+            smooth = ~(stiff.any(axis=1) | stiff2.any(axis=1))[None, :, None, None]
+            S[even] += np.where(smooth, (S[even] - coarse) / 3.0, 0.0)
             # Odd nodes: one step of the rule forward from the corrected even node before and
             # one step backward from the corrected even node after; the two local errors are
             # equal and opposite (the rule is symmetric), so their mean is fourth order too.
@@ -187,5 +210,5 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
                        - 0.5 * h * (F[..., both] + F[..., both + 1]))
                 back = solve_small(A.reshape(n, n, -1), rhs.reshape(n, k, -1))
                 back = back.reshape(n, k, m, both.size).transpose(3, 2, 0, 1)
-                S[both] = 0.5 * (S[both] + back)
+                S[both] = np.where(smooth, 0.5 * (S[both] + back), S[both])
     return np.ascontiguousarray(S.transpose(1, 2, 3, 0))
