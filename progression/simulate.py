@@ -367,8 +367,10 @@ def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e
                  atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000):
     """States only, at ``times``, for a parameter table: the lean path estimators use.
 
-    No observables, events or sensitivities are computed (see :func:`grid_sensitivities` for
-    sensitivities on the same grid).
+    No observables, events or sensitivities are computed (see
+    :func:`progression._gridsens.grid_sensitivities` for sensitivities on the same grid). With
+    LSODA the batch goes through ``scipy.integrate.odeint``, where ``max_steps`` limits the
+    steps between two output times rather than in the whole solve.
 
     Parameters
     ----------
