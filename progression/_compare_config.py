@@ -30,13 +30,12 @@ Every problem is collected and raised as one :class:`ConfigError` naming the fil
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, ProgressionError
+from .errors import ConfigError, ProgressionError, did_you_mean
 from .interventions import DAY, HOUR, LIBRARY, PK, WEEK, Intervention, library
 
 __all__ = ["CompareConfig", "read_compare_config", "run_compare_config"]
@@ -118,8 +117,7 @@ def _number(table, name, key, problems, *, integer=False, positive=False, defaul
 def _unknown(table: dict, allowed: set, key: str, problems: _Problems) -> None:
     for name in table:
         if name not in allowed:
-            close = difflib.get_close_matches(name, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, sorted(allowed))
             problems.add(f"{key}.{name}" if key else name,
                          f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})")
 
@@ -325,8 +323,7 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
     """One config entry -> interventions (a library entry may be a combination)."""
     if isinstance(item, str):
         if item not in LIBRARY:
-            close = difflib.get_close_matches(item, LIBRARY, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(item, LIBRARY)
             problems.add(key, f"unknown intervention {item!r}{hint} (library: "
                               f"{', '.join(LIBRARY)})")
             return []
@@ -347,8 +344,7 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
         if "name" in options:
             name = options.pop("name")
             if name not in LIBRARY:
-                close = difflib.get_close_matches(str(name), LIBRARY, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(name), LIBRARY)
                 problems.add(f"{key}.name", f"unknown intervention {name!r}{hint} (library: "
                                             f"{', '.join(LIBRARY)})")
                 return []
@@ -356,8 +352,7 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
         unknown = set(options) - _INTERVENTION_KEYS
         if unknown:
             k = sorted(unknown)[0]
-            close = difflib.get_close_matches(k, sorted(_INTERVENTION_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(k, sorted(_INTERVENTION_KEYS))
             problems.add(f"{key}.{k}", f"unknown key{hint} (give 'name' for a library "
                                        f"intervention)")
             return []

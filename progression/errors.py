@@ -6,7 +6,11 @@ was found, so that the CLI can print it as one line and exit 2.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
+    "did_you_mean",
     "ProgressionError",
     "ConfigError",
     "DataError",
@@ -52,3 +56,14 @@ class SolverError(ProgressionError):
 
 class FitError(ProgressionError):
     """An estimation could not be carried out."""
+
+
+def did_you_mean(name, choices: Iterable, *, parenthesised: bool = False) -> str:
+    """A hint naming the entry of ``choices`` closest to ``name``, or ``""`` if none is close.
+
+    ``"; did you mean 'x'?"``, or ``" (did you mean 'x'?)"`` when ``parenthesised``.
+    """
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    if not close:
+        return ""
+    return f" (did you mean '{close[0]}'?)" if parenthesised else f"; did you mean '{close[0]}'?"

@@ -31,14 +31,13 @@ Times of an intervention are relative to the treatment origin (a scenario's star
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 
 import numpy as np
 
-from .errors import ConfigError, ProgressionError
+from .errors import ConfigError, ProgressionError, did_you_mean
 from .simulate import Switch
 
 __all__ = [
@@ -494,14 +493,12 @@ def _check_against(model, interventions: list[Intervention]) -> None:
     for iv in interventions:
         for name in iv.parameters:
             if name not in model.parameter_names:
-                close = difflib.get_close_matches(name, model.parameter_names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, model.parameter_names)
                 problems.append(f"intervention {iv.label!r}: model {model.name!r} has no "
                                 f"parameter {name!r}{hint}")
         for name in iv.jump:
             if name not in model.state_names:
-                close = difflib.get_close_matches(name, model.state_names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, model.state_names)
                 problems.append(f"intervention {iv.label!r}, jump: model {model.name!r} has "
                                 f"no state {name!r}{hint}")
         if iv.jump and all(name in model.state_names for name in iv.jump):
@@ -866,8 +863,7 @@ def library(name: str, **options) -> list[Intervention]:
     import inspect
 
     if name not in LIBRARY:
-        close = difflib.get_close_matches(name, LIBRARY, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, LIBRARY)
         raise ConfigError(f"unknown intervention {name!r}{hint} (library: "
                           f"{', '.join(LIBRARY)})")
     factory = LIBRARY[name]

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from progression.errors import DataError
+from progression.errors import DataError, did_you_mean
 
 from . import validation as v
 from ._units import DAYS_PER, canonical_time_unit, time_factor
@@ -673,10 +673,7 @@ class Cohort:
 
     def _require_subject(self, subject: str) -> None:
         if subject not in self._slices:
-            import difflib
-
-            close = difflib.get_close_matches(str(subject), self._subjects, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(subject), self._subjects, parenthesised=True)
             raise DataError(f"{self._source or 'cohort'}: no subject '{subject}'{hint}")
 
     def subject(self, subject: str) -> SubjectData:

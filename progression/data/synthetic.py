@@ -40,7 +40,6 @@ in one :class:`~progression.errors.ConfigError` naming the file and the key.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import shutil
@@ -53,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from progression.errors import ConfigError, DataError, ProgressionError
+from progression.errors import ConfigError, DataError, ProgressionError, did_you_mean
 
 from .cohort import DEFAULT_UNITS, Cohort
 
@@ -248,8 +247,7 @@ class _Reader:
     def unknown(self, table: Mapping, key: str, allowed: tuple[str, ...]) -> None:
         for k in table:
             if k not in allowed:
-                close = difflib.get_close_matches(str(k), allowed, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                hint = did_you_mean(str(k), allowed, parenthesised=True)
                 self.problem(f"{key}.{k}" if key else str(k),
                              f"unknown key{hint}; expected one of " + ", ".join(allowed))
 
@@ -361,8 +359,7 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
     def check_param(key: str, name: str) -> bool:
         if model is None or name in pnames:
             return True
-        close = difflib.get_close_matches(name, pnames, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(name, pnames, parenthesised=True)
         r.problem(key, f"unknown parameter '{name}' of model '{model_name}'{hint}")
         return False
 
@@ -556,8 +553,7 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
                               "floor", "decimals", "baseline", "probability"))
         mname = r.string(spec, key, "model", str(name))
         if model is not None and mname not in model_obs:
-            close = difflib.get_close_matches(mname, model_obs, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(mname, model_obs, parenthesised=True)
             r.problem(f"{key}.model" if "model" in spec else key,
                       f"unknown observable '{mname}' of model '{model_name}'{hint}")
         err = r.string(spec, key, "error", "alsfrs" if name == "ALSFRS_R" else "lognormal",

@@ -66,7 +66,9 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
     ftol, xtol = float(options.get("ftol", 1e-6)), float(options.get("xtol", 1e-8))
     gtol, max_nfev = float(options.get("gtol", 1e-8)), int(options.get("max_nfev", 200))
 
-    def evaluate(idx, Xs):
+    def evaluate(idx, Xs, width=0):
+        """Residuals and Jacobians of tasks ``idx`` at ``Xs``, zero-padded to at least
+        ``width`` entries (a task's residual count never changes, so one width serves all)."""
         theta = theta0[idx].copy()
         with np.errstate(all="ignore"):
             values = from_internal(Xs, sc, lo_n, hi_n)
@@ -75,7 +77,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         ev = problem.evaluate(designs, design_of[idx], theta, cols, want_info=True,
                               accurate=False)
         counters.record(ev, time.perf_counter() - start)
-        N = max(len(r) for r in ev.residuals)
+        N = max(width, max(len(r) for r in ev.residuals))
         R = np.zeros((len(idx), N))
         J = np.zeros((len(idx), N, D))
         for b, (r, j) in enumerate(zip(ev.residuals, ev.jacobians, strict=True)):
@@ -104,10 +106,9 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
     if on_done is not None and finished:
         on_done(finished)
 
-    # Each live task's current point: residuals and Jacobian padded to the longest task.
-    cur_R, cur_J = {i: R[b] for b, i in enumerate(idx)}, {i: J[b] for b, i in enumerate(idx)}
-    cur_info = {i: info[b] for b, i in enumerate(idx)}
-    cur_theta, cur_m2ll = theta.copy(), m2ll.copy()
+    # Every task's current point (rows updated in place when a step is accepted).
+    cur_R, cur_J, cur_info, cur_theta, cur_m2ll = R, J, info, theta, m2ll.copy()
+    width = R.shape[1]
 
     def finish(i, ok, text):
         nonlocal finished
@@ -122,14 +123,13 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         live = np.nonzero(~done)[0]
         if live.size == 0:
             break
-        Jl = _stack_padded([cur_J[i] for i in live])
-        Rl = _stack_padded([cur_R[i] for i in live])
+        Jl, Rl = cur_J[live], cur_R[live]
         x = X[live]
         JtJ = np.einsum("bnk,bnl->bkl", Jl, Jl)
         # Fisher scoring: the expected information instead of J^T J. The two agree for the
         # mean parameters; for error parameters J^T J holds about half the curvature of
         # -2 log L (errormodels), and Gauss-Newton steps in them overshoot and oscillate.
-        H = np.array([cur_info[i] for i in live])
+        H = cur_info[live]
         g = np.einsum("bnk,bn->bk", Jl, Rl)
         # gtol: largest |cos| between the residuals and a free, unblocked Jacobian column
         at_lo = free[live] & (x <= lo_x) & (g > 0)
@@ -163,7 +163,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         step = x_new - x
         predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
                       + np.einsum("bk,bkl,bl->b", step, H, step))
-        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n, info_n = evaluate(live, x_new)
+        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n, info_n = evaluate(live, x_new, width)
         nfev[live] += 1
         failed_evals[live] += (~np.isfinite(sse_n)).astype(int)
         with np.errstate(all="ignore"):
@@ -235,11 +235,3 @@ def _steps(H, g, held, lam):
     with np.errstate(all="ignore"):
         gn_pred = -np.einsum("bk,bk->b", gg, gn)
     return delta, np.where(np.isfinite(gn_pred), gn_pred, np.inf)
-
-
-def _stack_padded(rows):
-    N = max(r.shape[0] for r in rows)
-    out = np.zeros((len(rows), N) + rows[0].shape[1:])
-    for b, r in enumerate(rows):
-        out[b, :r.shape[0]] = r
-    return out

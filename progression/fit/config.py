@@ -12,7 +12,6 @@ directory. See the README section "Fitting" for every key.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import tomllib
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ProgressionError
+from ..errors import ConfigError, ProgressionError, did_you_mean
 from .errormodels import ERROR_MODELS
 from .transforms import SCALES
 
@@ -173,8 +172,7 @@ class _Check:
     def unknown(self, prefix: str, table: dict, allowed) -> None:
         for key in table:
             if key not in allowed:
-                close = difflib.get_close_matches(key, list(allowed), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(key, list(allowed))
                 where = f"{prefix}.{key}" if prefix else key
                 self.add(where, f"unknown key (expected one of {', '.join(allowed)}){hint}")
 
@@ -195,8 +193,7 @@ class _Check:
             self.add(key, f"expected a string, found {_found(value)}")
             return None
         if choices is not None and value not in choices:
-            close = difflib.get_close_matches(value, list(choices), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(value, list(choices))
             self.add(key, f"expected one of {', '.join(repr(c) for c in choices)}, found "
                           f"{value!r}{hint}")
             return None
@@ -347,8 +344,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     for obs, spec in errors_doc.items():
         key = f"error.{obs}"
         if model_obs is not None and obs not in model_obs:
-            close = difflib.get_close_matches(obs, model_obs, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(obs, model_obs)
             chk.add(key, f"model '{model.name}' has no observable '{obs}' (observables: "
                          f"{', '.join(model_obs)}){hint}")
         if not isinstance(spec, dict):
@@ -379,8 +375,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
         names = tuple(model.parameter_names)
         for pname in params_doc:
             if pname != OFFSET and pname not in names:
-                close = difflib.get_close_matches(pname, (*names, OFFSET), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(pname, (*names, OFFSET))
                 chk.add(f"parameters.{pname}", f"model '{model.name}' has no parameter "
                                                f"'{pname}'{hint}")
         for j, pname in enumerate(names):

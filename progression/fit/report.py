@@ -96,11 +96,7 @@ def _individual_fits(result, folder, plt):
         fig.supylabel(obs, fontsize=9)
         fig.suptitle(f"{result.name}: individual fits, {obs} (first {k} subjects; "
                      "open triangles: censored at the limit)", fontsize=10)
-        fig.tight_layout()
-        path = folder / f"fits_{obs}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        files.append(path)
+        files.append(_save(fig, folder / f"fits_{obs}.png", plt))
     return files
 
 
@@ -139,8 +135,12 @@ def _observed_vs_predicted(result, folder, plt):
         ax.set_ylabel("observed")
         ax.set_title(name)
     fig.suptitle(f"{result.name}: observed vs predicted", fontsize=10)
+    return _save(fig, folder / "observed_vs_predicted.png", plt)
+
+
+def _save(fig, path, plt):
+    """Lay out, write (100 dpi) and close a figure; returns its path."""
     fig.tight_layout()
-    path = folder / "observed_vs_predicted.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -165,11 +165,7 @@ def _residuals(result, folder, plt):
             if c == 1 and result.error_models[o] == "lognormal":
                 _log_axis(ax, "x")
     fig.suptitle(f"{result.name}: normalised residuals (observed values)", fontsize=10)
-    fig.tight_layout()
-    path = folder / "residuals.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "residuals.png", plt)
 
 
 def _parameters(result, folder, plt):
@@ -201,11 +197,7 @@ def _parameters(result, folder, plt):
             ax.set_title(f"{p.name} across subjects (dashed: start)", fontsize=9)
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
-    fig.tight_layout()
-    path = folder / "parameters.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "parameters.png", plt)
 
 
 def _profiles(result, folder, plt):
@@ -238,11 +230,7 @@ def _profiles(result, folder, plt):
             ax.tick_params(labelsize=7)
     fig.suptitle(f"{result.name}: profile likelihood, delta(-2 log L) (dashed: "
                  f"{100 * result.confidence:g}% threshold)", fontsize=10)
-    fig.tight_layout()
-    path = folder / "profiles.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "profiles.png", plt)
 
 
 def write_report(result, path: Path, figures) -> None:

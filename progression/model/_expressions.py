@@ -10,12 +10,11 @@ translated node by node into a sympy expression.
 from __future__ import annotations
 
 import ast
-import difflib
 
 import numpy as np
 import sympy as sp
 
-from ..errors import ModelError
+from ..errors import ModelError, did_you_mean
 
 __all__ = ["FUNCTIONS", "RESERVED", "parse_expression", "check_name"]
 
@@ -159,8 +158,7 @@ def check_name(name: str, where: str) -> None:
 
 
 def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name, known)
 
 
 class _Translator:

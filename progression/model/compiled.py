@@ -14,7 +14,6 @@ arrival.
 
 from __future__ import annotations
 
-import difflib
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from ..errors import ModelError
+from ..errors import ModelError, did_you_mean
 from ._codegen import generate
 from .spec import Event, ModelSpec
 
@@ -77,8 +76,7 @@ class _ModelBase:
         try:
             return names.index(name)
         except ValueError:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, names)
             raise ModelError(f"model {self.name!r} has no {kind} {name!r}{hint}") from None
 
     def parameter_index(self, name: str) -> int:
@@ -166,6 +164,7 @@ class CompiledModel(_ModelBase):
         self.dfdp = gen("dfdp", list(dfdp), (n, P))
         self._dfdp_matrix = dfdp
         self._dfdp_columns: dict = {}
+        self._sensitivity_rhs: dict = {}
         self.jacobian_sparsity = np.array([[e != 0 for e in row] for row in jac.tolist()],
                                           dtype=bool).reshape(n, n)
         self.dinitial_dp = gen("dinitial_dp", list(sp.Matrix(sym.initial).jacobian(sym.p)),
@@ -206,7 +205,7 @@ class CompiledModel(_ModelBase):
         entries share subexpressions with ``f`` and only structural non-zeros are multiplied.
         """
         key = tuple(int(c) for c in columns)
-        cache = self.__dict__.setdefault("_sensitivity_rhs", {})
+        cache = self._sensitivity_rhs
         if key not in cache:
             sym = self.symbolic
             n, k = self.n_states, len(key)
@@ -219,7 +218,7 @@ class CompiledModel(_ModelBase):
                 exprs += list(J * sp.Matrix(S[q]) + a[q] * self._dfdp_matrix[:, c])
             func, source = generate("sensitivity_rhs", exprs, ((1 + k) * n,), sym.t,
                                     [*sym.y, *(s for row in S for s in row)], [*sym.p, *a])
-            self.__dict__.setdefault("sources", {})["sensitivity_rhs"] = source
+            self.sources["sensitivity_rhs"] = source
             cache[key] = func
         return cache[key]
 

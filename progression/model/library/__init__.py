@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from pathlib import Path
 
-from ...errors import ModelError
+from ...errors import ModelError, did_you_mean
 from ..compiled import CompiledModel, PythonModel, compile_model
 from ..spec import ModelSpec, parse_model, read_model_file
 
@@ -23,8 +22,7 @@ def library_spec(name: str) -> ModelSpec:
     """The spec of a built-in model, by name."""
     names = available_models()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, names)
         raise ModelError(f"no built-in model {name!r} (available: {', '.join(names)}){hint}")
     text = resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
     return parse_model(text, source=f"{name}.toml (built-in)")
