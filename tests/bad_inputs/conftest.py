@@ -92,3 +92,9 @@ def unchanged():
             f"added {added}, removed {removed}, changed {changed}")
 
     return check
+
+
+@pytest.fixture
+def refused():
+    """``refused(outcome, *names, code=2)``: the :func:`assert_refused` check as a fixture."""
+    return assert_refused
