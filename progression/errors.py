@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "SolverError",
     "FitError",
+    "EstimationFailed",
 ]
 
 
@@ -29,7 +30,15 @@ class ProgressionError(Exception):
         The first problem, or a summary line.
     problems : list of str, optional
         Every problem found, when a check collected several before failing.
+
+    Attributes
+    ----------
+    exit_status : int
+        The CLI's exit status for this error: 2 for bad input (the default), 1 where the input
+        was acceptable but the computation failed (for example no subject of a fit converged).
     """
+
+    exit_status = 2
 
     def __init__(self, message: str, problems: list[str] | None = None):
         self.problems = list(problems) if problems else [message]
@@ -56,6 +65,12 @@ class SolverError(ProgressionError):
 
 class FitError(ProgressionError):
     """An estimation could not be carried out."""
+
+
+class EstimationFailed(FitError):
+    """The input was valid but the estimation failed (no subject converged, too many failed)."""
+
+    exit_status = 1
 
 
 def did_you_mean(name, choices: Iterable, *, parenthesised: bool = False) -> str:
