@@ -18,6 +18,8 @@ __all__ = [
     "SolverError",
     "FitError",
     "EstimationFailed",
+    "OutputError",
+    "SimulationFailed",
 ]
 
 
@@ -69,6 +71,16 @@ class FitError(ProgressionError):
 
 class EstimationFailed(FitError):
     """The input was valid but the estimation failed (no subject converged, too many failed)."""
+
+    exit_status = 1
+
+
+class OutputError(ProgressionError):
+    """An output path cannot be written without losing something (or cannot be written)."""
+
+
+class SimulationFailed(SolverError):
+    """The input was valid but the solver failed; nothing was written."""
 
     exit_status = 1
 
