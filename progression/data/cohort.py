@@ -195,6 +195,20 @@ def _object_array(items: Sequence) -> np.ndarray:
     return out
 
 
+_NO_ROWS = np.zeros(0, dtype=np.intp)
+
+
+def _group_rows(subjects: np.ndarray) -> dict[str, np.ndarray]:
+    """Subject -> indices of its rows (in table order), from one stable sort."""
+    if not len(subjects):
+        return {}
+    order = np.argsort(subjects, kind="stable")
+    keys = subjects[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    stops = np.r_[starts[1:], len(keys)]
+    return {str(keys[a]): order[a:b] for a, b in zip(starts, stops, strict=True)}
+
+
 def _str_array(xs: Sequence[str]) -> np.ndarray:
     return np.array([str(x) for x in xs], dtype=str) if len(xs) else np.array([], dtype=str)
 
@@ -514,6 +528,23 @@ class Cohort:
         stops = np.concatenate((bounds, [len(subj)])) if len(subj) else np.array([], int)
         self._slices = {str(subj[a]): slice(int(a), int(b))
                         for a, b in zip(starts, stops, strict=True)}
+        # Computed once: per-subject and per-observable look-ups must not rescan the table
+        # (describe and fits ask once per subject; a rescan made them quadratic).
+        self._observables = tuple(str(o) for o in np.unique(self._obs["observable"]))
+        self._index: dict[str, dict[str, np.ndarray]] = {}
+
+    def _rows_of(self, table: str, subject: str) -> np.ndarray:
+        """Row indices of ``subject`` in the doses, time-varying or events table.
+
+        The grouping is built once per table (one stable sort), so that asking for every
+        subject in turn costs linear time overall instead of a full scan per subject.
+        """
+        index = self._index.get(table)
+        if index is None:
+            index = _group_rows({"doses": self._doses, "time_varying": self._tv,
+                                 "events": self._events}[table]["subject"])
+            self._index[table] = index
+        return index.get(subject, _NO_ROWS)
 
     @staticmethod
     def _sorted(table: dict, rank: Mapping[str, int], tie: str | None = None) -> dict:
@@ -543,6 +574,7 @@ class Cohort:
         new._tv = {k: _readonly(np.array(a)) for k, a in tv.items()}
         new._events = {k: _readonly(np.array(a)) for k, a in events.items()}
         new._notes = tuple(dict.fromkeys(notes))
+        new._index = {}
         return new
 
     # ------------------------------------------------------------------------ basic access
@@ -564,7 +596,7 @@ class Cohort:
     @property
     def observables(self) -> tuple[str, ...]:
         """Names of the observables present, sorted."""
-        return tuple(sorted(set(map(str, self._obs["observable"]))))
+        return self._observables
 
     @property
     def n_observations(self) -> int:
@@ -637,7 +669,7 @@ class Cohort:
 
     def event(self, subject: str) -> Event | None:
         """The event (or censoring) of ``subject``, or None if the data say nothing."""
-        idx = np.flatnonzero(self._events["subject"] == subject)
+        idx = self._rows_of("events", str(subject))
         if not len(idx):
             return None
         i = int(idx[0])
@@ -686,13 +718,14 @@ class Cohort:
             m = obs["observable"] == name
             series[name] = Series(*(_readonly(obs[c][m]) for c in ("time", "value", "cens",
                                                                     "limit")))
-        tvm = self._tv["subject"] == subject
+        tvi = self._rows_of("time_varying", subject)
+        tv_name, tv_time, tv_value = (self._tv[k][tvi] for k in ("name", "time", "value"))
         tv = {}
-        for name in sorted(set(map(str, self._tv["name"][tvm]))):
-            m = tvm & (self._tv["name"] == name)
-            tv[name] = (_readonly(self._tv["time"][m]), _readonly(self._tv["value"][m]))
-        dm = self._doses["subject"] == subject
-        doses = {k: _readonly(a[dm]) for k, a in self._doses.items() if k != "subject"}
+        for name in sorted(set(map(str, tv_name))):
+            m = tv_name == name
+            tv[name] = (_readonly(tv_time[m]), _readonly(tv_value[m]))
+        di = self._rows_of("doses", subject)
+        doses = {k: _readonly(a[di]) for k, a in self._doses.items() if k != "subject"}
         return SubjectData(subject, series, dict(self._covariates.get(subject, {})), tv,
                            doses, self.event(subject), self._time_unit, dict(self._units))
 
@@ -850,9 +883,10 @@ class Cohort:
         cols = self.observations(observable)
         who = list(subjects) if subjects is not None else list(self._subjects)
         style = {"marker": "o", "ms": 3, "lw": 1, "alpha": 0.7, **kwargs}
+        rows = _group_rows(cols["subject"])
         for s in who:
-            m = cols["subject"] == s
-            if not m.any():
+            m = rows.get(str(s))
+            if m is None:
                 continue
             t, y, c = cols["time"][m], cols["value"][m], cols["cens"][m]
             (line,) = ax.plot(t, y, **style)

@@ -139,6 +139,24 @@ def _first(cohort: Cohort, name: str) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _visit_counts(cohort: Cohort, name: str) -> list[int]:
+    """Number of distinct measurement times of ``name`` per subject that has any.
+
+    One pass over the observations (sorted by subject, then time): a visit starts where the
+    subject or the time changes.
+    """
+    if name not in cohort.observables:
+        return []
+    cols = cohort.observations(name)
+    subj, t = cols["subject"], cols["time"]
+    if not len(subj):
+        return []
+    new_subject = np.r_[True, subj[1:] != subj[:-1]]
+    new_visit = new_subject | np.r_[True, t[1:] != t[:-1]]
+    starts = np.flatnonzero(new_subject)
+    return [int(n) for n in np.add.reduceat(new_visit.astype(np.int64), starts)]
+
+
 def _exit(cohort: Cohort) -> dict[str, tuple[float, bool, bool]]:
     """subject -> (exit time, died, dropped out) from events, else the last observation."""
     last: dict[str, float] = {}
@@ -300,8 +318,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
                 f"{target:.0%} (trials)", (target - 0.05, target + 0.05) if trial else None,
                 "van Eijk 2024/25 J Neurol, 60 trials [S] (§6.5); range ±5 points [A]")
     if not trial:
-        nvis = [len(np.unique(cohort.observations("ALSFRS_R", s)["time"]))
-                for s in subjects if s in first_frs]
+        nvis = _visit_counts(cohort, "ALSFRS_R")
         add("ALSFRS-R measurements per patient, mean", np.mean(nvis) if nvis else None,
             "~4.5", (3.5, 5.5), "PRECISION-ALS, van Eijk 2025 [D] (§6.5); range [A]")
 
