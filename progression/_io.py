@@ -398,3 +398,52 @@ def atomic_files(path, *, overwrite: bool = False, inputs: Iterable = (),
         raise
     shutil.rmtree(tmp, ignore_errors=True)
     committed.extend(targets)
+
+
+# --------------------------------------------------------------------------- cohort files
+
+#: Side files written next to a cohort file ``<stem>.csv`` (see ``write_cohort``) and the
+#: truth table of a synthetic cohort.
+COHORT_SUFFIXES = (".csv", ".toml", "_covariates.csv", "_events.csv", "_doses.csv",
+                   "_time_varying.csv", "_truth.csv")
+
+
+def cohort_files(path) -> list[Path]:
+    """Every file a cohort written to ``path`` (``<stem>.csv``) may have beside it."""
+    path = Path(path)
+    stem = path.with_suffix("").name
+    return [path.parent / f"{stem}{s}" for s in COHORT_SUFFIXES]
+
+
+def is_progression_cohort_file(path) -> bool:
+    """Whether ``path`` belongs to a cohort progression wrote.
+
+    It must be named like a cohort file or side table of some ``<stem>`` and a sidecar
+    ``<stem>.toml`` written by progression (its first line says so) must sit beside it.
+    """
+    path = Path(path)
+    for suffix in COHORT_SUFFIXES:
+        if not path.name.endswith(suffix) or path.name == suffix:
+            continue
+        sidecar = path.with_name(path.name[: -len(suffix)] + ".toml")
+        try:
+            with sidecar.open(encoding="utf-8", errors="replace") as fh:
+                first = fh.readline()
+        except OSError:
+            continue
+        if first.startswith("# Sidecar of") and "written by progression" in first:
+            return True
+    return False
+
+
+def is_progression_truth_file(path) -> bool:
+    """Whether ``path`` is a truth table progression wrote (header ``subject,...,time_offset``)
+    or belongs to a cohort it wrote."""
+    if is_progression_cohort_file(path):
+        return True
+    try:
+        with Path(path).open(encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().strip().split(",")
+    except OSError:
+        return False
+    return bool(header) and header[0] == "subject" and "time_offset" in header

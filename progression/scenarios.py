@@ -683,17 +683,24 @@ class Comparison:
             lines += ["", "## Notes", ""] + [f"* {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
-    def write(self, folder, *, figures: bool = True) -> Path:
+    def write(self, folder, *, figures: bool = True, overwrite: bool = False,
+              inputs=()) -> Path:
         """Write CSV and Markdown tables and PNG figures to ``folder`` (atomically).
 
         Files: ``endpoints_subjects.csv``, ``endpoints_summary.csv``, ``trajectories.csv``,
         ``survival.csv``, ``summary.md``, and ``trajectories.png``, ``endpoints.png``,
         ``survival.png``.
+
+        An existing folder is replaced only with ``overwrite=True`` and only if progression
+        wrote it (``.progression`` marker); a folder that is or contains one of ``inputs``
+        (the config, a fit folder read) is refused with an
+        :class:`~progression.errors.OutputError`.
         """
         from ._io import atomic_directory
 
         folder = Path(folder)
-        with atomic_directory(folder) as tmp:
+        with atomic_directory(folder, overwrite=overwrite, inputs=inputs,
+                              what="comparison folder") as tmp:
             _write_csv(tmp / "endpoints_subjects.csv", self.subject_rows())
             _write_csv(tmp / "endpoints_summary.csv", self.summary)
             _write_csv(tmp / "trajectories.csv", self.trajectory_rows())

@@ -636,13 +636,19 @@ class PowerCurve:
         fig.tight_layout()
         return fig
 
-    def write(self, folder) -> Path:
-        """Write ``power.csv``, ``power.md`` and ``power.png`` (atomically)."""
+    def write(self, folder, *, overwrite: bool = False, inputs=()) -> Path:
+        """Write ``power.csv``, ``power.md`` and ``power.png`` (atomically).
+
+        An existing folder is replaced only with ``overwrite=True`` and only if progression
+        wrote it (``.progression`` marker); a folder that is or contains one of ``inputs`` is
+        refused with an :class:`~progression.errors.OutputError`.
+        """
         from ._io import atomic_directory
         from .plots import _pyplot
 
         folder = Path(folder)
-        with atomic_directory(folder) as tmp:
+        with atomic_directory(folder, overwrite=overwrite, inputs=inputs,
+                              what="power-curve folder") as tmp:
             _write_csv(tmp / "power.csv", self.table())
             (tmp / "power.md").write_text(self.to_markdown())
             fig = self.plot()

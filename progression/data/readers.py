@@ -322,8 +322,10 @@ def _found(text: str) -> str:
 
 
 def _note_order(draft: Draft, subj, times, label) -> None:
-    keys = [(natural_key(s), t) for s, t in zip(subj, times, strict=True) if t is not None]
-    if keys != sorted(keys):
+    # One sort key per subject, not per row: the key is a regex split, the dearest part.
+    key = {s: natural_key(s) for s in set(subj)}
+    keys = [(key[s], t) for s, t in zip(subj, times, strict=True) if t is not None]
+    if any(a > b for a, b in zip(keys, keys[1:])):
         draft.notes.append(f"{label}: rows were not in subject and time order; sorted")
 
 
@@ -427,8 +429,14 @@ def _number_or_text(text: str):
 # ------------------------------------------------------------------------------- writing
 
 
-def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = None) -> list[Path]:
+def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = None, *,
+                 overwrite: bool = False, inputs=()) -> list[Path]:
     """Write ``cohort`` so that :func:`read_cohort` reads it back equal.
+
+    Every file is written to a hidden temporary folder first and moved into place only when
+    all are complete. Existing files are replaced only with ``overwrite=True`` and only when
+    progression wrote them (they sit beside a sidecar progression wrote); a PRO-ACT folder
+    follows the rules of :func:`progression._io.atomic_directory`.
 
     Parameters
     ----------
@@ -438,6 +446,10 @@ def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = N
         written next to it) or a folder (proact; created if needed).
     format : {"long", "wide", "nonmem", "proact"}, optional
         Default: ``"proact"`` for a path without suffix, else ``"long"``.
+    overwrite : bool
+        Replace files (or a PRO-ACT folder) that progression wrote earlier.
+    inputs : iterable of path
+        Files the caller read; none of them is replaced.
 
     Returns
     -------
@@ -449,7 +461,11 @@ def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = N
     DataError
         When the format cannot hold part of the cohort (PRO-ACT has no doses, time-varying
         covariates or tracheostomy/ventilation events), or a file cannot be written.
+    OutputError
+        When writing would replace a file or folder that must be kept.
     """
+    from .._io import atomic_directory, atomic_files, cohort_files, is_progression_cohort_file
+
     path = Path(path)
     if format is None:
         format = "proact" if path.suffix == "" else "long"
@@ -457,7 +473,18 @@ def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = N
         raise DataError(f"{path}: unknown format '{format}'; expected one of "
                         + ", ".join(f"'{f}'" for f in FORMATS))
     if format == "proact":
-        return _proact.write(cohort, path)
+        with atomic_directory(path, overwrite=overwrite, inputs=inputs,
+                              what="PRO-ACT folder") as tmp:
+            written = _proact.write(cohort, tmp)
+        return [path / f.name for f in written]
+    with atomic_files(path, overwrite=overwrite, inputs=inputs, what="cohort file",
+                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6]) as tmp:
+        written = _write_cohort_files(cohort, tmp / path.name, format)
+    return [path.parent / f.name for f in written]
+
+
+def _write_cohort_files(cohort: Cohort, path: Path, format: str) -> list[Path]:
+    """Write the cohort file, its sidecar and side tables (into a fresh folder)."""
     if format == "nonmem":
         return _nonmem.write(cohort, path)
     stem = path.with_suffix("")

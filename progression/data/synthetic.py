@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -653,13 +651,21 @@ class Truth:
         """Parameter name -> per-subject values, ready for :func:`progression.simulate`."""
         return {p: self.columns[p] for p in self.parameter_names}
 
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write the truth table as CSV (one row per subject)."""
+    def write(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the truth table as CSV (one row per subject), atomically.
+
+        An existing file is replaced only with ``overwrite=True`` and only if progression
+        wrote it (a truth-table header, or a file of a cohort progression wrote).
+        """
+        from .._io import atomic_files, is_progression_truth_file
         from ._csvio import write_table
 
         path = Path(path)
         names = list(self.columns)
-        write_table(path, names, zip(*(self.columns[c].tolist() for c in names), strict=True))
+        with atomic_files(path, overwrite=overwrite, ours=is_progression_truth_file,
+                          what="truth table") as tmp:
+            write_table(tmp / path.name, names,
+                        zip(*(self.columns[c].tolist() for c in names), strict=True))
         return path
 
 
@@ -1126,32 +1132,33 @@ def truth_path(path: str | os.PathLike) -> Path:
 
 
 def write_synthetic(cohort: Cohort, truth: Truth, path: str | os.PathLike,
-                    format: str = "long") -> list[Path]:
+                    format: str = "long", *, overwrite: bool = False, inputs=()) -> list[Path]:
     """Write a synthetic cohort (via :func:`write_cohort`) and its truth table beside it.
 
     All files are written to a temporary folder beside ``path`` first and moved into place
-    only when every file is complete, so a failure leaves no half-written cohort.
+    only when every file is complete, so a failure leaves no half-written cohort. Existing
+    files are replaced only with ``overwrite=True`` and only if progression wrote them (they
+    sit beside a sidecar progression wrote); ``inputs`` (the population config) are never
+    replaced.
 
     Returns
     -------
     list of Path
         Every file written (the cohort file first, the truth table last).
+
+    Raises
+    ------
+    OutputError
+        When writing would replace a file that must be kept.
     """
+    from .._io import atomic_files, cohort_files, is_progression_cohort_file
     from .readers import write_cohort
 
     path = Path(path)
     if path.suffix.lower() != ".csv":
         raise ProgressionError(f"{path}: expected a .csv file name for the cohort")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_files(path, overwrite=overwrite, inputs=inputs, what="cohort file",
+                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6]) as tmp:
         written = write_cohort(cohort, tmp / path.name, format=format)
         written.append(truth.write(tmp / truth_path(path).name))
-        final = []
-        for f in written:
-            target = path.parent / f.name
-            os.replace(f, target)
-            final.append(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return [path.parent / f.name for f in written]

@@ -67,8 +67,16 @@ class FitResult:
         -2 log L at the estimates (sum over subjects).
     aic, bic : float
     subject_objective : ndarray (m,)
+        -2 log L per subject (NaN where its simulation failed at every point tried).
     converged : ndarray of bool (m,)
     messages : list of str
+    failures : list of str
+        Per subject: why it failed (did not converge, or its simulation failed at every point
+        tried, with the solver's message), ``""`` for a converged subject.
+    before_zero : ndarray of int (m,)
+        Per subject: data values whose model time (data time + offset) is before the model's
+        t = 0 at the estimates; they are evaluated at t = 0, where the objective is flat in the
+        offset.
     warnings : list of str
         Stated problems: failed covariance steps, practically non-identifiable parameters.
     counters : dict
@@ -102,6 +110,8 @@ class FitResult:
     nfev: np.ndarray
     starts_objective: np.ndarray
     best_start: np.ndarray
+    failures: list = field(default_factory=list)
+    before_zero: np.ndarray | None = None
     designs: list = field(repr=False, default_factory=list)
     predictions: list = field(repr=False, default_factory=list)
     open_intervals: dict = field(default_factory=dict)
@@ -121,6 +131,7 @@ class FitResult:
         m = len(designs)
         cnt = {"simulations": counters.simulations, "subject_solves": counters.rows,
                "failed_solves": counters.failed_rows,
+               "solves_before_zero": counters.rows_before_zero,
                "seconds_simulating": round(counters.seconds_evaluating, 3),
                "failure_messages": sorted(set(counters.events))[:10]}
         return cls(
@@ -134,11 +145,14 @@ class FitResult:
             n_obs=np.asarray(core["nobs"]), converged=np.asarray(core["success"], bool),
             messages=list(core["message"]), nfev=np.asarray(core["nfev"]),
             starts_objective=np.asarray(core["starts_m2ll"]),
-            best_start=np.asarray(core["best_start"]), designs=list(designs),
+            best_start=np.asarray(core["best_start"]),
+            failures=list(core.get("failure", [""] * m)),
+            before_zero=np.asarray(core.get("before_zero", np.zeros(m)), dtype=int),
+            designs=list(designs),
             predictions=list(core["predictions"]), open_intervals=unc.get("open", {}),
             profiles=unc.get("profiles"),
             bootstrap=unc.get("bootstrap"), warnings=_convergence_warnings(core, designs)
-            + list(unc["warnings"]), counters=cnt, timings=timings, provenance=provenance,
+            + _before_zero_warnings(core, designs, cnt) + list(unc["warnings"]), counters=cnt, timings=timings, provenance=provenance,
             confidence=float(cfg.options["confidence"]))
 
     # ------------------------------------------------------------------ basic views
@@ -164,8 +178,21 @@ class FitResult:
 
     @property
     def objective(self) -> float:
-        """-2 log L at the estimates, summed over subjects."""
-        return float(np.sum(self.subject_objective))
+        """-2 log L at the estimates, summed over the subjects with a finite objective
+        (subjects whose simulation failed are left out and counted in :attr:`n_failed`)."""
+        obj = np.asarray(self.subject_objective, dtype=float)
+        ok = np.isfinite(obj)
+        return float(np.sum(obj[ok])) if ok.any() else float("nan")
+
+    @property
+    def failed_subjects(self) -> list[str]:
+        """Subjects that failed (did not converge, or whose simulation failed)."""
+        reasons = self.failures or [""] * self.n_subjects
+        return [s for s, r in zip(self.subject_ids, reasons, strict=True) if r]
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failed_subjects)
 
     @property
     def n_estimated(self) -> int:
@@ -314,20 +341,50 @@ class FitResult:
     def summary(self) -> str:
         """A short text summary (what the CLI prints)."""
         m = self.n_subjects
+        n_finite = int(np.isfinite(np.asarray(self.subject_objective, float)).sum())
+        over = f" (over the {n_finite} subjects with a finite objective)" if n_finite < m \
+            else ""
         lines = [f"{self.name}: {self.kind} fit of model '{self.model.name}' to {m} subjects, "
                  f"{int(self.n_obs.sum())} observations",
-                 f"  -2 log L = {self.objective:.3f}, AIC = {self.aic:.3f}, BIC = "
+                 f"  -2 log L = {self.objective:.3f}{over}, AIC = {self.aic:.3f}, BIC = "
                  f"{self.bic:.3f}, {self.n_estimated} estimated quantities",
                  f"  converged: {int(self.converged.sum())}/{m} subjects; "
                  f"{self.counters.get('simulations', 0)} batched simulations, "
                  f"{self.counters.get('subject_solves', 0)} subject solves "
                  f"({self.counters.get('failed_solves', 0)} failed); "
                  f"{self.timings.get('total', float('nan')):.1f} s"]
+        for line in self.failure_lines():
+            lines.append("  " + line)
         for row in self.parameter_table():
             lines.append("  " + row["text"])
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
+
+    def failure_lines(self, limit: int = 10) -> list[str]:
+        """Lines stating failed subjects (who and why) and data before the model's t = 0."""
+        lines = []
+        failed = self.failed_subjects
+        if failed:
+            reasons = dict(zip(self.subject_ids, self.failures, strict=True))
+            lines.append(f"FAILED: {len(failed)}/{self.n_subjects} subjects (written, but "
+                         f"their estimates are not usable): " + ", ".join(failed[:limit])
+                         + (f", ... ({len(failed) - limit} more)" if len(failed) > limit
+                            else ""))
+            for sid in failed[:min(limit, 5)]:
+                lines.append(f"  {sid}: {reasons[sid]}")
+        bz = self.before_zero
+        if bz is not None and np.any(bz > 0):
+            who = [s for s, n in zip(self.subject_ids, bz, strict=True) if n > 0]
+            lines.append(f"model times before 0: at the estimates {int(np.sum(bz))} data "
+                         f"value(s) of {len(who)}/{self.n_subjects} subjects lie before the "
+                         f"model's t = 0 and are evaluated at t = 0 (flat in the offset): "
+                         + ", ".join(who[:limit]) + (" ..." if len(who) > limit else ""))
+        n = self.counters.get("solves_before_zero", 0)
+        if n:
+            lines.append(f"model times before 0 during the fit: in {n} of "
+                         f"{self.counters.get('subject_solves', 0)} subject solves")
+        return lines
 
     def parameter_table(self) -> list[dict]:
         """Per estimated quantity: summary statistics across subjects (or the shared value)."""
@@ -346,23 +403,54 @@ class FitResult:
                 rows.append({"name": p.name, "role": "shared", "estimate": float(v[0]),
                              "se": float(se[0]), "text": text})
             else:
-                q1, med, q3 = np.nanpercentile(v, [25, 50, 75])
+                # failed subjects are left out of the summary statistics
+                use = np.ones(v.size, bool) if not self.failures else \
+                    np.array([not r for r in self.failures], dtype=bool)
+                q1, med, q3 = _percentiles(v[use], [25, 50, 75])
+                (mrse,) = _percentiles(rse[use], [50])
+                of = "" if use.all() else f" over {int(use.sum())} converged subjects"
                 text = (f"{p.name:<14} median {med:.5g} (IQR {q1:.4g} - {q3:.4g}), median RSE "
-                        f"{np.nanmedian(rse):.3g}% [per subject]")
+                        f"{mrse:.3g}% [per subject{of}]")
                 rows.append({"name": p.name, "role": "subject", "median": float(med),
                              "q1": float(q1), "q3": float(q3),
-                             "median_rse_percent": float(np.nanmedian(rse)), "text": text})
+                             "median_rse_percent": float(mrse), "text": text})
         return rows
 
     # ------------------------------------------------------------------ saving
 
-    def save(self, folder, *, figures: bool = True, overwrite: bool = True) -> Path:
-        """Write the fit folder atomically (see the module docstring); returns its path."""
+    def save(self, folder, *, figures: bool = True, overwrite: bool = False,
+             inputs=None) -> Path:
+        """Write the fit folder atomically (see the module docstring); returns its path.
+
+        Parameters
+        ----------
+        folder : path
+            The fit folder; it must not exist yet, be empty, or (with ``overwrite``) be a
+            folder progression wrote (it carries a ``.progression`` marker).
+        figures : bool
+            Write the PNG figures.
+        overwrite : bool
+            Replace an existing fit folder written by progression. A folder progression did
+            not write, or a file, is never replaced.
+        inputs : iterable of path, optional
+            Files the fit read; the folder may not be or contain one. Default: the config,
+            data and model files named in the provenance.
+
+        Raises
+        ------
+        OutputError
+            The folder cannot be written without losing something, or cannot be written.
+        """
         from .._io import atomic_directory
         from .report import write_figures, write_report
 
         folder = Path(folder)
-        with atomic_directory(folder, overwrite=overwrite) as tmp:
+        if inputs is None:
+            prov = self.provenance or {}
+            inputs = [prov.get("config_path"), prov.get("data_path"), prov.get("model_ref")]
+            inputs = [p for p in inputs if isinstance(p, str) and p and Path(p).exists()]
+        with atomic_directory(folder, overwrite=overwrite, inputs=inputs,
+                              what="fit folder") as tmp:
             (tmp / "fit.json").write_text(json.dumps(self._json(), indent=1,
                                                      allow_nan=False) + "\n")
             self._write_subjects(tmp / "subjects.csv")
@@ -398,6 +486,8 @@ class FitResult:
                                             for idx, cov in self.blocks]},
             "subject_objective": self.subject_objective, "n_obs": self.n_obs,
             "converged": self.converged, "messages": self.messages, "nfev": self.nfev,
+            "failures": self.failures,
+            "before_zero": self.before_zero,
             "starts_objective": self.starts_objective, "best_start": self.best_start,
             "profiles": self.profiles, "bootstrap": self.bootstrap,
             "warnings": self.warnings, "counters": self.counters, "timings": self.timings,
@@ -407,25 +497,27 @@ class FitResult:
     def _write_subjects(self, path: Path) -> None:
         est = [(q, p) for q, p in enumerate(self.parameters) if p.estimated]
         header = ["subject", "converged", "objective", "n_obs", "nfev", "best_start",
-                  "time_offset_model"]
+                  "time_offset_model", "n_before_model_t0"]
         for _, p in est:
             header += [p.name, f"{p.name}_se"]
             for method in self.intervals:
                 header += [f"{p.name}_{method}_lo", f"{p.name}_{method}_hi"]
         header.append("message")
         offsets = self.time_offsets
+        bz = self.before_zero if self.before_zero is not None else np.zeros(self.n_subjects)
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(header)
             for i, sid in enumerate(self.subject_ids):
                 row = [sid, int(self.converged[i]), _fmt(self.subject_objective[i]),
                        int(self.n_obs[i]), int(self.nfev[i]), int(self.best_start[i]) + 1,
-                       _fmt(offsets[i])]
+                       _fmt(offsets[i]), int(bz[i])]
                 for q, _ in est:
                     row += [_fmt(self.theta[i, q]), _fmt(self.se[i, q])]
                     for ci in self.intervals.values():
                         row += [_fmt(ci[i, q, 0]), _fmt(ci[i, q, 1])]
-                row.append(self.messages[i])
+                row.append(self.failures[i] if self.failures and self.failures[i]
+                           else self.messages[i])
                 w.writerow(row)
 
     def _write_data(self, path: Path) -> None:
@@ -444,12 +536,43 @@ class FitResult:
 
 
 def _convergence_warnings(core, designs) -> list[str]:
-    bad = [designs[i].id for i in np.nonzero(~np.asarray(core["success"], bool))[0]]
-    if not bad:
+    m = len(designs)
+    failure = core.get("failure")
+    if failure is None:
+        failure = ["not converged" if not ok else "" for ok in core["success"]]
+    sim = [designs[i].id for i, r in enumerate(failure) if "simulation failed" in r]
+    opt = [designs[i].id for i, r in enumerate(failure) if r and "simulation failed" not in r]
+    out = []
+    if sim:
+        out.append(f"the simulation failed at every point tried for {len(sim)}/{m} subjects "
+                   f"({', '.join(sim[:5])}{' ...' if len(sim) > 5 else ''}): no estimate; "
+                   "they are left out of -2 log L; see subjects.csv, column 'message'")
+    if opt:
+        out.append(f"the optimiser did not report convergence for {len(opt)}/{m} "
+                   f"subjects ({', '.join(opt[:5])}{' ...' if len(opt) > 5 else ''}); see "
+                   "subjects.csv, column 'message'")
+    return out
+
+
+def _before_zero_warnings(core, designs, counters) -> list[str]:
+    bz = np.asarray(core.get("before_zero", np.zeros(len(designs))), dtype=int)
+    who = [designs[i].id for i in np.nonzero(bz > 0)[0]]
+    if not who:
         return []
-    return [f"the optimiser did not report convergence for {len(bad)}/{len(designs)} "
-            f"subjects ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); see "
-            "subjects.csv, column 'message'"]
+    return [f"model times before 0 at the estimates: {int(bz.sum())} data value(s) of "
+            f"{len(who)}/{len(designs)} subjects ({', '.join(who[:5])}"
+            f"{' ...' if len(who) > 5 else ''}) lie before the model's t = 0 (data time + "
+            "offset < 0); they are evaluated at t = 0, where the objective is flat in the "
+            "time offset, so the offset is not determined by them"]
+
+
+def _percentiles(values, q) -> list[float]:
+    """Percentiles of the finite values (NaN, and no RuntimeWarning, when there are none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [float("nan")] * len(q)
+    return [float(x) for x in np.percentile(v, q)]
 
 
 def _fmt(x) -> str:
@@ -549,7 +672,10 @@ def load_fit(folder) -> FitResult:
         n_obs=np.array(doc["n_obs"], dtype=int), converged=np.array(doc["converged"], bool),
         messages=list(doc["messages"]), nfev=np.array(doc["nfev"], dtype=int),
         starts_objective=_arr(doc["starts_objective"]),
-        best_start=np.array(doc["best_start"], dtype=int), designs=designs,
+        best_start=np.array(doc["best_start"], dtype=int),
+        failures=list(doc.get("failures") or [""] * m),
+        before_zero=np.array(doc.get("before_zero") or [0] * m, dtype=int),
+        designs=designs,
         predictions=predictions,
         open_intervals={k: np.array(v, dtype=bool) for k, v in doc["open_intervals"].items()},
         profiles=profiles, bootstrap=boot, warnings=list(doc["warnings"]),
