@@ -91,7 +91,14 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
                                                                   strict=True)])
         info = np.where(np.isfinite(ev.info), ev.info, 0.0) * (free[idx][:, :, None]
                                                                   & free[idx][:, None, :])
+        # the first reason each task's simulation failed, to name it if the task never
+        # reaches a finite objective
+        for b in np.nonzero(ev.failed)[0]:
+            if not reason[idx[b]]:
+                reason[idx[b]] = ev.messages[b] or "non-finite residuals"
         return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0), info
+
+    reason = [""] * T
 
     idx = np.arange(T)
     theta, R, J, sse, m2ll, scale, info = evaluate(idx, X)
@@ -101,7 +108,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
     nu = np.full(T, 2.0)
     done = ~np.isfinite(sse)
     success = np.zeros(T, dtype=bool)
-    message = ["the simulation failed at the starting point"] * T
+    message = [f"the simulation failed at the starting point: {reason[i]}" for i in range(T)]
     finished = int(done.sum())
     if on_done is not None and finished:
         on_done(finished)
@@ -200,7 +207,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         ok = bool(success[i]) and np.isfinite(cur_m2ll[i])
         text = message[i]
         if not np.isfinite(cur_m2ll[i]) and "failed" not in text:
-            ok, text = False, "the simulation failed at every point tried (" + text + ")"
+            ok, text = False, (f"the simulation failed at every point tried: {reason[i]} "
+                               f"(optimiser: {text})")
         out.append(TaskResult(x_task, cur_theta[i][None].copy(), float(cur_m2ll[i]), ok, text,
                               int(nfev[i]), int(failed_evals[i]), t.tag))
     return out

@@ -37,7 +37,10 @@ OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
 _TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output")
-_FIT_KEYS = ("name", "description", "model", "estimator")
+_FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share")
+#: Default largest share of subjects that may fail (no convergence, or a simulation that
+#: failed at every point tried) before a fit is refused with EstimationFailed.
+MAX_FAILED_SHARE = 0.5
 _DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
 _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
 _OFFSET_KEYS = (*_PARAM_KEYS, "covariate", "factor")
@@ -119,7 +122,11 @@ class FitConfig:
     options : dict
         Estimator options (``starts``, ``seed``, ``spread``, ``max_nfev``, ``ftol``, ``xtol``,
         ``gtol``, ``batch_size``, ``uncertainty``, ``confidence``, ``profile_points``,
-        ``bootstrap_samples``, ``optimizer``).
+        ``bootstrap_samples``, ``optimizer``), and ``max_failed_share`` from ``[fit]``: the
+        largest share of subjects that may fail (not converge, or have a simulation fail at
+        every point tried) before the fit is refused with
+        :class:`~progression.errors.EstimationFailed` (default 0.5; 1 refuses only a fit in
+        which no subject has a finite objective).
     solver : dict
         ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``,
         ``sensitivities``.
@@ -279,6 +286,13 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
         chk.add("fit.name", f"expected a plain name (used as folder name), found {fit_name!r}")
     description = chk.string("fit.description", fit.get("description")) or ""
     estimator = chk.string("fit.estimator", fit.get("estimator", "individual"), ESTIMATORS)
+    max_failed_share = MAX_FAILED_SHARE
+    if "max_failed_share" in fit:
+        v = chk.number("fit.max_failed_share", fit["max_failed_share"])
+        if v is not None and not 0.0 <= v <= 1.0:
+            chk.add("fit.max_failed_share", f"expected a share between 0 and 1, found {v:g}")
+        elif v is not None:
+            max_failed_share = v
     model_text = chk.string("fit.model", fit.get("model"), required="fit" in doc)
     model = None
     model_ref = ""
@@ -449,6 +463,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
                     good.append(u)
             options["uncertainty"] = ["covariance"] + [u for u in UNCERTAINTY[1:] if u in good]
     options["uncertainty"] = tuple(options["uncertainty"] or ("covariance",))
+    options["max_failed_share"] = max_failed_share
 
     # [solver]
     sol = chk.table("solver", doc.get("solver"))

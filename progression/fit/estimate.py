@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, FitError
+from ..errors import ConfigError, EstimationFailed, FitError
 from ..parallel import Progress, executor
 from .config import FitConfig, read_fit_config
 from .optimize import Counters, Task, run_tasks
@@ -166,16 +166,62 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     x = np.vstack([r.x for r in pick])
     ev = problem.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
                           want_info=True, want_predictions=True)
+    success = np.array([r.success for r in pick]) & ~ev.failed
     return {
         "theta": theta, "x": x, "m2ll": ev.m2ll, "info": ev.info,
         "predictions": ev.predictions, "nobs": ev.nobs,
-        "success": np.array([r.success for r in pick]),
+        "success": success,
         "message": [r.message for r in pick],
+        "failure": _failure_reasons(pick, ev),
+        "before_zero": ev.before_zero,
         "nfev": np.array([r.nfev for r in pick]),
         "starts_m2ll": m2ll, "best_start": best,
         "failed_evaluations": np.array([r.failed_evaluations for r in pick]),
         "counters": counters, "seconds": time.perf_counter() - start,
     }
+
+
+def _failure_reasons(results, ev) -> list[str]:
+    """Per row: why it failed ("" for a converged row), from the optimiser's result and the
+    evaluation at the chosen point."""
+    out = []
+    for r, failed, msg in zip(results, ev.failed, ev.messages, strict=True):
+        if failed and "simulation failed" in r.message:
+            out.append(r.message)
+        elif failed:
+            out.append(f"the simulation failed at the estimate: {msg}")
+        elif not r.success:
+            out.append(f"the optimiser did not converge: {r.message}")
+        else:
+            out.append("")
+    return out
+
+
+def _check_failures(cfg, opts, designs, core) -> None:
+    """Refuse a fit that failed: no subject with a finite objective, or more subjects that did
+    not converge than ``[fit] max_failed_share`` allows (EstimationFailed, CLI exit 1)."""
+    m = len(designs)
+    failure = core["failure"]
+    bad = [i for i in range(m) if failure[i]]
+    finite = np.isfinite(np.asarray(core["m2ll"], dtype=float))
+    share = float(opts.get("max_failed_share", 0.5))
+    if not bad or (finite.any() and len(bad) / m <= share):
+        return
+    if not finite.any():
+        why = "no subject has a finite objective (every simulation failed)"
+    elif len(bad) == m:
+        why = "no subject converged"
+    else:
+        why = (f"more than [fit] max_failed_share = {share:g} of the subjects failed "
+               f"({len(bad)}/{m})")
+    problems = [f"subject '{designs[i].id}': {failure[i]}" for i in bad[:5]]
+    if len(bad) > 5:
+        problems.append(f"... and {len(bad) - 5} more subject(s)")
+    head = (f"{cfg.source}: fit '{cfg.name}' failed: {why}; {len(bad)}/{m} subjects failed; "
+            "nothing written")
+    if len(problems) == 1:
+        raise EstimationFailed(f"{head}: {problems[0]}")
+    raise EstimationFailed(f"{head}:", problems)
 
 
 def _profile_tasks(problem, cols, theta_hat, x_hat, grids, covs):
@@ -317,6 +363,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         else:
             core = _fit_pooled(problem, designs, opts, counters, progress, cfg.name)
         timings["estimation"] = time.perf_counter() - t1
+        _check_failures(cfg, opts, designs, core)
         unc = _uncertainty(problem, designs, core, opts, cfg.estimator, ex, counters,
                            timings, progress, cfg.name)
     timings["total"] = time.perf_counter() - t0
@@ -342,10 +389,11 @@ def _fit_individual(problem, designs, opts, ex, counters, progress, name):
                                 progress)
     core = {"kind": "individual", "cols": cols}
     for key in ("theta", "x", "m2ll", "success", "nfev", "starts_m2ll", "best_start",
-                "failed_evaluations", "nobs"):
+                "failed_evaluations", "nobs", "before_zero"):
         core[key] = np.concatenate([p[key] for p in parts])
     core["info"] = np.concatenate([p["info"] for p in parts])
     core["message"] = sum((p["message"] for p in parts), [])
+    core["failure"] = sum((p["failure"] for p in parts), [])
     core["predictions"] = sum((p["predictions"] for p in parts), [])
     core["chunk_seconds"] = [p["seconds"] for p in parts]
     for p in parts:
@@ -389,10 +437,21 @@ def _fit_pooled(problem, designs, opts, counters, progress, name):
     theta = r.theta
     ev = problem.evaluate(designs, np.arange(m), theta, cols, want_jac=False, want_info=True,
                           want_predictions=True)
-    return {"kind": "pooled", "cols": cols, "theta": theta, "x_pooled": r.x, "x_cols": x_cols,
+    ok = bool(r.success) and not ev.failed.any()
+    if ok:
+        failure = [""] * m
+    elif ev.failed.any():
+        first = int(np.nonzero(ev.failed)[0][0])
+        failure = [f"the pooled fit failed: {r.message}" if "simulation failed" in r.message
+                   else f"the pooled fit failed: the simulation of subject "
+                        f"'{designs[first].id}' failed at the estimate: {ev.messages[first]}"] * m
+    else:
+        failure = [f"the pooled fit did not converge: {r.message}"] * m
+    return {"kind": "pooled", "failure": failure, "before_zero": ev.before_zero,
+            "cols": cols, "theta": theta, "x_pooled": r.x, "x_cols": x_cols,
             "x_rows": x_rows, "m2ll": ev.m2ll, "info": ev.info,
             "predictions": ev.predictions, "nobs": ev.nobs,
-            "success": np.full(m, r.success), "message": [r.message] * m,
+            "success": np.full(m, ok), "message": [r.message] * m,
             "nfev": np.full(m, r.nfev), "starts_m2ll": np.repeat(m2ll[None], m, axis=0),
             "best_start": np.full(m, best), "failed_evaluations": np.full(m,
                                                                           r.failed_evaluations)}

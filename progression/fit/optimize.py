@@ -74,19 +74,26 @@ class TaskResult:
 
 @dataclass
 class Counters:
-    """Work done: batched simulations, rows simulated, failed rows, seconds."""
+    """Work done: batched simulations, rows simulated, failed rows, seconds.
+
+    ``rows_before_zero`` counts rows evaluated with at least one data time before the model's
+    t = 0 (evaluated at 0, flat in the time offset).
+    """
 
     simulations: int = 0
     rows: int = 0
     failed_rows: int = 0
     seconds_evaluating: float = 0.0
     events: list = field(default_factory=list)
+    rows_before_zero: int = 0
 
     def record(self, evaluation, seconds: float) -> None:
         """Count one batched evaluation (an :class:`~progression.fit.problem.Evaluation`)."""
         self.simulations += 1
         self.rows += len(evaluation.failed)
         self.failed_rows += int(evaluation.failed.sum())
+        if evaluation.before_zero is not None:
+            self.rows_before_zero += int(np.count_nonzero(evaluation.before_zero))
         for msg, bad in zip(evaluation.messages, evaluation.failed, strict=True):
             if bad and len(self.events) < 50:
                 self.events.append(msg)
@@ -96,6 +103,7 @@ class Counters:
         self.simulations += other.simulations
         self.rows += other.rows
         self.failed_rows += other.failed_rows
+        self.rows_before_zero += other.rows_before_zero
         self.seconds_evaluating += other.seconds_evaluating
         self.events.extend(other.events)
 
@@ -148,7 +156,8 @@ class _Lockstep:
         for t, p in zip(tids, parts, strict=True):
             n = len(p[0])
             self.results[t] = (ev.residuals[lo:lo + n], ev.jacobians[lo:lo + n],
-                               ev.failed[lo:lo + n], ev.m2ll[lo:lo + n])
+                               ev.failed[lo:lo + n], ev.m2ll[lo:lo + n],
+                               ev.messages[lo:lo + n])
             lo += n
         self.cond.notify_all()
 
@@ -164,6 +173,7 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
     L = len(task.designs)
     cache: dict[bytes, tuple] = {}
     failed_evals = [0]
+    reason = [""]
 
     def evaluate(x):
         key = x.tobytes()
@@ -174,9 +184,12 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
         values = from_internal(x, sc, lo_n, hi_n)
         for k in range(K):
             theta[task.x_rows[k], task.x_cols[k]] = values[k]
-        res, jacs, failed, m2ll = broker.request(tid, task.designs, theta)
+        res, jacs, failed, m2ll, msgs = broker.request(tid, task.designs, theta)
         if failed.any():
             failed_evals[0] += 1
+            if not reason[0]:
+                reason[0] = next(m for m, f in zip(msgs, failed, strict=True) if f) \
+                    or "non-finite residuals"
         if L == 1:
             r, J = res[0], jacs[0][:, colpos]
         else:
@@ -219,7 +232,8 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
         message = str(result.message)
         if not np.isfinite(m2ll):
             success = False
-            message = "the simulation failed at every point tried (" + message + ")"
+            message = (f"the simulation failed at every point tried: {reason[0]} "
+                       f"(optimiser: {message})")
         out[tid] = TaskResult(x, theta, m2ll, success, message, int(result.nfev),
                               failed_evals[0], task.tag)
     except Exception as exc:   # noqa: BLE001 - recorded and re-raised by run_tasks

@@ -11,7 +11,9 @@ offset come from the time derivative of the trajectory (``df/dtau = dh/dy * dy/d
 dh/dt``), those of error parameters analytically.
 
 Model time is data time plus the subject's offset; model times before 0 (before the model's
-t = 0) are evaluated at 0, where the offset derivative is zero.
+t = 0) are evaluated at 0, where the offset derivative is zero (the objective is flat in the
+offset there). Such times are counted per row (:attr:`Evaluation.before_zero`); the fit
+reports how often it happened during the optimisation and, per subject, at the estimates.
 
 Outputs at each subject's own times are obtained in one of two ways (``[solver] outputs``):
 
@@ -100,6 +102,11 @@ class Evaluation:
         Expected information on the estimation scale (when asked for).
     predictions : list of ndarray
         Per row: the prediction at each data value (when asked for).
+    nobs : ndarray of int (R,)
+        Data values per row.
+    before_zero : ndarray of int (R,)
+        Per row: data values whose model time (data time + offset) was before 0 and was
+        evaluated at 0 instead (their offset derivative is zero).
     """
 
     residuals: list
@@ -110,6 +117,7 @@ class Evaluation:
     info: np.ndarray | None = None
     predictions: list | None = None
     nobs: np.ndarray | None = None
+    before_zero: np.ndarray | None = None
 
 
 @dataclass
@@ -310,8 +318,9 @@ class Problem:
             np.add.at(info, rr, outer)
             info[failed] = np.nan
         predictions = np.split(f, np.cumsum(sizes)[:-1]) if want_predictions else None
+        before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
-                          sizes)
+                          sizes, before_zero)
 
     def _outputs(self, table, rr, tm, oi, sens, accurate=True):
         """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages."""

@@ -256,6 +256,24 @@ def write_report(result, path: Path, figures) -> None:
               "|---:|---:|---:|---:|---:|",
               f"| {result.objective:.3f} | {result.aic:.3f} | {result.bic:.3f} | "
               f"{result.n_estimated} | {int(result.converged.sum())}/{m} |", ""]
+    n_finite = int(np.isfinite(np.asarray(result.subject_objective, float)).sum())
+    if n_finite < m:
+        lines += [f"-2 log L, AIC and BIC are over the {n_finite} subjects with a finite "
+                  f"objective; {m - n_finite} subject(s) whose simulation failed are left out.",
+                  ""]
+    failed = result.failed_subjects
+    if failed:
+        reasons = dict(zip(result.subject_ids, result.failures, strict=True))
+        lines += ["## Failed subjects", "",
+                  f"**{len(failed)} of {m} subjects failed** (the fit is written because "
+                  f"no more than `[fit] max_failed_share` = "
+                  f"{prov.get('options', {}).get('max_failed_share', 0.5)} of them did); "
+                  "their rows in `subjects.csv` are not estimates:", ""]
+        lines += [f"- `{sid}`: {reasons[sid]}" for sid in failed[:20]]
+        if len(failed) > 20:
+            lines.append(f"- ... and {len(failed) - 20} more (see `subjects.csv`, column "
+                         "`message`)")
+        lines.append("")
     lines += ["## Estimates", ""]
     methods = list(result.intervals)
     if result.kind == "pooled" or m == 1:
@@ -280,7 +298,7 @@ def write_report(result, path: Path, figures) -> None:
                                [(q, p) for q, p in enumerate(result.parameters)
                                 if p.estimated], strict=True):
             widths = ", ".join(
-                f"{np.nanmedian(result.intervals[k][:, q, 1] - result.intervals[k][:, q, 0]):.3g}"
+                f"{_median(result.intervals[k][:, q, 1] - result.intervals[k][:, q, 0]):.3g}"
                 for k in methods)
             if row["role"] == "shared":
                 lines.append(f"| {p.name} (shared) | {row['estimate']:.5g} | | | {widths} |")
@@ -303,6 +321,22 @@ def write_report(result, path: Path, figures) -> None:
               f"{result.counters.get('subject_solves')} subject solves, "
               f"{result.counters.get('failed_solves')} failed (penalised, not raised)",
               "- seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), ""]
+    bz = result.before_zero
+    n_solves = result.counters.get("solves_before_zero", 0)
+    if (bz is not None and np.any(bz > 0)) or n_solves:
+        who = [s for s, n in zip(result.subject_ids, bz if bz is not None else [], strict=True)
+               if n > 0]
+        lines += ["## Model times before 0", "",
+                  "Model time = data time + offset; a data time whose model time is before "
+                  "the model's t = 0 is evaluated at t = 0, where the objective is flat in the "
+                  "time offset.", "",
+                  f"- during the fit: in {n_solves} of "
+                  f"{result.counters.get('subject_solves', 0)} subject solves",
+                  f"- at the estimates: {int(np.sum(bz)) if bz is not None else 0} data "
+                  f"value(s) of {len(who)} subject(s)"
+                  + (": " + ", ".join(f"`{s}`" for s in who[:20])
+                     + (" ..." if len(who) > 20 else "") if who else "")
+                  + " (column `n_before_model_t0` of `subjects.csv`)", ""]
     if prov.get("notes"):
         lines += ["## Notes from reading the data", ""]
         lines += [f"- {n}" for n in prov["notes"][:30]]
@@ -316,6 +350,13 @@ def write_report(result, path: Path, figures) -> None:
               "Package versions: " + ", ".join(f"{k} {v}" for k, v in
                                                 prov.get("versions", {}).items()), ""]
     Path(path).write_text("\n".join(lines))
+
+
+def _median(values) -> float:
+    """Median of the finite values; NaN (without a RuntimeWarning) when there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
 
 
 def _method(result) -> str:

@@ -152,7 +152,8 @@ class FitResult:
             predictions=list(core["predictions"]), open_intervals=unc.get("open", {}),
             profiles=unc.get("profiles"),
             bootstrap=unc.get("bootstrap"), warnings=_convergence_warnings(core, designs)
-            + _before_zero_warnings(core, designs, cnt) + list(unc["warnings"]), counters=cnt, timings=timings, provenance=provenance,
+            + _before_zero_warnings(core, designs, cnt) + list(unc["warnings"]),
+            counters=cnt, timings=timings, provenance=provenance,
             confidence=float(cfg.options["confidence"]))
 
     # ------------------------------------------------------------------ basic views
