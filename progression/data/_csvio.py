@@ -119,7 +119,10 @@ def read_table(
             for cells in reader:
                 start = previous + 1
                 previous = reader.line_num
-                records.append((start, cells))
+                # Stripped once here; blank lines carry no data, skipping them drops nothing.
+                cells = [c.strip() for c in cells]
+                if any(cells):
+                    records.append((start, cells))
     except FileNotFoundError:
         problems.append(f"{label}: file not found")
         return None
@@ -133,8 +136,6 @@ def read_table(
         problems.append(f"{label}, row {previous + 1}: malformed CSV ({exc})")
         return None
 
-    # Blank lines carry no data; skipping them drops nothing.
-    records = [(n, c) for n, c in records if any(cell.strip() for cell in c)]
     if not records:
         problems.append(f"{label}: expected a header row, found an empty file")
         return None
@@ -157,10 +158,9 @@ def read_table(
             seen[name] = j
     skipped: list[int] = []
     for line, cells in records[1:]:
-        if comment and cells and cells[0].lstrip().startswith(comment):
+        if comment and cells and cells[0].startswith(comment):
             skipped.append(line)
             continue
-        cells = [c.strip() for c in cells]
         if len(cells) != len(header):
             problems.append(
                 f"{label}, row {line}: expected {len(header)} fields as in the header, "
