@@ -325,7 +325,7 @@ def _note_order(draft: Draft, subj, times, label) -> None:
     # One sort key per subject, not per row: the key is a regex split, the dearest part.
     key = {s: natural_key(s) for s in set(subj)}
     keys = [(key[s], t) for s, t in zip(subj, times, strict=True) if t is not None]
-    if any(a > b for a, b in zip(keys, keys[1:])):
+    if any(a > b for a, b in zip(keys, keys[1:], strict=False)):
         draft.notes.append(f"{label}: rows were not in subject and time order; sorted")
 
 
