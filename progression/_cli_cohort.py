@@ -2,7 +2,8 @@
 
 ``cli.py`` adds them with ``_cli_cohort.register(sub)``. Both raise
 :class:`~progression.errors.ProgressionError` subclasses for bad input, which ``main()`` prints
-as one line before exiting with status 2.
+as one line before exiting with status 2. ``cohort`` never replaces a file progression did not
+write; files it wrote earlier are replaced only with ``--overwrite``.
 
     progression cohort configs/cohorts/als_clinic.toml --out out/clinic.csv --n 200 --seed 7
     progression describe out/clinic.csv [--format long] [--setting auto] [--table markdown]
@@ -17,14 +18,25 @@ __all__ = ["register", "cmd_cohort", "cmd_describe"]
 
 def cmd_cohort(args) -> int:
     """Draw a synthetic cohort from a population config; write it and its truth table."""
+    from pathlib import Path
+
+    from ._io import check_output_files, cohort_files, is_progression_cohort_file
     from .data.synthetic import synthetic_cohort, write_synthetic
 
     if args.n is not None and args.n < 1:
         raise ProgressionError(f"--n: expected a positive number of patients, found {args.n}")
     if args.seed is not None and args.seed < 0:
         raise ProgressionError(f"--seed: expected a non-negative integer, found {args.seed}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ProgressionError(f"--out {out}: expected a .csv file name for the cohort")
+    inputs = [Path(args.config)]
+    # every file the cohort may write is checked before the (possibly long) simulation
+    check_output_files([out, *cohort_files(out)[1:]], overwrite=args.overwrite, inputs=inputs,
+                       ours=is_progression_cohort_file, what="cohort file")
     cohort, truth = synthetic_cohort(args.config, n=args.n, seed=args.seed)
-    files = write_synthetic(cohort, truth, args.out, format=args.format)
+    files = write_synthetic(cohort, truth, out, format=args.format, overwrite=args.overwrite,
+                            inputs=inputs)
     summary = cohort.summary()
     events = summary["events"]
     origin = cohort.notes[0].removeprefix("synthetic cohort: ")
@@ -50,6 +62,8 @@ def cmd_describe(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``cohort`` and ``describe`` subcommands to an argparse subparsers object."""
+    from .cli import add_overwrite, nonnegative_int, positive_float, positive_int
+
     p = subparsers.add_parser(
         "cohort", help="draw a synthetic cohort from a population config (TOML)",
         description="Draw virtual patients, simulate them in one batch and observe them like a "
@@ -57,10 +71,11 @@ def register(subparsers) -> None:
                     "its truth table (<stem>_truth.csv).")
     p.add_argument("config", help="population config, e.g. configs/cohorts/als_clinic.toml")
     p.add_argument("--out", required=True, help="cohort file to write (.csv)")
-    p.add_argument("--n", type=int, help="number of patients (default: the config's)")
-    p.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    p.add_argument("--n", type=positive_int, help="number of patients (default: the config's)")
+    p.add_argument("--seed", type=nonnegative_int, help="random seed (default: the config's)")
     p.add_argument("--format", default="long", choices=("long", "wide", "nonmem"),
                    help="cohort file format (default long)")
+    add_overwrite(p)
     p.set_defaults(func=cmd_cohort)
 
     p = subparsers.add_parser(
@@ -74,7 +89,7 @@ def register(subparsers) -> None:
                    help="which targets apply (default: clinic if enrolled at diagnosis)")
     p.add_argument("--table", default="text", choices=("text", "markdown"),
                    help="output table style (default text)")
-    p.add_argument("--nfl-control", type=float, default=20.0, dest="nfl_control",
+    p.add_argument("--nfl-control", type=positive_float, default=20.0, dest="nfl_control",
                    help="control serum NfL in pg/mL (default 20)")
     p.set_defaults(func=cmd_describe)
 

@@ -1,7 +1,8 @@
 """``progression compare CONFIG --out DIR``: run a scenario-comparison config.
 
-The lead wires it into ``progression/cli.py`` with ``register(sub)`` in ``_build_parser``. It
-is registered by ``progression.cli``: ``progression compare CONFIG --out DIR``.
+Registered by ``progression.cli`` with ``register(sub)``. An existing output folder is replaced
+only with ``--overwrite``; one progression did not write, or one holding the config or the fit
+folder it reads, is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ def cmd_compare(args) -> int:
     import numpy as np
 
     from ._compare_config import run_compare_config
+    from ._io import check_output_folder
 
     out = Path(args.out) if args.out else Path("out") / Path(args.config).stem
-    comp = run_compare_config(args.config, out, n=args.n, draws=args.draws,
-                              figures=not args.no_figures)
+    inputs = compare_inputs(args.config)
+    check_output_folder(out, overwrite=args.overwrite, inputs=inputs, what="comparison folder")
+    comp = run_compare_config(args.config, None, n=args.n, draws=args.draws)
+    comp.write(out, figures=not args.no_figures, overwrite=args.overwrite, inputs=inputs)
     ep = comp.endpoints
     slope = f"{ep.function}_slope_{ep.slope_window[0]:g}-{ep.slope_window[1]:g}m"
     print(f"{comp.model}: {int(comp.valid.sum())} subjects, {len(comp.scenarios)} scenarios, "
@@ -42,8 +46,33 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def compare_inputs(config) -> list[Path]:
+    """The files a comparison reads: the config and the fit folder its ``[source]`` names.
+
+    A config that cannot be read gives just itself: ``read_compare_config`` then reports the
+    problem properly.
+    """
+    import tomllib
+
+    config = Path(config)
+    inputs = [config]
+    try:
+        doc = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return inputs
+    source = doc.get("source")
+    fit = source.get("fit") if isinstance(source, dict) else None
+    if isinstance(fit, str) and fit:
+        # resolved as _compare_config does: as given if it exists, else beside the config
+        p = Path(fit)
+        inputs.append(p if p.is_absolute() or p.exists() else config.parent / p)
+    return inputs
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand to an ``argparse`` subparsers object."""
+    from .cli import add_overwrite, nonnegative_int, positive_int
+
     p = subparsers.add_parser("compare", help="compare intervention scenarios from a config",
                               description="Compare intervention scenarios (scenario TOML "
                                           "config) on clinical endpoints; write CSV and "
@@ -51,10 +80,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("config", help="scenario config (TOML), e.g. "
                                   "configs/scenarios/anti_inflammatory.toml")
     p.add_argument("--out", help="output folder (default: out/<config name>)")
-    p.add_argument("--n", type=int, help="virtual population size (overrides source.n)")
-    p.add_argument("--draws", type=int, help="parameter draws (fit sources; overrides "
-                                             "compare.draws)")
+    p.add_argument("--n", type=positive_int,
+                   help="virtual population size (overrides source.n)")
+    p.add_argument("--draws", type=nonnegative_int,
+                   help="parameter draws (fit sources; overrides compare.draws)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    add_overwrite(p)
     p.set_defaults(func=cmd_compare)
     return p
 

@@ -3,7 +3,9 @@
 Wired into :mod:`progression.cli` with ``register(sub)``. Reads and validates the config (a bad
 config raises one ConfigError, nothing is written), fits, prints a summary and writes the fit
 folder atomically: ``--out`` if given, else the config's ``[output] folder``, else
-``fits/<name>``.
+``fits/<name>``. An existing fit folder is replaced only with ``--overwrite``; a folder that
+progression did not write, or one holding the config, data or model, is refused before the fit
+starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ __all__ = ["register", "cmd_fit"]
 
 def cmd_fit(args) -> int:
     """Fit a run config and write the fit folder."""
+    from ._io import check_output_folder
     from .errors import ProgressionError
     from .fit import fit, read_fit_config
 
@@ -22,24 +25,42 @@ def cmd_fit(args) -> int:
         raise ProgressionError(f"--jobs: expected a positive integer, found {args.jobs}")
     cfg = read_fit_config(args.config)
     out = Path(args.out) if args.out else cfg.output_folder
-    if out.exists() and not out.is_dir():
-        raise ProgressionError(f"--out {out}: exists and is not a folder")
+    inputs = fit_inputs(cfg, args.config)
+    # refused before the fit runs, so nobody waits minutes to learn the folder is taken
+    check_output_folder(out, overwrite=args.overwrite, inputs=inputs, what="fit folder")
     result = fit(cfg, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet)
-    result.save(out, figures=cfg.output["figures"] and not args.no_figures)
+    result.save(out, figures=cfg.output["figures"] and not args.no_figures,
+                overwrite=args.overwrite, inputs=inputs)
     print(result.summary())
     print(f"wrote {out}/ (fit.json, subjects.csv, data.csv, report.md"
           f"{', figures/' if cfg.output['figures'] and not args.no_figures else ''})")
     return 0
 
 
+def fit_inputs(cfg, config) -> list[Path]:
+    """The files a fit reads: the config, the data file and its sidecar, a model file."""
+    inputs = [Path(config)]
+    data = getattr(cfg, "data", None) or {}
+    for key in ("path", "sidecar"):
+        if isinstance(data.get(key), str | Path):
+            inputs.append(Path(data[key]))
+    ref = getattr(cfg, "model_ref", "")
+    if ref and Path(ref).is_file():
+        inputs.append(Path(ref))
+    return inputs
+
+
 def register(subparsers) -> None:
     """Add the ``fit`` subcommand to an argparse subparsers object."""
+    from .cli import add_overwrite, positive_int
+
     p = subparsers.add_parser("fit", help="fit a model to data from a run config (TOML)",
                               description="Fit a model to longitudinal data as a run config "
                                           "says; write estimates, uncertainty, diagnostics "
                                           "and figures to a fit folder.")
     p.add_argument("config", help="run config (.toml)")
-    p.add_argument("--jobs", type=int, help="local worker processes (default: in-process)")
+    p.add_argument("--jobs", type=positive_int,
+                   help="local worker processes (default: in-process)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler address (tcp://host:8786), or 'local' for a "
                         "LocalCluster with --jobs workers")
@@ -47,4 +68,5 @@ def register(subparsers) -> None:
                                                  "else fits/NAME)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    add_overwrite(p)
     p.set_defaults(func=cmd_fit)

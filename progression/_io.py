@@ -148,6 +148,18 @@ def _refuse_cwd(path: Path, what: str) -> None:
                           "are in. Choose a new folder name")
 
 
+def _check_creatable(path: Path, what: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder we may write into."""
+    ancestor = _resolved(path).parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{path}: cannot write the {what}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write the {what}: no permission to create files "
+                          f"in {ancestor}")
+
+
 def check_output_folder(path, *, overwrite: bool = False, inputs: Iterable = (),
                         what: str = "output folder") -> Path:
     """Refuse an output folder that cannot be written without losing something.
@@ -179,6 +191,7 @@ def check_output_folder(path, *, overwrite: bool = False, inputs: Iterable = (),
         raise OutputError(f"{path}: the {what} is a symbolic link; progression does not "
                           "replace links. Choose a new folder name")
     if not path.exists():
+        _check_creatable(path, what)
         return path
     if not path.is_dir():
         raise OutputError(f"{path}: exists and is a file, not a folder; progression never "
@@ -353,6 +366,7 @@ def check_output_files(targets: Iterable, *, overwrite: bool = False, inputs: It
             raise OutputError(f"{target}: the {what} is a symbolic link; progression does not "
                               "replace links. Choose another file name")
         if not target.exists():
+            _check_creatable(target, what)
             continue
         if target.is_dir():
             raise OutputError(f"{target}: exists and is a folder; progression never replaces "

@@ -1,20 +1,58 @@
 """The ``progression`` command.
 
-Every subcommand is a function registered in :data:`COMMANDS`. A :class:`ProgressionError`
-(bad config, data, model or arguments) is printed as one message without a traceback and the
-command exits with status 2.
+Every subcommand is a function registered by ``_build_parser``. A :class:`ProgressionError`
+(bad config, data, model or arguments) is printed with every problem it lists (the first 20
+and a count beyond) without a traceback, and the command exits with the error's
+``exit_status`` (2 for bad input, 1 for a computation that failed). Ctrl-C and SIGTERM end the
+command with one line, exit status 130 or 143, and leave no half-written output. Python
+warnings are shown as one line ``warning: <message>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import signal
 import sys
+import threading
+import warnings
 
 import numpy as np
 
 from .errors import ProgressionError
 
-__all__ = ["main"]
+__all__ = ["main", "positive_int", "nonnegative_int", "positive_float"]
+
+#: Problems of one error printed before "... and K more".
+MAX_PROBLEMS = 20
+
+
+def _number_type(kind, *, zero: bool, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text}")
+        return value
+
+    parse.__name__ = what       # argparse names the type in its own messages
+    return parse
+
+
+#: argparse ``type=`` checks: the message names the option, what it expects and what it got.
+positive_int = _number_type(int, zero=False, what="a positive integer")
+nonnegative_int = _number_type(int, zero=True, what="a non-negative integer")
+positive_float = _number_type(float, zero=False, what="a positive number")
+
+
+def add_overwrite(parser) -> None:
+    """Add ``--overwrite`` to a subcommand that writes output."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output written by progression (a folder "
+                             "or file progression did not write is never replaced)")
 
 
 def _parse_assignments(items, what: str) -> dict[str, float]:
@@ -52,13 +90,43 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _checked_assignments(model, items) -> dict[str, float]:
+    """``--set`` values: names must exist, values be finite and inside what the model allows.
+
+    A value outside the documented range gives a warning naming the range; a negative value
+    for a parameter documented as non-negative is refused.
+    """
+    params = _parse_assignments(items, "--set")
+    bounds = getattr(model, "bounds", None)
+    for name, value in params.items():
+        j = model.parameter_index(name)
+        lo, hi = (float(b) for b in bounds[j]) if bounds is not None else (-np.inf, np.inf)
+        documented = f"documented range {lo:g} - {hi:g}"
+        if not np.isfinite(value):
+            raise ProgressionError(f"--set {name}: expected a finite number in the {documented}"
+                                   f" of model {model.name!r}, found {value:g}")
+        if lo >= 0 and value < 0:
+            raise ProgressionError(f"--set {name}: expected a non-negative value (the "
+                                   f"{documented} of model {model.name!r}), found {value:g}")
+        if not lo <= value <= hi:
+            warnings.warn(f"--set {name}={value:g} is outside the {documented} of model "
+                          f"{model.name!r}; the result may not be meaningful", stacklevel=2)
+    return params
+
+
 def cmd_simulate(args) -> int:
     """Simulate one parameter set and write a CSV of states and observables and a PNG."""
-    from ._io import atomic_directory
+    from pathlib import Path
+
+    from ._io import atomic_directory, check_output_folder
+    from .errors import SimulationFailed
     from .model import load_model
     from .plots import plot_simulation
     from .simulate import simulate
 
+    inputs = [args.model] if Path(args.model).is_file() else []
+    check_output_folder(args.out, overwrite=args.overwrite, inputs=inputs,
+                        what="simulation folder")
     model = load_model(args.model)
     if args.months is not None:
         if model.time_unit not in {"month", "months"}:
@@ -70,12 +138,19 @@ def cmd_simulate(args) -> int:
     if until is None or not np.isfinite(until) or until <= 0:
         raise ProgressionError(f"--months/--until: expected a positive duration, found {until}")
     step = args.step if args.step else until / 240
+    if step > until:
+        raise ProgressionError(f"--step: expected at most the duration ({until:g} "
+                               f"{model.time_unit}), found {step:g}")
     times = np.arange(0.0, until + 0.5 * step, step)
-    params = _parse_assignments(args.set, "--set")
-    for name in params:
-        model.parameter_index(name)
+    params = _checked_assignments(model, args.set)
     sim = simulate(model, params, times, method=args.method, rtol=args.rtol, atol=args.atol)
-    with atomic_directory(args.out) as tmp:
+    if not sim.success.all():
+        # a CSV of NaN and an empty figure help nobody: say why and write nothing
+        failed = [i for i, ok in enumerate(sim.success) if not ok]
+        raise SimulationFailed(f"{model.name}: the simulation failed ({sim.message[failed[0]]}); "
+                               f"nothing written to {args.out}")
+    with atomic_directory(args.out, overwrite=args.overwrite, inputs=inputs,
+                          what="simulation folder") as tmp:
         sim.to_csv(tmp / "simulation.csv")
         fig = plot_simulation(sim)
         fig.savefig(tmp / "trajectories.png", dpi=110)
@@ -84,7 +159,7 @@ def cmd_simulate(args) -> int:
     for name in sim.events:
         print(f"  event {name}: t = {sim.event_time(name)[0]:.2f} {model.time_unit}")
     print(f"  wrote {args.out}/simulation.csv and {args.out}/trajectories.png")
-    return 0 if sim.success.all() else 1
+    return 0
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -107,15 +182,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate a model, write CSV and PNG")
     p.add_argument("model", help="built-in model name or path to a model file (.toml)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--months", type=float, help="simulate 0..MONTHS (month models)")
-    group.add_argument("--until", type=float, help="simulate 0..UNTIL in the model's time unit")
-    p.add_argument("--step", type=float, help="output spacing (default: 240 points)")
+    group.add_argument("--months", type=positive_float,
+                       help="simulate 0..MONTHS (month models)")
+    group.add_argument("--until", type=positive_float,
+                       help="simulate 0..UNTIL in the model's time unit")
+    p.add_argument("--step", type=positive_float, help="output spacing (default: 240 points)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="change a parameter from its default (repeatable)")
     p.add_argument("--method", default="LSODA", choices=sorted(METHODS))
-    p.add_argument("--rtol", type=float, default=1e-6)
-    p.add_argument("--atol", type=float, default=1e-9)
+    p.add_argument("--rtol", type=positive_float, default=1e-6)
+    p.add_argument("--atol", type=positive_float, default=1e-9)
     p.add_argument("--out", default="out/simulation", help="output folder")
+    add_overwrite(p)
     p.set_defaults(func=cmd_simulate)
 
     from . import _cli_cohort, _cli_compare, _cli_fit
@@ -126,15 +204,77 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_error(exc: ProgressionError) -> None:
+    """``error: <message>`` and every problem listed (the first MAX_PROBLEMS and a count)."""
+    text = str(exc)
+    problems = [str(p) for p in (getattr(exc, "problems", None) or [])]
+    listed = "\n" + "\n".join(f"  - {p}" for p in problems)
+    head = text[: -len(listed)] if len(problems) > 1 and text.endswith(listed) else text
+    lines = [f"error: {head}"]
+    if problems and problems != [head]:
+        lines += [f"  - {p}" for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"  ... and {len(problems) - MAX_PROBLEMS} more")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach a CLI user as one line, without a source path."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=file or sys.stderr)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` and cleanup runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt():
+    """Turn SIGTERM into :class:`_Terminated` while the command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``progression`` command; returns the exit status."""
+    from . import _io
+
     parser = _build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ProgressionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    _io.committed.clear()
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            with _terminate_like_interrupt():
+                return args.func(args)
+        except KeyboardInterrupt as exc:
+            code = 128 + getattr(exc, "signum", signal.SIGINT)
+            done = ", ".join(str(p) for p in _io.committed)
+            print("interrupted, nothing written" if not done
+                  else f"interrupted after writing {done}", file=sys.stderr)
+            return code
+        except ProgressionError as exc:
+            _print_error(exc)
+            return getattr(exc, "exit_status", 2)
+        except OSError as exc:
+            # an input or output the checks could not foresee (disk full, permissions, ...)
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":
