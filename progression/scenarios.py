@@ -19,9 +19,14 @@ Uncertainty, kept apart:
 
 * **between-subject variability** (BSV): the spread of the subjects' own (point-estimate)
   trajectories and endpoints, 5th-95th percentiles;
-* **parameter uncertainty**: ``draws`` parameter sets from ``source.sample_parameters``; each
+* **parameter uncertainty**: ``draws`` parameter sets (with their time offsets) from
+  ``source.parameter_draws`` (a fit: drawn on the estimation scale from a regularised
+  covariance, inside the bounds without clipping, see
+  :meth:`progression.fit.FitResult.parameter_draws`) or ``source.sample_parameters``; each
   draw gives a population mean (trajectory, endpoint, difference vs the reference), and the
-  2.5th-97.5th percentiles over draws bound it. A :class:`VirtualPopulation` has none.
+  2.5th-97.5th percentiles over draws bound it. A :class:`VirtualPopulation` has none. The
+  table says which subjects' covariances were singular and how that was handled, and flags
+  (with the reason) an interval that does not contain its point value.
 """
 
 from __future__ import annotations
@@ -540,6 +545,11 @@ class Comparison:
         observable -> ``(m,)`` untreated value at the start.
     valid : ndarray of bool
         Subjects alive at their start (others are excluded).
+    draw_handling : list of str
+        Per subject: how its parameter draws were made when its covariance was singular or
+        regularised ("" otherwise, or without draws).
+    draw_notes : list of str
+        How the parameter draws were made (singular covariances, redrawn draws).
     summary : list of dict
         One row per scenario and endpoint (see :meth:`summary_rows`).
     units : dict
@@ -562,6 +572,8 @@ class Comparison:
     units: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     summary: list = field(default_factory=list)
+    draw_handling: list = field(default_factory=list)
+    draw_notes: list = field(default_factory=list)
 
     @property
     def n_draws(self) -> int:
@@ -596,6 +608,9 @@ class Comparison:
                 for name in (self.endpoints.function, *self.endpoints.markers):
                     row[f"baseline_{name}"] = self.baseline[name][i]
                 row.update({c: values[c][i] for c in cols})
+                if self.n_draws:
+                    row["parameter_draws"] = (self.draw_handling[i] if self.draw_handling
+                                              else "") or "covariance as estimated"
                 rows.append(row)
         return rows
 
@@ -652,9 +667,11 @@ class Comparison:
                 cell = f"{_fmt(r['mean'])} ({_fmt(r['p05'])} to {_fmt(r['p95'])})"
                 if "mean_ci_low" in r:
                     cell += f" [{_fmt(r['mean_ci_low'])}, {_fmt(r['mean_ci_high'])}]"
+                    cell += _DAGGER if r.get("mean_ci_excludes_point") else ""
                 diff = _fmt(r["diff_mean"])
                 if "diff_ci_low" in r:
                     diff += f" [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]"
+                    diff += _DAGGER if r.get("diff_ci_excludes_point") else ""
                 if "relative_slowing_pct" in r:
                     diff += f"; slowing {_fmt(r['relative_slowing_pct'])}%"
                 lines.append(f"| {scen} | {cell} | {_fmt(r['median'])} | {diff} |")
@@ -671,9 +688,12 @@ class Comparison:
                 rm = _fmt(r["rmst"])
                 if "rmst_ci_low" in r:
                     rm += f" [{_fmt(r['rmst_ci_low'])}, {_fmt(r['rmst_ci_high'])}]"
+                    rm += _DAGGER if r.get("rmst_ci_excludes_point") else ""
                 lines.append(f"| {scen} | {r['events']}/{r['n']} | {_fmt(r['km_median'])} | "
                              f"{rm} | {_fmt(r['hr_vs_reference'])} |")
             lines.append("")
+        if self.n_draws:
+            lines += self._draws_markdown()
         lines.append("## Scenarios")
         lines.append("")
         for scen, ivs in self.scenarios.items():
@@ -682,6 +702,43 @@ class Comparison:
         if self.notes:
             lines += ["", "## Notes", ""] + [f"* {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+    def _draws_markdown(self) -> list[str]:
+        """The "Parameter draws" section: how draws were made, which subjects' covariances
+        were singular, and why an interval may not contain its point value."""
+        lines = ["## Parameter draws", "",
+                 f"Intervals in brackets are the 2.5th-97.5th percentiles, over {self.n_draws} "
+                 "draws of every subject's parameters (and time offset) from the fit's "
+                 "uncertainty, of the population mean; the value before them is the mean over "
+                 "subjects at their point estimates. Draws are made on the estimation scale "
+                 "(log, logit) from the covariance of the estimates and stay inside the "
+                 "bounds without clipping.", ""]
+        lines += [f"* {n}" for n in self.draw_notes]
+        flagged = [i for i, h in enumerate(self.draw_handling) if h]
+        if flagged:
+            lines += ["", f"Subjects whose covariance was singular or regularised "
+                          f"({len(flagged)} of {len(self.subject_ids)}; column "
+                          "`parameter_draws` of `endpoints_subjects.csv`):", "",
+                      "| subject | how its draws were made |", "|---|---|"]
+            lines += [f"| {self.subject_ids[i]} | {self.draw_handling[i]} |"
+                      for i in flagged[:20]]
+            if len(flagged) > 20:
+                lines.append(f"| ... | {len(flagged) - 20} more in endpoints_subjects.csv |")
+        n_out = sum(1 for r in self.summary for k in r if k.endswith("_excludes_point")
+                    and r[k])
+        if n_out:
+            lines += ["", f"{_DAGGER.strip()} {n_out} interval(s) do not contain their point "
+                          "value. The point value is the endpoint at each subject's estimate; "
+                          "the interval is over the mean of the endpoint across draws. Where "
+                          "an endpoint is nonlinear in the parameters and the estimates are "
+                          "uncertain (wide, or one-sided at a bound: draws there are truncated "
+                          "to the inside), the mean of the endpoint over draws differs from "
+                          "the endpoint at the estimate (the mean of f(theta) is not f(mean "
+                          "theta)), and averaging over many subjects narrows the interval "
+                          "around that shifted value. Read such an interval as the spread of "
+                          "the population mean under parameter uncertainty, not as an "
+                          "interval around the point value."]
+        return lines + [""]
 
     def write(self, folder, *, figures: bool = True, overwrite: bool = False,
               inputs=()) -> Path:
@@ -848,6 +905,8 @@ def _summaries(comp: Comparison) -> list[dict]:
                     per = [rmst(dv[d][np.isfinite(dv[d])], do[d][np.isfinite(dv[d])] > 0,
                                 horizon) for d in range(dv.shape[0])]
                     r["rmst_ci_low"], r["rmst_ci_high"] = _ci(per)
+                    r["rmst_ci_excludes_point"] = _excludes(r["rmst"], r["rmst_ci_low"],
+                                                            r["rmst_ci_high"])
             else:
                 with _quiet():
                     r.update(n=int(np.isfinite(v).sum()), mean=np.nanmean(v), sd=np.nanstd(v),
@@ -865,6 +924,10 @@ def _summaries(comp: Comparison) -> list[dict]:
                         diffs = np.nanmean(draws[name] - ref_draws[name], axis=1)
                     r["mean_ci_low"], r["mean_ci_high"] = _ci(means)
                     r["diff_ci_low"], r["diff_ci_high"] = _ci(diffs)
+                    r["mean_ci_excludes_point"] = _excludes(r["mean"], r["mean_ci_low"],
+                                                            r["mean_ci_high"])
+                    r["diff_ci_excludes_point"] = _excludes(r["diff_mean"], r["diff_ci_low"],
+                                                            r["diff_ci_high"])
             rows.append(r)
     return rows
 
@@ -923,24 +986,42 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     notes = []
 
+    if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 0:
+        raise ConfigError(f"draws: expected an integer >= 0, found {draws!r}")
     sampler = getattr(source, "sample_parameters", None)
-    draw_table = None
+    drawer = getattr(source, "parameter_draws", None)
+    draw_table, draw_offsets = None, None
+    draw_handling, draw_notes = [], []
     if draws:
-        if sampler is None:
+        if drawer is not None:
+            d = drawer(draws, rng)
+            sample, draw_offsets = np.asarray(d.parameters, float), np.asarray(d.offsets, float)
+            draw_handling, draw_notes = list(d.handling), list(d.notes)
+        elif sampler is not None:
+            sample = np.asarray(sampler(draws, rng), dtype=float)
+        else:
             notes.append("the source has no parameter uncertainty (no sample_parameters): "
                          "bands show between-subject variability only")
             draws = 0
-        else:
-            sample = np.asarray(sampler(draws, rng), dtype=float)
+        if draws:
             if sample.shape != (draws, m, model.n_parameters):
                 raise ProgressionError(f"source.sample_parameters({draws}): expected shape "
                                        f"{(draws, m, model.n_parameters)}, found {sample.shape}")
             draw_table = sample.reshape(draws * m, -1)
     full = table if draw_table is None else np.vstack([table, draw_table])
     starts = np.tile(offsets + start, 1 + draws)
-    if np.any(starts < 0):
+    if draw_offsets is not None:
+        starts[m:] = draw_offsets.reshape(-1) + start
+    if np.any(starts[:m] < 0):
         raise ConfigError(f"start: model time offsets + start must be >= 0 (biological onset); "
-                          f"found {starts.min():g}")
+                          f"found {starts[:m].min():g}")
+    early = np.nonzero(starts < 0)[0]
+    if early.size:
+        # a drawn offset that puts the start before the model's t = 0: that draw is left out
+        full[early] = np.nan
+        starts[early] = 0.0
+        draw_notes.append(f"{early.size} subject draw(s) whose drawn time offset put the start "
+                          "before the model's t = 0 are left out")
 
     options = dict(method=method, rtol=rtol, atol=atol, max_step=max_step)
     y0, obs0, _ = states_at(model, full, starts, **options)
@@ -992,7 +1073,8 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
                       draw_endpoints=draw_endpoints, trajectories=trajectories,
                       draw_means=draw_means,
                       baseline={k: v[:m] for k, v in baseline_all.items()}, valid=valid,
-                      start=start, units=units, notes=notes)
+                      start=start, units=units, notes=notes, draw_handling=draw_handling,
+                      draw_notes=draw_notes)
     if not autonomous:
         notes.append("model uses t explicitly: subjects simulated in groups sharing a start "
                      "time on the model clock")
@@ -1037,6 +1119,20 @@ class _quiet:
     def __exit__(self, *exc):
         np.seterr(**self._err)
         return self._ctx.__exit__(*exc)
+
+
+#: Marks an interval over parameter draws that does not contain its point value (explained
+#: in the "Parameter draws" section of summary.md).
+_DAGGER = " †"
+
+
+def _excludes(point, lo, hi) -> bool:
+    """True when a finite interval [lo, hi] does not contain a finite point value."""
+    vals = np.array([point, lo, hi], dtype=float)
+    if not np.all(np.isfinite(vals)):
+        return False
+    tol = 1e-9 * max(1.0, float(np.abs(vals).max()))
+    return bool(point < lo - tol or point > hi + tol)
 
 
 def _ci(values) -> tuple[float, float]:

@@ -35,9 +35,43 @@ from .errormodels import likelihood_terms
 from .problem import Design, Problem
 from .transforms import from_internal
 
-__all__ = ["FitResult", "load_fit", "FORMAT"]
+__all__ = ["FitResult", "ParameterDraws", "load_fit", "FORMAT"]
 
 FORMAT = "progression-fit/1"
+
+
+@dataclass
+class ParameterDraws:
+    """Parameter sets drawn from a fit's uncertainty (:meth:`FitResult.parameter_draws`).
+
+    Attributes
+    ----------
+    parameters : ndarray (n, m, P)
+        Full model parameter rows per draw and subject.
+    offsets : ndarray (n, m)
+        Time offsets per draw and subject (drawn with the parameters).
+    handling : list of str
+        Per subject: how its covariance was handled ("" when it was used as it is).
+    singular : list of str
+        Subjects whose covariance was singular.
+    notes : list of str
+        What was done, in words (for reports).
+    undetermined : list of str
+        The quantities (``name[subject]``) held at the estimate because the data do not
+        determine them.
+    """
+
+    parameters: np.ndarray
+    offsets: np.ndarray
+    handling: list
+    singular: list
+    notes: list
+    undetermined: list = field(default_factory=list)
+
+
+def _few(items, n=5) -> str:
+    items = list(items)
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
 @dataclass
@@ -268,52 +302,111 @@ class FitResult:
 
     # ------------------------------------------------------------------ sampling, simulating
 
-    def sample_parameters(self, n: int, rng=None, *, with_offsets: bool = False):
-        """Draw parameter sets from the estimates' uncertainty.
+    def parameter_draws(self, n: int, rng=None) -> ParameterDraws:
+        """Draw parameter sets and time offsets from the estimates' uncertainty, honestly.
 
-        Draws ``x ~ N(x_hat, Cov)`` on the estimation scale (per subject for individual fits,
-        jointly for pooled fits), maps them back (so draws respect the bounds) and returns full
-        model parameter rows.
+        Draws ``x ~ N(x_hat, Cov)`` on the estimation scale (log, logit or linear; per subject
+        for individual fits, jointly for pooled fits) with
+        :func:`~progression.fit.uncertainty.gaussian_draws`: quantities the data do not
+        determine (singular information) and directions wider than their bounds are held at
+        the estimate, a covariance that is not positive semi-definite is regularised (negative
+        eigenvalues set to 0), and draws outside the bounds of a log or linear scale are drawn
+        again (a truncated normal); nothing is clipped. Time offsets are drawn jointly with the
+        parameters they are correlated with. What was done, per subject, is in the result.
+
+        Returns
+        -------
+        ParameterDraws
+        """
+        from .uncertainty import gaussian_draws
+
+        rng = np.random.default_rng(rng)
+        m, Q = self.theta.shape
+        th = np.repeat(self.theta[None], n, axis=0)
+        handling: dict[int, list[str]] = {}
+        undetermined, totals = [], {"redrawn": 0, "unresolved": 0, "draws": 0}
+        for idx, cov in self.blocks:
+            idx = np.asarray(idx, dtype=int)
+            if idx.size == 0:
+                continue
+            cols = self.x_cols[idx]
+            sc = np.array([self.parameters[c].scale for c in cols])
+            lo = np.array([self.parameters[c].lower for c in cols])
+            hi = np.array([self.parameters[c].upper for c in cols])
+            xs, info = gaussian_draws(self.x_hat[idx], cov, sc, lo, hi, n, rng,
+                                      confidence=self.confidence)
+            rows = sorted({int(r) for k in idx for r in self.x_rows[k]})
+            notes = []
+            if info["undetermined"]:
+                names = [self.parameter_names[cols[k]] for k in info["undetermined"]]
+                undetermined += [self._entry_name(idx[k]) for k in info["undetermined"]]
+                notes.append("singular covariance: " + ", ".join(dict.fromkeys(names))
+                             + " not determined by the data, held at the estimate")
+            if info["held"]:
+                notes.append(f"{info['held']} direction(s) wider than the bounds held at "
+                             "the estimate")
+            if info["negative"]:
+                notes.append(f"covariance not positive semi-definite: {info['negative']} "
+                             "negative eigenvalue(s) set to 0")
+            for r in rows:
+                handling.setdefault(r, []).extend(notes)
+            totals["redrawn"] += info["redrawn"]
+            totals["unresolved"] += info["unresolved"]
+            totals["draws"] += n
+            for col_k, k in enumerate(idx):
+                c = self.x_cols[k]
+                p = self.parameters[c]
+                vals = from_internal(xs[:, col_k], p.scale, p.lower, p.upper)
+                th[:, self.x_rows[k], c] = vals[:, None]
+        P = self.model.n_parameters
+        q = self.parameter_names.index(OFFSET)
+        cov_term = (np.array([d.offset_covariate for d in self.designs])
+                    if self.designs else 0.0)
+        offsets = th[:, :, q] + self.parameters[q].factor * cov_term
+        per_subject = ["; ".join(dict.fromkeys(handling.get(i, []))) for i in range(m)]
+        notes = []
+        singular = [self.subject_ids[i] for i in range(m) if "singular" in per_subject[i]]
+        held = [self.subject_ids[i] for i in range(m) if "direction(s)" in per_subject[i]]
+        negative = [self.subject_ids[i] for i in range(m) if "negative" in per_subject[i]]
+        if singular:
+            notes.append(f"singular covariance in {len(singular)}/{m} subjects "
+                         f"({_few(singular)}): the quantities the data do not determine are "
+                         "held at the estimate in every draw")
+        if held:
+            notes.append(f"near-singular covariance in {len(held)}/{m} subjects "
+                         f"({_few(held)}): directions whose {100 * self.confidence:g}% "
+                         "interval is wider than the bounds are held at the estimate")
+        if negative:
+            notes.append(f"covariance not positive semi-definite in {len(negative)}/{m} "
+                         f"subjects ({_few(negative)}): regularised to the nearest positive "
+                         "semi-definite matrix")
+        if totals["redrawn"]:
+            notes.append(f"{totals['redrawn']} of {totals['draws']} subject draws fell outside "
+                         "the bounds and were drawn again (normal truncated to the bounds on "
+                         "the estimation scale; nothing clipped)"
+                         + (f"; {totals['unresolved']} still outside after 100 tries were set "
+                            "to the estimate" if totals["unresolved"] else ""))
+        return ParameterDraws(parameters=th[:, :, :P], offsets=offsets,
+                              handling=per_subject, singular=singular, notes=notes,
+                              undetermined=undetermined)
+
+    def sample_parameters(self, n: int, rng=None, *, with_offsets: bool = False):
+        """Draw parameter sets from the estimates' uncertainty (see :meth:`parameter_draws`).
 
         Returns
         -------
         ndarray (n, m, P)
             And, with ``with_offsets``, also the time offsets ``(n, m)``.
         """
-        rng = np.random.default_rng(rng)
-        m, Q = self.theta.shape
-        th = np.repeat(self.theta[None], n, axis=0)
-        unknown = []
-        for idx, cov in self.blocks:
-            cov = np.array(cov, dtype=float)
-            bad = ~np.isfinite(np.diag(cov)) if cov.size else np.zeros(0, bool)
-            if bad.any():
-                unknown.extend(self._entry_name(k) for k in np.asarray(idx)[bad])
-                cov[bad, :] = 0.0
-                cov[:, bad] = 0.0
-            cov = np.where(np.isfinite(cov), cov, 0.0)
-            w, V = np.linalg.eigh(0.5 * (cov + cov.T)) if cov.size else (np.zeros(0), cov)
-            L = V * np.sqrt(np.clip(w, 0.0, None))
-            z = rng.standard_normal((n, len(idx)))
-            xs = self.x_hat[idx][None, :] + z @ L.T
-            for col_k, k in enumerate(idx):
-                c = self.x_cols[k]
-                p = self.parameters[c]
-                vals = from_internal(xs[:, col_k], p.scale, p.lower, p.upper)
-                vals = np.clip(vals, p.lower, p.upper)
-                th[:, self.x_rows[k], c] = vals[:, None]
-        if unknown:
+        d = self.parameter_draws(n, rng)
+        if d.undetermined:
+            unknown = d.undetermined
             warnings.warn(f"no covariance for {', '.join(unknown[:5])}"
                           f"{' ...' if len(unknown) > 5 else ''}: sampled at the estimate",
                           stacklevel=2)
-        P = self.model.n_parameters
-        params = th[:, :, :P]
         if not with_offsets:
-            return params
-        q = self.parameter_names.index(OFFSET)
-        cov_term = (np.array([d.offset_covariate for d in self.designs])
-                    if self.designs else 0.0)
-        return params, th[:, :, q] + self.parameters[q].factor * cov_term
+            return d.parameters
+        return d.parameters, d.offsets
 
     def simulate(self, times, **kwargs):
         """Simulate every subject at its estimates at model ``times`` (``pg.simulate``)."""

@@ -165,3 +165,105 @@ def identifiability_flags(x, se_x, corr, scale, lo, hi, confidence):
         partners.append([k for k in range(len(x)) if k != j and row.size
                          and np.isfinite(row[k]) and abs(row[k]) > 0.99])
     return huge, partners
+
+
+#: Width given to a logit-scale parameter's range on the estimation scale when deciding
+#: whether a direction is determined: from 1% to 99% of its bounds.
+LOGIT_WIDTH = 2.0 * float(np.log(99.0))
+
+
+def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float = 0.95,
+                   max_tries: int = 100):
+    """Draws ``x ~ N(x_hat, Cov)`` on the estimation scale, regularised and inside the bounds.
+
+    Nothing is clipped. What is done instead, and reported in the returned ``info``:
+
+    * entries whose variance is not finite (the data do not determine them: a singular
+      information matrix) are held at the estimate (``info["undetermined"]``, indices);
+    * the covariance of the others is symmetrised and its negative eigenvalues (a matrix that
+      is not positive semi-definite) are set to 0, the nearest positive semi-definite matrix in
+      the Frobenius norm (``info["negative"]``, a count);
+    * directions (eigenvectors of the covariance in units of each parameter's range on the
+      estimation scale) along which the ``confidence`` interval is wider than the whole range
+      are practically undetermined; they are held at the estimate (``info["held"]``);
+    * a draw outside the bounds of a log or linear scale (logit draws are always inside) is
+      drawn again: the draws follow the normal distribution truncated to the bounds
+      (``info["redrawn"]``, draws); after ``max_tries`` rounds the few still outside are set to
+      the estimate (``info["unresolved"]``).
+
+    Parameters
+    ----------
+    x_hat : ndarray (K,)
+    cov : ndarray (K, K)
+        Covariance on the estimation scale (NaN rows/columns where undetermined).
+    scale, lo, hi : array_like (K,)
+        Estimation scales (codes or names) and natural-scale bounds.
+    n : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    xs : ndarray (n, K)
+        Draws on the estimation scale.
+    info : dict
+    """
+    from .transforms import LOGIT, _codes
+
+    x_hat = np.asarray(x_hat, dtype=float)
+    K = x_hat.size
+    cov = np.asarray(cov, dtype=float).reshape(K, K)
+    code = _codes(scale) if K else np.zeros(0, int)
+    code = np.broadcast_to(code, (K,))
+    lo = np.broadcast_to(np.asarray(lo, dtype=float), (K,))
+    hi = np.broadcast_to(np.asarray(hi, dtype=float), (K,))
+    info = {"undetermined": [], "negative": 0, "held": 0, "redrawn": 0, "unresolved": 0}
+    xs = np.repeat(x_hat[None, :], n, axis=0)
+    det = np.isfinite(np.diag(cov)) & np.isfinite(x_hat) if K else np.zeros(0, bool)
+    # an entry whose covariance with a determined one is not finite is undetermined too
+    while det.any():
+        sub_bad = ~np.all(np.isfinite(cov[np.ix_(det, det)]), axis=1)
+        if not sub_bad.any():
+            break
+        det[np.nonzero(det)[0][sub_bad]] = False
+    info["undetermined"] = [int(k) for k in np.nonzero(~det)[0]]
+    if not det.any() or n == 0:
+        return xs, info
+    C = cov[np.ix_(det, det)]
+    C = 0.5 * (C + C.T)
+    lo_x, hi_x = internal_bounds(code[det], lo[det], hi[det])
+    width = np.where(code[det] == LOGIT, LOGIT_WIDTH, hi_x - lo_x)
+    bounded = np.isfinite(width) & (width > 0)
+    s = np.where(bounded, width, 1.0)
+    w, V = np.linalg.eigh(C / s[:, None] / s[None, :])
+    tol = 1e-12 * max(float(np.abs(w).max()), 1e-300)
+    info["negative"] = int(np.sum(w < -tol))
+    w = np.maximum(w, 0.0)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    on_bounded = np.sum(V[bounded] ** 2, axis=0) > 0.5
+    held = on_bounded & (2.0 * z * np.sqrt(w) > 1.0)
+    info["held"] = int(held.sum())
+    L = s[:, None] * V[:, ~held] * np.sqrt(w[~held])[None, :]
+    centre = x_hat[det]
+    box = np.isfinite(lo_x) | np.isfinite(hi_x)
+    slack = 1e-12 * np.maximum(1.0, np.abs(centre))
+
+    def draw(k):
+        return centre[None, :] + rng.standard_normal((k, L.shape[1])) @ L.T
+
+    def outside(d):
+        return np.any(box & ((d < lo_x - slack) | (d > hi_x + slack)), axis=1)
+
+    out = draw(n)
+    bad = outside(out)
+    info["redrawn"] = int(bad.sum())
+    tries = 0
+    while bad.any() and tries < max_tries:
+        fresh = draw(int(bad.sum()))
+        out[bad] = fresh
+        bad[bad] = outside(fresh)
+        tries += 1
+    if bad.any():
+        info["unresolved"] = int(bad.sum())
+        out[bad] = centre
+    xs[:, det] = out
+    return xs, info
