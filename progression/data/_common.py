@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from progression.errors import did_you_mean
+
 from . import validation as v
 from ._csvio import MISSING, RawTable, parse_number, read_table
 from ._units import DAYS_PER, canonical_time_unit
@@ -47,6 +49,15 @@ class Draft:
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.excuse: set[str] = set()
+        # Set when the main table is structurally broken (a required column missing, no
+        # data rows): every per-row check downstream would only repeat the cause, so the
+        # cohort is not built and the problems found so far are reported as they are.
+        self.stop = False
+        # Observable names the file mentions (also in rows rejected for other reasons), and
+        # the sidecar's [units] keys with the sidecar's label, checked against each other.
+        self.seen_observables: set[str] = set()
+        self.unit_keys: tuple[str, list[str]] | None = None
+        self.sidecar_keys: tuple[str, ...] = _TOP_LEVEL_KEYS
 
     def add_obs(self, subject, time, observable, value, cens, limit, origin) -> None:
         for k, x in zip(self.obs, (subject, time, observable, value, cens, limit), strict=True):
@@ -84,6 +95,9 @@ class Draft:
     def build(self, *, time_unit: str, to_unit: str | None, time_origin: str,
               allow_negative_time: bool = False) -> Cohort:
         """Make the cohort (raising one DataError with every problem) in ``to_unit``."""
+        if self.stop:
+            v.raise_if_problems(self.problems, self.source)
+        self._check_unit_keys()
         cohort = Cohort(
             self.obs,
             doses=self.doses if self.doses["subject"] else None,
@@ -105,6 +119,34 @@ class Draft:
         if to_unit is not None:
             cohort = cohort.to_time_unit(to_unit)
         return cohort
+
+
+    def _check_unit_keys(self) -> None:
+        """Every key of the sidecar's [units] must name an observable of the file.
+
+        A key written below the ``[units]`` header belongs to that table in TOML, so a
+        misplaced or misspelt top-level key (``colums = ...``) lands here and would
+        otherwise be taken silently as the unit of an observable that does not exist.
+        """
+        if self.unit_keys is None:
+            return
+        label, keys = self.unit_keys
+        known = self.seen_observables | set(self.obs["observable"])
+        if not known:
+            return
+        for key in keys:
+            if key in known:
+                continue
+            hint = did_you_mean(key, sorted(known) + list(self.sidecar_keys))
+            self.problems.append(
+                f"{label}, [units], key '{key}': expected the unit of an observable in the "
+                f"data ({', '.join(repr(o) for o in sorted(known))}), found '{key}'{hint}"
+                " (a key written after the [units] header belongs to that table)")
+
+
+_TOP_LEVEL_KEYS = ("format", "time_unit", "time_origin", "units", "allow_negative_time",
+                   "mapping", "covariates", "events", "doses", "time_varying", "columns",
+                   "dvid", "cmt", "subjects")
 
 
 def _show(x) -> str:
@@ -175,6 +217,7 @@ def sidecar_units(sidecar: Mapping, label: str, draft: Draft) -> None:
                               f"found {units!r}")
         return
     draft.units.update({str(k): str(u) for k, u in units.items()})
+    draft.unit_keys = (label, [str(k) for k in units])
 
 
 def side_table_paths(sidecar: Mapping, sidecar_path: Path | None,

@@ -144,6 +144,23 @@ def read_table(
     if comment and header and header[0].startswith(comment):
         # A commented header ("#ID,TIME,...") is still the header, as in NONMEM files.
         header[0] = header[0][len(comment):].strip()
+    if len(header) == 1:
+        # One column whose name holds another separator: the file was saved with ';' (the
+        # spreadsheet default where ',' is the decimal mark) or tabs. Reading on would report
+        # every required column missing, which hides the cause.
+        names = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
+        other = [sep for sep in names if sep != delimiter and sep in header[0]]
+        if other:
+            ours = ("tab-separated files (this file's name ends in .tsv or .tab)"
+                    if delimiter == "\t" else "comma-separated CSV (tab-separated when the "
+                    "name ends in .tsv or .tab)")
+            shown = header[0][:60].replace("\t", "\\t")
+            fix = ("save it as comma-separated CSV" + (" or give it a .tsv name"
+                                                       if other[0] == "\t" else ""))
+            problems.append(
+                f"{label}, row {line0}: the file looks {names[other[0]]}-separated (the "
+                f"header is one column, '{shown}'); progression reads {ours}: {fix}")
+            return None
     table = RawTable(label, header, [], [], header_line=line0)
     seen: dict[str, int] = {}
     for j, name in enumerate(header):

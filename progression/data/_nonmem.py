@@ -133,6 +133,7 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
                 f"with role '{role}' ('{name}', or named in the sidecar's [columns]), found "
                 + ", ".join(f"'{h}'" for h in table.header) + v._suggest(name, table.header))
     if any(r not in col for r in ("id", "time", "dv")):
+        draft.stop = True  # every row would fail for the same reason: report it once
         return
 
     dvid_map = _map_table(doc, "dvid", label, draft)

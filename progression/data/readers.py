@@ -214,8 +214,15 @@ def read_cohort(
     if table is None:
         v.raise_if_problems(draft.problems, str(path))
     draft.notes.extend(table.notes)
+    if not len(table):
+        # A header and nothing else: every side-table subject would be reported as having
+        # no observations, 200 consequences of one cause.
+        v.raise_if_problems(draft.problems + [
+            f"{table.label}: expected data rows after the header (row {table.header_line}), "
+            "found none"], str(path))
     if format is None:
         format = _sniff(table, mapping, doc)
+    draft.sidecar_keys = _SIDECAR_KEYS[format]
     if doc:
         v.check_unknown_keys(side_label, doc, _SIDECAR_KEYS[format], draft.problems)
         if doc.get("format", format) != format:
@@ -275,14 +282,21 @@ def _mapped(mapping: Mapping, canonical: str, defaults) -> tuple[str, ...]:
 
 def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
     v.check_unknown_keys(f"{label}, mapping", mapping,
-                         ("subject", "time", "observable", "value", "cens", "limit"),
+                         ("subject", "time", "observable", "value", "cens", "limit", "unit"),
                          draft.problems)
     required = {k: _mapped(mapping, k, names) for k, names in _LONG_COLUMNS.items()}
     optional = {"cens": _mapped(mapping, "cens", ("cens",)),
-                "limit": _mapped(mapping, "limit", ("limit", "lloq"))}
+                "limit": _mapped(mapping, "limit", ("limit", "lloq")),
+                "unit": _mapped(mapping, "unit", ("unit", "units"))}
     cols = v.check_columns(table, required, draft.problems, optional=optional)
     if len(set(required) & set(cols)) < 4:
+        draft.stop = True  # every row would fail for the same reason: report it once
         return
+    ignored = [h for h in table.header if h not in cols.values()]
+    if ignored:
+        draft.notes.append(f"{table.label}: ignored columns " + ", ".join(
+            f"'{h}'" for h in ignored) + " (a long file reads subject, time, observable, "
+            "value, cens, limit and unit)")
     subj = [s.strip() for s in table.column(cols["subject"])]
     times = v.parse_numbers(table, cols["time"], draft.problems, canonical="time",
                             subjects=subj, columns=cols)
@@ -294,6 +308,9 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
                               subjects=subj, required=False, columns=cols)
               if "limit" in cols else [None] * len(table))
     names = table.column(cols["observable"])
+    draft.seen_observables.update(n for n in names if n)
+    if "unit" in cols:
+        _units_column(table, cols, subj, names, draft)
     vcol = table.header.index(cols["value"])
     for i, (s, line) in enumerate(zip(subj, table.lines, strict=True)):
         origin = (table.label, line, cols)
@@ -315,6 +332,33 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
             continue
         draft.add_obs(s, times[i], names[i], value, c, lim, origin)
     _note_order(draft, subj, times, table.label)
+
+
+def _units_column(table, cols, subj, names, draft: Draft) -> None:
+    """A ``unit`` column: one unit per observable, agreeing with the sidecar's [units].
+
+    Values are read as they stand (nothing is converted), so a file mixing pg/mL and ng/mL
+    rows of one observable would be fitted on two scales: refused, naming both rows.
+    """
+    first: dict[str, tuple[str, int]] = {}
+    declared = dict(draft.units)
+    for s, n, u, line in zip(subj, names, table.column(cols["unit"]), table.lines,
+                             strict=True):
+        if not n or not u:
+            continue
+        place = v.where((table.label, line, cols), "unit", s)
+        if n not in first:
+            first[n] = (u, line)
+            if n in declared and declared[n] != u:
+                label = draft.unit_keys[0] if draft.unit_keys else "the sidecar"
+                draft.problems.append(
+                    f"{place}: expected observable '{n}' in '{declared[n]}' as {label} "
+                    f"[units] says, found '{u}'; convert the values or correct the unit")
+            draft.units.setdefault(n, u)
+        elif first[n][0] != u:
+            draft.problems.append(
+                f"{place}: expected one unit per observable, found '{u}' for '{n}' after "
+                f"'{first[n][0]}' (row {first[n][1]}); convert the values to one unit")
 
 
 def _found(text: str) -> str:
@@ -340,6 +384,7 @@ def _read_wide(table, draft: Draft, mapping: Mapping, label: str) -> None:
                 (("subject", SUBJECT_NAMES), ("time", TIME_NAMES))}
     cols = v.check_columns(table, required, draft.problems)
     if len(cols) < 2:
+        draft.stop = True  # every row would fail for the same reason: report it once
         return
     obs_map = mapping.get("observables")
     cov_map = mapping.get("covariates", {})
@@ -365,6 +410,7 @@ def _read_wide(table, draft: Draft, mapping: Mapping, label: str) -> None:
             else:
                 column = str(spec)
             observables[name] = column
+    draft.seen_observables.update(observables)
     wanted = {**{f"observable {k}": c for k, c in observables.items()},
               **{f"covariate {k}": c for k, c in cov_map.items()}}
     for what, column in wanted.items():
