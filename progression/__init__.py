@@ -1,30 +1,67 @@
 """progression: mechanistic ODE disease-progression modelling, built first for ALS."""
 
-from .data import Cohort, read_cohort, write_cohort
-from .data.describe import describe_cohort, format_description
-from .data.synthetic import (
-    PopulationConfig,
-    load_population_config,
-    read_truth,
-    synthetic_cohort,
-    write_synthetic,
-)
+import importlib
+import sys
+import types
+
 from .errors import ConfigError, DataError, FitError, ModelError, ProgressionError, SolverError
-from .fit import FitConfig, FitResult, fit, load_fit, read_fit_config
-from .interventions import LIBRARY, PK, Intervention, library, to_switches
-from .model import (
-    CompiledModel,
-    ModelSpec,
-    PythonModel,
-    available_models,
-    compile_model,
-    load_model,
-    parse_model,
-    read_model_file,
-)
-from .scenarios import Comparison, Endpoints, Variability, VirtualPopulation, compare
-from .simulate import METHODS, Simulation, Switch, simulate
-from .trials import Dropout, Enrolment, PowerCurve, VirtualTrial
+
+# Everything else is imported on first use (PEP 562): ``import progression`` stays fast, and a
+# command that only lists models never pays for scipy.stats, sympy, lmfit or matplotlib.
+_LAZY = {
+    ".data": ("Cohort", "read_cohort", "write_cohort"),
+    ".data.describe": ("describe_cohort", "format_description"),
+    ".data.synthetic": ("PopulationConfig", "load_population_config", "read_truth",
+                        "synthetic_cohort", "write_synthetic"),
+    ".fit": ("FitConfig", "FitResult", "fit", "load_fit", "read_fit_config"),
+    ".interventions": ("LIBRARY", "PK", "Intervention", "library", "to_switches"),
+    ".model": ("CompiledModel", "ModelSpec", "PythonModel", "available_models", "compile_model",
+               "load_model", "parse_model", "read_model_file"),
+    ".scenarios": ("Comparison", "Endpoints", "Variability", "VirtualPopulation", "compare"),
+    ".simulate": ("METHODS", "Simulation", "Switch", "simulate"),
+    ".trials": ("Dropout", "Enrolment", "PowerCurve", "VirtualTrial"),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+#: Names that are both a submodule and a function; the function is what ``progression.NAME``
+#: means (as when everything was imported eagerly), the submodule stays importable by its name.
+_SHADOWED = frozenset({"fit", "simulate"})
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        # A submodule not imported yet (``progression.plots``): import it, as an eager package
+        # would have done.
+        if not name.startswith("_") or name in {"_io", "_survival", "_gridsens"}:
+            try:
+                return importlib.import_module(f".{name}", __name__)
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_WHERE})
+
+
+class _Package(types.ModuleType):
+    """The package module: keeps ``fit`` and ``simulate`` the functions once they are loaded."""
+
+    def __setattr__(self, name, value):
+        # The import system sets ``progression.fit`` to the subpackage when it is first
+        # imported; the function of that name is what users call.
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            self.__dict__.pop(name, None)
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 

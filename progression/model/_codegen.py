@@ -10,47 +10,58 @@ file reaches the generated code.
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
 
 from ._expressions import NUMPY_IMPLEMENTATIONS
 
-__all__ = ["generate"]
+__all__ = ["generate", "generate_source", "load_source"]
+
+_PRINTER = None
 
 
-class _Printer(NumPyPrinter):
-    """numpy printer with elementwise min/max/where that broadcast scalars against arrays."""
+def _printer():
+    """The numpy printer (built on first use: sympy is imported only to compile)."""
+    global _PRINTER
+    if _PRINTER is not None:
+        return _PRINTER
+    import sympy as sp
+    from sympy.printing.numpy import NumPyPrinter
 
-    def __init__(self):
-        super().__init__({"allow_unknown_functions": True, "fully_qualified_modules": True})
+    class _Printer(NumPyPrinter):
+        """numpy printer with elementwise min/max/where that broadcast scalars against arrays."""
 
-    def _nested(self, func, args):
-        text = self._print(args[0])
-        for a in args[1:]:
-            text = f"numpy.{func}({text}, {self._print(a)})"
-        return text
+        def __init__(self):
+            super().__init__({"allow_unknown_functions": True, "fully_qualified_modules": True})
 
-    def _print_Max(self, expr):
-        return self._nested("maximum", expr.args)
+        def _nested(self, func, args):
+            text = self._print(args[0])
+            for a in args[1:]:
+                text = f"numpy.{func}({text}, {self._print(a)})"
+            return text
 
-    def _print_Min(self, expr):
-        return self._nested("minimum", expr.args)
+        def _print_Max(self, expr):
+            return self._nested("maximum", expr.args)
 
-    def _print_Heaviside(self, expr):
-        return f"numpy.heaviside({self._print(expr.args[0])}, 0.5)"
+        def _print_Min(self, expr):
+            return self._nested("minimum", expr.args)
 
-    def _print_Piecewise(self, expr):
-        *branches, last = expr.args
-        text = self._print(last.expr) if last.cond == sp.true else "numpy.nan"
-        if last.cond != sp.true:
-            branches = [*branches, last]
-        for value, cond in reversed(branches):
-            text = f"numpy.where({self._print(cond)}, {self._print(value)}, {text})"
-        return text
+        def _print_Heaviside(self, expr):
+            return f"numpy.heaviside({self._print(expr.args[0])}, 0.5)"
+
+        def _print_Piecewise(self, expr):
+            *branches, last = expr.args
+            text = self._print(last.expr) if last.cond == sp.true else "numpy.nan"
+            if last.cond != sp.true:
+                branches = [*branches, last]
+            for value, cond in reversed(branches):
+                text = f"numpy.where({self._print(cond)}, {self._print(value)}, {text})"
+            return text
+
+    _PRINTER = _Printer
+    return _PRINTER
 
 
-def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y"):
-    """Build a vectorised function evaluating an array of expressions.
+def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y") -> str:
+    """The source of a vectorised function evaluating an array of expressions.
 
     Parameters
     ----------
@@ -67,12 +78,12 @@ def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y
 
     Returns
     -------
-    callable
-        ``f(t, y, p) -> ndarray`` of shape ``shape + (n_subjects,)``; entries whose expression
-        is identically zero are left zero without being computed.
     str
-        The generated source.
+        Python source defining ``name(t, y, p) -> ndarray`` of shape ``shape + (n_subjects,)``;
+        entries whose expression is identically zero are left zero without being computed.
     """
+    import sympy as sp
+
     slots = {t: sp.Symbol("_t")}
     slots.update({s: sp.Symbol(f"_y{i}") for i, s in enumerate(y)})
     slots.update({s: sp.Symbol(f"_p{j}") for j, s in enumerate(p)})
@@ -82,7 +93,7 @@ def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y
                                    optimizations=None)
     used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in
                                                              replacements))
-    printer = _Printer()
+    printer = _printer()()
     lines = [f"def {name}(t, y, p):"]
     lines.append(f"    _n = {subjects_from}.shape[-1]")
     lines.append("    _t = t")
@@ -95,7 +106,27 @@ def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y
     for (k, _), e in zip(nonzero, reduced, strict=True):
         lines.append(f"    _out[{k}] = {printer.doprint(e)}")
     lines.append(f"    return _out.reshape({tuple(shape)!r} + (_n,))")
-    source = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def load_source(name: str, source: str):
+    """The function ``name`` defined by generated ``source`` (no sympy needed).
+
+    Raises whatever :func:`compile` raises on broken source, and KeyError if the source does
+    not define ``name``; callers reading a disk cache treat both as a miss.
+    """
     namespace = {"numpy": np, **NUMPY_IMPLEMENTATIONS}
     exec(compile(source, f"<progression generated {name}>", "exec"), namespace)  # noqa: S102
-    return namespace[name], source
+    func = namespace[name]
+    if not callable(func):
+        raise KeyError(name)
+    return func
+
+
+def generate(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y"):
+    """Build a vectorised function evaluating an array of expressions.
+
+    See :func:`generate_source` for the parameters. Returns the function and its source.
+    """
+    source = generate_source(name, exprs, shape, t, y, p, subjects_from=subjects_from)
+    return load_source(name, source), source

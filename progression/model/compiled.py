@@ -8,33 +8,48 @@ evaluates a whole batch of subjects per call (arrays shaped ``(..., n_subjects)`
 :class:`PythonModel` offers the same interface for people who prefer to write the right-hand
 side as a Python callable; its derivatives come from central finite differences unless given.
 
-Both pickle: a compiled model travels as its spec and is recompiled (once per process) on
-arrival.
+Both pickle: a compiled model travels as its spec and is rebuilt (once per process) on arrival,
+from the disk cache of generated code when it holds the model (see :mod:`._cache`), so neither
+a second command on the same model nor a worker process runs sympy again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ModelError, did_you_mean
-from ._codegen import generate
+from . import _cache
+from ._codegen import generate_source, load_source
 from .spec import Event, ModelSpec
 
 __all__ = ["CompiledModel", "PythonModel", "Jump", "compile_model"]
 
 _CACHE: dict[str, CompiledModel] = {}
 
+#: The functions every compiled model has, generated together (one disk-cache entry).
+_CORE = ("rhs", "initial", "observe", "event_values", "jac", "dfdp", "dinitial_dp", "dobs_dy",
+         "dobs_dp")
 
-def compile_model(spec: ModelSpec) -> CompiledModel:
-    """Compile a model spec, reusing an earlier compilation of the same content."""
+
+def compile_model(spec: ModelSpec, *, cache=None) -> CompiledModel:
+    """Compile a model spec, reusing an earlier compilation of the same content.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    cache : None, bool or path, optional
+        The disk cache of generated code: None (default) as the environment says
+        (``PROGRESSION_CACHE_DIR``, ``PROGRESSION_NO_CACHE``; see :mod:`._cache`), False to
+        neither read nor write it, or a folder to use.
+    """
     model = _CACHE.get(spec.fingerprint)
     if model is None:
-        model = _CACHE[spec.fingerprint] = CompiledModel(spec)
+        model = _CACHE[spec.fingerprint] = CompiledModel(spec, cache=cache)
     return model
 
 
@@ -140,7 +155,7 @@ class CompiledModel(_ModelBase):
         Wall time spent deriving and generating code.
     """
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, *, cache=None):
         start = _time.perf_counter()
         self.spec = spec
         self.name = spec.name
@@ -151,35 +166,134 @@ class CompiledModel(_ModelBase):
         self.events = spec.events
         self.defaults = np.array([p.value for p in spec.parameters], dtype=float)
         self.bounds = np.array([p.bounds for p in spec.parameters], dtype=float).reshape(-1, 2)
-        self.symbolic = sym = spec.symbolic()
-        n, P, k = len(sym.y), len(sym.p), len(sym.observables)
-        gen = self._generate
-        self.rhs = gen("rhs", sym.rhs, (n,))
-        self.initial = gen("initial", sym.initial, (n,), subjects_from="p")
-        self.observe = gen("observe", sym.observables, (k,))
-        self.event_values = gen("event_values", sym.events, (len(sym.events),))
-        jac = sp.Matrix(sym.rhs).jacobian(sym.y)
-        dfdp = sp.Matrix(sym.rhs).jacobian(sym.p) if P else sp.zeros(n, 0)
-        self.jac = gen("jac", list(jac), (n, n))
-        self.dfdp = gen("dfdp", list(dfdp), (n, P))
-        self._dfdp_matrix = dfdp
-        self._dfdp_columns: dict = {}
-        self._sensitivity_rhs: dict = {}
-        self.jacobian_sparsity = np.array([[e != 0 for e in row] for row in jac.tolist()],
-                                          dtype=bool).reshape(n, n)
-        self.dinitial_dp = gen("dinitial_dp", list(sp.Matrix(sym.initial).jacobian(sym.p)),
-                               (n, P), subjects_from="p")
-        obs = sp.Matrix(sym.observables) if k else sp.zeros(0, 1)
-        self.dobs_dy = gen("dobs_dy", list(obs.jacobian(sym.y)) if k else [], (k, n))
-        self.dobs_dp = gen("dobs_dp", list(obs.jacobian(sym.p)) if k else [], (k, P))
+        self.sources: dict[str, str] = {}
+        self._functions: dict = {}
         self._jumps: dict = {}
+        self._disk = _cache.ModelCache.for_spec(spec, cache)
+        n = len(spec.states)
+
+        def core():
+            sources = self._core_sources()
+            sparsity = self.__dict__.pop("_sparsity")
+            return sources, {"jacobian_sparsity": sparsity}
+
+        funcs, extra = self._cached("core", _CORE, core)
+        for name in _CORE:
+            setattr(self, name, funcs[name])
+        sparsity = np.asarray(extra.get("jacobian_sparsity", []), dtype=bool)
+        if sparsity.shape != (n, n):
+            raise ModelError(f"{spec.source}: internal error, Jacobian pattern of shape "
+                             f"{sparsity.shape} for {n} states")
+        self.jacobian_sparsity = sparsity
         self.compile_seconds = _time.perf_counter() - start
 
-    def _generate(self, name, exprs, shape, subjects_from="y"):
-        func, source = generate(name, exprs, shape, self.symbolic.t, self.symbolic.y,
-                                self.symbolic.p, subjects_from=subjects_from)
-        self.__dict__.setdefault("sources", {})[name] = source
-        return func
+    # -- sympy, only where no cached code exists ----------------------------------------------
+
+    @property
+    def symbolic(self):
+        """The model as sympy expressions (built on first use; imports sympy)."""
+        if "_symbolic" not in self.__dict__:
+            from ._symbolic import place
+
+            with place(self.spec.source):
+                self.__dict__["_symbolic"] = self.spec.symbolic()
+        return self.__dict__["_symbolic"]
+
+    @property
+    def _dfdp_matrix(self):
+        if "_dfdp" not in self.__dict__:
+            self.__dict__["_dfdp"] = self._derivatives(self.symbolic.rhs, self.symbolic.p,
+                                                       self._places("equations"))
+        return self.__dict__["_dfdp"]
+
+    def _derivatives(self, exprs, wrt, places):
+        """Matrix of d exprs / d wrt, each row under its own place for error messages."""
+        import sympy as sp
+
+        from ._symbolic import place
+
+        rows = []
+        for expr, where in zip(exprs, places, strict=True):
+            with place(where):
+                rows.append([sp.diff(expr, v) for v in wrt])
+        return sp.Matrix(len(rows), len(wrt), [e for row in rows for e in row])
+
+    def _places(self, kind: str) -> list[str]:
+        src = self.spec.source
+        if kind == "equations":
+            return [f"{src}, [equations] {n}" for n in self.state_names]
+        if kind == "initial":
+            return [f"{src}, [states.{n}] initial" for n in self.state_names]
+        return [f"{src}, [observables.{n}] expression" for n in self.observable_names]
+
+    def _source(self, name, exprs, shape, subjects_from="y", *, y=None, p=None):
+        from ._symbolic import place
+
+        sym = self.symbolic
+        with place(f"{self.spec.source}: generating the code of {name}"):
+            return generate_source(name, exprs, shape, sym.t, sym.y if y is None else y,
+                                   sym.p if p is None else p, subjects_from=subjects_from)
+
+    def _core_sources(self) -> dict:
+        import sympy as sp
+
+        _cache.stats["compiled"] += 1
+        sym = self.symbolic
+        n, P, k = len(sym.y), len(sym.p), len(sym.observables)
+        jac = self._derivatives(sym.rhs, sym.y, self._places("equations"))
+        dfdp = self._dfdp_matrix if P else sp.zeros(n, 0)
+        dinit = self._derivatives(sym.initial, sym.p, self._places("initial"))
+        if k:
+            where = self._places("observables")
+            dobs_dy = list(self._derivatives(sym.observables, sym.y, where))
+            dobs_dp = list(self._derivatives(sym.observables, sym.p, where))
+        else:
+            dobs_dy = dobs_dp = []
+        self.__dict__["_sparsity"] = [[bool(e != 0) for e in row] for row in jac.tolist()]
+        src = self._source
+        return {
+            "rhs": src("rhs", sym.rhs, (n,)),
+            "initial": src("initial", sym.initial, (n,), subjects_from="p"),
+            "observe": src("observe", sym.observables, (k,)),
+            "event_values": src("event_values", sym.events, (len(sym.events),)),
+            "jac": src("jac", list(jac), (n, n)),
+            "dfdp": src("dfdp", list(dfdp), (n, P)),
+            "dinitial_dp": src("dinitial_dp", list(dinit), (n, P), subjects_from="p"),
+            "dobs_dy": src("dobs_dy", dobs_dy, (k, n)),
+            "dobs_dp": src("dobs_dp", dobs_dp, (k, P)),
+        }
+
+    def _cached(self, entry: str, names: tuple, make) -> tuple[dict, dict]:
+        """Functions ``names`` from the disk cache entry, else from ``make() -> (sources, extra)``.
+
+        A cached entry that fails to load in any way is rebuilt: the cache never makes a model
+        fail to load.
+        """
+        if self._disk is not None:
+            payload = self._disk.load(entry)
+            if payload is not None:
+                try:
+                    funcs = {n: load_source(n, payload["sources"][n]) for n in names}
+                    self.sources.update({n: payload["sources"][n] for n in names})
+                    return funcs, payload.get("extra") or {}
+                except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - a bad entry
+                    _cache.stats["hits"] -= 1
+                    _cache.stats["misses"] += 1
+        sources, extra = make()
+        try:
+            funcs = {n: load_source(n, sources[n]) for n in names}
+        except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+            raise ModelError(f"{self.spec.source}: the generated code cannot be compiled "
+                             f"({type(exc).__name__}: {exc}); the model's expressions are "
+                             f"nested too deeply") from None
+        self.sources.update(sources)
+        if self._disk is not None:
+            self._disk.store(entry, sources, extra)
+        return funcs, extra
+
+    @staticmethod
+    def _entry(kind: str, key) -> str:
+        return f"{kind}-{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}"
 
     def dfdp_columns(self, columns) -> Callable:
         """``d rhs / d p`` for the given parameter columns only, ``(n_states, k, m)``.
@@ -187,12 +301,20 @@ class CompiledModel(_ModelBase):
         Fits need the derivatives for a handful of parameters; generating only those columns
         spares computing (and discarding) all of them at every right-hand-side call.
         """
-        key = tuple(int(c) for c in columns)
-        if key not in self._dfdp_columns:
-            sub = self._dfdp_matrix[:, list(key)] if key else sp.zeros(self.n_states, 0)
-            self._dfdp_columns[key] = self._generate("dfdp_columns", list(sub),
-                                                     (self.n_states, len(key)))
-        return self._dfdp_columns[key]
+        key = ("dfdp_columns", tuple(int(c) for c in columns))
+        if key not in self._functions:
+            cols = list(key[1])
+
+            def make():
+                import sympy as sp
+
+                sub = self._dfdp_matrix[:, cols] if cols else sp.zeros(self.n_states, 0)
+                return {"dfdp_columns": self._source("dfdp_columns", list(sub),
+                                                     (self.n_states, len(cols)))}, {}
+
+            funcs, _ = self._cached(self._entry(*key), ("dfdp_columns",), make)
+            self._functions[key] = funcs["dfdp_columns"]
+        return self._functions[key]
 
     def sensitivity_rhs(self, columns) -> Callable:
         """Right-hand side of the states and their forward sensitivities in one function.
@@ -204,23 +326,30 @@ class CompiledModel(_ModelBase):
         ``f`` and ``J S_q + a_q df/dp_q``. Generated as one function so that the Jacobian
         entries share subexpressions with ``f`` and only structural non-zeros are multiplied.
         """
-        key = tuple(int(c) for c in columns)
-        cache = self._sensitivity_rhs
-        if key not in cache:
-            sym = self.symbolic
-            n, k = self.n_states, len(key)
-            S = [[sp.Symbol(f"_S{q}_{i}") for i in range(n)] for q in range(k)]
-            a = [sp.Symbol(f"_a{q}") for q in range(k)]
-            f = sp.Matrix(sym.rhs)
-            J = f.jacobian(sym.y)
-            exprs = list(f)
-            for q, c in enumerate(key):
-                exprs += list(J * sp.Matrix(S[q]) + a[q] * self._dfdp_matrix[:, c])
-            func, source = generate("sensitivity_rhs", exprs, ((1 + k) * n,), sym.t,
-                                    [*sym.y, *(s for row in S for s in row)], [*sym.p, *a])
-            self.sources["sensitivity_rhs"] = source
-            cache[key] = func
-        return cache[key]
+        key = ("sensitivity_rhs", tuple(int(c) for c in columns))
+        if key not in self._functions:
+            cols = key[1]
+
+            def make():
+                import sympy as sp
+
+                sym = self.symbolic
+                n, k = self.n_states, len(cols)
+                S = [[sp.Symbol(f"_S{q}_{i}") for i in range(n)] for q in range(k)]
+                a = [sp.Symbol(f"_a{q}") for q in range(k)]
+                f = sp.Matrix(sym.rhs)
+                J = self._derivatives(sym.rhs, sym.y, self._places("equations"))
+                exprs = list(f)
+                for q, c in enumerate(cols):
+                    exprs += list(J * sp.Matrix(S[q]) + a[q] * self._dfdp_matrix[:, c])
+                source = self._source("sensitivity_rhs", exprs, ((1 + k) * n,),
+                                      y=[*sym.y, *(s for row in S for s in row)],
+                                      p=[*sym.p, *a])
+                return {"sensitivity_rhs": source}, {}
+
+            funcs, _ = self._cached(self._entry(*key), ("sensitivity_rhs",), make)
+            self._functions[key] = funcs["sensitivity_rhs"]
+        return self._functions[key]
 
     def jump(self, mapping: Mapping[str, str | float], where: str = "jump") -> Jump:
         """Compile a state jump given as state -> expression of states, parameters and ``t``.
@@ -230,18 +359,31 @@ class CompiledModel(_ModelBase):
         """
         key = tuple(sorted((k, str(v)) for k, v in mapping.items()))
         if key not in self._jumps:
-            sym = self.symbolic
-            new = list(sym.y)
+            indices = {state: self.state_index(state) for state in mapping}
+            # Checked without sympy first, so a bad jump is refused even on a cache hit.
+            from ._expressions import check_expression
+
+            names = {"t", *self.state_names, *self.parameter_names,
+                     *(n for n, _ in self.spec.expressions)}
             for state, text in mapping.items():
-                new[self.state_index(state)] = sym.parse(text, f"{where} {state}")
-            g = sp.Matrix(new)
-            self._jumps[key] = Jump(
-                apply=self._generate("jump", new, (self.n_states,)),
-                dy=self._generate("jump_dy", list(g.jacobian(sym.y)),
-                                  (self.n_states, self.n_states)),
-                dp=self._generate("jump_dp", list(g.jacobian(sym.p)) if sym.p else [],
-                                  (self.n_states, self.n_parameters)),
-            )
+                check_expression(text, names, f"{where} {state}")
+
+            def make():
+                sym = self.symbolic
+                new = list(sym.y)
+                for state, text in mapping.items():
+                    new[indices[state]] = sym.parse(text, f"{where} {state}")
+                places = [f"{where} {state}" for state in self.state_names]
+                dy = self._derivatives(new, sym.y, places)
+                dp = self._derivatives(new, sym.p, places)
+                n, P = self.n_states, self.n_parameters
+                return {"jump": self._source("jump", new, (n,)),
+                        "jump_dy": self._source("jump_dy", list(dy), (n, n)),
+                        "jump_dp": self._source("jump_dp", list(dp) if P else [], (n, P))}, {}
+
+            funcs, _ = self._cached(self._entry("jump", key), ("jump", "jump_dy", "jump_dp"),
+                                    make)
+            self._jumps[key] = Jump(apply=funcs["jump"], dy=funcs["jump_dy"], dp=funcs["jump_dp"])
         return self._jumps[key]
 
     def describe(self) -> str:

@@ -5,6 +5,9 @@ A model file is TOML with the tables ``[model]``, ``[parameters.NAME]``, ``[stat
 :func:`parse_model` checks everything, collecting every problem before it fails, and returns a
 :class:`ModelSpec`: plain, immutable, picklable data. The symbolic view (sympy expressions with
 intermediate expressions substituted) is built from it by :meth:`ModelSpec.symbolic`.
+
+Reading and validating a model needs no sympy (expressions are checked by
+:func:`~progression.model._expressions.check_expression`); sympy is imported only to compile.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sympy as sp
-
+from ..data._units import DAYS_PER, canonical_time_unit
 from ..errors import ModelError
-from ._expressions import RESERVED, parse_expression
+from ._expressions import RESERVED, check_expression
+
+if TYPE_CHECKING:
+    from ._symbolic import SymbolicModel
 
 __all__ = [
     "Parameter",
@@ -155,6 +161,8 @@ class ModelSpec:
 
     def symbolic(self) -> SymbolicModel:
         """The model as sympy expressions (built on demand; not stored, so specs stay small)."""
+        from ._symbolic import SymbolicModel
+
         return SymbolicModel.from_spec(self)
 
     def __getstate__(self):
@@ -166,91 +174,13 @@ class ModelSpec:
         self.__dict__.update(state)
 
 
-@dataclass
-class SymbolicModel:
-    """Sympy expressions of a model, intermediate expressions substituted.
+def __getattr__(name):
+    # SymbolicModel moved to the sympy side (._symbolic); still reachable here.
+    if name == "SymbolicModel":
+        from ._symbolic import SymbolicModel
 
-    Attributes
-    ----------
-    t : sympy.Symbol
-    y, p : list of sympy.Symbol
-        State and parameter symbols, in model order.
-    rhs : list of sympy.Expr
-        One right-hand side per state.
-    initial : list of sympy.Expr
-        Initial values, functions of ``p``.
-    observables, events : list of sympy.Expr
-        Observable expressions and event conditions, functions of ``t, y, p``.
-    intermediates : dict of str to sympy.Expr
-        Named expressions, fully substituted.
-    symbols : dict of str to sympy.Symbol
-        Every name an expression may use (for parsing further expressions such as jumps).
-    """
-
-    t: sp.Symbol
-    y: list
-    p: list
-    rhs: list
-    initial: list
-    observables: list
-    events: list
-    intermediates: dict
-    symbols: dict
-
-    @classmethod
-    def from_spec(cls, spec: ModelSpec) -> SymbolicModel:
-        src = spec.source
-        t = sp.Symbol("t", real=True)
-        y = [sp.Symbol(s.name, real=True) for s in spec.states]
-        p = [sp.Symbol(q.name, real=True) for q in spec.parameters]
-        base = {"t": t, **{s.name: s for s in y}, **{s.name: s for s in p}}
-        expr_names = [n for n, _ in spec.expressions]
-        expr_symbols = {n: sp.Symbol(n, real=True) for n in expr_names}
-        symbols = {**base, **expr_symbols}
-
-        raw = {n: parse_expression(text, symbols, f"{src}, [expressions] {n}")
-               for n, text in spec.expressions}
-        order = _expression_order(raw, expr_symbols, src)
-        resolved: dict[str, sp.Expr] = {}
-        for name in order:
-            resolved[name] = raw[name].xreplace(
-                {expr_symbols[k]: v for k, v in resolved.items()})
-        substitute = {expr_symbols[k]: v for k, v in resolved.items()}
-
-        def full(text, where):
-            return parse_expression(text, symbols, where).xreplace(substitute)
-
-        equations = dict(spec.equations)
-        rhs = [full(equations[s.name], f"{src}, [equations] {s.name}") for s in spec.states]
-        param_only = {k: v for k, v in base.items() if k not in spec.state_names and k != "t"}
-        initial = [parse_expression(s.initial, param_only, f"{src}, [states.{s.name}] initial")
-                   for s in spec.states]
-        observables = [full(o.expression, f"{src}, [observables.{o.name}] expression")
-                       for o in spec.observables]
-        # Event conditions may also name observables (e.g. "ALSFRS_R - 47").
-        obs_symbols = {o.name: sp.Symbol(o.name, real=True) for o in spec.observables}
-        obs_values = {obs_symbols[o.name]: v for o, v in zip(spec.observables, observables,
-                                                             strict=True)}
-        events = [parse_expression(e.condition, {**symbols, **obs_symbols},
-                                   f"{src}, [events.{e.name}] condition")
-                  .xreplace(substitute).xreplace(obs_values) for e in spec.events]
-        return cls(t, y, p, rhs, initial, observables, events, resolved, symbols)
-
-    def parse(self, text, where: str) -> sp.Expr:
-        """Parse a further expression (e.g. a state jump) over this model's names."""
-        substitute = {self.symbols[k]: v for k, v in self.intermediates.items()}
-        return parse_expression(text, self.symbols, where).xreplace(substitute)
-
-
-def _expression_order(raw: dict, expr_symbols: dict, src: str) -> list[str]:
-    graph = {name: {n for n, s in expr_symbols.items() if s in expr.free_symbols}
-             for name, expr in raw.items()}
-    try:
-        return list(graphlib.TopologicalSorter(graph).static_order())
-    except graphlib.CycleError as exc:
-        cycle = " -> ".join(exc.args[1])
-        raise ModelError(f"{src}, [expressions]: expressions refer to each other in a cycle: "
-                         f"{cycle}") from None
+        return SymbolicModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +216,13 @@ class _Problems:
 
 def _is_number(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _describe(value) -> str:
+    """A found value for a message: TOML's spelling of the non-finite floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return repr(value)
 
 
 def _check_name(name, where, problems: _Problems) -> bool:
@@ -325,7 +262,7 @@ def _text(entry, key, where, problems, *, default="", required=False) -> str:
         return default
     value = entry[key]
     if not isinstance(value, str):
-        problems.add(f"{where} {key}", f"expected a string, found {value!r}")
+        problems.add(f"{where} {key}", f"expected a string, found {_describe(value)}")
         return default
     return value
 
@@ -338,74 +275,107 @@ def _expression_text(entry, key, where, problems) -> str | None:
     if _is_number(value):
         return repr(float(value))
     if not isinstance(value, str):
-        problems.add(f"{where} {key}", f"expected an expression string, found {value!r}")
+        problems.add(f"{where} {key}",
+                     f"expected an expression string or a finite number, found "
+                     f"{_describe(value)}")
         return None
     return value
 
 
-def _read_parameters(table, problems) -> list[Parameter]:
+class _Names:
+    """Every name a model file declares, including those whose entry is malformed.
+
+    A malformed entry is reported once, where it is; its name still counts as declared, so that
+    the expressions using it do not add a second, false "unknown name" or "no state" error.
+    """
+
+    def __init__(self):
+        self.kind: dict[str, str] = {}
+        self.by_kind: dict[str, list[str]] = {"parameter": [], "state": [], "expression": [],
+                                              "observable": []}
+
+    def declare(self, name: str, kind: str, problems: _Problems, where: str) -> None:
+        if name in self.kind:
+            problems.add(where, f"the name {name!r} is already used by a {self.kind[name]}")
+            return
+        self.kind[name] = kind
+        self.by_kind[kind].append(name)
+
+
+def _read_parameters(table, problems, names: _Names) -> list[Parameter]:
     out = []
     for name, entry in table.items():
         where = f"[parameters.{name}]"
         if not _check_name(name, where, problems):
             continue
+        names.declare(name, "parameter", problems, where)
         if not isinstance(entry, dict):
             problems.add(where, f"expected a table with value, bounds, unit, ..., found {entry!r}")
             continue
         _unknown_keys(entry, _KEYS["parameters"], where, problems)
+        ok = True
         value = entry.get("value")
-        if not _is_number(value):
-            problems.add(f"{where} value", f"expected a finite number, found {value!r}")
-            continue
+        if "value" not in entry:
+            problems.add(where, "missing key 'value'")
+            ok = False
+        elif not _is_number(value):
+            problems.add(f"{where} value", f"expected a finite number, found {_describe(value)}")
+            ok = False
         bounds = entry.get("bounds", [-math.inf, math.inf])
         if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
-            problems.add(f"{where} bounds", f"expected [lower, upper], found {bounds!r}")
+                or not all(isinstance(b, int | float) and not isinstance(b, bool)
+                           and not math.isnan(b) for b in bounds)):
+            problems.add(f"{where} bounds",
+                         f"expected [lower, upper] (numbers, inf allowed), found {bounds!r}")
+            ok = False
+        unit = _text(entry, "unit", where, problems, default="1")
+        description = _text(entry, "description", where, problems)
+        source = _text(entry, "source", where, problems)
+        if not ok:
             continue
         lo, hi = float(bounds[0]), float(bounds[1])
         if not lo <= value <= hi or lo >= hi:
             problems.add(f"{where} bounds",
                          f"expected lower < upper with the value {value} inside, found {bounds!r}")
             continue
-        out.append(Parameter(
-            name, float(value), (lo, hi),
-            unit=_text(entry, "unit", where, problems, default="1"),
-            description=_text(entry, "description", where, problems),
-            source=_text(entry, "source", where, problems),
-        ))
+        out.append(Parameter(name, float(value), (lo, hi), unit=unit, description=description,
+                             source=source))
     return out
 
 
-def _read_states(table, problems) -> list[State]:
+def _read_states(table, problems, names: _Names) -> list[State]:
     out = []
     for name, entry in table.items():
         where = f"[states.{name}]"
         if not _check_name(name, where, problems):
             continue
+        names.declare(name, "state", problems, where)
         if not isinstance(entry, dict):
             problems.add(where, f"expected a table with initial, unit, ..., found {entry!r}")
             continue
         _unknown_keys(entry, _KEYS["states"], where, problems)
-        initial = entry.get("initial")
-        if initial is None:
+        unit = _text(entry, "unit", where, problems, default="1")
+        description = _text(entry, "description", where, problems)
+        if "initial" not in entry:
             problems.add(where, "missing key 'initial'")
             continue
+        initial = entry["initial"]
         if not (_is_number(initial) or isinstance(initial, str)):
             problems.add(f"{where} initial",
-                         f"expected a number or an expression, found {initial!r}")
+                         f"expected a finite number or an expression, found {_describe(initial)}")
             continue
         out.append(State(name, float(initial) if _is_number(initial) else initial,
-                         unit=_text(entry, "unit", where, problems, default="1"),
-                         description=_text(entry, "description", where, problems)))
+                         unit=unit, description=description))
     return out
 
 
-def _read_observables(table, problems) -> list[Observable]:
+def _read_observables(table, problems, names: _Names) -> list[Observable]:
     out = []
     for name, entry in table.items():
         where = f"[observables.{name}]"
         if not _check_name(name, where, problems):
             continue
+        names.declare(name, "observable", problems, where)
         if isinstance(entry, str):
             entry = {"expression": entry}
         if not isinstance(entry, dict):
@@ -413,10 +383,11 @@ def _read_observables(table, problems) -> list[Observable]:
             continue
         _unknown_keys(entry, _KEYS["observables"], where, problems)
         expression = _expression_text(entry, "expression", where, problems)
+        unit = _text(entry, "unit", where, problems)
+        description = _text(entry, "description", where, problems)
         if expression is None:
             continue
-        out.append(Observable(name, expression, unit=_text(entry, "unit", where, problems),
-                              description=_text(entry, "description", where, problems)))
+        out.append(Observable(name, expression, unit=unit, description=description))
     return out
 
 
@@ -429,37 +400,57 @@ def _read_events(table, problems) -> list[Event]:
         if not isinstance(entry, dict):
             problems.add(where, f"expected a table with condition, direction, ..., found {entry!r}")
             continue
+        # Every field is checked before giving up on the entry: all its problems at once.
         _unknown_keys(entry, _KEYS["events"], where, problems)
+        ok = True
         condition = _expression_text(entry, "condition", where, problems)
+        ok &= condition is not None
         direction = entry.get("direction", "both")
-        if direction not in _DIRECTIONS:
+        if not isinstance(direction, str) or direction not in _DIRECTIONS:
             problems.add(f"{where} direction",
-                         f"expected one of {', '.join(_DIRECTIONS)}, found {direction!r}")
-            continue
+                         f"expected one of {', '.join(_DIRECTIONS)}, found {_describe(direction)}")
+            ok = False
         terminal = entry.get("terminal", False)
         if not isinstance(terminal, bool):
-            problems.add(f"{where} terminal", f"expected true or false, found {terminal!r}")
-            continue
-        if condition is None:
-            continue
-        out.append(Event(name, condition, direction, terminal,
-                         description=_text(entry, "description", where, problems)))
+            problems.add(f"{where} terminal",
+                         f"expected true or false, found {_describe(terminal)}")
+            ok = False
+        description = _text(entry, "description", where, problems)
+        if ok:
+            out.append(Event(name, condition, direction, terminal, description=description))
     return out
 
 
-def _read_strings(table, section, problems) -> list[tuple[str, str]]:
+def _read_strings(table, section, problems, names: _Names | None) -> list[tuple[str, str]]:
     out = []
     for name, text in table.items():
         where = f"[{section}] {name}"
         if not _check_name(name, where, problems):
             continue
+        if names is not None:
+            names.declare(name, "expression", problems, where)
         if _is_number(text):
             text = repr(float(text))
         if not isinstance(text, str):
-            problems.add(where, f"expected an expression string, found {text!r}")
+            problems.add(where, f"expected an expression string or a finite number, found "
+                                f"{_describe(text)}")
             continue
         out.append((name, text))
     return out
+
+
+def _read_time_unit(header, problems) -> str:
+    """The model's time unit, by its canonical name (the list the data readers use)."""
+    unit = _text(header, "time_unit", "[model]", problems, required=True)
+    if "time_unit" not in header or not isinstance(header.get("time_unit"), str):
+        return unit
+    canonical = canonical_time_unit(unit)
+    if canonical is None:
+        problems.add("[model] time_unit",
+                     f"expected one of {', '.join(DAYS_PER)} (or hours, days, weeks, months, "
+                     f"years), found {unit!r}")
+        return unit
+    return canonical
 
 
 def parse_model(text: str, source: str = "<string>") -> ModelSpec:
@@ -475,18 +466,26 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     Returns
     -------
     ModelSpec
+        With ``time_unit`` in its canonical form (``"months"`` becomes ``"month"``).
 
     Raises
     ------
     ModelError
         Listing every problem found: TOML syntax, unknown or missing keys, wrong types, bounds,
-        duplicate or reserved names, states without an equation, and every expression refused
-        by the safe parser (unknown names come with a "did you mean" suggestion).
+        duplicate or reserved names, states without an equation, an unknown time unit, and
+        every expression refused by the safe parser (unknown names come with a "did you mean"
+        suggestion; constants must be finite floats; see :mod:`._expressions` for the bounds).
+        A malformed entry is reported once: its name still counts as declared elsewhere.
     """
+    if not isinstance(text, str):
+        raise ModelError(f"{source}: expected the text of a model file, found "
+                         f"{type(text).__name__}")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{source}: not valid TOML ({exc})") from None
+    except (RecursionError, MemoryError):
+        raise ModelError(f"{source}: not valid TOML (nested too deeply)") from None
     problems = _Problems(source)
     for key in doc:
         if key not in _TOP_KEYS:
@@ -495,85 +494,89 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     header = _table(doc, "model", problems, required=True)
     _unknown_keys(header, _KEYS["model"], "[model]", problems)
     name = _text(header, "name", "[model]", problems, required=True)
-    time_unit = _text(header, "time_unit", "[model]", problems, required=True)
+    if "name" in header and isinstance(header["name"], str) and not name.strip():
+        problems.add("[model] name", "expected a non-empty name, found ''")
+    time_unit = _read_time_unit(header, problems)
     description = _text(header, "description", "[model]", problems)
     references = header.get("references", [])
     if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
         problems.add("[model] references", f"expected a list of strings, found {references!r}")
         references = []
 
-    parameters = _read_parameters(_table(doc, "parameters", problems), problems)
-    states = _read_states(_table(doc, "states", problems, required=True), problems)
-    expressions = _read_strings(_table(doc, "expressions", problems), "expressions", problems)
-    equations = _read_strings(_table(doc, "equations", problems, required=True), "equations",
-                              problems)
-    observables = _read_observables(_table(doc, "observables", problems), problems)
+    names = _Names()
+    parameters = _read_parameters(_table(doc, "parameters", problems), problems, names)
+    states = _read_states(_table(doc, "states", problems, required=True), problems, names)
+    expressions = _read_strings(_table(doc, "expressions", problems), "expressions", problems,
+                                names)
+    equations_table = _table(doc, "equations", problems, required=True)
+    equations = _read_strings(equations_table, "equations", problems, None)
+    observables = _read_observables(_table(doc, "observables", problems), problems, names)
     events = _read_events(_table(doc, "events", problems), problems)
 
-    seen: dict[str, str] = {}
-    for kind, names in (("parameter", [p.name for p in parameters]),
-                        ("state", [s.name for s in states]),
-                        ("expression", [n for n, _ in expressions]),
-                        ("observable", [o.name for o in observables])):
-        for n in names:
-            if n in seen:
-                problems.add(f"{kind} {n!r}", f"the name is already used by a {seen[n]}")
-            else:
-                seen[n] = kind
-    state_names = {s.name for s in states}
-    for n, _ in equations:
-        if n not in state_names:
-            problems.add(f"[equations] {n}", f"no state {n!r} is declared in [states.{n}]")
-    for s in states:
-        if s.name not in dict(equations):
-            problems.add("[equations]", f"missing the equation of state {s.name!r}")
-    problems.raise_if_any()
+    declared_states = names.by_kind["state"]
+    for n in equations_table:
+        if isinstance(n, str) and n not in declared_states and n in names.kind:
+            problems.add(f"[equations] {n}",
+                         f"{n!r} is a {names.kind[n]}, not a state; only states have equations")
+        elif n not in declared_states:
+            problems.add(f"[equations] {n}", f"no state {n!r} is declared in [states.{n}]"
+                                             f"{_hint(n, declared_states)}")
+    for n in declared_states:
+        if n not in equations_table:
+            problems.add("[equations]", f"missing the equation of state {n!r}")
 
-    spec = ModelSpec(
+    _check_expressions(source, names, expressions, equations, states, observables, events,
+                       problems)
+    problems.raise_if_any()
+    return ModelSpec(
         name=name, description=description, time_unit=time_unit,
         parameters=tuple(parameters), states=tuple(states), expressions=tuple(expressions),
         equations=tuple(equations), observables=tuple(observables), events=tuple(events),
         references=tuple(references), source=source, text=text,
     )
-    _check_expressions(spec, problems)
-    problems.raise_if_any()
-    return spec
 
 
-def _check_expressions(spec: ModelSpec, problems: _Problems) -> None:
-    """Parse every expression once, collecting each refusal (the first error per expression)."""
+def _hint(name, choices) -> str:
+    from ..errors import did_you_mean
+
+    return did_you_mean(name, choices)
+
+
+def _check_expressions(source, names: _Names, expressions, equations, states, observables,
+                       events, problems: _Problems) -> None:
+    """Check every expression (no sympy), collecting one refusal per expression, and cycles."""
+    # Event conditions may also name observables; other expressions may not.
+    with_obs = {"t", *names.kind}
+    general = with_obs - set(names.by_kind["observable"])
+    params_only = set(names.by_kind["parameter"])
+    checks = [(text, general, f"[expressions] {n}") for n, text in expressions]
+    checks += [(text, general, f"[equations] {n}") for n, text in equations]
+    checks += [(s.initial, params_only, f"[states.{s.name}] initial") for s in states]
+    checks += [(o.expression, general, f"[observables.{o.name}] expression")
+               for o in observables]
+    checks += [(e.condition, with_obs, f"[events.{e.name}] condition") for e in events]
+    expression_names = set(names.by_kind["expression"])
+    graph: dict[str, set] = {}
+    for k, (text, allowed, where) in enumerate(checks):
+        try:
+            checked = check_expression(text, allowed, f"{source}, {where}")
+        except ModelError as exc:
+            problems.items.append(str(exc))
+            continue
+        if k < len(expressions):
+            graph[expressions[k][0]] = set(checked.names) & expression_names
     try:
-        spec.symbolic()
-        return
-    except ModelError:
-        pass
-    # Something failed: re-parse each expression on its own to report every problem, not just
-    # the first one.
-    names = ["t", *spec.state_names, *spec.parameter_names, *(n for n, _ in spec.expressions)]
-    symbols = {n: sp.Symbol(n) for n in names}
-    params_only = {n: symbols[n] for n in spec.parameter_names}
-    checks = [(text, symbols, f"[expressions] {n}") for n, text in spec.expressions]
-    checks += [(text, symbols, f"[equations] {n}") for n, text in spec.equations]
-    checks += [(s.initial, params_only, f"[states.{s.name}] initial") for s in spec.states]
-    checks += [(o.expression, symbols, f"[observables.{o.name}] expression")
-               for o in spec.observables]
-    with_obs = {**symbols, **{o.name: sp.Symbol(o.name) for o in spec.observables}}
-    checks += [(e.condition, with_obs, f"[events.{e.name}] condition") for e in spec.events]
-    for text, syms, where in checks:
-        try:
-            parse_expression(text, syms, f"{spec.source}, {where}")
-        except ModelError as exc:
-            problems.items.append(str(exc))
-    if not problems.items:  # the per-expression parses passed: the failure was a cycle
-        try:
-            spec.symbolic()
-        except ModelError as exc:
-            problems.items.append(str(exc))
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        problems.add("[expressions]", f"expressions refer to each other in a cycle: "
+                                      f"{' -> '.join(exc.args[1])}")
 
 
 def read_model_file(path) -> ModelSpec:
     """Read and validate a model file (TOML). See :func:`parse_model`."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: expected a model file (TOML), found a folder")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

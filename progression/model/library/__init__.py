@@ -9,7 +9,7 @@ from ...errors import ModelError, did_you_mean
 from ..compiled import CompiledModel, PythonModel, compile_model
 from ..spec import ModelSpec, parse_model, read_model_file
 
-__all__ = ["available_models", "load_model", "library_spec"]
+__all__ = ["available_models", "load_model", "library_spec", "library_text"]
 
 
 def available_models() -> list[str]:
@@ -20,15 +20,19 @@ def available_models() -> list[str]:
 
 def library_spec(name: str) -> ModelSpec:
     """The spec of a built-in model, by name."""
+    return parse_model(library_text(name), source=f"{name}.toml (built-in)")
+
+
+def library_text(name: str) -> str:
+    """The TOML text of a built-in model, by name."""
     names = available_models()
     if name not in names:
         hint = did_you_mean(name, names)
         raise ModelError(f"no built-in model {name!r} (available: {', '.join(names)}){hint}")
-    text = resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
-    return parse_model(text, source=f"{name}.toml (built-in)")
+    return resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
-def load_model(model) -> CompiledModel | PythonModel:
+def load_model(model, *, cache=None) -> CompiledModel | PythonModel:
     """Return a ready-to-simulate model.
 
     Parameters
@@ -36,15 +40,17 @@ def load_model(model) -> CompiledModel | PythonModel:
     model : str, path, ModelSpec, CompiledModel or PythonModel
         A built-in name (``"als_systemic"``), a path to a model file (``*.toml``), a parsed
         spec, or an already compiled model (returned as it is).
+    cache : None, bool or path, optional
+        The disk cache of generated code (see :func:`~progression.compile_model`).
     """
     if isinstance(model, CompiledModel | PythonModel):
         return model
     if isinstance(model, ModelSpec):
-        return compile_model(model)
+        return compile_model(model, cache=cache)
     if isinstance(model, Path) or (isinstance(model, str) and
                                    (model.endswith(".toml") or "/" in model)):
-        return compile_model(read_model_file(model))
+        return compile_model(read_model_file(model), cache=cache)
     if isinstance(model, str):
-        return compile_model(library_spec(model))
+        return compile_model(library_spec(model), cache=cache)
     raise ModelError(f"expected a model name, a model file or a model object, found "
                      f"{type(model).__name__}")

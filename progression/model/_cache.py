@@ -1,0 +1,156 @@
+"""On-disk cache of compiled models: the generated numpy source, so sympy runs once per model.
+
+Deriving a model's Jacobian and parameter derivatives with sympy and generating code takes
+seconds for the ALS models, and importing sympy alone about one second; the generated source is
+a few hundred kilobytes of plain Python. It is kept per user, in
+
+1. ``$PROGRESSION_CACHE_DIR`` if set, else
+2. ``$XDG_CACHE_HOME/progression`` if ``XDG_CACHE_HOME`` is set, else
+3. ``~/.cache/progression``,
+
+under ``models/<key>/<entry>.json``. The key hashes the model's normalised content
+(:attr:`ModelSpec.fingerprint`: not its file name, comments or formatting), the package
+version, the code generator's name and sympy's version, so a change to any of them compiles
+afresh. ``PROGRESSION_NO_CACHE=1`` (or ``cache=False`` in :func:`~progression.compile_model`)
+disables it.
+
+Entries are written atomically (a temporary file in the same folder, then :func:`os.replace`),
+so processes compiling the same model at once each write a whole entry and readers never see a
+partial one. An entry that cannot be read, does not parse, fails its checksum, belongs to another
+user or does not define the expected functions is ignored and rebuilt; the cache never makes a
+load fail. Entries hold Python source that is executed when loaded: like any file under your
+home folder, the cache folder must be writable by you only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["BACKEND", "FORMAT", "ModelCache", "cache_folder", "stats"]
+
+#: Layout version of an entry.
+FORMAT = 1
+#: Name of the code generator; change it whenever ``_codegen`` writes different code.
+BACKEND = "numpy-cse-1"
+
+#: Counters for tests and benchmarks: hits, misses, writes, and sympy compilations.
+stats = {"hits": 0, "misses": 0, "writes": 0, "compiled": 0}
+
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def cache_folder(cache=None) -> Path | None:
+    """The cache folder in use, or None when caching is off.
+
+    Parameters
+    ----------
+    cache : None, bool, str or path
+        None or True: the environment decides (see the module docs); False: off; a path: that
+        folder.
+    """
+    if cache is False:
+        return None
+    if cache not in (None, True):
+        return Path(cache)
+    if os.environ.get("PROGRESSION_NO_CACHE", "").strip().lower() not in _FALSE:
+        return None
+    if os.environ.get("PROGRESSION_CACHE_DIR"):
+        return Path(os.environ["PROGRESSION_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "progression"
+    return Path.home() / ".cache" / "progression"
+
+
+_SYMPY_VERSION: str | None = None
+
+
+def _sympy_version() -> str:
+    """sympy's version, without importing sympy (its printer decides the generated code)."""
+    global _SYMPY_VERSION
+    if _SYMPY_VERSION is None:
+        from importlib import metadata
+
+        try:
+            _SYMPY_VERSION = metadata.version("sympy")
+        except metadata.PackageNotFoundError:  # pragma: no cover - sympy is a dependency
+            _SYMPY_VERSION = "unknown"
+    return _SYMPY_VERSION
+
+
+def _checksum(payload: dict) -> str:
+    body = {k: v for k, v in payload.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class ModelCache:
+    """The entries of one model in the disk cache.
+
+    Parameters
+    ----------
+    folder : path
+        The cache folder (see :func:`cache_folder`).
+    fingerprint : str
+        The model's content hash (:attr:`ModelSpec.fingerprint`).
+    """
+
+    def __init__(self, folder, fingerprint: str):
+        from .. import __version__
+
+        self.key = hashlib.sha256(json.dumps(
+            [FORMAT, __version__, BACKEND, _sympy_version(), fingerprint]).encode()).hexdigest()
+        self.folder = Path(folder) / "models" / self.key
+
+    @classmethod
+    def for_spec(cls, spec, cache=None) -> ModelCache | None:
+        """The cache of ``spec``'s entries, or None when caching is off."""
+        folder = cache_folder(cache)
+        return None if folder is None else cls(folder, spec.fingerprint)
+
+    def path(self, entry: str) -> Path:
+        return self.folder / f"{entry}.json"
+
+    def load(self, entry: str) -> dict | None:
+        """The stored payload of ``entry``, or None if absent or unusable (never raises)."""
+        path = self.path(entry)
+        try:
+            if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
+                return None  # someone else's file: its code is not executed here
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError, MemoryError):
+            stats["misses"] += 1
+            return None
+        if (not isinstance(payload, dict) or payload.get("format") != FORMAT
+                or payload.get("key") != self.key or payload.get("entry") != entry
+                or payload.get("checksum") != _checksum(payload)
+                or not isinstance(payload.get("sources"), dict)):
+            stats["misses"] += 1
+            return None
+        stats["hits"] += 1
+        return payload
+
+    def store(self, entry: str, sources: dict, extra: dict | None = None) -> None:
+        """Write ``entry`` atomically; a cache that cannot be written is skipped silently."""
+        payload = {"format": FORMAT, "key": self.key, "entry": entry, "sources": sources,
+                   "extra": extra or {}}
+        payload["checksum"] = _checksum(payload)
+        tmp = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{entry}.", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh)
+            os.replace(tmp, self.path(entry))
+            tmp = None
+            stats["writes"] += 1
+        except (OSError, ValueError):
+            pass
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
