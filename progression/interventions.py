@@ -265,6 +265,9 @@ class Intervention:
         setattr_(self, "every", number("every", self.every, positive=True))
         setattr_(self, "duration", number("duration", self.duration, positive=True))
         setattr_(self, "level", number("level", self.level, allow_none=False))
+        if self.level < 0:
+            raise ConfigError(f"intervention {label!r}, level: expected an exposure >= 0, found "
+                              f"{self.level:g}")
         if self.stop is not None and self.stop <= self.start:
             raise ConfigError(f"intervention {label!r}, stop: expected a time after start "
                               f"({self.start:g}), found {self.stop:g}")
@@ -488,6 +491,46 @@ def flatten(interventions) -> list[Intervention]:
     return out
 
 
+def _max_exposure(iv: Intervention) -> float:
+    """The largest exposure an intervention reaches (its effects are written at exposure 1)."""
+    return float(iv.pk.emax) if iv.pk is not None else float(iv.level)
+
+
+def _sign_problems(model, iv: Intervention, name: str) -> list[str]:
+    """Refuse effects that make a parameter negative where the model documents it as
+    non-negative (lower end of its range >= 0): a negative hazard or rate is not a treatment.
+
+    A negative factor always flips the sign and is refused. A ``set`` or ``add`` giving a
+    negative value (at the model default) is refused where the range starts above 0 (a rate, a
+    hazard) and accepted where it starts at exactly 0 (an exposure indicator such as ``uIL2``,
+    which the fingolimod library entry lowers on purpose to reduce Treg production).
+    """
+    j = model.parameter_index(name)
+    lo, hi = (float(b) for b in model.bounds[j])
+    if lo < 0:
+        return []
+    what = (f"model {model.name!r} documents {name} in [{lo:g}, {hi:g}], so it cannot be "
+            "negative")
+    e = _max_exposure(iv)
+    out, soft = [], []
+    if name in iv.scale:
+        f = iv.scale[name]
+        eff = 1.0 + (f - 1.0) * e
+        if f < 0 or eff < 0:
+            at = "" if e == 1.0 else f" (at exposure {e:g}: factor {eff:g})"
+            out.append(f"intervention {iv.label!r}, scale.{name}: a factor of {f:g}{at} makes "
+                       f"{name} negative; {what}; expected a factor >= 0")
+    if name in iv.set and iv.set[name] < 0:
+        soft.append(f"intervention {iv.label!r}, set.{name}: {iv.set[name]:g} is negative; "
+                    f"{what}")
+    if name in iv.add:
+        base = float(model.defaults[j])
+        if base + iv.add[name] * e < 0:
+            soft.append(f"intervention {iv.label!r}, add.{name}: {iv.add[name] * e:+g} makes "
+                        f"{name} negative at its default {base:g}; {what}")
+    return out + soft if lo > 0 else out
+
+
 def _check_against(model, interventions: list[Intervention]) -> None:
     problems = []
     for iv in interventions:
@@ -496,6 +539,8 @@ def _check_against(model, interventions: list[Intervention]) -> None:
                 hint = did_you_mean(name, model.parameter_names)
                 problems.append(f"intervention {iv.label!r}: model {model.name!r} has no "
                                 f"parameter {name!r}{hint}")
+            else:
+                problems += _sign_problems(model, iv, name)
         for name in iv.jump:
             if name not in model.state_names:
                 hint = did_you_mean(name, model.state_names)
