@@ -45,8 +45,8 @@ __all__ = [
 MAX_LENGTH = 10_000
 #: Deepest nesting of operations; a chain of the same operator (``a + b + c``) counts once.
 MAX_DEPTH = 50
-#: Most syntax-tree nodes in one expression.
-MAX_NODES = 2_000
+#: Most names, numbers, operations and calls in one expression (a sum of 2,500 terms).
+MAX_NODES = 5_000
 #: Most factors in one product (symbolic derivatives of a product grow with its square).
 MAX_FACTORS = 100
 #: Largest total constant exponent applied to a non-constant base (``(x**a)**b``: ``|a*b|``).
@@ -169,7 +169,8 @@ def _depth_and_size(tree: ast.AST) -> tuple[int, int]:
     stack = [(tree, 0, None)]
     while stack:
         node, depth, parent_family = stack.pop()
-        count += 1
+        # Load contexts and operator tokens are bookkeeping, not terms.
+        count += not isinstance(node, ast.expr_context | ast.operator | ast.unaryop | ast.cmpop)
         family = _family(node.op) if isinstance(node, ast.BinOp) else None
         here = depth if (family is not None and family == parent_family) else depth + 1
         deepest = max(deepest, here)
@@ -303,26 +304,36 @@ class _Checker:
                             f"derivatives grow with the square)")
         values = [(inverted, operand, self.visit(operand)) for inverted, operand in operands]
         scale = max(v.scale for _, _, v in values)
-        if any(v.const is None for _, _, v in values):
-            return _Value(None, scale)
-        total = values[0][2].const
+        # sympy gathers the numbers of a sum or product into one, whatever stands between them
+        # (1e308 * x * 10 is 1e309 * x): fold them the same way, in the same order.
+        constant = all(v.const is not None for _, _, v in values)
+        total = None
         try:
-            for inverted, operand, v in values[1:]:
-                if not multiplicative:
+            for inverted, operand, v in values:
+                if v.const is None:
+                    continue
+                if multiplicative and inverted and v.const == 0:
+                    self.fail(operand, f"division by zero: '{self.token(operand)}' is 0 "
+                                       f"(as a float)")
+                if total is None:
+                    total = (1 / v.const if isinstance(v.const, float) else Fraction(1, v.const)
+                             ) if (multiplicative and inverted) else (
+                        -v.const if inverted else v.const)
+                elif not multiplicative:
                     total = total - v.const if inverted else total + v.const
                 elif not inverted:
                     total = total * v.const
+                elif isinstance(total, int | Fraction) and isinstance(v.const, int | Fraction):
+                    total = Fraction(total) / v.const
                 else:
-                    if v.const == 0:
-                        self.fail(operand, f"division by zero: '{self.token(operand)}' is 0")
-                    if isinstance(total, int | Fraction) and isinstance(v.const, int | Fraction):
-                        total = Fraction(total) / v.const
-                        total = total.numerator if total.denominator == 1 else total
-                    else:
-                        total = total / v.const
+                    total = total / v.const
+                if isinstance(total, Fraction) and total.denominator == 1:
+                    total = total.numerator
                 self.number(node, total, "the constant")
         except (OverflowError, ZeroDivisionError, ValueError):
             self.fail(node, f"the constant '{self.token(node)}' cannot be computed as a float")
+        if not constant:
+            return _Value(None, scale)
         return _Value(total)
 
     def power(self, node: ast.BinOp) -> _Value:
@@ -392,6 +403,8 @@ class _Checker:
         args = [self.visit(a, condition=(fname == "where" and i == 0))
                 for i, a in enumerate(node.args)]
         scale = max(a.scale for a in args)
+        if fname == "softplus" and len(args) == 2 and args[1].const == 0:
+            self.fail(node, f"division by zero: '{self.token(node)}' has the width 0")
         if fname == "where" or any(a.const is None for a in args):
             return _Value(None, scale)
         return _Value(self.fold(node, fname, [float(a.const) for a in args]))
@@ -481,7 +494,11 @@ def check_expression(text, names: Collection[str], where: str) -> Checked:
                          f"(at most {MAX_LENGTH:,})")
     stripped = text.strip()
     shown = stripped if len(stripped) <= 200 else stripped[:197] + "..."
+    # Python's parser recurses once per operand of a long sum; the default limit (1000) would
+    # refuse a sum of 1000 terms that the walk below handles without recursion.
+    limit = sys.getrecursionlimit()
     try:
+        sys.setrecursionlimit(max(limit, 4 * MAX_LENGTH))
         tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
         raise ModelError(f"{where}: not a valid expression ({exc.msg}) in {shown!r}") from None
@@ -490,13 +507,15 @@ def check_expression(text, names: Collection[str], where: str) -> Checked:
                          f"levels) in {shown!r}") from None
     except ValueError as exc:  # e.g. a literal beyond the integer-conversion limit
         raise ModelError(f"{where}: not a valid expression ({exc}) in {shown!r}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     depth, size = _depth_and_size(tree)
-    if size > MAX_NODES:
-        raise ModelError(f"{where}: the expression has {size:,} terms and operations (at most "
-                         f"{MAX_NODES:,}) in {shown!r}")
     if depth > MAX_DEPTH:
         raise ModelError(f"{where}: the expression is nested too deeply ({depth} levels, at most "
                          f"{MAX_DEPTH}) in {shown!r}")
+    if size > MAX_NODES:
+        raise ModelError(f"{where}: the expression has {size:,} terms and operations (at most "
+                         f"{MAX_NODES:,}) in {shown!r}")
     checker = _Checker(names, stripped)
     try:
         checker.visit(tree)
