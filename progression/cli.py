@@ -70,15 +70,19 @@ def _parse_assignments(items, what: str) -> dict[str, float]:
 
 
 def cmd_models(args) -> int:
-    """List the built-in models."""
-    from .model import available_models, load_model
+    """List the built-in models from their TOML alone (nothing is compiled)."""
+    import tomllib
+
+    from .model.library import available_models, library_text
 
     for name in available_models():
-        model = load_model(name)
-        spec = model.spec
-        summary = spec.description.split(": ")[0].split(". ")[0]
-        print(f"{name:<14} {len(spec.states):>2} states {len(spec.parameters):>3} parameters  "
-              f"[{spec.time_unit}]  {summary[:90]}")
+        doc = tomllib.loads(library_text(name))
+        header = doc.get("model", {})
+        description = str(header.get("description", ""))
+        summary = description.split(": ")[0].split(". ")[0]
+        print(f"{name:<14} {len(doc.get('states', {})):>2} states "
+              f"{len(doc.get('parameters', {})):>3} parameters  "
+              f"[{header.get('time_unit', '?')}]  {summary[:90]}")
     return 0
 
 
