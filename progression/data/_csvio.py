@@ -54,6 +54,9 @@ class RawTable:
         What was skipped while reading (comment lines).
     header_line : int
         Line number of the header (1 unless blank lines precede it).
+    ragged : set of int
+        Lines whose field count differs from the header's (already reported): their cells
+        cannot be trusted, so cell checks skip them instead of reporting consequences.
     """
 
     label: str
@@ -62,6 +65,7 @@ class RawTable:
     lines: list[int]
     notes: list[str] = field(default_factory=list)
     header_line: int = 1
+    ragged: set[int] = field(default_factory=set)
 
     def find(self, *names: str) -> str | None:
         """The header name matching one of ``names`` (exactly first, then case-insensitively)."""
@@ -130,7 +134,8 @@ def read_table(
         problems.append(f"{label}: expected a file, found a directory")
         return None
     except UnicodeDecodeError as exc:
-        problems.append(f"{label}: expected UTF-8 text, found undecodable bytes ({exc.reason})")
+        problems.append(f"{label}: expected UTF-8 text, found undecodable bytes ({exc.reason}"
+                        f" at byte {exc.start}){_encoding_hint(path)}")
         return None
     except csv.Error as exc:
         problems.append(f"{label}, row {previous + 1}: malformed CSV ({exc})")
@@ -179,11 +184,19 @@ def read_table(
             skipped.append(line)
             continue
         if len(cells) != len(header):
+            hint = ""
+            if len(cells) > len(header) and any(c.isdigit() for c in cells[-1][:1]):
+                hint = " (a decimal comma? write 40.5, not 40,5, or quote the cell)"
             problems.append(
                 f"{label}, row {line}: expected {len(header)} fields as in the header, "
-                f"found {len(cells)}"
+                f"found {len(cells)}{hint}"
             )
             cells = (cells + [""] * len(header))[: len(header)]
+            table.ragged.add(line)
+        if any("\x00" in c for c in cells):
+            problems.append(f"{label}, row {line}: expected text, found a NUL byte (a binary "
+                            "file, or text saved as UTF-16? save it as UTF-8 CSV)")
+            table.ragged.add(line)
         table.rows.append(cells)
         table.lines.append(line)
     if skipped:
@@ -192,6 +205,20 @@ def read_table(
             f"({span(skipped)})"
         )
     return table
+
+
+def _encoding_hint(path) -> str:
+    """What an undecodable file probably is, from its first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return ""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "; the file is UTF-16: save it as UTF-8 CSV"
+    if head.startswith(b"PK\x03\x04"):
+        return "; the file is a zip archive (an Excel workbook?): export it as CSV"
+    return "; save it as UTF-8 (e.g. from a Latin-1 export)"
 
 
 def span(lines: Sequence[int], limit: int = 8) -> str:

@@ -313,6 +313,9 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
         _units_column(table, cols, subj, names, draft)
     vcol = table.header.index(cols["value"])
     for i, (s, line) in enumerate(zip(subj, table.lines, strict=True)):
+        if line in table.ragged:
+            draft.excuse.add(s)  # reported as a field-count problem already
+            continue
         origin = (table.label, line, cols)
         value, flag = values[i]
         c = int(cens[i]) if cens[i] is not None else flag

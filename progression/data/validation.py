@@ -32,6 +32,7 @@ Decisions worth knowing
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -247,15 +248,18 @@ def parse_numbers(
             fast = None
         if fast is not None and np.isfinite(np.asarray(fast, dtype=float)).all():
             return fast
+    ragged = table.ragged
     for i, row in enumerate(table.rows):
         text = row[j]
         value, status = parse_number(text)
         problem = None
-        if status == "missing":
+        if ragged and table.lines[i] in ragged:
+            value = None  # the row's field count was reported; its cells mean nothing
+        elif status == "missing":
             if required:
                 problem = f"expected a number, found {describe_cell(text)}"
         elif status == "bad":
-            problem = f"expected a number, found '{text}'"
+            problem = f"expected a {_finite(text)}number, found '{text}'"
         elif integer and not value.is_integer():
             problem = f"expected a whole number, found '{text}'"
             value = None
@@ -294,17 +298,28 @@ def parse_values(
     cols = columns or {}
     j = table.header.index(column)
     out = []
+    ragged = table.ragged
     for i, row in enumerate(table.rows):
         value, cens, status = parse_value(row[j])
-        if status == "bad":
+        if ragged and table.lines[i] in ragged:
+            value = None  # the row's field count was reported; its cells mean nothing
+        elif status == "bad":
             subject = subjects[i] if subjects is not None else None
             place = where((table.label, table.lines[i], cols), canonical, subject)
             problems.append(
-                f"{place}: expected a number (or '<limit', '>limit' for a censored value), "
-                f"found '{row[j]}'"
+                f"{place}: expected a {_finite(row[j])}number (or '<limit', '>limit' for a "
+                f"censored value), found '{row[j]}'"
             )
         out.append((value, cens))
     return out
+
+
+def _finite(text: str) -> str:
+    """``"finite "`` when ``text`` reads as an infinite number (``inf``, ``1e400``)."""
+    try:
+        return "finite " if math.isinf(float(text.strip().lstrip("<>="))) else ""
+    except ValueError:
+        return ""
 
 
 def check_subject_ids(
