@@ -703,6 +703,26 @@ class Cohort:
             cols = {k: _readonly(a[mask]) for k, a in cols.items()}
         return cols
 
+    def place(self, subject: str, observable: str | None = None, time: float | None = None,
+              column: str = "value") -> str:
+        """Name where an observation came from: ``"file, row N, column 'c', subject 's'"``.
+
+        For a message about a value found in checks made after reading (a fit's error model,
+        for example); the first matching row of ``subject`` (and ``observable``, ``time``)
+        is named. Data built in Python are named ``observations[i]``.
+        """
+        self._require_subject(subject)
+        sl = self._slices[subject]
+        m = np.ones(sl.stop - sl.start, dtype=bool)
+        if observable is not None:
+            m &= self._obs["observable"][sl] == observable
+        if time is not None:
+            m &= self._obs["time"][sl] == time
+        hit = np.flatnonzero(m)
+        if not len(hit) or len(self._obs_origin) != len(self._obs["time"]):
+            return f"{self._source or 'cohort'}, subject '{subject}'"
+        return v.where(self._obs_origin[sl.start + int(hit[0])], column, subject)
+
     def _require_subject(self, subject: str) -> None:
         if subject not in self._slices:
             hint = did_you_mean(str(subject), self._subjects, parenthesised=True)

@@ -474,10 +474,11 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
             if obs in lognormal:
                 vals = np.where(s.cens != 0, s.limit, s.value)
                 bad = ~(vals > 0)
-                for t in s.time[bad]:
-                    problems.append(f"{cohort.source or 'cohort'}, subject '{sid}', time {t:g}, "
-                                    f"observable '{obs}': the log-normal error model needs "
-                                    f"values > 0")
+                for t, x in zip(s.time[bad], vals[bad], strict=True):
+                    problems.append(f"{cohort.place(sid, obs, t)}, observable '{obs}', time "
+                                    f"{t:g}: the log-normal error model needs values > 0, "
+                                    f"found {x:g} (fit '{obs}' with an additive or combined "
+                                    "error model, or correct the value)")
             parts.append((s.time, np.full(s.time.shape, i), s.value, s.cens, s.limit))
         if not parts:
             notes.append(f"subject '{sid}' has no observations of the fitted observables; "
@@ -499,8 +500,10 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                               cols[3][order].astype(int), cols[4][order].astype(float),
                               cov_value))
     if problems:
-        raise DataError(f"{cohort.source or 'cohort'}: {len(problems)} problem(s) for the fit",
-                        problems)
+        # The summary line carries the first problem itself, so that it informs on its own.
+        raise DataError(problems[0] if len(problems) == 1 else
+                        f"{cohort.source or 'cohort'}: {len(problems)} problems for the fit, "
+                        f"the first: {problems[0]}", problems)
     if not designs:
         raise DataError(f"{cohort.source or 'cohort'}: no subject has observations of "
                         + ", ".join(observables))
