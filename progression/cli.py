@@ -258,7 +258,10 @@ def main(argv=None) -> int:
     from . import _io
 
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:     # usage errors (printed by argparse), --help, --version
+        return exc.code if isinstance(exc.code, int) else 2
     _io.committed.clear()
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
