@@ -30,6 +30,7 @@ Every problem is collected and raised as one :class:`ConfigError` naming the fil
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ __all__ = ["CompareConfig", "read_compare_config", "run_compare_config"]
 _TIME_KEYS = {"start", "stop", "every", "duration", "doses", "fade", "fade_after",
               "fade_half_life", "half_life", "absorption_half_life", "interval", "min_cell",
               "max_cell"}
+#: Time keys that are durations (> 0), checked here so the message shows the value as written.
+_POSITIVE_TIMES = {"every", "duration", "half_life", "absorption_half_life", "interval",
+                   "min_cell", "max_cell", "fade_half_life"}
 _UNITS = {"h": HOUR, "hour": HOUR, "hours": HOUR, "d": DAY, "day": DAY, "days": DAY,
           "w": WEEK, "week": WEEK, "weeks": WEEK, "m": 1.0, "month": 1.0, "months": 1.0,
           "y": 12.0, "year": 12.0, "years": 12.0}
@@ -89,6 +93,9 @@ def _time(value, key: str, problems: _Problems):
         problems.add(key, f"expected a time, found {value!r}")
         return None
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            problems.add(key, f"expected a finite time, found {value!r}")
+            return None
         return float(value)
     if isinstance(value, str):
         m = _TIME.match(value)
@@ -101,14 +108,20 @@ def _time(value, key: str, problems: _Problems):
     return None
 
 
-def _number(table, name, key, problems, *, integer=False, positive=False, default=None):
+def _number(table, name, key, problems, *, integer=False, positive=False, default=None,
+            minimum=None):
     if name not in table:
         return default
     v = table[name]
     ok = isinstance(v, int) if integer else isinstance(v, int | float)
-    if isinstance(v, bool) or not ok or (positive and v <= 0):
-        kind = ("a positive " if positive else "a" + ("n " if integer else " ")) + \
-            ("integer" if integer else "number")
+    ok = ok and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (positive and v <= 0) or (minimum is not None and v < minimum):
+        if positive:
+            kind = "a positive " + ("integer" if integer else "number")
+        elif minimum is not None:
+            kind = ("an integer" if integer else "a number") + f" >= {minimum:g}"
+        else:
+            kind = "an integer" if integer else "a finite number"
         problems.add(f"{key}.{name}", f"expected {kind}, found {v!r}")
         return default
     return v
@@ -156,22 +169,44 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     src = doc["source"]
     _unknown(src, _SOURCE_KEYS, "source", problems)
     model = None
+    fitted = None
     model_name = src.get("model", "als_systemic")
     if "fit" not in src:
+        if not isinstance(model_name, str):
+            problems.add("source.model", f"expected a model name or file, found {model_name!r}")
+        else:
+            try:
+                model = load_model(model_name if not model_name.endswith(".toml") else
+                                   _resolve(model_name, path))
+            except ProgressionError as exc:
+                problems.add("source.model", str(exc).splitlines()[0])
+    else:
+        # the fit's model is what scenarios and endpoints are checked against
         try:
-            model = load_model(model_name if not str(model_name).endswith(".toml") else
-                               _resolve(model_name, path))
-        except ProgressionError as exc:
-            problems.add("source.model", str(exc).splitlines()[0])
+            fitted = _load_fit(src["fit"], path)
+            model = fitted.model
+        except ConfigError as exc:
+            problems.items.append(str(exc).splitlines()[0])
     variability = None
     if "variability" in src:
         variability = _variability(src["variability"], problems, Variability)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"--n: expected a positive integer (virtual population size), "
+                          f"found {n!r}")
     size = n if n is not None else _number(src, "n", "source", problems, integer=True,
                                            positive=True, default=100)
-    seed = _number(src, "seed", "source", problems, integer=True, default=0)
+    seed = _number(src, "seed", "source", problems, integer=True, default=0, minimum=0)
     anchor = src.get("anchor", "clinical_onset")
     if anchor in ("", "none"):
         anchor = None
+    elif not isinstance(anchor, str):
+        problems.add("source.anchor", f"expected an event name or \"none\", found {anchor!r}")
+        anchor = None
+    elif model is not None and anchor not in {e.name for e in model.events}:
+        events = [e.name for e in model.events]
+        problems.add("source.anchor", f"model {model.name!r} has no event {anchor!r}"
+                                      f"{did_you_mean(anchor, events)} (events: "
+                                      f"{', '.join(events) or 'none'}; or \"none\")")
     delay = src.get("delay", 12.0)
     delay = _time(delay, "source.delay", problems)
     if isinstance(delay, list) and len(delay) != 2:
@@ -196,9 +231,21 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     _unknown(comp, _COMPARE_KEYS, "compare", problems)
     for k in ("start", "horizon", "step"):
         if k in comp:
-            options[k] = _time(comp[k], f"compare.{k}", problems)
+            v = _time(comp[k], f"compare.{k}", problems)
+            if isinstance(v, list):
+                problems.add(f"compare.{k}", f"expected one time, found {comp[k]!r}")
+            elif v is not None and k != "start" and v <= 0:
+                what = "follow-up" if k == "horizon" else "output spacing"
+                problems.add(f"compare.{k}", f"expected a positive time ({what} after the "
+                                             f"start), found {comp[k]!r}")
+            elif v is not None:
+                options[k] = v
+    if options.get("step", 0.0) > options.get("horizon", 18.0):
+        problems.add("compare.step", f"expected at most the horizon "
+                                     f"({options.get('horizon', 18.0):g} months), found "
+                                     f"{comp['step']!r}")
     for k in ("draws", "seed"):
-        v = _number(comp, k, "compare", problems, integer=True)
+        v = _number(comp, k, "compare", problems, integer=True, minimum=0)
         if v is not None:
             options[k] = v
     for k in ("rtol", "atol"):
@@ -211,11 +258,25 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
                 problems.add(f"compare.{k}", f"expected a string, found {comp[k]!r}")
             else:
                 options[k] = comp[k]
+    if "method" in options:
+        from .simulate import METHODS
+
+        if options["method"] not in METHODS:
+            problems.add("compare.method", f"unknown method {options['method']!r}"
+                                           f"{did_you_mean(options['method'], METHODS)} "
+                                           f"(methods: {', '.join(sorted(METHODS))})")
     if "reference" in options and options["reference"] not in scenarios:
-        problems.add("compare.reference", f"no scenario {options['reference']!r} (scenarios: "
-                                          f"{', '.join(scenarios)})")
+        problems.add("compare.reference", f"no scenario {options['reference']!r}"
+                                          f"{did_you_mean(options['reference'], scenarios)} "
+                                          f"(scenarios: {', '.join(scenarios)})")
     if "observables" in comp:
-        options["observables"] = list(comp["observables"])
+        obs = comp["observables"]
+        if not isinstance(obs, list) or not all(isinstance(o, str) for o in obs) or not obs:
+            problems.add("compare.observables", f"expected a non-empty array of observable "
+                                                f"names, found {obs!r}")
+        else:
+            _known(obs, model, "compare.observables", problems)
+            options["observables"] = list(obs)
     endpoints = None
     ep = doc.get("endpoints", {})
     _unknown(ep, _ENDPOINT_KEYS, "endpoints", problems)
@@ -223,18 +284,48 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
         kw = {}
         for k in ("function", "event", "share"):
             if k in ep:
+                if not isinstance(ep[k], str):
+                    problems.add(f"endpoints.{k}", f"expected a name, found {ep[k]!r}")
+                    continue
                 kw[k] = ep[k]
-        for k in ("markers",):
-            if k in ep:
-                kw[k] = tuple(ep[k])
+                if k == "event":
+                    if model is not None and ep[k] not in {e.name for e in model.events}:
+                        events = [e.name for e in model.events]
+                        problems.add("endpoints.event", f"model {model.name!r} has no event "
+                                                        f"{ep[k]!r}{did_you_mean(ep[k], events)}"
+                                                        f" (events: {', '.join(events)})")
+                else:
+                    _known([ep[k]], model, f"endpoints.{k}", problems)
+        if "markers" in ep:
+            mk = ep["markers"]
+            if not isinstance(mk, list) or not all(isinstance(o, str) for o in mk):
+                problems.add("endpoints.markers", f"expected an array of observable names, "
+                                                  f"found {mk!r}")
+            else:
+                _known(mk, model, "endpoints.markers", problems)
+                kw["markers"] = tuple(mk)
+        horizon = options.get("horizon", 18.0)
         if "times" in ep:
-            kw["times"] = tuple(_time(ep["times"], "endpoints.times", problems) or ())
+            times = _time(ep["times"], "endpoints.times", problems)
+            if not isinstance(times, list) or not times:
+                problems.add("endpoints.times", f"expected an array of times, found "
+                                                f"{ep['times']!r}")
+            elif None not in times:
+                bad = [t for t in times if not 0 < t <= horizon]
+                if bad:
+                    problems.add("endpoints.times", f"expected times in (0, horizon = "
+                                                    f"{horizon:g}] months, found {ep['times']!r}")
+                else:
+                    kw["times"] = tuple(times)
         if "slope_window" in ep:
             w = _time(ep["slope_window"], "endpoints.slope_window", problems)
             if not isinstance(w, list) or len(w) != 2:
                 problems.add("endpoints.slope_window", f"expected [start, end], found "
                                                        f"{ep['slope_window']!r}")
-            else:
+            elif None not in w and not 0 <= w[0] < w[1]:
+                problems.add("endpoints.slope_window", f"expected 0 <= start < end, found "
+                                                       f"{ep['slope_window']!r}")
+            elif None not in w:
                 kw["slope_window"] = tuple(w)
         thr = _number(ep, "threshold", "endpoints", problems)
         if thr is not None:
@@ -258,7 +349,7 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
 
     # ------------------------------------------------------------ build source
     if "fit" in src:
-        source = _load_fit(src["fit"], path)
+        source = fitted
     else:
         try:
             source = VirtualPopulation.sample(model, size, seed=seed, variability=variability,
@@ -266,6 +357,17 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
         except ProgressionError as exc:
             raise ConfigError(f"{path}, key 'source': {exc}") from None
     return CompareConfig(path, source, scenarios, options, endpoints)
+
+
+def _known(names, model, key: str, problems: _Problems) -> None:
+    """Every name is an observable or state of the model (with a did-you-mean hint)."""
+    if model is None:
+        return
+    known = list(model.observable_names) + list(model.state_names)
+    for name in names:
+        if name not in known:
+            problems.add(key, f"model {model.name!r} has no observable or state {name!r}"
+                              f"{did_you_mean(name, known)}")
 
 
 def _resolve(value: str, config: Path) -> Path:
@@ -334,7 +436,11 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
     options = {}
     for k, v in item.items():
         if k in _TIME_KEYS:
+            given = v
             v = _time(v, f"{key}.{k}", problems)
+            if k in _POSITIVE_TIMES and isinstance(v, float) and v <= 0:
+                problems.add(f"{key}.{k}", f"expected a positive time, found {given!r}")
+                v = None
             if k in ("doses", "fade") and v is not None:
                 v = tuple(v) if isinstance(v, list) else v
         options[k] = v
@@ -385,6 +491,10 @@ def run_compare_config(path, out=None, *, n: int | None = None, draws: int | Non
     """
     from .scenarios import compare
 
+    if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int)
+                              or draws < 0):
+        raise ConfigError(f"--draws: expected an integer >= 0 (parameter draws), found "
+                          f"{draws!r}")
     cfg = read_compare_config(path, n=n)
     options = dict(cfg.options)
     if draws is not None:

@@ -575,6 +575,15 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
         scale = _default_scale(bounds[0], "linear")
     if "scale" in spec:
         scale = chk.string(f"{key}.scale", spec["scale"], SCALES) or scale
+    if kind == "model" and default_bounds is not None and default_bounds[0] >= 0:
+        # the model documents a non-negative parameter (a rate, a hazard): never below 0
+        doc = f"model documents {name} in [{default_bounds[0]:g}, {default_bounds[1]:g}]"
+        if bounds is not None and bounds[0] < 0:
+            chk.add(f"{key}.bounds", f"{doc}, so it cannot be negative; expected a lower "
+                                     f"bound >= 0, found {bounds[0]:g}")
+            bounds = None
+        if "value" in spec and value < 0:
+            chk.add(f"{key}.value", f"{doc}, so it cannot be negative; found {value:g}")
     if bounds is not None and estimate is not None:
         # a fixed value may leave the model's plausible range, not bounds the config states
         check_value = estimate != "fixed" or "bounds" in spec
