@@ -1,8 +1,8 @@
-"""Executors for work that fans out over subjects or replicates.
+"""Executors for work that fans out over subjects or replicates, and progress bars.
 
 :func:`executor` gives a context manager yielding an object with one method,
-``map(fn, items, progress=None)``, that applies a picklable module-level function to each item
-and returns the results *in order*:
+``map(fn, items, progress=None, partial=None)``, that applies a picklable module-level
+function to each item (a tuple of arguments) and returns the results *in order*:
 
 ========================================  =================================================
 ``executor()``                            in-process, one item after the other
@@ -14,6 +14,17 @@ and returns the results *in order*:
 Dask is optional (``pip install "progression[distributed]"``) and imported only when asked
 for. Whatever the executor, the same items give the same results: the callers fix how work is
 cut into items.
+
+Progress: ``progress(n_done, result)`` is called as each item finishes; a long item can also
+say how far it got with :func:`report` (units done inside the item), which reaches
+``partial(units in unfinished items)`` in the calling process (in-process and local processes;
+Dask items report only when they finish). :class:`Progress` draws a tqdm bar on a terminal and
+writes whole lines to logs.
+
+Local worker processes run their numerical libraries single-threaded (OpenBLAS, OpenMP, MKL):
+two workers with a BLAS thread pool each on two cores would fight over them. A pool is started
+only when a ``map`` has at least two items; one item runs in the calling process, since a
+worker process would only add its start-up.
 """
 
 from __future__ import annotations
@@ -21,55 +32,225 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 
 from .errors import ProgressionError
 
-__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress"]
+__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress", "report"]
+
+
+# ============================================================================ progress
 
 
 class Progress:
     """A progress report on stderr: ``label: done/total unit``.
 
-    On a terminal one line is rewritten in place (at most every 0.2 s); in a log (not a
-    terminal) a line is written at most every 10 s and at the end, so logs stay readable.
+    On a terminal, a tqdm bar rewritten in place (at most every 0.5 s, and at least every
+    second so the elapsed time keeps moving while an item runs). In a log (a stream that is
+    not a terminal), whole lines only, no carriage returns: one each time another tenth of the
+    work is done, one after ``log_seconds`` without a line (a heartbeat, also while nothing
+    finishes), and one at the end.
+
+    Parameters
+    ----------
+    label : str
+    total : int
+        Units of work (subjects, starts, replicates, ...).
+    unit : str
+    stream : file-like, optional
+        sys.stderr by default.
+    enabled : bool
+        False (``--quiet``): nothing is written and no thread is started.
+    log_seconds : float
+        Longest time without a line in a log.
+    tick : float
+        Seconds between refreshes of a terminal bar while nothing finishes.
+
+    Use ``update(done)`` with the number of units finished, ``partial(units)`` with the units
+    done so far inside unfinished items (shown on top of ``done``), and ``close()`` (or use
+    the object as a context manager).
     """
 
-    def __init__(self, label: str, total: int, unit: str = "subjects", stream=None,
-                 enabled: bool = True):
-        self.label, self.total, self.unit = label, total, unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty()) if callable(isatty) else False
-        self.done = 0
-        self._last = time.monotonic() if not self.tty else 0.0
-        self._shown = -1
+    _LINE = "{desc}: {n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {elapsed} elapsed, " \
+            "~{remaining} left"
 
-    def _write(self, done: int) -> None:
-        text = f"{self.label}: {done}/{self.total} {self.unit}"
-        self.stream.write(f"\r{text}" if self.tty else f"{text}\n")
-        self.stream.flush()
-        self._shown = done
+    def __init__(self, label: str, total: int, unit: str = "subjects", stream=None,
+                 enabled: bool = True, *, log_seconds: float = 30.0, tick: float = 1.0):
+        self.label, self.total, self.unit = label, int(total), unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(enabled) and self.total > 0
+        isatty = getattr(self.stream, "isatty", None)
+        try:
+            self.tty = bool(isatty()) if callable(isatty) else False
+        except ValueError:                       # a closed stream
+            self.tty = False
+        self.done = 0
+        self._partial = 0.0
+        self._log_seconds = float(log_seconds)
+        self._start = time.monotonic()
+        self._last_line = self._start
+        self._last_tenth = 0
+        self._lines_at = -1
+        self._lock = threading.Lock()
+        self._closed = False
+        self._bar = None
+        self._stop = threading.Event()
+        self._thread = None
+        if not self.enabled:
+            return
+        if self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=label, unit=f" {unit}", file=self.stream,
+                             mininterval=0.5, leave=True, dynamic_ncols=True, smoothing=0.1)
+        period = tick if self.tty else min(5.0, self._log_seconds)
+        self._thread = threading.Thread(target=self._ticker, args=(period,), daemon=True,
+                                        name=f"progress {label}")
+        self._thread.start()
+
+    # ------------------------------------------------------------------ counting
+
+    @property
+    def shown(self) -> int:
+        """Units shown: finished plus partial, never above the total."""
+        return min(self.total, int(self.done + self._partial))
 
     def update(self, done: int) -> None:
-        self.done = done
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if done < self.total and now - self._last < (0.2 if self.tty else 10.0):
-            return
-        self._last = now
-        self._write(done)
+        """Set the number of finished units (items finished so far, in units)."""
+        self.done = int(done)
+        self._show()
+
+    def partial(self, units: float) -> None:
+        """Set the units done so far inside items that have not finished."""
+        self._partial = max(0.0, float(units))
+        self._show()
 
     def close(self) -> None:
+        """Write the final state (once); stop the refresh thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         if not self.enabled:
             return
-        if self._shown != self.done:
-            self._write(self.done)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        with self._lock:
+            self._partial = 0.0
+            if self._bar is not None:
+                self._bar.n = self.shown
+                self._bar.close()
+            elif self._lines_at != self.shown:
+                self._line()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ------------------------------------------------------------------ drawing
+
+    def _show(self) -> None:
+        if not self.enabled or self._closed:
+            return
+        with self._lock:
+            n = self.shown
+            if self._bar is not None:
+                if n != self._bar.n:
+                    self._bar.update(n - self._bar.n)     # tqdm throttles to mininterval
+                return
+            tenth = (10 * n) // self.total
+            now = time.monotonic()
+            if n != self._lines_at and (tenth > self._last_tenth
+                                        or now - self._last_line >= self._log_seconds):
+                self._line(now)
+
+    def _line(self, now: float | None = None) -> None:
+        """One whole line to the log (the caller holds the lock)."""
+        from tqdm import tqdm
+
+        now = time.monotonic() if now is None else now
+        n = self.shown
+        text = tqdm.format_meter(n, self.total, now - self._start, prefix=self.label,
+                                 unit=f" {self.unit}", bar_format=self._LINE)
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._last_line, self._lines_at = now, n
+        self._last_tenth = (10 * n) // self.total
+
+    def _ticker(self, period: float) -> None:
+        while not self._stop.wait(period):
+            with self._lock:
+                if self._closed:
+                    return
+                if self._bar is not None:
+                    self._bar.refresh()           # elapsed time moves while an item runs
+                elif time.monotonic() - self._last_line >= self._log_seconds:
+                    self._line()                  # heartbeat in a log
+
+
+# ============================================================================ partial reports
+
+#: Where :func:`report` sends: ``(callback, item index)`` in the calling process, or
+#: ``(queue, item index)`` in a worker process; None when nobody listens.
+_REPORT = threading.local()
+_QUEUE = None          # set in worker processes by _worker_init
+_REPORT_EVERY = 0.5    # seconds between reports sent from a worker
+
+
+def report(units: float) -> None:
+    """Tell the running executor how many units the current item has done so far.
+
+    A no-op outside an executor's ``map``. Worker processes send at most every 0.5 s.
+    """
+    target = getattr(_REPORT, "target", None)
+    if target is None:
+        return
+    sink, index = target
+    if callable(sink):
+        sink(index, units)
+        return
+    now = time.monotonic()
+    if now - getattr(_REPORT, "sent", 0.0) >= _REPORT_EVERY:
+        _REPORT.sent = now
+        with contextlib.suppress(Exception):     # a report must never break the work
+            sink.put_nowait((index, float(units)))
+
+
+@contextlib.contextmanager
+def _reporting(sink, index):
+    previous = getattr(_REPORT, "target", None)
+    _REPORT.target = (sink, index)
+    try:
+        yield
+    finally:
+        _REPORT.target = previous
+
+
+class _Partial:
+    """Units reported by unfinished items; calls ``partial(sum)`` on change."""
+
+    def __init__(self, partial):
+        self.partial = partial
+        self.units: dict[int, float] = {}
+        self.finished: set[int] = set()
+
+    def set(self, index, units):
+        if self.partial is None or index in self.finished:
+            return
+        self.units[index] = units
+        self.partial(sum(self.units.values()))
+
+    def finish(self, index):
+        self.finished.add(index)
+        if self.units.pop(index, None) is not None and self.partial is not None:
+            self.partial(sum(self.units.values()))
+
+
+# ============================================================================ executors
 
 
 class InProcess:
@@ -78,10 +259,13 @@ class InProcess:
     name = "in-process"
     workers = 1
 
-    def map(self, fn, items, progress=None):
+    def map(self, fn, items, progress=None, partial=None):
         out = []
+        parts = _Partial(partial)
         for i, item in enumerate(items):
-            out.append(fn(*item))
+            with _reporting(parts.set, i):
+                out.append(fn(*item))
+            parts.finish(i)
             if progress is not None:
                 progress(i + 1, out[-1])
         return out
@@ -90,30 +274,120 @@ class InProcess:
         pass
 
 
+def _limit_threads(n: int = 1) -> None:
+    """Numerical libraries in this process use ``n`` threads (BLAS, OpenMP).
+
+    Environment variables cover libraries loaded later; OpenBLAS already loaded (numpy and
+    scipy each ship one) is told directly, through threadpoolctl when installed, else through
+    its C entry point.
+    """
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(n)
+        return
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "blas" in line.lower()}
+    except OSError:                              # not Linux: environment variables only
+        return
+    for path in paths:
+        if ".so" not in path:
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("openblas_set_num_threads", "openblas_set_num_threads64_",
+                       "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+            setter = getattr(lib, symbol, None)
+            if setter is not None:
+                setter(ctypes.c_int(n))
+                break
+
+
+def _worker_init(queue) -> None:
+    global _QUEUE
+    _QUEUE = queue
+    _limit_threads(1)
+
+
+def _run_item(index, fn, item):
+    """Run one item in a worker, with :func:`report` sending to the parent's queue."""
+    if _QUEUE is None:
+        return fn(*item)
+    with _reporting(_QUEUE, index):
+        return fn(*item)
+
+
 class ProcessPool:
-    """Run items in local worker processes."""
+    """Run items in local worker processes (started on the first map with >= 2 items)."""
 
     name = "processes"
 
     def __init__(self, jobs: int):
-        from concurrent.futures import ProcessPoolExecutor
-
         self.workers = jobs
-        self._pool = ProcessPoolExecutor(max_workers=jobs)
+        self._pool = None
+        self._queue = None
 
-    def map(self, fn, items, progress=None):
-        from concurrent.futures import as_completed
+    def _start(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        futures = {self._pool.submit(fn, *item): i for i, item in enumerate(items)}
+            ctx = multiprocessing.get_context()
+            self._queue = ctx.Queue()
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=_worker_init,
+                                             initargs=(self._queue,))
+        return self._pool
+
+    def map(self, fn, items, progress=None, partial=None):
+        items = list(items)
+        if len(items) < 2 or self.workers < 2:
+            return InProcess().map(fn, items, progress=progress, partial=partial)
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        pool = self._start()
+        futures = {pool.submit(_run_item, i, fn, item): i for i, item in enumerate(items)}
         out = [None] * len(futures)
-        for n, fut in enumerate(as_completed(futures), start=1):
-            out[futures[fut]] = fut.result()
-            if progress is not None:
-                progress(n, out[futures[fut]])
+        parts = _Partial(partial)
+        pending, n = set(futures), 0
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            self._drain(parts)
+            for fut in finished:
+                i = futures[fut]
+                out[i] = fut.result()
+                n += 1
+                parts.finish(i)
+                if progress is not None:
+                    progress(n, out[i])
         return out
 
+    def _drain(self, parts):
+        import queue as queue_mod
+
+        while True:
+            try:
+                index, units = self._queue.get_nowait()
+            except (queue_mod.Empty, OSError, ValueError):
+                return
+            parts.set(index, units)
+
     def close(self):
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._queue.close()
+            self._queue.join_thread()
+            self._pool = self._queue = None
 
 
 class DaskExecutor:
@@ -143,7 +417,7 @@ class DaskExecutor:
             raise ProgressionError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         self.workers = len(self._client.scheduler_info().get("workers", {})) or 1
 
-    def map(self, fn, items, progress=None):
+    def map(self, fn, items, progress=None, partial=None):
         from distributed import as_completed
 
         futures = [self._client.submit(fn, *item, pure=False) for item in items]
@@ -172,7 +446,7 @@ def executor(jobs: int | None = None, scheduler: str | None = None):
     scheduler : str, optional
         A Dask scheduler address (``"tcp://host:8786"``) or ``"local"``.
     """
-    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ProgressionError(f"--jobs: expected a positive integer, found {jobs!r}")
     if scheduler:
         ex = DaskExecutor(scheduler, jobs)

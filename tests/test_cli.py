@@ -72,7 +72,9 @@ def test_progress_rewrites_one_line_on_a_terminal_and_writes_whole_lines_to_a_lo
     for done in (1, 2, 3):
         bar.update(done)
     bar.close()
-    assert log.getvalue() == "fit x: 3/3 subjects\n"       # no carriage returns in logs
+    text = log.getvalue()                                  # no carriage returns in logs
+    assert "\r" not in text and text.endswith("\n")
+    assert text.splitlines()[-1].startswith("fit x: 3/3 subjects (100%)")
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -83,4 +85,5 @@ def test_progress_rewrites_one_line_on_a_terminal_and_writes_whole_lines_to_a_lo
     bar.update(1)
     bar.update(2)
     bar.close()
-    assert term.getvalue() == "\rfit x: 1/2 subjects\rfit x: 2/2 subjects\n"
+    assert term.getvalue().count("\n") == 1 and "\r" in term.getvalue()   # one line, redrawn
+    assert "2/2" in term.getvalue().split("\r")[-1]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, EstimationFailed, FitError
-from ..parallel import Progress, executor
+from ..parallel import Progress, executor, report
 from .config import FitConfig, read_fit_config
 from .optimize import Counters, Task, run_tasks
 from .problem import Design, Problem, designs_from_cohort
@@ -157,7 +157,8 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     tasks = [Task(np.array([i]), problem.values[None].copy(), X0[i, s], cols, one, tag=(i, s))
              for i in range(m_c) for s in range(S)]
     counters = Counters()
-    res = _run_grouped(problem, designs, tasks, cols, options, counters)
+    res = _run_grouped(problem, designs, tasks, cols, options, counters,
+                       on_done=lambda n: report(n / S))      # subjects, for the progress bar
     m2ll = np.array([r.m2ll for r in res]).reshape(m_c, S)
     key = np.where(np.isfinite(m2ll), m2ll, np.inf)
     best = np.argmin(key, axis=1)
@@ -246,7 +247,9 @@ def _profile_chunk(problem: Problem, designs, theta_hat, x_hat, grids, covs, opt
     cols = problem.subject_cols
     counters = Counters()
     tasks = _profile_tasks(problem, cols, theta_hat, x_hat, grids, covs)
-    res = _run_grouped(problem, designs, tasks, cols, options, counters)
+    per = len(tasks) / max(1, theta_hat.shape[0])
+    res = _run_grouped(problem, designs, tasks, cols, options, counters,
+                       on_done=lambda n: report(n / per))    # subjects, for the progress bar
     out = np.full(grids.shape, np.nan)
     for r in res:
         i, j, g = r.tag
@@ -291,7 +294,8 @@ def _bootstrap_chunk(problem: Problem, designs, theta_hat, x_hat, preds, seeds, 
                               [np.zeros(1, dtype=int)] * cols.size, tag=(i, k)))
             reps.append(rd)
     counters = Counters()
-    res = _run_grouped(problem, reps, tasks, cols, options, counters)
+    res = _run_grouped(problem, reps, tasks, cols, options, counters,
+                       on_done=lambda n: report(n / max(1, B)))   # subjects, for the progress bar
     est = np.full((len(designs), B, cols.size), np.nan)
     for r in res:
         i, k = r.tag
@@ -809,6 +813,6 @@ def _map_subject_chunks(ex, func, chunks, label, m, key, progress):
         done[0] += out[key].shape[0]
         bar.update(done[0])
 
-    parts = ex.map(func, chunks, progress=on_chunk)
+    parts = ex.map(func, chunks, progress=on_chunk, partial=bar.partial)
     bar.close()
     return parts
