@@ -257,7 +257,8 @@ def parse_numbers(
             value = None  # the row's field count was reported; its cells mean nothing
         elif status == "missing":
             if required:
-                problem = f"expected a number, found {describe_cell(text)}"
+                problem = f"expected a number, found {describe_cell(text)}" + (
+                    " (a missing-value marker)" if text.strip() else "")
         elif status == "bad":
             problem = f"expected a {_finite(text)}number, found '{text}'"
         elif integer and not value.is_integer():
