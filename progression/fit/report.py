@@ -27,13 +27,73 @@ def _plt():
 
 
 def _log_axis(ax, which="x"):
-    """Log scale with plain number labels (no 2x10^0 clutter)."""
+    """Log scale with plain number labels (no 2x10^0 clutter) and at least three of them.
+
+    Call it after everything is drawn: the ticks are chosen for the current data range
+    (decades when the range spans several, then 1-3, then 1-2-5 per decade, then evenly
+    spaced values for a range narrower than a decade) and the range is then kept.
+    """
     from matplotlib import ticker
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    ax.relim()
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    axis.set_major_locator(ticker.FixedLocator(_log_ticks(lo, hi)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(ticker.LogLocator(base=10.0, subs="auto", numticks=12))
     axis.set_minor_formatter(ticker.NullFormatter())
+    (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
+
+
+def _log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
+    """At least three (at most ``most``) round values in [lo, hi] for a log axis."""
+    from matplotlib import ticker
+
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
+        return []
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for subs in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0)):
+        ticks = [float(f"{s * 10.0 ** k:.12g}") for k in decades for s in subs]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) >= 3:
+            return ticks[::int(np.ceil(len(ticks) / most))]
+    # narrower than a decade or so: evenly spaced round values
+    for nbins in (4, 6, 9):
+        ticks = ticker.MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        ticks = [float(t) for t in ticks if lo <= t <= hi]
+        if len(ticks) >= 3:
+            break
+    return ticks
+
+
+def _plural(unit: str) -> str:
+    return unit if not unit or unit.endswith("s") else f"{unit}s"
+
+
+def _units(result) -> dict:
+    """Unit of every observable and fitted quantity, from the model ("" when unknown)."""
+    spec = getattr(result.model, "spec", None)
+    units = {}
+    if spec is not None:
+        units.update({p.name: p.unit for p in spec.parameters})
+        units.update({x.name: x.unit for x in spec.states})
+        units.update({o.name: o.unit for o in spec.observables})
+    time_unit = _plural(str(getattr(result.model, "time_unit", "") or ""))
+    for p in result.parameters:
+        if p.kind == "offset":
+            units[p.name] = time_unit
+        elif p.kind == "error":
+            key = getattr(p, "key", None)
+            units[p.name] = units.get(getattr(p, "observable", None), "") if key == "a" else "1"
+    units[""] = time_unit
+    return units
+
+
+def _label(name: str, unit: str | None) -> str:
+    """``name (unit)``; dimensionless quantities ("1", "") get no unit."""
+    return f"{name} ({unit})" if unit and unit != "1" else name
 
 
 def write_figures(result, folder: Path) -> list[Path]:
@@ -69,7 +129,7 @@ def _individual_fits(result, folder, plt):
     files = []
     ncols = 4
     nrows = int(np.ceil(k / ncols))
-    unit = result.model.time_unit
+    units = _units(result)
     for o, obs in enumerate(result.observables):
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows),
                                  squeeze=False, sharex=False)
@@ -92,8 +152,9 @@ def _individual_fits(result, folder, plt):
             ax.tick_params(labelsize=7)
         for j in range(k, nrows * ncols):
             axes[j // ncols][j % ncols].axis("off")
-        fig.supxlabel(f"data time ({unit}s; model time = data time + offset)", fontsize=9)
-        fig.supylabel(obs, fontsize=9)
+        fig.supxlabel(f"data time ({units['']}; model time = data time + offset)",
+                      fontsize=9)
+        fig.supylabel(_label(obs, units.get(obs)), fontsize=9)
         fig.suptitle(f"{result.name}: individual fits, {obs} (first {k} subjects; "
                      "open triangles: censored at the limit)", fontsize=10)
         files.append(_save(fig, folder / f"fits_{obs}.png", plt))
@@ -116,6 +177,7 @@ def _observed_vs_predicted(result, folder, plt):
         return None
     obs, y, cens, t, f, r = _pooled_arrays(result)
     K = len(result.observables)
+    units = _units(result)
     fig, axes = plt.subplots(1, K, figsize=(4.2 * K, 4), squeeze=False)
     for o, name in enumerate(result.observables):
         ax = axes[0][o]
@@ -131,8 +193,8 @@ def _observed_vs_predicted(result, folder, plt):
         if result.error_models[o] == "lognormal":
             _log_axis(ax, "x")
             _log_axis(ax, "y")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("observed")
+        ax.set_xlabel(_label("predicted", units.get(name)))
+        ax.set_ylabel(_label("observed", units.get(name)))
         ax.set_title(name)
     fig.suptitle(f"{result.name}: observed vs predicted", fontsize=10)
     return _save(fig, folder / "observed_vs_predicted.png", plt)
@@ -151,17 +213,19 @@ def _residuals(result, folder, plt):
         return None
     obs, y, cens, t, f, r = _pooled_arrays(result)
     K = len(result.observables)
+    units = _units(result)
     fig, axes = plt.subplots(K, 2, figsize=(9, 2.8 * K), squeeze=False)
     for o, name in enumerate(result.observables):
         s = (obs == o) & np.isfinite(r)
-        for c, (xv, label) in enumerate([(t, "data time"), (f, "prediction")]):
+        for c, (xv, label) in enumerate([(t, _label("data time", units[""])),
+                                         (f, _label("prediction", units.get(name)))]):
             ax = axes[o][c]
             ax.plot(xv[s], r[s], "o", ms=3, alpha=0.5)
             ax.axhline(0, color="k", lw=1)
             for lev in (-2, 2):
                 ax.axhline(lev, color="k", lw=0.6, ls=":")
             ax.set_xlabel(label)
-            ax.set_ylabel(f"{name} residual")
+            ax.set_ylabel(f"{name} residual (SDs)")
             if c == 1 and result.error_models[o] == "lognormal":
                 _log_axis(ax, "x")
     fig.suptitle(f"{result.name}: normalised residuals (observed values)", fontsize=10)
@@ -175,25 +239,28 @@ def _parameters(result, folder, plt):
     n = len(est)
     ncols = min(n, 4)
     nrows = int(np.ceil(n / ncols))
+    units = _units(result)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.8 * nrows), squeeze=False)
     for k, (q, p) in enumerate(est):
         ax = axes[k // ncols][k % ncols]
         v = result.theta[:, q]
+        label = _label(p.name, units.get(p.name))
         if p.estimate == "shared":
             ci = result.intervals["covariance"][0, q]
             ax.errorbar([0], [v[0]], yerr=[[v[0] - ci[0]], [ci[1] - v[0]]], fmt="o")
             ax.set_xticks([])
-            ax.set_ylabel(p.name)
+            ax.set_ylabel(label)
             ax.set_title(f"{p.name} (shared)", fontsize=9)
         else:
             vals = v[np.isfinite(v)]
             bins = np.geomspace(vals.min(), vals.max(), 15) if p.scale == "log" and \
                 vals.size and vals.min() > 0 and vals.max() > vals.min() else 15
             ax.hist(vals, bins=bins, color="C0", alpha=0.8)
+            ax.axvline(p.value, color="k", ls="--", lw=1)
             if p.scale == "log":
                 _log_axis(ax, "x")
-            ax.axvline(p.value, color="k", ls="--", lw=1)
-            ax.set_xlabel(p.name)
+            ax.set_xlabel(label)
+            ax.set_ylabel("subjects")
             ax.set_title(f"{p.name} across subjects (dashed: start)", fontsize=9)
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
@@ -211,6 +278,7 @@ def _profiles(result, folder, plt):
     fig, axes = plt.subplots(n_sub, D, figsize=(2.8 * D, 2.4 * n_sub), squeeze=False)
     thr = stats.chi2.ppf(result.confidence, 1)
     pooled = bool(prof.get("pooled", False))
+    units = _units(result)
     for i in range(n_sub):
         best = result.objective if pooled else result.subject_objective[i]
         for j in range(D):
@@ -224,9 +292,11 @@ def _profiles(result, folder, plt):
             ax.axhline(thr, color="C3", ls="--", lw=1)
             if result.parameters[cols[j]].scale == "log":
                 _log_axis(ax, "x")
-            ax.set_xlabel(result.parameter_names[cols[j]], fontsize=8)
+            name = result.parameter_names[cols[j]]
+            ax.set_xlabel(_label(name, units.get(name)), fontsize=8)
             if j == 0:
-                ax.set_ylabel("pooled" if pooled else result.subject_ids[i], fontsize=8)
+                who = "pooled" if pooled else result.subject_ids[i]
+                ax.set_ylabel(f"{who}: delta(-2 log L)", fontsize=8)
             ax.tick_params(labelsize=7)
     fig.suptitle(f"{result.name}: profile likelihood, delta(-2 log L) (dashed: "
                  f"{100 * result.confidence:g}% threshold)", fontsize=10)
