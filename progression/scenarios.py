@@ -1068,6 +1068,11 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         if draws:
             draw_endpoints[name] = {k: v[m:].reshape(draws, m) for k, v in values.items()}
         units = dict(getattr(sim, "units", {}) or {})
+    flagged = sum(1 for h in draw_handling if h)
+    if flagged:
+        notes.append(f"parameter draws: the covariance of {flagged}/{m} subjects was singular or "
+                     "regularised (held at the estimate where the data do not determine it); "
+                     "see 'Parameter draws' in summary.md")
     comp = Comparison(model=model.name, scenarios=scen, reference=reference, subject_ids=ids,
                       times=tau, endpoints=ep, subject_endpoints=subject_endpoints,
                       draw_endpoints=draw_endpoints, trajectories=trajectories,

@@ -338,8 +338,10 @@ def test_bootstrap_intervals(cohort4):
 def test_non_identifiable_parameters_are_named(cohort4):
     cohort, _ = cohort4
     sub = cohort.select(cohort.subjects[:2])
-    cfg = parse_fit_config(config_text(free=("k0", "kA", "eD")) + "\n[estimator]\nmax_nfev = 25\n",
-                           name="nonid", check_data=False)
+    # 25 evaluations do not converge for these non-identifiable fits: accept them anyway
+    text = config_text(free=("k0", "kA", "eD")).replace("[fit]\n", "[fit]\nmax_failed_share = 1\n")
+    cfg = parse_fit_config(text + "\n[estimator]\nmax_nfev = 25\n", name="nonid",
+                           check_data=False)
     result = fit(cfg, data=sub)
     text = " ".join(result.warnings)
     assert "k0" in text and "time_offset" in text

@@ -204,6 +204,7 @@ def _check_failures(cfg, opts, designs, core) -> None:
     m = len(designs)
     failure = core["failure"]
     bad = [i for i in range(m) if failure[i]]
+    bad.sort(key=lambda i: failure[i].startswith("the pooled fit failed because"))
     finite = np.isfinite(np.asarray(core["m2ll"], dtype=float))
     share = float(opts.get("max_failed_share", 0.5))
     if not bad or (finite.any() and len(bad) / m <= share):
@@ -445,10 +446,13 @@ def _fit_pooled(problem, designs, opts, counters, progress, name):
     if ok:
         failure = [""] * m
     elif ev.failed.any():
-        first = int(np.nonzero(ev.failed)[0][0])
-        failure = [f"the pooled fit failed: {r.message}" if "simulation failed" in r.message
-                   else f"the pooled fit failed: the simulation of subject "
-                        f"'{designs[first].id}' failed at the estimate: {ev.messages[first]}"] * m
+        # the joint estimate is unusable for everyone; name the subjects whose own simulation
+        # failed (they are listed first in the error)
+        own = [designs[i].id for i in np.nonzero(ev.failed)[0]]
+        failure = [f"the simulation failed at every point tried (pooled fit): "
+                   f"{ev.messages[i]}" if ev.failed[i] else
+                   f"the pooled fit failed because the simulation of {_few(own)} failed"
+                   for i in range(m)]
     else:
         failure = [f"the pooled fit did not converge: {r.message}"] * m
     return {"kind": "pooled", "failure": failure, "before_zero": ev.before_zero,
