@@ -60,8 +60,14 @@ class Draft:
         self.sidecar_keys: tuple[str, ...] = _TOP_LEVEL_KEYS
 
     def add_obs(self, subject, time, observable, value, cens, limit, origin) -> None:
-        for k, x in zip(self.obs, (subject, time, observable, value, cens, limit), strict=True):
-            self.obs[k].append(x)
+        # Called once per row of large files: direct appends, no loop over the columns.
+        o = self.obs
+        o["subject"].append(subject)
+        o["time"].append(time)
+        o["observable"].append(observable)
+        o["value"].append(value)
+        o["cens"].append(cens)
+        o["limit"].append(limit)
         self.obs_origin.append(origin)
 
     def add_dose(self, subject, time, amount, target, rate, duration, reset, origin) -> None:

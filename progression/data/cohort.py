@@ -175,6 +175,12 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _floats(xs: Iterable) -> list[float | None]:
+    xs = list(xs)
+    try:
+        # Fast path: every entry converts (readers pass floats and None is rare).
+        return [float(x) for x in xs]
+    except (TypeError, ValueError):
+        pass
     out: list[float | None] = []
     for x in xs:
         if x is None:
@@ -303,8 +309,9 @@ class Cohort:
         values = _floats(obs["value"])
         cens_in = obs.get("cens")
         # A missing flag (None, NaN) means "observed", as an empty CENS cell does in NONMEM.
+        # (c != c is NaN: a scalar np.isnan per row cost more than the rest of the line.)
         cens = [0] * n if cens_in is None else [
-            0 if c is None or np.isnan(c) else int(c) if float(c).is_integer() else c
+            0 if c is None or c != c else int(c) if c.is_integer() else c
             for c in _floats(cens_in)]
         limits = [None] * n if obs.get("limit") is None else _floats(obs["limit"])
         if n == 0 and not problems:

@@ -133,10 +133,13 @@ def _first(cohort: Cohort, name: str) -> dict[str, tuple[float, float]]:
     if name not in cohort.observables:
         return {}
     cols = cohort.observations(name)
-    out: dict[str, tuple[float, float]] = {}
-    for s, t, x in zip(cols["subject"], cols["time"], cols["value"], strict=True):
-        out.setdefault(str(s), (float(t), float(x)))
-    return out
+    subj = cols["subject"]
+    if not len(subj):
+        return {}
+    # Rows are sorted by subject then time: a subject's first row is where the name changes.
+    first = np.flatnonzero(np.r_[True, subj[1:] != subj[:-1]])
+    return {str(s): (float(t), float(x)) for s, t, x in
+            zip(subj[first], cols["time"][first], cols["value"][first], strict=True)}
 
 
 def _visit_counts(cohort: Cohort, name: str) -> list[int]:

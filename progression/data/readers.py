@@ -79,6 +79,8 @@ Long and wide files may have a TOML sidecar too, with keys ``format``, ``time_un
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -120,6 +122,27 @@ _SIDECAR_KEYS = {
 }
 
 
+def _without_gc(fn):
+    """Run ``fn`` with Python's cyclic garbage collector paused.
+
+    Reading a large file allocates millions of small lists and tuples, none of them cyclic
+    garbage; the collector's repeated full passes over them cost a fifth of the reading time
+    at 10,000 subjects. It is re-enabled (if it was on) whatever happens.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return wrapper
+
+
+@_without_gc
 def read_cohort(
     path: str | os.PathLike | Mapping[str, str | os.PathLike],
     format: str | None = None,

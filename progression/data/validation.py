@@ -298,6 +298,13 @@ def parse_values(
     """
     cols = columns or {}
     j = table.header.index(column)
+    try:
+        # Fast path for a column of plain finite numbers (no '<', '>', blanks, NaN, inf).
+        fast = [(float(row[j]), 0) for row in table.rows]
+        if all(math.isfinite(x) for x, _ in fast):
+            return fast
+    except ValueError:
+        pass
     out = []
     ragged = table.ragged
     for i, row in enumerate(table.rows):
