@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["plot_simulation"]
+__all__ = ["plot_simulation", "time_label", "axis_label", "legend_below"]
 
 
 def _pyplot():
@@ -23,6 +23,31 @@ def _has_display() -> bool:
     import os
 
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def time_label(unit: str | None, what: str = "time") -> str:
+    """Axis label for time: ``time (months)`` from a model's time unit (``"month"``)."""
+    unit = str(unit or "").strip()
+    if not unit:
+        return f"{what} (time units)"
+    return f"{what} ({unit if unit.endswith('s') else unit + 's'})"
+
+
+def axis_label(name: str, unit: str | None) -> str:
+    """``name (unit)``; dimensionless quantities (unit ``"1"`` or none) get no unit."""
+    return f"{name} ({unit})" if unit and unit != "1" else name
+
+
+def legend_below(fig, handles, labels, *, ncols: int | None = None, fontsize: float = 8):
+    """One figure legend under the panels, outside every axes (needs constrained layout).
+
+    Nothing is drawn when there is nothing labelled (no matplotlib warning).
+    """
+    if not handles:
+        return None
+    ncols = ncols or min(len(labels), 4)
+    return fig.legend(handles, labels, loc="outside lower center", ncols=ncols,
+                      fontsize=fontsize, frameon=False)
 
 
 def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, events=True,
@@ -45,14 +70,17 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
     Returns
     -------
     matplotlib.figure.Figure
+        Axes carry the model's units; the legend (median, event times), when there is
+        anything to label, sits under the panels.
     """
     plt = _pyplot()
     names = list(names or (sim.observable_names or sim.state_names))
     subjects = list(range(min(sim.n_subjects, max_subjects))) if subjects is None else subjects
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
-    unit_t = sim.time_unit or "time units"
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.4),
+                             squeeze=False, layout="constrained")
+    legend = {}
     for ax, name in zip(axes.flat, names, strict=False):
         values = sim[name]
         alpha = 0.9 if len(subjects) == 1 else max(0.15, 1.0 / np.sqrt(len(subjects)))
@@ -61,12 +89,11 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
         if len(subjects) > 1:
             with np.errstate(all="ignore"):
                 median = np.nanmedian(values[subjects], axis=0)
-            ax.plot(sim.times, median, color="black", lw=2.0, label="median")
-            ax.legend(loc="best", fontsize=8)
-        unit = sim.units.get(name, "")
+            (line,) = ax.plot(sim.times, median, color="black", lw=2.0)
+            legend.setdefault("median", line)
         ax.set_title(name)
-        ax.set_xlabel(f"time ({unit_t})")
-        ax.set_ylabel(f"{name} ({unit})" if unit and unit != "1" else name)
+        ax.set_xlabel(time_label(sim.time_unit))
+        ax.set_ylabel(axis_label(name, sim.units.get(name, "")))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
@@ -77,8 +104,8 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
             if np.isfinite(te):
                 style = next(styles, ":")
                 for ax in list(axes.flat)[:len(names)]:
-                    ax.axvline(te, color="tab:red", ls=style, lw=1.0, label=f"{name} ({te:.1f})")
-        axes.flat[0].legend(loc="best", fontsize=8)
+                    line = ax.axvline(te, color="tab:red", ls=style, lw=1.0)
+                legend[f"{name} (t = {te:.1f} {sim.time_unit or ''})".replace(" )", ")")] = line
+    legend_below(fig, list(legend.values()), list(legend))
     fig.suptitle(f"{sim.model}: {sim.n_subjects} subject(s)")
-    fig.tight_layout()
     return fig
