@@ -11,7 +11,10 @@ subexpressions with bounded Python arithmetic and returns the names used; only
 :mod:`._symbolic`. The bounds exist because sympy evaluates constant arithmetic exactly and
 eagerly: ``10**10**10`` would run for hours, ``9**9**7`` exhausts memory, ``(2*x)**10**300``
 distributes the power onto the 2. Every constant must fit a float (what the generated numpy
-code computes with anyway), and the following sizes are refused before sympy sees anything:
+code computes with anyway; a power's size is estimated from logarithms before it is computed),
+and these sizes are refused before sympy sees anything: :data:`MAX_LENGTH` characters,
+:data:`MAX_DEPTH` levels of nesting, :data:`MAX_NODES` terms, :data:`MAX_FACTORS` factors in
+one product, and a total constant exponent of :data:`MAX_EXPONENT` on a non-constant base.
 """
 
 from __future__ import annotations
@@ -361,8 +364,9 @@ class _Checker:
         except OverflowError:
             size = math.inf
         if abs(b) != 1 and abs(size) > _LOG10_MAX:
+            about = f"1e{size:.0f}" if abs(size) < 1e6 else f"10**{size:.3g}"
             self.fail(node, f"the constant power '{self.token(node)}' is out of range (about "
-                            f"1e{size:.4g}; numbers must stay within ±{MAX_MAGNITUDE:.3g})")
+                            f"{about}; numbers must stay within ±{MAX_MAGNITUDE:.3g})")
         try:
             if isinstance(b, int | Fraction) and _is_integer(e) and not isinstance(e, float):
                 value = Fraction(b) ** int(e)
