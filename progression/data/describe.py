@@ -180,6 +180,32 @@ def _exit(cohort: Cohort) -> dict[str, tuple[float, bool, bool]]:
     return out
 
 
+_NEEDED = ("ALSFRS_R", "NfL", "CRP", "Treg_pct")
+
+
+def _check_names(cohort: Cohort) -> None:
+    """Refuse an observable that is a spelling variant of one describe needs.
+
+    ``ALSFRS-R`` or ``alsfrs_r`` instead of ``ALSFRS_R`` would otherwise leave every decline
+    statistic silently "n/a".
+    """
+    from ._csvio import normalise_name
+    from .validation import is_alsfrs
+
+    present = cohort.observables
+    for name in _NEEDED:
+        if name in present:
+            continue
+        for other in present:
+            if normalise_name(other) == normalise_name(name) or (
+                    name == "ALSFRS_R" and is_alsfrs(other)):
+                place = cohort.place(cohort.observations(other)["subject"][0], other,
+                                     column="observable")
+                raise DataError(
+                    f"{place}: expected observable '{name}' (describe computes its statistics "
+                    f"from it), found '{other}'; rename it to '{name}' in the file")
+
+
 def infer_setting(cohort: Cohort) -> str:
     """``"clinic"`` when every ``diagnosis_time`` is 0 (enrolled at diagnosis) or unknown,
     else ``"trial"``."""
@@ -215,6 +241,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
     """
     if setting not in ("auto", "clinic", "trial"):
         raise DataError(f"setting: expected 'auto', 'clinic' or 'trial', found '{setting}'")
+    _check_names(cohort)
     if cohort.time_unit != "month":
         cohort = cohort.to_time_unit("month")
     if setting == "auto":

@@ -69,6 +69,12 @@ DESCRIBE_CASES = {
     "utf16.csv": ["expected UTF-8 text", "UTF-16"],
     "nul_byte.csv": ["row 2", "NUL byte"],
     "workbook.csv": ["zip archive", "export it as CSV"],
+    "alsfrs_spelling.csv": ["row 2", "column 'observable'", "expected observable 'ALSFRS_R'",
+                            "found 'ALSFRS-R'"],
+    "wide_missing_column.csv": ["row 1", "column 'nfl_pg_ml'", "observable NfL"],
+    "duplicate_covariates.csv": ["duplicate_covariates_covariates.csv", "row 4",
+                                 "subject 'P1'", "one covariate row per subject",
+                                 "first at row 2"],
 }
 
 
