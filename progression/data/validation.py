@@ -260,7 +260,9 @@ def parse_numbers(
                 problem = f"expected a number, found {describe_cell(text)}" + (
                     " (a missing-value marker)" if text.strip() else "")
         elif status == "bad":
-            problem = f"expected a {_finite(text)}number, found '{text}'"
+            problem = f"expected a {_finite(text)}number, found '{text}'" + (
+                " (a date? times are numbers: time since the origin, in the file's time "
+                "unit)" if _DATE.match(text.strip()) else "")
         elif integer and not value.is_integer():
             problem = f"expected a whole number, found '{text}'"
             value = None
@@ -320,6 +322,9 @@ def parse_values(
             )
         out.append((value, cens))
     return out
+
+
+_DATE = re.compile(r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})([ T].*)?$")
 
 
 def _finite(text: str) -> str:

@@ -71,6 +71,7 @@ DESCRIBE_CASES = {
     "workbook.csv": ["zip archive", "export it as CSV"],
     "alsfrs_spelling.csv": ["row 2", "column 'observable'", "expected observable 'ALSFRS_R'",
                             "found 'ALSFRS-R'"],
+    "dates_as_times.csv": ["row 2", "column 'time'", "found '2021-03-04'", "a date?"],
     "wide_missing_column.csv": ["row 1", "column 'nfl_pg_ml'", "observable NfL"],
     "duplicate_covariates.csv": ["duplicate_covariates_covariates.csv", "row 4",
                                  "subject 'P1'", "one covariate row per subject",
