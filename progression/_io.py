@@ -382,15 +382,18 @@ def check_output_files(targets: Iterable, *, overwrite: bool = False, inputs: It
 @contextlib.contextmanager
 def atomic_files(path, *, overwrite: bool = False, inputs: Iterable = (),
                  ours: Callable[[Path], bool] = lambda p: False, what: str = "output file",
-                 stale: Iterable = ()):
+                 stale: Iterable = (), expected: Iterable = ()):
     """Yield a temporary folder; move every file written into it beside ``path`` at the end.
 
-    Each file ``tmp/NAME`` goes to ``path.parent/NAME``. Every target is checked with
-    :func:`check_output_files` before the first one is moved, so a refusal writes nothing.
+    Each file ``tmp/NAME`` goes to ``path.parent/NAME``. ``path`` and the ``expected`` files
+    are checked with :func:`check_output_files` before anything is written, and every file
+    written is checked again before the first one is moved, so a refusal writes nothing.
     ``stale`` lists files of an earlier write that the new one does not produce; with
     ``overwrite`` those that ``ours`` recognises are removed so no outdated side file remains.
     """
     path = Path(path)
+    check_output_files([path, *expected], overwrite=overwrite, inputs=inputs, ours=ours,
+                       what=what)
     tmp = _make_temporary(path, what)
     try:
         yield tmp

@@ -353,6 +353,9 @@ def test_python_cohort_writers_follow_the_same_rules(tmp_path):
         with pytest.raises(OutputError, match="input"):
             pg.write_cohort(cohort, tmp_path / "new.csv", inputs=[tmp_path / "new.toml"],
                             **kw)
+        with pytest.raises(OutputError, match="input"):      # refused before mkdir
+            write_synthetic(cohort, truth, tmp_path / "sub" / "n.csv",
+                            inputs=[tmp_path / "sub" / "n_truth.csv"], **kw)
     assert snapshot(tmp_path) == before
 
 

@@ -550,7 +550,8 @@ def write_cohort(cohort: Cohort, path: str | os.PathLike, format: str | None = N
             written = _proact.write(cohort, tmp)
         return [path / f.name for f in written]
     with atomic_files(path, overwrite=overwrite, inputs=inputs, what="cohort file",
-                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6]) as tmp:
+                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6],
+                      expected=[path.with_suffix(".toml")]) as tmp:
         written = _write_cohort_files(cohort, tmp / path.name, format)
     return [path.parent / f.name for f in written]
 

@@ -1158,7 +1158,8 @@ def write_synthetic(cohort: Cohort, truth: Truth, path: str | os.PathLike,
     if path.suffix.lower() != ".csv":
         raise ProgressionError(f"{path}: expected a .csv file name for the cohort")
     with atomic_files(path, overwrite=overwrite, inputs=inputs, what="cohort file",
-                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6]) as tmp:
+                      ours=is_progression_cohort_file, stale=cohort_files(path)[2:6],
+                      expected=[path.with_suffix(".toml"), truth_path(path)]) as tmp:
         written = write_cohort(cohort, tmp / path.name, format=format)
         written.append(truth.write(tmp / truth_path(path).name))
     return [path.parent / f.name for f in written]
