@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import lmfit
 import numpy as np
 
 from ._batched import run_batched, supports
@@ -204,6 +203,8 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
             cache.pop(next(iter(cache)))
         cache[key] = value
         return value
+
+    import lmfit  # imported here: only this path needs it, and it pulls in matplotlib
 
     names = [f"x{k}" for k in range(K)]
 

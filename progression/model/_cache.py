@@ -69,15 +69,33 @@ _SYMPY_VERSION: str | None = None
 
 
 def _sympy_version() -> str:
-    """sympy's version, without importing sympy (its printer decides the generated code)."""
+    """sympy's version, without importing sympy (its printer decides the generated code).
+
+    Read from ``sympy/release.py`` (one small file) rather than through
+    :mod:`importlib.metadata`, which costs more than everything else a cached load does.
+    """
     global _SYMPY_VERSION
     if _SYMPY_VERSION is None:
-        from importlib import metadata
+        import importlib.util
+        import re
 
+        version = None
         try:
-            _SYMPY_VERSION = metadata.version("sympy")
-        except metadata.PackageNotFoundError:  # pragma: no cover - sympy is a dependency
-            _SYMPY_VERSION = "unknown"
+            spec = importlib.util.find_spec("sympy")
+            if spec is not None and spec.origin:
+                text = (Path(spec.origin).parent / "release.py").read_text(encoding="utf-8")
+                found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+                version = found.group(1) if found else None
+        except (OSError, ValueError, ImportError):
+            version = None
+        if version is None:
+            from importlib import metadata
+
+            try:
+                version = metadata.version("sympy")
+            except metadata.PackageNotFoundError:  # pragma: no cover - sympy is a dependency
+                version = "unknown"
+        _SYMPY_VERSION = version
     return _SYMPY_VERSION
 
 
