@@ -139,8 +139,10 @@ def cmd_simulate(args) -> int:
         until = args.months
     else:
         until = args.until
-    if until is None or not np.isfinite(until) or until <= 0:
-        raise ProgressionError(f"--months/--until: expected a positive duration, found {until}")
+    if until is None:
+        raise ProgressionError(f"--months/--until: expected the duration to simulate (--months "
+                               f"for month models, --until in {model.time_unit!r}), found "
+                               "neither")
     step = args.step if args.step else until / 240
     if step > until:
         raise ProgressionError(f"--step: expected at most the duration ({until:g} "

@@ -35,6 +35,7 @@ def work(tmp_path, monkeypatch):
     (["simulate", "d50", "--months", "12", "--step", "0"], ["--step", "positive number"]),
     (["simulate", "d50", "--months", "12", "--step", "-1"], ["--step", "positive number",
                                                              "-1"]),
+    (["simulate", "d50"], ["--months", "--until", "found neither"]),
     (["simulate", "d50", "--months", "0"], ["--months", "positive number"]),
     (["simulate", "d50", "--months", "nan"], ["--months", "positive number", "nan"]),
     (["simulate", "d50", "--until", "inf"], ["--until", "positive number", "inf"]),
