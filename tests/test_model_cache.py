@@ -226,3 +226,10 @@ def test_processes_compiling_the_same_model_at_once_all_succeed(cache_dir):
     folder = next(cache_dir.glob("models/*"))
     assert [f.name for f in folder.iterdir()] == ["core.json"]
     assert _cache.ModelCache.for_spec(pg.model.library.library_spec("pk_oral")).load("core")
+
+
+def test_sympy_version_is_read_without_importing_sympy():
+    import sympy
+
+    _cache._SYMPY_VERSION = None
+    assert _cache._sympy_version() == sympy.__version__

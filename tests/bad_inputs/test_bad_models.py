@@ -92,3 +92,21 @@ def test_bad_model_file_is_refused(name, command, cli, refused, unchanged, tmp_p
         assert wrong not in outcome.err, outcome.err
     # One error: a single "error" line, whatever problems it lists.
     assert outcome.err.lower().count("error:") == 1, outcome.err
+
+
+@pytest.mark.parametrize("kind", ["folder", "not utf-8", "missing", "empty"])
+def test_unreadable_model_path_is_refused(kind, cli, refused, unchanged, tmp_path):
+    path = tmp_path / "model.toml"
+    expected = {"folder": "found a folder", "not utf-8": "expected a UTF-8 text file",
+                "missing": "cannot read the model file", "empty": "[model]"}[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "not utf-8":
+        path.write_bytes(b"[model]\nname = \"\xff\xfe\"\n")
+    elif kind == "empty":
+        path.write_text("")
+    out = tmp_path / "out"
+    with unchanged(tmp_path):
+        for argv in (["show", path], ["simulate", path, "--until", "1", "--out", out]):
+            refused(cli(*argv), str(path), expected)
+    assert not out.exists()
