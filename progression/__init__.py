@@ -33,7 +33,7 @@ def __getattr__(name: str):
     if module is None:
         # A submodule not imported yet (``progression.plots``): import it, as an eager package
         # would have done.
-        if not name.startswith("_") or name in {"_io", "_survival", "_gridsens"}:
+        if not name.startswith("__"):
             try:
                 return importlib.import_module(f".{name}", __name__)
             except ModuleNotFoundError as exc:
