@@ -7,6 +7,7 @@ number of each record (header = line 1) so that every problem can name its row.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -115,18 +116,21 @@ def read_table(
     """
     label = str(path) if label is None else label
     delimiter = "\t" if str(path).lower().endswith((".tsv", ".tab")) else ","
+    records: list[tuple[int, list[str]]] = []
+    previous = 0
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter=delimiter)
-            records: list[tuple[int, list[str]]] = []
-            previous = 0
-            for cells in reader:
-                start = previous + 1
-                previous = reader.line_num
-                # Stripped once here; blank lines carry no data, skipping them drops nothing.
-                cells = [c.strip() for c in cells]
-                if any(cells):
-                    records.append((start, cells))
+            text = fh.read()
+        # One search of the whole text; rows are searched only if it finds a NUL byte.
+        has_nul = "\x00" in text
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for cells in reader:  # inside the try: csv.Error is raised while iterating
+            start = previous + 1
+            previous = reader.line_num
+            # Stripped once here; blank lines carry no data, skipping them drops nothing.
+            cells = [c.strip() for c in cells]
+            if any(cells):
+                records.append((start, cells))
     except FileNotFoundError:
         problems.append(f"{label}: file not found")
         return None
@@ -193,7 +197,7 @@ def read_table(
             )
             cells = (cells + [""] * len(header))[: len(header)]
             table.ragged.add(line)
-        if any("\x00" in c for c in cells):
+        if has_nul and any("\x00" in c for c in cells):
             problems.append(f"{label}, row {line}: expected text, found a NUL byte (a binary "
                             "file, or text saved as UTF-16? save it as UTF-8 CSV)")
             table.ragged.add(line)

@@ -238,16 +238,9 @@ def parse_numbers(
     canonical = canonical or column
     out: list[float | None] = []
     j = table.header.index(column)
-    if not integer and allowed is None:
-        # Fast path for a clean column (the common case in large files): one conversion
-        # per cell, checked for finiteness at once; any doubt falls through to the cell-by-
-        # cell parse, which words the problems.
-        try:
-            fast = [float(row[j]) for row in table.rows]
-        except ValueError:
-            fast = None
-        if fast is not None and np.isfinite(np.asarray(fast, dtype=float)).all():
-            return fast
+    fast = _clean_numbers(table, j, required=required, integer=integer, allowed=allowed)
+    if fast is not None:
+        return fast
     ragged = table.ragged
     for i, row in enumerate(table.rows):
         text = row[j]
@@ -277,6 +270,30 @@ def parse_numbers(
             problems.append(f"{where((table.label, table.lines[i], cols), canonical, subject)}"
                             f": {problem}")
         out.append(value)
+    return out
+
+
+def _clean_numbers(table: RawTable, j: int, *, required: bool, integer: bool,
+                   allowed: Sequence[float] | None) -> list[float | None] | None:
+    """Column ``j`` parsed in one pass when no cell has a problem, else None.
+
+    The fast path for large files: plain numbers and (when not ``required``) empty cells.
+    Anything else (missing-value markers, text, NaN, inf, values outside ``allowed``, ragged
+    rows) returns None, and the cell-by-cell parse words the problems.
+    """
+    if table.ragged:
+        return None
+    try:
+        out = [float(row[j]) if row[j] else None for row in table.rows]
+    except ValueError:
+        return None
+    given = [x for x in out if x is not None]
+    if (required and len(given) < len(out)) or not all(map(math.isfinite, given)):
+        return None
+    if integer and not all(x.is_integer() for x in given):
+        return None
+    if allowed is not None and not set(given) <= set(allowed):
+        return None
     return out
 
 
