@@ -43,7 +43,7 @@ def main(argv=None):
              "ALSFRS_R_diff_12m"]
     for label, source in sources.items():
         comp = compare(source, scenarios, horizon=12.0, step=0.1, endpoints=endpoints)
-        comp.write(out / label.replace(" ", "_"))
+        comp.write(out / label.replace(" ", "_"), overwrite=True)  # rerun refreshes it
         for w, style in zip(intervals, ["-", "--", ":"], strict=False):
             crp, dfrs = [], []
             for d in doses:

@@ -43,7 +43,7 @@ def main(argv=None):
     }
     comp = compare(source, scenarios, horizon=horizon, draws=args.draws, seed=1,
                    endpoints=None)
-    comp.write(args.out)
+    comp.write(args.out, overwrite=True)   # the example's own folder: rerunning refreshes it
     slope = f"ALSFRS_R_slope_0-{min(12.0, horizon):g}m"
     print(f"{int(comp.valid.sum())} subjects, {horizon:g} months; ALSFRS-R slope "
           f"(points/month) and slowing vs no treatment:")

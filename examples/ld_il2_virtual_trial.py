@@ -36,7 +36,7 @@ def main(argv=None):
                                  endpoint=endpoint)
             curve = trial.power(sizes, reps=reps, seed=7, pool_size=pool_size,
                                 executor=executor)
-            curve.write(f"{args.out}/{endpoint}")
+            curve.write(f"{args.out}/{endpoint}", overwrite=True)  # rerun refreshes it
             print(f"{endpoint}: power " + ", ".join(
                 f"n={n}: {p:.2f}" for n, p in zip(curve.sample_sizes, curve.power(),
                                                   strict=True)))
