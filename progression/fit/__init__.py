@@ -4,7 +4,7 @@
     from progression.fit import fit, load_fit, read_fit_config
 
     result = fit("configs/als_synthetic_individual.toml", jobs=2)
-    result.save("fits/als_synthetic_individual")
+    result.save("fits/als_synthetic_individual", overwrite=True)   # replaces the shipped fit
     again = load_fit("fits/als_synthetic_individual")
 """
 
