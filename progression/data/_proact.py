@@ -142,7 +142,8 @@ def read(path, *, mapping=None, time_unit=None, to_unit="month", time_origin=Non
     if "units" in doc and isinstance(doc["units"], Mapping):
         draft.units.update({str(k): str(u) for k, u in doc["units"].items()})
     if "alsfrs" not in files and "labs" not in files:
-        draft.problems.append(f"{label}: expected an ALSFRS (or LABS) file, found "
+        draft.problems.append(f"{label}: a folder is read as a PRO-ACT export; expected an "
+                              "ALSFRS (or LABS) file in it, found "
                               + (", ".join(p.name for p in files.values()) or "none"))
     tables = {}
     for kind, p in files.items():
