@@ -52,6 +52,13 @@ __all__ = [
 
 REFERENCE = "no treatment"
 
+#: Arms (besides the reference) drawn in one panel of the trajectory and survival figures;
+#: more scenarios are split over columns of panels, each with the reference in black.
+ARMS_PER_PANEL = 5
+
+#: Between-subject band kept for the figures (percentiles).
+PLOT_BAND = (5, 95)
+
 
 # ------------------------------------------------------------------------ virtual populations
 
@@ -554,6 +561,12 @@ class Comparison:
         One row per scenario and endpoint (see :meth:`summary_rows`).
     units : dict
     notes : list of str
+    plot_series : dict
+        What the trajectory figure draws: scenario -> ``{"times": (T_s,), observable:
+        (3, T_s) band low, median, band high among included subjects, and with parameter
+        draws observable + "@draws": (2, T_s) 95% interval of the population mean}``, on
+        ``times`` plus every switch time of the scenario and a time just before each (so
+        pulsed treatments show their on/off corners). Empty: the figure uses ``times``.
     """
 
     model: str
@@ -574,6 +587,7 @@ class Comparison:
     summary: list = field(default_factory=list)
     draw_handling: list = field(default_factory=list)
     draw_notes: list = field(default_factory=list)
+    plot_series: dict = field(default_factory=dict)
 
     @property
     def n_draws(self) -> int:
@@ -731,8 +745,8 @@ class Comparison:
                           "value. The point value is the endpoint at each subject's estimate; "
                           "the interval is over the mean of the endpoint across draws. Where "
                           "an endpoint is nonlinear in the parameters and the estimates are "
-                          "uncertain (wide, or one-sided at a bound: draws there are truncated "
-                          "to the inside), the mean of the endpoint over draws differs from "
+                          "uncertain (wide, or near a bound, where draws are truncated to the "
+                          "inside), the mean of the endpoint over draws differs from "
                           "the endpoint at the estimate (the mean of f(theta) is not f(mean "
                           "theta)), and averaging over many subjects narrows the interval "
                           "around that shifted value. Read such an interval as the spread of "
@@ -774,46 +788,87 @@ class Comparison:
 
     # ----------------------------------------------------------------------- figures
 
-    def plot_trajectories(self, names=None, *, band=(5, 95)):
+    def plot_trajectories(self, names=None, *, band=PLOT_BAND):
         """Median trajectory per scenario with a between-subject band and, with parameter
-        draws, the 95% interval of the population mean (dashed)."""
+        draws, the 95% interval of the population mean (dashed).
+
+        One row of panels per observable. With more than ``ARMS_PER_PANEL`` scenarios besides
+        the reference they are split over columns, each column with the reference (black)
+        and its own legend under it; panels of a row share their y range. Curves include
+        each scenario's switch times (see ``plot_series``).
+        """
+        from .plots import axis_label
+
         plt = _pyplot()
         first = next(iter(self.trajectories.values()))
         names = list(names or first)
-        ncols = min(3, len(names))
-        nrows = math.ceil(len(names) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows),
-                                 squeeze=False)
-        colors = _colors(len(self.trajectories))
-        for ax, name in zip(axes.flat, names, strict=False):
-            for (scen, obs), c in zip(self.trajectories.items(), colors, strict=True):
-                Y = obs[name][self.valid]
-                with _quiet():
-                    lo, med, hi = np.nanpercentile(Y, [band[0], 50, band[1]], axis=0)
-                ax.plot(self.times, med, color=c, lw=1.8, label=scen)
-                ax.fill_between(self.times, lo, hi, color=c, alpha=0.12, lw=0)
-                dm = self.draw_means.get(scen, {}).get(name)
-                if dm is not None:
-                    with _quiet():
-                        a, b = np.nanpercentile(dm, [2.5, 97.5], axis=0)
-                    ax.plot(self.times, a, color=c, lw=0.8, ls="--")
-                    ax.plot(self.times, b, color=c, lw=0.8, ls="--")
-            unit = self.units.get(name, "")
-            ax.set_title(name)
-            ax.set_xlabel("months after treatment start")
-            ax.set_ylabel(f"{name} ({unit})" if unit and unit != "1" else name)
-            ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(names):]:
-            ax.set_visible(False)
-        axes.flat[0].legend(fontsize=7, loc="best")
+        groups = _arm_groups(list(self.trajectories), self.reference)
+        if len(groups) == 1:
+            ncols = min(3, len(names))
+            nrows = math.ceil(len(names) / ncols)
+            fig = plt.figure(figsize=(4.6 * ncols, 3.3 * nrows + 0.25 * len(groups[0]) + 0.8),
+                             layout="constrained")
+            panels = [(fig, fig.subplots(nrows, ncols, squeeze=False).ravel(), groups[0])]
+        else:
+            fig = plt.figure(figsize=(4.3 * len(groups), 2.5 * len(names) + 1.6),
+                             layout="constrained")
+            subs = fig.subfigures(1, len(groups), wspace=0.02)
+            panels = [(sf, sf.subplots(len(names), 1, sharex=True, squeeze=False).ravel(), g)
+                      for sf, g in zip(subs, groups, strict=True)]
+        for col, (where, axes, group) in enumerate(panels):
+            colors = {self.reference: "black", **_arm_colors(group)}
+            handles = {}
+            for ax, name in zip(axes, names, strict=False):
+                for scen in [self.reference, *group]:
+                    t, lo, med, hi, dm = self._series(scen, name, band)
+                    c = colors[scen]
+                    (line,) = ax.plot(t, med, color=c, lw=1.9 if scen == self.reference
+                                      else 1.4)
+                    ax.fill_between(t, lo, hi, color=c, alpha=0.07 if len(group) > 2 else 0.14,
+                                    lw=0)
+                    if dm is not None:
+                        ax.plot(t, dm[0], color=c, lw=0.8, ls="--")
+                        ax.plot(t, dm[1], color=c, lw=0.8, ls="--")
+                    handles.setdefault(scen, line)
+                ax.set_title(name, fontsize=10)
+                if len(groups) == 1 or name == names[-1]:
+                    ax.set_xlabel("months after treatment start", fontsize=9)
+                if len(groups) == 1 or col == 0:
+                    ax.set_ylabel(axis_label(name, self.units.get(name, "")), fontsize=9)
+                ax.grid(alpha=0.3)
+                ax.tick_params(labelsize=8)
+            for ax in list(axes)[len(names):]:
+                ax.set_visible(False)
+            _column_legend(where, handles, 1 + max(map(len, groups)),
+                           1 if len(groups) > 1 else 2)
+        if len(groups) > 1:
+            _same_ylim([[p[1][r] for p in panels] for r in range(len(names))])
         extra = "; dashed: 95% interval of the mean over parameter draws" if self.n_draws else ""
         fig.suptitle(f"{self.model}: median and {band[0]}-{band[1]}% between-subject band "
-                     f"(survivors){extra}", fontsize=9)
-        fig.tight_layout()
+                     f"(survivors){extra}", fontsize=10)
         return fig
 
+    def _series(self, scen, name, band):
+        """Times, band low, median, band high and draw interval (or None) for one curve."""
+        series = self.plot_series.get(scen, {}) if tuple(band) == tuple(PLOT_BAND) else {}
+        if name in series:
+            lo, med, hi = series[name]
+            return series["times"], lo, med, hi, series.get(f"{name}@draws")
+        Y = self.trajectories[scen][name][self.valid]
+        with _quiet():
+            lo, med, hi = np.nanpercentile(Y, [band[0], 50, band[1]], axis=0)
+        dm = self.draw_means.get(scen, {}).get(name)
+        if dm is not None:
+            with _quiet():
+                dm = np.nanpercentile(dm, [2.5, 97.5], axis=0)
+        return self.times, lo, med, hi, dm
+
     def plot_endpoints(self, names=None):
-        """Box plots of per-subject endpoints per scenario."""
+        """Box plots of per-subject endpoints per scenario.
+
+        Horizontal boxes, one row per scenario with its full name on the left (wrapped, never
+        cut), panels sharing the scenario axis; the dotted line is the reference median.
+        """
         plt = _pyplot()
         ep = self.endpoints
         if names is None:
@@ -823,52 +878,82 @@ class Comparison:
             names += [f"{mk}_change_pct_{t:g}m" for mk in ep.markers for t in ep.times[-1:]]
             if ep.share:
                 names.append(f"{ep.share}_mean_{a:g}-{b:g}m")
+        scen = list(self.subject_endpoints)
         ncols = min(3, len(names))
         nrows = math.ceil(len(names) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.6 * nrows),
-                                 squeeze=False)
-        scen = list(self.subject_endpoints)
-        colors = _colors(len(scen))
+        height = 0.32 * len(scen) + 1.1
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 2.6, height * nrows + 0.4),
+                                 squeeze=False, sharey=True, layout="constrained")
+        colors = dict(zip(scen, _colors(len(scen)), strict=True))
+        colors[self.reference] = (0.35, 0.35, 0.35, 1.0)
+        pos = np.arange(len(scen), 0, -1)             # first scenario at the top
         for ax, name in zip(axes.flat, names, strict=False):
             data = []
             for s in scen:
                 v = self.subject_endpoints[s][name][self.valid]
                 data.append(v[np.isfinite(v)])
-            parts = ax.boxplot(data, patch_artist=True, showfliers=False)
-            for patch, c in zip(parts["boxes"], colors, strict=True):
-                patch.set_facecolor(c)
-                patch.set_alpha(0.45)
-            ax.set_xticks(range(1, len(scen) + 1), [_short(s) for s in scen], rotation=35,
-                          ha="right", fontsize=7)
+            parts = ax.boxplot(data, positions=pos, patch_artist=True, showfliers=False,
+                               widths=0.6, **_horizontal())
+            for patch, s in zip(parts["boxes"], scen, strict=True):
+                patch.set_facecolor(colors[s])
+                patch.set_alpha(0.5)
+            for med in parts["medians"]:
+                med.set_color("black")
+            ref = data[scen.index(self.reference)]
+            if ref.size:
+                ax.axvline(np.median(ref), color="black", ls=":", lw=1.0)
+            ax.set_yticks(pos, [_wrap(s, 36) for s in scen], fontsize=8)
             ax.set_title(name, fontsize=9)
-            ax.set_ylabel(_endpoint_unit(name, ep))
-            ax.grid(alpha=0.3, axis="y")
+            ax.set_xlabel(_endpoint_unit(name, ep), fontsize=9)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.grid(alpha=0.3, axis="x")
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
         fig.suptitle(f"{self.model}: per-subject endpoints (boxes: quartiles, whiskers: "
-                     f"1.5 IQR)", fontsize=9)
-        fig.tight_layout()
+                     f"1.5 IQR, dotted: median of {self.reference!r})", fontsize=10)
         return fig
 
     def plot_survival(self):
-        """Kaplan-Meier curves per scenario for each time-to-event endpoint."""
+        """Kaplan-Meier curves per scenario for each time-to-event endpoint.
+
+        Rows: endpoints; columns: groups of at most ``ARMS_PER_PANEL`` scenarios with the
+        reference (black); legends under the panels.
+        """
         plt = _pyplot()
         pairs = self.endpoints.time_to_event_pairs()
-        fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 3.8), squeeze=False)
-        colors = _colors(len(self.subject_endpoints))
-        for ax, (time_col, obs_col) in zip(axes.flat, pairs, strict=True):
-            for (scen, values), c in zip(self.subject_endpoints.items(), colors, strict=True):
-                t, s = kaplan_meier(values[time_col][self.valid], values[obs_col][self.valid] > 0)
-                ax.step(np.r_[t, self.times[-1]], np.r_[s, s[-1]], where="post", color=c,
-                        label=scen)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("months after treatment start")
-            ax.set_ylabel("fraction event-free")
-            ax.set_title(time_col.replace("time_to_", "time to ").replace("_le_", " ≤ "),
-                         fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="lower left")
-        fig.tight_layout()
+        groups = _arm_groups(list(self.subject_endpoints), self.reference)
+        fig = plt.figure(figsize=(4.4 * len(groups) if len(groups) > 1 else 5.2 * len(pairs),
+                                  (3.0 * len(pairs) if len(groups) > 1 else 3.6)
+                                  + 0.2 * (len(groups[0]) + 1) + 0.6),
+                         layout="constrained")
+        subs = fig.subfigures(1, len(groups), wspace=0.02) if len(groups) > 1 else [fig]
+        for col, (where, group) in enumerate(zip(subs, groups, strict=True)):
+            axes = (where.subplots(len(pairs), 1, sharex=True, squeeze=False).ravel()
+                    if len(groups) > 1 else where.subplots(1, len(pairs), squeeze=False).ravel())
+            colors = {self.reference: "black", **_arm_colors(group)}
+            handles = {}
+            for ax, (time_col, obs_col) in zip(axes, pairs, strict=True):
+                for scen in [self.reference, *group]:
+                    values = self.subject_endpoints[scen]
+                    t, s = kaplan_meier(values[time_col][self.valid],
+                                        values[obs_col][self.valid] > 0)
+                    (line,) = ax.step(np.r_[t, self.times[-1]], np.r_[s, s[-1]], where="post",
+                                      color=colors[scen],
+                                      lw=1.8 if scen == self.reference else 1.3)
+                    handles.setdefault(scen, line)
+                ax.set_ylim(-0.02, 1.02)
+                if len(groups) == 1 or time_col == pairs[-1][0]:
+                    ax.set_xlabel("months after treatment start", fontsize=9)
+                if len(groups) == 1 or col == 0:
+                    ax.set_ylabel("fraction event-free", fontsize=9)
+                ax.set_title(time_col.replace("time_to_", "time to ").replace("_le_", " ≤ "),
+                             fontsize=9)
+                ax.grid(alpha=0.3)
+                ax.tick_params(labelsize=8)
+            _column_legend(where, handles, 1 + max(map(len, groups)),
+                           1 if len(groups) > 1 else 2)
+        fig.suptitle(f"{self.model}: Kaplan-Meier estimates (censored at the horizon)",
+                     fontsize=10)
         return fig
 
 
@@ -1043,10 +1128,16 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
             raise ConfigError(f"observables: model {model.name!r} has no observable {name!r}")
     autonomous = is_autonomous(model)
     subject_endpoints, draw_endpoints, trajectories, draw_means = {}, {}, {}, {}
-    units = {}
-    for name, ivs in scen.items():
-        sim = _simulate_scenario(model, full, starts, y0, ivs, tau, autonomous=autonomous,
-                                 options=options)
+    units, plot_series = {}, {}
+    # the reference first: it fixes `valid`, which the figure summaries below need
+    for name in sorted(scen, key=lambda n: n != reference):
+        ivs = scen[name]
+        # figures: also at every switch and just before it (no sawtooth from the output step);
+        # endpoints, tables and CSV files: on tau
+        fine = _plot_times(tau, model, ivs, horizon, table)
+        sim_fine = _simulate_scenario(model, full, starts, y0, ivs, fine,
+                                      autonomous=autonomous, options=options)
+        sim = _AtTimes(sim_fine, np.searchsorted(fine, tau))
         failed = np.asarray(sim.status) < 0
         if failed.any():
             notes.append(f"scenario {name!r}: {int(failed.sum())} simulation(s) failed and are "
@@ -1068,6 +1159,10 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         if draws:
             draw_endpoints[name] = {k: v[m:].reshape(draws, m) for k, v in values.items()}
         units = dict(getattr(sim, "units", {}) or {})
+        plot_series[name] = _plot_series(sim_fine, fine, keep, ok, valid, m, draws)
+    subject_endpoints, draw_endpoints, trajectories, draw_means, plot_series = (
+        {k: d[k] for k in scen if k in d}
+        for d in (subject_endpoints, draw_endpoints, trajectories, draw_means, plot_series))
     flagged = sum(1 for h in draw_handling if h)
     if flagged:
         notes.append(f"parameter draws: the covariance of {flagged}/{m} subjects was singular or "
@@ -1079,7 +1174,7 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
                       draw_means=draw_means,
                       baseline={k: v[:m] for k, v in baseline_all.items()}, valid=valid,
                       start=start, units=units, notes=notes, draw_handling=draw_handling,
-                      draw_notes=draw_notes)
+                      draw_notes=draw_notes, plot_series=plot_series)
     if not autonomous:
         notes.append("model uses t explicitly: subjects simulated in groups sharing a start "
                      "time on the model clock")
@@ -1181,6 +1276,106 @@ def _pyplot():
     from .plots import _pyplot as get
 
     return get()
+
+
+# ------------------------------------------------------------------------ figure helpers
+
+def _plot_times(tau, model, interventions, horizon: float, table) -> np.ndarray:
+    """``tau`` plus each switch time of the scenario in (0, horizon) and a time just before it.
+
+    Outputs at a switch time show the state after the switch, the time just before shows it
+    before, so pulses and infusions are drawn with their corners instead of as a sawtooth of
+    the output step.
+    """
+    if not interventions:
+        return tau
+    switches = to_switches(model, interventions, until=horizon, base=table)
+    t = np.unique([float(sw.time) for sw in switches])
+    t = t[(t > 0) & (t < horizon)]
+    if t.size == 0:
+        return tau
+    before = t - 1e-6 * max(horizon, 1.0)
+    return np.unique(np.r_[tau, t, before[before > 0]])
+
+
+class _AtTimes:
+    """A simulation seen at a subset of its output times (``index`` into them)."""
+
+    def __init__(self, sim, index):
+        self._sim, self._index = sim, np.asarray(index)
+
+    def __getitem__(self, name):
+        return np.asarray(self._sim[name])[..., self._index]
+
+    def __getattr__(self, name):
+        return getattr(self._sim, name)
+
+
+def _plot_series(sim, times, names, ok, valid, m: int, draws: int) -> dict:
+    """Median and band among included subjects (and draw-mean intervals) for the figures."""
+    series = {"times": np.asarray(times, dtype=float)}
+    include = np.asarray(valid, bool) & np.asarray(ok[:m], bool)
+    for name in names:
+        Y = np.array(sim[name], dtype=float)
+        Y[~ok] = np.nan
+        with _quiet():
+            series[name] = np.nanpercentile(Y[:m][include], [PLOT_BAND[0], 50, PLOT_BAND[1]],
+                                            axis=0)
+            if draws:
+                means = np.nanmean(Y[m:].reshape(draws, m, -1), axis=1)
+                series[f"{name}@draws"] = np.nanpercentile(means, [2.5, 97.5], axis=0)
+    return series
+
+
+def _arm_groups(names, reference, per_panel: int = ARMS_PER_PANEL) -> list[list[str]]:
+    """Scenarios other than the reference, split into near-equal groups of <= per_panel."""
+    arms = [n for n in names if n != reference]
+    if not arms:
+        return [[]]
+    k = math.ceil(len(arms) / per_panel)
+    cuts = np.linspace(0, len(arms), k + 1).round().astype(int)
+    return [arms[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _horizontal() -> dict:
+    """Keyword for horizontal box plots (``orientation`` since matplotlib 3.10)."""
+    import matplotlib
+
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
+def _column_legend(where, handles: dict, rows: int, ncols: int) -> None:
+    """Legend under a column of panels, padded to ``rows`` entries so columns line up."""
+    from matplotlib.lines import Line2D
+
+    lines, labels = list(handles.values()), [_wrap(n, 44) for n in handles]
+    while len(lines) < rows:
+        lines.append(Line2D([], [], alpha=0.0))
+        labels.append(" ")
+    where.legend(lines, labels, loc="outside lower center", ncols=ncols, fontsize=8,
+                 frameon=False)
+
+
+def _arm_colors(group) -> dict:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(group)}
+
+
+def _wrap(name: str, width: int = 34) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(name, width)) or name
+
+
+def _same_ylim(rows) -> None:
+    """Give the axes of each row (a list of axes) the same y range."""
+    for row in rows:
+        lims = np.array([ax.get_ylim() for ax in row])
+        for ax in row:
+            ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
 
 
 def _colors(n: int):

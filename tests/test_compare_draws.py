@@ -27,8 +27,8 @@ def test_draws_reproduce_a_known_covariance_on_the_estimation_scale():
     lo, hi = np.array([1e-4, 0.0, -100.0]), np.array([10.0, 1.0, 100.0])
     xs, info = gaussian_draws(x_hat, cov, ["log", "logit", "linear"], lo, hi, 40_000,
                               np.random.default_rng(3))
-    assert info == {"undetermined": [], "negative": 0, "held": 0, "redrawn": 0,
-                    "unresolved": 0}
+    assert info == {"undetermined": [], "at_bound": [], "negative": 0, "held": 0,
+                    "redrawn": 0, "unresolved": 0}
     emp = np.cov(xs.T)
     # sampling error of a covariance entry from 40,000 draws: ~sd_i sd_j sqrt(2/n) ~ 0.7%
     np.testing.assert_allclose(emp, cov, atol=0.03 * np.outer(sd, sd).max())
@@ -87,6 +87,20 @@ def test_singular_and_indefinite_covariances_are_regularised_and_reported():
     xs, info = gaussian_draws(np.array([np.log(0.02)]), np.array([[1e30]]), ["log"], [0.002],
                               [0.2], 100, np.random.default_rng(0))
     assert info["held"] == 1 and np.all(xs == np.log(0.02))
+
+
+def test_an_estimate_at_a_bound_is_held_and_the_others_drawn_given_it():
+    # x0 at its lower bound (log scale), x1 correlated with it (rho = 0.8, sd 0.5)
+    lo, hi = np.array([0.002, 0.005]), np.array([0.03, 0.09])
+    x_hat = np.array([np.log(0.002), np.log(0.02)])
+    cov = np.array([[0.3 ** 2, 0.8 * 0.3 * 0.5], [0.8 * 0.3 * 0.5, 0.5 ** 2]])
+    xs, info = gaussian_draws(x_hat, cov, ["log", "log"], lo, hi, 40_000,
+                              np.random.default_rng(5))
+    assert info["at_bound"] == [0] and info["undetermined"] == []
+    assert np.all(xs[:, 0] == x_hat[0])
+    # the conditional sd given x0 = its estimate: 0.5 sqrt(1 - 0.8^2) = 0.3
+    assert np.std(xs[:, 1]) == pytest.approx(0.3, rel=0.02)
+    assert np.mean(xs[:, 1]) == pytest.approx(x_hat[1], abs=0.01)
 
 
 @pytest.fixture(scope="module")

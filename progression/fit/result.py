@@ -312,7 +312,9 @@ class FitResult:
         the estimate, a covariance that is not positive semi-definite is regularised (negative
         eigenvalues set to 0), and draws outside the bounds of a log or linear scale are drawn
         again (a truncated normal); nothing is clipped. Time offsets are drawn jointly with the
-        parameters they are correlated with. What was done, per subject, is in the result.
+        parameters they are correlated with. Estimates at a bound (one-sided uncertainty) are
+        held there and the others drawn given them. What was done, per subject, is in the
+        result.
 
         Returns
         -------
@@ -342,6 +344,11 @@ class FitResult:
                 undetermined += [self._entry_name(idx[k]) for k in info["undetermined"]]
                 notes.append("singular covariance: " + ", ".join(dict.fromkeys(names))
                              + " not determined by the data, held at the estimate")
+            if info["at_bound"]:
+                names = [self.parameter_names[cols[k]] for k in info["at_bound"]]
+                notes.append("estimate at a bound: " + ", ".join(dict.fromkeys(names))
+                             + " held there (one-sided uncertainty), the others drawn given "
+                               "it")
             if info["held"]:
                 notes.append(f"{info['held']} direction(s) wider than the bounds held at "
                              "the estimate")
@@ -367,11 +374,17 @@ class FitResult:
         notes = []
         singular = [self.subject_ids[i] for i in range(m) if "singular" in per_subject[i]]
         held = [self.subject_ids[i] for i in range(m) if "direction(s)" in per_subject[i]]
+        bound = [self.subject_ids[i] for i in range(m) if "at a bound" in per_subject[i]]
         negative = [self.subject_ids[i] for i in range(m) if "negative" in per_subject[i]]
         if singular:
             notes.append(f"singular covariance in {len(singular)}/{m} subjects "
                          f"({_few(singular)}): the quantities the data do not determine are "
                          "held at the estimate in every draw")
+        if bound:
+            notes.append(f"estimates at a bound in {len(bound)}/{m} subjects ({_few(bound)}): "
+                         "their uncertainty is one-sided, which a normal distribution does not "
+                         "describe; they are held at the bound and the other quantities are "
+                         "drawn from their distribution given them")
         if held:
             notes.append(f"near-singular covariance in {len(held)}/{m} subjects "
                          f"({_few(held)}): directions whose {100 * self.confidence:g}% "

@@ -180,6 +180,10 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
 
     * entries whose variance is not finite (the data do not determine them: a singular
       information matrix) are held at the estimate (``info["undetermined"]``, indices);
+    * entries estimated at a bound (within 1e-6 of the range) have a one-sided uncertainty
+      that a normal distribution does not describe: they are held at the bound and the others
+      are drawn from their conditional distribution given them (covariance
+      ``C_oo - C_ob C_bb^-1 C_bo``) (``info["at_bound"]``, indices);
     * the covariance of the others is symmetrised and its negative eigenvalues (a matrix that
       is not positive semi-definite) are set to 0, the nearest positive semi-definite matrix in
       the Frobenius norm (``info["negative"]``, a count);
@@ -216,7 +220,8 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
     code = np.broadcast_to(code, (K,))
     lo = np.broadcast_to(np.asarray(lo, dtype=float), (K,))
     hi = np.broadcast_to(np.asarray(hi, dtype=float), (K,))
-    info = {"undetermined": [], "negative": 0, "held": 0, "redrawn": 0, "unresolved": 0}
+    info = {"undetermined": [], "at_bound": [], "negative": 0, "held": 0, "redrawn": 0,
+            "unresolved": 0}
     xs = np.repeat(x_hat[None, :], n, axis=0)
     det = np.isfinite(np.diag(cov)) & np.isfinite(x_hat) if K else np.zeros(0, bool)
     # an entry whose covariance with a determined one is not finite is undetermined too
@@ -228,7 +233,23 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
     info["undetermined"] = [int(k) for k in np.nonzero(~det)[0]]
     if not det.any() or n == 0:
         return xs, info
-    C = cov[np.ix_(det, det)]
+    theta = from_internal(x_hat, code, lo, hi)
+    span = hi - lo
+    with np.errstate(invalid="ignore"):
+        near = np.isfinite(span) & ((np.abs(theta - lo) <= 1e-6 * span)
+                                    | (np.abs(hi - theta) <= 1e-6 * span))
+    at_bound = det & near
+    info["at_bound"] = [int(k) for k in np.nonzero(at_bound)[0]]
+    C = cov.copy()
+    if at_bound.any():
+        free = det & ~at_bound
+        C_ob = cov[np.ix_(free, at_bound)]
+        C[np.ix_(free, free)] = cov[np.ix_(free, free)] - C_ob @ np.linalg.pinv(
+            cov[np.ix_(at_bound, at_bound)]) @ C_ob.T
+        det = free
+        if not det.any():
+            return xs, info
+    C = C[np.ix_(det, det)]
     C = 0.5 * (C + C.T)
     lo_x, hi_x = internal_bounds(code[det], lo[det], hi[det])
     width = np.where(code[det] == LOGIT, LOGIT_WIDTH, hi_x - lo_x)
