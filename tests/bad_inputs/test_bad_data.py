@@ -270,3 +270,17 @@ def test_describe_does_constant_whole_table_work_per_cohort(monkeypatch):
         counts.append(dict(calls))
     assert counts[0] == counts[1], counts
     assert counts[0]["grouping"] <= 3 and counts[0]["whole_table"] <= 10, counts
+
+
+def test_missing_file_is_named(tmp_path, cli, refused, unchanged):
+    with unchanged(tmp_path):
+        outcome = cli("describe", tmp_path / "nope.csv")
+    refused(outcome, "nope.csv", "file not found")
+
+
+def test_folder_without_proact_files_is_named(tmp_path, cli, refused, unchanged):
+    (tmp_path / "visits").mkdir()
+    (tmp_path / "visits" / "notes.txt").write_text("not data\n")
+    with unchanged(tmp_path):
+        outcome = cli("describe", tmp_path / "visits")
+    refused(outcome, "visits", "PRO-ACT export", "ALSFRS")
