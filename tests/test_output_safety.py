@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -438,12 +439,14 @@ def test_signal_during_a_fit_exits_cleanly(tmp_path, signum, code):
     out = tmp_path / "fits"
     proc = subprocess.Popen([sys.executable, "-m", "progression.cli", "fit",
                              str(tmp_path / "slow.toml"), "--out", str(out / "slow")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
-    first = proc.stderr.readline()     # the progress line: main() runs, handlers are set
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    # the first byte of progress on stderr: main() runs and its handlers are set
+    ready, _, _ = select.select([proc.stderr], [], [], 120)
+    first = os.read(proc.stderr.fileno(), 1) if ready else b""
+    assert first and proc.poll() is None, "the fit showed no progress, or ended too soon"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    err = first + err
+    err = (first + err).decode()
     assert proc.returncode == code, err
     assert "interrupted, nothing written" in err and "Traceback" not in err, err
     assert not out.exists() or list(out.iterdir()) == []
