@@ -176,8 +176,8 @@ def markdown(rows: list[dict], repeat: int) -> str:
         f"{largest['cli_cpu_s']:.2f} s CPU at {largest['subjects']} subjects"
         + (f", {verdict} it" if largest["subjects"] >= 10000 else "")
         + f" ({largest['cli_s']:.2f} s wall with load average {largest['load_average']:.1f} "
-        f"on {os.cpu_count()} cores; on an idle machine wall time is CPU time, the work being "
-        "single-threaded).",
+        f"on {os.cpu_count()} cores; on an idle machine wall time is close to CPU time, "
+        "the work being single-threaded).",
         "",
         "Reading dominates: every cell is parsed and validated so that any error can name its "
         "row, column and subject, a constant factor over the bare stdlib read; describe itself "
