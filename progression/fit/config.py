@@ -329,6 +329,15 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     if "mapping" in data:
         data_out["mapping"] = chk.table("data.mapping", data["mapping"]) or None
     data_out["time_unit"] = chk.string("data.time_unit", data.get("time_unit"))
+    if data_out["time_unit"] is not None:
+        from ..data._units import _ALIASES, canonical_time_unit
+
+        if canonical_time_unit(data_out["time_unit"]) is None:
+            names = sorted(set(_ALIASES.values()))
+            chk.add("data.time_unit", f"unknown time unit {data_out['time_unit']!r}"
+                                      f"{did_you_mean(data_out['time_unit'], _ALIASES)} "
+                                      f"(units: {', '.join(names)})")
+            data_out["time_unit"] = None
     if "sidecar" in data:
         sc = data["sidecar"]
         if isinstance(sc, bool):
