@@ -428,7 +428,12 @@ class Cohort:
         # Units of the standard observables are assumed when unstated, so that plots are
         # labelled and a written-and-read cohort compares equal whatever the format kept.
         self._units = {n: DEFAULT_UNITS[n] for n in sorted(set(names)) if n in DEFAULT_UNITS}
-        self._units.update({str(k): str(u) for k, u in (units or {}).items()})
+        # Only units of observables present: a unit of an absent observable says nothing,
+        # and written into a sidecar it would be refused on reading (a [units] key must
+        # name an observable of the file, which is how misplaced keys are caught).
+        present = set(names)
+        self._units.update({str(k): str(u) for k, u in (units or {}).items()
+                            if str(k) in present})
         self._covariates = cov
 
         order = sorted(set(subj), key=natural_key)
@@ -577,6 +582,7 @@ class Cohort:
         rank = {s: i for i, s in enumerate(sorted(set(map(str, obs["subject"])),
                                                   key=natural_key))}
         new._set_observations({k: np.array(a) for k, a in obs.items()}, origin, rank)
+        new._units = {k: u for k, u in new._units.items() if k in new._observables}
         new._doses = {k: _readonly(np.array(a)) for k, a in doses.items()}
         new._tv = {k: _readonly(np.array(a)) for k, a in tv.items()}
         new._events = {k: _readonly(np.array(a)) for k, a in events.items()}
