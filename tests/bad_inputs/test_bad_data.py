@@ -289,3 +289,19 @@ def test_folder_without_proact_files_is_named(tmp_path, cli, refused, unchanged)
     with unchanged(tmp_path):
         outcome = cli("describe", tmp_path / "visits")
     refused(outcome, "visits", "PRO-ACT export", "ALSFRS")
+
+
+def test_units_check_accepts_what_progression_writes(tmp_path):
+    """The [units] check refuses keys that name no observable of the file; a cohort whose
+    selection lacks an observable (or built with extra units) still writes a sidecar that
+    reads back equal."""
+    cohort = pg.Cohort({"subject": ["A", "A", "B"], "time": [0.0, 1.0, 0.0],
+                        "observable": ["ALSFRS_R", "ALSFRS_R", "NfL"],
+                        "value": [40.0, 39.0, 80.0]},
+                       units={"NfL": "pg/mL", "IL6": "pg/mL"})
+    assert cohort.units == {"ALSFRS_R": "points", "NfL": "pg/mL"}
+    part = cohort.select(["A"])
+    for fmt in ("long", "wide", "nonmem"):
+        path = tmp_path / f"part_{fmt}.csv"
+        pg.write_cohort(part, path, format=fmt)
+        assert pg.read_cohort(path) == part, fmt
