@@ -126,8 +126,13 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
     roles, by_role, inferred = _roles(table, doc, label, draft)
     col = {r: cs[0] for r, cs in by_role.items() if cs}
     cols = {_CANONICAL[r]: c for r, c in col.items() if r in _CANONICAL}
+    declared = doc.get("columns", {}) if isinstance(doc.get("columns"), Mapping) else {}
+    # Roles whose column the sidecar names but the file lacks were reported by _roles.
+    named_missing = {(spec if isinstance(spec, str) else spec.get("role"))
+                     for c, spec in declared.items()
+                     if c not in table.header and isinstance(spec, str | Mapping)}
     for role, name in (("id", "ID"), ("time", "TIME"), ("dv", "DV")):
-        if role not in col:
+        if role not in col and role not in named_missing:
             problems.append(
                 f"{table.label}, row {table.header_line}, column '{name}': expected a column "
                 f"with role '{role}' ('{name}', or named in the sidecar's [columns]), found "

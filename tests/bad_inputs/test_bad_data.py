@@ -305,3 +305,21 @@ def test_units_check_accepts_what_progression_writes(tmp_path):
         path = tmp_path / f"part_{fmt}.csv"
         pg.write_cohort(part, path, format=fmt)
         assert pg.read_cohort(path) == part, fmt
+
+
+def test_nonmem_missing_dv_column_named_once(tmp_path, cli, refused, unchanged):
+    """A column the sidecar's [columns] names but the table lacks: one problem, not also
+    "expected a column with role 'dv'"."""
+    for src in (REPO / "data" / "examples").glob("nonmem*"):
+        shutil.copy(src, tmp_path / src.name)
+    main = tmp_path / "nonmem.csv"
+    with open(main, newline="") as fh:
+        rows = list(csv.reader(fh))
+    j = rows[0].index("DV")
+    with open(main, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(
+            [c for k, c in enumerate(r) if k != j] for r in rows)
+    with unchanged(tmp_path):
+        outcome = cli("describe", main)
+    refused(outcome, "nonmem.toml", "columns.DV", "nonmem.csv has no such column")
+    _one_problem(outcome)
