@@ -614,7 +614,7 @@ class PowerCurve:
         from .plots import _pyplot
 
         plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(5.6, 4.0))
+        fig, ax = plt.subplots(figsize=(5.6, 4.6), layout="constrained")
         rows = self.table()
         for comp in dict.fromkeys(r["comparison"] for r in rows):
             rr = [r for r in rows if r["comparison"] == comp]
@@ -632,8 +632,11 @@ class PowerCurve:
         ax.set_title(f"{self.trial.endpoint} endpoint, {self.trial.follow_up:g} months",
                      fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        ax.set_xticks(self.sample_sizes)     # the sizes simulated, nothing in between
+        handles, labels = ax.get_legend_handles_labels()
+        # under the axes: power curves run from alpha to 1 and a legend inside covers one
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8,
+                   frameon=False)
         return fig
 
     def write(self, folder, *, overwrite: bool = False, inputs=()) -> Path:
