@@ -116,15 +116,28 @@ def patient_slopes(cohort: Cohort, *, window: float = 24.0, min_visits: int = 3,
         return out
     cols = cohort.observations("ALSFRS_R")
     subj, t, y = cols["subject"], cols["time"], cols["value"]
-    bounds = np.flatnonzero(subj[1:] != subj[:-1]) + 1
-    for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(subj)], strict=True):
-        tt, yy = t[a:b], y[a:b]
-        m = tt <= tt[0] + window + 1e-9
-        tt, yy = tt[m], yy[m]
-        if len(tt) < min_visits or tt[-1] - tt[0] < max(min_span, 1e-9):
-            continue
-        tc = tt - tt.mean()
-        out[str(subj[a])] = float(-(tc @ (yy - yy.mean())) / (tc @ tc))
+    if not len(subj):
+        return out
+    # All subjects at once (rows are sorted by subject, then time): group g of each row,
+    # the visits within ``window`` of the group's first visit, then per-group centred sums.
+    starts = np.flatnonzero(np.r_[True, subj[1:] != subj[:-1]])
+    g = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(subj)]))
+    keep = t <= t[starts][g] + window + 1e-9
+    g, tt, yy = g[keep], t[keep], y[keep]
+    k = len(starts)
+    n = np.bincount(g, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tc = tt - (np.bincount(g, tt, minlength=k) / n)[g]
+        yc = yy - (np.bincount(g, yy, minlength=k) / n)[g]
+        sxx = np.bincount(g, tc * tc, minlength=k)
+        sxy = np.bincount(g, tc * yc, minlength=k)
+        last = np.full(k, -np.inf)
+        np.maximum.at(last, g, tt)
+        span = last - t[starts]
+        ok = (n >= min_visits) & (span >= max(min_span, 1e-9))
+        slope = -sxy / sxx
+    for i in np.flatnonzero(ok):
+        out[str(subj[starts[i]])] = float(slope[i])
     return out
 
 
