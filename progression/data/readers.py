@@ -432,7 +432,13 @@ def _read_wide(table, draft: Draft, mapping: Mapping, label: str) -> None:
                                      ("column", "unit"), draft.problems)
                 column = spec.get("column", name)
                 if "unit" in spec:
-                    draft.units[name] = str(spec["unit"])
+                    unit = str(spec["unit"])
+                    if draft.units.get(name, unit) != unit:
+                        draft.problems.append(
+                            f"{label}, mapping 'observables.{name}', key 'unit': says "
+                            f"'{unit}' but [units] says '{draft.units[name]}'; expected one "
+                            "unit per observable")
+                    draft.units[name] = unit
             else:
                 column = str(spec)
             observables[name] = column

@@ -77,6 +77,8 @@ DESCRIBE_CASES = {
     "nonmem_amt_on_observation.csv": ["row 2", "column 'AMT'", "found AMT 2"],
     "nonmem_unmapped_dvid.csv": ["row 3", "column 'DVID'", "DVID 7", "[dvid]"],
     "nonmem_id_blocks.csv": ["row 4", "column 'ID'", "subject '1'", "contiguous"],
+    "wide_unit_conflict.csv": ["wide_unit_conflict.toml", "observables.NfL", "'ng/mL'",
+                               "'pg/mL'", "one unit per observable"],
     "wide_missing_column.csv": ["row 1", "column 'nfl_pg_ml'", "observable NfL"],
     "duplicate_covariates.csv": ["duplicate_covariates_covariates.csv", "row 4",
                                  "subject 'P1'", "one covariate row per subject",
