@@ -258,7 +258,12 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
             v.check_unknown_keys(f"{label}, dvid.{key}", entry, ("observable", "unit"),
                                  problems)
             if "unit" in entry and "observable" in entry:
-                draft.units[str(entry["observable"])] = str(entry["unit"])
+                name, unit = str(entry["observable"]), str(entry["unit"])
+                if draft.units.get(name, unit) != unit:
+                    problems.append(f"{label}, dvid.{key}, key 'unit': says '{unit}' for "
+                                    f"'{name}' but [units] says '{draft.units[name]}'; "
+                                    "expected one unit per observable")
+                draft.units[name] = unit
     _covariates(table, draft, roles, subj, evid, times, origins, inferred)
 
 

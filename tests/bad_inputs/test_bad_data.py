@@ -79,6 +79,8 @@ DESCRIBE_CASES = {
     "nonmem_id_blocks.csv": ["row 4", "column 'ID'", "subject '1'", "contiguous"],
     "wide_unit_conflict.csv": ["wide_unit_conflict.toml", "observables.NfL", "'ng/mL'",
                                "'pg/mL'", "one unit per observable"],
+    "nonmem_unit_conflict.csv": ["nonmem_unit_conflict.toml", "dvid.2", "'ng/mL'",
+                                 "'pg/mL'", "one unit per observable"],
     "wide_missing_column.csv": ["row 1", "column 'nfl_pg_ml'", "observable NfL"],
     "duplicate_covariates.csv": ["duplicate_covariates_covariates.csv", "row 4",
                                  "subject 'P1'", "one covariate row per subject",
