@@ -1,0 +1,146 @@
+"""The fast numerical paths must not be silently wrong (issue 9).
+
+* grid sensitivities see stiffness spread over the off-diagonal, estimate their own error and
+  fall back to exact forward sensitivities where it is too large;
+* a stacked solve keeps every subject's tolerance whatever the batch size;
+* a subject's fit does not depend on which other subjects share its batch;
+* a failed integration names the subject, the time reached and the state or equation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression.simulate import solve_states
+
+# ------------------------------------------------------------------ a batch keeps tolerances
+
+
+def _osc_rhs(t, y, p):
+    return np.array([p[0] * y[1], -p[0] * y[0]])
+
+
+def _osc_jac(t, y, p):
+    z = np.zeros_like(p[0])
+    return np.array([[z, p[0]], [-p[0], z]])
+
+
+OSCILLATOR = pg.PythonModel("oscillator", ["u", "v"], {"w": 0.0}, _osc_rhs, [1.0, 0.0],
+                            jac=_osc_jac)
+
+
+@pytest.mark.parametrize(("method", "crowd"), [("RK45", 2000), ("BDF", 2000),
+                                               ("LSODA", 10_000)])
+def test_one_fast_subject_keeps_its_accuracy_among_many_quiet_ones(method, crowd):
+    """u' = w v, v' = -w u, u(0) = 1: u = cos(w t). Subject 0 oscillates (w = 5, 8 periods),
+    the others stand still (w = 0, zero local error). scipy's RK45/BDF/Radau measure the error
+    of a step by an RMS norm over the whole stacked vector, which lets one subject's error grow
+    like sqrt(batch size) (measured before the fix at rtol 1e-6: RK45 5.3e-6 alone, ~2.4e-4
+    among 2,000). The error among the crowd must stay within 1.2x of the error alone (and both
+    within 100 rtol of the truth); LSODA uses a max norm, checked here at 10,000 subjects."""
+    times = np.linspace(0.0, 10.0, 11)
+    exact = np.cos(5.0 * times)
+    errors = []
+    for m in (1, crowd):
+        w = np.zeros(m)
+        w[0] = 5.0
+        sim = pg.simulate(OSCILLATOR, {"w": w}, times, method=method, rtol=1e-6, atol=1e-9)
+        assert sim.success.all()
+        errors.append(np.abs(sim.states[0, 0] - exact).max())
+        np.testing.assert_array_equal(sim.states[1:, 0], 1.0)
+    alone, among = errors
+    assert alone < 100 * 1e-6
+    assert among <= 1.2 * alone, (alone, among)
+
+
+def test_the_fit_path_keeps_its_accuracy_among_many_quiet_subjects():
+    """solve_states (odeint, LSODA's max norm) used by fits: same error alone and among
+    10,000."""
+    times = np.linspace(0.0, 10.0, 41)
+    exact = np.cos(5.0 * times)
+    errors = []
+    for m in (1, 10_000):
+        table = OSCILLATOR.parameter_table({"w": np.r_[5.0, np.zeros(m - 1)]})
+        X, status, _, _ = solve_states(OSCILLATOR, table, times, rtol=1e-6, atol=1e-9)
+        assert (status == 0).all()
+        errors.append(np.abs(X[0, 0] - exact).max())
+    assert errors[0] < 100 * 1e-6
+    assert errors[1] <= 1.2 * errors[0], errors
+
+
+# ------------------------------------------------------------------ failures are named
+
+BLOWUP = """
+[model]
+name = "blowup"
+time_unit = "month"
+[parameters.c]
+value = 1.0
+bounds = [-10.0, 10.0]
+[parameters.x0]
+value = 1.0
+bounds = [0.0, 10.0]
+[states.x]
+initial = "x0"
+[states.z]
+initial = "1"
+[equations]
+x = "x**2"
+z = "-z * log(c)"
+"""
+
+
+@pytest.fixture(scope="module")
+def blowup(tmp_path_factory):
+    """x' = x^2, x(0) = x0: x = x0 / (1 - x0 t), infinite at t = 1/x0; z' = -z log(c): NaN
+    from the first evaluation for c < 0."""
+    path = tmp_path_factory.mktemp("models") / "blowup.toml"
+    path.write_text(BLOWUP)
+    return pg.load_model(path)
+
+
+def _time_in(message):
+    return float(message.split(" at t=")[1].split(" ")[0])
+
+
+@pytest.mark.parametrize("method", ["LSODA", "BDF", "Radau", "RK45", "DOP853"])
+def test_a_failure_names_subject_time_and_state(blowup, method):
+    """Subject 0 blows up at t = 1, subject 1 (x0 = 0.1, blow-up at t = 10) is fine past t = 2,
+    subject 2 has log of a negative number in the equation for z from t = 0. Each failure
+    names its subject, the time reached and the state or equation; the good subject is
+    untouched (and nothing hangs: a NaN first slope used to loop RK45 for ever)."""
+    sim = pg.simulate(blowup, {"c": np.array([2.0, 2.0, -1.0]),
+                               "x0": np.array([1.0, 0.1, 0.1])},
+                      np.linspace(0.0, 2.0, 5), method=method)
+    assert list(sim.status) == [-1, 0, -1]
+    first, _, third = sim.message
+    assert "subject 0" in first and "'x'" in first and "growing without bound" in first
+    assert 0.99 < _time_in(first) < 1.01
+    assert np.isfinite(sim.states[1]).all() and sim.message[1] == "ok"
+    np.testing.assert_allclose(sim["x"][1], 0.1 / (1 - 0.1 * np.linspace(0, 2, 5)), rtol=1e-4)
+    assert "subject 2" in third and "equation(s) for 'z'" in third and "nan" in third
+    assert _time_in(third) == 0.0
+    # outputs after the failure are NaN, never values that look like a result
+    assert np.isnan(sim["x"][0, -1]) and np.isnan(sim["z"][2, -1])
+
+
+def test_the_fit_path_names_the_time_and_state_of_a_failure(blowup):
+    """solve_states (odeint) reports the same diagnosis (the fit attaches the subject id)."""
+    table = blowup.parameter_table({"c": np.array([2.0, 2.0, -1.0]),
+                                    "x0": np.array([1.0, 0.1, 0.1])})
+    X, status, message, _ = solve_states(blowup, table, np.linspace(0.0, 2.0, 5))
+    assert list(status) == [-1, 0, -1]
+    assert "'x'" in message[0] and 0.99 < _time_in(message[0]) < 1.01
+    assert "equation(s) for 'z'" in message[2] and _time_in(message[2]) == 0.0
+    assert np.isfinite(X[1]).all()
+
+
+def test_too_many_steps_names_the_time_reached():
+    sim = pg.simulate(OSCILLATOR, {"w": np.array([0.0, 50.0])}, [0.0, 10.0], method="RK45",
+                      max_steps=20)
+    assert list(sim.status) == [0, -1]
+    assert "more than 20 steps" in sim.message[1] and "subject 1" in sim.message[1]
+    assert 0.0 < _time_in(sim.message[1]) < 10.0
+    assert "state 'u'" in sim.message[1] or "state 'v'" in sim.message[1]
