@@ -169,9 +169,10 @@ def markdown(rows: list[dict], repeat: int) -> str:
     lines += [
         "",
         f"CPU per subject from the smallest to the largest cohort: {per[0]:.0f} -> "
-        f"{per[-1]:.0f} us (x{per[-1] / per[0]:.2f} for x{scale} subjects; constant means "
-        "linear). Before the fix (issue 9): 1k/2k/4k subjects 10.6/28.6/83 s, 10k not "
-        "finished in 300 s.",
+        f"{per[-1]:.0f} us (x{per[-1] / per[0]:.2f} for x{scale} subjects: a linear cost "
+        f"keeps it constant, a quadratic one multiplies it by {scale}; the sorts are "
+        "n log n and memory traffic grows with the table). Before the fix (issue 9): "
+        "1k/2k/4k subjects 10.6/28.6/83 s, 10k not finished in 300 s.",
         f"Target, 10k subjects under {TARGET_SECONDS:g} s for the whole command: "
         f"{largest['cli_cpu_s']:.2f} s CPU at {largest['subjects']} subjects"
         + (f", {verdict} it" if largest["subjects"] >= 10000 else "")
