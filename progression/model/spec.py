@@ -16,6 +16,7 @@ import graphlib
 import hashlib
 import keyword
 import math
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -215,14 +216,23 @@ class _Problems:
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite number that converts to a float (TOML integers are unbounded)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    return abs(x) <= sys.float_info.max if isinstance(x, int) else math.isfinite(x)
+
+
+def _is_bound(x) -> bool:
+    """A number usable as a bound: finite, or +-inf (never nan)."""
+    return _is_number(x) or (isinstance(x, float) and math.isinf(x))
 
 
 def _describe(value) -> str:
-    """A found value for a message: TOML's spelling of the non-finite floats."""
+    """A found value for a message: TOML's spelling of the non-finite floats, long ones cut."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _check_name(name, where, problems: _Problems) -> bool:
@@ -322,11 +332,10 @@ def _read_parameters(table, problems, names: _Names) -> list[Parameter]:
             problems.add(f"{where} value", f"expected a finite number, found {_describe(value)}")
             ok = False
         bounds = entry.get("bounds", [-math.inf, math.inf])
-        if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, int | float) and not isinstance(b, bool)
-                           and not math.isnan(b) for b in bounds)):
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(map(_is_bound, bounds)):
             problems.add(f"{where} bounds",
-                         f"expected [lower, upper] (numbers, inf allowed), found {bounds!r}")
+                         f"expected [lower, upper] (numbers, inf allowed), found "
+                         f"{_describe(bounds)}")
             ok = False
         unit = _text(entry, "unit", where, problems, default="1")
         description = _text(entry, "description", where, problems)

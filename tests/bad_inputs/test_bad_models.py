@@ -50,6 +50,9 @@ CASES = {
     "equation_for_parameter.toml": ["[equations] k", "'k' is a parameter, not a state"],
     "not_toml.toml": ["not valid TOML"],
     "empty_name.toml": ["[model] name", "non-empty name"],
+    "huge_toml_integer.toml": ["[parameters.k] value", "expected a finite number",
+                               "(400 characters)"],
+    "deep_toml.toml": ["not valid TOML", "nested too deeply"],
 }
 
 #: Errors that must come alone (the issue's "second, false error" and its relatives).
