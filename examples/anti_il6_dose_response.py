@@ -11,6 +11,8 @@ receptor blockade, so dose and interval matter. Outputs: CRP change at 16 weeks 
 import argparse
 from pathlib import Path
 
+from matplotlib.ticker import NullLocator
+
 import progression.interventions as iv
 from progression.plots import _pyplot
 from progression.scenarios import Endpoints, VirtualPopulation, compare
@@ -38,10 +40,10 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
     lines = ["source,dose_mg_per_kg,interval_weeks,CRP_change_pct_16w,ALSFRS_R_diff_16w,"
              "ALSFRS_R_diff_12m"]
-    for label, source in sources.items():
+    for color, (label, source) in zip(["C0", "C3"], sources.items(), strict=False):
         comp = compare(source, scenarios, horizon=12.0, step=0.1, endpoints=endpoints)
         comp.write(out / label.replace(" ", "_"), overwrite=True)  # rerun refreshes it
         for w, style in zip(intervals, ["-", "--", ":"], strict=False):
@@ -54,17 +56,24 @@ def main(argv=None):
                 crp.append(c)
                 dfrs.append(f12)
                 lines.append(f"{label},{d:g},{w},{c:.2f},{f16:.3f},{f12:.3f}")
-            axes[0].plot(doses, crp, marker="o", ls=style, label=f"{label}, every {w} wk")
-            axes[1].plot(doses, dfrs, marker="o", ls=style, label=f"{label}, every {w} wk")
+            for ax, values in zip(axes, (crp, dfrs), strict=True):
+                ax.plot(doses, values, marker="o", ls=style, color=color,
+                        label=f"{label}, every {w} weeks")
     axes[0].set_xlabel("tocilizumab dose (mg/kg per infusion)")
     axes[0].set_ylabel("CRP change from baseline at 16 weeks (%)")
     axes[1].set_xlabel("tocilizumab dose (mg/kg per infusion)")
     axes[1].set_ylabel("ALSFRS-R vs no treatment at 12 months (points)")
     for ax in axes:
+        # log dose axis labelled at the doses given (plain numbers, no 10^x and no minor
+        # labels crowding each other)
         ax.set_xscale("log")
+        ax.set_xticks(doses, [f"{d:g}" for d in doses])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(sources),
+               fontsize=8, frameon=False)
+    fig.suptitle("Tocilizumab dose and interval response (mean over patients)", fontsize=10)
     fig.savefig(out / "dose_response.png", dpi=110)
     (out / "dose_response.csv").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
