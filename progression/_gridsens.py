@@ -85,18 +85,50 @@ def _lapack(A: np.ndarray, B: np.ndarray) -> np.ndarray:
             return np.full(B.shape, np.nan)
 
 
-#: h * (largest decay rate on the diagonal of J) above which a step counts as stiff: the
-#: trapezoidal rule's amplification of such a mode, (1 + z/2) / (1 - z/2) for z = -h*rate, is
-#: below -0.5 and tends to -1 (the mode rings from step to step), so the step is implicit Euler.
+#: h * (spectral radius of J) above which a step counts as stiff: the trapezoidal rule's
+#: amplification of a mode of rate z = h*lambda, (1 + z/2) / (1 - z/2), is below -0.5 for
+#: z < -6 and tends to -1 (the mode rings from step to step), so the step is implicit Euler.
 STIFF_STEP = 6.0
+
+#: Largest estimated error of the plain rule, relative to each sensitivity's largest value over
+#: the grid, accepted before a subject's sensitivities are recomputed as exact forward
+#: sensitivities (the plain rule's error on the ALS models at h = 0.5 is ~2e-3; ringing or a
+#: missed fast mode gives errors of order 1).
+GRID_TOL = 0.02
+
+#: Squarings behind the spectral-radius bound: ||J^(2^s)||_F^(1/2^s) >= rho(J), within a
+#: factor (sqrt(n) cond(V))^(1/2^s) of it (1.1 for n = 10 and a well-conditioned V).
+_SQUARINGS = 5
+
+
+def _power_bound(A: np.ndarray) -> np.ndarray:
+    """``||A^(2^s)||_F^(1/2^s)`` for a stack A (N, n, n), rescaled at every squaring."""
+    log_scale = np.zeros(A.shape[0])
+    for _ in range(_SQUARINGS):
+        norm = np.sqrt(np.einsum("kij,kij->k", A, A))
+        norm = np.where(norm > 0, norm, 1.0)
+        A = A / norm[:, None, None]
+        log_scale = 2.0 * (log_scale + np.log(norm))
+        A = A @ A
+    last = np.sqrt(np.einsum("kij,kij->k", A, A))
+    with np.errstate(divide="ignore"):
+        return np.exp((log_scale + np.log(last)) / 2.0 ** _SQUARINGS)
 
 
 def _stiff_steps(grid, J):
-    """(m, G-1) bool: steps whose h * max |J_ii| (at either end) exceeds STIFF_STEP."""
-    n = J.shape[0]
-    rates = np.abs(J[np.arange(n), np.arange(n)]).max(axis=0)      # (m, G)
+    """(m, G-1) bool: steps where h times the spectral radius of J (at either end) exceeds
+    STIFF_STEP."""
+    n, _, m, G = J.shape
     h = np.diff(grid)
-    return h * np.maximum(rates[:, 1:], rates[:, :-1]) > STIFF_STEP
+    hmax = np.concatenate([h[:1], np.maximum(h[1:], h[:-1]), h[-1:]])   # steps at each node
+    rho = np.abs(J).sum(axis=1).max(axis=0)                            # Gershgorin, (m, G)
+    check = hmax[None, :] * rho > STIFF_STEP
+    if n > 1 and check.any():
+        mi, gi = np.nonzero(check)
+        rho = rho.copy()
+        rho[mi, gi] = np.minimum(rho[mi, gi],
+                                 _power_bound(J[:, :, mi, gi].transpose(2, 0, 1)))
+    return h * np.maximum(rho[:, 1:], rho[:, :-1]) > STIFF_STEP
 
 
 def _trapezoid(grid, J, F, S0):
@@ -143,8 +175,15 @@ def _trapezoid(grid, J, F, S0):
     return S, M, d, stiff
 
 
-def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool = True):
+def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool = True,
+                       tol: float = GRID_TOL, solver: dict | None = None,
+                       report: dict | None = None):
     """``dy/dp`` for the given parameter columns at every grid node.
+
+    The difference between the rule on the grid and on every other node estimates the error
+    of each subject's result; a subject whose estimate exceeds ``tol`` (relative to each
+    sensitivity's largest value) gets exact forward sensitivities from
+    :func:`progression.simulate.simulate` instead.
 
     Parameters
     ----------
@@ -161,6 +200,13 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
         Combine the rule on the grid with the rule on every other node, ``S_h + (S_h - S_2h)/3``
         (fourth order at the even nodes); each odd node is then the mean of one step forward
         and one step backward from its corrected neighbours.
+    tol : float
+        Largest accepted error estimate (``inf``: never fall back).
+    solver : dict, optional
+        ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps`` for the fallback.
+    report : dict, optional
+        Filled with ``"fallback"``: indices of the subjects recomputed, and ``"estimate"``:
+        each subject's error estimate (m,).
 
     Returns
     -------
@@ -174,41 +220,88 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
     per_subject = 6 * G * n * (n + k) * 8
     step = max(1, int(_WORK_BYTES // max(per_subject, 1)))
     if m > step:
-        return np.concatenate([
-            grid_sensitivities(model, grid, states[lo:lo + step], table[lo:lo + step],
-                               columns, richardson=richardson)
-            for lo in range(0, m, step)])
+        parts, estimates, fallback = [], [], []
+        for lo in range(0, m, step):
+            sub = {}
+            parts.append(grid_sensitivities(model, grid, states[lo:lo + step],
+                                            table[lo:lo + step], columns,
+                                            richardson=richardson, tol=tol, solver=solver,
+                                            report=sub))
+            estimates.append(sub["estimate"])
+            fallback.append(sub["fallback"] + lo)
+        if report is not None:
+            report["estimate"] = np.concatenate(estimates)
+            report["fallback"] = np.concatenate(fallback)
+        return np.concatenate(parts)
     p = table.T
     t = np.broadcast_to(grid, (m, G)).ravel()
     Y = states.transpose(1, 0, 2).reshape(n, m * G)
     P = np.repeat(p, G, axis=1)
+    estimate = np.zeros(m)
     with np.errstate(all="ignore"):
         J = model.jac(t, Y, P).reshape(n, n, m, G)
         F = model.dfdp_columns(columns)(t, Y, P).reshape(n, k, m, G)
         S0 = model.dinitial_dp(grid[0], None, p)[:, columns, :]
         S, M, d, stiff = _trapezoid(grid, J, F, S0)
-        if richardson and G >= 3:
+        if G >= 3:
             even = slice(0, None, 2)
             coarse, _, _, stiff2 = _trapezoid(grid[even], J[..., even], F[..., even], S0)
             # The error expansion behind the extrapolation holds for the trapezoidal rule
             # only: subjects with implicit-Euler (stiff) steps keep the plain result.
-            smooth = ~(stiff.any(axis=1) | stiff2.any(axis=1))[None, :, None, None]
-            S[even] += np.where(smooth, (S[even] - coarse) / 3.0, 0.0)
-            # Odd nodes: one step of the rule forward from the corrected even node before and
-            # one step backward from the corrected even node after; the two local errors are
-            # equal and opposite (the rule is symmetric), so their mean is fourth order too.
-            odd = np.arange(1, G, 2)
-            S[odd] = M[odd - 1] @ S[odd - 1] + d[odd - 1]
-            both = odd[odd + 1 < G]
-            if both.size:
-                h = (grid[both + 1] - grid[both])
-                eye = np.eye(n)[:, :, None, None]
-                A = eye + 0.5 * h * J[..., both]                       # (n, n, m, B)
-                B = eye - 0.5 * h * J[..., both + 1]
-                Snext = S[both + 1].transpose(2, 3, 1, 0)              # (n, k, m, B)
-                rhs = (np.einsum("ijmb,jkmb->ikmb", B, Snext)
-                       - 0.5 * h * (F[..., both] + F[..., both + 1]))
-                back = solve_small(A.reshape(n, n, -1), rhs.reshape(n, k, -1))
-                back = back.reshape(n, k, m, both.size).transpose(3, 2, 0, 1)
-                S[both] = np.where(smooth, 0.5 * (S[both] + back), S[both])
-    return np.ascontiguousarray(S.transpose(1, 2, 3, 0))
+            smooth = ~(stiff.any(axis=1) | stiff2.any(axis=1))
+            # Error of the plain rule: (S_h - S_2h) / 3 for the trapezoidal rule (second
+            # order), S_h - S_2h where implicit Euler (first order) took part.
+            diff = np.abs(S[even] - coarse)                                # (Ge, m, n, k)
+            size = np.abs(S).max(axis=0)                                   # (m, n, k)
+            floor = 1e-6 * size.max(axis=1, keepdims=True) + 1e-300
+            rel = (diff / (size + floor)[None]).max(axis=(0, 2, 3))
+            estimate = np.where(smooth, rel / 3.0, rel)
+            if richardson:
+                _extrapolate(grid, J, F, S, M, d, coarse, smooth[None, :, None, None])
+    out = np.ascontiguousarray(S.transpose(1, 2, 3, 0))
+    # NaN estimates belong to failed trajectories (their sensitivities are NaN anyway)
+    redo = np.nonzero(np.isfinite(estimate) & (estimate > tol)
+                      & np.all(np.isfinite(states), axis=(1, 2)))[0]
+    if redo.size and k:
+        out[redo] = _forward(model, grid, table[redo], columns, solver)
+    if report is not None:
+        report["estimate"] = estimate
+        report["fallback"] = redo
+    return out
+
+
+def _extrapolate(grid, J, F, S, M, d, coarse, smooth):
+    """Richardson extrapolation of S (G, m, n, k) in place against the rule on even nodes."""
+    n, k, G = J.shape[0], F.shape[1], grid.size
+    even = slice(0, None, 2)
+    S[even] += np.where(smooth, (S[even] - coarse) / 3.0, 0.0)
+    # Odd nodes: one step of the rule forward from the corrected even node before and
+    # one step backward from the corrected even node after; the two local errors are
+    # equal and opposite (the rule is symmetric), so their mean is fourth order too.
+    odd = np.arange(1, G, 2)
+    S[odd] = M[odd - 1] @ S[odd - 1] + d[odd - 1]
+    both = odd[odd + 1 < G]
+    if both.size:
+        m = S.shape[1]
+        h = (grid[both + 1] - grid[both])
+        eye = np.eye(n)[:, :, None, None]
+        A = eye + 0.5 * h * J[..., both]                       # (n, n, m, B)
+        B = eye - 0.5 * h * J[..., both + 1]
+        Snext = S[both + 1].transpose(2, 3, 1, 0)              # (n, k, m, B)
+        rhs = (np.einsum("ijmb,jkmb->ikmb", B, Snext)
+               - 0.5 * h * (F[..., both] + F[..., both + 1]))
+        back = solve_small(A.reshape(n, n, -1), rhs.reshape(n, k, -1))
+        back = back.reshape(n, k, m, both.size).transpose(3, 2, 0, 1)
+        S[both] = np.where(smooth, 0.5 * (S[both] + back), S[both])
+
+
+def _forward(model, grid, table, columns, solver):
+    """Exact forward sensitivities (m, n, k, G) on the grid, for the fallback."""
+    from .simulate import simulate
+
+    options = {key: value for key, value in (solver or {}).items()
+               if key in ("method", "rtol", "atol", "max_step", "max_steps")}
+    names = [model.parameter_names[c] for c in columns]
+    sim = simulate(model, table, grid, t0=float(grid[0]), sensitivities=names,
+                   terminal_events=False, **options)
+    return sim.state_sensitivities

@@ -356,6 +356,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         sha = designs_sha256(designs)
     timings["data"] = time.perf_counter() - t0
     problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
     opts = dict(cfg.options)
     if uncertainty is not None:
         opts["uncertainty"] = ("covariance",) + tuple(u for u in ("profile", "bootstrap")

@@ -189,6 +189,22 @@ class Problem:
         self.__dict__.update(state)
         self.__post_init__()
 
+    def fix_grid_step(self, designs) -> None:
+        """Resolve ``grid_step = "auto"`` once, from all the data, before any evaluation.
+
+        Resolved per evaluation it followed the latest time of each batch, so a subject's
+        estimate depended on which subjects shared its batch, and the objective jumped where
+        that time crossed a power of two. The span used is the latest data time plus the
+        largest time offset the bounds allow (its value when unbounded or not estimated).
+        """
+        if self.solver.get("grid_step", "auto") != "auto" or not designs:
+            return
+        off = self.parameters[self.offset_index]
+        top = off.upper if off.estimated and np.isfinite(off.upper) else off.value
+        latest = max(float(np.max(d.time, initial=0.0)) + self.offset_factor * d.offset_covariate
+                     for d in designs)
+        self.solver["grid_step"] = grid_step("auto", latest + top)
+
     def parameter(self, name: str) -> FitParameter:
         return self.parameters[self.names.index(name)]
 
@@ -353,8 +369,8 @@ class Problem:
             options.pop("terminal_events")
             with np.errstate(all="ignore"):
                 X, status, messages, _ = solve_states(model, table, grid, **options)
-                Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate)
-                      if k else None)
+                Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate,
+                                         solver=options) if k else None)
         else:
             with np.errstate(all="ignore"):
                 sim = simulate(model, table, grid, **options)
