@@ -21,6 +21,7 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: serial)")
     parser.add_argument("--out", default="out/examples/ld_il2_virtual_trial")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     args = parser.parse_args(argv)
 
     sizes = [10, 30] if args.small else [25, 50, 100, 200, 300]
@@ -35,7 +36,7 @@ def main(argv=None):
             trial = VirtualTrial(arms, enrolment=enrolment, follow_up=follow_up,
                                  endpoint=endpoint)
             curve = trial.power(sizes, reps=reps, seed=7, pool_size=pool_size,
-                                executor=executor)
+                                executor=executor, progress=not args.quiet)
             curve.write(f"{args.out}/{endpoint}", overwrite=True)  # rerun refreshes it
             print(f"{endpoint}: power " + ", ".join(
                 f"n={n}: {p:.2f}" for n, p in zip(curve.sample_sizes, curve.power(),

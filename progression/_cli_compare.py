@@ -23,7 +23,8 @@ def cmd_compare(args) -> int:
     out = Path(args.out) if args.out else Path("out") / Path(args.config).stem
     inputs = compare_inputs(args.config)
     check_output_folder(out, overwrite=args.overwrite, inputs=inputs, what="comparison folder")
-    comp = run_compare_config(args.config, None, n=args.n, draws=args.draws)
+    comp = run_compare_config(args.config, None, n=args.n, draws=args.draws,
+                              progress=not args.quiet)
     comp.write(out, figures=not args.no_figures, overwrite=args.overwrite, inputs=inputs)
     ep = comp.endpoints
     slope = f"{ep.function}_slope_{ep.slope_window[0]:g}-{ep.slope_window[1]:g}m"
@@ -85,6 +86,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--draws", type=nonnegative_int,
                    help="parameter draws (fit sources; overrides compare.draws)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     add_overwrite(p)
     p.set_defaults(func=cmd_compare)
     return p

@@ -484,7 +484,7 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
 
 
 def run_compare_config(path, out=None, *, n: int | None = None, draws: int | None = None,
-                       figures: bool = True):
+                       figures: bool = True, progress: bool = False):
     """Read a scenario config, run :func:`~progression.scenarios.compare`, write ``out``.
 
     Returns the :class:`~progression.scenarios.Comparison`.
@@ -499,7 +499,8 @@ def run_compare_config(path, out=None, *, n: int | None = None, draws: int | Non
     options = dict(cfg.options)
     if draws is not None:
         options["draws"] = draws
-    comp = compare(cfg.source, cfg.scenarios, endpoints=cfg.endpoints, **options)
+    comp = compare(cfg.source, cfg.scenarios, endpoints=cfg.endpoints, progress=progress,
+                   **options)
     if out is not None:
         comp.write(out, figures=figures)
     return comp

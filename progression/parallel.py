@@ -34,6 +34,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 from .errors import ProgressionError
 
@@ -105,8 +106,11 @@ class Progress:
             self._bar = tqdm(total=self.total, desc=label, unit=f" {unit}", file=self.stream,
                              mininterval=0.5, leave=True, dynamic_ncols=True, smoothing=0.1)
         period = tick if self.tty else min(5.0, self._log_seconds)
-        self._thread = threading.Thread(target=self._ticker, args=(period,), daemon=True,
-                                        name=f"progress {label}")
+        # the thread holds the bar weakly: a bar dropped without close() (an exception in the
+        # work) stops ticking instead of writing heartbeats until the interpreter exits
+        self._thread = threading.Thread(target=_tick, args=(weakref.ref(self), self._stop,
+                                                             period),
+                                        daemon=True, name=f"progress {label}")
         self._thread.start()
 
     # ------------------------------------------------------------------ counting
@@ -181,15 +185,24 @@ class Progress:
         self._last_line, self._lines_at = now, n
         self._last_tenth = (10 * n) // self.total
 
-    def _ticker(self, period: float) -> None:
-        while not self._stop.wait(period):
-            with self._lock:
-                if self._closed:
-                    return
-                if self._bar is not None:
-                    self._bar.refresh()           # elapsed time moves while an item runs
-                elif time.monotonic() - self._last_line >= self._log_seconds:
-                    self._line()                  # heartbeat in a log
+    def _tick(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._bar is not None:
+                self._bar.refresh()               # elapsed time moves while an item runs
+            elif time.monotonic() - self._last_line >= self._log_seconds:
+                self._line()                      # heartbeat in a log
+
+
+def _tick(ref, stop, period: float) -> None:
+    """Refresh thread of a :class:`Progress` (``ref``: a weak reference to it)."""
+    while not stop.wait(period):
+        bar = ref()
+        if bar is None:
+            return
+        bar._tick()
+        del bar
 
 
 # ============================================================================ partial reports

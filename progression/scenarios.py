@@ -1021,7 +1021,7 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
             step: float = 0.25, endpoints: Endpoints | None = None, draws: int = 0,
             seed=0, reference: str | None = None, observables: Sequence[str] | None = None,
             method: str = "LSODA", rtol: float = 1e-6, atol: float = 1e-9,
-            max_step: float = np.inf) -> Comparison:
+            max_step: float = np.inf, progress: bool = False) -> Comparison:
     """Compare intervention scenarios on the same subjects.
 
     Parameters
@@ -1049,6 +1049,9 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         Trajectories kept (default: the endpoint observables plus ``Treg_pct`` when present).
     method, rtol, atol, max_step
         Passed to :func:`simulate`.
+    progress : bool
+        A progress bar (scenarios done) on stderr: rewritten in place on a terminal, whole
+        lines in a log.
 
     Returns
     -------
@@ -1129,8 +1132,11 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     autonomous = is_autonomous(model)
     subject_endpoints, draw_endpoints, trajectories, draw_means = {}, {}, {}, {}
     units, plot_series = {}, {}
+    from .parallel import Progress
+
+    bar = Progress(f"compare {model.name}", len(scen), unit="scenarios", enabled=progress)
     # the reference first: it fixes `valid`, which the figure summaries below need
-    for name in sorted(scen, key=lambda n: n != reference):
+    for done, name in enumerate(sorted(scen, key=lambda n: n != reference), start=1):
         ivs = scen[name]
         # figures: also at every switch and just before it (no sawtooth from the output step);
         # endpoints, tables and CSV files: on tau
@@ -1160,6 +1166,8 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
             draw_endpoints[name] = {k: v[m:].reshape(draws, m) for k, v in values.items()}
         units = dict(getattr(sim, "units", {}) or {})
         plot_series[name] = _plot_series(sim_fine, fine, keep, ok, valid, m, draws)
+        bar.update(done)
+    bar.close()
     subject_endpoints, draw_endpoints, trajectories, draw_means, plot_series = (
         {k: d[k] for k in scen if k in d}
         for d in (subject_endpoints, draw_endpoints, trajectories, draw_means, plot_series))

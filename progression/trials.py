@@ -41,6 +41,7 @@ from ._survival import exponential_hazard_ratio, logrank
 from .errors import ConfigError, ProgressionError
 from .interventions import flatten, to_switches
 from .model import load_model
+from .parallel import Progress
 from .scenarios import (
     Variability,
     _anchor_times,
@@ -254,11 +255,12 @@ class VirtualTrial:
 
     # ---------------------------------------------------------------------- the pool
 
-    def simulate_pool(self, size: int, *, seed=0, executor=None, chunk: int = 250) -> TrialPool:
+    def simulate_pool(self, size: int, *, seed=0, executor=None, chunk: int = 250,
+                      progress: bool = False) -> TrialPool:
         """Screen candidates until ``size`` patients are eligible; simulate every arm.
 
         Chunks of ``chunk`` eligible patients are independent (own seeds) and go through
-        ``executor.map`` when given.
+        ``executor.map`` when given. ``progress``: a progress bar (patients) on stderr.
         """
         if size < 1:
             raise ConfigError(f"pool size: expected a positive number, found {size}")
@@ -266,7 +268,11 @@ class VirtualTrial:
         seeds = np.random.SeedSequence(_entropy(seed)).spawn(len(sizes))
         jobs = [(self, n, s) for n, s in zip(sizes, seeds, strict=True)]
         mapper = executor.map if executor is not None else map
-        parts = list(mapper(_pool_chunk, jobs))
+        parts = []
+        with Progress("trial pool", size, unit="patients", enabled=progress) as bar:
+            for part in mapper(_pool_chunk, jobs):
+                parts.append(part)
+                bar.update(bar.done + part.size)
         return TrialPool.concatenate(parts)
 
     def _screen(self, n: int, rng) -> tuple:
@@ -437,22 +443,28 @@ class VirtualTrial:
     # ------------------------------------------------------------------- replicates
 
     def run(self, n_per_arm: int, *, reps: int = 1, seed=0, pool: TrialPool | None = None,
-            pool_size: int | None = None, executor=None) -> TrialResults:
+            pool_size: int | None = None, executor=None, progress: bool = False) -> TrialResults:
         """``reps`` replicate trials with ``n_per_arm`` patients per arm.
 
         The pool (default size ``max(400, 3 * n_per_arm * arms)``) is simulated first unless
-        given; replicates draw patients from it.
+        given; replicates draw patients from it. ``progress``: progress bars on stderr.
         """
         n_arms = len(self.arms)
         if pool is None:
             size = pool_size or max(400, 3 * n_per_arm * n_arms)
-            pool = self.simulate_pool(size, seed=_child(seed, 1), executor=executor)
+            pool = self.simulate_pool(size, seed=_child(seed, 1), executor=executor,
+                                      progress=progress)
         ss = np.random.SeedSequence(_entropy(_child(seed, 2)))
         batches = _split(reps, math.ceil(reps / 25))     # same batches with or without executor
         seeds = ss.spawn(len(batches))
         jobs = [(self, pool, n_per_arm, b, s) for b, s in zip(batches, seeds, strict=True)]
         mapper = executor.map if executor is not None else map
-        rows = [r for part in mapper(_run_batch, jobs) for r in part]
+        rows = []
+        with Progress(f"trials {n_per_arm}/arm", reps, unit="replicates",
+                      enabled=progress) as bar:
+            for part, b in zip(mapper(_run_batch, jobs), batches, strict=True):
+                rows += part
+                bar.update(bar.done + b)
         notes = []
         if n_per_arm * n_arms > pool.size:
             notes.append(f"pool of {pool.size} smaller than a trial ({n_per_arm * n_arms}): "
@@ -462,16 +474,21 @@ class VirtualTrial:
 
     def power(self, sample_sizes: Sequence[int], *, reps: int = 200, seed=0,
               pool: TrialPool | None = None, pool_size: int | None = None,
-              executor=None) -> PowerCurve:
-        """Power (rejection rate over ``reps`` replicates) for each sample size per arm."""
+              executor=None, progress: bool = False) -> PowerCurve:
+        """Power (rejection rate over ``reps`` replicates) for each sample size per arm.
+
+        ``progress``: progress bars (pool, then each sample size) on stderr.
+        """
         sizes = sorted(int(n) for n in sample_sizes)
         if not sizes or sizes[0] < 2:
             raise ConfigError(f"sample_sizes: expected sizes >= 2, found {sample_sizes}")
         if pool is None:
             size = pool_size or max(400, 2 * sizes[-1] * len(self.arms))
-            pool = self.simulate_pool(size, seed=_child(seed, 1), executor=executor)
+            pool = self.simulate_pool(size, seed=_child(seed, 1), executor=executor,
+                                      progress=progress)
         results = [self.run(n, reps=reps, seed=_child(seed, 10 + i), pool=pool,
-                            executor=executor) for i, n in enumerate(sizes)]
+                            executor=executor, progress=progress)
+                   for i, n in enumerate(sizes)]
         return PowerCurve(self, results)
 
 
