@@ -24,7 +24,8 @@ writes whole lines to logs.
 Local worker processes run their numerical libraries single-threaded (OpenBLAS, OpenMP, MKL):
 two workers with a BLAS thread pool each on two cores would fight over them. A pool is started
 only when a ``map`` has at least two items; one item runs in the calling process, since a
-worker process would only add its start-up.
+worker process would only add its start-up. ``jobs`` above the CPUs this process may use is
+lowered to that number, with a warning (in-process on a single CPU).
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ import os
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 from .errors import ProgressionError
 
-__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress", "report"]
+__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress", "report",
+           "usable_cpus"]
 
 
 # ============================================================================ progress
@@ -326,6 +329,14 @@ def _limit_threads(n: int = 1) -> None:
                 break
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _worker_init(queue) -> None:
     global _QUEUE
     _QUEUE = queue
@@ -464,7 +475,13 @@ def executor(jobs: int | None = None, scheduler: str | None = None):
     if scheduler:
         ex = DaskExecutor(scheduler, jobs)
     elif jobs and jobs > 1:
-        ex = ProcessPool(jobs)
+        usable = usable_cpus()
+        if jobs > usable:
+            # more workers than CPUs only adds start-up and switching: each would wait
+            warnings.warn(f"--jobs {jobs}: this process may use {usable} CPU(s); running "
+                          + ("in-process" if usable < 2 else f"{usable} worker processes"),
+                          stacklevel=3)
+        ex = ProcessPool(min(jobs, usable)) if usable >= 2 else InProcess()
     else:
         ex = InProcess()
     try:

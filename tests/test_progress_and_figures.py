@@ -100,8 +100,11 @@ def test_in_process_map_passes_partial_reports_and_keeps_order():
 
 def test_process_pool_reports_partial_work_runs_blas_single_threaded_and_keeps_order():
     seen = []
-    with executor(jobs=2) as ex:
-        out = ex.map(_reporting_item, [(k, 1.0) for k in range(3)], partial=seen.append)
+    pool = ProcessPool(2)                            # whatever the CPUs of the test machine
+    try:
+        out = pool.map(_reporting_item, [(k, 1.0) for k in range(3)], partial=seen.append)
+    finally:
+        pool.close()
     assert [r[0] for r in out] == [0, 1, 4]
     assert {r[1] for r in out} != {os.getpid()}, "items ran in worker processes"
     assert {r[2] for r in out} == {"1"}, "workers limit BLAS threads"
@@ -449,3 +452,20 @@ def test_compare_and_trials_show_progress_in_logs_and_stay_quiet_otherwise(capsy
     assert "\r" not in err and "trial pool: 12/12 patients (100%)" in err.splitlines()[-1]
     trial.simulate_pool(12, seed=1, chunk=6)
     assert capsys.readouterr().err == ""
+
+
+def test_more_jobs_than_usable_cpus_are_not_started(monkeypatch):
+    import progression.parallel as par
+
+    monkeypatch.setattr(par, "usable_cpus", lambda: 1)
+    with pytest.warns(UserWarning, match="--jobs 2: this process may use 1 CPU"):
+        with executor(jobs=2) as ex:
+            assert isinstance(ex, InProcess)
+    monkeypatch.setattr(par, "usable_cpus", lambda: 2)
+    with pytest.warns(UserWarning, match="running 2 worker processes"):
+        with executor(jobs=3) as ex:
+            assert isinstance(ex, ProcessPool) and ex.workers == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with executor(jobs=2) as ex:
+            assert isinstance(ex, ProcessPool) and ex.workers == 2
