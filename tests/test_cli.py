@@ -87,3 +87,10 @@ def test_progress_rewrites_one_line_on_a_terminal_and_writes_whole_lines_to_a_lo
     bar.close()
     assert term.getvalue().count("\n") == 1 and "\r" in term.getvalue()   # one line, redrawn
     assert "2/2" in term.getvalue().split("\r")[-1]
+
+
+def test_cli_method_names_match_the_integrator_registry():
+    from progression.cli import METHOD_NAMES
+    from progression.simulate import METHODS
+
+    assert sorted(METHOD_NAMES) == sorted(METHODS)
