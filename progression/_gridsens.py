@@ -177,7 +177,7 @@ def _trapezoid(grid, J, F, S0):
 
 def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool = True,
                        tol: float = GRID_TOL, solver: dict | None = None,
-                       report: dict | None = None):
+                       report: dict | None = None, last_node=None):
     """``dy/dp`` for the given parameter columns at every grid node.
 
     The difference between the rule on the grid and on every other node estimates the error
@@ -207,6 +207,9 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
     report : dict, optional
         Filled with ``"fallback"``: indices of the subjects recomputed, and ``"estimate"``:
         each subject's error estimate (m,).
+    last_node : int array (m,), optional
+        The last node each subject needs: its error estimate looks no further, so that it
+        does not depend on how far the grid of its batch extends (all nodes by default).
 
     Returns
     -------
@@ -226,7 +229,9 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
             parts.append(grid_sensitivities(model, grid, states[lo:lo + step],
                                             table[lo:lo + step], columns,
                                             richardson=richardson, tol=tol, solver=solver,
-                                            report=sub))
+                                            report=sub,
+                                            last_node=None if last_node is None
+                                            else last_node[lo:lo + step]))
             estimates.append(sub["estimate"])
             fallback.append(sub["fallback"] + lo)
         if report is not None:
@@ -252,7 +257,12 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
             # Error of the plain rule: (S_h - S_2h) / 3 for the trapezoidal rule (second
             # order), S_h - S_2h where implicit Euler (first order) took part.
             diff = np.abs(S[even] - coarse)                                # (Ge, m, n, k)
-            size = np.abs(S).max(axis=0)                                   # (m, n, k)
+            absS = np.abs(S)
+            if last_node is not None:
+                nodes = np.arange(G)[:, None] <= np.asarray(last_node)[None, :]   # (G, m)
+                absS = np.where(nodes[:, :, None, None], absS, 0.0)
+                diff = np.where(nodes[even][:, :, None, None], diff, 0.0)
+            size = absS.max(axis=0)                                        # (m, n, k)
             floor = 1e-6 * size.max(axis=1, keepdims=True) + 1e-300
             rel = (diff / (size + floor)[None]).max(axis=(0, 2, 3))
             estimate = np.where(smooth, rel / 3.0, rel)

@@ -454,7 +454,8 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
 
 
 def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e-6,
-                 atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000):
+                 atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000,
+                 per_subject: bool = False):
     """States only, at ``times``, for a parameter table: the lean path estimators use.
 
     No observables, events or sensitivities are computed (see
@@ -468,6 +469,11 @@ def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e
     table : ndarray (m, P)
     times : ndarray (T,)
         Increasing output times from ``t0 = times[0]``.
+    per_subject : bool
+        Give every subject its own step-size sequence (:mod:`progression._rodas`, Rodas4
+        vectorised over subjects; ``method`` is then not used): a subject's states do not
+        depend on which subjects share the batch. A stacked solve shares one step sequence,
+        which moves every subject's result in the last digits the tolerance allows.
 
     Returns
     -------
@@ -479,6 +485,17 @@ def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e
         Work counters, as :attr:`Simulation.stats`.
     """
     times = np.asarray(times, dtype=float)
+    if per_subject:
+        from ._rodas import rodas_states
+
+        states, status, failure, stats = rodas_states(model, table, times, rtol=rtol,
+                                                      atol=atol, max_step=max_step,
+                                                      max_steps=max_steps)
+        message = ["ok" if f is None else
+                   f"integration failed at t={f[0]:.10g} ({f[3]}): "
+                   + _diagnose(model, f[0], f[0], f[1], f[2], table[i])
+                   for i, f in enumerate(failure)]
+        return states, status, message, stats
     if method == "LSODA":
         return _odeint_states(model, table, times, rtol, atol, max_step, max_steps)
     index = np.arange(table.shape[0])

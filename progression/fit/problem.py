@@ -359,8 +359,14 @@ class Problem:
             grid = np.unique(np.concatenate([[0.0], tm]))
         else:
             h = grid_step(solver.get("grid_step", "auto"), t_end)
-            G = max(int(np.floor(t_end / h)) + 2, 2)
+            # One node beyond the last one any row interpolates from, so that every node a row
+            # uses is interior (Richardson's odd-node correction needs both neighbours), and
+            # each row's own last node for its error estimate: the batch's extent then
+            # changes nothing in a row's result.
+            G = max(int(np.floor(t_end / h)) + 3, 3)
             grid = np.arange(G) * h
+            last_node = np.zeros(table.shape[0], dtype=int)
+            np.maximum.at(last_node, rr, np.floor(tm / h).astype(int) + 1)
         sens_idx = [model.parameter_index(nm) for nm in sens]
         if mode == "grid" and solver.get("sensitivities", "grid") == "grid":
             # States only from the integrator; sensitivities from the linear sensitivity
@@ -368,9 +374,12 @@ class Problem:
             options.pop("sensitivities")
             options.pop("terminal_events")
             with np.errstate(all="ignore"):
-                X, status, messages, _ = solve_states(model, table, grid, **options)
+                X, status, messages, _ = solve_states(
+                    model, table, grid, per_subject=solver.get("per_subject_steps", True),
+                    **options)
                 Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate,
-                                         solver=options) if k else None)
+                                         solver=options, last_node=last_node)
+                      if k else None)
         else:
             with np.errstate(all="ignore"):
                 sim = simulate(model, table, grid, **options)
