@@ -52,7 +52,7 @@ _ESTIMATOR_DEFAULTS = {
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
-                    "sensitivities": "grid"}
+                    "sensitivities": "grid", "per_subject_steps": True}
 _OUTPUT_DEFAULTS = {"folder": None, "figures": True}
 
 
@@ -129,7 +129,9 @@ class FitConfig:
         which no subject has a finite objective).
     solver : dict
         ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``,
-        ``sensitivities``.
+        ``sensitivities``, ``per_subject_steps`` (grid outputs: states integrated with one
+        step sequence per subject, Rodas4, so that batching changes nothing; ``method`` then
+        serves the forward-sensitivity and exact-output paths).
     output : dict
         ``folder`` (resolved Path or None) and ``figures``.
     """
@@ -501,6 +503,12 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     if "sensitivities" in sol:
         solver["sensitivities"] = chk.string("solver.sensitivities", sol["sensitivities"],
                                              SENSITIVITY_MODES)
+    if "per_subject_steps" in sol:
+        if isinstance(sol["per_subject_steps"], bool):
+            solver["per_subject_steps"] = sol["per_subject_steps"]
+        else:
+            chk.add("solver.per_subject_steps",
+                    f"expected true or false, found {_found(sol['per_subject_steps'])}")
 
     # [output]
     out = chk.table("output", doc.get("output"))
