@@ -824,8 +824,9 @@ class Comparison:
                     c = colors[scen]
                     (line,) = ax.plot(t, med, color=c, lw=1.9 if scen == self.reference
                                       else 1.4)
-                    ax.fill_between(t, lo, hi, color=c, alpha=0.07 if len(group) > 2 else 0.14,
-                                    lw=0)
+                    if scen == self.reference or len(group) <= 2:
+                        # more bands than that overlap into a smear; the CSV has them all
+                        ax.fill_between(t, lo, hi, color=c, alpha=0.12, lw=0)
                     if dm is not None:
                         ax.plot(t, dm[0], color=c, lw=0.8, ls="--")
                         ax.plot(t, dm[1], color=c, lw=0.8, ls="--")
@@ -844,8 +845,10 @@ class Comparison:
         if len(groups) > 1:
             _same_ylim([[p[1][r] for p in panels] for r in range(len(names))])
         extra = "; dashed: 95% interval of the mean over parameter draws" if self.n_draws else ""
-        fig.suptitle(f"{self.model}: median and {band[0]}-{band[1]}% between-subject band "
-                     f"(survivors){extra}", fontsize=10)
+        whose = (f" of {self.reference!r} (all arms: trajectories.csv)"
+                 if max(map(len, groups)) > 2 else "")
+        fig.suptitle(f"{self.model}: median among survivors; shaded: {band[0]}-{band[1]}% "
+                     f"between-subject band{whose}{extra}", fontsize=10)
         return fig
 
     def _series(self, scen, name, band):
