@@ -31,6 +31,7 @@ lowered to that number, with a warning (in-process on a single CPU).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -106,8 +107,10 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
+            sized = _columns(self.stream) > 0     # a pty without a size reports 0 columns
             self._bar = tqdm(total=self.total, desc=label, unit=f" {unit}", file=self.stream,
-                             mininterval=0.5, leave=True, dynamic_ncols=True, smoothing=0.1)
+                             mininterval=0.5, leave=True, smoothing=0.1, dynamic_ncols=sized,
+                             ncols=None if sized else 100, nrows=None if sized else 24)
         period = tick if self.tty else min(5.0, self._log_seconds)
         # the thread holds the bar weakly: a bar dropped without close() (an exception in the
         # work) stops ticking instead of writing heartbeats until the interpreter exits
@@ -196,6 +199,13 @@ class Progress:
                 self._bar.refresh()               # elapsed time moves while an item runs
             elif time.monotonic() - self._last_line >= self._log_seconds:
                 self._line()                      # heartbeat in a log
+
+
+def _columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return 0
 
 
 def _tick(ref, stop, period: float) -> None:
