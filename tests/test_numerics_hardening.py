@@ -234,3 +234,111 @@ def test_grid_sensitivities_fall_back_to_forward_sensitivities_when_their_estima
                            solver={"rtol": 1e-9, "atol": 1e-12})[:, :, 0, :]
     assert list(report["fallback"]) == [0, 1]
     np.testing.assert_allclose(S, np.broadcast_to(exact, S.shape), atol=1e-5)
+
+
+# ------------------------------------------------------------------ batching changes nothing
+
+
+@pytest.fixture(scope="module")
+def cohort200():
+    """200 virtual als_reduced patients like tests/_fit_support.simulate_cohort's (kA and eD
+    log-normal, enrolment 15-45 months after onset, ALSFRS-R, NfL and CRP monthly for 18
+    months with noise), simulated in one batch."""
+    model = pg.load_model("als_reduced")
+    rng = np.random.default_rng(3)
+    n = 200
+    table = model.parameter_table(None, n)
+    for name in ("kA", "eD"):
+        table[:, model.parameter_index(name)] *= np.exp(0.3 * rng.standard_normal(n))
+    table = np.clip(table, model.bounds[:, 0] * 1.02, model.bounds[:, 1] * 0.98)
+    offsets = rng.uniform(15.0, 45.0, n)
+    visits = np.arange(0.0, 19.0, 1.0)
+    fine = np.arange(0.0, 70.0, 0.05)
+    sim = pg.simulate(model, table, fine, rtol=1e-9, atol=1e-11, terminal_events=False)
+    cols = {k: [] for k in ("subject", "time", "observable", "value")}
+    for i in range(n):
+        for obs, sd in (("ALSFRS_R", 1.0), ("NfL", 0.15), ("CRP", 0.2)):
+            f = np.interp(offsets[i] + visits, fine, sim[obs][i])
+            eps = sd * rng.standard_normal(visits.size)
+            y = np.clip(f + eps, 0.0, 48.0) if obs == "ALSFRS_R" else f * np.exp(eps)
+            cols["subject"] += [f"P{i + 1:03d}"] * visits.size
+            cols["time"] += list(visits)
+            cols["observable"] += [obs] * visits.size
+            cols["value"] += list(y)
+    return pg.Cohort(cols, time_unit="month", source="simulated in the test")
+
+
+def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200):
+    """The same subject fitted alone, among 4, 20 and 200 (default solver: grid_step "auto",
+    grid sensitivities): estimates and objective equal to 1e-9 relative. Before, the grid step
+    followed the latest time of each batch (3.6e-4 relative in kA between batches of 20 and 4)
+    and a stacked solve shared its step sizes among the batch (~2e-6 relative even at a fixed
+    step); now the step is fixed once from all the data and each subject has its own step
+    sequence (Rodas4 vectorised over subjects)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fit_support import config_text
+
+    from progression.fit import fit
+    from progression.fit.config import parse_fit_config
+
+    base = config_text().replace("grid_step = 0.5", 'grid_step = "auto"')
+    found = []
+    for size in (1, 4, 20, 200):
+        ids = ", ".join(f'"P{i + 1:03d}"' for i in range(size))
+        text = base.replace('path = "data.csv"', f'path = "data.csv"\nsubjects = [{ids}]')
+        text += f"\n[estimator]\nbatch_size = {size}\n"
+        res = fit(parse_fit_config(text, check_data=False), data=cohort200)
+        assert res.converged[0]
+        found.append([*(res.estimates(n)[0] for n in ("kA", "eD", "time_offset")),
+                      res.subject_objective[0]])
+    found = np.array(found)
+    np.testing.assert_allclose(found, np.broadcast_to(found[0], found.shape), rtol=1e-9)
+
+
+def test_per_subject_states_match_a_tight_reference_and_do_not_depend_on_the_batch():
+    """solve_states(per_subject=True) on als_reduced: within 2e-5 of an rtol-1e-11 solve
+    (relative to each state's range; odeint at the same rtol 1e-6: ~4e-6), and a subject's
+    states are bit-identical alone and among 50 whose grid extends further."""
+    model = pg.load_model("als_reduced")
+    rng = np.random.default_rng(0)
+    table = model.parameter_table(None, 50)
+    table[:, model.parameter_index("kA")] *= np.exp(0.3 * rng.standard_normal(50))
+    grid = np.arange(0.0, 60.0, 0.5)
+    ref = solve_states(model, table, grid, rtol=1e-11, atol=1e-13)[0]
+    X, status, _, _ = solve_states(model, table, grid, per_subject=True)
+    assert (status == 0).all()
+    err = np.abs(X - ref) / (np.abs(ref).max(axis=2, keepdims=True) + 1e-9)
+    assert err.max() < 2e-5, err.max()
+    alone = solve_states(model, table[7:8], grid[:60], per_subject=True)[0]
+    np.testing.assert_array_equal(alone[0], X[7, :, :60])
+
+
+def test_per_subject_states_name_a_failure(blowup):
+    table = blowup.parameter_table({"c": np.array([2.0, 2.0, -1.0]),
+                                    "x0": np.array([1.0, 0.1, 0.1])})
+    X, status, message, _ = solve_states(blowup, table, np.linspace(0.0, 2.0, 5),
+                                         per_subject=True)
+    assert list(status) == [-1, 0, -1]
+    assert "'x'" in message[0] and 0.99 < _time_in(message[0]) < 1.01
+    assert "equation(s) for 'z'" in message[2] and _time_in(message[2]) == 0.0
+    np.testing.assert_allclose(X[1, 0], 0.1 / (1 - 0.1 * np.linspace(0, 2, 5)), rtol=1e-5)
+
+
+def _forced_rhs(t, y, p):
+    return np.cos(p[0] * t)[None, :] + 0.0 * y
+
+
+FORCED = pg.PythonModel("forced", ["x"], {"w": 1.0}, _forced_rhs, [0.0])
+
+
+def test_per_subject_states_of_a_time_dependent_model():
+    """x' = cos(w t), x(0) = 0: x = sin(w t) / w (the Rosenbrock stages need df/dt here)."""
+    times = np.linspace(0.0, 10.0, 41)
+    w = np.array([0.5, 2.0, 3.0])
+    X, status, _, _ = solve_states(FORCED, FORCED.parameter_table({"w": w}), times,
+                                   rtol=1e-8, atol=1e-10, per_subject=True)
+    assert (status == 0).all()
+    np.testing.assert_allclose(X[:, 0], np.sin(w[:, None] * times) / w[:, None], atol=2e-7)
