@@ -370,6 +370,7 @@ class ProcessPool:
         self.workers = jobs
         self._pool = None
         self._queue = None
+        self._said = False
 
     def _start(self):
         if self._pool is None:
@@ -386,6 +387,11 @@ class ProcessPool:
     def map(self, fn, items, progress=None, partial=None):
         items = list(items)
         if len(items) < 2 or self.workers < 2:
+            if not self._said and len(items) == 1:
+                self._said = True
+                warnings.warn(f"--jobs {self.workers}: the work is one chunk (fewer subjects "
+                              "than batch_size), so it ran in this process; worker processes "
+                              "pay only with at least two chunks", stacklevel=3)
             return InProcess().map(fn, items, progress=progress, partial=partial)
         from concurrent.futures import FIRST_COMPLETED, wait
 

@@ -114,7 +114,8 @@ def test_process_pool_reports_partial_work_runs_blas_single_threaded_and_keeps_o
 def test_process_pool_runs_a_single_item_in_process_without_starting_workers():
     pool = ProcessPool(2)
     try:
-        (out,) = pool.map(_reporting_item, [(3, 0.0)])
+        with pytest.warns(UserWarning, match="one chunk .* ran in this process"):
+            (out,) = pool.map(_reporting_item, [(3, 0.0)])
         assert out[0] == 9 and out[1] == os.getpid()
         assert pool._pool is None
     finally:
