@@ -132,7 +132,8 @@ def test_fit_progress_in_a_log_and_quiet(tmp_path, capsys):
 
     cohort, _ = simulate_cohort(1, seed=3, visits=np.arange(0.0, 13.0, 3.0))
     pg.write_cohort(cohort, tmp_path / "data.csv", format="long")
-    (tmp_path / "demo.toml").write_text(config_text("data.csv"))
+    (tmp_path / "demo.toml").write_text(config_text("data.csv",
+                                                    extra="[output]\nfigures = false\n"))
     code, _ = run_cli(str(tmp_path / "demo.toml"), "--out", str(tmp_path / "a"))
     err = capsys.readouterr().err
     assert code == 0
