@@ -22,6 +22,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--out", default="out/examples/anti_il6_dose_response")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     args = parser.parse_args(argv)
 
     doses = [1.0, 4.0, 8.0] if args.small else [0.5, 1.0, 2.0, 4.0, 8.0, 12.0]
@@ -44,7 +45,8 @@ def main(argv=None):
     lines = ["source,dose_mg_per_kg,interval_weeks,CRP_change_pct_16w,ALSFRS_R_diff_16w,"
              "ALSFRS_R_diff_12m"]
     for color, (label, source) in zip(["C0", "C3"], sources.items(), strict=False):
-        comp = compare(source, scenarios, horizon=12.0, step=0.1, endpoints=endpoints)
+        comp = compare(source, scenarios, horizon=12.0, step=0.1, endpoints=endpoints,
+                       progress=not args.quiet)
         comp.write(out / label.replace(" ", "_"), overwrite=True)  # rerun refreshes it
         for w, style in zip(intervals, ["-", "--", ":"], strict=False):
             crp, dfrs = [], []

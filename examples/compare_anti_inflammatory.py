@@ -20,6 +20,7 @@ def main(argv=None):
     parser.add_argument("--fit", help="saved fit folder to use instead of a virtual cohort")
     parser.add_argument("--draws", type=int, default=0, help="parameter draws (fits only)")
     parser.add_argument("--out", default="out/examples/compare_anti_inflammatory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
 
     if args.fit:
@@ -42,7 +43,7 @@ def main(argv=None):
         "ceiling (no glial toxicity)": [iv.glial_block()],
     }
     comp = compare(source, scenarios, horizon=horizon, draws=args.draws, seed=1,
-                   endpoints=None)
+                   endpoints=None, progress=not args.quiet)
     comp.write(args.out, overwrite=True)   # the example's own folder: rerunning refreshes it
     slope = f"ALSFRS_R_slope_0-{min(12.0, horizon):g}m"
     print(f"{int(comp.valid.sum())} subjects, {horizon:g} months; ALSFRS-R slope "
