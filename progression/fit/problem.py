@@ -18,7 +18,9 @@ reports how often it happened during the optimisation and, per subject, at the e
 Outputs at each subject's own times are obtained in one of two ways (``[solver] outputs``):
 
 * ``"grid"`` (default): the batch is simulated on a common grid of model times (step
-  ``grid_step``; ``"auto"``: a power of two near 1/200 of the simulated span); states and
+  ``grid_step``; ``"auto"``: a power of two near 1/200 of the span of all the data, fixed
+  once per fit by :meth:`Problem.fix_grid_step`; states with one step sequence per subject
+  when ``per_subject_steps``, so batching changes no result); states and
   sensitivities at a subject's times are cubic Hermite interpolants built from the values and
   exact time derivatives (``dy/dt = f``, ``dS/dt = J S + df/dp``) at the two neighbouring grid
   points. The interpolant is what is fitted, so objective and gradient stay consistent; its
