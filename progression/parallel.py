@@ -25,7 +25,8 @@ Local worker processes run their numerical libraries single-threaded (OpenBLAS, 
 two workers with a BLAS thread pool each on two cores would fight over them. A pool is started
 only when a ``map`` has at least two items; one item runs in the calling process, since a
 worker process would only add its start-up. ``jobs`` above the CPUs this process may use is
-lowered to that number, with a warning (in-process on a single CPU).
+lowered to that number, with a warning (in-process on a single CPU), and a warning says when
+the machine is already busy (load average), since workers then only compete for the same CPUs.
 """
 
 from __future__ import annotations
@@ -347,6 +348,14 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _other_load() -> float | None:
+    """CPUs kept busy by other work: the 1-minute load average less this process."""
+    try:
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):
+        return None
+
+
 def _worker_init(queue) -> None:
     global _QUEUE
     _QUEUE = queue
@@ -498,6 +507,12 @@ def executor(jobs: int | None = None, scheduler: str | None = None):
                           + ("in-process" if usable < 2 else f"{usable} worker processes"),
                           stacklevel=3)
         ex = ProcessPool(min(jobs, usable)) if usable >= 2 else InProcess()
+        busy = _other_load()
+        if usable >= 2 and busy is not None and usable - busy < min(jobs, usable) - 0.5:
+            # measured: on 2 busy CPUs two workers got no more work done than one process
+            warnings.warn(f"--jobs {jobs}: the machine is busy (about {busy:.1f} CPUs in use "
+                          f"by other work, of {usable}); worker processes pay only on idle "
+                          "CPUs and may be slower than in-process now", stacklevel=3)
     else:
         ex = InProcess()
     try:

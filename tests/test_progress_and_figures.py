@@ -456,9 +456,10 @@ def test_compare_and_trials_show_progress_in_logs_and_stay_quiet_otherwise(capsy
     assert capsys.readouterr().err == ""
 
 
-def test_more_jobs_than_usable_cpus_are_not_started(monkeypatch):
+def test_more_jobs_than_usable_cpus_are_not_started_and_a_busy_machine_is_named(monkeypatch):
     import progression.parallel as par
 
+    monkeypatch.setattr(par, "_other_load", lambda: 0.2)
     monkeypatch.setattr(par, "usable_cpus", lambda: 1)
     with pytest.warns(UserWarning, match="--jobs 2: this process may use 1 CPU"):
         with executor(jobs=2) as ex:
@@ -469,5 +470,9 @@ def test_more_jobs_than_usable_cpus_are_not_started(monkeypatch):
             assert isinstance(ex, ProcessPool) and ex.workers == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        with executor(jobs=2) as ex:
+            assert isinstance(ex, ProcessPool) and ex.workers == 2
+    monkeypatch.setattr(par, "_other_load", lambda: 1.4)
+    with pytest.warns(UserWarning, match=r"busy \(about 1.4 CPUs in use by other work, of 2\)"):
         with executor(jobs=2) as ex:
             assert isinstance(ex, ProcessPool) and ex.workers == 2
