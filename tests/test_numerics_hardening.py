@@ -269,7 +269,7 @@ def cohort200():
 
 
 def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200):
-    """The same subject fitted alone, among 4, 20 and 200 (default solver: grid_step "auto",
+    """The same subject fitted alone, among 4, 20 and 200 (grid_step "auto", per-subject steps,
     grid sensitivities): estimates and objective equal to 1e-9 relative. Before, the grid step
     followed the latest time of each batch (3.6e-4 relative in kA between batches of 20 and 4)
     and a stacked solve shared its step sizes among the batch (~2e-6 relative even at a fixed
@@ -284,7 +284,8 @@ def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200):
     from progression.fit import fit
     from progression.fit.config import parse_fit_config
 
-    base = config_text().replace("grid_step = 0.5", 'grid_step = "auto"')
+    base = config_text().replace("grid_step = 0.5",
+                                 'grid_step = "auto"\nper_subject_steps = true')
     found = []
     for size in (1, 4, 20, 200):
         ids = ", ".join(f'"P{i + 1:03d}"' for i in range(size))
