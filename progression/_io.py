@@ -37,7 +37,7 @@ __all__ = ["MARKER", "atomic_directory", "atomic_files", "check_output_folder",
            "process_start_time", "user_umask"]
 
 MARKER = ".progression"
-_OVERWRITE_HINT = "--overwrite on the command line, overwrite=True in Python"
+_OVERWRITE_HINT = "--overwrite (overwrite=True in Python)"
 
 #: Paths moved into place by this process (the CLI reports them when interrupted afterwards).
 committed: list[Path] = []
@@ -209,7 +209,7 @@ def check_output_folder(path, *, overwrite: bool = False, inputs: Iterable = (),
                           "new folder name, or move its content away")
     if not overwrite:
         raise OutputError(f"{path}: exists (written by progression earlier); pass "
-                          f"{_OVERWRITE_HINT}, to replace it")
+                          f"{_OVERWRITE_HINT} to replace it")
     return path
 
 
@@ -376,7 +376,7 @@ def check_output_files(targets: Iterable, *, overwrite: bool = False, inputs: It
                               "never replaced, even with --overwrite. Choose another file name")
         if not overwrite:
             raise OutputError(f"{target}: exists (written by progression earlier); pass "
-                              f"{_OVERWRITE_HINT}, to replace it")
+                              f"{_OVERWRITE_HINT} to replace it")
 
 
 @contextlib.contextmanager
