@@ -32,6 +32,9 @@ ESTIMATORS = ("individual", "pooled")
 ROLES = ("subject", "shared", "fixed")
 UNCERTAINTY = ("covariance", "profile", "bootstrap")
 OUTPUT_MODES = ("grid", "exact")
+#: ``[solver] refine``: polish grid-path estimates on the exact path, and report objective and
+#: covariance from it ("exact"), or report the grid path's own numbers ("none").
+REFINE_MODES = ("exact", "none")
 SENSITIVITY_MODES = ("grid", "forward")
 OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
@@ -52,7 +55,7 @@ _ESTIMATOR_DEFAULTS = {
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
-                    "sensitivities": "grid", "per_subject_steps": True}
+                    "sensitivities": "grid", "per_subject_steps": True, "refine": "exact"}
 _OUTPUT_DEFAULTS = {"folder": None, "figures": True}
 
 
@@ -71,7 +74,7 @@ class FitParameter:
         Starting value when estimated, the value when fixed.
     lower, upper : float
         Bounds (natural scale).
-    scale : {"linear", "log", "logit"}
+    scale : {"linear", "log", "logit", "log10"}
         Estimation scale.
     covariate : str or None
         Time offset only: offset_i = value_i + factor * covariate_i.
@@ -131,7 +134,9 @@ class FitConfig:
         ``method``, ``rtol``, ``atol``, ``max_step``, ``max_steps``, ``outputs``, ``grid_step``,
         ``sensitivities``, ``per_subject_steps`` (grid outputs: states integrated with one
         step sequence per subject, Rodas4, so that batching changes nothing; ``method`` then
-        serves the forward-sensitivity and exact-output paths).
+        serves the forward-sensitivity and exact-output paths), ``refine`` (``"exact"``:
+        grid-path estimates are polished by a few Levenberg-Marquardt iterations on the exact
+        path, which then gives the reported objective and covariance; ``"none"``).
     output : dict
         ``folder`` (resolved Path or None) and ``figures``.
     """
@@ -503,6 +508,8 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     if "sensitivities" in sol:
         solver["sensitivities"] = chk.string("solver.sensitivities", sol["sensitivities"],
                                              SENSITIVITY_MODES)
+    if "refine" in sol:
+        solver["refine"] = chk.string("solver.refine", sol["refine"], REFINE_MODES)
     if "per_subject_steps" in sol:
         if isinstance(sol["per_subject_steps"], bool):
             solver["per_subject_steps"] = sol["per_subject_steps"]
@@ -617,11 +624,11 @@ def _check_value_bounds_scale(chk, key, value, bounds, scale, estimated, check_v
     if check_value and not lo <= value <= hi:
         chk.add(f"{key}.value", f"expected a value within bounds [{lo:g}, {hi:g}], found "
                                 f"{value:g}")
-    if scale == "log":
+    if scale in ("log", "log10"):
         if lo < 0:
-            chk.add(f"{key}.scale", f"log scale needs a lower bound >= 0, found {lo:g}")
+            chk.add(f"{key}.scale", f"{scale} scale needs a lower bound >= 0, found {lo:g}")
         elif estimated and value <= 0:
-            chk.add(f"{key}.value", f"log scale needs a positive starting value, found "
+            chk.add(f"{key}.value", f"{scale} scale needs a positive starting value, found "
                                     f"{value:g}")
     if scale == "logit":
         if not (math.isfinite(lo) and math.isfinite(hi)):

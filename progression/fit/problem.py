@@ -207,6 +207,28 @@ class Problem:
                      for d in designs)
         self.solver["grid_step"] = grid_step("auto", latest + top)
 
+    @property
+    def exact(self) -> bool:
+        """True when this problem evaluates on the exact path (outputs at the data times,
+        forward sensitivities)."""
+        return self.solver.get("outputs", "grid") == "exact"
+
+    def exact_path(self) -> Problem:
+        """The same problem on the exact path: outputs at each data time and forward
+        sensitivities (``[solver] outputs = "exact"``), for polishing grid-path estimates and
+        for the reported objective and information."""
+        solver = dict(self.solver, outputs="exact", sensitivities="forward")
+        return Problem(self.model, self.observables, self.error_models, self.parameters,
+                       solver)
+
+    def path_name(self) -> str:
+        """How this problem computes outputs and sensitivities, in words."""
+        if self.exact:
+            return "exact outputs, forward sensitivities"
+        sens = self.solver.get("sensitivities", "grid")
+        return (f"grid outputs (Hermite interpolation, step {self.solver.get('grid_step')}), "
+                f"{'grid' if sens == 'grid' else 'forward'} sensitivities")
+
     def parameter(self, name: str) -> FitParameter:
         return self.parameters[self.names.index(name)]
 
@@ -217,6 +239,8 @@ class Problem:
         out = np.ones_like(th)
         m = np.broadcast_to(sc == 1, th.shape)
         out[m] = th[m]
+        m = np.broadcast_to(sc == 3, th.shape)          # log10: d(10**x)/dx = ln(10) theta
+        out[m] = np.log(10.0) * th[m]
         m = np.broadcast_to(sc == 2, th.shape)
         if m.any():
             lo_b, hi_b = np.broadcast_to(lo, th.shape), np.broadcast_to(hi, th.shape)

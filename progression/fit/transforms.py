@@ -5,6 +5,7 @@ scale      theta = g(x)                                 bounds of x
 =========  ==========================================  ==================================
 linear     x                                            (lo, hi)
 log        exp(x)                                       (log lo, log hi); needs lo >= 0
+log10      10**x                                        (log10 lo, log10 hi); needs lo >= 0
 logit      lo + (hi - lo) / (1 + exp(-x))               unbounded; needs finite lo < hi
 =========  ==========================================  ==================================
 
@@ -19,8 +20,10 @@ import numpy as np
 
 __all__ = ["SCALES", "to_internal", "from_internal", "dtheta_dx", "internal_bounds"]
 
-SCALES = ("linear", "log", "logit")
-LINEAR, LOG, LOGIT = 0, 1, 2
+SCALES = ("linear", "log", "logit", "log10")
+LINEAR, LOG, LOGIT, LOG10 = 0, 1, 2, 3
+#: d(10**x)/dx = ln(10) * 10**x
+LN10 = float(np.log(10.0))
 
 
 def _codes(scale) -> np.ndarray:
@@ -39,6 +42,8 @@ def from_internal(x, scale, lo, hi) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         m = code == LOG
         out[m] = np.exp(x[m])
+        m = code == LOG10
+        out[m] = 10.0 ** x[m]
         m = code == LOGIT
         if m.any():
             out[m] = lo[m] + (hi[m] - lo[m]) / (1.0 + np.exp(-x[m]))
@@ -54,6 +59,8 @@ def to_internal(theta, scale, lo, hi) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         m = code == LOG
         out[m] = np.log(theta[m])
+        m = code == LOG10
+        out[m] = np.log10(theta[m])
         m = code == LOGIT
         if m.any():
             u = (theta[m] - lo[m]) / (hi[m] - lo[m])
@@ -70,6 +77,8 @@ def dtheta_dx(x, scale, lo, hi) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         m = code == LOG
         out[m] = np.exp(x[m])
+        m = code == LOG10
+        out[m] = LN10 * 10.0 ** x[m]
         m = code == LOGIT
         if m.any():
             e = np.exp(-np.abs(x[m]))
@@ -85,6 +94,8 @@ def internal_bounds(scale, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore"):
         m = code == LOG
         lo[m], hi[m] = np.log(np.maximum(lo[m], 0.0)), np.log(hi[m])
+        m = code == LOG10
+        lo[m], hi[m] = np.log10(np.maximum(lo[m], 0.0)), np.log10(hi[m])
     m = code == LOGIT
     lo[m], hi[m] = -np.inf, np.inf
     return lo, hi
