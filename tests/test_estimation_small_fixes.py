@@ -124,3 +124,39 @@ def test_log10_scale_needs_a_positive_start_and_names_the_key(tmp_path):
         decay_config(tmp_path, "log10", bounds=(0.0, 5.0), value=0.0)
     with pytest.raises(ConfigError, match=r"scale.*expected one of.*log10|log10.*scale"):
         decay_config(tmp_path, "log2")
+
+
+# ============================================================================ at a bound
+
+
+def test_near_bound_is_measured_on_the_estimation_scale():
+    """Bounds [1e-5, 1e5]: on the log scale 1e-6 of the range is 2.3e-5 in log, so only values
+    within a factor 1.000023 of a bound are at it (the natural-scale rule, 1e-6 x 1e5 = 0.1,
+    flagged everything below 0.1). A bound a scale cannot reach (0 on log) never flags; logit
+    keeps the natural-scale rule (its x range is infinite)."""
+    from progression.fit.transforms import near_bound
+
+    lo, hi = 1e-5, 1e5
+    theta = np.array([1e-5, 1.00002e-5, 1.0001e-5, 1e-3, 0.05, 0.09, 1e5 / 1.00002, 1e5 / 1.0001])
+    for s in ("log", "log10"):
+        np.testing.assert_array_equal(near_bound(theta, s, lo, hi),
+                                      [True, True, False, False, False, False, True, False])
+    np.testing.assert_array_equal(near_bound([1e-300, 2.0, 5.0], "log", 0.0, 5.0),
+                                  [False, False, True])
+    np.testing.assert_array_equal(near_bound([0.0, 5e-7, 2e-6, 0.5], "logit", 0.0, 1.0),
+                                  [True, True, False, False])
+    np.testing.assert_array_equal(near_bound([0.0, 5e-7, 2e-6, 1.0], "linear", 0.0, 1.0),
+                                  [True, True, False, True])
+
+
+def test_fit_with_wide_log_bounds_flags_only_the_estimate_at_its_bound(tmp_path):
+    """k in [1e-5, 1e5] on a log scale. Subject S1 (k = 0.05) is inside and not flagged (the
+    natural-scale rule flagged every k below 0.1); S2's data rise (true k = -0.2, outside the
+    bounds) so its estimate sits at the lower bound 1e-5 and is flagged, 1 of 2."""
+    data = decay_data(k_true=(0.05, -0.2))
+    r = fit(decay_config(tmp_path, "log", bounds=(1e-5, 1e5), value=0.3), data=data)
+    k = r.estimates("k")
+    assert 0.03 < k[0] < 0.07
+    assert k[1] == pytest.approx(1e-5, rel=1e-3)
+    bound = [w for w in r.warnings if "at a bound" in w]
+    assert len(bound) == 1 and "k: estimate at a bound in 1/2 subjects" in bound[0], r.warnings

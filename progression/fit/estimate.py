@@ -31,7 +31,7 @@ from ..parallel import Progress, executor, report
 from .config import FitConfig, read_fit_config
 from .optimize import Counters, Task, run_tasks
 from .problem import Design, Problem, designs_from_cohort
-from .transforms import from_internal, internal_bounds, to_internal
+from .transforms import from_internal, internal_bounds, near_bound, to_internal
 from .uncertainty import (
     conditional_start,
     covariance_from_info,
@@ -540,9 +540,8 @@ def _flag_individual(problem, core, unc, cols, conf, designs):
     names = [problem.names[c] for c in cols]
     m = core["theta"].shape[0]
     sc, lo, hi = problem.scale[cols], problem.lower[cols], problem.upper[cols]
-    th = core["theta"][:, cols]
-    width = np.where(np.isfinite(hi - lo), hi - lo, np.inf)
-    at_bound = (np.abs(th - lo) <= 1e-6 * width) | (np.abs(hi - th) <= 1e-6 * width)
+    # measured on the estimation scale: 1e-6 of [1e-5, 1e5] on the natural scale is 0.1
+    at_bound = near_bound(core["theta"][:, cols], sc, lo, hi)
     for j in range(cols.size):
         n = int(at_bound[:, j].sum())
         if n:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SCALES", "to_internal", "from_internal", "dtheta_dx", "internal_bounds"]
+__all__ = ["SCALES", "to_internal", "from_internal", "dtheta_dx", "internal_bounds",
+           "near_bound"]
 
 SCALES = ("linear", "log", "logit", "log10")
 LINEAR, LOG, LOGIT, LOG10 = 0, 1, 2, 3
@@ -99,3 +100,50 @@ def internal_bounds(scale, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     m = code == LOGIT
     lo[m], hi[m] = -np.inf, np.inf
     return lo, hi
+
+
+def near_bound(theta, scale, lo, hi, rel: float = 1e-6) -> np.ndarray:
+    """Whether each estimate lies at one of its bounds, measured on the estimation scale.
+
+    An estimate is at a bound when it is within ``rel`` times the width of its range on the
+    estimation scale (``x = g^-1(theta)``) from a bound that scale can reach. On the natural
+    scale, ``1e-6 (hi - lo)`` with bounds ``[1e-5, 1e5]`` would be 0.1 and flag every value below
+    it, although a log-scale optimiser sees 1e-5 and 0.1 nine units of ``log`` apart.
+
+    * A bound the scale cannot reach (``lo = 0`` on a log scale, an infinite bound) never
+      flags; where the other bound makes the range infinite, one unit of ``x`` is the width
+      (``rel`` relative distance on a log scale).
+    * Logit maps the bounds to +-infinity; ``theta`` within ``rel (hi - lo)`` of a bound, i.e.
+      ``|x| > log(1/rel)``, is at it.
+
+    Parameters
+    ----------
+    theta : array_like
+        Estimates on the natural scale; broadcasts against ``scale``, ``lo`` and ``hi``.
+    scale, lo, hi : array_like
+        Scale codes or names, natural-scale bounds.
+    rel : float
+
+    Returns
+    -------
+    ndarray of bool, the shape of ``theta``
+    """
+    theta = np.asarray(theta, dtype=float)
+    code = _codes(scale)
+    shape = np.broadcast_shapes(theta.shape, code.shape, np.shape(lo), np.shape(hi))
+    code, theta = np.broadcast_to(code, shape), np.broadcast_to(theta, shape)
+    lo = np.broadcast_to(np.asarray(lo, dtype=float), shape)
+    hi = np.broadcast_to(np.asarray(hi, dtype=float), shape)
+    lo_x, hi_x = (b.reshape(shape) for b in internal_bounds(code.ravel(), lo.ravel(),
+                                                            hi.ravel()))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x = to_internal(theta, code, lo, hi)
+        width = hi_x - lo_x
+        width = np.where(np.isfinite(width) & (width > 0), width, 1.0)
+        out = (np.isfinite(lo_x) & (x - lo_x <= rel * width)) \
+            | (np.isfinite(hi_x) & (hi_x - x <= rel * width))
+        span = hi - lo
+        logit = (code == LOGIT) & np.isfinite(span)
+        out = np.where(logit, (np.abs(theta - lo) <= rel * span)
+                       | (np.abs(hi - theta) <= rel * span), out)
+    return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .transforms import dtheta_dx, from_internal, internal_bounds
+from .transforms import dtheta_dx, from_internal, internal_bounds, near_bound
 
 __all__ = ["covariance_from_info", "wald", "profile_grid", "profile_interval", "conditional_start",
            "percentile_interval", "identifiability_flags"]
@@ -180,8 +180,9 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
 
     * entries whose variance is not finite (the data do not determine them: a singular
       information matrix) are held at the estimate (``info["undetermined"]``, indices);
-    * entries estimated at a bound (within 1e-6 of the range) have a one-sided uncertainty
-      that a normal distribution does not describe: they are held at the bound and the others
+    * entries estimated at a bound (within 1e-6 of the range on the estimation scale,
+      ``transforms.near_bound``) have a one-sided uncertainty that a normal distribution
+      does not describe: they are held at the bound and the others
       are drawn from their conditional distribution given them (covariance
       ``C_oo - C_ob C_bb^-1 C_bo``) (``info["at_bound"]``, indices);
     * the covariance of the others is symmetrised and its negative eigenvalues (a matrix that
@@ -233,12 +234,8 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
     info["undetermined"] = [int(k) for k in np.nonzero(~det)[0]]
     if not det.any() or n == 0:
         return xs, info
-    theta = from_internal(x_hat, code, lo, hi)
-    span = hi - lo
-    with np.errstate(invalid="ignore"):
-        near = np.isfinite(span) & ((np.abs(theta - lo) <= 1e-6 * span)
-                                    | (np.abs(hi - theta) <= 1e-6 * span))
-    at_bound = det & near
+    # at a bound measured on the estimation scale (see transforms.near_bound)
+    at_bound = det & near_bound(from_internal(x_hat, code, lo, hi), code, lo, hi)
     info["at_bound"] = [int(k) for k in np.nonzero(at_bound)[0]]
     C = cov.copy()
     if at_bound.any():
