@@ -160,3 +160,25 @@ def test_fit_with_wide_log_bounds_flags_only_the_estimate_at_its_bound(tmp_path)
     assert k[1] == pytest.approx(1e-5, rel=1e-3)
     bound = [w for w in r.warnings if "at a bound" in w]
     assert len(bound) == 1 and "k: estimate at a bound in 1/2 subjects" in bound[0], r.warnings
+
+
+# ============================================================================ residuals
+
+
+def test_residuals_returns_residuals_and_predictions(tmp_path):
+    """decay: log_x = log x0 - k t with additive error a = 0.05. The predictions equal the
+    closed form at each subject's estimate to 1e-8 and the residuals are (y - f) / a; the
+    record unpacks as documented, (residuals, predictions)."""
+    from progression.fit.result import Residuals
+
+    data = decay_data()
+    r = fit(decay_config(tmp_path, "log"), data=data)
+    out = r.residuals()
+    assert isinstance(out, Residuals)
+    res, pred = out
+    assert len(res) == len(pred) == 2
+    for i, d in enumerate(data):
+        f = np.log(2.0) - r.estimates("k")[i] * d.time
+        np.testing.assert_allclose(pred[i], f, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(res[i], (d.value - f) / 0.05, rtol=1e-6, atol=1e-7)
+    assert out.residuals is res and out.predictions is pred

@@ -116,7 +116,7 @@ def test_load_fit_restores_a_result_that_simulates(result, tmp_path):
     assert sim.observables.shape[0] == 3
     np.testing.assert_allclose(back.sample_parameters(3, 7), result.sample_parameters(3, 7))
     # the restored data and predictions give the same residuals
-    for a, b in zip(back.residuals(), result.residuals(), strict=True):
+    for a, b in zip(back.residuals().residuals, result.residuals().residuals, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, equal_nan=True)
 
 

@@ -162,7 +162,7 @@ def _individual_fits(result, folder, plt):
 
 
 def _pooled_arrays(result):
-    res = result.residuals()
+    res = result.residuals().residuals
     obs = np.concatenate([d.obs for d in result.designs])
     y = np.concatenate([d.value for d in result.designs])
     cens = np.concatenate([d.cens for d in result.designs])

@@ -26,6 +26,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,9 +36,27 @@ from .errormodels import likelihood_terms
 from .problem import Design, Problem
 from .transforms import from_internal
 
-__all__ = ["FitResult", "ParameterDraws", "load_fit", "FORMAT"]
+__all__ = ["FitResult", "ParameterDraws", "Residuals", "load_fit", "FORMAT"]
 
 FORMAT = "progression-fit/1"
+
+
+class Residuals(NamedTuple):
+    """What `FitResult.residuals` returns; unpacks as ``residuals, predictions = ...``.
+
+    Attributes
+    ----------
+    residuals : list of ndarray
+        Per subject, one value per data row: the normalised residual of the error model
+        (``(y - f) / sigma`` on the scale the error model works on, ``(log y - log f) / sigma``
+        for log-normal); NaN for a censored row (its likelihood is a probability, not a
+        residual).
+    predictions : list of ndarray
+        Per subject, one value per data row: the model prediction ``f`` at the estimates.
+    """
+
+    residuals: list
+    predictions: list
 
 
 @dataclass
@@ -427,8 +446,15 @@ class FitResult:
 
         return simulate(self.model, self.subject_parameters, times, **kwargs)
 
-    def residuals(self):
-        """Per subject: (normalised residuals, predictions) at the data (NaN if censored)."""
+    def residuals(self) -> Residuals:
+        """Per subject: normalised residuals and predictions at the data.
+
+        Returns
+        -------
+        Residuals
+            ``(residuals, predictions)``, each a list with one array per subject (rows as in
+            the data); residuals are NaN where the row is censored.
+        """
         prob = self.problem
         out = []
         for i, d in enumerate(self.designs):
@@ -441,7 +467,8 @@ class FitResult:
                                  np.zeros((f.size, 0)), a, np.zeros((f.size, 0)), b,
                                  np.zeros((f.size, 0)), prob.sigma_varies[oi], want_jac=False)
             out.append(np.where(d.cens == 0, t.r, np.nan))
-        return out
+        return Residuals(out, [np.array(self.predictions[i], dtype=float)
+                               for i in range(len(self.designs))])
 
     # ------------------------------------------------------------------ tables
 
@@ -628,7 +655,7 @@ class FitResult:
                 w.writerow(row)
 
     def _write_data(self, path: Path) -> None:
-        res = self.residuals() if self.designs else []
+        res = self.residuals().residuals if self.designs else []
         offsets = self.time_offsets
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
