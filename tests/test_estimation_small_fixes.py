@@ -182,3 +182,66 @@ def test_residuals_returns_residuals_and_predictions(tmp_path):
         np.testing.assert_allclose(pred[i], f, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(res[i], (d.value - f) / 0.05, rtol=1e-6, atol=1e-7)
     assert out.residuals is res and out.predictions is pred
+
+
+# ============================================================================ fixed parameters
+
+
+def test_cli_fit_with_nothing_estimated_evaluates_the_objective(tmp_path):
+    """Every parameter fixed (k = 0.45, x0 = 2, a = 0.05): `progression fit` evaluates
+    -2 log L at those values and writes the fit folder. Independent computation from the closed
+    form log x = log 2 - k t: -2 log L = sum(r^2 + 2 log a + log 2 pi), r = (y - f) / a; the
+    fit's value agrees to 1e-7 relative (solver tolerance 1e-10)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fit_support import run_cli
+
+    shutil.copy(MODELS / "decay.toml", tmp_path / "decay.toml")
+    data = decay_data(k_true=(0.5, 0.4))
+    lines = ["subject,time,observable,value"]
+    for d in data:
+        lines += [f"{d.id},{float(t)!r},log_x,{float(y)!r}" for t, y in zip(d.time, d.value,
+                                                                      strict=True)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    k, a = 0.45, 0.05
+    (tmp_path / "fixed.toml").write_text(f"""
+[fit]
+model = "decay.toml"
+[data]
+path = "data.csv"
+time_unit = "month"
+[error.log_x]
+model = "additive"
+a = {a}
+[parameters.k]
+estimate = "fixed"
+value = {k}
+[parameters.time_offset]
+estimate = "fixed"
+value = 0.0
+[solver]
+rtol = 1e-10
+atol = 1e-12
+[output]
+folder = "out"
+""")
+    status, message = run_cli(str(tmp_path / "fixed.toml"))
+    assert status == 0, message
+    expected = 0.0
+    for d in data:
+        r = (d.value - (np.log(2.0) - k * d.time)) / a
+        expected += float(np.sum(r * r + 2 * np.log(a) + np.log(2 * np.pi)))
+    doc = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert doc["objective"] == pytest.approx(expected, rel=1e-7)
+    text = json.dumps(doc)
+    assert "nothing estimated" in text
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "nothing estimated" in report
+    # the saved residuals are the closed-form ones
+    rows = (tmp_path / "out" / "data.csv").read_text().splitlines()
+    res = np.array([float(r.split(",")[-1]) for r in rows[1:]])
+    closed = np.concatenate([(d.value - (np.log(2.0) - k * d.time)) / a for d in data])
+    np.testing.assert_allclose(res, closed, rtol=1e-6, atol=1e-6)
+

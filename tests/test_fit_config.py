@@ -106,9 +106,6 @@ BROKEN = [
     ("output figures not a boolean", _replace('folder = "out/fit"',
                                               'folder = "out/fit"\nfigures = "yes"'),
      ["key 'output.figures'", "true or false"]),
-    ("nothing estimated", config_text(free=(), offset="fixed").replace(
-        "value = 24.0\nbounds = [0.0, 60.0]\n", "value = 24.0\n"),
-     ["key 'parameters'", "no parameter is estimated"]),
     ("no error models", config_text(errors="") + '\n[output]\nfolder = "out/fit"\n',
      ["key 'error'", "at least one [error.OBSERVABLE]"]),
 ]

@@ -427,9 +427,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
             offset = p
 
     parameters = tuple(model_params) + (offset,) + tuple(error_params)
-    if model is not None and not any(p.estimated for p in parameters):
-        chk.add("parameters", "no parameter is estimated; set estimate = \"subject\" or "
-                              "\"shared\" for at least one")
+    # nothing estimated is allowed: the fit evaluates -2 log L at the given values (fixed.py)
     if estimator == "individual":
         for p in parameters:
             if p.estimate == "shared":

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import ConfigError, EstimationFailed, FitError
 from ..parallel import Progress, executor, report
 from .config import FitConfig, read_fit_config
+from .fixed import NOTHING_ESTIMATED, evaluate_fixed, nothing_estimated
 from .optimize import Counters, Task, run_tasks
 from .problem import Design, Problem, designs_from_cohort
 from .transforms import from_internal, internal_bounds, near_bound, to_internal
@@ -364,13 +365,17 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     counters = Counters()
     with executor(jobs, scheduler) as ex:
         t1 = time.perf_counter()
-        if cfg.estimator == "individual":
+        if nothing_estimated(problem):       # objective evaluation at the given values
+            core, problem = evaluate_fixed(problem, designs)
+            notes.append(NOTHING_ESTIMATED)
+            opts["uncertainty"] = ("covariance",)
+        elif cfg.estimator == "individual":
             core = _fit_individual(problem, designs, opts, ex, counters, progress, cfg.name)
         else:
             core = _fit_pooled(problem, designs, opts, counters, progress, cfg.name)
         timings["estimation"] = time.perf_counter() - t1
         _check_failures(cfg, opts, designs, core)
-        unc = _uncertainty(problem, designs, core, opts, cfg.estimator, ex, counters,
+        unc = _uncertainty(problem, designs, core, opts, core["kind"], ex, counters,
                            timings, progress, cfg.name)
     timings["total"] = time.perf_counter() - t0
     provenance = _provenance(cfg, sha, opts, notes, ex_name=ex.name, workers=ex.workers,

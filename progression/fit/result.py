@@ -478,7 +478,10 @@ class FitResult:
         n_finite = int(np.isfinite(np.asarray(self.subject_objective, float)).sum())
         over = f" (over the {n_finite} subjects with a finite objective)" if n_finite < m \
             else ""
-        lines = [f"{self.name}: {self.kind} fit of model '{self.model.name}' to {m} subjects, "
+        what = (f"{self.kind} fit" if self.n_estimated else
+                "objective at fixed parameters (nothing estimated: -2 log L, predictions and "
+                "residuals at the given values)")
+        lines = [f"{self.name}: {what} of model '{self.model.name}' to {m} subjects, "
                  f"{int(self.n_obs.sum())} observations",
                  f"  -2 log L = {self.objective:.3f}{over}, AIC = {self.aic:.3f}, BIC = "
                  f"{self.bic:.3f}, {self.n_estimated} estimated quantities",
