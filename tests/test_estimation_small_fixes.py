@@ -245,3 +245,149 @@ folder = "out"
     closed = np.concatenate([(d.value - (np.log(2.0) - k * d.time)) / a for d in data])
     np.testing.assert_allclose(res, closed, rtol=1e-6, atol=1e-6)
 
+
+
+# ============================================================================ NONMEM reader, units
+
+DTA = """#ID TIME AMT DV EVID MDV WT
+1   0.0  100  .    1  1  70
+1   0.5  .    4.1  0  0  70
+1   1.0  .    3.2  0  0  70
+2\t0.0\t50\t.\t1\t1\t80
+2   2.0  .    1.5  0  0  80
+"""
+
+
+def _nonmem_csv():
+    return "\n".join(",".join(line.split()) for line in DTA.splitlines()) + "\n"
+
+
+def test_whitespace_nonmem_file_reads_like_its_csv_twin(tmp_path):
+    """NONMEM's own format (blanks and tabs, commented header, no CMT column): detected from
+    the .dta name and comma-free first line, and the cohort equals the comma-separated twin's;
+    the choice and the default dose compartment are noted, no unit is said to be assumed."""
+    import progression as pg
+
+    (tmp_path / "pk.dta").write_text(DTA)
+    (tmp_path / "pk.csv").write_text(_nonmem_csv())
+    a = pg.read_cohort(tmp_path / "pk.dta", time_unit="hour", to_unit=None)
+    b = pg.read_cohort(tmp_path / "pk.csv", time_unit="hour", to_unit=None)
+    assert a == b
+    obs = a.observations()
+    np.testing.assert_array_equal(obs["time"], [0.5, 1.0, 2.0])
+    np.testing.assert_array_equal(obs["value"], [4.1, 3.2, 1.5])
+    np.testing.assert_array_equal(a.doses["amount"], [100.0, 50.0])
+    assert list(a.doses["target"]) == ["1", "1"]
+    assert a.covariates == {"1": {"WT": 70.0}, "2": {"WT": 80.0}}
+    notes = "\n".join(a.notes)
+    assert "read as whitespace-delimited" in notes
+    assert "2 dose record(s) with no CMT column: dosed into '1' (NONMEM's default" in notes
+    assert "assumed months" not in notes and "time unit not stated" not in notes
+    c = pg.read_cohort(tmp_path / "pk.csv", to_unit=None)
+    assert "time unit not stated; assumed months" in "\n".join(c.notes)
+
+
+def test_default_dose_compartment_through_cmt_and_the_sidecar(tmp_path):
+    """No CMT column: NONMEM's CMT 1 through [cmt] ('depot'); default_cmt = 2 -> 'central'
+    (noted as the sidecar's); a '.' CMT cell on a dose takes the default too; a named
+    default_cmt is used as it is."""
+    import progression as pg
+
+    (tmp_path / "pk.dta").write_text(DTA)
+    side = tmp_path / "pk.toml"
+    side.write_text('format = "nonmem"\ntime_unit = "hour"\n[cmt]\n1 = "depot"\n'
+                    '2 = "central"\n')
+    c = pg.read_cohort(tmp_path / "pk.dta", to_unit=None)
+    assert list(c.doses["target"]) == ["depot", "depot"]
+    side.write_text('format = "nonmem"\ntime_unit = "hour"\ndefault_cmt = 2\n[cmt]\n'
+                    '1 = "depot"\n2 = "central"\n')
+    c = pg.read_cohort(tmp_path / "pk.dta", to_unit=None)
+    assert list(c.doses["target"]) == ["central", "central"]
+    assert "dosed into 'central' (the sidecar's default_cmt)" in "\n".join(c.notes)
+    with_cmt = DTA.replace("#ID TIME AMT DV EVID MDV WT", "#ID TIME AMT DV EVID MDV WT CMT")
+    lines = with_cmt.splitlines()
+    lines[1] += " ."          # subject 1's dose: CMT missing
+    lines[2:4] = [x + " ." for x in lines[2:4]]
+    lines[4] += "\t1"         # subject 2's dose: CMT 1
+    lines[5] += " ."
+    (tmp_path / "pk.dta").write_text("\n".join(lines) + "\n")
+    side.write_text('format = "nonmem"\ntime_unit = "hour"\ndefault_cmt = "central"\n'
+                    '[cmt]\n1 = "depot"\n')
+    c = pg.read_cohort(tmp_path / "pk.dta", to_unit=None)
+    assert list(c.doses["target"]) == ["central", "depot"]
+    assert "1 dose record(s) with no CMT (row 2)" in "\n".join(c.notes)
+
+
+def test_declared_whitespace_delimiter_reads_a_csv_named_file(tmp_path):
+    import progression as pg
+
+    (tmp_path / "pk.csv").write_text(DTA)
+    (tmp_path / "pk.toml").write_text('format = "nonmem"\ntime_unit = "minute"\n'
+                                      'delimiter = "whitespace"\n')
+    c = pg.read_cohort(tmp_path / "pk.csv", to_unit="hour")
+    # minutes -> hours: 0.5, 1 and 2 minutes are 1/120, 1/60 and 1/30 hour (to 1 ulp)
+    np.testing.assert_allclose(c.observations()["time"], [0.5 / 60, 1 / 60, 2 / 60],
+                               rtol=2e-16)
+    assert "read as whitespace-delimited" not in "\n".join(c.notes)   # declared, not detected
+
+
+def test_second_and_minute_time_units_convert_exactly():
+    """second and minute join the one unit list (model files, data, fit configs); ratios are
+    whole numbers computed from seconds, so 60, 3600 and 86400 are exact."""
+    import progression as pg
+    from progression.data._units import canonical_time_unit, time_factor
+
+    assert canonical_time_unit("s") == "second" and canonical_time_unit("mins") == "minute"
+    assert time_factor("minute", "second") == 60.0
+    assert time_factor("hour", "second") == 3600.0
+    assert time_factor("day", "minute") == 1440.0
+    assert time_factor("second", "hour") * 3600.0 == 1.0
+    assert time_factor("month", "day") == 30.4375 and time_factor("year", "month") == 12.0
+    c = pg.Cohort({"subject": ["A", "A"], "time": [0.0, 90.0], "observable": ["y", "y"],
+                   "value": [1.0, 2.0]}, time_unit="seconds")
+    np.testing.assert_array_equal(c.to_time_unit("minute").observations()["time"], [0.0, 1.5])
+    np.testing.assert_array_equal(c.to_time_unit("minute").to_time_unit("second")
+                                  .observations()["time"], [0.0, 90.0])
+
+
+def test_model_file_in_minutes_loads_and_fits_minute_data(tmp_path):
+    """A model in minutes reads data given in seconds converted to minutes: k fitted on
+    second-stamped data equals k fitted on the same data stamped in minutes to 1e-8."""
+    import progression as pg
+
+    text = (MODELS / "decay.toml").read_text().replace('time_unit = "month"',
+                                                       'time_unit = "minutes"')
+    (tmp_path / "decay.toml").write_text(text)
+    assert pg.load_model(tmp_path / "decay.toml").time_unit == "minute"
+    data = decay_data(k_true=(0.5,))
+    d = data[0]
+    for unit, factor in (("minute", 1.0), ("second", 60.0)):
+        rows = ["subject,time,observable,value"] + [
+            f"S1,{float(t) * factor!r},log_x,{float(y)!r}" for t, y in zip(d.time, d.value,
+                                                                           strict=True)]
+        (tmp_path / f"{unit}.csv").write_text("\n".join(rows) + "\n")
+    ks = []
+    for unit in ("minute", "second"):
+        cfg = parse_fit_config(f"""
+[fit]
+model = "decay.toml"
+[data]
+path = "{unit}.csv"
+time_unit = "{unit}"
+[error.log_x]
+model = "additive"
+a = 0.05
+[parameters.k]
+estimate = "subject"
+[solver]
+outputs = "exact"
+sensitivities = "forward"
+[estimator]
+ftol = 1e-12
+xtol = 1e-12
+""", base_dir=tmp_path, name=unit)
+        ks.append(fit(cfg).estimates("k")[0])
+    assert ks[1] == pytest.approx(ks[0], rel=1e-8)
+    t = d.time
+    assert ks[0] == pytest.approx(-np.sum(t * (d.value - np.log(2.0))) / np.sum(t * t),
+                                  rel=1e-6)

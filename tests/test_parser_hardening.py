@@ -197,8 +197,9 @@ def test_time_units_are_the_data_readers_list():
     for unit in DAYS_PER:
         spec = pg.parse_model(model_text("-k*F").replace('"month"', f'"{unit}s"'), "m.toml")
         assert spec.time_unit == unit  # canonical name, as data readers use
-    with pytest.raises(ModelError, match=r"\[model\] time_unit: expected one of hour, day, "
-                                         r"week, month, year.*found 'fortnight'"):
+    with pytest.raises(ModelError, match=r"\[model\] time_unit: expected one of second, "
+                                         r"minute, hour, day, week, month, year.*found "
+                                         r"'fortnight'"):
         pg.parse_model(model_text("-k*F").replace('"month"', '"fortnight"'), "m.toml")
     # The data side refuses the same unit.
     with pytest.raises(pg.DataError):

@@ -152,7 +152,7 @@ class Draft:
 
 _TOP_LEVEL_KEYS = ("format", "time_unit", "time_origin", "units", "allow_negative_time",
                    "mapping", "covariates", "events", "doses", "time_varying", "columns",
-                   "dvid", "cmt", "subjects")
+                   "dvid", "cmt", "subjects", "delimiter", "default_cmt")
 
 
 def _show(x) -> str:

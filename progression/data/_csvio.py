@@ -94,6 +94,7 @@ def read_table(
     *,
     label: str | None = None,
     comment: str | None = "#",
+    delimiter: str | None = None,
 ) -> RawTable | None:
     """Read a delimited text file into a :class:`RawTable`.
 
@@ -108,6 +109,12 @@ def read_table(
     comment : str, optional
         Records whose first cell starts with this prefix are skipped and noted (NONMEM's
         ``IGNORE=#``); ``None`` disables comments.
+    delimiter : {"comma", "tab", "whitespace"}, optional
+        How fields are separated. By default: tab for ``.tsv``/``.tab`` names, comma for
+        ``.csv``, and for any other name (NONMEM's ``.dta``, ``.txt``, ``.dat``) whitespace
+        when the first line has no comma and splits on blanks into several fields, else
+        comma. Whitespace means runs of blanks and tabs (NONMEM's own data files; no
+        quoting); the choice is noted when it was detected.
 
     Returns
     -------
@@ -115,22 +122,42 @@ def read_table(
         ``None`` when the file cannot be read at all (the reason is in ``problems``).
     """
     label = str(path) if label is None else label
-    delimiter = "\t" if str(path).lower().endswith((".tsv", ".tab")) else ","
+    detected = None
+    lower = str(path).lower()
+    if delimiter is None:
+        delimiter = "tab" if lower.endswith((".tsv", ".tab")) else "comma"
+        detected = not lower.endswith((".csv", ".tsv", ".tab"))
+    delimiter = {"comma": ",", "tab": "\t", "whitespace": " "}[delimiter]
     records: list[tuple[int, list[str]]] = []
     previous = 0
+    notes: list[str] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
         # One search of the whole text; rows are searched only if it finds a NUL byte.
         has_nul = "\x00" in text
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        for cells in reader:  # inside the try: csv.Error is raised while iterating
-            start = previous + 1
-            previous = reader.line_num
-            # Stripped once here; blank lines carry no data, skipping them drops nothing.
-            cells = [c.strip() for c in cells]
-            if any(cells):
-                records.append((start, cells))
+        if detected:
+            first = next((ln for ln in text.splitlines() if ln.strip()), "")
+            if "," not in first and len(first.split()) > 1:
+                delimiter = " "
+                notes.append(f"{label}: read as whitespace-delimited (NONMEM style: the first "
+                             "line has no comma and several blank-separated fields)")
+        if delimiter == " ":
+            # NONMEM's own data files: fields separated by runs of blanks or tabs, no quoting
+            for k, raw in enumerate(io.StringIO(text, newline=None), start=1):
+                previous = k
+                cells = raw.split()
+                if cells:
+                    records.append((k, cells))
+        else:
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            for cells in reader:  # inside the try: csv.Error is raised while iterating
+                start = previous + 1
+                previous = reader.line_num
+                # Stripped once here; blank lines carry no data, skipping them drops nothing.
+                cells = [c.strip() for c in cells]
+                if any(cells):
+                    records.append((start, cells))
     except FileNotFoundError:
         problems.append(f"{label}: file not found")
         return None
@@ -157,8 +184,15 @@ def read_table(
         # One column whose name holds another separator: the file was saved with ';' (the
         # spreadsheet default where ',' is the decimal mark) or tabs. Reading on would report
         # every required column missing, which hides the cause.
-        names = {";": "';'", "\t": "tab", "|": "'|'", ",": "','"}
+        names = {";": "';'", "\t": "tab", "|": "'|'", ",": "','", " ": "blank"}
         other = [sep for sep in names if sep != delimiter and sep in header[0]]
+        if other == [" "]:
+            problems.append(
+                f"{label}, row {line0}: the file looks blank-separated (the header is one "
+                f"column, '{header[0][:60]}'); progression reads a name ending in .csv as "
+                "comma-separated: set delimiter = \"whitespace\" in the sidecar, or give "
+                "the file a .dta or .txt name")
+            return None
         if other:
             ours = ("tab-separated files (this file's name ends in .tsv or .tab)"
                     if delimiter == "\t" else "comma-separated CSV (tab-separated when the "
@@ -170,7 +204,7 @@ def read_table(
                 f"{label}, row {line0}: the file looks {names[other[0]]}-separated (the "
                 f"header is one column, '{shown}'); progression reads {ours}: {fix}")
             return None
-    table = RawTable(label, header, [], [], header_line=line0)
+    table = RawTable(label, header, [], [], header_line=line0, notes=notes)
     seen: dict[str, int] = {}
     for j, name in enumerate(header):
         if not name:

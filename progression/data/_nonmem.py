@@ -10,7 +10,12 @@ Record semantics follow NONMEM (and pharmpy's datainfo for the sidecar):
 * ``CENS`` 1: the value is below ``LIMIT`` (left-censored, e.g. under the LLOQ); -1: above.
 * ``DVID`` selects the observable through the sidecar's ``[dvid]`` table; without DVID every
   DV is the observable named by the sidecar key ``observable`` (default ``"DV"``).
-* ``CMT`` names the dose target, by number through ``[cmt]`` or directly as text.
+* ``CMT`` names the dose target, by number through ``[cmt]`` or directly as text. A dose
+  without one (no CMT column, or ``.``) goes to the sidecar's ``default_cmt`` (a number,
+  mapped through ``[cmt]``, or a state name); without that, NONMEM's rule: compartment 1,
+  the default dose compartment (mapped through ``[cmt]``), noted.
+* Fields are separated by commas, or by blanks for NONMEM's own ``.dta``/``.txt`` files
+  (detected from the first line, or the sidecar's ``delimiter = "whitespace"``).
 * ``ADDL``/``II`` repeat a dose (expanded into one record per dose, noted); ``SS`` is refused.
 * ``.`` (and an empty cell) is a missing value. Rows must be grouped by ID, times
   non-decreasing within an ID (NONMEM reads a returning ID as a new individual).
@@ -35,7 +40,7 @@ __all__ = ["read", "write", "ROLES", "SIDECAR_KEYS"]
 
 SIDECAR_KEYS = ("format", "time_unit", "time_origin", "units", "allow_negative_time",
                 *SIDE_TABLES, "columns",
-                "dvid", "cmt", "subjects", "observable")
+                "dvid", "cmt", "subjects", "observable", "delimiter", "default_cmt")
 
 ROLES = ("id", "time", "dv", "amount", "evid", "mdv", "compartment", "dvid", "cens", "limit",
          "rate", "duration", "addl", "ii", "ss", "observable", "covariate", "tv_covariate",
@@ -143,6 +148,7 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
 
     dvid_map = _map_table(doc, "dvid", label, draft)
     cmt_map = _map_table(doc, "cmt", label, draft)
+    default_target = _default_cmt(doc, cmt_map, label, draft)
     subject_map = _map_table(doc, "subjects", label, draft)
     ids = [_id_text(x) for x in table.column(col["id"])]
     subj = [str(subject_map.get(i, i)) for i in ids]
@@ -183,7 +189,7 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
                and cens[i] in (None, 0) else 0.0 for i, x in enumerate(dv)]
     v.check_evid_mdv(subj, evid, mdv, amt, dv_seen, origins, problems, has_mdv="mdv" in col)
 
-    skipped_mdv, other, expanded = [], [], 0
+    skipped_mdv, other, expanded, no_cmt = [], [], 0, []
     single = str(doc.get("observable", "DV"))
     if "dvid" not in col and "observable" not in col and "observable" not in doc:
         draft.notes.append(f"{table.label}: no DVID column and no 'observable' in a sidecar; "
@@ -224,7 +230,10 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
                                 f"supported; expected SS 0 or '.', found {ss[i]:g}")
             if amt[i] is None:
                 continue  # reported by check_evid_mdv
-            target = _target(table, i, col, cmt_map)
+            target = _target(table, i, col, cmt_map, None)
+            if target is None:
+                target = default_target
+                no_cmt.append(table.lines[i])
             draft.add_dose(s, t, amt[i], target, rate[i], dur[i], e == 4, o)
             if addl[i] not in (None, 0):
                 if ii[i] in (None, 0):
@@ -250,6 +259,15 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
     if other:
         draft.notes.append(f"{table.label}: {len(other)} EVID 2 row(s) ({span(other)}) "
                            "carry covariate changes only")
+    if no_cmt:
+        where = "no CMT column" if "compartment" not in col else f"no CMT ({span(no_cmt)})"
+        if "default_cmt" in doc:
+            why = "the sidecar's default_cmt"
+        else:
+            why = ("NONMEM's default dose compartment, CMT 1; set default_cmt in the sidecar "
+                   "to choose another")
+        draft.notes.append(f"{table.label}: {len(no_cmt)} dose record(s) with {where}: dosed "
+                           f"into '{default_target}' ({why})")
     if expanded:
         draft.notes.append(f"{table.label}: expanded ADDL/II into {expanded} additional dose "
                            "record(s)")
@@ -267,13 +285,31 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
     _covariates(table, draft, roles, subj, evid, times, origins, inferred)
 
 
-def _target(table: RawTable, i: int, col: Mapping[str, str], cmt_map: Mapping) -> str:
-    if "compartment" not in col:
+def _default_cmt(doc: Mapping, cmt_map: Mapping, label: str, draft: Draft) -> str:
+    """The sidecar's ``default_cmt`` as a dose target; NONMEM's default dose compartment,
+    number 1, when not given (through ``[cmt]``, so a model file's ``cmt = 1`` state)."""
+    if "default_cmt" not in doc:
+        return str(cmt_map.get("1", "1"))
+    x = doc["default_cmt"]
+    if isinstance(x, float) and x.is_integer():
+        x = int(x)
+    if isinstance(x, bool) or not isinstance(x, int | str) or \
+            (isinstance(x, int) and x < 1) or (isinstance(x, str) and not x.strip()):
+        draft.problems.append(f"{label}, key 'default_cmt': expected a compartment number >= 1 "
+                              f"or a dosing state's name, found {x!r}")
         return ""
+    key = _id_text(str(x))
+    return str(cmt_map.get(key, key))
+
+
+def _target(table: RawTable, i: int, col: Mapping[str, str], cmt_map: Mapping,
+            default: str | None = "") -> str | None:
+    if "compartment" not in col:
+        return default
     text = table.rows[i][table.header.index(col["compartment"])].strip()
     value, status = parse_number(text)
     if status == "missing":
-        return ""
+        return default
     key = _id_text(text)
     return str(cmt_map.get(key, key))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DAYS_PER",
     "DAYS_PER_MONTH",
+    "SECONDS_PER",
     "canonical_time_unit",
     "time_factor",
     "concentration_factor",
@@ -13,16 +14,25 @@ __all__ = [
 #: Mean Gregorian month (365.25 / 12 days), the PRO-ACT convention for day offsets.
 DAYS_PER_MONTH = 30.4375
 
-#: Length of each canonical time unit in days.
-DAYS_PER = {
-    "hour": 1.0 / 24.0,
-    "day": 1.0,
-    "week": 7.0,
-    "month": DAYS_PER_MONTH,
-    "year": 365.25,
+#: Length of each canonical time unit in seconds: whole numbers, so that the ratio of two
+#: units is correctly rounded (60 for minute -> second, where a ratio of day fractions gives
+#: 60.00000000000001).
+SECONDS_PER = {
+    "second": 1.0,
+    "minute": 60.0,
+    "hour": 3600.0,
+    "day": 86400.0,
+    "week": 604800.0,
+    "month": DAYS_PER_MONTH * 86400.0,
+    "year": 365.25 * 86400.0,
 }
 
+#: Length of each canonical time unit in days (the canonical names, shortest first).
+DAYS_PER = {u: s / 86400.0 for u, s in SECONDS_PER.items()}
+
 _ALIASES = {
+    "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
+    "min": "minute", "mins": "minute", "minute": "minute", "minutes": "minute",
     "h": "hour", "hr": "hour", "hrs": "hour", "hour": "hour", "hours": "hour",
     "d": "day", "day": "day", "days": "day",
     "w": "week", "wk": "week", "wks": "week", "week": "week", "weeks": "week",
@@ -32,7 +42,10 @@ _ALIASES = {
 
 
 def canonical_time_unit(unit: str) -> str | None:
-    """The canonical name (``"hour"``, ``"day"``, ``"week"``, ``"month"``, ``"year"``) or None."""
+    """The canonical name (a key of `DAYS_PER`: ``"second"``, ``"minute"``, ``"hour"``,
+    ``"day"``, ``"week"``, ``"month"``, ``"year"``) or None.
+
+    One list for model files (``[model] time_unit``), data files and fit configs."""
     return _ALIASES.get(str(unit).strip().lower())
 
 
@@ -40,7 +53,7 @@ def time_factor(from_unit: str, to_unit: str) -> float:
     """Multiply a time in ``from_unit`` by this to express it in ``to_unit`` (canonical names)."""
     if from_unit == to_unit:
         return 1.0
-    return DAYS_PER[from_unit] / DAYS_PER[to_unit]
+    return SECONDS_PER[from_unit] / SECONDS_PER[to_unit]
 
 
 # Factors into the target unit; keys are lower-cased with blanks removed, micro as "u".

@@ -294,7 +294,7 @@ class Cohort:
 
         unit = canonical_time_unit(time_unit)
         if unit is None:
-            problems.append(f"{label}: expected a time unit (hour, day, week, month, year), "
+            problems.append(f"{label}: expected a time unit ({', '.join(DAYS_PER)}), "
                             f"found '{time_unit}'")
             unit = "month"
 
@@ -792,7 +792,7 @@ class Cohort:
         """
         target = canonical_time_unit(unit)
         if target is None:
-            raise DataError(f"expected a time unit (hour, day, week, month, year), found "
+            raise DataError(f"expected a time unit ({', '.join(DAYS_PER)}), found "
                             f"'{unit}'")
         f = time_factor(self._time_unit, target)
         if f == 1.0:
@@ -801,7 +801,7 @@ class Cohort:
         # Divide by the exact ratio when going to a longer unit (days -> months divides by
         # 30.4375): the result is then correctly rounded, and whole days round-trip.
         up = DAYS_PER[target] > DAYS_PER[self._time_unit]
-        ratio = DAYS_PER[target] / DAYS_PER[self._time_unit]
+        ratio = time_factor(target, self._time_unit)
 
         def conv(a):
             return a / ratio if up else a * f

@@ -112,9 +112,11 @@ __all__ = ["FORMATS", "read_cohort", "write_cohort"]
 
 #: Formats :func:`read_cohort` and :func:`write_cohort` understand.
 FORMATS = ("long", "wide", "nonmem", "proact")
+#: Values of the sidecar key ``delimiter`` (default: by the file name, see read_table).
+DELIMITERS = ("comma", "tab", "whitespace")
 
 _COMMON_KEYS = ("format", "time_unit", "time_origin", "units", "allow_negative_time",
-                *SIDE_TABLES)
+                *SIDE_TABLES, "delimiter")
 _SIDECAR_KEYS = {
     "long": (*_COMMON_KEYS, "mapping"),
     "wide": (*_COMMON_KEYS, "mapping"),
@@ -233,7 +235,12 @@ def read_cohort(
             v.raise_if_problems(draft.problems + [
                 f"{side_label}, key 'format': expected one of 'long', 'wide', 'nonmem', "
                 f"found '{format}'"], str(path))
-    table = read_table(path, draft.problems)
+    delimiter = doc.get("delimiter")
+    if delimiter is not None and delimiter not in DELIMITERS:
+        v.raise_if_problems(draft.problems + [
+            f"{side_label}, key 'delimiter': expected one of "
+            + ", ".join(f"'{d}'" for d in DELIMITERS) + f", found {delimiter!r}"], str(path))
+    table = read_table(path, draft.problems, delimiter=delimiter)
     if table is None:
         v.raise_if_problems(draft.problems, str(path))
     draft.notes.extend(table.notes)

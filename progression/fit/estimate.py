@@ -58,6 +58,13 @@ def read_data(config: FitConfig):
     if d["path"] is None:
         raise ConfigError(f"{config.source}, key 'data.path': no data file given")
     unit = canonical_time_unit(config.model.time_unit)
+    if unit is None:
+        # to_unit=None would keep the file's unit (months when unstated): refuse instead
+        from ..data._units import DAYS_PER
+
+        raise ConfigError(f"{config.source}, key 'fit.model': model {config.model.name!r} "
+                          f"runs in time unit {config.model.time_unit!r}; expected one of "
+                          f"{', '.join(DAYS_PER)} to convert the data's times into")
     kwargs = {"to_unit": unit}
     for key in ("format", "mapping", "time_unit", "sidecar"):
         if d.get(key) is not None:
