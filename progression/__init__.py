@@ -18,6 +18,7 @@ _LAZY = {
     ".model": ("CompiledModel", "ModelSpec", "PythonModel", "available_models", "compile_model",
                "load_model", "parse_model", "read_model_file"),
     ".scenarios": ("Comparison", "Endpoints", "Variability", "VirtualPopulation", "compare"),
+    ".dosing": ("Dose",),
     ".simulate": ("METHODS", "Simulation", "Switch", "simulate"),
     ".trials": ("Dropout", "Enrolment", "PowerCurve", "VirtualTrial"),
 }
@@ -99,6 +100,7 @@ __all__ = [
     "Simulation",
     "SolverError",
     "Switch",
+    "Dose",
     "available_models",
     "compile_model",
     "describe_cohort",

@@ -152,6 +152,9 @@ class Switch:
         Parameter name -> factor, increment or new value.
     jump : mapping of str to str or float, optional
         State name -> expression giving its new value.
+    states : mapping of str to float or array_like, optional
+        State name -> new value (scalar or per subject), set after ``jump``; the sensitivities
+        of those states are set to zero (used for steady-state doses).
     subjects : array_like of bool or int, optional
         The subjects it applies to (boolean mask or indices); all by default.
     """
@@ -162,6 +165,7 @@ class Switch:
     set: Mapping = field(default_factory=dict)
     jump: Mapping = field(default_factory=dict)
     subjects: object = None
+    states: Mapping = field(default_factory=dict)
 
 
 @dataclass
@@ -374,7 +378,7 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
              switches: Sequence[Switch] = (), method: str = "LSODA", rtol: float = 1e-6,
              atol: float = 1e-9, max_step: float = np.inf, sensitivities=None,
              batch_size: int | None = None, max_steps: int = 100_000,
-             terminal_events: bool = True) -> Simulation:
+             terminal_events: bool = True, doses=None) -> Simulation:
     """Simulate a model for one parameter set or a batch of subjects.
 
     Parameters
@@ -409,6 +413,12 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     terminal_events : bool
         When False, terminal events are recorded but do not end trajectories (e.g. to compare
         raw trajectories past death).
+    doses : list of Dose, dict of columns, or Cohort, optional
+        Dose records with NONMEM conventions (amount, target compartment by name or number,
+        bolus or infusion by rate or duration, ADDL/II, SS = 1, EVID 3/4 resets) for a model
+        whose file declares ``[dosing]``; see :mod:`progression.dosing`. With a Cohort the
+        subjects are its subjects, in order; one parameter set is shared by all subjects the
+        records name. The model's ``dose_parameter`` (a record-free single dose) is set to 0.
 
     Returns
     -------
@@ -439,6 +449,14 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     initial = dict(initial or {})
     for name in initial:
         model.state_index(name)
+    if doses is not None:
+        from .dosing import expand_doses
+
+        table, extra = expand_doses(model, doses, table, sens_names, t0, method=method,
+                                    rtol=rtol, atol=atol, max_step=max_step,
+                                    max_steps=max_steps)
+        switches = list(switches) + extra
+        m = table.shape[0]
 
     start = _time.perf_counter()
     size = batch_size or m
@@ -640,6 +658,11 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
             S_new = np.einsum("ijm,mqj->mqi", Gy, S) + Gp.transpose(2, 1, 0)
             S = np.where(mask[:, None, None], S_new, S)
         y = np.where(mask[None, :], y_new, y)
+    for name, value in sw.states.items():
+        i = model.state_index(name)
+        y[i, mask] = _as_subject_values(value, m_total, f"Switch.states[{name!r}]")[index][mask]
+        if sys.k:
+            S[mask, :, i] = 0.0
     return y, S
 
 

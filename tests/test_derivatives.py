@@ -12,6 +12,9 @@ FD_TOL = 1e-5  # relative (to the largest entry) agreement of analytic and centr
 def _random_point(model, rng, m=4):
     """Parameters log-uniform inside bounds (where positive); states from a short simulation."""
     lo, hi = model.bounds[:, 0], model.bounds[:, 1]
+    # Unbounded parameters (the implicit dose inputs of [dosing]) are sampled near the default.
+    lo = np.where(np.isfinite(lo), lo, model.defaults - 1.0)
+    hi = np.where(np.isfinite(hi), hi, model.defaults + 1.0)
     positive = lo > 0
     u = rng.uniform(size=(m, model.n_parameters))
     table = np.where(positive, np.exp(np.log(np.where(positive, lo, 1)) + u * (

@@ -35,6 +35,7 @@ __all__ = [
     "State",
     "Observable",
     "Event",
+    "DosingCompartment",
     "ModelSpec",
     "SymbolicModel",
     "parse_model",
@@ -107,6 +108,39 @@ class Event:
 
 
 @dataclass(frozen=True)
+class DosingCompartment:
+    """A state that dose records may target (a ``[dosing.STATE]`` table of a model file).
+
+    Attributes
+    ----------
+    state : str
+        The target state.
+    cmt : int or None
+        Its NONMEM ``CMT`` number, if the file gives one.
+    bioavailability, lag : str or None
+        Names of the parameters giving the fraction of each dose that enters and the delay
+        before it does (model time units); ``None``: 1 and 0.
+    rate, amount : str
+        The implicit parameters ``rate_STATE`` and ``amt_STATE`` that parsing adds: the
+        zero-order input rate (``bioavailability * rate_STATE`` is added to the state's
+        equation) and the amount of the bolus being given; the simulator sets both.
+    """
+
+    state: str
+    cmt: int | None = None
+    bioavailability: str | None = None
+    lag: str | None = None
+
+    @property
+    def rate(self) -> str:
+        return f"rate_{self.state}"
+
+    @property
+    def amount(self) -> str:
+        return f"amt_{self.state}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A validated model definition: plain data, picklable, hashable by content.
 
@@ -123,6 +157,8 @@ class ModelSpec:
     observables: tuple[Observable, ...] = ()
     events: tuple[Event, ...] = ()
     references: tuple[str, ...] = ()
+    dosing: tuple[DosingCompartment, ...] = ()
+    dose_parameter: str | None = None
     source: str = "<string>"
     text: str = field(default="", compare=False, repr=False)
 
@@ -156,8 +192,12 @@ class ModelSpec:
     @cached_property
     def fingerprint(self) -> str:
         """SHA-256 of the model's content (not of its file name or formatting)."""
-        content = repr((self.name, self.time_unit, self.parameters, self.states,
-                        self.expressions, self.equations, self.observables, self.events))
+        parts = (self.name, self.time_unit, self.parameters, self.states,
+                 self.expressions, self.equations, self.observables, self.events)
+        if self.dosing:
+            # Appended only when present, so models without dosing keep their fingerprints.
+            parts += (self.dosing, self.dose_parameter)
+        content = repr(parts)
         return hashlib.sha256(content.encode()).hexdigest()
 
     def symbolic(self) -> SymbolicModel:
@@ -188,13 +228,15 @@ def __getattr__(name):
 # Reading and validating model files
 # ---------------------------------------------------------------------------------------------
 
-_TOP_KEYS = {"model", "parameters", "states", "expressions", "equations", "observables", "events"}
+_TOP_KEYS = {"model", "parameters", "states", "expressions", "equations", "observables", "events",
+             "dosing"}
 _KEYS = {
     "model": {"name", "description", "time_unit", "references"},
     "parameters": {"value", "bounds", "unit", "description", "source"},
     "states": {"initial", "unit", "description"},
     "observables": {"expression", "unit", "description"},
     "events": {"condition", "direction", "terminal", "description"},
+    "dosing": {"cmt", "bioavailability", "lag"},
 }
 
 
@@ -521,6 +563,10 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     equations = _read_strings(equations_table, "equations", problems, None)
     observables = _read_observables(_table(doc, "observables", problems), problems, names)
     events = _read_events(_table(doc, "events", problems), problems)
+    dosing, dose_parameter = _read_dosing(_table(doc, "dosing", problems), problems, names,
+                                          parameters)
+    parameters, equations = _inject_dosing(dosing, parameters, equations,
+                                           {st.name: st.unit for st in states}, time_unit)
 
     declared_states = names.by_kind["state"]
     for n in equations_table:
@@ -541,8 +587,96 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
         name=name, description=description, time_unit=time_unit,
         parameters=tuple(parameters), states=tuple(states), expressions=tuple(expressions),
         equations=tuple(equations), observables=tuple(observables), events=tuple(events),
-        references=tuple(references), source=source, text=text,
+        references=tuple(references), dosing=tuple(dosing), dose_parameter=dose_parameter,
+        source=source, text=text,
     )
+
+
+def _read_dosing(table, problems, names: _Names, parameters) -> tuple[list, str | None]:
+    """The ``[dosing]`` table: one sub-table per dosing compartment (a state), plus an
+    optional ``dose_parameter`` naming the parameter of a record-free single dose at t = 0."""
+    out, numbers = [], {}
+    dose_parameter = None
+    declared = {p.name for p in parameters}
+    for name, entry in table.items():
+        where = f"[dosing.{name}]"
+        if name == "dose_parameter" and not isinstance(entry, dict):
+            if not isinstance(entry, str) or entry not in declared:
+                problems.add("[dosing] dose_parameter",
+                             f"expected the name of a parameter, found {_describe(entry)}"
+                             f"{_hint(str(entry), sorted(declared))}")
+            else:
+                dose_parameter = entry
+            continue
+        if name not in names.by_kind["state"]:
+            problems.add(where, f"expected a state to dose into, found {name!r}"
+                                f"{_hint(str(name), names.by_kind['state'])}")
+            continue
+        if not isinstance(entry, dict):
+            problems.add(where, f"expected a table with cmt, bioavailability, lag, found "
+                                f"{_describe(entry)}")
+            continue
+        _unknown_keys(entry, _KEYS["dosing"], where, problems)
+        cmt = entry.get("cmt")
+        if cmt is not None:
+            if isinstance(cmt, bool) or not isinstance(cmt, int) or cmt < 1:
+                problems.add(f"{where} cmt", f"expected a positive integer, found "
+                                             f"{_describe(cmt)}")
+                cmt = None
+            elif cmt in numbers:
+                problems.add(f"{where} cmt", f"number {cmt} is already used by "
+                                             f"[dosing.{numbers[cmt]}]")
+                cmt = None
+            else:
+                numbers[cmt] = name
+        roles = {}
+        for key in ("bioavailability", "lag"):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, str) or value not in declared):
+                problems.add(f"{where} {key}", f"expected the name of a parameter, found "
+                                               f"{_describe(value)}"
+                                               f"{_hint(str(value), sorted(declared))}")
+                value = None
+            roles[key] = value
+        comp = DosingCompartment(name, cmt, roles["bioavailability"], roles["lag"])
+        for implicit in (comp.rate, comp.amount):
+            if implicit in names.kind:
+                problems.add(where, f"the name {implicit!r} is reserved for the dosing input "
+                                    f"of {name!r} but the file already uses it")
+            else:
+                names.declare(implicit, "parameter", problems, where)
+        out.append(comp)
+    return out, dose_parameter
+
+
+def _inject_dosing(dosing, parameters, equations, units, time_unit):
+    """Add each dosing compartment's implicit parameters and its zero-order input term.
+
+    ``rate_STATE`` (default 0) enters the state's equation as ``+ F * rate_STATE`` (``F`` the
+    bioavailability parameter, if any), so that infusions are a parameter the simulator switches
+    on and off, and per-subject rates need no recompilation; ``amt_STATE`` carries the bolus
+    amount into the dose's state jump ``STATE + F * amt_STATE`` for the same reason.
+    """
+    if not dosing:
+        return parameters, equations
+    parameters = list(parameters)
+    equations = dict(equations)
+    for comp in dosing:
+        unit = units.get(comp.state, "1")
+        parameters.append(Parameter(
+            comp.rate, 0.0, (0.0, math.inf), unit=f"{unit}/{time_unit}",
+            description=f"zero-order input rate into {comp.state} (set by dose records)",
+            source="[dosing] implicit input, set by the simulator"))
+        parameters.append(Parameter(
+            comp.amount, 0.0, (0.0, math.inf), unit=unit,
+            description=f"amount of the bolus being given into {comp.state} (set by dose "
+                        f"records)",
+            source="[dosing] implicit input, set by the simulator"))
+        if comp.state in equations:
+            term = (f"{comp.bioavailability} * {comp.rate}" if comp.bioavailability
+                    else comp.rate)
+            equations[comp.state] = f"({equations[comp.state]}) + {term}"
+    return parameters, list(equations.items())
 
 
 def _hint(name, choices) -> str:
