@@ -188,6 +188,11 @@ class Intervention:
         Shorthand: the parameter that scalar ``scale``/``add``/``set`` values refer to.
     scale, add, set : mapping of str to float, optional
         Effects at full exposure: factor, increment, or value (set: on/off exposures only).
+    add_per : mapping of str to str, optional
+        Increments of ``add`` given per unit of another model parameter: with
+        ``add={"uIL2": -0.4}, add_per={"uIL2": "gIL2"}`` the increment is ``-0.4 / gIL2``,
+        with each subject's own ``gIL2`` (the ``base`` table of `to_switches`, else the model
+        default). A term ``gIL2 * uIL2`` then changes by exactly -0.4 whatever gIL2 is.
     jump : mapping of str to str, optional
         State impulses given as expressions of the states before the impulse, e.g.
         ``{"R": "R + 0.3", "phi": "(R*phi + 0.3*1.0)/(R + 0.3)"}``; applied at every dose
@@ -219,6 +224,7 @@ class Intervention:
     scale: Mapping = field(default_factory=dict)
     add: Mapping = field(default_factory=dict)
     set: Mapping = field(default_factory=dict)
+    add_per: Mapping = field(default_factory=dict)
     jump: Mapping = field(default_factory=dict)
     start: float = 0.0
     stop: float | None = None
@@ -246,6 +252,15 @@ class Intervention:
             setattr_(self, name, {k: float(v) for k, v in values.items()})
         jump = _mapping(self.jump, "jump", label, None)
         setattr_(self, "jump", {k: str(v) for k, v in jump.items()})
+        per = _mapping(self.add_per, "add_per", label, None)
+        for key, v in per.items():
+            if key not in self.add:
+                raise ConfigError(f"intervention {label!r}, add_per.{key}: expected a key of "
+                                  f"'add' (the increment it divides), found none for {key!r}")
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"intervention {label!r}, add_per.{key}: expected a "
+                                  f"parameter name, found {v!r}")
+        setattr_(self, "add_per", dict(per))
         if self.parameter is not None and not (self.scale or self.add or self.set):
             raise ConfigError(f"intervention {label!r}: parameter {self.parameter!r} given "
                               f"without scale, add or set")
@@ -425,7 +440,8 @@ class Intervention:
     def describe(self) -> str:
         """One paragraph: label, effects, timing, exposure, mechanism and source."""
         effects = ([f"{k} x{v:g}" for k, v in self.scale.items()]
-                   + [f"{k} {v:+g}" for k, v in self.add.items()]
+                   + [f"{k} {v:+g}" + (f"/{self.add_per[k]}" if k in self.add_per else "")
+                      for k, v in self.add.items()]
                    + [f"{k} = {v:g}" for k, v in self.set.items()]
                    + [f"{k} <- {v}" for k, v in self.jump.items()])
         timing = f"from {_t(self.start)}"
@@ -525,8 +541,9 @@ def _sign_problems(model, iv: Intervention, name: str) -> list[str]:
                     f"{what}")
     if name in iv.add:
         base = float(model.defaults[j])
-        if base + iv.add[name] * e < 0:
-            soft.append(f"intervention {iv.label!r}, add.{name}: {iv.add[name] * e:+g} makes "
+        inc = iv.add[name] / _per(model, iv, name, None)
+        if base + inc * e < 0:
+            soft.append(f"intervention {iv.label!r}, add.{name}: {inc * e:+g} makes "
                         f"{name} negative at its default {base:g}; {what}")
     return out + soft if lo > 0 else out
 
@@ -534,6 +551,12 @@ def _sign_problems(model, iv: Intervention, name: str) -> list[str]:
 def _check_against(model, interventions: list[Intervention]) -> None:
     problems = []
     for iv in interventions:
+        bad_per = [p for p in iv.add_per.values() if p not in model.parameter_names]
+        for p in bad_per:
+            problems.append(f"intervention {iv.label!r}, add_per: model {model.name!r} has no "
+                            f"parameter {p!r}{did_you_mean(p, model.parameter_names)}")
+        if bad_per:
+            continue
         for name in iv.parameters:
             if name not in model.parameter_names:
                 hint = did_you_mean(name, model.parameter_names)
@@ -605,7 +628,7 @@ def to_switches(model, interventions, *, until: float, offset: float = 0.0, base
                 if name in iv.scale:
                     F *= 1.0 + (iv.scale[name] - 1.0) * e
                 if name in iv.add:
-                    G += iv.add[name] * e
+                    G = G + iv.add[name] / _per(model, iv, name, base_table) * e
             F_old, G_old, S_old = state[name]
             if S is not None:
                 if S != S_old:
@@ -620,8 +643,9 @@ def to_switches(model, interventions, *, until: float, offset: float = 0.0, base
                 c = G - G_old * r
                 if r != 1.0:
                     scale[name] = r
-                if c != 0.0:
-                    add[name] = c
+                if np.any(np.asarray(c) != 0.0):
+                    # per-subject increments (add_per) stay an array, one value per subject
+                    add[name] = float(np.ravel(c)[0]) if np.size(c) == 1 else c
             state[name] = (F, G, S)
         if scale or add or set_:
             switches.append(Switch(offset + t, scale=scale, add=add, set=set_,
@@ -630,6 +654,19 @@ def to_switches(model, interventions, *, until: float, offset: float = 0.0, base
             if iv.jump and np.any(iv.dose_times(until) == t):
                 switches.append(Switch(offset + t, jump=dict(iv.jump), subjects=subjects))
     return switches
+
+
+def _per(model, iv: Intervention, name: str, base_table):
+    """The divisor of ``iv.add[name]``: 1, or the ``add_per`` parameter of each subject (from
+    ``base_table`` (m, P) when given, else the model default)."""
+    other = iv.add_per.get(name)
+    if other is None:
+        return 1.0
+    j = model.parameter_index(other)
+    if base_table is None:
+        return float(model.defaults[j])
+    v = np.asarray(base_table[:, j], dtype=float)
+    return float(v[0]) if v.size == 1 else v
 
 
 def _value_at(edges: np.ndarray, values: np.ndarray, t: float) -> float:
@@ -836,16 +873,20 @@ def fingolimod(*, lymphocyte_factor: float = 0.4, treg_production: float = 0.6,
 
     Mechanism and side effect on the protective arm: circulating effector T cells seen
     downstream fall (``kE``, ``wE``, ``wE_c`` x0.4: every term E enters, i.e. E_seen = 0.4 E
-    [A]) **and** Treg production falls (x0.6 through ``uIL2`` += (0.6 - 1)/gIL2 = -0.2 at the
-    default gIL2 = 2, which also lowers the Treg-function target slightly): the model has no
-    dedicated lymphocyte-egress handle, see the report. Source: Berry et al. 2017 Muscle
-    Nerve 56:1077 (n = 30, 4 weeks: lymphocytes and FOXP3 expression fell) [S].
+    [A]) **and** Treg production falls (x0.6 through ``uIL2`` += (0.6 - 1)/gIL2, with the
+    model's own gIL2 per subject (``add_per``), -0.2 at the default gIL2 = 2; it also lowers
+    the Treg-function target slightly): the model has no dedicated lymphocyte-egress handle,
+    see the report. Source: Berry et al. 2017 Muscle Nerve 56:1077 (n = 30, 4 weeks:
+    lymphocytes and FOXP3 expression fell) [S].
     """
-    u = (treg_production - 1.0) / 2.0
+    # Treg production is x(1 + gIL2 uIL2): the factor holds for any gIL2 only if the
+    # increment is divided by the subject's own gIL2 (add_per), not by its default 2.
+    u = treg_production - 1.0
     return Intervention(**_strengthen(strength, scale={"kE": lymphocyte_factor,
                                                        "wE": lymphocyte_factor,
                                                        "wE_c": lymphocyte_factor},
                                       add={"uIL2": u}),
+                        add_per={"uIL2": "gIL2"},
                         start=start, stop=stop, label="fingolimod",
                         mechanism="lymphocyte sequestration: lower E downstream (kE, wE, wE_c) "
                                   "and Treg production (uIL2 < 0)",

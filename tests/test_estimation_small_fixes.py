@@ -391,3 +391,52 @@ xtol = 1e-12
     t = d.time
     assert ks[0] == pytest.approx(-np.sum(t * (d.value - np.log(2.0))) / np.sum(t * t),
                                   rel=1e-6)
+
+
+# ============================================================================ fingolimod
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_fingolimod_treg_production_factor_holds_for_any_gil2(strength):
+    """Treg production is x(1 + gIL2 uIL2) in als_systemic. Fingolimod's documented factor 0.6
+    (at strength s: 1 + s (0.6 - 1)) must hold with each subject's own gIL2, not only at the
+    default 2: the uIL2 increment compiled for gIL2 = 1, 2, 3.5 gives the factor to 1e-12, and
+    a simulation with the intervention equals one with the parameters changed by hand
+    (uIL2 = -0.4 s / gIL2, kE, wE, wE_c x0.4**s) to 1e-8."""
+    import progression as pg
+    from progression import interventions as iv
+
+    model = pg.load_model("als_systemic")
+    g = np.array([1.0, 2.0, 3.5])
+    table = model.parameter_table({"gIL2": g})
+    fingo = iv.fingolimod(strength=strength)
+    switches = iv.to_switches(model, fingo, until=24.0, base=table)
+    add = np.broadcast_to(switches[0].add["uIL2"], g.shape)
+    u0 = table[:, model.parameter_index("uIL2")]
+    expected = 1.0 + strength * (0.6 - 1.0)
+    np.testing.assert_allclose(1.0 + g * (u0 + add), expected, rtol=1e-12)
+    # by hand: the same parameters from t = 0
+    hand = table.copy()
+    hand[:, model.parameter_index("uIL2")] = u0 + strength * (0.6 - 1.0) / g
+    for name in ("kE", "wE", "wE_c"):
+        hand[:, model.parameter_index(name)] *= 0.4 ** strength
+    t = np.linspace(0.0, 24.0, 13)
+    a = pg.simulate(model, table, t, switches=switches, rtol=1e-11, atol=1e-13,
+                    terminal_events=False)
+    b = pg.simulate(model, hand, t, rtol=1e-11, atol=1e-13, terminal_events=False)
+    np.testing.assert_allclose(a.observables, b.observables, rtol=1e-8, atol=1e-10)
+    # the previous constant (-0.4 / 2) missed the factor at gIL2 = 3.5: 1 - 0.7 = 0.3
+    assert abs((1.0 + 3.5 * (-0.2)) - 0.6) > 0.2
+
+
+def test_add_per_names_a_model_parameter():
+    import progression as pg
+    from progression import interventions as iv
+
+    model = pg.load_model("als_reduced")
+    bad = iv.Intervention(add={"uIL2": -0.4}, add_per={"uIL2": "gIL3"}, label="x")
+    with pytest.raises(ConfigError, match=r"add_per: model 'als_reduced' has no parameter "
+                                          r"'gIL3'.*did you mean 'gIL2'"):
+        iv.to_switches(model, bad, until=1.0)
+    with pytest.raises(ConfigError, match=r"add_per\.kE: expected a key of 'add'"):
+        iv.Intervention(add={"uIL2": -0.4}, add_per={"kE": "gIL2"}, label="x")
