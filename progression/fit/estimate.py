@@ -43,7 +43,7 @@ from .uncertainty import (
     wald,
 )
 
-__all__ = ["fit", "read_data", "data_sha256"]
+__all__ = ["fit", "read_data", "data_sha256", "numbers_from"]
 
 
 # ============================================================================ data
@@ -173,11 +173,21 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     pick = [res[i * S + best[i]] for i in range(m_c)]
     theta = np.vstack([r.theta for r in pick])
     x = np.vstack([r.x for r in pick])
-    ev = problem.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
-                          want_info=True, want_predictions=True)
+    # the objective of the path the optimiser ran on, at its estimate (the reference of the
+    # profiles, which run on that path too)
+    m2ll_path = np.array([r.m2ll for r in pick])
+    final, polish = problem, np.zeros(m_c, dtype=int)
+    if _refines(problem):
+        final = problem.exact_path()
+        theta, x, polish = _polish(final, designs, pick, cols, options, counters)
+    # Evaluated again, subject by subject in one batch of the winners only: the starts of a
+    # subject never share this evaluation, so the reported objective is the winner's own.
+    ev = final.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
+                        want_info=True, want_predictions=True)
     success = np.array([r.success for r in pick]) & ~ev.failed
     return {
         "theta": theta, "x": x, "m2ll": ev.m2ll, "info": ev.info,
+        "m2ll_path": m2ll_path, "polish_evaluations": polish,
         "predictions": ev.predictions, "nobs": ev.nobs,
         "success": success,
         "message": [r.message for r in pick],
@@ -188,6 +198,58 @@ def _individual_chunk(problem: Problem, designs, X0, options):
         "failed_evaluations": np.array([r.failed_evaluations for r in pick]),
         "counters": counters, "seconds": time.perf_counter() - start,
     }
+
+
+#: Evaluations a polish on the exact path may make per subject (the first at the grid-path
+#: estimate): from there Gauss-Newton steps converge in one or two.
+POLISH_NFEV = 6
+#: The polish stops when the undamped step predicts a reduction of the sum of squares below
+#: this share of it: tight, because the exact path has no interpolation error to chase.
+POLISH_FTOL = 1e-10
+
+
+def _refines(problem) -> bool:
+    """True when grid-path estimates are to be polished on the exact path (``[solver] refine =
+    "exact"``, the default, and the fit does not already run on it)."""
+    return problem.solver.get("refine", "exact") == "exact" and not problem.exact
+
+
+def numbers_from(problem) -> str:
+    """Which path produced the reported estimates, objective and covariance, in words."""
+    if problem.exact:
+        return "estimates, objective and covariance: exact outputs, forward sensitivities"
+    if _refines(problem):
+        return (f"estimates optimised on {problem.path_name()}, then polished on the exact "
+                "path; objective and covariance: exact outputs, forward sensitivities "
+                "([solver] refine = \"exact\")")
+    return (f"estimates, objective and covariance: {problem.path_name()} ([solver] refine = "
+            "\"none\": not re-evaluated on the exact path)")
+
+
+def _polish(exact, designs, pick, cols, options, counters):
+    """A few Levenberg-Marquardt iterations on the exact path from each subject's grid-path
+    estimate, all subjects batched; returns theta, x and the evaluations each polish made.
+
+    A subject whose grid-path fit failed, or whose polish found no finite objective, keeps its
+    grid-path estimate (the exact evaluation that follows then reports it as it is).
+    """
+    theta = np.vstack([r.theta for r in pick])
+    x = np.vstack([r.x for r in pick])
+    used = np.zeros(len(pick), dtype=int)
+    rows = [i for i, r in enumerate(pick) if np.isfinite(r.m2ll)]
+    if not rows:
+        return theta, x, used
+    one = [np.zeros(1, dtype=int)] * cols.size
+    tasks = [Task(np.array([i]), pick[i].theta.copy(), pick[i].x, cols, one, tag=(i,))
+             for i in rows]
+    opts = dict(options, optimizer="batched", max_nfev=POLISH_NFEV, ftol=POLISH_FTOL)
+    res = run_tasks(exact, designs, tasks, cols, opts, counters=counters)
+    for r in res:
+        i = r.tag[0]
+        used[i] = r.nfev
+        if np.isfinite(r.m2ll):
+            theta[i], x[i] = r.theta[0], r.x
+    return theta, x, used
 
 
 def _failure_reasons(results, ev) -> list[str]:
@@ -387,6 +449,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     timings["total"] = time.perf_counter() - t0
     provenance = _provenance(cfg, sha, opts, notes, ex_name=ex.name, workers=ex.workers,
                              in_memory=data is not None)
+    provenance["numbers_from"] = numbers_from(problem)
     result = FitResult.from_parts(cfg, problem, designs, core, unc, counters, timings,
                                   provenance)
     return result
@@ -407,7 +470,8 @@ def _fit_individual(problem, designs, opts, ex, counters, progress, name):
                                 progress)
     core = {"kind": "individual", "cols": cols}
     for key in ("theta", "x", "m2ll", "success", "nfev", "starts_m2ll", "best_start",
-                "failed_evaluations", "nobs", "before_zero"):
+                "failed_evaluations", "nobs", "before_zero", "m2ll_path",
+                "polish_evaluations"):
         core[key] = np.concatenate([p[key] for p in parts])
     core["info"] = np.concatenate([p["info"] for p in parts])
     core["message"] = sum((p["message"] for p in parts), [])
@@ -452,9 +516,17 @@ def _fit_pooled(problem, designs, opts, counters, progress, name):
     m2ll = np.array([r.m2ll for r in res])
     best = int(np.argmin(np.where(np.isfinite(m2ll), m2ll, np.inf)))
     r = res[best]
-    theta = r.theta
-    ev = problem.evaluate(designs, np.arange(m), theta, cols, want_jac=False, want_info=True,
-                          want_predictions=True)
+    theta, x_pooled = r.theta, r.x
+    final = problem
+    if _refines(problem) and np.isfinite(r.m2ll):
+        final = problem.exact_path()
+        task = Task(np.arange(m), r.theta.copy(), r.x, x_cols, x_rows, tag=(best,))
+        opts_p = dict(opts, max_nfev=POLISH_NFEV, ftol=POLISH_FTOL)
+        polished = run_tasks(final, designs, [task], cols, opts_p, counters=counters)[0]
+        if np.isfinite(polished.m2ll):
+            theta, x_pooled = polished.theta, polished.x
+    ev = final.evaluate(designs, np.arange(m), theta, cols, want_jac=False, want_info=True,
+                        want_predictions=True)
     ok = bool(r.success) and not ev.failed.any()
     if ok:
         failure = [""] * m
@@ -469,7 +541,8 @@ def _fit_pooled(problem, designs, opts, counters, progress, name):
     else:
         failure = [f"the pooled fit did not converge: {r.message}"] * m
     return {"kind": "pooled", "failure": failure, "before_zero": ev.before_zero,
-            "cols": cols, "theta": theta, "x_pooled": r.x, "x_cols": x_cols,
+            "cols": cols, "theta": theta, "x_pooled": x_pooled, "x_cols": x_cols,
+            "m2ll_path_total": r.m2ll,
             "x_rows": x_rows, "m2ll": ev.m2ll, "info": ev.info,
             "predictions": ev.predictions, "nobs": ev.nobs,
             "success": np.full(m, ok), "message": [r.message] * m,
@@ -667,7 +740,8 @@ def _profiles(problem, designs, core, unc, opts, kind, ex, counters, progress, n
         lo_x, hi_x = internal_bounds(sc, lo, hi)
         for i in range(m):
             for j in range(D):
-                a, b, oa, ob = profile_interval(core["x"][i, j], core["m2ll"][i], grids[i, j],
+                a, b, oa, ob = profile_interval(core["x"][i, j], core["m2ll_path"][i],
+                                                grids[i, j],
                                                 prof[i, j], conf, lo_x[j], hi_x[j])
                 ends = from_internal(np.array([a, b]), sc[j], lo[j], hi[j])
                 ci[i, cols[j]] = ends
@@ -715,7 +789,8 @@ def _profiles(problem, designs, core, unc, opts, kind, ex, counters, progress, n
         prof = np.full((shared.size, n), np.nan)
         for r in res:
             prof[r.tag] = r.m2ll
-        total = float(np.sum(core["m2ll"]))
+        # the minimum on the path the profiles run on (the grid path when polished)
+        total = float(core["m2ll_path_total"])
         grids = np.array(grids)
         for j, c in enumerate(shared):
             sc, lo, hi = problem.scale[c:c + 1], problem.lower[c:c + 1], problem.upper[c:c + 1]

@@ -314,6 +314,7 @@ def write_report(result, path: Path, figures) -> None:
               f"`{prov.get('data_sha256')}`), {m} subjects, {int(result.n_obs.sum())} "
               "observations",
               f"- estimator: {result.kind} maximum likelihood ({_method(result)})",
+              f"- {prov.get('numbers_from', 'path behind the numbers: not recorded')}",
               "- error models: " + ", ".join(f"{o} {e}" for o, e in
                                                zip(result.observables, result.error_models,
                                                    strict=True)),

@@ -490,6 +490,8 @@ class FitResult:
                  f"{self.counters.get('subject_solves', 0)} subject solves "
                  f"({self.counters.get('failed_solves', 0)} failed); "
                  f"{self.timings.get('total', float('nan')):.1f} s"]
+        if self.provenance.get("numbers_from"):      # which path gave the numbers (refine)
+            lines.append(f"  {self.provenance['numbers_from']}")
         for line in self.failure_lines():
             lines.append("  " + line)
         for row in self.parameter_table():
