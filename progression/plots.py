@@ -10,19 +10,10 @@ __all__ = ["plot_simulation", "time_label", "axis_label", "legend_below"]
 
 
 def _pyplot():
-    import matplotlib
+    """pyplot; the user's backend is kept (Agg only when none was chosen and no display)."""
+    from ._mpl import pyplot
 
-    if matplotlib.get_backend().lower() not in {"agg", "pdf", "svg"} and not _has_display():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _has_display() -> bool:
-    import os
-
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return pyplot()
 
 
 def time_label(unit: str | None, what: str = "time") -> str:

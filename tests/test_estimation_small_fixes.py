@@ -440,3 +440,44 @@ def test_add_per_names_a_model_parameter():
         iv.to_switches(model, bad, until=1.0)
     with pytest.raises(ConfigError, match=r"add_per\.kE: expected a key of 'add'"):
         iv.Intervention(add={"uIL2": -0.4}, add_per={"kE": "gIL2"}, label="x")
+
+
+# ============================================================================ matplotlib backend
+
+_BACKEND_SCRIPT = """
+import sys
+import matplotlib
+if sys.argv[1] != "none":
+    matplotlib.use(sys.argv[1])
+import numpy as np
+import progression as pg
+from progression.fit import report
+sim = pg.simulate(sys.argv[2], {"k": 0.5, "x0": 2.0}, np.linspace(0, 2, 5))
+from progression.plots import plot_simulation
+fig = plot_simulation(sim)
+report._plt()
+print(matplotlib.get_backend().lower())
+"""
+
+
+@pytest.mark.parametrize("chosen,env,expected", [
+    ("ps", {}, "ps"),                       # the user's choice is kept (was switched to agg)
+    ("none", {"MPLBACKEND": "svg"}, "svg"),  # chosen through the environment: kept
+    ("none", {}, "agg"),                    # nothing chosen, no display: Agg
+])
+def test_matplotlib_backend_is_not_forced(chosen, env, expected, tmp_path):
+    """In a fresh interpreter without a display: after plot_simulation and the fit report's
+    pyplot, the backend is the user's when one was chosen, Agg only when none was."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    clean["MPLCONFIGDIR"] = str(tmp_path)        # no user matplotlibrc choosing one
+    clean.update(env)
+    out = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT, chosen,
+                          str(MODELS / "decay.toml")], capture_output=True, text=True,
+                         env=clean, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected, out.stdout

@@ -12,18 +12,11 @@ _MAX_PANELS = 16
 
 
 def _plt():
-    """pyplot on a non-interactive backend when there is no display (fitting does not import
-    the plots layer)."""
-    import os
+    """pyplot; the user's backend is kept (Agg only when none was chosen and there is no
+    display)."""
+    from .._mpl import pyplot
 
-    import matplotlib
-
-    if (matplotlib.get_backend().lower() not in {"agg", "pdf", "svg"}
-            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _log_axis(ax, which="x"):
