@@ -27,8 +27,10 @@ parameters per compartment: ``rate_STATE``, entering the state's equation as
   record.
 
 Lag times are read from each subject's parameters (so they can be fitted with the
-derivative-free paths); forward sensitivities with respect to a lag parameter, and any
-sensitivities in the presence of ``SS = 1`` records, are not computed and are refused.
+derivative-free paths); forward sensitivities with respect to a lag parameter are not computed
+and are refused. Sensitivities are carried across every dose (bioavailability included, through
+the jump and the infusion term) and through the steady state (``dy*/dp`` from the fixed point).
+The steady state uses the subject's base parameters (not those changed by earlier switches).
 """
 
 from __future__ import annotations
@@ -393,12 +395,15 @@ def dose_switches(model, records, table, m_total):
     return switches
 
 
-def steady_states(model, records, table, run, rtol: float, atol: float):
+def steady_states(model, records, table, run, rtol: float, atol: float, sens_index=()):
     """Per SS = 1 record, the periodic steady state just before its dose (see module doc).
 
-    ``run(row, t0, initial, recs, t_end)`` simulates one subject (parameter row ``row``) from
-    ``t0`` with states ``initial`` and dose records ``recs`` and returns the states at ``t_end``.
-    Returns a list of (time, subject, state vector).
+    ``run(row, t0, initial, recs, t_end, sens)`` simulates one subject (parameter row ``row``)
+    from ``t0`` with states ``initial`` (held fixed: no sensitivity) and dose records ``recs``
+    and returns the states at ``t_end`` (and, with ``sens``, their sensitivities ``(n, k)``).
+    Returns a list of (time, subject, state vector, derivatives or None): with sensitivity
+    parameters, ``y* = Phi(y*, p)`` gives ``dy*/dp = (I - Phi_y)^-1 Phi_p``, ``Phi_y`` by
+    differences at ``y*``, ``Phi_p`` from the sensitivities of one interval.
     """
     out = []
     for rec in records:
@@ -409,20 +414,24 @@ def steady_states(model, records, table, run, rtol: float, atol: float):
         row = table[rec["subject"]]
         scale = max(rec["amount"], 1e-12)
 
-        def phi(y, one=one, t=t, ii=ii, row=row):
-            return run(row, t, y, [one], t + ii)
+        def phi(y, one=one, t=t, ii=ii, row=row, sens=False):
+            return run(row, t, y, [one], t + ii, sens)
 
-        y = np.zeros(model.n_states)
-        converged = False
-        for _ in range(25):
-            f = phi(y)
-            r = f - y
+        def jacobian(y, f, scale=scale, phi=phi):
             h = 1e-3 * np.maximum(np.abs(y), scale)
             J = np.empty((y.size, y.size))
             for j in range(y.size):
                 e = y.copy()
                 e[j] += h[j]
                 J[:, j] = (phi(e) - f) / h[j]
+            return J
+
+        y = np.zeros(model.n_states)
+        converged = False
+        for _ in range(25):
+            f = phi(y)
+            r = f - y
+            J = jacobian(y, f)
             try:
                 step = np.linalg.solve(J - np.eye(y.size), -r)
             except np.linalg.LinAlgError:
@@ -437,7 +446,11 @@ def steady_states(model, records, table, run, rtol: float, atol: float):
             raise ProgressionError(f"{rec['label']}, field 'ss': the periodic steady state "
                                    f"under dosing every II = {ii:g} was not found (Newton on "
                                    f"one interval did not converge; is the system stable?)")
-        out.append((t, rec["subject"], y))
+        dy = None
+        if len(sens_index):
+            f, dphi = phi(y, sens=True)
+            dy = (np.linalg.solve(np.eye(y.size) - jacobian(y, f), dphi), list(sens_index))
+        out.append((t, rec["subject"], y, dy))
     return out
 
 
@@ -466,39 +479,46 @@ def expand_doses(model, doses, table, sens_names, t0, **solver):
         raise ProgressionError(f"sensitivities: with dose records, sensitivities with respect "
                                f"to the lag time {bad[0]!r} are not computed yet (use finite "
                                f"differences)")
-    if any(r["ss"] for r in records) and sens_names:
-        bad = next(r for r in records if r["ss"])
-        raise ProgressionError(f"{bad['label']}, field 'ss': sensitivities across a steady-"
-                               f"state (SS = 1) dose are not computed yet")
     for rec in records:
         if rec["time"] < t0:
             raise ProgressionError(f"{rec['label']}, field 'time': expected a time >= t0 = "
                                    f"{t0:g}, found {rec['time']:g}")
 
-    def run(row, start, y, recs, end):
+    def run(row, start, y, recs, end, sens=False):
         sim = simulate(model, row[None, :], [end], t0=start,
                        initial={s: float(v) for s, v in zip(model.state_names, y, strict=True)},
-                       doses=recs_to_columns(recs), terminal_events=False, **solver)
+                       doses=recs_to_columns(recs), terminal_events=False,
+                       sensitivities=list(sens_names) if sens else None, **solver)
         if sim.status[0] < 0:
             raise ProgressionError(f"doses: a steady-state interval failed to solve "
                                    f"({sim.message[0]})")
+        if sens:
+            return sim.states[0, :, -1], sim.state_sensitivities[0, :, :, -1]
         return sim.states[0, :, -1]
 
-    states = steady_states(model, records, table, run, solver["rtol"], solver["atol"])
+    states = steady_states(model, records, table, run, solver["rtol"], solver["atol"],
+                           sens_index=[model.parameter_index(s) for s in sens_names])
     for rec in records:
         if rec["ss"]:
             rec["reset"] = True          # SS = 1 replaces whatever came before
     switches = dose_switches(model, records, table, table.shape[0])
     # The steady state is set right after the reset switch of its time (resets come first).
-    for t, i, y in states:
+    for t, i, y, dy in states:
         mask = np.zeros(table.shape[0], dtype=bool)
         mask[i] = True
+        dp = {}
+        if dy is not None:
+            # Full (m, P) rows; the simulator picks its sensitivity columns.
+            for j, s in enumerate(model.state_names):
+                full = np.zeros((table.shape[0], model.n_parameters))
+                full[i, dy[1]] = dy[0][j]
+                dp[s] = full
         initial = {s.name: str(s.initial) for s in spec.states}
         k = next(j for j, sw in enumerate(switches)
                  if sw.time == t and sw.subjects[i] and dict(sw.jump) == initial)
         switches.insert(k + 1, Switch(t, states={s: float(v) for s, v in
                                                  zip(model.state_names, y, strict=True)},
-                                      subjects=mask))
+                                      states_dp=dp, subjects=mask))
     return table, switches
 
 

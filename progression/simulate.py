@@ -153,8 +153,11 @@ class Switch:
     jump : mapping of str to str or float, optional
         State name -> expression giving its new value.
     states : mapping of str to float or array_like, optional
-        State name -> new value (scalar or per subject), set after ``jump``; the sensitivities
-        of those states are set to zero (used for steady-state doses).
+        State name -> new value (scalar or per subject), set after ``jump`` (used for
+        steady-state doses).
+    states_dp : mapping of str to array_like, optional
+        State name -> derivatives ``(m, P)`` of its new value with respect to the base
+        parameters (all ``P`` in model order): the sensitivities it is given; 0 when absent.
     subjects : array_like of bool or int, optional
         The subjects it applies to (boolean mask or indices); all by default.
     """
@@ -166,6 +169,7 @@ class Switch:
     jump: Mapping = field(default_factory=dict)
     subjects: object = None
     states: Mapping = field(default_factory=dict)
+    states_dp: Mapping = field(default_factory=dict)
 
 
 @dataclass
@@ -662,7 +666,9 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
         i = model.state_index(name)
         y[i, mask] = _as_subject_values(value, m_total, f"Switch.states[{name!r}]")[index][mask]
         if sys.k:
-            S[mask, :, i] = 0.0
+            d = sw.states_dp.get(name)
+            S[mask, :, i] = (0.0 if d is None else
+                             np.asarray(d, dtype=float)[index][mask][:, sys.sens_index])
     return y, S
 
 

@@ -249,3 +249,20 @@ def test_sensitivities_across_doses_match_finite_differences():
         fd = (up - down) / (2 * h)
         np.testing.assert_allclose(sim.sensitivity("conc", name)[0], fd, rtol=1e-5,
                                    atol=1e-7 * np.abs(fd).max())
+
+
+def test_steady_state_sensitivities_match_finite_differences():
+    # dy*/dp = (I - Phi_y)^-1 Phi_p at the periodic fixed point, then carried on.
+    doses = [Dose(0.0, 100.0, ss=1, ii=12.0, addl=1)]
+    base = {"F_bio": 0.6, "ka": 1.3, "CL": 5.0, "V": 50.0}
+    sim = pg.simulate("pk_oral", base, TIMES, doses=doses, sensitivities=["F_bio", "CL", "ka"],
+                      **TIGHT)
+    for name in ("F_bio", "CL", "ka"):
+        h = 1e-5 * base[name]
+        up = pg.simulate("pk_oral", {**base, name: base[name] + h}, TIMES, doses=doses,
+                         **TIGHT)["conc"][0]
+        down = pg.simulate("pk_oral", {**base, name: base[name] - h}, TIMES, doses=doses,
+                           **TIGHT)["conc"][0]
+        fd = (up - down) / (2 * h)
+        np.testing.assert_allclose(sim.sensitivity("conc", name)[0], fd, rtol=1e-5,
+                                   atol=1e-7 * np.abs(fd).max())
