@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError, EstimationFailed, FitError
 from ..parallel import Progress, executor, report
+from ._batched import polish as polish_rows
 from .config import FitConfig, read_fit_config
 from .fixed import NOTHING_ESTIMATED, evaluate_fixed, nothing_estimated
 from .optimize import Counters, Task, run_tasks
@@ -176,14 +177,18 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     # the objective of the path the optimiser ran on, at its estimate (the reference of the
     # profiles, which run on that path too)
     m2ll_path = np.array([r.m2ll for r in pick])
-    final, polish = problem, np.zeros(m_c, dtype=int)
+    polish = np.zeros(m_c, dtype=int)
+    # Evaluated again in one batch of the winners only: the starts of a subject never share
+    # this evaluation, so the reported objective is the winner's own.
     if _refines(problem):
-        final = problem.exact_path()
-        theta, x, polish = _polish(final, designs, pick, cols, options, counters)
-    # Evaluated again, subject by subject in one batch of the winners only: the starts of a
-    # subject never share this evaluation, so the reported objective is the winner's own.
-    ev = final.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
-                        want_info=True, want_predictions=True)
+        # the final iterations on the exact path; its last evaluation is the report
+        t = time.perf_counter()
+        theta, x, ev, polish = polish_rows(problem.exact_path(), designs, theta, x, cols,
+                                           steps=POLISH_STEPS, ftol=POLISH_FTOL)
+        counters.record(ev, time.perf_counter() - t)
+    else:
+        ev = problem.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
+                              want_info=True, want_predictions=True)
     success = np.array([r.success for r in pick]) & ~ev.failed
     return {
         "theta": theta, "x": x, "m2ll": ev.m2ll, "info": ev.info,
@@ -200,12 +205,14 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     }
 
 
-#: Evaluations a polish on the exact path may make per subject (the first at the grid-path
-#: estimate): from there Gauss-Newton steps converge in one or two.
-POLISH_NFEV = 6
-#: The polish stops when the undamped step predicts a reduction of the sum of squares below
-#: this share of it: tight, because the exact path has no interpolation error to chase.
+#: Gauss-Newton steps of the polish on the exact path: from the grid-path estimate one or two
+#: bring a subject to the exact path's optimum; a third is rarely taken.
+POLISH_STEPS = 3
+#: The polish stops when a step predicts a reduction of the sum of squares below this share of
+#: it (tight, because the exact path has no interpolation error to chase), and its pooled
+#: variant (lmfit) may make this many evaluations.
 POLISH_FTOL = 1e-10
+POLISH_NFEV = 5
 
 
 def _refines(problem) -> bool:
@@ -224,32 +231,6 @@ def numbers_from(problem) -> str:
                 "([solver] refine = \"exact\")")
     return (f"estimates, objective and covariance: {problem.path_name()} ([solver] refine = "
             "\"none\": not re-evaluated on the exact path)")
-
-
-def _polish(exact, designs, pick, cols, options, counters):
-    """A few Levenberg-Marquardt iterations on the exact path from each subject's grid-path
-    estimate, all subjects batched; returns theta, x and the evaluations each polish made.
-
-    A subject whose grid-path fit failed, or whose polish found no finite objective, keeps its
-    grid-path estimate (the exact evaluation that follows then reports it as it is).
-    """
-    theta = np.vstack([r.theta for r in pick])
-    x = np.vstack([r.x for r in pick])
-    used = np.zeros(len(pick), dtype=int)
-    rows = [i for i, r in enumerate(pick) if np.isfinite(r.m2ll)]
-    if not rows:
-        return theta, x, used
-    one = [np.zeros(1, dtype=int)] * cols.size
-    tasks = [Task(np.array([i]), pick[i].theta.copy(), pick[i].x, cols, one, tag=(i,))
-             for i in rows]
-    opts = dict(options, optimizer="batched", max_nfev=POLISH_NFEV, ftol=POLISH_FTOL)
-    res = run_tasks(exact, designs, tasks, cols, opts, counters=counters)
-    for r in res:
-        i = r.tag[0]
-        used[i] = r.nfev
-        if np.isfinite(r.m2ll):
-            theta[i], x[i] = r.theta[0], r.x
-    return theta, x, used
 
 
 def _failure_reasons(results, ev) -> list[str]:
