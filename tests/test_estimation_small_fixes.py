@@ -116,6 +116,9 @@ def test_fit_on_log10_scale_reaches_the_log_scale_optimum(tmp_path):
         np.testing.assert_allclose(r.estimates("k"), k_hat, rtol=1e-6, err_msg=s)
         np.testing.assert_allclose(r.standard_errors("k"), se, rtol=1e-4, err_msg=s)
     assert res["log10"].objective == pytest.approx(res["log"].objective, rel=1e-9)
+    # the saved fit draws a log10-scale parameter on log axes like a log-scale one
+    res["log10"].save(tmp_path / "out")
+    assert list((tmp_path / "out" / "figures").glob("*.png"))
 
 
 def test_log10_scale_needs_a_positive_start_and_names_the_key(tmp_path):

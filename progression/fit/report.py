@@ -246,11 +246,11 @@ def _parameters(result, folder, plt):
             ax.set_title(f"{p.name} (shared)", fontsize=9)
         else:
             vals = v[np.isfinite(v)]
-            bins = np.geomspace(vals.min(), vals.max(), 15) if p.scale == "log" and \
+            bins = np.geomspace(vals.min(), vals.max(), 15) if p.scale in ("log", "log10") and \
                 vals.size and vals.min() > 0 and vals.max() > vals.min() else 15
             ax.hist(vals, bins=bins, color="C0", alpha=0.8)
             ax.axvline(p.value, color="k", ls="--", lw=1)
-            if p.scale == "log":
+            if p.scale in ("log", "log10"):
                 _log_axis(ax, "x")
             ax.set_xlabel(label)
             ax.set_ylabel("subjects")
@@ -283,7 +283,7 @@ def _profiles(result, folder, plt):
             o = np.argsort(xs)
             ax.plot(xs[o], ys[o], "o-", ms=3)
             ax.axhline(thr, color="C3", ls="--", lw=1)
-            if result.parameters[cols[j]].scale == "log":
+            if result.parameters[cols[j]].scale in ("log", "log10"):
                 _log_axis(ax, "x")
             name = result.parameter_names[cols[j]]
             ax.set_xlabel(_label(name, units.get(name)), fontsize=8)
