@@ -245,7 +245,8 @@ def _steps(H, g, held, lam):
     return delta, np.where(np.isfinite(gn_pred), gn_pred, np.inf)
 
 
-def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10):
+def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10,
+           counters=None):
     """A few Gauss-Newton (Fisher-scoring) steps for every row at once, from nearby points.
 
     For the final iterations on the exact path: from estimates that an optimiser found on an
@@ -268,6 +269,8 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     x : ndarray (R, D)
         The same points on the estimation scale.
     cols : int array (D,)
+    counters : Counters, optional
+        Each batched evaluation is recorded there.
 
     Returns
     -------
@@ -286,7 +289,15 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     sc, lo_n, hi_n = problem.scale[cols], problem.lower[cols], problem.upper[cols]
     lo_x, hi_x = internal_bounds(sc, lo_n, hi_n)
     rows = np.arange(R)
-    ev = problem.evaluate(designs, rows, theta, cols, want_info=True, want_predictions=True)
+
+    def evaluate(idx, th):
+        start = time.perf_counter()
+        out = problem.evaluate(designs, idx, th, cols, want_info=True, want_predictions=True)
+        if counters is not None:
+            counters.record(out, time.perf_counter() - start)
+        return out
+
+    ev = evaluate(rows, theta)
     # the report at each row's current point, filled from whichever evaluation was last
     # accepted for it
     cur = {"residuals": list(ev.residuals), "jacobians": list(ev.jacobians),
@@ -326,8 +337,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         th_new = theta[idx].copy()
         with np.errstate(all="ignore"):
             th_new[:, cols] = from_internal(x_new, sc, lo_n, hi_n)
-        ev = problem.evaluate(designs, idx, th_new, cols, want_info=True,
-                              want_predictions=True)
+        ev = evaluate(idx, th_new)
         used[idx] += 1
         for b, i in enumerate(idx):
             if ev.failed[b] or not ev.m2ll[b] <= cur["m2ll"][i]:

@@ -182,10 +182,9 @@ def _individual_chunk(problem: Problem, designs, X0, options):
     # this evaluation, so the reported objective is the winner's own.
     if _refines(problem):
         # the final iterations on the exact path; its last evaluation is the report
-        t = time.perf_counter()
         theta, x, ev, polish = polish_rows(problem.exact_path(), designs, theta, x, cols,
-                                           steps=POLISH_STEPS, ftol=POLISH_FTOL)
-        counters.record(ev, time.perf_counter() - t)
+                                           steps=POLISH_STEPS, ftol=POLISH_FTOL,
+                                           counters=counters)
     else:
         ev = problem.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
                               want_info=True, want_predictions=True)
