@@ -26,8 +26,16 @@ Outputs at each subject's own times are obtained in one of two ways (``[solver] 
   points. The interpolant is what is fitted, so objective and gradient stay consistent; its
   error is ``O(h^4)`` (ALS models: ~1e-8 at h = 0.25 month, ~1e-7 at 0.5, ~2e-6 at 1, below
   the integrator's tolerance).
-* ``"exact"``: the batch is simulated at the union of all its subjects' times. Exact, but the
-  cost grows with batch size times number of distinct times.
+* ``"exact"``: rows are simulated in groups of :data:`EXACT_GROUP`, each at the union of its
+  own rows' times, with forward sensitivities. Exact to the integrator's tolerance, but a
+  group's rows share one stacked solve's step control (results move within the tolerance
+  with the company a row keeps), and it costs several grid-path evaluations.
+
+By default (``[solver] refine = "exact"``) a grid-path fit ends on the exact path: the
+estimator polishes each subject's estimate there with a few Gauss-Newton steps
+(:func:`progression.fit._batched.polish`, via :meth:`Problem.exact_path`) and reports the
+objective and information of that path; :func:`progression.fit.estimate.numbers_from` names
+the path behind the reported numbers.
 
 A simulation that fails (status -1) or yields non-finite residuals marks its row *failed*: the
 row gets a large constant penalty residual and a zero Jacobian, which an optimiser treats as a
