@@ -27,10 +27,11 @@ parameters per compartment: ``rate_STATE``, entering the state's equation as
   record.
 
 Lag times are read from each subject's parameters (so they can be fitted with the
-derivative-free paths); forward sensitivities with respect to a lag parameter are not computed
-and are refused. Sensitivities are carried across every dose (bioavailability included, through
-the jump and the infusion term) and through the steady state (``dy*/dp`` from the fixed point).
-The steady state uses the subject's base parameters (not those changed by earlier switches).
+derivative-free paths too). Sensitivities with respect to a lag move the dose switches:
+``S += (G_y f(before) - f(after)) dtime/dlag`` at each lagged switch. Sensitivities are carried
+across every dose (bioavailability included, through the jump and the infusion term) and
+through the steady state (``dy*/dp`` from the fixed point). The steady state uses the subject's
+base parameters (not those changed by earlier switches).
 """
 
 from __future__ import annotations
@@ -319,10 +320,11 @@ def _events(model, records, table, label_lag=True):
         for k in range(rec["addl"] + 1):
             t = rec["time"] + k * rec["ii"] + lag
             if rec["duration"] > 0:
-                actions.append((t, 2, "rate", i, (comp.rate, rec["rate"])))
-                actions.append((t + rec["duration"], 1, "rate", i, (comp.rate, -rec["rate"])))
+                actions.append((t, 2, "rate", i, (comp.rate, rec["rate"], comp.lag)))
+                actions.append((t + rec["duration"], 1, "rate", i,
+                                (comp.rate, -rec["rate"], comp.lag)))
             else:
-                actions.append((t, 3, "bolus", i, (comp, rec["amount"])))
+                actions.append((t, 3, "bolus", i, (comp, rec["amount"], comp.lag)))
     return actions
 
 
@@ -368,30 +370,33 @@ def dose_switches(model, records, table, m_total):
     actions = _stop_infusions_at_resets(_events(model, records, table))
     groups: dict = {}
     for t, order, kind, i, payload in actions:
+        # Lagged and unlagged doses at one time are kept apart: only the first move with the lag.
         key = (t, order, kind, payload[0] if kind == "rate" else
-               payload[0].state if kind == "bolus" else None)
+               payload[0].state if kind == "bolus" else None,
+               payload[2] if payload is not None else None)
         groups.setdefault(key, []).append((i, payload))
     rates = [c.rate for c in spec.dosing]
     initial = {s.name: str(s.initial) for s in spec.states}
     switches = []
     for key in sorted(groups, key=lambda k: (k[0], k[1])):
-        t, _, kind, target = key
+        t, _, kind, target, lag = key
         mask = np.zeros(m_total, dtype=bool)
         values = np.zeros(m_total)
         for i, payload in groups[key]:
             mask[i] = True
             if payload is not None:
                 values[i] += payload[1]
+        time_dp = {lag: mask.astype(float)} if lag is not None else {}
         if kind == "reset":
             switches.append(Switch(t, set={r: 0.0 for r in rates}, jump=initial, subjects=mask))
         elif kind == "rate":
-            switches.append(Switch(t, add={target: values}, subjects=mask))
+            switches.append(Switch(t, add={target: values}, subjects=mask, time_dp=time_dp))
         else:
             comp = next(c for c in spec.dosing if c.state == target)
             gain = f"{comp.bioavailability} * " if comp.bioavailability else ""
             switches.append(Switch(t, set={comp.amount: values},
                                    jump={target: f"{target} + {gain}{comp.amount}"},
-                                   subjects=mask))
+                                   subjects=mask, time_dp=time_dp))
     return switches
 
 
@@ -473,12 +478,6 @@ def expand_doses(model, doses, table, sens_names, t0, **solver):
     spec = model.spec
     if spec.dose_parameter is not None:
         table[:, model.parameter_index(spec.dose_parameter)] = 0.0
-    lags = {c.lag for c in spec.dosing if c.lag is not None}
-    bad = sorted(lags & set(sens_names))
-    if bad:
-        raise ProgressionError(f"sensitivities: with dose records, sensitivities with respect "
-                               f"to the lag time {bad[0]!r} are not computed yet (use finite "
-                               f"differences)")
     for rec in records:
         if rec["time"] < t0:
             raise ProgressionError(f"{rec['label']}, field 'time': expected a time >= t0 = "

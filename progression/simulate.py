@@ -158,6 +158,10 @@ class Switch:
     states_dp : mapping of str to array_like, optional
         State name -> derivatives ``(m, P)`` of its new value with respect to the base
         parameters (all ``P`` in model order): the sensitivities it is given; 0 when absent.
+    time_dp : mapping of str to float or array_like, optional
+        Parameter name -> derivative of the switch time with respect to its base value (a
+        lag time: 1). Sensitivities then gain ``(G_y f(before) - f(after)) dtime/dp``, the
+        effect of moving the switch.
     subjects : array_like of bool or int, optional
         The subjects it applies to (boolean mask or indices); all by default.
     """
@@ -170,6 +174,7 @@ class Switch:
     subjects: object = None
     states: Mapping = field(default_factory=dict)
     states_dp: Mapping = field(default_factory=dict)
+    time_dp: Mapping = field(default_factory=dict)
 
 
 @dataclass
@@ -641,6 +646,11 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
     mask = _subject_mask(sw.subjects, m_total)[index]
     if not mask.any():
         return y, S
+    moving = bool(sw.time_dp) and sys.k and any(
+        model.parameter_index(q) in sys.sens_index for q in sw.time_dp)
+    if moving:
+        y_before = y.copy()
+        f_before = model.rhs(sw.time, y, p.copy())
     for name, value in sw.scale.items():
         j = model.parameter_index(name)
         v = _as_subject_values(value, m_total, f"Switch.scale[{name!r}]")[index]
@@ -669,6 +679,21 @@ def _apply_switch(model, sw: Switch, p, a_all, y, S, sys: _Stacked, index, m_tot
             d = sw.states_dp.get(name)
             S[mask, :, i] = (0.0 if d is None else
                              np.asarray(d, dtype=float)[index][mask][:, sys.sens_index])
+    if moving:
+        # A switch at a parameter-dependent time: y(t) after it moves by
+        # (G_y f(y-, p-) - f(y+, p+)) per unit of time it is delayed.
+        carried = f_before
+        if sw.jump:
+            Gy = model.jump(sw.jump, where=f"Switch at t={sw.time:g}, jump").dy(sw.time,
+                                                                              y_before, p)
+            carried = np.einsum("ijm,jm->im", Gy, f_before)
+        for i in sw.states:
+            carried[model.state_index(i)] = 0.0
+        delta = carried - model.rhs(sw.time, y, p)
+        for name, value in sw.time_dp.items():
+            v = _as_subject_values(value, m_total, f"Switch.time_dp[{name!r}]")[index]
+            for q in np.nonzero(sys.sens_index == model.parameter_index(name))[0]:
+                S[mask, q, :] += (delta[:, mask] * v[mask]).T
     return y, S
 
 

@@ -91,10 +91,6 @@ def test_unknown_column_and_bad_evid():
     refused("pk_iv_bolus", [Dose(0.0, 1.0, evid=2)], "doses[0]", "'evid'")
 
 
-def test_sensitivity_to_lag_is_refused():
-    refused("pk_oral", [Dose(0.0, 1.0)], "'tlag'", sensitivities=["tlag"])
-
-
 def test_model_file_dosing_section_is_validated(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text("""
