@@ -268,7 +268,8 @@ def cohort200():
     return pg.Cohort(cols, time_unit="month", source="simulated in the test")
 
 
-def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200):
+@pytest.mark.parametrize("refine", ["exact", "none"])
+def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200, refine):
     """The same subject fitted alone, among 4, 20 and 200 (grid_step "auto", per-subject steps,
     grid sensitivities): estimates and objective equal to 1e-9 relative. Before, the grid step
     followed the latest time of each batch (3.6e-4 relative in kA between batches of 20 and 4)
@@ -284,12 +285,12 @@ def test_a_subject_s_fit_does_not_depend_on_its_batch(cohort200):
     from progression.fit import fit
     from progression.fit.config import parse_fit_config
 
-    # refine = "none": this is the grid path's guarantee; the exact-path polish (the default
-    # refine) integrates a batch's subjects in one stacked solve, the same only to the
-    # integrator's tolerance (~2e-6 relative here)
+    # both refine modes: the grid path (per-subject steps) and the exact-path polish, whose
+    # stacked forward-sensitivity solve runs at rtol 1e-10 (problem.EXACT_RTOL) so that shared
+    # step sizes move nothing beyond ~1e-10
     base = config_text().replace("grid_step = 0.5",
                                  'grid_step = "auto"\nper_subject_steps = true\n'
-                                 'refine = "none"')
+                                 f'refine = "{refine}"')
     found = []
     for size in (1, 4, 20, 200):
         ids = ", ".join(f'"P{i + 1:03d}"' for i in range(size))
