@@ -1,8 +1,10 @@
 """Executors for work that fans out over subjects or replicates, and progress bars.
 
-:func:`executor` gives a context manager yielding an object with one method,
-``map(fn, items, progress=None, partial=None)``, that applies a picklable module-level
-function to each item (a tuple of arguments) and returns the results *in order*:
+One executor contract: everything in progression that takes ``executor=`` takes a plain
+:class:`concurrent.futures.Executor` (``ThreadPoolExecutor``, ``ProcessPoolExecutor``, a Dask
+``client.get_executor()``) and uses only ``submit`` and the standard ``map(fn, *iterables)``.
+progression's own executors are such executors; :func:`executor` gives a context manager
+yielding one:
 
 ========================================  =================================================
 ``executor()``                            in-process, one item after the other
@@ -11,26 +13,34 @@ function to each item (a tuple of arguments) and returns the results *in order*:
 ``executor(scheduler="local", jobs=2)``   a Dask ``LocalCluster`` started for the run
 ========================================  =================================================
 
+On top of the standard interface, :func:`map_items` (``map_items(ex, fn, items,
+progress=None, partial=None)``) applies a picklable module-level function to each item (a tuple
+of arguments, ``fn(*item)``) and returns the results *in order*, with progress reports as items
+finish; it accepts any ``concurrent.futures.Executor`` and uses the partial reports of
+progression's own executors when given one.
+
 Dask is optional (``pip install "progression[distributed]"``) and imported only when asked
 for. Whatever the executor, the same items give the same results: the callers fix how work is
 cut into items.
 
-Progress: ``progress(n_done, result)`` is called as each item finishes; a long item can also
-say how far it got with :func:`report` (units done inside the item), which reaches
-``partial(units in unfinished items)`` in the calling process (in-process and local processes;
-Dask items report only when they finish). :class:`Progress` draws a tqdm bar on a terminal and
-writes whole lines to logs.
+Progress (:func:`map_items`): ``progress(n_done, result)`` is called as each item finishes;
+a long item can also say how far it got with :func:`report` (units done inside the item), which
+reaches ``partial(units in unfinished items)`` in the calling process (progression's
+in-process and local-process executors; Dask and other executors' items report only when they
+finish). :class:`Progress` draws a tqdm bar on a terminal and writes whole lines to logs.
 
 Local worker processes run their numerical libraries single-threaded (OpenBLAS, OpenMP, MKL):
 two workers with a BLAS thread pool each on two cores would fight over them. A pool is started
-only when a ``map`` has at least two items; one item runs in the calling process, since a
-worker process would only add its start-up. ``jobs`` above the CPUs this process may use is
-lowered to that number, with a warning (in-process on a single CPU), and a warning says when
-the machine is already busy (load average), since workers then only compete for the same CPUs.
+only when a ``map`` has at least two items (or on the first ``submit``); one item runs in the
+calling process, since a worker process would only add its start-up. ``jobs`` above the CPUs
+this process may use is lowered to that number, with a warning (in-process on a single CPU),
+and a warning says when the machine is already busy (load average), since workers then only
+compete for the same CPUs.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -40,10 +50,10 @@ import time
 import warnings
 import weakref
 
-from .errors import ProgressionError
+from .errors import ConfigError, ProgressionError
 
-__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "Progress", "report",
-           "usable_cpus"]
+__all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "map_items", "Progress",
+           "report", "usable_cpus", "check_executor"]
 
 
 # ============================================================================ progress
@@ -280,13 +290,48 @@ class _Partial:
 # ============================================================================ executors
 
 
-class InProcess:
-    """Run items one after the other in this process."""
+class _Executor(concurrent.futures.Executor):
+    """progression's executors: standard ``submit``/``map``, plus ``map_items`` with progress.
+
+    ``close()`` is ``shutdown(wait=True)``, kept for the callers that name it so.
+    """
+
+    name = "executor"
+    workers = 1
+
+    def map_items(self, fn, items, progress=None, partial=None):
+        """``[fn(*item) for item in items]`` in order, reporting as items finish.
+
+        Use :func:`map_items` (any executor) rather than this method.
+        """
+        raise NotImplementedError            # pragma: no cover - every subclass defines it
+
+    def close(self):
+        self.shutdown(wait=True)
+
+
+def _done_future(fn, args, kwargs) -> concurrent.futures.Future:
+    """A finished future holding ``fn(*args, **kwargs)`` or the exception it raised."""
+    fut = concurrent.futures.Future()
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:             # the future carries it, as a pool's would
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+    return fut
+
+
+class InProcess(_Executor):
+    """Run items one after the other in this process (``submit`` runs at once)."""
 
     name = "in-process"
     workers = 1
 
-    def map(self, fn, items, progress=None, partial=None):
+    def submit(self, fn, /, *args, **kwargs):
+        return _done_future(fn, args, kwargs)
+
+    def map_items(self, fn, items, progress=None, partial=None):
         out = []
         parts = _Partial(partial)
         for i, item in enumerate(items):
@@ -297,7 +342,7 @@ class InProcess:
                 progress(i + 1, out[-1])
         return out
 
-    def close(self):
+    def shutdown(self, wait=True, *, cancel_futures=False):
         pass
 
 
@@ -370,7 +415,7 @@ def _run_item(index, fn, item):
         return fn(*item)
 
 
-class ProcessPool:
+class ProcessPool(_Executor):
     """Run items in local worker processes (started on the first map with >= 2 items)."""
 
     name = "processes"
@@ -384,16 +429,26 @@ class ProcessPool:
     def _start(self):
         if self._pool is None:
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context()
             self._queue = ctx.Queue()
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
-                                             initializer=_worker_init,
-                                             initargs=(self._queue,))
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
+                initargs=(self._queue,))
         return self._pool
 
-    def map(self, fn, items, progress=None, partial=None):
+    def submit(self, fn, /, *args, **kwargs):
+        return self._start().submit(fn, *args, **kwargs)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """The standard ``map``; fewer than two calls run in this process (no pool start)."""
+        calls = list(zip(*iterables, strict=False))       # map stops at the shortest
+        columns = list(zip(*calls, strict=True))
+        if len(calls) < 2 or self.workers < 2:
+            return InProcess().map(fn, *columns)
+        return super().map(fn, *columns, timeout=timeout, chunksize=chunksize)
+
+    def map_items(self, fn, items, progress=None, partial=None):
         items = list(items)
         if len(items) < 2 or self.workers < 2:
             if not self._said and len(items) == 1:
@@ -401,7 +456,7 @@ class ProcessPool:
                 warnings.warn(f"--jobs {self.workers}: the work is one chunk (fewer subjects "
                               "than batch_size), so it ran in this process; worker processes "
                               "pay only with at least two chunks", stacklevel=3)
-            return InProcess().map(fn, items, progress=progress, partial=partial)
+            return InProcess().map_items(fn, items, progress=progress, partial=partial)
         from concurrent.futures import FIRST_COMPLETED, wait
 
         pool = self._start()
@@ -431,16 +486,20 @@ class ProcessPool:
                 return
             parts.set(index, units)
 
-    def close(self):
+    def shutdown(self, wait=True, *, cancel_futures=False):
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # a fit that stops on an error must not leave queued chunks running
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._queue.close()
             self._queue.join_thread()
             self._pool = self._queue = None
 
 
-class DaskExecutor:
-    """Run items on a Dask distributed cluster (a scheduler address, or a LocalCluster)."""
+class DaskExecutor(_Executor):
+    """Run items on a Dask distributed cluster (a scheduler address, or a LocalCluster).
+
+    ``submit`` and ``map`` go through the client's ``get_executor()``.
+    """
 
     name = "dask"
 
@@ -465,8 +524,13 @@ class DaskExecutor:
                 self._cluster.close()
             raise ProgressionError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         self.workers = len(self._client.scheduler_info().get("workers", {})) or 1
+        # pure=False: two calls with equal arguments are two tasks (seeds live in the items)
+        self._executor = self._client.get_executor(pure=False)
 
-    def map(self, fn, items, progress=None, partial=None):
+    def submit(self, fn, /, *args, **kwargs):
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def map_items(self, fn, items, progress=None, partial=None):
         from distributed import as_completed
 
         futures = [self._client.submit(fn, *item, pure=False) for item in items]
@@ -478,10 +542,74 @@ class DaskExecutor:
                 progress(n, out[index[fut.key]])
         return out
 
-    def close(self):
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        if self._client is None:
+            return
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+        self._client = self._cluster = None
+
+
+def map_items(ex, fn, items, progress=None, partial=None) -> list:
+    """``[fn(*item) for item in items]`` through executor ``ex``, in order, with progress.
+
+    Parameters
+    ----------
+    ex : concurrent.futures.Executor or None
+        Any executor (None: in this process). progression's own executors also pass on the
+        partial reports of running items (:func:`report`); others report items as they finish.
+    fn : callable
+        A picklable module-level function when ``ex`` runs in other processes.
+    items : iterable of tuple
+        The arguments of each call.
+    progress : callable, optional
+        ``progress(n_done, result)`` as each item finishes.
+    partial : callable, optional
+        ``partial(units)``: units reported so far by unfinished items.
+
+    Returns
+    -------
+    list
+        The results in the order of ``items``, whatever order they finished in.
+    """
+    if ex is None:
+        ex = InProcess()
+    if isinstance(ex, _Executor):
+        return ex.map_items(fn, items, progress=progress, partial=partial)
+    check_executor(ex)
+    futures = {ex.submit(fn, *item): i for i, item in enumerate(items)}
+    out = [None] * len(futures)
+    for n, fut in enumerate(concurrent.futures.as_completed(futures), start=1):
+        i = futures[fut]
+        out[i] = fut.result()
+        if progress is not None:
+            progress(n, out[i])
+    return out
+
+
+def check_executor(ex, where: str = "executor"):
+    """``ex`` unchanged if it is None or an executor (``submit`` and ``map``), else an error.
+
+    Parameters
+    ----------
+    ex : object
+    where : str
+        The argument named in the message.
+
+    Raises
+    ------
+    ConfigError
+        ``ex`` has no callable ``submit`` or ``map``.
+    """
+    if ex is None or isinstance(ex, concurrent.futures.Executor):
+        return ex
+    if callable(getattr(ex, "submit", None)) and callable(getattr(ex, "map", None)):
+        return ex                # duck-typed executors (Dask's ClientExecutor is a subclass)
+    raise ConfigError(
+        f"{where}: expected a concurrent.futures.Executor (ThreadPoolExecutor, "
+        f"ProcessPoolExecutor, a Dask client.get_executor(), or progression.parallel."
+        f"executor()), found {type(ex).__name__} {ex!r:.60}")
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ from ._survival import exponential_hazard_ratio, logrank
 from .errors import ConfigError, ProgressionError
 from .interventions import flatten, to_switches
 from .model import load_model
-from .parallel import Progress
+from .parallel import Progress, check_executor
 from .scenarios import (
     Variability,
     _anchor_times,
@@ -260,8 +260,11 @@ class VirtualTrial:
         """Screen candidates until ``size`` patients are eligible; simulate every arm.
 
         Chunks of ``chunk`` eligible patients are independent (own seeds) and go through
-        ``executor.map`` when given. ``progress``: a progress bar (patients) on stderr.
+        ``executor.map`` when given: any ``concurrent.futures.Executor`` (threads, processes,
+        a Dask ``client.get_executor()``, :func:`progression.parallel.executor`); the numbers
+        do not depend on it. ``progress``: a progress bar (patients) on stderr.
         """
+        check_executor(executor)
         if size < 1:
             raise ConfigError(f"pool size: expected a positive number, found {size}")
         sizes = [min(chunk, size - lo) for lo in range(0, size, chunk)]
@@ -447,8 +450,11 @@ class VirtualTrial:
         """``reps`` replicate trials with ``n_per_arm`` patients per arm.
 
         The pool (default size ``max(400, 3 * n_per_arm * arms)``) is simulated first unless
-        given; replicates draw patients from it. ``progress``: progress bars on stderr.
+        given; replicates draw patients from it. ``executor``: any
+        ``concurrent.futures.Executor`` (as in :meth:`simulate_pool`). ``progress``: progress
+        bars on stderr.
         """
+        check_executor(executor)
         n_arms = len(self.arms)
         if pool is None:
             size = pool_size or max(400, 3 * n_per_arm * n_arms)

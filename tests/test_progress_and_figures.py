@@ -91,7 +91,7 @@ def _reporting_item(k, sleep):
 def test_in_process_map_passes_partial_reports_and_keeps_order():
     seen = []
     done = []
-    out = InProcess().map(_reporting_item, [(k, 0.0) for k in range(3)],
+    out = InProcess().map_items(_reporting_item, [(k, 0.0) for k in range(3)],
                           progress=lambda n, r: done.append(n), partial=seen.append)
     assert [r[0] for r in out] == [0, 1, 4]
     assert done == [1, 2, 3]
@@ -102,7 +102,7 @@ def test_process_pool_reports_partial_work_runs_blas_single_threaded_and_keeps_o
     seen = []
     pool = ProcessPool(2)                            # whatever the CPUs of the test machine
     try:
-        out = pool.map(_reporting_item, [(k, 1.0) for k in range(3)], partial=seen.append)
+        out = pool.map_items(_reporting_item, [(k, 1.0) for k in range(3)], partial=seen.append)
     finally:
         pool.close()
     assert [r[0] for r in out] == [0, 1, 4]
@@ -115,7 +115,7 @@ def test_process_pool_runs_a_single_item_in_process_without_starting_workers():
     pool = ProcessPool(2)
     try:
         with pytest.warns(UserWarning, match="one chunk .* ran in this process"):
-            (out,) = pool.map(_reporting_item, [(3, 0.0)])
+            (out,) = pool.map_items(_reporting_item, [(3, 0.0)])
         assert out[0] == 9 and out[1] == os.getpid()
         assert pool._pool is None
     finally:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, EstimationFailed, FitError
-from ..parallel import Progress, executor, report
+from ..parallel import Progress, executor, map_items, report
 from ._batched import polish as polish_rows
 from .config import FitConfig, read_fit_config
 from .fixed import NOTHING_ESTIMATED, evaluate_fixed, nothing_estimated
@@ -884,6 +884,6 @@ def _map_subject_chunks(ex, func, chunks, label, m, key, progress):
         done[0] += out[key].shape[0]
         bar.update(done[0])
 
-    parts = ex.map(func, chunks, progress=on_chunk, partial=bar.partial)
+    parts = map_items(ex, func, chunks, progress=on_chunk, partial=bar.partial)
     bar.close()
     return parts
