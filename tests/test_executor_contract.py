@@ -99,3 +99,18 @@ def test_something_that_is_not_an_executor_is_refused_by_name(small):
     with pytest.raises(ConfigError, match="executor: expected"):
         map_items("threads", _square_plus, [(1, 1)])
     assert check_executor(None) is None
+
+
+def test_dask_local_cluster_gives_the_same_trial_numbers(small):
+    """Two Dask workers started by the test: through progression's Dask executor and through
+    the client's own ``get_executor()`` (a plain concurrent.futures.Executor)."""
+    distributed = pytest.importorskip("distributed")
+    trial, pool, res = small
+    with executor(scheduler="local", jobs=2) as ex:
+        assert isinstance(ex, cf.Executor) and ex.name == "dask"
+        _same(trial, pool, res, ex)
+        assert map_items(ex, _square_plus, [(k, 1) for k in range(4)]) == [1, 2, 5, 10]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        _same(trial, pool, res, client.get_executor())
