@@ -312,19 +312,27 @@ def atomic_directory(path, *, overwrite: bool = False, inputs: Iterable = (),
     """
     path = Path(path)
     check_output_folder(path, overwrite=overwrite, inputs=inputs, what=what)
-    tmp = _make_temporary(path, what)
-    try:
+    with _temporary(path, what) as tmp:
         yield tmp
         # checked again: the folder may have appeared while the block ran
         check_output_folder(path, overwrite=overwrite, inputs=inputs, what=what)
         _move_into_place(tmp, path, what)
+    committed.append(path)
+
+
+@contextlib.contextmanager
+def _temporary(path: Path, what: str):
+    """A temporary folder beside ``path`` that any failure removes (an OSError becomes one
+    :class:`OutputError` naming ``path``)."""
+    tmp = _make_temporary(path, what)
+    try:
+        yield tmp
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _oserror(path, what, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    committed.append(path)
 
 
 def _move_into_place(tmp: Path, path: Path, what: str) -> None:
@@ -394,8 +402,7 @@ def atomic_files(path, *, overwrite: bool = False, inputs: Iterable = (),
     path = Path(path)
     check_output_files([path, *expected], overwrite=overwrite, inputs=inputs, ours=ours,
                        what=what)
-    tmp = _make_temporary(path, what)
-    try:
+    with _temporary(path, what) as tmp:
         yield tmp
         files = sorted(p for p in tmp.iterdir() if p.name != MARKER)
         targets = [path.parent / f.name for f in files]
@@ -407,12 +414,6 @@ def atomic_files(path, *, overwrite: bool = False, inputs: Iterable = (),
         if overwrite:
             for s in leftovers:
                 s.unlink(missing_ok=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _oserror(path, what, exc) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(tmp, ignore_errors=True)
     committed.extend(targets)
 

@@ -299,12 +299,9 @@ class _Executor(concurrent.futures.Executor):
     name = "executor"
     workers = 1
 
-    def map_items(self, fn, items, progress=None, partial=None):
-        """``[fn(*item) for item in items]`` in order, reporting as items finish.
-
-        Use :func:`map_items` (any executor) rather than this method.
-        """
-        raise NotImplementedError            # pragma: no cover - every subclass defines it
+    # Every subclass defines ``map_items(fn, items, progress=None, partial=None)``: the calls
+    # ``fn(*item)`` in order, reporting as items finish; callers use the module-level
+    # :func:`map_items`, which accepts any executor.
 
     def close(self):
         self.shutdown(wait=True)
