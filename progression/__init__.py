@@ -19,6 +19,7 @@ _LAZY = {
                "load_model", "parse_model", "read_model_file"),
     ".scenarios": ("Comparison", "Endpoints", "Variability", "VirtualPopulation", "compare"),
     ".dosing": ("Dose",),
+    ".options": ("SolverOptions",),
     ".simulate": ("METHODS", "Simulation", "Switch", "simulate"),
     ".trials": ("Dropout", "Enrolment", "PowerCurve", "VirtualTrial"),
 }
