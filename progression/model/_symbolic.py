@@ -200,7 +200,8 @@ class SymbolicModel:
     ----------
     t : sympy.Symbol
     y, p : list of sympy.Symbol
-        State and parameter symbols, in model order.
+        State and parameter symbols, in model order; ``p`` ends with the covariates' hidden
+        rows (:attr:`~progression.model.spec.ModelSpec.hidden_names`).
     rhs : list of sympy.Expr
         One right-hand side per state.
     initial : list of sympy.Expr
@@ -209,8 +210,9 @@ class SymbolicModel:
         Observable expressions and event conditions, functions of ``t, y, p``.
     intermediates : dict of str to sympy.Expr
         Named expressions, fully substituted.
-    symbols : dict of str to sympy.Symbol
-        Every name an expression may use (for parsing further expressions such as jumps).
+    symbols : dict of str to sympy.Expr
+        Every name an expression may use (for parsing further expressions such as jumps); a
+        linear covariate maps to ``level + slope * t``.
     """
 
     t: sp.Symbol
@@ -230,7 +232,16 @@ class SymbolicModel:
         t = sp.Symbol("t", real=True)
         y = [sp.Symbol(s.name, real=True) for s in spec.states]
         p = [sp.Symbol(q.name, real=True) for q in spec.parameters]
-        base = {"t": t, **{s.name: s for s in y}, **{s.name: s for s in p}}
+        # Covariates are hidden parameter rows after the parameters (spec.hidden_names): a
+        # level, and for linear interpolation a slope, so that on each piece between two
+        # recorded times the covariate is ``level + slope * t`` and the code sees ``t``.
+        hidden = [sp.Symbol(h, real=True) for h in spec.hidden_names]
+        slots = dict(zip(spec.hidden_names, hidden, strict=True))
+        covariates = {c.name: (slots[c.name] + slots[f"{c.name}.slope"] * t
+                               if c.interpolation == "linear" else slots[c.name])
+                      for c in spec.covariates}
+        base = {"t": t, **{s.name: s for s in y}, **{s.name: s for s in p}, **covariates}
+        p = p + hidden
         expr_symbols = {n: sp.Symbol(n, real=True) for n, _ in spec.expressions}
         symbols = {**base, **expr_symbols}
 
@@ -266,7 +277,7 @@ class SymbolicModel:
 
         equations = dict(spec.equations)
         rhs = [full(equations[s.name], f"{src}, [equations] {s.name}") for s in spec.states]
-        param_only = {q.name: q for q in p}
+        param_only = {**{q.name: q for q in p[:len(spec.parameters)]}, **covariates}
         initial = [parse(s.initial, param_only, f"{src}, [states.{s.name}] initial")
                    for s in spec.states]
         observables = [full(o.expression, f"{src}, [observables.{o.name}] expression")

@@ -74,6 +74,11 @@ class _ModelBase:
     time_unit: str
     state_names: tuple[str, ...]
     parameter_names: tuple[str, ...]
+    #: Time-varying covariates (model files only) and the hidden parameter rows that carry
+    #: them after the parameters in every generated function's ``p`` (see
+    #: :attr:`~progression.model.spec.ModelSpec.hidden_names`).
+    covariate_names: tuple[str, ...] = ()
+    hidden_names: tuple[str, ...] = ()
     observable_names: tuple[str, ...]
     events: tuple[Event, ...]
     defaults: np.ndarray
@@ -146,7 +151,10 @@ class CompiledModel(_ModelBase):
     """A model compiled to vectorised numpy functions with exact derivatives.
 
     Every function takes ``t`` (scalar), ``y`` shaped ``(n_states, m)`` and ``p`` shaped
-    ``(n_parameters, m)`` for ``m`` subjects.
+    ``(n_parameters, m)`` for ``m`` subjects; a model with ``[covariates]`` takes
+    ``(n_parameters + len(hidden_names), m)``: the parameters, then the covariates' hidden
+    rows (:attr:`hidden_defaults` gives the file's defaults; derivatives with respect to ``p``
+    have a column per row, of which callers use the parameters').
 
     Attributes
     ----------
@@ -162,6 +170,8 @@ class CompiledModel(_ModelBase):
         self.time_unit = spec.time_unit
         self.state_names = spec.state_names
         self.parameter_names = spec.parameter_names
+        self.covariate_names = spec.covariate_names
+        self.hidden_names = spec.hidden_names
         self.observable_names = spec.observable_names
         self.events = spec.events
         self.defaults = np.array([p.value for p in spec.parameters], dtype=float)
@@ -186,6 +196,17 @@ class CompiledModel(_ModelBase):
                              f"{sparsity.shape} for {n} states")
         self.jacobian_sparsity = sparsity
         self.compile_seconds = _time.perf_counter() - start
+
+    @property
+    def hidden_defaults(self) -> np.ndarray:
+        """Default values of the hidden covariate rows: each covariate's file ``value`` (NaN
+        when it has none, i.e. is required) and slope 0; shape ``(len(hidden_names),)``."""
+        values = []
+        for c in self.spec.covariates:
+            values.append(np.nan if c.value is None else c.value)
+            if c.interpolation == "linear":
+                values.append(0.0)
+        return np.array(values, dtype=float)
 
     # -- sympy, only where no cached code exists ----------------------------------------------
 
@@ -363,7 +384,7 @@ class CompiledModel(_ModelBase):
             # Checked without sympy first, so a bad jump is refused even on a cache hit.
             from ._expressions import check_expression
 
-            names = {"t", *self.state_names, *self.parameter_names,
+            names = {"t", *self.state_names, *self.parameter_names, *self.covariate_names,
                      *(n for n, _ in self.spec.expressions)}
             for state, text in mapping.items():
                 check_expression(text, names, f"{where} {state}")
@@ -376,7 +397,7 @@ class CompiledModel(_ModelBase):
                 places = [f"{where} {state}" for state in self.state_names]
                 dy = self._derivatives(new, sym.y, places)
                 dp = self._derivatives(new, sym.p, places)
-                n, P = self.n_states, self.n_parameters
+                n, P = self.n_states, len(sym.p)
                 return {"jump": self._source("jump", new, (n,)),
                         "jump_dy": self._source("jump_dy", list(dy), (n, n)),
                         "jump_dp": self._source("jump_dp", list(dp) if P else [], (n, P))}, {}
@@ -404,6 +425,13 @@ class CompiledModel(_ModelBase):
             rng = f"{p.bounds[0]:g} - {p.bounds[1]:g}"
             lines.append(f"  {p.name:<12} {p.value:>10g} {rng:>21}  {p.unit:<22} "
                          f"{p.description}; {p.source}")
+        if spec.covariates:
+            lines.append("")
+            lines.append(f"Covariates ({len(spec.covariates)}, given per subject):")
+            for c in spec.covariates:
+                default = "required" if c.value is None else f"default {c.value:g}"
+                lines.append(f"  {c.name:<12} [{c.unit}] {c.interpolation}, {default}  "
+                             f"{c.description}")
         if spec.expressions:
             lines.append("")
             lines.append("Expressions:")

@@ -1,0 +1,80 @@
+"""Bad-input catalogue: ``[covariates]`` sections of model files, and ``covariates=`` values.
+
+A broken section goes through ``progression show FILE``: exit 2, one error naming the file, the
+``[covariates.NAME]`` key and what was found, no traceback, nothing written. Every problem of
+the file comes in that one error.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+HEAD = """
+[model]
+name = "cov_bad"
+time_unit = "hour"
+
+[parameters.k]
+value = 0.1
+bounds = [0.0, 1.0]
+
+[states.x]
+initial = 1.0
+
+[equations]
+x = "-k * WT * x"
+"""
+
+#: section text -> strings the error must contain besides the file name.
+CASES = {
+    "unknown_key": ('[covariates.WT]\nvalue = 70.0\ninterp = "locf"\n',
+                    ["[covariates.WT]", "unknown key 'interp'", "interpolation"]),
+    "bad_interpolation": ('[covariates.WT]\nvalue = 70.0\ninterpolation = "spline"\n',
+                          ["[covariates.WT] interpolation", "'locf', 'linear'", "'spline'"]),
+    "value_not_number": ('[covariates.WT]\nvalue = "seventy"\n',
+                         ["[covariates.WT] value", "finite number", "'seventy'"]),
+    "value_nan": ("[covariates.WT]\nvalue = nan\n", ["[covariates.WT] value", "found nan"]),
+    "clash_parameter": ("[covariates.WT]\nvalue = 1.0\n[covariates.k]\nvalue = 2.0\n",
+                        ["[covariates.k]", "'k' is already used by a parameter"]),
+    "clash_state": ("[covariates.WT]\nvalue = 1.0\n[covariates.x]\nvalue = 2.0\n",
+                    ["[covariates.x]", "'x' is already used by a state"]),
+    "reserved_name": ("[covariates.WT]\nvalue = 1.0\n[covariates.t]\nvalue = 2.0\n",
+                      ["[covariates.t]", "'t' is reserved"]),
+    "not_a_table": ("[covariates]\nWT = 70.0\n", ["[covariates.WT]", "expected a table"]),
+    "unit_not_text": ("[covariates.WT]\nvalue = 70.0\nunit = 3\n",
+                      ["[covariates.WT] unit", "expected a string"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_covariate_section_is_refused(name, cli, refused, unchanged, tmp_path):
+    section, must = CASES[name]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(HEAD + section)
+    with unchanged(tmp_path):
+        outcome = cli("show", path)
+    refused(outcome, str(path), *must)
+    assert outcome.err.lower().count("error:") == 1, outcome.err
+
+
+def test_every_covariate_problem_is_reported_at_once(tmp_path):
+    from progression.errors import ModelError
+    from progression.model import parse_model
+
+    text = HEAD + ('[covariates.WT]\nvalue = "x"\ninterpolation = "cubic"\nfoo = 1\n'
+                   '[covariates.k]\nvalue = 1.0\n')
+    with pytest.raises(ModelError) as info:
+        parse_model(text, source="cov.toml")
+    message = str(info.value) + " ".join(getattr(info.value, "problems", []) or [])
+    for part in ("cov.toml", "[covariates.WT] value", "[covariates.WT] interpolation",
+                 "unknown key 'foo'", "[covariates.k]"):
+        assert part in message, message
+
+
+def test_unknown_name_in_an_equation_still_suggests_the_covariate(tmp_path):
+    from progression.errors import ModelError
+    from progression.model import parse_model
+
+    text = HEAD.replace("-k * WT * x", "-k * WTT * x") + "[covariates.WT]\nvalue = 70.0\n"
+    with pytest.raises(ModelError, match=r"unknown name 'WTT'.*did you mean 'WT'"):
+        parse_model(text, source="cov.toml")
