@@ -88,7 +88,7 @@ from typing import Any
 
 from progression.errors import DataError
 
-from . import _nonmem, _proact
+from . import _nonmem, _proact, _sidecars
 from . import validation as v
 from ._common import (
     SIDE_TABLES,
@@ -96,7 +96,6 @@ from ._common import (
     TIME_NAMES,
     Draft,
     find_sidecar,
-    load_sidecar,
     read_side_tables,
     resolve_origin,
     resolve_time_unit,
@@ -223,9 +222,11 @@ def read_cohort(
         raise DataError(f"{path}: argument 'lab_map' applies to PRO-ACT exports only")
 
     path = Path(path)
+    if path.suffix.lower() == ".mlxtran":  # a Monolix project: its data file, its column uses
+        path, sidecar = _sidecars.monolix_data_path(path), path
     draft = Draft(str(path))
     side_path = find_sidecar(path, sidecar)
-    doc = load_sidecar(side_path, draft.problems)
+    doc = _sidecars.load(side_path, draft.problems, path)  # TOML, or a Monolix project
     side_label = str(side_path)
     if doc:
         draft.notes.append(f"{path}: read sidecar {side_path}")

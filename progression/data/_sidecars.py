@@ -1,0 +1,447 @@
+"""Column-metadata files that other tools write, read as NONMEM-reader sidecars (private).
+
+A NONMEM-style data file needs its column roles (which column is the subject, the time, the
+dose amount, ...). progression's own sidecar is a TOML file (see :mod:`._nonmem`). Peers
+write the same information in their project files; where that is cheap, it is read here and
+turned into the equivalent TOML sidecar document, so that one reader does the rest.
+
+Supported: the ``<DATAFILE>`` section of a **Monolix project** (``.mlxtran``, MonolixSuite
+2018R1 and later), which names the data file and the use of each column::
+
+    <DATAFILE>
+    [FILEINFO]
+    file = 'theophylline_data.csv'
+    delimiter = comma
+    header = {ID, TIME, AMT, CONC, WT, SEX}
+
+    [CONTENT]
+    ID = {use=identifier}
+    TIME = {use=time}
+    AMT = {use=amount}
+    CONC = {use=observation, name=conc, type=continuous}
+    WT = {use=covariate, type=continuous}
+    SEX = {use=covariate, type=categorical}
+
+``use=`` values map to the NONMEM reader's roles as in :data:`MONOLIX_USES` (Monolix's
+column types are NONMEM's under other names: ADMINISTRATION ID is the dose compartment,
+INFUSION DURATION is DUR, REGRESSOR a time-varying covariate). Several observation types
+(``name={y1, y2}, yname={'1', '2'}`` with an ``observationtype`` column) become the
+``[dvid]`` table. ``occasion`` columns are refused: occasions restart a subject's record, which
+the reader has no place for. Everything else in the project (``<MODEL>``, ``<FIT>``,
+``<PARAMETER>``, ``<MONOLIX>``) is not read. Monolix files do not state a time unit: pass
+``time_unit=`` (or ``[data] time_unit`` in a fit config).
+
+A line and a dose on the same row: Monolix reads a row with both a non-missing AMT and a DV
+as a dose and an observation; the NONMEM reader reads it as a dose (NONMEM's rule), so such
+files should carry an EVID/MDV column or separate rows.
+
+Other tools considered: nlmixr2 and PKNCA keep column roles in R code (a data frame's names
+or a formula), not in a file; PEtab's measurement and condition tables have fixed column names
+and no dose records; pharmpy's ``datainfo`` JSON is what progression's TOML sidecar already
+follows. None of them writes a column-metadata file worth a reader of its own today.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+from progression.errors import DataError
+
+from . import validation as v
+from ._common import load_sidecar
+
+__all__ = ["MONOLIX_USES", "load", "monolix_data_path", "read_monolix"]
+
+#: Monolix ``use=`` value -> role of the NONMEM reader (progression.data._nonmem.ROLES).
+MONOLIX_USES = {
+    "identifier": "id",
+    "time": "time",
+    "observation": "dv",
+    "observationtype": "dvid",
+    "amount": "amount",
+    "administration": "compartment",
+    "eventidentifier": "evid",
+    "missingdependentvariable": "mdv",
+    "censored": "cens",
+    "limit": "limit",
+    "rate": "rate",
+    "infusiontime": "duration",
+    "steadystate": "ss",
+    "interdoseinterval": "ii",
+    "additionaldose": "addl",
+    "covariate": "covariate",
+    "regressor": "tv_covariate",
+    "ignore": "ignore",
+}
+
+# Monolix column types that exist but have no counterpart here, with the reason.
+_UNSUPPORTED = {
+    "occasion": "occasions (inter-occasion variability, time restarting per occasion) are not "
+                "supported; drop the column or mark it use=ignore",
+}
+
+_DELIMITERS = {"comma": "comma", "tab": "tab", "space": "whitespace"}
+_SPLIT = {"comma": ",", "tab": "\t"}
+_SECTION = re.compile(r"^<\s*([A-Za-z_]+)\s*>$")
+_SUBSECTION = re.compile(r"^\[\s*([A-Za-z_]+)\s*\]$")
+_KEY = re.compile(r"^([^=\s]+)\s*=\s*(.*)$")
+
+
+def load(path: Path | None, problems: list[str], data_path: Path | None = None) -> dict:
+    """The sidecar document of ``path``: a TOML sidecar, or a Monolix project translated.
+
+    Parameters
+    ----------
+    path : Path or None
+        The sidecar; a name ending in ``.mlxtran`` is read as a Monolix project, anything
+        else as progression's TOML sidecar. None: no sidecar (an empty document).
+    problems : list of str
+        Problems are appended here, each naming the file, the line and the column.
+    data_path : Path, optional
+        The data file read with it, whose header the project's columns are checked against.
+
+    Returns
+    -------
+    dict
+        The document the NONMEM reader understands (``format``, ``columns``, ``observable``
+        or ``dvid``, ``delimiter``).
+    """
+    if path is not None and Path(path).suffix.lower() == ".mlxtran":
+        return read_monolix(Path(path), problems, data_path)
+    return load_sidecar(path, problems)
+
+
+def monolix_data_path(path: Path) -> Path:
+    """The data file a Monolix project names (``[FILEINFO] file``, relative to the project).
+
+    Raises
+    ------
+    DataError
+        The project cannot be read or names no data file.
+    """
+    path = Path(path)
+    sections = _parse(path, problems := [])
+    v.raise_if_problems(problems, str(path))
+    fileinfo = sections.get("DATAFILE", {}).get("FILEINFO", {})
+    entry = fileinfo.get("file")
+    if entry is None or not isinstance(entry[1], str) or not entry[1].strip():
+        raise DataError(f"{path}, <DATAFILE> [FILEINFO]: expected the data file as "
+                        f"file = 'name.csv', found "
+                        + ("no file entry" if entry is None else repr(entry[1])))
+    return path.parent / entry[1].strip()
+
+
+def read_monolix(path: Path, problems: list[str], data_path: Path | None = None) -> dict:
+    """Translate a Monolix project's ``<DATAFILE>`` section into a NONMEM-reader sidecar.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.mlxtran`` file.
+    problems : list of str
+        Every problem is appended (unknown ``use=``, a column the data file lacks, an
+        unsupported observation type or delimiter), each naming the file, the line and the
+        column.
+    data_path : Path, optional
+        The data file; its header (first line) is what the ``[CONTENT]`` columns must name.
+        Without it, or if it cannot be read, the ``[FILEINFO] header`` list is used.
+
+    Returns
+    -------
+    dict
+        ``{"format": "nonmem", "columns": {...}, ...}``; empty if the file cannot be read.
+    """
+    path = Path(path)
+    sections = _parse(path, problems)
+    if not sections:
+        return {}
+    datafile = sections.get("DATAFILE")
+    if datafile is None:
+        problems.append(f"{path}: expected a <DATAFILE> section with [CONTENT] (the column "
+                        "uses of the data), found none")
+        return {}
+    content = datafile.get("CONTENT")
+    if not content:
+        problems.append(f"{path}, <DATAFILE>: expected a [CONTENT] block naming each column's "
+                        "use (ID = {use=identifier}, ...), found none")
+        return {}
+    fileinfo = datafile.get("FILEINFO", {})
+    doc: dict[str, Any] = {"format": "nonmem"}
+
+    delimiter = "comma"
+    if "delimiter" in fileinfo:
+        line, value = fileinfo["delimiter"]
+        if not isinstance(value, str) or value.strip().lower() not in _DELIMITERS:
+            problems.append(f"{path}, line {line}, [FILEINFO] delimiter: expected comma, tab "
+                            f"or space (progression does not read ';'-separated files), "
+                            f"found {_show(value)}")
+        else:
+            delimiter = value.strip().lower()
+            doc["delimiter"] = _DELIMITERS[delimiter]
+
+    header = _data_header(data_path, delimiter)
+    where_header = f"the data file {data_path}"
+    if header is None:
+        listed = fileinfo.get("header", (None, None))[1]
+        if isinstance(listed, list) and all(isinstance(x, str) for x in listed):
+            header, where_header = listed, f"the [FILEINFO] header of {path}"
+
+    columns: dict[str, Any] = {}
+    for col, (line, spec) in content.items():
+        here = f"{path}, line {line}, [CONTENT] column '{col}'"
+        if not isinstance(spec, dict) or "use" not in spec:
+            problems.append(f"{here}: expected {{use=...}} (for example {{use=identifier}}), "
+                            f"found {_show(spec)}")
+            continue
+        use = spec["use"]
+        if not isinstance(use, str):
+            problems.append(f"{here}: expected one use= value, found {_show(use)}")
+            continue
+        use_key = use.strip().lower()
+        if use_key in _UNSUPPORTED:
+            problems.append(f"{here}: use={use}: {_UNSUPPORTED[use_key]}")
+            continue
+        if use_key not in MONOLIX_USES:
+            problems.append(f"{here}: unknown use={use}; expected one of "
+                            + ", ".join(MONOLIX_USES) + v._suggest(use_key, MONOLIX_USES))
+            continue
+        if header is not None and col not in header:
+            problems.append(f"{here}: {where_header} has no column '{col}'; found "
+                            + ", ".join(f"'{h}'" for h in header) + v._suggest(col, header))
+            continue
+        role = MONOLIX_USES[use_key]
+        if role == "dv":
+            _observation(spec, here, doc, problems)
+        columns[col] = role
+    # Columns of the data that [CONTENT] leaves out are not used by Monolix: ignore them here
+    # too, instead of guessing covariates from their names.
+    for col in header or ():
+        if col not in content:
+            columns[col] = "ignore"
+    doc["columns"] = columns
+    if "dvid" in doc and "dvid" not in columns.values():
+        problems.append(f"{path}, [CONTENT]: the observation column names several types "
+                        f"({', '.join(doc['dvid'].values())}) but no column has "
+                        "use=observationtype; expected one")
+    return doc
+
+
+def _observation(spec: dict, here: str, doc: dict, problems: list[str]) -> None:
+    """``name``/``yname``/``type`` of the observation column into ``observable`` or ``dvid``."""
+    names = spec.get("name")
+    types = spec.get("type", "continuous")
+    types = types if isinstance(types, list) else [types]
+    bad = [t for t in types if not isinstance(t, str) or t.strip().lower() != "continuous"]
+    if bad:
+        problems.append(f"{here}: only continuous observations can be read; found "
+                        f"type={_show(bad[0])}")
+    if names is None:
+        return
+    if isinstance(names, str):
+        doc["observable"] = names.strip()
+        return
+    codes = spec.get("yname", spec.get("ytype"))
+    if not isinstance(names, list) or not isinstance(codes, list) or \
+            len(codes) != len(names) or not all(isinstance(x, str) for x in names + codes):
+        problems.append(f"{here}: expected name={{...}} and yname={{...}} of the same length "
+                        f"(observation type codes and their names), found name={_show(names)}"
+                        f", yname={_show(codes)}")
+        return
+    doc["dvid"] = {code.strip(): name.strip() for code, name in zip(codes, names, strict=True)}
+
+
+def _data_header(data_path: Path | None, delimiter: str) -> list[str] | None:
+    """The column names in the data file's first line, or None if it cannot be read."""
+    if data_path is None:
+        return None
+    try:
+        with open(data_path, encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None  # the reader reports an unreadable file itself
+    first = first.strip()
+    if not first:
+        return None
+    if first.startswith("#"):
+        first = first[1:]  # a commented header is still the header, as in NONMEM files
+    if delimiter == "space":
+        return first.split()
+    return [c.strip() for c in next(csv.reader([first], delimiter=_SPLIT[delimiter]))]
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_show(x)}" for k, x in value.items()) + "}"
+    if isinstance(value, list):
+        return "{" + ", ".join(_show(x) for x in value) + "}"
+    return f"'{value}'"
+
+
+# ------------------------------------------------------------------------ mlxtran syntax
+
+
+def _parse(path: Path, problems: list[str]) -> dict[str, dict[str, dict[str, tuple]]]:
+    """``<SECTION>`` -> ``[BLOCK]`` -> key -> (line, value) for a Monolix project file.
+
+    Values: ``'text'`` or ``"text"``, a bare word, ``{a, b}`` (a list) or ``{k=v, ...}``
+    (a dict), nested. ``;`` starts a comment; a value may continue over lines while a brace is
+    open. Lines without ``=`` (``DEFINITION:``, model code) are skipped: only the
+    ``<DATAFILE>`` section is interpreted.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        problems.append(f"{path}: Monolix project file not found")
+        return {}
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: expected UTF-8 text, found bytes that are not ({exc.reason})")
+        return {}
+    except OSError as exc:
+        problems.append(f"{path}: cannot read the Monolix project ({exc.strerror})")
+        return {}
+    sections: dict[str, dict[str, dict[str, tuple]]] = {}
+    section = block = None
+    pending = None  # (line, key, text so far) of a value with an open brace
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, start=1):
+        line = _strip_comment(raw).strip()
+        if pending is not None:
+            start, key, so_far = pending
+            so_far += " " + line
+            if so_far.count("{") > so_far.count("}") and number < len(lines):
+                pending = (start, key, so_far)
+                continue
+            pending = None
+            _store(sections, section, block, key, start, so_far, path, problems)
+            continue
+        if not line:
+            continue
+        m = _SECTION.match(line)
+        if m:
+            section, block = m.group(1).upper(), None
+            sections.setdefault(section, {})
+            continue
+        m = _SUBSECTION.match(line)
+        if m:
+            block = m.group(1).upper()
+            if section is not None:
+                sections[section].setdefault(block, {})
+            continue
+        if section != "DATAFILE":
+            continue  # model code and settings are not read
+        m = _KEY.match(line)
+        if m is None:
+            continue
+        key, value = m.group(1), m.group(2)
+        if value.count("{") > value.count("}"):
+            pending = (number, key, value)
+            continue
+        _store(sections, section, block, key, number, value, path, problems)
+    if pending is not None:
+        start, key, _ = pending
+        problems.append(f"{path}, line {start}, key '{key}': a '{{' is never closed")
+    return sections
+
+
+def _store(sections, section, block, key, line, text, path, problems) -> None:
+    if section is None or block is None:
+        return
+    try:
+        value = _Value(text).parse()
+    except ValueError as exc:
+        problems.append(f"{path}, line {line}, [{block}] '{key}': cannot read the value "
+                        f"{text.strip()!r} ({exc})")
+        return
+    entries = sections[section][block]
+    if key in entries:
+        problems.append(f"{path}, line {line}, [{block}] '{key}': given twice (first on line "
+                        f"{entries[key][0]}); expected once")
+        return
+    entries[key] = (line, value)
+
+
+def _strip_comment(line: str) -> str:
+    """``line`` up to a ``;`` comment that is not inside quotes."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            return line[:i]
+    return line
+
+
+class _Value:
+    """Recursive-descent reader of one mlxtran value (see :func:`_parse`)."""
+
+    def __init__(self, text: str):
+        self.s, self.i = text.strip(), 0
+
+    def parse(self):
+        value = self._value()
+        self._space()
+        if self.i != len(self.s):
+            raise ValueError(f"unexpected {self.s[self.i:]!r} after the value")
+        return value
+
+    def _space(self):
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+
+    def _value(self):
+        self._space()
+        if self.i >= len(self.s):
+            raise ValueError("expected a value, found nothing")
+        ch = self.s[self.i]
+        if ch == "{":
+            return self._braces()
+        if ch in "'\"":
+            end = self.s.find(ch, self.i + 1)
+            if end < 0:
+                raise ValueError("a quote is never closed")
+            text, self.i = self.s[self.i + 1:end], end + 1
+            return text
+        start = self.i
+        while self.i < len(self.s) and self.s[self.i] not in ",{}=":
+            self.i += 1
+        word = self.s[start:self.i].strip()
+        if not word:
+            raise ValueError(f"expected a value, found {self.s[start:start + 1]!r}")
+        return word
+
+    def _braces(self):
+        self.i += 1  # "{"
+        items: list = []
+        while True:
+            self._space()
+            if self.i < len(self.s) and self.s[self.i] == "}" and not items:
+                self.i += 1
+                return []
+            first = self._value()
+            self._space()
+            if self.i < len(self.s) and self.s[self.i] == "=":
+                self.i += 1
+                items.append((first, self._value()))
+            else:
+                items.append(first)
+            self._space()
+            if self.i >= len(self.s):
+                raise ValueError("a '{' is never closed")
+            ch = self.s[self.i]
+            self.i += 1
+            if ch == "}":
+                break
+            if ch != ",":
+                raise ValueError(f"expected ',' or '}}', found {ch!r}")
+        pairs = [x for x in items if isinstance(x, tuple)]
+        if not pairs:
+            return items
+        if len(pairs) != len(items):
+            raise ValueError("mixes key=value entries and plain values")
+        return {str(k).strip(): x for k, x in pairs}
