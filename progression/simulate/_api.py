@@ -1,0 +1,183 @@
+"""The public entries: :func:`simulate` (everything) and :func:`solve_states` (states only)."""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ProgressionError
+from ..model import load_model
+from ._diagnose import _diagnose
+from ._registry import METHODS
+from ._result import Simulation, _merge
+from ._stacked import _odeint_states, _solve_batch
+from ._switches import Switch
+
+__all__ = ["simulate", "solve_states"]
+
+
+def _check_times(times, t0) -> np.ndarray:
+    times = np.atleast_1d(np.asarray(times, dtype=float))
+    if times.ndim != 1 or times.size == 0:
+        raise ProgressionError(f"times: expected a non-empty 1-D sequence, found shape "
+                               f"{times.shape}")
+    if not np.all(np.isfinite(times)):
+        raise ProgressionError("times: expected finite numbers, found NaN or infinity")
+    if np.any(np.diff(times) < 0):
+        k = int(np.argmax(np.diff(times) < 0))
+        raise ProgressionError(f"times: expected increasing times, found {times[k]:g} before "
+                               f"{times[k + 1]:g}")
+    if times[0] < t0:
+        raise ProgressionError(f"times: expected times >= t0 = {t0:g}, found {times[0]:g}")
+    return times
+
+
+def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
+             switches: Sequence[Switch] = (), method: str = "LSODA", rtol: float = 1e-6,
+             atol: float = 1e-9, max_step: float = np.inf, sensitivities=None,
+             batch_size: int | None = None, max_steps: int = 100_000,
+             terminal_events: bool = True, doses=None) -> Simulation:
+    """Simulate a model for one parameter set or a batch of subjects.
+
+    Parameters
+    ----------
+    model : str, path, ModelSpec, CompiledModel or PythonModel
+        A built-in model name, a model file, or a model object.
+    params : None, dict, list of dict, or array_like, optional
+        Defaults when ``None``; a dict name -> scalar or per-subject array (others keep their
+        defaults); a list of dicts (one per subject); or an array ``(m, P)`` in model order.
+    times : array_like, shape (T,)
+        Output times in the model's time unit, increasing, ``>= t0``.
+    t0 : float
+        Start time (the model's t = 0 is biological onset for the ALS models).
+    initial : mapping of str to float or array_like, optional
+        Override initial values of states (scalar or one per subject).
+    switches : sequence of Switch
+        Parameter changes and state jumps; integration restarts exactly at each switch time.
+        Outputs at a switch time show the state after the switch.
+    method : str
+        A key of :data:`METHODS`. Default ``"LSODA"`` (stiff-safe, with the exact banded
+        Jacobian); ``"BDF"``/``"Radau"`` use the block-sparse Jacobian; RK methods none.
+    rtol, atol : float
+        Integrator tolerances (per state; sensitivities share them).
+    max_step : float
+        Largest step the integrator may take.
+    sensitivities : sequence of str or True, optional
+        Parameters to compute forward sensitivities for (``True`` for all).
+    batch_size : int, optional
+        Solve at most this many subjects per stacked system (all together by default).
+    max_steps : int
+        Steps allowed per stacked solve before it is declared failed.
+    terminal_events : bool
+        When False, terminal events are recorded but do not end trajectories (e.g. to compare
+        raw trajectories past death).
+    doses : list of Dose, dict of columns, or Cohort, optional
+        Dose records with NONMEM conventions (amount, target compartment by name or number,
+        bolus or infusion by rate or duration, ADDL/II, SS = 1, EVID 3/4 resets) for a model
+        whose file declares ``[dosing]``; see :mod:`progression.dosing`. With a Cohort the
+        subjects are its subjects, in order; one parameter set is shared by all subjects the
+        records name. The model's ``dose_parameter`` (a record-free single dose) is set to 0.
+
+    Returns
+    -------
+    Simulation
+        States and observables ``(m, ·, T)``, events, per-subject status and message,
+        sensitivities, and work counters.
+    """
+    model = load_model(model)
+    if method not in METHODS:
+        raise ProgressionError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
+    if times is None:
+        raise ProgressionError("times: the output times are required")
+    times = _check_times(times, t0)
+    table = model.parameter_table(params)
+    m = table.shape[0]
+    if sensitivities is True:
+        sens_names = tuple(model.parameter_names)
+    else:
+        sens_names = tuple(sensitivities or ())
+    sens_index = np.array([model.parameter_index(s) for s in sens_names], dtype=int)
+    for sw in switches:
+        if not isinstance(sw, Switch):
+            raise ProgressionError(f"switches: expected Switch objects, found {type(sw).__name__}")
+        for name in (*sw.scale, *sw.add, *sw.set):
+            model.parameter_index(name)
+        if not np.isfinite(sw.time):
+            raise ProgressionError(f"Switch.time: expected a finite time, found {sw.time}")
+    initial = dict(initial or {})
+    for name in initial:
+        model.state_index(name)
+    if doses is not None:
+        from ._dosing import expand_doses
+
+        table, extra = expand_doses(model, doses, table, sens_names, t0, method=method,
+                                    rtol=rtol, atol=atol, max_step=max_step,
+                                    max_steps=max_steps)
+        switches = list(switches) + extra
+        m = table.shape[0]
+
+    start = _time.perf_counter()
+    size = batch_size or m
+    parts = []
+    for lo in range(0, m, size):
+        idx = np.arange(lo, min(m, lo + size))
+        parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
+                                  method, rtol, atol, max_step, sens_index, max_steps,
+                                  terminal_events))
+    result = _merge(parts, model, times, table, sens_names, method)
+    result.stats["seconds"] = _time.perf_counter() - start
+    return result
+
+
+def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e-6,
+                 atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000,
+                 per_subject: bool = False):
+    """States only, at ``times``, for a parameter table: the lean path estimators use.
+
+    No observables, events or sensitivities are computed (see
+    :func:`progression._gridsens.grid_sensitivities` for sensitivities on the same grid). With
+    LSODA the batch goes through ``scipy.integrate.odeint``, where ``max_steps`` limits the
+    steps between two output times rather than in the whole solve.
+
+    Parameters
+    ----------
+    model : CompiledModel or PythonModel
+    table : ndarray (m, P)
+    times : ndarray (T,)
+        Increasing output times from ``t0 = times[0]``.
+    per_subject : bool
+        Give every subject its own step-size sequence (:mod:`progression._rodas`, Rodas4
+        vectorised over subjects; ``method`` is then not used): a subject's states do not
+        depend on which subjects share the batch. A stacked solve shares one step sequence,
+        which moves every subject's result in the last digits the tolerance allows.
+
+    Returns
+    -------
+    states : ndarray (m, n_states, T)
+    status : int ndarray (m,)
+        0 success, -1 failed.
+    message : list of str
+    stats : dict
+        Work counters, as :attr:`Simulation.stats`.
+    """
+    times = np.asarray(times, dtype=float)
+    if per_subject:
+        from .._rodas import rodas_states
+
+        states, status, failure, stats = rodas_states(model, table, times, rtol=rtol,
+                                                      atol=atol, max_step=max_step,
+                                                      max_steps=max_steps)
+        message = ["ok" if f is None else
+                   f"integration failed at t={f[0]:.10g} ({f[3]}): "
+                   + _diagnose(model, f[0], f[0], f[1], f[2], table[i])
+                   for i, f in enumerate(failure)]
+        return states, status, message, stats
+    if method == "LSODA":
+        return _odeint_states(model, table, times, rtol, atol, max_step, max_steps)
+    index = np.arange(table.shape[0])
+    out = _solve_batch(model, table, index, table.shape[0], times, float(times[0]), {}, (),
+                       method, rtol, atol, max_step, np.zeros(0, dtype=int), max_steps, False,
+                       lean=True, label=False)
+    return out["states"], out["status"], out["message"], out["stats"]

@@ -1,0 +1,364 @@
+"""The stacked system of a batch of subjects, and its piecewise integration.
+
+All subjects of a batch are solved together as one stacked system (subject after subject),
+with the model's exact Jacobian in the structure the integrator can use: banded for LSODA,
+block-sparse for BDF and Radau. Integration is piecewise across switch times; events are
+bracketed per step and located at the end (:mod:`._events`); a failing batch is re-solved
+subject by subject to isolate who failed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sps
+from scipy.integrate import ODEintWarning, odeint
+
+from ._diagnose import _diagnose, _failure_messages
+from ._events import _Crossings, _settle_events
+from ._registry import FAILED, METHODS, _per_subject_solver
+from ._switches import _apply_switch, _as_subject_values
+
+
+class _Stacked:
+    """The stacked system of ``m`` subjects, optionally augmented with sensitivities.
+
+    The flat state vector holds, subject after subject, a block of ``(1 + k) * n`` values: the
+    states, then the sensitivities with respect to each of the ``k`` parameters.
+    """
+
+    def __init__(self, model, m: int, sens_index: np.ndarray, layout: str | None):
+        self.model = model
+        self.m, self.n, self.k = m, model.n_states, len(sens_index)
+        self.sens_index = sens_index
+        self.layout = layout
+        self.p = None      # current parameters (P, m)
+        self.a = None      # d p_current / d p_base for the sensitivity parameters (k, m)
+        n, k = self.n, self.k
+        self.block = (1 + k) * n
+        self._sens_rhs = model.sensitivity_rhs(sens_index) if self.k else None
+        self.size = m * self.block
+        if layout == "sparse":
+            pattern = model.jacobian_sparsity | np.eye(n, dtype=bool)
+            ii, jj = np.nonzero(pattern)
+            self._nz = (ii, jj)
+            offset = (np.arange(m)[:, None] * self.block + np.arange(1 + k)[None, :] * n)
+            rows = offset[None, :, :] + ii[:, None, None]
+            cols = offset[None, :, :] + jj[:, None, None]
+            self._rows, self._cols = rows.ravel(), cols.ravel()
+        if layout == "banded":
+            i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+            self._band_rows = (n - 1 + i - j).ravel()
+            self._band_cols = j.ravel()
+
+    def split(self, flat: np.ndarray):
+        Y = flat.reshape(self.m, 1 + self.k, self.n)
+        return Y[:, 0, :].T, Y[:, 1:, :]
+
+    def join(self, y: np.ndarray, S: np.ndarray | None) -> np.ndarray:
+        Y = np.empty((self.m, 1 + self.k, self.n))
+        Y[:, 0, :] = y.T
+        if self.k:
+            Y[:, 1:, :] = S
+        return Y.ravel()
+
+    def fun(self, t, flat):
+        if not self.k:
+            y = flat.reshape(self.m, self.n).T
+            return self.model.rhs(t, y, self.p).T.ravel()
+        # (m, (1+k) n) -> ((1+k) n, m): the generated function wants subjects last
+        Y = flat.reshape(self.m, self.block).T
+        out = self._sens_rhs(t, Y, np.concatenate([self.p, self.a]))
+        return out.T.ravel()
+
+    def jac(self, t, flat):
+        # The sensitivity blocks get the state Jacobian on their diagonal and the coupling
+        # d(J S)/dy is left out: a modified-Newton Jacobian, exact where it matters (the
+        # error control uses the true right-hand side).
+        y, _ = self.split(flat)
+        J = self.model.jac(t, y, self.p)
+        n, m, k = self.n, self.m, self.k
+        if self.layout == "banded":
+            packed = np.zeros((2 * n - 1, m, 1 + k, n))
+            packed[self._band_rows, :, :, self._band_cols] = J.reshape(n * n, m)[:, :, None]
+            return packed.reshape(2 * n - 1, -1)
+        ii, jj = self._nz
+        data = np.broadcast_to(J[ii, jj, :][:, :, None], (len(ii), m, 1 + k))
+        return sps.csc_matrix((data.ravel(), (self._rows, self._cols)),
+                              shape=(self.size, self.size))
+
+
+def _odeint_states(model, table, times, rtol, atol, max_step, max_steps):
+    """:func:`solve_states` through ``scipy.integrate.odeint`` (LSODA with the banded Jacobian).
+
+    One call into ODEPACK integrates the whole stacked system and returns every output time:
+    no Python work per step, only per right-hand-side evaluation. A failed stacked solve is
+    redone subject by subject so that one bad subject does not fail the others.
+    """
+    m, n = table.shape[0], model.n_states
+    states = np.full((m, n, times.size), np.nan)
+    status = np.zeros(m, dtype=int)
+    message = ["ok"] * m
+    stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0}
+
+    def solve(rows):
+        sys = _Stacked(model, rows.size, np.zeros(0, dtype=int), "banded")
+        sys.p = table[rows].T.copy()
+        with np.errstate(all="ignore"):
+            y0 = model.initial(float(times[0]), None, sys.p).T.ravel()
+        if times.size == 1:
+            return y0.reshape(rows.size, n)[:, :, None], "ok"
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", ODEintWarning)
+            try:
+                Y, info = odeint(sys.fun, y0, times, Dfun=sys.jac, ml=n - 1, mu=n - 1,
+                                 tfirst=True, full_output=True, rtol=rtol, atol=atol,
+                                 mxstep=int(max_steps),
+                                 hmax=float(max_step) if np.isfinite(max_step) else 0.0)
+            except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+                return None, f"{type(exc).__name__}: {exc}"
+        stats["nfev"] += int(info["nfe"][-1])
+        stats["njev"] += int(info["nje"][-1])
+        stats["steps"] += int(info["nst"][-1])
+        if info["message"] != "Integration successful." or not np.all(np.isfinite(Y)):
+            text = (f"ODEPACK: {info['message'].rstrip('.')}"
+                    if info["message"] != "Integration successful." else
+                    "non-finite values in the solution")
+            if info["message"].startswith("Excess work"):
+                text = f"more than {max_steps} steps between two output times"
+            return None, text
+        return Y.reshape(times.size, rows.size, n).transpose(1, 2, 0), "ok"
+
+    X, text = solve(np.arange(m))
+    if X is not None:
+        states[:] = X
+    else:
+        for i in range(m):
+            Xi, text_i = X, text
+            if m > 1:
+                Xi, text_i = solve(np.array([i]))
+            if Xi is None:
+                status[i] = FAILED
+                message[i] = _odeint_failure(model, table[i:i + 1], times, rtol, atol,
+                                             max_step, max_steps, text_i)
+            else:
+                states[i] = Xi[0]
+    return states, status, message, stats
+
+
+def _odeint_failure(model, row, times, rtol, atol, max_step, max_steps, text) -> str:
+    """The failure message of one subject whose odeint solve failed.
+
+    odeint reports neither where nor in which state it failed (its outputs after a failure
+    are undefined), so the subject is re-run step by step through scipy's LSODA class, which
+    stops at the failing step (at most ``max_steps`` steps; odeint's limit is per output
+    interval). ``text`` is odeint's own reason, kept in the message.
+    """
+    limit = int(min(max_steps, 20_000))
+    again = _solve_stacked(model, row, np.zeros(1, dtype=int), 1, times, float(times[0]), {},
+                           (), "LSODA", rtol, atol, max_step, np.zeros(0, dtype=int), limit,
+                           False, lean=True, label=False)
+    if again["failure"] is None:
+        return f"integration failed ({text})"
+    t_lo, t_hi, y_lo, y_hi = again["failure"]
+    return (f"integration failed at t={t_lo:.10g} ({text}): "
+            + _diagnose(model, t_lo, t_hi, np.asarray(y_lo), np.asarray(y_hi), row[0]))
+
+
+def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
+                 atol, max_step, sens_index, max_steps, terminal_events, lean=False,
+                 label=True) -> dict:
+    """Solve one stacked batch; on failure, re-solve its subjects one by one."""
+    out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
+                         rtol, atol, max_step, sens_index, max_steps, terminal_events, lean,
+                         label)
+    if out["failed"] is None or len(index) == 1:
+        return out
+    singles = [_solve_stacked(model, table[i:i + 1], index[i:i + 1], m_total, times, t0,
+                              initial, switches, method, rtol, atol, max_step, sens_index,
+                              max_steps, terminal_events, lean, label)
+               for i in range(len(index))]
+    merged = {key: np.concatenate([s[key] for s in singles])
+              for key in ("states", "observables", "status", "dstates", "dobs")}
+    merged["message"] = [s["message"][0] for s in singles]
+    merged["events"] = {name: [s["events"][name][0] for s in singles] for name in out["events"]}
+    merged["stats"] = {key: out["stats"][key] + sum(s["stats"][key] for s in singles)
+                       for key in out["stats"]}
+    merged["failed"] = None
+    return merged
+
+
+def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
+                   atol, max_step, sens_index, max_steps, terminal_events, lean=False,
+                   label=True) -> dict:
+    """Integrate one stacked batch; ``lean`` records states only (no observables, no events);
+    ``label``: failure messages name the subject by its index."""
+    m, n, T = table.shape[0], model.n_states, times.size
+    k = len(sens_index)
+    K = 0 if lean else len(model.observable_names)
+    model_events = () if lean else model.events
+    solver_cls, layout = METHODS[method]
+    if m > 1 and method != "LSODA":
+        solver_cls = _per_subject_solver(method)
+    sys = _Stacked(model, m, sens_index, layout)
+    p = table.T.copy()
+    a_all = np.ones_like(p)
+    sys.p, sys.a = p, a_all[sens_index]
+
+    y = model.initial(t0, None, p)
+    S = model.dinitial_dp(t0, None, p)[:, sens_index, :].transpose(2, 1, 0).copy() if k else None
+    for name, value in initial.items():
+        i = model.state_index(name)
+        y[i] = _as_subject_values(value, m_total, f"initial[{name!r}]")[index]
+        if k:
+            S[:, :, i] = 0.0
+
+    states = np.full((m, n, T), np.nan)
+    obs = np.full((m, K, T), np.nan)
+    dstates = np.full((m, n, k, T), np.nan) if k else np.zeros((m, n, 0, T))
+    dobs = np.full((m, K, k, T), np.nan) if k else np.zeros((m, K, 0, T))
+    status = np.zeros(m, dtype=int)
+    message = ["ok"] * m
+    alive = np.ones(m, dtype=bool)
+    end_time = np.full(m, np.inf)
+    events = {e.name: [[] for _ in range(m)] for e in model_events}
+    event_sign = np.array([e.sign for e in model_events])
+    terminal = np.array([e.terminal and terminal_events for e in model_events], dtype=bool)
+    stats = {"nfev": 0, "njev": 0, "nlu": 0, "steps": 0}
+    crossings = _Crossings(model, sys)
+
+    def record(tt: np.ndarray, flat_cols: np.ndarray, j_idx: np.ndarray):
+        """Store outputs at times tt (len L) from stacked columns (size, L)."""
+        for col, j in enumerate(j_idx):
+            yy, SS = sys.split(flat_cols[:, col])
+            show = alive | (end_time >= tt[col])
+            states[show, :, j] = yy.T[show]
+            if lean:
+                continue
+            o = model.observe(tt[col], yy, p)
+            obs[show, :, j] = o.T[show]
+            if k:
+                dstates[show, :, :, j] = SS.transpose(0, 2, 1)[show]
+                dh = (np.einsum("kim,mqi->mkq", model.dobs_dy(tt[col], yy, p), SS)
+                      + (model.dobs_dp(tt[col], yy, p)[:, sens_index, :]
+                         * a_all[sens_index][None]).transpose(2, 0, 1))
+                dobs[show, :, :, j] = dh[show]
+
+    t_end = float(times[-1])
+    bounds = sorted({float(sw.time) for sw in switches if t0 <= sw.time <= t_end})
+    edges = [t0] + [b for b in bounds if b > t0] + ([t_end] if t_end > t0 else [])
+    edges = sorted(set(edges))
+    next_out = 0
+    failed = None
+    failure = None     # (t before, t after, stacked vector before, after) of the failing step
+    ev_prev = model.event_values(t0, y, p) if model_events else None
+
+    for seg, seg_start in enumerate(edges):
+        for sw in switches:
+            if float(sw.time) == seg_start:
+                y, S = _apply_switch(model, sw, p, a_all, y, S, sys, index, m_total)
+        sys.a = a_all[sens_index]
+        if model_events:
+            ev_prev = model.event_values(seg_start, y, p)
+        last = seg == len(edges) - 1
+        seg_end = edges[seg + 1] if not last else seg_start
+        flat = sys.join(y, S)
+        if last or seg_end == seg_start:
+            # Outputs at the final edge (or a zero-length span) come straight from the state.
+            j_idx = np.nonzero(times == seg_start)[0] if last else np.array([], int)
+            j_idx = j_idx[j_idx >= next_out]
+            if j_idx.size:
+                record(np.full(j_idx.size, seg_start), np.repeat(flat[:, None], j_idx.size, 1),
+                       j_idx)
+                next_out = j_idx[-1] + 1
+            continue
+        kwargs = {"rtol": rtol, "atol": atol, "max_step": max_step}
+        if layout == "banded":
+            kwargs.update(jac=sys.jac, lband=n - 1, uband=n - 1)
+        elif layout == "sparse":
+            kwargs.update(jac=sys.jac)
+        # Non-finite starting values or slopes fail here: some scipy solvers would otherwise
+        # loop for ever on a NaN first step size (RK45's step-size control never ends).
+        with np.errstate(all="ignore"):
+            start_ok = np.all(np.isfinite(flat)) and np.all(np.isfinite(sys.fun(seg_start, flat)))
+        if not start_ok:
+            failed = "non-finite values at the start of the integration"
+            failure = (seg_start, seg_start, flat, flat)
+            break
+        with np.errstate(all="ignore"):
+            solver = solver_cls(sys.fun, seg_start, flat, seg_end, vectorized=False, **kwargs)
+        solver._block = sys.block
+        steps = 0
+        while solver.status == "running":
+            t_old, flat_old = solver.t, np.array(solver.y, copy=True)
+            with np.errstate(all="ignore"):
+                try:
+                    msg = solver.step()
+                except (RuntimeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+                    msg, solver.status = f"{type(exc).__name__}: {exc}", "failed"
+            steps += 1
+            # A step that does not advance t (LSODA goes on with t + h == t near a
+            # finite-time blow-up, up to max_steps times) is a failure too.
+            stalled = solver.status == "running" and solver.t == t_old
+            if (solver.status == "failed" or not np.all(np.isfinite(solver.y))
+                    or steps > max_steps or stalled):
+                if stalled:
+                    failed = "the step size fell below the spacing of floating-point numbers"
+                elif steps > max_steps:
+                    failed = f"more than {max_steps} steps"
+                elif solver.status == "failed":
+                    failed = f"the solver stopped: {msg}" if msg else "the solver stopped"
+                else:
+                    failed = "non-finite values in the solution"
+                failure = (t_old, float(solver.t), flat_old, np.array(solver.y, copy=True))
+                break
+            t_new = solver.t
+            dense = None
+            # Events first, so that outputs after a terminal event in this step are NaN.
+            if model_events:
+                y_new, _ = sys.split(solver.y)
+                ev_new = model.event_values(t_new, y_new, p)
+                crossing = (((event_sign[:, None] <= 0) & (ev_prev > 0) & (ev_new <= 0))
+                            | ((event_sign[:, None] >= 0) & (ev_prev < 0) & (ev_new >= 0)))
+                crossing &= alive[None, :]
+                if crossing.any():
+                    dense = solver.dense_output()
+                    crossings.add(dense, t_old, t_new, crossing, ev_prev, p)
+                    # A terminal crossing ends the subject within this step; its exact time
+                    # (and the NaN-ing of outputs after it) is settled once all are located.
+                    ends = (crossing & terminal[:, None]).any(axis=0)
+                    alive[ends] = False
+                    end_time[ends] = np.minimum(end_time[ends], t_new)
+                ev_prev = ev_new
+            # Outputs inside this step (an output at seg_end belongs to the next segment).
+            j_hi = np.searchsorted(times, t_new, side="left")
+            if j_hi > next_out:
+                if dense is None:
+                    dense = solver.dense_output()
+                tt = times[next_out:j_hi]
+                record(tt, np.atleast_2d(dense(tt)).reshape(sys.size, -1),
+                       np.arange(next_out, j_hi))
+                next_out = j_hi
+            if not alive.any():
+                break
+        stats["nfev"] += getattr(solver, "nfev", 0)
+        stats["njev"] += getattr(solver, "njev", 0)
+        stats["nlu"] += getattr(solver, "nlu", 0)
+        stats["steps"] += steps
+        if failed is not None or not alive.any():
+            break
+        y, S = sys.split(solver.y)
+        S = S.copy() if k else None
+        y = y.copy()
+
+    _settle_events(model, crossings, events, terminal, times, end_time, status, message, states,
+                   obs, dstates, dobs)
+    if failed is not None:
+        status[:] = FAILED
+        message = _failure_messages(model, sys, failed, failure, p,
+                                    index if label else None)
+    return {"states": states, "observables": obs, "status": status, "message": message,
+            "events": {name: [np.array(v) for v in lists] for name, lists in events.items()},
+            "dstates": dstates, "dobs": dobs, "stats": stats, "failed": failed,
+            "failure": failure}
