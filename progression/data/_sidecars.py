@@ -110,7 +110,12 @@ def load(path: Path | None, problems: list[str], data_path: Path | None = None) 
         or ``dvid``, ``delimiter``).
     """
     if path is not None and Path(path).suffix.lower() == ".mlxtran":
-        return read_monolix(Path(path), problems, data_path)
+        before = len(problems)
+        doc = read_monolix(Path(path), problems, data_path)
+        if len(problems) > before:
+            # Reading the data with wrong or missing roles would add one consequence per row.
+            v.raise_if_problems(problems, str(path))
+        return doc
     return load_sidecar(path, problems)
 
 
@@ -190,6 +195,7 @@ def read_monolix(path: Path, problems: list[str], data_path: Path | None = None)
             header, where_header = listed, f"the [FILEINFO] header of {path}"
 
     columns: dict[str, Any] = {}
+    taken: dict[str, tuple[str, int]] = {}  # role -> (column, line) of single-use roles
     for col, (line, spec) in content.items():
         here = f"{path}, line {line}, [CONTENT] column '{col}'"
         if not isinstance(spec, dict) or "use" not in spec:
@@ -213,6 +219,12 @@ def read_monolix(path: Path, problems: list[str], data_path: Path | None = None)
                             + ", ".join(f"'{h}'" for h in header) + v._suggest(col, header))
             continue
         role = MONOLIX_USES[use_key]
+        if role in taken and role not in ("covariate", "tv_covariate", "ignore"):
+            first, first_line = taken[role]
+            problems.append(f"{here}: use={use} is given to column '{first}' too (line "
+                            f"{first_line}); expected one column with this use")
+            continue
+        taken[role] = (col, line)
         if role == "dv":
             _observation(spec, here, doc, problems)
         columns[col] = role
@@ -310,13 +322,20 @@ def _parse(path: Path, problems: list[str]) -> dict[str, dict[str, dict[str, tup
         line = _strip_comment(raw).strip()
         if pending is not None:
             start, key, so_far = pending
-            so_far += " " + line
-            if so_far.count("{") > so_far.count("}") and number < len(lines):
-                pending = (start, key, so_far)
+            if _KEY.match(line) and not so_far.rstrip().endswith((",", "{")):
+                # A new `key = ...` line, not the continuation of a list: the brace was
+                # never closed (reading on would swallow the following entries).
+                problems.append(f"{path}, line {start}, [{block}] '{key}': a '{{' is never "
+                                f"closed (line {number} starts a new entry)")
+                pending = None
+            else:
+                so_far += " " + line
+                if so_far.count("{") > so_far.count("}") and number < len(lines):
+                    pending = (start, key, so_far)
+                    continue
+                pending = None
+                _store(sections, section, block, key, start, so_far, path, problems)
                 continue
-            pending = None
-            _store(sections, section, block, key, start, so_far, path, problems)
-            continue
         if not line:
             continue
         m = _SECTION.match(line)
@@ -426,6 +445,9 @@ class _Value:
             first = self._value()
             self._space()
             if self.i < len(self.s) and self.s[self.i] == "=":
+                if not isinstance(first, str) or not re.fullmatch(r"\w+", first):
+                    raise ValueError(f"expected a key of letters, digits or '_' before '=', "
+                                     f"found {first!r}")
                 self.i += 1
                 items.append((first, self._value()))
             else:
