@@ -11,17 +11,20 @@ from .errors import ConfigError, DataError, FitError, ModelError, ProgressionErr
 _LAZY = {
     ".data": ("Cohort", "read_cohort", "write_cohort"),
     ".data.describe": ("describe_cohort", "format_description"),
-    ".data.synthetic": ("PopulationConfig", "load_population_config", "read_truth",
-                        "synthetic_cohort", "write_synthetic"),
+    ".virtual.synthetic": ("PopulationConfig", "load_population_config", "read_truth",
+                           "synthetic_cohort", "write_synthetic"),
     ".fit": ("FitConfig", "FitResult", "fit", "load_fit", "read_fit_config"),
-    ".interventions": ("LIBRARY", "PK", "Intervention", "library", "to_switches"),
+    ".virtual.interventions": ("LIBRARY", "PK", "Intervention", "library", "to_switches"),
     ".model": ("CompiledModel", "ModelSpec", "PythonModel", "available_models", "compile_model",
                "load_model", "parse_model", "read_model_file"),
-    ".scenarios": ("Comparison", "Endpoints", "Variability", "VirtualPopulation", "compare"),
+    ".virtual.comparison": ("Comparison",),
+    ".virtual.endpoints": ("Endpoints",),
+    ".virtual.population": ("Variability", "VirtualPopulation"),
+    ".virtual.scenarios": ("compare",),
     ".dosing": ("Dose",),
     ".options": ("SolverOptions",),
     ".simulate": ("METHODS", "Simulation", "Switch", "simulate"),
-    ".trials": ("Dropout", "Enrolment", "PowerCurve", "VirtualTrial"),
+    ".virtual.trials": ("Dropout", "Enrolment", "PowerCurve", "VirtualTrial"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

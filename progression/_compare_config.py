@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, ProgressionError, did_you_mean
-from .interventions import DAY, HOUR, LIBRARY, PK, WEEK, Intervention, library
+from .virtual.interventions import DAY, HOUR, LIBRARY, PK, WEEK, Intervention, library
 
 __all__ = ["CompareConfig", "read_compare_config", "run_compare_config"]
 
@@ -145,7 +145,8 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
         Override the virtual population size (``source.n``).
     """
     from .model import load_model
-    from .scenarios import Endpoints, Variability, VirtualPopulation
+    from .virtual.endpoints import Endpoints
+    from .virtual.population import Variability, VirtualPopulation
 
     path = Path(path)
     problems = _Problems(path)
@@ -332,7 +333,7 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
             kw["threshold"] = float(thr)
         endpoints = Endpoints(**kw)
     if model is not None:
-        from .interventions import to_switches
+        from .virtual.interventions import to_switches
 
         for name, ivs in scenarios.items():
             try:
@@ -489,7 +490,7 @@ def run_compare_config(path, out=None, *, n: int | None = None, draws: int | Non
 
     Returns the :class:`~progression.scenarios.Comparison`.
     """
-    from .scenarios import compare
+    from .virtual.scenarios import compare
 
     if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int)
                               or draws < 0):

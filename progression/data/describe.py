@@ -42,8 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from progression._survival import kaplan_meier
 from progression.errors import DataError
+from progression.stats.survival import kaplan_meier
 
 from .cohort import Cohort
 

@@ -1,0 +1,284 @@
+"""Virtual populations: between-subject variability around a model, and virtual subjects.
+
+:class:`Variability` draws parameter tables around a model's defaults; a
+:class:`VirtualPopulation` is a model, a parameter table and each subject's time offset (model
+time at the subject's data time 0), with the same attributes as a fit so that
+:func:`~progression.virtual.scenarios.compare` treats both alike. :func:`states_at` gives each
+subject's untreated state at its own time (the starting point of every scenario and trial arm).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, ProgressionError
+from ..model import load_model
+from ..simulate import simulate
+
+__all__ = ["Variability", "ALS_VARIABILITY", "default_variability", "VirtualPopulation",
+           "states_at", "is_autonomous"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variability:
+    """Between-subject variability around a model's default parameters.
+
+    Parameters
+    ----------
+    log_sd : mapping of str to float
+        Independent log-normal variability: ``p = default * exp(sd * z)``.
+    normal_sd : mapping of str to float
+        Independent additive normal variability: ``p = default + sd * z``.
+    shared : sequence of (sequence of str, float, float)
+        Common factors: ``(parameters, log_mean, log_sd)`` draws one factor
+        ``exp(log_mean + log_sd z)`` per subject multiplying all listed parameters (e.g. a
+        disease time-scale factor on ``k0`` and ``kA``).
+    clip : bool
+        Clip every parameter to the model's bounds.
+    """
+
+    log_sd: Mapping = field(default_factory=dict)
+    normal_sd: Mapping = field(default_factory=dict)
+    shared: Sequence = ()
+    clip: bool = True
+
+    def names(self) -> set:
+        return {*self.log_sd, *self.normal_sd, *(n for names, _, _ in self.shared for n in names)}
+
+    def check(self, model) -> None:
+        for name in sorted(self.names()):
+            model.parameter_index(name)
+
+    def sample(self, model, n: int, rng, base=None) -> np.ndarray:
+        """A ``(n, P)`` parameter table around ``base`` (default: the model defaults)."""
+        self.check(model)
+        table = np.repeat(np.asarray(model.defaults if base is None else base, float)[None],
+                          n, axis=0)
+        for names, mean, sd in self.shared:
+            factor = np.exp(mean + sd * rng.standard_normal(n))
+            for name in names:
+                table[:, model.parameter_index(name)] *= factor
+        for name, sd in self.log_sd.items():
+            table[:, model.parameter_index(name)] *= np.exp(sd * rng.standard_normal(n))
+        for name, sd in self.normal_sd.items():
+            table[:, model.parameter_index(name)] += sd * rng.standard_normal(n)
+        if self.clip:
+            table = np.clip(table, model.bounds[:, 0], model.bounds[:, 1])
+        return table
+
+
+#: The virtual cohort of als-biology.md §5 [D]: a disease time-scale factor
+#: theta ~ LN(-0.2, 0.7^2) on k0 and kA, log-SD 0.3 on k0, kA, eD and phimax, and N_death with
+#: SD 0.05; clipped to the parameter ranges.
+ALS_VARIABILITY = Variability(
+    log_sd={"k0": 0.3, "kA": 0.3, "eD": 0.3, "phimax": 0.3},
+    normal_sd={"Ndeath": 0.05},
+    shared=((("k0", "kA"), -0.2, 0.7),),
+)
+
+
+def default_variability(model) -> Variability:
+    """:data:`ALS_VARIABILITY` restricted to the model's parameters, else log-SD 0.3 on every
+    parameter with a positive default."""
+    names = set(model.parameter_names)
+    v = ALS_VARIABILITY
+    if v.names() & names:
+        return Variability(
+            log_sd={k: s for k, s in v.log_sd.items() if k in names},
+            normal_sd={k: s for k, s in v.normal_sd.items() if k in names},
+            shared=tuple((tuple(n for n in ns if n in names), m, s) for ns, m, s in v.shared
+                         if any(n in names for n in ns)))
+    return Variability(log_sd={n: 0.3 for n, d in zip(model.parameter_names, model.defaults,
+                                                       strict=True) if d > 0})
+
+
+@dataclass(frozen=True)
+class VirtualPopulation:
+    """A population of virtual subjects: model, parameter table and time offsets.
+
+    It offers the same attributes as a fit (``model``, ``subject_ids``,
+    ``subject_parameters``, ``time_offsets``) so :func:`compare` treats both alike; it has no
+    parameter uncertainty.
+
+    Attributes
+    ----------
+    model : CompiledModel
+    subject_parameters : ndarray, shape (m, P)
+    time_offsets : ndarray, shape (m,)
+        Model time at each subject's data time 0 (e.g. enrolment).
+    subject_ids : tuple of str
+    description : str
+    """
+
+    model: object
+    subject_parameters: np.ndarray
+    time_offsets: np.ndarray
+    subject_ids: tuple = ()
+    description: str = ""
+
+    def __post_init__(self):
+        model = load_model(self.model)
+        table = model.parameter_table(self.subject_parameters)
+        offsets = np.broadcast_to(np.asarray(self.time_offsets, float), (table.shape[0],))
+        ids = tuple(str(s) for s in self.subject_ids) or tuple(
+            f"V{i + 1:04d}" for i in range(table.shape[0]))
+        if len(ids) != table.shape[0]:
+            raise ProgressionError(f"VirtualPopulation: {len(ids)} subject ids for "
+                                   f"{table.shape[0]} parameter rows")
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "subject_parameters", table)
+        object.__setattr__(self, "time_offsets", offsets.copy())
+        object.__setattr__(self, "subject_ids", ids)
+
+    @property
+    def n_subjects(self) -> int:
+        return self.subject_parameters.shape[0]
+
+    def subset(self, index) -> VirtualPopulation:
+        index = np.asarray(index)
+        return VirtualPopulation(self.model, self.subject_parameters[index],
+                                 self.time_offsets[index],
+                                 tuple(np.asarray(self.subject_ids)[index]), self.description)
+
+    @classmethod
+    def typical(cls, model="als_systemic", *, anchor: str | None = "clinical_onset",
+                delay: float = 12.0) -> VirtualPopulation:
+        """One subject with the default parameters, data time 0 at ``anchor + delay``."""
+        model = load_model(model)
+        table = model.parameter_table(None)
+        offset = _anchor_times(model, table, anchor, np.array([delay]))[0]
+        if not np.isfinite(offset):
+            raise ProgressionError(f"VirtualPopulation.typical: event {anchor!r} does not "
+                                   f"happen for the default parameters of {model.name!r}")
+        return cls(model, table, np.array([offset]), ("typical",),
+                   f"typical patient of {model.name}, data time 0 = {anchor or 'model time'} "
+                   f"+ {delay:g}")
+
+    @classmethod
+    def sample(cls, model="als_systemic", n: int = 100, *, seed=0,
+               variability: Variability | None = None, anchor: str | None = "clinical_onset",
+               delay=12.0, max_time: float = 240.0) -> VirtualPopulation:
+        """Sample ``n`` virtual subjects alive at their data time 0.
+
+        Parameters
+        ----------
+        model : str or model
+        n : int
+        seed : int or numpy Generator
+        variability : Variability, optional
+            :func:`default_variability` by default (§5 cohort for the ALS models).
+        anchor : str or None
+            Event defining the data clock (``"clinical_onset"``): data time 0 is
+            ``anchor + delay``; ``None`` puts it at model time ``delay``.
+        delay : float or (float, float)
+            Months after the anchor (a pair: uniform between them per subject).
+        max_time : float
+            Subjects whose anchor does not happen by then, or who die before data time 0, are
+            replaced by new draws.
+        """
+        model = load_model(model)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        variability = variability or default_variability(model)
+        tables, offsets = [], []
+        have = 0
+        for _ in range(50):
+            k = int(math.ceil((n - have) * 1.3)) + 4
+            table = variability.sample(model, k, rng)
+            d = _draw_delay(delay, k, rng)
+            when = _anchor_times(model, table, anchor, d, max_time=max_time)
+            ok = np.isfinite(when)
+            tables.append(table[ok])
+            offsets.append(when[ok])
+            have += int(ok.sum())
+            if have >= n:
+                break
+        else:
+            raise ProgressionError(f"VirtualPopulation.sample: could not find {n} subjects alive "
+                                   f"at their data time 0 (found {have})")
+        table = np.concatenate(tables)[:n]
+        offs = np.concatenate(offsets)[:n]
+        desc = (f"{n} virtual subjects of {model.name}, data time 0 = "
+                f"{anchor or 'model time'} + {delay}")
+        return cls(model, table, offs, (), desc)
+
+
+def _draw_delay(delay, k, rng) -> np.ndarray:
+    if np.ndim(delay) == 0:
+        return np.full(k, float(delay))
+    lo, hi = (float(x) for x in delay)
+    if hi < lo:
+        raise ProgressionError(f"delay: expected (low, high), found {delay}")
+    return rng.uniform(lo, hi, k)
+
+
+def _terminal_names(model) -> list[str]:
+    return [e.name for e in model.events if e.terminal]
+
+
+def _anchor_times(model, table, anchor, delay, *, max_time=240.0) -> np.ndarray:
+    """Model time of ``anchor + delay`` per subject; NaN if the anchor does not happen by
+    ``max_time`` or a terminal event comes first."""
+    sim = simulate(model, table, [0.0, max_time])
+    if anchor is None:
+        when = np.asarray(delay, float) + 0.0 * table[:, 0]
+    else:
+        if anchor not in sim.events:
+            raise ConfigError(f"anchor: model {model.name!r} has no event {anchor!r} (events: "
+                              f"{', '.join(sim.events) or 'none'})")
+        when = sim.event_time(anchor) + delay
+    end = np.full(table.shape[0], np.inf)
+    for name in _terminal_names(model):
+        t = sim.event_time(name)
+        end = np.where(np.isfinite(t), np.minimum(end, t), end)
+    bad = ~np.isfinite(when) | (when >= end) | (when > max_time) | (when < 0) | ~sim.success
+    return np.where(bad, np.nan, when)
+
+
+def is_autonomous(model) -> bool:
+    """True when the model's right-hand side and observables do not use ``t`` explicitly."""
+    sym = getattr(model, "symbolic", None)
+    if sym is None:
+        return False
+    exprs = [*sym.rhs, *sym.observables, *sym.events]
+    return not any(sym.t in getattr(e, "free_symbols", ()) for e in exprs)
+
+
+def states_at(model, table, when, *, chunk: int = 256, **options):
+    """Untreated states of each subject at its own model time ``when[i]``.
+
+    One batched simulation per chunk of ``chunk`` subjects (outputs at the chunk's distinct
+    times).
+
+    Returns
+    -------
+    y : ndarray, shape (m, n_states)
+        NaN where the subject had died (terminal event) or failed.
+    observables : ndarray, shape (m, n_observables)
+    events : dict of str to ndarray
+        First time of each event per subject (model time; NaN if none by ``when``).
+    """
+    model = load_model(model)
+    table = np.atleast_2d(table)
+    when = np.asarray(when, float)
+    m = table.shape[0]
+    y = np.full((m, model.n_states), np.nan)
+    obs = np.full((m, len(model.observable_names)), np.nan)
+    events = {e.name: np.full(m, np.nan) for e in model.events}
+    for lo in range(0, m, chunk):
+        idx = np.arange(lo, min(m, lo + chunk))
+        times = np.unique(when[idx])
+        sim = simulate(model, table[idx], times, **options)
+        j = np.searchsorted(times, when[idx])
+        y[idx] = sim.states[np.arange(idx.size), :, j]
+        obs[idx] = sim.observables[np.arange(idx.size), :, j]
+        for name in events:
+            t = sim.event_time(name)
+            events[name][idx] = np.where(t <= when[idx], t, np.nan)
+        y[idx[~sim.success]] = np.nan
+    return y, obs, events
+
+
