@@ -53,7 +53,7 @@ def _rms(v, scale):
 
 
 def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
-                 max_steps=100_000):
+                 max_steps=100_000, covariates=None):
     """States at ``times`` for every subject of ``table``, each with its own step sequence.
 
     Parameters
@@ -67,6 +67,11 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
     max_step : float
     max_steps : int
         Attempted steps allowed per subject.
+    covariates : CovariateSchedule, optional
+        Time-varying covariates (:mod:`progression.simulate._covariates`) filling the model's
+        hidden parameter rows. Each subject's steps end exactly at its own recorded times,
+        where its rows change, so no step crosses a change and a subject's steps still depend
+        on nothing but its own data.
 
     Returns
     -------
@@ -83,6 +88,14 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
     m, n, T = table.shape[0], model.n_states, times.size
     p_all = np.ascontiguousarray(table.T)
     t0, t_end = float(times[0]), float(times[-1])
+    P = p_all.shape[0]
+    if covariates is not None:
+        p_all = np.ascontiguousarray(covariates.extend(p_all, t0))
+        breaks = covariates.subject_breaks()
+        breaks = np.hstack([breaks, np.full((m, 1), np.inf)])
+        upcoming = (breaks <= t0).sum(axis=1)          # index of each subject's next break
+    else:
+        breaks, upcoming = np.full((m, 1), np.inf), np.zeros(m, dtype=int)
     states = np.full((m, n, T), np.nan)
     status = np.zeros(m, dtype=int)
     failure = [None] * m
@@ -121,7 +134,11 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
     while live.any():
         idx = np.nonzero(live)[0]
         k = idx.size
-        tt, hh, yy, ff = t[idx], h[idx], y[:, idx], f[:, idx]
+        tt, yy, ff = t[idx], y[:, idx], f[:, idx]
+        # A step never crosses the subject's next covariate change: it ends there exactly.
+        next_break = breaks[idx, upcoming[idx]]
+        hh = np.minimum(h[idx], next_break - tt)
+        cut = hh >= next_break - tt
         pp = p_all if k == m else p_all[:, idx]
         with np.errstate(all="ignore"):
             J = np.asarray(model.jac(tt, yy, pp), dtype=float).reshape(n, n, k)
@@ -168,7 +185,7 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
         fac = np.where(rejected[idx], np.minimum(fac, 1.0), fac)
         acc = idx[ok]
         if acc.size:
-            t_new = tt[ok] + hh[ok]
+            t_new = np.where(cut[ok], next_break[ok], tt[ok] + hh[ok])
             last = t_new >= t_end
             yn = y_new[:, ok]
             with np.errstate(all="ignore"):
@@ -192,11 +209,23 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
                 states[acc[w], :, j] = val.T
                 nxt[acc] += count
             t[acc], y[:, acc], f[:, acc] = t_new, yn, fn
+            hit = acc[cut[ok]]
+            if hit.size:
+                # The covariates' next piece starts: new hidden rows, and the slope there.
+                p_all[P:, hit] = covariates.hidden(t[hit], hit)
+                upcoming[hit] += 1
+                with np.errstate(all="ignore"):
+                    f[:, hit] = np.asarray(model.rhs(t[hit], y[:, hit], p_all[:, hit]),
+                                           dtype=float)
+                stats["nfev"] += 1
             done = acc[last]
             live[done] = False
         rej = ~ok
         rejected[idx] = rej
-        h[idx] = np.minimum(hh * fac, max_step)
+        # A step shortened to end at a covariate change says nothing about the step size the
+        # solution allows: after an accepted one the step size proposed before it is kept.
+        h[idx] = np.minimum(np.where(cut & ok, np.maximum(hh * fac, h[idx]), hh * fac),
+                            max_step)
         # failures: step size underflow, non-finite slopes after acceptance, too many steps
         tiny = h[idx] < 1e-12 * np.maximum(1.0, np.abs(t[idx]))
         nonfinite = ~np.all(np.isfinite(f[:, idx]), axis=0)

@@ -142,3 +142,179 @@ def test_covariates_may_enter_initial_values_observables_and_jumps():
     jump = model.jump({"A": "A + WT"})
     assert jump.apply(0.0, np.array([[1.0]]), p)[0, 0] == pytest.approx(36.0)
     assert jump.dp(0.0, np.array([[1.0]]), p).shape == (1, 4, 1)
+
+
+# ------------------------------------------------------------------------- simulate, closed forms
+
+RTOL = {"rtol": 1e-12, "atol": 1e-14}
+
+
+@pytest.fixture(scope="module")
+def weight_model():
+    return pg.compile_model(parse_model(WEIGHT_MODEL, "w.toml"))
+
+
+@pytest.fixture(scope="module")
+def linear_model():
+    return pg.compile_model(parse_model(LINEAR_MODEL, "l.toml"))
+
+
+def _piecewise_conc(times, dose, cl_ref, v, knots, weights):
+    """IV bolus at 0, CL = CL_ref (WT/70)^0.75 with WT stepping (LOCF) at ``knots``."""
+    def rate(w):
+        return cl_ref * (w / 70.0) ** 0.75 / v
+
+    out = np.empty_like(times)
+    for j, t in enumerate(times):
+        edges = [0.0, *[k for k in knots[1:] if k < t], t]
+        exponent = 0.0
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            w = weights[max(int(np.searchsorted(knots, a, side="right")) - 1, 0)]
+            exponent += rate(w) * (b - a)
+        out[j] = dose / v * np.exp(-exponent)
+    return out
+
+
+@pytest.mark.parametrize("method", ["LSODA", "BDF", "Radau", "RK45", "DOP853"])
+def test_locf_weight_step_gives_the_piecewise_exponential(weight_model, method):
+    times = np.linspace(0.0, 12.0, 25)
+    sim = pg.simulate(weight_model, None, times, covariates={"WT": ([0.0, 5.0], [70.0, 90.0])},
+                      method=method, **RTOL)
+    exact = _piecewise_conc(times, 100.0, 5.0, 50.0, [0.0, 5.0], [70.0, 90.0])
+    np.testing.assert_allclose(sim["conc"][0], exact, rtol=1e-8)
+    assert sim.status[0] == 0
+
+
+def test_per_subject_covariates_and_values_before_the_first_time(weight_model):
+    times = np.linspace(0.0, 12.0, 25)
+    covariates = [{"WT": ([0.0, 5.0], [70.0, 90.0])},
+                  {"WT": ([2.0, 4.0, 9.0], [60.0, 80.0, 55.0])},   # 60 holds before t = 2
+                  {"WT": 45.0},                                    # constant
+                  {}]                                              # the file's default, 70
+    sim = pg.simulate(weight_model, {"CL_ref": [5.0, 4.0, 6.0, 5.0]}, times,
+                      covariates=covariates, **RTOL)
+    expected = [_piecewise_conc(times, 100.0, 5.0, 50.0, [0.0, 5.0], [70.0, 90.0]),
+                _piecewise_conc(times, 100.0, 4.0, 50.0, [0.0, 4.0, 9.0], [60.0, 80.0, 55.0]),
+                _piecewise_conc(times, 100.0, 6.0, 50.0, [0.0], [45.0]),
+                _piecewise_conc(times, 100.0, 5.0, 50.0, [0.0], [70.0])]
+    for s in range(4):
+        np.testing.assert_allclose(sim["conc"][s], expected[s], rtol=1e-8)
+    # One parameter set with per-subject covariates: that many subjects.
+    shared = pg.simulate(weight_model, None, times, covariates=covariates[:2], **RTOL)
+    assert shared.n_subjects == 2
+    np.testing.assert_allclose(shared["conc"][0], expected[0], rtol=1e-8)
+
+
+def _linear_integral(t, knots, values):
+    """Integral from 0 to t of the linear interpolant (constant outside the knots)."""
+    edges = np.concatenate([[0.0], knots[(knots > 0) & (knots < t)], [t]])
+    c = np.interp(edges, knots, values)
+    return float(np.sum(0.5 * (c[1:] + c[:-1]) * np.diff(edges)))
+
+
+@pytest.mark.parametrize("method", ["LSODA", "BDF", "RK45"])
+def test_linear_covariate_in_a_linear_ode(linear_model, method):
+    knots, values = np.array([1.0, 2.0, 6.0]), np.array([1.0, 3.0, 2.0])
+    times = np.linspace(0.0, 9.0, 37)
+    sim = pg.simulate(linear_model, None, times, covariates={"c": (knots, values)},
+                      method=method, **RTOL)
+    exact = 2.0 * np.exp(-0.2 * np.array([_linear_integral(t, knots, values) for t in times]))
+    np.testing.assert_allclose(sim["x"][0], exact, rtol=1e-8)
+    # The observable reads the covariate at the output time: x(t) * c(t).
+    np.testing.assert_allclose(sim["y"][0], exact * np.interp(times, knots, values), rtol=1e-8)
+
+
+@pytest.mark.parametrize("per_subject", [True, False])
+@pytest.mark.parametrize("method", ["LSODA", "BDF"])
+def test_solve_states_takes_the_same_covariates(weight_model, linear_model, per_subject,
+                                                method):
+    from progression.simulate import solve_states
+
+    times = np.linspace(0.0, 12.0, 25)
+    table = weight_model.parameter_table(None, 2)
+    cov = [{"WT": ([0.0, 5.0], [70.0, 90.0])}, {"WT": 45.0}]
+    X, status, message, _ = solve_states(weight_model, table, times, covariates=cov,
+                                         method=method, per_subject=per_subject, **RTOL)
+    assert list(status) == [0, 0], message
+    np.testing.assert_allclose(X[0, 0] / 50.0, _piecewise_conc(times, 100.0, 5.0, 50.0,
+                                                                [0.0, 5.0], [70.0, 90.0]),
+                               rtol=1e-8)
+    np.testing.assert_allclose(X[1, 0] / 50.0, _piecewise_conc(times, 100.0, 5.0, 50.0,
+                                                                [0.0], [45.0]), rtol=1e-8)
+    knots, values = np.array([1.0, 2.0, 6.0]), np.array([1.0, 3.0, 2.0])
+    X, status, _, _ = solve_states(linear_model, linear_model.parameter_table(None), times,
+                                   covariates={"c": (knots, values)}, method=method,
+                                   per_subject=per_subject, **RTOL)
+    exact = 2.0 * np.exp(-0.2 * np.array([_linear_integral(t, knots, values) for t in times]))
+    np.testing.assert_allclose(X[0, 0], exact, rtol=1e-8)
+
+
+def test_per_subject_steps_do_not_depend_on_other_subjects_covariates(weight_model):
+    from progression.simulate import solve_states
+
+    times = np.linspace(0.0, 12.0, 13)
+    table = weight_model.parameter_table(None, 2)
+    cov = [{"WT": ([0.0, 5.0], [70.0, 90.0])}, {"WT": ([1.0, 2.5, 3.3], [50.0, 60.0, 65.0])}]
+    both, *_ = solve_states(weight_model, table, times, covariates=cov, per_subject=True)
+    alone, *_ = solve_states(weight_model, table[:1], times, covariates=cov[:1],
+                             per_subject=True)
+    np.testing.assert_array_equal(both[0], alone[0])
+
+
+@pytest.mark.parametrize("method", ["LSODA", "BDF"])
+def test_forward_sensitivities_across_covariate_changes(weight_model, linear_model, method):
+    times = np.linspace(0.0, 12.0, 25)
+    cases = [(weight_model, "conc", {"CL_ref": np.array([5.0, 4.0]), "V": np.array([50.0, 40.0])},
+              [{"WT": ([0.0, 5.0], [70.0, 90.0])}, {"WT": ([3.0, 7.5], [60.0, 50.0])}]),
+             (linear_model, "y", {"k": np.array([0.2, 0.3]), "x0": np.array([2.0, 1.0])},
+              [{"c": ([1.0, 2.0, 6.0], [1.0, 3.0, 2.0])}, {"c": ([0.5, 4.0], [2.0, 0.5])}])]
+    for model, output, base, cov in cases:
+        kw = {"covariates": cov, "method": method, "rtol": 1e-10, "atol": 1e-12}
+        sim = pg.simulate(model, base, times, sensitivities=list(base), **kw)
+        for name in base:
+            h = 1e-5 * base[name]
+            up, down = dict(base), dict(base)
+            up[name], down[name] = base[name] + h, base[name] - h
+            fd = (pg.simulate(model, up, times, **kw)[output]
+                  - pg.simulate(model, down, times, **kw)[output]) / (2 * h[:, None])
+            scale = np.max(np.abs(fd))
+            np.testing.assert_allclose(sim.sensitivity(output, name), fd, rtol=0,
+                                       atol=1e-7 * scale)
+
+
+DOSED_MODEL = WEIGHT_MODEL.replace('initial = "dose"', "initial = 0.0") + """
+[dosing]
+dose_parameter = "dose"
+
+[dosing.A]
+cmt = 1
+"""
+
+
+def test_doses_and_covariates_together():
+    model = pg.compile_model(parse_model(DOSED_MODEL, "d.toml"))
+    times = np.linspace(0.0, 16.0, 33)
+    doses = {"time": [0.0, 8.0], "amount": [100.0, 50.0]}
+    sim = pg.simulate(model, None, times, doses=doses,
+                      covariates={"WT": ([0.0, 5.0], [70.0, 90.0])}, **RTOL)
+    first = _piecewise_conc(times, 100.0, 5.0, 50.0, [0.0, 5.0], [70.0, 90.0])
+    k2 = 5.0 * (90.0 / 70.0) ** 0.75 / 50.0
+    second = np.where(times >= 8.0, 50.0 / 50.0 * np.exp(-k2 * (times - 8.0)), 0.0)
+    np.testing.assert_allclose(sim["conc"][0], first + second, rtol=1e-8)
+
+
+def test_steady_state_dose_uses_the_covariate_at_the_dose_time():
+    model = pg.compile_model(parse_model(DOSED_MODEL, "d.toml"))
+    times = np.array([10.0, 12.0, 15.0])
+    doses = {"time": [10.0], "amount": [100.0], "ss": [1], "ii": [12.0]}
+    sim = pg.simulate(model, None, times, doses=doses,
+                      covariates={"WT": ([0.0, 5.0], [70.0, 90.0])}, **RTOL)
+    k = 5.0 * (90.0 / 70.0) ** 0.75 / 50.0
+    trough = 100.0 * np.exp(-12.0 * k) / (1 - np.exp(-12.0 * k))
+    exact = (trough + 100.0) * np.exp(-k * (times - 10.0)) / 50.0
+    np.testing.assert_allclose(sim["conc"][0], exact, rtol=1e-7)
+
+
+def test_a_parameter_name_that_is_a_covariate_is_pointed_to_covariates(weight_model):
+    with pytest.raises(pg.ModelError, match="'WT' is a covariate.*covariates="):
+        pg.simulate(weight_model, {"WT": 80.0}, [0.0, 1.0])

@@ -100,6 +100,9 @@ class _ModelBase:
             raise ModelError(f"model {self.name!r} has no {kind} {name!r}{hint}") from None
 
     def parameter_index(self, name: str) -> int:
+        if name in self.covariate_names:
+            raise ModelError(f"model {self.name!r}: {name!r} is a covariate, not a parameter "
+                             f"(give its values with covariates=)")
         return self._index(self.parameter_names, name, "parameter")
 
     def state_index(self, name: str) -> int:

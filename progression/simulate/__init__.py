@@ -15,15 +15,18 @@ an optimiser: a failing batch is re-solved subject by subject to isolate who fai
 The package's modules: :mod:`._api` (:func:`simulate`, :func:`solve_states`), :mod:`._stacked`
 (the stacked system and its integration), :mod:`._switches` (:class:`Switch`),
 :mod:`._events` (event location), :mod:`._registry` (:data:`METHODS`, per-subject norms),
-:mod:`._result` (:class:`Simulation`), :mod:`._diagnose` (failure messages) and
+:mod:`._result` (:class:`Simulation`), :mod:`._covariates` (time-varying covariates),
+:mod:`._diagnose` (failure messages) and
 :mod:`._dosing` (dose records; public as :mod:`progression.dosing`).
 """
 
 from __future__ import annotations
 
 from ._api import simulate, solve_states
+from ._covariates import CovariateSchedule, covariate_schedule
 from ._registry import METHODS
 from ._result import Simulation
 from ._switches import Switch
 
-__all__ = ["solve_states", "METHODS", "Switch", "Simulation", "simulate"]
+__all__ = ["solve_states", "METHODS", "Switch", "Simulation", "simulate", "CovariateSchedule",
+           "covariate_schedule"]

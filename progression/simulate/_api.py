@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ProgressionError
+from ..errors import ConfigError, ProgressionError
 from ..model import load_model
+from ..options import SolverOptions
+from ._covariates import covariate_schedule, n_covariate_subjects
 from ._diagnose import _diagnose
 from ._registry import METHODS
 from ._result import Simulation, _merge
@@ -16,6 +18,38 @@ from ._stacked import _odeint_states, _solve_batch
 from ._switches import Switch
 
 __all__ = ["simulate", "solve_states"]
+
+
+class _Default:
+    """A keyword's default value, marked as not given (so ``solver=`` may set it)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_SOLVER_KEYS = ("method", "rtol", "atol", "max_step", "max_steps")
+
+
+def _solver_settings(where: str, solver, given: dict) -> dict:
+    """method, rtol, atol, max_step, max_steps from ``solver=`` and the keywords.
+
+    A keyword given explicitly alongside ``solver=`` must agree with it (else ConfigError
+    naming both); without ``solver=`` the keywords (or their defaults) are used as before.
+    """
+    values = {k: (v.value if isinstance(v, _Default) else v) for k, v in given.items()}
+    if solver is None:
+        return values
+    options = SolverOptions.coerce(solver).simulate_kwargs()
+    for key in _SOLVER_KEYS:
+        value = given[key]
+        if isinstance(value, _Default) or value == options[key]:
+            continue
+        raise ConfigError(f"{where}: solver={key}={options[key]!r} (from solver=) and "
+                          f"{key}={value!r} (keyword) disagree; give one of them")
+    return options
 
 
 def _check_times(times, t0) -> np.ndarray:
@@ -35,10 +69,12 @@ def _check_times(times, t0) -> np.ndarray:
 
 
 def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
-             switches: Sequence[Switch] = (), method: str = "LSODA", rtol: float = 1e-6,
-             atol: float = 1e-9, max_step: float = np.inf, sensitivities=None,
-             batch_size: int | None = None, max_steps: int = 100_000,
-             terminal_events: bool = True, doses=None) -> Simulation:
+             switches: Sequence[Switch] = (), method: str = _Default("LSODA"),
+             rtol: float = _Default(1e-6), atol: float = _Default(1e-9),
+             max_step: float = _Default(np.inf), sensitivities=None,
+             batch_size: int | None = None, max_steps: int = _Default(100_000),
+             terminal_events: bool = True, doses=None, covariates=None,
+             solver=None) -> Simulation:
     """Simulate a model for one parameter set or a batch of subjects.
 
     Parameters
@@ -79,6 +115,16 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         whose file declares ``[dosing]``; see :mod:`progression.dosing`. With a Cohort the
         subjects are its subjects, in order; one parameter set is shared by all subjects the
         records name. The model's ``dose_parameter`` (a record-free single dose) is set to 0.
+    covariates : mapping or sequence of mappings, optional
+        Values of the model file's ``[covariates]``: ``{name: number | (times, values)}`` for
+        every subject, or one such mapping per subject (with one parameter set, it is shared by
+        that many subjects); see :mod:`progression.simulate._covariates`. Times are model
+        times, increasing; before the first the first value holds, after the last the last;
+        between them the file's interpolation (``"locf"`` or ``"linear"``). Integration
+        restarts at every recorded time; covariates not given take the file's ``value``.
+    solver : SolverOptions or mapping, optional
+        Fills ``method``, ``rtol``, ``atol``, ``max_step`` and ``max_steps`` (its
+        ``sensitivities`` field concerns fits only); a keyword given as well must agree.
 
     Returns
     -------
@@ -86,6 +132,11 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         States and observables ``(m, ·, T)``, events, per-subject status and message,
         sensitivities, and work counters.
     """
+    settings = _solver_settings("simulate", solver, {
+        "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
+        "max_steps": max_steps})
+    method, rtol, atol = settings["method"], settings["rtol"], settings["atol"]
+    max_step, max_steps = settings["max_step"], settings["max_steps"]
     model = load_model(model)
     if method not in METHODS:
         raise ProgressionError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
@@ -93,6 +144,9 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         raise ProgressionError("times: the output times are required")
     times = _check_times(times, t0)
     table = model.parameter_table(params)
+    n_cov = n_covariate_subjects(covariates)
+    if table.shape[0] == 1 and n_cov is not None and n_cov > 1:
+        table = np.repeat(table, n_cov, axis=0)     # one parameter set, per-subject covariates
     m = table.shape[0]
     if sensitivities is True:
         sens_names = tuple(model.parameter_names)
@@ -114,9 +168,10 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
 
         table, extra = expand_doses(model, doses, table, sens_names, t0, method=method,
                                     rtol=rtol, atol=atol, max_step=max_step,
-                                    max_steps=max_steps)
+                                    max_steps=max_steps, covariates=covariates)
         switches = list(switches) + extra
         m = table.shape[0]
+    schedule = covariate_schedule(model, covariates, m)
 
     start = _time.perf_counter()
     size = batch_size or m
@@ -125,15 +180,16 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         idx = np.arange(lo, min(m, lo + size))
         parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
                                   method, rtol, atol, max_step, sens_index, max_steps,
-                                  terminal_events))
+                                  terminal_events, covariates=schedule))
     result = _merge(parts, model, times, table, sens_names, method)
     result.stats["seconds"] = _time.perf_counter() - start
     return result
 
 
-def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e-6,
-                 atol: float = 1e-9, max_step: float = np.inf, max_steps: int = 100_000,
-                 per_subject: bool = False):
+def solve_states(model, table, times, *, method: str = _Default("LSODA"),
+                 rtol: float = _Default(1e-6), atol: float = _Default(1e-9),
+                 max_step: float = _Default(np.inf), max_steps: int = _Default(100_000),
+                 per_subject: bool = False, covariates=None, solver=None):
     """States only, at ``times``, for a parameter table: the lean path estimators use.
 
     No observables, events or sensitivities are computed (see
@@ -152,6 +208,13 @@ def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e
         vectorised over subjects; ``method`` is then not used): a subject's states do not
         depend on which subjects share the batch. A stacked solve shares one step sequence,
         which moves every subject's result in the last digits the tolerance allows.
+    covariates : mapping or sequence of mappings, optional
+        As for :func:`simulate` (one mapping per row of ``table``). Integration restarts at
+        each recorded time: per subject with ``per_subject``, else for the batch (LSODA then
+        goes through scipy's stepper class instead of ``odeint`` when any value changes
+        inside the span).
+    solver : SolverOptions or mapping, optional
+        As for :func:`simulate`.
 
     Returns
     -------
@@ -162,22 +225,33 @@ def solve_states(model, table, times, *, method: str = "LSODA", rtol: float = 1e
     stats : dict
         Work counters, as :attr:`Simulation.stats`.
     """
+    settings = _solver_settings("solve_states", solver, {
+        "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
+        "max_steps": max_steps})
+    method, rtol, atol = settings["method"], settings["rtol"], settings["atol"]
+    max_step, max_steps = settings["max_step"], settings["max_steps"]
     times = np.asarray(times, dtype=float)
+    table = np.asarray(table, dtype=float)
+    schedule = covariate_schedule(model, covariates, table.shape[0])
     if per_subject:
         from .._rodas import rodas_states
 
         states, status, failure, stats = rodas_states(model, table, times, rtol=rtol,
                                                       atol=atol, max_step=max_step,
-                                                      max_steps=max_steps)
+                                                      max_steps=max_steps, covariates=schedule)
         message = ["ok" if f is None else
                    f"integration failed at t={f[0]:.10g} ({f[3]}): "
-                   + _diagnose(model, f[0], f[0], f[1], f[2], table[i])
+                   + _diagnose(model, f[0], f[0], f[1], f[2],
+                               table[i] if schedule is None else
+                               schedule.extend(table[i:i + 1].T, f[0], [i])[:, 0])
                    for i, f in enumerate(failure)]
         return states, status, message, stats
-    if method == "LSODA":
-        return _odeint_states(model, table, times, rtol, atol, max_step, max_steps)
+    inside = (schedule is not None
+              and np.any((schedule.breaks > times[0]) & (schedule.breaks <= times[-1])))
+    if method == "LSODA" and not inside:
+        return _odeint_states(model, table, times, rtol, atol, max_step, max_steps, schedule)
     index = np.arange(table.shape[0])
     out = _solve_batch(model, table, index, table.shape[0], times, float(times[0]), {}, (),
                        method, rtol, atol, max_step, np.zeros(0, dtype=int), max_steps, False,
-                       lean=True, label=False)
+                       lean=True, label=False, covariates=schedule)
     return out["states"], out["status"], out["message"], out["stats"]

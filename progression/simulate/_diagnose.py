@@ -31,7 +31,8 @@ def _diagnose(model, t_lo, t_hi, y_lo, y_hi, p, sens_bad=False) -> str:
     def listing(idx, values):
         return ", ".join(f"{names[i]} = {values[i]:.4g}" for i in idx)
 
-    bad_p = [model.parameter_names[j] for j in np.nonzero(~np.isfinite(p))[0]]
+    p_names = (*model.parameter_names, *getattr(model, "hidden_names", ()))
+    bad_p = [p_names[j] for j in np.nonzero(~np.isfinite(p))[0]]
     lead = (f"parameter(s) {', '.join(repr(b) for b in bad_p)} not finite; ") if bad_p else ""
     if not np.all(np.isfinite(y_lo)):
         idx = np.nonzero(~np.isfinite(y_lo))[0]

@@ -403,9 +403,10 @@ def dose_switches(model, records, table, m_total):
 def steady_states(model, records, table, run, rtol: float, atol: float, sens_index=()):
     """Per SS = 1 record, the periodic steady state just before its dose (see module doc).
 
-    ``run(row, t0, initial, recs, t_end, sens)`` simulates one subject (parameter row ``row``)
-    from ``t0`` with states ``initial`` (held fixed: no sensitivity) and dose records ``recs``
-    and returns the states at ``t_end`` (and, with ``sens``, their sensitivities ``(n, k)``).
+    ``run(row, t0, initial, recs, t_end, sens, subject)`` simulates one subject (parameter row
+    ``row``, number ``subject`` in the batch) from ``t0`` with states ``initial`` (held fixed:
+    no sensitivity) and dose records ``recs`` and returns the states at ``t_end`` (and, with
+    ``sens``, their sensitivities ``(n, k)``).
     Returns a list of (time, subject, state vector, derivatives or None): with sensitivity
     parameters, ``y* = Phi(y*, p)`` gives ``dy*/dp = (I - Phi_y)^-1 Phi_p``, ``Phi_y`` by
     differences at ``y*``, ``Phi_p`` from the sensitivities of one interval.
@@ -419,8 +420,8 @@ def steady_states(model, records, table, run, rtol: float, atol: float, sens_ind
         row = table[rec["subject"]]
         scale = max(rec["amount"], 1e-12)
 
-        def phi(y, one=one, t=t, ii=ii, row=row, sens=False):
-            return run(row, t, y, [one], t + ii, sens)
+        def phi(y, one=one, t=t, ii=ii, row=row, sens=False, subject=rec["subject"]):
+            return run(row, t, y, [one], t + ii, sens, subject)
 
         def jacobian(y, f, scale=scale, phi=phi):
             h = 1e-3 * np.maximum(np.abs(y), scale)
@@ -459,13 +460,16 @@ def steady_states(model, records, table, run, rtol: float, atol: float, sens_ind
     return out
 
 
-def expand_doses(model, doses, table, sens_names, t0, **solver):
+def expand_doses(model, doses, table, sens_names, t0, covariates=None, **solver):
     """What :func:`progression.simulate.simulate` does with ``doses=``.
 
     Returns the parameter table (one row per subject the records need, the model's
-    ``dose_parameter`` set to 0) and the switches that give the doses.
+    ``dose_parameter`` set to 0) and the switches that give the doses. ``covariates`` (as
+    ``simulate`` takes them) enter the steady state of an SS = 1 record at their values at
+    the dose time, held constant over the interval.
     """
     from ._api import simulate
+    from ._covariates import covariate_schedule
     from ._switches import Switch
 
     m = table.shape[0]
@@ -484,8 +488,16 @@ def expand_doses(model, doses, table, sens_names, t0, **solver):
             raise ProgressionError(f"{rec['label']}, field 'time': expected a time >= t0 = "
                                    f"{t0:g}, found {rec['time']:g}")
 
-    def run(row, start, y, recs, end, sens=False):
-        sim = simulate(model, row[None, :], [end], t0=start,
+    schedule = None
+
+    def run(row, start, y, recs, end, sens=False, subject=0):
+        nonlocal schedule
+        constants = None
+        if getattr(model, "covariate_names", ()):
+            if schedule is None:
+                schedule = covariate_schedule(model, covariates, table.shape[0])
+            constants = schedule.constants(subject, start)
+        sim = simulate(model, row[None, :], [end], t0=start, covariates=constants,
                        initial={s: float(v) for s, v in zip(model.state_names, y, strict=True)},
                        doses=recs_to_columns(recs), terminal_events=False,
                        sensitivities=list(sens_names) if sens else None, **solver)

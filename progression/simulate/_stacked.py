@@ -89,12 +89,14 @@ class _Stacked:
                               shape=(self.size, self.size))
 
 
-def _odeint_states(model, table, times, rtol, atol, max_step, max_steps):
+def _odeint_states(model, table, times, rtol, atol, max_step, max_steps, covariates=None):
     """:func:`solve_states` through ``scipy.integrate.odeint`` (LSODA with the banded Jacobian).
 
     One call into ODEPACK integrates the whole stacked system and returns every output time:
     no Python work per step, only per right-hand-side evaluation. A failed stacked solve is
-    redone subject by subject so that one bad subject does not fail the others.
+    redone subject by subject so that one bad subject does not fail the others. ``covariates``
+    (a :class:`~._covariates.CovariateSchedule`) must not change inside the span: the caller
+    sends schedules that do through the piecewise path.
     """
     m, n = table.shape[0], model.n_states
     states = np.full((m, n, times.size), np.nan)
@@ -105,6 +107,8 @@ def _odeint_states(model, table, times, rtol, atol, max_step, max_steps):
     def solve(rows):
         sys = _Stacked(model, rows.size, np.zeros(0, dtype=int), "banded")
         sys.p = table[rows].T.copy()
+        if covariates is not None:
+            sys.p = covariates.extend(sys.p, float(times[0]), rows)
         with np.errstate(all="ignore"):
             y0 = model.initial(float(times[0]), None, sys.p).T.ravel()
         if times.size == 1:
@@ -141,13 +145,14 @@ def _odeint_states(model, table, times, rtol, atol, max_step, max_steps):
             if Xi is None:
                 status[i] = FAILED
                 message[i] = _odeint_failure(model, table[i:i + 1], times, rtol, atol,
-                                             max_step, max_steps, text_i)
+                                             max_step, max_steps, text_i, covariates, i)
             else:
                 states[i] = Xi[0]
     return states, status, message, stats
 
 
-def _odeint_failure(model, row, times, rtol, atol, max_step, max_steps, text) -> str:
+def _odeint_failure(model, row, times, rtol, atol, max_step, max_steps, text,
+                    covariates=None, subject=0) -> str:
     """The failure message of one subject whose odeint solve failed.
 
     odeint reports neither where nor in which state it failed (its outputs after a failure
@@ -156,28 +161,31 @@ def _odeint_failure(model, row, times, rtol, atol, max_step, max_steps, text) ->
     interval). ``text`` is odeint's own reason, kept in the message.
     """
     limit = int(min(max_steps, 20_000))
-    again = _solve_stacked(model, row, np.zeros(1, dtype=int), 1, times, float(times[0]), {},
+    index = np.array([subject])
+    m_total = 1 if covariates is None else covariates.n_subjects
+    again = _solve_stacked(model, row, index, m_total, times, float(times[0]), {},
                            (), "LSODA", rtol, atol, max_step, np.zeros(0, dtype=int), limit,
-                           False, lean=True, label=False)
+                           False, lean=True, label=False, covariates=covariates)
     if again["failure"] is None:
         return f"integration failed ({text})"
     t_lo, t_hi, y_lo, y_hi = again["failure"]
+    p = row[0] if covariates is None else covariates.extend(row.T, t_lo, index)[:, 0]
     return (f"integration failed at t={t_lo:.10g} ({text}): "
-            + _diagnose(model, t_lo, t_hi, np.asarray(y_lo), np.asarray(y_hi), row[0]))
+            + _diagnose(model, t_lo, t_hi, np.asarray(y_lo), np.asarray(y_hi), p))
 
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                  atol, max_step, sens_index, max_steps, terminal_events, lean=False,
-                 label=True) -> dict:
+                 label=True, covariates=None) -> dict:
     """Solve one stacked batch; on failure, re-solve its subjects one by one."""
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
                          rtol, atol, max_step, sens_index, max_steps, terminal_events, lean,
-                         label)
+                         label, covariates)
     if out["failed"] is None or len(index) == 1:
         return out
     singles = [_solve_stacked(model, table[i:i + 1], index[i:i + 1], m_total, times, t0,
                               initial, switches, method, rtol, atol, max_step, sens_index,
-                              max_steps, terminal_events, lean, label)
+                              max_steps, terminal_events, lean, label, covariates)
                for i in range(len(index))]
     merged = {key: np.concatenate([s[key] for s in singles])
               for key in ("states", "observables", "status", "dstates", "dobs")}
@@ -191,9 +199,12 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
 
 def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                    atol, max_step, sens_index, max_steps, terminal_events, lean=False,
-                   label=True) -> dict:
+                   label=True, covariates=None) -> dict:
     """Integrate one stacked batch; ``lean`` records states only (no observables, no events);
-    ``label``: failure messages name the subject by its index."""
+    ``label``: failure messages name the subject by its index; ``covariates``: a
+    :class:`~._covariates.CovariateSchedule` for ``m_total`` subjects, whose values fill the
+    hidden parameter rows, updated at every recorded time (an edge of the piecewise
+    integration, like a switch time)."""
     m, n, T = table.shape[0], model.n_states, times.size
     k = len(sens_index)
     K = 0 if lean else len(model.observable_names)
@@ -202,7 +213,10 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
     if m > 1 and method != "LSODA":
         solver_cls = _per_subject_solver(method)
     sys = _Stacked(model, m, sens_index, layout)
+    P = table.shape[1]
     p = table.T.copy()
+    if covariates is not None:
+        p = covariates.extend(p, t0, index)
     a_all = np.ones_like(p)
     sys.p, sys.a = p, a_all[sens_index]
 
@@ -246,7 +260,12 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
                 dobs[show, :, :, j] = dh[show]
 
     t_end = float(times[-1])
-    bounds = sorted({float(sw.time) for sw in switches if t0 <= sw.time <= t_end})
+    bounds = {float(sw.time) for sw in switches if t0 <= sw.time <= t_end}
+    if covariates is not None:
+        # The recorded times of this batch's subjects (not of other batches' subjects).
+        own = covariates.subject_breaks(index)
+        bounds |= {float(b) for b in own[(own > t0) & (own <= t_end)]}
+    bounds = sorted(bounds)
     edges = [t0] + [b for b in bounds if b > t0] + ([t_end] if t_end > t0 else [])
     edges = sorted(set(edges))
     next_out = 0
@@ -255,6 +274,9 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
     ev_prev = model.event_values(t0, y, p) if model_events else None
 
     for seg, seg_start in enumerate(edges):
+        if covariates is not None and seg:
+            # Right-continuous: the piece that starts here (before any switch at this time).
+            p[P:] = covariates.hidden(seg_start, index)
         for sw in switches:
             if float(sw.time) == seg_start:
                 y, S = _apply_switch(model, sw, p, a_all, y, S, sys, index, m_total)

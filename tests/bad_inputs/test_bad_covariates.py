@@ -7,6 +7,7 @@ the file comes in that one error.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 HEAD = """
@@ -78,3 +79,72 @@ def test_unknown_name_in_an_equation_still_suggests_the_covariate(tmp_path):
     text = HEAD.replace("-k * WT * x", "-k * WTT * x") + "[covariates.WT]\nvalue = 70.0\n"
     with pytest.raises(ModelError, match=r"unknown name 'WTT'.*did you mean 'WT'"):
         parse_model(text, source="cov.toml")
+
+
+# ----------------------------------------------------------------- covariates= of simulate
+
+MODEL = HEAD.replace("-k * WT * x", "-k * WT * x * AGE / 50") + """
+[covariates.WT]
+value = 70.0
+
+[covariates.AGE]
+interpolation = "linear"
+"""
+
+
+@pytest.fixture(scope="module")
+def model():
+    import progression as pg
+    from progression.model import parse_model
+
+    return pg.compile_model(parse_model(MODEL, "cov_bad.toml"))
+
+
+#: covariates= value, number of subjects (params), strings the DataError must contain.
+VALUE_CASES = {
+    "unknown_name": ({"AGE": 50.0, "WTT": 1.0}, 1, ["covariates", "no covariate 'WTT'",
+                                                    "did you mean 'WT'"]),
+    "missing_required": ([{"AGE": 50.0}, {"WT": 80.0}], 2,
+                         ["subject 1", "covariate 'AGE'", "requires"]),
+    "missing_required_everywhere": (None, 1, ["subject 0", "covariate 'AGE'"]),
+    "unsorted_times": ({"AGE": ([0.0, 5.0, 3.0], [50.0, 51.0, 52.0])}, 1,
+                       ["covariates['AGE']", "increasing times", "5 then 3"]),
+    "repeated_times": ([{"AGE": 50.0}, {"AGE": ([1.0, 1.0], [50.0, 51.0])}], 2,
+                       ["covariates[1]['AGE']", "increasing times"]),
+    "nan_time": ({"AGE": ([0.0, np.nan], [50.0, 51.0])}, 1,
+                 ["covariates['AGE']", "finite times", "nan"]),
+    "nan_value": ([{"AGE": 50.0}, {"AGE": ([0.0, 1.0], [50.0, np.nan])}], 2,
+                  ["covariates[1]['AGE']", "finite values", "position 1"]),
+    "nan_constant": ({"AGE": float("nan")}, 1, ["covariates['AGE']", "finite number"]),
+    "lengths_differ": ({"AGE": ([0.0, 1.0], [50.0])}, 1,
+                       ["covariates['AGE']", "2 times and 1 values"]),
+    "wrong_count": ([{"AGE": 50.0}, {"AGE": 51.0}], 3,
+                    ["one mapping per subject", "3 subjects", "found 2"]),
+    "not_a_mapping": ([{"AGE": 50.0}, 7], 2, ["covariates[1]", "expected a mapping"]),
+    "text_value": ({"AGE": "old"}, 1, ["covariates['AGE']", "'old'"]),
+    "wrong_type": (42, 1, ["covariates", "found int"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_CASES))
+def test_bad_covariate_values_are_refused(model, name):
+    from progression.errors import DataError
+    from progression.simulate import simulate, solve_states
+
+    covariates, m, must = VALUE_CASES[name]
+    table = model.parameter_table(None, m)
+    for call in (lambda: simulate(model, table, [0.0, 1.0], covariates=covariates),
+                 lambda: solve_states(model, table, np.array([0.0, 1.0]),
+                                      covariates=covariates)):
+        with pytest.raises(DataError) as info:
+            call()
+        for part in must:
+            assert part in str(info.value), str(info.value)
+
+
+def test_covariates_for_a_model_without_any_are_refused():
+    from progression.errors import DataError
+    from progression.simulate import simulate
+
+    with pytest.raises(DataError, match="model 'pk_iv_bolus' declares no covariates"):
+        simulate("pk_iv_bolus", None, [0.0, 1.0], covariates={"WT": 70.0})
