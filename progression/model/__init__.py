@@ -2,10 +2,20 @@
 
 from .compiled import CompiledModel, Jump, PythonModel, compile_model
 from .library import available_models, load_model
-from .spec import Event, ModelSpec, Observable, Parameter, State, parse_model, read_model_file
+from .spec import (
+    Covariate,
+    Event,
+    ModelSpec,
+    Observable,
+    Parameter,
+    State,
+    parse_model,
+    read_model_file,
+)
 
 __all__ = [
     "CompiledModel",
+    "Covariate",
     "Event",
     "Jump",
     "ModelSpec",
