@@ -5,8 +5,9 @@
 to the parameters are derived symbolically (sympy) once and generated as numpy code that
 evaluates a whole batch of subjects per call (arrays shaped ``(..., n_subjects)``).
 
-:class:`PythonModel` offers the same interface for people who prefer to write the right-hand
-side as a Python callable; its derivatives come from central finite differences unless given.
+:class:`PythonModel` (in :mod:`._python`, importable from here) offers the same interface for
+people who prefer to write the right-hand side as a Python callable; its derivatives come from
+central finite differences unless given.
 
 Both pickle: a compiled model travels as its spec and is rebuilt (once per process) on arrival,
 from the disk cache of generated code when it holds the model (see :mod:`._cache`), so neither
@@ -17,15 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import time as _time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ModelError, did_you_mean
+from ..errors import ModelError
 from . import _cache
+from ._base import _ModelBase
 from ._codegen import generate_source, load_source
-from .spec import Event, ModelSpec
+from ._python import PythonModel
+from .spec import ModelSpec
 
 __all__ = ["CompiledModel", "PythonModel", "Jump", "compile_model"]
 
@@ -65,89 +68,6 @@ class Jump:
     apply: Callable
     dy: Callable
     dp: Callable
-
-
-class _ModelBase:
-    """What the simulator needs from a model, shared by compiled and Python models."""
-
-    name: str
-    time_unit: str
-    state_names: tuple[str, ...]
-    parameter_names: tuple[str, ...]
-    #: Time-varying covariates (model files only) and the hidden parameter rows that carry
-    #: them after the parameters in every generated function's ``p`` (see
-    #: :attr:`~progression.model.spec.ModelSpec.hidden_names`).
-    covariate_names: tuple[str, ...] = ()
-    hidden_names: tuple[str, ...] = ()
-    observable_names: tuple[str, ...]
-    events: tuple[Event, ...]
-    defaults: np.ndarray
-    bounds: np.ndarray
-
-    @property
-    def n_states(self) -> int:
-        return len(self.state_names)
-
-    @property
-    def n_parameters(self) -> int:
-        return len(self.parameter_names)
-
-    def _index(self, names: tuple, name: str, kind: str) -> int:
-        try:
-            return names.index(name)
-        except ValueError:
-            hint = did_you_mean(name, names)
-            raise ModelError(f"model {self.name!r} has no {kind} {name!r}{hint}") from None
-
-    def parameter_index(self, name: str) -> int:
-        if name in self.covariate_names:
-            raise ModelError(f"model {self.name!r}: {name!r} is a covariate, not a parameter "
-                             f"(give its values with covariates=)")
-        return self._index(self.parameter_names, name, "parameter")
-
-    def state_index(self, name: str) -> int:
-        return self._index(self.state_names, name, "state")
-
-    def parameter_table(self, params=None, n_subjects: int | None = None) -> np.ndarray:
-        """Turn the forms users pass into a ``(n_subjects, n_parameters)`` array.
-
-        Parameters
-        ----------
-        params : None, dict, sequence of dict, or array_like
-            ``None`` for the defaults; a dict name -> scalar or per-subject array (others keep
-            their defaults); a list of such dicts, one per subject; or an array shaped
-            ``(n_subjects, n_parameters)`` in model order.
-        n_subjects : int, optional
-            Broadcast a single parameter set to this many subjects.
-        """
-        P = self.n_parameters
-        if params is None:
-            table = self.defaults[None, :].copy()
-        elif isinstance(params, Mapping):
-            sizes = {np.size(v) for v in params.values() if np.ndim(v) > 0}
-            if len(sizes) > 1:
-                raise ModelError(f"model {self.name!r}: per-subject parameter arrays have "
-                                 f"different lengths {sorted(sizes)}")
-            m = sizes.pop() if sizes else 1
-            table = np.repeat(self.defaults[None, :], m, axis=0)
-            for key, value in params.items():
-                table[:, self.parameter_index(key)] = np.asarray(value, dtype=float)
-        elif isinstance(params, Sequence) and params and isinstance(params[0], Mapping):
-            table = np.repeat(self.defaults[None, :], len(params), axis=0)
-            for i, row in enumerate(params):
-                for key, value in row.items():
-                    table[i, self.parameter_index(key)] = float(value)
-        else:
-            table = np.array(params, dtype=float, ndmin=2)
-            if table.shape[1] != P:
-                raise ModelError(f"model {self.name!r}: expected parameter rows of length {P} "
-                                 f"(in model order), found {table.shape[1]}")
-        if n_subjects is not None and table.shape[0] == 1 and n_subjects > 1:
-            table = np.repeat(table, n_subjects, axis=0)
-        if not np.all(np.isfinite(table)):
-            bad = sorted({self.parameter_names[j] for j in np.where(~np.isfinite(table))[1]})
-            raise ModelError(f"model {self.name!r}: parameters {bad} are not finite numbers")
-        return table
 
 
 class CompiledModel(_ModelBase):
@@ -462,134 +382,3 @@ class CompiledModel(_ModelBase):
     def __repr__(self) -> str:
         return (f"CompiledModel({self.name!r}, states={len(self.state_names)}, "
                 f"parameters={len(self.parameter_names)})")
-
-
-def _central_difference(f, x: np.ndarray, index_count: int, rel_step: float = 1e-6):
-    """d f / d x[i] for i < index_count by central differences; x is (N, m)."""
-    out = []
-    for i in range(index_count):
-        h = rel_step * np.maximum(1.0, np.abs(x[i]))
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        out.append((f(up) - f(down)) / (2 * h))
-    return np.stack(out, axis=-2) if out else None
-
-
-class PythonModel(_ModelBase):
-    """A model written as Python callables instead of a model file.
-
-    Parameters
-    ----------
-    name : str
-    states : sequence of str
-    parameters : mapping of str to float
-        Parameter names and default values.
-    rhs : callable
-        ``rhs(t, y, p) -> dy/dt``, vectorised: ``y`` is ``(n_states, m)``, ``p`` is
-        ``(n_parameters, m)``, return ``(n_states, m)``. Rows follow the order of ``states`` and
-        ``parameters``.
-    initial : callable or sequence of float
-        ``initial(p) -> (n_states, m)`` or constant initial values.
-    observables : mapping of str to callable, optional
-        ``name -> f(t, y, p) -> (m,)``.
-    jac : callable, optional
-        ``jac(t, y, p) -> (n_states, n_states, m)``; central finite differences otherwise.
-    events : sequence of (Event, callable), optional
-        Event definitions with ``condition(t, y, p) -> (m,)``.
-    bounds : mapping of str to (float, float), optional
-    time_unit : str
-
-    Notes
-    -----
-    The callables must be module-level functions (not lambdas) for the model to pickle.
-    """
-
-    def __init__(self, name, states, parameters, rhs, initial, *, observables=None, jac=None,
-                 events=(), bounds=None, time_unit="1"):
-        self.name = name
-        self.time_unit = time_unit
-        self.state_names = tuple(states)
-        self.parameter_names = tuple(parameters)
-        self.defaults = np.array([float(v) for v in parameters.values()])
-        bounds = bounds or {}
-        self.bounds = np.array([bounds.get(k, (-np.inf, np.inf)) for k in parameters],
-                               dtype=float).reshape(-1, 2)
-        self._rhs = rhs
-        self._initial = initial
-        self._observables = dict(observables or {})
-        self.observable_names = tuple(self._observables)
-        self._jac = jac
-        self._events = tuple(events)
-        self.events = tuple(e for e, _ in self._events)
-        self.jacobian_sparsity = np.ones((len(self.state_names),) * 2, dtype=bool)
-
-    def rhs(self, t, y, p):
-        return np.asarray(self._rhs(t, y, p), dtype=float).reshape(y.shape)
-
-    def jac(self, t, y, p):
-        if self._jac is not None:
-            return np.asarray(self._jac(t, y, p), dtype=float)
-        return _central_difference(lambda yy: self.rhs(t, yy, p), y, self.n_states)
-
-    def dfdp(self, t, y, p):
-        d = _central_difference(lambda pp: self.rhs(t, y, pp), p, self.n_parameters)
-        return d if d is not None else np.zeros((self.n_states, 0, y.shape[1]))
-
-    def dfdp_columns(self, columns):
-        columns = list(columns)
-        return lambda t, y, p: self.dfdp(t, y, p)[:, columns, :]
-
-    def sensitivity_rhs(self, columns):
-        columns = list(columns)
-        n, k, P = self.n_states, len(columns), self.n_parameters
-
-        def g(t, Y, Pa):
-            y, p, a = Y[:n], Pa[:P], Pa[P:]
-            S = Y[n:].reshape(k, n, -1)
-            dS = (np.einsum("ijm,qjm->qim", self.jac(t, y, p), S)
-                  + self.dfdp(t, y, p)[:, columns, :].transpose(1, 0, 2) * a[:, None, :])
-            return np.concatenate([self.rhs(t, y, p), dS.reshape(k * n, -1)])
-
-        return g
-
-    def initial(self, t, y, p):
-        if callable(self._initial):
-            return np.asarray(self._initial(p), dtype=float).reshape(self.n_states, -1)
-        return np.repeat(np.asarray(self._initial, float)[:, None], p.shape[1], axis=1)
-
-    def dinitial_dp(self, t, y, p):
-        d = _central_difference(lambda pp: self.initial(t, y, pp), p, self.n_parameters)
-        return d if d is not None else np.zeros((self.n_states, 0, p.shape[1]))
-
-    def observe(self, t, y, p):
-        if not self._observables:
-            return np.zeros((0, y.shape[1]))
-        return np.stack([np.broadcast_to(f(t, y, p), (y.shape[1],))
-                         for f in self._observables.values()])
-
-    def dobs_dy(self, t, y, p):
-        d = _central_difference(lambda yy: self.observe(t, yy, p), y, self.n_states)
-        return d if d is not None else np.zeros((0, self.n_states, y.shape[1]))
-
-    def dobs_dp(self, t, y, p):
-        d = _central_difference(lambda pp: self.observe(t, y, pp), p, self.n_parameters)
-        return d if d is not None else np.zeros((len(self.observable_names), 0, y.shape[1]))
-
-    def event_values(self, t, y, p):
-        if not self._events:
-            return np.zeros((0, y.shape[1]))
-        return np.stack([np.broadcast_to(f(t, y, p), (y.shape[1],)) for _, f in self._events])
-
-    def jump(self, mapping, where="jump"):
-        raise ModelError(f"model {self.name!r} is a Python model: state jumps given as "
-                         f"expressions need a model file; add to the states in rhs instead")
-
-    def describe(self) -> str:
-        return (f"{self.name} (Python model): states {', '.join(self.state_names)}; parameters "
-                + ", ".join(f"{k}={v:g}" for k, v in zip(self.parameter_names, self.defaults,
-                                                          strict=True)))
-
-    def __repr__(self) -> str:
-        return f"PythonModel({self.name!r}, states={len(self.state_names)})"
-
