@@ -318,3 +318,32 @@ def test_steady_state_dose_uses_the_covariate_at_the_dose_time():
 def test_a_parameter_name_that_is_a_covariate_is_pointed_to_covariates(weight_model):
     with pytest.raises(pg.ModelError, match="'WT' is a covariate.*covariates="):
         pg.simulate(weight_model, {"WT": 80.0}, [0.0, 1.0])
+
+
+def test_a_cohort_gives_each_subject_its_covariates(weight_model):
+    cohort = pg.Cohort({"subject": ["A", "B", "C"], "time": [1.0, 1.0, 1.0],
+                        "observable": ["conc"] * 3, "value": [1.0, 1.0, 1.0]},
+                       time_varying={"subject": ["A", "A", "B"], "time": [5.0, 0.0, 3.0],
+                                     "name": ["WT", "WT", "WT"], "value": [90.0, 70.0, 45.0]},
+                       time_unit="hour")
+    times = np.linspace(0.0, 12.0, 25)
+    sim = pg.simulate(weight_model, None, times, covariates=cohort, **RTOL)
+    assert sim.n_subjects == 3
+    np.testing.assert_allclose(sim["conc"][0], _piecewise_conc(
+        times, 100.0, 5.0, 50.0, [0.0, 5.0], [70.0, 90.0]), rtol=1e-8)
+    np.testing.assert_allclose(sim["conc"][1], _piecewise_conc(
+        times, 100.0, 5.0, 50.0, [0.0], [45.0]), rtol=1e-8)
+    np.testing.assert_allclose(sim["conc"][2], _piecewise_conc(      # the file's default
+        times, 100.0, 5.0, 50.0, [0.0], [70.0]), rtol=1e-8)
+    baseline = pg.Cohort({"subject": ["A"], "time": [1.0], "observable": ["conc"],
+                          "value": [1.0]}, covariates={"A": {"WT": 45.0, "sex": "f"}},
+                         time_unit="hour")
+    sim = pg.simulate(weight_model, None, times, covariates=baseline, **RTOL)
+    np.testing.assert_allclose(sim["conc"][0], _piecewise_conc(
+        times, 100.0, 5.0, 50.0, [0.0], [45.0]), rtol=1e-8)
+    months = pg.Cohort({"subject": ["A"], "time": [1.0], "observable": ["conc"],
+                        "value": [1.0]},
+                       time_varying={"subject": ["A"], "time": [0.0], "name": ["WT"],
+                                     "value": [70.0]})
+    with pytest.raises(pg.DataError, match="in months but model 'cov_pk_iv' runs in hours"):
+        pg.simulate(weight_model, None, times, covariates=months)

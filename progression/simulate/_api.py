@@ -115,10 +115,12 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         whose file declares ``[dosing]``; see :mod:`progression.dosing`. With a Cohort the
         subjects are its subjects, in order; one parameter set is shared by all subjects the
         records name. The model's ``dose_parameter`` (a record-free single dose) is set to 0.
-    covariates : mapping or sequence of mappings, optional
+    covariates : mapping, sequence of mappings, or Cohort, optional
         Values of the model file's ``[covariates]``: ``{name: number | (times, values)}`` for
         every subject, or one such mapping per subject (with one parameter set, it is shared by
-        that many subjects); see :mod:`progression.simulate._covariates`. Times are model
+        that many subjects), or a Cohort (its subjects in order: their time-varying covariates
+        of those names, else numeric baseline ones); see
+        :mod:`progression.simulate._covariates`. Times are model
         times, increasing; before the first the first value holds, after the last the last;
         between them the file's interpolation (``"locf"`` or ``"linear"``). Integration
         restarts at every recorded time; covariates not given take the file's ``value``.

@@ -8,7 +8,8 @@ those rows at any time; the integrators restart at every recorded time (:attr:`b
 stepper never crosses a change of a covariate or of its slope, and since the hidden rows are not
 estimated, the forward sensitivities carry across each restart unchanged.
 
-Values are given as one mapping for every subject or a sequence of mappings, one per subject:
+Values are given as one mapping for every subject, a sequence of mappings, one per subject, or
+a Cohort (its time-varying covariates, else its numeric baseline covariates, per subject):
 ``{"WT": 80.0}`` (constant), ``{"WT": (times, values)}`` (recorded in model time units,
 increasing). Before the first recorded time the first value holds, after the last the last;
 between them ``"locf"`` keeps the last value until the next time and ``"linear"`` interpolates.
@@ -25,8 +26,50 @@ from ..errors import DataError, did_you_mean
 __all__ = ["CovariateSchedule", "covariate_schedule", "n_covariate_subjects"]
 
 
+def _is_cohort(x) -> bool:
+    return (hasattr(x, "time_varying") and hasattr(x, "subjects")
+            and not isinstance(x, Mapping))
+
+
+def _from_cohort(model, cohort) -> tuple[list[dict], tuple[str, ...]]:
+    """One mapping per cohort subject (in ``cohort.subjects`` order) for the model's covariates:
+    time-varying rows as (times, values), else a numeric baseline covariate as a constant."""
+    names = tuple(model.covariate_names)
+    label = getattr(model, "name", "?")
+    tv = cohort.time_varying
+    subjects = tuple(str(s) for s in cohort.subjects)
+    uses_times = any(str(n) in names for n in tv.get("name", ()))
+    unit, model_unit = getattr(cohort, "time_unit", None), getattr(model, "time_unit", None)
+    if uses_times and unit and model_unit and unit != model_unit:
+        # Never rescale silently (as for doses): the cohort must be read in the model's unit.
+        raise DataError(f"covariates: the cohort's times are in {unit}s but model {label!r} "
+                        f"runs in {model_unit}s (read the cohort with to_unit={model_unit!r})")
+    baseline = cohort.covariates
+    out = []
+    for s in subjects:
+        given = {}
+        rows = np.nonzero(np.asarray(tv.get("subject", ()), dtype=str) == s)[0]
+        for name in names:
+            mine = rows[np.asarray(tv["name"], dtype=str)[rows] == name] if rows.size else rows
+            if mine.size:
+                times = np.asarray(tv["time"], dtype=float)[mine]
+                order = np.argsort(times, kind="stable")
+                given[name] = (times[order], np.asarray(tv["value"], dtype=float)[mine][order])
+            elif name in baseline.get(s, {}):
+                value = baseline[s][name]
+                if isinstance(value, str):
+                    raise DataError(f"covariates: subject {s!r}, covariate {name!r}: expected a "
+                                    f"number, found {value!r}")
+                given[name] = value
+        out.append(given)
+    return out, subjects
+
+
 def n_covariate_subjects(covariates) -> int | None:
-    """Number of subjects a per-subject sequence of mappings names (None for one mapping)."""
+    """Number of subjects a per-subject sequence of mappings (or a Cohort) names (None for
+    one mapping)."""
+    if _is_cohort(covariates):
+        return len(covariates.subjects)
     if covariates is None or isinstance(covariates, Mapping):
         return None
     if isinstance(covariates, Sequence) and not isinstance(covariates, str | bytes):
@@ -169,9 +212,11 @@ def covariate_schedule(model, covariates, m: int) -> CovariateSchedule | None:
     Parameters
     ----------
     model : CompiledModel or PythonModel
-    covariates : None, mapping, or sequence of mappings
+    covariates : None, mapping, sequence of mappings, or Cohort
         ``{name: number | (times, values)}`` for every subject, or one such mapping per
-        subject; covariates not given take the model file's ``value``.
+        subject; covariates not given take the model file's ``value``. A Cohort gives, per
+        subject in its order, its time-varying covariates of the model's names, else its
+        numeric baseline covariates (its times must be in the model's unit).
     m : int
         Number of subjects simulated.
 
@@ -193,6 +238,9 @@ def covariate_schedule(model, covariates, m: int) -> CovariateSchedule | None:
             return None
         raise DataError(f"covariates: model {label!r} declares no covariates (add "
                         f"[covariates.NAME] tables to its model file)")
+    ids = None
+    if _is_cohort(covariates):
+        covariates, ids = _from_cohort(model, covariates)
     if covariates is None:
         per_subject = [{}] * m
     elif isinstance(covariates, Mapping):
@@ -209,7 +257,8 @@ def covariate_schedule(model, covariates, m: int) -> CovariateSchedule | None:
     series = {n: [] for n in names}
     one = isinstance(covariates, Mapping)
     for i, given in enumerate(per_subject):
-        where = "covariates" if one else f"covariates[{i}]"
+        where = ("covariates" if one else f"covariates[{i}]" if ids is None
+                 else f"covariates, subject {ids[i]!r}")
         if not isinstance(given, Mapping):
             raise DataError(f"{where}: expected a mapping name -> value or (times, values), "
                             f"found {type(given).__name__}")
@@ -224,7 +273,8 @@ def covariate_schedule(model, covariates, m: int) -> CovariateSchedule | None:
             elif defaults[name] is not None:
                 series[name].append((np.array([-np.inf]), np.array([defaults[name]])))
             else:
-                raise DataError(f"covariates: subject {i} has no value for covariate {name!r}, "
+                who = i if ids is None else repr(ids[i])
+                raise DataError(f"covariates: subject {who} has no value for covariate {name!r}, "
                                 f"which model {label!r} requires (its file gives no default "
                                 f"value)")
     return CovariateSchedule(model, series, m)

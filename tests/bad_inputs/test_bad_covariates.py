@@ -148,3 +148,22 @@ def test_covariates_for_a_model_without_any_are_refused():
 
     with pytest.raises(DataError, match="model 'pk_iv_bolus' declares no covariates"):
         simulate("pk_iv_bolus", None, [0.0, 1.0], covariates={"WT": 70.0})
+
+
+def test_a_cohort_with_a_text_covariate_or_other_subjects_is_refused(model):
+    import progression as pg
+    from progression.errors import DataError
+
+    obs = {"subject": ["P1", "P2"], "time": [1.0, 1.0], "observable": ["x", "x"],
+           "value": [1.0, 1.0]}
+    cohort = pg.Cohort(obs, covariates={"P1": {"AGE": 61.0}, "P2": {"AGE": "old"}},
+                       time_unit="hour")
+    with pytest.raises(DataError, match="subject 'P2', covariate 'AGE': expected a number, "
+                                        "found 'old'"):
+        pg.simulate(model, None, [0.0, 1.0], covariates=cohort)
+    cohort = pg.Cohort(obs, covariates={"P1": {"AGE": 61.0}, "P2": {"WT": 80.0}},
+                       time_unit="hour")
+    with pytest.raises(DataError, match="subject 'P2' has no value for covariate 'AGE'"):
+        pg.simulate(model, None, [0.0, 1.0], covariates=cohort)
+    with pytest.raises(DataError, match="one mapping per subject \\(3 subjects\\), found 2"):
+        pg.simulate(model, model.parameter_table(None, 3), [0.0, 1.0], covariates=cohort)
