@@ -347,3 +347,29 @@ def test_a_cohort_gives_each_subject_its_covariates(weight_model):
                                      "value": [70.0]})
     with pytest.raises(pg.DataError, match="in months but model 'cov_pk_iv' runs in hours"):
         pg.simulate(weight_model, None, times, covariates=months)
+
+
+def test_batches_switches_and_events_with_covariates(weight_model):
+    """Batches see the same covariates; a switch at a covariate time sees its new value; an
+    event is located on the piece where it happens."""
+    text = WEIGHT_MODEL + """
+[events.low]
+condition = "A / V - 0.8"
+direction = "falling"
+"""
+    model = pg.compile_model(parse_model(text, "e.toml"))
+    times = np.linspace(0.0, 12.0, 25)
+    cov = [{"WT": ([0.0, 5.0], [70.0, 90.0])}, {"WT": 45.0}, {"WT": ([2.0, 6.0], [50.0, 80.0])}]
+    whole = pg.simulate(model, None, times, covariates=cov, **RTOL)
+    batched = pg.simulate(model, None, times, covariates=cov, batch_size=1, **RTOL)
+    np.testing.assert_allclose(batched.states, whole.states, rtol=1e-9)
+    # Event of subject 0: conc = 2 exp(-k1*5 - k2*(t-5)) = 0.8 after t = 5.
+    k1, k2 = 0.1, 5.0 * (90.0 / 70.0) ** 0.75 / 50.0
+    t_low = 5.0 + (np.log(2.5) - 5.0 * k1) / k2
+    assert whole.event_time("low")[0] == pytest.approx(t_low, rel=1e-8)
+    # Clearance halved at t = 5 by a switch, at the time the weight steps.
+    halved = pg.simulate(model, None, times, covariates=cov[:1], **RTOL,
+                         switches=[pg.Switch(5.0, scale={"CL_ref": 0.5})])
+    exact = 2.0 * np.where(times < 5.0, np.exp(-k1 * times),
+                           np.exp(-5.0 * k1 - 0.5 * k2 * (times - 5.0)))
+    np.testing.assert_allclose(halved["conc"][0], exact, rtol=1e-8)
