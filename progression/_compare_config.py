@@ -1,6 +1,6 @@
 """Scenario-comparison configs (TOML) -> a source, scenarios and compare options.
 
-A config has four tables::
+A config has these tables::
 
     [source]                  # a virtual population ...
     model = "als_systemic"
@@ -16,6 +16,8 @@ A config has four tables::
     shared = [{ parameters = ["k0", "kA"], log_mean = -0.2, log_sd = 0.7 }]
 
     [compare]                 # optional: start, horizon, step, draws, seed, reference
+    [solver]                  # optional: method, rtol, atol, max_step, max_steps
+                              # (progression.SolverOptions, used by every integration)
     [endpoints]               # optional: times, slope_window, threshold, markers, event, share
 
     [scenarios]               # name = list of interventions
@@ -52,7 +54,10 @@ _UNITS = {"h": HOUR, "hour": HOUR, "hours": HOUR, "d": DAY, "day": DAY, "days": 
           "y": 12.0, "year": 12.0, "years": 12.0}
 _TIME = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([a-zA-Z]+)\s*$")
 
-_SECTIONS = {"source", "compare", "endpoints", "scenarios"}
+_SECTIONS = {"source", "compare", "endpoints", "scenarios", "solver"}
+#: Keys of the [solver] table: the SolverOptions fields that integration uses
+#: (``sensitivities`` concerns fits only).
+_SOLVER_KEYS = ("method", "rtol", "atol", "max_step", "max_steps")
 _SOURCE_KEYS = {"model", "n", "seed", "anchor", "delay", "fit", "variability", "max_time"}
 _COMPARE_KEYS = {"start", "horizon", "step", "draws", "seed", "reference", "observables",
                  "method", "rtol", "atol"}
@@ -266,6 +271,15 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
             problems.add("compare.method", f"unknown method {options['method']!r}"
                                            f"{did_you_mean(options['method'], METHODS)} "
                                            f"(methods: {', '.join(sorted(METHODS))})")
+    if "solver" in doc:
+        solver = _solver(doc["solver"], problems)
+        clash = [k for k in ("method", "rtol", "atol") if k in comp]
+        if clash:
+            problems.add(f"compare.{clash[0]}", "integration options go in [solver] when it is "
+                                                "given (found them in both [compare] and "
+                                                "[solver])")
+        elif solver is not None:
+            options["solver"] = solver
     if "reference" in options and options["reference"] not in scenarios:
         problems.add("compare.reference", f"no scenario {options['reference']!r}"
                                           f"{did_you_mean(options['reference'], scenarios)} "
@@ -390,6 +404,25 @@ def _load_fit(value, config: Path):
         return load_fit(folder)
     except ProgressionError as exc:
         raise ConfigError(f"{config}, key 'source.fit': {exc}") from None
+
+
+def _solver(table: dict, problems: _Problems):
+    """The [solver] table as :class:`~progression.SolverOptions` (None after a problem)."""
+    from .options import SolverOptions
+
+    _unknown(table, set(_SOLVER_KEYS), "solver", problems)
+    ok = True
+    for key, value in table.items():
+        if key not in _SOLVER_KEYS:
+            ok = False
+            continue
+        try:
+            SolverOptions(**{key: value})         # one key at a time: each problem named
+        except ConfigError as exc:
+            ok = False
+            what = str(exc).removeprefix("solver options: ").removeprefix(f"{key}: ")
+            problems.add(f"solver.{key}", what)
+    return SolverOptions(**table) if ok else None
 
 
 def _variability(table, problems: _Problems, cls):

@@ -6,7 +6,7 @@ of 10 per arm) gives bit-identical numbers in this process, through a ``ThreadPo
 chunks carry their own seeds, so how they are spread over workers cannot change a number.
 Before the contract, progression's executors had ``map(fn, items)`` calling ``fn(*item)`` and
 ``simulate_pool(executor=<progression executor>)`` failed with a TypeError.
-(``pg.compare`` takes no executor: it runs one stacked solve in this process.)
+(``pg.compare`` fans its scenarios out the same way: tests/test_solver_options_virtual.py.)
 """
 
 import concurrent.futures as cf

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError, ProgressionError
 from ..model import load_model
+from ..options import SolverOptions
 from ..simulate import simulate
 
 __all__ = ["Variability", "ALS_VARIABILITY", "default_variability", "VirtualPopulation",
@@ -146,11 +147,13 @@ class VirtualPopulation:
 
     @classmethod
     def typical(cls, model="als_systemic", *, anchor: str | None = "clinical_onset",
-                delay: float = 12.0) -> VirtualPopulation:
-        """One subject with the default parameters, data time 0 at ``anchor + delay``."""
+                delay: float = 12.0, solver=None) -> VirtualPopulation:
+        """One subject with the default parameters, data time 0 at ``anchor + delay``
+        (``solver``: :class:`~progression.SolverOptions` of the anchor simulation)."""
         model = load_model(model)
         table = model.parameter_table(None)
-        offset = _anchor_times(model, table, anchor, np.array([delay]))[0]
+        options = SolverOptions.coerce(solver).simulate_kwargs()
+        offset = _anchor_times(model, table, anchor, np.array([delay]), **options)[0]
         if not np.isfinite(offset):
             raise ProgressionError(f"VirtualPopulation.typical: event {anchor!r} does not "
                                    f"happen for the default parameters of {model.name!r}")
@@ -161,7 +164,7 @@ class VirtualPopulation:
     @classmethod
     def sample(cls, model="als_systemic", n: int = 100, *, seed=0,
                variability: Variability | None = None, anchor: str | None = "clinical_onset",
-               delay=12.0, max_time: float = 240.0) -> VirtualPopulation:
+               delay=12.0, max_time: float = 240.0, solver=None) -> VirtualPopulation:
         """Sample ``n`` virtual subjects alive at their data time 0.
 
         Parameters
@@ -179,17 +182,20 @@ class VirtualPopulation:
         max_time : float
             Subjects whose anchor does not happen by then, or who die before data time 0, are
             replaced by new draws.
+        solver : SolverOptions or mapping, optional
+            How the screening simulations are integrated.
         """
         model = load_model(model)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         variability = variability or default_variability(model)
+        options = SolverOptions.coerce(solver).simulate_kwargs()
         tables, offsets = [], []
         have = 0
         for _ in range(50):
             k = int(math.ceil((n - have) * 1.3)) + 4
             table = variability.sample(model, k, rng)
             d = _draw_delay(delay, k, rng)
-            when = _anchor_times(model, table, anchor, d, max_time=max_time)
+            when = _anchor_times(model, table, anchor, d, max_time=max_time, **options)
             ok = np.isfinite(when)
             tables.append(table[ok])
             offsets.append(when[ok])
@@ -219,10 +225,10 @@ def _terminal_names(model) -> list[str]:
     return [e.name for e in model.events if e.terminal]
 
 
-def _anchor_times(model, table, anchor, delay, *, max_time=240.0) -> np.ndarray:
+def _anchor_times(model, table, anchor, delay, *, max_time=240.0, **options) -> np.ndarray:
     """Model time of ``anchor + delay`` per subject; NaN if the anchor does not happen by
-    ``max_time`` or a terminal event comes first."""
-    sim = simulate(model, table, [0.0, max_time])
+    ``max_time`` or a terminal event comes first. ``options``: passed to :func:`simulate`."""
+    sim = simulate(model, table, [0.0, max_time], **options)
     if anchor is None:
         when = np.asarray(delay, float) + 0.0 * table[:, 0]
     else:

@@ -37,6 +37,8 @@ import numpy as np
 
 from ..errors import ConfigError, ProgressionError
 from ..model import load_model
+from ..options import SolverOptions
+from ..parallel import Progress, check_executor
 from ..plots.scenarios import PLOT_BAND
 from ..simulate import simulate
 from ._tables import _quiet
@@ -58,6 +60,19 @@ __all__ = [
 ]
 
 REFERENCE = "no treatment"
+
+
+def _scenario_job(job):
+    """One scenario, as a picklable job for ``executor.map``: the light result only (arrays,
+    no model), so that results travel back from worker processes cheaply."""
+    model, table, starts, y0, interventions, tau, autonomous, options = job
+    sim = _simulate_scenario(model, table, starts, y0, interventions, tau,
+                             autonomous=autonomous, options=options)
+    if isinstance(sim, _Stitched):
+        return sim
+    return _Stitched(sim.state_names, sim.observable_names, sim.states, sim.observables,
+                     {name: sim.event_time(name) for name in sim.events}, sim.status,
+                     dict(getattr(sim, "units", {}) or {}))
 
 
 def _simulate_scenario(model, table, starts, y0, interventions, tau, *, autonomous, options):
@@ -122,7 +137,8 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
             step: float = 0.25, endpoints: Endpoints | None = None, draws: int = 0,
             seed=0, reference: str | None = None, observables: Sequence[str] | None = None,
             method: str = "LSODA", rtol: float = 1e-6, atol: float = 1e-9,
-            max_step: float = np.inf, progress: bool = False) -> Comparison:
+            max_step: float = np.inf, progress: bool = False, solver=None,
+            executor=None) -> Comparison:
     """Compare intervention scenarios on the same subjects.
 
     Parameters
@@ -149,10 +165,17 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     observables : sequence of str, optional
         Trajectories kept (default: the endpoint observables plus ``Treg_pct`` when present).
     method, rtol, atol, max_step
-        Passed to :func:`simulate`.
+        Passed to :func:`simulate` when ``solver`` is not given (kept for old calls).
     progress : bool
         A progress bar (scenarios done) on stderr: rewritten in place on a terminal, whole
         lines in a log.
+    solver : SolverOptions or mapping, optional
+        How every integration of the comparison is done (the states at the start and every
+        scenario); overrides ``method``, ``rtol``, ``atol`` and ``max_step``.
+    executor : concurrent.futures.Executor, optional
+        Scenarios are integrated through ``executor.map`` (threads, processes, a Dask
+        ``client.get_executor()``, :func:`progression.parallel.executor`); each scenario is
+        one batched solve from the same starting states, so the numbers do not depend on it.
 
     Returns
     -------
@@ -212,7 +235,10 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         draw_notes.append(f"{early.size} subject draw(s) whose drawn time offset put the start "
                           "before the model's t = 0 are left out")
 
-    options = dict(method=method, rtol=rtol, atol=atol, max_step=max_step)
+    solver = SolverOptions.coerce(solver, method=method, rtol=rtol, atol=atol,
+                                  max_step=max_step)
+    check_executor(executor)
+    options = solver.simulate_kwargs()
     y0, obs0, _ = states_at(model, full, starts, **options)
     alive = np.all(np.isfinite(y0), axis=1)
     baseline_all = {name: obs0[:, model.observable_names.index(name)]
@@ -233,17 +259,18 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     autonomous = is_autonomous(model)
     subject_endpoints, draw_endpoints, trajectories, draw_means = {}, {}, {}, {}
     units, plot_series = {}, {}
-    from ..parallel import Progress
-
     bar = Progress(f"compare {model.name}", len(scen), unit="scenarios", enabled=progress)
     # the reference first: it fixes `valid`, which the figure summaries below need
-    for done, name in enumerate(sorted(scen, key=lambda n: n != reference), start=1):
-        ivs = scen[name]
-        # figures: also at every switch and just before it (no sawtooth from the output step);
-        # endpoints, tables and CSV files: on tau
-        fine = _plot_times(tau, model, ivs, horizon, table)
-        sim_fine = _simulate_scenario(model, full, starts, y0, ivs, fine,
-                                      autonomous=autonomous, options=options)
+    order = sorted(scen, key=lambda n: n != reference)
+    # figures: also at every switch and just before it (no sawtooth from the output step);
+    # endpoints, tables and CSV files: on tau
+    grids = {name: _plot_times(tau, model, scen[name], horizon, table) for name in order}
+    jobs = [(model, full, starts, y0, scen[name], grids[name], autonomous, options)
+            for name in order]
+    # builtin map is lazy, so the progress bar advances as scenarios finish in-process too
+    solved = (executor.map if executor is not None else map)(_scenario_job, jobs)
+    for done, (name, sim_fine) in enumerate(zip(order, solved, strict=True), start=1):
+        fine = grids[name]
         sim = _AtTimes(sim_fine, np.searchsorted(fine, tau))
         failed = np.asarray(sim.status) < 0
         if failed.any():

@@ -39,6 +39,7 @@ from scipy import stats
 
 from ..errors import ConfigError, ProgressionError
 from ..model import load_model
+from ..options import SolverOptions
 from ..parallel import Progress, check_executor
 from ..simulate import simulate
 from ..stats.survival import exponential_hazard_ratio, logrank
@@ -204,6 +205,12 @@ class VirtualTrial:
         Survival follow-up continues after dropout (vital status known), as in most trials.
     function, event, onset : str
         Observable of the functional score, survival event, clinical-onset event.
+    max_score : float
+        Largest value of the functional score (observed scores are clipped to it; ΔFS is
+        measured from it).
+    solver : SolverOptions or mapping, optional
+        How every integration of the trial (screening, states at randomisation, every arm)
+        is done; LSODA at rtol 1e-6 by default.
     """
 
     def __init__(self, arms: Mapping, *, model="als_systemic",
@@ -212,8 +219,9 @@ class VirtualTrial:
                  dropout: Dropout | None = None, noise_sd: float = 2.0,
                  endpoint: str = "slope", alpha: float = 0.05, vital_status: bool = True,
                  function: str = "ALSFRS_R", event: str = "death",
-                 onset: str = "clinical_onset", max_score: float = 48.0):
+                 onset: str = "clinical_onset", max_score: float = 48.0, solver=None):
         self.model = load_model(model)
+        self.solver = SolverOptions.coerce(solver)
         if not isinstance(arms, Mapping) or len(arms) < 2:
             raise ConfigError("arms: expected at least two arms (control first)")
         self.arms = {str(k): flatten(v) for k, v in arms.items()}
@@ -280,6 +288,7 @@ class VirtualTrial:
     def _screen(self, n: int, rng) -> tuple:
         model = self.model
         enr = self.enrolment
+        options = self.solver.simulate_kwargs()
         f_index = model.observable_names.index(self.function)
         tables, when, scores, dfs, durations = [], [], [], [], []
         candidates, found, have = 0, 0, 0
@@ -287,12 +296,12 @@ class VirtualTrial:
             k = max(16, int(math.ceil((n - have) * 2.0)))
             table = self.variability.sample(model, k, rng)
             duration = rng.uniform(*enr.duration, k)
-            t_screen = _anchor_times(model, table, self.onset, duration)
+            t_screen = _anchor_times(model, table, self.onset, duration, **options)
             candidates += k
             ok = np.isfinite(t_screen)
             if not ok.any():
                 continue
-            y, obs, _ = states_at(model, table[ok], t_screen[ok])
+            y, obs, _ = states_at(model, table[ok], t_screen[ok], **options)
             alive = np.all(np.isfinite(y), axis=1)
             F = obs[:, f_index]
             score = np.clip(np.round(F + self.noise_sd * rng.standard_normal(F.size)), 0,
@@ -324,7 +333,8 @@ class VirtualTrial:
     def _outcomes(self, table, when) -> tuple[np.ndarray, np.ndarray]:
         model = self.model
         visits = self.visits
-        y0, _, _ = states_at(model, table, when)
+        options = self.solver.simulate_kwargs()
+        y0, _, _ = states_at(model, table, when, **options)
         initial = {name: y0[:, i] for i, name in enumerate(model.state_names)}
         results = {}
         F_all, D_all = [], []
@@ -336,7 +346,8 @@ class VirtualTrial:
             else:
                 if autonomous:
                     sw = to_switches(model, ivs, until=self.follow_up, base=table)
-                    sim = simulate(model, table, visits, initial=initial, switches=sw)
+                    sim = simulate(model, table, visits, initial=initial, switches=sw,
+                                   **options)
                     death = sim.event_time(self.event)
                     F = sim[self.function]
                 else:
@@ -346,7 +357,7 @@ class VirtualTrial:
                         idx = np.nonzero(when == s)[0]
                         sw = to_switches(model, ivs, until=self.follow_up, offset=s,
                                          base=table[idx])
-                        sim = simulate(model, table[idx], s + visits, switches=sw)
+                        sim = simulate(model, table[idx], s + visits, switches=sw, **options)
                         F[idx] = sim[self.function]
                         death[idx] = sim.event_time(self.event) - s
                 death = np.where(np.isfinite(death), death, np.inf)
