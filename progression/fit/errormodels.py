@@ -9,7 +9,11 @@ additive         y - f,  sigma = a                       ``a``
 proportional     y - f,  sigma = b |f|                   ``b``
 combined         y - f,  sigma = sqrt(a^2 + b^2 f^2)     ``a``, ``b``
 lognormal        log y - log f,  sigma                   ``sigma``
+measured         y - f,  sigma = the value's ``sd``       none (a data column)
 ===============  =====================================  ===================
+
+The ``measured`` model takes each value's known standard deviation from the data (column
+``sd``); it is constant, so it adds no ``e`` residual and no parameter.
 
 **Residuals.** The optimiser minimises a sum of squares equal to ``-2 log L`` up to a
 constant. Each observed value contributes ``r = (y - f) / sigma`` (on the log scale for the
@@ -33,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_ndtr
 
-__all__ = ["ERROR_MODELS", "ADDITIVE", "PROPORTIONAL", "COMBINED", "LOGNORMAL", "C_SIGMA",
+__all__ = ["ERROR_MODELS", "ADDITIVE", "PROPORTIONAL", "COMBINED", "LOGNORMAL", "MEASURED",
+           "C_SIGMA",
            "Terms", "likelihood_terms"]
 
 #: Error model name -> its parameter names.
@@ -42,8 +47,9 @@ ERROR_MODELS = {
     "proportional": ("b",),
     "combined": ("a", "b"),
     "lognormal": ("sigma",),
+    "measured": (),
 }
-ADDITIVE, PROPORTIONAL, COMBINED, LOGNORMAL = range(4)
+ADDITIVE, PROPORTIONAL, COMBINED, LOGNORMAL, MEASURED = range(5)
 CODES = {name: i for i, name in enumerate(ERROR_MODELS)}
 #: The constant inside the sigma residual e = sqrt(2 log sigma + C).
 C_SIGMA = 50.0
@@ -86,8 +92,9 @@ def likelihood_terms(code, y, cens, limit, f, df, a, da, b, db, sigma_varies,
     f : float array (N,)
         Predictions; ``df`` (N, D) their derivatives.
     a, b : float arrays (N,)
-        Error parameters (``a`` is ``sigma`` for the log-normal model; unused entries any
-        value); ``da``, ``db`` (N, D) their derivatives.
+        Error parameters (``a`` is ``sigma`` for the log-normal model and the value's known
+        SD for the measured one; unused entries any value); ``da``, ``db`` (N, D) their
+        derivatives.
     sigma_varies : bool array (N,)
         Whether sigma may change (adds the ``e`` residual for observed values).
     """

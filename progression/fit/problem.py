@@ -44,14 +44,16 @@ rejected step. Failures are counted, never raised.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .config import OFFSET, FitConfig, FitParameter
-from .errormodels import CODES, ERROR_MODELS, likelihood_terms
-from .transforms import SCALES
+from .errormodels import CODES, ERROR_MODELS, MEASURED, likelihood_terms
+from .transforms import SCALES, to_internal
 
 __all__ = ["Design", "Problem", "Evaluation", "designs_from_cohort", "PENALTY"]
 
@@ -81,6 +83,20 @@ class Design:
         0 observed, 1 below ``limit``, -1 above ``limit``.
     offset_covariate : float
         Value of the time-offset covariate (0 without one).
+    doses : tuple of progression.dosing.Dose
+        The subject's dose records, times in data time (shifted to model time with the
+        subject's time offset, like the observations); ``subject`` is ignored.
+    dose_records : bool
+        The data set gives doses as records: the model's record-free dose parameter
+        (``[dosing] dose_parameter``) is 0 for this subject, as in ``simulate(..., doses=...)``.
+    covariates : tuple of (str, ndarray, ndarray)
+        Covariates the model declares: ``(name, times, values)`` with times in data time (a
+        baseline covariate is one value at time 0).
+    condition : ndarray of str (n,) or None
+        Experimental condition of each value (``""``: none); see :class:`Problem`.
+    sd : ndarray (n,) or None
+        Known standard deviation of each value (the ``"measured"`` error model; NaN where not
+        given).
     """
 
     id: str
@@ -90,6 +106,11 @@ class Design:
     cens: np.ndarray
     limit: np.ndarray
     offset_covariate: float = 0.0
+    doses: tuple = ()
+    dose_records: bool = False
+    covariates: tuple = ()
+    condition: np.ndarray | None = None
+    sd: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -97,8 +118,35 @@ class Design:
 
     def with_values(self, value: np.ndarray) -> Design:
         """The same design with other values (e.g. a bootstrap replicate)."""
-        return Design(self.id, self.time, self.obs, np.asarray(value, float), self.cens,
-                      self.limit, self.offset_covariate)
+        return dataclasses.replace(self, value=np.asarray(value, float))
+
+    def replace(self, **changes) -> Design:
+        """A copy with some fields changed (doses, covariates, conditions are kept)."""
+        return dataclasses.replace(self, **changes)
+
+
+class _Units(NamedTuple):
+    """Simulation units of a batch: ``row`` (U,) the row of each unit, ``of_obs`` (N,) the
+    unit of each value, ``table`` (U, P) model parameters, ``inputs`` per unit (None, or a
+    dict with ``doses`` and ``covariates`` in model time), ``fixed`` (U, P) parameters a
+    condition overrides (or None)."""
+
+    row: np.ndarray
+    of_obs: np.ndarray
+    table: np.ndarray
+    inputs: list
+    fixed: np.ndarray | None
+
+
+def _has_inputs(problem, design) -> bool:
+    """Whether a design's rows are simulated with inputs (doses, covariates, or conditions
+    with doses) on the exact path."""
+    if design.doses or design.covariates:
+        return True
+    if design.condition is not None and problem.conditions:
+        used = set(np.unique(design.condition).tolist()) - {""}
+        return any(c.doses for c in problem.conditions if c.name in used)
+    return False
 
 
 @dataclass
@@ -150,9 +198,13 @@ class Problem:
     error_models: tuple
     parameters: tuple
     solver: dict = field(default_factory=dict)
+    conditions: tuple = ()
+    #: Some rows carry doses, covariates or condition inputs (set by :meth:`fix_grid_step`).
+    has_inputs: bool = False
 
     def __post_init__(self):
         model = self.model
+        self.condition_names = tuple(c.name for c in self.conditions)
         self.P = model.n_parameters
         self.Q = len(self.parameters)
         self.names = tuple(p.name for p in self.parameters)
@@ -166,6 +218,9 @@ class Problem:
         self.b_index = np.full(len(self.observables), -1, dtype=int)
         for i, (obs, kind) in enumerate(zip(self.observables, self.error_models, strict=True)):
             names = ERROR_MODELS[kind]
+            if not names:                      # "measured": sigma from the data, no parameter
+                self.a_index[i] = -1
+                continue
             first = index[f"{obs}.{names[0]}"]
             if kind == "proportional":
                 self.b_index[i], self.a_index[i] = first, -1
@@ -194,12 +249,14 @@ class Problem:
     @classmethod
     def from_config(cls, config: FitConfig) -> Problem:
         return cls(config.model, tuple(config.errors), tuple(config.errors.values()),
-                   config.parameters, dict(config.solver))
+                   config.parameters, dict(config.solver),
+                   tuple(getattr(config, "conditions", ()) or ()))
 
     def __getstate__(self):
         return {"model": self.model, "observables": self.observables,
                 "error_models": self.error_models, "parameters": self.parameters,
-                "solver": self.solver}
+                "solver": self.solver, "conditions": self.conditions,
+                "has_inputs": self.has_inputs}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -212,7 +269,11 @@ class Problem:
         estimate depended on which subjects shared its batch, and the objective jumped where
         that time crossed a power of two. The span used is the latest data time plus the
         largest time offset the bounds allow (its value when unbounded or not estimated).
+
+        Also notes whether any design carries inputs (doses, covariates, conditions with
+        inputs), which :meth:`path_name` reports.
         """
+        self.has_inputs = bool(self.has_inputs or any(_has_inputs(self, d) for d in designs))
         if self.solver.get("grid_step", "auto") != "auto" or not designs:
             return
         off = self.parameters[self.offset_index]
@@ -239,15 +300,21 @@ class Problem:
                       rtol=min(self.solver.get("rtol", 1e-6), EXACT_RTOL),
                       atol=min(self.solver.get("atol", 1e-9), EXACT_ATOL))
         return Problem(self.model, self.observables, self.error_models, self.parameters,
-                       solver)
+                       solver, self.conditions, self.has_inputs)
 
     def path_name(self) -> str:
         """How this problem computes outputs and sensitivities, in words."""
         if self.exact:
             return "exact outputs, forward sensitivities"
         sens = self.solver.get("sensitivities", "grid")
-        return (f"grid outputs (Hermite interpolation, step {self.solver.get('grid_step')}), "
+        text = (f"grid outputs (Hermite interpolation, step {self.solver.get('grid_step')}), "
                 f"{'grid' if sens == 'grid' else 'forward'} sensitivities")
+        if self.has_inputs:
+            # An interpolant across a dose jump or covariate change would be wrong: such rows
+            # are simulated piecewise by simulate() at their own times (see evaluate).
+            text += ("; rows with doses, covariates or condition inputs: exact outputs, "
+                     "forward sensitivities")
+        return text
 
     def parameter(self, name: str) -> FitParameter:
         return self.parameters[self.names.index(name)]
@@ -271,8 +338,16 @@ class Problem:
 
     def evaluate(self, designs, row_design, theta, cols, *, want_jac: bool = True,
                  want_info: bool = False, want_predictions: bool = False,
-                 accurate: bool | None = None) -> Evaluation:
+                 accurate: bool | None = None, prior=None) -> Evaluation:
         """Residuals (and Jacobians on the estimation scale) for R rows at once.
+
+        A row's data are simulated as one or more *units*: one per experimental condition its
+        values belong to (see :class:`Problem`), each with the condition's parameter
+        overrides and inputs. Units without inputs go through the configured path (grid or
+        exact); units with doses or time-varying covariates are simulated by
+        :func:`progression.simulate` at their own times with forward sensitivities, so that
+        no interpolant crosses a dose (:meth:`path_name` says so). Outputs are put back in
+        the row's order: residuals, Jacobians, information and ``m2ll`` stay per row.
 
         Parameters
         ----------
@@ -289,6 +364,12 @@ class Problem:
         accurate : bool, optional
             Grid sensitivities with Richardson extrapolation (default: when ``want_info``, i.e.
             for standard errors; optimiser steps do with the plain rule).
+        prior : callable, optional
+            ``prior(x) -> (res, jac)`` with ``x`` (R, D) the estimation-scale values of the
+            columns ``cols``: extra residuals ``res`` (R, k) appended to each row's residual
+            vector (their squares added to ``m2ll``) and their Jacobian ``jac`` (R, k, D)
+            with respect to ``x`` (``jac^T jac`` added to ``info``); e.g.
+            :class:`progression.fit.likelihood.GaussianPrior`.
         """
         theta = np.asarray(theta, dtype=float)
         cols = np.asarray(cols, dtype=int)
@@ -302,6 +383,8 @@ class Problem:
         y = cat([designs[d].value for d in row_design])
         cens = cat([designs[d].cens for d in row_design])
         limit = cat([designs[d].limit for d in row_design])
+        sd = cat([designs[d].sd if designs[d].sd is not None else np.full(designs[d].n, np.nan)
+                  for d in row_design])
         cov = np.array([designs[d].offset_covariate for d in row_design], dtype=float)
         P = self.P
         offset = theta[:, self.offset_index] + self.offset_factor * cov
@@ -311,11 +394,26 @@ class Problem:
         model_cols = cols[cols < P]
         want_d = want_jac or want_info
         sens = [self.model.parameter_names[q] for q in model_cols] if want_d else []
+        units = self._units(designs, row_design, theta, rr, offset)
+        if want_d and self.offset_index in cols and any(u is not None for u in units.inputs):
+            raise ConfigError(f"key 'parameters.{OFFSET}': an estimated time offset is not "
+                              "supported for subjects with doses, time-varying covariates or "
+                              "condition inputs (the derivative would be wrong); fix the "
+                              "offset")
         # Optimiser steps tolerate a Jacobian good to ~1e-3; the information matrix behind the
         # standard errors gets the Richardson-extrapolated grid sensitivities.
-        out = self._outputs(theta[:, :P], rr, tm, oi, sens,
-                            accurate=want_info if accurate is None else accurate)
-        f, dfdp, dfdtau, status, messages = out
+        out = self._outputs(units.table, units.of_obs, tm, oi, sens,
+                            accurate=want_info if accurate is None else accurate,
+                            inputs=units.inputs)
+        f, dfdp, dfdtau, ustatus, umessages = out
+        status = np.zeros(R, dtype=int)
+        np.minimum.at(status, units.row, ustatus)
+        messages = ["; ".join(umessages[u] for u in np.nonzero(units.row == r)[0]
+                              if ustatus[u] < 0) for r in range(R)]
+        if want_d and units.fixed is not None:
+            # a condition's fixed override: the unit does not depend on that parameter
+            for j, q in enumerate(model_cols):
+                dfdp[j, units.fixed[units.of_obs, q]] = 0.0
         N = f.shape[0]
         df = np.zeros((N, D))
         if want_d:
@@ -327,9 +425,10 @@ class Problem:
         a_idx, b_idx = self.a_index[oi], self.b_index[oi]
         a = np.where(a_idx >= 0, theta[rr, np.maximum(a_idx, 0)], 0.0)
         b = np.where(b_idx >= 0, theta[rr, np.maximum(b_idx, 0)], 0.0)
+        code = self.codes[oi]
+        a = np.where(code == MEASURED, sd, a)
         da = (cols[None, :] == a_idx[:, None]).astype(float)
         db = (cols[None, :] == b_idx[:, None]).astype(float)
-        code = self.codes[oi]
         terms = likelihood_terms(code, y, cens, limit, f, df, a, da, b, db,
                                  self.sigma_varies[oi], want_jac=want_d)
         m2ll = np.bincount(rr, weights=terms.m2ll, minlength=R)
@@ -344,6 +443,16 @@ class Problem:
             de = terms.de * scale[e_rows]
             bad[rr[~np.all(np.isfinite(dr), axis=1)]] = True
             bad[e_rows[~np.all(np.isfinite(de), axis=1)]] = True
+        # prior/penalty residuals (a population model's eta' Omega^-1 eta enters here)
+        p_res = p_jac = None
+        if prior is not None:
+            x = to_internal(theta[:, cols], self.scale[cols], self.lower[cols],
+                            self.upper[cols])
+            p_res, p_jac = prior(x)
+            p_res = np.asarray(p_res, dtype=float).reshape(R, -1)
+            p_jac = np.asarray(p_jac, dtype=float).reshape(R, p_res.shape[1], D)
+            m2ll = m2ll + np.sum(p_res * p_res, axis=1)
+            bad |= ~np.all(np.isfinite(p_res), axis=1)
         failed = bad | (status < 0)
         msgs = []
         for r in range(R):
@@ -355,7 +464,7 @@ class Problem:
             else:
                 msgs.append("")
         m2ll[failed] = np.nan
-        # per-row residual vectors: data residuals, then sigma residuals
+        # per-row residual vectors: data residuals, then sigma residuals, then prior terms
         all_rows = cat([rr, e_rows])
         order = np.argsort(all_rows, kind="stable")
         res_all = cat([terms.r, terms.e])[order]
@@ -366,6 +475,12 @@ class Problem:
         if want_jac:
             jac_all = np.vstack([dr, de])[order]
             jacobians = np.split(jac_all, splits)
+        if p_res is not None:
+            residuals = [np.concatenate([res, p]) for res, p in zip(residuals, p_res,
+                                                                    strict=True)]
+            if want_jac:
+                jacobians = [np.vstack([j, pj]) for j, pj in zip(jacobians, p_jac, strict=True)]
+            counts = counts + p_res.shape[1]
         for r in np.nonzero(failed)[0]:
             residuals[r] = np.full(counts[r], PENALTY)
             if want_jac:
@@ -378,14 +493,161 @@ class Problem:
             outer = np.where(np.isfinite(outer), outer, 0.0)
             info = np.zeros((R, D, D))
             np.add.at(info, rr, outer)
+            if p_jac is not None:
+                info += np.einsum("rkd,rke->rde", p_jac, p_jac)
             info[failed] = np.nan
         predictions = np.split(f, np.cumsum(sizes)[:-1]) if want_predictions else None
         before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
                           sizes, before_zero)
 
-    def _outputs(self, table, rr, tm, oi, sens, accurate=True):
-        """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages."""
+    def _units(self, designs, row_design, theta, rr, offset) -> _Units:
+        """Simulation units of a batch of rows: one per (row, condition) with values.
+
+        Each unit gets its row's model parameters with its condition's overrides, the record-
+        free dose parameter set to 0 where the data give dose records, and its inputs (the
+        subject's doses and covariates plus the condition's doses, in model time) or None.
+        """
+        P = self.P
+        R = theta.shape[0]
+        C = len(self.conditions)
+        plain = C == 0 and not any(designs[d].doses or designs[d].covariates
+                                   or designs[d].dose_records for d in row_design)
+        if plain:
+            return _Units(np.arange(R), rr, theta[:, :P].copy(), [None] * R, None)
+        index = {name: c for c, name in enumerate(self.condition_names)}
+        parts = []
+        for d in row_design:
+            cond = designs[d].condition
+            if cond is None:
+                parts.append(np.full(designs[d].n, -1))
+                continue
+            try:
+                parts.append(np.array([index[c] if c else -1 for c in cond], dtype=int))
+            except KeyError as exc:
+                raise ConfigError(f"design '{designs[d].id}': condition {exc.args[0]!r} is not "
+                                  "defined (add a [conditions." + str(exc.args[0])
+                                  + "] table)") from None
+        cidx = np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+        key = rr * (C + 1) + (cidx + 1)
+        ukeys, of_obs = np.unique(key, return_inverse=True)
+        unit_row, unit_cond = ukeys // (C + 1), ukeys % (C + 1) - 1
+        U = ukeys.size
+        table = theta[unit_row, :P].copy()
+        fixed = np.zeros((U, P), dtype=bool)
+        model = self.model
+        dp = model.spec.dose_parameter if hasattr(model, "spec") else None
+        dp_index = model.parameter_index(dp) if dp is not None else None
+        inputs = []
+        for u in range(U):
+            design = designs[row_design[unit_row[u]]]
+            off = float(offset[unit_row[u]])
+            doses = list(design.doses)
+            if unit_cond[u] >= 0:
+                cond = self.conditions[unit_cond[u]]
+                for name, value in cond.parameters:
+                    j = model.parameter_index(name)
+                    table[u, j] = value
+                    fixed[u, j] = True
+                doses += list(cond.doses)
+            if dp_index is not None and (design.dose_records or doses):
+                table[u, dp_index] = 0.0
+            if doses or design.covariates:
+                inputs.append({
+                    "doses": tuple(dataclasses.replace(x, time=x.time + off) for x in doses),
+                    "covariates": {name: (np.asarray(t, float) + off, np.asarray(v, float))
+                                   for name, t, v in design.covariates}})
+            else:
+                inputs.append(None)
+        return _Units(unit_row, of_obs, table, inputs, fixed if fixed.any() else None)
+
+    def _outputs(self, table, rr, tm, oi, sens, accurate=True, inputs=None):
+        """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (U,), messages, for units
+        ``table`` (U, P) with the unit of each value ``rr``; units with ``inputs`` are
+        simulated with them (doses, covariates) on the exact path, the others on the
+        configured path."""
+        has = np.array([x is not None for x in inputs]) if inputs is not None else None
+        if has is None or not has.any():
+            return self._plain_outputs(table, rr, tm, oi, sens, accurate)
+        U, N, k = table.shape[0], tm.shape[0], len(sens)
+        f = np.full(N, np.nan)
+        dfdp = np.zeros((k, N))
+        dfdtau = np.full(N, np.nan)       # not available with inputs (refused in evaluate)
+        status = np.zeros(U, dtype=int)
+        messages = [""] * U
+        plain = np.nonzero(~has)[0]
+        if plain.size:
+            sel = ~has[rr]
+            new = np.full(U, -1)
+            new[plain] = np.arange(plain.size)
+            o = self._plain_outputs(table[plain], new[rr[sel]], tm[sel], oi[sel], sens,
+                                    accurate)
+            f[sel], dfdp[:, sel], dfdtau[sel] = o[0], o[1], o[2]
+            status[plain] = o[3]
+            for b, u in enumerate(plain):
+                messages[u] = o[4][b]
+        # Units with doses and units with covariates only are simulated apart: simulate()
+        # sets the record-free dose parameter to 0 for every subject of a call with doses.
+        with_doses = [u for u in np.nonzero(has)[0] if inputs[u]["doses"]]
+        without = [u for u in np.nonzero(has)[0] if not inputs[u]["doses"]]
+        for family in (with_doses, without):
+            for lo in range(0, len(family), EXACT_GROUP):
+                group = np.array(family[lo:lo + EXACT_GROUP], dtype=int)
+                self._simulate_units(group, table, rr, tm, oi, sens, inputs,
+                                     (f, dfdp, status, messages))
+        return f, dfdp, dfdtau, status, messages
+
+    def _simulate_units(self, group, table, rr, tm, oi, sens, inputs, out):
+        """Simulate units ``group`` with their inputs at the union of their times (forward
+        sensitivities) and write their outputs into ``out = (f, dfdp, status, messages)``."""
+        from ..errors import ProgressionError
+        from ..simulate import simulate
+
+        f, dfdp, status, messages = out
+        model = self.model
+        pos = np.full(table.shape[0], -1)
+        pos[group] = np.arange(group.size)
+        sel = pos[rr] >= 0
+        grid = np.unique(np.concatenate([[0.0], tm[sel]]))
+        doses = [dataclasses.replace(x, subject=b) for b, u in enumerate(group)
+                 for x in inputs[u]["doses"]]
+        kwargs = self._solver_options(sens)
+        if any(inputs[u]["covariates"] for u in group):
+            kwargs["covariates"] = [inputs[u]["covariates"] for u in group]
+        try:
+            with np.errstate(all="ignore"):
+                sim = simulate(model, table[group], grid, doses=doses or None, **kwargs)
+        except ProgressionError as exc:
+            if group.size > 1:
+                # find the unit whose inputs cannot be simulated; the others go on
+                for u in group:
+                    self._simulate_units(np.array([u]), table, rr, tm, oi, sens, inputs, out)
+                return
+            status[group] = -1
+            messages[group[0]] = f"the simulation with its doses and covariates failed: {exc}"
+            return
+        status[group] = np.asarray(sim.status)
+        for b, u in enumerate(group):
+            messages[u] = sim.message[b] if sim.status[b] < 0 else ""
+        col = np.searchsorted(grid, tm[sel])
+        b = pos[rr[sel]]
+        kidx = self.obs_model_index[oi[sel]]
+        # observables as simulate() reports them: with the parameters in force at each time
+        # (infusion rates, covariates), and their sensitivities carried across every dose
+        f[sel] = sim.observables[b, kidx, col]
+        if len(sens):
+            dfdp[:, sel] = sim.observable_sensitivities[b, kidx, :, col].T
+
+    def _solver_options(self, sens):
+        solver = self.solver
+        return {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
+                "atol": solver.get("atol", 1e-9), "max_step": solver.get("max_step", np.inf),
+                "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
+                "sensitivities": list(sens) or None}
+
+    def _plain_outputs(self, table, rr, tm, oi, sens, accurate=True):
+        """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages, for units
+        without inputs on the configured path."""
         from .._gridsens import grid_sensitivities
         from ..simulate import simulate, solve_states
 
@@ -515,14 +777,22 @@ def grid_step(setting, t_end: float) -> float:
 def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[str]]:
     """Turn a Cohort into one Design per subject for the observables the config fits.
 
+    Each design carries the subject's dose records (times in data time, shifted to model time
+    with the subject's offset at evaluation), the model's covariates from the data
+    (time-varying ones as ``(times, values)``, baseline ones as one value at time 0), each
+    value's experimental condition and its measured SD (data column ``sd``).
+
     Returns the designs and notes (observables ignored, subjects without data).
 
     Raises
     ------
     ConfigError
-        An observable with an error model has no data at all.
+        An observable with an error model has no data at all; an estimated time offset or
+        record-free dose parameter with dose records.
     DataError
-        Log-normal values <= 0, or a missing time-offset covariate.
+        Log-normal values <= 0, a missing time-offset covariate, a dose record whose
+        compartment the model does not declare (or a model without dosing compartments),
+        a dose before model time 0, a value without SD under the ``measured`` error model.
     """
     observables = tuple(config.errors)
     notes: list[str] = []
@@ -537,9 +807,9 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
     if ignored:
         notes.append("observables without an error model are not fitted: "
                      + ", ".join(ignored))
-    if len(cohort.doses.get("time", ())):
-        notes.append(f"the data hold {len(cohort.doses['time'])} dose records; fits do not "
-                     "use doses yet (every subject is simulated without them)")
+    dose_records = bool(len(cohort.doses.get("time", ())))
+    if dose_records:
+        _check_dosing(cohort, config)
     if len(cohort.events.get("time", ())):
         notes.append("death/ventilation events are not part of the likelihood (longitudinal "
                      "observations only)")
@@ -555,6 +825,7 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
     problems = []
     designs = []
     lognormal = {o for o, e in config.errors.items() if e == "lognormal"}
+    measured = {o for o, e in config.errors.items() if e == "measured"}
     for sid in subjects:
         sub = cohort.subject(sid)
         parts = []
@@ -570,7 +841,18 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                                     f"{t:g}: the log-normal error model needs values > 0, "
                                     f"found {x:g} (fit '{obs}' with an additive or combined "
                                     "error model, or correct the value)")
-            parts.append((s.time, np.full(s.time.shape, i), s.value, s.cens, s.limit))
+            sd = getattr(s, "sd", None)
+            sd = np.full(s.time.shape, np.nan) if sd is None else np.asarray(sd, float)
+            if obs in measured:
+                for t in s.time[~(sd > 0)]:
+                    problems.append(f"{cohort.place(sid, obs, t, column='sd')}, observable "
+                                    f"'{obs}', time {t:g}: the measured error model needs the "
+                                    "value's SD (data column 'sd', > 0), found none")
+            cond = getattr(s, "condition", None)
+            cond = np.full(s.time.shape, "", dtype=object) if cond is None else \
+                np.asarray(cond, dtype=object)
+            parts.append((s.time, np.full(s.time.shape, i), s.value, s.cens, s.limit, sd,
+                          cond))
         if not parts:
             notes.append(f"subject '{sid}' has no observations of the fitted observables; "
                          "left out")
@@ -586,10 +868,23 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                                 f"{'missing' if value is None else repr(value)}")
             else:
                 cov_value = float(value)
+        doses = _subject_doses(cohort, sid, sub, config, problems) if dose_records else ()
+        if doses and not offset.estimated:
+            shift = offset.value + offset.factor * cov_value
+            early = [x for x in doses if x.time + shift < 0]
+            if early:
+                problems.append(f"{cohort.source or 'cohort'}, subject '{sid}', dose at time "
+                                f"{early[0].time:g}: with the time offset {shift:g} it falls "
+                                f"at model time {early[0].time + shift:g}, before the model's "
+                                "t = 0 (expected a dose at model time >= 0)")
+        sd = cols[5][order].astype(float)
+        condition = cols[6][order].astype(str)
         designs.append(Design(str(sid), cols[0][order].astype(float),
                               cols[1][order].astype(int), cols[2][order].astype(float),
                               cols[3][order].astype(int), cols[4][order].astype(float),
-                              cov_value))
+                              cov_value, doses=doses, dose_records=dose_records,
+                              condition=condition if (condition != "").any() else None,
+                              sd=sd if np.isfinite(sd).any() else None))
     if problems:
         # The summary line carries the first problem itself, so that it informs on its own.
         raise DataError(problems[0] if len(problems) == 1 else
@@ -599,3 +894,59 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
         raise DataError(f"{cohort.source or 'cohort'}: no subject has observations of "
                         + ", ".join(observables))
     return designs, notes
+
+
+def _check_dosing(cohort, config: FitConfig) -> None:
+    """Dose records need a model with dosing compartments, a fixed time offset and a fixed
+    record-free dose parameter."""
+    model = config.model
+    spec = getattr(model, "spec", None)
+    n = len(cohort.doses["time"])
+    if not getattr(spec, "dosing", ()):
+        first = str(cohort.doses["subject"][0])
+        raise DataError(f"{cohort.source or 'cohort'}, subject '{first}': the data hold {n} dose "
+                        f"records, but model '{model.name}' declares no dosing compartments "
+                        "(add a [dosing.STATE] table to the model file, or fit a model that "
+                        "has one)")
+    offset = config.parameter(OFFSET)
+    if offset.estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported with dose records ({n} in "
+                          f"{cohort.source or 'the data'}): its derivative would be wrong "
+                          "when doses move with the offset; fix the offset (estimate = "
+                          "\"fixed\") or fit data without doses")
+    if spec.dose_parameter is not None and config.parameter(spec.dose_parameter).estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{spec.dose_parameter}': the "
+                          f"record-free dose parameter of model '{model.name}' is 0 when the "
+                          f"data give dose records ({n} in {cohort.source or 'the data'}); "
+                          "expected it fixed")
+
+
+def _subject_doses(cohort, sid, sub, config: FitConfig, problems: list) -> tuple:
+    """One subject's dose records as a tuple of Dose (data time), each checked against the
+    model's dosing compartments (a bad one is added to ``problems``)."""
+    from ..dosing import Dose, dose_table
+    from ..errors import ProgressionError
+
+    d = sub.doses
+    out = []
+    for j in range(len(d["time"])):
+        amount = float(d["amount"][j])
+        amount = 0.0 if not np.isfinite(amount) else amount
+        reset = bool(d["reset"][j])
+        target = str(d["target"][j]).strip() or None
+        rate = float(d["rate"][j]) if np.isfinite(d["rate"][j]) else 0.0
+        duration = float(d["duration"][j]) if np.isfinite(d["duration"][j]) else 0.0
+        dose = Dose(float(d["time"][j]), amount, target=target, rate=rate,
+                    duration=duration, evid=(4 if amount > 0 else 3) if reset else 1)
+        try:
+            dose_table(config.model, [dose])
+        except ProgressionError as exc:
+            text = str(exc).split(": ", 1)[-1]
+            field_ = "target" if "field 'target'" in str(exc) else None
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}', dose record "
+                            f"{j + 1} of the subject (time {dose.time:g}"
+                            + (f", compartment {target!r}" if field_ else "") + f"): {text}")
+            continue
+        out.append(dose)
+    return tuple(out)
