@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from progression.errors import DataError
+from progression.stats.summary import spearman
 from progression.stats.survival import kaplan_meier
 
 from .cohort import Cohort
@@ -83,25 +84,8 @@ def km_at(times: np.ndarray, survival: np.ndarray, t: float) -> float:
 
 
 def _spearman(x, y) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 5:
-        return math.nan
-
-    def rank(a):
-        order = np.argsort(a, kind="mergesort")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a))
-        # average ties
-        vals, inv = np.unique(a, return_inverse=True)
-        sums = np.bincount(inv, weights=r)
-        counts = np.bincount(inv)
-        return (sums / counts)[inv]
-
-    rx, ry = rank(x[ok]), rank(y[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    """Spearman correlation of the finite pairs, NaN under 5 (scipy.stats.spearmanr)."""
+    return spearman(x, y, min_pairs=5)
 
 
 def patient_slopes(cohort: Cohort, *, window: float = 24.0, min_visits: int = 3,

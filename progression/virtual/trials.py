@@ -42,6 +42,7 @@ from ..model import load_model
 from ..options import SolverOptions
 from ..parallel import Progress, check_executor
 from ..simulate import simulate
+from ..stats.summary import wilson_interval
 from ..stats.survival import exponential_hazard_ratio, logrank
 from ._tables import _quiet, _write_csv
 from .interventions import flatten, to_switches
@@ -589,14 +590,9 @@ class TrialResults:
         return out
 
 
-def _wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+def _wilson(k: float, n: int) -> tuple[float, float]:
+    """Wilson 95% interval of the power (scipy's binomtest; z = 1.95996..., not 1.96)."""
+    return wilson_interval(k, n)
 
 
 class PowerCurve:
