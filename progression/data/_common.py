@@ -34,7 +34,7 @@ class Draft:
     def __init__(self, source: str):
         self.source = source
         self.obs: dict[str, list] = {c: [] for c in ("subject", "time", "observable", "value",
-                                                     "cens", "limit")}
+                                                     "cens", "limit", "sd", "condition")}
         self.obs_origin: list = []
         self.doses: dict[str, list] = {c: [] for c in ("subject", "time", "amount", "target",
                                                        "rate", "duration", "reset")}
@@ -59,7 +59,8 @@ class Draft:
         self.unit_keys: tuple[str, list[str]] | None = None
         self.sidecar_keys: tuple[str, ...] = _TOP_LEVEL_KEYS
 
-    def add_obs(self, subject, time, observable, value, cens, limit, origin) -> None:
+    def add_obs(self, subject, time, observable, value, cens, limit, origin, sd=None,
+                condition="") -> None:
         # Called once per row of large files: direct appends, no loop over the columns.
         o = self.obs
         o["subject"].append(subject)
@@ -68,7 +69,18 @@ class Draft:
         o["value"].append(value)
         o["cens"].append(cens)
         o["limit"].append(limit)
+        o["sd"].append(sd)
+        o["condition"].append(condition)
         self.obs_origin.append(origin)
+
+    def _obs_columns(self) -> dict[str, list]:
+        """The observation columns, without ``sd``/``condition`` when no row gives them."""
+        out = dict(self.obs)
+        if all(x is None for x in out["sd"]):
+            del out["sd"]
+        if not any(out["condition"]):
+            del out["condition"]
+        return out
 
     def add_dose(self, subject, time, amount, target, rate, duration, reset, origin) -> None:
         for k, x in zip(self.doses, (subject, time, amount, target, rate, duration, reset),
@@ -105,7 +117,7 @@ class Draft:
             v.raise_if_problems(self.problems, self.source)
         self._check_unit_keys()
         cohort = Cohort(
-            self.obs,
+            self._obs_columns(),
             doses=self.doses if self.doses["subject"] else None,
             covariates=self.covariates,
             time_varying=self.tv if self.tv["subject"] else None,

@@ -44,7 +44,7 @@ SIDECAR_KEYS = ("format", "time_unit", "time_origin", "units", "allow_negative_t
 
 ROLES = ("id", "time", "dv", "amount", "evid", "mdv", "compartment", "dvid", "cens", "limit",
          "rate", "duration", "addl", "ii", "ss", "observable", "covariate", "tv_covariate",
-         "ignore")
+         "ignore", "sd", "condition")
 
 _STANDARD = {"id": "id", "time": "time", "dv": "dv", "amt": "amount", "evid": "evid",
              "mdv": "mdv", "cmt": "compartment", "dvid": "dvid", "cens": "cens",
@@ -55,7 +55,8 @@ _STANDARD = {"id": "id", "time": "time", "dv": "dv", "amt": "amount", "evid": "e
 _CANONICAL = {"id": "subject", "time": "time", "dv": "value", "amount": "amount",
               "evid": "evid", "mdv": "mdv", "compartment": "target", "dvid": "observable",
               "observable": "observable", "cens": "cens", "limit": "limit", "rate": "rate",
-              "duration": "duration", "addl": "addl", "ii": "ii", "ss": "ss"}
+              "duration": "duration", "addl": "addl", "ii": "ii", "ss": "ss", "sd": "sd",
+              "condition": "condition"}
 
 _SPEC_KEYS = ("role", "unit", "categories", "name", "description")
 
@@ -171,6 +172,12 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
     rate, dur = num("rate"), num("duration")
     addl, ii, ss = num("addl", integer=True), num("ii"), num("ss")
     dvid = num("dvid", integer=True) if "dvid" in col else [None] * n
+    # Each value's known SD and experimental condition: roles a sidecar declares (never
+    # inferred from a header, where SD may be a covariate).
+    sd = num("sd")
+    condition = ([table.rows[i][table.header.index(col["condition"])].strip() for i in range(n)]
+                 if "condition" in col else [""] * n)
+    condition = ["" if c in (".", "") else _id_text(c) for c in condition]
     origins = [(table.label, line, cols) for line in table.lines]
 
     # Derive EVID and MDV the way NONMEM does when the columns are absent.
@@ -223,7 +230,7 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
             if dv[i] is None and c == 0:
                 draft.excuse.add(s)
                 continue  # reported above
-            draft.add_obs(s, t, name, dv[i], c, limit[i], o)
+            draft.add_obs(s, t, name, dv[i], c, limit[i], o, sd[i], condition[i])
         elif e in (1, 4):
             if ss[i] not in (None, 0):
                 problems.append(f"{v.where(o, 'ss', s)}: steady-state doses (SS) are not "
@@ -425,6 +432,8 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
     header = ["ID", "TIME", "EVID", "MDV", "DV", "DVID", "AMT", "CMT"]
     header += ["RATE", "DUR"] if infusion else []
     header += ["CENS", "LIMIT"] if censored else []
+    extra = {k: name for k, name in (("sd", "SD"), ("condition", "CONDITION")) if k in obs}
+    header += list(extra.values())
     header += [colname[c] for c in (*covs, *tv_names)]
 
     records = []  # (subject rank, time, kind order, row)
@@ -445,6 +454,10 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
                "DVID": dvid[str(obs["observable"][i])]}
         if censored:
             row.update(CENS=int(obs["cens"][i]), LIMIT=float(obs["limit"][i]))
+        if "sd" in extra:
+            row["SD"] = float(obs["sd"][i])
+        if "condition" in extra:
+            row["CONDITION"] = str(obs["condition"][i]) or None
         records.append((str(obs["subject"][i]), float(obs["time"][i]), 2, row))
     records.sort(key=lambda r: (rank[r[0]], r[1], r[2]))
 
@@ -471,6 +484,7 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
         columns.update(RATE="rate", DUR="duration")
     if censored:
         columns.update(CENS="cens", LIMIT="limit")
+    columns.update({name: k for k, name in extra.items()})
     for c in covs:
         spec: dict[str, Any] = {"role": "covariate"}
         if colname[c] != c:

@@ -8,6 +8,9 @@ observations              ``subject, time, observable, value, cens, limit``; one
                           ``cens`` is 0 (observed), 1 (left-censored: below ``limit``) or
                           -1 (right-censored: above ``limit``); ``limit`` is NaN when
                           ``cens`` is 0, and a censored ``value`` equals its ``limit``.
+                          Optional columns: ``sd`` (each value's known standard deviation,
+                          NaN where not given) and ``condition`` (the experimental
+                          condition, ``""`` for none); present only when the data give them.
 doses                     ``subject, time, amount, target, rate, duration, reset``: dose or
                           intervention records (NONMEM EVID 1, 3, 4). ``rate``/``duration``
                           are NaN for a bolus; ``reset`` marks EVID 3/4.
@@ -70,12 +73,20 @@ class Series(NamedTuple):
         0 observed, 1 below ``limit``, -1 above ``limit``.
     limit : ndarray, shape (n,)
         Censoring limits, NaN where observed.
+    sd : ndarray, shape (n,), or None
+        Known standard deviation of each value (NaN where not given); None when the data have
+        no ``sd`` column.
+    condition : ndarray of str, shape (n,), or None
+        Experimental condition of each value (``""``: none); None without a ``condition``
+        column.
     """
 
     time: np.ndarray
     value: np.ndarray
     cens: np.ndarray
     limit: np.ndarray
+    sd: np.ndarray | None = None
+    condition: np.ndarray | None = None
 
 
 class Event(NamedTuple):
@@ -226,7 +237,9 @@ class Cohort:
     ----------
     observations : mapping of str to array-like
         Columns ``subject`` (str), ``time`` (float), ``observable`` (str), ``value`` (float),
-        optionally ``cens`` (0, 1 or -1) and ``limit`` (float), all of equal length n.
+        optionally ``cens`` (0, 1 or -1), ``limit`` (float), ``sd`` (each value's known
+        standard deviation, > 0; NaN or None where not given) and ``condition`` (str, the
+        experimental condition; empty for none), all of equal length n.
     doses : mapping of str to array-like, optional
         Columns ``subject, time, amount, target`` and optionally ``rate``, ``duration``
         (NaN for a bolus) and ``reset`` (bool).
@@ -299,7 +312,7 @@ class Cohort:
             unit = "month"
 
         obs = self._columns("observations", observations, ("subject", "time", "observable",
-                            "value"), ("cens", "limit"), problems)
+                            "value"), ("cens", "limit", "sd", "condition"), problems)
         n = len(obs["subject"])
         o_obs = origins.get("observations") or [(f"observations[{i}]", None, {})
                                                 for i in range(n)]
@@ -324,7 +337,18 @@ class Cohort:
         v.check_alsfrs_range(subj, names, [lim if c in (1, -1) else x for x, c, lim
                                            in zip(values, cens, limits, strict=True)],
                              o_obs, problems)
-        v.check_duplicates(subj, times, names, o_obs, problems)
+        # NaN or an empty cell: no known SD for that value
+        sds = None if obs.get("sd") is None else [None if x is None or x != x else x
+                                                   for x in _floats(obs["sd"])]
+        conds = None if obs.get("condition") is None else [
+            "" if c is None or (isinstance(c, float) and c != c) else str(c).strip()
+            for c in obs["condition"]]
+        if sds is not None:
+            v.check_sd(subj, sds, o_obs, problems)
+        # the same subject, time and observable under two conditions are two measurements
+        v.check_duplicates(subj, times, names if conds is None else
+                           [f"{n}' in condition '{c}" if c else n
+                            for n, c in zip(names, conds, strict=True)], o_obs, problems)
 
         # Doses.
         d = self._columns("doses", doses or {}, ("subject", "time", "amount", "target"),
@@ -446,6 +470,10 @@ class Cohort:
                 "value": np.array(values, dtype=float),
                 "cens": np.array(cens, dtype=np.int8),
                 "limit": np.array(limits, dtype=float),
+                **({} if sds is None or all(x is None for x in sds) else
+                   {"sd": np.array([np.nan if x is None else x for x in sds], dtype=float)}),
+                **({} if conds is None or not any(conds) else
+                   {"condition": _str_array(conds)}),
             },
             _object_array(o_obs),
             rank,
@@ -527,8 +555,10 @@ class Cohort:
 
     def _set_observations(self, obs: dict, origin: np.ndarray, rank: dict) -> None:
         key = np.array([rank[s] for s in obs["subject"]], dtype=np.int64)
-        # Tie-break on observable so that the order never depends on the file's row order.
-        order = np.lexsort((obs["observable"], obs["time"], key)) if len(key) else \
+        # Tie-break on observable (and condition) so that the order never depends on the
+        # file's row order.
+        ties = (obs["condition"],) if "condition" in obs else ()
+        order = np.lexsort((*ties, obs["observable"], obs["time"], key)) if len(key) else \
             np.array([], dtype=np.int64)
         self._obs = {k: _readonly(a[order]) for k, a in obs.items()}
         self._obs_origin = origin[order] if len(origin) == len(order) else origin
@@ -697,8 +727,9 @@ class Cohort:
         -------
         dict of str to ndarray
             ``subject`` (str), ``time`` (float, ``time_unit``), ``observable`` (str),
-            ``value`` (float), ``cens`` (int8), ``limit`` (float, NaN where observed);
-            each of shape (n,), read-only, sorted by subject then time.
+            ``value`` (float), ``cens`` (int8), ``limit`` (float, NaN where observed), and
+            ``sd`` (float, NaN where not given) and ``condition`` (str) when the data have
+            them; each of shape (n,), read-only, sorted by subject then time.
         """
         if subject is not None:
             self._require_subject(subject)
@@ -749,8 +780,9 @@ class Cohort:
         series = {}
         for name in sorted(set(map(str, obs["observable"]))):
             m = obs["observable"] == name
-            series[name] = Series(*(_readonly(obs[c][m]) for c in ("time", "value", "cens",
-                                                                    "limit")))
+            series[name] = Series(*(_readonly(obs[c][m]) if c in obs else None
+                                    for c in ("time", "value", "cens", "limit", "sd",
+                                              "condition")))
         tvi = self._rows_of("time_varying", subject)
         tv_name, tv_time, tv_value = (self._tv[k][tvi] for k in ("name", "time", "value"))
         tv = {}
@@ -947,6 +979,8 @@ class Cohort:
             return False
         for a, b in ((self._obs, other._obs), (self._doses, other._doses),
                      (self._tv, other._tv), (self._events, other._events)):
+            if set(a) != set(b):
+                return False
             for k in a:
                 x, y = a[k], b[k]
                 if x.shape != y.shape:

@@ -313,12 +313,15 @@ def _mapped(mapping: Mapping, canonical: str, defaults) -> tuple[str, ...]:
 
 def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
     v.check_unknown_keys(f"{label}, mapping", mapping,
-                         ("subject", "time", "observable", "value", "cens", "limit", "unit"),
+                         ("subject", "time", "observable", "value", "cens", "limit", "unit",
+                          "sd", "condition"),
                          draft.problems)
     required = {k: _mapped(mapping, k, names) for k, names in _LONG_COLUMNS.items()}
     optional = {"cens": _mapped(mapping, "cens", ("cens",)),
                 "limit": _mapped(mapping, "limit", ("limit", "lloq")),
-                "unit": _mapped(mapping, "unit", ("unit", "units"))}
+                "unit": _mapped(mapping, "unit", ("unit", "units")),
+                "sd": _mapped(mapping, "sd", ("sd",)),
+                "condition": _mapped(mapping, "condition", ("condition",))}
     cols = v.check_columns(table, required, draft.problems, optional=optional)
     if len(set(required) & set(cols)) < 4:
         draft.stop = True  # every row would fail for the same reason: report it once
@@ -327,7 +330,7 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
     if ignored:
         draft.notes.append(f"{table.label}: ignored columns " + ", ".join(
             f"'{h}'" for h in ignored) + " (a long file reads subject, time, observable, "
-            "value, cens, limit and unit)")
+            "value, cens, limit, unit, sd and condition)")
     subj = [s.strip() for s in table.column(cols["subject"])]
     times = v.parse_numbers(table, cols["time"], draft.problems, canonical="time",
                             subjects=subj, columns=cols)
@@ -338,6 +341,12 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
     limits = (v.parse_numbers(table, cols["limit"], draft.problems, canonical="limit",
                               subjects=subj, required=False, columns=cols)
               if "limit" in cols else [None] * len(table))
+    # each value's known SD (empty: not given) and experimental condition (empty: none)
+    sds = (v.parse_numbers(table, cols["sd"], draft.problems, canonical="sd", subjects=subj,
+                           required=False, columns=cols)
+           if "sd" in cols else [None] * len(table))
+    conds = ([c.strip() for c in table.column(cols["condition"])] if "condition" in cols
+             else [""] * len(table))
     names = table.column(cols["observable"])
     draft.seen_observables.update(n for n in names if n)
     if "unit" in cols:
@@ -364,7 +373,7 @@ def _read_long(table, draft: Draft, mapping: Mapping, label: str) -> None:
                     f"{_found(table.rows[i][vcol])}")
             draft.excuse.add(s)
             continue
-        draft.add_obs(s, times[i], names[i], value, c, lim, origin)
+        draft.add_obs(s, times[i], names[i], value, c, lim, origin, sds[i], conds[i])
     _note_order(draft, subj, times, table.label)
 
 
@@ -583,12 +592,14 @@ def _write_cohort_files(cohort: Cohort, path: Path, format: str) -> list[Path]:
     obs = cohort.observations()
     if format == "long":
         censored = bool((obs["cens"] != 0).any())
+        extra = [k for k in ("sd", "condition") if k in obs]
         header = ["subject", "time", "observable", "value"] + (["cens", "limit"] if censored
-                                                               else [])
+                                                               else []) + extra
         rows = (
-            [s, t, o, x, *([c, lim] if censored else [])]
-            for s, t, o, x, c, lim in zip(obs["subject"], obs["time"], obs["observable"],
-                                          obs["value"], obs["cens"], obs["limit"], strict=True)
+            [s, t, o, x, *([c, lim] if censored else []), *(obs[k][i] for k in extra)]
+            for i, (s, t, o, x, c, lim) in enumerate(zip(
+                obs["subject"], obs["time"], obs["observable"], obs["value"], obs["cens"],
+                obs["limit"], strict=True))
         )
         write_table(path, header, rows)
     else:

@@ -446,6 +446,19 @@ def check_duplicates(
             first[key] = o
 
 
+def check_sd(
+    subjects: Sequence[str],
+    sds: Sequence[float | None],
+    origins: Sequence[Origin],
+    problems: list[str],
+) -> None:
+    """A known measurement SD is a finite number > 0 where given (empty: not given)."""
+    for s, x, o in zip(subjects, sds, origins, strict=True):
+        if x is not None and not (np.isfinite(x) and x > 0):
+            problems.append(f"{where(o, 'sd', s)}: expected a standard deviation > 0 (or an "
+                            f"empty cell), found {x:g}")
+
+
 def check_alsfrs_range(
     subjects: Sequence[str],
     names: Sequence[str],
