@@ -11,7 +11,7 @@ from scipy.special import log_ndtr
 import progression as pg
 from progression.fit import Design, Problem, fit, parse_fit_config
 from progression.fit.errormodels import likelihood_terms
-from progression.fit.estimate import starting_points
+from progression.fit._multistart import starting_points
 from progression.fit.transforms import from_internal, to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from progression.fit import Design, fit, parse_fit_config
-from progression.fit.estimate import _individual_chunk
+from progression.fit.estimators.individual import fit_chunk
 from progression.fit.problem import Problem
 from progression.fit.transforms import to_internal
 
@@ -172,11 +172,11 @@ def test_a_start_that_fails_changes_no_other_start(tmp_path):
     X = to_internal(starts, sc, lo, hi)
     X0 = np.repeat(X[None], len(data), axis=0)               # (m, 3, D)
     opts = dict(cfg.options)
-    with_bad = _individual_chunk(problem, data, X0, dict(opts, starts=3))
-    without = _individual_chunk(problem, data, X0[:, :2], dict(opts, starts=2))
-    assert np.isnan(with_bad["starts_m2ll"][:, 2]).all()
-    assert with_bad["counters"].failed_rows >= len(data)
-    assert any("step" in e for e in with_bad["counters"].events), with_bad["counters"].events
-    np.testing.assert_array_equal(with_bad["starts_m2ll"][:, :2], without["starts_m2ll"])
-    np.testing.assert_array_equal(with_bad["theta"], without["theta"])
-    np.testing.assert_array_equal(with_bad["m2ll"], without["m2ll"])
+    with_bad = fit_chunk(problem, data, X0, dict(opts, starts=3))
+    without = fit_chunk(problem, data, X0[:, :2], dict(opts, starts=2))
+    assert np.isnan(with_bad.starts_m2ll[:, 2]).all()
+    assert with_bad.counters.failed_rows >= len(data)
+    assert any("step" in e for e in with_bad.counters.events), with_bad.counters.events
+    np.testing.assert_array_equal(with_bad.starts_m2ll[:, :2], without.starts_m2ll)
+    np.testing.assert_array_equal(with_bad.theta, without.theta)
+    np.testing.assert_array_equal(with_bad.m2ll, without.m2ll)

@@ -1,4 +1,4 @@
-"""Fitting: run configs, error models, per-subject and pooled maximum likelihood, FitResult.
+"""Fitting: run configs, error models, estimators (per-subject, pooled), FitResult.
 
     import progression as pg
     from progression.fit import fit, load_fit, read_fit_config
@@ -6,22 +6,47 @@
     result = fit("configs/als_synthetic_individual.toml", jobs=2)
     result.save("fits/als_synthetic_individual", overwrite=True)   # replaces the shipped fit
     again = load_fit("fits/als_synthetic_individual")
+
+``[fit] estimator`` picks an estimator of :data:`ESTIMATORS` (see
+:mod:`progression.fit.estimators`, which also says how to add one); every estimator returns
+the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`FitResult`.
 """
 
 from .config import FitConfig, FitParameter, parse_fit_config, read_fit_config
 from .errormodels import ERROR_MODELS
 from .estimate import fit
+from .estimators import ESTIMATORS, EstimationProblem, Estimator, get_estimator
+from .parts import (
+    Diagnostics,
+    Estimates,
+    EstimatorOutput,
+    IndividualPart,
+    PopulationPart,
+    Predictions,
+    Uncertainty,
+)
 from .problem import Design, Problem
 from .result import FitResult, load_fit
 
 __all__ = [
     "ERROR_MODELS",
+    "ESTIMATORS",
     "Design",
+    "Diagnostics",
+    "EstimationProblem",
+    "Estimates",
+    "Estimator",
+    "EstimatorOutput",
     "FitConfig",
     "FitParameter",
     "FitResult",
+    "IndividualPart",
+    "PopulationPart",
+    "Predictions",
     "Problem",
+    "Uncertainty",
     "fit",
+    "get_estimator",
     "load_fit",
     "parse_fit_config",
     "read_fit_config",

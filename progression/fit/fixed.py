@@ -2,9 +2,14 @@
 
 A config whose parameters are all ``estimate = "fixed"`` asks for -2 log L, predictions and
 residuals at the given values (to check a published parameter set against the data, or to
-compare the objective of two fixed parameter sets). `evaluate_fixed` does that with the same
-problem, data handling and likelihood as a fit, so the numbers are the ones a fit reports;
+compare the objective of two fixed parameter sets). :class:`FixedEvaluation` does that with the
+same problem, data handling and likelihood as a fit, so the numbers are the ones a fit reports;
 the result is a `FitResult` with no estimated parameter, saved like any fit folder.
+
+It is an estimator like the others (same :class:`~progression.fit.estimators.base.
+EstimationProblem` in, same typed output), but not one a config names: :func:`progression.fit.
+fit` uses it whenever nothing is estimated, whatever ``[fit] estimator`` says, so it is not in
+the registry :data:`progression.fit.estimators.ESTIMATORS`.
 
 The evaluation always uses exact outputs at the data times (no interpolation grid): it is a
 single solve per subject, so nothing is gained by the grid path, and the objective is then
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .estimators.base import EstimationProblem, Estimator, PointEstimate
+from .parts import INTERVAL_METHODS, Diagnostics, Estimates, Uncertainty
 from .problem import Problem
 
-__all__ = ["NOTHING_ESTIMATED", "nothing_estimated", "evaluate_fixed"]
+__all__ = ["NOTHING_ESTIMATED", "nothing_estimated", "FixedEvaluation"]
 
 #: The note a fixed evaluation carries (provenance notes, summary, fit.json).
 NOTHING_ESTIMATED = ("nothing estimated: every parameter is fixed; -2 log L, predictions and "
@@ -30,45 +37,49 @@ def nothing_estimated(problem: Problem) -> bool:
     return problem.subject_cols.size == 0 and problem.shared_cols.size == 0
 
 
-def evaluate_fixed(problem: Problem, designs) -> tuple[dict, Problem]:
-    """-2 log L, predictions and residual bookkeeping of every subject at the fixed values.
+def _exact(problem: Problem) -> Problem:
+    """``problem`` with exact outputs and forward sensitivities at the user's tolerances."""
+    if problem.solver.get("outputs", "grid") == "exact" and \
+            problem.solver.get("sensitivities", "grid") == "forward":
+        return problem
+    return Problem(problem.model, problem.observables, problem.error_models,
+                   problem.parameters, dict(problem.solver, outputs="exact",
+                                            sensitivities="forward"))
 
-    Parameters
-    ----------
-    problem : Problem
-        A problem with nothing estimated.
-    designs : list of Design
 
-    Returns
-    -------
-    core : dict
-        What an individual fit's estimation step returns, with zero estimated columns
-        (``theta`` holds the fixed values in every row), so uncertainty, failure checks and
-        `FitResult.from_parts` treat it like any fit.
-    evaluated_on : Problem
-        The problem the numbers come from (``problem`` on the exact path).
-    """
-    exact = problem
-    if problem.solver.get("outputs", "grid") != "exact" or \
-            problem.solver.get("sensitivities", "grid") != "forward":
-        exact = Problem(problem.model, problem.observables, problem.error_models,
-                        problem.parameters, dict(problem.solver, outputs="exact",
-                                                 sensitivities="forward"))
-    m = len(designs)
-    cols = np.zeros(0, dtype=int)
-    theta = np.repeat(problem.values[None, :], m, axis=0)
-    ev = exact.evaluate(designs, np.arange(m), theta, cols, want_jac=False, want_info=True,
-                        want_predictions=True)
-    failure = [f"the simulation failed at the fixed values: {ev.messages[i]}"
-               if ev.failed[i] else "" for i in range(m)]
-    core = {
-        "kind": "individual", "cols": cols, "theta": theta, "x": np.zeros((m, 0)),
-        "m2ll": ev.m2ll, "info": np.zeros((m, 0, 0)), "predictions": ev.predictions,
-        "nobs": ev.nobs, "success": ~ev.failed,
-        "message": ["nothing estimated" if not f else f for f in failure],
-        "failure": failure, "nfev": np.ones(m, dtype=int),
-        "starts_m2ll": ev.m2ll[:, None].copy(), "best_start": np.zeros(m, dtype=int),
-        "failed_evaluations": ev.failed.astype(int),
-        "before_zero": ev.before_zero if ev.before_zero is not None else np.zeros(m, int),
-    }
-    return core, exact
+class FixedEvaluation(Estimator):
+    """-2 log L, predictions and residuals of every subject at the fixed values."""
+
+    name = "fixed"
+    description = "objective at fixed parameters (nothing estimated)"
+
+    def estimate(self, ep: EstimationProblem) -> PointEstimate:
+        exact = _exact(ep.problem)
+        m = ep.n_subjects
+        theta = np.repeat(ep.problem.values[None, :], m, axis=0)
+        ev = exact.evaluate(ep.designs, np.arange(m), theta, np.zeros(0, dtype=int),
+                            want_jac=False, want_info=True, want_predictions=True)
+        failure = tuple(f"the simulation failed at the fixed values: {ev.messages[i]}"
+                        if ev.failed[i] else "" for i in range(m))
+        diag = Diagnostics(
+            subject_objective=ev.m2ll, n_obs=np.asarray(ev.nobs), converged=~ev.failed,
+            messages=tuple("nothing estimated" if not f else f for f in failure),
+            failures=failure, nfev=np.ones(m, dtype=int),
+            starts_objective=ev.m2ll[:, None].copy(), best_start=np.zeros(m, dtype=int),
+            before_zero=np.asarray(ev.before_zero if ev.before_zero is not None
+                                   else np.zeros(m), dtype=int),
+            numbers_from=("objective: exact outputs at the data times (nothing estimated)"),
+            method="none (objective evaluated at the given values)")
+        est = Estimates(theta=theta, x_hat=np.zeros(0), x_cols=np.zeros(0, dtype=int),
+                        x_rows=[])
+        return PointEstimate(estimates=est, diagnostics=diag, predictions=list(ev.predictions),
+                             information=np.zeros((m, 0, 0)), path_objective=ev.m2ll)
+
+    def uncertainty(self, ep: EstimationProblem, point: PointEstimate) -> Uncertainty:
+        m, Q = point.estimates.theta.shape
+        # nothing estimated, so nothing is uncertain: NaN standard errors and intervals,
+        # whatever [estimator] uncertainty asked for
+        return Uncertainty(se=np.full((m, Q), np.nan),
+                           intervals={"covariance": np.full((m, Q, 2), np.nan)},
+                           methods={"covariance": INTERVAL_METHODS["covariance"]},
+                           open_intervals={}, blocks=[], joint=False)

@@ -306,7 +306,7 @@ def write_report(result, path: Path, figures) -> None:
               f"- data: {source} (SHA-256 of {prov.get('data_sha256_of', 'the data file')}: "
               f"`{prov.get('data_sha256')}`), {m} subjects, {int(result.n_obs.sum())} "
               "observations",
-              f"- estimator: {result.kind} maximum likelihood ({_method(result)})",
+              f"- estimator: {result.kind} ({_method(result)})",
               f"- {prov.get('numbers_from', 'path behind the numbers: not recorded')}",
               "- error models: " + ", ".join(f"{o} {e}" for o, e in
                                                zip(result.observables, result.error_models,
@@ -340,7 +340,7 @@ def write_report(result, path: Path, figures) -> None:
         lines.append("")
     lines += ["## Estimates", ""]
     methods = list(result.intervals)
-    if result.kind == "pooled" or m == 1:
+    if result.individual.uncertainty.joint or m == 1:
         lines += ["| parameter | role | estimate | SE | " + " | ".join(
             f"{100 * result.confidence:g}% {k}" for k in methods) + " |",
             "|---|---|---:|---:|" + "---:|" * len(methods)]
@@ -370,6 +370,9 @@ def write_report(result, path: Path, figures) -> None:
                 lines.append(f"| {p.name} | {row['median']:.5g} | {row['q1']:.4g} - "
                              f"{row['q3']:.4g} | {row['median_rse_percent']:.3g} | {widths} |")
     lines.append("")
+    if result.n_estimated:
+        lines += ["Intervals: " + "; ".join(f"{k}: {result.interval_methods.get(k, k)}"
+                                            for k in methods) + ".", ""]
     fixed = [p for p in result.parameters if not p.estimated and p.kind != "model"]
     if fixed:
         lines += ["Fixed: " + ", ".join(f"{p.name} = {p.value:g}" for p in fixed), ""]
@@ -424,10 +427,14 @@ def _median(values) -> float:
 
 
 def _method(result) -> str:
-    """How the estimates were computed, from the options and solver settings kept in the fit."""
+    """How the estimates were computed (the estimator's own words; for fits saved before it
+    recorded them, from the options and solver settings kept in the fit)."""
+    method = result.individual.diagnostics.method
+    if method:
+        return method
     options = result.provenance.get("options", {})
-    optimizer = options.get("optimizer", "lmfit")
-    if result.kind == "pooled" or optimizer == "lmfit":
+    joint = result.individual.uncertainty.joint
+    if joint or options.get("optimizer", "lmfit") == "lmfit":
         how = "lmfit least_squares"
     else:
         how = "Levenberg-Marquardt vectorised over subjects"

@@ -1,27 +1,24 @@
-"""FitResult: one type for per-subject, pooled (and later population) fits; saving and loading.
+"""FitResult: one result type for every estimator, built from typed parts.
 
-A saved fit is a folder written atomically (all files appear together, or none):
+A FitResult holds what every fit shares once (the model, the fitted data, predictions and
+residuals, provenance, timings) and the estimator's parts:
 
-==================  ===========================================================================
-``fit.json``        estimates, standard errors, intervals (with method), covariance blocks on
-                    the estimation scale, objective, AIC/BIC, per-subject convergence, counts,
-                    timings, warnings, and everything to reproduce the fit: config text, model
-                    file text, SHA-256 of the data, package versions, seeds
-``subjects.csv``    one row per subject: status, objective, estimate/SE/interval per parameter
-``data.csv``        the fitted observations with model time, prediction and normalised residual
-``report.md``       a readable summary with the figures
-``figures/*.png``   individual fits with data, observed vs predicted, residuals vs time and vs
-                    prediction, parameter distributions, profiles (when computed)
-==================  ===========================================================================
+* :attr:`FitResult.individual`, an :class:`~progression.fit.parts.IndividualPart`: per-subject
+  estimates (:class:`~progression.fit.parts.Estimates`), their uncertainty
+  (:class:`~progression.fit.parts.Uncertainty`, every interval method named) and the
+  diagnostics of the estimation (:class:`~progression.fit.parts.Diagnostics`);
+* :attr:`FitResult.population`, a :class:`~progression.fit.parts.PopulationPart` (fixed
+  effects, Omega, sigma, EBEs, shrinkage) for population estimators; None on every fit today.
 
-:func:`load_fit` restores a FitResult that can simulate again.
+The attributes are the same whatever the estimator (like lmfit's ``MinimizerResult``):
+``theta``, ``se``, ``intervals``, ``subject_objective``, ``converged``, ``warnings``, ... are
+read-only views of the parts. Saving and loading (``fit.json`` with a format version, the
+CSV files, figures): :mod:`progression.fit._io_result`; :func:`load_fit` restores a FitResult
+that can simulate.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -31,14 +28,18 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import FitError
-from .config import OFFSET, FitParameter
-from .errormodels import likelihood_terms
-from .problem import Design, Problem
-from .transforms import from_internal
+from ._draws import ParameterDraws  # re-exported: defined beside its maker
+from .config import OFFSET
+from .parts import IndividualPart, PopulationPart, Predictions
+from .problem import Problem
 
-__all__ = ["FitResult", "ParameterDraws", "Residuals", "load_fit", "FORMAT"]
+__all__ = ["FitResult", "ParameterDraws", "Residuals", "load_fit", "FORMAT", "READABLE"]
 
-FORMAT = "progression-fit/1"
+#: The ``format`` of the ``fit.json`` this version writes.
+FORMAT = "progression-fit/2"
+#: Every ``format`` this version reads: 1 (before the estimator registry: the same keys,
+#: without ``estimator``, ``interval_methods``, ``joint_covariance``, ``population``) and 2.
+READABLE = ("progression-fit/1", FORMAT)
 
 
 class Residuals(NamedTuple):
@@ -60,47 +61,15 @@ class Residuals(NamedTuple):
 
 
 @dataclass
-class ParameterDraws:
-    """Parameter sets drawn from a fit's uncertainty (:meth:`FitResult.parameter_draws`).
-
-    Attributes
-    ----------
-    parameters : ndarray (n, m, P)
-        Full model parameter rows per draw and subject.
-    offsets : ndarray (n, m)
-        Time offsets per draw and subject (drawn with the parameters).
-    handling : list of str
-        Per subject: how its covariance was handled ("" when it was used as it is).
-    singular : list of str
-        Subjects whose covariance was singular.
-    notes : list of str
-        What was done, in words (for reports).
-    undetermined : list of str
-        The quantities (``name[subject]``) held at the estimate because the data do not
-        determine them.
-    """
-
-    parameters: np.ndarray
-    offsets: np.ndarray
-    handling: list
-    singular: list
-    notes: list
-    undetermined: list = field(default_factory=list)
-
-
-def _few(items, n=5) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
-
-
-@dataclass
 class FitResult:
     """Estimates, uncertainty, diagnostics and provenance of a fit.
 
     Attributes
     ----------
     name : str
-    kind : {"individual", "pooled"}
+    kind : str
+        The estimator that produced it (``"individual"``, ``"pooled"``, ``"fixed"`` when
+        nothing was estimated).
     model : CompiledModel
         The compiled model (pickles as its spec).
     subject_ids : tuple of str
@@ -109,36 +78,32 @@ class FitResult:
         parameters (``OBS.a``, ``OBS.b``, ``OBS.sigma``), with role, bounds and scale.
     observables, error_models : tuple of str
         The fitted observables and their error models.
-    theta : ndarray (m, Q)
-        Per subject, every parameter's value (estimates; fixed ones at their values).
-    se : ndarray (m, Q)
-        Delta-method standard errors on the natural scale (NaN for fixed parameters or a failed
-        covariance step).
-    intervals : dict of str to ndarray (m, Q, 2)
-        Interval method (``covariance``, ``profile``, ``bootstrap``) -> lower/upper.
-    objective : float
-        -2 log L at the estimates (sum over subjects).
-    aic, bic : float
-    subject_objective : ndarray (m,)
-        -2 log L per subject (NaN where its simulation failed at every point tried).
-    converged : ndarray of bool (m,)
-    messages : list of str
-    failures : list of str
-        Per subject: why it failed (did not converge, or its simulation failed at every point
-        tried, with the solver's message), ``""`` for a converged subject.
-    before_zero : ndarray of int (m,)
-        Per subject: data values whose model time (data time + offset) is before the model's
-        t = 0 at the estimates; they are evaluated at t = 0, where the objective is flat in the
-        offset.
-    warnings : list of str
-        Stated problems: failed covariance steps, practically non-identifiable parameters.
-    counters : dict
-        ``simulations`` (batched simulate calls), ``subject_solves`` (rows simulated),
-        ``failed_solves`` (rows whose simulation failed or gave non-finite residuals).
+    solver : dict
+        The ``[solver]`` settings of the fit.
+    confidence : float
+        Level of every interval.
+    designs : list of Design
+        The fitted data, one per subject.
+    model_predictions : Predictions
+        Per subject, predictions and normalised residuals at the data.
+    individual : IndividualPart
+        Per-subject estimates, uncertainty and diagnostics.
+    population : PopulationPart or None
+        Population estimates (fixed effects, Omega, sigma, EBEs, shrinkage); None on every fit
+        until a population estimator fills it.
     timings : dict of str to float
         Seconds per phase.
     provenance : dict
-        Config text, model text, data path and SHA-256, versions, seed, options, notes.
+        Config text, model text, data path and SHA-256, versions, seed, options, notes, which
+        path produced the numbers (``numbers_from``).
+
+    Every other attribute is a read-only view of the parts: ``theta`` (m, Q) estimates per
+    subject; ``se`` (m, Q) standard errors; ``intervals`` (method -> (m, Q, 2));
+    ``interval_methods`` (method -> words); ``open_intervals``; ``x_hat``, ``x_cols``,
+    ``x_rows``, ``blocks`` (estimation scale and covariance); ``subject_objective``,
+    ``n_obs``, ``converged``, ``messages``, ``failures``, ``nfev``, ``starts_objective``,
+    ``best_start``, ``before_zero``; ``warnings``; ``counters``; ``predictions``;
+    ``profiles``, ``bootstrap`` (as saved in ``fit.json``).
     """
 
     name: str
@@ -149,65 +114,129 @@ class FitResult:
     observables: tuple
     error_models: tuple
     solver: dict
-    theta: np.ndarray
-    se: np.ndarray
-    intervals: dict
-    x_cols: np.ndarray
-    x_rows: list
-    x_hat: np.ndarray
-    blocks: list
-    subject_objective: np.ndarray
-    n_obs: np.ndarray
-    converged: np.ndarray
-    messages: list
-    nfev: np.ndarray
-    starts_objective: np.ndarray
-    best_start: np.ndarray
-    failures: list = field(default_factory=list)
-    before_zero: np.ndarray | None = None
-    designs: list = field(repr=False, default_factory=list)
-    predictions: list = field(repr=False, default_factory=list)
-    open_intervals: dict = field(default_factory=dict)
-    profiles: dict | None = field(default=None, repr=False)
-    bootstrap: dict | None = field(default=None, repr=False)
-    warnings: list = field(default_factory=list)
-    counters: dict = field(default_factory=dict)
+    confidence: float
+    designs: list = field(repr=False)
+    model_predictions: Predictions = field(repr=False)
+    individual: IndividualPart = field(repr=False)
+    population: PopulationPart | None = None
     timings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict, repr=False)
-    confidence: float = 0.95
 
-    # ------------------------------------------------------------------ construction
+    # ------------------------------------------------------------------ views of the parts
 
-    @classmethod
-    def from_parts(cls, cfg, problem: Problem, designs, core, unc, counters, timings,
-                   provenance) -> FitResult:
-        m = len(designs)
-        cnt = {"simulations": counters.simulations, "subject_solves": counters.rows,
-               "failed_solves": counters.failed_rows,
-               "solves_before_zero": counters.rows_before_zero,
-               "seconds_simulating": round(counters.seconds_evaluating, 3),
-               "failure_messages": sorted(set(counters.events))[:10]}
-        return cls(
-            name=cfg.name, kind=core["kind"], model=problem.model,
-            subject_ids=tuple(d.id for d in designs), parameters=problem.parameters,
-            observables=problem.observables, error_models=problem.error_models,
-            solver=dict(problem.solver), theta=core["theta"] if core["theta"].shape[0] == m
-            else np.repeat(core["theta"], m, axis=0), se=unc["se"],
-            intervals=unc["intervals"], x_cols=unc["x_cols"], x_rows=unc["x_rows"],
-            x_hat=unc["x_hat"], blocks=unc["blocks"], subject_objective=core["m2ll"],
-            n_obs=np.asarray(core["nobs"]), converged=np.asarray(core["success"], bool),
-            messages=list(core["message"]), nfev=np.asarray(core["nfev"]),
-            starts_objective=np.asarray(core["starts_m2ll"]),
-            best_start=np.asarray(core["best_start"]),
-            failures=list(core.get("failure", [""] * m)),
-            before_zero=np.asarray(core.get("before_zero", np.zeros(m)), dtype=int),
-            designs=list(designs),
-            predictions=list(core["predictions"]), open_intervals=unc.get("open", {}),
-            profiles=unc.get("profiles"),
-            bootstrap=unc.get("bootstrap"), warnings=_convergence_warnings(core, designs)
-            + _before_zero_warnings(core, designs, cnt) + list(unc["warnings"]),
-            counters=cnt, timings=timings, provenance=provenance,
-            confidence=float(cfg.options["confidence"]))
+    @property
+    def theta(self) -> np.ndarray:
+        """(m, Q) every fit quantity per subject (estimates; fixed ones at their values)."""
+        return self.individual.estimates.theta
+
+    @property
+    def x_hat(self) -> np.ndarray:
+        """(K,) the estimated entries on the estimation scale."""
+        return self.individual.estimates.x_hat
+
+    @property
+    def x_cols(self) -> np.ndarray:
+        """(K,) fit quantity of each estimated entry."""
+        return self.individual.estimates.x_cols
+
+    @property
+    def x_rows(self) -> list:
+        """(K,) subject rows each estimated entry sets."""
+        return self.individual.estimates.x_rows
+
+    @property
+    def se(self) -> np.ndarray:
+        """(m, Q) delta-method standard errors on the natural scale (NaN when unknown)."""
+        return self.individual.uncertainty.se
+
+    @property
+    def intervals(self) -> dict:
+        """Interval method -> (m, Q, 2) lower/upper."""
+        return self.individual.uncertainty.intervals
+
+    @property
+    def interval_methods(self) -> dict:
+        """Interval key -> the method in words (e.g. ``"profile likelihood"``)."""
+        return self.individual.uncertainty.methods
+
+    @property
+    def open_intervals(self) -> dict:
+        return self.individual.uncertainty.open_intervals
+
+    @property
+    def blocks(self) -> list:
+        """Covariance blocks on the estimation scale: (entries of ``x_hat``, matrix)."""
+        return self.individual.uncertainty.blocks
+
+    @property
+    def profiles(self) -> dict | None:
+        """Profile likelihoods as saved (``cols``, ``values``, ``m2ll``, ``pooled``), or None."""
+        p = self.individual.uncertainty.profiles
+        return None if p is None else p.as_dict()
+
+    @property
+    def bootstrap(self) -> dict | None:
+        """Bootstrap refits as saved (``cols``, ``estimates`` (m, B, D)), or None."""
+        b = self.individual.uncertainty.bootstrap
+        return None if b is None else b.as_dict()
+
+    @property
+    def subject_objective(self) -> np.ndarray:
+        """(m,) -2 log L per subject (NaN where its simulation failed at every point tried)."""
+        return self.individual.diagnostics.subject_objective
+
+    @property
+    def n_obs(self) -> np.ndarray:
+        return self.individual.diagnostics.n_obs
+
+    @property
+    def converged(self) -> np.ndarray:
+        return self.individual.diagnostics.converged
+
+    @property
+    def messages(self) -> list:
+        return list(self.individual.diagnostics.messages)
+
+    @property
+    def failures(self) -> list:
+        """Per subject: why it failed (``""`` for a converged subject)."""
+        return list(self.individual.diagnostics.failures)
+
+    @property
+    def nfev(self) -> np.ndarray:
+        return self.individual.diagnostics.nfev
+
+    @property
+    def starts_objective(self) -> np.ndarray:
+        """(m, S) -2 log L of every start."""
+        return self.individual.diagnostics.starts_objective
+
+    @property
+    def best_start(self) -> np.ndarray:
+        return self.individual.diagnostics.best_start
+
+    @property
+    def before_zero(self) -> np.ndarray:
+        """(m,) data values whose model time is before the model's t = 0 at the estimates."""
+        return self.individual.diagnostics.before_zero
+
+    @property
+    def counters(self) -> dict:
+        """``simulations``, ``subject_solves``, ``failed_solves``, ``solves_before_zero``,
+        ``seconds_simulating``, ``failure_messages``."""
+        return self.individual.diagnostics.counters
+
+    @property
+    def warnings(self) -> list:
+        """Stated problems: convergence, data before t = 0, failed covariance steps,
+        practically non-identifiable quantities."""
+        return (list(self.individual.diagnostics.warnings)
+                + list(self.individual.uncertainty.warnings))
+
+    @property
+    def predictions(self) -> list:
+        """Per subject, the model prediction at each data row."""
+        return self.model_predictions.values
 
     # ------------------------------------------------------------------ basic views
 
@@ -251,7 +280,7 @@ class FitResult:
     @property
     def n_estimated(self) -> int:
         """Number of estimated quantities (subjects x per-subject ones + shared ones)."""
-        return int(self.x_cols.size)
+        return self.individual.estimates.n_estimated
 
     @property
     def aic(self) -> float:
@@ -297,8 +326,11 @@ class FitResult:
 
     def covariance(self, subject: int | str = 0) -> tuple[tuple, np.ndarray]:
         """(names, covariance on the estimation scale) of one subject's estimated quantities
-        (individual fits) or of every estimated quantity (pooled fits)."""
-        if self.kind == "pooled":
+        (one block per subject) or of every estimated quantity (a joint covariance, when shared
+        quantities couple the subjects; ``subject`` is then ignored)."""
+        if not self.blocks:                       # nothing estimated
+            return (), np.zeros((0, 0))
+        if self.individual.uncertainty.joint:
             idx, cov = self.blocks[0]
             names = tuple(self._entry_name(k) for k in idx)
             return names, cov.copy()
@@ -339,88 +371,9 @@ class FitResult:
         -------
         ParameterDraws
         """
-        from .uncertainty import gaussian_draws
+        from ._draws import parameter_draws
 
-        rng = np.random.default_rng(rng)
-        m, Q = self.theta.shape
-        th = np.repeat(self.theta[None], n, axis=0)
-        handling: dict[int, list[str]] = {}
-        undetermined, totals = [], {"redrawn": 0, "unresolved": 0, "draws": 0}
-        for idx, cov in self.blocks:
-            idx = np.asarray(idx, dtype=int)
-            if idx.size == 0:
-                continue
-            cols = self.x_cols[idx]
-            sc = np.array([self.parameters[c].scale for c in cols])
-            lo = np.array([self.parameters[c].lower for c in cols])
-            hi = np.array([self.parameters[c].upper for c in cols])
-            xs, info = gaussian_draws(self.x_hat[idx], cov, sc, lo, hi, n, rng,
-                                      confidence=self.confidence)
-            rows = sorted({int(r) for k in idx for r in self.x_rows[k]})
-            notes = []
-            if info["undetermined"]:
-                names = [self.parameter_names[cols[k]] for k in info["undetermined"]]
-                undetermined += [self._entry_name(idx[k]) for k in info["undetermined"]]
-                notes.append("singular covariance: " + ", ".join(dict.fromkeys(names))
-                             + " not determined by the data, held at the estimate")
-            if info["at_bound"]:
-                names = [self.parameter_names[cols[k]] for k in info["at_bound"]]
-                notes.append("estimate at a bound: " + ", ".join(dict.fromkeys(names))
-                             + " held there (one-sided uncertainty), the others drawn given "
-                               "it")
-            if info["held"]:
-                notes.append(f"{info['held']} direction(s) wider than the bounds held at "
-                             "the estimate")
-            if info["negative"]:
-                notes.append(f"covariance not positive semi-definite: {info['negative']} "
-                             "negative eigenvalue(s) set to 0")
-            for r in rows:
-                handling.setdefault(r, []).extend(notes)
-            totals["redrawn"] += info["redrawn"]
-            totals["unresolved"] += info["unresolved"]
-            totals["draws"] += n
-            for col_k, k in enumerate(idx):
-                c = self.x_cols[k]
-                p = self.parameters[c]
-                vals = from_internal(xs[:, col_k], p.scale, p.lower, p.upper)
-                th[:, self.x_rows[k], c] = vals[:, None]
-        P = self.model.n_parameters
-        q = self.parameter_names.index(OFFSET)
-        cov_term = (np.array([d.offset_covariate for d in self.designs])
-                    if self.designs else 0.0)
-        offsets = th[:, :, q] + self.parameters[q].factor * cov_term
-        per_subject = ["; ".join(dict.fromkeys(handling.get(i, []))) for i in range(m)]
-        notes = []
-        singular = [self.subject_ids[i] for i in range(m) if "singular" in per_subject[i]]
-        held = [self.subject_ids[i] for i in range(m) if "direction(s)" in per_subject[i]]
-        bound = [self.subject_ids[i] for i in range(m) if "at a bound" in per_subject[i]]
-        negative = [self.subject_ids[i] for i in range(m) if "negative" in per_subject[i]]
-        if singular:
-            notes.append(f"singular covariance in {len(singular)}/{m} subjects "
-                         f"({_few(singular)}): the quantities the data do not determine are "
-                         "held at the estimate in every draw")
-        if bound:
-            notes.append(f"estimates at a bound in {len(bound)}/{m} subjects ({_few(bound)}): "
-                         "their uncertainty is one-sided, which a normal distribution does not "
-                         "describe; they are held at the bound and the other quantities are "
-                         "drawn from their distribution given them")
-        if held:
-            notes.append(f"near-singular covariance in {len(held)}/{m} subjects "
-                         f"({_few(held)}): directions whose {100 * self.confidence:g}% "
-                         "interval is wider than the bounds are held at the estimate")
-        if negative:
-            notes.append(f"covariance not positive semi-definite in {len(negative)}/{m} "
-                         f"subjects ({_few(negative)}): regularised to the nearest positive "
-                         "semi-definite matrix")
-        if totals["redrawn"]:
-            notes.append(f"{totals['redrawn']} of {totals['draws']} subject draws fell outside "
-                         "the bounds and were drawn again (normal truncated to the bounds on "
-                         "the estimation scale; nothing clipped)"
-                         + (f"; {totals['unresolved']} still outside after 100 tries were set "
-                            "to the estimate" if totals["unresolved"] else ""))
-        return ParameterDraws(parameters=th[:, :, :P], offsets=offsets,
-                              handling=per_subject, singular=singular, notes=notes,
-                              undetermined=undetermined)
+        return parameter_draws(self, n, rng)
 
     def sample_parameters(self, n: int, rng=None, *, with_offsets: bool = False):
         """Draw parameter sets from the estimates' uncertainty (see :meth:`parameter_draws`).
@@ -455,20 +408,8 @@ class FitResult:
             ``(residuals, predictions)``, each a list with one array per subject (rows as in
             the data); residuals are NaN where the row is censored.
         """
-        prob = self.problem
-        out = []
-        for i, d in enumerate(self.designs):
-            f = self.predictions[i]
-            th = self.theta[i]
-            oi = d.obs
-            a = np.where(prob.a_index[oi] >= 0, th[np.maximum(prob.a_index[oi], 0)], 0.0)
-            b = np.where(prob.b_index[oi] >= 0, th[np.maximum(prob.b_index[oi], 0)], 0.0)
-            t = likelihood_terms(prob.codes[oi], d.value, d.cens, d.limit, f,
-                                 np.zeros((f.size, 0)), a, np.zeros((f.size, 0)), b,
-                                 np.zeros((f.size, 0)), prob.sigma_varies[oi], want_jac=False)
-            out.append(np.where(d.cens == 0, t.r, np.nan))
-        return Residuals(out, [np.array(self.predictions[i], dtype=float)
-                               for i in range(len(self.designs))])
+        return Residuals([np.array(r, dtype=float) for r in self.model_predictions.residuals],
+                         [np.array(f, dtype=float) for f in self.model_predictions.values])
 
     # ------------------------------------------------------------------ tables
 
@@ -559,7 +500,10 @@ class FitResult:
 
     def save(self, folder, *, figures: bool = True, overwrite: bool = False,
              inputs=None) -> Path:
-        """Write the fit folder atomically (see the module docstring); returns its path.
+        """Write the fit folder atomically; returns its path.
+
+        The folder holds ``fit.json`` (everything, with a format version), ``subjects.csv``,
+        ``data.csv``, ``report.md`` and ``figures/``; see :mod:`progression.fit._io_result`.
 
         Parameters
         ----------
@@ -580,129 +524,9 @@ class FitResult:
         OutputError
             The folder cannot be written without losing something, or cannot be written.
         """
-        from .._io import atomic_directory
-        from .report import write_figures, write_report
+        from ._io_result import save_fit
 
-        folder = Path(folder)
-        if inputs is None:
-            prov = self.provenance or {}
-            inputs = [prov.get("config_path"), prov.get("data_path"), prov.get("model_ref")]
-            inputs = [p for p in inputs if isinstance(p, str) and p and Path(p).exists()]
-        with atomic_directory(folder, overwrite=overwrite, inputs=inputs,
-                              what="fit folder") as tmp:
-            (tmp / "fit.json").write_text(json.dumps(self._json(), indent=1,
-                                                     allow_nan=False) + "\n")
-            self._write_subjects(tmp / "subjects.csv")
-            self._write_data(tmp / "data.csv")
-            figs = write_figures(self, tmp / "figures") if figures else []
-            write_report(self, tmp / "report.md", figs)
-        return folder
-
-    def _json(self) -> dict:
-        spec = getattr(self.model, "spec", None)
-        return _clean({
-            "format": FORMAT,
-            "name": self.name,
-            "kind": self.kind,
-            "model": {"name": self.model.name, "text": getattr(spec, "text", "") or "",
-                      "source": getattr(spec, "source", ""),
-                      "fingerprint": getattr(spec, "fingerprint", "")},
-            "subjects": list(self.subject_ids),
-            "parameters": [dataclasses.asdict(p) for p in self.parameters],
-            "observables": list(self.observables),
-            "error_models": list(self.error_models),
-            "solver": self.solver,
-            "confidence": self.confidence,
-            "objective": self.objective, "aic": self.aic, "bic": self.bic,
-            "n_estimated": self.n_estimated, "n_observations": int(self.n_obs.sum()),
-            "estimates": {"theta": self.theta, "se": self.se},
-            "intervals": self.intervals,
-            "open_intervals": self.open_intervals,
-            "estimation_scale": {"x_cols": self.x_cols, "x_rows": [list(map(int, r))
-                                                                   for r in self.x_rows],
-                                 "x_hat": self.x_hat,
-                                 "blocks": [{"entries": idx, "covariance": cov}
-                                            for idx, cov in self.blocks]},
-            "subject_objective": self.subject_objective, "n_obs": self.n_obs,
-            "converged": self.converged, "messages": self.messages, "nfev": self.nfev,
-            "failures": self.failures,
-            "before_zero": self.before_zero,
-            "starts_objective": self.starts_objective, "best_start": self.best_start,
-            "profiles": self.profiles, "bootstrap": self.bootstrap,
-            "warnings": self.warnings, "counters": self.counters, "timings": self.timings,
-            "provenance": self.provenance,
-        })
-
-    def _write_subjects(self, path: Path) -> None:
-        est = [(q, p) for q, p in enumerate(self.parameters) if p.estimated]
-        header = ["subject", "converged", "objective", "n_obs", "nfev", "best_start",
-                  "time_offset_model", "n_before_model_t0"]
-        for _, p in est:
-            header += [p.name, f"{p.name}_se"]
-            for method in self.intervals:
-                header += [f"{p.name}_{method}_lo", f"{p.name}_{method}_hi"]
-        header.append("message")
-        offsets = self.time_offsets
-        bz = self.before_zero if self.before_zero is not None else np.zeros(self.n_subjects)
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for i, sid in enumerate(self.subject_ids):
-                row = [sid, int(self.converged[i]), _fmt(self.subject_objective[i]),
-                       int(self.n_obs[i]), int(self.nfev[i]), int(self.best_start[i]) + 1,
-                       _fmt(offsets[i]), int(bz[i])]
-                for q, _ in est:
-                    row += [_fmt(self.theta[i, q]), _fmt(self.se[i, q])]
-                    for ci in self.intervals.values():
-                        row += [_fmt(ci[i, q, 0]), _fmt(ci[i, q, 1])]
-                row.append(self.failures[i] if self.failures and self.failures[i]
-                           else self.messages[i])
-                w.writerow(row)
-
-    def _write_data(self, path: Path) -> None:
-        res = self.residuals().residuals if self.designs else []
-        offsets = self.time_offsets
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["subject", "time", "model_time", "observable", "value", "cens", "limit",
-                        "offset_covariate", "prediction", "residual"])
-            for i, d in enumerate(self.designs):
-                for j in range(d.n):
-                    w.writerow([d.id, _fmt(d.time[j]), _fmt(d.time[j] + offsets[i]),
-                                self.observables[d.obs[j]], _fmt(d.value[j]), int(d.cens[j]),
-                                _fmt(d.limit[j]), _fmt(d.offset_covariate),
-                                _fmt(self.predictions[i][j]), _fmt(res[i][j])])
-
-
-def _convergence_warnings(core, designs) -> list[str]:
-    m = len(designs)
-    failure = core.get("failure")
-    if failure is None:
-        failure = ["not converged" if not ok else "" for ok in core["success"]]
-    sim = [designs[i].id for i, r in enumerate(failure) if "simulation failed" in r]
-    opt = [designs[i].id for i, r in enumerate(failure) if r and "simulation failed" not in r]
-    out = []
-    if sim:
-        out.append(f"the simulation failed at every point tried for {len(sim)}/{m} subjects "
-                   f"({', '.join(sim[:5])}{' ...' if len(sim) > 5 else ''}): no estimate; "
-                   "they are left out of -2 log L; see subjects.csv, column 'message'")
-    if opt:
-        out.append(f"the optimiser did not report convergence for {len(opt)}/{m} "
-                   f"subjects ({', '.join(opt[:5])}{' ...' if len(opt) > 5 else ''}); see "
-                   "subjects.csv, column 'message'")
-    return out
-
-
-def _before_zero_warnings(core, designs, counters) -> list[str]:
-    bz = np.asarray(core.get("before_zero", np.zeros(len(designs))), dtype=int)
-    who = [designs[i].id for i in np.nonzero(bz > 0)[0]]
-    if not who:
-        return []
-    return [f"model times before 0 at the estimates: {int(bz.sum())} data value(s) of "
-            f"{len(who)}/{len(designs)} subjects ({', '.join(who[:5])}"
-            f"{' ...' if len(who) > 5 else ''}) lie before the model's t = 0 (data time + "
-            "offset < 0); they are evaluated at t = 0, where the objective is flat in the "
-            "time offset, so the offset is not determined by them"]
+        return save_fit(self, folder, figures=figures, overwrite=overwrite, inputs=inputs)
 
 
 def _percentiles(values, q) -> list[float]:
@@ -714,136 +538,17 @@ def _percentiles(values, q) -> list[float]:
     return [float(x) for x in np.percentile(v, q)]
 
 
-def _fmt(x) -> str:
-    if x is None:
-        return ""
-    x = float(x)
-    return "" if not math.isfinite(x) else repr(x)
-
-
-def _clean(obj):
-    """JSON-safe: arrays to lists, NaN/inf to null, tuples to lists, numpy scalars to Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _arr(x, dtype=float):
-    return np.array(x, dtype=dtype) if x is not None else None
-
-
 def load_fit(folder) -> FitResult:
     """Restore a saved fit (``fit.json`` and ``data.csv``) as a FitResult that can simulate.
+
+    Reads every format version progression has written (``progression-fit/1`` and ``/2``).
 
     Raises
     ------
     FitError
-        The folder is not a saved fit, or its model cannot be restored.
+        The folder is not a saved fit, its format version is unknown (a newer progression
+        wrote it), or its model cannot be restored.
     """
-    from ..model import compile_model, parse_model
+    from ._io_result import load_fit as _load
 
-    folder = Path(folder)
-    path = folder / "fit.json"
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise FitError(f"{folder}: not a saved fit (cannot read fit.json: "
-                       f"{exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise FitError(f"{path}: not valid JSON ({exc})") from None
-    if doc.get("format") != FORMAT:
-        raise FitError(f"{path}: expected format {FORMAT!r}, found {doc.get('format')!r}")
-    text = doc["model"]["text"]
-    if not text:
-        raise FitError(f"{path}: the model text is missing (a Python model cannot be restored "
-                       "from a saved fit)")
-    model = compile_model(parse_model(text, source=doc["model"]["source"] or str(path)))
-    params = []
-    for p in doc["parameters"]:
-        p = dict(p)
-        for key in ("lower", "upper"):
-            if p[key] is None:
-                p[key] = -math.inf if key == "lower" else math.inf
-        params.append(FitParameter(**p))
-    subjects = tuple(doc["subjects"])
-    observables = tuple(doc["observables"])
-    designs = _read_designs(folder / "data.csv", subjects, observables)
-    est = doc["estimates"]
-    scale = doc["estimation_scale"]
-    blocks = [(np.array(b["entries"], dtype=int), _arr(b["covariance"]).reshape(
-        len(b["entries"]), len(b["entries"]))) for b in scale["blocks"]]
-    solver = dict(doc["solver"])
-    if solver.get("max_step") is None:
-        solver["max_step"] = math.inf
-    profiles = doc.get("profiles")
-    if profiles:
-        profiles = {k: (_arr(v) if k != "pooled" else v) for k, v in profiles.items()}
-        profiles["cols"] = profiles["cols"].astype(int)
-    boot = doc.get("bootstrap")
-    if boot:
-        boot = {"cols": _arr(boot["cols"], int), "estimates": _arr(boot["estimates"])}
-    m = len(subjects)
-    predictions = [np.array([np.nan])] * m
-    if designs:
-        predictions = [d.pop("prediction") for d in designs]
-        designs = [Design(**d) for d in designs]
-    return FitResult(
-        name=doc["name"], kind=doc["kind"], model=model, subject_ids=subjects,
-        parameters=tuple(params), observables=observables,
-        error_models=tuple(doc["error_models"]), solver=solver, theta=_arr(est["theta"]),
-        se=_arr(est["se"]), intervals={k: _arr(v) for k, v in doc["intervals"].items()},
-        x_cols=np.array(scale["x_cols"], dtype=int),
-        x_rows=[np.array(r, dtype=int) for r in scale["x_rows"]], x_hat=_arr(scale["x_hat"]),
-        blocks=blocks, subject_objective=_arr(doc["subject_objective"]),
-        n_obs=np.array(doc["n_obs"], dtype=int), converged=np.array(doc["converged"], bool),
-        messages=list(doc["messages"]), nfev=np.array(doc["nfev"], dtype=int),
-        starts_objective=_arr(doc["starts_objective"]),
-        best_start=np.array(doc["best_start"], dtype=int),
-        failures=list(doc.get("failures") or [""] * m),
-        before_zero=np.array(doc.get("before_zero") or [0] * m, dtype=int),
-        designs=designs,
-        predictions=predictions,
-        open_intervals={k: np.array(v, dtype=bool) for k, v in doc["open_intervals"].items()},
-        profiles=profiles, bootstrap=boot, warnings=list(doc["warnings"]),
-        counters=doc["counters"], timings=doc["timings"], provenance=doc["provenance"],
-        confidence=float(doc["confidence"]))
-
-
-def _read_designs(path: Path, subjects, observables):
-    if not path.is_file():
-        return []
-    rows: dict[str, list] = {s: [] for s in subjects}
-    with path.open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            rows[r["subject"]].append(r)
-
-    def num(x):
-        return float(x) if x != "" else np.nan
-
-    out = []
-    for s in subjects:
-        rs = rows[s]
-        out.append({
-            "id": s,
-            "time": np.array([num(r["time"]) for r in rs]),
-            "obs": np.array([observables.index(r["observable"]) for r in rs], dtype=int),
-            "value": np.array([num(r["value"]) for r in rs]),
-            "cens": np.array([int(r["cens"]) for r in rs], dtype=int),
-            "limit": np.array([num(r["limit"]) for r in rs]),
-            "offset_covariate": num(rs[0]["offset_covariate"]) if rs else 0.0,
-            "prediction": np.array([num(r["prediction"]) for r in rs]),
-        })
-    return out
+    return _load(folder)

@@ -1,0 +1,293 @@
+"""Typed pieces of a fit: what an estimator returns and what a FitResult is built from.
+
+Every estimator of :mod:`progression.fit.estimators` returns an :class:`EstimatorOutput`:
+
+===================  =======================================================================
+:class:`Estimates`   per-subject table of every fit quantity on the natural scale (shared
+                     quantities repeated in every row) and the estimation-scale vector with
+                     its layout (which column and which subject rows each entry sets)
+:class:`Uncertainty` standard errors, intervals by method, covariance blocks, profiles and
+                     bootstrap draws; each interval method is named (``"observed
+                     information"``, ``"profile likelihood"``, ``"parametric bootstrap"``)
+:class:`Diagnostics` objective per subject, convergence, failures, starts, evaluations, the
+                     path that produced the numbers, counters and warnings
+:class:`Predictions` per-subject predictions and normalised residuals at the data
+===================  =======================================================================
+
+A :class:`~progression.fit.result.FitResult` holds data, predictions and provenance once, an
+:class:`IndividualPart` (estimates, uncertainty, diagnostics) and an optional
+:class:`PopulationPart` (population estimators; None on every fit for now).
+
+Arrays are shared, not copied: the dataclasses are frozen (their fields cannot be rebound) but
+an array inside one can be changed in place; nothing in progression does so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Estimates", "Uncertainty", "Profiles", "BootstrapDraws", "Diagnostics",
+           "Predictions", "IndividualPart", "PopulationPart", "EstimatorOutput",
+           "INTERVAL_METHODS"]
+
+#: Interval key (``FitResult.intervals``, the ``subjects.csv`` columns) -> the method in words.
+INTERVAL_METHODS = {
+    "covariance": "observed information (Wald interval, delta method on the estimation scale)",
+    "profile": "profile likelihood",
+    "bootstrap": "parametric bootstrap (percentile interval)",
+}
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Point estimates of a fit.
+
+    Attributes
+    ----------
+    theta : ndarray (m, Q)
+        Per subject, every fit quantity on the natural scale (model parameters in model order,
+        ``time_offset``, error parameters); fixed ones at their values, shared ones repeated.
+    x_hat : ndarray (K,)
+        Every estimated entry on the estimation scale (log, log10, logit or linear).
+    x_cols : int ndarray (K,)
+        The fit quantity (column of ``theta``) of each entry.
+    x_rows : list of int ndarray (K,)
+        The subject rows each entry sets: one row for a per-subject entry, every row for a
+        shared one.
+    """
+
+    theta: np.ndarray
+    x_hat: np.ndarray
+    x_cols: np.ndarray
+    x_rows: list
+
+    @property
+    def n_estimated(self) -> int:
+        """Number of estimated entries (subjects x per-subject quantities + shared ones)."""
+        return int(self.x_cols.size)
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """Profile likelihoods.
+
+    Attributes
+    ----------
+    cols : int ndarray (D,)
+        The profiled fit quantities.
+    values : ndarray (R, D, n)
+        Natural-scale grid of each profile; ``R`` is the number of subjects, or 1 for a
+        ``joint`` profile (a quantity shared by every subject).
+    m2ll : ndarray (R, D, n)
+        -2 log L with the quantity held at each grid value and the others re-optimised.
+    joint : bool
+        One profile of the whole objective (shared quantities) instead of one per subject.
+    """
+
+    cols: np.ndarray
+    values: np.ndarray
+    m2ll: np.ndarray
+    joint: bool = False
+
+    def as_dict(self) -> dict:
+        """The form saved in ``fit.json`` (``pooled`` names ``joint`` there)."""
+        out = {"cols": self.cols, "values": self.values, "m2ll": self.m2ll}
+        if self.joint:
+            out["pooled"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class BootstrapDraws:
+    """Parametric-bootstrap refits.
+
+    Attributes
+    ----------
+    cols : int ndarray (D,)
+        The re-estimated fit quantities.
+    estimates : ndarray (m, B, D)
+        Per subject and replicate, the refitted values (NaN where a refit failed).
+    """
+
+    cols: np.ndarray
+    estimates: np.ndarray
+
+    def as_dict(self) -> dict:
+        """The form saved in ``fit.json``."""
+        return {"cols": self.cols, "estimates": self.estimates}
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Uncertainty of the estimates, with the method behind every interval named.
+
+    Attributes
+    ----------
+    se : ndarray (m, Q)
+        Delta-method standard errors on the natural scale from the observed information (NaN
+        for fixed quantities or a failed covariance step).
+    intervals : dict of str to ndarray (m, Q, 2)
+        Interval key (``covariance``, ``profile``, ``bootstrap``) -> lower/upper.
+    methods : dict of str to str
+        Interval key -> the method in words (see :data:`INTERVAL_METHODS`).
+    open_intervals : dict of str to bool ndarray (m, Q, 2)
+        Per interval key, whether each end reached a bound or the edge of the profile.
+    blocks : list of (int ndarray, ndarray)
+        Covariance on the estimation scale: (entries of ``Estimates.x_hat``, matrix) per
+        independent block (one per subject, or one ``joint`` block).
+    joint : bool
+        One covariance over every subject's entries (a shared quantity couples them).
+    profiles : Profiles or None
+    bootstrap : BootstrapDraws or None
+    warnings : tuple of str
+        Failed covariance steps, estimates at bounds, practically non-identifiable quantities.
+    """
+
+    se: np.ndarray
+    intervals: dict
+    methods: dict
+    open_intervals: dict = field(default_factory=dict)
+    blocks: list = field(default_factory=list)
+    joint: bool = False
+    profiles: Profiles | None = None
+    bootstrap: BootstrapDraws | None = None
+    warnings: tuple = ()
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How the estimation went.
+
+    Attributes
+    ----------
+    subject_objective : ndarray (m,)
+        -2 log L per subject at the estimates (NaN where its simulation failed).
+    n_obs : int ndarray (m,)
+        Data values per subject.
+    converged : bool ndarray (m,)
+    messages : tuple of str
+        The optimiser's message per subject.
+    failures : tuple of str
+        Per subject: why it failed (``""`` for a converged subject).
+    nfev : int ndarray (m,)
+        Objective evaluations of the winning start.
+    starts_objective : ndarray (m, S)
+        -2 log L of every start (the same row for every subject of a joint fit).
+    best_start : int ndarray (m,)
+    before_zero : int ndarray (m,)
+        Data values whose model time is before the model's t = 0 at the estimates.
+    numbers_from : str
+        Which path (grid or exact outputs, sensitivities) produced the estimates, objective and
+        covariance, in words.
+    method : str
+        The optimiser and Jacobian, in words.
+    counters : dict
+        ``simulations``, ``subject_solves``, ``failed_solves``, ``solves_before_zero``,
+        ``seconds_simulating``, ``failure_messages`` (filled when the fit is assembled).
+    warnings : tuple of str
+        Convergence failures and data before the model's t = 0.
+    """
+
+    subject_objective: np.ndarray
+    n_obs: np.ndarray
+    converged: np.ndarray
+    messages: tuple
+    failures: tuple
+    nfev: np.ndarray
+    starts_objective: np.ndarray
+    best_start: np.ndarray
+    before_zero: np.ndarray
+    numbers_from: str = ""
+    method: str = ""
+    counters: dict = field(default_factory=dict)
+    warnings: tuple = ()
+
+    @property
+    def objective(self) -> float:
+        """-2 log L summed over the subjects with a finite objective (NaN if none)."""
+        obj = np.asarray(self.subject_objective, dtype=float)
+        ok = np.isfinite(obj)
+        return float(np.sum(obj[ok])) if ok.any() else float("nan")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Model predictions and normalised residuals at the data.
+
+    Attributes
+    ----------
+    values : list of ndarray
+        Per subject, the prediction ``f`` at each data row.
+    residuals : list of ndarray
+        Per subject, the normalised residual of the error model at each data row (NaN for a
+        censored row).
+    """
+
+    values: list
+    residuals: list
+
+
+@dataclass(frozen=True)
+class IndividualPart:
+    """Per-subject estimates, their uncertainty and the diagnostics of the estimation."""
+
+    estimates: Estimates
+    uncertainty: Uncertainty
+    diagnostics: Diagnostics
+
+
+@dataclass(frozen=True)
+class PopulationPart:
+    """Population-level results (nonlinear mixed effects); to be filled by population
+    estimators.
+
+    No estimator fills it yet: ``FitResult.population`` is None on every fit today. The fields
+    are fixed here so that individual and population fits share one result type.
+
+    Attributes
+    ----------
+    fixed_effects : dict of str to float
+        Typical values (natural scale).
+    fixed_effects_se : dict of str to float
+    omega_names : tuple of str
+        The quantities with a random effect, in the order of ``omega``.
+    omega : ndarray (n_eta, n_eta)
+        Covariance of the random effects on the estimation scale.
+    sigma : dict of str to float
+        Residual error parameters.
+    ebes : ndarray (m, n_eta)
+        Empirical Bayes estimates of each subject's random effects.
+    shrinkage : dict of str to float
+        eta shrinkage per random effect (1 - SD(EBE) / omega).
+    """
+
+    fixed_effects: dict
+    fixed_effects_se: dict
+    omega_names: tuple
+    omega: np.ndarray
+    sigma: dict
+    ebes: np.ndarray
+    shrinkage: dict
+
+
+@dataclass(frozen=True)
+class EstimatorOutput:
+    """What an estimator returns (see :mod:`progression.fit.estimators`).
+
+    Attributes
+    ----------
+    estimates : Estimates
+    uncertainty : Uncertainty
+    diagnostics : Diagnostics
+    predictions : Predictions
+    population : PopulationPart or None
+        Only population estimators fill it.
+    """
+
+    estimates: Estimates
+    uncertainty: Uncertainty
+    diagnostics: Diagnostics
+    predictions: Predictions
+    population: PopulationPart | None = None
