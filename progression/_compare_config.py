@@ -38,8 +38,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .als.library import LIBRARY, library
 from .errors import ConfigError, ProgressionError, did_you_mean
-from .virtual.interventions import DAY, HOUR, LIBRARY, PK, WEEK, Intervention, library
+from .virtual.interventions import DAY, HOUR, PK, WEEK, Intervention
 
 __all__ = ["CompareConfig", "read_compare_config", "run_compare_config"]
 

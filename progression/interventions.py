@@ -1,11 +1,11 @@
-"""Former location of :mod:`progression.virtual.interventions` (kept so that old imports
-keep working).
-
-The module object is the new one (same classes, same private names, same pickles).
+"""Former location of interventions and the ALS drug library (kept so that old imports keep
+working): generic interventions are in :mod:`progression.virtual.interventions`, the library
+(read from ``progression/als/interventions.toml``) in :mod:`progression.als.library`.
 """
 
-import sys
+from .als.library import *  # noqa: F403
+from .als.library import __all__ as _library_names
+from .virtual.interventions import *  # noqa: F403
+from .virtual.interventions import __all__ as _generic_names
 
-from .virtual import interventions as _moved
-
-sys.modules[__name__] = _moved
+__all__ = [*_generic_names, *_library_names]

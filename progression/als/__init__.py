@@ -1,0 +1,12 @@
+"""ALS-specific content, as data where it is numbers.
+
+* :mod:`.library` -- the intervention library (``interventions.toml``: tocilizumab,
+  low-dose IL-2, Treg infusions, masitinib, ...), built against the model's own parameters;
+* :mod:`.defaults` -- what the generic virtual layer uses for an ALS model (``defaults.toml``:
+  between-subject variability of the §5 virtual cohort, scenario endpoints, the ALSFRS-R
+  scale of virtual trials);
+* :mod:`.describe` -- a cohort against the published ALS statistics (``targets.toml``).
+
+The generic layers (:mod:`progression.virtual`, :mod:`progression.data`) know nothing of ALS;
+this package sits above them and may import them.
+"""
