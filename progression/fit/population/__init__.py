@@ -1,0 +1,70 @@
+"""Population (nonlinear mixed-effects) estimation core: model-agnostic numerics.
+
+The structural model enters only through an *individual model*: a picklable object with
+``predict(phi (R, D), index (R,)) -> (f (R, n), G (R, n, D))`` (and optionally
+``predict_hessian``), evaluated for a batch of subjects at once; see
+:class:`IndividualModel`. On top of it:
+
+- :func:`conditional_modes`: eta-hat of all subjects in lockstep (damped Gauss-Newton,
+  per-subject status, warm starts);
+- :func:`subject_objectives` / :func:`objective`: NONMEM's FO, FOCE, FOCE-I and Laplace
+  objectives (``-2 log L`` without ``N log 2 pi``), per subject and in total;
+- :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
+  :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %.
+
+Typical individual parameters ``mu`` (N, D), with covariate effects, are computed by the
+caller from theta; ``phi_i = mu_i + eta_i`` on the random-effect columns (log scale for
+log-normal parameters). Residual variance ``V = a^2 + b^2 f^2`` (:class:`Residual`).
+"""
+
+from ._core import IndividualModel, PopulationData, Residual
+from ._diagnostics import (
+    Residuals,
+    cv_percent,
+    cwres,
+    epsilon_shrinkage,
+    eta_shrinkage,
+    residual_diagnostics,
+)
+from ._inner import (
+    CONVERGED,
+    FAILED,
+    MAX_ITER,
+    STALLED,
+    InnerOptions,
+    InnerResult,
+    conditional_modes,
+)
+from ._objective import (
+    HESSIAN_NOT_PD,
+    METHODS,
+    ObjectiveResult,
+    linearised_ofv,
+    objective,
+    subject_objectives,
+)
+
+__all__ = [
+    "CONVERGED",
+    "FAILED",
+    "HESSIAN_NOT_PD",
+    "MAX_ITER",
+    "METHODS",
+    "STALLED",
+    "IndividualModel",
+    "InnerOptions",
+    "InnerResult",
+    "ObjectiveResult",
+    "PopulationData",
+    "Residual",
+    "Residuals",
+    "conditional_modes",
+    "cv_percent",
+    "cwres",
+    "epsilon_shrinkage",
+    "eta_shrinkage",
+    "linearised_ofv",
+    "objective",
+    "residual_diagnostics",
+    "subject_objectives",
+]

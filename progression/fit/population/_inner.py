@@ -1,0 +1,279 @@
+"""Conditional modes (eta-hat) of all subjects, solved in lockstep batches.
+
+For each subject the inner problem is
+
+    L_i(eta) = sum_j q_ij(eta) + eta' Omega^-1 eta
+
+with ``q`` the observation terms of :mod:`._core` (``(y - f)^2 / V + log V`` observed, ``-2 log
+Phi(z)`` censored). It is minimised by a damped Gauss-Newton (Levenberg-Marquardt) iteration
+whose curvature matrix is the expected second derivative (the FOCE-I Hessian
+``2 (Omega^-1 + sum g g'/V + 1/2 sum h h'/V^2)``): positive definite whatever the residuals, so
+every damped step is a descent direction, and needing only first derivatives of the model.
+
+All still-active subjects of a batch advance together: each iteration makes exactly one
+``predict`` call (for the active subjects' trial points), and that call returns both the
+objective and the derivatives for the next step. Each subject has its own damping, its own
+convergence test and its own status; a subject whose prediction fails is marked and never
+stops the others (no exception leaves the solver for a failing subject).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._core import (
+    PopulationData,
+    Residual,
+    call_predict,
+    check_omega,
+    eta_columns_of,
+    obs_terms,
+)
+
+__all__ = ["InnerOptions", "InnerResult", "conditional_modes", "CONVERGED", "MAX_ITER",
+           "FAILED", "STALLED", "STATUS_NAMES"]
+
+#: Subject status codes of :class:`InnerResult`.
+CONVERGED, MAX_ITER, FAILED, STALLED = 0, 1, 2, 3
+STATUS_NAMES = {CONVERGED: "converged", MAX_ITER: "maximum iterations",
+                FAILED: "prediction failed at the start", STALLED: "stalled"}
+
+
+@dataclass(frozen=True)
+class InnerOptions:
+    """Settings of the inner (eta-hat) solver.
+
+    Parameters
+    ----------
+    max_iter : int
+        Iterations per subject.
+    xtol : float
+        Converged when the undamped Gauss-Newton step is at most ``xtol * (1 + max|eta|)`` in
+        every component (eta units: a step of 1e-10 changes a log-normal parameter by 1e-8 %).
+    lambda0 : float
+        Initial Levenberg damping, relative to the mean diagonal of the curvature matrix.
+    lambda_max : float
+        Damping at which a subject that cannot decrease L_i stops: converged if its
+        Gauss-Newton step is below ``stall_xtol * (1 + max|eta|)`` (rounding limits the
+        decrease near the optimum), else stalled.
+    stall_xtol : float
+    ftol_slack : float
+        A trial point is accepted when ``L_trial <= L + ftol_slack * (1 + |L|)``.
+    batch_size : int or None
+        Subjects per lockstep batch (None: all at once).
+    """
+
+    max_iter: int = 200
+    xtol: float = 1e-10
+    lambda0: float = 1e-3
+    lambda_max: float = 1e10
+    stall_xtol: float = 1e-6
+    ftol_slack: float = 1e-13
+    batch_size: int | None = None
+
+
+@dataclass
+class InnerResult:
+    """Conditional modes and what the solver found on the way.
+
+    Attributes
+    ----------
+    eta : ndarray (N, E)
+        Conditional modes (the last iterate for subjects that did not converge; the start for
+        failed ones).
+    status : ndarray of int (N,)
+        :data:`CONVERGED`, :data:`MAX_ITER`, :data:`FAILED` or :data:`STALLED`.
+    n_iter : ndarray of int (N,)
+        Iterations (model evaluations after the first) per subject.
+    objective : ndarray (N,)
+        L_i(eta-hat) (NaN for failed subjects).
+    f : ndarray (N, n)
+        Predictions at eta-hat (IPRED).
+    G : ndarray (N, n, D)
+        df/dphi at eta-hat.
+    info : ndarray (N, E, E)
+        The expected second derivative of the data part at eta-hat (``-2 log L`` scale).
+    V_fixed : ndarray (N, n) or None
+        The residual variance held fixed (at eta = 0) without interaction.
+    n_predict : int
+        ``predict`` calls made (batched calls count once).
+    """
+
+    eta: np.ndarray
+    status: np.ndarray
+    n_iter: np.ndarray
+    objective: np.ndarray
+    f: np.ndarray
+    G: np.ndarray
+    info: np.ndarray
+    V_fixed: np.ndarray | None
+    n_predict: int
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Bool (N,): which subjects converged."""
+        return self.status == CONVERGED
+
+    def failures(self) -> list[str]:
+        """One line per subject that did not converge (subject position, status)."""
+        return [f"subject {i}: {STATUS_NAMES[int(s)]} after {int(self.n_iter[i])} iterations"
+                for i, s in enumerate(self.status) if s != CONVERGED]
+
+
+def fixed_variance(model, data: PopulationData, mu, residual: Residual):
+    """Residual variance at eta = 0 (FOCE without interaction) and the predictions there.
+
+    Returns
+    -------
+    V0 : ndarray (N, n)
+    f0 : ndarray (N, n)
+    G0 : ndarray (N, n, D)
+    ok : ndarray of bool (N,)
+    """
+    mu = np.asarray(mu, dtype=float)
+    N, D = mu.shape
+    f0, G0, ok = call_predict(model, mu, np.arange(N), data.y.shape[1], D)
+    with np.errstate(all="ignore"):
+        V0 = np.where(data.mask, residual.variance(np.where(data.mask, f0, 0.0),
+                                                   data.observable), 1.0)
+    ok = ok & np.all(np.isfinite(V0) & (V0 > 0), axis=1)
+    return V0, f0, G0, ok
+
+
+def conditional_modes(model, data: PopulationData, mu, omega, residual: Residual, *,
+                      eta_columns=None, eta0=None, interaction: bool = True, V_fixed=None,
+                      options: InnerOptions | None = None) -> InnerResult:
+    """Minimise L_i(eta) for every subject.
+
+    Parameters
+    ----------
+    model : IndividualModel or callable
+        ``predict(phi (R, D), index (R,)) -> (f (R, n), G (R, n, D))``.
+    data : PopulationData
+        N subjects, padded to n observations.
+    mu : array_like (N, D)
+        Typical individual parameters (estimation scale) with covariate effects.
+    omega : array_like (E, E)
+        Covariance of the random effects.
+    residual : Residual
+    eta_columns : sequence of int, optional
+        Which of the D parameters carry the E random effects (default all).
+    eta0 : array_like (N, E), optional
+        Warm start (default zeros).
+    interaction : bool
+        True: V follows eta (FOCE-I, Laplace). False: V is held at its value at eta = 0
+        (FOCE), given as ``V_fixed`` or computed here with one extra ``predict`` call.
+    V_fixed : array_like (N, n), optional
+    options : InnerOptions, optional
+
+    Returns
+    -------
+    InnerResult
+    """
+    opt = options or InnerOptions()
+    mu = np.asarray(mu, dtype=float)
+    N, D = mu.shape
+    cols = eta_columns_of(D, eta_columns)
+    E = cols.size
+    _, Oinv, _ = check_omega(omega, E)
+    n = data.y.shape[1]
+    eta = np.zeros((N, E)) if eta0 is None else np.array(eta0, dtype=float).reshape(N, E)
+    n_predict = 0
+    if not interaction and V_fixed is None:
+        V_fixed, _, _, _ = fixed_variance(model, data, mu, residual)
+        n_predict += 1
+    out = InnerResult(eta=eta.copy(), status=np.full(N, FAILED, dtype=np.int8),
+                      n_iter=np.zeros(N, dtype=np.intp), objective=np.full(N, np.nan),
+                      f=np.full((N, n), np.nan), G=np.full((N, n, D), np.nan),
+                      info=np.full((N, E, E), np.nan),
+                      V_fixed=None if V_fixed is None else np.asarray(V_fixed, dtype=float),
+                      n_predict=0)
+    size = N if not opt.batch_size else max(1, int(opt.batch_size))
+    for start in range(0, N, size):
+        idx = np.arange(start, min(N, start + size))
+        n_predict += _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt)
+    out.n_predict = n_predict
+    return out
+
+
+def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
+    """Lockstep Levenberg-Marquardt for the subjects ``idx``; fills ``out`` in place."""
+    D = mu.shape[1]
+    E = cols.size
+    n = data.y.shape[1]
+    Vf = out.V_fixed
+
+    def evaluate(rows, eta_r):
+        phi = mu[rows].copy()
+        phi[:, cols] += eta_r
+        f, G, ok = call_predict(model, phi, rows, n, D)
+        t = obs_terms(data.rows(rows), f, G[..., cols], residual,
+                      V_fixed=None if Vf is None else Vf[rows])
+        prior = eta_r @ Oinv
+        val = t.value + np.einsum("re,re->r", prior, eta_r)
+        grad = t.grad + 2.0 * prior
+        H = t.info + 2.0 * Oinv
+        ok = ok & np.isfinite(val) & np.isfinite(grad).all(axis=1) & np.isfinite(
+            H).all(axis=(1, 2))
+        return f, G, t.info, val, grad, H, ok
+
+    R = idx.size
+    eta = out.eta[idx].copy()
+    f, G, info, val, grad, H, ok = evaluate(idx, eta)
+    calls = 1
+    status = np.where(ok, MAX_ITER, FAILED).astype(np.int8)
+    n_iter = np.zeros(R, dtype=np.intp)
+    if E == 0:
+        status[ok] = CONVERGED
+        active = np.zeros(R, dtype=bool)
+    else:
+        active = ok.copy()
+    lam = np.full(R, opt.lambda0)
+    eye = np.eye(E)
+    for _ in range(opt.max_iter):
+        a = np.flatnonzero(active)
+        if a.size == 0:
+            break
+        gn = np.linalg.solve(H[a], grad[a][..., None])[..., 0]
+        scale = 1.0 + np.abs(eta[a]).max(axis=1)
+        done = np.abs(gn).max(axis=1) <= opt.xtol * scale
+        status[a[done]] = CONVERGED
+        active[a[done]] = False
+        a = a[~done]
+        if a.size == 0:
+            break
+        # Levenberg damping scaled by the curvature so lambda is dimensionless
+        damp = lam[a] * np.trace(H[a], axis1=1, axis2=2) / E
+        step = np.linalg.solve(H[a] + damp[:, None, None] * eye, grad[a][..., None])[..., 0]
+        trial = eta[a] - step
+        f_t, G_t, info_t, val_t, grad_t, H_t, ok_t = evaluate(idx[a], trial)
+        calls += 1
+        n_iter[a] += 1
+        # accept ties within rounding: near the mode the decrease of a Gauss-Newton step
+        # (~ step' H step) falls below the rounding of L, and refusing equal values would
+        # stop the iteration short of xtol
+        acc = ok_t & (val_t <= val[a] + opt.ftol_slack * (1.0 + np.abs(val[a])))
+        ra = a[acc]
+        eta[ra], f[ra], G[ra], info[ra] = trial[acc], f_t[acc], G_t[acc], info_t[acc]
+        val[ra], grad[ra], H[ra] = val_t[acc], grad_t[acc], H_t[acc]
+        lam[ra] = np.maximum(lam[ra] / 10.0, 1e-12)
+        rj = a[~acc]
+        lam[rj] *= 10.0
+        stuck = rj[lam[rj] > opt.lambda_max]
+        if stuck.size:
+            gn_s = np.linalg.solve(H[stuck], grad[stuck][..., None])[..., 0]
+            small = np.abs(gn_s).max(axis=1) <= opt.stall_xtol * (
+                1.0 + np.abs(eta[stuck]).max(axis=1))
+            status[stuck] = np.where(small, CONVERGED, STALLED)
+            active[stuck] = False
+    out.eta[idx] = eta
+    out.status[idx] = status
+    out.n_iter[idx] = n_iter
+    good = status != FAILED
+    out.objective[idx] = np.where(good, val, np.nan)
+    out.f[idx] = f
+    out.G[idx] = G
+    out.info[idx] = info
+    return calls

@@ -1,0 +1,217 @@
+"""Test models and independent reference computations for the population core.
+
+The references deliberately share no code with ``progression.fit.population``: predictions are
+plain closed forms per subject, derivatives are central finite differences of those, conditional
+modes come from ``scipy.optimize``, and the objectives are the textbook formulas (Wang 2007).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.stats import norm
+
+TIMES = np.array([0.25, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.0, 12.0, 24.0])
+
+
+def _onecmt(t, dose, lka, lcl, lv):
+    """Closed form one-compartment oral concentration (complex-safe)."""
+    ka, cl, v = np.exp(lka), np.exp(lcl), np.exp(lv)
+    k = cl / v
+    return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
+
+
+class OneCmtOral:
+    """Individual model: one-compartment oral, phi = log(ka, CL, V), analytic G.
+
+    Subjects have their own sampling times (padded) and doses.
+    """
+
+    def __init__(self, times, doses):
+        n = max(len(t) for t in times)
+        self.t = np.zeros((len(times), n))
+        for i, t in enumerate(times):
+            self.t[i, :len(t)] = t
+            self.t[i, len(t):] = 1.0  # padding: any finite time
+        self.dose = np.asarray(doses, dtype=float)
+
+    def _fg(self, phi, index):
+        t = self.t[index]
+        dose = self.dose[index][:, None]
+        ka = np.exp(phi[:, 0])[:, None]
+        cl = np.exp(phi[:, 1])[:, None]
+        v = np.exp(phi[:, 2])[:, None]
+        k = cl / v
+        e1, e2 = np.exp(-k * t), np.exp(-ka * t)
+        A = dose * ka / (v * (ka - k))
+        f = A * (e1 - e2)
+        df_dka = f * (1.0 / ka - 1.0 / (ka - k)) + A * t * e2
+        df_dk = f / (ka - k) - A * t * e1
+        G = np.stack([ka * df_dka, k * df_dk, -f - k * df_dk], axis=-1)
+        return f, G
+
+    def predict(self, phi, index):
+        return self._fg(np.asarray(phi), np.asarray(index))
+
+
+class OneCmtOralHess(OneCmtOral):
+    """The same model with second derivatives by complex step on G (exact to rounding)."""
+
+    def predict_hessian(self, phi, index):
+        phi = np.asarray(phi, dtype=float)
+        h = 1e-30
+        out = []
+        for c in range(phi.shape[1]):
+            z = phi.astype(complex)
+            z[:, c] += 1j * h
+            _, G = self._fg(z, np.asarray(index))
+            out.append(G.imag / h)
+        return np.stack(out, axis=-1)
+
+
+class LinearModel:
+    """f_ij = phi_0 + phi_1 t_ij (a linear mixed model when eta enters phi)."""
+
+    def __init__(self, times):
+        n = max(len(t) for t in times)
+        self.t = np.zeros((len(times), n))
+        for i, t in enumerate(times):
+            self.t[i, :len(t)] = t
+
+    def predict(self, phi, index):
+        t = self.t[np.asarray(index)]
+        f = phi[:, :1] + phi[:, 1:2] * t
+        G = np.stack([np.ones_like(t), t], axis=-1)
+        return f, G
+
+
+def simulate_onecmt(n_subjects, seed, omega, a=0.3, b=0.1, theta=(0.4, 1.0, 3.45),
+                    drop=True):
+    """Simulate subjects (times, doses, ys) from the one-compartment model."""
+    rng = np.random.default_rng(seed)
+    times, doses, ys = [], [], []
+    L = np.linalg.cholesky(omega)
+    for i in range(n_subjects):
+        t = TIMES.copy()
+        if drop and i % 3 == 1:
+            t = t[:-2]  # unequal numbers of observations exercise the padding
+        eta = L @ rng.standard_normal(3)
+        dose = 320.0 * (1.0 + 0.1 * (i % 4))
+        f = _onecmt(t, dose, *(np.asarray(theta) + eta))
+        sd = np.sqrt(a * a + b * b * f * f)
+        times.append(t)
+        doses.append(dose)
+        ys.append(f + sd * rng.standard_normal(t.size))
+    return times, doses, ys
+
+
+# --- independent references -------------------------------------------------------------
+
+
+class RefSubject:
+    """One subject's reference computations (scalar closed form, finite differences).
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(eta) -> f`` (n,), the subject's predictions as a function of eta alone.
+    y : ndarray (n,)
+    a, b : float
+        Residual SDs, ``V = a^2 + b^2 f^2``.
+    omega : ndarray (E, E)
+    cens, limit : ndarray (n,), optional
+        M3 censoring (1 below, -1 above).
+    """
+
+    def __init__(self, fun, y, a, b, omega, cens=None, limit=None):
+        self.fun, self.y, self.a, self.b = fun, np.asarray(y, float), a, b
+        self.omega = np.atleast_2d(omega)
+        self.oinv = np.linalg.inv(self.omega)
+        self.E = self.omega.shape[0]
+        self.cens = np.zeros(self.y.size, int) if cens is None else np.asarray(cens)
+        self.limit = limit
+
+    def var(self, f):
+        return self.a ** 2 + self.b ** 2 * f ** 2
+
+    def data_terms(self, eta, V=None):
+        f = self.fun(eta)
+        V = self.var(f) if V is None else V
+        o = self.cens == 0
+        out = np.sum((self.y[o] - f[o]) ** 2 / V[o] + np.log(V[o]))
+        c = ~o
+        if c.any():
+            z = np.where(self.cens[c] == 1, self.limit[c] - f[c], f[c] - self.limit[c])
+            out += np.sum(-2.0 * norm.logcdf(z / np.sqrt(V[c])))
+        return out
+
+    def L(self, eta, V=None):
+        eta = np.atleast_1d(eta)
+        return self.data_terms(eta, V) + eta @ self.oinv @ eta
+
+    def jac(self, eta, h=1e-6):
+        """df/deta (n, E) by central differences."""
+        eta = np.atleast_1d(np.asarray(eta, float))
+        cols = []
+        for k in range(self.E):
+            e = np.zeros(self.E)
+            e[k] = h
+            cols.append((self.fun(eta + e) - self.fun(eta - e)) / (2 * h))
+        return np.stack(cols, axis=1)
+
+    def mode(self, V=None, x0=None):
+        """eta-hat by BFGS with central-difference gradients, tight tolerance."""
+        def grad(x, V, h=1e-7):
+            g = np.zeros_like(x)
+            for k in range(x.size):
+                e = np.zeros_like(x)
+                e[k] = h
+                g[k] = (self.L(x + e, V) - self.L(x - e, V)) / (2 * h)
+            return g
+        x0 = np.zeros(self.E) if x0 is None else x0
+        res = minimize(self.L, x0, args=(V,), jac=grad, method="BFGS",
+                       options={"gtol": 1e-9, "maxiter": 1000})
+        return res.x
+
+    def fo(self):
+        f0 = self.fun(np.zeros(self.E))
+        g = self.jac(np.zeros(self.E))
+        C = g @ self.omega @ g.T + np.diag(self.var(f0))
+        r = self.y - f0
+        return np.linalg.slogdet(C)[1] + r @ np.linalg.solve(C, r)
+
+    def foce(self):
+        """Wang (2007) FOCE (V at eta = 0) and the equivalent Hessian form."""
+        V0 = self.var(self.fun(np.zeros(self.E)))
+        eh = self.mode(V=V0)
+        f = self.fun(eh)
+        g = self.jac(eh)
+        C = g @ self.omega @ g.T + np.diag(V0)
+        r = self.y - f + g @ eh
+        wang = np.linalg.slogdet(C)[1] + r @ np.linalg.solve(C, r)
+        hform = (self.L(eh, V0) + np.linalg.slogdet(self.omega)[1]
+                 + np.linalg.slogdet(self.oinv + g.T @ (g / V0[:, None]))[1])
+        return wang, hform, eh
+
+    def focei(self):
+        eh = self.mode()
+        f = self.fun(eh)
+        g = self.jac(eh)
+        V = self.var(f)
+        h = (2 * self.b ** 2 * f)[:, None] * g
+        o = self.cens == 0
+        M = self.oinv + g[o].T @ (g[o] / V[o, None]) + 0.5 * h[o].T @ (h[o] / V[o, None] ** 2)
+        c = ~o
+        if c.any():
+            # Fisher information of the censoring indicator, z differentiated numerically
+            s = np.where(self.cens == 1, 1.0, -1.0)
+
+            def zfun(e):
+                ff = self.fun(e)
+                return s * (self.limit - ff) / np.sqrt(self.var(ff))
+            z = zfun(eh)
+            dz = np.stack([(zfun(eh + d) - zfun(eh - d)) / 2e-6
+                           for d in np.eye(self.E) * 1e-6], axis=1)
+            wgt = norm.pdf(z) ** 2 / (norm.cdf(z) * norm.sf(z))
+            M = M + (dz[c].T * wgt[c]) @ dz[c]
+        return self.L(eh) + np.linalg.slogdet(self.omega)[1] + np.linalg.slogdet(M)[1], eh
