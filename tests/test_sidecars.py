@@ -224,3 +224,83 @@ def test_fit_config_reads_a_monolix_project(tmp_path):
 def test_missing_project_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="Monolix project file not found"):
         pg.read_cohort(tmp_path / "nothing.mlxtran")
+
+
+# ------------------------------------------------------------------ pharmpy's .datainfo
+
+
+def _pharmpy_column(name, type, unit="1", scale="ratio", descriptor=None, datatype="float64"):
+    """One column as ``DataInfo.to_json`` writes it (every key present)."""
+    return {"name": name, "type": type, "scale": scale, "continuous": scale == "ratio",
+            "categories": None, "unit": unit, "datatype": datatype, "drop": False,
+            "descriptor": descriptor}
+
+
+def _pharmpy_theoph(folder: Path) -> Path:
+    """theoph.csv with the datainfo pharmpy writes beside it (no TOML sidecar)."""
+    import json
+
+    data = folder / "theo.csv"
+    data.write_text(THEOPH.read_text())
+    columns = [
+        _pharmpy_column("ID", "id", scale="nominal", descriptor="subject identifier",
+                        datatype="int32"),
+        _pharmpy_column("TIME", "idv", unit="h"),
+        _pharmpy_column("AMT", "dose", unit="mg"),
+        _pharmpy_column("DV", "dv", unit="mg/l", descriptor="plasma concentration"),
+        _pharmpy_column("EVID", "event", scale="nominal"),
+        _pharmpy_column("MDV", "mdv", scale="nominal"),
+        _pharmpy_column("CMT", "compartment", scale="nominal"),
+        _pharmpy_column("WT", "covariate", unit="kg", descriptor="body weight"),
+        {**_pharmpy_column("DOSE", "covariate", unit="mg/kg"), "drop": True},
+    ]
+    (folder / "theo.datainfo").write_text(json.dumps(
+        {"columns": columns, "path": "theo.csv", "separator": ","}))
+    return data
+
+
+def test_pharmpy_datainfo_found_beside_the_data(tmp_path):
+    data = _pharmpy_theoph(tmp_path)
+    c = pg.read_cohort(data, to_unit="hour")
+    ref = pg.read_cohort(THEOPH, to_unit="hour")
+    a, b = c.observations(), ref.observations()
+    for key in ("subject", "time", "value"):
+        np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(c.doses["amount"], ref.doses["amount"])
+    assert set(a["observable"]) == {"DV"}            # pharmpy does not name observables
+    assert c.units == {"DV": "mg/l"}
+    assert c.time_unit == "hour"                      # from the idv column's unit "h"
+    assert c.covariates["1"] == {"WT": 79.6}          # DOSE has drop: true
+    assert any("theo.datainfo" in n for n in c.notes)
+    assert not any("time unit not stated" in n for n in c.notes)
+
+
+def test_toml_sidecar_wins_over_datainfo(tmp_path):
+    data = _pharmpy_theoph(tmp_path)
+    (tmp_path / "theo.toml").write_text((THEOPH.with_suffix(".toml")).read_text())
+    c = pg.read_cohort(data, to_unit="hour")
+    assert set(c.observations()["observable"]) == {"conc"}
+    explicit = pg.read_cohort(data, sidecar=tmp_path / "theo.datainfo", to_unit="hour")
+    assert set(explicit.observations()["observable"]) == {"DV"}
+
+
+def test_datainfo_types_map_to_roles(tmp_path):
+    import json
+
+    (tmp_path / "d.dat").write_text("ID TIME AMT ADM DV BLQ LLOQ X\n1 0 10 2 . 0 . 5\n"
+                                    "1 1 . . 3.2 0 0.1 5\n1 2 . . 0.1 1 0.1 5\n")
+    (tmp_path / "d.datainfo").write_text(json.dumps({"columns": [
+        {"name": "ID", "type": "id"}, {"name": "TIME", "type": "idv", "unit": "min"},
+        {"name": "AMT", "type": "dose"}, {"name": "ADM", "type": "admid"},
+        {"name": "DV", "type": "dv"}, {"name": "BLQ", "type": "blqdv"},
+        {"name": "LLOQ", "type": "lloq"}], "separator": "\\s+"}))
+    doc = _sidecars.read_datainfo(tmp_path / "d.datainfo", problems := [], tmp_path / "d.dat")
+    assert problems == []
+    assert doc["columns"] == {"ID": "id", "TIME": "time", "AMT": "amount",
+                              "ADM": "compartment", "DV": "dv", "BLQ": "cens",
+                              "LLOQ": "limit", "X": "ignore"}
+    assert doc["delimiter"] == "whitespace" and doc["time_unit"] == "minute"
+    c = pg.read_cohort(tmp_path / "d.dat", to_unit="minute")
+    o = c.subject("1")["DV"]
+    np.testing.assert_array_equal(o.cens, [0, 1])
+    assert c.doses["target"][0] == "2"

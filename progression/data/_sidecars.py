@@ -35,10 +35,22 @@ A line and a dose on the same row: Monolix reads a row with both a non-missing A
 as a dose and an observation; the NONMEM reader reads it as a dose (NONMEM's rule), so such
 files should carry an EVID/MDV column or separate rows.
 
+Also supported: **pharmpy's** ``.datainfo`` (JSON, written beside the data file as
+``<stem>.datainfo``; found there when no TOML sidecar is, or given as ``sidecar=``)::
+
+    {"columns": [{"name": "ID", "type": "id"}, {"name": "TIME", "type": "idv", "unit": "h"},
+                 {"name": "AMT", "type": "dose", "unit": "mg"}, {"name": "DV", "type": "dv"},
+                 {"name": "WGT", "type": "covariate", "unit": "kg"}],
+     "path": "pheno.csv", "separator": ","}
+
+Its ``type`` values map as in :data:`PHARMPY_TYPES`; the ``idv`` column's unit is the time
+unit, the ``dv`` column's unit the observable's; ``drop: true`` and type ``unknown`` columns
+are not read (pharmpy does not use them either); ``categories`` given as ``{code: label}``
+become category labels.
+
 Other tools considered: nlmixr2 and PKNCA keep column roles in R code (a data frame's names
 or a formula), not in a file; PEtab's measurement and condition tables have fixed column names
-and no dose records; pharmpy's ``datainfo`` JSON is what progression's TOML sidecar already
-follows. None of them writes a column-metadata file worth a reader of its own today.
+and no dose records. Neither needs a reader of its own.
 """
 
 from __future__ import annotations
@@ -53,7 +65,8 @@ from progression.errors import DataError
 from . import validation as v
 from ._common import load_sidecar
 
-__all__ = ["MONOLIX_USES", "load", "monolix_data_path", "read_monolix"]
+__all__ = ["MONOLIX_USES", "PHARMPY_TYPES", "find", "load", "monolix_data_path",
+           "read_monolix", "read_datainfo"]
 
 #: Monolix ``use=`` value -> role of the NONMEM reader (progression.data._nonmem.ROLES).
 MONOLIX_USES = {
@@ -76,6 +89,30 @@ MONOLIX_USES = {
     "regressor": "tv_covariate",
     "ignore": "ignore",
 }
+
+#: pharmpy ``datainfo`` column type -> role of the NONMEM reader. ``admid`` (administration:
+#: 1 oral, 2 IV) is the dose compartment when no ``compartment`` column is given.
+PHARMPY_TYPES = {
+    "id": "id",
+    "idv": "time",
+    "dv": "dv",
+    "dvid": "dvid",
+    "dose": "amount",
+    "rate": "rate",
+    "additional": "addl",
+    "ii": "ii",
+    "ss": "ss",
+    "event": "evid",
+    "mdv": "mdv",
+    "compartment": "compartment",
+    "admid": "compartment",
+    "lloq": "limit",
+    "blqdv": "cens",
+    "covariate": "covariate",
+    "unknown": "ignore",
+}
+_PHARMPY_SEPARATORS = {",": "comma", "\t": "tab", r"\t": "tab", r"\s+": "whitespace",
+                       " ": "whitespace"}
 
 # Monolix column types that exist but have no counterpart here, with the reason.
 _UNSUPPORTED = {
@@ -109,14 +146,27 @@ def load(path: Path | None, problems: list[str], data_path: Path | None = None) 
         The document the NONMEM reader understands (``format``, ``columns``, ``observable``
         or ``dvid``, ``delimiter``).
     """
-    if path is not None and Path(path).suffix.lower() == ".mlxtran":
+    suffix = Path(path).suffix.lower() if path is not None else ""
+    if suffix in (".mlxtran", ".datainfo"):
         before = len(problems)
-        doc = read_monolix(Path(path), problems, data_path)
+        read = read_monolix if suffix == ".mlxtran" else read_datainfo
+        doc = read(Path(path), problems, data_path)
         if len(problems) > before:
             # Reading the data with wrong or missing roles would add one consequence per row.
             v.raise_if_problems(problems, str(path))
         return doc
     return load_sidecar(path, problems)
+
+
+def find(data_path: Path, sidecar) -> Path | None:
+    """pharmpy's ``<stem>.datainfo`` beside ``data_path``, when no sidecar was given or found.
+
+    Called only after progression's own TOML sidecar was looked for (that one wins).
+    """
+    if sidecar is not None and sidecar is not True:
+        return None  # an explicit sidecar, or False: none
+    candidate = Path(data_path).with_suffix(".datainfo")
+    return candidate if candidate.is_file() and candidate != Path(data_path) else None
 
 
 def monolix_data_path(path: Path) -> Path:
@@ -238,6 +288,112 @@ def read_monolix(path: Path, problems: list[str], data_path: Path | None = None)
         problems.append(f"{path}, [CONTENT]: the observation column names several types "
                         f"({', '.join(doc['dvid'].values())}) but no column has "
                         "use=observationtype; expected one")
+    return doc
+
+
+def read_datainfo(path: Path, problems: list[str], data_path: Path | None = None) -> dict:
+    """Translate pharmpy's ``.datainfo`` (JSON) into a NONMEM-reader sidecar.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.datainfo`` file.
+    problems : list of str
+        Every problem is appended (not JSON, an unknown type, a column the data file lacks, a
+        separator progression does not read, a time unit it does not know), each naming the
+        file and the column.
+    data_path : Path, optional
+        The data file whose header the columns must name.
+
+    Returns
+    -------
+    dict
+        ``{"format": "nonmem", "columns": {...}, ...}``; empty if the file cannot be read.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        doc_in = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        problems.append(f"{path}: pharmpy datainfo file not found")
+        return {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{path}: expected pharmpy datainfo (JSON), found text that is not "
+                        f"valid JSON ({exc})")
+        return {}
+    columns_in = doc_in.get("columns") if isinstance(doc_in, dict) else None
+    if not isinstance(columns_in, list) or not columns_in:
+        problems.append(f"{path}: expected a JSON object with a list 'columns' of "
+                        "{\"name\": ..., \"type\": ...}, found "
+                        + ("none" if columns_in is None else repr(columns_in)[:60]))
+        return {}
+    doc: dict[str, Any] = {"format": "nonmem"}
+    separator = doc_in.get("separator", ",")
+    delimiter = _PHARMPY_SEPARATORS.get(separator) if isinstance(separator, str) else None
+    if delimiter is None:
+        problems.append(f"{path}, key 'separator': expected ',', '\\t' or '\\s+' (progression "
+                        f"reads comma-, tab- or blank-separated files), found {separator!r}")
+        delimiter = "comma"
+    if delimiter != "comma":
+        doc["delimiter"] = delimiter
+    header = _data_header(data_path, {"comma": "comma", "tab": "tab",
+                                      "whitespace": "space"}[delimiter])
+    columns: dict[str, Any] = {}
+    taken: dict[str, str] = {}
+    has_cmt = any(isinstance(c, dict) and c.get("type") == "compartment" for c in columns_in)
+    for k, col in enumerate(columns_in):
+        if not isinstance(col, dict) or not isinstance(col.get("name"), str):
+            problems.append(f"{path}, columns[{k}]: expected {{\"name\": ..., \"type\": ...}}, "
+                            f"found {col!r}"[:200])
+            continue
+        name = col["name"]
+        here = f"{path}, column '{name}'"
+        kind = col.get("type", "unknown")
+        if not isinstance(kind, str) or kind not in PHARMPY_TYPES:
+            problems.append(f"{here}: unknown type {kind!r}; expected one of "
+                            + ", ".join(PHARMPY_TYPES)
+                            + (v._suggest(kind, PHARMPY_TYPES) if isinstance(kind, str) else ""))
+            continue
+        if header is not None and name not in header:
+            problems.append(f"{here}: the data file {data_path} has no column '{name}'; found "
+                            + ", ".join(f"'{h}'" for h in header) + v._suggest(name, header))
+            continue
+        role = PHARMPY_TYPES[kind]
+        if col.get("drop") is True or (kind == "admid" and has_cmt):
+            role = "ignore"
+        if role not in ("covariate", "ignore"):
+            if role in taken:
+                problems.append(f"{here}: type '{kind}' is given to column '{taken[role]}' "
+                                "too; expected one column of this type")
+                continue
+            taken[role] = name
+        unit = col.get("unit")
+        unit = None if unit in (None, "", "1", 1) else str(unit)
+        if role == "time" and unit is not None:
+            from ._units import canonical_time_unit
+
+            if canonical_time_unit(unit) is None:
+                problems.append(f"{here}: the time unit {unit!r} is not one progression knows "
+                                "(second, minute, hour, day, week, month, year)")
+            else:
+                doc["time_unit"] = canonical_time_unit(unit)
+        spec: dict[str, Any] = {"role": role}
+        if role == "dv":
+            doc["observable"] = name
+            if unit is not None:
+                doc["units"] = {name: unit}
+        elif role in ("amount", "covariate") and unit is not None:
+            spec["unit"] = unit
+        cats = col.get("categories")
+        if role == "covariate" and isinstance(cats, dict) and cats:
+            spec["categories"] = {str(code): str(label) for code, label in cats.items()}
+        columns[name] = spec if len(spec) > 1 else role
+    for name in header or ():
+        if name not in columns and not any(isinstance(c, dict) and c.get("name") == name
+                                           for c in columns_in):
+            columns[name] = "ignore"  # pharmpy would not know the column either
+    doc["columns"] = columns
     return doc
 
 

@@ -225,8 +225,8 @@ def read_cohort(
     if path.suffix.lower() == ".mlxtran":  # a Monolix project: its data file, its column uses
         path, sidecar = _sidecars.monolix_data_path(path), path
     draft = Draft(str(path))
-    side_path = find_sidecar(path, sidecar)
-    doc = _sidecars.load(side_path, draft.problems, path)  # TOML, or a Monolix project
+    side_path = find_sidecar(path, sidecar) or _sidecars.find(path, sidecar)  # or .datainfo
+    doc = _sidecars.load(side_path, draft.problems, path)  # TOML, Monolix or pharmpy
     side_label = str(side_path)
     if doc:
         draft.notes.append(f"{path}: read sidecar {side_path}")

@@ -1,10 +1,12 @@
-"""Bad-input catalogue: column-metadata files of other tools (Monolix ``.mlxtran`` projects).
+"""Bad-input catalogue: column-metadata files of other tools (Monolix ``.mlxtran`` projects,
+pharmpy ``.datainfo`` files).
 
 Every case runs the real command (``progression describe PROJECT``, and ``progression fit``
 once) and asserts exit status 2, one message naming the project file, the line and the column,
 what was expected and what was found, no traceback, and nothing written. A problem in the
 project is reported alone, not with one consequence per data row. The projects live in
-``files/sidecars/`` beside their data file ``pk.csv``.
+``files/sidecars/`` beside their data file ``pk.csv``; each ``pp_*.datainfo`` beside its own
+copy ``pp_*.csv``, where the reader finds it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,30 @@ def test_describe_refuses_bad_project(name, cli, refused, unchanged):
     text = outcome.err
     # One cause, reported once: no per-row consequences from reading the data without roles.
     assert "pk.csv, row" not in text, text
+
+
+# pharmpy datainfo beside a data file (found by the data file's stem): data file -> strings.
+DATAINFO_CASES = {
+    "pp_unknown_type.csv": ["pp_unknown_type.datainfo", "column 'TIME'", "unknown type 'time'",
+                            "expected one of", "idv"],
+    "pp_missing_column.csv": ["pp_missing_column.datainfo", "column 'WEIGHT'",
+                              "has no column 'WEIGHT'", "'WT'"],
+    "pp_two_idv.csv": ["pp_two_idv.datainfo", "column 'AMT'", "type 'idv'",
+                       "column 'TIME' too"],
+    "pp_time_unit.csv": ["pp_time_unit.datainfo", "column 'TIME'", "'fortnight'",
+                         "second, minute, hour"],
+    "pp_separator.csv": ["pp_separator.datainfo", "key 'separator'", "found ';'"],
+    "pp_not_json.csv": ["pp_not_json.datainfo", "not valid JSON", "line 1 column 43"],
+    "pp_no_columns.csv": ["pp_no_columns.datainfo", "a list 'columns'", "found none"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATAINFO_CASES))
+def test_describe_refuses_bad_datainfo(name, cli, refused, unchanged):
+    with unchanged(FILES):
+        outcome = cli("describe", FILES / name)
+    refused(outcome, *DATAINFO_CASES[name])
+    assert f"{name}, row" not in outcome.err, outcome.err
 
 
 def test_project_naming_a_missing_data_file(cli, refused, unchanged):
