@@ -222,7 +222,7 @@ class Residual:
     def d2variance(self, f, observable):
         """d2V/df2 = 2 b^2."""
         _, b = self._ab(observable)
-        return 2.0 * b * b + 0.0 * f
+        return 2.0 * b * b * np.ones_like(f)
 
     def __getstate__(self):
         return {"a": self.a, "b": self.b}
@@ -403,16 +403,16 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
     cen = m & (data.cens != 0)
     fz = np.where(m, f, 0.0)
     gz = np.where(m[..., None], g, 0.0)
-    if V_fixed is None:
-        V = residual.variance(fz, data.observable)
-        dV = residual.dvariance(fz, data.observable)
-        d2V = residual.d2variance(fz, data.observable)
-    else:
-        # FOCE without interaction: V does not follow eta, so its derivatives are zero
-        V = V_fixed
-        dV = np.zeros_like(fz)
-        d2V = np.zeros_like(fz)
     with np.errstate(all="ignore"):
+        if V_fixed is None:
+            V = residual.variance(fz, data.observable)
+            dV = residual.dvariance(fz, data.observable)
+            d2V = residual.d2variance(fz, data.observable)
+        else:
+            # FOCE without interaction: V does not follow eta, so its derivatives are zero
+            V = V_fixed
+            dV = np.zeros_like(fz)
+            d2V = np.zeros_like(fz)
         V = np.where(m, V, 1.0)  # padding: any positive value, its terms are masked out
         r = np.where(obs, data.y - fz, 0.0)
         # observed values
