@@ -472,3 +472,139 @@ figures = false
             est = float(row[k])
             assert abs(est / ref[j] - 1) < 1e-4, (row["subject"], k, est, ref[j])
             assert abs(est / truth[i][k] - 1) < 0.10, (row["subject"], k, est, truth[i][k])
+
+
+# ------------------------------------------------------------------ time-varying covariates
+
+WEIGHT_MODEL = """
+[model]
+name = "weight_pk"
+description = "IV bolus at t = 0 (dose parameter), clearance scaled by a time-varying weight"
+time_unit = "hour"
+
+[parameters.CL_ref]
+value = 5.0
+bounds = [0.1, 100.0]
+
+[parameters.V]
+value = 50.0
+bounds = [1.0, 500.0]
+
+[parameters.dose]
+value = 100.0
+bounds = [0.0, 1000.0]
+
+[covariates.WT]
+interpolation = "locf"
+
+[states.A]
+initial = "dose"
+
+[expressions]
+CL = "CL_ref * WT / 70"
+
+[equations]
+A = "-(CL / V) * A"
+
+[observables.conc]
+expression = "A / V"
+"""
+
+WT_TIMES = np.array([0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0])
+
+
+def _weight_cohort(tv=True, source="weights.csv"):
+    """Two subjects; weight 70 then 100 from t = 3 (S1), 50 then 60 from t = 5 (S2)."""
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    rows = {"subject": [], "time": [], "name": [], "value": []}
+    for sid, (w0, w1, tc) in (("S1", (70.0, 100.0, 3.0)), ("S2", (50.0, 60.0, 5.0))):
+        obs["subject"] += [sid] * WT_TIMES.size
+        obs["time"] += list(WT_TIMES)
+        obs["observable"] += ["conc"] * WT_TIMES.size
+        obs["value"] += list(1.5 * np.exp(-0.1 * WT_TIMES))
+        for t, w in ((0.0, w0), (tc, w1)):
+            rows["subject"].append(sid)
+            rows["time"].append(t)
+            rows["name"].append("WT")
+            rows["value"].append(w)
+    return pg.Cohort(obs, time_varying=rows if tv else None, time_unit="hour", source=source)
+
+
+def _weight_config(tmp_path, solver=""):
+    path = tmp_path / "weight.toml"
+    path.write_text(WEIGHT_MODEL)
+    return parse_fit_config(f"""
+[fit]
+model = "{path}"
+[error.conc]
+model = "additive"
+a = 0.05
+[parameters.CL_ref]
+estimate = "subject"
+value = 5.0
+bounds = [0.1, 100.0]
+[parameters.V]
+estimate = "subject"
+value = 50.0
+bounds = [1.0, 500.0]
+[solver]
+{solver}
+""", check_data=False, source="fit.toml")
+
+
+def test_time_varying_covariate_predictions_are_the_piecewise_closed_form(tmp_path):
+    cfg = _weight_config(tmp_path, "rtol = 1e-11\natol = 1e-13")
+    designs, _ = designs_from_cohort(_weight_cohort(), cfg)
+    assert [c[0] for c in designs[0].covariates] == ["WT"]
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    assert "covariates" in problem.path_name()
+    values = [{"CL_ref": 4.0, "V": 40.0}, {"CL_ref": 6.0, "V": 30.0}]
+    ev = problem.evaluate(designs, np.arange(2), _theta(problem, values), problem.subject_cols,
+                          want_jac=False, want_predictions=True)
+    for r, (w0, w1, tc) in enumerate(((70.0, 100.0, 3.0), (50.0, 60.0, 5.0))):
+        CL, V = values[r]["CL_ref"], values[r]["V"]
+        k0, k1 = CL * w0 / 70 / V, CL * w1 / 70 / V
+        t = WT_TIMES
+        amount = np.where(t < tc, 100 * np.exp(-k0 * t),
+                          100 * np.exp(-k0 * tc) * np.exp(-k1 * (t - tc)))
+        np.testing.assert_allclose(ev.predictions[r], amount / V, rtol=1e-8)
+
+
+def test_time_varying_covariate_jacobian_and_paths(tmp_path):
+    cfg = _weight_config(tmp_path, "rtol = 1e-11\natol = 1e-13")
+    values = [{"CL_ref": 4.0, "V": 40.0}, {"CL_ref": 6.0, "V": 30.0}]
+    _jacobian_check(cfg, _weight_cohort(), values, ["CL_ref", "V"])
+    m2ll = []
+    for outputs in ("grid", "exact"):
+        cfg = _weight_config(tmp_path, f'outputs = "{outputs}"')
+        designs, _ = designs_from_cohort(_weight_cohort(), cfg)
+        problem = Problem.from_config(cfg)
+        problem.fix_grid_step(designs)
+        m2ll.append(problem.evaluate(designs, np.arange(2), _theta(problem, values),
+                                     problem.subject_cols, want_jac=False).m2ll)
+    np.testing.assert_allclose(m2ll[0], m2ll[1], rtol=1e-6)
+
+
+def test_a_baseline_covariate_is_a_constant(tmp_path):
+    cfg = _weight_config(tmp_path, "rtol = 1e-11\natol = 1e-13")
+    base = _weight_cohort(tv=False)
+    obs = base.observations()
+    cohort = pg.Cohort({k: obs[k] for k in ("subject", "time", "observable", "value")},
+                       covariates={"S1": {"WT": 140.0}, "S2": {"WT": 35.0}}, time_unit="hour")
+    designs, _ = designs_from_cohort(cohort, cfg)
+    problem = Problem.from_config(cfg)
+    ev = problem.evaluate(designs, np.arange(2), _theta(problem, [{}, {}]),
+                          problem.subject_cols, want_jac=False, want_predictions=True)
+    for r, w in enumerate((140.0, 35.0)):
+        np.testing.assert_allclose(ev.predictions[r],
+                                   2.0 * np.exp(-5.0 * w / 70 / 50.0 * WT_TIMES), rtol=1e-8)
+
+
+def test_a_required_covariate_the_data_lack_names_subject_and_covariate(tmp_path):
+    cfg = _weight_config(tmp_path)
+    with pytest.raises(DataError) as info:
+        designs_from_cohort(_weight_cohort(tv=False), cfg)
+    text = str(info.value)
+    for name in ("weights.csv", "subject 'S1'", "covariate 'WT'", "no default value"):
+        assert name in text, f"{name!r} not in {text}"

@@ -23,7 +23,8 @@ from ..errors import ConfigError, ProgressionError, did_you_mean
 from .errormodels import ERROR_MODELS
 from .transforms import SCALES
 
-__all__ = ["FitConfig", "FitParameter", "read_fit_config", "parse_fit_config", "OFFSET",
+__all__ = ["FitConfig", "FitParameter", "Condition", "read_fit_config", "parse_fit_config",
+           "OFFSET",
            "ESTIMATORS", "UNCERTAINTY", "ROLES"]
 
 #: Name of the per-subject time offset (model time = data time + offset).
@@ -39,7 +40,9 @@ SENSITIVITY_MODES = ("grid", "forward")
 OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
-_TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output")
+_TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output", "conditions")
+_CONDITION_KEYS = ("description", "parameters", "doses")
+_CONDITION_DOSE_KEYS = ("time", "amount", "target", "rate", "duration", "addl", "ii")
 _FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share")
 #: Default largest share of subjects that may fail (no convergence, or a simulation that
 #: failed at every point tried) before a fit is refused with EstimationFailed.
@@ -101,6 +104,31 @@ class FitParameter:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """An experimental condition (PEtab style): fixed parameter overrides and inputs.
+
+    Data values carry a condition name (data column ``condition``); within one subject the
+    values of each condition are simulated as a separate unit with the condition's overrides
+    and doses (added to the subject's own), sharing the subject's estimated parameters.
+
+    Attributes
+    ----------
+    name : str
+    parameters : tuple of (str, float)
+        Model parameter -> value in this condition (fixed: the condition's values do not
+        depend on the parameter's estimate).
+    doses : tuple of progression.dosing.Dose
+        Doses given in this condition (times in data time, like the subject's own).
+    description : str
+    """
+
+    name: str
+    parameters: tuple = ()
+    doses: tuple = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class FitConfig:
     """A validated fit config.
 
@@ -139,6 +167,9 @@ class FitConfig:
         path, which then gives the reported objective and covariance; ``"none"``).
     output : dict
         ``folder`` (resolved Path or None) and ``figures``.
+    conditions : tuple of Condition
+        ``[conditions.NAME]`` tables: experimental conditions the data's ``condition`` column
+        names.
     """
 
     name: str
@@ -155,6 +186,7 @@ class FitConfig:
     solver: dict
     output: dict
     model: Any = field(default=None, compare=False, repr=False)
+    conditions: tuple = ()
 
     def parameter(self, name: str) -> FitParameter:
         for p in self.parameters:
@@ -528,6 +560,9 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
         else:
             chk.add("output.figures", f"expected true or false, found {_found(out['figures'])}")
 
+    # [conditions.NAME]
+    conditions = _conditions(chk, doc.get("conditions"), model, parameters)
+
     if chk.problems:
         raise ConfigError(f"{source}: {len(chk.problems)} problem"
                           f"{'s' if len(chk.problems) > 1 else ''} in the fit config",
@@ -536,7 +571,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     return FitConfig(name=fit_name, description=description, source=source, text=text,
                      base_dir=base_dir, model_ref=model_ref, estimator=estimator,
                      data=data_out, errors=errors, parameters=parameters, options=options,
-                     solver=solver, output=output, model=model)
+                     solver=solver, output=output, model=model, conditions=conditions)
 
 
 def _key_of(p: FitParameter) -> str:
@@ -666,3 +701,83 @@ def _error_parameter(chk: _Check, key: str, obs: str, pname: str, spec) -> FitPa
         return None
     return FitParameter(name, "error", estimate, value, bounds[0], bounds[1], scale,
                         observable=obs, key=pname)
+
+
+def _conditions(chk: _Check, table, model, parameters) -> tuple:
+    """``[conditions.NAME]`` tables -> Condition objects (problems go to ``chk``)."""
+    table = chk.table("conditions", table)
+    out = []
+    for name, spec in table.items():
+        key = f"conditions.{name}"
+        if not isinstance(spec, dict):
+            chk.add(key, f"expected a table (parameters, doses, description), found "
+                         f"{_found(spec)}")
+            continue
+        chk.unknown(key, spec, _CONDITION_KEYS)
+        description = chk.string(f"{key}.description", spec.get("description")) or ""
+        overrides = []
+        params = chk.table(f"{key}.parameters", spec.get("parameters"))
+        names = tuple(model.parameter_names) if model is not None else None
+        for pname, value in params.items():
+            pkey = f"{key}.parameters.{pname}"
+            if names is not None and pname not in names:
+                hint = did_you_mean(pname, names)
+                what = ("the time offset and error parameters cannot be overridden; "
+                        if pname == OFFSET or "." in pname else "")
+                chk.add(pkey, f"{what}model '{model.name}' has no parameter '{pname}'{hint}")
+                continue
+            v = chk.number(pkey, value)
+            if v is not None:
+                overrides.append((pname, v))
+        doses = []
+        raw = spec.get("doses", [])
+        if isinstance(raw, dict):
+            raw = [raw]
+        if not isinstance(raw, list):
+            chk.add(f"{key}.doses", f"expected an array of tables (time, amount, target, rate, "
+                                    f"duration, addl, ii), found {_found(raw)}")
+            raw = []
+        for j, rec in enumerate(raw):
+            dkey = f"{key}.doses[{j}]"
+            dose = _condition_dose(chk, dkey, rec, model)
+            if dose is not None:
+                doses.append(dose)
+        out.append(Condition(str(name), tuple(overrides), tuple(doses), description))
+    return tuple(out)
+
+
+def _condition_dose(chk: _Check, key: str, rec, model):
+    from ..dosing import Dose, dose_table
+
+    if not isinstance(rec, dict):
+        chk.add(key, f"expected a table (time, amount, target, ...), found {_found(rec)}")
+        return None
+    n_before = len(chk.problems)
+    chk.unknown(key, rec, _CONDITION_DOSE_KEYS)
+    if "time" not in rec:
+        chk.add(f"{key}.time", "is required")
+    if "amount" not in rec:
+        chk.add(f"{key}.amount", "is required")
+    values = {}
+    for k in ("time", "amount", "rate", "duration", "ii"):
+        if k in rec:
+            values[k] = chk.number(f"{key}.{k}", rec[k])
+    if "addl" in rec:
+        values["addl"] = chk.integer(f"{key}.addl", rec["addl"], 0)
+    target = rec.get("target")
+    if target is not None and (isinstance(target, bool)
+                               or not isinstance(target, str | int)):
+        chk.add(f"{key}.target", f"expected a compartment name or number, found "
+                                 f"{_found(target)}")
+    if len(chk.problems) > n_before:
+        return None
+    dose = Dose(values["time"], values["amount"], target=target,
+                rate=values.get("rate", 0.0), duration=values.get("duration", 0.0),
+                addl=values.get("addl", 0), ii=values.get("ii", 0.0))
+    if model is not None:
+        try:
+            dose_table(model, [dose])
+        except ProgressionError as exc:
+            chk.add(key, str(exc).replace("doses[0], subject 0, ", ""))
+            return None
+    return dose

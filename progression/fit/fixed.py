@@ -18,6 +18,8 @@ accurate to the solver's tolerance.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .estimators.base import EstimationProblem, Estimator, PointEstimate
@@ -42,9 +44,9 @@ def _exact(problem: Problem) -> Problem:
     if problem.solver.get("outputs", "grid") == "exact" and \
             problem.solver.get("sensitivities", "grid") == "forward":
         return problem
-    return Problem(problem.model, problem.observables, problem.error_models,
-                   problem.parameters, dict(problem.solver, outputs="exact",
-                                            sensitivities="forward"))
+    # replace, not a new Problem: the conditions and the inputs flag are kept
+    return dataclasses.replace(problem, solver=dict(problem.solver, outputs="exact",
+                                                    sensitivities="forward"))
 
 
 class FixedEvaluation(Estimator):

@@ -50,7 +50,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, did_you_mean
 from .config import OFFSET, FitConfig, FitParameter
 from .errormodels import CODES, ERROR_MODELS, MEASURED, likelihood_terms
 from .transforms import SCALES, to_internal
@@ -141,7 +141,7 @@ class _Units(NamedTuple):
 def _has_inputs(problem, design) -> bool:
     """Whether a design's rows are simulated with inputs (doses, covariates, or conditions
     with doses) on the exact path."""
-    if design.doses or design.covariates:
+    if design.doses or design.covariates or getattr(problem.model, "covariate_names", ()):
         return True
     if design.condition is not None and problem.conditions:
         used = set(np.unique(design.condition).tolist()) - {""}
@@ -511,8 +511,12 @@ class Problem:
         P = self.P
         R = theta.shape[0]
         C = len(self.conditions)
-        plain = C == 0 and not any(designs[d].doses or designs[d].covariates
-                                   or designs[d].dose_records for d in row_design)
+        # A model with covariates carries them as hidden parameter rows that only simulate()
+        # fills (defaults included), so all its units take the input path.
+        has_cov = bool(getattr(self.model, "covariate_names", ()))
+        plain = C == 0 and not has_cov and not any(
+            designs[d].doses or designs[d].covariates or designs[d].dose_records
+            for d in row_design)
         if plain:
             return _Units(np.arange(R), rr, theta[:, :P].copy(), [None] * R, None)
         index = {name: c for c, name in enumerate(self.condition_names)}
@@ -551,8 +555,11 @@ class Problem:
                     fixed[u, j] = True
                 doses += list(cond.doses)
             if dp_index is not None and (design.dose_records or doses):
+                # the record-free dose is replaced by the records: the unit does not depend
+                # on it (its sensitivity would be that of the initial state)
                 table[u, dp_index] = 0.0
-            if doses or design.covariates:
+                fixed[u, dp_index] = True
+            if doses or design.covariates or has_cov:
                 inputs.append({
                     "doses": tuple(dataclasses.replace(x, time=x.time + off) for x in doses),
                     "covariates": {name: (np.asarray(t, float) + off, np.asarray(v, float))
@@ -810,6 +817,12 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
     dose_records = bool(len(cohort.doses.get("time", ())))
     if dose_records:
         _check_dosing(cohort, config)
+    model_covariates = tuple(getattr(config.model, "covariate_names", ()) or ())
+    if model_covariates and config.parameter(OFFSET).estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported for model '{config.model.name}', which has "
+                          f"covariates ({', '.join(model_covariates)}): the offset's derivative "
+                          "would be wrong where a covariate changes; fix the offset")
     if len(cohort.events.get("time", ())):
         notes.append("death/ventilation events are not part of the likelihood (longitudinal "
                      "observations only)")
@@ -879,12 +892,15 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                                 "t = 0 (expected a dose at model time >= 0)")
         sd = cols[5][order].astype(float)
         condition = cols[6][order].astype(str)
+        covariates = _subject_covariates(cohort, sid, sub, config, problems)
         designs.append(Design(str(sid), cols[0][order].astype(float),
                               cols[1][order].astype(int), cols[2][order].astype(float),
                               cols[3][order].astype(int), cols[4][order].astype(float),
                               cov_value, doses=doses, dose_records=dose_records,
+                              covariates=covariates,
                               condition=condition if (condition != "").any() else None,
                               sd=sd if np.isfinite(sd).any() else None))
+    _check_conditions(cohort, config, designs, subjects, notes, problems)
     if problems:
         # The summary line carries the first problem itself, so that it informs on its own.
         raise DataError(problems[0] if len(problems) == 1 else
@@ -949,4 +965,71 @@ def _subject_doses(cohort, sid, sub, config: FitConfig, problems: list) -> tuple
                             + (f", compartment {target!r}" if field_ else "") + f"): {text}")
             continue
         out.append(dose)
+    return tuple(out)
+
+
+def _check_conditions(cohort, config: FitConfig, designs, subjects, notes, problems) -> None:
+    """Every condition in the data is defined in the config; defined but unused ones are
+    noted (and warned about); an estimated offset is refused with condition doses."""
+    import warnings
+
+    defined = {c.name: c for c in getattr(config, "conditions", ()) or ()}
+    used: set = set()
+    for d in designs:
+        if d.condition is None:
+            continue
+        for name in np.unique(d.condition).tolist():
+            if not name:
+                continue
+            used.add(name)
+            if name not in defined:
+                t = float(d.time[d.condition == name][0])
+                o = tuple(config.errors)[int(d.obs[d.condition == name][0])]
+                hint = did_you_mean(name, list(defined))
+                problems.append(f"{cohort.place(d.id, o, t, column='condition')}: condition "
+                                f"'{name}' is not defined in {config.source} (expected a "
+                                f"[conditions.{name}] table; defined: "
+                                f"{', '.join(defined) or 'none'}){hint}")
+    unused = [n for n in defined if n not in used]
+    if unused:
+        text = (f"{config.source}: condition" + ("s " if len(unused) > 1 else " ")
+                + ", ".join(f"'{n}' (key 'conditions.{n}')" for n in unused)
+                + f" not used by any value in {cohort.source or 'the data'} (data column "
+                "'condition')")
+        notes.append(text)
+        warnings.warn(text, UserWarning, stacklevel=3)
+    offset = config.parameter(OFFSET)
+    dosed = [n for n in used if n in defined and defined[n].doses]
+    if dosed and offset.estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported with condition doses (conditions "
+                          f"{', '.join(sorted(dosed))}): its derivative would be wrong; fix "
+                          "the offset")
+
+
+def _subject_covariates(cohort, sid, sub, config: FitConfig, problems: list) -> tuple:
+    """The model's covariates for one subject: ``(name, times, values)`` from the data's
+    time-varying covariates (data time), else its numeric baseline value (one value at time
+    0); a covariate the model requires (no default ``value``) and the data lack is added to
+    ``problems``."""
+    spec = getattr(config.model, "spec", None)
+    out = []
+    for cov in getattr(spec, "covariates", ()) or ():
+        name = cov.name
+        if name in sub.time_varying:
+            t, v = sub.time_varying[name]
+            order = np.argsort(t, kind="stable")
+            out.append((name, np.asarray(t, float)[order], np.asarray(v, float)[order]))
+            continue
+        value = sub.covariates.get(name)
+        if isinstance(value, float | int) and np.isfinite(value):
+            out.append((name, np.zeros(1), np.array([float(value)])))
+        elif value is not None:
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': covariate '{name}' "
+                            f"of model '{config.model.name}' must be a number, found {value!r}")
+        elif cov.value is None:
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': model "
+                            f"'{config.model.name}' needs covariate '{name}' (it has no "
+                            "default value), but the data give none (a baseline covariate "
+                            f"column or time-varying rows named '{name}')")
     return tuple(out)
