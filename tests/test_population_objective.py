@@ -388,8 +388,9 @@ def test_wang2007_table2(err):
 # v = exp(tv + eta.v), diagonal Omega, cp ~ add(add.sd); OBJF without N log(2 pi).
 # Estimates as printed (4 significant digits; Omega from BSV CV % = 100 sqrt(exp(w2) - 1)):
 # nlmixr2 vignette "Modifying nlmixr2 models by piping" (github nlmixr2/nlmixr2,
-# articles/modelPiping.md): OBJF 116.804; nlmixr2est README-style print of a saved fit
-# (OBJF 116.8036). See /work/notes/theoph_published.md.
+# articles/modelPiping.md at a0bf630): OBJF 116.804; a printed FOCEi fit of the same model in
+# a stored version of nlmixr2/nlmixr2save reference/saveFit.md: OBJF 116.8036. See
+# /work/notes/theoph_published.md.
 NLMIXR2_THEO = [
     (116.804, (0.4663, 1.012, 3.460), (70.00, 26.80, 13.88), 0.6947),
     (116.8036, (0.4655, 1.012, 3.460), (70.52, 26.75, 13.90), 0.6947),
