@@ -314,3 +314,53 @@ def test_nothing_estimated_evaluates_with_the_conditions(tmp_path):
     b = pg.fit(fixed[1], data=_expanded_cohort(rows))
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-8)
     assert np.isfinite(a.objective)
+
+
+def test_condition_doses_add_to_the_subjects_own_records():
+    """pk_iv_bolus: every subject's own bolus of 100 at t = 0 (dose records), condition 'boost'
+    adds 50 at t = 6; predictions are the superposition, in each condition."""
+    t = np.array([1.0, 4.0, 7.0, 10.0])
+    obs = {"subject": [], "time": [], "observable": [], "value": [], "condition": []}
+    for sid in ("A", "B"):
+        for c in ("none", "boost"):
+            obs["subject"] += [sid] * t.size
+            obs["time"] += list(t)
+            obs["observable"] += ["conc"] * t.size
+            obs["value"] += [1.0] * t.size
+            obs["condition"] += [c] * t.size
+    cohort = pg.Cohort(obs, doses={"subject": ["A", "B"], "time": [0.0, 0.0],
+                                   "amount": [100.0, 100.0], "target": ["A_c", "A_c"]},
+                       time_unit="hour")
+    cfg = parse_fit_config("""
+[fit]
+model = "pk_iv_bolus"
+[error.conc]
+model = "additive"
+a = 0.1
+[parameters.CL]
+estimate = "subject"
+value = 4.0
+bounds = [0.1, 100.0]
+[solver]
+rtol = 1e-11
+atol = 1e-13
+[conditions.none]
+description = "the subject's own doses only"
+[conditions.boost]
+doses = [{ time = 6.0, amount = 50.0 }]
+""", check_data=False)
+    designs, _ = designs_from_cohort(cohort, cfg)
+    problem = Problem.from_config(cfg)
+    theta = np.repeat(problem.values[None], 2, axis=0)
+    q = problem.names.index("CL")
+    theta[:, q] = [4.0, 2.0]
+    ev = problem.evaluate(designs, np.arange(2), theta, problem.subject_cols, want_jac=False,
+                          want_predictions=True)
+    V = problem.values[problem.names.index("V")]
+    for r in range(2):
+        ke = theta[r, q] / V
+        d = designs[r]
+        own = 100.0 * np.exp(-ke * d.time) / V
+        boost = np.where(d.time >= 6.0, 50.0 * np.exp(-ke * (d.time - 6.0)) / V, 0.0)
+        expected = own + np.where(d.condition == "boost", boost, 0.0)
+        np.testing.assert_allclose(ev.predictions[r], expected, rtol=1e-8)

@@ -37,6 +37,21 @@ estimator polishes each subject's estimate there with a few Gauss-Newton steps
 objective and information of that path; :func:`progression.fit.estimate.numbers_from` names
 the path behind the reported numbers.
 
+**Inputs.** A design carries its subject's dose records, the model's covariates from the data
+and each value's experimental condition (``[conditions.NAME]`` in the config: fixed parameter
+overrides and doses). A row is simulated as one *unit* per condition its values belong to;
+units that carry doses or covariates are simulated by :func:`progression.simulate` at their
+own times with forward sensitivities (carried across every dose, with respect to
+bioavailability and lag too), in groups of :data:`EXACT_GROUP`, whatever the configured path:
+a Hermite interpolant across a dose jump or a covariate change would be wrong.
+:meth:`Problem.path_name` says so. Dose and covariate times shift with the subject's time
+offset like the data; an estimated offset is refused for such subjects (its derivative is not
+available). Outputs are put back in the row's order, so residuals, Jacobians, information and
+``m2ll`` stay per row.
+
+**Prior.** ``evaluate(..., prior=)`` appends penalty residuals per row (see
+:mod:`progression.fit.likelihood`): the random-effect term of a population model enters there.
+
 A simulation that fails (status -1) or yields non-finite residuals marks its row *failed*: the
 row gets a large constant penalty residual and a zero Jacobian, which an optimiser treats as a
 rejected step. Failures are counted, never raised.
