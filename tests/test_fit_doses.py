@@ -608,3 +608,14 @@ def test_a_required_covariate_the_data_lack_names_subject_and_covariate(tmp_path
     text = str(info.value)
     for name in ("weights.csv", "subject 'S1'", "covariate 'WT'", "no default value"):
         assert name in text, f"{name!r} not in {text}"
+
+
+def test_time_varying_covariates_the_model_lacks_are_noted(tmp_path):
+    cohort, _ = _cohort(1)
+    obs = cohort.observations()
+    with_tv = pg.Cohort({k: obs[k] for k in ("subject", "time", "observable", "value")},
+                        doses=cohort.doses, time_varying={"subject": ["S1"], "time": [0.0],
+                                                          "name": ["HT"], "value": [170.0]},
+                        time_unit="hour")
+    _, notes = designs_from_cohort(with_tv, _config())
+    assert any("HT" in n and "not used" in n for n in notes), notes

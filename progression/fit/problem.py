@@ -833,6 +833,11 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
     if dose_records:
         _check_dosing(cohort, config)
     model_covariates = tuple(getattr(config.model, "covariate_names", ()) or ())
+    unused_tv = sorted(set(map(str, cohort.time_varying.get("name", ()))) - set(model_covariates))
+    if unused_tv:
+        notes.append("time-varying covariates the model does not declare are not used: "
+                     + ", ".join(unused_tv) + f" (model '{config.model.name}' covariates: "
+                     + (", ".join(model_covariates) or "none") + ")")
     if model_covariates and config.parameter(OFFSET).estimated:
         raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
                           f"offset is not supported for model '{config.model.name}', which has "
