@@ -63,5 +63,5 @@ xtol = 1e-12
 def estimation_problem(cfg, data):
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(data)
-    return EstimationProblem(problem=problem, designs=data, options=dict(cfg.options),
+    return EstimationProblem(problem=problem, designs=data, options=cfg.options,
                              executor=InProcess(), name=cfg.name, source=cfg.source)

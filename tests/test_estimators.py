@@ -25,6 +25,8 @@ from progression.fit import (
     ESTIMATORS,
     Diagnostics,
     Estimates,
+    EstimationProblem,
+    EstimatorOptions,
     EstimatorOutput,
     Predictions,
     Uncertainty,
@@ -83,6 +85,21 @@ def test_no_estimator_branching_outside_the_estimators():
             if pattern.search(line):
                 found.append(f"{path.name}:{no}: {line.strip()}")
     assert not found, found
+
+
+def test_estimator_options_are_one_typed_object(tmp_path):
+    cfg = config(tmp_path, extra="starts = 3\nseed = 4\n")
+    opts = EstimatorOptions.coerce(cfg.options)
+    assert (opts.starts, opts.seed, opts.optimizer) == (3, 4, "batched")
+    assert EstimatorOptions.coerce(opts) is opts
+    assert opts.replace(starts=1).starts == 1 and opts.starts == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.starts = 2
+    assert EstimationProblem(problem=None, designs=[], options=cfg.options,
+                             executor=None).options == opts
+    with pytest.raises(ConfigError, match=r"run.toml, \[estimator\]: unknown option\(s\) "
+                                          r"'strats'; expected some of starts, seed"):
+        EstimatorOptions.coerce({"strats": 3}, "run.toml, [estimator]")
 
 
 # ============================================================================ individual

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from progression.fit import Design, fit, parse_fit_config
+from progression.fit._estimator_options import EstimatorOptions
 from progression.fit.estimators.individual import fit_chunk
 from progression.fit.problem import Problem
 from progression.fit.transforms import to_internal
@@ -171,9 +172,9 @@ def test_a_start_that_fails_changes_no_other_start(tmp_path):
     starts = np.array([[1.2, 1.8], [0.8, 2.2], [5000.0, 2.0]])
     X = to_internal(starts, sc, lo, hi)
     X0 = np.repeat(X[None], len(data), axis=0)               # (m, 3, D)
-    opts = dict(cfg.options)
-    with_bad = fit_chunk(problem, data, X0, dict(opts, starts=3))
-    without = fit_chunk(problem, data, X0[:, :2], dict(opts, starts=2))
+    opts = EstimatorOptions.coerce(cfg.options)
+    with_bad = fit_chunk(problem, data, X0, opts.replace(starts=3))
+    without = fit_chunk(problem, data, X0[:, :2], opts.replace(starts=2))
     assert np.isnan(with_bad.starts_m2ll[:, 2]).all()
     assert with_bad.counters.failed_rows >= len(data)
     assert any("step" in e for e in with_bad.counters.events), with_bad.counters.events

@@ -12,6 +12,7 @@
 the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`FitResult`.
 """
 
+from ._estimator_options import EstimatorOptions
 from .config import FitConfig, FitParameter, parse_fit_config, read_fit_config
 from .errormodels import ERROR_MODELS
 from .estimate import fit
@@ -34,6 +35,7 @@ __all__ = [
     "Design",
     "Diagnostics",
     "EstimationProblem",
+    "EstimatorOptions",
     "Estimates",
     "Estimator",
     "EstimatorOutput",

@@ -63,8 +63,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
             X[i, pos[int(c)]] = t.x0[k]
     X = np.where(free, np.clip(X, lo_x, hi_x), X)
 
-    ftol, xtol = float(options.get("ftol", 1e-6)), float(options.get("xtol", 1e-8))
-    gtol, max_nfev = float(options.get("gtol", 1e-8)), int(options.get("max_nfev", 200))
+    ftol, xtol = float(options.ftol), float(options.xtol)
+    gtol, max_nfev = float(options.gtol), int(options.max_nfev)
 
     def evaluate(idx, Xs, width=0):
         """Residuals and Jacobians of tasks ``idx`` at ``Xs``, zero-padded to at least

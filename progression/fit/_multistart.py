@@ -75,7 +75,7 @@ def _erfinv(x):
 def run_grouped(problem, designs, tasks, cols, options, counters, on_done=None):
     """:func:`~progression.fit.optimize.run_tasks` over groups of at most ``MAX_ROWS`` tasks
     (or one chunk's subjects x starts, if more), so memory stays bounded."""
-    size = max(MAX_ROWS, int(options.get("batch_size", 100)) * int(options.get("starts", 1)))
+    size = max(MAX_ROWS, int(options.batch_size) * int(options.starts))
     out = []
     for lo in range(0, len(tasks), size):
         cb = (lambda n, base=lo: on_done(base + n)) if on_done else None

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError, FitError
 from ..parallel import check_executor
 from ..parallel import executor as make_executor
+from ._estimator_options import EstimatorOptions
 from .config import FitConfig, read_fit_config
 from .estimators import get_estimator
 from .estimators.base import EstimationProblem
@@ -153,14 +154,14 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     timings["data"] = time.perf_counter() - t0
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(designs)
-    opts = dict(cfg.options)
+    opts = EstimatorOptions.coerce(cfg.options, f"{cfg.source}, [estimator]")
     if uncertainty is not None:
-        opts["uncertainty"] = ("covariance",) + tuple(u for u in ("profile", "bootstrap")
-                                                      if u in uncertainty)
+        opts = opts.replace(uncertainty=("covariance",) + tuple(
+            u for u in ("profile", "bootstrap") if u in uncertainty))
     if nothing_estimated(problem):       # objective evaluation at the given values
         estimator = FixedEvaluation()
         notes.append(NOTHING_ESTIMATED)
-        opts["uncertainty"] = ("covariance",)
+        opts = opts.replace(uncertainty=("covariance",))
     # a given executor belongs to the caller: used, not shut down
     ctx = (contextlib.nullcontext(executor) if executor is not None
            else make_executor(jobs, scheduler))
@@ -184,7 +185,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         name=cfg.name, kind=estimator.name, model=problem.model,
         subject_ids=tuple(d.id for d in designs), parameters=problem.parameters,
         observables=problem.observables, error_models=problem.error_models,
-        solver=dict(problem.solver), confidence=float(opts["confidence"]),
+        solver=dict(problem.solver), confidence=float(opts.confidence),
         designs=list(designs), model_predictions=out.predictions,
         individual=IndividualPart(out.estimates, out.uncertainty, diag),
         population=out.population, timings=timings, provenance=provenance)
@@ -214,8 +215,8 @@ def _provenance(cfg, sha, opts, notes, ex_name, workers, in_memory=False):
         "data_sha256": sha,
         "data_sha256_of": "the fitted values (data given in memory)" if in_memory
         else "the data file",
-        "seed": int(opts["seed"]),
-        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
+        "seed": int(opts.seed),
+        "options": opts.as_dict(),
         "solver": {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                    for k, v in cfg.solver.items()},
         "versions": {"progression": __version__, "numpy": np.__version__,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._batched import run_batched, supports
+from ._estimator_options import EstimatorOptions
 from .transforms import from_internal, internal_bounds
 
 __all__ = ["Task", "TaskResult", "Counters", "run_tasks"]
@@ -161,7 +162,8 @@ class _Lockstep:
         self.cond.notify_all()
 
 
-def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, out: list):
+def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: EstimatorOptions,
+             out: list):
     cols = broker.cols
     K = task.x0.size
     sc = problem.scale[task.x_cols]
@@ -216,8 +218,8 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
         for k in range(K):
             params.add(names[k], value=float(np.clip(task.x0[k], lo_x[k], hi_x[k])),
                        min=float(lo_x[k]), max=float(hi_x[k]))
-        kws = {"ftol": options.get("ftol", 1e-6), "xtol": options.get("xtol", 1e-8),
-               "gtol": options.get("gtol", 1e-8), "x_scale": options.get("x_scale", "jac")}
+        kws = {"ftol": options.ftol, "xtol": options.xtol, "gtol": options.gtol,
+               "x_scale": options.x_scale}
         if K > 200:
             kws["tr_solver"] = "lsmr"
         # errstate is thread-local: silences lmfit's own standard-error arithmetic on singular
@@ -226,7 +228,7 @@ def _run_one(problem, broker: _Lockstep, tid: int, task: Task, options: dict, ou
             result = lmfit.minimize(lambda p: evaluate(vector(p))[0], params,
                                     method="least_squares",
                                     Dfun=lambda p: evaluate(vector(p))[1],
-                                    max_nfev=options.get("max_nfev", 200), **kws)
+                                    max_nfev=options.max_nfev, **kws)
         x = vector(result.params)
         r, J, theta, m2ll = evaluate(x)
         success = bool(result.success) and not getattr(result, "aborted", False)
@@ -255,15 +257,16 @@ def run_tasks(problem, designs, tasks, cols, options, *, counters: Counters | No
     cols : int array
         Parameter columns the batched evaluation differentiates (the union of every task's
         ``x_cols``).
-    options : dict
-        ``ftol``, ``xtol``, ``gtol``, ``max_nfev``.
+    options : EstimatorOptions or mapping
+        ``optimizer``, ``ftol``, ``xtol``, ``gtol``, ``max_nfev``, ``x_scale``.
     on_done : callable, optional
         Called with the number of finished tasks each time one finishes.
     """
     counters = counters if counters is not None else Counters()
+    options = EstimatorOptions.coerce(options)
     if not tasks:
         return []
-    if options.get("optimizer", "batched") == "batched" and supports(tasks, cols):
+    if options.optimizer == "batched" and supports(tasks, cols):
         return run_batched(problem, designs, tasks, cols, options, counters=counters,
                            on_done=on_done)
     broker = _Lockstep(problem, designs, np.asarray(cols, dtype=int), len(tasks), counters)

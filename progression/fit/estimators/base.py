@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import EstimationFailed
+from .._estimator_options import EstimatorOptions
 from ..optimize import Counters
 from ..parts import Diagnostics, Estimates, EstimatorOutput, Predictions, Uncertainty
 from ..problem import Problem
@@ -32,11 +33,9 @@ class EstimationProblem:
         The likelihood (model, observables, error models, parameters, solver settings).
     designs : list of Design
         One per subject.
-    options : dict
-        The config's ``[estimator]`` options (``starts``, ``spread``, ``seed``,
-        ``batch_size``, ``optimizer``, ``ftol``/``xtol``/``gtol``/``max_nfev``,
-        ``confidence``, ``uncertainty``, ``profile_points``, ``bootstrap_samples``,
-        ``max_failed_share``), as validated by :mod:`progression.fit.config`.
+    options : EstimatorOptions
+        The ``[estimator]`` options (a mapping, e.g. a validated config's ``options``, is
+        turned into one).
     executor : concurrent.futures.Executor
         Where chunks of subjects run (progression's own, a ``ProcessPoolExecutor``, a Dask
         ``client.get_executor()``). The numbers do not depend on it.
@@ -55,7 +54,7 @@ class EstimationProblem:
 
     problem: Problem
     designs: list
-    options: dict
+    options: EstimatorOptions
     executor: concurrent.futures.Executor
     name: str = "fit"
     source: str = "fit"
@@ -63,18 +62,21 @@ class EstimationProblem:
     counters: Counters = field(default_factory=Counters)
     timings: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.options = EstimatorOptions.coerce(self.options)
+
     @property
     def n_subjects(self) -> int:
         return len(self.designs)
 
     @property
     def confidence(self) -> float:
-        return float(self.options["confidence"])
+        return float(self.options.confidence)
 
     @property
     def uncertainty_methods(self) -> tuple:
         """Interval methods asked for (``covariance`` always, ``profile``, ``bootstrap``)."""
-        return tuple(self.options.get("uncertainty", ("covariance",)))
+        return self.options.uncertainty
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def check_failures(ep: EstimationProblem, diag: Diagnostics) -> None:
     bad = [i for i in range(m) if failure[i]]
     bad.sort(key=lambda i: failure[i].startswith("the pooled fit failed because"))
     finite = np.isfinite(np.asarray(diag.subject_objective, dtype=float))
-    share = float(ep.options.get("max_failed_share", 0.5))
+    share = float(ep.options.max_failed_share)
     if not bad or (finite.any() and len(bad) / m <= share):
         return
     if not finite.any():

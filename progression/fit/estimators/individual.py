@@ -202,9 +202,8 @@ class Individual(Estimator):
             raise FitError(f"{ep.source}: an individual fit needs at least one parameter with "
                            "estimate = \"subject\"")
         m = len(designs)
-        X0 = starting_points(problem, cols, m, int(opts["starts"]), opts["spread"],
-                             int(opts["seed"]))
-        size = int(opts["batch_size"])
+        X0 = starting_points(problem, cols, m, opts.starts, opts.spread, opts.seed)
+        size = opts.batch_size
         chunks = [(problem, designs[lo:lo + size], X0[lo:lo + size], opts)
                   for lo in range(0, m, size)]
         parts = map_subject_chunks(ep.executor, fit_chunk, chunks, f"fit {ep.name}", m,
@@ -223,7 +222,7 @@ class Individual(Estimator):
         estimates = Estimates(theta=cat("theta"), x_hat=x.ravel(),
                               x_cols=np.tile(cols, m).astype(int),
                               x_rows=[np.array([i]) for i in range(m) for _ in range(D)])
-        optimizer = opts.get("optimizer", "batched")
+        optimizer = opts.optimizer
         diag = Diagnostics(
             subject_objective=cat("m2ll"), n_obs=cat("nobs"), converged=cat("success"),
             messages=tuple(join("messages")), failures=tuple(join("failures")),
@@ -265,7 +264,7 @@ class Individual(Estimator):
 
     def _profiles(self, ep, point, blocks, warnings):
         problem, designs, opts = ep.problem, ep.designs, ep.options
-        conf, n = ep.confidence, int(opts["profile_points"])
+        conf, n = ep.confidence, opts.profile_points
         est = point.estimates
         m, Q = est.theta.shape
         cols = problem.subject_cols
@@ -278,7 +277,7 @@ class Individual(Estimator):
             for j in range(D):
                 grids[i, j] = profile_grid(x[i, j], se_x[j], sc[j:j + 1], lo[j:j + 1],
                                            hi[j:j + 1], n)
-        size = int(opts["batch_size"])
+        size = opts.batch_size
         covs = [b[1] for b in blocks]
         chunks = [(problem, designs[a:a + size], est.theta[a:a + size], x[a:a + size],
                    grids[a:a + size], covs[a:a + size], opts) for a in range(0, m, size)]
@@ -309,12 +308,12 @@ class Individual(Estimator):
 
     def _bootstrap(self, ep, point, warnings):
         problem, designs, opts = ep.problem, ep.designs, ep.options
-        B, seed = int(opts["bootstrap_samples"]), int(opts["seed"])
+        B, seed = opts.bootstrap_samples, opts.seed
         est = point.estimates
         m, Q = est.theta.shape
         cols = problem.subject_cols
         x = est.x_hat.reshape(m, cols.size)
-        size = int(opts["batch_size"])
+        size = opts.batch_size
         seeds = [[seed, 7, i] for i in range(m)]
         chunks = [(problem, designs[a:a + size], est.theta[a:a + size], x[a:a + size],
                    point.predictions[a:a + size], seeds[a:a + size], B, opts)

@@ -76,11 +76,9 @@ class Pooled(Estimator):
         m = len(designs)
         cols = _cols(problem)
         x_cols, x_rows = pooled_layout(problem, m)
-        S = int(opts["starts"])
-        Xs = starting_points(problem, problem.shared_cols, 1, S, opts["spread"],
-                             int(opts["seed"]))[0]
-        Xi = starting_points(problem, problem.subject_cols, m, S, opts["spread"],
-                             int(opts["seed"]) + 1)
+        S = opts.starts
+        Xs = starting_points(problem, problem.shared_cols, 1, S, opts.spread, opts.seed)[0]
+        Xi = starting_points(problem, problem.subject_cols, m, S, opts.spread, opts.seed + 1)
         tasks = [Task(np.arange(m), np.repeat(problem.values[None], m, axis=0),
                       np.concatenate([Xs[s], Xi[:, s, :].ravel()]), x_cols, x_rows, tag=(s,))
                  for s in range(S)]
@@ -96,7 +94,7 @@ class Pooled(Estimator):
         if refines(problem) and np.isfinite(r.m2ll):
             final = problem.exact_path()
             task = Task(np.arange(m), r.theta.copy(), r.x, x_cols, x_rows, tag=(best,))
-            opts_p = dict(opts, max_nfev=POLISH_NFEV, ftol=POLISH_FTOL)
+            opts_p = opts.replace(max_nfev=POLISH_NFEV, ftol=POLISH_FTOL)
             polished = run_tasks(final, designs, [task], cols, opts_p, counters=ep.counters)[0]
             if np.isfinite(polished.m2ll):
                 theta, x_hat = polished.theta, polished.x
@@ -156,7 +154,7 @@ class Pooled(Estimator):
 
     def _profiles(self, ep, point, cov_all, warnings):
         problem, designs, opts = ep.problem, ep.designs, ep.options
-        conf, n = ep.confidence, int(opts["profile_points"])
+        conf, n = ep.confidence, opts.profile_points
         shared = problem.shared_cols
         if shared.size == 0:
             warnings.append("profiles of a pooled fit are computed for shared parameters "
@@ -209,7 +207,7 @@ class Pooled(Estimator):
 
     def _bootstrap(self, ep, point, warnings):
         problem, designs, opts = ep.problem, ep.designs, ep.options
-        B, seed = int(opts["bootstrap_samples"]), int(opts["seed"])
+        B, seed = opts.bootstrap_samples, opts.seed
         est = point.estimates
         m, Q = est.theta.shape
         cols = _cols(problem)

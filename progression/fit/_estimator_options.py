@@ -1,0 +1,102 @@
+"""EstimatorOptions: the ``[estimator]`` options of a fit as one immutable, typed object.
+
+The config validates the table (:mod:`progression.fit.config`, whose ``options`` is a plain
+mapping); :func:`progression.fit.fit` turns it into an :class:`EstimatorOptions` once, and the
+estimators, the optimisers (:mod:`progression.fit.optimize`, :mod:`progression.fit._batched`)
+and the provenance read its attributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = ["EstimatorOptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstimatorOptions:
+    """Options of the estimation (``[estimator]`` and ``[fit] max_failed_share``).
+
+    Attributes
+    ----------
+    starts : int
+        Starting points per subject (per fit for a joint fit); start 1 is the initial values.
+    seed : int
+        Seed of the starting points and the bootstrap.
+    spread : "bounds" or float
+        Starts drawn uniformly over the bounds on the estimation scale, or normally with this
+        SD around the initial values.
+    optimizer : {"batched", "lmfit"}
+        Vectorised Levenberg-Marquardt over subjects, or lmfit's least_squares per task.
+    ftol, xtol, gtol : float
+        Convergence tolerances of the optimiser.
+    max_nfev : int
+        Most objective evaluations per task.
+    x_scale : str or float
+        Variable scaling of lmfit's least_squares (``"jac"``).
+    batch_size : int
+        Subjects per chunk (what an executor runs as one item).
+    uncertainty : tuple of str
+        ``covariance`` (always), ``profile``, ``bootstrap``.
+    confidence : float
+        Level of every interval.
+    profile_points : int
+        Grid points per profile.
+    bootstrap_samples : int
+        Parametric-bootstrap replicates.
+    max_failed_share : float
+        Largest share of failed subjects a fit may have and still be written.
+    """
+
+    starts: int = 1
+    seed: int = 0
+    spread: str | float = "bounds"
+    optimizer: str = "batched"
+    ftol: float = 1e-6
+    xtol: float = 1e-8
+    gtol: float = 1e-8
+    max_nfev: int = 200
+    x_scale: str | float = "jac"
+    batch_size: int = 100
+    uncertainty: tuple = ("covariance",)
+    confidence: float = 0.95
+    profile_points: int = 6
+    bootstrap_samples: int = 100
+    max_failed_share: float = 0.5
+
+    def __post_init__(self):
+        object.__setattr__(self, "uncertainty", tuple(self.uncertainty))
+
+    @classmethod
+    def coerce(cls, options, where: str = "estimator options") -> EstimatorOptions:
+        """``options`` as EstimatorOptions: None (the defaults), a mapping of option names (a
+        validated config's ``options``) or an EstimatorOptions (returned as it is).
+
+        Raises
+        ------
+        ConfigError
+            A mapping with a key that is not an option (named, with the options there are).
+        """
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            raise ConfigError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                              f"expected some of {', '.join(names)}")
+        return cls(**dict(options))
+
+    def replace(self, **changes) -> EstimatorOptions:
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """Every option by name (for ``fit.json`` provenance and reports)."""
+        out = dataclasses.asdict(self)
+        out["uncertainty"] = list(self.uncertainty)
+        return out
