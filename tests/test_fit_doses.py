@@ -128,8 +128,34 @@ def test_predictions_are_the_closed_form_superposition(outputs):
         # the data are the closed form: every residual is ~0
         assert np.max(np.abs(ev.residuals[i])) < 1e-6
     if outputs == "grid":
-        assert "rows with doses" in problem.path_name()
-        assert "exact outputs, forward sensitivities" in problem.path_name()
+        # every subject is dosed: no row uses the grid path, and the path says so
+        assert "every subject has doses" in problem.path_name()
+        assert problem.path_name().startswith("exact outputs, forward sensitivities")
+
+
+def test_subjects_without_records_in_dosed_data_use_the_grid_path_with_no_dose():
+    """In data with dose records, a subject without any gets no dose (pk_oral's record-free
+    `dose` is 0, as in simulate(doses=cohort)); its rows take the grid path."""
+    cohort, truth = _cohort(2)
+    obs = cohort.observations()
+    d = cohort.doses
+    keep = d["subject"] == "S1"
+    mixed = pg.Cohort({k: obs[k] for k in ("subject", "time", "observable", "value")},
+                      doses={k: d[k][keep] for k in ("subject", "time", "amount", "target")},
+                      time_unit="hour")
+    cfg = _config()
+    designs, _ = designs_from_cohort(mixed, cfg)
+    assert designs[1].dose_records and not designs[1].doses
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    assert "grid outputs" in problem.path_name()
+    assert "rows with doses, covariates or condition inputs: exact outputs" in \
+        problem.path_name()
+    ev = problem.evaluate(designs, np.arange(2), _theta(problem, truth), problem.subject_cols,
+                          want_jac=False, want_predictions=True)
+    np.testing.assert_array_equal(ev.predictions[1], 0.0)
+    expected = _bateman(OBS_TIMES, [(t, 100.0) for t in DOSE_TIMES], 0.8, **truth[0])
+    np.testing.assert_allclose(ev.predictions[0], expected, rtol=1e-5)
 
 
 def test_grid_and_exact_objectives_agree():
@@ -454,7 +480,7 @@ figures = false
     assert main(["fit", str(tmp_path / "fit.toml")]) == 0
     text = (tmp_path / "out" / "fit.json").read_text()
     assert "fits do not use doses" not in text
-    assert "rows with doses" in text
+    assert "every subject has doses" in text
     rows = list(csv.DictReader((tmp_path / "out" / "subjects.csv").open()))
     assert len(rows) == 6
     for row in rows:

@@ -216,6 +216,8 @@ class Problem:
     conditions: tuple = ()
     #: Some rows carry doses, covariates or condition inputs (set by :meth:`fix_grid_step`).
     has_inputs: bool = False
+    #: Every design carries such inputs (so no row uses the grid path).
+    all_inputs: bool = False
 
     def __post_init__(self):
         model = self.model
@@ -271,7 +273,7 @@ class Problem:
         return {"model": self.model, "observables": self.observables,
                 "error_models": self.error_models, "parameters": self.parameters,
                 "solver": self.solver, "conditions": self.conditions,
-                "has_inputs": self.has_inputs}
+                "has_inputs": self.has_inputs, "all_inputs": self.all_inputs}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -288,7 +290,9 @@ class Problem:
         Also notes whether any design carries inputs (doses, covariates, conditions with
         inputs), which :meth:`path_name` reports.
         """
-        self.has_inputs = bool(self.has_inputs or any(_has_inputs(self, d) for d in designs))
+        flags = [_has_inputs(self, d) for d in designs]
+        self.has_inputs = bool(self.has_inputs or any(flags))
+        self.all_inputs = bool(flags) and all(flags)
         if self.solver.get("grid_step", "auto") != "auto" or not designs:
             return
         off = self.parameters[self.offset_index]
@@ -315,12 +319,15 @@ class Problem:
                       rtol=min(self.solver.get("rtol", 1e-6), EXACT_RTOL),
                       atol=min(self.solver.get("atol", 1e-9), EXACT_ATOL))
         return Problem(self.model, self.observables, self.error_models, self.parameters,
-                       solver, self.conditions, self.has_inputs)
+                       solver, self.conditions, self.has_inputs, self.all_inputs)
 
     def path_name(self) -> str:
         """How this problem computes outputs and sensitivities, in words."""
         if self.exact:
             return "exact outputs, forward sensitivities"
+        if self.all_inputs:
+            return ("exact outputs, forward sensitivities (every subject has doses, covariates "
+                    "or condition inputs, which the grid path does not interpolate across)")
         sens = self.solver.get("sensitivities", "grid")
         text = (f"grid outputs (Hermite interpolation, step {self.solver.get('grid_step')}), "
                 f"{'grid' if sens == 'grid' else 'forward'} sensitivities")
