@@ -4,11 +4,11 @@ imports keep working): :mod:`progression.virtual.scenarios` (:func:`compare`),
 :mod:`progression.virtual.comparison` and the figures in :mod:`progression.plots.scenarios`.
 """
 
+from .als.defaults import ALS_VARIABILITY
 from .plots.scenarios import ARMS_PER_PANEL, PLOT_BAND
 from .virtual.comparison import Comparison
 from .virtual.endpoints import Endpoints
 from .virtual.population import (
-    ALS_VARIABILITY,
     Variability,
     VirtualPopulation,
     default_variability,

@@ -90,7 +90,8 @@ ALIASES = {
     "progression.dosing": "progression.simulate._dosing",
 }
 #: ``progression.scenarios`` re-exports compare and its parts from these.
-_SCENARIO_PARTS = ("progression.virtual", "progression.plots.scenarios")
+_SCENARIO_PARTS = ("progression.virtual", "progression.plots.scenarios",
+                   "progression.als.defaults")
 
 
 # ------------------------------------------------------------------------------- parsing

@@ -9,13 +9,39 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._tables import _quiet
+from .content import defaults_for
 
-__all__ = ["Endpoints"]
+__all__ = ["Endpoints", "AUTO"]
+
+
+class _Auto:
+    """Marks an endpoint option left to the model's disease content (see :meth:`resolved`)."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+    def __reduce__(self):
+        return "AUTO"
+
+
+#: An option not given: taken from the model's disease content when resolved
+#: (:func:`progression.virtual.content.defaults_for`; for an ALS model
+#: ``progression/als/defaults.toml``), else from :data:`GENERIC`.
+AUTO = _Auto()
+
+#: Defaults for a model without disease content (``function`` and ``threshold`` must then
+#: be given; ``times`` and ``slope_window`` follow the horizon).
+GENERIC = {"event": "", "markers": (), "share": None}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Endpoints:
     """Which endpoints :func:`compare` computes (times in months after the start).
+
+    Options left at ``AUTO`` come from the model's disease content when the endpoints are
+    :meth:`resolved` against a model (an ALS model: ALSFRS-R change at 6/12/18 months, its
+    slope over 0-12 months, time to ALSFRS-R <= 24, death, NfL and CRP, inflammatory share;
+    ``progression/als/defaults.toml``).
 
     Parameters
     ----------
@@ -35,16 +61,44 @@ class Endpoints:
         Observable averaged over ``slope_window`` (share of the hazard due to inflammation).
     """
 
-    function: str = "ALSFRS_R"
-    times: Sequence[float] = (6.0, 12.0, 18.0)
-    slope_window: tuple[float, float] = (0.0, 12.0)
-    threshold: float = 24.0
-    event: str = "death"
-    markers: Sequence[str] = ("NfL", "CRP")
-    share: str | None = "inflammatory_share"
+    function: str = AUTO
+    times: Sequence[float] = AUTO
+    slope_window: tuple[float, float] = AUTO
+    threshold: float = AUTO
+    event: str = AUTO
+    markers: Sequence[str] = AUTO
+    share: str | None = AUTO
+
+    def with_defaults(self, model, horizon: float) -> Endpoints:
+        """Options left at ``AUTO`` filled from the model's disease content, else generic
+        ones (times: the horizon; slope window: 0 to the horizon; no event, markers or share).
+
+        Raises
+        ------
+        ConfigError
+            ``function`` or ``threshold`` not given for a model without disease content.
+        """
+        given = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        missing = [k for k, v in given.items() if v is AUTO]
+        if not missing:
+            return self
+        content = defaults_for(model).get("endpoints", {})
+        generic = {**GENERIC, "times": (float(horizon),), "slope_window": (0.0, float(horizon))}
+        for key in missing:
+            if key in content:
+                given[key] = content[key]
+            elif key in generic:
+                given[key] = generic[key]
+            else:
+                raise ConfigError(f"endpoints.{key}: model {model.name!r} has no disease "
+                                  f"content with a default {key}; give it (e.g. "
+                                  f"Endpoints({key}=...))")
+        return Endpoints(**given)
 
     def resolved(self, model, horizon: float) -> Endpoints:
-        """Drop what the model lacks or what lies beyond the horizon."""
+        """Options left at ``AUTO`` filled (:meth:`with_defaults`); then drop what the model
+        lacks or what lies beyond the horizon."""
+        self = self.with_defaults(model, horizon)
         obs = set(model.observable_names) | set(model.state_names)
         if self.function not in obs:
             raise ConfigError(f"endpoints.function: model {model.name!r} has no observable "

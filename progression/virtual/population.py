@@ -19,9 +19,10 @@ from ..errors import ConfigError, ProgressionError
 from ..model import load_model
 from ..options import SolverOptions
 from ..simulate import simulate
+from .content import default_model, defaults_for
 
-__all__ = ["Variability", "ALS_VARIABILITY", "default_variability", "VirtualPopulation",
-           "states_at", "is_autonomous"]
+__all__ = ["Variability", "default_variability", "VirtualPopulation", "states_at",
+           "is_autonomous"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,22 +73,13 @@ class Variability:
         return table
 
 
-#: The virtual cohort of als-biology.md §5 [D]: a disease time-scale factor
-#: theta ~ LN(-0.2, 0.7^2) on k0 and kA, log-SD 0.3 on k0, kA, eD and phimax, and N_death with
-#: SD 0.05; clipped to the parameter ranges.
-ALS_VARIABILITY = Variability(
-    log_sd={"k0": 0.3, "kA": 0.3, "eD": 0.3, "phimax": 0.3},
-    normal_sd={"Ndeath": 0.05},
-    shared=((("k0", "kA"), -0.2, 0.7),),
-)
-
-
 def default_variability(model) -> Variability:
-    """:data:`ALS_VARIABILITY` restricted to the model's parameters, else log-SD 0.3 on every
-    parameter with a positive default."""
+    """The variability of the model's disease content (for an ALS model the §5 virtual
+    cohort, see :mod:`progression.als.defaults`) restricted to the model's parameters, else
+    log-SD 0.3 on every parameter with a positive default."""
     names = set(model.parameter_names)
-    v = ALS_VARIABILITY
-    if v.names() & names:
+    v = defaults_for(model).get("variability")
+    if v is not None and v.names() & names:
         return Variability(
             log_sd={k: s for k, s in v.log_sd.items() if k in names},
             normal_sd={k: s for k, s in v.normal_sd.items() if k in names},
@@ -146,11 +138,12 @@ class VirtualPopulation:
                                  tuple(np.asarray(self.subject_ids)[index]), self.description)
 
     @classmethod
-    def typical(cls, model="als_systemic", *, anchor: str | None = "clinical_onset",
+    def typical(cls, model=None, *, anchor: str | None = "clinical_onset",
                 delay: float = 12.0, solver=None) -> VirtualPopulation:
         """One subject with the default parameters, data time 0 at ``anchor + delay``
-        (``solver``: :class:`~progression.SolverOptions` of the anchor simulation)."""
-        model = load_model(model)
+        (``solver``: :class:`~progression.SolverOptions` of the anchor simulation; ``model``:
+        the content's default model, ``als_systemic``, when None)."""
+        model = load_model(model or default_model())
         table = model.parameter_table(None)
         options = SolverOptions.coerce(solver).simulate_kwargs()
         offset = _anchor_times(model, table, anchor, np.array([delay]), **options)[0]
@@ -162,18 +155,19 @@ class VirtualPopulation:
                    f"+ {delay:g}")
 
     @classmethod
-    def sample(cls, model="als_systemic", n: int = 100, *, seed=0,
+    def sample(cls, model=None, n: int = 100, *, seed=0,
                variability: Variability | None = None, anchor: str | None = "clinical_onset",
                delay=12.0, max_time: float = 240.0, solver=None) -> VirtualPopulation:
         """Sample ``n`` virtual subjects alive at their data time 0.
 
         Parameters
         ----------
-        model : str or model
+        model : str or model, optional
+            Default: the content's default model (``als_systemic``).
         n : int
         seed : int or numpy Generator
         variability : Variability, optional
-            :func:`default_variability` by default (§5 cohort for the ALS models).
+            :func:`default_variability` by default (§5 cohort for an ALS model).
         anchor : str or None
             Event defining the data clock (``"clinical_onset"``): data time 0 is
             ``anchor + delay``; ``None`` puts it at model time ``delay``.
@@ -185,7 +179,7 @@ class VirtualPopulation:
         solver : SolverOptions or mapping, optional
             How the screening simulations are integrated.
         """
-        model = load_model(model)
+        model = load_model(model or default_model())
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         variability = variability or default_variability(model)
         options = SolverOptions.coerce(solver).simulate_kwargs()

@@ -46,7 +46,6 @@ from .comparison import Comparison, _summaries
 from .endpoints import Endpoints, _endpoint_values
 from .interventions import Intervention, flatten, to_switches
 from .population import (
-    ALS_VARIABILITY,
     Variability,
     VirtualPopulation,
     default_variability,
@@ -55,7 +54,7 @@ from .population import (
 )
 
 __all__ = [
-    "Variability", "ALS_VARIABILITY", "default_variability", "VirtualPopulation",
+    "Variability", "default_variability", "VirtualPopulation",
     "Endpoints", "Comparison", "compare", "states_at", "is_autonomous",
 ]
 
@@ -314,8 +313,8 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     if not autonomous:
         notes.append("model uses t explicitly: subjects simulated in groups sharing a start "
                      "time on the model clock")
-    notes.append("ALSFRS-R and biomarker endpoints are among subjects alive at that time; "
-                 "time-to-event endpoints are censored at the horizon")
+    notes.append(f"{ep.function} and biomarker endpoints are among subjects alive at that "
+                 "time; time-to-event endpoints are censored at the horizon")
     comp.summary = _summaries(comp)
     return comp
 

@@ -45,6 +45,7 @@ from ..simulate import simulate
 from ..stats.summary import wilson_interval
 from ..stats.survival import exponential_hazard_ratio, logrank
 from ._tables import _quiet, _write_csv
+from .content import default_model, defaults_for
 from .interventions import flatten, to_switches
 from .population import (
     Variability,
@@ -165,10 +166,11 @@ class TrialData:
     arms: tuple
     arm: np.ndarray            # (n,) arm index
     visits: np.ndarray         # (V,)
-    score: np.ndarray          # (n, V) observed ALSFRS-R, NaN where missed
+    score: np.ndarray          # (n, V) observed functional score, NaN where missed
     death: np.ndarray          # (n,) time after randomisation, inf if none by follow-up
     dropout: np.ndarray        # (n,) dropout time, inf if none
     follow_up: float = 0.0
+    function: str = "score"    # column name of the score in rows()
 
     def rows(self) -> list[dict]:
         out = []
@@ -176,7 +178,7 @@ class TrialData:
             for j, t in enumerate(self.visits):
                 if np.isfinite(self.score[i, j]):
                     out.append({"patient": i + 1, "arm": self.arms[self.arm[i]], "month": t,
-                                "ALSFRS_R": self.score[i, j]})
+                                self.function: self.score[i, j]})
         return out
 
 
@@ -204,24 +206,27 @@ class VirtualTrial:
         Two-sided significance level.
     vital_status : bool
         Survival follow-up continues after dropout (vital status known), as in most trials.
-    function, event, onset : str
+    function, event, onset : str, optional
         Observable of the functional score, survival event, clinical-onset event.
-    max_score : float
+    max_score : float, optional
         Largest value of the functional score (observed scores are clipped to it; ΔFS is
         measured from it).
+        Options not given come from the model's disease content (an ALS model: ALSFRS_R,
+        death, clinical_onset, 48; ``progression/als/defaults.toml``); for a model without
+        one they must be given.
     solver : SolverOptions or mapping, optional
         How every integration of the trial (screening, states at randomisation, every arm)
         is done; LSODA at rtol 1e-6 by default.
     """
 
-    def __init__(self, arms: Mapping, *, model="als_systemic",
+    def __init__(self, arms: Mapping, *, model=None,
                  variability: Variability | None = None, enrolment: Enrolment | None = None,
                  follow_up: float = 12.0, visit_every: float = 1.0,
                  dropout: Dropout | None = None, noise_sd: float = 2.0,
                  endpoint: str = "slope", alpha: float = 0.05, vital_status: bool = True,
-                 function: str = "ALSFRS_R", event: str = "death",
-                 onset: str = "clinical_onset", max_score: float = 48.0, solver=None):
-        self.model = load_model(model)
+                 function: str | None = None, event: str | None = None,
+                 onset: str | None = None, max_score: float | None = None, solver=None):
+        self.model = load_model(model or default_model())
         self.solver = SolverOptions.coerce(solver)
         if not isinstance(arms, Mapping) or len(arms) < 2:
             raise ConfigError("arms: expected at least two arms (control first)")
@@ -245,8 +250,17 @@ class VirtualTrial:
         self.endpoint = endpoint
         self.alpha = float(alpha)
         self.vital_status = bool(vital_status)
+        content = defaults_for(self.model).get("trial", {})
+        given = {"function": function, "event": event, "onset": onset, "max_score": max_score}
+        for key, value in given.items():
+            if value is None:
+                if key not in content:
+                    raise ConfigError(f"{key}: model {self.model.name!r} has no disease "
+                                      f"content with a default {key}; give {key}=...")
+                given[key] = content[key]
+        function, event, onset = given["function"], given["event"], given["onset"]
         self.function, self.event, self.onset = function, event, onset
-        self.max_score = float(max_score)
+        self.max_score = float(given["max_score"])
         names = {e.name for e in self.model.events}
         for what, name in (("event", event), ("onset", onset)):
             if name not in names:
@@ -395,7 +409,8 @@ class VirtualTrial:
             dropout = np.where(first >= 0, when, np.inf)
         seen = (visits[None] <= np.minimum(dropout, death)[:, None]) & np.isfinite(score)
         score = np.where(seen, score, np.nan)
-        return TrialData(pool.arms, arm, visits, score, death, dropout, self.follow_up)
+        return TrialData(pool.arms, arm, visits, score, death, dropout, self.follow_up,
+                         self.function)
 
     def analyse(self, data: TrialData) -> list[dict]:
         """Primary analysis: one dict per treatment arm vs control (``estimate``, ``se``,
