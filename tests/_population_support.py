@@ -215,3 +215,43 @@ class RefSubject:
             wgt = norm.pdf(z) ** 2 / (norm.cdf(z) * norm.sf(z))
             M = M + (dz[c].T * wgt[c]) @ dz[c]
         return self.L(eh) + np.linalg.slogdet(self.omega)[1] + np.linalg.slogdet(M)[1], eh
+
+
+# --- R's Theoph as in the nmw control streams (NONMEM 7.4.1 runs) ----------------------------
+
+
+class TheoNM:
+    """The nmw control streams' $PRED: phi = log(KA, V, K), DOSE = 320 for every subject."""
+
+    def __init__(self, times):
+        n = max(len(t) for t in times)
+        self.t = np.zeros((len(times), n))
+        for i, t in enumerate(times):
+            self.t[i, :len(t)] = t
+
+    def predict(self, phi, index):
+        t = self.t[np.asarray(index)]
+        ka, v, k = (np.exp(phi[:, j])[:, None] for j in range(3))
+        e1, e2 = np.exp(-k * t), np.exp(-ka * t)
+        A = 320.0 / v * ka / (ka - k)
+        f = A * (e1 - e2)
+        dka = f * (1.0 / ka - 1.0 / (ka - k)) + A * t * e2
+        dk = f / (ka - k) - A * t * e1
+        return f, np.stack([ka * dka, -f, k * dk], axis=-1)
+
+
+def theoph_nonmem():
+    """(TheoNM model, PopulationData) of the 132 Theoph concentrations, subjects 1..12."""
+    import csv
+    from pathlib import Path
+
+    from progression.fit.population import PopulationData
+
+    path = Path(__file__).parents[1] / "data" / "examples" / "theoph.csv"
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["EVID"] == "0"]
+    ids = list(dict.fromkeys(r["ID"] for r in rows))
+    times = [np.array([float(r["TIME"]) for r in rows if r["ID"] == i]) for i in ids]
+    ys = [np.array([float(r["DV"]) for r in rows if r["ID"] == i]) for i in ids]
+    assert ids == [str(i) for i in range(1, 13)] and sum(len(y) for y in ys) == 132
+    return TheoNM(times), PopulationData.from_subjects(ys)

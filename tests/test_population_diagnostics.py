@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _population_support import LinearModel, OneCmtOral, RefSubject, _onecmt, simulate_onecmt
+from _population_support import (
+    LinearModel,
+    OneCmtOral,
+    RefSubject,
+    _onecmt,
+    simulate_onecmt,
+    theoph_nonmem,
+)
+from scipy.linalg import sqrtm
 
+from progression.errors import FitError
 from progression.fit.population import (
     PopulationData,
     Residual,
@@ -34,7 +43,8 @@ def test_cwres_linear_mixed_model_is_decorrelated_marginal_residual():
     data = PopulationData.from_subjects(ys)
     res = Residual.additive(sigma)
     inner = conditional_modes(model, data, mu, om, res)
-    d = residual_diagnostics(model, data, mu, om, res, inner.eta)
+    d = residual_diagnostics(model, data, mu, om, res, inner.eta, decorrelation="cholesky")
+    ds = residual_diagnostics(model, data, mu, om, res, inner.eta)
     for i, t in enumerate(times):
         Z = np.stack([np.ones_like(t), t], axis=1)
         C = Z @ om @ Z.T + sigma ** 2 * np.eye(t.size)
@@ -42,6 +52,10 @@ def test_cwres_linear_mixed_model_is_decorrelated_marginal_residual():
         expected = np.linalg.solve(np.linalg.cholesky(C), marginal)
         np.testing.assert_allclose(d.cwres[i, :t.size], expected, rtol=1e-8, atol=1e-10)
         assert np.all(np.isnan(d.cwres[i, t.size:]))
+        # default: symmetric square root (NONMEM's), same sum of squares
+        sym = np.linalg.solve(np.real(sqrtm(C)), marginal)
+        np.testing.assert_allclose(ds.cwres[i, :t.size], sym, rtol=1e-8, atol=1e-10)
+        assert np.sum(ds.cwres[i, :t.size] ** 2) == pytest.approx(np.sum(expected ** 2))
         np.testing.assert_allclose(d.pred[i, :t.size], mu[i, 0] + mu[i, 1] * t, rtol=1e-12)
 
 
@@ -67,7 +81,7 @@ def test_nonlinear_pred_ipred_iwres_cwres():
         g = ref.jac(eh)
         for V, got in ((ref.var(f), d.cwres), (ref.var(ref.fun(np.zeros(3))), d_noint.cwres)):
             C = g @ OMEGA @ g.T + np.diag(V)
-            expected = np.linalg.solve(np.linalg.cholesky(C), ys[i] - f + g @ eh)
+            expected = np.linalg.solve(np.real(sqrtm(C)), ys[i] - f + g @ eh)
             np.testing.assert_allclose(got[i, :n], expected, rtol=1e-6, atol=1e-8)
 
 
@@ -123,3 +137,47 @@ def test_shrinkage_grows_when_data_are_sparse():
     s_sparse = eta_shrinkage(sparse.eta, om)
     assert np.all(s_rich < 0.25), s_rich
     assert np.all(s_sparse > s_rich + 0.15), (s_rich, s_sparse)
+
+
+# NONMEM 7.4.1, FOCE-I on R's Theoph (nmw package: THEO-FOCEI.CTL, THEO-FOCEI.OUT.txt and
+# THEO-FOCEI_sdtab.txt, https://github.com/cran/nmw inst/doc). Final estimates from the last
+# iteration's NPARAMETR line (5 significant digits); CWRES of subjects 1 and 12 from the table;
+# ETASHRINKSD(%) from the output.
+NM_THETA = np.log([1.4907, 32.447, 0.087290])
+NM_OMEGA = np.array([[0.43472, 0.056920, -0.0064855], [0.056920, 0.019399, 0.012083],
+                     [-0.0064855, 0.012083, 0.020233]])
+NM_SIGMA = (0.017039, 0.082844)  # EPS(1) proportional, EPS(2) additive (variances)
+NM_CWRES = {
+    0: [2.5710, -1.0866, 0.39660, 1.5852, 0.062590, -0.25342, 0.15133, 0.28975, 0.69185,
+        1.1080, 2.3872],
+    11: [0.0, -2.7892, -0.58715, 1.1029, 0.86087, 0.94955, 0.73561, -0.064678, 0.52286,
+         0.16680, -1.3582],
+}
+NM_ETASHRINKSD = [1.3337, 1.6180, 5.0232]
+
+
+def test_theoph_cwres_and_shrinkage_match_nonmem():
+    """Measured: CWRES within 7e-5 of NONMEM's table, ETASHRINKSD within 0.001 %-points (the
+    parameters are rounded to 5 digits); the Cholesky variant differs by up to 2."""
+    model, data = theoph_nonmem()
+    mu = np.tile(NM_THETA, (12, 1))
+    res = Residual.combined(np.sqrt(NM_SIGMA[1]), np.sqrt(NM_SIGMA[0]))
+    inner = conditional_modes(model, data, mu, NM_OMEGA, res)
+    assert np.all(inner.converged)
+    d = residual_diagnostics(model, data, mu, NM_OMEGA, res, inner.eta)
+    for i, expected in NM_CWRES.items():
+        np.testing.assert_allclose(d.cwres[i, :11], expected, atol=5e-4)
+    chol = residual_diagnostics(model, data, mu, NM_OMEGA, res, inner.eta,
+                                decorrelation="cholesky")
+    assert np.max(np.abs(chol.cwres[0, :11] - NM_CWRES[0])) > 0.5
+    np.testing.assert_allclose(100 * eta_shrinkage(inner.eta, NM_OMEGA), NM_ETASHRINKSD,
+                               atol=0.01)
+
+
+def test_cwres_refuses_unknown_decorrelation():
+    model, data = theoph_nonmem()
+    mu = np.tile(NM_THETA, (12, 1))
+    res = Residual.combined(0.3, 0.1)
+    with pytest.raises(FitError, match="expected decorrelation 'symmetric' or 'cholesky'"):
+        residual_diagnostics(model, data, mu, NM_OMEGA, res, np.zeros((12, 3)),
+                             decorrelation="eigen")

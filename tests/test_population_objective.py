@@ -18,6 +18,7 @@ from _population_support import (
     RefSubject,
     _onecmt,
     simulate_onecmt,
+    theoph_nonmem,
 )
 from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
@@ -299,45 +300,11 @@ NM_FINAL = {
 }
 
 
-class _TheoNM:
-    """The nmw control streams' $PRED: phi = log(KA, V, K), DOSE = 320 for every subject."""
-
-    def __init__(self, times):
-        n = max(len(t) for t in times)
-        self.t = np.zeros((len(times), n))
-        for i, t in enumerate(times):
-            self.t[i, :len(t)] = t
-
-    def predict(self, phi, index):
-        t = self.t[np.asarray(index)]
-        ka, v, k = (np.exp(phi[:, j])[:, None] for j in range(3))
-        e1, e2 = np.exp(-k * t), np.exp(-ka * t)
-        A = 320.0 / v * ka / (ka - k)
-        f = A * (e1 - e2)
-        dka = f * (1.0 / ka - 1.0 / (ka - k)) + A * t * e2
-        dk = f / (ka - k) - A * t * e1
-        return f, np.stack([ka * dka, -f, k * dk], axis=-1)
-
-
-def _theoph():
-    import csv
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "data" / "examples" / "theoph.csv"
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["EVID"] == "0"]
-    ids = list(dict.fromkeys(r["ID"] for r in rows))
-    times = [np.array([float(r["TIME"]) for r in rows if r["ID"] == i]) for i in ids]
-    ys = [np.array([float(r["DV"]) for r in rows if r["ID"] == i]) for i in ids]
-    assert len(ids) == 12 and sum(len(y) for y in ys) == 132
-    return _TheoNM(times), PopulationData.from_subjects(ys)
-
-
 @pytest.mark.parametrize("method", ["fo", "focei", "laplace"])
 def test_theoph_reproduces_nonmem(method):
     """Measured: |ours - NONMEM| = 5e-14 (FO), 8e-9 (FOCE-I), 8e-8 (Laplace) at the initial
     estimates; 1e-7, 1.5e-8, 2.6e-7 at the rounded final estimates."""
-    model, data = _theoph()
+    model, data = theoph_nonmem()
 
     def ofv(theta, omega, sigma):
         mu = np.tile(np.log(theta), (12, 1))

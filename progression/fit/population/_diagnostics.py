@@ -3,11 +3,13 @@
 - PRED: prediction at eta = 0 (NONMEM's PRED); IPRED: at eta-hat.
 - IWRES = (y - IPRED) / sqrt(V(IPRED)).
 - CWRES (Hooker, Staatz, Karlsson, Pharm Res 2007;24:2187): the FOCE-linearised residual
-  ``L_i^-1 (y_i - f(eta-hat_i) + G_i eta-hat_i)`` with ``C_i = G_i Omega G_i' + diag(V_i) =
-  L_i L_i'`` (Cholesky, lower): V at eta-hat with interaction (NONMEM's CWRESI, the FOCE-I
-  choice), at eta = 0 without. The Cholesky factor is the decorrelation used here; NONMEM's
-  WRES uses a symmetric square root, which gives a different (rotated) vector with the same
-  sum of squares.
+  ``C_i^-1/2 (y_i - f(eta-hat_i) + G_i eta-hat_i)`` with ``C_i = G_i Omega G_i' + diag(V_i)``,
+  V at eta-hat with interaction (the FOCE-I choice), at eta = 0 without. ``C^-1/2`` is the
+  symmetric square root by default (``decorrelation="symmetric"``, ``U diag(w^-1/2) U'`` from
+  the eigen-decomposition): that is what NONMEM 7.4 prints as CWRES after a FOCE-I run (checked
+  against its table for R's Theoph to 1e-4); ``"cholesky"`` uses ``L^-1`` with ``C = L L'``
+  instead, a rotation of the same vector (same sum of squares, different per-observation
+  values except the first).
 - eta shrinkage, SD-based: ``1 - SD(eta-hat_k) / sqrt(Omega_kk)`` (SD with ``ddof = 1`` by
   default); epsilon shrinkage ``1 - SD(IWRES)`` over observed (uncensored) values.
 - BSV of a log-normal parameter as CV %: ``100 sqrt(exp(omega^2) - 1)``.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import FitError
 from ._core import PopulationData, Residual, call_predict, check_omega, eta_columns_of
 
 __all__ = ["Residuals", "residual_diagnostics", "cwres", "eta_shrinkage",
@@ -47,7 +50,8 @@ class Residuals:
     cwres: np.ndarray
 
 
-def cwres(data: PopulationData, f, g, eta, omega, V) -> np.ndarray:
+def cwres(data: PopulationData, f, g, eta, omega, V, decorrelation: str = "symmetric"
+          ) -> np.ndarray:
     """Conditional weighted residuals (Hooker et al. 2007) of every subject.
 
     Parameters
@@ -63,13 +67,23 @@ def cwres(data: PopulationData, f, g, eta, omega, V) -> np.ndarray:
     omega : ndarray (E, E)
     V : ndarray (N, n)
         Residual variances on the diagonal of C.
+    decorrelation : {"symmetric", "cholesky"}
+        ``C^-1/2`` as the symmetric square root (NONMEM) or the inverse Cholesky factor.
 
     Returns
     -------
     ndarray (N, n)
-        ``L^-1 (y - f + g eta)`` over each subject's observed values (censored values are left
-        out of C and get NaN).
+        ``C^-1/2 (y - f + g eta)`` over each subject's observed values (censored values are
+        left out of C and get NaN; so are subjects whose C is not positive definite).
+
+    Raises
+    ------
+    FitError
+        Unknown ``decorrelation``.
     """
+    if decorrelation not in ("symmetric", "cholesky"):
+        raise FitError(f"CWRES: expected decorrelation 'symmetric' or 'cholesky', found "
+                       f"{decorrelation!r}")
     N, n = data.y.shape
     out = np.full((N, n), np.nan)
     use = data.mask & (data.cens == 0)
@@ -80,16 +94,23 @@ def cwres(data: PopulationData, f, g, eta, omega, V) -> np.ndarray:
         gi = g[i, j]
         r = data.y[i, j] - f[i, j] + gi @ eta[i]
         C = gi @ omega @ gi.T + np.diag(V[i, j])
-        try:
-            L = np.linalg.cholesky(C)
-        except np.linalg.LinAlgError:
-            continue
-        out[i, j] = np.linalg.solve(L, r)
+        if decorrelation == "cholesky":
+            try:
+                L = np.linalg.cholesky(C)
+            except np.linalg.LinAlgError:
+                continue
+            out[i, j] = np.linalg.solve(L, r)
+        else:
+            w, U = np.linalg.eigh(C)
+            if not np.all(w > 0):
+                continue
+            out[i, j] = U @ ((U.T @ r) / np.sqrt(w))
     return out
 
 
 def residual_diagnostics(model, data: PopulationData, mu, omega, residual: Residual, eta, *,
-                         eta_columns=None, interaction: bool = True) -> Residuals:
+                         eta_columns=None, interaction: bool = True,
+                         decorrelation: str = "symmetric") -> Residuals:
     """PRED, IPRED, IWRES and CWRES at the conditional modes ``eta``.
 
     Parameters
@@ -105,6 +126,8 @@ def residual_diagnostics(model, data: PopulationData, mu, omega, residual: Resid
     eta_columns : sequence of int, optional
     interaction : bool
         V of CWRES at eta-hat (True, FOCE-I) or at eta = 0 (False, FOCE).
+    decorrelation : {"symmetric", "cholesky"}
+        See :func:`cwres`.
 
     Returns
     -------
@@ -127,7 +150,7 @@ def residual_diagnostics(model, data: PopulationData, mu, omega, residual: Resid
         V = residual.variance(np.where(m, f if interaction else f0, 0.0), data.observable)
         Vi = residual.variance(np.where(m, f, 0.0), data.observable)
         iwres = np.where(obs, (data.y - f) / np.sqrt(Vi), np.nan)
-    cw = cwres(data, f, G[..., cols], eta, om, np.where(m, V, 1.0))
+    cw = cwres(data, f, G[..., cols], eta, om, np.where(m, V, 1.0), decorrelation)
     return Residuals(pred=np.where(m, f0, np.nan), ipred=np.where(m, f, np.nan), iwres=iwres,
                      cwres=cw)
 
