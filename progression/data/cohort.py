@@ -478,8 +478,7 @@ class Cohort:
             _object_array(o_obs),
             rank,
         )
-        self._doses = self._sorted(
-            {
+        doses_table = {
                 "subject": _str_array(d_subj),
                 "time": np.array(d_time, dtype=float),
                 "amount": np.array([np.nan if a is None else a for a in d_amt], dtype=float),
@@ -487,10 +486,13 @@ class Cohort:
                 "rate": np.array([np.nan if r is None else r for r in d_rate], dtype=float),
                 "duration": np.array([np.nan if r is None else r for r in d_dur], dtype=float),
                 "reset": np.array(d_reset, dtype=bool),
-            },
-            rank,
-            tie="target",
-        )
+        }
+        self._doses = self._sorted(doses_table, rank, tie="target")
+        # Where each dose record came from (file, row), for messages about a record found in
+        # checks made after reading (a fit's dosing compartments).
+        origin = _object_array(o_dose)
+        self._dose_origin = (origin[self._order(doses_table, rank, "target")]
+                             if len(origin) == nd else None)
         self._tv = self._sorted(
             {
                 "subject": _str_array(tv_subj),
@@ -589,19 +591,25 @@ class Cohort:
         return index.get(subject, _NO_ROWS)
 
     @staticmethod
-    def _sorted(table: dict, rank: Mapping[str, int], tie: str | None = None) -> dict:
+    def _order(table: dict, rank: Mapping[str, int], tie: str | None = None) -> np.ndarray:
         s = table["subject"]
         if not len(s):
-            return {k: _readonly(a) for k, a in table.items()}
+            return np.zeros(0, dtype=np.int64)
         key = np.array([rank.get(x, len(rank)) for x in s], dtype=np.int64)
         keys = (table[tie], table["time"], key) if tie else (table["time"], key)
-        order = np.lexsort(keys)
+        return np.lexsort(keys)
+
+    @staticmethod
+    def _sorted(table: dict, rank: Mapping[str, int], tie: str | None = None) -> dict:
+        if not len(table["subject"]):
+            return {k: _readonly(a) for k, a in table.items()}
+        order = Cohort._order(table, rank, tie)
         return {k: _readonly(a[order]) for k, a in table.items()}
 
     @classmethod
     def _from_parts(cls, base: Cohort, obs: dict, origin: np.ndarray, doses: dict, tv: dict,
                     events: dict, covariates: dict, notes: Iterable[str],
-                    time_unit: str | None = None) -> Cohort:
+                    time_unit: str | None = None, dose_origin=None) -> Cohort:
         """A cohort from already validated tables (for select and unit conversion)."""
         new = cls.__new__(cls)
         new._time_unit = time_unit or base._time_unit
@@ -614,6 +622,7 @@ class Cohort:
         new._set_observations({k: np.array(a) for k, a in obs.items()}, origin, rank)
         new._units = {k: u for k, u in new._units.items() if k in new._observables}
         new._doses = {k: _readonly(np.array(a)) for k, a in doses.items()}
+        new._dose_origin = dose_origin
         new._tv = {k: _readonly(np.array(a)) for k, a in tv.items()}
         new._events = {k: _readonly(np.array(a)) for k, a in events.items()}
         new._notes = tuple(dict.fromkeys(notes))
@@ -767,6 +776,16 @@ class Cohort:
             return f"{self._source or 'cohort'}, subject '{subject}'"
         return v.where(self._obs_origin[sl.start + int(hit[0])], column, subject)
 
+    def dose_place(self, subject: str, index: int, column: str = "target") -> str:
+        """Name where a subject's ``index``-th dose record (in time order) came from:
+        ``"file, row N, column 'c', subject 's'"`` (``doses[i]`` for data built in Python)."""
+        self._require_subject(subject)
+        rows = self._rows_of("doses", subject)
+        origin = getattr(self, "_dose_origin", None)
+        if origin is None or not 0 <= index < len(rows):
+            return f"{self._source or 'cohort'}, subject '{subject}'"
+        return v.where(origin[int(rows[index])], column, subject)
+
     def _require_subject(self, subject: str) -> None:
         if subject not in self._slices:
             hint = did_you_mean(str(subject), self._subjects, parenthesised=True)
@@ -810,10 +829,12 @@ class Cohort:
             return {k: a[m] for k, a in table.items()}, m
 
         obs, m = pick(self._obs)
+        doses, dm = pick(self._doses)
+        dose_origin = getattr(self, "_dose_origin", None)
         return Cohort._from_parts(
-            self, obs, self._obs_origin[m], pick(self._doses)[0], pick(self._tv)[0],
+            self, obs, self._obs_origin[m], doses, pick(self._tv)[0],
             pick(self._events)[0], {s: dict(r) for s, r in self._covariates.items() if s in keep},
-            self._notes,
+            self._notes, dose_origin=dose_origin[dm] if dose_origin is not None else None,
         )
 
     def to_time_unit(self, unit: str) -> Cohort:
@@ -854,6 +875,7 @@ class Cohort:
             self, scale(self._obs, {"time"}), self._obs_origin,
             scale(self._doses, {"time", "duration"}, {"rate"}), scale(self._tv, {"time"}),
             scale(self._events, {"time"}), cov, (*self._notes, note), time_unit=target,
+            dose_origin=getattr(self, "_dose_origin", None),
         )
 
     # ------------------------------------------------------------------------ validation

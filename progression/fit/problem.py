@@ -987,9 +987,11 @@ def _subject_doses(cohort, sid, sub, config: FitConfig, problems: list) -> tuple
         except ProgressionError as exc:
             text = str(exc).split(": ", 1)[-1]
             field_ = "target" if "field 'target'" in str(exc) else None
-            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}', dose record "
-                            f"{j + 1} of the subject (time {dose.time:g}"
-                            + (f", compartment {target!r}" if field_ else "") + f"): {text}")
+            place = (cohort.dose_place(sid, j, field_ or "amount")
+                     if hasattr(cohort, "dose_place") else
+                     f"{cohort.source or 'cohort'}, subject '{sid}'")
+            problems.append(f"{place}, dose at time {dose.time:g}"
+                            + (f", compartment {target!r}" if field_ else "") + f": {text}")
             continue
         out.append(dose)
     return tuple(out)

@@ -80,7 +80,8 @@ def test_a_dose_into_an_undeclared_compartment(cli, refused, unchanged, tmp_path
     cfg = _pk(tmp_path, data="pk_cmt3.csv")
     with unchanged(FILES, tmp_path):
         out = cli("fit", cfg)
-    refused(out, "pk_cmt3.csv", "subject '2'", "compartment '3'", "1 = A_gut")
+    refused(out, "pk_cmt3.csv", "row 9", "column 'CMT'", "subject '2'", "compartment '3'",
+            "1 = A_gut")
 
 
 def test_doses_for_a_model_without_dosing_compartments(cli, refused, unchanged, tmp_path):
