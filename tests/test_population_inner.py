@@ -164,3 +164,14 @@ def test_population_data_refusals():
         PopulationData.from_subjects([[1.0, 2.0]], observables=[[0, -1]])
     with pytest.raises(FitError, match="subject 0: expected 2 limits, found 1"):
         PopulationData.from_subjects([[1.0, 2.0]], limits=[[1.0]])
+
+
+def test_shape_refusals():
+    model, data, mu, *_ = _problem(3)
+    res = Residual.additive(0.3)
+    with pytest.raises(FitError, match=r"expected typical parameters of shape \(3, D\)"):
+        conditional_modes(model, data, mu[:2], OMEGA, res)
+    with pytest.raises(FitError, match=r"expected a finite warm start of shape \(3, 3\)"):
+        conditional_modes(model, data, mu, OMEGA, res, eta0=np.zeros((3, 2)))
+    with pytest.raises(FitError, match="expected a finite warm start"):
+        conditional_modes(model, data, mu, OMEGA, res, eta0=np.full((3, 3), np.nan))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import FitError
 from ._core import (
     PopulationData,
     Residual,
@@ -174,12 +175,21 @@ def conditional_modes(model, data: PopulationData, mu, omega, residual: Residual
     """
     opt = options or InnerOptions()
     mu = np.asarray(mu, dtype=float)
+    if mu.ndim != 2 or mu.shape[0] != data.n_subjects:
+        raise FitError(f"conditional modes: expected typical parameters of shape "
+                       f"({data.n_subjects}, D), found {mu.shape}")
     N, D = mu.shape
     cols = eta_columns_of(D, eta_columns)
     E = cols.size
     _, Oinv, _ = check_omega(omega, E)
     n = data.y.shape[1]
-    eta = np.zeros((N, E)) if eta0 is None else np.array(eta0, dtype=float).reshape(N, E)
+    if eta0 is None:
+        eta = np.zeros((N, E))
+    else:
+        eta = np.array(eta0, dtype=float)
+        if eta.shape != (N, E) or not np.all(np.isfinite(eta)):
+            raise FitError(f"conditional modes: expected a finite warm start of shape {(N, E)}, "
+                           f"found {eta.shape}")
     n_predict = 0
     if not interaction and V_fixed is None:
         V_fixed, _, _, _ = fixed_variance(model, data, mu, residual)
