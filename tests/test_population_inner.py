@@ -175,3 +175,8 @@ def test_shape_refusals():
         conditional_modes(model, data, mu, OMEGA, res, eta0=np.zeros((3, 2)))
     with pytest.raises(FitError, match="expected a finite warm start"):
         conditional_modes(model, data, mu, OMEGA, res, eta0=np.full((3, 3), np.nan))
+
+    data2 = PopulationData.from_subjects([[1.0, 2.0], [3.0]], observables=[[0, 1], [2]])
+    with pytest.raises(FitError, match="subject 1, observation 0: observable 2 has no error "
+                                       "model"):
+        conditional_modes(model, data2, mu[:2], OMEGA, Residual(a=(0.1, 0.2), b=(0.0, 0.0)))

@@ -206,8 +206,23 @@ class Residual:
         return cls((a,), (b,))
 
     def _ab(self, observable):
-        k = np.minimum(observable, self._a.size - 1)  # padding carries index 0 anyway
-        return self._a[k], self._b[k]
+        # indices are checked against the number of observables by check_observables
+        return self._a[observable], self._b[observable]
+
+    def check_observables(self, data: PopulationData) -> None:
+        """Refuse data whose observable indices have no error model here.
+
+        Raises
+        ------
+        FitError
+            Names the first subject and observation with an index >= the number of models.
+        """
+        bad = data.mask & (data.observable >= self._a.size)
+        if np.any(bad):
+            i, j = (int(v[0]) for v in np.nonzero(bad))
+            raise FitError(f"residual model: subject {i}, observation {j}: observable "
+                           f"{int(data.observable[i, j])} has no error model (expected an index "
+                           f"< {self._a.size})")
 
     def variance(self, f, observable):
         """Residual variance V, shape of ``f``."""

@@ -133,6 +133,7 @@ def residual_diagnostics(model, data: PopulationData, mu, omega, residual: Resid
     -------
     Residuals
     """
+    residual.check_observables(data)
     mu = np.asarray(mu, dtype=float)
     N, D = mu.shape
     cols = eta_columns_of(D, eta_columns)

@@ -174,6 +174,7 @@ def conditional_modes(model, data: PopulationData, mu, omega, residual: Residual
     InnerResult
     """
     opt = options or InnerOptions()
+    residual.check_observables(data)
     mu = np.asarray(mu, dtype=float)
     if mu.ndim != 2 or mu.shape[0] != data.n_subjects:
         raise FitError(f"conditional modes: expected typical parameters of shape "

@@ -196,6 +196,7 @@ def subject_objectives(method: str, model, data: PopulationData, mu, omega,
     if method not in METHODS:
         raise FitError(f"population objective: expected a method in {list(METHODS)}, found "
                        f"{method!r}")
+    residual.check_observables(data)
     mu = np.asarray(mu, dtype=float)
     N, D = mu.shape
     if data.n_subjects != N:
