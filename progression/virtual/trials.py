@@ -655,33 +655,11 @@ class PowerCurve:
         return "\n".join(lines) + "\n"
 
     def plot(self):
-        from ..plots import _pyplot
+        """Power against patients per arm with Wilson 95% intervals; see
+        :func:`progression.plots.trials.plot_power`."""
+        from ..plots.trials import plot_power
 
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(5.6, 4.6), layout="constrained")
-        rows = self.table()
-        for comp in dict.fromkeys(r["comparison"] for r in rows):
-            rr = [r for r in rows if r["comparison"] == comp]
-            n = [r["n_per_arm"] for r in rr]
-            p = np.array([r["power"] for r in rr])
-            lo = np.array([r["power_ci_low"] for r in rr])
-            hi = np.array([r["power_ci_high"] for r in rr])
-            ax.errorbar(n, p, yerr=[p - lo, hi - p], marker="o", capsize=3, label=comp)
-        ax.axhline(0.8, color="grey", ls=":", lw=1, label="80% power")
-        ax.axhline(self.trial.alpha, color="grey", ls="--", lw=1,
-                   label=f"alpha = {self.trial.alpha:g}")
-        ax.set_xlabel("patients per arm")
-        ax.set_ylabel("power (fraction of trials rejecting H0)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{self.trial.endpoint} endpoint, {self.trial.follow_up:g} months",
-                     fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.set_xticks(self.sample_sizes)     # the sizes simulated, nothing in between
-        handles, labels = ax.get_legend_handles_labels()
-        # under the axes: power curves run from alpha to 1 and a legend inside covers one
-        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8,
-                   frameon=False)
-        return fig
+        return plot_power(self)
 
     def write(self, folder, *, overwrite: bool = False, inputs=()) -> Path:
         """Write ``power.csv``, ``power.md`` and ``power.png`` (atomically).
