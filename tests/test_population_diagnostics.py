@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from _population_support import (
-    LinearModel,
-    OneCmtOral,
-    RefSubject,
-    _onecmt,
-    simulate_onecmt,
-    theoph_nonmem,
-)
 from scipy.linalg import sqrtm
 
 from progression.errors import FitError
@@ -23,6 +18,16 @@ from progression.fit.population import (
     epsilon_shrinkage,
     eta_shrinkage,
     residual_diagnostics,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import (  # noqa: E402
+    LinearModel,
+    OneCmtOral,
+    RefSubject,
+    _onecmt,
+    simulate_onecmt,
+    theoph_nonmem,
 )
 
 THETA = np.array([0.4, 1.0, 3.45])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _population_support import OneCmtOral, RefSubject, _onecmt, simulate_onecmt
 
 from progression.errors import FitError, SolverError
 from progression.fit.population import (
@@ -18,6 +19,9 @@ from progression.fit.population import (
     Residual,
     conditional_modes,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import OneCmtOral, RefSubject, _onecmt, simulate_onecmt  # noqa: E402
 
 THETA = np.array([0.4, 1.0, 3.45])
 OMEGA = np.array([[0.40, 0.02, 0.0], [0.02, 0.10, 0.01], [0.0, 0.01, 0.05]])

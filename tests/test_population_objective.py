@@ -7,19 +7,13 @@ Laplace is also checked against numerical integration over eta.
 
 from __future__ import annotations
 
+import csv
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _population_support import (
-    LinearModel,
-    OneCmtOral,
-    OneCmtOralHess,
-    RefSubject,
-    _onecmt,
-    simulate_onecmt,
-    theoph_nonmem,
-)
 from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
 
@@ -32,6 +26,17 @@ from progression.fit.population import (
     Residual,
     objective,
     subject_objectives,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import (  # noqa: E402
+    LinearModel,
+    OneCmtOral,
+    OneCmtOralHess,
+    RefSubject,
+    _onecmt,
+    simulate_onecmt,
+    theoph_nonmem,
 )
 
 THETA = np.array([0.4, 1.0, 3.45])
@@ -367,9 +372,6 @@ NLMIXR2_THEO = [
 @pytest.mark.parametrize("published, theta, cv, add_sd", NLMIXR2_THEO)
 def test_theoph_reproduces_nlmixr2_focei(published, theta, cv, add_sd):
     """Measured: 116.8041 and 116.8036 (|diff| <= 1e-4)."""
-    import csv
-    from pathlib import Path
-
     path = Path(__file__).parents[1] / "data" / "examples" / "theoph.csv"
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
