@@ -118,6 +118,8 @@ def test_saved_fit_has_a_format_version_and_loads_back_part_by_part(fits, kind, 
         np.testing.assert_allclose(res.residuals().residuals[i], back.residuals().residuals[i],
                                    rtol=1e-12)
     assert back.covariance()[0] == res.covariance()[0]
+    assert back.counters == res.counters == doc["counters"]
+    assert back.individual.diagnostics.work == res.individual.diagnostics.work
 
 
 def test_a_population_part_is_saved_and_loaded_when_there_is_one(fits, tmp_path):
@@ -147,6 +149,8 @@ def test_the_shipped_format_1_fit_still_loads():
     assert res.population is None
     doc = json.loads((SHIPPED / "fit.json").read_text())
     assert res.warnings == doc["warnings"]
+    assert res.counters == doc["counters"]
+    assert res.individual.diagnostics.work.simulations == doc["counters"]["simulations"]
     assert "individual" in res.summary()
     draws = res.parameter_draws(3, rng=1)
     assert draws.parameters.shape == (3, 200, res.model.n_parameters)

@@ -51,6 +51,7 @@ from .parts import (
     Predictions,
     Profiles,
     Uncertainty,
+    Work,
 )
 from .problem import Design
 from .result import FORMAT, READABLE, FitResult
@@ -292,7 +293,7 @@ def load_fit(folder) -> FitResult:
         best_start=np.array(doc["best_start"], dtype=int),
         before_zero=np.array(doc.get("before_zero") or [0] * m, dtype=int),
         numbers_from=doc["provenance"].get("numbers_from", ""),
-        method=doc.get("method", ""), counters=doc["counters"],
+        method=doc.get("method", ""), work=Work.from_dict(doc.get("counters") or {}),
         warnings=tuple(warns[:n_diag]))
     population = doc.get("population")
     if population is not None:

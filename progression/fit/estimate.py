@@ -28,7 +28,7 @@ from .config import FitConfig, read_fit_config
 from .estimators import get_estimator
 from .estimators.base import EstimationProblem
 from .fixed import NOTHING_ESTIMATED, FixedEvaluation, nothing_estimated
-from .parts import IndividualPart
+from .parts import IndividualPart, Work
 from .problem import Design, Problem, designs_from_cohort
 
 __all__ = ["fit", "read_data", "data_sha256", "designs_sha256"]
@@ -175,12 +175,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
                                                                      type(ex).__name__),
                              workers=_workers(ex), in_memory=data is not None)
     provenance["numbers_from"] = out.diagnostics.numbers_from
-    c = ep.counters
-    counters = {"simulations": c.simulations, "subject_solves": c.rows,
-                "failed_solves": c.failed_rows, "solves_before_zero": c.rows_before_zero,
-                "seconds_simulating": round(c.seconds_evaluating, 3),
-                "failure_messages": sorted(set(c.events))[:10]}
-    diag = dataclasses.replace(out.diagnostics, counters=counters)
+    diag = dataclasses.replace(out.diagnostics, work=Work.from_counters(ep.counters))
     return FitResult(
         name=cfg.name, kind=estimator.name, model=problem.model,
         subject_ids=tuple(d.id for d in designs), parameters=problem.parameters,

@@ -24,11 +24,12 @@ an array inside one can be changed in place; nothing in progression does so.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Estimates", "Uncertainty", "Profiles", "BootstrapDraws", "Diagnostics",
+__all__ = ["Estimates", "Uncertainty", "Profiles", "BootstrapDraws", "Diagnostics", "Work",
            "Predictions", "IndividualPart", "PopulationPart", "EstimatorOutput",
            "INTERVAL_METHODS"]
 
@@ -157,6 +158,54 @@ class Uncertainty:
 
 
 @dataclass(frozen=True)
+class Work:
+    """Work a fit did (every phase: estimation, polish, profiles, bootstrap).
+
+    Attributes
+    ----------
+    simulations : int
+        Batched simulate calls.
+    subject_solves : int
+        Rows (subjects, starts, replicates) simulated.
+    failed_solves : int
+        Rows whose simulation failed or gave non-finite residuals (penalised, not raised).
+    solves_before_zero : int
+        Rows with a data time before the model's t = 0.
+    seconds_simulating : float
+    failure_messages : tuple of str
+        Up to ten distinct solver messages of failed rows.
+    """
+
+    simulations: int = 0
+    subject_solves: int = 0
+    failed_solves: int = 0
+    solves_before_zero: int = 0
+    seconds_simulating: float = 0.0
+    failure_messages: tuple = ()
+
+    @classmethod
+    def from_counters(cls, c) -> Work:
+        """From the running :class:`~progression.fit.optimize.Counters` of a fit."""
+        return cls(simulations=c.simulations, subject_solves=c.rows,
+                   failed_solves=c.failed_rows, solves_before_zero=c.rows_before_zero,
+                   seconds_simulating=round(c.seconds_evaluating, 3),
+                   failure_messages=tuple(sorted(set(c.events))[:10]))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Work:
+        """From ``fit.json`` (keys another version added are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if k == "failure_messages" else v) for k, v in d.items()
+                      if k in names})
+
+    def as_dict(self) -> dict:
+        """By name, as saved (``FitResult.counters``)."""
+        out = dataclasses.asdict(self)
+        out["failure_messages"] = list(self.failure_messages)
+        return out
+
+
+@dataclass(frozen=True)
 class Diagnostics:
     """How the estimation went.
 
@@ -183,9 +232,8 @@ class Diagnostics:
         covariance, in words.
     method : str
         The optimiser and Jacobian, in words.
-    counters : dict
-        ``simulations``, ``subject_solves``, ``failed_solves``, ``solves_before_zero``,
-        ``seconds_simulating``, ``failure_messages`` (filled when the fit is assembled).
+    work : Work
+        Simulations and solves (filled when the fit is assembled).
     warnings : tuple of str
         Convergence failures and data before the model's t = 0.
     """
@@ -201,7 +249,7 @@ class Diagnostics:
     before_zero: np.ndarray
     numbers_from: str = ""
     method: str = ""
-    counters: dict = field(default_factory=dict)
+    work: Work = field(default_factory=Work)
     warnings: tuple = ()
 
     @property

@@ -383,13 +383,13 @@ def write_report(result, path: Path, figures) -> None:
                   "column `time_offset_model` of subjects.csv).", ""]
     lines += ["## Warnings", ""]
     lines += [f"- {w}" for w in result.warnings] or ["- none"]
+    work = result.individual.diagnostics.work
     lines += ["", "## Work and time", "",
-              f"- {result.counters.get('simulations')} batched simulations, "
-              f"{result.counters.get('subject_solves')} subject solves, "
-              f"{result.counters.get('failed_solves')} failed (penalised, not raised)",
+              f"- {work.simulations} batched simulations, {work.subject_solves} subject solves, "
+              f"{work.failed_solves} failed (penalised, not raised)",
               "- seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), ""]
     bz = result.before_zero
-    n_solves = result.counters.get("solves_before_zero", 0)
+    n_solves = work.solves_before_zero
     if (bz is not None and np.any(bz > 0)) or n_solves:
         who = [s for s, n in zip(result.subject_ids, bz if bz is not None else [], strict=True)
                if n > 0]
@@ -398,7 +398,7 @@ def write_report(result, path: Path, figures) -> None:
                   "the model's t = 0 is evaluated at t = 0, where the objective is flat in the "
                   "time offset.", "",
                   f"- during the fit: in {n_solves} of "
-                  f"{result.counters.get('subject_solves', 0)} subject solves",
+                  f"{work.subject_solves} subject solves",
                   f"- at the estimates: {int(np.sum(bz)) if bz is not None else 0} data "
                   f"value(s) of {len(who)} subject(s)"
                   + (": " + ", ".join(f"`{s}`" for s in who[:20])

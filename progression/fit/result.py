@@ -223,8 +223,9 @@ class FitResult:
     @property
     def counters(self) -> dict:
         """``simulations``, ``subject_solves``, ``failed_solves``, ``solves_before_zero``,
-        ``seconds_simulating``, ``failure_messages``."""
-        return self.individual.diagnostics.counters
+        ``seconds_simulating``, ``failure_messages`` (``individual.diagnostics.work`` by
+        name)."""
+        return self.individual.diagnostics.work.as_dict()
 
     @property
     def warnings(self) -> list:
@@ -422,14 +423,14 @@ class FitResult:
         what = (f"{self.kind} fit" if self.n_estimated else
                 "objective at fixed parameters (nothing estimated: -2 log L, predictions and "
                 "residuals at the given values)")
+        work = self.individual.diagnostics.work
         lines = [f"{self.name}: {what} of model '{self.model.name}' to {m} subjects, "
                  f"{int(self.n_obs.sum())} observations",
                  f"  -2 log L = {self.objective:.3f}{over}, AIC = {self.aic:.3f}, BIC = "
                  f"{self.bic:.3f}, {self.n_estimated} estimated quantities",
                  f"  converged: {int(self.converged.sum())}/{m} subjects; "
-                 f"{self.counters.get('simulations', 0)} batched simulations, "
-                 f"{self.counters.get('subject_solves', 0)} subject solves "
-                 f"({self.counters.get('failed_solves', 0)} failed); "
+                 f"{work.simulations} batched simulations, "
+                 f"{work.subject_solves} subject solves ({work.failed_solves} failed); "
                  f"{self.timings.get('total', float('nan')):.1f} s"]
         if self.provenance.get("numbers_from"):      # which path gave the numbers (refine)
             lines.append(f"  {self.provenance['numbers_from']}")
@@ -460,10 +461,10 @@ class FitResult:
                          f"value(s) of {len(who)}/{self.n_subjects} subjects lie before the "
                          f"model's t = 0 and are evaluated at t = 0 (flat in the offset): "
                          + ", ".join(who[:limit]) + (" ..." if len(who) > limit else ""))
-        n = self.counters.get("solves_before_zero", 0)
-        if n:
-            lines.append(f"model times before 0 during the fit: in {n} of "
-                         f"{self.counters.get('subject_solves', 0)} subject solves")
+        work = self.individual.diagnostics.work
+        if work.solves_before_zero:
+            lines.append(f"model times before 0 during the fit: in {work.solves_before_zero} "
+                         f"of {work.subject_solves} subject solves")
         return lines
 
     def parameter_table(self) -> list[dict]:
