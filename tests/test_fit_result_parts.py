@@ -133,7 +133,7 @@ def test_a_population_part_is_saved_and_loaded_when_there_is_one(fits, tmp_path)
     res.save(tmp_path / "fit", figures=False)
     back = load_fit(tmp_path / "fit").population
     assert back.fixed_effects == {"k": 0.7} and back.shrinkage == {"k": 0.3}
-    assert tuple(back.omega_names) == ("k",)
+    assert back.omega_names == ("k",)
     np.testing.assert_array_equal(back.omega, pop.omega)
     np.testing.assert_array_equal(back.ebes, pop.ebes)
 

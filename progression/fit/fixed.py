@@ -71,7 +71,7 @@ class FixedEvaluation(Estimator):
             before_zero=np.asarray(ev.before_zero if ev.before_zero is not None
                                    else np.zeros(m), dtype=int),
             numbers_from=("objective: exact outputs at the data times (nothing estimated)"),
-            method="none (objective evaluated at the given values)")
+            method="nothing optimised: the objective evaluated at the given values")
         est = Estimates(theta=theta, x_hat=np.zeros(0), x_cols=np.zeros(0, dtype=int),
                         x_rows=[])
         return PointEstimate(estimates=est, diagnostics=diag, predictions=list(ev.predictions),
