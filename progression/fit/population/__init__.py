@@ -9,6 +9,8 @@ The structural model enters only through an *individual model*: a picklable obje
   per-subject status, warm starts);
 - :func:`subject_objectives` / :func:`objective`: NONMEM's FO, FOCE, FOCE-I and Laplace
   objectives (``-2 log L`` without ``N log 2 pi``), per subject and in total;
+- :func:`focei_gradient`: the exact gradient of the FOCE-I objective with respect to mu,
+  Omega and the residual SDs (implicit-function rule, second derivatives of the model);
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %.
 
@@ -26,6 +28,7 @@ from ._diagnostics import (
     eta_shrinkage,
     residual_diagnostics,
 )
+from ._gradient import FoceiGradient, focei_gradient
 from ._inner import (
     CONVERGED,
     FAILED,
@@ -51,6 +54,7 @@ __all__ = [
     "MAX_ITER",
     "METHODS",
     "STALLED",
+    "FoceiGradient",
     "IndividualModel",
     "InnerOptions",
     "InnerResult",
@@ -63,6 +67,7 @@ __all__ = [
     "cwres",
     "epsilon_shrinkage",
     "eta_shrinkage",
+    "focei_gradient",
     "linearised_ofv",
     "objective",
     "residual_diagnostics",
