@@ -67,7 +67,8 @@ def test_unknown_estimator_is_a_config_error_listing_the_registered_names(tmp_pa
     assert str(tmp_path / "decay_individual.toml") in msg and "'fit.estimator'" in msg
     assert "'saem'" in msg and "'individual', 'pooled'" in msg
     # and the config file itself refuses the word, naming the choices
-    with pytest.raises(ConfigError, match="fit.estimator"):
+    with pytest.raises(ConfigError, match=r"decay_saem.toml, key 'fit.estimator': expected one "
+                                          r"of 'individual', 'pooled', found 'saem'"):
         config(tmp_path, estimator="saem")
 
 
