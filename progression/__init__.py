@@ -10,7 +10,7 @@ from .errors import ConfigError, DataError, FitError, ModelError, ProgressionErr
 # command that only lists models never pays for scipy.stats, sympy, lmfit or matplotlib.
 _LAZY = {
     ".data": ("Cohort", "read_cohort", "write_cohort"),
-    ".data.describe": ("describe_cohort", "format_description"),
+    ".als.describe": ("describe_cohort", "format_description"),
     ".virtual.synthetic": ("PopulationConfig", "load_population_config", "read_truth",
                            "synthetic_cohort", "write_synthetic"),
     ".fit": ("FitConfig", "FitResult", "fit", "load_fit", "read_fit_config"),

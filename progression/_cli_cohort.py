@@ -49,8 +49,8 @@ def cmd_cohort(args) -> int:
 
 def cmd_describe(args) -> int:
     """Print a cohort's statistics next to the published ALS targets (als-biology.md §6)."""
+    from .als.describe import describe_cohort, format_description, infer_setting
     from .data import read_cohort
-    from .data.describe import describe_cohort, format_description, infer_setting
 
     cohort = read_cohort(args.file, format=args.format)
     rows = describe_cohort(cohort, setting=args.setting, nfl_control=args.nfl_control)

@@ -170,3 +170,43 @@ def test_scenario_configs_still_read_with_the_same_numbers():
         for iv in ivs:
             assert iv.label and math.isfinite(iv.start), name
     assert cfg.scenarios  # every library name in the shipped config resolved
+
+
+# ------------------------------------------------------------------------- targets
+
+
+def test_describe_targets_are_read_per_setting():
+    from progression.als.describe import _target, _targets
+
+    targets = _targets()
+    assert _target(targets, "decline_mean", "clinic")["range"] == (0.79, 0.99)
+    assert _target(targets, "decline_mean", "trial")["range"] == (0.9, 1.1)
+    assert _target(targets, "near_flat", "trial")["range"] is None
+    assert _target(targets, "decline_sd", "trial")["target"] == "0.65 (trial-eligible)"
+    for key in targets:
+        if key == "attrition":
+            continue
+        for setting in ("clinic", "trial"):
+            spec = _target(targets, key, setting)
+            assert spec["statistic"] and spec["source"], (key, setting)
+            rng = spec["range"]
+            assert rng is None or rng[0] < rng[1], (key, setting)
+    broken = {"x": {"statistic": "s", "clinic": {"target": "t"}}}
+    with pytest.raises(ConfigError, match=r"targets.toml, \[x\]: missing key 'source'"):
+        _target(broken, "x", "clinic")
+
+
+def test_describe_reports_a_statistic_against_its_toml_range(monkeypatch):
+    """Changing a range in the targets changes the verdict (the rows come from the file)."""
+    import progression.als.describe as d
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    cohort = pg.read_cohort(root / "data" / "synthetic" / "als_clinic_200.csv")
+    rows = {r.statistic: r for r in d.describe_cohort(cohort, setting="clinic")}
+    male = rows["male (share)"]
+    assert male.range == (0.55, 0.65)
+    narrowed = {**d._targets(), "male": {**d._targets()["male"],
+                                         "range": [male.value + 0.01, 1.0]}}
+    monkeypatch.setattr(d, "_targets", lambda: narrowed)
+    again = {r.statistic: r for r in d.describe_cohort(cohort, setting="clinic")}
+    assert again["male (share)"].value == male.value and again["male (share)"].ok is False

@@ -88,6 +88,7 @@ ALIASES = {
     "progression._mpl": "progression.plots._mpl",
     "progression.data.synthetic": "progression.virtual.synthetic",
     "progression.dosing": "progression.simulate._dosing",
+    "progression.data.describe": "progression.als.describe",
 }
 #: ``progression.scenarios`` re-exports compare and its parts from these.
 _SCENARIO_PARTS = ("progression.virtual", "progression.plots.scenarios",
@@ -239,7 +240,7 @@ def test_the_checker_catches_forbidden_imports():
         "progression.als.library": [("progression.virtual.interventions", 8, False)],
         "progression.cli": [("progression.als", 9, True)],
         "progression.plots.scenarios": [("progression.stats", 10, False)],
-        "progression.data.describe": [("progression.stats.survival", 11, False)],
+        "progression.data.readers": [("progression.stats.survival", 11, False)],
         "progression.trials": [("progression.virtual.trials", 12, False)],
     }
     assert violations(good) == []
