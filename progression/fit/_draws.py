@@ -69,7 +69,7 @@ def parameter_draws(fit, n: int, rng=None) -> ParameterDraws:
         notes = []
         if info["undetermined"]:
             names = [fit.parameter_names[cols[k]] for k in info["undetermined"]]
-            undetermined += [fit._entry_name(idx[k]) for k in info["undetermined"]]
+            undetermined += [fit.entry_name(idx[k]) for k in info["undetermined"]]
             notes.append("singular covariance: " + ", ".join(dict.fromkeys(names))
                          + " not determined by the data, held at the estimate")
         if info["at_bound"]:

@@ -333,7 +333,7 @@ class FitResult:
             return (), np.zeros((0, 0))
         if self.individual.uncertainty.joint:
             idx, cov = self.blocks[0]
-            names = tuple(self._entry_name(k) for k in idx)
+            names = tuple(self.entry_name(k) for k in idx)
             return names, cov.copy()
         i = self.subject_ids.index(subject) if isinstance(subject, str) else int(subject)
         idx, cov = self.blocks[i]
@@ -347,7 +347,9 @@ class FitResult:
         with np.errstate(invalid="ignore", divide="ignore"):
             return names, cov / np.outer(sd, sd)
 
-    def _entry_name(self, k: int) -> str:
+    def entry_name(self, k: int) -> str:
+        """Name of entry ``k`` of ``x_hat``: the quantity, with ``[subject]`` for a
+        per-subject entry."""
         name = self.parameter_names[self.x_cols[k]]
         rows = self.x_rows[k]
         return name if len(rows) > 1 else f"{name}[{self.subject_ids[int(rows[0])]}]"
