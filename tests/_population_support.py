@@ -255,3 +255,56 @@ def theoph_nonmem():
     ys = [np.array([float(r["DV"]) for r in rows if r["ID"] == i]) for i in ids]
     assert ids == [str(i) for i in range(1, 13)] and sum(len(y) for y in ys) == 132
     return TheoNM(times), PopulationData.from_subjects(ys)
+
+
+# --- Phenobarbital in neonates (NONMEM's classic "pheno"; repeated IV doses, WGT and APGR) ----
+
+
+class PhenoIV:
+    """One-compartment IV bolus with repeated doses: phi = log(CL, V).
+
+    f_j = sum over earlier dose records d of AMT_d / V exp(-CL/V (t_j - t_d)), the NONMEM
+    ADVAN1 TRANS2 prediction with S1 = V (a dose record before an observation at the same
+    time counts). Vectorised over (subject, observation, dose).
+    """
+
+    def __init__(self, subjects):
+        N = len(subjects)
+        n = max(len(s["obs"]) for s in subjects)
+        m = max(len(s["doses"]) for s in subjects)
+        self.tau = np.zeros((N, n, m))
+        self.amt = np.zeros((N, n, m))
+        for i, s in enumerate(subjects):
+            for j, (ko, t, _) in enumerate(s["obs"]):
+                for d, (kd, td, amt) in enumerate(s["doses"]):
+                    if kd < ko and td <= t:
+                        self.tau[i, j, d] = t - td
+                        self.amt[i, j, d] = amt
+
+    def predict(self, phi, index):
+        index = np.asarray(index)
+        cl = np.exp(phi[:, 0])[:, None, None]
+        v = np.exp(phi[:, 1])[:, None, None]
+        k = cl / v
+        tau, amt = self.tau[index], self.amt[index]
+        c = amt / v * np.exp(-k * tau)
+        G = np.stack([(-c * k * tau).sum(-1), (c * (k * tau - 1.0)).sum(-1)], axis=-1)
+        return c.sum(-1), G
+
+
+def pheno():
+    """(PhenoIV model, PopulationData, weights (N,), Apgar scores (N,)) from tests/data."""
+    from pathlib import Path
+
+    from progression.fit.population import PopulationData
+
+    rows = np.loadtxt(Path(__file__).parent / "data" / "pheno.dta", skiprows=1)
+    subjects = []
+    for i in dict.fromkeys(rows[:, 0].astype(int)):
+        r = rows[rows[:, 0] == i]
+        doses = [(k, t, amt) for k, (t, amt) in enumerate(r[:, 1:3]) if amt > 0]
+        obs = [(k, t, dv) for k, (t, amt, dv) in enumerate(r[:, [1, 2, 5]]) if amt == 0]
+        subjects.append(dict(doses=doses, obs=obs, wgt=r[0, 3], apgr=r[0, 4]))
+    ys = [np.array([o[2] for o in s["obs"]]) for s in subjects]
+    return (PhenoIV(subjects), PopulationData.from_subjects(ys),
+            np.array([s["wgt"] for s in subjects]), np.array([s["apgr"] for s in subjects]))
