@@ -50,6 +50,10 @@ class FoceiGradient:
         parameter ``Omega_kl = Omega_lk`` has derivative ``2 Gamma_kl``).
     d_a, d_b : ndarray (K,)
         Sums over subjects of dOFV/da_k and dOFV/db_k (residual SDs per observable).
+    d_omega_i : ndarray (N, E, E)
+        The per-subject terms of ``d_omega`` (for the S matrix of a sandwich covariance).
+    d_a_i, d_b_i : ndarray (N, K)
+        The per-subject terms of ``d_a``, ``d_b``.
     status : ndarray of int (N,)
         Inner status; subjects with FAILED have zero gradient rows and inf objective.
     inner : InnerResult
@@ -62,6 +66,9 @@ class FoceiGradient:
     d_omega: np.ndarray
     d_a: np.ndarray
     d_b: np.ndarray
+    d_omega_i: np.ndarray
+    d_a_i: np.ndarray
+    d_b_i: np.ndarray
     status: np.ndarray
     inner: InnerResult
     hessian: str
@@ -128,7 +135,8 @@ def focei_gradient(model, data: PopulationData, mu, omega, residual: Residual, *
     K = len(residual.a)
     out = FoceiGradient(ofv_i=np.full(N, np.inf), d_mu=np.zeros((N, D)),
                         d_omega=np.zeros((E, E)), d_a=np.zeros(K), d_b=np.zeros(K),
-                        status=status, inner=inner, hessian="")
+                        d_omega_i=np.zeros((N, E, E)), d_a_i=np.zeros((N, K)),
+                        d_b_i=np.zeros((N, K)), status=status, inner=inner, hessian="")
     good = np.flatnonzero(status != FAILED)
     if good.size == 0:
         return out
@@ -179,10 +187,11 @@ def focei_gradient(model, data: PopulationData, mu, omega, residual: Residual, *
     out.d_mu[good] = dL_dmu + T - np.einsum("re,red->rd", u, C_mu)
     # Omega
     Oe = eta @ Oinv                                     # (R, E): Omega^-1 eta
-    Gam = (-np.einsum("re,rf->ef", Oe, Oe) + good.size * Oinv
-           - np.einsum("ek,rkl,lf->ef", Oinv, Minv, Oinv)
-           + 2.0 * np.einsum("re,rf->ef", Oe, u @ Oinv))
-    out.d_omega = 0.5 * (Gam + Gam.T)
+    Gam = (-np.einsum("re,rf->ref", Oe, Oe) + Oinv
+           - np.einsum("ek,rkl,lf->ref", Oinv, Minv, Oinv)
+           + 2.0 * np.einsum("re,rf->ref", Oe, u @ Oinv))
+    out.d_omega_i[good] = 0.5 * (Gam + np.swapaxes(Gam, 1, 2))
+    out.d_omega = out.d_omega_i.sum(axis=0)
     # residual SDs: V = a^2 + b^2 f^2, V' = 2 b^2 f
     dq_dV = w * (1.0 / V - r * r / V ** 2)
     ddq_dV = w * (2.0 * r / V ** 2 - V1 * (1.0 / V ** 2 - 2.0 * r * r / V ** 3))
@@ -195,10 +204,11 @@ def focei_gradient(model, data: PopulationData, mu, omega, residual: Residual, *
         C_s = np.einsum("rj,rje->rje", ddq_dV * dV_ds + ddq_dV1 * dV1_ds, g)
         dF = dF_dV * dV_ds + dF_dV1 * dV1_ds
         tr = dF * gMg
-        per_obs = dL + tr - np.einsum("re,rje->rj", u, C_s)
-        total = np.bincount(k_obs[m], weights=per_obs[m], minlength=K)
-        if which == "a":
-            out.d_a = total
-        else:
-            out.d_b = total
+        per_obs = np.where(m, dL + tr - np.einsum("re,rje->rj", u, C_s), 0.0)
+        # per subject and observable: one-hot sum over the observation slots
+        per_subj = np.einsum("rj,rjk->rk", per_obs, k_obs[..., None] == np.arange(K))
+        target = out.d_a_i if which == "a" else out.d_b_i
+        target[good] = per_subj
+    out.d_a = out.d_a_i.sum(axis=0)
+    out.d_b = out.d_b_i.sum(axis=0)
     return out
