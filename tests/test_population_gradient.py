@@ -3,8 +3,8 @@
 The objective itself is checked against independent computations and NONMEM in
 test_population_objective.py; here its derivative with respect to the typical values mu,
 every element of Omega and the residual SDs a, b (in total and per subject) is compared with
-central differences
-(step 1e-5, inner problems warm-started and solved to a Gauss-Newton step of 1e-12).
+central differences (step 1e-5, inner problems warm-started and solved to a Gauss-Newton step
+of 1e-12).
 Measured agreement: 3e-8 relative.
 """
 
