@@ -276,7 +276,9 @@ class Problem:
                 "has_inputs": self.has_inputs, "all_inputs": self.all_inputs}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        # states pickled before conditions and inputs existed have none
+        self.__dict__.update({"conditions": (), "has_inputs": False, "all_inputs": False,
+                              **state})
         self.__post_init__()
 
     def fix_grid_step(self, designs) -> None:
