@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -42,9 +41,7 @@ from ..model import load_model
 from ..options import SolverOptions
 from ..parallel import Progress, check_executor
 from ..simulate import simulate
-from ..stats.summary import wilson_interval
 from ..stats.survival import exponential_hazard_ratio, logrank
-from ._tables import _quiet, _write_csv
 from .content import default_model, defaults_for
 from .interventions import flatten, to_switches
 from .population import (
@@ -54,6 +51,7 @@ from .population import (
     is_autonomous,
     states_at,
 )
+from .trial_results import PowerCurve, TrialResults
 
 __all__ = ["Enrolment", "Dropout", "VirtualTrial", "TrialPool", "TrialData", "TrialResults",
            "PowerCurve"]
@@ -560,123 +558,3 @@ def _run_batch(job) -> list[dict]:
         data = trial.realise(pool, n_per_arm, rng)
         rows.extend(trial.analyse(data))
     return rows
-
-
-@dataclass
-class TrialResults:
-    """Replicate analyses of one design (one row per replicate and comparison)."""
-
-    endpoint: str
-    n_per_arm: int
-    rows: list
-    alpha: float
-    pool_size: int
-    eligible_fraction: float
-    notes: list = field(default_factory=list)
-
-    def comparisons(self) -> list[str]:
-        return list(dict.fromkeys(r["comparison"] for r in self.rows))
-
-    def power(self, comparison: str | None = None) -> float:
-        """Fraction of replicates rejecting (first comparison by default)."""
-        comparison = comparison or self.comparisons()[0]
-        rej = [r["reject"] for r in self.rows if r["comparison"] == comparison]
-        return float(np.mean(rej)) if rej else float("nan")
-
-    def summary(self) -> list[dict]:
-        out = []
-        for comp in self.comparisons():
-            rows = [r for r in self.rows if r["comparison"] == comp]
-            rej = np.array([r["reject"] for r in rows], float)
-            est = np.array([r["estimate"] for r in rows], float)
-            rel = np.array([r.get("relative_effect", np.nan) for r in rows], float)
-            lo, hi = _wilson(rej.sum(), rej.size)
-            with _quiet():
-                row = {"comparison": comp, "endpoint": self.endpoint,
-                       "n_per_arm": self.n_per_arm, "reps": rej.size, "power": rej.mean(),
-                       "power_ci_low": lo, "power_ci_high": hi,
-                       "mean_estimate": np.nanmean(est), "sd_estimate": np.nanstd(est),
-                       "median_relative_effect": np.nanmedian(rel)}
-                if self.endpoint == "survival":
-                    row["median_hr_logrank"] = np.nanmedian([r["hr_logrank"] for r in rows])
-                    row["median_hr_exponential"] = np.nanmedian([r["hr_exponential"]
-                                                                 for r in rows])
-            out.append(row)
-        return out
-
-
-def _wilson(k: float, n: int) -> tuple[float, float]:
-    """Wilson 95% interval of the power (scipy's binomtest; z = 1.95996..., not 1.96)."""
-    return wilson_interval(k, n)
-
-
-class PowerCurve:
-    """Power against sample size per arm, with Wilson 95% intervals."""
-
-    def __init__(self, trial: VirtualTrial, results: list[TrialResults]):
-        self.trial = trial
-        self.results = results
-
-    @property
-    def sample_sizes(self) -> list[int]:
-        return [r.n_per_arm for r in self.results]
-
-    def table(self) -> list[dict]:
-        return [row for r in self.results for row in r.summary()]
-
-    def power(self, comparison: str | None = None) -> np.ndarray:
-        return np.array([r.power(comparison) for r in self.results])
-
-    def to_markdown(self) -> str:
-        t = self.trial
-        first = self.results[0]
-        arms = "; ".join(f"**{k}**: " + (", ".join(iv.label for iv in v) or "no intervention")
-                         for k, v in t.arms.items())
-        lines = [f"# Virtual trial power: {t.model.name}", "",
-                 f"Arms: {arms}. Primary endpoint: {t.endpoint} (alpha {t.alpha:g}, "
-                 f"two-sided); follow-up {t.follow_up:g} months, visits every "
-                 f"{t.visit_every:g}; ALSFRS-R noise SD {t.noise_sd:g}; dropout "
-                 f"{t.dropout.rate:g}/month (informative {t.dropout.informative:g}); "
-                 f"enrolment: duration {t.enrolment.duration}, ΔFS {t.enrolment.dfs}, "
-                 f"ALSFRS-R >= {t.enrolment.alsfrs_min}. Pool of {first.pool_size} eligible "
-                 f"patients ({100 * first.eligible_fraction:.0f}% of candidates eligible).", "",
-                 "| comparison | n per arm | replicates | power (95% CI) | mean estimate | "
-                 "median relative effect |", "|---|---:|---:|---:|---:|---:|"]
-        for r in self.table():
-            lines.append(f"| {r['comparison']} | {r['n_per_arm']} | {r['reps']} | "
-                         f"{r['power']:.2f} ({r['power_ci_low']:.2f}-{r['power_ci_high']:.2f})"
-                         f" | {r['mean_estimate']:.3g} | {r['median_relative_effect']:.2f} |")
-        lines += ["", "Estimate: difference in mean ALSFRS-R slope (points/month) or change "
-                  "(points), treated minus control; log hazard ratio for survival. Relative "
-                  "effect: slowing fraction, or 1 - HR."]
-        notes = [n for r in self.results for n in r.notes]
-        if notes:
-            lines += ["", "Notes:", *[f"* {n}" for n in dict.fromkeys(notes)]]
-        return "\n".join(lines) + "\n"
-
-    def plot(self):
-        """Power against patients per arm with Wilson 95% intervals; see
-        :func:`progression.plots.trials.plot_power`."""
-        from ..plots.trials import plot_power
-
-        return plot_power(self)
-
-    def write(self, folder, *, overwrite: bool = False, inputs=()) -> Path:
-        """Write ``power.csv``, ``power.md`` and ``power.png`` (atomically).
-
-        An existing folder is replaced only with ``overwrite=True`` and only if progression
-        wrote it (``.progression`` marker); a folder that is or contains one of ``inputs`` is
-        refused with an :class:`~progression.errors.OutputError`.
-        """
-        from .._io import atomic_directory
-        from ..plots import _pyplot
-
-        folder = Path(folder)
-        with atomic_directory(folder, overwrite=overwrite, inputs=inputs,
-                              what="power-curve folder") as tmp:
-            _write_csv(tmp / "power.csv", self.table())
-            (tmp / "power.md").write_text(self.to_markdown())
-            fig = self.plot()
-            fig.savefig(tmp / "power.png", dpi=110)
-            _pyplot().close(fig)
-        return folder
