@@ -1,4 +1,6 @@
-"""``progression compare CONFIG --out DIR``: run a scenario-comparison config.
+"""``progression compare CONFIG --out DIR [--jobs N] [--scheduler ADDRESS]``: run a
+scenario-comparison config (scenarios fan out over local processes or a Dask cluster with the
+same numbers as in-process).
 
 Registered by ``progression.cli`` with ``register(sub)``. An existing output folder is replaced
 only with ``--overwrite``; one progression did not write, or one holding the config or the fit
@@ -19,12 +21,15 @@ def cmd_compare(args) -> int:
 
     from ._compare_config import run_compare_config
     from ._io import check_output_folder
+    from .parallel import executor
 
     out = Path(args.out) if args.out else Path("out") / Path(args.config).stem
     inputs = compare_inputs(args.config)
     check_output_folder(out, overwrite=args.overwrite, inputs=inputs, what="comparison folder")
-    comp = run_compare_config(args.config, None, n=args.n, draws=args.draws,
-                              progress=not args.quiet)
+    with executor(args.jobs, args.scheduler) as ex:
+        comp = run_compare_config(args.config, None, n=args.n, draws=args.draws,
+                                  progress=not args.quiet,
+                                  executor=None if ex.name == "in-process" else ex)
     comp.write(out, figures=not args.no_figures, overwrite=args.overwrite, inputs=inputs)
     ep = comp.endpoints
     slope = f"{ep.function}_slope_{ep.slope_window[0]:g}-{ep.slope_window[1]:g}m"
@@ -87,6 +92,11 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="parameter draws (fit sources; overrides compare.draws)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--jobs", type=int, help="scenarios over N local worker processes "
+                                            "(default: in-process; same numbers)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address (tcp://host:8786), or 'local' for a "
+                        "LocalCluster with --jobs workers")
     add_overwrite(p)
     p.set_defaults(func=cmd_compare)
     return p

@@ -519,8 +519,10 @@ def _intervention(item, key: str, problems: _Problems) -> list[Intervention]:
 
 
 def run_compare_config(path, out=None, *, n: int | None = None, draws: int | None = None,
-                       figures: bool = True, progress: bool = False):
+                       figures: bool = True, progress: bool = False, executor=None):
     """Read a scenario config, run :func:`~progression.scenarios.compare`, write ``out``.
+
+    ``executor``: any ``concurrent.futures.Executor`` the scenarios fan out through.
 
     Returns the :class:`~progression.scenarios.Comparison`.
     """
@@ -535,7 +537,7 @@ def run_compare_config(path, out=None, *, n: int | None = None, draws: int | Non
     if draws is not None:
         options["draws"] = draws
     comp = compare(cfg.source, cfg.scenarios, endpoints=cfg.endpoints, progress=progress,
-                   **options)
+                   executor=executor, **options)
     if out is not None:
         comp.write(out, figures=figures)
     return comp

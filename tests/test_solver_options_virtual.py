@@ -148,3 +148,22 @@ def test_compare_on_a_local_dask_cluster_gives_the_in_process_numbers(small_comp
             distributed.Client(cluster) as client:
         there = pg.compare(pop, scen, horizon=6.0, step=0.5, executor=client.get_executor())
     _same_comparison(here, there)
+
+
+def test_the_compare_command_fans_out_with_the_same_numbers(tmp_path, capsys):
+    """``progression compare CONFIG --jobs 2`` (worker processes) writes the same endpoint
+    tables as in-process, and a [solver] table of the config reaches every integration."""
+    from progression.cli import main
+
+    cfg = tmp_path / "scenarios.toml"
+    cfg.write_text('[source]\nmodel = "als_reduced"\nn = 6\nseed = 1\n[compare]\nhorizon = 6\n'
+                   '[solver]\nmethod = "BDF"\nrtol = 1e-8\n'
+                   '[scenarios]\n"no treatment" = []\n"half kA" = [{ scale = { kA = 0.5 } }]\n'
+                   '"IL-2" = ["ld_il2"]\n')
+    assert main(["compare", str(cfg), "--out", str(tmp_path / "a"), "--no-figures",
+                 "--quiet"]) == 0
+    assert main(["compare", str(cfg), "--out", str(tmp_path / "b"), "--no-figures", "--quiet",
+                 "--jobs", "2"]) == 0
+    capsys.readouterr()
+    for name in ("endpoints_subjects.csv", "endpoints_summary.csv", "trajectories.csv"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text(), name

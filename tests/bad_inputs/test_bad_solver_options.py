@@ -82,3 +82,16 @@ def test_python_api_refuses_bad_solver_values(solver, names):
         pg.VirtualTrial({"a": [], "b": []}, model="als_reduced", solver=solver)
     for name in names:
         assert name in str(info.value)
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--jobs", "0"], ["--jobs", "positive integer", "0"]),
+    (["--jobs", "two"], ["--jobs", "two"]),
+])
+def test_bad_jobs_for_compare_is_refused(cli, refused, unchanged, tmp_path, argv, names):
+    cfg = tmp_path / "scenarios.toml"
+    cfg.write_text(compare_text())
+    with unchanged(tmp_path):
+        outcome = cli("compare", cfg, "--out", tmp_path / "out", *argv)
+    refused(outcome, *names)
+    assert not (tmp_path / "out").exists()
