@@ -316,3 +316,18 @@ def test_simulate_as_a_module_or_a_package(tmp_path, layout):
     got = violations(module_graph(pkg))
     assert got == [f"{name}:1 -> progression.fit (simulate may not import fit, at import "
                    "time)"]
+
+
+def test_disease_content_is_looked_up_by_name_not_imported():
+    """The virtual layer reaches ALS defaults only through the providers named in
+    ``progression.virtual.content.PROVIDERS`` (imported by name at run time); each names a
+    module of a content package above it, and no virtual module imports one statically."""
+    from progression.virtual import content
+
+    assert content.PROVIDERS
+    for name in content.PROVIDERS:
+        assert layer(name) == "als", name
+    graph = module_graph()
+    for module, targets in graph.items():
+        if layer(module) == "virtual":
+            assert not [t for t, _, _ in targets if layer(t) == "als"], module
