@@ -31,7 +31,7 @@ Per observation, on the ``-2 log L`` scale without ``log(2 pi)``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy.special import log_ndtr
@@ -248,11 +248,12 @@ class Residual:
         self.__post_init__()
 
 
-class IndividualModel:
-    """The interface the population core needs from a structural model (documentation class).
+@runtime_checkable
+class IndividualModel(Protocol):
+    """The interface the population core needs from a structural model (a typing Protocol).
 
     Any picklable object with a ``predict`` method (or a plain picklable callable with the same
-    signature) will do; subclassing is optional.
+    signature) will do; nothing needs to subclass this.
 
     ``predict(phi, index) -> (f, G)``
         ``phi`` (R, D): individual parameters on the estimation scale, one row per subject of
@@ -264,12 +265,13 @@ class IndividualModel:
         subject, and the subjects that still raise are marked failed.
 
     ``predict_hessian(phi, index) -> H`` (optional)
-        (R, n, D, D) second derivatives d2f/dphi2, used by the Laplace objective; without it
-        they are central differences of ``G``.
+        (R, n, D, D) second derivatives d2f/dphi2, used by the Laplace objective and the
+        FOCE-I gradient; without it they are central differences of ``G``.
     """
 
-    def predict(self, phi, index):  # pragma: no cover - documentation of the protocol
-        raise NotImplementedError
+    def predict(self, phi: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions (R, n) and their derivatives (R, n, D) for a batch of subjects."""
+        ...
 
 
 def _predict_fn(model):
