@@ -863,7 +863,7 @@ class Cohort:
             return a * ratio if up else a / f
 
         def scale(table, cols, per=()):
-            return {k: (conv(a) if k in cols else inv(a) if k in per else a)
+            return {k: (conv(a) if k in cols else _per_time(inv, a) if k in per else a)
                     for k, a in table.items()}
 
         cov = {s: {n: (conv(x) if isinstance(x, float) and _is_time_covariate(n) else x)
@@ -1018,6 +1018,13 @@ class Cohort:
         return (f"<Cohort {len(self)} subjects, {self.n_observations} observations of "
                 f"{', '.join(self.observables)}; {self._time_unit}s since "
                 f"{self._time_origin}{'; ' + self._source if self._source else ''}>")
+
+
+def _per_time(inv, a):
+    """A per-time column (rates) in another unit; NONMEM's RATE codes -1 and -2 (rate or
+    duration from the model) are codes, not rates, and stay as they are."""
+    a = np.asarray(a, dtype=float)
+    return np.where((a == -1.0) | (a == -2.0), a, inv(a))
 
 
 def _is_time_covariate(name: str) -> bool:

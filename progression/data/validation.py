@@ -537,7 +537,8 @@ def check_doses(
     origins: Sequence[Origin],
     problems: list[str],
 ) -> None:
-    """A dose needs a finite amount and a target; rate and duration are not negative."""
+    """A dose needs a finite amount and a target; rate and duration are not negative (except
+    NONMEM's RATE codes -1 and -2)."""
     for s, a, tg, r, d, z, o in zip(subjects, amounts, targets, rates, durations, resets,
                                      origins, strict=True):
         reset_only = bool(z) and (a is None or not np.isfinite(a) or a == 0) and not tg
@@ -550,8 +551,13 @@ def check_doses(
             problems.append(f"{where(o, 'target', s)}: expected a dose target (compartment "
                             "or model input), found an empty cell")
         for col, x in (("rate", r), ("duration", d)):
-            if x is not None and np.isfinite(x) and x < 0:
-                problems.append(f"{where(o, col, s)}: expected a {col} >= 0, found {x:g}")
+            # RATE -1 / -2: NONMEM's rate / duration from the model (checked against it when
+            # simulated).
+            if (x is not None and np.isfinite(x) and x < 0
+                    and not (col == "rate" and x in (-1.0, -2.0))):
+                codes = " (or -1 / -2: rate / duration from the model)" if col == "rate" else ""
+                problems.append(f"{where(o, col, s)}: expected a {col} >= 0{codes}, found "
+                                f"{x:g}")
 
 
 def check_evid_mdv(

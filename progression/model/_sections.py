@@ -36,7 +36,7 @@ _KEYS = {
     "states": {"initial", "unit", "description"},
     "observables": {"expression", "unit", "description"},
     "events": {"condition", "direction", "terminal", "description"},
-    "dosing": {"cmt", "bioavailability", "lag"},
+    "dosing": {"cmt", "bioavailability", "lag", "rate", "duration"},
     "covariates": {"value", "unit", "description", "interpolation"},
 }
 
@@ -359,7 +359,8 @@ def _read_dosing(table, problems, names: _Names, parameters) -> tuple[list, str 
                                 f"{_hint(str(name), names.by_kind['state'])}")
             continue
         if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with cmt, bioavailability, lag, found "
+            problems.add(where, f"expected a table with cmt, bioavailability, lag, rate, "
+                                f"duration, found "
                                 f"{_describe(entry)}")
             continue
         _unknown_keys(entry, _KEYS["dosing"], where, problems)
@@ -376,7 +377,7 @@ def _read_dosing(table, problems, names: _Names, parameters) -> tuple[list, str 
             else:
                 numbers[cmt] = name
         roles = {}
-        for key in ("bioavailability", "lag"):
+        for key in ("bioavailability", "lag", "rate", "duration"):
             value = entry.get(key)
             if value is not None and (not isinstance(value, str) or value not in declared):
                 problems.add(f"{where} {key}", f"expected the name of a parameter, found "
@@ -384,8 +385,13 @@ def _read_dosing(table, problems, names: _Names, parameters) -> tuple[list, str 
                                                f"{_hint(str(value), sorted(declared))}")
                 value = None
             roles[key] = value
-        comp = DosingCompartment(name, cmt, roles["bioavailability"], roles["lag"])
-        for implicit in (comp.rate, comp.amount):
+        _check_modelled_infusion(roles, where, parameters, problems)
+        comp = DosingCompartment(name, cmt, roles["bioavailability"], roles["lag"],
+                                 roles["rate"], roles["duration"])
+        implicits = [comp.rate, comp.amount]
+        implicits += [comp.running] if comp.rate_parameter else []
+        implicits += [comp.infusing] if comp.duration_parameter else []
+        for implicit in implicits:
             if implicit in names.kind:
                 problems.add(where, f"the name {implicit!r} is reserved for the dosing input "
                                     f"of {name!r} but the file already uses it")
@@ -393,6 +399,30 @@ def _read_dosing(table, problems, names: _Names, parameters) -> tuple[list, str 
                 names.declare(implicit, "parameter", problems, where)
         out.append(comp)
     return out, dose_parameter
+
+
+def _check_modelled_infusion(roles, where, parameters, problems) -> None:
+    """The ``rate`` / ``duration`` keys (NONMEM's R and D, used by RATE = -1 / -2 records).
+
+    As in NONMEM a compartment may have both (each record's RATE picks one), but they must be
+    two parameters (a rate and a duration differ in unit). The duration divides the dose
+    (``F * AMT / D``), so its default value must be positive; a non-positive value given at
+    simulation time is refused there, naming the record.
+    """
+    rate, duration = roles["rate"], roles["duration"]
+    if rate is not None and rate == duration:
+        problems.add(f"{where} duration", f"expected a parameter other than the rate's "
+                                          f"({rate!r}): a rate and a duration differ in unit")
+        roles["duration"] = None
+        return
+    values = {p.name: p.value for p in parameters}
+    for key in ("rate", "duration"):
+        name = roles[key]
+        if name is not None and not values[name] > 0:
+            problems.add(f"{where} {key}", f"expected a parameter with a positive value (the "
+                                           f"infusion's {key}), found {name!r} = "
+                                           f"{values[name]:g}")
+            roles[key] = None
 
 
 def _inject_dosing(dosing, parameters, equations, units, time_unit):
@@ -418,10 +448,27 @@ def _inject_dosing(dosing, parameters, equations, units, time_unit):
             description=f"amount of the bolus being given into {comp.state} (set by dose "
                         f"records)",
             source="[dosing] implicit input, set by the simulator"))
+        gain = f"{comp.bioavailability} * " if comp.bioavailability else ""
+        terms = [f"{gain}{comp.rate}"]
+        if comp.rate_parameter:
+            # NONMEM's RATE = -1: the rate is R itself; F lengthens the infusion instead.
+            parameters.append(Parameter(
+                comp.running, 0.0, (0.0, math.inf), unit="1",
+                description=f"number of running infusions into {comp.state} at the modelled "
+                            f"rate {comp.rate_parameter} (set by dose records)",
+                source="[dosing] implicit input, set by the simulator"))
+            terms.append(f"{comp.running} * {comp.rate_parameter}")
+        if comp.duration_parameter:
+            # NONMEM's RATE = -2: F * AMT over the modelled duration D.
+            parameters.append(Parameter(
+                comp.infusing, 0.0, (0.0, math.inf), unit=unit,
+                description=f"amount of the running infusions into {comp.state} over the "
+                            f"modelled duration {comp.duration_parameter} (set by dose "
+                            f"records)",
+                source="[dosing] implicit input, set by the simulator"))
+            terms.append(f"{gain}{comp.infusing} / {comp.duration_parameter}")
         if comp.state in equations:
-            term = (f"{comp.bioavailability} * {comp.rate}" if comp.bioavailability
-                    else comp.rate)
-            equations[comp.state] = f"({equations[comp.state]}) + {term}"
+            equations[comp.state] = f"({equations[comp.state]}) + {' + '.join(terms)}"
     return parameters, list(equations.items())
 
 

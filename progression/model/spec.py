@@ -119,16 +119,38 @@ class DosingCompartment:
     bioavailability, lag : str or None
         Names of the parameters giving the fraction of each dose that enters and the delay
         before it does (model time units); ``None``: 1 and 0.
+    rate_parameter, duration_parameter : str or None
+        Names of the parameters giving the rate (NONMEM ``RATE = -1``) or the duration
+        (``RATE = -2``) of infusions whose records take them from the model; ``None``: such
+        records are refused.
     rate, amount : str
         The implicit parameters ``rate_STATE`` and ``amt_STATE`` that parsing adds: the
         zero-order input rate (``bioavailability * rate_STATE`` is added to the state's
         equation) and the amount of the bolus being given; the simulator sets both.
+    running, infusing : str
+        With ``rate_parameter`` / ``duration_parameter``: the implicit parameters
+        ``nrate_STATE`` (number of running infusions at the modelled rate ``R``; the equation
+        gains ``nrate_STATE * R``) and ``damt_STATE`` (total amount of the running infusions of
+        modelled duration ``D``; the equation gains ``F * damt_STATE / D``).
     """
 
     state: str
     cmt: int | None = None
     bioavailability: str | None = None
     lag: str | None = None
+    rate_parameter: str | None = None
+    duration_parameter: str | None = None
+
+    def __repr__(self) -> str:
+        # The new fields appear only when set, so that the fingerprints of models written
+        # before them (which hash this repr) do not change.
+        text = (f"DosingCompartment(state={self.state!r}, cmt={self.cmt!r}, "
+                f"bioavailability={self.bioavailability!r}, lag={self.lag!r}")
+        if self.rate_parameter is not None:
+            text += f", rate_parameter={self.rate_parameter!r}"
+        if self.duration_parameter is not None:
+            text += f", duration_parameter={self.duration_parameter!r}"
+        return text + ")"
 
     @property
     def rate(self) -> str:
@@ -137,6 +159,14 @@ class DosingCompartment:
     @property
     def amount(self) -> str:
         return f"amt_{self.state}"
+
+    @property
+    def running(self) -> str:
+        return f"nrate_{self.state}"
+
+    @property
+    def infusing(self) -> str:
+        return f"damt_{self.state}"
 
 
 @dataclass(frozen=True)

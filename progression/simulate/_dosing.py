@@ -14,6 +14,17 @@ parameters per compartment: ``rate_STATE``, entering the state's equation as
   ``AMT / D`` at ``t + lag`` and lowered again at ``t + lag + D``, ``D = DUR`` or ``AMT / RATE``.
   ``F`` scales the rate, the duration stays ``D`` (NONMEM instead lengthens the infusion when
   ``F`` scales a dose given with ``RATE``; with ``DUR`` both agree). Overlapping infusions add;
+* an infusion of **modelled rate or duration** (NONMEM's ``RATE = -1`` / ``-2``, into a
+  compartment whose ``[dosing]`` table names a ``rate`` / ``duration`` parameter ``R`` / ``D``),
+  with NONMEM's rules: ``RATE = -1`` delivers ``F * AMT`` at the rate ``R`` (so ``F``
+  lengthens it: it lasts ``F * AMT / R``), ``RATE = -2`` delivers ``F * AMT`` over ``D`` (rate
+  ``F * AMT / D``). Their inputs are implicit parameters too: ``nrate_STATE`` counts the
+  running ``RATE = -1`` infusions (the equation gains ``nrate_STATE * R``) and ``damt_STATE``
+  sums the amounts of the running ``RATE = -2`` ones (``+ F * damt_STATE / D``), so the
+  derivatives of the rate with respect to ``R``, ``D`` and ``F`` are the model's own. The end
+  time ``t_e`` moves with the parameters (``dt_e/dD = 1``; ``dt_e/dR = -F AMT / R^2`` and
+  ``dt_e/dF = AMT / R``): at ``t_e`` the sensitivities gain ``(f(t_e-) - f(t_e+)) dt_e/dp``,
+  the same rule as a lag's (``time_dp`` of the end switch);
 * **additional doses** ``ADDL`` every ``II`` are expanded to records;
 * **reset** (``EVID`` 3, and 4 = reset then dose): every state returns to its initial
   expression and running infusions stop;
@@ -29,8 +40,9 @@ parameters per compartment: ``rate_STATE``, entering the state's equation as
 Lag times are read from each subject's parameters (so they can be fitted with the
 derivative-free paths too). Sensitivities with respect to a lag move the dose switches:
 ``S += (G_y f(before) - f(after)) dtime/dlag`` at each lagged switch. Sensitivities are carried
-across every dose (bioavailability included, through the jump and the infusion term) and
-through the steady state (``dy*/dp`` from the fixed point). The steady state uses the subject's
+across every dose (bioavailability included, through the jump and the infusion term; a
+modelled rate or duration through its input term and its moving end) and through the steady
+state (``dy*/dp`` from the fixed point). The steady state uses the subject's
 base parameters (not those changed by earlier switches).
 """
 
@@ -66,7 +78,8 @@ class Dose:
         ``[dosing]``; default the compartment with the lowest number (else the first declared).
     rate, duration : float
         Zero-order infusion given by its rate or its duration (0: a bolus); not both unless
-        they agree (``amount / rate == duration``).
+        they agree (``amount / rate == duration``). ``rate = -1`` / ``-2``: the rate /
+        duration is the target compartment's ``rate`` / ``duration`` parameter (NONMEM).
     addl : int
         Number of additional doses, every ``ii``.
     ii : float
@@ -257,10 +270,15 @@ def dose_table(model, doses, m: int | None = None) -> tuple[list[dict], int]:
                                        f"{choices or 'none'})")
         rate = _number(row, "rate", label)
         duration = _number(row, "duration", label)
+        if reset and not dose and rate in (-1.0, -2.0):
+            rate = 0.0          # a reset alone gives no infusion: its RATE code is moot
+        mode = _modelled_mode(rate, duration, amount, dose, comp, name, label)
+        if mode:
+            rate = duration = 0.0
         if rate < 0:
             raise ProgressionError(f"{label}, field 'rate': expected a rate >= 0 (0 for a "
-                                   f"bolus; NONMEM's modelled rate/duration, RATE = -1 or -2, "
-                                   f"is not supported: give 'duration'), found {rate:g}")
+                                   f"bolus), or NONMEM's RATE = -1 or -2 (rate or duration "
+                                   f"from the model), found {rate:g}")
         if duration < 0:
             raise ProgressionError(f"{label}, field 'duration': expected a duration >= 0, found "
                                    f"{duration:g}")
@@ -294,16 +312,81 @@ def dose_table(model, doses, m: int | None = None) -> tuple[list[dict], int]:
         out.append({"label": label, "subject": index, "time": time, "amount": amount,
                     "state": comp.state, "rate": amount / duration if duration > 0 else 0.0,
                     "duration": duration, "addl": int(addl), "ii": ii, "ss": int(ss),
-                    "reset": reset, "dose": dose})
+                    "reset": reset, "dose": dose, "mode": mode})
     return out, max(n_subjects, 1)
+
+
+def _modelled_mode(rate, duration, amount, dose, comp, name, label) -> int:
+    """0, or NONMEM's RATE = -1 (rate from the model) / -2 (duration from the model), checked
+    against the compartment's ``[dosing]`` keys ``rate`` / ``duration``."""
+    if rate not in (-1.0, -2.0):
+        return 0
+    key, param = (("rate", comp.rate_parameter) if rate == -1.0
+                  else ("duration", comp.duration_parameter))
+    what = "rate" if rate == -1.0 else "duration"
+    if param is None:
+        raise ProgressionError(f"{label}, field 'rate': RATE = {rate:g} takes the infusion's "
+                               f"{what} from the model, but model {name!r} names no {what} "
+                               f"parameter for compartment {comp.state!r} (NONMEM's modelled "
+                               f"rate/duration, RATE = -1 or -2, needs [dosing.{comp.state}] "
+                               f"{key} = \"PARAMETER\")")
+    if duration != 0:
+        raise ProgressionError(f"{label}, field 'duration': RATE = {rate:g} takes the "
+                               f"infusion's {what} from parameter {param!r}; expected no "
+                               f"duration, found {duration:g}")
+    if not dose and amount == 0:
+        raise ProgressionError(f"{label}, field 'amount': RATE = {rate:g} (an infusion of "
+                               f"modelled {what}) needs an amount > 0, found 0")
+    return int(rate)
 
 
 # ---------------------------------------------------------------------------- switches
 
-def _events(model, records, table, label_lag=True):
-    """Per-record timed actions: (time, order, kind, subject, payload)."""
+def _parameter(model, table, i, name):
+    return float(table[i, model.parameter_index(name)])
+
+
+def _infusion_length(model, rec, comp, table):
+    """Duration of a record's infusion, what its start adds to its input parameter (the rate
+    per unit of ``F`` for ``rate_STATE``, 1 for ``nrate_STATE``, the amount for
+    ``damt_STATE``) and the derivatives of the duration with respect to parameters
+    (``{name: d duration / d name}``), at the subject's parameters.
+
+    NONMEM's rules: ``RATE = -1`` delivers ``F * AMT`` at the modelled rate ``R``, so it lasts
+    ``F * AMT / R`` (``F`` lengthens it); ``RATE = -2`` delivers ``F * AMT`` over the modelled
+    duration ``D``. A rate or duration given in the record keeps its duration ``D`` and ``F``
+    scales its rate.
+    """
+    i = rec["subject"]
+    if rec["mode"] == 0:
+        return rec["duration"], rec["rate"], {}
+    param = comp.rate_parameter if rec["mode"] == -1 else comp.duration_parameter
+    value = _parameter(model, table, i, param)
+    if not np.isfinite(value) or value <= 0:
+        what = "rate" if rec["mode"] == -1 else "duration"
+        raise ProgressionError(f"{rec['label']}: RATE = {rec['mode']} takes the infusion's "
+                               f"{what} from parameter {param!r}, which must be a finite "
+                               f"number > 0, found {value:g}")
+    if rec["mode"] == -2:
+        return value, rec["amount"], {param: 1.0}
+    F = _parameter(model, table, i, comp.bioavailability) if comp.bioavailability else 1.0
+    duration = F * rec["amount"] / value
+    dp = {param: -duration / value}
+    if comp.bioavailability:
+        dp[comp.bioavailability] = dp.get(comp.bioavailability, 0.0) + rec["amount"] / value
+    return duration, 1.0, dp
+
+
+def _events(model, records, table):
+    """Per-record timed actions: (time, order, kind, subject, payload).
+
+    ``payload`` is ``(parameter, value, time_dp, infusion)`` for an infusion's start or end
+    (``infusion`` pairs them), ``(compartment, amount, time_dp)`` for a bolus and ``None`` for
+    a reset; ``time_dp`` maps parameters to the derivative of the action's time (1 for a lag,
+    the duration's derivatives at an infusion's end)."""
     comps = {c.state: c for c in model.spec.dosing}
     actions = []
+    infusion = 0
     for rec in records:
         i = rec["subject"]
         if rec["reset"]:
@@ -312,49 +395,69 @@ def _events(model, records, table, label_lag=True):
             continue
         comp = comps[rec["state"]]
         lag = 0.0
+        at = {}
         if comp.lag is not None:
-            lag = float(table[i, model.parameter_index(comp.lag)])
+            lag = _parameter(model, table, i, comp.lag)
             if not np.isfinite(lag) or lag < 0:
                 raise ProgressionError(f"{rec['label']}: lag parameter {comp.lag!r} must be a "
                                        f"finite number >= 0, found {lag:g}")
+            at = {comp.lag: 1.0}
+        duration, rate, ddur = _infusion_length(model, rec, comp, table)
+        target = {0: comp.rate, -1: comp.running, -2: comp.infusing}[rec["mode"]]
+        until = dict(at)
+        for q, v in ddur.items():
+            until[q] = until.get(q, 0.0) + v
         for k in range(rec["addl"] + 1):
             t = rec["time"] + k * rec["ii"] + lag
-            if rec["duration"] > 0:
-                actions.append((t, 2, "rate", i, (comp.rate, rec["rate"], comp.lag)))
-                actions.append((t + rec["duration"], 1, "rate", i,
-                                (comp.rate, -rec["rate"], comp.lag)))
+            if duration > 0:
+                infusion += 1
+                actions.append((t, 2, "rate", i, (target, rate, at, infusion)))
+                actions.append((t + duration, 1, "rate", i, (target, -rate, until, infusion)))
             else:
-                actions.append((t, 3, "bolus", i, (comp, rec["amount"], comp.lag)))
+                actions.append((t, 3, "bolus", i, (comp, rec["amount"], at)))
     return actions
 
 
 def _stop_infusions_at_resets(actions):
-    """A reset stops running infusions: move their ends to the reset (NONMEM's EVID 3/4)."""
+    """A reset stops running infusions: drop the ends that come after the first reset that
+    follows their start (the reset sets the input to 0 itself; NONMEM's EVID 3/4)."""
     resets = {}
     for t, _, kind, i, _ in actions:
         if kind == "reset":
             resets.setdefault(i, []).append(t)
     if not resets:
         return actions
-    starts = {}
-    out = []
-    for a in sorted(actions, key=lambda a: (a[0], a[1])):
-        t, order, kind, i, payload = a
+    cut = {}
+    for t, _, kind, i, payload in actions:
         if kind == "rate" and payload[1] > 0:
             later = [r for r in resets.get(i, []) if r > t]
-            end_key = (i, payload[0], payload[1])
-            starts.setdefault(end_key, []).append(min(later) if later else None)
-        out.append(a)
-    fixed = []
-    for t, order, kind, i, payload in out:
-        if kind == "rate" and payload[1] < 0:
-            end_key = (i, payload[0], -payload[1])
-            cut = starts[end_key].pop(0)
-            if cut is not None and cut < t:
-                # The rate is set to 0 by the reset itself; no end switch after it.
-                continue
-        fixed.append((t, order, kind, i, payload))
-    return fixed
+            cut[payload[3]] = min(later) if later else None
+    return [a for a in actions
+            if not (a[2] == "rate" and a[4][1] < 0 and cut[a[4][3]] is not None
+                    and cut[a[4][3]] < a[0])]
+
+
+def _grouped(actions):
+    """Actions grouped into switches: one per time, order, kind, target and set of
+    time-moving parameters, with per-subject values. A subject appears once per switch
+    unless its actions there move alike; otherwise it gets a second switch (the moves of
+    two infusions ending together at different rates of change are carried apart)."""
+    groups: dict = {}
+    for t, order, kind, i, payload in actions:
+        target = (payload[0] if kind == "rate" else payload[0].state if kind == "bolus"
+                  else None)
+        moves = payload[2] if payload is not None else {}
+        key = (t, order, kind, target, tuple(sorted(moves)))
+        parts = groups.setdefault(key, [])
+        for part in parts:
+            if i not in part or part[i][1] == moves:
+                break
+        else:
+            part = {}
+            parts.append(part)
+        value = payload[1] if payload is not None else 0.0
+        part[i] = (part[i][0] + value if i in part else value, moves)
+    return groups
 
 
 def dose_switches(model, records, table, m_total):
@@ -368,35 +471,35 @@ def dose_switches(model, records, table, m_total):
 
     spec = model.spec
     actions = _stop_infusions_at_resets(_events(model, records, table))
-    groups: dict = {}
-    for t, order, kind, i, payload in actions:
-        # Lagged and unlagged doses at one time are kept apart: only the first move with the lag.
-        key = (t, order, kind, payload[0] if kind == "rate" else
-               payload[0].state if kind == "bolus" else None,
-               payload[2] if payload is not None else None)
-        groups.setdefault(key, []).append((i, payload))
-    rates = [c.rate for c in spec.dosing]
+    groups = _grouped(actions)
+    inputs = [c.rate for c in spec.dosing]
+    inputs += [c.running for c in spec.dosing if c.rate_parameter]
+    inputs += [c.infusing for c in spec.dosing if c.duration_parameter]
     initial = {s.name: str(s.initial) for s in spec.states}
     switches = []
     for key in sorted(groups, key=lambda k: (k[0], k[1])):
-        t, _, kind, target, lag = key
-        mask = np.zeros(m_total, dtype=bool)
-        values = np.zeros(m_total)
-        for i, payload in groups[key]:
-            mask[i] = True
-            if payload is not None:
-                values[i] += payload[1]
-        time_dp = {lag: mask.astype(float)} if lag is not None else {}
-        if kind == "reset":
-            switches.append(Switch(t, set={r: 0.0 for r in rates}, jump=initial, subjects=mask))
-        elif kind == "rate":
-            switches.append(Switch(t, add={target: values}, subjects=mask, time_dp=time_dp))
-        else:
-            comp = next(c for c in spec.dosing if c.state == target)
-            gain = f"{comp.bioavailability} * " if comp.bioavailability else ""
-            switches.append(Switch(t, set={comp.amount: values},
-                                   jump={target: f"{target} + {gain}{comp.amount}"},
-                                   subjects=mask, time_dp=time_dp))
+        t, _, kind, target, moved = key
+        for part in groups[key]:
+            mask = np.zeros(m_total, dtype=bool)
+            values = np.zeros(m_total)
+            time_dp = {q: np.zeros(m_total) for q in moved}
+            for i, (value, moves) in part.items():
+                mask[i] = True
+                values[i] = value
+                for q, v in moves.items():
+                    time_dp[q][i] = v
+            if kind == "reset":
+                switches.append(Switch(t, set={r: 0.0 for r in inputs}, jump=initial,
+                                       subjects=mask))
+            elif kind == "rate":
+                switches.append(Switch(t, add={target: values}, subjects=mask,
+                                       time_dp=time_dp))
+            else:
+                comp = next(c for c in spec.dosing if c.state == target)
+                gain = f"{comp.bioavailability} * " if comp.bioavailability else ""
+                switches.append(Switch(t, set={comp.amount: values},
+                                       jump={target: f"{target} + {gain}{comp.amount}"},
+                                       subjects=mask, time_dp=time_dp))
     return switches
 
 
@@ -483,10 +586,19 @@ def expand_doses(model, doses, table, sens_names, t0, covariates=None, **solver)
     spec = model.spec
     if spec.dose_parameter is not None:
         table[:, model.parameter_index(spec.dose_parameter)] = 0.0
+    comps = {c.state: c for c in spec.dosing}
     for rec in records:
         if rec["time"] < t0:
             raise ProgressionError(f"{rec['label']}, field 'time': expected a time >= t0 = "
                                    f"{t0:g}, found {rec['time']:g}")
+        if rec["mode"] and rec["dose"]:
+            # Checks the modelled rate/duration now, and the steady-state interval below.
+            duration = _infusion_length(model, rec, comps[rec["state"]], table)[0]
+            if rec["ss"] and duration > rec["ii"]:
+                raise ProgressionError(f"{rec['label']}, field 'ss': SS = 1 needs the infusion "
+                                       f"({duration:g}, RATE = {rec['mode']} at the subject's "
+                                       f"parameters) to end within the interval II = "
+                                       f"{rec['ii']:g}")
 
     schedule = None
 
@@ -538,4 +650,5 @@ def recs_to_columns(recs):
     """Validated records back to columns (for the one-interval runs of the steady state)."""
     return {"subject": [0 for _ in recs], "time": [r["time"] for r in recs],
             "amount": [r["amount"] for r in recs], "target": [r["state"] for r in recs],
-            "duration": [r["duration"] for r in recs]}
+            "duration": [r["duration"] for r in recs],
+            "rate": [float(r.get("mode", 0)) for r in recs]}
