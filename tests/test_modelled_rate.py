@@ -251,3 +251,83 @@ def test_fingerprints_of_models_without_the_new_keys_are_unchanged():
     assert repr(comp) == ("DosingCompartment(state='A_gut', cmt=1, bioavailability='F_bio', "
                           "lag='tlag')")
     assert "nrate_A_c" not in pg.load_model("pk_infusion").parameter_names
+
+
+def test_long_reader_keeps_the_codes_through_unit_conversion_and_writing(tmp_path):
+    """A long file's dose table with RATE codes: converting times to months leaves the codes
+    (they are not rates), writing as NONMEM and reading back keeps them, and the cohort
+    simulates to the closed form."""
+    (tmp_path / "obs.csv").write_text("subject,time,observable,value\nA,1.0,conc,1.0\n"
+                                      "B,2.0,conc,1.0\n")
+    (tmp_path / "doses.csv").write_text("subject,time,amount,target,rate\nA,0,100,1,-1\n"
+                                        "B,0,60,A_c,-2\nB,12,30,1,15\n")
+    (tmp_path / "obs.toml").write_text('format = "long"\ntime_unit = "hour"\n'
+                                       'doses = "doses.csv"\n')
+    months = pg.read_cohort(tmp_path / "obs.csv")
+    assert months.time_unit == "month"
+    np.testing.assert_array_equal(months.doses["rate"][:2], [-1.0, -2.0])
+    assert months.doses["rate"][2] == pytest.approx(15.0 * 730.5)    # a rate is per time
+    hours = pg.read_cohort(tmp_path / "obs.csv", to_unit="hour")
+    pg.write_cohort(hours, tmp_path / "pk.csv", format="nonmem")
+    again = pg.read_cohort(tmp_path / "pk.csv", to_unit="hour")
+    np.testing.assert_array_equal(again.doses["rate"], hours.doses["rate"])
+    p = dict(BASE, F=1.0, tlag=0.0)
+    sim = pg.simulate(MODEL, p, TIMES, doses=again, **TIGHT)
+    order = list(again.subjects)
+    a, b = order.index("A"), order.index("B")
+    np.testing.assert_allclose(sim["conc"][a], _expected(TIMES, [(0.0, 100.0, -1)], p),
+                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(sim["conc"][b], _expected(TIMES, [(0.0, 60.0, -2),
+                                                                 (12.0, 30.0, 15.0)], p),
+                               rtol=1e-6, atol=1e-12)
+
+
+def test_fit_jacobian_wrt_rate_duration_F_and_lag_matches_differences():
+    """The likelihood's Jacobian (Problem.evaluate, exact path for dosed rows) with respect to
+    R1, D1, F and tlag on their estimation scales, against central differences of the
+    residuals (relative 1e-5)."""
+    from progression.fit import Problem, parse_fit_config
+    from progression.fit.problem import designs_from_cohort
+    from progression.fit.transforms import from_internal, to_internal
+
+    t_obs = [0.5, 1.5, 2.5, 4.0, 6.0, 9.0, 12.5, 13.5, 15.0, 20.0]
+    obs = {"subject": ["a"] * 10 + ["b"] * 10, "time": t_obs * 2,
+           "observable": ["conc"] * 20, "value": [1.0 + 0.1 * k for k in range(20)]}
+    doses = {"subject": ["a", "a", "b", "b"], "time": [0.0, 12.0, 0.0, 12.0],
+             "amount": [100.0, 60.0, 80.0, 80.0], "target": ["1"] * 4,
+             "rate": [-1.0, -2.0, -2.0, -1.0]}
+    cohort = pg.Cohort(obs, doses=doses, time_unit="hour", source="d.csv")
+    entries = {"CL": ("5.0", "[0.1, 100.0]", "log"), "R1": ("20.0", "[0.1, 1000.0]", "log"),
+               "D1": ("3.0", "[0.05, 48.0]", "log"), "F": ("0.6", "[0.01, 1.0]", "logit"),
+               "tlag": ("0.3", "[0.0, 5.0]", "linear")}
+    text = f'[fit]\nmodel = "{MODEL}"\n[error.conc]\nmodel = "additive"\na = 0.1\n'
+    for name, (value, bounds, scale) in entries.items():
+        text += (f'[parameters.{name}]\nestimate = "subject"\nvalue = {value}\n'
+                 f'bounds = {bounds}\nscale = "{scale}"\n')
+    text += "[solver]\nrtol = 1e-11\natol = 1e-13\n"
+    cfg = parse_fit_config(text, check_data=False, source="fit.toml")
+    designs, _ = designs_from_cohort(cohort, cfg)
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    cols = np.array([problem.names.index(n) for n in entries])
+    theta = np.repeat(problem.values[None, :], 2, axis=0)
+    theta[1, cols] = [3.0, 30.0, 2.0, 0.8, 0.9]
+    rows = np.arange(2)
+    ev = problem.evaluate(designs, rows, theta, cols, want_jac=True)
+    assert not ev.failed.any(), ev.messages
+    sc, lo, hi = problem.scale[cols], problem.lower[cols], problem.upper[cols]
+    x = to_internal(theta[:, cols], sc, lo, hi)
+    for c, name in enumerate(entries):
+        res = []
+        for sign in (1, -1):
+            xs = x.copy()
+            xs[:, c] += sign * 1e-4
+            th = theta.copy()
+            th[:, cols] = from_internal(xs, sc, lo, hi)
+            res.append(problem.evaluate(designs, rows, th, cols, want_jac=False).residuals)
+        for r in rows:
+            fd = (res[0][r] - res[1][r]) / 2e-4
+            assert np.max(np.abs(fd)) > 1e-3, f"{name}: residuals do not depend on it"
+            np.testing.assert_allclose(ev.jacobians[r][:, c], fd, rtol=1e-5,
+                                       atol=1e-5 * np.max(np.abs(fd)),
+                                       err_msg=f"{name}, row {r}")
