@@ -246,17 +246,21 @@ def _steps(H, g, held, lam):
 
 
 def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10,
-           counters=None):
-    """A few Gauss-Newton (Fisher-scoring) steps for every row at once, from nearby points.
+           counters=None, max_nfev: int = 30, xtol: float = 1e-12):
+    """Levenberg-Marquardt on the given path for every row at once, from nearby points.
 
     For the final iterations on the exact path: from estimates that an optimiser found on an
-    approximate path, each row takes up to ``steps`` undamped steps ``delta = -I^-1 J^T r``
-    (the expected information ``I``; a component at a bound whose gradient points outwards is
-    held), one batched evaluation per step for the rows still moving. A row stops when the
-    step predicts a reduction of the sum of squares below ``ftol`` times its data part, or when
-    a step does not lower ``-2 log L`` (that step is undone: the row keeps its best point). Each
-    evaluation carries the information and predictions, so the returned evaluation at the
-    final points is the one to report; no extra simulation is made for it.
+    approximate path, each row takes damped (Levenberg-Marquardt, Fisher-scoring) steps
+    ``(I + lambda diag(I)) delta = -J^T r`` (the expected information ``I``; a component at a
+    bound whose gradient points outwards is held), one batched evaluation per iteration for the
+    rows still moving, until the undamped step predicts a reduction of the sum of squares below
+    ``ftol`` times its data part, the step is below ``xtol * (xtol + |x|)``, or the row has
+    taken ``max_nfev`` evaluations. A step that does not lower ``-2 log L`` is undone and the
+    damping raised (Nielsen's update), so an estimate several Gauss-Newton steps away (an
+    approximate path's optimum elsewhere along a poorly determined valley) still ends at this
+    path's optimum; a row already there costs its first evaluation only. Each evaluation
+    carries the information and predictions, so the returned evaluation at the final points is
+    the one to report; no extra simulation is made for it.
 
     Parameters
     ----------
@@ -269,8 +273,18 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     x : ndarray (R, D)
         The same points on the estimation scale.
     cols : int array (D,)
+    steps : int
+        Kept for callers of the former Gauss-Newton polish; the number of evaluations is bounded
+        by ``max_nfev`` (at least ``steps + 1``).
+    ftol : float
+        Stop when the undamped step predicts a reduction below ``ftol`` times the data part of
+        the sum of squares.
     counters : Counters, optional
         Each batched evaluation is recorded there.
+    max_nfev : int
+        Evaluations per row, the first one included.
+    xtol : float
+        Stop when the step on the estimation scale is below ``xtol * (xtol + |x|)``.
 
     Returns
     -------
@@ -285,6 +299,8 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
 
     cols = np.asarray(cols, dtype=int)
     R = theta.shape[0]
+    D = cols.size
+    max_nfev = max(int(max_nfev), int(steps) + 1)
     theta, x = theta.copy(), np.asarray(x, dtype=float).copy()
     sc, lo_n, hi_n = problem.scale[cols], problem.lower[cols], problem.upper[cols]
     lo_x, hi_x = internal_bounds(sc, lo_n, hi_n)
@@ -306,43 +322,68 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
            "nobs": ev.nobs.copy(), "before_zero": ev.before_zero.copy()}
     used = np.ones(R, dtype=int)
     live = ~ev.failed
-    for _ in range(steps):
+    # Start close to Gauss-Newton (a row near its optimum converges as before) and damp only
+    # where a step fails: undamped steps overshoot along a curved, poorly determined valley.
+    lam = np.full(R, 1e-3)
+    nu = np.full(R, 2.0)
+    while True:
         idx = np.nonzero(live)[0]
         if idx.size == 0:
             break
-        step = np.zeros((idx.size, cols.size))
-        pred = np.zeros(idx.size)
+        step = np.zeros((idx.size, D))
+        gn_pred = np.zeros(idx.size)
+        predicted = np.zeros(idx.size)
         for b, i in enumerate(idx):
             r, J = cur["residuals"][i], cur["jacobians"][i]
             g = J.T @ r
             H = np.where(np.isfinite(cur["info"][i]), cur["info"][i], 0.0)
             held = ((x[i] <= lo_x) & (g > 0)) | ((x[i] >= hi_x) & (g < 0))
             free = ~held
-            d = np.zeros(cols.size)
-            if free.any():
-                Hf, gf = H[np.ix_(free, free)], g[free]
-                with np.errstate(all="ignore"):
-                    d[free] = -np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
-                pred[b] = -float(gf @ d[free])
+            if not free.any():
+                continue
+            Hf, gf = H[np.ix_(free, free)], g[free]
+            diag = np.maximum(np.diag(Hf), 1e-12 * max(float(np.max(np.diag(Hf))), 1e-300))
+            with np.errstate(all="ignore"):
+                gn = -np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
+                d = np.zeros(D)
+                try:
+                    d[free] = np.linalg.solve(Hf + lam[i] * np.diag(diag), -gf)
+                except np.linalg.LinAlgError:
+                    d[free] = -np.linalg.lstsq(Hf + lam[i] * np.diag(diag), gf,
+                                               rcond=1e-12)[0]
+            gn_pred[b] = -float(gf @ gn)
+            # the step actually taken, after projection onto the bounds
+            d = np.clip(x[i] + d, lo_x, hi_x) - x[i]
             step[b] = d
+            predicted[b] = -(2.0 * float(g @ d) + float(d @ H @ d))
         nobs = cur["nobs"][idx]
         chi2 = np.array([max(float(cur["residuals"][i][:n] @ cur["residuals"][i][:n]), 1.0)
                          for i, n in zip(idx, nobs, strict=True)])
-        moving = np.isfinite(pred) & (pred > ftol * chi2) & np.all(np.isfinite(step), axis=1)
+        small = (np.linalg.norm(step, axis=1)
+                 <= xtol * (xtol + np.linalg.norm(x[idx], axis=1)))
+        moving = (np.isfinite(gn_pred) & (gn_pred > ftol * chi2)
+                  & np.all(np.isfinite(step), axis=1) & ~small & (used[idx] < max_nfev)
+                  & (lam[idx] <= _LAMBDA_MAX))
         live[idx[~moving]] = False
-        idx, step = idx[moving], step[moving]
+        idx, step, predicted = idx[moving], step[moving], predicted[moving]
         if idx.size == 0:
             break
-        x_new = np.clip(x[idx] + step, lo_x, hi_x)
+        x_new = x[idx] + step
         th_new = theta[idx].copy()
         with np.errstate(all="ignore"):
             th_new[:, cols] = from_internal(x_new, sc, lo_n, hi_n)
         ev = evaluate(idx, th_new)
         used[idx] += 1
         for b, i in enumerate(idx):
+            with np.errstate(all="ignore"):
+                rho = (cur["m2ll"][i] - ev.m2ll[b]) / predicted[b]
             if ev.failed[b] or not ev.m2ll[b] <= cur["m2ll"][i]:
-                live[i] = False                 # no decrease: keep the best point found
+                lam[i] *= nu[i]                 # no decrease: keep the best point, damp more
+                nu[i] *= 2.0
                 continue
+            if np.isfinite(rho) and predicted[b] > 0:
+                lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3)
+            nu[i] = 2.0
             x[i], theta[i] = x_new[b], th_new[b]
             for key in ("residuals", "jacobians", "messages", "predictions"):
                 cur[key][i] = getattr(ev, key)[b]
