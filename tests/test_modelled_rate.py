@@ -139,6 +139,17 @@ def test_reset_stops_a_modelled_infusion():
     np.testing.assert_allclose(sim["conc"][0], expected, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", [-2, 3.0])
+def test_reset_at_the_end_of_an_infusion_leaves_no_input(mode):
+    # The reset comes first at its time and zeroes the input; the end at the same time must
+    # then not subtract the rate again (the states would go negative).
+    p = dict(BASE, F=1.0, tlag=0.0)
+    dose = Dose(0.0, 60.0, rate=mode) if mode < 0 else Dose(0.0, 60.0, duration=mode)
+    sim = pg.simulate(MODEL, p, TIMES, doses=[dose, Dose(3.0, evid=3)], **TIGHT)
+    expected = np.where(TIMES < 3.0, _infusion(TIMES, 0.0, 3.0, 20.0, 5.0, 50.0), 0.0)
+    np.testing.assert_allclose(sim["conc"][0], expected, rtol=1e-6, atol=1e-12)
+
+
 def test_fit_recovers_the_modelled_duration(tmp_path):
     """Three subjects given RATE = -2 infusions (NONMEM file); CL and D1 estimated per subject
     from the simulated truth (no noise) come back to 1e-6."""

@@ -432,9 +432,10 @@ def _stop_infusions_at_resets(actions):
         if kind == "rate" and payload[1] > 0:
             later = [r for r in resets.get(i, []) if r > t]
             cut[payload[3]] = min(later) if later else None
+    # An end at the reset's own time goes too: the reset (first at its time) zeroes the input.
     return [a for a in actions
             if not (a[2] == "rate" and a[4][1] < 0 and cut[a[4][3]] is not None
-                    and cut[a[4][3]] < a[0])]
+                    and cut[a[4][3]] <= a[0])]
 
 
 def _grouped(actions):
