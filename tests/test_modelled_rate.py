@@ -150,6 +150,17 @@ def test_reset_at_the_end_of_an_infusion_leaves_no_input(mode):
     np.testing.assert_allclose(sim["conc"][0], expected, rtol=1e-6, atol=1e-12)
 
 
+def test_a_reset_stops_the_infusion_it_interrupts_not_a_later_one():
+    # Two infusions at one rate: the first (0 to 10) is cut by the reset at 2.5, the second
+    # (2.6 to 3.6) starts after it and ends on its own; pairing starts and ends by order
+    # instead of by infusion dropped the wrong end (the input went negative after 10).
+    doses = [Dose(0.0, 100.0, rate=10.0), Dose(2.5, evid=3), Dose(2.6, 10.0, rate=10.0)]
+    sim = pg.simulate("pk_infusion", {"CL": 5.0, "V": 50.0}, TIMES, doses=doses, **TIGHT)
+    expected = np.where(TIMES < 2.5, _infusion(TIMES, 0.0, 10.0, 10.0, 5.0, 50.0), 0.0)
+    expected += _infusion(TIMES, 2.6, 1.0, 10.0, 5.0, 50.0)
+    np.testing.assert_allclose(sim["conc"][0], expected, rtol=1e-6, atol=1e-12)
+
+
 def test_fit_recovers_the_modelled_duration(tmp_path):
     """Three subjects given RATE = -2 infusions (NONMEM file); CL and D1 estimated per subject
     from the simulated truth (no noise) come back to 1e-6."""
