@@ -13,10 +13,10 @@ Layers (a module may import its own layer and those listed for it)::
     plots     every figure (leaf): figure functions take any     -> base, stats
               object with the right attributes, so plots never
               imports fit, virtual or als, at import time or later
-    data      Cohort, readers, validation (data only)            -> base, stats
-    model     ModelSpec, expressions, compiled models            -> base, stats, and
+    data      Cohort, readers, validation (data only)            -> base, leaves
+    model     ModelSpec, expressions, compiled models            -> base, leaves, and
                                                                     data._units (unit table)
-    simulate  integrators, doses, switches (``simulate.py`` or   -> base, stats, model, data
+    simulate  integrators, doses, switches (``simulate.py`` or   -> base, leaves, model, data
               the ``simulate/`` package; dosing, _gridsens,
               _rodas)
     fit       likelihood, estimators, FitResult, reports         -> base, leaves, data, model,
@@ -63,9 +63,9 @@ MAY_IMPORT = {
     "base": set(),
     "stats": {"base"},
     "plots": {"base", "stats"},
-    "data": {"base", "stats"},
-    "model": {"base", "stats"},
-    "simulate": {"base", "stats", "model", "data"},
+    "data": {"base", "stats", "plots"},
+    "model": {"base", "stats", "plots"},
+    "simulate": {"base", "stats", "plots", "model", "data"},
     "fit": _BELOW_FIT,
     "virtual": _BELOW_FIT | {"fit"},
     "als": _BELOW_FIT | {"fit", "virtual"},

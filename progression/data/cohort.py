@@ -963,30 +963,10 @@ class Cohort:
         -------
         matplotlib Axes
         """
-        if ax is None:
-            import matplotlib.pyplot as plt
+        # drawn by the plotting package (one backend set-up for every figure)
+        from ..plots.cohort import plot_spaghetti
 
-            _, ax = plt.subplots()
-        cols = self.observations(observable)
-        who = list(subjects) if subjects is not None else list(self._subjects)
-        style = {"marker": "o", "ms": 3, "lw": 1, "alpha": 0.7, **kwargs}
-        rows = _group_rows(cols["subject"])
-        for s in who:
-            m = rows.get(str(s))
-            if m is None:
-                continue
-            t, y, c = cols["time"][m], cols["value"][m], cols["cens"][m]
-            (line,) = ax.plot(t, y, **style)
-            for flag, marker in ((1, "v"), (-1, "^")):
-                k = c == flag
-                if k.any():
-                    ax.plot(t[k], y[k], ls="none", marker=marker, mfc="none",
-                            color=line.get_color())
-        unit = self._units.get(observable)
-        ax.set_xlabel(f"time since {self._time_origin} ({self._time_unit}s)")
-        ax.set_ylabel(f"{observable} ({unit})" if unit else observable)
-        ax.set_title(f"{observable}: {len(who)} subjects")
-        return ax
+        return plot_spaghetti(self, observable, ax, subjects=subjects, **kwargs)
 
     # ------------------------------------------------------------------------- comparison
 
