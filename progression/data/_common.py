@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from progression.errors import did_you_mean
 
 from . import validation as v
@@ -37,7 +39,8 @@ class Draft:
                                                      "cens", "limit", "sd", "condition")}
         self.obs_origin: list = []
         self.doses: dict[str, list] = {c: [] for c in ("subject", "time", "amount", "target",
-                                                       "rate", "duration", "reset")}
+                                                       "rate", "duration", "reset", "ss",
+                                                       "ii")}
         self.dose_origin: list = []
         self.tv: dict[str, list] = {c: [] for c in ("subject", "time", "name", "value")}
         self.tv_origin: list = []
@@ -82,9 +85,10 @@ class Draft:
             del out["condition"]
         return out
 
-    def add_dose(self, subject, time, amount, target, rate, duration, reset, origin) -> None:
-        for k, x in zip(self.doses, (subject, time, amount, target, rate, duration, reset),
-                        strict=True):
+    def add_dose(self, subject, time, amount, target, rate, duration, reset, origin, *,
+                 ss=None, ii=None) -> None:
+        for k, x in zip(self.doses, (subject, time, amount, target, rate, duration, reset, ss,
+                                     ii), strict=True):
             self.doses[k].append(x)
         self.dose_origin.append(origin)
 
@@ -336,7 +340,8 @@ def read_events(path: Path, draft: Draft, subject_names: Sequence[str] = ()) -> 
 
 
 def read_doses(path: Path, draft: Draft, subject_names: Sequence[str] = ()) -> None:
-    """Doses CSV: ``subject, time, amount, target`` and optional ``rate``, ``duration``."""
+    """Doses CSV: ``subject, time, amount, target`` and optional ``rate``, ``duration``,
+    ``reset`` (0/1), ``ss`` (1: a steady-state dose) and ``ii`` (its interdose interval)."""
     table = _open(path, draft)
     if table is None:
         return
@@ -346,7 +351,8 @@ def read_doses(path: Path, draft: Draft, subject_names: Sequence[str] = ()) -> N
          "amount": ("amount", "amt", "dose"), "target": ("target", "compartment", "cmt")},
         draft.problems,
         optional={"rate": ("rate",), "duration": ("duration", "dur"),
-                  "reset": ("reset",)},
+                  "reset": ("reset",), "ss": ("ss", "steady_state"),
+                  "ii": ("ii", "interdose_interval")},
     )
     if len({"subject", "time", "amount", "target"} & set(cols)) < 4:
         return
@@ -358,7 +364,7 @@ def read_doses(path: Path, draft: Draft, subject_names: Sequence[str] = ()) -> N
                               subjects=subj, columns=cols, required=False)
     opt = {k: (v.parse_numbers(table, cols[k], draft.problems, canonical=k, subjects=subj,
                                required=False, columns=cols) if k in cols
-               else [None] * len(table)) for k in ("rate", "duration", "reset")}
+               else [None] * len(table)) for k in ("rate", "duration", "reset", "ss", "ii")}
     targets = table.column(cols["target"])
     for i, (s, line) in enumerate(zip(subj, table.lines, strict=True)):
         bad_amount = amounts[i] is None and _amount_text(table, cols, i) not in MISSING
@@ -366,7 +372,8 @@ def read_doses(path: Path, draft: Draft, subject_names: Sequence[str] = ()) -> N
             draft.excuse.add(s)
             continue
         draft.add_dose(s, times[i], amounts[i], targets[i], opt["rate"][i],
-                       opt["duration"][i], bool(opt["reset"][i]), (table.label, line, cols))
+                       opt["duration"][i], bool(opt["reset"][i]), (table.label, line, cols),
+                       ss=opt["ss"][i], ii=opt["ii"][i])
 
 
 def _amount_text(table: RawTable, cols: Mapping[str, str], i: int) -> str:
@@ -462,9 +469,16 @@ def write_side_tables(cohort: Cohort, stem: Path, *, covariates: bool = True,
     d = cohort.doses
     if doses and len(d["subject"]):
         p = stem.with_name(stem.name + "_doses.csv")
-        write_table(p, ["subject", "time", "amount", "target", "rate", "duration", "reset"],
-                    zip(d["subject"], d["time"], d["amount"], d["target"], d["rate"],
-                        d["duration"], d["reset"].astype(int), strict=True))
+        columns = [d["subject"], d["time"], d["amount"], d["target"], d["rate"],
+                   d["duration"], d["reset"].astype(int)]
+        header = ["subject", "time", "amount", "target", "rate", "duration", "reset"]
+        # Steady-state columns only when some record uses them: files without steady state
+        # stay as they were.
+        ss, ii = d.get("ss"), d.get("ii")
+        if ss is not None and (bool((ss != 0).any()) or bool(np.isfinite(ii).any())):
+            header += ["ss", "ii"]
+            columns += [ss.astype(int), ii]
+        write_table(p, header, zip(*columns, strict=True))
         written["doses"] = p.name
     tv = cohort.time_varying
     if time_varying and len(tv["subject"]):

@@ -16,7 +16,13 @@ Record semantics follow NONMEM (and pharmpy's datainfo for the sidecar):
   the default dose compartment (mapped through ``[cmt]``), noted.
 * Fields are separated by commas, or by blanks for NONMEM's own ``.dta``/``.txt`` files
   (detected from the first line, or the sidecar's ``delimiter = "whitespace"``).
-* ``ADDL``/``II`` repeat a dose (expanded into one record per dose, noted); ``SS`` is refused.
+* ``ADDL``/``II`` repeat a dose (expanded into one record per dose, noted).
+* ``SS`` 1 with ``II`` > 0 is a steady-state dose: the states at its time are the periodic
+  steady state of the dose given every ``II`` (NONMEM resets the system first; so does the
+  simulator). With ``ADDL`` the additional doses follow the steady state (the first record
+  carries ``ss`` 1 and ``ii``, the expanded ones are plain doses). ``SS`` 2 (superposition onto
+  the current state), ``SS`` on a reset (EVID 3), a steady state without ``II`` > 0 and
+  NONMEM's constant-infusion steady state (``AMT`` 0, ``RATE`` > 0) are refused by name.
 * ``.`` (and an empty cell) is a missing value. Rows must be grouped by ID, times
   non-decreasing within an ID (NONMEM reads a returning ID as a new individual).
 """
@@ -232,16 +238,15 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
                 continue  # reported above
             draft.add_obs(s, t, name, dv[i], c, limit[i], o, sd[i], condition[i])
         elif e in (1, 4):
-            if ss[i] not in (None, 0):
-                problems.append(f"{v.where(o, 'ss', s)}: steady-state doses (SS) are not "
-                                f"supported; expected SS 0 or '.', found {ss[i]:g}")
             if amt[i] is None:
                 continue  # reported by check_evid_mdv
             target = _target(table, i, col, cmt_map, None)
             if target is None:
                 target = default_target
                 no_cmt.append(table.lines[i])
-            draft.add_dose(s, t, amt[i], target, rate[i], dur[i], e == 4, o)
+            # SS / II are checked by the cohort (a steady state needs II > 0, ...).
+            draft.add_dose(s, t, amt[i], target, rate[i], dur[i], e == 4, o, ss=ss[i],
+                           ii=ii[i])
             if addl[i] not in (None, 0):
                 if ii[i] in (None, 0):
                     problems.append(f"{v.where(o, 'ii', s)}: expected an interval II > 0 for "
@@ -253,7 +258,8 @@ def read(table: RawTable, draft: Draft, doc: Mapping, label: str, *,
         elif e == 2:
             other.append(table.lines[i])
         elif e == 3:
-            draft.add_dose(s, t, 0.0, "", None, None, True, o)
+            # SS on a reset is refused by the cohort (nothing to repeat)
+            draft.add_dose(s, t, 0.0, "", None, None, True, o, ss=ss[i], ii=ii[i])
     for key, idx in unknown_dvid.items():
         more = f" (and {len(idx) - 1} more rows)" if len(idx) > 1 else ""
         known = ", ".join(f"{k} = '{x}'" for k, x in dvid_map.items()) or "none"
@@ -429,8 +435,10 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
     obs = cohort.observations()
     censored = bool((obs["cens"] != 0).any())
     infusion = bool(np.isfinite(d["rate"]).any() or np.isfinite(d["duration"]).any())
+    steady = "ss" in d and bool((d["ss"] != 0).any() or np.isfinite(d["ii"]).any())
     header = ["ID", "TIME", "EVID", "MDV", "DV", "DVID", "AMT", "CMT"]
     header += ["RATE", "DUR"] if infusion else []
+    header += ["SS", "II"] if steady else []
     header += ["CENS", "LIMIT"] if censored else []
     extra = {k: name for k, name in (("sd", "SD"), ("condition", "CONDITION")) if k in obs}
     header += list(extra.values())
@@ -448,6 +456,8 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
         row = {"EVID": e, "MDV": 1, "AMT": amount, "CMT": cmt.get(target)}
         if infusion:
             row.update(RATE=float(d["rate"][i]), DUR=float(d["duration"][i]))
+        if steady:
+            row.update(SS=int(d["ss"][i]), II=float(d["ii"][i]))
         records.append((str(d["subject"][i]), float(d["time"][i]), 1, row))
     for i in range(len(obs["subject"])):
         row = {"EVID": 0, "MDV": 0, "DV": float(obs["value"][i]),
@@ -482,6 +492,8 @@ def write(cohort: Cohort, path: Path) -> list[Path]:
                                "CMT": "compartment"}
     if infusion:
         columns.update(RATE="rate", DUR="duration")
+    if steady:
+        columns.update(SS="ss", II="ii")
     if censored:
         columns.update(CENS="cens", LIMIT="limit")
     columns.update({name: k for k, name in extra.items()})

@@ -11,9 +11,12 @@ observations              ``subject, time, observable, value, cens, limit``; one
                           Optional columns: ``sd`` (each value's known standard deviation,
                           NaN where not given) and ``condition`` (the experimental
                           condition, ``""`` for none); present only when the data give them.
-doses                     ``subject, time, amount, target, rate, duration, reset``: dose or
-                          intervention records (NONMEM EVID 1, 3, 4). ``rate``/``duration``
-                          are NaN for a bolus; ``reset`` marks EVID 3/4.
+doses                     ``subject, time, amount, target, rate, duration, reset, ss, ii``:
+                          dose or intervention records (NONMEM EVID 1, 3, 4).
+                          ``rate``/``duration`` are NaN for a bolus; ``reset`` marks EVID
+                          3/4; ``ss`` 1 marks a steady-state dose (NONMEM SS = 1: the
+                          states at its time are the periodic steady state of the dose
+                          given every ``ii``), 0 otherwise; ``ii`` is NaN when not given.
 covariates                subject -> {name: value}, baseline values (float or str).
 time_varying              ``subject, time, name, value``: covariates that change in time.
 events                    ``subject, time, event``: at most one row per subject; ``event`` is
@@ -46,7 +49,8 @@ from ._units import DAYS_PER, canonical_time_unit, time_factor
 __all__ = ["Cohort", "SubjectData", "Series", "Event", "Summary"]
 
 _OBS_COLUMNS = ("subject", "time", "observable", "value", "cens", "limit")
-_DOSE_COLUMNS = ("subject", "time", "amount", "target", "rate", "duration", "reset")
+_DOSE_COLUMNS = ("subject", "time", "amount", "target", "rate", "duration", "reset", "ss",
+                 "ii")
 _TV_COLUMNS = ("subject", "time", "name", "value")
 _EVENT_COLUMNS = ("subject", "time", "event")
 
@@ -110,7 +114,7 @@ class SubjectData:
     time_varying : dict of str to (ndarray, ndarray)
         Covariate name -> (times, values), each shape (k,).
     doses : dict of str to ndarray
-        Columns ``time, amount, target, rate, duration, reset``, each shape (d,).
+        Columns ``time, amount, target, rate, duration, reset, ss, ii``, each shape (d,).
     event : Event or None
     time_unit : str
     """
@@ -204,6 +208,26 @@ def _floats(xs: Iterable) -> list[float | None]:
     return out
 
 
+def _optional_numbers(col, n: int, name: str, origins, subjects, problems) -> list:
+    """An optional numeric column as floats, None where missing (None, NaN, empty text); a
+    cell that is not a number is a problem (never read as missing)."""
+    if col is None:
+        return [None] * n
+    out: list[float | None] = []
+    for x, o, s in zip(col, origins, subjects, strict=True):
+        if x is None or (isinstance(x, str) and not x.strip()):
+            out.append(None)
+            continue
+        try:
+            f = float(x)
+        except (TypeError, ValueError):
+            problems.append(f"{v.where(o, name, s)}: expected a number, found {x!r}")
+            out.append(None)
+            continue
+        out.append(None if f != f else f)
+    return out
+
+
 def _object_array(items: Sequence) -> np.ndarray:
     # Element-wise, so that numpy does not turn a list of tuples into a 2-D array.
     out = np.empty(len(items), dtype=object)
@@ -242,7 +266,9 @@ class Cohort:
         experimental condition; empty for none), all of equal length n.
     doses : mapping of str to array-like, optional
         Columns ``subject, time, amount, target`` and optionally ``rate``, ``duration``
-        (NaN for a bolus) and ``reset`` (bool).
+        (NaN for a bolus), ``reset`` (bool), ``ss`` (1: a steady-state dose, NONMEM's
+        SS = 1; 0 or NaN: not) and ``ii`` (the interdose interval of a steady-state dose,
+        > 0; NaN where not given).
     covariates : mapping of str to mapping of str to float or str, optional
         Baseline covariates per subject, e.g. ``{"P1": {"age": 61.0, "sex": "male"}}``.
     time_varying : mapping of str to array-like, optional
@@ -352,7 +378,7 @@ class Cohort:
 
         # Doses.
         d = self._columns("doses", doses or {}, ("subject", "time", "amount", "target"),
-                          ("rate", "duration", "reset"), problems) if doses else {}
+                          ("rate", "duration", "reset", "ss", "ii"), problems) if doses else {}
         nd = len(d.get("subject", ()))
         o_dose = origins.get("doses") or [(f"doses[{i}]", None, {}) for i in range(nd)]
         d_subj = [str(s) for s in d.get("subject", ())]
@@ -362,11 +388,15 @@ class Cohort:
         d_rate = _floats(d["rate"]) if d.get("rate") is not None else [None] * nd
         d_dur = _floats(d["duration"]) if d.get("duration") is not None else [None] * nd
         d_reset = [bool(x) for x in d["reset"]] if d.get("reset") is not None else [False] * nd
+        # A missing SS cell means no steady state, as an empty SS cell does in NONMEM.
+        d_ss = _optional_numbers(d.get("ss"), nd, "ss", o_dose, d_subj, problems)
+        d_ii = _optional_numbers(d.get("ii"), nd, "ii", o_dose, d_subj, problems)
         if nd:
             v.check_subject_ids(d_subj, o_dose, problems)
             v.check_times(d_subj, d_time, o_dose, problems, what="dose time",
                           allow_negative=neg)
-            v.check_doses(d_subj, d_amt, d_tgt, d_rate, d_dur, d_reset, o_dose, problems)
+            v.check_doses(d_subj, d_amt, d_tgt, d_rate, d_dur, d_reset, o_dose, problems,
+                          ss=d_ss, ii=d_ii)
 
         # Time-varying covariates.
         tv = self._columns("time_varying", time_varying or {}, _TV_COLUMNS, (),
@@ -486,6 +516,8 @@ class Cohort:
                 "rate": np.array([np.nan if r is None else r for r in d_rate], dtype=float),
                 "duration": np.array([np.nan if r is None else r for r in d_dur], dtype=float),
                 "reset": np.array(d_reset, dtype=bool),
+                "ss": np.array([0 if q is None else int(q) for q in d_ss], dtype=np.int8),
+                "ii": np.array([np.nan if x is None else x for x in d_ii], dtype=float),
         }
         self._doses = self._sorted(doses_table, rank, tie="target")
         # Where each dose record came from (file, row), for messages about a record found in
@@ -706,7 +738,8 @@ class Cohort:
 
     @property
     def doses(self) -> dict[str, np.ndarray]:
-        """Dose table: ``subject, time, amount, target, rate, duration, reset``, shape (d,)."""
+        """Dose table: ``subject, time, amount, target, rate, duration, reset, ss, ii``, each
+        shape (d,)."""
         return dict(self._doses)
 
     @property
@@ -873,7 +906,7 @@ class Cohort:
                 f"{DAYS_PER[big] / DAYS_PER[small]:g} {small}s)")
         return Cohort._from_parts(
             self, scale(self._obs, {"time"}), self._obs_origin,
-            scale(self._doses, {"time", "duration"}, {"rate"}), scale(self._tv, {"time"}),
+            scale(self._doses, {"time", "duration", "ii"}, {"rate"}), scale(self._tv, {"time"}),
             scale(self._events, {"time"}), cov, (*self._notes, note), time_unit=target,
             dose_origin=getattr(self, "_dose_origin", None),
         )

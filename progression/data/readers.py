@@ -20,7 +20,8 @@ Formats
     Side tables are read through arguments or the sidecar: ``covariates`` (``subject`` + one
     column per covariate), ``events`` (``subject, time, event`` with event ``death``,
     ``tracheostomy``, ``ventilation`` or ``censored``), ``doses`` (``subject, time, amount,
-    target[, rate, duration]``) and ``time_varying`` (``subject, time, name, value``).
+    target[, rate, duration, reset, ss, ii]``; ``ss`` 1 with ``ii`` > 0: a steady-state
+    dose) and ``time_varying`` (``subject, time, name, value``).
     ``mapping`` renames columns: ``{"subject": "ID", "value": "result"}``. Rows need not be
     sorted.
 
@@ -36,9 +37,10 @@ Formats
     column except ``subject`` and ``time`` is an observable.
 
 ``nonmem`` (``data/examples/nonmem.csv`` + ``nonmem.toml``)
-    ``ID, TIME, DV, AMT, EVID, MDV, CMT, DVID, CENS, LIMIT, RATE, DUR, ADDL, II`` and
+    ``ID, TIME, DV, AMT, EVID, MDV, CMT, DVID, CENS, LIMIT, RATE, DUR, ADDL, II, SS`` and
     covariate columns, with NONMEM's meaning: EVID 0 observation, 1 dose, 2 other (a
-    covariate change), 3 reset, 4 reset and dose; MDV 1 rows are not observations (an EVID 0,
+    covariate change), 3 reset, 4 reset and dose; SS 1 a steady-state dose every II (SS 2
+    is refused); MDV 1 rows are not observations (an EVID 0,
     MDV 1 row is skipped and noted); CENS 1 = below ``LIMIT``, -1 = above; DVID selects the
     observable; ``.`` is a missing value. Rows must be grouped by ID and in time order.
     The TOML sidecar (``<file>.toml`` or ``<stem>.toml``, or ``sidecar=``) names roles,
