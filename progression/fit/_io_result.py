@@ -297,9 +297,7 @@ def load_fit(folder) -> FitResult:
         warnings=tuple(warns[:n_diag]))
     population = doc.get("population")
     if population is not None:
-        population = PopulationPart(**{
-            k: (_arr(v) if k in ("omega", "ebes") else tuple(v) if k == "omega_names" else v)
-            for k, v in population.items()})
+        population = PopulationPart.from_dict(population)
     result = FitResult(
         name=doc["name"], kind=doc.get("estimator", doc["kind"]), model=model,
         subject_ids=subjects, parameters=tuple(params), observables=observables,

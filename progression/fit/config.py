@@ -25,12 +25,14 @@ from .transforms import SCALES
 
 __all__ = ["FitConfig", "FitParameter", "Condition", "read_fit_config", "parse_fit_config",
            "OFFSET",
-           "ESTIMATORS", "UNCERTAINTY", "ROLES"]
+           "ESTIMATORS", "POPULATION_ESTIMATORS", "UNCERTAINTY", "ROLES"]
 
 #: Name of the per-subject time offset (model time = data time + offset).
 OFFSET = "time_offset"
-ESTIMATORS = ("individual", "pooled")
-ROLES = ("subject", "shared", "fixed")
+ESTIMATORS = ("individual", "pooled", "focei")
+#: Estimators of a population model (``estimate = "population"``, random effects ``eta``).
+POPULATION_ESTIMATORS = ("focei",)
+ROLES = ("subject", "shared", "fixed", "population")
 UNCERTAINTY = ("covariance", "profile", "bootstrap")
 OUTPUT_MODES = ("grid", "exact")
 #: ``[solver] refine``: polish grid-path estimates on the exact path, and report objective and
@@ -49,7 +51,8 @@ _FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share")
 MAX_FAILED_SHARE = 0.5
 _DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
 _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
-_OFFSET_KEYS = (*_PARAM_KEYS, "covariate", "factor")
+_MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta")
+_OFFSET_KEYS = (*_MODEL_PARAM_KEYS, "covariate", "factor")
 _ERROR_PARAM_KEYS = _PARAM_KEYS
 _ESTIMATOR_DEFAULTS = {
     "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-6, "xtol": 1e-8,
@@ -84,6 +87,10 @@ class FitParameter:
     factor : float
     observable, key : str or None
         Error parameters: the observable and ``"a"``, ``"b"`` or ``"sigma"``.
+    eta : float or None
+        Population parameters (``estimate = "population"``): the starting variance of the
+        random effect on the estimation scale (Omega's diagonal element; diagonal Omega in this
+        version); None for no random effect.
     """
 
     name: str
@@ -97,6 +104,7 @@ class FitParameter:
     factor: float = 1.0
     observable: str | None = None
     key: str | None = None
+    eta: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -465,6 +473,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
             if p.estimate == "shared":
                 chk.add(_key_of(p), "estimate = \"shared\" needs fit.estimator = \"pooled\" "
                                     "(an individual fit estimates each subject separately)")
+    _check_population(chk, estimator, parameters, errors)
 
     # [estimator]
     est = chk.table("estimator", doc.get("estimator"))
@@ -574,6 +583,41 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
                      solver=solver, output=output, model=model, conditions=conditions)
 
 
+def _check_population(chk: _Check, estimator, parameters, errors) -> None:
+    """Roles of a population model: ``estimate = "population"`` only with a population
+    estimator, which in turn takes no per-subject or shared model parameters."""
+    population = estimator in POPULATION_ESTIMATORS
+    if not population:
+        for p in parameters:
+            if p.estimate == "population":
+                chk.add(f"{_key_of(p)}.estimate",
+                        f"estimate = \"population\" needs a population estimator (fit.estimator "
+                        f"= {' or '.join(repr(e) for e in POPULATION_ESTIMATORS)}), found "
+                        f"fit.estimator = {estimator!r}")
+        return
+    for p in parameters:
+        if p.kind == "error":
+            if p.estimate == "subject":
+                chk.add(f"{_key_of(p)}.estimate",
+                        f"fit.estimator = {estimator!r} estimates one residual error for the "
+                        "population: expected estimate = \"population\" (or \"shared\") or "
+                        "\"fixed\", found \"subject\"")
+        elif p.estimate in ("subject", "shared"):
+            chk.add(f"{_key_of(p)}.estimate",
+                    f"fit.estimator = {estimator!r} fits a population model: expected estimate = "
+                    f"\"population\" (a typical value, with 'eta' for a random effect) or "
+                    f"\"fixed\", found {p.estimate!r}")
+    if not any(p.eta is not None for p in parameters):
+        chk.add("parameters", f"fit.estimator = {estimator!r} needs at least one parameter "
+                              "with estimate = \"population\" and a random effect (eta = "
+                              "<variance>)")
+    for obs, kind in errors.items():
+        if kind == "measured":
+            chk.add(f"error.{obs}.model", f"fit.estimator = {estimator!r} supports additive, "
+                                          "proportional, combined and lognormal error "
+                                          "models, found \"measured\"")
+
+
 def _key_of(p: FitParameter) -> str:
     if p.kind == "error":
         return f"error.{p.observable}.{p.key}"
@@ -602,8 +646,19 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
         chk.add(key, f"expected a table (estimate, value, bounds, scale), found {_found(spec)}")
         return None
     n_before = len(chk.problems)
-    chk.unknown(key, spec, _OFFSET_KEYS if kind == "offset" else _PARAM_KEYS)
+    chk.unknown(key, spec, _OFFSET_KEYS if kind == "offset" else _MODEL_PARAM_KEYS)
     estimate = chk.string(f"{key}.estimate", spec.get("estimate", "fixed"), ROLES)
+    eta = None
+    if "eta" in spec:
+        # the variance of the random effect on the estimation scale (Omega diagonal)
+        eta = chk.number(f"{key}.eta", spec["eta"])
+        if eta is not None and eta <= 0:
+            chk.add(f"{key}.eta", f"expected a positive variance (the random effect's "
+                                  f"Omega diagonal element), found {eta:g}; omit 'eta' for "
+                                  "no random effect")
+        elif eta is not None and estimate is not None and estimate != "population":
+            chk.add(f"{key}.eta", f"a random effect needs estimate = \"population\", found "
+                                  f"estimate = {estimate!r}")
     value = default
     if "value" in spec:
         v = chk.number(f"{key}.value", spec["value"])
@@ -649,7 +704,7 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
     if len(chk.problems) > n_before or estimate is None or bounds is None:
         return None
     return FitParameter(name, kind, estimate, value, bounds[0], bounds[1], scale,
-                        covariate=covariate, factor=factor)
+                        covariate=covariate, factor=factor, eta=eta)
 
 
 def _check_value_bounds_scale(chk, key, value, bounds, scale, estimated, check_value=True):

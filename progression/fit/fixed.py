@@ -35,8 +35,9 @@ NOTHING_ESTIMATED = ("nothing estimated: every parameter is fixed; -2 log L, pre
 
 
 def nothing_estimated(problem: Problem) -> bool:
-    """True when no parameter of ``problem`` is estimated (per subject or shared)."""
-    return problem.subject_cols.size == 0 and problem.shared_cols.size == 0
+    """True when no parameter of ``problem`` is estimated (per subject, shared or
+    population)."""
+    return not any(p.estimated for p in problem.parameters)
 
 
 def _exact(problem: Problem) -> Problem:

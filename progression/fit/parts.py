@@ -16,7 +16,7 @@ Every estimator of :mod:`progression.fit.estimators` returns an :class:`Estimato
 
 A :class:`~progression.fit.result.FitResult` holds data, predictions and provenance once, an
 :class:`IndividualPart` (estimates, uncertainty, diagnostics) and an optional
-:class:`PopulationPart` (population estimators; None on every fit for now).
+:class:`PopulationPart` (population estimators such as ``focei``; None otherwise).
 
 Arrays are shared, not copied: the dataclasses are frozen (their fields cannot be rebound) but
 an array inside one can be changed in place; nothing in progression does so.
@@ -288,27 +288,45 @@ class IndividualPart:
 
 @dataclass(frozen=True)
 class PopulationPart:
-    """Population-level results (nonlinear mixed effects); to be filled by population
-    estimators.
-
-    No estimator fills it yet: ``FitResult.population`` is None on every fit today. The fields
-    are fixed here so that individual and population fits share one result type.
+    """Population-level results (nonlinear mixed effects), filled by population estimators
+    (``focei``); None on individual and pooled fits.
 
     Attributes
     ----------
     fixed_effects : dict of str to float
         Typical values (natural scale).
     fixed_effects_se : dict of str to float
+        Their standard errors (natural scale, delta method).
     omega_names : tuple of str
         The quantities with a random effect, in the order of ``omega``.
     omega : ndarray (n_eta, n_eta)
         Covariance of the random effects on the estimation scale.
     sigma : dict of str to float
-        Residual error parameters.
+        Estimated residual error parameters (SDs).
     ebes : ndarray (m, n_eta)
-        Empirical Bayes estimates of each subject's random effects.
+        Empirical Bayes estimates of each subject's random effects (conditional modes).
     shrinkage : dict of str to float
-        eta shrinkage per random effect (1 - SD(EBE) / omega).
+        SD-based eta shrinkage per random effect, ``1 - SD(EBE) / omega`` (a fraction).
+    omega_se, sigma_se : dict of str to float
+        Standard errors of Omega's diagonal (variances) and of the residual SDs.
+    cv_percent : dict of str to float
+        Between-subject variability ``100 sqrt(exp(omega^2) - 1)`` of log-scale parameters
+        (NaN for other scales).
+    ofv : float
+        Objective in NONMEM's convention (``-2 log L`` without ``N log 2 pi``).
+    m2ll : float
+        ``-2 log L`` with the constant (the fit's ``objective``).
+    aic, bic : float
+        From ``m2ll`` and every population parameter (theta, Omega, sigma).
+    n_parameters : int
+        Estimated population parameters.
+    iterations, evaluations : int
+        Outer iterations and objective/gradient evaluations.
+    converged : bool
+    method : str
+        The estimator (``"focei"``).
+    covariance_method : str
+        How the covariance step was computed, in words.
     """
 
     fixed_effects: dict
@@ -318,6 +336,43 @@ class PopulationPart:
     sigma: dict
     ebes: np.ndarray
     shrinkage: dict
+    omega_se: dict = field(default_factory=dict)
+    sigma_se: dict = field(default_factory=dict)
+    cv_percent: dict = field(default_factory=dict)
+    ofv: float = float("nan")
+    m2ll: float = float("nan")
+    aic: float = float("nan")
+    bic: float = float("nan")
+    n_parameters: int = 0
+    iterations: int = 0
+    evaluations: int = 0
+    converged: bool = False
+    method: str = ""
+    covariance_method: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PopulationPart:
+        """From ``fit.json`` (null numbers back to NaN; keys another version added are left
+        out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+
+        def num(v):
+            return float("nan") if v is None else v
+
+        out = {}
+        for k, v in d.items():
+            if k not in names:
+                continue
+            if k in ("omega", "ebes"):
+                v = np.array(v, dtype=float)
+            elif k == "omega_names":
+                v = tuple(v)
+            elif isinstance(v, dict):
+                v = {kk: num(vv) for kk, vv in v.items()}
+            elif k in ("ofv", "m2ll", "aic", "bic"):
+                v = num(v)
+            out[k] = v
+        return cls(**out)
 
 
 @dataclass(frozen=True)

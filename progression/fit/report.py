@@ -338,38 +338,42 @@ def write_report(result, path: Path, figures) -> None:
             lines.append(f"- ... and {len(failed) - 20} more (see `subjects.csv`, column "
                          "`message`)")
         lines.append("")
-    lines += ["## Estimates", ""]
     methods = list(result.intervals)
-    if result.individual.uncertainty.joint or m == 1:
-        lines += ["| parameter | role | estimate | SE | " + " | ".join(
-            f"{100 * result.confidence:g}% {k}" for k in methods) + " |",
-            "|---|---|---:|---:|" + "---:|" * len(methods)]
-        for q, p in enumerate(result.parameters):
-            if not p.estimated:
-                continue
-            rows = range(m) if p.estimate == "subject" and m <= 10 else [0]
-            for i in rows:
-                label = p.name if p.estimate == "shared" else f"{p.name} [{result.subject_ids[i]}]"
-                cis = " | ".join(f"{result.intervals[k][i, q, 0]:.4g} - "
-                                 f"{result.intervals[k][i, q, 1]:.4g}" for k in methods)
-                lines.append(f"| {label} | {p.estimate} | {result.theta[i, q]:.5g} | "
-                             f"{result.se[i, q]:.3g} | {cis} |")
+    if result.population is not None:            # population estimators (focei)
+        lines += _population_lines(result)
     else:
-        lines += ["Per-subject estimates are in `subjects.csv`; across subjects:", "",
-                  "| parameter | median | IQR | median RSE % | median CI width (" +
-                  ", ".join(methods) + ") |", "|---|---:|---:|---:|---:|"]
-        for row, (q, p) in zip(result.parameter_table(),
-                               [(q, p) for q, p in enumerate(result.parameters)
-                                if p.estimated], strict=True):
-            widths = ", ".join(
-                f"{_median(result.intervals[k][:, q, 1] - result.intervals[k][:, q, 0]):.3g}"
-                for k in methods)
-            if row["role"] == "shared":
-                lines.append(f"| {p.name} (shared) | {row['estimate']:.5g} | | | {widths} |")
-            else:
-                lines.append(f"| {p.name} | {row['median']:.5g} | {row['q1']:.4g} - "
-                             f"{row['q3']:.4g} | {row['median_rse_percent']:.3g} | {widths} |")
-    lines.append("")
+        lines += ["## Estimates", ""]
+        if result.individual.uncertainty.joint or m == 1:
+            lines += ["| parameter | role | estimate | SE | " + " | ".join(
+                f"{100 * result.confidence:g}% {k}" for k in methods) + " |",
+                "|---|---|---:|---:|" + "---:|" * len(methods)]
+            for q, p in enumerate(result.parameters):
+                if not p.estimated:
+                    continue
+                rows = range(m) if p.estimate == "subject" and m <= 10 else [0]
+                for i in rows:
+                    label = (p.name if p.estimate == "shared"
+                             else f"{p.name} [{result.subject_ids[i]}]")
+                    cis = " | ".join(f"{result.intervals[k][i, q, 0]:.4g} - "
+                                     f"{result.intervals[k][i, q, 1]:.4g}" for k in methods)
+                    lines.append(f"| {label} | {p.estimate} | {result.theta[i, q]:.5g} | "
+                                 f"{result.se[i, q]:.3g} | {cis} |")
+        else:
+            lines += ["Per-subject estimates are in `subjects.csv`; across subjects:", "",
+                      "| parameter | median | IQR | median RSE % | median CI width (" +
+                      ", ".join(methods) + ") |", "|---|---:|---:|---:|---:|"]
+            for row, (q, p) in zip(result.parameter_table(),
+                                   [(q, p) for q, p in enumerate(result.parameters)
+                                    if p.estimated], strict=True):
+                widths = ", ".join(
+                    f"{_median(result.intervals[k][:, q, 1] - result.intervals[k][:, q, 0]):.3g}"
+                    for k in methods)
+                if row["role"] == "shared":
+                    lines.append(f"| {p.name} (shared) | {row['estimate']:.5g} | | | {widths} |")
+                else:
+                    lines.append(f"| {p.name} | {row['median']:.5g} | {row['q1']:.4g} - "
+                                 f"{row['q3']:.4g} | {row['median_rse_percent']:.3g} | {widths} |")
+        lines.append("")
     if result.n_estimated:
         lines += ["Intervals: " + "; ".join(f"{k}: {result.interval_methods.get(k, k)}"
                                             for k in methods) + ".", ""]
@@ -417,6 +421,39 @@ def write_report(result, path: Path, figures) -> None:
               "Package versions: " + ", ".join(f"{k} {v}" for k, v in
                                                 prov.get("versions", {}).items()), ""]
     Path(path).write_text("\n".join(lines))
+
+
+def _population_lines(result) -> list[str]:
+    """The population parameter table: typical values, Omega (variance and CV %), residual
+    error, with SE, RSE % and eta shrinkage."""
+    pop = result.population
+    lines = ["## Population estimates", "",
+             f"{pop.method}: OFV (NONMEM convention, without N log 2 pi) = {pop.ofv:.4f}; "
+             f"-2 log L = {pop.m2ll:.4f}; AIC = {pop.aic:.4f}; BIC = {pop.bic:.4f} "
+             f"({pop.n_parameters} population parameters); {pop.iterations} iterations, "
+             f"{pop.evaluations} evaluations, {'converged' if pop.converged else 'NOT converged'}"
+             ".", "",
+             "| parameter | estimate | SE | RSE % | CV % | shrinkage % |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def row(name, v, se, cv="", sh=""):
+        rse = 100.0 * se / abs(v) if v else float("nan")
+        return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {cv} | {sh} |"
+
+    for k, v in pop.fixed_effects.items():
+        lines.append(row(f"{k} (typical value)", v, pop.fixed_effects_se.get(k, float("nan"))))
+    for e, k in enumerate(pop.omega_names):
+        cv = pop.cv_percent.get(k, float("nan"))
+        lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
+                         pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
+                         f"{100 * pop.shrinkage.get(k, float('nan')):.3g}"))
+    for k, v in pop.sigma.items():
+        lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))
+    lines += ["", f"Omega diagonal, variances on the estimation scale; CV % = 100 sqrt(exp("
+                  f"omega^2) - 1) for log-scale parameters; shrinkage = 1 - SD(EBE) / omega. "
+                  f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
+                  "empirical Bayes estimates are in `subjects.csv`.", ""]
+    return lines
 
 
 def _median(values) -> float:

@@ -52,16 +52,18 @@ from __future__ import annotations
 
 from ...errors import ConfigError
 from .base import EstimationProblem, Estimator, PointEstimate
+from .focei import FOCEI
 from .individual import Individual
 from .pooled import Pooled
 
 __all__ = ["ESTIMATORS", "get_estimator", "Estimator", "EstimationProblem", "PointEstimate",
-           "Individual", "Pooled"]
+           "Individual", "Pooled", "FOCEI"]
 
 #: Registered estimators: config name -> Estimator class.
 ESTIMATORS: dict[str, type[Estimator]] = {
     "individual": Individual,
     "pooled": Pooled,
+    "focei": FOCEI,
 }
 
 

@@ -12,13 +12,16 @@ The structural model enters only through an *individual model*: a picklable obje
 - :func:`focei_gradient`: the exact gradient of the FOCE-I objective with respect to mu,
   Omega and the residual SDs (implicit-function rule, second derivatives of the model);
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
-  :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %.
+  :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
+- :class:`ProblemModel`: the individual model of a fit config (its likelihood ``Problem`` and
+  designs: doses, covariates, conditions), used by the ``focei`` estimator.
 
 Typical individual parameters ``mu`` (N, D), with covariate effects, are computed by the
 caller from theta; ``phi_i = mu_i + eta_i`` on the random-effect columns (log scale for
 log-normal parameters). Residual variance ``V = a^2 + b^2 f^2`` (:class:`Residual`).
 """
 
+from ._adapter import ProblemModel
 from ._core import IndividualModel, PopulationData, Residual
 from ._diagnostics import (
     Residuals,
@@ -60,6 +63,7 @@ __all__ = [
     "InnerResult",
     "ObjectiveResult",
     "PopulationData",
+    "ProblemModel",
     "Residual",
     "Residuals",
     "conditional_modes",

@@ -1,0 +1,140 @@
+"""The individual model of a fit config: a likelihood :class:`~progression.fit.problem.Problem`
+and its designs seen through the population core's ``predict`` interface.
+
+:class:`ProblemModel` evaluates the model for a batch of subjects with
+:meth:`Problem.evaluate <progression.fit.problem.Problem.evaluate>` (doses, covariates and
+conditions of the designs honoured, exact outputs and forward sensitivities) on a copy of the
+problem whose error models are replaced by a unit-SD additive model (a unit-SD log-normal one
+for log-normal observables). The residual of a row is then ``y - f`` (``log y - log f``) and
+its Jacobian ``-df/dx`` on the estimation scale, so the core's prediction and ``G = df/dphi``
+are read off without touching the solver internals; the residual variance is the core's
+(:class:`~progression.fit.population.Residual`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import FitError
+from ..config import FitParameter
+from ..problem import EXACT_ATOL, EXACT_RTOL, Problem
+from ..transforms import from_internal
+from ._core import PopulationData
+
+__all__ = ["ProblemModel", "unit_error_problem", "core_scale"]
+
+#: Error models the adapter maps onto the core's ``V = a^2 + b^2 f^2`` (lognormal: additive
+#: on the log scale of data and predictions).
+SUPPORTED = ("additive", "proportional", "combined", "lognormal")
+
+
+def core_scale(kind: str) -> str:
+    """``"log"`` when the core works on log data and predictions (log-normal error)."""
+    return "log" if kind == "lognormal" else "linear"
+
+
+def unit_error_problem(problem: Problem, rtol: float = EXACT_RTOL,
+                       atol: float = EXACT_ATOL) -> Problem:
+    """``problem`` on the exact path with every error model replaced by a unit-SD one.
+
+    Tight tolerances by default: the FOCE-I gradient differentiates ``G`` once more (central
+    differences), which amplifies the solver's error by ``1 / step``.
+    """
+    kinds, params = [], []
+    for obs, kind in zip(problem.observables, problem.error_models, strict=True):
+        if kind not in SUPPORTED:
+            raise FitError(f"observable '{obs}': error model {kind!r} is not supported by "
+                           f"population estimators (expected one of {', '.join(SUPPORTED)})")
+        k, key = ("lognormal", "sigma") if kind == "lognormal" else ("additive", "a")
+        kinds.append(k)
+        params.append(FitParameter(f"{obs}.{key}", "error", "fixed", 1.0, 0.0, np.inf, "log",
+                                   observable=obs, key=key))
+    base = tuple(p for p in problem.parameters if p.kind != "error")
+    solver = dict(problem.solver, outputs="exact", sensitivities="forward",
+                  rtol=min(problem.solver.get("rtol", 1e-6), rtol),
+                  atol=min(problem.solver.get("atol", 1e-9), atol))
+    return Problem(problem.model, problem.observables, tuple(kinds), base + tuple(params),
+                   solver, problem.conditions, problem.has_inputs, problem.all_inputs)
+
+
+class ProblemModel:
+    """``predict(phi (R, D), index (R,)) -> (f (R, n), G (R, n, D))`` for a fit's designs.
+
+    Parameters
+    ----------
+    problem : Problem
+        The fit's likelihood (its error models only choose the scale: linear, or log for a
+        log-normal observable).
+    designs : sequence of Design
+        One per subject; the core's subject ``i`` is ``designs[i]``.
+    cols : int array (D,)
+        The fit quantities (columns of ``theta``) that ``phi`` sets, on their estimation
+        scale (log, log10, logit, linear).
+    theta : ndarray (Q,), optional
+        Values of every other model quantity (default: the problem's values); error
+        parameters are ignored (the core's residual model carries them).
+
+    Notes
+    -----
+    Picklable (a Problem and arrays), so it can run in worker processes.
+    """
+
+    def __init__(self, problem: Problem, designs, cols, theta=None):
+        self.problem = unit_error_problem(problem)
+        self.designs = list(designs)
+        self.cols = np.asarray(cols, dtype=int)
+        # every quantity but the error parameters (which are the unit SDs here)
+        self.theta = self.problem.values.copy()
+        given = np.asarray(problem.values if theta is None else theta, dtype=float)
+        keep = [q for q, p in enumerate(problem.parameters) if p.kind != "error"]
+        self.theta[keep] = given[keep]
+        self.n = max(d.n for d in self.designs)
+        self.log_scale = np.array([core_scale(k) == "log" for k in problem.error_models])
+
+    def data(self, source: str = "population data") -> PopulationData:
+        """The designs' values as the core's padded :class:`PopulationData` (log values for
+        log-normal observables)."""
+        ys = []
+        for d in self.designs:
+            y = np.asarray(d.value, dtype=float)
+            lg = self.log_scale[d.obs]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ys.append(np.where(lg, np.log(y), y))
+        return PopulationData.from_subjects(ys, observables=[d.obs for d in self.designs],
+                                            source=source)
+
+    def thetas(self, phi, index=None) -> np.ndarray:
+        """Full natural-scale parameter rows (R, Q) for estimation-scale ``phi`` (R, D)."""
+        phi = np.atleast_2d(np.asarray(phi, dtype=float))
+        p = self.problem
+        c = self.cols
+        th = np.repeat(self.theta[None], phi.shape[0], axis=0)
+        th[:, c] = from_internal(phi, p.scale[c], p.lower[c], p.upper[c])
+        return th
+
+    def predict(self, phi, index):
+        """Predictions (R, n) and their derivatives (R, n, D) on the core's scale; a subject
+        whose simulation failed gets NaN rows."""
+        phi = np.atleast_2d(np.asarray(phi, dtype=float))
+        index = np.asarray(index, dtype=int)
+        R, D = phi.shape[0], self.cols.size
+        ev = self.problem.evaluate(self.designs, index, self.thetas(phi), self.cols,
+                                   want_jac=True)
+        f = np.zeros((R, self.n))
+        G = np.zeros((R, self.n, D))
+        for r, i in enumerate(index):
+            d = self.designs[i]
+            if ev.failed[r]:
+                f[r] = np.nan
+                G[r] = np.nan
+                continue
+            y = np.asarray(d.value, dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = np.where(self.log_scale[d.obs], np.log(y), y)
+            # unit SD: residual = y - f on the core's scale, its Jacobian = -df/dx
+            f[r, :d.n] = y - ev.residuals[r][:d.n]
+            G[r, :d.n] = -ev.jacobians[r][:d.n]
+        return f, G
+
+    def __call__(self, phi, index):
+        return self.predict(phi, index)
