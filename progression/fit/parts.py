@@ -327,6 +327,12 @@ class PopulationPart:
         The estimator (``"focei"``).
     covariance_method : str
         How the covariance step was computed, in words.
+    covariance : ndarray (K, K) or None
+        The covariance step's matrix of the population parameters on the scales they were
+        estimated on (NaN where it failed).
+    covariance_names : tuple of str
+        Its rows: ``theta NAME`` (the parameter's estimation scale), ``log omega^2 NAME``,
+        ``log OBS.a`` (residual SDs).
     """
 
     fixed_effects: dict
@@ -349,6 +355,8 @@ class PopulationPart:
     converged: bool = False
     method: str = ""
     covariance_method: str = ""
+    covariance: np.ndarray | None = None
+    covariance_names: tuple = ()
 
     @classmethod
     def from_dict(cls, d: dict) -> PopulationPart:
@@ -363,9 +371,9 @@ class PopulationPart:
         for k, v in d.items():
             if k not in names:
                 continue
-            if k in ("omega", "ebes"):
-                v = np.array(v, dtype=float)
-            elif k == "omega_names":
+            if k in ("omega", "ebes", "covariance"):
+                v = None if v is None else np.array(v, dtype=float)
+            elif k in ("omega_names", "covariance_names"):
                 v = tuple(v)
             elif isinstance(v, dict):
                 v = {kk: num(vv) for kk, vv in v.items()}

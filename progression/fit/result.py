@@ -280,7 +280,10 @@ class FitResult:
 
     @property
     def n_estimated(self) -> int:
-        """Number of estimated quantities (subjects x per-subject ones + shared ones)."""
+        """Number of estimated quantities (subjects x per-subject ones + shared ones; for a
+        population fit, its population parameters: theta, Omega, sigma)."""
+        if self.population is not None and self.population.n_parameters:
+            return int(self.population.n_parameters)
         return self.individual.estimates.n_estimated
 
     @property
@@ -438,8 +441,18 @@ class FitResult:
             lines.append(f"  {self.provenance['numbers_from']}")
         for line in self.failure_lines():
             lines.append("  " + line)
-        for row in self.parameter_table():
-            lines.append("  " + row["text"])
+        if self.population is not None:
+            pop = self.population
+            lines.append(f"  {pop.method}: OFV (NONMEM convention, without N log 2 pi) = "
+                         f"{pop.ofv:.4f}; population estimates (report.md has SEs):")
+            lines += [f"  {k:<14} typical value {v:.5g}" for k, v in pop.fixed_effects.items()]
+            lines += [f"  {k:<14} omega^2 {pop.omega[e, e]:.4g}, shrinkage "
+                      f"{100 * pop.shrinkage.get(k, float('nan')):.3g}%"
+                      for e, k in enumerate(pop.omega_names)]
+            lines += [f"  {k:<14} {v:.5g}" for k, v in pop.sigma.items()]
+        else:
+            for row in self.parameter_table():
+                lines.append("  " + row["text"])
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)

@@ -57,6 +57,11 @@ COVARIANCE_METHOD = ("sandwich R^-1 S R^-1 (R: Hessian of the FOCE-I OFV by cent
                      "products), Wald interval on the estimation scale")
 COVARIANCE_METHOD_R = ("2 R^-1 (R: Hessian of the FOCE-I OFV by central differences of its "
                        "exact gradient; S was singular), Wald interval on the estimation scale")
+#: The per-subject intervals, in words (``interval_methods["covariance"]``).
+SUBJECT_METHOD = ("per subject: conditional covariance of the empirical Bayes estimate, "
+                  "(Omega^-1 + sum_j F_j g_j g_j')^-1 (FOCE-I), for parameters with a random "
+                  "effect; the population covariance step for the others (see the population "
+                  "part); Wald interval on the estimation scale")
 #: Log-variance bounds of Omega's diagonal (variances 1e-8 .. 1e4 on the estimation scale).
 _LOG_OMEGA_BOUNDS = (math.log(1e-8), math.log(1e4))
 _HESSIAN_STEP = 1e-4
@@ -217,11 +222,15 @@ class FOCEI(Estimator):
         failures = tuple(f"the conditional mode could not be found: {why[i]}" if failed[i]
                          else "" for i in range(m))
         msg = str(res.message)
+        # per subject: its individual parameters (estimation scale) at the EBEs and the
+        # residual error parameters, so that every per-subject view works on them
         err_cols = np.array([q for q, _, _ in s["err"]], dtype=int)
-        x_cols = np.concatenate([pop_cols, err_cols]).astype(int)
         x_err = to_internal(sd, problem.scale[err_cols], problem.lower[err_cols],
                             problem.upper[err_cols]) if err_cols.size else np.zeros(0)
-        x_hat = np.concatenate([theta_x, x_err])
+        cols_i = np.concatenate([pop_cols, err_cols]).astype(int)
+        x_cols = np.tile(cols_i, m)
+        x_hat = np.concatenate([np.r_[phi[i], x_err] for i in range(m)])
+        x_rows = [np.array([i]) for i in range(m) for _ in cols_i]
         diag = Diagnostics(
             subject_objective=subj, n_obs=n_obs, converged=np.full(m, ok),
             messages=(msg,) * m,
@@ -238,8 +247,7 @@ class FOCEI(Estimator):
                     "starts"))
         s["theta"] = theta
         return PointEstimate(
-            estimates=Estimates(theta=theta, x_hat=x_hat, x_cols=x_cols,
-                                x_rows=[np.arange(m)] * x_cols.size),
+            estimates=Estimates(theta=theta, x_hat=x_hat, x_cols=x_cols, x_rows=x_rows),
             diagnostics=diag, predictions=list(ev.predictions),
             information=np.zeros((m, 0, 0)), path_objective=np.array([float(subj.sum())]))
 
@@ -293,33 +301,52 @@ class FOCEI(Estimator):
         m, Q = est.theta.shape
         pop_cols, eta_pos = s["pop_cols"], s["eta_pos"]
         D, E = pop_cols.size, eta_pos.size
-        # the covariance of x_hat's entries: theta as is, log SDs mapped to the error
-        # parameters' own estimation scales
+        theta_x, w2, sd = self._unpack(s, x)
+        # population covariance of (theta, residual error parameters on their own scales)
         keep = np.r_[np.arange(D), np.arange(D + E, K)]
+        cols_i = est.x_cols[:keep.size]
         J = np.ones(keep.size)
-        x_cols = est.x_cols
+        for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
+            q = cols_i[j]
+            J[j] = est.theta[0, q] / dtheta_dx(est.x_hat[j:j + 1], problem.scale[q:q + 1],
+                                               problem.lower[q:q + 1],
+                                               problem.upper[q:q + 1])[0]
+        pop_block = cov[np.ix_(keep, keep)] * np.outer(J, J)
+        # per subject: the conditional covariance of its EBE, (Omega^-1 + sum F g g')^-1 (the
+        # FOCE-I matrix M; inner.info is 2 sum F g g'), for the parameters with a random
+        # effect; the population covariance for the others
+        info = s["gr"].inner.info
+        Oinv = np.diag(1.0 / w2)
         se = np.full((m, Q), np.nan)
         ci = np.full((m, Q, 2), np.nan)
         z = _z(ep.confidence)
-        for j, q in enumerate(x_cols):
-            sc, lo, hi = problem.scale[q:q + 1], problem.lower[q:q + 1], problem.upper[q:q + 1]
-            xv = est.x_hat[j:j + 1]
-            d = dtheta_dx(xv, sc, lo, hi)[0]
-            if j >= D:                       # d x / d log sd = sd / (d sd / d x)
-                J[j] = est.theta[0, q] / d
-        block = cov[np.ix_(keep, keep)] * np.outer(J, J)
-        for j, q in enumerate(x_cols):
-            sc, lo, hi = problem.scale[q:q + 1], problem.lower[q:q + 1], problem.upper[q:q + 1]
-            xv = est.x_hat[j:j + 1]
-            sx = math.sqrt(block[j, j]) if block[j, j] >= 0 else np.nan
-            se[:, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
-            ci[:, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0], lo[0],
-                                     hi[0])
+        blocks = []
+        K_i = keep.size
+        for i in range(m):
+            b = pop_block.copy()
+            try:
+                C = np.linalg.inv(Oinv + 0.5 * info[i])
+            except np.linalg.LinAlgError:
+                C = np.full((E, E), np.nan)
+            b[np.ix_(eta_pos, np.arange(K_i))] = 0.0
+            b[np.ix_(np.arange(K_i), eta_pos)] = 0.0
+            b[np.ix_(eta_pos, eta_pos)] = C
+            entries = np.arange(i * K_i, (i + 1) * K_i)
+            blocks.append((entries, b))
+            for j, k in enumerate(entries):
+                q = est.x_cols[k]
+                sc, lo, hi = (problem.scale[q:q + 1], problem.lower[q:q + 1],
+                              problem.upper[q:q + 1])
+                xv = est.x_hat[k:k + 1]
+                sx = math.sqrt(b[j, j]) if b[j, j] >= 0 else np.nan
+                se[i, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
+                ci[i, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0],
+                                         lo[0], hi[0])
         self._population(ep, point, cov)
-        return Uncertainty(se=se, intervals={"covariance": ci}, methods={"covariance": method},
+        return Uncertainty(se=se, intervals={"covariance": ci},
+                           methods={"covariance": SUBJECT_METHOD},
                            open_intervals={"covariance": np.zeros((m, Q, 2), dtype=bool)},
-                           blocks=[(np.arange(x_cols.size), block)], joint=True,
-                           warnings=tuple(warnings))
+                           blocks=blocks, joint=False, warnings=tuple(warnings))
 
     def _population(self, ep, point, cov):
         problem = ep.problem
@@ -359,7 +386,11 @@ class FOCEI(Estimator):
             cv_percent=cv, ofv=float(s["ofv"]), m2ll=m2ll,
             aic=m2ll + 2 * n_par, bic=m2ll + n_par * math.log(max(n_obs, 1)),
             n_parameters=n_par, iterations=int(res.nit), evaluations=int(s["nfev"]),
-            converged=bool(res.success), method="focei", covariance_method=s["cov_method"])
+            converged=bool(res.success), method="focei", covariance_method=s["cov_method"],
+            covariance=cov, covariance_names=tuple(
+                [f"theta {names[q]}" for q in pop_cols]
+                + [f"log omega^2 {names[pop_cols[j]]}" for j in eta_pos]
+                + [f"log {names[q]}" for q, _, _ in err]))
         s["population"] = part
 
     def __call__(self, ep: EstimationProblem):
