@@ -26,13 +26,24 @@ Outputs at each subject's own times are obtained in one of two ways (``[solver] 
   points. The interpolant is what is fitted, so objective and gradient stay consistent; its
   error is ``O(h^4)`` (ALS models: ~1e-8 at h = 0.25 month, ~1e-7 at 0.5, ~2e-6 at 1, below
   the integrator's tolerance).
+
+  **Error control.** Fast or stiff dynamics make that error large (a stiff 8-state cascade on
+  a 0.5-minute grid: -2 log L off by hundreds). Every evaluation therefore estimates it per row
+  from the interpolant on every other node (step 2h): ``e_j = |f_h - f_2h| / 15`` at each data
+  value, turned into a bound on the row's -2 log L (``sum_j max |m2ll_j(f_j +- e_j) -
+  m2ll_j(f_j)|``, i.e. ``2 |r_j| e_j / sigma_j + (e_j / sigma_j)^2`` for a normal error), and a
+  row whose bound exceeds :data:`GRID_ERROR` (2e-5, i.e. 1e-5 in -log L; scaled by the row's
+  RMS residual where that exceeds 1, far from an optimum) is evaluated on the exact path
+  (forward sensitivities, rtol :data:`EXACT_RTOL`) in the same call. The estimate uses the
+  row's own trajectory only, so the decision does not depend on the batch;
+  :meth:`path_name` says how many rows went and why.
 * ``"exact"``: rows are simulated in groups of :data:`EXACT_GROUP`, each at the union of its
   own rows' times, with forward sensitivities. Exact to the integrator's tolerance, but a
   group's rows share one stacked solve's step control (results move within the tolerance
   with the company a row keeps), and it costs several grid-path evaluations.
 
 By default (``[solver] refine = "exact"``) a grid-path fit ends on the exact path: the
-estimator polishes each subject's estimate there with a few Gauss-Newton steps
+estimator polishes each subject's estimate there with Levenberg-Marquardt steps
 (:func:`progression.fit._batched.polish`, via :meth:`Problem.exact_path`) and reports the
 objective and information of that path; :func:`progression.fit.estimate.numbers_from` names
 the path behind the reported numbers.
@@ -80,6 +91,20 @@ EXACT_GROUP = 50
 #: Tolerances of the exact path that polishes grid-path estimates and reports the objective
 #: and covariance (the user's, where tighter).
 EXACT_RTOL, EXACT_ATOL = 1e-10, 1e-12
+
+#: Grid-path error control: a row whose estimated interpolation error moves its ``-2 log L`` by
+#: more than this (``[solver] grid_error`` overrides it; 0 routes every row, ``inf`` none) is
+#: evaluated on the exact path within the same call. 2e-5 in -2 log L is 1e-5 in -log L, ten
+#: times below the 1e-4 per subject that the reported objective must meet.
+GRID_ERROR = 2e-5
+#: The interpolation error estimate ``|f_h - f_2h| / GRID_ERROR_DIVISOR``: the Hermite
+#: interpolant's error is O(h^4), so asymptotically ``f_2h`` errs 16 times ``f_h``. Measured on
+#: the stiff cascade (tests/models/stiff_signalling.toml, three subjects): where the estimate
+#: is near the tolerance (h <= 0.06 min) the row bound exceeds the actual objective error 12 to
+#: 25 times (the bound adds absolute values); at h = 0.5 min, far too coarse for the fast
+#: transient, it falls short up to 16 times but is then ~100 in -2 log L, far above any
+#: tolerance. On als_reduced (h = 0.5 month) the largest bound is 9e-6, at the start points.
+GRID_ERROR_DIVISOR = 15.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +222,8 @@ class Evaluation:
     predictions: list | None = None
     nobs: np.ndarray | None = None
     before_zero: np.ndarray | None = None
+    #: Per row: evaluated on the exact path by the grid path's error control (bool (R,)).
+    routed: np.ndarray | None = None
 
 
 @dataclass
@@ -260,6 +287,8 @@ class Problem:
                       if q >= 0)
             varies.append(est or kind in ("proportional", "combined"))
         self.sigma_varies = np.array(varies, dtype=bool)
+        # what the grid path's error control did in this process (for path_name)
+        self.routing = {"evaluations": 0, "rows": 0, "largest": 0.0, "subjects": set()}
 
     # ------------------------------------------------------------------ construction
 
@@ -338,7 +367,27 @@ class Problem:
             # are simulated piecewise by simulate() at their own times (see evaluate).
             text += ("; rows with doses, covariates or condition inputs: exact outputs, "
                      "forward sensitivities")
+        text += "; " + self.routing_note()
         return text
+
+    def routing_note(self) -> str:
+        """What the grid path's error control did so far (evaluations in this process)."""
+        tol = self.grid_error_tolerance()
+        stats = self.routing
+        why = f"grid interpolation error above {tol:g} in -2 log L"
+        if not np.isfinite(tol):
+            return "error control off ([solver] grid_error infinite)"
+        if not stats["evaluations"]:
+            return (f"error control: rows with {why} go to the exact path (no grid "
+                    "evaluation in this process to report)")
+        if not stats["rows"]:
+            return (f"error control: no row routed to the exact path ({why}: none, "
+                    f"{stats['evaluations']} evaluations)")
+        n = len(stats["subjects"])
+        return (f"error control: {stats['rows']} row evaluations of {n} subject"
+                f"{'s' if n != 1 else ''} routed to the exact path (exact outputs, forward "
+                f"sensitivities, rtol {EXACT_RTOL:g}) because of {why} (largest bound "
+                f"{stats['largest']:.3g})")
 
     def parameter(self, name: str) -> FitParameter:
         return self.parameters[self.names.index(name)]
@@ -429,7 +478,17 @@ class Problem:
         out = self._outputs(units.table, units.of_obs, tm, oi, sens,
                             accurate=want_info if accurate is None else accurate,
                             inputs=units.inputs)
-        f, dfdp, dfdtau, ustatus, umessages = out
+        f, dfdp, dfdtau, ustatus, umessages, uerr = out
+        ustatus, umessages = np.array(ustatus, dtype=int), list(umessages)
+        a_idx, b_idx = self.a_index[oi], self.b_index[oi]
+        a = np.where(a_idx >= 0, theta[rr, np.maximum(a_idx, 0)], 0.0)
+        b = np.where(b_idx >= 0, theta[rr, np.maximum(b_idx, 0)], 0.0)
+        code = self.codes[oi]
+        a = np.where(code == MEASURED, sd, a)
+        # Error control of the grid path: rows whose interpolation error would move their
+        # objective by more than the tolerance are evaluated exactly, here and now.
+        routed = self._route_exact(units, rr, tm, oi, sens, (f, dfdp, ustatus, umessages),
+                                   uerr, (code, y, cens, limit, a, b), R, row_design, designs)
         status = np.zeros(R, dtype=int)
         np.minimum.at(status, units.row, ustatus)
         messages = ["; ".join(umessages[u] for u in np.nonzero(units.row == r)[0]
@@ -446,11 +505,6 @@ class Problem:
                     df[:, c] = dfdp[list(model_cols).index(q)]
                 elif q == self.offset_index:
                     df[:, c] = np.where(before, 0.0, dfdtau)
-        a_idx, b_idx = self.a_index[oi], self.b_index[oi]
-        a = np.where(a_idx >= 0, theta[rr, np.maximum(a_idx, 0)], 0.0)
-        b = np.where(b_idx >= 0, theta[rr, np.maximum(b_idx, 0)], 0.0)
-        code = self.codes[oi]
-        a = np.where(code == MEASURED, sd, a)
         da = (cols[None, :] == a_idx[:, None]).astype(float)
         db = (cols[None, :] == b_idx[:, None]).astype(float)
         terms = likelihood_terms(code, y, cens, limit, f, df, a, da, b, db,
@@ -523,7 +577,74 @@ class Problem:
         predictions = np.split(f, np.cumsum(sizes)[:-1]) if want_predictions else None
         before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
-                          sizes, before_zero)
+                          sizes, before_zero, routed)
+
+    def grid_error_tolerance(self) -> float:
+        """The grid path's error tolerance in ``-2 log L`` per row (``[solver] grid_error``,
+        default :data:`GRID_ERROR`)."""
+        return float(self.solver.get("grid_error", GRID_ERROR))
+
+    def _route_exact(self, units, rr, tm, oi, sens, out, err, data, R, row_design, designs):
+        """Re-evaluate on the exact path the rows whose grid interpolation error bound exceeds
+        :meth:`grid_error_tolerance`; returns which rows went (bool (R,)).
+
+        The bound of a row is ``sum_j max_{+-} |m2ll_j(f_j +- e_j) - m2ll_j(f_j)|`` with
+        ``e_j`` the interpolation error estimate of value ``j`` (``|f_h - f_2h| /``
+        :data:`GRID_ERROR_DIVISOR`); for a normal error model it is
+        ``sum_j 2 |r_j| e_j / sigma_j + (e_j / sigma_j)^2``. It is computed from the row's own
+        trajectory, so the decision does not depend on the batch. The routed rows' units are
+        simulated by :func:`progression.simulate` with forward sensitivities at the exact
+        path's tolerances (their time-offset derivative stays the grid's).
+        """
+        routed = np.zeros(R, dtype=bool)
+        tol = self.grid_error_tolerance()
+        if self.exact:
+            return routed
+        stats = self.routing
+        stats["evaluations"] += 1
+        if not np.any(err > 0) or not np.isfinite(tol):
+            return routed
+        f, dfdp, ustatus, umessages = out
+        code, y, cens, limit, a, b = data
+        varies = self.sigma_varies[oi]
+        zero = np.zeros((f.shape[0], 0))
+        with np.errstate(all="ignore"):
+            base_terms = likelihood_terms(code, y, cens, limit, f, zero, a, zero, b, zero,
+                                          varies, want_jac=False)
+            base = base_terms.m2ll
+            dev = np.zeros(f.shape[0])
+            for sign in (1.0, -1.0):
+                moved = likelihood_terms(code, y, cens, limit, f + sign * err, zero, a, zero,
+                                         b, zero, varies, want_jac=False).m2ll
+                dev = np.maximum(dev, np.abs(moved - base))
+        bound = np.bincount(rr, weights=np.where(np.isfinite(dev), dev, 0.0), minlength=R)
+        # Far from the optimum the residuals, and with them the bound's linear term, are
+        # large, while an optimiser compares objectives that differ by far more: the tolerance
+        # grows with the root-mean-square residual where it exceeds 1 (at an optimum it is ~1,
+        # so the reported objective keeps the absolute tolerance).
+        n_row = np.bincount(rr, minlength=R)
+        r2 = base_terms.r * base_terms.r
+        chi2 = np.bincount(rr, weights=np.where(np.isfinite(r2), r2, 0.0), minlength=R)
+        with np.errstate(all="ignore"):
+            rms = np.sqrt(np.maximum(chi2, 0.0) / np.maximum(n_row, 1))
+        limit_row = tol * np.maximum(1.0, np.where(np.isfinite(rms), rms, 1.0))
+        plain_row = np.zeros(R, dtype=bool)
+        plain_row[units.row[[u for u, x in enumerate(units.inputs) if x is None]]] = True
+        ok = np.ones(R, dtype=bool)
+        np.minimum.at(ok, units.row, np.asarray(ustatus) >= 0)
+        routed = (bound > limit_row) & plain_row & ok
+        if not routed.any():
+            return routed
+        group = np.array([u for u, x in enumerate(units.inputs)
+                          if x is None and routed[units.row[u]]], dtype=int)
+        none = [{"doses": (), "covariates": {}} if x is None else x for x in units.inputs]
+        for lo in range(0, group.size, EXACT_GROUP):
+            self._simulate_units(group[lo:lo + EXACT_GROUP], units.table, units.of_obs, tm, oi,
+                                 sens, none, (f, dfdp, ustatus, umessages), tight=True)
+        stats["rows"] += int(routed.sum())
+        stats["largest"] = max(stats["largest"], float(bound[routed].max()))
+        stats["subjects"].update(designs[d].id for d in row_design[routed])
+        return routed
 
     def _units(self, designs, row_design, theta, rr, offset) -> _Units:
         """Simulation units of a batch of rows: one per (row, condition) with values.
@@ -604,6 +725,7 @@ class Problem:
         f = np.full(N, np.nan)
         dfdp = np.zeros((k, N))
         dfdtau = np.full(N, np.nan)       # not available with inputs (refused in evaluate)
+        err = np.zeros(N)                 # exact outputs: no interpolation error
         status = np.zeros(U, dtype=int)
         messages = [""] * U
         plain = np.nonzero(~has)[0]
@@ -613,7 +735,7 @@ class Problem:
             new[plain] = np.arange(plain.size)
             o = self._plain_outputs(table[plain], new[rr[sel]], tm[sel], oi[sel], sens,
                                     accurate)
-            f[sel], dfdp[:, sel], dfdtau[sel] = o[0], o[1], o[2]
+            f[sel], dfdp[:, sel], dfdtau[sel], err[sel] = o[0], o[1], o[2], o[5]
             status[plain] = o[3]
             for b, u in enumerate(plain):
                 messages[u] = o[4][b]
@@ -626,11 +748,13 @@ class Problem:
                 group = np.array(family[lo:lo + EXACT_GROUP], dtype=int)
                 self._simulate_units(group, table, rr, tm, oi, sens, inputs,
                                      (f, dfdp, status, messages))
-        return f, dfdp, dfdtau, status, messages
+        return f, dfdp, dfdtau, status, messages, err
 
-    def _simulate_units(self, group, table, rr, tm, oi, sens, inputs, out):
+    def _simulate_units(self, group, table, rr, tm, oi, sens, inputs, out, tight=False):
         """Simulate units ``group`` with their inputs at the union of their times (forward
-        sensitivities) and write their outputs into ``out = (f, dfdp, status, messages)``."""
+        sensitivities) and write their outputs into ``out = (f, dfdp, status, messages)``;
+        ``tight``: at the exact path's tolerances (:data:`EXACT_RTOL`, the user's where
+        tighter), so that a unit's outputs do not move with its group companions."""
         from ..errors import ProgressionError
         from ..simulate import simulate
 
@@ -643,6 +767,9 @@ class Problem:
         doses = [dataclasses.replace(x, subject=b) for b, u in enumerate(group)
                  for x in inputs[u]["doses"]]
         kwargs = self._solver_options(sens)
+        if tight:
+            kwargs["rtol"] = min(kwargs["rtol"], EXACT_RTOL)
+            kwargs["atol"] = min(kwargs["atol"], EXACT_ATOL)
         if any(inputs[u]["covariates"] for u in group):
             kwargs["covariates"] = [inputs[u]["covariates"] for u in group]
         try:
@@ -652,7 +779,8 @@ class Problem:
             if group.size > 1:
                 # find the unit whose inputs cannot be simulated; the others go on
                 for u in group:
-                    self._simulate_units(np.array([u]), table, rr, tm, oi, sens, inputs, out)
+                    self._simulate_units(np.array([u]), table, rr, tm, oi, sens, inputs, out,
+                                         tight)
                 return
             status[group] = -1
             messages[group[0]] = f"the simulation with its doses and covariates failed: {exc}"
@@ -771,6 +899,7 @@ class Problem:
             d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
             y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
             ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
+            y2 = self._coarse_interpolant(X, table, grid, tm, rr)
             S = None
             if k:
                 Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
@@ -793,7 +922,32 @@ class Problem:
             if k:
                 Hp = model.dobs_dp(tm, y, p_obs)[kidx, :, cols][:, sens_idx].T   # (k, N)
                 dfdp = np.einsum("iN,ikN->kN", Hy, S) + Hp
-        return f, dfdp, dfdtau, status, messages
+            err = np.zeros(N)
+            if mode != "exact":
+                f2 = model.observe(tm, y2, p_obs)[kidx, cols]
+                err = np.abs(f - f2) / GRID_ERROR_DIVISOR
+        return f, dfdp, dfdtau, status, messages, err
+
+    def _coarse_interpolant(self, X, table, grid, tm, rr):
+        """States at ``tm`` from the Hermite interpolant on every other grid node (step 2h),
+        for the grid path's error estimate: nodes ``2j`` of the row's own trajectory, so the
+        estimate depends on the row alone, not on the batch's extent."""
+        h2 = 2.0 * (grid[1] - grid[0])
+        G = grid.size
+        j = np.clip(np.floor(tm / h2).astype(int), 0, max((G - 3) // 2, 0))
+        a, b = 2 * j, 2 * j + 2
+        s = (tm - grid[a]) / h2
+        key = np.concatenate([rr * G + a, rr * G + b])
+        uk, inv = np.unique(key, return_inverse=True)
+        ur, un = uk // G, uk % G
+        Yu = X[ur, :, un].T
+        with np.errstate(all="ignore"):
+            Fu = self.model.rhs(grid[un], Yu, table[ur].T)
+        N = tm.shape[0]
+        i0, i1 = inv[:N], inv[N:]
+        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+        return h00 * Yu[:, i0] + h10 * h2 * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h2 * Fu[:, i1]
 
 
 def grid_step(setting, t_end: float) -> float:
