@@ -1136,13 +1136,19 @@ def _subject_doses(cohort, sid, sub, config: FitConfig, problems: list) -> tuple
         target = str(d["target"][j]).strip() or None
         rate = float(d["rate"][j]) if np.isfinite(d["rate"][j]) else 0.0
         duration = float(d["duration"][j]) if np.isfinite(d["duration"][j]) else 0.0
+        # A steady-state record (SS = 1) and its interval; older cohorts have no such columns.
+        ss = int(d["ss"][j]) if "ss" in d else 0
+        ii = float(d["ii"][j]) if "ii" in d and np.isfinite(d["ii"][j]) else 0.0
         dose = Dose(float(d["time"][j]), amount, target=target, rate=rate,
-                    duration=duration, evid=(4 if amount > 0 else 3) if reset else 1)
+                    duration=duration, ss=ss, ii=ii,
+                    evid=(4 if amount > 0 else 3) if reset else 1)
         try:
             dose_table(config.model, [dose])
         except ProgressionError as exc:
             text = str(exc).split(": ", 1)[-1]
-            field_ = "target" if "field 'target'" in str(exc) else None
+            # the data column the simulator's message is about (the amount when none)
+            field_ = next((f for f in ("target", "rate", "duration", "ss", "ii")
+                           if f"field '{f}'" in str(exc)), None)
             place = (cohort.dose_place(sid, j, field_ or "amount")
                      if hasattr(cohort, "dose_place") else
                      f"{cohort.source or 'cohort'}, subject '{sid}'")
