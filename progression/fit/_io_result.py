@@ -8,7 +8,10 @@ A saved fit is a folder written atomically (all files appear together, or none):
                     timings, warnings, and everything to reproduce the fit: config text, model
                     file text, SHA-256 of the data, package versions, seeds
 ``subjects.csv``    one row per subject: status, objective, estimate/SE/interval per parameter
-``data.csv``        the fitted observations with model time, prediction and normalised residual
+``data.csv``        the fitted observations with model time, prediction and normalised residual,
+                    each value's experimental condition and measured SD (empty: none)
+``doses.csv``       the subjects' dose records (data time), when the data had any
+``covariates.csv``  the model's covariates per subject (data time; a baseline value at 0)
 ``report.md``       a readable summary with the figures
 ``figures/*.png``   individual fits with data, observed vs predicted, residuals vs time and vs
                     prediction, parameter distributions, profiles (when computed)
@@ -20,7 +23,12 @@ A saved fit is a folder written atomically (all files appear together, or none):
   registry name), ``interval_methods`` (interval key -> method in words), ``joint_covariance``
   (one covariance block over every subject), ``method`` (optimiser and Jacobian),
   ``diagnostic_warnings`` (how many of ``warnings`` come from the estimation rather than the
-  uncertainty step) and ``population`` (null until population estimators fill it).
+  uncertainty step) and ``population`` (null until population estimators fill it). Added
+  later within version 2 (files without them load as before: no inputs): ``inputs``
+  (``dose_records`` per subject, ``conditions`` as ``[conditions.NAME]`` tables, the input
+  ``files`` written), with ``doses.csv``, ``covariates.csv`` and the ``condition``/``sd``
+  columns of ``data.csv``, so a loaded fit evaluates and simulates its subjects with their
+  doses, covariates and conditions.
 * ``progression-fit/1`` (before the estimator registry): read with ``kind`` as the estimator,
   the standard method names, a joint covariance for ``kind = "pooled"``.
 
@@ -40,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FitError
-from .config import FitParameter
+from ..simulate._dosing import Dose
+from .config import Condition, FitParameter
 from .parts import (
     INTERVAL_METHODS,
     BootstrapDraws,
@@ -78,6 +87,7 @@ def save_fit(result: FitResult, folder, *, figures=True, overwrite=False, inputs
                                                  allow_nan=False) + "\n")
         _write_subjects(result, tmp / "subjects.csv")
         _write_data(result, tmp / "data.csv")
+        _write_inputs(result, tmp)
         figs = write_figures(result, tmp / "figures") if figures else []
         write_report(result, tmp / "report.md", figs)
     return folder
@@ -123,6 +133,7 @@ def fit_document(r: FitResult) -> dict:
         "warnings": r.warnings, "diagnostic_warnings": len(diag.warnings),
         "counters": r.counters, "timings": r.timings,
         "population": None if r.population is None else dataclasses.asdict(r.population),
+        "inputs": _inputs_document(r),
         "provenance": r.provenance,
     })
 
@@ -158,13 +169,61 @@ def _write_data(r: FitResult, path: Path) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["subject", "time", "model_time", "observable", "value", "cens", "limit",
-                    "offset_covariate", "prediction", "residual"])
+                    "offset_covariate", "prediction", "residual", "condition", "sd"])
         for i, d in enumerate(r.designs):
             for j in range(d.n):
                 w.writerow([d.id, _fmt(d.time[j]), _fmt(d.time[j] + offsets[i]),
                             r.observables[d.obs[j]], _fmt(d.value[j]), int(d.cens[j]),
                             _fmt(d.limit[j]), _fmt(d.offset_covariate),
-                            _fmt(r.predictions[i][j]), _fmt(res[i][j])])
+                            _fmt(r.predictions[i][j]), _fmt(res[i][j]),
+                            "" if d.condition is None else str(d.condition[j]),
+                            "" if d.sd is None else _fmt(d.sd[j])])
+
+
+#: Columns of ``doses.csv`` (the fields of :class:`progression.Dose`, data time).
+_DOSE_COLUMNS = ("time", "amount", "target", "rate", "duration", "addl", "ii", "ss", "evid")
+
+
+def _dose_dict(dose) -> dict:
+    return {k: getattr(dose, k) for k in _DOSE_COLUMNS}
+
+
+def _inputs_document(r: FitResult) -> dict:
+    """The ``inputs`` entry of ``fit.json``: what rebuilds the designs' inputs on load."""
+    files = []
+    if any(d.doses for d in r.designs):
+        files.append("doses.csv")
+    if any(d.covariates for d in r.designs):
+        files.append("covariates.csv")
+    return {
+        "dose_records": [bool(d.dose_records) for d in r.designs],
+        "conditions": [{"name": c.name, "parameters": [list(p) for p in c.parameters],
+                        "doses": [_dose_dict(x) for x in c.doses],
+                        "description": c.description}
+                       for c in getattr(r, "conditions", ()) or ()],
+        "files": files,
+    }
+
+
+def _write_inputs(r: FitResult, folder: Path) -> None:
+    """``doses.csv`` and ``covariates.csv`` (only when some subject has doses / covariates)."""
+    if any(d.doses for d in r.designs):
+        with (folder / "doses.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["subject", *_DOSE_COLUMNS])
+            for d in r.designs:
+                for x in d.doses:
+                    w.writerow([d.id] + [_fmt(v) if isinstance(v, float | np.floating)
+                                         else ("" if v is None else str(v))
+                                         for v in _dose_dict(x).values()])
+    if any(d.covariates for d in r.designs):
+        with (folder / "covariates.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["subject", "covariate", "time", "value"])
+            for d in r.designs:
+                for name, times, values in d.covariates:
+                    for t, v in zip(times, values, strict=True):
+                        w.writerow([d.id, name, _fmt(t), _fmt(v)])
 
 
 def _fmt(x) -> str:
@@ -254,9 +313,16 @@ def load_fit(folder) -> FitResult:
     rows = _read_designs(folder / "data.csv", subjects, observables)
     values = [np.array([np.nan])] * m
     designs = []
+    inputs = doc.get("inputs") or {}
+    conditions = tuple(_condition(c) for c in inputs.get("conditions") or ())
     if rows:
         values = [d.pop("prediction") for d in rows]
-        designs = [Design(**d) for d in rows]
+        doses = _read_doses(folder / "doses.csv", subjects, path, inputs)
+        covariates = _read_covariates(folder / "covariates.csv", subjects, path, inputs)
+        records = inputs.get("dose_records") or [False] * m
+        designs = [Design(**d, doses=doses[d["id"]], dose_records=bool(records[i]),
+                          covariates=covariates[d["id"]])
+                   for i, d in enumerate(rows)]
     est, scale = doc["estimates"], doc["estimation_scale"]
     theta = _arr(est["theta"])
     estimates = Estimates(theta=theta, x_hat=_arr(scale["x_hat"]),
@@ -305,7 +371,8 @@ def load_fit(folder) -> FitResult:
         confidence=float(doc["confidence"]), designs=designs,
         model_predictions=Predictions(values, []),
         individual=IndividualPart(estimates, uncertainty, diagnostics),
-        population=population, timings=doc["timings"], provenance=doc["provenance"])
+        population=population, timings=doc["timings"], provenance=doc["provenance"],
+        **({"conditions": conditions} if conditions else {}))
     # the residuals are recomputed from the data and predictions, as the fit computed them
     res = normalised_residuals(result.problem, designs, theta, values) if designs else []
     return dataclasses.replace(result, model_predictions=Predictions(values, res))
@@ -334,5 +401,75 @@ def _read_designs(path: Path, subjects, observables):
             "limit": np.array([num(r["limit"]) for r in rs]),
             "offset_covariate": num(rs[0]["offset_covariate"]) if rs else 0.0,
             "prediction": np.array([num(r["prediction"]) for r in rs]),
+            # columns added within format 2: absent in older files (no condition, no SD)
+            "condition": _column(rs, "condition", str, lambda a: (a != "").any()),
+            "sd": _column(rs, "sd", num, lambda a: np.isfinite(a).any()),
         })
     return out
+
+
+def _column(rs, key, convert, present):
+    """A data.csv column as an array, or None when absent or empty (as the fit had it)."""
+    if not rs or key not in rs[0]:
+        return None
+    a = np.array([convert(r[key]) for r in rs])
+    return a if present(a) else None
+
+
+def _condition(c: dict) -> Condition:
+    return Condition(str(c["name"]), tuple((str(k), float(v)) for k, v in c["parameters"]),
+                     tuple(_dose(x) for x in c["doses"]), str(c.get("description", "")))
+
+
+def _target(x):
+    """A dose target as written: a compartment number, a state name, or the default."""
+    if x is None or x == "":
+        return None
+    if isinstance(x, int) or (isinstance(x, str) and x.lstrip("-").isdigit()):
+        return int(x)
+    return str(x)
+
+
+def _dose(x: dict) -> Dose:
+    return Dose(time=float(x["time"]), amount=float(x["amount"]), target=_target(x["target"]),
+                rate=float(x["rate"]), duration=float(x["duration"]),
+                addl=int(float(x["addl"])), ii=float(x["ii"]), ss=int(float(x["ss"])),
+                evid=int(float(x["evid"])))
+
+
+def _required(path: Path, fit_json: Path, inputs: dict) -> bool:
+    """Whether an input file exists; one that fit.json lists but is missing is an error."""
+    if path.is_file():
+        return True
+    if path.name in (inputs.get("files") or ()):
+        raise FitError(f"{path}: missing, but {fit_json} says the fit had {path.stem} (the "
+                       "saved fit is incomplete; save it again)")
+    return False
+
+
+def _read_doses(path: Path, subjects, fit_json: Path, inputs: dict) -> dict:
+    out: dict[str, list] = {s: [] for s in subjects}
+    if _required(path, fit_json, inputs):
+        with path.open(newline="") as fh:
+            for n, r in enumerate(csv.DictReader(fh), start=2):
+                if r["subject"] not in out:
+                    raise FitError(f"{path}, row {n}: subject {r['subject']!r} is not one of the "
+                                   f"fit's subjects ({fit_json})")
+                out[r["subject"]].append(_dose(r))
+    return {s: tuple(v) for s, v in out.items()}
+
+
+def _read_covariates(path: Path, subjects, fit_json: Path, inputs: dict) -> dict:
+    out: dict[str, dict] = {s: {} for s in subjects}
+    if _required(path, fit_json, inputs):
+        with path.open(newline="") as fh:
+            for n, r in enumerate(csv.DictReader(fh), start=2):
+                if r["subject"] not in out:
+                    raise FitError(f"{path}, row {n}: subject {r['subject']!r} is not one of the "
+                                   f"fit's subjects ({fit_json})")
+                t, v = out[r["subject"]].setdefault(r["covariate"], ([], []))
+                t.append(float(r["time"]))
+                v.append(float(r["value"]))
+    # the file keeps each design's order of covariates (insertion order of the dict)
+    return {s: tuple((name, np.array(t), np.array(v)) for name, (t, v) in d.items())
+            for s, d in out.items()}

@@ -75,14 +75,44 @@ def data_sha256(path) -> str:
 
 
 def designs_sha256(designs) -> str:
-    """SHA-256 of fitted data given in memory (ids, times, observables, values, censoring)."""
+    """SHA-256 of fitted data given in memory: ids, times, observables, values, censoring, and
+    the inputs (dose records, covariates, conditions, measured SDs).
+
+    The inputs are hashed only where a design has them, so the hash of data without inputs is
+    the one earlier versions wrote.
+    """
     h = hashlib.sha256()
     for d in designs:
         h.update(d.id.encode())
         for a in (d.time, d.obs, d.value, d.cens, d.limit):
             h.update(np.ascontiguousarray(a, dtype=float).tobytes())
         h.update(np.float64(d.offset_covariate).tobytes())
+        if d.doses or d.dose_records:
+            # repr of a Dose names every field with full float precision
+            h.update(f"doses {d.dose_records!r} {[_dose_key(x) for x in d.doses]!r}".encode())
+        for name, times, values in d.covariates:
+            h.update(f"covariate {name}".encode())
+            h.update(np.ascontiguousarray(times, dtype=float).tobytes())
+            h.update(np.ascontiguousarray(values, dtype=float).tobytes())
+        if d.condition is not None:
+            h.update(("condition " + "\x1f".join(map(str, d.condition))).encode())
+        if d.sd is not None:
+            h.update(b"sd")
+            h.update(np.ascontiguousarray(d.sd, dtype=float).tobytes())
     return h.hexdigest()
+
+
+def _dose_key(dose) -> tuple:
+    """A dose's fields as plain Python values (floats as repr: full precision)."""
+    out = []
+    for f in dataclasses.fields(dose):
+        v = getattr(dose, f.name)
+        if isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, float | np.floating):
+            v = repr(float(v))
+        out.append((f.name, v))
+    return tuple(out)
 
 
 # ============================================================================ fit
@@ -183,7 +213,8 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         solver=dict(problem.solver), confidence=float(opts.confidence),
         designs=list(designs), model_predictions=out.predictions,
         individual=IndividualPart(out.estimates, out.uncertainty, diag),
-        population=out.population, timings=timings, provenance=provenance)
+        population=out.population, timings=timings, provenance=provenance,
+        conditions=tuple(problem.conditions))
 
 
 def _workers(ex):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_figures", "write_report"]
+__all__ = ["write_figures", "write_report", "subject_curves"]
 
 _MAX_PANELS = 16
 
@@ -107,49 +107,120 @@ def write_figures(result, folder: Path) -> list[Path]:
     return [f for f in files if f is not None]
 
 
+def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict]:
+    """The model curves the individual-fit figures draw, through the likelihood's own path.
+
+    Each subject's curve is evaluated by :meth:`Problem.evaluate` on a design that is the
+    subject's own (doses, dose records, covariates, offset covariate) with the data times
+    replaced by a dense grid, once per observable and experimental condition of its data: the
+    curves are the model the fit's predictions come from, and pass through those predictions
+    at the data times (which the grid includes).
+
+    Parameters
+    ----------
+    result : FitResult
+    k : int
+        The first ``k`` subjects.
+    points : int
+        Grid points per curve (plus the data times).
+
+    Returns
+    -------
+    list of dict
+        Per subject: ``(observable index, condition or "") -> (data times, predictions)``.
+    """
+    designs = result.designs[:k]
+    if not designs:
+        return []
+    problem = result.reported_problem
+    offsets = result.time_offsets[:len(designs)]
+    rows, keys, owner = [], [], []
+    for i, d in enumerate(designs):
+        lo, hi = min(0.0, float(np.min(d.time))), float(np.max(d.time))
+        hi += 0.05 * max(hi - lo, 1e-6)
+        if offsets[i] + lo < 0 and offsets[i] + hi > 0:
+            # before the model's t = 0 the likelihood evaluates at 0: start the curve there
+            lo = -float(offsets[i])
+        grid = np.linspace(lo, hi, points)
+        conds = np.full(d.n, "") if d.condition is None else np.asarray(d.condition, str)
+        for o in np.unique(d.obs):
+            for c in dict.fromkeys(conds[d.obs == o].tolist()):
+                sel = (d.obs == o) & (conds == c)
+                t = np.union1d(grid, d.time[sel])
+                n = t.size
+                measured = result.error_models[o] == "measured"
+                rows.append(d.replace(time=t, obs=np.full(n, o, dtype=int), value=np.ones(n),
+                                      cens=np.zeros(n, dtype=int), limit=np.full(n, np.nan),
+                                      condition=None if c == "" else np.full(n, c),
+                                      sd=np.ones(n) if measured else None))
+                keys.append((int(o), c))
+                owner.append(i)
+    theta = np.asarray(result.theta, float)[owner]
+    ev = problem.evaluate(rows, np.arange(len(rows)), theta, np.array([], dtype=int),
+                          want_jac=False, want_predictions=True)
+    out = [{} for _ in designs]
+    for r, (i, key) in enumerate(zip(owner, keys, strict=True)):
+        f = np.asarray(ev.predictions[r], float)
+        if ev.failed[r]:
+            f = np.full_like(f, np.nan)
+        out[i][key] = (rows[r].time, f)
+    return out
+
+
 def _individual_fits(result, folder, plt):
     designs = result.designs[:_MAX_PANELS]
     if not designs:
         return []
     k = len(designs)
-    offsets = result.time_offsets[:k]
-    t_end = max(float(np.max(d.time) + offsets[i]) for i, d in enumerate(designs))
-    grid = np.linspace(0.0, max(t_end, 1e-6) * 1.05 + 1.0, 400)
-    from ..simulate import simulate
-
-    sim = simulate(result.model, result.subject_parameters[:k], grid,
-                   method=result.solver.get("method", "LSODA"))
+    curves = subject_curves(result, k)
     files = []
-    ncols = 4
+    ncols = min(4, k)
     nrows = int(np.ceil(k / ncols))
     units = _units(result)
+    names = list(dict.fromkeys(c for sub in curves for (_, c) in sub))
+    colour = {c: f"C{j}" for j, c in enumerate(names)}
+    shifted = bool(np.any(result.time_offsets != 0)) or any(
+        p.kind == "offset" and p.estimated for p in result.parameters)
     for o, obs in enumerate(result.observables):
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows),
                                  squeeze=False, sharex=False)
+        drawn = set()
         for i, d in enumerate(designs):
             ax = axes[i // ncols][i % ncols]
-            sel = d.obs == o
-            lo = min(0.0, float(d.time.min())) - 1.0
-            hi = float(d.time.max()) + 3.0
-            x = grid - offsets[i]
-            keep = (x >= lo) & (x <= hi)
-            ax.plot(x[keep], sim[obs][i][keep], color="C0", lw=1.4)
-            obs_ = sel & (d.cens == 0)
-            ax.plot(d.time[obs_], d.value[obs_], "o", color="k", ms=3.5)
-            cen = sel & (d.cens != 0)
-            if cen.any():
-                ax.plot(d.time[cen], d.limit[cen], "v", mfc="none", color="C3", ms=5)
+            conds = np.full(d.n, "") if d.condition is None else np.asarray(d.condition, str)
+            for (oo, c), (t, f) in curves[i].items():
+                if oo != o:
+                    continue
+                ax.plot(t, f, color=colour[c], lw=1.4,
+                        label=(c or "model") if c not in drawn else None)
+                drawn.add(c)
+                sel = (d.obs == o) & (conds == c)
+                seen = sel & (d.cens == 0)
+                ax.plot(d.time[seen], d.value[seen], "o", ms=3.5,
+                        color="k" if len(names) == 1 else colour[c])
+                cen = sel & (d.cens != 0)
+                if cen.any():
+                    ax.plot(d.time[cen], d.limit[cen], "v", mfc="none", color="C3", ms=5)
             if result.error_models[o] == "lognormal":
                 _log_axis(ax, "y")
             ax.set_title(d.id, fontsize=8)
             ax.tick_params(labelsize=7)
         for j in range(k, nrows * ncols):
             axes[j // ncols][j % ncols].axis("off")
-        fig.supxlabel(f"data time ({units['']}; model time = data time + offset)",
-                      fontsize=9)
+        if len(names) > 1:
+            fig.legend(loc="upper right", fontsize=7, title="condition", title_fontsize=7)
+        fig.supxlabel(f"data time ({units['']}; model time = data time + offset)" if shifted
+                      else f"time ({units['']})" if units[""] else "time", fontsize=9)
         fig.supylabel(_label(obs, units.get(obs)), fontsize=9)
-        fig.suptitle(f"{result.name}: individual fits, {obs} (first {k} subjects; "
-                     "open triangles: censored at the limit)", fontsize=10)
+        # say what drives the curves, and explain only the markers that are drawn
+        given = [w for w, has in (("doses", any(d.doses for d in designs)),
+                                  ("covariates", any(d.covariates for d in designs))) if has]
+        notes = [f"each subject's own {' and '.join(given)}"] if given else []
+        if any(((d.obs == o) & (d.cens != 0)).any() for d in designs):
+            notes.append("open triangles: censored at the limit")
+        first = f"first {k} subjects" if k < len(result.designs) else f"{k} subjects"
+        fig.suptitle(f"{result.name}: individual fits, {obs} ({'; '.join([first, *notes])})",
+                     fontsize=10)
         files.append(_save(fig, folder / f"fits_{obs}.png", plt))
     return files
 
@@ -226,6 +297,8 @@ def _residuals(result, folder, plt):
 
 
 def _parameters(result, folder, plt):
+    from matplotlib.ticker import MaxNLocator
+
     est = [(q, p) for q, p in enumerate(result.parameters) if p.estimated]
     if not est:
         return None
@@ -254,6 +327,7 @@ def _parameters(result, folder, plt):
                 _log_axis(ax, "x")
             ax.set_xlabel(label)
             ax.set_ylabel("subjects")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))    # counts: no 0.5 subject
             ax.set_title(f"{p.name} across subjects (dashed: start)", fontsize=9)
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")

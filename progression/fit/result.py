@@ -96,6 +96,9 @@ class FitResult:
     provenance : dict
         Config text, model text, data path and SHA-256, versions, seed, options, notes, which
         path produced the numbers (``numbers_from``).
+    conditions : tuple of Condition
+        The config's experimental conditions (``[conditions.NAME]``), which the designs'
+        ``condition`` values name; part of :attr:`problem`.
 
     Every other attribute is a read-only view of the parts: ``theta`` (m, Q) estimates per
     subject; ``se`` (m, Q) standard errors; ``intervals`` (method -> (m, Q, 2));
@@ -121,6 +124,7 @@ class FitResult:
     population: PopulationPart | None = None
     timings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict, repr=False)
+    conditions: tuple = ()
 
     # ------------------------------------------------------------------ views of the parts
 
@@ -243,9 +247,23 @@ class FitResult:
 
     @property
     def problem(self) -> Problem:
-        """The estimation problem (to evaluate residuals again)."""
-        return Problem(self.model, self.observables, self.error_models, self.parameters,
-                       dict(self.solver))
+        """The estimation problem (to evaluate residuals again), with the fit's conditions;
+        which designs carry inputs is known, as in the fit."""
+        problem = Problem(self.model, self.observables, self.error_models, self.parameters,
+                          dict(self.solver), tuple(self.conditions))
+        if self.designs:
+            problem.fix_grid_step(self.designs)
+        return problem
+
+    @property
+    def reported_problem(self) -> Problem:
+        """:attr:`problem` on the path behind the reported objective and predictions: the
+        exact path (:meth:`Problem.exact_path`) when the fit polished its estimates there
+        (``[solver] refine = "exact"``, the default), else the configured path."""
+        from ._multistart import refines
+
+        problem = self.problem
+        return problem.exact_path() if refines(problem) else problem
 
     @property
     def parameter_names(self) -> tuple:

@@ -195,7 +195,7 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
                           f"{', '.join(scen)})")
     ep = (endpoints or Endpoints()).resolved(model, horizon)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    notes = []
+    notes = _input_notes(source)
 
     if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 0:
         raise ConfigError(f"draws: expected an integer >= 0, found {draws!r}")
@@ -317,6 +317,25 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
                  "time; time-to-event endpoints are censored at the horizon")
     comp.summary = _summaries(comp)
     return comp
+
+
+def _input_notes(source) -> list[str]:
+    """What a comparison leaves out of a fit's data: scenarios are simulated from each
+    subject's fitted parameters and the model alone, not with the dose records, covariates
+    over time or experimental conditions the fit's likelihood used; said in the summary."""
+    designs = getattr(source, "designs", None) or ()
+    what = {"dose records": sum(1 for d in designs if getattr(d, "doses", ())),
+            "covariates": sum(1 for d in designs if getattr(d, "covariates", ())),
+            "experimental conditions": sum(1 for d in designs
+                                           if getattr(d, "condition", None) is not None)}
+    found = [f"{k} ({n} subject{'s' if n != 1 else ''})" for k, n in what.items() if n]
+    if not found:
+        return []
+    return ["the fit's data carry " + ", ".join(found) + ": the scenario simulations start "
+            "from the fitted parameters without the data's dose records, covariates and "
+            "conditions (the model's own dose parameter and covariate defaults apply); "
+            "simulate a subject's doses with progression.simulate(..., doses=..., "
+            "covariates=...)"]
 
 
 def _normalise_scenarios(scenarios: Mapping, model) -> dict:
