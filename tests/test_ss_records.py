@@ -40,13 +40,17 @@ def _steady(t, amt, ii, ka, CL, V):
 
 # Subject 1: SS = 1 of 100 every 12 h at t = 0, then ADDL = 2 more doses (at 12 and 24).
 # Subject 2: a plain dose of 50 at 0, then SS = 1 of 80 every 8 h at t = 20, which resets
-# the history (NONMEM's SS = 1 replaces the states by the steady state).
+# the history (NONMEM's SS = 1 replaces the states by the steady state). Subject 3: the same
+# as subject 2 with the steady state given as EVID 4 (reset and dose): no difference.
 NONMEM = """ID,TIME,DV,AMT,EVID,MDV,CMT,SS,II,ADDL
 1,0,.,100,1,1,1,1,12,2
 1,1,1.0,.,0,0,.,.,.,.
 2,0,.,50,1,1,1,0,.,.
 2,20,.,80,1,1,1,1,8,.
 2,21,1.0,.,0,0,.,.,.,.
+3,0,.,50,1,1,1,0,.,.
+3,20,.,80,4,1,1,1,8,.
+3,21,1.0,.,0,0,.,.,.,.
 """
 SIDECAR = 'format = "nonmem"\ntime_unit = "hour"\ntime_origin = "first dose"\n' \
           'observable = "conc"\n'
@@ -62,14 +66,16 @@ def _nonmem_file(tmp_path, text=NONMEM):
 def test_nonmem_ss_records_are_read_into_the_dose_table(tmp_path):
     cohort = read_cohort(_nonmem_file(tmp_path), to_unit="hour")
     d = cohort.doses
-    assert d["time"].tolist() == [0.0, 12.0, 24.0, 0.0, 20.0]
+    assert d["time"].tolist() == [0.0, 12.0, 24.0, 0.0, 20.0, 0.0, 20.0]
     # ADDL is expanded; only the record carrying SS is a steady state
-    assert d["ss"].tolist() == [1, 0, 0, 0, 1]
-    np.testing.assert_array_equal(d["ii"], [12.0, np.nan, np.nan, np.nan, 8.0])
+    assert d["ss"].tolist() == [1, 0, 0, 0, 1, 0, 1]
+    np.testing.assert_array_equal(d["ii"], [12.0, np.nan, np.nan, np.nan, 8.0, np.nan, 8.0])
+    assert d["reset"].tolist() == [False] * 6 + [True]
     assert any("expanded ADDL/II into 2" in n for n in cohort.notes)
     # a time-unit change converts the interval with the times
     days = cohort.to_time_unit("day")
-    np.testing.assert_allclose(days.doses["ii"], [0.5, np.nan, np.nan, np.nan, 8 / 24])
+    np.testing.assert_allclose(days.doses["ii"], [0.5, np.nan, np.nan, np.nan, 8 / 24,
+                                                  np.nan, 8 / 24])
 
 
 def test_nonmem_ss_oral_doses_simulate_to_the_closed_form(tmp_path):
@@ -83,6 +89,7 @@ def test_nonmem_ss_oral_doses_simulate_to_the_closed_form(tmp_path):
     two = np.where(t < 20.0, _bateman(t, 50.0, **p),
                    _steady(np.maximum(t - 20.0, 0.0), 80.0, 8.0, **p))
     np.testing.assert_allclose(sim["conc"][1], two, rtol=1e-6, atol=1e-14)
+    np.testing.assert_allclose(sim["conc"][2], two, rtol=1e-6, atol=1e-14)
     # the steady state is not the single dose: the check above can fail
     assert np.max(np.abs(one - _bateman(t, 100.0, **p))) > 0.1
 
@@ -95,7 +102,7 @@ def test_written_cohort_reads_back_with_ss_and_ii(tmp_path, fmt):
     written = write_cohort(cohort, out / "c.csv", format=fmt)
     again = read_cohort(out / "c.csv", to_unit="hour")
     assert again == cohort
-    assert again.doses["ss"].tolist() == [1, 0, 0, 0, 1]
+    assert again.doses["ss"].tolist() == [1, 0, 0, 0, 1, 0, 1]
     if fmt == "long":
         doses = [p for p in written if p.name.endswith("_doses.csv")][0]
         header = doses.read_text().splitlines()[0].split(",")
@@ -122,6 +129,21 @@ def test_long_format_dose_file_with_ss_columns(tmp_path):
                          time_unit="hour", to_unit="hour")
     assert cohort.doses["ss"].tolist() == [1, 0]
     np.testing.assert_array_equal(cohort.doses["ii"], [12.0, np.nan])
+
+
+@pytest.mark.parametrize(("ss", "ii", "expected"), [
+    (1, np.nan, ["doses[0]", "column 'ii'", "subject 'a'", "II > 0", "found none"]),
+    (2, 12.0, ["doses[0]", "column 'ss'", "SS = 2", "not supported"]),
+    (1, -1.0, ["doses[0]", "column 'ii'", ">= 0", "found -1"]),
+    ("often", 12.0, ["doses[0]", "column 'ss'", "expected a number", "'often'"]),
+])
+def test_cohort_refuses_bad_ss_and_ii_by_name(ss, ii, expected):
+    with pytest.raises(pg.DataError) as info:
+        pg.Cohort({"subject": ["a"], "time": [1.0], "observable": ["conc"], "value": [1.0]},
+                  doses={"subject": ["a"], "time": [0.0], "amount": [10.0],
+                         "target": ["A_gut"], "ss": [ss], "ii": [ii]}, time_unit="hour")
+    for name in expected:
+        assert name in str(info.value), f"{name!r} not in {info.value}"
 
 
 # ------------------------------------------------------------------------------- fits
