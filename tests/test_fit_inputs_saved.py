@@ -310,3 +310,17 @@ def test_compare_on_a_loaded_dosed_fit_says_the_doses_are_not_used(theoph, tmp_p
     text = " ".join(comp.notes)
     assert "dose records (3 subjects)" in text and "without the data's dose records" in text
     assert "without the data's dose records" in comp.to_markdown()
+
+
+def test_config_accepts_a_newly_registered_estimator(tmp_path, monkeypatch):
+    """``[fit] estimator`` is checked against the registry itself: registering a name is all
+    it takes (no second list to edit); an unregistered name is still refused by key."""
+    from _decay_support import config as decay_config
+
+    from progression.errors import ConfigError
+    from progression.fit.estimators import ESTIMATORS, Individual
+
+    with pytest.raises(ConfigError, match=r"fit\.estimator.*found 'my_method'"):
+        decay_config(tmp_path, estimator="my_method")
+    monkeypatch.setitem(ESTIMATORS, "my_method", Individual)
+    assert decay_config(tmp_path, estimator="my_method").estimator == "my_method"

@@ -332,7 +332,11 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     if fit_name and any(c in fit_name for c in "/\\") or fit_name in (".", ".."):
         chk.add("fit.name", f"expected a plain name (used as folder name), found {fit_name!r}")
     description = chk.string("fit.description", fit.get("description")) or ""
-    estimator = chk.string("fit.estimator", fit.get("estimator", "individual"), ESTIMATORS)
+    # the registry itself (imported here: it imports this module), so that registering an
+    # estimator is all it takes for a config to name it
+    from .estimators import ESTIMATORS as registry
+
+    estimator = chk.string("fit.estimator", fit.get("estimator", "individual"), tuple(registry))
     max_failed_share = MAX_FAILED_SHARE
     if "max_failed_share" in fit:
         v = chk.number("fit.max_failed_share", fit["max_failed_share"])
