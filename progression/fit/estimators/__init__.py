@@ -41,9 +41,9 @@ How to add an estimator
    Calling the estimator runs both, checks ``[fit] max_failed_share`` between them and
    assembles the output (override ``__call__`` to fill ``population``).
 2. Register it: add ``"name": Class`` to :data:`ESTIMATORS` below.
-3. Let the config accept the name: ``fit.config.ESTIMATORS`` (the validated words of
-   ``[fit] estimator``) must list the same names; ``tests/test_estimators.py`` checks that
-   they agree.
+3. ``[fit] estimator`` is checked against this registry, so a config accepts the name at
+   once; ``fit.config.ESTIMATORS`` (the shipped names, for documentation) should list it too
+   (``tests/test_estimators.py`` checks that they agree).
 4. Test it on a problem with a known answer (a closed form, or a simulated truth), and that a
    saved fit of it loads back (``FitResult.save`` / ``load_fit``).
 """
