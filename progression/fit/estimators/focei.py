@@ -259,7 +259,9 @@ class FOCEI(Estimator):
         t = time.perf_counter()
         x = s["x"]
         K = x.size
-        warnings = []
+        warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
+                    "\"focei\" yet (the covariance step is computed)"
+                    for u in ep.uncertainty_methods if u != "covariance"]
         cov = np.full((K, K), np.nan)
         method = COVARIANCE_METHOD
         try:
