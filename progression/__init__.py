@@ -11,8 +11,8 @@ from .errors import ConfigError, DataError, FitError, ModelError, ProgressionErr
 _LAZY = {
     ".data": ("Cohort", "read_cohort", "write_cohort"),
     ".als.describe": ("describe_cohort", "format_description"),
-    ".virtual.synthetic": ("PopulationConfig", "load_population_config", "read_truth",
-                           "synthetic_cohort", "write_synthetic"),
+    ".als.synthetic": ("PopulationConfig", "load_population_config", "synthetic_cohort"),
+    ".virtual.synthesis": ("read_truth", "write_synthetic"),
     ".fit": ("FitConfig", "FitResult", "fit", "load_fit", "read_fit_config"),
     ".als.library": ("LIBRARY", "library"),
     ".virtual.interventions": ("PK", "Intervention", "to_switches"),

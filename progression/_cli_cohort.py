@@ -21,7 +21,7 @@ def cmd_cohort(args) -> int:
     from pathlib import Path
 
     from ._io import check_output_files, cohort_files, is_progression_cohort_file
-    from .virtual.synthetic import synthetic_cohort, write_synthetic
+    from .als.synthetic import synthetic_cohort, write_synthetic
 
     if args.n is not None and args.n < 1:
         raise ProgressionError(f"--n: expected a positive number of patients, found {args.n}")

@@ -2,8 +2,9 @@
 
 :func:`defaults_for` is what :func:`progression.virtual.content.defaults_for` asks: for an ALS
 model (a built-in ALS model, or any model with an ``ALSFRS_R`` observable) it returns the
-between-subject variability of the §5 virtual cohort, the scenario endpoints and the
-ALSFRS-R scale of virtual trials; for any other model nothing.
+between-subject variability of the §5 virtual cohort, the data clock of virtual populations
+(12 months after clinical onset), the scenario endpoints and the ALSFRS-R scale of virtual
+trials; for any other model nothing.
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ def default_model() -> str:
 
 
 def defaults_for(model) -> dict:
-    """``{"variability": Variability, "endpoints": {...}, "trial": {...}}`` for an ALS model,
-    ``{}`` for any other."""
+    """``{"variability": Variability, "endpoints": {...}, "trial": {...}, "population":
+    {"anchor": ..., "delay": ...}}`` for an ALS model, ``{}`` for any other."""
     if not applies_to(model):
         return {}
     doc = _document()
     endpoints = dict(doc["endpoints"])
     for key in ("times", "slope_window", "markers"):
         endpoints[key] = tuple(endpoints[key])
-    return {"variability": ALS_VARIABILITY, "endpoints": endpoints, "trial": dict(doc["trial"])}
+    return {"variability": ALS_VARIABILITY, "endpoints": endpoints, "trial": dict(doc["trial"]),
+            "population": dict(doc["population"])}

@@ -1,11 +1,13 @@
-"""Synthetic-cohort configurations: the population description read from TOML.
+"""Generic parts of a synthetic-cohort description read from TOML.
 
-A synthetic cohort (:mod:`progression.virtual.synthetic`) is described by a TOML file
-(``configs/cohorts/als_clinic.toml`` documents every key): the model, parameters with their
-between-subject variability and covariate effects, shared factors, covariates, diagnosis and
-enrolment, visits, observables with their measurement error, dropout. :func:`load_population_config`
-reads it into an immutable :class:`PopulationConfig`; every problem in it is reported at once
-in one :class:`~progression.errors.ConfigError` naming the file and the key.
+A synthetic cohort is described by a TOML file whose disease-specific sections (covariates,
+diagnosis, enrolment criteria) belong to the disease content that generates it (for ALS
+:mod:`progression.als.cohort_config`, documented in ``configs/cohorts/als_clinic.toml``). The
+parts that mean the same for any model are here: between-subject variability of parameters
+(:class:`ParameterSpec`) and shared factors (:class:`FactorSpec`), how an observable is
+measured (:class:`ObservableSpec`), and the readers of the ``[fixed]``, ``[parameters]``,
+``[factors]``, ``[visits]`` and ``[observables]`` sections. :class:`ConfigReader` collects every
+problem so that one :class:`~progression.errors.ConfigError` names the file and each key.
 """
 
 from __future__ import annotations
@@ -18,30 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ProgressionError, did_you_mean
+from ..errors import ConfigError, did_you_mean
 
 __all__ = [
-    "PopulationConfig",
     "ParameterSpec",
     "FactorSpec",
     "ObservableSpec",
-    "load_population_config",
-    "COVARIATE_TERMS",
-    "SETTINGS",
+    "ConfigReader",
     "ERROR_MODELS",
+    "read_toml",
+    "parse_fixed",
+    "parse_parameters",
+    "parse_factors",
+    "parse_visits",
+    "parse_observables",
+    "raise_problems",
 ]
 
-#: Covariate terms a parameter's ``effects`` may use (log-multiplier per unit of the term):
-#: ``age`` = age at onset minus ``age_reference`` (years), ``male``, ``bulbar``, ``trunk``
-#: (site of onset; limb is the reference) and ``c9orf72`` (0/1 indicators).
-COVARIATE_TERMS = ("age", "male", "bulbar", "trunk", "c9orf72")
-
-SETTINGS = ("clinic", "trial")
-ERROR_MODELS = ("alsfrs", "lognormal", "normal")
-_SITES = ("limb", "bulbar", "trunk")
-_MONTHS_PER_YEAR = 12.0
-
-
+#: Generic measurement-error models of :class:`ObservableSpec` (``"score"``: rounded and
+#: clipped to the observable's ``score_range``).
+ERROR_MODELS = ("lognormal", "normal", "score")
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,13 @@ class FactorSpec:
 
 @dataclass(frozen=True)
 class ObservableSpec:
-    """How an observable is measured: which model output, error model, and how often."""
+    """How an observable is measured: which model output, error model, and how often.
+
+    ``error`` is ``"lognormal"`` (``exp(log f + subject_sd eta + residual_sd eps)``),
+    ``"normal"`` (``f + subject_sd eta + residual_sd eps``) or a rounded bounded score
+    (``"score"``: ``round(f + ...)`` clipped to ``score_range``; disease content may give
+    it its own name, e.g. ``"alsfrs"`` for ALSFRS-R on 0-48).
+    """
 
     name: str
     model: str
@@ -87,84 +91,12 @@ class ObservableSpec:
     decimals: int = 2
     baseline: float = 1.0
     probability: float = 1.0
+    score_range: tuple[float, float] | None = None
 
 
-@dataclass(frozen=True)
-class PopulationConfig:
-    """An immutable description of a virtual population and how it is observed.
 
-    Build it with :func:`load_population_config` (TOML) or :meth:`from_dict`; every field is
-    documented in ``configs/cohorts/als_clinic.toml``. Change fields with
-    ``dataclasses.replace``.
-    """
-
-    model: str = "als_reduced"
-    setting: str = "clinic"
-    n: int = 1000
-    seed: int = 0
-    id_prefix: str = "S"
-    horizon: float = 480.0
-    grid_step: float = 1.0
-    fixed: tuple[tuple[str, float], ...] = ()
-    parameters: tuple[ParameterSpec, ...] = ()
-    factors: tuple[FactorSpec, ...] = ()
-    # covariates
-    age_onset_mean: float = 61.0
-    age_onset_sd: float = 11.0
-    age_onset_range: tuple[float, float] = (25.0, 85.0)
-    age_reference: float = 60.0
-    male: float = 0.60
-    site_of_onset: tuple[float, float, float] = (0.72, 0.22, 0.06)
-    c9orf72: float = 0.07
-    # diagnosis
-    delay_median: float = 10.5
-    delay_sd_log: float = 0.6
-    delay_rate_exponent: float = 0.5
-    delay_reference_rate: float = 1.0
-    delay_range: tuple[float, float] = (1.0, 120.0)
-    # enrolment
-    after_diagnosis: tuple[float, float] = (0.0, 0.0)
-    max_disease_duration: float = math.inf
-    min_alsfrs: float = 0.0
-    max_alsfrs: float = 48.0
-    min_delta_fs: float = 0.0
-    max_delta_fs: float = math.inf
-    oversample: float = 1.3
-    # visits
-    interval: float | None = 3.0
-    schedule: tuple[float, ...] | None = None
-    jitter: float = 0.5
-    missed: float = 0.0
-    follow_up: tuple[float, float] = (12.0, 60.0)
-    # dropout
-    dropout_rate: float = 0.0
-    dropout_per_point: float = 0.0
-    dropout_per_slope: float = 0.0
-    dropout_early_rate: float = 0.0
-    dropout_early_months: float = 0.0
-    observables: tuple[ObservableSpec, ...] = ()
-    source: str = "<config>"
-
-    @property
-    def varied(self) -> tuple[str, ...]:
-        """Names of the parameters that vary between subjects."""
-        return tuple(p.name for p in self.parameters)
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], source: str = "<config>") -> PopulationConfig:
-        """Parse a config from a TOML-shaped dict; one :class:`ConfigError` lists all problems."""
-        return _parse(doc, source)
-
-
-def load_population_config(path: str | os.PathLike) -> PopulationConfig:
-    """Read a population config from a TOML file.
-
-    Raises
-    ------
-    ConfigError
-        Naming the file and the key of every problem: unknown keys, wrong types, values out
-        of range, unknown model parameters or observables.
-    """
+def read_toml(path: str | os.PathLike) -> dict:
+    """Read a TOML config file; a missing, unreadable or malformed file is a ConfigError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -173,17 +105,12 @@ def load_population_config(path: str | os.PathLike) -> PopulationConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return _parse(doc, str(path))
 
 
-_SECTIONS = ("cohort", "fixed", "parameters", "factors", "covariates", "diagnosis",
-             "enrolment", "visits", "dropout", "observables")
-
-
-class _Reader:
+class ConfigReader:
     """Collects problems while reading typed values out of nested tables."""
 
     def __init__(self, source: str):
@@ -285,36 +212,21 @@ def _show(x) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
-    from progression.model import load_model
 
-    r = _Reader(source)
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{source}: expected a table of sections, found {_kind(doc)}")
-    r.unknown(doc, "", _SECTIONS)
-    d = PopulationConfig()
 
-    c = r.table(doc, "cohort", "cohort", ("model", "setting", "n", "seed", "id_prefix",
-                                           "horizon", "grid_step"))
-    model_name = r.string(c, "cohort", "model", d.model)
-    setting = r.string(c, "cohort", "setting", d.setting, SETTINGS)
-    n = r.number(c, "cohort", "n", d.n, lo=1, integer=True)
-    seed = r.number(c, "cohort", "seed", d.seed, lo=0, integer=True)
-    prefix = r.string(c, "cohort", "id_prefix", d.id_prefix)
-    horizon = r.number(c, "cohort", "horizon", d.horizon, lo=0, lo_open=True)
-    grid_step = r.number(c, "cohort", "grid_step", d.grid_step, lo=0, lo_open=True, hi=6.0)
+# ------------------------------------------------------------------------- section readers
 
-    model = None
-    try:
-        model = load_model(model_name)
-    except ProgressionError as exc:
-        r.problem("cohort.model", f"cannot load model '{model_name}': "
-                  + str(exc).splitlines()[0])
+
+def raise_problems(r: ConfigReader, what: str = "the population config") -> None:
+    """Raise the reader's problems as one ConfigError (nothing when there are none)."""
+    if len(r.problems) == 1:
+        raise ConfigError(r.problems[0])
+    if r.problems:
+        raise ConfigError(f"{r.source}: {len(r.problems)} problems in {what}", r.problems)
+
+
+def _param_checker(r: ConfigReader, model, model_name: str):
     pnames = tuple(model.parameter_names) if model is not None else ()
-    defaults = dict(zip(pnames, (float(x) for x in model.defaults), strict=True)) \
-        if model is not None else {}
-    bounds = {p: tuple(float(b) for b in model.bounds[i]) for i, p in enumerate(pnames)} \
-        if model is not None else {}
 
     def check_param(key: str, name: str) -> bool:
         if model is None or name in pnames:
@@ -323,7 +235,13 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         r.problem(key, f"unknown parameter '{name}' of model '{model_name}'{hint}")
         return False
 
-    # Fixed population values that differ from the model's defaults.
+    return check_param
+
+
+def parse_fixed(r: ConfigReader, doc: Mapping, model, model_name: str
+                ) -> tuple[tuple[str, float], ...]:
+    """``[fixed]``: population values of parameters that do not vary, ``NAME = value``."""
+    check_param = _param_checker(r, model, model_name)
     fixed_doc = doc.get("fixed", {})
     fixed: list[tuple[str, float]] = []
     if not isinstance(fixed_doc, Mapping):
@@ -334,8 +252,20 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
                 x = r.number(fixed_doc, "fixed", name, None)
                 if x is not None:
                     fixed.append((name, x))
+    return tuple(fixed)
 
-    # Varied parameters.
+
+def parse_parameters(r: ConfigReader, doc: Mapping, model, model_name: str,
+                     fixed: tuple[tuple[str, float], ...], terms: tuple[str, ...]
+                     ) -> tuple[ParameterSpec, ...]:
+    """``[parameters.NAME]``: varied parameters (typical, sd, scale, effects on ``terms``,
+    bounds; typical and bounds default to the fixed value or the model's)."""
+    check_param = _param_checker(r, model, model_name)
+    pnames = tuple(model.parameter_names) if model is not None else ()
+    defaults = dict(zip(pnames, (float(x) for x in model.defaults), strict=True)) \
+        if model is not None else {}
+    bounds = {p: tuple(float(b) for b in model.bounds[i]) for i, p in enumerate(pnames)} \
+        if model is not None else {}
     params: list[ParameterSpec] = []
     pdoc = doc.get("parameters", {})
     if not isinstance(pdoc, Mapping):
@@ -364,9 +294,9 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         if not isinstance(eff, Mapping):
             r.problem(f"{key}.effects", f"expected a table of term = effect, found {_kind(eff)}")
         else:
-            r.unknown(eff, f"{key}.effects", COVARIATE_TERMS)
+            r.unknown(eff, f"{key}.effects", terms)
             for term in eff:
-                if term in COVARIATE_TERMS:
+                if term in terms:
                     x = r.number(eff, f"{key}.effects", term, None)
                     if x is not None:
                         effects.append((term, x))
@@ -376,8 +306,14 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         if name in varied:
             r.problem(f"fixed.{name}", "is also a varied parameter; give its typical value in "
                       f"[parameters.{name}] instead")
+    return tuple(params)
 
-    # Shared factors.
+
+def parse_factors(r: ConfigReader, doc: Mapping, model, model_name: str,
+                  parameters: tuple[ParameterSpec, ...]) -> tuple[FactorSpec, ...]:
+    """``[factors.NAME]``: shared random effects (sd, loadings on varied parameters)."""
+    check_param = _param_checker(r, model, model_name)
+    varied = {p.name for p in parameters}
     factors: list[FactorSpec] = []
     fdoc = doc.get("factors", {})
     if not isinstance(fdoc, Mapping):
@@ -408,67 +344,17 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
                 if x is not None:
                     loadings.append((pname, x))
         factors.append(FactorSpec(str(name), sd, tuple(loadings)))
+    return tuple(factors)
 
-    cov = r.table(doc, "covariates", "covariates",
-                  ("age_onset", "age_reference", "male", "site_of_onset", "c9orf72"))
-    age = cov.get("age_onset", {})
-    age_mean, age_sd, age_range = d.age_onset_mean, d.age_onset_sd, d.age_onset_range
-    if not isinstance(age, Mapping):
-        r.problem("covariates.age_onset", f"expected a table (mean, sd, min, max), found "
-                  f"{_kind(age)}")
-    else:
-        r.unknown(age, "covariates.age_onset", ("mean", "sd", "min", "max"))
-        age_mean = r.number(age, "covariates.age_onset", "mean", age_mean, lo=0, hi=120)
-        age_sd = r.number(age, "covariates.age_onset", "sd", age_sd, lo=0)
-        lo_age = r.number(age, "covariates.age_onset", "min", age_range[0], lo=0)
-        hi_age = r.number(age, "covariates.age_onset", "max", age_range[1], lo=0, hi=120)
-        if lo_age >= hi_age:
-            r.problem("covariates.age_onset.min", f"expected min < max, found {lo_age:g} and "
-                      f"{hi_age:g}")
-        age_range = (lo_age, hi_age)
-    age_ref = r.number(cov, "covariates", "age_reference", d.age_reference)
-    male = r.number(cov, "covariates", "male", d.male, lo=0, hi=1)
-    c9 = r.number(cov, "covariates", "c9orf72", d.c9orf72, lo=0, hi=1)
-    site = d.site_of_onset
-    sdoc = cov.get("site_of_onset")
-    if sdoc is not None:
-        if not isinstance(sdoc, Mapping):
-            r.problem("covariates.site_of_onset", f"expected a table limb/bulbar/trunk = "
-                      f"share, found {_kind(sdoc)}")
-        else:
-            r.unknown(sdoc, "covariates.site_of_onset", _SITES)
-            shares = tuple(r.number(sdoc, "covariates.site_of_onset", s, 0.0, lo=0)
-                           for s in _SITES)
-            if abs(sum(shares) - 1.0) > 1e-6:
-                r.problem("covariates.site_of_onset", f"expected shares summing to 1, found "
-                          f"{sum(shares):g}")
-            else:
-                site = shares
 
-    g = r.table(doc, "diagnosis", "diagnosis", ("delay_median", "delay_sd_log",
-                                                 "rate_exponent", "reference_rate",
-                                                 "delay_range"))
-    delay_median = r.number(g, "diagnosis", "delay_median", d.delay_median, lo=0, lo_open=True)
-    delay_sd = r.number(g, "diagnosis", "delay_sd_log", d.delay_sd_log, lo=0)
-    rate_exp = r.number(g, "diagnosis", "rate_exponent", d.delay_rate_exponent, lo=0)
-    ref_rate = r.number(g, "diagnosis", "reference_rate", d.delay_reference_rate, lo=0,
-                        lo_open=True)
-    delay_range = r.pair(g, "diagnosis", "delay_range", d.delay_range, lo=0)
-
-    e = r.table(doc, "enrolment", "enrolment", ("after_diagnosis", "max_disease_duration",
-                                                 "min_alsfrs", "max_alsfrs", "min_delta_fs",
-                                                 "max_delta_fs", "oversample"))
-    after = r.pair(e, "enrolment", "after_diagnosis", d.after_diagnosis, lo=0)
-    max_dur = r.number(e, "enrolment", "max_disease_duration", d.max_disease_duration, lo=0)
-    min_frs = r.number(e, "enrolment", "min_alsfrs", d.min_alsfrs, lo=0, hi=48)
-    max_frs = r.number(e, "enrolment", "max_alsfrs", d.max_alsfrs, lo=0, hi=48)
-    min_dfs = r.number(e, "enrolment", "min_delta_fs", d.min_delta_fs, lo=0)
-    max_dfs = r.number(e, "enrolment", "max_delta_fs", d.max_delta_fs, lo=0)
-    oversample = r.number(e, "enrolment", "oversample", d.oversample, lo=1)
-
+def parse_visits(r: ConfigReader, doc: Mapping, *, interval: float | None, jitter: float,
+                 missed: float, follow_up: tuple[float, float]) -> dict[str, Any]:
+    """``[visits]``: ``interval`` or ``schedule`` (times since entry, from 0), ``jitter``,
+    ``missed``, ``follow_up``; the keyword arguments are the defaults. Returns a dict of the
+    five values."""
     v = r.table(doc, "visits", "visits", ("interval", "schedule", "jitter", "missed",
                                            "follow_up"))
-    interval = r.number(v, "visits", "interval", None, lo=0, lo_open=True)
+    every = r.number(v, "visits", "interval", None, lo=0, lo_open=True)
     schedule = None
     if "schedule" in v:
         s = v["schedule"]
@@ -484,20 +370,34 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
     if "interval" in v and "schedule" in v:
         r.problem("visits", "expected one of 'interval' (regular visits) or 'schedule' (list "
                   "of visit times), found both")
-    if interval is None and schedule is None:
-        interval = d.interval
-    jitter = r.number(v, "visits", "jitter", d.jitter, lo=0)
-    missed = r.number(v, "visits", "missed", d.missed, lo=0, hi=0.95)
-    follow = r.pair(v, "visits", "follow_up", d.follow_up, lo=0)
+    if every is None and schedule is None:
+        every = interval
+    return dict(interval=every, schedule=schedule,
+                jitter=r.number(v, "visits", "jitter", jitter, lo=0),
+                missed=r.number(v, "visits", "missed", missed, lo=0, hi=0.95),
+                follow_up=r.pair(v, "visits", "follow_up", follow_up, lo=0))
 
-    o = r.table(doc, "dropout", "dropout", ("rate", "per_point", "per_slope", "early_rate",
-                                             "early_months"))
-    d_rate = r.number(o, "dropout", "rate", d.dropout_rate, lo=0)
-    d_point = r.number(o, "dropout", "per_point", d.dropout_per_point)
-    d_slope = r.number(o, "dropout", "per_slope", d.dropout_per_slope)
-    d_early = r.number(o, "dropout", "early_rate", d.dropout_early_rate, lo=0)
-    d_early_months = r.number(o, "dropout", "early_months", d.dropout_early_months, lo=0)
 
+def parse_observables(r: ConfigReader, doc: Mapping, model, model_name: str, *,
+                      errors: Mapping[str, tuple[float, float] | None] | None = None,
+                      default_error=None) -> tuple[ObservableSpec, ...]:
+    """``[observables.NAME]``: what is measured and with which error.
+
+    Parameters
+    ----------
+    errors : mapping of str to (low, high) or None, optional
+        Error models accepted, each with its score range (``None``: not a score). Default:
+        the generic :data:`ERROR_MODELS`, ``"score"`` taking its range from the table's
+        ``range = [low, high]`` key.
+    default_error : callable, optional
+        ``name -> error model`` when an observable does not say (default ``"lognormal"``).
+    """
+    errors = dict(errors) if errors is not None else {"lognormal": None, "normal": None,
+                                                      "score": None}
+    allowed = ("model", "error", "residual_sd", "subject_sd", "residual", "df", "floor",
+               "decimals", "baseline", "probability")
+    if "score" in errors:
+        allowed = (*allowed, "range")
     observables: list[ObservableSpec] = []
     odoc = doc.get("observables", {})
     model_obs = tuple(model.observable_names) if model is not None else ()
@@ -509,15 +409,23 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         if not isinstance(spec, Mapping):
             r.problem(key, f"expected a table (error, residual_sd, ...), found {_kind(spec)}")
             continue
-        r.unknown(spec, key, ("model", "error", "residual_sd", "subject_sd", "residual", "df",
-                              "floor", "decimals", "baseline", "probability"))
+        r.unknown(spec, key, allowed)
         mname = r.string(spec, key, "model", str(name))
         if model is not None and mname not in model_obs:
             hint = did_you_mean(mname, model_obs, parenthesised=True)
             r.problem(f"{key}.model" if "model" in spec else key,
                       f"unknown observable '{mname}' of model '{model_name}'{hint}")
-        err = r.string(spec, key, "error", "alsfrs" if name == "ALSFRS_R" else "lognormal",
-                       ERROR_MODELS)
+        fallback = default_error(str(name)) if default_error is not None else "lognormal"
+        err = r.string(spec, key, "error", fallback, tuple(errors))
+        score_range = errors.get(err)
+        if err == "score" and score_range is None:
+            score_range = r.pair(spec, key, "range", None)
+            if score_range is None:
+                r.problem(f"{key}.range", "expected the score's [low, high] for error "
+                          "\"score\", found none")
+        elif "range" in spec:
+            r.problem(f"{key}.range", f"applies to error \"score\" only, found error "
+                      f"\"{err}\"")
         observables.append(ObservableSpec(
             name=str(name), model=mname, error=err,
             residual_sd=r.number(spec, key, "residual_sd", 0.0, lo=0),
@@ -528,47 +436,18 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
             decimals=r.number(spec, key, "decimals", 2, lo=0, hi=6, integer=True),
             baseline=r.number(spec, key, "baseline", 1.0, lo=0, hi=1),
             probability=r.number(spec, key, "probability", 1.0, lo=0, hi=1),
+            score_range=score_range,
         ))
-    if model is not None:
-        for need in ("clinical_onset", "death"):
-            if need not in {ev.name for ev in model.spec.events}:
-                r.problem("cohort.model", f"model '{model_name}' has no '{need}' event; "
-                          "synthetic cohorts need clinical_onset and death events")
-        if "ALSFRS_R" not in model_obs:
-            r.problem("cohort.model", f"model '{model_name}' has no ALSFRS_R observable")
-    if not any(ob.name == "ALSFRS_R" for ob in observables) and "observables" in doc:
-        r.problem("observables", "expected an [observables.ALSFRS_R] table (enrolment and "
-                  "the statistics use it)")
-    if "observables" not in doc:
-        observables = [ObservableSpec("ALSFRS_R", "ALSFRS_R", "alsfrs", residual_sd=2.0)]
-
-    if len(r.problems) == 1:
-        raise ConfigError(r.problems[0])
-    if r.problems:
-        raise ConfigError(f"{source}: {len(r.problems)} problems in the population config",
-                          r.problems)
-    return PopulationConfig(
-        model=model_name, setting=setting, n=n, seed=seed, id_prefix=prefix, horizon=horizon,
-        grid_step=grid_step, fixed=tuple(fixed), parameters=tuple(params),
-        factors=tuple(factors), age_onset_mean=age_mean, age_onset_sd=age_sd,
-        age_onset_range=age_range, age_reference=age_ref, male=male, site_of_onset=site,
-        c9orf72=c9, delay_median=delay_median, delay_sd_log=delay_sd,
-        delay_rate_exponent=rate_exp, delay_reference_rate=ref_rate, delay_range=delay_range,
-        after_diagnosis=after, max_disease_duration=max_dur, min_alsfrs=min_frs,
-        max_alsfrs=max_frs, min_delta_fs=min_dfs, max_delta_fs=max_dfs, oversample=oversample,
-        interval=interval, schedule=schedule, jitter=jitter, missed=missed, follow_up=follow,
-        dropout_rate=d_rate, dropout_per_point=d_point, dropout_per_slope=d_slope,
-        dropout_early_rate=d_early, dropout_early_months=d_early_months,
-        observables=tuple(observables), source=source,
-    )
+    return tuple(observables)
 
 
-def _as_config(config) -> PopulationConfig:
-    if isinstance(config, PopulationConfig):
-        return config
-    if isinstance(config, Mapping):
-        return _parse(config, "<config>")
-    if isinstance(config, (str, os.PathLike)):
-        return load_population_config(config)
-    raise ConfigError(f"config: expected a PopulationConfig, a dict or a path to a TOML file, "
-                      f"found {type(config).__name__}")
+def load_model_for(r: ConfigReader, model_name: str, key: str = "cohort.model"):
+    """The model named in a config, or None (with a problem recorded) when it cannot load."""
+    from ..errors import ProgressionError
+    from ..model import load_model
+
+    try:
+        return load_model(model_name)
+    except ProgressionError as exc:
+        r.problem(key, f"cannot load model '{model_name}': " + str(exc).splitlines()[0])
+        return None

@@ -7,7 +7,8 @@ Providers are imported by name on first use, so this layer never imports them (t
 it and import it); :mod:`progression.als.defaults` is the one shipped.
 
 A provider module has ``defaults_for(model) -> dict`` (empty when the model is not its
-disease; else any of ``"variability"``, ``"endpoints"``, ``"trial"``) and
+disease; else any of ``"variability"``, ``"endpoints"``, ``"trial"``, ``"population"``
+(``{"anchor": event, "delay": time}``: where a virtual population's data clock starts)) and
 ``default_model() -> str``.
 """
 

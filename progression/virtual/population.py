@@ -22,7 +22,18 @@ from ..simulate import simulate
 from .content import default_model, defaults_for
 
 __all__ = ["Variability", "default_variability", "VirtualPopulation", "states_at",
-           "is_autonomous"]
+           "is_autonomous", "population_defaults", "CONTENT"]
+
+
+class _Content:
+    """The default of an argument that the model's disease content supplies."""
+
+    def __repr__(self) -> str:
+        return "<from the model's content>"
+
+
+#: Default of ``anchor`` and ``delay``: taken from the model's disease content.
+CONTENT = _Content()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,12 +149,25 @@ class VirtualPopulation:
                                  tuple(np.asarray(self.subject_ids)[index]), self.description)
 
     @classmethod
-    def typical(cls, model=None, *, anchor: str | None = "clinical_onset",
-                delay: float = 12.0, solver=None) -> VirtualPopulation:
-        """One subject with the default parameters, data time 0 at ``anchor + delay``
-        (``solver``: :class:`~progression.SolverOptions` of the anchor simulation; ``model``:
-        the content's default model, ``als_systemic``, when None)."""
+    def typical(cls, model=None, *, anchor=CONTENT, delay=CONTENT,
+                solver=None) -> VirtualPopulation:
+        """One subject with the default parameters, data time 0 at ``anchor + delay``.
+
+        Parameters
+        ----------
+        model : str or model, optional
+            Default: the content's default model (``als_systemic``).
+        anchor : str or None, optional
+            Event defining the data clock; ``None``: model time 0. By default the anchor of
+            the model's disease content (:func:`population_defaults`; ALS:
+            ``"clinical_onset"``), model time 0 for a model without content.
+        delay : float, optional
+            Time after the anchor; by default the content's (ALS: 12 months), 0 without.
+        solver : SolverOptions or mapping, optional
+            How the anchor simulation is integrated.
+        """
         model = load_model(model or default_model())
+        anchor, delay = _resolve_anchor(model, anchor, delay)
         table = model.parameter_table(None)
         options = SolverOptions.coerce(solver).simulate_kwargs()
         offset = _anchor_times(model, table, anchor, np.array([delay]), **options)[0]
@@ -156,8 +180,8 @@ class VirtualPopulation:
 
     @classmethod
     def sample(cls, model=None, n: int = 100, *, seed=0,
-               variability: Variability | None = None, anchor: str | None = "clinical_onset",
-               delay=12.0, max_time: float = 240.0, solver=None) -> VirtualPopulation:
+               variability: Variability | None = None, anchor=CONTENT, delay=CONTENT,
+               max_time: float = 240.0, solver=None) -> VirtualPopulation:
         """Sample ``n`` virtual subjects alive at their data time 0.
 
         Parameters
@@ -168,11 +192,15 @@ class VirtualPopulation:
         seed : int or numpy Generator
         variability : Variability, optional
             :func:`default_variability` by default (§5 cohort for an ALS model).
-        anchor : str or None
-            Event defining the data clock (``"clinical_onset"``): data time 0 is
-            ``anchor + delay``; ``None`` puts it at model time ``delay``.
-        delay : float or (float, float)
-            Months after the anchor (a pair: uniform between them per subject).
+        anchor : str or None, optional
+            Event defining the data clock: data time 0 is ``anchor + delay``; ``None`` puts it
+            at model time ``delay``. By default the anchor of the model's disease content
+            (:func:`population_defaults`; ALS: ``"clinical_onset"``); a model without disease
+            content has no default event, so its default is model time 0 (give ``anchor=``
+            to use one of its events).
+        delay : float or (float, float), optional
+            Time after the anchor (a pair: uniform between them per subject). By default the
+            content's (ALS: 12 months), 0 for a model without content.
         max_time : float
             Subjects whose anchor does not happen by then, or who die before data time 0, are
             replaced by new draws.
@@ -180,6 +208,7 @@ class VirtualPopulation:
             How the screening simulations are integrated.
         """
         model = load_model(model or default_model())
+        anchor, delay = _resolve_anchor(model, anchor, delay)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         variability = variability or default_variability(model)
         options = SolverOptions.coerce(solver).simulate_kwargs()
@@ -204,6 +233,27 @@ class VirtualPopulation:
         desc = (f"{n} virtual subjects of {model.name}, data time 0 = "
                 f"{anchor or 'model time'} + {delay}")
         return cls(model, table, offs, (), desc)
+
+
+def population_defaults(model) -> dict:
+    """``{"anchor": event or None, "delay": float}``: where the data clock of a virtual
+    population starts by default.
+
+    From the ``"population"`` defaults of the model's disease content
+    (:func:`progression.virtual.content.defaults_for`; ALS: 12 months after
+    ``clinical_onset``). A model without disease content has no event that means "the data
+    start here", so its default is model time 0 (anchor ``None``, delay 0).
+    """
+    found = defaults_for(model).get("population", {})
+    return {"anchor": found.get("anchor"), "delay": float(found.get("delay", 0.0))}
+
+
+def _resolve_anchor(model, anchor, delay):
+    if anchor is CONTENT or delay is CONTENT:
+        found = population_defaults(model)
+        anchor = found["anchor"] if anchor is CONTENT else anchor
+        delay = found["delay"] if delay is CONTENT else delay
+    return anchor, delay
 
 
 def _draw_delay(delay, k, rng) -> np.ndarray:
