@@ -146,7 +146,15 @@ def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict
         for o in np.unique(d.obs):
             for c in dict.fromkeys(conds[d.obs == o].tolist()):
                 sel = (d.obs == o) & (conds == c)
-                t = np.union1d(grid, d.time[sel])
+                # a bolus is a jump: points just before and after each dose draw it upright
+                doses = list(d.doses) + [x for cd in problem.conditions if cd.name == c
+                                         for x in cd.doses]
+                jumps = np.array([x.time + j * x.ii for x in doses
+                                  for j in range(int(x.addl) + 1)], dtype=float)
+                h = 1e-7 * (hi - lo)
+                jumps = np.concatenate([jumps - h, jumps + h])
+                jumps = jumps[(jumps > lo) & (jumps < hi)]
+                t = np.union1d(np.union1d(grid, jumps), d.time[sel])
                 n = t.size
                 measured = result.error_models[o] == "measured"
                 rows.append(d.replace(time=t, obs=np.full(n, o, dtype=int), value=np.ones(n),
@@ -184,20 +192,22 @@ def _individual_fits(result, folder, plt):
     for o, obs in enumerate(result.observables):
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows),
                                  squeeze=False, sharex=False)
-        drawn = set()
         for i, d in enumerate(designs):
             ax = axes[i // ncols][i % ncols]
             conds = np.full(d.n, "") if d.condition is None else np.asarray(d.condition, str)
             for (oo, c), (t, f) in curves[i].items():
                 if oo != o:
                     continue
-                ax.plot(t, f, color=colour[c], lw=1.4,
-                        label=(c or "model") if c not in drawn else None)
-                drawn.add(c)
+                ax.plot(t, f, color=colour[c], lw=1.4)
                 sel = (d.obs == o) & (conds == c)
                 seen = sel & (d.cens == 0)
-                ax.plot(d.time[seen], d.value[seen], "o", ms=3.5,
-                        color="k" if len(names) == 1 else colour[c])
+                dot = "k" if len(names) == 1 else colour[c]
+                if d.sd is not None:
+                    # measured SDs (the "measured" error model): +- 1 SD bars
+                    ax.errorbar(d.time[seen], d.value[seen], yerr=d.sd[seen], fmt="o", ms=3.5,
+                                color=dot, elinewidth=0.8, capsize=1.5)
+                else:
+                    ax.plot(d.time[seen], d.value[seen], "o", ms=3.5, color=dot)
                 cen = sel & (d.cens != 0)
                 if cen.any():
                     ax.plot(d.time[cen], d.limit[cen], "v", mfc="none", color="C3", ms=5)
@@ -208,7 +218,13 @@ def _individual_fits(result, folder, plt):
         for j in range(k, nrows * ncols):
             axes[j // ncols][j % ncols].axis("off")
         if len(names) > 1:
-            fig.legend(loc="upper right", fontsize=7, title="condition", title_fontsize=7)
+            # in the first panel: a figure legend overlaps the last panel and the title
+            from matplotlib.lines import Line2D
+
+            handles = [Line2D([], [], color=colour[c], lw=1.4, marker="o", ms=3.5,
+                              label=c or "(none)") for c in names]
+            axes[0][0].legend(handles=handles, fontsize=7, title="condition",
+                              title_fontsize=7)
         fig.supxlabel(f"data time ({units['']}; model time = data time + offset)" if shifted
                       else f"time ({units['']})" if units[""] else "time", fontsize=9)
         fig.supylabel(_label(obs, units.get(obs)), fontsize=9)
@@ -216,6 +232,8 @@ def _individual_fits(result, folder, plt):
         given = [w for w, has in (("doses", any(d.doses for d in designs)),
                                   ("covariates", any(d.covariates for d in designs))) if has]
         notes = [f"each subject's own {' and '.join(given)}"] if given else []
+        if any(d.sd is not None for d in designs):
+            notes.append("bars: measured SD")
         if any(((d.obs == o) & (d.cens != 0)).any() for d in designs):
             notes.append("open triangles: censored at the limit")
         first = f"first {k} subjects" if k < len(result.designs) else f"{k} subjects"
