@@ -418,9 +418,25 @@ class FitResult:
         return d.parameters, d.offsets
 
     def simulate(self, times, **kwargs):
-        """Simulate every subject at its estimates at model ``times`` (``pg.simulate``)."""
+        """Simulate every subject at its estimates at model ``times`` (``pg.simulate``).
+
+        Each subject's dose records and covariates from the data are applied (shifted to model
+        time by its time offset), as in the fit, unless ``doses=`` / ``covariates=`` are
+        given. Experimental conditions are not: their curves are drawn per condition by
+        :func:`progression.fit.report.subject_curves`.
+        """
+        import dataclasses
+
         from ..simulate import simulate
 
+        offsets = self.time_offsets
+        if "doses" not in kwargs and any(d.doses or d.dose_records for d in self.designs):
+            kwargs["doses"] = [dataclasses.replace(x, time=x.time + offsets[i], subject=i)
+                               for i, d in enumerate(self.designs) for x in d.doses]
+        if "covariates" not in kwargs and any(d.covariates for d in self.designs):
+            kwargs["covariates"] = [{name: (np.asarray(t, float) + offsets[i], v)
+                                     for name, t, v in d.covariates}
+                                    for i, d in enumerate(self.designs)]
         return simulate(self.model, self.subject_parameters, times, **kwargs)
 
     def residuals(self) -> Residuals:

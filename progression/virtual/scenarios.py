@@ -334,8 +334,8 @@ def _input_notes(source) -> list[str]:
     return ["the fit's data carry " + ", ".join(found) + ": the scenario simulations start "
             "from the fitted parameters without the data's dose records, covariates and "
             "conditions (the model's own dose parameter and covariate defaults apply); "
-            "simulate a subject's doses with progression.simulate(..., doses=..., "
-            "covariates=...)"]
+            "FitResult.simulate(times) simulates the subjects with their doses and "
+            "covariates"]
 
 
 def _normalise_scenarios(scenarios: Mapping, model) -> dict:
