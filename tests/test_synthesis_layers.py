@@ -234,3 +234,85 @@ def test_model_without_content_starts_at_model_time_zero():
     with pytest.raises(ConfigError, match="has no event 'clinical_onset'"):
         VirtualPopulation.typical(model, anchor="clinical_onset")
     assert repr(CONTENT) == "<from the model's content>"
+
+
+# ---------------------------------------------------------- a cohort of any model, end to end
+
+
+def test_simulate_cohort_of_a_model_without_disease_content():
+    """Logistic growth x(t) = K / (1 + (K/x0 - 1) exp(-r t)) with a terminal event at K/2:
+    noiseless observations equal the closed form at each subject's own times (r varies), and
+    follow-up stops at the event, t = ln(K/x0 - 1) / r, recorded in the truth."""
+    from progression.virtual.synthesis import simulate_cohort
+
+    model = pg.load_model(MODELS / "logistic.toml")
+    frac = ObservableSpec("fraction", "fraction", "normal", decimals=8)
+    noisy = ObservableSpec("frac_noisy", "fraction", "lognormal", residual_sd=0.1,
+                           probability=0.5)
+    cohort, truth = simulate_cohort(
+        model, 40, observables=[frac, noisy], parameters=[ParameterSpec("r", 0.8, 0.3)],
+        seed=4, interval=0.5, follow_up=(2.0, 8.0), jitter=0.1,
+        solver={"rtol": 1e-10, "atol": 1e-12})
+    assert len(cohort) == 40 and truth.parameter_names == ("r",)
+    assert np.all(truth["time_offset"] == 0.0) and cohort.time_unit == "day"
+    r = dict(zip(truth.subjects, truth["r"], strict=True))
+    K, x0 = 10.0, 0.5
+    t_half = {s: np.log(K / x0 - 1) / r[s] for s in truth.subjects}
+    obs = cohort.observations()
+    exact = []
+    for s, t, name, v in zip(obs["subject"], obs["time"], obs["observable"], obs["value"],
+                             strict=True):
+        assert t <= t_half[s] + 1e-9, (s, t, t_half[s])
+        if name == "fraction":
+            exact.append(abs(v - 1 / (1 + (K / x0 - 1) * np.exp(-r[s] * t))))
+    assert max(exact) < 1e-7
+    ended = np.isfinite(truth["end_model_time"])
+    assert ended.any() and not ended.all()
+    got = truth["end_model_time"][ended]
+    want = np.array([t_half[s] for s, e in zip(truth.subjects, ended, strict=True) if e])
+    assert np.allclose(got, want, rtol=1e-7)
+    n_noisy = int(np.sum(np.asarray(obs["observable"]) == "frac_noisy"))
+    n_exact = int(np.sum(np.asarray(obs["observable"]) == "fraction"))
+    assert 0.3 * n_exact < n_noisy < 0.8 * n_exact     # baseline always, later visits 1 in 2
+
+
+def test_simulate_cohort_anchored_on_an_event_and_reproducible():
+    """Decay anchored at its half-life event: log x at data time t is log(x0 / 2) - k t."""
+    from progression.virtual.synthesis import simulate_cohort
+
+    model = pg.load_model(MODELS / "decay.toml")
+    ob = ObservableSpec("log_x", "log_x", "normal", decimals=9)
+    kwargs = dict(observables=[ob], parameters=[ParameterSpec("k", 0.5, 0.2)],
+                  fixed=[("x0", 3.0)], schedule=(0.0, 1.0, 2.5), anchor="half", seed=9,
+                  max_time=30.0,
+                  solver={"rtol": 1e-10, "atol": 1e-12})
+    cohort, truth = simulate_cohort(model, 12, **kwargs)
+    k = dict(zip(truth.subjects, truth["k"], strict=True))
+    assert np.allclose(truth["time_offset"], np.log(2) / truth["k"], rtol=1e-8)
+    assert np.all(truth["x0"] == 3.0)
+    obs = cohort.observations()
+    err = [abs(v - (np.log(1.5) - k[s] * t)) for s, t, v in
+           zip(obs["subject"], obs["time"], obs["value"], strict=True)]
+    assert len(err) == 36 and max(err) < 1e-7
+    again, truth2 = simulate_cohort(model, 12, **kwargs)
+    assert again == cohort and np.array_equal(truth2["k"], truth["k"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"observables": [ObservableSpec("y", "nope")]}, "model has no observable 'nope'"),
+    ({"parameters": [ParameterSpec("kk", 1.0)]}, "model has no parameter 'kk'"),
+    ({"parameters": [ParameterSpec("k", 0.5, 0.1, effects=(("age", 0.1),))]},
+     "covariate effects need a disease generator"),
+    ({"interval": 1.0}, "found both"),
+    ({"schedule": None}, "found neither"),
+    ({"n": 0}, "expected a positive number of subjects"),
+])
+def test_simulate_cohort_refuses_bad_input(change, message):
+    from progression.virtual.synthesis import simulate_cohort
+
+    kwargs = {"n": 3, "observables": [ObservableSpec("log_x", "log_x", "normal")],
+              "schedule": (0.0, 1.0)}
+    kwargs.update(change)
+    with pytest.raises(ConfigError, match=message) as err:
+        simulate_cohort(MODELS / "decay.toml", **kwargs)
+    assert "simulate_cohort (model 'decay')" in str(err.value)

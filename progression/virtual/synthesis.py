@@ -17,11 +17,15 @@ every function below):
   with jitter, missed visits and administrative end of follow-up;
 * :func:`dropout_times` -- informative dropout from any per-subject hazard on a time grid;
 * :class:`Truth`, :func:`read_truth`, :func:`write_synthetic` -- the truth table beside the
-  cohort file.
+  cohort file;
+* :func:`simulate_cohort` -- all of the above for any model: draw, anchor the data clock (by
+  the model's content or a given event, else model time 0), observe at jittered visits until
+  the end of follow-up or a terminal event.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cohort import Cohort
-from ..errors import DataError, ProgressionError
+from ..errors import ConfigError, DataError, ProgressionError
 from .cohort_config import FactorSpec, ObservableSpec, ParameterSpec
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "visit_times",
     "planned_visits",
     "dropout_times",
+    "simulate_cohort",
 ]
 
 # ================================================================================= truth
@@ -356,3 +361,188 @@ def write_synthetic(cohort: Cohort, truth: Truth, path: str | os.PathLike,
         written = write_cohort(cohort, tmp / path.name, format=format)
         written.append(truth.write(tmp / truth_path(path).name))
     return [path.parent / f.name for f in written]
+
+
+# ======================================================================= any model, end to end
+
+
+def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
+                    parameters: Sequence[ParameterSpec] = (),
+                    factors: Sequence[FactorSpec] = (),
+                    fixed: Sequence[tuple[str, float]] = (), seed: int = 0,
+                    interval: float | None = None, schedule: Sequence[float] | None = None,
+                    follow_up: tuple[float, float] | None = None, jitter: float = 0.0,
+                    missed: float = 0.0, anchor=None, delay: float = 0.0,
+                    max_time: float | None = None, id_prefix: str = "S",
+                    time_unit: str | None = None, solver=None) -> tuple[Cohort, Truth]:
+    """A synthetic cohort of any model whose observation model is given.
+
+    Each subject's parameters are drawn (:func:`draw_parameters`; covariate effects are not
+    available here), data time 0 is ``anchor + delay`` on the model clock (``anchor``: an
+    event of the model, or ``None`` for model time 0; pass
+    :data:`progression.virtual.population.CONTENT` for the model's disease-content default),
+    and the observables are measured (:func:`measure`) at jittered visits
+    (:func:`visit_times`) until a planned end of follow-up drawn uniformly in ``follow_up``
+    or the subject's first terminal event, whichever comes first. Model values are simulated
+    at each subject's own visit times (no interpolation). Subjects whose anchor does not
+    happen by ``max_time`` or who reach a terminal event before data time 0 are redrawn.
+
+    Parameters
+    ----------
+    model : str, path or model
+    n : int
+    observables : sequence of ObservableSpec
+        What is measured, with which error (``ob.model`` names the model observable).
+    parameters, factors, fixed
+        Between-subject variability (:func:`draw_parameters`); every other parameter keeps
+        its model default.
+    interval, schedule : optional
+        Regular visits every ``interval`` up to the end of follow-up, or a list of visit
+        times from 0 (exactly one).
+    follow_up : (float, float), optional
+        Planned follow-up, uniform per subject (default: the last scheduled visit).
+    jitter, missed : float
+        SD of the visit-time jitter (visits stay 0.25 apart, rounded to 0.01) and probability
+        that a later visit is missed.
+    max_time : float, optional
+        Model time by which the anchor must happen (default: ``delay`` plus 100 times the
+        follow-up).
+    time_unit : str, optional
+        Of the cohort (default: the model's).
+    solver : SolverOptions or mapping, optional
+
+    Returns
+    -------
+    (Cohort, Truth)
+        Times since data time 0; the truth has each subject's parameters, ``time_offset`` and
+        ``end_model_time`` (first terminal event on the model clock, NaN if none before the
+        end of follow-up).
+
+    Raises
+    ------
+    ConfigError
+        An unknown parameter or observable, both or neither of ``interval`` and
+        ``schedule``, covariate effects, ``n < 1``.
+    """
+    from ..model import load_model
+    from ..options import SolverOptions
+    from ..simulate import simulate
+    from .population import _anchor_times, _resolve_anchor
+
+    model = load_model(model)
+    where = f"simulate_cohort (model {model.name!r})"
+    if int(n) < 1:
+        raise ConfigError(f"{where}: n: expected a positive number of subjects, found {n}")
+    if (interval is None) == (schedule is None):
+        raise ConfigError(f"{where}: expected one of interval= (regular visits) or schedule= "
+                          f"(visit times), found {'both' if interval is not None else 'neither'}")
+    problems = []
+    for p in parameters:
+        if p.name not in model.parameter_names:
+            problems.append(f"{where}: parameters: model has no parameter {p.name!r}")
+        if p.effects:
+            problems.append(f"{where}: parameters.{p.name}: covariate effects need a disease "
+                            f"generator that draws covariates; found {dict(p.effects)}")
+    for name, _ in fixed:
+        if name not in model.parameter_names:
+            problems.append(f"{where}: fixed: model has no parameter {name!r}")
+    for ob in observables:
+        if ob.model not in model.observable_names:
+            problems.append(f"{where}: observables.{ob.name}: model has no observable "
+                            f"{ob.model!r} (observables: {', '.join(model.observable_names)})")
+    if problems:
+        raise ConfigError(problems[0], problems if len(problems) > 1 else None)
+    anchor, delay = _resolve_anchor(model, anchor, delay)
+    n = int(n)
+    rng = np.random.default_rng(seed)
+    options = SolverOptions.coerce(solver).simulate_kwargs()
+    last = float(schedule[-1]) if schedule is not None else None
+    lo, hi = follow_up if follow_up is not None else (last or 0.0, last or 0.0)
+    if follow_up is None and interval is not None:
+        raise ConfigError(f"{where}: follow_up: expected (low, high) with regular visits")
+    nominal = nominal_visits(interval, schedule, hi)
+    max_time = float(delay) + 100.0 * max(hi, 1.0) if max_time is None else float(max_time)
+
+    # Subjects: draw, keep those alive with their anchor by max_time.
+    tables, offsets, have = [], [], 0
+    for _ in range(50):
+        m = int(math.ceil((n - have) * 1.3)) + 4
+        drawn, _ = draw_parameters(parameters, factors, fixed, {}, rng, m)
+        table = model.parameter_table(None).repeat(m, axis=0)
+        for name, values in drawn.items():
+            table[:, model.parameter_index(name)] = values
+        when = _anchor_times(model, table, anchor, np.full(m, float(delay)),
+                             max_time=max_time, **options)
+        ok = np.isfinite(when)
+        tables.append(table[ok])
+        offsets.append(when[ok])
+        have += int(ok.sum())
+        if have >= n:
+            break
+    else:
+        raise ProgressionError(f"{where}: found only {have} of {n} subjects whose anchor "
+                               f"{anchor!r} happens by model time {max_time:g}")
+    table = np.concatenate(tables)[:n]
+    offset = np.concatenate(offsets)[:n]
+
+    # Visits and observation draws, in a fixed order.
+    V = nominal.size
+    w = visit_times(nominal, jitter, rng.standard_normal((n, V)))
+    planned_end = lo + (hi - lo) * rng.random(n)
+    scheduled, gone, study_end = planned_visits(nominal, w, planned_end, rng.random((n, V)),
+                                                missed)
+    eta = {ob.name: rng.standard_normal(n) for ob in observables}
+    eps = {ob.name: (rng.standard_t(ob.df, (n, V)) if ob.residual == "t"
+                     else rng.standard_normal((n, V))) for ob in observables}
+    u_meas = {ob.name: rng.random((n, V)) for ob in observables}
+
+    # Model values at each subject's own visit times (chunks keep the output grid small).
+    index = {name: j for j, name in enumerate(model.observable_names)}
+    truev = {ob.name: np.full((n, V), np.nan) for ob in observables}
+    end = np.full(n, np.nan)
+    terminal = [e.name for e in model.events if e.terminal]
+    for start in range(0, n, 64):
+        idx = np.arange(start, min(n, start + 64))
+        absolute = offset[idx, None] + w[idx]
+        times = np.unique(absolute)
+        sim = simulate(model, table[idx], times, **options)
+        cols = np.searchsorted(times, absolute)
+        rows = np.arange(idx.size)[:, None]
+        for ob in observables:
+            truev[ob.name][idx] = sim.observables[:, index[ob.model], :][rows, cols]
+        for name in terminal:
+            t = sim.event_time(name)
+            end[idx] = np.fmin(end[idx], t)
+    exit_time = np.where(np.isnan(end), study_end, np.minimum(end - offset, study_end))
+    keep = scheduled & ~gone & (w <= exit_time[:, None] + 1e-12)
+    keep[:, 0] = True
+
+    width = len(str(n))
+    ids = [f"{id_prefix}{i + 1:0{width}d}" for i in range(n)]
+    obs = {k: [] for k in ("subject", "time", "observable", "value", "cens", "limit")}
+    for ob in observables:
+        value, cens, limit = measure(ob, truev[ob.name], eta[ob.name], eps[ob.name])
+        p = np.full(V, ob.probability)
+        p[0] = ob.baseline
+        sel = keep & (u_meas[ob.name] < p[None, :]) & np.isfinite(value)
+        for i, k in zip(*np.nonzero(sel), strict=True):
+            obs["subject"].append(ids[i])
+            obs["time"].append(float(w[i, k]))
+            obs["observable"].append(ob.name)
+            obs["value"].append(float(value[i, k]))
+            obs["cens"].append(int(cens[i, k]))
+            obs["limit"].append(float(limit[i, k]))
+    n_end = int(np.sum(np.isfinite(end) & (end - offset <= study_end)))
+    notes = [f"synthetic cohort: model {model.name!r}, seed {seed}, data time 0 = "
+             f"{anchor or 'model time'} + {delay:g}",
+             f"follow-up ended by a terminal event in {n_end} of {n} subjects"]
+    cohort = Cohort(obs, time_unit=time_unit or getattr(model, "time_unit", "month"),
+                    time_origin=anchor or "model time 0", notes=notes)
+    names = [name for name, _ in fixed] + [p.name for p in parameters]
+    cols = {"subject": np.array(ids, dtype=str)}
+    for name in names:
+        cols[name] = table[:, model.parameter_index(name)].copy()
+    cols["time_offset"] = offset
+    cols["end_model_time"] = np.where(np.isfinite(end) & (end - offset <= study_end), end,
+                                      np.nan)
+    return cohort, Truth(model.name, tuple(names), cols)
