@@ -42,7 +42,9 @@ shortened by the early ALSFRS-R decline), enrolment on ALSFRS-R and ΔFS and dro
 the ALSFRS-R loss are ALS by nature. The generic steps -- drawing parameters with
 between-subject variability, evaluating the simulation at each patient's times, measurement
 error, visit schedules, dropout from a hazard, the truth table -- are
-:mod:`progression.virtual.synthesis`, usable for any model.
+:mod:`progression.virtual.synthesis`, usable for any model
+(:func:`~progression.virtual.synthesis.simulate_cohort` draws a cohort of a model without ALS
+content from its observation model).
 
 >>> cohort, truth = synthetic_cohort("configs/cohorts/als_clinic.toml", n=50)  # doctest: +SKIP
 >>> write_synthetic(cohort, truth, "out/clinic_50.csv")                       # doctest: +SKIP
