@@ -339,3 +339,16 @@ def test_fit_result_simulate_applies_the_subjects_doses_and_covariates(theoph):
     # the doses can still be replaced (here: none at all, so the record-free dose applies)
     t = np.array([1.0, 2.0])
     assert not np.allclose(theoph.simulate(t, doses=[])["conc"], theoph.simulate(t)["conc"])
+
+
+def test_a_subject_seen_once_gets_a_curve_over_a_tenth_of_the_longest_follow_up(theoph):
+    """A single-visit subject's panel spanned 5e-8 h; it now shows a tenth of the longest
+    follow-up (its dose's rise included)."""
+    d0, d1, d2 = theoph.designs
+    once = d2.replace(time=d2.time[3:4], obs=d2.obs[3:4], value=d2.value[3:4],
+                      cens=d2.cens[3:4], limit=d2.limit[3:4])
+    curves = subject_curves(dataclasses.replace(theoph, designs=[d0, d1, once]))
+    (t, f), = curves[2].values()
+    longest = max(float(np.max(d.time)) for d in (d0, d1))
+    assert t[0] == 0.0 and t[-1] >= 0.1 * longest - 1e-12
+    assert np.nanmax(f) > 4.0                                # the dose is there

@@ -135,9 +135,12 @@ def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict
     problem = result.reported_problem
     offsets = result.time_offsets[:len(designs)]
     rows, keys, owner = [], [], []
+    # a subject seen once (or over a short time) gets a tenth of the longest follow-up
+    spans = [float(np.max(d.time)) - min(0.0, float(np.min(d.time))) for d in designs]
+    shortest = 0.1 * max(spans) if max(spans) > 0 else 1.0
     for i, d in enumerate(designs):
         lo, hi = min(0.0, float(np.min(d.time))), float(np.max(d.time))
-        hi += 0.05 * max(hi - lo, 1e-6)
+        hi = max(hi + 0.05 * (hi - lo), lo + shortest)
         if offsets[i] + lo < 0 and offsets[i] + hi > 0:
             # before the model's t = 0 the likelihood evaluates at 0: start the curve there
             lo = -float(offsets[i])
