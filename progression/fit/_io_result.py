@@ -314,7 +314,15 @@ def load_fit(folder) -> FitResult:
     values = [np.array([np.nan])] * m
     designs = []
     inputs = doc.get("inputs") or {}
-    conditions = tuple(_condition(c) for c in inputs.get("conditions") or ())
+    conditions = []
+    for j, c in enumerate(inputs.get("conditions") or ()):
+        try:
+            conditions.append(_condition(c))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitError(f"{path}: key 'inputs.conditions[{j}]': expected a table with name, "
+                           f"parameters ([name, value] pairs), doses and description, found "
+                           f"{json.dumps(c)[:120]} ({type(exc).__name__}: {exc})") from None
+    conditions = tuple(conditions)
     if rows:
         values = [d.pop("prediction") for d in rows]
         doses = _read_doses(folder / "doses.csv", subjects, path, inputs)
@@ -447,29 +455,59 @@ def _required(path: Path, fit_json: Path, inputs: dict) -> bool:
     return False
 
 
+def _rows(path: Path, columns, subjects, fit_json: Path):
+    """The rows of an input file with their row numbers; a missing column or a subject the
+    fit does not have is a FitError naming the file (and row)."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise FitError(f"{path}: expected columns {', '.join(columns)}, found "
+                           f"{', '.join(reader.fieldnames or ()) or 'none'} (missing "
+                           f"{', '.join(missing)})")
+        for n, r in enumerate(reader, start=2):
+            if r["subject"] not in subjects:
+                raise FitError(f"{path}, row {n}: subject {r['subject']!r} is not one of the "
+                               f"fit's subjects ({fit_json})")
+            yield n, r
+
+
+def _convert(path: Path, n: int, r: dict, make):
+    """``make(r)``; a value that is not a number is a FitError naming file, row and column."""
+    try:
+        return make(r)
+    except ValueError:
+        bad = [k for k, v in r.items() if k not in ("subject", "covariate", "target")
+               and not _is_number(v)]
+        raise FitError(f"{path}, row {n}: expected a number in column "
+                       f"{', '.join(repr(k) for k in bad) or '?'}, found "
+                       f"{', '.join(repr(r[k]) for k in bad) or '?'}") from None
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _read_doses(path: Path, subjects, fit_json: Path, inputs: dict) -> dict:
     out: dict[str, list] = {s: [] for s in subjects}
     if _required(path, fit_json, inputs):
-        with path.open(newline="") as fh:
-            for n, r in enumerate(csv.DictReader(fh), start=2):
-                if r["subject"] not in out:
-                    raise FitError(f"{path}, row {n}: subject {r['subject']!r} is not one of the "
-                                   f"fit's subjects ({fit_json})")
-                out[r["subject"]].append(_dose(r))
+        for n, r in _rows(path, ("subject", *_DOSE_COLUMNS), out, fit_json):
+            out[r["subject"]].append(_convert(path, n, r, _dose))
     return {s: tuple(v) for s, v in out.items()}
 
 
 def _read_covariates(path: Path, subjects, fit_json: Path, inputs: dict) -> dict:
     out: dict[str, dict] = {s: {} for s in subjects}
     if _required(path, fit_json, inputs):
-        with path.open(newline="") as fh:
-            for n, r in enumerate(csv.DictReader(fh), start=2):
-                if r["subject"] not in out:
-                    raise FitError(f"{path}, row {n}: subject {r['subject']!r} is not one of the "
-                                   f"fit's subjects ({fit_json})")
-                t, v = out[r["subject"]].setdefault(r["covariate"], ([], []))
-                t.append(float(r["time"]))
-                v.append(float(r["value"]))
+        for n, r in _rows(path, ("subject", "covariate", "time", "value"), out, fit_json):
+            tv = _convert(path, n, r, lambda r: (float(r["time"]), float(r["value"])))
+            t, v = out[r["subject"]].setdefault(r["covariate"], ([], []))
+            t.append(tv[0])
+            v.append(tv[1])
     # the file keeps each design's order of covariates (insertion order of the dict)
     return {s: tuple((name, np.array(t), np.array(v)) for name, (t, v) in d.items())
             for s, d in out.items()}
