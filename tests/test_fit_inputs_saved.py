@@ -352,3 +352,13 @@ def test_a_subject_seen_once_gets_a_curve_over_a_tenth_of_the_longest_follow_up(
     longest = max(float(np.max(d.time)) for d in (d0, d1))
     assert t[0] == 0.0 and t[-1] >= 0.1 * longest - 1e-12
     assert np.nanmax(f) > 4.0                                # the dose is there
+
+
+def test_report_names_the_inputs(theoph, tmp_path):
+    theoph.save(tmp_path / "fit", figures=False)
+    text = (tmp_path / "fit" / "report.md").read_text()
+    assert "- inputs: 3 dose records of 3 subjects (`doses.csv`)" in text
+    result = covariate_fit()
+    result.save(tmp_path / "cov", figures=False)
+    text = (tmp_path / "cov" / "report.md").read_text()
+    assert "covariates WT (WT changing over time) (`covariates.csv`)" in text

@@ -409,7 +409,8 @@ def write_report(result, path: Path, figures) -> None:
               f"- starts per subject: {prov.get('options', {}).get('starts')}, seed "
               f"{prov.get('seed')}",
               f"- config: `{prov.get('config_path')}`; run on {prov.get('date')} with "
-              f"{prov.get('executor')} ({prov.get('workers')} worker(s))", ""]
+              f"{prov.get('executor')} ({prov.get('workers')} worker(s))"]
+    lines += [f"- inputs: {text}" for text in [_inputs_line(result)] if text] + [""]
     lines += ["## Objective", "",
               "| -2 log L | AIC | BIC | estimated quantities | converged |",
               "|---:|---:|---:|---:|---:|",
@@ -549,6 +550,30 @@ def _population_lines(result) -> list[str]:
                   f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
                   "empirical Bayes estimates are in `subjects.csv`.", ""]
     return lines
+
+
+def _inputs_line(result) -> str:
+    """What besides the observations drove the model (saved with the fit), in words."""
+    designs = result.designs
+    parts = []
+    n = sum(1 for d in designs if d.doses)
+    if n:
+        k = sum(len(d.doses) for d in designs)
+        parts.append(f"{k} dose record{'s' if k != 1 else ''} of {n} subject"
+                     f"{'s' if n != 1 else ''} (`doses.csv`)")
+    names = sorted({c[0] for d in designs for c in d.covariates})
+    if names:
+        varying = sorted({c[0] for d in designs for c in d.covariates if len(c[1]) > 1})
+        parts.append(f"covariates {', '.join(names)}"
+                     + (f" ({', '.join(varying)} changing over time)" if varying else "")
+                     + " (`covariates.csv`)")
+    conds = getattr(result, "conditions", ()) or ()
+    if conds:
+        parts.append(f"experimental conditions {', '.join(c.name for c in conds)} (column "
+                     "`condition` of `data.csv`)")
+    if any(d.sd is not None for d in designs):
+        parts.append("measured SDs (column `sd` of `data.csv`)")
+    return "; ".join(parts)
 
 
 def _median(values) -> float:
