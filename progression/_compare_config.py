@@ -6,7 +6,8 @@ A config has these tables::
     model = "als_systemic"
     n = 200
     seed = 1
-    anchor = "clinical_onset" # data time 0 = anchor event + delay
+    anchor = "clinical_onset" # data time 0 = anchor event + delay (default: the model's
+                              # disease content; ALS: clinical_onset, 12 months)
     delay = [6, 18]           # months (a pair: uniform per subject)
     # fit = "fits/als_synthetic"   # ... or a saved fit folder instead
 
@@ -152,7 +153,7 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     """
     from .model import load_model
     from .virtual.endpoints import Endpoints
-    from .virtual.population import Variability, VirtualPopulation
+    from .virtual.population import Variability, VirtualPopulation, population_defaults
 
     path = Path(path)
     problems = _Problems(path)
@@ -203,8 +204,12 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     size = n if n is not None else _number(src, "n", "source", problems, integer=True,
                                            positive=True, default=100)
     seed = _number(src, "seed", "source", problems, integer=True, default=0, minimum=0)
-    anchor = src.get("anchor", "clinical_onset")
-    if anchor in ("", "none"):
+    # Where the data clock starts when the config is silent: the model's disease content says
+    # (ALS: 12 months after clinical onset); a model without content starts at model time 0.
+    clock = population_defaults(model) if model is not None else {"anchor": None,
+                                                                   "delay": 0.0}
+    anchor = src.get("anchor", clock["anchor"])
+    if anchor in ("", "none", None):
         anchor = None
     elif not isinstance(anchor, str):
         problems.add("source.anchor", f"expected an event name or \"none\", found {anchor!r}")
@@ -214,7 +219,7 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
         problems.add("source.anchor", f"model {model.name!r} has no event {anchor!r}"
                                       f"{did_you_mean(anchor, events)} (events: "
                                       f"{', '.join(events) or 'none'}; or \"none\")")
-    delay = src.get("delay", 12.0)
+    delay = src.get("delay", clock["delay"])
     delay = _time(delay, "source.delay", problems)
     if isinstance(delay, list) and len(delay) != 2:
         problems.add("source.delay", f"expected a time or a pair [low, high], found {delay}")
