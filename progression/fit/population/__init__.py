@@ -13,6 +13,7 @@ The structural model enters only through an *individual model*: a picklable obje
   Omega and the residual SDs (implicit-function rule, second derivatives of the model);
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
+- :func:`npde`: NPDE and pd from simulations of the design;
 - :class:`ProblemModel`: the individual model of a fit config (its likelihood ``Problem`` and
   designs: doses, covariates, conditions), used by the ``focei`` estimator.
 
@@ -41,6 +42,7 @@ from ._inner import (
     InnerResult,
     conditional_modes,
 )
+from ._npde import DECORRELATIONS, NPDEResult, npde
 from ._objective import (
     HESSIAN_NOT_PD,
     METHODS,
@@ -49,9 +51,11 @@ from ._objective import (
     objective,
     subject_objectives,
 )
+from ._saem import SaemOptions, SaemResult, saem
 
 __all__ = [
     "CONVERGED",
+    "DECORRELATIONS",
     "FAILED",
     "HESSIAN_NOT_PD",
     "MAX_ITER",
@@ -61,11 +65,14 @@ __all__ = [
     "IndividualModel",
     "InnerOptions",
     "InnerResult",
+    "NPDEResult",
     "ObjectiveResult",
     "PopulationData",
     "ProblemModel",
     "Residual",
     "Residuals",
+    "SaemOptions",
+    "SaemResult",
     "conditional_modes",
     "cv_percent",
     "cwres",
@@ -73,7 +80,9 @@ __all__ = [
     "eta_shrinkage",
     "focei_gradient",
     "linearised_ofv",
+    "npde",
     "objective",
     "residual_diagnostics",
+    "saem",
     "subject_objectives",
 ]

@@ -1,0 +1,211 @@
+"""Normalised prediction distribution errors (NPDE) and prediction discrepancies (pd).
+
+Brendel, Comets, Laffont, Laveille, Mentré, Pharm Res 2006;23:2036; Comets, Brendel, Mentré,
+Comput Methods Programs Biomed 2008;90:154 (the ``npde`` R package).
+
+For subject ``i`` with observations ``y_i`` (n_i,) and K simulations ``Y_i`` (K, n_i) of its
+design under the model:
+
+1. ``E_i`` = mean of the K simulations, ``V_i`` = their empirical covariance (``ddof = 1``, as
+   R's ``cov``).
+2. Decorrelation: ``y*_i = V_i^-1/2 (y_i - E_i)`` and the same for every simulation. ``V^-1/2``
+   is the inverse lower Cholesky factor ``L^-1`` (``V = L L'``) by default, the npde package's
+   default (``decorr.method = "cholesky"``); ``"symmetric"`` uses the symmetric square root
+   ``U diag(w^-1/2) U'`` (npde's ``"polar"``). The Cholesky choice depends on the order of the
+   observations (the first one is only centred and scaled); sort them by time.
+3. ``pde_ij`` = fraction of the K decorrelated simulations below ``y*_ij`` (ties count one
+   half), kept inside ``(1/(2K), 1 - 1/(2K))``: an observation above (below) every simulation
+   gets ``1 - 1/(2K)`` (``1/(2K)``), the centre of the outermost of K bins, so that
+   ``npde = Phi^-1(pde)`` is always finite.
+4. ``pd`` is the same quantile without decorrelation (each observation among its own K
+   simulated values); ``npd = Phi^-1(pd)``.
+
+Under the model, npde are N(0, 1) and independent within a subject (up to the Monte Carlo error
+of K simulations); pd are uniform but correlated within a subject.
+
+Censored observations (``cens != 0`` of :class:`PopulationData`) and padding get NaN; the
+npde package's imputation of censored values is not implemented. A subject's missing entries are
+left out of its mean and covariance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtri
+
+from ...errors import FitError
+from ._core import PopulationData
+
+__all__ = ["NPDEResult", "npde", "DECORRELATIONS"]
+
+#: Ways to compute ``V^-1/2``: inverse Cholesky factor (npde's default) or symmetric root.
+DECORRELATIONS = ("cholesky", "symmetric")
+
+
+@dataclass
+class NPDEResult:
+    """NPDE and prediction discrepancies, each (N, n) with NaN in padding and censored entries.
+
+    Attributes
+    ----------
+    pde : ndarray
+        Prediction distribution errors (quantiles after decorrelation), in ``(0, 1)``.
+    npde : ndarray
+        ``Phi^-1(pde)``.
+    pd : ndarray
+        Prediction discrepancies (quantiles without decorrelation).
+    npd : ndarray
+        ``Phi^-1(pd)``.
+    n_sim : int
+        Number K of simulated replicates.
+    decorrelation : str
+        ``"cholesky"`` or ``"symmetric"``.
+    """
+
+    pde: np.ndarray
+    npde: np.ndarray
+    pd: np.ndarray
+    npd: np.ndarray
+    n_sim: int
+    decorrelation: str
+
+    def values(self, which: str = "npde") -> np.ndarray:
+        """The finite values of ``which`` (``"npde"``, ``"pde"``, ``"pd"``, ``"npd"``), flat."""
+        a = getattr(self, which)
+        return a[np.isfinite(a)]
+
+
+def _pad(y, sims, mask, source):
+    """Observed (N, n), simulations (K, N, n) and the mask of usable entries (N, n)."""
+    cens = None
+    if isinstance(y, PopulationData):
+        mask = y.mask if mask is None else np.asarray(mask, dtype=bool) & y.mask
+        cens = y.cens
+        y = y.y
+    if not isinstance(y, (list, tuple)):
+        Y = np.asarray(y, dtype=float)
+        if Y.ndim != 2:
+            raise FitError(f"{source}: expected observations of shape (N, n) or a list of "
+                           f"per-subject arrays, found shape {Y.shape}")
+        S = np.asarray(sims, dtype=float)
+        if S.ndim != 3 or S.shape[1:] != Y.shape:
+            raise FitError(f"{source}: expected simulations of shape (K, {Y.shape[0]}, "
+                           f"{Y.shape[1]}) for observations of shape {Y.shape}, found "
+                           f"{S.shape}")
+        M = np.ones(Y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if M.shape != Y.shape:
+            raise FitError(f"{source}: expected a mask of shape {Y.shape}, found {M.shape}")
+    else:
+        ys = [np.asarray(v, dtype=float).ravel() for v in y]
+        if isinstance(sims, np.ndarray) and sims.ndim == 3:
+            sims = [sims[:, i, :len(v)] for i, v in enumerate(ys)]
+        ss = [np.asarray(s, dtype=float) for s in sims]
+        if len(ss) != len(ys):
+            raise FitError(f"{source}: expected simulations for {len(ys)} subjects, found "
+                           f"{len(ss)}")
+        N, n = len(ys), max((len(v) for v in ys), default=0)
+        K = {s.shape[0] if s.ndim == 2 else -1 for s in ss}
+        for i, (v, s) in enumerate(zip(ys, ss, strict=True)):
+            if s.ndim != 2 or s.shape[1] != len(v):
+                raise FitError(f"{source}: subject {i}: expected simulations of shape "
+                               f"(K, {len(v)}), found {s.shape}")
+        if len(K) != 1:
+            raise FitError(f"{source}: expected the same number K of simulations for every "
+                           f"subject, found {sorted(K)}")
+        K = K.pop()
+        Y = np.zeros((N, n))
+        S = np.zeros((K, N, n))
+        M = np.zeros((N, n), dtype=bool)
+        for i, (v, s) in enumerate(zip(ys, ss, strict=True)):
+            Y[i, :len(v)], S[:, i, :len(v)], M[i, :len(v)] = v, s, True
+        if mask is not None:
+            raise FitError(f"{source}: a mask is only accepted with padded (N, n) arrays")
+    M = M & np.isfinite(Y)
+    if cens is not None:
+        M = M & (cens == 0)
+    return Y, S, M
+
+
+def _inv_sqrt(V: np.ndarray, how: str) -> np.ndarray:
+    """``V^-1/2`` (a matrix W with ``W V W' = I``); raises LinAlgError if V is not PD."""
+    if how == "cholesky":
+        L = np.linalg.cholesky(V)
+        return np.linalg.solve(L, np.eye(len(V)))
+    w, U = np.linalg.eigh(V)
+    if w[0] <= 0:
+        raise np.linalg.LinAlgError("not positive definite")
+    return (U / np.sqrt(w)) @ U.T
+
+
+def _quantiles(obs: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Fraction of ``sims`` (K, m) below ``obs`` (m,), ties counted one half, in (1/2K, 1-1/2K)."""
+    K = sims.shape[0]
+    q = (np.sum(sims < obs, axis=0) + 0.5 * np.sum(sims == obs, axis=0)) / K
+    return np.clip(q, 0.5 / K, 1.0 - 0.5 / K)
+
+
+def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
+         source: str = "npde") -> NPDEResult:
+    """NPDE and pd of every observation from K simulations of each subject's design.
+
+    Parameters
+    ----------
+    y : PopulationData, ndarray (N, n) or sequence of array_like (n_i,)
+        Observations. With :class:`PopulationData` its mask applies and censored values are
+        left out (NaN).
+    sims : ndarray (K, N, n) or sequence of ndarray (K, n_i)
+        Simulated observations (with residual error) of the same design under the model, one
+        replicate per row; padded like ``y``.
+    mask : ndarray of bool (N, n), optional
+        Usable entries of padded arrays (NaN observations are left out too).
+    decorrelation : {"cholesky", "symmetric"}
+        How ``V^-1/2`` is computed (see the module docstring); Cholesky is the npde default.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    NPDEResult
+        Arrays (N, n), NaN where an entry is not usable.
+
+    Raises
+    ------
+    FitError
+        Mismatched shapes, fewer than 2 replicates, an unknown decorrelation, non-finite
+        simulations of a usable entry, or a subject whose simulated covariance is not positive
+        definite (for example K <= n_i, or a component that does not vary); the message names
+        the subject.
+    """
+    if decorrelation not in DECORRELATIONS:
+        raise FitError(f"{source}: decorrelation: expected one of {', '.join(DECORRELATIONS)}, "
+                       f"found {decorrelation!r}")
+    Y, S, M = _pad(y, sims, mask, source)
+    K = S.shape[0]
+    if K < 2:
+        raise FitError(f"{source}: expected at least 2 simulated replicates, found {K}")
+    N = Y.shape[0]
+    out = {k: np.full(Y.shape, np.nan) for k in ("pde", "pd")}
+    for i in range(N):
+        cols = np.flatnonzero(M[i])
+        if cols.size == 0:
+            continue
+        yi, si = Y[i, cols], S[:, i, cols]
+        if not np.all(np.isfinite(si)):
+            k, j = np.argwhere(~np.isfinite(si))[0]
+            raise FitError(f"{source}: subject {i}, observation {cols[j]}: expected finite "
+                           f"simulated values, found {si[k, j]} in replicate {k}")
+        out["pd"][i, cols] = _quantiles(yi, si)
+        mean = si.mean(axis=0)
+        V = np.atleast_2d(np.cov(si, rowvar=False, ddof=1))
+        try:
+            W = _inv_sqrt(V, decorrelation)
+        except np.linalg.LinAlgError:
+            raise FitError(f"{source}: subject {i}: expected a positive definite covariance "
+                           f"of its {K} simulated replicates over {cols.size} observations, "
+                           "found a singular one (more replicates than observations are "
+                           "needed, and every observation must vary)") from None
+        out["pde"][i, cols] = _quantiles(W @ (yi - mean), (si - mean) @ W.T)
+    return NPDEResult(pde=out["pde"], npde=ndtri(out["pde"]), pd=out["pd"],
+                      npd=ndtri(out["pd"]), n_sim=K, decorrelation=decorrelation)
