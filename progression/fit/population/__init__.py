@@ -14,6 +14,7 @@ The structural model enters only through an *individual model*: a picklable obje
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
 - :func:`npde`: NPDE and pd from simulations of the design;
+- :func:`write_ext` / :func:`read_ext`: NONMEM-style ``.ext`` tables;
 - :class:`ProblemModel`: the individual model of a fit config (its likelihood ``Problem`` and
   designs: doses, covariates, conditions), used by the ``focei`` estimator.
 
@@ -32,6 +33,7 @@ from ._diagnostics import (
     eta_shrinkage,
     residual_diagnostics,
 )
+from ._ext import FINAL, SE, UNAVAILABLE, ExtTable, ext_columns, read_ext, write_ext
 from ._gradient import FoceiGradient, focei_gradient
 from ._inner import (
     CONVERGED,
@@ -57,10 +59,14 @@ __all__ = [
     "CONVERGED",
     "DECORRELATIONS",
     "FAILED",
+    "FINAL",
     "HESSIAN_NOT_PD",
     "MAX_ITER",
     "METHODS",
+    "SE",
     "STALLED",
+    "UNAVAILABLE",
+    "ExtTable",
     "FoceiGradient",
     "IndividualModel",
     "InnerOptions",
@@ -78,11 +84,14 @@ __all__ = [
     "cwres",
     "epsilon_shrinkage",
     "eta_shrinkage",
+    "ext_columns",
     "focei_gradient",
     "linearised_ofv",
     "npde",
     "objective",
+    "read_ext",
     "residual_diagnostics",
     "saem",
     "subject_objectives",
+    "write_ext",
 ]
