@@ -14,6 +14,7 @@ The structural model enters only through an *individual model*: a picklable obje
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
 - :func:`npde`: NPDE and pd from simulations of the design;
+- :func:`vpc`: VPC and prediction-corrected VPC with the fraction below a limit;
 - :func:`write_ext` / :func:`read_ext`: NONMEM-style ``.ext`` tables;
 - :class:`ProblemModel`: the individual model of a fit config (its likelihood ``Problem`` and
   designs: doses, covariates, conditions), used by the ``focei`` estimator.
@@ -54,6 +55,7 @@ from ._objective import (
     subject_objectives,
 )
 from ._saem import SaemOptions, SaemResult, saem
+from ._vpc import VPCResult, prediction_correct, vpc, vpc_bins
 
 __all__ = [
     "CONVERGED",
@@ -65,6 +67,7 @@ __all__ = [
     "METHODS",
     "SE",
     "STALLED",
+    "VPCResult",
     "UNAVAILABLE",
     "ExtTable",
     "FoceiGradient",
@@ -89,9 +92,12 @@ __all__ = [
     "linearised_ofv",
     "npde",
     "objective",
+    "prediction_correct",
     "read_ext",
     "residual_diagnostics",
     "saem",
     "subject_objectives",
+    "vpc",
+    "vpc_bins",
     "write_ext",
 ]
