@@ -1,0 +1,573 @@
+"""SAEM in the Monolix manner: MCMC simulation, stochastic approximation, closed-form M-step.
+
+How to call it::
+
+    from progression.fit.population import PopulationData, Residual, SaemOptions, saem
+    res = saem(model, data, mu0, omega0, Residual.additive(0.5), eta_columns=None,
+               covariates=None, options=SaemOptions(k1=300, k2=200), seed=1)
+    res.mu, res.omega, res.residual, res.ofv, res.ofv_se, res.eta_mean
+
+``model`` is an :class:`~._core.IndividualModel` (``predict(phi, index) -> (f, G)``; only
+``f`` is used), ``mu0`` the (D,) initial typical values on the estimation scale, ``omega0``
+(E, E) and ``residual0`` the initial Omega and residual model (its zero/non-zero pattern of
+``a``, ``b`` per observable chooses additive, proportional or combined error).
+
+Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defaults):
+
+- *Simulation*: ``n_chains`` Markov chains per subject, all subjects and chains advanced in
+  lockstep (one ``predict`` call per kernel sweep). Each iteration runs the three Monolix
+  kernels ``kernel_iters`` times each: (1) independent proposal from the population
+  distribution N(mu_i, Omega); (2) component-wise random walk (one sweep per component);
+  (3) block random walk over a random block of components (size >= 2). Random-walk scales are
+  per component, adapted during exploration by ``s *= 1 + 0.4 (rate - 0.4)`` (target acceptance
+  0.4) and frozen in the smoothing phase. Censored observations are imputed from the truncated
+  normal given the current prediction (so the residual statistics stay complete-data ones).
+- *Stochastic approximation* of the sufficient statistics ``s1_i = E[phi_i]`` (N, E),
+  ``S2 = sum_i E[phi_i phi_i']`` and the residual sums, with step ``gamma_k = 1`` during the
+  exploration phase (at most ``k1`` iterations) and ``gamma_k = 1 / (k - K1)^alpha`` during the
+  ``k2`` smoothing iterations.
+- *M-step*: typical values in closed form (the mean of ``s1``; with covariates
+  ``mu_i = mu + beta' x_i`` on the estimation scale, least squares of ``s1`` on ``[1, x]``);
+  Omega from the statistics (full, or diagonal when ``omega_diagonal``); additive SD
+  ``a^2 = S_res / n_obs`` and proportional SD ``b^2 = sum (y-f)^2/f^2 / n_obs`` in closed form;
+  for the combined error ``V = a^2 + b^2 f^2`` (no sufficient statistic) ``(a, b)`` maximises
+  the complete log-likelihood at the current simulated predictions (Fisher scoring on ``log
+  a^2, log b^2``) and that optimum is averaged by the same stochastic approximation (the
+  saemix rule).
+- *Simulated annealing* during exploration: every Omega variance and residual variance is
+  kept ``>= tau`` times its previous value (correlations of a full Omega are kept).
+- *Automatic end of exploration*: after ``min_k1`` iterations, exploration stops when the
+  means of the parameters over the last two windows of ``window`` iterations differ by less
+  than ``rtol`` (typical values in units of their random-effect SD ``sqrt(Omega_ee)``;
+  variances and residual SDs on the log scale); otherwise after ``k1`` iterations.
+- *Log-likelihood* by importance sampling: per subject ``M = is_samples`` draws from a
+  multivariate Student t (``nu = 5``) centred on the conditional mean of eta with the
+  conditional SDs (both from the chains over the smoothing phase) as scales. ``-2 log L``
+  includes every constant; ``ofv`` is NONMEM's convention (without ``n log 2 pi`` for the
+  ``n`` uncensored observations). ``ofv_se`` is the Monte Carlo SE (delta method on the
+  per-subject weights).
+
+Parameters without a random effect (not in ``eta_columns``) are held at their ``mu0`` values
+(Monolix estimates them by a separate gradient step; not done here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammaln, log_ndtr, logsumexp, ndtr, ndtri
+
+from ...errors import FitError
+from ._core import PopulationData, Residual, call_predict, check_omega, eta_columns_of
+
+__all__ = ["SaemOptions", "SaemResult", "saem"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True)
+class SaemOptions:
+    """Settings of :func:`saem` (frozen, picklable).
+
+    Parameters
+    ----------
+    k1 : int
+        Maximum number of exploration iterations (gamma = 1), default 300.
+    k2 : int
+        Smoothing iterations (gamma = 1/(k-K1)^alpha), default 200.
+    alpha : float
+        Exponent of the smoothing step (0.5 < alpha <= 1), default 0.8.
+    n_chains : int or None
+        Chains per subject; None: ``max(1, ceil(50 / N))`` (Monolix: several chains for small N).
+    kernel_iters : tuple of 3 int
+        Iterations of the prior, component-wise and block kernels per SAEM iteration.
+    tau : float
+        Annealing factor of Omega and residual variances in exploration, default 0.95.
+    auto_stop : bool
+        End exploration early by the window rule (module docstring).
+    min_k1, window : int
+        Minimum exploration length and window of the automatic stop.
+    rtol : float
+        Tolerance of the automatic stop.
+    omega_diagonal : bool
+        Estimate a diagonal Omega (default) or a full one.
+    is_samples : int
+        Importance-sampling draws per subject for the log-likelihood (0: skip).
+    is_nu : float
+        Degrees of freedom of the Student t proposal.
+    """
+
+    k1: int = 300
+    k2: int = 200
+    alpha: float = 0.8
+    n_chains: int | None = None
+    kernel_iters: tuple = (2, 2, 2)
+    tau: float = 0.95
+    auto_stop: bool = True
+    min_k1: int = 100
+    window: int = 50
+    rtol: float = 0.05
+    omega_diagonal: bool = True
+    is_samples: int = 2000
+    is_nu: float = 5.0
+
+    def __post_init__(self):
+        bad = None
+        if self.k1 < 1 or self.k2 < 1:
+            bad = f"k1, k2 >= 1, found {self.k1}, {self.k2}"
+        elif not 0.5 < self.alpha <= 1.0:
+            bad = f"alpha in (0.5, 1], found {self.alpha}"
+        elif self.n_chains is not None and self.n_chains < 1:
+            bad = f"n_chains >= 1 or None, found {self.n_chains}"
+        elif len(self.kernel_iters) != 3 or min(self.kernel_iters) < 0:
+            bad = f"kernel_iters: 3 counts >= 0, found {self.kernel_iters}"
+        elif not 0.0 < self.tau <= 1.0:
+            bad = f"tau in (0, 1], found {self.tau}"
+        elif self.window < 2 or self.min_k1 < self.window:
+            bad = f"window >= 2 and min_k1 >= window, found {self.window}, {self.min_k1}"
+        elif self.is_samples < 0 or self.is_nu <= 0:
+            bad = f"is_samples >= 0 and is_nu > 0, found {self.is_samples}, {self.is_nu}"
+        if bad:
+            raise FitError(f"SAEM options: expected {bad}")
+        object.__setattr__(self, "kernel_iters", tuple(int(v) for v in self.kernel_iters))
+
+
+@dataclass(frozen=True, eq=False)
+class SaemResult:
+    """Result of :func:`saem`.
+
+    Attributes
+    ----------
+    mu : ndarray (D,)
+        Typical values on the estimation scale (intercepts when there are covariates).
+    beta : ndarray (P, D)
+        Covariate coefficients (zero rows for parameters without a random effect).
+    omega : ndarray (E, E)
+    residual : Residual
+    eta_columns : ndarray of int (E,)
+    eta_mean, eta_sd : ndarray (N, E)
+        Conditional means and SDs of eta per subject (chains over the smoothing phase).
+    acceptance : ndarray (3,)
+        Mean acceptance rates of the prior, component-wise and block kernels.
+    n_iter, k1 : int
+        Iterations in all and in the exploration phase.
+    stop_reason : str
+        How exploration ended ("automatic: ..." or "k1 reached").
+    trace_mu : ndarray (n_iter, D)
+    trace_omega : ndarray (n_iter, E, E)
+    trace_a, trace_b : ndarray (n_iter, K)
+    minus2ll, ofv, ofv_se : float
+        Importance-sampling ``-2 log L`` (all constants), OFV (NONMEM convention) and the MC
+        SE of both (NaN when ``is_samples = 0``).
+    ofv_i : ndarray (N,)
+        Per-subject OFV contributions.
+    n_chains : int
+    seed : int
+    """
+
+    mu: np.ndarray
+    beta: np.ndarray
+    omega: np.ndarray
+    residual: Residual
+    eta_columns: np.ndarray
+    eta_mean: np.ndarray
+    eta_sd: np.ndarray
+    acceptance: np.ndarray
+    n_iter: int
+    k1: int
+    stop_reason: str
+    trace_mu: np.ndarray
+    trace_omega: np.ndarray
+    trace_a: np.ndarray
+    trace_b: np.ndarray
+    minus2ll: float
+    ofv: float
+    ofv_se: float
+    ofv_i: np.ndarray
+    n_chains: int
+    seed: int
+    options: SaemOptions = field(default_factory=SaemOptions)
+
+
+class _Chains:
+    """Data term ``sum_j q_ij`` (−2 log p(y|phi) without log 2 pi) of all chains at once."""
+
+    def __init__(self, model, data, index, D, residual):
+        self.model, self.index, self.D = model, index, D
+        self.d = data.rows(index)
+        self.n = data.y.shape[1]
+        self.obs = self.d.mask & (self.d.cens == 0)
+        self.cen = self.d.mask & (self.d.cens != 0)
+        self.residual = residual
+
+    def evaluate(self, phi, residual=None):
+        residual = self.residual if residual is None else residual
+        f, _, ok = call_predict(self.model, phi, self.index, self.n, self.D)
+        d = self.d
+        with np.errstate(all="ignore"):
+            fz = np.where(d.mask, f, 0.0)
+            V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
+            r = np.where(self.obs, d.y - fz, 0.0)
+            q = np.where(self.obs, r * r / V + np.log(V), 0.0)
+            if self.cen.any():
+                s = np.where(d.cens == 1, 1.0, -1.0)
+                z = s * np.where(self.cen, d.limit - fz, 0.0) / np.sqrt(V)
+                q = q + np.where(self.cen, -2.0 * log_ndtr(z), 0.0)
+            val = q.sum(axis=1)
+        val = np.where(ok & np.isfinite(val), val, np.inf)
+        return val, f
+
+
+def _anneal(new, old, tau):
+    """Keep every variance of ``new`` >= tau x the one of ``old`` (correlations kept)."""
+    dn, do = np.diag(new), np.diag(old)
+    target = np.maximum(dn, tau * do)
+    sc = np.sqrt(target / dn)
+    return new * np.outer(sc, sc)
+
+
+def _combined_optimum(r2, f2, a0, b0, iters=20):
+    """(a, b) minimising ``Q = sum r^2/V + log V``, ``V = a^2 + b^2 f^2``.
+
+    Fisher scoring on ``(log a^2, log b^2)`` (expected Hessian ``sum V'V'^T / V^2``) with step
+    halving, warm-started at the current values: cheaper than a general optimiser, and it is
+    called once per SAEM iteration.
+    """
+    x = np.log([max(a0, 1e-8) ** 2, max(b0, 1e-8) ** 2])
+
+    def q(x):
+        V = np.exp(x[0]) + np.exp(x[1]) * f2
+        return np.sum(r2 / V + np.log(V)), V
+
+    Q, V = q(x)
+    for _ in range(iters):
+        J = np.stack([np.exp(x[0]) * np.ones_like(f2), np.exp(x[1]) * f2])  # dV/dx
+        g = J @ (1.0 / V - r2 / V**2)
+        F = (J / V**2) @ J.T + 1e-12 * np.eye(2)
+        step = np.linalg.solve(F, g)
+        t = 1.0
+        while t > 1e-4:
+            xn = np.clip(x - t * step, -60.0, 20.0)
+            Qn, Vn = q(xn)
+            if Qn <= Q:
+                break
+            t *= 0.5
+        else:
+            break
+        done = abs(Q - Qn) < 1e-10 * (1.0 + abs(Q))
+        x, Q, V = xn, Qn, Vn
+        if done:
+            break
+    return float(np.exp(0.5 * x[0])), float(np.exp(0.5 * x[1]))
+
+
+def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
+         eta_columns=None, covariates=None, options: SaemOptions | None = None,
+         seed: int = 0) -> SaemResult:
+    """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
+
+    Parameters
+    ----------
+    model : IndividualModel or callable
+        ``predict(phi (R, D), index (R,)) -> (f (R, n), G)``; rows may repeat subjects.
+    data : PopulationData
+    mu0 : array_like (D,)
+        Initial typical values (estimation scale).
+    omega0 : array_like (E, E)
+    residual0 : Residual
+        Initial residual SDs; which of ``a``, ``b`` are zero fixes the error model.
+    eta_columns : sequence of int, optional
+        Parameters with a random effect (default all).
+    covariates : array_like (N, P), optional
+        Covariates (centred by the caller); ``mu_i = mu + beta' x_i`` on the random-effect
+        parameters.
+    options : SaemOptions, optional
+    seed : int
+        Seed of the ``numpy.random.Generator``; the same seed gives identical results.
+
+    Returns
+    -------
+    SaemResult
+
+    Raises
+    ------
+    FitError
+        Inconsistent shapes (naming what was expected and found), bad Omega or residual.
+    """
+    opt = SaemOptions() if options is None else options
+    rng = np.random.default_rng(seed)
+    residual0.check_observables(data)
+    mu0 = np.asarray(mu0, dtype=float).ravel()
+    D = mu0.size
+    cols = eta_columns_of(D, eta_columns)
+    E = cols.size
+    if E == 0:
+        raise FitError("SAEM: expected at least one random effect, found none")
+    omega, _, _ = check_omega(omega0, E)
+    N = data.n_subjects
+    X = np.ones((N, 1))
+    if covariates is not None:
+        cv = np.asarray(covariates, dtype=float)
+        cv = cv[:, None] if cv.ndim == 1 else cv
+        if cv.shape[0] != N or cv.ndim != 2 or not np.all(np.isfinite(cv)):
+            raise FitError(f"SAEM covariates: expected a finite ({N}, P) array, found shape "
+                           f"{cv.shape}")
+        X = np.hstack([X, cv])
+    P1 = X.shape[1]
+    XtX_inv = np.linalg.pinv(X.T @ X)
+    B = np.zeros((P1, E))  # coefficients on the random-effect parameters
+    B[0] = mu0[cols]
+    K = len(residual0.a)
+    a = np.array(residual0.a, float)
+    b = np.array(residual0.b, float)
+    has_a, has_b = a > 0, b > 0
+    C = opt.n_chains or max(1, int(np.ceil(50.0 / N)))
+    sub = np.repeat(np.arange(N), C)  # chain -> subject
+    R = sub.size
+    chains = _Chains(model, data, sub, D, residual0)
+    d = chains.d
+    obs_k = [d.mask & (d.observable == k) for k in range(K)]
+    n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
+
+    def mu_rows():
+        full = np.tile(mu0, (N, 1))
+        full[:, cols] = X @ B
+        return full
+
+    def phi_of(eta, mu_i):
+        phi = mu_i[sub].copy()
+        phi[:, cols] += eta
+        return phi
+
+    def resid():
+        return Residual(tuple(a.tolist()), tuple(b.tolist()))
+
+    mu_i = mu_rows()
+    Lom = np.linalg.cholesky(omega)
+    eta = rng.standard_normal((R, E)) @ Lom.T
+    U_data, f = chains.evaluate(phi_of(eta, mu_i), resid())
+    bad = ~np.isfinite(U_data)
+    eta[bad] = 0.0
+    if bad.any():
+        U_data, f = chains.evaluate(phi_of(eta, mu_i), resid())
+    if not np.all(np.isfinite(U_data)):
+        i = int(sub[np.flatnonzero(~np.isfinite(U_data))[0]])
+        raise FitError(f"SAEM: subject {i}: the model could not be evaluated at the initial "
+                       "typical values (expected finite predictions)")
+    scale = np.sqrt(np.diag(omega)).copy()  # random-walk SD per component
+    s_block = 0.5
+    acc_sum = np.zeros(3)
+    acc_n = np.zeros(3)
+    # sufficient statistics
+    s1 = np.zeros((N, E))
+    S2 = np.zeros((E, E))
+    Sres = np.zeros(K)     # sum (y - f)^2 per observable
+    Sprop = np.zeros(K)    # sum (y - f)^2 / f^2 per observable
+    ab_sa = np.c_[a, b].astype(float)
+    traces_mu, traces_om, traces_a, traces_b, stop_vec = [], [], [], [], []
+    eta_acc = np.zeros((N, E))
+    eta2_acc = np.zeros((N, E))
+    n_acc = 0
+    k1_end = None
+    stop_reason = "k1 reached"
+    k = 0
+    while True:
+        k += 1
+        exploring = k1_end is None
+        om_inv = np.linalg.inv(omega)
+        Lom = np.linalg.cholesky(omega)
+        res_now = resid()
+        U_data, f = chains.evaluate(phi_of(eta, mu_i), res_now)
+
+        def prior_q(e, om_inv=om_inv):
+            return np.einsum("re,ef,rf->r", e, om_inv, e)
+
+        # --- simulation step: the three Monolix kernels --------------------------------
+        for _ in range(opt.kernel_iters[0]):
+            prop = rng.standard_normal((R, E)) @ Lom.T
+            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
+            acc = np.log(rng.random(R)) < -0.5 * (Up - U_data)
+            eta[acc], U_data[acc], f[acc] = prop[acc], Up[acc], fp[acc]
+            acc_sum[0] += acc.mean()
+            acc_n[0] += 1
+        U_prior = prior_q(eta)
+        for _ in range(opt.kernel_iters[1]):
+            for e in range(E):
+                prop = eta.copy()
+                prop[:, e] += scale[e] * rng.standard_normal(R)
+                Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
+                Pp = prior_q(prop)
+                acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
+                eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
+                                                                Pp[acc])
+                rate = acc.mean()
+                acc_sum[1] += rate / E
+                if exploring:
+                    scale[e] *= 1.0 + 0.4 * (rate - 0.4)
+            acc_n[1] += 1
+        for _ in range(opt.kernel_iters[2]):
+            if E >= 2:
+                size = int(rng.integers(2, E + 1))
+                blk = np.sort(rng.choice(E, size=size, replace=False))
+            else:
+                blk = np.arange(E)
+            prop = eta.copy()
+            prop[:, blk] += s_block * scale[blk] * rng.standard_normal((R, blk.size))
+            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
+            Pp = prior_q(prop)
+            acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
+            eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
+                                                            Pp[acc])
+            rate = acc.mean()
+            acc_sum[2] += rate
+            acc_n[2] += 1
+            if exploring:
+                s_block *= 1.0 + 0.4 * (rate - 0.4)
+        # --- imputation of censored values, then the stochastic approximation ----------
+        ysim = np.where(d.mask, d.y, 0.0)
+        if chains.cen.any():
+            sd = np.sqrt(res_now.variance(np.where(d.mask, f, 0.0), d.observable))
+            u = rng.random(ysim.shape)
+            with np.errstate(all="ignore"):
+                below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
+                above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
+            ysim = np.where(chains.cen & (d.cens == 1), below,
+                            np.where(chains.cen & (d.cens == -1), above, ysim))
+        phi_e = mu_i[sub][:, cols] + eta
+        gamma = 1.0 if exploring else 1.0 / (k - k1_end) ** opt.alpha
+        m1 = phi_e.reshape(N, C, E).mean(axis=1)
+        m2 = np.einsum("re,rf->ef", phi_e, phi_e) / C
+        fz = np.where(d.mask, f, 0.0)
+        r2 = np.where(d.mask, (ysim - fz) ** 2, 0.0)
+        s1 += gamma * (m1 - s1)
+        S2 += gamma * (m2 - S2)
+        new_ab = np.empty((K, 2))
+        for kk in range(K):
+            m = obs_k[kk]
+            new_ab[kk, 0] = 0.0
+            new_ab[kk, 1] = 0.0
+            Sres[kk] += gamma * (r2[m].sum() / C - Sres[kk])
+            with np.errstate(all="ignore"):
+                Sprop[kk] += gamma * ((r2[m] / fz[m] ** 2).sum() / C - Sprop[kk])
+            if has_a[kk] and has_b[kk]:
+                new_ab[kk] = _combined_optimum(r2[m], fz[m] ** 2, a[kk], b[kk])
+        ab_sa += gamma * (new_ab - ab_sa)
+        # --- M-step --------------------------------------------------------------------
+        B = XtX_inv @ (X.T @ s1)
+        mu_i = mu_rows()
+        M = X @ B
+        om_new = (S2 - M.T @ s1 - s1.T @ M + M.T @ M) / N
+        om_new = 0.5 * (om_new + om_new.T)
+        if opt.omega_diagonal:
+            om_new = np.diag(np.diag(om_new))
+        om_new = om_new + 1e-10 * np.eye(E) * max(1.0, np.abs(np.diag(om_new)).max())
+        a_old, b_old = a.copy(), b.copy()
+        for kk in range(K):
+            if has_a[kk] and has_b[kk]:
+                a[kk], b[kk] = ab_sa[kk]
+            elif has_a[kk]:
+                a[kk] = np.sqrt(Sres[kk] / n_k[kk])
+            else:
+                b[kk] = np.sqrt(Sprop[kk] / n_k[kk])
+        if exploring:
+            om_new = _anneal(om_new, omega, opt.tau)
+            st = np.sqrt(opt.tau)
+            a = np.where(has_a, np.maximum(a, st * a_old), 0.0)
+            b = np.where(has_b, np.maximum(b, st * b_old), 0.0)
+        try:
+            np.linalg.cholesky(om_new)
+            omega = om_new
+        except np.linalg.LinAlgError:
+            pass  # keep the previous Omega (a transiently indefinite full estimate)
+        traces_mu.append(_typical(mu0, cols, B))
+        traces_om.append(omega.copy())
+        traces_a.append(a.copy())
+        traces_b.append(b.copy())
+        stop_vec.append(np.r_[B[0] / np.sqrt(np.diag(omega)), np.log(np.diag(omega)),
+                              np.log(a[has_a]), np.log(b[has_b])])
+        if not exploring:
+            eta_acc += eta.reshape(N, C, E).sum(axis=1)
+            eta2_acc += (eta ** 2).reshape(N, C, E).sum(axis=1)
+            n_acc += C
+            if k - k1_end >= opt.k2:
+                break
+            continue
+        # --- end of exploration? -------------------------------------------------------
+        if opt.auto_stop and k >= opt.min_k1 and k >= 2 * opt.window:
+            w = opt.window
+            vec = np.array(stop_vec[-2 * w:])
+            change = np.abs(vec[w:].mean(axis=0) - vec[:w].mean(axis=0)).max()
+            if change < opt.rtol:
+                k1_end = k
+                stop_reason = (f"automatic: largest change {change:.3g} < rtol {opt.rtol} "
+                               f"between windows of {w} iterations at iteration {k}")
+                continue
+        if k >= opt.k1:
+            k1_end = k
+    n_iter = k
+    eta_mean = eta_acc / n_acc
+    eta_sd = np.sqrt(np.maximum(eta2_acc / n_acc - eta_mean ** 2, 0.0))
+    residual = resid()
+    minus2ll = ofv = se = np.nan
+    ofv_i = np.full(N, np.nan)
+    if opt.is_samples:
+        minus2ll, ofv, se, ofv_i = _is_loglik(model, data, mu_i, omega, residual, cols,
+                                              eta_mean, eta_sd, opt, rng)
+    beta = np.zeros((P1 - 1, D))
+    beta[:, cols] = B[1:]
+    return SaemResult(mu=_typical(mu0, cols, B), beta=beta, omega=omega, residual=residual,
+                      eta_columns=cols, eta_mean=eta_mean, eta_sd=eta_sd,
+                      acceptance=acc_sum / np.maximum(acc_n, 1), n_iter=n_iter, k1=k1_end,
+                      stop_reason=stop_reason, trace_mu=np.array(traces_mu),
+                      trace_omega=np.array(traces_om), trace_a=np.array(traces_a),
+                      trace_b=np.array(traces_b), minus2ll=minus2ll, ofv=ofv, ofv_se=se,
+                      ofv_i=ofv_i, n_chains=C, seed=seed, options=opt)
+
+
+def _typical(mu0, cols, B):
+    out = np.array(mu0, dtype=float)
+    out[cols] = B[0]
+    return out
+
+
+def _is_loglik(model, data, mu_i, omega, residual, cols, m, s, opt, rng):
+    """Importance-sampling -2 log L, OFV, MC SE and per-subject OFV (module docstring)."""
+    N, E = m.shape
+    D = mu_i.shape[1]
+    M = opt.is_samples
+    nu = opt.is_nu
+    s = np.maximum(s, 1e-6 * np.sqrt(np.diag(omega)))
+    om_inv = np.linalg.inv(omega)
+    logdet = np.linalg.slogdet(omega)[1]
+    n_unc = (data.mask & (data.cens == 0)).sum(axis=1)
+    logq_const = (gammaln((nu + E) / 2) - gammaln(nu / 2) - 0.5 * E * np.log(nu * np.pi)
+                  - np.log(s).sum(axis=1))
+    batch = max(1, min(M, 20000 // N))
+    logw = np.empty((N, M))
+    done = 0
+    while done < M:
+        mb = min(batch, M - done)
+        z = rng.standard_normal((mb, N, E))
+        w = rng.chisquare(nu, size=(mb, N, 1))
+        t = z / np.sqrt(w / nu)
+        eta = m[None] + s[None] * t                         # (mb, N, E)
+        idx = np.tile(np.arange(N), mb)
+        ch = _Chains(model, data, idx, D, residual)
+        phi = mu_i[idx].copy()
+        phi[:, cols] += eta.reshape(-1, E)
+        U, _ = ch.evaluate(phi)
+        U = U.reshape(mb, N)
+        lp_y = -0.5 * (U + n_unc[None] * _LOG_2PI)
+        lp_eta = -0.5 * (E * _LOG_2PI + logdet
+                         + np.einsum("bne,ef,bnf->bn", eta, om_inv, eta))
+        lq = logq_const[None] - 0.5 * (nu + E) * np.log1p((t ** 2).sum(-1) / nu)
+        logw[:, done:done + mb] = (lp_y + lp_eta - lq).T
+        done += mb
+    ll_i = logsumexp(logw, axis=1) - np.log(M)
+    wn = np.exp(logw - ll_i[:, None])                      # weights / their mean
+    se_i = wn.std(axis=1, ddof=1) / np.sqrt(M)              # SE of log L_i (delta method)
+    minus2ll = float(-2.0 * ll_i.sum())
+    ofv_i = -2.0 * ll_i - n_unc * _LOG_2PI
+    se = float(2.0 * np.sqrt(np.sum(se_i ** 2)))
+    return minus2ll, float(ofv_i.sum()), se, ofv_i
