@@ -288,3 +288,45 @@ def test_bad_inputs_refused():
 
     with pytest.raises(FitError, match="SAEM: subject 0: the model could not be evaluated"):
         saem(Broken(), data, [5.0, 1.0], np.eye(2), Residual.additive(1.0))
+
+
+def test_censored_random_intercept_matches_quadrature_ml():
+    """M3 censoring (imputed in SAEM) and a parameter without a random effect (held at mu0).
+
+    y_ij = (b0 + eta) + 2 t_j + eps, values below 11 censored; the exact ML is computed by
+    Gauss-Hermite quadrature over the single eta (normal densities for observed values, normal
+    CDFs for censored ones) maximised by BFGS.
+    """
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(8)
+    N, t, lim = 40, np.arange(5.0), 11.0
+    times = [t] * N
+    y_true = [10.0 + 1.5 * rng.standard_normal() + 2.0 * t + 1.0 * rng.standard_normal(5)
+              for _ in range(N)]
+    cens = [(y < lim).astype(int) for y in y_true]
+    ys = [np.where(c == 1, 0.0, y) for y, c in zip(y_true, cens, strict=True)]
+    data = PopulationData.from_subjects(ys, cens=cens, limits=[np.full(5, lim)] * N)
+    assert 0.1 < np.mean(np.concatenate(cens)) < 0.4
+    xg, wg = np.polynomial.hermite.hermgauss(60)
+
+    def m2ll(p):
+        m, om, a = p[0], np.exp(p[1]), np.exp(p[2])
+        eta = np.sqrt(2 * om) * xg
+        tot = 0.0
+        for y, c in zip(ys, cens, strict=True):
+            f = m + eta[:, None] + 2.0 * t[None]
+            lp = np.where(c == 1, norm.logcdf((lim - f) / a), norm.logpdf(y, f, a)).sum(1)
+            tot += -2 * logsumexp(lp + np.log(wg / np.sqrt(np.pi)))
+        return tot
+
+    ref = minimize(m2ll, [10.0, np.log(2.0), 0.0], method="BFGS", options={"gtol": 1e-7})
+    r = saem(LinearModel(times), data, [8.0, 2.0], [[1.0]], Residual.additive(2.0),
+             eta_columns=[0], options=SaemOptions(is_samples=2000), seed=4)
+    assert r.mu[1] == 2.0  # no random effect: held at mu0
+    assert r.mu[0] == pytest.approx(ref.x[0], abs=0.05)
+    assert r.omega[0, 0] == pytest.approx(np.exp(ref.x[1]), rel=0.08)
+    assert r.residual.a[0] == pytest.approx(np.exp(ref.x[2]), rel=0.04)
+    n_unc = int((data.mask & (data.cens == 0)).sum())
+    assert abs(r.minus2ll - ref.fun) < 3 * r.ofv_se + 0.05
+    assert r.ofv == pytest.approx(r.minus2ll - n_unc * LOG2PI)
