@@ -26,6 +26,11 @@ recomputed by exact forward sensitivities (:func:`progression.simulate.simulate`
 result is never silently wrong. The ALS models on the 0.5-month grid estimate ~1e-3;
 ``als_systemic`` (stiff, implicit-Euler steps) ~5e-2, so its fits use the fallback.
 
+The outputs themselves have an error control of the same kind (interpolant on step h against
+step 2h, :mod:`progression.fit.problem`): a row whose interpolated outputs would move its
+-2 log L by more than 2e-5 is evaluated on the exact path, forward sensitivities included, so
+this module's fallback only matters for rows whose outputs pass but whose sensitivities do not.
+
 Used by estimators (``[solver] sensitivities = "grid"``, the default): a Gauss-Newton step
 needs the derivative of the predictions to about 1e-3, not 1e-9, so optimiser steps use the
 plain rule and only the information matrix (standard errors) the extrapolated one.

@@ -93,9 +93,10 @@ EXACT_GROUP = 50
 EXACT_RTOL, EXACT_ATOL = 1e-10, 1e-12
 
 #: Grid-path error control: a row whose estimated interpolation error moves its ``-2 log L`` by
-#: more than this (``[solver] grid_error`` overrides it; 0 routes every row, ``inf`` none) is
-#: evaluated on the exact path within the same call. 2e-5 in -2 log L is 1e-5 in -log L, ten
-#: times below the 1e-4 per subject that the reported objective must meet.
+#: more than this (``Problem.solver["grid_error"]`` overrides it, not yet a config key; 0
+#: routes every row, ``inf`` none) is evaluated on the exact path within the same call.
+#: 2e-5 in -2 log L is 1e-5 in -log L, ten times below the 1e-4 per subject that the reported
+#: objective must meet.
 GRID_ERROR = 2e-5
 #: The interpolation error estimate ``|f_h - f_2h| / GRID_ERROR_DIVISOR``: the Hermite
 #: interpolant's error is O(h^4), so asymptotically ``f_2h`` errs 16 times ``f_h``. Measured on
@@ -376,7 +377,7 @@ class Problem:
         stats = self.routing
         why = f"grid interpolation error above {tol:g} in -2 log L"
         if not np.isfinite(tol):
-            return "error control off ([solver] grid_error infinite)"
+            return "error control off (grid_error infinite)"
         if not stats["evaluations"]:
             return (f"error control: rows with {why} go to the exact path (no grid "
                     "evaluation in this process to report)")
@@ -580,7 +581,7 @@ class Problem:
                           sizes, before_zero, routed)
 
     def grid_error_tolerance(self) -> float:
-        """The grid path's error tolerance in ``-2 log L`` per row (``[solver] grid_error``,
+        """The grid path's error tolerance in ``-2 log L`` per row (``solver["grid_error"]``,
         default :data:`GRID_ERROR`)."""
         return float(self.solver.get("grid_error", GRID_ERROR))
 
