@@ -104,8 +104,12 @@ def numbers_from(problem) -> str:
 
 def jacobian_method(problem) -> str:
     """How the optimiser's Jacobian is computed on ``problem``'s path, in words."""
-    if problem.exact or problem.solver.get("sensitivities", "grid") == "forward":
+    if (problem.exact or problem.solver.get("sensitivities", "grid") == "forward"
+            or getattr(problem, "all_inputs", False)):
         return "Jacobian from forward sensitivities"
+    if getattr(problem, "has_inputs", False):
+        return ("Jacobian from sensitivities on the output grid (forward sensitivities for "
+                "rows with doses, covariates or condition inputs)")
     return "Jacobian from sensitivities on the output grid"
 
 
