@@ -1,0 +1,125 @@
+"""Population-fit figures: each builds from small arrays, saves a PNG and draws its inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import ndtri
+
+from progression.fit.population import vpc
+from progression.plots.population import (
+    plot_dv_vs_pred,
+    plot_qq,
+    plot_residuals,
+    plot_traces,
+    plot_vpc,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+plt = pytest.importorskip("matplotlib.pyplot")
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _png(path: Path) -> bool:
+    return path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dv_vs_pred_and_ipred(tmp_path):
+    dv = np.array([[1.0, 2.0, np.nan], [3.0, 4.0, 5.0]])  # NaN: padding
+    pred = np.array([[1.5, 2.5, 9.0], [2.0, 3.0, 4.0]])
+    ipred = dv + 0.1
+    fig = plot_dv_vs_pred(dv, pred, ipred, name="ALSFRS-R", unit="points",
+                          path=tmp_path / "gof.png")
+    assert _png(tmp_path / "gof.png") and len(fig.axes) == 2
+    a, b = fig.axes
+    np.testing.assert_array_equal(a.collections[0].get_offsets(),
+                                  np.c_[[1.5, 2.5, 2.0, 3.0, 4.0], [1, 2, 3, 4, 5.0]])
+    np.testing.assert_array_equal(b.collections[0].get_offsets()[:, 0],
+                                  [1.1, 2.1, 3.1, 4.1, 5.1])
+    x, y = a.lines[0].get_data()  # identity line
+    assert list(x) == list(y)
+    assert a.get_xlabel() == "PRED of ALSFRS-R (points)"
+    assert b.get_ylabel() == "observed ALSFRS-R (points)"
+    logfig = plot_dv_vs_pred([1.0, -1.0, 10.0], [2.0, 1.0, 8.0], log=True)
+    assert logfig.axes[0].get_xscale() == "log"
+    assert logfig.axes[0].collections[0].get_offsets().shape == (2, 2)  # -1 left out
+
+
+def test_residuals_against_time_and_pred(tmp_path):
+    res, t, p = [0.5, -1.0, np.nan, 2.5], [0.0, 1.0, 2.0, 3.0], [10.0, 9.0, 8.0, 7.0]
+    fig = plot_residuals(res, t, p, time_unit="month", path=tmp_path / "r.png")
+    assert _png(tmp_path / "r.png")
+    a, b = fig.axes
+    np.testing.assert_array_equal(a.collections[0].get_offsets(),
+                                  np.c_[[0.0, 1.0, 3.0], [0.5, -1.0, 2.5]])
+    np.testing.assert_array_equal(b.collections[0].get_offsets()[:, 0], [10.0, 9.0, 7.0])
+    assert a.get_xlabel() == "time (months)"
+    assert sorted(line.get_ydata()[0] for line in a.lines) == [-1.96, 0.0, 1.96]
+
+
+def test_qq_points_are_normal_quantiles_against_sorted_values(tmp_path):
+    v = np.array([0.3, -1.2, 2.0, np.nan, 0.0])
+    fig = plot_qq({"CWRES": v, "NPDE": [1.0, -1.0]}, path=tmp_path / "qq.png")
+    assert _png(tmp_path / "qq.png") and len(fig.axes) == 2
+    x, y = fig.axes[0].lines[0].get_data()
+    np.testing.assert_allclose(x, ndtri((np.arange(1, 5) - 0.5) / 4))
+    np.testing.assert_array_equal(y, [-1.2, 0.0, 0.3, 2.0])
+    assert fig.axes[1].get_ylabel() == "NPDE quantiles"
+
+
+def test_vpc_figure_draws_the_percentiles_and_bands(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.repeat([0.0, 1.0, 2.0], 20)
+    y = 10 - 3 * t + rng.normal(size=t.size)
+    sims = 10 - 3 * t + rng.normal(size=(50, t.size))
+    v = vpc(t, y, sims, edges=[-0.5, 0.5, 1.5, 2.5], lloq=5.0)
+    fig = plot_vpc(v, name="score", unit="points", time_unit="month",
+                   path=tmp_path / "vpc.png")
+    assert _png(tmp_path / "vpc.png") and len(fig.axes) == 2  # main + BLQ panel
+    main, blq = fig.axes
+    observed = [ln for ln in main.lines if ln.get_label().startswith("observed")]
+    assert len(observed) == 3
+    for k, ln in enumerate(observed):
+        np.testing.assert_array_equal(ln.get_xdata(), v.x)
+        np.testing.assert_array_equal(ln.get_ydata(), v.observed[:, k])
+    # each band is a polygon through (x, hi) and (x, lo)
+    band = main.collections[0].get_paths()[0].vertices
+    ok = np.isfinite(v.sim_lo[:, 0])
+    for x, lo, hi in zip(v.x[ok], v.sim_lo[ok, 0], v.sim_hi[ok, 0], strict=True):
+        assert any(np.allclose(p, (x, lo)) for p in band)
+        assert any(np.allclose(p, (x, hi)) for p in band)
+    np.testing.assert_array_equal(blq.lines[0].get_ydata(), v.blq_observed)
+    assert blq.get_xlabel() == "time (months)"
+    assert main.get_ylabel() == "score (points)"
+    nocens = plot_vpc(vpc(t, y, sims, n_bins=3, pred=10 - 3 * t + 5))
+    assert len(nocens.axes) == 1
+    assert nocens.axes[0].get_title().startswith("Prediction-corrected VPC")
+
+
+def test_traces_by_iteration(tmp_path):
+    tr = {"theta1": [1.0, 2.0, 1.5], "omega(1,1)": [0.5, 0.4, 0.3]}
+    fig = plot_traces(tr, ofv=[10.0, 8.0, 7.5], smoothing_start=1, path=tmp_path / "t.png")
+    assert _png(tmp_path / "t.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["theta1", "omega(1,1)", "OFV"]
+    np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), [10.0, 8.0, 7.5])
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [0, 1, 2])
+
+
+def test_importing_the_module_does_not_import_matplotlib():
+    code = ("import sys, progression.plots.population; "
+            "print(any(m.startswith('matplotlib') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
