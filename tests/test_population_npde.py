@@ -20,8 +20,8 @@ def test_one_observation_by_hand():
     res = npde([[3.5]], [np.array([[1.0], [2.0], [3.0], [4.0]])])
     assert res.pde[0, 0] == 0.75 and res.pd[0, 0] == 0.75
     assert res.npde[0, 0] == pytest.approx(PHI_INV_075, abs=1e-15)
-    # a tie counts one half: y = 3 -> (2 + 0.5) / 4
-    assert npde([[3.0]], [np.array([[1.0], [2.0], [3.0], [4.0]])]).pd[0, 0] == 0.625
+    # strictly below (npde's rule): y = 3 ties with a simulation -> 2 / 4
+    assert npde([[3.0]], [np.array([[1.0], [2.0], [3.0], [4.0]])]).pd[0, 0] == 0.5
     # above every simulation: 1 - 1/(2K); below every one: 1/(2K)
     assert npde([[9.0]], [np.array([[1.0], [2.0], [3.0], [4.0]])]).pde[0, 0] == 1 - 1 / 8
     assert npde([[-9.0]], [np.array([[1.0], [2.0], [3.0], [4.0]])]).pde[0, 0] == 1 / 8
@@ -49,16 +49,15 @@ def test_two_correlated_observations_by_hand():
     zs = [decor(*s) for s in sims]
     pde = [sum(z[j] < zy[j] for z in zs) / K for j in (0, 1)]
     pde = [min(max(p, 0.5 / K), 1 - 0.5 / K) for p in pde]
-    pd = [(sum(s[j] < y[j] for s in sims) + 0.5 * sum(s[j] == y[j] for s in sims)) / K
-          for j in (0, 1)]
+    pd = [sum(s[j] < y[j] for s in sims) / K for j in (0, 1)]
 
     res = npde([y], [np.array(sims)])
     np.testing.assert_allclose(res.pde[0], pde, rtol=0, atol=1e-15)
     np.testing.assert_allclose(res.npde[0], stats.norm.ppf(pde), rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.pd[0], pd, rtol=0, atol=1e-15)
-    # hand values themselves: y1 = 4.5 above 4 of 5 sims; y2 = 2 above one, tied with one;
-    # the decorrelated y2 lies below every decorrelated simulation -> 1/(2K)
-    assert pd == [0.8, 0.3] and pde == [0.8, 0.1]
+    # hand values themselves: y1 = 4.5 above 4 of 5 sims; y2 = 2 strictly above one (tied
+    # with another); the decorrelated y2 lies below every decorrelated simulation -> 1/(2K)
+    assert pd == [0.8, 0.2] and pde == [0.8, 0.1]
 
 
 def _linear_gaussian(rng, N, K, shift=0.0):

@@ -9,14 +9,16 @@ design under the model:
 1. ``E_i`` = mean of the K simulations, ``V_i`` = their empirical covariance (``ddof = 1``, as
    R's ``cov``).
 2. Decorrelation: ``y*_i = V_i^-1/2 (y_i - E_i)`` and the same for every simulation. ``V^-1/2``
-   is the inverse lower Cholesky factor ``L^-1`` (``V = L L'``) by default, the npde package's
-   default (``decorr.method = "cholesky"``); ``"symmetric"`` uses the symmetric square root
-   ``U diag(w^-1/2) U'`` (npde's ``"polar"``). The Cholesky choice depends on the order of the
-   observations (the first one is only centred and scaled); sort them by time.
-3. ``pde_ij`` = fraction of the K decorrelated simulations below ``y*_ij`` (ties count one
-   half), kept inside ``(1/(2K), 1 - 1/(2K))``: an observation above (below) every simulation
-   gets ``1 - 1/(2K)`` (``1/(2K)``), the centre of the outermost of K bins, so that
-   ``npde = Phi^-1(pde)`` is always finite.
+   is the inverse lower Cholesky factor ``L^-1`` (``V = L L'``) by default, as in the npde
+   package (``npdeControl(decorr.method = "cholesky", ties = TRUE)``); ``"symmetric"`` uses
+   the symmetric square root ``U diag(w^-1/2) U'`` (npde's ``"inverse"``). The Cholesky
+   choice depends on the order of the observations (the first one is only centred and
+   scaled); sort them by time.
+3. ``pde_ij`` = fraction of the K decorrelated simulations strictly below ``y*_ij``; an
+   observation above (below) every simulation gets ``1 - 1/(2K)`` (``1/(2K)``), the centre of
+   the outermost of K bins, so that ``npde = Phi^-1(pde)`` is always finite. This is the npde
+   package's default (``ties = TRUE``; its alternative jitters pde uniformly within
+   ``1/K``, which is not done here).
 4. ``pd`` is the same quantile without decorrelation (each observation among its own K
    simulated values); ``npd = Phi^-1(pd)``.
 
@@ -40,7 +42,8 @@ from ._core import PopulationData
 
 __all__ = ["NPDEResult", "npde", "DECORRELATIONS"]
 
-#: Ways to compute ``V^-1/2``: inverse Cholesky factor (npde's default) or symmetric root.
+#: Ways to compute ``V^-1/2``: inverse Cholesky factor (npde's default) or symmetric root
+#: (npde's "inverse").
 DECORRELATIONS = ("cholesky", "symmetric")
 
 
@@ -140,9 +143,10 @@ def _inv_sqrt(V: np.ndarray, how: str) -> np.ndarray:
 
 
 def _quantiles(obs: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Fraction of ``sims`` (K, m) below ``obs`` (m,), ties counted one half, in (1/2K, 1-1/2K)."""
+    """Fraction of ``sims`` (K, m) strictly below ``obs`` (m,); 0 -> 1/(2K), 1 -> 1 - 1/(2K)."""
     K = sims.shape[0]
-    q = (np.sum(sims < obs, axis=0) + 0.5 * np.sum(sims == obs, axis=0)) / K
+    q = np.sum(sims < obs, axis=0) / K
+    # only the exact 0 and 1 move: every other value already lies in [1/K, 1 - 1/K]
     return np.clip(q, 0.5 / K, 1.0 - 0.5 / K)
 
 
