@@ -14,6 +14,7 @@ from scipy.special import ndtri
 from progression.fit.population import vpc
 from progression.plots.population import (
     plot_dv_vs_pred,
+    plot_individual_fits,
     plot_qq,
     plot_residuals,
     plot_traces,
@@ -114,6 +115,28 @@ def test_traces_by_iteration(tmp_path):
     assert titles == ["theta1", "omega(1,1)", "OFV"]
     np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), [10.0, 8.0, 7.5])
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [0, 1, 2])
+
+
+def test_individual_fits_per_subject(tmp_path):
+    time = np.array([[2.0, 0.0, 1.0], [0.0, 1.0, np.nan]])  # unsorted; NaN: padding
+    dv = np.array([[5.0, 3.0, 4.0], [1.0, 2.0, np.nan]])
+    ipred, pred = dv + 0.5, dv - 0.5
+    fig = plot_individual_fits(time, dv, ipred, pred, ids=["A", "B"], time_unit="month",
+                               name="score", unit="points", path=tmp_path / "ind.png")
+    assert _png(tmp_path / "ind.png")
+    a, b = [ax for ax in fig.axes if ax.get_visible()]
+    assert (a.get_title(), b.get_title()) == ("A", "B")
+    obs, ip, pr = a.lines
+    np.testing.assert_array_equal(obs.get_xdata(), [2.0, 0.0, 1.0])
+    np.testing.assert_array_equal(obs.get_ydata(), [5.0, 3.0, 4.0])
+    np.testing.assert_array_equal(ip.get_xdata(), [0.0, 1.0, 2.0])  # drawn in time order
+    np.testing.assert_array_equal(ip.get_ydata(), [3.5, 4.5, 5.5])
+    np.testing.assert_array_equal(pr.get_ydata(), [2.5, 3.5, 4.5])
+    np.testing.assert_array_equal(b.lines[0].get_xdata(), [0.0, 1.0])
+    assert a.get_xlabel() == "time (months)" and a.get_ylabel() == "score (points)"
+    # per-subject lists and no PRED
+    fig = plot_individual_fits([[0.0, 1.0]], [[1.0, 2.0]], [[1.1, 2.1]])
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "subject 0"
 
 
 def test_importing_the_module_does_not_import_matplotlib():

@@ -15,7 +15,8 @@ import numpy as np
 
 from . import axis_label, legend_below, time_label
 
-__all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_traces"]
+__all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_traces",
+           "plot_individual_fits"]
 
 _DPI = 120
 
@@ -298,4 +299,66 @@ def plot_traces(traces, *, ofv=None, iterations=None, smoothing_start: int | Non
         ax.set_visible(False)
     legend_below(fig, list(handles.values()), list(handles))
     fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def _rows(a) -> list[np.ndarray]:
+    """Per-subject 1-D float arrays from a padded (N, n) array or a sequence of arrays."""
+    if isinstance(a, np.ndarray) and a.ndim == 2:
+        return [np.asarray(r, dtype=float) for r in a]
+    return [np.asarray(r, dtype=float).ravel() for r in a]
+
+
+def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
+                         max_subjects: int = 12, ncols: int = 4, name: str = "DV",
+                         unit: str | None = None, time_unit: str | None = None, path=None):
+    """One panel per subject: observations, IPRED (solid) and PRED (dashed) against time.
+
+    Parameters
+    ----------
+    time, dv, ipred : ndarray (N, n) padded with NaN, or sequences of per-subject arrays
+    pred : same layout, optional
+    subjects : sequence of int, optional
+        Which subjects (positions) to draw; the first ``max_subjects`` by default.
+    ids : sequence of str, optional
+        Subject identifiers for the panel titles (positions otherwise).
+    max_subjects, ncols : int
+    name, unit, time_unit : str, optional
+        For the labels.
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Lines are drawn through the observation times in time order.
+    """
+    plt = _pyplot()
+    T, Y, I = _rows(time), _rows(dv), _rows(ipred)
+    P = _rows(pred) if pred is not None else None
+    subjects = list(range(min(len(T), max_subjects))) if subjects is None else list(subjects)
+    ncols = max(1, min(ncols, len(subjects)))
+    nrows = max(1, math.ceil(len(subjects) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows + 0.6),
+                             squeeze=False, sharex=True, layout="constrained")
+    for ax, i in zip(axes.flat, subjects, strict=False):
+        t = T[i]
+        order = np.argsort(t[np.isfinite(t)], kind="stable")
+        t_ok = np.isfinite(t)
+        ts = t[t_ok][order]
+        ax.plot(t[t_ok], Y[i][t_ok], "o", ms=3.5, color="black", label="observed")
+        ax.plot(ts, I[i][t_ok][order], color="tab:blue", lw=1.4, label="IPRED")
+        if P is not None:
+            ax.plot(ts, P[i][t_ok][order], color="tab:orange", lw=1.2, ls="--",
+                    label="PRED")
+        ax.set_title(str(ids[i]) if ids is not None else f"subject {i}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(subjects):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(time_label(time_unit))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(axis_label(name, unit))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend_below(fig, handles, labels)
+    fig.suptitle(f"Individual fits of {name} ({len(subjects)} of {len(T)} subjects)")
     return _finish(fig, path)
