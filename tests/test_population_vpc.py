@@ -112,6 +112,8 @@ def test_correct_model_median_inside_its_band():
     ({"pred": [1.0, 0.0, 1.0, 1.0]}, "pred: expected values above the lower bound 0.0"),
     ({"pred": [1.0, 1.0]}, "pred: expected 4 values, found 2"),
     ({"sims": np.array([[1.0, np.nan, 1, 1]] * 2)}, "expected finite simulated values"),
+    ({"cens": [0, 1, 0, 0]}, "cens: censoring flags need the limit"),
+    ({"cens": [0, 1], "lloq": 1.0}, "cens: expected 4 flags, found 2"),
 ])
 def test_bad_inputs_are_refused(kw, match):
     args = {"time": [0.0, 1.0, 2.0, 3.0], "dv": [1.0, 2.0, 3.0, 4.0],

@@ -225,6 +225,9 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
     if not q or any(not 0 <= p <= 100 for p in q):
         raise FitError(f"{source}: percentiles: expected values in [0, 100], found {q}")
     use = np.isfinite(t) & np.isfinite(y)
+    if cens is not None and lloq is None:
+        raise FitError(f"{source}: cens: censoring flags need the limit; expected lloq, "
+                       "found none")
     if lloq is not None:
         lim = np.broadcast_to(np.asarray(lloq, dtype=float), np.shape(dv)).ravel().copy()
         c = (np.asarray(cens).ravel() == 1) if cens is not None else (y < lim)
