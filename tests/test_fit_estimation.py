@@ -10,8 +10,8 @@ from scipy.special import log_ndtr
 
 import progression as pg
 from progression.fit import Design, Problem, fit, parse_fit_config
-from progression.fit.errormodels import likelihood_terms
 from progression.fit._multistart import starting_points
+from progression.fit.errormodels import likelihood_terms
 from progression.fit.transforms import from_internal, to_internal
 
 sys.path.insert(0, str(Path(__file__).parent))
