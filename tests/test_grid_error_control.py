@@ -124,3 +124,27 @@ def test_nothing_is_routed_on_a_slow_model():
         ev = problem.evaluate(designs, np.arange(len(designs)), theta, problem.subject_cols)
         assert not ev.routed.any()
     assert problem.routing["evaluations"] == 3 and problem.routing["rows"] == 0
+
+
+def test_grid_error_is_a_config_key(tmp_path):
+    """[solver] grid_error reaches the problem; its default is the problem's; bad values are
+    named."""
+    import pytest
+
+    from progression.errors import ConfigError
+    from progression.fit.config import parse_fit_config
+    from progression.fit.problem import GRID_ERROR
+
+    def cfg(extra=""):
+        return parse_fit_config(
+            '[fit]\nmodel = "pk_oral"\n[data]\npath = "x.csv"\n[error.conc]\nmodel = "additive"\n'
+            'a = 0.1\n[parameters.ka]\nestimate = "subject"\n[solver]\n' + extra,
+            source=tmp_path / "c.toml", check_data=False)
+
+    assert cfg().solver["grid_error"] == GRID_ERROR
+    assert cfg("grid_error = 1e-3").solver["grid_error"] == 1e-3
+    assert cfg("grid_error = inf").solver["grid_error"] == float("inf")
+    with pytest.raises(ConfigError, match="solver.grid_error"):
+        cfg("grid_error = -1")
+    with pytest.raises(ConfigError, match="solver.grid_error"):
+        cfg('grid_error = "big"')

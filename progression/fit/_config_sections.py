@@ -302,6 +302,11 @@ def solver_table(chk: _Check, doc: dict) -> dict:
                                              SENSITIVITY_MODES)
     if "refine" in sol:
         solver["refine"] = chk.string("solver.refine", sol["refine"], REFINE_MODES)
+    if "grid_error" in sol:
+        # bound on a row's grid interpolation error in -2 log L above which the row is
+        # evaluated on the exact path (inf: no error control)
+        solver["grid_error"] = chk.number("solver.grid_error", sol["grid_error"],
+                                          positive=True, allow_inf=True)
     if "per_subject_steps" in sol:
         if isinstance(sol["per_subject_steps"], bool):
             solver["per_subject_steps"] = sol["per_subject_steps"]

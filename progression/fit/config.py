@@ -55,7 +55,8 @@ _ESTIMATOR_DEFAULTS = {
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
-                    "sensitivities": "grid", "per_subject_steps": True, "refine": "exact"}
+                    "sensitivities": "grid", "per_subject_steps": True, "refine": "exact",
+                    "grid_error": 2e-5}
 _OUTPUT_DEFAULTS = {"folder": None, "figures": True}
 
 

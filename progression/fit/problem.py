@@ -93,8 +93,8 @@ EXACT_GROUP = 50
 EXACT_RTOL, EXACT_ATOL = 1e-10, 1e-12
 
 #: Grid-path error control: a row whose estimated interpolation error moves its ``-2 log L`` by
-#: more than this (``Problem.solver["grid_error"]`` overrides it, not yet a config key; 0
-#: routes every row, ``inf`` none) is evaluated on the exact path within the same call.
+#: more than this (``[solver] grid_error`` in a run config, ``Problem.solver["grid_error"]``;
+#: ``inf`` routes none) is evaluated on the exact path within the same call.
 #: 2e-5 in -2 log L is 1e-5 in -log L, ten times below the 1e-4 per subject that the reported
 #: objective must meet.
 GRID_ERROR = 2e-5
