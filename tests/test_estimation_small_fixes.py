@@ -244,7 +244,8 @@ folder = "out"
     assert "nothing estimated" in report
     # the saved residuals are the closed-form ones
     rows = (tmp_path / "out" / "data.csv").read_text().splitlines()
-    res = np.array([float(r.split(",")[-1]) for r in rows[1:]])
+    column = rows[0].split(",").index("residual")
+    res = np.array([float(r.split(",")[column]) for r in rows[1:]])
     closed = np.concatenate([(d.value - (np.log(2.0) - k * d.time)) / a for d in data])
     np.testing.assert_allclose(res, closed, rtol=1e-6, atol=1e-6)
 
