@@ -1,0 +1,384 @@
+"""How :class:`~progression.fit.problem.Problem` obtains outputs and sensitivities.
+
+A batch of rows is split into simulation *units* (:func:`make_units`: one per row and
+experimental condition, with the condition's overrides and the row's inputs). Units without
+inputs go through the configured path (:func:`plain_outputs`: Hermite interpolation on a
+common grid with grid or forward sensitivities, or exact outputs in groups of
+:data:`EXACT_GROUP`); units with doses or covariates are simulated by
+:func:`progression.simulate` at their own times with forward sensitivities
+(:func:`simulate_units`). The grid path also returns each value's interpolation error
+estimate (from :func:`coarse_interpolant`), which :mod:`progression.fit._error_control` turns
+into the decision to re-evaluate a row exactly. Each function takes the
+:class:`~progression.fit.problem.Problem` whose layout and solver settings it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["EXACT_GROUP", "EXACT_RTOL", "EXACT_ATOL", "GRID_ERROR_DIVISOR", "grid_step",
+           "has_inputs", "make_units", "outputs", "simulate_units", "solver_options",
+           "plain_outputs", "coarse_interpolant"]
+
+#: Rows simulated together on the exact path (outputs at the union of the group's times).
+EXACT_GROUP = 50
+
+#: Tolerances of the exact path that polishes grid-path estimates and reports the objective
+#: and covariance (the user's, where tighter).
+EXACT_RTOL, EXACT_ATOL = 1e-10, 1e-12
+
+#: The interpolation error estimate ``|f_h - f_2h| / GRID_ERROR_DIVISOR``: the Hermite
+#: interpolant's error is O(h^4), so asymptotically ``f_2h`` errs 16 times ``f_h``. Measured on
+#: the stiff cascade (tests/models/stiff_signalling.toml, three subjects): where the estimate
+#: is near the tolerance (h <= 0.06 min) the row bound exceeds the actual objective error 12 to
+#: 25 times (the bound adds absolute values); at h = 0.5 min, far too coarse for the fast
+#: transient, it falls short up to 16 times but is then ~100 in -2 log L, far above any
+#: tolerance. On als_reduced (h = 0.5 month) the largest bound is 9e-6, at the start points.
+GRID_ERROR_DIVISOR = 15.0
+
+
+class _Units(NamedTuple):
+    """Simulation units of a batch: ``row`` (U,) the row of each unit, ``of_obs`` (N,) the
+    unit of each value, ``table`` (U, P) model parameters, ``inputs`` per unit (None, or a
+    dict with ``doses`` and ``covariates`` in model time), ``fixed`` (U, P) parameters a
+    condition overrides (or None)."""
+
+    row: np.ndarray
+    of_obs: np.ndarray
+    table: np.ndarray
+    inputs: list
+    fixed: np.ndarray | None
+
+
+def has_inputs(problem, design) -> bool:
+    """Whether a design's rows are simulated with inputs (doses, covariates, or conditions
+    with doses) on the exact path."""
+    if design.doses or design.covariates or getattr(problem.model, "covariate_names", ()):
+        return True
+    if design.condition is not None and problem.conditions:
+        used = set(np.unique(design.condition).tolist()) - {""}
+        return any(c.doses for c in problem.conditions if c.name in used)
+    return False
+
+
+def grid_step(setting, t_end: float) -> float:
+    """The Hermite grid step: a number, or ``"auto"``: a power of two near ``t_end / 200``
+    (0.25 for spans of 36-72 time units), so that it changes rarely during a fit."""
+    if setting != "auto":
+        return float(setting)
+    span = max(float(t_end), 1e-12)
+    return float(2.0 ** np.floor(np.log2(span / 200.0) + 0.5))
+
+
+def make_units(problem, designs, row_design, theta, rr, offset) -> _Units:
+    """Simulation units of a batch of rows: one per (row, condition) with values.
+
+    Each unit gets its row's model parameters with its condition's overrides, the record-
+    free dose parameter set to 0 where the data give dose records, and its inputs (the
+    subject's doses and covariates plus the condition's doses, in model time) or None.
+    """
+    P = problem.P
+    R = theta.shape[0]
+    C = len(problem.conditions)
+    # A model with covariates carries them as hidden parameter rows that only simulate()
+    # fills (defaults included), so all its units take the input path.
+    has_cov = bool(getattr(problem.model, "covariate_names", ()))
+    plain = C == 0 and not has_cov and not any(
+        designs[d].doses or designs[d].covariates or designs[d].dose_records
+        for d in row_design)
+    if plain:
+        return _Units(np.arange(R), rr, theta[:, :P].copy(), [None] * R, None)
+    index = {name: c for c, name in enumerate(problem.condition_names)}
+    parts = []
+    for d in row_design:
+        cond = designs[d].condition
+        if cond is None:
+            parts.append(np.full(designs[d].n, -1))
+            continue
+        try:
+            parts.append(np.array([index[c] if c else -1 for c in cond], dtype=int))
+        except KeyError as exc:
+            raise ConfigError(f"design '{designs[d].id}': condition {exc.args[0]!r} is not "
+                              "defined (add a [conditions." + str(exc.args[0])
+                              + "] table)") from None
+    cidx = np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+    key = rr * (C + 1) + (cidx + 1)
+    ukeys, of_obs = np.unique(key, return_inverse=True)
+    unit_row, unit_cond = ukeys // (C + 1), ukeys % (C + 1) - 1
+    U = ukeys.size
+    table = theta[unit_row, :P].copy()
+    fixed = np.zeros((U, P), dtype=bool)
+    model = problem.model
+    dp = model.spec.dose_parameter if hasattr(model, "spec") else None
+    dp_index = model.parameter_index(dp) if dp is not None else None
+    inputs = []
+    for u in range(U):
+        design = designs[row_design[unit_row[u]]]
+        off = float(offset[unit_row[u]])
+        doses = list(design.doses)
+        if unit_cond[u] >= 0:
+            cond = problem.conditions[unit_cond[u]]
+            for name, value in cond.parameters:
+                j = model.parameter_index(name)
+                table[u, j] = value
+                fixed[u, j] = True
+            doses += list(cond.doses)
+        if dp_index is not None and (design.dose_records or doses):
+            # the record-free dose is replaced by the records: the unit does not depend
+            # on it (its sensitivity would be that of the initial state)
+            table[u, dp_index] = 0.0
+            fixed[u, dp_index] = True
+        if doses or design.covariates or has_cov:
+            inputs.append({
+                "doses": tuple(dataclasses.replace(x, time=x.time + off) for x in doses),
+                "covariates": {name: (np.asarray(t, float) + off, np.asarray(v, float))
+                               for name, t, v in design.covariates}})
+        else:
+            inputs.append(None)
+    return _Units(unit_row, of_obs, table, inputs, fixed if fixed.any() else None)
+
+
+def outputs(problem, table, rr, tm, oi, sens, accurate=True, inputs=None):
+    """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (U,), messages, for units
+    ``table`` (U, P) with the unit of each value ``rr``; units with ``inputs`` are
+    simulated with them (doses, covariates) on the exact path, the others on the
+    configured path."""
+    has = np.array([x is not None for x in inputs]) if inputs is not None else None
+    if has is None or not has.any():
+        return plain_outputs(problem, table, rr, tm, oi, sens, accurate)
+    U, N, k = table.shape[0], tm.shape[0], len(sens)
+    f = np.full(N, np.nan)
+    dfdp = np.zeros((k, N))
+    dfdtau = np.full(N, np.nan)       # not available with inputs (refused in evaluate)
+    err = np.zeros(N)                 # exact outputs: no interpolation error
+    status = np.zeros(U, dtype=int)
+    messages = [""] * U
+    plain = np.nonzero(~has)[0]
+    if plain.size:
+        sel = ~has[rr]
+        new = np.full(U, -1)
+        new[plain] = np.arange(plain.size)
+        o = plain_outputs(problem, table[plain], new[rr[sel]], tm[sel], oi[sel], sens,
+                                accurate)
+        f[sel], dfdp[:, sel], dfdtau[sel], err[sel] = o[0], o[1], o[2], o[5]
+        status[plain] = o[3]
+        for b, u in enumerate(plain):
+            messages[u] = o[4][b]
+    # Units with doses and units with covariates only are simulated apart: simulate()
+    # sets the record-free dose parameter to 0 for every subject of a call with doses.
+    with_doses = [u for u in np.nonzero(has)[0] if inputs[u]["doses"]]
+    without = [u for u in np.nonzero(has)[0] if not inputs[u]["doses"]]
+    for family in (with_doses, without):
+        for lo in range(0, len(family), EXACT_GROUP):
+            group = np.array(family[lo:lo + EXACT_GROUP], dtype=int)
+            simulate_units(problem, group, table, rr, tm, oi, sens, inputs,
+                                 (f, dfdp, status, messages))
+    return f, dfdp, dfdtau, status, messages, err
+
+
+def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=False):
+    """Simulate units ``group`` with their inputs at the union of their times (forward
+    sensitivities) and write their outputs into ``out = (f, dfdp, status, messages)``;
+    ``tight``: at the exact path's tolerances (:data:`EXACT_RTOL`, the user's where
+    tighter), so that a unit's outputs do not move with its group companions."""
+    from ..errors import ProgressionError
+    from ..simulate import simulate
+
+    f, dfdp, status, messages = out
+    model = problem.model
+    pos = np.full(table.shape[0], -1)
+    pos[group] = np.arange(group.size)
+    sel = pos[rr] >= 0
+    grid = np.unique(np.concatenate([[0.0], tm[sel]]))
+    doses = [dataclasses.replace(x, subject=b) for b, u in enumerate(group)
+             for x in inputs[u]["doses"]]
+    kwargs = solver_options(problem, sens)
+    if tight:
+        kwargs["rtol"] = min(kwargs["rtol"], EXACT_RTOL)
+        kwargs["atol"] = min(kwargs["atol"], EXACT_ATOL)
+    if any(inputs[u]["covariates"] for u in group):
+        kwargs["covariates"] = [inputs[u]["covariates"] for u in group]
+    try:
+        with np.errstate(all="ignore"):
+            sim = simulate(model, table[group], grid, doses=doses or None, **kwargs)
+    except ProgressionError as exc:
+        if group.size > 1:
+            # find the unit whose inputs cannot be simulated; the others go on
+            for u in group:
+                simulate_units(problem, np.array([u]), table, rr, tm, oi, sens, inputs, out,
+                                     tight)
+            return
+        status[group] = -1
+        messages[group[0]] = f"the simulation with its doses and covariates failed: {exc}"
+        return
+    status[group] = np.asarray(sim.status)
+    for b, u in enumerate(group):
+        messages[u] = sim.message[b] if sim.status[b] < 0 else ""
+    col = np.searchsorted(grid, tm[sel])
+    b = pos[rr[sel]]
+    kidx = problem.obs_model_index[oi[sel]]
+    # observables as simulate() reports them: with the parameters in force at each time
+    # (infusion rates, covariates), and their sensitivities carried across every dose
+    f[sel] = sim.observables[b, kidx, col]
+    if len(sens):
+        dfdp[:, sel] = sim.observable_sensitivities[b, kidx, :, col].T
+
+
+def solver_options(problem, sens):
+    solver = problem.solver
+    return {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
+            "atol": solver.get("atol", 1e-9), "max_step": solver.get("max_step", np.inf),
+            "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
+            "sensitivities": list(sens) or None}
+
+
+def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
+    """Predictions f (N,), df/dp (k, N), df/dtau (N,), status (R,), messages, for units
+    without inputs on the configured path."""
+    from .._gridsens import grid_sensitivities
+    from ..simulate import simulate, solve_states
+
+    model = problem.model
+    N = tm.shape[0]
+    k = len(sens)
+    solver = problem.solver
+    options = {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
+               "atol": solver.get("atol", 1e-9),
+               "max_step": solver.get("max_step", np.inf),
+               "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
+               "sensitivities": sens or None}
+    mode = solver.get("outputs", "grid")
+    p_obs = table[rr].T                                  # (P, N)
+    t_end = float(tm.max()) if N else 0.0
+    if mode != "exact":
+        h = grid_step(solver.get("grid_step", "auto"), t_end)
+        # One node beyond the last one any row interpolates from, so that every node a row
+        # uses is interior (Richardson's odd-node correction needs both neighbours), and
+        # each row's own last node for its error estimate: the batch's extent then
+        # changes nothing in a row's result.
+        G = max(int(np.floor(t_end / h)) + 3, 3)
+        grid = np.arange(G) * h
+        last_node = np.zeros(table.shape[0], dtype=int)
+        np.maximum.at(last_node, rr, np.floor(tm / h).astype(int) + 1)
+    sens_idx = [model.parameter_index(nm) for nm in sens]
+    if mode == "grid" and solver.get("sensitivities", "grid") == "grid":
+        # States only from the integrator; sensitivities from the linear sensitivity
+        # equations on the same grid (see progression._gridsens): a fraction of the cost.
+        options.pop("sensitivities")
+        options.pop("terminal_events")
+        with np.errstate(all="ignore"):
+            X, status, messages, _ = solve_states(
+                model, table, grid, per_subject=solver.get("per_subject_steps", True),
+                **options)
+            Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate,
+                                     solver=options, last_node=last_node)
+                  if k else None)
+    elif mode == "exact":
+        # Rows in groups of EXACT_GROUP, each simulated at the union of its own rows'
+        # times: the cost of recording outputs grows with rows times output times, which
+        # for the union of a whole batch's (jittered) times is quadratic in the batch.
+        R = table.shape[0]
+        n = model.n_states
+        y = np.full((n, N), np.nan)
+        S = np.full((n, k, N), np.nan) if k else None
+        status = np.zeros(R, dtype=int)
+        messages = [""] * R
+        for lo in range(0, R, EXACT_GROUP):
+            rows = np.arange(lo, min(R, lo + EXACT_GROUP))
+            sel = (rr >= lo) & (rr < lo + rows.size)
+            grid = np.unique(np.concatenate([[0.0], tm[sel]]))
+            with np.errstate(all="ignore"):
+                sim = simulate(model, table[rows], grid, **options)
+            status[rows] = np.asarray(sim.status)
+            for b, r in enumerate(rows):
+                messages[r] = sim.message[b]
+            col = np.searchsorted(grid, tm[sel])
+            y[:, sel] = sim.states[rr[sel] - lo, :, col].T
+            if k:
+                S[:, :, sel] = sim.state_sensitivities[rr[sel] - lo, :, :, col] \
+                    .transpose(1, 2, 0)
+    else:
+        with np.errstate(all="ignore"):
+            sim = simulate(model, table, grid, **options)
+        status = np.asarray(sim.status)
+        messages = list(sim.message)
+        X = sim.states                                   # (R, n, G)
+        Sx = sim.state_sensitivities                     # (R, n, k, G) or None
+    if mode == "exact":
+        with np.errstate(all="ignore"):
+            ydot = model.rhs(tm, y, p_obs)
+    else:
+        h = grid[1] - grid[0]
+        j = np.clip(np.floor(tm / h).astype(int), 0, grid.size - 2)
+        s = (tm - grid[j]) / h
+        # unique (row, node) pairs needing slopes
+        key = np.concatenate([rr * grid.size + j, rr * grid.size + j + 1])
+        uk, inv = np.unique(key, return_inverse=True)
+        ur, un = uk // grid.size, uk % grid.size
+        Yu = X[ur, :, un].T                              # (n, U)
+        pu = table[ur].T
+        tu = grid[un]
+        with np.errstate(all="ignore"):
+            Fu = model.rhs(tu, Yu, pu)                   # (n, U)
+        i0, i1 = inv[:N], inv[N:]
+        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+        d00, d10 = (6 * s**2 - 6 * s) / h, 3 * s**2 - 4 * s + 1
+        d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
+        y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
+        ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
+        y2 = coarse_interpolant(problem.model, X, table, grid, tm, rr)
+        S = None
+        if k:
+            Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
+            with np.errstate(all="ignore"):
+                Ju = model.jac(tu, Yu, pu)               # (n, n, U)
+                Pu = model.dfdp_columns(sens_idx)(tu, Yu, pu)
+            Sdu = np.einsum("ijU,jkU->ikU", Ju, Su) + Pu
+            S = (h00 * Su[:, :, i0] + h10 * h * Sdu[:, :, i0] + h01 * Su[:, :, i1]
+                 + h11 * h * Sdu[:, :, i1])
+    kidx = problem.obs_model_index[oi]
+    cols = np.arange(N)
+    with np.errstate(all="ignore"):
+        f = model.observe(tm, y, p_obs)[kidx, cols]
+        Hy = model.dobs_dy(tm, y, p_obs)[kidx, :, cols].T       # (n, N)
+        dt = 1e-6 * np.maximum(1.0, np.abs(tm))
+        ht = (model.observe(tm + dt, y, p_obs)[kidx, cols]
+              - model.observe(tm - dt, y, p_obs)[kidx, cols]) / (2 * dt)
+        dfdtau = np.sum(Hy * ydot, axis=0) + ht
+        dfdp = np.zeros((k, N))
+        if k:
+            Hp = model.dobs_dp(tm, y, p_obs)[kidx, :, cols][:, sens_idx].T   # (k, N)
+            dfdp = np.einsum("iN,ikN->kN", Hy, S) + Hp
+        err = np.zeros(N)
+        if mode != "exact":
+            f2 = model.observe(tm, y2, p_obs)[kidx, cols]
+            err = np.abs(f - f2) / GRID_ERROR_DIVISOR
+    return f, dfdp, dfdtau, status, messages, err
+
+
+def coarse_interpolant(model, X, table, grid, tm, rr):
+    """States at ``tm`` from the Hermite interpolant on every other grid node (step 2h),
+    for the grid path's error estimate: nodes ``2j`` of the row's own trajectory, so the
+    estimate depends on the row alone, not on the batch's extent."""
+    h2 = 2.0 * (grid[1] - grid[0])
+    G = grid.size
+    j = np.clip(np.floor(tm / h2).astype(int), 0, max((G - 3) // 2, 0))
+    a, b = 2 * j, 2 * j + 2
+    s = (tm - grid[a]) / h2
+    key = np.concatenate([rr * G + a, rr * G + b])
+    uk, inv = np.unique(key, return_inverse=True)
+    ur, un = uk // G, uk % G
+    Yu = X[ur, :, un].T
+    with np.errstate(all="ignore"):
+        Fu = model.rhs(grid[un], Yu, table[ur].T)
+    N = tm.shape[0]
+    i0, i1 = inv[:N], inv[N:]
+    h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+    h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+    return h00 * Yu[:, i0] + h10 * h2 * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h2 * Fu[:, i1]

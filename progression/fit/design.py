@@ -1,0 +1,347 @@
+"""Subjects' data prepared for fitting: :class:`Design` and :func:`designs_from_cohort`.
+
+A design holds one subject's observations (times, observable index, values, censoring and
+limits), its time-offset covariate, its dose records, the model's covariates from the data,
+each value's experimental condition and measured SD. :func:`designs_from_cohort` builds them
+from a :class:`~progression.data.Cohort` and a fit config, checking the data against the
+model and the config (every problem named with its file, subject and row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, did_you_mean
+from .config import OFFSET, FitConfig
+
+__all__ = ["Design", "designs_from_cohort"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """One subject's data prepared for fitting.
+
+    Attributes
+    ----------
+    id : str
+    time : ndarray (n,)
+        Data times (e.g. months since enrolment).
+    obs : ndarray of int (n,)
+        Index of each value's observable in :attr:`Problem.observables
+        <progression.fit.problem.Problem.observables>`.
+    value, limit : ndarray (n,)
+    cens : ndarray of int (n,)
+        0 observed, 1 below ``limit``, -1 above ``limit``.
+    offset_covariate : float
+        Value of the time-offset covariate (0 without one).
+    doses : tuple of progression.dosing.Dose
+        The subject's dose records, times in data time (shifted to model time with the
+        subject's time offset, like the observations); ``subject`` is ignored.
+    dose_records : bool
+        The data set gives doses as records: the model's record-free dose parameter
+        (``[dosing] dose_parameter``) is 0 for this subject, as in ``simulate(..., doses=...)``.
+    covariates : tuple of (str, ndarray, ndarray)
+        Covariates the model declares: ``(name, times, values)`` with times in data time (a
+        baseline covariate is one value at time 0).
+    condition : ndarray of str (n,) or None
+        Experimental condition of each value (``""``: none); see
+        :class:`~progression.fit.problem.Problem`.
+    sd : ndarray (n,) or None
+        Known standard deviation of each value (the ``"measured"`` error model; NaN where not
+        given).
+    """
+
+    id: str
+    time: np.ndarray
+    obs: np.ndarray
+    value: np.ndarray
+    cens: np.ndarray
+    limit: np.ndarray
+    offset_covariate: float = 0.0
+    doses: tuple = ()
+    dose_records: bool = False
+    covariates: tuple = ()
+    condition: np.ndarray | None = None
+    sd: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.time.shape[0]
+
+    def with_values(self, value: np.ndarray) -> Design:
+        """The same design with other values (e.g. a bootstrap replicate)."""
+        return dataclasses.replace(self, value=np.asarray(value, float))
+
+    def replace(self, **changes) -> Design:
+        """A copy with some fields changed (doses, covariates, conditions are kept)."""
+        return dataclasses.replace(self, **changes)
+
+
+def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[str]]:
+    """Turn a Cohort into one Design per subject for the observables the config fits.
+
+    Each design carries the subject's dose records (times in data time, shifted to model time
+    with the subject's offset at evaluation), the model's covariates from the data
+    (time-varying ones as ``(times, values)``, baseline ones as one value at time 0), each
+    value's experimental condition and its measured SD (data column ``sd``).
+
+    Returns the designs and notes (observables ignored, subjects without data).
+
+    Raises
+    ------
+    ConfigError
+        An observable with an error model has no data at all; an estimated time offset or
+        record-free dose parameter with dose records.
+    DataError
+        Log-normal values <= 0, a missing time-offset covariate, a dose record whose
+        compartment the model does not declare (or a model without dosing compartments),
+        a dose before model time 0, a value without SD under the ``measured`` error model.
+    """
+    observables = tuple(config.errors)
+    notes: list[str] = []
+    present = set(cohort.observables)
+    missing = [o for o in observables if o not in present]
+    if missing:
+        raise ConfigError(f"{config.source}, key 'error.{missing[0]}': the data "
+                          f"({cohort.source or 'cohort'}) have no observations of "
+                          + ", ".join(f"'{o}'" for o in missing) + "; they have "
+                          + ", ".join(f"'{o}'" for o in sorted(present)))
+    ignored = sorted(present - set(observables))
+    if ignored:
+        notes.append("observables without an error model are not fitted: "
+                     + ", ".join(ignored))
+    dose_records = bool(len(cohort.doses.get("time", ())))
+    if dose_records:
+        _check_dosing(cohort, config)
+    model_covariates = tuple(getattr(config.model, "covariate_names", ()) or ())
+    unused_tv = sorted(set(map(str, cohort.time_varying.get("name", ()))) - set(model_covariates))
+    if unused_tv:
+        notes.append("time-varying covariates the model does not declare are not used: "
+                     + ", ".join(unused_tv) + f" (model '{config.model.name}' covariates: "
+                     + (", ".join(model_covariates) or "none") + ")")
+    if model_covariates and config.parameter(OFFSET).estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported for model '{config.model.name}', which has "
+                          f"covariates ({', '.join(model_covariates)}): the offset's derivative "
+                          "would be wrong where a covariate changes; fix the offset")
+    if len(cohort.events.get("time", ())):
+        notes.append("death/ventilation events are not part of the likelihood (longitudinal "
+                     "observations only)")
+    offset = config.parameter(OFFSET)
+    subjects = cohort.subjects
+    if config.data.get("subjects"):
+        wanted = config.data["subjects"]
+        unknown = [s for s in wanted if s not in cohort]
+        if unknown:
+            raise ConfigError(f"{config.source}, key 'data.subjects': no subject "
+                              + ", ".join(f"'{s}'" for s in unknown) + " in the data")
+        subjects = tuple(wanted)
+    problems = []
+    designs = []
+    lognormal = {o for o, e in config.errors.items() if e == "lognormal"}
+    measured = {o for o, e in config.errors.items() if e == "measured"}
+    for sid in subjects:
+        sub = cohort.subject(sid)
+        parts = []
+        for i, obs in enumerate(observables):
+            if obs not in sub.series:
+                continue
+            s = sub.series[obs]
+            if obs in lognormal:
+                vals = np.where(s.cens != 0, s.limit, s.value)
+                bad = ~(vals > 0)
+                for t, x in zip(s.time[bad], vals[bad], strict=True):
+                    problems.append(f"{cohort.place(sid, obs, t)}, observable '{obs}', time "
+                                    f"{t:g}: the log-normal error model needs values > 0, "
+                                    f"found {x:g} (fit '{obs}' with an additive or combined "
+                                    "error model, or correct the value)")
+            sd = getattr(s, "sd", None)
+            sd = np.full(s.time.shape, np.nan) if sd is None else np.asarray(sd, float)
+            if obs in measured:
+                for t in s.time[~(sd > 0)]:
+                    problems.append(f"{cohort.place(sid, obs, t, column='sd')}, observable "
+                                    f"'{obs}', time {t:g}: the measured error model needs the "
+                                    "value's SD (data column 'sd', > 0), found none")
+            cond = getattr(s, "condition", None)
+            cond = np.full(s.time.shape, "", dtype=object) if cond is None else \
+                np.asarray(cond, dtype=object)
+            parts.append((s.time, np.full(s.time.shape, i), s.value, s.cens, s.limit, sd,
+                          cond))
+        if not parts:
+            notes.append(f"subject '{sid}' has no observations of the fitted observables; "
+                         "left out")
+            continue
+        cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+        order = np.lexsort((cols[1], cols[0]))
+        cov_value = 0.0
+        if offset.covariate:
+            value = sub.covariates.get(offset.covariate)
+            if not isinstance(value, float | int) or not np.isfinite(value):
+                problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': the time offset "
+                                f"is tied to covariate '{offset.covariate}', which is "
+                                f"{'missing' if value is None else repr(value)}")
+            else:
+                cov_value = float(value)
+        doses = _subject_doses(cohort, sid, sub, config, problems) if dose_records else ()
+        if doses and not offset.estimated:
+            shift = offset.value + offset.factor * cov_value
+            early = [x for x in doses if x.time + shift < 0]
+            if early:
+                problems.append(f"{cohort.source or 'cohort'}, subject '{sid}', dose at time "
+                                f"{early[0].time:g}: with the time offset {shift:g} it falls "
+                                f"at model time {early[0].time + shift:g}, before the model's "
+                                "t = 0 (expected a dose at model time >= 0)")
+        sd = cols[5][order].astype(float)
+        condition = cols[6][order].astype(str)
+        covariates = _subject_covariates(cohort, sid, sub, config, problems)
+        designs.append(Design(str(sid), cols[0][order].astype(float),
+                              cols[1][order].astype(int), cols[2][order].astype(float),
+                              cols[3][order].astype(int), cols[4][order].astype(float),
+                              cov_value, doses=doses, dose_records=dose_records,
+                              covariates=covariates,
+                              condition=condition if (condition != "").any() else None,
+                              sd=sd if np.isfinite(sd).any() else None))
+    _check_conditions(cohort, config, designs, subjects, notes, problems)
+    if problems:
+        # The summary line carries the first problem itself, so that it informs on its own.
+        raise DataError(problems[0] if len(problems) == 1 else
+                        f"{cohort.source or 'cohort'}: {len(problems)} problems for the fit, "
+                        f"the first: {problems[0]}", problems)
+    if not designs:
+        raise DataError(f"{cohort.source or 'cohort'}: no subject has observations of "
+                        + ", ".join(observables))
+    return designs, notes
+
+
+def _check_dosing(cohort, config: FitConfig) -> None:
+    """Dose records need a model with dosing compartments, a fixed time offset and a fixed
+    record-free dose parameter."""
+    model = config.model
+    spec = getattr(model, "spec", None)
+    n = len(cohort.doses["time"])
+    if not getattr(spec, "dosing", ()):
+        first = str(cohort.doses["subject"][0])
+        raise DataError(f"{cohort.source or 'cohort'}, subject '{first}': the data hold {n} dose "
+                        f"records, but model '{model.name}' declares no dosing compartments "
+                        "(add a [dosing.STATE] table to the model file, or fit a model that "
+                        "has one)")
+    offset = config.parameter(OFFSET)
+    if offset.estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported with dose records ({n} in "
+                          f"{cohort.source or 'the data'}): its derivative would be wrong "
+                          "when doses move with the offset; fix the offset (estimate = "
+                          "\"fixed\") or fit data without doses")
+    if spec.dose_parameter is not None and config.parameter(spec.dose_parameter).estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{spec.dose_parameter}': the "
+                          f"record-free dose parameter of model '{model.name}' is 0 when the "
+                          f"data give dose records ({n} in {cohort.source or 'the data'}); "
+                          "expected it fixed")
+
+
+def _subject_doses(cohort, sid, sub, config: FitConfig, problems: list) -> tuple:
+    """One subject's dose records as a tuple of Dose (data time), each checked against the
+    model's dosing compartments (a bad one is added to ``problems``)."""
+    from ..dosing import Dose, dose_table
+    from ..errors import ProgressionError
+
+    d = sub.doses
+    out = []
+    for j in range(len(d["time"])):
+        amount = float(d["amount"][j])
+        amount = 0.0 if not np.isfinite(amount) else amount
+        reset = bool(d["reset"][j])
+        target = str(d["target"][j]).strip() or None
+        rate = float(d["rate"][j]) if np.isfinite(d["rate"][j]) else 0.0
+        duration = float(d["duration"][j]) if np.isfinite(d["duration"][j]) else 0.0
+        # A steady-state record (SS = 1) and its interval; older cohorts have no such columns.
+        ss = int(d["ss"][j]) if "ss" in d else 0
+        ii = float(d["ii"][j]) if "ii" in d and np.isfinite(d["ii"][j]) else 0.0
+        dose = Dose(float(d["time"][j]), amount, target=target, rate=rate,
+                    duration=duration, ss=ss, ii=ii,
+                    evid=(4 if amount > 0 else 3) if reset else 1)
+        try:
+            dose_table(config.model, [dose])
+        except ProgressionError as exc:
+            text = str(exc).split(": ", 1)[-1]
+            # the data column the simulator's message is about (the amount when none)
+            field_ = next((f for f in ("target", "rate", "duration", "ss", "ii")
+                           if f"field '{f}'" in str(exc)), None)
+            place = (cohort.dose_place(sid, j, field_ or "amount")
+                     if hasattr(cohort, "dose_place") else
+                     f"{cohort.source or 'cohort'}, subject '{sid}'")
+            problems.append(f"{place}, dose at time {dose.time:g}"
+                            + (f", compartment {target!r}" if field_ else "") + f": {text}")
+            continue
+        out.append(dose)
+    return tuple(out)
+
+
+def _check_conditions(cohort, config: FitConfig, designs, subjects, notes, problems) -> None:
+    """Every condition in the data is defined in the config; defined but unused ones are
+    noted (and warned about); an estimated offset is refused with condition doses."""
+    import warnings
+
+    defined = {c.name: c for c in getattr(config, "conditions", ()) or ()}
+    used: set = set()
+    for d in designs:
+        if d.condition is None:
+            continue
+        for name in np.unique(d.condition).tolist():
+            if not name:
+                continue
+            used.add(name)
+            if name not in defined:
+                t = float(d.time[d.condition == name][0])
+                o = tuple(config.errors)[int(d.obs[d.condition == name][0])]
+                hint = did_you_mean(name, list(defined))
+                problems.append(f"{cohort.place(d.id, o, t, column='condition')}: condition "
+                                f"'{name}' is not defined in {config.source} (expected a "
+                                f"[conditions.{name}] table; defined: "
+                                f"{', '.join(defined) or 'none'}){hint}")
+    unused = [n for n in defined if n not in used]
+    if unused:
+        text = (f"{config.source}: condition" + ("s " if len(unused) > 1 else " ")
+                + ", ".join(f"'{n}' (key 'conditions.{n}')" for n in unused)
+                + f" not used by any value in {cohort.source or 'the data'} (data column "
+                "'condition')")
+        notes.append(text)
+        warnings.warn(text, UserWarning, stacklevel=3)
+    offset = config.parameter(OFFSET)
+    dosed = [n for n in used if n in defined and defined[n].doses]
+    if dosed and offset.estimated:
+        raise ConfigError(f"{config.source}, key 'parameters.{OFFSET}': an estimated time "
+                          f"offset is not supported with condition doses (conditions "
+                          f"{', '.join(sorted(dosed))}): its derivative would be wrong; fix "
+                          "the offset")
+
+
+def _subject_covariates(cohort, sid, sub, config: FitConfig, problems: list) -> tuple:
+    """The model's covariates for one subject: ``(name, times, values)`` from the data's
+    time-varying covariates (data time), else its numeric baseline value (one value at time
+    0); a covariate the model requires (no default ``value``) and the data lack is added to
+    ``problems``."""
+    spec = getattr(config.model, "spec", None)
+    out = []
+    for cov in getattr(spec, "covariates", ()) or ():
+        name = cov.name
+        if name in sub.time_varying:
+            t, v = sub.time_varying[name]
+            order = np.argsort(t, kind="stable")
+            out.append((name, np.asarray(t, float)[order], np.asarray(v, float)[order]))
+            continue
+        value = sub.covariates.get(name)
+        if isinstance(value, float | int) and np.isfinite(value):
+            out.append((name, np.zeros(1), np.array([float(value)])))
+        elif value is not None:
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': covariate '{name}' "
+                            f"of model '{config.model.name}' must be a number, found {value!r}")
+        elif cov.value is None:
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': model "
+                            f"'{config.model.name}' needs covariate '{name}' (it has no "
+                            "default value), but the data give none (a baseline covariate "
+                            f"column or time-varying rows named '{name}')")
+    return tuple(out)
