@@ -5,10 +5,12 @@ marginal likelihood of a linear mixed model (maximised by BFGS), adaptive Gauss-
 quadrature of the marginal likelihood of a nonlinear model, and FOCE-I fits made of the core's
 ``focei_gradient`` and ``scipy.optimize.minimize`` (as in ``test_population_theoph_fit.py``).
 
-Measured (2 cores shared): linear model 0.5 s, IS OFV 370.031 +- 0.25 vs exact 370.041;
-one-compartment, 50 subjects, 1.7 s; Theoph 1 s, SAEM IS OFV 118.21 +- 0.13 vs quadrature
-118.11, FOCE-I optimum 116.80 (the FOCE-I approximation is 1.3 units below the exact -2 log L
-here; FOCE-I's objective at the SAEM estimates is 116.84).
+Measured (2 cores shared, default options): linear model 0.6 s, -2 log L 729.181 +- 0.084
+(IS) vs exact 729.054, Omega diagonal within 4% of the exact ML; one-compartment, 50 subjects,
+1.1 s, every estimate within 0.25 FOCE-I SE of the FOCE-I optimum, IS OFV 493.23 +- 0.20 vs
+FOCE-I 493.39; Theoph (nlmixr2 model) 0.7 s, IS OFV 118.140 +- 0.048 vs quadrature 118.116,
+FOCE-I optimum 116.80 (the FOCE-I approximation is 1.3 units below the exact -2 log L here;
+FOCE-I's objective at the SAEM estimates is 116.82).
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def test_linear_mixed_model_matches_exact_ml():
              covariates=x, options=SaemOptions(omega_diagonal=False, is_samples=2000), seed=1)
     # Monte Carlo tolerances: the SAEM estimate is the ML estimate up to a stochastic error much
     # smaller than the statistical one (SE of the intercept about 0.3, of the slope 0.08)
-    np.testing.assert_allclose(r.mu, ref["mu"], atol=0.03)
-    np.testing.assert_allclose(r.beta[0], ref["beta"], atol=0.03)
+    np.testing.assert_allclose(r.mu, ref["mu"], atol=0.05)
+    np.testing.assert_allclose(r.beta[0], ref["beta"], atol=0.05)
     np.testing.assert_allclose(np.diag(r.omega), np.diag(ref["omega"]), rtol=0.08)
     assert r.omega[0, 1] == pytest.approx(ref["omega"][0, 1], abs=0.08)
     assert r.residual.a[0] == pytest.approx(ref["a"], rel=0.03)
@@ -330,3 +332,25 @@ def test_censored_random_intercept_matches_quadrature_ml():
     n_unc = int((data.mask & (data.cens == 0)).sum())
     assert abs(r.minus2ll - ref.fun) < 3 * r.ofv_se + 0.05
     assert r.ofv == pytest.approx(r.minus2ll - n_unc * LOG2PI)
+
+
+def test_theoph_nonmem_model_full_omega_combined_error():
+    """nmw's THEO control stream (log KA, V, K; full Omega; Y = F + F*EPS1 + EPS2; DOSE 320).
+
+    NONMEM 7.4.1 FOCE-I: THETA 1.4907, 32.447, 0.087290; Omega diagonal 0.43472, 0.019399,
+    0.020233; OFV 92.8309 (/work/notes/theoph_published.md). Measured over seeds 1-6: typical
+    values within 2.3%, Omega diagonal within 23%, IS OFV 93.05-93.47 (the exact -2 log L at
+    NONMEM's estimates is 93.18 by importance sampling around the conditional modes).
+    """
+    from _population_support import theoph_nonmem
+
+    model, data = theoph_nonmem()
+    om0 = np.array([[0.2, 0.1, 0.1], [0.1, 0.2, 0.1], [0.1, 0.1, 0.2]])
+    r = saem(model, data, np.log([2.0, 50.0, 0.1]), om0,
+             Residual.combined(np.sqrt(0.1), np.sqrt(0.1)),
+             options=SaemOptions(omega_diagonal=False, is_samples=3000), seed=1)
+    np.testing.assert_allclose(np.exp(r.mu), [1.4907, 32.447, 0.087290], rtol=0.05)
+    np.testing.assert_allclose(np.diag(r.omega), [0.43472, 0.019399, 0.020233], rtol=0.25)
+    assert r.residual.b[0] ** 2 == pytest.approx(0.017039, rel=0.3)
+    assert abs(r.ofv - 92.8309) < 1.0
+    assert r.ofv_se < 0.2
