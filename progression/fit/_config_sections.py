@@ -240,6 +240,11 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
     if "bootstrap_samples" in est:
         options["bootstrap_samples"] = chk.integer("estimator.bootstrap_samples",
                                                    est["bootstrap_samples"], 2)
+    if "npde_samples" in est:
+        # NPDE decorrelate each subject's observations with the simulated covariance, which
+        # needs more replicates than observations; 10 is a floor, not a recommendation
+        options["npde_samples"] = chk.integer("estimator.npde_samples", est["npde_samples"],
+                                              10)
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)

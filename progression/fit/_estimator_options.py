@@ -49,6 +49,9 @@ class EstimatorOptions:
         Parametric-bootstrap replicates.
     max_failed_share : float
         Largest share of failed subjects a fit may have and still be written.
+    npde_samples : int
+        Population fits: simulated replicates of each subject's design behind the NPDE and
+        the VPC of the fit folder (seeded by ``seed``).
     """
 
     starts: int = 1
@@ -66,6 +69,7 @@ class EstimatorOptions:
     profile_points: int = 6
     bootstrap_samples: int = 100
     max_failed_share: float = 0.5
+    npde_samples: int = 200
 
     def __post_init__(self):
         object.__setattr__(self, "uncertainty", tuple(self.uncertainty))

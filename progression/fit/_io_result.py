@@ -15,7 +15,13 @@ A saved fit is a folder written atomically (all files appear together, or none):
 ``report.md``       a readable summary with the figures
 ``figures/*.png``   individual fits with data, observed vs predicted, residuals vs time and vs
                     prediction, parameter distributions, profiles (when computed)
+``fit.ext``         population fits: NONMEM-style ``.ext`` table (outer iterations, final
+                    estimates, SEs; :func:`~progression.fit.population.read_ext` reads it)
 ==================  ===========================================================================
+
+A population fit's ``data.csv`` has the extra columns PRED, IPRED, IWRES, CWRES and NPDE and
+its ``figures/`` the goodness-of-fit, VPC and convergence figures
+(:mod:`progression.fit.population._outputs`).
 
 ``fit.json`` formats (key ``format``):
 
@@ -85,12 +91,32 @@ def save_fit(result: FitResult, folder, *, figures=True, overwrite=False, inputs
                           what="fit folder") as tmp:
         (tmp / "fit.json").write_text(json.dumps(fit_document(result), indent=1,
                                                  allow_nan=False) + "\n")
+        pop = _population_outputs(result)
         _write_subjects(result, tmp / "subjects.csv")
-        _write_data(result, tmp / "data.csv")
+        _write_data(result, tmp / "data.csv", pop)
         _write_inputs(result, tmp)
-        figs = write_figures(result, tmp / "figures") if figures else []
-        write_report(result, tmp / "report.md", figs)
+        if result.population is not None:
+            from .population._outputs import write_fit_ext
+
+            write_fit_ext(result, tmp / "fit.ext")
+        figs = write_figures(result, tmp / "figures", population=pop) if figures else []
+        write_report(result, tmp / "report.md", figs, population=pop)
     return folder
+
+
+def _population_outputs(result: FitResult):
+    """A population fit's per-observation diagnostics (PRED ... NPDE, simulations, VPC), or
+    None for other fits; a failure to compute them is reported (in report.md), not raised,
+    so that the fit itself is still written."""
+    if result.population is None or not result.designs:
+        return None
+    from ..errors import ProgressionError
+    from .population._outputs import population_outputs
+
+    try:
+        return population_outputs(result)
+    except ProgressionError as exc:
+        return str(exc)
 
 
 def fit_document(r: FitResult) -> dict:
@@ -163,21 +189,29 @@ def _write_subjects(r: FitResult, path: Path) -> None:
             w.writerow(row)
 
 
-def _write_data(r: FitResult, path: Path) -> None:
+def _write_data(r: FitResult, path: Path, pop=None) -> None:
+    """data.csv; a population fit's diagnostics (``pop``, a PopulationOutputs) add the columns
+    PRED, IPRED, IWRES, CWRES and NPDE."""
     res = r.residuals().residuals if r.designs else []
     offsets = r.time_offsets
+    extra = ()
+    if pop is not None and not isinstance(pop, str):
+        from .population._outputs import DATA_COLUMNS as extra
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["subject", "time", "model_time", "observable", "value", "cens", "limit",
-                    "offset_covariate", "prediction", "residual", "condition", "sd"])
+                    "offset_covariate", "prediction", "residual", "condition", "sd",
+                    *extra])
         for i, d in enumerate(r.designs):
+            cols = [pop.column(c, i, d.n) for c in extra]
             for j in range(d.n):
                 w.writerow([d.id, _fmt(d.time[j]), _fmt(d.time[j] + offsets[i]),
                             r.observables[d.obs[j]], _fmt(d.value[j]), int(d.cens[j]),
                             _fmt(d.limit[j]), _fmt(d.offset_covariate),
                             _fmt(r.predictions[i][j]), _fmt(res[i][j]),
                             "" if d.condition is None else str(d.condition[j]),
-                            "" if d.sd is None else _fmt(d.sd[j])])
+                            "" if d.sd is None else _fmt(d.sd[j]),
+                            *(_fmt(c[j]) for c in cols)])
 
 
 #: Columns of ``doses.csv`` (the fields of :class:`progression.Dose`, data time).

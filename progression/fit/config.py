@@ -52,6 +52,7 @@ _ESTIMATOR_DEFAULTS = {
     "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-6, "xtol": 1e-8,
     "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
     "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
+    "npde_samples": 200,
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",

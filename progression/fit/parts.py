@@ -333,6 +333,9 @@ class PopulationPart:
     covariance_names : tuple of str
         Its rows: ``theta NAME`` (the parameter's estimation scale), ``log omega^2 NAME``,
         ``log OBS.a`` (residual SDs).
+    history : ndarray (T, 2 + D + S + E) or None
+        The outer iterations: iteration number, typical values (natural scale, the order of
+        ``fixed_effects``), residual SDs (``sigma``), Omega's diagonal (``omega_names``), OFV.
     """
 
     fixed_effects: dict
@@ -357,6 +360,7 @@ class PopulationPart:
     covariance_method: str = ""
     covariance: np.ndarray | None = None
     covariance_names: tuple = ()
+    history: np.ndarray | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> PopulationPart:
@@ -371,7 +375,7 @@ class PopulationPart:
         for k, v in d.items():
             if k not in names:
                 continue
-            if k in ("omega", "ebes", "covariance"):
+            if k in ("omega", "ebes", "covariance", "history"):
                 v = None if v is None else np.array(v, dtype=float)
             elif k in ("omega_names", "covariance_names"):
                 v = tuple(v)

@@ -89,12 +89,21 @@ def _label(name: str, unit: str | None) -> str:
     return f"{name} ({unit})" if unit and unit != "1" else name
 
 
-def write_figures(result, folder: Path) -> list[Path]:
-    """Write the fit's figures into ``folder``; returns the files written."""
+def write_figures(result, folder: Path, population=None) -> list[Path]:
+    """Write the fit's figures into ``folder``; returns the files written.
+
+    ``population``: a population fit's
+    :class:`~progression.fit.population._outputs.PopulationOutputs`, whose goodness-of-fit,
+    VPC, OFV-by-iteration and individual-fit figures come first.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plt = _plt()
     files = []
+    if population is not None and not isinstance(population, str):
+        from .population._outputs import write_population_figures
+
+        files += write_population_figures(result, population, folder)
     try:
         files += _individual_fits(result, folder, plt)
         files.append(_observed_vs_predicted(result, folder, plt))
@@ -391,8 +400,12 @@ def _profiles(result, folder, plt):
     return _save(fig, folder / "profiles.png", plt)
 
 
-def write_report(result, path: Path, figures) -> None:
-    """Write report.md: what was fitted, results, warnings, provenance, figures."""
+def write_report(result, path: Path, figures, population=None) -> None:
+    """Write report.md: what was fitted, results, warnings, provenance, figures.
+
+    ``population``: a population fit's diagnostics (PopulationOutputs), or the message of why
+    they could not be computed.
+    """
     prov = result.provenance
     m = result.n_subjects
     lines = [f"# Fit `{result.name}`", ""]
@@ -436,7 +449,7 @@ def write_report(result, path: Path, figures) -> None:
         lines.append("")
     methods = list(result.intervals)
     if result.population is not None:            # population estimators (focei)
-        lines += _population_lines(result)
+        lines += _population_lines(result, population)
     else:
         lines += ["## Estimates", ""]
         if result.individual.uncertainty.joint or m == 1:
@@ -519,9 +532,12 @@ def write_report(result, path: Path, figures) -> None:
     Path(path).write_text("\n".join(lines))
 
 
-def _population_lines(result) -> list[str]:
+def _population_lines(result, outputs=None) -> list[str]:
     """The population parameter table: typical values, Omega (variance and CV %), residual
-    error, with SE, RSE % and eta shrinkage."""
+    error, with SE, RSE % and eta shrinkage; then the diagnostics (condition number, epsilon
+    shrinkage, NPDE, the files)."""
+    from .population._outputs import correlation_condition_number
+
     pop = result.population
     lines = ["## Population estimates", "",
              f"{pop.method}: OFV (NONMEM convention, without N log 2 pi) = {pop.ofv:.4f}; "
@@ -549,6 +565,38 @@ def _population_lines(result) -> list[str]:
                   f"omega^2) - 1) for log-scale parameters; shrinkage = 1 - SD(EBE) / omega. "
                   f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
                   "empirical Bayes estimates are in `subjects.csv`.", ""]
+    cond = correlation_condition_number(pop.covariance)
+    lines += ["## Population diagnostics", "",
+              "| OFV | AIC | BIC | condition number | epsilon shrinkage % |",
+              "|---:|---:|---:|---:|---:|"]
+    eps = float("nan")
+    if outputs is not None and not isinstance(outputs, str):
+        eps = 100 * outputs.epsilon_shrinkage
+    lines += [f"| {pop.ofv:.4f} | {pop.aic:.4f} | {pop.bic:.4f} | {cond:.4g} | {eps:.3g} |",
+              "", "Condition number: largest / smallest eigenvalue of the correlation matrix "
+              "of the estimates (covariance step; NONMEM's; above ~1000 suggests an "
+              "over-parameterised model). AIC and BIC from -2 log L with the constant. "
+              "Epsilon shrinkage = 1 - SD(IWRES).", ""]
+    if isinstance(outputs, str):
+        lines += [f"**The per-observation diagnostics could not be computed:** {outputs}", ""]
+    elif outputs is not None:
+        nd = outputs.npde[np.isfinite(outputs.npde)]
+        cw = outputs.cwres[np.isfinite(outputs.cwres)]
+        lines += [f"`data.csv` has per observation PRED (eta = 0), IPRED (at the EBEs), IWRES, "
+                  f"CWRES (FOCE-I, Hooker et al. 2007) and NPDE ({outputs.n_sim} simulations "
+                  f"of each subject's design, seed {outputs.seed}; Brendel et al. 2006). "
+                  f"Mean (SD) of CWRES {np.mean(cw):.3f} ({np.std(cw, ddof=1):.3f}), of NPDE "
+                  f"{np.mean(nd):.3f} ({np.std(nd, ddof=1):.3f}); both should be near 0 (1).",
+                  ""]
+        left = {k: v for k, v in outputs.vpc_left_out.items() if v}
+        if left:
+            lines += ["The prediction-corrected VPC leaves out the observations whose PRED is "
+                      "not positive (the correction divides by PRED): " + ", ".join(
+                          f"{v} of {k}" for k, v in left.items()) + ".", ""]
+    lines += ["`fit.ext`: NONMEM-style table (THETA typical values, SIGMA residual variances, "
+              "OMEGA, OBJ) of the outer iterations, the final estimates (-1000000000) and the "
+              "standard errors (-1000000001); `progression.fit.population.read_ext` reads "
+              "it.", ""]
     return lines
 
 

@@ -174,7 +174,9 @@ class FOCEI(Estimator):
         problem = ep.problem
         s = self._setup(ep)
         self._state = s
-        path = {"ofv": [], "n": 0}
+        path = {"ofv": [], "n": 0, "last": (None, np.nan)}
+        # the outer iterations (for the .ext table): iteration 0 is the start
+        history: list[tuple[np.ndarray, float]] = []
 
         def fg(x):
             ofv, g, _, gr = self._gradient(problem, s, x)
@@ -183,15 +185,27 @@ class FOCEI(Estimator):
                 return 1e300, np.zeros_like(x)
             s["eta"] = gr.inner.eta
             path["ofv"].append(ofv)
+            path["last"] = (x.copy(), ofv)
+            if not history:
+                history.append((x.copy(), ofv))
             return ofv, g
+
+        def iteration(xk):
+            # L-BFGS-B's line search ends on the accepted point, so its OFV is the last one
+            # evaluated; otherwise it is evaluated here (once per iteration, rare)
+            lx, lo = path["last"]
+            ofv = lo if lx is not None and np.array_equal(lx, xk) else fg(xk)[0]
+            history.append((np.array(xk, dtype=float), float(ofv)))
 
         max_fev = max(int(ep.options.max_nfev), 500)
         res = minimize(fg, s["x0"], jac=True, method="L-BFGS-B", bounds=s["bounds"],
+                       callback=iteration,
                        options={"maxfun": max_fev, "maxiter": max_fev, "ftol": 1e-12,
                                 "gtol": 1e-6, "maxcor": 20})
         x = res.x
         ofv, g, gi, gr = self._gradient(problem, s, x)
-        s.update(x=x, ofv=ofv, gi=gi, gr=gr, res=res, nfev=path["n"], path=path["ofv"])
+        s.update(x=x, ofv=ofv, gi=gi, gr=gr, res=res, nfev=path["n"], path=path["ofv"],
+                 history=history)
         ep.counters.simulations += path["n"]
         return self._point(ep, s)
 
@@ -369,6 +383,11 @@ class FOCEI(Estimator):
             q = pop_cols[j]
             cv[names[q]] = (100.0 * math.sqrt(math.expm1(w2[e])) if problem.scale[q] == 1
                             else float("nan"))
+        # the outer iterations in natural units: theta, residual SDs, Omega diagonal, OFV
+        hist = []
+        for it, (hx, hofv) in enumerate(s.get("history") or ()):
+            ht, hw2, hsd = self._unpack(s, hx)
+            hist.append(np.r_[it, from_internal(ht, sc, lo, hi), hsd, hw2, hofv])
         m2ll = float(point.path_objective[0])
         n_par = int(D + E + len(err))
         n_obs = int(sum(d.n for d in ep.designs))
@@ -392,7 +411,8 @@ class FOCEI(Estimator):
             covariance=cov, covariance_names=tuple(
                 [f"theta {names[q]}" for q in pop_cols]
                 + [f"log omega^2 {names[pop_cols[j]]}" for j in eta_pos]
-                + [f"log {names[q]}" for q, _, _ in err]))
+                + [f"log {names[q]}" for q, _, _ in err]),
+            history=np.array(hist, dtype=float) if hist else None)
         s["population"] = part
 
     def __call__(self, ep: EstimationProblem):

@@ -1,0 +1,421 @@
+"""The diagnostics of a population fit's folder: per-observation PRED, IPRED, IWRES, CWRES and
+NPDE, the ``.ext`` table, the prediction-corrected VPC and the goodness-of-fit figures.
+
+Everything is computed from a :class:`~progression.fit.result.FitResult` with a
+:class:`~progression.fit.parts.PopulationPart` (a fresh fit or one reloaded with
+:func:`~progression.load_fit`), so a saved and reloaded fit writes the same numbers:
+
+- PRED, IPRED, IWRES, CWRES: :func:`~progression.fit.population.residual_diagnostics` at the
+  typical values and the EBEs (FOCE-I CWRES, V at eta-hat);
+- NPDE: K simulations (``[estimator] npde_samples``, default 200, seeded by ``[estimator]
+  seed``) of each subject's design, ``eta ~ N(0, Omega)`` through the same individual model
+  (:class:`~progression.fit.population.ProblemModel`) plus residual noise
+  ``N(0, a^2 + b^2 f^2)``, then :func:`~progression.fit.population.npde`;
+- the prediction-corrected VPC (:func:`~progression.fit.population.vpc`) from the same
+  simulations, one per observable.
+
+Values are on the data's scale: for a log-normal observable the core works on log values, and
+PRED/IPRED are given back as ``exp`` of its predictions (residuals are scale-free).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import FitError
+from ..transforms import to_internal
+from ._adapter import ProblemModel
+from ._core import PopulationData, Residual
+from ._diagnostics import epsilon_shrinkage, residual_diagnostics
+from ._ext import ExtTable, write_ext
+from ._npde import npde
+from ._vpc import vpc
+
+__all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS",
+           "NPDE_SAMPLES", "FOCEI_METHOD"]
+
+#: Default number of simulated replicates of each subject's design for NPDE and the VPC.
+NPDE_SAMPLES = 200
+#: Extra columns of a population fit's ``data.csv``.
+DATA_COLUMNS = ("PRED", "IPRED", "IWRES", "CWRES", "NPDE")
+#: The method name NONMEM writes in the ``.ext`` title line.
+FOCEI_METHOD = "First Order Conditional Estimation with Interaction"
+# how often a failed simulated replicate is drawn again before giving up
+_REDRAWS = 5
+_DPI = 120
+
+
+@dataclass
+class PopulationOutputs:
+    """Per-observation diagnostics of a population fit (padded (N, n), NaN in padding).
+
+    Attributes
+    ----------
+    data : PopulationData
+        The observations on the core's scale (log values for log-normal observables).
+    time : ndarray (N, n)
+        Observation times (data time), NaN in padding.
+    pred, ipred : ndarray (N, n)
+        Predictions at eta = 0 and at the EBEs, on the data's scale.
+    iwres, cwres, npde : ndarray (N, n)
+    sims : ndarray (K, N, n)
+        The simulated observations (core scale) behind NPDE and the VPC.
+    vpcs : dict of str to VPCResult
+        Prediction-corrected VPC per observable.
+    vpc_left_out : dict of str to int
+        Observations left out of each VPC because their PRED is not positive (the ratio
+        correction divides by PRED, for example concentrations before absorption).
+    epsilon_shrinkage : float
+        ``1 - SD(IWRES)`` (a fraction).
+    n_sim, seed : int
+    """
+
+    data: PopulationData
+    time: np.ndarray
+    pred: np.ndarray
+    ipred: np.ndarray
+    iwres: np.ndarray
+    cwres: np.ndarray
+    npde: np.ndarray
+    sims: np.ndarray
+    vpcs: dict
+    vpc_left_out: dict
+    epsilon_shrinkage: float
+    n_sim: int
+    seed: int
+
+    def column(self, name: str, i: int, n_i: int) -> np.ndarray:
+        """Subject ``i``'s values (n_i,) of a :data:`DATA_COLUMNS` entry."""
+        return getattr(self, name.lower())[i, :n_i]
+
+
+def _layout(result):
+    from ..estimators.focei import population_layout
+
+    return population_layout(result.problem)
+
+
+def _model(result):
+    """The individual model, typical values ``mu`` (N, D), random-effect columns, residual."""
+    problem = result.problem
+    pop = result.population
+    pop_cols, eta_pos, _ = _layout(result)
+    names = problem.names
+    with_eta = tuple(names[pop_cols[j]] for j in eta_pos)
+    if not with_eta or with_eta != tuple(pop.omega_names):
+        have = ", ".join(with_eta) or "none"
+        raise FitError(f"fit '{result.name}': population part: expected random effects on "
+                       f"the fit's population parameters with eta ({have}), found Omega "
+                       f"over {', '.join(pop.omega_names) or 'none'}")
+    missing = [names[q] for q in pop_cols if names[q] not in pop.fixed_effects]
+    if missing:
+        raise FitError(f"fit '{result.name}': population part: expected typical values of "
+                       f"{', '.join(pop_cols.astype(str))}, found none for {', '.join(missing)}")
+    typ = np.array([pop.fixed_effects[names[q]] for q in pop_cols], dtype=float)
+    sc, lo, hi = problem.scale[pop_cols], problem.lower[pop_cols], problem.upper[pop_cols]
+    theta_x = to_internal(typ, sc, lo, hi)
+    model = ProblemModel(problem, result.designs, pop_cols)
+    N = len(result.designs)
+    mu = np.tile(theta_x, (N, 1))
+    th = np.asarray(result.theta, dtype=float)[0]
+    a = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.a_index)
+    b = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.b_index)
+    return model, mu, eta_pos, Residual(a, b)
+
+
+def _predict(model: ProblemModel, phi, index) -> np.ndarray:
+    """Predictions (R, n) on the core's scale without derivatives (simulation needs none):
+    the adapter's reading of the unit-SD residuals, ``f = y - r``."""
+    ev = model.problem.evaluate(model.designs, index, model.thetas(phi), model.cols,
+                                want_jac=False)
+    f = np.full((len(index), model.n), np.nan)
+    for r, i in enumerate(index):
+        if ev.failed[r]:
+            continue
+        d = model.designs[i]
+        y = np.asarray(d.value, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(model.log_scale[d.obs], np.log(y), y)
+        f[r, :d.n] = y - ev.residuals[r][:d.n]
+    return f
+
+
+def _values(model, phi, index) -> np.ndarray:
+    """Predictions only: the cheap path of a ProblemModel, else any individual model's."""
+    if isinstance(model, ProblemModel):
+        return _predict(model, phi, index)
+    return np.asarray(model.predict(phi, index)[0], dtype=float)
+
+
+def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed: int,
+                     source: str = "population fit") -> np.ndarray:
+    """K replicates (K, N, n) of every subject's design: ``eta ~ N(0, Omega)``, the model's
+    prediction, plus ``N(0, V(f))`` residual noise; NaN in padding.
+
+    A replicate whose simulation fails is drawn again (up to 5 times); raises FitError naming
+    the subject if it keeps failing.
+    """
+    rng = np.random.default_rng(seed)
+    N, n = data.y.shape
+    E = len(eta_columns)
+    om = np.atleast_2d(np.asarray(omega, dtype=float))
+    L = np.linalg.cholesky(om)
+    index = np.tile(np.arange(N), K)
+    phi = np.repeat(mu[None], K, axis=0).reshape(K * N, -1).copy()
+    phi[:, eta_columns] += rng.standard_normal((K * N, E)) @ L.T
+    f = _values(model, phi, index)
+    for _ in range(_REDRAWS):
+        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~np.tile(data.mask, (K, 1)), axis=1))
+        if bad.size == 0:
+            break
+        phi[bad] = np.tile(mu[0], (bad.size, 1))
+        phi[np.ix_(bad, eta_columns)] = (mu[index[bad]][:, eta_columns]
+                                         + rng.standard_normal((bad.size, E)) @ L.T)
+        f[bad] = _values(model, phi[bad], index[bad])
+    else:
+        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~np.tile(data.mask, (K, 1)), axis=1))
+        if bad.size:
+            raise FitError(f"{source}: simulations for NPDE: the simulation of subject "
+                           f"{index[bad[0]]} failed in {_REDRAWS + 1} draws of its random "
+                           "effects; expected finite predictions")
+    f = f.reshape(K, N, n)
+    obs = np.broadcast_to(data.observable, f.shape)
+    with np.errstate(all="ignore"):
+        sd = np.sqrt(residual.variance(f, obs))
+    sims = f + sd * rng.standard_normal(f.shape)
+    return np.where(data.mask[None], sims, np.nan)
+
+
+def population_outputs(result, n_sim: int | None = None, seed: int | None = None
+                       ) -> PopulationOutputs:
+    """The per-observation diagnostics, simulations and VPCs of a population fit.
+
+    Parameters
+    ----------
+    result : FitResult
+        With ``result.population`` set (a focei fit) and its designs.
+    n_sim : int, optional
+        Replicates K (default: the fit's ``[estimator] npde_samples``, else 200).
+    seed : int, optional
+        Seed of the simulations (default: the fit's ``[estimator] seed``, else 0).
+
+    Returns
+    -------
+    PopulationOutputs
+
+    Raises
+    ------
+    FitError
+        Not a population fit, or simulations that keep failing.
+    """
+    if result.population is None:
+        raise FitError(f"fit '{result.name}': expected a population fit (estimator focei), "
+                       f"found estimator {result.kind!r}")
+    opts = (result.provenance or {}).get("options") or {}
+    K = int(n_sim if n_sim is not None else opts.get("npde_samples") or NPDE_SAMPLES)
+    s = int(seed if seed is not None else (result.provenance or {}).get("seed") or 0)
+    model, mu, eta_cols, residual = _model(result)
+    data = model.data(f"fit '{result.name}'")
+    omega = np.asarray(result.population.omega, dtype=float)
+    eta = np.asarray(result.population.ebes, dtype=float)
+    r = residual_diagnostics(model, data, mu, omega, residual, eta, eta_columns=eta_cols)
+    sims = simulate_designs(model, data, mu, omega, residual, eta_cols, K, s,
+                            f"fit '{result.name}'")
+    nd = npde(data, sims, source=f"fit '{result.name}': NPDE")
+    N, n = data.y.shape
+    time = np.full((N, n), np.nan)
+    for i, d in enumerate(result.designs):
+        time[i, :d.n] = d.time
+    lg = model.log_scale[data.observable] & data.mask
+    with np.errstate(all="ignore"):
+        pred = np.where(lg, np.exp(r.pred), r.pred)
+        ipred = np.where(lg, np.exp(r.ipred), r.ipred)
+    vpcs, left = {}, {}
+    for k, name in enumerate(result.observables):
+        use = data.mask & (data.observable == k)
+        if not use.any():
+            continue
+        log_k = bool(model.log_scale[k])
+        # the ratio correction divides by PRED: observations with PRED <= 0 are left out
+        ok = use & (log_k | (r.pred > 0))
+        left[name] = int(use.sum() - ok.sum())
+        if not ok.any():
+            continue
+        vpcs[name] = vpc(np.where(ok, time, np.nan), np.where(ok, data.y, np.nan),
+                         np.where(ok[None], sims, np.nan).reshape(K, -1),
+                         pred=np.where(ok, r.pred, np.nan), log_scale=log_k,
+                         n_bins=_n_bins(ok),
+                         source=f"fit '{result.name}': VPC of {name}")
+    return PopulationOutputs(data=data, time=time, pred=pred, ipred=ipred, iwres=r.iwres,
+                             cwres=r.cwres, npde=nd.npde, sims=sims, vpcs=vpcs,
+                             vpc_left_out=left, epsilon_shrinkage=epsilon_shrinkage(r.iwres),
+                             n_sim=K, seed=s)
+
+
+def _n_bins(use: np.ndarray) -> int:
+    """VPC bins: one per typical sampling occasion, the median number of observations per
+    subject (so that quantile bins fall on the nominal times of a rich design), 3 to 10."""
+    per = use.sum(axis=1)
+    return int(min(10, max(3, np.median(per[per > 0]))))
+
+
+def ext_table(result) -> ExtTable:
+    """The fit's ``.ext`` table: THETA = typical values (natural scale), SIGMA = residual
+    variances (SD squared, diagonal), OMEGA = Omega (estimation scale); one row per outer
+    iteration (from ``population.history``), the final estimates and the standard errors."""
+    pop = result.population
+    theta = np.array(list(pop.fixed_effects.values()), dtype=float)
+    sd = np.array(list(pop.sigma.values()), dtype=float)
+    om = np.asarray(pop.omega, dtype=float)
+    D, S, E = theta.size, sd.size, om.shape[0]
+    history = []
+    h = None if pop.history is None else np.asarray(pop.history, dtype=float)
+    if h is not None and h.size:
+        for row in h:
+            history.append((int(row[0]), (row[1:1 + D], row[1 + D:1 + D + S] ** 2,
+                                          row[1 + D + S:1 + D + S + E], row[-1])))
+    t_se = np.array([pop.fixed_effects_se.get(k, np.nan) for k in pop.fixed_effects])
+    # SE of a variance sd^2 from the SE of sd: 2 sd SE(sd) (delta method)
+    s_se = np.array([2.0 * v * pop.sigma_se.get(k, np.nan) for k, v in pop.sigma.items()])
+    o_se = np.full((E, E), np.nan)
+    for e, k in enumerate(pop.omega_names):
+        o_se[e, e] = pop.omega_se.get(k, np.nan)
+    return ExtTable.from_estimates(FOCEI_METHOD, history, (theta, sd ** 2, om, pop.ofv),
+                                   se=(t_se, s_se, o_se))
+
+
+def write_fit_ext(result, path) -> Path:
+    """Write :func:`ext_table` to ``path`` (``fit.ext`` in the fit folder)."""
+    return write_ext(path, ext_table(result))
+
+
+def correlation_condition_number(cov) -> float:
+    """Condition number (largest / smallest eigenvalue) of the correlation matrix of the
+    estimates, as NONMEM reports it; NaN when the covariance step failed."""
+    if cov is None:
+        return float("nan")
+    c = np.asarray(cov, dtype=float)
+    if c.size == 0 or not np.all(np.isfinite(c)):
+        return float("nan")
+    d = np.sqrt(np.diag(c))
+    if np.any(d <= 0):
+        return float("nan")
+    w = np.linalg.eigvalsh(c / np.outer(d, d))
+    return float(w[-1] / w[0]) if w[0] > 0 else math.inf
+
+
+def write_population_figures(result, out: PopulationOutputs, folder: Path) -> list[Path]:
+    """The goodness-of-fit, VPC, convergence and individual-fit figures of a population fit."""
+    from ..._mpl import pyplot
+    from ...plots.population import (
+        plot_dv_vs_pred,
+        plot_individual_fits,
+        plot_qq,
+        plot_residuals,
+        plot_traces,
+        plot_vpc,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = result.observables[0] if len(result.observables) == 1 else "DV"
+    units = _units(result)
+    unit, t_unit = units.get(name), str(getattr(result.model, "time_unit", "") or "")
+    dv = np.where(out.data.mask, np.where(
+        np.isin(out.data.observable, np.flatnonzero(_log_scale(result))),
+        np.exp(out.data.y), out.data.y), np.nan)
+    files = []
+    try:
+        p = folder / "gof_dv_vs_pred.png"
+        plot_dv_vs_pred(dv, out.pred, out.ipred, name=name, unit=unit, path=p)
+        files.append(p)
+        p = folder / "gof_cwres.png"
+        plot_residuals(out.cwres, out.time, out.pred, name="CWRES", time_unit=t_unit,
+                       pred_unit=unit, path=p)
+        files.append(p)
+        p = folder / "gof_qq.png"
+        # saved here with a tight box: the square panels' titles are otherwise cut at the top
+        plot_qq({"CWRES": out.cwres, "NPDE": out.npde}).savefig(p, dpi=_DPI,
+                                                                bbox_inches="tight")
+        files.append(p)
+        for obs, v in out.vpcs.items():
+            p = folder / (f"vpc_{obs}.png" if len(out.vpcs) > 1 else "vpc.png")
+            plot_vpc(v, name=obs, unit=units.get(obs), time_unit=t_unit, path=p)
+            files.append(p)
+        h = result.population.history
+        if h is not None and len(h):
+            h = np.asarray(h, dtype=float)
+            p = folder / "ofv_by_iteration.png"
+            plot_traces({}, ofv=h[:, -1], iterations=h[:, 0],
+                        title="OFV by outer iteration (NONMEM convention)", path=p)
+            files.append(p)
+        p = folder / "individual_fits_population.png"
+        # the first 8 subjects; IPRED and PRED on a fine time grid (smooth curves), the
+        # observations at their times (the grid's DV is NaN, so not drawn)
+        show = list(range(min(out.pred.shape[0], 8)))
+        t_g, ip_g, p_g = _curves(result, show)
+        T, Y, IP, P = [], [], [], []
+        for r, i in enumerate(show):
+            k = out.data.mask[i]
+            first = out.data.observable[i] == out.data.observable[i, 0]
+            keep = k & first
+            T.append(np.r_[out.time[i, keep], t_g[r]])
+            Y.append(np.r_[dv[i, keep], np.full(t_g[r].size, np.nan)])
+            IP.append(np.r_[out.ipred[i, keep], ip_g[r]])
+            P.append(np.r_[out.pred[i, keep], p_g[r]])
+        obs0 = result.observables[int(out.data.observable[0, 0])]
+        fig = plot_individual_fits(T, Y, IP, P, ids=[f"subject {result.subject_ids[i]}"
+                                                     for i in show],
+                                   name=obs0, unit=unit, time_unit=t_unit)
+        # the panels are a subset: say of how many subjects
+        fig.suptitle(f"Individual fits of {obs0} ({len(show)} of {out.pred.shape[0]} "
+                     "subjects): observations, IPRED (EBEs), PRED (eta = 0)")
+        fig.savefig(p, dpi=_DPI)
+        files.append(p)
+    finally:
+        pyplot().close("all")
+    return files
+
+
+def _curves(result, subjects, points: int = 150):
+    """IPRED and PRED of ``subjects`` on a fine grid over each one's observation times (its
+    first observable), on the data's scale: (times, ipred, pred), lists of (points,) arrays."""
+    model, mu, eta_cols, _ = _model(result)
+    ebes = np.asarray(result.population.ebes, dtype=float)
+    grid_designs, times = [], []
+    for i in subjects:
+        d = result.designs[i]
+        k = int(d.obs[0])
+        t = np.linspace(float(np.nanmin(d.time)), float(np.nanmax(d.time)), points)
+        times.append(t)
+        grid_designs.append(d.replace(
+            time=t, obs=np.full(points, k), value=np.ones(points),
+            cens=np.zeros(points, dtype=int), limit=np.full(points, np.nan),
+            condition=None if d.condition is None else np.full(points, d.condition[0]),
+            sd=None))
+    grid = ProblemModel(result.problem, grid_designs, model.cols)
+    idx = np.arange(len(subjects))
+    m = mu[list(subjects)]
+    phi = m.copy()
+    phi[:, eta_cols] += ebes[list(subjects)]
+    f_i, f_p = _predict(grid, phi, idx), _predict(grid, m, idx)
+    lg = bool(grid.log_scale[int(result.designs[subjects[0]].obs[0])]) if subjects else False
+    if lg:
+        f_i, f_p = np.exp(f_i), np.exp(f_p)
+    return times, list(f_i), list(f_p)
+
+
+def _log_scale(result) -> np.ndarray:
+    from ._adapter import core_scale
+
+    return np.array([core_scale(k) == "log" for k in result.error_models])
+
+
+def _units(result) -> dict:
+    from ..report import _units as units_of
+
+    return dict(units_of(result))
