@@ -352,3 +352,31 @@ def test_population_part_history_round_trip(fitted):
                                                           allow_nan=False)))
     np.testing.assert_array_equal(back.history, pop.history)
     assert pop.history.shape[1] == 2 + 2 + 1 + 2
+
+
+@pytest.mark.slow
+def test_theoph_fit_folder(tmp_path):
+    """The Theoph FOCE-I fit folder (~2.5 min): fit.ext's final OBJ is nlmixr2's optimum
+    (116.8036, within 0.1), CWRES and NPDE have mean ~0 and SD ~1 over the 132 observations
+    (measured: CWRES -0.066 (1.002), NPDE 0.078 (0.948) with seed 0), the correlation
+    matrix's condition number is moderate (measured 89), every figure is written."""
+    from progression.fit import fit
+
+    cfg = read_fit_config(CONFIG)
+    res = fit(cfg)
+    out = tmp_path / "theoph"
+    res.save(out)
+    (table,) = read_ext(out / "fit.ext")
+    assert table.estimates(FINAL)[3] == pytest.approx(116.8036, abs=0.1)
+    rows = _data_csv(out / "data.csv")
+    assert len(rows) == 132
+    for c in ("CWRES", "NPDE"):
+        v = np.array([_num(r[c]) for r in rows])
+        assert np.isfinite(v).all(), c
+        assert abs(v.mean()) < 0.2 and 0.8 < v.std(ddof=1) < 1.2, (c, v.mean(), v.std())
+    assert 1.0 < correlation_condition_number(res.population.covariance) < 1000.0
+    report = (out / "report.md").read_text()
+    assert "12 of conc" in report     # the pre-dose samples (PRED = 0) are out of the pcVPC
+    for f in ("gof_dv_vs_pred.png", "gof_cwres.png", "gof_qq.png", "vpc.png",
+              "ofv_by_iteration.png", "individual_fits_population.png"):
+        assert f"(figures/{f})" in report and (out / "figures" / f).is_file()

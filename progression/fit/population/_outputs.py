@@ -349,9 +349,19 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
         h = result.population.history
         if h is not None and len(h):
             h = np.asarray(h, dtype=float)
+            pop = result.population
+            D, S = len(pop.fixed_effects), len(pop.sigma)
+            traces = {f"{k} (typical value)": h[:, 1 + j]
+                      for j, k in enumerate(pop.fixed_effects)}
+            traces.update({f"{k} (residual SD)": h[:, 1 + D + j]
+                           for j, k in enumerate(pop.sigma)})
+            traces.update({f"omega^2 {k}": h[:, 1 + D + S + j]
+                           for j, k in enumerate(pop.omega_names)})
             p = folder / "ofv_by_iteration.png"
-            plot_traces({}, ofv=h[:, -1], iterations=h[:, 0],
-                        title="OFV by outer iteration (NONMEM convention)", path=p)
+            # the OFV and every estimate by outer iteration; a tight box keeps the title whole
+            plot_traces(traces, ofv=h[:, -1], iterations=h[:, 0], ncols=4,
+                        title="Outer iterations: OFV (NONMEM convention) and estimates"
+                        ).savefig(p, dpi=_DPI, bbox_inches="tight")
             files.append(p)
         p = folder / "individual_fits_population.png"
         # the first 8 subjects; IPRED and PRED on a fine time grid (smooth curves), the
