@@ -26,7 +26,8 @@ is a warning, not an error.
 
 Results: the per-subject estimates are the individual parameters at the conditional modes
 (EBEs), so predictions, ``compare`` and ``simulate`` work on them; the population numbers
-(theta, Omega, sigma, their SEs, EBEs, shrinkage, CV %, OFV) are in the
+(theta, Omega, sigma, their SEs, EBEs, shrinkage, CV %, OFV, and the outer iterations in
+``history`` for the fit folder's ``fit.ext``) are in the
 :class:`~progression.fit.parts.PopulationPart`.
 """
 
