@@ -202,6 +202,24 @@ class FitConfig:
     def output_folder(self) -> Path:
         return self.output["folder"] or Path("fits") / self.name
 
+    @property
+    def solver_options(self):
+        """The ``[solver]`` integration settings as the one :class:`~progression.options.
+        SolverOptions` that ``simulate``, ``compare`` and ``VirtualTrial`` also take."""
+        from ..options import SolverOptions
+
+        return SolverOptions(**{k: self.solver[k] for k in SolverOptions.__dataclass_fields__})
+
+    def with_solver(self, solver) -> FitConfig:
+        """A copy whose integration settings are ``solver`` (a ``SolverOptions`` or a mapping
+        of its fields; unnamed fields keep the config's values); the fit-path settings
+        (``outputs``, ``grid_step``, ``refine``, ...) are kept."""
+        from ..options import SolverOptions
+
+        opts = (solver if isinstance(solver, SolverOptions)
+                else SolverOptions.coerce({**self.solver_options.as_dict(), **dict(solver)}))
+        return self.replace(solver={**self.solver, **opts.as_dict()})
+
     def replace(self, **changes) -> FitConfig:
         """A copy with some fields changed (e.g. ``options={**cfg.options, "starts": 3}``)."""
         import dataclasses

@@ -119,7 +119,7 @@ def _dose_key(dose) -> tuple:
 
 
 def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = None,
-        uncertainty=None, progress: bool = False, executor=None):
+        uncertainty=None, progress: bool = False, executor=None, solver=None):
     """Fit a config: read data, estimate, compute uncertainty; return a FitResult.
 
     Parameters
@@ -140,6 +140,10 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         Run chunks of subjects here instead (a ``ProcessPoolExecutor``, a Dask
         ``client.get_executor()``, progression's own executors); instead of ``jobs`` and
         ``scheduler``. It is not shut down. The numbers do not depend on the executor.
+    solver : SolverOptions or mapping, optional
+        Integration settings (method, rtol, atol, max_step, max_steps, sensitivities) instead
+        of the config's ``[solver]`` ones; the fit-path keys (outputs, grid_step, refine, ...)
+        stay the config's.
 
     Returns
     -------
@@ -158,6 +162,8 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
 
     t0 = time.perf_counter()
     cfg = config if isinstance(config, FitConfig) else read_fit_config(config)
+    if solver is not None:
+        cfg = cfg.with_solver(solver)
     if executor is not None and (jobs is not None or scheduler is not None):
         raise ConfigError("fit(): executor= replaces jobs= and scheduler=; found executor= "
                           f"together with {'jobs' if jobs is not None else 'scheduler'}=")
