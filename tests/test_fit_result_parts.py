@@ -26,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _decay_support import config, decay_data  # noqa: E402
 
 SHIPPED = Path(__file__).parent.parent / "fits" / "als_synthetic_individual"
+#: The shipped fit as written in format 1 (commit 40886a4, before FitResult was built from
+#: parts), kept without its figures so that format-1 loading stays tested after fits/ moves on.
+FORMAT_1 = Path(__file__).parent / "data" / "fit_format1_als"
 #: -2 log L of the shipped fit (fits/als_synthetic_individual/fit.json, format 1)
 SHIPPED_M2LL = 11917.456281630664
 
@@ -139,15 +142,15 @@ def test_a_population_part_is_saved_and_loaded_when_there_is_one(fits, tmp_path)
 
 
 def test_the_shipped_format_1_fit_still_loads():
-    assert json.loads((SHIPPED / "fit.json").read_text())["format"] == "progression-fit/1"
-    res = load_fit(SHIPPED)
+    assert json.loads((FORMAT_1 / "fit.json").read_text())["format"] == "progression-fit/1"
+    res = load_fit(FORMAT_1)
     assert res.objective == pytest.approx(SHIPPED_M2LL, rel=1e-12)
     assert res.kind == "individual" and res.n_subjects == 200 and res.n_estimated == 1000
     assert not res.individual.uncertainty.joint
     assert len(res.blocks) == 200
     assert res.interval_methods == {"covariance": res.interval_methods["covariance"]}
     assert res.population is None
-    doc = json.loads((SHIPPED / "fit.json").read_text())
+    doc = json.loads((FORMAT_1 / "fit.json").read_text())
     assert res.warnings == doc["warnings"]
     assert res.counters == doc["counters"]
     assert res.individual.diagnostics.work.simulations == doc["counters"]["simulations"]
@@ -198,3 +201,11 @@ def test_a_json_file_that_is_not_a_fit_is_refused(tmp_path):
     (tmp_path / "fit.json").write_text("[1, 2]")
     with pytest.raises(FitError, match="expected a JSON object"):
         load_fit(tmp_path)
+
+
+def test_the_shipped_fit_is_format_2_and_loads():
+    doc = json.loads((SHIPPED / "fit.json").read_text())
+    assert doc["format"] == "progression-fit/2"
+    res = load_fit(SHIPPED)
+    assert res.objective == pytest.approx(doc["objective"], rel=1e-12)
+    assert res.kind == "individual" and res.n_subjects == 200 and res.population is None
