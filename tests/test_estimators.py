@@ -59,22 +59,22 @@ def test_registry_names_the_estimators_the_config_accepts():
 def test_unknown_estimator_is_a_config_error_listing_the_registered_names(tmp_path):
     listed = ", ".join(repr(k) for k in ESTIMATORS)
     with pytest.raises(ConfigError) as err:
-        get_estimator("saem")
-    assert str(err.value) == f"fit.estimator: unknown estimator 'saem'; expected one of {listed}"
+        get_estimator("nuts")
+    assert str(err.value) == f"fit.estimator: unknown estimator 'nuts'; expected one of {listed}"
     # a config object naming an unregistered estimator: refused before any data is read
-    cfg = dataclasses.replace(config(tmp_path), estimator="saem")
+    cfg = dataclasses.replace(config(tmp_path), estimator="nuts")
     cfg.data["path"] = str(tmp_path / "missing.csv")
     with pytest.raises(ConfigError) as err:
         fit(cfg)
     msg = str(err.value)
     assert str(tmp_path / "decay_individual.toml") in msg and "'fit.estimator'" in msg
-    assert "'saem'" in msg and listed in msg
+    assert "'nuts'" in msg and listed in msg
     # and the config file itself refuses the word, naming the choices
     with pytest.raises(ConfigError) as err:
-        config(tmp_path, estimator="saem")
+        config(tmp_path, estimator="nuts")
     msg = str(err.value)
-    assert "decay_saem.toml, key 'fit.estimator': expected one of" in msg
-    assert all(repr(k) in msg for k in ESTIMATORS) and "found 'saem'" in msg
+    assert "decay_nuts.toml, key 'fit.estimator': expected one of" in msg
+    assert all(repr(k) in msg for k in ESTIMATORS) and "found 'nuts'" in msg
 
 
 def test_no_estimator_branching_outside_the_estimators():

@@ -245,6 +245,12 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
         # needs more replicates than observations; 10 is a floor, not a recommendation
         options["npde_samples"] = chk.integer("estimator.npde_samples", est["npde_samples"],
                                               10)
+    # saem: iterations, chains (0 = automatic) and importance-sampling draws; 100 draws are
+    # a floor below which the MC SE of the OFV is of the order of one unit
+    for key, least in (("saem_exploration", 1), ("saem_smoothing", 1), ("saem_chains", 0),
+                       ("is_samples", 100)):
+        if key in est:
+            options[key] = chk.integer(f"estimator.{key}", est[key], least)
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)

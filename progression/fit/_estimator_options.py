@@ -52,6 +52,14 @@ class EstimatorOptions:
     npde_samples : int
         Population fits: simulated replicates of each subject's design behind the NPDE and
         the VPC of the fit folder (seeded by ``seed``).
+    saem_exploration, saem_smoothing : int
+        ``saem``: most exploration iterations (K1; exploration may end earlier by the
+        automatic rule) and smoothing iterations (K2); defaults those of
+        :class:`~progression.fit.population.SaemOptions` (300, 200).
+    saem_chains : int
+        ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.
+    is_samples : int
+        ``saem``: importance-sampling draws per subject for the log-likelihood (default 2000).
     """
 
     starts: int = 1
@@ -70,6 +78,10 @@ class EstimatorOptions:
     bootstrap_samples: int = 100
     max_failed_share: float = 0.5
     npde_samples: int = 200
+    saem_exploration: int = 300
+    saem_smoothing: int = 200
+    saem_chains: int = 0
+    is_samples: int = 2000
 
     def __post_init__(self):
         object.__setattr__(self, "uncertainty", tuple(self.uncertainty))

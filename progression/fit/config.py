@@ -31,9 +31,9 @@ __all__ = ["FitConfig", "FitParameter", "Condition", "read_fit_config", "parse_f
 
 #: Name of the per-subject time offset (model time = data time + offset).
 OFFSET = "time_offset"
-ESTIMATORS = ("individual", "pooled", "focei")
+ESTIMATORS = ("individual", "pooled", "focei", "saem")
 #: Estimators of a population model (``estimate = "population"``, random effects ``eta``).
-POPULATION_ESTIMATORS = ("focei",)
+POPULATION_ESTIMATORS = ("focei", "saem")
 ROLES = ("subject", "shared", "fixed", "population")
 UNCERTAINTY = ("covariance", "profile", "bootstrap")
 OUTPUT_MODES = ("grid", "exact")
@@ -52,7 +52,8 @@ _ESTIMATOR_DEFAULTS = {
     "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-6, "xtol": 1e-8,
     "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
     "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
-    "npde_samples": 200,
+    "npde_samples": 200, "saem_exploration": 300, "saem_smoothing": 200, "saem_chains": 0,
+    "is_samples": 2000,
 }
 _SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",

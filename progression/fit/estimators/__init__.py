@@ -55,15 +55,17 @@ from .base import EstimationProblem, Estimator, PointEstimate
 from .focei import FOCEI
 from .individual import Individual
 from .pooled import Pooled
+from .saem import SAEM
 
 __all__ = ["ESTIMATORS", "get_estimator", "Estimator", "EstimationProblem", "PointEstimate",
-           "Individual", "Pooled", "FOCEI"]
+           "Individual", "Pooled", "FOCEI", "SAEM"]
 
 #: Registered estimators: config name -> Estimator class.
 ESTIMATORS: dict[str, type[Estimator]] = {
     "individual": Individual,
     "pooled": Pooled,
     "focei": FOCEI,
+    "saem": SAEM,
 }
 
 
