@@ -105,3 +105,20 @@ def test_row_of_a_missing_iteration_is_refused():
         table.row(SE)
     with pytest.raises(FitError, match="OMEGA: expected a square matrix"):
         ExtTable.from_estimates("FO", [], ([1.0], [1.0], np.ones((2, 3)), 1.0))
+
+
+def test_the_fit_ext_header_names_the_estimator():
+    """A saem fit's .ext table says SAEM, a focei fit's FOCE-I (NONMEM's method names)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from progression.fit.population._outputs import EXT_METHODS, ext_table
+
+    for method in ("focei", "saem"):
+        pop = SimpleNamespace(
+            method=method, fixed_effects={"ka": 1.5}, sigma={"conc.a": 0.7},
+            omega=np.array([[0.4]]), omega_names=("ka",), history=None, ofv=116.8,
+            fixed_effects_se={"ka": 0.1}, sigma_se={"conc.a": 0.05}, omega_se={"ka": 0.1})
+        table = ext_table(SimpleNamespace(population=pop))
+        assert table.method == EXT_METHODS[method]

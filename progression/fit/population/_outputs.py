@@ -44,6 +44,9 @@ NPDE_SAMPLES = 200
 DATA_COLUMNS = ("PRED", "IPRED", "IWRES", "CWRES", "NPDE")
 #: The method name NONMEM writes in the ``.ext`` title line.
 FOCEI_METHOD = "First Order Conditional Estimation with Interaction"
+#: The .ext header's method text for each population estimator, as NONMEM names its methods.
+EXT_METHODS = {"focei": FOCEI_METHOD,
+               "saem": "Stochastic Approximation Expectation-Maximization"}
 # how often a failed simulated replicate is drawn again before giving up
 _REDRAWS = 5
 _DPI = 120
@@ -284,7 +287,8 @@ def ext_table(result) -> ExtTable:
     o_se = np.full((E, E), np.nan)
     for e, k in enumerate(pop.omega_names):
         o_se[e, e] = pop.omega_se.get(k, np.nan)
-    return ExtTable.from_estimates(FOCEI_METHOD, history, (theta, sd ** 2, om, pop.ofv),
+    method = EXT_METHODS.get(getattr(pop, "method", "focei"), FOCEI_METHOD)
+    return ExtTable.from_estimates(method, history, (theta, sd ** 2, om, pop.ofv),
                                    se=(t_se, s_se, o_se))
 
 
