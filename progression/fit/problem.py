@@ -83,7 +83,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import _error_control, _paths
 from ._error_control import GRID_ERROR, GRID_ERROR_DIVISOR
-from ._paths import EXACT_ATOL, EXACT_GROUP, EXACT_RTOL, _Units, grid_step
+from ._paths import EXACT_ATOL, EXACT_GROUP, EXACT_RTOL, grid_step
 from ._paths import has_inputs as _has_inputs
 from .config import OFFSET, FitConfig, FitParameter
 from .design import Design, designs_from_cohort
@@ -361,7 +361,7 @@ class Problem:
         model_cols = cols[cols < P]
         want_d = want_jac or want_info
         sens = [self.model.parameter_names[q] for q in model_cols] if want_d else []
-        units = self._units(designs, row_design, theta, rr, offset)
+        units = _paths.make_units(self, designs, row_design, theta, rr, offset)
         if want_d and self.offset_index in cols and any(u is not None for u in units.inputs):
             raise ConfigError(f"key 'parameters.{OFFSET}': an estimated time offset is not "
                               "supported for subjects with doses, time-varying covariates or "
@@ -369,9 +369,9 @@ class Problem:
                               "offset")
         # Optimiser steps tolerate a Jacobian good to ~1e-3; the information matrix behind the
         # standard errors gets the Richardson-extrapolated grid sensitivities.
-        out = self._outputs(units.table, units.of_obs, tm, oi, sens,
-                            accurate=want_info if accurate is None else accurate,
-                            inputs=units.inputs)
+        out = _paths.outputs(self, units.table, units.of_obs, tm, oi, sens,
+                             accurate=want_info if accurate is None else accurate,
+                             inputs=units.inputs)
         f, dfdp, dfdtau, ustatus, umessages, uerr = out
         ustatus, umessages = np.array(ustatus, dtype=int), list(umessages)
         a_idx, b_idx = self.a_index[oi], self.b_index[oi]
@@ -381,8 +381,9 @@ class Problem:
         a = np.where(code == MEASURED, sd, a)
         # Error control of the grid path: rows whose interpolation error would move their
         # objective by more than the tolerance are evaluated exactly, here and now.
-        routed = self._route_exact(units, rr, tm, oi, sens, (f, dfdp, ustatus, umessages),
-                                   uerr, (code, y, cens, limit, a, b), R, row_design, designs)
+        routed = _error_control.route_exact(self, units, rr, tm, oi, sens,
+                                            (f, dfdp, ustatus, umessages), uerr,
+                                            (code, y, cens, limit, a, b), R, row_design, designs)
         status = np.zeros(R, dtype=int)
         np.minimum.at(status, units.row, ustatus)
         messages = ["; ".join(umessages[u] for u in np.nonzero(units.row == r)[0]
@@ -477,24 +478,3 @@ class Problem:
         """The grid path's error tolerance in ``-2 log L`` per row (``solver["grid_error"]``,
         default :data:`GRID_ERROR`)."""
         return float(self.solver.get("grid_error", GRID_ERROR))
-
-    # The pieces of an evaluation, by job (see the modules named in the module docstring).
-
-    def _route_exact(self, units, rr, tm, oi, sens, out, err, data, R, row_design, designs):
-        return _error_control.route_exact(self, units, rr, tm, oi, sens, out, err, data, R,
-                                          row_design, designs)
-
-    def _units(self, designs, row_design, theta, rr, offset) -> _Units:
-        return _paths.make_units(self, designs, row_design, theta, rr, offset)
-
-    def _outputs(self, table, rr, tm, oi, sens, accurate=True, inputs=None):
-        return _paths.outputs(self, table, rr, tm, oi, sens, accurate, inputs)
-
-    def _simulate_units(self, group, table, rr, tm, oi, sens, inputs, out, tight=False):
-        _paths.simulate_units(self, group, table, rr, tm, oi, sens, inputs, out, tight)
-
-    def _solver_options(self, sens):
-        return _paths.solver_options(self, sens)
-
-    def _plain_outputs(self, table, rr, tm, oi, sens, accurate=True):
-        return _paths.plain_outputs(self, table, rr, tm, oi, sens, accurate)
