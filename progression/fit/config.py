@@ -31,9 +31,9 @@ __all__ = ["FitConfig", "FitParameter", "Condition", "read_fit_config", "parse_f
 
 #: Name of the per-subject time offset (model time = data time + offset).
 OFFSET = "time_offset"
-ESTIMATORS = ("individual", "pooled", "focei", "saem")
+ESTIMATORS = ("individual", "pooled", "focei", "foce", "fo", "laplace", "saem")
 #: Estimators of a population model (``estimate = "population"``, random effects ``eta``).
-POPULATION_ESTIMATORS = ("focei", "saem")
+POPULATION_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
 ROLES = ("subject", "shared", "fixed", "population")
 UNCERTAINTY = ("covariance", "profile", "bootstrap")
 OUTPUT_MODES = ("grid", "exact")

@@ -101,6 +101,8 @@ class FOCEI(Estimator):
     """Population fit by FOCE-I (``[fit] estimator = "focei"``); see the module docstring."""
 
     name = "focei"
+    #: The objective's method (subclasses: ``"foce"``, ``"fo"``, ``"laplace"``).
+    method = "focei"
     description = ("population fit: first-order conditional estimation with interaction "
                    "(NONMEM's FOCE-I), diagonal Omega")
 
@@ -113,12 +115,10 @@ class FOCEI(Estimator):
         problem, designs = ep.problem, ep.designs
         pop_cols, eta_pos, err = population_layout(problem)
         if eta_pos.size == 0:
-            raise ConfigError(f"{ep.source}: fit.estimator = \"focei\" needs at least one "
-                              "population parameter with a random effect (eta = <variance>)")
-        bad = [d.id for d in designs if np.any(np.asarray(d.cens) != 0)]
-        if bad:
-            raise ConfigError(f"{ep.source}: fit.estimator = \"focei\": censored values are "
-                              f"not supported yet (subject '{bad[0]}' has some)")
+            raise ConfigError(f"{ep.source}: fit.estimator = \"{self.name}\" needs at least "
+                              "one population parameter with a random effect (eta = "
+                              "<variance>)")
+        self._check_censoring(ep, designs)
         model = ProblemModel(problem, designs, pop_cols)
         data = model.data(ep.source)
         sc, lo, hi = (problem.scale[pop_cols], problem.lower[pop_cols],
@@ -141,6 +141,22 @@ class FOCEI(Estimator):
         return dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
                     x0=x0, bounds=bounds, eta=None)
 
+    def _check_censoring(self, ep: EstimationProblem, designs) -> None:
+        """Refuse censored values while the objective's gradient does not handle them (a
+        subclass whose core supports the M3 terms overrides this)."""
+        bad = [d.id for d in designs if np.any(np.asarray(d.cens) != 0)]
+        if bad:
+            raise ConfigError(f"{ep.source}: fit.estimator = \"{self.name}\": censored values "
+                              f"are not supported yet (subject '{bad[0]}' has some)")
+
+    def _core_gradient(self, model, data, mu, omega, residual, *, eta_columns, eta0,
+                       inner_options):
+        """The objective and its gradient from the population core (a
+        :class:`~progression.fit.population.FoceiGradient`); subclasses (``foce``, ``fo``,
+        ``laplace``) override it with their own objective."""
+        return focei_gradient(model, data, mu, omega, residual, eta_columns=eta_columns,
+                              eta0=eta0, inner_options=inner_options)
+
     def _unpack(self, s, x):
         D, E = s["pop_cols"].size, s["eta_pos"].size
         theta_x, w2, sd = x[:D], np.exp(x[D:D + E]), np.exp(x[D + E:])
@@ -158,9 +174,9 @@ class FOCEI(Estimator):
         """FOCE-I objective and gradient at outer ``x``: (ofv, grad, per-subject grads, gr)."""
         theta_x, w2, sd = self._unpack(s, x)
         N = s["data"].n_subjects
-        gr = focei_gradient(s["model"], s["data"], np.tile(theta_x, (N, 1)), np.diag(w2),
-                            self._residual(problem, s, sd), eta_columns=s["eta_pos"],
-                            eta0=s["eta"] if warm else None, inner_options=INNER)
+        gr = self._core_gradient(s["model"], s["data"], np.tile(theta_x, (N, 1)), np.diag(w2),
+                                 self._residual(problem, s, sd), eta_columns=s["eta_pos"],
+                                 eta0=s["eta"] if warm else None, inner_options=INNER)
         per = [gr.d_mu, np.einsum("nee->ne", gr.d_omega_i) * w2]
         ks = [(k, which) for _, k, which in s["err"]]
         per.append(np.column_stack([(gr.d_a_i[:, k] if w == "a" else gr.d_b_i[:, k]) * v
@@ -275,7 +291,7 @@ class FOCEI(Estimator):
         x = s["x"]
         K = x.size
         warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
-                    "\"focei\" yet (the covariance step is computed)"
+                    f"\"{self.name}\" yet (the covariance step is computed)"
                     for u in ep.uncertainty_methods if u != "covariance"]
         cov = np.full((K, K), np.nan)
         method = COVARIANCE_METHOD
@@ -408,12 +424,17 @@ class FOCEI(Estimator):
             cv_percent=cv, ofv=float(s["ofv"]), m2ll=m2ll,
             aic=m2ll + 2 * n_par, bic=m2ll + n_par * math.log(max(n_obs, 1)),
             n_parameters=n_par, iterations=int(res.nit), evaluations=int(s["nfev"]),
-            converged=bool(res.success), method="focei", covariance_method=s["cov_method"],
+            converged=bool(res.success), method=self.name, covariance_method=s["cov_method"],
             covariance=cov, covariance_names=tuple(
                 [f"theta {names[q]}" for q in pop_cols]
                 + [f"log omega^2 {names[pop_cols[j]]}" for j in eta_pos]
                 + [f"log {names[q]}" for q, _, _ in err]),
-            history=np.array(hist, dtype=float) if hist else None)
+            history=np.array(hist, dtype=float) if hist else None,
+            scales={names[q]: str(problem.parameters[q].scale) for q in pop_cols},
+            bounds={names[q]: (float(problem.lower[q]), float(problem.upper[q]))
+                    for q in pop_cols},
+            omega_blocks=tuple({"parameters": [names[pop_cols[j]]], "fixed": False}
+                               for j in eta_pos))
         s["population"] = part
 
     def __call__(self, ep: EstimationProblem):

@@ -46,6 +46,9 @@ DATA_COLUMNS = ("PRED", "IPRED", "IWRES", "CWRES", "NPDE")
 FOCEI_METHOD = "First Order Conditional Estimation with Interaction"
 #: The .ext header's method text for each population estimator, as NONMEM names its methods.
 EXT_METHODS = {"focei": FOCEI_METHOD,
+               "foce": "First Order Conditional Estimation",
+               "fo": "First Order",
+               "laplace": "Laplacian Conditional Estimation with Interaction",
                "saem": "Stochastic Approximation Expectation-Maximization"}
 # how often a failed simulated replicate is drawn again before giving up
 _REDRAWS = 5
