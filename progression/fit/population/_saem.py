@@ -43,6 +43,24 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   means of the parameters over the last two windows of ``window`` iterations differ by less
   than ``rtol`` (typical values in units of their random-effect SD ``sqrt(Omega_ee)``;
   variances and residual SDs on the log scale); otherwise after ``k1`` iterations.
+- *Standard errors* (``fisher``, default on): the observed Fisher information by stochastic
+  approximation of Louis' missing-information formula over the smoothing phase (Delyon,
+  Lavielle & Moulines 1999, sec. 5; Monolix's "stochastic approximation" method): per
+  subject ``I_i = -E[d2 l_c] - E[d l_c d l_c'] + E[d l_c] E[d l_c]'`` with ``l_c = log p(y_i,
+  phi_i; theta)`` the complete-data log-likelihood, each conditional expectation the
+  stochastic approximation (same steps as the statistics) of its value at the chains' draws
+  (averaged over a subject's chains). ``l_c`` is in closed form (Gaussian prior of ``phi``,
+  Gaussian residuals, censored values imputed), so the model's derivatives are never needed.
+  Parameters: typical values and covariate coefficients on the estimation scale, log Omega
+  variances (and the covariances of a full Omega), log residual SDs (``SaemResult.
+  parameter_names``). On a linear mixed model the information matches the exact observed
+  one (Hessian of the exact marginal ``-log L``) to a few %.
+- *Automatic end of smoothing* (``auto_k2``): from ``min_k2`` smoothing iterations on, checked
+  every 10 iterations, the smoothing phase ends when the means of the parameter trajectories
+  over the last two windows of ``k2_window`` iterations differ by less than ``k2_tol``
+  standard errors (from the current information) for every parameter and the standard errors
+  moved by less than 10% over the last window; otherwise after ``k2`` iterations. The Monte
+  Carlo error left in the estimates is then a small fraction of their statistical error.
 - *Log-likelihood* by importance sampling: per subject ``M = is_samples`` draws from a
   multivariate Student t (``nu = 5``) centred on the conditional mean of eta with the
   conditional covariance as scale matrix (``is_covariance="full"``, default; or only the
@@ -107,6 +125,16 @@ class SaemOptions:
     is_covariance : {"full", "diagonal"}
         Scale matrix of the proposal: each subject's conditional covariance of eta from the
         chains, or only its diagonal (the conditional SDs).
+    fisher : bool
+        Stochastic approximation of the observed Fisher information (Louis' principle) during
+        the smoothing phase, hence standard errors (default True).
+    auto_k2 : bool
+        End the smoothing phase automatically (module docstring; needs ``fisher``); ``k2`` is
+        then the most smoothing iterations. Default False: exactly ``k2``.
+    min_k2, k2_window : int
+        Fewest smoothing iterations and the window of the automatic end of smoothing.
+    k2_tol : float
+        Tolerance of the automatic end of smoothing, in standard errors.
     """
 
     k1: int = 300
@@ -123,6 +151,11 @@ class SaemOptions:
     is_samples: int = 2000
     is_nu: float = 5.0
     is_covariance: str = "full"
+    fisher: bool = True
+    auto_k2: bool = False
+    min_k2: int = 100
+    k2_window: int = 50
+    k2_tol: float = 0.1
 
     def __post_init__(self):
         bad = None
@@ -142,6 +175,13 @@ class SaemOptions:
             bad = f"is_samples >= 0 and is_nu > 0, found {self.is_samples}, {self.is_nu}"
         elif self.is_covariance not in ("full", "diagonal"):
             bad = f"is_covariance 'full' or 'diagonal', found {self.is_covariance!r}"
+        elif self.k2_window < 2 or self.min_k2 < 2 * self.k2_window:
+            bad = (f"k2_window >= 2 and min_k2 >= 2 k2_window, found {self.k2_window}, "
+                   f"{self.min_k2}")
+        elif not self.k2_tol > 0:
+            bad = f"k2_tol > 0, found {self.k2_tol}"
+        elif self.auto_k2 and not self.fisher:
+            bad = "fisher = True with auto_k2 (the rule is in standard errors), found False"
         if bad:
             raise FitError(f"SAEM options: expected {bad}")
         object.__setattr__(self, "kernel_iters", tuple(int(v) for v in self.kernel_iters))
@@ -180,6 +220,20 @@ class SaemResult:
         Per-subject OFV contributions.
     n_chains : int
     seed : int
+    options : SaemOptions
+    fisher : ndarray (K, K) or None
+        Observed Fisher information of the population parameters (on the ``-log L`` scale,
+        so its inverse is their covariance), by stochastic approximation of Louis' formula
+        over the smoothing phase; None when ``options.fisher`` is off.
+    covariance : ndarray (K, K) or None
+        Its inverse (NaN when the information is not positive definite).
+    parameter_names : tuple of str (K,)
+        The rows of ``fisher``: ``mu[d]`` (typical value of parameter ``d`` with a random
+        effect, estimation scale), ``beta[p,d]`` (covariate ``p`` on parameter ``d``),
+        ``log omega2[d]`` (Omega's diagonal), ``omega[d,d']`` (off-diagonal covariances, full
+        Omega), ``log a[k]``, ``log b[k]`` (residual SDs of observable ``k``).
+    smoothing_reason : str
+        How the smoothing phase ended ("k2 reached" or "automatic: ...").
     """
 
     mu: np.ndarray
@@ -205,6 +259,10 @@ class SaemResult:
     n_chains: int
     seed: int
     options: SaemOptions = field(default_factory=SaemOptions)
+    fisher: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    parameter_names: tuple = ()
+    smoothing_reason: str = ""
 
 
 class _Chains:
@@ -234,6 +292,100 @@ class _Chains:
             val = q.sum(axis=1)
         val = np.where(ok & np.isfinite(val), val, np.inf)
         return val, f
+
+
+class _Louis:
+    """Complete-data score and Hessian of ``log p(y, phi; theta)`` for every chain.
+
+    ``theta`` = (B (P1, E) row-major: intercepts ``mu`` then covariate coefficients; Omega's
+    parameters: log variances, then the covariances of a full Omega; log a_k, log b_k of the
+    estimated residual SDs). The prior part uses the Gaussian identities with
+    ``A = Omega^-1``, ``v = A eta``, ``Omega_k = dOmega/dpsi_k``::
+
+        d/dB_pe   = x_p v_e                      d2/dB dB' = -x x' (x) A
+        d/dpsi_k  = -tr(A Omega_k)/2 + v'Omega_k v/2
+        d2/dB_pe dpsi_k = -x_p (A Omega_k v)_e
+        d2/dpsi_k dpsi_l = tr(A Omega_l A Omega_k)/2 - tr(A Omega_kl)/2
+                           - v'Omega_l A Omega_k v + v'Omega_kl v/2
+
+    (``Omega_kl`` non-zero only for a log variance with itself, where it equals ``Omega_k``);
+    the residual part ``-1/2 sum (r^2/V + log V)``, ``V = a^2 + b^2 f^2``, through
+    ``dV/dlog a = 2 a^2``, ``dV/dlog b = 2 b^2 f^2`` (censored values imputed, so complete).
+    """
+
+    def __init__(self, X, sub, E, full, has_a, has_b):
+        self.X, self.sub, self.E = X, sub, E
+        self.P1 = X.shape[1]
+        self.pairs = [(e, f) for e in range(E) for f in range(e)] if full else []
+        self.Kw = E + len(self.pairs)
+        self.res = [(k, w) for k in range(len(has_a)) for w, h in (("a", has_a[k]),
+                                                                   ("b", has_b[k])) if h]
+        self.K = self.P1 * E + self.Kw + len(self.res)
+        names = [(f"mu[{e}]" if p == 0 else f"beta[{p - 1},{e}]")
+                 for p in range(self.P1) for e in range(E)]
+        names += [f"log omega2[{e}]" for e in range(E)]
+        names += [f"omega[{e},{f}]" for e, f in self.pairs]
+        names += [f"log {w}[{k}]" for k, w in self.res]
+        self.names = tuple(names)
+
+    def values(self, B, omega, a, b):
+        """The parameter vector in the order of ``names``."""
+        return np.r_[B.ravel(), np.log(np.diag(omega)),
+                     [omega[e, f] for e, f in self.pairs],
+                     [np.log(a[k] if w == "a" else b[k]) for k, w in self.res]]
+
+    def terms(self, eta_c, omega, d, ysim, fz, a, b):
+        """Per-chain scores (R, K) and the sum over chains of the Hessians (K, K)."""
+        R, E, P1 = eta_c.shape[0], self.E, self.P1
+        Kb = P1 * E
+        A = np.linalg.inv(omega)
+        A = 0.5 * (A + A.T)
+        v = eta_c @ A
+        Xr = self.X[self.sub]
+        dOm = np.zeros((self.Kw, E, E))
+        for e in range(E):
+            dOm[e, e, e] = omega[e, e]
+        for j, (e, f) in enumerate(self.pairs):
+            dOm[E + j, e, f] = dOm[E + j, f, e] = 1.0
+        isdiag = np.r_[np.ones(E), np.zeros(len(self.pairs))]
+        tr_k = np.einsum("ef,kfe->k", A, dOm)
+        AO = A[None] @ dOm                                     # A Omega_k
+        T2 = np.einsum("lef,kfe->lk", AO, AO)                  # tr(A Omega_l A Omega_k)
+        w = np.einsum("kef,rf->rke", dOm, v)                   # Omega_k v
+        u = np.einsum("ef,rkf->rke", A, w)                     # A Omega_k v
+        vw = np.einsum("re,rke->rk", v, w)                     # v' Omega_k v
+        g = np.zeros((R, self.K))
+        H = np.zeros((self.K, self.K))
+        g[:, :Kb] = (Xr[:, :, None] * v[:, None, :]).reshape(R, Kb)
+        g[:, Kb:Kb + self.Kw] = -0.5 * tr_k[None] + 0.5 * vw
+        H[:Kb, :Kb] = -np.kron(Xr.T @ Xr, A)
+        hbw = -np.einsum("rp,rke->pek", Xr, u).reshape(Kb, self.Kw)
+        H[:Kb, Kb:Kb + self.Kw] = hbw
+        H[Kb:Kb + self.Kw, :Kb] = hbw.T
+        H[Kb:Kb + self.Kw, Kb:Kb + self.Kw] = (
+            R * (0.5 * T2 - 0.5 * np.diag(isdiag * tr_k))
+            - np.einsum("rle,rke->lk", w, u) + 0.5 * np.diag(isdiag * vw.sum(axis=0)))
+        o = Kb + self.Kw
+        if self.res:
+            with np.errstate(all="ignore"):
+                f2 = fz * fz
+                V = np.where(d.mask, a[d.observable] ** 2 + b[d.observable] ** 2 * f2, 1.0)
+                r2 = np.where(d.mask, (ysim - fz) ** 2, 0.0)
+                c1 = -0.5 * (1.0 / V - r2 / V ** 2)
+                c2 = 0.5 / V ** 2 - r2 / V ** 3
+            dv = {}
+            for j, (k, wh) in enumerate(self.res):
+                m = d.mask & (d.observable == k)
+                dV = np.where(m, 2.0 * (a[k] ** 2 if wh == "a" else b[k] ** 2 * f2), 0.0)
+                dv[j] = dV
+                g[:, o + j] = (c1 * dV).sum(axis=1)
+            for j in dv:
+                for jj in dv:
+                    h = np.sum(c2 * dv[j] * dv[jj])
+                    if j == jj:
+                        h += np.sum(c1 * 2.0 * dv[j])          # d2V/dlog s^2 = 2 dV/dlog s
+                    H[o + j, o + jj] = h
+        return g, H
 
 
 def _anneal(new, old, tau):
@@ -388,6 +540,13 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     n_acc = 0
     k1_end = None
     stop_reason = "k1 reached"
+    smoothing_reason = f"k2 = {opt.k2} iterations"
+    louis = (_Louis(X, sub, E, not opt.omega_diagonal, has_a, has_b) if opt.fisher
+             else None)
+    if louis is not None:
+        Delta = np.zeros((N, louis.K))
+        Gsa = np.zeros((louis.K, louis.K))
+        smooth_vals, se_hist = [], {}
     k = 0
     while True:
         k += 1
@@ -459,6 +618,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         r2 = np.where(d.mask, (ysim - fz) ** 2, 0.0)
         s1 += gamma * (m1 - s1)
         S2 += gamma * (m2 - S2)
+        if louis is not None and not exploring:
+            # Louis: I = -E[H] - E[g g'] + E[g] E[g]' per subject, each expectation by the
+            # same stochastic approximation as the statistics (Delyon et al. 1999, sec. 5)
+            g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b)
+            Delta += gamma * (g_r.reshape(N, C, -1).mean(axis=1) - Delta)
+            Gsa += gamma * ((H_sum + g_r.T @ g_r) / C - Gsa)
         for kk in range(K):
             m = obs_k[kk]
             Sres[kk] += gamma * (r2[m].sum() / C - Sres[kk])
@@ -510,8 +675,33 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             ec = eta.reshape(N, C, E)
             eta2_acc += np.einsum("nce,ncf->nef", ec, ec)
             n_acc += C
-            if k - k1_end >= opt.k2:
+            k2_now = k - k1_end
+            if k2_now >= opt.k2:
                 break
+            if louis is not None and opt.auto_k2:
+                smooth_vals.append(louis.values(B, omega, a, b))
+                w = opt.k2_window
+                if k2_now >= opt.min_k2 - w and k2_now % 10 == 0:
+                    # automatic end of smoothing (checked every 10 iterations): the
+                    # estimates' means over the last two windows differ by less than k2_tol
+                    # standard errors, and the standard errors moved by less than 10% over
+                    # the last window
+                    se = _se(-Gsa + Delta.T @ Delta)
+                    se_hist[k2_now] = se
+                    se_old = se_hist.get(k2_now - w)
+                    if k2_now >= opt.min_k2 and se_old is not None:
+                        vec = np.array(smooth_vals[-2 * w:])
+                        drift = np.max(np.abs(vec[w:].mean(axis=0) - vec[:w].mean(axis=0))
+                                       / se)
+                        se_move = np.max(np.abs(se / se_old - 1.0))
+                    else:
+                        drift = se_move = np.inf
+                    if drift < opt.k2_tol and se_move < 0.1:
+                        smoothing_reason = (
+                            f"automatic: at smoothing iteration {k2_now} the estimates moved "
+                            f"by {drift:.3g} SE (< {opt.k2_tol}) between windows of {w} "
+                            f"iterations and the SEs by {se_move:.1%} (< 10%)")
+                        break
             continue
         # --- end of exploration? -------------------------------------------------------
         if opt.auto_stop and k >= opt.min_k1 and k >= 2 * opt.window:
@@ -530,6 +720,13 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     eta_cov = eta2_acc / n_acc - np.einsum("ne,nf->nef", eta_mean, eta_mean)
     eta_cov = 0.5 * (eta_cov + np.swapaxes(eta_cov, 1, 2))
     eta_sd = np.sqrt(np.maximum(np.diagonal(eta_cov, axis1=1, axis2=2), 0.0))
+    fisher = cov = None
+    names = ()
+    if louis is not None:
+        fisher = -Gsa + Delta.T @ Delta
+        fisher = 0.5 * (fisher + fisher.T)
+        cov = _inverse_pd(fisher)
+        names = louis.names
     residual = resid()
     minus2ll = ofv = se = np.nan
     ofv_i = np.full(N, np.nan)
@@ -544,7 +741,26 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                       stop_reason=stop_reason, trace_mu=np.array(traces_mu),
                       trace_omega=np.array(traces_om), trace_a=np.array(traces_a),
                       trace_b=np.array(traces_b), minus2ll=minus2ll, ofv=ofv, ofv_se=se,
-                      ofv_i=ofv_i, n_chains=C, seed=seed, options=opt)
+                      ofv_i=ofv_i, n_chains=C, seed=seed, options=opt, fisher=fisher,
+                      covariance=cov, parameter_names=names,
+                      smoothing_reason=smoothing_reason)
+
+
+def _inverse_pd(info):
+    """The inverse of a symmetric information matrix; NaN when it is not positive
+    definite (then there are no standard errors)."""
+    try:
+        np.linalg.cholesky(info)
+    except np.linalg.LinAlgError:
+        return np.full(info.shape, np.nan)
+    cov = np.linalg.inv(info)
+    return 0.5 * (cov + cov.T)
+
+
+def _se(info):
+    cov = _inverse_pd(info)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
 
 
 def _typical(mu0, cols, B):
