@@ -22,12 +22,23 @@ part); the population part holds theta, Omega, sigma, the conditional means, shr
 OFV, AIC, BIC and the SAEM traces (``history``, one row per iteration; OFV NaN except the last
 row, the importance-sampling OFV).
 
-Standard errors: SAEM's own (linearisation or stochastic approximation of the Fisher
-information) are not implemented in the core; the covariance step is FOCE-I's sandwich
-``R^-1 S R^-1`` evaluated **at the SAEM estimates** (one FOCE-I gradient per parameter and
-side; the FOCE-I gradient there is small but not zero, so this is an approximation, stated in
-the method). Per subject, the covariance of the individual parameters with a random effect is
-the conditional covariance of eta from the chains.
+Standard errors: SAEM's own (default, ``[estimator] saem_covariance = "sa"`` when the
+option exists): the observed Fisher information by stochastic approximation of Louis'
+formula over the smoothing phase (Monolix's "stochastic approximation"; see
+:mod:`progression.fit.population._saem`), inverted, on the estimation scales of focei's
+``covariance_names``; no model derivative and no extra model evaluation. ``"focei"``: FOCE-I's
+sandwich ``R^-1 S R^-1`` evaluated **at the SAEM estimates** (one FOCE-I gradient per
+parameter and side, forward sensitivities: costly on ODE models; the FOCE-I gradient there is
+small but not zero, so this is an approximation, stated in the method). Per subject, the
+covariance of the individual parameters with a random effect is the conditional covariance of
+eta from the chains.
+
+Iterations: ``saem_exploration`` is the most exploration iterations (exploration ends earlier
+when the parameter trajectories stop drifting, after at least 100); ``saem_smoothing`` a
+number is exactly that many smoothing iterations, ``"auto"`` (or 0) ends the smoothing phase
+when the estimates drift by less than 0.1 SE between windows of 50 iterations and the SEs are
+stable (at most 500). The iterations run and why each phase ended are in the diagnostics'
+``method`` and the population part.
 """
 
 from __future__ import annotations
@@ -41,17 +52,27 @@ import numpy as np
 from ...errors import ConfigError
 from ..population import SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
+from ..parts import Uncertainty
+from ..transforms import dtheta_dx, from_internal
 from .base import EstimationProblem, PointEstimate
 from .focei import FOCEI
 
-__all__ = ["SAEM", "COVARIANCE_METHOD", "SUBJECT_METHOD"]
+__all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI", "SUBJECT_METHOD",
+           "saem_options"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: The population covariance step, in words.
-COVARIANCE_METHOD = ("FOCE-I sandwich R^-1 S R^-1 at the SAEM estimates (R: Hessian of the "
-                     "FOCE-I OFV by central differences of its exact gradient; S: sum of "
-                     "per-subject FOCE-I gradient products; SAEM's own standard errors are not "
-                     "implemented), Wald interval on the estimation scale")
+COVARIANCE_METHOD_FOCEI = ("FOCE-I sandwich R^-1 S R^-1 at the SAEM estimates (R: Hessian of "
+                           "the FOCE-I OFV by central differences of its exact gradient; S: "
+                           "sum of per-subject FOCE-I gradient products), Wald interval on "
+                           "the estimation scale")
+#: SAEM's own covariance step, in words.
+COVARIANCE_METHOD = ("SAEM stochastic approximation of the observed Fisher information "
+                     "(Louis' formula, conditional expectations over the smoothing phase's "
+                     "chains; Monolix's 'stochastic approximation'), inverted; Wald interval "
+                     "on the estimation scale")
+#: Most smoothing iterations of ``saem_smoothing = "auto"``.
+AUTO_K2_MAX = 500
 #: The per-subject intervals, in words.
 SUBJECT_METHOD = ("per subject: conditional covariance of eta from the SAEM chains (smoothing "
                   "phase), for parameters with a random effect; the population covariance "
@@ -59,11 +80,31 @@ SUBJECT_METHOD = ("per subject: conditional covariance of eta from the SAEM chai
                   "estimation scale")
 
 
+def _is_auto(value) -> bool:
+    return (isinstance(value, str) and value.strip().lower() == "auto") or value == 0
+
+
 def saem_options(options) -> SaemOptions:
-    """The :class:`SaemOptions` of an :class:`~progression.fit.EstimatorOptions`."""
-    return SaemOptions(k1=int(options.saem_exploration), k2=int(options.saem_smoothing),
+    """The :class:`SaemOptions` of an :class:`~progression.fit.EstimatorOptions`.
+
+    ``saem_exploration``: most exploration iterations (``"auto"`` or 0: the core's default,
+    300), ended earlier by the drift rule. ``saem_smoothing``: exactly that many smoothing
+    iterations, or ``"auto"`` (0): the automatic end of smoothing, at most
+    :data:`AUTO_K2_MAX`.
+    """
+    k1 = options.saem_exploration
+    k2 = options.saem_smoothing
+    auto_k2 = _is_auto(k2)
+    return SaemOptions(k1=SaemOptions.k1 if _is_auto(k1) else int(k1),
+                       k2=AUTO_K2_MAX if auto_k2 else int(k2), auto_k2=auto_k2,
                        n_chains=int(options.saem_chains) or None,
                        is_samples=int(options.is_samples))
+
+
+def covariance_choice(options) -> str:
+    """``"sa"`` (SAEM's own, default) or ``"focei"`` (FOCE-I sandwich at the SAEM
+    estimates), from ``saem_covariance`` when the options have it."""
+    return str(getattr(options, "saem_covariance", "sa") or "sa")
 
 
 class SAEM(FOCEI):
@@ -85,6 +126,11 @@ class SAEM(FOCEI):
             raise ConfigError(f"{ep.source}: fit.estimator = \"saem\" needs a random effect "
                               f"(eta = <variance>) on every population parameter; "
                               f"parameters.{missing[0]} has none")
+        censored = [d.id for d in ep.designs if np.any(np.asarray(d.cens) != 0)]
+        if censored and not s["data"].has_censoring:
+            raise ConfigError(f"{ep.source}: fit.estimator = \"saem\": censored values are "
+                              f"not supported by this version of the population adapter "
+                              f"(subject '{censored[0]}' has some)")
         est = {q for q, _, _ in s["err"]}
         fixed = [problem.names[i] for k in range(len(problem.observables))
                  for i in (problem.a_index[k], problem.b_index[k])
@@ -94,6 +140,11 @@ class SAEM(FOCEI):
                               f"parameter; {fixed[0]} is fixed (estimate it, or use focei)")
         return s
 
+    def _check_censoring(self, ep: EstimationProblem, designs) -> None:
+        # SAEM imputes censored values (M3 likelihood): accepted here, and _setup_saem
+        # checks that the adapter passed their flags and limits to the core
+        return None
+
     def estimate(self, ep: EstimationProblem) -> PointEstimate:
         problem = ep.problem
         s = self._setup_saem(ep)
@@ -102,6 +153,7 @@ class SAEM(FOCEI):
         x0 = s["x0"]
         opt = saem_options(ep.options)
         seed = int(ep.options.seed)
+        choice = covariance_choice(ep.options)
         t = time.perf_counter()
         res = saem(_Predictions(s["model"]), s["data"], x0[:D], np.diag(np.exp(x0[D:D + E])),
                    self._residual(problem, s, np.exp(x0[D + E:])),
@@ -110,25 +162,33 @@ class SAEM(FOCEI):
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)
         x = np.concatenate([res.mu, np.log(np.diag(res.omega)), np.log(sd)])
-        # the FOCE-I objective and gradient at the SAEM estimates: for the covariance step
-        # (and the conditional modes as a warm start of its inner problems)
-        ofv_focei, _, gi, gr = self._gradient(problem, s, x, warm=False)
-        s["eta"] = gr.inner.eta
         # the per-subject estimates are at the conditional means; their conditional
         # covariance from the chains enters focei's per-subject block as
         # (Omega^-1 + info / 2)^-1 = eta_cov, i.e. info = 2 (eta_cov^-1 - Omega^-1)
         Oinv = np.linalg.inv(res.omega)
-        info = np.array([2.0 * (np.linalg.inv(c) - Oinv) for c in res.eta_cov])
-        inner = dataclasses.replace(gr.inner, eta=np.asarray(res.eta_mean, dtype=float),
-                                    info=info)
+        info = np.array([2.0 * (_pinv(c) - Oinv) for c in res.eta_cov])
+        N = s["data"].n_subjects
+        if choice == "focei":
+            # the FOCE-I objective and gradient at the SAEM estimates: for the sandwich (and
+            # the conditional modes as a warm start of its inner problems)
+            ofv_focei, _, gi, gr = self._gradient(problem, s, x, warm=False)
+            s["eta"] = gr.inner.eta
+            gr = dataclasses.replace(gr, inner=dataclasses.replace(
+                gr.inner, eta=np.asarray(res.eta_mean, dtype=float), info=info))
+        else:
+            ofv_focei, gi = float("nan"), None
+            gr = _Stand_in(inner=_Inner(eta=np.asarray(res.eta_mean, dtype=float), info=info),
+                           ofv_i=np.asarray(res.ofv_i, dtype=float),
+                           status=np.zeros(N, dtype=int))
         converged = bool(np.isfinite(res.ofv))
         message = (f"SAEM: {res.n_iter} iterations ({res.k1} exploration, "
-                   f"{res.n_iter - res.k1} smoothing), {res.stop_reason}; {res.n_chains} "
-                   f"chains per subject, seed {seed}; OFV by importance sampling "
-                   f"{res.ofv:.3f} +- {res.ofv_se:.3f} (MC SE)")
-        s.update(x=x, ofv=float(res.ofv), gi=gi, gr=dataclasses.replace(gr, inner=inner),
+                   f"{res.n_iter - res.k1} smoothing); exploration: {res.stop_reason}; "
+                   f"smoothing: {res.smoothing_reason}; {res.n_chains} chains per subject, "
+                   f"seed {seed}; OFV by importance sampling {res.ofv:.3f} +- "
+                   f"{res.ofv_se:.3f} (MC SE)")
+        s.update(x=x, ofv=float(res.ofv), gi=gi, gr=gr,
                  res=_Outcome(converged, message, res.n_iter), nfev=res.n_iter,
-                 path=[], history=[], saem=res, ofv_focei=float(ofv_focei))
+                 path=[], history=[], saem=res, ofv_focei=float(ofv_focei), choice=choice)
         ep.counters.simulations += res.n_iter
         point = self._point(ep, s)
         # the objective is the importance-sampling -2 log L (all constants), per subject
@@ -137,24 +197,35 @@ class SAEM(FOCEI):
         log_terms = np.array([2.0 * np.sum(np.log(d.value[s["model"].log_scale[d.obs]]))
                               for d in designs])
         subj = np.asarray(res.ofv_i, dtype=float) + n_obs * _LOG_2PI + log_terms
+        numbers = ("exact outputs (rtol 1e-8, no sensitivities) in the SAEM chains and the "
+                   "importance sampling")
+        if choice == "focei":
+            numbers += "; forward sensitivities for the FOCE-I covariance step"
         diag = dataclasses.replace(
             point.diagnostics, subject_objective=subj, starts_objective=subj[:, None].copy(),
-            numbers_from="exact outputs (rtol 1e-8) in the SAEM chains and the "
-                         "importance sampling; forward sensitivities for the FOCE-I "
-                         "covariance step at the SAEM estimates",
+            numbers_from=numbers,
             method=(f"SAEM (Monolix manner: MCMC kernels, exploration with annealing, "
                     f"smoothing with decreasing step), seed {seed}; -2 log L by importance "
                     f"sampling ({opt.is_samples} draws per subject, MC SE "
-                    f"{res.ofv_se:.3f}); {res.n_iter} iterations, {res.stop_reason}"))
+                    f"{res.ofv_se:.3f}); {res.n_iter} iterations ({res.k1} exploration: "
+                    f"{res.stop_reason}; {res.n_iter - res.k1} smoothing: "
+                    f"{res.smoothing_reason})"))
         return dataclasses.replace(point, diagnostics=diag,
                                    path_objective=np.array([float(subj.sum())]))
 
     def uncertainty(self, ep: EstimationProblem, point: PointEstimate):
-        unc = super().uncertainty(ep, point)
         s = self._state
         res = s["saem"]
+        if s["choice"] == "focei":
+            unc = super().uncertainty(ep, point)
+            method = COVARIANCE_METHOD_FOCEI
+        else:
+            unc = self._sa_uncertainty(ep, point, res)
+            method = COVARIANCE_METHOD
         warnings = tuple(w.replace('"focei"', '"saem"') for w in unc.warnings)
-        warnings += (f"SAEM standard errors: {COVARIANCE_METHOD}",)
+        failed = "failed" in " ".join(warnings)
+        if not failed:
+            warnings += (f"SAEM standard errors: {method}",)
         unc = dataclasses.replace(unc, methods={"covariance": SUBJECT_METHOD},
                                   warnings=warnings)
         # the population part: SAEM's numbers where they differ from focei's
@@ -163,10 +234,83 @@ class SAEM(FOCEI):
         s["population"] = dataclasses.replace(
             pop, method="saem", iterations=int(res.n_iter), evaluations=int(res.n_iter),
             converged=bool(np.isfinite(res.ofv)),
-            covariance_method=(COVARIANCE_METHOD if "failed" not in " ".join(warnings)
-                               else pop.covariance_method),
+            covariance_method=method if not failed else pop.covariance_method,
             history=hist)
         return unc
+
+    def _sa_uncertainty(self, ep, point, res):
+        """Uncertainty from the SAEM core's stochastic-approximation information: the
+        population covariance in focei's ``covariance_names`` order, and per subject the
+        conditional covariance of eta from the chains."""
+        from .focei import _z
+
+        problem = ep.problem
+        s = self._state
+        t = time.perf_counter()
+        pop_cols, eta_pos, err = s["pop_cols"], s["eta_pos"], s["err"]
+        D, E = pop_cols.size, eta_pos.size
+        # the core's names for focei's order: theta, log omega^2, log residual SDs
+        want = ([f"mu[{e}]" for e in range(E)] + [f"log omega2[{e}]" for e in range(E)]
+                + [f"log {which}[{k}]" for _, k, which in err])
+        K = D + E + len(err)
+        cov = np.full((K, K), np.nan)
+        warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
+                    "\"saem\" yet (the covariance step is computed)"
+                    for u in ep.uncertainty_methods if u != "covariance"]
+        names = list(res.parameter_names)
+        if res.covariance is None or not all(w in names for w in want):
+            warnings.append("covariance step failed: the SAEM run computed no Fisher "
+                            "information for these parameters; no standard errors")
+        elif not np.all(np.isfinite(res.covariance)):
+            ev = np.linalg.eigvalsh(res.fisher).min()
+            warnings.append(f"covariance step failed: the stochastic-approximation Fisher "
+                            f"information is not positive definite (smallest eigenvalue "
+                            f"{ev:.3g}); no standard errors (run more smoothing iterations)")
+        else:
+            idx = [names.index(w) for w in want]
+            cov = res.covariance[np.ix_(idx, idx)]
+            # eta_pos is every population parameter (SAEM requires it), in pop_cols order
+            assert np.array_equal(eta_pos, np.arange(D))
+        s["cov"], s["cov_method"] = cov, COVARIANCE_METHOD
+        ep.timings["covariance"] = time.perf_counter() - t
+        est = point.estimates
+        m, Q = est.theta.shape
+        theta_x, w2, sd = self._unpack(s, s["x"])
+        keep = np.r_[np.arange(D), np.arange(D + E, K)]
+        cols_i = est.x_cols[:keep.size]
+        J = np.ones(keep.size)
+        for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
+            q = cols_i[j]
+            J[j] = est.theta[0, q] / dtheta_dx(est.x_hat[j:j + 1], problem.scale[q:q + 1],
+                                               problem.lower[q:q + 1],
+                                               problem.upper[q:q + 1])[0]
+        pop_block = cov[np.ix_(keep, keep)] * np.outer(J, J)
+        se = np.full((m, Q), np.nan)
+        ci = np.full((m, Q, 2), np.nan)
+        z = _z(ep.confidence)
+        blocks = []
+        K_i = keep.size
+        for i in range(m):
+            b = pop_block.copy()
+            b[np.ix_(eta_pos, np.arange(K_i))] = 0.0
+            b[np.ix_(np.arange(K_i), eta_pos)] = 0.0
+            b[np.ix_(eta_pos, eta_pos)] = res.eta_cov[i]
+            entries = np.arange(i * K_i, (i + 1) * K_i)
+            blocks.append((entries, b))
+            for j, k in enumerate(entries):
+                q = est.x_cols[k]
+                sc, lo, hi = (problem.scale[q:q + 1], problem.lower[q:q + 1],
+                              problem.upper[q:q + 1])
+                xv = est.x_hat[k:k + 1]
+                sx = math.sqrt(b[j, j]) if b[j, j] >= 0 else np.nan
+                se[i, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
+                ci[i, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0],
+                                         lo[0], hi[0])
+        self._population(ep, point, cov)
+        return Uncertainty(se=se, intervals={"covariance": ci},
+                           methods={"covariance": SUBJECT_METHOD},
+                           open_intervals={"covariance": np.zeros((m, Q, 2), dtype=bool)},
+                           blocks=blocks, joint=False, warnings=tuple(warnings))
 
     def _trace(self, ep, s, res):
         """SAEM's iterations as ``PopulationPart.history`` rows: iteration, typical values
@@ -200,11 +344,13 @@ class _Predictions:
         m = self.model
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
-        ev = self.problem.evaluate(m.designs, index, m.thetas(phi), self.none,
-                                   want_jac=False)
+        # censored values are evaluated at their limits (the adapter's evaluation designs),
+        # so that every prediction is read off a residual
+        designs = getattr(m, "eval_designs", m.designs)
+        ev = self.problem.evaluate(designs, index, m.thetas(phi), self.none, want_jac=False)
         f = np.zeros((phi.shape[0], m.n))
         for r, i in enumerate(index):
-            d = m.designs[i]
+            d = designs[i]
             if ev.failed[r]:
                 f[r] = np.nan
                 continue
@@ -227,3 +373,30 @@ class _Outcome:
     success: bool
     message: str
     nit: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    """What focei's assembly reads of the inner problems: the EBEs (here the conditional
+    means) and the per-subject information behind their conditional covariance."""
+
+    eta: np.ndarray
+    info: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stand_in:
+    """What focei's assembly reads of a FOCE-I gradient result, from SAEM's own numbers
+    (per-subject importance-sampling OFV, every subject evaluated)."""
+
+    inner: _Inner
+    ofv_i: np.ndarray
+    status: np.ndarray
+
+
+def _pinv(c):
+    """Inverse of a conditional covariance (pseudo-inverse when a chain never moved)."""
+    try:
+        return np.linalg.inv(c)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(c)
