@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from progression.errors import FitError
 from progression.fit.population import (
     InnerOptions,
     PopulationData,
@@ -107,11 +106,16 @@ def test_gradient_partial_etas_and_two_observables():
     _fd_check(OneCmtOralHess(times, doses), data, mu, om, res, cols=[0, 2])
 
 
-def test_gradient_refuses_censoring():
+def test_gradient_accepts_censoring():
+    """Censored values (M3) are differentiated too; their gradient is checked against finite
+    differences in test_population_censored.py."""
     times, doses, ys = simulate_onecmt(2, 8, OMEGA)
     data = PopulationData.from_subjects(ys, cens=[np.r_[1, np.zeros(len(y) - 1, int)]
                                                   for y in ys],
                                         limits=[np.full(len(y), 1.0) for y in ys])
-    with pytest.raises(FitError, match=r"censored values are not supported \(subject 0"):
-        focei_gradient(OneCmtOral(times, doses), data, np.tile([0.4, 1.0, 3.45], (2, 1)),
-                       OMEGA, Residual.additive(0.3))
+    mu = np.tile([0.4, 1.0, 3.45], (2, 1))
+    gr = focei_gradient(OneCmtOral(times, doses), data, mu, OMEGA, Residual.additive(0.3))
+    ref = subject_objectives("focei", OneCmtOral(times, doses), data, mu, OMEGA,
+                             Residual.additive(0.3))
+    np.testing.assert_allclose(gr.ofv_i, ref.ofv_i, rtol=1e-12)
+    assert np.all(np.isfinite(gr.d_mu)) and np.any(gr.d_mu != 0)

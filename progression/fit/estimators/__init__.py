@@ -53,18 +53,22 @@ from __future__ import annotations
 from ...errors import ConfigError
 from .base import EstimationProblem, Estimator, PointEstimate
 from .focei import FOCEI
+from .focei_family import FO, FOCE, Laplace
 from .individual import Individual
 from .pooled import Pooled
 from .saem import SAEM
 
 __all__ = ["ESTIMATORS", "get_estimator", "Estimator", "EstimationProblem", "PointEstimate",
-           "Individual", "Pooled", "FOCEI", "SAEM"]
+           "Individual", "Pooled", "FOCEI", "FOCE", "FO", "Laplace", "SAEM"]
 
 #: Registered estimators: config name -> Estimator class.
 ESTIMATORS: dict[str, type[Estimator]] = {
     "individual": Individual,
     "pooled": Pooled,
     "focei": FOCEI,
+    "foce": FOCE,
+    "fo": FO,
+    "laplace": Laplace,
     "saem": SAEM,
 }
 

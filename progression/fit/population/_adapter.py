@@ -66,7 +66,11 @@ class ProblemModel:
         The fit's likelihood (its error models only choose the scale: linear, or log for a
         log-normal observable).
     designs : sequence of Design
-        One per subject; the core's subject ``i`` is ``designs[i]``.
+        One per subject; the core's subject ``i`` is ``designs[i]``. Censored values (``cens``
+        1 or -1) reach the core through :meth:`data` (flags and limits, M3 terms); the
+        predictions are evaluated on ``eval_designs``, the designs with those values replaced
+        by their limits and marked observed (any simulator reading residuals off
+        ``Problem.evaluate`` should use ``eval_designs``).
     cols : int array (D,)
         The fit quantities (columns of ``theta``) that ``phi`` sets, on their estimation
         scale (log, log10, logit, linear).
@@ -82,6 +86,13 @@ class ProblemModel:
     def __init__(self, problem: Problem, designs, cols, theta=None):
         self.problem = unit_error_problem(problem)
         self.designs = list(designs)
+        # censored values are evaluated as if observed at their limit: Problem.evaluate's
+        # residual is then y - f on every row (the M3 terms are the core's), and f is read off
+        # it like for any other value
+        self.eval_designs = [d if not np.any(np.asarray(d.cens) != 0) else d.replace(
+            value=np.where(np.asarray(d.cens) != 0, np.asarray(d.limit, dtype=float),
+                           np.asarray(d.value, dtype=float)),
+            cens=np.zeros_like(np.asarray(d.cens))) for d in self.designs]
         self.cols = np.asarray(cols, dtype=int)
         # every quantity but the error parameters (which are the unit SDs here)
         self.theta = self.problem.values.copy()
@@ -93,14 +104,34 @@ class ProblemModel:
 
     def data(self, source: str = "population data") -> PopulationData:
         """The designs' values as the core's padded :class:`PopulationData` (log values for
-        log-normal observables)."""
-        ys = []
+        log-normal observables), with each value's censoring flag (0 observed, 1 below its
+        limit, -1 above) and limit (the log of the limit for log-normal observables; NaN
+        where not censored).
+
+        Raises
+        ------
+        FitError
+            A censored value without a finite limit, or a non-positive limit of a log-normal
+            observable (the message names the file, the subject and the value's time).
+        """
+        ys, cens, limits = [], [], []
         for d in self.designs:
             y = np.asarray(d.value, dtype=float)
+            c = np.asarray(d.cens).astype(np.int8)
+            lim = np.where(c != 0, np.asarray(d.limit, dtype=float), np.nan)
             lg = self.log_scale[d.obs]
+            bad = (c != 0) & (~np.isfinite(lim) | (lg & ~(lim > 0)))
+            if np.any(bad):
+                j = int(np.flatnonzero(bad)[0])
+                raise FitError(f"{source}: subject '{d.id}', time {d.time[j]:g}: censored, so "
+                               f"a finite limit (positive for a log-normal error model) is "
+                               f"expected, found {lim[j]}")
             with np.errstate(divide="ignore", invalid="ignore"):
-                ys.append(np.where(lg, np.log(y), y))
-        return PopulationData.from_subjects(ys, observables=[d.obs for d in self.designs],
+                ys.append(np.where(c != 0, 0.0, np.where(lg, np.log(y), y)))
+                limits.append(np.where(lg, np.log(lim), lim))
+            cens.append(c)
+        return PopulationData.from_subjects(ys, cens=cens, limits=limits,
+                                            observables=[d.obs for d in self.designs],
                                             source=source)
 
     def thetas(self, phi, index=None) -> np.ndarray:
@@ -118,12 +149,12 @@ class ProblemModel:
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
         R, D = phi.shape[0], self.cols.size
-        ev = self.problem.evaluate(self.designs, index, self.thetas(phi), self.cols,
+        ev = self.problem.evaluate(self.eval_designs, index, self.thetas(phi), self.cols,
                                    want_jac=True)
         f = np.zeros((R, self.n))
         G = np.zeros((R, self.n, D))
         for r, i in enumerate(index):
-            d = self.designs[i]
+            d = self.eval_designs[i]
             if ev.failed[r]:
                 f[r] = np.nan
                 G[r] = np.nan
