@@ -74,6 +74,14 @@ class InnerOptions:
         falling back to the expected one per subject where it is not positive definite; on
         R's Theoph at NONMEM's initial estimates it halves the iterations (slowest subject 65
         -> 13). Both reach the same modes.
+    exact_after : int or None
+        After this many iterations a subject that has not converged switches to the exact
+        Hessian of L_i (with the model-curvature term, second derivatives from
+        ``predict_hessian`` or central differences of G: ``2 E`` extra predictions per
+        iteration for that subject only), where it is positive definite. Without it the
+        Gauss-Newton iteration converges linearly at a rate set by the neglected curvature,
+        which exceeds 1 near some modes (large residuals, censored values near the limit):
+        the damped iteration then crawls. None: never.
     """
 
     max_iter: int = 200
@@ -84,6 +92,7 @@ class InnerOptions:
     ftol_slack: float = 1e-13
     batch_size: int | None = None
     curvature: str = "observed"
+    exact_after: int | None = 20
 
     def __post_init__(self):
         if self.curvature not in ("observed", "expected"):
@@ -232,7 +241,7 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
     n = data.y.shape[1]
     Vf = out.V_fixed
 
-    def evaluate(rows, eta_r):
+    def evaluate(rows, eta_r, exact=None):
         phi = mu[rows].copy()
         phi[:, cols] += eta_r
         f, G, ok = call_predict(model, phi, rows, n, D)
@@ -243,6 +252,17 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
         val = t.value + np.einsum("re,re->r", prior, eta_r)
         grad = t.grad + 2.0 * prior
         H = t.info + 2.0 * Oinv
+        Hx = None
+        if exact is not None and np.any(exact & ok):
+            # the exact Hessian for the subjects that asked for it (see exact_after)
+            from ._objective import second_derivatives   # (_objective imports this module)
+
+            ex = np.flatnonzero(exact & ok)
+            d2f, _ = second_derivatives(model, phi[ex], rows[ex], cols, n)
+            tx = obs_terms(data.rows(rows[ex]), f[ex], G[ex][..., cols], residual,
+                           V_fixed=None if Vf is None else Vf[rows[ex]], d2f=d2f,
+                           want_hess=True)
+            Hx = (ex, tx.hess + 2.0 * Oinv)
         if opt.curvature == "observed":
             # exact Hessian without the model-curvature term sum dq/df d2f; where it is not
             # positive definite (large residuals of the wrong sign) keep the expected one
@@ -253,6 +273,14 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
                 pd = finite & np.all(np.linalg.eigvalsh(Ho) > 1e-12 * np.abs(
                     np.trace(H, axis1=1, axis2=2))[:, None], axis=1)
             H = np.where(pd[:, None, None], Ho, H)
+        if Hx is not None:
+            ex, He = Hx
+            with np.errstate(all="ignore"):
+                fin = np.isfinite(He).all(axis=(1, 2))
+                He = np.where(fin[:, None, None], He, np.eye(cols.size))
+                pdx = fin & np.all(np.linalg.eigvalsh(He) > 1e-12 * np.abs(
+                    np.trace(H[ex], axis1=1, axis2=2))[:, None], axis=1)
+            H[ex[pdx]] = He[pdx]
         ok = ok & np.isfinite(val) & np.isfinite(grad).all(axis=1) & np.isfinite(
             H).all(axis=(1, 2))
         return f, G, t.info, val, grad, H, ok
@@ -286,7 +314,8 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
         damp = lam[a] * np.trace(H[a], axis1=1, axis2=2) / E
         step = np.linalg.solve(H[a] + damp[:, None, None] * eye, grad[a][..., None])[..., 0]
         trial = eta[a] - step
-        f_t, G_t, info_t, val_t, grad_t, H_t, ok_t = evaluate(idx[a], trial)
+        exact = None if opt.exact_after is None else n_iter[a] + 1 >= opt.exact_after
+        f_t, G_t, info_t, val_t, grad_t, H_t, ok_t = evaluate(idx[a], trial, exact)
         calls += 1
         n_iter[a] += 1
         # accept ties within rounding: near the mode the decrease of a Gauss-Newton step
