@@ -1,0 +1,186 @@
+"""The generating population parameters of a synthetic ALS cohort, on a population fit's scale.
+
+A cohort config (``configs/cohorts/als_clinic.toml``) draws each patient's ``k0, kA, Tmax,
+eD`` as ``typical * exp(effects . covariates + loading * pace + sd * z)``, redrawn outside the
+model's bounds (see :func:`progression.virtual.synthesis.draw_parameters`). A population fit of
+``als_reduced`` with log-normal random effects and no covariate model estimates, for each
+parameter ``p``, the typical value ``exp(E[log p])`` and the variance ``Var(log p)`` of the
+**marginal** distribution (covariates and the shared pace factor included); with the
+covariate model of the config, the **conditional** variance (pace factor and individual term
+only). :func:`generating_population` computes both by Monte Carlo from the config's own
+drawing code (truncation included; no ODE solve), and :func:`sample_population` the same
+statistics of the patients actually in a cohort's truth file.
+
+The onset shift of the fit configs (``[parameters.time_offset]`` with ``covariate =
+"onset_time"``, ``factor = -1``: its per-patient value is the model time of the reported
+symptom onset) has no parameter in the cohort config: it is the model's clinical onset,
+``onset_model_time`` of the truth file, a function of the patient's parameters (almost
+exactly ``~ 1 / k0``: corr(log onset, log k0) = -0.998 in ``als_clinic_200``). Its typical
+value and variance are therefore those of ``log onset_model_time`` over the enrolled patients
+(:func:`sample_population`; a larger cohort from the same config gives the population value).
+
+Numbers for ``configs/cohorts/als_clinic.toml`` (``generating_population``, 400,000 draws,
+seed 0; ``sample_population`` of ``data/synthetic/als_clinic_200_truth.csv``)::
+
+    parameter    typical (marginal)   Var(log) marginal  conditional | sample of 200:
+                                                                       typical  Var(log)
+    k0           0.00942              0.388              0.373         0.00950  0.408
+    kA           0.0333               0.368              0.355         0.0324   0.383
+    Tmax         0.876                0.00644            0.00644       0.881    0.00619
+    eD           0.341                0.0901             0.0901        0.339    0.0881
+    onset shift  -                    -                  -             6.59     0.360
+    corr(log k0, log kA) marginal 0.789, conditional 0.781; sample 0.790
+
+The truncation at the model's bounds (k0 in [0.002, 0.03], kA in [0.005, 0.09], Tmax <= 1)
+shrinks Var(log k0) from 0.3^2 + 0.6^2 + covariates = 0.469 to 0.388.
+(regenerate with ``python -m progression.als.population_truth``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..virtual.synthesis import draw_parameters
+from .cohort_config import PopulationConfig, _as_config
+
+__all__ = ["PopulationTruth", "generating_population", "sample_population", "main"]
+
+#: Columns of the truth file that a population fit of als_reduced estimates (log scale).
+FITTED = ("k0", "kA", "Tmax", "eD")
+#: The truth-file column of the onset shift's per-patient value.
+ONSET = "onset_model_time"
+
+
+@dataclass(frozen=True)
+class PopulationTruth:
+    """Population parameters on the log scale of each parameter.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Parameter names (``FITTED``, plus ``"time_offset"`` from a truth file).
+    typical : dict of str to float
+        ``exp(E[log p])``: the typical value (median of a log-normal) on the natural scale.
+    omega : ndarray (P, P)
+        Marginal covariance of ``log p`` (covariates and shared factors included).
+    omega_conditional : ndarray (P, P) or None
+        Covariance of ``log p`` given the covariate terms (residual of the least-squares
+        regression of ``log p`` on them); None for a truth file.
+    n : int
+        Draws or patients behind the numbers.
+    """
+
+    names: tuple[str, ...]
+    typical: dict
+    omega: np.ndarray
+    omega_conditional: np.ndarray | None
+    n: int
+
+    def variance(self, name: str, conditional: bool = False) -> float:
+        """Var(log ``name``), marginal or conditional on the covariates."""
+        k = self.names.index(name)
+        om = self.omega_conditional if conditional else self.omega
+        if om is None:
+            raise ValueError(f"no conditional variance for {name!r} (from a truth file)")
+        return float(om[k, k])
+
+    def correlation(self, a: str, b: str, conditional: bool = False) -> float:
+        """Correlation of ``log a`` and ``log b``."""
+        om = self.omega_conditional if conditional else self.omega
+        i, j = self.names.index(a), self.names.index(b)
+        return float(om[i, j] / math.sqrt(om[i, i] * om[j, j]))
+
+
+def _covariate_terms(cfg: PopulationConfig, rng: np.random.Generator, m: int) -> dict:
+    """The covariate terms exactly as ``progression.als.synthetic._draw`` draws them (same
+    order of random numbers), so the parameters that follow have the generator's law."""
+    lo_age, hi_age = cfg.age_onset_range
+    age = rng.normal(cfg.age_onset_mean, cfg.age_onset_sd, m)
+    for _ in range(50):
+        bad = (age < lo_age) | (age > hi_age)
+        if not bad.any():
+            break
+        age[bad] = rng.normal(cfg.age_onset_mean, cfg.age_onset_sd, int(bad.sum()))
+    age = np.clip(age, lo_age, hi_age)
+    male = rng.random(m) < cfg.male
+    site = np.searchsorted(np.cumsum(cfg.site_of_onset)[:-1], rng.random(m), side="right")
+    c9 = rng.random(m) < cfg.c9orf72
+    return {"age": age - cfg.age_reference, "male": male.astype(float),
+            "bulbar": (site == 1).astype(float), "trunk": (site == 2).astype(float),
+            "c9orf72": c9.astype(float)}
+
+
+def generating_population(config, *, n_draws: int = 400_000, seed: int = 0,
+                          names=FITTED) -> PopulationTruth:
+    """Typical values and Omega (marginal and given the covariates) of the log parameters
+    that a cohort config draws, by Monte Carlo with the generator's own drawing code.
+
+    Parameters
+    ----------
+    config : PopulationConfig, dict or path
+        The cohort config (e.g. ``configs/cohorts/als_clinic.toml``).
+    n_draws : int
+        Monte Carlo draws (400,000: SE of a variance ~0.2 %).
+    seed : int
+        Seed of the draws.
+    names : sequence of str
+        Varied parameters to report (log scale; each must be varied by the config).
+
+    Returns
+    -------
+    PopulationTruth
+        Before enrolment selection (patients who die before diagnosis are screen failures in
+        the cohort; :func:`sample_population` shows the enrolled ones).
+    """
+    cfg = _as_config(config)
+    rng = np.random.default_rng(seed)
+    terms = _covariate_terms(cfg, rng, n_draws)
+    _, varied = draw_parameters(cfg.parameters, cfg.factors, cfg.fixed, terms, rng, n_draws)
+    missing = [n for n in names if n not in varied]
+    if missing:
+        raise ValueError(f"{cfg.source}: parameter {missing[0]!r} is not varied by the config "
+                         f"(varied: {', '.join(varied)})")
+    L = np.log(np.column_stack([varied[n] for n in names]))
+    X = np.column_stack([np.ones(n_draws)] + [terms[k] for k in sorted(terms)])
+    beta, *_ = np.linalg.lstsq(X, L, rcond=None)
+    R = L - X @ beta
+    typical = {n: float(np.exp(L[:, k].mean())) for k, n in enumerate(names)}
+    return PopulationTruth(tuple(names), typical, np.cov(L.T), np.cov(R.T), n_draws)
+
+
+def sample_population(truth_csv: str | os.PathLike, names=FITTED,
+                      onset: bool = True) -> PopulationTruth:
+    """The same statistics over the patients of a cohort's truth file (their true values),
+    with the onset shift (``onset_model_time``) as ``"time_offset"`` when ``onset``."""
+    with open(truth_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = list(names) + ([ONSET] if onset else [])
+    L = np.log(np.array([[float(r[c]) for c in cols] for r in rows]))
+    out = tuple(names) + (("time_offset",) if onset else ())
+    typical = {n: float(np.exp(L[:, k].mean())) for k, n in enumerate(out)}
+    return PopulationTruth(out, typical, np.cov(L.T), None, len(rows))
+
+
+def main() -> None:  # pragma: no cover - prints the table of the module docstring
+    here = os.path.dirname(__file__)
+    root = os.path.abspath(os.path.join(here, "..", ".."))
+    gen = generating_population(os.path.join(root, "configs", "cohorts", "als_clinic.toml"))
+    smp = sample_population(os.path.join(root, "data", "synthetic",
+                                         "als_clinic_200_truth.csv"))
+    print("parameter    typical  Var(log) marg  cond | sample typical  Var(log)")
+    for n in FITTED:
+        print(f"{n:<12} {gen.typical[n]:.3g}  {gen.variance(n):.3g}  "
+              f"{gen.variance(n, True):.3g} | {smp.typical[n]:.3g}  {smp.variance(n):.3g}")
+    print(f"onset shift  -  -  - | {smp.typical['time_offset']:.3g}  "
+          f"{smp.variance('time_offset'):.3g}")
+    print(f"corr(log k0, log kA): marginal {gen.correlation('k0', 'kA'):.3f}, conditional "
+          f"{gen.correlation('k0', 'kA', True):.3f}; sample {smp.correlation('k0', 'kA'):.3f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
