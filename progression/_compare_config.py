@@ -9,7 +9,9 @@ A config has these tables::
     anchor = "clinical_onset" # data time 0 = anchor event + delay (default: the model's
                               # disease content; ALS: clinical_onset, 12 months)
     delay = [6, 18]           # months (a pair: uniform per subject)
-    # fit = "fits/als_synthetic"   # ... or a saved fit folder instead
+    # fit = "fits/als_synthetic"   # ... or a saved fit folder instead: its subjects, or
+    # patients = "new"             # (a population fit) n new patients drawn from the
+                                   # fitted population (n, seed as above)
 
     [source.variability]      # optional; default: the §5 virtual cohort
     log_sd = { k0 = 0.3 }
@@ -60,7 +62,10 @@ _SECTIONS = {"source", "compare", "endpoints", "scenarios", "solver"}
 #: Keys of the [solver] table: the SolverOptions fields that integration uses
 #: (``sensitivities`` concerns fits only).
 _SOLVER_KEYS = ("method", "rtol", "atol", "max_step", "max_steps")
-_SOURCE_KEYS = {"model", "n", "seed", "anchor", "delay", "fit", "variability", "max_time"}
+_SOURCE_KEYS = {"model", "n", "seed", "anchor", "delay", "fit", "variability", "max_time",
+                "patients"}
+#: ``[source] patients``: the fit's own subjects, or new ones drawn from its population model.
+_PATIENTS = ("fitted", "new")
 _COMPARE_KEYS = {"start", "horizon", "step", "draws", "seed", "reference", "observables",
                  "method", "rtol", "atol"}
 _ENDPOINT_KEYS = {"function", "times", "slope_window", "threshold", "event", "markers", "share"}
@@ -195,6 +200,21 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
             model = fitted.model
         except ConfigError as exc:
             problems.items.append(str(exc).splitlines()[0])
+    patients = src.get("patients", "fitted")
+    if patients not in _PATIENTS:
+        problems.add("source.patients", f"expected one of {', '.join(map(repr, _PATIENTS))} "
+                                        f"(\"new\": patients drawn from a population fit), "
+                                        f"found {patients!r}")
+        patients = "fitted"
+    elif "patients" in src and "fit" not in src:
+        problems.add("source.patients", "needs source.fit (a saved population fit to draw "
+                                        "patients from)")
+    elif patients == "new" and fitted is not None and fitted.population is None:
+        problems.add("source.patients", f"\"new\" draws patients from a population fit, but "
+                                        f"the fit '{fitted.name}' ({src['fit']}) has none "
+                                        f"(estimator {fitted.kind}); use a population "
+                                        "estimator (focei, foce, fo, laplace, saem) or "
+                                        "patients = \"fitted\"")
     variability = None
     if "variability" in src:
         variability = _variability(src["variability"], problems, Variability)
@@ -369,7 +389,14 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     problems.raise_if_any()
 
     # ------------------------------------------------------------ build source
-    if "fit" in src:
+    if "fit" in src and patients == "new":
+        from .virtual.population import VirtualPopulation as _VP
+
+        try:
+            source = _VP.from_fit(fitted, size, seed=seed)
+        except ProgressionError as exc:
+            raise ConfigError(f"{path}, key 'source.patients': {exc}") from None
+    elif "fit" in src:
         source = fitted
     else:
         try:

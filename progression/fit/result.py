@@ -399,6 +399,36 @@ class FitResult:
 
         return parameter_draws(self, n, rng)
 
+    def population_sampler(self, covariates=None):
+        """Draws new virtual patients from this population fit (Omega, covariate effects, the
+        covariate distribution of the fitted subjects), with the population parameters'
+        uncertainty from the covariance step kept apart.
+
+        Parameters
+        ----------
+        covariates : mapping of str to array (k,), optional
+            A covariate table (one row per subject) to resample patients' covariates from,
+            instead of the fitted subjects'.
+
+        Returns
+        -------
+        PopulationSampler
+            ``draw_patients(n, rng)``, ``values(patients)`` (between-subject variability at
+            the estimates) and ``parameter_draws(patients, n, rng)`` (the same patients under
+            ``n`` draws of the population parameters); see
+            :class:`~progression.fit._draws.PopulationSampler` and
+            :meth:`progression.virtual.VirtualPopulation.from_fit`.
+
+        Raises
+        ------
+        FitError
+            The fit has no population part, or the fitted data lack a covariate of the
+            population model (and ``covariates`` does not give it).
+        """
+        from ._draws import PopulationSampler
+
+        return PopulationSampler.from_fit(self, covariates)
+
     def sample_parameters(self, n: int, rng=None, *, with_offsets: bool = False):
         """Draw parameter sets from the estimates' uncertainty (see :meth:`parameter_draws`).
 

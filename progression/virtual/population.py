@@ -105,8 +105,11 @@ class VirtualPopulation:
     """A population of virtual subjects: model, parameter table and time offsets.
 
     It offers the same attributes as a fit (``model``, ``subject_ids``,
-    ``subject_parameters``, ``time_offsets``) so :func:`compare` treats both alike; it has no
-    parameter uncertainty.
+    ``subject_parameters``, ``time_offsets``) so :func:`compare` treats both alike. A
+    population sampled around a model (:meth:`sample`, :meth:`typical`) has no parameter
+    uncertainty; one drawn from a population fit (:meth:`from_fit`) has: the fit's
+    population parameters drawn from its covariance step, the same patients in every draw
+    (:meth:`parameter_draws`).
 
     Attributes
     ----------
@@ -116,6 +119,10 @@ class VirtualPopulation:
         Model time at each subject's data time 0 (e.g. enrolment).
     subject_ids : tuple of str
     description : str
+    sampler : PopulationSampler or None
+        The population fit the subjects were drawn from (:meth:`from_fit`).
+    patients : NewPatients or None
+        Their random numbers (random effects, covariate rows) under ``sampler``.
     """
 
     model: object
@@ -123,6 +130,8 @@ class VirtualPopulation:
     time_offsets: np.ndarray
     subject_ids: tuple = ()
     description: str = ""
+    sampler: object = field(default=None, repr=False)
+    patients: object = field(default=None, repr=False)
 
     def __post_init__(self):
         model = load_model(self.model)
@@ -146,7 +155,101 @@ class VirtualPopulation:
         index = np.asarray(index)
         return VirtualPopulation(self.model, self.subject_parameters[index],
                                  self.time_offsets[index],
-                                 tuple(np.asarray(self.subject_ids)[index]), self.description)
+                                 tuple(np.asarray(self.subject_ids)[index]), self.description,
+                                 self.sampler,
+                                 None if self.patients is None else self.patients.subset(index))
+
+    def parameter_draws(self, n: int, rng=None):
+        """Parameter uncertainty of a population drawn from a fit (:meth:`from_fit`): ``n``
+        draws of the fit's population parameters from its covariance step, each applied to
+        the same subjects (their random effects and covariates: common random numbers).
+
+        Returns
+        -------
+        ParameterDraws or None
+            ``parameters`` (n, m, P) and ``offsets`` (n, m); None when the population has no
+            parameter uncertainty (not drawn from a fit).
+        """
+        if self.sampler is None or self.patients is None:
+            return None
+        return self.sampler.parameter_draws(self.patients, n, rng)
+
+    @classmethod
+    def from_fit(cls, fit, n: int = 500, *, seed=0, covariates=None,
+                 min_offset: float = 0.0) -> VirtualPopulation:
+        """``n`` new virtual patients drawn from a population fit.
+
+        Each patient takes one subject's covariates from the covariate table (the fitted
+        subjects' by default, resampled jointly per subject so that their correlations
+        survive) and random effects ``eta ~ N(0, Omega)``; its parameters are the typical
+        values with the covariate effects plus ``eta`` on each parameter's estimation scale
+        (:meth:`~progression.fit.parts.PopulationPart.individual_values`). Quantities outside
+        the population model keep the fit's values (fixed values, or the resampled fitted
+        subject's own estimate). Time offsets (model time at data time 0): drawn from the
+        population model when ``time_offset`` is one of its parameters, else the fitted
+        subject's. Patients whose offset is below ``min_offset`` (before the model's t = 0)
+        are drawn again.
+
+        Between-subject variability is the spread of these patients at the estimates;
+        parameter uncertainty (:meth:`parameter_draws`, ``compare(..., draws=K)``) draws the
+        population parameters from the covariance step and evaluates the same patients under
+        each draw.
+
+        Parameters
+        ----------
+        fit : FitResult
+            A population fit (``focei``, ``foce``, ``fo``, ``laplace``, ``saem``).
+        n : int
+            Number of patients (> 0).
+        seed : int or numpy Generator
+        covariates : mapping of str to array (k,), optional
+            A covariate table to resample from instead of the fitted subjects'.
+        min_offset : float
+            Smallest allowed time offset (model time units).
+
+        Raises
+        ------
+        ConfigError
+            ``n`` is not a positive integer, or ``covariates`` is malformed.
+        FitError
+            ``fit`` has no population part, or a covariate of its population model has no
+            values.
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ConfigError(f"n: expected a positive integer (patients to draw from the "
+                              f"population fit), found {n!r}")
+        if not hasattr(fit, "population_sampler"):
+            raise ConfigError(f"fit: expected a FitResult with a population part, found "
+                              f"{type(fit).__name__}")
+        sampler = fit.population_sampler(covariates)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        patients = sampler.draw_patients(int(n), rng)
+        table, offsets = sampler.values(patients)
+        redrawn = 0
+        for _ in range(100):
+            bad = ~(offsets >= min_offset)
+            if not bad.any():
+                break
+            redrawn += int(bad.sum())
+            fresh = sampler.draw_patients(int(bad.sum()), rng)
+            z, rows, subjects = (patients.z.copy(), patients.rows.copy(),
+                                 patients.subjects.copy())
+            z[bad], rows[bad], subjects[bad] = fresh.z, fresh.rows, fresh.subjects
+            patients = type(patients)(z, rows, subjects)
+            table, offsets = sampler.values(patients)
+        else:
+            raise ProgressionError(f"VirtualPopulation.from_fit: could not draw {n} patients "
+                                   f"with a time offset >= {min_offset:g} from fit "
+                                   f"'{sampler.fit_name}'")
+        pop = sampler.population
+        desc = (f"{n} new patients drawn from the population fit '{sampler.fit_name}' "
+                f"({pop.method or 'population'}: random effects on "
+                f"{', '.join(pop.omega_names) or 'nothing'}"
+                + (f"; covariates {', '.join(pop.covariate_names)} from "
+                   f"{sampler.covariates_from}" if pop.covariate_names else "")
+                + (f"; {redrawn} draws with a time offset below {min_offset:g} drawn again"
+                   if redrawn else "") + ")")
+        return cls(load_model(fit.model), table, offsets, (), desc, sampler, patients)
 
     @classmethod
     def typical(cls, model=None, *, anchor=CONTENT, delay=CONTENT,

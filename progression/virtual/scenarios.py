@@ -137,7 +137,7 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
             seed=0, reference: str | None = None, observables: Sequence[str] | None = None,
             method: str = "LSODA", rtol: float = 1e-6, atol: float = 1e-9,
             max_step: float = np.inf, progress: bool = False, solver=None,
-            executor=None) -> Comparison:
+            executor=None, population: int | None = None) -> Comparison:
     """Compare intervention scenarios on the same subjects.
 
     Parameters
@@ -175,11 +175,25 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         Scenarios are integrated through ``executor.map`` (threads, processes, a Dask
         ``client.get_executor()``, :func:`progression.parallel.executor`); each scenario is
         one batched solve from the same starting states, so the numbers do not depend on it.
+    population : int, optional
+        With a population fit as ``source``: compare on this many *new* patients drawn from
+        the fitted population (:meth:`VirtualPopulation.from_fit`: Omega, the covariate
+        distribution of the fitted subjects) instead of the fitted subjects; ``draws`` then
+        draws the population parameters from the covariance step, the same patients in
+        every draw. The patients come from ``seed`` (before the draws).
 
     Returns
     -------
     Comparison
     """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if population is not None:
+        if isinstance(population, bool) or not isinstance(population, int | np.integer) \
+                or population < 1:
+            raise ConfigError(f"population: expected a positive integer (new patients to "
+                              f"draw from the population fit), found {population!r}")
+        # new patients from the fitted population (errors name the argument)
+        source = VirtualPopulation.from_fit(source, population, seed=rng)
     model = load_model(source.model)
     table = model.parameter_table(np.asarray(source.subject_parameters, dtype=float))
     m = table.shape[0]
@@ -194,8 +208,9 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
         raise ConfigError(f"reference: no scenario {reference!r} (scenarios: "
                           f"{', '.join(scen)})")
     ep = (endpoints or Endpoints()).resolved(model, horizon)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     notes = _input_notes(source)
+    if getattr(source, "sampler", None) is not None:
+        notes[:0] = [source.description, *source.sampler.data_notes]
 
     if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 0:
         raise ConfigError(f"draws: expected an integer >= 0, found {draws!r}")
@@ -204,8 +219,8 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     draw_table, draw_offsets = None, None
     draw_handling, draw_notes = [], []
     if draws:
-        if drawer is not None:
-            d = drawer(draws, rng)
+        d = drawer(draws, rng) if drawer is not None else None
+        if d is not None:
             sample, draw_offsets = np.asarray(d.parameters, float), np.asarray(d.offsets, float)
             draw_handling, draw_notes = list(d.handling), list(d.notes)
         elif sampler is not None:

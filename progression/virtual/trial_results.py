@@ -94,7 +94,9 @@ class PowerCurve:
                  f"{t.dropout.rate:g}/month (informative {t.dropout.informative:g}); "
                  f"enrolment: duration {t.enrolment.duration}, ΔFS {t.enrolment.dfs}, "
                  f"ALSFRS-R >= {t.enrolment.alsfrs_min}. Pool of {first.pool_size} eligible "
-                 f"patients ({100 * first.eligible_fraction:.0f}% of candidates eligible).", "",
+                 f"patients ({100 * first.eligible_fraction:.0f}% of candidates eligible)."
+                 + (f" Candidates: {t.population.description}."
+                    if getattr(t, "population", None) is not None else ""), "",
                  "| comparison | n per arm | replicates | power (95% CI) | mean estimate | "
                  "median relative effect |", "|---|---:|---:|---:|---:|---:|"]
         for r in self.table():

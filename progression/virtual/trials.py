@@ -3,8 +3,11 @@
 A :class:`VirtualTrial` describes a parallel-group trial on a mechanistic model:
 
 1. **Population**: candidates are sampled around the model defaults (:class:`Variability`,
-   §5 cohort for ALS); each is screened at a random disease duration (months since clinical
-   onset, uniform in ``Enrolment.duration``) with a noisy ALSFRS-R.
+   §5 cohort for ALS), or drawn from a fitted population (``population=``: a population fit
+   or :meth:`VirtualPopulation.from_fit`, new patients from Omega and the fitted subjects'
+   covariates; a plain :class:`VirtualPopulation` is resampled); each is screened at a
+   random disease duration (months since clinical onset, uniform in
+   ``Enrolment.duration``) with a noisy ALSFRS-R.
 2. **Enrolment criteria**: ΔFS = (48 - ALSFRS-R)/duration range, disease duration, minimum
    ALSFRS-R, alive at screening.
 3. **Potential outcomes**: every eligible patient of a *pool* is simulated under every arm
@@ -215,6 +218,14 @@ class VirtualTrial:
     solver : SolverOptions or mapping, optional
         How every integration of the trial (screening, states at randomisation, every arm)
         is done; LSODA at rtol 1e-6 by default.
+    population : FitResult or VirtualPopulation, optional
+        Where candidates come from instead of ``variability``: a population fit (or a
+        :meth:`VirtualPopulation.from_fit` population) gives new patients drawn from the
+        fitted population (Omega, covariate effects, the fitted subjects' covariates
+        resampled jointly); another :class:`VirtualPopulation` is resampled with
+        replacement. The trial's own clock applies: candidates are screened at a disease
+        duration since ``onset`` (``enrolment.duration``), not at the population's time
+        offsets. The model is the population's.
     """
 
     def __init__(self, arms: Mapping, *, model=None,
@@ -223,7 +234,15 @@ class VirtualTrial:
                  dropout: Dropout | None = None, noise_sd: float = 2.0,
                  endpoint: str = "slope", alpha: float = 0.05, vital_status: bool = True,
                  function: str | None = None, event: str | None = None,
-                 onset: str | None = None, max_score: float | None = None, solver=None):
+                 onset: str | None = None, max_score: float | None = None, solver=None,
+                 population=None):
+        self.population = _candidate_source(population, variability)
+        if self.population is not None:
+            own = load_model(self.population.model)
+            if model is not None and load_model(model).name != own.name:
+                raise ConfigError(f"model: the population is of model {own.name!r}, found "
+                                  f"model={load_model(model).name!r}")
+            model = own
         self.model = load_model(model or default_model())
         self.solver = SolverOptions.coerce(solver)
         if not isinstance(arms, Mapping) or len(arms) < 2:
@@ -307,7 +326,8 @@ class VirtualTrial:
         candidates, found, have = 0, 0, 0
         for _ in range(200):
             k = max(16, int(math.ceil((n - have) * 2.0)))
-            table = self.variability.sample(model, k, rng)
+            table = (self.variability.sample(model, k, rng) if self.population is None
+                     else self.population.sample(k, rng))
             duration = rng.uniform(*enr.duration, k)
             t_screen = _anchor_times(model, table, self.onset, duration, **options)
             candidates += k
@@ -520,6 +540,46 @@ class VirtualTrial:
                             executor=executor, progress=progress)
                    for i, n in enumerate(sizes)]
         return PowerCurve(self, results)
+
+
+class _Candidates:
+    """Candidates of a trial drawn from a population: new patients of a population fit
+    (``sampler``), or rows of a fixed parameter table resampled with replacement."""
+
+    def __init__(self, model, description, sampler=None, table=None):
+        self.model, self.description = model, description
+        self.sampler, self.table = sampler, table
+
+    def sample(self, k: int, rng) -> np.ndarray:
+        """(k, P) parameter rows."""
+        if self.sampler is not None:
+            return self.sampler.values(self.sampler.draw_patients(k, rng))[0]
+        return self.table[rng.integers(0, self.table.shape[0], k)]
+
+
+def _candidate_source(population, variability):
+    """The trial's candidates from ``population`` (None: the variability's)."""
+    from .population import VirtualPopulation
+
+    if population is None:
+        return None
+    if variability is not None:
+        raise ConfigError("population and variability: give one (the population's "
+                          "between-subject variability replaces the variability)")
+    if isinstance(population, VirtualPopulation):
+        if population.sampler is not None:
+            return _Candidates(population.model, population.description.replace(
+                f"{population.n_subjects} new patients", "new patients", 1),
+                sampler=population.sampler)
+        what = population.description or f"{population.n_subjects} virtual subjects"
+        return _Candidates(population.model, f"resampled from: {what}",
+                           table=np.asarray(population.subject_parameters, dtype=float))
+    if hasattr(population, "population_sampler"):
+        sampler = population.population_sampler()      # FitError without a population part
+        return _Candidates(population.model, f"new patients drawn from the population fit "
+                           f"'{sampler.fit_name}'", sampler=sampler)
+    raise ConfigError(f"population: expected a population fit or a VirtualPopulation, found "
+                      f"{type(population).__name__}")
 
 
 def _entropy(seed):
