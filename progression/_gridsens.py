@@ -328,5 +328,5 @@ def _forward(model, grid, table, columns, solver):
                if key in ("method", "rtol", "atol", "max_step", "max_steps")}
     names = [model.parameter_names[c] for c in columns]
     sim = simulate(model, table, grid, t0=float(grid[0]), sensitivities=names,
-                   terminal_events=False, **options)
+                   terminal_events=False, events=False, **options)
     return sim.state_sensitivities

@@ -234,7 +234,7 @@ def solver_options(problem, sens):
     return {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
             "atol": solver.get("atol", 1e-9), "max_step": solver.get("max_step", np.inf),
             "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
-            "sensitivities": list(sens) or None}
+            "sensitivities": list(sens) or None, "events": False}
 
 
 def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
@@ -251,7 +251,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                "atol": solver.get("atol", 1e-9),
                "max_step": solver.get("max_step", np.inf),
                "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
-               "sensitivities": sens or None}
+               "sensitivities": sens or None, "events": False}
     mode = solver.get("outputs", "grid")
     p_obs = table[rr].T                                  # (P, N)
     t_end = float(tm.max()) if N else 0.0
@@ -271,6 +271,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         # equations on the same grid (see progression._gridsens): a fraction of the cost.
         options.pop("sensitivities")
         options.pop("terminal_events")
+        options.pop("events")
         with np.errstate(all="ignore"):
             X, status, messages, _ = solve_states(
                 model, table, grid, per_subject=solver.get("per_subject_steps", True),

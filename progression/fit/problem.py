@@ -88,13 +88,16 @@ from ._paths import has_inputs as _has_inputs
 from .config import OFFSET, FitConfig, FitParameter
 from .design import Design, designs_from_cohort
 from .errormodels import CODES, ERROR_MODELS, MEASURED, likelihood_terms
-from .transforms import SCALES, to_internal
+from .transforms import SCALES, from_internal, to_internal
 
 __all__ = ["Design", "Problem", "Evaluation", "designs_from_cohort", "PENALTY", "EXACT_RTOL",
-           "EXACT_ATOL", "EXACT_GROUP", "GRID_ERROR", "GRID_ERROR_DIVISOR", "grid_step"]
+           "EXACT_ATOL", "EXACT_GROUP", "GRID_ERROR", "GRID_ERROR_DIVISOR", "grid_step",
+           "HESSIAN_STEP"]
 
 #: Residual value given to every entry of a failed row.
 PENALTY = 1.0e4
+#: Step (estimation scale) of the central differences behind ``evaluate(want_hessian=True)``.
+HESSIAN_STEP = 1e-4
 
 
 @dataclass
@@ -132,6 +135,10 @@ class Evaluation:
     before_zero: np.ndarray | None = None
     #: Per row: evaluated on the exact path by the grid path's error control (bool (R,)).
     routed: np.ndarray | None = None
+    #: Per row (when asked for): second derivatives of the data residuals with respect to the
+    #: columns on the estimation scale, ``(len, D, D)`` (prior terms not included; NaN where
+    #: the row or one of its perturbed evaluations failed). See :meth:`Problem.evaluate`.
+    hessians: list | None = None
 
 
 @dataclass
@@ -305,7 +312,8 @@ class Problem:
 
     def evaluate(self, designs, row_design, theta, cols, *, want_jac: bool = True,
                  want_info: bool = False, want_predictions: bool = False,
-                 accurate: bool | None = None, prior=None) -> Evaluation:
+                 accurate: bool | None = None, prior=None, want_hessian: bool = False,
+                 hessian_step: float = HESSIAN_STEP) -> Evaluation:
         """Residuals (and Jacobians on the estimation scale) for R rows at once.
 
         A row's data are simulated as one or more *units*: one per experimental condition its
@@ -337,7 +345,25 @@ class Problem:
             vector (their squares added to ``m2ll``) and their Jacobian ``jac`` (R, k, D)
             with respect to ``x`` (``jac^T jac`` added to ``info``); e.g.
             :class:`progression.fit.likelihood.GaussianPrior`.
+        want_hessian : bool
+            Also return :attr:`Evaluation.hessians`: per row, ``d2 r / dx2`` (len, D, D) of the
+            data residuals on the estimation scale, by central differences (step
+            ``hessian_step`` in ``x``) of the exact Jacobians. The ``2 D`` perturbed copies of
+            a row are evaluated next to each other in one stacked solve (up to
+            :data:`EXACT_GROUP` rows per solve), so they share one step-size sequence and
+            the integrator's error, a smooth function of the parameters for fixed steps,
+            cancels in the difference instead of being divided by the step: on the exact
+            path the result is accurate to about the integrator's tolerance plus the
+            ``O(step^2)`` truncation (tests/test_population_speed_paths.py measures it
+            against a closed form), in ``ceil(R / (EXACT_GROUP // 2D))`` solves instead of
+            ``2 D`` solves of all rows.
+        hessian_step : float
+            Step of those differences on the estimation scale.
         """
+        hessians = None
+        if want_hessian:
+            hessians = self._residual_hessians(designs, row_design, theta, cols,
+                                               float(hessian_step))
         theta = np.asarray(theta, dtype=float)
         cols = np.asarray(cols, dtype=int)
         R, D = theta.shape[0], cols.size
@@ -471,8 +497,53 @@ class Problem:
             info[failed] = np.nan
         predictions = np.split(f, np.cumsum(sizes)[:-1]) if want_predictions else None
         before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
+        if hessians is not None:
+            for r in np.nonzero(failed)[0]:
+                hessians[r] = np.full((sizes[r], D, D), np.nan)
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
-                          sizes, before_zero, routed)
+                          sizes, before_zero, routed, hessians)
+
+    def _residual_hessians(self, designs, row_design, theta, cols, step):
+        """Per row: ``d2 r / dx2`` (n_data, D, D) by central differences of the Jacobians,
+        the ``2 D`` perturbed copies of a row next to each other in one stacked solve."""
+        theta = np.asarray(theta, dtype=float)
+        cols = np.asarray(cols, dtype=int)
+        row_design = np.asarray(row_design, dtype=int)
+        R, D = theta.shape[0], cols.size
+        sizes = [designs[d].n for d in row_design]
+        out = [np.full((n, D, D), np.nan) for n in sizes]
+        if D == 0 or R == 0:
+            return [np.zeros((n, D, D)) for n in sizes]
+        sc, lo, hi = self.scale[cols], self.lower[cols], self.upper[cols]
+        x = to_internal(theta[:, cols], sc, lo, hi)
+        # copies: row-major, then column, then +step / -step
+        K = 2 * D
+        pos = np.arange(R * K)
+        c_of = np.tile(np.repeat(np.arange(D), 2), R)
+        sign = np.tile([1.0, -1.0], R * D)
+        xs = np.repeat(x, K, axis=0)
+        xs[pos, c_of] += sign * step
+        th = np.repeat(theta, K, axis=0)
+        # only the perturbed entry changes: the others keep their exact values
+        th[pos, cols[c_of]] = from_internal(xs, sc, lo, hi)[pos, c_of]
+        rd = np.repeat(row_design, K)
+        per = max(1, EXACT_GROUP // K)
+        for lo_r in range(0, R, per):
+            rows = np.arange(lo_r, min(R, lo_r + per))
+            sel = (rows[:, None] * K + np.arange(K)[None, :]).ravel()
+            ev = self.evaluate(designs, rd[sel], th[sel], cols, want_jac=True, accurate=True)
+            for b, r in enumerate(rows):
+                base = b * K
+                if np.any(ev.failed[base:base + K]):
+                    continue
+                n = sizes[r]
+                H = np.empty((n, D, D))
+                for c in range(D):
+                    up = ev.jacobians[base + 2 * c][:n]
+                    dn = ev.jacobians[base + 2 * c + 1][:n]
+                    H[:, :, c] = (up - dn) / (2.0 * step)
+                out[r] = 0.5 * (H + np.swapaxes(H, 1, 2))
+        return out
 
     def grid_error_tolerance(self) -> float:
         """The grid path's error tolerance in ``-2 log L`` per row (``solver["grid_error"]``,

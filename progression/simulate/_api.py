@@ -74,7 +74,7 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
              max_step: float = _Default(np.inf), sensitivities=None,
              batch_size: int | None = None, max_steps: int = _Default(100_000),
              terminal_events: bool = True, doses=None, covariates=None,
-             solver=None) -> Simulation:
+             solver=None, events: bool = True) -> Simulation:
     """Simulate a model for one parameter set or a batch of subjects.
 
     Parameters
@@ -127,6 +127,12 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     solver : SolverOptions or mapping, optional
         Fills ``method``, ``rtol``, ``atol``, ``max_step`` and ``max_steps`` (its
         ``sensitivities`` field concerns fits only); a keyword given as well must agree.
+    events : bool
+        False: the model's events are neither located nor recorded (every list in
+        ``Simulation.events`` is empty, and terminal events end nothing), for callers that
+        read only states and observables (fits). With LSODA the integration then runs in
+        one ODEPACK call per segment between switch times instead of one Python round trip
+        per step (see :data:`progression.simulate._stacked._ODEINT_SEGMENTS`).
 
     Returns
     -------
@@ -182,7 +188,7 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         idx = np.arange(lo, min(m, lo + size))
         parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
                                   method, rtol, atol, max_step, sens_index, max_steps,
-                                  terminal_events, covariates=schedule))
+                                  terminal_events, covariates=schedule, events=events))
     result = _merge(parts, model, times, table, sens_names, method)
     result.stats["seconds"] = _time.perf_counter() - start
     return result
