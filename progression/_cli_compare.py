@@ -87,7 +87,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                                   "configs/scenarios/anti_inflammatory.toml")
     p.add_argument("--out", help="output folder (default: out/<config name>)")
     p.add_argument("--n", type=positive_int,
-                   help="virtual population size (overrides source.n)")
+                   help="virtual population size, or new patients drawn from a population "
+                        "fit with source.patients = \"new\" (overrides source.n)")
     p.add_argument("--draws", type=nonnegative_int,
                    help="parameter draws (fit sources; overrides compare.draws)")
     p.add_argument("--no-figures", action="store_true", help="tables only")

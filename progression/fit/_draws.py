@@ -464,7 +464,8 @@ def _fitted_covariates(fit, need) -> dict:
                 raise FitError(f"fit '{fit.name}': the population model uses covariate "
                                f"'{name}' (covariates: {', '.join(need)}), but subject "
                                f"'{fit.subject_ids[i]}' has no value of it in the fitted "
-                               "data; give covariates={...} (a table to draw patients from)")
+                               "data (in Python: give covariates={...}, a table to draw "
+                               "patients from)")
             vals.append(found)
         if len(vals) != m:
             raise FitError(f"fit '{fit.name}': covariate '{name}' of the population model: "

@@ -8,7 +8,9 @@ residuals, provenance, timings) and the estimator's parts:
   (:class:`~progression.fit.parts.Uncertainty`, every interval method named) and the
   diagnostics of the estimation (:class:`~progression.fit.parts.Diagnostics`);
 * :attr:`FitResult.population`, a :class:`~progression.fit.parts.PopulationPart` (fixed
-  effects, Omega, sigma, EBEs, shrinkage) for population estimators; None on every fit today.
+  effects, Omega, sigma, EBEs, shrinkage) for population estimators (``focei``, ``foce``,
+  ``fo``, ``laplace``, ``saem``); None otherwise. :meth:`FitResult.population_sampler`
+  draws new virtual patients from it.
 
 The attributes are the same whatever the estimator (like lmfit's ``MinimizerResult``):
 ``theta``, ``se``, ``intervals``, ``subject_objective``, ``converged``, ``warnings``, ... are
@@ -89,8 +91,8 @@ class FitResult:
     individual : IndividualPart
         Per-subject estimates, uncertainty and diagnostics.
     population : PopulationPart or None
-        Population estimates (fixed effects, Omega, sigma, EBEs, shrinkage); None on every fit
-        until a population estimator fills it.
+        Population estimates (fixed effects, Omega, sigma, EBEs, shrinkage) of a population
+        estimator; None otherwise.
     timings : dict of str to float
         Seconds per phase.
     provenance : dict

@@ -22,7 +22,10 @@ Uncertainty, kept apart:
 * **parameter uncertainty**: ``draws`` parameter sets (with their time offsets) from
   ``source.parameter_draws`` (a fit: drawn on the estimation scale from a regularised
   covariance, inside the bounds without clipping, see
-  :meth:`progression.fit.FitResult.parameter_draws`) or ``source.sample_parameters``; each
+  :meth:`progression.fit.FitResult.parameter_draws`; a population fit's own subjects: each
+  one's conditional covariance; new patients of a population fit, ``population=N`` or
+  :meth:`VirtualPopulation.from_fit`: the population parameters from the covariance step,
+  the same patients in every draw) or ``source.sample_parameters``; each
   draw gives a population mean (trajectory, endpoint, difference vs the reference), and the
   2.5th-97.5th percentiles over draws bound it. A :class:`VirtualPopulation` has none. The
   table says which subjects' covariances were singular and how that was handled, and flags
