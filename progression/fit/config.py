@@ -44,7 +44,10 @@ SENSITIVITY_MODES = ("grid", "forward")
 OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
-_TOP = ("fit", "data", "error", "parameters", "estimator", "solver", "output", "conditions")
+_TOP = ("fit", "data", "error", "parameters", "omega", "estimator", "solver", "output",
+        "conditions")
+#: Estimators that take covariate effects, Omega blocks and fixed Omega elements.
+STRUCTURED_ESTIMATORS = ("focei", "foce", "fo", "laplace")
 #: Default largest share of subjects that may fail (no convergence, or a simulation that
 #: failed at every point tried) before a fit is refused with EstimationFailed.
 MAX_FAILED_SHARE = 0.5
@@ -86,8 +89,17 @@ class FitParameter:
         Error parameters: the observable and ``"a"``, ``"b"`` or ``"sigma"``.
     eta : float or None
         Population parameters (``estimate = "population"``): the starting variance of the
-        random effect on the estimation scale (Omega's diagonal element; diagonal Omega in this
-        version); None for no random effect.
+        random effect on the estimation scale (Omega's diagonal element); None for no random
+        effect.
+    eta_fixed : bool
+        The random effect's variance is fixed at ``eta`` (a 1 x 1 block of Omega).
+    covariates : tuple of CovariateEffect
+        Population parameters: covariate effects on the typical value
+        (``[parameters.NAME.covariates.COV]`` tables; see
+        :mod:`progression.fit.population._model`).
+    omega_block : OmegaBlock or None
+        The block of Omega the random effect belongs to (``[omega] blocks``; None: its own
+        1 x 1 block). Every member of a block carries the same block.
     """
 
     name: str
@@ -102,6 +114,19 @@ class FitParameter:
     observable: str | None = None
     key: str | None = None
     eta: float | None = None
+    eta_fixed: bool = False
+    covariates: tuple = ()
+    omega_block: Any = None
+
+    def __post_init__(self):
+        # fit.json gives the covariate effects and the block as dicts (dataclasses.asdict)
+        if self.covariates or self.omega_block is not None:
+            from .population._model import CovariateEffect, OmegaBlock
+
+            object.__setattr__(self, "covariates", tuple(
+                CovariateEffect.from_dict(c) for c in self.covariates))
+            if self.omega_block is not None:
+                object.__setattr__(self, "omega_block", OmegaBlock.from_dict(self.omega_block))
 
     @property
     def estimated(self) -> bool:
@@ -268,6 +293,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     data_out = sections.data_table(chk, doc, base_dir, check_data)
     errors, error_params = sections.error_tables(chk, doc, model)
     parameters = sections.parameter_tables(chk, doc, model, estimator, errors, error_params)
+    parameters = sections.omega_table(chk, doc, parameters, estimator)
     options = sections.estimator_table(chk, doc, max_failed_share)
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)

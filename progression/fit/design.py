@@ -52,6 +52,10 @@ class Design:
     sd : ndarray (n,) or None
         Known standard deviation of each value (the ``"measured"`` error model; NaN where not
         given).
+    baseline : tuple of (str, float or str)
+        The subject's values of the covariates the population model uses (covariate effects
+        on typical values): its baseline covariate, or the earliest value of time-varying
+        rows; categories as given (numbers or text).
     """
 
     id: str
@@ -66,6 +70,7 @@ class Design:
     covariates: tuple = ()
     condition: np.ndarray | None = None
     sd: np.ndarray | None = None
+    baseline: tuple = ()
 
     @property
     def n(self) -> int:
@@ -127,6 +132,7 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                           f"offset is not supported for model '{config.model.name}', which has "
                           f"covariates ({', '.join(model_covariates)}): the offset's derivative "
                           "would be wrong where a covariate changes; fix the offset")
+    _check_covariate_columns(cohort, config)
     if len(cohort.events.get("time", ())):
         notes.append("death/ventilation events are not part of the likelihood (longitudinal "
                      "observations only)")
@@ -197,14 +203,16 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
         sd = cols[5][order].astype(float)
         condition = cols[6][order].astype(str)
         covariates = _subject_covariates(cohort, sid, sub, config, problems)
+        baseline = _population_covariates(cohort, sid, sub, config, problems)
         designs.append(Design(str(sid), cols[0][order].astype(float),
                               cols[1][order].astype(int), cols[2][order].astype(float),
                               cols[3][order].astype(int), cols[4][order].astype(float),
                               cov_value, doses=doses, dose_records=dose_records,
                               covariates=covariates,
                               condition=condition if (condition != "").any() else None,
-                              sd=sd if np.isfinite(sd).any() else None))
+                              sd=sd if np.isfinite(sd).any() else None, baseline=baseline))
     _check_conditions(cohort, config, designs, subjects, notes, problems)
+    _check_categories(cohort, config, designs, problems)
     if problems:
         # The summary line carries the first problem itself, so that it informs on its own.
         raise DataError(problems[0] if len(problems) == 1 else
@@ -345,3 +353,104 @@ def _subject_covariates(cohort, sid, sub, config: FitConfig, problems: list) -> 
                             "default value), but the data give none (a baseline covariate "
                             f"column or time-varying rows named '{name}')")
     return tuple(out)
+
+
+def _effects(config: FitConfig) -> list:
+    """Every covariate effect of the population model, with its config key."""
+    return [(f"parameters.{p.name}.covariates.{e.covariate}", e)
+            for p in config.parameters for e in getattr(p, "covariates", ()) or ()]
+
+
+def _check_covariate_columns(cohort, config: FitConfig) -> None:
+    """Every covariate of a covariate effect is in the data (a baseline column or
+    time-varying rows); otherwise a ConfigError naming the key and the covariates there are."""
+    effects = _effects(config)
+    if not effects:
+        return
+    have = set()
+    for sid in cohort.subjects:
+        sub = cohort.subject(sid)
+        have.update(str(k) for k in sub.covariates)
+        have.update(str(k) for k in sub.time_varying)
+    for key, e in effects:
+        if e.covariate not in have:
+            hint = did_you_mean(e.covariate, sorted(have))
+            raise ConfigError(f"{config.source}, key '{key}': the data "
+                              f"({cohort.source or 'cohort'}) have no covariate "
+                              f"'{e.covariate}'; they have "
+                              + (", ".join(f"'{c}'" for c in sorted(have)) or "none") + hint)
+
+
+def _population_covariates(cohort, sid, sub, config: FitConfig, problems: list) -> tuple:
+    """One subject's values of the covariates of the population model: the baseline value,
+    else the earliest time-varying value (covariate effects are time-constant); a missing or
+    unusable value is added to ``problems`` naming the subject and the covariate."""
+    effects = _effects(config)
+    out: dict = {}
+    for key, e in effects:
+        if e.covariate in out:
+            value = out[e.covariate]
+        else:
+            value = sub.covariates.get(e.covariate)
+            if value is None and e.covariate in sub.time_varying:
+                t, v = sub.time_varying[e.covariate]
+                if len(t):
+                    value = np.asarray(v)[int(np.argmin(np.asarray(t, float)))]
+            if isinstance(value, np.generic):
+                value = value.item()
+            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': covariate "
+                                f"'{e.covariate}' (used by {config.source}, key '{key}') is "
+                                "missing; expected a value for every subject")
+                continue
+            out[e.covariate] = value
+        if e.effect == "categorical":
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': covariate "
+                            f"'{e.covariate}' must be a number for the {e.effect} effect of "
+                            f"{config.source}, key '{key}', found {value!r}")
+        elif e.effect == "power" and value <= 0:
+            problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': covariate "
+                            f"'{e.covariate}' = {value:g}, but the power effect of "
+                            f"{config.source}, key '{key}' needs values > 0")
+    return tuple(out.items())
+
+
+def _check_categories(cohort, config: FitConfig, designs, problems: list) -> None:
+    """Categorical effects: the reference and every listed level occur in the data (a
+    ConfigError naming the key); every subject's category is the reference or a level (a
+    problem naming the subject)."""
+    for key, e in _effects(config):
+        if e.effect != "categorical":
+            continue
+        seen = {}
+        for d in designs:
+            value = dict(d.baseline).get(e.covariate)
+            if value is None:
+                continue
+            cat = e.category(value)
+            if cat is None:
+                problems.append(f"{cohort.source or 'cohort'}, subject '{d.id}': covariate "
+                                f"'{e.covariate}' = {value!r} is in none of the groups of "
+                                f"{config.source}, key '{key}.groups' ("
+                                + ", ".join(g for g, _ in e.groups) + ")")
+                continue
+            seen.setdefault(cat, d.id)
+            if e.levels and cat != e.reference and cat not in e.levels:
+                problems.append(f"{cohort.source or 'cohort'}, subject '{d.id}': covariate "
+                                f"'{e.covariate}' is {cat!r}, which is neither the reference "
+                                f"({e.reference!r}) nor a level of {config.source}, key "
+                                f"'{key}.levels' ({', '.join(e.levels)})")
+        if problems or not seen:
+            continue
+        found = ", ".join(repr(c) for c in sorted(seen))
+        if e.reference not in seen:
+            raise ConfigError(f"{config.source}, key '{key}.reference': no subject has the "
+                              f"reference category {e.reference!r} of covariate "
+                              f"'{e.covariate}'; the data have {found}")
+        for lv in e.levels:
+            if lv not in seen:
+                raise ConfigError(f"{config.source}, key '{key}.levels': no subject has "
+                                  f"category {lv!r} of covariate '{e.covariate}'; the data "
+                                  f"have {found}")

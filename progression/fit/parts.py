@@ -355,7 +355,10 @@ class PopulationPart:
     omega_offdiag_se : dict of str to float
         Standard errors of Omega's off-diagonal covariances, keyed ``"A,B"``.
     condition_number : float
-        Of the correlation matrix of the estimates (NaN without a covariance step).
+        Of the correlation matrix of the estimates (NONMEM's; NaN without a covariance
+        step).
+    r_condition_number : float
+        Of R, the Hessian of the OFV in the estimation parameters.
     """
 
     fixed_effects: dict
@@ -389,6 +392,7 @@ class PopulationPart:
     omega_blocks: tuple = ()
     omega_offdiag_se: dict = field(default_factory=dict)
     condition_number: float = float("nan")
+    r_condition_number: float = float("nan")
 
     # ------------------------------------------------------------ the draw API
 
@@ -608,7 +612,8 @@ class PopulationPart:
                           else b[1]) for kk, b in v.items()}
             elif isinstance(v, dict):
                 v = {kk: num(vv) for kk, vv in v.items()}
-            elif k in ("ofv", "m2ll", "aic", "bic", "condition_number"):
+            elif k in ("ofv", "m2ll", "aic", "bic", "condition_number",
+                       "r_condition_number"):
                 v = num(v)
             out[k] = v
         return cls(**out)

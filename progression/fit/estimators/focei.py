@@ -1,18 +1,23 @@
 """The ``focei`` estimator: population fit by first-order conditional estimation with
 interaction (NONMEM's FOCE-I), ``[fit] estimator = "focei"``.
 
-Population model (this first version): each ``estimate = "population"`` parameter has a
-typical value theta on its estimation scale (log, log10, logit, linear) and, with ``eta =
-<variance>``, a random effect ``phi_i = theta + eta_i``, ``eta ~ N(0, Omega)`` with **Omega
-diagonal** (full and block Omega are the next step); no covariate effects on the typical
-values yet. Error models additive, proportional, combined (``V = a^2 + b^2 f^2``) and
-log-normal (additive on log data and predictions); every estimated error parameter is one
-population value.
+Population model: each ``estimate = "population"`` parameter has a typical value theta on its
+estimation scale (log, log10, logit, linear), optionally covariate effects on it
+(``[parameters.NAME.covariates.COV]``: power, exponential, linear, categorical, centred on a
+reference; see :mod:`progression.fit.population._model`) and, with ``eta = <variance>``, a
+random effect ``phi_i = mu_i + eta_i``, ``eta ~ N(0, Omega)``. Omega is diagonal, or has
+blocks of correlated random effects (``[omega] blocks``, ``full = true``) and fixed
+variances or blocks (``eta_fixed``, a block's ``fixed``). Error models additive, proportional,
+combined (``V = a^2 + b^2 f^2``) and log-normal (additive on log data and predictions); every
+estimated error parameter is one population value. Censored values (M3) are accepted.
 
 Outer problem: ``scipy.optimize.minimize`` (L-BFGS-B, bounds from the parameters' bounds) over
-(theta on the estimation scale, log Omega diagonal, log residual SDs) with the exact gradient of
-:func:`~progression.fit.population.focei_gradient`; the conditional modes (inner problems, all
-subjects in lockstep) are warm-started from the previous outer evaluation. The individual model
+(theta on the estimation scale, Omega's free parameters: log variances of 1 x 1 blocks and the
+log-Cholesky factors of larger ones, log residual SDs, free covariate coefficients) with the
+exact gradient of :func:`~progression.fit.population.focei_gradient` chained to them
+(``d mu_i / d theta``, ``d mu_i / d c`` analytic; ``dOFV/dp = sum_kl Gamma_kl
+dOmega_kl/dp``); the conditional modes (inner problems, all subjects in lockstep) are
+warm-started from the previous outer evaluation. The individual model
 is :class:`~progression.fit.population._adapter.ProblemModel` (the fit's Problem: doses,
 covariates, conditions; exact outputs and forward sensitivities at rtol 1e-10).
 
@@ -40,12 +45,13 @@ import time
 import numpy as np
 from scipy.optimize import minimize
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError, FitError
 from ..parts import Diagnostics, Estimates, PopulationPart, Uncertainty
 from ..population import FAILED, InnerOptions, focei_gradient
 from ..population._adapter import ProblemModel
 from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
+from ..population._model import OmegaModel, TypicalModel
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
 from .base import EstimationProblem, Estimator, PointEstimate
 
@@ -104,7 +110,7 @@ class FOCEI(Estimator):
     #: The objective's method (subclasses: ``"foce"``, ``"fo"``, ``"laplace"``).
     method = "focei"
     description = ("population fit: first-order conditional estimation with interaction "
-                   "(NONMEM's FOCE-I), diagonal Omega")
+                   "(NONMEM's FOCE-I), covariate effects, diagonal/block/full Omega")
 
     def __init__(self):
         self._state: dict = {}
@@ -121,33 +127,55 @@ class FOCEI(Estimator):
         self._check_censoring(ep, designs)
         model = ProblemModel(problem, designs, pop_cols)
         data = model.data(ep.source)
+        params = problem.parameters
+        names = [params[q].name for q in pop_cols]
         sc, lo, hi = (problem.scale[pop_cols], problem.lower[pop_cols],
                       problem.upper[pop_cols])
         th0 = to_internal(problem.values[pop_cols], sc, lo, hi)
         blo, bhi = internal_bounds(sc, lo, hi)
-        om0 = np.log([problem.parameters[pop_cols[j]].eta for j in eta_pos])
+        # the covariate model: effects (categorical levels resolved from the data) and each
+        # subject's covariate values
+        covariates, effects = _covariate_model(ep, [params[q] for q in pop_cols])
+        typical = TypicalModel(names, [params[q].scale for q in pop_cols], lo, hi, effects)
+        coef0 = typical.initial_coefficients()
+        coef_free = np.array([f for e in effects for f in e.estimated], dtype=bool)
+        coef_lo = np.array([b for e in effects for b in e.lower], dtype=float)
+        coef_hi = np.array([b for e in effects for b in e.upper], dtype=float)
+        # Omega: blocks from the config, fixed variances, the rest diagonal
+        eta_names = [names[j] for j in eta_pos]
+        blocks = list({id(params[pop_cols[j]].omega_block): params[pop_cols[j]].omega_block
+                       for j in eta_pos if params[pop_cols[j]].omega_block is not None
+                       }.values())
+        omega = OmegaModel.from_blocks(
+            eta_names, [params[pop_cols[j]].eta for j in eta_pos], blocks,
+            fixed_etas=[names[j] for j in eta_pos if params[pop_cols[j]].eta_fixed])
+        om0 = omega.pack(omega.initial)
+        om_lo, om_hi = [], []
+        for nm in omega.parameter_names():
+            # variances 1e-8 .. 1e4; a Cholesky diagonal is a standard deviation
+            f = 1.0 if nm.startswith("log omega^2") else 0.5
+            unb = nm.startswith("L ")
+            om_lo.append(-np.inf if unb else f * _LOG_OMEGA_BOUNDS[0])
+            om_hi.append(np.inf if unb else f * _LOG_OMEGA_BOUNDS[1])
         sd0 = np.log([problem.values[q] for q, _, _ in err])
         elo = [math.log(problem.lower[q]) if problem.lower[q] > 0 else -np.inf
                for q, _, _ in err]
         ehi = [math.log(problem.upper[q]) if np.isfinite(problem.upper[q]) else np.inf
                for q, _, _ in err]
-        x0 = np.concatenate([th0, om0, sd0])
+        x0 = np.concatenate([th0, om0, sd0, coef0[coef_free]])
         bounds = list(zip(
-            np.concatenate([blo, np.full(eta_pos.size, _LOG_OMEGA_BOUNDS[0]), elo]),
-            np.concatenate([bhi, np.full(eta_pos.size, _LOG_OMEGA_BOUNDS[1]), ehi]),
-            strict=True))
+            np.concatenate([blo, om_lo, elo, coef_lo[coef_free]]),
+            np.concatenate([bhi, om_hi, ehi, coef_hi[coef_free]]), strict=True))
         bounds = [(None if not np.isfinite(a) else float(a),
                    None if not np.isfinite(b) else float(b)) for a, b in bounds]
         return dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
-                    x0=x0, bounds=bounds, eta=None)
+                    x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
+                    omega_model=omega, coef0=coef0, coef_free=coef_free)
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
-        """Refuse censored values while the objective's gradient does not handle them (a
-        subclass whose core supports the M3 terms overrides this)."""
-        bad = [d.id for d in designs if np.any(np.asarray(d.cens) != 0)]
-        if bad:
-            raise ConfigError(f"{ep.source}: fit.estimator = \"{self.name}\": censored values "
-                              f"are not supported yet (subject '{bad[0]}' has some)")
+        """Censored values are accepted: :func:`focei_gradient` differentiates the M3 terms
+        (an estimator without an M3 likelihood, ``fo``, overrides this to refuse them)."""
+        return None
 
     def _core_gradient(self, model, data, mu, omega, residual, *, eta_columns, eta0,
                        inner_options):
@@ -157,10 +185,31 @@ class FOCEI(Estimator):
         return focei_gradient(model, data, mu, omega, residual, eta_columns=eta_columns,
                               eta0=eta0, inner_options=inner_options)
 
+    def _split(self, s, x):
+        """Outer ``x`` -> theta_x (D,), Omega (E, E), dOmega/dp (P, E, E), residual SDs (S,)
+        and every covariate coefficient (C,), fixed ones at their values.
+
+        Layout of x: typical values on their estimation scales (D), Omega's free parameters
+        (P; log variances of 1 x 1 blocks, log-Cholesky of larger ones), log residual SDs
+        (S), free covariate coefficients. Without blocks, fixed variances and covariates it
+        is (theta, log Omega diagonal, log SDs), as before they existed.
+        """
+        D = s["pop_cols"].size
+        P = s["omega_model"].n_parameters
+        S = len(s["err"])
+        omega, J = s["omega_model"].unpack_jac(x[D:D + P])
+        coef = s["coef0"].copy()
+        coef[s["coef_free"]] = x[D + P + S:]
+        return x[:D], omega, J, np.exp(x[D + P:D + P + S]), coef
+
     def _unpack(self, s, x):
-        D, E = s["pop_cols"].size, s["eta_pos"].size
-        theta_x, w2, sd = x[:D], np.exp(x[D:D + E]), np.exp(x[D + E:])
-        return theta_x, w2, sd
+        """theta_x, Omega's diagonal and the residual SDs at outer ``x``."""
+        theta_x, omega, _, sd, _ = self._split(s, x)
+        return theta_x, np.diag(omega).copy(), sd
+
+    def _mu(self, s, theta_x, coef):
+        """Typical values of every subject (N, D) and their derivatives."""
+        return s["typical"].mu(theta_x, coef, s["covariates"], s["data"].n_subjects)
 
     def _residual(self, problem, s, sd):
         vals = problem.values.copy()
@@ -171,17 +220,28 @@ class FOCEI(Estimator):
         return Residual(tuple(a), tuple(b))
 
     def _gradient(self, problem, s, x, warm=True):
-        """FOCE-I objective and gradient at outer ``x``: (ofv, grad, per-subject grads, gr)."""
-        theta_x, w2, sd = self._unpack(s, x)
+        """FOCE-I objective and gradient at outer ``x``: (ofv, grad, per-subject grads, gr);
+        ``(inf, 0, None, None)`` where a typical value leaves its scale's domain."""
+        theta_x, omega, J_om, sd, coef = self._split(s, x)
         N = s["data"].n_subjects
-        gr = self._core_gradient(s["model"], s["data"], np.tile(theta_x, (N, 1)), np.diag(w2),
-                                 self._residual(problem, s, sd), eta_columns=s["eta_pos"],
-                                 eta0=s["eta"] if warm else None, inner_options=INNER)
-        per = [gr.d_mu, np.einsum("nee->ne", gr.d_omega_i) * w2]
+        mu, dmu_dth, dmu_dc = self._mu(s, theta_x, coef)
+        if not np.all(np.isfinite(mu)):
+            return np.inf, np.zeros_like(x), None, None
+        try:
+            gr = self._core_gradient(s["model"], s["data"], mu, omega,
+                                     self._residual(problem, s, sd), eta_columns=s["eta_pos"],
+                                     eta0=s["eta"] if warm else None, inner_options=INNER)
+        except FitError:
+            # Omega not positive definite to working precision (a Cholesky factor underflow)
+            return np.inf, np.zeros_like(x), None, None
+        # chain rule: mu (per subject) -> theta and coefficients; Omega -> its parameters
+        # (Gamma symmetric: dOFV = sum_kl Gamma_kl dOmega_kl)
+        per = [gr.d_mu * dmu_dth, np.einsum("nkl,pkl->np", gr.d_omega_i, J_om)]
         ks = [(k, which) for _, k, which in s["err"]]
         per.append(np.column_stack([(gr.d_a_i[:, k] if w == "a" else gr.d_b_i[:, k]) * v
                                     for (k, w), v in zip(ks, sd, strict=True)])
                    if ks else np.zeros((N, 0)))
+        per.append(np.einsum("nd,ndc->nc", gr.d_mu, dmu_dc)[:, s["coef_free"]])
         gi = np.concatenate(per, axis=1)
         return gr.ofv, gi.sum(axis=0), gi, gr
 
@@ -231,9 +291,9 @@ class FOCEI(Estimator):
         m = len(designs)
         gr, x, res = s["gr"], s["x"], s["res"]
         pop_cols, eta_pos = s["pop_cols"], s["eta_pos"]
-        theta_x, w2, sd = self._unpack(s, x)
+        theta_x, _, _, sd, coef = self._split(s, x)
         eta = np.where(np.isfinite(gr.inner.eta), gr.inner.eta, 0.0)
-        phi = np.tile(theta_x, (m, 1))
+        phi = self._mu(s, theta_x, coef)[0]
         phi[:, eta_pos] += eta
         theta = np.repeat(problem.values[None], m, axis=0)
         theta[:, pop_cols] = from_internal(phi, problem.scale[pop_cols],
@@ -334,9 +394,10 @@ class FOCEI(Estimator):
         m, Q = est.theta.shape
         pop_cols, eta_pos = s["pop_cols"], s["eta_pos"]
         D, E = pop_cols.size, eta_pos.size
-        theta_x, w2, sd = self._unpack(s, x)
+        P, S = s["omega_model"].n_parameters, len(s["err"])
+        omega = self._split(s, x)[1]
         # population covariance of (theta, residual error parameters on their own scales)
-        keep = np.r_[np.arange(D), np.arange(D + E, K)]
+        keep = np.r_[np.arange(D), np.arange(D + P, D + P + S)].astype(int)
         cols_i = est.x_cols[:keep.size]
         J = np.ones(keep.size)
         for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
@@ -349,7 +410,7 @@ class FOCEI(Estimator):
         # FOCE-I matrix M; inner.info is 2 sum F g g'), for the parameters with a random
         # effect; the population covariance for the others
         info = s["gr"].inner.info
-        Oinv = np.diag(1.0 / w2)
+        Oinv = np.linalg.inv(omega)
         se = np.full((m, Q), np.nan)
         ci = np.full((m, Q, 2), np.nan)
         z = _z(ep.confidence)
@@ -385,8 +446,11 @@ class FOCEI(Estimator):
         problem = ep.problem
         s = self._state
         pop_cols, eta_pos, err = s["pop_cols"], s["eta_pos"], s["err"]
+        om_model, typical = s["omega_model"], s["typical"]
         D, E = pop_cols.size, eta_pos.size
-        theta_x, w2, sd = self._unpack(s, s["x"])
+        P, S = om_model.n_parameters, len(err)
+        theta_x, omega, J_om, sd, coef = self._split(s, s["x"])
+        w2 = np.diag(omega).copy()
         names = problem.names
         sc, lo, hi = (problem.scale[pop_cols], problem.lower[pop_cols],
                       problem.upper[pop_cols])
@@ -394,32 +458,60 @@ class FOCEI(Estimator):
         dth = dtheta_dx(theta_x, sc, lo, hi)
         sx = np.sqrt(np.where(np.diag(cov) >= 0, np.diag(cov), np.nan))
         eta = s["gr"].inner.eta
-        shrink = eta_shrinkage(eta, np.diag(w2)) if eta.shape[0] > 1 else np.full(E, np.nan)
+        shrink = eta_shrinkage(eta, omega) if eta.shape[0] > 1 else np.full(E, np.nan)
         cv = {}
         for e, j in enumerate(eta_pos):
             q = pop_cols[j]
             cv[names[q]] = (100.0 * math.sqrt(math.expm1(w2[e])) if problem.scale[q] == 1
                             else float("nan"))
+        # Omega's elements: standard errors by the delta method through its parametrisation
+        # (fixed elements: none)
+        C_om = cov[D:D + P, D:D + P]
+        om_var = np.einsum("pkl,pq,qkl->kl", J_om, C_om, J_om)
+        fixed_eta = np.zeros(E, dtype=bool)
+        for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
+            fixed_eta[idx] = fx
+        om_se = np.where(np.outer(fixed_eta, fixed_eta) | (om_var < 0), np.nan,
+                         np.sqrt(np.abs(om_var)))
+        eta_names = [names[pop_cols[j]] for j in eta_pos]
+        offdiag_se = {}
+        for idx in om_model.blocks:
+            for r in range(1, idx.size):
+                for c in range(r):
+                    offdiag_se[f"{eta_names[idx[r]]},{eta_names[idx[c]]}"] = float(
+                        om_se[idx[r], idx[c]])
+        # covariate coefficients (fixed ones without SE)
+        free = s["coef_free"]
+        coef_se = np.full(coef.size, np.nan)
+        coef_se[free] = sx[D + P + S:]
+        coef_names = typical.coefficient_names
+        effects = []
+        for e, sl in zip(typical.effects, typical.slices, strict=True):
+            effects.append(e.with_values(coef[sl]).as_dict())
         # the outer iterations in natural units: theta, residual SDs, Omega diagonal, OFV
         hist = []
         for it, (hx, hofv) in enumerate(s.get("history") or ()):
             ht, hw2, hsd = self._unpack(s, hx)
             hist.append(np.r_[it, from_internal(ht, sc, lo, hi), hsd, hw2, hofv])
         m2ll = float(point.path_objective[0])
-        n_par = int(D + E + len(err))
+        n_par = int(s["x"].size)
         n_obs = int(sum(d.n for d in ep.designs))
         res = s["res"]
+        from ..population._outputs import correlation_condition_number
+
+        Rm = s.get("R")
+        r_cond = (float(np.linalg.cond(Rm)) if Rm is not None and np.all(np.isfinite(Rm))
+                  else float("nan"))
         part = PopulationPart(
             fixed_effects={names[q]: float(typ[j]) for j, q in enumerate(pop_cols)},
             fixed_effects_se={names[q]: float(sx[j] * dth[j]) for j, q in enumerate(pop_cols)},
-            omega_names=tuple(names[pop_cols[j]] for j in eta_pos),
-            omega=np.diag(w2),
+            omega_names=tuple(eta_names),
+            omega=omega,
             sigma={names[q]: float(v) for (q, _, _), v in zip(err, sd, strict=True)},
             ebes=np.asarray(eta, dtype=float),
-            shrinkage={names[pop_cols[j]]: float(shrink[e]) for e, j in enumerate(eta_pos)},
-            omega_se={names[pop_cols[j]]: float(sx[D + e] * w2[e]) for e, j
-                      in enumerate(eta_pos)},
-            sigma_se={names[q]: float(sx[D + E + k] * v) for k, ((q, _, _), v)
+            shrinkage={k: float(shrink[e]) for e, k in enumerate(eta_names)},
+            omega_se={k: float(om_se[e, e]) for e, k in enumerate(eta_names)},
+            sigma_se={names[q]: float(sx[D + P + k] * v) for k, ((q, _, _), v)
                       in enumerate(zip(err, sd, strict=True))},
             cv_percent=cv, ofv=float(s["ofv"]), m2ll=m2ll,
             aic=m2ll + 2 * n_par, bic=m2ll + n_par * math.log(max(n_obs, 1)),
@@ -427,14 +519,20 @@ class FOCEI(Estimator):
             converged=bool(res.success), method=self.name, covariance_method=s["cov_method"],
             covariance=cov, covariance_names=tuple(
                 [f"theta {names[q]}" for q in pop_cols]
-                + [f"log omega^2 {names[pop_cols[j]]}" for j in eta_pos]
-                + [f"log {names[q]}" for q, _, _ in err]),
+                + list(om_model.parameter_names())
+                + [f"log {names[q]}" for q, _, _ in err]
+                + [f"coef {n}" for n, f in zip(coef_names, free, strict=True) if f]),
             history=np.array(hist, dtype=float) if hist else None,
             scales={names[q]: str(problem.parameters[q].scale) for q in pop_cols},
             bounds={names[q]: (float(problem.lower[q]), float(problem.upper[q]))
                     for q in pop_cols},
-            omega_blocks=tuple({"parameters": [names[pop_cols[j]]], "fixed": False}
-                               for j in eta_pos))
+            covariate_effects=tuple(effects),
+            coefficients={n: float(v) for n, v in zip(coef_names, coef, strict=True)},
+            coefficients_se={n: float(v) for n, v in zip(coef_names, coef_se, strict=True)},
+            omega_blocks=tuple(om_model.block_specs()),
+            omega_offdiag_se=offdiag_se,
+            condition_number=correlation_condition_number(cov),
+            r_condition_number=r_cond)
         s["population"] = part
 
     def __call__(self, ep: EstimationProblem):
@@ -453,3 +551,44 @@ def _z(confidence: float) -> float:
     from scipy.stats import norm
 
     return float(norm.ppf(0.5 + confidence / 2.0))
+
+
+def _covariate_model(ep: EstimationProblem, params) -> tuple[dict, list]:
+    """Each subject's covariate values (mapping covariate -> array (N,)) and the covariate
+    effects of the population parameters ``params``, categorical levels resolved from the
+    data when the config does not list them (every category but the reference, sorted)."""
+    effects = [e for p in params for e in (p.covariates or ())]
+    if not effects:
+        return {}, []
+    designs = ep.designs
+    needed = list(dict.fromkeys(e.covariate for e in effects))
+    covariates = {}
+    for c in needed:
+        vals = []
+        for d in designs:
+            base = dict(getattr(d, "baseline", ()) or ())
+            if c not in base:
+                raise DataError(f"{ep.source}: subject '{d.id}': covariate '{c}' of the "
+                                "population model is missing (expected a baseline value for "
+                                "every subject)")
+            vals.append(base[c])
+        arr = np.array(vals, dtype=object)
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError):
+            pass
+        covariates[c] = arr
+    out = []
+    for e in effects:
+        if e.effect == "categorical" and not e.levels:
+            cats = {e.category(v) for v in covariates[e.covariate]} - {e.reference, None}
+            e = e.with_levels(sorted(cats, key=_category_order))
+        out.append(e)
+    return covariates, out
+
+
+def _category_order(key: str):
+    try:
+        return (0, float(key), "")
+    except ValueError:
+        return (1, 0.0, key)

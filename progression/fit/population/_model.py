@@ -79,6 +79,9 @@ class CovariateEffect:
     levels : tuple of str
         Categorical: the non-reference categories, one coefficient each (empty before they are
         resolved from the data).
+    groups : tuple of (str, tuple of str)
+        Categorical, optional: categories made of covariate values (``("low", ("1", "2",
+        "3", "4"))``); the levels and the reference are then group names.
     values : tuple of float
         Coefficients (starting values, or the estimates); a categorical effect given one value
         before its levels are known repeats it for every level.
@@ -97,11 +100,14 @@ class CovariateEffect:
     estimated: tuple = (True,)
     lower: tuple = (-math.inf,)
     upper: tuple = (math.inf,)
+    groups: tuple = ()
 
     def __post_init__(self):
         for k in ("levels", "values", "estimated", "lower", "upper"):
             v = getattr(self, k)
             object.__setattr__(self, k, tuple(v) if isinstance(v, list | tuple) else (v,))
+        object.__setattr__(self, "groups", tuple(
+            (str(g), tuple(level_key(v) for v in members)) for g, members in self.groups))
         if self.effect == "categorical":
             object.__setattr__(self, "reference", level_key(self.reference))
             object.__setattr__(self, "levels", tuple(level_key(v) for v in self.levels))
@@ -134,7 +140,18 @@ class CovariateEffect:
 
         return CovariateEffect(self.parameter, self.covariate, self.effect, self.reference,
                                levels, per(self.values), per(self.estimated), per(self.lower),
-                               per(self.upper))
+                               per(self.upper), self.groups)
+
+    def category(self, value) -> str | None:
+        """The category of a covariate value: its :func:`level_key`, or the group it belongs
+        to when ``groups`` are given (None when in no group)."""
+        key = level_key(value)
+        if not self.groups:
+            return key
+        for g, members in self.groups:
+            if key in members:
+                return g
+        return None
 
     def with_values(self, values) -> CovariateEffect:
         import dataclasses
@@ -158,7 +175,7 @@ class CovariateEffect:
         """
         coef = np.asarray(coef, dtype=float)
         if self.effect == "categorical":
-            keys = np.array([level_key(v) for v in np.atleast_1d(x)], dtype=object)
+            keys = np.array([self.category(v) for v in np.atleast_1d(x)], dtype=object)
             onehot = np.stack([keys == lv for lv in self.levels], axis=1).astype(float) \
                 if self.levels else np.zeros((keys.size, 0))
             return 1.0 + onehot @ coef, onehot
@@ -181,14 +198,16 @@ class CovariateEffect:
                 "effect": self.effect, "reference": self.reference,
                 "levels": list(self.levels), "values": list(self.values),
                 "estimated": list(self.estimated), "lower": list(self.lower),
-                "upper": list(self.upper)}
+                "upper": list(self.upper),
+                "groups": [[g, list(m)] for g, m in self.groups]}
 
     @classmethod
     def from_dict(cls, d) -> CovariateEffect:
         if isinstance(d, CovariateEffect):
             return d
         return cls(**{k: d[k] for k in ("parameter", "covariate", "effect", "reference",
-                                         "levels", "values", "estimated", "lower", "upper")
+                                         "levels", "values", "estimated", "lower", "upper",
+                                         "groups")
                       if k in d})
 
 
