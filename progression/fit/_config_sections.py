@@ -620,7 +620,8 @@ def omega_table(chk: _Check, doc: dict, parameters: tuple, estimator) -> tuple:
     if estimator in POPULATION_ESTIMATORS and not structured:
         for p in parameters:
             if p.covariates:
-                chk.add(f"parameters.{p.name}.covariates", f"covariate effects are not "
+                chk.add(f"parameters.{p.name}.covariates.{p.covariates[0].covariate}",
+                        f"covariate effects are not "
                         f"supported by fit.estimator = {estimator!r} yet (expected one of "
                         f"{', '.join(STRUCTURED_ESTIMATORS)})")
             if p.eta_fixed:

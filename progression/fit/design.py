@@ -451,6 +451,7 @@ def _check_categories(cohort, config: FitConfig, designs, problems: list) -> Non
                               f"'{e.covariate}'; the data have {found}")
         for lv in e.levels:
             if lv not in seen:
-                raise ConfigError(f"{config.source}, key '{key}.levels': no subject has "
+                where = "groups" if e.groups else "levels"
+                raise ConfigError(f"{config.source}, key '{key}.{where}': no subject has "
                                   f"category {lv!r} of covariate '{e.covariate}'; the data "
                                   f"have {found}")
