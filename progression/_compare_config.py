@@ -11,7 +11,8 @@ A config has these tables::
     delay = [6, 18]           # months (a pair: uniform per subject)
     # fit = "fits/als_synthetic"   # ... or a saved fit folder instead: its subjects, or
     # patients = "new"             # (a population fit) n new patients drawn from the
-                                   # fitted population (n, seed as above)
+                                   # fitted population (n, seed as above; their time
+                                   # offsets: the fit's, or anchor + delay when given)
 
     [source.variability]      # optional; default: the §5 virtual cohort
     log_sd = { k0 = 0.3 }
@@ -392,8 +393,12 @@ def read_compare_config(path, *, n: int | None = None) -> CompareConfig:
     if "fit" in src and patients == "new":
         from .virtual.population import VirtualPopulation as _VP
 
+        # the fit's clock unless the config sets one (anchor/delay: as for a sampled
+        # population, under each new patient's own parameters)
+        clock = ({"anchor": anchor, "delay": delay} if "anchor" in src or "delay" in src
+                 else {})
         try:
-            source = _VP.from_fit(fitted, size, seed=seed)
+            source = _VP.from_fit(fitted, size, seed=seed, **clock)
         except ProgressionError as exc:
             raise ConfigError(f"{path}, key 'source.patients': {exc}") from None
     elif "fit" in src:

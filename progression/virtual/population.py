@@ -123,6 +123,9 @@ class VirtualPopulation:
         The population fit the subjects were drawn from (:meth:`from_fit`).
     patients : NewPatients or None
         Their random numbers (random effects, covariate rows) under ``sampler``.
+    clock : tuple or None
+        ``(anchor, delays (m,), max_time, simulate options)`` when data time 0 is an anchor
+        event plus a delay (:meth:`from_fit` with ``anchor``); None: the offsets are given.
     """
 
     model: object
@@ -132,6 +135,7 @@ class VirtualPopulation:
     description: str = ""
     sampler: object = field(default=None, repr=False)
     patients: object = field(default=None, repr=False)
+    clock: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         model = load_model(self.model)
@@ -157,12 +161,19 @@ class VirtualPopulation:
                                  self.time_offsets[index],
                                  tuple(np.asarray(self.subject_ids)[index]), self.description,
                                  self.sampler,
-                                 None if self.patients is None else self.patients.subset(index))
+                                 None if self.patients is None else self.patients.subset(index),
+                                 None if self.clock is None else
+                                 (self.clock[0], np.asarray(self.clock[1])[index],
+                                  *self.clock[2:]))
 
     def parameter_draws(self, n: int, rng=None):
         """Parameter uncertainty of a population drawn from a fit (:meth:`from_fit`): ``n``
         draws of the fit's population parameters from its covariance step, each applied to
         the same subjects (their random effects and covariates: common random numbers).
+
+        With an ``anchor`` clock (:meth:`from_fit`), each draw's time offsets are its
+        patients' anchor event times plus their delays (NaN, and left out by
+        :func:`compare`, where the anchor does not happen or the patient dies first).
 
         Returns
         -------
@@ -172,10 +183,24 @@ class VirtualPopulation:
         """
         if self.sampler is None or self.patients is None:
             return None
-        return self.sampler.parameter_draws(self.patients, n, rng)
+        d = self.sampler.parameter_draws(self.patients, n, rng)
+        if self.clock is not None:
+            anchor, delays, max_time, options = self.clock
+            m = self.n_subjects
+            when = _anchor_times(self.model, d.parameters.reshape(n * m, -1), anchor,
+                                 np.tile(delays, n), max_time=max_time, **options)
+            d.offsets = when.reshape(n, m)
+            lost = int(np.sum(~np.isfinite(when)))
+            d.notes.append(f"time offsets of every draw: {anchor or 'model time'} + each "
+                           "patient's delay under the drawn parameters"
+                           + (f"; {lost} of {n * m} patient draws without that time (no "
+                              f"{anchor} by {max_time:g}, or dead first) are left out"
+                              if lost else ""))
+        return d
 
     @classmethod
-    def from_fit(cls, fit, n: int = 500, *, seed=0, covariates=None,
+    def from_fit(cls, fit, n: int = 500, *, seed=0, covariates=None, anchor=CONTENT,
+                 delay=0.0, max_time: float = 240.0, solver=None,
                  min_offset: float = 0.0) -> VirtualPopulation:
         """``n`` new virtual patients drawn from a population fit.
 
@@ -185,10 +210,15 @@ class VirtualPopulation:
         values with the covariate effects plus ``eta`` on each parameter's estimation scale
         (:meth:`~progression.fit.parts.PopulationPart.individual_values`). Quantities outside
         the population model keep the fit's values (fixed values, or the resampled fitted
-        subject's own estimate). Time offsets (model time at data time 0): drawn from the
-        population model when ``time_offset`` is one of its parameters, else the fitted
-        subject's. Patients whose offset is below ``min_offset`` (before the model's t = 0)
-        are drawn again.
+        subject's own estimate).
+
+        Time offsets (model time at each patient's data time 0), by default the fit's clock:
+        drawn from the population model when ``time_offset`` is one of its parameters, else
+        the resampled fitted subject's; patients with an offset below ``min_offset`` are
+        drawn again. With ``anchor`` (an event, or None for model time), data time 0 is
+        instead ``anchor + delay`` under each patient's own parameters, as in
+        :meth:`sample`; patients whose anchor does not happen by ``max_time``, or who die
+        before data time 0, are drawn again.
 
         Between-subject variability is the spread of these patients at the estimates;
         parameter uncertainty (:meth:`parameter_draws`, ``compare(..., draws=K)``) draws the
@@ -204,13 +234,23 @@ class VirtualPopulation:
         seed : int or numpy Generator
         covariates : mapping of str to array (k,), optional
             A covariate table to resample from instead of the fitted subjects'.
+        anchor : str or None, optional
+            Not given: the fit's clock. An event name, or None (model time): data time 0 at
+            ``anchor + delay``.
+        delay : float or (float, float)
+            Time after the anchor (a pair: uniform per patient); with ``anchor`` only.
+        max_time : float
+            With ``anchor``: patients whose anchor does not happen by then are drawn again.
+        solver : SolverOptions or mapping, optional
+            How the anchor simulations are integrated.
         min_offset : float
-            Smallest allowed time offset (model time units).
+            Smallest allowed time offset of the fit's clock (model time units).
 
         Raises
         ------
         ConfigError
-            ``n`` is not a positive integer, or ``covariates`` is malformed.
+            ``n`` is not a positive integer, ``covariates`` is malformed, or ``anchor`` is
+            not an event of the model.
         FitError
             ``fit`` has no population part, or a covariate of its population model has no
             values.
@@ -222,12 +262,28 @@ class VirtualPopulation:
             raise ConfigError(f"fit: expected a FitResult with a population part, found "
                               f"{type(fit).__name__}")
         sampler = fit.population_sampler(covariates)
+        model = load_model(fit.model)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        clock = None
+        if anchor is not CONTENT:
+            if anchor is not None and anchor not in {e.name for e in model.events}:
+                raise ConfigError(f"anchor: model {model.name!r} has no event {anchor!r} "
+                                  f"(events: {', '.join(e.name for e in model.events) or 'none'}"
+                                  "; or None for model time)")
+            options = SolverOptions.coerce(solver).simulate_kwargs()
+            delays = _draw_delay(delay, int(n), rng)
+            clock = (anchor, delays, float(max_time), options)
+
+        def anchored(table, delays):
+            return _anchor_times(model, table, anchor, delays, max_time=max_time, **clock[3])
+
         patients = sampler.draw_patients(int(n), rng)
         table, offsets = sampler.values(patients)
+        if clock is not None:
+            offsets = anchored(table, clock[1])
         redrawn = 0
         for _ in range(100):
-            bad = ~(offsets >= min_offset)
+            bad = ~(offsets >= min_offset) if clock is None else ~np.isfinite(offsets)
             if not bad.any():
                 break
             redrawn += int(bad.sum())
@@ -236,20 +292,28 @@ class VirtualPopulation:
                                  patients.subjects.copy())
             z[bad], rows[bad], subjects[bad] = fresh.z, fresh.rows, fresh.subjects
             patients = type(patients)(z, rows, subjects)
-            table, offsets = sampler.values(patients)
+            new_table, new_offsets = sampler.values(fresh)
+            table[bad] = new_table
+            offsets[bad] = new_offsets if clock is None else anchored(new_table,
+                                                                      clock[1][bad])
         else:
             raise ProgressionError(f"VirtualPopulation.from_fit: could not draw {n} patients "
-                                   f"with a time offset >= {min_offset:g} from fit "
-                                   f"'{sampler.fit_name}'")
+                                   f"with a usable time offset from fit '{sampler.fit_name}' "
+                                   f"({redrawn} draws rejected)")
         pop = sampler.population
+        if clock is None:
+            when = (f"; {redrawn} draws with a time offset below {min_offset:g} drawn again"
+                    if redrawn else "")
+        else:
+            when = (f"; data time 0 = {anchor or 'model time'} + {delay}"
+                    + (f" ({redrawn} draws without it drawn again)" if redrawn else ""))
         desc = (f"{n} new patients drawn from the population fit '{sampler.fit_name}' "
                 f"({pop.method or 'population'}: random effects on "
                 f"{', '.join(pop.omega_names) or 'nothing'}"
                 + (f"; covariates {', '.join(pop.covariate_names)} from "
                    f"{sampler.covariates_from}" if pop.covariate_names else "")
-                + (f"; {redrawn} draws with a time offset below {min_offset:g} drawn again"
-                   if redrawn else "") + ")")
-        return cls(load_model(fit.model), table, offsets, (), desc, sampler, patients)
+                + when + ")")
+        return cls(model, table, offsets, (), desc, sampler, patients, clock)
 
     @classmethod
     def typical(cls, model=None, *, anchor=CONTENT, delay=CONTENT,

@@ -244,13 +244,14 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
     if np.any(starts[:m] < 0):
         raise ConfigError(f"start: model time offsets + start must be >= 0 (biological onset); "
                           f"found {starts[:m].min():g}")
-    early = np.nonzero(starts < 0)[0]
+    early = np.nonzero(~(starts >= 0))[0]
     if early.size:
-        # a drawn offset that puts the start before the model's t = 0: that draw is left out
+        # a drawn offset that puts the start before the model's t = 0 (or that is undefined:
+        # an anchor event that does not happen under the drawn parameters): left out
         full[early] = np.nan
         starts[early] = 0.0
         draw_notes.append(f"{early.size} subject draw(s) whose drawn time offset put the start "
-                          "before the model's t = 0 are left out")
+                          "before the model's t = 0 (or is undefined) are left out")
 
     solver = SolverOptions.coerce(solver, method=method, rtol=rtol, atol=atol,
                                   max_step=max_step)
