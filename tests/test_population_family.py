@@ -420,3 +420,29 @@ def test_fo_estimator_refuses_censored_values(tmp_path):
     with pytest.raises(ConfigError, match=r"\"fo\": expected no censored values .*found 1 "
                                           r"\(first in subject '1'\)"):
         fit(cfg, data=designs)
+
+
+# --- covariance step diagnostics ---------------------------------------------------------------
+
+
+def test_r_matrix_diagnosis_names_the_unidentified_parameters():
+    """R = J'J with two columns of J equal (CL and V enter only as CL + V): one zero
+    eigenvalue whose eigenvector loads 1/2, 1/2 on them; a negative eigenvalue is named
+    NON-POSITIVE-SEMIDEFINITE; a positive definite R gives no message."""
+    from progression.fit.population._gradient import r_matrix_diagnosis
+
+    names = ["theta CL", "theta V", "log omega^2 CL", "log omega^2 V", "log conc.a"]
+    J = np.random.default_rng(0).standard_normal((40, 5))
+    J[:, 1] = J[:, 0]
+    msg = r_matrix_diagnosis(J.T @ J, names)
+    assert "ALGORITHMICALLY SINGULAR" in msg and "1 of 5 eigenvalues" in msg
+    assert "theta CL 0.50" in msg and "theta V 0.50" in msg and "fix one of them" in msg
+    assert "log conc.a" not in msg
+    R = np.diag([4.0, 3.0, 2.0, 1.0, -0.2])
+    msg = r_matrix_diagnosis(R, names)
+    assert "NON-POSITIVE-SEMIDEFINITE" in msg and "(-0.2; largest 4)" in msg
+    assert "log conc.a 1.00" in msg
+    assert r_matrix_diagnosis(np.eye(5) + 0.1, names) == ""
+    assert "non-finite" in r_matrix_diagnosis(np.full((5, 5), np.nan), names)
+    with pytest.raises(FitError, match="expected a square matrix of 5 parameters"):
+        r_matrix_diagnosis(np.eye(4), names)
