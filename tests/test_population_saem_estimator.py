@@ -234,3 +234,106 @@ def test_cli_theoph_saem(tmp_path):
     np.testing.assert_allclose([pop["fixed_effects"][k] for k in NAMES], [1.59, 2.75, 31.8],
                                rtol=0.05)
     assert pop["method"] == "saem"
+
+
+#: als_reduced on the first subjects of the synthetic clinic cohort, random effects on the
+#: four progression parameters and the onset shift (no doses: the RK4 kernel path applies)
+ALS = """
+[fit]
+name = "als_rk4"
+model = "als_reduced"
+estimator = "saem"
+[data]
+path = "../data/synthetic/als_clinic_200.csv"
+[error.ALSFRS_R]
+model = "additive"
+a = { value = 2.0, estimate = "population" }
+[error.NfL]
+model = "lognormal"
+sigma = { value = 0.35, estimate = "population" }
+[error.CRP]
+model = "lognormal"
+sigma = { value = 0.9, estimate = "population" }
+[parameters.k0]
+estimate = "population"
+value = 0.0095
+bounds = [0.0005, 0.2]
+eta = 0.45
+[parameters.kA]
+estimate = "population"
+value = 0.034
+bounds = [0.001, 0.5]
+eta = 0.45
+[parameters.Tmax]
+estimate = "population"
+value = 0.88
+bounds = [0.4, 1.0]
+eta = 0.01
+[parameters.eD]
+estimate = "population"
+value = 0.34
+bounds = [0.01, 5.0]
+eta = 0.09
+[parameters.wsp]
+estimate = "fixed"
+value = 0.095
+[parameters.time_offset]
+estimate = "population"
+value = 6.3
+bounds = [0.5, 200.0]
+scale = "log"
+covariate = "onset_time"
+factor = -1.0
+eta = 0.36
+"""
+
+
+def test_rk4_kernel_predictions_match_exact_path():
+    """The lockstep RK4 predictions the SAEM kernels use on dose-free designs (ALS): after
+    calibration at one set of draws, predictions at other draws (two rows per subject)
+    within 0.01 residual SD of the exact path (measured 2e-5); a row far beyond the
+    calibrated span is taken by the exact fallback; Theoph (doses) keeps the exact path."""
+    from progression.fit.estimators.focei import population_layout
+    from progression.fit.estimators.saem import _Predictions
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+    from progression.fit.transforms import to_internal
+
+    cfg = parse_fit_config(ALS, source="als.toml", base_dir=ROOT / "configs")
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    designs = designs[:16]
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    pop_cols, _, _ = population_layout(problem)
+    model = ProblemModel(problem, designs, pop_cols)
+    assert applicable(model.problem, model.eval_designs)
+    x0 = to_internal(problem.values[pop_cols], problem.scale[pop_cols],
+                     problem.lower[pop_cols], problem.upper[pop_cols])
+    sdv = np.sqrt([0.45, 0.45, 0.09, 0.01, 0.36])
+    n = len(designs)
+    sd = np.ones((n, model.n))
+    for i, d in enumerate(designs):
+        sd[i, :d.n] = np.array([2.0, 0.35, 0.9])[d.obs]
+    exact = _Predictions(model)
+    fast = RK4Predictions(model, fallback=exact.predict)
+    rng = np.random.default_rng(1)
+    idx = np.arange(n)
+    assert fast.calibrate(exact.predict, x0 + sdv * rng.standard_normal((n, 5)), idx, sd)
+    assert 0 < fast.h and fast.max_error < 0.01
+    idx2 = np.tile(idx, 2)
+    phi = x0 + sdv * rng.standard_normal((2 * n, 5))
+    f_fast, G = fast.predict(phi, idx2)
+    f_ex, _ = exact.predict(phi, idx2)
+    assert G.shape == (2 * n, model.n, 5)
+    ok = np.isfinite(f_ex).all(axis=1)
+    assert ok.sum() >= 2 * n - 1
+    err = np.abs(f_fast - f_ex)[ok] / sd[idx2][ok]
+    assert err.max() < 0.01, err.max()
+    # a time offset far beyond the calibrated span: the exact path evaluates that row
+    far = phi[:2].copy()
+    far[0, 4] = np.log(fast.horizon * 1.5)
+    f_far, _ = fast.predict(far, idx[:2])
+    np.testing.assert_array_equal(f_far[:1], exact.predict(far[:1], idx[:1])[0])
+    # Theoph: doses, so the exact path
+    tcfg = read_fit_config(CONFIG)
+    tdesigns, _ = designs_from_cohort(read_data(tcfg), tcfg)
+    assert not applicable(Problem.from_config(tcfg), tdesigns)

@@ -1,0 +1,228 @@
+"""A predictions-only individual model for SAEM's Metropolis-Hastings kernels.
+
+SAEM evaluates the model a dozen times per iteration for every chain and never uses a
+derivative; what its acceptance ratios need is ``-2 log p(y | phi)`` to a small fraction of
+one unit. :class:`RK4Predictions` integrates the compiled model's vectorised right-hand side
+with the classical fixed-step Runge-Kutta scheme for **all rows of a batch in lockstep** (one
+``rhs`` call per stage for every row, instead of an adaptive stacked LSODA whose step count
+is set by the hardest row and whose Python overhead is paid per step), reads the states at the
+observation times by cubic Hermite interpolation between steps (error O(h^4), like the
+scheme) and the observables through the model's ``observe``. Rows are sorted by their last
+observation time so that each step integrates only the rows that still need it.
+
+The step is **calibrated** against the exact path before use (:meth:`RK4Predictions.
+calibrate`): starting from ``span / 50`` it is halved until the largest difference from the
+exact predictions, over a batch of parameter draws, is below ``tol`` residual SDs (default
+0.01; a change of ``2 * 0.01 |y - f| / sd`` in a value's -2 log L term); the step and the
+error reached are recorded (``h``, ``max_error``) and stated in the fit's method. Rows whose
+last model time lies beyond twice the calibration span (a tail draw of a time offset) go to
+the exact path, so that one such row does not make every lockstep step count.
+
+It applies to designs without doses, dose records, model covariates or conditions (the
+"plain" units of :mod:`progression.fit._paths`), which is the ALS progression case; other
+designs keep the exact path (:func:`applicable`). Model time is data time plus the subject's
+time offset (``theta[offset] + factor * offset covariate``), times before 0 evaluated at 0,
+as in :meth:`Problem.evaluate <progression.fit.problem.Problem.evaluate>`; the model's events
+are not located (a fit's exact path integrates with ``terminal_events = False`` too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["RK4Predictions", "applicable"]
+
+
+def applicable(problem, designs) -> bool:
+    """Whether every design is a plain unit (no doses, dose records, model covariates or
+    conditions), so that :class:`RK4Predictions` can evaluate it."""
+    if problem.conditions or getattr(problem.model, "covariate_names", ()):
+        return False
+    if not all(hasattr(problem.model, k) for k in ("rhs", "initial", "observe")):
+        return False
+    return not any(d.doses or d.covariates or d.dose_records for d in designs)
+
+
+class RK4Predictions:
+    """``predict(phi (R, D), index (R,)) -> (f (R, n), G)`` by lockstep fixed-step RK4.
+
+    Parameters
+    ----------
+    model : ProblemModel
+        The fit's individual model (its problem, designs, columns, values of the other
+        quantities and log-scale flags); its evaluation designs (censored values at their
+        limits) are used when it has them.
+    h : float, optional
+        Step in model time units; None: ``span / 200`` until :meth:`calibrate` sets it.
+    fallback : callable, optional
+        ``fallback(phi, index) -> (f, G)`` (the exact path) for rows whose last model time
+        is beyond ``horizon`` (twice the calibration span, set by :meth:`calibrate`).
+
+    Notes
+    -----
+    ``G`` is returned as zeros of the right shape (SAEM's kernels never read it). Picklable.
+    """
+
+    def __init__(self, model, h: float | None = None, fallback=None):
+        self.model = model
+        self.fallback = fallback
+        self.horizon = np.inf
+        problem = model.problem
+        self.designs = list(getattr(model, "eval_designs", model.designs))
+        self.cm = problem.model
+        self.P = problem.P
+        self.offset_index = problem.offset_index
+        self.offset_factor = problem.offset_factor
+        N = len(self.designs)
+        n = model.n
+        self.n = n
+        self.t = np.zeros((N, n))
+        self.mask = np.zeros((N, n), dtype=bool)
+        self.oi = np.zeros((N, n), dtype=int)
+        self.log = np.zeros((N, n), dtype=bool)
+        for i, d in enumerate(self.designs):
+            self.t[i, :d.n] = d.time
+            self.mask[i, :d.n] = True
+            self.oi[i, :d.n] = problem.obs_model_index[d.obs]
+            self.log[i, :d.n] = model.log_scale[d.obs]
+        self.offcov = np.array([d.offset_covariate for d in self.designs], dtype=float)
+        self.h = h
+        self.max_error = float("nan")
+
+    def _model_times(self, theta, index):
+        offset = theta[:, self.offset_index] + self.offset_factor * self.offcov[index]
+        return np.maximum(self.t[index] + offset[:, None], 0.0)
+
+    def predict(self, phi, index):
+        """Predictions on the core's scale (log for log-normal observables); NaN rows for
+        failed evaluations."""
+        phi = np.atleast_2d(np.asarray(phi, dtype=float))
+        index = np.asarray(index, dtype=int)
+        theta = self.model.thetas(phi)
+        tmax = np.where(self.mask[index], self._model_times(theta, index), 0.0).max(axis=1)
+        long = tmax > self.horizon
+        if self.fallback is None or not long.any():
+            f = self._solve(theta, index)
+        else:
+            # rows reaching far beyond the calibrated span (a tail draw of a time offset)
+            # would make every lockstep step count: the adaptive exact path takes them
+            f = np.empty((phi.shape[0], self.n))
+            short = ~long
+            if short.any():
+                f[short] = self._solve(theta[short], index[short])
+            f[long] = self.fallback(phi[long], index[long])[0]
+        return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
+
+    def __call__(self, phi, index):
+        return self.predict(phi, index)
+
+    def _solve(self, theta, index):
+        R = theta.shape[0]
+        n = self.n
+        mask = self.mask[index]
+        tm = np.where(mask, self._model_times(theta, index), 0.0)
+        tmax = tm.max(axis=1)
+        span = float(tmax.max()) if R else 0.0
+        h = self.h if self.h is not None else max(span, 1e-12) / 200.0
+        # rows in decreasing order of their last time: the rows a step still needs are a
+        # prefix, so late steps integrate only the long-followed rows
+        order = np.argsort(-tmax, kind="stable")
+        p = theta[order, :self.P].T.copy()                   # (P, R)
+        tms = tm[order]
+        msk = mask[order]
+        nsteps = max(1, int(np.ceil(span / h)))
+        step = np.minimum((tms / h).astype(int), nsteps - 1)
+        step = np.where(msk, step, -1)
+        # the observations of each step, as flat (row, slot) positions
+        flat = np.flatnonzero(msk)
+        by_step = np.argsort(step.ravel()[flat], kind="stable")
+        flat = flat[by_step]
+        st = step.ravel()[flat]
+        bounds = np.searchsorted(st, np.arange(nsteps + 1))
+        active = np.searchsorted(-tmax[order], -np.arange(nsteps) * h, side="right")
+        cm = self.cm
+        with np.errstate(all="ignore"):
+            y = np.asarray(cm.initial(0.0, None, p), dtype=float)
+            S = y.shape[0]
+            states = np.full((S, R * n), np.nan)
+            k1 = np.asarray(cm.rhs(0.0, y, p), dtype=float)
+            for k in range(nsteps):
+                a = max(int(active[k]), 1)
+                lo, hi = bounds[k], bounds[k + 1]
+                t0 = k * h
+                ya, pa, f0 = y[:, :a], p[:, :a], k1[:, :a]
+                s2 = cm.rhs(t0 + 0.5 * h, ya + 0.5 * h * f0, pa)
+                s3 = cm.rhs(t0 + 0.5 * h, ya + 0.5 * h * s2, pa)
+                s4 = cm.rhs(t0 + h, ya + h * s3, pa)
+                y1 = ya + (h / 6.0) * (f0 + 2.0 * s2 + 2.0 * s3 + s4)
+                f1 = np.asarray(cm.rhs(t0 + h, y1, pa), dtype=float)
+                if hi > lo:
+                    pos = flat[lo:hi]
+                    r = pos // n
+                    u = (tms.ravel()[pos] - t0) / h
+                    # cubic Hermite on [t0, t0 + h] from values and slopes at both ends
+                    h00 = (1 + 2 * u) * (1 - u) ** 2
+                    h10 = u * (1 - u) ** 2
+                    h01 = u * u * (3 - 2 * u)
+                    h11 = u * u * (u - 1)
+                    states[:, pos] = (h00 * ya[:, r] + h10 * h * f0[:, r] + h01 * y1[:, r]
+                                      + h11 * h * f1[:, r])
+                y[:, :a], k1[:, :a] = y1, f1
+            pos = np.flatnonzero(msk)
+            r = pos // n
+            o = np.asarray(cm.observe(tms.ravel()[pos], states[:, pos], p[:, r]), dtype=float)
+            vals = o[self.oi[index][order].ravel()[pos], np.arange(pos.size)]
+            lg = self.log[index][order].ravel()[pos]
+            vals = np.where(lg, np.log(vals), vals)
+        fs = np.zeros((R, n))
+        fs.ravel()[pos] = vals
+        bad = ~np.all(np.isfinite(fs), axis=1)
+        fs[bad] = np.nan
+        out = np.empty_like(fs)
+        out[order] = fs
+        return out
+
+    def calibrate(self, exact, phi, index, sd, tol: float = 0.01, halvings: int = 6):
+        """Choose the step: halve it until the predictions at ``phi`` differ from the exact
+        ones by less than ``tol`` residual SDs everywhere.
+
+        Parameters
+        ----------
+        exact : callable
+            ``exact(phi, index) -> (f, G)``, the exact path's predictions.
+        phi : ndarray (R, D)
+        index : ndarray of int (R,)
+        sd : ndarray (R, n)
+            Residual SD of every value (at the initial residual model).
+        tol : float
+        halvings : int
+            Most halvings of the step.
+
+        Returns
+        -------
+        bool
+            Whether the tolerance was reached (otherwise the caller keeps the exact path).
+        """
+        phi = np.atleast_2d(np.asarray(phi, dtype=float))
+        index = np.asarray(index, dtype=int)
+        f_ex, _ = exact(phi, index)
+        ok = np.all(np.isfinite(f_ex), axis=1)
+        if not ok.any():
+            return False
+        theta = self.model.thetas(phi)
+        span = float(np.where(self.mask[index], self._model_times(theta, index), 0).max())
+        h = max(span, 1e-12) / 50.0
+        m = self.mask[index][ok]
+        # rows beyond twice the calibration span go to the fallback (exact) path
+        self.horizon = 2.0 * span
+        for _ in range(halvings + 1):
+            self.h = h
+            f = self._solve(theta[ok], index[ok])
+            with np.errstate(invalid="ignore"):
+                err = np.where(m, np.abs(f - f_ex[ok]) / sd[ok], 0.0)
+            worst = float(np.nanmax(np.where(np.isfinite(err), err, np.inf)))
+            self.max_error = worst
+            if worst < tol:
+                return True
+            h *= 0.5
+        return False
