@@ -1,0 +1,354 @@
+"""Benchmark: population estimation as users run it (issue 11).
+
+(a) **FOCE-I on R's Theoph** (12 subjects, nlmixr2's ``theo_sd`` set-up; published nlmixr2
+    FOCEi OBJF 116.8036), all in the same run:
+
+    * ``config``: ``progression.fit.fit("configs/theoph_population.toml")``, the way users
+      run it (``progression fit``): the ODE model ``pk_oral`` with the data's dose records,
+      exact outputs and forward sensitivities at rtol 1e-10 through
+      :class:`~progression.fit.population._adapter.ProblemModel`, L-BFGS-B on the exact
+      gradient, then the covariance step (R by central differences of the gradient, the
+      sandwich). Wall time of the whole call and of the estimation alone.
+    * ``config, proposed one-liners``: the same with the two changes proposed for files this
+      benchmark's author does not own, applied here as monkeypatches **only when the code
+      does not have them yet**: ``ProblemModel.predict_hessian`` from
+      ``Problem.evaluate(..., want_hessian=True)`` (d2f in ``ceil(R / 8)`` stacked solves
+      instead of 6 solves of all rows) and an inner tie tolerance ``ftol_slack = 1e-10``
+      (the ODE's ~1e-11 noise made the slowest subject's Levenberg-Marquardt reject steps
+      until its damping ran out: 22 instead of 11 iterations).
+    * ``config, old stepper`` (``--before``): the config run with LSODA driven step by step
+      through scipy's stepper class (``_stacked._ODEINT_SEGMENTS = False``) and without the
+      proposals, i.e. the code before this work.
+    * ``core``: the population core with the closed-form model (no ODE), best of 3
+      (``benchmarks/population_core.py``'s ``fit_core``).
+    * ``naive``: nested ``scipy.optimize.minimize`` (outer BFGS with finite-difference
+      gradients; per subject an inner BFGS with finite-difference gradients and the FOCE-I
+      formula with finite-difference df/deta) on the closed-form model
+      (``population_core.fit_naive``). On the ODE model the same naive scheme would need
+      about 10^6 ODE solves; the closed form makes the naive baseline *faster*, so the
+      ratios below understate the config path's advantage over a naive ODE implementation.
+
+    Every implementation must reach OFV ~116.80.
+
+(b) **SAEM on 500 simulated ALS subjects** of ``als_reduced``: the cohort from
+    ``synthetic_cohort("configs/cohorts/als_clinic.toml", n=500)``, fitted with estimator
+    ``saem`` from ``configs/als_synthetic_population.toml`` (random effects on k0, kA, Tmax,
+    eD and the onset shift; a minimal equivalent config written here when that file is
+    absent) with its default iterations; wall time, iterations, OFV.
+
+Results: ``benchmarks/results/population.json`` and ``.md`` (date, machine, load average).
+The machine is a shared 2-core box on which other jobs run: the load average at the start of
+each part is recorded, and wall times are upper bounds of a quiet machine's.
+
+Run: ``python benchmarks/population.py [--part theoph|saem|all] [--before] [--n 500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+THEOPH = ROOT / "configs" / "theoph_population.toml"
+ALS_CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
+COHORT = ROOT / "configs" / "cohorts" / "als_clinic.toml"
+PUBLISHED = 116.8036
+
+sys.path.insert(0, str(HERE))
+
+#: The SAEM config used when configs/als_synthetic_population.toml is absent (the same
+#: population model: random effects on k0, kA, Tmax, eD and the onset shift).
+MINIMAL_ALS = """
+[fit]
+name = "als_benchmark_population"
+model = "als_reduced"
+estimator = "saem"
+[data]
+path = "data/synthetic/als_clinic_200.csv"
+[error.ALSFRS_R]
+model = "additive"
+a = { value = 2.0, estimate = "population", bounds = [0.1, 20.0] }
+[error.NfL]
+model = "lognormal"
+sigma = { value = 0.35, estimate = "population", bounds = [0.01, 5.0] }
+[error.CRP]
+model = "lognormal"
+sigma = { value = 0.9, estimate = "population", bounds = [0.01, 5.0] }
+[parameters.k0]
+estimate = "population"
+value = 0.0095
+bounds = [0.0005, 0.2]
+scale = "log"
+eta = 0.45
+[parameters.kA]
+estimate = "population"
+value = 0.034
+bounds = [0.001, 0.5]
+scale = "log"
+eta = 0.45
+[parameters.Tmax]
+estimate = "population"
+value = 0.88
+bounds = [0.4, 1.0]
+scale = "log"
+eta = 0.01
+[parameters.eD]
+estimate = "population"
+value = 0.34
+bounds = [0.01, 5.0]
+scale = "log"
+eta = 0.09
+[parameters.wsp]
+estimate = "fixed"
+value = 0.095
+[parameters.time_offset]
+estimate = "population"
+value = 6.3
+bounds = [0.5, 200.0]
+scale = "log"
+covariate = "onset_time"
+factor = -1.0
+eta = 0.36
+[estimator]
+seed = 2026
+"""
+
+
+def machine() -> dict:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "load_average_1_5_15": [round(x, 2) for x in load]}
+
+
+class _Counter:
+    """Counts ProblemModel.predict calls and rows (wraps the class attribute)."""
+
+    def __init__(self):
+        from progression.fit.population._adapter import ProblemModel
+
+        self.cls, self.orig = ProblemModel, ProblemModel.predict
+        self.calls = self.rows = 0
+        counter = self
+
+        def predict(model, phi, index):
+            counter.calls += 1
+            counter.rows += int(np.size(index))
+            return counter.orig(model, phi, index)
+
+        ProblemModel.predict = predict
+
+    def close(self):
+        self.cls.predict = self.orig
+
+
+def _predict_hessian(self, phi, index):
+    """The proposed ``ProblemModel.predict_hessian`` (see the module docstring)."""
+    phi = np.atleast_2d(np.asarray(phi, dtype=float))
+    index = np.asarray(index, dtype=int)
+    designs = getattr(self, "eval_designs", self.designs)
+    ev = self.problem.evaluate(designs, index, self.thetas(phi), self.cols, want_jac=False,
+                               want_hessian=True)
+    D = self.cols.size
+    H = np.zeros((phi.shape[0], self.n, D, D))
+    for r, i in enumerate(index):
+        n = designs[i].n
+        H[r, :n] = np.nan if ev.failed[r] else -ev.hessians[r][:n]
+    return H
+
+
+def proposals(apply: bool) -> tuple[list[str], object]:
+    """Apply the proposed one-liners where the code lacks them; returns what was applied
+    and an undo callable."""
+    from progression.fit.estimators import focei
+    from progression.fit.population._adapter import ProblemModel
+
+    done, undo = [], []
+    if not apply:
+        return done, lambda: None
+    if not hasattr(ProblemModel, "predict_hessian"):
+        ProblemModel.predict_hessian = _predict_hessian
+        done.append("ProblemModel.predict_hessian = evaluate(want_hessian=True)")
+        undo.append(lambda: delattr(ProblemModel, "predict_hessian"))
+    inner = getattr(focei, "INNER", None)
+    if inner is not None and inner.ftol_slack < 1e-10:
+        focei.INNER = dataclasses.replace(inner, ftol_slack=1e-10)
+        done.append("focei.INNER.ftol_slack = 1e-10")
+        undo.append(lambda: setattr(focei, "INNER", inner))
+
+    def restore():
+        for u in undo:
+            u()
+    return done, restore
+
+
+def config_fit(label: str, *, propose: bool, stepper: bool = False) -> dict:
+    from progression.fit.estimate import fit
+    from progression.simulate import _stacked
+
+    applied, restore = proposals(propose)
+    old = _stacked._ODEINT_SEGMENTS
+    _stacked._ODEINT_SEGMENTS = not stepper
+    counter = _Counter()
+    load = machine()["load_average_1_5_15"]
+    try:
+        t0 = time.perf_counter()
+        result = fit(THEOPH)
+        wall = time.perf_counter() - t0
+    finally:
+        counter.close()
+        _stacked._ODEINT_SEGMENTS = old
+        restore()
+    pop = result.population
+    out = {"label": label, "seconds": wall,
+           "estimation_seconds": float(result.timings.get("estimation", np.nan)),
+           "covariance_seconds": float(result.timings.get("covariance", np.nan)),
+           "ofv": float(pop.ofv), "predict_calls": counter.calls,
+           "predict_rows": counter.rows, "proposals_applied": applied,
+           "load_average_at_start": load}
+    print(f"{label}: {wall:.1f} s (estimation {out['estimation_seconds']:.1f} s), "
+          f"OFV {out['ofv']:.4f}, {counter.calls} predict calls", flush=True)
+    return out
+
+
+def theoph(args) -> dict:
+    from population_core import fit_core, fit_naive, load
+
+    part = {"machine": machine(), "published_objf": PUBLISHED}
+    runs = []
+    if args.before:
+        runs.append(config_fit("config, old stepper, no proposals", propose=False,
+                               stepper=True))
+    runs.append(config_fit("config (code as committed)", propose=False))
+    runs.append(config_fit("config, proposed one-liners", propose=True))
+    part["config"] = runs
+    times, ys, doses = load()
+    core = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ofv, _, calls = fit_core(times, ys, doses)
+        core.append(time.perf_counter() - t0)
+    part["core"] = {"seconds": core, "best_seconds": min(core), "ofv": float(ofv),
+                    "evaluations": calls}
+    print(f"core (closed form): best {min(core):.3f} s, OFV {ofv:.4f}", flush=True)
+    t0 = time.perf_counter()
+    ofv_n, _, calls_n = fit_naive(times, ys, doses)
+    naive = time.perf_counter() - t0
+    part["naive"] = {"seconds": naive, "ofv": float(ofv_n), "evaluations": calls_n}
+    print(f"naive (nested minimize, closed form): {naive:.1f} s, OFV {ofv_n:.4f}", flush=True)
+    for r in runs:
+        r["speedup_vs_naive"] = naive / r["seconds"]
+        r["estimation_speedup_vs_naive"] = naive / r["estimation_seconds"]
+    part["core"]["speedup_vs_naive"] = naive / min(core)
+    return part
+
+
+def saem(args) -> dict:
+    from progression.data.synthetic import synthetic_cohort
+    from progression.fit.config import parse_fit_config, read_fit_config
+    from progression.fit.estimate import fit
+
+    part = {"machine": machine(), "n": args.n}
+    t0 = time.perf_counter()
+    cohort, _ = synthetic_cohort(COHORT, n=args.n)
+    part["simulate_seconds"] = time.perf_counter() - t0
+    if ALS_CONFIG.exists():
+        cfg = read_fit_config(ALS_CONFIG)
+        part["config"] = str(ALS_CONFIG.relative_to(ROOT))
+    else:
+        cfg = parse_fit_config(MINIMAL_ALS, source="benchmarks/population.py (minimal)",
+                               base_dir=ROOT)
+        part["config"] = "minimal config in benchmarks/population.py"
+    if cfg.estimator != "saem":
+        cfg = dataclasses.replace(cfg, estimator="saem")
+    part["load_average_at_start"] = machine()["load_average_1_5_15"]
+    t0 = time.perf_counter()
+    result = fit(cfg, data=cohort)
+    part["seconds"] = time.perf_counter() - t0
+    pop = result.population
+    hist = pop.history
+    part["iterations"] = int(hist.shape[0]) if hist is not None else None
+    part["ofv"] = float(pop.ofv)
+    part["timings"] = {k: float(v) for k, v in result.timings.items()}
+    print(f"SAEM, {args.n} subjects: {part['seconds']:.1f} s, {part['iterations']} "
+          f"iterations, OFV {part['ofv']:.2f}", flush=True)
+    return part
+
+
+def write(out: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "population.json").write_text(json.dumps(out, indent=2) + "\n")
+    m = out.get("machine", {})
+    md = ["# Population estimation: wall times (issue 11)", "",
+          f"Date: {out['date']}. Machine: {m.get('platform')}, Python {m.get('python')}, "
+          f"{m.get('cpus')} CPUs, shared with other jobs (not quiet: load average at the "
+          "start of each run below). Command: `python benchmarks/population.py "
+          f"{out['argv']}`.", ""]
+    th = out.get("theoph")
+    if th:
+        naive = th["naive"]["seconds"]
+        md += ["## (a) FOCE-I on Theoph (12 subjects)", "",
+               "| implementation | wall time (s) | estimation (s) | vs naive | OFV | predict "
+               "calls | load |", "|---|---|---|---|---|---|---|"]
+        for r in th["config"]:
+            md.append(f"| {r['label']} | {r['seconds']:.1f} | {r['estimation_seconds']:.1f} | "
+                      f"{r['speedup_vs_naive']:.1f}x | {r['ofv']:.4f} | {r['predict_calls']} | "
+                      f"{r['load_average_at_start'][0]} |")
+        c = th["core"]
+        md.append(f"| core, closed-form model (best of 3) | {c['best_seconds']:.3f} | "
+                  f"{c['best_seconds']:.3f} | {c['speedup_vs_naive']:.0f}x | {c['ofv']:.4f} | "
+                  "- | - |")
+        md.append(f"| naive nested minimize, closed-form model | {naive:.1f} | {naive:.1f} | "
+                  f"1x | {th['naive']['ofv']:.4f} | - | - |")
+        applied = sorted({p for r in th["config"] for p in r["proposals_applied"]})
+        md += ["", f"Published nlmixr2 FOCEi OBJF: {PUBLISHED}. Config runs include reading "
+               "the data and the covariance step; 'estimation' is the optimisation alone. "
+               "Proposed one-liners applied by the benchmark (absent from the code at the "
+               f"time of the run): {', '.join(applied) if applied else 'none'}.", ""]
+    sa = out.get("saem")
+    if sa:
+        md += [f"## (b) SAEM on {sa['n']} simulated ALS subjects (als_reduced)", "",
+               f"Config: {sa['config']}. Cohort simulated in {sa['simulate_seconds']:.1f} s.",
+               "",
+               "| wall time (s) | iterations | OFV | load |", "|---|---|---|---|",
+               f"| {sa['seconds']:.1f} | {sa['iterations']} | {sa['ofv']:.2f} | "
+               f"{sa['load_average_at_start'][0]} |", ""]
+        if sa.get("timings"):
+            md.append("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in sa["timings"].items())
+                      + ".")
+            md.append("")
+    (RESULTS / "population.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("theoph", "saem", "all"), default="all")
+    ap.add_argument("--before", action="store_true",
+                    help="also time the config fit with the old LSODA stepper")
+    ap.add_argument("--n", type=int, default=500, help="simulated ALS subjects for SAEM")
+    args = ap.parse_args()
+    path = RESULTS / "population.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.update(date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+               machine=machine(), argv=" ".join(sys.argv[1:]))
+    if args.part in ("theoph", "all"):
+        out["theoph"] = theoph(args)
+        write(out)
+    if args.part in ("saem", "all"):
+        out["saem"] = saem(args)
+        write(out)
+
+
+if __name__ == "__main__":
+    main()
