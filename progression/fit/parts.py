@@ -359,6 +359,13 @@ class PopulationPart:
         step).
     r_condition_number : float
         Of R, the Hessian of the OFV in the estimation parameters.
+    subject_covariates : dict of str to list
+        Each covariate of :attr:`covariate_names` per subject (the fit's subject order):
+        the values the typical values were computed from, and the covariate distribution of
+        the fitted population.
+    history_extra : ndarray (T, C + E (E - 1) / 2) or None
+        Per row of ``history``: every covariate coefficient (``coefficients`` order), then
+        Omega's off-diagonal elements (lower triangle, row by row).
     """
 
     fixed_effects: dict
@@ -393,6 +400,8 @@ class PopulationPart:
     omega_offdiag_se: dict = field(default_factory=dict)
     condition_number: float = float("nan")
     r_condition_number: float = float("nan")
+    subject_covariates: dict = field(default_factory=dict)
+    history_extra: np.ndarray | None = None
 
     # ------------------------------------------------------------ the draw API
 
@@ -601,12 +610,14 @@ class PopulationPart:
         for k, v in d.items():
             if k not in names:
                 continue
-            if k in ("omega", "ebes", "covariance", "history"):
+            if k in ("omega", "ebes", "covariance", "history", "history_extra"):
                 v = None if v is None else np.array(v, dtype=float)
             elif k in ("omega_names", "covariance_names"):
                 v = tuple(v)
             elif k in ("covariate_effects", "omega_blocks"):
                 v = tuple(dict(e) for e in v)
+            elif k == "subject_covariates":
+                v = {kk: list(vv) for kk, vv in v.items()}
             elif k == "bounds":
                 v = {kk: (-math.inf if b[0] is None else b[0], math.inf if b[1] is None
                           else b[1]) for kk, b in v.items()}

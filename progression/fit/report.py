@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -559,23 +560,55 @@ def _population_lines(result, outputs=None) -> list[str]:
         lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
                          pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
                          f"{100 * pop.shrinkage.get(k, float('nan')):.3g}"))
+    names = list(pop.omega_names)
+    fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
+                 for k in b["parameters"]}
+    for r in range(1, len(names)):
+        for c in range(r):
+            v = float(pop.omega[r, c])
+            key = f"{names[r]},{names[c]}"
+            if v == 0.0 and key not in (getattr(pop, "omega_offdiag_se", {}) or {}):
+                continue
+            corr = v / math.sqrt(pop.omega[r, r] * pop.omega[c, c])
+            lines.append(row(f"omega {names[r]},{names[c]} (covariance; correlation "
+                             f"{corr:.3f})", v, pop.omega_offdiag_se.get(key, float("nan"))))
     for k, v in pop.sigma.items():
         lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))
-    lines += ["", f"Omega diagonal, variances on the estimation scale; CV % = 100 sqrt(exp("
-                  f"omega^2) - 1) for log-scale parameters; shrinkage = 1 - SD(EBE) / omega. "
-                  f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
-                  "empirical Bayes estimates are in `subjects.csv`.", ""]
+    effects = {n: e for e in (getattr(pop, "covariate_effects", ()) or ())
+               for n in _effect_names(e)}
+    for k, v in (getattr(pop, "coefficients", {}) or {}).items():
+        e = effects.get(k, {})
+        se = pop.coefficients_se.get(k, float("nan"))
+        fixed = not _coefficient_estimated(e, k)
+        lines.append(row(f"{k} ({_effect_words(e)}{', fixed' if fixed else ''})", v,
+                         float("nan") if fixed else se))
+    lines += ["", "Omega on the estimation scale (variances, and covariances within blocks); "
+                  "CV % = 100 sqrt(exp(omega^2) - 1) for log-scale parameters; shrinkage = 1 "
+                  "- SD(EBE) / omega. "
+              + (f"Fixed random-effect variances: {', '.join(sorted(fixed_eta))}. "
+                 if fixed_eta else "")
+              + ("Covariate effects multiply the typical value TV (the value above, at the "
+                 "reference): power TV (cov/ref)^c, exponential TV exp(c (cov - ref)), linear "
+                 "TV (1 + c (cov - ref)), categorical TV (1 + c) in the named category. "
+                 if getattr(pop, "coefficients", None) else "")
+              + f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
+              "empirical Bayes estimates are in `subjects.csv`.", ""]
+    lines += _correlation_lines(pop)
     cond = correlation_condition_number(pop.covariance)
+    r_cond = float(getattr(pop, "r_condition_number", float("nan")))
     lines += ["## Population diagnostics", "",
-              "| OFV | AIC | BIC | condition number | epsilon shrinkage % |",
-              "|---:|---:|---:|---:|---:|"]
+              "| OFV | AIC | BIC | condition number | condition number of R | "
+              "epsilon shrinkage % |",
+              "|---:|---:|---:|---:|---:|---:|"]
     eps = float("nan")
     if outputs is not None and not isinstance(outputs, str):
         eps = 100 * outputs.epsilon_shrinkage
-    lines += [f"| {pop.ofv:.4f} | {pop.aic:.4f} | {pop.bic:.4f} | {cond:.4g} | {eps:.3g} |",
+    lines += [f"| {pop.ofv:.4f} | {pop.aic:.4f} | {pop.bic:.4f} | {cond:.4g} | {r_cond:.4g} "
+              f"| {eps:.3g} |",
               "", "Condition number: largest / smallest eigenvalue of the correlation matrix "
               "of the estimates (covariance step; NONMEM's; above ~1000 suggests an "
-              "over-parameterised model). AIC and BIC from -2 log L with the constant. "
+              "over-parameterised model); of R: of the Hessian of the OFV in the estimation "
+              "parameters. AIC and BIC from -2 log L with the constant. "
               "Epsilon shrinkage = 1 - SD(IWRES).", ""]
     if isinstance(outputs, str):
         lines += [f"**The per-observation diagnostics could not be computed:** {outputs}", ""]
@@ -593,10 +626,59 @@ def _population_lines(result, outputs=None) -> list[str]:
             lines += ["The prediction-corrected VPC leaves out the observations whose PRED is "
                       "not positive (the correction divides by PRED): " + ", ".join(
                           f"{v} of {k}" for k, v in left.items()) + ".", ""]
-    lines += ["`fit.ext`: NONMEM-style table (THETA typical values, SIGMA residual variances, "
-              "OMEGA, OBJ) of the outer iterations, the final estimates (-1000000000) and the "
-              "standard errors (-1000000001); `progression.fit.population.read_ext` reads "
-              "it.", ""]
+    lines += ["`fit.ext`: NONMEM-style table (THETA typical values then covariate "
+              "coefficients, SIGMA residual variances, OMEGA, OBJ) of the outer iterations, "
+              "the final estimates (-1000000000) and the standard errors (-1000000001); "
+              "`progression.fit.population.read_ext` reads it.", ""]
+    return lines
+
+
+def _effect_names(e: dict) -> list:
+    if e.get("effect") == "categorical":
+        return [f"{e['parameter']}~{e['covariate']}={lv}" for lv in e.get("levels", ())]
+    return [f"{e['parameter']}~{e['covariate']}"]
+
+
+def _coefficient_estimated(e: dict, name: str) -> bool:
+    if not e:
+        return True
+    flags = list(e.get("estimated", [True]))
+    names = _effect_names(e)
+    k = names.index(name) if name in names else 0
+    return bool(flags[k] if k < len(flags) else flags[0])
+
+
+def _effect_words(e: dict) -> str:
+    if not e:
+        return "covariate coefficient"
+    if e.get("effect") == "categorical":
+        return f"categorical effect on {e['parameter']}, reference {e['reference']}"
+    return f"{e['effect']} effect on {e['parameter']}, reference {e['reference']:g}"
+
+
+def _correlation_lines(pop) -> list:
+    """The correlation matrix of the estimates (covariance step), as a table."""
+    cov = None if pop.covariance is None else np.asarray(pop.covariance, dtype=float)
+    names = list(pop.covariance_names)
+    if cov is None or cov.size == 0 or not np.all(np.isfinite(cov)) or len(names) != len(cov):
+        return []
+    d = np.sqrt(np.diag(cov))
+    if np.any(d <= 0):
+        return []
+    corr = cov / np.outer(d, d)
+    lines = ["### Correlations of the estimates", "",
+             "| | " + " | ".join(f"{j + 1}" for j in range(len(names))) + " |",
+             "|---|" + "---:|" * len(names)]
+    for i, n in enumerate(names):
+        lines.append(f"| {i + 1}. {n} | " + " | ".join(
+            f"{corr[i, j]:.2f}" if j <= i else "" for j in range(len(names))) + " |")
+    big = [(names[i], names[j], corr[i, j]) for i in range(len(names)) for j in range(i)
+           if abs(corr[i, j]) > 0.95]
+    lines += ["", "On the estimation scales of the covariance step (`theta`: the parameter's "
+                  "scale; `log omega^2`, `log L`, `L`: Omega's parametrisation; `coef`: a "
+                  "covariate coefficient)."
+              + (" Strongly correlated (|r| > 0.95): " + "; ".join(
+                  f"{a} and {b} ({r:.3f})" for a, b, r in big) + "." if big else ""), ""]
     return lines
 
 

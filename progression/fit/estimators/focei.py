@@ -489,10 +489,12 @@ class FOCEI(Estimator):
         for e, sl in zip(typical.effects, typical.slices, strict=True):
             effects.append(e.with_values(coef[sl]).as_dict())
         # the outer iterations in natural units: theta, residual SDs, Omega diagonal, OFV
-        hist = []
+        hist, extra = [], []
+        low = np.tril_indices(E, -1)
         for it, (hx, hofv) in enumerate(s.get("history") or ()):
-            ht, hw2, hsd = self._unpack(s, hx)
-            hist.append(np.r_[it, from_internal(ht, sc, lo, hi), hsd, hw2, hofv])
+            ht, hom, _, hsd, hco = self._split(s, hx)
+            hist.append(np.r_[it, from_internal(ht, sc, lo, hi), hsd, np.diag(hom), hofv])
+            extra.append(np.r_[hco, hom[low]])
         m2ll = float(point.path_objective[0])
         n_par = int(s["x"].size)
         n_obs = int(sum(d.n for d in ep.designs))
@@ -532,7 +534,10 @@ class FOCEI(Estimator):
             omega_blocks=tuple(om_model.block_specs()),
             omega_offdiag_se=offdiag_se,
             condition_number=correlation_condition_number(cov),
-            r_condition_number=r_cond)
+            r_condition_number=r_cond,
+            subject_covariates={c: np.asarray(v).tolist()
+                                for c, v in s["covariates"].items()},
+            history_extra=np.array(extra, dtype=float) if extra else None)
         s["population"] = part
 
     def __call__(self, ep: EstimationProblem):

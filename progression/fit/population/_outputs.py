@@ -127,6 +127,10 @@ def _model(result):
     model = ProblemModel(problem, result.designs, pop_cols)
     N = len(result.designs)
     mu = np.tile(theta_x, (N, 1))
+    if getattr(pop, "covariate_names", ()):
+        # typical values with the covariate effects, from the subjects' covariates as fitted
+        tm, mu_c = pop._typical_internal(pop.subject_covariates, N)
+        mu = mu_c[:, [tm.names.index(names[q]) for q in pop_cols]]
     th = np.asarray(result.theta, dtype=float)[0]
     a = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.a_index)
     b = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.b_index)
@@ -270,28 +274,46 @@ def _n_bins(use: np.ndarray) -> int:
 
 
 def ext_table(result) -> ExtTable:
-    """The fit's ``.ext`` table: THETA = typical values (natural scale), SIGMA = residual
-    variances (SD squared, diagonal), OMEGA = Omega (estimation scale); one row per outer
-    iteration (from ``population.history``), the final estimates and the standard errors."""
+    """The fit's ``.ext`` table: THETA = typical values (natural scale) then covariate
+    coefficients, SIGMA = residual variances (SD squared, diagonal), OMEGA = Omega (estimation
+    scale, with the covariances of its blocks); one row per outer iteration (from
+    ``population.history`` and ``history_extra``), the final estimates and the standard errors
+    (fixed elements: NONMEM's 1.0E+10)."""
     pop = result.population
     theta = np.array(list(pop.fixed_effects.values()), dtype=float)
+    coefs = dict(getattr(pop, "coefficients", {}) or {})
+    coef = np.array(list(coefs.values()), dtype=float)
     sd = np.array(list(pop.sigma.values()), dtype=float)
     om = np.asarray(pop.omega, dtype=float)
-    D, S, E = theta.size, sd.size, om.shape[0]
+    D, S, E, C = theta.size, sd.size, om.shape[0], coef.size
+    low = np.tril_indices(E, -1)
     history = []
     h = None if pop.history is None else np.asarray(pop.history, dtype=float)
+    hx = getattr(pop, "history_extra", None)
+    hx = None if hx is None else np.asarray(hx, dtype=float)
     if h is not None and h.size:
-        for row in h:
-            history.append((int(row[0]), (row[1:1 + D], row[1 + D:1 + D + S] ** 2,
-                                          row[1 + D + S:1 + D + S + E], row[-1])))
-    t_se = np.array([pop.fixed_effects_se.get(k, np.nan) for k in pop.fixed_effects])
+        for k, row in enumerate(h):
+            o = np.diag(row[1 + D + S:1 + D + S + E])
+            c = coef
+            if hx is not None and k < len(hx):
+                c = hx[k, :C]
+                o[low] = hx[k, C:]
+                o[low[::-1]] = hx[k, C:]
+            history.append((int(row[0]), (np.r_[row[1:1 + D], c], row[1 + D:1 + D + S] ** 2,
+                                          o, row[-1])))
+    t_se = np.array([pop.fixed_effects_se.get(k, np.nan) for k in pop.fixed_effects]
+                    + [pop.coefficients_se.get(k, np.nan) for k in coefs])
     # SE of a variance sd^2 from the SE of sd: 2 sd SE(sd) (delta method)
     s_se = np.array([2.0 * v * pop.sigma_se.get(k, np.nan) for k, v in pop.sigma.items()])
     o_se = np.full((E, E), np.nan)
-    for e, k in enumerate(pop.omega_names):
+    names = list(pop.omega_names)
+    off = getattr(pop, "omega_offdiag_se", {}) or {}
+    for e, k in enumerate(names):
         o_se[e, e] = pop.omega_se.get(k, np.nan)
+        for c in range(e):
+            o_se[e, c] = o_se[c, e] = off.get(f"{k},{names[c]}", np.nan)
     method = EXT_METHODS.get(getattr(pop, "method", "focei"), FOCEI_METHOD)
-    return ExtTable.from_estimates(method, history, (theta, sd ** 2, om, pop.ofv),
+    return ExtTable.from_estimates(method, history, (np.r_[theta, coef], sd ** 2, om, pop.ofv),
                                    se=(t_se, s_se, o_se))
 
 
