@@ -157,3 +157,100 @@ def test_bad_smoothing_options_refused(kwargs, words):
     with pytest.raises(FitError, match="SAEM options") as exc:
         SaemOptions(**kwargs)
     assert words in str(exc.value)
+
+
+class _Quadratic:
+    """f_ij = phi_0 + phi_1 t_j + phi_2 t_j^2 (linear in phi: a linear mixed model)."""
+
+    def __init__(self, t):
+        self.Z = np.c_[np.ones_like(t), t, t * t]
+
+    def predict(self, phi, index):
+        f = np.asarray(phi) @ self.Z.T
+        return f, np.broadcast_to(self.Z, (f.shape[0],) + self.Z.shape).copy()
+
+
+def test_block_omega_and_covariate_on_one_parameter_match_exact_ml():
+    """Omega with a 2 x 2 block (phi_0, phi_1) and a separate phi_2; a covariate on phi_0
+    only (generalised least squares M-step). Estimates against the exact ML (BFGS on the
+    marginal likelihood with the same constraints) and SEs against its exact information."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(11)
+    N, t = 100, np.arange(6.0)
+    Zq = np.c_[np.ones_like(t), t, t * t]
+    om = np.array([[1.0, 0.3, 0.0], [0.3, 0.25, 0.0], [0.0, 0.0, 0.01]])
+    x = rng.standard_normal(N)
+    L = np.linalg.cholesky(om)
+    ys = [Zq @ (np.array([5.0 + 0.8 * x[i], 1.0, -0.1]) + L @ rng.standard_normal(3))
+          + 0.5 * rng.standard_normal(t.size) for i in range(N)]
+    pattern = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=bool)
+
+    def unpack(p):
+        o = np.diag(np.exp(p[4:7]))
+        o[0, 1] = o[1, 0] = p[7]
+        return p[:3], p[3], o, np.exp(p[8])
+
+    def m2ll(p):
+        mu, beta, o, a = unpack(p)
+        C = Zq @ o @ Zq.T + a * a * np.eye(t.size)
+        try:
+            Ci = np.linalg.inv(C)
+            ld = np.linalg.slogdet(C)[1]
+        except np.linalg.LinAlgError:
+            return np.inf
+        tot = 0.0
+        for y, xi in zip(ys, x, strict=True):
+            r = y - Zq @ (mu + np.array([beta * xi, 0.0, 0.0]))
+            tot += ld + r @ Ci @ r + t.size * LOG2PI
+        return tot
+
+    ref = minimize(m2ll, np.r_[4.0, 0.5, 0.0, 0.0, 0.0, np.log(0.5), np.log(0.05), 0.0, 0.0],
+                   method="BFGS", options={"gtol": 1e-6})
+    r = saem(_Quadratic(t), PopulationData.from_subjects(ys), [4.0, 0.5, 0.0],
+             np.diag([1.0, 0.5, 0.05]), Residual.additive(1.0), covariates=x,
+             covariate_mask=[[True, False, False]], omega_structure=pattern,
+             options=SaemOptions(is_samples=0), seed=2)
+    assert r.parameter_names == ("mu[0]", "mu[1]", "mu[2]", "beta[0,0]", "log omega2[0]",
+                                 "log omega2[1]", "log omega2[2]", "omega[1,0]", "log a[0]")
+    assert r.beta[0, 1] == 0.0 and r.beta[0, 2] == 0.0
+    assert r.omega[0, 2] == 0.0 and r.omega[1, 2] == 0.0
+    mu, beta, o, a = unpack(ref.x)
+    # Monte Carlo tolerances, well inside the statistical errors (SEs ~0.1, 0.05, 0.006)
+    np.testing.assert_allclose(r.mu, mu, atol=0.03)
+    assert r.beta[0, 0] == pytest.approx(beta, abs=0.03)
+    np.testing.assert_allclose(np.diag(r.omega), np.diag(o), rtol=0.08)
+    assert r.omega[1, 0] == pytest.approx(o[1, 0], abs=0.03)
+    assert r.residual.a[0] == pytest.approx(a, rel=0.03)
+    p = np.r_[r.mu, r.beta[0, 0], np.log(np.diag(r.omega)), r.omega[1, 0],
+              np.log(r.residual.a[0])]
+    info = _hessian(m2ll, p) / 2.0
+    np.testing.assert_allclose(np.sqrt(np.diag(r.covariance)),
+                               np.sqrt(np.diag(np.linalg.inv(info))), rtol=0.15)
+
+
+def test_fixed_omega_block_stays_fixed():
+    x, ys = _linear(40, 6, np.diag([4.0, 0.25]))
+    om0 = np.diag([3.0, 0.3])
+    r = saem(LinearModel([T] * 40), PopulationData.from_subjects(ys), [5.0, 1.0], om0,
+             Residual.additive(2.0), omega_fixed=[False, True],
+             options=SaemOptions(k1=60, k2=40, min_k1=40, window=20, is_samples=0), seed=1)
+    assert r.omega[1, 1] == pytest.approx(0.3, rel=1e-8)
+    assert r.omega[0, 0] != 3.0
+    assert r.parameter_names == ("mu[0]", "mu[1]", "log omega2[0]", "log a[0]")
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(covariate_mask=[[True]]), "covariate_mask: expected a (1, 2)"),
+    (dict(omega_structure=[[True, True], [False, True]]), "omega_structure: expected a "
+                                                          "symmetric"),
+    (dict(omega_fixed=[True]), "omega_fixed: expected 2 flags"),
+    (dict(omega_structure=np.ones((2, 2), bool), omega_fixed=[True, False]),
+     "either fixed or estimated as a whole"),
+])
+def test_bad_structure_refused(kwargs, words):
+    x, ys = _linear(12, 5, np.diag([4.0, 0.25]))
+    with pytest.raises(FitError, match="SAEM") as exc:
+        saem(LinearModel([T] * 12), PopulationData.from_subjects(ys), [5.0, 1.0], np.eye(2),
+             Residual.additive(2.0), covariates=np.zeros(12) + x, **kwargs)
+    assert words in str(exc.value)

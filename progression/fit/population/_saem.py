@@ -313,24 +313,29 @@ class _Louis:
     ``dV/dlog a = 2 a^2``, ``dV/dlog b = 2 b^2 f^2`` (censored values imputed, so complete).
     """
 
-    def __init__(self, X, sub, E, full, has_a, has_b):
+    def __init__(self, X, sub, E, pattern, var_free, b_free, has_a, has_b):
         self.X, self.sub, self.E = X, sub, E
         self.P1 = X.shape[1]
-        self.pairs = [(e, f) for e in range(E) for f in range(e)] if full else []
-        self.Kw = E + len(self.pairs)
+        self.var_free = np.flatnonzero(var_free)
+        self.pairs = [(e, f) for e in range(E) for f in range(e) if pattern[e, f]
+                      and var_free[e] and var_free[f]]
+        self.Kw = self.var_free.size + len(self.pairs)
+        self.b_keep = np.flatnonzero(np.asarray(b_free).ravel())
         self.res = [(k, w) for k in range(len(has_a)) for w, h in (("a", has_a[k]),
                                                                    ("b", has_b[k])) if h]
-        self.K = self.P1 * E + self.Kw + len(self.res)
+        self.Kb = self.b_keep.size
+        self.K = self.Kb + self.Kw + len(self.res)
         names = [(f"mu[{e}]" if p == 0 else f"beta[{p - 1},{e}]")
                  for p in range(self.P1) for e in range(E)]
-        names += [f"log omega2[{e}]" for e in range(E)]
+        names = [names[j] for j in self.b_keep]
+        names += [f"log omega2[{e}]" for e in self.var_free]
         names += [f"omega[{e},{f}]" for e, f in self.pairs]
         names += [f"log {w}[{k}]" for k, w in self.res]
         self.names = tuple(names)
 
     def values(self, B, omega, a, b):
         """The parameter vector in the order of ``names``."""
-        return np.r_[B.ravel(), np.log(np.diag(omega)),
+        return np.r_[B.ravel()[self.b_keep], np.log(np.diag(omega)[self.var_free]),
                      [omega[e, f] for e, f in self.pairs],
                      [np.log(a[k] if w == "a" else b[k]) for k, w in self.res]]
 
@@ -343,19 +348,20 @@ class _Louis:
         v = eta_c @ A
         Xr = self.X[self.sub]
         dOm = np.zeros((self.Kw, E, E))
-        for e in range(E):
-            dOm[e, e, e] = omega[e, e]
+        nv = self.var_free.size
+        for j, e in enumerate(self.var_free):
+            dOm[j, e, e] = omega[e, e]
         for j, (e, f) in enumerate(self.pairs):
-            dOm[E + j, e, f] = dOm[E + j, f, e] = 1.0
-        isdiag = np.r_[np.ones(E), np.zeros(len(self.pairs))]
+            dOm[nv + j, e, f] = dOm[nv + j, f, e] = 1.0
+        isdiag = np.r_[np.ones(nv), np.zeros(len(self.pairs))]
         tr_k = np.einsum("ef,kfe->k", A, dOm)
         AO = A[None] @ dOm                                     # A Omega_k
         T2 = np.einsum("lef,kfe->lk", AO, AO)                  # tr(A Omega_l A Omega_k)
         w = np.einsum("kef,rf->rke", dOm, v)                   # Omega_k v
         u = np.einsum("ef,rkf->rke", A, w)                     # A Omega_k v
         vw = np.einsum("re,rke->rk", v, w)                     # v' Omega_k v
-        g = np.zeros((R, self.K))
-        H = np.zeros((self.K, self.K))
+        g = np.zeros((R, Kb + self.Kw + len(self.res)))
+        H = np.zeros((g.shape[1], g.shape[1]))
         g[:, :Kb] = (Xr[:, :, None] * v[:, None, :]).reshape(R, Kb)
         g[:, Kb:Kb + self.Kw] = -0.5 * tr_k[None] + 0.5 * vw
         H[:Kb, :Kb] = -np.kron(Xr.T @ Xr, A)
@@ -365,7 +371,11 @@ class _Louis:
         H[Kb:Kb + self.Kw, Kb:Kb + self.Kw] = (
             R * (0.5 * T2 - 0.5 * np.diag(isdiag * tr_k))
             - np.einsum("rle,rke->lk", w, u) + 0.5 * np.diag(isdiag * vw.sum(axis=0)))
-        o = Kb + self.Kw
+        # only the free coefficients (intercepts always; covariate effects where modelled)
+        keep = np.r_[self.b_keep, Kb + np.arange(self.Kw + len(self.res))]
+        g = g[:, keep]
+        H = H[np.ix_(keep, keep)]
+        o = self.Kb + self.Kw
         if self.res:
             with np.errstate(all="ignore"):
                 f2 = fz * fz
@@ -432,7 +442,8 @@ def _combined_optimum(r2, f2, w, a0, b0, iters=20):
 
 
 def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
-         eta_columns=None, covariates=None, options: SaemOptions | None = None,
+         eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
+         omega_fixed=None, options: SaemOptions | None = None,
          seed: int = 0) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
@@ -451,6 +462,18 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     covariates : array_like (N, P), optional
         Covariates (centred by the caller); ``mu_i = mu + beta' x_i`` on the random-effect
         parameters.
+    covariate_mask : array_like of bool (P, E), optional
+        Which covariate acts on which random-effect parameter (default: every one on every
+        one); the other coefficients are 0. The M-step is then generalised least squares of
+        the statistics ``s1`` with the current Omega (ordinary least squares when every
+        parameter has the same covariates).
+    omega_structure : array_like of bool (E, E), optional
+        Which elements of Omega are estimated (a symmetric block-diagonal pattern with a true
+        diagonal); the others are 0. The M-step keeps the blocks of the unconstrained
+        estimate (the maximum of the complete likelihood under a block-diagonal constraint).
+        Default: diagonal, or full with ``options.omega_diagonal = False``.
+    omega_fixed : array_like of bool (E,), optional
+        Random effects whose block of Omega stays at ``omega0`` (fixed variances).
     options : SaemOptions, optional
     seed : int
         Seed of the ``numpy.random.Generator``; the same seed gives identical results.
@@ -484,9 +507,37 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                            f"{cv.shape}")
         X = np.hstack([X, cv])
     P1 = X.shape[1]
-    XtX_inv = np.linalg.pinv(X.T @ X)
+    XtX = X.T @ X
+    XtX_inv = np.linalg.pinv(XtX)
     B = np.zeros((P1, E))  # coefficients on the random-effect parameters
     B[0] = mu0[cols]
+    b_free = np.ones((P1, E), dtype=bool)
+    if covariate_mask is not None:
+        cm = np.asarray(covariate_mask, dtype=bool)
+        if cm.shape != (P1 - 1, E):
+            raise FitError(f"SAEM covariate_mask: expected a ({P1 - 1}, {E}) boolean array, "
+                           f"found shape {cm.shape}")
+        b_free[1:] = cm
+    gls = not b_free.all()
+    if omega_structure is None:
+        pattern = np.eye(E, dtype=bool) if opt.omega_diagonal else np.ones((E, E), bool)
+    else:
+        pattern = np.asarray(omega_structure, dtype=bool)
+        if pattern.shape != (E, E) or not np.array_equal(pattern, pattern.T) or not \
+                pattern.diagonal().all():
+            raise FitError(f"SAEM omega_structure: expected a symmetric ({E}, {E}) boolean "
+                           f"array with a true diagonal, found {pattern.astype(int).tolist()}")
+    fixed = (np.zeros(E, dtype=bool) if omega_fixed is None
+             else np.asarray(omega_fixed, dtype=bool).ravel())
+    if fixed.shape != (E,):
+        raise FitError(f"SAEM omega_fixed: expected {E} flags, found {fixed.size}")
+    if np.any(pattern & (fixed[:, None] != fixed[None, :])):
+        raise FitError("SAEM omega_fixed: a block of Omega is either fixed or estimated as a "
+                       "whole")
+    omega_init = omega.copy()
+    omega = np.where(pattern, omega, 0.0)
+    check_omega(omega, E)
+    diagonal = not np.any(pattern & ~np.eye(E, dtype=bool))
     K = len(residual0.a)
     a = np.array(residual0.a, float)
     b = np.array(residual0.b, float)
@@ -541,7 +592,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     k1_end = None
     stop_reason = "k1 reached"
     smoothing_reason = f"k2 = {opt.k2} iterations"
-    louis = (_Louis(X, sub, E, not opt.omega_diagonal, has_a, has_b) if opt.fisher
+    louis = (_Louis(X, sub, E, pattern, ~fixed, b_free, has_a, has_b) if opt.fisher
              else None)
     if louis is not None:
         Delta = np.zeros((N, louis.K))
@@ -622,8 +673,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             # Louis: I = -E[H] - E[g g'] + E[g] E[g]' per subject, each expectation by the
             # same stochastic approximation as the statistics (Delyon et al. 1999, sec. 5)
             g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b)
-            Delta += gamma * (g_r.reshape(N, C, -1).mean(axis=1) - Delta)
-            Gsa += gamma * ((H_sum + g_r.T @ g_r) / C - Gsa)
+            # running means (step 1/k rather than the statistics' 1/k^alpha): the noise
+            # left in Delta_i biases sum_i Delta_i Delta_i' upward by sum_i Var(Delta_i),
+            # so it is averaged as much as the smoothing phase allows
+            g1 = 1.0 / (k - k1_end)
+            Delta += g1 * (g_r.reshape(N, C, -1).mean(axis=1) - Delta)
+            Gsa += g1 * ((H_sum + g_r.T @ g_r) / C - Gsa)
         for kk in range(K):
             m = obs_k[kk]
             Sres[kk] += gamma * (r2[m].sum() / C - Sres[kk])
@@ -635,16 +690,30 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 opt_ab = _combined_optimum(r2[m], fz[m] ** 2, 1.0, a[kk], b[kk])
                 ab_sa[kk] += gamma * (np.asarray(opt_ab) - ab_sa[kk])
         # --- M-step --------------------------------------------------------------------
-        B = XtX_inv @ (X.T @ s1)
+        if gls:
+            # generalised least squares with the current Omega (the coefficients of
+            # parameter e only where its covariates act): sum_i X_i' A X_i b = sum_i X_i' A s1_i
+            A = np.linalg.inv(omega)
+            fr = b_free.ravel()
+            lhs = np.kron(XtX, A)[np.ix_(fr, fr)]
+            rhs = (X.T @ s1 @ A).ravel()[fr]
+            B = np.zeros((P1, E))
+            B.ravel()[fr] = np.linalg.solve(lhs, rhs)
+        else:
+            B = XtX_inv @ (X.T @ s1)
         mu_i = mu_rows()
         M = X @ B
         om_new = (S2 - M.T @ s1 - s1.T @ M + M.T @ M) / N
         om_new = 0.5 * (om_new + om_new.T)
-        if opt.omega_diagonal or (exploring and k <= opt.min_k1):
+        if diagonal or (exploring and k <= opt.min_k1):
             # a full Omega is estimated only after the first min_k1 iterations: from a poor
             # start the early statistics can drive a correlation to +-1, a boundary that EM
             # leaves very slowly (seen on a linear mixed model started 2 SD off)
             om_new = np.diag(np.diag(om_new))
+        else:
+            om_new = np.where(pattern, om_new, 0.0)
+        if fixed.any():
+            om_new[np.ix_(fixed, fixed)] = omega_init[np.ix_(fixed, fixed)]
         om_new = om_new + 1e-10 * np.eye(E) * max(1.0, np.abs(np.diag(om_new)).max())
         a_old, b_old = a.copy(), b.copy()
         for kk in range(K):
