@@ -298,12 +298,13 @@ def test_censored_fit_end_to_end(tmp_path):
     """60 subjects, 540 values, 30% below the limit (0.639 mg/L, the late samples). Measured
     (seed 11; realised typical CL 5.211, V 49.37, eta variances 0.083, 0.036): M3 fit CL 5.284
     (SE 0.217), V 49.12, omega^2 0.074, 0.032, a 0.144, b 0.112, OFV -529.61550 (the
-    independent M3 objective: 3e-7 higher, 6e-10 relative); dropping the censored values instead: CL 4.825 (1.9 SE
-    below; the remaining late values are the high ones, so elimination looks slower)."""
+    independent M3 objective: 3e-7 higher, 6e-10 relative); dropping the censored values
+    instead: CL 4.825 (1.9 SE below; the remaining late values are the high ones, so
+    elimination looks slower)."""
+    from _population_support import RefSubject
+
     from progression.fit import fit
     from progression.fit.config import read_fit_config
-
-    from _population_support import RefSubject
 
     (m3_cfg, dropped_cfg), ys, lloq, eta = _iv_data(tmp_path)
     cens = [np.where(y < lloq, 1, 0) for y in ys]

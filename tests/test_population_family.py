@@ -232,7 +232,8 @@ def test_laplace_two_etas_against_dblquad():
         assert got.ofv_i[i] == pytest.approx(lap, abs=1e-6 * abs(lap) + 2e-6)
         sd = np.sqrt(np.diag(np.linalg.inv(Hm / 2.0)))
         Lh = L(eh)
-        integral, _ = dblquad(lambda e2, e1: np.exp(-(L(np.array([e1, e2])) - Lh) / 2.0),
+        integral, _ = dblquad(lambda e2, e1, L=L, Lh=Lh: np.exp(-(L(np.array([e1, e2])) - Lh)
+                                                                / 2.0),
                               eh[0] - 10 * sd[0], eh[0] + 10 * sd[0],
                               eh[1] - 10 * sd[1], eh[1] + 10 * sd[1],
                               epsabs=0.0, epsrel=1e-9)

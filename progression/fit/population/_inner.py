@@ -255,7 +255,7 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
         Hx = None
         if exact is not None and np.any(exact & ok):
             # the exact Hessian for the subjects that asked for it (see exact_after)
-            from ._objective import second_derivatives   # (_objective imports this module)
+            from ._objective import second_derivatives  # (_objective imports this module)
 
             ex = np.flatnonzero(exact & ok)
             d2f, _ = second_derivatives(model, phi[ex], rows[ex], cols, n)
