@@ -215,6 +215,29 @@ def test_fitted_subjects_covariates_are_the_default(als_pop):
     assert "from the 4 fitted subjects (resampled jointly per subject)" in vp.description
 
 
+def test_reloaded_covariate_fit_draws_the_same_patients(als_pop, tmp_path):
+    """The fitted subjects' covariates travel in the population part
+    (PopulationPart.subject_covariates, saved in fit.json): a saved and reloaded covariate
+    fit draws exactly the same new patients with the same seed."""
+    weights = [55.0, 70.0, 85.0, 100.0]
+    part = als_part(covariate_effects=COVARIATE_EFFECTS[:1], coefficients={"kA~weight": 0.75},
+                    subject_covariates={"weight": weights})
+    fit = dataclasses.replace(als_pop, name="als_weight", population=part)
+    back = load_fit(fit.save(tmp_path / "fit", figures=False))
+    assert back.population.subject_covariates == {"weight": weights}
+    a = VirtualPopulation.from_fit(fit, n=200, seed=8)
+    b = VirtualPopulation.from_fit(back, n=200, seed=8)
+    np.testing.assert_array_equal(a.subject_parameters, b.subject_parameters)
+    np.testing.assert_array_equal(a.time_offsets, b.time_offsets)
+    np.testing.assert_array_equal(a.parameter_draws(5, 3).parameters,
+                                  b.parameter_draws(5, 3).parameters)
+    w = np.array(weights)[b.patients.rows]
+    eta = b.patients.z @ np.linalg.cholesky(OMEGA).T
+    np.testing.assert_allclose(
+        np.log(b.subject_parameters[:, fit.model.parameter_index("kA")]),
+        math.log(TV["kA"]) + 0.75 * np.log(w / 70.0) + eta[:, 0], atol=1e-12)
+
+
 def test_offsets_without_a_random_effect_are_the_fitted_subjects(als_pop):
     """A population model without time_offset: each patient carries its fitted subject's
     offset (here the fit's fixed 24 months plus nothing)."""
