@@ -26,8 +26,10 @@ held at V0 (foce); its partial derivatives up to third order (closed forms, incl
 of ``log Phi`` for the M3 terms) are composed along f by the chain rule. The model enters
 through ``G = df/dphi`` and ``d2f/dphi2`` (``predict_hessian``, else central differences of G
 at the fixed eta-hat: :func:`._objective.second_derivatives`); Laplace's ``dM/deta`` also
-needs third derivatives, central differences of the second ones at the fixed eta-hat (step
-``1e-4`` with an analytic Hessian, ``1e-3`` otherwise).
+needs third derivatives, contracted with ``M^-1``: central differences of the analytic
+second derivatives (step 1e-4), or without them second differences of G along the
+eigenvectors of ``M^-1`` (step 1e-3, ``2 E`` batched predictions), always at the fixed
+eta-hat.
 
 FO: ``OFV = log|C| + r' C^-1 r`` with ``r = y - f(mu)``, ``C = g Omega g' + diag(V(f(mu)))``,
 differentiated directly (``dOFV = tr((C^-1 - alpha alpha') dC) + 2 alpha' dr``, ``alpha =
@@ -45,7 +47,14 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from ...errors import FitError
-from ._core import PopulationData, Residual, check_omega, eta_columns_of, obs_terms
+from ._core import (
+    PopulationData,
+    Residual,
+    call_predict,
+    check_omega,
+    eta_columns_of,
+    obs_terms,
+)
 from ._inner import FAILED, InnerOptions, InnerResult, conditional_modes, fixed_variance
 from ._objective import HESSIAN_NOT_PD, METHODS, linearised_ofv, second_derivatives
 
@@ -221,6 +230,24 @@ def _third_derivatives(model, phi, index, cols, n, fd_step, D2_how):
     return out
 
 
+def _trace_third(model, phi, index, cols, n, Minv, G, h=1e-3):
+    """``sum_ek Minv_ek d3f/deta_e deta_k dphi_d`` (R, n, D) without third derivatives: with
+    ``Minv = sum_m l_m v_m v_m'`` (per subject) it is ``sum_m l_m d2G_d/ds2`` along
+    ``eta + s v_m``, second central differences of G at the fixed phi (``2 E`` batched
+    predictions instead of the ``4 D E`` of differencing second derivatives; error O(h^2))."""
+    R, D = phi.shape
+    lam, U = np.linalg.eigh(Minv)
+    out = np.zeros((R, n, D))
+    for k in range(cols.size):
+        up, dn = phi.copy(), phi.copy()
+        up[:, cols] += h * U[:, :, k]
+        dn[:, cols] -= h * U[:, :, k]
+        _, Gu, _ = call_predict(model, up, index, n, D)
+        _, Gd, _ = call_predict(model, dn, index, n, D)
+        out += lam[:, k, None, None] * (Gu - 2.0 * G + Gd) / (h * h)
+    return out
+
+
 # ---------------------------------------------------------------- gradients
 
 
@@ -374,13 +401,17 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
     gMg = np.einsum("rje,ref,rjf->rj", g, Minv, g)
     gMD = np.einsum("rje,ref,rjfd->rjd", g, Minv, D2c)  # g' M^-1 d2f/deta dphi_d
     if method == "laplace":
-        D3 = _third_derivatives(model, phi, good, cols, n, fd_step, out.hessian)
-        D3 = np.where(m[..., None, None, None], D3, 0.0)
+        if out.hessian == "analytic":
+            D3 = _third_derivatives(model, phi, good, cols, n, fd_step, out.hessian)
+            trD3 = np.einsum("ref,rjfed->rjd", Minv, D3)
+        else:
+            trD3 = _trace_third(model, phi, good, cols, n, Minv, inner.G[good])
+        trD3 = np.where(m[..., None], trD3, 0.0)        # tr(M^-1 d3f/deta2 dphi_d)
         trD2 = np.einsum("ref,rjfe->rj", Minv, D2cc)    # tr(M^-1 d2f/deta2) per obs
         T = (0.5 * np.einsum("rj,rjd,rj->rd", tm.Q3, G, gMg)
              + np.einsum("rj,rjd->rd", tm.Q2, gMD)
              + 0.5 * np.einsum("rj,rjd,rj->rd", tm.Q2, G, trD2)
-             + 0.5 * np.einsum("rj,ref,rjfed->rd", tm.Q1, Minv, D3))
+             + 0.5 * np.einsum("rj,rjd->rd", tm.Q1, trD3))
     else:
         trD2 = None
         T = (0.5 * np.einsum("rj,rjd,rj->rd", tm.W_f, G, gMg)
