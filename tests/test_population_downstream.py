@@ -97,6 +97,18 @@ def theoph():
     return res
 
 
+@pytest.fixture(scope="module")
+def theoph_saem():
+    """A short SAEM run on Theoph (15 + 10 iterations, 1 chain per subject; ~8 s): the
+    mechanics of a SAEM fit downstream, not its numbers."""
+    config = ROOT / "configs" / "theoph_population_saem.toml"
+    text = "\n".join(line for line in config.read_text().splitlines()
+                     if not line.startswith(("saem_", "is_samples"))) + "\n"
+    text = text.replace("[estimator]\n", "[estimator]\nsaem_exploration = 15\n"
+                        "saem_smoothing = 10\nsaem_chains = 1\nis_samples = 100\n")
+    return run_fit(parse_fit_config(text, source=str(config), base_dir=config.parent))
+
+
 def conc_endpoints():
     return pg.Endpoints(function="conc", threshold=2.0)
 
@@ -323,10 +335,14 @@ def test_no_covariance_step_holds_the_population_parameters(als_pop):
     assert any(n.startswith("no covariance step") for n in d.notes)
 
 
-def test_fitted_subjects_draw_from_their_conditional_covariance(theoph):
+@pytest.mark.parametrize("which", ["theoph", "theoph_saem"])
+def test_fitted_subjects_draw_from_their_conditional_covariance(which, request):
     """On the fitted subjects (the default source) the parameter uncertainty of a population
-    fit is each subject's conditional covariance: 4000 draws reproduce its block (4 SE), and
-    the block is below Omega (the data add information to the prior)."""
+    fit (FOCE-I: the EBE's (Omega^-1 + information)^-1; SAEM: the chains' conditional
+    covariance) is each subject's conditional covariance: 4000 draws reproduce its block
+    (4 SE) around the subject's estimate, and the block is below Omega (the data add
+    information to the prior)."""
+    theoph = request.getfixturevalue(which)
     n = 4000
     draws = theoph.parameter_draws(n, rng=1)
     omega = theoph.population.omega
@@ -379,6 +395,16 @@ def test_compare_fitted_subjects_of_a_focei_fit(theoph):
         if r["endpoint"] == "conc_slope_0-24m":
             assert np.isfinite(r["mean"])
             assert r["mean_ci_low"] <= r["mean"] <= r["mean_ci_high"]
+
+
+def test_compare_new_patients_of_a_saem_fit(theoph_saem):
+    comp = pg.compare(theoph_saem, SCENARIOS, population=40, draws=6, seed=1, horizon=24.0,
+                      step=1.0, endpoints=conc_endpoints())
+    for r in comp.summary:
+        if r["endpoint"] == "conc_slope_0-24m":
+            assert r["n"] == 40 and np.isfinite(r["mean"])
+            assert np.isfinite(r["mean_ci_low"]) and np.isfinite(r["mean_ci_high"])
+    assert any("(saem: random effects on ka, CL, V)" in n for n in comp.notes)
 
 
 # ------------------------------------------------------------------ (4) VirtualTrial
