@@ -425,6 +425,10 @@ def test_virtual_trial_with_patients_of_a_population_fit(als_pop):
     pool = trial.simulate_pool(24, seed=3)
     ka = pool.parameters[:, fit.model.parameter_index("kA")]
     assert np.all(np.abs(np.log(ka / 0.05)) < 0.25)
+    # the trial goes to worker processes whole (its candidates' sampler included)
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(trial)).simulate_pool(24, seed=3).parameters,
+        pool.parameters)
     res = trial.run(8, reps=4, pool=pool, seed=1)
     assert len(res.rows) == 4 and all(np.isfinite(r["p"]) for r in res.rows)
     # the same through a VirtualPopulation drawn from the fit
