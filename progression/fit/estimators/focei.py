@@ -72,6 +72,8 @@ SUBJECT_METHOD = ("per subject: conditional covariance of the empirical Bayes es
 #: Log-variance bounds of Omega's diagonal (variances 1e-8 .. 1e4 on the estimation scale).
 _LOG_OMEGA_BOUNDS = (math.log(1e-8), math.log(1e4))
 _HESSIAN_STEP = 1e-4
+#: Curvature of the wall the outer objective shows where the model cannot be evaluated.
+_WALL = 1e4
 #: Inner (conditional mode) settings: the ODE solutions carry ~1e-10 relative error, so the
 #: core's default step tolerance (1e-10) is below their noise and the damping escalates for
 #: nothing; 1e-7 moves the OFV by < 1e-6 and its gradient by ~1e-5 on Theoph.
@@ -259,10 +261,21 @@ class FOCEI(Estimator):
             ofv, g, _, gr = self._gradient(problem, s, x)
             path["n"] += 1
             if not np.isfinite(ofv):
-                return 1e300, np.zeros_like(x)
+                if path.get("ok") is None:
+                    return 1e300, np.zeros_like(x)
+                # outside the region where the model can be evaluated (a typical value out of
+                # its scale's domain, a failed subject): a steep wall above the last finite
+                # point, so that the line search backtracks instead of stopping (L-BFGS-B's
+                # first step is the whole gradient, which can reach a corner of the bounds)
+                xo, fo, go = path["ok"]
+                d = x - xo
+                slope = float(go @ d)
+                return (fo + 1.0 + abs(slope) + _WALL * float(d @ d),
+                        np.sign(slope) * go + 2.0 * _WALL * d)
             s["eta"] = gr.inner.eta
             path["ofv"].append(ofv)
             path["last"] = (x.copy(), ofv)
+            path["ok"] = (x.copy(), ofv, np.array(g, dtype=float))
             if not history:
                 history.append((x.copy(), ofv))
             return ofv, g
