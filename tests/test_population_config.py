@@ -399,3 +399,45 @@ def test_time_offset_with_a_random_effect(monkeypatch):
     assert abs(pop.fixed_effects["time_offset"] - 2.0) < 3 * pop.fixed_effects_se["time_offset"]
     assert abs(pop.omega[1, 1] - 0.5) < 3 * pop.omega_se["time_offset"]
     assert pop.scales["time_offset"] == "linear"
+
+
+def _bolus_designs(n=40, seed=21):
+    from progression.fit.design import Design
+
+    rng = np.random.default_rng(seed)
+    eta = rng.multivariate_normal(np.zeros(2), TRUTH["omega"], n)
+    f, _ = _Bolus(n).predict(TRUTH["theta"] + eta, np.arange(n))
+    y = f * (1.0 + TRUTH["b"] * rng.standard_normal(f.shape))
+    return [Design(f"s{i}", TIMES.copy(), np.zeros(7, dtype=int), y[i], np.zeros(7, int),
+                   np.full(7, np.nan)) for i in range(n)]
+
+
+def test_fixed_variance_and_fixed_block():
+    """``eta_fixed = true`` keeps a variance at its value (not estimated, no SE, not among
+    the covariance step's parameters); a fixed block keeps its whole matrix."""
+    from progression.fit import fit
+
+    designs = _bolus_designs()
+    text = FULL.replace("[omega]\nfull = true\n", "").replace(
+        "eta = 0.05\n\n[omega]", "eta = 0.05\n[omega]")
+    assert text.count("eta = 0.05") == 2
+    fixed_v = text[::-1].replace("eta = 0.05"[::-1], "eta = 0.0625\neta_fixed = true"[::-1],
+                                 1)[::-1]
+    pop = fit(parse_fit_config(fixed_v, source="f.toml", check_data=False),
+              data=designs).population
+    assert pop.omega[1, 1] == 0.0625 and pop.omega[0, 1] == 0.0
+    assert "log omega^2 V" not in pop.covariance_names and pop.n_parameters == 4
+    assert math.isnan(pop.omega_se["V"]) and pop.omega_se["CL"] > 0
+    assert pop.omega_blocks[1] == {"parameters": ["V"], "fixed": True}
+    block = text + ('\n[omega]\nblocks = [{ parameters = ["CL", "V"], covariances = [0.045], '
+                    'fixed = true }]\n')
+    block = block.replace("eta = 0.05", "eta = 0.09", 1).replace("eta = 0.05", "eta = 0.0625")
+    pop = fit(parse_fit_config(block, source="b.toml", check_data=False),
+              data=designs).population
+    np.testing.assert_array_equal(pop.omega, TRUTH["omega"])
+    assert pop.n_parameters == 3 and pop.covariance_names == ("theta CL", "theta V",
+                                                              "log conc.b")
+    assert math.isnan(pop.omega_offdiag_se["V,CL"])
+    # the draw API leaves fixed elements alone
+    moved = pop.with_parameters(pop.parameter_vector() + 0.1)
+    np.testing.assert_array_equal(moved.omega, TRUTH["omega"])
