@@ -399,10 +399,12 @@ def _data_notes(fit) -> tuple:
     found = [f"{k} ({n} subject{'s' if n != 1 else ''})" for k, n in what.items() if n]
     if not found:
         return ()
+    covs = fit.population.covariate_names if fit.population is not None else ()
     return (f"the data of fit '{fit.name}' carry " + ", ".join(found) + ": new patients are "
             "simulated from their parameters and the model alone (the model's own dose "
-            "parameter and covariate defaults apply); their covariates enter through the "
-            "population model's covariate effects",)
+            "parameter and covariate defaults apply)"
+            + (f"; their covariates ({', '.join(covs)}) enter through the population "
+               "model's covariate effects" if covs else ""),)
 
 
 def omega_factor(omega) -> np.ndarray:
