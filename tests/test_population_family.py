@@ -396,6 +396,9 @@ def test_estimator_fits_theoph_config(method):
     np.testing.assert_allclose(x_est[:3], x_ref[:3], atol=1e-3)
     np.testing.assert_allclose(x_est[3:], x_ref[3:], atol=2e-2)
     assert "sandwich" in pop.covariance_method
+    label = {"foce": "FOCE", "fo": "FO", "laplace": "Laplace"}[method]
+    assert f"Hessian of the {label} OFV" in pop.covariance_method
+    assert res.individual.diagnostics.method.startswith(f"{label} (NONMEM's objective")
     assert all(np.isfinite(v) and v > 0 for v in pop.fixed_effects_se.values())
     if method == "foce":
         # additive error: FOCE is FOCE-I, whose published optimum is nlmixr2's 116.8036

@@ -26,6 +26,8 @@ Censored values (M3, below or above a limit, ``cens``/``limit`` data columns) ar
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...errors import ConfigError
@@ -34,11 +36,28 @@ from ..population._inner import conditional_modes
 from .base import EstimationProblem
 from .focei import FOCEI
 
-__all__ = ["FOCE", "FO", "Laplace", "CensoredFOCEI"]
+__all__ = ["FOCE", "FO", "Laplace"]
 
 
 class _Family(FOCEI):
     """A FOCEI estimator whose objective is :func:`population_gradient` of ``method``."""
+
+    #: NONMEM's name of the method, in the diagnostics' and covariance step's words.
+    label = "FOCE-I"
+
+    def _relabel(self, text: str) -> str:
+        return text.replace("FOCE-I", self.label) if isinstance(text, str) else text
+
+    def _point(self, ep, s):
+        point = super()._point(ep, s)
+        d = point.diagnostics
+        return dataclasses.replace(point, diagnostics=dataclasses.replace(
+            d, method=self._relabel(d.method), numbers_from=self._relabel(d.numbers_from)))
+
+    def _population(self, ep, point, cov):
+        # the covariance step's R is the Hessian of this method's OFV
+        self._state["cov_method"] = self._relabel(self._state["cov_method"])
+        return super()._population(ep, point, cov)
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         # the M3 terms are differentiated by population_gradient
@@ -51,19 +70,12 @@ class _Family(FOCEI):
                                    inner_options=inner_options)
 
 
-class CensoredFOCEI(_Family):
-    """FOCE-I that accepts censored values (the ``focei`` estimator once its refusal goes;
-    kept for tests of the M3 path, not registered)."""
-
-    name = "focei"
-    method = "focei"
-
-
 class FOCE(_Family):
     """Population fit by FOCE without interaction (``[fit] estimator = "foce"``)."""
 
     name = "foce"
     method = "foce"
+    label = "FOCE"
     description = ("population fit: first-order conditional estimation without interaction "
                    "(NONMEM's FOCE), exact gradient; censored values by M3")
 
@@ -73,6 +85,7 @@ class FO(_Family):
 
     name = "fo"
     method = "fo"
+    label = "FO"
     description = ("population fit: first-order estimation, the model linearised at eta = 0 "
                    "(NONMEM's FO), exact gradient; no censored values")
 
@@ -90,7 +103,12 @@ class FO(_Family):
         model, data, mu, omega, residual, cols, opts = self._last
         s["gr"].inner = conditional_modes(model, data, mu, omega, residual, eta_columns=cols,
                                           interaction=True, options=opts)
-        return super()._point(ep, s)
+        point = super()._point(ep, s)
+        return dataclasses.replace(point, diagnostics=dataclasses.replace(
+            point.diagnostics,
+            method=("FO (NONMEM's objective, the model linearised at eta = 0), scipy L-BFGS-B "
+                    "on its exact gradient; EBEs: the FOCE-I conditional modes at the "
+                    "estimates (POSTHOC)")))
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         bad = [d.id for d in designs if np.any(np.asarray(d.cens) != 0)]
@@ -106,5 +124,6 @@ class Laplace(_Family):
 
     name = "laplace"
     method = "laplace"
+    label = "Laplace"
     description = ("population fit: Laplace approximation with the exact Hessian over eta "
                    "(NONMEM's LAPLACE INTER), exact gradient; censored values by M3")
