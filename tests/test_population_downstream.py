@@ -522,3 +522,42 @@ def test_compare_config_new_patients(als_pop, als_pop_folder, tmp_path, capsys):
                       rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(anchored.source.time_offsets,
                                sim.event_time("clinical_onset") + 6.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_pheno_covariate_fit_downstream(tmp_path):
+    """NONMEM's phenobarbital example through configs/pheno_population.toml (~3 min): CL and V
+    proportional to birth weight, a categorical Apgar effect on V. 20,000 new patients carry
+    the fitted neonates' (weight, Apgar) pairs jointly; per patient, log CL minus the log of
+    its covariate-adjusted typical value is its random effect, whose variance is omega^2 CL
+    (4 SE); a compare on them runs, and the reloaded fit draws the same patients."""
+    res = run_fit(ROOT / "configs" / "pheno_population.toml")
+    pop = res.population
+    assert pop.ofv == pytest.approx(586.27606, abs=0.05)
+    n = 20_000
+    vp = VirtualPopulation.from_fit(res, n=n, seed=1)
+    wgt = np.asarray(pop.subject_covariates["WGT"], dtype=float)[vp.patients.rows]
+    apgr = np.asarray(pop.subject_covariates["APGR"], dtype=float)[vp.patients.rows]
+    fitted = set(zip(pop.subject_covariates["WGT"], pop.subject_covariates["APGR"],
+                     strict=True))
+    assert set(zip(wgt.tolist(), apgr.tolist(), strict=True)) <= fitted
+    model = res.model
+    cl = vp.subject_parameters[:, model.parameter_index("CL")]
+    v = vp.subject_parameters[:, model.parameter_index("V")]
+    eta_cl = np.log(cl / (pop.fixed_effects["CL"] * wgt))
+    w2 = pop.omega[0, 0]
+    assert abs(eta_cl.var() - w2) < 4 * w2 * math.sqrt(2 / n)
+    low = apgr < 5
+    factor = np.where(low, 1 + pop.coefficients["V~APGR=low"], 1.0)
+    eta_v = np.log(v / (pop.fixed_effects["V"] * wgt * factor))
+    assert abs(eta_v.var() - pop.omega[1, 1]) < 4 * pop.omega[1, 1] * math.sqrt(2 / n)
+    comp = pg.compare(res, {"none": [], "half CL": [pg.Intervention(scale={"CL": 0.5},
+                                                                     label="half CL")]},
+                      population=200, draws=10, seed=2, horizon=48.0, step=2.0,
+                      endpoints=pg.Endpoints(function="conc", threshold=5.0))
+    assert all(np.isfinite(r["mean"]) for r in comp.summary if "mean" in r)
+    back = load_fit(res.save(tmp_path / "fit", figures=False))
+    again = VirtualPopulation.from_fit(back, n=50, seed=3)
+    np.testing.assert_array_equal(again.subject_parameters,
+                                  VirtualPopulation.from_fit(res, n=50, seed=3)
+                                  .subject_parameters)
