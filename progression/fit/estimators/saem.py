@@ -155,17 +155,33 @@ class SAEM(FOCEI):
         opt = saem_options(ep.options)
         seed = int(ep.options.seed)
         choice = covariance_choice(ep.options)
+        om_model = s["omega_model"]
+        P, S = om_model.n_parameters, len(s["err"])
+        omega0 = om_model.initial
+        cov_x, cov_mask, coef_map = _covariate_design(ep, s)
         t = time.perf_counter()
-        residual0 = self._residual(problem, s, np.exp(x0[D + E:]))
-        kernel_model, numbers = self._kernel_model(s, x0, D, E, residual0, seed)
+        residual0 = self._residual(problem, s, np.exp(x0[D + P:D + P + S]))
+        kernel_model, numbers = self._kernel_model(s, x0, D, E, omega0, residual0, seed)
         ep.timings["saem model"] = time.perf_counter() - t
+        pattern = np.zeros((E, E), dtype=bool)
+        fixed = np.zeros(E, dtype=bool)
+        for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
+            pattern[np.ix_(idx, idx)] = True
+            fixed[idx] = fx
         t = time.perf_counter()
-        res = saem(kernel_model, s["data"], x0[:D], np.diag(np.exp(x0[D:D + E])), residual0,
-                   eta_columns=s["eta_pos"], options=opt, seed=seed)
+        res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
+                   eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
+                   omega_structure=pattern, omega_fixed=fixed, options=opt, seed=seed)
         ep.timings["saem"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)
-        x = np.concatenate([res.mu, np.log(np.diag(res.omega)), np.log(sd)])
+        coef = s["coef0"].copy()
+        for j, (col, e, kind) in coef_map.items():
+            b = res.beta[col - 1, e]
+            coef[j] = b if kind == "linear" else math.expm1(b)
+        x = np.concatenate([res.mu, om_model.pack(res.omega), np.log(sd),
+                            coef[s["coef_free"]]])
+        s["coef_map"] = coef_map
         # the per-subject estimates are at the conditional means; their conditional
         # covariance from the chains enters focei's per-subject block as
         # (Omega^-1 + info / 2)^-1 = eta_cov, i.e. info = 2 (eta_cov^-1 - Omega^-1)
@@ -250,17 +266,18 @@ class SAEM(FOCEI):
         s = self._state
         t = time.perf_counter()
         pop_cols, eta_pos, err = s["pop_cols"], s["eta_pos"], s["err"]
-        D, E = pop_cols.size, eta_pos.size
-        # the core's names for focei's order: theta, log omega^2, log residual SDs
-        want = ([f"mu[{e}]" for e in range(E)] + [f"log omega2[{e}]" for e in range(E)]
-                + [f"log {which}[{k}]" for _, k, which in err])
-        K = D + E + len(err)
+        D = pop_cols.size
+        om_model = s["omega_model"]
+        P, S = om_model.n_parameters, len(err)
+        K = s["x"].size
         cov = np.full((K, K), np.nan)
         warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
                     "\"saem\" yet (the covariance step is computed)"
                     for u in ep.uncertainty_methods if u != "covariance"]
-        names = list(res.parameter_names)
-        if res.covariance is None or not all(w in names for w in want):
+        T = None
+        if res.covariance is not None:
+            T = _to_focei_layout(s, res, D, P, S)
+        if T is None:
             warnings.append("covariance step failed: the SAEM run computed no Fisher "
                             "information for these parameters; no standard errors")
         elif not np.all(np.isfinite(res.covariance)):
@@ -269,16 +286,13 @@ class SAEM(FOCEI):
                             f"information is not positive definite (smallest eigenvalue "
                             f"{ev:.3g}); no standard errors (run more smoothing iterations)")
         else:
-            idx = [names.index(w) for w in want]
-            cov = res.covariance[np.ix_(idx, idx)]
-            # eta_pos is every population parameter (SAEM requires it), in pop_cols order
-            assert np.array_equal(eta_pos, np.arange(D))
+            cov = T @ res.covariance @ T.T
+            cov = 0.5 * (cov + cov.T)
         s["cov"], s["cov_method"] = cov, COVARIANCE_METHOD
         ep.timings["covariance"] = time.perf_counter() - t
         est = point.estimates
         m, Q = est.theta.shape
-        theta_x, w2, sd = self._unpack(s, s["x"])
-        keep = np.r_[np.arange(D), np.arange(D + E, K)]
+        keep = np.r_[np.arange(D), np.arange(D + P, D + P + S)].astype(int)
         cols_i = est.x_cols[:keep.size]
         J = np.ones(keep.size)
         for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
@@ -314,7 +328,7 @@ class SAEM(FOCEI):
                            open_intervals={"covariance": np.zeros((m, Q, 2), dtype=bool)},
                            blocks=blocks, joint=False, warnings=tuple(warnings))
 
-    def _kernel_model(self, s, x0, D, E, residual0, seed):
+    def _kernel_model(self, s, x0, D, E, omega0, residual0, seed):
         """The predictions the chains and the importance sampling use, and their
         description: lockstep fixed-step RK4 when every design is a plain unit and the
         calibrated step reproduces the exact path to 0.01 residual SD at draws from the
@@ -328,7 +342,7 @@ class SAEM(FOCEI):
         N = data.n_subjects
         rng = np.random.default_rng([seed, 7])
         phi = np.tile(x0[:D], (N, 1))
-        phi[:, s["eta_pos"]] += rng.standard_normal((N, E)) * np.sqrt(np.exp(x0[D:D + E]))
+        phi[:, s["eta_pos"]] += rng.standard_normal((N, E)) @ np.linalg.cholesky(omega0).T
         index = np.arange(N)
         f0, _ = exact.predict(np.tile(x0[:D], (N, 1)), index)
         sd = np.sqrt(residual0.variance(np.where(data.mask, np.nan_to_num(f0), 0.0),
@@ -431,3 +445,98 @@ def _pinv(c):
         return np.linalg.inv(c)
     except np.linalg.LinAlgError:
         return np.linalg.pinv(c)
+
+
+def _covariate_design(ep, s):
+    """The covariate effects of the population model as the SAEM core's linear covariate
+    model on the estimation scale: columns (N, C), which parameter each acts on (C, E), and
+    for each config coefficient its (column + 1, eta index, kind).
+
+    Effects linear in mu on a log scale: ``power`` (column ``log(x / r)``, coefficient c),
+    ``exponential`` (``x - r``, c) and ``categorical`` (an indicator per level, coefficient
+    ``log(1 + c_l)``, the core's M-step being linear in it).
+
+    Raises
+    ------
+    ConfigError
+        A ``linear`` effect or a parameter not on the log scale (not linear in mu: use
+        focei), or a fixed coefficient.
+    """
+    typical = s["typical"]
+    if not typical.effects:
+        return None, None, {}
+    problem = ep.problem
+    pop_cols, eta_pos = s["pop_cols"], list(s["eta_pos"])
+    cols, owner, coef_map = [], [], {}
+    for e, d, sl in zip(typical.effects, typical.param_of, typical.slices, strict=True):
+        q = pop_cols[d]
+        key = f"parameters.{problem.names[q]}.covariates.{e.covariate}"
+        if problem.parameters[q].scale != "log" or e.effect == "linear":
+            raise ConfigError(f"{ep.source}: {key}: fit.estimator = \"saem\" takes covariate "
+                              f"effects that are linear on the estimation scale (power, "
+                              f"exponential or categorical on a log-scale parameter), found a "
+                              f"{e.effect} effect on a {problem.parameters[q].scale}-scale "
+                              "parameter (use focei)")
+        if not all(e.estimated):
+            raise ConfigError(f"{ep.source}: {key}: fit.estimator = \"saem\" estimates every "
+                              "covariate coefficient, found a fixed one (use focei)")
+        x = s["covariates"][e.covariate]
+        if e.effect == "categorical":
+            cats = np.array([e.category(v) for v in x], dtype=object)
+            for j, lev in zip(range(sl.start, sl.stop), e.levels, strict=True):
+                cols.append((cats == lev).astype(float))
+                owner.append(eta_pos.index(d))
+                coef_map[j] = (len(cols), owner[-1], "log1p")
+        else:
+            x = np.asarray(x, dtype=float)
+            ref = float(e.reference)
+            cols.append(np.log(x / ref) if e.effect == "power" else x - ref)
+            owner.append(eta_pos.index(d))
+            coef_map[sl.start] = (len(cols), owner[-1], "linear")
+    X = np.column_stack(cols)
+    mask = np.zeros((X.shape[1], len(eta_pos)), dtype=bool)
+    mask[np.arange(X.shape[1]), owner] = True
+    return X, mask, coef_map
+
+
+def _to_focei_layout(s, res, D, P, S):
+    """d(focei's outer parameters)/d(the core's parameters) at the estimates, (K, K'), or
+    None when the core's information misses one of them.
+
+    focei's layout: theta (D), Omega's free parameters (log variances of 1 x 1 blocks,
+    log-Cholesky of larger ones), log residual SDs, free covariate coefficients. The core's:
+    mu, beta, log variances and covariances, log a / log b. Omega's part is the inverse of
+    d(log variances, covariances)/d(focei's parameters).
+    """
+    names = list(res.parameter_names)
+    pos = {n: i for i, n in enumerate(names)}
+    om_model = s["omega_model"]
+    E = res.omega.shape[0]
+    coef_free = np.flatnonzero(s["coef_free"])
+    K = D + P + S + coef_free.size
+    T = np.zeros((K, len(names)))
+    try:
+        for d in range(D):
+            T[d, pos[f"mu[{d}]"]] = 1.0
+        for k, (_, obs, which) in enumerate(s["err"]):
+            T[D + P + k, pos[f"log {which}[{obs}]"]] = 1.0
+        for k, j in enumerate(coef_free):
+            col, e, kind = s["coef_map"][j]
+            deriv = 1.0 if kind == "linear" else math.exp(res.beta[col - 1, e])
+            T[D + P + S + k, pos[f"beta[{col - 1},{e}]"]] = deriv
+        # Omega: psi (core) = log omega_ee, omega_ef; dpsi/dp from focei's parametrisation
+        p_hat = om_model.pack(res.omega)
+        _, J = om_model.unpack_jac(p_hat)
+        rows = [(f"log omega2[{e}]", e, e) for e in range(E) if f"log omega2[{e}]" in pos]
+        rows += [(n, int(n[6:-1].split(",")[0]), int(n[6:-1].split(",")[1]))
+                 for n in names if n.startswith("omega[")]
+        if len(rows) != P:
+            return None
+        A = np.array([[J[j, e, f] / (res.omega[e, e] if e == f else 1.0) for j in range(P)]
+                      for _, e, f in rows])
+        Ainv = np.linalg.inv(A)
+        for r, (n, _, _) in enumerate(rows):
+            T[D:D + P, pos[n]] = Ainv[:, r]
+    except (KeyError, np.linalg.LinAlgError):
+        return None
+    return T
