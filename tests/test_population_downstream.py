@@ -442,6 +442,42 @@ def test_virtual_trial_with_patients_of_a_population_fit(als_pop):
         curve.to_markdown()
 
 
+def test_trial_power_at_the_estimates_and_under_parameter_uncertainty(als_pop):
+    """Power kept apart from parameter uncertainty: without a covariance step every draw is
+    the fit itself and, with the same seeds (common random numbers), reproduces the power at
+    the estimates replicate by replicate; with the covariance step the draws differ."""
+    from progression.errors import ConfigError
+    from progression.trials import VirtualTrial
+
+    none = dataclasses.replace(als_pop, population=als_part(
+        covariance=np.full((len(NAMES), len(NAMES)), np.nan)))
+    kw = dict(draws=3, reps=6, seed=4, pool_size=24)
+    trial = VirtualTrial({"placebo": [], "half kA": [HALF_KA]}, population=none,
+                         follow_up=6.0)
+    held = trial.power_uncertainty(8, **kw)
+    ref = [r["p"] for r in held.at_estimates.rows]
+    for res in held.draws:
+        assert [r["p"] for r in res.rows] == ref
+    assert held.undetermined == list(NAMES)
+    trial = VirtualTrial({"placebo": [], "half kA": [HALF_KA]}, population=als_pop,
+                         follow_up=6.0)
+    unc = trial.power_uncertainty(8, **kw)
+    assert unc.population.shape == (3, len(NAMES))
+    assert [r["p"] for r in unc.at_estimates.rows] == ref      # the same fit, same seeds
+    assert any([r["p"] for r in res.rows] != ref for res in unc.draws)
+    (row,) = unc.summary()
+    assert row["draws"] == 3 and 0 <= row["assurance"] <= 1
+    assert row["power_draws_p2.5"] <= row["power_draws_median"] <= row["power_draws_p97.5"]
+    assert "assurance" in unc.to_markdown()
+    plain = VirtualTrial({"placebo": [], "half kA": [HALF_KA]}, model="als_reduced",
+                         follow_up=6.0)
+    with pytest.raises(ConfigError, match="power_uncertainty: needs candidates drawn from a "
+                                          "population fit"):
+        plain.power_uncertainty(8, **kw)
+    with pytest.raises(ConfigError, match="draws: expected a positive integer"):
+        trial.power_uncertainty(8, draws=0)
+
+
 # ------------------------------------------------------------------ (5) save/load, (6) pickle
 
 

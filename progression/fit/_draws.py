@@ -328,14 +328,22 @@ class PopulationSampler:
         offsets = th[:, q] + self.offset_factor * off_cov
         return th[:, :self.n_model], offsets
 
-    def parameter_draws(self, patients: NewPatients, n: int, rng=None) -> ParameterDraws:
-        """Parameter uncertainty of the population parameters, the same patients in every
-        draw.
+    def population_draws(self, n: int, rng=None) -> tuple[np.ndarray, list, list]:
+        """``n`` draws of the population parameters from the covariance step.
+
+        ``x ~ N(x_hat, C)`` on the estimation scales (:attr:`PopulationPart.covariance`,
+        ``covariance_names`` order) by :func:`~progression.fit.uncertainty.gaussian_draws`:
+        typical values inside their bounds (truncated, nothing clipped), entries without a
+        covariance (a failed or missing covariance step) held at the estimate.
 
         Returns
         -------
-        ParameterDraws
-            ``parameters`` (n, patients, P) and ``offsets`` (n, patients).
+        xs : ndarray (n, K)
+            The drawn parameter vectors.
+        undetermined : list of str
+            Entries held at the estimate.
+        notes : list of str
+            What was done, in words.
         """
         from .uncertainty import gaussian_draws
 
@@ -358,16 +366,11 @@ class PopulationSampler:
                 lo.append(-np.inf)
                 hi.append(np.inf)
         xs, info = gaussian_draws(x_hat, cov, scale, lo, hi, n, rng)
-        pars = np.empty((n, patients.n, self.n_model))
-        offs = np.empty((n, patients.n))
-        for d in range(n):
-            pars[d], offs[d] = self.values(patients, pop.with_parameters(xs[d]))
         names = list(pop.covariance_names)
         how = pop.covariance_method or "its covariance"
         notes = [f"parameter uncertainty of the population fit '{self.fit_name}': population "
                  f"parameters drawn from the covariance step ({how}) on their estimation "
-                 f"scales, the same {patients.n} patients (random effects and covariates) in "
-                 "every draw"]
+                 "scales"]
         undetermined = [names[k] for k in info["undetermined"]]
         if undetermined:
             notes.append(("no covariance step (or it failed): " if len(undetermined) == K
@@ -385,6 +388,33 @@ class PopulationSampler:
         if info["redrawn"]:
             notes.append(f"{info['redrawn']} of {n} draws fell outside the bounds of a typical "
                          "value and were drawn again (truncated normal, nothing clipped)")
+        return xs, undetermined, notes
+
+    def with_population(self, x) -> PopulationSampler:
+        """The same sampler with the population parameters ``x`` (K,) (a draw of
+        :meth:`population_draws`)."""
+        import dataclasses
+
+        return dataclasses.replace(self, population=self.population.with_parameters(x))
+
+    def parameter_draws(self, patients: NewPatients, n: int, rng=None) -> ParameterDraws:
+        """Parameter uncertainty of the population parameters, the same patients in every
+        draw (:meth:`population_draws`, then :meth:`values` of ``patients`` under each).
+
+        Returns
+        -------
+        ParameterDraws
+            ``parameters`` (n, patients, P), ``offsets`` (n, patients) and ``population``
+            (n, K), the drawn population parameters.
+        """
+        xs, undetermined, notes = self.population_draws(n, rng)
+        pop = self.population
+        pars = np.empty((n, patients.n, self.n_model))
+        offs = np.empty((n, patients.n))
+        for d in range(n):
+            pars[d], offs[d] = self.values(patients, pop.with_parameters(xs[d]))
+        notes[0] += (f", the same {patients.n} patients (random effects and covariates) in "
+                     "every draw")
         return ParameterDraws(parameters=pars, offsets=offs, handling=[""] * patients.n,
                               singular=[], notes=notes, undetermined=undetermined,
                               population=xs)

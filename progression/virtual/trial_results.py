@@ -14,7 +14,7 @@ from ._tables import _quiet, _write_csv
 if TYPE_CHECKING:
     from .trials import VirtualTrial
 
-__all__ = ["TrialResults", "PowerCurve"]
+__all__ = ["TrialResults", "PowerCurve", "PowerUncertainty"]
 
 
 @dataclass
@@ -63,6 +63,70 @@ class TrialResults:
 def _wilson(k: float, n: int) -> tuple[float, float]:
     """Wilson 95% interval of the power (scipy's binomtest; z = 1.95996..., not 1.96)."""
     return wilson_interval(k, n)
+
+
+@dataclass
+class PowerUncertainty:
+    """Power at a population fit's estimates and under its parameter uncertainty
+    (:meth:`VirtualTrial.power_uncertainty`).
+
+    Attributes
+    ----------
+    at_estimates : TrialResults
+        Replicates at the estimates (between-patient variability, noise, dropout).
+    draws : list of TrialResults
+        The same design and seeds under each draw of the population parameters.
+    population : ndarray (D, K)
+        The drawn population parameters (estimation scales, ``covariance_names`` order).
+    undetermined : list of str
+        Population parameters held at the estimate (no covariance for them).
+    notes : list of str
+    """
+
+    at_estimates: TrialResults
+    draws: list
+    population: np.ndarray
+    undetermined: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def power(self, comparison: str | None = None) -> np.ndarray:
+        """(D,) power under each parameter draw."""
+        return np.array([r.power(comparison) for r in self.draws])
+
+    def summary(self) -> list[dict]:
+        """Per comparison: power at the estimates (Wilson 95% interval: Monte Carlo error of
+        the replicates), the assurance (mean power over the draws) and the 2.5th, 50th and
+        97.5th percentiles of the power over the draws."""
+        out = []
+        for row in self.at_estimates.summary():
+            p = self.power(row["comparison"])
+            with _quiet():
+                lo, med, hi = np.nanpercentile(p, [2.5, 50, 97.5])
+            out.append({"comparison": row["comparison"], "endpoint": row["endpoint"],
+                        "n_per_arm": row["n_per_arm"], "reps": row["reps"],
+                        "power_at_estimates": row["power"],
+                        "power_ci_low": row["power_ci_low"],
+                        "power_ci_high": row["power_ci_high"], "draws": int(p.size),
+                        "assurance": float(np.nanmean(p)), "power_draws_p2.5": float(lo),
+                        "power_draws_median": float(med), "power_draws_p97.5": float(hi)})
+        return out
+
+    def to_markdown(self) -> str:
+        lines = ["| comparison | n per arm | replicates | power at the estimates (95% CI) | "
+                 "draws | assurance | power over draws (2.5-97.5%) |",
+                 "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in self.summary():
+            lines.append(f"| {r['comparison']} | {r['n_per_arm']} | {r['reps']} | "
+                         f"{r['power_at_estimates']:.2f} ({r['power_ci_low']:.2f}-"
+                         f"{r['power_ci_high']:.2f}) | {r['draws']} | {r['assurance']:.2f} | "
+                         f"{r['power_draws_p2.5']:.2f}-{r['power_draws_p97.5']:.2f} |")
+        lines += ["", "Power at the estimates: between-patient variability, measurement noise "
+                  "and dropout at the fitted population parameters. Assurance: the power "
+                  "averaged over draws of the population parameters from the covariance "
+                  "step (parameter uncertainty)."]
+        if self.notes:
+            lines += ["", "Notes:", *[f"* {n}" for n in dict.fromkeys(self.notes)]]
+        return "\n".join(lines) + "\n"
 
 
 class PowerCurve:

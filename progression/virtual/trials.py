@@ -54,10 +54,10 @@ from .population import (
     is_autonomous,
     states_at,
 )
-from .trial_results import PowerCurve, TrialResults
+from .trial_results import PowerCurve, PowerUncertainty, TrialResults
 
 __all__ = ["Enrolment", "Dropout", "VirtualTrial", "TrialPool", "TrialData", "TrialResults",
-           "PowerCurve"]
+           "PowerCurve", "PowerUncertainty"]
 
 ENDPOINTS = ("slope", "change", "survival")
 
@@ -521,6 +521,57 @@ class VirtualTrial:
                          f"patients drawn with replacement")
         return TrialResults(self.endpoint, n_per_arm, rows, self.alpha, pool.size,
                             pool.eligible_fraction, notes)
+
+    def power_uncertainty(self, n_per_arm: int, *, draws: int = 20, reps: int = 100,
+                          seed=0, pool_size: int | None = None, executor=None,
+                          progress: bool = False) -> PowerUncertainty:
+        """Power of one design at a population fit's estimates and under its parameter
+        uncertainty, kept apart.
+
+        At the estimates: :meth:`run` (between-patient variability, measurement noise,
+        dropout and death; the power's Wilson interval is Monte Carlo error only). Under
+        parameter uncertainty: ``draws`` sets of population parameters from the fit's
+        covariance step (:meth:`PopulationSampler.population_draws`); for each, a pool of new
+        patients and ``reps`` replicates with the same seeds as at the estimates (common
+        random numbers: the patients' normal numbers, screening and noise are the same, only
+        the population parameters differ), giving one power per draw. The mean over draws is
+        the assurance (probability of success averaged over what the data leave uncertain).
+
+        Needs candidates from a population fit (``population=`` a fit, or
+        :meth:`VirtualPopulation.from_fit`).
+
+        Returns
+        -------
+        PowerUncertainty
+        """
+        import copy
+
+        sampler = getattr(self.population, "sampler", None)
+        if sampler is None:
+            raise ConfigError("power_uncertainty: needs candidates drawn from a population fit "
+                              "(VirtualTrial(..., population=fit)); this trial's candidates "
+                              "have no parameter uncertainty")
+        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+            raise ConfigError(f"draws: expected a positive integer, found {draws!r}")
+        at = self.run(n_per_arm, reps=reps, seed=seed, pool_size=pool_size,
+                      executor=executor, progress=progress)
+        xs, undetermined, notes = sampler.population_draws(
+            int(draws), np.random.default_rng(_entropy(_child(seed, 3))))
+        results = []
+        with Progress("trial parameter draws", int(draws), unit="draws",
+                      enabled=progress) as bar:
+            for k in range(int(draws)):
+                trial = copy.copy(self)
+                trial.population = _Candidates(self.population.model,
+                                               self.population.description,
+                                               sampler=sampler.with_population(xs[k]))
+                results.append(trial.run(n_per_arm, reps=reps, seed=seed,
+                                         pool_size=pool_size, executor=executor))
+                bar.update(k + 1)
+        notes = [*notes, f"each of the {draws} draws: a pool of new patients and {reps} "
+                 "replicates with the seeds of the run at the estimates (common random "
+                 "numbers)"]
+        return PowerUncertainty(at, results, xs, undetermined, notes)
 
     def power(self, sample_sizes: Sequence[int], *, reps: int = 200, seed=0,
               pool: TrialPool | None = None, pool_size: int | None = None,
