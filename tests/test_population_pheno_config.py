@@ -53,7 +53,7 @@ def test_cli_pheno_fit_reaches_nonmem(tmp_path, capsys):
     # report: the coefficient and the correlations of the estimates
     report = (out / "report.md").read_text()
     assert "V~APGR=low (categorical effect on V, reference normal)" in report
-    assert "CL~WGT (power effect on CL, reference 1, fixed)" in report
+    assert "| CL~WGT (power effect on CL, reference 1) | 1 | fixed |" in report
     assert "### Correlations of the estimates" in report
     assert "condition number of R" in report
     # fit.ext: THETA = CL, V, then the coefficients (CL~WGT, V~WGT, V~APGR=low)

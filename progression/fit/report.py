@@ -549,20 +549,27 @@ def _population_lines(result, outputs=None) -> list[str]:
              "| parameter | estimate | SE | RSE % | CV % | shrinkage % |",
              "|---|---:|---:|---:|---:|---:|"]
 
-    def row(name, v, se, cv="", sh=""):
+    def row(name, v, se, cv="", sh="", fixed=False):
+        if fixed:
+            return f"| {name} | {v:.5g} | fixed | | {cv} | {sh} |"
         rse = 100.0 * se / abs(v) if v else float("nan")
         return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {cv} | {sh} |"
 
     for k, v in pop.fixed_effects.items():
-        lines.append(row(f"{k} (typical value)", v, pop.fixed_effects_se.get(k, float("nan"))))
+        at_ref = " at the reference covariates" if any(
+            e.get("parameter") == k for e in (getattr(pop, "covariate_effects", ()) or ())
+        ) else ""
+        lines.append(row(f"{k} (typical value{at_ref})", v,
+                         pop.fixed_effects_se.get(k, float("nan"))))
+    fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
+                 for k in b["parameters"]}
     for e, k in enumerate(pop.omega_names):
         cv = pop.cv_percent.get(k, float("nan"))
         lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
                          pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
-                         f"{100 * pop.shrinkage.get(k, float('nan')):.3g}"))
+                         f"{100 * pop.shrinkage.get(k, float('nan')):.3g}",
+                         fixed=k in fixed_eta))
     names = list(pop.omega_names)
-    fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
-                 for k in b["parameters"]}
     for r in range(1, len(names)):
         for c in range(r):
             v = float(pop.omega[r, c])
@@ -571,7 +578,8 @@ def _population_lines(result, outputs=None) -> list[str]:
                 continue
             corr = v / math.sqrt(pop.omega[r, r] * pop.omega[c, c])
             lines.append(row(f"omega {names[r]},{names[c]} (covariance; correlation "
-                             f"{corr:.3f})", v, pop.omega_offdiag_se.get(key, float("nan"))))
+                             f"{corr:.3f})", v, pop.omega_offdiag_se.get(key, float("nan")),
+                             fixed=names[r] in fixed_eta))
     for k, v in pop.sigma.items():
         lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))
     effects = {n: e for e in (getattr(pop, "covariate_effects", ()) or ())
@@ -579,9 +587,8 @@ def _population_lines(result, outputs=None) -> list[str]:
     for k, v in (getattr(pop, "coefficients", {}) or {}).items():
         e = effects.get(k, {})
         se = pop.coefficients_se.get(k, float("nan"))
-        fixed = not _coefficient_estimated(e, k)
-        lines.append(row(f"{k} ({_effect_words(e)}{', fixed' if fixed else ''})", v,
-                         float("nan") if fixed else se))
+        lines.append(row(f"{k} ({_effect_words(e)})", v, se,
+                         fixed=not _coefficient_estimated(e, k)))
     lines += ["", "Omega on the estimation scale (variances, and covariances within blocks); "
                   "CV % = 100 sqrt(exp(omega^2) - 1) for log-scale parameters; shrinkage = 1 "
                   "- SD(EBE) / omega. "
