@@ -277,8 +277,12 @@ class _Chains:
         self.residual = residual
 
     def evaluate(self, phi, residual=None):
-        residual = self.residual if residual is None else residual
         f, _, ok = call_predict(self.model, phi, self.index, self.n, self.D)
+        return self.data_term(f, residual, ok), f
+
+    def data_term(self, f, residual=None, ok=True):
+        """``sum_j q_ij`` of predictions ``f`` (inf where ``ok`` is false or not finite)."""
+        residual = self.residual if residual is None else residual
         d = self.d
         with np.errstate(all="ignore"):
             fz = np.where(d.mask, f, 0.0)
@@ -290,8 +294,7 @@ class _Chains:
                 z = s * np.where(self.cen, d.limit - fz, 0.0) / np.sqrt(V)
                 q = q + np.where(self.cen, -2.0 * log_ndtr(z), 0.0)
             val = q.sum(axis=1)
-        val = np.where(ok & np.isfinite(val), val, np.inf)
-        return val, f
+        return np.where(ok & np.isfinite(val), val, np.inf)
 
 
 class _Louis:
@@ -605,7 +608,10 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         om_inv = np.linalg.inv(omega)
         Lom = np.linalg.cholesky(omega)
         res_now = resid()
-        U_data, f = chains.evaluate(phi_of(eta, mu_i), res_now)
+        # the chains' state is the individual parameters phi (Monolix's): the M-step moved
+        # mu and the residual model but not phi, so the predictions are still valid and only
+        # the data term is recomputed (no model evaluation)
+        U_data = chains.data_term(f, res_now)
 
         def prior_q(e, om_inv=om_inv):
             return np.einsum("re,ef,rf->r", e, om_inv, e)
@@ -701,7 +707,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             B.ravel()[fr] = np.linalg.solve(lhs, rhs)
         else:
             B = XtX_inv @ (X.T @ s1)
+        mu_old = mu_i
         mu_i = mu_rows()
+        eta = eta + (mu_old - mu_i)[sub][:, cols]       # same phi, new typical values
         M = X @ B
         om_new = (S2 - M.T @ s1 - s1.T @ M + M.T @ M) / N
         om_new = 0.5 * (om_new + om_new.T)
