@@ -2,11 +2,17 @@
 ``[fit] estimator = "saem"``, from the same configs as ``focei``.
 
 Population model: as :mod:`~.focei` (``estimate = "population"`` parameters with typical value
-theta on their estimation scale, ``eta = <variance>`` for a random effect, Omega diagonal;
-additive, proportional, combined or log-normal error). SAEM additionally needs a random effect
-on **every** population parameter (the core holds parameters without one at their initial
-values: Monolix's separate gradient step for them is not implemented) and every error
-parameter of an observable estimated.
+theta on their estimation scale, ``eta = <variance>`` for a random effect; additive,
+proportional, combined or log-normal error; censored values, which SAEM imputes (M3)). The
+population model layer (:mod:`progression.fit.population._model`) is taken where SAEM's
+closed-form M-step applies: covariate effects linear on the estimation scale (``power``,
+``exponential``, ``categorical`` on a log-scale parameter: regression of the individual
+parameters' statistics, generalised least squares with the current Omega), Omega diagonal,
+block-diagonal or full (the blocks of the unconstrained estimate), fixed blocks. Refused with a
+ConfigError naming the key: a ``linear`` effect or one on a parameter not on the log scale,
+a fixed coefficient (use focei). SAEM needs a random effect on **every** population parameter
+(the core holds parameters without one at their initial values: Monolix's separate gradient
+step for them is not implemented) and every error parameter of an observable estimated.
 
 Estimation: :func:`progression.fit.population.saem` on the problem's
 :class:`~progression.fit.population._adapter.ProblemModel` (the same individual model, data and

@@ -18,7 +18,8 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   lockstep (one ``predict`` call per kernel sweep). Each iteration runs the three Monolix
   kernels ``kernel_iters`` times each: (1) independent proposal from the population
   distribution N(mu_i, Omega); (2) component-wise random walk (one sweep per component);
-  (3) block random walk over a random block of components (size >= 2). Random-walk scales are
+  (3) block random walk over a random block of components (size >= 2). The chains' state is
+  ``phi`` (Monolix's), so the M-step's new typical values leave the predictions valid. Random-walk scales are
   per component, adapted during exploration by ``s *= 1 + 0.4 (rate - 0.4)`` (target acceptance
   0.4) and frozen in the smoothing phase. Censored observations are imputed from the truncated
   normal given the current prediction (so the residual statistics stay complete-data ones).
@@ -27,8 +28,10 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   exploration phase (at most ``k1`` iterations) and ``gamma_k = 1 / (k - K1)^alpha`` during the
   ``k2`` smoothing iterations.
 - *M-step*: typical values in closed form (the mean of ``s1``; with covariates
-  ``mu_i = mu + beta' x_i`` on the estimation scale, least squares of ``s1`` on ``[1, x]``);
-  Omega from the statistics (full, or diagonal when ``omega_diagonal``); additive SD
+  ``mu_i = mu + beta' x_i`` on the estimation scale, least squares of ``s1`` on ``[1, x]``,
+  generalised least squares with the current Omega when ``covariate_mask`` gives parameters
+  different covariates); Omega from the statistics (full, diagonal when ``omega_diagonal``,
+  or the blocks of ``omega_structure``; ``omega_fixed`` blocks stay at their initial values); additive SD
   ``a^2 = S_res / n_obs`` and proportional SD ``b^2 = sum (y-f)^2/f^2 / n_obs`` in closed form;
   for the combined error ``V = a^2 + b^2 f^2`` (no finite sufficient statistic) ``(a, b)``
   minimises the complete -2 log-likelihood ``sum (y-f)^2/V + log V`` at each iteration's
