@@ -17,28 +17,30 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
 - *Simulation*: ``n_chains`` Markov chains per subject, all subjects and chains advanced in
   lockstep (one ``predict`` call per kernel sweep). Each iteration runs the three Monolix
   kernels ``kernel_iters`` times each: (1) independent proposal from the population
-  distribution N(mu_i, Omega); (2) component-wise random walk (one sweep per component);
-  (3) block random walk over a random block of components (size >= 2). The chains' state is
-  ``phi`` (Monolix's), so the M-step's new typical values leave the predictions valid. Random-walk scales are
-  per component, adapted during exploration by ``s *= 1 + 0.4 (rate - 0.4)`` (target acceptance
-  0.4) and frozen in the smoothing phase. Censored observations are imputed from the truncated
-  normal given the current prediction (so the residual statistics stay complete-data ones).
+  distribution N(mu_i, Omega); (2) component-wise random walk (one sweep per component); (3)
+  block random walk over a random block of components (size >= 2). The chains' state is
+  ``phi`` (Monolix's), so the M-step's new typical values leave the predictions valid.
+  Random-walk scales are per component, adapted during exploration by ``s *= 1 + 0.4 (rate -
+  0.4)`` (target acceptance 0.4) and frozen in the smoothing phase. Censored observations are
+  imputed from the truncated normal given the current prediction (so the residual statistics
+  stay complete-data ones).
 - *Stochastic approximation* of the sufficient statistics ``s1_i = E[phi_i]`` (N, E),
   ``S2 = sum_i E[phi_i phi_i']`` and the residual sums, with step ``gamma_k = 1`` during the
   exploration phase (at most ``k1`` iterations) and ``gamma_k = 1 / (k - K1)^alpha`` during the
   ``k2`` smoothing iterations.
-- *M-step*: typical values in closed form (the mean of ``s1``; with covariates
-  ``mu_i = mu + beta' x_i`` on the estimation scale, least squares of ``s1`` on ``[1, x]``,
-  generalised least squares with the current Omega when ``covariate_mask`` gives parameters
-  different covariates); Omega from the statistics (full, diagonal when ``omega_diagonal``,
-  or the blocks of ``omega_structure``; ``omega_fixed`` blocks stay at their initial values); additive SD
-  ``a^2 = S_res / n_obs`` and proportional SD ``b^2 = sum (y-f)^2/f^2 / n_obs`` in closed form;
-  for the combined error ``V = a^2 + b^2 f^2`` (no finite sufficient statistic) ``(a, b)``
-  minimises the complete -2 log-likelihood ``sum (y-f)^2/V + log V`` at each iteration's
-  simulated predictions (Fisher scoring on ``log a^2, log b^2``) and that optimum is averaged
-  by the same stochastic approximation (saemix's rule; constant cost per iteration). Keeping
-  every smoothing iteration's simulations and minimising their SA-weighted objective (exact
-  SAEM) gave the same estimates on Theoph to 1e-2 relative, at a cost growing as k2^2.
+- *M-step*: typical values in closed form (the mean of ``s1``; with covariates ``mu_i = mu +
+  beta' x_i`` on the estimation scale, least squares of ``s1`` on ``[1, x]``, generalised
+  least squares with the current Omega when ``covariate_mask`` gives parameters different
+  covariates); Omega from the statistics (full, diagonal when ``omega_diagonal``, or the
+  blocks of ``omega_structure``; ``omega_fixed`` blocks stay at their initial values);
+  additive SD ``a^2 = S_res / n_obs`` and proportional SD ``b^2 = sum (y-f)^2/f^2 / n_obs`` in
+  closed form; for the combined error ``V = a^2 + b^2 f^2`` (no finite sufficient statistic)
+  ``(a, b)`` minimises the complete -2 log-likelihood ``sum (y-f)^2/V + log V`` at each
+  iteration's simulated predictions (Fisher scoring on ``log a^2, log b^2``) and that optimum
+  is averaged by the same stochastic approximation (saemix's rule; constant cost per
+  iteration). Keeping every smoothing iteration's simulations and minimising their SA-weighted
+  objective (exact SAEM) gave the same estimates on Theoph to 1e-2 relative, at a cost growing
+  as k2^2.
 - *Simulated annealing* during exploration: every Omega variance and residual variance is
   kept ``>= tau`` times its previous value (correlations of a full Omega are kept). A full
   Omega is estimated diagonal during the first ``min_k1`` iterations.
