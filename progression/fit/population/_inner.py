@@ -124,7 +124,8 @@ class InnerResult:
     V_fixed : ndarray (N, n) or None
         The residual variance held fixed (at eta = 0) without interaction.
     n_predict : int
-        ``predict`` calls made (batched calls count once).
+        ``predict`` calls made (batched calls count once; the extra calls for exact Hessians,
+        see :class:`InnerOptions` ``exact_after``, are not counted).
     """
 
     eta: np.ndarray
