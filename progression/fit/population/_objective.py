@@ -19,6 +19,9 @@ nlmixr2's OBJF) convention. With ``L_i(eta)`` the inner objective of :mod:`._inn
   otherwise central differences of G (step ``fd_step`` on the estimation scale; error
   O(fd_step^2) in d2f, about 1e-8 relative for the default).
 
+Their exact gradients with respect to mu, Omega and the residual SDs (censored values
+included, except for ``fo``) are :func:`._gradient.population_gradient`.
+
 Reference: Wang Y., Derivation of various NONMEM estimation methods, J Pharmacokinet
 Pharmacodyn 2007;34:575-593.
 """
