@@ -46,8 +46,9 @@ DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
 _TOP = ("fit", "data", "error", "parameters", "omega", "estimator", "solver", "output",
         "conditions")
-#: Estimators that take covariate effects, Omega blocks and fixed Omega elements.
-STRUCTURED_ESTIMATORS = ("focei", "foce", "fo", "laplace")
+#: Estimators that take covariate effects, Omega blocks and fixed Omega elements (saem
+#: refuses, at fit time and by key, the effects that are not linear in its M-step).
+STRUCTURED_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
 #: Default largest share of subjects that may fail (no convergence, or a simulation that
 #: failed at every point tried) before a fit is refused with EstimationFailed.
 MAX_FAILED_SHARE = 0.5

@@ -144,8 +144,9 @@ RANDOM_EFFECT_CASES = [
     ("omega with the individual estimator", 'estimator = "focei"',
      'estimator = "individual"', ["omega", "population estimator"],
      '\n[omega]\nblocks = [["CL", "V"]]\n'),
-    ("covariate effect with saem", 'estimator = "focei"', 'estimator = "saem"',
-     [f"{CL_KEY}", "saem", "focei"], WEIGHT),
+    ("linear covariate effect with saem", 'estimator = "focei"', 'estimator = "saem"',
+     [f"{CL_KEY}", "saem", "linear"], WEIGHT.replace('"power"', '"linear"').replace(
+         "0.75", "0.01")),
 ]
 
 
