@@ -502,3 +502,69 @@ def test_estimated_covariate_effects_match_an_independent_optimisation():
     # the draw API reproduces the subjects' typical values
     tv = pop.typical_values(pop.subject_covariates)
     np.testing.assert_allclose(np.log(tv["CL"]), got[0] + c[0] * np.log(wt / 70), rtol=1e-10)
+
+
+LONG = '''
+[fit]
+model = "als_reduced"
+estimator = "focei"
+
+[data]
+path = "{data}"
+
+[error.ALSFRS_R]
+model = "additive"
+a = {{ value = 2.0, estimate = "population" }}
+
+[parameters.k0]
+estimate = "population"
+scale = "log"
+eta = 0.3
+
+[parameters.k0.covariates.sex]
+effect = "categorical"
+reference = "female"
+value = 0.2
+
+[parameters.k0.covariates.age]
+effect = "linear"
+reference = 60
+value = 0.01
+
+[parameters.kA]
+estimate = "population"
+scale = "log"
+'''
+
+
+def test_text_categories_and_baseline_values_from_a_covariates_file(tmp_path):
+    """Baseline covariates of a long-format file's covariates table reach the designs; text
+    categories (sex) resolve to one level besides the reference; a subject without the
+    covariate is refused by name."""
+    import shutil
+
+    from progression.errors import DataError
+    from progression.fit.estimate import read_data
+    from progression.fit.estimators.base import EstimationProblem
+    from progression.fit.estimators.focei import _covariate_model
+    from progression.fit.problem import Problem, designs_from_cohort
+
+    src = ROOT / "data" / "examples"
+    cfg = parse_fit_config(LONG.format(data=src / "long.csv"), source="long.toml")
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    base = dict(designs[0].baseline)
+    assert base == {"sex": "male", "age": 61}
+    ep = EstimationProblem(Problem.from_config(cfg), designs, cfg.options, None,
+                           source="long.toml")
+    covariates, effects = _covariate_model(ep, [cfg.parameter("k0")])
+    assert effects[0].levels == ("male",) and effects[0].values == (0.2,)
+    assert covariates["age"].dtype == float and covariates["sex"][1] == "female"
+    # a subject without its age
+    for name in ("long.csv", "long.toml", "long_events.csv"):
+        shutil.copy(src / name, tmp_path / name)
+    rows = (src / "long_covariates.csv").read_text().splitlines()
+    rows[2] = rows[2].replace(",67,", ",,")
+    (tmp_path / "long_covariates.csv").write_text("\n".join(rows) + "\n")
+    cfg = parse_fit_config(LONG.format(data=tmp_path / "long.csv"), source="long.toml")
+    with pytest.raises(DataError, match=r"subject 'P02': covariate 'age'.*missing"):
+        designs_from_cohort(read_data(cfg), cfg)
