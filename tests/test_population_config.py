@@ -568,3 +568,108 @@ def test_text_categories_and_baseline_values_from_a_covariates_file(tmp_path):
     cfg = parse_fit_config(LONG.format(data=tmp_path / "long.csv"), source="long.toml")
     with pytest.raises(DataError, match=r"subject 'P02': covariate 'age'.*missing"):
         designs_from_cohort(read_data(cfg), cfg)
+
+
+TV_MODEL = '''
+[model]
+name = "pk_bolus_tv_weight"
+description = "One-compartment IV bolus, CL = CL_pop (WT/70)^theta_wt with time-varying WT."
+time_unit = "hour"
+
+[parameters.CL_pop]
+value = 5.0
+bounds = [0.1, 100.0]
+
+[parameters.V_pop]
+value = 50.0
+bounds = [1.0, 500.0]
+
+[parameters.theta_wt]
+value = 0.75
+bounds = [-3.0, 3.0]
+
+[covariates.WT]
+value = 70.0
+interpolation = "locf"
+
+[states.A_c]
+initial = 0.0
+
+[expressions]
+CL = "CL_pop * (WT / 70) ** theta_wt"
+
+[equations]
+A_c = "-(CL / V_pop) * A_c"
+
+[observables.conc]
+expression = "A_c / V_pop"
+
+[dosing.A_c]
+cmt = 1
+'''
+TV_CONFIG = '''
+[fit]
+model = "{model}"
+estimator = "focei"
+
+[error.conc]
+model = "proportional"
+b = {{ value = 0.15, estimate = "population", bounds = [0.001, 1.0] }}
+
+[parameters.CL_pop]
+estimate = "population"
+value = 4.0
+scale = "log"
+eta = 0.05
+
+[parameters.V_pop]
+estimate = "population"
+value = 60.0
+scale = "log"
+eta = 0.05
+
+[parameters.theta_wt]
+estimate = "population"     # a typical value without a random effect
+value = 0.3
+scale = "linear"
+'''
+
+
+def test_time_varying_covariate_effect_through_the_model(tmp_path):
+    """A time-varying covariate effect is written in the model (``[covariates.WT]`` and
+    ``CL = CL_pop (WT/70)^theta_wt`` in its expressions) with the exponent a population
+    parameter without a random effect: 30 subjects whose weight changes at 24 h (seed 8)
+    give back theta_wt = 0.75 within 3 SE (measured: 0.781, SE 0.017)."""
+    from progression.fit import fit
+    from progression.fit.design import Design
+    from progression.fit.population._adapter import ProblemModel
+    from progression.fit.problem import Problem
+    from progression.simulate._dosing import Dose
+
+    model_path = tmp_path / "tv_model.toml"
+    model_path.write_text(TV_MODEL)
+    cfg = parse_fit_config(TV_CONFIG.format(model=model_path), source="tv.toml",
+                           check_data=False)
+    n = 30
+    rng = np.random.default_rng(8)
+    times = np.array([1.0, 4.0, 12.0, 23.0, 26.0, 30.0, 36.0, 48.0])
+    w0 = rng.uniform(40, 100, n)
+    designs = [Design(f"s{i}", times.copy(), np.zeros(8, dtype=int), np.ones(8),
+                      np.zeros(8, dtype=int), np.full(8, np.nan),
+                      doses=(Dose(0.0, 100.0), Dose(24.0, 100.0)), dose_records=True,
+                      covariates=(("WT", np.array([0.0, 24.0]),
+                                   np.array([w0[i], 0.6 * w0[i]])),))
+               for i in range(n)]
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    cols = np.array([problem.names.index(k) for k in ("CL_pop", "V_pop", "theta_wt")])
+    eta = rng.standard_normal((n, 2)) * np.sqrt([0.09, 0.0625])
+    phi = np.column_stack([np.log(5.0) + eta[:, 0], np.log(50.0) + eta[:, 1],
+                           np.full(n, 0.75)])
+    f, _ = ProblemModel(problem, designs, cols).predict(phi, np.arange(n))
+    sim = [d.with_values(f[i] * (1.0 + 0.1 * rng.standard_normal(8)))
+           for i, d in enumerate(designs)]
+    pop = fit(cfg, data=sim).population
+    assert pop.converged and pop.omega_names == ("CL_pop", "V_pop")
+    est, se = pop.fixed_effects["theta_wt"], pop.fixed_effects_se["theta_wt"]
+    assert abs(est - 0.75) < 3 * se and se < 0.3, (est, se)

@@ -233,8 +233,9 @@ class FOCEI(Estimator):
             gr = self._core_gradient(s["model"], s["data"], mu, omega,
                                      self._residual(problem, s, sd), eta_columns=s["eta_pos"],
                                      eta0=s["eta"] if warm else None, inner_options=INNER)
-        except FitError:
-            # Omega not positive definite to working precision (a Cholesky factor underflow)
+        except (FitError, np.linalg.LinAlgError):
+            # Omega not positive definite to working precision (a Cholesky factor underflow),
+            # or conditional modes that cannot be computed (non-finite curvature far out)
             return np.inf, np.zeros_like(x), None, None
         # chain rule: mu (per subject) -> theta and coefficients; Omega -> its parameters
         # (Gamma symmetric: dOFV = sum_kl Gamma_kl dOmega_kl)
