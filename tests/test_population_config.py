@@ -528,7 +528,7 @@ value = 0.2
 
 [parameters.k0.covariates.age]
 effect = "linear"
-reference = 60
+reference = "median"
 value = 0.01
 
 [parameters.kA]
@@ -539,8 +539,8 @@ scale = "log"
 
 def test_text_categories_and_baseline_values_from_a_covariates_file(tmp_path):
     """Baseline covariates of a long-format file's covariates table reach the designs; text
-    categories (sex) resolve to one level besides the reference; a subject without the
-    covariate is refused by name."""
+    categories (sex) resolve to one level besides the reference; ``reference = "median"``
+    becomes the subjects' median; a subject without the covariate is refused by name."""
     import shutil
 
     from progression.errors import DataError
@@ -558,6 +558,9 @@ def test_text_categories_and_baseline_values_from_a_covariates_file(tmp_path):
                            source="long.toml")
     covariates, effects = _covariate_model(ep, [cfg.parameter("k0")])
     assert effects[0].levels == ("male",) and effects[0].values == (0.2,)
+    # reference = "median": the subjects' median age, computed when the fit starts
+    assert cfg.parameter("k0").covariates[1].reference == "median"
+    assert effects[1].reference == float(np.median(covariates["age"]))
     assert covariates["age"].dtype == float and covariates["sex"][1] == "female"
     # a subject without its age
     for name in ("long.csv", "long.toml", "long_events.csv"):

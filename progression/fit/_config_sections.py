@@ -506,6 +506,10 @@ def _covariate_effects(chk: _Check, key: str, pname: str, table) -> tuple:
             if isinstance(ref, bool) or not isinstance(ref, str | int | float):
                 chk.add(f"{ck}.reference", f"expected a category (a string or a number), "
                                            f"found {_found(ref)}")
+        elif isinstance(ref, str):
+            from .population._model import CENTRES
+
+            ref = chk.string(f"{ck}.reference", ref, CENTRES)
         else:
             ref = chk.number(f"{ck}.reference", ref)
             if ref is not None and effect == "power" and ref <= 0:

@@ -76,6 +76,8 @@ THEOPH_CASES = [
     ("power reference not positive", WEIGHT.replace("70.0", "0.0"),
      [f"{CL_KEY}.reference", "positive"]),
     ("reference not a number", WEIGHT.replace("70.0", '"heavy"'),
+     [f"{CL_KEY}.reference", "'median'", "'heavy'"]),
+    ("reference a boolean", WEIGHT.replace("70.0", 'true'),
      [f"{CL_KEY}.reference", "number"]),
     ("unknown key in a covariate table", WEIGHT + "slope = 1.0\n",
      [f"{CL_KEY}.slope", "unknown key"]),

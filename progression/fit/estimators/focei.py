@@ -599,6 +599,7 @@ def _covariate_model(ep: EstimationProblem, params) -> tuple[dict, list]:
         covariates[c] = arr
     out = []
     for e in effects:
+        e = e.centred(covariates[e.covariate]) if e.effect != "categorical" else e
         if e.effect == "categorical" and not e.levels:
             cats = {e.category(v) for v in covariates[e.covariate]} - {e.reference, None}
             e = e.with_levels(sorted(cats, key=_category_order))

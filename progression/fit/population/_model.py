@@ -21,7 +21,11 @@ On a log scale power and exponential effects are linear in ``mu``: ``mu = log TV
 (``+ c (x - r)``), the usual ``CL = TVCL*(WT/70)**THETA`` and ``exp(THETA*(AGE-50))``.
 
 Covariate values are per subject and time-constant (the subject's baseline value: its
-covariate column, or the first value of time-varying rows).
+covariate column, or the first value of time-varying rows). The reference of a continuous
+effect is a number, or ``"median"`` / ``"mean"`` of the subjects' values (computed when the fit
+starts and saved with it). Time-varying covariate effects belong in the model file (the
+covariate in ``[covariates]``, the effect in its expressions, the coefficient a population
+parameter without a random effect).
 
 Omega
 -----
@@ -42,11 +46,13 @@ import numpy as np
 
 from ..transforms import _codes, dtheta_dx, from_internal, to_internal
 
-__all__ = ["EFFECTS", "CovariateEffect", "OmegaBlock", "OmegaModel", "TypicalModel",
+__all__ = ["EFFECTS", "CENTRES", "CovariateEffect", "OmegaBlock", "OmegaModel", "TypicalModel",
            "level_key"]
 
 #: Covariate effect kinds, as the config names them.
 EFFECTS = ("power", "exponential", "linear", "categorical")
+#: References of continuous effects computed from the data (over subjects, one value each).
+CENTRES = ("median", "mean")
 
 
 def level_key(value) -> str:
@@ -74,7 +80,8 @@ class CovariateEffect:
         The subject covariate (a baseline value per subject).
     effect : {"power", "exponential", "linear", "categorical"}
     reference : float or str
-        The centring value (power, exponential, linear) or the reference category (its
+        The centring value (power, exponential, linear; ``"median"`` or ``"mean"`` until
+        :meth:`centred` resolves it from the subjects' values) or the reference category (its
         :func:`level_key`).
     levels : tuple of str
         Categorical: the non-reference categories, one coefficient each (empty before they are
@@ -111,7 +118,7 @@ class CovariateEffect:
         if self.effect == "categorical":
             object.__setattr__(self, "reference", level_key(self.reference))
             object.__setattr__(self, "levels", tuple(level_key(v) for v in self.levels))
-        else:
+        elif not (isinstance(self.reference, str) and self.reference in CENTRES):
             object.__setattr__(self, "reference", float(self.reference))
         object.__setattr__(self, "lower", tuple(-math.inf if v is None else float(v)
                                                 for v in self.lower))
@@ -152,6 +159,17 @@ class CovariateEffect:
             if key in members:
                 return g
         return None
+
+    def centred(self, values) -> CovariateEffect:
+        """A continuous effect whose ``"median"`` / ``"mean"`` reference is computed from the
+        subjects' covariate values (one per subject); other effects unchanged."""
+        import dataclasses
+
+        if not (isinstance(self.reference, str) and self.reference in CENTRES):
+            return self
+        x = np.asarray(values, dtype=float)
+        ref = float(np.median(x) if self.reference == "median" else np.mean(x))
+        return dataclasses.replace(self, reference=ref)
 
     def with_values(self, values) -> CovariateEffect:
         import dataclasses
