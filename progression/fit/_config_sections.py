@@ -3,7 +3,8 @@
 Each reader takes the problem collector (:class:`~progression.fit._config_checks._Check`) and
 the parsed TOML document, adds every problem it finds to the collector and returns what the
 section gives: ``[fit]``, ``[data]``, ``[error.OBSERVABLE]``, ``[parameters.NAME]`` (with the
-roles of a population model), ``[estimator]``, ``[solver]``, ``[output]`` and
+roles of a population model, random effects and ``[parameters.NAME.covariates.COV]`` covariate
+effects), ``[omega]`` (blocks of Omega), ``[estimator]``, ``[solver]``, ``[output]`` and
 ``[conditions.NAME]``. :func:`progression.fit.config.parse_fit_config` calls them in that order
 (so problems are always listed in that order) and builds the
 :class:`~progression.fit.config.FitConfig`. Private: :mod:`progression.fit.config` is the
