@@ -406,3 +406,23 @@ def test_saem_structured_agrees_with_focei():
     np.testing.assert_allclose(np.diag(sa.omega), np.diag(fo.omega), rtol=0.5)
     assert sa.covariance_names == fo.covariance_names
     assert np.all(np.isfinite(np.diag(sa.covariance)))
+
+
+def test_saem_on_als_subjects_with_censored_values():
+    """The ALS cohort's first 12 patients (CRP values below the assay limit, no doses): a
+    short run through fit() takes the RK4 kernel path, imputes the censored values, and
+    states both."""
+    from progression.fit import fit
+
+    text = ALS + ("[estimator]\nseed = 2\nsaem_exploration = 10\nsaem_smoothing = 6\n"
+                  "saem_chains = 1\nis_samples = 100\n")
+    cfg = parse_fit_config(text, source="als.toml", base_dir=ROOT / "configs")
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    few = designs[:12]
+    assert any(np.any(np.asarray(d.cens) != 0) for d in few)
+    res = fit(cfg, data=few)
+    pop = res.population
+    assert pop.method == "saem" and pop.iterations == 16
+    assert "lockstep fixed-step RK4" in res.individual.diagnostics.numbers_from
+    assert np.isfinite(pop.ofv)
+    assert set(pop.fixed_effects) == {"k0", "kA", "Tmax", "eD", "time_offset"}
