@@ -300,6 +300,24 @@ def test_full_omega_recovered_and_matches_an_independent_optimisation():
     # not 0.1; 280 values)
     realised = TRUTH["b"] * eps.std()
     assert abs(pop.sigma["conc.b"] - realised) < 3 * pop.sigma_se["conc.b"]
+    # the correlation's SE: delta method by differences of rho(log L CL, L V,CL, log L V)
+    names = pop.covariance_names
+    assert names[2:5] == ("log L CL", "L V,CL", "log L V")
+    p = pop.parameter_vector()[2:5]
+
+    def rho(q):
+        low = np.array([[np.exp(q[0]), 0.0], [q[1], np.exp(q[2])]])
+        w = low @ low.T
+        return w[1, 0] / np.sqrt(w[0, 0] * w[1, 1])
+
+    grad = np.array([(rho(p + h) - rho(p - h)) / 2e-6 for h in np.eye(3) * 1e-6])
+    se_rho = np.sqrt(grad @ pop.covariance[2:5, 2:5] @ grad)
+    assert pop.omega_correlation_se["V,CL"] == pytest.approx(se_rho, rel=1e-5)
+    assert abs(rho(p) - 0.6) < 3 * se_rho
+    from progression.fit.report import _population_lines
+
+    table = "\n".join(_population_lines(res))
+    assert f"omega V,CL (covariance; correlation {rho(p):.3f}, SE {se_rho:.3g})" in table
     # the independent optimisation of the core objective
     data = PopulationData.from_subjects(list(y))
 

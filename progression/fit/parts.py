@@ -354,6 +354,8 @@ class PopulationPart:
         random effect in one; empty: diagonal, nothing fixed).
     omega_offdiag_se : dict of str to float
         Standard errors of Omega's off-diagonal covariances, keyed ``"A,B"``.
+    omega_correlation_se : dict of str to float
+        Standard errors of the random effects' correlations (delta method), keyed ``"A,B"``.
     condition_number : float
         Of the correlation matrix of the estimates (NONMEM's; NaN without a covariance
         step).
@@ -398,6 +400,7 @@ class PopulationPart:
     coefficients_se: dict = field(default_factory=dict)
     omega_blocks: tuple = ()
     omega_offdiag_se: dict = field(default_factory=dict)
+    omega_correlation_se: dict = field(default_factory=dict)
     condition_number: float = float("nan")
     r_condition_number: float = float("nan")
     subject_covariates: dict = field(default_factory=dict)

@@ -577,8 +577,10 @@ def _population_lines(result, outputs=None) -> list[str]:
             if v == 0.0 and key not in (getattr(pop, "omega_offdiag_se", {}) or {}):
                 continue
             corr = v / math.sqrt(pop.omega[r, r] * pop.omega[c, c])
+            cse = (getattr(pop, "omega_correlation_se", {}) or {}).get(key, float("nan"))
             lines.append(row(f"omega {names[r]},{names[c]} (covariance; correlation "
-                             f"{corr:.3f})", v, pop.omega_offdiag_se.get(key, float("nan")),
+                             f"{corr:.3f}" + (f", SE {cse:.3g}" if math.isfinite(cse) else "")
+                             + ")", v, pop.omega_offdiag_se.get(key, float("nan")),
                              fixed=names[r] in fixed_eta))
     for k, v in pop.sigma.items():
         lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))

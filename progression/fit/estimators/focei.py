@@ -488,12 +488,20 @@ class FOCEI(Estimator):
         om_se = np.where(np.outer(fixed_eta, fixed_eta) | (om_var < 0), np.nan,
                          np.sqrt(np.abs(om_var)))
         eta_names = [names[pop_cols[j]] for j in eta_pos]
-        offdiag_se = {}
-        for idx in om_model.blocks:
+        offdiag_se, corr_se = {}, {}
+        for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
             for r in range(1, idx.size):
                 for c in range(r):
-                    offdiag_se[f"{eta_names[idx[r]]},{eta_names[idx[c]]}"] = float(
-                        om_se[idx[r], idx[c]])
+                    a, b = idx[r], idx[c]
+                    key = f"{eta_names[a]},{eta_names[b]}"
+                    offdiag_se[key] = float(om_se[a, b])
+                    # correlation rho = w_ab / sqrt(w_aa w_bb), delta method
+                    rho = omega[a, b] / math.sqrt(omega[a, a] * omega[b, b])
+                    drho = (J_om[:, a, b] / math.sqrt(omega[a, a] * omega[b, b])
+                            - 0.5 * rho * (J_om[:, a, a] / omega[a, a]
+                                           + J_om[:, b, b] / omega[b, b]))
+                    v = float(drho @ C_om @ drho)
+                    corr_se[key] = math.sqrt(v) if v >= 0 and not fx else float("nan")
         # covariate coefficients (fixed ones without SE)
         free = s["coef_free"]
         coef_se = np.full(coef.size, np.nan)
@@ -547,6 +555,7 @@ class FOCEI(Estimator):
             coefficients_se={n: float(v) for n, v in zip(coef_names, coef_se, strict=True)},
             omega_blocks=tuple(om_model.block_specs()),
             omega_offdiag_se=offdiag_se,
+            omega_correlation_se=corr_se,
             condition_number=correlation_condition_number(cov),
             r_condition_number=r_cond,
             subject_covariates={c: np.asarray(v).tolist()
