@@ -450,3 +450,22 @@ def test_r_matrix_diagnosis_names_the_unidentified_parameters():
     assert "non-finite" in r_matrix_diagnosis(np.full((5, 5), np.nan), names)
     with pytest.raises(FitError, match="expected a square matrix of 5 parameters"):
         r_matrix_diagnosis(np.eye(4), names)
+
+
+def test_estimators_and_gradients_pickle():
+    import pickle
+
+    from progression.fit.estimators.focei_family import FO, FOCE, Laplace
+
+    for cls in (FOCE, FO, Laplace):
+        est = cls()
+        est._last = ("state of a running fit",)
+        back = pickle.loads(pickle.dumps(est))
+        assert type(back) is cls and back.method == est.method and not hasattr(back, "_last")
+    times, doses, ys = simulate_onecmt(3, 5, OMEGA)
+    gr = population_gradient("laplace", OneCmtOral(times, doses),
+                             PopulationData.from_subjects(ys), np.tile([0.4, 1.0, 3.45], (3, 1)),
+                             OMEGA, Residual.combined(0.3, 0.1))
+    back = pickle.loads(pickle.dumps(gr))
+    np.testing.assert_array_equal(back.d_mu, gr.d_mu)
+    assert back.method == "laplace"
