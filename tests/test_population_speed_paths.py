@@ -212,9 +212,18 @@ def test_focei_gradient_with_batched_hessian_equals_the_core_differences():
                 H[r, :ds[i].n] = np.nan if ev.failed[r] else -ev.hessians[r][:ds[i].n]
             return H
 
-    plain = ProblemModel(base, designs, cols)
+    class PredictOnly:
+        """The model without predict_hessian: the core differences G itself."""
+
+        def __init__(self, model):
+            self.model = model
+
+        def predict(self, phi, index):
+            return self.model.predict(phi, index)
+
+    plain = PredictOnly(ProblemModel(base, designs, cols))
     fast = WithHessian(base, designs, cols)
-    data = plain.data()
+    data = fast.data()
     mu = np.tile([0.47, 1.01, 3.46], (len(designs), 1))
     om = np.diag([0.4, 0.069, 0.019])
     res = Residual((0.695,), (0.0,))
