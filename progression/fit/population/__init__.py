@@ -9,8 +9,11 @@ The structural model enters only through an *individual model*: a picklable obje
   per-subject status, warm starts);
 - :func:`subject_objectives` / :func:`objective`: NONMEM's FO, FOCE, FOCE-I and Laplace
   objectives (``-2 log L`` without ``N log 2 pi``), per subject and in total;
-- :func:`focei_gradient`: the exact gradient of the FOCE-I objective with respect to mu,
-  Omega and the residual SDs (implicit-function rule, second derivatives of the model);
+- :func:`population_gradient` (``fo``, ``foce``, ``focei``, ``laplace``; :func:`focei_gradient`
+  for FOCE-I): the exact gradient of the objective with respect to mu, Omega and the residual
+  SDs, censored values included (implicit-function rule, model derivatives at fixed eta);
+- :func:`r_matrix_diagnosis`: NONMEM-style words when the covariance step's R is not positive
+  definite;
 - :func:`residual_diagnostics`, :func:`eta_shrinkage`, :func:`epsilon_shrinkage`,
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
 - :func:`npde`: NPDE and pd from simulations of the design;
@@ -35,7 +38,7 @@ from ._diagnostics import (
     residual_diagnostics,
 )
 from ._ext import FINAL, SE, UNAVAILABLE, ExtTable, ext_columns, read_ext, write_ext
-from ._gradient import FoceiGradient, focei_gradient
+from ._gradient import FoceiGradient, focei_gradient, population_gradient, r_matrix_diagnosis
 from ._inner import (
     CONVERGED,
     FAILED,
@@ -92,7 +95,9 @@ __all__ = [
     "linearised_ofv",
     "npde",
     "objective",
+    "population_gradient",
     "prediction_correct",
+    "r_matrix_diagnosis",
     "read_ext",
     "residual_diagnostics",
     "saem",
