@@ -54,7 +54,10 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   subject ``I_i = -E[d2 l_c] - E[d l_c d l_c'] + E[d l_c] E[d l_c]'`` with ``l_c = log p(y_i,
   phi_i; theta)`` the complete-data log-likelihood, each conditional expectation the
   stochastic approximation (same steps as the statistics) of its value at the chains' draws
-  (averaged over a subject's chains). ``l_c`` is in closed form (Gaussian prior of ``phi``,
+  (averaged over a subject's chains); ``E[d l_c]`` per subject is a running mean over the
+  smoothing phase, and the upward bias its Monte Carlo noise puts into ``sum_i E[d l_c]
+  E[d l_c]'`` is removed by a batch-means estimate of that noise (batches of 10 iterations).
+  ``l_c`` is in closed form (Gaussian prior of ``phi``,
   Gaussian residuals, censored values imputed), so the model's derivatives are never needed.
   Parameters: typical values and covariate coefficients on the estimation scale, log Omega
   variances (and the covariances of a full Omega), log residual SDs (``SaemResult.
@@ -604,6 +607,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
              else None)
     if louis is not None:
         Delta = np.zeros((N, louis.K))
+        batch_sum = np.zeros((N, louis.K))     # the current batch's per-subject score sum
+        batch_means = []                        # completed batches' per-subject means
         Gsa = np.zeros((louis.K, louis.K))
         smooth_vals, se_hist = [], {}
     k = 0
@@ -688,7 +693,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             # left in Delta_i biases sum_i Delta_i Delta_i' upward by sum_i Var(Delta_i),
             # so it is averaged as much as the smoothing phase allows
             g1 = 1.0 / (k - k1_end)
-            Delta += g1 * (g_r.reshape(N, C, -1).mean(axis=1) - Delta)
+            g_i = g_r.reshape(N, C, -1).mean(axis=1)
+            Delta += g1 * (g_i - Delta)
+            batch_sum += g_i
+            if (k - k1_end) % _BATCH == 0:
+                batch_means.append(batch_sum / _BATCH)
+                batch_sum = np.zeros_like(batch_sum)
             Gsa += g1 * ((H_sum + g_r.T @ g_r) / C - Gsa)
         for kk in range(K):
             m = obs_k[kk]
@@ -768,7 +778,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                     # estimates' means over the last two windows differ by less than k2_tol
                     # standard errors, and the standard errors moved by less than 10% over
                     # the last window
-                    se = _se(-Gsa + Delta.T @ Delta)
+                    se = _se(-Gsa + Delta.T @ Delta - _noise(batch_means))
                     se_hist[k2_now] = se
                     se_old = se_hist.get(k2_now - w)
                     if k2_now >= opt.min_k2 and se_old is not None:
@@ -805,7 +815,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     fisher = cov = None
     names = ()
     if louis is not None:
-        fisher = -Gsa + Delta.T @ Delta
+        fisher = -Gsa + Delta.T @ Delta - _noise(batch_means)
         fisher = 0.5 * (fisher + fisher.T)
         cov = _inverse_pd(fisher)
         names = louis.names
@@ -826,6 +836,24 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                       ofv_i=ofv_i, n_chains=C, seed=seed, options=opt, fisher=fisher,
                       covariance=cov, parameter_names=names,
                       smoothing_reason=smoothing_reason)
+
+
+#: Smoothing iterations per batch of the batch-means estimate of Var(Delta_i).
+_BATCH = 10
+
+
+def _noise(batch_means):
+    """``sum_i Var(Delta_i)`` (K, K) by batch means: the bias that the Monte Carlo noise in
+    the per-subject mean scores ``Delta_i`` adds to ``sum_i Delta_i Delta_i'`` (zero with
+    fewer than 4 batches). The variance of a mean of ``B`` batch means is the between-batch
+    covariance over ``B``; batches of ``_BATCH`` iterations absorb most of the chains'
+    autocorrelation."""
+    B = len(batch_means)
+    if B < 4:
+        return 0.0
+    arr = np.array(batch_means)                  # (B, N, K)
+    dev = arr - arr.mean(axis=0)
+    return np.einsum("bnk,bnl->kl", dev, dev) / (B - 1) / B
 
 
 def _inverse_pd(info):
