@@ -233,3 +233,30 @@ def test_focei_gradient_with_batched_hessian_equals_the_core_differences():
     assert abs(a.ofv - b.ofv) < 1e-6
     for x, y in ((a.d_mu, b.d_mu), (a.d_omega, b.d_omega), (a.d_a, b.d_a)):
         assert np.allclose(x, y, rtol=1e-5, atol=1e-6 * np.abs(x).max())
+
+
+def test_predictions_alone_equal_those_with_sensitivities():
+    """ALS cohort (no doses), exact path at rtol 1e-10: predictions evaluated without
+    sensitivities (groups of EXACT_GROUP_VALUES rows) equal those of the evaluation with
+    sensitivities (groups of EXACT_GROUP) to the integrator's tolerance."""
+    from progression.fit import _paths
+    from progression.fit.population._adapter import unit_error_problem
+
+    cfg = read_fit_config(ROOT / "configs" / "als_synthetic_individual.toml")
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    designs = designs[:120]
+    base = Problem.from_config(cfg)
+    base.fix_grid_step(designs)
+    problem = unit_error_problem(base)
+    assert problem.exact and _paths.EXACT_GROUP_VALUES > _paths.EXACT_GROUP
+    R = len(designs)
+    theta = np.repeat(problem.values[None], R, axis=0)
+    cols = np.array([problem.names.index("kA")])
+    theta[:, cols[0]] *= np.exp(0.2 * np.random.default_rng(5).standard_normal(R))
+    alone = problem.evaluate(designs, np.arange(R), theta, np.zeros(0, dtype=int),
+                             want_jac=False, want_predictions=True)
+    with_s = problem.evaluate(designs, np.arange(R), theta, cols, want_jac=True,
+                              want_predictions=True)
+    assert not alone.failed.any() and not with_s.failed.any()
+    for a, b in zip(alone.predictions, with_s.predictions, strict=True):
+        assert np.allclose(a, b, rtol=1e-8, atol=1e-9)

@@ -21,12 +21,18 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["EXACT_GROUP", "EXACT_RTOL", "EXACT_ATOL", "GRID_ERROR_DIVISOR", "grid_step",
+__all__ = ["EXACT_GROUP", "EXACT_GROUP_VALUES", "EXACT_RTOL", "EXACT_ATOL",
+           "GRID_ERROR_DIVISOR", "grid_step",
            "has_inputs", "make_units", "outputs", "simulate_units", "solver_options",
            "plain_outputs", "coarse_interpolant"]
 
 #: Rows simulated together on the exact path (outputs at the union of the group's times).
 EXACT_GROUP = 50
+#: The same for evaluations without sensitivities (predictions only, e.g. SAEM's importance
+#: sampling): a stacked state-only solve is cheap per row, so larger groups pay fewer
+#: integrator steps per row; measured on als_reduced, 200 subjects, rtol 1e-8 (median of 3,
+#: loaded machine): 0.34 s in groups of 50, 0.24 s of 100, 0.30 s of 150.
+EXACT_GROUP_VALUES = 100
 
 #: Tolerances of the exact path that polishes grid-path estimates and reports the objective
 #: and covariance (the user's, where tighter).
@@ -280,17 +286,19 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                                      solver=options, last_node=last_node)
                   if k else None)
     elif mode == "exact":
-        # Rows in groups of EXACT_GROUP, each simulated at the union of its own rows'
-        # times: the cost of recording outputs grows with rows times output times, which
-        # for the union of a whole batch's (jittered) times is quadratic in the batch.
+        # Rows in groups of EXACT_GROUP (EXACT_GROUP_VALUES without sensitivities), each
+        # simulated at the union of its own rows' times: the cost of recording outputs grows
+        # with rows times output times, which for the union of a whole batch's (jittered)
+        # times is quadratic in the batch.
         R = table.shape[0]
         n = model.n_states
         y = np.full((n, N), np.nan)
         S = np.full((n, k, N), np.nan) if k else None
         status = np.zeros(R, dtype=int)
         messages = [""] * R
-        for lo in range(0, R, EXACT_GROUP):
-            rows = np.arange(lo, min(R, lo + EXACT_GROUP))
+        size = EXACT_GROUP if k else EXACT_GROUP_VALUES
+        for lo in range(0, R, size):
+            rows = np.arange(lo, min(R, lo + size))
             sel = (rr >= lo) & (rr < lo + rows.size)
             grid = np.unique(np.concatenate([[0.0], tm[sel]]))
             with np.errstate(all="ignore"):
