@@ -694,3 +694,33 @@ def test_time_varying_covariate_effect_through_the_model(tmp_path):
     assert pop.converged and pop.omega_names == ("CL_pop", "V_pop")
     est, se = pop.fixed_effects["theta_wt"], pop.fixed_effects_se["theta_wt"]
     assert abs(est - 0.75) < 3 * se and se < 0.3, (est, se)
+
+
+def test_covariance_step_names_the_unidentified_parameter(tmp_path):
+    """A covariate exponent the data cannot inform (every subject weighs 70 kg, so (WT/70)^c
+    is 1 for any c): R is singular and the covariance step's warning names the direction's
+    parameter (NONMEM-style diagnosis), without standard errors."""
+    from progression.fit import fit
+    from progression.fit.design import Design
+    from progression.simulate._dosing import Dose
+
+    model_path = tmp_path / "tv_model.toml"
+    model_path.write_text(TV_MODEL)
+    cfg = parse_fit_config(TV_CONFIG.format(model=model_path), source="tv.toml",
+                           check_data=False)
+    rng = np.random.default_rng(2)
+    times = np.array([1.0, 4.0, 12.0, 24.0])
+    designs = []
+    for i in range(12):
+        cl = 5.0 * np.exp(0.3 * rng.standard_normal())
+        v = 50.0 * np.exp(0.2 * rng.standard_normal())
+        y = 100 / v * np.exp(-cl / v * times) * (1 + 0.1 * rng.standard_normal(4))
+        designs.append(Design(f"s{i}", times.copy(), np.zeros(4, dtype=int), y,
+                              np.zeros(4, dtype=int), np.full(4, np.nan),
+                              doses=(Dose(0.0, 100.0),), dose_records=True,
+                              covariates=(("WT", np.zeros(1), np.array([70.0])),)))
+    res = fit(cfg, data=designs)
+    text = " ".join(res.warnings)
+    assert "covariance step failed" in text and "theta theta_wt" in text, text
+    assert "not positive definite" in text or "singular" in text
+    assert np.isnan(res.population.fixed_effects_se["theta_wt"])

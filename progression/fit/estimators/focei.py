@@ -47,7 +47,7 @@ from scipy.optimize import minimize
 
 from ...errors import ConfigError, DataError, FitError
 from ..parts import Diagnostics, Estimates, PopulationPart, Uncertainty
-from ..population import FAILED, InnerOptions, focei_gradient
+from ..population import FAILED, InnerOptions, focei_gradient, r_matrix_diagnosis
 from ..population._adapter import ProblemModel
 from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
@@ -387,9 +387,12 @@ class FOCEI(Estimator):
             s["eta"] = eta
             Rm = 0.5 * (Rm + Rm.T)
             ev = np.linalg.eigvalsh(Rm)
+            s["R"] = Rm
             if ev.min() <= 0:
+                # NONMEM-style words: which directions fail and the parameters they load on
+                why = r_matrix_diagnosis(Rm, self._covariance_names(problem, s))
                 raise np.linalg.LinAlgError(
-                    f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
+                    why or f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
             Rinv = np.linalg.inv(Rm)
             S = s["gi"].T @ s["gi"]
             if np.linalg.matrix_rank(S) == K:
@@ -541,11 +544,7 @@ class FOCEI(Estimator):
             aic=m2ll + 2 * n_par, bic=m2ll + n_par * math.log(max(n_obs, 1)),
             n_parameters=n_par, iterations=int(res.nit), evaluations=int(s["nfev"]),
             converged=bool(res.success), method=self.name, covariance_method=s["cov_method"],
-            covariance=cov, covariance_names=tuple(
-                [f"theta {names[q]}" for q in pop_cols]
-                + list(om_model.parameter_names())
-                + [f"log {names[q]}" for q, _, _ in err]
-                + [f"coef {n}" for n, f in zip(coef_names, free, strict=True) if f]),
+            covariance=cov, covariance_names=self._covariance_names(problem, s),
             history=np.array(hist, dtype=float) if hist else None,
             scales={names[q]: str(problem.parameters[q].scale) for q in pop_cols},
             bounds={names[q]: (float(problem.lower[q]), float(problem.upper[q]))
@@ -562,6 +561,16 @@ class FOCEI(Estimator):
                                 for c, v in s["covariates"].items()},
             history_extra=np.array(extra, dtype=float) if extra else None)
         s["population"] = part
+
+    def _covariance_names(self, problem, s) -> tuple:
+        """Names of the outer parameters x, in order (``PopulationPart.covariance_names``)."""
+        names = problem.names
+        coef_names = s["typical"].coefficient_names
+        return tuple([f"theta {names[q]}" for q in s["pop_cols"]]
+                     + list(s["omega_model"].parameter_names())
+                     + [f"log {names[q]}" for q, _, _ in s["err"]]
+                     + [f"coef {n}" for n, f in zip(coef_names, s["coef_free"], strict=True)
+                        if f])
 
     def __call__(self, ep: EstimationProblem):
         out = super().__call__(ep)
