@@ -277,8 +277,9 @@ def ext_table(result) -> ExtTable:
     """The fit's ``.ext`` table: THETA = typical values (natural scale) then covariate
     coefficients, SIGMA = residual variances (SD squared, diagonal), OMEGA = Omega (estimation
     scale, with the covariances of its blocks); one row per outer iteration (from
-    ``population.history`` and ``history_extra``), the final estimates and the standard errors
-    (fixed elements: NONMEM's 1.0E+10)."""
+    ``population.history`` and ``history_extra``; a fit without ``history_extra`` shows the
+    final coefficients and covariances in its iteration rows), the final estimates and the
+    standard errors (fixed elements: NONMEM's 1.0E+10)."""
     pop = result.population
     theta = np.array(list(pop.fixed_effects.values()), dtype=float)
     coefs = dict(getattr(pop, "coefficients", {}) or {})
