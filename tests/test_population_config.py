@@ -318,6 +318,15 @@ def test_full_omega_recovered_and_matches_an_independent_optimisation():
 
     table = "\n".join(_population_lines(res))
     assert f"omega V,CL (covariance; correlation {rho(p):.3f}, SE {se_rho:.3g})" in table
+    # fit.ext: the block's covariance in OMEGA(2,1), every iteration and its SE
+    from progression.fit.population._outputs import ext_table
+
+    ext = ext_table(res)
+    assert ext.estimates()[2][1, 0] == pytest.approx(om[1, 0], rel=1e-5)
+    assert ext.row(-1000000001)["OMEGA(2,1)"] == pytest.approx(
+        pop.omega_offdiag_se["V,CL"], rel=1e-5)
+    _, rows = ext.history()
+    assert np.all(rows[1:, ext.columns.index("OMEGA(2,1)")] != 0.0)
     # the independent optimisation of the core objective
     data = PopulationData.from_subjects(list(y))
 
