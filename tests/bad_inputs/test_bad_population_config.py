@@ -46,7 +46,7 @@ CASES = [
     ("measured error with focei", 'model = "additive"\na = { value = 0.7, estimate = '
      '"population", bounds = [0.01, 10.0] }   # mg/L', 'model = "measured"',
      ["error.conc.model", "measured"]),
-    ("unknown estimator", 'estimator = "focei"', 'estimator = "foce"',
+    ("unknown estimator", 'estimator = "focei"', 'estimator = "focie"',
      ["fit.estimator", "focei"]),
 ]
 
