@@ -98,18 +98,24 @@ def test_misspecified_model_shifts_the_mean():
     assert stats.kstest(v, "norm").pvalue < 1e-6
 
 
-def test_padded_population_data_leaves_censored_and_padding_out():
+def test_padded_population_data_censored_pd_within_limit_and_padding_out():
+    """A censored value (Nguyen et al. 2012): its pd is drawn in [0, P(Y < limit)] of its
+    simulations and its NPDE is finite; padding stays NaN; a subject without censored values
+    gets the numbers of the per-subject (list) form."""
     data = PopulationData.from_subjects([[1.0, 2.0, 3.0], [0.5, 1.5]],
                                         cens=[[0, 1, 0], [0, 0]],
                                         limits=[[np.nan, 2.5, np.nan], [np.nan, np.nan]])
     rng = np.random.default_rng(3)
     sims = rng.normal(size=(50, 2, 3))
     res = npde(data, sims)
-    assert np.isnan(res.npde[0, 1]) and np.isnan(res.npde[1, 2])
-    assert np.isfinite(res.npde[0, [0, 2]]).all() and np.isfinite(res.npde[1, :2]).all()
-    # the per-subject (list) form with the censored value dropped gives the same numbers
-    alone = npde([[1.0, 3.0]], [sims[:, 0, [0, 2]]])
-    np.testing.assert_allclose(res.npde[0, [0, 2]], alone.npde[0], rtol=0, atol=1e-14)
+    assert np.isnan(res.npde[1, 2])
+    assert np.isfinite(res.npde[0]).all() and np.isfinite(res.npde[1, :2]).all()
+    p_lim = np.mean(sims[:, 0, 1] < 2.5)  # 1.0 here: every simulation is below 2.5
+    assert 1 / 100 <= res.pd[0, 1] <= min(p_lim, 1 - 1 / 100)
+    alone = npde([[0.5, 1.5]], [sims[:, 1, :2]])
+    np.testing.assert_allclose(res.npde[1, :2], alone.npde[0], rtol=0, atol=1e-14)
+    # the draws come from the seed
+    np.testing.assert_array_equal(npde(data, sims, seed=0).npde, res.npde)
 
 
 @pytest.mark.parametrize("call,match", [

@@ -42,7 +42,7 @@ def _flat(*arrays):
 
 
 def plot_dv_vs_pred(dv, pred, ipred=None, *, log: bool = False, name: str = "DV",
-                    unit: str | None = None, path=None):
+                    unit: str | None = None, cens=None, path=None):
     """Observations against population (and individual) predictions, with the identity line.
 
     Parameters
@@ -56,6 +56,9 @@ def plot_dv_vs_pred(dv, pred, ipred=None, *, log: bool = False, name: str = "DV"
         Logarithmic axes (non-positive values are not drawn).
     name, unit : str
         What is observed, for the axis labels.
+    cens : array_like, optional
+        Censoring flags (same shape; 1 below the limit, -1 above, 0 observed): censored
+        entries, whose ``dv`` is their limit, are drawn as open red markers at the limit.
     path : str or Path, optional
         Where to save a PNG.
 
@@ -64,16 +67,23 @@ def plot_dv_vs_pred(dv, pred, ipred=None, *, log: bool = False, name: str = "DV"
     matplotlib.figure.Figure
     """
     plt = _pyplot()
+    c = (np.zeros(np.shape(dv)) if cens is None
+         else np.nan_to_num(np.asarray(cens, dtype=float)))
+    dv = np.asarray(dv, dtype=float)
     panels = [("PRED", pred)] + ([("IPRED", ipred)] if ipred is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.4), squeeze=False,
                              layout="constrained")
     for ax, (label, p) in zip(axes.flat, panels, strict=True):
-        y, x = _flat(dv, p)
+        y, x, cf = _flat(dv, p, c)
         if log:
             pos = (x > 0) & (y > 0)
-            x, y = x[pos], y[pos]
-        ax.scatter(x, y, s=10, alpha=0.5, color="tab:blue", edgecolors="none",
+            x, y, cf = x[pos], y[pos], cf[pos]
+        o = cf == 0
+        ax.scatter(x[o], y[o], s=10, alpha=0.5, color="tab:blue", edgecolors="none",
                    label="observations")
+        if np.any(~o):
+            ax.scatter(x[~o], y[~o], s=16, facecolors="none", edgecolors="tab:red", lw=0.8,
+                       label=f"censored ({int(np.sum(~o))}), drawn at the limit")
         both = np.concatenate([x, y])
         lo, hi = (both.min(), both.max()) if both.size else (0.0, 1.0)
         pad = 0.04 * (hi - lo or 1.0)
@@ -95,7 +105,8 @@ def plot_dv_vs_pred(dv, pred, ipred=None, *, log: bool = False, name: str = "DV"
 
 
 def plot_residuals(res, time, pred, *, name: str = "CWRES", time_unit: str | None = None,
-                   pred_name: str = "PRED", pred_unit: str | None = None, path=None):
+                   pred_name: str = "PRED", pred_unit: str | None = None,
+                   n_censored: int = 0, path=None):
     """Weighted residuals against time and against PRED, with 0 and +-1.96 reference lines.
 
     Parameters
@@ -109,6 +120,8 @@ def plot_residuals(res, time, pred, *, name: str = "CWRES", time_unit: str | Non
     time_unit, pred_unit : str, optional
         Units for the axis labels (``"month"`` gives ``time (months)``).
     pred_name : str
+    n_censored : int
+        Censored values, which have no residual and are left out: said in the legend.
     path : str or Path, optional
 
     Returns
@@ -117,11 +130,15 @@ def plot_residuals(res, time, pred, *, name: str = "CWRES", time_unit: str | Non
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), layout="constrained")
+    if n_censored:
+        name_label = f"{name} ({n_censored} censored values have none: not drawn)"
+    else:
+        name_label = name
     for ax, (xs, xlabel) in zip(axes, [(time, time_label(time_unit)),
                                        (pred, axis_label(pred_name, pred_unit))], strict=True):
         r, x = _flat(res, xs)
         ax.scatter(x, r, s=10, alpha=0.5, color="tab:blue", edgecolors="none",
-                   label=name)
+                   label=name_label)
         ax.axhline(0.0, color="black", lw=1.0, label="0")
         for sign in (-1, 1):
             ax.axhline(sign * 1.96, color="tab:red", lw=0.8, ls="--",
@@ -216,6 +233,12 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
     if observations:
         ax.plot(v.obs_time, v.obs_value, "o", ms=2.5, color="0.55", alpha=0.5,
                 label="observations")
+        oc = getattr(v, "obs_censored", None)
+        if oc is not None and np.any(oc):
+            ax.plot(np.asarray(v.obs_time)[oc], np.asarray(v.obs_limit)[oc], "o", ms=3.5,
+                    mfc="none", mec="tab:red", alpha=0.7,
+                    label="censored, at the limit" + (" (prediction corrected)"
+                                                       if v.pred_corrected else ""))
     for k, p in enumerate(q):
         color = _BAND_COLORS["median" if k == mid else "outer"]
         ok = np.isfinite(v.sim_lo[:, k]) & np.isfinite(v.sim_hi[:, k])
@@ -234,8 +257,9 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
     if ax_blq is not None:
         b = np.asarray(v.blq_sim, dtype=float)
         ok = np.isfinite(b).all(axis=1)
+        bci = 100 * float(getattr(v, "blq_ci", None) or v.ci)
         ax_blq.fill_between(x[ok], b[ok, 0], b[ok, 2], color="tab:blue", alpha=0.22, lw=0,
-                            label=f"simulated fraction below the limit, {ci:g} % band")
+                            label=f"simulated fraction below the limit, {bci:g} % interval")
         ax_blq.plot(x, v.blq_observed, color="black", marker="o", ms=3, lw=1.2,
                     label="observed fraction below the limit")
         ax_blq.set_ylim(-0.02, max(0.1, float(np.nanmax(np.r_[b[:, 2], v.blq_observed])) * 1.1))
@@ -311,7 +335,8 @@ def _rows(a) -> list[np.ndarray]:
 
 def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
                          max_subjects: int = 12, ncols: int = 4, name: str = "DV",
-                         unit: str | None = None, time_unit: str | None = None, path=None):
+                         unit: str | None = None, time_unit: str | None = None, cens=None,
+                         path=None):
     """One panel per subject: observations, IPRED (solid) and PRED (dashed) against time.
 
     Parameters
@@ -325,6 +350,9 @@ def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
     max_subjects, ncols : int
     name, unit, time_unit : str, optional
         For the labels.
+    cens : same layout as ``dv``, optional
+        Censoring flags (0 observed, 1 below the limit, -1 above): censored values, whose
+        ``dv`` is their limit, are drawn as open red markers at the limit.
     path : str or Path, optional
 
     Returns
@@ -334,6 +362,8 @@ def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
     """
     plt = _pyplot()
     T, Y, I = _rows(time), _rows(dv), _rows(ipred)
+    C = [np.zeros(len(t)) for t in T] if cens is None else [np.nan_to_num(r) for r in
+                                                             _rows(cens)]
     P = _rows(pred) if pred is not None else None
     subjects = list(range(min(len(T), max_subjects))) if subjects is None else list(subjects)
     ncols = max(1, min(ncols, len(subjects)))
@@ -345,7 +375,12 @@ def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
         order = np.argsort(t[np.isfinite(t)], kind="stable")
         t_ok = np.isfinite(t)
         ts = t[t_ok][order]
-        ax.plot(t[t_ok], Y[i][t_ok], "o", ms=3.5, color="black", label="observed")
+        cz = C[i] != 0
+        ax.plot(t[t_ok & ~cz], Y[i][t_ok & ~cz], "o", ms=3.5, color="black",
+                label="observed")
+        if np.any(t_ok & cz):
+            ax.plot(t[t_ok & cz], Y[i][t_ok & cz], "o", ms=4.5, mfc="none", mec="tab:red",
+                    label="censored, at the limit")
         ax.plot(ts, I[i][t_ok][order], color="tab:blue", lw=1.4, label="IPRED")
         if P is not None:
             ax.plot(ts, P[i][t_ok][order], color="tab:orange", lw=1.2, ls="--",
@@ -358,7 +393,11 @@ def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
         ax.set_xlabel(time_label(time_unit))
     for ax in axes[:, 0]:
         ax.set_ylabel(axis_label(name, unit))
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    legend_below(fig, handles, labels)
+    # every panel's entries once (the first panel may have no censored value)
+    seen = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    legend_below(fig, list(seen.values()), list(seen))
     fig.suptitle(f"Individual fits of {name} ({len(subjects)} of {len(T)} subjects)")
     return _finish(fig, path)

@@ -25,9 +25,17 @@ design under the model:
 Under the model, npde are N(0, 1) and independent within a subject (up to the Monte Carlo error
 of K simulations); pd are uniform but correlated within a subject.
 
-Censored observations (``cens != 0`` of :class:`PopulationData`) and padding get NaN; the
-npde package's imputation of censored values is not implemented. A subject's missing entries are
-left out of its mean and covariance.
+Censored observations (``cens != 0`` of :class:`PopulationData`, with their limits) follow
+Nguyen, Comets, Mentré, Stat Med 2012 (npde 2.0, its ``"cdf"`` method): for a value censored
+below its limit ``L``, ``p_L`` = the fraction of its K simulations below ``L`` and its pd is
+drawn uniformly in ``[0, p_L]`` (above a limit: in ``[p_L, 1]``); the value is then imputed as
+the pd-quantile of its simulations (linear interpolation) and enters the decorrelation like an
+observed one. Every simulated value on the censored side of the limit of a censored entry is
+imputed the same way (a fresh uniform in ``[0, p_L]``), so that observations and simulations
+are treated alike and stay exchangeable under the model: the npde of a correct model, censored
+rows included, are N(0, 1) (tested: mean and SD within 0.1 over 2,000 observations, 30 %
+censored). The uniform draws come from ``seed``; without censored values nothing is drawn.
+Padding gets NaN; a subject's missing entries are left out of its mean and covariance.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ DECORRELATIONS = ("cholesky", "symmetric")
 
 @dataclass
 class NPDEResult:
-    """NPDE and prediction discrepancies, each (N, n) with NaN in padding and censored entries.
+    """NPDE and prediction discrepancies, each (N, n) with NaN in padding (censored entries: pd
+    drawn within the censored part, see the module docstring).
 
     Attributes
     ----------
@@ -81,12 +90,13 @@ class NPDEResult:
 
 
 def _pad(y, sims, mask, source):
-    """Observed (N, n), simulations (K, N, n) and the mask of usable entries (N, n)."""
-    cens = None
+    """Observed (N, n), simulations (K, N, n), the mask of usable entries (N, n), censoring
+    flags (N, n) and limits (N, n) (zeros and NaN without censoring)."""
+    cens = limit = None
     if isinstance(y, PopulationData):
         mask = y.mask if mask is None else np.asarray(mask, dtype=bool) & y.mask
-        cens = y.cens
-        y = y.y
+        cens, limit = y.cens, y.limit
+        y = np.where(y.cens != 0, y.limit, y.y)  # a censored entry's value: its limit
     if not isinstance(y, (list, tuple)):
         Y = np.asarray(y, dtype=float)
         if Y.ndim != 2:
@@ -126,9 +136,31 @@ def _pad(y, sims, mask, source):
         if mask is not None:
             raise FitError(f"{source}: a mask is only accepted with padded (N, n) arrays")
     M = M & np.isfinite(Y)
-    if cens is not None:
-        M = M & (cens == 0)
-    return Y, S, M
+    if cens is None:
+        cens, limit = np.zeros(Y.shape, dtype=np.int8), np.full(Y.shape, np.nan)
+    cens = np.where(M, cens, 0)
+    return Y, S, M, cens, limit
+
+
+def _impute_censored(yi, si, ci, li, K, rng):
+    """pd of the censored entries drawn in ``[0, p_L]`` (``[p_L, 1]`` above a limit), the
+    values imputed at those quantiles of their simulations, and the simulations on the
+    censored side of each limit imputed alike; returns (yi, si, pd) with copies changed."""
+    yi, si = yi.copy(), si.copy()
+    pd = np.full(yi.shape, np.nan)
+    lo = 0.5 / K
+    for j in np.flatnonzero(ci != 0):
+        col = si[:, j]
+        p_l = float(np.mean(col < li[j]))
+        side = col < li[j] if ci[j] == 1 else col >= li[j]
+        a, b = (0.0, p_l) if ci[j] == 1 else (p_l, 1.0)
+        u = np.clip(rng.uniform(a, b, size=1 + int(side.sum())), lo, 1.0 - lo)
+        pd[j] = u[0]
+        # sims sorted once: the empirical quantile function of this entry's K values
+        q = np.quantile(col, u)
+        yi[j] = q[0]
+        si[side, j] = q[1:]
+    return yi, si, pd
 
 
 def _inv_sqrt(V: np.ndarray, how: str) -> np.ndarray:
@@ -150,7 +182,7 @@ def _quantiles(obs: np.ndarray, sims: np.ndarray) -> np.ndarray:
     return np.clip(q, 0.5 / K, 1.0 - 0.5 / K)
 
 
-def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
+def npde(y, sims, *, mask=None, decorrelation: str = "cholesky", seed=0,
          source: str = "npde") -> NPDEResult:
     """NPDE and pd of every observation from K simulations of each subject's design.
 
@@ -158,7 +190,7 @@ def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
     ----------
     y : PopulationData, ndarray (N, n) or sequence of array_like (n_i,)
         Observations. With :class:`PopulationData` its mask applies and censored values are
-        left out (NaN).
+        handled as in the module docstring (pd drawn within the censored part, then imputed).
     sims : ndarray (K, N, n) or sequence of ndarray (K, n_i)
         Simulated observations (with residual error) of the same design under the model, one
         replicate per row; padded like ``y``.
@@ -166,6 +198,8 @@ def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
         Usable entries of padded arrays (NaN observations are left out too).
     decorrelation : {"cholesky", "symmetric"}
         How ``V^-1/2`` is computed (see the module docstring); Cholesky is the npde default.
+    seed : int or numpy.random.Generator
+        Source of the uniform draws of censored entries (unused without censoring).
     source : str
         Name used in error messages.
 
@@ -185,7 +219,8 @@ def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
     if decorrelation not in DECORRELATIONS:
         raise FitError(f"{source}: decorrelation: expected one of {', '.join(DECORRELATIONS)}, "
                        f"found {decorrelation!r}")
-    Y, S, M = _pad(y, sims, mask, source)
+    Y, S, M, C, LIM = _pad(y, sims, mask, source)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     K = S.shape[0]
     if K < 2:
         raise FitError(f"{source}: expected at least 2 simulated replicates, found {K}")
@@ -200,7 +235,12 @@ def npde(y, sims, *, mask=None, decorrelation: str = "cholesky",
             k, j = np.argwhere(~np.isfinite(si))[0]
             raise FitError(f"{source}: subject {i}, observation {cols[j]}: expected finite "
                            f"simulated values, found {si[k, j]} in replicate {k}")
-        out["pd"][i, cols] = _quantiles(yi, si)
+        pd = _quantiles(yi, si)
+        ci = C[i, cols]
+        if np.any(ci != 0):
+            yi, si, pd_c = _impute_censored(yi, si, ci, LIM[i, cols], K, rng)
+            pd = np.where(ci != 0, pd_c, pd)
+        out["pd"][i, cols] = pd
         mean = si.mean(axis=0)
         V = np.atleast_2d(np.cov(si, rowvar=False, ddof=1))
         try:

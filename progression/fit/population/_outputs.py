@@ -14,6 +14,28 @@ Everything is computed from a :class:`~progression.fit.result.FitResult` with a
 - the prediction-corrected VPC (:func:`~progression.fit.population.vpc`) from the same
   simulations, one per observable.
 
+Censored values (``cens`` 1 below ``limit``, -1 above; M3 in the estimators):
+
+- ``data.csv``: the ``DV`` column holds the limit of a censored value and ``CENS`` its flag
+  (0, 1, -1), as in a NONMEM data set with BLQ rows; PRED and IPRED are given as for any row.
+- IWRES and CWRES are not defined for a censored value by their formulas (there is no
+  observed value): NaN (an empty cell) with ``CENS`` saying why, as NONMEM leaves them; the
+  CWRES of a subject's other values use only its observed values (C_i over those rows).
+  Monolix's alternative (residuals of a value imputed from its conditional distribution) is not
+  done: an imputed residual looks like data that were never seen.
+- NPDE: with the censoring (Nguyen, Comets, Mentré 2012): the pd of a value below its limit is
+  drawn uniformly in ``[0, P(Y < limit)]`` from the simulations, the value imputed at that
+  quantile, then decorrelated with the subject's other values (see
+  :mod:`~progression.fit.population._npde`); censored rows have a finite NPDE, and under the
+  model NPDE stay N(0, 1).
+- VPC: of an observable with values censored below a limit, the prediction-corrected VPC
+  ranks censored values lowest (a percentile among them is not drawn), and a second panel
+  shows the observed fraction below the limit per bin against the 90 % interval of the
+  simulated fractions (simulated values below the limit of their row count as censored). Rows
+  without a limit (the data give it only on censored rows) use the limit of the subject's
+  censored values of that observable, else the median limit of that observable. Values
+  censored above a limit are left out of the VPC (counted in ``vpc_left_out``).
+
 Values are on the data's scale: for a log-normal observable the core works on log values, and
 PRED/IPRED are given back as ``exp`` of its predictions (residuals are scale-free).
 """
@@ -41,7 +63,9 @@ __all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS
 #: Default number of simulated replicates of each subject's design for NPDE and the VPC.
 NPDE_SAMPLES = 200
 #: Extra columns of a population fit's ``data.csv``.
-DATA_COLUMNS = ("PRED", "IPRED", "IWRES", "CWRES", "NPDE")
+DATA_COLUMNS = ("DV", "CENS", "PRED", "IPRED", "IWRES", "CWRES", "NPDE")
+#: Level of the simulated interval of the fraction below the limit in the VPC.
+BLQ_CI = 0.90
 #: The method name NONMEM writes in the ``.ext`` title line.
 FOCEI_METHOD = "First Order Conditional Estimation with Interaction"
 #: The .ext header's method text for each population estimator, as NONMEM names its methods.
@@ -65,6 +89,10 @@ class PopulationOutputs:
         The observations on the core's scale (log values for log-normal observables).
     time : ndarray (N, n)
         Observation times (data time), NaN in padding.
+    dv : ndarray (N, n)
+        The observed values on the data's scale; for a censored value its limit.
+    cens : ndarray (N, n)
+        Censoring flag (0 observed, 1 below the limit, -1 above), NaN in padding.
     pred, ipred : ndarray (N, n)
         Predictions at eta = 0 and at the EBEs, on the data's scale.
     iwres, cwres, npde : ndarray (N, n)
@@ -74,7 +102,8 @@ class PopulationOutputs:
         Prediction-corrected VPC per observable.
     vpc_left_out : dict of str to int
         Observations left out of each VPC because their PRED is not positive (the ratio
-        correction divides by PRED, for example concentrations before absorption).
+        correction divides by PRED, for example concentrations before absorption) or because
+        they are censored above a limit.
     epsilon_shrinkage : float
         ``1 - SD(IWRES)`` (a fraction).
     n_sim, seed : int
@@ -82,6 +111,8 @@ class PopulationOutputs:
 
     data: PopulationData
     time: np.ndarray
+    dv: np.ndarray
+    cens: np.ndarray
     pred: np.ndarray
     ipred: np.ndarray
     iwres: np.ndarray
@@ -137,16 +168,32 @@ def _model(result):
     return model, mu, eta_pos, Residual(a, b)
 
 
+def _uncensored(designs) -> list:
+    """The designs with every value read as observed (``cens`` 0): the residual of a censored
+    value is the M3 term, not ``y - f``, so predictions are read from these. A censored
+    value's ``value`` is its limit (finite, positive for a log-normal observable)."""
+    out = []
+    for d in designs:
+        c = np.asarray(d.cens)
+        if np.any(c != 0):
+            v = np.where(c != 0, np.asarray(d.limit, dtype=float), np.asarray(d.value, float))
+            d = d.replace(value=v, cens=np.zeros(d.n, dtype=int), limit=np.full(d.n, np.nan))
+        out.append(d)
+    return out
+
+
 def _predict(model: ProblemModel, phi, index) -> np.ndarray:
     """Predictions (R, n) on the core's scale without derivatives (simulation needs none):
-    the adapter's reading of the unit-SD residuals, ``f = y - r``."""
-    ev = model.problem.evaluate(model.designs, index, model.thetas(phi), model.cols,
+    the adapter's reading of the unit-SD residuals, ``f = y - r``, of the designs with
+    censored values read as observed (:func:`_uncensored`)."""
+    designs = _uncensored(model.designs)
+    ev = model.problem.evaluate(designs, index, model.thetas(phi), model.cols,
                                 want_jac=False)
     f = np.full((len(index), model.n), np.nan)
     for r, i in enumerate(index):
         if ev.failed[r]:
             continue
-        d = model.designs[i]
+        d = designs[i]
         y = np.asarray(d.value, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.where(model.log_scale[d.obs], np.log(y), y)
@@ -235,7 +282,9 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
     r = residual_diagnostics(model, data, mu, omega, residual, eta, eta_columns=eta_cols)
     sims = simulate_designs(model, data, mu, omega, residual, eta_cols, K, s,
                             f"fit '{result.name}'")
-    nd = npde(data, sims, source=f"fit '{result.name}': NPDE")
+    # the uniform draws of censored values' pd: their own stream of the fit's seed
+    nd = npde(data, sims, seed=np.random.default_rng([s, 1]),
+              source=f"fit '{result.name}': NPDE")
     N, n = data.y.shape
     time = np.full((N, n), np.nan)
     for i, d in enumerate(result.designs):
@@ -244,26 +293,56 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
     with np.errstate(all="ignore"):
         pred = np.where(lg, np.exp(r.pred), r.pred)
         ipred = np.where(lg, np.exp(r.ipred), r.ipred)
+        y_core = np.where(data.cens != 0, data.limit, data.y)
+        dv = np.where(data.mask, np.where(lg, np.exp(y_core), y_core), np.nan)
+    cens = np.where(data.mask, data.cens, np.nan).astype(float)
+    limits = vpc_limits(data)
     vpcs, left = {}, {}
     for k, name in enumerate(result.observables):
         use = data.mask & (data.observable == k)
         if not use.any():
             continue
         log_k = bool(model.log_scale[k])
-        # the ratio correction divides by PRED: observations with PRED <= 0 are left out
-        ok = use & (log_k | (r.pred > 0))
+        # the ratio correction divides by PRED: observations with PRED <= 0 are left out;
+        # so are values censored above a limit (the VPC's censoring panel is below a limit)
+        ok = use & (log_k | (r.pred > 0)) & (data.cens != -1)
         left[name] = int(use.sum() - ok.sum())
         if not ok.any():
             continue
-        vpcs[name] = vpc(np.where(ok, time, np.nan), np.where(ok, data.y, np.nan),
+        below = bool(np.any(ok & (data.cens == 1)))
+        extra = dict(lloq=np.where(ok, limits, np.nan), cens=np.where(ok, data.cens, 0),
+                     blq_ci=BLQ_CI) if below else {}
+        vpcs[name] = vpc(np.where(ok, time, np.nan), np.where(ok, y_core, np.nan),
                          np.where(ok[None], sims, np.nan).reshape(K, -1),
                          pred=np.where(ok, r.pred, np.nan), log_scale=log_k,
-                         n_bins=_n_bins(ok),
+                         n_bins=_n_bins(ok), **extra,
                          source=f"fit '{result.name}': VPC of {name}")
-    return PopulationOutputs(data=data, time=time, pred=pred, ipred=ipred, iwres=r.iwres,
-                             cwres=r.cwres, npde=nd.npde, sims=sims, vpcs=vpcs,
+    return PopulationOutputs(data=data, time=time, dv=dv, cens=cens, pred=pred, ipred=ipred,
+                             iwres=r.iwres, cwres=r.cwres, npde=nd.npde, sims=sims, vpcs=vpcs,
                              vpc_left_out=left, epsilon_shrinkage=epsilon_shrinkage(r.iwres),
                              n_sim=K, seed=s)
+
+
+def vpc_limits(data: PopulationData) -> np.ndarray:
+    """The censoring limit of every observation (N, n), core scale: its own where censored;
+    else the limit of the subject's values censored below a limit for that observable (their
+    median), else the median of that observable's such limits; NaN for an observable without
+    values censored below a limit. The data give limits only on censored rows, but the VPC
+    asks of every simulated value whether it falls below its row's limit."""
+    lim = np.where(data.mask & (data.cens != 0), data.limit, np.nan)
+    out = lim.copy()
+    below = data.mask & (data.cens == 1)
+    for k in np.unique(data.observable[data.mask]):
+        bk = below & (data.observable == k)
+        if not bk.any():
+            continue
+        overall = float(np.median(data.limit[bk]))
+        for i in range(data.y.shape[0]):
+            row = data.mask[i] & (data.observable[i] == k) & ~np.isfinite(out[i])
+            if row.any():
+                own = data.limit[i, bk[i]]
+                out[i, row] = float(np.median(own)) if own.size else overall
+    return out
 
 
 def _n_bins(use: np.ndarray) -> int:
@@ -355,17 +434,17 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
     name = result.observables[0] if len(result.observables) == 1 else "DV"
     units = _units(result)
     unit, t_unit = units.get(name), str(getattr(result.model, "time_unit", "") or "")
-    dv = np.where(out.data.mask, np.where(
-        np.isin(out.data.observable, np.flatnonzero(_log_scale(result))),
-        np.exp(out.data.y), out.data.y), np.nan)
+    # censored values: DV is their limit, drawn as open markers (the CENS flag)
+    dv, cens = out.dv, out.cens
+    n_cens = int(np.sum(np.nan_to_num(cens) != 0))
     files = []
     try:
         p = folder / "gof_dv_vs_pred.png"
-        plot_dv_vs_pred(dv, out.pred, out.ipred, name=name, unit=unit, path=p)
+        plot_dv_vs_pred(dv, out.pred, out.ipred, name=name, unit=unit, cens=cens, path=p)
         files.append(p)
         p = folder / "gof_cwres.png"
         plot_residuals(out.cwres, out.time, out.pred, name="CWRES", time_unit=t_unit,
-                       pred_unit=unit, path=p)
+                       pred_unit=unit, n_censored=n_cens, path=p)
         files.append(p)
         p = folder / "gof_qq.png"
         # saved here with a tight box: the square panels' titles are otherwise cut at the top
@@ -398,19 +477,20 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
         # observations at their times (the grid's DV is NaN, so not drawn)
         show = list(range(min(out.pred.shape[0], 8)))
         t_g, ip_g, p_g = _curves(result, show)
-        T, Y, IP, P = [], [], [], []
+        T, Y, IP, P, CS = [], [], [], [], []
         for r, i in enumerate(show):
             k = out.data.mask[i]
             first = out.data.observable[i] == out.data.observable[i, 0]
             keep = k & first
             T.append(np.r_[out.time[i, keep], t_g[r]])
             Y.append(np.r_[dv[i, keep], np.full(t_g[r].size, np.nan)])
+            CS.append(np.r_[cens[i, keep], np.zeros(t_g[r].size)])
             IP.append(np.r_[out.ipred[i, keep], ip_g[r]])
             P.append(np.r_[out.pred[i, keep], p_g[r]])
         obs0 = result.observables[int(out.data.observable[0, 0])]
         fig = plot_individual_fits(T, Y, IP, P, ids=[f"subject {result.subject_ids[i]}"
                                                      for i in show],
-                                   name=obs0, unit=unit, time_unit=t_unit)
+                                   name=obs0, unit=unit, time_unit=t_unit, cens=CS)
         # the panels are a subset: say of how many subjects
         fig.suptitle(f"Individual fits of {obs0} ({len(show)} of {out.pred.shape[0]} "
                      "subjects): observations, IPRED (EBEs), PRED (eta = 0)")

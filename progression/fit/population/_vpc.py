@@ -65,10 +65,15 @@ class VPCResult:
         Observed fraction below the limit per bin (None without censoring).
     blq_sim : ndarray (B, 3) or None
         Simulated fraction below the limit: band low, median, band high.
+    blq_ci : float or None
+        Level of that band.
     n_sim : int
         Number K of replicates.
     obs_time, obs_value : ndarray
         The observations as plotted (prediction corrected if requested; censored ones NaN).
+    obs_censored, obs_limit : ndarray or None
+        Which of them are censored below the limit, and each one's limit (prediction
+        corrected like the values), with censoring; None without.
     """
 
     edges: np.ndarray
@@ -86,6 +91,9 @@ class VPCResult:
     n_sim: int
     obs_time: np.ndarray
     obs_value: np.ndarray
+    blq_ci: float | None = None
+    obs_censored: np.ndarray | None = None
+    obs_limit: np.ndarray | None = None
 
     def inside(self, p: float = 50) -> np.ndarray:
         """Per bin, whether the observed percentile ``p`` lies inside its simulated band."""
@@ -168,6 +176,7 @@ def _percentiles(v: np.ndarray, cens: np.ndarray, limit: float, q) -> np.ndarray
 
 def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
         percentiles=(5, 50, 95), ci: float = 0.95, lloq=None, cens=None,
+        blq_ci: float | None = None,
         log_scale: bool = False, lower_bound: float = 0.0, source: str = "vpc") -> VPCResult:
     """A VPC, or with ``pred`` a prediction-corrected VPC.
 
@@ -192,6 +201,8 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
         Which observations are censored below their limit (``cens == 1``, as in
         :class:`PopulationData`); without it an observation is censored when it is below
         ``lloq``.
+    blq_ci : float, optional
+        Level of the band of the simulated fraction below the limit (default ``ci``).
     log_scale, lower_bound : see :func:`prediction_correct`.
     source : str
         Name used in error messages.
@@ -221,6 +232,9 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
                        f"{S.shape[0]}")
     if not 0 < ci < 1:
         raise FitError(f"{source}: ci: expected a level in (0, 1), found {ci}")
+    blq_ci = ci if blq_ci is None else blq_ci
+    if not 0 < blq_ci < 1:
+        raise FitError(f"{source}: blq_ci: expected a level in (0, 1), found {blq_ci}")
     q = tuple(float(p) for p in percentiles)
     if not q or any(not 0 <= p <= 100 for p in q):
         raise FitError(f"{source}: percentiles: expected values in [0, 100], found {q}")
@@ -250,7 +264,7 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
     if lloq is not None:
         blq_obs = np.full(B, np.nan)
         blq_sim = np.full((B, 3), np.nan)
-        lo_q, hi_q = 50 * (1 - ci), 50 * (1 + ci)
+        lo_q, hi_q = 50 * (1 - blq_ci), 50 * (1 + blq_ci)
         for k in range(B):
             m = b == k
             if m.any():
@@ -298,4 +312,7 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
     return VPCResult(edges=e, x=x, n_obs=n_obs, percentiles=q, observed=observed,
                      sim_median=sim_median, sim_lo=sim_lo, sim_hi=sim_hi, ci=ci,
                      pred_corrected=corrected, blq_observed=blq_obs, blq_sim=blq_sim,
-                     n_sim=K, obs_time=t, obs_value=np.where(c, np.nan, y))
+                     n_sim=K, obs_time=t, obs_value=np.where(c, np.nan, y),
+                     blq_ci=blq_ci if lloq is not None else None,
+                     obs_censored=c if lloq is not None else None,
+                     obs_limit=lim if lloq is not None else None)
