@@ -56,6 +56,31 @@ def test_dv_vs_pred_and_ipred(tmp_path):
     assert logfig.axes[0].collections[0].get_offsets().shape == (2, 2)  # -1 left out
 
 
+def test_censored_values_drawn_open_at_the_limit(tmp_path):
+    """Censored values (DV = the limit) are a second, open-marker scatter named in the legend;
+    in the individual fits a second marker line; the residual figure says how many have none."""
+    dv = np.array([[8.0, 4.0, 1.0], [9.0, 1.0, np.nan]])
+    cens = np.array([[0, 0, 1], [0, 1, np.nan]])
+    pred = np.array([[7.0, 5.0, 0.5], [8.0, 0.7, np.nan]])
+    fig = plot_dv_vs_pred(dv, pred, pred, cens=cens, path=tmp_path / "c.png")
+    a = fig.axes[0]
+    np.testing.assert_array_equal(a.collections[0].get_offsets(), np.c_[[7.0, 5, 8], [8.0, 4, 9]])
+    np.testing.assert_array_equal(a.collections[1].get_offsets(), np.c_[[0.5, 0.7], [1.0, 1]])
+    assert a.collections[1].get_facecolors().size == 0  # open markers
+    assert any("censored (2), drawn at the limit" in t.get_text()
+               for t in fig.legends[0].get_texts())
+    t = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, np.nan]])
+    fig = plot_individual_fits(t, dv, pred, cens=cens, path=tmp_path / "i.png")
+    x, y = fig.axes[0].lines[1].get_data()
+    assert list(x) == [2.0] and list(y) == [1.0]
+    assert fig.axes[0].lines[1].get_markerfacecolor() == "none"
+    assert "censored, at the limit" in [t.get_text() for t in fig.legends[0].get_texts()]
+    fig = plot_residuals([0.5, np.nan], [0.0, 1.0], [1.0, 2.0], n_censored=1)
+    assert fig.legends[0].get_texts()[0].get_text() == \
+        "CWRES (1 censored values have none: not drawn)"
+    assert _png(tmp_path / "c.png") and _png(tmp_path / "i.png")
+
+
 def test_residuals_against_time_and_pred(tmp_path):
     res, t, p = [0.5, -1.0, np.nan, 2.5], [0.0, 1.0, 2.0, 3.0], [10.0, 9.0, 8.0, 7.0]
     fig = plot_residuals(res, t, p, time_unit="month", path=tmp_path / "r.png")

@@ -380,3 +380,34 @@ def test_theoph_fit_folder(tmp_path):
     for f in ("gof_dv_vs_pred.png", "gof_cwres.png", "gof_qq.png", "vpc.png",
               "ofv_by_iteration.png", "individual_fits_population.png"):
         assert f"(figures/{f})" in report and (out / "figures" / f).is_file()
+
+
+def test_cli_population_summary(fitted):
+    """The screen `progression fit` prints for a population fit: typical values with RSE
+    (100 SE / estimate), Omega's variance, RSE, CV % and shrinkage, residual SD, OFV; a block
+    Omega adds the correlations; at most 20 lines."""
+    from progression._cli_fit import population_summary
+
+    _, result = fitted
+    pop = result.population
+    text = population_summary(result)
+    lines = text.splitlines()
+    assert len(lines) <= 20 and max(map(len, lines)) <= 110
+    assert f"OFV {pop.ofv:.4f}" in text
+    for k, v in pop.fixed_effects.items():
+        rse = 100 * pop.fixed_effects_se[k] / v
+        row = next(x for x in lines if x.split()[:1] == [k] and f"{v:.5g}" in x)
+        assert row.split()[1:] == [f"{v:.5g}", f"{rse:.3g}"]
+    for e, k in enumerate(pop.omega_names):
+        var = pop.omega[e, e]
+        row = next(x for x in lines if x.split()[:2] == [k, f"{var:.4g}"])
+        assert row.split()[2:] == [f"{100 * pop.omega_se[k] / var:.3g}",
+                                   f"{pop.cv_percent[k]:.3g}",
+                                   f"{100 * pop.shrinkage[k]:.3g}"]
+    assert any(x.split()[:2] == ["conc.a", f"{pop.sigma['conc.a']:.5g}"] for x in lines)
+    assert "correlations" not in text
+    om = np.array(pop.omega, dtype=float)
+    om[0, 1] = om[1, 0] = 0.5 * np.sqrt(om[0, 0] * om[1, 1])
+    block = dataclasses.replace(result, population=dataclasses.replace(pop, omega=om))
+    assert "correlations of the random effects (Omega blocks): CL-V 0.500" in \
+        population_summary(block)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -183,3 +184,19 @@ def test_figures_with_censored_values(fitted):
     for f in ("gof_dv_vs_pred.png", "gof_cwres.png", "gof_qq.png", "vpc.png",
               "individual_fits_population.png"):
         assert (figs / f).stat().st_size > 10_000, f
+
+
+def test_censoring_report_lines(fitted):
+    from progression.fit.population._outputs import censoring_report_lines, population_outputs
+
+    result, _ = fitted
+    out = population_outputs(result)
+    text = "\n".join(censoring_report_lines(out))
+    n = int(np.sum(out.data.cens[out.data.mask] == 1))
+    assert f"**Censored values:** {n} of 132 ({n} below a limit, 0 above" in text
+    v = out.vpcs["conc"]
+    assert f"VPC of conc: observed fraction below the limit per bin {v.blq_observed[0]:.2f}" \
+        in text and "90 % intervals" in text
+    # nothing censored: nothing said
+    plain = dataclasses.replace(out, cens=np.where(out.data.mask, 0.0, np.nan))
+    assert censoring_report_lines(plain) == []

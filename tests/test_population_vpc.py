@@ -74,6 +74,14 @@ def test_censored_fraction_and_hidden_percentiles_by_hand():
     # observed 5 % of bin 0 falls among the censored value -> hidden; the median is finite
     assert np.isnan(res.observed[0, 0]) and res.observed[0, 1] == pytest.approx(1.75)
     assert np.isnan(res.obs_value[0])
+    # the censored observation is kept for the figure, at its limit
+    np.testing.assert_array_equal(res.obs_censored, np.array(cens) == 1)
+    assert res.obs_limit[0] == 1.0 and res.blq_ci == 0.95
+    # a 90 % interval for the fraction: 5 %, 50 %, 95 % of (0.5, 0.25, 0)
+    res90 = vpc(t, dv, sims, edges=[-0.5, 0.5, 1.5], lloq=1.0, cens=cens, blq_ci=0.90)
+    np.testing.assert_allclose(res90.blq_sim[0], [0.025, 0.25, 0.475])
+    np.testing.assert_array_equal(res90.sim_lo, res.sim_lo)  # the percentile bands keep ci
+    assert vpc(t, dv, sims, edges=[-0.5, 0.5, 1.5]).obs_censored is None
 
 
 def _cohort(rng, N=100, K=200, slope_shift=0.0):
@@ -114,6 +122,7 @@ def test_correct_model_median_inside_its_band():
     ({"sims": np.array([[1.0, np.nan, 1, 1]] * 2)}, "expected finite simulated values"),
     ({"cens": [0, 1, 0, 0]}, "cens: censoring flags need the limit"),
     ({"cens": [0, 1], "lloq": 1.0}, "cens: expected 4 flags, found 2"),
+    ({"lloq": 1.0, "blq_ci": 1.0}, "blq_ci: expected a level in \\(0, 1\\), found 1.0"),
 ])
 def test_bad_inputs_are_refused(kw, match):
     args = {"time": [0.0, 1.0, 2.0, 3.0], "dv": [1.0, 2.0, 3.0, 4.0],

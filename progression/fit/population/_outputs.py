@@ -58,7 +58,7 @@ from ._npde import npde
 from ._vpc import vpc
 
 __all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS",
-           "NPDE_SAMPLES", "FOCEI_METHOD"]
+           "NPDE_SAMPLES", "FOCEI_METHOD", "BLQ_CI", "censoring_report_lines", "vpc_limits"]
 
 #: Default number of simulated replicates of each subject's design for NPDE and the VPC.
 NPDE_SAMPLES = 200
@@ -343,6 +343,37 @@ def vpc_limits(data: PopulationData) -> np.ndarray:
                 own = data.limit[i, bk[i]]
                 out[i, row] = float(np.median(own)) if own.size else overall
     return out
+
+
+def censoring_report_lines(out: PopulationOutputs) -> list[str]:
+    """Markdown lines for ``report.md`` on what the diagnostics did with censored values, with
+    the VPC's fraction below the limit against its interval per observable; ``[]`` when no
+    value is censored."""
+    c = np.nan_to_num(out.cens)
+    n_below, n_above = int(np.sum(c == 1)), int(np.sum(c == -1))
+    if n_below + n_above == 0:
+        return []
+    total = int(out.data.mask.sum())
+    lines = [f"**Censored values:** {n_below + n_above} of {total} ({n_below} below a limit, "
+             f"{n_above} above; M3 likelihood). In `data.csv` their `DV` is the limit and "
+             "`CENS` the flag (1 below, -1 above); IWRES and CWRES are empty for them (not "
+             "defined without an observed value; the CWRES of a subject's other values use "
+             "its observed values only). NPDE take the censoring into account (Nguyen, "
+             "Comets, Mentré 2012): the pd of a censored value is drawn uniformly in "
+             "[0, P(Y < limit)] of its simulations, the value imputed at that quantile, then "
+             "decorrelated with the subject's other values. In the figures censored values "
+             "are open red markers at the limit.", ""]
+    for name, v in out.vpcs.items():
+        if v.blq_observed is None:
+            continue
+        ok = np.isfinite(v.blq_observed) & np.isfinite(v.blq_sim).all(axis=1)
+        outside = ok & ((v.blq_observed < v.blq_sim[:, 0]) | (v.blq_observed > v.blq_sim[:, 2]))
+        lines += [f"VPC of {name}: observed fraction below the limit per bin "
+                  f"{', '.join(f'{x:.2f}' for x in v.blq_observed[ok])}; simulated "
+                  f"{100 * (v.blq_ci or v.ci):g} % intervals "
+                  f"{', '.join(f'[{a:.2f}, {b:.2f}]' for a, b in v.blq_sim[ok][:, [0, 2]])}; "
+                  f"{int(outside.sum())} of {int(ok.sum())} bins outside their interval.", ""]
+    return lines
 
 
 def _n_bins(use: np.ndarray) -> int:
