@@ -482,9 +482,12 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
         plot_qq({"CWRES": out.cwres, "NPDE": out.npde}).savefig(p, dpi=_DPI,
                                                                 bbox_inches="tight")
         files.append(p)
+        logs = dict(zip(result.observables, _log_scale(result), strict=True))
         for obs, v in out.vpcs.items():
             p = folder / (f"vpc_{obs}.png" if len(out.vpcs) > 1 else "vpc.png")
-            plot_vpc(v, name=obs, unit=units.get(obs), time_unit=t_unit, path=p)
+            # a log-normal observable's VPC is on the log scale (the core's): say so
+            plot_vpc(v, name=f"log {obs}" if logs.get(obs) else obs, unit=units.get(obs),
+                     time_unit=t_unit, path=p)
             files.append(p)
         h = result.population.history
         if h is not None and len(h):
