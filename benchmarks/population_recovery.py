@@ -5,13 +5,14 @@ schedule, missed visits, informative dropout and assay floor of
 ``configs/cohorts/als_clinic.toml``, but with between-patient variability that is exactly the
 population model that ``configs/als_synthetic_population.toml`` fits: ``k0, kA, Tmax, eD``
 log-normal with the typical values ``THETA`` and a diagonal Omega ``OMEGA`` (no covariate
-effects, no shared pace factor), NfL log-normal with SD ``SIGMA["NfL"]``, CRP log-normal
-with SD ``SIGMA["CRP"]`` (normal residuals, no per-patient offsets; left-censored at
-0.3 mg/L), ALSFRS-R the model's score plus normal noise of SD 2, rounded and clipped to
-0-48 (the generator's "alsfrs" error). The onset shift has no generating parameter: each
-patient's is the model time of its clinical onset (a function of its parameters, truth column
-``onset_model_time``), so its "true" typical value and variance are those of the replicate's
-own patients (log scale).
+effects, no shared pace factor), NfL and CRP log-normal with a per-patient offset of log-SD
+``SUBJECT_SD`` (the random effects on kappa_nfl and Q0 of the fitted model) and residual SDs
+``SIGMA`` (normal residuals; CRP left-censored at 0.3 mg/L), ALSFRS-R the model's score
+plus normal noise of SD 2, rounded and clipped to 0-48 (the generator's "alsfrs" error).
+The onset shift has no generating parameter: each
+patient's is the model time of its clinical onset (a function of its parameters, truth
+column ``onset_model_time``), so its "true" typical value and variance are those of the
+replicate's own patients (log scale).
 
 Each replicate is fitted with the shipped config (estimator and settings as there, or
 ``--estimator``), from the config's starting values, with the data in memory. Recorded per
@@ -41,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cohort_config", "simulate_replicate", "fit_replicate", "score", "summarise",
-           "markdown", "run"]
+__all__ = ["cohort_config", "simulate_replicate", "fit_config", "fit_replicate", "score",
+           "summarise", "markdown", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
@@ -54,7 +55,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "population_recovery"
 THETA = {"k0": 0.0095, "kA": 0.033, "Tmax": 0.85, "eD": 0.34}
 OMEGA = {"k0": 0.36, "kA": 0.36, "Tmax": 0.0025, "eD": 0.09}
 #: Generating residual SDs: ALSFRS-R points (additive, before rounding), NfL and CRP (log).
-SIGMA = {"ALSFRS_R": 2.0, "NfL": 0.2, "CRP": 0.5}
+SIGMA = {"ALSFRS_R": 2.0, "NfL": 0.15, "CRP": 0.4}
+#: Per-patient offsets of log NfL and log CRP (the cohort's; random effects on kappa_nfl and
+#: Q0 in the fitted model; not scored: kappa_nfl's is approximate, NfL = bg + kappa_nfl ...).
+SUBJECT_SD = {"NfL": 0.3, "CRP": 0.8}
 #: Wide bounds of the draws (redrawn outside): the truncation they cause is negligible
 #: (> 3.5 SD from the typical value on the log scale, except Tmax's model bound 1.0 at 3.3 SD).
 BOUNDS = {"k0": [0.0005, 0.2], "kA": [0.001, 0.5], "Tmax": [0.4, 1.0], "eD": [0.01, 5.0]}
@@ -76,8 +80,8 @@ def cohort_config(n: int, seed: int) -> dict:
     doc.pop("factors", None)
     obs = doc["observables"]
     obs["ALSFRS_R"] = {"error": "alsfrs", "residual_sd": SIGMA["ALSFRS_R"]}
-    obs["NfL"] = dict(obs["NfL"], subject_sd=0.0, residual_sd=SIGMA["NfL"])
-    obs["CRP"] = dict(obs["CRP"], subject_sd=0.0, residual="normal",
+    obs["NfL"] = dict(obs["NfL"], subject_sd=SUBJECT_SD["NfL"], residual_sd=SIGMA["NfL"])
+    obs["CRP"] = dict(obs["CRP"], subject_sd=SUBJECT_SD["CRP"], residual="normal",
                       residual_sd=SIGMA["CRP"])
     obs["CRP"].pop("df", None)
     return doc
@@ -102,9 +106,9 @@ def simulate_replicate(n: int, seed: int):
                     "sample": sample, "notes": list(cohort.notes)}
 
 
-def fit_replicate(cohort, estimator: str | None = None, options: dict | None = None):
-    """Fit the shipped population config to ``cohort``; (PopulationPart, seconds)."""
-    from progression.fit import estimate as _est
+def fit_config(estimator: str | None = None, options: dict | None = None):
+    """The shipped population config (read once per study, so that every replicate is
+    fitted with the same one), with the estimator and options overridden."""
     from progression.fit.config import read_fit_config
 
     cfg = read_fit_config(FIT_CONFIG, check_data=False)
@@ -112,6 +116,13 @@ def fit_replicate(cohort, estimator: str | None = None, options: dict | None = N
         cfg = cfg.replace(estimator=estimator)
     if options:
         cfg = cfg.replace(options={**cfg.options, **options})
+    return cfg
+
+
+def fit_replicate(cohort, cfg):
+    """Fit ``cfg`` to ``cohort``; (PopulationPart, seconds)."""
+    from progression.fit import estimate as _est
+
     t = time.perf_counter()
     fit = _est.fit(cfg, data=cohort)
     return fit.population, time.perf_counter() - t
@@ -186,6 +197,8 @@ def markdown(record: dict) -> str:
         "Generating model: typical values " + ", ".join(f"{k} {v:g}" for k, v in THETA.items())
         + "; Omega diagonal (log scale) " + ", ".join(f"{k} {v:g}" for k, v in OMEGA.items())
         + "; residual SDs " + ", ".join(f"{k} {v:g}" for k, v in SIGMA.items())
+        + "; per-patient offsets (log SD) " + ", ".join(f"{k} {v:g}"
+                                                          for k, v in SUBJECT_SD.items())
         + ". Onset shift: truth = the replicate's own patients (log onset_model_time).",
         "",
     ]
@@ -232,17 +245,21 @@ def run(replicates: int, n: int, seed0: int = 1000, estimator: str | None = None
     record = {"command": " ".join(["python", *sys.argv]) if out is not None else "run()",
               "started": now, "updated": now, "planned": int(replicates), "n": int(n),
               "estimator": estimator or "config", "options": options or {},
-              "theta": THETA, "omega": OMEGA, "sigma": SIGMA, "replicates": []}
+              "theta": THETA, "omega": OMEGA, "sigma": SIGMA, "subject_sd": SUBJECT_SD,
+              "replicates": []}
+    cfg = fit_config(estimator, options)
+    record["config_text"] = FIT_CONFIG.read_text()
     for r in range(replicates):
         seed = seed0 + r
         t = time.perf_counter()
         cohort, truth = simulate_replicate(n, seed)
         t_sim = time.perf_counter() - t
-        pop, secs = fit_replicate(cohort, estimator, options)
+        pop, secs = fit_replicate(cohort, cfg)
         sc = score(pop, truth)
         record["replicates"].append({
             "seed": seed, "seconds": secs, "simulation_seconds": t_sim, "truth": truth,
             "score": sc, "sigma": {k: float(v) for k, v in pop.sigma.items()},
+            "estimates": {k: float(v) for k, v in pop.fixed_effects.items()},
             "ofv": float(pop.ofv)})
         record["updated"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         if out is not None:
