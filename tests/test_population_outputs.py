@@ -376,6 +376,13 @@ def test_theoph_fit_folder(tmp_path):
         assert np.isfinite(v).all(), c
         assert abs(v.mean()) < 0.2 and 0.8 < v.std(ddof=1) < 1.2, (c, v.mean(), v.std())
     assert 1.0 < correlation_condition_number(res.population.covariance) < 1000.0
+    # the screen `progression fit configs/theoph_population.toml` prints (measured: OFV
+    # 116.8034, ka 1.5902 RSE 20 %, CL 2.7515 7.35 %, V 31.809 4.3 %, 14 lines)
+    from progression._cli_fit import population_summary
+
+    text = population_summary(res)
+    assert len(text.splitlines()) <= 20 and "OFV 116.80" in text
+    assert all(f"\n  {k} " in text for k in ("ka", "CL", "V", "conc.a"))
     report = (out / "report.md").read_text()
     assert "12 of conc" in report     # the pre-dose samples (PRED = 0) are out of the pcVPC
     for f in ("gof_dv_vs_pred.png", "gof_cwres.png", "gof_qq.png", "vpc.png",
