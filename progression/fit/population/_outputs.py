@@ -470,9 +470,24 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
     n_cens = int(np.sum(np.nan_to_num(cens) != 0))
     files = []
     try:
-        p = folder / "gof_dv_vs_pred.png"
-        plot_dv_vs_pred(dv, out.pred, out.ipred, name=name, unit=unit, cens=cens, path=p)
-        files.append(p)
+        logs = dict(zip(result.observables, _log_scale(result), strict=True))
+        present = [k for k, o in enumerate(result.observables)
+                   if np.any(out.data.mask & (out.data.observable == k))]
+        if len(present) == 1:
+            p = folder / "gof_dv_vs_pred.png"
+            plot_dv_vs_pred(dv, out.pred, out.ipred, name=name, unit=unit, cens=cens, path=p)
+            files.append(p)
+        else:
+            # one figure per observable: their scales differ (ALSFRS-R points, NfL pg/mL), and
+            # a log-normal observable on log axes
+            for k in present:
+                obs = result.observables[k]
+                sel = out.data.mask & (out.data.observable == k)
+                p = folder / f"gof_dv_vs_pred_{obs}.png"
+                plot_dv_vs_pred(*(np.where(sel, a, np.nan) for a in (dv, out.pred, out.ipred)),
+                                name=obs, unit=units.get(obs), log=bool(logs.get(obs)),
+                                cens=np.where(sel, cens, np.nan), path=p)
+                files.append(p)
         p = folder / "gof_cwres.png"
         plot_residuals(out.cwres, out.time, out.pred, name="CWRES", time_unit=t_unit,
                        pred_unit=unit, n_censored=n_cens, path=p)
@@ -482,7 +497,6 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
         plot_qq({"CWRES": out.cwres, "NPDE": out.npde}).savefig(p, dpi=_DPI,
                                                                 bbox_inches="tight")
         files.append(p)
-        logs = dict(zip(result.observables, _log_scale(result), strict=True))
         for obs, v in out.vpcs.items():
             p = folder / (f"vpc_{obs}.png" if len(out.vpcs) > 1 else "vpc.png")
             # a log-normal observable's VPC is on the log scale (the core's): say so
