@@ -82,10 +82,10 @@ def population_summary(result) -> str:
              f"  OFV {pop.ofv:.4f} (NONMEM convention, without N log 2 pi); AIC "
              f"{pop.aic:.3f}, BIC {pop.bic:.3f}; {pop.n_parameters} parameters",
              f"  {'converged' if pop.converged else 'NOT converged'} after "
-             f"{pop.iterations} iterations, {total:.1f} s; covariance step: "
-             # the method's first words (report.md has the whole sentence)
-             f"{str(pop.covariance_method).split(' (')[0].split(',')[0]}, condition number "
+             f"{pop.iterations} iterations, {total:.1f} s; condition number "
              f"{_g(getattr(pop, 'condition_number', float('nan')))}",
+             # the method's first words (report.md has the whole sentence)
+             f"  covariance step: {str(pop.covariance_method).split(' (')[0].split(',')[0]}",
              f"  {'typical value':<24}{'estimate':>12}{'RSE %':>9}"]
     for k, v in pop.fixed_effects.items():
         lines.append(f"  {k:<24}{_g(v, 5):>12}{_rse(v, pop.fixed_effects_se.get(k, math.nan)):>9}")
