@@ -120,7 +120,8 @@ def test_data_csv_marks_censored_rows(fitted):
     cens = np.array([int(r["cens"]) for r in rows])
     assert 0.2 < cens.mean() < 0.4  # measured 0.31 (41 of 132)
     for r in rows:
-        flag = int(float(r["CENS"]))
+        assert r["CENS"] in ("0", "1", "-1")  # an integer flag, as NONMEM tables write it
+        flag = int(r["CENS"])
         assert flag == int(r["cens"])
         for c in ("DV", "PRED", "IPRED", "NPDE"):
             assert np.isfinite(float(r[c])), (c, r)
@@ -135,6 +136,9 @@ def test_data_csv_marks_censored_rows(fitted):
     assert abs(nd.mean()) < 0.35 and abs(nd.std(ddof=1) - 1.0) < 0.35
     report = (folder / "report.md").read_text()
     assert "vpc.png" in report
+    n_cens = int((cens != 0).sum())
+    assert (f"**Censored values:** {n_cens} of {len(rows)} ({n_cens} below a limit, 0 above; "
+            "M3 likelihood)") in report
 
 
 def test_vpc_fraction_below_limit_direct(fitted):

@@ -211,7 +211,7 @@ def _write_data(r: FitResult, path: Path, pop=None) -> None:
                             _fmt(r.predictions[i][j]), _fmt(res[i][j]),
                             "" if d.condition is None else str(d.condition[j]),
                             "" if d.sd is None else _fmt(d.sd[j]),
-                            *(_fmt(c[j]) for c in cols)])
+                            *(_cell(name, c[j]) for name, c in zip(extra, cols, strict=True))])
 
 
 #: Columns of ``doses.csv`` (the fields of :class:`progression.Dose`, data time).
@@ -265,6 +265,14 @@ def _fmt(x) -> str:
         return ""
     x = float(x)
     return "" if not math.isfinite(x) else repr(x)
+
+
+def _cell(column: str, x) -> str:
+    """A population diagnostics cell: the CENS flag as an integer (0, 1, -1), numbers as
+    :func:`_fmt`."""
+    if column == "CENS" and x is not None and math.isfinite(float(x)):
+        return str(int(x))
+    return _fmt(x)
 
 
 def _clean(obj):

@@ -633,8 +633,12 @@ def _population_lines(result, outputs=None) -> list[str]:
         left = {k: v for k, v in outputs.vpc_left_out.items() if v}
         if left:
             lines += ["The prediction-corrected VPC leaves out the observations whose PRED is "
-                      "not positive (the correction divides by PRED): " + ", ".join(
+                      "not positive (the correction divides by PRED) and values censored above "
+                      "a limit: " + ", ".join(
                           f"{v} of {k}" for k, v in left.items()) + ".", ""]
+        from .population._outputs import censoring_report_lines
+
+        lines += censoring_report_lines(outputs)
     lines += ["`fit.ext`: NONMEM-style table (THETA typical values then covariate "
               "coefficients, SIGMA residual variances, OMEGA, OBJ) of the outer iterations, "
               "the final estimates (-1000000000) and the standard errors (-1000000001); "
