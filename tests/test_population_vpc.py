@@ -30,8 +30,14 @@ def test_quantile_bins():
     t = np.arange(9.0)
     e = vpc_bins(t, 3)
     np.testing.assert_allclose(e, [0.0, 8 / 3, 16 / 3, 8.0])
-    # many observations at one nominal time: coincident quantile edges merge
-    assert vpc_bins([0, 0, 0, 0, 0, 1], 4).tolist() == [0.0, 1.0]
+    # many observations at one nominal time: coincident quantile edges merge, and the tied
+    # earliest time gets a bin of its own
+    assert vpc_bins([0, 0, 0, 0, 0, 1], 4).tolist() == [0.0, 1.0, 2.0]
+    # baseline for 50 subjects, then follow-up spread over 1..12: baseline alone, then
+    # 3 quantile bins of the follow-up times
+    follow = np.linspace(1.0, 12.0, 30)
+    e = vpc_bins(np.r_[np.zeros(50), follow], 4)
+    np.testing.assert_allclose(e, np.r_[0.0, np.quantile(follow, [0, 1 / 3, 2 / 3, 1])])
     res = vpc(t, t, np.array([t, t + 1]), n_bins=3)
     assert res.n_obs.tolist() == [3, 3, 3]
 

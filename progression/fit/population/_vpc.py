@@ -105,8 +105,10 @@ class VPCResult:
 def vpc_bins(time, n_bins: int | None = 6, edges=None, source: str = "vpc") -> np.ndarray:
     """Bin edges: user ``edges`` (checked increasing), or ``n_bins`` quantile bins of ``time``.
 
-    Quantile edges that coincide (many observations at one nominal time) are merged, so fewer
-    bins may result; every observation falls in a bin.
+    Quantile edges that coincide (many observations at one nominal time, e.g. every subject at
+    baseline) are merged; the earliest time then gets a bin of its own and the remaining bins
+    are quantile bins of the later times, so a baseline mass does not swallow the follow-up.
+    Every observation falls in a bin.
     """
     t = np.asarray(time, dtype=float).ravel()
     t = t[np.isfinite(t)]
@@ -120,10 +122,20 @@ def vpc_bins(time, n_bins: int | None = 6, edges=None, source: str = "vpc") -> n
         return e
     if n_bins is None or int(n_bins) < 1:
         raise FitError(f"{source}: n_bins: expected a positive integer, found {n_bins!r}")
-    e = np.unique(np.quantile(t, np.linspace(0.0, 1.0, int(n_bins) + 1)))
+    return _quantile_edges(t, int(n_bins))
+
+
+def _quantile_edges(t: np.ndarray, n_bins: int) -> np.ndarray:
+    e = np.unique(np.quantile(t, np.linspace(0.0, 1.0, n_bins + 1)))
     if e.size == 1:
-        e = np.array([e[0], e[0] + 1.0])  # a single time: one bin around it
-    return e
+        return np.array([e[0], e[0] + 1.0])  # a single time: one bin around it
+    rest = t[t > t.min()]
+    if e.size - 1 >= n_bins or n_bins < 2 or rest.size == 0:
+        return e
+    # A mass of tied times (every subject seen at baseline) swallowed quantile edges: give the
+    # earliest time its own bin and spread the other bins over the later times (recursively,
+    # for the next tie), rather than lumping baseline with months of follow-up.
+    return np.concatenate([[t.min()], _quantile_edges(rest, n_bins - 1)])
 
 
 def _assign(t: np.ndarray, edges: np.ndarray) -> np.ndarray:
