@@ -354,7 +354,7 @@ class SAEM(FOCEI):
         sd = np.sqrt(residual0.variance(np.where(data.mask, np.nan_to_num(f0), 0.0),
                                         data.observable))
         sd = np.where(data.mask & (sd > 0), sd, 1.0)
-        fast = RK4Predictions(model, fallback=exact.predict)
+        fast = RK4Predictions(model)
         if fast.calibrate(exact.predict, phi, index, sd):
             return fast, (f"lockstep fixed-step RK4 (step {fast.h:.3g} model time units, "
                           f"calibrated: largest difference from the exact path "

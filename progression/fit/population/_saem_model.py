@@ -16,8 +16,9 @@ from the exact predictions, over a batch of parameter draws, is below ``tol`` re
 (default 0.01; a change of ``2 * 0.01 |y - f| / sd`` in a value's -2 log L term); the step and
 the error reached are recorded (``h``, ``max_error``) and stated in the fit's method; one
 reduction more is taken as a margin (explicit RK4 is only conditionally stable). Rows whose
-last model time lies beyond twice the calibration span (a tail draw of a time offset) go to
-the exact path, so that one such row does not make every lockstep step count.
+last model time lies beyond twice the calibration span (a tail draw of a time offset) are
+integrated as a separate batch, so that one such row does not make every lockstep step
+count; beyond 20 calibration spans a row is a failed evaluation.
 
 It applies to designs without doses, dose records, model covariates or conditions (the
 "plain" units of :mod:`progression.fit._paths`), which is the ALS progression case; other
@@ -55,18 +56,17 @@ class RK4Predictions:
         limits) are used when it has them.
     h : float, optional
         Step in model time units; None: ``span / 200`` until :meth:`calibrate` sets it.
-    fallback : callable, optional
-        ``fallback(phi, index) -> (f, G)`` (the exact path) for rows whose last model time
-        is beyond ``horizon`` (twice the calibration span, set by :meth:`calibrate`).
 
     Notes
     -----
     ``G`` is returned as zeros of the right shape (SAEM's kernels never read it). Picklable.
     """
 
-    def __init__(self, model, h: float | None = None, fallback=None):
+    #: Rows whose last model time exceeds CAP calibration spans fail (NaN).
+    CAP = 20.0
+
+    def __init__(self, model, h: float | None = None):
         self.model = model
-        self.fallback = fallback
         self.horizon = np.inf
         problem = model.problem
         self.designs = list(getattr(model, "eval_designs", model.designs))
@@ -102,16 +102,20 @@ class RK4Predictions:
         theta = self.model.thetas(phi)
         tmax = np.where(self.mask[index], self._model_times(theta, index), 0.0).max(axis=1)
         long = tmax > self.horizon
-        if self.fallback is None or not long.any():
+        if not long.any():
             f = self._solve(theta, index)
         else:
             # rows reaching far beyond the calibrated span (a tail draw of a time offset)
-            # would make every lockstep step count: the adaptive exact path takes them
-            f = np.empty((phi.shape[0], self.n))
+            # would make every lockstep step count: they are integrated as a batch of their
+            # own; beyond CAP calibrated spans a row is a failed evaluation (NaN), which the
+            # kernels reject (an adaptive solver on such draws can take seconds per row)
+            f = np.full((phi.shape[0], self.n), np.nan)
             short = ~long
             if short.any():
                 f[short] = self._solve(theta[short], index[short])
-            f[long] = self.fallback(phi[long], index[long])[0]
+            far = long & (tmax <= self.CAP * self.horizon / 2.0)
+            if far.any():
+                f[far] = self._solve(theta[far], index[far])
         return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
 
     def __call__(self, phi, index):
@@ -216,7 +220,7 @@ class RK4Predictions:
         theta = self.model.thetas(phi)
         span = float(np.where(self.mask[index], self._model_times(theta, index), 0).max())
         m = self.mask[index][ok]
-        # rows beyond twice the calibration span go to the fallback (exact) path
+        # rows beyond twice the calibration span are integrated as a batch of their own
         self.horizon = 2.0 * span
 
         def worst(h):
