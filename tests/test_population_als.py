@@ -105,10 +105,10 @@ def test_onset_shift_is_a_function_of_k0(sample):
 
 #: The issue's targets that the shipped fit misses (measured, see fits/.../report.md): the
 #: SAEM run ends with a stochastic-approximation Fisher information that is not positive
-#: definite (no standard errors), and the diagonal Omega splits k0, kA and the onset shift
-#: differently from the truth (where log onset ~ -log k0 exactly).
-MISSED_TYPICAL = {"k0", "kA", "time_offset"}
-MISSED_OMEGA = {"k0", "kA", "Tmax", "eD", "time_offset"}
+#: definite (no standard errors); typical values off by 14-37 % (k0 +30 %, kA -37 %, eD
+#: +29 %, Tmax -14 %, onset shift -20 %); omega^2 kA +56 %, Tmax 0.29 vs 0.0064.
+MISSED_TYPICAL = {"k0", "kA", "Tmax", "eD", "time_offset"}
+MISSED_OMEGA = {"kA", "Tmax"}
 
 
 def _typical(shipped, truth, p):
@@ -155,6 +155,20 @@ def test_shipped_fit_error_model_and_offsets(shipped):
     names = shipped["omega_names"]
     q0 = np.asarray(shipped["omega"], dtype=float)[names.index("Q0"), names.index("Q0")]
     assert q0 == pytest.approx(0.64, rel=OMEGA_TOL)
+
+
+def test_shipped_fit_correlations(shipped, sample):
+    # the Omega block (k0, kA, onset shift) recovers the cohort's correlations of the logs
+    # (truth: k0-kA 0.79, k0-onset -1.00, kA-onset -0.84) within 0.15
+    names = shipped["omega_names"]
+    om = np.asarray(shipped["omega"], dtype=float)
+
+    def corr(a, b):
+        i, j = names.index(a), names.index(b)
+        return om[i, j] / math.sqrt(om[i, i] * om[j, j])
+
+    for a, b in (("k0", "kA"), ("k0", "time_offset"), ("kA", "time_offset")):
+        assert corr(a, b) == pytest.approx(sample.correlation(a, b), abs=0.15), (a, b)
 
 
 def test_shipped_fit_provenance(shipped):
