@@ -778,7 +778,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                     # estimates' means over the last two windows differ by less than k2_tol
                     # standard errors, and the standard errors moved by less than 10% over
                     # the last window
-                    se = _se(-Gsa + Delta.T @ Delta - _noise(batch_means))
+                    se = _se(_information(Gsa, Delta, batch_means))
                     se_hist[k2_now] = se
                     se_old = se_hist.get(k2_now - w)
                     if k2_now >= opt.min_k2 and se_old is not None:
@@ -815,7 +815,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     fisher = cov = None
     names = ()
     if louis is not None:
-        fisher = -Gsa + Delta.T @ Delta - _noise(batch_means)
+        fisher = _information(Gsa, Delta, batch_means)
         fisher = 0.5 * (fisher + fisher.T)
         cov = _inverse_pd(fisher)
         names = louis.names
@@ -854,6 +854,20 @@ def _noise(batch_means):
     arr = np.array(batch_means)                  # (B, N, K)
     dev = arr - arr.mean(axis=0)
     return np.einsum("bnk,bnl->kl", dev, dev) / (B - 1) / B
+
+
+def _information(Gsa, Delta, batch_means):
+    """Louis' information ``-G + sum_i Delta_i Delta_i'`` less the batch-means estimate of
+    its Monte Carlo bias; without the correction when that is not positive definite (a
+    flat direction, where the noise estimate is of the order of the information)."""
+    base = -Gsa + Delta.T @ Delta
+    info = base - _noise(batch_means)
+    info = 0.5 * (info + info.T)
+    try:
+        np.linalg.cholesky(info)
+        return info
+    except np.linalg.LinAlgError:
+        return 0.5 * (base + base.T)
 
 
 def _inverse_pd(info):
