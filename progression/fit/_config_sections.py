@@ -258,7 +258,15 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
     for key, least in (("saem_exploration", 1), ("saem_smoothing", 1), ("saem_chains", 0),
                        ("is_samples", 100)):
         if key in est:
+            if key in ("saem_exploration", "saem_smoothing") and est[key] == "auto":
+                # exploration: the drift rule alone (at most 300); smoothing: ended when the
+                # estimates and their SEs settle (at most 500)
+                options[key] = "auto"
+                continue
             options[key] = chk.integer(f"estimator.{key}", est[key], least)
+    if "saem_covariance" in est:
+        options["saem_covariance"] = chk.string("estimator.saem_covariance",
+                                                est["saem_covariance"], ("sa", "focei"))
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)

@@ -52,10 +52,15 @@ class EstimatorOptions:
     npde_samples : int
         Population fits: simulated replicates of each subject's design behind the NPDE and
         the VPC of the fit folder (seeded by ``seed``).
-    saem_exploration, saem_smoothing : int
+    saem_exploration, saem_smoothing : int or "auto"
         ``saem``: most exploration iterations (K1; exploration may end earlier by the
-        automatic rule) and smoothing iterations (K2); defaults those of
-        :class:`~progression.fit.population.SaemOptions` (300, 200).
+        automatic drift rule; ``"auto"``: at most 300) and smoothing iterations (K2; ``"auto"``:
+        ended when the estimates move less than 0.1 SE between two 50-iteration windows and the
+        SEs are stable, at least 100 and at most 500); defaults 300 and 200.
+    saem_covariance : str
+        ``saem``: ``"sa"`` (default), SAEM's own standard errors (stochastic approximation of
+        the Fisher information, Louis' formula); ``"focei"``, FOCE-I's sandwich at the SAEM
+        estimates.
     saem_chains : int
         ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.
     is_samples : int
@@ -78,10 +83,11 @@ class EstimatorOptions:
     bootstrap_samples: int = 100
     max_failed_share: float = 0.5
     npde_samples: int = 200
-    saem_exploration: int = 300
-    saem_smoothing: int = 200
+    saem_exploration: int | str = 300
+    saem_smoothing: int | str = 200
     saem_chains: int = 0
     is_samples: int = 2000
+    saem_covariance: str = "sa"
 
     def __post_init__(self):
         object.__setattr__(self, "uncertainty", tuple(self.uncertainty))
