@@ -142,6 +142,21 @@ def test_traces_by_iteration(tmp_path):
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [0, 1, 2])
 
 
+def test_traces_with_an_objective_known_at_the_end_only(tmp_path):
+    # SAEM: the importance-sampling OFV exists at the last iteration only; a line through one
+    # point draws nothing, so the value is marked and labelled
+    ofv = [np.nan] * 9 + [2490.78]
+    fig = plot_traces({"theta1": np.linspace(1.0, 2.0, 10)}, ofv=ofv,
+                      iterations=np.arange(10), path=tmp_path / "t.png")
+    ax = fig.axes[1]
+    assert ax.get_title() == "OFV"
+    (marker,) = ax.lines
+    assert marker.get_marker() == "o"
+    np.testing.assert_array_equal(marker.get_xdata(), [9])
+    np.testing.assert_array_equal(marker.get_ydata(), [2490.78])
+    assert [t.get_text() for t in ax.texts] == ["2490.78"]
+
+
 def test_individual_fits_per_subject(tmp_path):
     time = np.array([[2.0, 0.0, 1.0], [0.0, 1.0, np.nan]])  # unsorted; NaN: padding
     dv = np.array([[5.0, 3.0, 4.0], [1.0, 2.0, np.nan]])

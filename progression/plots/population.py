@@ -312,7 +312,19 @@ def plot_traces(traces, *, ofv=None, iterations=None, smoothing_start: int | Non
     for ax, (label, y) in zip(axes.flat, series.items(), strict=False):
         it = (np.arange(y.size) if iterations is None
               else np.asarray(iterations, dtype=float).ravel()[:y.size])
-        ax.plot(it, y, color="black" if label == "OFV" else "tab:blue", lw=1.0)
+        finite = np.isfinite(y)
+        if 0 < finite.sum() <= 2:
+            # an objective known at a few iterations only (SAEM's importance-sampling OFV at
+            # the end): a line through one point draws nothing, so mark and label the values
+            ax.plot(it[finite], y[finite], "o", color="black" if label == "OFV" else
+                    "tab:blue")
+            for xv, yv in zip(it[finite], y[finite], strict=True):
+                ax.annotate(f"{yv:.6g}", (xv, yv), textcoords="offset points", xytext=(-4, 6),
+                            ha="right", fontsize=8)
+            if iterations is not None:
+                ax.set_xlim(float(np.nanmin(it)), float(np.nanmax(it)) + 1.0)
+        else:
+            ax.plot(it, y, color="black" if label == "OFV" else "tab:blue", lw=1.0)
         if smoothing_start is not None:
             handles["start of smoothing"] = ax.axvline(smoothing_start, color="tab:red",
                                                        ls="--", lw=0.8)

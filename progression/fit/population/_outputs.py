@@ -516,8 +516,10 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
                            for j, k in enumerate(pop.omega_names)})
             p = folder / "ofv_by_iteration.png"
             # the OFV and every estimate by outer iteration; a tight box keeps the title whole
-            plot_traces(traces, ofv=h[:, -1], iterations=h[:, 0], ncols=4,
-                        title="Outer iterations: OFV (NONMEM convention) and estimates"
+            title = ("SAEM iterations: estimates; OFV (NONMEM convention) by importance "
+                     "sampling at the end" if pop.method == "saem" else
+                     "Outer iterations: OFV (NONMEM convention) and estimates")
+            plot_traces(traces, ofv=h[:, -1], iterations=h[:, 0], ncols=4, title=title
                         ).savefig(p, dpi=_DPI, bbox_inches="tight")
             files.append(p)
         p = folder / "individual_fits_population.png"
