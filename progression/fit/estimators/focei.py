@@ -416,46 +416,19 @@ class FOCEI(Estimator):
         D, E = pop_cols.size, eta_pos.size
         P, S = s["omega_model"].n_parameters, len(s["err"])
         omega = self._split(s, x)[1]
-        # population covariance of (theta, residual error parameters on their own scales)
-        keep = np.r_[np.arange(D), np.arange(D + P, D + P + S)].astype(int)
-        cols_i = est.x_cols[:keep.size]
-        J = np.ones(keep.size)
-        for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
-            q = cols_i[j]
-            J[j] = est.theta[0, q] / dtheta_dx(est.x_hat[j:j + 1], problem.scale[q:q + 1],
-                                               problem.lower[q:q + 1],
-                                               problem.upper[q:q + 1])[0]
-        pop_block = cov[np.ix_(keep, keep)] * np.outer(J, J)
         # per subject: the conditional covariance of its EBE, (Omega^-1 + sum F g g')^-1 (the
         # FOCE-I matrix M; inner.info is 2 sum F g g'), for the parameters with a random
         # effect; the population covariance for the others
         info = s["gr"].inner.info
         Oinv = np.linalg.inv(omega)
-        se = np.full((m, Q), np.nan)
-        ci = np.full((m, Q, 2), np.nan)
-        z = _z(ep.confidence)
-        blocks = []
-        K_i = keep.size
+        cond = np.full((m, E, E), np.nan)
         for i in range(m):
-            b = pop_block.copy()
             try:
-                C = np.linalg.inv(Oinv + 0.5 * info[i])
+                cond[i] = np.linalg.inv(Oinv + 0.5 * info[i])
             except np.linalg.LinAlgError:
-                C = np.full((E, E), np.nan)
-            b[np.ix_(eta_pos, np.arange(K_i))] = 0.0
-            b[np.ix_(np.arange(K_i), eta_pos)] = 0.0
-            b[np.ix_(eta_pos, eta_pos)] = C
-            entries = np.arange(i * K_i, (i + 1) * K_i)
-            blocks.append((entries, b))
-            for j, k in enumerate(entries):
-                q = est.x_cols[k]
-                sc, lo, hi = (problem.scale[q:q + 1], problem.lower[q:q + 1],
-                              problem.upper[q:q + 1])
-                xv = est.x_hat[k:k + 1]
-                sx = math.sqrt(b[j, j]) if b[j, j] >= 0 else np.nan
-                se[i, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
-                ci[i, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0],
-                                         lo[0], hi[0])
+                pass
+        se, ci, blocks = subject_uncertainty(problem, est, cov, D, P, S, eta_pos, cond,
+                                             ep.confidence)
         self._population(ep, point, cov)
         return Uncertainty(se=se, intervals={"covariance": ci},
                            methods={"covariance": SUBJECT_METHOD},
@@ -585,6 +558,69 @@ class FOCEI(Estimator):
 
     def __setstate__(self, state):
         self._state = {}
+
+
+def subject_uncertainty(problem, est, cov, D: int, P: int, S: int, eta_pos, cond,
+                        confidence: float):
+    """Per-subject standard errors, intervals and covariance blocks of a population fit.
+
+    Each subject's estimation-scale quantities (its individual parameters, then the residual
+    error parameters) get the population covariance step's covariance, except the parameters
+    with a random effect, which get the subject's conditional covariance of eta (uncorrelated
+    with the rest).
+
+    Parameters
+    ----------
+    problem : Problem
+    est : Estimates
+        Per-subject estimates (``x_hat``/``x_cols`` laid out subject by subject).
+    cov : ndarray (K, K)
+        The covariance step on the outer layout [theta (D), Omega parameters (P), log residual
+        SDs (S), coefficients].
+    D, P, S : int
+    eta_pos : int ndarray (E,)
+        Positions in theta of the parameters with a random effect.
+    cond : ndarray (m, E, E)
+        Conditional covariances of each subject's eta (NaN where unknown).
+    confidence : float
+
+    Returns
+    -------
+    se : ndarray (m, Q)
+    ci : ndarray (m, Q, 2)
+    blocks : list of (entries, ndarray)
+    """
+    m, Q = est.theta.shape
+    keep = np.r_[np.arange(D), np.arange(D + P, D + P + S)].astype(int)
+    cols_i = est.x_cols[:keep.size]
+    J = np.ones(keep.size)
+    for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
+        q = cols_i[j]
+        J[j] = est.theta[0, q] / dtheta_dx(est.x_hat[j:j + 1], problem.scale[q:q + 1],
+                                           problem.lower[q:q + 1], problem.upper[q:q + 1])[0]
+    pop_block = cov[np.ix_(keep, keep)] * np.outer(J, J)
+    se = np.full((m, Q), np.nan)
+    ci = np.full((m, Q, 2), np.nan)
+    z = _z(confidence)
+    blocks = []
+    K_i = keep.size
+    for i in range(m):
+        b = pop_block.copy()
+        b[np.ix_(eta_pos, np.arange(K_i))] = 0.0
+        b[np.ix_(np.arange(K_i), eta_pos)] = 0.0
+        b[np.ix_(eta_pos, eta_pos)] = cond[i]
+        entries = np.arange(i * K_i, (i + 1) * K_i)
+        blocks.append((entries, b))
+        for j, k in enumerate(entries):
+            q = est.x_cols[k]
+            sc, lo, hi = (problem.scale[q:q + 1], problem.lower[q:q + 1],
+                          problem.upper[q:q + 1])
+            xv = est.x_hat[k:k + 1]
+            sx = math.sqrt(b[j, j]) if b[j, j] >= 0 else np.nan
+            se[i, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
+            ci[i, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0],
+                                     lo[0], hi[0])
+    return se, ci, blocks
 
 
 def _z(confidence: float) -> float:

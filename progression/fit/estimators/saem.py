@@ -60,9 +60,9 @@ from ..parts import Uncertainty
 from ..population import SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._saem_model import RK4Predictions, applicable
-from ..transforms import dtheta_dx, from_internal
+from ..transforms import from_internal
 from .base import EstimationProblem, PointEstimate
-from .focei import FOCEI
+from .focei import FOCEI, subject_uncertainty
 
 __all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI", "SUBJECT_METHOD",
            "saem_options"]
@@ -266,7 +266,6 @@ class SAEM(FOCEI):
         """Uncertainty from the SAEM core's stochastic-approximation information: the
         population covariance in focei's ``covariance_names`` order, and per subject the
         conditional covariance of eta from the chains."""
-        from .focei import _z
 
         problem = ep.problem
         s = self._state
@@ -298,36 +297,9 @@ class SAEM(FOCEI):
         ep.timings["covariance"] = time.perf_counter() - t
         est = point.estimates
         m, Q = est.theta.shape
-        keep = np.r_[np.arange(D), np.arange(D + P, D + P + S)].astype(int)
-        cols_i = est.x_cols[:keep.size]
-        J = np.ones(keep.size)
-        for j in range(D, keep.size):        # d x / d log sd = sd / (d sd / d x)
-            q = cols_i[j]
-            J[j] = est.theta[0, q] / dtheta_dx(est.x_hat[j:j + 1], problem.scale[q:q + 1],
-                                               problem.lower[q:q + 1],
-                                               problem.upper[q:q + 1])[0]
-        pop_block = cov[np.ix_(keep, keep)] * np.outer(J, J)
-        se = np.full((m, Q), np.nan)
-        ci = np.full((m, Q, 2), np.nan)
-        z = _z(ep.confidence)
-        blocks = []
-        K_i = keep.size
-        for i in range(m):
-            b = pop_block.copy()
-            b[np.ix_(eta_pos, np.arange(K_i))] = 0.0
-            b[np.ix_(np.arange(K_i), eta_pos)] = 0.0
-            b[np.ix_(eta_pos, eta_pos)] = res.eta_cov[i]
-            entries = np.arange(i * K_i, (i + 1) * K_i)
-            blocks.append((entries, b))
-            for j, k in enumerate(entries):
-                q = est.x_cols[k]
-                sc, lo, hi = (problem.scale[q:q + 1], problem.lower[q:q + 1],
-                              problem.upper[q:q + 1])
-                xv = est.x_hat[k:k + 1]
-                sx = math.sqrt(b[j, j]) if b[j, j] >= 0 else np.nan
-                se[i, q] = sx * dtheta_dx(xv, sc, lo, hi)[0]
-                ci[i, q] = from_internal(np.array([xv[0] - z * sx, xv[0] + z * sx]), sc[0],
-                                         lo[0], hi[0])
+        # per subject: the conditional covariance of eta from the chains
+        se, ci, blocks = subject_uncertainty(problem, est, cov, D, P, S, eta_pos,
+                                             res.eta_cov, ep.confidence)
         self._population(ep, point, cov)
         return Uncertainty(se=se, intervals={"covariance": ci},
                            methods={"covariance": SUBJECT_METHOD},
@@ -366,7 +338,6 @@ class SAEM(FOCEI):
     def _trace(self, ep, s, res):
         """SAEM's iterations as ``PopulationPart.history`` rows: iteration, typical values
         (natural scale), residual SDs, Omega diagonal, OFV (NaN but on the last row)."""
-        from ..transforms import from_internal
 
         problem = ep.problem
         pop_cols = s["pop_cols"]
