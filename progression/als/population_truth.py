@@ -47,6 +47,7 @@ import numpy as np
 
 from ..virtual.synthesis import draw_parameters
 from .cohort_config import PopulationConfig, _as_config
+from .synthetic import draw_covariates
 
 __all__ = ["PopulationTruth", "generating_population", "sample_population", "main"]
 
@@ -97,22 +98,9 @@ class PopulationTruth:
 
 
 def _covariate_terms(cfg: PopulationConfig, rng: np.random.Generator, m: int) -> dict:
-    """The covariate terms exactly as ``progression.als.synthetic._draw`` draws them (same
-    order of random numbers), so the parameters that follow have the generator's law."""
-    lo_age, hi_age = cfg.age_onset_range
-    age = rng.normal(cfg.age_onset_mean, cfg.age_onset_sd, m)
-    for _ in range(50):
-        bad = (age < lo_age) | (age > hi_age)
-        if not bad.any():
-            break
-        age[bad] = rng.normal(cfg.age_onset_mean, cfg.age_onset_sd, int(bad.sum()))
-    age = np.clip(age, lo_age, hi_age)
-    male = rng.random(m) < cfg.male
-    site = np.searchsorted(np.cumsum(cfg.site_of_onset)[:-1], rng.random(m), side="right")
-    c9 = rng.random(m) < cfg.c9orf72
-    return {"age": age - cfg.age_reference, "male": male.astype(float),
-            "bulbar": (site == 1).astype(float), "trunk": (site == 2).astype(float),
-            "c9orf72": c9.astype(float)}
+    """The covariate terms exactly as the generator draws them (same code, same order of
+    random numbers), so the parameters that follow have the generator's law."""
+    return draw_covariates(cfg, rng, m)[4]
 
 
 def generating_population(config, *, n_draws: int = 400_000, seed: int = 0,

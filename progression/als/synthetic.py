@@ -131,7 +131,17 @@ def _nominal_visits(cfg: PopulationConfig) -> np.ndarray:
     return nominal_visits(cfg.interval, cfg.schedule, cfg.follow_up[1])
 
 
-def _draw(cfg: PopulationConfig, model, rng: np.random.Generator, m: int) -> _Draws:
+def draw_covariates(cfg: PopulationConfig, rng: np.random.Generator, m: int):
+    """The patients' covariates, drawn first (the order of random numbers is part of the
+    cohort's reproducibility): onset age (truncated normal), sex, site of onset, C9orf72.
+
+    Returns
+    -------
+    age, male, site, c9 : ndarray (m,)
+    terms : dict of str to ndarray (m,)
+        The effect terms of the parameter draws: age above the reference, male, bulbar,
+        trunk, c9orf72 (0/1).
+    """
     lo_age, hi_age = cfg.age_onset_range
     age = rng.normal(cfg.age_onset_mean, cfg.age_onset_sd, m)
     for _ in range(50):
@@ -146,7 +156,11 @@ def _draw(cfg: PopulationConfig, model, rng: np.random.Generator, m: int) -> _Dr
     terms = {"age": age - cfg.age_reference, "male": male.astype(float),
              "bulbar": (site == 1).astype(float), "trunk": (site == 2).astype(float),
              "c9orf72": c9.astype(float)}
+    return age, male, site, c9, terms
 
+
+def _draw(cfg: PopulationConfig, model, rng: np.random.Generator, m: int) -> _Draws:
+    age, male, site, c9, terms = draw_covariates(cfg, rng, m)
     params, varied = draw_parameters(cfg.parameters, cfg.factors, cfg.fixed, terms, rng, m)
 
     V = len(_nominal_visits(cfg))
