@@ -288,13 +288,14 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     # one reader per section (imported here: they import this module's dataclasses and
     # constants), called in a fixed order so that problems are always listed in that order
     from . import _config_sections as sections
+    from ._config_population import omega_table
 
     fit_name, description, estimator, max_failed_share, model, model_ref = sections.fit_table(
         chk, doc, name, base_dir)
     data_out = sections.data_table(chk, doc, base_dir, check_data)
     errors, error_params = sections.error_tables(chk, doc, model)
     parameters = sections.parameter_tables(chk, doc, model, estimator, errors, error_params)
-    parameters = sections.omega_table(chk, doc, parameters, estimator)
+    parameters = omega_table(chk, doc, parameters, estimator)
     options = sections.estimator_table(chk, doc, max_failed_share)
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)
