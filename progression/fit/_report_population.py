@@ -1,0 +1,175 @@
+"""The population section of a fit's ``report.md``: the parameter table (typical values,
+covariate coefficients, Omega with covariances and correlations, residual error; SE, RSE %,
+CI, shrinkage), the correlations of the estimates and the population diagnostics. Called by
+:func:`progression.fit.report.write_report`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["population_lines"]
+
+
+def population_lines(result, outputs=None) -> list[str]:
+    """The population parameter table: typical values, Omega (variance and CV %), residual
+    error, with SE, RSE % and eta shrinkage; then the diagnostics (condition number, epsilon
+    shrinkage, NPDE, the files)."""
+    from .population._outputs import correlation_condition_number
+
+    pop = result.population
+    lines = ["## Population estimates", "",
+             f"{pop.method}: OFV (NONMEM convention, without N log 2 pi) = {pop.ofv:.4f}; "
+             f"-2 log L = {pop.m2ll:.4f}; AIC = {pop.aic:.4f}; BIC = {pop.bic:.4f} "
+             f"({pop.n_parameters} population parameters); {pop.iterations} iterations, "
+             f"{pop.evaluations} evaluations, {'converged' if pop.converged else 'NOT converged'}"
+             ".", "",
+             "| parameter | estimate | SE | RSE % | CV % | shrinkage % |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def row(name, v, se, cv="", sh="", fixed=False):
+        if fixed:
+            return f"| {name} | {v:.5g} | fixed | | {cv} | {sh} |"
+        rse = 100.0 * se / abs(v) if v else float("nan")
+        return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {cv} | {sh} |"
+
+    for k, v in pop.fixed_effects.items():
+        at_ref = " at the reference covariates" if any(
+            e.get("parameter") == k for e in (getattr(pop, "covariate_effects", ()) or ())
+        ) else ""
+        lines.append(row(f"{k} (typical value{at_ref})", v,
+                         pop.fixed_effects_se.get(k, float("nan"))))
+    fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
+                 for k in b["parameters"]}
+    for e, k in enumerate(pop.omega_names):
+        cv = pop.cv_percent.get(k, float("nan"))
+        lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
+                         pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
+                         f"{100 * pop.shrinkage.get(k, float('nan')):.3g}",
+                         fixed=k in fixed_eta))
+    names = list(pop.omega_names)
+    for r in range(1, len(names)):
+        for c in range(r):
+            v = float(pop.omega[r, c])
+            key = f"{names[r]},{names[c]}"
+            if v == 0.0 and key not in (getattr(pop, "omega_offdiag_se", {}) or {}):
+                continue
+            corr = v / math.sqrt(pop.omega[r, r] * pop.omega[c, c])
+            cse = (getattr(pop, "omega_correlation_se", {}) or {}).get(key, float("nan"))
+            lines.append(row(f"omega {names[r]},{names[c]} (covariance; correlation "
+                             f"{corr:.3f}" + (f", SE {cse:.3g}" if math.isfinite(cse) else "")
+                             + ")", v, pop.omega_offdiag_se.get(key, float("nan")),
+                             fixed=names[r] in fixed_eta))
+    for k, v in pop.sigma.items():
+        lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))
+    effects = {n: e for e in (getattr(pop, "covariate_effects", ()) or ())
+               for n in _effect_names(e)}
+    for k, v in (getattr(pop, "coefficients", {}) or {}).items():
+        e = effects.get(k, {})
+        se = pop.coefficients_se.get(k, float("nan"))
+        lines.append(row(f"{k} ({_effect_words(e)})", v, se,
+                         fixed=not _coefficient_estimated(e, k)))
+    lines += ["", "Omega on the estimation scale (variances, and covariances within blocks); "
+                  "CV % = 100 sqrt(exp(omega^2) - 1) for log-scale parameters; shrinkage = 1 "
+                  "- SD(EBE) / omega. "
+              + (f"Fixed random-effect variances: {', '.join(sorted(fixed_eta))}. "
+                 if fixed_eta else "")
+              + ("Covariate effects multiply the typical value TV (the value above, at the "
+                 "reference): power TV (cov/ref)^c, exponential TV exp(c (cov - ref)), linear "
+                 "TV (1 + c (cov - ref)), categorical TV (1 + c) in the named category. "
+                 if getattr(pop, "coefficients", None) else "")
+              + f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
+              "empirical Bayes estimates are in `subjects.csv`.", ""]
+    lines += _correlation_lines(pop)
+    cond = correlation_condition_number(pop.covariance)
+    r_cond = float(getattr(pop, "r_condition_number", float("nan")))
+    lines += ["## Population diagnostics", "",
+              "| OFV | AIC | BIC | condition number | condition number of R | "
+              "epsilon shrinkage % |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    eps = float("nan")
+    if outputs is not None and not isinstance(outputs, str):
+        eps = 100 * outputs.epsilon_shrinkage
+    lines += [f"| {pop.ofv:.4f} | {pop.aic:.4f} | {pop.bic:.4f} | {cond:.4g} | {r_cond:.4g} "
+              f"| {eps:.3g} |",
+              "", "Condition number: largest / smallest eigenvalue of the correlation matrix "
+              "of the estimates (covariance step; NONMEM's; above ~1000 suggests an "
+              "over-parameterised model); of R: of the Hessian of the OFV in the estimation "
+              "parameters. AIC and BIC from -2 log L with the constant. "
+              "Epsilon shrinkage = 1 - SD(IWRES).", ""]
+    if isinstance(outputs, str):
+        lines += [f"**The per-observation diagnostics could not be computed:** {outputs}", ""]
+    elif outputs is not None:
+        nd = outputs.npde[np.isfinite(outputs.npde)]
+        cw = outputs.cwres[np.isfinite(outputs.cwres)]
+        lines += [f"`data.csv` has per observation PRED (eta = 0), IPRED (at the EBEs), IWRES, "
+                  f"CWRES (FOCE-I, Hooker et al. 2007) and NPDE ({outputs.n_sim} simulations "
+                  f"of each subject's design, seed {outputs.seed}; Brendel et al. 2006). "
+                  f"Mean (SD) of CWRES {np.mean(cw):.3f} ({np.std(cw, ddof=1):.3f}), of NPDE "
+                  f"{np.mean(nd):.3f} ({np.std(nd, ddof=1):.3f}); both should be near 0 (1).",
+                  ""]
+        left = {k: v for k, v in outputs.vpc_left_out.items() if v}
+        if left:
+            lines += ["The prediction-corrected VPC leaves out the observations whose PRED is "
+                      "not positive (the correction divides by PRED) and values censored above "
+                      "a limit: " + ", ".join(
+                          f"{v} of {k}" for k, v in left.items()) + ".", ""]
+        from .population._outputs import censoring_report_lines
+
+        lines += censoring_report_lines(outputs)
+    lines += ["`fit.ext`: NONMEM-style table (THETA typical values then covariate "
+              "coefficients, SIGMA residual variances, OMEGA, OBJ) of the outer iterations, "
+              "the final estimates (-1000000000) and the standard errors (-1000000001); "
+              "`progression.fit.population.read_ext` reads it.", ""]
+    return lines
+
+
+def _effect_names(e: dict) -> list:
+    if e.get("effect") == "categorical":
+        return [f"{e['parameter']}~{e['covariate']}={lv}" for lv in e.get("levels", ())]
+    return [f"{e['parameter']}~{e['covariate']}"]
+
+
+def _coefficient_estimated(e: dict, name: str) -> bool:
+    if not e:
+        return True
+    flags = list(e.get("estimated", [True]))
+    names = _effect_names(e)
+    k = names.index(name) if name in names else 0
+    return bool(flags[k] if k < len(flags) else flags[0])
+
+
+def _effect_words(e: dict) -> str:
+    if not e:
+        return "covariate coefficient"
+    if e.get("effect") == "categorical":
+        return f"categorical effect on {e['parameter']}, reference {e['reference']}"
+    return f"{e['effect']} effect on {e['parameter']}, reference {e['reference']:g}"
+
+
+def _correlation_lines(pop) -> list:
+    """The correlation matrix of the estimates (covariance step), as a table."""
+    cov = None if pop.covariance is None else np.asarray(pop.covariance, dtype=float)
+    names = list(pop.covariance_names)
+    if cov is None or cov.size == 0 or not np.all(np.isfinite(cov)) or len(names) != len(cov):
+        return []
+    d = np.sqrt(np.diag(cov))
+    if np.any(d <= 0):
+        return []
+    corr = cov / np.outer(d, d)
+    lines = ["### Correlations of the estimates", "",
+             "| | " + " | ".join(f"{j + 1}" for j in range(len(names))) + " |",
+             "|---|" + "---:|" * len(names)]
+    for i, n in enumerate(names):
+        lines.append(f"| {i + 1}. {n} | " + " | ".join(
+            f"{corr[i, j]:.2f}" if j <= i else "" for j in range(len(names))) + " |")
+    big = [(names[i], names[j], corr[i, j]) for i in range(len(names)) for j in range(i)
+           if abs(corr[i, j]) > 0.95]
+    lines += ["", "On the estimation scales of the covariance step (`theta`: the parameter's "
+                  "scale; `log omega^2`, `log L`, `L`: Omega's parametrisation; `coef`: a "
+                  "covariate coefficient)."
+              + (" Strongly correlated (|r| > 0.95): " + "; ".join(
+                  f"{a} and {b} ({r:.3f})" for a, b, r in big) + "." if big else ""), ""]
+    return lines
