@@ -256,8 +256,12 @@ def _record_all(model, tt, flat_cols, j_idx, p, sens_index, a_all, lean, out):
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                  atol, max_step, sens_index, max_steps, terminal_events, lean=False,
-                 label=True, covariates=None, events=True) -> dict:
-    """Solve one stacked batch; on failure, re-solve its subjects one by one."""
+                 label=True, covariates=None, events=True, prefer_compiled=False) -> dict:
+    """Solve one stacked batch; on failure, re-solve its subjects one by one.
+
+    ``prefer_compiled``: the caller did not choose the integrator; a small batch of a model
+    with compiled kernels may then go through the compiled per-subject Rodas4 path.
+    """
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
                          rtol, atol, max_step, sens_index, max_steps, terminal_events, lean,
                          label, covariates, events)
