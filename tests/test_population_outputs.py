@@ -419,3 +419,21 @@ def test_cli_population_summary(fitted):
     block = dataclasses.replace(result, population=dataclasses.replace(pop, omega=om))
     assert "correlations of the random effects (Omega blocks): CL-V 0.500" in \
         population_summary(block)
+
+
+def test_vpc_of_additive_error_is_corrected_additively(fitted):
+    """conc has a purely additive error model: its pcVPC adds PRED_bin - PRED (the ratio form
+    would divide by PRED, which nears 0 at the floor of a bounded score such as ALSFRS-R)."""
+    from progression.fit.population._vpc import _assign
+
+    _, result = fitted
+    out = population_outputs(result, n_sim=N_SIM, seed=3)
+    v = out.vpcs["conc"]
+    ok = np.isfinite(out.dv)
+    t, y, pred = out.time[ok], out.dv[ok], out.pred[ok]
+    b = _assign(t, v.edges)
+    ref = np.array([np.median(pred[b == k]) for k in b])
+    np.testing.assert_allclose(v.obs_value, y + ref - pred, rtol=1e-12, atol=1e-12)
+    ratio = y * ref / pred
+    assert np.max(np.abs(v.obs_value - ratio)) > 1e-3    # the two forms differ on these data
+    assert out.vpc_left_out.get("conc", 0) == 0          # PRED <= 0 is no reason to drop a value

@@ -113,8 +113,8 @@ def population_lines(result, outputs=None) -> list[str]:
         left = {k: v for k, v in outputs.vpc_left_out.items() if v}
         if left:
             lines += ["The prediction-corrected VPC leaves out the observations whose PRED is "
-                      "not positive (the correction divides by PRED) and values censored above "
-                      "a limit: " + ", ".join(
+                      "not positive (the ratio correction of a proportional or combined error "
+                      "model divides by PRED) and values censored above a limit: " + ", ".join(
                           f"{v} of {k}" for k, v in left.items()) + ".", ""]
         from .population._outputs import censoring_report_lines
 

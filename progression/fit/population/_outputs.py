@@ -35,6 +35,11 @@ Censored values (``cens`` 1 below ``limit``, -1 above; M3 in the estimators):
   without a limit (the data give it only on censored rows) use the limit of the subject's
   censored values of that observable, else the median limit of that observable. Values
   censored above a limit are left out of the VPC (counted in ``vpc_left_out``).
+- The prediction correction is additive (``Y + PRED_bin - PRED``) for a log-normal observable
+  (on the log scale) and for one with a purely additive error model (a bounded score such as
+  ALSFRS-R, whose PRED nears 0 in advanced patients: the ratio would throw corrected values far
+  off the scale); the ratio form (Bergstrand et al. 2011, eq. 1) for proportional and combined
+  error models, which leaves out observations with PRED <= 0.
 
 Values are on the data's scale: for a log-normal observable the core works on log values, and
 PRED/IPRED are given back as ``exp`` of its predictions (residuals are scale-free).
@@ -102,7 +107,8 @@ class PopulationOutputs:
         Prediction-corrected VPC per observable.
     vpc_left_out : dict of str to int
         Observations left out of each VPC because their PRED is not positive (the ratio
-        correction divides by PRED, for example concentrations before absorption) or because
+        correction of a proportional or combined error model divides by PRED, for example
+        concentrations before absorption) or because
         they are censored above a limit.
     epsilon_shrinkage : float
         ``1 - SD(IWRES)`` (a fraction).
@@ -302,9 +308,11 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         use = data.mask & (data.observable == k)
         if not use.any():
             continue
-        log_k = bool(model.log_scale[k])
-        # the ratio correction divides by PRED: observations with PRED <= 0 are left out;
-        # so are values censored above a limit (the VPC's censoring panel is below a limit)
+        # the additive correction for log-scale data and for a purely additive error (a
+        # bounded score: the ratio would divide by PRED near the floor, see _vpc); the ratio
+        # divides by PRED, so there observations with PRED <= 0 are left out; so are values
+        # censored above a limit (the VPC's censoring panel is below a limit)
+        log_k = bool(model.log_scale[k]) or residual.b[k] == 0
         ok = use & (log_k | (r.pred > 0)) & (data.cens != -1)
         left[name] = int(use.sum() - ok.sum())
         if not ok.any():

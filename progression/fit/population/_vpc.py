@@ -15,7 +15,10 @@ model, and for the pcVPC the population prediction PRED of each observation.
   ``pcY = lb + (Y - lb) (PRED_bin - lb) / (PRED - lb)``, ``PRED_bin`` the median PRED of the
   bin; applied to the observations and to every simulation. With ``log_scale=True`` (data and
   PRED on the log scale, as for a log-normal error model) the correction is additive:
-  ``pcY = Y + PRED_bin - PRED``.
+  ``pcY = Y + PRED_bin - PRED``; the same additive form serves observables with a purely
+  additive error model (``log_scale`` then names the form, not the data): on a bounded score
+  such as ALSFRS-R (0-48) the ratio would divide by PRED near 0 for advanced patients and throw
+  corrected values far outside the scale, while an additive error is corrected where it adds.
 - **Censoring** (``lloq``, a limit per observation or one for all): observations flagged as
   censored (``cens``) and simulated values below their limit are censored. Per bin the
   observed fraction below the limit and the band of the simulated fractions are returned
@@ -159,7 +162,8 @@ def prediction_correct(values, pred, bins, *, log_scale: bool = False,
     bins : ndarray of int (M,)
         Bin of each observation (-1: not binned, left unchanged).
     log_scale : bool
-        Data on the log scale: ``Y + PRED_bin - PRED`` instead of the ratio.
+        The additive form ``Y + PRED_bin - PRED`` instead of the ratio: data on the log scale,
+        or an observable with a purely additive error model.
     lower_bound : float
         ``lb`` of the ratio form (0: ``Y PRED_bin / PRED``).
     """
