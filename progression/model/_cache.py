@@ -10,9 +10,13 @@ a few hundred kilobytes of plain Python. It is kept per user, in
 
 under ``models/<key>/<entry>.json``. The key hashes the model's normalised content
 (:attr:`ModelSpec.fingerprint`: not its file name, comments or formatting), the package
-version, the code generator's name and sympy's version, so a change to any of them compiles
-afresh. ``PROGRESSION_NO_CACHE=1`` (or ``cache=False`` in :func:`~progression.compile_model`)
-disables it.
+version, the code generator's name, sympy's version and the backend (for numba also its
+generator's name and numba's version), so a change to any of them compiles afresh. With the
+numba backend an entry also has a generated module ``<entry>_numba.py`` beside it (written from
+the entry's checksummed record, rewritten whenever it differs from it) and numba's own cache of
+its machine code in ``__pycache__``, so a later process neither runs sympy nor compiles.
+``PROGRESSION_NO_CACHE=1`` (or ``cache=False`` in :func:`~progression.compile_model`) disables
+it.
 
 Entries are written atomically (a temporary file in the same folder, then :func:`os.replace`),
 so processes compiling the same model at once each write a whole entry and readers never see a
@@ -99,6 +103,17 @@ def _sympy_version() -> str:
     return _SYMPY_VERSION
 
 
+def _backend_parts(backend: str) -> list:
+    """What, besides the numpy key, decides a backend's code: its generator and its version."""
+    if backend == "numba":
+        import numba
+
+        from ._codegen_numba import GENERATOR
+
+        return ["numba", GENERATOR, numba.__version__]
+    return [backend]
+
+
 def _checksum(payload: dict) -> str:
     body = {k: v for k, v in payload.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -113,23 +128,38 @@ class ModelCache:
         The cache folder (see :func:`cache_folder`).
     fingerprint : str
         The model's content hash (:attr:`ModelSpec.fingerprint`).
+    backend : {"numba", "numpy"} or None
+        The backend whose code the entries hold (part of the key); None: the default one.
     """
 
-    def __init__(self, folder, fingerprint: str):
+    def __init__(self, folder, fingerprint: str, backend: str | None = None):
         from .. import __version__
 
-        self.key = hashlib.sha256(json.dumps(
-            [FORMAT, __version__, BACKEND, _sympy_version(), fingerprint]).encode()).hexdigest()
+        if backend is None:  # the backend compile_model would use now
+            from .compiled import resolve_backend
+
+            backend = resolve_backend()
+        parts = [FORMAT, __version__, BACKEND, _sympy_version(), fingerprint]
+        if backend != "numpy":
+            parts += _backend_parts(backend)
+        self.backend = backend
+        self.key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
         self.folder = Path(folder) / "models" / self.key
 
     @classmethod
-    def for_spec(cls, spec, cache=None) -> ModelCache | None:
-        """The cache of ``spec``'s entries, or None when caching is off."""
+    def for_spec(cls, spec, cache=None, backend: str | None = None) -> ModelCache | None:
+        """The cache of ``spec``'s entries for ``backend`` (None: the default backend, see
+        :func:`~progression.model.compiled.resolve_backend`), or None when caching is off."""
         folder = cache_folder(cache)
-        return None if folder is None else cls(folder, spec.fingerprint)
+        return None if folder is None else cls(folder, spec.fingerprint, backend)
 
     def path(self, entry: str) -> Path:
         return self.folder / f"{entry}.json"
+
+    def module_path(self, entry: str) -> Path:
+        """Where the generated numba module of ``entry`` lives (numba caches its machine code
+        in ``__pycache__`` beside it)."""
+        return self.folder / f"{entry}_numba.py"
 
     def load(self, entry: str) -> dict | None:
         """The stored payload of ``entry``, or None if absent or unusable (never raises)."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._expressions import NUMPY_IMPLEMENTATIONS
 
-__all__ = ["generate", "generate_source", "load_source"]
+__all__ = ["generate", "generate_source", "load_source", "prepare"]
 
 _PRINTER = None
 
@@ -60,7 +60,46 @@ def _printer():
     return _PRINTER
 
 
-def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y") -> str:
+def prepare(exprs, t, y, p):
+    """The expressions over slot symbols, reduced by common-subexpression elimination.
+
+    Shared by the numpy and the numba code generators, so both evaluate the very same
+    expressions in the same order.
+
+    Parameters
+    ----------
+    exprs : sequence of sympy.Expr
+        Flattened expressions.
+    t, y, p : sympy.Symbol, list of sympy.Symbol
+        Time, state and parameter symbols.
+
+    Returns
+    -------
+    nonzero : list of int
+        Flat indices of the expressions that are not identically zero.
+    replacements : list of (sympy.Symbol, sympy.Expr)
+        Common subexpressions ``_c0, _c1, ...`` in evaluation order.
+    reduced : list of sympy.Expr
+        The non-zero expressions in terms of the slots ``_t, _y<i>, _p<j>`` and ``_c<k>``.
+    used : set of sympy.Symbol
+        The slot symbols the code reads.
+    """
+    import sympy as sp
+
+    slots = {t: sp.Symbol("_t")}
+    slots.update({s: sp.Symbol(f"_y{i}") for i, s in enumerate(y)})
+    slots.update({s: sp.Symbol(f"_p{j}") for j, s in enumerate(p)})
+    flat = [sp.sympify(e).xreplace(slots) for e in exprs]
+    nonzero = [(k, e) for k, e in enumerate(flat) if e != 0]
+    replacements, reduced = sp.cse([e for _, e in nonzero], symbols=sp.numbered_symbols("_c"),
+                                   optimizations=None)
+    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in
+                                                             replacements))
+    return [k for k, _ in nonzero], replacements, reduced, used
+
+
+def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: str = "y",
+                    prepared=None) -> str:
     """The source of a vectorised function evaluating an array of expressions.
 
     Parameters
@@ -75,6 +114,8 @@ def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: s
         Time, state and parameter symbols.
     subjects_from : {"y", "p"}
         Which argument carries the subject axis (``"p"`` for initial values).
+    prepared : tuple, optional
+        :func:`prepare`'s result for these arguments (computed when not given).
 
     Returns
     -------
@@ -84,15 +125,7 @@ def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: s
     """
     import sympy as sp
 
-    slots = {t: sp.Symbol("_t")}
-    slots.update({s: sp.Symbol(f"_y{i}") for i, s in enumerate(y)})
-    slots.update({s: sp.Symbol(f"_p{j}") for j, s in enumerate(p)})
-    flat = [sp.sympify(e).xreplace(slots) for e in exprs]
-    nonzero = [(k, e) for k, e in enumerate(flat) if e != 0]
-    replacements, reduced = sp.cse([e for _, e in nonzero], symbols=sp.numbered_symbols("_c"),
-                                   optimizations=None)
-    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in
-                                                             replacements))
+    nonzero, replacements, reduced, used = prepared or prepare(exprs, t, y, p)
     printer = _printer()()
     lines = [f"def {name}(t, y, p):"]
     lines.append(f"    _n = {subjects_from}.shape[-1]")
@@ -103,7 +136,7 @@ def generate_source(name: str, exprs, shape: tuple, t, y, p, *, subjects_from: s
         lines.append(f"    {sym} = {printer.doprint(value)}")
     size = int(np.prod(shape)) if shape else 1
     lines.append(f"    _out = numpy.zeros(({size}, _n))")
-    for (k, _), e in zip(nonzero, reduced, strict=True):
+    for k, e in zip(nonzero, reduced, strict=True):
         lines.append(f"    _out[{k}] = {printer.doprint(e)}")
     lines.append(f"    return _out.reshape({tuple(shape)!r} + (_n,))")
     return "\n".join(lines) + "\n"

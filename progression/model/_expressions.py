@@ -98,6 +98,64 @@ def _numpy_sigmoid(x):
 NUMPY_IMPLEMENTATIONS = {"softplus": _numpy_softplus, "sigmoid": _numpy_sigmoid,
                          "hill": _numpy_hill}
 
+#: Scalar implementations of the custom functions and of the numpy functions whose scalar
+#: forms differ, for generated numba code (pasted into each generated module, so a cached
+#: module depends on no other file). Each reproduces its numpy counterpart: ``softplus`` is
+#: numpy's ``logaddexp(0, x)`` branch for branch, ``_maximum``/``_minimum`` return NaN when
+#: either argument is NaN (``numpy.maximum``), ``_heaviside`` is ``numpy.heaviside(x, 0.5)``.
+NUMBA_HELPERS = '''
+_LOGE2 = 0.6931471805599453
+
+
+@numba.njit(**_OPTIONS)
+def _maximum(a, b):
+    if a != a or a >= b:
+        return a + 0.0
+    return b + 0.0
+
+
+@numba.njit(**_OPTIONS)
+def _minimum(a, b):
+    if a != a or a <= b:
+        return a + 0.0
+    return b + 0.0
+
+
+@numba.njit(**_OPTIONS)
+def _heaviside(x):
+    if x < 0.0:
+        return 0.0
+    if x > 0.0:
+        return 1.0
+    if x == 0.0:
+        return 0.5
+    return x + 0.0
+
+
+@numba.njit(**_OPTIONS)
+def softplus(x):
+    # numpy's logaddexp(0, x): log(2) at 0, then the overflow-free branch on either side.
+    if x == 0.0:
+        return _LOGE2
+    if x < 0.0:
+        return math.log1p(math.exp(x))
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return x + 0.0
+
+
+@numba.njit(**_OPTIONS)
+def sigmoid(x):
+    # 0.5 * (1 + tanh(x/2)) is the overflow-free form of 1 / (1 + exp(-x)).
+    return 0.5 * (1.0 + math.tanh(0.5 * x))
+
+
+@numba.njit(**_OPTIONS)
+def hill(x, K, n):
+    xn = _maximum(x, 0.0) ** n
+    return xn / (K**n + xn)
+'''
+
 _ADDITIVE = (ast.Add, ast.Sub)
 _MULTIPLICATIVE = (ast.Mult, ast.Div)
 _OPERATORS = (*_ADDITIVE, *_MULTIPLICATIVE, ast.Pow)

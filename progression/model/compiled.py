@@ -12,6 +12,12 @@ central finite differences unless given.
 Both pickle: a compiled model travels as its spec and is rebuilt (once per process) on arrival,
 from the disk cache of generated code when it holds the model (see :mod:`._cache`), so neither
 a second command on the same model nor a worker process runs sympy again.
+
+Backends: with numba importable (the default; ``PROGRESSION_BACKEND=numba|numpy`` or
+``compile_model(..., backend=...)`` choose) the core functions are numba code generated from the
+same expressions (:mod:`._codegen_numba`): batch functions with the numpy functions' signature
+and per-subject kernels (:attr:`CompiledModel.kernels`, :class:`._kernels.ModelKernels`) for
+compiled integrators. Without numba everything is the numpy code and ``kernels`` is None.
 """
 
 from __future__ import annotations
@@ -23,24 +29,60 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from . import _cache
 from ._base import _ModelBase
-from ._codegen import generate_source, load_source
+from ._codegen import generate_source, load_source, prepare
+from ._kernels import BatchFunction, ModelKernels, numba_available
 from ._python import PythonModel
 from .spec import ModelSpec
 
-__all__ = ["CompiledModel", "PythonModel", "Jump", "compile_model"]
+__all__ = ["BACKENDS", "CompiledModel", "PythonModel", "Jump", "compile_model",
+           "resolve_backend"]
 
-_CACHE: dict[str, CompiledModel] = {}
+_CACHE: dict[tuple[str, str], CompiledModel] = {}
+
+#: The backends :func:`compile_model` knows.
+BACKENDS = ("numba", "numpy")
 
 #: The functions every compiled model has, generated together (one disk-cache entry).
 _CORE = ("rhs", "initial", "observe", "event_values", "jac", "dfdp", "dinitial_dp", "dobs_dy",
          "dobs_dp")
 
 
-def compile_model(spec: ModelSpec, *, cache=None) -> CompiledModel:
-    """Compile a model spec, reusing an earlier compilation of the same content.
+def resolve_backend(backend: str | None = None) -> str:
+    """The backend to use: ``"numba"`` or ``"numpy"``.
+
+    Parameters
+    ----------
+    backend : {"numba", "numpy"} or None
+        None: ``$PROGRESSION_BACKEND`` if set, else numba when ``import numba`` works. A
+        request for numba without numba installed gives numpy (the numpy code is the tested
+        fallback; :attr:`CompiledModel.backend` says which is in use).
+
+    Raises
+    ------
+    ConfigError
+        An unknown backend name (argument or environment variable).
+    """
+    where = "compile_model(backend=...)"
+    if backend is None:
+        import os
+
+        backend = os.environ.get("PROGRESSION_BACKEND", "").strip().lower() or None
+        where = "the environment variable PROGRESSION_BACKEND"
+    if backend is None:
+        backend = "numba"
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, BACKENDS))}, "
+                          f"found {backend!r}")
+    if backend == "numba" and not numba_available():
+        return "numpy"
+    return backend
+
+
+def compile_model(spec: ModelSpec, *, cache=None, backend: str | None = None) -> CompiledModel:
+    """Compile a model spec, reusing an earlier compilation of the same content and backend.
 
     Parameters
     ----------
@@ -49,11 +91,21 @@ def compile_model(spec: ModelSpec, *, cache=None) -> CompiledModel:
         The disk cache of generated code: None (default) as the environment says
         (``PROGRESSION_CACHE_DIR``, ``PROGRESSION_NO_CACHE``; see :mod:`._cache`), False to
         neither read nor write it, or a folder to use.
+    backend : {"numba", "numpy"} or None, optional
+        See :func:`resolve_backend`; None (default) is numba when installed, unless
+        ``PROGRESSION_BACKEND`` says otherwise.
     """
-    model = _CACHE.get(spec.fingerprint)
+    backend = resolve_backend(backend)
+    key = (spec.fingerprint, backend)
+    model = _CACHE.get(key)
     if model is None:
-        model = _CACHE[spec.fingerprint] = CompiledModel(spec, cache=cache)
+        model = _CACHE[key] = CompiledModel(spec, cache=cache, backend=backend)
     return model
+
+
+def _restore(spec: ModelSpec, backend: str) -> CompiledModel:
+    """Unpickle a compiled model: compile (or find) it with the backend it was sent with."""
+    return compile_model(spec, backend=backend)
 
 
 @dataclass(frozen=True)
@@ -82,12 +134,20 @@ class CompiledModel(_ModelBase):
     Attributes
     ----------
     spec : ModelSpec
+    backend : {"numba", "numpy"}
+        Which code the core functions run: numba (compiled batch functions, and
+        :attr:`kernels`) or numpy.
+    kernels : ModelKernels or None
+        The per-subject compiled kernels (numba backend), else None.
     compile_seconds : float
-        Wall time spent deriving and generating code.
+        Wall time spent deriving and generating code (numba compiles each function later, on
+        its first call, unless numba's disk cache holds it).
     """
 
-    def __init__(self, spec: ModelSpec, *, cache=None):
+    def __init__(self, spec: ModelSpec, *, cache=None, backend: str | None = None):
         start = _time.perf_counter()
+        self.backend = resolve_backend(backend)
+        self.kernels: ModelKernels | None = None
         self.spec = spec
         self.name = spec.name
         self.time_unit = spec.time_unit
@@ -102,7 +162,7 @@ class CompiledModel(_ModelBase):
         self.sources: dict[str, str] = {}
         self._functions: dict = {}
         self._jumps: dict = {}
-        self._disk = _cache.ModelCache.for_spec(spec, cache)
+        self._disk = _cache.ModelCache.for_spec(spec, cache, self.backend)
         n = len(spec.states)
 
         def core():
@@ -110,9 +170,11 @@ class CompiledModel(_ModelBase):
             sparsity = self.__dict__.pop("_sparsity")
             return sources, {"jacobian_sparsity": sparsity}
 
-        funcs, extra = self._cached("core", _CORE, core)
+        funcs, extra = self._cached("core", _CORE, core, numba=self.backend == "numba")
         for name in _CORE:
             setattr(self, name, funcs[name])
+        if self.backend == "numba":
+            self._attach_kernels(funcs["numba"])
         sparsity = np.asarray(extra.get("jacobian_sparsity", []), dtype=bool)
         if sparsity.shape != (n, n):
             raise ModelError(f"{spec.source}: internal error, Jacobian pattern of shape "
@@ -170,13 +232,39 @@ class CompiledModel(_ModelBase):
             return [f"{src}, [states.{n}] initial" for n in self.state_names]
         return [f"{src}, [observables.{n}] expression" for n in self.observable_names]
 
-    def _source(self, name, exprs, shape, subjects_from="y", *, y=None, p=None):
+    def _source(self, name, exprs, shape, subjects_from="y", *, y=None, p=None, numba=None):
+        """The numpy source of ``name``; with the numba backend and a dict ``numba``, also
+        the numba source of the same reduced expressions, stored in ``numba[name]``."""
         from ._symbolic import place
 
         sym = self.symbolic
+        y = sym.y if y is None else y
+        p = sym.p if p is None else p
         with place(f"{self.spec.source}: generating the code of {name}"):
-            return generate_source(name, exprs, shape, sym.t, sym.y if y is None else y,
-                                   sym.p if p is None else p, subjects_from=subjects_from)
+            prepared = prepare(exprs, sym.t, y, p)
+            if numba is not None and self.backend == "numba":
+                from ._codegen_numba import function_source
+
+                numba[name] = function_source(name, exprs, shape, sym.t, y, p,
+                                              prepared=prepared)
+            return generate_source(name, exprs, shape, sym.t, y, p,
+                                   subjects_from=subjects_from, prepared=prepared)
+
+    def _attach_kernels(self, module) -> None:
+        """Replace the core numpy functions by the numba module's batch functions (same
+        signature and results; the numpy ones stay as their compile-failure fallback) and set
+        :attr:`kernels`."""
+        n, Q = self.n_states, self.n_parameters + len(self.hidden_names)
+        k, e = len(self.observable_names), len(self.events)
+        shapes = {"rhs": (n,), "initial": (n,), "observe": (k,), "event_values": (e,),
+                  "jac": (n, n), "dfdp": (n, Q), "dinitial_dp": (n, Q), "dobs_dy": (k, n),
+                  "dobs_dp": (k, Q)}
+        for name in _CORE:
+            subjects = "p" if name in ("initial", "dinitial_dp") else "y"
+            setattr(self, name, BatchFunction(name, getattr(module, f"_batch_{name}"),
+                                              shapes[name], subjects, getattr(self, name)))
+        self.kernels = ModelKernels(**{name: getattr(module, name) for name in _CORE},
+                                    n_states=n, n_params=Q, n_observables=k, n_events=e)
 
     def _core_sources(self) -> dict:
         import sympy as sp
@@ -194,31 +282,43 @@ class CompiledModel(_ModelBase):
         else:
             dobs_dy = dobs_dp = []
         self.__dict__["_sparsity"] = [[bool(e != 0) for e in row] for row in jac.tolist()]
-        src = self._source
-        return {
-            "rhs": src("rhs", sym.rhs, (n,)),
-            "initial": src("initial", sym.initial, (n,), subjects_from="p"),
-            "observe": src("observe", sym.observables, (k,)),
-            "event_values": src("event_values", sym.events, (len(sym.events),)),
-            "jac": src("jac", list(jac), (n, n)),
-            "dfdp": src("dfdp", list(dfdp), (n, P)),
-            "dinitial_dp": src("dinitial_dp", list(dinit), (n, P), subjects_from="p"),
-            "dobs_dy": src("dobs_dy", dobs_dy, (k, n)),
-            "dobs_dp": src("dobs_dp", dobs_dp, (k, P)),
+        parts = {
+            "rhs": (sym.rhs, (n,), "y"),
+            "initial": (sym.initial, (n,), "p"),
+            "observe": (sym.observables, (k,), "y"),
+            "event_values": (sym.events, (len(sym.events),), "y"),
+            "jac": (list(jac), (n, n), "y"),
+            "dfdp": (list(dfdp), (n, P), "y"),
+            "dinitial_dp": (list(dinit), (n, P), "p"),
+            "dobs_dy": (dobs_dy, (k, n), "y"),
+            "dobs_dp": (dobs_dp, (k, P), "y"),
         }
+        sources, numba_parts = {}, {}
+        for name, (exprs, shape, subjects) in parts.items():
+            sources[name] = self._source(name, exprs, shape, subjects, numba=numba_parts)
+        if self.backend == "numba":
+            from ._codegen_numba import module_source
 
-    def _cached(self, entry: str, names: tuple, make) -> tuple[dict, dict]:
+            sources["numba"] = module_source(numba_parts)
+        return sources
+
+    def _cached(self, entry: str, names: tuple, make, *, numba: bool = False
+                ) -> tuple[dict, dict]:
         """Functions ``names`` from the disk cache entry, else from ``make() -> (sources, extra)``.
 
-        A cached entry that fails to load in any way is rebuilt: the cache never makes a model
-        fail to load.
+        With ``numba``, the entry also holds the generated numba module's source (``"numba"``),
+        loaded from a module file beside the entry (see :func:`._codegen_numba.load_module`)
+        and returned as ``funcs["numba"]``. A cached entry that fails to load in any way is
+        rebuilt: the cache never makes a model fail to load.
         """
         if self._disk is not None:
             payload = self._disk.load(entry)
             if payload is not None:
                 try:
                     funcs = {n: load_source(n, payload["sources"][n]) for n in names}
-                    self.sources.update({n: payload["sources"][n] for n in names})
+                    if numba:
+                        funcs["numba"] = self._numba_module(entry, payload["sources"]["numba"])
+                    self.sources.update(payload["sources"])
                     return funcs, payload.get("extra") or {}
                 except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - a bad entry
                     _cache.stats["hits"] -= 1
@@ -226,6 +326,8 @@ class CompiledModel(_ModelBase):
         sources, extra = make()
         try:
             funcs = {n: load_source(n, sources[n]) for n in names}
+            if numba:
+                funcs["numba"] = self._numba_module(entry, sources["numba"])
         except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
             raise ModelError(f"{self.spec.source}: the generated code cannot be compiled "
                              f"({type(exc).__name__}: {exc}); the model's expressions are "
@@ -234,6 +336,19 @@ class CompiledModel(_ModelBase):
         if self._disk is not None:
             self._disk.store(entry, sources, extra)
         return funcs, extra
+
+    def _numba_module(self, entry: str, source: str):
+        """The generated numba module of ``entry``: from its file in the cache entry's folder
+        (numba caching its machine code beside it), or executed from ``source`` without disk
+        cache."""
+        from ._codegen_numba import load_module
+
+        if not isinstance(source, str):
+            raise TypeError("the numba source is not text")
+        tag = hashlib.sha256(source.encode()).hexdigest()[:16]
+        name = f"_progression_numba_{entry.replace('-', '_')}_{tag}"
+        path = None if self._disk is None else self._disk.module_path(entry)
+        return load_module(source, name, path)
 
     @staticmethod
     def _entry(kind: str, key) -> str:
@@ -377,8 +492,8 @@ class CompiledModel(_ModelBase):
         return "\n".join(lines)
 
     def __reduce__(self):
-        return compile_model, (self.spec,)
+        return _restore, (self.spec, self.backend)
 
     def __repr__(self) -> str:
         return (f"CompiledModel({self.name!r}, states={len(self.state_names)}, "
-                f"parameters={len(self.parameter_names)})")
+                f"parameters={len(self.parameter_names)}, backend={self.backend!r})")

@@ -1,0 +1,239 @@
+"""Generate numba code from the same sympy expressions as the numpy code generator.
+
+For each model function (``rhs``, ``jac``, ...) one generated module defines two compiled
+functions from the very expressions, after the very common-subexpression elimination
+(:func:`._codegen.prepare`), that the numpy code evaluates:
+
+``name(t, y, p, out)``
+    The per-subject kernel of the kernel contract (``/work/notes/contract_kernels.md``;
+    :class:`._kernels.ModelKernels`): ``t`` a float, ``y`` ``(n,)``, ``p`` ``(Q,)``, ``out``
+    the function's output shape for one subject, every entry overwritten, nothing allocated.
+``_batch_name(t, ts, y, ys, p, ps, out)``
+    A loop over subjects in compiled code: ``t`` ``(M,)``, ``y`` ``(n, M)``, ``p`` ``(Q, M)``,
+    ``out`` ``(size, M)`` zero-filled by the caller (only non-zero entries are written);
+    ``ts, ys, ps`` are 1 for an argument with a column per subject and 0 for one shared by all
+    (broadcasting without copies). :class:`._kernels.BatchFunction` wraps it into the numpy
+    function's signature.
+
+The functions are compiled lazily by numba on their first call. A module written to a file
+(:func:`load_module` with a path) is compiled with ``cache=True``, so numba keeps the machine
+code beside it and later processes load it instead of compiling; a module without a file
+(disk cache off) is executed from its source and compiled in every process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+from ._codegen import _printer, prepare
+from ._expressions import NUMBA_HELPERS
+
+__all__ = ["GENERATOR", "function_source", "load_module", "module_source"]
+
+#: Name of this generator; part of the disk-cache key, change it whenever the code changes.
+GENERATOR = "numba-cse-1"
+
+_NUMBA_PRINTER = None
+
+
+def _numba_printer():
+    """The numpy printer with the constructs numba cannot take on scalars replaced."""
+    global _NUMBA_PRINTER
+    if _NUMBA_PRINTER is not None:
+        return _NUMBA_PRINTER
+    import sympy as sp
+
+    base = _printer()
+    operators = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+    class _Printer(base):
+        """Scalar code: helper calls for Max/Min/Heaviside, conditional expressions for
+        Piecewise, plain comparisons (numpy's ``where``/``greater`` work on arrays)."""
+
+        def _nested(self, func, args):
+            helper = {"maximum": "_maximum", "minimum": "_minimum"}[func]
+            text = self._print(args[0])
+            for a in args[1:]:
+                text = f"{helper}({text}, {self._print(a)})"
+            return text
+
+        def _print_Heaviside(self, expr):
+            return f"_heaviside({self._print(expr.args[0])})"
+
+        def _print_Piecewise(self, expr):
+            *branches, last = expr.args
+            text = f"({self._print(last.expr)} + 0.0)" if last.cond == sp.true else "numpy.nan"
+            if last.cond != sp.true:
+                branches = [*branches, last]
+            for value, cond in reversed(branches):
+                text = f"(({self._print(value)} + 0.0) if {self._print(cond)} else {text})"
+            return text
+
+        def _print_Relational(self, expr):
+            op = operators[expr.rel_op]
+            return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+        def _print_And(self, expr):
+            return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
+
+        def _print_Or(self, expr):
+            return "(" + " or ".join(self._print(a) for a in expr.args) + ")"
+
+        def _print_Not(self, expr):
+            return f"(not {self._print(expr.args[0])})"
+
+        def _print_BooleanTrue(self, expr):
+            return "True"
+
+        def _print_BooleanFalse(self, expr):
+            return "False"
+
+    _NUMBA_PRINTER = _Printer
+    return _NUMBA_PRINTER
+
+
+def _index(k: int, shape: tuple) -> str:
+    """The kernel's ``out`` index of flat entry ``k`` (C order)."""
+    if len(shape) <= 1:
+        return str(k)
+    return ", ".join(str(int(i)) for i in np.unravel_index(k, shape))
+
+
+def function_source(name: str, exprs, shape: tuple, t, y, p, *, prepared=None) -> str:
+    """The source of the kernel ``name`` and the batch loop ``_batch_name``.
+
+    Parameters
+    ----------
+    name : str
+    exprs : sequence of sympy.Expr
+        Flattened expressions, ``prod(shape)`` of them, in C order.
+    shape : tuple of int
+        Output shape of one subject (the kernel's ``out``).
+    t, y, p : sympy.Symbol, list of sympy.Symbol
+        Time, state and parameter symbols.
+    prepared : tuple, optional
+        :func:`._codegen.prepare`'s result, shared with the numpy code of the same function.
+
+    Returns
+    -------
+    str
+        Two decorated function definitions (module-level code of :func:`module_source`).
+    """
+    import sympy as sp
+
+    nonzero, replacements, reduced, used = prepared or prepare(exprs, t, y, p)
+    printer = _numba_printer()()
+    size = int(np.prod(shape)) if shape else 1
+    ys = [i for i in range(len(y)) if sp.Symbol(f"_y{i}") in used]
+    ps = [j for j in range(len(p)) if sp.Symbol(f"_p{j}") in used]
+    body = [f"{sym} = {printer.doprint(value)}" for sym, value in replacements]
+    values = [printer.doprint(e) for e in reduced]
+
+    kernel = ["@numba.njit(**_OPTIONS)", f"def {name}(t, y, p, out):"]
+    code = ["_t = t"]
+    code += [f"_y{i} = y[{i}]" for i in ys]
+    code += [f"_p{j} = p[{j}]" for j in ps]
+    code += body
+    if len(nonzero) < size:  # entries identically zero: the kernel overwrites every entry
+        code.append("out[" + ", ".join(":" for _ in range(max(len(shape), 1))) + "] = 0.0")
+    code += [f"out[{_index(k, shape)}] = {v}" for k, v in zip(nonzero, values, strict=True)]
+    kernel += ["    " + line for line in code]
+
+    batch = ["@numba.njit(**_OPTIONS)", f"def _batch_{name}(t, ts, y, ys, p, ps, out):"]
+    loop = ["_t = t[_i * ts]"]
+    loop += [f"_y{i} = y[{i}, _i * ys]" for i in ys]
+    loop += [f"_p{j} = p[{j}, _i * ps]" for j in ps]
+    loop += body
+    loop += [f"out[{k}, _i] = {v}" for k, v in zip(nonzero, values, strict=True)]
+    if nonzero:
+        batch.append("    for _i in range(out.shape[1]):")
+        batch += ["        " + line for line in loop]
+    else:
+        batch.append("    return")
+    return "\n".join(kernel) + "\n\n\n" + "\n".join(batch) + "\n"
+
+
+def module_source(functions: dict[str, str]) -> str:
+    """A whole module: imports, helpers and the given :func:`function_source` texts.
+
+    ``_CACHE`` at its top is True; :func:`load_module` turns it off for a module without a file.
+    """
+    head = ("# Generated by progression (numba backend) from a model's sympy expressions.\n"
+            "# Do not edit: the disk cache rewrites this file when it differs from its record.\n"
+            "import math\n\nimport numba\nimport numpy\n\n"
+            "_CACHE = True\n"
+            "_OPTIONS = {'cache': _CACHE, 'error_model': 'numpy', 'nogil': True}\n")
+    parts = [head, NUMBA_HELPERS, *functions.values()]
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        tmp = None
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def load_module(source: str, name: str, path: Path | None = None) -> types.ModuleType:
+    """Execute a generated module, from a file when ``path`` is given.
+
+    Parameters
+    ----------
+    source : str
+        :func:`module_source`'s text (the checksummed record in the disk cache).
+    name : str
+        Module name (unique per model and entry).
+    path : path, optional
+        Where the module lives in the model's cache folder. The file is (re)written atomically
+        when it is missing or differs from ``source`` (a damaged or foreign file is replaced),
+        and left untouched otherwise, so numba's cache of it (keyed by the file's time stamp)
+        stays valid. When the file cannot be written, or without ``path``, the source is
+        executed without numba's cache.
+
+    Returns
+    -------
+    module
+    """
+    if path is not None:
+        path = Path(path)
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            current = None
+        if current != source and not _write_atomic(path, source):
+            path = None
+    if path is not None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    module = types.ModuleType(name)
+    text = source.replace("\n_CACHE = True\n", "\n_CACHE = False\n", 1)
+    exec(compile(text, f"<progression generated {name}>", "exec"), module.__dict__)  # noqa: S102
+    return module

@@ -1,0 +1,192 @@
+"""The numba backend: per-subject kernels and batch functions equal the numpy functions.
+
+Both backends evaluate the same sympy expressions after the same common-subexpression
+elimination; they may differ by the last bits of numpy's vectorised ``exp``/``tanh``/``pow``
+against the C library's (a few ulp), which a difference of nearly equal terms (two sigmoids in
+an observable's derivative) amplifies. So agreement is required to 1e-12 relative to the larger
+of the entry's magnitude and its largest magnitude over the subjects of the batch; the measured
+worst case on these models is 2.5e-14. A wrong index, sign, branch or helper gives O(1)
+differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression.model import _codegen_numba, _kernels, compiled
+from progression.model._expressions import NUMPY_IMPLEMENTATIONS
+
+pytest.importorskip("numba")
+
+MODELS = ("als_systemic", "als_reduced", "pk_oral")
+RTOL = 1e-12
+P_ONLY = ("initial", "dinitial_dp")
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def pair(request):
+    """The same model compiled with both backends."""
+    spec = pg.model.library.library_spec(request.param)
+    numba_model = pg.compile_model(spec, backend="numba")
+    numpy_model = pg.compile_model(spec, backend="numpy")
+    assert numba_model.backend == "numba" and numpy_model.backend == "numpy"
+    assert numba_model.kernels is not None and numpy_model.kernels is None
+    return numba_model, numpy_model
+
+
+def inputs(model, m, seed):
+    """Times, states and parameters where Max/Min/Heaviside/where switch branches.
+
+    States are negative, exactly zero or positive (Max(0, y) and its Heaviside derivative take
+    all three branches, 0.5 at zero); parameters are spread 0.3-2x around the defaults (moving
+    the thresholds of Min and where across the states).
+    """
+    rng = np.random.default_rng(seed)
+    n, Q = model.n_states, model.n_parameters + len(model.hidden_names)
+    sign = rng.choice([-1.0, 0.0, 1.0], (n, m), p=[0.25, 0.15, 0.6])
+    y = rng.lognormal(0.0, 1.0, (n, m)) * sign
+    p = model.defaults[:, None] * rng.uniform(0.3, 2.0, (Q, m))
+    t = rng.uniform(0.0, 50.0, m)
+    return t, y, p
+
+
+def assert_close(got, want, what):
+    assert got.shape == want.shape, what
+    finite = np.isfinite(want)
+    assert np.array_equal(np.isfinite(got), finite), f"{what}: NaN/inf pattern differs"
+    assert np.array_equal(np.isnan(got), np.isnan(want)), what
+    if not want.size:
+        return
+    assert np.array_equal(got[~finite], want[~finite], equal_nan=True), what
+    magnitude = np.where(finite, np.abs(want), 0.0)
+    scale = np.maximum(magnitude, magnitude.max(axis=-1, keepdims=True))
+    err = np.where(finite, np.abs(got - want), 0.0)
+    worst = float(np.max(err / np.where(scale > 0, scale, 1.0)))
+    assert worst <= RTOL, f"{what}: relative difference {worst:.3g}"
+
+
+@pytest.mark.parametrize("m", [1, 3, 50])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_functions_equal_the_numpy_functions(pair, m, seed):
+    fast, ref = pair
+    t, y, p = inputs(fast, m, seed)
+    with np.errstate(all="ignore"):
+        for name in compiled._CORE:
+            yy = None if name in P_ONLY else y
+            for tt in (t, float(t[0])):  # a time per subject, or one for all
+                want = getattr(ref, name)(tt, yy, p)
+                got = getattr(fast, name)(tt, yy, p)
+                assert isinstance(getattr(fast, name), _kernels.BatchFunction)
+                assert_close(got, want, f"{fast.name} {name} m={m}")
+
+
+def test_inputs_reach_every_branch(pair):
+    """The random inputs above do switch branches (else the comparison proves little)."""
+    fast, _ = pair
+    _, y, _ = inputs(fast, 50, 0)
+    assert ((y < 0).any(axis=1) & (y == 0).any(axis=1) & (y > 0).any(axis=1)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_kernels_equal_the_numpy_functions_subject_by_subject(pair, seed):
+    fast, ref = pair
+    K = fast.kernels
+    m = 50
+    t, y, p = inputs(fast, m, seed)
+    assert (K.n_states, K.n_params) == (fast.n_states, p.shape[0])
+    assert (K.n_observables, K.n_events) == (len(fast.observable_names), len(fast.events))
+    with np.errstate(all="ignore"):
+        for name in compiled._CORE:
+            want = getattr(ref, name)(t, None if name in P_ONLY else y, p)
+            got = np.empty_like(want)
+            out = np.empty(want.shape[:-1])
+            for i in range(m):
+                out.fill(12345.0)  # the kernel must overwrite every entry, zeros included
+                getattr(K, name)(float(t[i]), np.ascontiguousarray(y[:, i]),
+                                 np.ascontiguousarray(p[:, i]), out)
+                got[..., i] = out
+            assert_close(got, want, f"{fast.name} kernel {name}")
+
+
+def test_kernels_are_callable_from_compiled_code(pair):
+    import numba
+
+    fast, ref = pair
+    K = fast.kernels
+
+    @numba.njit
+    def euler(f, y, p, h, steps):
+        out = np.empty_like(y)
+        for i in range(steps):
+            f(i * h, y, p, out)
+            y = y + h * out
+        return y
+
+    y0 = fast.initial(0.0, None, fast.defaults[:, None])[:, 0]
+    p = np.ascontiguousarray(fast.defaults)
+    got = euler(K.rhs, y0.copy(), p, 0.01, 20)
+    y = y0.copy()
+    for i in range(20):
+        y = y + 0.01 * ref.rhs(i * 0.01, y[:, None], p[:, None])[:, 0]
+    np.testing.assert_allclose(got, y, rtol=1e-12, atol=1e-14 * np.abs(y).max())
+
+
+def test_batch_functions_broadcast_like_the_numpy_ones(pair):
+    fast, ref = pair
+    t, y, p = inputs(fast, 4, 5)
+    y = np.abs(y) + 0.1
+    shared = p[:, :1]  # one parameter column for every subject
+    with np.errstate(all="ignore"):
+        for name in ("rhs", "jac", "observe"):
+            want = getattr(ref, name)(t, y, np.repeat(shared, 4, axis=1))
+            assert_close(getattr(fast, name)(t, y, shared), want, name)
+            # Fortran-ordered and strided views are taken as numpy takes them
+            strided = np.repeat(p, 2, axis=1)[:, ::2]
+            assert not strided.flags.c_contiguous
+            assert_close(getattr(fast, name)(t, np.asfortranarray(y), strided),
+                         getattr(ref, name)(t, y, p), name)
+
+
+HELPER_POINTS = np.array([-1e308, -800.0, -40.0, -1.5, -1e-12, -0.0, 0.0, 1e-12, 0.3, 2.0,
+                          40.0, 800.0, 1e308, np.inf, -np.inf, np.nan])
+
+
+@pytest.fixture(scope="module")
+def helpers():
+    """The numba helpers alone, compiled from the text every generated module contains."""
+    return _codegen_numba.load_module(_codegen_numba.module_source({}), "_test_helpers")
+
+
+def test_numba_helpers_match_the_numpy_ones(helpers):
+    x = HELPER_POINTS
+    with np.errstate(all="ignore"):
+        for name in ("softplus", "sigmoid"):
+            want = NUMPY_IMPLEMENTATIONS[name](x)
+            got = np.array([getattr(helpers, name)(v) for v in x])
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=0, err_msg=name)
+        for K, n in [(1.0, 2.0), (0.7, 3.5), (2.0, 1.0)]:
+            want = NUMPY_IMPLEMENTATIONS["hill"](x, K, n)
+            got = np.array([helpers.hill(v, K, n) for v in x])
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=0, err_msg="hill")
+        for a in x:
+            for b in (0.0, 1.0, -2.0, np.nan):
+                for ours, theirs in ((helpers._maximum, np.maximum), (helpers._minimum,
+                                                                       np.minimum)):
+                    assert np.array_equal(ours(a, b), theirs(a, b), equal_nan=True), (a, b)
+            assert np.array_equal(helpers._heaviside(a), np.heaviside(a, 0.5), equal_nan=True)
+    assert helpers.softplus(0.0) == math.log(2.0)
+    assert helpers.softplus(800.0) == 800.0 and helpers.softplus(-800.0) == 0.0
+
+
+def test_kernels_and_batch_functions_refuse_to_pickle(pair):
+    import pickle
+
+    fast, _ = pair
+    with pytest.raises(TypeError, match="pickle the model"):
+        pickle.dumps(fast.kernels)
+    with pytest.raises(TypeError, match="pickle the model"):
+        pickle.dumps(fast.rhs)
