@@ -52,6 +52,55 @@ def _rms(v, scale):
     return np.sqrt(np.mean((v / scale) ** 2, axis=0))
 
 
+#: With the model's compiled kernels (:attr:`CompiledModel.kernels`) and numba, the same
+#: Rodas4 runs compiled, one subject after another (:func:`progression.simulate._compiled._grid`:
+#: same coefficients, error norm, step-size control, Hermite outputs and covariate breaks, so
+#: the results agree with this numpy version to rounding, and a subject's result still does not
+#: depend on its batch). False: always this vectorised numpy version (tests compare the two).
+_COMPILED = True
+
+
+def _compiled_states(compiled, model, table, times, rtol, atol, max_step, max_steps,
+                     covariates):
+    """:func:`rodas_states` through the compiled per-subject integrator."""
+    m, n, T = table.shape[0], model.n_states, times.size
+    t0 = float(times[0])
+    if covariates is not None:
+        p_all = covariates.extend(table.T, t0).T
+        breaks = covariates.subject_breaks()
+        breaks = np.hstack([breaks, np.full((m, 1), np.inf)])
+        H = p_all.shape[1] - table.shape[1]
+        hidden = np.zeros((m, breaks.shape[1], H))
+        for b in range(breaks.shape[1]):
+            finite = np.isfinite(breaks[:, b])
+            if finite.any():
+                rows = np.nonzero(finite)[0]
+                hidden[rows, b, :] = covariates.hidden(breaks[rows, b], rows).T
+    else:
+        p_all, H = table, 0
+        breaks = np.full((m, 1), np.inf)
+        hidden = np.zeros((m, 1, 0))
+    states = np.full((m, n, T), np.nan)
+    status = np.zeros(m, dtype=np.int64)
+    fail_t = np.zeros(m)
+    fail_y = np.zeros((m, 2, n))
+    fail_code = np.zeros(m, dtype=np.int64)
+    counts = np.zeros(4, dtype=np.int64)
+    compiled.grid_states(compiled.packed_kernels(model.kernels),
+                         np.ascontiguousarray(p_all, dtype=float), np.ascontiguousarray(times),
+                         np.ascontiguousarray(breaks, dtype=float),
+                         np.ascontiguousarray(hidden, dtype=float), int(H), float(rtol),
+                         float(atol), float(max_step), int(max_steps), _autonomous(model),
+                         states, status, fail_t, fail_y, fail_code, counts)
+    failure = [None] * m
+    for s in np.nonzero(status == -1)[0]:
+        reason = compiled.FAIL_REASONS[int(fail_code[s])].format(max_steps=max_steps)
+        failure[s] = (float(fail_t[s]), fail_y[s, 0].copy(), fail_y[s, 1].copy(), reason)
+    stats = {"steps": int(counts[0]), "nfev": int(counts[1]), "njev": int(counts[2]),
+             "nlu": int(counts[3])}
+    return states, status.astype(int), failure, stats
+
+
 def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
                  max_steps=100_000, covariates=None):
     """States at ``times`` for every subject of ``table``, each with its own step sequence.
@@ -85,6 +134,12 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
         (evaluations of the whole batch).
     """
     times = np.asarray(times, dtype=float)
+    if _COMPILED and getattr(model, "kernels", None) is not None:
+        from .simulate import _compiled
+
+        if _compiled.AVAILABLE:
+            return _compiled_states(_compiled, model, np.asarray(table, dtype=float), times,
+                                    rtol, atol, max_step, max_steps, covariates)
     m, n, T = table.shape[0], model.n_states, times.size
     p_all = np.ascontiguousarray(table.T)
     t0, t_end = float(times[0]), float(times[-1])

@@ -74,11 +74,11 @@ def test_als_against_tight_radau_and_the_stacked_path(run, name):
     assert ran == [METHOD]
     ref, ran_ref = run(False, model, table, TIMES, method="Radau", rtol=1e-11, atol=1e-13)
     assert ran_ref == ["stacked"]
-    # at rtol 1e-6: states and observables within 2e-5 relative of the tight solution
+    # at rtol 1e-6: states and observables within 5e-6 relative of it (measured 7e-7)
     scale = np.abs(ref.states) + 1e-6
-    assert np.nanmax(np.abs(sim.states - ref.states) / scale) < 2e-5
+    assert np.nanmax(np.abs(sim.states - ref.states) / scale) < 5e-6
     oscale = np.abs(ref.observables) + 1e-6
-    assert np.nanmax(np.abs(sim.observables - ref.observables) / oscale) < 2e-5
+    assert np.nanmax(np.abs(sim.observables - ref.observables) / oscale) < 5e-6
     np.testing.assert_array_equal(np.isnan(sim.states), np.isnan(ref.states))
     np.testing.assert_array_equal(sim.status, ref.status)
     # event times within 1e-6 months of the stacked path when both are tight
