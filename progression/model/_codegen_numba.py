@@ -195,6 +195,50 @@ def _write_atomic(path: Path, text: str) -> bool:
                 pass
 
 
+_SAFE_CACHE = None
+
+
+def _safe_cache_class():
+    """numba's function cache, made to treat an unreadable cache file as a miss.
+
+    numba raises on a damaged index or data file (a truncated pickle) instead of compiling
+    afresh; this subclass removes the function's index and reports a miss, so the function is
+    compiled and its cache written anew (the cache never makes a model fail to load).
+    """
+    global _SAFE_CACHE
+    if _SAFE_CACHE is None:
+        from numba.core.caching import FunctionCache
+
+        class _SafeFunctionCache(FunctionCache):
+            def load_overload(self, sig, target_context):
+                try:
+                    return super().load_overload(sig, target_context)
+                except Exception:  # noqa: BLE001 - any damage: compile afresh
+                    try:
+                        os.unlink(self._cache_file._index_path)
+                    except (OSError, AttributeError):
+                        pass
+                    return None
+
+        _SAFE_CACHE = _SafeFunctionCache
+    return _SAFE_CACHE
+
+
+def _guard_caches(module) -> None:
+    """Give every cached dispatcher of ``module`` the damage-tolerant cache."""
+    try:
+        from numba.core.caching import FunctionCache
+        from numba.core.dispatcher import Dispatcher
+
+        safe = _safe_cache_class()
+    except ImportError:  # pragma: no cover - numba's layout changed: keep its own cache
+        return
+    for value in vars(module).values():
+        cache = getattr(value, "_cache", None)
+        if isinstance(value, Dispatcher) and type(cache) is FunctionCache:
+            value._cache = safe(value.py_func)
+
+
 def load_module(source: str, name: str, path: Path | None = None) -> types.ModuleType:
     """Execute a generated module, from a file when ``path`` is given.
 
@@ -208,8 +252,9 @@ def load_module(source: str, name: str, path: Path | None = None) -> types.Modul
         Where the module lives in the model's cache folder. The file is (re)written atomically
         when it is missing or differs from ``source`` (a damaged or foreign file is replaced),
         and left untouched otherwise, so numba's cache of it (keyed by the file's time stamp)
-        stays valid. When the file cannot be written, or without ``path``, the source is
-        executed without numba's cache.
+        stays valid. When the file cannot be written or imported, or without ``path``, the
+        source is executed without numba's cache. A damaged file of numba's cache is a miss
+        (see :func:`_safe_cache_class`).
 
     Returns
     -------
@@ -229,10 +274,11 @@ def load_module(source: str, name: str, path: Path | None = None) -> types.Modul
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except BaseException:
+        except Exception:  # noqa: BLE001 - e.g. numba finds no place for its cache: no cache
             sys.modules.pop(name, None)
-            raise
-        return module
+        else:
+            _guard_caches(module)
+            return module
     module = types.ModuleType(name)
     text = source.replace("\n_CACHE = True\n", "\n_CACHE = False\n", 1)
     exec(compile(text, f"<progression generated {name}>", "exec"), module.__dict__)  # noqa: S102

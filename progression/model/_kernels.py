@@ -92,6 +92,27 @@ class BatchFunction:
     def __call__(self, t, y, p):
         if self._failed:
             return self.fallback(t, y, p)
+        if (y is not None and type(y) is np.ndarray and type(p) is np.ndarray
+                and y.ndim == 2 and p.ndim == 2 and y.shape[1] == p.shape[1]
+                and y.dtype == np.float64 and p.dtype == np.float64
+                and y.flags.c_contiguous and p.flags.c_contiguous
+                and y.flags.writeable and p.flags.writeable):
+            # the common call (one column per subject, one time or one per subject): no copies
+            count = y.shape[1]
+            tt = np.asarray(t, dtype=np.float64)
+            if tt.ndim == 0:
+                tt, ts = tt.reshape(1), 0
+            elif tt.shape == (count,) and tt.flags.c_contiguous:
+                ts = 1
+            else:
+                tt, ts = None, 0
+            if tt is not None:
+                out = np.zeros((self.size, count))
+                try:
+                    self.batch(tt, ts, y, 1, p, 1, out)
+                except Exception as exc:  # noqa: BLE001 - only numba's compile errors switch
+                    return self._compile_failed(exc, t, y, p)
+                return out.reshape(self.shape + (count,))
         p = np.asarray(p, dtype=np.float64)
         tt = np.asarray(t, dtype=np.float64)
         if y is None:
@@ -108,14 +129,18 @@ class BatchFunction:
         try:
             self.batch(tt[0], ts, yy, ys, pp, ps, out)
         except Exception as exc:  # noqa: BLE001 - only numba's compile errors switch
-            if not _is_compile_error(exc):
-                raise
-            self._failed = True
-            warnings.warn(f"numba could not compile the model function {self.name!r} "
-                          f"({type(exc).__name__}); using the numpy code for it", RuntimeWarning,
-                          stacklevel=2)
-            return self.fallback(t, y, p)
+            return self._compile_failed(exc, t, y, p)
         return out.reshape(self.shape + (count,))
+
+    def _compile_failed(self, exc, t, y, p):
+        """Use the numpy code from now on if numba failed to compile; re-raise anything else."""
+        if not _is_compile_error(exc):
+            raise exc
+        self._failed = True
+        warnings.warn(f"numba could not compile the model function {self.name!r} "
+                      f"({type(exc).__name__}: {str(exc)[:200]}); using the numpy code for it",
+                      RuntimeWarning, stacklevel=3)
+        return self.fallback(t, y, p)
 
     def __reduce__(self):
         raise TypeError("compiled model functions do not pickle; pickle the model (it travels "
