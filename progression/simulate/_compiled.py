@@ -8,7 +8,8 @@ The method is the one of :mod:`progression._rodas`: Rodas4 (Hairer & Wanner, Sol
 II, sec. IV.7), a 6-stage L-stable Rosenbrock method of order 4 with an embedded order-3
 solution and the exact Jacobian, the same coefficients, error norm (RMS per subject) and
 step-size controller; outputs and event functions between steps come from cubic Hermite
-interpolants (values and slopes at both ends of the step).
+interpolants (values and slopes at both ends of the step) in the grid path, as there, and
+from Rodas4's own continuous extension (order 3, from the stages) in simulate's segments.
 
 Forward sensitivities ``S = dy/dp`` (``S' = J S + F_p a``, ``a`` the factor a switch's scale
 put on the parameter) are integrated with the states as one augmented system ``z = (y, S)``
@@ -85,10 +86,17 @@ def _coefficients():
                                                    -6.058818238834054)
     CT = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
     D = np.array([0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0])
-    return A, C, CT, D
+    # RODAS's continuous extension (Hairer's rodas.f, RODCOE method 1): with
+    # c1 = sum_j H[0, j] K_j and c2 = sum_j H[1, j] K_j over the first five stages,
+    # y(t + theta h) = (1 - theta) y0 + theta (y1 + (1 - theta) (c1 + theta c2)), order 3
+    H = np.array([[10.12623508344586, -7.487995877610167, -34.80091861555747,
+                   -7.992771707568823, 1.025137723295662],
+                  [-0.6762803392801253, 6.087714651680015, 16.43084320892478,
+                   24.76722511418386, -6.594389125716872]])
+    return A, C, CT, D, H
 
 
-_A, _C, _CT, _D = _coefficients()
+_A, _C, _CT, _D, _H = _coefficients()
 
 
 if AVAILABLE:
@@ -182,6 +190,19 @@ if AVAILABLE:
         h11 = s**3 - s**2
         for i in range(y0.size):
             out[i] = h00 * y0[i] + h10 * h * f0[i] + h01 * y1[i] + h11 * h * f1[i]
+
+    @njit(cache=True)
+    def _dense(theta, y0, y1, K, out):
+        """Rodas4's continuous extension at t0 + theta h from the accepted step's stages K
+        (6, len(y0)): order 3, accurate where a cubic Hermite through the ends is not (a fast
+        component in quasi-steady state over a long step)."""
+        for i in range(y0.size):
+            c1 = 0.0
+            c2 = 0.0
+            for j in range(5):
+                c1 += _H[0, j] * K[j, i]
+                c2 += _H[1, j] * K[j, i]
+            out[i] = (1 - theta) * y0[i] + theta * (y1[i] + (1 - theta) * (c1 + theta * c2))
 
     @njit(cache=True)
     def _all_finite(x):
@@ -547,7 +568,7 @@ if AVAILABLE:
                                  or (ev_sign[e] >= 0 and lo_v < 0 and hi_v >= 0))
                         if not cross:
                             continue
-                        # Illinois (regula falsi) on the Hermite interpolant
+                        # Illinois (regula falsi) on the continuous extension
                         a_t, b_t = t, t_new
                         ga, gb = lo_v, hi_v
                         tol = 1e-10 * max(1.0, abs(t_new))
@@ -558,7 +579,7 @@ if AVAILABLE:
                             else:
                                 guess = b_t - gb * (b_t - a_t) / (gb - ga)
                             guess = min(max(guess, a_t), b_t)
-                            _hermite((guess - t) / hh, hh, y, f, y_new, f1, ycross)
+                            _dense((guess - t) / hh, y, y_new, Ky, ycross)
                             event_values(guess, ycross, p, ev_buf)
                             gm = ev_buf[e]
                             if gm == 0.0:
@@ -601,9 +622,9 @@ if AVAILABLE:
                 # outputs inside the step: t <= times[j] < t_new (and <= a terminal event)
                 while j < T and times[j] < t_new and (not terminated or times[j] <= t_stop):
                     theta = (times[j] - t) / hh
-                    _hermite(theta, hh, y, f, y_new, f1, yj)
+                    _dense(theta, y, y_new, Ky, yj)
                     for q in range(k):
-                        _hermite(theta, hh, S[q], g[q], S_new[q], g1[q], Sj[q])
+                        _dense(theta, S[q], S_new[q], KS[:, q, :], Sj[q])
                     _record(K, times[j], yj, Sj, p, sidx, a, record_obs, j, Yout, Sout, Oout,
                             DOout, obuf, Dy, Dp)
                     j += 1
@@ -836,8 +857,28 @@ def packed_kernels(kernels):
     return packed
 
 
+_WARM = set()
+
+
+def _quiet(function):
+    """``function`` whose first call (numba compiles or loads it then) runs with numba's
+    first-class-function warnings silenced: numba re-emits them from compilation under its
+    own filters."""
+    def call(*args):
+        if function in _WARM:
+            return function(*args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
+            out = function(*args)
+        _WARM.add(function)
+        return out
+
+    call.__doc__ = function.__doc__
+    return call
+
+
 if AVAILABLE:
-    segment, grid_states = _segment, _grid
+    segment, grid_states = _quiet(_segment), _quiet(_grid)
 
 
 # ---------------------------------------------------------------------- the Python driver
