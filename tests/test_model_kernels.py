@@ -190,3 +190,35 @@ def test_kernels_and_batch_functions_refuse_to_pickle(pair):
         pickle.dumps(fast.kernels)
     with pytest.raises(TypeError, match="pickle the model"):
         pickle.dumps(fast.rhs)
+
+
+def test_sensitivity_dfdp_columns_and_jump_functions_equal_the_numpy_ones(pair):
+    fast, ref = pair
+    n, m = fast.n_states, 50
+    t, y, p = inputs(fast, m, 7)
+    cols = [0, 2, fast.n_parameters - 1]
+    k = len(cols)
+    rng = np.random.default_rng(8)
+    Y = np.vstack([y, rng.normal(0.0, 1.0, (k * n, m))])
+    Pa = np.vstack([p, rng.uniform(0.5, 2.0, (k, m))])
+    state = fast.state_names[-1]
+    jump = {state: f"{state} * 0.5 + 0.25", fast.state_names[0]: f"max({state}, 0.1)"}
+    with np.errstate(all="ignore"):
+        want = ref.sensitivity_rhs(cols)(t, Y, Pa)
+        assert_close(fast.sensitivity_rhs(cols)(t, Y, Pa), want, "sensitivity_rhs")
+        assert isinstance(fast.sensitivity_rhs(cols), _kernels.BatchFunction)
+        kernel = fast.sensitivity_kernel(cols)
+        assert ref.sensitivity_kernel(cols) is None
+        got = np.empty_like(want)
+        out = np.empty(Y.shape[0])
+        for i in range(m):
+            out.fill(np.nan)
+            kernel(float(t[i]), np.ascontiguousarray(Y[:, i]), np.ascontiguousarray(Pa[:, i]),
+                   out)
+            got[:, i] = out
+        assert_close(got, want, "sensitivity kernel")
+        assert_close(fast.dfdp_columns(cols)(t, y, p), ref.dfdp_columns(cols)(t, y, p),
+                     "dfdp_columns")
+        a, b = fast.jump(jump), ref.jump(jump)
+        for part in ("apply", "dy", "dp"):
+            assert_close(getattr(a, part)(t, y, p), getattr(b, part)(t, y, p), f"jump {part}")

@@ -318,7 +318,7 @@ class CompiledModel(_ModelBase):
                     funcs = {n: load_source(n, payload["sources"][n]) for n in names}
                     if numba:
                         funcs["numba"] = self._numba_module(entry, payload["sources"]["numba"])
-                    self.sources.update(payload["sources"])
+                    self._keep_sources(entry, payload["sources"])
                     return funcs, payload.get("extra") or {}
                 except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - a bad entry
                     _cache.stats["hits"] -= 1
@@ -332,10 +332,31 @@ class CompiledModel(_ModelBase):
             raise ModelError(f"{self.spec.source}: the generated code cannot be compiled "
                              f"({type(exc).__name__}: {exc}); the model's expressions are "
                              f"nested too deeply") from None
-        self.sources.update(sources)
+        self._keep_sources(entry, sources)
         if self._disk is not None:
             self._disk.store(entry, sources, extra)
         return funcs, extra
+
+    def _keep_sources(self, entry: str, sources: dict) -> None:
+        """Record the generated sources (``sources["numba"]``: the core entry's module)."""
+        self.sources.update({k: v for k, v in sources.items() if k != "numba"})
+        if entry == "core" and "numba" in sources:
+            self.sources["numba"] = sources["numba"]
+
+    def _with_numba(self, sources: dict, parts: dict) -> dict:
+        """``sources`` plus, with the numba backend, the module of the numba ``parts``."""
+        if self.backend == "numba":
+            from ._codegen_numba import module_source
+
+            sources["numba"] = module_source(parts)
+        return sources
+
+    def _batch(self, funcs: dict, name: str, shape: tuple) -> Callable:
+        """The function ``name``: the numba batch function when the entry has a module."""
+        if "numba" not in funcs:
+            return funcs[name]
+        return BatchFunction(name, getattr(funcs["numba"], f"_batch_{name}"), shape, "y",
+                             funcs[name])
 
     def _numba_module(self, entry: str, source: str):
         """The generated numba module of ``entry``: from its file in the cache entry's folder
@@ -368,11 +389,15 @@ class CompiledModel(_ModelBase):
                 import sympy as sp
 
                 sub = self._dfdp_matrix[:, cols] if cols else sp.zeros(self.n_states, 0)
-                return {"dfdp_columns": self._source("dfdp_columns", list(sub),
-                                                     (self.n_states, len(cols)))}, {}
+                parts = {}
+                source = self._source("dfdp_columns", list(sub), (self.n_states, len(cols)),
+                                      numba=parts)
+                return self._with_numba({"dfdp_columns": source}, parts), {}
 
-            funcs, _ = self._cached(self._entry(*key), ("dfdp_columns",), make)
-            self._functions[key] = funcs["dfdp_columns"]
+            funcs, _ = self._cached(self._entry(*key), ("dfdp_columns",), make,
+                                    numba=self.backend == "numba")
+            self._functions[key] = self._batch(funcs, "dfdp_columns",
+                                               (self.n_states, len(cols)))
         return self._functions[key]
 
     def sensitivity_rhs(self, columns) -> Callable:
@@ -385,6 +410,20 @@ class CompiledModel(_ModelBase):
         ``f`` and ``J S_q + a_q df/dp_q``. Generated as one function so that the Jacobian
         entries share subexpressions with ``f`` and only structural non-zeros are multiplied.
         """
+        return self._sensitivity(columns)[0]
+
+    def sensitivity_kernel(self, columns):
+        """The per-subject compiled form of :meth:`sensitivity_rhs`, or None (numpy backend).
+
+        A numba dispatcher ``g(t, Y, Pa, out)`` with ``Y`` ``((1 + k) * n_states,)`` (states,
+        then ``dy/dp_q`` per column), ``Pa`` ``(Q + k,)`` (the parameters with the hidden rows,
+        then the factors ``a_q``) and ``out`` like ``Y``, overwritten entirely: ``f`` and
+        ``J S_q + a_q df/dp_q`` for one subject, as :attr:`kernels` functions are called.
+        """
+        return self._sensitivity(columns)[1]
+
+    def _sensitivity(self, columns):
+        """(batch function, kernel or None) of the sensitivity right-hand side for columns."""
         key = ("sensitivity_rhs", tuple(int(c) for c in columns))
         if key not in self._functions:
             cols = key[1]
@@ -401,13 +440,17 @@ class CompiledModel(_ModelBase):
                 exprs = list(f)
                 for q, c in enumerate(cols):
                     exprs += list(J * sp.Matrix(S[q]) + a[q] * self._dfdp_matrix[:, c])
+                parts = {}
                 source = self._source("sensitivity_rhs", exprs, ((1 + k) * n,),
                                       y=[*sym.y, *(s for row in S for s in row)],
-                                      p=[*sym.p, *a])
-                return {"sensitivity_rhs": source}, {}
+                                      p=[*sym.p, *a], numba=parts)
+                return self._with_numba({"sensitivity_rhs": source}, parts), {}
 
-            funcs, _ = self._cached(self._entry(*key), ("sensitivity_rhs",), make)
-            self._functions[key] = funcs["sensitivity_rhs"]
+            funcs, _ = self._cached(self._entry(*key), ("sensitivity_rhs",), make,
+                                    numba=self.backend == "numba")
+            batch = self._batch(funcs, "sensitivity_rhs", ((1 + len(cols)) * self.n_states,))
+            kernel = funcs["numba"].sensitivity_rhs if "numba" in funcs else None
+            self._functions[key] = (batch, kernel)
         return self._functions[key]
 
     def jump(self, mapping: Mapping[str, str | float], where: str = "jump") -> Jump:
@@ -436,13 +479,19 @@ class CompiledModel(_ModelBase):
                 dy = self._derivatives(new, sym.y, places)
                 dp = self._derivatives(new, sym.p, places)
                 n, P = self.n_states, len(sym.p)
-                return {"jump": self._source("jump", new, (n,)),
-                        "jump_dy": self._source("jump_dy", list(dy), (n, n)),
-                        "jump_dp": self._source("jump_dp", list(dp) if P else [], (n, P))}, {}
+                parts = {}
+                return self._with_numba({
+                    "jump": self._source("jump", new, (n,), numba=parts),
+                    "jump_dy": self._source("jump_dy", list(dy), (n, n), numba=parts),
+                    "jump_dp": self._source("jump_dp", list(dp) if P else [], (n, P),
+                                            numba=parts)}, parts), {}
 
             funcs, _ = self._cached(self._entry("jump", key), ("jump", "jump_dy", "jump_dp"),
-                                    make)
-            self._jumps[key] = Jump(apply=funcs["jump"], dy=funcs["jump_dy"], dp=funcs["jump_dp"])
+                                    make, numba=self.backend == "numba")
+            n, Q = self.n_states, self.n_parameters + len(self.hidden_names)
+            self._jumps[key] = Jump(apply=self._batch(funcs, "jump", (n,)),
+                                    dy=self._batch(funcs, "jump_dy", (n, n)),
+                                    dp=self._batch(funcs, "jump_dp", (n, Q)))
         return self._jumps[key]
 
     def describe(self) -> str:
