@@ -81,6 +81,7 @@ def test_batch_functions_equal_the_numpy_functions(pair, m, seed):
                 want = getattr(ref, name)(tt, yy, p)
                 got = getattr(fast, name)(tt, yy, p)
                 assert isinstance(getattr(fast, name), _kernels.BatchFunction)
+                assert not getattr(fast, name)._failed  # numba ran, not the numpy fallback
                 assert_close(got, want, f"{fast.name} {name} m={m}")
 
 
@@ -207,6 +208,7 @@ def test_sensitivity_dfdp_columns_and_jump_functions_equal_the_numpy_ones(pair):
         want = ref.sensitivity_rhs(cols)(t, Y, Pa)
         assert_close(fast.sensitivity_rhs(cols)(t, Y, Pa), want, "sensitivity_rhs")
         assert isinstance(fast.sensitivity_rhs(cols), _kernels.BatchFunction)
+        assert not fast.sensitivity_rhs(cols)._failed
         kernel = fast.sensitivity_kernel(cols)
         assert ref.sensitivity_kernel(cols) is None
         got = np.empty_like(want)
@@ -222,3 +224,32 @@ def test_sensitivity_dfdp_columns_and_jump_functions_equal_the_numpy_ones(pair):
         a, b = fast.jump(jump), ref.jump(jump)
         for part in ("apply", "dy", "dp"):
             assert_close(getattr(a, part)(t, y, p), getattr(b, part)(t, y, p), f"jump {part}")
+
+
+BIG_CONSTANTS = """
+[model]
+name = "big"
+time_unit = "month"
+[parameters.k]
+value = 0.5
+bounds = [0.0, 2.0]
+[states.F]
+initial = 1.0
+[equations]
+F = "-k * F * 3**60 / 10**30 + 10**25 / 7 * 1e-24 - F / 3"
+[observables.o]
+expression = "F * 2**70"
+"""
+
+
+def test_constants_beyond_int64_compile_and_equal_the_numpy_code():
+    """Integer and rational constants numba cannot type as int64 are written as the floats
+    Python computes for the numpy code (else numba refuses the function)."""
+    spec = pg.parse_model(BIG_CONSTANTS, "big.toml")
+    fast = pg.compile_model(spec, backend="numba", cache=False)
+    ref = pg.compile_model(spec, backend="numpy", cache=False)
+    y = np.array([[0.5, 2.0, -1.0]])
+    p = np.array([[0.5, 1.0, 1.5]])
+    for name in ("rhs", "jac", "dfdp", "observe", "dobs_dy"):
+        assert_close(getattr(fast, name)(0.0, y, p), getattr(ref, name)(0.0, y, p), name)
+        assert not getattr(fast, name)._failed, name

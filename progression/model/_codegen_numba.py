@@ -38,7 +38,7 @@ from ._expressions import NUMBA_HELPERS
 __all__ = ["GENERATOR", "function_source", "load_module", "module_source"]
 
 #: Name of this generator; part of the disk-cache key, change it whenever the code changes.
-GENERATOR = "numba-cse-1"
+GENERATOR = "numba-cse-2"
 
 _NUMBA_PRINTER = None
 
@@ -66,6 +66,19 @@ def _numba_printer():
 
         def _print_Heaviside(self, expr):
             return f"_heaviside({self._print(expr.args[0])})"
+
+        def _print_Integer(self, expr):
+            # numba types integer literals as int64: larger ones as the float Python (and the
+            # numpy code) would turn them into
+            value = int(expr)
+            if abs(value) < 2**62:
+                return str(value)
+            return f"({float(value)!r})"
+
+        def _print_Rational(self, expr):
+            # the value Python's int / int gives the numpy code: correctly rounded, and free
+            # of numba's int64 range
+            return f"({float(expr.p) if expr.q == 1 else expr.p / expr.q!r})"
 
         def _print_Piecewise(self, expr):
             *branches, last = expr.args
