@@ -32,6 +32,65 @@ class _Default:
 
 _SOLVER_KEYS = ("method", "rtol", "atol", "max_step", "max_steps")
 
+#: Subjects per stacked solve when ``batch_size`` is None and the stacked system runs: a larger
+#: batch is split into ``ceil(m / CHUNK)`` chunks of equal size (one of at most
+#: :data:`CHUNK_ABOVE` subjects stays whole). A stacked system shares its step sizes and its
+#: banded Jacobian over all its subjects, so past some size every step is taken for the subject
+#: that needs it and the work arrays leave the cache: the cost per patient rises again
+#: (issue 12). Measured on ``als_systemic`` (60 months, 13 outputs, rtol 1e-6, LSODA, CPU
+#: seconds per patient, 2026-11-30, numba model functions, 2 shared cores):
+#:
+#: ========  =========  ==========  ==========  ==========
+#: patients  one batch  chunks 500  chunks 1000 chunks 2000
+#: ========  =========  ==========  ==========  ==========
+#: 1,000     0.37 ms    0.40 ms     (one)       -
+#: 3,000     0.39 ms    0.40 ms     0.37 ms     0.38 ms
+#: 10,000    0.53 ms    0.43 ms     0.43 ms     0.42 ms
+#: ========  =========  ==========  ==========  ==========
+#:
+#: When the compiled per-subject Rodas4 runs instead (no method chosen, a model with kernels:
+#: 0.28 ms per patient at every size), the chunks are of its batch size,
+#: :data:`progression.simulate._stacked.SMALL_BATCH`.
+CHUNK = 1000
+
+#: Largest batch solved as one stacked system when ``batch_size`` is None.
+CHUNK_ABOVE = 1500
+
+
+def _chunk_size(m: int, compiled: bool = False) -> int:
+    """Subjects per solve for a batch of ``m`` when the caller gave no batch_size;
+    ``compiled``: the batches go through the compiled per-subject path (when small enough)."""
+    if compiled:
+        from . import _stacked
+
+        return max(1, min(m, _stacked.SMALL_BATCH))
+    if m <= CHUNK_ABOVE:
+        return max(m, 1)
+    chunks = -(-m // CHUNK)             # ceil(m / CHUNK)
+    return -(-m // chunks)              # ceil(m / chunks): chunks of equal size
+
+
+def _compiled_path(model) -> bool:
+    """Whether the compiled per-subject Rodas4 can run this model (kernels and numba)."""
+    if getattr(model, "kernels", None) is None:
+        return False
+    from . import _compiled
+
+    return bool(_compiled.AVAILABLE)
+
+
+def _method_chosen(method, solver) -> bool:
+    """Whether the caller chose the integrator: ``method=`` given, or ``solver=`` a mapping
+    with ``"method"``, or ``solver=`` a SolverOptions (whose defaulted fields cannot be told
+    from given ones, so it counts as chosen: the documented method runs)."""
+    if not isinstance(method, _Default):
+        return True
+    if solver is None:
+        return False
+    if isinstance(solver, SolverOptions):
+        return True
+    return "method" in solver
+
 
 def _solver_settings(where: str, solver, given: dict) -> dict:
     """method, rtol, atol, max_step, max_steps from ``solver=`` and the keywords.
@@ -96,6 +155,11 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     method : str
         A key of :data:`METHODS`. Default ``"LSODA"`` (stiff-safe, with the exact banded
         Jacobian); ``"BDF"``/``"Radau"`` use the block-sparse Jacobian; RK methods none.
+        When no method is chosen (neither ``method=`` nor a ``"method"`` in a ``solver=``
+        mapping) and the model has compiled kernels (numba), batches of at most
+        :data:`progression.simulate._stacked.SMALL_BATCH` subjects go through the compiled
+        per-subject Rodas4 instead (``stats["method"]`` says which ran); with
+        ``batch_size`` None, every batch then does.
     rtol, atol : float
         Integrator tolerances (per state; sensitivities share them).
     max_step : float
@@ -103,7 +167,11 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     sensitivities : sequence of str or True, optional
         Parameters to compute forward sensitivities for (``True`` for all).
     batch_size : int, optional
-        Solve at most this many subjects per stacked system (all together by default).
+        Solve at most this many subjects per stacked system. Default: chosen automatically
+        (:func:`_chunk_size`): a batch of up to :data:`CHUNK_ABOVE` subjects together, a larger
+        one in equal chunks of about :data:`CHUNK` (a stacked system shares its step sizes, so
+        very large ones cost more per subject); batches of ``SMALL_BATCH`` when the compiled
+        per-subject path runs. Results agree with one stacked solve within the tolerances.
     max_steps : int
         Steps allowed per stacked solve before it is declared failed.
     terminal_events : bool
@@ -140,12 +208,18 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         States and observables ``(m, ·, T)``, events, per-subject status and message,
         sensitivities, and work counters.
     """
+    prefer_compiled = not _method_chosen(method, solver)
     settings = _solver_settings("simulate", solver, {
         "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
         "max_steps": max_steps})
     method, rtol, atol = settings["method"], settings["rtol"], settings["atol"]
     max_step, max_steps = settings["max_step"], settings["max_steps"]
     model = load_model(model)
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ProgressionError(f"batch_size: expected a positive integer or None, found "
+                               f"{batch_size!r}")
     if method not in METHODS:
         raise ProgressionError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
     if times is None:
@@ -182,14 +256,18 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
     schedule = covariate_schedule(model, covariates, m)
 
     start = _time.perf_counter()
-    size = batch_size or m
+    size = (int(batch_size) if batch_size is not None
+            else _chunk_size(m, prefer_compiled and _compiled_path(model)))
     parts = []
     for lo in range(0, m, size):
         idx = np.arange(lo, min(m, lo + size))
         parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
                                   method, rtol, atol, max_step, sens_index, max_steps,
-                                  terminal_events, covariates=schedule, events=events))
-    result = _merge(parts, model, times, table, sens_names, method)
+                                  terminal_events, covariates=schedule, events=events,
+                                  prefer_compiled=prefer_compiled))
+    # the compiled small-batch path names itself; several paths are listed in order
+    ran = list(dict.fromkeys(part.get("method", method) for part in parts))
+    result = _merge(parts, model, times, table, sens_names, "+".join(ran))
     result.stats["seconds"] = _time.perf_counter() - start
     return result
 
@@ -213,9 +291,14 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
         Increasing output times from ``t0 = times[0]``.
     per_subject : bool
         Give every subject its own step-size sequence (:mod:`progression._rodas`, Rodas4
-        vectorised over subjects; ``method`` is then not used): a subject's states do not
-        depend on which subjects share the batch. A stacked solve shares one step sequence,
-        which moves every subject's result in the last digits the tolerance allows.
+        vectorised over subjects, or compiled per subject when the model has kernels;
+        ``method`` is then not used): a subject's states do not depend on which subjects
+        share the batch. A stacked solve shares one step sequence, which moves every
+        subject's result in the last digits the tolerance allows. When no method is chosen
+        (neither ``method=`` nor a ``"method"`` in a ``solver=`` mapping) and the model has
+        compiled kernels, the per-subject path runs anyway (it is the faster one then). A
+        stacked solve of more than :data:`CHUNK_ABOVE` subjects without covariates is done
+        in chunks of about :data:`CHUNK`.
     covariates : mapping or sequence of mappings, optional
         As for :func:`simulate` (one mapping per row of ``table``). Integration restarts at
         each recorded time: per subject with ``per_subject``, else for the batch (LSODA then
@@ -233,6 +316,7 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
     stats : dict
         Work counters, as :attr:`Simulation.stats`.
     """
+    prefer_compiled = not _method_chosen(method, solver)
     settings = _solver_settings("solve_states", solver, {
         "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
         "max_steps": max_steps})
@@ -240,8 +324,23 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
     max_step, max_steps = settings["max_step"], settings["max_steps"]
     times = np.asarray(times, dtype=float)
     table = np.asarray(table, dtype=float)
-    schedule = covariate_schedule(model, covariates, table.shape[0])
-    if per_subject:
+    m = table.shape[0]
+    if (not per_subject and covariates is None and m > CHUNK_ABOVE
+            and not (prefer_compiled and _compiled_path(model))):
+        # the stacked solve in chunks (see CHUNK; with covariates, whose schedule is indexed
+        # by subject over the whole batch, in one piece)
+        size = _chunk_size(m)
+        parts = [solve_states(model, table[lo:lo + size], times, method=method, rtol=rtol,
+                              atol=atol, max_step=max_step, max_steps=max_steps)
+                 for lo in range(0, m, size)]
+        stats = {key: sum(part[3][key] for part in parts) for key in parts[0][3]
+                 if isinstance(parts[0][3][key], (int, float, np.integer, np.floating))}
+        stats.update({key: value for key, value in parts[0][3].items() if key not in stats})
+        return (np.concatenate([part[0] for part in parts]),
+                np.concatenate([part[1] for part in parts]),
+                sum((part[2] for part in parts), []), stats)
+    schedule = covariate_schedule(model, covariates, m)
+    if per_subject or (prefer_compiled and _compiled_path(model)):
         from .._rodas import rodas_states
 
         states, status, failure, stats = rodas_states(model, table, times, rtol=rtol,
