@@ -18,13 +18,15 @@ scale is).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import stats
 
 from .transforms import dtheta_dx, from_internal, internal_bounds, near_bound
 
 __all__ = ["covariance_from_info", "wald", "profile_grid", "profile_interval", "conditional_start",
-           "percentile_interval", "identifiability_flags"]
+           "percentile_interval", "identifiability_flags", "z_value"]
 
 
 def covariance_from_info(info: np.ndarray, names) -> tuple[np.ndarray, str]:
@@ -63,9 +65,28 @@ def covariance_from_info(info: np.ndarray, names) -> tuple[np.ndarray, str]:
     return cov, f"information matrix singular: the data do not determine {which}"
 
 
+@functools.lru_cache(maxsize=16)
+def _z_value(confidence: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def z_value(confidence) -> float:
+    """The two-sided standard-normal quantile ``Phi^-1(1/2 + confidence/2)`` (1.96 at 0.95).
+
+    Cached per confidence level: scipy's ``norm.ppf`` costs ~0.2 ms a call (argument checks,
+    array wrapping), and the covariance step asks for it once or twice per subject.
+    """
+    return _z_value(float(confidence))
+
+
+@functools.lru_cache(maxsize=16)
+def _chi2_1(confidence: float) -> float:
+    return float(stats.chi2.ppf(confidence, 1))
+
+
 def wald(x, se_x, scale, lo, hi, confidence):
     """Delta-method SE on the natural scale and the Wald interval mapped back."""
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = z_value(confidence)
     lo_x, hi_x = internal_bounds(scale, lo, hi)
     se_theta = np.abs(dtheta_dx(x, scale, lo, hi)) * se_x
     a = np.clip(x - z * se_x, lo_x, hi_x)
@@ -101,7 +122,7 @@ def profile_interval(x_hat, m2ll_hat, xs, m2ll, confidence, lo_x, hi_x):
     The crossing of the threshold is interpolated linearly in the signed root
     ``sqrt(m2ll - m2ll_hat)``, which is exact for a quadratic profile.
     """
-    root_thr = float(np.sqrt(stats.chi2.ppf(confidence, 1)))
+    root_thr = float(np.sqrt(_chi2_1(float(confidence))))
     xs = np.asarray(xs, float)
     m2ll = np.asarray(m2ll, float)
     ok = np.isfinite(m2ll)
@@ -153,7 +174,7 @@ def identifiability_flags(x, se_x, corr, scale, lo, hi, confidence):
     "Huge" means the Wald interval on the estimation scale is wider than the parameter's whole
     range there (for an unbounded scale: a standard error above 2).
     """
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = z_value(confidence)
     lo_x, hi_x = internal_bounds(scale, lo, hi)
     width = hi_x - lo_x
     with np.errstate(invalid="ignore"):
@@ -256,7 +277,7 @@ def gaussian_draws(x_hat, cov, scale, lo, hi, n: int, rng, *, confidence: float 
     tol = 1e-12 * max(float(np.abs(w).max()), 1e-300)
     info["negative"] = int(np.sum(w < -tol))
     w = np.maximum(w, 0.0)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = z_value(confidence)
     on_bounded = np.sum(V[bounded] ** 2, axis=0) > 0.5
     held = on_bounded & (2.0 * z * np.sqrt(w) > 1.0)
     info["held"] = int(held.sum())
