@@ -1,0 +1,247 @@
+"""Benchmark: the shipped per-subject fit, this checkout against a baseline checkout (issue 12).
+
+Runs ``progression fit`` on the same config (a copy whose data path is absolute and whose
+output folder is a temporary one) twice in fresh processes, once with the baseline code on
+``PYTHONPATH`` (a ``git worktree`` of the baseline commit) and once with this checkout, and
+compares
+
+* time: CPU seconds (user + system of the child process) and wall seconds end to end, as a
+  user runs it (figures included when the config asks for them), and the fit's own
+  ``timings`` from ``fit.json`` (estimation, covariance);
+* estimates: every subject's parameter vector (``fit.json`` ``estimates.theta``), standard
+  errors and objective, relative differences (target: identical to 1e-6).
+
+Issue 12's target: the shipped fit at least 1.5x faster with identical estimates to 1e-6.
+Results go to ``benchmarks/results/fit_speed.json`` and ``.md``.
+
+Run (the baseline checkout first)::
+
+    git worktree add /tmp/base905 905a896
+    python benchmarks/fit_speed.py --base /tmp/base905 \
+        [--config configs/als_synthetic_individual.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+RUN = "import sys; from progression.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def config_copy(config: Path, workdir: Path, label: str) -> tuple[Path, Path]:
+    """The config with its data path made absolute and its output folder in workdir."""
+    text = config.read_text()
+    out = workdir / f"fit_{label}"
+
+    def data_path(match):
+        return f'{match.group(1)}"{(config.parent / match.group(2)).resolve()}"'
+
+    text = re.sub(r'(?m)^(path\s*=\s*)"([^"]+)"', data_path, text)
+    text = re.sub(r'(?m)^(folder\s*=\s*)"([^"]+)"', lambda m: f'{m.group(1)}"{out}"', text)
+    path = workdir / f"{config.stem}_{label}.toml"
+    path.write_text(text)
+    return path, out
+
+
+def run(code_root: Path, config: Path, out: Path, backend: str | None = None) -> dict:
+    """One fit in a fresh process with code_root first on PYTHONPATH (run from the output's
+    folder: with ``-c`` the current directory comes first on sys.path); ``backend`` sets
+    ``PROGRESSION_BACKEND``."""
+    env = dict(os.environ, PYTHONPATH=str(code_root))
+    env.pop("PROGRESSION_BACKEND", None)
+    if backend:
+        env["PROGRESSION_BACKEND"] = backend
+    where = subprocess.run([sys.executable, "-c",
+                            "import progression; print(progression.__file__)"],
+                           env=env, cwd=out.parent, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    if not where.startswith(str(code_root)):
+        raise SystemExit(f"{code_root}: progression imported from {where}, not from there")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RUN, "fit", str(config), "--out", str(out),
+                           "--overwrite", "--quiet"], env=env, cwd=out.parent,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"fit with {code_root} failed:\n{proc.stderr[-3000:]}")
+    fit = json.loads((out / "fit.json").read_text())
+    return {"code": str(code_root), "backend": backend or "default", "imported_from": where,
+            "wall_seconds": wall,
+            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "timings": fit.get("timings", {}), "counters": fit.get("counters", {}),
+            "fit": fit}
+
+
+def compare(base: dict, new: dict) -> dict:
+    """Largest relative differences of estimates, SEs and objectives, subject by subject."""
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        both_nan = np.isnan(a) & np.isnan(b)
+        with np.errstate(all="ignore"):
+            r = np.abs(a - b) / np.maximum(np.abs(b), 1e-300)
+        r = np.where(both_nan, 0.0, r)
+        return np.where(np.isnan(r), np.inf, r)
+
+    fb, fn = base["fit"], new["fit"]
+    theta = rel(fn["estimates"]["theta"], fb["estimates"]["theta"])
+    se = rel(fn["estimates"]["se"], fb["estimates"]["se"])
+    obj = rel(fn["subject_objective"], fb["subject_objective"])
+    names = fb.get("parameters") or []
+    names = [p["name"] if isinstance(p, dict) else str(p) for p in names]
+    per_param = {}
+    for j in range(theta.shape[1]):
+        if np.any(theta[:, j] > 0):
+            per_param[names[j] if j < len(names) else str(j)] = float(theta[:, j].max())
+    ob, on = np.asarray(fb["subject_objective"]), np.asarray(fn["subject_objective"])
+    above = [{"subject": fb["subjects"][s], "parameter": names[int(np.argmax(theta[s]))],
+              "relative_difference": float(theta[s].max()),
+              "objective_difference": float(on[s] - ob[s])}
+             for s in np.nonzero(theta.max(axis=1) > 1e-6)[0]]
+    return {
+        "above_1e-6": above,
+        "subjects": int(theta.shape[0]),
+        "max_rel_estimate": float(theta.max()),
+        "subjects_estimate_above_1e-6": int(np.sum(theta.max(axis=1) > 1e-6)),
+        "median_rel_estimate_of_free": float(np.median(theta[theta > 0])) if np.any(theta > 0)
+        else 0.0,
+        "max_rel_estimate_by_parameter": per_param,
+        "max_rel_se": float(se.max()),
+        "max_rel_subject_objective": float(obj.max()),
+        "subjects_objective_above_1e-6": int(np.sum(obj > 1e-6)),
+        "objective": {"base": fb["objective"], "new": fn["objective"]},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, default=Path("/tmp/base905"),
+                        help="checkout of the baseline commit (git worktree add DIR COMMIT)")
+    parser.add_argument("--config", type=Path,
+                        default=ROOT / "configs" / "als_synthetic_individual.toml")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/progression_fit_speed"))
+    parser.add_argument("--no-numpy-run", action="store_true",
+                        help="skip the third run (this checkout with PROGRESSION_BACKEND=numpy, "
+                             "which tells rounding in compiled code from other changes)")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    base_commit = subprocess.run(["git", "-C", str(args.base), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip()
+    new_commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    load_start = os.getloadavg()
+    runs = {}
+    plan = [("base", args.base.resolve(), None), ("new", ROOT, None)]
+    if not args.no_numpy_run:
+        plan.append(("new_numpy", ROOT, "numpy"))
+    for label, root, backend in plan:
+        cfg, out = config_copy(args.config.resolve(), args.workdir, label)
+        runs[label] = run(root, cfg, out, backend)
+        r = runs[label]
+        print(f"{label:4s} ({root}): CPU {r['cpu_seconds']:7.2f} s, wall {r['wall_seconds']:7.2f}"
+              f" s, estimation {r['timings'].get('estimation', float('nan')):7.2f} s",
+              flush=True)
+    load_end = os.getloadavg()
+    diff = compare(runs["base"], runs["new"])
+    diff_numpy = compare(runs["base"], runs["new_numpy"]) if "new_numpy" in runs else None
+    speed_cpu = runs["base"]["cpu_seconds"] / runs["new"]["cpu_seconds"]
+    speed_wall = runs["base"]["wall_seconds"] / runs["new"]["wall_seconds"]
+    est_b = runs["base"]["timings"].get("estimation", np.nan)
+    est_n = runs["new"]["timings"].get("estimation", np.nan)
+    speed_est = est_b / est_n
+    same = diff["max_rel_estimate"] <= 1e-6
+    print(f"speed-up: CPU {speed_cpu:.2f}x, wall {speed_wall:.2f}x, estimation step "
+          f"{speed_est:.2f}x (target 1.5x: {'met' if speed_cpu >= 1.5 else 'NOT met'})")
+    print(f"estimates: max relative difference {diff['max_rel_estimate']:.1e} "
+          f"({diff['subjects_estimate_above_1e-6']} of {diff['subjects']} subjects above 1e-6; "
+          f"target 1e-6: {'met' if same else 'NOT met'}); SEs {diff['max_rel_se']:.1e}; "
+          f"subject objectives {diff['max_rel_subject_objective']:.1e}")
+
+    record = {
+        "benchmark": "fit_speed",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "config": str(args.config), "base_commit": base_commit, "new_commit": new_commit,
+        "load_average": {"start": load_start, "end": load_end},
+        "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
+                    "cpu": platform.processor() or platform.machine()},
+        "runs": {k: {key: v for key, v in r.items() if key != "fit"} for k, r in runs.items()},
+        "speed_up": {"cpu": speed_cpu, "wall": speed_wall, "estimation": speed_est},
+        "differences": diff,
+        "differences_numpy_backend": diff_numpy,
+        "targets": {"1.5x faster (CPU, end to end)": speed_cpu >= 1.5,
+                    "estimates identical to 1e-6": same},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fit_speed.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    b, n = runs["base"], runs["new"]
+    worst = sorted(diff["max_rel_estimate_by_parameter"].items(), key=lambda kv: -kv[1])[:5]
+    md = [
+        "# fit_speed",
+        "",
+        f"The shipped per-subject fit (`{args.config.name}`: 200 patients, als_reduced, 5 free "
+        f"parameters each, 3 starts, covariance step, figures) run end to end by "
+        f"`progression fit` in a fresh process, baseline commit {base_commit} against "
+        f"{new_commit}, one after the other in the same session. Measured {record['date']} "
+        f"on {os.cpu_count()} shared cores (load average {load_start[0]:.2f} at the start, "
+        f"{load_end[0]:.2f} at the end).",
+        f"Command: `{record['command']}`.",
+        "",
+        "| code | CPU s (end to end) | wall s | estimation s (fit.json) | covariance s |",
+        "|---|---:|---:|---:|---:|",
+        f"| baseline {base_commit} | {b['cpu_seconds']:.1f} | {b['wall_seconds']:.1f} | "
+        f"{b['timings'].get('estimation', float('nan')):.1f} | "
+        f"{b['timings'].get('covariance', float('nan')):.2f} |",
+        f"| {new_commit} | {n['cpu_seconds']:.1f} | {n['wall_seconds']:.1f} | "
+        f"{n['timings'].get('estimation', float('nan')):.1f} | "
+        f"{n['timings'].get('covariance', float('nan')):.2f} |",
+        "",
+        f"**Speed-up: {speed_cpu:.2f}x CPU end to end** ({speed_wall:.2f}x wall, "
+        f"{speed_est:.2f}x on the estimation step); target 1.5x: "
+        f"{'met' if speed_cpu >= 1.5 else 'NOT met'}.",
+        "",
+        f"Estimates: largest relative difference of any subject's parameter "
+        f"{diff['max_rel_estimate']:.1e} ({diff['subjects_estimate_above_1e-6']} of "
+        f"{diff['subjects']} subjects above 1e-6; target identical to 1e-6: "
+        f"{'met' if same else 'NOT met'}); largest per parameter: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in worst)
+        + f". Standard errors {diff['max_rel_se']:.1e}; subject objectives "
+        f"{diff['max_rel_subject_objective']:.1e} ({diff['subjects_objective_above_1e-6']} "
+        f"above 1e-6); total objective {diff['objective']['base']:.6f} (baseline) vs "
+        f"{diff['objective']['new']:.6f}.",
+        "",
+    ]
+    if diff["above_1e-6"]:
+        md += ["Subjects whose estimates moved by more than 1e-6 (relative) and their "
+               "objective change:", ""]
+        md += [f"- {a['subject']}: {a['parameter']} {a['relative_difference']:.1e}, "
+               f"-2 log L {a['objective_difference']:+.1e}" for a in diff["above_1e-6"]]
+        md.append("")
+    if diff_numpy is not None:
+        r = runs["new_numpy"]
+        md += [f"Same checkout with `PROGRESSION_BACKEND=numpy` (no compiled code): CPU "
+               f"{r['cpu_seconds']:.1f} s ({b['cpu_seconds'] / r['cpu_seconds']:.2f}x the "
+               f"baseline); estimates against the baseline: largest relative difference "
+               f"{diff_numpy['max_rel_estimate']:.1e} "
+               f"({diff_numpy['subjects_estimate_above_1e-6']} subjects above 1e-6), "
+               f"subject objectives {diff_numpy['max_rel_subject_objective']:.1e}.", ""]
+    (RESULTS / "fit_speed.md").write_text("\n".join(md))
+    print(f"wrote {RESULTS / 'fit_speed.json'} and .md")
+
+
+if __name__ == "__main__":
+    main()
