@@ -298,7 +298,7 @@ def test_numpy_backend_takes_the_stacked_path(run):
 
 def test_large_batches_take_the_stacked_path(run, monkeypatch):
     model = _kernels_or_skip("als_reduced")
-    monkeypatch.setattr(stacked, "SMALL_BATCH", 2)
+    monkeypatch.setattr(stacked, "SMALL_BATCH", 2)   # the real bound is 10,000
     _, ran = run(True, model, _patients(model, 3), TIMES)
     assert ran == ["stacked"]
     _, ran = run(True, model, _patients(model, 3), TIMES, batch_size=2)

@@ -255,9 +255,20 @@ def _record_all(model, tt, flat_cols, j_idx, p, sens_index, a_all, lean, out):
 
 
 #: Largest batch that ``prefer_compiled`` sends through the compiled per-subject Rodas4
-#: (:mod:`._compiled`); larger batches go through the stacked system. Measured (see the
-#: comment below the figures) on als_systemic and als_reduced, 60 months, 13 outputs.
-SMALL_BATCH = 50
+#: (:mod:`._compiled`); larger batches go through the stacked system. No crossover was found:
+#: CPU ms per patient, compiled vs stacked LSODA, 60 months, 13 outputs, rtol 1e-6, 2-core
+#: machine shared, 2026-11-30 (numba kernels on both paths):
+#:
+#: ============  =========  ===========  ==========  ===========  ============
+#: model         1          10           100         1,000        10,000
+#: ============  =========  ===========  ==========  ===========  ============
+#: als_systemic  0.36/11.5  0.88/4.8     0.84/1.73   0.28/0.36    0.28/0.52
+#: als_reduced   --         0.56/4.2     0.54/1.90   0.18/0.66    0.19/1.18
+#: ============  =========  ===========  ==========  ===========  ============
+#:
+#: and with 5 forward sensitivities 4-8 ms per patient compiled against 1-8 s stacked. The
+#: bound is the largest batch measured, not a crossover.
+SMALL_BATCH = 10_000
 
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
