@@ -230,3 +230,18 @@ def test_second_process_loads_without_sympy_and_with_numbas_cache(cache_dir):
     assert fourth["values"] == first["values"] and fourth["numba_misses"] > 0
     fifth = run("pk_oral", cache_dir)
     assert fifth["numba_misses"] == 0 and fifth["numba_hits"] == len(compiled._CORE)
+
+
+def test_someone_elses_module_folder_is_not_used(cache_dir, monkeypatch):
+    """numba runs the machine code it finds beside the module: a folder owned by another user
+    is neither read nor written; the module runs from its source, uncached."""
+    model = pg.compile_model(spec())
+    reference = evaluate(model)
+    file_backed = model.kernels.rhs.py_func.__code__.co_filename
+    assert file_backed.endswith("core_numba.py")
+    uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: uid + 1)
+    compiled._CACHE.clear()
+    other = pg.compile_model(spec())
+    assert other.kernels.rhs.py_func.__code__.co_filename.startswith("<progression generated")
+    assert_same(evaluate(other), reference)

@@ -252,6 +252,26 @@ def _guard_caches(module) -> None:
             value._cache = safe(value.py_func)
 
 
+def _owned(path: Path) -> bool:
+    """Whether ``path`` belongs to the user running this process (True where unknowable)."""
+    if not hasattr(os, "getuid"):
+        return True
+    try:
+        return path.stat().st_uid == os.getuid()
+    except OSError:
+        return False
+
+
+def _own_folders(folder: Path) -> bool:
+    """Whether the entry folder and numba's ``__pycache__`` in it (if any) are the user's own:
+    numba executes the machine code it finds there, so nobody else's is used (like the
+    entries, see :mod:`._cache`)."""
+    if not folder.exists():
+        return True  # created by this process when the module is written
+    pycache = folder / "__pycache__"
+    return _owned(folder) and (not pycache.exists() or _owned(pycache))
+
+
 def load_module(source: str, name: str, path: Path | None = None) -> types.ModuleType:
     """Execute a generated module, from a file when ``path`` is given.
 
@@ -265,8 +285,9 @@ def load_module(source: str, name: str, path: Path | None = None) -> types.Modul
         Where the module lives in the model's cache folder. The file is (re)written atomically
         when it is missing or differs from ``source`` (a damaged or foreign file is replaced),
         and left untouched otherwise, so numba's cache of it (keyed by the file's time stamp)
-        stays valid. When the file cannot be written or imported, or without ``path``, the
-        source is executed without numba's cache. A damaged file of numba's cache is a miss
+        stays valid. When the file cannot be written or imported, when the folder or its
+        ``__pycache__`` belongs to another user, or without ``path``, the source is executed
+        without numba's cache. A damaged file of numba's cache is a miss
         (see :func:`_safe_cache_class`).
 
     Returns
@@ -275,8 +296,11 @@ def load_module(source: str, name: str, path: Path | None = None) -> types.Modul
     """
     if path is not None:
         path = Path(path)
+        if not _own_folders(path.parent):
+            path = None
+    if path is not None:
         try:
-            current = path.read_text(encoding="utf-8")
+            current = path.read_text(encoding="utf-8") if _owned(path) else None
         except (OSError, ValueError):
             current = None
         if current != source and not _write_atomic(path, source):
