@@ -22,8 +22,10 @@ Entries are written atomically (a temporary file in the same folder, then :func:
 so processes compiling the same model at once each write a whole entry and readers never see a
 partial one. An entry that cannot be read, does not parse, fails its checksum, belongs to another
 user or does not define the expected functions is ignored and rebuilt; the cache never makes a
-load fail. Entries hold Python source that is executed when loaded: like any file under your
-home folder, the cache folder must be writable by you only.
+load fail. Entries hold Python source that is executed when loaded, and numba's ``__pycache__``
+holds machine code that numba runs: like any file under your home folder, the cache folder must
+be writable by you only (a numba folder owned by someone else is not used). A damaged numba
+cache file is a miss: the function is compiled and its cache written anew.
 """
 
 from __future__ import annotations
