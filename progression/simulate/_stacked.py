@@ -259,12 +259,12 @@ def _record_all(model, tt, flat_cols, j_idx, p, sens_index, a_all, lean, out):
 #: CPU ms per patient, compiled vs stacked LSODA, 60 months, 13 outputs, rtol 1e-6, 2-core
 #: machine shared, 2026-11-30 (numba kernels on both paths):
 #:
-#: ============  =========  ===========  ==========  ===========  ============
-#: model         1          10           100         1,000        10,000
-#: ============  =========  ===========  ==========  ===========  ============
-#: als_systemic  0.36/11.5  0.88/4.8     0.84/1.73   0.28/0.36    0.28/0.52
-#: als_reduced   --         0.56/4.2     0.54/1.90   0.18/0.66    0.19/1.18
-#: ============  =========  ===========  ==========  ===========  ============
+#: ============  ==========  ==========  ==========  ==========  ==========
+#: model         1           10          100         1,000       10,000
+#: ============  ==========  ==========  ==========  ==========  ==========
+#: als_systemic  0.36/11.5   0.29/1.59   0.28/0.58   0.28/0.36   0.28/0.52
+#: als_reduced   0.21/7.8    0.19/1.39   0.18/0.63   0.18/0.66   0.19/1.18
+#: ============  ==========  ==========  ==========  ==========  ==========
 #:
 #: and with 5 forward sensitivities 4-8 ms per patient compiled against 1-8 s stacked. The
 #: bound is the largest batch measured, not a crossover.
