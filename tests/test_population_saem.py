@@ -107,6 +107,51 @@ def test_linear_mixed_model_matches_exact_ml():
     assert 0.25 < r.acceptance[1] < 0.55 and 0.25 < r.acceptance[2] < 0.55
 
 
+def test_fixed_residual_sd_matches_exact_ml_at_that_sd():
+    """``residual_fixed``: the residual SD held at a given value (not the MLE 1.0) through
+    the whole run and left out of the Fisher information; mu and Omega are then the exact
+    ML estimates given that SD (BFGS of the closed-form marginal likelihood with a fixed)."""
+    times, x, ys = _linear_data()
+    data = PopulationData.from_subjects(ys)
+    Zs = [np.c_[np.ones_like(t), t] for t in times]
+    a_fix = 1.4
+
+    def m2ll(p):
+        Lc = np.array([[np.exp(p[2]), 0.0], [p[3], np.exp(p[4])]])
+        om = Lc @ Lc.T
+        tot = 0.0
+        for Z, y in zip(Zs, ys, strict=True):
+            C = Z @ om @ Z.T + a_fix ** 2 * np.eye(len(y))
+            r = y - Z @ p[:2]
+            tot += np.linalg.slogdet(C)[1] + r @ np.linalg.solve(C, r)
+        return tot
+
+    ref = minimize(m2ll, np.r_[10, 2, np.log(2), 0.1, np.log(0.5)], method="BFGS",
+                   options={"gtol": 1e-7}).x
+    Lc = np.array([[np.exp(ref[2]), 0.0], [ref[3], np.exp(ref[4])]])
+    om_ref = Lc @ Lc.T
+    r = saem(LinearModel(times), data, [5.0, 1.0], np.eye(2), Residual.additive(a_fix),
+             residual_fixed=([True], [False]),
+             options=SaemOptions(omega_diagonal=False, is_samples=0), seed=1)
+    assert r.residual.a[0] == a_fix
+    assert np.all(r.trace_a[:, 0] == a_fix)          # not annealed either
+    assert not any(n.startswith("log a") for n in r.parameter_names)
+    assert r.fisher.shape == (5, 5) and np.all(np.isfinite(r.covariance))
+    # Monte Carlo tolerances as in test_linear_mixed_model_matches_exact_ml
+    np.testing.assert_allclose(r.mu, ref[:2], atol=0.05)
+    np.testing.assert_allclose(np.diag(r.omega), np.diag(om_ref), rtol=0.08)
+    # the estimated-SD run differs (a -> 1.0, so the slope variance grows)
+    free = saem(LinearModel(times), data, [5.0, 1.0], np.eye(2), Residual.additive(a_fix),
+                options=SaemOptions(omega_diagonal=False, is_samples=0), seed=1)
+    assert free.residual.a[0] == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(FitError, match="residual_fixed: expected two arrays of 1 flags"):
+        saem(LinearModel(times), data, [5.0, 1.0], np.eye(2), Residual.additive(a_fix),
+             residual_fixed=([True, False], [False]))
+    with pytest.raises(FitError, match="combined error model with one SD fixed"):
+        saem(LinearModel(times), data, [5.0, 1.0], np.eye(2), Residual.combined(1.0, 0.1),
+             residual_fixed=([True], [False]))
+
+
 # --- one-compartment oral: recovery and agreement with FOCE-I ----------------------------
 
 THETA = np.array([0.4, 1.0, 3.45])

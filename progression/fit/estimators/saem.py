@@ -139,12 +139,20 @@ class SAEM(FOCEI):
                               f"not supported by this version of the population adapter "
                               f"(subject '{censored[0]}' has some)")
         est = {q for q, _, _ in s["err"]}
-        fixed = [problem.names[i] for k in range(len(problem.observables))
-                 for i in (problem.a_index[k], problem.b_index[k])
-                 if i >= 0 and i not in est]
-        if fixed:
-            raise ConfigError(f"{ep.source}: fit.estimator = \"saem\" estimates every error "
-                              f"parameter; {fixed[0]} is fixed (estimate it, or use focei)")
+        # fixed error parameters are held by the core (residual_fixed); a combined error
+        # model with one SD fixed and the other estimated has no closed-form M-step there
+        K = len(problem.observables)
+        fix = [np.array([i >= 0 and i not in est for i in idx], dtype=bool)
+               for idx in (problem.a_index, problem.b_index)]
+        for k in range(K):
+            ia, ib = problem.a_index[k], problem.b_index[k]
+            if ia >= 0 and ib >= 0 and fix[0][k] != fix[1][k]:
+                one = problem.names[ia if fix[0][k] else ib]
+                raise ConfigError(f"{ep.source}: fit.estimator = \"saem\": error model of "
+                                  f"{problem.observables[k]!r} is combined with {one} fixed "
+                                  f"and the other SD estimated; expected both fixed or both "
+                                  f"estimated (or use focei)")
+        s["residual_fixed"] = (fix[0], fix[1])
         return s
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
@@ -177,7 +185,8 @@ class SAEM(FOCEI):
         t = time.perf_counter()
         res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
-                   omega_structure=pattern, omega_fixed=fixed, options=opt, seed=seed)
+                   omega_structure=pattern, omega_fixed=fixed,
+                   residual_fixed=s["residual_fixed"], options=opt, seed=seed)
         ep.timings["saem"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)

@@ -177,7 +177,7 @@ def _combined_optimum(r2, f2, w, a0, b0, iters=20):
 
 def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
-         omega_fixed=None, options: SaemOptions | None = None,
+         omega_fixed=None, residual_fixed=None, options: SaemOptions | None = None,
          seed: int = 0) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
@@ -208,6 +208,10 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         Default: diagonal, or full with ``options.omega_diagonal = False``.
     omega_fixed : array_like of bool (E,), optional
         Random effects whose block of Omega stays at ``omega0`` (fixed variances).
+    residual_fixed : pair of array_like of bool (K,), optional
+        ``(a_fixed, b_fixed)``: residual SDs held at ``residual0`` (not updated, not annealed,
+        not in the Fisher information), e.g. a known measurement or recall error. Default:
+        every non-zero SD is estimated.
     options : SaemOptions, optional
     seed : int
         Seed of the ``numpy.random.Generator``; the same seed gives identical results.
@@ -276,6 +280,20 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     a = np.array(residual0.a, float)
     b = np.array(residual0.b, float)
     has_a, has_b = a > 0, b > 0
+    fix_a = np.zeros(K, dtype=bool)
+    fix_b = np.zeros(K, dtype=bool)
+    if residual_fixed is not None:
+        fa, fb = (np.asarray(v, dtype=bool).ravel() for v in residual_fixed)
+        if fa.shape != (K,) or fb.shape != (K,):
+            raise FitError(f"SAEM residual_fixed: expected two arrays of {K} flags, found "
+                           f"{fa.size} and {fb.size}")
+        fix_a, fix_b = fa & has_a, fb & has_b
+        half = np.flatnonzero(has_a & has_b & (fix_a != fix_b))
+        if half.size:
+            raise FitError(f"SAEM residual_fixed: observable {int(half[0])} has a combined "
+                           f"error model with one SD fixed; expected both or neither fixed")
+    # the estimated residual SDs (the M-step, annealing and the information skip fixed ones)
+    est_a, est_b = has_a & ~fix_a, has_b & ~fix_b
     C = opt.n_chains or max(1, int(np.ceil(100.0 / N)))
     sub = np.repeat(np.arange(N), C)  # chain -> subject
     R = sub.size
@@ -326,7 +344,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     k1_end = None
     stop_reason = "k1 reached"
     smoothing_reason = f"k2 = {opt.k2} iterations"
-    louis = (_Louis(X, sub, E, pattern, ~fixed, b_free, has_a, has_b) if opt.fisher
+    louis = (_Louis(X, sub, E, pattern, ~fixed, b_free, est_a, est_b) if opt.fisher
              else None)
     if louis is not None:
         Delta = np.zeros((N, louis.K))
@@ -463,6 +481,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         om_new = om_new + 1e-10 * np.eye(E) * max(1.0, np.abs(np.diag(om_new)).max())
         a_old, b_old = a.copy(), b.copy()
         for kk in range(K):
+            if fix_a[kk] or fix_b[kk]:
+                continue  # held at residual0 (a combined model has both or neither fixed)
             if has_a[kk] and has_b[kk]:
                 a[kk], b[kk] = ab_sa[kk]
             elif has_a[kk]:
@@ -472,8 +492,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         if exploring:
             om_new = _anneal(om_new, omega, opt.tau)
             st = np.sqrt(opt.tau)
-            a = np.where(has_a, np.maximum(a, st * a_old), 0.0)
-            b = np.where(has_b, np.maximum(b, st * b_old), 0.0)
+            a = np.where(est_a, np.maximum(a, st * a_old), np.where(has_a, a_old, 0.0))
+            b = np.where(est_b, np.maximum(b, st * b_old), np.where(has_b, b_old, 0.0))
         try:
             np.linalg.cholesky(om_new)
             omega = om_new
@@ -484,7 +504,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         traces_a.append(a.copy())
         traces_b.append(b.copy())
         stop_vec.append(np.r_[B[0] / np.sqrt(np.diag(omega)), np.log(np.diag(omega)),
-                              np.log(a[has_a]), np.log(b[has_b])])
+                              np.log(a[est_a]), np.log(b[est_b])])
         if not exploring:
             eta_acc += eta.reshape(N, C, E).sum(axis=1)
             ec = eta.reshape(N, C, E)
