@@ -296,10 +296,15 @@ def test_numpy_backend_takes_the_stacked_path(run):
     np.testing.assert_array_equal(sim.states, ref.states)
 
 
-def test_large_batches_take_the_stacked_path(run, monkeypatch):
+def test_large_batches_take_the_stacked_path(monkeypatch):
     model = _kernels_or_skip("als_reduced")
     monkeypatch.setattr(stacked, "SMALL_BATCH", 2)   # the real bound is 10,000
-    _, ran = run(True, model, _patients(model, 3), TIMES)
-    assert ran == ["stacked"]
-    _, ran = run(True, model, _patients(model, 3), TIMES, batch_size=2)
-    assert ran == [METHOD, METHOD]
+    table = _patients(model, 3)
+
+    def batch(rows):
+        return stacked._solve_batch(model, table[rows], rows, 3, TIMES, 0.0, {}, (), "LSODA",
+                                    1e-6, 1e-9, np.inf, np.zeros(0, dtype=int), 100_000, True,
+                                    prefer_compiled=True)
+
+    assert "method" not in batch(np.arange(3))
+    assert batch(np.arange(2))["method"] == METHOD
