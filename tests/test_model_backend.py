@@ -101,11 +101,11 @@ def test_disk_cache_keys_differ_by_backend(cache_dir):
     fingerprint = spec().fingerprint
     keys = {b: _cache.ModelCache(cache_dir, fingerprint, b).key for b in ("numpy", "numba")}
     assert keys["numpy"] != keys["numba"]
-    pg.compile_model(spec(), backend="numpy")
-    pg.compile_model(spec(), backend="numba")
+    for backend in ("numpy", "numba"):
+        evaluate(pg.compile_model(spec(), backend=backend))
     folders = {p.parent.name for p in cache_dir.glob("models/*/core.json")}
     assert folders == set(keys.values())
-    assert (cache_dir / "models" / keys["numba"] / "core_numba.py").is_file()
+    assert (cache_dir / "models" / keys["numba"] / "core_numba.py").is_file()  # first use
     assert not (cache_dir / "models" / keys["numpy"] / "core_numba.py").exists()
 
 
@@ -245,3 +245,32 @@ def test_someone_elses_module_folder_is_not_used(cache_dir, monkeypatch):
     other = pg.compile_model(spec())
     assert other.kernels.rhs.py_func.__code__.co_filename.startswith("<progression generated")
     assert_same(evaluate(other), reference)
+
+
+def test_numba_is_loaded_on_first_use_only():
+    """Loading a model neither imports its numba module nor compiles: commands that only
+    describe a model do not pay for numba."""
+    model = pg.compile_model(spec("als_reduced"), cache=False)
+    assert model.backend == "numba" and model._core_module._module is None
+    assert all(getattr(model, name).batch is None for name in compiled._CORE)
+    y = np.ones((model.n_states, 2))
+    p = np.repeat(model.defaults[:, None], 2, axis=1)
+    model.rhs(0.0, y, p)
+    assert model._core_module._module is not None and model.rhs.batch is not None
+    assert model.kernels is not None
+
+
+def test_a_numba_that_cannot_be_loaded_gives_the_numpy_code_and_says_so(monkeypatch):
+    reference = evaluate(pg.compile_model(spec("als_reduced"), backend="numpy"))
+
+    def broken(self, entry, source):
+        raise ImportError("numba is broken here")
+
+    monkeypatch.setattr(compiled.CompiledModel, "_numba_module", broken)
+    model = pg.compile_model(spec("als_reduced"), cache=False)
+    assert model.backend == "numba"  # installed, not yet loaded
+    with pytest.warns(RuntimeWarning, match="cannot be loaded.*numba is broken here"):
+        got = evaluate(model)
+    assert_same(got, reference)
+    assert model.backend == "numpy" and model.kernels is None
+    assert model.sensitivity_kernel([0]) is None

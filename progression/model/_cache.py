@@ -108,12 +108,48 @@ def _sympy_version() -> str:
 def _backend_parts(backend: str) -> list:
     """What, besides the numpy key, decides a backend's code: its generator and its version."""
     if backend == "numba":
-        import numba
-
         from ._codegen_numba import GENERATOR
 
-        return ["numba", GENERATOR, numba.__version__]
+        return ["numba", GENERATOR, _numba_version()]
     return [backend]
+
+
+_NUMBA_VERSION: str | None = None
+
+
+def _numba_version() -> str:
+    """numba's version, without importing numba (imported only when compiled code runs).
+
+    Read from ``numba/_version.py`` (versioneer's record), else from the package metadata.
+    """
+    global _NUMBA_VERSION
+    if _NUMBA_VERSION is None:
+        import importlib.util
+        import re
+        import sys
+
+        version = None
+        module = sys.modules.get("numba")
+        if module is not None:
+            version = getattr(module, "__version__", None)
+        if version is None:
+            try:
+                spec = importlib.util.find_spec("numba")
+                if spec is not None and spec.origin:
+                    text = (Path(spec.origin).parent / "_version.py").read_text(encoding="utf-8")
+                    found = re.search(r'"version":\s*"([^"]+)"', text)
+                    version = found.group(1) if found else None
+            except (OSError, ValueError, ImportError):
+                version = None
+        if version is None:
+            from importlib import metadata
+
+            try:
+                version = metadata.version("numba")
+            except metadata.PackageNotFoundError:
+                version = "unknown"
+        _NUMBA_VERSION = version
+    return _NUMBA_VERSION
 
 
 def _checksum(payload: dict) -> str:

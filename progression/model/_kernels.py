@@ -18,22 +18,62 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BatchFunction", "ModelKernels", "numba_available"]
+__all__ = ["BatchFunction", "LazyModule", "ModelKernels", "numba_available"]
 
 _NUMBA: bool | None = None
 
 
 def numba_available() -> bool:
-    """Whether ``import numba`` works (checked once per process)."""
+    """Whether numba is installed (checked once per process, without importing it: numba
+    takes ~0.25 s to import, paid only when a compiled function is first used)."""
     global _NUMBA
     if _NUMBA is None:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            _NUMBA = False
+        import importlib.util
+        import sys
+
+        if "numba" in sys.modules:
+            _NUMBA = sys.modules["numba"] is not None
         else:
-            _NUMBA = True
+            try:
+                _NUMBA = importlib.util.find_spec("numba") is not None
+            except (ImportError, ValueError):
+                _NUMBA = False
     return _NUMBA
+
+
+class LazyModule:
+    """A generated numba module, loaded (numba imported, the module executed) on first use.
+
+    Parameters
+    ----------
+    load : callable
+        ``load() -> module``.
+    on_failure : callable, optional
+        Called with the exception when loading fails (numba installed but broken): the model
+        then runs its numpy code, and says so.
+    """
+
+    __slots__ = ("_load", "_module", "_on_failure", "failed")
+
+    def __init__(self, load, on_failure=None):
+        self._load = load
+        self._module = None
+        self._on_failure = on_failure
+        self.failed = False
+
+    def get(self):
+        """The module, or None when it cannot be loaded (a warning said why, once)."""
+        if self._module is None and not self.failed:
+            try:
+                self._module = self._load()
+            except Exception as exc:  # noqa: BLE001 - a broken numba: the numpy code runs
+                self.failed = True
+                warnings.warn(f"the compiled (numba) model functions cannot be loaded "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); using the numpy code",
+                              RuntimeWarning, stacklevel=3)
+                if self._on_failure is not None:
+                    self._on_failure(exc)
+        return self._module
 
 
 _EMPTY = np.zeros((0, 1))
@@ -61,15 +101,18 @@ class BatchFunction:
     ----------
     name : str
         The model function's name (``rhs``, ``jac``, ...).
-    batch : numba dispatcher
-        ``_batch_name(t, ts, y, ys, p, ps, out)`` from :mod:`._codegen_numba`.
+    batch : numba dispatcher or None
+        ``_batch_name(t, ts, y, ys, p, ps, out)`` from :mod:`._codegen_numba`; None: taken
+        from ``module`` on the first call.
     shape : tuple of int
         Output shape of one subject.
     subjects_from : {"y", "p"}
         Which argument carries the subjects (``"p"`` for initial values, whose ``y`` is None).
     fallback : callable
         The numpy function of the same expressions, used if numba fails to compile this one
-        (a warning says so); never otherwise.
+        or the module cannot be loaded (a warning says so); never otherwise.
+    module : LazyModule, optional
+        Where ``_batch_name`` comes from when ``batch`` is None.
 
     Notes
     -----
@@ -78,19 +121,30 @@ class BatchFunction:
     broadcasts against the others. Returns a new array ``shape + (m,)``.
     """
 
-    __slots__ = ("name", "batch", "shape", "size", "subjects_from", "fallback", "_failed")
+    __slots__ = ("name", "batch", "shape", "size", "subjects_from", "fallback", "_failed",
+                 "_module")
 
-    def __init__(self, name, batch, shape, subjects_from, fallback):
+    def __init__(self, name, batch, shape, subjects_from, fallback, module=None):
         self.name = name
         self.batch = batch
+        self._module = module
         self.shape = tuple(int(s) for s in shape)
         self.size = int(np.prod(self.shape)) if self.shape else 1
         self.subjects_from = subjects_from
         self.fallback = fallback
         self._failed = False
 
+    def _resolve(self) -> bool:
+        """Take the batch function from the module on first use; False: use the fallback."""
+        module = self._module.get() if self._module is not None else None
+        if module is None:
+            self._failed = True
+            return False
+        self.batch = getattr(module, f"_batch_{self.name}")
+        return True
+
     def __call__(self, t, y, p):
-        if self._failed:
+        if self._failed or (self.batch is None and not self._resolve()):
             return self.fallback(t, y, p)
         if (y is not None and type(y) is np.ndarray and type(p) is np.ndarray
                 and y.ndim == 2 and p.ndim == 2 and y.shape[1] == p.shape[1]

@@ -33,7 +33,7 @@ from ..errors import ConfigError, ModelError
 from . import _cache
 from ._base import _ModelBase
 from ._codegen import generate_source, load_source, prepare
-from ._kernels import BatchFunction, ModelKernels, numba_available
+from ._kernels import BatchFunction, LazyModule, ModelKernels, numba_available
 from ._python import PythonModel
 from .spec import ModelSpec
 
@@ -137,17 +137,16 @@ class CompiledModel(_ModelBase):
     backend : {"numba", "numpy"}
         Which code the core functions run: numba (compiled batch functions, and
         :attr:`kernels`) or numpy.
-    kernels : ModelKernels or None
-        The per-subject compiled kernels (numba backend), else None.
     compile_seconds : float
-        Wall time spent deriving and generating code (numba compiles each function later, on
-        its first call, unless numba's disk cache holds it).
+        Wall time spent deriving and generating code (numba is imported, and compiles each
+        function, on first use; numba's disk cache spares the compilation).
     """
 
     def __init__(self, spec: ModelSpec, *, cache=None, backend: str | None = None):
         start = _time.perf_counter()
         self.backend = resolve_backend(backend)
-        self.kernels: ModelKernels | None = None
+        self._kernels: ModelKernels | None = None
+        self._core_module: LazyModule | None = None
         self.spec = spec
         self.name = spec.name
         self.time_unit = spec.time_unit
@@ -250,10 +249,27 @@ class CompiledModel(_ModelBase):
             return generate_source(name, exprs, shape, sym.t, y, p,
                                    subjects_from=subjects_from, prepared=prepared)
 
-    def _attach_kernels(self, module) -> None:
+    @property
+    def kernels(self) -> ModelKernels | None:
+        """The per-subject compiled kernels (:class:`._kernels.ModelKernels`) with the numba
+        backend, else None. The first use imports numba and loads the model's module."""
+        if self._kernels is None and self._core_module is not None:
+            module = self._core_module.get()
+            if module is not None:
+                n, Q = self.n_states, self.n_parameters + len(self.hidden_names)
+                self._kernels = ModelKernels(
+                    **{name: getattr(module, name) for name in _CORE}, n_states=n, n_params=Q,
+                    n_observables=len(self.observable_names), n_events=len(self.events))
+        return self._kernels
+
+    def _numba_failed(self, exc) -> None:
+        """numba is installed but its module cannot be loaded: the numpy code runs."""
+        self.backend = "numpy"
+
+    def _attach_kernels(self, module: LazyModule) -> None:
         """Replace the core numpy functions by the numba module's batch functions (same
-        signature and results; the numpy ones stay as their compile-failure fallback) and set
-        :attr:`kernels`."""
+        signature and results; the numpy ones stay as their fallback) and keep the module for
+        :attr:`kernels`. Nothing is loaded before first use."""
         n, Q = self.n_states, self.n_parameters + len(self.hidden_names)
         k, e = len(self.observable_names), len(self.events)
         shapes = {"rhs": (n,), "initial": (n,), "observe": (k,), "event_values": (e,),
@@ -261,10 +277,9 @@ class CompiledModel(_ModelBase):
                   "dobs_dp": (k, Q)}
         for name in _CORE:
             subjects = "p" if name in ("initial", "dinitial_dp") else "y"
-            setattr(self, name, BatchFunction(name, getattr(module, f"_batch_{name}"),
-                                              shapes[name], subjects, getattr(self, name)))
-        self.kernels = ModelKernels(**{name: getattr(module, name) for name in _CORE},
-                                    n_states=n, n_params=Q, n_observables=k, n_events=e)
+            setattr(self, name, BatchFunction(name, None, shapes[name], subjects,
+                                              getattr(self, name), module=module))
+        self._core_module = module
 
     def _core_sources(self) -> dict:
         import sympy as sp
@@ -317,7 +332,7 @@ class CompiledModel(_ModelBase):
                 try:
                     funcs = {n: load_source(n, payload["sources"][n]) for n in names}
                     if numba:
-                        funcs["numba"] = self._numba_module(entry, payload["sources"]["numba"])
+                        funcs["numba"] = self._lazy_module(entry, payload["sources"]["numba"])
                     self._keep_sources(entry, payload["sources"])
                     return funcs, payload.get("extra") or {}
                 except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - a bad entry
@@ -327,7 +342,7 @@ class CompiledModel(_ModelBase):
         try:
             funcs = {n: load_source(n, sources[n]) for n in names}
             if numba:
-                funcs["numba"] = self._numba_module(entry, sources["numba"])
+                funcs["numba"] = self._lazy_module(entry, sources["numba"])
         except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
             raise ModelError(f"{self.spec.source}: the generated code cannot be compiled "
                              f"({type(exc).__name__}: {exc}); the model's expressions are "
@@ -355,8 +370,13 @@ class CompiledModel(_ModelBase):
         """The function ``name``: the numba batch function when the entry has a module."""
         if "numba" not in funcs:
             return funcs[name]
-        return BatchFunction(name, getattr(funcs["numba"], f"_batch_{name}"), shape, "y",
-                             funcs[name])
+        return BatchFunction(name, None, shape, "y", funcs[name], module=funcs["numba"])
+
+    def _lazy_module(self, entry: str, source) -> LazyModule:
+        """The numba module of ``entry``, loaded on first use (see :meth:`_numba_module`)."""
+        if not isinstance(source, str):
+            raise TypeError("the numba source is not text")
+        return LazyModule(lambda: self._numba_module(entry, source), self._numba_failed)
 
     def _numba_module(self, entry: str, source: str):
         """The generated numba module of ``entry``: from its file in the cache entry's folder
@@ -449,9 +469,10 @@ class CompiledModel(_ModelBase):
             funcs, _ = self._cached(self._entry(*key), ("sensitivity_rhs",), make,
                                     numba=self.backend == "numba")
             batch = self._batch(funcs, "sensitivity_rhs", ((1 + len(cols)) * self.n_states,))
-            kernel = funcs["numba"].sensitivity_rhs if "numba" in funcs else None
-            self._functions[key] = (batch, kernel)
-        return self._functions[key]
+            self._functions[key] = (batch, funcs.get("numba"))
+        batch, module = self._functions[key]
+        module = module.get() if module is not None else None
+        return batch, (module.sensitivity_rhs if module is not None else None)
 
     def jump(self, mapping: Mapping[str, str | float], where: str = "jump") -> Jump:
         """Compile a state jump given as state -> expression of states, parameters and ``t``.
