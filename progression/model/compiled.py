@@ -136,7 +136,8 @@ class CompiledModel(_ModelBase):
     spec : ModelSpec
     backend : {"numba", "numpy"}
         Which code the core functions run: numba (compiled batch functions, and
-        :attr:`kernels`) or numpy.
+        :attr:`kernels`) or numpy. Without numba installed it is "numpy"; it turns "numpy" too
+        if an installed numba fails to load on first use (a warning says so).
     compile_seconds : float
         Wall time spent deriving and generating code (numba is imported, and compiles each
         function, on first use; numba's disk cache spares the compilation).
