@@ -149,12 +149,6 @@ GRID_TOL = 0.02
 _SQUARINGS = 5
 
 
-#: Nodes up to which the compiled power bound is used: beyond, numpy's batched 5x5 products
-#: are as fast (measured: 17,865 nodes of als_reduced, 7 ms numpy, 10 ms compiled) and the
-#: per-call overhead it saves no longer matters.
-_POWER_BOUND_COMPILED = 2000
-
-
 def _power_bound(A: np.ndarray) -> np.ndarray:
     """``||A^(2^s)||_F^(1/2^s)`` for a stack A (N, n, n), rescaled at every squaring."""
     log_scale = np.zeros(A.shape[0])
@@ -184,21 +178,25 @@ def _stiff_steps(grid, J):
     if n > 1 and check.any():
         mi, gi = np.nonzero(check)
         rho = rho.copy()
-        if COMPILED and mi.size <= _POWER_BOUND_COMPILED:
+        if COMPILED:
+            # each node stops squaring once its bound shows both of its steps non-stiff (the
+            # bounds only decrease with squaring, so the decisions are the numpy code's)
             bound = np.empty(mi.size)
-            _power_bound_kernel(J, mi, gi, _SQUARINGS, bound)
+            _power_bound_kernel(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
         else:
             bound = _power_bound(J[:, :, mi, gi].transpose(2, 0, 1))
         rho[mi, gi] = np.minimum(rho[mi, gi], bound)
     return h * np.maximum(rho[:, 1:], rho[:, :-1]) > STIFF_STEP
 
 
-def _trapezoid(grid, J, F, S0):
+def _trapezoid(grid, J, F, S0, maps: bool = True):
     """Trapezoidal recurrence, implicit Euler on stiff steps.
 
     J (n, n, m, G), F (n, k, m, G), S0 (n, k, m) -> S (G, m, n, k), the step maps
     ``S[j+1] = M[j] @ S[j] + d[j]``: M (G-1, m, n, n), d (G-1, m, n, k), and the stiff-step
-    mask (m, G-1).
+    mask (m, G-1). With ``maps=False`` (compiled path) M and d are None: each step solves
+    ``(I - th h J[j+1]) S[j+1] = (I + (1-th) h J[j]) S[j] + h (th F[j+1] + (1-th) F[j])``
+    for S[j+1] directly, k right-hand sides instead of n + k (the same S to rounding).
     """
     n, k, m = S0.shape
     G = grid.size
@@ -207,6 +205,8 @@ def _trapezoid(grid, J, F, S0):
     theta = np.where(stiff, 1.0, 0.5)                       # (m, G-1)
     new_w, old_w = theta * h, (1.0 - theta) * h             # weights of node j+1 and node j
     if COMPILED:
+        if not maps:
+            return _propagate_compiled(J, F, S0, new_w, old_w), None, None, stiff
         return (*_trapezoid_compiled(J, F, S0, new_w, old_w), stiff)
     # One augmented stack [I - th h J[j+1] | I + (1-th) h J[j] | h (th F[j+1] + (1-th) F[j])],
     # solved in place
@@ -266,6 +266,33 @@ def _trapezoid_compiled(J, F, S0, new_w, old_w):
         d[mi, gi] = sol[:, n:].transpose(2, 0, 1)
         _recurrence_kernel(M, d, S, np.unique(mi))
     return S.transpose(1, 0, 2, 3), M.transpose(1, 0, 2, 3), d.transpose(1, 0, 2, 3)
+
+
+def _propagate_compiled(J, F, S0, new_w, old_w):
+    """S (G, m, n, k) of :func:`_trapezoid` without the step maps, compiled: one solve per
+    step with the k sensitivity columns as right-hand sides. A step with a poor pivot stops
+    its subject in the kernel; it is taken here by LAPACK and the kernel resumes after it."""
+    n, k, m = S0.shape
+    G = new_w.shape[1] + 1
+    S = np.empty((m, G, n, k))
+    S[:, 0] = S0.transpose(2, 0, 1)
+    start = np.zeros(m, dtype=np.int64)
+    stop = np.empty(m, dtype=np.int64)
+    eye = np.eye(n)
+    while True:
+        _propagate_kernel(J, F, new_w, old_w, S, start, stop)
+        mi = np.nonzero(stop >= 0)[0]
+        if mi.size == 0:
+            return S.transpose(1, 0, 2, 3)
+        gi = stop[mi]
+        nw, ow = new_w[mi, gi], old_w[mi, gi]
+        A = eye[:, :, None] - nw * J[:, :, mi, gi + 1]
+        B = eye[:, :, None] + ow * J[:, :, mi, gi]
+        rhs = (np.einsum("ijs,sjq->iqs", B, S[mi, gi])
+               + nw * F[:, :, mi, gi + 1] + ow * F[:, :, mi, gi])
+        S[mi, gi + 1] = _lapack(A, rhs).transpose(2, 0, 1)
+        start[:] = -1
+        start[mi] = gi + 1
 
 
 def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool = True,
@@ -340,10 +367,11 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
         J = model.jac(t, Y, P).reshape(n, n, m, G)
         F = model.dfdp_columns(columns)(t, Y, P).reshape(n, k, m, G)
         S0 = model.dinitial_dp(grid[0], None, p)[:, columns, :]
-        S, M, d, stiff = _trapezoid(grid, J, F, S0)
+        S, M, d, stiff = _trapezoid(grid, J, F, S0, maps=richardson and G >= 3)
         if G >= 3:
             even = slice(0, None, 2)
-            coarse, _, _, stiff2 = _trapezoid(grid[even], J[..., even], F[..., even], S0)
+            coarse, _, _, stiff2 = _trapezoid(grid[even], J[..., even], F[..., even], S0,
+                                              maps=False)
             # The error expansion behind the extrapolation holds for the trapezoidal rule
             # only: subjects with implicit-Euler (stiff) steps keep the plain result.
             smooth = ~(stiff.any(axis=1) | stiff2.any(axis=1))
@@ -528,6 +556,49 @@ def _recurrence_kernel(M, d, S, subjects):
 
 
 @_njit
+def _propagate_kernel(J, F, new_w, old_w, S, start, stop):
+    """For every subject s with start[s] >= 0, steps j = start[s], ...: solve
+    [I - nw J[j+1] | (I + ow J[j]) S[s, j] + nw F[j+1] + ow F[j]] for S[s, j+1] (S
+    subject-major). A step whose pivots are poor (as _gj_one) with finite inputs stops the
+    subject there (stop[s] = j) for LAPACK; non-finite inputs give NaN and go on, as LAPACK
+    would; stop[s] = -1 when the subject is done."""
+    n = J.shape[0]
+    k = F.shape[1]
+    w = np.empty((n, n + k))
+    for s in range(J.shape[2]):
+        stop[s] = -1
+        if start[s] < 0:
+            continue
+        for j in range(start[s], new_w.shape[1]):
+            nw = new_w[s, j]
+            ow = old_w[s, j]
+            finite = True
+            for r in range(n):
+                for q in range(n):
+                    w[r, q] = -nw * J[r, q, s, j + 1]
+                w[r, r] += 1.0
+                for q in range(k):
+                    acc = S[s, j, r, q]
+                    for c in range(n):
+                        acc += ow * J[r, c, s, j] * S[s, j, c, q]
+                    w[r, n + q] = acc + (nw * F[r, q, s, j + 1] + ow * F[r, q, s, j])
+                for q in range(n + k):
+                    if not np.isfinite(w[r, q]):
+                        finite = False
+            if _gj_one(w, n):
+                if finite:
+                    stop[s] = j
+                    break
+                for r in range(n):
+                    for q in range(k):
+                        S[s, j + 1, r, q] = np.nan
+                continue
+            for r in range(n):
+                for q in range(k):
+                    S[s, j + 1, r, q] = w[r, n + q]
+
+
+@_njit
 def _gershgorin_kernel(J, rho):
     """rho[s, g] = max_i sum_j |J[i, j, s, g]| (NaN if any entry is NaN), J (n, n, m, G)."""
     n = J.shape[0]
@@ -551,8 +622,11 @@ def _gershgorin_kernel(J, rho):
 
 
 @_njit
-def _power_bound_kernel(J, mi, gi, squarings, out):
-    """:func:`_power_bound` of the nodes J[:, :, mi[i], gi[i]] into out (len(mi),)."""
+def _power_bound_kernel(J, mi, gi, squarings, limit, out):
+    """:func:`_power_bound` of the nodes J[:, :, mi[i], gi[i]] into out (len(mi),), except
+    that a node stops at the first intermediate bound ``||A^(2^s)||^(1/2^s)`` at or below
+    ``limit[i]`` and reports that one (the bounds decrease with s: the final one is below
+    the limit too, and only the comparison with the limit is used)."""
     n = J.shape[0]
     A = np.empty((n, n))
     B = np.empty((n, n))
@@ -561,12 +635,18 @@ def _power_bound_kernel(J, mi, gi, squarings, out):
             for q in range(n):
                 A[r, q] = J[r, q, mi[i], gi[i]]
         log_scale = 0.0
-        for _ in range(squarings):
+        done = False
+        for sq in range(squarings):
             norm = 0.0
             for r in range(n):
                 for q in range(n):
                     norm += A[r, q] * A[r, q]
             norm = np.sqrt(norm)
+            bound = np.exp((log_scale + np.log(norm)) / 2.0 ** sq)
+            if bound <= limit[i]:
+                out[i] = bound
+                done = True
+                break
             if not norm > 0:
                 norm = 1.0
             inv = 1.0 / norm        # (numpy divides: the bound moves by rounding only)
@@ -581,6 +661,8 @@ def _power_bound_kernel(J, mi, gi, squarings, out):
                         acc += A[r, c] * A[c, q]
                     B[r, q] = acc
             A, B = B, A
+        if done:
+            continue
         last = 0.0
         for r in range(n):
             for q in range(n):

@@ -108,23 +108,67 @@ def test_trapezoid_compiled_equals_numpy(monkeypatch, n, k, m, G, rate):
     for a, b in ((Sc, Sn), (Mc, Mn), (dc, dn)):
         for s in range(m):
             _close(a[:, s], b[:, s])
+    # without the step maps: S[j+1] solved for directly (k right-hand sides), same S
+    monkeypatch.setattr(gs, "COMPILED", True)
+    Sp, Mp, dp, stp = gs._trapezoid(grid, J, F, S0, maps=False)
+    assert Mp is None and dp is None
+    np.testing.assert_array_equal(stp, stn)
+    for s in range(m):
+        _close(Sp[:, s], Sn[:, s])
 
 
-def test_stiffness_bound_compiled_equals_numpy_with_few_and_many_nodes(monkeypatch):
-    """The compiled power bound (few nodes) and numpy's (many) flag the same steps."""
+def test_direct_recurrence_takes_poor_pivots_to_lapack_and_resumes(monkeypatch):
+    """Steps whose matrix I - h/2 J is a permutation (zero leading pivot) stop the compiled
+    recurrence; LAPACK takes them and it resumes: S equals the numpy path's. A subject with a
+    NaN Jacobian at one node is NaN from there on, in both (the compiled path makes the whole
+    step into that node NaN, where LAPACK may leave some rows finite)."""
+    rng = np.random.default_rng(11)
+    n, k, m = 3, 2, 4
+    grid = np.arange(0.0, 10.01, 0.5)
+    G = grid.size
+    J, F, S0 = _jacobians(rng, n, k, m, G, 0.0)
+    P = np.eye(n)[[1, 2, 0]]
+    for s, j in ((0, 3), (0, 11), (2, 7), (3, G - 1)):
+        J[:, :, s, j] = (np.eye(n) - P) / 0.25      # h/2 = 0.25: I - h/2 J = P
+    J[1, 1, 1, 9] = np.nan
+    (Sp, _, _, stp), (Sn, _, _, stn) = _both(monkeypatch, lambda *a: gs._trapezoid(
+        *a, maps=False), grid, J, F, S0)
+    np.testing.assert_array_equal(stp, stn)
+    assert not stn.any()
+    assert np.isnan(Sn[10:, 1]).all() and np.isfinite(Sn[:9, 1]).all()
+    assert np.isnan(Sp[9:, 1]).all()
+    _close(Sp[:9, 1], Sn[:9, 1])
+    for s in (0, 2, 3):
+        _close(Sp[:, s], Sn[:, s])
+    calls = []
+    real = gs._propagate_kernel
+    monkeypatch.setattr(gs, "COMPILED", True)
+    monkeypatch.setattr(gs, "_propagate_kernel", lambda *a: calls.append(1) or real(*a))
+    gs._trapezoid(grid, J, F, S0, maps=False)
+    assert len(calls) == 3          # subject 0 stops twice (into nodes 3 and 11): 1 + 2 calls
+
+
+@pytest.mark.parametrize("rate", [3.0, 15.0, 60.0])
+def test_stiffness_decisions_compiled_equal_numpy(monkeypatch, rate):
+    """The compiled power bound stops squaring once a node is shown non-stiff: the bounds it
+    reports then differ from numpy's, the stiff steps must not."""
     rng = np.random.default_rng(7)
     grid = np.arange(0.0, 30.0, 0.5)
-    J, _, _ = _jacobians(rng, 5, 1, 40, grid.size, 15.0)
+    J, _, _ = _jacobians(rng, 5, 1, 40, grid.size, rate)
     stc, stn = _both(monkeypatch, gs._stiff_steps, grid, J)
     np.testing.assert_array_equal(stc, stn)
-    monkeypatch.setattr(gs, "_POWER_BOUND_COMPILED", 0)
-    stc2, _ = _both(monkeypatch, gs._stiff_steps, grid, J)
-    np.testing.assert_array_equal(stc2, stn)
+    assert stn.any() or rate < 10
     mi, gi = np.nonzero(np.ones((40, grid.size), dtype=bool))
+    full = gs._power_bound(J[:, :, mi, gi].transpose(2, 0, 1))
     bound = np.empty(mi.size)
-    gs._power_bound_kernel(J, mi, gi, gs._SQUARINGS, bound)
-    np.testing.assert_allclose(bound, gs._power_bound(J[:, :, mi, gi].transpose(2, 0, 1)),
-                               rtol=1e-12)
+    gs._power_bound_kernel(J, mi, gi, gs._SQUARINGS, np.zeros(mi.size), bound)
+    np.testing.assert_allclose(bound, full, rtol=1e-12)        # no early stop: numpy's bound
+    limit = np.full(mi.size, np.median(full))
+    gs._power_bound_kernel(J, mi, gi, gs._SQUARINGS, limit, bound)
+    early = ~np.isclose(bound, full, rtol=1e-12, atol=0)
+    assert early.any()                                          # some nodes stopped early,
+    assert np.all(bound[early] <= limit[early])                 # below their limit
+    assert np.all((full <= limit) == (bound <= limit))          # the same decisions
 
 
 def test_grid_sensitivities_compiled_equal_numpy_on_als_reduced(monkeypatch):
