@@ -115,11 +115,11 @@ if AVAILABLE:
         return out
 
     _pack = njit(_KERNEL_LIST(_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC),
-                 cache=True)(_pack_py)
+                 cache=True, error_model="numpy")(_pack_py)
 
     # ------------------------------------------------------------------ linear algebra
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _lu(E, piv):
         """In-place LU with partial pivoting (LAPACK's row-swap order); False if singular."""
         n = E.shape[0]
@@ -147,7 +147,7 @@ if AVAILABLE:
                         E[i, j] -= li * E[c, j]
         return True
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _lu_solve(E, piv, b):
         n = E.shape[0]
         for c in range(n):
@@ -169,7 +169,7 @@ if AVAILABLE:
 
     # ------------------------------------------------------------------ model pieces
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _sens_slope(J, Fp, S, sidx, a, out):
         """out (k, n) = J S_q + F_p[:, sidx_q] a_q for every sensitivity column q."""
         k, n = S.shape
@@ -181,7 +181,7 @@ if AVAILABLE:
                     s += J[i, j] * S[q, j]
                 out[q, i] = s
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _hermite(theta, h, y0, f0, y1, f1, out):
         s = theta
         h00 = 2 * s**3 - 3 * s**2 + 1
@@ -191,7 +191,7 @@ if AVAILABLE:
         for i in range(y0.size):
             out[i] = h00 * y0[i] + h10 * h * f0[i] + h01 * y1[i] + h11 * h * f1[i]
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _dense(theta, y0, y1, K, out):
         """Rodas4's continuous extension at t0 + theta h from the accepted step's stages K
         (6, len(y0)): order 3, accurate where a cubic Hermite through the ends is not (a fast
@@ -204,7 +204,7 @@ if AVAILABLE:
                 c2 += _H[1, j] * K[j, i]
             out[i] = (1 - theta) * y0[i] + theta * (y1[i] + (1 - theta) * (c1 + theta * c2))
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _all_finite(x):
         for v in x.ravel():
             if not math.isfinite(v):
@@ -213,7 +213,7 @@ if AVAILABLE:
 
     # ------------------------------------------------------------------ one Rodas4 attempt
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _attempt(K, t, h, y, S, p, sidx, a, f0, J0, Fp0, g0, ft, gt, autonomous, rtol, atol,
                  coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi, Si, fi, Ji, Fpi, gi, ry, rS,
                  y_new, S_new, piv):
@@ -338,7 +338,7 @@ if AVAILABLE:
             return np.inf
         return err
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _point(K, t, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous, tmp_f, tmp_J,
                tmp_Fp, tmp_g):
         """Slopes at (t, y, S): f, and with sensitivities J, F_p and g = J S + F_p a; the
@@ -366,7 +366,7 @@ if AVAILABLE:
                     gt[q, i] = (tmp_g[q, i] - g[q, i]) / dt
         return 2
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _first_step(y, f, rtol, atol, max_step, span):
         """Hairer's rule from the sizes of y and f (as progression._rodas)."""
         n = y.size
@@ -387,7 +387,7 @@ if AVAILABLE:
             h = 1e-6 * max(1.0, abs(span))
         return h
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _record(K, tj, yj, Sj, p, sidx, a, record_obs, j, Yout, Sout, Oout, DOout, obuf,
                 Dy, Dp):
         """Store the outputs at output index j from the state yj and sensitivities Sj."""
@@ -416,7 +416,7 @@ if AVAILABLE:
 
     # ------------------------------------------------------------------ simulate: a segment
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _segment(KL, t0, t1, y, S, p, sidx, a, times, j0, Yout, Sout, Oout, DOout,
                  record_obs, ev_sign, ev_term, use_events, ev_index, ev_time, rtol, atol,
                  max_step, max_steps, autonomous, info_i, info_f, fail_y):
@@ -676,7 +676,7 @@ if AVAILABLE:
 
     # ------------------------------------------------------------------ rodas_states
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _grid(KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step, max_steps,
               autonomous, states, status, fail_t, fail_y, fail_code, counts):
         """progression._rodas.rodas_states, one subject after another (same algorithm).
@@ -990,17 +990,30 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             seg_end = seg_start if last else edges[seg + 1]
             a = np.ascontiguousarray(a_all[sidx])
             y_start, S_start = y.copy(), S.copy()
+            crashed = None
             while True:
-                segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout, Sout,
-                        Oout, DOout, not lean, ev_sign, ev_term, use_events, ev_index,
-                        ev_time, float(rtol), float(atol), float(max_step), int(max_steps),
-                        autonomous, info_i, info_f, fail_y)
+                try:
+                    segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout,
+                            Sout, Oout, DOout, not lean, ev_sign, ev_term, use_events,
+                            ev_index, ev_time, float(rtol), float(atol), float(max_step),
+                            int(max_steps), autonomous, info_i, info_f, fail_y)
+                except (ArithmeticError, ValueError) as exc:
+                    # not expected (the kernels and this code use numpy's error model); a
+                    # failure of this subject all the same, never an exception for callers
+                    crashed = f"{type(exc).__name__}: {exc}"
+                    break
                 if info_i[6] <= cap:
                     break
                 # more events in this segment than the buffer holds: again, with room
                 cap = int(info_i[6])
                 ev_index, ev_time = np.zeros(cap, dtype=np.int64), np.zeros(cap)
                 y[:], S[:] = y_start, S_start
+            if crashed is not None:
+                status[s] = -1
+                who = f" for subject {int(i)}" if label else ""
+                message[s] = (f"integration failed{who} at t={seg_start:.10g} ({crashed}): "
+                              + _diagnose(model, seg_start, seg_start, y_start, y_start, p))
+                break
             j_next = int(info_i[1])
             stats["steps"] += int(info_i[2])
             stats["nfev"] += int(info_i[3])
