@@ -131,7 +131,8 @@ def rodas_states(model, table, times, *, rtol=1e-6, atol=1e-9, max_step=np.inf,
     failure : list of (t, y_before, y_after, reason) or None, per subject
     stats : dict
         ``steps`` (the largest number of steps of a subject), ``nfev``, ``njev``, ``nlu``
-        (evaluations of the whole batch).
+        (evaluations of the whole batch; with the compiled integrator, evaluations for one
+        subject, summed over subjects).
     """
     times = np.asarray(times, dtype=float)
     if _COMPILED and getattr(model, "kernels", None) is not None:

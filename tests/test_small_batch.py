@@ -308,3 +308,18 @@ def test_large_batches_take_the_stacked_path(monkeypatch):
 
     assert "method" not in batch(np.arange(3))
     assert batch(np.arange(2))["method"] == METHOD
+
+
+def test_non_finite_parameter_after_a_switch_fails_that_subject_only(run):
+    model = _kernels_or_skip("als_reduced")
+    table = _patients(model, 3)
+    switches = [pg.Switch(10.0, set={"k0": np.nan}, subjects=[1])]
+    sim, ran = run(True, model, table, TIMES, switches=switches)
+    ref, _ = run(False, model, table, TIMES, switches=switches)
+    assert ran == [METHOD]
+    np.testing.assert_array_equal(sim.status, ref.status)
+    assert sim.status[1] == -1 and sim.status[0] >= 0 and sim.status[2] >= 0
+    assert sim.message[1].startswith("integration failed for subject 1 at t=10 (")
+    assert "'k0' not finite" in sim.message[1]
+    assert np.all(np.isfinite(sim.states[1][:, TIMES < 10]))
+    assert np.all(np.isnan(sim.states[1][:, TIMES >= 10]))
