@@ -432,3 +432,32 @@ def test_saem_on_als_subjects_with_censored_values():
     assert "lockstep fixed-step RK4" in res.individual.diagnostics.numbers_from
     assert np.isfinite(pop.ofv)
     assert set(pop.fixed_effects) == {"k0", "kA", "Tmax", "eD", "time_offset"}
+
+
+def test_saem_holds_a_fixed_error_parameter(simulated):
+    """A fixed residual SD (``a = { value = 0.4, estimate = "fixed" }``) is held by SAEM
+    (the core's ``residual_fixed``): not in the estimated sigma, the fit runs; a combined
+    error model with one SD fixed and the other estimated is refused, naming both."""
+    from progression.errors import ConfigError
+    from progression.fit import fit
+
+    base = _config("saem", options=SHORT)
+    text = _estimator_free(CONFIG.read_text()).replace(
+        "[estimator]\nseed = 1\n", f"[estimator]\nseed = 3\n{SHORT}")
+    fixed = text.replace('a = { value = 0.7, estimate = "population", bounds = [0.01, 10.0] }',
+                         'a = { value = 0.4, estimate = "fixed" }')
+    assert fixed != text
+    cfg = parse_fit_config(fixed, source="fixed.toml", base_dir=CONFIG.parent)
+    pop = fit(cfg, data=simulated).population
+    assert pop.method == "saem" and "conc.a" not in pop.sigma
+    assert np.isfinite(pop.ofv)
+    free = fit(base, data=simulated).population
+    assert free.sigma["conc.a"] != pytest.approx(0.4, abs=1e-6)
+    half = fixed.replace('a = { value = 0.4, estimate = "fixed" }',
+                         'model = "combined"\na = { value = 0.4, estimate = "fixed" }\n'
+                         'b = { value = 0.1, estimate = "population", bounds = [0.001, 1.0] }')
+    half = half.replace('model = "additive"\nmodel = "combined"', 'model = "combined"')
+    cfg = parse_fit_config(half, source="half.toml", base_dir=CONFIG.parent)
+    with pytest.raises(ConfigError, match=r"half\.toml.*saem.*'conc' is combined with "
+                                          r"conc\.a fixed"):
+        fit(cfg, data=simulated)
