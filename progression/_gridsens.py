@@ -377,15 +377,22 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
             smooth = ~(stiff.any(axis=1) | stiff2.any(axis=1))
             # Error of the plain rule: (S_h - S_2h) / 3 for the trapezoidal rule (second
             # order), S_h - S_2h where implicit Euler (first order) took part.
-            diff = np.abs(S[even] - coarse)                                # (Ge, m, n, k)
-            absS = np.abs(S)
-            if last_node is not None:
-                nodes = np.arange(G)[:, None] <= np.asarray(last_node)[None, :]   # (G, m)
-                absS = np.where(nodes[:, :, None, None], absS, 0.0)
-                diff = np.where(nodes[even][:, :, None, None], diff, 0.0)
-            size = absS.max(axis=0)                                        # (m, n, k)
-            floor = 1e-6 * size.max(axis=1, keepdims=True) + 1e-300
-            rel = (diff / (size + floor)[None]).max(axis=(0, 2, 3))
+            if COMPILED:
+                rel = np.empty(m)
+                last = (np.full(m, G - 1, dtype=np.int64) if last_node is None
+                        else np.asarray(last_node, dtype=np.int64))
+                _estimate_kernel(np.ascontiguousarray(S.transpose(1, 0, 2, 3)),
+                                 np.ascontiguousarray(coarse.transpose(1, 0, 2, 3)), last, rel)
+            else:
+                diff = np.abs(S[even] - coarse)                            # (Ge, m, n, k)
+                absS = np.abs(S)
+                if last_node is not None:
+                    nodes = np.arange(G)[:, None] <= np.asarray(last_node)[None, :]  # (G, m)
+                    absS = np.where(nodes[:, :, None, None], absS, 0.0)
+                    diff = np.where(nodes[even][:, :, None, None], diff, 0.0)
+                size = absS.max(axis=0)                                    # (m, n, k)
+                floor = 1e-6 * size.max(axis=1, keepdims=True) + 1e-300
+                rel = (diff / (size + floor)[None]).max(axis=(0, 2, 3))
             estimate = np.where(smooth, rel / 3.0, rel)
             if richardson:
                 _extrapolate(grid, J, F, S, M, d, coarse, smooth[None, :, None, None])
@@ -596,6 +603,46 @@ def _propagate_kernel(J, F, new_w, old_w, S, start, stop):
             for r in range(n):
                 for q in range(k):
                     S[s, j + 1, r, q] = w[r, n + q]
+
+
+@_njit
+def _estimate_kernel(S, C, last, rel):
+    """Each subject's largest |S_h - S_2h| relative to its sensitivity's size, as the numpy
+    code in grid_sensitivities: S (m, G, n, k) and C (m, Ge, n, k) subject-major (C at the
+    even nodes), nodes up to last[s]; NaN when a value it reads is NaN."""
+    m, G, n, k = S.shape
+    size = np.empty((n, k))
+    floor = np.empty(k)
+    for s in range(m):
+        stop = min(last[s], G - 1)
+        size[:, :] = 0.0
+        nan = False
+        for g in range(stop + 1):
+            for r in range(n):
+                for q in range(k):
+                    a = abs(S[s, g, r, q])
+                    if a != a:
+                        nan = True
+                    elif a > size[r, q]:
+                        size[r, q] = a
+        if nan:
+            rel[s] = np.nan
+            continue
+        for q in range(k):
+            big = 0.0
+            for r in range(n):
+                big = max(big, size[r, q])
+            floor[q] = 1e-6 * big + 1e-300
+        worst = 0.0
+        for e in range(stop // 2 + 1):
+            for r in range(n):
+                for q in range(k):
+                    v = abs(S[s, 2 * e, r, q] - C[s, e, r, q]) / (size[r, q] + floor[q])
+                    if v != v:
+                        nan = True
+                    elif v > worst:
+                        worst = v
+        rel[s] = np.nan if nan else worst
 
 
 @_njit

@@ -179,18 +179,27 @@ def test_grid_sensitivities_compiled_equal_numpy_on_als_reduced(monkeypatch):
                                    "eD": 0.341 * np.exp(0.3 * rng.standard_normal(12))})
     grid = np.arange(0.0, 60.5, 0.5)
     states = solve_states(model, table, grid)[0]
-    out = []
-    for flag in (True, False):
-        monkeypatch.setattr(gs, "COMPILED", flag)
-        report = {}
-        S = gs.grid_sensitivities(model, grid, states, table, [0, 1, 2, 3], report=report)
-        out.append((S, report))
-    (Sc, rc), (Sn, rn) = out
-    np.testing.assert_array_equal(rc["fallback"], rn["fallback"])
-    np.testing.assert_allclose(rc["estimate"], rn["estimate"], rtol=1e-9)
-    for s in range(Sc.shape[0]):
-        for c in range(Sc.shape[2]):
-            _close(Sc[s, :, c], Sn[s, :, c])
+    # subject 3 fails after node 100 but needs nodes up to 90 only (its estimate ignores the
+    # rest); subject 5 fails at node 50 inside its span (estimate NaN, sensitivities NaN)
+    states[3, :, 101:] = np.nan
+    states[5, :, 50:] = np.nan
+    last = np.full(12, grid.size - 1)
+    last[3], last[7] = 90, 41
+    for richardson in (True, False):
+        out = []
+        for flag in (True, False):
+            monkeypatch.setattr(gs, "COMPILED", flag)
+            report = {}
+            S = gs.grid_sensitivities(model, grid, states, table, [0, 1, 2, 3], report=report,
+                                      richardson=richardson, last_node=last)
+            out.append((S, report))
+        (Sc, rc), (Sn, rn) = out
+        np.testing.assert_array_equal(rc["fallback"], rn["fallback"])
+        np.testing.assert_allclose(rc["estimate"], rn["estimate"], rtol=1e-9)
+        assert np.isnan(rn["estimate"][5]) and np.isfinite(rn["estimate"][3])
+        for s in range(Sc.shape[0]):
+            for c in range(Sc.shape[2]):
+                _close(Sc[s, :, c], Sn[s, :, c])
 
 
 def test_flag_selects_the_path(monkeypatch):
