@@ -224,7 +224,10 @@ def test_processes_compiling_the_same_model_at_once_all_succeed(cache_dir):
     assert len({o.strip() for o, _ in outs}) == 1
     # One whole entry, no temporary files left behind.
     folder = next(cache_dir.glob("models/*"))
-    assert [f.name for f in folder.iterdir()] == ["core.json"]
+    # (with the numba backend, the compiled module and numba's own cache beside the entry)
+    assert sorted(f.name for f in folder.iterdir()) in (
+        ["core.json"], ["__pycache__", "core.json", "core_numba.py"])
+    assert not [f for f in folder.rglob("*") if f.name.endswith(".tmp")]
     assert _cache.ModelCache.for_spec(pg.model.library.library_spec("pk_oral")).load("core")
 
 
