@@ -94,3 +94,31 @@ def test_cli_method_names_match_the_integrator_registry():
     from progression.simulate import METHODS
 
     assert sorted(METHOD_NAMES) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("method", [None, "LSODA"])
+def test_simulate_uses_the_library_default_unless_a_method_is_given(tmp_path, method):
+    """Without --method the CLI takes simulate()'s own default (the compiled per-subject path
+    when numba is installed); --method LSODA takes the stacked LSODA path. Each CSV equals the
+    Python API's call with the same choice (the CSV's 10 significant digits)."""
+    import numpy as np
+
+    import progression as pg
+
+    out_dir = tmp_path / "sim"
+    args = ["simulate", "als_reduced", "--months", "24", "--out", str(out_dir)]
+    if method:
+        args += ["--method", method]
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
+    frs = np.array([float(r["ALSFRS_R"]) for r in rows])
+    times = np.array([float(r["time"]) for r in rows])
+    kw = {} if method is None else {"method": method}
+    sim = pg.simulate("als_reduced", times=times, **kw)
+    np.testing.assert_allclose(frs, sim["ALSFRS_R"][0], rtol=1e-9)
+    other = pg.simulate("als_reduced", times=times,
+                        **({"method": "LSODA"} if method is None else {}))
+    if sim.stats["method"] != other.stats["method"]:
+        # the two paths agree to the tolerance, not to the CSV's digits
+        assert np.max(np.abs(frs - other["ALSFRS_R"][0])) > 1e-9
