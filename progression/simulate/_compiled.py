@@ -941,7 +941,7 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     own_breaks = covariates.subject_breaks(index) if covariates is not None else None
 
     for s, i in enumerate(np.asarray(index)):
-        p = np.asarray(table[s], dtype=float)
+        p = np.array(table[s], dtype=float)     # a copy: switches change it in place
         if covariates is not None:
             p = covariates.extend(p[:, None], t0, [i])[:, 0]
         p = np.ascontiguousarray(p, dtype=float)
