@@ -323,3 +323,15 @@ def test_non_finite_parameter_after_a_switch_fails_that_subject_only(run):
     assert "'k0' not finite" in sim.message[1]
     assert np.all(np.isfinite(sim.states[1][:, TIMES < 10]))
     assert np.all(np.isnan(sim.states[1][:, TIMES >= 10]))
+
+
+def test_the_callers_table_is_not_changed_by_switches():
+    model = _kernels_or_skip("als_reduced")
+    table = _patients(model, 2)
+    before = table.copy()
+    out = stacked._solve_batch(model, table, np.arange(2), 2, TIMES, 0.0, {},
+                               [pg.Switch(5.0, scale={"k0": 3.0}, set={"eD": 0.0})], "LSODA",
+                               1e-6, 1e-9, np.inf, np.zeros(0, dtype=int), 100_000, True,
+                               prefer_compiled=True)
+    assert out["method"] == METHOD
+    np.testing.assert_array_equal(table, before)
