@@ -69,18 +69,23 @@ def test_chunk_size_rule():
 
 def test_default_path_chunked_equals_unchunked_on_2500_patients(monkeypatch):
     """No method chosen: every chunk goes through the compiled per-subject Rodas4 (when the
-    model has kernels) or the stacked LSODA; the split into chunks of 7 must not move a value
-    beyond 1e-9 of its scale, nor reorder subjects, events or statuses."""
+    model has kernels: chunks of 7, results independent of the split, 1e-9) or the stacked
+    LSODA (numpy backend: chunks of 250, within the tolerance's reach, 1e-4); subjects,
+    events and statuses keep their order."""
     model, table = _cohort(2500, seed=1)
-    whole = pg.simulate(model, table, TIMES, batch_size=stacked.SMALL_BATCH)
-    monkeypatch.setattr(stacked, "SMALL_BATCH", 7)
-    monkeypatch.setattr(api, "CHUNK", 7)
-    monkeypatch.setattr(api, "CHUNK_ABOVE", 7)
-    assert api._chunk_size(2500, api._compiled_path(model)) == 7
+    compiled = api._compiled_path(model)
+    monkeypatch.setattr(stacked, "SMALL_BATCH", 2500)      # the whole batch on the same path
+    whole = pg.simulate(model, table, TIMES, batch_size=2500)
+    size = 7 if compiled else 250
+    monkeypatch.setattr(stacked, "SMALL_BATCH", size)
+    monkeypatch.setattr(api, "CHUNK", size)
+    monkeypatch.setattr(api, "CHUNK_ABOVE", size)
+    assert api._chunk_size(2500, compiled) == size
     chunked = pg.simulate(model, table, TIMES)
     assert chunked.stats["method"] == whole.stats["method"]
     assert (chunked.status == 1).sum() > 100       # many terminal events (deaths) to compare
-    _same_subjects(chunked, whole, rtol=1e-9, events_atol=1e-9)
+    _same_subjects(chunked, whole, rtol=1e-9 if compiled else 1e-4,
+                   events_atol=1e-9 if compiled else 1e-3)
 
 
 def test_stacked_chunks_equal_one_stacked_solve_within_tolerance(monkeypatch):
