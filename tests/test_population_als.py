@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
 COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic.toml"
 DATA = ROOT / "data" / "synthetic" / "als_clinic_200.csv"
+#: The same cohort with the reported onset as one ``onset_gap = 0`` row per patient (the data
+#: of the shipped fit; made by ``python -m progression.als.onset_rows``)
+ONSET_DATA = ROOT / "data" / "synthetic" / "als_clinic_200_onset.csv"
 TRUTH = ROOT / "data" / "synthetic" / "als_clinic_200_truth.csv"
 FIT = ROOT / "fits" / "als_synthetic_population" / "fit.json"
 
@@ -134,16 +137,78 @@ def test_onset_shift_is_a_function_of_k0(sample):
     assert sample.correlation("k0", "time_offset") < -0.99
 
 
+# ------------------------------------------------------------------ the onset observation
+
+def test_reported_onset_is_where_the_model_reaches_47():
+    """Why the fit takes the reported onset as data: in the generator the covariate
+    ``onset_time`` is the model's ``clinical_onset`` event (predicted ALSFRS-R = 47) of each
+    patient's own parameters, so ``onset_gap = frs - 47`` is 0 there (up to the rounding of
+    ``onset_time`` to 0.01 month times a slope < 0.5 point/month)."""
+    import csv
+
+    import progression as pg
+
+    with open(TRUTH, newline="") as fh:
+        rows = list(csv.DictReader(fh))[:40]
+    params = {k: np.array([float(r[k]) for r in rows])
+              for k in ("wsp", "k0", "kA", "Tmax", "eD", "Ndeath")}
+    t_onset = np.array([float(r["time_offset"]) + float(r["onset_time"]) for r in rows])
+    t = np.linspace(0.0, 120.0, 1201)
+    sim = pg.simulate("als_reduced", params, t)
+    gap = np.array([np.interp(t_onset[i], t, sim["onset_gap"][i]) for i in range(len(rows))])
+    assert np.abs(gap).max() < 0.01
+    np.testing.assert_allclose(sim["onset_gap"], sim["ALSFRS_R"] - 47.0, atol=1e-12)
+
+
+def test_onset_data_file_is_made_by_the_script(tmp_path):
+    from progression.als.onset_rows import add_onset_rows
+
+    out = tmp_path / "onset.csv"
+    assert add_onset_rows(DATA, out) == 200
+    assert out.read_text() == ONSET_DATA.read_text()
+    import progression as pg
+
+    base, onset = pg.read_cohort(DATA), pg.read_cohort(ONSET_DATA)
+    assert onset.subjects == base.subjects
+    # one row per patient at its reported onset (before enrolment), the rest unchanged
+    gap = onset.observations("onset_gap")
+    assert len(gap["subject"]) == 200 and np.all(gap["value"] == 0.0)
+    np.testing.assert_allclose(gap["time"], [onset.covariates[s]["onset_time"]
+                                             for s in gap["subject"]])
+    assert np.all(gap["time"] < 0)
+    for obs in ("ALSFRS_R", "NfL", "CRP"):
+        np.testing.assert_array_equal(onset.observations(obs)["value"],
+                                      base.observations(obs)["value"])
+
+
+def test_onset_rows_bad_inputs(tmp_path):
+    from progression.als.onset_rows import add_onset_rows
+    from progression.errors import DataError
+
+    src = tmp_path / "c.csv"
+    src.write_text("subject,time,observable,value,cens,limit\nS1,0,ALSFRS_R,40,0,\n")
+    with pytest.raises(DataError, match=r"c\.csv: no sidecar c\.toml"):
+        add_onset_rows(src, tmp_path / "o.csv")
+    (tmp_path / "c.toml").write_text('format = "long"\ncovariates = "cov.csv"\n')
+    (tmp_path / "cov.csv").write_text("subject,onset_time\nS2,-3\n")
+    with pytest.raises(DataError, match=r"cov\.csv: subject 'S1' has no 'onset_time' value"):
+        add_onset_rows(src, tmp_path / "o.csv")
+
+
 # ------------------------------------------------------------------ the shipped fit
 
-#: The issue's targets that the shipped fit misses (measured, see fits/.../report.md; truth on
-#: the fit's scales, k0 and kA at the reference covariates): the SAEM run ends with a
-#: stochastic-approximation Fisher information that is not positive definite (no standard
-#: errors); typical values k0 +25 %, kA -21 %, eD +16 %, onset shift -16 % (Tmax +8.5 %
-#: passes); omega^2 Tmax is fixed at 0.01 in the config (not identified; truth 0.0065), the
-#: estimated Omega diagonal is within 30 % (k0 -24 %, kA +26 %, eD +5 %, onset -17 %).
+#: The issue's targets that the shipped fit misses (measured 2026-11-30, see
+#: fits/als_synthetic_population/report.md; truth on the fit's scales, k0 and kA at the reference
+#: covariates): typical values k0 +41 %, kA -41 %, eD +22 %, onset shift -20 % (Tmax -8 %
+#: passes); Omega diagonal k0 -39 %, kA +110 %, eD -54 %, onset shift -39 % (Tmax's is fixed at
+#: 0.01 in the config, truth 0.0065); no standard errors: the FOCE-I R matrix at the SAEM
+#: estimates is not positive definite, its flattest direction made of theta kA, k0 and Tmax.
+#: Why: k0 and kA are not separately identified by a patient's data
+#: (test_k0_ka_ridge_is_flat_for_one_patient), so the typical values slide
+#: along that ridge; the correlations of the Omega block are recovered
+#: (test_shipped_fit_correlations).
 MISSED_TYPICAL = {"k0", "kA", "eD", "time_offset"}
-MISSED_OMEGA = {"Tmax"}
+MISSED_OMEGA = {"k0", "kA", "Tmax", "eD", "time_offset"}
 
 
 def _typical(shipped, truth, p):
@@ -174,7 +239,8 @@ def test_shipped_fit_omega_within_30_percent(shipped, truth, p):
     assert abs(_omega(shipped, truth, p)) < OMEGA_TOL
 
 
-@pytest.mark.xfail(strict=True, reason="SA Fisher information not positive definite: no SEs")
+@pytest.mark.xfail(strict=True, reason="FOCE-I R matrix at the SAEM estimates not positive "
+                   "definite (k0/kA/Tmax direction): no SEs")
 def test_shipped_fit_rse_below_25_percent(shipped):
     for p, se in shipped["fixed_effects_se"].items():
         assert se is not None and 100 * se / shipped["fixed_effects"][p] < RSE_MAX, p
@@ -204,6 +270,49 @@ def test_shipped_fit_correlations(shipped, sample):
 
     for a, b in (("k0", "kA"), ("k0", "time_offset"), ("kA", "time_offset")):
         assert corr(a, b) == pytest.approx(sample.correlation(a, b), abs=0.15), (a, b)
+
+
+def test_shipped_fit_names_the_unidentified_direction():
+    """The covariance step fails and says why: its flattest directions load on the typical
+    k0, kA (and Tmax), the ridge of test_k0_ka_ridge_is_flat_for_one_patient."""
+    doc = json.loads(FIT.read_text())
+    warn = " ".join(doc["warnings"])
+    assert "R matrix not positive definite" in warn
+    first = warn.split("direction 1")[1].split("direction 2")[0]
+    assert "theta k0" in first and "theta kA" in first
+    assert all(v is None for v in doc["population"]["fixed_effects_se"].values())
+
+
+def test_k0_ka_ridge_is_flat_for_one_patient():
+    """Why the typical k0 and kA are not identified: patient C063's true (k0, kA) and the
+    shipped fit's conditional mean for it, 1.47 x k0 and 0.26 x kA, aligned at their clinical
+    onset (model times 25.1 and 19.3 months), give ALSFRS-R within 0.2 point (residual SD 2)
+    and NfL and CRP within 0.1 on the log scale (residual SDs 0.15 and ~0.56) over the 106
+    months from onset to the end of its follow-up: one patient's data cannot tell them apart,
+    only the population distribution can."""
+    import csv
+
+    import progression as pg
+
+    with open(TRUTH, newline="") as fh:
+        true = next(r for r in csv.DictReader(fh) if r["subject"] == "C063")
+    with open(FIT.parent / "subjects.csv", newline="") as fh:
+        fitted = next(r for r in csv.DictReader(fh) if r["subject"] == "C063")
+    names = ("k0", "kA", "Tmax", "eD")
+    params = [{"wsp": 0.095, **{k: float(true[k]) for k in names}},
+              {"wsp": 0.095, **{k: float(fitted[k]) for k in names}}]
+    t = np.linspace(0.0, 150.0, 3001)
+    sim = pg.simulate("als_reduced", params, t, terminal_events=False)
+    onset = sim.event_time("clinical_onset")
+    since = np.linspace(0.0, -float(true["onset_time"]) + float(true["study_end_time"]), 60)
+    cur = {k: [np.interp(onset[i] + since, t, sim[k][i]) for i in (0, 1)]
+           for k in ("ALSFRS_R", "NfL", "CRP")}
+    assert float(fitted["kA"]) / float(true["kA"]) < 0.5        # far apart on kA ...
+    assert float(fitted["k0"]) / float(true["k0"]) > 1.3        # ... and on k0
+    assert onset[0] - onset[1] > 3.0                             # and on the model clock
+    assert np.abs(cur["ALSFRS_R"][0] - cur["ALSFRS_R"][1]).max() < 0.5
+    for k in ("NfL", "CRP"):
+        assert np.abs(np.log(cur[k][1] / cur[k][0])).max() < 0.15, k
 
 
 def test_shipped_fit_provenance(shipped):
@@ -237,20 +346,26 @@ def test_config_parses_as_documented():
                            "c9orf72": "categorical"}, p
     assert by["wsp"].estimate == "fixed" and by["wsp"].value == 0.095
     assert by["time_offset"].covariate == "onset_time" and by["time_offset"].factor == -1.0
-    errors = [p for p in cfg.parameters if p.kind == "error"]
-    assert {p.name for p in errors} == {"ALSFRS_R.a", "NfL.sigma", "CRP.sigma"}
-    assert all(p.estimate == "population" for p in errors)
+    errors = {p.name: p for p in cfg.parameters if p.kind == "error"}
+    assert set(errors) == {"ALSFRS_R.a", "NfL.sigma", "CRP.sigma", "onset_gap.a"}
+    # the reported onset's "recall" SD is fixed (0.05 point, ~0.35 month), the others
+    # estimated
+    assert errors["onset_gap.a"].estimate == "fixed" and errors["onset_gap.a"].value == 0.05
+    assert all(p.estimate == "population" for n, p in errors.items() if n != "onset_gap.a")
+    assert cfg.options["saem_covariance"] == "focei"
+    assert Path(cfg.data["path"]).name == ONSET_DATA.name
 
 
 def test_config_runs_a_few_iterations_on_ten_subjects():
     import progression as pg
     from progression.fit.config import read_fit_config
 
-    cohort = pg.read_cohort(DATA)
+    cohort = pg.read_cohort(ONSET_DATA)
     cohort = cohort.select(cohort.subjects[:10])
     cfg = read_fit_config(CONFIG)
+    # SAEM's own covariance here (the config's FOCE-I covariance step is minutes)
     cfg = cfg.replace(options={**cfg.options, "saem_exploration": 4, "saem_smoothing": 3,
-                               "is_samples": 100})
+                               "is_samples": 100, "saem_covariance": "sa"})
     fit = pg.fit(cfg, data=cohort)
     pop = fit.population
     assert pop.method == "saem"
@@ -263,3 +378,5 @@ def test_config_runs_a_few_iterations_on_ten_subjects():
         assert 1 / 3 < v / start[p] < 3, (p, v, start[p])
     # censored CRP values of these subjects are part of the data (M3 / imputation)
     assert any(np.any(np.asarray(d.cens) != 0) for d in fit.designs)
+    # the fixed onset SD stays fixed (SAEM's residual_fixed) and is not reported as estimated
+    assert "onset_gap.a" not in pop.sigma
