@@ -172,7 +172,7 @@ def cmd_simulate(args) -> int:
 
 #: The integrator names of :data:`progression.simulate.METHODS`, spelt out so that building the
 #: argument parser does not import scipy.integrate (a test keeps the two in step).
-METHOD_NAMES = ("BDF", "DOP853", "LSODA", "RK23", "RK45", "Radau")
+METHOD_NAMES = ("auto", "BDF", "DOP853", "LSODA", "RK23", "RK45", "Radau", "Rodas4")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -202,8 +202,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="change a parameter from its default (repeatable)")
     p.add_argument("--method", default=None, choices=METHOD_NAMES,
-                   help="integrator (default: compiled per-subject Rodas4 when numba is "
-                        "installed, else LSODA)")
+                   help="integrator (default auto: the compiled per-subject Rodas4 when "
+                        "numba is installed, else the stacked LSODA)")
     p.add_argument("--rtol", type=positive_float, default=1e-6)
     p.add_argument("--atol", type=positive_float, default=1e-9)
     p.add_argument("--out", default="out/simulation", help="output folder")

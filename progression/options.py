@@ -17,7 +17,7 @@ __all__ = ["SolverOptions", "SOLVER_METHODS", "SENSITIVITY_MODES"]
 
 #: Integration methods ``simulate`` accepts (the keys of :data:`progression.simulate.METHODS`,
 #: repeated here so that options validate without importing scipy; a test keeps them equal).
-SOLVER_METHODS = ("LSODA", "BDF", "Radau", "RK45", "RK23", "DOP853")
+SOLVER_METHODS = ("auto", "Rodas4", "LSODA", "BDF", "Radau", "RK45", "RK23", "DOP853")
 #: How a fit obtains derivatives of the outputs: sensitivity equations solved on the output
 #: grid after the states (``"grid"``), or carried by the integrator (``"forward"``).
 SENSITIVITY_MODES = ("grid", "forward")
@@ -30,7 +30,10 @@ class SolverOptions:
     Parameters
     ----------
     method : str
-        One of :data:`SOLVER_METHODS` (default LSODA: stiff-safe, switches automatically).
+        One of :data:`SOLVER_METHODS`. Default ``"auto"``: the compiled per-subject Rodas4
+        when the model has compiled kernels (numba backend), else the stacked LSODA (stiff-safe,
+        switches automatically); ``"Rodas4"`` the per-subject Rodas4 by name; the scipy
+        names a stacked batch through that scipy integrator.
     rtol, atol : float
         Relative and absolute local error tolerances (> 0).
     max_step : float
@@ -47,7 +50,7 @@ class SolverOptions:
     1e-06
     """
 
-    method: str = "LSODA"
+    method: str = "auto"
     rtol: float = 1e-6
     atol: float = 1e-9
     max_step: float = math.inf

@@ -17,7 +17,7 @@ def test_methods_match_the_simulator_registry():
 def test_defaults_and_replace():
     opts = SolverOptions()
     assert (opts.method, opts.rtol, opts.atol, opts.max_step, opts.max_steps) == \
-        ("LSODA", 1e-6, 1e-9, math.inf, 100_000)
+        ("auto", 1e-6, 1e-9, math.inf, 100_000)
     tight = opts.replace(method="BDF", rtol=1e-8)
     assert tight.method == "BDF" and tight.rtol == 1e-8 and opts.rtol == 1e-6
     assert tight.simulate_kwargs() == {"method": "BDF", "rtol": 1e-8, "atol": 1e-9,

@@ -32,7 +32,11 @@ def test_defaults_are_the_solver_options_defaults():
     plain = simulate("pk_oral", None, TIMES)
     with_options = simulate("pk_oral", None, TIMES, solver=SolverOptions())
     np.testing.assert_array_equal(plain.states, with_options.states)
-    assert plain.stats["method"] == with_options.stats["method"] == "LSODA"
+    # the default "auto": compiled per subject with kernels (numba), else the stacked LSODA
+    expected = ("Rodas4 (compiled)" if pg.load_model("pk_oral").kernels is not None
+                else "LSODA")
+    assert SolverOptions().method == "auto"
+    assert plain.stats["method"] == with_options.stats["method"] == expected
 
 
 def test_the_tolerance_reaches_the_integrator():

@@ -237,7 +237,7 @@ def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=F
 
 def solver_options(problem, sens):
     solver = problem.solver
-    return {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
+    return {"method": solver.get("method", "auto"), "rtol": solver.get("rtol", 1e-6),
             "atol": solver.get("atol", 1e-9), "max_step": solver.get("max_step", np.inf),
             "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
             "sensitivities": list(sens) or None, "events": False}
@@ -253,7 +253,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
     N = tm.shape[0]
     k = len(sens)
     solver = problem.solver
-    options = {"method": solver.get("method", "LSODA"), "rtol": solver.get("rtol", 1e-6),
+    options = {"method": solver.get("method", "auto"), "rtol": solver.get("rtol", 1e-6),
                "atol": solver.get("atol", 1e-9),
                "max_step": solver.get("max_step", np.inf),
                "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,

@@ -59,7 +59,7 @@ _ESTIMATOR_DEFAULTS = {
     "npde_samples": 200, "saem_exploration": 300, "saem_smoothing": 200, "saem_chains": 0,
     "is_samples": 2000, "saem_covariance": "sa",
 }
-_SOLVER_DEFAULTS = {"method": "LSODA", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
+_SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
                     "sensitivities": "grid", "per_subject_steps": True, "refine": "exact",
                     "grid_error": 2e-5}

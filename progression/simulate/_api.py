@@ -12,7 +12,7 @@ from ..model import load_model
 from ..options import SolverOptions
 from ._covariates import covariate_schedule, n_covariate_subjects
 from ._diagnose import _diagnose
-from ._registry import METHODS
+from ._registry import AUTO_FALLBACK, METHODS
 from ._result import Simulation, _merge
 from ._stacked import _odeint_states, _solve_batch
 from ._switches import Switch
@@ -79,17 +79,20 @@ def _compiled_path(model) -> bool:
     return bool(_compiled.AVAILABLE)
 
 
-def _method_chosen(method, solver) -> bool:
-    """Whether the caller chose the integrator: ``method=`` given, or ``solver=`` a mapping
-    with ``"method"``, or ``solver=`` a SolverOptions (whose defaulted fields cannot be told
-    from given ones, so it counts as chosen: the documented method runs)."""
-    if not isinstance(method, _Default):
-        return True
-    if solver is None:
-        return False
-    if isinstance(solver, SolverOptions):
-        return True
-    return "method" in solver
+def _resolve_method(model, method: str) -> tuple[str, bool]:
+    """The method that runs for ``method`` on ``model``, and whether it is the compiled
+    per-subject Rodas4.
+
+    ``"auto"``: compiled per subject when the model has kernels, else :data:`AUTO_FALLBACK`
+    (stacked LSODA). ``"Rodas4"``: compiled per subject, or ``("Rodas4", False)`` when the model
+    has no kernels (callers that have a numpy per-subject path use it; others refuse). A scipy
+    name: itself, stacked.
+    """
+    if method in ("auto", "Rodas4"):
+        if _compiled_path(model):
+            return method, True
+        return (AUTO_FALLBACK if method == "auto" else method), False
+    return method, False
 
 
 def _solver_settings(where: str, solver, given: dict) -> dict:
@@ -128,7 +131,7 @@ def _check_times(times, t0) -> np.ndarray:
 
 
 def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
-             switches: Sequence[Switch] = (), method: str = _Default("LSODA"),
+             switches: Sequence[Switch] = (), method: str = _Default("auto"),
              rtol: float = _Default(1e-6), atol: float = _Default(1e-9),
              max_step: float = _Default(np.inf), sensitivities=None,
              batch_size: int | None = None, max_steps: int = _Default(100_000),
@@ -153,13 +156,15 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         Parameter changes and state jumps; integration restarts exactly at each switch time.
         Outputs at a switch time show the state after the switch.
     method : str
-        A key of :data:`METHODS`. Default ``"LSODA"`` (stiff-safe, with the exact banded
-        Jacobian); ``"BDF"``/``"Radau"`` use the block-sparse Jacobian; RK methods none.
-        When no method is chosen (neither ``method=`` nor a ``"method"`` in a ``solver=``
-        mapping) and the model has compiled kernels (numba), batches of at most
-        :data:`progression.simulate._stacked.SMALL_BATCH` subjects go through the compiled
-        per-subject Rodas4 instead (``stats["method"]`` says which ran); with
-        ``batch_size`` None, every batch then does.
+        A key of :data:`METHODS`. ``"LSODA"``: the stacked batch through scipy's LSODA
+        (stiff-safe, with the exact banded Jacobian); ``"BDF"``/``"Radau"`` use the
+        block-sparse Jacobian; RK methods none. Default ``"auto"``: the compiled
+        per-subject Rodas4 when the model has compiled kernels (numba backend; batches of at
+        most
+        :data:`progression.simulate._stacked.SMALL_BATCH` subjects, every batch when
+        ``batch_size`` is None), else the stacked LSODA. ``"Rodas4"``: the compiled
+        per-subject Rodas4 whatever the batch size (a ProgressionError for a model without
+        kernels). ``stats["method"]`` says what ran.
     rtol, atol : float
         Integrator tolerances (per state; sensitivities share them).
     max_step : float
@@ -208,7 +213,6 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
         States and observables ``(m, ·, T)``, events, per-subject status and message,
         sensitivities, and work counters.
     """
-    prefer_compiled = not _method_chosen(method, solver)
     settings = _solver_settings("simulate", solver, {
         "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
         "max_steps": max_steps})
@@ -222,6 +226,14 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
                                f"{batch_size!r}")
     if method not in METHODS:
         raise ProgressionError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
+    run_method, compiled = _resolve_method(model, method)
+    if run_method == "Rodas4" and not compiled:
+        raise ProgressionError(
+            f"method: 'Rodas4' (the compiled per-subject Rodas4) needs the model's compiled "
+            f"kernels, and {getattr(model, 'name', 'this model')!r} has none (backend "
+            f"{getattr(model, 'backend', 'python')!r}: numba missing, PROGRESSION_BACKEND=numpy "
+            f"or a Python model); use method='auto' or one of "
+            f"{', '.join(k for k in METHODS if k not in ('auto', 'Rodas4'))}")
     if times is None:
         raise ProgressionError("times: the output times are required")
     times = _check_times(times, t0)
@@ -257,22 +269,22 @@ def simulate(model, params=None, times=None, *, t0: float = 0.0, initial=None,
 
     start = _time.perf_counter()
     size = (int(batch_size) if batch_size is not None
-            else _chunk_size(m, prefer_compiled and _compiled_path(model)))
+            else _chunk_size(m, compiled))
     parts = []
     for lo in range(0, m, size):
         idx = np.arange(lo, min(m, lo + size))
         parts.append(_solve_batch(model, table[idx], idx, m, times, t0, initial, switches,
-                                  method, rtol, atol, max_step, sens_index, max_steps,
+                                  run_method, rtol, atol, max_step, sens_index, max_steps,
                                   terminal_events, covariates=schedule, events=events,
-                                  prefer_compiled=prefer_compiled))
+                                  prefer_compiled=compiled))
     # the compiled small-batch path names itself; several paths are listed in order
-    ran = list(dict.fromkeys(part.get("method", method) for part in parts))
+    ran = list(dict.fromkeys(part.get("method", run_method) for part in parts))
     result = _merge(parts, model, times, table, sens_names, "+".join(ran))
     result.stats["seconds"] = _time.perf_counter() - start
     return result
 
 
-def solve_states(model, table, times, *, method: str = _Default("LSODA"),
+def solve_states(model, table, times, *, method: str = _Default("auto"),
                  rtol: float = _Default(1e-6), atol: float = _Default(1e-9),
                  max_step: float = _Default(np.inf), max_steps: int = _Default(100_000),
                  per_subject: bool = False, covariates=None, solver=None):
@@ -294,9 +306,9 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
         vectorised over subjects, or compiled per subject when the model has kernels;
         ``method`` is then not used): a subject's states do not depend on which subjects
         share the batch. A stacked solve shares one step sequence, which moves every
-        subject's result in the last digits the tolerance allows. When no method is chosen
-        (neither ``method=`` nor a ``"method"`` in a ``solver=`` mapping) and the model has
-        compiled kernels, the per-subject path runs anyway (it is the faster one then). A
+        subject's result in the last digits the tolerance allows. With ``method="auto"``
+        (the default) and a model with compiled kernels, or ``method="Rodas4"``, the
+        per-subject path runs anyway (compiled, or the numpy Rodas4 without kernels). A
         stacked solve of more than :data:`CHUNK_ABOVE` subjects without covariates is done
         in chunks of about :data:`CHUNK`.
     covariates : mapping or sequence of mappings, optional
@@ -316,17 +328,19 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
     stats : dict
         Work counters, as :attr:`Simulation.stats`.
     """
-    prefer_compiled = not _method_chosen(method, solver)
     settings = _solver_settings("solve_states", solver, {
         "method": method, "rtol": rtol, "atol": atol, "max_step": max_step,
         "max_steps": max_steps})
     method, rtol, atol = settings["method"], settings["rtol"], settings["atol"]
     max_step, max_steps = settings["max_step"], settings["max_steps"]
+    if method not in METHODS:
+        raise ProgressionError(f"method: expected one of {', '.join(METHODS)}, found {method!r}")
+    method, compiled = _resolve_method(model, method)
+    per_subject = per_subject or compiled or method == "Rodas4"
     times = np.asarray(times, dtype=float)
     table = np.asarray(table, dtype=float)
     m = table.shape[0]
-    if (not per_subject and covariates is None and m > CHUNK_ABOVE
-            and not (prefer_compiled and _compiled_path(model))):
+    if not per_subject and covariates is None and m > CHUNK_ABOVE:
         # the stacked solve in chunks (see CHUNK; with covariates, whose schedule is indexed
         # by subject over the whole batch, in one piece)
         size = _chunk_size(m)
@@ -340,7 +354,7 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
                 np.concatenate([part[1] for part in parts]),
                 sum((part[2] for part in parts), []), stats)
     schedule = covariate_schedule(model, covariates, m)
-    if per_subject or (prefer_compiled and _compiled_path(model)):
+    if per_subject:
         from .._rodas import rodas_states
 
         states, status, failure, stats = rodas_states(model, table, times, rtol=rtol,
@@ -352,11 +366,15 @@ def solve_states(model, table, times, *, method: str = _Default("LSODA"),
                                table[i] if schedule is None else
                                schedule.extend(table[i:i + 1].T, f[0], [i])[:, 0])
                    for i, f in enumerate(failure)]
+        stats["method"] = "Rodas4 (compiled)" if compiled else "Rodas4"
         return states, status, message, stats
     inside = (schedule is not None
               and np.any((schedule.breaks > times[0]) & (schedule.breaks <= times[-1])))
     if method == "LSODA" and not inside:
-        return _odeint_states(model, table, times, rtol, atol, max_step, max_steps, schedule)
+        states, status, message, stats = _odeint_states(model, table, times, rtol, atol,
+                                                        max_step, max_steps, schedule)
+        stats["method"] = method
+        return states, status, message, stats
     index = np.arange(table.shape[0])
     out = _solve_batch(model, table, index, table.shape[0], times, float(times[0]), {}, (),
                        method, rtol, atol, max_step, np.zeros(0, dtype=int), max_steps, False,

@@ -11,7 +11,15 @@ from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 __all__ = ["METHODS", "SUCCESS", "TERMINATED", "FAILED"]
 
 #: Integrator registry: method name -> (scipy OdeSolver class, Jacobian layout it accepts).
+#: ``"auto"`` (the default everywhere) and ``"Rodas4"`` have no scipy class: ``"auto"`` runs the
+#: compiled per-subject Rodas4 (:mod:`._compiled`) when the model has compiled kernels (numba
+#: backend) and the stacked LSODA otherwise; ``"Rodas4"`` is the per-subject Rodas4 by name
+#: (compiled; without kernels :func:`~._api.simulate` refuses it and
+#: :func:`~._api.solve_states` runs the numpy per-subject Rodas4 of :mod:`progression._rodas`).
+#: The scipy names keep their meaning: a stacked batch through that scipy class.
 METHODS = {
+    "auto": (None, None),
+    "Rodas4": (None, None),
     "LSODA": (LSODA, "banded"),
     "BDF": (BDF, "sparse"),
     "Radau": (Radau, "sparse"),
@@ -22,6 +30,9 @@ METHODS = {
 
 # Status codes of a subject's simulation.
 SUCCESS, TERMINATED, FAILED = 0, 1, -1
+
+#: The stacked method ``"auto"`` stands for when the model has no compiled kernels.
+AUTO_FALLBACK = "LSODA"
 
 
 # ------------------------------------------------------------- per-subject error norms

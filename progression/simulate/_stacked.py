@@ -18,7 +18,7 @@ from scipy.integrate import ODEintWarning, odeint
 from ..model.compiled import CompiledModel
 from ._diagnose import _diagnose, _failure_messages
 from ._events import _Crossings, _settle_events
-from ._registry import FAILED, METHODS, _per_subject_solver
+from ._registry import AUTO_FALLBACK, FAILED, METHODS, _per_subject_solver
 from ._switches import _apply_switch, _as_subject_values
 
 
@@ -276,12 +276,13 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
                  label=True, covariates=None, events=True, prefer_compiled=False) -> dict:
     """Solve one stacked batch; on failure, re-solve its subjects one by one.
 
-    ``prefer_compiled``: the caller did not choose the integrator; a batch of at most
-    :data:`SMALL_BATCH` subjects of a model with compiled kernels then goes through the
-    compiled per-subject Rodas4 (:mod:`._compiled`), whose result dict says so
-    (``"method"``).
+    ``prefer_compiled``: method ``"auto"`` or ``"Rodas4"`` resolved to the compiled path; a
+    batch of at most :data:`SMALL_BATCH` subjects (any batch with ``method="Rodas4"``) of a
+    model with compiled kernels then goes through the compiled per-subject Rodas4
+    (:mod:`._compiled`), whose result dict says so (``"method"``); a larger ``"auto"`` batch
+    goes through the stacked LSODA.
     """
-    if (prefer_compiled and len(index) <= SMALL_BATCH
+    if (prefer_compiled and (len(index) <= SMALL_BATCH or method == "Rodas4")
             and getattr(model, "kernels", None) is not None):
         from . import _compiled  # numba is imported only when a model has kernels
 
@@ -290,6 +291,8 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
                                                initial, switches, rtol, atol, max_step,
                                                sens_index, max_steps, terminal_events, lean,
                                                label, covariates, events)
+    if method in ("auto", "Rodas4"):
+        method = AUTO_FALLBACK
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
                          rtol, atol, max_step, sens_index, max_steps, terminal_events, lean,
                          label, covariates, events)
