@@ -129,18 +129,20 @@ def test_failures_events_and_messages_keep_their_subjects_across_chunks(monkeypa
     _same_subjects(chunked, whole, rtol=1e-4, events_atol=1e-3)
 
 
-@pytest.mark.parametrize("kwargs, chosen", [
-    ({}, False), ({"method": "LSODA"}, True), ({"solver": {"rtol": 1e-6}}, False),
-    ({"solver": {"method": "LSODA"}}, True), ({"solver": SolverOptions()}, True)])
-def test_which_callers_chose_the_method(kwargs, chosen):
-    """Not chosen: no method= and no "method" in a solver= mapping; a SolverOptions counts as
-    chosen (its defaulted fields cannot be told from given ones)."""
-    assert api._method_chosen(kwargs.get("method", api._Default("LSODA")),
-                              kwargs.get("solver")) is chosen
+@pytest.mark.parametrize("kwargs, compiled", [
+    ({}, True), ({"method": "LSODA"}, False), ({"solver": {"rtol": 1e-6}}, True),
+    ({"solver": {"method": "LSODA"}}, False), ({"solver": SolverOptions()}, True),
+    ({"method": "auto"}, True)])
+def test_which_path_runs(kwargs, compiled):
+    """The default method ("auto", also SolverOptions()'s) runs the compiled per-subject
+    Rodas4 when the model has kernels; a scipy name runs that stacked integrator; stats say
+    which ran, and automatic chunking follows the path."""
     model, table = _cohort(3)
     sim = pg.simulate(model, table, TIMES, **kwargs)
-    compiled = api._compiled_path(model)
-    assert (sim.stats["method"] != "LSODA") is (compiled and not chosen)
+    has_kernels = api._compiled_path(model)
+    assert (sim.stats["method"] == "Rodas4 (compiled)") is (compiled and has_kernels)
+    if not (compiled and has_kernels):
+        assert sim.stats["method"] == "LSODA"
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
