@@ -353,3 +353,22 @@ def test_fit_jacobian_wrt_rate_duration_F_and_lag_matches_differences():
             np.testing.assert_allclose(ev.jacobians[r][:, c], fd, rtol=1e-5,
                                        atol=1e-5 * np.max(np.abs(fd)),
                                        err_msg=f"{name}, row {r}")
+
+
+@pytest.mark.parametrize("method", ["LSODA", "BDF", "auto"])
+def test_switches_one_ulp_apart_make_no_illegal_lsoda_input(method):
+    """Two switch times a rounding error apart (a modelled infusion's end computed twice) gave
+    a segment of one ulp, which LSODA refused as "Illegal input" (the subject failed and the
+    modelled-duration fit stopped at D1 = 2.02 instead of 2.5). Closed form: CL doubled and
+    halved back, i.e. unchanged: conc = dose / V exp(-CL / V t)."""
+    from progression import Switch
+
+    t1 = 5.0
+    t2 = float(np.nextafter(t1, 6.0))
+    times = np.linspace(0.0, 10.0, 11)
+    sim = pg.simulate("pk_iv_bolus", {"CL": 5.0, "V": 50.0}, times, method=method, rtol=1e-8,
+                      atol=1e-12, switches=[Switch(t1, scale={"CL": 2.0}),
+                                            Switch(t2, scale={"CL": 0.5})])
+    assert sim.status[0] == 0, sim.message[0]
+    dose = pg.load_model("pk_iv_bolus").parameter_table(None)[0, 0]
+    np.testing.assert_allclose(sim["conc"][0], dose / 50.0 * np.exp(-0.1 * times), rtol=1e-6)

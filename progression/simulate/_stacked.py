@@ -322,6 +322,10 @@ def _solve_batch(model, table, index, m_total, times, t0, initial, switches, met
     return merged
 
 
+#: A step ending within this many ulp of its segment's end ends the segment (see the loop).
+_END_ULPS = 8
+
+
 def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                    atol, max_step, sens_index, max_steps, terminal_events, lean=False,
                    label=True, covariates=None, events=True) -> dict:
@@ -419,7 +423,8 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
         last = seg == len(edges) - 1
         seg_end = edges[seg + 1] if not last else seg_start
         flat = sys.join(y, S)
-        if last or seg_end == seg_start:
+        if last or abs(seg_end - seg_start) <= _END_ULPS * np.spacing(
+                max(abs(seg_start), abs(seg_end))):
             # Outputs at the final edge (or a zero-length span) come straight from the state.
             j_idx = np.nonzero(times == seg_start)[0] if last else np.array([], int)
             j_idx = j_idx[j_idx >= next_out]
@@ -480,6 +485,13 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
                 failure = (t_old, float(solver.t), flat_old, np.array(solver.y, copy=True))
                 break
             t_new = solver.t
+            if (solver.status == "running"
+                    and abs(seg_end - t_new) <= _END_ULPS * np.spacing(max(abs(t_new),
+                                                                           abs(seg_end)))):
+                # LSODA may stop a rounding error short of the segment's end (t + h != tcrit);
+                # its next call, with tout - t below 2 ulp, is "Illegal input" (a modelled
+                # infusion's end, a sum of times, met it): the segment is done.
+                solver.status = "finished"
             dense = None
             # Events first, so that outputs after a terminal event in this step are NaN.
             if model_events:
