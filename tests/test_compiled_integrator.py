@@ -1,4 +1,5 @@
-"""The compiled per-subject Rodas4 (progression/simulate/_compiled.py) on hand-written kernels.
+"""The compiled per-subject Rodas4 (progression/simulate/_compiled.py and its numerics,
+_rodas4_numba.py and _rodas4_loops.py) on hand-written kernels.
 
 Kernels written here by hand follow the kernel contract (``name(t, y, p, out)``): logistic
 growth (closed form for states, sensitivities and an event time), Robertson's stiff chemical

@@ -1,0 +1,521 @@
+"""Compiled Rodas4, the loops (numba): a segment of :func:`~progression.simulate.simulate`
+for one subject (steps, outputs, events located by root finding on the continuous extension,
+forward sensitivities) and :func:`~progression._rodas.rodas_states`'s grid, subject after
+subject; the step itself is :mod:`._rodas4_numba`, the Python driver :mod:`._compiled`.
+
+Kernels reach the compiled code as first-class functions packed once per model into a numba
+typed list (:func:`packed_kernels`): the integrators are then compiled once per machine
+(``cache=True``) for every model, instead of once per model and process, and a call from
+Python costs about a microsecond (a dispatcher passed as a plain argument costs ~30 us per
+call to convert, and its specialisation does not cache).
+
+Without numba this module imports, :data:`AVAILABLE` is False and nothing here is used.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ._rodas4_numba import (
+    _A,
+    _C,
+    _CT,
+    _D,
+    _FAC_MAX,
+    _FAC_MIN,
+    _FAILED,
+    _OK,
+    _SAFETY,
+    _TERMINATED,
+    AVAILABLE,
+)
+
+if AVAILABLE:
+    import numba
+    from numba import njit
+
+    from ._rodas4_numba import (
+        _all_finite,
+        _attempt,
+        _dense,
+        _first_step,
+        _hermite,
+        _pack,
+        _point,
+        _record,
+    )
+
+__all__ = ["AVAILABLE", "packed_kernels", "segment", "grid_states"]
+
+
+if AVAILABLE:
+    # ------------------------------------------------------------------ simulate: a segment
+
+    @njit(cache=True, error_model="numpy")
+    def _segment(KL, t0, t1, y, S, p, sidx, a, times, j0, Yout, Sout, Oout, DOout,
+                 record_obs, ev_sign, ev_term, use_events, ev_index, ev_time, rtol, atol,
+                 max_step, max_steps, autonomous, info_i, info_f, fail_y):
+        """Integrate one subject over [t0, t1] (no switch inside), in place on y and S.
+
+        Records the outputs ``times[j]`` with ``j >= j0`` and ``times[j] < t1`` (an output at
+        ``t1`` belongs to the next segment, after its switches; with ``t1 == t0`` the outputs
+        at ``t0`` are recorded from the state). Events: sign changes of ``event_values``
+        between steps, located on the step's interpolant to 1e-10 relative in time; a
+        terminal one ends the integration there.
+
+        info_i: status (0 ok, 1 terminated, -1 failed), next output index, steps, rhs
+        evaluations, Jacobian evaluations, LU factorisations, events found (may exceed the
+        buffer: then only the first ones are stored), failure code, sensitivities non-finite
+        at the failure. info_f: time reached (the terminal event's time), failure step start,
+        failure step end. fail_y (2, n): states before and after the failing step.
+        """
+        K = KL[0]
+        event_values = K[8]
+        n = y.size
+        k = S.shape[0]
+        Q = p.size
+        T = times.size
+        nk = Oout.shape[1]
+        n_ev = ev_sign.size
+        coef_A, coef_C, coef_CT, coef_D = _A, _C, _CT, _D
+        obuf = np.empty(nk)
+        Dy = np.empty((nk, n))
+        Dp = np.empty((nk, Q))
+        for z in range(info_i.size):
+            info_i[z] = 0
+        info_f[0] = t0
+        j = j0
+        if t1 == t0:
+            while j < T and times[j] == t0:
+                _record(K, t0, y, S, p, sidx, a, record_obs, j, Yout, Sout, Oout, DOout,
+                        obuf, Dy, Dp)
+                j += 1
+            info_i[1] = j
+            return
+        # work arrays
+        f = np.empty(n)
+        J = np.empty((n, n))
+        Fp = np.empty((n, Q))
+        g = np.empty((k, n))
+        ft = np.zeros(n)
+        gt = np.zeros((k, n))
+        f1 = np.empty(n)
+        J1 = np.empty((n, n))
+        Fp1 = np.empty((n, Q))
+        g1 = np.empty((k, n))
+        ft1 = np.zeros(n)
+        gt1 = np.zeros((k, n))
+        tmp_f = np.empty(n)
+        tmp_J = np.empty((n, n))
+        tmp_Fp = np.empty((n, Q))
+        tmp_g = np.empty((k, n))
+        W = np.empty((n, n))
+        Ky = np.empty((6, n))
+        KS = np.empty((6, k, n))
+        yi = np.empty(n)
+        Si = np.empty((k, n))
+        fi = np.empty(n)
+        Ji = np.empty((n, n))
+        Fpi = np.empty((n, Q))
+        gi = np.empty((k, n))
+        ry = np.empty(n)
+        rS = np.empty((k, n))
+        y_new = np.empty(n)
+        S_new = np.empty((k, n))
+        piv = np.empty(n, dtype=np.int64)
+        yj = np.empty(n)
+        Sj = np.empty((k, n))
+        ev_prev = np.empty(n_ev)
+        ev_new = np.empty(n_ev)
+        ev_buf = np.empty(n_ev)
+        ycross = np.empty(n)
+        found_e = np.empty(n_ev, dtype=np.int64)
+        found_t = np.empty(n_ev)
+
+        nfev = _point(K, t0, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous, tmp_f,
+                      tmp_J, tmp_Fp, tmp_g)
+        njev = 1
+        nlu = 0
+        if not (_all_finite(y) and _all_finite(f) and _all_finite(S)):
+            info_i[0] = _FAILED
+            info_i[7] = 4
+            info_f[1] = t0
+            info_f[2] = t0
+            for i in range(n):
+                fail_y[0, i] = y[i]
+                fail_y[1, i] = y[i]
+            info_i[1] = j
+            return
+        if use_events:
+            event_values(t0, y, p, ev_prev)
+        h = _first_step(y, f, rtol, atol, max_step, t1 - t0)
+        t = t0
+        rejected = False
+        steps = 0
+        n_found = 0
+        status = _OK
+        while True:
+            hh = min(h, t1 - t)
+            cut = hh >= t1 - t
+            if cut:
+                hh = t1 - t
+            err = _attempt(K, t, hh, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous,
+                           rtol, atol, coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi, Si,
+                           fi, Ji, Fpi, gi, ry, rS, y_new, S_new, piv)
+            nfev += 5
+            nlu += 1
+            if k:
+                njev += 12
+            steps += 1
+            ok = err <= 1.0
+            if err > 0:
+                fac = _SAFETY * err ** -0.25
+            else:
+                fac = _FAC_MAX
+            if not math.isfinite(fac):
+                fac = _FAC_MIN
+            fac = min(max(fac, _FAC_MIN), _FAC_MAX)
+            if rejected:
+                fac = min(fac, 1.0)
+            if ok:
+                t_new = t1 if cut else t + hh
+                nfev += _point(K, t_new, y_new, S_new, p, sidx, a, f1, J1, Fp1, g1, ft1, gt1,
+                               autonomous, tmp_f, tmp_J, tmp_Fp, tmp_g)
+                njev += 1
+                if not (_all_finite(f1) and _all_finite(g1)):
+                    status = _FAILED
+                    info_i[7] = 2
+                    info_i[8] = 0 if _all_finite(S_new) else 1
+                    info_f[1] = t
+                    info_f[2] = t_new
+                    for i in range(n):
+                        fail_y[0, i] = y[i]
+                        fail_y[1, i] = y_new[i]
+                    break
+                t_stop = t_new
+                terminated = False
+                if use_events:
+                    event_values(t_new, y_new, p, ev_new)
+                    nc = 0
+                    for e in range(n_ev):
+                        lo_v, hi_v = ev_prev[e], ev_new[e]
+                        cross = ((ev_sign[e] <= 0 and lo_v > 0 and hi_v <= 0)
+                                 or (ev_sign[e] >= 0 and lo_v < 0 and hi_v >= 0))
+                        if not cross:
+                            continue
+                        # Illinois (regula falsi) on the continuous extension
+                        a_t, b_t = t, t_new
+                        ga, gb = lo_v, hi_v
+                        tol = 1e-10 * max(1.0, abs(t_new))
+                        side = 0
+                        for _ in range(100):
+                            if gb == ga:
+                                guess = 0.5 * (a_t + b_t)
+                            else:
+                                guess = b_t - gb * (b_t - a_t) / (gb - ga)
+                            guess = min(max(guess, a_t), b_t)
+                            _dense((guess - t) / hh, y, y_new, Ky, ycross)
+                            event_values(guess, ycross, p, ev_buf)
+                            gm = ev_buf[e]
+                            if gm == 0.0:
+                                a_t = guess
+                                b_t = guess
+                                break
+                            if (gm > 0) == (ga > 0):
+                                a_t = guess
+                                ga = gm
+                                if side == 1:
+                                    gb *= 0.5
+                                side = 1
+                            else:
+                                b_t = guess
+                                gb = gm
+                                if side == -1:
+                                    ga *= 0.5
+                                side = -1
+                            if b_t - a_t <= tol:
+                                break
+                        found_e[nc] = e
+                        found_t[nc] = 0.5 * (a_t + b_t)
+                        nc += 1
+                    if nc:
+                        for c in range(nc):
+                            if ev_term[found_e[c]] and found_t[c] <= t_stop:
+                                t_stop = found_t[c]
+                                terminated = True
+                        # this step's events in time order, up to a terminal one
+                        order = np.argsort(found_t[:nc], kind="mergesort")
+                        for c in order:
+                            if terminated and found_t[c] > t_stop:
+                                continue
+                            if n_found < ev_index.size:
+                                ev_index[n_found] = found_e[c]
+                                ev_time[n_found] = found_t[c]
+                            n_found += 1
+                    for e in range(n_ev):
+                        ev_prev[e] = ev_new[e]
+                # outputs inside the step: t <= times[j] < t_new (and <= a terminal event)
+                while j < T and times[j] < t_new and (not terminated or times[j] <= t_stop):
+                    theta = (times[j] - t) / hh
+                    _dense(theta, y, y_new, Ky, yj)
+                    for q in range(k):
+                        _dense(theta, S[q], S_new[q], KS[:, q, :], Sj[q])
+                    _record(K, times[j], yj, Sj, p, sidx, a, record_obs, j, Yout, Sout, Oout,
+                            DOout, obuf, Dy, Dp)
+                    j += 1
+                if terminated:
+                    # skip the outputs after the end (they stay NaN)
+                    status = _TERMINATED
+                    info_f[0] = t_stop
+                    break
+                t = t_new
+                for i in range(n):
+                    y[i] = y_new[i]
+                    f[i] = f1[i]
+                    ft[i] = ft1[i]
+                    for c in range(n):
+                        J[i, c] = J1[i, c]
+                for q in range(k):
+                    for i in range(n):
+                        S[q, i] = S_new[q, i]
+                        g[q, i] = g1[q, i]
+                        gt[q, i] = gt1[q, i]
+                if k:
+                    for i in range(n):
+                        for c in range(Q):
+                            Fp[i, c] = Fp1[i, c]
+                if cut:
+                    info_f[0] = t1
+                    break
+            rejected = not ok
+            h = min(max(hh * fac, h) if (cut and ok) else hh * fac, max_step)
+            over = steps > max_steps
+            tiny = h < 1e-12 * max(1.0, abs(t))
+            if over or tiny:
+                status = _FAILED
+                info_i[7] = 1 if over else 3
+                info_f[1] = t
+                info_f[2] = t + hh
+                for i in range(n):
+                    fail_y[0, i] = y[i]
+                    fail_y[1, i] = y_new[i] if ok else y[i]
+                info_i[8] = 0 if _all_finite(S) else 1
+                break
+        info_i[0] = status
+        info_i[1] = j
+        info_i[2] = steps
+        info_i[3] = nfev
+        info_i[4] = njev
+        info_i[5] = nlu
+        info_i[6] = n_found
+
+    # ------------------------------------------------------------------ rodas_states
+
+    @njit(cache=True, error_model="numpy")
+    def _grid(KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step, max_steps,
+              autonomous, states, status, fail_t, fail_y, fail_code, counts):
+        """progression._rodas.rodas_states, one subject after another (same algorithm).
+
+        P_all (m, Q) parameters with the hidden rows at t0; breaks (m, B) each subject's
+        covariate changes (+inf padded); hidden (m, B, H) the hidden rows from each break on.
+        Writes states (m, n, T), status, failures (time, y before/after, code) and counts
+        [steps (largest), nfev, njev, nlu].
+        """
+        K = KL[0]
+        rhs, jac, initial = K[0], K[1], K[3]
+        m, Q = P_all.shape
+        n = states.shape[1]
+        T = times.size
+        t0 = times[0]
+        t_end = times[T - 1]
+        coef_A, coef_C, coef_CT, coef_D = _A, _C, _CT, _D
+        P = Q - n_hidden
+        S = np.empty((0, n))
+        sidx = np.empty(0, dtype=np.int64)
+        a = np.empty(0)
+        Fp = np.empty((n, Q))
+        g = np.empty((0, n))
+        gt = np.empty((0, n))
+        f = np.empty(n)
+        J = np.empty((n, n))
+        ft = np.zeros(n)
+        f1 = np.empty(n)
+        W = np.empty((n, n))
+        Ky = np.empty((6, n))
+        KS = np.empty((6, 0, n))
+        yi = np.empty(n)
+        Si = np.empty((0, n))
+        fi = np.empty(n)
+        Ji = np.empty((n, n))
+        Fpi = np.empty((n, Q))
+        gi = np.empty((0, n))
+        ry = np.empty(n)
+        rS = np.empty((0, n))
+        y_new = np.empty(n)
+        S_new = np.empty((0, n))
+        piv = np.empty(n, dtype=np.int64)
+        tmp = np.empty(n)
+        yj = np.empty(n)
+        y = np.empty(n)
+        p = np.empty(Q)
+        dt_eps = math.sqrt(2.220446049250313e-16)
+        max_steps_seen = 0
+        for s in range(m):
+            for c in range(Q):
+                p[c] = P_all[s, c]
+            initial(t0, y, p, y)
+            rhs(t0, y, p, f)
+            counts[1] += 1
+            for i in range(n):
+                states[s, i, 0] = y[i]
+            if not (_all_finite(y) and _all_finite(f)):
+                status[s] = _FAILED
+                fail_code[s] = 4
+                fail_t[s] = t0
+                for i in range(n):
+                    fail_y[s, 0, i] = y[i]
+                    fail_y[s, 1, i] = y[i]
+            if T == 1 or t_end == t0:
+                for jj in range(1, T):
+                    for i in range(n):
+                        states[s, i, jj] = states[s, i, 0]
+                continue
+            if status[s] == _FAILED:
+                continue
+            t = t0
+            nxt = 1
+            up = 0
+            while breaks[s, up] <= t0:
+                up += 1
+            h = _first_step(y, f, rtol, atol, max_step, t_end - t0)
+            rejected = False
+            steps = 0
+            need_jac = True
+            while True:
+                next_break = breaks[s, up]
+                hh = min(h, next_break - t)
+                cut = hh >= next_break - t
+                if need_jac:
+                    jac(t, y, p, J)
+                    counts[2] += 1
+                    if not autonomous:
+                        dt = dt_eps * max(1.0, abs(t))
+                        rhs(t + dt, y, p, tmp)
+                        counts[1] += 1
+                        for i in range(n):
+                            ft[i] = (tmp[i] - f[i]) / dt
+                    need_jac = False
+                err = _attempt(K, t, hh, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous,
+                               rtol, atol, coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi,
+                               Si, fi, Ji, Fpi, gi, ry, rS, y_new, S_new, piv)
+                counts[1] += 5
+                counts[3] += 1
+                steps += 1
+                ok = err <= 1.0
+                if err > 0:
+                    fac = _SAFETY * err ** -0.25
+                else:
+                    fac = _FAC_MAX
+                if not math.isfinite(fac):
+                    fac = _FAC_MIN
+                fac = min(max(fac, _FAC_MIN), _FAC_MAX)
+                if rejected:
+                    fac = min(fac, 1.0)
+                y_start_saved = False
+                last = False
+                if ok:
+                    t_new = next_break if cut else t + hh
+                    last = t_new >= t_end
+                    rhs(t_new, y_new, p, f1)
+                    counts[1] += 1
+                    ha = t_new - t
+                    while nxt < T and times[nxt] <= t_new:
+                        _hermite((times[nxt] - t) / ha, ha, y, f, y_new, f1, yj)
+                        for i in range(n):
+                            states[s, i, nxt] = yj[i]
+                        nxt += 1
+                    # keep the step start for a failure message
+                    for i in range(n):
+                        fail_y[s, 0, i] = y[i]
+                        y[i] = y_new[i]
+                        f[i] = f1[i]
+                    y_start_saved = True
+                    t = t_new
+                    need_jac = True
+                    if cut:
+                        for c in range(n_hidden):
+                            p[P + c] = hidden[s, up, c]
+                        up += 1
+                        rhs(t, y, p, f)
+                        counts[1] += 1
+                rejected = not ok
+                if cut and ok:
+                    h = min(max(hh * fac, h), max_step)
+                else:
+                    h = min(hh * fac, max_step)
+                if last:
+                    break
+                tiny = h < 1e-12 * max(1.0, abs(t))
+                nonfinite = not _all_finite(f)
+                over = steps > max_steps
+                if tiny or nonfinite or over:
+                    status[s] = _FAILED
+                    fail_code[s] = 1 if over else (2 if nonfinite else 3)
+                    fail_t[s] = t
+                    if not y_start_saved:
+                        for i in range(n):
+                            fail_y[s, 0, i] = y[i]
+                    for i in range(n):
+                        fail_y[s, 1, i] = y_new[i]
+                    for jj in range(nxt, T):
+                        for i in range(n):
+                            states[s, i, jj] = np.nan
+                    break
+            max_steps_seen = max(max_steps_seen, steps)
+        counts[0] = max_steps_seen
+
+
+_PACKED: dict = {}
+
+
+def packed_kernels(kernels):
+    """The kernels of a model as the typed list the compiled integrators take (built once per
+    kernels object and kept: the conversion of nine dispatchers costs ~0.3 ms)."""
+    key = id(kernels)
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0] is kernels:
+        return hit[1]
+    packed = _pack(kernels.rhs, kernels.jac, kernels.dfdp, kernels.initial,
+                   kernels.dinitial_dp, kernels.observe, kernels.dobs_dy, kernels.dobs_dp,
+                   kernels.event_values)
+    _PACKED[key] = (kernels, packed)
+    return packed
+
+
+_WARM = set()
+
+
+def _quiet(function):
+    """``function`` whose first call (numba compiles or loads it then) runs with numba's
+    first-class-function warnings silenced: numba re-emits them from compilation under its
+    own filters."""
+    def call(*args):
+        if function in _WARM:
+            return function(*args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
+            out = function(*args)
+        _WARM.add(function)
+        return out
+
+    call.__doc__ = function.__doc__
+    return call
+
+
+if AVAILABLE:
+    segment, grid_states = _quiet(_segment), _quiet(_grid)
+else:  # pragma: no cover - without numba nothing here runs
+    segment = grid_states = None

@@ -1,0 +1,409 @@
+"""Compiled Rodas4, the numerics of one step: coefficients, LU, a step attempt with its error
+estimate, the continuous extension and the first step size (numba).
+
+Used by :mod:`._rodas4_loops` (a segment of :func:`~progression.simulate.simulate`, the grid of
+:func:`~progression._rodas.rodas_states`), driven from Python by :mod:`._compiled`.
+
+The method is the one of :mod:`progression._rodas`: Rodas4 (Hairer & Wanner, Solving ODEs
+II, sec. IV.7), a 6-stage L-stable Rosenbrock method of order 4 with an embedded order-3
+solution and the exact Jacobian, the same coefficients, error norm (RMS per subject) and
+step-size controller; outputs and event functions between steps come from cubic Hermite
+interpolants (values and slopes at both ends of the step) in the grid path, as there, and
+from Rodas4's own continuous extension (order 3, from the stages) in simulate's segments.
+
+Forward sensitivities ``S = dy/dp`` (``S' = J S + F_p a``, ``a`` the factor a switch's scale
+put on the parameter) are integrated with the states as one augmented system ``z = (y, S)``
+with its exact Jacobian ``[[J, 0], [H, J]]``, ``H_q = d(J S_q + F_p,q a_q)/dy``: the stage
+systems are block lower triangular, so one LU of ``I/(gamma h) - J`` solves all of them, and
+the products ``H_q u`` are directional differences of the Jacobian and ``F_p`` (one extra
+evaluation of each per stage). Rodas4 keeps its order on the augmented system and the
+embedded error estimate covers the sensitivities.
+
+Without numba this module imports, :data:`AVAILABLE` is False and nothing here is used.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+try:
+    import numba
+    from numba import njit, types
+    from numba.typed import List as _TypedList
+except ImportError:  # pragma: no cover - exercised by the numpy-backend runs
+    numba = None
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+    # numba calls first-class functions experimental and says so on every type built from
+    # them; they are what lets one compiled integrator serve every model (see above)
+    warnings.filterwarnings("ignore", category=numba.NumbaExperimentalFeatureWarning,
+                            message=".*First-class function type")
+
+__all__ = ["AVAILABLE", "FAIL_REASONS"]
+
+# Rodas4 coefficients: progression._rodas (Hairer & Wanner's RODAS, W-transformed form).
+_GAMMA = 0.25
+_SAFETY, _FAC_MIN, _FAC_MAX = 0.9, 0.2, 6.0
+
+#: Failure codes of the compiled integrators -> the reason in the message.
+FAIL_REASONS = {
+    1: "more than {max_steps} steps",
+    2: "non-finite values in the solution",
+    3: "the step size fell below 1e-12 of the time",
+    4: "non-finite values at the start of the integration",
+}
+
+# status codes (progression.simulate._registry)
+_OK, _TERMINATED, _FAILED = 0, 1, -1
+
+
+def _coefficients():
+    """(A, C, CT, D) as dense arrays indexed by stage (0-based)."""
+    A = np.zeros((6, 6))
+    C = np.zeros((6, 6))
+    A[1, 0] = 1.544
+    A[2, 0], A[2, 1] = 0.9466785280815826, 0.2557011698983284
+    A[3, 0], A[3, 1], A[3, 2] = 3.314825187068521, 2.896124015972201, 0.9986419139977817
+    A[4, 0], A[4, 1], A[4, 2], A[4, 3] = (1.221224509226641, 6.019134481288629,
+                                          12.53708332932087, -0.6878860361058950)
+    C[1, 0] = -5.6688
+    C[2, 0], C[2, 1] = -2.430093356833875, -0.2063599157091915
+    C[3, 0], C[3, 1], C[3, 2] = -0.1073529058151375, -9.594562251023355, -20.47028614809616
+    C[4, 0], C[4, 1], C[4, 2], C[4, 3] = (7.496443313967647, -10.24680431464352,
+                                          -33.99990352819905, 11.70890893206160)
+    C[5, 0], C[5, 1], C[5, 2], C[5, 3], C[5, 4] = (8.083246795921522, -7.981132988064893,
+                                                   -31.52159432874371, 16.31930543123136,
+                                                   -6.058818238834054)
+    CT = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
+    D = np.array([0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0])
+    # RODAS's continuous extension (Hairer's rodas.f, RODCOE method 1): with
+    # c1 = sum_j H[0, j] K_j and c2 = sum_j H[1, j] K_j over the first five stages,
+    # y(t + theta h) = (1 - theta) y0 + theta (y1 + (1 - theta) (c1 + theta c2)), order 3
+    H = np.array([[10.12623508344586, -7.487995877610167, -34.80091861555747,
+                   -7.992771707568823, 1.025137723295662],
+                  [-0.6762803392801253, 6.087714651680015, 16.43084320892478,
+                   24.76722511418386, -6.594389125716872]])
+    return A, C, CT, D, H
+
+
+_A, _C, _CT, _D, _H = _coefficients()
+
+
+if AVAILABLE:
+    _A1 = types.Array(types.float64, 1, "C")
+    _A2 = types.Array(types.float64, 2, "C")
+    _VEC = types.FunctionType(types.void(types.float64, _A1, _A1, _A1))
+    _MAT = types.FunctionType(types.void(types.float64, _A1, _A1, _A2))
+    #: rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values
+    _KERNEL_TUPLE = types.Tuple((_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC))
+    _KERNEL_LIST = types.ListType(_KERNEL_TUPLE)
+
+    def _pack_py(rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values):
+        out = _TypedList.empty_list(_KERNEL_TUPLE)
+        out.append((rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp,
+                    event_values))
+        return out
+
+    _pack = njit(_KERNEL_LIST(_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC),
+                 cache=True, error_model="numpy")(_pack_py)
+
+    # ------------------------------------------------------------------ linear algebra
+
+    @njit(cache=True, error_model="numpy")
+    def _lu(E, piv):
+        """In-place LU with partial pivoting (LAPACK's row-swap order); False if singular."""
+        n = E.shape[0]
+        for c in range(n):
+            r = c
+            big = abs(E[c, c])
+            for i in range(c + 1, n):
+                if abs(E[i, c]) > big:
+                    big = abs(E[i, c])
+                    r = i
+            piv[c] = r
+            if not (big > 0.0) or not math.isfinite(big):
+                return False
+            if r != c:
+                for j in range(n):
+                    tmp = E[c, j]
+                    E[c, j] = E[r, j]
+                    E[r, j] = tmp
+            d = E[c, c]
+            for i in range(c + 1, n):
+                E[i, c] /= d
+                li = E[i, c]
+                if li != 0.0:
+                    for j in range(c + 1, n):
+                        E[i, j] -= li * E[c, j]
+        return True
+
+    @njit(cache=True, error_model="numpy")
+    def _lu_solve(E, piv, b):
+        n = E.shape[0]
+        for c in range(n):
+            r = piv[c]
+            if r != c:
+                tmp = b[c]
+                b[c] = b[r]
+                b[r] = tmp
+        for i in range(n):
+            s = b[i]
+            for j in range(i):
+                s -= E[i, j] * b[j]
+            b[i] = s
+        for i in range(n - 1, -1, -1):
+            s = b[i]
+            for j in range(i + 1, n):
+                s -= E[i, j] * b[j]
+            b[i] = s / E[i, i]
+
+    # ------------------------------------------------------------------ model pieces
+
+    @njit(cache=True, error_model="numpy")
+    def _sens_slope(J, Fp, S, sidx, a, out):
+        """out (k, n) = J S_q + F_p[:, sidx_q] a_q for every sensitivity column q."""
+        k, n = S.shape
+        for q in range(k):
+            c = sidx[q]
+            for i in range(n):
+                s = Fp[i, c] * a[q]
+                for j in range(n):
+                    s += J[i, j] * S[q, j]
+                out[q, i] = s
+
+    @njit(cache=True, error_model="numpy")
+    def _hermite(theta, h, y0, f0, y1, f1, out):
+        s = theta
+        h00 = 2 * s**3 - 3 * s**2 + 1
+        h10 = s**3 - 2 * s**2 + s
+        h01 = -2 * s**3 + 3 * s**2
+        h11 = s**3 - s**2
+        for i in range(y0.size):
+            out[i] = h00 * y0[i] + h10 * h * f0[i] + h01 * y1[i] + h11 * h * f1[i]
+
+    @njit(cache=True, error_model="numpy")
+    def _dense(theta, y0, y1, K, out):
+        """Rodas4's continuous extension at t0 + theta h from the accepted step's stages K
+        (6, len(y0)): order 3, accurate where a cubic Hermite through the ends is not (a fast
+        component in quasi-steady state over a long step)."""
+        for i in range(y0.size):
+            c1 = 0.0
+            c2 = 0.0
+            for j in range(5):
+                c1 += _H[0, j] * K[j, i]
+                c2 += _H[1, j] * K[j, i]
+            out[i] = (1 - theta) * y0[i] + theta * (y1[i] + (1 - theta) * (c1 + theta * c2))
+
+    @njit(cache=True, error_model="numpy")
+    def _all_finite(x):
+        for v in x.ravel():
+            if not math.isfinite(v):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ one Rodas4 attempt
+
+    @njit(cache=True, error_model="numpy")
+    def _attempt(K, t, h, y, S, p, sidx, a, f0, J0, Fp0, g0, ft, gt, autonomous, rtol, atol,
+                 coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi, Si, fi, Ji, Fpi, gi, ry, rS,
+                 y_new, S_new, piv):
+        """One Rodas4 step of size h from (t, y, S); y_new/S_new and the error norm (inf when
+        the step cannot be taken: singular matrix or non-finite values).
+
+        ``J0``, ``Fp0`` are the Jacobian and ``F_p`` at (t, y); ``g0`` the sensitivities'
+        slope there; ``ft``/``gt`` the time derivatives (unused when autonomous).
+        """
+        rhs, jac, dfdp = K[0], K[1], K[2]
+        n = y.size
+        k = S.shape[0]
+        inv = 1.0 / (_GAMMA * h)
+        for i in range(n):
+            for j in range(n):
+                W[i, j] = -J0[i, j]
+            W[i, i] += inv
+        if not _all_finite(W):
+            return np.inf
+        if not _lu(W, piv):
+            return np.inf
+        eps_root = math.sqrt(2.220446049250313e-16)
+        ynorm = 1.0
+        for i in range(n):
+            ynorm = max(ynorm, abs(y[i]))
+        for st in range(6):
+            if st == 0:
+                for i in range(n):
+                    ry[i] = f0[i]
+                for q in range(k):
+                    for i in range(n):
+                        rS[q, i] = g0[q, i]
+            else:
+                if st <= 4:
+                    for i in range(n):
+                        v = y[i]
+                        for j in range(st):
+                            v += coef_A[st, j] * Ky[j, i]
+                        yi[i] = v
+                    for q in range(k):
+                        for i in range(n):
+                            v = S[q, i]
+                            for j in range(st):
+                                v += coef_A[st, j] * KS[j, q, i]
+                            Si[q, i] = v
+                else:
+                    # stage 6 starts from the embedded solution: stage-5 point + K5
+                    for i in range(n):
+                        yi[i] += Ky[4, i]
+                    for q in range(k):
+                        for i in range(n):
+                            Si[q, i] += KS[4, q, i]
+                ts = t + coef_CT[st] * h
+                rhs(ts, yi, p, fi)
+                if k:
+                    jac(ts, yi, p, Ji)
+                    dfdp(ts, yi, p, Fpi)
+                    _sens_slope(Ji, Fpi, Si, sidx, a, gi)
+                for i in range(n):
+                    v = fi[i]
+                    for j in range(st):
+                        v += (coef_C[st, j] / h) * Ky[j, i]
+                    ry[i] = v
+                for q in range(k):
+                    for i in range(n):
+                        v = gi[q, i]
+                        for j in range(st):
+                            v += (coef_C[st, j] / h) * KS[j, q, i]
+                        rS[q, i] = v
+            if not autonomous and coef_D[st] != 0.0:
+                dh = h * coef_D[st]
+                for i in range(n):
+                    ry[i] += dh * ft[i]
+                for q in range(k):
+                    for i in range(n):
+                        rS[q, i] += dh * gt[q, i]
+            _lu_solve(W, piv, ry)
+            for i in range(n):
+                Ky[st, i] = ry[i]
+            if k:
+                # H u: directional difference of J S_q + F_p a at (t, y) along u = Ky[st]
+                unorm = 0.0
+                for i in range(n):
+                    unorm = max(unorm, abs(ry[i]))
+                if unorm > 0.0 and math.isfinite(unorm):
+                    delta = eps_root * ynorm / unorm
+                    for i in range(n):
+                        fi[i] = y[i] + delta * ry[i]   # fi: scratch for the perturbed point
+                    jac(t, fi, p, Ji)
+                    dfdp(t, fi, p, Fpi)
+                    for q in range(k):
+                        c = sidx[q]
+                        for i in range(n):
+                            v = (Fpi[i, c] - Fp0[i, c]) * a[q]
+                            for j in range(n):
+                                v += (Ji[i, j] - J0[i, j]) * S[q, j]
+                            rS[q, i] += v / delta
+                for q in range(k):
+                    row = rS[q]
+                    _lu_solve(W, piv, row)
+                    for i in range(n):
+                        KS[st, q, i] = row[i]
+            if st == 0:
+                for i in range(n):
+                    yi[i] = y[i]
+                for q in range(k):
+                    for i in range(n):
+                        Si[q, i] = S[q, i]
+        # order-4 solution; K6 is its difference from the order-3 one
+        total = 0.0
+        for i in range(n):
+            y_new[i] = yi[i] + Ky[5, i]
+            sc = atol + rtol * max(abs(y[i]), abs(y_new[i]))
+            total += (Ky[5, i] / sc) ** 2
+        for q in range(k):
+            for i in range(n):
+                S_new[q, i] = Si[q, i] + KS[5, q, i]
+                sc = atol + rtol * max(abs(S[q, i]), abs(S_new[q, i]))
+                total += (KS[5, q, i] / sc) ** 2
+        err = math.sqrt(total / (n * (1 + k)))
+        if not math.isfinite(err) or not _all_finite(y_new) or not _all_finite(S_new):
+            return np.inf
+        return err
+
+    @njit(cache=True, error_model="numpy")
+    def _point(K, t, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous, tmp_f, tmp_J,
+               tmp_Fp, tmp_g):
+        """Slopes at (t, y, S): f, and with sensitivities J, F_p and g = J S + F_p a; the
+        time derivatives ft, gt by a forward difference unless autonomous. Returns the
+        number of rhs evaluations."""
+        rhs, jac, dfdp = K[0], K[1], K[2]
+        k = S.shape[0]
+        rhs(t, y, p, f)
+        jac(t, y, p, J)
+        if k:
+            dfdp(t, y, p, Fp)
+            _sens_slope(J, Fp, S, sidx, a, g)
+        if autonomous:
+            return 1
+        dt = math.sqrt(2.220446049250313e-16) * max(1.0, abs(t))
+        rhs(t + dt, y, p, tmp_f)
+        for i in range(y.size):
+            ft[i] = (tmp_f[i] - f[i]) / dt
+        if k:
+            jac(t + dt, y, p, tmp_J)
+            dfdp(t + dt, y, p, tmp_Fp)
+            _sens_slope(tmp_J, tmp_Fp, S, sidx, a, tmp_g)
+            for q in range(k):
+                for i in range(y.size):
+                    gt[q, i] = (tmp_g[q, i] - g[q, i]) / dt
+        return 2
+
+    @njit(cache=True, error_model="numpy")
+    def _first_step(y, f, rtol, atol, max_step, span):
+        """Hairer's rule from the sizes of y and f (as progression._rodas)."""
+        n = y.size
+        d0 = 0.0
+        d1 = 0.0
+        for i in range(n):
+            sc = atol + rtol * abs(y[i])
+            d0 += (y[i] / sc) ** 2
+            d1 += (f[i] / sc) ** 2
+        d0 = math.sqrt(d0 / n)
+        d1 = math.sqrt(d1 / n)
+        if d0 > 1e-5 and d1 > 1e-5:
+            h = 0.01 * d0 / d1
+        else:
+            h = 1e-6
+        h = min(h, max_step)
+        if not (math.isfinite(h) and h > 0):
+            h = 1e-6 * max(1.0, abs(span))
+        return h
+
+    @njit(cache=True, error_model="numpy")
+    def _record(K, tj, yj, Sj, p, sidx, a, record_obs, j, Yout, Sout, Oout, DOout, obuf,
+                Dy, Dp):
+        """Store the outputs at output index j from the state yj and sensitivities Sj."""
+        n = yj.size
+        k = Sj.shape[0]
+        for i in range(n):
+            Yout[j, i] = yj[i]
+        for q in range(k):
+            for i in range(n):
+                Sout[j, q, i] = Sj[q, i]
+        if not record_obs:
+            return
+        K[5](tj, yj, p, obuf)
+        nk = obuf.size
+        for r in range(nk):
+            Oout[j, r] = obuf[r]
+        if k:
+            K[6](tj, yj, p, Dy)
+            K[7](tj, yj, p, Dp)
+            for r in range(nk):
+                for q in range(k):
+                    v = Dp[r, sidx[q]] * a[q]
+                    for i in range(n):
+                        v += Dy[r, i] * Sj[q, i]
+                    DOout[j, r, q] = v
