@@ -1,0 +1,182 @@
+"""Compiled fixed-step RK4 predictions for SAEM's kernels: every row in one numba call.
+
+The same scheme as the numpy lockstep path of :class:`~._saem_model.RK4Predictions` (classical
+RK4 from model time 0 with step ``h``, steps at ``k h``, cubic Hermite interpolation of the
+states between the ends of the step that holds an observation, the observation in step
+``min(floor(t / h), nsteps - 1)``, the observable through ``observe``, its log for log-normal
+observables), but each row is integrated on its own with the model's per-subject kernels
+(``model.kernels.rhs``, ``initial``, ``observe``: the contract in
+``progression/model/_kernels.py``) and only as far as its own last observation. Rows run in
+parallel (``numba.prange`` over rows; each row's arithmetic does not depend on the others or
+on the thread count, so the results do not either). The kernels arrive as the typed list of
+:func:`progression.simulate._compiled.packed_kernels`, so this function is compiled once per
+machine for every model (``cache=True``).
+
+Without numba this module imports, :data:`AVAILABLE` is False and nothing here is used (the
+numpy lockstep path is the fallback).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+try:
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - exercised by the numpy-backend runs
+    numba = None
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+__all__ = ["AVAILABLE", "rk4_rows"]
+
+
+if AVAILABLE:
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, out):
+        """Predictions of every row, written into ``out`` (R, n): NaN rows for non-finite
+        values.
+
+        KL: packed kernels; P (R, Q) parameters; tm (R, n) model times; mask (R, n) which
+        slots hold an observation; oi (R, n) observable index of each slot; lg (R, n) whether
+        the log is taken; h step; nsteps the lockstep path's step count (the last step holds
+        every later observation); n_states, n_obs: the kernels' sizes.
+        """
+        K = KL[0]
+        rhs, initial, observe = K[0], K[3], K[5]
+        R, n = tm.shape
+        for r in prange(R):
+            p = P[r]
+            y = np.empty(n_states)
+            f0 = np.empty(n_states)
+            s2 = np.empty(n_states)
+            s3 = np.empty(n_states)
+            s4 = np.empty(n_states)
+            y1 = np.empty(n_states)
+            f1 = np.empty(n_states)
+            tmp = np.empty(n_states)
+            yo = np.empty(n_states)
+            obs = np.empty(n_obs)
+            # this row's observation slots in time order (insertion sort: usually sorted)
+            slots = np.empty(n, dtype=np.int64)
+            m = 0
+            for j in range(n):
+                if mask[r, j]:
+                    slots[m] = j
+                    m += 1
+            for a in range(1, m):
+                v = slots[a]
+                b = a - 1
+                while b >= 0 and tm[r, slots[b]] > tm[r, v]:
+                    slots[b + 1] = slots[b]
+                    b -= 1
+                slots[b + 1] = v
+            for j in range(n):
+                out[r, j] = 0.0
+            if m == 0:
+                continue
+            initial(0.0, y, p, y)
+            rhs(0.0, y, p, f0)
+            good = True
+            nxt = 0
+            k = 0
+            while nxt < m:
+                t0 = k * h
+                for i in range(n_states):
+                    tmp[i] = y[i] + 0.5 * h * f0[i]
+                rhs(t0 + 0.5 * h, tmp, p, s2)
+                for i in range(n_states):
+                    tmp[i] = y[i] + 0.5 * h * s2[i]
+                rhs(t0 + 0.5 * h, tmp, p, s3)
+                for i in range(n_states):
+                    tmp[i] = y[i] + h * s3[i]
+                rhs(t0 + h, tmp, p, s4)
+                for i in range(n_states):
+                    y1[i] = y[i] + (h / 6.0) * (f0[i] + 2.0 * s2[i] + 2.0 * s3[i] + s4[i])
+                rhs(t0 + h, y1, p, f1)
+                while nxt < m:
+                    j = slots[nxt]
+                    t = tm[r, j]
+                    st = min(int(t / h), nsteps - 1)
+                    if st != k:
+                        break
+                    u = (t - t0) / h
+                    h00 = (1 + 2 * u) * (1 - u) ** 2
+                    h10 = u * (1 - u) ** 2
+                    h01 = u * u * (3 - 2 * u)
+                    h11 = u * u * (u - 1)
+                    for i in range(n_states):
+                        yo[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y1[i]
+                                 + h11 * h * f1[i])
+                    observe(t, yo, p, obs)
+                    v = obs[oi[r, j]]
+                    if lg[r, j]:
+                        v = math.log(v)
+                    if not math.isfinite(v):
+                        good = False
+                        break
+                    out[r, j] = v
+                    nxt += 1
+                if not good:
+                    break
+                finite = True
+                for i in range(n_states):
+                    y[i] = y1[i]
+                    f0[i] = f1[i]
+                    if not (math.isfinite(y1[i]) and math.isfinite(f1[i])):
+                        finite = False
+                if not finite and nxt < m:
+                    good = False
+                    break
+                k += 1
+            if not good:
+                for j in range(n):
+                    out[r, j] = np.nan
+
+
+def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps):
+    """Compiled RK4 predictions (module docstring).
+
+    Parameters
+    ----------
+    kernels : ModelKernels
+        ``model.kernels`` (``n_params`` must equal ``P.shape[1]``).
+    P : ndarray (R, Q)
+        Each row's parameters.
+    tm : ndarray (R, n)
+        Model times of the observation slots (>= 0).
+    mask : ndarray of bool (R, n)
+        Slots holding an observation.
+    oi : ndarray of int (R, n)
+        Observable index of each slot.
+    lg : ndarray of bool (R, n)
+        Slots whose prediction is the log of the observable.
+    h : float
+        Step (model time units).
+    nsteps : int
+        Steps of the lockstep path (``ceil(span / h)``): an observation beyond the last step
+        is interpolated in it, as there.
+
+    Returns
+    -------
+    ndarray (R, n)
+        Predictions (0 in empty slots, NaN rows where a value is not finite).
+    """
+    from ...simulate._compiled import packed_kernels
+
+    R, n = tm.shape
+    out = np.empty((R, n))
+    args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64),
+            np.ascontiguousarray(tm, dtype=np.float64), np.ascontiguousarray(mask, dtype=bool),
+            np.ascontiguousarray(oi, dtype=np.int64), np.ascontiguousarray(lg, dtype=bool),
+            float(h), int(max(nsteps, 1)), int(kernels.n_states), int(kernels.n_observables),
+            out)
+    with warnings.catch_warnings():
+        # numba calls first-class function types experimental on every compilation/load
+        warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
+        _rk4_rows(*args)
+    return out
