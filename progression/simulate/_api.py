@@ -48,8 +48,8 @@ _SOLVER_KEYS = ("method", "rtol", "atol", "max_step", "max_steps")
 #: 10,000    0.53 ms    0.43 ms     0.43 ms     0.42 ms
 #: ========  =========  ==========  ==========  ==========
 #:
-#: When the compiled per-subject Rodas4 runs instead (no method chosen, a model with kernels:
-#: 0.28 ms per patient at every size), the chunks are of its batch size,
+#: When the compiled per-subject Rodas4 runs instead (method "auto" or "Rodas4", a model with
+#: kernels: 0.28 ms per patient at every size), the chunks are of its batch size,
 #: :data:`progression.simulate._stacked.SMALL_BATCH`.
 CHUNK = 1000
 
