@@ -319,11 +319,12 @@ def saem(args) -> dict:
     hist = pop.history
     part["iterations"] = int(hist.shape[0]) if hist is not None else None
     part["ofv"] = float(pop.ofv)
+    part["predictions"] = str(result.individual.diagnostics.numbers_from)
     part["timings"] = {k: float(v) for k, v in result.timings.items()}
     saem_s = part["timings"].get("saem", part["timings"].get("estimation", part["seconds"]))
     part["seconds_per_iteration"] = saem_s / part["iterations"] if part["iterations"] else None
     print(f"SAEM, {args.n} subjects: {part['seconds']:.1f} s, {part['iterations']} "
-          f"iterations, OFV {part['ofv']:.2f}", flush=True)
+          f"iterations, OFV {part['ofv']:.2f}; predictions: {part['predictions']}", flush=True)
     return part
 
 

@@ -150,3 +150,66 @@ def test_compiled_refused_without_kernels(als, monkeypatch):
     assert not fast.compiled
     f, _ = fast.predict(phi, np.arange(4))
     assert np.allclose(f, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_states_reused_for_observation_parameters(monkeypatch):
+    """A move of a parameter acting only on the observables (kappa_nfl) or a row whose
+    parameters did not change is only observed again (its states come from a recent
+    evaluation of the same rows): predictions identical to a fresh evaluation, and the other
+    rows integrated."""
+    from progression.fit.estimators.focei import population_layout
+    from progression.fit.population import _saem_compiled
+    from progression.fit.population._saem_model import RK4Predictions
+    from progression.fit.transforms import to_internal
+
+    text = ALS + """
+[parameters.kappa_nfl]
+estimate = "population"
+value = 6000.0
+bounds = [500.0, 50000.0]
+scale = "log"
+eta = 0.09
+"""
+    cfg = parse_fit_config(text, source="als.toml", base_dir=ROOT / "configs")
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    designs = designs[:12]
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    pop_cols, _, _ = population_layout(problem)
+    model = ProblemModel(problem, designs, pop_cols)
+    names = [problem.names[q] for q in pop_cols]
+    kap, k0 = names.index("kappa_nfl"), names.index("k0")
+    x0 = to_internal(problem.values[pop_cols], problem.scale[pop_cols],
+                     problem.lower[pop_cols], problem.upper[pop_cols])
+    fast = RK4Predictions(model, h=0.3)
+    assert fast._state_cols is not None
+    used = {problem.names[q] for q in range(problem.P) if fast._state_cols[q]}
+    assert {"k0", "kA", "Tmax", "eD"} <= used and not {"kappa_nfl", "Q0", "wsp"} & used
+    seen = []
+    orig = _saem_compiled.rk4_rows
+
+    def spy(*args):
+        seen.append(int(np.sum(args[8])) if args[8] is not None else 0)
+        return orig(*args)
+
+    monkeypatch.setattr(_saem_compiled, "rk4_rows", spy)
+    n = len(designs)
+    idx = np.arange(n)
+    rng = np.random.default_rng(8)
+    phi0 = x0 + 0.3 * rng.standard_normal((n, x0.size))
+    fast.predict(phi0, idx)
+    phi1 = phi0.copy()
+    phi1[::2, kap] += 0.5                       # observation parameter: every row reused
+    phi1[1::4, k0] += 0.2                       # a state parameter: these rows integrated
+    phi2 = phi0.copy()
+    phi2[:, kap] -= 0.4                         # back to the first states (two calls ago)
+    for phi in (phi1, phi2):
+        f, _ = fast.predict(phi, idx)
+        ref, _ = RK4Predictions(model, h=0.3).predict(phi, idx)
+        assert np.array_equal(f, ref, equal_nan=True)
+    # fast at phi0, phi1, phi2 (each followed by the fresh reference, which reuses nothing)
+    assert seen == [0, n - len(range(1, n, 4)), 0, n, 0]
+    # a different step: nothing reused
+    fast.h = 0.25
+    fast.predict(phi2, idx)
+    assert seen[-1] == 0

@@ -37,14 +37,16 @@ __all__ = ["AVAILABLE", "rk4_rows"]
 
 if AVAILABLE:
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, out):
+    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states, out):
         """Predictions of every row, written into ``out`` (R, n): NaN rows for non-finite
         values.
 
         KL: packed kernels; P (R, Q) parameters; tm (R, n) model times; mask (R, n) which
         slots hold an observation; oi (R, n) observable index of each slot; lg (R, n) whether
         the log is taken; h step; nsteps the lockstep path's step count (the last step holds
-        every later observation); n_states, n_obs: the kernels' sizes.
+        every later observation); n_states, n_obs: the kernels' sizes; reuse (R,): rows whose
+        states at the slots are given in ``states`` (R, n, n_states) (only observed); the
+        other rows' interpolated states are written there.
         """
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
@@ -79,6 +81,24 @@ if AVAILABLE:
                 out[r, j] = 0.0
             if m == 0:
                 continue
+            if reuse[r]:
+                for a in range(m):
+                    j = slots[a]
+                    for i in range(n_states):
+                        yo[i] = states[r, j, i]
+                    observe(tm[r, j], yo, p, obs)
+                    v = obs[oi[r, j]]
+                    if lg[r, j]:
+                        v = math.log(v)
+                    if not math.isfinite(v):
+                        for jj in range(n):
+                            out[r, jj] = np.nan
+                        break
+                    out[r, j] = v
+                continue
+            for j in range(n):
+                for i in range(n_states):
+                    states[r, j, i] = np.nan
             initial(0.0, y, p, y)
             rhs(0.0, y, p, f0)
             good = True
@@ -112,17 +132,17 @@ if AVAILABLE:
                     for i in range(n_states):
                         yo[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y1[i]
                                  + h11 * h * f1[i])
+                        states[r, j, i] = yo[i]
                     observe(t, yo, p, obs)
                     v = obs[oi[r, j]]
                     if lg[r, j]:
                         v = math.log(v)
                     if not math.isfinite(v):
+                        # the row fails, but its states are still integrated to the end:
+                        # stored states must not depend on the observation parameters
                         good = False
-                        break
                     out[r, j] = v
                     nxt += 1
-                if not good:
-                    break
                 finite = True
                 for i in range(n_states):
                     y[i] = y1[i]
@@ -138,7 +158,7 @@ if AVAILABLE:
                     out[r, j] = np.nan
 
 
-def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps):
+def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None):
     """Compiled RK4 predictions (module docstring).
 
     Parameters
@@ -160,23 +180,36 @@ def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps):
     nsteps : int
         Steps of the lockstep path (``ceil(span / h)``): an observation beyond the last step
         is interpolated in it, as there.
+    reuse : ndarray of bool (R,), optional
+        Rows not integrated: their states at the slots are taken from ``states`` (the same
+        parameters of the right-hand side and initial states, the same model times, step and
+        step count as when they were computed: then the predictions are identical).
+    states : ndarray (R, n, n_states), optional
+        Input for the ``reuse`` rows; the other rows' states at the slots are written into it
+        (NaN where not reached). A new array when None.
 
     Returns
     -------
-    ndarray (R, n)
+    out : ndarray (R, n)
         Predictions (0 in empty slots, NaN rows where a value is not finite).
+    states : ndarray (R, n, n_states)
     """
     from ...simulate._compiled import packed_kernels
 
     R, n = tm.shape
+    S = int(kernels.n_states)
     out = np.empty((R, n))
+    if reuse is None:
+        reuse = np.zeros(R, dtype=bool)
+    if states is None:
+        states = np.empty((R, n, S))
     args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64),
             np.ascontiguousarray(tm, dtype=np.float64), np.ascontiguousarray(mask, dtype=bool),
             np.ascontiguousarray(oi, dtype=np.int64), np.ascontiguousarray(lg, dtype=bool),
-            float(h), int(max(nsteps, 1)), int(kernels.n_states), int(kernels.n_observables),
-            out)
+            float(h), int(max(nsteps, 1)), S, int(kernels.n_observables),
+            np.ascontiguousarray(reuse, dtype=bool), states, out)
     with warnings.catch_warnings():
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
         _rk4_rows(*args)
-    return out
+    return out, states

@@ -52,6 +52,23 @@ def applicable(problem, designs) -> bool:
     return not any(d.doses or d.covariates or d.dose_records for d in designs)
 
 
+def _state_parameters(cm, P):
+    """Which of the P model parameters enter the right-hand side or the initial states (the
+    others act only on the observables), from the model's symbolic form; None when unknown
+    (no symbolic form, or a parameter count that differs)."""
+    try:
+        sym = cm.symbolic
+        used = set()
+        for e in list(sym.rhs) + list(sym.initial):
+            used |= {str(x) for x in e.free_symbols}
+        names = [str(x) for x in sym.p]
+    except Exception:  # noqa: BLE001 - a model without a symbolic form: no reuse
+        return None
+    if len(names) != P:
+        return None
+    return np.array([q in used for q in names], dtype=bool)
+
+
 def _compiled_usable(cm, P) -> bool:
     """Whether the model's compiled kernels can integrate the rows (numba imports, the
     kernels exist and take exactly the problem's parameters)."""
@@ -85,6 +102,10 @@ class RK4Predictions:
 
     #: Rows whose last model time exceeds CAP calibration spans fail (NaN).
     CAP = 20.0
+    #: Evaluations whose states at the observation slots are kept (compiled path), and the
+    #: largest such batch (bytes of states): the chains' batches, not importance sampling's.
+    CACHE = 3
+    CACHE_BYTES = 8e6
 
     def __init__(self, model, h: float | None = None, compiled: bool | None = None):
         self.model = model
@@ -116,6 +137,17 @@ class RK4Predictions:
                              "kernels (numba missing or backend 'numpy') or their parameter "
                              f"count differs from the problem's {self.P}")
         self.compiled = usable if compiled is None else bool(compiled)
+        # the states depend only on these parameters and the model times: a row whose
+        # values of both equal those of a recent evaluation is only observed again (a
+        # Metropolis-Hastings move of a parameter acting on the observables alone, or of a
+        # component the proposal left unchanged for that row); identical predictions
+        self._state_cols = _state_parameters(self.cm, self.P) if self.compiled else None
+        self._cache = []
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = []
+        return state
 
     def _model_times(self, theta, index):
         offset = theta[:, self.offset_index] + self.offset_factor * self.offcov[index]
@@ -161,8 +193,26 @@ class RK4Predictions:
             # every row in one compiled call, each only as far as its own last observation
             from ._saem_compiled import rk4_rows
 
-            return rk4_rows(self.cm.kernels, theta[:, :self.P], tm, mask, self.oi[index],
-                            self.log[index], h, nsteps)
+            kernels = self.cm.kernels
+            p = theta[:, :self.P]
+            reuse = states = key = None
+            if (self._state_cols is not None
+                    and R * n * kernels.n_states * 8 <= self.CACHE_BYTES):
+                key = np.concatenate([p[:, self._state_cols], tm], axis=1)
+                reuse = np.zeros(R, dtype=bool)
+                states = np.empty((R, n, kernels.n_states))
+                for e in self._cache:
+                    if e[3] == h and e[4] == nsteps and np.array_equal(e[0], index):
+                        hit = ~reuse & np.all(e[1] == key, axis=1)
+                        if hit.any():
+                            reuse |= hit
+                            states[hit] = e[2][hit]
+            f, states = rk4_rows(kernels, p, tm, mask, self.oi[index], self.log[index], h,
+                                 nsteps, reuse, states)
+            if key is not None:
+                self._cache.insert(0, (index.copy(), key, states, h, nsteps))
+                del self._cache[self.CACHE:]
+            return f
         # rows in decreasing order of their last time: the rows a step still needs are a
         # prefix, so late steps integrate only the long-followed rows
         order = np.argsort(-tmax, kind="stable")
