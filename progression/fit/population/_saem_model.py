@@ -144,6 +144,16 @@ class RK4Predictions:
         self._state_cols = _state_parameters(self.cm, self.P) if self.compiled else None
         self._cache = []
 
+    @property
+    def method(self) -> str:
+        """The integration in words (for the fit's method statement)."""
+        if self.compiled:
+            from ._saem_compiled import numba
+
+            return (f"compiled fixed-step RK4, each row to its own last observation "
+                    f"(numba, {numba.get_num_threads()} threads)")
+        return "lockstep fixed-step RK4 (numpy)"
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_cache"] = []
