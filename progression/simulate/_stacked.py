@@ -50,6 +50,8 @@ class _Stacked:
         self.layout = layout
         self._batch = {}   # compiled loop behind rhs / sensitivity_rhs (see fun), or None
         self._t = np.zeros(1)
+        self._out = None   # fun's output buffer
+        self.pa = None     # p joined with a, set while p and a cannot change (odeint segment)
         self.p = None      # current parameters (P, m)
         self.a = None      # d p_current / d p_base for the sensitivity parameters (k, m)
         n, k = self.n, self.k
@@ -90,18 +92,25 @@ class _Stacked:
         else:
             # (m, (1+k) n) -> ((1+k) n, m): the generated function wants subjects last;
             # p changes in place at switches and covariate times: joined afresh at every call
+            # unless a caller that holds p fixed (one odeint segment) joined it (self.pa)
             y = np.ascontiguousarray(flat.reshape(self.m, self.block).T)
-            p = np.concatenate([self.p, self.a]).astype(np.float64, copy=False)
+            p = self.pa if self.pa is not None else np.concatenate(
+                [self.p, self.a]).astype(np.float64, copy=False)
         batch = self._batch.get(self.k > 0, _UNSET)
         if batch is _UNSET:
             batch = self._batch[self.k > 0] = _compiled_batch(function)
         if batch is not None:
-            # the compiled loop itself, without the wrapper's checks (~3 us of ~8 a call)
-            out = np.zeros((y.shape[0], self.m))
+            # the compiled loop itself, without the wrapper's checks (~3 us of ~8 a call);
+            # the result is copied out by flatten() below, so one buffer serves every call
+            out = self._out
+            if out is None or out.shape != (y.shape[0], self.m):
+                out = self._out = np.zeros((y.shape[0], self.m))
+            else:
+                out[...] = 0.0
             self._t[0] = t
             try:
                 batch(self._t, 0, y, 1, p, 1, out)
-                return out.T.ravel()
+                return out.T.flatten()     # a copy always (scipy's steppers keep f)
             except Exception:  # noqa: BLE001 - the wrapper decides (numpy code, or raise)
                 self._batch[self.k > 0] = None
         return function(t, y, p).T.ravel()
@@ -247,12 +256,17 @@ def _odeint_segment(sys, flat, seg_start, seg_end, times, next_out, rtol, atol, 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", ODEintWarning)
         try:
+            if sys.k:
+                # p and a are fixed within a segment (switches act between segments)
+                sys.pa = np.concatenate([sys.p, sys.a]).astype(np.float64, copy=False)
             Y, info = odeint(sys.fun, flat, tout, Dfun=sys.jac, ml=n - 1, mu=n - 1,
                              tfirst=True, full_output=True, rtol=rtol, atol=atol,
                              tcrit=np.array([seg_end]), mxstep=int(min(max_steps, 2**31 - 1)),
                              hmax=float(max_step) if np.isfinite(max_step) else 0.0)
         except (RuntimeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
             return None
+        finally:
+            sys.pa = None
     steps = int(info["nst"][-1])
     if (info["message"] != "Integration successful." or steps > max_steps
             or not np.all(np.isfinite(Y))):
