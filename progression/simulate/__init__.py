@@ -1,8 +1,14 @@
-"""Simulate models for a batch of subjects: scipy integrators, switches, events, sensitivities.
+"""Simulate models for a batch of subjects: compiled per-subject Rodas4 or scipy integrators,
+switches, events, sensitivities.
 
-:func:`simulate` solves all subjects of a batch together as one stacked system (subject after
-subject), with the model's exact Jacobian in the structure the integrator can use: banded for
-LSODA, block-sparse for BDF and Radau. A cohort therefore costs little more than a patient.
+With the default ``method="auto"`` and a model compiled with the numba backend (the default
+when numba is installed), each subject is integrated on its own by a compiled Rodas4 with the
+model's exact Jacobian (at ``rtol >= 1e-7``; tighter tolerances go to the stacked LSODA, which
+takes far fewer steps there): one patient costs about what a compiled reference costs, and a
+subject's result does not depend on its batch. A scipy name (``"LSODA"``, ``"BDF"``, ...)
+solves all subjects of a batch together as one stacked system (subject after subject), with
+the model's exact Jacobian in the structure the integrator can use: banded for LSODA,
+block-sparse for BDF and Radau. Large batches are cut into chunks automatically.
 
 Integration is piecewise across :class:`Switch` times, where parameters are scaled, shifted or
 set and states may jump; this is what interventions and doses use. Events (threshold crossings)
@@ -12,8 +18,11 @@ observables with respect to chosen parameters are integrated alongside when aske
 A numerical failure is a per-subject status with a message, never an exception thrown through
 an optimiser: a failing batch is re-solved subject by subject to isolate who failed.
 
-The package's modules: :mod:`._api` (:func:`simulate`, :func:`solve_states`), :mod:`._stacked`
-(the stacked system and its integration), :mod:`._switches` (:class:`Switch`),
+The package's modules: :mod:`._api` (:func:`simulate`, :func:`solve_states`, the method
+"auto" and chunking), :mod:`._stacked` (the stacked system and its integration),
+:mod:`._compiled` (the per-subject driver of the compiled Rodas4), :mod:`._rodas4_numba` (one
+Rodas4 step in numba), :mod:`._rodas4_loops` (segment and grid loops, event root finding),
+:mod:`._switches` (:class:`Switch`),
 :mod:`._events` (event location), :mod:`._registry` (:data:`METHODS`, per-subject norms),
 :mod:`._result` (:class:`Simulation`), :mod:`._covariates` (time-varying covariates),
 :mod:`._diagnose` (failure messages) and
