@@ -394,6 +394,8 @@ def write(out: dict) -> None:
     if th:
         naive = th["naive"]["seconds"]
         md += ["## (a) FOCE-I on Theoph (12 subjects)", "",
+               f"Run {th.get('date', out['date'])}: `python benchmarks/population.py "
+               f"{th.get('command', out['argv'])}`.", "",
                "| implementation | wall time (s) | estimation (s) | vs naive | OFV | predict "
                "calls | load |", "|---|---|---|---|---|---|---|"]
         for r in th["config"]:
@@ -414,7 +416,9 @@ def write(out: dict) -> None:
     sa = out.get("saem")
     if sa:
         md += [f"## (b) SAEM on {sa['n']} simulated ALS subjects (als_reduced)", "",
-               f"Config: {sa['config']}. Cohort simulated in {sa['simulate_seconds']:.1f} s.",
+               f"Run {sa.get('date', out['date'])}: `python benchmarks/population.py "
+               f"{sa.get('command', out['argv'])}`. Config: {sa['config']}. Cohort simulated "
+               f"in {sa['simulate_seconds']:.1f} s.",
                "",
                "| wall time (s) | iterations | s / iteration | OFV | load |",
                "|---|---|---|---|---|",
@@ -470,9 +474,13 @@ def main():
                machine=machine(), argv=" ".join(sys.argv[1:]))
     if args.part in ("theoph", "all"):
         out["theoph"] = theoph(args)
+        out["theoph"]["command"] = out["argv"]
+        out["theoph"]["date"] = out["date"]
         write(out)
     if args.part in ("saem", "all"):
         out["saem"] = saem(args)
+        out["saem"]["command"] = out["argv"]
+        out["saem"]["date"] = out["date"]
         write(out)
 
 
