@@ -99,7 +99,10 @@ def compare(base: dict, new: dict) -> dict:
 
     fb, fn = base["fit"], new["fit"]
     theta = rel(fn["estimates"]["theta"], fb["estimates"]["theta"])
-    se = rel(fn["estimates"]["se"], fb["estimates"]["se"])
+    se_b = np.asarray(fb["estimates"]["se"], dtype=float)
+    se_n = np.asarray(fn["estimates"]["se"], dtype=float)
+    se_nan = np.isnan(se_b) != np.isnan(se_n)      # an SE in one run, none in the other
+    se = np.where(se_nan, 0.0, rel(se_n, se_b))
     obj = rel(fn["subject_objective"], fb["subject_objective"])
     names = fb.get("parameters") or []
     names = [p["name"] if isinstance(p, dict) else str(p) for p in names]
@@ -121,6 +124,9 @@ def compare(base: dict, new: dict) -> dict:
         else 0.0,
         "max_rel_estimate_by_parameter": per_param,
         "max_rel_se": float(se.max()),
+        "median_rel_se": float(np.median(se[np.isfinite(se_b) & np.isfinite(se_n)]))
+        if np.any(np.isfinite(se_b) & np.isfinite(se_n)) else 0.0,
+        "se_defined_in_one_run_only": int(se_nan.sum()),
         "max_rel_subject_objective": float(obj.max()),
         "subjects_objective_above_1e-6": int(np.sum(obj > 1e-6)),
         "objective": {"base": fb["objective"], "new": fn["objective"]},
@@ -168,7 +174,8 @@ def main():
           f"{speed_est:.2f}x (target 1.5x: {'met' if speed_cpu >= 1.5 else 'NOT met'})")
     print(f"estimates: max relative difference {diff['max_rel_estimate']:.1e} "
           f"({diff['subjects_estimate_above_1e-6']} of {diff['subjects']} subjects above 1e-6; "
-          f"target 1e-6: {'met' if same else 'NOT met'}); SEs {diff['max_rel_se']:.1e}; "
+          f"target 1e-6: {'met' if same else 'NOT met'}); SEs {diff['max_rel_se']:.1e} "
+          f"({diff['se_defined_in_one_run_only']} in one run only); "
           f"subject objectives {diff['max_rel_subject_objective']:.1e}")
 
     record = {
@@ -219,7 +226,10 @@ def main():
         f"{diff['subjects']} subjects above 1e-6; target identical to 1e-6: "
         f"{'met' if same else 'NOT met'}); largest per parameter: "
         + ", ".join(f"{k} {v:.1e}" for k, v in worst)
-        + f". Standard errors {diff['max_rel_se']:.1e}; subject objectives "
+        + f". Standard errors (where both runs have one): largest relative difference "
+        f"{diff['max_rel_se']:.1e}, median {diff['median_rel_se']:.1e}; "
+        f"{diff['se_defined_in_one_run_only']} defined in one run only (near-singular "
+        "information); subject objectives "
         f"{diff['max_rel_subject_objective']:.1e} ({diff['subjects_objective_above_1e-6']} "
         f"above 1e-6); total objective {diff['objective']['base']:.6f} (baseline) vs "
         f"{diff['objective']['new']:.6f}.",
