@@ -317,9 +317,10 @@ class SAEM(FOCEI):
 
     def _kernel_model(self, s, x0, D, E, omega0, residual0, seed):
         """The predictions the chains and the importance sampling use, and their
-        description: lockstep fixed-step RK4 when every design is a plain unit and the
-        calibrated step reproduces the exact path to 0.01 residual SD at draws from the
-        initial population; the exact path (rtol 1e-8, no sensitivities) otherwise."""
+        description: fixed-step RK4 (compiled per row with kernels, else numpy lockstep) when
+        every design is a plain unit and the calibrated step reproduces the exact path to 0.01
+        residual SD at draws from the initial population; the exact path (rtol 1e-8, no
+        sensitivities) otherwise."""
         exact = _Predictions(s["model"])
         words = "exact outputs (rtol 1e-8, no sensitivities)"
         model = s["model"]
@@ -337,7 +338,7 @@ class SAEM(FOCEI):
         sd = np.where(data.mask & (sd > 0), sd, 1.0)
         fast = RK4Predictions(model)
         if fast.calibrate(exact.predict, phi, index, sd):
-            return fast, (f"lockstep fixed-step RK4 (step {fast.h:.3g} model time units, "
+            return fast, (f"{fast.method} (step {fast.h:.3g} model time units, "
                           f"calibrated: largest difference from the exact path "
                           f"{fast.max_error:.2g} residual SD at draws from the initial "
                           f"population) in the SAEM chains and the importance sampling")
