@@ -1,0 +1,287 @@
+"""Compiled (numba) kernels of :mod:`progression._gridsens`: elimination, the step rule and
+its recurrence, the error estimate and the stiffness bounds.
+
+Split from ``_gridsens.py`` (moved unchanged); ``_gridsens`` imports them and decides, by its
+``COMPILED`` flag, whether they or its numpy code run. Without numba the names are the plain
+Python functions (never called: the flag is then False).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:     # numba is optional: _gridsens's numpy code is the tested fallback
+    numba = None
+
+# ------------------------------------------------------------------ compiled kernels
+# Each computes what the numpy code above computes, with the same operations in the same order
+# per system (sums of products may round differently: 1e-12 relative is what the tests ask).
+
+def _njit(func):
+    return numba.njit(cache=True, nogil=True)(func) if numba is not None else func
+
+
+@_njit
+def _gj_one(w, n):
+    """Gauss-Jordan without pivoting on one contiguous augmented system w (n, c), in place;
+    True when a pivot was poor (below 1e-6 of the largest entry of A) or the solution is not
+    finite (from then on, pivots are replaced by 1 as the numpy code does)."""
+    c = w.shape[1]
+    scale = 0.0
+    nan = False
+    for i in range(n):
+        for q in range(n):
+            a = abs(w[i, q])
+            if a != a:
+                nan = True
+            elif a > scale:
+                scale = a
+    if nan:
+        scale = np.nan
+    poor = False
+    for i in range(n):
+        if not (abs(w[i, i]) > 1e-6 * scale):
+            poor = True
+        if poor:
+            w[i, i] = 1.0
+        piv = w[i, i]
+        for q in range(i + 1, c):
+            w[i, q] /= piv
+        for r in range(i + 1, n):
+            f = w[r, i]
+            for q in range(i + 1, c):
+                w[r, q] -= f * w[i, q]
+    for i in range(n - 1, 0, -1):
+        for r in range(i):
+            f = w[r, i]
+            for q in range(n, c):
+                w[r, q] -= f * w[i, q]
+    for r in range(n):
+        for q in range(n, c):
+            if not np.isfinite(w[r, q]):
+                poor = True
+    return poor
+
+
+@_njit
+def _gj_stack(W, n, poor):
+    """:func:`_gj_one` for every system of a stack W (n, c, N); writes the solution columns
+    ``W[:, n:]`` (the A part is left as it was: no caller reads it) and ``poor`` (N,)."""
+    c = W.shape[1]
+    w = np.empty((n, c))
+    for s in range(W.shape[2]):
+        for r in range(n):
+            for q in range(c):
+                w[r, q] = W[r, q, s]
+        poor[s] = _gj_one(w, n)
+        for r in range(n):
+            for q in range(n, c):
+                W[r, q, s] = w[r, q]
+
+
+@_njit
+def _step_maps_kernel(J, F, new_w, old_w, M, d, S, poor):
+    """For every subject s and step j: [I - nw J[j+1] | I + ow J[j] | nw F[j+1] + ow F[j]]
+    eliminated; M[s, j] (n, n) and d[s, j] (n, k) the step map, poor[s, j] as _gj_one, and
+    S[s, j+1] = M[s, j] @ S[s, j] + d[s, j] (S[:, 0] given; M, d, S subject-major)."""
+    n = J.shape[0]
+    k = F.shape[1]
+    c = 2 * n + k
+    w = np.empty((n, c))
+    for s in range(J.shape[2]):
+        for j in range(new_w.shape[1]):
+            nw = new_w[s, j]
+            ow = old_w[s, j]
+            for r in range(n):
+                for q in range(n):
+                    w[r, q] = -nw * J[r, q, s, j + 1]
+                    w[r, n + q] = ow * J[r, q, s, j]
+                w[r, r] += 1.0
+                w[r, n + r] += 1.0
+                for q in range(k):
+                    w[r, 2 * n + q] = nw * F[r, q, s, j + 1] + ow * F[r, q, s, j]
+            poor[s, j] = _gj_one(w, n)
+            for r in range(n):
+                for q in range(n):
+                    M[s, j, r, q] = w[r, n + q]
+                for q in range(k):
+                    d[s, j, r, q] = w[r, 2 * n + q]
+            for r in range(n):
+                for q in range(k):
+                    acc = 0.0
+                    for c2 in range(n):
+                        acc += w[r, n + c2] * S[s, j, c2, q]
+                    S[s, j + 1, r, q] = acc + w[r, 2 * n + q]
+
+
+@_njit
+def _recurrence_kernel(M, d, S, subjects):
+    """S[s, j+1] = M[s, j] @ S[s, j] + d[s, j], node after node, for the given subjects
+    (M, d, S subject-major)."""
+    n = M.shape[2]
+    k = d.shape[3]
+    for s in subjects:
+        for j in range(M.shape[1]):
+            for r in range(n):
+                for q in range(k):
+                    acc = 0.0
+                    for c in range(n):
+                        acc += M[s, j, r, c] * S[s, j, c, q]
+                    S[s, j + 1, r, q] = acc + d[s, j, r, q]
+
+
+@_njit
+def _propagate_kernel(J, F, new_w, old_w, S, start, stop):
+    """For every subject s with start[s] >= 0, steps j = start[s], ...: solve
+    [I - nw J[j+1] | (I + ow J[j]) S[s, j] + nw F[j+1] + ow F[j]] for S[s, j+1] (S
+    subject-major). A step whose pivots are poor (as _gj_one) with finite inputs stops the
+    subject there (stop[s] = j) for LAPACK; non-finite inputs give NaN and go on, as LAPACK
+    would; stop[s] = -1 when the subject is done."""
+    n = J.shape[0]
+    k = F.shape[1]
+    w = np.empty((n, n + k))
+    for s in range(J.shape[2]):
+        stop[s] = -1
+        if start[s] < 0:
+            continue
+        for j in range(start[s], new_w.shape[1]):
+            nw = new_w[s, j]
+            ow = old_w[s, j]
+            finite = True
+            for r in range(n):
+                for q in range(n):
+                    w[r, q] = -nw * J[r, q, s, j + 1]
+                w[r, r] += 1.0
+                for q in range(k):
+                    acc = S[s, j, r, q]
+                    for c in range(n):
+                        acc += ow * J[r, c, s, j] * S[s, j, c, q]
+                    w[r, n + q] = acc + (nw * F[r, q, s, j + 1] + ow * F[r, q, s, j])
+                for q in range(n + k):
+                    if not np.isfinite(w[r, q]):
+                        finite = False
+            if _gj_one(w, n):
+                if finite:
+                    stop[s] = j
+                    break
+                for r in range(n):
+                    for q in range(k):
+                        S[s, j + 1, r, q] = np.nan
+                continue
+            for r in range(n):
+                for q in range(k):
+                    S[s, j + 1, r, q] = w[r, n + q]
+
+
+@_njit
+def _estimate_kernel(S, C, last, rel):
+    """Each subject's largest |S_h - S_2h| relative to its sensitivity's size, as the numpy
+    code in grid_sensitivities: S (m, G, n, k) and C (m, Ge, n, k) subject-major (C at the
+    even nodes), nodes up to last[s]; NaN when a value it reads is NaN."""
+    m, G, n, k = S.shape
+    size = np.empty((n, k))
+    floor = np.empty(k)
+    for s in range(m):
+        stop = min(last[s], G - 1)
+        size[:, :] = 0.0
+        nan = False
+        for g in range(stop + 1):
+            for r in range(n):
+                for q in range(k):
+                    a = abs(S[s, g, r, q])
+                    if a != a:
+                        nan = True
+                    elif a > size[r, q]:
+                        size[r, q] = a
+        if nan:
+            rel[s] = np.nan
+            continue
+        for q in range(k):
+            big = 0.0
+            for r in range(n):
+                big = max(big, size[r, q])
+            floor[q] = 1e-6 * big + 1e-300
+        worst = 0.0
+        for e in range(stop // 2 + 1):
+            for r in range(n):
+                for q in range(k):
+                    v = abs(S[s, 2 * e, r, q] - C[s, e, r, q]) / (size[r, q] + floor[q])
+                    if v != v:
+                        nan = True
+                    elif v > worst:
+                        worst = v
+        rel[s] = np.nan if nan else worst
+
+
+@_njit
+def _gershgorin_kernel(J, rho):
+    """rho[s, g] = max_i sum_j |J[i, j, s, g]| (NaN if any entry is NaN), J (n, n, m, G)."""
+    n = J.shape[0]
+    G = J.shape[3]
+    row = np.empty(G)
+    for s in range(J.shape[2]):
+        for i in range(n):
+            for g in range(G):
+                row[g] = abs(J[i, 0, s, g])
+            for q in range(1, n):
+                for g in range(G):
+                    row[g] += abs(J[i, q, s, g])
+            for g in range(G):
+                v = row[g]
+                if i == 0:
+                    rho[s, g] = v
+                else:
+                    o = rho[s, g]
+                    if o == o and (v > o or v != v):
+                        rho[s, g] = v
+
+
+@_njit
+def _power_bound_kernel(J, mi, gi, squarings, limit, out):
+    """:func:`_power_bound` of the nodes J[:, :, mi[i], gi[i]] into out (len(mi),), except
+    that a node stops at the first intermediate bound ``||A^(2^s)||^(1/2^s)`` at or below
+    ``limit[i]`` and reports that one (the bounds decrease with s: the final one is below
+    the limit too, and only the comparison with the limit is used)."""
+    n = J.shape[0]
+    A = np.empty((n, n))
+    B = np.empty((n, n))
+    for i in range(mi.size):
+        for r in range(n):
+            for q in range(n):
+                A[r, q] = J[r, q, mi[i], gi[i]]
+        log_scale = 0.0
+        done = False
+        for sq in range(squarings):
+            norm = 0.0
+            for r in range(n):
+                for q in range(n):
+                    norm += A[r, q] * A[r, q]
+            norm = np.sqrt(norm)
+            bound = np.exp((log_scale + np.log(norm)) / 2.0 ** sq)
+            if bound <= limit[i]:
+                out[i] = bound
+                done = True
+                break
+            if not norm > 0:
+                norm = 1.0
+            inv = 1.0 / norm        # (numpy divides: the bound moves by rounding only)
+            for r in range(n):
+                for q in range(n):
+                    A[r, q] *= inv
+            log_scale = 2.0 * (log_scale + np.log(norm))
+            for r in range(n):
+                for q in range(n):
+                    acc = 0.0
+                    for c in range(n):
+                        acc += A[r, c] * A[c, q]
+                    B[r, q] = acc
+            A, B = B, A
+        if done:
+            continue
+        last = 0.0
+        for r in range(n):
+            for q in range(n):
+                last += A[r, q] * A[r, q]
+        out[i] = np.exp((log_scale + np.log(np.sqrt(last))) / 2.0 ** squarings)
