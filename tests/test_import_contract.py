@@ -17,7 +17,7 @@ Layers (a module may import its own layer and those listed for it)::
     model     ModelSpec, expressions, compiled models            -> base, leaves, and
                                                                     data._units (unit table)
     simulate  integrators, doses, switches (``simulate.py`` or   -> base, leaves, model, data
-              the ``simulate/`` package; dosing, _gridsens,
+              the ``simulate/`` package; dosing, _gridsens (+ _gridsens_numba),
               _rodas)
     fit       likelihood, estimators, FitResult, reports         -> base, leaves, data, model,
                                                                     simulate
@@ -51,7 +51,8 @@ LAYER_OF = {
     "plots": "plots",
     "data": "data",
     "model": "model",
-    "simulate": "simulate", "dosing": "simulate", "_gridsens": "simulate", "_rodas": "simulate",
+    "simulate": "simulate", "dosing": "simulate", "_gridsens": "simulate",
+    "_gridsens_numba": "simulate", "_rodas": "simulate",
     "fit": "fit",
     "virtual": "virtual",
     "als": "als",
