@@ -36,7 +36,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["BACKEND", "FORMAT", "ModelCache", "cache_folder", "stats"]
+__all__ = ["BACKEND", "FORMAT", "ModelCache", "cache_folder", "stats", "write_atomic"]
 
 #: Layout version of an entry.
 FORMAT = 1
@@ -157,6 +157,29 @@ def _checksum(payload: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+
+def write_atomic(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and
+    :func:`os.replace` (readers never see a partial file); False when it cannot be written."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        tmp = None
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
 class ModelCache:
     """The entries of one model in the disk cache.
 
@@ -223,20 +246,9 @@ class ModelCache:
         payload = {"format": FORMAT, "key": self.key, "entry": entry, "sources": sources,
                    "extra": extra or {}}
         payload["checksum"] = _checksum(payload)
-        tmp = None
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{entry}.", suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh)
-            os.replace(tmp, self.path(entry))
-            tmp = None
+            text = json.dumps(payload)
+        except ValueError:
+            return
+        if write_atomic(self.path(entry), text):
             stats["writes"] += 1
-        except (OSError, ValueError):
-            pass
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass

@@ -26,12 +26,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
 
+from ._cache import write_atomic
 from ._codegen import _printer, prepare
 from ._expressions import NUMBA_HELPERS
 
@@ -187,27 +187,6 @@ def module_source(functions: dict[str, str]) -> str:
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-        tmp = None
-        return True
-    except (OSError, ValueError):
-        return False
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
 _SAFE_CACHE = None
 
 
@@ -303,7 +282,7 @@ def load_module(source: str, name: str, path: Path | None = None) -> types.Modul
             current = path.read_text(encoding="utf-8") if _owned(path) else None
         except (OSError, ValueError):
             current = None
-        if current != source and not _write_atomic(path, source):
+        if current != source and not write_atomic(path, source):
             path = None
     if path is not None:
         spec = importlib.util.spec_from_file_location(name, path)
