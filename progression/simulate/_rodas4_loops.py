@@ -24,11 +24,8 @@ from ._rodas4_numba import (
     _C,
     _CT,
     _D,
-    _FAC_MAX,
-    _FAC_MIN,
     _FAILED,
     _OK,
-    _SAFETY,
     _TERMINATED,
     AVAILABLE,
 )
@@ -46,6 +43,7 @@ if AVAILABLE:
         _pack,
         _point,
         _record,
+        _step_factor,
     )
 
 __all__ = ["AVAILABLE", "packed_kernels", "segment", "grid_states"]
@@ -171,15 +169,7 @@ if AVAILABLE:
                 njev += 12
             steps += 1
             ok = err <= 1.0
-            if err > 0:
-                fac = _SAFETY * err ** -0.25
-            else:
-                fac = _FAC_MAX
-            if not math.isfinite(fac):
-                fac = _FAC_MIN
-            fac = min(max(fac, _FAC_MIN), _FAC_MAX)
-            if rejected:
-                fac = min(fac, 1.0)
+            fac = _step_factor(err, rejected)
             if ok:
                 t_new = t1 if cut else t + hh
                 nfev += _point(K, t_new, y_new, S_new, p, sidx, a, f1, J1, Fp1, g1, ft1, gt1,
@@ -415,15 +405,7 @@ if AVAILABLE:
                 counts[3] += 1
                 steps += 1
                 ok = err <= 1.0
-                if err > 0:
-                    fac = _SAFETY * err ** -0.25
-                else:
-                    fac = _FAC_MAX
-                if not math.isfinite(fac):
-                    fac = _FAC_MIN
-                fac = min(max(fac, _FAC_MIN), _FAC_MAX)
-                if rejected:
-                    fac = min(fac, 1.0)
+                fac = _step_factor(err, rejected)
                 y_start_saved = False
                 last = False
                 if ok:

@@ -114,6 +114,18 @@ if AVAILABLE:
     # ------------------------------------------------------------------ linear algebra
 
     @njit(cache=True, error_model="numpy")
+    def _step_factor(err, rejected):
+        """Step-size factor after an attempt with error norm ``err`` (clipped to
+        [_FAC_MIN, _FAC_MAX]; no growth right after a rejection)."""
+        fac = _SAFETY * err ** -0.25 if err > 0 else _FAC_MAX
+        if not math.isfinite(fac):
+            fac = _FAC_MIN
+        fac = min(max(fac, _FAC_MIN), _FAC_MAX)
+        if rejected:
+            fac = min(fac, 1.0)
+        return fac
+
+    @njit(cache=True, error_model="numpy")
     def _lu(E, piv):
         """In-place LU with partial pivoting (LAPACK's row-swap order); False if singular."""
         n = E.shape[0]
