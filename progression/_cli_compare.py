@@ -2,6 +2,10 @@
 scenario-comparison config (scenarios fan out over local processes or a Dask cluster with the
 same numbers as in-process).
 
+``progression trial [NAME ...] [--list] [--pool N] [--reps N] [--seed S]``: run published
+ALS trials as virtual trials built like the real ones (``progression/als/trials.toml``) and
+print each published outcome next to its simulated value with pass/fail.
+
 Registered by ``progression.cli`` with ``register(sub)``. An existing output folder is replaced
 only with ``--overwrite``; one progression did not write, or one holding the config or the fit
 folder it reads, is refused before anything runs.
@@ -12,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "cmd_compare"]
+__all__ = ["register", "cmd_compare", "cmd_trial"]
 
 
 def cmd_compare(args) -> int:
@@ -50,6 +54,64 @@ def cmd_compare(args) -> int:
     print(f"  wrote {out}/summary.md, endpoints_*.csv, trajectories.csv, survival.csv"
           + ("" if args.no_figures else " and PNG figures"))
     return 0
+
+
+def cmd_trial(args) -> int:
+    """Published trials, simulated: each outcome with the published value and pass/fail."""
+    import json
+
+    from .als.published import check_published, format_checks, published_spec, published_trials
+    from .errors import ProgressionError
+
+    trials = published_trials()
+    if args.list:
+        for name, spec in trials.items():
+            arms = ", ".join(f"{arm} {n}" for arm, (n, _) in spec.arms.items())
+            print(f"{name:<12} {spec.title} ({arms}; {len(spec.outcomes)} outcomes)")
+        return 0
+    names = args.names or list(trials)
+    specs = [published_spec(n) for n in names]          # unknown names fail before running
+    if args.pool is not None and args.pool < 2:
+        raise ProgressionError(f"--pool: expected at least 2 patients, found {args.pool}")
+    if args.json:
+        from ._io import check_output_files
+
+        out = Path(args.json)
+        if out.suffix.lower() != ".json":
+            raise ProgressionError(f"--json {out}: expected a .json file name")
+        check_output_files([out], overwrite=args.overwrite, ours=_our_json,
+                           what="trial checks file")     # before the simulations
+    rows = []
+    for spec in specs:
+        checks = check_published(spec, pool_size=args.pool, reps=args.reps, seed=args.seed,
+                                 progress=not args.quiet)
+        rows += checks
+        pool = spec.pool if args.pool is None else args.pool
+        print(format_checks(checks, args.table,
+                            title=f"{spec.name}: {spec.title} (pool {pool}, {args.reps} "
+                                  f"replicates, seed {args.seed})"))
+    n_pass = sum(c.passed for c in rows)
+    print(f"all trials: {n_pass} of {len(rows)} published outcomes reproduced")
+    if args.json:
+        from ._io import atomic_files
+
+        out = Path(args.json)
+        with atomic_files(out, overwrite=args.overwrite, ours=_our_json,
+                          what="trial checks file") as tmp:
+            (tmp / out.name).write_text(json.dumps(
+                {"written_by": "progression trial", "seed": args.seed, "reps": args.reps,
+                 "pool": args.pool, "checks": [c.as_dict() for c in rows]}, indent=1) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def _our_json(path: Path) -> bool:
+    """A checks file written by ``progression trial`` (its first key says so)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return '"written_by": "progression trial"' in fh.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def compare_inputs(config) -> list[Path]:
@@ -100,5 +162,24 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "LocalCluster with --jobs workers")
     add_overwrite(p)
     p.set_defaults(func=cmd_compare)
+
+    t = subparsers.add_parser(
+        "trial", help="run published ALS trials as virtual trials (pass/fail per outcome)",
+        description="Simulate published ALS trials built like the real ones (eligibility, "
+                    "arms, duration, analysis; progression/als/trials.toml) and print each "
+                    "published outcome next to its simulated value, with pass/fail.")
+    t.add_argument("names", nargs="*", help="trial names (default: all; see --list)")
+    t.add_argument("--list", action="store_true", help="list the published trials")
+    t.add_argument("--pool", type=positive_int,
+                   help="eligible virtual patients per trial (default: the trial's)")
+    t.add_argument("--reps", type=positive_int, default=100,
+                   help="replicate trials for significance outcomes (default 100)")
+    t.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    t.add_argument("--table", default="text", choices=("text", "markdown"),
+                   help="output style (default text)")
+    t.add_argument("--json", help="also write the checks to this .json file")
+    t.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    add_overwrite(t)
+    t.set_defaults(func=cmd_trial)
     return p
 

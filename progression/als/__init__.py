@@ -14,3 +14,14 @@
 The generic layers (:mod:`progression.virtual`, :mod:`progression.data`) know nothing of ALS;
 this package sits above them and may import them.
 """
+
+_PUBLISHED = ("published_trial", "published_trials", "check_published", "format_checks")
+
+
+def __getattr__(name):
+    # published trials (trials.toml) on first use: `progression.als.published_trial("mirocals")`
+    if name in _PUBLISHED:
+        from . import published
+
+        return getattr(published, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

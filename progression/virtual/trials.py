@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -126,6 +126,9 @@ class TrialPool:
     candidates, eligible : int
         Candidates screened, and how many of them were eligible (the pool keeps the first
         ``n``).
+    markers : dict of str to ndarray, shape (arms, n, V)
+        Noiseless values of the trial's ``markers`` observables at the visits (NaN after
+        death); empty when the trial records none.
     """
 
     arms: tuple
@@ -138,6 +141,7 @@ class TrialPool:
     parameters: np.ndarray
     candidates: int = 0
     eligible: int = 0
+    markers: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -157,7 +161,9 @@ class TrialPool:
                          np.concatenate([p.dfs for p in parts]),
                          np.concatenate([p.duration for p in parts]),
                          np.concatenate([p.parameters for p in parts]),
-                         sum(p.candidates for p in parts), sum(p.eligible for p in parts))
+                         sum(p.candidates for p in parts), sum(p.eligible for p in parts),
+                         {k: np.concatenate([p.markers[k] for p in parts], axis=1)
+                          for k in first.markers})
 
 
 @dataclass
@@ -172,6 +178,7 @@ class TrialData:
     dropout: np.ndarray        # (n,) dropout time, inf if none
     follow_up: float = 0.0
     function: str = "score"    # column name of the score in rows()
+    index: np.ndarray | None = None   # (n,) pool row of each patient (None: not from a pool)
 
     def rows(self) -> list[dict]:
         out = []
@@ -218,6 +225,14 @@ class VirtualTrial:
     solver : SolverOptions or mapping, optional
         How every integration of the trial (screening, states at randomisation, every arm)
         is done; LSODA at rtol 1e-6 by default.
+    markers : sequence of str
+        Further observables recorded (noiseless) at every visit under every arm, in
+        ``TrialPool.markers`` (e.g. ``("CRP", "NfL", "Treg_pct")``: a pharmacodynamic endpoint,
+        a baseline biomarker for subgroups).
+    visit_times : sequence of float, optional
+        Explicit visit times after randomisation (months, increasing, from 0, the last one
+        at most ``follow_up``) instead of every ``visit_every`` months (e.g. IMODALS' days
+        1, 8, 29, 36, 57, 64, 85); ``follow_up`` stays the end of follow-up for survival.
     population : FitResult or VirtualPopulation, optional
         Where candidates come from instead of ``variability``: a population fit (or a
         :meth:`VirtualPopulation.from_fit` population) gives new patients drawn from the
@@ -235,7 +250,8 @@ class VirtualTrial:
                  endpoint: str = "slope", alpha: float = 0.05, vital_status: bool = True,
                  function: str | None = None, event: str | None = None,
                  onset: str | None = None, max_score: float | None = None, solver=None,
-                 population=None):
+                 population=None, markers: Sequence[str] = (),
+                 visit_times: Sequence[float] | None = None):
         self.population = _candidate_source(population, variability)
         if self.population is not None:
             own = load_model(self.population.model)
@@ -285,9 +301,28 @@ class VirtualTrial:
         if function not in self.model.observable_names:
             raise ConfigError(f"function: model {self.model.name!r} has no observable "
                               f"{function!r}")
+        if isinstance(markers, str):
+            markers = (markers,)
+        self.markers = tuple(str(m) for m in markers)
+        for m in self.markers:
+            if m not in self.model.observable_names:
+                raise ConfigError(f"markers: model {self.model.name!r} has no observable "
+                                  f"{m!r} (observables: "
+                                  f"{', '.join(self.model.observable_names)})")
+        self.visit_times = None
+        if visit_times is not None:
+            v = np.asarray(visit_times, dtype=float)
+            if (v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)) or v[0] != 0.0
+                    or np.any(np.diff(v) <= 0) or v[-1] > self.follow_up + 1e-9):
+                raise ConfigError(f"visit_times: expected increasing times from 0 to at most "
+                                  f"follow_up = {self.follow_up:g} months, found "
+                                  f"{list(visit_times)}")
+            self.visit_times = v
 
     @property
     def visits(self) -> np.ndarray:
+        if self.visit_times is not None:
+            return self.visit_times.copy()
         n = int(math.floor(self.follow_up / self.visit_every + 1e-9))
         v = np.arange(n + 1) * self.visit_every
         return v if v[-1] >= self.follow_up - 1e-9 else np.r_[v, self.follow_up]
@@ -363,51 +398,66 @@ class VirtualTrial:
         return (cat(tables), cat(when), cat(scores), cat(dfs), cat(durations),
                 (candidates, found))
 
-    def _outcomes(self, table, when) -> tuple[np.ndarray, np.ndarray]:
+    def _outcomes(self, table, when) -> tuple[np.ndarray, np.ndarray, dict]:
         model = self.model
         visits = self.visits
+        nv = visits.size
+        # death is followed to follow_up even when the last visit is earlier
+        grid = visits if visits[-1] >= self.follow_up - 1e-9 else np.r_[visits,
+                                                                           self.follow_up]
         options = self.solver.simulate_kwargs()
         y0, _, _ = states_at(model, table, when, **options)
         initial = {name: y0[:, i] for i, name in enumerate(model.state_names)}
+        names = (self.function, *getattr(self, "markers", ()))
         results = {}
-        F_all, D_all = [], []
+        out_all, D_all = [], []
         autonomous = is_autonomous(model)
         for name, ivs in self.arms.items():
             key = next((k for k, v in results.items() if self.arms[k] == ivs), None)
             if key is not None:
-                F, death = results[key]
+                out, death = results[key]
             else:
                 if autonomous:
                     sw = to_switches(model, ivs, until=self.follow_up, base=table)
-                    sim = simulate(model, table, visits, initial=initial, switches=sw,
+                    sim = simulate(model, table, grid, initial=initial, switches=sw,
                                    **options)
                     death = sim.event_time(self.event)
-                    F = sim[self.function]
+                    out = [sim[k][:, :nv] for k in names]
                 else:
-                    F = np.full((table.shape[0], visits.size), np.nan)
+                    out = [np.full((table.shape[0], nv), np.nan) for _ in names]
                     death = np.full(table.shape[0], np.nan)
                     for s in np.unique(when):
                         idx = np.nonzero(when == s)[0]
                         sw = to_switches(model, ivs, until=self.follow_up, offset=s,
                                          base=table[idx])
-                        sim = simulate(model, table[idx], s + visits, switches=sw, **options)
-                        F[idx] = sim[self.function]
+                        sim = simulate(model, table[idx], s + grid, switches=sw, **options)
+                        for arr, k in zip(out, names, strict=True):
+                            arr[idx] = sim[k][:, :nv]
                         death[idx] = sim.event_time(self.event) - s
                 death = np.where(np.isfinite(death), death, np.inf)
-                results[name] = (F, death)
-            F_all.append(F)
+                results[name] = (out, death)
+            out_all.append(out)
             D_all.append(death)
-        return np.stack(F_all), np.stack(D_all)
+        F = np.stack([o[0] for o in out_all])
+        markers = {k: np.stack([o[j + 1] for o in out_all])
+                   for j, k in enumerate(names[1:])}
+        return F, np.stack(D_all), markers
 
     # ---------------------------------------------------------------- realise, analyse
 
-    def realise(self, pool: TrialPool, n_per_arm: int, rng) -> TrialData:
-        """One trial: sample patients from the pool, randomise, add noise and dropout."""
+    def realise(self, pool: TrialPool, n_per_arm, rng) -> TrialData:
+        """One trial: sample patients from the pool, randomise, add noise and dropout.
+
+        ``n_per_arm``: patients per arm, one number, or one per arm (unequal allocation,
+        e.g. ``(8, 16)`` for a 2:1 trial). ``TrialData.index`` keeps each patient's pool row
+        (for markers and subgroups).
+        """
         k = len(pool.arms)
-        n = n_per_arm * k
+        sizes = _arm_sizes(n_per_arm, k)
+        n = int(sum(sizes))
         replace = n > pool.size
         idx = rng.choice(pool.size, size=n, replace=replace)
-        arm = rng.permutation(np.repeat(np.arange(k), n_per_arm))
+        arm = rng.permutation(np.repeat(np.arange(k), sizes))
         F = pool.function[arm, idx]                       # (n, V)
         death = pool.death[arm, idx]
         visits = pool.visits
@@ -428,7 +478,7 @@ class VirtualTrial:
         seen = (visits[None] <= np.minimum(dropout, death)[:, None]) & np.isfinite(score)
         score = np.where(seen, score, np.nan)
         return TrialData(pool.arms, arm, visits, score, death, dropout, self.follow_up,
-                         self.function)
+                         self.function, idx)
 
     def analyse(self, data: TrialData) -> list[dict]:
         """Primary analysis: one dict per treatment arm vs control (``estimate``, ``se``,
@@ -633,6 +683,15 @@ def _candidate_source(population, variability):
                       f"{type(population).__name__}")
 
 
+def _arm_sizes(n_per_arm, k: int) -> list[int]:
+    """Patients per arm from one number or one per arm (positive integers)."""
+    sizes = [n_per_arm] * k if np.ndim(n_per_arm) == 0 else list(n_per_arm)
+    if len(sizes) != k or any(isinstance(x, bool) or int(x) != x or x < 1 for x in sizes):
+        raise ConfigError(f"patients per arm: expected a positive integer or one per arm "
+                          f"({k} arms), found {n_per_arm!r}")
+    return [int(x) for x in sizes]
+
+
 def _entropy(seed):
     if isinstance(seed, np.random.SeedSequence):
         return seed.entropy
@@ -656,9 +715,9 @@ def _pool_chunk(job) -> TrialPool:
     trial, n, seed = job
     rng = np.random.default_rng(seed)
     table, when, score, dfs, duration, (candidates, found) = trial._screen(n, rng)
-    F, death = trial._outcomes(table, when)
+    F, death, markers = trial._outcomes(table, when)
     return TrialPool(tuple(trial.arms), trial.visits, F, death, score, dfs, duration, table,
-                     candidates, found)
+                     candidates, found, markers)
 
 
 def _run_batch(job) -> list[dict]:

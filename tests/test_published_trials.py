@@ -1,0 +1,317 @@
+"""Published ALS trials as calibration data (issue 13): progression/als/trials.toml.
+
+Each published trial is run as a virtual trial built like the real one, at a small size (pool
+of 200 eligible patients, 40 replicate trials, seed 3), and every published outcome is
+asserted to fall in its range (the published pattern). Outcomes the current model misses are
+strict xfails carrying the measured numbers (pool 400, seed 1, `progression trial`): when
+the recalibrated model reproduces them, the xfail flips and the list below must shrink.
+
+The machinery (unequal allocation, markers, explicit visits, subgroups, effects from potential
+outcomes) is checked against direct computations on the same pool and against the null
+(identical arms: HR 1, no slowing, rejection at the nominal rate).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression.als import published as pub
+from progression.cli import main
+from progression.errors import ConfigError
+from progression.stats.survival import logrank
+from progression.virtual.trials import VirtualTrial
+
+SMALL = {"pool_size": 200, "reps": 40, "seed": 3}
+
+#: (trial, outcome) -> what the model gave when it missed (pool 400, seed 1). Strict xfails.
+MISSES = {
+    ("tocilizumab", "alsfrs_12m"):
+        "+1.9 ALSFRS-R points at 12 months after 3 infusions (published: no lasting effect)",
+    ("tocilizumab", "death_hr_18m"):
+        "death HR 0.80-0.86 over 18 months after 3 infusions (published: no lasting effect)",
+    ("mirocals", "death_significant"):
+        "log-rank significant in ~50% of 110/arm trials (HR 0.76; published 0.81 n.s.)",
+    ("mirocals", "death_hr_high_nfl"):
+        "HR 0.72-0.79 in the top NfL quarter: the model's IL-2 benefit does not vanish at "
+        "high neurofilament (published ~1.37)",
+    ("imodals", "nfl_3m"):
+        "NfL -15% vs placebo after 3 IL-2 cycles (published: unchanged): NfL follows the "
+        "neuron loss rate, which IL-2 lowers at once",
+    ("masitinib", "slowing_normal"):
+        "6% slowing in ΔFS < 1.1 (published 27%); stronger factors slow fast progressors "
+        "as much (factor 0.1: 20% vs 18%), so the pattern is structural",
+    ("riluzole", "death_hr_18m"):
+        "HR 0.91-0.92 over 18 months at factor 0.90 (published ~0.80; factor 0.65 gives 0.78 "
+        "with a 1.7-month gain)",
+    ("riluzole", "median_gain"):
+        "median gain 0.3-0.4 months at factor 0.90 with the joint-model death hazard "
+        "(published 2-3 months)",
+}
+
+
+@pytest.fixture(scope="module")
+def checks():
+    """Every published trial's checks at the small size (computed once)."""
+    return {name: {c.outcome: c for c in pub.check_published(name, **SMALL)}
+            for name in pub.published_trials()}
+
+
+def _cases():
+    out = []
+    for name, spec in pub.published_trials().items():
+        for o in spec.outcomes:
+            marks = ()
+            if (name, o.name) in MISSES:
+                marks = pytest.mark.xfail(strict=True, reason=MISSES[name, o.name])
+            out.append(pytest.param(name, o.name, marks=marks, id=f"{name}-{o.name}"))
+    return out
+
+
+@pytest.mark.parametrize("trial, outcome", _cases())
+def test_published_pattern(checks, trial, outcome):
+    c = checks[trial][outcome]
+    lo, hi = c.range
+    assert lo <= c.simulated <= hi, (f"{trial} {outcome}: simulated {c.simulated:.3g}, "
+                                     f"accepted {lo:g} to {hi:g} ({c.detail})")
+    assert c.passed
+
+
+def test_every_trial_is_described_like_the_real_one():
+    trials = pub.published_trials()
+    assert set(trials) == {"tocilizumab", "mirocals", "imodals", "masitinib", "riluzole"}
+    toc = trials["tocilizumab"]
+    assert toc.sizes == (7, 15)                                   # 2:1, n = 22
+    assert toc.visits[:5] == pytest.approx([0, 28 / 30.4375, 56 / 30.4375, 84 / 30.4375,
+                                            112 / 30.4375])
+    assert [iv.label for iv in toc.arms["tocilizumab"][1]] == ["tocilizumab"]
+    miro = trials["mirocals"]
+    assert miro.sizes == (110, 110) and miro.enrolment.duration[1] == 24.0
+    assert miro.follow_up == pytest.approx(640 / 30.4375)
+    assert {iv.label for iv in miro.arms["placebo"][1]} == {"riluzole"}   # add-on trial
+    il2 = [iv for iv in miro.arms["low-dose IL-2"][1] if iv.label.startswith("low-dose")][0]
+    assert il2.stop == 18.0 and il2.every == pytest.approx(28 / 30.4375)
+    assert trials["imodals"].sizes == (12, 12, 12)
+    assert trials["masitinib"].enrolment.duration == (6.0, 36.0)
+    for spec in trials.values():
+        for o in spec.outcomes:
+            assert o.source and o.published and o.basis, (spec.name, o.name)
+    trial = pub.published_trial("tocilizumab")
+    assert isinstance(trial, VirtualTrial) and list(trial.arms) == ["placebo", "tocilizumab"]
+    np.testing.assert_allclose(trial.visits, toc.visits)
+    assert trial.markers == ("CRP",)
+
+
+@pytest.fixture(scope="module")
+def null_spec():
+    """A trial with two identical arms (the null) and every outcome kind."""
+    text = textwrap.dedent("""
+        [null]
+        title = "two placebo arms"
+        follow_up = 12.0
+        visits = [0.0, 3.0, 6.0, 12.0]
+        markers = ["CRP", "NfL"]
+        dropout = { rate = 0.0 }
+        [null.arms.a]
+        n = 30
+        interventions = []
+        [null.arms.b]
+        n = 60
+        interventions = []
+        [[null.outcomes]]
+        name = "crp"
+        statistic = "CRP"
+        kind = "marker_change"
+        marker = "CRP"
+        at = [3.0, 6.0]
+        published = "x"
+        range = [-1.0, 1.0]
+        [[null.outcomes]]
+        name = "diff"
+        statistic = "d"
+        kind = "score_difference"
+        at = 12.0
+        published = "x"
+        range = [-0.01, 0.01]
+        [[null.outcomes]]
+        name = "slow"
+        statistic = "s"
+        kind = "slowing"
+        at = 12.0
+        subgroup = { by = "NfL", quantile_below = 0.5 }
+        published = "x"
+        range = [-0.01, 0.01]
+        [[null.outcomes]]
+        name = "hr"
+        statistic = "h"
+        kind = "hazard_ratio"
+        published = "x"
+        range = [0.999, 1.001]
+        [[null.outcomes]]
+        name = "gain"
+        statistic = "g"
+        kind = "median_gain"
+        published = "x"
+        range = [-1e-9, 1e-9]
+        [[null.outcomes]]
+        name = "rej"
+        statistic = "r"
+        kind = "rejection_rate"
+        test = "change"
+        at = 12.0
+        published = "x"
+        range = [0.0, 0.12]
+    """)
+    return text
+
+
+def test_null_trial_has_no_effect_and_nominal_rejection(tmp_path, null_spec):
+    path = tmp_path / "null.toml"
+    path.write_text(null_spec)
+    spec = pub.load_trials(path)["null"]
+    trial = pub.published_trial(spec)
+    pool = trial.simulate_pool(160, seed=5)
+    checks = {c.outcome: c for c in pub.check_published(spec, pool=pool, reps=200, seed=2)}
+    assert all(c.passed for c in checks.values()), [c for c in checks.values()
+                                                    if not c.passed]
+    # unequal allocation: 30 and 60 per arm, pool rows kept
+    data = trial.realise(pool, [30, 60], np.random.default_rng(0))
+    assert np.bincount(data.arm).tolist() == [30, 60]
+    assert data.index.shape == (90,) and data.index.max() < pool.size
+    np.testing.assert_array_equal(data.death, pool.death[data.arm, data.index])
+
+
+def test_effects_match_direct_computation_on_the_pool():
+    spec = pub.published_spec("tocilizumab")
+    trial = pub.published_trial(spec)
+    pool = trial.simulate_pool(60, seed=4)
+    assert pool.markers["CRP"].shape == (2, 60, len(spec.visits))
+    # same patient at randomisation under both arms
+    np.testing.assert_allclose(pool.markers["CRP"][0, :, 0], pool.markers["CRP"][1, :, 0])
+    got = {c.outcome: c.simulated for c in pub.check_published(spec, pool=pool, reps=5)}
+    crp = pool.markers["CRP"][1]
+    # each patient's mean over the visits seen alive (weeks 4-16), then over patients
+    seen = np.isfinite(crp[:, 1:5]).any(axis=1)
+    per = [np.mean(r[np.isfinite(r)]) for r in crp[seen, 1:5] / crp[seen, :1]]
+    direct = np.mean(100 * (np.array(per) - 1))
+    assert got["crp_change"] == pytest.approx(direct, rel=1e-12)
+    j = int(np.argmin(np.abs(pool.visits - 12.0)))
+    F = pool.function[:, :, j]
+    ok = np.isfinite(F).all(axis=0)
+    assert got["alsfrs_12m"] == pytest.approx(np.mean(F[1, ok] - F[0, ok]), rel=1e-12)
+    d = pool.death
+    t = np.minimum(np.r_[d[0], d[1]], 18.0)
+    lr = logrank(t, np.r_[d[0], d[1]] <= 18.0, np.r_[np.zeros(60, bool), np.ones(60, bool)])
+    assert got["death_hr_18m"] == pytest.approx(lr["hr_oe"], rel=1e-12)
+
+
+def test_subgroups_split_the_pool():
+    spec = pub.published_spec("mirocals")
+    trial = pub.published_trial(spec)
+    pool = trial.simulate_pool(80, seed=6)
+    low = pub._subgroup(spec.outcomes[2], pool, "low")
+    high = pub._subgroup(spec.outcomes[3], pool, "high")
+    assert not np.any(low & high) and np.all(low | high)
+    assert low.sum() == 60                                    # NfL below its 75th percentile
+    nfl = pool.markers["NfL"][0, :, 0]
+    assert nfl[low].max() < nfl[high].min()
+
+
+def test_visit_times_and_markers_are_validated():
+    with pytest.raises(ConfigError, match="markers: model 'als_systemic' has no observable "
+                                          "'CRPP'"):
+        VirtualTrial({"a": [], "b": []}, markers=["CRPP"])
+    with pytest.raises(ConfigError, match="visit_times: expected increasing times from 0"):
+        VirtualTrial({"a": [], "b": []}, follow_up=6.0, visit_times=[0.0, 3.0, 9.0])
+    with pytest.raises(ConfigError, match="visit_times"):
+        VirtualTrial({"a": [], "b": []}, visit_times=[1.0, 3.0])
+    trial = VirtualTrial({"a": [], "b": []}, follow_up=6.0, visit_every=1.0)
+    pool = trial.simulate_pool(20, seed=1)
+    with pytest.raises(ConfigError, match="patients per arm: expected a positive integer or "
+                                          "one per arm"):
+        trial.realise(pool, [3], np.random.default_rng(0))
+
+
+BASE = textwrap.dedent("""
+    [t]
+    title = "x"
+    follow_up = 12.0
+    markers = ["NfL"]
+    [t.arms.a]
+    n = 5
+    interventions = []
+    [t.arms.b]
+    n = 5
+    interventions = ["ld_il2"]
+    [[t.outcomes]]
+    name = "o"
+    statistic = "s"
+    kind = "hazard_ratio"
+    published = "p"
+    range = [0.5, 1.0]
+""")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('title = "x"', 'title = "x"\ncolour = 1', r"\[t\]: unknown key 'colour'"),
+    ('kind = "hazard_ratio"', 'kind = "hazard"', r"outcomes\[0\]\.kind: expected one of"),
+    ("range = [0.5, 1.0]", "range = [1.0, 0.5]", r"outcomes\[0\]\.range: expected \[low, "
+                                                 r"high\]"),
+    ('interventions = ["ld_il2"]', 'interventions = ["ld_il3"]',
+     r"arms\.b\.interventions\[0\]: unknown intervention 'ld_il3'"),
+    ('interventions = ["ld_il2"]', 'interventions = [{ name = "ld_il2", dose = 2 }]',
+     r"arms\.b\.interventions\[0\]: intervention 'ld_il2': unknown option 'dose'"),
+    ("n = 5\ninterventions = []", "n = 0\ninterventions = []", r"arms\.a\.n: expected a "
+                                                               r"positive integer"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\nhorizon = 13.0',
+     r"outcomes\[0\]: time 13 months is after the trial's follow_up"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\narm = "c"', r"outcomes\[0\]\.arm: no arm 'c'"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\nsubgroup = { by = "CRP", below = 3 }',
+     r"subgroup\.by: expected 'dfs' or one of the trial's markers"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\nsubgroup = { by = "NfL", quantile_below = 2 }',
+     r"subgroup\.quantile_below: expected a quantile in \(0, 1\)"),
+    ('kind = "hazard_ratio"', 'kind = "rejection_rate"\ntest = "slope"',
+     r"outcomes\[0\]\.test: expected one of change, survival, marker_change"),
+    ('kind = "hazard_ratio"', 'kind = "marker_change"\nmarker = "CRP"\nat = 3.0',
+     r"outcomes\[0\]\.marker: expected one of the trial's markers \(NfL\)"),
+    ("follow_up = 12.0", 'follow_up = "12 fortnights"', r"follow_up: expected a time"),
+])
+def test_bad_trial_files_name_the_file_and_key(tmp_path, old, new, message):
+    assert old in BASE
+    path = tmp_path / "trials.toml"
+    path.write_text(BASE.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message) as info:
+        pub.load_trials(path)
+    assert str(path) in str(info.value)
+
+
+def test_cli_trial(tmp_path, capsys):
+    assert main(["trial", "--list"]) == 0
+    assert "mirocals" in capsys.readouterr().out
+    assert main(["trial", "mirocal"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown published trial 'mirocal'" in err and "did you mean" in err.lower()
+    out = tmp_path / "checks.json"
+    assert main(["trial", "imodals", "--pool", "40", "--reps", "5", "--quiet",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "imodals" in text and "published outcomes reproduced" in text
+    doc = json.loads(out.read_text())
+    assert [c["outcome"] for c in doc["checks"]] == [o.name for o in
+                                                     pub.published_spec("imodals").outcomes]
+    # an existing checks file is replaced only with --overwrite
+    assert main(["trial", "imodals", "--pool", "40", "--reps", "5", "--quiet",
+                 "--json", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["trial", "imodals", "--pool", "1", "--quiet"]) == 2
+
+
+def test_riluzole_library_entry():
+    (iv,) = pg.library("riluzole")
+    assert iv.scale == {"k0": 0.9, "kA": 0.9, "kE": 0.9}
+    (half,) = pg.library("riluzole", strength=0.5)
+    assert half.scale["k0"] == pytest.approx(0.9 ** 0.5)
