@@ -47,6 +47,11 @@ def _printer():
         def _print_Heaviside(self, expr):
             return f"numpy.heaviside({self._print(expr.args[0])}, 0.5)"
 
+        def _print_erfc(self, expr):
+            # elementwise (scipy.special.erfc, in the generated module's namespace); the
+            # numba printer prints math.erfc instead
+            return f"erfc({self._print(expr.args[0])})"
+
         def _print_Piecewise(self, expr):
             *branches, last = expr.args
             text = self._print(last.expr) if last.cond == sp.true else "numpy.nan"

@@ -74,6 +74,9 @@ FUNCTIONS: dict[str, tuple[int, int, str]] = {
     "sigmoid": (1, 1, "sigmoid(x)"),
     "where": (3, 3, "where(condition, a, b)"),
     "clip": (3, 3, "clip(x, lo, hi)"),
+    # the complementary error function: the normal tail 0.5 * erfc(z / sqrt(2)) turns a
+    # standard-normal per-patient draw into an Exp(1) hazard threshold ([hazards.NAME])
+    "erfc": (1, 1, "erfc(x)"),
 }
 
 #: Names a model may not define: the time symbol and the function names.
@@ -94,9 +97,16 @@ def _numpy_sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
 
 
+def _numpy_erfc(x):
+    # scipy is imported on first use only: reading a model file needs neither it nor sympy
+    from scipy.special import erfc
+
+    return erfc(x)
+
+
 #: Implementations of the custom sympy functions for generated numpy code.
 NUMPY_IMPLEMENTATIONS = {"softplus": _numpy_softplus, "sigmoid": _numpy_sigmoid,
-                         "hill": _numpy_hill}
+                         "hill": _numpy_hill, "erfc": _numpy_erfc}
 
 #: Scalar implementations of the custom functions and of the numpy functions whose scalar
 #: forms differ, for generated numba code (pasted into each generated module, so a cached
@@ -514,6 +524,7 @@ _FOLD = {
     "softplus": _softplus,
     "sigmoid": lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)),
     "clip": lambda x, lo, hi: min(max(x, lo), hi),
+    "erfc": math.erfc,
 }
 
 

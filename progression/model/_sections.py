@@ -2,9 +2,10 @@
 
 :func:`~progression.model.spec.parse_model` reads the TOML document and hands each table to a
 reader here (``[parameters]``, ``[states]``, ``[expressions]``, ``[equations]``,
-``[observables]``, ``[events]``, ``[dosing]``, ``[covariates]``). Every reader adds what is wrong
-to one :class:`_Problems` collector instead of failing, so that a file's problems are reported
-all at once; :func:`_check_expressions` then checks every expression against the declared names.
+``[observables]``, ``[events]``, ``[dosing]``, ``[covariates]``, ``[hazards]``). Every reader
+adds what is wrong to one :class:`_Problems` collector instead of failing, so that a file's
+problems are reported all at once; :func:`_check_expressions` then checks every expression
+against the declared names, and :func:`_inject_hazards` adds what each hazard implies.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from .spec import (
     Covariate,
     DosingCompartment,
     Event,
+    Hazard,
     Observable,
     Parameter,
     State,
 )
 
 _TOP_KEYS = {"model", "parameters", "states", "expressions", "equations", "observables", "events",
-             "dosing", "covariates"}
+             "dosing", "covariates", "hazards"}
 _KEYS = {
     "model": {"name", "description", "time_unit", "references"},
     "parameters": {"value", "bounds", "unit", "description", "source"},
@@ -38,6 +40,7 @@ _KEYS = {
     "events": {"condition", "direction", "terminal", "description"},
     "dosing": {"cmt", "bioavailability", "lag", "rate", "duration"},
     "covariates": {"value", "unit", "description", "interpolation"},
+    "hazards": {"rate", "event", "terminal", "description"},
 }
 
 
@@ -524,3 +527,138 @@ def _check_expressions(source, names: _Names, expressions, equations, states, ob
                                       f"{' -> '.join(exc.args[1])}")
 
 
+
+
+def _read_hazards(table, problems, names: _Names) -> list[Hazard]:
+    """The ``[hazards]`` table: one sub-table per hazard (see :class:`~.spec.Hazard`).
+
+    The names each hazard adds (``Lambda_NAME``, ``z_NAME``, ``threshold_NAME``,
+    ``hazard_NAME``, ``cumhaz_NAME``, ``survival_NAME``) are declared here, so that a file
+    using one of them already is told so, and the other sections may use them (an event
+    condition may name ``Lambda_NAME`` and ``threshold_NAME``).
+    """
+    out = []
+    events: dict[str, str] = {}
+    for name, entry in table.items():
+        where = f"[hazards.{name}]"
+        if not _check_name(name, where, problems):
+            continue
+        if not isinstance(entry, dict):
+            problems.add(where, f"expected a table with rate, event, terminal, description, "
+                                f"found {_describe(entry)}")
+            continue
+        _unknown_keys(entry, _KEYS["hazards"], where, problems)
+        ok = True
+        rate = entry.get("rate")
+        if "rate" not in entry:
+            problems.add(where, "missing key 'rate' (the hazard, an expression >= 0 in 1/time "
+                                "unit of the model)")
+            ok = False
+        elif _is_number(rate):
+            if not rate > 0:
+                problems.add(f"{where} rate", f"expected a positive hazard (a constant rate "
+                                              f"must be > 0), found {_describe(rate)}")
+                ok = False
+            rate = repr(float(rate))
+        elif not isinstance(rate, str) or not rate.strip():
+            problems.add(f"{where} rate", f"expected an expression string or a positive "
+                                          f"number, found {_describe(rate)}")
+            ok = False
+        event = entry.get("event", name)
+        if not isinstance(event, str) or not event.isidentifier():
+            problems.add(f"{where} event", f"expected the event's name (letters, digits and "
+                                           f"'_', the label of these events in the data), "
+                                           f"found {_describe(event)}")
+            ok = False
+        elif event in events:
+            problems.add(f"{where} event", f"event {event!r} already has a hazard "
+                                           f"([hazards.{events[event]}]); expected one hazard "
+                                           "per event")
+            ok = False
+        else:
+            events[event] = name
+        terminal = entry.get("terminal", True)
+        if not isinstance(terminal, bool):
+            problems.add(f"{where} terminal", f"expected true or false, found "
+                                              f"{_describe(terminal)}")
+            ok = False
+        description = _text(entry, "description", where, problems)
+        hazard = Hazard(name, rate if isinstance(rate, str) else "", event if isinstance(
+            event, str) else name, terminal is True, description=description)
+        for implicit, kind in hazard.implicit_names.items():
+            if implicit in names.kind:
+                problems.add(where, f"the name {implicit!r} is reserved for the {kind} that "
+                                    f"[hazards.{name}] adds, but the file already uses it "
+                                    f"(a {names.kind[implicit]})")
+                ok = False
+            else:
+                names.declare(implicit, kind, problems, where)
+        if ok:
+            out.append(hazard)
+    return out
+
+
+def _inline_observables(text: str, observables) -> str:
+    """``text`` with every observable's name replaced by its (parenthesised) expression: a
+    hazard's rate may name observables, the state equation it becomes may not."""
+    import ast
+
+    bodies = {o.name: ast.parse(f"({o.expression})", mode="eval").body for o in observables}
+
+    class _Inline(ast.NodeTransformer):
+        def visit_Name(self, node):
+            return bodies.get(node.id, node)
+
+    tree = _Inline().visit(ast.parse(text, mode="eval"))
+    return ast.unparse(tree)
+
+
+def _inject_hazards(source, hazards, names: _Names, parameters, states, expressions,
+                    equations, observables, events, time_unit, problems):
+    """Add each hazard's cumulative-hazard state and equation, survival score, threshold,
+    observables and (unless declared) event; each rate is checked here, naming its key."""
+    if not hazards:
+        return parameters, states, expressions, equations, observables, events
+    parameters, states = list(parameters), list(states)
+    expressions, equations = list(expressions), list(equations)
+    observables, events = list(observables), list(events)
+    allowed = {"t", *names.kind}
+    declared_events = {e.name for e in events}
+    file_observables = [o for o in observables]
+    for h in hazards:
+        where = f"[hazards.{h.name}] rate"
+        try:
+            check_expression(h.rate, allowed, f"{source}, {where}")
+            rate = _inline_observables(h.rate, file_observables)
+        except ModelError as exc:
+            problems.items.append(str(exc))
+            rate = "0.0"
+        except (SyntaxError, ValueError, RecursionError) as exc:
+            problems.add(where, f"cannot inline the observables it names ({exc})")
+            rate = "0.0"
+        per_time = f"1/{time_unit}"
+        states.append(State(h.state, 0.0, unit="1",
+                            description=f"cumulative hazard of {h.event} ([hazards.{h.name}])"))
+        equations.append((h.state, rate))
+        parameters.append(Parameter(
+            h.score, 0.0, (-8.0, 8.0), unit="1",
+            description=f"survival score of {h.event}: a standard-normal per-patient draw; "
+                        f"the patient's Exp(1) threshold of the cumulative hazard is "
+                        f"-log(0.5 erfc(z / sqrt(2))) (0: ln 2, the median event time)",
+            source=f"[hazards.{h.name}] implicit parameter"))
+        expressions.append((h.threshold, f"-log(0.5 * erfc({h.score} / sqrt(2)))"))
+        observables += [
+            Observable(h.hazard_observable, rate, unit=per_time,
+                       description=f"hazard of {h.event}" + (f": {h.description}"
+                                                             if h.description else "")),
+            Observable(h.cumulative_observable, h.state, unit="1",
+                       description=f"cumulative hazard of {h.event} since model time 0"),
+            Observable(h.survival_observable, f"exp(-{h.state})", unit="1",
+                       description=f"probability of no {h.event} since model time 0"),
+        ]
+        if h.event not in declared_events:
+            events.append(Event(h.event, f"{h.threshold} - {h.state}", "falling", h.terminal,
+                                description=f"{h.event}: the cumulative hazard of "
+                                            f"[hazards.{h.name}] reaches the patient's "
+                                            f"threshold ({h.threshold})"))
+    return parameters, states, expressions, equations, observables, events

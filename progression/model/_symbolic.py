@@ -99,6 +99,7 @@ BUILDERS = {
     "sigmoid": sigmoid,
     "where": lambda cond, a, b: sp.Piecewise((a, cond), (b, True)),
     "clip": lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi),
+    "erfc": sp.erfc,
 }
 
 _COMPARE = {

@@ -2,7 +2,8 @@
 
 A model file is TOML with the tables ``[model]``, ``[parameters.NAME]``, ``[states.NAME]``,
 ``[expressions]``, ``[equations]``, ``[observables.NAME]``, ``[events.NAME]``,
-``[dosing.STATE]`` and ``[covariates.NAME]`` (see README). :func:`parse_model` checks
+``[dosing.STATE]``, ``[covariates.NAME]`` and ``[hazards.NAME]`` (see README and
+:class:`Hazard`). :func:`parse_model` checks
 everything (the section readers are in :mod:`._sections`), collecting every problem before it
 fails, and returns a :class:`ModelSpec`: plain, immutable, picklable data. The symbolic view
 (sympy expressions with intermediate expressions substituted) is built from it by
@@ -33,6 +34,7 @@ __all__ = [
     "Event",
     "DosingCompartment",
     "Covariate",
+    "Hazard",
     "ModelSpec",
     "SymbolicModel",
     "parse_model",
@@ -208,6 +210,79 @@ class Covariate:
 
 
 @dataclass(frozen=True)
+class Hazard:
+    """A hazard of an event (a ``[hazards.NAME]`` table of a model file): time to event as a
+    random variable whose hazard follows the model's state.
+
+    Parsing adds, for hazard ``NAME``:
+
+    * the state ``Lambda_NAME`` (cumulative hazard, initial 0, ``d Lambda / dt = rate``), so
+      that the forward sensitivities of the states give ``d Lambda / d theta``;
+    * the observables ``hazard_NAME`` (the rate ``h(t)``), ``cumhaz_NAME`` (``Lambda(t)``) and
+      ``survival_NAME`` (``S(t) = exp(-Lambda(t))``, the survival since model time 0);
+    * the parameter ``z_NAME`` (default 0, bounds [-8, 8]): the patient's standard-normal
+      survival score, and the expression ``threshold_NAME = -log(0.5 erfc(z_NAME / sqrt 2))``:
+      the patient's Exp(1) threshold (``z ~ N(0, 1)`` gives ``threshold ~ Exp(1)``, so any
+      normal variability on ``z_NAME`` draws event times from the hazard; ``z = 0`` gives ln 2,
+      the median);
+    * unless the file declares ``[events.EVENT]`` itself, the event ``EVENT`` (condition
+      ``threshold_NAME - Lambda_NAME``, falling, terminal when ``terminal``): it happens when
+      the cumulative hazard reaches the threshold, i.e. with probability ``1 - S(t)`` by ``t``.
+
+    Attributes
+    ----------
+    name : str
+    rate : str
+        Expression of the hazard (1/time unit of the model); it may name states, parameters,
+        covariates, expressions, observables (inlined) and ``t``; it must be >= 0.
+    event : str
+        The event it is the hazard of: the label of those events in the data's events table
+        (``death``) and the name of the model event added (or declared).
+    terminal : bool
+        Whether the added event ends the trajectory.
+    description : str
+    """
+
+    name: str
+    rate: str
+    event: str
+    terminal: bool = True
+    description: str = ""
+
+    @property
+    def state(self) -> str:
+        return f"Lambda_{self.name}"
+
+    @property
+    def score(self) -> str:
+        return f"z_{self.name}"
+
+    @property
+    def threshold(self) -> str:
+        return f"threshold_{self.name}"
+
+    @property
+    def hazard_observable(self) -> str:
+        return f"hazard_{self.name}"
+
+    @property
+    def cumulative_observable(self) -> str:
+        return f"cumhaz_{self.name}"
+
+    @property
+    def survival_observable(self) -> str:
+        return f"survival_{self.name}"
+
+    @property
+    def implicit_names(self) -> dict[str, str]:
+        """Every name parsing adds for this hazard, with its kind."""
+        return {self.state: "state", self.score: "parameter", self.threshold: "expression",
+                self.hazard_observable: "observable",
+                self.cumulative_observable: "observable",
+                self.survival_observable: "observable"}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A validated model definition: plain data, picklable, hashable by content.
 
@@ -227,6 +302,7 @@ class ModelSpec:
     dosing: tuple[DosingCompartment, ...] = ()
     dose_parameter: str | None = None
     covariates: tuple[Covariate, ...] = ()
+    hazards: tuple[Hazard, ...] = ()
     source: str = "<string>"
     text: str = field(default="", compare=False, repr=False)
 
@@ -257,6 +333,20 @@ class ModelSpec:
         return tuple(e.name for e in self.events)
 
     @property
+    def hazard_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hazards)
+
+    def hazard(self, name: str | None = None) -> Hazard:
+        """The hazard ``name`` (or the model's only one when ``name`` is None)."""
+        if name is None and len(self.hazards) == 1:
+            return self.hazards[0]
+        for h in self.hazards:
+            if h.name == name:
+                return h
+        raise ModelError(f"model {self.name!r}: no hazard {name!r} (hazards: "
+                         f"{', '.join(self.hazard_names) or 'none'})")
+
+    @property
     def defaults(self) -> dict[str, float]:
         """Default parameter values by name."""
         return {p.name: p.value for p in self.parameters}
@@ -277,6 +367,8 @@ class ModelSpec:
             parts += (self.dosing, self.dose_parameter)
         if self.covariates:
             parts += (self.covariates,)
+        if self.hazards:
+            parts += (self.hazards,)
         content = repr(parts)
         return hashlib.sha256(content.encode()).hexdigest()
 
@@ -368,20 +460,25 @@ def parse_model(text: str, source: str = "<string>") -> ModelSpec:
     equations = S._read_strings(equations_table, "equations", problems, None)
     observables = S._read_observables(S._table(doc, "observables", problems), problems, names)
     events = S._read_events(S._table(doc, "events", problems), problems)
+    hazards = S._read_hazards(S._table(doc, "hazards", problems), problems, names)
     dosing, dose_parameter = S._read_dosing(S._table(doc, "dosing", problems), problems, names,
                                             parameters)
     parameters, equations = S._inject_dosing(dosing, parameters, equations,
                                              {st.name: st.unit for st in states}, time_unit)
-    S._check_equations(equations_table, names, problems)
+    S._check_equations({**equations_table, **{h.state: h.rate for h in hazards}}, names,
+                       problems)
     S._check_expressions(source, names, expressions, equations, states, observables, events,
                          problems)
+    (parameters, states, expressions, equations, observables,
+     events) = S._inject_hazards(source, hazards, names, parameters, states, expressions,
+                                 equations, observables, events, time_unit, problems)
     problems.raise_if_any()
     return ModelSpec(
         name=name, description=description, time_unit=time_unit,
         parameters=tuple(parameters), states=tuple(states), expressions=tuple(expressions),
         equations=tuple(equations), observables=tuple(observables), events=tuple(events),
         references=tuple(references), dosing=tuple(dosing), dose_parameter=dose_parameter,
-        covariates=tuple(covariates), source=source, text=text,
+        covariates=tuple(covariates), hazards=tuple(hazards), source=source, text=text,
     )
 
 
