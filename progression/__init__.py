@@ -11,6 +11,7 @@ from .errors import ConfigError, DataError, FitError, ModelError, ProgressionErr
 _LAZY = {
     ".data": ("Cohort", "read_cohort", "write_cohort"),
     ".als.describe": ("describe_cohort", "format_description"),
+    ".als.calibration": ("calibrate", "CalibrationResult", "load_calibration_config"),
     ".als.synthetic": ("PopulationConfig", "load_population_config", "synthetic_cohort"),
     ".virtual.synthesis": ("read_truth", "write_synthetic", "simulate_cohort"),
     ".virtual.cohort_config": ("ObservableSpec", "ParameterSpec"),

@@ -51,8 +51,9 @@ from progression.stats.survival import kaplan_meier
 
 from ..data.cohort import Cohort
 
-__all__ = ["Row", "describe_cohort", "format_description", "infer_setting", "kaplan_meier",
-           "km_at", "km_quantile", "patient_slopes"]
+__all__ = ["Row", "cohort_statistics", "cox_hazard_ratio", "describe_cohort",
+           "format_description", "infer_setting", "kaplan_meier", "km_at", "km_quantile",
+           "patient_slopes"]
 
 _DEATHS = ("death", "tracheostomy", "ventilation")
 
@@ -115,6 +116,55 @@ def km_at(times: np.ndarray, survival: np.ndarray, t: float) -> float:
     """Survival probability at time ``t`` (a step function, 1 before the first event)."""
     k = np.searchsorted(times, t, side="right")
     return 1.0 if k == 0 else float(survival[k - 1])
+
+
+def cox_hazard_ratio(time, event, group, *, max_iter: int = 50) -> float:
+    """Cox proportional-hazards ratio of ``group`` (1) against the rest (0), Breslow ties.
+
+    Parameters
+    ----------
+    time : array_like (n,)
+        Follow-up times (any unit); NaN rows are dropped.
+    event : array_like of bool (n,)
+        True for an event at ``time``, False for censoring.
+    group : array_like of bool (n,)
+        The binary covariate.
+
+    Returns
+    -------
+    float
+        exp(beta) maximising the partial likelihood (Newton's method on one parameter, which
+        is concave); NaN without events in both groups (the estimate would be 0 or infinite).
+    """
+    t = np.asarray(time, dtype=float)
+    d = np.asarray(event, dtype=bool)
+    x = np.asarray(group, dtype=bool)
+    ok = np.isfinite(t)
+    t, d, x = t[ok], d[ok], x[ok].astype(float)
+    if not (d & (x > 0)).any() or not (d & (x == 0)).any():
+        return math.nan
+    ts = np.unique(t[d])
+    # number at risk (time >= s) and in group 1 at each distinct event time s
+    n_risk = len(t) - np.searchsorted(np.sort(t), ts, side="left")
+    x_sorted_t = np.sort(t[x > 0])
+    n1 = len(x_sorted_t) - np.searchsorted(x_sorted_t, ts, side="left")
+    n0 = n_risk - n1
+    idx = np.searchsorted(ts, t[d])
+    deaths = np.bincount(idx, minlength=len(ts)).astype(float)
+    x_events = float(x[d].sum())
+    beta = 0.0
+    for _ in range(max_iter):
+        e = math.exp(beta)
+        p = n1 * e / (n0 + n1 * e)           # expected share of group 1 among the at-risk
+        score = x_events - float(np.sum(deaths * p))
+        info = float(np.sum(deaths * p * (1.0 - p)))
+        if info <= 0:
+            return math.nan
+        step = score / info
+        beta += max(-2.0, min(2.0, step))
+        if abs(step) < 1e-10:
+            break
+    return math.exp(beta)
 
 
 def _spearman(x, y) -> float:
@@ -270,6 +320,28 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
     list of Row
         ``(statistic, value, target, range, source, ok)`` per statistic.
     """
+    return _describe(cohort, setting, nfl_control)[0]
+
+
+def cohort_statistics(cohort: Cohort, *, setting: str = "auto", nfl_control: float = 20.0,
+                      ) -> dict[str, float]:
+    """The statistics of :func:`describe_cohort` by their key in ``targets.toml``.
+
+    Returns
+    -------
+    dict of str to float
+        ``decline_mean``, ``decline_sd``, ``near_flat``, ``dfs_median``, ``dfs_p25``,
+        ``dfs_p75``, ``survival_median``, ``survival_spread``, ``survival_10y``,
+        ``mortality_12m`` (clinic), ``visits`` (clinic), ``nfl_median``, ``nfl_fold``,
+        ``nfl_vs_dfs``, ``nfl_hr``, ``crp_median``, ``crp_max``, ``crp_vs_alsfrs``,
+        ``treg_reduction``, ``male``, ``bulbar``, ``age_at_onset``, ``diagnostic_delay``,
+        ``attrition_6``/``_12``/``_18`` (with ``study_end_time``); NaN where not computable.
+    """
+    return _describe(cohort, setting, nfl_control)[1]
+
+
+def _describe(cohort: Cohort, setting: str, nfl_control: float
+              ) -> tuple[list[Row], dict[str, float]]:
     if setting not in ("auto", "clinic", "trial"):
         raise DataError(f"setting: expected 'auto', 'clinic' or 'trial', found '{setting}'")
     _check_names(cohort)
@@ -279,6 +351,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
         setting = infer_setting(cohort)
     trial = setting == "trial"
     rows: list[Row] = []
+    values: dict[str, float] = {}
 
     targets = _targets()
     where = "at enrolment (trial)" if trial else "at diagnosis"
@@ -293,6 +366,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
     def add(key, value):
         """A row for the statistic ``key`` of targets.toml, in this setting."""
         spec = _target(targets, key, setting)
+        values[key] = float(value) if value is not None else math.nan
         row(spec["statistic"].format(**labels), value, spec["target"].format(**labels),
             spec["range"], spec["source"].format(**labels))
 
@@ -340,6 +414,8 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
         med = q25 = q75 = math.nan
     add("survival_median", med)
     add("survival_spread", q75 / q25 if q25 > 0 else None)
+    # 10-year survival from onset: only when someone is still followed at 120 months
+    add("survival_10y", km_at(ts, S, 120.0) if ent and max(ext) >= 120.0 else None)
     if not trial:
         died12 = None
         if exits:
@@ -356,6 +432,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
         spec = targets["attrition"]
         half = spec["halfwidth"]
         for t, target in zip(spec["months"], spec["shares"], strict=True):
+            values[f"attrition_{t:g}"] = 1.0 - km_at(ts1, S1, t)
             row(spec["statistic"].format(month=t), 1.0 - km_at(ts1, S1, t),
                 spec["target"].format(share=target),
                 (target - half, target + half) if trial else None, spec["source"])
@@ -370,9 +447,21 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
     add("nfl_fold", np.median(nv) / nfl_control if len(nv) else None)
     common = [s for s in nfl if s in dfs]
     add("nfl_vs_dfs", _spearman([nfl[s][1] for s in common], [dfs[s] for s in common]))
+    # NfL tertiles and death from the first measurement (Lu 2015: top vs bottom tertile)
+    hr = None
+    if len(nfl) >= 9:
+        ids = list(nfl)
+        level = np.array([nfl[s][1] for s in ids])
+        lo, hi = np.percentile(level, [100 / 3, 200 / 3])
+        pick = [(s, v >= hi) for s, v in zip(ids, level, strict=True) if v <= lo or v >= hi]
+        hr = cox_hazard_ratio([exits[s][0] - nfl[s][0] for s, _ in pick],
+                              [exits[s][1] for s, _ in pick], [top for _, top in pick])
+    add("nfl_hr", hr)
     crp = _first(cohort, "CRP")
     cv = np.array([x for _, x in crp.values()])
     add("crp_median", np.median(cv) if len(cv) else None)
+    if "CRP" in cohort.observables and len(cohort.observations("CRP")["value"]):
+        add("crp_max", float(np.max(cohort.observations("CRP")["value"])))
     common = [s for s in crp if s in first_frs and abs(crp[s][0] - first_frs[s][0]) < 1e-9]
     add("crp_vs_alsfrs",
         _spearman([crp[s][1] for s in common], [first_frs[s][1] for s in common]))
@@ -404,7 +493,7 @@ def describe_cohort(cohort: Cohort, *, setting: str = "auto", nfl_control: float
     delays = [cov.get(s, {}).get("diagnostic_delay") for s in subjects]
     delays = [x for x in delays if isinstance(x, float)]
     add("diagnostic_delay", np.median(delays) if delays else None)
-    return rows
+    return rows, values
 
 
 # ============================================================================ formatting
