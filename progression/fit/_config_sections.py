@@ -5,8 +5,9 @@ the parsed TOML document, adds every problem it finds to the collector and retur
 section gives: ``[fit]``, ``[data]``, ``[error.OBSERVABLE]``, ``[parameters.NAME]`` (with the
 roles of a population model, random effects and ``[parameters.NAME.covariates.COV]`` covariate
 effects, read by :mod:`._config_population`), ``[omega]`` (blocks of Omega, also there),
-``[estimator]``, ``[solver]``, ``[output]`` and
-``[conditions.NAME]``. :func:`progression.fit.config.parse_fit_config` calls them in that order
+``[estimator]``, ``[solver]``, ``[output]``,
+``[conditions.NAME]`` and ``[survival]`` (the time-to-event part of the likelihood).
+:func:`progression.fit.config.parse_fit_config` calls them in that order
 (so problems are always listed in that order) and builds the
 :class:`~progression.fit.config.FitConfig`. Private: :mod:`progression.fit.config` is the
 public entry.
@@ -594,3 +595,92 @@ def _condition_dose(chk: _Check, key: str, rec, model):
             chk.add(key, str(exc).replace("doses[0], subject 0, ", ""))
             return None
     return dose
+
+
+_SURVIVAL_KEYS = ("hazard", "events", "entry", "interval")
+#: Estimators that take the time-to-event part of the likelihood.
+SURVIVAL_ESTIMATORS = ("individual", "pooled")
+
+
+def survival_table(chk: _Check, doc: dict, model, estimator):
+    """``[survival]``: the time-to-event part of the likelihood (a joint model).
+
+    Keys: ``hazard`` (the model's ``[hazards.NAME]``; default its only one), ``events`` (event
+    types of the data counted as the event: ``death``, ``tracheostomy``, ``ventilation``;
+    default the hazard's ``event``), ``entry`` (``"first"`` observation, ``"enrolment"`` = data
+    time 0, or ``"none"``: at risk since model time 0; default ``"first"``), ``interval``
+    (true: an event lies between the subject's last observation before it and its recorded
+    time; default false). Returns a
+    :class:`~progression.fit._survival_likelihood.SurvivalSpec` or None without the table.
+    """
+    from ..data.validation import EVENT_TYPES
+    from ._survival_likelihood import ENTRIES, SurvivalSpec
+
+    if "survival" not in doc:
+        return None
+    table = chk.table("survival", doc.get("survival"))
+    if not isinstance(doc.get("survival"), dict):
+        return None
+    chk.unknown("survival", table, _SURVIVAL_KEYS)
+    ok = True
+    if estimator is not None and estimator not in SURVIVAL_ESTIMATORS:
+        chk.add("survival", f"the time-to-event likelihood is available with the estimators "
+                            f"{', '.join(SURVIVAL_ESTIMATORS)}, not '{estimator}': the "
+                            "population estimators (focei, foce, fo, laplace, saem) take "
+                            "Gaussian predictions only (NONMEM fits time-to-event data with "
+                            "LAPLACE; not implemented here); fit with 'individual' or 'pooled'")
+        ok = False
+    hazards = tuple(getattr(getattr(model, "spec", None), "hazards", ()) or ())
+    names = tuple(h.name for h in hazards)
+    hazard = None
+    if model is not None and not hazards:
+        chk.add("survival", f"model '{model.name}' has no [hazards.NAME] section; a survival "
+                            "fit needs the hazard of the event (see the model file docs)")
+        ok = False
+    name = chk.string("survival.hazard", table.get("hazard"))
+    if "hazard" in table and name is None:
+        ok = False
+    elif name is not None and hazards and name not in names:
+        chk.add("survival.hazard", f"model '{model.name}' has no hazard '{name}' (hazards: "
+                                   f"{', '.join(names)}){did_you_mean(name, list(names))}")
+        ok = False
+    elif hazards:
+        if name is None and len(hazards) > 1:
+            chk.add("survival.hazard", f"model '{model.name}' has {len(hazards)} hazards "
+                                       f"({', '.join(names)}); expected one named here")
+            ok = False
+        else:
+            hazard = hazards[names.index(name)] if name is not None else hazards[0]
+    kinds = tuple(e for e in EVENT_TYPES if e != "censored")
+    raw = table.get("events")
+    if raw is None:
+        events = (hazard.event,) if hazard is not None else ()
+        if hazard is not None and hazard.event not in kinds:
+            chk.add("survival.events", f"the hazard's event '{hazard.event}' is not an event "
+                                       f"type of the data ({', '.join(kinds)}); expected "
+                                       "'events' naming which of those it is")
+            ok = False
+    else:
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not raw or not all(isinstance(e, str) for e in raw):
+            chk.add("survival.events", f"expected a list of event types ({', '.join(kinds)}), "
+                                       f"found {_found(table.get('events'))}")
+            ok = False
+            events = ()
+        else:
+            events = tuple(raw)
+            for e in events:
+                if e not in kinds:
+                    chk.add("survival.events", f"expected event types among "
+                                               f"{', '.join(kinds)}, found {e!r}"
+                                               f"{did_you_mean(e, list(kinds))}")
+                    ok = False
+    entry = chk.string("survival.entry", table.get("entry", "first"), ENTRIES)
+    interval = table.get("interval", False)
+    if not isinstance(interval, bool):
+        chk.add("survival.interval", f"expected true or false, found {_found(interval)}")
+        ok = False
+    if not ok or entry is None or hazard is None:
+        return None
+    return SurvivalSpec(hazard.name, events, entry, interval, hazard.cumulative_observable,
+                        hazard.hazard_observable)

@@ -45,7 +45,7 @@ OPTIMIZERS = ("batched", "lmfit")
 DATA_FORMATS = ("long", "wide", "nonmem", "proact")
 
 _TOP = ("fit", "data", "error", "parameters", "omega", "estimator", "solver", "output",
-        "conditions")
+        "conditions", "survival")
 #: Estimators that take covariate effects, Omega blocks and fixed Omega elements (saem
 #: refuses, at fit time and by key, the effects that are not linear in its M-step).
 STRUCTURED_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
@@ -201,6 +201,25 @@ class FitConfig:
     conditions : tuple of Condition
         ``[conditions.NAME]`` tables: experimental conditions the data's ``condition`` column
         names.
+    survival : SurvivalSpec or None
+        ``[survival]``: the time-to-event part of the likelihood (a joint longitudinal and
+        survival model; :mod:`progression.fit._survival_likelihood`). The events come from
+        the data's events table (``subject, time, event``; a sidecar's ``events`` key)::
+
+            [survival]
+            hazard = "death"        # the model's [hazards.NAME] (default: its only one)
+            events = ["death"]      # event types counted as the event (default: the
+                                    # hazard's event); others and "censored": right-censored
+            entry = "first"         # delayed entry at the first observation; "enrolment"
+                                    # (data time 0) or "none" (at risk from model time 0)
+            interval = false        # true: the event lies between the last observation
+                                    # before it and its recorded time (interval censoring)
+
+        Each subject with an event row adds ``log h(T) - Lambda(T) + Lambda(T0)`` (event),
+        ``-Lambda(T) + Lambda(T0)`` (censored) or ``log(S(L) - S(R)) - log S(T0)``
+        (interval); gradients from the sensitivities of the cumulative-hazard state.
+        Estimators: ``individual`` and ``pooled``; the population estimators are refused
+        (they take Gaussian predictions only; NONMEM uses LAPLACE for time-to-event data).
     """
 
     name: str
@@ -218,6 +237,7 @@ class FitConfig:
     output: dict
     model: Any = field(default=None, compare=False, repr=False)
     conditions: tuple = ()
+    survival: Any = None
 
     def parameter(self, name: str) -> FitParameter:
         for p in self.parameters:
@@ -300,6 +320,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)
     conditions = sections.condition_tables(chk, doc.get("conditions"), model, parameters)
+    survival = sections.survival_table(chk, doc, model, estimator)
 
     if chk.problems:
         raise ConfigError(f"{source}: {len(chk.problems)} problem"
@@ -309,4 +330,5 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     return FitConfig(name=fit_name, description=description, source=source, text=text,
                      base_dir=base_dir, model_ref=model_ref, estimator=estimator,
                      data=data_out, errors=errors, parameters=parameters, options=options,
-                     solver=solver, output=output, model=model, conditions=conditions)
+                     solver=solver, output=output, model=model, conditions=conditions,
+                     survival=survival)

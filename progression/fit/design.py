@@ -56,6 +56,9 @@ class Design:
         The subject's values of the covariates the population model uses (covariate effects
         on typical values): its baseline covariate, or the earliest value of time-varying
         rows; categories as given (numbers or text).
+    survival : SurvivalRecord or None
+        The subject's time-to-event datum when the config has a ``[survival]`` table and the
+        data an event row for the subject (:mod:`progression.fit._survival_likelihood`).
     """
 
     id: str
@@ -71,6 +74,7 @@ class Design:
     condition: np.ndarray | None = None
     sd: np.ndarray | None = None
     baseline: tuple = ()
+    survival: object = None
 
     @property
     def n(self) -> int:
@@ -133,9 +137,12 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                           f"covariates ({', '.join(model_covariates)}): the offset's derivative "
                           "would be wrong where a covariate changes; fix the offset")
     _check_covariate_columns(cohort, config)
-    if len(cohort.events.get("time", ())):
+    survival = getattr(config, "survival", None)
+    if len(cohort.events.get("time", ())) and survival is None:
         notes.append("death/ventilation events are not part of the likelihood (longitudinal "
-                     "observations only)")
+                     "observations only; a [survival] table adds them)")
+    if survival is not None:
+        _check_survival_data(cohort, config)
     offset = config.parameter(OFFSET)
     subjects = cohort.subjects
     if config.data.get("subjects"):
@@ -204,13 +211,26 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
         condition = cols[6][order].astype(str)
         covariates = _subject_covariates(cohort, sid, sub, config, problems)
         baseline = _population_covariates(cohort, sid, sub, config, problems)
+        record = None
+        if survival is not None:
+            from ._survival_likelihood import record_for
+
+            record = record_for(survival, cohort.event(sid), float(cols[0].min()), cols[0])
+            if record is not None and record.time < (record.entry if np.isfinite(
+                    record.entry) else -np.inf):
+                problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': event "
+                                f"'{cohort.event(sid).event}' at time {record.time:g} is "
+                                f"before the subject's entry at {record.entry:g} ({config.source}"
+                                f", key 'survival.entry' = '{survival.entry}'); expected an "
+                                "event or censoring time at or after the entry")
         designs.append(Design(str(sid), cols[0][order].astype(float),
                               cols[1][order].astype(int), cols[2][order].astype(float),
                               cols[3][order].astype(int), cols[4][order].astype(float),
                               cov_value, doses=doses, dose_records=dose_records,
                               covariates=covariates,
                               condition=condition if (condition != "").any() else None,
-                              sd=sd if np.isfinite(sd).any() else None, baseline=baseline))
+                              sd=sd if np.isfinite(sd).any() else None, baseline=baseline,
+                              survival=record))
     _check_conditions(cohort, config, designs, subjects, notes, problems)
     _check_categories(cohort, config, designs, problems)
     if problems:
@@ -222,6 +242,22 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
         raise DataError(f"{cohort.source or 'cohort'}: no subject has observations of "
                         + ", ".join(observables))
     return designs, notes
+
+
+def _check_survival_data(cohort, config: FitConfig) -> None:
+    """A ``[survival]`` table needs event rows, and at least one of the event types it counts
+    (a ConfigError naming the key and what the data have)."""
+    ev = cohort.events
+    kinds = sorted({str(e) for e in ev.get("event", ())})
+    if not kinds:
+        raise ConfigError(f"{config.source}, key 'survival': the data "
+                          f"({cohort.source or 'cohort'}) have no events table (subject, time, "
+                          "event; the sidecar's 'events' key); expected one for a survival fit")
+    wanted = config.survival.events
+    if not set(wanted) & set(kinds):
+        raise ConfigError(f"{config.source}, key 'survival.events': none of "
+                          + ", ".join(f"'{e}'" for e in wanted) + " in the data's events ("
+                          + ", ".join(f"'{k}'" for k in kinds) + ")")
 
 
 def _check_dosing(cohort, config: FitConfig) -> None:

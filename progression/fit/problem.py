@@ -60,6 +60,13 @@ offset like the data; an estimated offset is refused for such subjects (its deri
 available). Outputs are put back in the row's order, so residuals, Jacobians, information and
 ``m2ll`` stay per row.
 
+**Survival.** With ``survival`` (a config's ``[survival]`` table), each design's survival
+record (:mod:`progression.fit._survival_likelihood`) adds pseudo-observations of the model's
+cumulative hazard and hazard at the record's times to the row's values, obtained with the data
+on the same path; from them the row gets its time-to-event residuals (after the data and sigma
+residuals), ``-2 log L`` and information. Predictions, ``nobs`` and Hessians are of the data
+values only.
+
 **Prior.** ``evaluate(..., prior=)`` appends penalty residuals per row (see
 :mod:`progression.fit.likelihood`): the random-effect term of a population model enters there.
 
@@ -82,6 +89,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import _error_control, _paths
+from . import _survival_likelihood as _survival
 from ._error_control import GRID_ERROR, GRID_ERROR_DIVISOR
 from ._paths import EXACT_ATOL, EXACT_GROUP, EXACT_RTOL, grid_step
 from ._paths import has_inputs as _has_inputs
@@ -160,6 +168,8 @@ class Problem:
     has_inputs: bool = False
     #: Every design carries such inputs (so no row uses the grid path).
     all_inputs: bool = False
+    #: The time-to-event part (``[survival]``), or None.
+    survival: object = None
 
     def __post_init__(self):
         model = self.model
@@ -170,11 +180,18 @@ class Problem:
         self.obs_model_index = np.array([model.observable_names.index(o)
                                          for o in self.observables], dtype=int)
         self.codes = np.array([CODES[e] for e in self.error_models], dtype=int)
+        if self.survival is not None:
+            # the survival pseudo-observations: the cumulative hazard, then the hazard
+            extra = [model.observable_names.index(self.survival.cumulative),
+                     model.observable_names.index(self.survival.rate)]
+            self.obs_model_index = np.concatenate([self.obs_model_index, extra]).astype(int)
+            self.codes = np.concatenate([self.codes, [0, 0]]).astype(int)
         index = {p.name: q for q, p in enumerate(self.parameters)}
         self.offset_index = index[OFFSET]
         self.offset_factor = float(self.parameters[self.offset_index].factor)
-        self.a_index = np.zeros(len(self.observables), dtype=int)
-        self.b_index = np.full(len(self.observables), -1, dtype=int)
+        n_slots = len(self.obs_model_index)
+        self.a_index = np.full(n_slots, -1, dtype=int)
+        self.b_index = np.full(n_slots, -1, dtype=int)
         for i, (obs, kind) in enumerate(zip(self.observables, self.error_models, strict=True)):
             names = ERROR_MODELS[kind]
             if not names:                      # "measured": sigma from the data, no parameter
@@ -201,6 +218,7 @@ class Problem:
             est = any(self.parameters[q].estimated for q in (self.a_index[i], self.b_index[i])
                       if q >= 0)
             varies.append(est or kind in ("proportional", "combined"))
+        varies += [False] * (n_slots - len(varies))
         self.sigma_varies = np.array(varies, dtype=bool)
         # what the grid path's error control did in this process (for path_name)
         self.routing = {"evaluations": 0, "rows": 0, "largest": 0.0, "subjects": set()}
@@ -211,18 +229,20 @@ class Problem:
     def from_config(cls, config: FitConfig) -> Problem:
         return cls(config.model, tuple(config.errors), tuple(config.errors.values()),
                    config.parameters, dict(config.solver),
-                   tuple(getattr(config, "conditions", ()) or ()))
+                   tuple(getattr(config, "conditions", ()) or ()),
+                   survival=getattr(config, "survival", None))
 
     def __getstate__(self):
         return {"model": self.model, "observables": self.observables,
                 "error_models": self.error_models, "parameters": self.parameters,
                 "solver": self.solver, "conditions": self.conditions,
-                "has_inputs": self.has_inputs, "all_inputs": self.all_inputs}
+                "has_inputs": self.has_inputs, "all_inputs": self.all_inputs,
+                "survival": self.survival}
 
     def __setstate__(self, state):
         # states pickled before conditions and inputs existed have none
         self.__dict__.update({"conditions": (), "has_inputs": False, "all_inputs": False,
-                              **state})
+                              "survival": None, **state})
         self.__post_init__()
 
     def fix_grid_step(self, designs) -> None:
@@ -236,6 +256,9 @@ class Problem:
         Also notes whether any design carries inputs (doses, covariates, conditions with
         inputs), which :meth:`path_name` reports.
         """
+        if self.survival is not None:
+            # the records' times (events after the last visit) count for the span
+            designs = _survival.augment(self, designs).designs
         flags = [_has_inputs(self, d) for d in designs]
         self.has_inputs = bool(self.has_inputs or any(flags))
         self.all_inputs = bool(flags) and all(flags)
@@ -265,7 +288,8 @@ class Problem:
                       rtol=min(self.solver.get("rtol", 1e-6), EXACT_RTOL),
                       atol=min(self.solver.get("atol", 1e-9), EXACT_ATOL))
         return Problem(self.model, self.observables, self.error_models, self.parameters,
-                       solver, self.conditions, self.has_inputs, self.all_inputs)
+                       solver, self.conditions, self.has_inputs, self.all_inputs,
+                       self.survival)
 
     def path_name(self) -> str:
         """How this problem computes outputs and sensitivities, in words."""
@@ -368,6 +392,10 @@ class Problem:
         cols = np.asarray(cols, dtype=int)
         R, D = theta.shape[0], cols.size
         row_design = np.asarray(row_design, dtype=int)
+        aug = None
+        if self.survival is not None:
+            aug = _survival.augment(self, designs)
+            designs = aug.designs
         sizes = np.array([designs[d].n for d in row_design], dtype=int)
         rr = np.repeat(np.arange(R), sizes)
         cat = np.concatenate
@@ -426,6 +454,16 @@ class Problem:
                     df[:, c] = dfdp[list(model_cols).index(q)]
                 elif q == self.offset_index:
                     df[:, c] = np.where(before, 0.0, dfdtau)
+        s_terms = None
+        if aug is not None:
+            # the survival pseudo-observations leave the data arrays here
+            pseudo = oi >= len(self.observables)
+            s_terms = _survival.survival_terms(aug, row_design, f[pseudo], df[pseudo], R)
+            keep = ~pseudo
+            f, df, y, cens, limit, a, b, code, before, oi, rr, a_idx, b_idx = (
+                x[keep] for x in (f, df, y, cens, limit, a, b, code, before, oi, rr, a_idx,
+                                  b_idx))
+            sizes = aug.n_real[row_design]
         da = (cols[None, :] == a_idx[:, None]).astype(float)
         db = (cols[None, :] == b_idx[:, None]).astype(float)
         terms = likelihood_terms(code, y, cens, limit, f, df, a, da, b, db,
@@ -435,6 +473,9 @@ class Problem:
         bad[rr[~np.isfinite(terms.r)]] = True
         e_rows = rr[terms.has_e]
         bad[e_rows[~np.isfinite(terms.e)]] = True
+        # survival residuals go with the sigma residuals (after a row's data residuals)
+        s_rows = np.zeros(0, dtype=int) if s_terms is None else s_terms.rows
+        s_r = np.zeros(0) if s_terms is None else s_terms.r
         scale = None
         if want_d:
             scale = self.dtheta_dx(theta, cols)            # (R, D)
@@ -442,6 +483,15 @@ class Problem:
             de = terms.de * scale[e_rows]
             bad[rr[~np.all(np.isfinite(dr), axis=1)]] = True
             bad[e_rows[~np.all(np.isfinite(de), axis=1)]] = True
+        if s_terms is not None:
+            m2ll = m2ll + s_terms.m2ll
+            s_bad = s_terms.bad.copy()
+            if want_d:
+                s_dr = s_terms.dr * scale[s_rows]
+                s_bad[s_rows[~np.all(np.isfinite(s_dr), axis=1)]] = True
+                de = np.vstack([de, s_dr])
+            bad |= s_bad
+            e_rows = np.concatenate([e_rows, s_rows])
         # prior/penalty residuals (a population model's eta' Omega^-1 eta enters here)
         p_res = p_jac = None
         if prior is not None:
@@ -457,6 +507,9 @@ class Problem:
         for r in range(R):
             if status[r] < 0:
                 msgs.append(messages[r])
+            elif s_terms is not None and s_bad[r]:
+                msgs.append("non-finite survival term (the hazard <= 0 at the event time, or "
+                            "a cumulative hazard that decreases: the hazard must be >= 0)")
             elif bad[r]:
                 msgs.append("non-finite residuals (prediction outside the error model's "
                             "domain, e.g. a log-normal value predicted <= 0)")
@@ -466,7 +519,7 @@ class Problem:
         # per-row residual vectors: data residuals, then sigma residuals, then prior terms
         all_rows = cat([rr, e_rows])
         order = np.argsort(all_rows, kind="stable")
-        res_all = cat([terms.r, terms.e])[order]
+        res_all = cat([terms.r, terms.e, s_r])[order]
         counts = np.bincount(all_rows, minlength=R)
         splits = np.cumsum(counts)[:-1]
         residuals = np.split(res_all, splits)
@@ -492,6 +545,8 @@ class Problem:
             outer = np.where(np.isfinite(outer), outer, 0.0)
             info = np.zeros((R, D, D))
             np.add.at(info, rr, outer)
+            if s_terms is not None:
+                info += s_terms.info * scale[:, :, None] * scale[:, None, :]
             if p_jac is not None:
                 info += np.einsum("rkd,rke->rde", p_jac, p_jac)
             info[failed] = np.nan
