@@ -1,7 +1,8 @@
 """The integrator named "auto" (the default everywhere) and "Rodas4".
 
 "auto" runs the compiled per-subject Rodas4 for a model with compiled kernels at rtol >=
-AUTO_COMPILED_MIN_RTOL, else the stacked LSODA; "Rodas4" the per-subject Rodas4 by name. Every
+AUTO_COMPILED_MIN_RTOL, tighter the compiled DOP853 for small batches, else the stacked
+LSODA; "Rodas4" the per-subject Rodas4 by name. Every
 path is checked against pk_iv_bolus's closed form, conc = dose / V exp(-CL / V t).
 """
 
@@ -58,14 +59,20 @@ def test_auto_is_compiled_with_kernels_and_lsoda_without():
         np.testing.assert_allclose(sim["conc"][0], _exact(numba_model), rtol=1e-5)
 
 
-def test_auto_takes_lsoda_at_tight_tolerances_and_rodas4_stays_compiled():
+def test_auto_takes_dop853_at_tight_tolerances_and_rodas4_stays_compiled():
     numba_model, _ = _models()
     if numba_model.kernels is None:
         pytest.skip("numba is not installed")
     rtol = AUTO_COMPILED_MIN_RTOL / 10
     tight = simulate(numba_model, None, TIMES, rtol=rtol, atol=1e-13)
     named = simulate(numba_model, None, TIMES, method="Rodas4", rtol=rtol, atol=1e-13)
-    assert tight.stats["method"] == "LSODA"
+    # tighter than AUTO_COMPILED_MIN_RTOL: the compiled DOP853 for a small batch
+    # (tests/test_compiled_dop853.py), the stacked LSODA for a large one
+    assert tight.stats["method"] == "DOP853 (compiled)"
+    many = simulate(numba_model, np.repeat(numba_model.parameter_table(None), 400, axis=0),
+                    TIMES, rtol=rtol, atol=1e-13)
+    assert many.stats["method"] == "LSODA"
+    np.testing.assert_allclose(many["conc"][0], _exact(numba_model), rtol=1e-6)
     assert named.stats["method"] == COMPILED
     for sim in (tight, named):
         np.testing.assert_allclose(sim["conc"][0], _exact(numba_model), rtol=1e-6)

@@ -209,6 +209,7 @@ def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=F
         kwargs["atol"] = min(kwargs["atol"], EXACT_ATOL)
     if any(inputs[u]["covariates"] for u in group):
         kwargs["covariates"] = [inputs[u]["covariates"] for u in group]
+    kwargs["_own_times"] = own_columns(grid, tm[sel], pos[rr[sel]], group.size)
     try:
         with np.errstate(all="ignore"):
             sim = simulate(model, table[group], grid, doses=doses or None, **kwargs)
@@ -233,6 +234,17 @@ def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=F
     f[sel] = sim.observables[b, kidx, col]
     if len(sens):
         dfdp[:, sel] = sim.observable_sensitivities[b, kidx, :, col].T
+
+
+def own_columns(grid, times, unit, U):
+    """Per unit ``0..U-1``, the sorted columns of ``grid`` at which it has values
+    (``times`` with ``unit`` per value): what the compiled per-subject integrator computes
+    for it instead of the whole union grid."""
+    col = np.searchsorted(grid, times)
+    order = np.lexsort((col, unit))
+    col, unit = col[order], unit[order]
+    cuts = np.searchsorted(unit, np.arange(U + 1))
+    return [np.unique(col[cuts[u]:cuts[u + 1]]) for u in range(U)]
 
 
 def solver_options(problem, sens):
@@ -301,8 +313,10 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
             rows = np.arange(lo, min(R, lo + size))
             sel = (rr >= lo) & (rr < lo + rows.size)
             grid = np.unique(np.concatenate([[0.0], tm[sel]]))
+            own = own_columns(grid, tm[sel], rr[sel] - lo, rows.size)
             with np.errstate(all="ignore"):
-                sim = simulate(model, table[rows], grid, **options)
+                sim = simulate(model, table[rows], grid, _own_times=own, _observables=False,
+                               **options)
             status[rows] = np.asarray(sim.status)
             for b, r in enumerate(rows):
                 messages[r] = sim.message[b]

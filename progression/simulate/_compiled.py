@@ -40,8 +40,12 @@ def _autonomous(model) -> bool:
 
 def solve_small_batch(model, table, index, m_total, times, t0, initial, switches, rtol, atol,
                       max_step, sens_index, max_steps, terminal_events, lean=False,
-                      label=True, covariates=None, events=True) -> dict:
-    """:func:`~._stacked._solve_batch`'s work, one subject at a time with compiled Rodas4.
+                      label=True, covariates=None, events=True, integrator="Rodas4",
+                      own_times=None, observe=True) -> dict:
+    """:func:`~._stacked._solve_batch`'s work, one subject at a time with compiled Rodas4
+    (``integrator="Rodas4"``) or compiled DOP853 (``"DOP853"``, :mod:`._dop853_numba`, for
+    tight tolerances: a subject it finds stiff is re-solved with the stacked
+    :data:`~._registry.AUTO_FALLBACK`, and ``"method"`` then names both).
 
     Same arguments (less ``method``) and the same result dict, so ``_merge`` and every caller
     work unchanged: switches (parameter scale/add/set, state jumps, doses expanded into
@@ -55,11 +59,17 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
 
     kern = model.kernels
     KL = packed_kernels(kern)
+    if integrator == "DOP853":
+        from ._dop853_numba import STIFF
+        from ._dop853_numba import dop_segment as step_segment
+    else:
+        step_segment, STIFF = segment, None
+    stiff = []
     m, n, T = table.shape[0], model.n_states, times.size
     P = table.shape[1]
     sidx = np.ascontiguousarray(sens_index, dtype=np.int64)
     k = sidx.size
-    n_obs = 0 if lean else len(model.observable_names)
+    n_obs = 0 if lean or not observe else len(model.observable_names)
     model_events = () if lean or not events else tuple(model.events)
     ev_sign = np.array([e.sign for e in model_events], dtype=np.int64)
     ev_term = np.array([bool(e.terminal and terminal_events) for e in model_events],
@@ -84,7 +94,14 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     fail_y = np.zeros((2, n))
     own_breaks = covariates.subject_breaks(index) if covariates is not None else None
 
+    times_all, t_end_all = times, t_end
     for s, i in enumerate(np.asarray(index)):
+        if own_times is not None:
+            # only this subject's outputs (columns of times), integrated to its last one
+            cols = np.asarray(own_times[s], dtype=np.int64)
+            times = np.ascontiguousarray(times_all[cols])
+            T = times.size
+            t_end = float(times[-1]) if T else float(t0)
         p = np.array(table[s], dtype=float)     # a copy: switches change it in place
         if covariates is not None:
             p = covariates.extend(p[:, None], t0, [i])[:, 0]
@@ -137,8 +154,8 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             crashed = None
             while True:
                 try:
-                    segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout,
-                            Sout, Oout, DOout, not lean, ev_sign, ev_term, use_events,
+                    step_segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout,
+                            Sout, Oout, DOout, n_obs > 0, ev_sign, ev_term, use_events,
                             ev_index, ev_time, float(rtol), float(atol), float(max_step),
                             int(max_steps), autonomous, info_i, info_f, fail_y)
                 except (ArithmeticError, ValueError) as exc:
@@ -166,6 +183,9 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             for c in range(int(info_i[6])):
                 found[model_events[ev_index[c]].name][s].append(float(ev_time[c]))
             code = int(info_i[0])
+            if code == STIFF:
+                stiff.append(s)
+                break
             if code == 1:
                 e = model_events[ev_index[int(info_i[6]) - 1]].name
                 status[s] = 1
@@ -180,26 +200,59 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                                           fail_y[0].copy(), fail_y[1].copy(), p,
                                           bool(info_i[8])))
                 break
-        states[s] = Yout.T
+        out = slice(None) if own_times is None else cols
+        states[s][:, out] = Yout.T
         if n_obs:
-            obs[s] = Oout.T
+            obs[s][:, out] = Oout.T
         if k:
-            dstates[s] = Sout.transpose(2, 1, 0)
+            dstates[s][..., out] = Sout.transpose(2, 1, 0)
             if n_obs:
-                dobs[s] = DOout.transpose(1, 2, 0)
+                dobs[s][..., out] = DOout.transpose(1, 2, 0)
+    times, T, t_end = times_all, times_all.size, t_end_all
+    name = METHOD_NAME if integrator != "DOP853" else DOP853_NAME
+    if stiff:
+        # the stiff subjects again, together, on the stacked stiff path (from t0: the
+        # compiled segment stopped on them at some step)
+        from ._registry import AUTO_FALLBACK
+        from ._stacked import _solve_batch
+
+        st = np.array(stiff, dtype=int)
+        for e in found:
+            for s in stiff:
+                found[e][s] = []
+        redo = _solve_batch(model, table[st], np.asarray(index)[st], m_total, times, t0,
+                            initial, switches, AUTO_FALLBACK, rtol, atol, max_step, sens_index,
+                            max_steps, terminal_events, lean, label, covariates, events,
+                            observe=observe)
+        states[st], status[st] = redo["states"], redo["status"]
+        if n_obs:
+            obs[st] = redo["observables"]
+        if k:
+            dstates[st] = redo["dstates"]
+            if n_obs:
+                dobs[st] = redo["dobs"]
+        for b, s in enumerate(stiff):
+            message[s] = redo["message"][b]
+            for e in found:
+                found[e][s] = list(redo["events"][e][b])
+        for key in ("nfev", "njev", "nlu", "steps"):
+            stats[key] += int(redo["stats"].get(key, 0))
+        name = f"{name}+{redo.get('method', AUTO_FALLBACK)}"
     if lean:
         ev_out = {}
     elif not model_events:
         ev_out = {e.name: [np.array([]) for _ in range(m)] for e in model.events}
     else:
-        ev_out = {name: [np.array(v) for v in lists] for name, lists in found.items()}
+        ev_out = {name_: [np.array(v) for v in lists] for name_, lists in found.items()}
     return {"states": states, "observables": obs, "status": status, "message": message,
             "events": ev_out, "dstates": dstates, "dobs": dobs, "stats": stats,
-            "failed": None, "failure": None, "method": METHOD_NAME}
+            "failed": None, "failure": None, "method": name}
 
 
 #: What :attr:`Simulation.stats` ``["method"]`` says when this path ran.
 METHOD_NAME = "Rodas4 (compiled)"
+#: The same for the compiled DOP853 (tight tolerances).
+DOP853_NAME = "DOP853 (compiled)"
 
 
 class _SwitchTarget:

@@ -292,14 +292,17 @@ def _record_all(model, tt, flat_cols, j_idx, p, sens_index, a_all, lean, out):
     states[:, :, j_idx] = yy.transpose(1, 2, 0)
     if lean:
         return
-    yv = yy.transpose(2, 0, 1).reshape(n, L * m)
-    pv = np.tile(p, (1, L))
-    tv = np.repeat(np.asarray(tt, dtype=float), m)
     K = obs.shape[1]
-    obs[:, :, j_idx] = model.observe(tv, yv, pv).reshape(K, L, m).transpose(2, 0, 1)
     if k:
         SS = Y[:, :, 1:, :]                               # (L, m, k, n)
         dstates[:, :, :, j_idx] = SS.transpose(1, 3, 2, 0)
+    if not K:
+        return                                            # states (and sensitivities) only
+    yv = yy.transpose(2, 0, 1).reshape(n, L * m)
+    pv = np.tile(p, (1, L))
+    tv = np.repeat(np.asarray(tt, dtype=float), m)
+    obs[:, :, j_idx] = model.observe(tv, yv, pv).reshape(K, L, m).transpose(2, 0, 1)
+    if k:
         SSv = SS.reshape(L * m, k, n)
         dh = (np.einsum("kiM,Mqi->Mkq", model.dobs_dy(tv, yv, pv), SSv)
               + (model.dobs_dp(tv, yv, pv)[:, sens_index, :]
@@ -326,34 +329,40 @@ SMALL_BATCH = 10_000
 
 def _solve_batch(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                  atol, max_step, sens_index, max_steps, terminal_events, lean=False,
-                 label=True, covariates=None, events=True, prefer_compiled=False) -> dict:
+                 label=True, covariates=None, events=True, prefer_compiled=False,
+                 own_times=None, observe=True) -> dict:
     """Solve one stacked batch; on failure, re-solve its subjects one by one.
 
-    ``prefer_compiled``: method ``"auto"`` or ``"Rodas4"`` resolved to the compiled path; a
-    batch of at most :data:`SMALL_BATCH` subjects (any batch with ``method="Rodas4"``) of a
-    model with compiled kernels then goes through the compiled per-subject Rodas4
+    ``prefer_compiled``: method ``"auto"`` or ``"Rodas4"`` resolved to the compiled path
+    (True: Rodas4; ``"DOP853"``: the compiled DOP853 of tight tolerances); a batch of at most
+    :data:`SMALL_BATCH` subjects (any batch with ``method="Rodas4"``) of a model with
+    compiled kernels then goes through the compiled per-subject integrator
     (:mod:`._compiled`), whose result dict says so (``"method"``); a larger ``"auto"`` batch
-    goes through the stacked LSODA.
+    goes through the stacked LSODA. ``own_times`` (compiled path only): per subject, the
+    columns of ``times`` it needs (see :func:`._compiled.solve_small_batch`).
     """
     if (prefer_compiled and (len(index) <= SMALL_BATCH or method == "Rodas4")
             and getattr(model, "kernels", None) is not None):
         from . import _compiled  # numba is imported only when a model has kernels
 
         if _compiled.AVAILABLE:
+            integrator = "DOP853" if prefer_compiled == "DOP853" else "Rodas4"
             return _compiled.solve_small_batch(model, table, index, m_total, times, t0,
                                                initial, switches, rtol, atol, max_step,
                                                sens_index, max_steps, terminal_events, lean,
-                                               label, covariates, events)
+                                               label, covariates, events, integrator,
+                                               own_times, observe)
     if method in ("auto", "Rodas4"):
         method = AUTO_FALLBACK
     out = _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method,
                          rtol, atol, max_step, sens_index, max_steps, terminal_events, lean,
-                         label, covariates, events)
+                         label, covariates, events, observe)
     if out["failed"] is None or len(index) == 1:
         return out
     singles = [_solve_stacked(model, table[i:i + 1], index[i:i + 1], m_total, times, t0,
                               initial, switches, method, rtol, atol, max_step, sens_index,
-                              max_steps, terminal_events, lean, label, covariates, events)
+                              max_steps, terminal_events, lean, label, covariates, events,
+                              observe)
                for i in range(len(index))]
     merged = {key: np.concatenate([s[key] for s in singles])
               for key in ("states", "observables", "status", "dstates", "dobs")}
@@ -371,17 +380,18 @@ _END_ULPS = 8
 
 def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, method, rtol,
                    atol, max_step, sens_index, max_steps, terminal_events, lean=False,
-                   label=True, covariates=None, events=True) -> dict:
+                   label=True, covariates=None, events=True, observe=True) -> dict:
     """Integrate one stacked batch; ``lean`` records states only (no observables, no events);
     ``events=False`` records observables but neither locates nor records the model's events
     (every event list comes back empty; fits read only states and observables);
     ``label``: failure messages name the subject by its index; ``covariates``: a
     :class:`~._covariates.CovariateSchedule` for ``m_total`` subjects, whose values fill the
     hidden parameter rows, updated at every recorded time (an edge of the piecewise
-    integration, like a switch time)."""
+    integration, like a switch time); ``observe=False``: states and their sensitivities
+    only (no observables: the result's observable arrays have 0 rows)."""
     m, n, T = table.shape[0], model.n_states, times.size
     k = len(sens_index)
-    K = 0 if lean else len(model.observable_names)
+    K = 0 if lean or not observe else len(model.observable_names)
     model_events = () if lean or not events else model.events
     solver_cls, layout = METHODS[method]
     if m > 1 and method != "LSODA":
@@ -430,10 +440,13 @@ def _solve_stacked(model, table, index, m_total, times, t0, initial, switches, m
             states[show, :, j] = yy.T[show]
             if lean:
                 continue
+            if k:
+                dstates[show, :, :, j] = SS.transpose(0, 2, 1)[show]
+            if not K:
+                continue
             o = model.observe(tt[col], yy, p)
             obs[show, :, j] = o.T[show]
             if k:
-                dstates[show, :, :, j] = SS.transpose(0, 2, 1)[show]
                 dh = (np.einsum("kim,mqi->mkq", model.dobs_dy(tt[col], yy, p), SS)
                       + (model.dobs_dp(tt[col], yy, p)[:, sens_index, :]
                          * a_all[sens_index][None]).transpose(2, 0, 1))
