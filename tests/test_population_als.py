@@ -31,7 +31,7 @@ from progression.als.population_truth import (
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
-COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic.toml"
+COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"  # drew the shipped data
 DATA = ROOT / "data" / "synthetic" / "als_clinic_200.csv"
 #: The same cohort with the reported onset as one ``onset_gap = 0`` row per patient (the data
 #: of the shipped fit; made by ``python -m progression.als.onset_rows``)

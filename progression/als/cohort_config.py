@@ -124,6 +124,12 @@ class PopulationConfig:
     dropout_early_rate: float = 0.0
     dropout_early_months: float = 0.0
     observables: tuple[ObservableSpec, ...] = ()
+    #: Assay limits per observable: (name, upper, residual_bound). ``upper``: values above the
+    #: assay's upper limit are reported at it, right-censored (cens = -1); ``residual_bound``:
+    #: the visit residual (normal or Student-t draw, in units of residual_sd) is truncated to
+    #: +-bound (redrawn). None: no limit. (The ``upper`` and ``residual_bound`` keys of an
+    #: [observables.NAME] table.)
+    assay_limits: tuple[tuple[str, float | None, float | None], ...] = ()
     source: str = "<config>"
 
     @property
@@ -243,6 +249,21 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
     d_early = r.number(o, "dropout", "early_rate", d.dropout_early_rate, lo=0)
     d_early_months = r.number(o, "dropout", "early_months", d.dropout_early_months, lo=0)
 
+    # the assay-limit keys are ALS-content keys of [observables.NAME]: read here, the rest by
+    # the generic reader
+    limits: list[tuple[str, float | None, float | None]] = []
+    odoc = doc.get("observables")
+    if isinstance(odoc, Mapping):
+        stripped = {}
+        for name, spec in odoc.items():
+            if isinstance(spec, Mapping) and ("upper" in spec or "residual_bound" in spec):
+                key = f"observables.{name}"
+                upper = r.number(spec, key, "upper", None, lo=0, lo_open=True)
+                bound = r.number(spec, key, "residual_bound", None, lo=0, lo_open=True)
+                limits.append((str(name), upper, bound))
+                spec = {k: v for k, v in spec.items() if k not in ("upper", "residual_bound")}
+            stripped[name] = spec
+        doc = {**doc, "observables": stripped}
     observables = parse_observables(
         r, doc, model, model_name, errors=_ERRORS,
         default_error=lambda name: "alsfrs" if name == _SCORE else "lognormal")
@@ -276,7 +297,7 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         max_alsfrs=max_frs, min_delta_fs=min_dfs, max_delta_fs=max_dfs, oversample=oversample,
         dropout_rate=d_rate, dropout_per_point=d_point, dropout_per_slope=d_slope,
         dropout_early_rate=d_early, dropout_early_months=d_early_months,
-        observables=observables, source=source, **visits,
+        observables=observables, assay_limits=tuple(limits), source=source, **visits,
     )
 
 

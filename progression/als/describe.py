@@ -508,7 +508,10 @@ def _fmt(x: float) -> str:
 
 
 def _fmt_value(stat: str, x: float) -> str:
-    if "share" in stat or "attrition" in stat or "mortality" in stat or "reduction" in stat:
+    if "HR" in stat or "largest" in stat:
+        return _fmt(x)
+    if ("share" in stat or "attrition" in stat or "mortality" in stat or "reduction" in stat
+            or "at 10 years" in stat):
         return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
     return _fmt(x)
 

@@ -172,12 +172,28 @@ def _draw(cfg: PopulationConfig, model, rng: np.random.Generator, m: int) -> _Dr
         else:
             eps[ob.name] = rng.standard_normal((m, V))
         u_meas[ob.name] = rng.random((m, V))
-    return _Draws(
+    draws = _Draws(
         params=params, varied=varied, age_onset=age, male=male, site=site, c9=c9,
         z_delay=rng.standard_normal(m), u_enrol=rng.random(m), u_end=rng.random(m),
         jitter=rng.standard_normal((m, V)), u_missed=rng.random((m, V)),
         e_dropout=rng.exponential(1.0, m), eta=eta, eps=eps, u_measured=u_meas,
     )
+    # Truncated residuals (an assay's residual_bound): out-of-bound draws are redrawn after
+    # every other draw, so configs without a bound keep their random numbers and cohorts.
+    specs = {ob.name: ob for ob in cfg.observables}
+    for name, _upper, bound in cfg.assay_limits:
+        ob = specs.get(name)
+        if bound is None or ob is None:
+            continue
+        e = eps[name]
+        for _ in range(50):
+            bad = np.abs(e) > bound
+            if not bad.any():
+                break
+            k = int(bad.sum())
+            e[bad] = rng.standard_t(ob.df, k) if ob.residual == "t" else rng.standard_normal(k)
+        np.clip(e, -bound, bound, out=e)
+    return draws
 
 
 @dataclass
@@ -232,12 +248,19 @@ def _process(cfg: PopulationConfig, draws: _Draws, sim, grid: np.ndarray) -> _Ba
     reason[usable & died_first & (death_inf > t_diag)] = "died before enrolment"
 
     # True values at visits, observed values.
+    upper_limits = {name: up for name, up, _ in cfg.assay_limits}
     tv = t_enrol_safe[:, None] + w
     values, cens, limits, measured = {}, {}, {}, {}
     for ob in cfg.observables:
         f = interpolate(sim[ob.model], step, tv)
         values[ob.name], cens[ob.name], limits[ob.name] = measure(
             ob, f, draws.eta[ob.name], draws.eps[ob.name])
+        upper = upper_limits.get(ob.name)
+        if upper is not None:   # above the assay's range: reported at the limit, cens = -1
+            above = values[ob.name] > upper
+            values[ob.name] = np.where(above, upper, values[ob.name])
+            cens[ob.name][above] = -1
+            limits[ob.name][above] = upper
         p = np.full(V, ob.probability)
         p[0] = ob.baseline
         measured[ob.name] = draws.u_measured[ob.name] < p[None, :]
