@@ -1,7 +1,7 @@
 """Published ALS trials as calibration data (issue 13): progression/als/trials.toml.
 
 Each published trial is run as a virtual trial built like the real one, at a small size (pool
-of 200 eligible patients, 40 replicate trials, seed 3), and every published outcome is
+of 400 eligible patients, 40 replicate trials, seed 1), and every published outcome is
 asserted to fall in its range (the published pattern). Outcomes the current model misses are
 strict xfails carrying the measured numbers (pool 400, seed 1, `progression trial`): when
 the recalibrated model reproduces them, the xfail flips and the list below must shrink.
@@ -26,19 +26,15 @@ from progression.errors import ConfigError
 from progression.stats.survival import logrank
 from progression.virtual.trials import VirtualTrial
 
-SMALL = {"pool_size": 200, "reps": 40, "seed": 3}
+SMALL = {"pool_size": 400, "reps": 40, "seed": 1}
 
 #: (trial, outcome) -> what the model gave when it missed (pool 400, seed 1). Strict xfails.
 MISSES = {
     ("tocilizumab", "alsfrs_12m"):
-        "+1.9 ALSFRS-R points at 12 months after 3 infusions (published: no lasting effect)",
-    ("tocilizumab", "death_hr_18m"):
-        "death HR 0.80-0.86 over 18 months after 3 infusions (published: no lasting effect)",
-    ("mirocals", "death_significant"):
-        "log-rank significant in ~50% of 110/arm trials (HR 0.76; published 0.81 n.s.)",
+        "+1.65 ALSFRS-R points at 12 months after 3 infusions (published: no lasting effect)",
     ("mirocals", "death_hr_high_nfl"):
-        "HR 0.72-0.79 in the top NfL quarter: the model's IL-2 benefit does not vanish at "
-        "high neurofilament (published ~1.37)",
+        "HR 0.85 in the top NfL quarter (0.73 below it): the model's IL-2 benefit does not "
+        "vanish at high neurofilament (published ~1.37)",
     ("imodals", "nfl_3m"):
         "NfL -15% vs placebo after 3 IL-2 cycles (published: unchanged): NfL follows the "
         "neuron loss rate, which IL-2 lowers at once",
@@ -46,11 +42,9 @@ MISSES = {
         "6% slowing in ΔFS < 1.1 (published 27%); stronger factors slow fast progressors "
         "as much (factor 0.1: 20% vs 18%), so the pattern is structural",
     ("riluzole", "death_hr_18m"):
-        "HR 0.91-0.92 over 18 months at factor 0.90 (published ~0.80; factor 0.65 gives 0.78 "
-        "with a 1.7-month gain)",
-    ("riluzole", "median_gain"):
-        "median gain 0.3-0.4 months at factor 0.90 with the joint-model death hazard "
-        "(published 2-3 months)",
+        "HR 0.94 over 18 months at factor 0.90 with a 1.8-2.6-month median gain (published "
+        "~0.80 with 2-3 months): the model's benefit accrues through slower decline, so the "
+        "early hazard barely moves (factor 0.80: HR 0.88, gain 4.3-5.5 months)",
 }
 
 
@@ -112,8 +106,8 @@ def null_spec():
     text = textwrap.dedent("""
         [null]
         title = "two placebo arms"
-        follow_up = 12.0
-        visits = [0.0, 3.0, 6.0, 12.0]
+        follow_up = 150.0
+        visits = [0.0, 3.0, 6.0, 12.0, 150.0]
         markers = ["CRP", "NfL"]
         dropout = { rate = 0.0 }
         [null.arms.a]

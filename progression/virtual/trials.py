@@ -20,6 +20,9 @@ A :class:`VirtualTrial` describes a parallel-group trial on a mechanistic model:
    ``clip(round(F + N(0, noise_sd^2)), 0, 48)``; dropout hazard ``rate`` per month, optionally
    informative (``exp(informative * decline / 10)``); death (the model's terminal event) ends
    visits.
+   Death of a model with a ``[hazards.NAME]`` event is random through each patient's
+   survival score ``z_NAME`` ~ N(0, 1), drawn at screening when the candidate source does not
+   vary it (the same draw under every arm).
 5. **Analysis as trials do it**: ``"slope"`` -- per-patient least-squares ALSFRS-R slopes,
    Welch t-test treatment vs control (two-stage slope analysis); ``"change"`` -- change from
    baseline at the last scheduled visit among completers, Welch t-test; ``"survival"`` --
@@ -363,6 +366,7 @@ class VirtualTrial:
             k = max(16, int(math.ceil((n - have) * 2.0)))
             table = (self.variability.sample(model, k, rng) if self.population is None
                      else self.population.sample(k, rng))
+            _hazard_scores(model, table, rng)
             duration = rng.uniform(*enr.duration, k)
             t_screen = _anchor_times(model, table, self.onset, duration, **options)
             candidates += k
@@ -681,6 +685,23 @@ def _candidate_source(population, variability):
                            f"'{sampler.fit_name}'", sampler=sampler)
     raise ConfigError(f"population: expected a population fit or a VirtualPopulation, found "
                       f"{type(population).__name__}")
+
+
+def _hazard_scores(model, table: np.ndarray, rng) -> None:
+    """Draw each candidate's survival score ``z_NAME`` ~ N(0, 1) for every ``[hazards.NAME]``
+    of the model that the candidate source leaves at one value (in place).
+
+    A hazard's event fires when the cumulative hazard reaches the patient's Exp(1) threshold
+    set by ``z_NAME``; left at its default (0, the median) every patient would die at the
+    same cumulative hazard. The draw belongs to the patient, so every arm sees the same one
+    (common random numbers). A source that varies ``z_NAME`` itself is left alone.
+    """
+    spec = getattr(model, "spec", None)
+    for hazard in getattr(spec, "hazards", ()):
+        j = model.parameter_names.index(hazard.score)
+        col = table[:, j]
+        if col.size and np.all(col == col[0]):
+            table[:, j] = rng.standard_normal(col.size)
 
 
 def _arm_sizes(n_per_arm, k: int) -> list[int]:
