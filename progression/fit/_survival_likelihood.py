@@ -114,7 +114,7 @@ class SurvivalRecord:
 
 
 def record_for(spec: SurvivalSpec, event, first_time: float, times) -> SurvivalRecord | None:
-    """A subject's record from its event row (``event.time``, ``event.event``) and its
+    """A subject's record from its event row (``event.time``, ``event.type``) and its
     observation times; None without an event row.
 
     ``times`` are the subject's observation times (all observables): the interval of an
@@ -125,7 +125,7 @@ def record_for(spec: SurvivalSpec, event, first_time: float, times) -> SurvivalR
         return None
     entry = {"first": float(first_time), "enrolment": 0.0, "none": float("nan")}[spec.entry]
     t = float(event.time)
-    if str(event.event) in spec.events:
+    if str(event.type) in spec.events:
         if spec.interval:
             before = np.asarray(times, float)
             before = before[before < t]

@@ -219,7 +219,7 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
             if record is not None and record.time < (record.entry if np.isfinite(
                     record.entry) else -np.inf):
                 problems.append(f"{cohort.source or 'cohort'}, subject '{sid}': event "
-                                f"'{cohort.event(sid).event}' at time {record.time:g} is "
+                                f"'{cohort.event(sid).type}' at time {record.time:g} is "
                                 f"before the subject's entry at {record.entry:g} ({config.source}"
                                 f", key 'survival.entry' = '{survival.entry}'); expected an "
                                 "event or censoring time at or after the entry")

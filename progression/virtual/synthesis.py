@@ -18,9 +18,14 @@ every function below):
 * :func:`dropout_times` -- informative dropout from any per-subject hazard on a time grid;
 * :class:`Truth`, :func:`read_truth`, :func:`write_synthetic` -- the truth table beside the
   cohort file;
+* :func:`draw_hazard_scores` -- the hazard route to event times: each ``[hazards.NAME]`` of
+  the model has a per-patient standard-normal score ``z_NAME`` whose Exp(1) threshold the
+  cumulative hazard must reach (:class:`progression.model.spec.Hazard`); drawing the scores
+  makes event times random draws from the hazard, not a function of the state;
 * :func:`simulate_cohort` -- all of the above for any model: draw, anchor the data clock (by
   the model's content or a given event, else model time 0), observe at jittered visits until
-  the end of follow-up or a terminal event.
+  the end of follow-up or a terminal event; with a hazard model, an events table (the
+  hazard's event or censoring per subject).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "visit_times",
     "planned_visits",
     "dropout_times",
+    "draw_hazard_scores",
     "simulate_cohort",
 ]
 
@@ -323,6 +329,40 @@ def dropout_times(u: np.ndarray, hazard: np.ndarray, e: np.ndarray, *,
 # ================================================================================ writing
 
 
+def draw_hazard_scores(model, table: np.ndarray, rng, *, keep=()) -> list[str]:
+    """Draw every hazard's survival score ``z_NAME ~ N(0, 1)`` into ``table`` (in place).
+
+    A model's ``[hazards.NAME]`` event happens when the cumulative hazard reaches
+    ``-log(0.5 erfc(z_NAME / sqrt 2))``, which is Exp(1) for a standard-normal score: the
+    event time then has survival function ``exp(-Lambda(t))`` given the trajectory (the
+    hazard route; models without a hazard keep their deterministic threshold events).
+    Log-normal frailty on the hazard is variability on its parameters (e.g. ``h0``), drawn
+    like any other.
+
+    Parameters
+    ----------
+    model : CompiledModel
+    table : ndarray (m, P)
+        Parameter rows, changed in place.
+    rng : numpy Generator
+    keep : collection of str
+        Scores not to draw (e.g. fixed by the caller).
+
+    Returns
+    -------
+    list of str
+        The parameters drawn (empty for a model without hazards).
+    """
+    spec = getattr(model, "spec", None)
+    drawn = []
+    for h in getattr(spec, "hazards", ()) or ():
+        if h.score in keep:
+            continue
+        table[:, model.parameter_index(h.score)] = rng.standard_normal(table.shape[0])
+        drawn.append(h.score)
+    return drawn
+
+
 def truth_path(path: str | os.PathLike) -> Path:
     """Where the truth table of a cohort file goes: ``<stem>_truth.csv`` beside it."""
     path = Path(path)
@@ -386,6 +426,12 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
     or the subject's first terminal event, whichever comes first. Model values are simulated
     at each subject's own visit times (no interpolation). Subjects whose anchor does not
     happen by ``max_time`` or who reach a terminal event before data time 0 are redrawn.
+    For a model with ``[hazards.NAME]`` sections, every survival score ``z_NAME`` the caller
+    neither varies nor fixes is drawn N(0, 1) (:func:`draw_hazard_scores`, from a random
+    stream of its own), so event times are draws from the hazard, and the cohort gets an
+    events table: per subject the hazard's event at its time if it happened before the end of
+    follow-up, else ``censored`` at the end of follow-up (for hazards whose event is an event
+    type of the data: death, tracheostomy, ventilation).
 
     Parameters
     ----------
@@ -416,7 +462,7 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
     (Cohort, Truth)
         Times since data time 0; the truth has each subject's parameters, ``time_offset`` and
         ``end_model_time`` (first terminal event on the model clock, NaN if none before the
-        end of follow-up).
+        end of follow-up), and each drawn survival score.
 
     Raises
     ------
@@ -463,7 +509,12 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
     nominal = nominal_visits(interval, schedule, hi)
     max_time = float(delay) + 100.0 * max(hi, 1.0) if max_time is None else float(max_time)
 
-    # Subjects: draw, keep those alive with their anchor by max_time.
+    # Subjects: draw, keep those alive with their anchor by max_time. Survival scores come
+    # from their own stream, so adding a hazard to a model changes no other draw.
+    rng_z = np.random.default_rng([int(seed) if not isinstance(seed, np.random.Generator)
+                                   else 0, 0x5EED])
+    given = {p.name for p in parameters} | {name for name, _ in fixed}
+    scores: list[str] = []
     tables, offsets, have = [], [], 0
     for _ in range(50):
         m = int(math.ceil((n - have) * 1.3)) + 4
@@ -471,6 +522,7 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
         table = model.parameter_table(None).repeat(m, axis=0)
         for name, values in drawn.items():
             table[:, model.parameter_index(name)] = values
+        scores = draw_hazard_scores(model, table, rng_z, keep=given)
         when = _anchor_times(model, table, anchor, np.full(m, float(delay)),
                              max_time=max_time, **options)
         ok = np.isfinite(when)
@@ -536,9 +588,15 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
     notes = [f"synthetic cohort: model {model.name!r}, seed {seed}, data time 0 = "
              f"{anchor or 'model time'} + {delay:g}",
              f"follow-up ended by a terminal event in {n_end} of {n} subjects"]
+    events = _hazard_events(model, ids, end, offset, study_end, exit_time)
+    if events is not None:
+        # only subjects with data (a cohort refuses events of subjects without any)
+        seen = set(obs["subject"])
+        events = {k: [v for v, sid in zip(col, events["subject"], strict=True) if sid in seen]
+                  for k, col in events.items()}
     cohort = Cohort(obs, time_unit=time_unit or getattr(model, "time_unit", "month"),
-                    time_origin=anchor or "model time 0", notes=notes)
-    names = [name for name, _ in fixed] + [p.name for p in parameters]
+                    time_origin=anchor or "model time 0", notes=notes, events=events)
+    names = [name for name, _ in fixed] + [p.name for p in parameters] + scores
     cols = {"subject": np.array(ids, dtype=str)}
     for name in names:
         cols[name] = table[:, model.parameter_index(name)].copy()
@@ -546,3 +604,22 @@ def simulate_cohort(model, n: int, *, observables: Sequence[ObservableSpec],
     cols["end_model_time"] = np.where(np.isfinite(end) & (end - offset <= study_end), end,
                                       np.nan)
     return cohort, Truth(model.name, tuple(names), cols)
+
+
+def _hazard_events(model, ids, end, offset, study_end, exit_time):
+    """The events table of a cohort of a hazard model (None without one): the first hazard
+    whose event is an event type of the data, at the subject's terminal event if that ends
+    its follow-up, else censored at the end of follow-up (times rounded up to 0.01, like
+    visits)."""
+    from ..data.validation import EVENT_TYPES
+
+    spec = getattr(model, "spec", None)
+    kinds = [h.event for h in getattr(spec, "hazards", ()) or ()
+             if h.event in EVENT_TYPES and h.event != "censored"]
+    if not kinds:
+        return None
+    died = np.isfinite(end) & (end - offset <= study_end)
+    time = np.where(died, end - offset, exit_time)
+    time = np.ceil(np.maximum(time, 0.0) * 100.0) / 100.0
+    return {"subject": list(ids), "time": time.tolist(),
+            "event": [kinds[0] if d else "censored" for d in died]}
