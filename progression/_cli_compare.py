@@ -60,17 +60,30 @@ def cmd_trial(args) -> int:
     """Published trials, simulated: each outcome with the published value and pass/fail."""
     import json
 
-    from .als.published import check_published, format_checks, published_spec, published_trials
+    from .als.published import check_published, format_checks, published_trials
     from .errors import ProgressionError
 
-    trials = published_trials()
+    if args.file is not None:
+        from .als.published import load_trials
+
+        trials = load_trials(args.file)
+    else:
+        trials = published_trials()
     if args.list:
         for name, spec in trials.items():
             arms = ", ".join(f"{arm} {n}" for arm, (n, _) in spec.arms.items())
             print(f"{name:<12} {spec.title} ({arms}; {len(spec.outcomes)} outcomes)")
         return 0
     names = args.names or list(trials)
-    specs = [published_spec(n) for n in names]          # unknown names fail before running
+    unknown = [n for n in names if n not in trials]
+    if unknown:                                          # before anything runs
+        from .errors import did_you_mean
+
+        raise ProgressionError(f"unknown published trial {unknown[0]!r}"
+                               f"{did_you_mean(unknown[0], trials)} (trials"
+                               + (f" in {args.file}" if args.file else "")
+                               + f": {', '.join(trials)})")
+    specs = [trials[n] for n in names]
     if args.pool is not None and args.pool < 2:
         raise ProgressionError(f"--pool: expected at least 2 patients, found {args.pool}")
     if args.json:
@@ -170,6 +183,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "published outcome next to its simulated value, with pass/fail.")
     t.add_argument("names", nargs="*", help="trial names (default: all; see --list)")
     t.add_argument("--list", action="store_true", help="list the published trials")
+    t.add_argument("--file", help="a trials file of your own (same keys as "
+                                  "progression/als/trials.toml) instead of the package's")
     t.add_argument("--pool", type=positive_int,
                    help="eligible virtual patients per trial (default: the trial's)")
     t.add_argument("--reps", type=positive_int, default=100,

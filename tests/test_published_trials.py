@@ -304,6 +304,21 @@ def test_cli_trial(tmp_path, capsys):
     assert main(["trial", "imodals", "--pool", "1", "--quiet"]) == 2
 
 
+def test_cli_trial_file_of_ones_own(tmp_path, capsys, null_spec):
+    path = tmp_path / "mine.toml"
+    path.write_text(null_spec)
+    assert main(["trial", "--file", str(path), "--list"]) == 0
+    assert capsys.readouterr().out.startswith("null ")
+    assert main(["trial", "--file", str(path), "null", "--pool", "20", "--reps", "3",
+                 "--quiet"]) == 0
+    assert "null: two placebo arms" in capsys.readouterr().out
+    assert main(["trial", "--file", str(path), "mirocals"]) == 2
+    assert f"unknown published trial 'mirocals' (trials in {path}: null)" in \
+        capsys.readouterr().err
+    assert main(["trial", "--file", str(tmp_path / "none.toml"), "--list"]) == 2
+    assert "cannot read the trials file" in capsys.readouterr().err
+
+
 def test_riluzole_library_entry():
     (iv,) = pg.library("riluzole")
     assert iv.scale == {"k0": 0.9, "kA": 0.9, "kE": 0.9}
