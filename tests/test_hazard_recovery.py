@@ -130,3 +130,25 @@ def test_pooled_joint_fit_recovers_the_hazard(tmp_path, interval):
         # 60 patients pin h0 to ~50% and a to ~25% (standard errors): 3 SE here; bias and
         # coverage over replicates of 200 are in benchmarks/hazard_recovery.py
         assert abs(est - true) < 3 * se and se / abs(true) < 0.8
+
+
+def test_saved_joint_fit_keeps_the_survival_records(tmp_path):
+    """fit.json carries each subject's record: the loaded fit re-evaluates the same joint
+    objective (survival part included)."""
+    from progression.fit import load_fit
+
+    _, data, _ = cohort(tmp_path, 12, seed=5)
+    res = fit(config(tmp_path), data=data)
+    res.save(tmp_path / "out", figures=False)
+    back = load_fit(tmp_path / "out")
+    def records(designs):
+        return np.array([[d.survival.kind, d.survival.time, d.survival.lower,
+                          d.survival.entry] for d in designs], dtype=float)
+
+    assert all(d.survival is not None for d in res.designs)
+    np.testing.assert_array_equal(records(back.designs), records(res.designs))
+    problem = back.problem
+    m = len(back.designs)
+    ev = problem.evaluate(back.designs, np.arange(m), back.theta, np.zeros(0, dtype=int),
+                          want_jac=False)
+    np.testing.assert_allclose(ev.m2ll, res.subject_objective, rtol=1e-6, atol=1e-6)

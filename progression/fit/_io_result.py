@@ -236,7 +236,20 @@ def _inputs_document(r: FitResult) -> dict:
                         "description": c.description}
                        for c in getattr(r, "conditions", ()) or ()],
         "files": files,
+        # each subject's time-to-event record ([survival]): kind, time, lower, entry
+        **({"survival": [None if d.survival is None else
+                         [int(d.survival.kind), _json_float(d.survival.time),
+                          _json_float(d.survival.lower), _json_float(d.survival.entry)]
+                         for d in r.designs]}
+           if any(getattr(d, "survival", None) is not None for d in r.designs) else {}),
+        **({"survival_spec": dataclasses.asdict(r.survival)}
+           if getattr(r, "survival", None) is not None else {}),
     }
+
+
+def _json_float(x: float):
+    """A float for JSON (NaN as None)."""
+    return None if not np.isfinite(x) else float(x)
 
 
 def _write_inputs(r: FitResult, folder: Path) -> None:
@@ -370,8 +383,9 @@ def load_fit(folder) -> FitResult:
         doses = _read_doses(folder / "doses.csv", subjects, path, inputs)
         covariates = _read_covariates(folder / "covariates.csv", subjects, path, inputs)
         records = inputs.get("dose_records") or [False] * m
+        survival = inputs.get("survival") or [None] * m
         designs = [Design(**d, doses=doses[d["id"]], dose_records=bool(records[i]),
-                          covariates=covariates[d["id"]])
+                          covariates=covariates[d["id"]], survival=_survival_record(survival[i]))
                    for i, d in enumerate(rows)]
     est, scale = doc["estimates"], doc["estimation_scale"]
     theta = _arr(est["theta"])
@@ -422,7 +436,9 @@ def load_fit(folder) -> FitResult:
         model_predictions=Predictions(values, []),
         individual=IndividualPart(estimates, uncertainty, diagnostics),
         population=population, timings=doc["timings"], provenance=doc["provenance"],
-        **({"conditions": conditions} if conditions else {}))
+        **({"conditions": conditions} if conditions else {}),
+        **({"survival": _survival_spec(inputs["survival_spec"])}
+           if inputs.get("survival_spec") else {}))
     # the residuals are recomputed from the data and predictions, as the fit computed them
     res = normalised_residuals(result.problem, designs, theta, values) if designs else []
     return dataclasses.replace(result, model_predictions=Predictions(values, res))
@@ -553,3 +569,24 @@ def _read_covariates(path: Path, subjects, fit_json: Path, inputs: dict) -> dict
     # the file keeps each design's order of covariates (insertion order of the dict)
     return {s: tuple((name, np.array(t), np.array(v)) for name, (t, v) in d.items())
             for s, d in out.items()}
+
+
+def _survival_record(entry):
+    """A design's survival record from ``inputs.survival`` of fit.json (None: none)."""
+    if entry is None:
+        return None
+    from ._survival_likelihood import SurvivalRecord
+
+    kind, time, lower, start = entry
+    return SurvivalRecord(int(kind), float(time),
+                          float("nan") if lower is None else float(lower),
+                          float("nan") if start is None else float(start))
+
+
+def _survival_spec(doc):
+    """The fit's ``[survival]`` spec from ``inputs.survival_spec`` of fit.json."""
+    from ._survival_likelihood import SurvivalSpec
+
+    doc = dict(doc)
+    doc["events"] = tuple(doc.get("events", ()))
+    return SurvivalSpec(**doc)

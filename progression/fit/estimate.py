@@ -220,7 +220,7 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
         designs=list(designs), model_predictions=out.predictions,
         individual=IndividualPart(out.estimates, out.uncertainty, diag),
         population=out.population, timings=timings, provenance=provenance,
-        conditions=tuple(problem.conditions))
+        conditions=tuple(problem.conditions), survival=problem.survival)
 
 
 def _workers(ex):

@@ -25,7 +25,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -127,6 +127,8 @@ class FitResult:
     timings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict, repr=False)
     conditions: tuple = ()
+    #: The time-to-event part of the likelihood (``[survival]``), or None.
+    survival: Any = None
 
     # ------------------------------------------------------------------ views of the parts
 
@@ -252,7 +254,8 @@ class FitResult:
         """The estimation problem (to evaluate residuals again), with the fit's conditions;
         which designs carry inputs is known, as in the fit."""
         problem = Problem(self.model, self.observables, self.error_models, self.parameters,
-                          dict(self.solver), tuple(self.conditions))
+                          dict(self.solver), tuple(self.conditions),
+                          survival=getattr(self, "survival", None))
         if self.designs:
             problem.fix_grid_step(self.designs)
         return problem
