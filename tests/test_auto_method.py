@@ -59,7 +59,7 @@ def test_auto_is_compiled_with_kernels_and_lsoda_without():
         np.testing.assert_allclose(sim["conc"][0], _exact(numba_model), rtol=1e-5)
 
 
-def test_auto_takes_dop853_at_tight_tolerances_and_rodas4_stays_compiled():
+def test_auto_takes_dop853_at_tight_tolerances_and_rodas4_stays_compiled(monkeypatch):
     numba_model, _ = _models()
     if numba_model.kernels is None:
         pytest.skip("numba is not installed")
@@ -69,7 +69,10 @@ def test_auto_takes_dop853_at_tight_tolerances_and_rodas4_stays_compiled():
     # tighter than AUTO_COMPILED_MIN_RTOL: the compiled DOP853 for a small batch
     # (tests/test_compiled_dop853.py), the stacked LSODA for a large one
     assert tight.stats["method"] == "DOP853 (compiled)"
-    many = simulate(numba_model, np.repeat(numba_model.parameter_table(None), 400, axis=0),
+    from progression.simulate import _api
+
+    monkeypatch.setattr(_api, "DOP853_MAX_WORK", 4 * 6**2)   # m w^2: 4 subjects here
+    many = simulate(numba_model, np.repeat(numba_model.parameter_table(None), 5, axis=0),
                     TIMES, rtol=rtol, atol=1e-13)
     assert many.stats["method"] == "LSODA"
     np.testing.assert_allclose(many["conc"][0], _exact(numba_model), rtol=1e-6)

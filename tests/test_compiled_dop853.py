@@ -52,7 +52,7 @@ def test_auto_picks_dop853_below_the_rodas4_tolerance_for_small_batches():
     assert loose.stats["method"] == compiled.METHOD_NAME
     # the batch rule: as many subjects as DOP853_MAX_WORK allows, then the stacked LSODA
     n, Q = model.n_states, len(model.parameter_names)
-    m_max = DOP853_MAX_WORK // (n * (1 + 2) * (n + Q))
+    m_max = int(DOP853_MAX_WORK // (n * (1 + 2) * (n + Q)) ** 2)
     assert _dop853_batch(model, m_max, 2, Q) and not _dop853_batch(model, m_max + 1, 2, Q)
 
 
@@ -215,7 +215,7 @@ def test_the_stiffness_test_stops_a_segment_with_its_status():
                 np.zeros((2, 0, y.size)), np.zeros((2, 0)), np.zeros((2, 0, 0)), False,
                 np.zeros(0, np.int64), np.zeros(0, np.bool_), False, np.zeros(4, np.int64),
                 np.zeros(4), 1e-10, 1e-12, np.inf, 100_000, True, info_i, info_f,
-                np.zeros((2, y.size)))
+                np.zeros((2, y.size)), False)
     assert info_i[0] == STIFF
     np.testing.assert_array_equal(y, y0)        # the segment's start, for the re-solve
 

@@ -90,23 +90,27 @@ AUTO_COMPILED_MIN_RTOL = 1e-7
 
 
 #: ``"auto"`` below :data:`AUTO_COMPILED_MIN_RTOL` runs the compiled per-subject DOP853
-#: (:mod:`._dop853_numba`) for a batch of ``m`` subjects when ``m * n (1 + k) (n + Q)`` (``n``
-#: states, ``k`` sensitivity parameters, ``Q`` parameters: the size of one explicit stage's
-#: slope, Jacobian and ``F_p`` products) is at most this, else the stacked LSODA, which pays
-#: ~20-60 us of Python per step for the whole batch and so wins on large batches. Measured
-#: 2026-12-01, rtol 1e-10, outputs and sensitivities, loaded 2-core machine, ms per subject
-#: DOP853 / stacked LSODA: als_reduced (k = 2, size 450) 1.8/8.0 at 1 subject, 4.3/2.4 at 4,
-#: 3.3/1.0 at 50; pk_oral with a dose (k = 3, size 96) 0.42/2.07 at 1, 0.20/0.63 at 12,
-#: 0.35/0.39 at 25, 0.35/0.31 at 50. Crossovers near 2.5 and 30 subjects: products 1,100 and
-#: 2,900.
-DOP853_MAX_WORK = 1500
+#: (:mod:`._dop853_numba`) for a batch of ``m`` subjects when ``m w^2`` is at most this, with
+#: ``w = n (1 + k) (n + Q)`` (``n`` states, ``k`` sensitivity parameters, ``Q`` parameters:
+#: the size of one explicit stage's slope, Jacobian and ``F_p``), else the stacked LSODA.
+#: The stacked LSODA pays ~20-60 us of Python per step for the whole batch and takes ~2.5x
+#: fewer right-hand sides than DOP853's 12 per step (Adams, variable order), so it wins on
+#: large batches, and sooner for large models, whose full ``F_p`` (every parameter, each
+#: stage) dominates DOP853's cost: hence ``w`` squared. Measured 2026-12-01, rtol 1e-10,
+#: outputs and sensitivities, 2-core machine under load 6-10 (ratios from the same run), ms
+#: per subject DOP853 / stacked LSODA: als_reduced (6 states, 40 parameters, k = 2, w = 828)
+#: 1.8/8.0 at 1 subject, 3.9/1.35 at 4, 3.6/1.08 at 50; pk_oral with a dose (k = 3, w = 96)
+#: 0.29/1.81 at 4, 0.16/0.30 at 12, 0.29/0.31 at 50, 0.27/0.21 at 100. Crossovers near
+#: 1.5 and 70 subjects: ``m w^2`` 1.0e6 and 6.5e5.
+DOP853_MAX_WORK = 8e5
 
 
 def _dop853_batch(model, m: int, k: int, Q: int) -> bool:
-    """Whether a batch of ``m`` subjects with ``k`` sensitivities goes through the compiled
-    DOP853 (see :data:`DOP853_MAX_WORK`)."""
+    """Whether a batch of ``m`` subjects with ``k`` sensitivities and ``Q`` parameters goes
+    through the compiled DOP853 (see :data:`DOP853_MAX_WORK`)."""
     n = model.n_states
-    return m * n * (1 + k) * (n + Q) <= DOP853_MAX_WORK
+    w = n * (1 + k) * (n + Q)
+    return m * w * w <= DOP853_MAX_WORK
 
 
 def _resolve_method(model, method: str, rtol: float = 1e-6) -> tuple[str, bool]:

@@ -94,33 +94,39 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     fail_y = np.zeros((2, n))
     own_breaks = covariates.subject_breaks(index) if covariates is not None else None
 
+    # Every subject's start at once: initial values, then the switches at t0 (a dose at the
+    # start, the usual case), the same operations per column as one subject at a time, in one
+    # call per batch instead of one per subject (~60 us each).
+    index = np.asarray(index)
+    p0 = np.array(table, dtype=float).T.copy()
+    if covariates is not None:
+        p0 = covariates.extend(p0, t0, index)
+    a0 = np.ones_like(p0)
+    y0 = np.ascontiguousarray(model.initial(t0, None, p0), dtype=float)
+    S0 = (np.ascontiguousarray(model.dinitial_dp(t0, None, p0)[:, sidx, :].transpose(2, 1, 0))
+          if k else None)
+    for name, value in initial.items():
+        j = model.state_index(name)
+        y0[j] = _as_subject_values(value, m_total, f"initial[{name!r}]")[index]
+        if k:
+            S0[:, :, j] = 0.0
+    for sw in switches:
+        if float(sw.time) == float(t0):
+            y0, S0 = _apply_switch(model, sw, p0, a0, y0, S0, sys, index, m_total)
+    closing = integrator == "DOP853"
+
     times_all, t_end_all = times, t_end
-    for s, i in enumerate(np.asarray(index)):
+    for s, i in enumerate(index):
         if own_times is not None:
             # only this subject's outputs (columns of times), integrated to its last one
             cols = np.asarray(own_times[s], dtype=np.int64)
             times = np.ascontiguousarray(times_all[cols])
             T = times.size
             t_end = float(times[-1]) if T else float(t0)
-        p = np.array(table[s], dtype=float)     # a copy: switches change it in place
-        if covariates is not None:
-            p = covariates.extend(p[:, None], t0, [i])[:, 0]
-        p = np.ascontiguousarray(p, dtype=float)
-        Q = p.size
-        a_all = np.ones(Q)
-        y = np.zeros(n)
-        kern.initial(float(t0), y, p, y)
-        if k:
-            D = np.zeros((n, Q))
-            kern.dinitial_dp(float(t0), y, p, D)
-            S = np.ascontiguousarray(D[:, sidx].T)
-        else:
-            S = np.zeros((0, n))
-        for name, value in initial.items():
-            j = model.state_index(name)
-            y[j] = _as_subject_values(value, m_total, f"initial[{name!r}]")[i]
-            if k:
-                S[:, j] = 0.0
+        p = np.ascontiguousarray(p0[:, s])      # copies: switches change them in place
+        a_all = np.ascontiguousarray(a0[:, s])
+        y = np.ascontiguousarray(y0[:, s])
+        S = np.ascontiguousarray(S0[s]) if k else np.zeros((0, n))
         mine = [(sw, mask) for sw, mask in zip(switches, masks, strict=True) if mask[i]]
         bounds = {float(sw.time) for sw, _ in mine if t0 <= sw.time <= t_end}
         if own_breaks is not None:
@@ -128,6 +134,11 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             bounds |= {float(v) for v in b[(b > t0) & (b <= t_end)]}
         edges = sorted({float(t0), *(b for b in bounds if b > t0),
                         *([t_end] if t_end > t0 else [])})
+        # DOP853 records the outputs at t_end in the segment that ends there when nothing
+        # switches at t_end (no call for the empty last segment)
+        closed = closing and t_end > t0 and t_end not in bounds
+        if closed:
+            edges = edges[:-1]
         Yout = np.full((T, n), np.nan)
         Sout = np.full((T, k, n), np.nan)
         Oout = np.full((T, n_obs), np.nan)
@@ -139,7 +150,7 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
         for seg, seg_start in enumerate(edges):
             if covariates is not None and seg:
                 p[P:] = covariates.hidden(seg_start, [i])[:, 0]
-            for sw, _ in mine:
+            for sw, _ in mine if seg else ():        # those at t0: applied above
                 if float(sw.time) == seg_start:
                     y2, S3 = _apply_switch(model, sw, p[:, None], a_all[:, None], y[:, None],
                                            S[None] if k else None, sys, np.array([i]),
@@ -148,7 +159,8 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                     if k:
                         S = np.ascontiguousarray(S3[0], dtype=float)
             last = seg == len(edges) - 1
-            seg_end = seg_start if last else edges[seg + 1]
+            seg_end = (t_end if closed else seg_start) if last else edges[seg + 1]
+            extra = (closed and last,) if closing else ()
             a = np.ascontiguousarray(a_all[sidx])
             y_start, S_start = y.copy(), S.copy()
             crashed = None
@@ -157,7 +169,7 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                     step_segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout,
                             Sout, Oout, DOout, n_obs > 0, ev_sign, ev_term, use_events,
                             ev_index, ev_time, float(rtol), float(atol), float(max_step),
-                            int(max_steps), autonomous, info_i, info_f, fail_y)
+                            int(max_steps), autonomous, info_i, info_f, fail_y, *extra)
                 except (ArithmeticError, ValueError) as exc:
                     # not expected (the kernels and this code use numpy's error model); a
                     # failure of this subject all the same, never an exception for callers

@@ -196,10 +196,12 @@ if AVAILABLE:
     @njit(cache=True, error_model="numpy")
     def _segment(KL, t0, t1, y, S, p, sidx, a, times, j0, Yout, Sout, Oout, DOout,
                  record_obs, ev_sign, ev_term, use_events, ev_index, ev_time, rtol, atol,
-                 max_step, max_steps, autonomous, info_i, info_f, fail_y):
+                 max_step, max_steps, autonomous, info_i, info_f, fail_y, closed):
         """Integrate one subject over [t0, t1] (no switch inside), in place on y and S: the
         contract of the compiled Rodas4's segment (:mod:`._rodas4_loops`), plus status
-        :data:`STIFF` (y and S then hold the segment's start values). ``autonomous`` is not
+        :data:`STIFF` (y and S then hold the segment's start values) and ``closed``: the
+        outputs at ``t1`` are recorded too (the last segment when nothing switches at its
+        end, instead of a call for the empty segment ``[t1, t1]``). ``autonomous`` is not
         used (an explicit method needs no time derivative)."""
         K = KL[0]
         event_values = K[8]
@@ -379,11 +381,17 @@ if AVAILABLE:
                             n_found += 1
                     for e in range(n_ev):
                         ev_prev[e] = ev_new[e]
-                # outputs inside the step: t <= times[j] < t_new (and <= a terminal event)
-                while j < T and times[j] < t_new and (not terminated or times[j] <= t_stop):
+                # outputs inside the step: t <= times[j] < t_new (and <= a terminal event);
+                # closed: the last step's end too
+                end_in = closed and t_new == t1
+                while j < T and (times[j] < t_new or (end_in and times[j] == t_new)) and (
+                        not terminated or times[j] <= t_stop):
                     if times[j] == t:
                         for i in range(N):
                             zj[i] = z[i]
+                    elif times[j] == t_new:
+                        for i in range(N):
+                            zj[i] = z_new[i]
                     else:
                         if not ready:
                             _dense_prepare(K, t, hh, z, z_new, p, sidx, a, n, k, Kz, zi, F,
