@@ -28,6 +28,7 @@ def _healthy(model):
 
 
 @pytest.mark.parametrize(("name", "drive_off"), [
+    ("als_systemic", {"k0": 0.0}),     # the default C_glia0 = 1.1 (issue 13)
     ("als_systemic", {"k0": 0.0, "aC": 0.0}),
     ("als_systemic", {"k0": 0.0, "C_glia0": 1.1}),
     ("als_reduced", {"k0": 0.0}),
@@ -44,8 +45,10 @@ def test_without_disease_drive_the_healthy_state_is_steady(name, drive_off):
 
 
 def test_appendix_a_barrier_leak_alone_eventually_starts_disease():
-    """Documented property of the reference defaults: aC*C/(KC+C) > 0 at C = 1."""
-    sim = pg.simulate("als_systemic", {"k0": 0.0}, np.linspace(0, 120, 121), **TIGHT)
+    """Documented property of the reference's Appendix A (C_glia0 = 0): aC*C/(KC+C) > 0 at
+    C = 1, so disease starts even with k0 = 0 (the default C_glia0 = 1.1 prevents it)."""
+    sim = pg.simulate("als_systemic", {"k0": 0.0, "C_glia0": 0.0}, np.linspace(0, 120, 121),
+                      **TIGHT)
     assert 25 < sim.event_time("clinical_onset")[0] < 40
 
 
