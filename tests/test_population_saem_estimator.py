@@ -207,14 +207,37 @@ def test_saem_saved_and_reloaded(fits, tmp_path):
     assert back.population.method == "saem"
 
 
-def test_saem_needs_eta_on_every_population_parameter(simulated):
+def test_saem_estimates_a_parameter_without_random_effect(simulated):
+    """V without a random effect (Monolix's "parameter without variability"): SAEM estimates
+    it by its Fisher-scoring M-step, with an SA standard error; FOCE-I on the same data and
+    config agrees within 2 of its standard errors (the data were simulated with V's eta
+    variance 0.05, so both fits carry the same misspecification)."""
+    from progression.fit import fit
+
+    text = _estimator_free(CONFIG.read_text()).replace("eta = 0.1\n", "")
+    text = text.replace("[estimator]\nseed = 1\n", f"[estimator]\nseed = 3\n{SAEM_OPTIONS}")
+    cfg = parse_fit_config(text, source="noeta.toml", base_dir=CONFIG.parent)
+    pop = fit(cfg, data=simulated).population
+    assert "V" not in pop.omega_names
+    ref = fit(cfg.replace(estimator="focei"), data=simulated).population
+    assert pop.fixed_effects["V"] != 31.5                     # moved from its start
+    se_log = ref.fixed_effects_se["V"] / ref.fixed_effects["V"]
+    assert abs(math.log(pop.fixed_effects["V"] / ref.fixed_effects["V"])) < 2 * se_log
+    assert 0.3 < (pop.fixed_effects_se["V"] / pop.fixed_effects["V"]) / se_log < 3
+
+
+def test_saem_refuses_covariates_on_a_parameter_without_random_effect():
     from progression.errors import ConfigError
     from progression.fit import fit
 
-    text = CONFIG.read_text().replace("eta = 0.1\n", "")
+    text = CONFIG.read_text().replace("eta = 0.1\n", "") + (
+        "\n[parameters.V.covariates.weight]\neffect = \"power\"\nreference = 70.0\n"
+        "value = 1.0\n")
     cfg = parse_fit_config(text, source="noeta.toml", base_dir=CONFIG.parent)
-    with pytest.raises(ConfigError, match=r"noeta\.toml.*saem.*parameters\.V has none"):
-        fit(cfg, data=simulated)
+    with pytest.raises(ConfigError, match=r"noeta\.toml: parameters\.V\.covariates\.WT: "
+                                          r"fit\.estimator = \"saem\" takes covariate effects "
+                                          r"on parameters with a random effect only"):
+        fit(cfg)           # Theoph itself (a weight per subject)
 
 
 @pytest.mark.slow

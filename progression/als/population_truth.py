@@ -49,10 +49,15 @@ from ..virtual.synthesis import draw_parameters
 from .cohort_config import PopulationConfig, _as_config
 from .synthetic import draw_covariates
 
-__all__ = ["PopulationTruth", "generating_population", "sample_population", "main"]
+__all__ = ["PopulationTruth", "generating_population", "sample_population",
+           "truth_on_fit_scale", "DERIVED", "main"]
 
 #: Columns of the truth file that a population fit of als_reduced estimates (log scale).
 FITTED = ("k0", "kA", "Tmax", "eD")
+#: Quantities of a reparametrised fit that are functions of the generator's parameters
+#: (``configs/models/als_reduced_pace.toml``: ``kA = k0 * glial_ratio``, so ``k0`` is the
+#: pace of the disease and ``glial_ratio`` the glial-to-autonomous split of the hazard).
+DERIVED = {"glial_ratio": lambda v: v["kA"] / v["k0"]}
 #: The truth-file column of the onset shift's per-patient value.
 ONSET = "onset_model_time"
 
@@ -139,6 +144,67 @@ def generating_population(config, *, n_draws: int = 400_000, seed: int = 0,
     R = L - X @ beta
     typical = {n: float(np.exp(L[:, k].mean())) for k, n in enumerate(names)}
     return PopulationTruth(tuple(names), typical, np.cov(L.T), np.cov(R.T), n_draws)
+
+
+def truth_on_fit_scale(config, parameters, *, n_draws: int = 200_000,
+                       seed: int = 1) -> tuple[dict, dict]:
+    """Typical value and Omega diagonal of each fitted quantity on the scale the fit gives it.
+
+    By Monte Carlo with the generator's own drawing code (truncation included). For a
+    parameter with covariate effects in the fit, the value at the reference covariates (the
+    intercept of the least-squares regression of its estimation-scale value on the
+    generator's covariate terms: onset age 60, limb onset, no C9orf72) and the variance left
+    after them (conditional Omega); otherwise the mean and variance of the estimation-scale
+    value (marginal). Quantities of :data:`DERIVED` (``glial_ratio = kA / k0``) are computed
+    from each draw's parameters.
+
+    Parameters
+    ----------
+    config : PopulationConfig, dict or path
+        The cohort config.
+    parameters : sequence of FitParameter
+        The fit's population parameters to report (model parameters the cohort varies, or
+        names in :data:`DERIVED`); their ``scale``, bounds and ``covariates`` are used.
+    n_draws, seed : int
+
+    Returns
+    -------
+    typical : dict of str to float
+        Natural scale.
+    omega : dict of str to float
+        Variance on the estimation scale (0 for a quantity the cohort does not vary).
+
+    Raises
+    ------
+    ValueError
+        A parameter that the cohort config neither varies nor derives.
+    """
+    from ..fit.transforms import from_internal, to_internal
+
+    cfg = _as_config(config)
+    rng = np.random.default_rng(seed)
+    terms = _covariate_terms(cfg, rng, n_draws)
+    _, varied = draw_parameters(cfg.parameters, cfg.factors, cfg.fixed, terms, rng, n_draws)
+    X = np.column_stack([np.ones(n_draws)] + [terms[k] for k in sorted(terms)])
+    typ, om = {}, {}
+    for q in parameters:
+        if q.name in varied:
+            v = np.asarray(varied[q.name], dtype=float)
+        elif q.name in DERIVED:
+            v = np.asarray(DERIVED[q.name](varied), dtype=float)
+        else:
+            raise ValueError(f"{cfg.source}: parameter {q.name!r} is neither varied by the "
+                             f"config (varied: {', '.join(varied)}) nor derived "
+                             f"({', '.join(DERIVED)})")
+        x = to_internal(v, q.scale, q.lower, q.upper)
+        if q.covariates:
+            beta, *_ = np.linalg.lstsq(X, x, rcond=None)
+            centre, var = beta[0], float(np.var(x - X @ beta))
+        else:
+            centre, var = float(np.mean(x)), float(np.var(x))
+        typ[q.name] = float(from_internal(np.array([centre]), q.scale, q.lower, q.upper)[0])
+        om[q.name] = var
+    return typ, om
 
 
 def sample_population(truth_csv: str | os.PathLike, names=FITTED,

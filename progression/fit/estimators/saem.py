@@ -8,11 +8,14 @@ population model layer (:mod:`progression.fit.population._model`) is taken where
 closed-form M-step applies: covariate effects linear on the estimation scale (``power``,
 ``exponential``, ``categorical`` on a log-scale parameter: regression of the individual
 parameters' statistics, generalised least squares with the current Omega), Omega diagonal,
-block-diagonal or full (the blocks of the unconstrained estimate), fixed blocks. Refused with a
-ConfigError naming the key: a ``linear`` effect or one on a parameter not on the log scale,
-a fixed coefficient (use focei). SAEM needs a random effect on **every** population parameter
-(the core holds parameters without one at their initial values: Monolix's separate gradient
-step for them is not implemented) and every error parameter of an observable estimated.
+block-diagonal or full (the blocks of the unconstrained estimate), fixed blocks. Population
+parameters **without** a random effect (no ``eta``) are estimated too, by a Fisher-scoring
+step on the complete-data log-likelihood in each M-step (Monolix's "parameters without
+variability" by optimisation; :mod:`progression.fit.population._saem_fixed`); SAEM's own
+information does not cover them (``saem_covariance = "focei"`` gives their SEs). Refused with
+a ConfigError naming the key: a ``linear`` effect or one on a parameter not on the log scale,
+a fixed coefficient, a covariate effect on a parameter without a random effect (use focei);
+and every error parameter of an observable estimated.
 
 Estimation: :func:`progression.fit.population.saem` on the problem's
 :class:`~progression.fit.population._adapter.ProblemModel` (the same individual model, data and
@@ -128,11 +131,18 @@ class SAEM(FOCEI):
         except ConfigError as exc:
             raise ConfigError(str(exc).replace('"focei"', '"saem"')) from None
         pop_cols, eta_pos = s["pop_cols"], s["eta_pos"]
-        missing = [problem.names[q] for j, q in enumerate(pop_cols) if j not in set(eta_pos)]
-        if missing:
-            raise ConfigError(f"{ep.source}: fit.estimator = \"saem\" needs a random effect "
-                              f"(eta = <variance>) on every population parameter; "
-                              f"parameters.{missing[0]} has none")
+        # population parameters without a random effect: estimated by the core's
+        # Fisher-scoring M-step (covariate effects on them have no closed-form M-step)
+        s["no_eta"] = np.array([j for j in range(pop_cols.size) if j not in set(eta_pos)],
+                               dtype=int)
+        for e in s["typical"].effects:
+            j = s["typical"].names.index(e.parameter)
+            if j in set(s["no_eta"].tolist()):
+                raise ConfigError(f"{ep.source}: parameters.{e.parameter}.covariates."
+                                  f"{e.covariate}: fit.estimator = \"saem\" takes covariate "
+                                  f"effects on parameters with a random effect only; "
+                                  f"parameters.{e.parameter} has none (add 'eta = <variance>' "
+                                  f"or use focei)")
         censored = [d.id for d in ep.designs if np.any(np.asarray(d.cens) != 0)]
         if censored and not s["data"].has_censoring:
             raise ConfigError(f"{ep.source}: fit.estimator = \"saem\": censored values are "
@@ -183,10 +193,16 @@ class SAEM(FOCEI):
             pattern[np.ix_(idx, idx)] = True
             fixed[idx] = fx
         t = time.perf_counter()
+        # correlated blocks of Omega: the chains also move along the correlations
+        opt = dataclasses.replace(opt, omega_walk=bool(np.any(pattern & ~np.eye(E, dtype=bool))))
+        no_eta = s["no_eta"]
+        lo = np.array([-np.inf if b[0] is None else b[0] for b in s["bounds"][:D]])
+        hi = np.array([np.inf if b[1] is None else b[1] for b in s["bounds"][:D]])
         res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
                    omega_structure=pattern, omega_fixed=fixed,
-                   residual_fixed=s["residual_fixed"], options=opt, seed=seed)
+                   residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
+                   estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed)
         ep.timings["saem"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)
@@ -503,8 +519,11 @@ def _to_focei_layout(s, res, D, P, S):
     K = D + P + S + coef_free.size
     T = np.zeros((K, len(names)))
     try:
+        eta_pos = [int(e) for e in s["eta_pos"]]
         for d in range(D):
-            T[d, pos[f"mu[{d}]"]] = 1.0
+            # the core names typical values by eta index (mu[e]); those without a random
+            # effect by parameter index (theta[d])
+            T[d, pos[f"mu[{eta_pos.index(d)}]" if d in eta_pos else f"theta[{d}]"]] = 1.0
         for k, (_, obs, which) in enumerate(s["err"]):
             T[D + P + k, pos[f"log {which}[{obs}]"]] = 1.0
         for k, j in enumerate(coef_free):

@@ -18,7 +18,10 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   lockstep (one ``predict`` call per kernel sweep). Each iteration runs the three Monolix
   kernels ``kernel_iters`` times each: (1) independent proposal from the population
   distribution N(mu_i, Omega); (2) component-wise random walk (one sweep per component); (3)
-  block random walk over a random block of components (size >= 2). The chains' state is
+  block random walk over a random block of components (size >= 2), followed, with
+  ``omega_walk`` and an Omega with correlated blocks, by a random walk with proposal
+  covariance ``s^2 Omega`` (moves along a strong correlation, which the coordinate-wise kernels
+  cross only by rare jumps; scale adapted like the others). The chains' state is
   ``phi`` (Monolix's), so the M-step's new typical values leave the predictions valid.
   Random-walk scales are per component, adapted during exploration by ``s *= 1 + 0.4 (rate -
   0.4)`` (target acceptance 0.4) and frozen in the smoothing phase. Censored observations are
@@ -77,8 +80,13 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   ``n`` uncensored observations). ``ofv_se`` is the Monte Carlo SE (delta method on the
   per-subject weights).
 
-Parameters without a random effect (not in ``eta_columns``) are held at their ``mu0`` values
-(Monolix estimates them by a separate gradient step; not done here).
+Parameters without a random effect (not in ``eta_columns``) are held at their ``mu0`` values,
+or, those named in ``estimate_columns``, estimated in the M-step by a Fisher-scoring step on
+the complete-data log-likelihood at the chains' draws, applied with the SAEM step size (a
+Robbins-Monro scheme for the likelihood equation; Monolix's "parameters without
+variability" by optimisation, not the small-variance trick: see
+:mod:`~._saem_fixed`). Their standard errors are not in SAEM's own information (use the
+FOCE-I covariance step).
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ from scipy.special import gammaln, log_ndtr, logsumexp, ndtr, ndtri
 
 from ...errors import FitError
 from ._core import PopulationData, Residual, call_predict, check_omega, eta_columns_of
+from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
 from ._saem_information import Louis as _Louis
 from ._saem_information import information as _information
@@ -177,7 +186,8 @@ def _combined_optimum(r2, f2, w, a0, b0, iters=20):
 
 def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
-         omega_fixed=None, residual_fixed=None, options: SaemOptions | None = None,
+         omega_fixed=None, residual_fixed=None, estimate_columns=None,
+         estimate_bounds=None, options: SaemOptions | None = None,
          seed: int = 0) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
@@ -212,6 +222,11 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         ``(a_fixed, b_fixed)``: residual SDs held at ``residual0`` (not updated, not annealed,
         not in the Fisher information), e.g. a known measurement or recall error. Default:
         every non-zero SD is estimated.
+    estimate_columns : sequence of int, optional
+        Parameters without a random effect whose typical values are estimated (Fisher-scoring
+        M-step, module docstring); the others without a random effect stay at ``mu0``.
+    estimate_bounds : pair of array_like (F,), optional
+        Lower and upper bounds of those typical values on the estimation scale.
     options : SaemOptions, optional
     seed : int
         Seed of the ``numpy.random.Generator``; the same seed gives identical results.
@@ -236,6 +251,21 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         raise FitError("SAEM: expected at least one random effect, found none")
     omega, _, _ = check_omega(omega0, E)
     N = data.n_subjects
+    fcols = np.asarray([] if estimate_columns is None else estimate_columns, dtype=int).ravel()
+    if fcols.size and (np.any(np.isin(fcols, cols)) or fcols.min() < 0 or fcols.max() >= D
+                       or np.unique(fcols).size != fcols.size):
+        raise FitError(f"SAEM estimate_columns: expected distinct parameters without a random "
+                       f"effect among 0..{D - 1}, found {fcols.tolist()} (random effects on "
+                       f"{cols.tolist()})")
+    if estimate_bounds is None:
+        fstep = FixedEffectStep(fcols)
+    else:
+        flo, fhi = (np.asarray(v, dtype=float).ravel() for v in estimate_bounds)
+        if flo.shape != fcols.shape or fhi.shape != fcols.shape:
+            raise FitError(f"SAEM estimate_bounds: expected two arrays of {fcols.size} bounds, "
+                           f"found {flo.size} and {fhi.size}")
+        fstep = FixedEffectStep(fcols, flo, fhi)
+    mu_fix = mu0.copy()   # the typical values without a random effect (updated if estimated)
     X = np.ones((N, 1))
     if covariates is not None:
         cv = np.asarray(covariates, dtype=float)
@@ -303,7 +333,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
 
     def mu_rows():
-        full = np.tile(mu0, (N, 1))
+        full = np.tile(mu_fix, (N, 1))
         full[:, cols] = X @ B
         return full
 
@@ -329,6 +359,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                        "typical values (expected finite predictions)")
     scale = np.sqrt(np.diag(omega)).copy()  # random-walk SD per component
     s_block = 0.5
+    s_corr = 0.3
     acc_sum = np.zeros(3)
     acc_n = np.zeros(3)
     # sufficient statistics
@@ -344,7 +375,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     k1_end = None
     stop_reason = "k1 reached"
     smoothing_reason = f"k2 = {opt.k2} iterations"
-    louis = (_Louis(X, sub, E, pattern, ~fixed, b_free, est_a, est_b) if opt.fisher
+    louis = (_Louis(X, sub, E, pattern, ~fixed, b_free, est_a, est_b, fcols) if opt.fisher
              else None)
     if louis is not None:
         Delta = np.zeros((N, louis.K))
@@ -408,6 +439,19 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             acc_n[2] += 1
             if exploring:
                 s_block *= 1.0 + 0.4 * (rate - 0.4)
+            if opt.omega_walk and not diagonal:
+                # correlated random walk (proposal covariance s^2 Omega): with a strongly
+                # correlated block (an onset shift tied to a rate constant, correlation
+                # ~ -0.99) the coordinate-wise moves above are almost always rejected,
+                # and only this one moves the chain along the correlation
+                prop = eta + s_corr * (rng.standard_normal((R, E)) @ Lom.T)
+                Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
+                Pp = prior_q(prop)
+                acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
+                eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
+                                                                Pp[acc])
+                if exploring:
+                    s_corr *= 1.0 + 0.4 * (acc.mean() - 0.4)
         # --- imputation of censored values, then the stochastic approximation ----------
         ysim = np.where(d.mask, d.y, 0.0)
         if chains.cen.any():
@@ -420,6 +464,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                             np.where(chains.cen & (d.cens == -1), above, ysim))
         phi_e = mu_i[sub][:, cols] + eta
         gamma = 1.0 if exploring else 1.0 / (k - k1_end) ** opt.alpha
+        if fcols.size:
+            # the complete-data score and information of the typical values without a
+            # random effect at these draws (for the M-step and Louis' information)
+            phi_now = phi_of(eta, mu_i)
+            f_score, f_info, f_per = fstep.score_information(chains, phi_now, f, ysim,
+                                                             res_now, C)
         m1 = phi_e.reshape(N, C, E).mean(axis=1)
         m2 = np.einsum("re,rf->ef", phi_e, phi_e) / C
         fz = np.where(d.mask, f, 0.0)
@@ -429,7 +479,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         if louis is not None and not exploring:
             # Louis: I = -E[H] - E[g g'] + E[g] E[g]' per subject, each expectation by the
             # same stochastic approximation as the statistics (Delyon et al. 1999, sec. 5)
-            g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b)
+            g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b,
+                                     fixed=(f_per, f_info * C) if fcols.size else None)
             # running means (step 1/k rather than the statistics' 1/k^alpha): the noise
             # left in Delta_i biases sum_i Delta_i Delta_i' upward by sum_i Var(Delta_i),
             # so it is averaged as much as the smoothing phase allows
@@ -452,6 +503,22 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 opt_ab = _combined_optimum(r2[m], fz[m] ** 2, 1.0, a[kk], b[kk])
                 ab_sa[kk] += gamma * (np.asarray(opt_ab) - ab_sa[kk])
         # --- M-step --------------------------------------------------------------------
+        if fcols.size:
+            # typical values without a random effect: one Fisher-scoring step on the
+            # complete-data log-likelihood at these draws, with the SAEM step size
+            new_f = fstep.step(mu_fix[fcols], f_score, f_info, gamma)
+            for _ in range(4):
+                trial = phi_now.copy()
+                trial[:, fcols] = new_f
+                U_try, f_try = chains.evaluate(trial, res_now)
+                if np.all(np.isfinite(U_try)) or not np.all(np.isfinite(U_data)):
+                    break
+                new_f = 0.5 * (new_f + mu_fix[fcols])    # a subject failed: halve the step
+            else:
+                U_try = None
+            if U_try is not None:
+                mu_fix[fcols] = new_f
+                f = f_try
         if gls:
             # generalised least squares with the current Omega (the coefficients of
             # parameter e only where its covariates act): sum_i X_i' A X_i b = sum_i X_i' A s1_i
@@ -499,12 +566,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             omega = om_new
         except np.linalg.LinAlgError:
             pass  # keep the previous Omega (a transiently indefinite full estimate)
-        traces_mu.append(_typical(mu0, cols, B))
+        traces_mu.append(_typical(mu_fix, cols, B))
         traces_om.append(omega.copy())
         traces_a.append(a.copy())
         traces_b.append(b.copy())
         stop_vec.append(np.r_[B[0] / np.sqrt(np.diag(omega)), np.log(np.diag(omega)),
-                              np.log(a[est_a]), np.log(b[est_b])])
+                              np.log(a[est_a]), np.log(b[est_b]), mu_fix[fcols]])
         if not exploring:
             eta_acc += eta.reshape(N, C, E).sum(axis=1)
             ec = eta.reshape(N, C, E)
@@ -514,7 +581,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             if k2_now >= opt.k2:
                 break
             if louis is not None and opt.auto_k2:
-                smooth_vals.append(louis.values(B, omega, a, b))
+                smooth_vals.append(louis.values(B, omega, a, b, mu_fix[fcols]))
                 w = opt.k2_window
                 if k2_now >= opt.min_k2 - w and k2_now % 10 == 0:
                     # automatic end of smoothing (checked every 10 iterations): the
@@ -570,7 +637,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                                               eta_mean, eta_cov, opt, rng)
     beta = np.zeros((P1 - 1, D))
     beta[:, cols] = B[1:]
-    return SaemResult(mu=_typical(mu0, cols, B), beta=beta, omega=omega, residual=residual,
+    return SaemResult(mu=_typical(mu_fix, cols, B), beta=beta, omega=omega, residual=residual,
                       eta_columns=cols, eta_mean=eta_mean, eta_sd=eta_sd, eta_cov=eta_cov,
                       acceptance=acc_sum / np.maximum(acc_n, 1), n_iter=n_iter, k1=k1_end,
                       stop_reason=stop_reason, trace_mu=np.array(traces_mu),

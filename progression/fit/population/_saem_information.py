@@ -33,9 +33,16 @@ class Louis:
     (``Omega_kl`` non-zero only for a log variance with itself, where it equals ``Omega_k``);
     the residual part ``-1/2 sum (r^2/V + log V)``, ``V = a^2 + b^2 f^2``, through
     ``dV/dlog a = 2 a^2``, ``dV/dlog b = 2 b^2 f^2`` (censored values imputed, so complete).
+
+    Typical values without a random effect (``fixed_columns``, named ``theta[d]``) enter the
+    data term only: their per-chain scores and expected information come from the M-step's
+    :class:`~._saem_fixed.FixedEffectStep` (model derivatives by forward differences); their
+    complete-data Hessian is the expected one (``-J' W J``, Fisher scoring) and their cross
+    terms with the residual SDs are left out (zero in expectation given the individual
+    parameters).
     """
 
-    def __init__(self, X, sub, E, pattern, var_free, b_free, has_a, has_b):
+    def __init__(self, X, sub, E, pattern, var_free, b_free, has_a, has_b, fixed_columns=()):
         self.X, self.sub, self.E = X, sub, E
         self.P1 = X.shape[1]
         self.var_free = np.flatnonzero(var_free)
@@ -46,23 +53,43 @@ class Louis:
         self.res = [(k, w) for k in range(len(has_a)) for w, h in (("a", has_a[k]),
                                                                    ("b", has_b[k])) if h]
         self.Kb = self.b_keep.size
-        self.K = self.Kb + self.Kw + len(self.res)
+        self.fixed_columns = tuple(int(c) for c in fixed_columns)
+        self.K = self.Kb + self.Kw + len(self.res) + len(self.fixed_columns)
         names = [(f"mu[{e}]" if p == 0 else f"beta[{p - 1},{e}]")
                  for p in range(self.P1) for e in range(E)]
         names = [names[j] for j in self.b_keep]
         names += [f"log omega2[{e}]" for e in self.var_free]
         names += [f"omega[{e},{f}]" for e, f in self.pairs]
         names += [f"log {w}[{k}]" for k, w in self.res]
+        names += [f"theta[{c}]" for c in self.fixed_columns]
         self.names = tuple(names)
 
-    def values(self, B, omega, a, b):
+    def values(self, B, omega, a, b, theta_fixed=()):
         """The parameter vector in the order of ``names``."""
         return np.r_[B.ravel()[self.b_keep], np.log(np.diag(omega)[self.var_free]),
                      [omega[e, f] for e, f in self.pairs],
-                     [np.log(a[k] if w == "a" else b[k]) for k, w in self.res]]
+                     [np.log(a[k] if w == "a" else b[k]) for k, w in self.res],
+                     np.asarray(theta_fixed, dtype=float)]
 
-    def terms(self, eta_c, omega, d, ysim, fz, a, b):
-        """Per-chain scores (R, K) and the sum over chains of the Hessians (K, K)."""
+    def terms(self, eta_c, omega, d, ysim, fz, a, b, fixed=None):
+        """Per-chain scores (R, K) and the sum over chains of the Hessians (K, K).
+
+        ``fixed``: ``(scores (R, F), information summed over chains (F, F))`` of the typical
+        values without a random effect (required when ``fixed_columns`` is not empty).
+        """
+        g, H = self._terms(eta_c, omega, d, ysim, fz, a, b)
+        F = len(self.fixed_columns)
+        if not F:
+            return g, H
+        per, info_sum = fixed
+        K0 = g.shape[1]
+        g = np.hstack([g, per])
+        Hf = np.zeros((K0 + F, K0 + F))
+        Hf[:K0, :K0] = H
+        Hf[K0:, K0:] = -info_sum
+        return g, Hf
+
+    def _terms(self, eta_c, omega, d, ysim, fz, a, b):
         R, E, P1 = eta_c.shape[0], self.E, self.P1
         Kb = P1 * E
         A = np.linalg.inv(omega)

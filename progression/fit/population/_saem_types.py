@@ -33,6 +33,11 @@ class SaemOptions:
         0.1-1.1 OFV units above the maximum across seeds, 10 chains 0.0-0.5.
     kernel_iters : tuple of 3 int
         Iterations of the prior, component-wise and block kernels per SAEM iteration.
+    omega_walk : bool
+        After the block kernel, a random walk with proposal covariance ``s^2 Omega`` when
+        Omega has correlated blocks (default False: Monolix's three kernels only). The
+        ``saem`` estimator turns it on for configs with ``[omega]`` blocks: a correlation near
+        -1 (an onset shift tied to a rate) leaves the other kernels almost never accepting.
     tau : float
         Annealing factor of Omega and residual variances in exploration, default 0.95.
     auto_stop : bool
@@ -67,6 +72,7 @@ class SaemOptions:
     alpha: float = 0.7
     n_chains: int | None = None
     kernel_iters: tuple = (2, 2, 2)
+    omega_walk: bool = False
     tau: float = 0.95
     auto_stop: bool = True
     min_k1: int = 100
@@ -153,10 +159,11 @@ class SaemResult:
     covariance : ndarray (K, K) or None
         Its inverse (NaN when the information is not positive definite).
     parameter_names : tuple of str (K,)
-        The rows of ``fisher``: ``mu[d]`` (typical value of parameter ``d`` with a random
-        effect, estimation scale), ``beta[p,d]`` (covariate ``p`` on parameter ``d``),
-        ``log omega2[d]`` (Omega's diagonal), ``omega[d,d']`` (off-diagonal covariances, full
-        Omega), ``log a[k]``, ``log b[k]`` (residual SDs of observable ``k``).
+        The rows of ``fisher``: ``mu[e]`` (typical value of the parameter with random effect
+        ``e``, estimation scale), ``beta[p,e]`` (covariate ``p`` on it), ``log omega2[e]``
+        (Omega's diagonal), ``omega[e,e']`` (off-diagonal covariances), ``log a[k]``,
+        ``log b[k]`` (residual SDs of observable ``k``), ``theta[d]`` (estimated typical
+        value of parameter ``d`` without a random effect).
     smoothing_reason : str
         How the smoothing phase ended ("k2 reached" or "automatic: ...").
     """

@@ -1,0 +1,121 @@
+"""SAEM's M-step for typical values without a random effect (Monolix's "parameters without
+variability").
+
+With no random effect, a typical value has no sufficient statistic: the complete-data
+likelihood depends on it through the model. It is estimated here by **optimisation in the
+M-step**, not by the small-variance trick (an eta whose variance is annealed towards 0, which
+freezes the parameter as the variance shrinks): each SAEM iteration takes one Fisher-scoring
+step on the complete-data log-likelihood ``l_c(theta_f) = sum_i log p(y_i, phi_i; theta_f)``
+at the chains' current draws, and the step is applied with the SAEM step size ``gamma_k``
+(1 in exploration, ``1 / (k - K1)^alpha`` in smoothing):
+
+    theta_f <- theta_f + gamma_k * I_c^-1 * score_c
+
+This is a Robbins-Monro scheme for the root of ``E[score_c | y] = 0``, which by Fisher's
+identity is the score of the observed likelihood: the maximum-likelihood equation (Delyon,
+Lavielle & Moulines 1999 allow any M-step that increases the stochastic approximation of the
+complete likelihood; Kuhn & Lavielle 2005 treat non-exponential-family parameters this way).
+The score and the expected information of the Gaussian data term (variance ``V(f)``,
+censored values imputed by the chains, so complete-data Gaussian terms) use ``J = df/dtheta_f``
+by forward differences of the model at the chains' fixed individual parameters (the only
+finite differences: of the model, never of a nested optimisation):
+
+    score = sum_rn J_rn [r/V + (r^2/V^2 - 1/V) V'/2],   I_c = sum_rn J_rn J_rn' (1/V + V'^2/(2 V^2))
+
+with ``r = y - f`` and ``V' = dV/df`` (0 for additive and log-normal errors), averaged over
+each subject's chains. Steps are capped at ``max_step`` per component on the estimation scale
+(a far start) and halved when the new typical values make a subject's prediction fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FixedEffectStep"]
+
+
+class FixedEffectStep:
+    """Fisher-scoring M-step of the typical values without a random effect.
+
+    Parameters
+    ----------
+    columns : int array (F,)
+        The parameters (columns of ``phi``) without a random effect that are estimated.
+    lower, upper : arrays (F,)
+        Bounds on the estimation scale (``-inf``/``inf`` for none).
+    h : float
+        Forward-difference step on the estimation scale.
+    max_step : float
+        Largest change of one typical value per iteration, estimation scale.
+    """
+
+    def __init__(self, columns, lower=None, upper=None, h: float = 1e-4,
+                 max_step: float = 0.5):
+        self.columns = np.asarray(columns, dtype=int)
+        F = self.columns.size
+        self.lower = np.full(F, -np.inf) if lower is None else np.asarray(lower, float)
+        self.upper = np.full(F, np.inf) if upper is None else np.asarray(upper, float)
+        self.h = float(h)
+        self.max_step = float(max_step)
+
+    def score_information(self, chains, phi, f, ysim, residual, n_chains):
+        """Score (F,) and expected information (F, F) of the complete-data log-likelihood
+        at the chains' draws, per subject averaged over its chains.
+
+        Parameters
+        ----------
+        chains : _Chains
+            The chains' data (rows of every chain) and the model.
+        phi : ndarray (R, D)
+            The chains' individual parameters.
+        f : ndarray (R, n)
+            Their predictions.
+        ysim : ndarray (R, n)
+            The data with censored values imputed.
+        residual : Residual
+        n_chains : int
+
+        Returns
+        -------
+        score : ndarray (F,)
+        info : ndarray (F, F)
+        per_subject : ndarray (R, F)
+            Each row's score (for the information of the estimates).
+        """
+        d = chains.d
+        F = self.columns.size
+        R, n = f.shape
+        J = np.zeros((R, n, F))
+        ok = np.all(np.isfinite(np.where(d.mask, f, 0.0)), axis=1)
+        for j, c in enumerate(self.columns):
+            ph = phi.copy()
+            ph[:, c] += self.h
+            _, fj = chains.evaluate(ph, residual)
+            with np.errstate(all="ignore"):
+                J[:, :, j] = (fj - f) / self.h
+            ok &= np.all(np.isfinite(np.where(d.mask, J[:, :, j], 0.0)), axis=1)
+        m = d.mask & ok[:, None]
+        with np.errstate(all="ignore"):
+            fz = np.where(m, f, 0.0)
+            V = np.where(m, residual.variance(fz, d.observable), 1.0)
+            b2 = np.asarray(residual.b, dtype=float)[d.observable] ** 2
+            dV = np.where(m, 2.0 * b2 * fz, 0.0)
+            r = np.where(m, ysim - fz, 0.0)
+            w_s = np.where(m, r / V + 0.5 * (r * r / V ** 2 - 1.0 / V) * dV, 0.0)
+            w_i = np.where(m, 1.0 / V + 0.5 * dV ** 2 / V ** 2, 0.0)
+        J = np.where(m[:, :, None], J, 0.0)
+        per = np.einsum("rnf,rn->rf", J, w_s)
+        score = per.sum(axis=0) / n_chains
+        info = np.einsum("rnf,rn,rng->fg", J, w_i, J) / n_chains
+        return score, info, per
+
+    def step(self, theta, score, info, gamma):
+        """The new typical values (F,): ``theta + gamma * info^-1 score``, capped and within
+        the bounds."""
+        F = theta.size
+        try:
+            delta = np.linalg.solve(info + 1e-10 * np.trace(info) / F * np.eye(F), score)
+        except np.linalg.LinAlgError:
+            delta = np.zeros(F)
+        delta = np.clip(np.nan_to_num(delta), -self.max_step, self.max_step)
+        return np.clip(theta + gamma * delta, self.lower, self.upper)

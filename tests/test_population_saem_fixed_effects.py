@@ -1,0 +1,158 @@
+"""SAEM typical values without a random effect (Monolix's "parameters without variability"):
+the Fisher-scoring M-step of ``progression.fit.population._saem_fixed`` against the exact
+maximum-likelihood estimate of a linear mixed model (closed-form marginal likelihood, BFGS,
+no code shared with the SAEM core), and bad inputs.
+
+Model: y_ij = (b0 + eta_i) + b1 t_j + eps_ij with the slope b1 the same for every subject (no
+random effect); its ML estimate is generalised least squares under the marginal covariance.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from progression.errors import FitError
+from progression.fit.population import PopulationData, Residual, SaemOptions, saem
+from progression.fit.population._saem_fixed import FixedEffectStep
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import LinearModel  # noqa: E402
+
+
+def _data(N=50, seed=11):
+    rng = np.random.default_rng(seed)
+    t = np.arange(6.0)
+    times, ys = [], []
+    for i in range(N):
+        tt = t if i % 4 else t[:4]          # unequal designs exercise the padding
+        times.append(tt)
+        ys.append(10.0 + 1.5 * rng.standard_normal() + 0.8 * tt
+                  + 0.7 * rng.standard_normal(tt.size))
+    return times, ys
+
+
+def _exact_ml(times, ys):
+    """ML of (b0, b1, log omega^2, log a) from the exact marginal likelihood."""
+    def m2ll(p):
+        om, a2 = np.exp(p[2]), np.exp(2 * p[3])
+        tot = 0.0
+        for t, y in zip(times, ys, strict=True):
+            C = om * np.ones((t.size, t.size)) + a2 * np.eye(t.size)
+            r = y - p[0] - p[1] * t
+            tot += np.linalg.slogdet(C)[1] + r @ np.linalg.solve(C, r)
+        return tot
+
+    return minimize(m2ll, np.r_[8.0, 0.3, 0.0, 0.0], method="BFGS",
+                    options={"gtol": 1e-8}).x
+
+
+def test_slope_without_random_effect_matches_exact_ml():
+    times, ys = _data()
+    ref = _exact_ml(times, ys)
+    data = PopulationData.from_subjects(ys)
+    # started far from the estimate (slope 0.2 vs 0.8): the M-step must move it
+    r = saem(LinearModel(times), data, [5.0, 0.2], np.eye(1), Residual.additive(2.0),
+             eta_columns=[0], estimate_columns=[1],
+             options=SaemOptions(is_samples=0, fisher=False), seed=2)
+    # Monte Carlo tolerance: SE of the slope ~0.02 (0.7 / sqrt(sum (t - tbar)^2) over 50
+    # subjects); the SAEM error is a small fraction of it
+    assert r.mu[1] == pytest.approx(ref[1], abs=0.005)
+    assert r.mu[0] == pytest.approx(ref[0], abs=0.05)
+    assert r.omega[0, 0] == pytest.approx(np.exp(ref[2]), rel=0.08)
+    assert r.residual.a[0] == pytest.approx(np.exp(ref[3]), rel=0.03)
+    # the trace shows it moving from the start
+    assert r.trace_mu[0, 1] != 0.2 and abs(r.trace_mu[-1, 1] - r.mu[1]) < 1e-12
+    # without estimate_columns the slope stays at its start (the previous behaviour)
+    held = saem(LinearModel(times), data, [5.0, 0.2], np.eye(1), Residual.additive(2.0),
+                eta_columns=[0], options=SaemOptions(is_samples=0, fisher=False, k1=120,
+                                                      k2=20), seed=2)
+    assert held.mu[1] == 0.2
+
+
+def test_bounds_hold_and_score_is_the_derivative():
+    times, ys = _data(N=20)
+    data = PopulationData.from_subjects(ys)
+    r = saem(LinearModel(times), data, [5.0, 0.2], np.eye(1), Residual.additive(2.0),
+             eta_columns=[0], estimate_columns=[1], estimate_bounds=([0.0], [0.5]),
+             options=SaemOptions(is_samples=0, fisher=False, k1=120, k2=20), seed=2)
+    assert r.mu[1] == 0.5                     # the ML slope 0.8 is outside: at the bound
+    assert np.all(r.trace_mu[:, 1] <= 0.5)
+    # the score of the complete-data log-likelihood against a central difference of it
+    from progression.fit.population._saem import _Chains
+
+    index = np.arange(data.n_subjects)
+    chains = _Chains(LinearModel(times), data, index, 2, Residual.proportional(0.3))
+    rng = np.random.default_rng(0)
+    phi = np.c_[10.0 + rng.standard_normal(index.size), np.full(index.size, 0.7)]
+    res = Residual.combined(0.5, 0.1)
+    step = FixedEffectStep([1])
+    U, f = chains.evaluate(phi, res)
+    score, info, per = step.score_information(chains, phi, f, np.where(chains.d.mask,
+                                              chains.d.y, 0.0), res, 1)
+
+    def loglik(b1):
+        ph = phi.copy()
+        ph[:, 1] = b1
+        return -0.5 * chains.evaluate(ph, res)[0].sum()
+
+    h = 1e-5
+    fd = (loglik(0.7 + h) - loglik(0.7 - h)) / (2 * h)
+    assert score[0] == pytest.approx(fd, rel=1e-4)
+    assert per.sum() == pytest.approx(score[0])
+    assert info[0, 0] > 0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(estimate_columns=[0]), "estimate_columns: expected distinct parameters without"),
+    (dict(estimate_columns=[2]), "estimate_columns: expected distinct parameters without"),
+    (dict(estimate_columns=[1, 1]), "estimate_columns: expected distinct parameters without"),
+    (dict(estimate_columns=[1], estimate_bounds=([0.0, 1.0], [2.0])),
+     "estimate_bounds: expected two arrays of 1 bounds"),
+])
+def test_bad_inputs_refused(kwargs, words):
+    times, ys = _data(N=5)
+    data = PopulationData.from_subjects(ys)
+    with pytest.raises(FitError, match=words):
+        saem(LinearModel(times), data, [5.0, 0.2], np.eye(1), Residual.additive(2.0),
+             eta_columns=[0], options=SaemOptions(is_samples=0), **kwargs)
+
+
+def test_standard_error_of_the_slope_matches_the_exact_information():
+    """Louis' information with the slope's Fisher-scoring terms: its SE against the inverse
+    Hessian of the exact marginal -log L at the ML estimate (central differences)."""
+    times, ys = _data()
+    ref = _exact_ml(times, ys)
+
+    def m2ll(p):
+        om, a2 = np.exp(p[2]), np.exp(2 * p[3])
+        tot = 0.0
+        for t, y in zip(times, ys, strict=True):
+            C = om * np.ones((t.size, t.size)) + a2 * np.eye(t.size)
+            r = y - p[0] - p[1] * t
+            tot += np.linalg.slogdet(C)[1] + r @ np.linalg.solve(C, r)
+        return tot
+
+    h = 1e-4
+    Hm = np.zeros((4, 4))
+    for i in range(4):
+        for j in range(4):
+            e_i, e_j = np.eye(4)[i] * h, np.eye(4)[j] * h
+            Hm[i, j] = (m2ll(ref + e_i + e_j) - m2ll(ref + e_i - e_j) - m2ll(ref - e_i + e_j)
+                        + m2ll(ref - e_i - e_j)) / (4 * h * h)
+    se_exact = np.sqrt(np.diag(np.linalg.inv(0.5 * Hm)))
+    data = PopulationData.from_subjects(ys)
+    r = saem(LinearModel(times), data, [5.0, 0.2], np.eye(1), Residual.additive(2.0),
+             eta_columns=[0], estimate_columns=[1],
+             options=SaemOptions(is_samples=0, k2=300), seed=2)
+    names = list(r.parameter_names)
+    assert names == ["mu[0]", "log omega2[0]", "log a[0]", "theta[1]"]
+    se = np.sqrt(np.diag(r.covariance))
+    # Monte Carlo tolerance of the SA information: 10 % (the intercept's and the slope's
+    # SEs are ~0.2 and ~0.014)
+    assert se[3] == pytest.approx(se_exact[1], rel=0.10)
+    assert se[0] == pytest.approx(se_exact[0], rel=0.10)
