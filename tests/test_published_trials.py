@@ -99,6 +99,9 @@ def test_every_trial_is_described_like_the_real_one():
     for spec in trials.values():
         for o in spec.outcomes:
             assert o.source and o.published and o.basis, (spec.name, o.name)
+            if o.interval is not None:
+                assert o.interval[0] <= o.value <= o.interval[1], (spec.name, o.name)
+    assert trials["riluzole"].outcomes[0].interval == (0.698, 0.997)
     trial = pub.published_trial("tocilizumab")
     assert isinstance(trial, VirtualTrial) and list(trial.arms) == ["placebo", "tocilizumab"]
     np.testing.assert_allclose(trial.visits, toc.visits)
@@ -278,6 +281,10 @@ BASE = textwrap.dedent("""
     ('kind = "hazard_ratio"', 'kind = "marker_change"\nmarker = "CRP"\nat = 3.0',
      r"outcomes\[0\]\.marker: expected one of the trial's markers \(NfL\)"),
     ("follow_up = 12.0", 'follow_up = "12 fortnights"', r"follow_up: expected a time"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\nvalue = "0.81"',
+     r"outcomes\[0\]\.value: expected a number"),
+    ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\ninterval = [0.9, 0.7]',
+     r"outcomes\[0\]\.interval: expected the published \[low, high\]"),
 ])
 def test_bad_trial_files_name_the_file_and_key(tmp_path, old, new, message):
     assert old in BASE

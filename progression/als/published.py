@@ -77,7 +77,7 @@ _TRIAL_KEYS = {"title", "design", "source", "model", "follow_up", "visit_every",
                "noise_sd", "dropout", "markers", "pool", "enrolment", "arms", "outcomes"}
 _OUTCOME_KEYS = {"name", "statistic", "kind", "arm", "versus", "at", "horizon", "marker",
                  "subgroup", "test", "noise_cv", "published", "uncertainty", "source", "range",
-                 "basis"}
+                 "basis", "value", "interval"}
 _SUBGROUP_RULES = ("below", "at_least", "quantile_below", "quantile_at_least")
 
 
@@ -104,6 +104,8 @@ class Outcome:
     uncertainty: str = ""
     source: str = ""
     basis: str = ""
+    value: float | None = None
+    interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,14 @@ class Check:
     source: str
     basis: str
     detail: str = ""
+    value: float | None = None
+    interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
         return {"trial": self.trial, "outcome": self.outcome, "statistic": self.statistic,
-                "published": self.published, "uncertainty": self.uncertainty,
+                "published": self.published, "published_value": self.value,
+                "published_interval": None if self.interval is None else list(self.interval),
+                "uncertainty": self.uncertainty,
                 "simulated": self.simulated, "range": list(self.range),
                 "passed": self.passed, "source": self.source, "basis": self.basis,
                 "detail": self.detail}
@@ -303,12 +309,26 @@ def _outcome(doc: Mapping, where: str, arms: Sequence[str], markers: Sequence[st
             raise ConfigError(f"{where}.subgroup.{rules[0]}: expected a quantile in (0, 1), "
                               f"found {value!r}")
     noise_cv = _number(doc, "noise_cv", where, 0.0)
+    value = doc.get("value")
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)
+                              or not math.isfinite(value)):
+        raise ConfigError(f"{where}.value: expected a number (the published value), found "
+                          f"{value!r}")
+    interval = doc.get("interval")
+    if interval is not None:
+        if (not isinstance(interval, list) or len(interval) != 2 or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in interval)
+                or not interval[0] <= interval[1]):
+            raise ConfigError(f"{where}.interval: expected the published [low, high] with "
+                              f"low <= high, found {interval!r}")
+        interval = (float(interval[0]), float(interval[1]))
     return Outcome(name=_text(doc, "name", where), statistic=_text(doc, "statistic", where),
                    kind=kind, published=str(doc["published"]),
                    range=(float(rng[0]), float(rng[1])), arm=arm, versus=versus, at=at,
                    horizon=horizon, marker=marker, subgroup=dict(subgroup), test=test,
                    noise_cv=noise_cv, uncertainty=_text(doc, "uncertainty", where, ""),
-                   source=_text(doc, "source", where, ""), basis=_text(doc, "basis", where, ""))
+                   source=_text(doc, "source", where, ""), basis=_text(doc, "basis", where, ""),
+                   value=None if value is None else float(value), interval=interval)
 
 
 def parse_trial(name: str, doc: Mapping, source: str) -> PublishedTrial:
@@ -628,7 +648,8 @@ def check_published(name, *, pool_size: int | None = None, reps: int = 100, seed
         passed = bool(np.isfinite(value) and lo <= value <= hi)
         checks.append(Check(spec.name, outcome.name, outcome.statistic, outcome.published,
                             outcome.uncertainty, float(value), outcome.range, passed,
-                            outcome.source, outcome.basis, detail))
+                            outcome.source, outcome.basis, detail, outcome.value,
+                            outcome.interval))
     return checks
 
 
