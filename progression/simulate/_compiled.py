@@ -114,9 +114,17 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
         if float(sw.time) == float(t0):
             y0, S0 = _apply_switch(model, sw, p0, a0, y0, S0, sys, index, m_total)
     closing = integrator == "DOP853"
+    # DOP853 with nothing after t0 (no later switch, covariate change or located event,
+    # e.g. a fit's rows with one dose at the start): every subject in one compiled call
+    fast = (closing and covariates is None and not use_events
+            and all(float(sw.time) <= float(t0) for sw in switches))
+    if fast:
+        _fast_batch(model, KL, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs,
+                    rtol, atol, max_step, max_steps, label, states, obs, dstates, dobs,
+                    status, message, stiff, stats)
 
     times_all, t_end_all = times, t_end
-    for s, i in enumerate(index):
+    for s, i in enumerate([] if fast else index):
         if own_times is not None:
             # only this subject's outputs (columns of times), integrated to its last one
             cols = np.asarray(own_times[s], dtype=np.int64)
@@ -259,6 +267,68 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     return {"states": states, "observables": obs, "status": status, "message": message,
             "events": ev_out, "dstates": dstates, "dobs": dobs, "stats": stats,
             "failed": None, "failure": None, "method": name}
+
+
+def _fast_batch(model, KL, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs, rtol,
+                atol, max_step, max_steps, label, states, obs, dstates, dobs, status, message,
+                stiff, stats):
+    """:func:`solve_small_batch`'s subjects in one compiled DOP853 call
+    (:func:`._dop853_numba._batch`): the case without switches after t0, covariates or
+    events. Fills the result arrays, statuses, messages, the stiff subjects' list and the
+    work counters in place."""
+    from ._diagnose import _diagnose
+    from ._dop853_numba import STIFF, dop_batch
+
+    m, n, k = len(index), y0.shape[0], sidx.size
+    if own_times is None:
+        cols = [np.arange(times.size)] * m
+    else:
+        cols = [np.asarray(c, dtype=np.int64) for c in own_times]
+    counts = np.array([c.size for c in cols], dtype=np.int64)
+    Tm = max(int(counts.max()) if m else 0, 1)
+    tt = np.zeros((m, Tm))
+    for s, c in enumerate(cols):
+        tt[s, :c.size] = times[c]
+    t_end = np.array([times[c[-1]] if c.size else t0 for c in cols], dtype=float)
+    Yb = np.full((m, Tm, n), np.nan)
+    Sb = np.full((m, Tm, k, n), np.nan)
+    Ob = np.full((m, Tm, n_obs), np.nan)
+    DOb = np.full((m, Tm, n_obs, k), np.nan)
+    info_i = np.zeros((m, 9), dtype=np.int64)
+    info_f = np.zeros((m, 3))
+    fail_y = np.zeros((m, 2, n))
+    S_start = np.ascontiguousarray(S0) if k else np.zeros((m, 0, n))
+    dop_batch(KL, float(t0), t_end, np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
+              S_start, sidx, np.ascontiguousarray(a0[sidx].T), tt, counts, Yb, Sb, Ob, DOb,
+              n_obs > 0, float(rtol), float(atol), float(max_step), int(max_steps), info_i,
+              info_f, fail_y)
+    stats["steps"] += int(info_i[:, 2].sum())
+    stats["nfev"] += int(info_i[:, 3].sum())
+    stats["njev"] += int(info_i[:, 4].sum())
+    rows = np.repeat(np.arange(m), counts)
+    pos = np.concatenate([np.arange(c) for c in counts]) if m else np.zeros(0, int)
+    flat = np.concatenate(cols) if m else np.zeros(0, int)
+    states[rows, :, flat] = Yb[rows, pos]
+    if n_obs:
+        obs[rows, :, flat] = Ob[rows, pos]
+    if k:
+        dstates[rows, :, :, flat] = Sb[rows, pos].transpose(0, 2, 1)
+        if n_obs:
+            dobs[rows, :, :, flat] = DOb[rows, pos]
+    for s in np.nonzero(info_i[:, 0])[0]:
+        code = int(info_i[s, 0])
+        if code == STIFF:
+            stiff.append(int(s))
+            continue
+        # failed (no events here, so never terminated)
+        status[s] = -1
+        i = int(index[s])
+        reason = FAIL_REASONS[int(info_i[s, 7])].format(max_steps=max_steps)
+        who = f" for subject {i}" if label else ""
+        message[s] = (f"integration failed{who} at t={info_f[s, 1]:.10g} ({reason}): "
+                      + _diagnose(model, float(info_f[s, 1]), float(info_f[s, 2]),
+                                  fail_y[s, 0].copy(), fail_y[s, 1].copy(),
+                                  np.ascontiguousarray(p0[:, s]), bool(info_i[s, 8])))
 
 
 #: What :attr:`Simulation.stats` ``["method"]`` says when this path ran.

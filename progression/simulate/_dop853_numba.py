@@ -27,10 +27,15 @@ Forward sensitivities ``S = dy/dp`` are integrated with the states as one vector
 at each stage's own point: the method keeps its order on the augmented system, and the error
 norm (RMS over all n (1 + k) components, as the compiled Rodas4's) covers the sensitivities.
 
-Stiffness: Hairer's test after every accepted step, ``h |f(y1) - f(y_12)| / |y1 - y_12|``
-(an estimate of ``h |lambda|`` from the last two stage points); more than 6.1 on 15 tests
-without 6 quiet ones in a row between them stops the segment with status :data:`_STIFF`, and
-the driver re-solves that subject on the stiff path. A subject that takes more than
+Stiffness: Hairer's test after every accepted step once a segment has taken
+:data:`STIFF_TEST_AFTER` steps, ``h |f(y1) - f(y_12)| / |y1 - y_12|`` (an estimate of
+``h |lambda|`` from the last two stage points); more than 6.1 on 15 tests without 6 quiet
+ones in a row between them stops the segment with status :data:`_STIFF`, and the driver
+re-solves that subject on the stiff path. The test waits (Hairer's code tests every 1000
+steps by default) because a mildly stiff subject is cheap here: a fast absorption (pk_oral,
+ka = 10 / h) keeps DOP853 at its stability bound for ~40 steps over a day, far less than a
+stacked re-solve costs, and was handed back 38 times in one Theoph FOCE-I fit when tested
+from the first step. A subject that takes more than
 :data:`STIFF_STEPS` steps in one segment is treated the same way (a mildly stiff problem
 stepping at its stability bound may never trip the test but costs more than the stiff path).
 
@@ -46,7 +51,7 @@ from scipy.integrate._ivp import dop853_coefficients as _coef
 
 from ._rodas4_numba import _FAILED, _OK, _TERMINATED, AVAILABLE
 
-__all__ = ["AVAILABLE", "STIFF", "STIFF_STEPS", "dop_segment"]
+__all__ = ["AVAILABLE", "STIFF", "STIFF_STEPS", "dop_segment", "dop_batch"]
 
 #: Status of a segment stopped because the subject is stiff (re-solve it on the stiff path).
 STIFF = 2
@@ -54,6 +59,8 @@ _STIFF = STIFF
 #: Steps in one segment after which a subject counts as stiff (see the module docstring):
 #: a non-stiff ``als_reduced`` or pharmacokinetic subject takes 50-300 at rtol 1e-10.
 STIFF_STEPS = 4000
+#: Steps of a segment before the stiffness test counts (see the module docstring).
+STIFF_TEST_AFTER = 200
 #: Hairer's dop853.f: the stiffness threshold on h |lambda| and the counts.
 _HLAMB, _N_STIFF, _N_QUIET = 6.1, 15, 6
 # step-size control (dop853.f: safety 0.9, factor in [1/6, 3]; scipy: [0.2, 10])
@@ -299,21 +306,22 @@ if AVAILABLE:
                         fail_y[1, i] = z_new[i]
                     break
                 # Hairer's stiffness test: h |lambda| from the last two stage points
-                num = 0.0
-                den = 0.0
-                for i in range(N):
-                    num += (Kz[12, i] - Kz[11, i]) ** 2
-                    den += (z_new[i] - zi[i]) ** 2
-                if den > 0.0 and hh * math.sqrt(num / den) > _HLAMB:
-                    n_quiet = 0
-                    n_stiff += 1
-                    if n_stiff >= _N_STIFF:
-                        status = _STIFF
-                        break
-                else:
-                    n_quiet += 1
-                    if n_quiet >= _N_QUIET:
-                        n_stiff = 0
+                if steps > STIFF_TEST_AFTER:
+                    num = 0.0
+                    den = 0.0
+                    for i in range(N):
+                        num += (Kz[12, i] - Kz[11, i]) ** 2
+                        den += (z_new[i] - zi[i]) ** 2
+                    if den > 0.0 and hh * math.sqrt(num / den) > _HLAMB:
+                        n_quiet = 0
+                        n_stiff += 1
+                        if n_stiff >= _N_STIFF:
+                            status = _STIFF
+                            break
+                    else:
+                        n_quiet += 1
+                        if n_quiet >= _N_QUIET:
+                            n_stiff = 0
                 ready = False
                 t_stop = t_new
                 terminated = False
@@ -444,14 +452,43 @@ if AVAILABLE:
         info_i[5] = 0
         info_i[6] = n_found
 
+    @njit(cache=True, error_model="numpy")
+    def _batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout, Oout, DOout,
+               record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y):
+        """Every subject of a batch over [t0, t_end[s]] in one call, for the common case
+        with nothing happening after t0 (no switch, covariate change or located event):
+        one closed segment each, from its start Y0[s], S0[s] (switches at t0 applied),
+        parameters P0[s] and switch factors A0[s] (m, k), at its own ``times[s, :counts[s]]``
+        (padded). Outputs Yout (m, T, n), Sout (m, T, k, n), Oout (m, T, K), DOout
+        (m, T, K, k); per subject the segment's info_i (m, 9), info_f (m, 3), fail_y
+        (m, 2, n)."""
+        m, n = Y0.shape
+        no_sign = np.zeros(0, dtype=np.int64)
+        no_term = np.zeros(0, dtype=np.bool_)
+        no_index = np.zeros(1, dtype=np.int64)
+        no_time = np.zeros(1)
+        for s in range(m):
+            y = Y0[s].copy()
+            S = S0[s].copy()
+            p = P0[s].copy()
+            a = A0[s].copy()
+            T = counts[s]
+            tt = times[s, :T].copy()
+            t1 = t_end[s]
+            _segment(KL, t0, t1, y, S, p, sidx, a, tt, 0, Yout[s], Sout[s], Oout[s],
+                     DOout[s], record_obs, no_sign, no_term, False, no_index, no_time, rtol,
+                     atol, max_step, max_steps, True, info_i[s], info_f[s], fail_y[s],
+                     t1 > t0)
+
 
 def _build():
     if not AVAILABLE:  # pragma: no cover - without numba nothing here runs
-        return None
+        return None, None
     from ._rodas4_loops import _quiet
 
-    return _quiet(_segment)
+    return _quiet(_segment), _quiet(_batch)
 
 
-#: The compiled segment (None without numba); the signature of ``_rodas4_loops.segment``.
-dop_segment = _build()
+#: The compiled segment (None without numba), the signature of ``_rodas4_loops.segment``
+#: plus ``closed``; and the one-call batch of the simple case (:func:`_batch`).
+dop_segment, dop_batch = _build()
