@@ -281,6 +281,8 @@ BASE = textwrap.dedent("""
     ('kind = "hazard_ratio"', 'kind = "marker_change"\nmarker = "CRP"\nat = 3.0',
      r"outcomes\[0\]\.marker: expected one of the trial's markers \(NfL\)"),
     ("follow_up = 12.0", 'follow_up = "12 fortnights"', r"follow_up: expected a time"),
+    ('kind = "hazard_ratio"', 'kind = "score_difference"\nat = 2.5',
+     r"outcomes\[0\]\.at: 2\.5 months is not a visit of the trial"),
     ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\nvalue = "0.81"',
      r"outcomes\[0\]\.value: expected a number"),
     ('range = [0.5, 1.0]', 'range = [0.5, 1.0]\ninterval = [0.9, 0.7]',

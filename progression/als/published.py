@@ -399,6 +399,18 @@ def parse_trial(name: str, doc: Mapping, source: str) -> PublishedTrial:
         raise ConfigError(f"{where}.outcomes: expected one or more [[{name}.outcomes]] tables")
     parsed = tuple(_outcome(o, f"{where}.outcomes[{i}]", list(arms), markers, follow_up)
                    for i, o in enumerate(outcomes))
+    if visits is not None:
+        grid = np.asarray(visits, dtype=float)
+    else:
+        k = int(math.floor(follow_up / visit_every + 1e-9))
+        grid = np.arange(k + 1) * visit_every
+        grid = grid if grid[-1] >= follow_up - 1e-9 else np.r_[grid, follow_up]
+    for i, o in enumerate(parsed):
+        for t in o.at:
+            if np.min(np.abs(grid - t)) > 1e-6:
+                raise ConfigError(f"{where}.outcomes[{i}].at: {t:.4g} months is not a visit "
+                                  f"of the trial (visits: "
+                                  f"{', '.join(f'{x:.4g}' for x in grid)})")
     names = [o.name for o in parsed]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.outcomes: duplicate outcome names in {names}")
