@@ -391,9 +391,12 @@ class FOCEI(Estimator):
             Rm = 0.5 * (Rm + Rm.T)
             ev = np.linalg.eigvalsh(Rm)
             s["R"] = Rm
-            if ev.min() <= 0:
-                # NONMEM-style words: which directions fail and the parameters they load on
-                why = r_matrix_diagnosis(Rm, self._covariance_names(problem, s))
+            # NONMEM-style words: which directions fail and the parameters they load on;
+            # "algorithmically singular" too (an eigenvalue within 1e-10 of the largest:
+            # a parameter the data cannot inform gives an exactly zero row, whose
+            # eigenvalue lands on either side of 0 by rounding)
+            why = r_matrix_diagnosis(Rm, self._covariance_names(problem, s))
+            if why or ev.min() <= 0:
                 raise np.linalg.LinAlgError(
                     why or f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
             Rinv = np.linalg.inv(Rm)
