@@ -147,6 +147,10 @@ class Evaluation:
     #: columns on the estimation scale, ``(len, D, D)`` (prior terms not included; NaN where
     #: the row or one of its perturbed evaluations failed). See :meth:`Problem.evaluate`.
     hessians: list | None = None
+    #: Per row: the survival part of ``m2ll`` (``-2 log L`` of the time-to-event records,
+    #: 0 without one; NaN where failed), or None without ``[survival]``. A population
+    #: estimator that takes Gaussian predictions adds it to its data term.
+    survival_m2ll: np.ndarray | None = None
 
 
 @dataclass
@@ -555,8 +559,11 @@ class Problem:
         if hessians is not None:
             for r in np.nonzero(failed)[0]:
                 hessians[r] = np.full((sizes[r], D, D), np.nan)
+        survival_m2ll = None
+        if s_terms is not None:
+            survival_m2ll = np.where(failed, np.nan, s_terms.m2ll)
         return Evaluation(residuals, jacobians, m2ll, failed, msgs, info, predictions,
-                          sizes, before_zero, routed, hessians)
+                          sizes, before_zero, routed, hessians, survival_m2ll)
 
     def _residual_hessians(self, designs, row_design, theta, cols, step):
         """Per row: ``d2 r / dx2`` (n_data, D, D) by central differences of the Jacobians,
