@@ -232,3 +232,20 @@ def test_exponential_information_is_the_observed_information(tmp_path):
 def test_population_estimators_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"key 'survival'.*individual, pooled.*LAPLACE"):
         _config(tmp_path, estimator="saem")
+
+
+def test_problem_and_designs_with_survival_pickle(tmp_path):
+    """Workers get the problem and the designs by pickle: the same objective after it."""
+    import pickle
+
+    cfg = _config(tmp_path)
+    problem = Problem.from_config(cfg)
+    designs = _designs(RECORDS)
+    theta = _theta(problem, h0=0.04, g=0.15)
+    rows = np.arange(len(designs))
+    cols = np.zeros(0, dtype=int)
+    p2, d2 = pickle.loads(pickle.dumps((problem, designs)))
+    assert p2.survival == problem.survival
+    np.testing.assert_array_equal(
+        p2.evaluate(d2, rows, theta, cols, want_jac=False).m2ll,
+        problem.evaluate(designs, rows, theta, cols, want_jac=False).m2ll)
