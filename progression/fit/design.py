@@ -231,6 +231,15 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
                               condition=condition if (condition != "").any() else None,
                               sd=sd if np.isfinite(sd).any() else None, baseline=baseline,
                               survival=record))
+    if survival is not None:
+        recs = [d.survival for d in designs if d.survival is not None]
+        from ._survival_likelihood import KIND_NAMES
+
+        counts = {name: sum(r.kind == k for r in recs) for k, name in KIND_NAMES.items()}
+        notes.append(f"time-to-event part ([survival], hazard '{survival.hazard}', events "
+                     f"{', '.join(survival.events)}, entry '{survival.entry}'): "
+                     f"{len(recs)} of {len(designs)} subjects with a record ("
+                     + ", ".join(f"{n} {name}" for name, n in counts.items()) + ")")
     _check_conditions(cohort, config, designs, subjects, notes, problems)
     _check_categories(cohort, config, designs, problems)
     if problems:
