@@ -141,7 +141,8 @@ def make_units(problem, designs, row_design, theta, rr, offset) -> _Units:
             fixed[u, dp_index] = True
         if doses or design.covariates or has_cov:
             inputs.append({
-                "doses": tuple(dataclasses.replace(x, time=x.time + off) for x in doses),
+                "doses": tuple(doses) if off == 0.0 else
+                tuple(dataclasses.replace(x, time=x.time + off) for x in doses),
                 "covariates": {name: (np.asarray(t, float) + off, np.asarray(v, float))
                                for name, t, v in design.covariates}})
         else:
@@ -240,11 +241,11 @@ def own_columns(grid, times, unit, U):
     """Per unit ``0..U-1``, the sorted columns of ``grid`` at which it has values
     (``times`` with ``unit`` per value): what the compiled per-subject integrator computes
     for it instead of the whole union grid."""
-    col = np.searchsorted(grid, times)
-    order = np.lexsort((col, unit))
-    col, unit = col[order], unit[order]
+    G = grid.size
+    key = np.unique(np.asarray(unit, dtype=np.int64) * G + np.searchsorted(grid, times))
+    unit, col = np.divmod(key, G)                   # sorted by unit, then column
     cuts = np.searchsorted(unit, np.arange(U + 1))
-    return [np.unique(col[cuts[u]:cuts[u + 1]]) for u in range(U)]
+    return [col[cuts[u]:cuts[u + 1]] for u in range(U)]
 
 
 def solver_options(problem, sens):
