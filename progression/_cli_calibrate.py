@@ -22,6 +22,14 @@ def cmd_calibrate(args) -> int:
     from .als.calibration import calibrate, load_calibration_config
 
     cfg = load_calibration_config(args.config)
+    if args.check:
+        from .als.calibration import check, format_check
+
+        seeds = list(range(1, args.check + 1))
+        print(f"{args.config}: the preset {cfg.preset.name} as it is, {args.n or cfg.n} "
+              f"patients per seed (nothing is fitted or written)")
+        print(format_check(check(cfg, seeds=seeds, n=args.n), seeds))
+        return 0
     out = Path(args.out) if args.out else Path("calibrations") / Path(args.config).stem
     # refused before the (long) calibration when the folder cannot be written
     check_output_folder(out, overwrite=args.overwrite, inputs=[Path(args.config), cfg.preset],
@@ -61,5 +69,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-evaluations", type=positive_int, dest="max_evaluations",
                    help="objective evaluations (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="do not print each evaluation")
+    p.add_argument("--check", type=positive_int, metavar="K",
+                   help="fit nothing: compare the preset as it is with the targets over K "
+                        "seeds (1..K) and print the table")
     add_overwrite(p)
     p.set_defaults(func=cmd_calibrate)

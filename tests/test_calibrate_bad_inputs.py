@@ -71,7 +71,7 @@ def test_the_good_config_parses(tmp_path):
     (lambda t: t + "\n[targets.decline_sd]\nvalu = 0.6\n", ["targets.decline_sd.valu"]),
     (lambda t: t.replace(str(CLINIC), "nowhere.toml"), ["calibration.preset", "nowhere.toml"]),
     (lambda t: t.replace('"factors.pace.sd"', '"parameters.Tmax.typical"').replace(
-        "[0.3, 1.3]", "[0.3, 1.3]\nstart = 1.2"), ["parameters", "Tmax", "1.2"]),
+        "[0.3, 1.3]", "[0.3, 1.9]\nstart = 1.8"), ["parameters", "Tmax", "1.8"]),
 ], ids=lambda v: None if callable(v) else v[0])
 def test_bad_config_names_the_file_and_key(tmp_path, edit, names):
     path = _write(tmp_path, edit(GOOD))

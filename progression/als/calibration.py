@@ -59,6 +59,7 @@ Calibration config (TOML; paths relative to the config file)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -81,7 +82,8 @@ from ..virtual.cohort_config import read_toml
 from .cohort_config import SETTINGS, PopulationConfig
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "FreeParameter", "Target",
-           "TargetResult", "ParameterResult", "calibrate", "load_calibration_config",
+           "TargetResult", "ParameterResult", "calibrate", "check", "format_check",
+           "load_calibration_config",
            "load_targets", "simulated_statistics", "apply_parameters", "OPTIMISERS"]
 
 OPTIMISERS = ("least_squares", "nelder-mead")
@@ -904,6 +906,59 @@ def calibrate(config, *, max_evaluations: int | None = None, n: int | None = Non
         message=message, preset_text=text, history=obj.history)
 
 
+def check(config, *, seeds: Sequence[int] = (1, 2, 3, 4, 5), n: int | None = None
+          ) -> list[TargetResult]:
+    """The config's targets for its preset as it is (the start values), over several seeds.
+
+    Parameters
+    ----------
+    config : CalibrationConfig or path
+    seeds : sequence of int
+        One simulated cohort per seed.
+    n : int, optional
+        Patients per cohort (default: the config's).
+
+    Returns
+    -------
+    list of TargetResult
+        ``achieved`` = mean over seeds, ``passed`` = the mean in range, ``seed_min``/
+        ``seed_max`` and ``passed_every_seed`` over the seeds; ``start`` = the first seed's.
+    """
+    cfg = config if isinstance(config, CalibrationConfig) else load_calibration_config(config)
+    n = cfg.n if n is None else int(n)
+    pop = apply_parameters(cfg, [p.start for p in cfg.parameters])
+    sims = np.array([simulated_statistics(pop, cfg.targets, n, int(s), cfg.setting)
+                     for s in seeds])
+    out = []
+    for k, t in enumerate(cfg.targets):
+        col = sims[:, k]
+        fin = col[np.isfinite(col)]
+        mean = float(fin.mean()) if len(fin) else math.nan
+        out.append(TargetResult(
+            name=t.name, label=t.label, value=t.value, uncertainty=t.uncertainty,
+            range=t.range, source=t.source, start=float(col[0]), achieved=mean,
+            z=(mean - t.value) / t.uncertainty, passed=t.passes(mean),
+            seed_min=float(fin.min()) if len(fin) else math.nan,
+            seed_max=float(fin.max()) if len(fin) else math.nan,
+            passed_every_seed=bool(len(fin) == len(col) and all(t.passes(v) for v in col))))
+    return out
+
+
+def format_check(results: Sequence[TargetResult], seeds: Sequence[int]) -> str:
+    """A Markdown table of :func:`check`: published value and range, mean and range over the
+    seeds, in range in every seed."""
+    lines = [f"| target | published | range | mean over {len(seeds)} seeds | min-max | "
+             "in range (mean) | every seed |", "|---|---:|---:|---:|---:|:---:|:---:|"]
+    for t in results:
+        rng = "-" if t.range is None else f"{t.range[0]:.3g}-{t.range[1]:.3g}"
+        lines.append(f"| {t.name} | {t.value:.3g} | {rng} | {t.achieved:.3g} | "
+                     f"{t.seed_min:.3g}-{t.seed_max:.3g} | {'yes' if t.passed else 'NO'} | "
+                     f"{'yes' if t.passed_every_seed else 'no'} |")
+    lines.append(f"\n{sum(t.passed_every_seed for t in results)} of {len(results)} targets in "
+                 f"range in every seed (seeds {list(seeds)}).")
+    return "\n".join(lines)
+
+
 def _simplex(u0: np.ndarray, step: float) -> np.ndarray:
     pts = [u0.copy()]
     for k in range(len(u0)):
@@ -917,7 +972,10 @@ def _preset_header(cfg: CalibrationConfig, params, targets) -> str:
     out = io.StringIO()
     out.write(f"# Recalibrated by `progression calibrate {cfg.source}` on "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    out.write(f"# from {cfg.preset} ({cfg.setting} targets, {cfg.n} patients, seeds "
+    where = cfg.preset
+    with contextlib.suppress(ValueError):
+        where = cfg.preset.relative_to(Path.cwd())
+    out.write(f"# from {where} ({cfg.setting} targets, {cfg.n} patients, seeds "
               f"{list(cfg.seeds)}). Calibrated values (SE):\n")
     for p in params:
         out.write(f"#   {p.path} = {p.estimate:.4g} ({p.se:.2g}); start {p.start:.4g}\n")
