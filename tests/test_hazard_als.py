@@ -75,3 +75,57 @@ def test_death_threshold_restores_the_deterministic_event():
                                 np.array([0.0, 400.0])).event_time("death")[0])
               for z in (-2.0, 2.0)]
     assert hazard[1] - hazard[0] > 20.0                     # the hazard route: it does
+
+
+def test_als_survival_likelihood_matches_quadrature_of_the_simulated_rate(tmp_path):
+    """The joint likelihood on als_reduced (time offset 20 months after t = 0, delayed entry):
+    -2 log L of an event and of a right-censored record against Simpson's rule applied to
+    the simulated hazard_death observable (not the cumulative-hazard state), to 1e-6."""
+    from scipy.integrate import simpson
+
+    from progression.fit import Design, Problem, parse_fit_config
+    from progression.fit._survival_likelihood import EXACT, RIGHT, SurvivalRecord
+
+    text = """
+[fit]
+model = "als_reduced"
+[data]
+path = "x.csv"
+[error.ALSFRS_R]
+model = "additive"
+a = 2.0
+[parameters.time_offset]
+estimate = "fixed"
+value = 20.0
+[survival]
+entry = "enrolment"
+[solver]
+rtol = 1e-10
+atol = 1e-12
+outputs = "exact"
+sensitivities = "forward"
+"""
+    cfg = parse_fit_config(text, base_dir=tmp_path, name="als", source="als.toml",
+                           check_data=False)
+    problem = Problem.from_config(cfg)
+    t = np.array([0.0, 3.0, 6.0])
+    recs = [SurvivalRecord(EXACT, 14.0, entry=0.0), SurvivalRecord(RIGHT, 25.0, entry=0.0)]
+    designs = [Design(f"P{i}", t, np.zeros(3, int), np.array([44.0, 41.0, 38.0]),
+                      np.zeros(3, int), np.full(3, np.nan), survival=r)
+               for i, r in enumerate(recs)]
+    theta = np.repeat(problem.values[None], 2, axis=0)
+    ev = problem.evaluate(designs, np.arange(2), theta, np.zeros(0, dtype=int),
+                          want_jac=False)
+    model = problem.model
+    grid = np.linspace(20.0, 45.0, 25001)                  # model time = data time + 20
+    sim = pg.simulate(model, model.parameter_table({"z_death": 8.0}), grid, rtol=1e-11,
+                      atol=1e-13)
+    h = sim["hazard_death"][0]
+
+    def lam(a, b):
+        sel = (grid >= a - 1e-9) & (grid <= b + 1e-9)
+        return simpson(h[sel], x=grid[sel])
+
+    want = [2.0 * lam(20.0, 34.0) - 2.0 * math.log(np.interp(34.0, grid, h)),
+            2.0 * lam(20.0, 45.0)]
+    np.testing.assert_allclose(ev.survival_m2ll, want, rtol=1e-6)
