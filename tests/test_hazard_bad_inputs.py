@@ -138,6 +138,8 @@ CONFIG_CASES = [
     ("events not strings", "[survival]\nevents = [1]", ["survival.events"]),
     ("unknown entry", '[survival]\nentry = "baseline"', ["survival.entry", "baseline"]),
     ("interval not a boolean", '[survival]\ninterval = "yes"', ["survival.interval", "'yes'"]),
+    ("bootstrap with survival", '[survival]\n[estimator]\nuncertainty = ["bootstrap"]',
+     ["estimator.uncertainty", "bootstrap", "events"]),
 ]
 
 

@@ -152,3 +152,11 @@ def test_saved_joint_fit_keeps_the_survival_records(tmp_path):
     ev = problem.evaluate(back.designs, np.arange(m), back.theta, np.zeros(0, dtype=int),
                           want_jac=False)
     np.testing.assert_allclose(ev.m2ll, res.subject_objective, rtol=1e-6, atol=1e-6)
+
+
+def test_bootstrap_is_refused_with_survival(tmp_path):
+    from progression.errors import ConfigError
+
+    _, data, _ = cohort(tmp_path, 6, seed=7)
+    with pytest.raises(ConfigError, match=r"estimator.uncertainty.*bootstrap.*\[survival\]"):
+        fit(config(tmp_path), data=data, uncertainty=["bootstrap"])

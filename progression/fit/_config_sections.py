@@ -630,6 +630,13 @@ def survival_table(chk: _Check, doc: dict, model, estimator):
                             "Gaussian predictions only (NONMEM fits time-to-event data with "
                             "LAPLACE; not implemented here); fit with 'individual' or 'pooled'")
         ok = False
+    est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
+    wanted = est.get("uncertainty", ())
+    if (wanted == "bootstrap" or isinstance(wanted, list) and "bootstrap" in wanted):
+        chk.add("estimator.uncertainty", "'bootstrap' is not available with [survival] (the "
+                                         "replicates would redraw the longitudinal data but "
+                                         "not the events); use 'covariance' or 'profile'")
+        ok = False
     hazards = tuple(getattr(getattr(model, "spec", None), "hazards", ()) or ())
     names = tuple(h.name for h in hazards)
     hazard = None

@@ -194,6 +194,13 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     if uncertainty is not None:
         opts = opts.replace(uncertainty=("covariance",) + tuple(
             u for u in ("profile", "bootstrap") if u in uncertainty))
+    if problem.survival is not None and "bootstrap" in opts.uncertainty:
+        # a parametric bootstrap redraws the longitudinal values only: the event data would
+        # stay fixed and the hazard's intervals come out too narrow
+        raise ConfigError(f"{cfg.source}, key 'estimator.uncertainty': 'bootstrap' is not "
+                          "available with [survival] (the replicates would redraw the "
+                          "longitudinal data but not the events); use 'covariance' or "
+                          "'profile'")
     if nothing_estimated(problem):       # objective evaluation at the given values
         estimator = FixedEvaluation()
         notes.append(NOTHING_ESTIMATED)
