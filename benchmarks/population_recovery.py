@@ -2,10 +2,13 @@
 
 Each replicate simulates a cohort of virtual ALS patients (``als_reduced``) with the visit
 schedule, missed visits, informative dropout and assay floor of
-``configs/cohorts/als_clinic.toml``, but with between-patient variability that is exactly the
-population model that ``configs/als_synthetic_population.toml`` fits: ``k0, kA, Tmax, eD``
+``configs/cohorts/als_clinic_v1.toml``, but with between-patient variability that is exactly
+the population model that ``configs/als_synthetic_population.toml`` fits (the pace
+parametrisation of ``configs/models/als_reduced_pace.toml``): the pace ``k0`` and ``eD``
 log-normal with the typical values ``THETA`` and a diagonal Omega ``OMEGA`` (no covariate
-effects, no shared pace factor), NfL and CRP log-normal with a per-patient offset of log-SD
+effects), ``kA = GLIAL_RATIO * k0`` for every patient (the generator's shared pace factor
+with no individual terms), Tmax fixed at the config's 0.9, NfL and CRP log-normal with
+a per-patient offset of log-SD
 ``SUBJECT_SD`` (the random effects on kappa_nfl and Q0 of the fitted model) and residual SDs
 ``SIGMA`` (normal residuals; CRP left-censored at 0.3 mg/L), ALSFRS-R the model's score
 plus normal noise of SD 2, rounded and clipped to 0-48 (the generator's "alsfrs" error).
@@ -47,13 +50,15 @@ __all__ = ["cohort_config", "simulate_replicate", "fit_config", "fit_replicate",
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
-COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic.toml"
+COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
 RESULTS = ROOT / "benchmarks" / "results" / "population_recovery"
 
 #: Generating typical values (natural scale) and Omega diagonal (variances of log values),
 #: close to the marginal truth of the shipped cohort (progression/als/population_truth.py).
-THETA = {"k0": 0.0095, "kA": 0.033, "Tmax": 0.85, "eD": 0.34}
-OMEGA = {"k0": 0.36, "kA": 0.36, "Tmax": 0.0025, "eD": 0.09}
+THETA = {"k0": 0.0095, "eD": 0.34}
+OMEGA = {"k0": 0.36, "eD": 0.09}
+#: kA / k0 and Tmax of every patient: the values the shipped config holds
+GLIAL_RATIO, TMAX = 3.52, 0.9
 #: Generating residual SDs: ALSFRS-R points (additive, before rounding), NfL and CRP (log).
 SIGMA = {"ALSFRS_R": 2.0, "NfL": 0.15, "CRP": 0.4}
 #: Per-patient offsets of log NfL and log CRP (the cohort's; random effects on kappa_nfl and
@@ -61,7 +66,7 @@ SIGMA = {"ALSFRS_R": 2.0, "NfL": 0.15, "CRP": 0.4}
 SUBJECT_SD = {"NfL": 0.3, "CRP": 0.8}
 #: Wide bounds of the draws (redrawn outside): the truncation they cause is negligible
 #: (> 3.5 SD from the typical value on the log scale, except Tmax's model bound 1.0 at 3.3 SD).
-BOUNDS = {"k0": [0.0005, 0.2], "kA": [0.001, 0.5], "Tmax": [0.4, 1.0], "eD": [0.01, 5.0]}
+BOUNDS = {"k0": [0.0005, 0.2], "kA": [0.001, 0.7], "eD": [0.01, 5.0]}
 #: The issue's acceptance figures.
 TARGETS = {"typical_median_rel_error": 0.05, "omega_median_rel_error": 0.20,
            "coverage": (0.90, 0.98)}
@@ -73,11 +78,16 @@ def cohort_config(n: int, seed: int) -> dict:
 
     doc = read_toml(COHORT_CONFIG)
     doc["cohort"] = dict(doc["cohort"], n=int(n), seed=int(seed))
-    params = {p: {"typical": THETA[p], "sd": math.sqrt(OMEGA[p]), "bounds": BOUNDS[p]}
-              for p in THETA}
+    # the pace: one factor moves log k0 and log kA together (kA = GLIAL_RATIO k0 exactly)
+    params = {"k0": {"typical": THETA["k0"], "bounds": BOUNDS["k0"]},
+              "kA": {"typical": GLIAL_RATIO * THETA["k0"], "bounds": BOUNDS["kA"]},
+              "eD": {"typical": THETA["eD"], "sd": math.sqrt(OMEGA["eD"]),
+                     "bounds": BOUNDS["eD"]}}
     params["Ndeath"] = doc["parameters"]["Ndeath"]
     doc["parameters"] = params
-    doc.pop("factors", None)
+    doc["factors"] = {"pace": {"sd": math.sqrt(OMEGA["k0"]),
+                               "loadings": {"k0": 1.0, "kA": 1.0}}}
+    doc["fixed"] = dict(doc.get("fixed", {}), Tmax=TMAX)
     obs = doc["observables"]
     obs["ALSFRS_R"] = {"error": "alsfrs", "residual_sd": SIGMA["ALSFRS_R"]}
     obs["NfL"] = dict(obs["NfL"], subject_sd=SUBJECT_SD["NfL"], residual_sd=SIGMA["NfL"])

@@ -19,8 +19,9 @@ exactly ``~ 1 / k0``: corr(log onset, log k0) = -0.998 in ``als_clinic_200``). I
 value and variance are therefore those of ``log onset_model_time`` over the enrolled patients
 (:func:`sample_population`; a larger cohort from the same config gives the population value).
 
-Numbers for ``configs/cohorts/als_clinic.toml`` (``generating_population``, 400,000 draws,
-seed 0; ``sample_population`` of ``data/synthetic/als_clinic_200_truth.csv``)::
+Numbers for ``configs/cohorts/als_clinic_v1.toml``, the generator of the shipped data
+(``generating_population``, 400,000 draws, seed 0; ``sample_population`` of
+``data/synthetic/als_clinic_200_truth.csv``)::
 
     parameter    typical (marginal)   Var(log) marginal  conditional | sample of 200:
                                                                        typical  Var(log)
@@ -34,6 +35,12 @@ seed 0; ``sample_population`` of ``data/synthetic/als_clinic_200_truth.csv``)::
 The truncation at the model's bounds (k0 in [0.002, 0.03], kA in [0.005, 0.09], Tmax <= 1)
 shrinks Var(log k0) from 0.3^2 + 0.6^2 + covariates = 0.469 to 0.388.
 (regenerate with ``python -m progression.als.population_truth``).
+
+Reparametrised fits (``configs/models/als_reduced_pace.toml``: ``kA = k0 * glial_ratio``, k0
+the pace) take their truth from :func:`truth_on_fit_scale`, which also derives quantities of
+:data:`DERIVED` from each draw: ``glial_ratio = kA / k0`` has typical value 3.54 and
+Var(log) 0.160 (the shared pace factor cancels: 0.3^2 + 0.3^2 = 0.18 before truncation); the
+pace k0 keeps k0's truth (at the reference covariates 0.00898, conditional Var(log) 0.372).
 """
 
 from __future__ import annotations
@@ -223,7 +230,8 @@ def sample_population(truth_csv: str | os.PathLike, names=FITTED,
 def main() -> None:  # pragma: no cover - prints the table of the module docstring
     here = os.path.dirname(__file__)
     root = os.path.abspath(os.path.join(here, "..", ".."))
-    gen = generating_population(os.path.join(root, "configs", "cohorts", "als_clinic.toml"))
+    cohort = os.path.join(root, "configs", "cohorts", "als_clinic_v1.toml")
+    gen = generating_population(cohort)
     smp = sample_population(os.path.join(root, "data", "synthetic",
                                          "als_clinic_200_truth.csv"))
     print("parameter    typical  Var(log) marg  cond | sample typical  Var(log)")
@@ -234,6 +242,12 @@ def main() -> None:  # pragma: no cover - prints the table of the module docstri
           f"{smp.variance('time_offset'):.3g}")
     print(f"corr(log k0, log kA): marginal {gen.correlation('k0', 'kA'):.3f}, conditional "
           f"{gen.correlation('k0', 'kA', True):.3f}; sample {smp.correlation('k0', 'kA'):.3f}")
+    from ..fit.config import FitParameter
+
+    ratio = FitParameter("glial_ratio", "model", "population", 3.5, 0.3, 30.0, "log")
+    typ, om = truth_on_fit_scale(cohort, [ratio], n_draws=400_000, seed=0)
+    print(f"glial_ratio = kA/k0: typical {typ['glial_ratio']:.3g}, Var(log) "
+          f"{om['glial_ratio']:.3g}")
 
 
 if __name__ == "__main__":  # pragma: no cover
