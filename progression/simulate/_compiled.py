@@ -1,8 +1,10 @@
-"""Compiled per-subject Rodas4: one subject at a time, with the model's numba kernels.
+"""Compiled per-subject integrators: one subject at a time, with the model's numba kernels.
 
-The small-batch path of :func:`~progression.simulate.simulate` and the per-subject grid path
-of :func:`~progression._rodas.rodas_states` when the model has compiled kernels
-(:attr:`CompiledModel.kernels`, the contract in ``progression/model/_kernels.py``).
+The small-batch path of :func:`~progression.simulate.simulate` (compiled Rodas4 at rtol >=
+``AUTO_COMPILED_MIN_RTOL``, compiled DOP853 of :mod:`._dop853_numba` at tighter tolerances,
+e.g. a fit's exact path) and the per-subject grid path of :func:`~progression._rodas.
+rodas_states` when the model has compiled kernels (:attr:`CompiledModel.kernels`, the
+contract in ``progression/model/_kernels.py``).
 
 This module is the Python driver: per subject, the parameters, initial values, switches,
 doses and covariate times between segments, the failure messages and the result dict of
@@ -131,10 +133,10 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             times = np.ascontiguousarray(times_all[cols])
             T = times.size
             t_end = float(times[-1]) if T else float(t0)
-        p = np.ascontiguousarray(p0[:, s])      # copies: switches change them in place
-        a_all = np.ascontiguousarray(a0[:, s])
-        y = np.ascontiguousarray(y0[:, s])
-        S = np.ascontiguousarray(S0[s]) if k else np.zeros((0, n))
+        p = p0[:, s].copy()         # contiguous copies: switches change them in place
+        a_all = a0[:, s].copy()
+        y = y0[:, s].copy()
+        S = S0[s].copy() if k else np.zeros((0, n))
         mine = [(sw, mask) for sw, mask in zip(switches, masks, strict=True) if mask[i]]
         bounds = {float(sw.time) for sw, _ in mine if t0 <= sw.time <= t_end}
         if own_breaks is not None:
@@ -174,10 +176,11 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             crashed = None
             while True:
                 try:
-                    step_segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next, Yout,
-                            Sout, Oout, DOout, n_obs > 0, ev_sign, ev_term, use_events,
-                            ev_index, ev_time, float(rtol), float(atol), float(max_step),
-                            int(max_steps), autonomous, info_i, info_f, fail_y, *extra)
+                    step_segment(KL, seg_start, seg_end, y, S, p, sidx, a, times, j_next,
+                                 Yout, Sout, Oout, DOout, n_obs > 0, ev_sign, ev_term,
+                                 use_events, ev_index, ev_time, float(rtol), float(atol),
+                                 float(max_step), int(max_steps), autonomous, info_i, info_f,
+                                 fail_y, *extra)
                 except (ArithmeticError, ValueError) as exc:
                     # not expected (the kernels and this code use numpy's error model); a
                     # failure of this subject all the same, never an exception for callers
