@@ -115,3 +115,24 @@ def test_models_with_hazards_pickle_and_keep_their_fingerprint_apart():
     assert back == spec and back.fingerprint == spec.fingerprint
     other = parse_model(MODEL.replace("h0 * exp(g * t)", "h0 * exp(2 * g * t)"))
     assert other.fingerprint != spec.fingerprint
+
+
+def test_numba_kernels_agree_with_numpy_for_a_hazard_model():
+    """The kernels contract (1e-12 relative), erfc of the threshold included."""
+    spec = parse_model(MODEL)
+    fast = pg.compile_model(spec, backend="numba")
+    slow = pg.compile_model(spec, backend="numpy")
+    rng = np.random.default_rng(0)
+    m = 50
+    y = rng.normal(0.5, 1.0, (fast.n_states, m))
+    p = fast.defaults[:, None] * rng.uniform(0.3, 2.0, (fast.n_parameters, m))
+    p[fast.parameter_index("z_death")] = rng.normal(0.0, 2.0, m)
+    t = rng.uniform(0.0, 50.0, m)
+    for name in ("rhs", "jac", "dfdp", "observe", "dobs_dy", "dobs_dp", "event_values"):
+        a, b = getattr(fast, name)(t, y, p), getattr(slow, name)(t, y, p)
+        scale = np.maximum(np.abs(b), np.abs(b).max(axis=-1, keepdims=True))
+        assert np.all(np.abs(a - b) <= 1e-12 * np.maximum(scale, 1e-300)), name
+    out = np.zeros(len(spec.events))
+    fast.kernels.event_values(float(t[0]), y[:, 0].copy(), p[:, 0].copy(), out)
+    np.testing.assert_allclose(out, slow.event_values(t[:1], y[:, :1], p[:, :1])[:, 0],
+                               rtol=1e-12)
