@@ -199,7 +199,7 @@ def test_a_stiff_subject_goes_back_to_the_stacked_path():
 
 
 def test_the_stiffness_test_stops_a_segment_with_its_status():
-    from progression.simulate._dop853_numba import STIFF, dop_segment
+    from progression.simulate._dop853_numba import STIFF, dop_segment, sensitivity_kernels
     from progression.simulate._rodas4_loops import packed_kernels
 
     model = pg.load_model(STIFF_MODEL)
@@ -215,7 +215,7 @@ def test_the_stiffness_test_stops_a_segment_with_its_status():
                 np.zeros((2, 0, y.size)), np.zeros((2, 0)), np.zeros((2, 0, 0)), False,
                 np.zeros(0, np.int64), np.zeros(0, np.bool_), False, np.zeros(4, np.int64),
                 np.zeros(4), 1e-10, 1e-12, np.inf, 100_000, True, info_i, info_f,
-                np.zeros((2, y.size)), False)
+                np.zeros((2, y.size)), False, *sensitivity_kernels(model, []))
     assert info_i[0] == STIFF
     np.testing.assert_array_equal(y, y0)        # the segment's start, for the re-solve
 
@@ -248,3 +248,24 @@ def test_the_numpy_backend_runs_the_stacked_lsoda_at_tight_tolerances():
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "LSODA"
+
+
+def test_the_generated_sensitivity_kernel_matches_the_jacobian_products(monkeypatch):
+    from progression.simulate import _dop853_numba as dop
+
+    model = pg.load_model("pk_oral")
+    cols = [model.parameter_index(q) for q in ("ka", "CL", "V")]
+    assert dop.sensitivity_kernels(model, cols)[1]          # generated for these columns
+    t = np.linspace(0.0, 24.0, 25)
+    # a scale switch makes the factor a_q of CL 2 after t = 6
+    kw = dict(switches=[Switch(6.0, scale={"CL": 2.0})], sensitivities=["ka", "CL", "V"],
+              doses=[Dose(time=0.0, amount=300.0, target="A_gut")], **TIGHT)
+    fast = pg.simulate(model, {"ka": [0.8, 1.5]}, t, **kw)
+    monkeypatch.setattr(dop, "sensitivity_kernels",
+                        lambda model, sidx: (dop._pack_one(model.kernels.rhs), False))
+    plain = pg.simulate(model, {"ka": [0.8, 1.5]}, t, **kw)
+    assert fast.stats["method"] == plain.stats["method"] == DOP
+    # the same method on the same system: equal to rounding and the step sequences it moves
+    np.testing.assert_allclose(fast.states, plain.states, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.state_sensitivities, plain.state_sensitivities,
+                               rtol=1e-8, atol=1e-10)

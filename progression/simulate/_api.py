@@ -92,17 +92,18 @@ AUTO_COMPILED_MIN_RTOL = 1e-7
 #: ``"auto"`` below :data:`AUTO_COMPILED_MIN_RTOL` runs the compiled per-subject DOP853
 #: (:mod:`._dop853_numba`) for a batch of ``m`` subjects when ``m w^2`` is at most this, with
 #: ``w = n (1 + k) (n + Q)`` (``n`` states, ``k`` sensitivity parameters, ``Q`` parameters:
-#: the size of one explicit stage's slope, Jacobian and ``F_p``), else the stacked LSODA.
-#: The stacked LSODA pays ~20-60 us of Python per step for the whole batch and takes ~2.5x
-#: fewer right-hand sides than DOP853's 12 per step (Adams, variable order), so it wins on
-#: large batches, and sooner for large models, whose full ``F_p`` (every parameter, each
-#: stage) dominates DOP853's cost: hence ``w`` squared. Measured 2026-12-01, rtol 1e-10,
-#: outputs and sensitivities, 2-core machine under load 6-10 (ratios from the same run), ms
-#: per subject DOP853 / stacked LSODA: als_reduced (6 states, 40 parameters, k = 2, w = 828)
-#: 1.8/8.0 at 1 subject, 3.9/1.35 at 4, 3.6/1.08 at 50; pk_oral with a dose (k = 3, w = 96)
-#: 0.29/1.81 at 4, 0.16/0.30 at 12, 0.29/0.31 at 50, 0.27/0.21 at 100. Crossovers near
-#: 1.5 and 70 subjects: ``m w^2`` 1.0e6 and 6.5e5.
-DOP853_MAX_WORK = 8e5
+#: a size for one stage's slope and sensitivity products), else the stacked LSODA. The
+#: stacked LSODA pays ~20-60 us of Python per step for the whole batch but takes ~2.5x fewer
+#: right-hand sides than DOP853's 12 per step (Adams, variable order), so it wins on large
+#: batches, and sooner for large models (hence ``w`` squared). Measured 2026-12-01 with the
+#: models' generated sensitivity kernels, rtol 1e-10, outputs and sensitivities, 2-core
+#: machine under load 7-8 (ratios from the same run), ms per subject DOP853 / stacked LSODA:
+#: als_reduced (6 states, 40 parameters, k = 2, w = 828) 1.96/1.34 at 4 subjects, 1.51/1.40
+#: at 12, 2.08/1.26 at 50 (1 subject: 1.8/8.0 before the sensitivity kernel; a fit's exact
+#: path of 50-row groups: the same fit time either way); pk_oral with a dose (k = 3, w = 96)
+#: 0.18/2.31 at 4, 0.13/0.30 at 12, 0.23/0.39 at 50, 0.21/0.23 at 100. Crossovers near 2
+#: and 110 subjects: ``m w^2`` 1.4e6 and 1.0e6.
+DOP853_MAX_WORK = 1e6
 
 
 def _dop853_batch(model, m: int, k: int, Q: int) -> bool:

@@ -62,8 +62,10 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     kern = model.kernels
     KL = packed_kernels(kern)
     if integrator == "DOP853":
-        from ._dop853_numba import STIFF
+        from ._dop853_numba import STIFF, sensitivity_kernels
         from ._dop853_numba import dop_segment as step_segment
+
+        skl = sensitivity_kernels(model, sens_index)
     else:
         step_segment, STIFF = segment, None
     stiff = []
@@ -121,8 +123,8 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     fast = (closing and covariates is None and not use_events
             and all(float(sw.time) <= float(t0) for sw in switches))
     if fast:
-        _fast_batch(model, KL, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs,
-                    rtol, atol, max_step, max_steps, label, states, obs, dstates, dobs,
+        _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sidx,
+                    n_obs, rtol, atol, max_step, max_steps, label, states, obs, dstates, dobs,
                     status, message, stiff, stats)
 
     times_all, t_end_all = times, t_end
@@ -170,7 +172,7 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                         S = np.ascontiguousarray(S3[0], dtype=float)
             last = seg == len(edges) - 1
             seg_end = (t_end if closed else seg_start) if last else edges[seg + 1]
-            extra = (closed and last,) if closing else ()
+            extra = (closed and last, *skl) if closing else ()
             a = np.ascontiguousarray(a_all[sidx])
             y_start, S_start = y.copy(), S.copy()
             crashed = None
@@ -272,9 +274,9 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             "failed": None, "failure": None, "method": name}
 
 
-def _fast_batch(model, KL, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs, rtol,
-                atol, max_step, max_steps, label, states, obs, dstates, dobs, status, message,
-                stiff, stats):
+def _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs,
+                rtol, atol, max_step, max_steps, label, states, obs, dstates, dobs, status,
+                message, stiff, stats):
     """:func:`solve_small_batch`'s subjects in one compiled DOP853 call
     (:func:`._dop853_numba._batch`): the case without switches after t0, covariates or
     events. Fills the result arrays, statuses, messages, the stiff subjects' list and the
@@ -304,7 +306,7 @@ def _fast_batch(model, KL, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_
     dop_batch(KL, float(t0), t_end, np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
               S_start, sidx, np.ascontiguousarray(a0[sidx].T), tt, counts, Yb, Sb, Ob, DOb,
               n_obs > 0, float(rtol), float(atol), float(max_step), int(max_steps), info_i,
-              info_f, fail_y)
+              info_f, fail_y, *skl)
     stats["steps"] += int(info_i[:, 2].sum())
     stats["nfev"] += int(info_i[:, 3].sum())
     stats["njev"] += int(info_i[:, 4].sum())

@@ -75,17 +75,33 @@ _E5 = np.ascontiguousarray(_coef.E5, dtype=float)        # (13,)
 _DD = np.ascontiguousarray(_coef.D, dtype=float)         # (4, 16)
 
 if AVAILABLE:
-    from numba import njit
+    from numba import njit, types
+    from numba.typed import List as _TypedList
 
-    from ._rodas4_numba import _all_finite, _record
+    from ._rodas4_numba import _VEC, _all_finite, _record
+
+    _VEC_LIST = types.ListType(_VEC)
+
+    def _pack_one_py(f):
+        out = _TypedList.empty_list(_VEC)
+        out.append(f)
+        return out
+
+    _pack_one = njit(_VEC_LIST(_VEC), cache=True, error_model="numpy")(_pack_one_py)
 
     # The helpers that receive the kernels are inlined: a tuple of first-class functions
     # passed to a compiled call costs ~40 ns (reference counts), more than a right-hand side
     # of a small model (measured: 13 ns per stage inlined, 62 ns not, pk_oral).
 
     @njit(cache=True, error_model="numpy", inline="always")
-    def _slope(K, t, z, p, sidx, a, n, k, out, J, Fp):
-        """out = (f, J S_q + F_p[:, sidx_q] a_q) at (t, z); z = (y, S) flattened."""
+    def _slope(K, SK, use_sk, t, z, p, pa, sidx, a, n, k, out, J, Fp):
+        """out = (f, J S_q + F_p[:, sidx_q] a_q) at (t, z); z = (y, S) flattened. ``use_sk``:
+        in one call of the model's generated sensitivity kernel ``SK(t, z, pa, out)`` (``pa``
+        = parameters then ``a``: shared subexpressions, structural non-zeros only), else
+        from the right-hand side, the Jacobian and the full ``F_p``."""
+        if use_sk:
+            SK(t, z, pa, out)
+            return
         y = z[:n]
         K[0](t, y, p, out[:n])
         if k == 0:
@@ -102,7 +118,8 @@ if AVAILABLE:
                 out[base + i] = s
 
     @njit(cache=True, error_model="numpy", inline="always")
-    def _attempt(K, t, h, z, p, sidx, a, n, k, Kz, zi, z_new, J, Fp, rtol, atol):
+    def _attempt(K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, z_new, J, Fp, rtol,
+                 atol):
         """One DOP853 step of size h from (t, z) with Kz[0] = slope at (t, z): fills Kz[1:13]
         (Kz[12] = slope at the new point, FSAL), z_new, zi = the 12th stage's point; returns
         the error norm (inf when values are not finite)."""
@@ -113,13 +130,13 @@ if AVAILABLE:
                 for j in range(s):
                     v += _A[s, j] * Kz[j, i]
                 zi[i] = z[i] + h * v
-            _slope(K, t + _C[s] * h, zi, p, sidx, a, n, k, Kz[s], J, Fp)
+            _slope(K, SK, use_sk, t + _C[s] * h, zi, p, pa, sidx, a, n, k, Kz[s], J, Fp)
         for i in range(N):
             v = 0.0
             for j in range(12):
                 v += _B[j] * Kz[j, i]
             z_new[i] = z[i] + h * v
-        _slope(K, t + h, z_new, p, sidx, a, n, k, Kz[12], J, Fp)
+        _slope(K, SK, use_sk, t + h, z_new, p, pa, sidx, a, n, k, Kz[12], J, Fp)
         e5 = 0.0
         e3 = 0.0
         for i in range(N):
@@ -138,7 +155,8 @@ if AVAILABLE:
         return abs(h) * e5 / math.sqrt((e5 + 0.01 * e3) * N)
 
     @njit(cache=True, error_model="numpy", inline="always")
-    def _dense_prepare(K, t, h, z, z_new, p, sidx, a, n, k, Kz, zi, F, J, Fp):
+    def _dense_prepare(K, SK, use_sk, t, h, z, z_new, p, pa, sidx, a, n, k, Kz, zi, F, J,
+                       Fp):
         """The continuous extension's coefficients F (7, N) of the accepted step (three more
         stages, Kz[13:16])."""
         N = z.size
@@ -148,7 +166,7 @@ if AVAILABLE:
                 for j in range(s):
                     v += _A[s, j] * Kz[j, i]
                 zi[i] = z[i] + h * v
-            _slope(K, t + _C[s] * h, zi, p, sidx, a, n, k, Kz[s], J, Fp)
+            _slope(K, SK, use_sk, t + _C[s] * h, zi, p, pa, sidx, a, n, k, Kz[s], J, Fp)
         for i in range(N):
             dz = z_new[i] - z[i]
             F[0, i] = dz
@@ -204,14 +222,18 @@ if AVAILABLE:
     @njit(cache=True, error_model="numpy")
     def _segment(KL, t0, t1, y, S, p, sidx, a, times, j0, Yout, Sout, Oout, DOout,
                  record_obs, ev_sign, ev_term, use_events, ev_index, ev_time, rtol, atol,
-                 max_step, max_steps, autonomous, info_i, info_f, fail_y, closed):
+                 max_step, max_steps, autonomous, info_i, info_f, fail_y, closed, SKL,
+                 use_sk):
         """Integrate one subject over [t0, t1] (no switch inside), in place on y and S: the
         contract of the compiled Rodas4's segment (:mod:`._rodas4_loops`), plus status
         :data:`STIFF` (y and S then hold the segment's start values) and ``closed``: the
         outputs at ``t1`` are recorded too (the last segment when nothing switches at its
         end, instead of a call for the empty segment ``[t1, t1]``). ``autonomous`` is not
-        used (an explicit method needs no time derivative)."""
+        used (an explicit method needs no time derivative). ``SKL``: a typed list of one
+        function, the model's sensitivity kernel for these columns, used when ``use_sk``
+        (see :func:`_slope`)."""
         K = KL[0]
+        SK = SKL[0]
         event_values = K[8]
         n = y.size
         k = S.shape[0]
@@ -240,6 +262,11 @@ if AVAILABLE:
         for q in range(k):
             for i in range(n):
                 z[n * (q + 1) + i] = S[q, i]
+        pa = np.empty(Q + k)
+        for c in range(Q):
+            pa[c] = p[c]
+        for q in range(k):
+            pa[Q + q] = a[q]
         Kz = np.empty((16, N))
         zi = np.empty(N)
         z_new = np.empty(N)
@@ -253,7 +280,7 @@ if AVAILABLE:
         found_e = np.empty(n_ev, dtype=np.int64)
         found_t = np.empty(n_ev)
 
-        _slope(K, t0, z, p, sidx, a, n, k, Kz[0], J, Fp)
+        _slope(K, SK, use_sk, t0, z, p, pa, sidx, a, n, k, Kz[0], J, Fp)
         nfev = 1
         if not (_all_finite(z) and _all_finite(Kz[0])):
             info_i[0] = _FAILED
@@ -281,7 +308,8 @@ if AVAILABLE:
             cut = hh >= t1 - t
             if cut:
                 hh = t1 - t
-            err = _attempt(K, t, hh, z, p, sidx, a, n, k, Kz, zi, z_new, J, Fp, rtol, atol)
+            err = _attempt(K, SK, use_sk, t, hh, z, p, pa, sidx, a, n, k, Kz, zi, z_new, J, Fp,
+                           rtol, atol)
             nfev += 12
             steps += 1
             ok = err <= 1.0
@@ -336,8 +364,8 @@ if AVAILABLE:
                         if not cross:
                             continue
                         if not ready:
-                            _dense_prepare(K, t, hh, z, z_new, p, sidx, a, n, k, Kz, zi, F,
-                                           J, Fp)
+                            _dense_prepare(K, SK, use_sk, t, hh, z, z_new, p, pa, sidx, a, n,
+                                           k, Kz, zi, F, J, Fp)
                             nfev += 3
                             ready = True
                         # Illinois (regula falsi) on the continuous extension
@@ -403,8 +431,8 @@ if AVAILABLE:
                             zj[i] = z_new[i]
                     else:
                         if not ready:
-                            _dense_prepare(K, t, hh, z, z_new, p, sidx, a, n, k, Kz, zi, F,
-                                           J, Fp)
+                            _dense_prepare(K, SK, use_sk, t, hh, z, z_new, p, pa, sidx, a, n,
+                                           k, Kz, zi, F, J, Fp)
                             nfev += 3
                             ready = True
                         _dense((times[j] - t) / hh, z, F, N, zj)
@@ -455,7 +483,8 @@ if AVAILABLE:
 
     @njit(cache=True, error_model="numpy")
     def _batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout, Oout, DOout,
-               record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y):
+               record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y, SKL,
+               use_sk):
         """Every subject of a batch over [t0, t_end[s]] in one call, for the common case
         with nothing happening after t0 (no switch, covariate change or located event):
         one closed segment each, from its start Y0[s], S0[s] (switches at t0 applied),
@@ -479,7 +508,29 @@ if AVAILABLE:
             _segment(KL, t0, t1, y, S, p, sidx, a, tt, 0, Yout[s], Sout[s], Oout[s],
                      DOout[s], record_obs, no_sign, no_term, False, no_index, no_time, rtol,
                      atol, max_step, max_steps, True, info_i[s], info_f[s], fail_y[s],
-                     t1 > t0)
+                     t1 > t0, SKL, use_sk)
+
+
+_SENS: dict = {}
+
+
+def sensitivity_kernels(model, sidx):
+    """(typed list of one function, use it) for :func:`_segment`: the model's generated
+    sensitivity kernel for the columns ``sidx`` (``CompiledModel.sensitivity_kernel``), or
+    the right-hand side as a placeholder (and False) without sensitivities or without one.
+    Built once per kernels object and columns."""
+    kern = model.kernels
+    key = (id(kern), tuple(int(c) for c in sidx))
+    hit = _SENS.get(key)
+    if hit is not None and hit[0] is kern:
+        return hit[1], hit[2]
+    fn = None
+    if len(sidx):
+        get = getattr(model, "sensitivity_kernel", None)
+        fn = get(list(key[1])) if get is not None else None
+    packed = _pack_one(fn if fn is not None else kern.rhs)
+    _SENS[key] = (kern, packed, fn is not None)
+    return packed, fn is not None
 
 
 def _build():
