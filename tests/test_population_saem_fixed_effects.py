@@ -1,4 +1,5 @@
-"""SAEM typical values without a random effect (Monolix's "parameters without variability"):
+"""SAEM typical values without a random effect (Monolix's "parameters without variability")
+and the correlated random-walk kernel (``omega_walk``):
 the Fisher-scoring M-step of ``progression.fit.population._saem_fixed`` against the exact
 maximum-likelihood estimate of a linear mixed model (closed-form marginal likelihood, BFGS,
 no code shared with the SAEM core), and bad inputs.
@@ -156,3 +157,44 @@ def test_standard_error_of_the_slope_matches_the_exact_information():
     # SEs are ~0.2 and ~0.014)
     assert se[3] == pytest.approx(se_exact[1], rel=0.10)
     assert se[0] == pytest.approx(se_exact[0], rel=0.10)
+
+
+def test_correlated_walk_kernel_keeps_the_exact_ml():
+    """``omega_walk``: the random walk with proposal covariance s^2 Omega (a valid symmetric
+    Metropolis-Hastings kernel) leaves SAEM's estimates at the exact ML of a linear mixed
+    model whose two random effects correlate at -0.97 (closed-form marginal likelihood,
+    BFGS)."""
+    rng = np.random.default_rng(4)
+    t = np.arange(5.0)
+    om = np.array([[1.0, -0.97 * 0.5], [-0.97 * 0.5, 0.25]])
+    L = np.linalg.cholesky(om)
+    times, ys = [], []
+    for _ in range(60):
+        e = L @ rng.standard_normal(2)
+        times.append(t)
+        ys.append(10.0 + e[0] + (2.0 + e[1]) * t + 0.5 * rng.standard_normal(t.size))
+    Z = np.c_[np.ones_like(t), t]
+
+    def m2ll(p):
+        Lc = np.array([[np.exp(p[2]), 0.0], [p[3], np.exp(p[4])]])
+        C = Z @ (Lc @ Lc.T) @ Z.T + np.exp(2 * p[5]) * np.eye(t.size)
+        Ci = np.linalg.inv(C)
+        ld = np.linalg.slogdet(C)[1]
+        return sum(ld + (y - Z @ p[:2]) @ Ci @ (y - Z @ p[:2]) for y in ys)
+
+    ref = minimize(m2ll, np.r_[9.0, 1.5, 0.0, -0.4, -1.0, 0.0], method="BFGS",
+                   options={"gtol": 1e-8}).x
+    Lr = np.array([[np.exp(ref[2]), 0.0], [ref[3], np.exp(ref[4])]])
+    om_ref = Lr @ Lr.T
+    data = PopulationData.from_subjects(ys)
+    r = saem(LinearModel(times), data, [8.0, 1.0], np.eye(2), Residual.additive(1.0),
+             options=SaemOptions(omega_diagonal=False, omega_walk=True, is_samples=0,
+                                 fisher=False), seed=3)
+    # Monte Carlo tolerances as in test_population_saem.py (SEs: intercept ~0.13, slope
+    # ~0.07, variances ~20 %)
+    np.testing.assert_allclose(r.mu, ref[:2], atol=0.05)
+    np.testing.assert_allclose(np.diag(r.omega), np.diag(om_ref), rtol=0.08)
+    corr = r.omega[0, 1] / np.sqrt(r.omega[0, 0] * r.omega[1, 1])
+    assert corr == pytest.approx(om_ref[0, 1] / np.sqrt(om_ref[0, 0] * om_ref[1, 1]),
+                                 abs=0.03)
+    assert r.residual.a[0] == pytest.approx(np.exp(ref[5]), rel=0.03)
