@@ -15,6 +15,7 @@ into the decision to re-evaluate a row exactly. Each function takes the
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -202,8 +203,7 @@ def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=F
     pos[group] = np.arange(group.size)
     sel = pos[rr] >= 0
     grid = np.unique(np.concatenate([[0.0], tm[sel]]))
-    doses = [dataclasses.replace(x, subject=b) for b, u in enumerate(group)
-             for x in inputs[u]["doses"]]
+    doses = [_for_subject(x, b) for b, u in enumerate(group) for x in inputs[u]["doses"]]
     kwargs = solver_options(problem, sens)
     if tight:
         kwargs["rtol"] = min(kwargs["rtol"], EXACT_RTOL)
@@ -235,6 +235,13 @@ def simulate_units(problem, group, table, rr, tm, oi, sens, inputs, out, tight=F
     f[sel] = sim.observables[b, kidx, col]
     if len(sens):
         dfdp[:, sel] = sim.observable_sensitivities[b, kidx, :, col].T
+
+
+@functools.lru_cache(maxsize=8192)
+def _for_subject(dose, b):
+    """``dose`` for subject ``b`` of a simulate() call (Dose is frozen and hashable; an inner
+    optimisation simulates the same units again and again)."""
+    return dataclasses.replace(dose, subject=b)
 
 
 def own_columns(grid, times, unit, U):
