@@ -136,3 +136,15 @@ def test_numba_kernels_agree_with_numpy_for_a_hazard_model():
     fast.kernels.event_values(float(t[0]), y[:, 0].copy(), p[:, 0].copy(), out)
     np.testing.assert_allclose(out, slow.event_values(t[:1], y[:, :1], p[:, :1])[:, 0],
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_expm1_keeps_a_hazard_that_vanishes_in_health_accurate(backend):
+    """``h0 * expm1(x)`` (the ALS hazard's form) near x = 0: no cancellation, both backends."""
+    text = MODEL.replace('rate = "h0 * exp(g * t)"', 'rate = "h0 * expm1(g * x)"')
+    model = pg.compile_model(parse_model(text), backend=backend)
+    p = model.parameter_table({"g": 1e-9, "k": 0.0, "z_death": 8.0}).T
+    y = np.array([[1.0], [0.0]])
+    want = 0.02 * math.expm1(1e-9)
+    got = model.rhs(0.0, y, p)[model.state_names.index("Lambda_death"), 0]
+    assert got == pytest.approx(want, rel=1e-15)

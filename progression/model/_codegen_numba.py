@@ -70,6 +70,9 @@ def _numba_printer():
         def _print_erfc(self, expr):
             return f"math.erfc({self._print(expr.args[0])})"
 
+        def _print_expm1(self, expr):
+            return f"math.expm1({self._print(expr.args[0])})"
+
         def _print_Integer(self, expr):
             # numba types integer literals as int64: larger ones as the float Python (and the
             # numpy code) would turn them into

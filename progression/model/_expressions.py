@@ -77,6 +77,8 @@ FUNCTIONS: dict[str, tuple[int, int, str]] = {
     # the complementary error function: the normal tail 0.5 * erfc(z / sqrt(2)) turns a
     # standard-normal per-patient draw into an Exp(1) hazard threshold ([hazards.NAME])
     "erfc": (1, 1, "erfc(x)"),
+    # exp(x) - 1 without cancellation near 0 (a hazard that vanishes in health)
+    "expm1": (1, 1, "expm1(x)"),
 }
 
 #: Names a model may not define: the time symbol and the function names.
@@ -525,6 +527,7 @@ _FOLD = {
     "sigmoid": lambda x: 0.5 * (1.0 + math.tanh(0.5 * x)),
     "clip": lambda x, lo, hi: min(max(x, lo), hi),
     "erfc": math.erfc,
+    "expm1": math.expm1,
 }
 
 

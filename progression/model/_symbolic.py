@@ -84,6 +84,13 @@ def _softplus(x, w=None):
     return w * softplus(x / w)
 
 
+def _expm1(x):
+    # sympy's C-function expm1: derivative exp(x), printed numpy.expm1 / math.expm1
+    from sympy.codegen.cfunctions import expm1
+
+    return expm1(x)
+
+
 #: name -> sympy builder, for the names of ``_expressions.FUNCTIONS``.
 BUILDERS = {
     "exp": sp.exp,
@@ -100,6 +107,7 @@ BUILDERS = {
     "where": lambda cond, a, b: sp.Piecewise((a, cond), (b, True)),
     "clip": lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi),
     "erfc": sp.erfc,
+    "expm1": _expm1,
 }
 
 _COMPARE = {
