@@ -63,7 +63,10 @@ def _fixed(text: str, name: str, value) -> str:
 
 
 def _population(text: str, name: str, value, bounds: str, extra: str = "") -> str:
-    """A held parameter of the config made a population parameter (log scale)."""
+    """A held parameter of the config made a population parameter (log scale); one the
+    config does not list (held at the model's value) is added before [parameters.eD]."""
+    if f"[parameters.{name}]" not in text:
+        text = text.replace("[parameters.eD]", f"[parameters.{name}]\n\n[parameters.eD]", 1)
     i, j = _block(text, name)
     return text[:i] + (f'[parameters.{name}]\nestimate = "population"\nvalue = {value}\n'
                        f'bounds = {bounds}\nscale = "log"\n{extra}') + text[j:]
@@ -163,7 +166,7 @@ def run(control: str, n: int, k1: int, k2: int, seed: int) -> None:
               f"{o:7.4f} {om[p]:7.4f} {100 * (o / om[p] - 1):+6.0f}%")
     i, j = names.index("k0"), names.index("time_offset")
     print(f"  corr k0-time_offset {O[i, j] / math.sqrt(O[i, i] * O[j, j]):+.4f}")
-    print(f"  -2 log L {pop.ofv:.2f} (importance sampling)")
+    print(f"  OFV {pop.ofv:.2f} (importance sampling, NONMEM convention)")
     se = {k: v for k, v in (pop.fixed_effects_se or {}).items()
           if k in SHOWN and v is not None and np.isfinite(v)}
     print("  standard errors:", se if se else "none (the covariance step failed)")
