@@ -26,15 +26,23 @@ pytestmark = pytest.mark.slow
 
 
 def test_simulated_cohort_has_the_fitted_variability():
-    # the generator's config is the fitted population model: log-normal, diagonal, no
-    # covariate effects or shared factor, no per-patient observable offsets
+    # the generator's config is the fitted population model (the pace parametrisation):
+    # log k0 and log kA move together through one factor (kA = GLIAL_RATIO k0 for every
+    # patient), eD log-normal, Tmax held, no covariate effects
     doc = pr.cohort_config(200, 1)
-    assert "factors" not in doc
-    for p, v in pr.OMEGA.items():
-        assert doc["parameters"][p]["sd"] ** 2 == pytest.approx(v)
+    pace = doc["factors"]["pace"]
+    assert pace["sd"] ** 2 == pytest.approx(pr.OMEGA["k0"])
+    assert pace["loadings"] == {"k0": 1.0, "kA": 1.0}
+    assert "sd" not in doc["parameters"]["k0"] and "sd" not in doc["parameters"]["kA"]
+    assert doc["parameters"]["kA"]["typical"] == pytest.approx(pr.GLIAL_RATIO * pr.THETA["k0"])
+    assert doc["parameters"]["eD"]["sd"] ** 2 == pytest.approx(pr.OMEGA["eD"])
+    assert doc["fixed"]["Tmax"] == pr.TMAX
+    for p in ("k0", "kA", "eD"):
         assert "effects" not in doc["parameters"][p]
-    assert doc["observables"]["NfL"]["subject_sd"] == 0.0
+    assert doc["observables"]["NfL"]["subject_sd"] == pr.SUBJECT_SD["NfL"]
     assert doc["observables"]["CRP"]["residual"] == "normal"
+    _, truth = pr.simulate_replicate(20, 1)
+    assert set(truth["typical"]) == {"k0", "eD", "time_offset"}
 
 
 def test_recovery_three_replicates():
