@@ -234,7 +234,7 @@ def test_saem_refuses_covariates_on_a_parameter_without_random_effect():
         "\n[parameters.V.covariates.weight]\neffect = \"power\"\nreference = 70.0\n"
         "value = 1.0\n")
     cfg = parse_fit_config(text, source="noeta.toml", base_dir=CONFIG.parent)
-    with pytest.raises(ConfigError, match=r"noeta\.toml: parameters\.V\.covariates\.WT: "
+    with pytest.raises(ConfigError, match=r"noeta\.toml: parameters\.V\.covariates\.weight: "
                                           r"fit\.estimator = \"saem\" takes covariate effects "
                                           r"on parameters with a random effect only"):
         fit(cfg)           # Theoph itself (a weight per subject)
