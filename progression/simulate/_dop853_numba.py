@@ -2,19 +2,23 @@
 
 The tight-tolerance per-subject integrator of :func:`~progression.simulate.simulate`
 (``method="auto"`` below :data:`~._api.AUTO_COMPILED_MIN_RTOL`, e.g. a fit's exact path at
-rtol 1e-10), driven from Python by :mod:`._compiled` exactly like the compiled Rodas4: the
-same segment signature, outputs, events, failure codes and work counters.
+rtol 1e-10), driven from Python by :mod:`._compiled` like the compiled Rodas4: the same
+segment signature (plus ``closed`` and the sensitivity kernel), outputs, events, failure
+codes and work counters; and :func:`_batch`, every subject of a batch in one compiled call
+when nothing happens after t0 (a fit's rows with a dose at the start).
 
 Why an explicit method of order 8. At rtol 1e-10 the order-4 Rodas4 takes ~10x the steps of
 scipy's LSODA (its step grows as rtol^(-1/4)); the models the exact path integrates there
 (pharmacokinetics, ``als_reduced``) are not stiff, and DOP853's steps grow as rtol^(-1/8).
 Measured on one ``als_reduced`` subject over 60 months at rtol 1e-10 (states only): DOP853
 216 steps / 2,618 right-hand sides, LSODA 515 / 1,055, Radau IIA(5) 558 steps with 4,204
-right-hand sides and 12 LU factorisations. An explicit stage costs one right-hand side, one
-Jacobian and one ``F_p`` (together ~0.2 us for ``als_reduced``) and no linear algebra, so a
-compiled Radau or a higher-order Rosenbrock (a Newton iteration or an LU per step on the
-augmented system) would cost more per step for the same step count; a stiff subject is
-detected (Hairer's test, below) and handed back to the stiff path instead.
+right-hand sides and 12 LU factorisations. An explicit stage costs one call of the model's
+generated sensitivity kernel (``f`` and ``J S + F_p a`` with shared subexpressions) and no
+linear algebra, so a compiled Radau or a higher-order Rosenbrock (a Newton iteration or an LU
+per step on the augmented system) would cost more per step for the same step count; a stiff
+subject is detected (Hairer's test, below) and handed back to the stiff path instead. Against
+the stacked LSODA (Adams: ~2.5x fewer right-hand sides, ~20-60 us of Python per step for the
+whole batch) it wins for small batches; :data:`~._api.DOP853_MAX_WORK` says where.
 
 The method (Hairer, Norsett & Wanner, Solving ODEs I, sec. II.10; Hairer's dop853.f, via
 scipy's ``dop853_coefficients``): 12 stages, order 8, the error estimate combining the
@@ -23,9 +27,10 @@ the 7th-order continuous extension from 3 extra stages, computed only for steps 
 output time or an event.
 
 Forward sensitivities ``S = dy/dp`` are integrated with the states as one vector
-``z = (y, S_1, ..., S_k)`` with slope ``(f, J S_q + F_p[:, q] a_q)``, Jacobian and ``F_p``
-at each stage's own point: the method keeps its order on the augmented system, and the error
-norm (RMS over all n (1 + k) components, as the compiled Rodas4's) covers the sensitivities.
+``z = (y, S_1, ..., S_k)`` with slope ``(f, J S_q + F_p[:, q] a_q)`` at each stage's own
+point (the model's ``sensitivity_kernel`` for the columns, else its Jacobian and full
+``F_p``): the method keeps its order on the augmented system, and the error norm (RMS over
+all n (1 + k) components, as the compiled Rodas4's) covers the sensitivities.
 
 Stiffness: Hairer's test after every accepted step once a segment has taken
 :data:`STIFF_TEST_AFTER` steps, ``h |f(y1) - f(y_12)| / |y1 - y_12|`` (an estimate of
@@ -36,9 +41,9 @@ every 1000 steps by default) because a mildly stiff subject is cheap here: a fas
 (pk_oral, ka = 10-50 / h, as an inner FOCE-I problem tries) keeps DOP853 at its stability
 bound for 40-200 steps over a day, ~0.1-0.5 ms, against 2-8 ms for a stacked re-solve of one
 subject; tested from the first step, 38 Theoph subjects were handed back in one FOCE-I fit,
-and 12 still after 200 steps. A subject that takes more than
-:data:`STIFF_STEPS` steps in one segment is treated the same way (a mildly stiff problem
-stepping at its stability bound may never trip the test but costs more than the stiff path).
+and 12 still after 200 steps. A subject that takes more than :data:`STIFF_STEPS` steps in
+one segment is treated the same way (a mildly stiff problem stepping at its stability bound
+may never trip the test but costs more than the stiff path).
 
 Without numba this module imports, :data:`AVAILABLE` is False and nothing here is used.
 """
