@@ -98,14 +98,28 @@ def compare(base: dict, new: dict) -> dict:
         return np.where(np.isnan(r), np.inf, r)
 
     fb, fn = base["fit"], new["fit"]
-    theta = rel(fn["estimates"]["theta"], fb["estimates"]["theta"])
-    se_b = np.asarray(fb["estimates"]["se"], dtype=float)
-    se_n = np.asarray(fn["estimates"]["se"], dtype=float)
+
+    def names_of(fit):
+        return [p["name"] if isinstance(p, dict) else str(p) for p in fit.get("parameters") or []]
+
+    # columns by parameter name: a model that gained parameters since the baseline (e.g. a
+    # hazard section) is compared on the parameters both runs have
+    nb, nn = names_of(fb), names_of(fn)
+    tb = np.asarray(fb["estimates"]["theta"], dtype=float)
+    tn = np.asarray(fn["estimates"]["theta"], dtype=float)
+    if nb and nn and (nb != nn or tb.shape != tn.shape):
+        common = [q for q in nb if q in nn]
+        jb = [nb.index(q) for q in common]
+        jn = [nn.index(q) for q in common]
+    else:
+        common, jb, jn = nb, list(range(tb.shape[1])), list(range(tn.shape[1]))
+    theta = rel(tn[:, jn], tb[:, jb])
+    se_b = np.asarray(fb["estimates"]["se"], dtype=float)[:, jb]
+    se_n = np.asarray(fn["estimates"]["se"], dtype=float)[:, jn]
     se_nan = np.isnan(se_b) != np.isnan(se_n)      # an SE in one run, none in the other
     se = np.where(se_nan, 0.0, rel(se_n, se_b))
     obj = rel(fn["subject_objective"], fb["subject_objective"])
-    names = fb.get("parameters") or []
-    names = [p["name"] if isinstance(p, dict) else str(p) for p in names]
+    names = common
     per_param = {}
     for j in range(theta.shape[1]):
         if np.any(theta[:, j] > 0):
