@@ -236,7 +236,7 @@ def test_exponential_information_is_the_observed_information(tmp_path):
 
 def test_population_estimators_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"key 'survival'.*individual, pooled.*LAPLACE"):
-        _config(tmp_path, estimator="saem")
+        _config(tmp_path, estimator="focei")
 
 
 def test_problem_and_designs_with_survival_pickle(tmp_path):

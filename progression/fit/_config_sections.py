@@ -599,7 +599,7 @@ def _condition_dose(chk: _Check, key: str, rec, model):
 
 _SURVIVAL_KEYS = ("hazard", "events", "entry", "interval")
 #: Estimators that take the time-to-event part of the likelihood.
-SURVIVAL_ESTIMATORS = ("individual", "pooled")
+SURVIVAL_ESTIMATORS = ("individual", "pooled", "saem")
 
 
 def survival_table(chk: _Check, doc: dict, model, estimator):
@@ -626,9 +626,9 @@ def survival_table(chk: _Check, doc: dict, model, estimator):
     if estimator is not None and estimator not in SURVIVAL_ESTIMATORS:
         chk.add("survival", f"the time-to-event likelihood is available with the estimators "
                             f"{', '.join(SURVIVAL_ESTIMATORS)}, not '{estimator}': the "
-                            "population estimators (focei, foce, fo, laplace, saem) take "
-                            "Gaussian predictions only (NONMEM fits time-to-event data with "
-                            "LAPLACE; not implemented here); fit with 'individual' or 'pooled'")
+                            "FOCE family (focei, foce, fo, laplace) takes Gaussian "
+                            "predictions only (NONMEM fits time-to-event data with LAPLACE; "
+                            "not implemented here); fit the population with 'saem'")
         ok = False
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
     wanted = est.get("uncertainty", ())

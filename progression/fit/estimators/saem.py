@@ -143,6 +143,17 @@ class SAEM(FOCEI):
                                   f"effects on parameters with a random effect only; "
                                   f"parameters.{e.parameter} has none (add 'eta = <variance>' "
                                   f"or use focei)")
+        if problem.survival is not None:
+            if s["no_eta"].size:
+                name = s["typical"].names[int(s["no_eta"][0])]
+                raise ConfigError(f"{ep.source}: parameters.{name}: fit.estimator = \"saem\" "
+                                  f"with [survival] estimates only parameters with a random "
+                                  f"effect (the M-step of the others knows the Gaussian terms "
+                                  f"only); expected 'eta = <variance>' on {name}, or fix it")
+            if covariance_choice(ep.options) == "focei":
+                raise ConfigError(f"{ep.source}: estimator.saem_covariance = \"focei\" is not "
+                                  f"available with [survival] (the FOCE-I objective has no "
+                                  f"time-to-event term); expected \"sa\"")
         censored = [d.id for d in ep.designs if np.any(np.asarray(d.cens) != 0)]
         if censored and not s["data"].has_censoring:
             raise ConfigError(f"{ep.source}: fit.estimator = \"saem\": censored values are "
@@ -340,6 +351,13 @@ class SAEM(FOCEI):
         exact = _Predictions(s["model"])
         words = "exact outputs (rtol 1e-8, no sensitivities)"
         model = s["model"]
+        if model.problem.survival is not None:
+            # the RK4 kernel path has no time-to-event term
+            return exact, (words + ", with the [survival] term -2 log p(T | phi) (exact "
+                           "cumulative hazard and hazard at the record times) added to the "
+                           "chains' data term and to the importance sampling; the Louis "
+                           "information needs no survival term (it does not depend on the "
+                           "population parameters given phi)")
         if not applicable(model.problem, getattr(model, "eval_designs", model.designs)):
             return exact, words + " in the SAEM chains and the importance sampling"
         data = s["data"]
@@ -388,7 +406,17 @@ class _Predictions:
         self.problem = unit_error_problem(model.problem, rtol=1e-8, atol=1e-11)
         self.none = np.zeros(0, dtype=int)
 
-    def predict(self, phi, index):
+    @property
+    def extra_m2ll(self) -> bool:
+        """True with ``[survival]`` (SAEM then calls :meth:`predict_extra`)."""
+        return self.problem.survival is not None
+
+    def predict_extra(self, phi, index):
+        """:meth:`predict` and ``-2 log p(T_i | phi)`` of the time-to-event records (R,)
+        (NaN where failed)."""
+        return self.predict(phi, index, _extra=True)
+
+    def predict(self, phi, index, _extra=False):
         m = self.model
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
@@ -396,6 +424,15 @@ class _Predictions:
         # so that every prediction is read off a residual
         designs = getattr(m, "eval_designs", m.designs)
         ev = self.problem.evaluate(designs, index, m.thetas(phi), self.none, want_jac=False)
+        f, G = self._read(ev, designs, phi, index)
+        if _extra:
+            s = (np.zeros(phi.shape[0]) if ev.survival_m2ll is None
+                 else np.asarray(ev.survival_m2ll, dtype=float))
+            return f, G, s
+        return f, G
+
+    def _read(self, ev, designs, phi, index):
+        m = self.model
         f = np.zeros((phi.shape[0], m.n))
         for r, i in enumerate(index):
             d = designs[i]

@@ -53,8 +53,11 @@ def unit_error_problem(problem: Problem, rtol: float = EXACT_RTOL,
     solver = dict(problem.solver, outputs="exact", sensitivities="forward",
                   rtol=min(problem.solver.get("rtol", 1e-6), rtol),
                   atol=min(problem.solver.get("atol", 1e-9), atol))
+    # the time-to-event part ([survival]) is kept: its -2 log L does not depend on the
+    # error models
     return Problem(problem.model, problem.observables, tuple(kinds), base + tuple(params),
-                   solver, problem.conditions, problem.has_inputs, problem.all_inputs)
+                   solver, problem.conditions, problem.has_inputs, problem.all_inputs,
+                   survival=problem.survival)
 
 
 class ProblemModel:
@@ -143,7 +146,20 @@ class ProblemModel:
         th[:, c] = from_internal(phi, p.scale[c], p.lower[c], p.upper[c])
         return th
 
-    def predict(self, phi, index):
+    @property
+    def extra_m2ll(self) -> bool:
+        """True with ``[survival]``: the individual likelihood has a term beyond the Gaussian
+        predictions, ``-2 log p(T_i | phi_i)`` (:meth:`predict_extra`), which SAEM adds to its
+        chains' data term."""
+        return self.problem.survival is not None
+
+    def predict_extra(self, phi, index):
+        """:meth:`predict` and the survival term: ``(f (R, n), G (R, n, D), s (R,))`` with
+        ``s = -2 log p(T_i | phi)`` of the subject's time-to-event record (0 without one; NaN
+        where the simulation failed; zeros without ``[survival]``)."""
+        return self.predict(phi, index, _extra=True)
+
+    def predict(self, phi, index, _extra=False):
         """Predictions (R, n) and their derivatives (R, n, D) on the core's scale; a subject
         whose simulation failed gets NaN rows."""
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
@@ -151,6 +167,15 @@ class ProblemModel:
         R, D = phi.shape[0], self.cols.size
         ev = self.problem.evaluate(self.eval_designs, index, self.thetas(phi), self.cols,
                                    want_jac=True)
+        if _extra:
+            f, G = self._read(ev, index, R, D)
+            s = (np.zeros(R) if ev.survival_m2ll is None
+                 else np.asarray(ev.survival_m2ll, dtype=float))
+            return f, G, s
+        return self._read(ev, index, R, D)
+
+    def _read(self, ev, index, R, D):
+        """Predictions and derivatives of an evaluation (see :meth:`predict`)."""
         f = np.zeros((R, self.n))
         G = np.zeros((R, self.n, D))
         for r, i in enumerate(index):

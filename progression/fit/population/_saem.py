@@ -111,7 +111,13 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 class _Chains:
-    """Data term ``sum_j q_ij`` (−2 log p(y|phi) without log 2 pi) of all chains at once."""
+    """Data term ``sum_j q_ij`` (−2 log p(y|phi) without log 2 pi) of all chains at once.
+
+    A model with ``extra_m2ll`` true (a joint model: ``[survival]``) also gives, through
+    ``predict_extra(phi, index) -> (f, G, s)``, a term ``s = -2 log p(T_i | phi)`` that does
+    not depend on the residual model; :meth:`evaluate` adds it and keeps it in
+    :attr:`last_extra` (R,) so that the caller can carry it with the chains' state.
+    """
 
     def __init__(self, model, data, index, D, residual):
         self.model, self.index, self.D = model, index, D
@@ -120,10 +126,27 @@ class _Chains:
         self.obs = self.d.mask & (self.d.cens == 0)
         self.cen = self.d.mask & (self.d.cens != 0)
         self.residual = residual
+        self.extra = bool(getattr(model, "extra_m2ll", False))
+        self.last_extra = np.zeros(index.size)
+
+    def _predict_extra(self, phi, index):
+        # the survival term rides as one more prediction column, so call_predict's
+        # per-row retry and finiteness check cover it as well
+        f, G, s = self.model.predict_extra(phi, index)
+        f = np.concatenate([np.asarray(f, dtype=float), np.asarray(s, float)[:, None]], axis=1)
+        G = np.asarray(G, dtype=float)
+        G = np.concatenate([G, np.zeros((G.shape[0], 1, G.shape[2]))], axis=1)
+        return f, G
 
     def evaluate(self, phi, residual=None):
-        f, _, ok = call_predict(self.model, phi, self.index, self.n, self.D)
-        return self.data_term(f, residual, ok), f
+        if not self.extra:
+            f, _, ok = call_predict(self.model, phi, self.index, self.n, self.D)
+            self.last_extra = np.zeros(self.index.size)
+            return self.data_term(f, residual, ok), f
+        fs, _, ok = call_predict(self._predict_extra, phi, self.index, self.n + 1, self.D)
+        f, s = fs[:, :self.n], fs[:, self.n]
+        self.last_extra = np.where(ok, s, np.inf)
+        return self.data_term(f, residual, ok) + self.last_extra, f
 
     def data_term(self, f, residual=None, ok=True):
         """``sum_j q_ij`` of predictions ``f`` (inf where ``ok`` is false or not finite)."""
@@ -329,6 +352,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     sub = np.repeat(np.arange(N), C)  # chain -> subject
     R = sub.size
     chains = _Chains(model, data, sub, D, residual0)
+    if chains.extra and fcols.size:
+        # the Fisher-scoring M-step of those typical values knows only the Gaussian terms
+        raise FitError(f"SAEM estimate_columns {fcols.tolist()}: parameters without a random "
+                       f"effect cannot be estimated with a survival term in the likelihood "
+                       f"(its score is not in the M-step); expected a random effect on "
+                       f"every estimated parameter")
     d = chains.d
     obs_k = [d.mask & (d.observable == k) for k in range(K)]
     n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
@@ -354,6 +383,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     eta[bad] = 0.0
     if bad.any():
         U_data, f = chains.evaluate(phi_of(eta, mu_i), resid())
+    # the chains' current survival term (-2 log p(T | phi); 0 without [survival]): it does
+    # not depend on the residual model, so it is carried with the state like f
+    S_cur = chains.last_extra.copy()
     if not np.all(np.isfinite(U_data)):
         i = int(sub[np.flatnonzero(~np.isfinite(U_data))[0]])
         raise FitError(f"SAEM: subject {i}: the model could not be evaluated at the initial "
@@ -394,7 +426,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         # the chains' state is the individual parameters phi (Monolix's): the M-step moved
         # mu and the residual model but not phi, so the predictions are still valid and only
         # the data term is recomputed (no model evaluation)
-        U_data = chains.data_term(f, res_now)
+        U_data = chains.data_term(f, res_now) + S_cur
 
         def prior_q(e, om_inv=om_inv):
             return np.einsum("re,ef,rf->r", e, om_inv, e)
@@ -405,6 +437,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
             acc = np.log(rng.random(R)) < -0.5 * (Up - U_data)
             eta[acc], U_data[acc], f[acc] = prop[acc], Up[acc], fp[acc]
+            S_cur[acc] = chains.last_extra[acc]
             acc_sum[0] += acc.mean()
             acc_n[0] += 1
         U_prior = prior_q(eta)
@@ -417,6 +450,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
                 eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
                                                                 Pp[acc])
+                S_cur[acc] = chains.last_extra[acc]
                 rate = acc.mean()
                 acc_sum[1] += rate / E
                 if exploring:
@@ -435,6 +469,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
             eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
                                                             Pp[acc])
+            S_cur[acc] = chains.last_extra[acc]
             rate = acc.mean()
             acc_sum[2] += rate
             acc_n[2] += 1
@@ -451,6 +486,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
                 eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
                                                                 Pp[acc])
+                S_cur[acc] = chains.last_extra[acc]
                 if exploring:
                     s_corr *= 1.0 + 0.4 * (acc.mean() - 0.4)
         # --- imputation of censored values, then the stochastic approximation ----------
@@ -512,6 +548,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 trial = phi_now.copy()
                 trial[:, fcols] = new_f
                 U_try, f_try = chains.evaluate(trial, res_now)
+                S_try = chains.last_extra.copy()
                 if np.all(np.isfinite(U_try)) or not np.all(np.isfinite(U_data)):
                     break
                 new_f = 0.5 * (new_f + mu_fix[fcols])    # a subject failed: halve the step
@@ -519,7 +556,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 U_try = None
             if U_try is not None:
                 mu_fix[fcols] = new_f
-                f = f_try
+                f, S_cur = f_try, S_try
         if gls:
             # generalised least squares with the current Omega (the coefficients of
             # parameter e only where its covariates act): sum_i X_i' A X_i b = sum_i X_i' A s1_i
