@@ -60,7 +60,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..parts import Uncertainty
-from ..population import SaemOptions, saem
+from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._saem_model import RK4Predictions, applicable
 from ..transforms import from_internal
@@ -164,7 +164,7 @@ class SAEM(FOCEI):
         # model with one SD fixed and the other estimated has no closed-form M-step there
         K = len(problem.observables)
         fix = [np.array([i >= 0 and i not in est for i in idx], dtype=bool)
-               for idx in (problem.a_index, problem.b_index)]
+               for idx in (problem.a_index[:K], problem.b_index[:K])]
         for k in range(K):
             ia, ib = problem.a_index[k], problem.b_index[k]
             if ia >= 0 and ib >= 0 and fix[0][k] != fix[1][k]:
@@ -175,6 +175,17 @@ class SAEM(FOCEI):
                                   f"estimated (or use focei)")
         s["residual_fixed"] = (fix[0], fix[1])
         return s
+
+    def _residual(self, problem, s, sd):
+        # the data observables only: with [survival] the problem's slots end with the two
+        # pseudo-observables (cumulative hazard, hazard), which have no residual model
+        K = len(problem.observables)
+        vals = problem.values.copy()
+        for (q, _, _), v in zip(s["err"], sd, strict=True):
+            vals[q] = v
+        a = [vals[i] if i >= 0 else 0.0 for i in problem.a_index[:K]]
+        b = [vals[i] if i >= 0 else 0.0 for i in problem.b_index[:K]]
+        return Residual(tuple(a), tuple(b))
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         # SAEM imputes censored values (M3 likelihood): accepted here, and _setup_saem
