@@ -384,3 +384,20 @@ def test_importance_sampling_includes_the_survival_term(tmp_path):
                               np.array([0]), m, cov, opt, np.random.default_rng(4))
     print(f"IS -2 log L {got:.4f} +- {se:.4f}, quadrature {want:.4f}")
     assert se < 0.05 and abs(got - want) < 4 * se + 1e-6
+
+
+def test_saem_joint_fit_saves_and_loads(tmp_path):
+    """A short SAEM joint fit (20 patients, 15 iterations: the mechanics) saves and loads
+    with its survival records; the report states where the survival term went."""
+    from progression.fit import fit, load_fit
+
+    data, _ = _joint_cohort(tmp_path, 20, seed=5)
+    res = fit(_joint_config(tmp_path, 10, 5), data=data)
+    res.save(tmp_path / "out", figures=False)
+    back = load_fit(tmp_path / "out")
+    assert back.population.fixed_effects == res.population.fixed_effects
+    assert all(d.survival is not None for d in back.designs)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "[survival] term -2 log p(T | phi)" in report
+    assert "time-to-event part ([survival]" in report
+    assert np.all(np.isfinite(res.subject_objective))
