@@ -218,8 +218,11 @@ class FitConfig:
         Each subject with an event row adds ``log h(T) - Lambda(T) + Lambda(T0)`` (event),
         ``-Lambda(T) + Lambda(T0)`` (censored) or ``log(S(L) - S(R)) - log S(T0)``
         (interval); gradients from the sensitivities of the cumulative-hazard state.
-        Estimators: ``individual`` and ``pooled``; the population estimators are refused
-        (they take Gaussian predictions only; NONMEM uses LAPLACE for time-to-event data).
+        Estimators: ``individual``, ``pooled`` and ``saem`` (the survival term
+        ``-2 log p(T_i | phi_i)`` joins the chains' data term and the importance sampling;
+        every estimated population parameter needs a random effect; exact path, SAEM's own
+        standard errors); the FOCE family (focei, foce, fo, laplace) is refused (Gaussian
+        predictions only; NONMEM uses LAPLACE for time-to-event data).
     """
 
     name: str
