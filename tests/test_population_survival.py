@@ -330,9 +330,12 @@ def _check_recovery(res, truth, log_tol):
 
 
 def test_saem_joint_fit_recovers_the_hazard(tmp_path):
-    """100 patients, 150 + 60 iterations (~25 s alone). Tolerances on the log scale: k 10%
-    (its SE ~7%), h0 0.6 (its SE ~0.3 on the log scale, one event per patient), the hazard
-    coefficient a 0.3 (SE ~0.2); the residual SD 5%."""
+    """100 patients, 150 + 60 iterations (~20 s alone). Tolerances on the log scale: k 10%
+    (its SE ~7%), h0 0.6 and the hazard coefficient a 0.5: h0 and a lie on a ridge (one
+    event per patient), and over replicates of 200 patients (benchmarks/
+    saem_survival_recovery.py) log a spreads by ~0.2 and log h0 by ~0.3 (about twice SAEM's
+    own SEs), so ~0.3 and ~0.45 at 100; the residual SD 5%. Seeded (here: a -0.07, h0
+    +0.06, k -0.02 on the log scale)."""
     from progression.fit import fit
 
     data, truth = _joint_cohort(tmp_path, 100, seed=2)
@@ -340,7 +343,7 @@ def test_saem_joint_fit_recovers_the_hazard(tmp_path):
     assert res.population.method == "saem"
     # the method statement says where the survival term went
     assert "[survival] term" in res.provenance["numbers_from"]
-    _check_recovery(res, truth, {"k": 0.1, "h0": 0.6, "a": 0.3})
+    _check_recovery(res, truth, {"k": 0.1, "h0": 0.6, "a": 0.5})
 
 
 def test_importance_sampling_includes_the_survival_term(tmp_path):
