@@ -404,3 +404,19 @@ def test_saem_joint_fit_saves_and_loads(tmp_path):
     assert "[survival] term -2 log p(T | phi)" in report
     assert "time-to-event part ([survival]" in report
     assert np.all(np.isfinite(res.subject_objective))
+
+
+def test_core_refuses_estimated_parameters_without_random_effect(tmp_path):
+    """The core's Fisher-scoring M-step knows the Gaussian terms only: with a survival term
+    it refuses estimate_columns by name."""
+    from progression.errors import FitError
+    from progression.fit.population import SaemOptions, saem
+
+    cfg = _toy_config(tmp_path)
+    problem = Problem.from_config(cfg)
+    designs = _designs()
+    cols = np.array([problem.names.index("k"), problem.names.index("h0")])
+    pm = ProblemModel(problem, designs, cols)
+    with pytest.raises(FitError, match=r"estimate_columns \[1\].*survival"):
+        saem(pm, pm.data(), np.log([0.25, 0.05]), [[0.1]], Residual((SIGMA,), (0.0,)),
+             eta_columns=[0], estimate_columns=[1], options=SaemOptions(k1=2, k2=1))
