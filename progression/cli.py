@@ -80,8 +80,10 @@ def cmd_models(args) -> int:
         header = doc.get("model", {})
         description = str(header.get("description", ""))
         summary = description.split(": ")[0].split(". ")[0]
-        print(f"{name:<14} {len(doc.get('states', {})):>2} states "
-              f"{len(doc.get('parameters', {})):>3} parameters  "
+        # each [hazards.NAME] adds a state (its cumulative hazard) and a parameter (z_NAME)
+        hazards = len(doc.get("hazards", {}))
+        print(f"{name:<14} {len(doc.get('states', {})) + hazards:>2} states "
+              f"{len(doc.get('parameters', {})) + hazards:>3} parameters  "
               f"[{header.get('time_unit', '?')}]  {summary[:90]}")
     return 0
 
