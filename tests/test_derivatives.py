@@ -84,5 +84,10 @@ def test_forward_sensitivities_match_finite_differences_of_simulations(name, par
             fd = (up[out] - down[out]) / (2 * h)
             analytic = sim.sensitivity(out, name_q)
             scale = max(1e-8, np.nanmax(np.abs(fd)))
-            np.testing.assert_allclose(analytic, fd, atol=1e-4 * scale, rtol=0,
+            # the differences' integration noise, rtol |out| / h: where the true derivative is 0
+            # (NfL does not depend on Nth; the hazard state's error control does move the
+            # steps) the differences are this noise alone (measured up to 7 times rtol |out| / 2h:
+            # 8e-6 at NfL ~ 100, 5.6e-6 at CRP ~ 3 in als_systemic)
+            noise = 50 * tight["rtol"] * np.nanmax(np.abs(sim[out])) / (2 * h)
+            np.testing.assert_allclose(analytic, fd, atol=1e-4 * scale + noise, rtol=0,
                                        err_msg=f"d {out} / d {name_q}")
