@@ -10,9 +10,10 @@ value the estimate, SAEM's SE and the enrolled patients' geometric mean (the dis
 random-effects fit without selection estimates), the residual SD, time and iterations.
 
 Finding (2026-12-01): k and the residual SD are recovered; h0 and a lie on a ridge along
-which SAEM drifts slowly (small random effect on a), so at 250 + 100 iterations a ranges
-2.0-3.3 against ~2.95 enrolled (spread ~2x SAEM's SE), and replicate 1 run to 700 + 100
-iterations was still moving (a 1.8 at 200, 2.8 at 400, 3.8 at 700).
+which SAEM drifts slowly (small random effect on a), so at 250 + 100 iterations (6
+replicates) a ranges 2.0-3.3, mean 2.42, against ~2.97 enrolled (h0 mean 0.0139 against
+0.0099; spread ~2x SAEM's SE; 2 of 6 without SEs: information not positive definite),
+and replicate 1 run to 700 + 100 iterations was still moving (a 1.8 at 200, 2.8 at 400, 3.8 at 700).
 
     python benchmarks/saem_survival_recovery.py [--replicates 3] [--n 200] [--k1 250] [--k2 100]
 
