@@ -58,8 +58,9 @@ from scipy import stats
 
 from ..errors import ConfigError, did_you_mean
 from ..stats.survival import logrank
+from ..virtual._trial_sources import _child, _entropy
 from ..virtual.interventions import DAY, WEEK
-from ..virtual.trials import Dropout, Enrolment, TrialPool, VirtualTrial, _child, _entropy
+from ..virtual.trials import Dropout, Enrolment, TrialPool, VirtualTrial
 from .library import LIBRARY, library
 
 __all__ = ["FILE", "PublishedTrial", "Outcome", "Check", "published_trials", "published_trial",
