@@ -83,7 +83,7 @@ if AVAILABLE:
     from numba import njit, types
     from numba.typed import List as _TypedList
 
-    from ._rodas4_numba import _VEC, _all_finite, _record
+    from ._rodas4_numba import _VEC, _all_finite, _record, _take_events
 
     _VEC_LIST = types.ListType(_VEC)
 
@@ -409,18 +409,10 @@ if AVAILABLE:
                         found_t[nc] = 0.5 * (a_t + b_t)
                         nc += 1
                     if nc:
-                        for c in range(nc):
-                            if ev_term[found_e[c]] and found_t[c] <= t_stop:
-                                t_stop = found_t[c]
-                                terminated = True
-                        order = np.argsort(found_t[:nc], kind="mergesort")
-                        for c in order:
-                            if terminated and found_t[c] > t_stop:
-                                continue
-                            if n_found < ev_index.size:
-                                ev_index[n_found] = found_e[c]
-                                ev_time[n_found] = found_t[c]
-                            n_found += 1
+                        # this step's events in time order, up to a terminal one
+                        t_stop, terminated, n_found = _take_events(
+                            found_e, found_t, nc, ev_term, t_stop, terminated, ev_index, ev_time,
+                            n_found)
                     for e in range(n_ev):
                         ev_prev[e] = ev_new[e]
                 # outputs inside the step: t <= times[j] < t_new (and <= a terminal event);

@@ -126,6 +126,27 @@ if AVAILABLE:
         return fac
 
     @njit(cache=True, error_model="numpy")
+    def _take_events(found_e, found_t, nc, ev_term, t_stop, terminated, ev_index, ev_time,
+                     n_found):
+        """Record the ``nc`` events located in one step (``found_e``, ``found_t``) in time
+        order up to the first terminal one (which moves ``t_stop``); shared by the Rodas4
+        and DOP853 loops. Returns ``(t_stop, terminated, n_found)``; ``n_found`` counts
+        events beyond the buffers too (the caller reports the overflow)."""
+        for c in range(nc):
+            if ev_term[found_e[c]] and found_t[c] <= t_stop:
+                t_stop = found_t[c]
+                terminated = True
+        order = np.argsort(found_t[:nc], kind="mergesort")
+        for c in order:
+            if terminated and found_t[c] > t_stop:
+                continue
+            if n_found < ev_index.size:
+                ev_index[n_found] = found_e[c]
+                ev_time[n_found] = found_t[c]
+            n_found += 1
+        return t_stop, terminated, n_found
+
+    @njit(cache=True, error_model="numpy")
     def _lu(E, piv):
         """In-place LU with partial pivoting (LAPACK's row-swap order); False if singular."""
         n = E.shape[0]
