@@ -123,19 +123,26 @@ if AVAILABLE:
                 out[base + i] = s
 
     @njit(cache=True, error_model="numpy", inline="always")
-    def _attempt(K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, z_new, J, Fp, rtol,
-                 atol):
-        """One DOP853 step of size h from (t, z) with Kz[0] = slope at (t, z): fills Kz[1:13]
-        (Kz[12] = slope at the new point, FSAL), z_new, zi = the 12th stage's point; returns
-        the error norm (inf when values are not finite)."""
+    def _stages(s0, s1, K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, J, Fp):
+        """Stages s0..s1-1 of the Runge-Kutta tableau: Kz[s] = slope at
+        z + h sum_j A[s, j] Kz[j] (the step's stages 1-11, the dense output's 13-15)."""
         N = z.size
-        for s in range(1, 12):
+        for s in range(s0, s1):
             for i in range(N):
                 v = 0.0
                 for j in range(s):
                     v += _A[s, j] * Kz[j, i]
                 zi[i] = z[i] + h * v
             _slope(K, SK, use_sk, t + _C[s] * h, zi, p, pa, sidx, a, n, k, Kz[s], J, Fp)
+
+    @njit(cache=True, error_model="numpy", inline="always")
+    def _attempt(K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, z_new, J, Fp, rtol,
+                 atol):
+        """One DOP853 step of size h from (t, z) with Kz[0] = slope at (t, z): fills Kz[1:13]
+        (Kz[12] = slope at the new point, FSAL), z_new, zi = the 12th stage's point; returns
+        the error norm (inf when values are not finite)."""
+        N = z.size
+        _stages(1, 12, K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, J, Fp)
         for i in range(N):
             v = 0.0
             for j in range(12):
@@ -165,13 +172,7 @@ if AVAILABLE:
         """The continuous extension's coefficients F (7, N) of the accepted step (three more
         stages, Kz[13:16])."""
         N = z.size
-        for s in range(13, 16):
-            for i in range(N):
-                v = 0.0
-                for j in range(s):
-                    v += _A[s, j] * Kz[j, i]
-                zi[i] = z[i] + h * v
-            _slope(K, SK, use_sk, t + _C[s] * h, zi, p, pa, sidx, a, n, k, Kz[s], J, Fp)
+        _stages(13, 16, K, SK, use_sk, t, h, z, p, pa, sidx, a, n, k, Kz, zi, J, Fp)
         for i in range(N):
             dz = z_new[i] - z[i]
             F[0, i] = dz
