@@ -39,6 +39,10 @@ RESULTS = Path(__file__).parent / "results"
 TIMES = np.linspace(0.0, 60.0, 13)
 # Reference parameter names are the model's; these three must keep summing to one.
 FIXED = {"w0", "wP", "wE_c"}
+#: Parameters set for every patient so that the package's model is exactly Appendix A (the
+#: hand-written right-hand side): C_glia0 = 0 (its default is 1.1 since issue 13's healthy
+#: state), no hazard score (the death hazard's state is integrated but not in Appendix A).
+APPENDIX_A = {"C_glia0": 0.0, "k0": 0.010}
 
 
 def reference_rhs(t, y, p):
@@ -83,7 +87,10 @@ def virtual_patients(model, n, seed=2026):
     """Every parameter varied log-normally by ~30% (SD of log 0.3), clipped to its range."""
     rng = np.random.default_rng(seed)
     table = model.parameter_table(None, n)
-    vary = np.array([name not in FIXED for name in model.parameter_names])
+    for name, value in APPENDIX_A.items():
+        table[:, model.parameter_names.index(name)] = value
+    vary = np.array([name not in FIXED and name != "C_glia0"
+                     for name in model.parameter_names])
     table[:, vary] *= np.exp(0.3 * rng.standard_normal((n, vary.sum())))
     return np.clip(table, model.bounds[:, 0], model.bounds[:, 1])
 
