@@ -40,6 +40,8 @@ if AVAILABLE:
         _dense,
         _first_step,
         _hermite,
+        _illinois_guess,
+        _illinois_update,
         _pack,
         _point,
         _record,
@@ -203,31 +205,12 @@ if AVAILABLE:
                         tol = 1e-10 * max(1.0, abs(t_new))
                         side = 0
                         for _ in range(100):
-                            if gb == ga:
-                                guess = 0.5 * (a_t + b_t)
-                            else:
-                                guess = b_t - gb * (b_t - a_t) / (gb - ga)
-                            guess = min(max(guess, a_t), b_t)
+                            guess = _illinois_guess(a_t, b_t, ga, gb)
                             _dense((guess - t) / hh, y, y_new, Ky, ycross)
                             event_values(guess, ycross, p, ev_buf)
-                            gm = ev_buf[e]
-                            if gm == 0.0:
-                                a_t = guess
-                                b_t = guess
-                                break
-                            if (gm > 0) == (ga > 0):
-                                a_t = guess
-                                ga = gm
-                                if side == 1:
-                                    gb *= 0.5
-                                side = 1
-                            else:
-                                b_t = guess
-                                gb = gm
-                                if side == -1:
-                                    ga *= 0.5
-                                side = -1
-                            if b_t - a_t <= tol:
+                            a_t, b_t, ga, gb, side, done = _illinois_update(
+                                guess, ev_buf[e], a_t, b_t, ga, gb, side, tol)
+                            if done:
                                 break
                         found_e[nc] = e
                         found_t[nc] = 0.5 * (a_t + b_t)

@@ -125,6 +125,38 @@ if AVAILABLE:
             fac = min(fac, 1.0)
         return fac
 
+    @njit(cache=True, error_model="numpy", inline="always")
+    def _illinois_guess(a_t, b_t, ga, gb):
+        """Next point of the Illinois (modified regula falsi) search for an event's root
+        between ``a_t`` (value ``ga``) and ``b_t`` (value ``gb``), kept inside the bracket."""
+        if gb == ga:
+            guess = 0.5 * (a_t + b_t)
+        else:
+            guess = b_t - gb * (b_t - a_t) / (gb - ga)
+        return min(max(guess, a_t), b_t)
+
+    @njit(cache=True, error_model="numpy", inline="always")
+    def _illinois_update(guess, gm, a_t, b_t, ga, gb, side, tol):
+        """The bracket after the event function is ``gm`` at ``guess``: the retained end's
+        value halved when the same end is kept twice (Illinois). Returns ``(a_t, b_t, ga, gb,
+        side, done)``; shared by the Rodas4 and DOP853 loops, which differ only in their
+        continuous extensions."""
+        if gm == 0.0:
+            return guess, guess, ga, gb, side, True
+        if (gm > 0) == (ga > 0):
+            a_t = guess
+            ga = gm
+            if side == 1:
+                gb *= 0.5
+            side = 1
+        else:
+            b_t = guess
+            gb = gm
+            if side == -1:
+                ga *= 0.5
+            side = -1
+        return a_t, b_t, ga, gb, side, b_t - a_t <= tol
+
     @njit(cache=True, error_model="numpy")
     def _take_events(found_e, found_t, nc, ev_term, t_stop, terminated, ev_index, ev_time,
                      n_found):
