@@ -441,17 +441,25 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             acc_sum[0] += acc.mean()
             acc_n[0] += 1
         U_prior = prior_q(eta)
+
+        def random_walk(prop, eta=eta, f=f, U_data=U_data, U_prior=U_prior, S_cur=S_cur,
+                        mu_i=mu_i, res_now=res_now):
+            """Metropolis step of the random-walk kernels (symmetric proposals ``prop``, the
+            prior in the ratio): each row accepts its proposal or keeps its state (the arrays
+            of this iteration, in place); the acceptance rate."""
+            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
+            Pp = prior_q(prop)
+            acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
+            eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
+                                                            Pp[acc])
+            S_cur[acc] = chains.last_extra[acc]
+            return acc.mean()
+
         for _ in range(opt.kernel_iters[1]):
             for e in range(E):
                 prop = eta.copy()
                 prop[:, e] += scale[e] * rng.standard_normal(R)
-                Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
-                Pp = prior_q(prop)
-                acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
-                eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
-                                                                Pp[acc])
-                S_cur[acc] = chains.last_extra[acc]
-                rate = acc.mean()
+                rate = random_walk(prop)
                 acc_sum[1] += rate / E
                 if exploring:
                     scale[e] *= 1.0 + 0.4 * (rate - 0.4)
@@ -464,13 +472,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 blk = np.arange(E)
             prop = eta.copy()
             prop[:, blk] += s_block * scale[blk] * rng.standard_normal((R, blk.size))
-            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
-            Pp = prior_q(prop)
-            acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
-            eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
-                                                            Pp[acc])
-            S_cur[acc] = chains.last_extra[acc]
-            rate = acc.mean()
+            rate = random_walk(prop)
             acc_sum[2] += rate
             acc_n[2] += 1
             if exploring:
@@ -481,14 +483,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 # ~ -0.99) the coordinate-wise moves above are almost always rejected,
                 # and only this one moves the chain along the correlation
                 prop = eta + s_corr * (rng.standard_normal((R, E)) @ Lom.T)
-                Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
-                Pp = prior_q(prop)
-                acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
-                eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
-                                                                Pp[acc])
-                S_cur[acc] = chains.last_extra[acc]
+                rate = random_walk(prop)
                 if exploring:
-                    s_corr *= 1.0 + 0.4 * (acc.mean() - 0.4)
+                    s_corr *= 1.0 + 0.4 * (rate - 0.4)
         # --- imputation of censored values, then the stochastic approximation ----------
         ysim = np.where(d.mask, d.y, 0.0)
         if chains.cen.any():
