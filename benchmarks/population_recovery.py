@@ -1,291 +1,457 @@
-"""Recovery of a population model of ALS progression from simulated clinic cohorts.
+"""Recovery of the shipped ALS population design from replicate synthetic clinic cohorts.
 
-Each replicate simulates a cohort of virtual ALS patients (``als_reduced``) with the visit
-schedule, missed visits, informative dropout and assay floor of
-``configs/cohorts/als_clinic_v1.toml``, but with between-patient variability that is exactly
-the population model that ``configs/als_synthetic_population.toml`` fits (the pace
-parametrisation of ``configs/models/als_reduced_pace.toml``): the pace ``k0`` and ``eD``
-log-normal with the typical values ``THETA`` and a diagonal Omega ``OMEGA`` (no covariate
-effects), ``kA = GLIAL_RATIO * k0`` for every patient (the generator's shared pace factor
-with no individual terms), Tmax fixed at the config's 0.9, NfL and CRP log-normal with
-a per-patient offset of log-SD
-``SUBJECT_SD`` (the random effects on kappa_nfl and Q0 of the fitted model) and residual SDs
-``SIGMA`` (normal residuals; CRP left-censored at 0.3 mg/L), ALSFRS-R the model's score
-plus normal noise of SD 2, rounded and clipped to 0-48 (the generator's "alsfrs" error).
-The onset shift has no generating parameter: each
-patient's is the model time of its clinical onset (a function of its parameters, truth
-column ``onset_model_time``), so its "true" typical value and variance are those of the
-replicate's own patients (log scale).
+Each replicate draws a cohort of virtual ALS patients from the generator of the shipped data,
+``configs/cohorts/als_clinic_v1.toml`` (visit schedule, missed visits, informative dropout,
+CRP assay floor, Treg % at some visits; the replicate's own seed), adds what the fit config's
+data need (one ``onset_gap = 0`` row per patient at its reported onset when the config has an
+``[error.onset_gap]`` section, as :mod:`progression.als.onset_rows` does for the shipped
+file) and fits it with the shipped population config
+``configs/als_synthetic_population.toml`` (or ``--config``), estimator options as there
+unless ``--option`` overrides them. The fit is compared with the generating population on
+the fit's scales:
 
-Each replicate is fitted with the shipped config (estimator and settings as there, or
-``--estimator``), from the config's starting values, with the data in memory. Recorded per
-replicate: estimates, SEs, the truth, wall time. Summary over replicates: median relative
-error (and median absolute relative error) of the typical values and of the Omega diagonal,
-coverage of the 95% Wald intervals (estimation scale: log typical value, log omega^2) of the
-truth, median seconds per fit.
+- population parameters that the generator varies or derives (the pace ``k0`` at the
+  reference covariates with its conditional Omega, ``eD``, ``glial_ratio`` = kA/k0 if
+  estimated): :func:`progression.als.population_truth.truth_on_fit_scale` (Monte Carlo of the
+  generator's own draws, before enrolment selection);
+- ``Q0`` and ``kappa_nfl`` (they carry the per-patient CRP and NfL offsets of the generator's
+  observation model): typical value the model's default, Omega the offset's variance
+  (``subject_sd^2``; exact for Q0, approximate for kappa_nfl because the NfL offset also
+  multiplies the background ``nfl_bg``);
+- a population ``time_offset`` with a random effect (the onset shift): mean and variance of
+  ``log onset_model_time`` over the replicate's own patients (it has no generating parameter);
+- covariate coefficients of the pace: the generator's effects (categorical ``exp(b) - 1``;
+  the age effect acts on onset age in the generator, on enrolment age in the fit:
+  approximate).
 
-Run (one process, low priority; results are rewritten after every replicate)::
+Per replicate, one JSON line is appended to ``<out>.jsonl`` (estimates, SEs, truth, relative
+errors, whether each 95 % Wald interval covers the truth, seconds; or the error of a failed
+fit), so an interrupted study keeps its replicates and a re-run with the same config, options
+and ``n`` skips the seeds already done. Wald intervals are on the estimation scale: the
+typical value's scale (``theta NAME`` of the covariance step), ``log omega^2`` (delta method
+from the variance's SE) and the coefficient itself. ``<out>.md`` summarises: per parameter the
+median relative error, median absolute relative error and coverage, failures, seconds per fit.
 
-    nice -n 10 python benchmarks/population_recovery.py --replicates 50 --n 200
-    python benchmarks/population_recovery.py --summary     # re-print the recorded summary
+Run (two worker processes, one numba thread each, low priority; resumable)::
 
-Writes ``benchmarks/results/population_recovery.json`` and ``.md`` (``--out`` to change).
+    nice -n 10 python benchmarks/population_recovery.py --replicates 50 --workers 2 \\
+        --out benchmarks/results/population_recovery_pace
+    python benchmarks/population_recovery.py --summary \\
+        --out benchmarks/results/population_recovery_pace
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cohort_config", "simulate_replicate", "fit_config", "fit_replicate", "score",
-           "summarise", "markdown", "run"]
+__all__ = ["read_config", "truth_for_config", "simulate_replicate", "fit_replicate", "score",
+           "run_replicate", "summarise", "markdown", "run", "load_lines"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
 COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
-RESULTS = ROOT / "benchmarks" / "results" / "population_recovery"
+RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_pace"
 
-#: Generating typical values (natural scale) and Omega diagonal (variances of log values),
-#: close to the marginal truth of the shipped cohort (progression/als/population_truth.py).
-THETA = {"k0": 0.0095, "eD": 0.34}
-OMEGA = {"k0": 0.36, "eD": 0.09}
-#: kA / k0 and Tmax of every patient: the values the shipped config holds
-GLIAL_RATIO, TMAX = 3.52, 0.9
-#: Generating residual SDs: ALSFRS-R points (additive, before rounding), NfL and CRP (log).
-SIGMA = {"ALSFRS_R": 2.0, "NfL": 0.15, "CRP": 0.4}
-#: Per-patient offsets of log NfL and log CRP (the cohort's; random effects on kappa_nfl and
-#: Q0 in the fitted model; not scored: kappa_nfl's is approximate, NfL = bg + kappa_nfl ...).
-SUBJECT_SD = {"NfL": 0.3, "CRP": 0.8}
-#: Wide bounds of the draws (redrawn outside): the truncation they cause is negligible
-#: (> 3.5 SD from the typical value on the log scale, except Tmax's model bound 1.0 at 3.3 SD).
-BOUNDS = {"k0": [0.0005, 0.2], "kA": [0.001, 0.7], "eD": [0.01, 5.0]}
+#: Fit parameters that carry an observable's per-patient offset in the generator:
+#: (observable of the cohort config, exact?).
+OFFSET_PARAMETERS = {"Q0": ("CRP", True), "kappa_nfl": ("NfL", False)}
+#: The fit's categorical levels and the generator's effect names.
+GENERATOR_EFFECT = {"age": "age", "site_of_onset=bulbar": "bulbar", "c9orf72=1": "c9orf72"}
 #: The issue's acceptance figures.
 TARGETS = {"typical_median_rel_error": 0.05, "omega_median_rel_error": 0.20,
            "coverage": (0.90, 0.98)}
+LEVEL = 0.95
 
 
-def cohort_config(n: int, seed: int) -> dict:
-    """The generator config: ``als_clinic.toml`` with the population model's variability."""
-    from progression.virtual.cohort_config import read_toml
-
-    doc = read_toml(COHORT_CONFIG)
-    doc["cohort"] = dict(doc["cohort"], n=int(n), seed=int(seed))
-    # the pace: one factor moves log k0 and log kA together (kA = GLIAL_RATIO k0 exactly)
-    params = {"k0": {"typical": THETA["k0"], "bounds": BOUNDS["k0"]},
-              "kA": {"typical": GLIAL_RATIO * THETA["k0"], "bounds": BOUNDS["kA"]},
-              "eD": {"typical": THETA["eD"], "sd": math.sqrt(OMEGA["eD"]),
-                     "bounds": BOUNDS["eD"]}}
-    params["Ndeath"] = doc["parameters"]["Ndeath"]
-    doc["parameters"] = params
-    doc["factors"] = {"pace": {"sd": math.sqrt(OMEGA["k0"]),
-                               "loadings": {"k0": 1.0, "kA": 1.0}}}
-    doc["fixed"] = dict(doc.get("fixed", {}), Tmax=TMAX)
-    obs = doc["observables"]
-    obs["ALSFRS_R"] = {"error": "alsfrs", "residual_sd": SIGMA["ALSFRS_R"]}
-    obs["NfL"] = dict(obs["NfL"], subject_sd=SUBJECT_SD["NfL"], residual_sd=SIGMA["NfL"])
-    obs["CRP"] = dict(obs["CRP"], subject_sd=SUBJECT_SD["CRP"], residual="normal",
-                      residual_sd=SIGMA["CRP"])
-    obs["CRP"].pop("df", None)
-    return doc
-
-
-def simulate_replicate(n: int, seed: int):
-    """(Cohort, truth dict) of one replicate."""
-    from progression.als.cohort_config import PopulationConfig
-    from progression.als.synthetic import synthetic_cohort
-
-    cfg = PopulationConfig.from_dict(cohort_config(n, seed), source=f"recovery seed {seed}")
-    cohort, truth = synthetic_cohort(cfg)
-    onset = np.log(np.asarray(truth["onset_model_time"], dtype=float))
-    typical = dict(THETA, time_offset=float(math.exp(onset.mean())))
-    omega = dict(OMEGA, time_offset=float(onset.var(ddof=1)))
-    # the enrolled patients' own values: enrolment drops candidates who die before
-    # diagnosis (the fastest), so these differ from THETA/OMEGA by selection and sampling
-    logs = {p: np.log(np.asarray(truth[p], dtype=float)) for p in THETA}
-    sample = {"typical": {p: float(math.exp(v.mean())) for p, v in logs.items()},
-              "omega": {p: float(v.var(ddof=1)) for p, v in logs.items()}}
-    return cohort, {"typical": typical, "omega": omega, "sigma": dict(SIGMA),
-                    "sample": sample, "notes": list(cohort.notes)}
-
-
-def fit_config(estimator: str | None = None, options: dict | None = None):
-    """The shipped population config (read once per study, so that every replicate is
-    fitted with the same one), with the estimator and options overridden."""
+def read_config(path=FIT_CONFIG, options: dict | None = None):
+    """The fit config (read once per study so that every replicate gets the same one), with
+    ``[estimator]`` options overridden by ``options``."""
     from progression.fit.config import read_fit_config
 
-    cfg = read_fit_config(FIT_CONFIG, check_data=False)
-    if estimator:
-        cfg = cfg.replace(estimator=estimator)
+    cfg = read_fit_config(Path(path), check_data=False)
     if options:
         cfg = cfg.replace(options={**cfg.options, **options})
     return cfg
 
 
-def fit_replicate(cohort, cfg):
-    """Fit ``cfg`` to ``cohort``; (PopulationPart, seconds)."""
-    from progression.fit import estimate as _est
-
-    t = time.perf_counter()
-    fit = _est.fit(cfg, data=cohort)
-    return fit.population, time.perf_counter() - t
+def _population_parameters(cfg) -> list:
+    return [p for p in cfg.parameters if p.estimate == "population" and p.kind != "error"]
 
 
-def score(pop, truth: dict, level: float = 0.95) -> dict:
-    """Relative errors and interval coverage of one replicate's fit."""
-    from scipy.stats import norm
+def truth_for_config(cfg, cohort_config=COHORT_CONFIG, n_draws: int = 200_000) -> dict:
+    """Replicate-independent truths of ``cfg``'s population parameters.
 
-    z = float(norm.ppf(0.5 + level / 2))
-    names = list(pop.covariance_names)
-    cov = None if pop.covariance is None else np.asarray(pop.covariance, dtype=float)
-    out = {"typical": {}, "omega": {}, "covered": {}}
+    Returns
+    -------
+    dict
+        ``typical`` and ``omega`` (natural-scale typical values; variances on the estimation
+        scale; Omega only for parameters with a random effect), ``coefficients``,
+        ``approximate`` (names whose truth is approximate) and ``per_replicate`` (names whose
+        truth comes from each replicate's patients: the onset shift).
+    """
+    from progression.als.cohort_config import _as_config
+    from progression.als.population_truth import DERIVED, truth_on_fit_scale
+    from progression.model import load_model
 
-    def covered(label, est_x, true_x):
-        if cov is None or label not in names:
-            return None
-        k = names.index(label)
-        se = math.sqrt(cov[k, k]) if np.isfinite(cov[k, k]) and cov[k, k] >= 0 else math.nan
-        if not np.isfinite(se):
-            return None
-        return bool(abs(est_x - true_x) <= z * se)
-
-    for p, t in truth["typical"].items():
-        e = float(pop.fixed_effects[p])
-        out["typical"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
-                             "se": float(pop.fixed_effects_se.get(p, math.nan))}
-        # typical values are on the log scale in the fit config
-        out["covered"][f"theta {p}"] = covered(f"theta {p}", math.log(e), math.log(t))
-    om_names = list(pop.omega_names)
-    om = np.asarray(pop.omega, dtype=float)
-    for p, t in truth["omega"].items():
-        e = float(om[om_names.index(p), om_names.index(p)])
-        out["omega"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
-                           "se": float(pop.omega_se.get(p, math.nan))}
-        out["covered"][f"log omega^2 {p}"] = covered(f"log omega^2 {p}", math.log(e),
-                                                     math.log(t))
+    gen = _as_config(cohort_config)
+    varied = {p.name for p in gen.parameters} | set(DERIVED)
+    pars = _population_parameters(cfg)
+    direct = [p for p in pars if p.name in varied]
+    typ, om = truth_on_fit_scale(gen, direct, n_draws=n_draws, seed=1) if direct else ({}, {})
+    out = {"typical": {}, "omega": {}, "coefficients": {}, "approximate": [],
+           "per_replicate": []}
+    model = cfg.model if hasattr(cfg.model, "parameter_table") else load_model(cfg.model)
+    defaults = dict(zip(model.parameter_names, np.asarray(model.parameter_table())[0],
+                        strict=True))
+    for p in pars:
+        if p.name in typ:
+            out["typical"][p.name] = typ[p.name]
+            if p.eta is not None:
+                out["omega"][p.name] = om[p.name]
+        elif p.name in OFFSET_PARAMETERS:
+            obs, exact = OFFSET_PARAMETERS[p.name]
+            out["typical"][p.name] = float(defaults[p.name])
+            if p.eta is not None:
+                sd = {o.name: o.subject_sd for o in gen.observables}[obs]
+                out["omega"][p.name] = float(sd) ** 2
+            if not exact:
+                out["approximate"].append(p.name)
+        elif p.kind == "offset" and p.eta is not None:
+            out["per_replicate"].append(p.name)
+        for eff in p.covariates:
+            for label, coef in _coefficient_truths(p.name, eff, gen).items():
+                out["coefficients"][label] = coef
+                if label.endswith("~age"):
+                    out["approximate"].append(label)
     return out
 
 
-def summarise(reps: list[dict]) -> dict:
-    """Medians over replicates and coverage per parameter."""
-    if not reps:
-        return {"replicates": 0}
-    s: dict = {"replicates": len(reps), "typical": {}, "omega": {}, "coverage": {}}
+def _coefficient_truths(name: str, eff, gen) -> dict:
+    """The generator's covariate effect on ``name`` in the fit's coefficient labels
+    (``NAME~COV`` for continuous effects, ``NAME~COV=LEVEL`` for categorical ones)."""
+    spec = {p.name: p for p in gen.parameters}.get(name)
+    effects = dict(spec.effects) if spec is not None else {}
+    found = {}
+    for fit_label, gen_name in GENERATOR_EFFECT.items():
+        cov, _, level = fit_label.partition("=")
+        if cov != eff.covariate or gen_name not in effects:
+            continue
+        if eff.effect == "exponential" and not level:
+            found[f"{name}~{cov}"] = float(effects[gen_name])
+        elif eff.effect == "categorical" and level:
+            found[f"{name}~{fit_label}"] = math.expm1(float(effects[gen_name]))
+    return found
+
+
+def simulate_replicate(n: int, seed: int, cfg, cohort_config=COHORT_CONFIG):
+    """(Cohort with what ``cfg``'s data need, per-replicate truths, generator notes)."""
+    from progression.als.synthetic import synthetic_cohort
+
+    cohort, truth = synthetic_cohort(Path(cohort_config), n=int(n), seed=int(seed))
+    if "onset_gap" in cfg.errors:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from population import with_onset_rows
+
+        cohort = with_onset_rows(cohort)
+    per = {}
+    for p in _population_parameters(cfg):
+        if p.kind == "offset" and p.eta is not None:
+            x = np.log(np.asarray(truth["onset_model_time"], dtype=float))
+            per[p.name] = {"typical": float(math.exp(x.mean())), "omega": float(x.var())}
+    return cohort, per, list(cohort.notes)
+
+
+def fit_replicate(cohort, cfg):
+    """Fit ``cfg`` to ``cohort`` in memory; (FitResult, seconds)."""
+    from progression.fit.estimate import fit
+
+    t = time.perf_counter()
+    res = fit(cfg, data=cohort)
+    return res, time.perf_counter() - t
+
+
+def _wald(est_x: float, true_x: float, se_x: float, z: float):
+    if not (np.isfinite(se_x) and se_x > 0 and np.isfinite(est_x)):
+        return None
+    return bool(abs(est_x - true_x) <= z * se_x)
+
+
+def score(pop, truth: dict, level: float = LEVEL) -> dict:
+    """Estimates, SEs, relative errors and Wald coverage of one population fit.
+
+    ``truth``: ``typical``, ``omega``, ``coefficients`` as :func:`truth_for_config` (merged
+    with the replicate's own onset-shift truth)."""
+    from scipy.stats import norm
+
+    from progression.fit.transforms import to_internal
+
+    z = float(norm.ppf(0.5 + level / 2))
+    names = list(pop.covariance_names or ())
+    cov = None if pop.covariance is None else np.asarray(pop.covariance, dtype=float)
+
+    def se_of(label):
+        if cov is None or label not in names:
+            return math.nan
+        v = cov[names.index(label), names.index(label)]
+        return math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
+
+    out = {"typical": {}, "omega": {}, "coefficients": {}}
+    for p, t in truth["typical"].items():
+        e = float(pop.fixed_effects[p])
+        lo, hi = pop.bounds[p]
+        sc = pop.scales[p]
+        ex, tx = (float(to_internal(np.array([v]), sc, lo, hi)[0]) for v in (e, t))
+        se = se_of(f"theta {p}")
+        out["typical"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
+                             "se_scale": se, "covered": _wald(ex, tx, se, z)}
+    om_names = list(pop.omega_names)
+    om = np.asarray(pop.omega, dtype=float)
+    for p, t in truth["omega"].items():
+        k = om_names.index(p)
+        e = float(om[k, k])
+        se_nat = float(pop.omega_se.get(p, math.nan))
+        se = se_nat / e if e > 0 else math.nan       # delta method: SE of log omega^2
+        out["omega"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
+                           "se": se_nat, "covered": _wald(math.log(e), math.log(t), se, z)}
+    coefs = dict(getattr(pop, "coefficients", {}) or {})
+    for label, t in truth.get("coefficients", {}).items():
+        if label not in coefs:
+            continue
+        e = float(coefs[label])
+        se = se_of(f"coef {label}")
+        out["coefficients"][label] = {"estimate": e, "truth": t, "abs_error": e - t,
+                                      "se": se, "covered": _wald(e, t, se, z)}
+    return out
+
+
+def run_replicate(seed: int, n: int, config_path: str, options: dict, static: dict) -> dict:
+    """Simulate, fit and score one replicate; one JSON-able line (``error`` on failure)."""
+    line = {"seed": int(seed), "n": int(n), "key": static["key"],
+            "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "load": os.getloadavg()[0]}
+    try:
+        cfg = read_config(config_path, options)
+        t = time.perf_counter()
+        cohort, per, notes = simulate_replicate(n, seed, cfg)
+        line["simulation_seconds"] = time.perf_counter() - t
+        line["observations"] = int(len(cohort.observations()["time"]))
+        truth = {"typical": dict(static["typical"]), "omega": dict(static["omega"]),
+                 "coefficients": dict(static["coefficients"])}
+        for p, v in per.items():
+            truth["typical"][p] = v["typical"]
+            truth["omega"][p] = v["omega"]
+        res, secs = fit_replicate(cohort, cfg)
+        pop = res.population
+        line["seconds"] = secs
+        line["score"] = score(pop, truth)
+        line["sigma"] = {k: float(v) for k, v in pop.sigma.items()}
+        line["ofv"] = float(pop.ofv)
+        line["converged"] = bool(pop.converged)
+        line["iterations"] = int(pop.iterations)
+        line["covariance_ok"] = bool(pop.covariance is not None
+                                     and np.all(np.isfinite(np.diag(pop.covariance))))
+        line["warnings"] = [str(w) for w in (getattr(res, "warnings", None) or [])][:5]
+    except Exception as exc:  # a failed fit is a result of the study: recorded, not raised
+        line["error"] = f"{type(exc).__name__}: {exc}"
+        line["traceback"] = traceback.format_exc()[-2000:]
+    line["finished"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return line
+
+
+def load_lines(path: Path, key: str | None = None) -> list[dict]:
+    """The replicate lines of ``path`` (only those of ``key`` when given); a torn last line
+    (interrupted write) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text().splitlines():
+        try:
+            d = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if key is None or d.get("key") == key:
+            out.append(d)
+    return out
+
+
+def summarise(lines: list[dict]) -> dict:
+    """Medians over the successful replicates, coverage per parameter, failures."""
+    ok = [x for x in lines if "error" not in x]
+    s: dict = {"replicates": len(lines), "succeeded": len(ok),
+               "failed": [{"seed": x["seed"], "error": x["error"]} for x in lines
+                          if "error" in x],
+               "typical": {}, "omega": {}, "coefficients": {}}
+    if not ok:
+        return s
     for part in ("typical", "omega"):
-        for p in reps[0]["score"][part]:
-            r = np.array([x["score"][part][p]["rel_error"] for x in reps])
+        for p in ok[0]["score"][part]:
+            r = np.array([x["score"][part][p]["rel_error"] for x in ok])
+            c = [x["score"][part][p]["covered"] for x in ok
+                 if x["score"][part][p]["covered"] is not None]
             s[part][p] = {"median_rel_error": float(np.median(r)),
-                          "median_abs_rel_error": float(np.median(np.abs(r)))}
-    for label in reps[0]["score"]["covered"]:
-        c = [x["score"]["covered"][label] for x in reps
-             if x["score"]["covered"][label] is not None]
-        s["coverage"][label] = {"covered": int(sum(c)), "with_se": len(c),
-                                "share": float(np.mean(c)) if c else None}
-    secs = np.array([x["seconds"] for x in reps])
+                          "median_abs_rel_error": float(np.median(np.abs(r))),
+                          "truth_median": float(np.median(
+                              [x["score"][part][p]["truth"] for x in ok])),
+                          "covered": int(sum(c)), "with_se": len(c)}
+    for label in ok[0]["score"]["coefficients"]:
+        v = [x["score"]["coefficients"][label] for x in ok
+             if label in x["score"]["coefficients"]]
+        c = [d["covered"] for d in v if d["covered"] is not None]
+        s["coefficients"][label] = {
+            "truth": v[0]["truth"], "median_estimate": float(np.median([d["estimate"]
+                                                                        for d in v])),
+            "median_abs_error": float(np.median([abs(d["abs_error"]) for d in v])),
+            "covered": int(sum(c)), "with_se": len(c)}
+    secs = np.array([x["seconds"] for x in ok])
     s["seconds_per_fit"] = {"median": float(np.median(secs)), "min": float(secs.min()),
                             "max": float(secs.max())}
+    s["with_covariance"] = int(sum(x.get("covariance_ok", False) for x in ok))
+    s["first"] = min(x["started"] for x in lines)
+    s["last"] = max(x["finished"] for x in lines)
     return s
 
 
-def markdown(record: dict) -> str:
-    s = record["summary"]
-    lines = [
-        "# Population recovery study (ALS, `als_reduced`)",
-        "",
-        f"Command: `{record['command']}`; started {record['started']}, last replicate "
-        f"{record['updated']}; {s['replicates']} of {record['planned']} planned replicates "
-        f"of {record['n']} patients; estimator `{record['estimator']}`; "
-        f"options {json.dumps(record['options'])}.",
-        "",
-        "Generating model: typical values " + ", ".join(f"{k} {v:g}" for k, v in THETA.items())
-        + "; Omega diagonal (log scale) " + ", ".join(f"{k} {v:g}" for k, v in OMEGA.items())
-        + "; residual SDs " + ", ".join(f"{k} {v:g}" for k, v in SIGMA.items())
-        + "; per-patient offsets (log SD) " + ", ".join(f"{k} {v:g}"
-                                                          for k, v in SUBJECT_SD.items())
-        + ". Onset shift: truth = the replicate's own patients (log onset_model_time).",
-        "",
-    ]
-    if not s["replicates"]:
-        return "\n".join(lines + ["No replicate finished yet."]) + "\n"
-    lines += ["| parameter | typical: median rel. error | median abs rel. error | "
-              "95% CI coverage | Omega: median rel. error | median abs rel. error | "
-              "95% CI coverage |", "|---|---:|---:|---:|---:|---:|---:|"]
+def markdown(meta: dict, s: dict) -> str:
+    """The summary page of one study (one config, options and n)."""
+    lines = [f"# Population recovery: {meta['title']}", "",
+             f"Command: `{meta['command']}`. Config `{meta['config']}` (SHA-256 "
+             f"{meta['config_sha'][:12]}), generator `{meta['cohort_config']}`, "
+             f"{meta['n']} patients per replicate, seeds from {meta['seed0']}; estimator "
+             f"option overrides {json.dumps(meta['options'])}. Results: `{meta['jsonl']}` "
+             f"(one line per replicate).", ""]
+    if not s.get("succeeded"):
+        lines.append(f"No replicate finished yet ({s.get('replicates', 0)} recorded, "
+                     f"{len(s.get('failed', []))} failed).")
+        return "\n".join(lines) + "\n"
+    lines += [f"Replicates: {s['succeeded']} fitted, {len(s['failed'])} failed "
+              f"({s['first']} to {s['last']}); covariance step with finite SEs in "
+              f"{s['with_covariance']} of {s['succeeded']}. Seconds per fit: median "
+              f"{s['seconds_per_fit']['median']:.0f} (min {s['seconds_per_fit']['min']:.0f}, "
+              f"max {s['seconds_per_fit']['max']:.0f}) on 2 cores shared with other jobs.", "",
+              "| parameter | truth (median over replicates) | median rel. error | "
+              "median abs rel. error | 95 % Wald coverage |", "|---|---:|---:|---:|---:|"]
 
-    def cov(label):
-        c = s["coverage"].get(label)
-        if not c or not c["with_se"]:
-            return "n/a"
-        return f"{c['covered']}/{c['with_se']}"
+    def cov(d):
+        return "n/a (no SEs)" if not d["with_se"] else (
+            f"{d['covered']}/{d['with_se']} = {d['covered'] / d['with_se']:.0%}")
 
-    for p in s["typical"]:
-        t, o = s["typical"][p], s["omega"][p]
-        lines.append(f"| {p} | {t['median_rel_error']:+.1%} | {t['median_abs_rel_error']:.1%} | "
-                     f"{cov('theta ' + p)} | {o['median_rel_error']:+.1%} | "
-                     f"{o['median_abs_rel_error']:.1%} | {cov('log omega^2 ' + p)} |")
-    sec = s["seconds_per_fit"]
-    lines += ["", f"Seconds per fit: median {sec['median']:.0f} (min {sec['min']:.0f}, "
-                  f"max {sec['max']:.0f}); machine shared with other jobs.",
-              "", f"Issue targets (>= 50 replicates): typical values median relative error "
+    approx = set(meta.get("approximate", ()))
+    for part, what in (("typical", "typical value"), ("omega", "omega^2")):
+        for p, d in s[part].items():
+            mark = " (approx. truth)" if p in approx else ""
+            lines.append(f"| {p} {what}{mark} | {d['truth_median']:.4g} | "
+                         f"{d['median_rel_error']:+.1%} | {d['median_abs_rel_error']:.1%} | "
+                         f"{cov(d)} |")
+    if s["coefficients"]:
+        lines += ["", "| covariate coefficient | truth | median estimate | median abs error | "
+                  "95 % Wald coverage |", "|---|---:|---:|---:|---:|"]
+        for label, d in s["coefficients"].items():
+            mark = " (approx. truth)" if label in approx else ""
+            lines.append(f"| {label}{mark} | {d['truth']:.4g} | {d['median_estimate']:.4g} | "
+                         f"{d['median_abs_error']:.3g} | {cov(d)} |")
+    if s["failed"]:
+        lines += ["", "Failed fits: " + "; ".join(f"seed {f['seed']}: {f['error'][:160]}"
+                                                  for f in s["failed"])]
+    lines += ["", f"Issue 11 targets (>= 50 replicates): typical values median relative error "
                   f"<= {TARGETS['typical_median_rel_error']:.0%}, Omega diagonal <= "
-                  f"{TARGETS['omega_median_rel_error']:.0%}, 95% coverage in "
-                  f"{TARGETS['coverage'][0]:.0%}-{TARGETS['coverage'][1]:.0%}."]
+                  f"{TARGETS['omega_median_rel_error']:.0%}, 95 % intervals covering the truth "
+                  f"in {TARGETS['coverage'][0]:.0%}-{TARGETS['coverage'][1]:.0%} of replicates.",
+              "", "Truths: " + meta["truth_note"]]
     return "\n".join(lines) + "\n"
 
 
-def write(record: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record["summary"] = summarise(record["replicates"])
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out.with_suffix(".json"))
-    out.with_suffix(".md").write_text(markdown(record))
+TRUTH_NOTE = ("typical values and Omega of parameters the generator varies: "
+              "progression.als.population_truth.truth_on_fit_scale (at the reference "
+              "covariates, conditional Omega, before enrolment selection); Q0 / kappa_nfl: the "
+              "model default and the CRP / NfL per-patient offset variance; an onset shift "
+              "with a random effect: log onset_model_time of the replicate's patients; "
+              "coefficients: the generator's effects (categorical exp(b) - 1).")
 
 
-def run(replicates: int, n: int, seed0: int = 1000, estimator: str | None = None,
-        options: dict | None = None, out: Path | None = RESULTS, verbose: bool = True) -> dict:
-    """Simulate and fit ``replicates`` cohorts; the record (written to ``out`` after each)."""
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    record = {"command": " ".join(["python", *sys.argv]) if out is not None else "run()",
-              "started": now, "updated": now, "planned": int(replicates), "n": int(n),
-              "estimator": estimator or "config", "options": options or {},
-              "theta": THETA, "omega": OMEGA, "sigma": SIGMA, "subject_sd": SUBJECT_SD,
-              "replicates": []}
-    cfg = fit_config(estimator, options)
-    record["config_text"] = FIT_CONFIG.read_text()
-    for r in range(replicates):
-        seed = seed0 + r
-        t = time.perf_counter()
-        cohort, truth = simulate_replicate(n, seed)
-        if "onset_gap" in cfg.errors:
-            # the config takes the reported onset as data: the same rows as the shipped file
-            from population import with_onset_rows
+def _path(out, suffix: str) -> Path:
+    """``out`` + suffix (appended: ``out`` may itself contain dots)."""
+    return Path(str(out) + suffix)
 
-            cohort = with_onset_rows(cohort)
-        t_sim = time.perf_counter() - t
-        pop, secs = fit_replicate(cohort, cfg)
-        sc = score(pop, truth)
-        record["replicates"].append({
-            "seed": seed, "seconds": secs, "simulation_seconds": t_sim, "truth": truth,
-            "score": sc, "sigma": {k: float(v) for k, v in pop.sigma.items()},
-            "estimates": {k: float(v) for k, v in pop.fixed_effects.items()},
-            "ofv": float(pop.ofv)})
-        record["updated"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        if out is not None:
-            write(record, out)
-        else:
-            record["summary"] = summarise(record["replicates"])
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _key(config_path: Path, options: dict, n: int) -> tuple[str, str]:
+    text = Path(config_path).read_bytes()
+    sha = hashlib.sha256(text).hexdigest()
+    blob = json.dumps({"config": sha, "options": options, "n": n}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16], sha
+
+
+def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
+        options: dict | None = None, out: Path | None = RESULTS, workers: int = 1,
+        title: str = "shipped design", verbose: bool = True) -> tuple[dict, dict]:
+    """Run (or resume) a study; returns (meta, summary). With ``out=None`` nothing is
+    written and nothing resumed."""
+    options = dict(options or {})
+    config = Path(config).resolve()
+    key, sha = _key(config, options, n)
+    cfg = read_config(config, options)
+    static = truth_for_config(cfg)
+    static["key"] = key
+    meta = {"title": title, "command": " ".join(["python", *sys.argv]) if out else "run()",
+            "config": _rel(config), "config_sha": sha, "cohort_config": str(
+                COHORT_CONFIG.relative_to(ROOT)), "n": n, "seed0": seed0,
+            "options": options, "key": key, "approximate": static["approximate"],
+            "truth_note": TRUTH_NOTE,
+            "jsonl": _rel(_path(out, ".jsonl")) if out else "-"}
+    jsonl = _path(out, ".jsonl") if out else None
+    done = load_lines(jsonl, key) if jsonl else []
+    seeds = [seed0 + r for r in range(replicates)
+             if seed0 + r not in {d["seed"] for d in done}]
+    lines = list(done)
+
+    def record(line):
+        lines.append(line)
+        if jsonl is not None:
+            jsonl.parent.mkdir(parents=True, exist_ok=True)
+            with open(jsonl, "a") as fh:          # one write per line: a torn line is skipped
+                fh.write(json.dumps(line) + "\n")
+            _path(out, ".md").write_text(markdown(meta, summarise(lines)))
+            _path(out, ".meta.json").write_text(json.dumps(meta, indent=1))
         if verbose:
-            worst = max(abs(v["rel_error"]) for v in sc["typical"].values())
-            print(f"replicate {r + 1}/{replicates} (seed {seed}): fit {secs:.0f} s, "
-                  f"largest typical-value error {worst:.1%}", flush=True)
-    return record
+            if "error" in line:
+                msg = line["error"][:200]
+            else:
+                worst = max(abs(v["rel_error"]) for v in line["score"]["typical"].values())
+                msg = (f"fit {line['seconds']:.0f} s, largest typical-value error {worst:.1%}, "
+                       f"SEs {'yes' if line['covariance_ok'] else 'no'}")
+            print(f"seed {line['seed']}: {msg} [{len(lines)} of {replicates}]", flush=True)
+
+    if workers <= 1:
+        for seed in seeds:
+            record(run_replicate(seed, n, str(config), options, static))
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # one numba thread per worker process: the workers share the machine's cores
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(run_replicate, s, n, str(config), options, static)
+                    for s in seeds]
+            for f in cf.as_completed(futs):
+                record(f.result())
+    return meta, summarise(lines)
 
 
 def main(argv=None) -> int:
@@ -293,23 +459,28 @@ def main(argv=None) -> int:
     ap.add_argument("--replicates", type=int, default=50)
     ap.add_argument("--n", type=int, default=200, help="patients per replicate")
     ap.add_argument("--seed", type=int, default=1000, help="seed of the first replicate")
-    ap.add_argument("--estimator", default=None, help="instead of the config's")
+    ap.add_argument("--config", default=str(FIT_CONFIG), help="fit config")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="[estimator] option override, e.g. saem_smoothing=100 or "
-                         "saem_covariance=sa")
+                    help="[estimator] option override, e.g. saem_smoothing=100")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes")
+    ap.add_argument("--title", default="shipped design")
     ap.add_argument("--out", default=str(RESULTS), help="results path without suffix")
-    ap.add_argument("--summary", action="store_true", help="print the recorded summary")
+    ap.add_argument("--summary", action="store_true",
+                    help="rewrite and print the summary of the recorded replicates")
     a = ap.parse_args(argv)
-    out = Path(a.out)
+    out = Path(a.out).resolve()
     if a.summary:
-        print(out.with_suffix(".md").read_text())
+        meta = json.loads(_path(out, ".meta.json").read_text())
+        text = markdown(meta, summarise(load_lines(_path(out, ".jsonl"), meta["key"])))
+        _path(out, ".md").write_text(text)
+        print(text)
         return 0
     options = {}
     for kv in a.option:
         k, _, v = kv.partition("=")
         options[k] = int(v) if v.lstrip("-").isdigit() else v
-    rec = run(a.replicates, a.n, a.seed, a.estimator, options, out)
-    print(markdown(rec))
+    meta, s = run(a.replicates, a.n, a.seed, a.config, options, out, a.workers, a.title)
+    print(markdown(meta, s))
     return 0
 
 
