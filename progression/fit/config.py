@@ -86,6 +86,15 @@ class FitParameter:
     covariate : str or None
         Time offset only: offset_i = value_i + factor * covariate_i.
     factor : float
+    anchor : str or None
+        Time offset only: an event of the model (``[parameters.time_offset] anchor``). Then
+        value_i is not a parameter but the model time of that event under subject i's own
+        parameters, ``T_i(theta_i)`` (:mod:`progression.fit._anchor`), so that model time =
+        data time + T_i + factor * covariate_i: with ``factor = -1`` and the data time of
+        the event as the covariate, the subject's model reaches the event exactly at the
+        data time it was observed. ``estimate`` is ``"fixed"`` (nothing is estimated for
+        the offset; its derivatives come through the model parameters), ``lower``/``upper``
+        the window of model time searched for the event.
     observable, key : str or None
         Error parameters: the observable and ``"a"``, ``"b"`` or ``"sigma"``.
     eta : float or None
@@ -118,6 +127,7 @@ class FitParameter:
     eta_fixed: bool = False
     covariates: tuple = ()
     omega_block: Any = None
+    anchor: str | None = None
 
     def __post_init__(self):
         # fit.json gives the covariate effects and the block as dicts (dataclasses.asdict)

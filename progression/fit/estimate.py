@@ -213,6 +213,12 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
                                name=cfg.name, source=cfg.source, progress=progress,
                                timings=timings)
         out = estimator(ep)
+        if problem.anchor is not None:
+            # an anchored offset is no estimate: its value per subject (the event time at
+            # the subject's parameters) goes into the table that reports and sampling read
+            out = dataclasses.replace(out, estimates=dataclasses.replace(
+                out.estimates, theta=problem.with_anchor_values(designs,
+                                                                out.estimates.theta)))
     timings["total"] = time.perf_counter() - t0
     provenance = _provenance(cfg, sha, opts, notes, ex_name=getattr(ex, "name",
                                                                      type(ex).__name__),

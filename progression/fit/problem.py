@@ -8,7 +8,10 @@ model parameters on the output grid (:mod:`progression._gridsens`, ``[solver] se
 "grid"``), or one :func:`progression.simulate` call carrying forward sensitivities
 (``"forward"``, and always with ``outputs = "exact"``). Derivatives with respect to the time
 offset come from the time derivative of the trajectory (``df/dtau = dh/dy * dy/dt +
-dh/dt``), those of error parameters analytically.
+dh/dt``), those of error parameters analytically. An event-anchored offset
+(``[parameters.time_offset] anchor``, :mod:`progression.fit._anchor`) is the model time of an
+event under the row's own parameters; the predictions' derivatives then carry ``df/dtau *
+dT/dp`` (implicit-function rule at the event).
 
 Model time is data time plus the subject's offset; model times before 0 (before the model's
 t = 0) are evaluated at 0, where the offset derivative is zero (the objective is flat in the
@@ -195,6 +198,9 @@ class Problem:
         index = {p.name: q for q, p in enumerate(self.parameters)}
         self.offset_index = index[OFFSET]
         self.offset_factor = float(self.parameters[self.offset_index].factor)
+        # an event-anchored offset (progression.fit._anchor): its value per row is the model
+        # time of this event under the row's parameters, not theta[:, offset_index]
+        self.anchor = getattr(self.parameters[self.offset_index], "anchor", None)
         n_slots = len(self.obs_model_index)
         self.a_index = np.full(n_slots, -1, dtype=int)
         self.b_index = np.full(n_slots, -1, dtype=int)
@@ -271,7 +277,8 @@ class Problem:
         if self.solver.get("grid_step", "auto") != "auto" or not designs:
             return
         off = self.parameters[self.offset_index]
-        top = off.upper if off.estimated and np.isfinite(off.upper) else off.value
+        top = (off.upper if (off.estimated or self.anchor) and np.isfinite(off.upper)
+               else off.value)
         latest = max(float(np.max(d.time, initial=0.0)) + self.offset_factor * d.offset_covariate
                      for d in designs)
         self.solver["grid_step"] = grid_step("auto", latest + top)
@@ -337,6 +344,22 @@ class Problem:
             lo_b, hi_b = np.broadcast_to(lo, th.shape), np.broadcast_to(hi, th.shape)
             out[m] = (th[m] - lo_b[m]) * (hi_b[m] - th[m]) / (hi_b[m] - lo_b[m])
         return out
+
+    def with_anchor_values(self, designs, theta: np.ndarray) -> np.ndarray:
+        """``theta`` (m, Q) of subjects ``0..m-1`` with the time-offset column set to each
+        subject's anchored value ``T_i`` (the model time of the anchor event under its own
+        parameters, on the exact path), so that ``theta[:, offset] + factor * covariate``
+        is the subject's time offset wherever a fit's table is read (reports, subjects.csv,
+        predictions, virtual patients); ``theta`` unchanged without an anchor. NaN where the
+        event was not found."""
+        theta = np.array(theta, dtype=float, copy=True)
+        if self.anchor is None or theta.shape[0] == 0:
+            return theta
+        from ._anchor import anchor_times
+
+        exact = self.exact_path()
+        theta[:, self.offset_index] = anchor_times(exact, theta[:, :self.P]).T
+        return theta
 
     # ------------------------------------------------------------------ evaluation
 
@@ -414,16 +437,27 @@ class Problem:
                   for d in row_design])
         cov = np.array([designs[d].offset_covariate for d in row_design], dtype=float)
         P = self.P
-        offset = theta[:, self.offset_index] + self.offset_factor * cov
-        tm = tdata + offset[rr]
-        before = tm < 0
-        tm = np.where(before, 0.0, tm)
         model_cols = cols[cols < P]
         want_d = want_jac or want_info
         sens = [self.model.parameter_names[q] for q in model_cols] if want_d else []
+        anchored = None
+        if self.anchor is not None:
+            # each row's clock from its own model: offset = T_event(theta) + factor * cov
+            from ._anchor import anchor_times
+
+            anchored = anchor_times(self, theta[:, :P], sens)
+            value = np.where(np.isfinite(anchored.T), anchored.T, 0.0)
+            offset = value + self.offset_factor * cov
+        else:
+            offset = theta[:, self.offset_index] + self.offset_factor * cov
+        tm = tdata + offset[rr]
+        before = tm < 0
+        tm = np.where(before, 0.0, tm)
         units = _paths.make_units(self, designs, row_design, theta, rr, offset)
-        if want_d and self.offset_index in cols and any(u is not None for u in units.inputs):
-            raise ConfigError(f"key 'parameters.{OFFSET}': an estimated time offset is not "
+        if (self.anchor is not None or (want_d and self.offset_index in cols)) and any(
+                u is not None for u in units.inputs):
+            what = ("an anchored" if self.anchor is not None else "an estimated")
+            raise ConfigError(f"key 'parameters.{OFFSET}': {what} time offset is not "
                               "supported for subjects with doses, time-varying covariates or "
                               "condition inputs (the derivative would be wrong); fix the "
                               "offset")
@@ -448,6 +482,11 @@ class Problem:
         np.minimum.at(status, units.row, ustatus)
         messages = ["; ".join(umessages[u] for u in np.nonzero(units.row == r)[0]
                               if ustatus[u] < 0) for r in range(R)]
+        if anchored is not None:
+            # no anchor event in the window: a failed row, like a failed simulation
+            for r in np.nonzero(~np.isfinite(anchored.T))[0]:
+                status[r] = -1
+                messages[r] = anchored.messages[r]
         if want_d and units.fixed is not None:
             # a condition's fixed override: the unit does not depend on that parameter
             for j, q in enumerate(model_cols):
@@ -460,6 +499,13 @@ class Problem:
                     df[:, c] = dfdp[list(model_cols).index(q)]
                 elif q == self.offset_index:
                     df[:, c] = np.where(before, 0.0, dfdtau)
+            if anchored is not None and model_cols.size:
+                # the clock moves with the parameters: df/dp += df/dtau * dT/dp
+                lead = np.where(before, 0.0, dfdtau)
+                for c, q in enumerate(cols):
+                    if q < P:
+                        j = list(model_cols).index(q)
+                        df[:, c] += lead * anchored.dT[rr, j]
         s_terms = None
         if aug is not None:
             # the survival pseudo-observations leave the data arrays here

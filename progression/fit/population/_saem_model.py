@@ -129,6 +129,16 @@ class RK4Predictions:
             self.oi[i, :d.n] = problem.obs_model_index[d.obs]
             self.log[i, :d.n] = model.log_scale[d.obs]
         self.offcov = np.array([d.offset_covariate for d in self.designs], dtype=float)
+        # an anchored offset: each row's clock is its own model's event time under the same
+        # RK4 scheme (a crossing pass before the predictions; progression.fit._anchor)
+        self.anchor = getattr(problem, "anchor", None)
+        if self.anchor is not None:
+            from .._anchor import event_index
+
+            off = problem.parameters[problem.offset_index]
+            self.event = event_index(self.cm, self.anchor)
+            self.sign = int(self.cm.events[self.event].sign)
+            self.window = (float(off.lower), float(off.upper))
         self.h = h
         self.max_error = float("nan")
         usable = _compiled_usable(self.cm, self.P)
@@ -160,8 +170,27 @@ class RK4Predictions:
         return state
 
     def _model_times(self, theta, index):
-        offset = theta[:, self.offset_index] + self.offset_factor * self.offcov[index]
+        """Model times (R, n) of the rows' slots (NaN rows where an anchor event is not in
+        its window)."""
+        if self.anchor is not None:
+            value = self.anchor_times(theta)
+        else:
+            value = theta[:, self.offset_index]
+        offset = value + self.offset_factor * self.offcov[index]
         return np.maximum(self.t[index] + offset[:, None], 0.0)
+
+    def anchor_times(self, theta):
+        """The anchor event's model time per row under this RK4 scheme (step ``h``; before
+        calibration a thousandth of the window), NaN outside the offset's window."""
+        h = self.h if self.h is not None else self.window[1] / 1000.0
+        p = np.ascontiguousarray(theta[:, :self.P])
+        if self.compiled:
+            from ._saem_compiled import rk4_crossing
+
+            T = rk4_crossing(self.cm.kernels, p, self.event, self.sign, h, self.window[1])
+        else:
+            T = _crossing_numpy(self.cm, p, self.event, self.sign, h, self.window[1])
+        return np.where((T >= self.window[0]) & (T <= self.window[1]), T, np.nan)
 
     def predict(self, phi, index):
         """Predictions on the core's scale (log for log-normal observables); NaN rows for
@@ -169,32 +198,43 @@ class RK4Predictions:
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
         theta = self.model.thetas(phi)
-        tmax = np.where(self.mask[index], self._model_times(theta, index), 0.0).max(axis=1)
+        tm = self._model_times(theta, index)
+        tmax = np.where(self.mask[index], tm, 0.0).max(axis=1)
+        lost = ~np.isfinite(tmax)              # no anchor event in its window: failed rows
         long = tmax > self.horizon
-        if not long.any():
-            f = self._solve(theta, index)
+        if not long.any() and not lost.any():
+            f = self._solve(theta, index, tm)
         else:
             # rows reaching far beyond the calibrated span (a tail draw of a time offset)
             # would make every lockstep step count: they are integrated as a batch of their
             # own; beyond CAP calibrated spans a row is a failed evaluation (NaN), which the
             # kernels reject (an adaptive solver on such draws can take seconds per row)
             f = np.full((phi.shape[0], self.n), np.nan)
-            short = ~long
+            short = ~long & ~lost
             if short.any():
-                f[short] = self._solve(theta[short], index[short])
+                f[short] = self._solve(theta[short], index[short], tm[short])
             far = long & (tmax <= self.CAP * self.horizon / 2.0)
             if far.any():
-                f[far] = self._solve(theta[far], index[far])
+                f[far] = self._solve(theta[far], index[far], tm[far])
         return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
 
     def __call__(self, phi, index):
         return self.predict(phi, index)
 
-    def _solve(self, theta, index):
+    def _solve(self, theta, index, tm=None):
         R = theta.shape[0]
         n = self.n
         mask = self.mask[index]
-        tm = np.where(mask, self._model_times(theta, index), 0.0)
+        if tm is None:
+            tm = self._model_times(theta, index)
+        tm = np.where(mask, tm, 0.0)
+        if not np.all(np.isfinite(tm)):
+            # rows without their anchor event: NaN, the others solved
+            out = np.full((R, n), np.nan)
+            ok = np.all(np.isfinite(tm), axis=1)
+            if ok.any():
+                out[ok] = self._solve(theta[ok], index[ok], tm[ok])
+            return out
         tmax = tm.max(axis=1)
         span = float(tmax.max()) if R else 0.0
         h = self.h if self.h is not None else max(span, 1e-12) / 200.0
@@ -311,7 +351,8 @@ class RK4Predictions:
         if not ok.any():
             return False
         theta = self.model.thetas(phi)
-        span = float(np.where(self.mask[index], self._model_times(theta, index), 0).max())
+        span = float(np.nanmax(np.where(self.mask[index], self._model_times(theta, index),
+                                        0)))
         m = self.mask[index][ok]
         # rows beyond twice the calibration span are integrated as a batch of their own
         self.horizon = 2.0 * span
@@ -331,3 +372,56 @@ class RK4Predictions:
             h *= 0.75
         self.max_error = worst(h)
         return False
+
+
+def _crossing_numpy(cm, P, event, sign, h, t_end):
+    """The numpy lockstep counterpart of :func:`._saem_compiled.rk4_crossing` (the same
+    scheme and bisection on each step's cubic Hermite interpolant), for models without
+    compiled kernels."""
+    P = np.asarray(P, dtype=float)
+    R = P.shape[0]
+    out = np.full(R, np.nan)
+    if R == 0:
+        return out
+    p = P.T.copy()
+
+    def crossed(g0, g1):
+        fall = (g0 > 0) & (g1 <= 0)
+        rise = (g0 < 0) & (g1 >= 0)
+        return fall if sign < 0 else rise if sign > 0 else fall | rise
+
+    with np.errstate(all="ignore"):
+        y = np.asarray(cm.initial(0.0, None, p), dtype=float)
+        f0 = np.asarray(cm.rhs(0.0, y, p), dtype=float)
+        g0 = np.asarray(cm.event_values(0.0, y, p), dtype=float)[event]
+        active = np.arange(R)
+        for k in range(int(max(1, np.ceil(t_end / h)))):
+            if active.size == 0:
+                break
+            t0 = k * h
+            ya, pa, fa = y[:, active], p[:, active], f0[:, active]
+            s2 = cm.rhs(t0 + 0.5 * h, ya + 0.5 * h * fa, pa)
+            s3 = cm.rhs(t0 + 0.5 * h, ya + 0.5 * h * s2, pa)
+            s4 = cm.rhs(t0 + h, ya + h * s3, pa)
+            y1 = ya + (h / 6.0) * (fa + 2.0 * s2 + 2.0 * s3 + s4)
+            f1 = np.asarray(cm.rhs(t0 + h, y1, pa), dtype=float)
+            g1 = np.asarray(cm.event_values(t0 + h, y1, pa), dtype=float)[event]
+            ga = g0[active]
+            hit = crossed(ga, g1)
+            if hit.any():
+                a, b = np.zeros(hit.sum()), np.ones(hit.sum())
+                Y0, F0, Y1, F1 = ya[:, hit], fa[:, hit], y1[:, hit], f1[:, hit]
+                for _ in range(45):
+                    u = 0.5 * (a + b)
+                    yu = ((1 + 2 * u) * (1 - u) ** 2 * Y0 + u * (1 - u) ** 2 * h * F0
+                          + u * u * (3 - 2 * u) * Y1 + u * u * (u - 1) * h * F1)
+                    gu = np.asarray(cm.event_values(t0 + u * h, yu, pa[:, hit]),
+                                    dtype=float)[event]
+                    c = crossed(ga[hit], gu)
+                    b = np.where(c, u, b)
+                    a = np.where(c, a, u)
+                out[active[hit]] = t0 + 0.5 * (a + b) * h
+            finite = np.all(np.isfinite(y1), axis=0)
+            y[:, active], f0[:, active], g0[active] = y1, f1, g1
+            active = active[~hit & finite]
+    return out
