@@ -298,13 +298,24 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         options.pop("sensitivities")
         options.pop("terminal_events")
         options.pop("events")
+        per_subject = solver.get("per_subject_steps", True)
+        # With per-subject steps a row's result depends on its parameters and last node
+        # only, so equal rows are integrated once: at the first iteration of an individual
+        # fit every subject starts at the same values (the time offset moves the output
+        # times, not the parameters), and that evaluation then costs one row.
+        uniq, inv = (_unique_rows(table, last_node) if per_subject
+                     else (np.arange(table.shape[0]), None))
         with np.errstate(all="ignore"):
             X, status, messages, _ = solve_states(
-                model, table, grid, per_subject=solver.get("per_subject_steps", True),
-                **options)
-            Sx = (grid_sensitivities(model, grid, X, table, sens_idx, richardson=accurate,
-                                     solver=options, last_node=last_node)
+                model, table[uniq], grid, per_subject=per_subject, **options)
+            Sx = (grid_sensitivities(model, grid, X, table[uniq], sens_idx,
+                                     richardson=accurate, solver=options,
+                                     last_node=last_node[uniq])
                   if k else None)
+        if inv is not None:
+            X, status = X[inv], np.asarray(status)[inv]
+            messages = [messages[u] for u in inv]
+            Sx = Sx[inv] if Sx is not None else None
     elif mode == "exact":
         # Rows in groups of EXACT_GROUP (EXACT_GROUP_VALUES without sensitivities), each
         # simulated at the union of its own rows' times: the cost of recording outputs grows
@@ -413,3 +424,20 @@ def coarse_interpolant(model, X, table, grid, tm, rr):
     h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
     h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
     return h00 * Yu[:, i0] + h10 * h2 * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h2 * Fu[:, i1]
+
+
+def _unique_rows(table, last_node):
+    """Rows of ``table`` (R, P) with their ``last_node`` (R,) that are distinct, in order of
+    first appearance, and for each row the position of its copy among them; ``(arange(R),
+    None)`` when every row is distinct (nothing to expand)."""
+    R = table.shape[0]
+    if R < 2:
+        return np.arange(R), None
+    key = np.column_stack([table, np.asarray(last_node, dtype=float)])
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    if first.size == R:
+        return np.arange(R), None
+    order = np.argsort(first)               # the unique rows in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[np.ravel(inv)]
