@@ -74,12 +74,18 @@ TARGETS = {"typical_median_rel_error": 0.05, "omega_median_rel_error": 0.20,
 LEVEL = 0.95
 
 
-def read_config(path=FIT_CONFIG, options: dict | None = None):
-    """The fit config (read once per study so that every replicate gets the same one), with
-    ``[estimator]`` options overridden by ``options``."""
-    from progression.fit.config import read_fit_config
+def read_config(path=FIT_CONFIG, options: dict | None = None, text: str | None = None):
+    """The fit config, with ``[estimator]`` options overridden by ``options``. ``text``: the
+    config's TOML as read at the start of the study (relative paths from ``path``'s folder),
+    so that every replicate is fitted with the same config even if the file changes."""
+    from progression.fit.config import parse_fit_config, read_fit_config
 
-    cfg = read_fit_config(Path(path), check_data=False)
+    path = Path(path)
+    if text is None:
+        cfg = read_fit_config(path, check_data=False)
+    else:
+        cfg = parse_fit_config(text, source=str(path), base_dir=path.parent,
+                               check_data=False)
     if options:
         cfg = cfg.replace(options={**cfg.options, **options})
     return cfg
@@ -155,7 +161,8 @@ def _coefficient_truths(name: str, eff, gen) -> dict:
 
 
 def simulate_replicate(n: int, seed: int, cfg, cohort_config=COHORT_CONFIG):
-    """(Cohort with what ``cfg``'s data need, per-replicate truths, generator notes)."""
+    """(Cohort with what ``cfg``'s data need, per-replicate truths, generator notes, the
+    patients' true model times of clinical onset by subject)."""
     from progression.als.synthetic import synthetic_cohort
 
     cohort, truth = synthetic_cohort(Path(cohort_config), n=int(n), seed=int(seed))
@@ -169,7 +176,9 @@ def simulate_replicate(n: int, seed: int, cfg, cohort_config=COHORT_CONFIG):
         if p.kind == "offset" and p.eta is not None:
             x = np.log(np.asarray(truth["onset_model_time"], dtype=float))
             per[p.name] = {"typical": float(math.exp(x.mean())), "omega": float(x.var())}
-    return cohort, per, list(cohort.notes)
+    onset = dict(zip(truth.subjects, np.asarray(truth["onset_model_time"], dtype=float),
+                     strict=True))
+    return cohort, per, list(cohort.notes), onset
 
 
 def fit_replicate(cohort, cfg):
@@ -235,15 +244,37 @@ def score(pop, truth: dict, level: float = LEVEL) -> dict:
     return out
 
 
-def run_replicate(seed: int, n: int, config_path: str, options: dict, static: dict) -> dict:
+def onset_shift(res, onset: dict) -> dict | None:
+    """An anchored (or estimated) onset shift against the patients' true model times of
+    clinical onset: each subject's fitted ``time_offset + onset_time`` (the fit's model time of
+    the reported onset; ``T_i`` itself for an anchored shift) vs ``onset_model_time``."""
+    try:
+        t_fit = np.asarray(res.time_offsets, dtype=float)
+        cov = np.array([d.offset_covariate for d in res.designs], dtype=float)
+        q = res.parameter_names.index("time_offset")
+        t_fit = t_fit - res.parameters[q].factor * cov
+    except (ValueError, AttributeError, TypeError):
+        return None
+    true = np.array([onset[s] for s in res.subject_ids], dtype=float)
+    ok = np.isfinite(t_fit) & (t_fit > 0)
+    rel = t_fit[ok] / true[ok] - 1.0
+    lf, lt = np.log(t_fit[ok]), np.log(true[ok])
+    return {"subjects": int(ok.sum()), "median_rel_error": float(np.median(rel)),
+            "median_abs_rel_error": float(np.median(np.abs(rel))),
+            "typical_rel_error": float(np.exp(lf.mean() - lt.mean()) - 1.0),
+            "var_log_rel_error": float(lf.var() / lt.var() - 1.0)}
+
+
+def run_replicate(seed: int, n: int, config_path: str, options: dict, static: dict,
+                  text: str | None = None) -> dict:
     """Simulate, fit and score one replicate; one JSON-able line (``error`` on failure)."""
     line = {"seed": int(seed), "n": int(n), "key": static["key"],
             "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "load": os.getloadavg()[0]}
     try:
-        cfg = read_config(config_path, options)
+        cfg = read_config(config_path, options, text)
         t = time.perf_counter()
-        cohort, per, notes = simulate_replicate(n, seed, cfg)
+        cohort, per, notes, onset = simulate_replicate(n, seed, cfg)
         line["simulation_seconds"] = time.perf_counter() - t
         line["observations"] = int(len(cohort.observations()["time"]))
         truth = {"typical": dict(static["typical"]), "omega": dict(static["omega"]),
@@ -256,6 +287,7 @@ def run_replicate(seed: int, n: int, config_path: str, options: dict, static: di
         line["seconds"] = secs
         line["score"] = score(pop, truth)
         line["sigma"] = {k: float(v) for k, v in pop.sigma.items()}
+        line["onset_shift"] = onset_shift(res, onset)
         line["ofv"] = float(pop.ofv)
         line["converged"] = bool(pop.converged)
         line["iterations"] = int(pop.iterations)
@@ -314,6 +346,12 @@ def summarise(lines: list[dict]) -> dict:
                                                                         for d in v])),
             "median_abs_error": float(np.median([abs(d["abs_error"]) for d in v])),
             "covered": int(sum(c)), "with_se": len(c)}
+    on = [x["onset_shift"] for x in ok if x.get("onset_shift")]
+    if on:
+        s["onset_shift"] = {k: float(np.median([d[k] for d in on]))
+                            for k in ("median_rel_error", "median_abs_rel_error",
+                                      "typical_rel_error", "var_log_rel_error")}
+        s["onset_shift"]["replicates"] = len(on)
     secs = np.array([x["seconds"] for x in ok])
     s["seconds_per_fit"] = {"median": float(np.median(secs)), "min": float(secs.min()),
                             "max": float(secs.max())}
@@ -361,6 +399,15 @@ def markdown(meta: dict, s: dict) -> str:
             mark = " (approx. truth)" if label in approx else ""
             lines.append(f"| {label}{mark} | {d['truth']:.4g} | {d['median_estimate']:.4g} | "
                          f"{d['median_abs_error']:.3g} | {cov(d)} |")
+    if s.get("onset_shift"):
+        d = s["onset_shift"]
+        lines += ["", f"Onset shift (each patient's fitted model time of its reported onset "
+                      f"vs its true onset_model_time; medians over {d['replicates']} "
+                      f"replicates): per-patient median relative error "
+                      f"{d['median_rel_error']:+.1%}, median absolute "
+                      f"{d['median_abs_rel_error']:.1%}; "
+                      f"geometric mean {d['typical_rel_error']:+.1%}, variance of the logs "
+                      f"{d['var_log_rel_error']:+.1%}."]
     if s["failed"]:
         lines += ["", "Failed fits: " + "; ".join(f"seed {f['seed']}: {f['error'][:160]}"
                                                   for f in s["failed"])]
@@ -390,9 +437,8 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _key(config_path: Path, options: dict, n: int) -> tuple[str, str]:
-    text = Path(config_path).read_bytes()
-    sha = hashlib.sha256(text).hexdigest()
+def _key(text: str, options: dict, n: int) -> tuple[str, str]:
+    sha = hashlib.sha256(text.encode()).hexdigest()
     blob = json.dumps({"config": sha, "options": options, "n": n}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], sha
 
@@ -404,15 +450,16 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
     written and nothing resumed."""
     options = dict(options or {})
     config = Path(config).resolve()
-    key, sha = _key(config, options, n)
-    cfg = read_config(config, options)
+    text = config.read_text()
+    key, sha = _key(text, options, n)
+    cfg = read_config(config, options, text)
     static = truth_for_config(cfg)
     static["key"] = key
     meta = {"title": title, "command": " ".join(["python", *sys.argv]) if out else "run()",
             "config": _rel(config), "config_sha": sha, "cohort_config": str(
                 COHORT_CONFIG.relative_to(ROOT)), "n": n, "seed0": seed0,
             "options": options, "key": key, "approximate": static["approximate"],
-            "truth_note": TRUTH_NOTE,
+            "truth_note": TRUTH_NOTE, "config_text": text,
             "jsonl": _rel(_path(out, ".jsonl")) if out else "-"}
     jsonl = _path(out, ".jsonl") if out else None
     done = load_lines(jsonl, key) if jsonl else []
@@ -439,7 +486,7 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
 
     if workers <= 1:
         for seed in seeds:
-            record(run_replicate(seed, n, str(config), options, static))
+            record(run_replicate(seed, n, str(config), options, static, text))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -447,7 +494,7 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
         # one numba thread per worker process: the workers share the machine's cores
         os.environ["NUMBA_NUM_THREADS"] = "1"
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(run_replicate, s, n, str(config), options, static)
+            futs = [ex.submit(run_replicate, s, n, str(config), options, static, text)
                     for s in seeds]
             for f in cf.as_completed(futs):
                 record(f.result())

@@ -60,7 +60,7 @@ def test_onset_shift_truth_is_the_replicates_own(shipped):
     cfg, _ = shipped
     from progression.als.synthetic import synthetic_cohort
 
-    cohort, per, notes = pr.simulate_replicate(20, 5, cfg)
+    cohort, per, notes, onset = pr.simulate_replicate(20, 5, cfg)
     offsets = [p.name for p in cfg.parameters
                if p.kind == "offset" and p.estimate == "population" and p.eta is not None]
     _, truth = synthetic_cohort(pr.COHORT_CONFIG, n=20, seed=5)
@@ -74,6 +74,8 @@ def test_onset_shift_truth_is_the_replicates_own(shipped):
         assert rows.sum() == 20
         assert np.all(np.asarray(obs["value"])[rows] == 0.0)
     assert any("seed 5" in n for n in notes)
+    assert list(onset) == list(truth.subjects)
+    assert np.allclose(list(onset.values()), truth["onset_model_time"])
 
 
 def _pop(k0=0.010, se_log_k0=0.05, omega_k0=0.30, omega_se=0.03):
@@ -133,7 +135,7 @@ def test_summary_medians_coverage_and_failures():
 def test_interrupted_study_resumes(tmp_path, monkeypatch):
     calls = []
 
-    def fake(seed, n, config_path, options, static):
+    def fake(seed, n, config_path, options, static, text=None):
         calls.append(seed)
         return dict(_line(seed, 0.01 * seed, True), key=static["key"], n=n)
 
