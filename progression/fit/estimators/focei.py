@@ -51,6 +51,7 @@ from ..population import FAILED, InnerOptions, focei_gradient, r_matrix_diagnosi
 from ..population._adapter import ProblemModel
 from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
+from ..population._fastexact import fast_model
 from ..population._model import OmegaModel, TypicalModel
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
 from .base import EstimationProblem, Estimator, PointEstimate
@@ -80,6 +81,12 @@ _WALL = 1e4
 #: 1e-10 (relative) are accepted for the same reason: with the default 1e-13 the slowest Theoph
 #: subject rejected steps on ODE noise until its damping ran out (22 iterations instead of the
 #: closed form's 11; predict calls per warm inner solve 23 -> 12, OFV equal to 3e-12).
+#: Length (in the outer variables) of L-BFGS-B's first step (see FOCEI.estimate).
+FIRST_STEP = 0.5
+#: L-BFGS-B's relative decrease test. The OFV carries the inner problems' noise (~1e-9 on
+#: Theoph: modes to 1e-7, ODE at rtol 1e-10), so 1e-12 (~1e-10 absolute) kept the optimiser
+#: taking 5-6 evaluations at the optimum on noise; 1e-10 (~1e-8 absolute) stops there.
+OUTER_FTOL = 1e-10
 INNER = InnerOptions(xtol=1e-7, lambda_max=1e3, stall_xtol=1e-5, ftol_slack=1e-10)
 
 
@@ -116,6 +123,11 @@ class FOCEI(Estimator):
     method = "focei"
     description = ("population fit: first-order conditional estimation with interaction "
                    "(NONMEM's FOCE-I), covariate effects, diagonal/block/full Omega")
+
+    #: Evaluate the model through :class:`~progression.fit.population._fastexact.
+    #: FastExactModel` where it applies (same numbers, without the per-call Python of
+    #: Problem.evaluate); False: always the general path.
+    fast_path = True
 
     def __init__(self):
         self._state: dict = {}
@@ -232,10 +244,17 @@ class FOCEI(Estimator):
         mu, dmu_dth, dmu_dc = self._mu(s, theta_x, coef)
         if not np.all(np.isfinite(mu)):
             return np.inf, np.zeros_like(x), None, None
+        residual = self._residual(problem, s, sd)
+        eta0 = s["eta"] if warm else None
+        ref = s.get("eta_ref")
+        if warm and ref is not None and ref.predictor is not None:
+            # the modes at the last point moved to first order (implicit-function rule): a
+            # start that the inner solver leaves after one or two evaluations for a short
+            # outer step (the objective does not depend on the start)
+            eta0 = ref.predictor(mu, omega, residual)
         try:
-            gr = self._core_gradient(s["model"], s["data"], mu, omega,
-                                     self._residual(problem, s, sd), eta_columns=s["eta_pos"],
-                                     eta0=s["eta"] if warm else None, inner_options=INNER)
+            gr = self._core_gradient(s["model"], s["data"], mu, omega, residual,
+                                     eta_columns=s["eta_pos"], eta0=eta0, inner_options=INNER)
         except (FitError, np.linalg.LinAlgError):
             # Omega not positive definite to working precision (a Cholesky factor underflow),
             # or conditional modes that cannot be computed (non-finite curvature far out)
@@ -256,14 +275,18 @@ class FOCEI(Estimator):
     def estimate(self, ep: EstimationProblem) -> PointEstimate:
         problem = ep.problem
         s = self._setup(ep)
+        if self.fast_path:
+            # the cached exact-path evaluator where it gives the general path's numbers
+            s["model"] = fast_model(s["model"])
         self._state = s
         path = {"ofv": [], "n": 0, "last": (None, np.nan)}
         # the outer iterations (for the .ext table): iteration 0 is the start
         history: list[tuple[np.ndarray, float]] = []
 
         def fg(x):
-            ofv, g, _, gr = self._gradient(problem, s, x)
+            ofv, g, gi, gr = self._gradient(problem, s, x)
             path["n"] += 1
+            path["eval"] = (x.copy(), (ofv, g, gi, gr))
             if not np.isfinite(ofv):
                 if path.get("ok") is None:
                     return 1e300, np.zeros_like(x)
@@ -277,6 +300,7 @@ class FOCEI(Estimator):
                 return (fo + 1.0 + abs(slope) + _WALL * float(d @ d),
                         np.sign(slope) * go + 2.0 * _WALL * d)
             s["eta"] = gr.inner.eta
+            s["eta_ref"] = gr
             path["ofv"].append(ofv)
             path["last"] = (x.copy(), ofv)
             path["ok"] = (x.copy(), ofv, np.array(g, dtype=float))
@@ -291,13 +315,39 @@ class FOCEI(Estimator):
             ofv = lo if lx is not None and np.array_equal(lx, xk) else fg(xk)[0]
             history.append((np.array(xk, dtype=float), float(ofv)))
 
+        # L-BFGS-B's first step is the whole gradient when every variable has two bounds
+        # (lbfgsb.f: stp = 1 for a boxed problem), on Theoph a step of ~10 in the log
+        # variances that lands at OFV 3e6 with stiff inner problems, and two backtracks. The
+        # outer variables are scaled by one factor, y = lam x, so that this first step has
+        # length FIRST_STEP in x; afterwards L-BFGS-B's updates make it scale-free.
+        x0 = np.asarray(s["x0"], dtype=float)
+        ofv0, g0 = fg(x0)
+        gnorm = float(np.linalg.norm(g0)) if np.all(np.isfinite(g0)) else 0.0
+        lam = math.sqrt(gnorm / FIRST_STEP) if gnorm > FIRST_STEP else 1.0
+        y0 = x0 * lam
+
+        def fg_y(y):
+            if np.array_equal(y, y0):
+                return ofv0, g0 / lam
+            ofv, g = fg(y / lam)
+            return ofv, g / lam
+
+        def iteration_y(yk):
+            iteration(yk / lam)
+
+        bounds_y = [(None if a is None else a * lam, None if b is None else b * lam)
+                    for a, b in s["bounds"]]
         max_fev = max(int(ep.options.max_nfev), 500)
-        res = minimize(fg, s["x0"], jac=True, method="L-BFGS-B", bounds=s["bounds"],
-                       callback=iteration,
-                       options={"maxfun": max_fev, "maxiter": max_fev, "ftol": 1e-12,
-                                "gtol": 1e-6, "maxcor": 20})
-        x = res.x
-        ofv, g, gi, gr = self._gradient(problem, s, x)
+        res = minimize(fg_y, y0, jac=True, method="L-BFGS-B", bounds=bounds_y,
+                       callback=iteration_y,
+                       options={"maxfun": max_fev, "maxiter": max_fev, "ftol": OUTER_FTOL,
+                                "gtol": 1e-6 / lam, "maxcor": 20})
+        x = res.x / lam
+        last = path.get("eval")
+        if last is not None and np.array_equal(last[0], x):
+            ofv, g, gi, gr = last[1]          # the optimiser's last evaluation is at x
+        else:
+            ofv, g, gi, gr = self._gradient(problem, s, x)
         s.update(x=x, ofv=ofv, gi=gi, gr=gr, res=res, nfev=path["n"], path=path["ofv"],
                  history=history)
         ep.counters.simulations += path["n"]
@@ -375,19 +425,20 @@ class FOCEI(Estimator):
         try:
             Rm = np.zeros((K, K))
             eta = s["eta"]
+            ref = s["eta_ref"] = s["gr"]
             for k in range(K):
                 cols = []
                 for sign in (1.0, -1.0):
                     xs = x.copy()
                     xs[k] += sign * _HESSIAN_STEP
-                    s["eta"] = eta
+                    s["eta"], s["eta_ref"] = eta, ref
                     ofv, g, _, _ = self._gradient(problem, s, xs)
                     if not np.isfinite(ofv):
                         raise np.linalg.LinAlgError("the objective is not finite near the "
                                                     "estimates")
                     cols.append(g)
                 Rm[:, k] = (cols[0] - cols[1]) / (2.0 * _HESSIAN_STEP)
-            s["eta"] = eta
+            s["eta"], s["eta_ref"] = eta, ref
             Rm = 0.5 * (Rm + Rm.T)
             ev = np.linalg.eigvalsh(Rm)
             s["R"] = Rm

@@ -438,25 +438,16 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
         w_o = 2.0 / V + dV * dV / (V * V)
         d2q_o = (2.0 / V + 4.0 * r * dV / V**2 + 2.0 * r * r * dV * dV / V**3
                  - r * r * d2V / V**2 + d2V / V - dV * dV / V**2)
-        # censored values (M3)
-        s = np.where(data.cens == 1, 1.0, -1.0)
-        w_lim = np.where(cen, data.limit - fz, 0.0)
-        sq = np.sqrt(V)
-        z = s * w_lim / sq
-        logPhi = log_ndtr(z)
-        log_phi = -0.5 * z * z - 0.5 * _LOG_2PI
-        lam = np.exp(log_phi - logPhi)  # inverse Mills ratio phi/Phi, stable for z << 0
-        dz = s * (-1.0 / sq - 0.5 * w_lim * dV / V**1.5)
-        d2z = s * (dV / V**1.5 - 0.5 * w_lim * d2V / V**1.5 + 0.75 * w_lim * dV * dV / V**2.5)
-        q_c = -2.0 * logPhi
-        dq_c = -2.0 * lam * dz
-        # Fisher information of the indicator 1{below}: phi^2 / (Phi (1 - Phi)) = lam * phi /
-        # (1 - Phi), written with log_ndtr(-z) so that it stays finite in both tails
-        w_c = 2.0 * lam * np.exp(log_phi - log_ndtr(-z)) * dz * dz
-        d2q_c = 2.0 * lam * (z + lam) * dz * dz - 2.0 * lam * d2z
-    q = np.where(obs, q_o, np.where(cen, q_c, 0.0))
-    dq = np.where(obs, dq_o, np.where(cen, dq_c, 0.0))
-    w = np.where(obs, w_o, np.where(cen, w_c, 0.0))
+        if cen.any():
+            q, dq, w, d2q_c = _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o,
+                                              w_o)
+        else:
+            # no censored value in the batch (the usual case): the M3 terms would all be
+            # masked out, so they are not computed (an inner solve evaluates this per step)
+            q = np.where(obs, q_o, 0.0)
+            dq = np.where(obs, dq_o, 0.0)
+            w = np.where(obs, w_o, 0.0)
+            d2q_c = 0.0
     value = q.sum(axis=1)
     grad = np.einsum("rj,rje->re", dq, gz)
     info = np.einsum("rj,rje,rjk->rek", w, gz, gz)
@@ -467,3 +458,27 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
         if d2f is not None:
             hess = hess + np.einsum("rj,rjek->rek", dq, np.where(m[..., None, None], d2f, 0.0))
     return ObsTerms(value=value, grad=grad, info=info, hess=hess)
+
+
+def _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o, w_o):
+    """The M3 terms of :func:`obs_terms` merged with the observed ones: q, dq, w and the
+    censored values' exact second derivative d2q_c (arrays (R, n))."""
+    s = np.where(data.cens == 1, 1.0, -1.0)
+    w_lim = np.where(cen, data.limit - fz, 0.0)
+    sq = np.sqrt(V)
+    z = s * w_lim / sq
+    logPhi = log_ndtr(z)
+    log_phi = -0.5 * z * z - 0.5 * _LOG_2PI
+    lam = np.exp(log_phi - logPhi)  # inverse Mills ratio phi/Phi, stable for z << 0
+    dz = s * (-1.0 / sq - 0.5 * w_lim * dV / V**1.5)
+    d2z = s * (dV / V**1.5 - 0.5 * w_lim * d2V / V**1.5 + 0.75 * w_lim * dV * dV / V**2.5)
+    q_c = -2.0 * logPhi
+    dq_c = -2.0 * lam * dz
+    # Fisher information of the indicator 1{below}: phi^2 / (Phi (1 - Phi)) = lam * phi /
+    # (1 - Phi), written with log_ndtr(-z) so that it stays finite in both tails
+    w_c = 2.0 * lam * np.exp(log_phi - log_ndtr(-z)) * dz * dz
+    d2q_c = 2.0 * lam * (z + lam) * dz * dz - 2.0 * lam * d2z
+    q = np.where(obs, q_o, np.where(cen, q_c, 0.0))
+    dq = np.where(obs, dq_o, np.where(cen, dq_c, 0.0))
+    w = np.where(obs, w_o, np.where(cen, w_c, 0.0))
+    return q, dq, w, d2q_c

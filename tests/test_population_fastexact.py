@@ -1,0 +1,180 @@
+"""The cached exact-path evaluator and the warm start of the inner problems give the numbers
+of the paths they replace.
+
+* :class:`~progression.fit.population._fastexact.FastExactModel` on R's Theoph (the config's
+  ODE model with the data's doses): predictions and derivatives equal
+  :class:`~progression.fit.population._adapter.ProblemModel`'s (Problem.evaluate) to 1e-9;
+  second derivatives equal the closed form's (complex step) to 1e-7 of the largest entry;
+  the parallel and serial compiled batches give identical bits; a failing row falls back to
+  the general path (NaN row, the others unchanged); pickles; cases it does not cover (a dose
+  after t0) leave the ProblemModel in place.
+* :class:`~progression.fit.population._gradient.EtaPredictor`: the first-order prediction
+  of the modes at moved parameters is much closer to the new modes than the old modes
+  (error O(step^2) against O(step)), on the closed-form model.
+* The ``focei`` estimator reaches the same OFV with and without the cached path.
+
+No timing is asserted here (benchmarks/population.py measures the speed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from progression.dosing import Dose
+from progression.fit.config import read_fit_config
+from progression.fit.design import designs_from_cohort
+from progression.fit.estimate import read_data
+from progression.fit.population import PopulationData, Residual, focei_gradient
+from progression.fit.population._adapter import ProblemModel
+from progression.fit.population._fastexact import FastExactModel, fast_model
+from progression.fit.problem import Problem
+from progression.simulate._compiled import usable
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import OneCmtOral, OneCmtOralHess, simulate_onecmt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+THEOPH = ROOT / "configs" / "theoph_population.toml"
+
+
+def _theoph():
+    cfg = read_fit_config(THEOPH)
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    base = Problem.from_config(cfg)
+    base.fix_grid_step(designs)
+    cols = np.array([base.names.index(x) for x in ("ka", "CL", "V")])
+    return base, designs, cols
+
+
+@pytest.fixture(scope="module")
+def theoph():
+    base, designs, cols = _theoph()
+    if not usable(base.model):
+        pytest.skip("no compiled kernels (numpy backend): the cached path does not apply")
+    pm = ProblemModel(base, designs, cols)
+    fm = fast_model(pm)
+    assert isinstance(fm, FastExactModel)
+    rng = np.random.default_rng(3)
+    phi = np.log([1.57, 2.72, 31.5]) + 0.3 * rng.standard_normal((len(designs), 3))
+    return pm, fm, designs, phi
+
+
+def _mask(designs, n):
+    return np.arange(n)[None] < np.array([d.n for d in designs])[:, None]
+
+
+def test_predictions_equal_the_general_path(theoph):
+    """f and G at random individual parameters (and for a subset of rows in another order)
+    equal ProblemModel.predict to 1e-9 relative."""
+    pm, fm, designs, phi = theoph
+    for index in (np.arange(len(designs)), np.array([7, 2, 2, 11])):
+        f0, G0 = pm.predict(phi[index], index)
+        f1, G1 = fm.predict(phi[index], index)
+        assert np.allclose(f1, f0, rtol=1e-9, atol=1e-12 * np.abs(f0).max())
+        assert np.allclose(G1, G0, rtol=1e-9, atol=1e-12 * np.abs(G0).max())
+
+
+def test_hessian_matches_the_closed_form(theoph):
+    """d2f/dphi2 against the closed form's complex-step second derivatives: within 1e-7 of
+    the largest entry (the differences' truncation is ~3e-9), symmetric."""
+    pm, fm, designs, phi = theoph
+    N = len(designs)
+    ref = OneCmtOralHess([np.asarray(d.time, dtype=float) for d in designs],
+                         [sum(x.amount for x in d.doses) for d in designs])
+    H = fm.predict_hessian(phi, np.arange(N))
+    Hr = ref.predict_hessian(phi, np.arange(N))
+    m = _mask(designs, H.shape[1])
+    assert np.allclose(H, np.swapaxes(H, 2, 3))
+    assert np.abs((H - Hr)[m]).max() <= 1e-7 * np.abs(Hr[m]).max()
+
+
+def test_parallel_and_serial_batches_are_identical(theoph):
+    pm, fm, designs, phi = theoph
+    index = np.arange(len(designs))
+    try:
+        fm.parallel = False
+        f0, G0 = fm.predict(phi, index)
+        H0 = fm.predict_hessian(phi, index)
+        fm.parallel = True
+        f1, G1 = fm.predict(phi, index)
+        H1 = fm.predict_hessian(phi, index)
+    finally:
+        fm.parallel = True
+    assert np.array_equal(f0, f1) and np.array_equal(G0, G1) and np.array_equal(H0, H1)
+
+
+def test_a_failing_row_falls_back_to_the_general_path(theoph):
+    """A row the compiled call cannot integrate (NaN parameters) is evaluated by the general
+    path: NaN there, the other rows as before."""
+    pm, fm, designs, phi = theoph
+    index = np.arange(4)
+    bad = phi[:4].copy()
+    bad[1, 0] = np.nan
+    f, G = fm.predict(bad, index)
+    assert np.all(np.isnan(f[1])) and np.all(np.isfinite(f[[0, 2, 3]]))
+    f0, G0 = fm.predict(phi[:4], index)
+    assert np.array_equal(f[[0, 2, 3]], f0[[0, 2, 3]])
+
+
+def test_pickles(theoph):
+    pm, fm, designs, phi = theoph
+    back = pickle.loads(pickle.dumps(fm))
+    index = np.arange(len(designs))
+    f0, G0 = fm.predict(phi, index)
+    f1, G1 = back.predict(phi, index)
+    assert np.array_equal(f0, f1) and np.array_equal(G0, G1)
+
+
+def test_a_dose_after_t0_keeps_the_general_path():
+    """Not covered (a second dose at 6 h): fast_model returns the ProblemModel itself."""
+    base, designs, cols = _theoph()
+    d0 = designs[0]
+    designs = [dataclasses.replace(d0, doses=tuple(d0.doses) + (
+        Dose(time=6.0, amount=100.0),))] + list(designs[1:])
+    pm = ProblemModel(base, designs, cols)
+    assert fast_model(pm) is pm
+
+
+def test_eta_predictor_is_second_order():
+    """Modes at mu + s dmu (and Omega, a moved by s): the prediction from the gradient at mu
+    is off by O(s^2), the old modes by O(s): at s = 0.02 at least 20 times closer."""
+    omega = np.diag([0.4, 0.07, 0.02])
+    times, doses, ys = simulate_onecmt(10, 11, omega, a=0.5, b=0.0)
+    model, data = OneCmtOral(times, doses), PopulationData.from_subjects(ys)
+    mu = np.tile([0.45, 1.0, 3.45], (10, 1))
+    res = Residual.additive(0.6)
+    gr = focei_gradient(model, data, mu, omega, res)
+    assert gr.predictor is not None
+    s = 0.02
+    mu2 = mu + s * np.array([1.0, -0.5, 0.3])
+    om2 = omega * (1.0 + s)
+    res2 = Residual.additive(0.6 * (1.0 + s))
+    new = focei_gradient(model, data, mu2, om2, res2, eta0=gr.inner.eta).inner.eta
+    pred = gr.predictor(mu2, om2, res2)
+    assert np.abs(pred - new).max() <= np.abs(gr.inner.eta - new).max() / 20.0
+
+
+def test_focei_fit_same_optimum_with_and_without_the_cached_path():
+    """The estimator on configs/theoph_population.toml: OFV equal to 1e-5 and estimates to
+    1e-4 relative whether the model goes through FastExactModel or Problem.evaluate."""
+    from progression.fit.estimate import fit
+    from progression.fit.estimators.focei import FOCEI
+
+    fast = fit(THEOPH)
+    try:
+        FOCEI.fast_path = False
+        slow = fit(THEOPH)
+    finally:
+        FOCEI.fast_path = True
+    a, b = fast.population, slow.population
+    assert a.ofv == pytest.approx(b.ofv, abs=1e-5)
+    assert a.ofv == pytest.approx(116.8034, abs=1e-3)
+    for k, v in b.fixed_effects.items():
+        assert a.fixed_effects[k] == pytest.approx(v, rel=1e-4)
+    np.testing.assert_allclose(np.diag(a.omega), np.diag(b.omega), rtol=1e-3)
