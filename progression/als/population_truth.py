@@ -57,7 +57,7 @@ from .cohort_config import PopulationConfig, _as_config
 from .synthetic import draw_covariates
 
 __all__ = ["PopulationTruth", "generating_population", "sample_population",
-           "truth_on_fit_scale", "DERIVED", "main"]
+           "truth_on_fit_scale", "DERIVED", "main", "onset_shift_of_fit", "target_table"]
 
 #: Columns of the truth file that a population fit of als_reduced estimates (log scale).
 FITTED = ("k0", "kA", "Tmax", "eD")
@@ -227,6 +227,216 @@ def sample_population(truth_csv: str | os.PathLike, names=FITTED,
     return PopulationTruth(out, typical, np.cov(L.T), None, len(rows))
 
 
+def _fit_problem(fit):
+    """The exact-path Problem of a fit (its model, parameters and solver)."""
+    from ..fit.problem import Problem
+
+    return Problem(fit.model, tuple(fit.observables), tuple(fit.error_models),
+                   tuple(fit.parameters), dict(fit.solver)).exact_path()
+
+
+def onset_shift_of_fit(fit, *, n: int = 4000, seed: int = 0) -> dict:
+    """The onset shift of a population fit whose time offset is anchored at an event.
+
+    With ``[parameters.time_offset] anchor`` the onset shift (the model time of the anchor
+    event, ``T``) is no parameter of the fit but a function of the others, so it is derived:
+
+    - ``typical``: ``T`` at the typical values (at the reference covariates), on the exact
+      path; ``se`` by the delta method, ``d log T / d x`` (the implicit-function derivatives
+      of :mod:`progression.fit._anchor`, ``x`` the estimation-scale typical values) with the
+      covariance step's covariance of ``x``; NaN without a covariance step;
+    - ``gmean`` and ``variance``: ``exp(E[log T])`` and ``Var(log T)`` over ``n`` patients
+      drawn from the fitted population (random effects from Omega, covariates resampled
+      from the fitted subjects: :meth:`FitResult.population_sampler`), each patient's ``T``
+      under its own parameters; patients without the event in the window are left out
+      (``lost``).
+
+    Parameters
+    ----------
+    fit : FitResult
+        A population fit with an anchored time offset.
+    n : int
+        Patients drawn for the population statistics.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``typical``, ``se``, ``rse`` (%), ``gmean``, ``variance``, ``n``, ``lost``.
+
+    Raises
+    ------
+    ValueError
+        The fit has no population part or its offset is not anchored.
+    """
+    from ..fit._anchor import anchor_times
+
+    names = list(fit.parameter_names)
+    off = fit.parameters[names.index("time_offset")]
+    if getattr(off, "anchor", None) is None or fit.population is None:
+        raise ValueError(f"fit '{fit.name}': the onset shift is derived only for a population "
+                         "fit whose time offset is anchored ([parameters.time_offset] anchor)")
+    pop = fit.population
+    problem = _fit_problem(fit)
+    P = problem.P
+    row = np.array(fit.theta[0], dtype=float)
+    model_pop = [k for k in pop.fixed_effects if names.index(k) < P]
+    for k in model_pop:
+        row[names.index(k)] = pop.fixed_effects[k]
+    res = anchor_times(problem, row[None, :P], model_pop)
+    T = float(res.T[0])
+    se = float("nan")
+    cov = None if pop.covariance is None else np.asarray(pop.covariance, dtype=float)
+    if cov is not None and cov.size and np.all(np.isfinite(cov)):
+        cn = list(pop.covariance_names)
+        g = np.zeros(len(cn))
+        cols = np.array([names.index(k) for k in model_pop])
+        dx = problem.dtheta_dx(row[None, :], cols)[0]         # d theta / d x
+        for j, k in enumerate(model_pop):
+            if f"theta {k}" in cn:
+                g[cn.index(f"theta {k}")] = res.dT[0, j] * dx[j] / T   # d log T / d x
+        se = T * math.sqrt(max(float(g @ cov @ g), 0.0))
+    sampler = fit.population_sampler()
+    rng = np.random.default_rng(seed)
+    table, _ = sampler.values(sampler.draw_patients(int(n), rng))
+    Ts = anchor_times(problem, table, ()).T
+    ok = np.isfinite(Ts) & (Ts > 0)
+    L = np.log(Ts[ok])
+    return {"typical": T, "se": se, "rse": 100.0 * se / T, "gmean": float(np.exp(L.mean())),
+            "variance": float(np.var(L, ddof=1)), "n": int(ok.sum()),
+            "lost": int((~ok).sum())}
+
+
+def _per_subject_summary(folder, names) -> dict:
+    """Geometric mean and Var(log) across subjects, median RSE % and the count of subjects
+    without a standard error, per parameter of a per-subject fit's ``subjects.csv``."""
+    with open(os.path.join(folder, "subjects.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = {}
+    for k in names:
+        if k not in rows[0]:
+            continue
+        v = np.array([float(r[k]) for r in rows])
+        se = np.array([float(r[f"{k}_se"]) if r[f"{k}_se"] not in ("", "nan") else np.nan
+                       for r in rows])
+        rse = 100 * se / v
+        L = np.log(v[v > 0])
+        out[k] = {"gmean": float(np.exp(L.mean())), "variance": float(np.var(L, ddof=1)),
+                  "median_rse": float(np.nanmedian(rse)) if np.isfinite(rse).any()
+                  else float("nan"), "no_se": int(np.sum(~np.isfinite(rse)))}
+    return out
+
+
+def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=None,
+                 n_onset: int = 4000, seed: int = 0) -> tuple[str, dict]:
+    """The issue-11 targets of a shipped ALS population fit against the generating truth.
+
+    Per target quantity (the pace ``k0`` at the reference covariates, ``eD``, the onset
+    shift): estimate, truth, relative error, RSE %, Omega diagonal (estimate, truth,
+    relative error) and pass/fail (typical value within 10 % with RSE < 25 %, Omega
+    diagonal within 30 %); then the per-subject fit beside it (``individual``: its folder):
+    geometric mean and Var(log) across its subjects' estimates, median RSE %, subjects
+    without a standard error.
+
+    Truth: :func:`truth_on_fit_scale` of the cohort config (k0 at the reference covariates
+    with the conditional variance; eD marginal); the onset shift's typical value is ``T`` of
+    the fit's model at the generator's typical values at the reference covariates (k0,
+    ``glial_ratio = kA/k0``, Tmax, eD), its spread ``Var(log onset_model_time)`` of the
+    cohort's patients (the population fit's: over patients drawn from it,
+    :func:`onset_shift_of_fit`).
+
+    Returns
+    -------
+    markdown : str
+    numbers : dict
+        Per quantity: ``estimate``, ``truth``, ``rel``, ``rse``, ``omega``, ``omega_truth``,
+        ``omega_rel``, ``passed``.
+    """
+    from dataclasses import replace
+
+    from ..fit import load_fit
+
+    here = os.path.dirname(__file__)
+    root = os.path.abspath(os.path.join(here, "..", ".."))
+    cohort_config = cohort_config or os.path.join(root, "configs", "cohorts",
+                                                  "als_clinic_v1.toml")
+    truth_csv = truth_csv or os.path.join(root, "data", "synthetic", "als_clinic_200_truth.csv")
+    fit = load_fit(fit_folder)
+    pop = fit.population
+    by = {q.name: q for q in fit.parameters}
+    held = [replace(by[k], scale="log") for k in ("glial_ratio", "Tmax")]
+    typ, om = truth_on_fit_scale(cohort_config, [by["k0"], by["eD"], *held],
+                                 n_draws=200_000, seed=1)
+    sample = sample_population(truth_csv)
+    onset = onset_shift_of_fit(fit, n=n_onset, seed=seed)
+    # the onset shift's typical truth: T of the fit's model at the generator's typical values
+    problem = _fit_problem(fit)
+    from ..fit._anchor import anchor_times
+
+    row = np.array(fit.theta[0], dtype=float)
+    for k in ("k0", "eD", "glial_ratio", "Tmax"):
+        row[list(fit.parameter_names).index(k)] = typ[k]
+    T_true = float(anchor_times(problem, row[None, :problem.P]).T[0])
+    names = list(pop.omega_names)
+    omega = np.asarray(pop.omega, dtype=float)
+    numbers = {}
+    for k in ("k0", "eD"):
+        est = float(pop.fixed_effects[k])
+        se = pop.fixed_effects_se.get(k)
+        se = float("nan") if se is None else float(se)
+        numbers[k] = {"estimate": est, "truth": typ[k], "rse": 100 * se / est,
+                      "omega": float(omega[names.index(k), names.index(k)]),
+                      "omega_truth": om[k]}
+    numbers["onset shift"] = {"estimate": onset["typical"], "truth": T_true,
+                              "rse": onset["rse"], "omega": onset["variance"],
+                              "omega_truth": sample.variance("time_offset"),
+                              "gmean": onset["gmean"],
+                              "gmean_truth": sample.typical["time_offset"]}
+    for v in numbers.values():
+        v["rel"] = v["estimate"] / v["truth"] - 1
+        v["omega_rel"] = v["omega"] / v["omega_truth"] - 1
+        v["passed"] = bool(abs(v["rel"]) < 0.10 and v["rse"] < 25.0
+                           and abs(v["omega_rel"]) < 0.30)
+    lines = ["| quantity | truth | estimate | rel. error | RSE % | Omega truth | Omega "
+             "estimate | Omega rel. error | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    label = {"k0": "k0 (pace, reference covariates)", "eD": "eD",
+             "onset shift": "onset shift (derived, months)"}
+    for k, v in numbers.items():
+        lines.append(f"| {label[k]} | {v['truth']:.4g} | {v['estimate']:.4g} | "
+                     f"{100 * v['rel']:+.1f} % | {v['rse']:.1f} | {v['omega_truth']:.3g} | "
+                     f"{v['omega']:.3g} | {100 * v['omega_rel']:+.1f} % | "
+                     f"{'pass' if v['passed'] else 'FAIL'} |")
+    o = numbers["onset shift"]
+    lines += ["", f"Onset shift across patients drawn from the fitted population "
+                  f"({onset['n']} drawn, {onset['lost']} without onset by the window's end): "
+                  f"geometric mean {o['gmean']:.3g} months (the cohort's patients: "
+                  f"{o['gmean_truth']:.3g}), Var(log) {o['omega']:.3g} "
+                  f"({o['omega_truth']:.3g}). Held: glial_ratio {by['glial_ratio'].value:g} "
+                  f"(generator {typ['glial_ratio']:.3g}), Tmax {by['Tmax'].value:g} "
+                  f"(generator {typ['Tmax']:.3g})."]
+    if individual is not None:
+        ind = _per_subject_summary(individual, ("k0", "kA", "eD", "Tmax", "time_offset"))
+        gen = generating_population(cohort_config, n_draws=200_000, seed=1)
+        lines += ["", "| quantity | truth (marginal) | per-subject fit: geometric mean | "
+                      "Var(log) across subjects (truth) | median RSE % | no SE | population "
+                      "fit: estimate | RSE % | Omega |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        rows = {"k0": ("k0", gen.typical["k0"], gen.variance("k0")),
+                "eD": ("eD", gen.typical["eD"], gen.variance("eD")),
+                "onset shift": ("time_offset", sample.typical["time_offset"],
+                                sample.variance("time_offset"))}
+        for k, (col, t, tv) in rows.items():
+            s_ = ind.get(col)
+            v = numbers[k]
+            if s_ is None:
+                continue
+            lines.append(f"| {k} | {t:.4g} | {s_['gmean']:.4g} | {s_['variance']:.3g} "
+                         f"({tv:.3g}) | {s_['median_rse']:.3g} | {s_['no_se']} | "
+                         f"{v['estimate']:.4g} | {v['rse']:.1f} | {v['omega']:.3g} |")
+    return "\n".join(lines) + "\n", numbers
+
+
 def main() -> None:  # pragma: no cover - prints the table of the module docstring
     here = os.path.dirname(__file__)
     root = os.path.abspath(os.path.join(here, "..", ".."))
@@ -251,4 +461,12 @@ def main() -> None:  # pragma: no cover - prints the table of the module docstri
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    import sys
+
+    if len(sys.argv) > 1:
+        # python -m progression.als.population_truth FIT_FOLDER [INDIVIDUAL_FOLDER]
+        text, _ = target_table(sys.argv[1], individual=sys.argv[2] if len(sys.argv) > 2
+                               else None)
+        print(text)
+    else:
+        main()

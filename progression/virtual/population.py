@@ -215,10 +215,14 @@ class VirtualPopulation:
         Time offsets (model time at each patient's data time 0), by default the fit's clock:
         drawn from the population model when ``time_offset`` is one of its parameters, else
         the resampled fitted subject's; patients with an offset below ``min_offset`` are
-        drawn again. With ``anchor`` (an event, or None for model time), data time 0 is
-        instead ``anchor + delay`` under each patient's own parameters, as in
-        :meth:`sample`; patients whose anchor does not happen by ``max_time``, or who die
-        before data time 0, are drawn again.
+        drawn again. A fit whose offset is anchored at an event (``[parameters.time_offset]
+        anchor``) has each patient's own event time under its drawn parameters as the clock,
+        plus ``factor * covariate`` of the fitted subject its covariates come from (the event
+        searched up to the offset's upper bound; patients without it drawn again), and
+        :meth:`parameter_draws` recomputes it under every draw. With ``anchor`` (an event, or
+        None for model time), data time 0 is instead ``anchor + delay`` under each
+        patient's own parameters, as in :meth:`sample`; patients whose anchor does not
+        happen by ``max_time``, or who die before data time 0, are drawn again.
 
         Between-subject variability is the spread of these patients at the estimates;
         parameter uncertainty (:meth:`parameter_draws`, ``compare(..., draws=K)``) draws the
@@ -274,11 +278,32 @@ class VirtualPopulation:
             delays = _draw_delay(delay, int(n), rng)
             clock = (anchor, delays, float(max_time), options)
 
+        # A fit whose offset is anchored at an event (``[parameters.time_offset] anchor``):
+        # its clock is each patient's own event time, T(theta) + factor * covariate, with the
+        # covariate of the fitted subject the patient's covariates come from; a new
+        # patient's T follows its own drawn parameters, not the fitted subject's.
+        fit_anchor = None
+        if anchor is CONTENT:
+            off = fit.parameters[fit.parameter_names.index("time_offset")]
+            if getattr(off, "anchor", None) is not None:
+                fit_anchor = off.anchor
+                anchor = off.anchor
+                max_time = float(off.upper)
+                options = SolverOptions.coerce(solver).simulate_kwargs()
+                clock = (anchor, None, max_time, options)
+
+        def fit_delays(subjects):
+            cov = (sampler.offset_covariate[subjects] if sampler.offset_covariate is not None
+                   else np.zeros(len(subjects)))
+            return sampler.offset_factor * np.asarray(cov, dtype=float)
+
         def anchored(table, delays):
             return _anchor_times(model, table, anchor, delays, max_time=max_time, **clock[3])
 
         patients = sampler.draw_patients(int(n), rng)
         table, offsets = sampler.values(patients)
+        if fit_anchor is not None:
+            clock = (anchor, fit_delays(patients.subjects), max_time, clock[3])
         if clock is not None:
             offsets = anchored(table, clock[1])
         redrawn = 0
@@ -294,6 +319,8 @@ class VirtualPopulation:
             patients = type(patients)(z, rows, subjects)
             new_table, new_offsets = sampler.values(fresh)
             table[bad] = new_table
+            if fit_anchor is not None:
+                clock[1][bad] = fit_delays(fresh.subjects)
             offsets[bad] = new_offsets if clock is None else anchored(new_table,
                                                                       clock[1][bad])
         else:
@@ -304,6 +331,12 @@ class VirtualPopulation:
         if clock is None:
             when = (f"; {redrawn} draws with a time offset below {min_offset:g} drawn again"
                     if redrawn else "")
+        elif fit_anchor is not None:
+            when = (f"; the fit's clock: each patient's own {fit_anchor} under its drawn "
+                    f"parameters, at the data time its fitted subject's offset covariate "
+                    f"gives"
+                    + (f" ({redrawn} draws without it by {max_time:g} drawn again)"
+                       if redrawn else ""))
         else:
             when = (f"; data time 0 = {anchor or 'model time'} + {delay}"
                     + (f" ({redrawn} draws without it drawn again)" if redrawn else ""))
