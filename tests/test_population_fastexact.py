@@ -97,6 +97,7 @@ def test_hessian_matches_the_closed_form(theoph):
 def test_parallel_and_serial_batches_are_identical(theoph):
     pm, fm, designs, phi = theoph
     index = np.arange(len(designs))
+    before = fm.parallel
     try:
         fm.parallel = False
         f0, G0 = fm.predict(phi, index)
@@ -105,7 +106,7 @@ def test_parallel_and_serial_batches_are_identical(theoph):
         f1, G1 = fm.predict(phi, index)
         H1 = fm.predict_hessian(phi, index)
     finally:
-        fm.parallel = True
+        fm.parallel = before
     assert np.array_equal(f0, f1) and np.array_equal(G0, G1) and np.array_equal(H0, H1)
 
 

@@ -53,6 +53,7 @@ from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
 from ..population._fastexact import fast_model
 from ..population._model import OmegaModel, TypicalModel
+from ..population._threads import single_blas_thread
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
 from .base import EstimationProblem, Estimator, PointEstimate
 
@@ -273,6 +274,11 @@ class FOCEI(Estimator):
     # ------------------------------------------------------------------ estimation
 
     def estimate(self, ep: EstimationProblem) -> PointEstimate:
+        # small matrices only: OpenBLAS's threads cost more than they save (see _threads)
+        with single_blas_thread():
+            return self._estimate(ep)
+
+    def _estimate(self, ep: EstimationProblem) -> PointEstimate:
         problem = ep.problem
         s = self._setup(ep)
         if self.fast_path:
@@ -412,6 +418,10 @@ class FOCEI(Estimator):
     # ------------------------------------------------------------------ covariance
 
     def uncertainty(self, ep: EstimationProblem, point: PointEstimate) -> Uncertainty:
+        with single_blas_thread():
+            return self._uncertainty(ep, point)
+
+    def _uncertainty(self, ep: EstimationProblem, point: PointEstimate) -> Uncertainty:
         problem = ep.problem
         s = self._state
         t = time.perf_counter()

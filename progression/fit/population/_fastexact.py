@@ -86,6 +86,10 @@ def _parallel_batch():
     return _par_batch
 
 
+#: Spread a call's rows over numba's threads (:func:`_par_batch`). Off by default: on the
+#: shared 2-core test machine (load ~10) the threads' waits for each other made the Theoph
+#: FOCE-I fit 2.3x slower; where the cores are free it can help (the numbers are the same).
+PARALLEL = False
 #: Rows from which a call spreads them over numba's threads (below, one thread: the
 #: threads' start costs more than a few rows of a small model).
 PARALLEL_ROWS = 8
@@ -151,7 +155,7 @@ class FastExactModel:
         self.n = pm.n
         self.cols = pm.cols
         self.log_scale = pm.log_scale
-        self.parallel = True
+        self.parallel = PARALLEL
         self._prepare()
 
     # ------------------------------------------------------------------ set-up
@@ -190,9 +194,22 @@ class FastExactModel:
         for i, t in enumerate(times):
             self.tt[i, :t.size] = t
         self.t_end = np.array([t[-1] for t in times], dtype=float)
-        self.obs_col = cols
-        self.obs_k = kidx
         self.n_i = np.array([d.n for d in designs], dtype=int)
+        # per subject and observation slot (padded to n): the output column, the model
+        # observable, whether it is real and on the log scale; a call reads its rows with
+        # one fancy index instead of a loop over them
+        n = self.n
+        self.col_pad = np.zeros((N, n), dtype=np.int64)
+        self.k_pad = np.zeros((N, n), dtype=np.int64)
+        self.real = np.zeros((N, n), dtype=bool)
+        self.log_pad = np.zeros((N, n), dtype=bool)
+        for i, d in enumerate(designs):
+            ni = d.n
+            self.col_pad[i, :ni] = cols[i]
+            self.k_pad[i, :ni] = kidx[i]
+            self.real[i, :ni] = True
+            self.log_pad[i, :ni] = self.log_scale[np.asarray(d.obs, dtype=int)]
+        self.any_log = bool(self.log_pad.any())
         # dose records -> switches, once (the same function simulate() uses); they must all
         # act at t0 and not depend on the estimated parameters
         doses = [_for_subject(x, i) for i, d in enumerate(designs) for x in d.doses]
@@ -279,7 +296,7 @@ class FastExactModel:
         problem = pm.problem
         model = problem.model
         index = np.asarray(index, dtype=np.int64)
-        R, D = phi.shape[0], self.cols.size
+        R = phi.shape[0]
         theta = pm.thetas(phi)
         P = problem.P
         p0 = np.array(theta[:, :P].T, dtype=float)          # (P, R)
@@ -319,25 +336,19 @@ class FastExactModel:
                       self.max_step, self.max_steps, info_i, info_f, fail_y, *self._skl)
         done = info_i[:, 0] == 0
         done &= info_i[:, 0] != STIFF
-        f = np.zeros((R, self.n))
-        G = np.zeros((R, self.n, D))
         with np.errstate(all="ignore"):
             scale = problem.dtheta_dx(theta, self.cols)       # (R, D)
-            for r, i in enumerate(index):
-                ni = self.n_i[i]
-                c, kk = self.obs_col[i], self.obs_k[i]
-                fo = Ob[r, c, kk]                               # (ni,)
-                dfo = DOb[r, c, kk] * scale[r]                  # (ni, D)
-                lg = self.log_scale[self._obs_index(i)]
-                if lg.any():
-                    dfo = np.where(lg[:, None], dfo / fo[:, None], dfo)
-                    fo = np.where(lg, np.log(fo), fo)
-                f[r, :ni] = fo
-                G[r, :ni] = dfo
+            rr = np.arange(R)[:, None]
+            col, kk, real = self.col_pad[index], self.k_pad[index], self.real[index]
+            f = Ob[rr, col, kk]                                 # (R, n)
+            G = DOb[rr, col, kk] * scale[:, None, :]            # (R, n, D)
+            if self.any_log:
+                lg = self.log_pad[index]
+                G = np.where(lg[..., None], G / f[..., None], G)
+                f = np.where(lg, np.log(f), f)
+            f = np.where(real, f, 0.0)
+            G = np.where(real[..., None], G, 0.0)
         return f, G, done
-
-    def _obs_index(self, i):
-        return np.asarray(self.pm.eval_designs[i].obs, dtype=int)
 
     def predict(self, phi, index):
         """Predictions (R, n) and derivatives (R, n, D) on the core's scale
