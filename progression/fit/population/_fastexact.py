@@ -12,7 +12,8 @@ around ~0.4 ms in the compiled integrator).
 records into switches (:func:`progression.simulate._dosing.expand_doses`, the same function
 ``simulate()`` uses), works out each subject's observation times, output columns and
 observables, and keeps them; a call then builds the start states (the switches at t0 applied
-by :func:`progression.simulate._switches._apply_switch`, vectorised over the rows), runs every
+by :func:`progression.simulate._switches._apply_switch`, vectorised over the rows; kept from
+construction when they cannot depend on the estimated parameters), runs every
 row in one call of the compiled DOP853 (:func:`progression.simulate._dop853_numba.dop_batch`,
 what ``simulate()`` runs for these rows) and reads predictions and derivatives on the core's
 scale. Second derivatives (``predict_hessian``) are central differences of the exact
@@ -36,8 +37,10 @@ import numpy as np
 __all__ = ["FastExactModel", "fast_model", "HESSIAN_RTOL", "HESSIAN_STEP"]
 
 #: Tolerance of the perturbed copies behind ``predict_hessian``: central differences divide
-#: the integrator's error (~rtol of the derivatives) by the step, so rtol 1e-13 with step 1e-4
-#: leaves ~1e-9 of the largest entry (measured against the closed form on Theoph).
+#: the integrator's error (~rtol of the derivatives) by the step. Measured against the closed
+#: form on Theoph (step 1e-4, largest error relative to the largest entry): rtol 1e-10 5e-7,
+#: 1e-11 4e-8, 1e-12 5e-9, 1e-13 3e-9 (the differences' truncation); 1e-13 costs ~1.3x the
+#: steps of 1e-12 (DOP853: steps ~ rtol^(-1/8)).
 HESSIAN_RTOL, HESSIAN_ATOL = 1e-12, 1e-14
 #: Step of those differences on the estimation scale (Problem.evaluate's HESSIAN_STEP).
 HESSIAN_STEP = 1e-4
@@ -237,7 +240,6 @@ class FastExactModel:
 
         self._KL = packed_kernels(model.kernels)
         self._skl = sensitivity_kernels(model, self.sidx)
-        # y values on the core's scale, for nothing but the check below
         self._check()
 
     def __getstate__(self):
@@ -267,6 +269,7 @@ class FastExactModel:
         base[:] = to_internal(self.pm.theta[c], p.scale[c], p.lower[c], p.upper[c])
         rng = np.random.default_rng(0)
         index = np.arange(self.N)
+        self._cache_start(base)
         for phi in (base, base + 0.05 * rng.standard_normal(base.shape)):
             f0, G0 = self.pm.predict(phi, index)
             f1, G1, done = self._run(phi, index, self.rtol, self.atol)
@@ -284,13 +287,59 @@ class FastExactModel:
     def thetas(self, phi, index=None):
         return self.pm.thetas(phi, index)
 
+    def _starts(self, p0, index):
+        """States and sensitivities at t0 after the switches there (the doses), for
+        parameter columns ``p0`` (P, R), changed in place by the switches; and the switch
+        factors ``a0`` (P, R)."""
+        from ...simulate._compiled import _SwitchTarget
+        from ...simulate._switches import _apply_switch
+
+        model = self.pm.problem.model
+        sidx, t0 = self.sidx, self.t0
+        a0 = np.ones_like(p0)
+        with np.errstate(all="ignore"):
+            y0 = np.ascontiguousarray(model.initial(t0, None, p0), dtype=float)
+            S0 = np.ascontiguousarray(model.dinitial_dp(t0, None, p0)[:, sidx, :]
+                                      .transpose(2, 1, 0))
+            sys = _SwitchTarget(sidx.size, sidx.astype(int))
+            for sw in self.switches:
+                y0, S0 = _apply_switch(model, sw, p0, a0, y0, S0, sys, index, self.N)
+        return y0, S0, a0
+
+    def _cache_start(self, base):
+        """Keep the start after the doses when it cannot depend on the estimated parameters:
+        no switch scales, shifts or sets one of them, and the starts at two parameter sets
+        are the same to the bit (a dose amount or bioavailability that is not estimated)."""
+        self._start = None
+        problem = self.pm.problem
+        est = {problem.names[q] for q in self.cols}
+        if any(sw.scale or sw.add or est & set(sw.set) for sw in self.switches):
+            return
+        index = np.arange(self.N)
+        starts = []
+        rng = np.random.default_rng(1)
+        for phi in (base, base + 0.1 * rng.standard_normal(base.shape)):
+            theta = self.pm.thetas(phi)
+            p0 = np.array(theta[:, :problem.P].T, dtype=float)
+            for j, v in self.fixed_p.items():
+                p0[j] = v[index]
+            before = p0.copy()
+            y0, S0, a0 = self._starts(p0, index)
+            starts.append((y0, S0, a0, p0, before))
+        (y1, S1, a1, p1, b1), (y2, S2, a2, p2, b2) = starts
+        if not (np.array_equal(y1, y2) and np.array_equal(S1, S2)
+                and np.all(a1[self.sidx] == 1.0) and np.all(a2[self.sidx] == 1.0)):
+            return
+        changed = np.flatnonzero(np.any(p1 != b1, axis=1) | np.any(p2 != b2, axis=1))
+        if not all(np.array_equal(p1[j], p2[j]) for j in changed):
+            return
+        self._start = (y1, S1, {int(j): p1[j].copy() for j in changed})
+
     def _run(self, phi, index, rtol, atol):
         """f (R, n), G (R, n, D) on the core's scale for rows ``phi`` of subjects ``index``
         and a flag per row: True where the compiled call finished (else the caller
         re-evaluates the row on the general path)."""
-        from ...simulate._compiled import _SwitchTarget
         from ...simulate._dop853_numba import STIFF, dop_batch
-        from ...simulate._switches import _apply_switch
 
         pm = self.pm
         problem = pm.problem
@@ -304,15 +353,16 @@ class FastExactModel:
             p0[j] = v[index]
         sidx = self.sidx
         k = sidx.size
-        a0 = np.ones_like(p0)
         t0 = self.t0
-        with np.errstate(all="ignore"):
-            y0 = np.ascontiguousarray(model.initial(t0, None, p0), dtype=float)
-            S0 = np.ascontiguousarray(model.dinitial_dp(t0, None, p0)[:, sidx, :]
-                                      .transpose(2, 1, 0))
-            sys = _SwitchTarget(k, sidx.astype(int))
-            for sw in self.switches:
-                y0, S0 = _apply_switch(model, sw, p0, a0, y0, S0, sys, index, self.N)
+        if self._start is not None:
+            # the start after the doses at t0 does not depend on the estimated parameters
+            y_s, S_s, sets = self._start
+            y0, S0 = y_s[:, index], S_s[index]
+            for j, v in sets.items():
+                p0[j] = v[index]
+            a0 = np.ones_like(p0)
+        else:
+            y0, S0, a0 = self._starts(p0, index)
         n = model.n_states
         n_obs = len(model.observable_names)
         counts = self.counts[index]
