@@ -320,3 +320,29 @@ def test_rodas_states_compiled_equals_the_numpy_version(monkeypatch):
         np.testing.assert_array_equal(failed[1], [-1, -1])
         assert [f[3] for f in failed[2]] == [f[3] for f in failed_np[2]]
         np.testing.assert_allclose(failed[2][0][0], failed_np[2][0][0], rtol=1e-8)
+
+
+def test_block_lu_of_a_trailing_quadrature_state_solves_like_numpy():
+    """Rodas4's LU skips states nothing depends on (a cumulative hazard: zero Jacobian
+    column): the leading block is factorised, the trailing rows substituted; the solution is
+    numpy's, with and without such states, pivoting included."""
+    from progression.simulate._rodas4_numba import _dense_columns, _lu, _lu_solve
+
+    rng = np.random.default_rng(7)
+    for n, zero_cols in [(6, 0), (6, 1), (6, 2), (3, 3), (11, 1)]:
+        J = rng.standard_normal((n, n)) * 3.0
+        J[:, n - zero_cols:] = 0.0
+        J[0, 0] = 0.0                  # a zero diagonal: pivoting needed
+        assert _dense_columns(J) == n - zero_cols
+        W = 4.0 * np.eye(n) - J
+        b = rng.standard_normal(n)
+        want = np.linalg.solve(W, b)
+        E = W.copy()
+        piv = np.empty(n, dtype=np.int64)
+        nd = _dense_columns(J)
+        assert _lu(E, piv, nd)
+        x = b.copy()
+        _lu_solve(E, piv, x, nd)
+        np.testing.assert_allclose(x, want, rtol=1e-12, atol=1e-14)
+    E = np.zeros((3, 3))
+    assert not _lu(E, np.empty(3, dtype=np.int64), 3)    # singular: refused

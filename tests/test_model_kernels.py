@@ -256,3 +256,67 @@ def test_constants_beyond_int64_compile_and_equal_the_numpy_code():
     for name in ("rhs", "jac", "dfdp", "observe", "dobs_dy"):
         assert_close(getattr(fast, name)(0.0, y, p), getattr(ref, name)(0.0, y, p), name)
         assert not getattr(fast, name)._failed, name
+
+
+def test_fused_rhs_jac_kernel_equals_the_numpy_rhs_and_jacobian(pair):
+    """rhs_jac (one elimination for both, used by compiled Rodas4 after every step) gives
+    the numpy rhs and jac subject by subject, every entry overwritten."""
+    fast, ref = pair
+    K = fast.kernels
+    m = 30
+    t, y, p = inputs(fast, m, 4)
+    n = fast.n_states
+    with np.errstate(all="ignore"):
+        want_f = ref.rhs(t, y, p)
+        want_J = ref.jac(t, y, p)
+        got_f, got_J = np.empty_like(want_f), np.empty_like(want_J)
+        f, J = np.empty(n), np.empty((n, n))
+        for i in range(m):
+            f.fill(12345.0)
+            J.fill(12345.0)
+            K.rhs_jac(float(t[i]), np.ascontiguousarray(y[:, i]),
+                      np.ascontiguousarray(p[:, i]), f, J)
+            got_f[:, i], got_J[..., i] = f, J
+    assert_close(got_f, want_f, f"{fast.name} rhs_jac: rhs")
+    assert_close(got_J, want_J, f"{fast.name} rhs_jac: jac")
+
+
+def test_shared_exponential_helpers_equal_softplus_and_sigmoid(helpers):
+    """_softplus_e / _sigmoid_e with e = exp(-|x|) are softplus (to the bit) and sigmoid (to
+    rounding: absolute 1e-16 on values in [0, 1], where the tanh form 0.5 (1 + tanh(x/2))
+    loses the tail below ~1e-17 to 0, e.g. at x = -40), NaN and infinities included."""
+    x = HELPER_POINTS
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))
+        soft = np.array([helpers._softplus_e(v, w) for v, w in zip(x, e, strict=True)])
+        sig = np.array([helpers._sigmoid_e(v, w) for v, w in zip(x, e, strict=True)])
+        assert np.array_equal(soft, np.array([helpers.softplus(v) for v in x]), equal_nan=True)
+        np.testing.assert_allclose(sig, NUMPY_IMPLEMENTATIONS["sigmoid"](x), rtol=4e-16,
+                                   atol=1e-16)
+
+
+def test_softplus_and_sigmoid_of_one_argument_share_one_exponential():
+    """The generated code computes exp(-|u|) once for softplus(u) and sigmoid(u) (als_systemic:
+    the hazard's ALSFRS-R level and slope) and keeps the numpy function's values."""
+    import sympy as sp
+
+    from progression.model._symbolic import sigmoid, softplus
+
+    x, a = sp.symbols("x a")
+    exprs = [softplus(x / a) + sigmoid(x / a) * x, sigmoid(2 * x)]
+    text = _codegen_numba.function_source("f", exprs, (2,), sp.Symbol("t"), [x], [a])
+    # once in the kernel and once in the batch loop, for the pair only (not sigmoid(2 x))
+    assert text.count("math.exp(-abs(") == 2
+    assert "_softplus_e(" in text and "_sigmoid_e(" in text and "sigmoid(2*" in text
+    module = _codegen_numba.load_module(_codegen_numba.module_source({"f": text}), "_test_f")
+    for xv, av in [(0.3, 0.1), (-2.0, 0.5), (0.0, 1.0), (40.0, 0.05)]:
+        out = np.empty(2)
+        module.f(0.0, np.array([xv]), np.array([av]), out)
+        u = xv / av
+        want = [NUMPY_IMPLEMENTATIONS["softplus"](u) + NUMPY_IMPLEMENTATIONS["sigmoid"](u) * xv,
+                NUMPY_IMPLEMENTATIONS["sigmoid"](2 * xv)]
+        np.testing.assert_allclose(out, want, rtol=1e-15, atol=1e-300)
+    source = pg.compile_model(pg.model.library.library_spec("als_systemic"),
+                              backend="numba").sources["numba"]
+    rhs = source[source.index("def rhs(t, y, p, out)"):source.index("def _batch_rhs(")]
+    assert "_softplus_e(" in rhs and "_sigmoid_e(" in rhs

@@ -35,12 +35,37 @@ from ._cache import write_atomic
 from ._codegen import _printer, prepare
 from ._expressions import NUMBA_HELPERS
 
-__all__ = ["GENERATOR", "function_source", "load_module", "module_source"]
+__all__ = ["GENERATOR", "function_source", "fused_source", "load_module", "module_source"]
 
 #: Name of this generator; part of the disk-cache key, change it whenever the code changes.
-GENERATOR = "numba-cse-2"
+GENERATOR = "numba-cse-4"
 
 _NUMBA_PRINTER = None
+
+#: Helpers of the shared exponential (see :func:`_share_exponentials`); each equals the
+#: helper it replaces: ``_softplus_e(x, exp(-|x|))`` is ``softplus(x)`` to the bit, and
+#: ``_sigmoid_e(x, exp(-|x|))`` is ``sigmoid(x)`` to rounding (1 / (1 + e) instead of
+#: 0.5 (1 + tanh(x / 2)); the numpy code keeps the tanh form).
+SHARED_HELPERS = '''
+@numba.njit(**_OPTIONS)
+def _softplus_e(x, e):
+    # softplus(x) = max(x, 0) + log(1 + exp(-|x|)), e = exp(-|x|) computed once
+    if x > 0.0:
+        return x + math.log1p(e)
+    if x <= 0.0:
+        return math.log1p(e)
+    return x + 0.0
+
+
+@numba.njit(**_OPTIONS)
+def _sigmoid_e(x, e):
+    # 1 / (1 + exp(-x)) from e = exp(-|x|), overflow-free on both sides
+    if x >= 0.0:
+        return 1.0 / (1.0 + e)
+    if x < 0.0:
+        return e / (1.0 + e)
+    return x + 0.0
+'''
 
 
 def _numba_printer():
@@ -72,6 +97,14 @@ def _numba_printer():
 
         def _print_expm1(self, expr):
             return f"math.expm1({self._print(expr.args[0])})"
+
+        def _print_Function(self, expr):
+            name = type(expr).__name__
+            if name == "_expnegabs":
+                return f"math.exp(-abs({self._print(expr.args[0])}))"
+            if name in ("_softplus_e", "_sigmoid_e"):
+                return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+            return super()._print_Function(expr)
 
         def _print_Integer(self, expr):
             # numba types integer literals as int64: larger ones as the float Python (and the
@@ -118,6 +151,65 @@ def _numba_printer():
     return _NUMBA_PRINTER
 
 
+def _share_exponentials(replacements, reduced):
+    """Evaluate ``exp(-|u|)`` once where ``softplus(u)`` and ``sigmoid(u)`` both occur.
+
+    A smoothed threshold (``softplus`` in an observable, its derivative ``sigmoid`` in a
+    Jacobian or a hazard's slope term) costs an exponential and a ``log1p`` for the first and
+    a ``tanh`` for the second; from one ``e = exp(-|u|)`` both follow (``max(u, 0) +
+    log1p(e)`` and ``1 / (1 + e)`` or ``e / (1 + e)``), one transcendental call fewer per
+    pair, in the right-hand side evaluated at every stage of every step.
+
+    Parameters
+    ----------
+    replacements : list of (sympy.Symbol, sympy.Expr)
+    reduced : list of sympy.Expr
+        :func:`._codegen.prepare`'s common subexpressions and outputs.
+
+    Returns
+    -------
+    (replacements, reduced)
+        With ``_e<k> = exp(-|u|)`` inserted before the first line using ``u``'s pair, and the
+        pair's calls rewritten to ``_softplus_e(u, _e<k>)``, ``_sigmoid_e(u, _e<k>)``.
+    """
+    import sympy as sp
+
+    def calls(expr, name):
+        return {f.args[0] for f in expr.atoms(sp.Function) if type(f).__name__ == name}
+
+    exprs = [v for _, v in replacements] + list(reduced)
+    soft = set().union(*(calls(e, "softplus") for e in exprs)) if exprs else set()
+    sig = set().union(*(calls(e, "sigmoid") for e in exprs)) if exprs else set()
+    shared = sorted(soft & sig, key=sp.default_sort_key)
+    if not shared:
+        return replacements, reduced
+    expnegabs = sp.Function("_expnegabs")
+    soft_e, sig_e = sp.Function("_softplus_e"), sp.Function("_sigmoid_e")
+    symbols = {u: sp.Symbol(f"_e{k}") for k, u in enumerate(shared)}
+
+    def rewrite(expr):
+        mapping = {}
+        for f in expr.atoms(sp.Function):
+            name = type(f).__name__
+            if name in ("softplus", "sigmoid") and f.args[0] in symbols:
+                u = f.args[0]
+                mapping[f] = (soft_e if name == "softplus" else sig_e)(u, symbols[u])
+        return expr.xreplace(mapping) if mapping else expr
+
+    out, placed = [], set()
+    for sym, value in replacements:
+        for u in sorted(calls(value, "softplus") | calls(value, "sigmoid"),
+                        key=sp.default_sort_key):
+            if u in symbols and u not in placed:
+                out.append((symbols[u], expnegabs(u)))
+                placed.add(u)
+        out.append((sym, rewrite(value)))
+    for u in shared:  # used in the outputs only
+        if u not in placed:
+            out.append((symbols[u], expnegabs(u)))
+    return out, [rewrite(e) for e in reduced]
+
+
 def _index(k: int, shape: tuple) -> str:
     """The kernel's ``out`` index of flat entry ``k`` (C order)."""
     if len(shape) <= 1:
@@ -148,6 +240,7 @@ def function_source(name: str, exprs, shape: tuple, t, y, p, *, prepared=None) -
     import sympy as sp
 
     nonzero, replacements, reduced, used = prepared or prepare(exprs, t, y, p)
+    replacements, reduced = _share_exponentials(replacements, reduced)
     printer = _numba_printer()()
     size = int(np.prod(shape)) if shape else 1
     ys = [i for i in range(len(y)) if sp.Symbol(f"_y{i}") in used]
@@ -179,6 +272,65 @@ def function_source(name: str, exprs, shape: tuple, t, y, p, *, prepared=None) -
     return "\n".join(kernel) + "\n\n\n" + "\n".join(batch) + "\n"
 
 
+def fused_source(name: str, parts, t, y, p) -> str:
+    """The source of one kernel evaluating several functions from one common-subexpression
+    elimination: ``name(t, y, p, out0, out1, ...)``.
+
+    Used for ``rhs_jac`` (the right-hand side and its Jacobian at the same point, which a
+    Rosenbrock method needs after every accepted step): the Jacobian's entries share most of
+    their subexpressions (and every transcendental call) with the right-hand side, so one call
+    costs little more than the Jacobian alone.
+
+    Parameters
+    ----------
+    name : str
+    parts : sequence of (sequence of sympy.Expr, tuple of int)
+        Each output's flattened expressions (C order) and its shape for one subject.
+    t, y, p : sympy.Symbol, list of sympy.Symbol
+
+    Returns
+    -------
+    str
+        One decorated function definition (no batch loop); every entry of every output is
+        overwritten.
+    """
+    import sympy as sp
+
+    flat, owner = [], []
+    for o, (exprs, shape) in enumerate(parts):
+        exprs = list(exprs)
+        size = int(np.prod(shape)) if shape else 1
+        if len(exprs) != size:
+            raise ValueError(f"{name}: output {o} has {len(exprs)} expressions for shape "
+                             f"{shape}")
+        flat += exprs
+        owner += [(o, k) for k in range(size)]
+    nonzero, replacements, reduced, used = prepare(flat, t, y, p)
+    replacements, reduced = _share_exponentials(replacements, reduced)
+    printer = _numba_printer()()
+    ys = [i for i in range(len(y)) if sp.Symbol(f"_y{i}") in used]
+    ps = [j for j in range(len(p)) if sp.Symbol(f"_p{j}") in used]
+    outs = [f"out{o}" for o in range(len(parts))]
+    code = ["_t = t"]
+    code += [f"_y{i} = y[{i}]" for i in ys]
+    code += [f"_p{j} = p[{j}]" for j in ps]
+    code += [f"{sym} = {printer.doprint(value)}" for sym, value in replacements]
+    written = {o: 0 for o in range(len(parts))}
+    for k in nonzero:
+        written[owner[k][0]] += 1
+    for o, (_, shape) in enumerate(parts):
+        size = int(np.prod(shape)) if shape else 1
+        if written[o] < size:
+            code.append(f"{outs[o]}[" + ", ".join(":" for _ in range(max(len(shape), 1)))
+                        + "] = 0.0")
+    for k, e in zip(nonzero, reduced, strict=True):
+        o, j = owner[k]
+        code.append(f"{outs[o]}[{_index(j, parts[o][1])}] = {printer.doprint(e)}")
+    lines = ["@numba.njit(**_OPTIONS)", f"def {name}(t, y, p, {', '.join(outs)}):"]
+    lines += ["    " + line for line in code]
+    return "\n".join(lines) + "\n"
+
+
 def module_source(functions: dict[str, str]) -> str:
     """A whole module: imports, helpers and the given :func:`function_source` texts.
 
@@ -189,7 +341,7 @@ def module_source(functions: dict[str, str]) -> str:
             "import math\n\nimport numba\nimport numpy\n\n"
             "_CACHE = True\n"
             "_OPTIONS = {'cache': _CACHE, 'error_model': 'numpy', 'nogil': True}\n")
-    parts = [head, NUMBA_HELPERS, *functions.values()]
+    parts = [head, NUMBA_HELPERS, SHARED_HELPERS, *functions.values()]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 

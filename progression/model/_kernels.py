@@ -232,6 +232,10 @@ class ModelKernels:
     event_values : ``out (n_events,)``
     n_states, n_params, n_observables, n_events : int
         ``n``, ``Q`` (parameters plus hidden rows), ``k``, number of events.
+    rhs_jac : ``rhs_jac(t, y, p, f (n,), J (n, n))``
+        ``rhs`` and ``jac`` at the same point from one common-subexpression elimination (the
+        Jacobian shares the right-hand side's transcendental calls): what a Rosenbrock method
+        needs after every accepted step. Equal to ``rhs`` and ``jac`` to rounding.
     """
 
     rhs: object
@@ -247,6 +251,7 @@ class ModelKernels:
     n_params: int
     n_observables: int
     n_events: int
+    rhs_jac: object = None
 
     def __reduce__(self):
         raise TypeError("ModelKernels do not pickle; pickle the model (it travels as its spec "

@@ -260,7 +260,8 @@ class CompiledModel(_ModelBase):
                 n, Q = self.n_states, self.n_parameters + len(self.hidden_names)
                 self._kernels = ModelKernels(
                     **{name: getattr(module, name) for name in _CORE}, n_states=n, n_params=Q,
-                    n_observables=len(self.observable_names), n_events=len(self.events))
+                    n_observables=len(self.observable_names), n_events=len(self.events),
+                    rhs_jac=module.rhs_jac)
         return self._kernels
 
     def _numba_failed(self, exc) -> None:
@@ -313,8 +314,14 @@ class CompiledModel(_ModelBase):
         for name, (exprs, shape, subjects) in parts.items():
             sources[name] = self._source(name, exprs, shape, subjects, numba=numba_parts)
         if self.backend == "numba":
-            from ._codegen_numba import module_source
+            from ._codegen_numba import fused_source, module_source
+            from ._symbolic import place
 
+            # the right-hand side and its Jacobian from one elimination (compiled Rodas4
+            # evaluates both after every accepted step)
+            with place(f"{self.spec.source}: generating the code of rhs_jac"):
+                numba_parts["rhs_jac"] = fused_source(
+                    "rhs_jac", [(sym.rhs, (n,)), (list(jac), (n, n))], sym.t, sym.y, sym.p)
             sources["numba"] = module_source(numba_parts)
         return sources
 

@@ -98,17 +98,19 @@ if AVAILABLE:
     _A2 = types.Array(types.float64, 2, "C")
     _VEC = types.FunctionType(types.void(types.float64, _A1, _A1, _A1))
     _MAT = types.FunctionType(types.void(types.float64, _A1, _A1, _A2))
-    #: rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values
-    _KERNEL_TUPLE = types.Tuple((_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC))
+    _FUSED = types.FunctionType(types.void(types.float64, _A1, _A1, _A1, _A2))
+    #: rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values, rhs_jac
+    _KERNEL_TUPLE = types.Tuple((_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC, _FUSED))
     _KERNEL_LIST = types.ListType(_KERNEL_TUPLE)
 
-    def _pack_py(rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values):
+    def _pack_py(rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp, event_values,
+                 rhs_jac):
         out = _TypedList.empty_list(_KERNEL_TUPLE)
         out.append((rhs, jac, dfdp, initial, dinitial_dp, observe, dobs_dy, dobs_dp,
-                    event_values))
+                    event_values, rhs_jac))
         return out
 
-    _pack = njit(_KERNEL_LIST(_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC),
+    _pack = njit(_KERNEL_LIST(_VEC, _MAT, _MAT, _VEC, _MAT, _VEC, _MAT, _MAT, _VEC, _FUSED),
                  cache=True, error_model="numpy")(_pack_py)
 
     # ------------------------------------------------------------------ linear algebra
@@ -179,13 +181,19 @@ if AVAILABLE:
         return t_stop, terminated, n_found
 
     @njit(cache=True, error_model="numpy")
-    def _lu(E, piv):
-        """In-place LU with partial pivoting (LAPACK's row-swap order); False if singular."""
+    def _lu(E, piv, nd):
+        """In-place LU with partial pivoting (LAPACK's row-swap order) of ``E = I/(gamma h)
+        - J`` whose last ``n - nd`` columns are zero but for the diagonal (states nothing
+        depends on, e.g. a cumulative hazard: their Jacobian columns are zero). Only the
+        leading ``nd x nd`` block is factorised (pivots from its rows), the trailing rows are
+        left as they are for :func:`_lu_solve`'s block substitution; with ``nd == n`` this is
+        the plain LU. The diagonal of U is stored as its reciprocal (the solves multiply).
+        False if singular."""
         n = E.shape[0]
-        for c in range(n):
+        for c in range(nd):
             r = c
             big = abs(E[c, c])
-            for i in range(c + 1, n):
+            for i in range(c + 1, nd):
                 if abs(E[i, c]) > big:
                     big = abs(E[i, c])
                     r = i
@@ -197,34 +205,61 @@ if AVAILABLE:
                     tmp = E[c, j]
                     E[c, j] = E[r, j]
                     E[r, j] = tmp
-            d = E[c, c]
-            for i in range(c + 1, n):
-                E[i, c] /= d
+            d = 1.0 / E[c, c]
+            E[c, c] = d
+            for i in range(c + 1, nd):
+                E[i, c] *= d
                 li = E[i, c]
                 if li != 0.0:
-                    for j in range(c + 1, n):
+                    for j in range(c + 1, nd):
                         E[i, j] -= li * E[c, j]
+        for c in range(nd, n):
+            piv[c] = c
+            d = E[c, c]
+            if not (abs(d) > 0.0) or not math.isfinite(d):
+                return False
+            E[c, c] = 1.0 / d
         return True
 
     @njit(cache=True, error_model="numpy")
-    def _lu_solve(E, piv, b):
+    def _lu_solve(E, piv, b, nd):
+        """Solve with :func:`_lu`'s factors: the leading block by forward and back
+        substitution, then each trailing row ``b_q = (b_q - E[q, :nd] x) / E[q, q]``."""
         n = E.shape[0]
-        for c in range(n):
+        for c in range(nd):
             r = piv[c]
             if r != c:
                 tmp = b[c]
                 b[c] = b[r]
                 b[r] = tmp
-        for i in range(n):
+        for i in range(nd):
             s = b[i]
             for j in range(i):
                 s -= E[i, j] * b[j]
             b[i] = s
-        for i in range(n - 1, -1, -1):
+        for i in range(nd - 1, -1, -1):
             s = b[i]
-            for j in range(i + 1, n):
+            for j in range(i + 1, nd):
                 s -= E[i, j] * b[j]
-            b[i] = s / E[i, i]
+            b[i] = s * E[i, i]
+        for q in range(nd, n):
+            s = b[q]
+            for j in range(nd):
+                s -= E[q, j] * b[j]
+            b[q] = s * E[q, q]
+
+    @njit(cache=True, error_model="numpy")
+    def _dense_columns(J):
+        """``J``'s size without its trailing all-zero columns: the states from there on
+        appear in no right-hand side at this point (see :func:`_lu`)."""
+        n = J.shape[0]
+        nd = n
+        while nd > 0:
+            for i in range(n):
+                if J[i, nd - 1] != 0.0:
+                    return nd
+            nd -= 1
+        return nd
 
     # ------------------------------------------------------------------ model pieces
 
@@ -290,14 +325,16 @@ if AVAILABLE:
             for j in range(n):
                 W[i, j] = -J0[i, j]
             W[i, i] += inv
-        if not _all_finite(W):
-            return np.inf
-        if not _lu(W, piv):
+        # a non-finite entry of W either stops the LU (a non-finite pivot) or reaches the
+        # stages and the error norm, which is then not finite: the attempt returns inf
+        nd = _dense_columns(J0)
+        if not _lu(W, piv, nd):
             return np.inf
         eps_root = math.sqrt(2.220446049250313e-16)
         ynorm = 1.0
-        for i in range(n):
-            ynorm = max(ynorm, abs(y[i]))
+        if k:
+            for i in range(n):
+                ynorm = max(ynorm, abs(y[i]))
         for st in range(6):
             if st == 0:
                 for i in range(n):
@@ -349,7 +386,7 @@ if AVAILABLE:
                 for q in range(k):
                     for i in range(n):
                         rS[q, i] += dh * gt[q, i]
-            _lu_solve(W, piv, ry)
+            _lu_solve(W, piv, ry, nd)
             for i in range(n):
                 Ky[st, i] = ry[i]
             if k:
@@ -372,7 +409,7 @@ if AVAILABLE:
                             rS[q, i] += v / delta
                 for q in range(k):
                     row = rS[q]
-                    _lu_solve(W, piv, row)
+                    _lu_solve(W, piv, row, nd)
                     for i in range(n):
                         KS[st, q, i] = row[i]
             if st == 0:
@@ -405,8 +442,7 @@ if AVAILABLE:
         number of rhs evaluations."""
         rhs, jac, dfdp = K[0], K[1], K[2]
         k = S.shape[0]
-        rhs(t, y, p, f)
-        jac(t, y, p, J)
+        K[9](t, y, p, f, J)     # rhs and jac from one elimination
         if k:
             dfdp(t, y, p, Fp)
             _sens_slope(J, Fp, S, sidx, a, g)
