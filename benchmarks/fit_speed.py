@@ -41,10 +41,17 @@ RESULTS = Path(__file__).parent / "results"
 RUN = "import sys; from progression.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def config_copy(config: Path, workdir: Path, label: str) -> tuple[Path, Path]:
-    """The config with its data path made absolute and its output folder in workdir."""
+def config_copy(config: Path, workdir: Path, label: str,
+                model: Path | None = None) -> tuple[Path, Path]:
+    """The config with its data path made absolute, its output folder in workdir and, with
+    ``model``, its ``[fit] model`` replaced by that model file (absolute path)."""
     text = config.read_text()
     out = workdir / f"fit_{label}"
+    if model is not None:
+        text, count = re.subn(r'(?m)^(model\s*=\s*)"([^"]+)"',
+                              lambda m: f'{m.group(1)}"{model.resolve()}"', text, count=1)
+        if count != 1:
+            raise SystemExit(f"{config}: no 'model = \"...\"' line to point at {model}")
 
     def data_path(match):
         return f'{match.group(1)}"{(config.parent / match.group(2)).resolve()}"'
@@ -85,6 +92,31 @@ def run(code_root: Path, config: Path, out: Path, backend: str | None = None) ->
             "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             "timings": fit.get("timings", {}), "counters": fit.get("counters", {}),
             "fit": fit}
+
+
+def model_file(choice: str, config: Path, base: Path, workdir: Path) -> tuple[Path | None, str]:
+    """The model file both runs use, and a sentence saying which model that is.
+
+    ``choice`` "base": the baseline commit's library file of the config's model (the same
+    model text on both sides, one the baseline can read, so that differences measure the
+    code); "current": this checkout's library file (the baseline must be able to read it);
+    "config": each run reads its own library (differences then include model changes).
+    """
+    name = re.search(r'(?m)^model\s*=\s*"([^"]+)"', config.read_text()).group(1)
+    if choice == "config":
+        return None, (f"each run its own library's `{name}` (model changes since the "
+                      "baseline are in the differences)")
+    root = base if choice == "base" else ROOT
+    source = root / "progression" / "model" / "library" / f"{name}.toml"
+    if not source.is_file():
+        raise SystemExit(f"--model {choice}: no library file {source}")
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    target = workdir / f"{name}_{choice}_{commit}.toml"
+    target.write_text(source.read_text())
+    return target, (f"both runs the same model file: `{name}` as in the "
+                    f"{'baseline' if choice == 'base' else 'current'} commit {commit} "
+                    f"(copied to {target})")
 
 
 def compare(base: dict, new: dict) -> dict:
@@ -154,6 +186,12 @@ def main():
     parser.add_argument("--config", type=Path,
                         default=ROOT / "configs" / "als_synthetic_individual.toml")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/progression_fit_speed"))
+    parser.add_argument("--model", choices=("base", "current", "config"), default="base",
+                        help="which model text both runs fit: the baseline commit's library "
+                             "file of the config's model (default: the same model on both "
+                             "sides, so differences measure the code), this checkout's, or "
+                             "each run its own library's (differences then include model "
+                             "changes)")
     parser.add_argument("--no-numpy-run", action="store_true",
                         help="skip the third run (this checkout with PROGRESSION_BACKEND=numpy, "
                              "which tells rounding in compiled code from other changes)")
@@ -163,13 +201,16 @@ def main():
                                  capture_output=True, text=True).stdout.strip()
     new_commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
+    model, model_text = model_file(args.model, args.config.resolve(), args.base.resolve(),
+                                   args.workdir)
+    print(f"model: {model_text}")
     load_start = os.getloadavg()
     runs = {}
     plan = [("base", args.base.resolve(), None), ("new", ROOT, None)]
     if not args.no_numpy_run:
         plan.append(("new_numpy", ROOT, "numpy"))
     for label, root, backend in plan:
-        cfg, out = config_copy(args.config.resolve(), args.workdir, label)
+        cfg, out = config_copy(args.config.resolve(), args.workdir, label, model)
         runs[label] = run(root, cfg, out, backend)
         r = runs[label]
         print(f"{label:4s} ({root}): CPU {r['cpu_seconds']:7.2f} s, wall {r['wall_seconds']:7.2f}"
@@ -196,7 +237,8 @@ def main():
         "benchmark": "fit_speed",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "config": str(args.config), "base_commit": base_commit, "new_commit": new_commit,
+        "config": str(args.config), "model": model_text, "base_commit": base_commit,
+        "new_commit": new_commit,
         "load_average": {"start": load_start, "end": load_end},
         "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
                     "cpu": platform.processor() or platform.machine()},
@@ -221,6 +263,8 @@ def main():
         f"on {os.cpu_count()} shared cores (load average {load_start[0]:.2f} at the start, "
         f"{load_end[0]:.2f} at the end).",
         f"Command: `{record['command']}`.",
+        "",
+        f"Model: {model_text}.",
         "",
         "| code | CPU s (end to end) | wall s | estimation s (fit.json) | covariance s |",
         "|---|---:|---:|---:|---:|",
