@@ -77,7 +77,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         ev = problem.evaluate(designs, design_of[idx], theta, cols, want_info=True,
                               accurate=False)
         counters.record(ev, time.perf_counter() - start)
-        N = max(width, max(len(r) for r in ev.residuals))
+        sizes = np.array([len(r) for r in ev.residuals], dtype=int)
+        N = max(width, int(sizes.max()))
         R = np.zeros((len(idx), N))
         J = np.zeros((len(idx), N, D))
         for b, (r, j) in enumerate(zip(ev.residuals, ev.jacobians, strict=True)):
@@ -96,12 +97,12 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         for b in np.nonzero(ev.failed)[0]:
             if not reason[idx[b]]:
                 reason[idx[b]] = ev.messages[b] or "non-finite residuals"
-        return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0), info
+        return theta, R, J, sse, ev.m2ll, np.maximum(chi2, 1.0), info, sizes
 
     reason = [""] * T
 
     idx = np.arange(T)
-    theta, R, J, sse, m2ll, scale, info = evaluate(idx, X)
+    theta, R, J, sse, m2ll, scale, info, n_res = evaluate(idx, X)
     nfev = np.ones(T, dtype=int)
     failed_evals = (~np.isfinite(sse)).astype(int)
     lam = np.full(T, 1e-3)
@@ -170,7 +171,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         step = x_new - x
         predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
                       + np.einsum("bk,bkl,bl->b", step, H, step))
-        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n, info_n = evaluate(live, x_new, width)
+        theta_n, R_n, J_n, sse_n, m2ll_n, scale_n, info_n, n_res_n = evaluate(live, x_new,
+                                                                               width)
         nfev[live] += 1
         failed_evals[live] += (~np.isfinite(sse_n)).astype(int)
         with np.errstate(all="ignore"):
@@ -185,6 +187,7 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
                 sse[i], scale[i] = sse_n[b], scale_n[b]
                 cur_R[i], cur_J[i], cur_info[i] = R_n[b], J_n[b], info_n[b]
                 cur_theta[i], cur_m2ll[i] = theta_n[b], m2ll_n[b]
+                n_res[i] = n_res_n[b]
                 lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho[b] - 1.0) ** 3)
                 nu[i] = 2.0
                 if reduction <= ftol * scale[i]:
@@ -203,14 +206,18 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
 
     out = []
     for i, t in enumerate(tasks):
-        x_task = np.array([X[i, pos[int(c)]] for c in t.x_cols], dtype=float)
+        k = np.array([pos[int(c)] for c in t.x_cols], dtype=int)
+        x_task = X[i, k].astype(float)
         ok = bool(success[i]) and np.isfinite(cur_m2ll[i])
         text = message[i]
         if not np.isfinite(cur_m2ll[i]) and "failed" not in text:
             ok, text = False, (f"the simulation failed at every point tried: {reason[i]} "
                                f"(optimiser: {text})")
+        # the path's derivatives at the final point, for a polish on another path
         out.append(TaskResult(x_task, cur_theta[i][None].copy(), float(cur_m2ll[i]), ok, text,
-                              int(nfev[i]), int(failed_evals[i]), t.tag))
+                              int(nfev[i]), int(failed_evals[i]), t.tag,
+                              jacobian=cur_J[i, :n_res[i]][:, k].copy(),
+                              information=cur_info[i][np.ix_(k, k)].copy()))
     return out
 
 
@@ -246,7 +253,8 @@ def _steps(H, g, held, lam):
 
 
 def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10,
-           counters=None, max_nfev: int = 30, xtol: float = 1e-12):
+           counters=None, max_nfev: int = 30, xtol: float = 1e-12, start_jacobians=None,
+           start_info=None):
     """Levenberg-Marquardt on the given path for every row at once, from nearby points.
 
     For the final iterations on the exact path: from estimates that an optimiser found on an
@@ -261,6 +269,16 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     path's optimum; a row already there costs its first evaluation only. Each evaluation
     carries the information and predictions, so the returned evaluation at the final points is
     the one to report; no extra simulation is made for it.
+
+    With ``start_jacobians`` and ``start_info`` (the approximate path's Jacobian and
+    information at the start points, as its optimiser ended there), the first evaluation is
+    of the residuals only (no sensitivities: about half the cost on the exact path), and the
+    first step is taken with those derivatives and this path's residuals. Near the optimum the
+    step's error is the derivatives' relative error (~1e-3 on the grid path) times the step, so
+    the row is then as close to this path's optimum as after an exact Gauss-Newton step, and
+    the evaluation at the new point (with sensitivities) is usually the last; where the first
+    step does not lower ``-2 log L`` the row is evaluated at its start point with
+    sensitivities and goes on as without the hint.
 
     Parameters
     ----------
@@ -285,6 +303,11 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         Evaluations per row, the first one included.
     xtol : float
         Stop when the step on the estimation scale is below ``xtol * (xtol + |x|)``.
+    start_jacobians : list of ndarray or None, optional
+        Per row, the residual Jacobian (len, D) at the start point on another path (None for
+        a row without one); its length must match this path's residuals.
+    start_info : ndarray (R, D, D), optional
+        The information at the start points that goes with ``start_jacobians``.
 
     Returns
     -------
@@ -306,61 +329,157 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     lo_x, hi_x = internal_bounds(sc, lo_n, hi_n)
     rows = np.arange(R)
 
-    def evaluate(idx, th):
+    def evaluate(idx, th, full=True):
         start = time.perf_counter()
-        out = problem.evaluate(designs, idx, th, cols, want_info=True, want_predictions=True)
+        if full:
+            out = problem.evaluate(designs, idx, th, cols, want_info=True,
+                                   want_predictions=True)
+        else:
+            out = problem.evaluate(designs, idx, th, cols, want_jac=False)
         if counters is not None:
             counters.record(out, time.perf_counter() - start)
         return out
 
-    ev = evaluate(rows, theta)
+    def steps_of(idx, res, jac, info, nobs):
+        """Damped steps (after projection on the bounds), the undamped step's predicted
+        reduction, the damped step's predicted reduction, the data part of the sum of
+        squares and whether the step is below xtol, for rows ``idx`` from their residuals,
+        Jacobians and information. Rows without a held component are done together
+        (stacked solves); the others, and any whose stacked solve fails, one by one."""
+        B = idx.size
+        step = np.zeros((B, D))
+        gn_pred = np.zeros(B)
+        chi2 = np.array([max(float(r[:n] @ r[:n]), 1.0) for r, n in zip(res, nobs,
+                                                                         strict=True)])
+        width = max((len(r) for r in res), default=0)
+        Rp = np.zeros((B, width))
+        Jp = np.zeros((B, width, D))
+        for b, (r, J) in enumerate(zip(res, jac, strict=True)):
+            Rp[b, :len(r)] = r
+            Jp[b, :len(r)] = J
+        g = np.einsum("bnk,bn->bk", Jp, Rp)
+        H = np.where(np.isfinite(info), info, 0.0)
+        xs = x[idx]
+        held = ((xs <= lo_x) & (g > 0)) | ((xs >= hi_x) & (g < 0))
+        plain = ~held.any(axis=1)
+        one = list(np.nonzero(~plain)[0])
+        p = np.nonzero(plain)[0]
+        if p.size:
+            Hp, gp = H[p], g[p]
+            diag = np.einsum("bkk->bk", Hp)
+            diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True),
+                                                       1e-300))
+            A = Hp + lam[idx[p]][:, None, None] * (diag[:, :, None] * np.eye(D))
+            with np.errstate(all="ignore"):
+                try:
+                    # minimum-norm undamped step (lstsq's rcond, as the one-by-one code)
+                    gn = -np.einsum("bkl,bl->bk", np.linalg.pinv(Hp, rcond=1e-12), gp)
+                    d = np.linalg.solve(A, -gp[:, :, None])[:, :, 0]
+                except np.linalg.LinAlgError:
+                    one += list(p)
+                    p = p[:0]
+                else:
+                    gn_pred[p] = -np.einsum("bk,bk->b", gp, gn)
+                    step[p] = d
+        for b in one:
+            i = idx[b]
+            free = ~held[b]
+            if not free.any():
+                continue
+            Hf, gf = H[b][np.ix_(free, free)], g[b][free]
+            dg = np.maximum(np.diag(Hf), 1e-12 * max(float(np.max(np.diag(Hf))), 1e-300))
+            with np.errstate(all="ignore"):
+                gn = -np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
+                d = np.zeros(D)
+                try:
+                    d[free] = np.linalg.solve(Hf + lam[i] * np.diag(dg), -gf)
+                except np.linalg.LinAlgError:
+                    d[free] = -np.linalg.lstsq(Hf + lam[i] * np.diag(dg), gf,
+                                               rcond=1e-12)[0]
+            gn_pred[b] = -float(gf @ gn)
+            step[b] = d
+        # the steps actually taken, after projection onto the bounds
+        with np.errstate(all="ignore"):
+            step = np.clip(xs + step, lo_x, hi_x) - xs
+            predicted = -(2.0 * np.einsum("bk,bk->b", g, step)
+                          + np.einsum("bk,bkl,bl->b", step, H, step))
+        small = (np.linalg.norm(step, axis=1)
+                 <= xtol * (xtol + np.linalg.norm(xs, axis=1)))
+        return step, gn_pred, predicted, chi2, small
+
+    def moved(idx, step):
+        x_new = x[idx] + step
+        th_new = theta[idx].copy()
+        with np.errstate(all="ignore"):
+            th_new[:, cols] = from_internal(x_new, sc, lo_n, hi_n)
+        return x_new, th_new
+
+    # Start close to Gauss-Newton (a row near its optimum converges as before) and damp only
+    # where a step fails: undamped steps overshoot along a curved, poorly determined valley.
+    lam = np.full(R, 1e-3)
+    nu = np.full(R, 2.0)
+    used = np.zeros(R, dtype=int)
+    first_theta = theta
+    stepped = np.zeros(R, dtype=bool)
+    if start_jacobians is not None and start_info is not None and R:
+        # residuals only at the start points; the first step from the other path's
+        # derivatives (see the docstring)
+        ev0 = evaluate(rows, theta, full=False)
+        used += 1
+        hint = np.array([J is not None and not ev0.failed[i]
+                         and np.shape(J) == (len(ev0.residuals[i]), D)
+                         for i, J in enumerate(start_jacobians)], dtype=bool)
+        idx = np.nonzero(hint)[0]
+        if idx.size:
+            step, gn_pred, predicted0, chi2, small = steps_of(
+                idx, [ev0.residuals[i] for i in idx], [start_jacobians[i] for i in idx],
+                np.asarray(start_info, dtype=float)[idx], ev0.nobs[idx])
+            go = (np.isfinite(gn_pred) & (gn_pred > ftol * chi2)
+                  & np.all(np.isfinite(step), axis=1) & ~small)
+            idx, step, predicted0 = idx[go], step[go], predicted0[go]
+            if idx.size:
+                x_new, th_new = moved(idx, step)
+                first_theta = theta.copy()
+                first_theta[idx] = th_new
+                stepped[idx] = True
+    ev = evaluate(rows, first_theta)
+    used += 1
+    if stepped.any():
+        idx = np.nonzero(stepped)[0]
+        # a step that does not lower -2 log L (beyond the two evaluations' integration
+        # noise, which the one without sensitivities does not share) is undone: the row is
+        # evaluated at its start with sensitivities and damped, as any rejected step
+        noise = 1e-9 * np.maximum(np.abs(ev0.m2ll[idx]), 1.0)
+        ok = ~ev.failed[idx] & (ev.m2ll[idx] <= ev0.m2ll[idx] + noise)
+        for b, i in enumerate(idx):
+            if ok[b]:
+                with np.errstate(all="ignore"):
+                    rho = (ev0.m2ll[i] - ev.m2ll[i]) / predicted0[b]
+                if np.isfinite(rho) and predicted0[b] > 0:
+                    lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3)
+                x[i], theta[i] = x_new[b], th_new[b]
+            else:
+                lam[i] *= nu[i]
+                nu[i] *= 2.0
+        back = idx[~ok]
+        if back.size:
+            ev_back = evaluate(back, theta[back])
+            used[back] += 1
+            ev = _replace_rows(ev, back, ev_back)
     # the report at each row's current point, filled from whichever evaluation was last
     # accepted for it
     cur = {"residuals": list(ev.residuals), "jacobians": list(ev.jacobians),
            "m2ll": ev.m2ll.copy(), "failed": ev.failed.copy(), "messages": list(ev.messages),
            "info": ev.info.copy(), "predictions": list(ev.predictions),
            "nobs": ev.nobs.copy(), "before_zero": ev.before_zero.copy()}
-    used = np.ones(R, dtype=int)
     live = ~ev.failed
-    # Start close to Gauss-Newton (a row near its optimum converges as before) and damp only
-    # where a step fails: undamped steps overshoot along a curved, poorly determined valley.
-    lam = np.full(R, 1e-3)
-    nu = np.full(R, 2.0)
     while True:
         idx = np.nonzero(live)[0]
         if idx.size == 0:
             break
-        step = np.zeros((idx.size, D))
-        gn_pred = np.zeros(idx.size)
-        predicted = np.zeros(idx.size)
-        for b, i in enumerate(idx):
-            r, J = cur["residuals"][i], cur["jacobians"][i]
-            g = J.T @ r
-            H = np.where(np.isfinite(cur["info"][i]), cur["info"][i], 0.0)
-            held = ((x[i] <= lo_x) & (g > 0)) | ((x[i] >= hi_x) & (g < 0))
-            free = ~held
-            if not free.any():
-                continue
-            Hf, gf = H[np.ix_(free, free)], g[free]
-            diag = np.maximum(np.diag(Hf), 1e-12 * max(float(np.max(np.diag(Hf))), 1e-300))
-            with np.errstate(all="ignore"):
-                gn = -np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
-                d = np.zeros(D)
-                try:
-                    d[free] = np.linalg.solve(Hf + lam[i] * np.diag(diag), -gf)
-                except np.linalg.LinAlgError:
-                    d[free] = -np.linalg.lstsq(Hf + lam[i] * np.diag(diag), gf,
-                                               rcond=1e-12)[0]
-            gn_pred[b] = -float(gf @ gn)
-            # the step actually taken, after projection onto the bounds
-            d = np.clip(x[i] + d, lo_x, hi_x) - x[i]
-            step[b] = d
-            predicted[b] = -(2.0 * float(g @ d) + float(d @ H @ d))
-        nobs = cur["nobs"][idx]
-        chi2 = np.array([max(float(cur["residuals"][i][:n] @ cur["residuals"][i][:n]), 1.0)
-                         for i, n in zip(idx, nobs, strict=True)])
-        small = (np.linalg.norm(step, axis=1)
-                 <= xtol * (xtol + np.linalg.norm(x[idx], axis=1)))
+        step, gn_pred, predicted, chi2, small = steps_of(
+            idx, [cur["residuals"][i] for i in idx], [cur["jacobians"][i] for i in idx],
+            cur["info"][idx], cur["nobs"][idx])
         moving = (np.isfinite(gn_pred) & (gn_pred > ftol * chi2)
                   & np.all(np.isfinite(step), axis=1) & ~small & (used[idx] < max_nfev)
                   & (lam[idx] <= _LAMBDA_MAX))
@@ -368,10 +487,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         idx, step, predicted = idx[moving], step[moving], predicted[moving]
         if idx.size == 0:
             break
-        x_new = x[idx] + step
-        th_new = theta[idx].copy()
-        with np.errstate(all="ignore"):
-            th_new[:, cols] = from_internal(x_new, sc, lo_n, hi_n)
+        x_new, th_new = moved(idx, step)
         ev = evaluate(idx, th_new)
         used[idx] += 1
         for b, i in enumerate(idx):
@@ -393,3 +509,22 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                        cur["messages"], cur["info"], cur["predictions"], cur["nobs"],
                        cur["before_zero"])
     return theta, x, final, used
+
+
+def _replace_rows(ev, rows, other):
+    """``ev`` with its rows ``rows`` replaced by the rows of evaluation ``other`` (in order);
+    the fields the polish reads."""
+    from .problem import Evaluation
+
+    lists = {key: list(getattr(ev, key)) for key in ("residuals", "jacobians", "messages",
+                                                     "predictions")}
+    arrays = {key: getattr(ev, key).copy() for key in ("m2ll", "failed", "info", "nobs",
+                                                       "before_zero")}
+    for b, i in enumerate(rows):
+        for key in lists:
+            lists[key][i] = getattr(other, key)[b]
+        for key in arrays:
+            arrays[key][i] = getattr(other, key)[b]
+    return Evaluation(lists["residuals"], lists["jacobians"], arrays["m2ll"], arrays["failed"],
+                      lists["messages"], arrays["info"], lists["predictions"], arrays["nobs"],
+                      arrays["before_zero"])

@@ -60,7 +60,13 @@ class Task:
 
 @dataclass
 class TaskResult:
-    """Outcome of one task."""
+    """Outcome of one task.
+
+    ``jacobian`` (len, K) and ``information`` (K, K): the residual Jacobian and the expected
+    information with respect to the task's ``x`` entries at its final point, on the path the
+    optimiser ran on (the batched optimiser fills them; None otherwise): a later polish on
+    another path takes its first step with them (:func:`progression.fit._batched.polish`).
+    """
 
     x: np.ndarray
     theta: np.ndarray
@@ -70,6 +76,8 @@ class TaskResult:
     nfev: int
     failed_evaluations: int
     tag: tuple = ()
+    jacobian: np.ndarray | None = None
+    information: np.ndarray | None = None
 
 
 @dataclass

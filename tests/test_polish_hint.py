@@ -1,0 +1,97 @@
+"""The exact-path polish started from another path's derivatives (``start_jacobians``): the
+first evaluation carries no sensitivities, the first step uses the given Jacobian with this
+path's residuals, and the polish still ends at this path's optimum; a wrong Jacobian costs
+evaluations, not accuracy.
+
+Closed form: first-order decay observed as log x (tests/_decay_support.py), log x = log x0 - k t
+with additive error, whose maximum-likelihood estimates are ordinary least squares."""
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from progression.fit import Problem
+from progression.fit.transforms import to_internal
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _decay_support import T, config, decay_data  # noqa: E402
+
+_batched = importlib.import_module("progression.fit._batched")
+
+
+def _ols(design):
+    X = np.column_stack([np.ones(T.size), -T])
+    b = np.linalg.lstsq(X, design.value, rcond=None)[0]
+    return np.exp(b[0]), b[1]                              # x0, k
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    prob = Problem.from_config(config(tmp_path_factory.mktemp("hint"), x0="subject"))
+    designs = decay_data()
+    cols = prob.subject_cols
+    names = [prob.names[c] for c in cols]
+    best = np.array([[dict(zip(("x0", "k"), _ols(d), strict=True))[n] for n in names]
+                     for d in designs])
+    theta = np.tile(prob.values, (len(designs), 1))
+    theta[:, cols] = best * np.array([1.03, 0.97])         # 3% off the optimum
+    sc, lo, hi = prob.scale[cols], prob.lower[cols], prob.upper[cols]
+    x = to_internal(theta[:, cols], sc, lo, hi)
+    ev = prob.evaluate(designs, np.arange(len(designs)), theta, cols, want_info=True)
+    return prob, designs, cols, best, theta, x, ev
+
+
+class _Logged:
+    """``problem`` whose evaluate records whether each call asked for Jacobians."""
+
+    def __init__(self, problem):
+        self._p, self.calls = problem, []
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+    def evaluate(self, designs, rows, theta, cols, **kw):
+        self.calls.append((len(rows), kw.get("want_jac", True)))
+        return self._p.evaluate(designs, rows, theta, cols, **kw)
+
+
+@pytest.mark.parametrize("error", [0.0, 1e-3, 0.3])
+def test_hinted_polish_ends_at_the_optimum(setup, error):
+    prob, designs, cols, best, theta, x, ev = setup
+    rng = np.random.default_rng(3)
+    hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
+    logged = _Logged(prob)
+    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-14,
+                                         start_jacobians=hints, start_info=ev.info)
+    np.testing.assert_allclose(th[:, cols], best, rtol=1e-7)
+    assert not final.failed.any()
+    # the first evaluation without sensitivities, then the hinted step's point with them
+    assert logged.calls[0] == (3, False) and logged.calls[1] == (3, True)
+    ref = prob.evaluate(designs, np.arange(3), th, cols, want_info=True)
+    np.testing.assert_allclose(final.m2ll, ref.m2ll, rtol=1e-12)
+    np.testing.assert_allclose(final.info, ref.info, rtol=1e-9)
+
+
+def test_hinted_polish_saves_sensitivity_evaluations(setup):
+    """From 3% away on a model linear in (log x0, k): an exact Jacobian reaches the optimum in
+    one step, so the hinted polish makes one evaluation with sensitivities per row where the
+    plain polish makes two (the start and the optimum)."""
+    prob, designs, cols, best, theta, x, ev = setup
+    plain, hinted = _Logged(prob), _Logged(prob)
+    th0, *_ = _batched.polish(plain, designs, theta, x, cols, ftol=1e-14)
+    th1, *_ = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-14,
+                              start_jacobians=list(ev.jacobians), start_info=ev.info)
+    sens_rows = [sum(n for n, jac in log.calls if jac) for log in (plain, hinted)]
+    assert sens_rows[1] < sens_rows[0], (plain.calls, hinted.calls)
+    np.testing.assert_allclose(th1[:, cols], th0[:, cols], rtol=1e-9)
+
+
+def test_a_hint_of_the_wrong_length_is_ignored(setup):
+    prob, designs, cols, best, theta, x, ev = setup
+    hints = [J[:-1] for J in ev.jacobians]
+    th, _, final, used = _batched.polish(prob, designs, theta, x, cols, ftol=1e-14,
+                                         start_jacobians=hints, start_info=ev.info)
+    np.testing.assert_allclose(th[:, cols], best, rtol=1e-7)
