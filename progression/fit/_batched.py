@@ -36,6 +36,12 @@ __all__ = ["run_batched", "supports", "polish"]
 #: Damping beyond which a task is declared stuck (no decrease found at any step length).
 _LAMBDA_MAX = 1e16
 
+#: Damping of the polish's first step from another path's derivatives: close to Gauss-Newton
+#: (a damping of 1e-3 shortens the step along a direction whose curvature is 1e-2 of the
+#: diagonal by 10%, and the row needs another evaluation), yet finite along directions the
+#: data do not determine (such a step that does not lower -2 log L is undone).
+_HINT_DAMPING = 1e-6
+
 
 def supports(tasks, cols) -> bool:
     """True when every task fits one design and estimates only columns in ``cols``."""
@@ -340,11 +346,12 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
             counters.record(out, time.perf_counter() - start)
         return out
 
-    def steps_of(idx, res, jac, info, nobs):
+    def steps_of(idx, res, jac, info, nobs, damping):
         """Damped steps (after projection on the bounds), the undamped step's predicted
         reduction, the damped step's predicted reduction, the data part of the sum of
         squares and whether the step is below xtol, for rows ``idx`` from their residuals,
-        Jacobians and information. Rows without a held component are done together
+        Jacobians and information, with damping ``damping`` (B,). Rows without a held
+        component are done together
         (stacked solves); the others, and any whose stacked solve fails, one by one."""
         B = idx.size
         step = np.zeros((B, D))
@@ -369,7 +376,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
             diag = np.einsum("bkk->bk", Hp)
             diag = np.maximum(diag, 1e-12 * np.maximum(diag.max(axis=1, keepdims=True),
                                                        1e-300))
-            A = Hp + lam[idx[p]][:, None, None] * (diag[:, :, None] * np.eye(D))
+            A = Hp + damping[p][:, None, None] * (diag[:, :, None] * np.eye(D))
             with np.errstate(all="ignore"):
                 try:
                     # minimum-norm undamped step (lstsq's rcond, as the one-by-one code)
@@ -382,7 +389,6 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                     gn_pred[p] = -np.einsum("bk,bk->b", gp, gn)
                     step[p] = d
         for b in one:
-            i = idx[b]
             free = ~held[b]
             if not free.any():
                 continue
@@ -392,9 +398,9 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                 gn = -np.linalg.lstsq(Hf, gf, rcond=1e-12)[0]
                 d = np.zeros(D)
                 try:
-                    d[free] = np.linalg.solve(Hf + lam[i] * np.diag(dg), -gf)
+                    d[free] = np.linalg.solve(Hf + damping[b] * np.diag(dg), -gf)
                 except np.linalg.LinAlgError:
-                    d[free] = -np.linalg.lstsq(Hf + lam[i] * np.diag(dg), gf,
+                    d[free] = -np.linalg.lstsq(Hf + damping[b] * np.diag(dg), gf,
                                                rcond=1e-12)[0]
             gn_pred[b] = -float(gf @ gn)
             step[b] = d
@@ -431,12 +437,13 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                          for i, J in enumerate(start_jacobians)], dtype=bool)
         idx = np.nonzero(hint)[0]
         if idx.size:
-            step, gn_pred, predicted0, chi2, small = steps_of(
+            step, gn_pred, _, chi2, small = steps_of(
                 idx, [ev0.residuals[i] for i in idx], [start_jacobians[i] for i in idx],
-                np.asarray(start_info, dtype=float)[idx], ev0.nobs[idx])
+                np.asarray(start_info, dtype=float)[idx], ev0.nobs[idx],
+                np.full(idx.size, _HINT_DAMPING))
             go = (np.isfinite(gn_pred) & (gn_pred > ftol * chi2)
                   & np.all(np.isfinite(step), axis=1) & ~small)
-            idx, step, predicted0 = idx[go], step[go], predicted0[go]
+            idx, step = idx[go], step[go]
             if idx.size:
                 x_new, th_new = moved(idx, step)
                 first_theta = theta.copy()
@@ -448,15 +455,12 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         idx = np.nonzero(stepped)[0]
         # a step that does not lower -2 log L (beyond the two evaluations' integration
         # noise, which the one without sensitivities does not share) is undone: the row is
-        # evaluated at its start with sensitivities and damped, as any rejected step
+        # evaluated at its start with sensitivities and damped, as any rejected step; an
+        # accepted one leaves the damping at its start value for the steps that follow
         noise = 1e-9 * np.maximum(np.abs(ev0.m2ll[idx]), 1.0)
         ok = ~ev.failed[idx] & (ev.m2ll[idx] <= ev0.m2ll[idx] + noise)
         for b, i in enumerate(idx):
             if ok[b]:
-                with np.errstate(all="ignore"):
-                    rho = (ev0.m2ll[i] - ev.m2ll[i]) / predicted0[b]
-                if np.isfinite(rho) and predicted0[b] > 0:
-                    lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3)
                 x[i], theta[i] = x_new[b], th_new[b]
             else:
                 lam[i] *= nu[i]
@@ -479,7 +483,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
             break
         step, gn_pred, predicted, chi2, small = steps_of(
             idx, [cur["residuals"][i] for i in idx], [cur["jacobians"][i] for i in idx],
-            cur["info"][idx], cur["nobs"][idx])
+            cur["info"][idx], cur["nobs"][idx], lam[idx])
         moving = (np.isfinite(gn_pred) & (gn_pred > ftol * chi2)
                   & np.all(np.isfinite(step), axis=1) & ~small & (used[idx] < max_nfev)
                   & (lam[idx] <= _LAMBDA_MAX))
