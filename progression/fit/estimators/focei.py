@@ -248,11 +248,12 @@ class FOCEI(Estimator):
         residual = self._residual(problem, s, sd)
         eta0 = s["eta"] if warm else None
         ref = s.get("eta_ref")
-        if warm and ref is not None and ref.predictor is not None:
+        predictor = getattr(ref, "predictor", None)
+        if warm and predictor is not None:
             # the modes at the last point moved to first order (implicit-function rule): a
             # start that the inner solver leaves after one or two evaluations for a short
             # outer step (the objective does not depend on the start)
-            eta0 = ref.predictor(mu, omega, residual)
+            eta0 = predictor(mu, omega, residual)
         try:
             gr = self._core_gradient(s["model"], s["data"], mu, omega, residual,
                                      eta_columns=s["eta_pos"], eta0=eta0, inner_options=INNER)
@@ -435,7 +436,7 @@ class FOCEI(Estimator):
         try:
             Rm = np.zeros((K, K))
             eta = s["eta"]
-            ref = s["eta_ref"] = s["gr"]
+            ref = s["eta_ref"] = s.get("gr")
             for k in range(K):
                 cols = []
                 for sign in (1.0, -1.0):
