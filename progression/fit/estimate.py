@@ -243,8 +243,19 @@ def _workers(ex):
 
 
 def _provenance(cfg, sha, opts, notes, ex_name, workers, in_memory=False):
-    import lmfit
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
     import scipy
+
+    # lmfit's version without importing it (it imports matplotlib: ~0.5 s, more than a
+    # population fit of Theoph)
+    try:
+        lmfit_version = _version("lmfit")
+    except PackageNotFoundError:  # pragma: no cover - lmfit is a dependency
+        import lmfit
+
+        lmfit_version = lmfit.__version__
 
     from .. import __version__
 
@@ -265,7 +276,7 @@ def _provenance(cfg, sha, opts, notes, ex_name, workers, in_memory=False):
         "solver": {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                    for k, v in cfg.solver.items()},
         "versions": {"progression": __version__, "numpy": np.__version__,
-                     "scipy": scipy.__version__, "lmfit": lmfit.__version__,
+                     "scipy": scipy.__version__, "lmfit": lmfit_version,
                      "python": platform.python_version()},
         "executor": ex_name, "workers": workers,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
