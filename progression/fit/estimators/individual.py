@@ -78,6 +78,9 @@ class ChunkFit:
     best_start : int ndarray (m_c,)
     counters : Counters
     seconds : float
+    seconds_optimiser, seconds_polish : float
+        Of ``seconds``: the optimiser on the configured path (all starts), and the polish
+        on the exact path (or the evaluation of the winners without it).
     """
 
     theta: np.ndarray
@@ -98,6 +101,8 @@ class ChunkFit:
     best_start: np.ndarray
     counters: Counters
     seconds: float
+    seconds_optimiser: float = 0.0
+    seconds_polish: float = 0.0
 
 
 def fit_chunk(problem: Problem, designs, X0, options) -> ChunkFit:
@@ -111,6 +116,7 @@ def fit_chunk(problem: Problem, designs, X0, options) -> ChunkFit:
     counters = Counters()
     res = run_grouped(problem, designs, tasks, cols, options, counters,
                       on_done=lambda n: report(n / S))      # subjects, for the progress bar
+    t_opt = time.perf_counter() - start
     m2ll = np.array([r.m2ll for r in res]).reshape(m_c, S)
     best = np.argmin(np.where(np.isfinite(m2ll), m2ll, np.inf), axis=1)
     pick = [res[i * S + best[i]] for i in range(m_c)]
@@ -118,6 +124,7 @@ def fit_chunk(problem: Problem, designs, X0, options) -> ChunkFit:
     x = np.vstack([r.x for r in pick])
     m2ll_path = np.array([r.m2ll for r in pick])
     polish = np.zeros(m_c, dtype=int)
+    t_pol = time.perf_counter()
     # Evaluated again in one batch of the winners only: the starts of a subject never share
     # this evaluation, so the reported objective is the winner's own.
     if refines(problem):
@@ -145,7 +152,8 @@ def fit_chunk(problem: Problem, designs, X0, options) -> ChunkFit:
         nfev=np.array([r.nfev for r in pick]),
         failed_evaluations=np.array([r.failed_evaluations for r in pick]),
         polish_evaluations=polish, starts_m2ll=m2ll, best_start=best, counters=counters,
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, seconds_optimiser=t_opt,
+        seconds_polish=time.perf_counter() - t_pol)
 
 
 def _profile_chunk(problem: Problem, designs, theta_hat, x_hat, grids, covs, options):
@@ -217,6 +225,10 @@ class Individual(Estimator):
                                    lambda c: c.theta.shape[0], ep.progress)
         for p in parts:
             ep.counters.merge(p.counters)
+        # where the estimation's time went (summed over chunks: worker seconds when the
+        # chunks ran in parallel)
+        ep.timings["optimiser"] = float(sum(p.seconds_optimiser for p in parts))
+        ep.timings["polish"] = float(sum(p.seconds_polish for p in parts))
 
         def cat(key):
             return np.concatenate([getattr(p, key) for p in parts])
