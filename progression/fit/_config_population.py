@@ -10,7 +10,7 @@ import math
 
 from ..errors import did_you_mean
 from ._config_checks import _bounds, _Check, _found
-from .config import POPULATION_ESTIMATORS, STRUCTURED_ESTIMATORS
+from .config import POPULATION_ESTIMATORS, STRUCTURED_ESTIMATORS, FitParameter
 
 __all__ = ["covariate_effects", "omega_table"]
 
@@ -279,3 +279,65 @@ def omega_table(chk: _Check, doc: dict, parameters: tuple, estimator) -> tuple:
         return parameters
     return tuple(dataclasses.replace(p, omega_block=out[p.name]) if p.name in out else p
                  for p in parameters)
+
+
+#: Keys an anchored time offset does not take: its value per subject is the model time of
+#: the anchor event, not a parameter (see FitParameter.anchor).
+_NOT_WITH_ANCHOR = ("estimate", "value", "eta", "eta_fixed", "covariates", "scale")
+
+
+def anchored_offset(chk: _Check, key: str, name: str, spec: dict,
+                     n_before: int) -> FitParameter | None:
+    """``[parameters.time_offset]`` with ``anchor = "EVENT"``: the offset's value per subject
+    is the model time of EVENT under the subject's parameters (FitParameter.anchor); the
+    event's existence is checked against the model in :func:`parameter_tables`."""
+    anchor = spec["anchor"]
+    if not isinstance(anchor, str) or not anchor.strip():
+        chk.add(f"{key}.anchor", f"expected the name of an event of the model (a string), "
+                                 f"found {_found(anchor)}")
+        anchor = None
+    for k in _NOT_WITH_ANCHOR:
+        if k in spec:
+            chk.add(f"{key}.{k}", f"an anchored time offset (anchor = {spec['anchor']!r}) is "
+                                  f"not a parameter: its value per subject is the model time "
+                                  f"of the event under the subject's own parameters, so "
+                                  f"'{k}' does not apply; remove it (or remove 'anchor' for an "
+                                  "estimated offset)")
+    bounds = None
+    if "bounds" not in spec:
+        chk.add(f"{key}.bounds", "an anchored time offset needs bounds [lower, upper]: the "
+                                 "window of model time in which the anchor event is searched "
+                                 "(a subject whose event falls outside it is a failed "
+                                 "evaluation)")
+    else:
+        bounds = _bounds(chk, f"{key}.bounds", spec["bounds"])
+        if bounds is not None and not (bounds[0] >= 0 and math.isfinite(bounds[1])):
+            chk.add(f"{key}.bounds", f"expected 0 <= lower < upper < inf for the window of "
+                                     f"model time searched for the anchor event, found "
+                                     f"[{bounds[0]:g}, {bounds[1]:g}]")
+            bounds = None
+    covariate, factor = None, 1.0
+    if "covariate" in spec:
+        covariate = chk.string(f"{key}.covariate", spec["covariate"])
+    if "factor" in spec:
+        f = chk.number(f"{key}.factor", spec["factor"])
+        factor = f if f is not None else 1.0
+        if "covariate" not in spec:
+            chk.add(f"{key}.factor", "a factor needs a covariate")
+    if len(chk.problems) > n_before or anchor is None or bounds is None:
+        return None
+    return FitParameter(name, "offset", "fixed", 0.0, bounds[0], bounds[1], "linear",
+                        covariate=covariate, factor=factor, anchor=anchor)
+
+
+def check_anchor_event(chk: _Check, key: str, anchor: str, model) -> None:
+    """The anchor of a time offset must be an event of the model, and the model must have no
+    covariates (the offset's derivative would be wrong where a covariate changes)."""
+    events = tuple(e.name for e in getattr(model, "events", ()))
+    if anchor not in events:
+        chk.add(key, f"model '{model.name}' has no event '{anchor}'"
+                     f"{did_you_mean(anchor, events)} (events: {', '.join(events) or 'none'})")
+    elif getattr(model, "covariate_names", ()):
+        chk.add(key, f"an anchored time offset is not supported for model '{model.name}', "
+                     f"which has covariates ({', '.join(model.covariate_names)}): the offset's "
+                     "derivative would be wrong where a covariate changes")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import ProgressionError, did_you_mean
 from ._config_checks import _bounds, _Check, _check_value_bounds_scale, _default_scale, _found
-from ._config_population import covariate_effects
+from ._config_population import anchored_offset, check_anchor_event, covariate_effects
 from .config import (
     _ESTIMATOR_DEFAULTS,
     _OUTPUT_DEFAULTS,
@@ -51,9 +51,6 @@ _MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "covariates")
 #: Default bounds of a categorical coefficient c: the category's typical value TV (1 + c)
 #: stays positive.
 _OFFSET_KEYS = (*_MODEL_PARAM_KEYS, "covariate", "factor", "anchor")
-#: Keys an anchored time offset does not take: its value per subject is the model time of
-#: the anchor event, not a parameter (see FitParameter.anchor).
-_NOT_WITH_ANCHOR = ("estimate", "value", "eta", "eta_fixed", "covariates", "scale")
 _ERROR_PARAM_KEYS = _PARAM_KEYS
 
 
@@ -222,17 +219,7 @@ def parameter_tables(chk: _Check, doc: dict, model, estimator, errors: dict,
         if p is not None:
             offset = p
         if p is not None and p.anchor is not None and model is not None:
-            events = tuple(e.name for e in getattr(model, "events", ()))
-            if p.anchor not in events:
-                chk.add(f"parameters.{OFFSET}.anchor",
-                        f"model '{model.name}' has no event '{p.anchor}'"
-                        f"{did_you_mean(p.anchor, events)} (events: "
-                        f"{', '.join(events) or 'none'})")
-            elif getattr(model, "covariate_names", ()):
-                chk.add(f"parameters.{OFFSET}.anchor",
-                        f"an anchored time offset is not supported for model '{model.name}', "
-                        f"which has covariates ({', '.join(model.covariate_names)}): the "
-                        "offset's derivative would be wrong where a covariate changes")
+            check_anchor_event(chk, f"parameters.{OFFSET}.anchor", p.anchor, model)
 
     parameters = tuple(model_params) + (offset,) + tuple(error_params)
     # nothing estimated is allowed: the fit evaluates -2 log L at the given values (fixed.py)
@@ -421,7 +408,7 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
     n_before = len(chk.problems)
     chk.unknown(key, spec, _OFFSET_KEYS if kind == "offset" else _MODEL_PARAM_KEYS)
     if kind == "offset" and "anchor" in spec:
-        return _anchored_offset(chk, key, name, spec, n_before)
+        return anchored_offset(chk, key, name, spec, n_before)
     estimate = chk.string(f"{key}.estimate", spec.get("estimate", "fixed"), ROLES)
     eta = None
     if "eta" in spec:
@@ -500,50 +487,6 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
     return FitParameter(name, kind, estimate, value, bounds[0], bounds[1], scale,
                         covariate=covariate, factor=factor, eta=eta, eta_fixed=eta_fixed,
                         covariates=covariates)
-
-
-def _anchored_offset(chk: _Check, key: str, name: str, spec: dict,
-                     n_before: int) -> FitParameter | None:
-    """``[parameters.time_offset]`` with ``anchor = "EVENT"``: the offset's value per subject
-    is the model time of EVENT under the subject's parameters (FitParameter.anchor); the
-    event's existence is checked against the model in :func:`parameter_tables`."""
-    anchor = spec["anchor"]
-    if not isinstance(anchor, str) or not anchor.strip():
-        chk.add(f"{key}.anchor", f"expected the name of an event of the model (a string), "
-                                 f"found {_found(anchor)}")
-        anchor = None
-    for k in _NOT_WITH_ANCHOR:
-        if k in spec:
-            chk.add(f"{key}.{k}", f"an anchored time offset (anchor = {spec['anchor']!r}) is "
-                                  f"not a parameter: its value per subject is the model time "
-                                  f"of the event under the subject's own parameters, so "
-                                  f"'{k}' does not apply; remove it (or remove 'anchor' for an "
-                                  "estimated offset)")
-    bounds = None
-    if "bounds" not in spec:
-        chk.add(f"{key}.bounds", "an anchored time offset needs bounds [lower, upper]: the "
-                                 "window of model time in which the anchor event is searched "
-                                 "(a subject whose event falls outside it is a failed "
-                                 "evaluation)")
-    else:
-        bounds = _bounds(chk, f"{key}.bounds", spec["bounds"])
-        if bounds is not None and not (bounds[0] >= 0 and math.isfinite(bounds[1])):
-            chk.add(f"{key}.bounds", f"expected 0 <= lower < upper < inf for the window of "
-                                     f"model time searched for the anchor event, found "
-                                     f"[{bounds[0]:g}, {bounds[1]:g}]")
-            bounds = None
-    covariate, factor = None, 1.0
-    if "covariate" in spec:
-        covariate = chk.string(f"{key}.covariate", spec["covariate"])
-    if "factor" in spec:
-        f = chk.number(f"{key}.factor", spec["factor"])
-        factor = f if f is not None else 1.0
-        if "covariate" not in spec:
-            chk.add(f"{key}.factor", "a factor needs a covariate")
-    if len(chk.problems) > n_before or anchor is None or bounds is None:
-        return None
-    return FitParameter(name, "offset", "fixed", 0.0, bounds[0], bounds[1], "linear",
-                        covariate=covariate, factor=factor, anchor=anchor)
 
 
 def _error_parameter(chk: _Check, key: str, obs: str, pname: str, spec) -> FitParameter | None:
