@@ -298,6 +298,22 @@ if AVAILABLE:
                 c2 += _H[1, j] * K[j, i]
             out[i] = (1 - theta) * y0[i] + theta * (y1[i] + (1 - theta) * (c1 + theta * c2))
 
+    @njit(cache=True, error_model="numpy", inline="always")
+    def _stage_sum(v, st, w0, w1, w2, w3, w4, k0, k1, k2, k3, k4):
+        """``v + sum_{j < st} w_j k_j`` summed in the order of j (as a loop over j): the
+        stage sums of :func:`_attempt` with the weights hoisted out of the loop over states.
+        Terms j >= st are not added (their stages may hold anything, NaN included)."""
+        v += w0 * k0
+        if st > 1:
+            v += w1 * k1
+            if st > 2:
+                v += w2 * k2
+                if st > 3:
+                    v += w3 * k3
+                    if st > 4:
+                        v += w4 * k4
+        return v
+
     @njit(cache=True, error_model="numpy")
     def _all_finite(x):
         for v in x.ravel():
@@ -344,17 +360,18 @@ if AVAILABLE:
                         rS[q, i] = g0[q, i]
             else:
                 if st <= 4:
+                    # the stage weights as scalars (loaded once per stage, not per state);
+                    # the sums in the same order as a loop over j < st
+                    a0, a1, a2, a3 = (coef_A[st, 0], coef_A[st, 1], coef_A[st, 2],
+                                      coef_A[st, 3])
                     for i in range(n):
-                        v = y[i]
-                        for j in range(st):
-                            v += coef_A[st, j] * Ky[j, i]
-                        yi[i] = v
+                        yi[i] = _stage_sum(y[i], st, a0, a1, a2, a3, 0.0, Ky[0, i],
+                                           Ky[1, i], Ky[2, i], Ky[3, i], 0.0)
                     for q in range(k):
                         for i in range(n):
-                            v = S[q, i]
-                            for j in range(st):
-                                v += coef_A[st, j] * KS[j, q, i]
-                            Si[q, i] = v
+                            Si[q, i] = _stage_sum(S[q, i], st, a0, a1, a2, a3, 0.0,
+                                                  KS[0, q, i], KS[1, q, i], KS[2, q, i],
+                                                  KS[3, q, i], 0.0)
                 else:
                     # stage 6 starts from the embedded solution: stage-5 point + K5
                     for i in range(n):
@@ -368,17 +385,18 @@ if AVAILABLE:
                     jac(ts, yi, p, Ji)
                     dfdp(ts, yi, p, Fpi)
                     _sens_slope(Ji, Fpi, Si, sidx, a, gi)
+                # the couplings C[st, j] / h divided once per stage, not once per state
+                c0, c1, c2, c3, c4 = (coef_C[st, 0] / h, coef_C[st, 1] / h,
+                                      coef_C[st, 2] / h, coef_C[st, 3] / h,
+                                      coef_C[st, 4] / h)
                 for i in range(n):
-                    v = fi[i]
-                    for j in range(st):
-                        v += (coef_C[st, j] / h) * Ky[j, i]
-                    ry[i] = v
+                    ry[i] = _stage_sum(fi[i], st, c0, c1, c2, c3, c4, Ky[0, i], Ky[1, i],
+                                       Ky[2, i], Ky[3, i], Ky[4, i])
                 for q in range(k):
                     for i in range(n):
-                        v = gi[q, i]
-                        for j in range(st):
-                            v += (coef_C[st, j] / h) * KS[j, q, i]
-                        rS[q, i] = v
+                        rS[q, i] = _stage_sum(gi[q, i], st, c0, c1, c2, c3, c4, KS[0, q, i],
+                                              KS[1, q, i], KS[2, q, i], KS[3, q, i],
+                                              KS[4, q, i])
             if not autonomous and coef_D[st] != 0.0:
                 dh = h * coef_D[st]
                 for i in range(n):

@@ -1,0 +1,125 @@
+"""Benchmark: ``progression simulate als_systemic`` end to end in a new process (issue 12).
+
+Issue 12's target: ``progression simulate als_systemic`` end to end (a new process, cache warm)
+under 2 s. The command a user runs first (README, quick start)::
+
+    progression simulate als_systemic --months 60 --out DIR --overwrite
+
+simulates the typical patient (the compiled Rodas4 with numba, the death hazard and its
+terminal event), writes the CSV and the figure. One warm-up run fills the caches (generated
+code, numba's machine code); then ``--runs`` runs are timed, each a fresh ``python -m``-style
+process: wall seconds (what the user waits) and CPU seconds of the child (user + system), with
+the load average before and after, since wall time on a shared machine depends on it. With
+``--numpy`` the same runs follow with ``PROGRESSION_BACKEND=numpy`` (no numba start-up).
+
+Results go to ``benchmarks/results/cli_simulate.json`` and ``.md``.
+
+Run: ``python benchmarks/cli_simulate.py [--runs 5] [--numpy]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+RUN = "import sys; from progression.cli import main; sys.exit(main(sys.argv[1:]))"
+ARGS = ["simulate", "als_systemic", "--months", "60"]
+
+
+def one_run(out: Path, backend: str | None) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``progression simulate`` in a new process."""
+    env = dict(os.environ)
+    env.pop("PROGRESSION_BACKEND", None)
+    if backend:
+        env["PROGRESSION_BACKEND"] = backend
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RUN, *ARGS, "--out", str(out), "--overwrite"],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"progression simulate failed:\n{proc.stderr[-2000:]}")
+    if not (out / "simulation.csv").is_file():
+        raise SystemExit(f"{out}: no simulation.csv written")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def series(out: Path, runs: int, backend: str | None) -> dict:
+    """A warm-up run, then ``runs`` timed ones."""
+    one_run(out, backend)
+    load = os.getloadavg()[0]
+    walls, cpus = [], []
+    for _ in range(runs):
+        w, c = one_run(out, backend)
+        walls.append(w)
+        cpus.append(c)
+    return {"backend": backend or "default", "wall_seconds": walls, "cpu_seconds": cpus,
+            "median_wall": float(np.median(walls)), "median_cpu": float(np.median(cpus)),
+            "load_before": load, "load_after": os.getloadavg()[0]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--numpy", action="store_true",
+                        help="also time PROGRESSION_BACKEND=numpy")
+    args = parser.parse_args()
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "typical_patient"
+        rows = [series(out, args.runs, None)]
+        if args.numpy:
+            rows.append(series(out, args.runs, "numpy"))
+    load_end = os.getloadavg()
+    for r in rows:
+        print(f"{r['backend']:7s}: wall median {r['median_wall']:.2f} s "
+              f"({min(r['wall_seconds']):.2f}-{max(r['wall_seconds']):.2f}), CPU median "
+              f"{r['median_cpu']:.2f} s; load {r['load_before']:.2f} -> {r['load_after']:.2f}")
+    met = rows[0]["median_wall"] < 2.0
+    print(f"target (issue 12): under 2 s end to end: {'met' if met else 'NOT met'} (wall); "
+          f"CPU {rows[0]['median_cpu']:.2f} s")
+    record = {
+        "benchmark": "cli_simulate",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "timed": "progression " + " ".join(ARGS) + " --out DIR --overwrite",
+        "load_average": {"start": load_start, "end": load_end},
+        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+        "rows": rows, "target_under_2s_wall": met,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cli_simulate.json").write_text(json.dumps(record, indent=2) + "\n")
+    md = ["# cli_simulate", "",
+          f"`{record['timed']}` end to end in a new process with warm caches (simulation of the "
+          f"typical patient, CSV and figure), {args.runs} runs after one warm-up. Measured "
+          f"{record['date']} on {os.cpu_count()} shared cores (load average "
+          f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end).",
+          f"Command: `{record['command']}`.", "",
+          "| backend | wall median | wall range | CPU median (user + system) |",
+          "|---|---:|---:|---:|"]
+    for r in rows:
+        md.append(f"| {r['backend']} | {r['median_wall']:.2f} s | "
+                  f"{min(r['wall_seconds']):.2f}-{max(r['wall_seconds']):.2f} s | "
+                  f"{r['median_cpu']:.2f} s |")
+    md += ["", f"Target (issue 12), under 2 s end to end: {'met' if met else 'NOT met'} "
+           f"(median wall {rows[0]['median_wall']:.2f} s; wall time on a shared machine "
+           "grows with the load average, the CPU column does not).", ""]
+    (RESULTS / "cli_simulate.md").write_text("\n".join(md))
+    print(f"wrote {RESULTS / 'cli_simulate.json'} and .md")
+
+
+if __name__ == "__main__":
+    main()
