@@ -154,3 +154,73 @@ def test_interrupted_study_resumes(tmp_path, monkeypatch):
     assert calls[-1] == 100
     meta = json.loads(Path(str(out) + ".meta.json").read_text())
     assert meta["options"] == {"saem_smoothing": 7}
+
+
+# --------------------------------------------------------------------------- the slow study
+# 3 replicates (seeds 1000-1002, the first three of the benchmark's study: same config, same
+# seeds, same numbers) against the figures. The figures the study misses are strict
+# xfails naming the measured miss, so that a fit that meets them turns them into failures.
+SLOW_SEEDS = 3
+
+#: Measured misses (seeds 1000-1002, 2026-12-01; the study's figures over all its replicates
+#: are in benchmarks/results/population_recovery_pace.md). eD's random effect takes up what
+#: the design leaves out of the generator (Tmax varies between patients, CV 8 %, held at 0.9
+#: in the fit; CRP's Student-t(3) residual fitted log-normal; the per-patient Treg % offset),
+#: and kappa_nfl's truth is approximate (the NfL offset also multiplies nfl_bg).
+TYPICAL_MISSES = {
+    "eD": "typical eD: relative errors -14.0 %, +7.1 %, -16.9 % (median -14.0 %, target 5 %)",
+}
+OMEGA_MISSES = {
+    "eD": "omega^2 eD: +202 %, +61 %, +553 % of the truth 0.090 (target 20 %): eD's random "
+          "effect absorbs Tmax's variability and the misspecified CRP/Treg residuals",
+    "kappa_nfl": "omega^2 kappa_nfl: +54 %, +55 %, +57 % of the approximate truth 0.09 (the "
+                 "NfL offset's variance; it also multiplies nfl_bg)",
+}
+COVERAGE_MISSES = {
+    "omega eD": "95 % interval of omega^2 eD covers the truth in 1 of 3 (estimates 1.6-6.5x)",
+    "omega kappa_nfl": "95 % interval of omega^2 kappa_nfl covers the (approximate) truth in "
+                       "0 of 3 (+54-57 %, SE of log omega^2 ~0.1)",
+}
+
+
+def _cases(names, misses):
+    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=misses[p]))
+            if p in misses else p for p in names]
+
+
+@pytest.fixture(scope="module")
+def study():
+    _, s = pr.run(SLOW_SEEDS, 200, seed0=1000, out=None, verbose=False)
+    return s
+
+
+@pytest.mark.slow
+def test_every_replicate_fits_with_standard_errors(study):
+    assert study["succeeded"] == SLOW_SEEDS, study["failed"]
+    assert study["with_covariance"] == SLOW_SEEDS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "kappa_nfl"), TYPICAL_MISSES))
+def test_typical_value_recovered(study, p):
+    d = study["typical"][p]
+    assert abs(d["median_rel_error"]) <= pr.TARGETS["typical_median_rel_error"], d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "kappa_nfl"), OMEGA_MISSES))
+def test_omega_recovered(study, p):
+    d = study["omega"][p]
+    assert abs(d["median_rel_error"]) <= pr.TARGETS["omega_median_rel_error"], d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", _cases(
+    [f"typical {p}" for p in ("k0", "eD", "Q0", "kappa_nfl")]
+    + [f"omega {p}" for p in ("k0", "eD", "Q0", "kappa_nfl")], COVERAGE_MISSES))
+def test_intervals_cover_the_truth(study, label):
+    # the 90-98 % band needs >= 50 replicates; with 3: the 95 % interval covers the
+    # truth in at least 2 of 3 (probability of failing by chance at exact 95 % coverage: 0.7 %)
+    part, p = label.split()
+    d = study[part][p]
+    assert d["with_se"] == SLOW_SEEDS and d["covered"] >= 2, d
