@@ -174,7 +174,8 @@ OMEGA_MISSES = {
     "eD": "omega^2 eD: +202 %, +61 %, +553 % of the truth 0.090 (target 20 %): eD's random "
           "effect absorbs Tmax's variability and the misspecified CRP/Treg residuals",
     "kappa_nfl": "omega^2 kappa_nfl: +54 %, +55 %, +57 % of the approximate truth 0.09 (the "
-                 "NfL offset's variance; it also multiplies nfl_bg)",
+                 "NfL offset's variance; it also multiplies nfl_bg, ~17 % of NfL, which "
+                 "makes the equivalent variance 0.13-0.14)",
 }
 COVERAGE_MISSES = {
     "omega eD": "95 % interval of omega^2 eD covers the truth in 1 of 3 (estimates 1.6-6.5x)",
