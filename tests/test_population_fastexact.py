@@ -179,3 +179,18 @@ def test_focei_fit_same_optimum_with_and_without_the_cached_path():
     for k, v in b.fixed_effects.items():
         assert a.fixed_effects[k] == pytest.approx(v, rel=1e-4)
     np.testing.assert_allclose(np.diag(a.omega), np.diag(b.omega), rtol=1e-3)
+
+
+def test_single_blas_thread_sets_and_restores_the_count():
+    """Inside the block every OpenBLAS found runs one thread; after it, its previous count
+    (where the process has no OpenBLAS the block does nothing)."""
+    from progression.fit.population._threads import _openblas, single_blas_thread
+
+    libs = _openblas()
+    before = [int(get()) for get, _ in libs]
+    with single_blas_thread():
+        assert all(int(get()) == 1 for get, _ in libs)
+        # numerics inside are unchanged
+        a = np.arange(9.0).reshape(3, 3) + np.eye(3)
+        assert np.allclose(np.linalg.solve(a, a @ np.ones(3)), np.ones(3))
+    assert [int(get()) for get, _ in libs] == before

@@ -17,9 +17,15 @@ log-Cholesky factors of larger ones, log residual SDs, free covariate coefficien
 exact gradient of :func:`~progression.fit.population.focei_gradient` chained to them
 (``d mu_i / d theta``, ``d mu_i / d c`` analytic; ``dOFV/dp = sum_kl Gamma_kl
 dOmega_kl/dp``); the conditional modes (inner problems, all subjects in lockstep) are
-warm-started from the previous outer evaluation. The individual model
+warm-started from the previous outer evaluation's modes moved to first order by the
+implicit-function rule (:class:`~progression.fit.population._gradient.EtaPredictor`). The
+outer variables are scaled by one factor so that L-BFGS-B's first step (the whole gradient
+when every variable is bounded) has length :data:`FIRST_STEP`. The individual model
 is :class:`~progression.fit.population._adapter.ProblemModel` (the fit's Problem: doses,
-covariates, conditions; exact outputs and forward sensitivities at rtol 1e-10).
+covariates, conditions; exact outputs and forward sensitivities at rtol 1e-10), evaluated
+through the cached :class:`~progression.fit.population._fastexact.FastExactModel` where it
+applies (same numbers, checked when it is built). Estimation and covariance step run with one
+OpenBLAS thread (:mod:`~progression.fit.population._threads`).
 
 Objective: the OFV in NONMEM's convention (``-2 log L`` without ``N log 2 pi``) and ``-2 log L``
 with the constant (the fit's ``objective``, per subject in ``subject_objective``).
