@@ -64,15 +64,23 @@ def test_hinted_polish_ends_at_the_optimum(setup, error):
     rng = np.random.default_rng(3)
     hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
     logged = _Logged(prob)
-    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-14,
+    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
                                          start_jacobians=hints, start_info=ev.info)
-    np.testing.assert_allclose(th[:, cols], best, rtol=1e-7)
+    # the stopping rule (the Gauss-Newton step predicts less than 1e-10 of the sum of
+    # squares) leaves the estimate ~4e-5 standard errors, ~4e-7 relative, from the optimum
+    np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
     assert not final.failed.any()
+    at_best = theta.copy()
+    at_best[:, cols] = best
+    m2ll_best = prob.evaluate(designs, np.arange(3), at_best, cols, want_jac=False).m2ll
+    assert np.all(final.m2ll <= m2ll_best + 1e-8), final.m2ll - m2ll_best
     # the first evaluation without sensitivities, then the hinted step's point with them
     assert logged.calls[0] == (3, False) and logged.calls[1] == (3, True)
+    # the report is an evaluation at the final points (to the integration noise of a
+    # batch with other companions: the numpy backend's stacked solve shares steps, rtol 1e-10)
     ref = prob.evaluate(designs, np.arange(3), th, cols, want_info=True)
-    np.testing.assert_allclose(final.m2ll, ref.m2ll, rtol=1e-12)
-    np.testing.assert_allclose(final.info, ref.info, rtol=1e-9)
+    np.testing.assert_allclose(final.m2ll, ref.m2ll, rtol=1e-9)
+    np.testing.assert_allclose(final.info, ref.info, rtol=1e-6)
 
 
 def test_hinted_polish_saves_sensitivity_evaluations(setup):
@@ -81,19 +89,19 @@ def test_hinted_polish_saves_sensitivity_evaluations(setup):
     plain polish makes two (the start and the optimum)."""
     prob, designs, cols, best, theta, x, ev = setup
     plain, hinted = _Logged(prob), _Logged(prob)
-    th0, *_ = _batched.polish(plain, designs, theta, x, cols, ftol=1e-14)
-    th1, *_ = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-14,
+    th0, *_ = _batched.polish(plain, designs, theta, x, cols, ftol=1e-10)
+    th1, *_ = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-10,
                               start_jacobians=list(ev.jacobians), start_info=ev.info)
     sens_rows = [sum(n for n, jac in log.calls if jac) for log in (plain, hinted)]
     assert sens_rows[1] < sens_rows[0], (plain.calls, hinted.calls)
-    # both within their stopping rule of the optimum (measured: 3e-9 apart)
-    np.testing.assert_allclose(th1[:, cols], best, rtol=1e-7)
-    np.testing.assert_allclose(th0[:, cols], best, rtol=1e-7)
+    # both within their stopping rule of the optimum
+    np.testing.assert_allclose(th1[:, cols], best, rtol=2e-6)
+    np.testing.assert_allclose(th0[:, cols], best, rtol=2e-6)
 
 
 def test_a_hint_of_the_wrong_length_is_ignored(setup):
     prob, designs, cols, best, theta, x, ev = setup
     hints = [J[:-1] for J in ev.jacobians]
-    th, _, final, used = _batched.polish(prob, designs, theta, x, cols, ftol=1e-14,
+    th, _, final, used = _batched.polish(prob, designs, theta, x, cols, ftol=1e-10,
                                          start_jacobians=hints, start_info=ev.info)
-    np.testing.assert_allclose(th[:, cols], best, rtol=1e-7)
+    np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
