@@ -443,7 +443,11 @@ class FastExactModel:
 def fast_model(pm):
     """:class:`FastExactModel` of ``pm`` where it applies and agrees with the general path,
     else ``pm`` itself."""
+    from ...errors import ProgressionError
+
     try:
         return FastExactModel(pm)
-    except (ValueError, ArithmeticError):
+    except (ValueError, ArithmeticError, ProgressionError, np.linalg.LinAlgError):
+        # not a case it covers (the reason is the exception's message), or the set-up
+        # failed where the general path reports per subject (e.g. a dose it cannot expand)
         return pm
