@@ -346,40 +346,15 @@ class InProcess(_Executor):
 def _limit_threads(n: int = 1) -> None:
     """Numerical libraries in this process use ``n`` threads (BLAS, OpenMP).
 
-    Environment variables cover libraries loaded later; OpenBLAS already loaded (numpy and
-    scipy each ship one) is told directly, through threadpoolctl when installed, else through
-    its C entry point.
+    Environment variables cover libraries loaded later; those already loaded (numpy and scipy
+    each ship an OpenBLAS) are told through threadpoolctl.
     """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = str(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        pass
-    else:
-        threadpool_limits(n)
-        return
-    import ctypes
+    from threadpoolctl import threadpool_limits
 
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if "blas" in line.lower()}
-    except OSError:                              # not Linux: environment variables only
-        return
-    for path in paths:
-        if ".so" not in path:
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("openblas_set_num_threads", "openblas_set_num_threads64_",
-                       "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
-            setter = getattr(lib, symbol, None)
-            if setter is not None:
-                setter(ctypes.c_int(n))
-                break
+    threadpool_limits(n)
 
 
 def usable_cpus() -> int:
