@@ -11,10 +11,12 @@ With the data time of the event as the covariate and ``factor = -1`` (the ALS on
 it was observed: the offset is a function of the other parameters, not a free quantity with a
 random effect of its own (which the data could not tell from the pace of the disease).
 
-``T_i`` is found in two solves per evaluation: one simulation with event location up to the
-window's upper bound (the offset's ``bounds``), then the states and forward sensitivities at
-that time, from which one Newton step ``T <- T - g / (dg/dt)`` on the event's condition ``g``
-removes the event search's tolerance, and the implicit-function rule gives the derivatives
+``T_i`` is found in two passes per evaluation: a fixed-step RK4 crossing pass (compiled; it
+stops at the crossing) gives a first guess (rows it misses: a simulation with event location
+up to the window's upper bound, the offset's ``bounds``), then the states and forward
+sensitivities at that time, from which one Newton step ``T <- T - g / (dg/dt)`` on the
+event's condition ``g`` removes the first guess's error, and the implicit-function rule
+gives the derivatives
 
     dT/dp = -(dg/dy . S + dg/dp) / (dg/dy . f + dg/dt)      at t = T,
 
@@ -106,8 +108,88 @@ def condition_gradient(model, e: int, t, y, p):
     return g, gt, gy, gp
 
 
+def _first_guess(problem, table, e, hi):
+    """Event times by the compiled (else numpy) fixed-step RK4 crossing pass of SAEM's
+    predictions, step ``hi / 4000``: it stops at each row's crossing, where a simulation with
+    event location integrates the whole window; NaN where none is found."""
+    from .population._saem_compiled import AVAILABLE
+    from .population._saem_model import _crossing_numpy
+
+    model = problem.model
+    sign = int(model.events[e].sign)
+    h = hi / 4000.0
+    kernels = getattr(model, "kernels", None) if AVAILABLE else None
+    with np.errstate(all="ignore"):
+        if kernels is not None and int(kernels.n_params) == table.shape[1]:
+            from .population._saem_compiled import rk4_crossing
+
+            return rk4_crossing(kernels, table, e, sign, h, hi)
+        return _crossing_numpy(model, table, e, sign, h, hi)
+
+
+def _located(problem, table, hi):
+    """Event times by simulations with event location over ``[0, hi]`` (groups of
+    EXACT_GROUP_VALUES rows) and each row's status and message."""
+    from ..simulate import simulate
+    from ._paths import EXACT_GROUP_VALUES, solver_options
+
+    R = table.shape[0]
+    T0 = np.full(R, np.nan)
+    ok = np.zeros(R, dtype=bool)
+    msg = [""] * R
+    options = solver_options(problem, [])
+    options.update(events=True, sensitivities=None)
+    for lo in range(0, R, EXACT_GROUP_VALUES):
+        rows = np.arange(lo, min(R, lo + EXACT_GROUP_VALUES))
+        with np.errstate(all="ignore"):
+            sim = simulate(problem.model, table[rows], np.array([0.0, hi]), **options)
+        T0[rows] = sim.event_time(problem.anchor)
+        ok[rows] = np.asarray(sim.status) >= 0
+        for b, r in enumerate(rows):
+            msg[r] = sim.message[b]
+    return T0, ok, msg
+
+
+def _states_at(problem, table, t, sens):
+    """States (n, R), sensitivities (R, n, k) or None, and status (R,) of each row at its own
+    time ``t`` (forward sensitivities; groups of EXACT_GROUP rows)."""
+    from ..simulate import simulate
+    from ._paths import EXACT_GROUP, EXACT_GROUP_VALUES, own_columns, solver_options
+
+    model = problem.model
+    R, n, k = table.shape[0], model.n_states, len(sens)
+    y = np.full((n, R), np.nan)
+    S = np.full((R, n, k), np.nan) if k else None
+    status = np.zeros(R, dtype=int)
+    options = solver_options(problem, sens)
+    options.update(events=False)
+    size = EXACT_GROUP if k else EXACT_GROUP_VALUES
+    for lo in range(0, R, size):
+        rows = np.arange(lo, min(R, lo + size))
+        grid = np.unique(np.concatenate([[0.0], t[rows]]))
+        with np.errstate(all="ignore"):
+            at = simulate(model, table[rows], grid, _observables=False,
+                          _own_times=own_columns(grid, t[rows], np.arange(rows.size),
+                                                 rows.size), **options)
+        col = np.searchsorted(grid, t[rows])
+        y[:, rows] = at.states[np.arange(rows.size), :, col].T
+        if k:
+            S[rows] = at.state_sensitivities[np.arange(rows.size), :, :, col]
+        status[rows] = np.asarray(at.status)
+    return y, S, status
+
+
 def anchor_times(problem, table, sens=(), *, window=None) -> AnchorTimes:
     """Model time of the problem's anchor event per row, and its derivatives.
+
+    The first guess of each row's event time comes from a fixed-step RK4 crossing pass
+    (step ``upper / 4000``, :func:`_first_guess`; it stops at the crossing), the states and
+    sensitivities there from the problem's integrator, and one Newton step on the event's
+    condition makes the time exact to the integrator's tolerance. Rows whose guess is
+    missing or whose Newton step is large (above ``1e-3 max(1, T)``: a model too stiff for
+    the explicit pass) are located by a simulation with event location over the window
+    instead, then treated alike. All solves run in groups of rows (the exact path's), so
+    memory does not grow with the batch.
 
     Parameters
     ----------
@@ -125,9 +207,6 @@ def anchor_times(problem, table, sens=(), *, window=None) -> AnchorTimes:
     -------
     AnchorTimes
     """
-    from ..simulate import simulate
-    from ._paths import own_columns, solver_options
-
     model = problem.model
     table = np.atleast_2d(np.asarray(table, dtype=float))
     R = table.shape[0]
@@ -141,53 +220,64 @@ def anchor_times(problem, table, sens=(), *, window=None) -> AnchorTimes:
     messages = [""] * R
     if R == 0:
         return AnchorTimes(T, dT, messages)
-    options = solver_options(problem, [])
-    options.update(events=True, sensitivities=None)
-    with np.errstate(all="ignore"):
-        sim = simulate(model, table, np.array([0.0, hi]), **options)
-    T0 = np.asarray(sim.event_time(problem.anchor), dtype=float)
-    ok = np.asarray(sim.status) >= 0
+    T0 = np.asarray(_first_guess(problem, table, e, hi), dtype=float)
+    ok = np.ones(R, dtype=bool)
+    sim_msg = [""] * R
+    located = np.zeros(R, dtype=bool)
+
+    def locate(rows):
+        t0, good, msg = _located(problem, table[rows], hi)
+        T0[rows], ok[rows] = t0, good
+        located[rows] = True
+        for b, r in enumerate(rows):
+            sim_msg[r] = msg[b]
+
+    missing = np.flatnonzero(~np.isfinite(T0))
+    if missing.size:
+        locate(missing)
+    sidx = [model.parameter_index(nm) for nm in sens]
+    todo = np.arange(R)
+    for _attempt in range(2):
+        todo = todo[ok[todo] & np.isfinite(T0[todo]) & (T0[todo] >= lo) & (T0[todo] <= hi)]
+        if todo.size == 0:
+            break
+        t = T0[todo]
+        y, S, status = _states_at(problem, table[todo], t, sens)
+        p = table[todo].T
+        with np.errstate(all="ignore"):
+            f = np.asarray(model.rhs(t, y, p), dtype=float)
+        g, gt, gy, gp = condition_gradient(model, e, t, y, p)
+        gdot = np.sum(gy * f, axis=0) + gt                      # dg/dt along the path
+        step = -g / gdot                                         # Newton on the condition
+        Tn = t + step
+        fine = (np.isfinite(Tn) & (gdot != 0) & (status >= 0) & (Tn >= lo) & (Tn <= hi))
+        small = np.abs(step) <= 1e-3 * np.maximum(1.0, np.abs(t))
+        # a large step: the explicit pass was off (stiff model); locate those rows by
+        # simulation and try again once
+        retry = todo[fine & ~small & ~located[todo]]
+        take = fine & (small | located[todo])
+        T[todo[take]] = Tn[take]
+        if k:
+            num = np.einsum("nG,Gnk->Gk", gy, S) + gp[sidx].T   # (G, k)
+            d = -num / gdot[:, None]
+            dT[todo[take]] = d[take]
+        for j in np.flatnonzero(~fine):
+            messages[todo[j]] = (f"event '{problem.anchor}' could not be located at model "
+                                 f"time {t[j]:g} (the condition's rate of change there is "
+                                 f"{gdot[j]:g})")
+        if retry.size == 0:
+            break
+        locate(retry)
+        todo = retry
     for r in range(R):
+        if np.isfinite(T[r]) or messages[r]:
+            continue
         if not ok[r]:
-            messages[r] = f"the simulation for the anchor event failed: {sim.message[r]}"
+            messages[r] = f"the simulation for the anchor event failed: {sim_msg[r]}"
         elif not np.isfinite(T0[r]):
             messages[r] = (f"no event '{problem.anchor}' by model time {hi:g} (the anchored "
                            "time offset's window)")
-        elif T0[r] < lo:
-            messages[r] = (f"event '{problem.anchor}' at model time {T0[r]:g}, before the "
+        else:
+            messages[r] = (f"event '{problem.anchor}' at model time {T0[r]:g}, outside the "
                            f"anchored time offset's window [{lo:g}, {hi:g}]")
-    good = np.nonzero(np.array([m == "" for m in messages]))[0]
-    if good.size == 0:
-        return AnchorTimes(T, dT, messages)
-    # the states (and sensitivities) at each row's own event time
-    grid = np.unique(np.concatenate([[0.0], T0[good]]))
-    options = solver_options(problem, sens)
-    options.update(events=False)
-    with np.errstate(all="ignore"):
-        at = simulate(model, table[good], grid, _observables=False,
-                      _own_times=own_columns(grid, T0[good], np.arange(good.size), good.size),
-                      **options)
-    col = np.searchsorted(grid, T0[good])
-    y = at.states[np.arange(good.size), :, col].T                  # (n, G)
-    p = table[good].T
-    t = T0[good]
-    with np.errstate(all="ignore"):
-        f = np.asarray(model.rhs(t, y, p), dtype=float)
-    g, gt, gy, gp = condition_gradient(model, e, t, y, p)
-    gdot = np.sum(gy * f, axis=0) + gt                              # dg/dt along the path
-    # one Newton step removes the event search's tolerance
-    Tn = t - g / gdot
-    fine = (np.isfinite(Tn) & (gdot != 0) & (np.asarray(at.status) >= 0)
-            & (Tn >= lo) & (Tn <= hi))
-    T[good[fine]] = Tn[fine]
-    for j in np.nonzero(~fine)[0]:
-        messages[good[j]] = (f"event '{problem.anchor}' could not be located at model time "
-                             f"{t[j]:g} (the condition's rate of change there is "
-                             f"{gdot[j]:g})")
-    if k:
-        S = at.state_sensitivities[np.arange(good.size), :, :, col]   # (G, n, k)
-        sidx = [model.parameter_index(nm) for nm in sens]
-        num = np.einsum("nG,Gnk->Gk", gy, S) + gp[sidx].T             # (G, k)
-        d = -num / gdot[:, None]
-        dT[good[fine]] = d[fine]
     return AnchorTimes(T, dT, messages)
