@@ -32,7 +32,13 @@ It applies to designs without doses, dose records, model covariates or condition
 designs keep the exact path (:func:`applicable`). Model time is data time plus the subject's
 time offset (``theta[offset] + factor * offset covariate``), times before 0 evaluated at 0,
 as in :meth:`Problem.evaluate <progression.fit.problem.Problem.evaluate>`; the model's events
-are not located (a fit's exact path integrates with ``terminal_events = False`` too).
+are not located (a fit's exact path integrates with ``terminal_events = False`` too). An
+event-anchored offset (``[parameters.time_offset] anchor``, :mod:`progression.fit._anchor`)
+is the exception: a crossing pass with the same scheme and step (compiled
+:func:`._saem_compiled.rk4_crossing`, numpy :func:`_crossing_numpy`) finds each row's event
+time first (bisection on the step's cubic Hermite interpolant; it stops at the crossing, which
+for ALS onset is early), and the row's model times follow from it; the calibration of the
+step therefore covers the anchor's error too.
 """
 
 from __future__ import annotations
