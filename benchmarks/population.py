@@ -143,6 +143,16 @@ def _numba_threads():
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
+#: Earlier measurements of part (a) (same machine, shared), for the record.
+THEOPH_HISTORY = [
+    "2026-12-01 02:42 UTC (load 0.64), before FastExactModel: config 2.9 s first in process "
+    "(estimation 2.2 s), 2.2 s second; 626 predict calls through Problem.evaluate; naive "
+    "61.8 s (21.6x)",
+    "2026-12-01 04:00 UTC (load 6.45), FastExactModel with the ctypes BLAS limit: best of 3 "
+    "0.77 s wall / 0.51 s CPU (estimation 0.56 s, covariance 0.20 s), first in process "
+    "1.00 s / 0.65 s CPU; general path 2.92 s / 1.38 s CPU; core 0.429 s; naive 181.4 s",
+]
+
 #: Earlier measurements of part (b) (same machine, shared), for the record.
 SAEM_HISTORY = [
     "2026-11-30 20:45 UTC, numpy lockstep RK4 (no numba), `--iterations 10,5`: 2.89 s per "
@@ -412,7 +422,8 @@ def write(out: dict) -> None:
                "a serial run's wall time is its CPU time plus the time it waited for a core). "
                "Exact path (outputs and forward sensitivities at rtol 1e-10 in every inner and "
                "outer evaluation): "
-               f"{th.get('exact_integrator', 'stacked LSODA')}.", ""]
+               f"{th.get('exact_integrator', 'stacked LSODA')}.", "",
+               "Earlier measurements:", ""] + [f"- {h}" for h in THEOPH_HISTORY] + [""]
     sa = out.get("saem")
     if sa:
         md += [f"## (b) SAEM on {sa['n']} simulated ALS subjects (als_reduced)", "",
