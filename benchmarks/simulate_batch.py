@@ -41,8 +41,13 @@ TIMES = np.linspace(0.0, 60.0, 13)
 FIXED = {"w0", "wP", "wE_c"}
 #: Parameters set for every patient so that the package's model is exactly Appendix A (the
 #: hand-written right-hand side): C_glia0 = 0 (its default is 1.1 since issue 13's healthy
-#: state), no hazard score (the death hazard's state is integrated but not in Appendix A).
-APPENDIX_A = {"C_glia0": 0.0, "k0": 0.010}
+#: state), fglu = 0 (the cell-autonomous hazard is k0 itself: k0 (1 - fglu + fglu glu)
+#: since the riluzole handle of 2026-12-01), and Appendix A's values of the parameters the
+#: issue-13 recalibration moved (k0, kA, kE, pB, Nth), so that rows stay comparable with
+#: earlier runs; no hazard score (the death hazard's state is integrated but not in Appendix
+#: A; its parameters are the model's).
+APPENDIX_A = {"C_glia0": 0.0, "fglu": 0.0, "k0": 0.010, "kA": 0.020, "kE": 0.010, "pB": 1.0,
+              "Nth": 0.75}
 
 
 def reference_rhs(t, y, p):

@@ -346,3 +346,46 @@ def test_block_lu_of_a_trailing_quadrature_state_solves_like_numpy():
         np.testing.assert_allclose(x, want, rtol=1e-12, atol=1e-14)
     E = np.zeros((3, 3))
     assert not _lu(E, np.empty(3, dtype=np.int64), 3)    # singular: refused
+
+
+@pytest.mark.parametrize("max_steps", [100_000, 40])
+def test_all_subjects_in_one_compiled_call_equal_the_per_subject_loop(monkeypatch, max_steps):
+    """Without switches after t0 or covariates, simulate runs every subject in one compiled
+    Rodas4 call (_rodas_batch); it gives the per-subject loop's results to the bit: states,
+    observables, sensitivities, located events (terminal death, clinical onset), statuses,
+    messages (failures with max_steps=40 included) and work counters."""
+    import progression as pg
+    from progression.simulate import _compiled
+
+    model = pg.load_model("als_systemic")
+    rng = np.random.default_rng(3)
+    table = model.parameter_table(None, 12)
+    table *= np.exp(0.3 * rng.standard_normal(table.shape))
+    table = np.clip(table, model.bounds[:, 0], model.bounds[:, 1])
+    times = np.linspace(0.0, 60.0, 13)
+
+    def run():
+        return pg.simulate(model, table, times, sensitivities=["k0", "kA"],
+                           max_steps=max_steps)
+
+    calls = []
+    original = _compiled._rodas_batch
+    monkeypatch.setattr(_compiled, "_rodas_batch",
+                        lambda *args, **kw: calls.append(1) or original(*args, **kw))
+    fast = run()
+    assert calls                                 # the one-call path ran
+    monkeypatch.setattr(_compiled, "_rodas_batch", lambda *args, **kw: list(range(12)))
+    loop = run()
+    for name in ("states", "observables", "state_sensitivities", "observable_sensitivities",
+                 "status"):
+        assert np.array_equal(getattr(fast, name), getattr(loop, name), equal_nan=True), name
+    assert fast.message == loop.message
+    assert {e: [list(v) for v in lists] for e, lists in fast.events.items()} == \
+        {e: [list(v) for v in lists] for e, lists in loop.events.items()}
+    assert {k: fast.stats[k] for k in ("steps", "nfev", "njev", "nlu")} == \
+        {k: loop.stats[k] for k in ("steps", "nfev", "njev", "nlu")}
+    if max_steps == 40:
+        assert (fast.status == -1).any() and "more than 40 steps" in " ".join(fast.message)
+    else:
+        assert (fast.status == 1).any() and (fast.status == 0).any()
+        assert np.isfinite(fast.event_time("clinical_onset")).any()

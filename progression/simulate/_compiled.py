@@ -128,7 +128,21 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                     status, message, stiff, stats)
 
     times_all, t_end_all = times, t_end
-    for s, i in enumerate([] if fast else index):
+    # Rodas4 with nothing after t0 either (no later switch, no covariates, one output grid):
+    # every subject in one compiled call; the loop below takes the subjects it hands back
+    rodas_fast = (not closing and covariates is None and own_times is None and t_end > t0
+                  and all(float(sw.time) <= float(t0) for sw in switches))
+    if fast:
+        pending = []
+    elif rodas_fast:
+        pending = _rodas_batch(model, KL, t0, t_end, index, times, p0, a0, y0, S0, sidx,
+                               n_obs, ev_sign, ev_term, use_events, model_events, rtol, atol,
+                               max_step, max_steps, autonomous, label, states, obs, dstates,
+                               dobs, status, message, found, stats)
+    else:
+        pending = range(m)
+    for s in pending:
+        i = index[s]
         if own_times is not None:
             # only this subject's outputs (columns of times), integrated to its last one
             cols = np.asarray(own_times[s], dtype=np.int64)
@@ -272,6 +286,70 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
     return {"states": states, "observables": obs, "status": status, "message": message,
             "events": ev_out, "dstates": dstates, "dobs": dobs, "stats": stats,
             "failed": None, "failure": None, "method": name}
+
+
+def _rodas_batch(model, KL, t0, t_end, index, times, p0, a0, y0, S0, sidx, n_obs, ev_sign,
+                 ev_term, use_events, model_events, rtol, atol, max_step, max_steps,
+                 autonomous, label, states, obs, dstates, dobs, status, message, found,
+                 stats) -> list:
+    """:func:`solve_small_batch`'s subjects in one compiled Rodas4 call
+    (:func:`._rodas4_loops.batch`): the case without switches after t0, covariates or
+    per-subject output times (events included). Fills the result arrays, statuses, messages,
+    events and counters in place, as the per-subject loop would; returns the subjects the
+    loop must still run (more events than the buffer holds, or all of them if the compiled
+    call raised, so that the loop reports it per subject)."""
+    from ._diagnose import _diagnose
+    from ._rodas4_loops import batch
+
+    m, n, k, T = len(index), y0.shape[0], sidx.size, times.size
+    cap = 16
+    Yb = np.full((m, T, n), np.nan)
+    Sb = np.full((m, T, k, n), np.nan)
+    Ob = np.full((m, T, n_obs), np.nan)
+    DOb = np.full((m, T, n_obs, k), np.nan)
+    EVI = np.zeros((m, cap), dtype=np.int64)
+    EVT = np.zeros((m, cap))
+    info_i = np.zeros((m, 9), dtype=np.int64)
+    info_f = np.zeros((m, 3))
+    fail_y = np.zeros((m, 2, n))
+    S_start = np.ascontiguousarray(S0, dtype=float) if k else np.zeros((m, 0, n))
+    try:
+        batch(KL, float(t0), float(t_end), np.ascontiguousarray(y0.T, dtype=float), S_start,
+              np.ascontiguousarray(p0.T, dtype=float),
+              np.ascontiguousarray(a0[sidx].T, dtype=float), sidx, times, Yb, Sb, Ob, DOb,
+              n_obs > 0, ev_sign, ev_term, use_events, EVI, EVT, float(rtol), float(atol),
+              float(max_step), int(max_steps), autonomous, info_i, info_f, fail_y)
+    except (ArithmeticError, ValueError):
+        return list(range(m))
+    redo = [s for s in range(m) if info_i[s, 6] > cap]
+    for key, col in (("steps", 2), ("nfev", 3), ("njev", 4), ("nlu", 5)):
+        stats[key] += int(np.delete(info_i[:, col], redo).sum())
+    states[:] = Yb.transpose(0, 2, 1)
+    if n_obs:
+        obs[:] = Ob.transpose(0, 2, 1)
+    if k:
+        dstates[:] = Sb.transpose(0, 3, 2, 1)
+        if n_obs:
+            dobs[:] = DOb.transpose(0, 2, 3, 1)
+    for s in range(m):
+        if info_i[s, 6] > cap:
+            continue
+        for c in range(int(info_i[s, 6])):
+            found[model_events[EVI[s, c]].name][s].append(float(EVT[s, c]))
+        code = int(info_i[s, 0])
+        if code == 1:
+            e = model_events[EVI[s, int(info_i[s, 6]) - 1]].name
+            status[s] = 1
+            message[s] = f"terminal event {e!r} at t={info_f[s, 0]:.6g}"
+        elif code == -1:
+            status[s] = -1
+            reason = FAIL_REASONS[int(info_i[s, 7])].format(max_steps=max_steps)
+            who = f" for subject {int(index[s])}" if label else ""
+            message[s] = (f"integration failed{who} at t={info_f[s, 1]:.10g} ({reason}): "
+                          + _diagnose(model, float(info_f[s, 1]), float(info_f[s, 2]),
+                                      fail_y[s, 0].copy(), fail_y[s, 1].copy(),
+                                      np.ascontiguousarray(p0[:, s]), bool(info_i[s, 8])))
+    return redo
 
 
 def _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sidx, n_obs,
