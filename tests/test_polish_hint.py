@@ -105,3 +105,20 @@ def test_a_hint_of_the_wrong_length_is_ignored(setup):
     th, _, final, used = _batched.polish(prob, designs, theta, x, cols, ftol=1e-10,
                                          start_jacobians=hints, start_info=ev.info)
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
+
+
+def test_rows_with_poorly_conditioned_information_ignore_the_hint(setup):
+    """A hint whose information has a direction the data hardly determine (scaled smallest
+    eigenvalue below 1e-3 of the largest) is not used: the polish evaluates those rows with
+    sensitivities from the start, exactly as without a hint."""
+    prob, designs, cols, best, theta, x, ev = setup
+    g = np.array([1.0, 1.0])
+    flat = np.repeat((np.outer(g, g) + 1e-5 * np.eye(2))[None], 3, axis=0) * 100.0
+    hinted, plain = _Logged(prob), _Logged(prob)
+    th1, _, f1, u1 = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-10,
+                                     start_jacobians=list(ev.jacobians), start_info=flat)
+    th0, _, f0, u0 = _batched.polish(plain, designs, theta, x, cols, ftol=1e-10)
+    assert hinted.calls == plain.calls and hinted.calls[0] == (3, True)
+    np.testing.assert_array_equal(th1, th0)
+    np.testing.assert_array_equal(f1.m2ll, f0.m2ll)
+    np.testing.assert_array_equal(u1, u0)
