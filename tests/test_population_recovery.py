@@ -225,3 +225,39 @@ def test_intervals_cover_the_truth(study, label):
     part, p = label.split()
     d = study[part][p]
     assert d["with_se"] == SLOW_SEEDS and d["covered"] >= 2, d
+
+
+def test_population_pace_truth_without_truncation(shipped):
+    # with bounds too wide to truncate, the reference pace 0.5 (log k0 + log(kA / r)) has the
+    # generator's closed form: typical sqrt(0.0091 * 0.033 / r), variance given the covariates
+    # 0.6^2 (shared factor) + 0.3^2 / 2 (the two individual terms averaged) = 0.405
+    from progression.virtual.cohort_config import read_toml
+
+    cfg, _ = shipped
+    r = pr._glial_ratio(cfg)
+    doc = read_toml(pr.COHORT_CONFIG)
+    for p in ("k0", "kA"):
+        doc["parameters"][p] = dict(doc["parameters"][p], bounds=[1e-7, 50.0])
+    typ, var = pr.population_pace_truth(cfg, doc, n_draws=200_000)
+    assert typ == pytest.approx(math.sqrt(0.0091 * 0.033 / r), rel=0.005)
+    assert var == pytest.approx(0.36 + 0.09 / 2, rel=0.01)
+
+
+def test_sample_truths_regress_on_the_fit_covariates(shipped):
+    cfg, _ = shipped
+    from progression.als.synthetic import synthetic_cohort
+
+    cohort, truth = synthetic_cohort(pr.COHORT_CONFIG, n=40, seed=7)
+    k0 = next(p for p in cfg.parameters if p.name == "k0")
+    X = pr._design(cohort, k0.covariates)
+    age = np.asarray(cohort.covariate("age"), dtype=float)
+    bulbar = np.asarray(cohort.covariate("site_of_onset")) == "bulbar"
+    c9 = np.asarray(cohort.covariate("c9orf72"), dtype=float) == 1
+    assert np.array_equal(X, np.column_stack([np.ones(40), age - 60.0, bulbar, c9]))
+    s = pr.sample_truths(7, 40, cfg)
+    y = np.log(np.asarray(truth["k0"], dtype=float))
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert s["k0"]["typical"] == pytest.approx(math.exp(beta[0]), rel=1e-10)
+    assert s["k0"]["omega"] == pytest.approx(np.var(y - X @ beta), rel=1e-10)
+    assert s["eD"]["omega"] == pytest.approx(np.var(np.log(truth["eD"])), rel=1e-10)
+    assert s["pace"]["omega"] < s["k0"]["omega"]     # the individual terms average out
