@@ -21,16 +21,31 @@ derivatives, the ``2 D`` perturbed copies of every row in the same one call, at 
 tolerance (:data:`HESSIAN_RTOL`) so that the integrator's error divided by the step stays far
 below the differences' truncation.
 
-It is used only where it gives the numbers of the general path: the case without anything
-after t0 (doses at the start, no covariates, conditions, survival term, located events or
-estimated time offset; the compiled DOP853 available), and only after a check at
-construction that its predictions and derivatives equal the general path's for every subject
-(relative 1e-9); otherwise :func:`fast_model` returns the :class:`~._adapter.ProblemModel`
-unchanged. Rows the compiled integrator hands back (a stiff subject) or that fail are
-evaluated by the general path, so failure handling and messages are the general path's.
+Doses after t0 (repeated doses, infusion ends) are the general path's switches reduced to
+their effect at construction (:meth:`FastExactModel._later_actions`: a state shifted by a
+constant, a parameter that is not estimated set to a value; checked by applying each switch
+with the general path's own function at three draws of states and estimated parameters): a
+call integrates every row's segments between them in the same one compiled call
+(:func:`_seg_row`), with the general path's segment boundaries and its outputs at a dose
+time (those after the dose). Covariate effects on typical values (weight, Apgar score in
+pheno) are in the individual parameters the core passes and need nothing here.
+
+It is used only where it gives the numbers of the general path: the compiled DOP853
+available; no conditions, survival term, located events, estimated or event-anchored time
+offset, or model covariates (the model file's ``[covariates]``: inputs of the ODE that
+``simulate()`` carries as hidden parameter rows, left to the general path); no switch after
+t0 that scales a state, reads another, sets a steady state or depends on an estimated
+parameter (an estimated bioavailability or lag time); and only after a check at
+construction that its predictions and derivatives equal the general path's for every
+subject (relative 1e-9); otherwise :func:`fast_model` returns the
+:class:`~._adapter.ProblemModel` unchanged. Rows the compiled integrator hands back (a stiff
+subject) or that fail are evaluated by the general path, so failure handling and messages
+are the general path's.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -80,8 +95,81 @@ if _NUMBA:
                      DOout[s], record_obs, no_sign, no_term, False, no_index, no_time, rtol,
                      atol, max_step, max_steps, True, info_i[s], info_f[s], fail_y[s],
                      t1 > t0, SKL, use_sk)
+    @njit(cache=True, error_model="numpy")
+    def _seg_row(KL, t0, t1, y, S, p, sidx, a, tt, lo, hi, act_time, act_kind, act_idx,
+                 act_val, Yout, Sout, Oout, DOout, record_obs, rtol, atol, max_step,
+                 max_steps, info_i, info_f, fail_y, SKL, use_sk):
+        """One row over [t0, t1] in segments cut at its actions ``lo:hi`` (sorted by time;
+        those after t1 ignored): the general path's per-subject loop
+        (:func:`progression.simulate._compiled.solve_small_batch`) with its switches
+        reduced to their effect (a state shifted by a constant, a parameter that is not
+        estimated set to a value). Outputs at an action's time are those after it (the
+        segment ending there is not closed; the next one records them at its start); the
+        last segment is closed at ``t1`` unless an action falls there, then the empty
+        segment ``[t1, t1]`` records them. Stops at the first segment that fails or is
+        stiff (its status stays in ``info_i``)."""
+        no_sign = np.zeros(0, dtype=np.int64)
+        no_term = np.zeros(0, dtype=np.bool_)
+        no_index = np.zeros(1, dtype=np.int64)
+        no_time = np.zeros(1)
+        j = 0
+        start = t0
+        q = lo
+        while True:
+            # the next action time in (start, t1]
+            while q < hi and act_time[q] <= start:
+                q += 1
+            if q < hi and act_time[q] <= t1:
+                b = act_time[q]
+                _segment(KL, start, b, y, S, p, sidx, a, tt, j, Yout, Sout, Oout, DOout,
+                         record_obs, no_sign, no_term, False, no_index, no_time, rtol, atol,
+                         max_step, max_steps, True, info_i, info_f, fail_y, False, SKL,
+                         use_sk)
+                j = info_i[1]
+                if info_i[0] != 0:
+                    return
+                while q < hi and act_time[q] == b:
+                    if act_kind[q] == 0:
+                        y[act_idx[q]] += act_val[q]
+                    else:
+                        p[act_idx[q]] = act_val[q]
+                    q += 1
+                start = b
+            else:
+                _segment(KL, start, t1, y, S, p, sidx, a, tt, j, Yout, Sout, Oout, DOout,
+                         record_obs, no_sign, no_term, False, no_index, no_time, rtol, atol,
+                         max_step, max_steps, True, info_i, info_f, fail_y, t1 > start, SKL,
+                         use_sk)
+                return
+
+    @njit(cache=True, error_model="numpy")
+    def _seg_batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo, act_hi,
+                   act_time, act_kind, act_idx, act_val, Yout, Sout, Oout, DOout, record_obs,
+                   rtol, atol, max_step, max_steps, info_i, info_f, fail_y, SKL, use_sk):
+        """:func:`_par_batch`'s rows with actions after t0 (:func:`_seg_row`), serially."""
+        for s in range(Y0.shape[0]):
+            T = counts[s]
+            _seg_row(KL, t0, t_end[s], Y0[s].copy(), S0[s].copy(), P0[s].copy(), sidx,
+                     A0[s].copy(), times[s, :T].copy(), act_lo[s], act_hi[s], act_time,
+                     act_kind, act_idx, act_val, Yout[s], Sout[s], Oout[s], DOout[s],
+                     record_obs, rtol, atol, max_step, max_steps, info_i[s], info_f[s],
+                     fail_y[s], SKL, use_sk)
+
+    @njit(cache=True, error_model="numpy", parallel=True)
+    def _seg_par_batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo, act_hi,
+                       act_time, act_kind, act_idx, act_val, Yout, Sout, Oout, DOout,
+                       record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y,
+                       SKL, use_sk):
+        """:func:`_seg_batch` with the rows over numba's threads (same numbers)."""
+        for s in prange(Y0.shape[0]):
+            T = counts[s]
+            _seg_row(KL, t0, t_end[s], Y0[s].copy(), S0[s].copy(), P0[s].copy(), sidx,
+                     A0[s].copy(), times[s, :T].copy(), act_lo[s], act_hi[s], act_time,
+                     act_kind, act_idx, act_val, Yout[s], Sout[s], Oout[s], DOout[s],
+                     record_obs, rtol, atol, max_step, max_steps, info_i[s], info_f[s],
+                     fail_y[s], SKL, use_sk)
 else:  # pragma: no cover - the numpy backend never builds a FastExactModel
-    _par_batch = None
+    _par_batch = _seg_batch = _seg_par_batch = None
 
 
 def _parallel_batch():
@@ -213,12 +301,20 @@ class FastExactModel:
             self.real[i, :ni] = True
             self.log_pad[i, :ni] = self.log_scale[np.asarray(d.obs, dtype=int)]
         self.any_log = bool(self.log_pad.any())
-        # dose records -> switches, once (the same function simulate() uses); they must all
-        # act at t0 and not depend on the estimated parameters
-        doses = [_for_subject(x, i) for i, d in enumerate(designs) for x in d.doses]
+        # dose records -> switches, once (the same function simulate() uses), in model time
+        # like make_units gives them (shifted by the subject's fixed offset); those at t0
+        # set up the start (_starts), the later ones become actions (_later_actions)
+        doses = []
+        for i, d in enumerate(designs):
+            off = float(offset[i])
+            for x in d.doses:
+                if off != 0.0:
+                    x = dataclasses.replace(x, time=x.time + off)
+                doses.append(_for_subject(x, i))
         table = theta[:, :P].copy()
         self.switches = []
         self.fixed_p = {}
+        switches = []
         if doses:
             new, switches = expand_doses(model, doses, table, tuple(sens), self.t0,
                                          method="auto", rtol=self.rtol, atol=self.atol,
@@ -232,15 +328,100 @@ class FastExactModel:
                 self.fixed_p[int(j)] = new[:, j].copy()
             est = {problem.names[q] for q in pm.cols}
             for sw in switches:
-                if float(sw.time) != self.t0 or est & set(sw.time_dp):
-                    raise ValueError("a dose after t0 or at an estimated time")
-            self.switches = list(switches)
+                if float(sw.time) < self.t0 or est & set(sw.time_dp):
+                    raise ValueError("a dose before t0 or at an estimated time")
+            self.switches = [sw for sw in switches if float(sw.time) == self.t0]
+        later = [sw for sw in switches if float(sw.time) > self.t0]
+        self._later_actions(later, theta)
         from ...simulate._compiled import packed_kernels
         from ...simulate._dop853_numba import sensitivity_kernels
 
         self._KL = packed_kernels(model.kernels)
         self._skl = sensitivity_kernels(model, self.sidx)
         self._check()
+
+    def _later_actions(self, later, theta):
+        """The switches after t0 (doses, infusion ends) as per-subject actions for the
+        compiled segments (:func:`_seg_row`): ``kind`` 0 adds ``val`` to state ``idx``, 1
+        sets parameter ``idx`` to ``val``; per subject sorted by time (the switches' order
+        within a time kept, as the general path applies them).
+
+        Each switch is applied by the general path's own function
+        (:func:`progression.simulate._switches._apply_switch`) to every subject at once,
+        from three draws of the states, sensitivities and estimated parameters: a state it
+        changes must move by the same constant in all three (the jump ``y + c`` of a bolus)
+        and the sensitivities must not move (the amount does not depend on an estimated
+        parameter); it may set, scale or shift parameters that are not estimated (their
+        values after it are then the same in every draw). Anything else (a jump that scales
+        a state or reads another, a steady-state dose, an estimated bioavailability) raises
+        ValueError: :func:`fast_model` keeps the general path."""
+        from ...simulate._compiled import _SwitchTarget
+        from ...simulate._switches import _apply_switch, _subject_mask
+
+        N = self.N
+        model = self.pm.problem.model
+        P = self.pm.problem.P
+        sidx = self.sidx
+        k = sidx.size
+        n = model.n_states
+        later = sorted(later, key=lambda sw: float(sw.time))      # stable: order kept
+        est = set(sidx.tolist())
+        for sw in later:
+            if sw.states or any(model.parameter_index(x) in est
+                                for x in (*sw.scale, *sw.add, *sw.set)):
+                raise ValueError("a switch after t0 that sets a state or an estimated "
+                                 "parameter")
+        p_base = np.array(theta[:, :P].T, dtype=float)
+        for j, v in self.fixed_p.items():
+            p_base[j] = v
+        rng = np.random.default_rng(2)
+        index = np.arange(N)
+        sys = _SwitchTarget(k, sidx.astype(int))
+        runs = []
+        for draw in range(3):
+            p = p_base.copy()
+            if draw:
+                p[sidx] = p[sidx] * np.exp(0.3 * rng.standard_normal((k, N)))
+            a = np.ones_like(p)
+            y = np.zeros((n, N)) if draw == 0 else rng.uniform(0.5, 2.0, (n, N))
+            S = rng.standard_normal((N, k, n))
+            steps = []
+            with np.errstate(all="ignore"):
+                for sw in later:
+                    yb, Sb = y.copy(), S.copy()
+                    y, S = _apply_switch(model, sw, p, a, y, S, sys, index, N)
+                    y, S = np.array(y, dtype=float), np.array(S, dtype=float)
+                    touched = sorted({model.parameter_index(x)
+                                      for x in (*sw.scale, *sw.add, *sw.set)})
+                    steps.append((y - yb, np.abs(S - Sb).max() if S.size else 0.0,
+                                  {j: p[j].copy() for j in touched}))
+            runs.append(steps)
+        rows = [[] for _ in range(N)]
+        for s, sw in enumerate(later):
+            (d0, _, pv), (d1, e1, pv1), (d2, e2, _) = (r[s] for r in runs)
+            tol = 1e-12 * (1.0 + np.abs(d0))
+            if not (np.all(np.isfinite(d0)) and np.all(np.abs(d1 - d0) <= tol)
+                    and np.all(np.abs(d2 - d0) <= tol) and e1 == 0.0 and e2 == 0.0
+                    and all(np.array_equal(pv[j], pv1[j]) for j in pv)):
+                raise ValueError("a switch after t0 that is not a constant shift of "
+                                 "states and a change of parameters that are not estimated")
+            mask = _subject_mask(sw.subjects, N)
+            jumped = sorted({model.state_index(x) for x in sw.jump})
+            for i in np.flatnonzero(mask):
+                if float(sw.time) > self.t_end[i]:
+                    continue          # after the subject's last value: not simulated
+                for j in pv:
+                    rows[i].append((float(sw.time), 1, j, float(pv[j][i])))
+                for st in jumped:
+                    rows[i].append((float(sw.time), 0, st, float(d0[st, i])))
+        self.act_ptr = np.zeros(N + 1, dtype=np.int64)
+        self.act_ptr[1:] = np.cumsum([len(r) for r in rows])
+        flat = [x for r in rows for x in r]
+        self.act_time = np.array([x[0] for x in flat], dtype=float)
+        self.act_kind = np.array([x[1] for x in flat], dtype=np.int64)
+        self.act_idx = np.array([x[2] for x in flat], dtype=np.int64)
+        self.act_val = np.array([x[3] for x in flat], dtype=float)
+        self.segmented = bool(flat)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -375,15 +556,23 @@ class FastExactModel:
         info_i = np.zeros((R, 9), dtype=np.int64)
         info_f = np.zeros((R, 3))
         fail_y = np.zeros((R, 2, n))
-        batch = dop_batch
-        if R >= PARALLEL_ROWS and self.parallel:
-            batch = _parallel_batch() or dop_batch
+        args = (self._KL, float(t0), np.ascontiguousarray(self.t_end[index]),
+                np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
+                np.ascontiguousarray(S0), sidx, np.ascontiguousarray(a0[sidx].T), tt, counts)
+        tail = (Yb, Sb, Ob, DOb, True, float(rtol), float(atol), self.max_step,
+                self.max_steps, info_i, info_f, fail_y, *self._skl)
+        parallel = R >= PARALLEL_ROWS and self.parallel
         with np.errstate(all="ignore"):
-            batch(self._KL, float(t0), np.ascontiguousarray(self.t_end[index]),
-                      np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
-                      np.ascontiguousarray(S0), sidx, np.ascontiguousarray(a0[sidx].T), tt,
-                      counts, Yb, Sb, Ob, DOb, True, float(rtol), float(atol),
-                      self.max_step, self.max_steps, info_i, info_f, fail_y, *self._skl)
+            if self.segmented:
+                # doses after t0: every row's segments in the same one call
+                acts = (self.act_ptr[index], self.act_ptr[index + 1], self.act_time,
+                        self.act_kind, self.act_idx, self.act_val)
+                (_seg_par_batch if parallel else _seg_batch)(*args, *acts, *tail)
+            else:
+                batch = dop_batch
+                if parallel:
+                    batch = _parallel_batch() or dop_batch
+                batch(*args, *tail)
         done = info_i[:, 0] == 0
         done &= info_i[:, 0] != STIFF
         with np.errstate(all="ignore"):
