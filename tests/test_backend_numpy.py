@@ -22,6 +22,8 @@ MODULES = (
     "tests/test_covariates.py",
     "tests/test_batch_and_switches.py",
     "tests/test_exact_objective.py",
+    "tests/test_polish_hint.py",
+    "tests/test_covariance_step_stacked.py",
 )
 
 
