@@ -14,6 +14,9 @@ of the paths they replace.
   1e-9, second derivatives its central differences to 1e-7; pickles, falls back per row,
   serial and parallel identical; the pheno FOCE-I fit reaches the same OFV (1e-6) with and
   without the cache, and NONMEM's published optimum.
+* Model covariates (tests/models/pk_iv_bolus_wt.toml: weight in the ODE, constant or
+  changing at 24 h, with repeated doses): equal to the general path to 1e-9 (second
+  derivatives 1e-7), pickles; the change at 24 h moves the predictions after it only.
 * :class:`~progression.fit.population._gradient.EtaPredictor`: the first-order prediction
   of the modes at moved parameters is much closer to the new modes than the old modes
   (error O(step^2) against O(step)), on the closed-form model.
@@ -341,3 +344,68 @@ def test_single_blas_thread_sets_and_restores_the_count():
         a = np.arange(9.0).reshape(3, 3) + np.eye(3)
         assert np.allclose(np.linalg.solve(a, a @ np.ones(3)), np.ones(3))
     assert counts() == before
+
+
+def _bolus_wt(varying: bool):
+    """tests/data/nonmem_bolus.csv (20 subjects, 1-15 bolus doses, weight WT) with the model
+    tests/models/pk_iv_bolus_wt.toml, whose [covariates] WT enters CL and V in the ODE; with
+    ``varying`` each subject's weight rises by 20% at 24 h (a time-varying covariate)."""
+    from test_fit_inputs_saved import BOLUS
+
+    from progression.fit.config import parse_fit_config
+
+    here = Path(__file__).parent
+    text = BOLUS.format(model=(here / "models" / "pk_iv_bolus_wt.toml").as_posix(),
+                        data=(here / "data" / "nonmem_bolus.csv").as_posix())
+    cfg = parse_fit_config(text.replace('subjects = ["1", "2", "3"]\n', ""))
+    designs, _ = designs_from_cohort(read_data(cfg), cfg)
+    if varying:
+        designs = [d.replace(covariates=tuple(
+            (name, np.array([0.0, 24.0]), np.array([v[0], 1.2 * v[0]]))
+            for name, _, v in d.covariates)) for d in designs]
+    base = Problem.from_config(cfg)
+    if not usable(base.model):
+        pytest.skip("no compiled kernels (numpy backend)")
+    cols = np.array([base.names.index(x) for x in ("CL_pop", "V_pop")])
+    pm = ProblemModel(base, designs, cols)
+    rng = np.random.default_rng(7)
+    phi = np.log([5.0, 50.0]) + 0.3 * rng.standard_normal((len(designs), 2))
+    return pm, designs, phi
+
+
+@pytest.mark.parametrize("varying", [False, True])
+def test_model_covariates_equal_the_general_path(varying):
+    """A model with [covariates] (weight in the ODE's CL and V; constant per subject, or
+    changing at 24 h): the cached path covers it, f and G equal ProblemModel.predict to 1e-9,
+    second derivatives the general path's to 1e-7 of the largest entry; pickles."""
+    pm, designs, phi = _bolus_wt(varying)
+    fm = fast_model(pm)
+    assert isinstance(fm, FastExactModel) and fm.H == 1
+    index = np.arange(len(designs))
+    f0, G0 = pm.predict(phi, index)
+    f1, G1 = fm.predict(phi, index)
+    assert np.allclose(f1, f0, rtol=1e-9, atol=1e-12 * np.abs(f0).max())
+    assert np.allclose(G1, G0, rtol=1e-9, atol=1e-12 * np.abs(G0).max())
+    sub = np.array([1, 4])
+    H0 = pm.predict_hessian(phi[sub], sub)
+    H1 = fm.predict_hessian(phi[sub], sub)
+    assert np.abs(H1 - H0).max() <= 1e-7 * np.abs(H0).max()
+    back = pickle.loads(pickle.dumps(fm))
+    f2, G2 = back.predict(phi, index)
+    assert np.array_equal(f1, f2) and np.array_equal(G1, G2)
+
+
+def test_a_time_varying_covariate_acts():
+    """The weight change at 24 h moves the cached predictions after 24 h (by at least 0.1%:
+    V rises 20%, CL/V falls 4.5%) and not before: the covariate actions are applied."""
+    pm_c, designs, phi = _bolus_wt(False)
+    pm_v, _, _ = _bolus_wt(True)
+    fc, fv = fast_model(pm_c), fast_model(pm_v)
+    index = np.arange(len(designs))
+    a, _ = fc.predict(phi, index)
+    b, _ = fv.predict(phi, index)
+    for i, d in enumerate(designs):
+        t = np.asarray(d.time, dtype=float)
+        assert np.array_equal(a[i, :d.n][t < 24.0], b[i, :d.n][t < 24.0])
+        late = t > 24.0
+        assert np.all(np.abs(b[i, :d.n][late] / a[i, :d.n][late] - 1.0) > 1e-3)

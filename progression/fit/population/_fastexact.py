@@ -28,14 +28,19 @@ with the general path's own function at three draws of states and estimated para
 call integrates every row's segments between them in the same one compiled call
 (:func:`_seg_row`), with the general path's segment boundaries and its outputs at a dose
 time (those after the dose). Covariate effects on typical values (weight, Apgar score in
-pheno) are in the individual parameters the core passes and need nothing here.
+pheno) are in the individual parameters the core passes and need nothing here. Model
+covariates (the model file's ``[covariates]``, inputs of the ODE, constant or time-varying)
+are ``simulate()``'s hidden parameter rows from the same schedule
+(:func:`progression.simulate._covariates.covariate_schedule`): their values at t0 join the
+parameters, and each recorded change inside a subject's span is an action that sets them
+(before the switches at that time, the general path's order).
 
 It is used only where it gives the numbers of the general path: the compiled DOP853
 available; no conditions, survival term, located events, estimated or event-anchored time
-offset, or model covariates (the model file's ``[covariates]``: inputs of the ODE that
-``simulate()`` carries as hidden parameter rows, left to the general path); no switch after
-t0 that scales a state, reads another, sets a steady state or depends on an estimated
-parameter (an estimated bioavailability or lag time); and only after a check at
+offset; no switch after t0 that scales a state, reads another, sets a steady state or
+depends on an estimated parameter (an estimated bioavailability or lag time: the general
+path carries their sensitivities across the switch, which these actions do not); and only
+after a check at
 construction that its predictions and derivatives equal the general path's for every
 subject (relative 1e-9); otherwise :func:`fast_model` returns the
 :class:`~._adapter.ProblemModel` unchanged. Rows the compiled integrator hands back (a stiff
@@ -201,8 +206,6 @@ def _why_not(pm) -> str:
         return "not the compiled DOP853"
     if problem.conditions or problem.survival is not None:
         return "conditions or a survival term"
-    if getattr(model, "covariate_names", ()):
-        return "model covariates"
     if problem.offset_index in set(pm.cols.tolist()):
         return "estimated time offset"
     if getattr(problem, "anchor", None) is not None:
@@ -214,8 +217,8 @@ def _why_not(pm) -> str:
     if any(c >= problem.P for c in pm.cols.tolist()):
         return "non-model columns"
     for d in pm.eval_designs:
-        if d.covariates or (d.condition is not None and np.any(np.asarray(d.condition) != "")):
-            return "covariates or conditions in the data"
+        if d.condition is not None and np.any(np.asarray(d.condition) != ""):
+            return "conditions in the data"
     return ""
 
 
@@ -311,6 +314,20 @@ class FastExactModel:
                 if off != 0.0:
                     x = dataclasses.replace(x, time=x.time + off)
                 doses.append(_for_subject(x, i))
+        # model covariates (the model file's [covariates]): hidden parameter rows after the
+        # P model parameters, as simulate() carries them (the same schedule, from the same
+        # per-subject inputs make_units gives it); their changes become actions too
+        self.schedule, self.H, cov_inputs = None, 0, None
+        if getattr(model, "covariate_names", ()) or any(d.covariates for d in designs):
+            from ...simulate._covariates import covariate_schedule
+
+            cov_inputs = [{name: (np.asarray(t, float) + float(offset[i]),
+                                  np.asarray(v, float)) for name, t, v in d.covariates}
+                          for i, d in enumerate(designs)]
+            # a model without [covariates] given some: DataError (the general path's too)
+            self.schedule = covariate_schedule(model, cov_inputs, N)
+            self.hidden0 = np.asarray(self.schedule.hidden(self.t0, np.arange(N)), dtype=float)
+            self.H = self.hidden0.shape[0]
         table = theta[:, :P].copy()
         self.switches = []
         self.fixed_p = {}
@@ -318,7 +335,8 @@ class FastExactModel:
         if doses:
             new, switches = expand_doses(model, doses, table, tuple(sens), self.t0,
                                          method="auto", rtol=self.rtol, atol=self.atol,
-                                         max_step=self.max_step, max_steps=self.max_steps)
+                                         max_step=self.max_step, max_steps=self.max_steps,
+                                         covariates=cov_inputs)
             if new.shape[0] != N:
                 raise ValueError("dose records of other subjects")
             changed = np.flatnonzero(np.any(new != table, axis=0))
@@ -339,6 +357,18 @@ class FastExactModel:
         self._KL = packed_kernels(model.kernels)
         self._skl = sensitivity_kernels(model, self.sidx)
         self._check()
+
+    def _p0(self, theta, index):
+        """Parameter columns (P + H, R) at t0 before the switches there: the model
+        parameters of rows ``theta`` (R, Q) of subjects ``index``, those the dose expansion
+        fixes, and the covariates' hidden rows."""
+        P = self.pm.problem.P
+        p0 = np.array(theta[:, :P].T, dtype=float)
+        for j, v in self.fixed_p.items():
+            p0[j] = v[index]
+        if self.H:
+            p0 = np.vstack([p0, self.hidden0[:, index]])
+        return p0
 
     def _later_actions(self, later, theta):
         """The switches after t0 (doses, infusion ends) as per-subject actions for the
@@ -371,9 +401,7 @@ class FastExactModel:
                                 for x in (*sw.scale, *sw.add, *sw.set)):
                 raise ValueError("a switch after t0 that sets a state or an estimated "
                                  "parameter")
-        p_base = np.array(theta[:, :P].T, dtype=float)
-        for j, v in self.fixed_p.items():
-            p_base[j] = v
+        p_base = self._p0(theta, np.arange(N))
         rng = np.random.default_rng(2)
         index = np.arange(N)
         sys = _SwitchTarget(k, sidx.astype(int))
@@ -388,6 +416,8 @@ class FastExactModel:
             steps = []
             with np.errstate(all="ignore"):
                 for sw in later:
+                    if self.H:
+                        p[P:] = self.schedule.hidden(float(sw.time), index)
                     yb, Sb = y.copy(), S.copy()
                     y, S = _apply_switch(model, sw, p, a, y, S, sys, index, N)
                     y, S = np.array(y, dtype=float), np.array(S, dtype=float)
@@ -414,6 +444,21 @@ class FastExactModel:
                     rows[i].append((float(sw.time), 1, j, float(pv[j][i])))
                 for st in jumped:
                     rows[i].append((float(sw.time), 0, st, float(d0[st, i])))
+        if self.H:
+            # a covariate's change: its hidden rows set to the piece that starts there,
+            # before the switches at that time (the general path's order)
+            breaks = self.schedule.subject_breaks(index)
+            for i in range(N):
+                b = breaks[i]
+                b = b[np.isfinite(b) & (b > self.t0) & (b <= self.t_end[i])]
+                if b.size == 0:
+                    continue
+                vals = np.asarray(self.schedule.hidden(b, np.full(b.size, i)), dtype=float)
+                acts = [(float(t), 1, P + h, float(vals[h, c]))
+                        for c, t in enumerate(b) for h in range(self.H)]
+                rows[i] = acts + rows[i]
+            for r in rows:
+                r.sort(key=lambda x: x[0])        # stable: covariates first at a time
         self.act_ptr = np.zeros(N + 1, dtype=np.int64)
         self.act_ptr[1:] = np.cumsum([len(r) for r in rows])
         flat = [x for r in rows for x in r]
@@ -501,9 +546,7 @@ class FastExactModel:
         rng = np.random.default_rng(1)
         for phi in (base, base + 0.1 * rng.standard_normal(base.shape)):
             theta = self.pm.thetas(phi)
-            p0 = np.array(theta[:, :problem.P].T, dtype=float)
-            for j, v in self.fixed_p.items():
-                p0[j] = v[index]
+            p0 = self._p0(theta, index)
             before = p0.copy()
             y0, S0, a0 = self._starts(p0, index)
             starts.append((y0, S0, a0, p0, before))
@@ -528,10 +571,7 @@ class FastExactModel:
         index = np.asarray(index, dtype=np.int64)
         R = phi.shape[0]
         theta = pm.thetas(phi)
-        P = problem.P
-        p0 = np.array(theta[:, :P].T, dtype=float)          # (P, R)
-        for j, v in self.fixed_p.items():
-            p0[j] = v[index]
+        p0 = self._p0(theta, index)                          # (P + H, R)
         sidx = self.sidx
         k = sidx.size
         t0 = self.t0
