@@ -286,6 +286,13 @@ def test_pheno_fit_same_optimum_with_and_without_the_cached_path():
     assert a.ofv == pytest.approx(586.27605628, abs=1e-3)
     for k, v in b.fixed_effects.items():
         assert a.fixed_effects[k] == pytest.approx(v, rel=1e-6)
+    np.testing.assert_allclose(np.diag(a.omega), np.diag(b.omega), rtol=1e-5)
+    # the covariance step (R by differences of the gradient, the sandwich) through the
+    # cache gives the general path's standard errors
+    for k, v in b.fixed_effects_se.items():
+        assert a.fixed_effects_se[k] == pytest.approx(v, rel=1e-4)
+    assert a.coefficients_se["V~APGR=low"] == pytest.approx(
+        b.coefficients_se["V~APGR=low"], rel=1e-4)
 
 
 def test_eta_predictor_is_second_order():
