@@ -144,13 +144,15 @@ def test_pickles(theoph):
 def _later_doses():
     """Theoph with doses after t0: subject 0 a second dose at 6 h, subject 3 doses at 2.5 h
     and at its last value's time (24.x h: the output there is the one after the dose),
-    subject 5 a dose at 30 h (after its last value: not simulated)."""
+    subject 5 a dose at 30 h (after its last value: not simulated), subject 7 an infusion of
+    100 mg at 50 mg/h from 6 h (the rate set at 6 h and reset at 8 h)."""
     base, designs, cols = _theoph()
     designs = list(designs)
     extra = {0: [Dose(time=6.0, amount=100.0)],
              3: [Dose(time=2.5, amount=50.0), Dose(time=float(designs[3].time[-1]),
                                                    amount=80.0)],
-             5: [Dose(time=30.0, amount=70.0)]}
+             5: [Dose(time=30.0, amount=70.0)],
+             7: [Dose(time=6.0, amount=100.0, rate=50.0)]}
     for i, more in extra.items():
         d = designs[i]
         designs[i] = dataclasses.replace(d, doses=tuple(d.doses) + tuple(more))
@@ -167,16 +169,20 @@ def later(theoph):
 
 
 def test_doses_after_t0_equal_the_general_path(later):
-    """Doses after t0 (segments cut at them, one of them at a subject's last value): f and G
-    equal ProblemModel.predict to 1e-9, second derivatives the general path's central
-    differences to 1e-7 of the largest entry (both difference the exact derivatives)."""
+    """Doses after t0 (segments cut at them, one of them at a subject's last value; an
+    infusion): f and G equal ProblemModel.predict to 1e-9, second derivatives the general
+    path's central differences to 1e-7 of the largest entry (both difference the exact
+    derivatives)."""
     pm, fm, designs, phi = later
-    for index in (np.arange(len(designs)), np.array([3, 0, 3, 5])):
+    # the infusion's rate set at 6 h and reset at 8 h (subject 7's only later actions)
+    lo, hi = fm.act_ptr[7], fm.act_ptr[8]
+    assert fm.act_time[lo:hi].tolist() == [6.0, 8.0] and fm.act_val[lo:hi].tolist() == [50.0, 0.0]
+    for index in (np.arange(len(designs)), np.array([3, 0, 3, 5, 7])):
         f0, G0 = pm.predict(phi[index], index)
         f1, G1 = fm.predict(phi[index], index)
         assert np.allclose(f1, f0, rtol=1e-9, atol=1e-12 * np.abs(f0).max())
         assert np.allclose(G1, G0, rtol=1e-9, atol=1e-12 * np.abs(G0).max())
-    index = np.array([0, 3, 5])
+    index = np.array([0, 3, 5, 7])
     H0 = pm.predict_hessian(phi[index], index)
     H1 = fm.predict_hessian(phi[index], index)
     assert np.abs(H1 - H0).max() <= 1e-7 * np.abs(H0).max()
