@@ -17,8 +17,8 @@ and in how many seeds the published range is met):
 * COYA 302 and Treg-infusion slowing (12 months, trial-eligible pool, potential outcomes);
 * a riluzole-like hazard x0.65 (``riluzole`` with factor 0.65, the issue's probe): median
   survival gain (since issue 13's recalibration riluzole acts on the excitotoxic part of the
-  cell-autonomous hazard, ``glu`` of als_systemic, and its library factor is 0.65 too, so the
-  probe and the library rows simulate the same treatment in differently built trials);
+  cell-autonomous hazard, ``glu`` of als_systemic, with the library factor calibrated on
+  the published trial, so the probe is a slightly weaker riluzole);
 * the healthy state: ``als_systemic`` and ``als_reduced`` with k0 = 0, clinical onset within
   40 years or not.
 
@@ -226,10 +226,12 @@ def main(argv=None):
         toc["crp_change_range"], toc["crp_change"], "trials.toml [tocilizumab]", "{:.0f}%")
     add("riluzole-like hazard x0.65: median survival gain (months)", "about 2-3 months",
         (1.5, 4.0), probe, "pool, potential outcomes")
-    add("riluzole (library: excitotoxic drive x0.65): median survival gain (months)",
+    ril_factor = pg.library("riluzole")[0].scale["glu"]
+    add(f"riluzole (library: excitotoxic drive x{ril_factor:g}): median survival gain (months)",
         "about 2-3 months",
         ril["median_gain_range"], ril["median_gain"], "trials.toml [riluzole]")
-    add("riluzole (library: excitotoxic drive x0.65): death HR over 18 months", "~0.80 (0.70-0.88)",
+    add(f"riluzole (library: excitotoxic drive x{ril_factor:g}): death HR over 18 months",
+        "~0.80 (0.70-0.88)",
         ril["death_hr_18m_range"], ril["death_hr_18m"], "trials.toml [riluzole]")
     add("CRP measurement tail: largest value, clinic (mg/L)", "hs-CRP rarely above ~300",
         (0.0, 300.0), _stat(clinic, "crp_max", "CRP, largest"), "als_clinic", "{:.0f}")
