@@ -14,10 +14,11 @@ the fit's scales:
   reference covariates with its conditional Omega, ``eD``, ``glial_ratio`` = kA/k0 if
   estimated): :func:`progression.als.population_truth.truth_on_fit_scale` (Monte Carlo of the
   generator's own draws, before enrolment selection);
-- ``Q0`` and ``kappa_nfl`` (they carry the per-patient CRP and NfL offsets of the generator's
-  observation model): typical value the model's default, Omega the offset's variance
-  (``subject_sd^2``; exact for Q0, approximate for kappa_nfl because the NfL offset also
-  multiplies the background ``nfl_bg``);
+- ``Q0``, ``kappa_nfl`` and ``fT0`` if it has a random effect (they carry the per-patient
+  CRP, NfL and Treg % offsets of the generator's observation model): typical value the
+  model's default, Omega the offset's variance (``subject_sd^2``; exact for Q0 and fT0,
+  approximate for kappa_nfl because the NfL offset also multiplies the background
+  ``nfl_bg``);
 - a population ``time_offset`` with a random effect (the onset shift): mean and variance of
   ``log onset_model_time`` over the replicate's own patients (it has no generating parameter);
 - covariate coefficients of the pace: the generator's effects (categorical ``exp(b) - 1``;
@@ -65,7 +66,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_pace"
 
 #: Fit parameters that carry an observable's per-patient offset in the generator:
 #: (observable of the cohort config, exact?).
-OFFSET_PARAMETERS = {"Q0": ("CRP", True), "kappa_nfl": ("NfL", False)}
+OFFSET_PARAMETERS = {"Q0": ("CRP", True), "kappa_nfl": ("NfL", False),
+                     "fT0": ("Treg_pct", True)}     # Treg_pct = fT0 (T / Tmax)^rhoT
 #: The fit's categorical levels and the generator's effect names.
 GENERATOR_EFFECT = {"age": "age", "site_of_onset=bulbar": "bulbar", "c9orf72=1": "c9orf72"}
 #: The issue's acceptance figures.
