@@ -162,7 +162,7 @@ def cmd_simulate(args) -> int:
     with atomic_directory(args.out, overwrite=args.overwrite, inputs=inputs,
                           what="simulation folder") as tmp:
         sim.to_csv(tmp / "simulation.csv")
-        fig = plot_simulation(sim)
+        fig = plot_simulation(sim, pyplot=False)
         fig.savefig(tmp / "trajectories.png", dpi=110)
     print(f"{model.name}: simulated 0-{until:g} {model.time_unit} ({sim.stats['steps']} steps, "
           f"{sim.stats['seconds'] * 1000:.0f} ms); status: {sim.message[0]}")

@@ -42,7 +42,7 @@ def legend_below(fig, handles, labels, *, ncols: int | None = None, fontsize: fl
 
 
 def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, events=True,
-                    ncols: int = 3):
+                    ncols: int = 3, pyplot: bool = True):
     """Plot trajectories of a :class:`~progression.simulate.Simulation`, one panel per output.
 
     Parameters
@@ -57,6 +57,11 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
     events : bool
         For a single subject, mark the time of each event with a vertical line.
     ncols : int
+    pyplot : bool
+        Make the figure through pyplot (shown by ``plt.show()``, kept open until closed). With
+        False a standalone :class:`matplotlib.figure.Figure` is returned (for writing to a
+        file: pyplot is not imported, which the CLI's start-up time notices, and nothing is
+        left open).
 
     Returns
     -------
@@ -64,7 +69,6 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
         Axes carry the model's units; the legend (median, event times), when there is
         anything to label, sits under the panels.
     """
-    plt = _pyplot()
     names = list(names or (sim.observable_names or sim.state_names))
     subjects = list(range(min(sim.n_subjects, max_subjects))) if subjects is None else subjects
     ncols = min(ncols, len(names))
@@ -72,7 +76,13 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
     # fixed margins in inches instead of constrained layout, whose text measuring was ~40%
     # of `progression simulate`'s run time; the panels' labels are short and known
     width, height = 4.2 * ncols, 3.2 * nrows + 0.4
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    if pyplot:
+        fig, axes = _pyplot().subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    else:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(width, height))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
     bottom = 0.55 + (0.3 if events and len(subjects) == 1 and sim.events
                      or len(subjects) > 1 else 0.0)
     fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, top=1 - 0.6 / height,

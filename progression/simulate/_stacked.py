@@ -12,8 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.sparse as sps
-from scipy.integrate import ODEintWarning, odeint
 
 from ..model.compiled import CompiledModel
 from ._diagnose import _diagnose, _failure_messages
@@ -134,6 +132,8 @@ class _Stacked:
             return packed.reshape(2 * n - 1, -1)
         ii, jj = self._nz
         data = np.broadcast_to(J[ii, jj, :][:, :, None], (len(ii), m, 1 + k))
+        import scipy.sparse as sps
+
         return sps.csc_matrix((data.ravel(), (self._rows, self._cols)),
                               shape=(self.size, self.size))
 
@@ -147,6 +147,8 @@ def _odeint_states(model, table, times, rtol, atol, max_step, max_steps, covaria
     (a :class:`~._covariates.CovariateSchedule`) must not change inside the span: the caller
     sends schedules that do through the piecewise path.
     """
+    from scipy.integrate import ODEintWarning, odeint
+
     m, n = table.shape[0], model.n_states
     states = np.full((m, n, times.size), np.nan)
     status = np.zeros(m, dtype=int)
@@ -248,6 +250,8 @@ def _odeint_segment(sys, flat, seg_start, seg_end, times, next_out, rtol, atol, 
         failure or non-finite values), so that the caller redoes the segment step by step
         and reports the failure where it happens.
     """
+    from scipy.integrate import ODEintWarning, odeint
+
     j_end = int(np.searchsorted(times, seg_end, side="left"))
     out_t = times[next_out:j_end]
     inner = np.unique(out_t[out_t > seg_start])
