@@ -36,6 +36,34 @@ __all__ = ["AVAILABLE", "rk4_rows", "rk4_crossing"]
 
 
 if AVAILABLE:
+    @njit(cache=True, error_model="numpy")
+    def _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1):
+        """One classical RK4 step from (t0, y) with slope f0 at y: the new states in y1."""
+        n = y.size
+        for i in range(n):
+            tmp[i] = y[i] + 0.5 * h * f0[i]
+        rhs(t0 + 0.5 * h, tmp, p, s2)
+        for i in range(n):
+            tmp[i] = y[i] + 0.5 * h * s2[i]
+        rhs(t0 + 0.5 * h, tmp, p, s3)
+        for i in range(n):
+            tmp[i] = y[i] + h * s3[i]
+        rhs(t0 + h, tmp, p, s4)
+        for i in range(n):
+            y1[i] = y[i] + (h / 6.0) * (f0[i] + 2.0 * s2[i] + 2.0 * s3[i] + s4[i])
+
+    @njit(cache=True, error_model="numpy")
+    def _hermite(u, h, y, f0, y1, f1, out):
+        """The step's cubic Hermite interpolant of the states at fraction u of the step."""
+        h00 = (1 + 2 * u) * (1 - u) ** 2
+        h10 = u * (1 - u) ** 2
+        h01 = u * u * (3 - 2 * u)
+        h11 = u * u * (u - 1)
+        for i in range(y.size):
+            out[i] = h00 * y[i] + h10 * h * f0[i] + h01 * y1[i] + h11 * h * f1[i]
+
+
+if AVAILABLE:
     @njit(parallel=True, cache=True, error_model="numpy")
     def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states, out):
         """Predictions of every row, written into ``out`` (R, n): NaN rows for non-finite
@@ -106,17 +134,7 @@ if AVAILABLE:
             k = 0
             while nxt < m:
                 t0 = k * h
-                for i in range(n_states):
-                    tmp[i] = y[i] + 0.5 * h * f0[i]
-                rhs(t0 + 0.5 * h, tmp, p, s2)
-                for i in range(n_states):
-                    tmp[i] = y[i] + 0.5 * h * s2[i]
-                rhs(t0 + 0.5 * h, tmp, p, s3)
-                for i in range(n_states):
-                    tmp[i] = y[i] + h * s3[i]
-                rhs(t0 + h, tmp, p, s4)
-                for i in range(n_states):
-                    y1[i] = y[i] + (h / 6.0) * (f0[i] + 2.0 * s2[i] + 2.0 * s3[i] + s4[i])
+                _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
                 rhs(t0 + h, y1, p, f1)
                 while nxt < m:
                     j = slots[nxt]
@@ -124,14 +142,8 @@ if AVAILABLE:
                     st = min(int(t / h), nsteps - 1)
                     if st != k:
                         break
-                    u = (t - t0) / h
-                    h00 = (1 + 2 * u) * (1 - u) ** 2
-                    h10 = u * (1 - u) ** 2
-                    h01 = u * u * (3 - 2 * u)
-                    h11 = u * u * (u - 1)
+                    _hermite((t - t0) / h, h, y, f0, y1, f1, yo)
                     for i in range(n_states):
-                        yo[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y1[i]
-                                 + h11 * h * f1[i])
                         states[r, j, i] = yo[i]
                     observe(t, yo, p, obs)
                     v = obs[oi[r, j]]
@@ -197,18 +209,9 @@ if AVAILABLE:
             g0 = ev[e]
             for k in range(nmax):
                 t0 = k * h
-                for i in range(n_states):
-                    tmp[i] = y[i] + 0.5 * h * f0[i]
-                rhs(t0 + 0.5 * h, tmp, p, s2)
-                for i in range(n_states):
-                    tmp[i] = y[i] + 0.5 * h * s2[i]
-                rhs(t0 + 0.5 * h, tmp, p, s3)
-                for i in range(n_states):
-                    tmp[i] = y[i] + h * s3[i]
-                rhs(t0 + h, tmp, p, s4)
+                _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
                 finite = True
                 for i in range(n_states):
-                    y1[i] = y[i] + (h / 6.0) * (f0[i] + 2.0 * s2[i] + 2.0 * s3[i] + s4[i])
                     if not math.isfinite(y1[i]):
                         finite = False
                 if not finite:
@@ -220,13 +223,7 @@ if AVAILABLE:
                     a, b = 0.0, 1.0
                     for _ in range(60):
                         u = 0.5 * (a + b)
-                        h00 = (1 + 2 * u) * (1 - u) ** 2
-                        h10 = u * (1 - u) ** 2
-                        h01 = u * u * (3 - 2 * u)
-                        h11 = u * u * (u - 1)
-                        for i in range(n_states):
-                            tmp[i] = (h00 * y[i] + h10 * h * f0[i] + h01 * y1[i]
-                                      + h11 * h * f1[i])
+                        _hermite(u, h, y, f0, y1, f1, tmp)
                         events(t0 + u * h, tmp, p, ev)
                         if _crossed(g0, ev[e], sign):
                             b = u
