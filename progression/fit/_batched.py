@@ -290,8 +290,9 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     information at the start points, as its optimiser ended there), rows whose information is
     well conditioned (:data:`_HINT_CONDITION`) are first evaluated for their residuals only
     (no sensitivities: about half the cost on the exact path), and their first step is taken
-    with those derivatives and this path's residuals; the other rows go as without them. Near the optimum the
-    step's error is the derivatives' relative error (~1e-3 on the grid path) times the step, so
+    with those derivatives and this path's residuals; the other rows go as without them. Near
+    the optimum the step's error is the derivatives' relative error (~1e-3 on the grid path)
+    times the step, so
     the row is then as close to this path's optimum as after an exact Gauss-Newton step, and
     the evaluation at the new point (with sensitivities) is usually the last; where the first
     step does not lower ``-2 log L`` the row is evaluated at its start point with
