@@ -64,8 +64,9 @@ from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._saem_model import RK4Predictions, applicable
 from ..transforms import from_internal
+from ._population_layout import subject_uncertainty
 from .base import EstimationProblem, PointEstimate
-from .focei import FOCEI, subject_uncertainty
+from .focei import FOCEI
 
 __all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI", "SUBJECT_METHOD",
            "saem_options"]
