@@ -161,6 +161,14 @@ def test_saem_rk4_predictions_follow_the_anchor(problem):
     if rk4.compiled:
         f_np, _ = RK4Predictions(model, h=0.01, compiled=False).predict(phi, np.arange(3))
         np.testing.assert_allclose(f_np, f, atol=1e-10)
+        # the prediction pass resumes at each row's crossing step (rows start after step 0)
+        # and gives the numbers of integrating again from model time 0, to the last bit
+        theta = model.thetas(phi)
+        tm, start = rk4._model_times(theta, np.arange(3), with_start=True)
+        assert start is not None and np.all(start[0] > 0)
+        rk4._cache.clear()                  # integrate again, not observe stored states
+        again = rk4._solve(theta, np.arange(3), tm, None)
+        np.testing.assert_array_equal(again, f)
 
 
 # ------------------------------------------------------------------ population fits

@@ -65,7 +65,8 @@ if AVAILABLE:
 
 if AVAILABLE:
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states, out):
+    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states, out,
+                  k0s, Y0s, F0s):
         """Predictions of every row, written into ``out`` (R, n): NaN rows for non-finite
         values.
 
@@ -127,11 +128,19 @@ if AVAILABLE:
             for j in range(n):
                 for i in range(n_states):
                     states[r, j, i] = np.nan
-            initial(0.0, y, p, y)
-            rhs(0.0, y, p, f0)
+            k = 0
+            if k0s[r] >= 0:
+                # resume where the anchor's crossing pass was (the same RK4 steps, so the
+                # same numbers as integrating again from model time 0)
+                k = k0s[r]
+                for i in range(n_states):
+                    y[i] = Y0s[r, i]
+                    f0[i] = F0s[r, i]
+            else:
+                initial(0.0, y, p, y)
+                rhs(0.0, y, p, f0)
             good = True
             nxt = 0
-            k = 0
             while nxt < m:
                 t0 = k * h
                 _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
@@ -182,7 +191,7 @@ if AVAILABLE:
         return (g0 > 0.0 and g1 <= 0.0) or (g0 < 0.0 and g1 >= 0.0)
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _rk4_crossing(KL, P, e, sign, h, nmax, n_states, n_events, out):
+    def _rk4_crossing(KL, P, e, sign, h, nmax, n_states, n_events, out, ks, Ys, Fs):
         """First crossing of event ``e``'s condition per row with the RK4 scheme of
         :func:`_rk4_rows` (steps at ``k h`` from 0), written into ``out`` (R,): located on
         the step's cubic Hermite interpolant of the states by bisection to 1e-13 of a step
@@ -203,6 +212,7 @@ if AVAILABLE:
             tmp = np.empty(n_states)
             ev = np.empty(n_events)
             out[r] = np.nan
+            ks[r] = -1
             initial(0.0, y, p, y)
             rhs(0.0, y, p, f0)
             events(0.0, y, p, ev)
@@ -232,6 +242,10 @@ if AVAILABLE:
                         if b - a < 1e-13:
                             break
                     out[r] = t0 + 0.5 * (a + b) * h
+                    ks[r] = k
+                    for i in range(n_states):
+                        Ys[r, i] = y[i]
+                        Fs[r, i] = f0[i]
                     break
                 for i in range(n_states):
                     y[i] = y1[i]
@@ -239,7 +253,7 @@ if AVAILABLE:
                 g0 = g1
 
 
-def rk4_crossing(kernels, P, event, sign, h, t_end):
+def rk4_crossing(kernels, P, event, sign, h, t_end, with_start=False):
     """Model time of the first crossing of event ``event`` per row under the RK4 scheme
     (compiled; the crossing pass of an anchored time offset).
 
@@ -256,26 +270,35 @@ def rk4_crossing(kernels, P, event, sign, h, t_end):
         Step (model time units), the same as the predictions'.
     t_end : float
         Search up to this model time.
+    with_start : bool
+        Also return where each row's crossing step starts (below).
 
     Returns
     -------
-    ndarray (R,)
+    T : ndarray (R,)
         Crossing times, NaN where none by ``t_end``.
+    start : tuple (k (R,), y (R, n_states), f (R, n_states)), with ``with_start``
+        Per row the step that holds the crossing (-1 where none) and the states and slopes at
+        its start: :func:`rk4_rows` resumes there instead of integrating again from 0.
     """
     from ...simulate._compiled import packed_kernels
 
     R = P.shape[0]
+    S = int(kernels.n_states)
     out = np.empty(R)
+    ks = np.empty(R, dtype=np.int64)
+    Ys = np.empty((R, S))
+    Fs = np.empty((R, S))
     nmax = int(max(1, np.ceil(t_end / h)))
     args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64), int(event),
-            int(sign), float(h), nmax, int(kernels.n_states), int(kernels.n_events), out)
+            int(sign), float(h), nmax, S, int(kernels.n_events), out, ks, Ys, Fs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
         _rk4_crossing(*args)
-    return out
+    return (out, (ks, Ys, Fs)) if with_start else out
 
 
-def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None):
+def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None, start=None):
     """Compiled RK4 predictions (module docstring).
 
     Parameters
@@ -304,6 +327,9 @@ def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None):
     states : ndarray (R, n, n_states), optional
         Input for the ``reuse`` rows; the other rows' states at the slots are written into it
         (NaN where not reached). A new array when None.
+    start : tuple (k (R,), y (R, n_states), f (R, n_states)), optional
+        Rows with ``k >= 0`` start at step ``k`` from states ``y`` and slopes ``f`` (from
+        :func:`rk4_crossing`, the same step ``h``; their slots must lie at or after ``k h``).
 
     Returns
     -------
@@ -320,11 +346,16 @@ def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None):
         reuse = np.zeros(R, dtype=bool)
     if states is None:
         states = np.empty((R, n, S))
+    if start is None:
+        start = (np.full(R, -1, dtype=np.int64), np.zeros((R, S)), np.zeros((R, S)))
     args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64),
             np.ascontiguousarray(tm, dtype=np.float64), np.ascontiguousarray(mask, dtype=bool),
             np.ascontiguousarray(oi, dtype=np.int64), np.ascontiguousarray(lg, dtype=bool),
             float(h), int(max(nsteps, 1)), S, int(kernels.n_observables),
-            np.ascontiguousarray(reuse, dtype=bool), states, out)
+            np.ascontiguousarray(reuse, dtype=bool), states, out,
+            np.ascontiguousarray(start[0], dtype=np.int64),
+            np.ascontiguousarray(start[1], dtype=np.float64),
+            np.ascontiguousarray(start[2], dtype=np.float64))
     with warnings.catch_warnings():
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)

@@ -175,28 +175,40 @@ class RK4Predictions:
         state["_cache"] = []
         return state
 
-    def _model_times(self, theta, index):
+    def _model_times(self, theta, index, with_start=False):
         """Model times (R, n) of the rows' slots (NaN rows where an anchor event is not in
-        its window)."""
+        its window); with ``with_start`` also where the anchor's crossing pass left each row
+        (see :meth:`anchor_times`; None when there is nothing to resume)."""
+        start = None
         if self.anchor is not None:
-            value = self.anchor_times(theta)
+            value, start = self.anchor_times(theta, with_start=True)
         else:
             value = theta[:, self.offset_index]
         offset = value + self.offset_factor * self.offcov[index]
-        return np.maximum(self.t[index] + offset[:, None], 0.0)
+        tm = np.maximum(self.t[index] + offset[:, None], 0.0)
+        return (tm, start) if with_start else tm
 
-    def anchor_times(self, theta):
+    def anchor_times(self, theta, with_start=False):
         """The anchor event's model time per row under this RK4 scheme (step ``h``; before
-        calibration a thousandth of the window), NaN outside the offset's window."""
+        calibration a thousandth of the window), NaN outside the offset's window. With
+        ``with_start`` also the start of each row's crossing step (compiled path with a
+        calibrated step, else None): the prediction pass resumes there, the same RK4 steps
+        as from model time 0, so the same numbers without integrating the way to onset twice.
+        """
         h = self.h if self.h is not None else self.window[1] / 1000.0
         p = np.ascontiguousarray(theta[:, :self.P])
+        start = None
         if self.compiled:
             from ._saem_compiled import rk4_crossing
 
-            T = rk4_crossing(self.cm.kernels, p, self.event, self.sign, h, self.window[1])
+            T, start = rk4_crossing(self.cm.kernels, p, self.event, self.sign, h,
+                                    self.window[1], with_start=True)
+            if self.h is None:          # the predictions' step is not this one
+                start = None
         else:
             T = _crossing_numpy(self.cm, p, self.event, self.sign, h, self.window[1])
-        return np.where((T >= self.window[0]) & (T <= self.window[1]), T, np.nan)
+        T = np.where((T >= self.window[0]) & (T <= self.window[1]), T, np.nan)
+        return (T, start) if with_start else T
 
     def predict(self, phi, index):
         """Predictions on the core's scale (log for log-normal observables); NaN rows for
@@ -204,12 +216,12 @@ class RK4Predictions:
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
         theta = self.model.thetas(phi)
-        tm = self._model_times(theta, index)
+        tm, start = self._model_times(theta, index, with_start=True)
         tmax = np.where(self.mask[index], tm, 0.0).max(axis=1)
         lost = ~np.isfinite(tmax)              # no anchor event in its window: failed rows
         long = tmax > self.horizon
         if not long.any() and not lost.any():
-            f = self._solve(theta, index, tm)
+            f = self._solve(theta, index, tm, start)
         else:
             # rows reaching far beyond the calibrated span (a tail draw of a time offset)
             # would make every lockstep step count: they are integrated as a batch of their
@@ -218,28 +230,29 @@ class RK4Predictions:
             f = np.full((phi.shape[0], self.n), np.nan)
             short = ~long & ~lost
             if short.any():
-                f[short] = self._solve(theta[short], index[short], tm[short])
+                f[short] = self._solve(theta[short], index[short], tm[short],
+                                       _rows(start, short))
             far = long & (tmax <= self.CAP * self.horizon / 2.0)
             if far.any():
-                f[far] = self._solve(theta[far], index[far], tm[far])
+                f[far] = self._solve(theta[far], index[far], tm[far], _rows(start, far))
         return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
 
     def __call__(self, phi, index):
         return self.predict(phi, index)
 
-    def _solve(self, theta, index, tm=None):
+    def _solve(self, theta, index, tm=None, start=None):
         R = theta.shape[0]
         n = self.n
         mask = self.mask[index]
         if tm is None:
-            tm = self._model_times(theta, index)
+            tm, start = self._model_times(theta, index, with_start=True)
         tm = np.where(mask, tm, 0.0)
         if not np.all(np.isfinite(tm)):
             # rows without their anchor event: NaN, the others solved
             out = np.full((R, n), np.nan)
             ok = np.all(np.isfinite(tm), axis=1)
             if ok.any():
-                out[ok] = self._solve(theta[ok], index[ok], tm[ok])
+                out[ok] = self._solve(theta[ok], index[ok], tm[ok], _rows(start, ok))
             return out
         tmax = tm.max(axis=1)
         span = float(tmax.max()) if R else 0.0
@@ -263,8 +276,15 @@ class RK4Predictions:
                         if hit.any():
                             reuse |= hit
                             states[hit] = e[2][hit]
+            if start is not None:
+                # resume only rows whose every slot lies in or after their crossing step
+                # (the kernel's step of a slot: min(floor(t / h), nsteps - 1))
+                first = np.where(mask, np.minimum((tm / h).astype(np.int64), nsteps - 1),
+                                 nsteps).min(axis=1)
+                k0 = np.where(start[0] <= first, start[0], -1)
+                start = (k0, start[1], start[2])
             f, states = rk4_rows(kernels, p, tm, mask, self.oi[index], self.log[index], h,
-                                 nsteps, reuse, states)
+                                 nsteps, reuse, states, start)
             if key is not None:
                 self._cache.insert(0, (index.copy(), key, states, h, nsteps))
                 del self._cache[self.CACHE:]
@@ -378,6 +398,11 @@ class RK4Predictions:
             h *= 0.75
         self.max_error = worst(h)
         return False
+
+
+def _rows(start, which):
+    """The rows ``which`` of a crossing pass's start (None stays None)."""
+    return None if start is None else tuple(a[which] for a in start)
 
 
 def _crossing_numpy(cm, P, event, sign, h, t_end):
