@@ -18,7 +18,7 @@ import progression.interventions as iv
 from progression.errors import ConfigError
 from progression.model.compiled import PythonModel
 
-ONSET = 15.612249176651702          # clinical onset of the default patient (README: 15.6)
+ONSET = 15.715302136265128          # clinical onset of the default patient (README: 15.7)
 START = ONSET + 12.0
 TIGHT = dict(rtol=1e-9, atol=1e-11)
 
