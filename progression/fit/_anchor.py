@@ -91,21 +91,21 @@ def condition_gradient(model, e: int, t, y, p):
     g = g_of(t, y, p)
     ht = _STEP * np.maximum(1.0, np.abs(t))
     gt = (g_of(t + ht, y, p) - g_of(t - ht, y, p)) / (2 * ht)
-    gy = np.empty_like(y)
-    for i in range(y.shape[0]):
-        h = _STEP * np.maximum(1.0, np.abs(y[i]))
-        up, dn = y.copy(), y.copy()
+    gy = _central(lambda v: g_of(t, v, p), y)
+    gp = _central(lambda v: g_of(t, y, v), p)
+    return g, gt, gy, gp
+
+
+def _central(fn, x):
+    """Central differences of ``fn`` along each row of ``x`` (step relative, at least _STEP)."""
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        h = _STEP * np.maximum(1.0, np.abs(x[i]))
+        up, dn = x.copy(), x.copy()
         up[i] += h
         dn[i] -= h
-        gy[i] = (g_of(t, up, p) - g_of(t, dn, p)) / (2 * h)
-    gp = np.empty_like(p)
-    for q in range(p.shape[0]):
-        h = _STEP * np.maximum(1.0, np.abs(p[q]))
-        up, dn = p.copy(), p.copy()
-        up[q] += h
-        dn[q] -= h
-        gp[q] = (g_of(t, y, up) - g_of(t, y, dn)) / (2 * h)
-    return g, gt, gy, gp
+        out[i] = (fn(up) - fn(dn)) / (2 * h)
+    return out
 
 
 def _first_guess(problem, table, e, hi):
