@@ -117,6 +117,10 @@ class PopulationConfig:
     jitter: float = 0.5
     missed: float = 0.0
     follow_up: tuple[float, float] = (12.0, 60.0)
+    #: [vital_status] follow_up: months after enrolment up to which death is ascertained
+    #: (registry linkage to death records) whether or not visits go on; None: death is
+    #: recorded only while the patient is seen (until dropout or the end of the visits).
+    vital_follow_up: tuple[float, float] | None = None
     # dropout
     dropout_rate: float = 0.0
     dropout_per_point: float = 0.0
@@ -156,7 +160,7 @@ def load_population_config(path: str | os.PathLike) -> PopulationConfig:
 
 
 _SECTIONS = ("cohort", "fixed", "parameters", "factors", "covariates", "diagnosis",
-             "enrolment", "visits", "dropout", "observables")
+             "enrolment", "visits", "vital_status", "dropout", "observables")
 
 
 def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
@@ -241,6 +245,21 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
     visits = parse_visits(r, doc, interval=d.interval, jitter=d.jitter, missed=d.missed,
                           follow_up=d.follow_up)
 
+    vital_follow_up = None
+    vs = r.table(doc, "vital_status", "vital_status", ("follow_up",))
+    if "follow_up" in vs:
+        vital_follow_up = r.pair(vs, "vital_status", "follow_up", None, lo=0)
+        lo_v, hi_v = visits["follow_up"]
+        if vital_follow_up is not None and (vital_follow_up[0] < lo_v
+                                            or vital_follow_up[1] < hi_v):
+            r.problem("vital_status.follow_up", f"expected at least the visits' follow-up "
+                      f"[{lo_v:g}, {hi_v:g}] at both ends (vital status is ascertained as "
+                      f"long as the patient is seen), found [{vital_follow_up[0]:g}, "
+                      f"{vital_follow_up[1]:g}]")
+    elif "vital_status" in doc and isinstance(doc["vital_status"], Mapping):
+        r.problem("vital_status.follow_up", "expected [low, high] months after enrolment, "
+                  "found no follow_up key")
+
     o = r.table(doc, "dropout", "dropout", ("rate", "per_point", "per_slope", "early_rate",
                                              "early_months"))
     d_rate = r.number(o, "dropout", "rate", d.dropout_rate, lo=0)
@@ -297,6 +316,7 @@ def _parse(doc: Mapping[str, Any], source: str) -> PopulationConfig:
         max_alsfrs=max_frs, min_delta_fs=min_dfs, max_delta_fs=max_dfs, oversample=oversample,
         dropout_rate=d_rate, dropout_per_point=d_point, dropout_per_slope=d_slope,
         dropout_early_rate=d_early, dropout_early_months=d_early_months,
+        vital_follow_up=vital_follow_up,
         observables=observables, assay_limits=tuple(limits), source=source, **visits,
     )
 

@@ -238,7 +238,16 @@ def _process(cfg: PopulationConfig, draws: _Draws, sim, grid: np.ndarray) -> _Ba
     scheduled, missed, study_end = planned_visits(nominal, w, planned_end, draws.u_missed,
                                                   cfg.missed)
 
-    too_slow = (t_enrol + study_end > grid[-1]) & (reason == "")
+    # Registry vital status ([vital_status]): death is ascertained until vital_end whether or
+    # not the patient is still seen; the same uniform draw as the visits' end (a patient who
+    # entered the registry early has both the longer clinic and the longer registry follow-up).
+    if cfg.vital_follow_up is not None:
+        v_lo, v_hi = cfg.vital_follow_up
+        vital_end = np.maximum(np.round(v_lo + (v_hi - v_lo) * draws.u_end, 2), study_end)
+    else:
+        vital_end = None
+    last_needed = study_end if vital_end is None else vital_end
+    too_slow = (t_enrol + last_needed > grid[-1]) & (reason == "")
     reason[too_slow] = "follow-up beyond the simulated horizon"
     usable = reason == ""
     t_enrol_safe = np.where(usable, t_enrol, 0.0)
@@ -300,9 +309,13 @@ def _process(cfg: PopulationConfig, draws: _Draws, sim, grid: np.ndarray) -> _Ba
     keep = scheduled & ~missed & (w < exit_time[:, None])
     keep |= scheduled & ~missed & (w <= study_end[:, None]) & (exit_time == study_end)[:, None]
     keep[:, 0] = True
-    is_death = death_rel <= np.minimum(dropout, study_end)
+    if vital_end is None:
+        surv_end = np.minimum(dropout, study_end)
+    else:   # a dropout ends the visits, not the registry's follow-up of vital status
+        surv_end = vital_end
+    is_death = death_rel <= surv_end
     event_time = np.where(is_death, np.ceil(np.where(is_death, death_rel, 0) * 100) / 100,
-                          np.round(np.minimum(dropout, study_end), 2))
+                          np.round(surv_end, 2))
     # A dropout rounded onto the last visit stays after it.
     last_kept = np.max(np.where(keep, w, 0.0), axis=1)
     event_time = np.maximum(event_time, last_kept)
@@ -406,7 +419,7 @@ def _assemble(cfg, model, kept, n, seed, n_screened, reasons) -> tuple[Cohort, T
               "death_model_time"):
         truth[c] = []
     counter = 0
-    n_death = n_dropout = 0
+    n_death = n_dropout = n_lost = 0
     for draws, batch, take in kept:
         d = batch.data
         for i in take:
@@ -441,6 +454,9 @@ def _assemble(cfg, model, kept, n, seed, n_screened, reasons) -> tuple[Cohort, T
             n_death += death
             et = float(d["event_time"][i])
             n_dropout += (not death) and et < d["study_end"][i] - 1e-9
+            # registry: visits ended by a dropout before death and the end of the visits
+            n_lost += bool(d["dropout"][i] < np.fmin(d["death"][i] - d["t_enrol"][i],
+                                                     d["study_end"][i]))
             ev["subject"].append(sid)
             ev["time"].append(et)
             ev["event"].append("death" if death else "censored")
@@ -465,6 +481,11 @@ def _assemble(cfg, model, kept, n, seed, n_screened, reasons) -> tuple[Cohort, T
         f"follow-up ended by death or ventilation in {n_death}, dropout in {n_dropout}, "
         f"end of study in {n - n_death - n_dropout}",
     ]
+    if cfg.vital_follow_up is not None:
+        notes[-1] = (f"vital status followed {cfg.vital_follow_up[0]:g}-"
+                     f"{cfg.vital_follow_up[1]:g} months after enrolment (registry): death or "
+                     f"ventilation in {n_death}, alive at the end in {n - n_death}; visits "
+                     f"ended by dropout in {n_lost}")
     units = {ob.name: DEFAULT_UNITS[ob.name] for ob in cfg.observables
              if ob.name in DEFAULT_UNITS}
     cohort = Cohort(obs, covariates=covariates, events=ev, units=units, time_unit="month",
