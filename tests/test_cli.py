@@ -96,29 +96,64 @@ def test_cli_method_names_match_the_integrator_registry():
     assert sorted(METHOD_NAMES) == sorted(METHODS)
 
 
-@pytest.mark.parametrize("method", [None, "LSODA"])
-def test_simulate_uses_the_library_default_unless_a_method_is_given(tmp_path, method):
-    """Without --method the CLI takes simulate()'s own default (the compiled per-subject path
-    when numba is installed); --method LSODA takes the stacked LSODA path. Each CSV equals the
-    Python API's call with the same choice (the CSV's 10 significant digits)."""
+@pytest.mark.parametrize("method", [None, "LSODA", "Rodas4"])
+def test_simulate_uses_numpy_for_one_patient_unless_a_method_is_given(tmp_path, method):
+    """Without --method the CLI loads the model's numpy code and takes simulate()'s default
+    for it (the stacked LSODA: no numba start-up for one patient); a method given runs on the
+    library's backend. Each CSV equals the Python API's call with the same choice (the CSV's
+    10 significant digits), and every path agrees with a tight solution to the tolerance."""
     import numpy as np
 
     import progression as pg
+    from progression.model import load_model
 
     out_dir = tmp_path / "sim"
-    args = ["simulate", "als_reduced", "--months", "24", "--out", str(out_dir)]
+    args = ["simulate", "als_systemic", "--months", "60", "--out", str(out_dir)]
     if method:
         args += ["--method", method]
     out = run(*args)
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
-    frs = np.array([float(r["ALSFRS_R"]) for r in rows])
+    names = list(rows[0])[2:]
     times = np.array([float(r["time"]) for r in rows])
-    kw = {} if method is None else {"method": method}
-    sim = pg.simulate("als_reduced", times=times, **kw)
-    np.testing.assert_allclose(frs, sim["ALSFRS_R"][0], rtol=1e-9)
-    other = pg.simulate("als_reduced", times=times,
-                        **({"method": "LSODA"} if method is None else {}))
-    if sim.stats["method"] != other.stats["method"]:
-        # the two paths agree to the tolerance, not to the CSV's digits
-        assert np.max(np.abs(frs - other["ALSFRS_R"][0])) > 1e-9
+    table = np.array([[float(r[n]) for n in names] for r in rows])
+    model = load_model("als_systemic", backend="numpy" if method is None else None)
+    sim = pg.simulate(model, times=times, **({} if method is None else {"method": method}))
+    if method is None:
+        assert sim.stats["method"] == "LSODA"
+    same = np.concatenate([sim.states[0], sim.observables[0]]).T
+    np.testing.assert_allclose(table, same, rtol=1e-9, atol=1e-12)
+    # rtol 1e-6 (the CLI's default): within 10x of it, relative to each output's range
+    tight = pg.simulate("als_systemic", times=times, rtol=1e-10, atol=1e-13)
+    ref = np.concatenate([tight.states[0], tight.observables[0]]).T
+    alive = np.isfinite(ref).all(axis=1)      # NaN after the terminal event (death)
+    assert np.array_equal(alive, np.isfinite(table).all(axis=1))
+    scale = np.abs(ref[alive]).max(axis=0)
+    err = np.abs(table[alive] - ref[alive]).max(axis=0) / scale
+    assert err.max() < 1e-5, dict(zip(names, err, strict=True))
+    death = float(out.stdout.split("event death: t = ")[1].split()[0])
+    assert death == pytest.approx(tight.event_time("death")[0], abs=0.01)
+
+
+def test_simulate_without_method_does_not_start_numba(tmp_path):
+    """One patient: the CLI's default path imports neither numba nor pyplot; with
+    PROGRESSION_BACKEND set the library's backend runs (numba when installed)."""
+    import os
+
+    code = ("import sys; from progression.cli import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in ('numba', 'matplotlib.pyplot') if m in sys.modules)); "
+            "sys.exit(rc)")
+    argv = ["simulate", "als_reduced", "--months", "12", "--out", str(tmp_path / "s")]
+    env = {k: v for k, v in os.environ.items() if k != "PROGRESSION_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    from progression.model._kernels import numba_available
+
+    if numba_available():
+        out = subprocess.run([sys.executable, "-c", code, *argv, "--overwrite"],
+                             capture_output=True, text=True,
+                             env={**env, "PROGRESSION_BACKEND": "numba"})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "['numba']"

@@ -85,10 +85,14 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
         axes = fig.subplots(nrows, ncols, squeeze=False)
     bottom = 0.55 + (0.3 if events and len(subjects) == 1 and sim.events
                      or len(subjects) > 1 else 0.0)
+    # every panel shares the time axis, so only the lowest panel of each column labels it:
+    # the rows need room for a title only (0.45 in), and ~60 texts fewer are laid out and
+    # drawn (with the PNG's compression level, ~20 % of `progression simulate`'s drawing)
     fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, top=1 - 0.6 / height,
-                        bottom=bottom / height, wspace=1.0 / 3.2, hspace=0.95 / 2.5)
+                        bottom=bottom / height, wspace=1.0 / 3.2,
+                        hspace=(0.45 if nrows > 1 else 0.95) / 2.5)
     legend = {}
-    for ax, name in zip(axes.flat, names, strict=False):
+    for i, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
         values = sim[name]
         alpha = 0.9 if len(subjects) == 1 else max(0.15, 1.0 / np.sqrt(len(subjects)))
         for s in subjects:
@@ -99,7 +103,10 @@ def plot_simulation(sim, names=None, *, subjects=None, max_subjects: int = 50, e
             (line,) = ax.plot(sim.times, median, color="black", lw=2.0)
             legend.setdefault("median", line)
         ax.set_title(name)
-        ax.set_xlabel(time_label(sim.time_unit))
+        if i + ncols < len(names):          # a panel below labels the same time axis
+            ax.tick_params(labelbottom=False)
+        else:
+            ax.set_xlabel(time_label(sim.time_unit))
         ax.set_ylabel(axis_label(name, sim.units.get(name, "")))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:

@@ -32,25 +32,28 @@ def library_text(name: str) -> str:
     return resources.files(__name__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
-def load_model(model, *, cache=None) -> CompiledModel | PythonModel:
+def load_model(model, *, cache=None, backend: str | None = None) -> CompiledModel | PythonModel:
     """Return a ready-to-simulate model.
 
     Parameters
     ----------
     model : str, path, ModelSpec, CompiledModel or PythonModel
         A built-in name (``"als_systemic"``), a path to a model file (``*.toml``), a parsed
-        spec, or an already compiled model (returned as it is).
+        spec, or an already compiled model (returned as it is, whatever ``backend`` says).
     cache : None, bool or path, optional
         The disk cache of generated code (see :func:`~progression.compile_model`).
+    backend : {"numba", "numpy"} or None, optional
+        The code a name, file or spec is compiled to (see :func:`~progression.compile_model`;
+        None: numba when installed unless ``PROGRESSION_BACKEND`` says otherwise).
     """
     if isinstance(model, CompiledModel | PythonModel):
         return model
     if isinstance(model, ModelSpec):
-        return compile_model(model, cache=cache)
+        return compile_model(model, cache=cache, backend=backend)
     if isinstance(model, Path) or (isinstance(model, str) and
                                    (model.endswith(".toml") or "/" in model)):
-        return compile_model(read_model_file(model), cache=cache)
+        return compile_model(read_model_file(model), cache=cache, backend=backend)
     if isinstance(model, str):
-        return compile_model(library_spec(model), cache=cache)
+        return compile_model(library_spec(model), cache=cache, backend=backend)
     raise ModelError(f"expected a model name, a model file or a model object, found "
                      f"{type(model).__name__}")
