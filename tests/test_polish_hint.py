@@ -1,7 +1,8 @@
 """The exact-path polish started from another path's derivatives (``start_jacobians``): the
 first evaluation carries no sensitivities, the first step uses the given Jacobian with this
 path's residuals, and the polish still ends at this path's optimum; a wrong Jacobian costs
-evaluations, not accuracy.
+evaluations, not accuracy. Here without chord steps (``chord_steps=0``: the step's point is
+evaluated with sensitivities); the chord steps are tested in tests/test_polish_chord.py.
 
 Closed form: first-order decay observed as log x (tests/_decay_support.py), log x = log x0 - k t
 with additive error, whose maximum-likelihood estimates are ordinary least squares."""
@@ -65,7 +66,8 @@ def test_hinted_polish_ends_at_the_optimum(setup, error):
     hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
     logged = _Logged(prob)
     th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                                         start_jacobians=hints, start_info=ev.info)
+                                         start_jacobians=hints, start_info=ev.info,
+                                         chord_steps=0)
     # the stopping rule (the Gauss-Newton step predicts less than 1e-10 of the sum of
     # squares) leaves the estimate ~4e-5 standard errors, ~4e-7 relative, from the optimum
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
@@ -91,7 +93,8 @@ def test_hinted_polish_saves_sensitivity_evaluations(setup):
     plain, hinted = _Logged(prob), _Logged(prob)
     th0, *_ = _batched.polish(plain, designs, theta, x, cols, ftol=1e-10)
     th1, *_ = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-10,
-                              start_jacobians=list(ev.jacobians), start_info=ev.info)
+                              start_jacobians=list(ev.jacobians), start_info=ev.info,
+                              chord_steps=0)
     sens_rows = [sum(n for n, jac in log.calls if jac) for log in (plain, hinted)]
     assert sens_rows[1] < sens_rows[0], (plain.calls, hinted.calls)
     # both within their stopping rule of the optimum

@@ -52,6 +52,15 @@ _HINT_DAMPING = 1e-6
 #: fit_individual's rows (kA, eD, time offset) have 0.013-0.03.
 _HINT_CONDITION = 1e-3
 
+#: Chord steps of the polish (:func:`polish` with a hint): evaluations without sensitivities
+#: per row, each a Gauss-Newton step with the hint's Jacobian held fixed, before a row that has
+#: not met the stopping rule goes on with sensitivities. From the grid path's optimum of
+#: ``benchmarks/fit_individual.py`` one step (the exact path's residuals; the grid Jacobian's
+#: relative error ~1e-4) brings a row to ``ftol`` 1e-10, as an exact Jacobian does: the
+#: Gauss-Newton prediction computed with the grid Jacobian and the exact residuals agreed with
+#: the exact Jacobian's to ~1e-11 of the sum of squares there.
+CHORD_STEPS = 3
+
 
 def supports(tasks, cols) -> bool:
     """True when every task fits one design and estimates only columns in ``cols``."""
@@ -270,7 +279,7 @@ def _steps(H, g, held, lam):
 
 def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10,
            counters=None, max_nfev: int = 30, xtol: float = 1e-12, start_jacobians=None,
-           start_info=None):
+           start_info=None, chord_steps: int = None):
     """Levenberg-Marquardt on the given path for every row at once, from nearby points.
 
     For the final iterations on the exact path: from estimates that an optimiser found on an
@@ -297,6 +306,18 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     the evaluation at the new point (with sensitivities) is usually the last; where the first
     step does not lower ``-2 log L`` the row is evaluated at its start point with
     sensitivities and goes on as without the hint.
+
+    With ``chord_steps`` > 0 (the default, :data:`CHORD_STEPS`) those rows go on without
+    sensitivities: chord steps, Gauss-Newton steps with the hint's Jacobian and information
+    held fixed and this path's residuals, each point evaluated for its residuals only, until
+    the step predicts less than ``ftol`` of the sum of squares (the hint's Jacobian error
+    enters that prediction squared) or ``chord_steps`` steps are taken. A row that meets
+    the rule is reported from its last evaluation with the hint's Jacobian and information
+    (the information at the start point, on the other path: on fit_individual's grid path
+    ~1e-4 from this path's, for the covariance step); a row that does not, or whose step
+    does not lower ``-2 log L``, goes on with sensitivities from its best point. From a grid
+    path's optimum a row then costs two evaluations without sensitivities instead of one
+    without and one or two with them.
 
     Parameters
     ----------
@@ -326,6 +347,10 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         a row without one); its length must match this path's residuals.
     start_info : ndarray (R, D, D), optional
         The information at the start points that goes with ``start_jacobians``.
+    chord_steps : int, optional
+        Chord steps (evaluations without sensitivities) per hinted row before it goes on
+        with sensitivities; 0: none (the hinted step's point is evaluated with them).
+        Default :data:`CHORD_STEPS`.
 
     Returns
     -------
@@ -338,6 +363,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     """
     from .problem import Evaluation
 
+    chord_steps = CHORD_STEPS if chord_steps is None else int(chord_steps)
     cols = np.asarray(cols, dtype=int)
     R = theta.shape[0]
     D = cols.size
@@ -345,15 +371,15 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     theta, x = theta.copy(), np.asarray(x, dtype=float).copy()
     sc, lo_n, hi_n = problem.scale[cols], problem.lower[cols], problem.upper[cols]
     lo_x, hi_x = internal_bounds(sc, lo_n, hi_n)
-    rows = np.arange(R)
 
-    def evaluate(idx, th, full=True):
+    def evaluate(idx, th, full=True, predictions=False):
         start = time.perf_counter()
         if full:
             out = problem.evaluate(designs, idx, th, cols, want_info=True,
                                    want_predictions=True)
         else:
-            out = problem.evaluate(designs, idx, th, cols, want_jac=False)
+            out = problem.evaluate(designs, idx, th, cols, want_jac=False,
+                                   want_predictions=predictions)
         if counters is not None:
             counters.record(out, time.perf_counter() - start)
         return out
@@ -439,6 +465,9 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
     used = np.zeros(R, dtype=int)
     first_theta = theta
     stepped = np.zeros(R, dtype=bool)
+    # rows finished by chord steps (no evaluation with sensitivities), and their report
+    chorded = np.zeros(R, dtype=bool)
+    report = {}
     if start_jacobians is not None and start_info is not None and R:
         # residuals only at the start points of the rows whose hint is usable; the first
         # step from the other path's derivatives (see the docstring)
@@ -447,7 +476,7 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                                     for J in start_jacobians], dtype=bool)
                           & _well_conditioned(info0))[0]
         if cand.size:
-            ev0 = evaluate(cand, theta[cand], full=False)
+            ev0 = evaluate(cand, theta[cand], full=False, predictions=chord_steps > 0)
             used[cand] += 1
             m2ll0 = np.full(R, np.nan)
             m2ll0[cand] = ev0.m2ll
@@ -455,6 +484,11 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                             and len(ev0.residuals[b]) == np.shape(start_jacobians[i])[0]],
                            dtype=int)
             idx = cand[sel]
+            if idx.size and chord_steps > 0:
+                chorded, report = _chord(evaluate, steps_of, moved, idx, ev0, sel,
+                                         start_jacobians, info0, x, theta, used, lam, nu,
+                                         chord_steps, ftol, max_nfev)
+                idx = idx[:0]
             if idx.size:
                 step, gn_pred, _, chi2, small = steps_of(
                     idx, [ev0.residuals[b] for b in sel], [start_jacobians[i] for i in idx],
@@ -467,8 +501,10 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                     first_theta = theta.copy()
                     first_theta[idx] = th_new
                     stepped[idx] = True
-    ev = evaluate(rows, first_theta)
-    used += 1
+    full_rows = np.nonzero(~chorded)[0]
+    ev = (evaluate(full_rows, first_theta[full_rows]) if full_rows.size
+          else None)
+    used[full_rows] += 1
     if stepped.any():
         idx = np.nonzero(stepped)[0]
         # a step that does not lower -2 log L (beyond the two evaluations' integration
@@ -489,12 +525,25 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
             used[back] += 1
             ev = _replace_rows(ev, back, ev_back)
     # the report at each row's current point, filled from whichever evaluation was last
-    # accepted for it
-    cur = {"residuals": list(ev.residuals), "jacobians": list(ev.jacobians),
-           "m2ll": ev.m2ll.copy(), "failed": ev.failed.copy(), "messages": list(ev.messages),
-           "info": ev.info.copy(), "predictions": list(ev.predictions),
-           "nobs": ev.nobs.copy(), "before_zero": ev.before_zero.copy()}
-    live = ~ev.failed
+    # accepted for it (rows finished by chord steps: their last evaluation and the hint)
+    cur = {"residuals": [None] * R, "jacobians": [None] * R, "m2ll": np.full(R, np.nan),
+           "failed": np.zeros(R, dtype=bool), "messages": [""] * R,
+           "info": np.full((R, D, D), np.nan), "predictions": [None] * R,
+           "nobs": np.zeros(R, dtype=int), "before_zero": np.zeros(R, dtype=int)}
+    for source, where in ((ev, full_rows), (report.get("evaluation"), np.nonzero(chorded)[0])):
+        if source is None:
+            continue
+        for key in ("residuals", "jacobians", "messages", "predictions"):
+            values = getattr(source, key)
+            for b, i in enumerate(where):
+                cur[key][i] = values[b]
+        for key in ("m2ll", "failed", "info", "nobs", "before_zero"):
+            values = getattr(source, key)
+            if values is not None:
+                cur[key][where] = values
+    live = np.zeros(R, dtype=bool)
+    if ev is not None:
+        live[full_rows] = ~ev.failed
     while True:
         idx = np.nonzero(live)[0]
         if idx.size == 0:
@@ -531,6 +580,87 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                        cur["messages"], cur["info"], cur["predictions"], cur["nobs"],
                        cur["before_zero"])
     return theta, x, final, used
+
+
+def _chord(evaluate, steps_of, moved, idx, ev0, sel, start_jacobians, info0, x, theta, used,
+           lam, nu, chord_steps, ftol, max_nfev):
+    """The polish's chord steps: Gauss-Newton steps of rows ``idx`` with their hint's Jacobian
+    and information held fixed and this path's residuals, each step's point evaluated without
+    sensitivities, until the step predicts less than ``ftol`` of the sum of squares (tested with
+    the hint's Jacobian, whose error enters the prediction squared), at most ``chord_steps``
+    evaluations per row.
+
+    ``ev0`` holds the rows' residuals at their start points (its rows ``sel`` are ``idx``).
+    Accepted steps update ``x``, ``theta`` and ``used`` in place; a row whose step does not lower
+    -2 log L (beyond the integration noise of two evaluations) is damped in ``lam``/``nu`` and
+    left, at its best point, to the polish with sensitivities, as is a row not finished after
+    ``chord_steps`` steps.
+
+    Returns
+    -------
+    done : bool ndarray (R,)
+        Rows finished here.
+    report : dict
+        ``{"evaluation": Evaluation}`` of the finished rows (in row order): their last
+        accepted evaluation, with the hint's Jacobian and information.
+    """
+    from .problem import Evaluation
+
+    R = x.shape[0]
+    keys = ("residuals", "predictions", "messages", "m2ll", "nobs", "before_zero")
+
+    def row_of(ev, b):
+        return {key: (getattr(ev, key)[b] if getattr(ev, key) is not None else None)
+                for key in keys}
+
+    state = {int(i): row_of(ev0, b) for b, i in zip(sel, idx, strict=True)}
+    done = np.zeros(R, dtype=bool)
+    act = np.asarray(idx, dtype=int)
+    for it in range(chord_steps + 1):
+        if act.size == 0:
+            break
+        step, gn_pred, _, chi2, small = steps_of(
+            act, [state[i]["residuals"] for i in act], [start_jacobians[i] for i in act],
+            info0[act], np.array([state[i]["nobs"] for i in act]),
+            np.full(act.size, _HINT_DAMPING))
+        finite = np.isfinite(gn_pred) & np.all(np.isfinite(step), axis=1)
+        conv = finite & ((gn_pred <= ftol * chi2) | small)
+        done[act[conv]] = True
+        go = finite & ~conv & (used[act] < max_nfev)
+        if it == chord_steps:
+            break
+        act, step = act[go], step[go]
+        if act.size == 0:
+            break
+        x_new, th_new = moved(act, step)
+        ev1 = evaluate(act, th_new, full=False, predictions=True)
+        used[act] += 1
+        keep = np.zeros(act.size, dtype=bool)
+        for b, i in enumerate(act):
+            m_old = state[i]["m2ll"]
+            noise = 1e-9 * max(abs(m_old), 1.0)
+            if (not ev1.failed[b] and ev1.m2ll[b] <= m_old + noise
+                    and len(ev1.residuals[b]) == len(state[i]["residuals"])):
+                x[i], theta[i] = x_new[b], th_new[b]
+                state[i] = row_of(ev1, b)
+                keep[b] = True
+            else:
+                lam[i] *= nu[i]
+                nu[i] *= 2.0
+        act = act[keep]
+    rows = np.nonzero(done)[0]
+    D = info0.shape[1]
+    evaluation = Evaluation(
+        [state[i]["residuals"] for i in rows],
+        [np.asarray(start_jacobians[i], dtype=float) for i in rows],
+        np.array([state[i]["m2ll"] for i in rows], dtype=float),
+        np.zeros(rows.size, dtype=bool), [state[i]["messages"] for i in rows],
+        info0[rows].reshape(rows.size, D, D),
+        [state[i]["predictions"] for i in rows],
+        np.array([state[i]["nobs"] for i in rows], dtype=int),
+        np.array([state[i]["before_zero"] if state[i]["before_zero"] is not None else 0
+                  for i in rows], dtype=int))
+    return done, {"evaluation": evaluation}
 
 
 def _well_conditioned(info):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -279,7 +280,6 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
                "sensitivities": sens or None, "events": False}
     mode = solver.get("outputs", "grid")
-    p_obs = table[rr].T                                  # (P, N)
     t_end = float(tm.max()) if N else 0.0
     if mode != "exact":
         h = grid_step(solver.get("grid_step", "auto"), t_end)
@@ -351,30 +351,39 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         messages = list(sim.message)
         X = sim.states                                   # (R, n, G)
         Sx = sim.state_sensitivities                     # (R, n, k, G) or None
+    # The values of a row at one time (several observables of a visit) share its states: the
+    # model functions run once per (row, time) point, with the parameters as one contiguous
+    # (P, M) array (a transposed view would be copied by every compiled call).
+    first, point = _points(rr, tm)
+    tp, rp = tm[first], rr[first]
+    pp = np.ascontiguousarray(table[rp].T)                # (P, M)
     if mode == "exact":
+        y = np.ascontiguousarray(y[:, first])
+        S = S[:, :, first] if k else None
         with np.errstate(all="ignore"):
-            ydot = model.rhs(tm, y, p_obs)
+            ydot = model.rhs(tp, y, pp)
     else:
         h = grid[1] - grid[0]
-        j = np.clip(np.floor(tm / h).astype(int), 0, grid.size - 2)
-        s = (tm - grid[j]) / h
+        j = np.clip(np.floor(tp / h).astype(int), 0, grid.size - 2)
+        s = (tp - grid[j]) / h
         # unique (row, node) pairs needing slopes
-        key = np.concatenate([rr * grid.size + j, rr * grid.size + j + 1])
+        key = np.concatenate([rp * grid.size + j, rp * grid.size + j + 1])
         uk, inv = np.unique(key, return_inverse=True)
         ur, un = uk // grid.size, uk % grid.size
-        Yu = X[ur, :, un].T                              # (n, U)
-        pu = table[ur].T
+        Yu = np.ascontiguousarray(X[ur, :, un].T)        # (n, U)
+        pu = np.ascontiguousarray(table[ur].T)
         tu = grid[un]
         with np.errstate(all="ignore"):
             Fu = model.rhs(tu, Yu, pu)                   # (n, U)
-        i0, i1 = inv[:N], inv[N:]
+        M = tp.shape[0]
+        i0, i1 = inv[:M], inv[M:]
         h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
         h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
         d00, d10 = (6 * s**2 - 6 * s) / h, 3 * s**2 - 4 * s + 1
         d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
         y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
         ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
-        y2 = coarse_interpolant(problem.model, X, table, grid, tm, rr)
+        y2 = np.ascontiguousarray(coarse_interpolant(problem.model, X, table, grid, tp, rp))
         S = None
         if k:
             Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
@@ -385,23 +394,56 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
             S = (h00 * Su[:, :, i0] + h10 * h * Sdu[:, :, i0] + h01 * Su[:, :, i1]
                  + h11 * h * Sdu[:, :, i1])
     kidx = problem.obs_model_index[oi]
-    cols = np.arange(N)
     with np.errstate(all="ignore"):
-        f = model.observe(tm, y, p_obs)[kidx, cols]
-        Hy = model.dobs_dy(tm, y, p_obs)[kidx, :, cols].T       # (n, N)
-        dt = 1e-6 * np.maximum(1.0, np.abs(tm))
-        ht = (model.observe(tm + dt, y, p_obs)[kidx, cols]
-              - model.observe(tm - dt, y, p_obs)[kidx, cols]) / (2 * dt)
-        dfdtau = np.sum(Hy * ydot, axis=0) + ht
+        f = model.observe(tp, y, pp)[kidx, point]
+        Hy = model.dobs_dy(tp, y, pp)[kidx, :, point].T           # (n, N)
+        ydot_v = ydot[:, point]
+        if _observables_read_time(model):
+            dt = 1e-6 * np.maximum(1.0, np.abs(tp))
+            ht = ((model.observe(tp + dt, y, pp) - model.observe(tp - dt, y, pp))
+                  / (2 * dt))[kidx, point]
+        else:
+            ht = 0.0        # the difference quotient of a function that does not read t
+        dfdtau = np.sum(Hy * ydot_v, axis=0) + ht
         dfdp = np.zeros((k, N))
         if k:
-            Hp = model.dobs_dp(tm, y, p_obs)[kidx, :, cols][:, sens_idx].T   # (k, N)
-            dfdp = np.einsum("iN,ikN->kN", Hy, S) + Hp
+            Hp = model.dobs_dp(tp, y, pp)[kidx, :, point][:, sens_idx].T   # (k, N)
+            dfdp = np.einsum("iN,ikN->kN", Hy, S[:, :, point]) + Hp
         err = np.zeros(N)
         if mode != "exact":
-            f2 = model.observe(tm, y2, p_obs)[kidx, cols]
+            f2 = model.observe(tp, y2, pp)[kidx, point]
             err = np.abs(f - f2) / GRID_ERROR_DIVISOR
     return f, dfdp, dfdtau, status, messages, err
+
+
+def _points(rr, tm):
+    """The distinct (row, time) pairs of values with rows ``rr`` (N,) at times ``tm`` (N,):
+    ``first`` (M,) the first value of each pair (in order of appearance), ``point`` (N,) the
+    pair of each value."""
+    N = tm.shape[0]
+    if N == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    order = np.lexsort((tm, rr))
+    r_s, t_s = rr[order], tm[order]
+    new = np.ones(N, dtype=bool)
+    new[1:] = (r_s[1:] != r_s[:-1]) | (t_s[1:] != t_s[:-1])
+    group = np.cumsum(new) - 1                      # pair of each sorted value
+    point = np.empty(N, dtype=int)
+    point[order] = group
+    first = order[new]                              # a value of each pair (the first sorted)
+    return first, point
+
+
+@functools.lru_cache(maxsize=64)
+def _reads_time(source: str) -> bool:
+    return len(re.findall(r"\b_t\b", source)) != 1
+
+
+def _observables_read_time(model) -> bool:
+    """Whether the model's observables depend on time explicitly (True when unknown): the
+    generated ``observe`` reads ``_t`` beyond its one assignment."""
+    source = getattr(model, "sources", {}).get("observe")
+    return True if source is None else _reads_time(source)
 
 
 def coarse_interpolant(model, X, table, grid, tm, rr):
