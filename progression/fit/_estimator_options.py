@@ -59,7 +59,10 @@ class EstimatorOptions:
         SEs are stable, at least 100 and at most 500); defaults 300 and 200.
     saem_covariance : str
         ``saem``: ``"sa"`` (default), SAEM's own standard errors (stochastic approximation of
-        the Fisher information, Louis' formula); ``"focei"``, FOCE-I's sandwich at the SAEM
+        the Fisher information, Louis' formula); ``"sandwich"``, the robust ``R^-1 S R^-1``
+        at the SAEM estimates (Louis' information and the per-subject scores by one more MCMC
+        pass with the parameters held: calibrated when the residual distribution or the
+        random effects are misspecified); ``"focei"``, FOCE-I's sandwich at the SAEM
         estimates.
     saem_chains : int
         ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.

@@ -38,7 +38,14 @@ formula over the smoothing phase (Monolix's "stochastic approximation"; see
 ``covariance_names``; no model derivative and no extra model evaluation. ``"focei"``: FOCE-I's
 sandwich ``R^-1 S R^-1`` evaluated **at the SAEM estimates** (one FOCE-I gradient per
 parameter and side, forward sensitivities: costly on ODE models; the FOCE-I gradient there is
-small but not zero, so this is an approximation, stated in the method). Per subject, the
+small but not zero, so this is an approximation, stated in the method). ``"sandwich"``: the
+robust ``R^-1 S R^-1`` at the SAEM estimates (:mod:`progression.fit.population._saem_score`:
+one more pass of the chains with the parameters held, as many chains as the fit and as
+many iterations as its smoothing phase within 40-200, Louis' information ``R`` and the
+per-subject conditional mean scores behind ``S``; no model derivative; costs about a third
+of a SAEM run): the Wald intervals stay calibrated when the residual distribution or the
+random-effect model is misspecified, where the model-based ``"sa"`` intervals are too
+narrow (benchmarks/results/saem_se_calibration.md). Per subject, the
 covariance of the individual parameters with a random effect is the conditional covariance of
 eta from the chains.
 
@@ -58,18 +65,19 @@ import time
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import ConfigError, FitError
 from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._saem_model import RK4Predictions, applicable
+from ..population._saem_score import score_pass
 from ..transforms import from_internal
 from ._population_layout import subject_uncertainty
 from .base import EstimationProblem, PointEstimate
 from .focei import FOCEI
 
-__all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI", "SUBJECT_METHOD",
-           "saem_options"]
+__all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI",
+           "COVARIANCE_METHOD_SANDWICH", "SUBJECT_METHOD", "saem_options"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: The population covariance step, in words.
@@ -82,6 +90,12 @@ COVARIANCE_METHOD = ("SAEM stochastic approximation of the observed Fisher infor
                      "(Louis' formula, conditional expectations over the smoothing phase's "
                      "chains; Monolix's 'stochastic approximation'), inverted; Wald interval "
                      "on the estimation scale")
+#: The robust covariance step, in words.
+COVARIANCE_METHOD_SANDWICH = ("robust sandwich R^-1 S R^-1 at the SAEM estimates (R: Louis' "
+                              "observed information, S: sum of the per-subject score products, "
+                              "each the conditional expectation of the complete-data score, "
+                              "both by MCMC with the parameters held, Monte Carlo noise "
+                              "removed by batch means), Wald interval on the estimation scale")
 #: Most smoothing iterations of ``saem_smoothing = "auto"``.
 AUTO_K2_MAX = 500
 #: The per-subject intervals, in words.
@@ -89,6 +103,17 @@ SUBJECT_METHOD = ("per subject: conditional covariance of eta from the SAEM chai
                   "phase), for parameters with a random effect; the population covariance "
                   "step for the others (see the population part); Wald interval on the "
                   "estimation scale")
+
+
+#: Fewest and most iterations of the sandwich's score pass (after its burn-in).
+PASS_ITERATIONS = (40, 200)
+
+
+def _pass_iterations(k2: int) -> int:
+    """Iterations of the score pass: as many as the smoothing phase had, within
+    :data:`PASS_ITERATIONS` (at least 4 batches for the batch-means noise estimate; beyond
+    200 the Monte Carlo part of ``S`` is a small fraction of the sampling part)."""
+    return int(min(max(int(k2), PASS_ITERATIONS[0]), PASS_ITERATIONS[1]))
 
 
 def _is_auto(value) -> bool:
@@ -113,8 +138,9 @@ def saem_options(options) -> SaemOptions:
 
 
 def covariance_choice(options) -> str:
-    """``"sa"`` (SAEM's own, default) or ``"focei"`` (FOCE-I sandwich at the SAEM
-    estimates), from ``saem_covariance`` when the options have it."""
+    """``"sa"`` (SAEM's own, default), ``"sandwich"`` (robust, at the SAEM estimates) or
+    ``"focei"`` (FOCE-I sandwich at the SAEM estimates), from ``saem_covariance`` when the
+    options have it."""
     return str(getattr(options, "saem_covariance", "sa") or "sa")
 
 
@@ -227,6 +253,24 @@ class SAEM(FOCEI):
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
                    estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed)
         ep.timings["saem"] = time.perf_counter() - t
+        if choice == "sandwich":
+            # the robust covariance: Louis' information and the per-subject scores at the
+            # final estimates, by MCMC with the parameters held (one more pass of the chains)
+            t = time.perf_counter()
+            sp = score_pass(kernel_model, s["data"], res.mu, res.omega, res.residual,
+                            beta=res.beta, eta_columns=s["eta_pos"], covariates=cov_x,
+                            covariate_mask=cov_mask, omega_structure=pattern,
+                            omega_fixed=fixed, residual_fixed=s["residual_fixed"],
+                            estimate_columns=no_eta, eta_mean=res.eta_mean,
+                            eta_cov=res.eta_cov, n_chains=res.n_chains,
+                            n_iter=_pass_iterations(res.n_iter - res.k1), seed=seed + 7919)
+            if tuple(sp.names) != tuple(res.parameter_names):
+                raise FitError(f"SAEM sandwich: the score pass's parameters {sp.names} differ "
+                               f"from the fit's {res.parameter_names}")
+            res = dataclasses.replace(res, fisher=sp.fisher,
+                                      covariance=sp.covariance("sandwich"))
+            s["score_pass"] = sp
+            ep.timings["score pass"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)
         coef = s["coef0"].copy()
@@ -292,8 +336,9 @@ class SAEM(FOCEI):
             unc = super().uncertainty(ep, point)
             method = COVARIANCE_METHOD_FOCEI
         else:
-            unc = self._sa_uncertainty(ep, point, res)
-            method = COVARIANCE_METHOD
+            method = (COVARIANCE_METHOD_SANDWICH if s["choice"] == "sandwich"
+                      else COVARIANCE_METHOD)
+            unc = self._sa_uncertainty(ep, point, res, method)
         warnings = tuple(w.replace('"focei"', '"saem"') for w in unc.warnings)
         failed = "failed" in " ".join(warnings)
         if not failed:
@@ -310,7 +355,7 @@ class SAEM(FOCEI):
             history=hist)
         return unc
 
-    def _sa_uncertainty(self, ep, point, res):
+    def _sa_uncertainty(self, ep, point, res, method=COVARIANCE_METHOD):
         """Uncertainty from the SAEM core's stochastic-approximation information: the
         population covariance in focei's ``covariance_names`` order, and per subject the
         conditional covariance of eta from the chains."""
@@ -341,7 +386,7 @@ class SAEM(FOCEI):
         else:
             cov = T @ res.covariance @ T.T
             cov = 0.5 * (cov + cov.T)
-        s["cov"], s["cov_method"] = cov, COVARIANCE_METHOD
+        s["cov"], s["cov_method"] = cov, method
         ep.timings["covariance"] = time.perf_counter() - t
         est = point.estimates
         m, Q = est.theta.shape
