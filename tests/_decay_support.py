@@ -29,9 +29,30 @@ def decay_data(k_true=(0.5, 1.3, 0.8), x0=(2.0, 2.0, 2.0), seed=0):
     return out
 
 
-def config(tmp_path, *, estimator="individual", k="subject", x0="fixed", extra=""):
-    shutil.copy(MODELS / "decay.toml", tmp_path / "decay.toml")
-    text = f"""
+#: The decay configs' [solver]: exact outputs with forward sensitivities at rtol 1e-10.
+SOLVER = """[solver]
+rtol = 1e-10
+atol = 1e-12
+outputs = "exact"
+sensitivities = "forward"
+"""
+#: The decay configs' [estimator] options (before ``extra``).
+OPTIONS = "ftol = 1e-12\nxtol = 1e-12\n"
+
+
+def config_text(*, estimator="individual", k="subject", x0="fixed", extra="", k_value=0.3,
+                k_lines="", a=A, sections="", solver=SOLVER, options=OPTIONS) -> str:
+    """The TOML of a decay fit: ``[parameters.k]`` estimated as ``k`` from ``k_value`` (plus
+    ``k_lines``), ``[parameters.x0]`` as ``x0`` from 2.0 (None: no section, the model's
+    value), additive error ``a`` (a number or an inline table), then ``sections`` (more
+    tables, e.g. ``[parameters.time_offset]``), ``solver`` and ``[estimator]`` with
+    ``options`` and ``extra`` lines."""
+    x0_section = "" if x0 is None else f"""[parameters.x0]
+estimate = "{x0}"
+value = 2.0
+bounds = [0.1, 10.0]
+"""
+    return f"""
 [fit]
 model = "decay.toml"
 estimator = "{estimator}"
@@ -39,25 +60,21 @@ estimator = "{estimator}"
 path = "decay.toml"
 [error.log_x]
 model = "additive"
-a = {A}
+a = {a}
 [parameters.k]
 estimate = "{k}"
-value = 0.3
-[parameters.x0]
-estimate = "{x0}"
-value = 2.0
-bounds = [0.1, 10.0]
-[solver]
-rtol = 1e-10
-atol = 1e-12
-outputs = "exact"
-sensitivities = "forward"
-[estimator]
-ftol = 1e-12
-xtol = 1e-12
-{extra}"""
-    return parse_fit_config(text, base_dir=tmp_path, name=f"decay_{estimator}",
-                            source=str(tmp_path / f"decay_{estimator}.toml"))
+value = {k_value}
+{k_lines}{x0_section}{sections}{solver}[estimator]
+{options}{extra}"""
+
+
+def config(tmp_path, *, name=None, **text):
+    """The parsed decay fit config (:func:`config_text`'s keywords), ``decay.toml`` copied
+    into ``tmp_path``; ``name`` defaults to ``decay_<estimator>``."""
+    shutil.copy(MODELS / "decay.toml", tmp_path / "decay.toml")
+    name = name or f"decay_{text.get('estimator', 'individual')}"
+    return parse_fit_config(config_text(**text), base_dir=tmp_path, name=name,
+                            source=str(tmp_path / f"{name}.toml"))
 
 
 def estimation_problem(cfg, data):

@@ -11,55 +11,38 @@ carry the anchor's ``df/dtau * dT/dk``.
 from __future__ import annotations
 
 import math
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from progression.fit import Design, Problem, parse_fit_config
+from progression.fit import Design, Problem
 from progression.fit._anchor import anchor_times
 from progression.fit.population._adapter import ProblemModel
 from progression.fit.population._saem_model import RK4Predictions, _crossing_numpy
 
-MODELS = Path(__file__).parent / "models"
-A = 0.05
+sys.path.insert(0, str(Path(__file__).parent))
+from _decay_support import A, config  # noqa: E402
+
 TIMES = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
 #: each subject's covariate: the data time of its event (the event is observed at t = c)
 C = np.array([0.0, -0.4, -1.5])
 
 
-def _config(tmp_path, window="[0.0, 50.0]"):
-    shutil.copy(MODELS / "decay.toml", tmp_path / "decay.toml")
-    text = f"""
-[fit]
-model = "decay.toml"
-estimator = "individual"
-[data]
-path = "decay.toml"
-[error.log_x]
-model = "additive"
-a = {A}
-[parameters.k]
-estimate = "subject"
-value = 0.5
-[parameters.x0]
-estimate = "subject"
-value = 2.0
-bounds = [0.1, 10.0]
-[parameters.time_offset]
+#: The anchored offset of the decay configs: the event ``half``, covariate ``c``, factor -1.
+def _anchor(window="[0.0, 50.0]") -> str:
+    return f"""[parameters.time_offset]
 anchor = "half"
 bounds = {window}
 covariate = "c"
 factor = -1.0
-[solver]
-rtol = 1e-10
-atol = 1e-12
-outputs = "exact"
-sensitivities = "forward"
 """
-    return parse_fit_config(text, base_dir=tmp_path, name="anchored",
-                            source=str(tmp_path / "anchored.toml"))
+
+
+def _config(tmp_path, window="[0.0, 50.0]"):
+    return config(tmp_path, k_value=0.5, x0="subject", sections=_anchor(window),
+                  name="anchored")
 
 
 def _designs(ks=(0.5, 1.3, 0.8), x0=2.0):
@@ -192,31 +175,11 @@ def _population_data(m=30, seed=0):
 
 
 def _population_config(tmp_path, estimator):
-    shutil.copy(MODELS / "decay.toml", tmp_path / "decay.toml")
-    text = f"""
-[fit]
-model = "decay.toml"
-estimator = "{estimator}"
-[data]
-path = "decay.toml"
-[error.log_x]
-model = "additive"
-a = {{ value = 0.1, estimate = "population", bounds = [0.001, 1.0] }}
-[parameters.k]
-estimate = "population"
-value = 0.5
-scale = "log"
-eta = 0.1
-[parameters.time_offset]
-anchor = "half"
-bounds = [0.0, 50.0]
-covariate = "c"
-factor = -1.0
-[estimator]
-seed = 1
-"""
-    return parse_fit_config(text, base_dir=tmp_path, name=f"anchored_{estimator}",
-                            source=str(tmp_path / f"anchored_{estimator}.toml"))
+    return config(tmp_path, estimator=estimator, k="population", k_value=0.5,
+                  k_lines='scale = "log"\neta = 0.1\n', x0=None,
+                  a='{ value = 0.1, estimate = "population", bounds = [0.001, 1.0] }',
+                  sections=_anchor(), solver="", options="seed = 1\n",
+                  name=f"anchored_{estimator}")
 
 
 def test_focei_fit_with_an_anchored_offset_and_its_virtual_patients(tmp_path):

@@ -468,6 +468,30 @@ if AVAILABLE:
         info_i[6] = n_found
 
     @njit(cache=True, error_model="numpy")
+    def _batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout, Oout,
+                   DOout, record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y,
+                   SKL, use_sk):
+        """Row ``s`` of :func:`_batch` (its arguments): one closed segment over
+        [t0, t_end[s]] from copies of the row's start, into the row's slices of the outputs.
+        Shared by the serial batch and the FOCE family's threaded one
+        (:func:`progression.fit.population._fastexact._par_batch`), so both give the same
+        numbers."""
+        no_sign = np.zeros(0, dtype=np.int64)
+        no_term = np.zeros(0, dtype=np.bool_)
+        no_index = np.zeros(1, dtype=np.int64)
+        no_time = np.zeros(1)
+        y = Y0[s].copy()
+        S = S0[s].copy()
+        p = P0[s].copy()
+        a = A0[s].copy()
+        T = counts[s]
+        tt = times[s, :T].copy()
+        t1 = t_end[s]
+        _segment(KL, t0, t1, y, S, p, sidx, a, tt, 0, Yout[s], Sout[s], Oout[s], DOout[s],
+                 record_obs, no_sign, no_term, False, no_index, no_time, rtol, atol, max_step,
+                 max_steps, True, info_i[s], info_f[s], fail_y[s], t1 > t0, SKL, use_sk)
+
+    @njit(cache=True, error_model="numpy")
     def _batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout, Oout, DOout,
                record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y, SKL,
                use_sk):
@@ -478,23 +502,10 @@ if AVAILABLE:
         (padded). Outputs Yout (m, T, n), Sout (m, T, k, n), Oout (m, T, K), DOout
         (m, T, K, k); per subject the segment's info_i (m, 9), info_f (m, 3), fail_y
         (m, 2, n)."""
-        m, n = Y0.shape
-        no_sign = np.zeros(0, dtype=np.int64)
-        no_term = np.zeros(0, dtype=np.bool_)
-        no_index = np.zeros(1, dtype=np.int64)
-        no_time = np.zeros(1)
-        for s in range(m):
-            y = Y0[s].copy()
-            S = S0[s].copy()
-            p = P0[s].copy()
-            a = A0[s].copy()
-            T = counts[s]
-            tt = times[s, :T].copy()
-            t1 = t_end[s]
-            _segment(KL, t0, t1, y, S, p, sidx, a, tt, 0, Yout[s], Sout[s], Oout[s],
-                     DOout[s], record_obs, no_sign, no_term, False, no_index, no_time, rtol,
-                     atol, max_step, max_steps, True, info_i[s], info_f[s], fail_y[s],
-                     t1 > t0, SKL, use_sk)
+        for s in range(Y0.shape[0]):
+            _batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout,
+                       Oout, DOout, record_obs, rtol, atol, max_step, max_steps, info_i,
+                       info_f, fail_y, SKL, use_sk)
 
 
 _SENS: dict = {}
