@@ -1,0 +1,88 @@
+"""The well-specified recovery study's simulation (benchmarks/population_recovery_model.py).
+
+Its replicates keep the clinic generator's design and draw the values from the fit's own
+population model at a known truth. Checked here on 60 patients: the design is the
+generator's; with Omega ~ 0 the values scatter around the typical patient's predictions with
+the stated residual SDs; CRP below the hs-CRP floor is censored at it. The 50-replicate study
+itself is a benchmark (minutes per fit), not a test.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import population_recovery_model as prm  # noqa: E402
+
+N = 60
+
+
+@pytest.fixture(scope="module")
+def replicates():
+    cfg = prm.pr.read_config()
+    quiet = copy.deepcopy(prm.TRUTH)
+    quiet["omega"] = {k: 1e-12 for k in quiet["omega"]}
+    noiseless = copy.deepcopy(quiet)
+    noiseless["sigma"] = {k: 1e-9 for k in noiseless["sigma"]}
+    noisy, _, _ = prm.simulate_replicate(N, 7, cfg, quiet)
+    exact, onset, redraws = prm.simulate_replicate(N, 7, cfg, noiseless)
+    return cfg, noisy, exact, onset, redraws
+
+
+def test_design_is_the_generators(replicates):
+    from progression.als.synthetic import synthetic_cohort
+    from progression.fit.design import designs_from_cohort
+
+    cfg, noisy, _, onset, redraws = replicates
+    cohort, _ = synthetic_cohort(prm.pr.COHORT_CONFIG, n=N, seed=7)
+    ref, _ = designs_from_cohort(cohort, cfg)
+    assert [d.id for d in noisy] == [d.id for d in ref]
+    for a, b in zip(noisy, ref, strict=True):
+        np.testing.assert_array_equal(a.time, b.time)
+        np.testing.assert_array_equal(a.obs, b.obs)
+        assert a.offset_covariate == b.offset_covariate
+    # every typical patient reaches clinical onset; its model time is the typical one
+    assert redraws == 0
+    t = np.array(list(onset.values()))
+    assert np.all(np.isfinite(t)) and np.all(t > 0)
+
+
+@pytest.mark.parametrize("name", ["ALSFRS_R", "NfL"])
+def test_residuals_have_the_stated_sd(replicates, name):
+    cfg, noisy, exact, _, _ = replicates
+    from progression.fit.problem import Problem
+
+    k = list(Problem.from_config(cfg).observables).index(name)
+    log = name != "ALSFRS_R"
+    r = []
+    for a, b in zip(noisy, exact, strict=True):
+        m = np.asarray(a.obs) == k
+        ya, yb = np.asarray(a.value)[m], np.asarray(b.value)[m]
+        r.append(np.log(ya) - np.log(yb) if log else ya - yb)
+    r = np.concatenate(r)
+    assert r.size > 100
+    # SD of n >= 100 normal draws: within 20 % of the truth (about 3 standard errors)
+    assert abs(r.std() / prm.TRUTH["sigma"][name] - 1.0) < 0.2
+    assert abs(r.mean()) < 3 * prm.TRUTH["sigma"][name] / np.sqrt(r.size)
+
+
+def test_crp_below_the_floor_is_censored(replicates):
+    cfg, noisy, _, _, _ = replicates
+    from progression.fit.problem import Problem
+
+    k = list(Problem.from_config(cfg).observables).index("CRP")
+    cens = np.concatenate([np.asarray(d.cens)[np.asarray(d.obs) == k] for d in noisy])
+    vals = np.concatenate([np.asarray(d.value)[np.asarray(d.obs) == k] for d in noisy])
+    lim = np.concatenate([np.asarray(d.limit)[np.asarray(d.obs) == k] for d in noisy])
+    assert np.all(vals >= prm.CRP_FLOOR)
+    assert np.all((cens == 1) == (vals == prm.CRP_FLOOR))
+    assert np.all(lim[cens == 1] == prm.CRP_FLOOR) and np.all(np.isnan(lim[cens == 0]))
+    other = np.concatenate([np.asarray(d.cens)[np.asarray(d.obs) != k] for d in noisy])
+    assert not np.any(other)
