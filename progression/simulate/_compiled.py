@@ -232,12 +232,7 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
                 break
             if code == -1:
                 status[s] = -1
-                reason = FAIL_REASONS[int(info_i[7])].format(max_steps=max_steps)
-                who = f" for subject {int(i)}" if label else ""
-                message[s] = (f"integration failed{who} at t={info_f[1]:.10g} ({reason}): "
-                              + _diagnose(model, float(info_f[1]), float(info_f[2]),
-                                          fail_y[0].copy(), fail_y[1].copy(), p,
-                                          bool(info_i[8])))
+                message[s] = _failure(model, i, label, info_i, info_f, fail_y, p, max_steps)
                 break
         out = slice(None) if own_times is None else cols
         states[s][:, out] = Yout.T
@@ -288,6 +283,30 @@ def solve_small_batch(model, table, index, m_total, times, t0, initial, switches
             "failed": None, "failure": None, "method": name}
 
 
+def batch_buffers(m: int, T: int, n: int, k: int, n_obs: int) -> tuple:
+    """Output and status arrays of a compiled batch call for ``m`` rows of ``T`` output
+    times, ``n`` states, ``k`` sensitivities and ``n_obs`` observables: states (m, T, n),
+    state sensitivities (m, T, k, n), observables (m, T, n_obs) and their sensitivities
+    (m, T, n_obs, k) filled with NaN (what no step reached stays NaN), and the per-row
+    info_i (m, 9), info_f (m, 3), fail_y (m, 2, n) of the compiled segments."""
+    return (np.full((m, T, n), np.nan), np.full((m, T, k, n), np.nan),
+            np.full((m, T, n_obs), np.nan), np.full((m, T, n_obs, k), np.nan),
+            np.zeros((m, 9), dtype=np.int64), np.zeros((m, 3)), np.zeros((m, 2, n)))
+
+
+def _failure(model, subject: int, label: bool, info_i, info_f, fail_y, p, max_steps) -> str:
+    """The message of a subject whose compiled segment failed (``info_i[0] == -1``): where,
+    why (:data:`FAIL_REASONS`) and the diagnosis of the failing step; ``info_i``,
+    ``info_f``, ``fail_y`` are the subject's own rows, ``p`` its parameters (Q,)."""
+    from ._diagnose import _diagnose
+
+    reason = FAIL_REASONS[int(info_i[7])].format(max_steps=max_steps)
+    who = f" for subject {int(subject)}" if label else ""
+    return (f"integration failed{who} at t={info_f[1]:.10g} ({reason}): "
+            + _diagnose(model, float(info_f[1]), float(info_f[2]), fail_y[0].copy(),
+                        fail_y[1].copy(), p, bool(info_i[8])))
+
+
 def _rodas_batch(model, KL, t0, t_end, index, times, p0, a0, y0, S0, sidx, n_obs, ev_sign,
                  ev_term, use_events, model_events, rtol, atol, max_step, max_steps,
                  autonomous, label, states, obs, dstates, dobs, status, message, found,
@@ -298,20 +317,13 @@ def _rodas_batch(model, KL, t0, t_end, index, times, p0, a0, y0, S0, sidx, n_obs
     events and counters in place, as the per-subject loop would; returns the subjects the
     loop must still run (more events than the buffer holds, or all of them if the compiled
     call raised, so that the loop reports it per subject)."""
-    from ._diagnose import _diagnose
     from ._rodas4_loops import batch
 
     m, n, k, T = len(index), y0.shape[0], sidx.size, times.size
     cap = 16
-    Yb = np.full((m, T, n), np.nan)
-    Sb = np.full((m, T, k, n), np.nan)
-    Ob = np.full((m, T, n_obs), np.nan)
-    DOb = np.full((m, T, n_obs, k), np.nan)
+    Yb, Sb, Ob, DOb, info_i, info_f, fail_y = batch_buffers(m, T, n, k, n_obs)
     EVI = np.zeros((m, cap), dtype=np.int64)
     EVT = np.zeros((m, cap))
-    info_i = np.zeros((m, 9), dtype=np.int64)
-    info_f = np.zeros((m, 3))
-    fail_y = np.zeros((m, 2, n))
     S_start = np.ascontiguousarray(S0, dtype=float) if k else np.zeros((m, 0, n))
     try:
         batch(KL, float(t0), float(t_end), np.ascontiguousarray(y0.T, dtype=float), S_start,
@@ -343,12 +355,8 @@ def _rodas_batch(model, KL, t0, t_end, index, times, p0, a0, y0, S0, sidx, n_obs
             message[s] = f"terminal event {e!r} at t={info_f[s, 0]:.6g}"
         elif code == -1:
             status[s] = -1
-            reason = FAIL_REASONS[int(info_i[s, 7])].format(max_steps=max_steps)
-            who = f" for subject {int(index[s])}" if label else ""
-            message[s] = (f"integration failed{who} at t={info_f[s, 1]:.10g} ({reason}): "
-                          + _diagnose(model, float(info_f[s, 1]), float(info_f[s, 2]),
-                                      fail_y[s, 0].copy(), fail_y[s, 1].copy(),
-                                      np.ascontiguousarray(p0[:, s]), bool(info_i[s, 8])))
+            message[s] = _failure(model, index[s], label, info_i[s], info_f[s], fail_y[s],
+                                  np.ascontiguousarray(p0[:, s]), max_steps)
     return redo
 
 
@@ -359,7 +367,6 @@ def _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sid
     (:func:`._dop853_numba._batch`): the case without switches after t0, covariates or
     events. Fills the result arrays, statuses, messages, the stiff subjects' list and the
     work counters in place."""
-    from ._diagnose import _diagnose
     from ._dop853_numba import STIFF, dop_batch
 
     m, n, k = len(index), y0.shape[0], sidx.size
@@ -373,13 +380,7 @@ def _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sid
     for s, c in enumerate(cols):
         tt[s, :c.size] = times[c]
     t_end = np.array([times[c[-1]] if c.size else t0 for c in cols], dtype=float)
-    Yb = np.full((m, Tm, n), np.nan)
-    Sb = np.full((m, Tm, k, n), np.nan)
-    Ob = np.full((m, Tm, n_obs), np.nan)
-    DOb = np.full((m, Tm, n_obs, k), np.nan)
-    info_i = np.zeros((m, 9), dtype=np.int64)
-    info_f = np.zeros((m, 3))
-    fail_y = np.zeros((m, 2, n))
+    Yb, Sb, Ob, DOb, info_i, info_f, fail_y = batch_buffers(m, Tm, n, k, n_obs)
     S_start = np.ascontiguousarray(S0) if k else np.zeros((m, 0, n))
     dop_batch(KL, float(t0), t_end, np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
               S_start, sidx, np.ascontiguousarray(a0[sidx].T), tt, counts, Yb, Sb, Ob, DOb,
@@ -405,13 +406,8 @@ def _fast_batch(model, KL, skl, t0, index, times, own_times, p0, a0, y0, S0, sid
             continue
         # failed (no events here, so never terminated)
         status[s] = -1
-        i = int(index[s])
-        reason = FAIL_REASONS[int(info_i[s, 7])].format(max_steps=max_steps)
-        who = f" for subject {i}" if label else ""
-        message[s] = (f"integration failed{who} at t={info_f[s, 1]:.10g} ({reason}): "
-                      + _diagnose(model, float(info_f[s, 1]), float(info_f[s, 2]),
-                                  fail_y[s, 0].copy(), fail_y[s, 1].copy(),
-                                  np.ascontiguousarray(p0[:, s]), bool(info_i[s, 8])))
+        message[s] = _failure(model, index[s], label, info_i[s], info_f[s], fail_y[s],
+                              np.ascontiguousarray(p0[:, s]), max_steps)
 
 
 #: What :attr:`Simulation.stats` ``["method"]`` says when this path ran.

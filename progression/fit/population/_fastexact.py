@@ -73,7 +73,7 @@ from ...simulate._dop853_numba import AVAILABLE as _NUMBA  # noqa: E402
 if _NUMBA:
     from numba import njit, prange
 
-    from ...simulate._dop853_numba import _segment
+    from ...simulate._dop853_numba import _batch_row, _segment
 
     @njit(cache=True, error_model="numpy", parallel=True)
     def _par_batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout, Oout,
@@ -81,25 +81,13 @@ if _NUMBA:
                    SKL, use_sk):
         """:func:`progression.simulate._dop853_numba.dop_batch` with the rows spread over
         numba's threads (``prange``): the rows are independent subjects or perturbed copies,
-        each integrated by the same compiled segment into its own slices of the outputs, so
+        each integrated by the same per-row function into its own slices of the outputs, so
         the numbers are those of the serial call whatever the thread count."""
-        m = Y0.shape[0]
-        for s in prange(m):
-            no_sign = np.zeros(0, dtype=np.int64)
-            no_term = np.zeros(0, dtype=np.bool_)
-            no_index = np.zeros(1, dtype=np.int64)
-            no_time = np.zeros(1)
-            y = Y0[s].copy()
-            S = S0[s].copy()
-            p = P0[s].copy()
-            a = A0[s].copy()
-            T = counts[s]
-            tt = times[s, :T].copy()
-            t1 = t_end[s]
-            _segment(KL, t0, t1, y, S, p, sidx, a, tt, 0, Yout[s], Sout[s], Oout[s],
-                     DOout[s], record_obs, no_sign, no_term, False, no_index, no_time, rtol,
-                     atol, max_step, max_steps, True, info_i[s], info_f[s], fail_y[s],
-                     t1 > t0, SKL, use_sk)
+        for s in prange(Y0.shape[0]):
+            _batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, Yout, Sout,
+                       Oout, DOout, record_obs, rtol, atol, max_step, max_steps, info_i,
+                       info_f, fail_y, SKL, use_sk)
+
     @njit(cache=True, error_model="numpy")
     def _seg_row(KL, t0, t1, y, S, p, sidx, a, tt, lo, hi, act_time, act_kind, act_idx,
                  act_val, Yout, Sout, Oout, DOout, record_obs, rtol, atol, max_step,
@@ -148,17 +136,29 @@ if _NUMBA:
                 return
 
     @njit(cache=True, error_model="numpy")
+    def _seg_batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo, act_hi,
+                       act_time, act_kind, act_idx, act_val, Yout, Sout, Oout, DOout,
+                       record_obs, rtol, atol, max_step, max_steps, info_i, info_f, fail_y,
+                       SKL, use_sk):
+        """Row ``s`` of :func:`_seg_batch` (its arguments): :func:`_seg_row` on copies of
+        the row's start, into the row's slices of the outputs (shared by the serial and the
+        threaded batch, so both give the same numbers)."""
+        T = counts[s]
+        _seg_row(KL, t0, t_end[s], Y0[s].copy(), S0[s].copy(), P0[s].copy(), sidx,
+                 A0[s].copy(), times[s, :T].copy(), act_lo[s], act_hi[s], act_time, act_kind,
+                 act_idx, act_val, Yout[s], Sout[s], Oout[s], DOout[s], record_obs, rtol,
+                 atol, max_step, max_steps, info_i[s], info_f[s], fail_y[s], SKL, use_sk)
+
+    @njit(cache=True, error_model="numpy")
     def _seg_batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo, act_hi,
                    act_time, act_kind, act_idx, act_val, Yout, Sout, Oout, DOout, record_obs,
                    rtol, atol, max_step, max_steps, info_i, info_f, fail_y, SKL, use_sk):
         """:func:`_par_batch`'s rows with actions after t0 (:func:`_seg_row`), serially."""
         for s in range(Y0.shape[0]):
-            T = counts[s]
-            _seg_row(KL, t0, t_end[s], Y0[s].copy(), S0[s].copy(), P0[s].copy(), sidx,
-                     A0[s].copy(), times[s, :T].copy(), act_lo[s], act_hi[s], act_time,
-                     act_kind, act_idx, act_val, Yout[s], Sout[s], Oout[s], DOout[s],
-                     record_obs, rtol, atol, max_step, max_steps, info_i[s], info_f[s],
-                     fail_y[s], SKL, use_sk)
+            _seg_batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo,
+                           act_hi, act_time, act_kind, act_idx, act_val, Yout, Sout, Oout,
+                           DOout, record_obs, rtol, atol, max_step, max_steps, info_i, info_f,
+                           fail_y, SKL, use_sk)
 
     @njit(cache=True, error_model="numpy", parallel=True)
     def _seg_par_batch(KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo, act_hi,
@@ -167,12 +167,10 @@ if _NUMBA:
                        SKL, use_sk):
         """:func:`_seg_batch` with the rows over numba's threads (same numbers)."""
         for s in prange(Y0.shape[0]):
-            T = counts[s]
-            _seg_row(KL, t0, t_end[s], Y0[s].copy(), S0[s].copy(), P0[s].copy(), sidx,
-                     A0[s].copy(), times[s, :T].copy(), act_lo[s], act_hi[s], act_time,
-                     act_kind, act_idx, act_val, Yout[s], Sout[s], Oout[s], DOout[s],
-                     record_obs, rtol, atol, max_step, max_steps, info_i[s], info_f[s],
-                     fail_y[s], SKL, use_sk)
+            _seg_batch_row(s, KL, t0, t_end, P0, Y0, S0, sidx, A0, times, counts, act_lo,
+                           act_hi, act_time, act_kind, act_idx, act_val, Yout, Sout, Oout,
+                           DOout, record_obs, rtol, atol, max_step, max_steps, info_i, info_f,
+                           fail_y, SKL, use_sk)
 else:  # pragma: no cover - the numpy backend never builds a FastExactModel
     _par_batch = _seg_batch = _seg_par_batch = None
 
@@ -563,6 +561,7 @@ class FastExactModel:
         """f (R, n), G (R, n, D) on the core's scale for rows ``phi`` of subjects ``index``
         and a flag per row: True where the compiled call finished (else the caller
         re-evaluates the row on the general path)."""
+        from ...simulate._compiled import batch_buffers
         from ...simulate._dop853_numba import STIFF, dop_batch
 
         pm = self.pm
@@ -589,13 +588,7 @@ class FastExactModel:
         counts = self.counts[index]
         Tm = int(counts.max())
         tt = np.ascontiguousarray(self.tt[index, :Tm])
-        Yb = np.full((R, Tm, n), np.nan)
-        Sb = np.full((R, Tm, k, n), np.nan)
-        Ob = np.full((R, Tm, n_obs), np.nan)
-        DOb = np.full((R, Tm, n_obs, k), np.nan)
-        info_i = np.zeros((R, 9), dtype=np.int64)
-        info_f = np.zeros((R, 3))
-        fail_y = np.zeros((R, 2, n))
+        Yb, Sb, Ob, DOb, info_i, info_f, fail_y = batch_buffers(R, Tm, n, k, n_obs)
         args = (self._KL, float(t0), np.ascontiguousarray(self.t_end[index]),
                 np.ascontiguousarray(p0.T), np.ascontiguousarray(y0.T),
                 np.ascontiguousarray(S0), sidx, np.ascontiguousarray(a0[sidx].T), tt, counts)
