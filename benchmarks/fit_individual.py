@@ -341,8 +341,8 @@ def main():
         "| run | seconds (wall) | CPU seconds | residual evaluations |",
         "|---|---:|---:|---:|",
         f"| `progression.fit` (defaults: batched Levenberg-Marquardt, grid sensitivities, all "
-        f"live patients in one stacked solve per iteration, then Levenberg-Marquardt steps "
-        f"on the exact path until converged, `[solver] refine = \"exact\"`; batch_size "
+        f"live patients in one stacked solve per iteration, then the exact-path polish "
+        f"(chord steps, exact outputs only), `[solver] refine = \"exact\"`; batch_size "
         f"{args.batch}, jobs "
         f"{args.jobs or 1}; median of 3 runs, first run {t_cold:.2f} s) | "
         f"{t_ours:.2f} | {c_ours:.2f} | {result.counters['simulations']} batched "
@@ -376,13 +376,16 @@ def main():
         "compiled kernels; rows with equal parameters are integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
-        "rtol 1e-10, first without sensitivities, the first step from the grid path's "
-        "Jacobian and information at its optimum with these exact residuals, then "
-        "Levenberg-Marquardt steps with forward sensitivities until the Gauss-Newton step "
-        "predicts less than 1e-10 of the sum of squares; in groups of 50 rows with "
-        "sensitivities, 100 without: the stacked LSODA, since such groups are past the "
-        "compiled DOP853's batch rule, `progression.simulate._api.DOP853_MAX_WORK`) whose "
-        "last evaluation gives the reported objective and covariance.",
+        "rtol 1e-10, in groups of 100 rows, the stacked LSODA). A patient whose grid-path "
+        "information is well conditioned first takes the grid path's last Gauss-Newton step "
+        "(its residuals, Jacobian and information at its optimum), is evaluated there without "
+        "sensitivities, and then takes chord steps (the grid Jacobian held fixed, exact "
+        "residuals, no sensitivities) until the step predicts less than 1e-10 of the sum of "
+        "squares, when the exact residuals agree with the grid path's (moved along its "
+        "Jacobian) to 1e-4; otherwise, or after 3 chord steps, Levenberg-Marquardt steps with "
+        "forward sensitivities (groups of 50). The last evaluation gives the reported "
+        "objective; the covariance of a patient finished by chord steps comes from the grid "
+        "path's information at its optimum.",
         "",
         "Every batched evaluation of one more (untimed) run, and the fit's own phase timings:",
         "",

@@ -183,18 +183,20 @@ def closed_form_optimum(design, start):
 
 
 def test_default_estimates_equal_those_of_an_exact_path_fit(fits):
-    """Estimates within 1e-5 relative of the closed-form optimum (measured: largest 3e-6, in the
-    poorly determined ka, 2e-5 of its standard error) and within 2e-5 of a fit run wholly on
-    the exact path (measured 7e-6; that fit is itself 1e-5 from the closed form in ka: the
-    state tolerance 1e-8 limits both); the unpolished grid-path estimates are further away
+    """Estimates within 5e-5 relative of the closed-form optimum and of a fit run wholly on the
+    exact path (that fit is itself 1e-5 from the closed form in ka: the state tolerance 1e-8
+    limits both). Measured: largest 2.6e-5, in the poorly determined ka (~1e-4 of its standard
+    error): the polish ends by chord steps (progression.fit._batched.polish), which stop where
+    the Jacobian of the grid optimum is orthogonal to the exact residuals; with sensitivities
+    at the final point it was 3e-6. The unpolished grid-path estimates are further away
     (measured 1.5e-3 to 6e-3 in ka)."""
     data, default, none, exact = fits
     truth = np.array([closed_form_optimum(d, th) for d, th in zip(data, estimates(exact),
                                                                    strict=True)])
     rel = np.abs(estimates(default) / truth - 1)
-    assert rel.max() < 1e-5, rel
+    assert rel.max() < 5e-5, rel
     rel = np.abs(estimates(default) / estimates(exact) - 1)
-    assert rel.max() < 2e-5, rel
+    assert rel.max() < 5e-5, rel
     rel_none = np.abs(estimates(none) / truth - 1)
     assert rel_none.max() > 1e-4, rel_none
 
@@ -212,11 +214,14 @@ def test_the_path_behind_the_numbers_is_recorded(fits):
 
 
 def test_default_covariance_is_the_exact_path_information(fits):
-    """Standard errors agree with those of the exact-path fit (same information, 1e-4)."""
+    """Standard errors agree with those of the exact-path fit to 5e-4 (measured 1.0e-4 in ka:
+    a subject finished by the polish's chord steps reports the information of the grid
+    path's optimum, its last point there, ~3e-5 away in ka; this test held 1e-4 when the
+    information came from the final point)."""
     _, default, _, exact = fits
     names = list(default.problem.names)
     cols = [names.index(p) for p in ("ka", "CL", "V")]
-    np.testing.assert_allclose(default.se[:, cols], exact.se[:, cols], rtol=1e-4)
+    np.testing.assert_allclose(default.se[:, cols], exact.se[:, cols], rtol=5e-4)
 
 
 @pytest.mark.parametrize("value, expected", [

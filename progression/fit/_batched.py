@@ -61,6 +61,15 @@ _HINT_CONDITION = 1e-3
 #: the exact Jacobian's to ~1e-11 of the sum of squares there.
 CHORD_STEPS = 3
 
+#: Largest difference, in residual units (the data's SD), between a row's first residuals on
+#: the polish's path and the other path's residuals moved along its Jacobian, for the row to
+#: take chord steps (see :func:`polish`). The chord steps' end point is off this path's
+#: optimum by about the other path's Jacobian error, which the residuals' disagreement
+#: indicates: on benchmarks/fit_individual.py's grid path (0.5 month) the residuals agree to
+#: 4e-6 and the Jacobian to 4e-5 (relative); where the grid path is too coarse for the model
+#: (tests/test_exact_objective.py, fast absorption) they disagree by far more than this.
+CHORD_AGREE = 1e-4
+
 
 def supports(tasks, cols) -> bool:
     """True when every task fits one design and estimates only columns in ``cols``."""
@@ -242,7 +251,8 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         out.append(TaskResult(x_task, cur_theta[i][None].copy(), float(cur_m2ll[i]), ok, text,
                               int(nfev[i]), int(failed_evals[i]), t.tag,
                               jacobian=cur_J[i, :n_res[i]][:, k].copy(),
-                              information=cur_info[i][np.ix_(k, k)].copy()))
+                              information=cur_info[i][np.ix_(k, k)].copy(),
+                              residuals=cur_R[i, :n_res[i]].copy()))
     return out
 
 
@@ -279,7 +289,7 @@ def _steps(H, g, held, lam):
 
 def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e-10,
            counters=None, max_nfev: int = 30, xtol: float = 1e-12, start_jacobians=None,
-           start_info=None, chord_steps: int = None):
+           start_info=None, chord_steps: int = None, start_residuals=None):
     """Levenberg-Marquardt on the given path for every row at once, from nearby points.
 
     For the final iterations on the exact path: from estimates that an optimiser found on an
@@ -351,6 +361,13 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         Chord steps (evaluations without sensitivities) per hinted row before it goes on
         with sensitivities; 0: none (the hinted step's point is evaluated with them).
         Default :data:`CHORD_STEPS`.
+    start_residuals : list of ndarray or None, optional
+        With chord steps: per row, the other path's residuals at the start point (the same
+        length as its ``start_jacobians``). The rows first take that path's Gauss-Newton step
+        (its optimiser stopped when the step predicted less than its ftol; quadratic
+        convergence leaves them much closer to the optimum after it), and are first evaluated
+        here at the stepped point; most then meet the stopping rule there. A row whose
+        simulation fails at the stepped point is evaluated at its start point instead.
 
     Returns
     -------
@@ -475,20 +492,52 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
         cand = np.nonzero(np.array([J is not None and np.ndim(J) == 2 and np.shape(J)[1] == D
                                     for J in start_jacobians], dtype=bool)
                           & _well_conditioned(info0))[0]
+        # chord steps need the other path's residuals: to check that the two paths agree
+        chordable = np.zeros(cand.size, dtype=bool)
+        if cand.size and chord_steps > 0 and start_residuals is not None:
+            chordable = np.array([start_residuals[i] is not None
+                                  and np.ndim(start_residuals[i]) == 1
+                                  and len(start_residuals[i]) == np.shape(start_jacobians[i])[0]
+                                  for i in cand], dtype=bool)
+        x_start = x[cand].copy()
+        saved = {}
+        if chordable.any():
+            # the other path's last Gauss-Newton step, taken before the first evaluation here
+            # (that path's optimiser stopped when this step predicted less than its ftol):
+            # the rows then start at its optimum to second order in that step
+            saved = _pre_step(steps_of, moved, cand[chordable], start_residuals,
+                              start_jacobians, info0, x, theta)
         if cand.size:
-            ev0 = evaluate(cand, theta[cand], full=False, predictions=chord_steps > 0)
+            ev0 = evaluate(cand, theta[cand], full=False, predictions=bool(chordable.any()))
             used[cand] += 1
             m2ll0 = np.full(R, np.nan)
             m2ll0[cand] = ev0.m2ll
             sel = np.array([b for b, i in enumerate(cand) if not ev0.failed[b]
                             and len(ev0.residuals[b]) == np.shape(start_jacobians[i])[0]],
                            dtype=int)
-            idx = cand[sel]
-            if idx.size and chord_steps > 0:
-                chorded, report = _chord(evaluate, steps_of, moved, idx, ev0, sel,
+            # The chord steps end where the hint's Jacobian is orthogonal to this path's
+            # residuals, off this path's optimum by about the Jacobian's error: only rows
+            # whose residuals here agree with the other path's (moved along its Jacobian) to
+            # CHORD_AGREE take them; the others, and rows whose simulation fails at the
+            # stepped point, go back to their start point and are polished with
+            # sensitivities, without the hint.
+            agree = np.zeros(cand.size, dtype=bool)
+            for b in sel[chordable[sel]]:
+                i = cand[b]
+                pred = (np.asarray(start_residuals[i], dtype=float)
+                        + np.asarray(start_jacobians[i]) @ (x[i] - x_start[b]))
+                agree[b] = np.max(np.abs(ev0.residuals[b] - pred), initial=0.0) <= CHORD_AGREE
+            for b in np.nonzero(chordable & ~agree)[0]:
+                if int(cand[b]) in saved:
+                    x[cand[b]], theta[cand[b]] = saved[int(cand[b])]
+            if agree.any():
+                pos = np.nonzero(agree)[0]
+                chorded, report = _chord(evaluate, steps_of, moved, cand[pos], ev0, pos,
                                          start_jacobians, info0, x, theta, used, lam, nu,
                                          chord_steps, ftol, max_nfev)
-                idx = idx[:0]
+            # rows without the other path's residuals: the hinted step (below)
+            sel = sel[~chordable[sel]]
+            idx = cand[sel]
             if idx.size:
                 step, gn_pred, _, chi2, small = steps_of(
                     idx, [ev0.residuals[b] for b in sel], [start_jacobians[i] for i in idx],
@@ -580,6 +629,30 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
                        cur["messages"], cur["info"], cur["predictions"], cur["nobs"],
                        cur["before_zero"])
     return theta, x, final, used
+
+
+def _pre_step(steps_of, moved, cand, start_residuals, start_jacobians, info0, x, theta):
+    """Move rows ``cand`` (in place in ``x`` and ``theta``) by the Gauss-Newton step of the
+    other path's residuals, Jacobian and information at their start points (rows with matching
+    residuals and a finite step that is not below xtol); returns ``{row: (x, theta)}`` of the
+    moved rows' start points."""
+    rows = np.array([i for i in cand if start_residuals[i] is not None
+                     and np.ndim(start_residuals[i]) == 1
+                     and len(start_residuals[i]) == np.shape(start_jacobians[i])[0]], dtype=int)
+    if rows.size == 0:
+        return {}
+    res = [np.asarray(start_residuals[i], dtype=float) for i in rows]
+    step, gn_pred, _, _, small = steps_of(rows, res, [start_jacobians[i] for i in rows],
+                                          info0[rows], np.array([r.size for r in res]),
+                                          np.full(rows.size, _HINT_DAMPING))
+    go = np.isfinite(gn_pred) & np.all(np.isfinite(step), axis=1) & ~small
+    rows, step = rows[go], step[go]
+    if rows.size == 0:
+        return {}
+    saved = {int(i): (x[i].copy(), theta[i].copy()) for i in rows}
+    x_new, th_new = moved(rows, step)
+    x[rows], theta[rows] = x_new, th_new
+    return saved
 
 
 def _chord(evaluate, steps_of, moved, idx, ev0, sel, start_jacobians, info0, x, theta, used,

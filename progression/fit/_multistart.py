@@ -97,7 +97,9 @@ def numbers_from(problem) -> str:
     if refines(problem):
         return (f"estimates optimised on {problem.path_name()}, then polished on the exact "
                 "path; objective and covariance: exact outputs, forward sensitivities "
-                "([solver] refine = \"exact\")")
+                "([solver] refine = \"exact\"; a subject whose information is well "
+                "conditioned ends by chord steps: exact outputs with the Jacobian and "
+                "information of the configured path at its optimum)")
     return (f"estimates, objective and covariance: {problem.path_name()} ([solver] refine = "
             "\"none\": not re-evaluated on the exact path)")
 

@@ -62,10 +62,11 @@ class Task:
 class TaskResult:
     """Outcome of one task.
 
-    ``jacobian`` (len, K) and ``information`` (K, K): the residual Jacobian and the expected
-    information with respect to the task's ``x`` entries at its final point, on the path the
-    optimiser ran on (the batched optimiser fills them; None otherwise): a later polish on
-    another path takes its first step with them (:func:`progression.fit._batched.polish`).
+    ``jacobian`` (len, K), ``information`` (K, K) and ``residuals`` (len,): the residual
+    Jacobian, the expected information with respect to the task's ``x`` entries and the
+    residuals at its final point, on the path the optimiser ran on (the batched optimiser
+    fills them; None otherwise): a later polish on another path takes its first steps with
+    them (:func:`progression.fit._batched.polish`).
     """
 
     x: np.ndarray
@@ -78,6 +79,7 @@ class TaskResult:
     tag: tuple = ()
     jacobian: np.ndarray | None = None
     information: np.ndarray | None = None
+    residuals: np.ndarray | None = None
 
 
 @dataclass

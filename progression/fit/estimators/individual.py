@@ -132,13 +132,16 @@ def fit_chunk(problem: Problem, designs, X0, options) -> ChunkFit:
         # the grid path's derivatives at the winners give the first step (the first exact
         # evaluation then needs no sensitivities)
         hints = [r.jacobian for r in pick]
+        # and the grid path's residuals there: the polish first takes that path's last
+        # Gauss-Newton step, then chord steps (progression.fit._batched.polish)
         info0 = (np.stack([r.information for r in pick])
                  if all(r.information is not None for r in pick) and pick else None)
         theta, x, ev, polish = polish_rows(problem.exact_path(), designs, theta, x, cols,
                                            steps=POLISH_STEPS, ftol=POLISH_FTOL,
                                            counters=counters,
                                            start_jacobians=hints if info0 is not None
-                                           else None, start_info=info0)
+                                           else None, start_info=info0,
+                                           start_residuals=[r.residuals for r in pick])
     else:
         ev = problem.evaluate(designs, np.arange(m_c), theta, cols, want_jac=False,
                               want_info=True, want_predictions=True)
