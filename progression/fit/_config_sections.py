@@ -39,7 +39,7 @@ from .config import (
     Condition,
     FitParameter,
 )
-from .errormodels import ERROR_MODELS
+from .errormodels import DISTRIBUTIONS, ERROR_MODELS, T_MODELS, error_kind
 from .transforms import SCALES
 
 _CONDITION_KEYS = ("description", "parameters", "doses")
@@ -172,9 +172,9 @@ def error_tables(chk: _Check, doc: dict, model) -> tuple[dict, list]:
         kind = chk.string(f"{key}.model", spec.get("model"), tuple(ERROR_MODELS), required=True)
         if kind is None:
             continue
-        errors[obs] = kind
         names = ERROR_MODELS[kind]
-        chk.unknown(key, spec, ("model", *names))
+        chk.unknown(key, spec, ("model", "distribution", "df", *names))
+        errors[obs] = _distribution(chk, doc, key, kind, spec)
         for pname in names:
             pkey = f"{key}.{pname}"
             if pname not in spec:
@@ -185,6 +185,62 @@ def error_tables(chk: _Check, doc: dict, model) -> tuple[dict, list]:
             if p is not None:
                 error_params.append(p)
     return errors, error_params
+
+
+#: Estimators whose likelihood takes a Student-t residual (the FOCE family's objective and its
+#: covariance step are Gaussian: the linearised residual variance of NONMEM's definitions).
+T_ESTIMATORS = ("individual", "pooled", "saem")
+
+
+def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> str:
+    """``distribution`` and ``df`` of ``[error.OBS]``: the error model's kind string
+    (:func:`~progression.fit.errormodels.error_kind`: ``kind``, or ``"kind:t(df)"``)."""
+    dist = chk.string(f"{key}.distribution", spec.get("distribution", "normal"),
+                      DISTRIBUTIONS)
+    if dist is None:
+        return kind
+    if dist == "normal":
+        if "df" in spec:
+            chk.add(f"{key}.df", f"degrees of freedom belong to distribution = \"t\"; "
+                                 f"expected no df with distribution = \"normal\", found "
+                                 f"df = {spec['df']!r}")
+        return kind
+    if kind not in T_MODELS:
+        chk.add(f"{key}.distribution", f"a Student-t residual needs an error model with a "
+                                       f"scale ({', '.join(T_MODELS)}); found model = "
+                                       f"{kind!r}")
+        return kind
+    if "df" not in spec:
+        chk.add(f"{key}.df", "distribution = \"t\" needs its degrees of freedom (a number > 0, "
+                             "e.g. df = 3; held fixed)")
+        return kind
+    df = chk.number(f"{key}.df", spec["df"], positive=True)
+    if df is None:
+        return kind
+    if df > 1e6:
+        chk.add(f"{key}.df", f"expected degrees of freedom <= 1e6 (use distribution = "
+                             f"\"normal\" for a normal residual), found {df:g}")
+        return kind
+    fit = doc.get("fit") if isinstance(doc.get("fit"), dict) else {}
+    est_name = fit.get("estimator", "individual")
+    if isinstance(est_name, str) and est_name not in T_ESTIMATORS:
+        chk.add(f"{key}.distribution", f"a Student-t residual is not available with "
+                                       f"fit.estimator = {est_name!r} (its objective is "
+                                       f"Gaussian); expected one of "
+                                       f"{', '.join(repr(e) for e in T_ESTIMATORS)}")
+    est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
+    if est.get("saem_covariance") in ("focei", "sandwich"):
+        chk.add(f"{key}.distribution", f"a Student-t residual is not available with "
+                                       f"estimator.saem_covariance = "
+                                       f"\"{est['saem_covariance']}\" (its objective or "
+                                       f"scores are Gaussian); expected \"sa\"")
+    wanted = est.get("uncertainty", ())
+    if isinstance(wanted, list | tuple) and "bootstrap" in wanted:
+        chk.add(f"{key}.distribution", "a Student-t residual is not available with "
+                                       "estimator.uncertainty 'bootstrap' (the parametric "
+                                       "bootstrap draws normal residuals); expected "
+                                       "'covariance' or 'profile'")
+    return error_kind(kind, "t", df)
 
 
 def parameter_tables(chk: _Check, doc: dict, model, estimator, errors: dict,
@@ -266,7 +322,7 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
             options[key] = chk.integer(f"estimator.{key}", est[key], least)
     if "saem_covariance" in est:
         options["saem_covariance"] = chk.string("estimator.saem_covariance",
-                                                est["saem_covariance"], ("sa", "focei"))
+                                                est["saem_covariance"], ("sa", "sandwich", "focei"))
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)

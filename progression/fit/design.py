@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, did_you_mean
 from .config import OFFSET, FitConfig
+from .errormodels import split_kind
 
 __all__ = ["Design", "designs_from_cohort"]
 
@@ -154,7 +155,8 @@ def designs_from_cohort(cohort, config: FitConfig) -> tuple[list[Design], list[s
         subjects = tuple(wanted)
     problems = []
     designs = []
-    lognormal = {o for o, e in config.errors.items() if e == "lognormal"}
+    # a Student-t kind ("lognormal:t(3)") has its base model's scale and checks
+    lognormal = {o for o, e in config.errors.items() if split_kind(e)[0] == "lognormal"}
     measured = {o for o, e in config.errors.items() if e == "measured"}
     for sid in subjects:
         sub = cohort.subject(sid)

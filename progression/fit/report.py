@@ -7,10 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from ._report_population import population_lines as _population_lines
+from .errormodels import describe_kind, split_kind
 
 __all__ = ["write_figures", "write_report", "subject_curves"]
 
 _MAX_PANELS = 16
+
+
+def _base(kind: str) -> str:
+    """The base error model of a kind (``"lognormal:t(3)"`` -> ``"lognormal"``)."""
+    return split_kind(kind)[0]
 
 
 def _plt():
@@ -225,7 +231,7 @@ def _individual_fits(result, folder, plt):
                 cen = sel & (d.cens != 0)
                 if cen.any():
                     ax.plot(d.time[cen], d.limit[cen], "v", mfc="none", color="C3", ms=5)
-            if result.error_models[o] == "lognormal":
+            if _base(result.error_models[o]) == "lognormal":
                 _log_axis(ax, "y")
             ax.set_title(d.id, fontsize=8)
             ax.tick_params(labelsize=7)
@@ -286,7 +292,7 @@ def _observed_vs_predicted(result, folder, plt):
         if both.size:
             lo, hi = both.min(), both.max()
             ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        if result.error_models[o] == "lognormal":
+        if _base(result.error_models[o]) == "lognormal":
             _log_axis(ax, "x")
             _log_axis(ax, "y")
         ax.set_xlabel(_label("predicted", units.get(name)))
@@ -322,7 +328,7 @@ def _residuals(result, folder, plt):
                 ax.axhline(lev, color="k", lw=0.6, ls=":")
             ax.set_xlabel(label)
             ax.set_ylabel(f"{name} residual (SDs)")
-            if c == 1 and result.error_models[o] == "lognormal":
+            if c == 1 and _base(result.error_models[o]) == "lognormal":
                 _log_axis(ax, "x")
     fig.suptitle(f"{result.name}: normalised residuals (observed values)", fontsize=10)
     return _save(fig, folder / "residuals.png", plt)
@@ -418,9 +424,11 @@ def write_report(result, path: Path, figures, population=None) -> None:
               "observations",
               f"- estimator: {result.kind} ({_method(result)})",
               f"- {prov.get('numbers_from', 'path behind the numbers: not recorded')}",
-              "- error models: " + ", ".join(f"{o} {e}" for o, e in
+              "- error models: " + ", ".join(f"{o} {describe_kind(e)}" for o, e in
                                                zip(result.observables, result.error_models,
-                                                   strict=True)),
+                                                   strict=True))
+              + ("" if all(_base(e) == e for e in result.error_models) else
+                 " (a Student-t residual's sigma is the t scale, not its SD)"),
               f"- starts per subject: {prov.get('options', {}).get('starts')}, seed "
               f"{prov.get('seed')}",
               f"- config: `{prov.get('config_path')}`; run on {prov.get('date')} with "

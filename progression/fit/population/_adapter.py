@@ -17,20 +17,29 @@ import numpy as np
 
 from ...errors import FitError
 from ..config import FitParameter
+from ..errormodels import split_kind
 from ..problem import EXACT_ATOL, EXACT_RTOL, Problem
 from ..transforms import from_internal
 from ._core import PopulationData
 
-__all__ = ["ProblemModel", "unit_error_problem", "core_scale"]
+__all__ = ["ProblemModel", "unit_error_problem", "core_scale", "residual_df"]
 
 #: Error models the adapter maps onto the core's ``V = a^2 + b^2 f^2`` (lognormal: additive
-#: on the log scale of data and predictions).
+#: on the log scale of data and predictions). Their Student-t kinds (``"lognormal:t(3)"``)
+#: map the same way; the degrees of freedom reach SAEM through :attr:`ProblemModel.residual_df`.
 SUPPORTED = ("additive", "proportional", "combined", "lognormal")
 
 
 def core_scale(kind: str) -> str:
-    """``"log"`` when the core works on log data and predictions (log-normal error)."""
-    return "log" if kind == "lognormal" else "linear"
+    """``"log"`` when the core works on log data and predictions (log-normal error, normal or
+    Student t)."""
+    return "log" if split_kind(kind)[0] == "lognormal" else "linear"
+
+
+def residual_df(problem: Problem) -> np.ndarray:
+    """Degrees of freedom of each data observable's residual (K,): ``inf`` for a normal one,
+    ``df`` for a Student-t one (``[error.OBS] distribution = "t"``)."""
+    return np.array([split_kind(k)[1] for k in problem.error_models], dtype=float)
 
 
 def unit_error_problem(problem: Problem, rtol: float = EXACT_RTOL,
@@ -42,10 +51,11 @@ def unit_error_problem(problem: Problem, rtol: float = EXACT_RTOL,
     """
     kinds, params = [], []
     for obs, kind in zip(problem.observables, problem.error_models, strict=True):
-        if kind not in SUPPORTED:
+        base = split_kind(kind)[0]
+        if base not in SUPPORTED:
             raise FitError(f"observable '{obs}': error model {kind!r} is not supported by "
                            f"population estimators (expected one of {', '.join(SUPPORTED)})")
-        k, key = ("lognormal", "sigma") if kind == "lognormal" else ("additive", "a")
+        k, key = ("lognormal", "sigma") if base == "lognormal" else ("additive", "a")
         kinds.append(k)
         params.append(FitParameter(f"{obs}.{key}", "error", "fixed", 1.0, 0.0, np.inf, "log",
                                    observable=obs, key=key))
@@ -104,6 +114,8 @@ class ProblemModel:
         self.theta[keep] = given[keep]
         self.n = max(d.n for d in self.designs)
         self.log_scale = np.array([core_scale(k) == "log" for k in problem.error_models])
+        #: residual degrees of freedom per observable (inf: normal); SAEM reads them
+        self.residual_df = residual_df(problem)
 
     def data(self, source: str = "population data") -> PopulationData:
         """The designs' values as the core's padded :class:`PopulationData` (log values for

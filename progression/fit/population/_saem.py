@@ -92,9 +92,10 @@ FOCE-I covariance step).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri
+from scipy.special import log_ndtr, ndtr, ndtri, stdtr, stdtrit
 
 from ...errors import FitError
+from ..errormodels import t_constant
 from ._core import PopulationData, Residual, call_predict, check_omega, eta_columns_of
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
@@ -128,6 +129,16 @@ class _Chains:
         self.residual = residual
         self.extra = bool(getattr(model, "extra_m2ll", False))
         self.last_extra = np.zeros(index.size)
+        # Student-t residuals (the model's residual_df; inf = normal): per value
+        nu_k = residual_df_of(model)
+        nu = (np.full(self.n, np.inf)[None] if nu_k is None
+              else np.asarray(nu_k, dtype=float)[np.minimum(self.d.observable,
+                                                            nu_k.size - 1)])
+        self.student = self.d.mask & np.isfinite(nu)
+        self.any_t = bool(self.student.any())
+        self.nu = np.where(self.student, nu, 1.0)
+        # -2 log of the t density's constant relative to the normal's (q excludes log 2 pi)
+        self.t_const = np.where(self.student, t_constant(self.nu) - _LOG_2PI, 0.0)
 
     def _predict_extra(self, phi, index):
         # the survival term rides as one more prediction column, so call_predict's
@@ -157,12 +168,48 @@ class _Chains:
             V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
             r = np.where(self.obs, d.y - fz, 0.0)
             q = np.where(self.obs, r * r / V + np.log(V), 0.0)
+            if self.any_t:
+                # Student t (scale sqrt(V)): (nu+1) log(1 + r^2/(nu V)) + log V + constant
+                nu = self.nu
+                qt = (nu + 1.0) * np.log1p(r * r / (nu * V)) + np.log(V) + self.t_const
+                q = np.where(self.obs & self.student, qt, q)
             if self.cen.any():
                 s = np.where(d.cens == 1, 1.0, -1.0)
                 z = s * np.where(self.cen, d.limit - fz, 0.0) / np.sqrt(V)
-                q = q + np.where(self.cen, -2.0 * log_ndtr(z), 0.0)
+                lc = log_ndtr(z)
+                if self.any_t:
+                    lt = np.where(z > 0, np.log1p(-stdtr(self.nu, -z)), np.log(stdtr(self.nu, z)))
+                    lc = np.where(self.student, lt, lc)
+                q = q + np.where(self.cen, -2.0 * lc, 0.0)
             val = q.sum(axis=1)
         return np.where(ok & np.isfinite(val), val, np.inf)
+
+
+def residual_df_of(model):
+    """Degrees of freedom of each observable's residual (K,) from the individual model (its
+    ``residual_df``, or that of the model it wraps: the RK4 and exact prediction wrappers keep
+    the :class:`~._adapter.ProblemModel` as ``.model``); None: every residual normal."""
+    for m in (model, getattr(model, "model", None)):
+        nu = getattr(m, "residual_df", None)
+        if nu is not None:
+            return np.asarray(nu, dtype=float).ravel()
+    return None
+
+
+def _t_weights(rng, chains, ysim, f, residual):
+    """Latent precision weights of the Student-t residuals: y = f + sqrt(V / w) eps with
+    w ~ Gamma(nu/2, rate nu/2), drawn from their conditional Gamma((nu+1)/2, rate (nu +
+    r^2/V)/2) given the (imputed) values; 1 for normal residuals. With them the complete
+    data are Gaussian with variance V / w (the EM of Liu & Rubin 1995 for the t), so the
+    residual statistics and Louis' information keep their Gaussian forms in sqrt(w) (y - f)."""
+    d = chains.d
+    with np.errstate(all="ignore"):
+        fz = np.where(d.mask, f, 0.0)
+        V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
+        r2 = np.where(d.mask, (ysim - fz) ** 2, 0.0)
+        nu = chains.nu
+        w = rng.gamma(0.5 * (nu + 1.0), 2.0 / (nu + r2 / V))
+    return np.where(chains.student, w, 1.0)
 
 
 def _anneal(new, old, tau):
@@ -358,6 +405,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                        f"effect cannot be estimated with a survival term in the likelihood "
                        f"(its score is not in the M-step); expected a random effect on "
                        f"every estimated parameter")
+    if chains.any_t and fcols.size:
+        # the Fisher-scoring M-step of those typical values knows the Gaussian score only
+        raise FitError(f"SAEM estimate_columns {fcols.tolist()}: parameters without a random "
+                       f"effect cannot be estimated with a Student-t residual (the M-step's "
+                       f"score is Gaussian); expected a random effect on every estimated "
+                       f"parameter, or a normal residual")
     d = chains.d
     obs_k = [d.mask & (d.observable == k) for k in range(K)]
     n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
@@ -494,8 +547,21 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             with np.errstate(all="ignore"):
                 below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
                 above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
+                if chains.any_t:
+                    # Student t residuals: the truncated t by its inverse CDF
+                    nu = chains.nu
+                    bt = f + sd * stdtrit(nu, u * stdtr(nu, (d.limit - f) / sd))
+                    at = f - sd * stdtrit(nu, u * stdtr(nu, (f - d.limit) / sd))
+                    below = np.where(chains.student, bt, below)
+                    above = np.where(chains.student, at, above)
             ysim = np.where(chains.cen & (d.cens == 1), below,
                             np.where(chains.cen & (d.cens == -1), above, ysim))
+        if chains.any_t:
+            # the t residuals as a Gaussian scale mixture: the latent weights given the
+            # values, and the values rescaled so that (ysim - f)^2 = w (y - f)^2, which is
+            # what the residual statistics and Louis' information read
+            w_t = _t_weights(rng, chains, ysim, f, res_now)
+            ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
         phi_e = mu_i[sub][:, cols] + eta
         gamma = 1.0 if exploring else 1.0 / (k - k1_end) ** opt.alpha
         if fcols.size:
