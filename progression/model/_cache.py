@@ -71,37 +71,45 @@ def cache_folder(cache=None) -> Path | None:
     return Path.home() / ".cache" / "progression"
 
 
+def _package_version(package: str, filename: str, pattern: str) -> str:
+    """An installed package's version without importing it: its ``__version__`` when it is
+    imported already, else the first group of ``pattern`` in the package's file ``filename``,
+    else the package metadata (which costs more than everything else a cached load does),
+    else ``"unknown"``."""
+    import importlib.util
+    import re
+    import sys
+
+    version = getattr(sys.modules.get(package), "__version__", None)
+    if version is None:
+        try:
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.origin:
+                text = (Path(spec.origin).parent / filename).read_text(encoding="utf-8")
+                found = re.search(pattern, text)
+                version = found.group(1) if found else None
+        except (OSError, ValueError, ImportError):
+            version = None
+    if version is None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:  # pragma: no cover - both are dependencies
+            version = "unknown"
+    return version
+
+
 _SYMPY_VERSION: str | None = None
 
 
 def _sympy_version() -> str:
-    """sympy's version, without importing sympy (its printer decides the generated code).
-
-    Read from ``sympy/release.py`` (one small file) rather than through
-    :mod:`importlib.metadata`, which costs more than everything else a cached load does.
-    """
+    """sympy's version, without importing sympy (its printer decides the generated code):
+    read from ``sympy/release.py`` (one small file)."""
     global _SYMPY_VERSION
     if _SYMPY_VERSION is None:
-        import importlib.util
-        import re
-
-        version = None
-        try:
-            spec = importlib.util.find_spec("sympy")
-            if spec is not None and spec.origin:
-                text = (Path(spec.origin).parent / "release.py").read_text(encoding="utf-8")
-                found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
-                version = found.group(1) if found else None
-        except (OSError, ValueError, ImportError):
-            version = None
-        if version is None:
-            from importlib import metadata
-
-            try:
-                version = metadata.version("sympy")
-            except metadata.PackageNotFoundError:  # pragma: no cover - sympy is a dependency
-                version = "unknown"
-        _SYMPY_VERSION = version
+        _SYMPY_VERSION = _package_version("sympy", "release.py",
+                                          r"__version__\s*=\s*['\"]([^'\"]+)['\"]")
     return _SYMPY_VERSION
 
 
@@ -118,37 +126,11 @@ _NUMBA_VERSION: str | None = None
 
 
 def _numba_version() -> str:
-    """numba's version, without importing numba (imported only when compiled code runs).
-
-    Read from ``numba/_version.py`` (versioneer's record), else from the package metadata.
-    """
+    """numba's version, without importing numba (imported only when compiled code runs):
+    read from ``numba/_version.py`` (versioneer's record)."""
     global _NUMBA_VERSION
     if _NUMBA_VERSION is None:
-        import importlib.util
-        import re
-        import sys
-
-        version = None
-        module = sys.modules.get("numba")
-        if module is not None:
-            version = getattr(module, "__version__", None)
-        if version is None:
-            try:
-                spec = importlib.util.find_spec("numba")
-                if spec is not None and spec.origin:
-                    text = (Path(spec.origin).parent / "_version.py").read_text(encoding="utf-8")
-                    found = re.search(r'"version":\s*"([^"]+)"', text)
-                    version = found.group(1) if found else None
-            except (OSError, ValueError, ImportError):
-                version = None
-        if version is None:
-            from importlib import metadata
-
-            try:
-                version = metadata.version("numba")
-            except metadata.PackageNotFoundError:
-                version = "unknown"
-        _NUMBA_VERSION = version
+        _NUMBA_VERSION = _package_version("numba", "_version.py", r'"version":\s*"([^"]+)"')
     return _NUMBA_VERSION
 
 

@@ -111,6 +111,28 @@ def _unknown_keys(entry: dict, allowed: set, where: str, problems: _Problems) ->
             problems.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
 
+def _entries(table, section: str, problems: _Problems, expected: str, *, names=None,
+             kind: str = "", show=repr, coerce=None):
+    """The entries of a ``[section.NAME]`` table worth reading: yields ``(name, entry,
+    where)`` for each whose name is valid and whose value is a table (after ``coerce``, e.g.
+    a string shorthand), its unknown keys reported; every other one is reported ("expected a
+    table with ``expected``, found ``show(entry)``") and skipped. With ``names``, each name
+    is declared as a ``kind`` first (a clash is reported, the entry still read)."""
+    for name, entry in table.items():
+        where = f"[{section}.{name}]"
+        if not _check_name(name, where, problems):
+            continue
+        if names is not None:
+            names.declare(name, kind, problems, where)
+        if coerce is not None:
+            entry = coerce(entry)
+        if not isinstance(entry, dict):
+            problems.add(where, f"expected a table with {expected}, found {show(entry)}")
+            continue
+        _unknown_keys(entry, _KEYS[section], where, problems)
+        yield name, entry, where
+
+
 def _text(entry, key, where, problems, *, default="", required=False) -> str:
     if key not in entry:
         if required:
@@ -160,15 +182,9 @@ class _Names:
 
 def _read_parameters(table, problems, names: _Names) -> list[Parameter]:
     out = []
-    for name, entry in table.items():
-        where = f"[parameters.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        names.declare(name, "parameter", problems, where)
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with value, bounds, unit, ..., found {entry!r}")
-            continue
-        _unknown_keys(entry, _KEYS["parameters"], where, problems)
+    for name, entry, where in _entries(table, "parameters", problems,
+                                       "value, bounds, unit, ...", names=names,
+                                       kind="parameter"):
         ok = True
         value = entry.get("value")
         if "value" not in entry:
@@ -200,15 +216,8 @@ def _read_parameters(table, problems, names: _Names) -> list[Parameter]:
 
 def _read_states(table, problems, names: _Names) -> list[State]:
     out = []
-    for name, entry in table.items():
-        where = f"[states.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        names.declare(name, "state", problems, where)
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with initial, unit, ..., found {entry!r}")
-            continue
-        _unknown_keys(entry, _KEYS["states"], where, problems)
+    for name, entry, where in _entries(table, "states", problems, "initial, unit, ...",
+                                       names=names, kind="state"):
         unit = _text(entry, "unit", where, problems, default="1")
         description = _text(entry, "description", where, problems)
         if "initial" not in entry:
@@ -224,19 +233,16 @@ def _read_states(table, problems, names: _Names) -> list[State]:
     return out
 
 
+def _expression_shorthand(entry):
+    """An observable given as a string is its expression alone."""
+    return {"expression": entry} if isinstance(entry, str) else entry
+
+
 def _read_observables(table, problems, names: _Names) -> list[Observable]:
     out = []
-    for name, entry in table.items():
-        where = f"[observables.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        names.declare(name, "observable", problems, where)
-        if isinstance(entry, str):
-            entry = {"expression": entry}
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with expression, unit, ..., found {entry!r}")
-            continue
-        _unknown_keys(entry, _KEYS["observables"], where, problems)
+    for name, entry, where in _entries(table, "observables", problems,
+                                       "expression, unit, ...", names=names,
+                                       kind="observable", coerce=_expression_shorthand):
         expression = _expression_text(entry, "expression", where, problems)
         unit = _text(entry, "unit", where, problems)
         description = _text(entry, "description", where, problems)
@@ -248,15 +254,9 @@ def _read_observables(table, problems, names: _Names) -> list[Observable]:
 
 def _read_events(table, problems) -> list[Event]:
     out = []
-    for name, entry in table.items():
-        where = f"[events.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with condition, direction, ..., found {entry!r}")
-            continue
+    for name, entry, where in _entries(table, "events", problems,
+                                       "condition, direction, ..."):
         # Every field is checked before giving up on the entry: all its problems at once.
-        _unknown_keys(entry, _KEYS["events"], where, problems)
         ok = True
         condition = _expression_text(entry, "condition", where, problems)
         ok &= condition is not None
@@ -279,16 +279,9 @@ def _read_events(table, problems) -> list[Event]:
 def _read_covariates(table, problems, names: _Names) -> list[Covariate]:
     """The ``[covariates]`` table: one sub-table per time-varying covariate."""
     out = []
-    for name, entry in table.items():
-        where = f"[covariates.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        names.declare(name, "covariate", problems, where)
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with value, unit, description, "
-                                f"interpolation, found {_describe(entry)}")
-            continue
-        _unknown_keys(entry, _KEYS["covariates"], where, problems)
+    for name, entry, where in _entries(table, "covariates", problems,
+                                       "value, unit, description, interpolation",
+                                       names=names, kind="covariate", show=_describe):
         ok = True
         value = entry.get("value")
         if "value" in entry and not _is_number(value):
@@ -539,15 +532,8 @@ def _read_hazards(table, problems, names: _Names) -> list[Hazard]:
     """
     out = []
     events: dict[str, str] = {}
-    for name, entry in table.items():
-        where = f"[hazards.{name}]"
-        if not _check_name(name, where, problems):
-            continue
-        if not isinstance(entry, dict):
-            problems.add(where, f"expected a table with rate, event, terminal, description, "
-                                f"found {_describe(entry)}")
-            continue
-        _unknown_keys(entry, _KEYS["hazards"], where, problems)
+    for name, entry, where in _entries(table, "hazards", problems,
+                                       "rate, event, terminal, description", show=_describe):
         ok = True
         rate = entry.get("rate")
         if "rate" not in entry:
