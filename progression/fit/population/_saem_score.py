@@ -28,7 +28,8 @@ independent proposal from the population distribution ``N(0, Omega)``; (2) a com
 random walk (scales adapted during the burn-in to acceptance 0.4); (3) a random walk with each
 subject's conditional covariance of eta as proposal shape (from the fit's chains when given,
 ``eta_cov``; otherwise Omega), scale adapted during the burn-in. Censored values are imputed
-from the truncated normal at every iteration, as in SAEM.
+from the truncated normal (truncated t) at every iteration, and Student-t residuals enter as
+SAEM's Gaussian scale mixture (latent precision weights drawn given the values), as in SAEM.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from ...errors import FitError
 from ._core import PopulationData, Residual, eta_columns_of
-from ._saem import _Chains
+from ._saem import _Chains, _t_weights
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH, Louis, _noise, information, inverse_pd
 
@@ -279,8 +280,21 @@ estimate_columns
             with np.errstate(all="ignore"):
                 below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
                 above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
+                if chains.any_t:
+                    # Student-t residuals: the truncated t by its inverse CDF (as SAEM)
+                    nu = chains.nu
+                    bt = f + sd * stdtrit(nu, u * stdtr(nu, (d.limit - f) / sd))
+                    at = f - sd * stdtrit(nu, u * stdtr(nu, (f - d.limit) / sd))
+                    below = np.where(chains.student, bt, below)
+                    above = np.where(chains.student, at, above)
             ysim = np.where(chains.cen & (d.cens == 1), below,
                             np.where(chains.cen & (d.cens == -1), above, ysim))
+        if chains.any_t:
+            # the t residual as a Gaussian scale mixture (SAEM's complete data): latent
+            # weights given the values, values rescaled so that the Gaussian Louis terms read
+            # sqrt(w) (y - f)
+            w_t = _t_weights(rng, chains, ysim, f, residual)
+            ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
         fz = np.where(d.mask, f, 0.0)
         fixed_terms = None
         if fcols.size:
