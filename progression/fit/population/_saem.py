@@ -80,6 +80,18 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   ``n`` uncensored observations). ``ofv_se`` is the Monte Carlo SE (delta method on the
   per-subject weights).
 
+*Student-t residuals*: when the individual model (or the model it wraps as ``.model``) has
+``residual_df`` (K,) with finite entries (:class:`~._adapter.ProblemModel` from ``[error.OBS]
+distribution = "t"``), those observables' residuals are t with that df and scale
+``sqrt(V)``: the chains' data term and the importance sampling use the t density (censored
+values the t CDF), censored values are imputed from the truncated t, and the t is written as
+a Gaussian scale mixture (``y = f + sqrt(V / w) eps``, ``w ~ Gamma(df/2, rate df/2)``): each
+iteration draws the latent ``w`` from its conditional ``Gamma((df+1)/2, rate (df + r^2/V)/2)``,
+so the residual statistics become ``sum w r^2`` and the scale's M-step stays in closed form
+(the EM of Liu & Rubin 1995 for the t, here stochastic), and Louis' information is the
+complete-data one in ``(phi, w)``. The Fisher-scoring M-step of parameters without a random
+effect knows the Gaussian score only, so they are refused with a t residual.
+
 Parameters without a random effect (not in ``eta_columns``) are held at their ``mu0`` values,
 or, those named in ``estimate_columns``, estimated in the M-step by a Fisher-scoring step on
 the complete-data log-likelihood at the chains' draws, applied with the SAEM step size (a
