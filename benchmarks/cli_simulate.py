@@ -5,16 +5,20 @@ under 2 s. The command a user runs first (README, quick start)::
 
     progression simulate als_systemic --months 60 --out DIR --overwrite
 
-simulates the typical patient (the compiled Rodas4 with numba, the death hazard and its
-terminal event), writes the CSV and the figure. One warm-up run fills the caches (generated
-code, numba's machine code); then ``--runs`` runs are timed, each a fresh ``python -m``-style
+simulates the typical patient (the death hazard and its terminal event), writes the CSV and
+the figure. By default (no ``--method``, no ``PROGRESSION_BACKEND``) the command runs one
+patient on the model's numpy code and the stacked LSODA, which starts faster than numba's
+compiled Rodas4. One warm-up run fills the caches (generated code, numba's machine code,
+Python's bytecode: ``PYTHONDONTWRITEBYTECODE`` is dropped for the child, as a user's install
+has its ``.pyc`` files); then ``--runs`` runs are timed, each a fresh ``python -m``-style
 process: wall seconds (what the user waits) and CPU seconds of the child (user + system), with
 the load average before and after, since wall time on a shared machine depends on it. With
-``--numpy`` the same runs follow with ``PROGRESSION_BACKEND=numpy`` (no numba start-up).
+``--numba`` the same runs follow with ``PROGRESSION_BACKEND=numba`` (the compiled per-subject
+Rodas4, numba's start-up included), with ``--numpy`` with ``PROGRESSION_BACKEND=numpy``.
 
 Results go to ``benchmarks/results/cli_simulate.json`` and ``.md``.
 
-Run: ``python benchmarks/cli_simulate.py [--runs 5] [--numpy]``.
+Run: ``python benchmarks/cli_simulate.py [--runs 5] [--numba] [--numpy]``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def one_run(out: Path, backend: str | None) -> tuple[float, float]:
     """Wall and CPU seconds of one ``progression simulate`` in a new process."""
     env = dict(os.environ)
     env.pop("PROGRESSION_BACKEND", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)     # warm caches include Python's bytecode
     if backend:
         env["PROGRESSION_BACKEND"] = backend
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -74,6 +79,8 @@ def series(out: Path, runs: int, backend: str | None) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--numba", action="store_true",
+                        help="also time PROGRESSION_BACKEND=numba (compiled Rodas4)")
     parser.add_argument("--numpy", action="store_true",
                         help="also time PROGRESSION_BACKEND=numpy")
     args = parser.parse_args()
@@ -81,6 +88,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "typical_patient"
         rows = [series(out, args.runs, None)]
+        if args.numba:
+            rows.append(series(out, args.runs, "numba"))
         if args.numpy:
             rows.append(series(out, args.runs, "numpy"))
     load_end = os.getloadavg()
@@ -108,6 +117,9 @@ def main():
           f"{record['date']} on {os.cpu_count()} shared cores (load average "
           f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end).",
           f"Command: `{record['command']}`.", "",
+          "default: no --method and no PROGRESSION_BACKEND (one patient: the numpy code and "
+          "the stacked LSODA); numba/numpy: PROGRESSION_BACKEND set (numba: the compiled "
+          "per-subject Rodas4).", "",
           "| backend | wall median | wall range | CPU median (user + system) |",
           "|---|---:|---:|---:|"]
     for r in rows:
