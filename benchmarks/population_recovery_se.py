@@ -324,7 +324,63 @@ def markdown(summ: dict, command: str, date: str, approximate=()) -> str:
     for q, r in summ.get("sd_ratio", {}).items():
         lines.append(f"| {q} | " + " | ".join(f"{r[m]:.2f} | {r[m + ' median']:.2f}"
                                               for m in METHODS) + " |")
+    sp = summ.get("study_sa")
+    if sp:
+        lines += ["", f"All {sp['replicates']} study replicates with SEs (SA only): SD of the "
+                      f"log estimates / RMS SE, and a robust SD (IQR / 1.349) / RMS SE:", "",
+                  "| quantity | SD / RMS SE | robust SD / RMS SE |", "|---|---:|---:|"]
+        for q, v in sp.items():
+            if isinstance(v, dict):
+                lines.append(f"| {q} | {v['sd_ratio']:.2f} | {v['iqr_ratio']:.2f} |")
+    mc = summ.get("monte_carlo")
+    if mc and mc["quantities"]:
+        lines += ["", f"SAEM's own Monte Carlo error (replicates {mc['replicates']} fitted "
+                      f"again with `--option seed=2027`, `{mc['file']}`): SD of an estimate "
+                      f"between seeds (difference / sqrt 2, RMS) in units of its SE; its "
+                      f"square is the share of the SE^2 that the Monte Carlo adds, which no "
+                      f"information matrix contains:", "",
+                  "| quantity | MC SD / SE | MC variance / SE^2 |", "|---|---:|---:|"]
+        for q, v in mc["quantities"].items():
+            lines.append(f"| {q} | {v:.2f} | {v * v:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+def study_spread(study: list) -> dict:
+    """Over all the study's replicates with SEs: SD of the log estimates / RMS of SAEM's SA
+    SEs, and the same with a robust SD (interquartile range / 1.349: one outlying replicate
+    does not set it)."""
+    out = {"replicates": len(study)}
+    for part, what in (("typical", "typical value"), ("omega", "omega^2")):
+        for p in study[0]["score"][part]:
+            x = np.log([line["score"][part][p]["estimate"] for line in study])
+            se = np.array([line["score"][part][p]["se_scale"] if part == "typical" else
+                           line["score"][part][p]["se"] / line["score"][part][p]["estimate"]
+                           for line in study])
+            rms = float(np.sqrt(np.mean(se ** 2)))
+            q75, q25 = np.percentile(x, [75, 25])
+            out[f"{p} {what}"] = {"sd_ratio": float(np.std(x, ddof=1) / rms),
+                                  "iqr_ratio": float((q75 - q25) / 1.349 / rms)}
+    return out
+
+
+def monte_carlo(study: list, other: list) -> dict:
+    """SAEM's Monte Carlo error from the same replicates fitted with another estimator seed
+    (``other``): per quantity, the SD of the difference of the two estimates on the Wald
+    scale over sqrt(2), in units of the study's SE (RMS over the replicates)."""
+    by_seed = {x["seed"]: x for x in study}
+    pairs = [(by_seed[o["seed"]], o) for o in other
+             if o["seed"] in by_seed and "error" not in o]
+    out = {"replicates": [a["seed"] for a, _ in pairs], "quantities": {}}
+    for part in ("typical", "omega"):
+        for p in pairs[0][0]["score"][part] if pairs else ():
+            z = []
+            for a, b in pairs:
+                da, db = a["score"][part][p], b["score"][part][p]
+                se = da["se_scale"] if part == "typical" else da["se"] / da["estimate"]
+                z.append(math.log(db["estimate"] / da["estimate"]) / se / math.sqrt(2.0))
+            what = "typical value" if part == "typical" else "omega^2"
+            out["quantities"][f"{p} {what}"] = float(np.sqrt(np.mean(np.square(z))))
+    return out
 
 
 def main(argv=None):
@@ -336,6 +392,10 @@ def main(argv=None):
     ap.add_argument("--burn-in", type=int, default=60)
     ap.add_argument("--chains", type=int, default=1)
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--other-seed", default=None, metavar="JSONL",
+                    help="the same replicates fitted with another [estimator] seed "
+                         "(population_recovery.py --option seed=...): SAEM's Monte Carlo "
+                         "error in the summary")
     a = ap.parse_args(argv)
     study_path = Path(a.study)
     meta = json.loads(study_path.with_suffix(".meta.json").read_text())
@@ -357,6 +417,10 @@ def main(argv=None):
             print(f"seed {r['seed']}: {r['setup_seconds'] + r['pass_seconds']:.0f} s",
                   flush=True)
     summ = summarise(study, pr.load_lines(jl))
+    summ["study_sa"] = study_spread(study)
+    if a.other_seed:
+        summ["monte_carlo"] = monte_carlo(study, pr.load_lines(Path(a.other_seed)))
+        summ["monte_carlo"]["file"] = str(a.other_seed)
     shown = out.relative_to(ROOT) if ROOT in out.resolve().parents else out
     cmd = ("python benchmarks/population_recovery_se.py --replicates "
            f"{a.replicates} --iterations {a.iterations} --burn-in {a.burn_in} --chains "
