@@ -90,7 +90,10 @@ def test_default_patient_reproduces_the_reference_typical_patient(name):
     slopes = [(at("ALSFRS_R", onset + a) - at("ALSFRS_R", onset + a + 12)) / 12 for a in (0, 12)]
     assert all(0.85 <= s <= 1.15 for s in slopes), f"~1 point/month, nearly linear: {slopes}"
     assert 80 <= at("NfL", onset + 12) <= 150
-    assert 2.0 <= at("CRP", onset + 12) <= 3.0
+    # §5 table: CRP 2.6-3.2 mg/L over the course (2.6 at +12); als_systemic 3.0 since the
+    # second issue-13 recalibration (faster recovery of Treg function kphi 0.6 follows the
+    # cytokine load more closely)
+    assert 2.0 <= at("CRP", onset + 12) <= 3.2
     # §5's prototype: ~2/3; the trials allow at most ~1/3 (§0.1 item 10, §7, §9.3): als_systemic
     # is recalibrated to 0.32 (issue 13), als_reduced keeps the prototype's share
     lo, hi = (0.6, 0.75) if name == "als_reduced" else (0.25, 0.4)
