@@ -16,7 +16,10 @@ omega^2 against the generator's truth (eD 0.341 / 0.0901; k0 at the reference co
   glial_ratio set to the generator's 0.033 / 0.0091;
 - ``treg0``: no per-patient Treg % offset; ``nodrop``: no informative dropout;
 - ``edfix``: (fit) omega^2 eD fixed at the truth 0.0901, typical eD started at 0.341;
-- ``tfit``: (fit) CRP with the Student t(3) residual; ``base``: nothing changed.
+- ``tfit``: (fit) CRP with the Student t(3) residual; ``base``: nothing changed;
+- ``tmaxre``: (fit) a random effect on Tmax with the generator's variance held (log scale,
+  0.0064; typical value estimated from 0.876); ``ft0re``: (fit) a random effect on fT0 with
+  the generator's Treg % offset variance held (0.01).
 
 ``tmax0`` and ``ind0`` change the random stream (different patients); the others keep it.
 
@@ -44,7 +47,8 @@ COHORT = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
 #: generator's values on the fit's scales (progression.als.population_truth): typical, omega^2
 TRUTH = {"k0": (0.00898, 0.372), "eD": (0.341, 0.0901), "Q0": (1.0, 0.64),
          "kappa_nfl": (6000.0, 0.09)}
-FEATURES = ("base", "normcrp", "tmax0", "ind0", "treg0", "nodrop", "edfix", "tfit")
+FEATURES = ("base", "normcrp", "tmax0", "ind0", "treg0", "nodrop", "edfix", "tfit", "tmaxre",
+            "ft0re")
 
 
 def _rep(text: str, old: str, new: str, count: int = 1) -> str:
@@ -77,6 +81,14 @@ def _texts(features: set) -> tuple[str, str]:
         cfg = _rep(cfg, 'value = 0.34\nbounds = [0.01, 5.0]\nscale = "log"\neta = 0.09',
                    'value = 0.341\nbounds = [0.01, 5.0]\nscale = "log"\neta = 0.0901\n'
                    'eta_fixed = true')
+    if "tmaxre" in features:
+        cfg = _rep(cfg, "[parameters.eD]", '[parameters.Tmax]\nestimate = "population"\n'
+                   'value = 0.876\nbounds = [0.4, 1.0]\nscale = "log"\neta = 0.0064\n'
+                   'eta_fixed = true\n\n[parameters.eD]')
+    if "ft0re" in features:
+        cfg = _rep(cfg, "[parameters.eD]", '[parameters.fT0]\nestimate = "population"\n'
+                   'value = 6.0\nbounds = [5.0, 8.0]\nscale = "log"\neta = 0.01\n'
+                   'eta_fixed = true\n\n[parameters.eD]')
     return coh, cfg
 
 
