@@ -336,5 +336,5 @@ def test_listing_models_compiles_nothing(tmp_path):
     out = _run(code).splitlines()
     assert out[-1] == "False 0"
     listing = "\n".join(out[:-1])
-    assert "als_systemic   11 states  60 parameters  [month]" in listing
+    assert "als_systemic   12 states  65 parameters  [month]" in listing
     assert len(out) - 1 == len(pg.available_models())
