@@ -324,8 +324,8 @@ def test_riluzole_library_entry():
     (iv,) = pg.library("riluzole")
     # issue 13: the excitotoxic drive only (the fglu part of k0), not the whole hazard
     # since the second recalibration it fades (the benefit narrowed after the first year,
-    # Bensimon 1994): x0.1, after 4 months, half-life 4 months
-    assert iv.scale == {"glu": 0.1}
+    # Bensimon 1994): x0.05, after 4 months, half-life 4 months
+    assert iv.scale == {"glu": 0.05}
     assert iv.fade == (4.0, 4.0)
     (half,) = pg.library("riluzole", strength=0.5)
-    assert half.scale["glu"] == pytest.approx(0.1 ** 0.5)
+    assert half.scale["glu"] == pytest.approx(0.05 ** 0.5)
