@@ -181,7 +181,7 @@ def markdown(meta: dict, summ: dict) -> str:
              f"Ratio = empirical SD of the estimates / RMS SE (> 1: SEs too small). MC SD: "
              f"SD of SAEM's own Monte Carlo error (two seeds on the same data)."]
     for e in meta.get("earlier_runs", []):
-        lines[-1] += (f" Scenarios kept from an earlier run: `{e['command']}` ({e['date']}, "
+        lines[-1] += (f" Earlier run whose replicates are kept: `{e['command']}` ({e['date']}, "
                       f"{e['seconds']:.0f} s).")
     lines.append("")
     for sc, s in summ.items():
@@ -222,6 +222,9 @@ def main(argv=None):
     ap.add_argument("--subjects", type=int, default=30)
     ap.add_argument("--scenarios", default="misspecified,gaussian")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--first", type=int, default=0,
+                    help="index of the first replicate (with --keep: added to the earlier "
+                         "replicates of the scenario)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the other scenarios of an earlier run in the results")
     a = ap.parse_args(argv)
@@ -234,11 +237,18 @@ def main(argv=None):
         if old["meta"]["subjects"] == a.subjects:
             summ = {k: v for k, v in old["summary"].items() if k not in a.scenarios}
             raw = {k: v for k, v in old["replicates"].items() if k in summ}
+            if a.first:
+                # more replicates of a scenario: appended to the earlier ones
+                raw.update({k: v for k, v in old["replicates"].items()
+                            if k in a.scenarios})
             old_meta = old["meta"]
     for sc in a.scenarios.split(","):
-        rows = []
-        for rep in range(a.replicates):
-            seeds = (1, 2) if rep < a.replicates // 4 else (1,)
+        rows = list(raw.get(sc, [])) if a.first else []
+        have = {r["rep"] for r in rows}
+        for rep in range(a.first, a.first + a.replicates):
+            if rep in have:
+                continue
+            seeds = (1, 2) if rep % 4 == 0 else (1,)
             rows.append(fit_one(sc, a.subjects, rep, seeds))
             if rep % 25 == 0:
                 print(f"{sc}: {rep + 1}/{a.replicates} ({time.perf_counter() - t0:.0f} s)",
@@ -250,9 +260,10 @@ def main(argv=None):
                     sys.argv[1:] if argv is None else argv),
                 "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "seconds": time.perf_counter() - t0, "subjects": a.subjects,
-                "replicates": a.replicates, "scenarios": {k: SCENARIOS[k] for k in summ},
+                "replicates": len(rows), "scenarios": {k: SCENARIOS[k] for k in summ},
                 "earlier_runs": [] if not a.keep or "old_meta" not in locals() else
-                [{k: old_meta[k] for k in ("command", "date", "seconds", "replicates")}]}
+                old_meta.get("earlier_runs", []) + [
+                    {k: old_meta[k] for k in ("command", "date", "seconds", "replicates")}]}
         out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summ,
                                                         "replicates": raw}, indent=1))
         out.with_suffix(".md").write_text(markdown(meta, summ))
