@@ -421,7 +421,7 @@ def main(argv=None):
     if a.other_seed:
         summ["monte_carlo"] = monte_carlo(study, pr.load_lines(Path(a.other_seed)))
         summ["monte_carlo"]["file"] = str(a.other_seed)
-    shown = out.relative_to(ROOT) if ROOT in out.resolve().parents else out
+    shown = out.resolve().relative_to(ROOT) if ROOT in out.resolve().parents else out
     cmd = ("python benchmarks/population_recovery_se.py --replicates "
            f"{a.replicates} --iterations {a.iterations} --burn-in {a.burn_in} --chains "
            f"{a.chains} --out {shown}")
