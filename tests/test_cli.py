@@ -22,9 +22,9 @@ def test_models_lists_the_library():
 def test_show_describes_parameters_with_units_ranges_and_sources():
     out = run("show", "als_systemic")
     assert out.returncode == 0, out.stderr
-    assert "Parameters (60)" in out.stdout
+    assert "Parameters (65)" in out.stdout
     line = next(li for li in out.stdout.splitlines() if li.strip().startswith("k0 "))
-    assert "0.0202" in line and "1/month" in line and "0.0005 - 0.2" in line
+    assert "0.01419" in line and "1/month" in line and "0.0005 - 0.2" in line
 
 
 def test_simulate_writes_csv_and_png(tmp_path):
