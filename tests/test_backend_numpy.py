@@ -23,6 +23,8 @@ MODULES = (
     "tests/test_batch_and_switches.py",
     "tests/test_exact_objective.py",
     "tests/test_polish_hint.py",
+    "tests/test_polish_chord.py",
+    "tests/test_fit_speed_paths.py",
     "tests/test_covariance_step_stacked.py",
 )
 
