@@ -36,6 +36,9 @@ from scipy.integrate import solve_ivp
 import progression as pg
 
 RESULTS = Path(__file__).parent / "results"
+#: als_systemic as the hand-written references reproduce it (11 states), frozen beside the
+#: benchmarks (see the file's header): the library model gained a state and terms in issue 13.
+MODEL_FILE = str(Path(__file__).resolve().parent / "models" / "als_systemic_issue12.toml")
 TIMES = np.linspace(0.0, 60.0, 13)
 # Reference parameter names are the model's; these three must keep summing to one.
 FIXED = {"w0", "wP", "wE_c"}
@@ -114,7 +117,7 @@ def loop(model, table, **options):
 
 def progression_alsfrs(sim):
     """ALSFRS-R without the terminal-event mask, for a like-for-like accuracy comparison."""
-    model = pg.load_model("als_systemic")
+    model = pg.load_model(MODEL_FILE)
     values = np.empty((sim.n_subjects, TIMES.size))
     for j in range(TIMES.size):
         values[:, j] = model.observe(TIMES[j], sim.states[:, :, j].T, sim.parameters.T)[0]
@@ -128,7 +131,7 @@ def main():
     parser.add_argument("--accuracy-sample", type=int, default=100)
     args = parser.parse_args()
 
-    model = pg.load_model("als_systemic")
+    model = pg.load_model(MODEL_FILE)
     table = virtual_patients(model, args.patients)
     print(f"{args.patients} virtual patients of als_systemic, 0-60 months, 13 output times")
 
