@@ -224,6 +224,30 @@ def test_simulated_noise_matches_residual_model():
     np.testing.assert_allclose(s[:, 0].std(axis=0), np.sqrt(0.25 + 0.04 * f ** 2), rtol=0.05)
 
 
+def test_simulated_noise_of_a_student_t_observable_is_t():
+    """A model whose ``residual_df`` says t(3): its residual draws are scale * t(3) (quantiles
+    of 20,000 draws against scipy.stats.t within 3 %), the normal observable's stay normal."""
+    from scipy import stats
+
+    from progression.fit.population import PopulationData
+
+    class Const:
+        residual_df = np.array([3.0, np.inf])
+
+        def predict(self, phi, index):
+            f = np.exp(phi[:, :1]) * np.array([[1.0, 2.0]])
+            return f, np.repeat(f[..., None], phi.shape[1], axis=-1)
+
+    data = PopulationData.from_subjects([np.ones(2)], observables=[np.array([0, 1])])
+    s = simulate_designs(Const(), data, np.zeros((1, 1)), np.array([[1e-12]]),
+                         Residual((0.4, 0.4), (0.0, 0.0)), np.array([0]), 20000, seed=3)
+    q = np.array([0.75, 0.9, 0.975])
+    r_t = (s[:, 0, 0] - 1.0) / 0.4
+    r_n = (s[:, 0, 1] - 2.0) / 0.4
+    np.testing.assert_allclose(np.quantile(r_t, q), stats.t.ppf(q, 3), rtol=0.03)
+    np.testing.assert_allclose(np.quantile(r_n, q), stats.norm.ppf(q), rtol=0.03)
+
+
 def test_ext_reads_back_to_estimates(fitted, folder):
     """fit.ext: the final row is the saved typical values, residual variance, Omega and OFV;
     the SE row the saved SEs; one row per outer iteration, OFV decreasing to the final one."""

@@ -249,7 +249,15 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
     obs = np.broadcast_to(data.observable, f.shape)
     with np.errstate(all="ignore"):
         sd = np.sqrt(residual.variance(f, obs))
-    sims = f + sd * rng.standard_normal(f.shape)
+    eps = rng.standard_normal(f.shape)
+    nu = getattr(model, "residual_df", None)
+    if nu is not None and np.isfinite(nu).any():
+        # a Student-t observable's residual is scale * t(df) (sd is its scale, not its SD);
+        # drawn after the normal ones, so normal fits keep their random stream
+        nv = np.asarray(nu, dtype=float)[np.minimum(obs, len(nu) - 1)]
+        t_draws = rng.standard_t(np.where(np.isfinite(nv), nv, 1.0))
+        eps = np.where(np.isfinite(nv), t_draws, eps)
+    sims = f + sd * eps
     return np.where(data.mask[None], sims, np.nan)
 
 
