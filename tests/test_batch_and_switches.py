@@ -109,9 +109,13 @@ def test_short_pulses_are_integrated_exactly_whatever_the_max_step():
     times = np.linspace(20, 32, 97)
     runs = [pg.simulate(model, None, times, switches=switches, max_step=h, rtol=1e-9,
                         atol=1e-11) for h in (np.inf, 0.5, 0.02)]
+    # the Treg count R + Rx: IL-2 expands it in every patient; the default patient is above
+    # the reversibility gate, so most of the expansion is non-suppressive Rx (issue 13)
     for other in runs[1:]:
         np.testing.assert_allclose(other["R"], runs[0]["R"], rtol=1e-6)
-    assert runs[0]["R"].max() > 1.2 * runs[0]["R"][0, 0]
+        np.testing.assert_allclose(other["Rx"], runs[0]["Rx"], rtol=1e-6, atol=1e-12)
+    count = runs[0]["R"] + runs[0]["Rx"]
+    assert count.max() > 1.2 * count[0, 0]
 
 
 def test_switch_for_some_subjects_only(models_dir):

@@ -18,11 +18,10 @@ Definitions
 * **Decline**: per-patient least-squares slope of ALSFRS-R over the visits in the first 24
   months of follow-up, patients with >= 3 visits; reported as points lost per month.
 * **ΔFS** = (48 - first ALSFRS-R) / months from onset to that visit.
-* **Survival from onset**: Kaplan-Meier from onset; in trials with delayed entry (left
-  truncation at the time origin, since patients enter alive at enrolment), in clinic cohorts
-  (registries enrolled at diagnosis) over the diagnosed patients without delayed entry, as
-  registries report it; events are death, tracheostomy and permanent ventilation; everyone
-  else is censored at the event table's censoring time or at the last observation.
+* **Survival from onset**: Kaplan-Meier with delayed entry (left truncation at the time origin,
+  since patients enter the cohort alive at enrolment); events are death, tracheostomy and
+  permanent ventilation; everyone else is censored at the event table's censoring time or at
+  the last observation.
 * **Attrition** at 6/12/18 months: Kaplan-Meier probability of having left the study (death or
   dropout) by then; reaching ``study_end_time`` is censoring.
 * **NfL, CRP, Treg %**: each patient's first measurement; correlations are Spearman's.
@@ -408,12 +407,7 @@ def _describe(cohort: Cohort, setting: str, nfl_control: float
         ext.append(t - o)
         evt.append(died)
     if ent:
-        # clinic cohorts are registries enrolled at diagnosis: their published survival from
-        # onset is the KM over diagnosed patients counted from onset, without delayed entry
-        # (with it, the KM estimates survival of everyone with onset, deaths before diagnosis
-        # included, and only under a delay independent of survival, which the presets' faster
-        # diagnosis of fast progressors breaks: tests/test_survival_estimands.py)
-        ts, S = kaplan_meier(ext, evt, ent if trial else None)
+        ts, S = kaplan_meier(ext, evt, ent)
         med = km_quantile(ts, S, 0.5)
         q25, q75 = km_quantile(ts, S, 0.25), km_quantile(ts, S, 0.75)
     else:
