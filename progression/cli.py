@@ -282,9 +282,16 @@ def _terminate_like_interrupt():
         raise _Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
+    # a process started with SIGTERM/SIGINT blocked (inherited from its parent: a test runner,
+    # a job scheduler) would never see them, and an interrupted command would not clean up
+    wanted = {signal.SIGTERM, signal.SIGINT}
+    blocked = (signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted) & wanted
+               if hasattr(signal, "pthread_sigmask") else set())
     try:
         yield
     finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         signal.signal(signal.SIGTERM, previous)
 
 

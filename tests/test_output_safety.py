@@ -429,6 +429,27 @@ def test_interrupt_while_writing_removes_the_temporary(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # handler restored
 
 
+def test_interrupt_reaches_a_command_started_with_the_signal_blocked(tmp_path, monkeypatch):
+    """A process that inherited SIGTERM blocked (from a test runner or a scheduler) is still
+    interrupted cleanly: the command unblocks it while it runs and restores the mask after."""
+    import progression.plots as plots
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("the signal was not delivered")
+
+    monkeypatch.setattr(plots, "plot_simulation", interrupted)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        res = main_outcome(_simulate(tmp_path, tmp_path / "sim"))
+        assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    assert res.code == 143, res
+    assert res.err.strip() == "interrupted, nothing written"
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_a_fit_exits_cleanly(tmp_path, signum, code):
     """A real ``progression fit`` in a subprocess, signalled once it reports progress."""
