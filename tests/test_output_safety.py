@@ -410,9 +410,28 @@ def test_stale_temporaries_are_cleaned_on_the_next_write(tmp_path):
         assert kept.exists(), kept
 
 
+def _sigint_as_python_sets_it():
+    """Python's own SIGINT handler. A process started in the background by a shell without
+    job control inherits SIGINT ignored (POSIX), and Python then leaves it ignored: a test
+    that sends SIGINT must set the handler a foreground run has."""
+    return signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _child_with_default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)   # the child's Python installs its handler
+
+
 def test_interrupt_while_writing_removes_the_temporary(tmp_path, monkeypatch):
     import progression.plots as plots
 
+    previous = _sigint_as_python_sets_it()
+    try:
+        _interrupt_while_writing(tmp_path, monkeypatch, plots)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_while_writing(tmp_path, monkeypatch, plots):
     for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         def interrupted(*args, signum=signum, **kwargs):
             os.kill(os.getpid(), signum)
@@ -460,7 +479,8 @@ def test_signal_during_a_fit_exits_cleanly(tmp_path, signum, code):
     out = tmp_path / "fits"
     proc = subprocess.Popen([sys.executable, "-m", "progression.cli", "fit",
                              str(tmp_path / "slow.toml"), "--out", str(out / "slow")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            preexec_fn=_child_with_default_sigint)
     # the first byte of progress on stderr: main() runs and its handlers are set
     ready, _, _ = select.select([proc.stderr], [], [], 120)
     first = os.read(proc.stderr.fileno(), 1) if ready else b""
