@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["read_config", "truth_for_config", "simulate_replicate", "fit_replicate", "score",
-           "run_replicate", "summarise", "markdown", "run", "load_lines"]
+           "run_replicate", "summarise", "markdown", "run", "run_study", "load_lines"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
@@ -594,6 +594,82 @@ def _key(text: str, options: dict, n: int) -> tuple[str, str]:
     return hashlib.sha256(blob.encode()).hexdigest()[:16], sha
 
 
+def _message(line: dict) -> str:
+    """One replicate's progress line: its error, or its typical-value errors and SEs."""
+    if "error" in line:
+        return line["error"][:200]
+    return (f"fit {line['seconds']:.0f} s, typical-value errors "
+            + ", ".join(f"{p} {v['rel_error']:+.1%}"
+                        for p, v in line["score"]["typical"].items())
+            + f", SEs {'yes' if line['covariance_ok'] else 'no'}")
+
+
+def run_study(replicate, args: tuple, *, replicates: int, seed0: int, key: str, meta: dict,
+              out: Path | None, workers: int = 1, markdown_of=None,
+              verbose: bool = True) -> tuple[dict, dict]:
+    """The resumable replicate loop of the recovery studies.
+
+    Parameters
+    ----------
+    replicate : callable
+        ``replicate(seed, *args) -> dict``, one JSON-able line per replicate (``error`` on
+        failure, else ``score``, ``seconds``, ``covariance_ok``), with ``"key": key``. A
+        module-level function: with ``workers > 1`` it runs in spawned worker processes.
+    args : tuple
+        The replicate's other arguments (picklable).
+    replicates, seed0 : int
+        Seeds ``seed0 .. seed0 + replicates - 1``.
+    key : str
+        The study's key: lines of ``<out>.jsonl`` with another key (another config, options,
+        ``n`` or truth) are not reused.
+    meta : dict
+        Written to ``<out>.meta.json`` and passed to ``markdown_of``.
+    out : Path or None
+        Results path without suffix; None: nothing written and nothing resumed.
+    workers : int
+        Worker processes (spawned; one numba thread each).
+    markdown_of : callable, optional
+        ``markdown_of(meta, summary) -> str`` for ``<out>.md`` (default :func:`markdown`).
+
+    Returns
+    -------
+    (meta, summary) : the summary of every line of the study, old and new.
+    """
+    markdown_of = markdown_of or markdown
+    jsonl = _path(out, ".jsonl") if out is not None else None
+    done = load_lines(jsonl, key) if jsonl is not None else []
+    have = {d["seed"] for d in done}
+    seeds = [seed0 + r for r in range(replicates) if seed0 + r not in have]
+    lines = list(done)
+
+    def record(line):
+        lines.append(line)
+        if jsonl is not None:
+            jsonl.parent.mkdir(parents=True, exist_ok=True)
+            with open(jsonl, "a") as fh:          # one write per line: a torn line is skipped
+                fh.write(json.dumps(line) + "\n")
+            _path(out, ".md").write_text(markdown_of(meta, summarise(lines)))
+            _path(out, ".meta.json").write_text(json.dumps(meta, indent=1))
+        if verbose:
+            print(f"seed {line['seed']}: {_message(line)} [{len(lines)} of {replicates}]",
+                  flush=True)
+
+    if workers <= 1:
+        for seed in seeds:
+            record(replicate(seed, *args))
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # one numba thread per worker process: the workers share the machine's cores
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(replicate, s, *args) for s in seeds]
+            for f in cf.as_completed(futs):
+                record(f.result())
+    return meta, summarise(lines)
+
+
 def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
         options: dict | None = None, out: Path | None = RESULTS, workers: int = 1,
         title: str = "shipped design", verbose: bool = True) -> tuple[dict, dict]:
@@ -612,44 +688,10 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
             "options": options, "key": key, "approximate": static["approximate"],
             "truth_note": TRUTH_NOTE, "config_text": text,
             "jsonl": _rel(_path(out, ".jsonl")) if out else "-"}
-    jsonl = _path(out, ".jsonl") if out else None
-    done = load_lines(jsonl, key) if jsonl else []
-    seeds = [seed0 + r for r in range(replicates)
-             if seed0 + r not in {d["seed"] for d in done}]
-    lines = list(done)
-
-    def record(line):
-        lines.append(line)
-        if jsonl is not None:
-            jsonl.parent.mkdir(parents=True, exist_ok=True)
-            with open(jsonl, "a") as fh:          # one write per line: a torn line is skipped
-                fh.write(json.dumps(line) + "\n")
-            _path(out, ".md").write_text(markdown(meta, summarise(lines)))
-            _path(out, ".meta.json").write_text(json.dumps(meta, indent=1))
-        if verbose:
-            if "error" in line:
-                msg = line["error"][:200]
-            else:
-                worst = max(abs(v["rel_error"]) for v in line["score"]["typical"].values())
-                msg = (f"fit {line['seconds']:.0f} s, largest typical-value error {worst:.1%}, "
-                       f"SEs {'yes' if line['covariance_ok'] else 'no'}")
-            print(f"seed {line['seed']}: {msg} [{len(lines)} of {replicates}]", flush=True)
-
-    if workers <= 1:
-        for seed in seeds:
-            record(run_replicate(seed, n, str(config), options, static, text))
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        # one numba thread per worker process: the workers share the machine's cores
-        os.environ["NUMBA_NUM_THREADS"] = "1"
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(run_replicate, s, n, str(config), options, static, text)
-                    for s in seeds]
-            for f in cf.as_completed(futs):
-                record(f.result())
-    return meta, summarise(lines)
+    # run_replicate looked up here, not bound at import: tests replace it
+    return run_study(run_replicate, (n, str(config), options, static, text),
+                     replicates=replicates, seed0=seed0, key=key, meta=meta, out=out,
+                     workers=workers, verbose=verbose)
 
 
 def main(argv=None) -> int:

@@ -219,53 +219,24 @@ def markdown(meta: dict, s: dict) -> str:
 
 def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
         options: dict | None = None, out: Path | None = RESULTS, workers: int = 1,
-        keep: str | None = None):
+        keep: str | None = None, verbose: bool = True) -> tuple[dict, dict]:
+    """Run (or resume) the study (``population_recovery.run_study``'s loop with this study's
+    replicate); returns (meta, summary). ``out=None``: nothing written, nothing resumed."""
     options = dict(options or {})
     config = Path(config).resolve()
     text = config.read_text()
     key = key_of(text, options, n)
     meta = {"title": "shipped design, values from the fit's own model",
-            "command": " ".join(["python", *sys.argv]), "config": pr._rel(config),
+            "command": " ".join(["python", *sys.argv]) if out else "run()",
+            "config": pr._rel(config),
             "config_sha": pr._key(text, options, n)[1],
             "cohort_config": str(pr.COHORT_CONFIG.relative_to(ROOT)) + " (design only)",
             "n": n, "seed0": seed0, "options": options, "key": key, "approximate": [],
             "truth_note": "", "config_text": text,
             "jsonl": pr._rel(pr._path(out, ".jsonl")) if out else "-"}
-    jsonl = pr._path(out, ".jsonl") if out else None
-    done = pr.load_lines(jsonl, key) if jsonl else []
-    seeds = [seed0 + r for r in range(replicates)
-             if seed0 + r not in {d["seed"] for d in done}]
-    lines = list(done)
-
-    def record(line):
-        lines.append(line)
-        if jsonl is not None:
-            jsonl.parent.mkdir(parents=True, exist_ok=True)
-            with open(jsonl, "a") as fh:
-                fh.write(json.dumps(line) + "\n")
-            pr._path(out, ".md").write_text(markdown(meta, pr.summarise(lines)))
-            pr._path(out, ".meta.json").write_text(json.dumps(meta, indent=1))
-        msg = line.get("error", "")[:200] or (
-            f"fit {line['seconds']:.0f} s, typical-value errors "
-            + ", ".join(f"{p} {v['rel_error']:+.1%}"
-                        for p, v in line["score"]["typical"].items())
-            + f", SEs {'yes' if line['covariance_ok'] else 'no'}")
-        print(f"seed {line['seed']}: {msg} [{len(lines)} of {replicates}]", flush=True)
-
-    if workers <= 1:
-        for s in seeds:
-            record(run_replicate(s, n, str(config), options, text, keep))
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        os.environ["NUMBA_NUM_THREADS"] = "1"
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(run_replicate, s, n, str(config), options, text, keep)
-                    for s in seeds]
-            for fut in cf.as_completed(futs):
-                record(fut.result())
-    return meta, pr.summarise(lines)
+    return pr.run_study(run_replicate, (n, str(config), options, text, keep),
+                        replicates=replicates, seed0=seed0, key=key, meta=meta, out=out,
+                        workers=workers, markdown_of=markdown, verbose=verbose)
 
 
 def main(argv=None) -> int:

@@ -86,3 +86,34 @@ def test_crp_below_the_floor_is_censored(replicates):
     assert np.all(lim[cens == 1] == prm.CRP_FLOOR) and np.all(np.isnan(lim[cens == 0]))
     other = np.concatenate([np.asarray(d.cens)[np.asarray(d.obs) != k] for d in noisy])
     assert not np.any(other)
+
+
+def _fake_line(seed, key, n):
+    part = {"k0": {"rel_error": 0.01 * (seed - 100), "covered": True, "truth": 1.0,
+                   "estimate": 1.0 + 0.01 * (seed - 100), "se_scale": 0.05}}
+    return {"seed": seed, "key": key, "n": n, "seconds": 10.0, "covariance_ok": True,
+            "started": f"t{seed}", "finished": f"t{seed}",
+            "score": {"typical": part, "omega": part, "coefficients": {}}}
+
+
+def test_study_runs_through_the_shared_resumable_loop(tmp_path, monkeypatch):
+    """prm.run is population_recovery.run_study with this study's replicate: seeds already
+    in the jsonl (same key) are skipped, other options are another study, the summary is
+    this study's (well specified)."""
+    calls = []
+
+    def fake(seed, n, config_path, options, text, keep=None):
+        calls.append(seed)
+        return _fake_line(seed, prm.key_of(text, options, n), n)
+
+    monkeypatch.setattr(prm, "run_replicate", fake)
+    out = tmp_path / "model.study"
+    prm.run(3, n=20, seed0=100, out=out, verbose=False)
+    assert calls == [100, 101, 102]
+    _, s = prm.run(5, n=20, seed0=100, out=out, verbose=False)
+    assert calls == [100, 101, 102, 103, 104]
+    assert s["succeeded"] == 5
+    assert s["typical"]["k0"]["median_rel_error"] == pytest.approx(0.02)
+    assert "(well specified)" in Path(str(out) + ".md").read_text()
+    prm.run(1, n=20, seed0=100, out=out, options={"saem_chains": 4}, verbose=False)
+    assert calls[-1] == 100
