@@ -320,6 +320,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
 
     # one reader per section (imported here: they import this module's dataclasses and
     # constants), called in a fixed order so that problems are always listed in that order
+    from . import _config_conditions as conditions_reader
     from . import _config_sections as sections
     from ._config_population import omega_table
 
@@ -332,8 +333,9 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     options = sections.estimator_table(chk, doc, max_failed_share)
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)
-    conditions = sections.condition_tables(chk, doc.get("conditions"), model, parameters)
-    survival = sections.survival_table(chk, doc, model, estimator)
+    conditions = conditions_reader.condition_tables(chk, doc.get("conditions"), model,
+                                                    parameters)
+    survival = conditions_reader.survival_table(chk, doc, model, estimator)
 
     if chk.problems:
         raise ConfigError(f"{source}: {len(chk.problems)} problem"
