@@ -15,6 +15,7 @@ Without numba this module imports, :data:`AVAILABLE` is False and nothing here i
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -32,7 +33,7 @@ from ._rodas4_numba import (
 
 if AVAILABLE:
     import numba
-    from numba import njit
+    from numba import njit, prange
 
     from ._rodas4_numba import (
         _all_finite,
@@ -316,18 +317,14 @@ if AVAILABLE:
     # ------------------------------------------------------------------ rodas_states
 
     @njit(cache=True, error_model="numpy")
-    def _grid(KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step, max_steps,
-              autonomous, states, status, fail_t, fail_y, fail_code, counts):
-        """progression._rodas.rodas_states, one subject after another (same algorithm).
-
-        P_all (m, Q) parameters with the hidden rows at t0; breaks (m, B) each subject's
-        covariate changes (+inf padded); hidden (m, B, H) the hidden rows from each break on.
-        Writes states (m, n, T), status, failures (time, y before/after, code) and counts
-        [steps (largest), nfev, njev, nlu].
-        """
+    def _grid_row(s, KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step,
+                  max_steps, autonomous, states, status, fail_t, fail_y, fail_code, counts):
+        """Subject ``s`` of :func:`_grid` (its arguments), with its own work arrays, into its
+        rows of the outputs; ``counts`` (4,) this subject's [steps, nfev, njev, nlu]. Shared
+        by the serial and the threaded grid, so both give the same numbers."""
         K = KL[0]
         rhs, jac, initial = K[0], K[1], K[3]
-        m, Q = P_all.shape
+        Q = P_all.shape[1]
         n = states.shape[1]
         T = times.size
         t0 = times[0]
@@ -363,112 +360,150 @@ if AVAILABLE:
         y = np.empty(n)
         p = np.empty(Q)
         dt_eps = math.sqrt(2.220446049250313e-16)
-        max_steps_seen = 0
-        for s in range(m):
-            for c in range(Q):
-                p[c] = P_all[s, c]
-            initial(t0, y, p, y)
-            rhs(t0, y, p, f)
-            counts[1] += 1
+        for c in range(Q):
+            p[c] = P_all[s, c]
+        initial(t0, y, p, y)
+        rhs(t0, y, p, f)
+        counts[1] += 1
+        for i in range(n):
+            states[s, i, 0] = y[i]
+        if not (_all_finite(y) and _all_finite(f)):
+            status[s] = _FAILED
+            fail_code[s] = 4
+            fail_t[s] = t0
             for i in range(n):
-                states[s, i, 0] = y[i]
-            if not (_all_finite(y) and _all_finite(f)):
-                status[s] = _FAILED
-                fail_code[s] = 4
-                fail_t[s] = t0
+                fail_y[s, 0, i] = y[i]
+                fail_y[s, 1, i] = y[i]
+        if T == 1 or t_end == t0:
+            for jj in range(1, T):
+                for i in range(n):
+                    states[s, i, jj] = states[s, i, 0]
+            return
+        if status[s] == _FAILED:
+            return
+        t = t0
+        nxt = 1
+        up = 0
+        while breaks[s, up] <= t0:
+            up += 1
+        h = _first_step(y, f, rtol, atol, max_step, t_end - t0)
+        rejected = False
+        steps = 0
+        need_jac = True
+        while True:
+            next_break = breaks[s, up]
+            hh = min(h, next_break - t)
+            cut = hh >= next_break - t
+            if need_jac:
+                jac(t, y, p, J)
+                counts[2] += 1
+                if not autonomous:
+                    dt = dt_eps * max(1.0, abs(t))
+                    rhs(t + dt, y, p, tmp)
+                    counts[1] += 1
+                    for i in range(n):
+                        ft[i] = (tmp[i] - f[i]) / dt
+                need_jac = False
+            err = _attempt(K, t, hh, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous,
+                           rtol, atol, coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi,
+                           Si, fi, Ji, Fpi, gi, ry, rS, y_new, S_new, piv)
+            counts[1] += 5
+            counts[3] += 1
+            steps += 1
+            ok = err <= 1.0
+            fac = _step_factor(err, rejected)
+            y_start_saved = False
+            last = False
+            if ok:
+                t_new = next_break if cut else t + hh
+                last = t_new >= t_end
+                rhs(t_new, y_new, p, f1)
+                counts[1] += 1
+                ha = t_new - t
+                while nxt < T and times[nxt] <= t_new:
+                    _hermite((times[nxt] - t) / ha, ha, y, f, y_new, f1, yj)
+                    for i in range(n):
+                        states[s, i, nxt] = yj[i]
+                    nxt += 1
+                # keep the step start for a failure message
                 for i in range(n):
                     fail_y[s, 0, i] = y[i]
-                    fail_y[s, 1, i] = y[i]
-            if T == 1 or t_end == t0:
-                for jj in range(1, T):
-                    for i in range(n):
-                        states[s, i, jj] = states[s, i, 0]
-                continue
-            if status[s] == _FAILED:
-                continue
-            t = t0
-            nxt = 1
-            up = 0
-            while breaks[s, up] <= t0:
-                up += 1
-            h = _first_step(y, f, rtol, atol, max_step, t_end - t0)
-            rejected = False
-            steps = 0
-            need_jac = True
-            while True:
-                next_break = breaks[s, up]
-                hh = min(h, next_break - t)
-                cut = hh >= next_break - t
-                if need_jac:
-                    jac(t, y, p, J)
-                    counts[2] += 1
-                    if not autonomous:
-                        dt = dt_eps * max(1.0, abs(t))
-                        rhs(t + dt, y, p, tmp)
-                        counts[1] += 1
-                        for i in range(n):
-                            ft[i] = (tmp[i] - f[i]) / dt
-                    need_jac = False
-                err = _attempt(K, t, hh, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous,
-                               rtol, atol, coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi,
-                               Si, fi, Ji, Fpi, gi, ry, rS, y_new, S_new, piv)
-                counts[1] += 5
-                counts[3] += 1
-                steps += 1
-                ok = err <= 1.0
-                fac = _step_factor(err, rejected)
-                y_start_saved = False
-                last = False
-                if ok:
-                    t_new = next_break if cut else t + hh
-                    last = t_new >= t_end
-                    rhs(t_new, y_new, p, f1)
+                    y[i] = y_new[i]
+                    f[i] = f1[i]
+                y_start_saved = True
+                t = t_new
+                need_jac = True
+                if cut:
+                    for c in range(n_hidden):
+                        p[P + c] = hidden[s, up, c]
+                    up += 1
+                    rhs(t, y, p, f)
                     counts[1] += 1
-                    ha = t_new - t
-                    while nxt < T and times[nxt] <= t_new:
-                        _hermite((times[nxt] - t) / ha, ha, y, f, y_new, f1, yj)
-                        for i in range(n):
-                            states[s, i, nxt] = yj[i]
-                        nxt += 1
-                    # keep the step start for a failure message
+            rejected = not ok
+            if cut and ok:
+                h = min(max(hh * fac, h), max_step)
+            else:
+                h = min(hh * fac, max_step)
+            if last:
+                break
+            tiny = h < 1e-12 * max(1.0, abs(t))
+            nonfinite = not _all_finite(f)
+            over = steps > max_steps
+            if tiny or nonfinite or over:
+                status[s] = _FAILED
+                fail_code[s] = 1 if over else (2 if nonfinite else 3)
+                fail_t[s] = t
+                if not y_start_saved:
                     for i in range(n):
                         fail_y[s, 0, i] = y[i]
-                        y[i] = y_new[i]
-                        f[i] = f1[i]
-                    y_start_saved = True
-                    t = t_new
-                    need_jac = True
-                    if cut:
-                        for c in range(n_hidden):
-                            p[P + c] = hidden[s, up, c]
-                        up += 1
-                        rhs(t, y, p, f)
-                        counts[1] += 1
-                rejected = not ok
-                if cut and ok:
-                    h = min(max(hh * fac, h), max_step)
-                else:
-                    h = min(hh * fac, max_step)
-                if last:
-                    break
-                tiny = h < 1e-12 * max(1.0, abs(t))
-                nonfinite = not _all_finite(f)
-                over = steps > max_steps
-                if tiny or nonfinite or over:
-                    status[s] = _FAILED
-                    fail_code[s] = 1 if over else (2 if nonfinite else 3)
-                    fail_t[s] = t
-                    if not y_start_saved:
-                        for i in range(n):
-                            fail_y[s, 0, i] = y[i]
+                for i in range(n):
+                    fail_y[s, 1, i] = y_new[i]
+                for jj in range(nxt, T):
                     for i in range(n):
-                        fail_y[s, 1, i] = y_new[i]
-                    for jj in range(nxt, T):
-                        for i in range(n):
-                            states[s, i, jj] = np.nan
-                    break
-            max_steps_seen = max(max_steps_seen, steps)
-        counts[0] = max_steps_seen
+                        states[s, i, jj] = np.nan
+                break
+        counts[0] = steps
+
+    @njit(cache=True, error_model="numpy")
+    def _grid_counts(row_counts, counts):
+        """counts (4,) from the subjects' row_counts (m, 4): [largest steps, nfev, njev,
+        nlu summed]."""
+        for s in range(row_counts.shape[0]):
+            counts[0] = max(counts[0], row_counts[s, 0])
+            for c in range(1, 4):
+                counts[c] += row_counts[s, c]
+
+    @njit(cache=True, error_model="numpy")
+    def _grid(KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step, max_steps,
+              autonomous, states, status, fail_t, fail_y, fail_code, counts):
+        """progression._rodas.rodas_states, one subject after another (same algorithm).
+
+        P_all (m, Q) parameters with the hidden rows at t0; breaks (m, B) each subject's
+        covariate changes (+inf padded); hidden (m, B, H) the hidden rows from each break on.
+        Writes states (m, n, T), status, failures (time, y before/after, code) and counts
+        [steps (largest), nfev, njev, nlu].
+        """
+        m = P_all.shape[0]
+        row_counts = np.zeros((m, 4), dtype=np.int64)
+        for s in range(m):
+            _grid_row(s, KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step,
+                      max_steps, autonomous, states, status, fail_t, fail_y, fail_code,
+                      row_counts[s])
+        _grid_counts(row_counts, counts)
+
+    @njit(cache=True, error_model="numpy", parallel=True)
+    def _grid_par(KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step,
+                  max_steps, autonomous, states, status, fail_t, fail_y, fail_code, counts):
+        """:func:`_grid` with the subjects spread over numba's threads (``prange``): each
+        subject is integrated by the same per-row function into its own slices of the
+        outputs, so the numbers are those of the serial call whatever the thread count."""
+        m = P_all.shape[0]
+        row_counts = np.zeros((m, 4), dtype=np.int64)
+        for s in prange(m):
+            _grid_row(s, KL, P_all, times, breaks, hidden, n_hidden, rtol, atol, max_step,
+                      max_steps, autonomous, states, status, fail_t, fail_y, fail_code,
+                      row_counts[s])
+        _grid_counts(row_counts, counts)
 
 
 _PACKED: dict = {}
@@ -528,7 +563,40 @@ def _quiet(function):
     return call
 
 
+#: Spread :func:`grid_states`'s subjects over numba's threads (:func:`_grid_par`; the same
+#: numbers as the serial :func:`_grid`). Measured on benchmarks/fit_individual.py (2 cores,
+#: 200 rows of als_reduced per call, ~0.3 ms each): see benchmarks/results/fit_individual.md.
+PARALLEL = True
+#: Subjects from which a call spreads them over the threads: a subject costs ~0.1-1 ms, the
+#: threads' start and join some 10-50 us.
+PARALLEL_ROWS = 16
+
+
+def grid_threads() -> int:
+    """Threads :func:`grid_states` would use for a large batch: numba's thread count, 1 when
+    :data:`PARALLEL` is off, in a worker process of :mod:`progression.parallel` (it sets
+    ``OMP_NUM_THREADS=1``: the cores are the other workers') or when this process may run on
+    one CPU only."""
+    if not (AVAILABLE and PARALLEL) or os.environ.get("OMP_NUM_THREADS") == "1":
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(numba.get_num_threads(), cpus))
+
+
+def _grid_states(KL, P_all, *args):
+    """:func:`_grid` (serial) or :func:`_grid_par` (threads) by the batch size and
+    :func:`grid_threads`; the same arguments and numbers."""
+    if P_all.shape[0] >= PARALLEL_ROWS and grid_threads() > 1:
+        return _grid_par_q(KL, P_all, *args)
+    return _grid_q(KL, P_all, *args)
+
+
 if AVAILABLE:
-    segment, grid_states, batch = _quiet(_segment), _quiet(_grid), _quiet(_batch)
+    segment, batch = _quiet(_segment), _quiet(_batch)
+    _grid_q, _grid_par_q = _quiet(_grid), _quiet(_grid_par)
+    grid_states = _grid_states
 else:  # pragma: no cover - without numba nothing here runs
     segment = grid_states = batch = None

@@ -1,0 +1,144 @@
+"""The grid path's compiled Rodas4 states over numba's threads
+(:func:`progression.simulate._rodas4_loops.grid_states`: the serial ``_grid`` or the threaded
+``_grid_par``, the same per-subject function ``_grid_row``): the same numbers as the serial
+loop to the last digit (states, status, failures and counters), with covariate breaks and
+failing subjects; a fit on the grid path gives identical estimates either way; and the rules
+that keep a call serial (few rows, ``PARALLEL`` off, a worker process of
+progression.parallel)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression import _rodas
+
+loops = importlib.import_module("progression.simulate._rodas4_loops")
+if not loops.AVAILABLE:
+    pytest.skip("numba is not installed", allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _fit_support import config_text, simulate_cohort  # noqa: E402
+
+
+def _both(monkeypatch, call):
+    """``call()`` with the threaded grid forced (from one row) and with the serial one."""
+    monkeypatch.setattr(loops, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(loops, "PARALLEL", True)
+    if loops.grid_threads() < 2:
+        pytest.skip("one numba thread: nothing to compare")
+    threaded = call()
+    monkeypatch.setattr(loops, "PARALLEL", False)
+    return threaded, call()
+
+
+def _table(model, m, seed=5):
+    rng = np.random.default_rng(seed)
+    table = model.parameter_table(None, m)
+    for par in ("k0", "kA", "eD"):
+        table[:, model.parameter_index(par)] *= np.exp(0.3 * rng.standard_normal(m))
+    return np.clip(table, model.bounds[:, 0], model.bounds[:, 1])
+
+
+@pytest.mark.parametrize("name", ["als_reduced", "als_systemic"])
+def test_threaded_grid_states_equal_the_serial_loop(monkeypatch, name):
+    """37 subjects (an odd count: the threads' shares differ), one with a NaN parameter (fails
+    at the start), and a second batch with max_steps 20 (some fail in the loop): every array
+    equal, not merely close."""
+    model = pg.load_model(name)
+    if model.kernels is None:
+        pytest.skip("no kernels")
+    table = _table(model, 37)
+    table[7, model.parameter_index("kA")] = np.nan
+    times = np.arange(0.0, 60.5, 0.5)
+
+    def call():
+        return (_rodas.rodas_states(model, table, times, rtol=1e-6, atol=1e-9),
+                _rodas.rodas_states(model, table, times, max_steps=20))
+
+    threaded, serial = _both(monkeypatch, call)
+    for a, b in zip(threaded, serial, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])            # states, NaN where failed
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[3] == b[3]                                  # steps, nfev, njev, nlu
+        for fa, fb in zip(a[2], b[2], strict=True):
+            assert (fa is None) == (fb is None)
+            if fa is not None:
+                assert fa[0] == fb[0] and fa[3] == fb[3]
+                np.testing.assert_array_equal(fa[1], fb[1])
+                np.testing.assert_array_equal(fa[2], fb[2])
+    assert threaded[0][1][7] == -1 and (threaded[0][1] == 0).sum() == 36
+    assert (threaded[1][1] == -1).any()
+
+
+def test_threaded_grid_with_covariate_breaks_equals_the_serial_loop(monkeypatch):
+    """Subjects whose hidden parameter rows (a body weight, LOCF) change at their own times
+    (their steps end there): tests/test_covariates.py's one-compartment model."""
+    from test_covariates import WEIGHT_MODEL
+
+    from progression.model import parse_model
+    from progression.simulate._covariates import covariate_schedule
+
+    model = pg.compile_model(parse_model(WEIGHT_MODEL, "w.toml"))
+    if model.kernels is None:
+        pytest.skip("no kernels")
+    m = 20
+    table = model.parameter_table({"CL_ref": np.linspace(3.0, 7.0, m)})
+    times = np.linspace(0.0, 12.0, 25)
+    sched = covariate_schedule(model, [{"WT": ([0.0, 1.0 + 0.4 * i], [70.0, 60.0 + i])}
+                                       for i in range(m)], m)
+
+    def call():
+        return _rodas.rodas_states(model, table, times, rtol=1e-8, atol=1e-10,
+                                   covariates=sched)
+
+    threaded, serial = _both(monkeypatch, call)
+    np.testing.assert_array_equal(threaded[0], serial[0])
+    np.testing.assert_array_equal(threaded[1], 0)
+    assert threaded[3] == serial[3]
+
+
+def test_a_grid_path_fit_is_identical_with_threads(monkeypatch):
+    """The individual fit (batched Levenberg-Marquardt on the grid path, exact-path polish)
+    of 20 patients: the same estimates and objective to the last digit."""
+    from progression.fit import fit, parse_fit_config
+
+    cohort, _ = simulate_cohort(20, seed=4)
+    cfg = parse_fit_config(config_text(), check_data=False)
+
+    def call():
+        res = fit(cfg, data=cohort)
+        return np.column_stack([res.estimates(n) for n in ("kA", "eD", "time_offset")]), \
+            res.subject_objective
+
+    threaded, serial = _both(monkeypatch, call)
+    np.testing.assert_array_equal(threaded[0], serial[0])
+    np.testing.assert_array_equal(threaded[1], serial[1])
+
+
+def test_calls_stay_serial_when_threads_cannot_help(monkeypatch):
+    """Below PARALLEL_ROWS, with PARALLEL off, or with OMP_NUM_THREADS=1 (what
+    progression.parallel sets in its worker processes) the serial loop runs."""
+    used = []
+    monkeypatch.setattr(loops, "_grid_q", lambda *a: used.append("serial"))
+    monkeypatch.setattr(loops, "_grid_par_q", lambda *a: used.append("threads"))
+    monkeypatch.setattr(loops, "PARALLEL", True)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    big, small = np.zeros((loops.PARALLEL_ROWS, 3)), np.zeros((loops.PARALLEL_ROWS - 1, 3))
+    loops.grid_states(None, small)
+    assert used == ["serial"]
+    if loops.grid_threads() > 1:
+        loops.grid_states(None, big)
+        assert used[-1] == "threads"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert loops.grid_threads() == 1
+    loops.grid_states(None, big)
+    assert used[-1] == "serial"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(loops, "PARALLEL", False)
+    assert loops.grid_threads() == 1
