@@ -5,63 +5,27 @@ path's residuals, every point evaluated without sensitivities; a row ends there 
 predicts less than ``ftol`` of the sum of squares, else (or when the two paths' residuals
 disagree) it goes on with sensitivities.
 
-Closed form: first-order decay observed as log x (tests/_decay_support.py), log x = log x0 - k t
-with additive error, whose maximum-likelihood estimates are ordinary least squares."""
+The problem and its closed-form optimum: tests/_polish_support.py."""
 
-import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from progression.fit import Problem
-from progression.fit.transforms import to_internal
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _decay_support import T, config, decay_data  # noqa: E402
+from _polish_support import Logged, decay_problem  # noqa: E402
+from _polish_support import start as _start  # noqa: E402
 
-_batched = importlib.import_module("progression.fit._batched")
-
-
-def _ols(design):
-    X = np.column_stack([np.ones(T.size), -T])
-    b = np.linalg.lstsq(X, design.value, rcond=None)[0]
-    return np.exp(b[0]), b[1]                              # x0, k
+from progression.fit._batched import CHORD_AGREE, polish  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    prob = Problem.from_config(config(tmp_path_factory.mktemp("chord"), x0="subject"))
-    designs = decay_data()
-    cols = prob.subject_cols
-    names = [prob.names[c] for c in cols]
-    best = np.array([[dict(zip(("x0", "k"), _ols(d), strict=True))[n] for n in names]
-                     for d in designs])
+    prob, designs, cols, best = decay_problem(tmp_path_factory.mktemp("chord"))
     at_best = np.tile(prob.values, (len(designs), 1))
     at_best[:, cols] = best
     return prob, designs, cols, best, at_best
-
-
-class _Logged:
-    """``problem`` whose evaluate records (rows, with Jacobians) of each call."""
-
-    def __init__(self, problem):
-        self._p, self.calls = problem, []
-
-    def __getattr__(self, name):
-        return getattr(self._p, name)
-
-    def evaluate(self, designs, rows, theta, cols, **kw):
-        self.calls.append((len(rows), kw.get("want_jac", True)))
-        return self._p.evaluate(designs, rows, theta, cols, **kw)
-
-
-def _start(prob, cols, best, factor):
-    theta = np.tile(prob.values, (best.shape[0], 1))
-    theta[:, cols] = best * factor
-    x = to_internal(theta[:, cols], prob.scale[cols], prob.lower[cols], prob.upper[cols])
-    return theta, x
 
 
 @pytest.mark.parametrize("error", [0.0, 1e-4])
@@ -77,10 +41,10 @@ def test_chord_steps_end_at_the_optimum_without_sensitivities(setup, error):
     ev = prob.evaluate(designs, np.arange(3), theta, cols, want_info=True)
     rng = np.random.default_rng(5)
     hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
-    logged = _Logged(prob)
-    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                                         start_jacobians=hints, start_info=ev.info,
-                                         start_residuals=list(ev.residuals))
+    logged = Logged(prob)
+    th, _, final, used = polish(logged, designs, theta, x, cols, ftol=1e-10,
+                                start_jacobians=hints, start_info=ev.info,
+                                start_residuals=list(ev.residuals))
     assert logged.calls == [(3, False), (3, False)], logged.calls
     np.testing.assert_array_equal(used, 2)
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
@@ -108,11 +72,11 @@ def test_a_poor_hint_costs_evaluations_or_a_bounded_bias(setup):
     for error, rtol in ((0.3, 2e-6), (1e-3, 1e-4)):
         rng = np.random.default_rng(3)
         hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
-        logged = _Logged(prob)
-        th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                                             start_jacobians=hints, start_info=ev.info,
-                                             start_residuals=list(ev.residuals),
-                                             chord_steps=1)
+        logged = Logged(prob)
+        th, _, final, used = polish(logged, designs, theta, x, cols, ftol=1e-10,
+                                    start_jacobians=hints, start_info=ev.info,
+                                    start_residuals=list(ev.residuals),
+                                    chord_steps=1)
         assert logged.calls[0] == (3, False)
         assert any(jac for _, jac in logged.calls[1:]), (error, logged.calls)
         if error == 0.3:
@@ -136,11 +100,11 @@ def test_without_usable_residuals_the_former_polish_runs(setup, case):
     ev = prob.evaluate(designs, np.arange(3), theta, cols, want_info=True)
     res = {"no residuals": None, "wrong length": [r[:-1] for r in ev.residuals],
            "chord_steps=0": list(ev.residuals)}[case]
-    logged = _Logged(prob)
-    th, *_ = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                             start_jacobians=list(ev.jacobians), start_info=ev.info,
-                             start_residuals=res,
-                             chord_steps=0 if case == "chord_steps=0" else None)
+    logged = Logged(prob)
+    th, *_ = polish(logged, designs, theta, x, cols, ftol=1e-10,
+                    start_jacobians=list(ev.jacobians), start_info=ev.info,
+                    start_residuals=res,
+                    chord_steps=0 if case == "chord_steps=0" else None)
     assert logged.calls[:2] == [(3, False), (3, True)], logged.calls
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
 
@@ -152,11 +116,11 @@ def test_paths_that_disagree_go_with_sensitivities(setup):
     prob, designs, cols, best, at_best = setup
     theta, x = _start(prob, cols, best, np.array([1.001, 0.999]))
     ev = prob.evaluate(designs, np.arange(3), theta, cols, want_info=True)
-    off = [r + 10 * _batched.CHORD_AGREE for r in ev.residuals]
-    logged = _Logged(prob)
-    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                                         start_jacobians=list(ev.jacobians),
-                                         start_info=ev.info, start_residuals=off)
+    off = [r + 10 * CHORD_AGREE for r in ev.residuals]
+    logged = Logged(prob)
+    th, _, final, used = polish(logged, designs, theta, x, cols, ftol=1e-10,
+                                start_jacobians=list(ev.jacobians),
+                                start_info=ev.info, start_residuals=off)
     assert logged.calls[:2] == [(3, False), (3, True)], logged.calls
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
     ref = prob.evaluate(designs, np.arange(3), th, cols, want_info=True)

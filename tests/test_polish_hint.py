@@ -4,59 +4,26 @@ path's residuals, and the polish still ends at this path's optimum; a wrong Jaco
 evaluations, not accuracy. Here without chord steps (``chord_steps=0``: the step's point is
 evaluated with sensitivities); the chord steps are tested in tests/test_polish_chord.py.
 
-Closed form: first-order decay observed as log x (tests/_decay_support.py), log x = log x0 - k t
-with additive error, whose maximum-likelihood estimates are ordinary least squares."""
+The problem and its closed-form optimum: tests/_polish_support.py."""
 
-import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from progression.fit import Problem
-from progression.fit.transforms import to_internal
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _decay_support import T, config, decay_data  # noqa: E402
+from _polish_support import Logged, decay_problem, start  # noqa: E402
 
-_batched = importlib.import_module("progression.fit._batched")
-
-
-def _ols(design):
-    X = np.column_stack([np.ones(T.size), -T])
-    b = np.linalg.lstsq(X, design.value, rcond=None)[0]
-    return np.exp(b[0]), b[1]                              # x0, k
+from progression.fit._batched import polish  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    prob = Problem.from_config(config(tmp_path_factory.mktemp("hint"), x0="subject"))
-    designs = decay_data()
-    cols = prob.subject_cols
-    names = [prob.names[c] for c in cols]
-    best = np.array([[dict(zip(("x0", "k"), _ols(d), strict=True))[n] for n in names]
-                     for d in designs])
-    theta = np.tile(prob.values, (len(designs), 1))
-    theta[:, cols] = best * np.array([1.03, 0.97])         # 3% off the optimum
-    sc, lo, hi = prob.scale[cols], prob.lower[cols], prob.upper[cols]
-    x = to_internal(theta[:, cols], sc, lo, hi)
+    prob, designs, cols, best = decay_problem(tmp_path_factory.mktemp("hint"))
+    theta, x = start(prob, cols, best, np.array([1.03, 0.97]))        # 3% off the optimum
     ev = prob.evaluate(designs, np.arange(len(designs)), theta, cols, want_info=True)
     return prob, designs, cols, best, theta, x, ev
-
-
-class _Logged:
-    """``problem`` whose evaluate records whether each call asked for Jacobians."""
-
-    def __init__(self, problem):
-        self._p, self.calls = problem, []
-
-    def __getattr__(self, name):
-        return getattr(self._p, name)
-
-    def evaluate(self, designs, rows, theta, cols, **kw):
-        self.calls.append((len(rows), kw.get("want_jac", True)))
-        return self._p.evaluate(designs, rows, theta, cols, **kw)
 
 
 @pytest.mark.parametrize("error", [0.0, 1e-3, 0.3])
@@ -64,10 +31,10 @@ def test_hinted_polish_ends_at_the_optimum(setup, error):
     prob, designs, cols, best, theta, x, ev = setup
     rng = np.random.default_rng(3)
     hints = [J * (1 + error * rng.standard_normal(J.shape)) for J in ev.jacobians]
-    logged = _Logged(prob)
-    th, _, final, used = _batched.polish(logged, designs, theta, x, cols, ftol=1e-10,
-                                         start_jacobians=hints, start_info=ev.info,
-                                         chord_steps=0)
+    logged = Logged(prob)
+    th, _, final, used = polish(logged, designs, theta, x, cols, ftol=1e-10,
+                                start_jacobians=hints, start_info=ev.info,
+                                chord_steps=0)
     # the stopping rule (the Gauss-Newton step predicts less than 1e-10 of the sum of
     # squares) leaves the estimate ~4e-5 standard errors, ~4e-7 relative, from the optimum
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
@@ -90,11 +57,11 @@ def test_hinted_polish_saves_sensitivity_evaluations(setup):
     one step, so the hinted polish makes one evaluation with sensitivities per row where the
     plain polish makes two (the start and the optimum)."""
     prob, designs, cols, best, theta, x, ev = setup
-    plain, hinted = _Logged(prob), _Logged(prob)
-    th0, *_ = _batched.polish(plain, designs, theta, x, cols, ftol=1e-10)
-    th1, *_ = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-10,
-                              start_jacobians=list(ev.jacobians), start_info=ev.info,
-                              chord_steps=0)
+    plain, hinted = Logged(prob), Logged(prob)
+    th0, *_ = polish(plain, designs, theta, x, cols, ftol=1e-10)
+    th1, *_ = polish(hinted, designs, theta, x, cols, ftol=1e-10,
+                     start_jacobians=list(ev.jacobians), start_info=ev.info,
+                     chord_steps=0)
     sens_rows = [sum(n for n, jac in log.calls if jac) for log in (plain, hinted)]
     assert sens_rows[1] < sens_rows[0], (plain.calls, hinted.calls)
     # both within their stopping rule of the optimum
@@ -105,8 +72,8 @@ def test_hinted_polish_saves_sensitivity_evaluations(setup):
 def test_a_hint_of_the_wrong_length_is_ignored(setup):
     prob, designs, cols, best, theta, x, ev = setup
     hints = [J[:-1] for J in ev.jacobians]
-    th, _, final, used = _batched.polish(prob, designs, theta, x, cols, ftol=1e-10,
-                                         start_jacobians=hints, start_info=ev.info)
+    th, _, final, used = polish(prob, designs, theta, x, cols, ftol=1e-10,
+                                start_jacobians=hints, start_info=ev.info)
     np.testing.assert_allclose(th[:, cols], best, rtol=2e-6)
 
 
@@ -117,10 +84,10 @@ def test_rows_with_poorly_conditioned_information_ignore_the_hint(setup):
     prob, designs, cols, best, theta, x, ev = setup
     g = np.array([1.0, 1.0])
     flat = np.repeat((np.outer(g, g) + 1e-5 * np.eye(2))[None], 3, axis=0) * 100.0
-    hinted, plain = _Logged(prob), _Logged(prob)
-    th1, _, f1, u1 = _batched.polish(hinted, designs, theta, x, cols, ftol=1e-10,
-                                     start_jacobians=list(ev.jacobians), start_info=flat)
-    th0, _, f0, u0 = _batched.polish(plain, designs, theta, x, cols, ftol=1e-10)
+    hinted, plain = Logged(prob), Logged(prob)
+    th1, _, f1, u1 = polish(hinted, designs, theta, x, cols, ftol=1e-10,
+                            start_jacobians=list(ev.jacobians), start_info=flat)
+    th0, _, f0, u0 = polish(plain, designs, theta, x, cols, ftol=1e-10)
     assert hinted.calls == plain.calls and hinted.calls[0] == (3, True)
     np.testing.assert_array_equal(th1, th0)
     np.testing.assert_array_equal(f1.m2ll, f0.m2ll)
