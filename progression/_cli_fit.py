@@ -55,6 +55,13 @@ def _rse(est, se) -> str:
     return f"{100.0 * se / abs(est):.3g}"
 
 
+def _linearised_line(pop) -> list[str]:
+    """SAEM's OFV by linearisation (when its covariance step computed it), as one line."""
+    v = float(getattr(pop, "ofv_linearised", math.nan))
+    return [f"  OFV by linearisation (FOCE-I at the estimates) {v:.4f}"] if math.isfinite(v) \
+        else []
+
+
 def population_summary(result) -> str:
     """The screen a population fit prints: typical values with RSE, covariate coefficients,
     Omega (variance, CV % or SD, shrinkage; correlations of its blocks), residual error, OFV,
@@ -81,6 +88,7 @@ def population_summary(result) -> str:
              f"{result.n_subjects} subjects, {n_obs} observations{cens}",
              f"  OFV {pop.ofv:.4f} (NONMEM convention, without N log 2 pi); AIC "
              f"{pop.aic:.3f}, BIC {pop.bic:.3f}; {pop.n_parameters} parameters",
+             *_linearised_line(pop),
              f"  {'converged' if pop.converged else 'NOT converged'} after "
              f"{pop.iterations} iterations, {total:.1f} s; condition number "
              f"{_g(getattr(pop, 'condition_number', float('nan')))}",

@@ -223,10 +223,12 @@ def test_saem_parameter_without_random_effect_is_refused(tmp_path):
         _saem_fit(tmp_path, _designs(), eta_h0="")
 
 
-def test_saem_focei_covariance_is_refused(tmp_path):
+@pytest.mark.parametrize("choice", ["focei", "linearization"])
+def test_saem_focei_covariance_is_refused(tmp_path, choice):
     with pytest.raises(ConfigError,
-                       match=r"tte\.toml.*estimator\.saem_covariance.*\[survival\]"):
-        _saem_fit(tmp_path, _designs(), options='saem_covariance = "focei"')
+                       match=rf"tte\.toml.*estimator\.saem_covariance = \"{choice}\".*"
+                             r"\[survival\]"):
+        _saem_fit(tmp_path, _designs(), options=f'saem_covariance = "{choice}"')
 
 
 JOINT = """

@@ -226,7 +226,7 @@ def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> st
                                        f"Gaussian); expected one of "
                                        f"{', '.join(repr(e) for e in T_ESTIMATORS)}")
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
-    if est.get("saem_covariance") in ("focei", "sandwich"):
+    if est.get("saem_covariance") in ("focei", "sandwich", "linearization"):
         chk.add(f"{key}.distribution", f"a Student-t residual is not available with "
                                        f"estimator.saem_covariance = "
                                        f"\"{est['saem_covariance']}\" (its objective or "
@@ -319,7 +319,8 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
             options[key] = chk.integer(f"estimator.{key}", est[key], least)
     if "saem_covariance" in est:
         options["saem_covariance"] = chk.string("estimator.saem_covariance",
-                                                est["saem_covariance"], ("sa", "sandwich", "focei"))
+                                                est["saem_covariance"],
+                                                ("sa", "sandwich", "focei", "linearization"))
     for key in ("ftol", "xtol", "gtol"):
         if key in est:
             options[key] = chk.number(f"estimator.{key}", est[key], positive=True)

@@ -63,7 +63,8 @@ class EstimatorOptions:
         at the SAEM estimates (Louis' information and the per-subject scores by one more MCMC
         pass with the parameters held: calibrated when the residual distribution or the
         random effects are misspecified); ``"focei"``, FOCE-I's sandwich at the SAEM
-        estimates.
+        estimates; ``"linearization"``, ``2 R^-1`` of the FOCE-I OFV (the model linearised
+        around the conditional modes) at the SAEM estimates, whose value is reported too.
     saem_chains : int
         ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.
     is_samples : int

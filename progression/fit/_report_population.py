@@ -25,7 +25,9 @@ def population_lines(result, outputs=None) -> list[str]:
              f"-2 log L = {pop.m2ll:.4f}; AIC = {pop.aic:.4f}; BIC = {pop.bic:.4f} "
              f"({pop.n_parameters} population parameters); {pop.iterations} iterations, "
              f"{pop.evaluations} evaluations, {'converged' if pop.converged else 'NOT converged'}"
-             ".", "",
+             "." + (f" OFV by linearisation (FOCE-I objective at these estimates): "
+                    f"{pop.ofv_linearised:.4f}."
+                    if math.isfinite(getattr(pop, "ofv_linearised", math.nan)) else ""), "",
              "| parameter | estimate | SE | RSE % | CV % | shrinkage % |",
              "|---|---:|---:|---:|---:|---:|"]
 

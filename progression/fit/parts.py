@@ -368,6 +368,10 @@ class PopulationPart:
     history_extra : ndarray (T, C + E (E - 1) / 2) or None
         Per row of ``history``: every covariate coefficient (``coefficients`` order), then
         Omega's off-diagonal elements (lower triangle, row by row).
+    ofv_linearised : float
+        SAEM with ``saem_covariance = "focei"`` or ``"linearization"``: the OFV by
+        linearisation (the FOCE-I objective at the SAEM estimates, NONMEM's convention;
+        Monolix's "log-likelihood by linearization"); NaN otherwise.
     """
 
     fixed_effects: dict
@@ -405,6 +409,7 @@ class PopulationPart:
     r_condition_number: float = float("nan")
     subject_covariates: dict = field(default_factory=dict)
     history_extra: np.ndarray | None = None
+    ofv_linearised: float = float("nan")
 
     # ------------------------------------------------------------ the draw API
 
@@ -627,7 +632,7 @@ class PopulationPart:
             elif isinstance(v, dict):
                 v = {kk: num(vv) for kk, vv in v.items()}
             elif k in ("ofv", "m2ll", "aic", "bic", "condition_number",
-                       "r_condition_number"):
+                       "r_condition_number", "ofv_linearised"):
                 v = num(v)
             out[k] = v
         return cls(**out)

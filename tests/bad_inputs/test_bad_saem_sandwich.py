@@ -25,14 +25,16 @@ def _config_with(tmp_path, line: str) -> Path:
 
 
 @pytest.mark.parametrize("line, found", [
-    ('saem_covariance = "sandwhich"', "sandwhich"), ('saem_covariance = "robust"', "robust")],
-    ids=["misspelt", "another word"])
+    ('saem_covariance = "sandwhich"', "sandwhich"), ('saem_covariance = "robust"', "robust"),
+    ('saem_covariance = "linearisation"', "linearisation")],
+    ids=["misspelt", "another word", "British spelling of linearization"])
 def test_bad_sandwich_choice_refused(cli, refused, unchanged, tmp_path, line, found):
     path = _config_with(tmp_path, line)
     with unchanged(tmp_path):
         out = cli("fit", path)
     # the accepted choices are named, the new one among them
-    refused(out, str(path), "estimator.saem_covariance", found, "sandwich", "focei")
+    refused(out, str(path), "estimator.saem_covariance", found, "sandwich", "focei",
+            "linearization")
 
 
 def test_sandwich_choice_as_a_list_refused(cli, refused, unchanged, tmp_path):

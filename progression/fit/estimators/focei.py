@@ -77,6 +77,9 @@ COVARIANCE_METHOD = ("sandwich R^-1 S R^-1 (R: Hessian of the FOCE-I OFV by cent
                      "products), Wald interval on the estimation scale")
 COVARIANCE_METHOD_R = ("2 R^-1 (R: Hessian of the FOCE-I OFV by central differences of its "
                        "exact gradient; S was singular), Wald interval on the estimation scale")
+#: 2 R^-1 when asked for (NONMEM's ``MATRIX=R``), in words.
+COVARIANCE_METHOD_R_ONLY = ("2 R^-1 (R: Hessian of the FOCE-I OFV by central differences of "
+                            "its exact gradient), Wald interval on the estimation scale")
 #: The per-subject intervals, in words (``interval_methods["covariance"]``).
 SUBJECT_METHOD = ("per subject: conditional covariance of the empirical Bayes estimate, "
                   "(Omega^-1 + sum_j F_j g_j g_j')^-1 (FOCE-I), for parameters with a random "
@@ -449,7 +452,11 @@ class FOCEI(Estimator):
                     why or f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
             Rinv = np.linalg.inv(Rm)
             S = s["gi"].T @ s["gi"]
-            if np.linalg.matrix_rank(S) == K:
+            if s.get("covariance_matrix") == "r":
+                # asked for (SAEM's "linearization"): the observed information alone
+                cov = 2.0 * Rinv
+                method = COVARIANCE_METHOD_R_ONLY
+            elif np.linalg.matrix_rank(S) == K:
                 cov = Rinv @ S @ Rinv
             else:
                 cov = 2.0 * Rinv

@@ -45,7 +45,13 @@ many iterations as its smoothing phase within 40-200, Louis' information ``R`` a
 per-subject conditional mean scores behind ``S``; no model derivative; costs about a third
 of a SAEM run): the Wald intervals stay calibrated when the residual distribution or the
 random-effect model is misspecified, where the model-based ``"sa"`` intervals are too
-narrow (benchmarks/results/saem_se_calibration.md). Per subject, the
+narrow (benchmarks/results/saem_se_calibration.md). ``"linearization"``: Monolix's
+"linearization" counterpart, the model linearised around each subject's conditional mode (the
+FOCE-I objective) at the SAEM estimates: the OFV by linearisation is reported beside the
+importance-sampling one, and the covariance is ``2 R^-1`` with R the Hessian of that OFV
+(NONMEM's ``MATRIX=R``: the observed information of the linearised likelihood; Monolix inverts
+the expected information of the same Gaussian approximation, which agrees with it at the
+optimum of a well-specified model). Per subject, the
 covariance of the individual parameters with a random effect is the conditional covariance of
 eta from the chains.
 
@@ -77,14 +83,22 @@ from .base import EstimationProblem, PointEstimate
 from .focei import FOCEI
 
 __all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI",
-           "COVARIANCE_METHOD_SANDWICH", "SUBJECT_METHOD", "saem_options"]
+           "COVARIANCE_METHOD_LINEARIZATION", "COVARIANCE_METHOD_SANDWICH", "SUBJECT_METHOD",
+           "saem_options"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+#: Covariance choices computed from the FOCE-I objective at the SAEM estimates.
+_LINEARISED = ("focei", "linearization")
 #: The population covariance step, in words.
 COVARIANCE_METHOD_FOCEI = ("FOCE-I sandwich R^-1 S R^-1 at the SAEM estimates (R: Hessian of "
                            "the FOCE-I OFV by central differences of its exact gradient; S: "
                            "sum of per-subject FOCE-I gradient products), Wald interval on "
                            "the estimation scale")
+#: The linearisation covariance step, in words.
+COVARIANCE_METHOD_LINEARIZATION = ("linearization: 2 R^-1 at the SAEM estimates (R: Hessian of "
+                                   "the FOCE-I OFV, the model linearised around each subject's "
+                                   "conditional mode, by central differences of its exact "
+                                   "gradient), Wald interval on the estimation scale")
 #: SAEM's own covariance step, in words.
 COVARIANCE_METHOD = ("SAEM stochastic approximation of the observed Fisher information "
                      "(Louis' formula, conditional expectations over the smoothing phase's "
@@ -138,9 +152,9 @@ def saem_options(options) -> SaemOptions:
 
 
 def covariance_choice(options) -> str:
-    """``"sa"`` (SAEM's own, default), ``"sandwich"`` (robust, at the SAEM estimates) or
-    ``"focei"`` (FOCE-I sandwich at the SAEM estimates), from ``saem_covariance`` when the
-    options have it."""
+    """``"sa"`` (SAEM's own, default), ``"sandwich"`` (robust, at the SAEM estimates),
+    ``"focei"`` (FOCE-I sandwich at the SAEM estimates) or ``"linearization"`` (``2 R^-1`` of
+    the FOCE-I OFV there), from ``saem_covariance`` when the options have it."""
     return str(getattr(options, "saem_covariance", "sa") or "sa")
 
 
@@ -177,9 +191,10 @@ class SAEM(FOCEI):
                                   f"with [survival] estimates only parameters with a random "
                                   f"effect (the M-step of the others knows the Gaussian terms "
                                   f"only); expected 'eta = <variance>' on {name}, or fix it")
-            if covariance_choice(ep.options) == "focei":
-                raise ConfigError(f"{ep.source}: estimator.saem_covariance = \"focei\" is not "
-                                  f"available with [survival] (the FOCE-I objective has no "
+            if covariance_choice(ep.options) in _LINEARISED:
+                raise ConfigError(f"{ep.source}: estimator.saem_covariance = "
+                                  f"\"{covariance_choice(ep.options)}\" is not available with "
+                                  f"[survival] (the FOCE-I objective has no "
                                   f"time-to-event term); expected \"sa\"")
         censored = [d.id for d in ep.designs if np.any(np.asarray(d.cens) != 0)]
         if censored and not s["data"].has_censoring:
@@ -286,7 +301,7 @@ class SAEM(FOCEI):
         Oinv = np.linalg.inv(res.omega)
         info = np.array([2.0 * (_pinv(c) - Oinv) for c in res.eta_cov])
         N = s["data"].n_subjects
-        if choice == "focei":
+        if choice in _LINEARISED:
             # the FOCE-I objective and gradient at the SAEM estimates: for the sandwich (and
             # the conditional modes as a warm start of its inner problems)
             ofv_focei, _, gi, gr = self._gradient(problem, s, x, warm=False)
@@ -304,6 +319,8 @@ class SAEM(FOCEI):
                    f"smoothing: {res.smoothing_reason}; {res.n_chains} chains per subject, "
                    f"seed {seed}; OFV by importance sampling {res.ofv:.3f} +- "
                    f"{res.ofv_se:.3f} (MC SE)")
+        if choice in _LINEARISED:
+            message += f"; OFV by linearisation (FOCE-I) {ofv_focei:.4f}"
         s.update(x=x, ofv=float(res.ofv), gi=gi, gr=gr,
                  res=_Outcome(converged, message, res.n_iter), nfev=res.n_iter,
                  path=[], history=[], saem=res, ofv_focei=float(ofv_focei), choice=choice)
@@ -315,7 +332,7 @@ class SAEM(FOCEI):
         log_terms = np.array([2.0 * np.sum(np.log(d.value[s["model"].log_scale[d.obs]]))
                               for d in designs])
         subj = np.asarray(res.ofv_i, dtype=float) + n_obs * _LOG_2PI + log_terms
-        if choice == "focei":
+        if choice in _LINEARISED:
             numbers += "; forward sensitivities for the FOCE-I covariance step"
         diag = dataclasses.replace(
             point.diagnostics, subject_objective=subj, starts_objective=subj[:, None].copy(),
@@ -325,16 +342,20 @@ class SAEM(FOCEI):
                     f"sampling ({opt.is_samples} draws per subject, MC SE "
                     f"{res.ofv_se:.3f}); {res.n_iter} iterations ({res.k1} exploration: "
                     f"{res.stop_reason}; {res.n_iter - res.k1} smoothing: "
-                    f"{res.smoothing_reason})"))
+                    f"{res.smoothing_reason})"
+                    + (f"; OFV by linearisation (FOCE-I objective at the SAEM estimates) "
+                       f"{ofv_focei:.4f}" if choice in _LINEARISED else "")))
         return dataclasses.replace(point, diagnostics=diag,
                                    path_objective=np.array([float(subj.sum())]))
 
     def uncertainty(self, ep: EstimationProblem, point: PointEstimate):
         s = self._state
         res = s["saem"]
-        if s["choice"] == "focei":
+        if s["choice"] in _LINEARISED:
+            s["covariance_matrix"] = "r" if s["choice"] == "linearization" else "sandwich"
             unc = super().uncertainty(ep, point)
-            method = COVARIANCE_METHOD_FOCEI
+            method = (COVARIANCE_METHOD_FOCEI if s["choice"] == "focei"
+                      else COVARIANCE_METHOD_LINEARIZATION)
         else:
             method = (COVARIANCE_METHOD_SANDWICH if s["choice"] == "sandwich"
                       else COVARIANCE_METHOD)
@@ -352,7 +373,7 @@ class SAEM(FOCEI):
             pop, method="saem", iterations=int(res.n_iter), evaluations=int(res.n_iter),
             converged=bool(np.isfinite(res.ofv)),
             covariance_method=method if not failed else pop.covariance_method,
-            history=hist)
+            history=hist, ofv_linearised=float(s["ofv_focei"]))
         return unc
 
     def _sa_uncertainty(self, ep, point, res, method=COVARIANCE_METHOD):
