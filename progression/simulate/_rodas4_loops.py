@@ -390,6 +390,7 @@ if AVAILABLE:
         rejected = False
         steps = 0
         need_jac = True
+        need_ft = not autonomous
         while True:
             next_break = breaks[s, up]
             hh = min(h, next_break - t)
@@ -397,13 +398,14 @@ if AVAILABLE:
             if need_jac:
                 jac(t, y, p, J)
                 counts[2] += 1
-                if not autonomous:
-                    dt = dt_eps * max(1.0, abs(t))
-                    rhs(t + dt, y, p, tmp)
-                    counts[1] += 1
-                    for i in range(n):
-                        ft[i] = (tmp[i] - f[i]) / dt
                 need_jac = False
+            if need_ft:
+                dt = dt_eps * max(1.0, abs(t))
+                rhs(t + dt, y, p, tmp)
+                counts[1] += 1
+                for i in range(n):
+                    ft[i] = (tmp[i] - f[i]) / dt
+                need_ft = False
             err = _attempt(K, t, hh, y, S, p, sidx, a, f, J, Fp, g, ft, gt, autonomous,
                            rtol, atol, coef_A, coef_C, coef_CT, coef_D, W, Ky, KS, yi,
                            Si, fi, Ji, Fpi, gi, ry, rS, y_new, S_new, piv)
@@ -417,7 +419,13 @@ if AVAILABLE:
             if ok:
                 t_new = next_break if cut else t + hh
                 last = t_new >= t_end
-                rhs(t_new, y_new, p, f1)
+                if cut or last:
+                    rhs(t_new, y_new, p, f1)
+                else:
+                    # the next step's Jacobian with the slope, from one elimination (the
+                    # step start's J is not read again: the outputs need slopes only)
+                    K[9](t_new, y_new, p, f1, J)
+                    counts[2] += 1
                 counts[1] += 1
                 ha = t_new - t
                 while nxt < T and times[nxt] <= t_new:
@@ -432,7 +440,8 @@ if AVAILABLE:
                     f[i] = f1[i]
                 y_start_saved = True
                 t = t_new
-                need_jac = True
+                need_jac = cut or last
+                need_ft = not autonomous
                 if cut:
                     for c in range(n_hidden):
                         p[P + c] = hidden[s, up, c]
@@ -570,6 +579,10 @@ PARALLEL = True
 #: Subjects from which a call spreads them over the threads: a subject costs ~0.1-1 ms, the
 #: threads' start and join some 10-50 us.
 PARALLEL_ROWS = 16
+#: Subjects a thread takes at a time (numba's ``parallel_chunksize``: chunks handed out as
+#: threads free up, not one fixed half per thread): a subject's cost varies several-fold with
+#: its parameters, and on a shared machine one thread may be held up.
+CHUNK = 4
 
 
 def grid_threads() -> int:
@@ -590,7 +603,8 @@ def _grid_states(KL, P_all, *args):
     """:func:`_grid` (serial) or :func:`_grid_par` (threads) by the batch size and
     :func:`grid_threads`; the same arguments and numbers."""
     if P_all.shape[0] >= PARALLEL_ROWS and grid_threads() > 1:
-        return _grid_par_q(KL, P_all, *args)
+        with numba.parallel_chunksize(CHUNK):
+            return _grid_par_q(KL, P_all, *args)
     return _grid_q(KL, P_all, *args)
 
 
