@@ -25,6 +25,7 @@ Run: ``python benchmarks/fit_individual.py [--patients 200] [--baseline-sample 2
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -40,6 +41,8 @@ from scipy.integrate import solve_ivp
 import progression as pg
 from progression.fit import Design, Problem, fit, parse_fit_config
 from progression.fit import problem as _problem_module
+
+_grid_loops = importlib.import_module("progression.simulate._rodas4_loops")
 
 RESULTS = Path(__file__).parent / "results"
 VISITS = np.arange(0.0, 25.0, 2.0)
@@ -242,12 +245,28 @@ def main():
         runs.append(time.perf_counter() - start)
         cpu_runs.append(time.process_time() - cpu0)
     t_ours, t_cold = float(np.median(runs)), runs[0]
+    threads = _grid_loops.grid_threads()
+    # the same fit with the grid path's Rodas4 states on one thread (same numbers): what the
+    # threads bring on this machine now
+    serial_runs, serial_cpu = [], []
+    _grid_loops.PARALLEL, parallel = False, _grid_loops.PARALLEL
+    try:
+        for _ in range(3):
+            start, cpu0 = time.perf_counter(), time.process_time()
+            fit(cfg, data=designs, jobs=args.jobs)
+            serial_runs.append(time.perf_counter() - start)
+            serial_cpu.append(time.process_time() - cpu0)
+    finally:
+        _grid_loops.PARALLEL = parallel
+    t_serial, c_serial = float(np.median(serial_runs)), float(np.median(serial_cpu))
     # where the time goes: one more (untimed) run with every batched evaluation logged
     log, log_timings = evaluation_log(cfg, designs, args.jobs)
     phases = phase_table(log, log_timings)
     print("\n".join(phases))
     c_ours = float(np.median(cpu_runs))
     ours = np.column_stack([result.estimates(name) for name in FREE])
+    print(f"progression.fit, grid states on one thread: {t_serial:.3f} s wall, {c_serial:.3f} s "
+          f"CPU (median of 3); with {threads} thread(s): {t_ours:.3f} s wall")
     print(f"progression.fit:        {t_ours:8.2f} s  (median of 3; first run {t_cold:.2f} s; "
           f"{result.counters['simulations']} batched simulations, "
           f"{result.counters['subject_solves']} subject solves, converged "
@@ -269,7 +288,8 @@ def main():
     scaled = f" (scaled from {k})" if k < n else ""
     print(f"lmfit leastsq + solve_ivp loop: {t_user:8.2f} s{scaled}  ({np.mean(nfev):.0f} "
           f"residual calls per patient)  -> ratio {t_user / t_ours:.1f}x wall, "
-          f"{c_user / c_ours:.1f}x CPU (target 120x)")
+          f"{c_user / c_ours:.1f}x CPU (target 120x); grid states on one thread: "
+          f"{t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU")
 
     problem = Problem.from_config(cfg)
     m2ll_ours = score(problem, designs[:k], ours[:k])
@@ -295,12 +315,19 @@ def main():
         "baseline_patients_timed": k,
         "values_per_patient": int(3 * VISITS.size),
         "free_parameters": list(FREE),
+        "grid_threads": threads,
         "seconds": {"progression_fit": t_ours, "progression_fit_runs": runs,
+                    "progression_fit_one_thread": t_serial,
+                    "progression_fit_one_thread_runs": serial_runs,
                     "lmfit_leastsq_solve_ivp_loop": t_user},
         "cpu_seconds": {"progression_fit": c_ours, "progression_fit_runs": cpu_runs,
+                        "progression_fit_one_thread": c_serial,
+                        "progression_fit_one_thread_runs": serial_cpu,
                         "lmfit_leastsq_solve_ivp_loop": c_user},
         "ratio": t_user / t_ours,
         "ratio_cpu": c_user / c_ours,
+        "ratio_one_thread": t_user / t_serial,
+        "ratio_cpu_one_thread": c_user / c_serial,
         "target": {"ratio": 120, "met_wall": t_user / t_ours >= 120,
                    "met_cpu": c_user / c_ours >= 120},
         "progression": {"simulations": result.counters["simulations"],
@@ -347,11 +374,15 @@ def main():
         f"{args.jobs or 1}; median of 3 runs, first run {t_cold:.2f} s) | "
         f"{t_ours:.2f} | {c_ours:.2f} | {result.counters['simulations']} batched "
         "simulations |",
+        f"| the same, the grid path's Rodas4 states on one thread (`_rodas4_loops.PARALLEL = "
+        f"False`; the default spreads them over numba's threads, {threads} here, with the "
+        f"same numbers; median of 3) | {t_serial:.2f} | {c_serial:.2f} | same |",
         f"| plain loop: `lmfit.minimize(leastsq)` + `solve_ivp` LSODA per patient, "
         f"finite-difference Jacobian{f' (timed on {k}, scaled)' if k < n else ''} | "
         f"{t_user:.1f} | {c_user:.1f} | {np.mean(nfev):.0f} per patient |",
         "",
-        f"**Speed-up: {t_user / t_ours:.1f}x wall, {c_user / c_ours:.1f}x CPU** (issue 12's "
+        f"**Speed-up: {t_user / t_ours:.1f}x wall, {c_user / c_ours:.1f}x CPU**; grid states "
+        f"on one thread {t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU (issue 12's "
         f"target: at least 120x at equal or better objective; "
         f"{'met' if min(t_user / t_ours, c_user / c_ours) >= 120 and better == 1.0 else 'NOT met'}"
         ").",
@@ -372,7 +403,8 @@ def main():
         + f"; {result.counters['simulations']} batched simulations, "
         f"{result.counters['subject_solves']} subject solves. The fit's steps: batched "
         "Levenberg-Marquardt on the grid path (states per patient by Rodas4, compiled when "
-        "numba is installed; sensitivities on the 0.5-month grid by the trapezoidal rule, "
+        "numba is installed, the patients spread over numba's threads in chunks of 4; "
+        "sensitivities on the 0.5-month grid by the trapezoidal rule, "
         "compiled kernels; rows with equal parameters are integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
