@@ -228,13 +228,16 @@ def score(pop, truth: dict, level: float = LEVEL) -> dict:
                              "se_scale": se, "covered": _wald(ex, tx, se, z)}
     om_names = list(pop.omega_names)
     om = np.asarray(pop.omega, dtype=float)
+    held = {q for b in (getattr(pop, "omega_blocks", None) or ()) if b.get("fixed")
+            for q in b["parameters"]}
     for p, t in truth["omega"].items():
         k = om_names.index(p)
         e = float(om[k, k])
         se_nat = float(pop.omega_se.get(p, math.nan))
         se = se_nat / e if e > 0 else math.nan       # delta method: SE of log omega^2
         out["omega"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
-                           "se": se_nat, "covered": _wald(math.log(e), math.log(t), se, z)}
+                           "se": se_nat, "covered": (None if p in held else _wald(
+                               math.log(e), math.log(t), se, z)), "held": p in held}
     coefs = dict(getattr(pop, "coefficients", {}) or {})
     for label, t in truth.get("coefficients", {}).items():
         if label not in coefs:
@@ -338,7 +341,9 @@ def summarise(lines: list[dict]) -> dict:
                           "median_abs_rel_error": float(np.median(np.abs(r))),
                           "truth_median": float(np.median(
                               [x["score"][part][p]["truth"] for x in ok])),
-                          "covered": int(sum(c)), "with_se": len(c)}
+                          "covered": int(sum(c)), "with_se": len(c),
+                          "held": int(sum(bool(x["score"][part][p].get("held"))
+                                          for x in ok))}
     for label in ok[0]["score"]["coefficients"]:
         v = [x["score"]["coefficients"][label] for x in ok
              if label in x["score"]["coefficients"]]
@@ -391,6 +396,9 @@ def markdown(meta: dict, s: dict) -> str:
     for part, what in (("typical", "typical value"), ("omega", "omega^2")):
         for p, d in s[part].items():
             mark = " (approx. truth)" if p in approx else ""
+            if d.get("held"):
+                mark += (" (held, not estimated)" if d["held"] == s["succeeded"]
+                         else f" (held in {d['held']} of {s['succeeded']})")
             lines.append(f"| {p} {what}{mark} | {d['truth_median']:.4g} | "
                          f"{d['median_rel_error']:+.1%} | {d['median_abs_rel_error']:.1%} | "
                          f"{cov(d)} |")

@@ -89,17 +89,20 @@ def _df(error_model: str) -> float:
     return float(m.group(1)) if m else math.inf
 
 
-def simulate_replicate(n: int, seed: int, cfg, truth: dict = TRUTH):
+def simulate_replicate(n: int, seed: int, cfg, truth: dict = TRUTH, cohort_config=None):
     """Designs of ``n`` patients (clinic generator's design, seed ``seed``) with values drawn
     from ``cfg``'s population model at ``truth``; (designs, per-subject true anchored onset
-    model times, redraws)."""
+    model times, redraws). ``cohort_config``: another generator for the design (a dict or
+    path as :func:`progression.als.synthetic.synthetic_cohort` takes; default the clinic
+    generator)."""
     from progression.als.synthetic import synthetic_cohort
     from progression.fit.design import designs_from_cohort
     from progression.fit.population._adapter import ProblemModel
     from progression.fit.problem import Problem
     from progression.fit.transforms import SCALES
 
-    cohort, _ = synthetic_cohort(pr.COHORT_CONFIG, n=int(n), seed=int(seed))
+    cohort, _ = synthetic_cohort(pr.COHORT_CONFIG if cohort_config is None else cohort_config,
+                                 n=int(n), seed=int(seed))
     designs, _ = designs_from_cohort(cohort, cfg)
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(designs)

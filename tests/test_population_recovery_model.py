@@ -117,3 +117,32 @@ def test_study_runs_through_the_shared_resumable_loop(tmp_path, monkeypatch):
     assert "(well specified)" in Path(str(out) + ".md").read_text()
     prm.run(1, n=20, seed0=100, out=out, options={"saem_chains": 4}, verbose=False)
     assert calls[-1] == 100
+
+
+def test_a_held_omega_is_scored_as_held_not_covered():
+    """A variance fixed in the fit (eta_fixed: a fixed 1 x 1 Omega block) is reported as held:
+    no coverage counted for it (its 'SE' is not an uncertainty), and the summary says so."""
+    from types import SimpleNamespace
+
+    pr = prm.pr
+    pop = SimpleNamespace(
+        fixed_effects={"eD": 0.33}, bounds={"eD": (0.01, 5.0)}, scales={"eD": "log"},
+        covariance_names=("theta eD",), covariance=np.diag([0.1 ** 2]),
+        omega_names=("eD",), omega=np.array([[0.09]]), omega_se={"eD": 0.0},
+        omega_blocks=({"parameters": ["eD"], "fixed": True},), coefficients={})
+    truth = {"typical": {"eD": 0.34}, "omega": {"eD": 0.09}, "coefficients": {}}
+    s = pr.score(pop, truth)
+    assert s["omega"]["eD"]["held"] is True and s["omega"]["eD"]["covered"] is None
+    assert s["typical"]["eD"]["covered"] is True          # |log(0.33/0.34)| < 1.96 * 0.1
+    free = pr.score(SimpleNamespace(**{**vars(pop), "omega_se": {"eD": 0.03},
+                                       "omega_blocks": ({"parameters": ["eD"],
+                                                         "fixed": False},)}), truth)
+    assert free["omega"]["eD"]["held"] is False and free["omega"]["eD"]["covered"] is True
+    line = {"seed": 1, "key": "k", "seconds": 1.0, "covariance_ok": True, "started": "a",
+            "finished": "b", "score": s}
+    summ = pr.summarise([line])
+    assert summ["omega"]["eD"]["held"] == 1 and summ["omega"]["eD"]["with_se"] == 0
+    meta = {"title": "t", "command": "c", "config": "c", "config_sha": "0" * 12,
+            "cohort_config": "g", "n": 1, "seed0": 1, "options": {}, "jsonl": "j",
+            "truth_note": ""}
+    assert "eD omega^2 (held, not estimated)" in pr.markdown(meta, summ)
