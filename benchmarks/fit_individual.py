@@ -43,6 +43,7 @@ from progression.fit import Design, Problem, fit, parse_fit_config
 from progression.fit import problem as _problem_module
 
 _grid_loops = importlib.import_module("progression.simulate._rodas4_loops")
+_gridsens = importlib.import_module("progression._gridsens")
 
 RESULTS = Path(__file__).parent / "results"
 VISITS = np.arange(0.0, 25.0, 2.0)
@@ -246,10 +247,11 @@ def main():
         cpu_runs.append(time.process_time() - cpu0)
     t_ours, t_cold = float(np.median(runs)), runs[0]
     threads = _grid_loops.grid_threads()
-    # the same fit with the grid path's Rodas4 states on one thread (same numbers): what the
-    # threads bring on this machine now
+    # the same fit with the grid path's kernels on one thread (same numbers): what the threads
+    # bring on this machine now
     serial_runs, serial_cpu = [], []
-    _grid_loops.PARALLEL, parallel = False, _grid_loops.PARALLEL
+    flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL)
+    _grid_loops.PARALLEL = _gridsens.PARALLEL = False
     try:
         for _ in range(3):
             start, cpu0 = time.perf_counter(), time.process_time()
@@ -257,7 +259,7 @@ def main():
             serial_runs.append(time.perf_counter() - start)
             serial_cpu.append(time.process_time() - cpu0)
     finally:
-        _grid_loops.PARALLEL = parallel
+        _grid_loops.PARALLEL, _gridsens.PARALLEL = flags
     t_serial, c_serial = float(np.median(serial_runs)), float(np.median(serial_cpu))
     # where the time goes: one more (untimed) run with every batched evaluation logged
     log, log_timings = evaluation_log(cfg, designs, args.jobs)
@@ -265,7 +267,7 @@ def main():
     print("\n".join(phases))
     c_ours = float(np.median(cpu_runs))
     ours = np.column_stack([result.estimates(name) for name in FREE])
-    print(f"progression.fit, grid states on one thread: {t_serial:.3f} s wall, {c_serial:.3f} s "
+    print(f"progression.fit, grid path on one thread: {t_serial:.3f} s wall, {c_serial:.3f} s "
           f"CPU (median of 3); with {threads} thread(s): {t_ours:.3f} s wall")
     print(f"progression.fit:        {t_ours:8.2f} s  (median of 3; first run {t_cold:.2f} s; "
           f"{result.counters['simulations']} batched simulations, "
@@ -288,7 +290,7 @@ def main():
     scaled = f" (scaled from {k})" if k < n else ""
     print(f"lmfit leastsq + solve_ivp loop: {t_user:8.2f} s{scaled}  ({np.mean(nfev):.0f} "
           f"residual calls per patient)  -> ratio {t_user / t_ours:.1f}x wall, "
-          f"{c_user / c_ours:.1f}x CPU (target 120x); grid states on one thread: "
+          f"{c_user / c_ours:.1f}x CPU (target 120x); grid path on one thread: "
           f"{t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU")
 
     problem = Problem.from_config(cfg)
@@ -374,14 +376,15 @@ def main():
         f"{args.jobs or 1}; median of 3 runs, first run {t_cold:.2f} s) | "
         f"{t_ours:.2f} | {c_ours:.2f} | {result.counters['simulations']} batched "
         "simulations |",
-        f"| the same, the grid path's Rodas4 states on one thread (`_rodas4_loops.PARALLEL = "
-        f"False`; the default spreads them over numba's threads, {threads} here, with the "
-        f"same numbers; median of 3) | {t_serial:.2f} | {c_serial:.2f} | same |",
+        f"| the same, the grid path on one thread (`_rodas4_loops.PARALLEL = _gridsens.PARALLEL "
+        f"= False`; the default spreads the patients of its compiled kernels over numba's "
+        f"threads, {threads} here, with the same numbers; median of 3) | {t_serial:.2f} | "
+        f"{c_serial:.2f} | same |",
         f"| plain loop: `lmfit.minimize(leastsq)` + `solve_ivp` LSODA per patient, "
         f"finite-difference Jacobian{f' (timed on {k}, scaled)' if k < n else ''} | "
         f"{t_user:.1f} | {c_user:.1f} | {np.mean(nfev):.0f} per patient |",
         "",
-        f"**Speed-up: {t_user / t_ours:.1f}x wall, {c_user / c_ours:.1f}x CPU**; grid states "
+        f"**Speed-up: {t_user / t_ours:.1f}x wall, {c_user / c_ours:.1f}x CPU**; grid path "
         f"on one thread {t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU (issue 12's "
         f"target: at least 120x at equal or better objective; "
         f"{'met' if min(t_user / t_ours, c_user / c_ours) >= 120 and better == 1.0 else 'NOT met'}"
@@ -403,9 +406,10 @@ def main():
         + f"; {result.counters['simulations']} batched simulations, "
         f"{result.counters['subject_solves']} subject solves. The fit's steps: batched "
         "Levenberg-Marquardt on the grid path (states per patient by Rodas4, compiled when "
-        "numba is installed, the patients spread over numba's threads in chunks of 4; "
-        "sensitivities on the 0.5-month grid by the trapezoidal rule, "
-        "compiled kernels; rows with equal parameters are integrated once, so the first "
+        "numba is installed; sensitivities on the 0.5-month grid by the trapezoidal rule, "
+        "compiled kernels; the patients of the Rodas4 and step-rule kernels, and the nodes of "
+        "the stiffness bound, spread over numba's threads; rows with equal parameters are "
+        "integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
         "rtol 1e-10, in groups of 100 rows, the stacked LSODA). A patient whose grid-path "

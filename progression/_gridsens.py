@@ -47,12 +47,15 @@ try:
 except ImportError:     # numba is optional: the numpy code below is the tested fallback
     numba = None
 
+from . import _omp  # before numba starts its threads: they wait passively (see there)
 from ._gridsens_numba import (  # compiled kernels (numba); split for size, moved unchanged
     _estimate_kernel,
     _gershgorin_kernel,
     _gj_stack,
     _power_bound_kernel,
+    _power_bound_par,
     _propagate_kernel,
+    _propagate_par,
     _recurrence_kernel,
     _step_maps_kernel,
 )
@@ -68,6 +71,18 @@ COMPILED = numba is not None and os.environ.get("PROGRESSION_BACKEND", "").strip
 
 #: Working memory grid_sensitivities aims at; larger batches are done in subject chunks.
 _WORK_BYTES = 200e6
+
+#: Spread the compiled step rule's subjects and the stiffness bound's nodes over numba's
+#: threads (``*_par`` twins of the kernels, the same per-subject / per-node functions: the
+#: same numbers) from :data:`PARALLEL_ROWS` subjects, when :func:`progression._omp.threads`
+#: allows more than one. Measured on benchmarks/fit_individual.py: see its results.
+PARALLEL = True
+PARALLEL_ROWS = 16
+
+
+def _threads(m: int) -> bool:
+    """Whether a compiled kernel over ``m`` subjects runs on numba's threads."""
+    return PARALLEL and m >= PARALLEL_ROWS and _omp.threads() > 1
 
 
 def solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -192,7 +207,12 @@ def _stiff_steps(grid, J):
             # each node stops squaring once its bound shows both of its steps non-stiff (the
             # bounds only decrease with squaring, so the decisions are the numpy code's)
             bound = np.empty(mi.size)
-            _power_bound_kernel(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
+            if _threads(m):
+                # nodes in chunks handed out as threads free up (their costs differ)
+                with numba.parallel_chunksize(16):
+                    _power_bound_par(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
+            else:
+                _power_bound_kernel(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
         else:
             bound = _power_bound(J[:, :, mi, gi].transpose(2, 0, 1))
         rho[mi, gi] = np.minimum(rho[mi, gi], bound)
@@ -289,8 +309,13 @@ def _propagate_compiled(J, F, S0, new_w, old_w):
     start = np.zeros(m, dtype=np.int64)
     stop = np.empty(m, dtype=np.int64)
     eye = np.eye(n)
+    threads = _threads(m)
     while True:
-        _propagate_kernel(J, F, new_w, old_w, S, start, stop)
+        if threads:
+            with numba.parallel_chunksize(4):
+                _propagate_par(J, F, new_w, old_w, S, start, stop)
+        else:
+            _propagate_kernel(J, F, new_w, old_w, S, start, stop)
         mi = np.nonzero(stop >= 0)[0]
         if mi.size == 0:
             return S.transpose(1, 0, 2, 3)

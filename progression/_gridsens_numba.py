@@ -23,6 +23,16 @@ def _njit(func):
     return numba.njit(cache=True, nogil=True)(func) if numba is not None else func
 
 
+def _njit_parallel(func):
+    """``_njit`` with ``prange`` loops spread over numba's threads (progression._gridsens
+    decides when to call these twins of the serial kernels)."""
+    return (numba.njit(cache=True, nogil=True, parallel=True)(func) if numba is not None
+            else func)
+
+
+prange = numba.prange if numba is not None else range
+
+
 @_njit
 def _gj_one(w, n):
     """Gauss-Jordan without pivoting on one contiguous augmented system w (n, c), in place;
@@ -133,46 +143,62 @@ def _recurrence_kernel(M, d, S, subjects):
 
 
 @_njit
+def _propagate_row(J, F, new_w, old_w, S, start, stop, s, w):
+    """Subject ``s`` of :func:`_propagate_kernel` (its arguments; ``w`` an (n, n + k) work
+    array): shared by the serial and the threaded kernel, so both give the same numbers."""
+    n = J.shape[0]
+    k = F.shape[1]
+    stop[s] = -1
+    if start[s] < 0:
+        return
+    for j in range(start[s], new_w.shape[1]):
+        nw = new_w[s, j]
+        ow = old_w[s, j]
+        finite = True
+        for r in range(n):
+            for q in range(n):
+                w[r, q] = -nw * J[r, q, s, j + 1]
+            w[r, r] += 1.0
+            for q in range(k):
+                acc = S[s, j, r, q]
+                for c in range(n):
+                    acc += ow * J[r, c, s, j] * S[s, j, c, q]
+                w[r, n + q] = acc + (nw * F[r, q, s, j + 1] + ow * F[r, q, s, j])
+            for q in range(n + k):
+                if not np.isfinite(w[r, q]):
+                    finite = False
+        if _gj_one(w, n):
+            if finite:
+                stop[s] = j
+                return
+            for r in range(n):
+                for q in range(k):
+                    S[s, j + 1, r, q] = np.nan
+            continue
+        for r in range(n):
+            for q in range(k):
+                S[s, j + 1, r, q] = w[r, n + q]
+
+
+@_njit
 def _propagate_kernel(J, F, new_w, old_w, S, start, stop):
     """For every subject s with start[s] >= 0, steps j = start[s], ...: solve
     [I - nw J[j+1] | (I + ow J[j]) S[s, j] + nw F[j+1] + ow F[j]] for S[s, j+1] (S
     subject-major). A step whose pivots are poor (as _gj_one) with finite inputs stops the
     subject there (stop[s] = j) for LAPACK; non-finite inputs give NaN and go on, as LAPACK
     would; stop[s] = -1 when the subject is done."""
-    n = J.shape[0]
-    k = F.shape[1]
-    w = np.empty((n, n + k))
+    w = np.empty((J.shape[0], J.shape[0] + F.shape[1]))
     for s in range(J.shape[2]):
-        stop[s] = -1
-        if start[s] < 0:
-            continue
-        for j in range(start[s], new_w.shape[1]):
-            nw = new_w[s, j]
-            ow = old_w[s, j]
-            finite = True
-            for r in range(n):
-                for q in range(n):
-                    w[r, q] = -nw * J[r, q, s, j + 1]
-                w[r, r] += 1.0
-                for q in range(k):
-                    acc = S[s, j, r, q]
-                    for c in range(n):
-                        acc += ow * J[r, c, s, j] * S[s, j, c, q]
-                    w[r, n + q] = acc + (nw * F[r, q, s, j + 1] + ow * F[r, q, s, j])
-                for q in range(n + k):
-                    if not np.isfinite(w[r, q]):
-                        finite = False
-            if _gj_one(w, n):
-                if finite:
-                    stop[s] = j
-                    break
-                for r in range(n):
-                    for q in range(k):
-                        S[s, j + 1, r, q] = np.nan
-                continue
-            for r in range(n):
-                for q in range(k):
-                    S[s, j + 1, r, q] = w[r, n + q]
+        _propagate_row(J, F, new_w, old_w, S, start, stop, s, w)
+
+
+@_njit_parallel
+def _propagate_par(J, F, new_w, old_w, S, start, stop):
+    """:func:`_propagate_kernel` with the subjects spread over numba's threads (same
+    numbers)."""
+    for s in prange(J.shape[2]):
+        w = np.empty((J.shape[0], J.shape[0] + F.shape[1]))
+        _propagate_row(J, F, new_w, old_w, S, start, stop, s, w)
 
 
 @_njit
@@ -239,6 +265,46 @@ def _gershgorin_kernel(J, rho):
 
 
 @_njit
+def _power_bound_node(J, mi, gi, squarings, limit, out, i, A, B):
+    """Node ``i`` of :func:`_power_bound_kernel` (its arguments; ``A``, ``B`` (n, n) work
+    arrays): shared by the serial and the threaded kernel, so both give the same numbers."""
+    n = J.shape[0]
+    for r in range(n):
+        for q in range(n):
+            A[r, q] = J[r, q, mi[i], gi[i]]
+    log_scale = 0.0
+    for sq in range(squarings):
+        norm = 0.0
+        for r in range(n):
+            for q in range(n):
+                norm += A[r, q] * A[r, q]
+        norm = np.sqrt(norm)
+        bound = np.exp((log_scale + np.log(norm)) / 2.0 ** sq)
+        if bound <= limit[i]:
+            out[i] = bound
+            return
+        if not norm > 0:
+            norm = 1.0
+        inv = 1.0 / norm        # (numpy divides: the bound moves by rounding only)
+        for r in range(n):
+            for q in range(n):
+                A[r, q] *= inv
+        log_scale = 2.0 * (log_scale + np.log(norm))
+        for r in range(n):
+            for q in range(n):
+                acc = 0.0
+                for c in range(n):
+                    acc += A[r, c] * A[c, q]
+                B[r, q] = acc
+        A, B = B, A
+    last = 0.0
+    for r in range(n):
+        for q in range(n):
+            last += A[r, q] * A[r, q]
+    out[i] = np.exp((log_scale + np.log(np.sqrt(last))) / 2.0 ** squarings)
+
+
+@_njit
 def _power_bound_kernel(J, mi, gi, squarings, limit, out):
     """:func:`_power_bound` of the nodes J[:, :, mi[i], gi[i]] into out (len(mi),), except
     that a node stops at the first intermediate bound ``||A^(2^s)||^(1/2^s)`` at or below
@@ -248,40 +314,15 @@ def _power_bound_kernel(J, mi, gi, squarings, limit, out):
     A = np.empty((n, n))
     B = np.empty((n, n))
     for i in range(mi.size):
-        for r in range(n):
-            for q in range(n):
-                A[r, q] = J[r, q, mi[i], gi[i]]
-        log_scale = 0.0
-        done = False
-        for sq in range(squarings):
-            norm = 0.0
-            for r in range(n):
-                for q in range(n):
-                    norm += A[r, q] * A[r, q]
-            norm = np.sqrt(norm)
-            bound = np.exp((log_scale + np.log(norm)) / 2.0 ** sq)
-            if bound <= limit[i]:
-                out[i] = bound
-                done = True
-                break
-            if not norm > 0:
-                norm = 1.0
-            inv = 1.0 / norm        # (numpy divides: the bound moves by rounding only)
-            for r in range(n):
-                for q in range(n):
-                    A[r, q] *= inv
-            log_scale = 2.0 * (log_scale + np.log(norm))
-            for r in range(n):
-                for q in range(n):
-                    acc = 0.0
-                    for c in range(n):
-                        acc += A[r, c] * A[c, q]
-                    B[r, q] = acc
-            A, B = B, A
-        if done:
-            continue
-        last = 0.0
-        for r in range(n):
-            for q in range(n):
-                last += A[r, q] * A[r, q]
-        out[i] = np.exp((log_scale + np.log(np.sqrt(last))) / 2.0 ** squarings)
+        _power_bound_node(J, mi, gi, squarings, limit, out, i, A, B)
+
+
+@_njit_parallel
+def _power_bound_par(J, mi, gi, squarings, limit, out):
+    """:func:`_power_bound_kernel` with the nodes spread over numba's threads (same
+    numbers)."""
+    n = J.shape[0]
+    for i in prange(mi.size):
+        A = np.empty((n, n))
+        B = np.empty((n, n))
+        _power_bound_node(J, mi, gi, squarings, limit, out, i, A, B)

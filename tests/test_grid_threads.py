@@ -141,3 +141,79 @@ def test_calls_stay_serial_when_threads_cannot_help(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(loops, "PARALLEL", False)
     assert loops.grid_threads() == 1
+
+
+# ------------------------------------------------------------------ grid sensitivities
+
+def _both_gs(monkeypatch, call):
+    """``call()`` with the grid sensitivities' threaded kernels forced (from one subject) and
+    with the serial ones (the compiled path both times)."""
+    from progression import _gridsens as gs
+
+    monkeypatch.setattr(gs, "COMPILED", True)
+    monkeypatch.setattr(gs, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(gs, "PARALLEL", True)
+    if not gs._threads(1):
+        pytest.skip("one numba thread: nothing to compare")
+    threaded = call()
+    monkeypatch.setattr(gs, "PARALLEL", False)
+    return threaded, call()
+
+
+def test_threaded_step_rule_equals_the_serial_kernel_with_poor_pivots(monkeypatch):
+    """The trapezoidal recurrence solved for S directly (every optimiser step), 40 subjects,
+    some with a zero leading pivot at a node (LAPACK takes the step, the kernel resumes) and
+    one with a NaN Jacobian: S equal to the last digit, stiff steps the same."""
+    from test_gridsens_compiled import _jacobians
+
+    from progression import _gridsens as gs
+
+    rng = np.random.default_rng(11)
+    n, k, m = 3, 2, 40
+    grid = np.arange(0.0, 10.01, 0.5)
+    J, F, S0 = _jacobians(rng, n, k, m, grid.size, 0.0)
+    P = np.eye(n)[[1, 2, 0]]
+    for s, j in ((0, 3), (0, 11), (17, 7), (39, grid.size - 1)):
+        J[:, :, s, j] = (np.eye(n) - P) / 0.25      # h/2 = 0.25: I - h/2 J = P
+    J[1, 1, 21, 9] = np.nan
+    threaded, serial = _both_gs(monkeypatch, lambda: gs._trapezoid(grid, J, F, S0, maps=False))
+    np.testing.assert_array_equal(threaded[0], serial[0])
+    np.testing.assert_array_equal(threaded[3], serial[3])
+    assert np.isnan(serial[0][10:, 21]).all() and np.isfinite(serial[0][:, 0]).all()
+
+
+@pytest.mark.parametrize("rate", [3.0, 60.0])
+def test_threaded_stiffness_bound_equals_the_serial_kernel(monkeypatch, rate):
+    """The power bound of every node of 40 subjects, with and without the early stop at a
+    limit: the same bounds to the last digit, hence the same stiff steps."""
+    from test_gridsens_compiled import _jacobians
+
+    from progression import _gridsens as gs
+
+    rng = np.random.default_rng(7)
+    grid = np.arange(0.0, 30.0, 0.5)
+    J, _, _ = _jacobians(rng, 5, 1, 40, grid.size, rate)
+    mi, gi = np.nonzero(np.ones((40, grid.size), dtype=bool))
+    for limit in (np.zeros(mi.size), np.full(mi.size, 10.0)):
+        serial, threaded = np.empty(mi.size), np.empty(mi.size)
+        gs._power_bound_kernel(J, mi, gi, gs._SQUARINGS, limit, serial)
+        gs._power_bound_par(J, mi, gi, gs._SQUARINGS, limit, threaded)
+        np.testing.assert_array_equal(threaded, serial)
+    threaded, serial = _both_gs(monkeypatch, lambda: gs._stiff_steps(grid, J))
+    np.testing.assert_array_equal(threaded, serial)
+    assert serial.any() or rate < 10
+
+
+def test_threaded_grid_sensitivities_equal_the_serial_ones_on_als_reduced(monkeypatch):
+    """The whole rule (fine and coarse grid, Richardson, error estimate) for 40 subjects."""
+    from progression._gridsens import grid_sensitivities
+
+    model = pg.load_model("als_reduced")
+    table = _table(model, 40, seed=3)
+    grid = np.arange(0.0, 50.01, 0.5)
+    states = _rodas.rodas_states(model, table, grid)[0]
+    cols = [model.parameter_index(c) for c in ("kA", "eD")]
+    for richardson in (False, True):
+        threaded, serial = _both_gs(monkeypatch, lambda r=richardson: grid_sensitivities(
+            model, grid, states, table, cols, richardson=r))
+        np.testing.assert_array_equal(threaded, serial)

@@ -15,11 +15,11 @@ Without numba this module imports, :data:`AVAILABLE` is False and nothing here i
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
 
+from .. import _omp  # before numba starts its threads: they wait passively (see there)
 from ._rodas4_numba import (
     _A,
     _C,
@@ -34,14 +34,6 @@ from ._rodas4_numba import (
 if AVAILABLE:
     import numba
     from numba import njit, prange
-
-    # numba's OpenMP threads (the threaded grid below) sleep between parallel regions instead
-    # of spinning: the default active wait took the CPU that the main thread's Python work
-    # between two grid evaluations needed on a loaded machine (benchmarks/fit_individual.py at
-    # load ~8 on 2 cores: threaded 0.90 s wall, 0.45 s CPU against 0.79 s, 0.39 s serial;
-    # passive: 0.80 s, 0.40 s). Read when numba starts its threads (the first parallel call),
-    # so only a default: a value set by the user, or threads already started, win.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from ._rodas4_numba import (
         _all_finite,
@@ -594,17 +586,12 @@ CHUNK = 4
 
 
 def grid_threads() -> int:
-    """Threads :func:`grid_states` would use for a large batch: numba's thread count, 1 when
-    :data:`PARALLEL` is off, in a worker process of :mod:`progression.parallel` (it sets
-    ``OMP_NUM_THREADS=1``: the cores are the other workers') or when this process may run on
-    one CPU only."""
-    if not (AVAILABLE and PARALLEL) or os.environ.get("OMP_NUM_THREADS") == "1":
+    """Threads :func:`grid_states` would use for a large batch: :func:`progression._omp.threads`
+    (1 in a worker process of progression.parallel or on one CPU), 1 when :data:`PARALLEL` is
+    off."""
+    if not (AVAILABLE and PARALLEL):
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(numba.get_num_threads(), cpus))
+    return _omp.threads()
 
 
 def _grid_states(KL, P_all, *args):
