@@ -104,11 +104,10 @@ FOCE-I covariance step).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri, stdtr, stdtrit
 
 from ...errors import FitError
-from ..errormodels import t_constant
-from ._core import PopulationData, Residual, call_predict, check_omega, eta_columns_of
+from ._core import PopulationData, Residual, check_omega, eta_columns_of
+from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
 from ._saem_information import Louis as _Louis
@@ -119,109 +118,6 @@ from ._saem_loglik import is_loglik as _is_loglik
 from ._saem_types import SaemOptions, SaemResult
 
 __all__ = ["SaemOptions", "SaemResult", "saem"]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-class _Chains:
-    """Data term ``sum_j q_ij`` (−2 log p(y|phi) without log 2 pi) of all chains at once.
-
-    A model with ``extra_m2ll`` true (a joint model: ``[survival]``) also gives, through
-    ``predict_extra(phi, index) -> (f, G, s)``, a term ``s = -2 log p(T_i | phi)`` that does
-    not depend on the residual model; :meth:`evaluate` adds it and keeps it in
-    :attr:`last_extra` (R,) so that the caller can carry it with the chains' state.
-    """
-
-    def __init__(self, model, data, index, D, residual):
-        self.model, self.index, self.D = model, index, D
-        self.d = data.rows(index)
-        self.n = data.y.shape[1]
-        self.obs = self.d.mask & (self.d.cens == 0)
-        self.cen = self.d.mask & (self.d.cens != 0)
-        self.residual = residual
-        self.extra = bool(getattr(model, "extra_m2ll", False))
-        self.last_extra = np.zeros(index.size)
-        # Student-t residuals (the model's residual_df; inf = normal): per value
-        nu_k = residual_df_of(model)
-        nu = (np.full(self.n, np.inf)[None] if nu_k is None
-              else np.asarray(nu_k, dtype=float)[np.minimum(self.d.observable,
-                                                            nu_k.size - 1)])
-        self.student = self.d.mask & np.isfinite(nu)
-        self.any_t = bool(self.student.any())
-        self.nu = np.where(self.student, nu, 1.0)
-        # -2 log of the t density's constant relative to the normal's (q excludes log 2 pi)
-        self.t_const = np.where(self.student, t_constant(self.nu) - _LOG_2PI, 0.0)
-
-    def _predict_extra(self, phi, index):
-        # the survival term rides as one more prediction column, so call_predict's
-        # per-row retry and finiteness check cover it as well
-        f, G, s = self.model.predict_extra(phi, index)
-        f = np.concatenate([np.asarray(f, dtype=float), np.asarray(s, float)[:, None]], axis=1)
-        G = np.asarray(G, dtype=float)
-        G = np.concatenate([G, np.zeros((G.shape[0], 1, G.shape[2]))], axis=1)
-        return f, G
-
-    def evaluate(self, phi, residual=None):
-        if not self.extra:
-            f, _, ok = call_predict(self.model, phi, self.index, self.n, self.D)
-            self.last_extra = np.zeros(self.index.size)
-            return self.data_term(f, residual, ok), f
-        fs, _, ok = call_predict(self._predict_extra, phi, self.index, self.n + 1, self.D)
-        f, s = fs[:, :self.n], fs[:, self.n]
-        self.last_extra = np.where(ok, s, np.inf)
-        return self.data_term(f, residual, ok) + self.last_extra, f
-
-    def data_term(self, f, residual=None, ok=True):
-        """``sum_j q_ij`` of predictions ``f`` (inf where ``ok`` is false or not finite)."""
-        residual = self.residual if residual is None else residual
-        d = self.d
-        with np.errstate(all="ignore"):
-            fz = np.where(d.mask, f, 0.0)
-            V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
-            r = np.where(self.obs, d.y - fz, 0.0)
-            q = np.where(self.obs, r * r / V + np.log(V), 0.0)
-            if self.any_t:
-                # Student t (scale sqrt(V)): (nu+1) log(1 + r^2/(nu V)) + log V + constant
-                nu = self.nu
-                qt = (nu + 1.0) * np.log1p(r * r / (nu * V)) + np.log(V) + self.t_const
-                q = np.where(self.obs & self.student, qt, q)
-            if self.cen.any():
-                s = np.where(d.cens == 1, 1.0, -1.0)
-                z = s * np.where(self.cen, d.limit - fz, 0.0) / np.sqrt(V)
-                lc = log_ndtr(z)
-                if self.any_t:
-                    lt = np.where(z > 0, np.log1p(-stdtr(self.nu, -z)), np.log(stdtr(self.nu, z)))
-                    lc = np.where(self.student, lt, lc)
-                q = q + np.where(self.cen, -2.0 * lc, 0.0)
-            val = q.sum(axis=1)
-        return np.where(ok & np.isfinite(val), val, np.inf)
-
-
-def residual_df_of(model):
-    """Degrees of freedom of each observable's residual (K,) from the individual model (its
-    ``residual_df``, or that of the model it wraps: the RK4 and exact prediction wrappers keep
-    the :class:`~._adapter.ProblemModel` as ``.model``); None: every residual normal."""
-    for m in (model, getattr(model, "model", None)):
-        nu = getattr(m, "residual_df", None)
-        if nu is not None:
-            return np.asarray(nu, dtype=float).ravel()
-    return None
-
-
-def _t_weights(rng, chains, ysim, f, residual):
-    """Latent precision weights of the Student-t residuals: y = f + sqrt(V / w) eps with
-    w ~ Gamma(nu/2, rate nu/2), drawn from their conditional Gamma((nu+1)/2, rate (nu +
-    r^2/V)/2) given the (imputed) values; 1 for normal residuals. With them the complete
-    data are Gaussian with variance V / w (the EM of Liu & Rubin 1995 for the t), so the
-    residual statistics and Louis' information keep their Gaussian forms in sqrt(w) (y - f)."""
-    d = chains.d
-    with np.errstate(all="ignore"):
-        fz = np.where(d.mask, f, 0.0)
-        V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
-        r2 = np.where(d.mask, (ysim - fz) ** 2, 0.0)
-        nu = chains.nu
-        w = rng.gamma(0.5 * (nu + 1.0), 2.0 / (nu + r2 / V))
-    return np.where(chains.student, w, 1.0)
 
 
 def _anneal(new, old, tau):
@@ -499,8 +395,11 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         # --- simulation step: the three Monolix kernels --------------------------------
         for _ in range(opt.kernel_iters[0]):
             prop = rng.standard_normal((R, E)) @ Lom.T
-            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
-            acc = np.log(rng.random(R)) < -0.5 * (Up - U_data)
+            # the uniforms first (the same stream as after the evaluation): the data term
+            # above which a proposal is rejected bounds its evaluation (early rejection)
+            logu = np.log(rng.random(R))
+            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now, bound=U_data - 2.0 * logu)
+            acc = logu < -0.5 * (Up - U_data)
             eta[acc], U_data[acc], f[acc] = prop[acc], Up[acc], fp[acc]
             S_cur[acc] = chains.last_extra[acc]
             acc_sum[0] += acc.mean()
@@ -512,9 +411,11 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             """Metropolis step of the random-walk kernels (symmetric proposals ``prop``, the
             prior in the ratio): each row accepts its proposal or keeps its state (the arrays
             of this iteration, in place); the acceptance rate."""
-            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now)
             Pp = prior_q(prop)
-            acc = np.log(rng.random(R)) < -0.5 * (Up + Pp - U_data - U_prior)
+            logu = np.log(rng.random(R))
+            Up, fp = chains.evaluate(phi_of(prop, mu_i), res_now,
+                                     bound=U_data + U_prior - Pp - 2.0 * logu)
+            acc = logu < -0.5 * (Up + Pp - U_data - U_prior)
             eta[acc], U_data[acc], f[acc], U_prior[acc] = (prop[acc], Up[acc], fp[acc],
                                                             Pp[acc])
             S_cur[acc] = chains.last_extra[acc]
@@ -552,28 +453,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 if exploring:
                     s_corr *= 1.0 + 0.4 * (rate - 0.4)
         # --- imputation of censored values, then the stochastic approximation ----------
-        ysim = np.where(d.mask, d.y, 0.0)
-        if chains.cen.any():
-            sd = np.sqrt(res_now.variance(np.where(d.mask, f, 0.0), d.observable))
-            u = rng.random(ysim.shape)
-            with np.errstate(all="ignore"):
-                below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
-                above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
-                if chains.any_t:
-                    # Student t residuals: the truncated t by its inverse CDF
-                    nu = chains.nu
-                    bt = f + sd * stdtrit(nu, u * stdtr(nu, (d.limit - f) / sd))
-                    at = f - sd * stdtrit(nu, u * stdtr(nu, (f - d.limit) / sd))
-                    below = np.where(chains.student, bt, below)
-                    above = np.where(chains.student, at, above)
-            ysim = np.where(chains.cen & (d.cens == 1), below,
-                            np.where(chains.cen & (d.cens == -1), above, ysim))
-        if chains.any_t:
-            # the t residuals as a Gaussian scale mixture: the latent weights given the
-            # values, and the values rescaled so that (ysim - f)^2 = w (y - f)^2, which is
-            # what the residual statistics and Louis' information read
-            w_t = _t_weights(rng, chains, ysim, f, res_now)
-            ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
+        ysim = complete_data(rng, chains, f, res_now)
         phi_e = mu_i[sub][:, cols] + eta
         gamma = 1.0 if exploring else 1.0 / (k - k1_end) ** opt.alpha
         if fcols.size:

@@ -42,7 +42,7 @@ def is_loglik(model, data, mu_i, omega, residual, cols, m, cov, opt, rng):
         t = z / np.sqrt(w / nu)
         eta = m[None] + np.einsum("nef,bnf->bne", Lc, t)    # (mb, N, E)
         idx = np.tile(np.arange(N), mb)
-        from ._saem import _Chains
+        from ._saem_chains import _Chains
 
         ch = _Chains(model, data, idx, D, residual)
         phi = mu_i[idx].copy()

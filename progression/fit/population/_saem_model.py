@@ -58,14 +58,16 @@ def applicable(problem, designs) -> bool:
     return not any(d.doses or d.covariates or d.dose_records for d in designs)
 
 
-def _state_parameters(cm, P):
+def _state_parameters(cm, P, event=None):
     """Which of the P model parameters enter the right-hand side or the initial states (the
-    others act only on the observables), from the model's symbolic form; None when unknown
-    (no symbolic form, or a parameter count that differs)."""
+    others act only on the observables), with ``event`` also those of that event's
+    condition, from the model's symbolic form; None when unknown (no symbolic form, or a
+    parameter count that differs)."""
     try:
         sym = cm.symbolic
         used = set()
-        for e in list(sym.rhs) + list(sym.initial):
+        extra = [] if event is None else [sym.events[event]]
+        for e in list(sym.rhs) + list(sym.initial) + extra:
             used |= {str(x) for x in e.free_symbols}
         names = [str(x) for x in sym.p]
     except Exception:  # noqa: BLE001 - a model without a symbolic form: no reuse
@@ -108,10 +110,17 @@ class RK4Predictions:
 
     #: Rows whose last model time exceeds CAP calibration spans fail (NaN).
     CAP = 20.0
-    #: Evaluations whose states at the observation slots are kept (compiled path), and the
-    #: largest such batch (bytes of states): the chains' batches, not importance sampling's.
-    CACHE = 3
+    #: Evaluations whose states at the observation slots (and anchor crossings) are kept
+    #: (compiled path: one SAEM iteration's calls, so that a chain's current state is
+    #: usually among them), and the largest such batch (bytes of states): the chains'
+    #: batches, not importance sampling's.
+    CACHE = 12
     CACHE_BYTES = 8e6
+    #: Relative tolerance of a cached row's key (parameters, model times): the SAEM M-step
+    #: moves the typical values and the random effects by opposite amounts, which changes a
+    #: chain's parameters in the last bits only; reusing states computed there changes the
+    #: predictions by as little (far below the scheme's error).
+    KEY_RTOL = 1e-12
 
     def __init__(self, model, h: float | None = None, compiled: bool | None = None):
         self.model = model
@@ -159,6 +168,16 @@ class RK4Predictions:
         # component the proposal left unchanged for that row); identical predictions
         self._state_cols = _state_parameters(self.cm, self.P) if self.compiled else None
         self._cache = []
+        # the anchor's crossing depends on the state parameters and the event's: cached too
+        self._cross_cols = None
+        if self.anchor is not None and self._state_cols is not None:
+            self._cross_cols = _state_parameters(self.cm, self.P, event=self.event)
+        self._xcache = []
+
+    @property
+    def accepts_bound(self) -> bool:
+        """Whether :meth:`predict` uses an early-rejection ``bound`` (the compiled path)."""
+        return self.compiled
 
     @property
     def method(self) -> str:
@@ -173,7 +192,16 @@ class RK4Predictions:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_cache"] = []
+        state["_xcache"] = []
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_xcache", [])
+        if "_cross_cols" not in state:      # pickled before the crossing cache
+            self._cross_cols = (_state_parameters(self.cm, self.P, event=self.event)
+                                if self.anchor is not None and self._state_cols is not None
+                                else None)
 
     def _model_times(self, theta, index, with_start=False):
         """Model times (R, n) of the rows' slots (NaN rows where an anchor event is not in
@@ -199,10 +227,7 @@ class RK4Predictions:
         p = np.ascontiguousarray(theta[:, :self.P])
         start = None
         if self.compiled:
-            from ._saem_compiled import rk4_crossing
-
-            T, start = rk4_crossing(self.cm.kernels, p, self.event, self.sign, h,
-                                    self.window[1], with_start=True)
+            T, start = self._crossing(p, h)
             if self.h is None:          # the predictions' step is not this one
                 start = None
         else:
@@ -210,9 +235,43 @@ class RK4Predictions:
         T = np.where((T >= self.window[0]) & (T <= self.window[1]), T, np.nan)
         return (T, start) if with_start else T
 
-    def predict(self, phi, index):
+    def _crossing(self, p, h):
+        """:func:`._saem_compiled.rk4_crossing` of the rows ``p`` (R, P) at step ``h``, rows
+        whose crossing parameters match a recent call's (:attr:`KEY_RTOL`) taken from it."""
+        from ._saem_compiled import rk4_crossing
+
+        R, S = p.shape[0], int(self.cm.kernels.n_states)
+        cols = self._cross_cols
+        if cols is None or R * (cols.sum() + 2 * S + 2) * 8 > self.CACHE_BYTES:
+            return rk4_crossing(self.cm.kernels, p, self.event, self.sign, h, self.window[1],
+                                with_start=True)
+        key = p[:, cols]
+        T = np.empty(R)
+        ks = np.empty(R, dtype=np.int64)
+        Ys, Fs = np.empty((R, S)), np.empty((R, S))
+        done = np.zeros(R, dtype=bool)
+        for e in self._xcache:
+            if e[0] == h:
+                hit = ~done & _same(e[1], key, self.KEY_RTOL)
+                if hit.any():
+                    done |= hit
+                    T[hit], ks[hit], Ys[hit], Fs[hit] = (v[hit] for v in e[2:])
+        miss = ~done
+        if miss.any():
+            Tm, (km, Ym, Fm) = rk4_crossing(self.cm.kernels, p[miss], self.event, self.sign,
+                                            h, self.window[1], with_start=True)
+            T[miss], ks[miss], Ys[miss], Fs[miss] = Tm, km, Ym, Fm
+        self._xcache.insert(0, (h, key, T, ks, Ys, Fs))
+        del self._xcache[self.CACHE:]
+        return T, (ks, Ys, Fs)
+
+    def predict(self, phi, index, bound=None):
         """Predictions on the core's scale (log for log-normal observables); NaN rows for
-        failed evaluations."""
+        failed evaluations.
+
+        ``bound``: early rejection of Metropolis-Hastings proposals on the compiled path
+        (:func:`._saem_compiled.rk4_rows`; ignored by the numpy path): rows whose data term
+        certainly exceeds their threshold stop integrating and are NaN."""
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
         theta = self.model.thetas(phi)
@@ -221,7 +280,7 @@ class RK4Predictions:
         lost = ~np.isfinite(tmax)              # no anchor event in its window: failed rows
         long = tmax > self.horizon
         if not long.any() and not lost.any():
-            f = self._solve(theta, index, tm, start)
+            f = self._solve(theta, index, tm, start, bound)
         else:
             # rows reaching far beyond the calibrated span (a tail draw of a time offset)
             # would make every lockstep step count: they are integrated as a batch of their
@@ -231,16 +290,17 @@ class RK4Predictions:
             short = ~long & ~lost
             if short.any():
                 f[short] = self._solve(theta[short], index[short], tm[short],
-                                       _rows(start, short))
+                                       _rows(start, short), _rows(bound, short))
             far = long & (tmax <= self.CAP * self.horizon / 2.0)
             if far.any():
-                f[far] = self._solve(theta[far], index[far], tm[far], _rows(start, far))
+                f[far] = self._solve(theta[far], index[far], tm[far], _rows(start, far),
+                                     _rows(bound, far))
         return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
 
     def __call__(self, phi, index):
         return self.predict(phi, index)
 
-    def _solve(self, theta, index, tm=None, start=None):
+    def _solve(self, theta, index, tm=None, start=None, bound=None):
         R = theta.shape[0]
         n = self.n
         mask = self.mask[index]
@@ -252,7 +312,8 @@ class RK4Predictions:
             out = np.full((R, n), np.nan)
             ok = np.all(np.isfinite(tm), axis=1)
             if ok.any():
-                out[ok] = self._solve(theta[ok], index[ok], tm[ok], _rows(start, ok))
+                out[ok] = self._solve(theta[ok], index[ok], tm[ok], _rows(start, ok),
+                                      _rows(bound, ok))
             return out
         tmax = tm.max(axis=1)
         span = float(tmax.max()) if R else 0.0
@@ -270,9 +331,14 @@ class RK4Predictions:
                 key = np.concatenate([p[:, self._state_cols], tm], axis=1)
                 reuse = np.zeros(R, dtype=bool)
                 states = np.empty((R, n, kernels.n_states))
+                # nsteps (the batch's) only matters for a slot in the last step, where it
+                # clamps the step index: a row whose slots all lie before both calls' last
+                # step has the same states whatever the batch
+                last = (tm.max(axis=1) / h).astype(np.int64)
                 for e in self._cache:
-                    if e[3] == h and e[4] == nsteps and np.array_equal(e[0], index):
-                        hit = ~reuse & np.all(e[1] == key, axis=1)
+                    if e[3] == h and np.array_equal(e[0], index):
+                        hit = (~reuse & (last < min(e[4], nsteps))
+                               & _same(e[1], key, self.KEY_RTOL))
                         if hit.any():
                             reuse |= hit
                             states[hit] = e[2][hit]
@@ -283,9 +349,12 @@ class RK4Predictions:
                                  nsteps).min(axis=1)
                 k0 = np.where(start[0] <= first, start[0], -1)
                 start = (k0, start[1], start[2])
-            f, states = rk4_rows(kernels, p, tm, mask, self.oi[index], self.log[index], h,
-                                 nsteps, reuse, states, start)
+            f, states, stopped = rk4_rows(kernels, p, tm, mask, self.oi[index],
+                                          self.log[index], h, nsteps, reuse, states, start,
+                                          bound)
             if key is not None:
+                # a stopped row's states are incomplete: never reused
+                key[stopped] = np.nan
                 self._cache.insert(0, (index.copy(), key, states, h, nsteps))
                 del self._cache[self.CACHE:]
             return f
@@ -400,8 +469,16 @@ class RK4Predictions:
         return False
 
 
+def _same(cached, key, rtol):
+    """Rows of ``key`` (R, m) equal to those of ``cached`` to relative ``rtol`` (NaN never)."""
+    if cached.shape != key.shape:
+        return np.zeros(key.shape[0], dtype=bool)
+    return np.all(np.abs(cached - key) <= rtol * np.abs(key), axis=1)
+
+
 def _rows(start, which):
-    """The rows ``which`` of a crossing pass's start (None stays None)."""
+    """The rows ``which`` of a per-row tuple (a crossing pass's start, an early-rejection
+    bound; None stays None)."""
     return None if start is None else tuple(a[which] for a in start)
 
 

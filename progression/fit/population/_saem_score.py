@@ -37,11 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from ...errors import FitError
 from ._core import PopulationData, Residual, eta_columns_of
-from ._saem import _Chains, _t_weights
+from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH, Louis, _noise, information, inverse_pd
 
@@ -272,29 +271,9 @@ estimate_columns
             s_blk *= 1.0 + 0.4 * (rate2 - 0.3)
             continue
         acc += (rate0, np.mean(rates1), rate2)
-        # censored values imputed given the current predictions (complete-data terms)
-        ysim = np.where(d.mask, d.y, 0.0)
-        if chains.cen.any():
-            sd = np.sqrt(residual.variance(np.where(d.mask, f, 0.0), d.observable))
-            u = rng.random(ysim.shape)
-            with np.errstate(all="ignore"):
-                below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
-                above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
-                if chains.any_t:
-                    # Student-t residuals: the truncated t by its inverse CDF (as SAEM)
-                    nu = chains.nu
-                    bt = f + sd * stdtrit(nu, u * stdtr(nu, (d.limit - f) / sd))
-                    at = f - sd * stdtrit(nu, u * stdtr(nu, (f - d.limit) / sd))
-                    below = np.where(chains.student, bt, below)
-                    above = np.where(chains.student, at, above)
-            ysim = np.where(chains.cen & (d.cens == 1), below,
-                            np.where(chains.cen & (d.cens == -1), above, ysim))
-        if chains.any_t:
-            # the t residual as a Gaussian scale mixture (SAEM's complete data): latent
-            # weights given the values, values rescaled so that the Gaussian Louis terms read
-            # sqrt(w) (y - f)
-            w_t = _t_weights(rng, chains, ysim, f, residual)
-            ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
+        # censored values imputed given the current predictions, Student-t residuals as
+        # SAEM's Gaussian scale mixture (the complete data, as in SAEM)
+        ysim = complete_data(rng, chains, f, residual)
         fz = np.where(d.mask, f, 0.0)
         fixed_terms = None
         if fcols.size:
