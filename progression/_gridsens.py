@@ -50,7 +50,9 @@ except ImportError:     # numba is optional: the numpy code below is the tested 
 from . import _omp  # before numba starts its threads: they wait passively (see there)
 from ._gridsens_numba import (  # compiled kernels (numba); split for size, moved unchanged
     _estimate_kernel,
+    _estimate_par,
     _gershgorin_kernel,
+    _gershgorin_par,
     _gj_stack,
     _power_bound_kernel,
     _power_bound_par,
@@ -72,10 +74,11 @@ COMPILED = numba is not None and os.environ.get("PROGRESSION_BACKEND", "").strip
 #: Working memory grid_sensitivities aims at; larger batches are done in subject chunks.
 _WORK_BYTES = 200e6
 
-#: Spread the compiled step rule's subjects and the stiffness bound's nodes over numba's
-#: threads (``*_par`` twins of the kernels, the same per-subject / per-node functions: the
-#: same numbers) from :data:`PARALLEL_ROWS` subjects, when :func:`progression._omp.threads`
-#: allows more than one. Measured on benchmarks/fit_individual.py: see its results.
+#: Spread the compiled step rule's, error estimate's and Gershgorin bound's subjects and the
+#: stiffness bound's nodes over numba's threads (``*_par`` twins of the kernels, the same
+#: per-subject / per-node functions: the same numbers) from :data:`PARALLEL_ROWS` subjects,
+#: when :func:`progression._omp.threads` allows more than one. Measured on
+#: benchmarks/fit_individual.py: see its results.
 PARALLEL = True
 PARALLEL_ROWS = 16
 
@@ -196,7 +199,7 @@ def _stiff_steps(grid, J):
     hmax = np.concatenate([h[:1], np.maximum(h[1:], h[:-1]), h[-1:]])   # steps at each node
     if COMPILED:
         rho = np.empty((m, G))
-        _gershgorin_kernel(J, rho)
+        (_gershgorin_par if _threads(m) else _gershgorin_kernel)(J, rho)
     else:
         rho = np.abs(J).sum(axis=1).max(axis=0)                        # Gershgorin, (m, G)
     check = hmax[None, :] * rho > STIFF_STEP
@@ -416,8 +419,9 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
                 rel = np.empty(m)
                 last = (np.full(m, G - 1, dtype=np.int64) if last_node is None
                         else np.asarray(last_node, dtype=np.int64))
-                _estimate_kernel(np.ascontiguousarray(S.transpose(1, 0, 2, 3)),
-                                 np.ascontiguousarray(coarse.transpose(1, 0, 2, 3)), last, rel)
+                (_estimate_par if _threads(m) else _estimate_kernel)(
+                    np.ascontiguousarray(S.transpose(1, 0, 2, 3)),
+                    np.ascontiguousarray(coarse.transpose(1, 0, 2, 3)), last, rel)
             else:
                 diff = np.abs(S[even] - coarse)                            # (Ge, m, n, k)
                 absS = np.abs(S)

@@ -202,6 +202,42 @@ def _propagate_par(J, F, new_w, old_w, S, start, stop):
 
 
 @_njit
+def _estimate_row(S, C, last, rel, s, size, floor):
+    """Subject ``s`` of :func:`_estimate_kernel` (its arguments; ``size`` (n, k) and ``floor``
+    (k,) work arrays): shared by the serial and the threaded kernel."""
+    G, n, k = S.shape[1], S.shape[2], S.shape[3]
+    stop = min(last[s], G - 1)
+    size[:, :] = 0.0
+    nan = False
+    for g in range(stop + 1):
+        for r in range(n):
+            for q in range(k):
+                a = abs(S[s, g, r, q])
+                if a != a:
+                    nan = True
+                elif a > size[r, q]:
+                    size[r, q] = a
+    if nan:
+        rel[s] = np.nan
+        return
+    for q in range(k):
+        big = 0.0
+        for r in range(n):
+            big = max(big, size[r, q])
+        floor[q] = 1e-6 * big + 1e-300
+    worst = 0.0
+    for e in range(stop // 2 + 1):
+        for r in range(n):
+            for q in range(k):
+                v = abs(S[s, 2 * e, r, q] - C[s, e, r, q]) / (size[r, q] + floor[q])
+                if v != v:
+                    nan = True
+                elif v > worst:
+                    worst = v
+    rel[s] = np.nan if nan else worst
+
+
+@_njit
 def _estimate_kernel(S, C, last, rel):
     """Each subject's largest |S_h - S_2h| relative to its sensitivity's size, as the numpy
     code in grid_sensitivities: S (m, G, n, k) and C (m, Ge, n, k) subject-major (C at the
@@ -210,58 +246,53 @@ def _estimate_kernel(S, C, last, rel):
     size = np.empty((n, k))
     floor = np.empty(k)
     for s in range(m):
-        stop = min(last[s], G - 1)
-        size[:, :] = 0.0
-        nan = False
-        for g in range(stop + 1):
-            for r in range(n):
-                for q in range(k):
-                    a = abs(S[s, g, r, q])
-                    if a != a:
-                        nan = True
-                    elif a > size[r, q]:
-                        size[r, q] = a
-        if nan:
-            rel[s] = np.nan
-            continue
-        for q in range(k):
-            big = 0.0
-            for r in range(n):
-                big = max(big, size[r, q])
-            floor[q] = 1e-6 * big + 1e-300
-        worst = 0.0
-        for e in range(stop // 2 + 1):
-            for r in range(n):
-                for q in range(k):
-                    v = abs(S[s, 2 * e, r, q] - C[s, e, r, q]) / (size[r, q] + floor[q])
-                    if v != v:
-                        nan = True
-                    elif v > worst:
-                        worst = v
-        rel[s] = np.nan if nan else worst
+        _estimate_row(S, C, last, rel, s, size, floor)
+
+
+@_njit_parallel
+def _estimate_par(S, C, last, rel):
+    """:func:`_estimate_kernel` with the subjects spread over numba's threads (same
+    numbers)."""
+    m, G, n, k = S.shape
+    for s in prange(m):
+        _estimate_row(S, C, last, rel, s, np.empty((n, k)), np.empty(k))
+
+
+@_njit
+def _gershgorin_row(J, rho, s, row):
+    """Subject ``s`` of :func:`_gershgorin_kernel` (``row`` a (G,) work array)."""
+    n = J.shape[0]
+    G = J.shape[3]
+    for i in range(n):
+        for g in range(G):
+            row[g] = abs(J[i, 0, s, g])
+        for q in range(1, n):
+            for g in range(G):
+                row[g] += abs(J[i, q, s, g])
+        for g in range(G):
+            v = row[g]
+            if i == 0:
+                rho[s, g] = v
+            else:
+                o = rho[s, g]
+                if o == o and (v > o or v != v):
+                    rho[s, g] = v
 
 
 @_njit
 def _gershgorin_kernel(J, rho):
     """rho[s, g] = max_i sum_j |J[i, j, s, g]| (NaN if any entry is NaN), J (n, n, m, G)."""
-    n = J.shape[0]
-    G = J.shape[3]
-    row = np.empty(G)
+    row = np.empty(J.shape[3])
     for s in range(J.shape[2]):
-        for i in range(n):
-            for g in range(G):
-                row[g] = abs(J[i, 0, s, g])
-            for q in range(1, n):
-                for g in range(G):
-                    row[g] += abs(J[i, q, s, g])
-            for g in range(G):
-                v = row[g]
-                if i == 0:
-                    rho[s, g] = v
-                else:
-                    o = rho[s, g]
-                    if o == o and (v > o or v != v):
-                        rho[s, g] = v
+        _gershgorin_row(J, rho, s, row)
+
+
+@_njit_parallel
+def _gershgorin_par(J, rho):
+    """:func:`_gershgorin_kernel` with the subjects spread over numba's threads (same
+    numbers)."""
+    for s in prange(J.shape[2]):
+        _gershgorin_row(J, rho, s, np.empty(J.shape[3]))
 
 
 @_njit

@@ -217,3 +217,28 @@ def test_threaded_grid_sensitivities_equal_the_serial_ones_on_als_reduced(monkey
         threaded, serial = _both_gs(monkeypatch, lambda r=richardson: grid_sensitivities(
             model, grid, states, table, cols, richardson=r))
         np.testing.assert_array_equal(threaded, serial)
+
+
+def test_threaded_error_estimate_and_gershgorin_bound_equal_the_serial_kernels():
+    """The per-subject error estimate (nodes up to each subject's last, a NaN subject) and the
+    Gershgorin bound (a NaN entry): the same numbers from both kernels."""
+    from progression import _gridsens as gs
+
+    rng = np.random.default_rng(2)
+    m, G, n, k = 40, 31, 4, 3
+    S = rng.standard_normal((m, G, n, k))
+    C = S[:, ::2] + 1e-4 * rng.standard_normal((m, (G + 1) // 2, n, k))
+    S[5, 7, 1, 2] = np.nan
+    last = rng.integers(0, G, m).astype(np.int64)
+    serial, threaded = np.empty(m), np.empty(m)
+    gs._estimate_kernel(S, C, last, serial)
+    gs._estimate_par(S, C, last, threaded)
+    np.testing.assert_array_equal(threaded, serial)
+    assert np.isnan(serial[5]) == (last[5] >= 7) and np.isfinite(serial[6])
+    J = rng.standard_normal((n, n, m, G))
+    J[2, 1, 9, 4] = np.nan
+    serial, threaded = np.empty((m, G)), np.empty((m, G))
+    gs._gershgorin_kernel(J, serial)
+    gs._gershgorin_par(J, threaded)
+    np.testing.assert_array_equal(threaded, serial)
+    assert np.isnan(serial[9, 4]) and np.isfinite(serial[9, 3])
