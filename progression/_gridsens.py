@@ -54,6 +54,7 @@ from ._gridsens_numba import (  # compiled kernels (numba); split for size, move
     _gershgorin_kernel,
     _gershgorin_par,
     _gj_stack,
+    _jac_points_par,
     _power_bound_kernel,
     _power_bound_par,
     _propagate_kernel,
@@ -86,6 +87,25 @@ PARALLEL_ROWS = 16
 def _threads(m: int) -> bool:
     """Whether a compiled kernel over ``m`` subjects runs on numba's threads."""
     return PARALLEL and m >= PARALLEL_ROWS and _omp.threads() > 1
+
+
+def _jacobians(model, grid, states, table, t, Y, P):
+    """J (n, n, m, G) at every node of every subject: the model's batch Jacobian at the
+    points ``t``, ``Y``, ``P`` (m G of them), or, where the subjects go over numba's threads
+    (:func:`_threads`) and the model has compiled kernels, its per-point kernel in
+    :func:`_jac_points_par` (the same numbers)."""
+    m, n, G = states.shape
+    if COMPILED and _threads(m) and getattr(model, "kernels", None) is not None:
+        from .simulate._rodas4_loops import AVAILABLE, packed_kernels
+
+        if AVAILABLE:
+            J = np.empty((n, n, m, G))
+            with numba.parallel_chunksize(4):
+                _jac_points_par(packed_kernels(model.kernels), np.ascontiguousarray(grid,
+                                dtype=float), np.ascontiguousarray(states, dtype=float),
+                                np.ascontiguousarray(table, dtype=float), J)
+            return J
+    return model.jac(t, Y, P).reshape(n, n, m, G)
 
 
 def solve_small(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -402,7 +422,7 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
     P = np.repeat(p, G, axis=1)
     estimate = np.zeros(m)
     with np.errstate(all="ignore"):
-        J = model.jac(t, Y, P).reshape(n, n, m, G)
+        J = _jacobians(model, grid, states, table, t, Y, P)
         F = model.dfdp_columns(columns)(t, Y, P).reshape(n, k, m, G)
         S0 = model.dinitial_dp(grid[0], None, p)[:, columns, :]
         S, M, d, stiff = _trapezoid(grid, J, F, S0, maps=richardson and G >= 3)

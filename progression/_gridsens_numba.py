@@ -357,3 +357,33 @@ def _power_bound_par(J, mi, gi, squarings, limit, out):
         A = np.empty((n, n))
         B = np.empty((n, n))
         _power_bound_node(J, mi, gi, squarings, limit, out, i, A, B)
+
+
+@_njit
+def _jac_row(KL, grid, states, table, J, s, y, p, out):
+    """Subject ``s`` of :func:`_jac_points_par`: the model's compiled Jacobian kernel at each
+    node (``y`` (n,), ``p`` (Q,), ``out`` (n, n) work arrays)."""
+    jac = KL[0][1]
+    n = states.shape[1]
+    for c in range(p.size):
+        p[c] = table[s, c]
+    for g in range(grid.size):
+        for i in range(n):
+            y[i] = states[s, i, g]
+        jac(grid[g], y, p, out)
+        for r in range(n):
+            for q in range(n):
+                J[r, q, s, g] = out[r, q]
+
+
+@_njit_parallel
+def _jac_points_par(KL, grid, states, table, J):
+    """J (n, n, m, G): the Jacobian at every node ``grid[g]`` and state ``states[s, :, g]``
+    (m, n, G) of every subject (parameters ``table[s]``), from the model's packed compiled
+    kernels (:func:`progression.simulate._rodas4_loops.packed_kernels`), subjects over numba's
+    threads: the numbers of the model's batch Jacobian (the same generated expressions per
+    point)."""
+    m, n, G = states.shape
+    for s in prange(m):
+        _jac_row(KL, grid, states, table, J, s, np.empty(n), np.empty(table.shape[1]),
+                 np.empty((n, n)))

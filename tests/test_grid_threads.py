@@ -205,7 +205,9 @@ def test_threaded_stiffness_bound_equals_the_serial_kernel(monkeypatch, rate):
 
 
 def test_threaded_grid_sensitivities_equal_the_serial_ones_on_als_reduced(monkeypatch):
-    """The whole rule (fine and coarse grid, Richardson, error estimate) for 40 subjects."""
+    """The whole rule (fine and coarse grid, Richardson, error estimate) for 40 subjects; the
+    threaded path's Jacobians come from the model's per-point kernel (_jac_points_par), the
+    serial path's from its batch Jacobian."""
     from progression._gridsens import grid_sensitivities
 
     model = pg.load_model("als_reduced")
