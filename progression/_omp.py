@@ -18,12 +18,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["threads"]
 
+#: The process that imported this module. GNU OpenMP (numba's ``omp`` threading layer) is
+#: not fork-safe: numba terminates a forked child that starts a parallel region after its
+#: parent did ("fork() called from a process already using GNU OpenMP"), so a forked child
+#: (a multiprocessing worker, a Dask worker) runs the serial kernels.
+_PID = os.getpid()
+
 
 def threads() -> int:
     """Threads a parallel kernel may use: numba's thread count, limited to the CPUs this
-    process may run on; 1 without numba, or in a worker process of :mod:`progression.parallel`
-    (it sets ``OMP_NUM_THREADS=1``: the other cores are the other workers')."""
-    if os.environ.get("OMP_NUM_THREADS") == "1":
+    process may run on; 1 without numba, in a worker process of :mod:`progression.parallel`
+    (it sets ``OMP_NUM_THREADS=1``: the other cores are the other workers') and in any process
+    forked after this module was imported (:data:`_PID`)."""
+    if os.environ.get("OMP_NUM_THREADS") == "1" or os.getpid() != _PID:
         return 1
     try:
         import numba

@@ -282,3 +282,35 @@ def test_the_numpy_backend_gives_the_same_fit():
     est = np.column_stack([res.estimates(n) for n in ("kA", "eD", "time_offset")])
     np.testing.assert_allclose(est, numpy_fit["est"], rtol=1e-6)
     np.testing.assert_allclose(res.subject_objective, numpy_fit["m2ll"], rtol=0, atol=1e-4)
+
+
+def test_a_forked_child_runs_the_serial_kernels():
+    """GNU OpenMP is not fork-safe (numba terminates a forked child that starts a parallel
+    region after its parent did): after the parent used the threads, a forked child gets one
+    thread from progression._omp.threads() and its grid fit runs (and gives the parent's
+    numbers)."""
+    import os
+
+    from progression import _omp
+
+    if _omp.threads() < 2:
+        pytest.skip("one numba thread: nothing to protect")
+    model = pg.load_model("als_reduced")
+    table = _table(model, 20)
+    times = np.arange(0.0, 40.5, 0.5)
+    parent = _rodas.rodas_states(model, table, times)[0]      # threads started here
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                              # the child: report and leave
+        code = 3
+        try:
+            ok = (_omp.threads() == 1 and np.array_equal(
+                _rodas.rodas_states(model, table, times)[0], parent, equal_nan=True))
+            code = 0 if ok else 1
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert got == bytes([0]), got
