@@ -419,14 +419,15 @@ if AVAILABLE:
             if ok:
                 t_new = next_break if cut else t + hh
                 last = t_new >= t_end
-                if cut or last:
-                    rhs(t_new, y_new, p, f1)
-                else:
-                    # the next step's Jacobian with the slope, from one elimination (the
-                    # step start's J is not read again: the outputs need slopes only)
-                    K[9](t_new, y_new, p, f1, J)
-                    counts[2] += 1
+                # the next step's Jacobian with the slope, from one elimination (the step
+                # start's J is not read again: the outputs need slopes only). Also on the
+                # last step and at a break, where that Jacobian is not used: the slope, and
+                # the outputs interpolated with it, must not depend on whether the step is
+                # the last (a subject's states are the same alone and in a batch whose grid
+                # extends further)
+                K[9](t_new, y_new, p, f1, J)
                 counts[1] += 1
+                counts[2] += 1
                 ha = t_new - t
                 while nxt < T and times[nxt] <= t_new:
                     _hermite((times[nxt] - t) / ha, ha, y, f, y_new, f1, yj)
@@ -440,7 +441,7 @@ if AVAILABLE:
                     f[i] = f1[i]
                 y_start_saved = True
                 t = t_new
-                need_jac = cut or last
+                need_jac = cut
                 need_ft = not autonomous
                 if cut:
                     for c in range(n_hidden):
