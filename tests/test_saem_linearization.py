@@ -20,7 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_population_saem import _theoph  # noqa: E402
-from test_population_saem_estimator import NAMES, SHORT, _config  # noqa: E402
+from test_population_saem_estimator import NAMES, _config  # noqa: E402
+from test_saem_se_estimator import covariance_options  # noqa: E402
 
 from progression.fit.estimators.saem import COVARIANCE_METHOD_LINEARIZATION  # noqa: E402
 from progression.fit.population import Residual, objective  # noqa: E402
@@ -30,7 +31,7 @@ from progression.fit.population import Residual, objective  # noqa: E402
 def fits():
     from progression.fit import fit
 
-    return {c: fit(_config("saem", options=SHORT + f'saem_covariance = "{c}"\n'))
+    return {c: fit(_config("saem", options=covariance_options(c)))
             for c in ("sa", "linearization")}
 
 

@@ -14,6 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_population_saem_estimator import CONFIG, NAMES, SHORT, TRUTH, _config, _structured  # noqa: E402
 
 
+def covariance_options(choice: str) -> str:
+    """The short SAEM run's ``[estimator]`` lines with ``saem_covariance = choice`` (shared
+    by the covariance-choice tests)."""
+    return SHORT + f'saem_covariance = "{choice}"\n'
+
+
 @pytest.fixture(scope="module")
 def data():
     from progression.fit.config import read_fit_config
@@ -40,7 +46,7 @@ def test_sandwich_choice_keeps_the_estimates(data):
     from progression.fit.estimators.saem import COVARIANCE_METHOD_SANDWICH
 
     sa = fit(_config("saem", options=SHORT), data=data)
-    sw = fit(_config("saem", options=SHORT + 'saem_covariance = "sandwich"\n'), data=data)
+    sw = fit(_config("saem", options=covariance_options("sandwich")), data=data)
     ps, pw = sa.population, sw.population
     np.testing.assert_array_equal([pw.fixed_effects[k] for k in NAMES],
                                   [ps.fixed_effects[k] for k in NAMES])
@@ -60,7 +66,7 @@ def test_sandwich_with_covariate_and_omega_block():
     focei's log-Cholesky layout like the "sa" one."""
     from progression.fit import fit
 
-    res = fit(_structured(options=SHORT + 'saem_covariance = "sandwich"\n'))
+    res = fit(_structured(options=covariance_options("sandwich")))
     pop = res.population
     assert pop.covariance_names == ("theta ka", "theta CL", "theta V", "log L ka", "L CL,ka",
                                     "log L CL", "log omega^2 V", "log conc.a",

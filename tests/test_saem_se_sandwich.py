@@ -29,6 +29,11 @@ Z = np.c_[np.ones_like(T), T]
 N = 60
 
 
+def _options(chains: int) -> SaemOptions:
+    """SAEM's defaults without importance sampling, ``chains`` chains per subject."""
+    return SaemOptions(is_samples=0, n_chains=chains)
+
+
 class _Line:
     """f_ij = phi_0 + phi_1 t_j."""
 
@@ -74,7 +79,7 @@ def _exact(ys, p, h=1e-4):
 
 def _fit(ys, seed=1):
     r = saem(_Line(), PopulationData.from_subjects(ys), [5.0, 1.0], np.eye(2),
-             Residual.additive(2.0), options=SaemOptions(is_samples=0, n_chains=1), seed=seed)
+             Residual.additive(2.0), options=_options(1), seed=seed)
     p = np.r_[r.mu, np.log(np.diag(r.omega)), np.log(r.residual.a[0])]
     return r, p
 
@@ -154,7 +159,7 @@ def test_student_t_residual_pass_agrees_with_saem():
           + rng.standard_t(3, T.size) for _ in range(N)]
     data = PopulationData.from_subjects(ys)
     r = saem(_LineT(), data, [5.0, 1.0], np.eye(2), Residual.additive(2.0),
-             options=SaemOptions(is_samples=0, n_chains=2), seed=3)
+             options=_options(2), seed=3)
     sp = score_pass(_LineT(), data, r.mu, r.omega, r.residual, eta_mean=r.eta_mean,
                     eta_cov=r.eta_cov, seed=6)
     np.testing.assert_allclose(_se(sp.covariance("model")), _se(r.covariance), rtol=0.10)

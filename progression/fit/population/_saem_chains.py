@@ -110,27 +110,42 @@ class _Chains:
         return thr, qs, kind
 
     def data_term(self, f, residual=None, ok=True):
-        """``sum_j q_ij`` of predictions ``f`` (inf where ``ok`` is false or not finite)."""
+        """``sum_j q_ij`` of predictions ``f`` (inf where ``ok`` is false or not finite).
+
+        Each term is computed at its own values only (uncensored and censored slots apart,
+        the t's CDF at the censored t values alone); the sums are those of the full (R, n)
+        array with zeros elsewhere, so the numbers do not depend on this layout.
+        """
         residual = self.residual if residual is None else residual
         d = self.d
+        if not hasattr(self, "_o"):
+            self._o, self._c = np.nonzero(self.obs), np.nonzero(self.cen)
+            self._o_k, self._c_k = d.observable[self._o], d.observable[self._c]
+            self._o_t = self.student[self._o]
+            self._c_t = self.student[self._c]
+            self._c_s = np.where(d.cens[self._c] == 1, 1.0, -1.0)
+        q = np.zeros(f.shape)
         with np.errstate(all="ignore"):
-            fz = np.where(d.mask, f, 0.0)
-            V = np.where(d.mask, residual.variance(fz, d.observable), 1.0)
-            r = np.where(self.obs, d.y - fz, 0.0)
-            q = np.where(self.obs, r * r / V + np.log(V), 0.0)
+            fo = f[self._o]
+            V = residual.variance(fo, self._o_k)
+            r = d.y[self._o] - fo
+            qo = r * r / V + np.log(V)
             if self.any_t:
                 # Student t (scale sqrt(V)): (nu+1) log(1 + r^2/(nu V)) + log V + constant
-                nu = self.nu
-                qt = (nu + 1.0) * np.log1p(r * r / (nu * V)) + np.log(V) + self.t_const
-                q = np.where(self.obs & self.student, qt, q)
-            if self.cen.any():
-                s = np.where(d.cens == 1, 1.0, -1.0)
-                z = s * np.where(self.cen, d.limit - fz, 0.0) / np.sqrt(V)
+                nu = self.nu[self._o]
+                qt = (nu + 1.0) * np.log1p(r * r / (nu * V)) + np.log(V) + self.t_const[self._o]
+                qo = np.where(self._o_t, qt, qo)
+            q[self._o] = qo
+            if self._c[0].size:
+                fc = f[self._c]
+                V = residual.variance(fc, self._c_k)
+                z = self._c_s * (d.limit[self._c] - fc) / np.sqrt(V)
                 lc = log_ndtr(z)
-                if self.any_t:
-                    lt = np.where(z > 0, np.log1p(-stdtr(self.nu, -z)), np.log(stdtr(self.nu, z)))
-                    lc = np.where(self.student, lt, lc)
-                q = q + np.where(self.cen, -2.0 * lc, 0.0)
+                if self.any_t and self._c_t.any():
+                    t = self._c_t
+                    nu, zt = self.nu[self._c][t], z[t]
+                    lc[t] = np.where(zt > 0, np.log1p(-stdtr(nu, -zt)), np.log(stdtr(nu, zt)))
+                q[self._c] = -2.0 * lc
             val = q.sum(axis=1)
         return np.where(ok & np.isfinite(val), val, np.inf)
 
@@ -185,20 +200,22 @@ def complete_data(rng, chains, f, residual):
     d = chains.d
     ysim = np.where(d.mask, d.y, 0.0)
     if chains.cen.any():
-        sd = np.sqrt(residual.variance(np.where(d.mask, f, 0.0), d.observable))
+        # one uniform per slot (the random stream does not depend on which are censored),
+        # the inverse CDFs at the censored slots only
         u = rng.random(ysim.shape)
+        c = np.nonzero(chains.cen)
+        fc, uc, lim = f[c], u[c], d.limit[c]
+        sd = np.sqrt(residual.variance(fc, d.observable[c]))
         with np.errstate(all="ignore"):
-            below = f + sd * ndtri(u * ndtr((d.limit - f) / sd))
-            above = f - sd * ndtri(u * ndtr((f - d.limit) / sd))
-            if chains.any_t:
+            below = fc + sd * ndtri(uc * ndtr((lim - fc) / sd))
+            above = fc - sd * ndtri(uc * ndtr((fc - lim) / sd))
+            t = chains.student[c]
+            if chains.any_t and t.any():
                 # Student t residuals: the truncated t by its inverse CDF
-                nu = chains.nu
-                bt = f + sd * stdtrit(nu, u * stdtr(nu, (d.limit - f) / sd))
-                at = f - sd * stdtrit(nu, u * stdtr(nu, (f - d.limit) / sd))
-                below = np.where(chains.student, bt, below)
-                above = np.where(chains.student, at, above)
-        ysim = np.where(chains.cen & (d.cens == 1), below,
-                        np.where(chains.cen & (d.cens == -1), above, ysim))
+                nu, ft, st, ut, lt = chains.nu[c][t], fc[t], sd[t], uc[t], lim[t]
+                below[t] = ft + st * stdtrit(nu, ut * stdtr(nu, (lt - ft) / st))
+                above[t] = ft - st * stdtrit(nu, ut * stdtr(nu, (ft - lt) / st))
+        ysim[c] = np.where(d.cens[c] == 1, below, above)
     if chains.any_t:
         w_t = t_weights(rng, chains, ysim, f, residual)
         ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)

@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from ... import _omp  # noqa: F401 - passive OpenMP waits, set before numba starts threads
+
 try:
     import numba
     from numba import njit, prange
@@ -33,6 +35,11 @@ else:
     AVAILABLE = True
 
 __all__ = ["AVAILABLE", "rk4_rows", "rk4_crossing"]
+
+#: Rows a thread takes at a time (numba's dynamic scheduling of the row loops): rows differ
+#: in length (follow-up, early rejection), so equal static shares leave a thread idle at the
+#: end; results do not depend on it (each row is one thread's work).
+CHUNK = 4
 
 
 if AVAILABLE:
@@ -364,7 +371,7 @@ def rk4_crossing(kernels, P, event, sign, h, t_end, with_start=False):
     nmax = int(max(1, np.ceil(t_end / h)))
     args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64), int(event),
             int(sign), float(h), nmax, S, int(kernels.n_events), out, ks, Ys, Fs)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
         _rk4_crossing(*args)
     return (out, (ks, Ys, Fs)) if with_start else out
@@ -447,7 +454,7 @@ def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None, s
     args += (np.ascontiguousarray(bound[0], dtype=np.float64),
              np.ascontiguousarray(bound[1], dtype=np.float64),
              np.ascontiguousarray(bound[2], dtype=np.int8), stopped)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
         _rk4_rows(*args)

@@ -251,8 +251,10 @@ class RK4Predictions:
         Ys, Fs = np.empty((R, S)), np.empty((R, S))
         done = np.zeros(R, dtype=bool)
         for e in self._xcache:
+            if done.all():
+                break
             if e[0] == h:
-                hit = ~done & _same(e[1], key, self.KEY_RTOL)
+                hit = _same(e[1], key, self.KEY_RTOL, ~done)
                 if hit.any():
                     done |= hit
                     T[hit], ks[hit], Ys[hit], Fs[hit] = (v[hit] for v in e[2:])
@@ -336,9 +338,11 @@ class RK4Predictions:
                 # step has the same states whatever the batch
                 last = (tm.max(axis=1) / h).astype(np.int64)
                 for e in self._cache:
+                    if reuse.all():
+                        break
                     if e[3] == h and np.array_equal(e[0], index):
-                        hit = (~reuse & (last < min(e[4], nsteps))
-                               & _same(e[1], key, self.KEY_RTOL))
+                        hit = _same(e[1], key, self.KEY_RTOL,
+                                    ~reuse & (last < min(e[4], nsteps)))
                         if hit.any():
                             reuse |= hit
                             states[hit] = e[2][hit]
@@ -469,11 +473,18 @@ class RK4Predictions:
         return False
 
 
-def _same(cached, key, rtol):
-    """Rows of ``key`` (R, m) equal to those of ``cached`` to relative ``rtol`` (NaN never)."""
+def _same(cached, key, rtol, rows=None):
+    """Rows of ``key`` (R, m) equal to those of ``cached`` to relative ``rtol`` (NaN never),
+    compared among ``rows`` (bool (R,)) only when given."""
+    out = np.zeros(key.shape[0], dtype=bool)
     if cached.shape != key.shape:
-        return np.zeros(key.shape[0], dtype=bool)
-    return np.all(np.abs(cached - key) <= rtol * np.abs(key), axis=1)
+        return out
+    if rows is None:
+        rows = np.ones(key.shape[0], dtype=bool)
+    r = np.flatnonzero(rows)
+    k = key[r]
+    out[r] = np.all(np.abs(cached[r] - k) <= rtol * np.abs(k), axis=1)
+    return out
 
 
 def _rows(start, which):
