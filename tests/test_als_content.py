@@ -121,7 +121,10 @@ def test_als_defaults_apply_to_als_models_only(als, growth):
     assert defaults_for(growth) == {}
     v = default_variability(als)
     assert v == Variability(log_sd={"k0": 0.3, "kA": 0.3, "eD": 0.3, "phimax": 0.3},
-                            normal_sd={"Ndeath": 0.05, "z_death": 1.0, "Nth": 0.05},
+                            # N0 (the functional mapping) since the third issue-13
+                            # recalibration: progression/als/defaults.toml [variability]
+                            normal_sd={"Ndeath": 0.05, "z_death": 1.0, "Nth": 0.05,
+                                       "N0": 0.04},
                             shared=((("k0", "kA", "kE"), 0.3, 0.9),))
     # a non-ALS model sharing a parameter name (kA) no longer gets the ALS cohort
     assert default_variability(growth) == Variability(log_sd={"r": 0.3, "kA": 0.3})
