@@ -160,3 +160,19 @@ def test_crossing_cache_and_illinois_agree_with_bisection(tmp_path):
     finally:
         monkeypatch.undo()
 
+
+
+def test_score_pass_with_early_rejection_equals_without(als):  # noqa: F811
+    """The covariance pass at held parameters uses early rejection too: the same seed gives
+    the same information, scores and acceptance with and without it."""
+    from progression.fit.population._saem_score import score_pass
+
+    model, x0, sdv, _ = als
+    data = model.data()
+    runs = [score_pass(m, data, x0, np.diag(sdv ** 2), RESIDUAL, n_iter=20, burn_in=4,
+                       n_chains=1, seed=9)
+            for m in (RK4Predictions(model, h=0.3, compiled=True),
+                      _Unbounded(RK4Predictions(model, h=0.3, compiled=True)))]
+    a, b = runs
+    for name in ("fisher", "scores", "acceptance"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name

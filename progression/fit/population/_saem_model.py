@@ -242,10 +242,10 @@ class RK4Predictions:
 
         R, S = p.shape[0], int(self.cm.kernels.n_states)
         cols = self._cross_cols
-        if cols is None or R * (cols.sum() + 2 * S + 2) * 8 > self.CACHE_BYTES:
+        if cols is None or R * self.n * S * 8 > self.CACHE_BYTES:    # the states' rule
             return rk4_crossing(self.cm.kernels, p, self.event, self.sign, h, self.window[1],
                                 with_start=True)
-        key = p[:, cols]
+        key = _Key(p[:, cols])
         T = np.empty(R)
         ks = np.empty(R, dtype=np.int64)
         Ys, Fs = np.empty((R, S)), np.empty((R, S))
@@ -330,7 +330,7 @@ class RK4Predictions:
             reuse = states = key = None
             if (self._state_cols is not None
                     and R * n * kernels.n_states * 8 <= self.CACHE_BYTES):
-                key = np.concatenate([p[:, self._state_cols], tm], axis=1)
+                key = _Key(np.concatenate([p[:, self._state_cols], tm], axis=1))
                 reuse = np.zeros(R, dtype=bool)
                 states = np.empty((R, n, kernels.n_states))
                 # nsteps (the batch's) only matters for a slot in the last step, where it
@@ -358,7 +358,7 @@ class RK4Predictions:
                                           bound)
             if key is not None:
                 # a stopped row's states are incomplete: never reused
-                key[stopped] = np.nan
+                key.drop(stopped)
                 self._cache.insert(0, (index.copy(), key, states, h, nsteps))
                 del self._cache[self.CACHE:]
             return f
@@ -473,17 +473,32 @@ class RK4Predictions:
         return False
 
 
+class _Key:
+    """A cache key (R, m) with its row sums and sums of magnitudes: rows equal to relative
+    ``rtol`` element-wise have sums within ``rtol`` times the magnitudes, so the sums
+    screen out most rows before the element-wise comparison."""
+
+    def __init__(self, a):
+        self.a = a
+        self.sum = a.sum(axis=1)
+        self.mag = np.abs(a).sum(axis=1)
+
+    def drop(self, rows):
+        """Rows that must never match (NaN)."""
+        self.a[rows] = np.nan
+        self.sum[rows] = np.nan
+
+
 def _same(cached, key, rtol, rows=None):
-    """Rows of ``key`` (R, m) equal to those of ``cached`` to relative ``rtol`` (NaN never),
-    compared among ``rows`` (bool (R,)) only when given."""
-    out = np.zeros(key.shape[0], dtype=bool)
-    if cached.shape != key.shape:
+    """Rows of ``key`` equal to those of ``cached`` (both :class:`_Key`) to relative
+    ``rtol`` element-wise (NaN never), compared among ``rows`` (bool (R,)) when given."""
+    out = np.zeros(key.a.shape[0], dtype=bool)
+    if cached.a.shape != key.a.shape:
         return out
-    if rows is None:
-        rows = np.ones(key.shape[0], dtype=bool)
-    r = np.flatnonzero(rows)
-    k = key[r]
-    out[r] = np.all(np.abs(cached[r] - k) <= rtol * np.abs(k), axis=1)
+    near = np.abs(cached.sum - key.sum) <= rtol * key.mag
+    r = np.flatnonzero(near if rows is None else near & rows)
+    k = key.a[r]
+    out[r] = np.all(np.abs(cached.a[r] - k) <= rtol * np.abs(k), axis=1)
     return out
 
 

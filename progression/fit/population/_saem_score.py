@@ -245,10 +245,13 @@ estimate_columns
 
     def step(prop, prior_ratio):
         nonlocal U, f, Up, eta
-        Un, fn = chains.evaluate(phi_of(prop))
         Pn = prior_q(prop)
+        # the uniforms before the evaluation (the same stream): early rejection
+        logu = np.log(rng.random(R))
+        dP = (Pn - Up) if prior_ratio else 0.0
+        Un, fn = chains.evaluate(phi_of(prop), bound=U - dP - 2.0 * logu)
         logr = -0.5 * (Un - U) - (0.5 * (Pn - Up) if prior_ratio else 0.0)
-        ok = np.log(rng.random(R)) < logr
+        ok = logu < logr
         eta = np.where(ok[:, None], prop, eta)
         U = np.where(ok, Un, U)
         Up = np.where(ok, Pn, Up)
