@@ -26,7 +26,10 @@ Algorithm (Kuhn & Lavielle 2005; Delyon, Lavielle & Moulines 1999; Monolix defau
   Random-walk scales are per component, adapted during exploration by ``s *= 1 + 0.4 (rate -
   0.4)`` (target acceptance 0.4) and frozen in the smoothing phase. Censored observations are
   imputed from the truncated normal given the current prediction (so the residual statistics
-  stay complete-data ones).
+  stay complete-data ones). Each step draws its uniforms before evaluating the proposals, so
+  a model that accepts a bound (the compiled RK4 predictions) stops integrating a proposal as
+  soon as its data term provably exceeds the rejection threshold (exact early rejection:
+  the same decisions and random stream; :mod:`._saem_chains`).
 - *Stochastic approximation* of the sufficient statistics ``s1_i = E[phi_i]`` (N, E),
   ``S2 = sum_i E[phi_i phi_i']`` and the residual sums, with step ``gamma_k = 1`` during the
   exploration phase (at most ``k1`` iterations) and ``gamma_k = 1 / (k - K1)^alpha`` during the

@@ -36,9 +36,17 @@ are not located (a fit's exact path integrates with ``terminal_events = False`` 
 event-anchored offset (``[parameters.time_offset] anchor``, :mod:`progression.fit._anchor`)
 is the exception: a crossing pass with the same scheme and step (compiled
 :func:`._saem_compiled.rk4_crossing`, numpy :func:`_crossing_numpy`) finds each row's event
-time first (bisection on the step's cubic Hermite interpolant; it stops at the crossing, which
-for ALS onset is early), and the row's model times follow from it; the calibration of the
-step therefore covers the anchor's error too.
+time first (bisection on the step's cubic Hermite interpolant, safeguarded Illinois on the
+compiled path; it stops at the crossing, which for ALS onset is early), and the row's model
+times follow from it; the calibration of the step therefore covers the anchor's error too.
+
+On the compiled path the last :attr:`RK4Predictions.CACHE` evaluations of chain-size batches
+are kept: a row whose state parameters and model times match a kept row's (to relative
+``KEY_RTOL``) is only observed again, and a row whose state and event parameters match takes
+its anchor crossing from there (SAEM's moves of parameters acting on the observables only,
+and its chains' states after the M-step, which moves them in the last bits). With a
+``bound`` (:meth:`RK4Predictions.predict`) rows stop as soon as their data term provably
+exceeds it (SAEM's early rejection, :mod:`._saem_chains`).
 """
 
 from __future__ import annotations
