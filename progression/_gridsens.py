@@ -84,9 +84,19 @@ PARALLEL = True
 PARALLEL_ROWS = 16
 
 
-def _threads(m: int) -> bool:
-    """Whether a compiled kernel over ``m`` subjects runs on numba's threads."""
-    return PARALLEL and m >= PARALLEL_ROWS and _omp.threads() > 1
+def _threads(m: int) -> int:
+    """Threads a compiled kernel over ``m`` subjects runs on (1: the serial kernel)."""
+    return _omp.threads() if PARALLEL and m >= PARALLEL_ROWS else 1
+
+
+def _run(serial, parallel, m, chunk, *args):
+    """``parallel(*args)`` on :func:`_threads` threads, the subjects (or nodes) handed out
+    in chunks of ``chunk`` as threads free up, or ``serial(*args)`` (the same numbers)."""
+    n = _threads(m) if COMPILED else 1
+    if n > 1:
+        with _omp.using(n), numba.parallel_chunksize(chunk):
+            return parallel(*args)
+    return serial(*args)
 
 
 def _jacobians(model, grid, states, table, t, Y, P):
@@ -95,12 +105,13 @@ def _jacobians(model, grid, states, table, t, Y, P):
     (:func:`_threads`) and the model has compiled kernels, its per-point kernel in
     :func:`_jac_points_par` (the same numbers)."""
     m, n, G = states.shape
-    if COMPILED and _threads(m) and getattr(model, "kernels", None) is not None:
+    threads = _threads(m) if COMPILED else 1
+    if threads > 1 and getattr(model, "kernels", None) is not None:
         from .simulate._rodas4_loops import AVAILABLE, packed_kernels
 
         if AVAILABLE:
             J = np.empty((n, n, m, G))
-            with numba.parallel_chunksize(4):
+            with _omp.using(threads), numba.parallel_chunksize(4):
                 _jac_points_par(packed_kernels(model.kernels), np.ascontiguousarray(grid,
                                 dtype=float), np.ascontiguousarray(states, dtype=float),
                                 np.ascontiguousarray(table, dtype=float), J)
@@ -219,7 +230,7 @@ def _stiff_steps(grid, J):
     hmax = np.concatenate([h[:1], np.maximum(h[1:], h[:-1]), h[-1:]])   # steps at each node
     if COMPILED:
         rho = np.empty((m, G))
-        (_gershgorin_par if _threads(m) else _gershgorin_kernel)(J, rho)
+        _run(_gershgorin_kernel, _gershgorin_par, m, 4, J, rho)
     else:
         rho = np.abs(J).sum(axis=1).max(axis=0)                        # Gershgorin, (m, G)
     check = hmax[None, :] * rho > STIFF_STEP
@@ -230,12 +241,9 @@ def _stiff_steps(grid, J):
             # each node stops squaring once its bound shows both of its steps non-stiff (the
             # bounds only decrease with squaring, so the decisions are the numpy code's)
             bound = np.empty(mi.size)
-            if _threads(m):
-                # nodes in chunks handed out as threads free up (their costs differ)
-                with numba.parallel_chunksize(16):
-                    _power_bound_par(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
-            else:
-                _power_bound_kernel(J, mi, gi, _SQUARINGS, STIFF_STEP / hmax[gi], bound)
+            # nodes in chunks of 16 (their costs differ)
+            _run(_power_bound_kernel, _power_bound_par, m, 16, J, mi, gi, _SQUARINGS,
+                 STIFF_STEP / hmax[gi], bound)
         else:
             bound = _power_bound(J[:, :, mi, gi].transpose(2, 0, 1))
         rho[mi, gi] = np.minimum(rho[mi, gi], bound)
@@ -332,13 +340,8 @@ def _propagate_compiled(J, F, S0, new_w, old_w):
     start = np.zeros(m, dtype=np.int64)
     stop = np.empty(m, dtype=np.int64)
     eye = np.eye(n)
-    threads = _threads(m)
     while True:
-        if threads:
-            with numba.parallel_chunksize(4):
-                _propagate_par(J, F, new_w, old_w, S, start, stop)
-        else:
-            _propagate_kernel(J, F, new_w, old_w, S, start, stop)
+        _run(_propagate_kernel, _propagate_par, m, 4, J, F, new_w, old_w, S, start, stop)
         mi = np.nonzero(stop >= 0)[0]
         if mi.size == 0:
             return S.transpose(1, 0, 2, 3)
@@ -439,9 +442,9 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
                 rel = np.empty(m)
                 last = (np.full(m, G - 1, dtype=np.int64) if last_node is None
                         else np.asarray(last_node, dtype=np.int64))
-                (_estimate_par if _threads(m) else _estimate_kernel)(
-                    np.ascontiguousarray(S.transpose(1, 0, 2, 3)),
-                    np.ascontiguousarray(coarse.transpose(1, 0, 2, 3)), last, rel)
+                _run(_estimate_kernel, _estimate_par, m, 4,
+                     np.ascontiguousarray(S.transpose(1, 0, 2, 3)),
+                     np.ascontiguousarray(coarse.transpose(1, 0, 2, 3)), last, rel)
             else:
                 diff = np.abs(S[even] - coarse)                            # (Ge, m, n, k)
                 absS = np.abs(S)

@@ -9,6 +9,7 @@ progression.parallel)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,15 @@ if not loops.AVAILABLE:
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fit_support import config_text, simulate_cohort  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _threads_whatever_the_load(monkeypatch):
+    """The comparisons need the threads however busy the machine is (progression._omp counts
+    only idle CPUs: see test_busy_cpus_are_not_counted)."""
+    from progression import _omp
+
+    monkeypatch.setattr(_omp, "BUSY_CHECK", False)
 
 
 def _both(monkeypatch, call):
@@ -267,7 +277,6 @@ def test_the_numpy_backend_gives_the_same_fit():
     1e-6 relative (measured 3e-8: both polish on the exact path to ftol 1e-10) and -2 log L
     within 1e-4 (measured 1.7e-6)."""
     import json
-    import os
     import subprocess
 
     code = _FIT_SCRIPT.format(tests=str(Path(__file__).parent))
@@ -289,8 +298,6 @@ def test_a_forked_child_runs_the_serial_kernels():
     region after its parent did): after the parent used the threads, a forked child gets one
     thread from progression._omp.threads() and its grid fit runs (and gives the parent's
     numbers)."""
-    import os
-
     from progression import _omp
 
     if _omp.threads() < 2:
@@ -314,3 +321,29 @@ def test_a_forked_child_runs_the_serial_kernels():
     got = os.read(read, 1)
     os.waitpid(pid, 0)
     assert got == bytes([0]), got
+
+
+def test_busy_cpus_are_not_counted(monkeypatch):
+    """progression._omp.threads() leaves out the CPUs other runnable tasks occupy (a thread
+    descheduled for another process would hold the others at the region's end): all busy ->
+    1 (the serial kernels), none -> numba's count (up to the CPUs), unknown -> not checked;
+    ``using`` sets numba's count for a block and restores it."""
+    import numba
+
+    from progression import _omp
+
+    monkeypatch.setattr(_omp, "BUSY_CHECK", True)
+    full = _omp.threads()
+    monkeypatch.setattr(_omp, "BUSY_CHECK", False)
+    assert _omp.threads() >= full
+    free = _omp.threads()
+    monkeypatch.setattr(_omp, "BUSY_CHECK", True)
+    for busy, expected in ((0, free), (None, free), (64, 1), (max(0, free - 2), min(free, 2))):
+        monkeypatch.setattr(_omp, "_other_runnable", lambda b=busy: b)
+        if busy is not None and busy < 64:
+            expected = max(1, min(free, len(os.sched_getaffinity(0)) - busy))
+        assert _omp.threads() == expected, (busy, expected)
+    before = numba.get_num_threads()
+    with _omp.using(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before

@@ -598,8 +598,9 @@ def grid_threads() -> int:
 def _grid_states(KL, P_all, *args):
     """:func:`_grid` (serial) or :func:`_grid_par` (threads) by the batch size and
     :func:`grid_threads`; the same arguments and numbers."""
-    if P_all.shape[0] >= PARALLEL_ROWS and grid_threads() > 1:
-        with numba.parallel_chunksize(CHUNK):
+    n = grid_threads() if P_all.shape[0] >= PARALLEL_ROWS else 1
+    if n > 1:
+        with _omp.using(n), numba.parallel_chunksize(CHUNK):
             return _grid_par_q(KL, P_all, *args)
     return _grid_q(KL, P_all, *args)
 
