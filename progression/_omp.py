@@ -13,6 +13,7 @@ read once, when numba starts its threads: a value set earlier, or threads alread
 from __future__ import annotations
 
 import os
+import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -50,20 +51,43 @@ def threads() -> int:
         cpus = os.cpu_count() or 1
     n = min(numba.get_num_threads(), cpus)
     if BUSY_CHECK and n > 1:
-        busy = _other_runnable()
+        busy = _busy()
         if busy is not None:
             n = min(n, cpus - busy)
     return max(1, n)
 
 
+#: (monotonic time, value) of the last look at the other processes' runnable tasks: reused
+#: for :data:`_BUSY_AGE` seconds (a look costs ~40-130 us; a fit asks ~30 times a second).
+_LAST = [-1e9, None]
+_BUSY_AGE = 0.05
+
+
+def _busy():
+    now = time.monotonic()
+    if now - _LAST[0] > _BUSY_AGE:
+        _LAST[0], _LAST[1] = now, _other_runnable()
+    return _LAST[1]
+
+
 def _other_runnable() -> int | None:
-    """Tasks runnable on the machine now other than the calling thread (the first number
-    of the fourth field of ``/proc/loadavg``, less one); None where it cannot be read."""
+    """Tasks of other processes runnable on the machine now (the first number of the fourth
+    field of ``/proc/loadavg`` less this process's threads in state R: the caller, and any
+    BLAS thread still spinning after its work); None where it cannot be read."""
     try:
         with open("/proc/loadavg") as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    # the state follows the command name's closing parenthesis
+                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):
+                continue
     except (OSError, ValueError, IndexError):
         return None
+    return max(0, running - max(own, 1))
 
 
 class using:

@@ -327,7 +327,8 @@ def test_busy_cpus_are_not_counted(monkeypatch):
     """progression._omp.threads() leaves out the CPUs other runnable tasks occupy (a thread
     descheduled for another process would hold the others at the region's end): all busy ->
     1 (the serial kernels), none -> numba's count (up to the CPUs), unknown -> not checked;
-    ``using`` sets numba's count for a block and restores it."""
+    ``using`` sets numba's count for a block and restores it. The count of this process's
+    own running threads is left out (the caller is one)."""
     import numba
 
     from progression import _omp
@@ -340,9 +341,13 @@ def test_busy_cpus_are_not_counted(monkeypatch):
     monkeypatch.setattr(_omp, "BUSY_CHECK", True)
     for busy, expected in ((0, free), (None, free), (64, 1), (max(0, free - 2), min(free, 2))):
         monkeypatch.setattr(_omp, "_other_runnable", lambda b=busy: b)
+        monkeypatch.setattr(_omp, "_LAST", [-1e9, None])       # no remembered look
         if busy is not None and busy < 64:
             expected = max(1, min(free, len(os.sched_getaffinity(0)) - busy))
         assert _omp.threads() == expected, (busy, expected)
+    monkeypatch.undo()
+    own = _omp._other_runnable()
+    assert own is None or own >= 0
     before = numba.get_num_threads()
     with _omp.using(1):
         assert numba.get_num_threads() == 1
