@@ -82,6 +82,14 @@ grid_step = 0.5
 """
 
 
+def _numba_threads() -> int:
+    try:
+        import numba
+    except ImportError:
+        return 1
+    return numba.get_num_threads()
+
+
 def _numba_version() -> str:
     try:
         import numba
@@ -246,7 +254,9 @@ def main():
         runs.append(time.perf_counter() - start)
         cpu_runs.append(time.process_time() - cpu0)
     t_ours, t_cold = float(np.median(runs)), runs[0]
-    threads = _grid_loops.grid_threads()
+    # numba's thread count, and how many the grid kernels took after the runs (only CPUs
+    # idle at a call count: progression._omp)
+    threads, idle = _numba_threads(), _grid_loops.grid_threads()
     # the same fit with the grid path's kernels on one thread (same numbers): what the threads
     # bring on this machine now
     serial_runs, serial_cpu = [], []
@@ -268,7 +278,8 @@ def main():
     c_ours = float(np.median(cpu_runs))
     ours = np.column_stack([result.estimates(name) for name in FREE])
     print(f"progression.fit, grid path on one thread: {t_serial:.3f} s wall, {c_serial:.3f} s "
-          f"CPU (median of 3); with {threads} thread(s): {t_ours:.3f} s wall")
+          f"CPU (median of 3); threaded ({threads} numba threads, {idle} usable after the runs): "
+          f"{t_ours:.3f} s wall")
     print(f"progression.fit:        {t_ours:8.2f} s  (median of 3; first run {t_cold:.2f} s; "
           f"{result.counters['simulations']} batched simulations, "
           f"{result.counters['subject_solves']} subject solves, converged "
@@ -317,7 +328,8 @@ def main():
         "baseline_patients_timed": k,
         "values_per_patient": int(3 * VISITS.size),
         "free_parameters": list(FREE),
-        "grid_threads": threads,
+        "numba_threads": threads,
+        "grid_threads_after_the_runs": idle,
         "seconds": {"progression_fit": t_ours, "progression_fit_runs": runs,
                     "progression_fit_one_thread": t_serial,
                     "progression_fit_one_thread_runs": serial_runs,
@@ -378,7 +390,8 @@ def main():
         "simulations |",
         f"| the same, the grid path on one thread (`_rodas4_loops.PARALLEL = _gridsens.PARALLEL "
         f"= False`; the default spreads the patients of its compiled kernels over numba's "
-        f"threads, {threads} here, with the same numbers; median of 3) | {t_serial:.2f} | "
+        f"threads, {threads} here, those of them on CPUs idle at the call ({idle} after the "
+        f"runs), with the same numbers; median of 3) | {t_serial:.2f} | "
         f"{c_serial:.2f} | same |",
         f"| plain loop: `lmfit.minimize(leastsq)` + `solve_ivp` LSODA per patient, "
         f"finite-difference Jacobian{f' (timed on {k}, scaled)' if k < n else ''} | "
