@@ -176,3 +176,35 @@ def test_score_pass_with_early_rejection_equals_without(als):  # noqa: F811
     a, b = runs
     for name in ("fisher", "scores", "acceptance"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_a_forked_child_predicts_with_the_serial_kernels(als, monkeypatch):  # noqa: F811
+    """GNU OpenMP is not fork-safe: after the parent ran the parallel row kernels, a forked
+    child (a progression.parallel worker) runs their serial twins, with the parent's
+    numbers (the anchored crossing and the rows alike)."""
+    import os
+
+    from progression import _omp
+
+    monkeypatch.setattr(_omp, "BUSY_CHECK", False)
+    if _omp.threads() < 2:
+        pytest.skip("one numba thread: nothing to protect")
+    model, x0, sdv, _ = als
+    n = len(model.designs)
+    idx = np.tile(np.arange(n), 2)
+    phi = x0 + sdv * np.random.default_rng(6).standard_normal((idx.size, x0.size))
+    parent, _ = RK4Predictions(model, h=0.3, compiled=True).predict(phi, idx)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                 # the child: report and leave
+        code = 3
+        try:
+            f, _ = RK4Predictions(model, h=0.3, compiled=True).predict(phi, idx)
+            code = 0 if np.array_equal(f, parent, equal_nan=True) else 1
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert got == bytes([0]), got

@@ -8,9 +8,10 @@ observables), but each row is integrated on its own with the model's per-subject
 (``model.kernels.rhs``, ``initial``, ``observe``: the contract in
 ``progression/model/_kernels.py``) and only as far as its own last observation. Rows run in
 parallel (``numba.prange`` over rows; each row's arithmetic does not depend on the others or
-on the thread count, so the results do not either). The kernels arrive as the typed list of
-:func:`progression.simulate._compiled.packed_kernels`, so this function is compiled once per
-machine for every model (``cache=True``).
+on the thread count, so the results do not either), or through a serial twin of the same row
+function in a forked worker, where GNU OpenMP must not start (:func:`_parallel`). The kernels
+arrive as the typed list of :func:`progression.simulate._compiled.packed_kernels`, so these
+functions are compiled once per machine for every model (``cache=True``).
 
 Without numba this module imports, :data:`AVAILABLE` is False and nothing here is used (the
 numpy lockstep path is the fallback).
@@ -71,9 +72,141 @@ if AVAILABLE:
 
 
 if AVAILABLE:
+    @njit(cache=True, error_model="numpy")
+    def _rk4_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs,
+                 reuse, states, out, k0s, Y0s, F0s, thr, qs, kind, stopped):
+        """Row ``r`` of :func:`_rk4_rows_par` (its arguments; the kernels unpacked)."""
+        n = tm.shape[1]
+        p = P[r]
+        stopped[r] = False
+        bounded = thr[r] < np.inf
+        y = np.empty(n_states)
+        f0 = np.empty(n_states)
+        s2 = np.empty(n_states)
+        s3 = np.empty(n_states)
+        s4 = np.empty(n_states)
+        y1 = np.empty(n_states)
+        f1 = np.empty(n_states)
+        tmp = np.empty(n_states)
+        yo = np.empty(n_states)
+        obs = np.empty(n_obs)
+        # this row's observation slots in time order (insertion sort: usually sorted)
+        slots = np.empty(n, dtype=np.int64)
+        m = 0
+        for j in range(n):
+            if mask[r, j]:
+                slots[m] = j
+                m += 1
+        for a in range(1, m):
+            v = slots[a]
+            b = a - 1
+            while b >= 0 and tm[r, slots[b]] > tm[r, v]:
+                slots[b + 1] = slots[b]
+                b -= 1
+            slots[b + 1] = v
+        for j in range(n):
+            out[r, j] = 0.0
+        if m == 0:
+            return
+        if reuse[r]:
+            for a in range(m):
+                j = slots[a]
+                for i in range(n_states):
+                    yo[i] = states[r, j, i]
+                observe(tm[r, j], yo, p, obs)
+                v = obs[oi[r, j]]
+                if lg[r, j]:
+                    v = math.log(v)
+                if not math.isfinite(v):
+                    for jj in range(n):
+                        out[r, jj] = np.nan
+                    break
+                out[r, j] = v
+            return
+        for j in range(n):
+            for i in range(n_states):
+                states[r, j, i] = np.nan
+        # the data term's lower bound: every value's least term (log V >= log a^2,
+        # the t's log1p >= 0, a censored value's -2 log P >= 0) until it is computed
+        acc = 0.0
+        if bounded:
+            for a in range(m):
+                j = slots[a]
+                if kind[r, j] != 0:
+                    acc += math.log(qs[r, j, 1]) + (qs[r, j, 4] if kind[r, j] == 2 else 0.0)
+        k = 0
+        if k0s[r] >= 0:
+            # resume where the anchor's crossing pass was (the same RK4 steps, so the
+            # same numbers as integrating again from model time 0)
+            k = k0s[r]
+            for i in range(n_states):
+                y[i] = Y0s[r, i]
+                f0[i] = F0s[r, i]
+        else:
+            initial(0.0, y, p, y)
+            rhs(0.0, y, p, f0)
+        good = True
+        nxt = 0
+        while nxt < m:
+            t0 = k * h
+            _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
+            rhs(t0 + h, y1, p, f1)
+            while nxt < m:
+                j = slots[nxt]
+                t = tm[r, j]
+                st = min(int(t / h), nsteps - 1)
+                if st != k:
+                    break
+                _hermite((t - t0) / h, h, y, f0, y1, f1, yo)
+                for i in range(n_states):
+                    states[r, j, i] = yo[i]
+                observe(t, yo, p, obs)
+                v = obs[oi[r, j]]
+                if lg[r, j]:
+                    v = math.log(v)
+                if not math.isfinite(v):
+                    # the row fails, but its states are still integrated to the end:
+                    # stored states must not depend on the observation parameters
+                    good = False
+                elif bounded and kind[r, j] != 0:
+                    # the value's term replaces its least term in the bound (the same
+                    # formulas as _Chains.data_term)
+                    rr = qs[r, j, 0] - v
+                    V = qs[r, j, 1] + qs[r, j, 2] * v * v
+                    if kind[r, j] == 1:
+                        q = rr * rr / V + math.log(V)
+                    else:
+                        nu = qs[r, j, 3]
+                        q = ((nu + 1.0) * math.log1p(rr * rr / (nu * V)) + math.log(V)
+                             + qs[r, j, 4])
+                    acc += q - math.log(qs[r, j, 1]) - (qs[r, j, 4] if kind[r, j] == 2
+                                                        else 0.0)
+                    if acc > thr[r]:
+                        stopped[r] = True
+                out[r, j] = v
+                nxt += 1
+                if stopped[r]:
+                    break
+            if stopped[r]:
+                good = False
+                break
+            finite = True
+            for i in range(n_states):
+                y[i] = y1[i]
+                f0[i] = f1[i]
+                if not (math.isfinite(y1[i]) and math.isfinite(f1[i])):
+                    finite = False
+            if not finite and nxt < m:
+                good = False
+                break
+            k += 1
+        if not good:
+            for j in range(n):
+                out[r, j] = np.nan
+
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _rk4_rows(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states, out,
-                  k0s, Y0s, F0s, thr, qs, kind, stopped):
+    def _rk4_rows_par(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states,
+                      out, k0s, Y0s, F0s, thr, qs, kind, stopped):
         """Predictions of every row, written into ``out`` (R, n): NaN rows for non-finite
         values.
 
@@ -91,134 +224,20 @@ if AVAILABLE:
         """
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
-        R, n = tm.shape
-        for r in prange(R):
-            p = P[r]
-            stopped[r] = False
-            bounded = thr[r] < np.inf
-            y = np.empty(n_states)
-            f0 = np.empty(n_states)
-            s2 = np.empty(n_states)
-            s3 = np.empty(n_states)
-            s4 = np.empty(n_states)
-            y1 = np.empty(n_states)
-            f1 = np.empty(n_states)
-            tmp = np.empty(n_states)
-            yo = np.empty(n_states)
-            obs = np.empty(n_obs)
-            # this row's observation slots in time order (insertion sort: usually sorted)
-            slots = np.empty(n, dtype=np.int64)
-            m = 0
-            for j in range(n):
-                if mask[r, j]:
-                    slots[m] = j
-                    m += 1
-            for a in range(1, m):
-                v = slots[a]
-                b = a - 1
-                while b >= 0 and tm[r, slots[b]] > tm[r, v]:
-                    slots[b + 1] = slots[b]
-                    b -= 1
-                slots[b + 1] = v
-            for j in range(n):
-                out[r, j] = 0.0
-            if m == 0:
-                continue
-            if reuse[r]:
-                for a in range(m):
-                    j = slots[a]
-                    for i in range(n_states):
-                        yo[i] = states[r, j, i]
-                    observe(tm[r, j], yo, p, obs)
-                    v = obs[oi[r, j]]
-                    if lg[r, j]:
-                        v = math.log(v)
-                    if not math.isfinite(v):
-                        for jj in range(n):
-                            out[r, jj] = np.nan
-                        break
-                    out[r, j] = v
-                continue
-            for j in range(n):
-                for i in range(n_states):
-                    states[r, j, i] = np.nan
-            # the data term's lower bound: every value's least term (log V >= log a^2,
-            # the t's log1p >= 0, a censored value's -2 log P >= 0) until it is computed
-            acc = 0.0
-            if bounded:
-                for a in range(m):
-                    j = slots[a]
-                    if kind[r, j] != 0:
-                        acc += math.log(qs[r, j, 1]) + (qs[r, j, 4] if kind[r, j] == 2 else 0.0)
-            k = 0
-            if k0s[r] >= 0:
-                # resume where the anchor's crossing pass was (the same RK4 steps, so the
-                # same numbers as integrating again from model time 0)
-                k = k0s[r]
-                for i in range(n_states):
-                    y[i] = Y0s[r, i]
-                    f0[i] = F0s[r, i]
-            else:
-                initial(0.0, y, p, y)
-                rhs(0.0, y, p, f0)
-            good = True
-            nxt = 0
-            while nxt < m:
-                t0 = k * h
-                _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
-                rhs(t0 + h, y1, p, f1)
-                while nxt < m:
-                    j = slots[nxt]
-                    t = tm[r, j]
-                    st = min(int(t / h), nsteps - 1)
-                    if st != k:
-                        break
-                    _hermite((t - t0) / h, h, y, f0, y1, f1, yo)
-                    for i in range(n_states):
-                        states[r, j, i] = yo[i]
-                    observe(t, yo, p, obs)
-                    v = obs[oi[r, j]]
-                    if lg[r, j]:
-                        v = math.log(v)
-                    if not math.isfinite(v):
-                        # the row fails, but its states are still integrated to the end:
-                        # stored states must not depend on the observation parameters
-                        good = False
-                    elif bounded and kind[r, j] != 0:
-                        # the value's term replaces its least term in the bound (the same
-                        # formulas as _Chains.data_term)
-                        rr = qs[r, j, 0] - v
-                        V = qs[r, j, 1] + qs[r, j, 2] * v * v
-                        if kind[r, j] == 1:
-                            q = rr * rr / V + math.log(V)
-                        else:
-                            nu = qs[r, j, 3]
-                            q = ((nu + 1.0) * math.log1p(rr * rr / (nu * V)) + math.log(V)
-                                 + qs[r, j, 4])
-                        acc += q - math.log(qs[r, j, 1]) - (qs[r, j, 4] if kind[r, j] == 2
-                                                            else 0.0)
-                        if acc > thr[r]:
-                            stopped[r] = True
-                    out[r, j] = v
-                    nxt += 1
-                    if stopped[r]:
-                        break
-                if stopped[r]:
-                    good = False
-                    break
-                finite = True
-                for i in range(n_states):
-                    y[i] = y1[i]
-                    f0[i] = f1[i]
-                    if not (math.isfinite(y1[i]) and math.isfinite(f1[i])):
-                        finite = False
-                if not finite and nxt < m:
-                    good = False
-                    break
-                k += 1
-            if not good:
-                for j in range(n):
-                    out[r, j] = np.nan
+        for r in prange(tm.shape[0]):
+            _rk4_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, nsteps, n_states,
+                     n_obs, reuse, states, out, k0s, Y0s, F0s, thr, qs, kind, stopped)
+
+    @njit(cache=True, error_model="numpy")
+    def _rk4_rows_ser(KL, P, tm, mask, oi, lg, h, nsteps, n_states, n_obs, reuse, states,
+                      out, k0s, Y0s, F0s, thr, qs, kind, stopped):
+        """:func:`_rk4_rows_par` on the calling thread (a forked worker: GNU OpenMP is
+        not fork-safe; or one usable core)."""
+        K = KL[0]
+        rhs, initial, observe = K[0], K[3], K[5]
+        for r in range(tm.shape[0]):
+            _rk4_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, nsteps, n_states,
+                     n_obs, reuse, states, out, k0s, Y0s, F0s, thr, qs, kind, stopped)
 
 
 if AVAILABLE:
@@ -278,59 +297,73 @@ if AVAILABLE:
             w2, w1 = w1, w
         return a, b
 
+    @njit(cache=True, error_model="numpy")
+    def _rk4_cross_row(r, rhs, initial, events, P, e, sign, h, nmax, n_states, n_events,
+                       out, ks, Ys, Fs):
+        """Row ``r`` of :func:`_rk4_crossing_par` (its arguments; the kernels unpacked)."""
+        p = P[r]
+        y = np.empty(n_states)
+        f0 = np.empty(n_states)
+        s2 = np.empty(n_states)
+        s3 = np.empty(n_states)
+        s4 = np.empty(n_states)
+        y1 = np.empty(n_states)
+        f1 = np.empty(n_states)
+        tmp = np.empty(n_states)
+        ev = np.empty(n_events)
+        out[r] = np.nan
+        ks[r] = -1
+        initial(0.0, y, p, y)
+        rhs(0.0, y, p, f0)
+        events(0.0, y, p, ev)
+        g0 = ev[e]
+        for k in range(nmax):
+            t0 = k * h
+            _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
+            finite = True
+            for i in range(n_states):
+                if not math.isfinite(y1[i]):
+                    finite = False
+            if not finite:
+                break
+            rhs(t0 + h, y1, p, f1)
+            events(t0 + h, y1, p, ev)
+            g1 = ev[e]
+            if _crossed(g0, g1, sign):
+                a, b = _locate(events, e, sign, t0, h, y, f0, y1, f1, p, g0, g1, tmp,
+                               ev)
+                out[r] = t0 + 0.5 * (a + b) * h
+                ks[r] = k
+                for i in range(n_states):
+                    Ys[r, i] = y[i]
+                    Fs[r, i] = f0[i]
+                break
+            for i in range(n_states):
+                y[i] = y1[i]
+                f0[i] = f1[i]
+            g0 = g1
+
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _rk4_crossing(KL, P, e, sign, h, nmax, n_states, n_events, out, ks, Ys, Fs):
+    def _rk4_crossing_par(KL, P, e, sign, h, nmax, n_states, n_events, out, ks, Ys, Fs):
         """First crossing of event ``e``'s condition per row with the RK4 scheme of
-        :func:`_rk4_rows` (steps at ``k h`` from 0), written into ``out`` (R,): located on
+        :func:`_rk4_row` (steps at ``k h`` from 0), written into ``out`` (R,): located on
         the step's cubic Hermite interpolant of the states to 1e-13 of a step (safeguarded
         Illinois, :func:`_locate`; the interpolant is the scheme's solution between steps);
         NaN if none in ``nmax`` steps or the states stop being finite."""
         K = KL[0]
         rhs, initial, events = K[0], K[3], K[8]
-        R = P.shape[0]
-        for r in prange(R):
-            p = P[r]
-            y = np.empty(n_states)
-            f0 = np.empty(n_states)
-            s2 = np.empty(n_states)
-            s3 = np.empty(n_states)
-            s4 = np.empty(n_states)
-            y1 = np.empty(n_states)
-            f1 = np.empty(n_states)
-            tmp = np.empty(n_states)
-            ev = np.empty(n_events)
-            out[r] = np.nan
-            ks[r] = -1
-            initial(0.0, y, p, y)
-            rhs(0.0, y, p, f0)
-            events(0.0, y, p, ev)
-            g0 = ev[e]
-            for k in range(nmax):
-                t0 = k * h
-                _rk4_step(rhs, t0, h, y, p, f0, s2, s3, s4, tmp, y1)
-                finite = True
-                for i in range(n_states):
-                    if not math.isfinite(y1[i]):
-                        finite = False
-                if not finite:
-                    break
-                rhs(t0 + h, y1, p, f1)
-                events(t0 + h, y1, p, ev)
-                g1 = ev[e]
-                if _crossed(g0, g1, sign):
-                    a, b = _locate(events, e, sign, t0, h, y, f0, y1, f1, p, g0, g1, tmp,
-                                   ev)
-                    out[r] = t0 + 0.5 * (a + b) * h
-                    ks[r] = k
-                    for i in range(n_states):
-                        Ys[r, i] = y[i]
-                        Fs[r, i] = f0[i]
-                    break
-                for i in range(n_states):
-                    y[i] = y1[i]
-                    f0[i] = f1[i]
-                g0 = g1
+        for r in prange(P.shape[0]):
+            _rk4_cross_row(r, rhs, initial, events, P, e, sign, h, nmax, n_states,
+                           n_events, out, ks, Ys, Fs)
 
+    @njit(cache=True, error_model="numpy")
+    def _rk4_crossing_ser(KL, P, e, sign, h, nmax, n_states, n_events, out, ks, Ys, Fs):
+        """:func:`_rk4_crossing_par` on the calling thread (see :func:`_rk4_rows_ser`)."""
+        K = KL[0]
+        rhs, initial, events = K[0], K[3], K[8]
+        for r in range(P.shape[0]):
+            _rk4_cross_row(r, rhs, initial, events, P, e, sign, h, nmax, n_states,
+                           n_events, out, ks, Ys, Fs)
 
 def rk4_crossing(kernels, P, event, sign, h, t_end, with_start=False):
     """Model time of the first crossing of event ``event`` per row under the RK4 scheme
@@ -373,7 +406,7 @@ def rk4_crossing(kernels, P, event, sign, h, t_end, with_start=False):
             int(sign), float(h), nmax, S, int(kernels.n_events), out, ks, Ys, Fs)
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
-        _rk4_crossing(*args)
+        (_rk4_crossing_par if _parallel(R) else _rk4_crossing_ser)(*args)
     return (out, (ks, Ys, Fs)) if with_start else out
 
 
@@ -457,8 +490,16 @@ def rk4_rows(kernels, P, tm, mask, oi, lg, h, nsteps, reuse=None, states=None, s
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
-        _rk4_rows(*args)
+        (_rk4_rows_par if _parallel(R) else _rk4_rows_ser)(*args)
     return out, states, stopped
+
+
+def _parallel(R) -> bool:
+    """Whether the rows go over numba's threads: not in a forked worker (GNU OpenMP is not
+    fork-safe: a child forked after its parent ran a parallel region is terminated when it
+    starts one) nor with one usable thread (:func:`progression._omp.threads`), nor for a
+    single row."""
+    return R > 1 and _omp.threads() > 1
 
 
 #: No early rejection: an infinite threshold per row (the slot arrays are not read).
