@@ -33,10 +33,11 @@ SMALL = {"pool_size": 1000, "reps": 40, "seed": 1}
 #: (trial, outcome) -> what the model gave when it missed (pool 1000, seed 1). Strict xfails.
 MISSES = {
     ("mirocals", "death_hr_low_nfl"):
-        "HR 0.77 below the NfL 75th percentile at pool 1000, seed 1 (0.64-0.67 at pool 400, "
-        "seed 1; published 0.52-0.57): since the second issue-13 recalibration IL-2 restores "
-        "suppression only where the immune state is reversible (rev), which gives the high-NfL "
-        "pattern (0.98) but a low-NfL effect at the edge of its range, seed to seed",
+        "HR 0.81 below the NfL 75th percentile at pool 1000, seed 1 (0.76-0.87 over seeds 1-5 "
+        "at pool 400; published 0.52-0.57): IL-2 lowers death only by slowing motor-neuron "
+        "loss through the inflammatory third of the hazard, and death follows the loss through "
+        "the ALSFRS-R level and rate (alpha1 0.02, alpha2 0.5); the high-NfL pattern (0.99) "
+        "and the overall HR (0.84-0.91, n.s.) hold (README, limitations)",
 }
 
 
@@ -324,8 +325,9 @@ def test_riluzole_library_entry():
     (iv,) = pg.library("riluzole")
     # issue 13: the excitotoxic drive only (the fglu part of k0), not the whole hazard
     # since the second recalibration it fades (the benefit narrowed after the first year,
-    # Bensimon 1994): x0.05, after 4 months, half-life 4 months
+    # Bensimon 1994); since the third (als_systemic alpha1 0.02, alpha2 0.5) after 8 months
+    # (at 4 the 18-month HR rose to 0.83-0.87): x0.05, after 8 months, half-life 4 months
     assert iv.scale == {"glu": 0.05}
-    assert iv.fade == (4.0, 4.0)
+    assert iv.fade == (8.0, 4.0)
     (half,) = pg.library("riluzole", strength=0.5)
     assert half.scale["glu"] == pytest.approx(0.05 ** 0.5)

@@ -90,7 +90,8 @@ def test_endpoints_of_the_typical_patient_match_the_reference(model):
     # of the hazard ~1/3, the trials' bound, biology reference section 0.1 item 10 and 7):
     # since the second recalibration (load term mload 0.74, reversibility gate): ALSFRS-R
     # 35.0 -> 21.7 over 12 months (-1.11 per month); death from the hazard at the median
-    # survival score (z_death = 0): 29.8 months after onset = 17.8 after the start.
+    # survival score (z_death = 0): 29.7 months after onset = 17.7 after the start (third
+    # recalibration: death hazard alpha1 0.02, alpha2 0.5, h0 0.01667).
     typical = VirtualPopulation.typical(model, delay=12.0)
     comp = compare(typical, {"IL-2": [iv.ld_il2()], "ceiling": [iv.glial_block()]},
                    horizon=24.0, endpoints=Endpoints(times=(6, 12, 18), threshold=24))
@@ -99,7 +100,7 @@ def test_endpoints_of_the_typical_patient_match_the_reference(model):
     assert comp.baseline["ALSFRS_R"][0] == pytest.approx(35.00, abs=0.1)
     assert ref["ALSFRS_R_change_12m"][0] == pytest.approx(-13.30, abs=0.2)
     assert ref["ALSFRS_R_slope_0-12m"][0] == pytest.approx(-1.110, abs=0.05)
-    assert ref["time_to_death"][0] == pytest.approx(17.80, abs=0.1)
+    assert ref["time_to_death"][0] == pytest.approx(17.72, abs=0.1)
     assert ref["death_observed"][0] == 1
     assert ref["time_to_ALSFRS_R_le_24"][0] == pytest.approx(9.82, abs=0.5)
     # section 5 had ~0.7; the trials allow about a third (issue 13)
@@ -112,7 +113,10 @@ def test_endpoints_of_the_typical_patient_match_the_reference(model):
     ceiling = comp.row("ceiling", "ALSFRS_R_slope_0-12m")["relative_slowing_pct"]
     assert 0 < il2 < 8
     assert ceiling == pytest.approx(31.8, abs=4)
-    assert comp.subject_endpoints["IL-2"]["time_to_death"][0] > ref["time_to_death"][0] + 1.5
+    # IL-2's ~3% slowing buys ~1 month (18.70 vs 17.72): the hazard follows the decline with
+    # alpha2 0.5 since the third recalibration (was 1.0 and ~2 months)
+    gain = comp.subject_endpoints["IL-2"]["time_to_death"][0] - ref["time_to_death"][0]
+    assert 0.5 < gain < 2.0
 
 
 def test_parameter_uncertainty_and_variability_bands_are_separate(population, tmp_path):
