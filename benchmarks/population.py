@@ -51,7 +51,7 @@ each part is recorded, and wall times are upper bounds of a quiet machine's.
 
 Run: ``python benchmarks/population.py [--part theoph|saem|all] [--repeat 3] [--parallel]
 [--n 500]
-[--iterations K1,K2] [--saem-covariance config|sa|focei]``.
+[--iterations K1,K2] [--saem-covariance config|sa|focei] [--config PATH]``.
 """
 
 from __future__ import annotations
@@ -324,9 +324,11 @@ def saem(args) -> dict:
     t0 = time.perf_counter()
     cohort, _ = synthetic_cohort(COHORT, n=args.n)
     part["simulate_seconds"] = time.perf_counter() - t0
-    if ALS_CONFIG.exists():
-        cfg = read_fit_config(ALS_CONFIG)
-        part["config"] = str(ALS_CONFIG.relative_to(ROOT))
+    config = Path(args.config).resolve() if getattr(args, "config", "") else ALS_CONFIG
+    if config.exists():
+        cfg = read_fit_config(config)
+        part["config"] = (str(config.relative_to(ROOT)) if config.is_relative_to(ROOT)
+                          else str(config))
     else:
         cfg = parse_fit_config(MINIMAL_ALS, source="benchmarks/population.py (minimal)",
                                base_dir=ROOT)
@@ -494,6 +496,11 @@ def main():
                     help="SAEM's covariance step: the config's (default), SAEM's own "
                          "stochastic-approximation information, or the FOCE-I sandwich at the "
                          "SAEM estimates (forward sensitivities of every subject)")
+    ap.add_argument("--config", default="",
+                    help="SAEM part: this fit config instead of "
+                         "configs/als_synthetic_population.toml (e.g. a committed version, "
+                         "to compare code changes on the same model; relative paths in it are "
+                         "read from its folder)")
     args = ap.parse_args()
     path = RESULTS / "population.json"
     out = json.loads(path.read_text()) if path.exists() else {}
