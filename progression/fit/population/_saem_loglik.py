@@ -35,6 +35,9 @@ def is_loglik(model, data, mu_i, omega, residual, cols, m, cov, opt, rng):
     batch = max(1, min(M, 20000 // N))
     logw = np.empty((N, M))
     done = 0
+    from ._saem_chains import _Chains
+
+    chains = {}
     while done < M:
         mb = min(batch, M - done)
         z = rng.standard_normal((mb, N, E))
@@ -42,9 +45,10 @@ def is_loglik(model, data, mu_i, omega, residual, cols, m, cov, opt, rng):
         t = z / np.sqrt(w / nu)
         eta = m[None] + np.einsum("nef,bnf->bne", Lc, t)    # (mb, N, E)
         idx = np.tile(np.arange(N), mb)
-        from ._saem_chains import _Chains
-
-        ch = _Chains(model, data, idx, D, residual)
+        if mb not in chains:
+            # the batches' rows (the data of every draw, the t constants) are built once
+            chains[mb] = _Chains(model, data, idx, D, residual)
+        ch = chains[mb]
         phi = mu_i[idx].copy()
         phi[:, cols] += eta.reshape(-1, E)
         U, _ = ch.evaluate(phi)
