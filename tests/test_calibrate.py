@@ -31,7 +31,17 @@ TRUE = {"factors.pace.sd": 0.75, "parameters.kA.typical": 0.030}
 START = {"factors.pace.sd": 0.45, "parameters.kA.typical": 0.045}
 BOUNDS = {"factors.pace.sd": (0.3, 1.2), "parameters.kA.typical": (0.015, 0.06)}
 N, SEED = 150, 3
-NAMES = ("decline_mean", "decline_sd", "dfs_median", "survival_median")
+#: Statistics that identify both parameters. describe's survival_median is the registry
+#: Kaplan-Meier (from onset over the enrolled patients, no delayed entry); it barely moves with
+#: the pace SD (mean over seeds 3-10 at 150 patients: 42.9 / 45.0 / 45.9 months at SD 0.6 /
+#: 0.75 / 0.9, seed SD 5.5; the delayed-entry median it replaced fell 20.8 / 13.1 / 8.9), since
+#: the fastest patients of a wider pace distribution die before diagnosis and never enter. With
+#: it, decline_mean and survival_median move along one direction of (pace SD, kA) (lower SD
+#: and lower kA compensate), and the 4 statistics of the earlier test (without the ΔFS
+#: quartiles) left a shallow valley: recovery stopped at pace SD 0.648 (objective 0.03, not the
+#: exact zero at the truth). The ΔFS quartiles measure the spread of progression rates, i.e.
+#: the pace SD, and close the valley.
+NAMES = ("decline_mean", "decline_sd", "dfs_median", "dfs_p25", "dfs_p75", "survival_median")
 
 
 def _config_text(preset: Path, targets_file: Path, *, seeds=(SEED,), start=START,
@@ -84,8 +94,8 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 def _targets_toml(values: dict) -> str:
     # uncertainties of the order of a published one, so the residuals are comparable
-    unc = {"decline_mean": 0.05, "decline_sd": 0.06, "dfs_median": 0.04,
-           "survival_median": 4.0}
+    unc = {"decline_mean": 0.05, "decline_sd": 0.06, "dfs_median": 0.04, "dfs_p25": 0.05,
+           "dfs_p75": 0.1, "survival_median": 4.0}
     out = []
     for k, v in values.items():
         out += [f"[{k}]", f'statistic = "{k}"', 'target = "simulated"', 'source = "test"',
@@ -105,6 +115,11 @@ def test_recovers_known_preset_parameters(problem):
         # recovered within one standard error and 8% (the start is 40% / 50% off): the
         # rounding of ALSFRS-R and the Kaplan-Meier steps leave the objective slightly rough
         # at 150 patients, so the optimum is not the exact zero at the truth
+        # (measured 2026-12-01 on seeds 3-7 at 150 patients: this set recovers 0.750 / 0.751
+        # at seeds 3 / 4; at seeds 5-7 least squares stops at local minima of the rough
+        # objective (pace SD 0.56-0.69, objective 0.9-2.9), as the earlier set with the
+        # delayed-entry median did at seeds 6 / 7 (0.48 / 0.51): a limitation of the optimiser
+        # from a far start at 150 patients, not of the statistics at the truth)
         assert abs(p.estimate - true) < p.se and p.estimate == pytest.approx(true, rel=0.08), p
 
 

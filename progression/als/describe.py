@@ -18,10 +18,12 @@ Definitions
 * **Decline**: per-patient least-squares slope of ALSFRS-R over the visits in the first 24
   months of follow-up, patients with >= 3 visits; reported as points lost per month.
 * **ΔFS** = (48 - first ALSFRS-R) / months from onset to that visit.
-* **Survival from onset**: Kaplan-Meier with delayed entry (left truncation at the time origin,
-  since patients enter the cohort alive at enrolment); events are death, tracheostomy and
-  permanent ventilation; everyone else is censored at the event table's censoring time or at
-  the last observation.
+* **Survival from onset**: Kaplan-Meier from onset over the patients in the cohort (diagnosed,
+  enrolled), without delayed entry, the estimand registries and trial databases publish
+  (:mod:`progression.als.onset_survival`); events are death, tracheostomy and permanent
+  ventilation; everyone else is censored at the event table's censoring time or at the last
+  observation. The Kaplan-Meier with delayed entry at enrolment (median, 10 years) is reported
+  beside it, unchecked.
 * **Attrition** at 6/12/18 months: Kaplan-Meier probability of having left the study (death or
   dropout) by then; reaching ``study_end_time`` is censoring.
 * **NfL, CRP, Treg %**: each patient's first measurement; correlations are Spearman's.
@@ -50,6 +52,7 @@ from progression.stats.summary import spearman
 from progression.stats.survival import kaplan_meier
 
 from ..data.cohort import Cohort
+from .onset_survival import onset_survival
 
 __all__ = ["Row", "cohort_statistics", "cox_hazard_ratio", "describe_cohort",
            "format_description", "infer_setting", "kaplan_meier", "km_at", "km_quantile",
@@ -332,6 +335,7 @@ def cohort_statistics(cohort: Cohort, *, setting: str = "auto", nfl_control: flo
     dict of str to float
         ``decline_mean``, ``decline_sd``, ``near_flat``, ``dfs_median``, ``dfs_p25``,
         ``dfs_p75``, ``survival_median``, ``survival_spread``, ``survival_10y``,
+        ``survival_median_delayed``, ``survival_10y_delayed`` (unchecked),
         ``mortality_12m`` (clinic), ``visits`` (clinic), ``nfl_median``, ``nfl_fold``,
         ``nfl_vs_dfs``, ``nfl_hr``, ``crp_median``, ``crp_max``, ``crp_vs_alsfrs``,
         ``treg_reduction``, ``male``, ``bulbar``, ``age_at_onset``, ``diagnostic_delay``,
@@ -397,25 +401,26 @@ def _describe(cohort: Cohort, setting: str, nfl_control: float
 
     # -------------------------------------------------------------------------- survival
     exits = _exit(cohort)
-    ent, ext, evt = [], [], []
-    for s in subjects:
-        o = onset.get(s)
-        if not isinstance(o, float):
-            continue
-        t, died, _ = exits[s]
-        ent.append(-o)
-        ext.append(t - o)
-        evt.append(died)
-    if ent:
-        ts, S = kaplan_meier(ext, evt, ent)
-        med = km_quantile(ts, S, 0.5)
-        q25, q75 = km_quantile(ts, S, 0.25), km_quantile(ts, S, 0.75)
+    # the published estimand: KM from onset over the patients in the data (diagnosed,
+    # enrolled), no delayed entry (progression.als.onset_survival says why)
+    km = onset_survival(cohort, exits=exits)
+    if km is not None:
+        med = km_quantile(km.times, km.survival, 0.5)
+        q25 = km_quantile(km.times, km.survival, 0.25)
+        q75 = km_quantile(km.times, km.survival, 0.75)
     else:
         med = q25 = q75 = math.nan
     add("survival_median", med)
     add("survival_spread", q75 / q25 if q25 > 0 else None)
     # 10-year survival from onset: only when someone is still followed at 120 months
-    add("survival_10y", km_at(ts, S, 120.0) if ent and max(ext) >= 120.0 else None)
+    followed = km is not None and km.exit.max() >= 120.0
+    add("survival_10y", km_at(km.times, km.survival, 120.0) if followed else None)
+    # the delayed-entry KM (entry at enrolment), reported unchecked: survival of everyone with
+    # onset if the diagnostic delay were independent of survival
+    kmd = onset_survival(cohort, delayed_entry=True, exits=exits)
+    add("survival_median_delayed",
+        km_quantile(kmd.times, kmd.survival, 0.5) if kmd is not None else None)
+    add("survival_10y_delayed", km_at(kmd.times, kmd.survival, 120.0) if followed else None)
     if not trial:
         died12 = None
         if exits:
