@@ -8,7 +8,8 @@ at module level: a lower layer never imports a higher one, not even lazily.
 
 Layers (a module may import its own layer and those listed for it)::
 
-    base      errors, options, _io, parallel, the package root   -> base only
+    base      errors, options, _io, parallel, _omp (thread       -> base only
+              rules), the package root
     stats     small statistics helpers (leaf)                    -> base
     plots     every figure (leaf): figure functions take any     -> base, stats
               object with the right attributes, so plots never
@@ -47,6 +48,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "progression"
 #: Top-level component of a module name -> layer.
 LAYER_OF = {
     "<root>": "base", "errors": "base", "options": "base", "_io": "base", "parallel": "base",
+    "_omp": "base",
     "stats": "stats",
     "plots": "plots",
     "data": "data",
