@@ -25,6 +25,7 @@ if not loops.AVAILABLE:
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fit_support import config_text, simulate_cohort  # noqa: E402
+from _fork_support import in_forked_child  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -306,20 +307,8 @@ def test_a_forked_child_runs_the_serial_kernels():
     table = _table(model, 20)
     times = np.arange(0.0, 40.5, 0.5)
     parent = _rodas.rodas_states(model, table, times)[0]      # threads started here
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                              # the child: report and leave
-        code = 3
-        try:
-            ok = (_omp.threads() == 1 and np.array_equal(
-                _rodas.rodas_states(model, table, times)[0], parent, equal_nan=True))
-            code = 0 if ok else 1
-        finally:
-            os.write(write, bytes([code]))
-            os._exit(0)
-    os.close(write)
-    got = os.read(read, 1)
-    os.waitpid(pid, 0)
+    got = in_forked_child(lambda: _omp.threads() == 1 and np.array_equal(
+        _rodas.rodas_states(model, table, times)[0], parent, equal_nan=True))
     assert got == bytes([0]), got
 
 

@@ -9,6 +9,7 @@ evaluation to the last bit, and a whole SAEM run with it equals one without it.
 
 import numpy as np
 import pytest
+from _fork_support import in_forked_child
 from test_population_saem_compiled import als  # noqa: F401 - the fixture
 
 from progression.fit.population import Residual, SaemOptions, saem
@@ -182,7 +183,6 @@ def test_a_forked_child_predicts_with_the_serial_kernels(als, monkeypatch):  # n
     """GNU OpenMP is not fork-safe: after the parent ran the parallel row kernels, a forked
     child (a progression.parallel worker) runs their serial twins, with the parent's
     numbers (the anchored crossing and the rows alike)."""
-    import os
 
     from progression import _omp
 
@@ -194,17 +194,7 @@ def test_a_forked_child_predicts_with_the_serial_kernels(als, monkeypatch):  # n
     idx = np.tile(np.arange(n), 2)
     phi = x0 + sdv * np.random.default_rng(6).standard_normal((idx.size, x0.size))
     parent, _ = RK4Predictions(model, h=0.3, compiled=True).predict(phi, idx)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                 # the child: report and leave
-        code = 3
-        try:
-            f, _ = RK4Predictions(model, h=0.3, compiled=True).predict(phi, idx)
-            code = 0 if np.array_equal(f, parent, equal_nan=True) else 1
-        finally:
-            os.write(write, bytes([code]))
-            os._exit(0)
-    os.close(write)
-    got = os.read(read, 1)
-    os.waitpid(pid, 0)
+    got = in_forked_child(lambda: np.array_equal(
+        RK4Predictions(model, h=0.3, compiled=True).predict(phi, idx)[0], parent,
+        equal_nan=True))
     assert got == bytes([0]), got
