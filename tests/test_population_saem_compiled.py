@@ -16,6 +16,22 @@ from progression.fit.problem import Problem
 numba = pytest.importorskip("numba")
 
 
+def spy_rows(monkeypatch) -> list:
+    """Record, per call of the compiled RK4 rows kernel, how many rows it integrates (those
+    not reused from the state cache: the kernel's reuse mask, argument 8)."""
+    from progression.fit.population import _saem_compiled
+
+    seen = []
+    orig = _saem_compiled.rk4_rows
+
+    def spy(*args):
+        seen.append(int(np.sum(args[8])) if args[8] is not None else 0)
+        return orig(*args)
+
+    monkeypatch.setattr(_saem_compiled, "rk4_rows", spy)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def als():
     from progression.fit.estimators.focei import population_layout
@@ -177,7 +193,6 @@ def test_states_reused_for_observation_parameters(monkeypatch):
     evaluation of the same rows): predictions identical to a fresh evaluation, and the other
     rows integrated."""
     from progression.fit.estimators.focei import population_layout
-    from progression.fit.population import _saem_compiled
     from progression.fit.population._saem_model import RK4Predictions
     from progression.fit.transforms import to_internal
 
@@ -209,14 +224,7 @@ eta = 0.09
     # the ALSFRS-R map's wsp acts on a state since the death hazard (its cumulative-hazard
     # state integrates a rate of the predicted ALSFRS-R)
     assert "wsp" in used
-    seen = []
-    orig = _saem_compiled.rk4_rows
-
-    def spy(*args):
-        seen.append(int(np.sum(args[8])) if args[8] is not None else 0)
-        return orig(*args)
-
-    monkeypatch.setattr(_saem_compiled, "rk4_rows", spy)
+    seen = spy_rows(monkeypatch)
     n = len(designs)
     idx = np.arange(n)
     rng = np.random.default_rng(8)

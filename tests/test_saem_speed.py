@@ -10,7 +10,7 @@ evaluation to the last bit, and a whole SAEM run with it equals one without it.
 import numpy as np
 import pytest
 from _fork_support import in_forked_child
-from test_population_saem_compiled import als  # noqa: F401 - the fixture
+from test_population_saem_compiled import als, spy_rows  # noqa: F401 - als: the fixture
 
 from progression.fit.population import Residual, SaemOptions, saem
 from progression.fit.population._saem_chains import _Chains
@@ -84,7 +84,6 @@ def test_caches_give_fresh_predictions(als, monkeypatch):  # noqa: F811
     observed from stored states, and equal a fresh evaluation to 1e-12; a row whose
     last slot falls in a different batch's last step is integrated (the step count
     differs)."""
-    from progression.fit.population import _saem_compiled
 
     model, x0, sdv, _ = als
     n = len(model.designs)
@@ -92,14 +91,7 @@ def test_caches_give_fresh_predictions(als, monkeypatch):  # noqa: F811
     fc = RK4Predictions(model, h=0.3, compiled=True)
     phi = x0 + 0.3 * sdv * np.random.default_rng(2).standard_normal((n, x0.size))
     f0, _ = fc.predict(phi, idx)
-    seen = []
-    orig = _saem_compiled.rk4_rows
-
-    def spy(*args):
-        seen.append(int(np.sum(args[8])) if args[8] is not None else 0)
-        return orig(*args)
-
-    monkeypatch.setattr(_saem_compiled, "rk4_rows", spy)
+    seen = spy_rows(monkeypatch)
     mu_old = x0.copy()
     mu_new = x0 + 0.123456789
     moved = (mu_new + ((phi - mu_old) + (mu_old - mu_new)))   # phi, up to rounding
