@@ -123,6 +123,34 @@ def test_recovers_known_preset_parameters(problem):
         assert abs(p.estimate - true) < p.se and p.estimate == pytest.approx(true, rel=0.08), p
 
 
+def test_several_starts_leave_a_local_minimum(tmp_path):
+    """``[optimiser] starts``: at seed 5 the first local fit from START stops in a second
+    minimum (pace SD 0.58, objective 0.82; the truth has objective 0 under common random
+    numbers); Nelder-Mead from 4 starts (START, then a seeded Latin hypercube) keeps the best
+    and recovers the truth within 3 % (measured 0.7512 / 0.0299)."""
+    seed = 5
+    preset = _wide_preset(tmp_path)
+    base = cal.load_calibration_config(_write(tmp_path, "probe.toml", _config_text(
+        preset, _write(tmp_path, "t0.toml", _targets_toml({k: 1.0 for k in NAMES})),
+        seeds=(seed,))))
+    pop = cal.apply_parameters(base, [TRUE[p.path] for p in base.parameters])
+    stats = cal.simulated_statistics(pop, base.targets, N, seed, "clinic")
+    targets = _write(tmp_path, "targets.toml", _targets_toml(dict(zip(NAMES, stats,
+                                                                     strict=True))))
+    text = _config_text(preset, targets, seeds=(seed,)).replace(
+        "tolerance = 1e-4", 'tolerance = 1e-4\nmethod = "nelder-mead"\nstarts = 4')
+    result = cal.calibrate(_write(tmp_path, "calibrate.toml", text))
+    for p in result.parameters:
+        assert p.estimate == pytest.approx(TRUE[p.path], rel=0.03), p
+    objectives = [float(v) for v in re.search(r"objectives ([^)]*)\)",
+                                               result.message).group(1).split(", ")]
+    # (the message prints 4 significant digits)
+    assert len(objectives) == 4 and result.objective == pytest.approx(min(objectives),
+                                                                        rel=1e-3)
+    assert objectives[0] > 100 * min(objectives)     # the first start alone stops short
+    assert result.config.starts == 4 and result.to_dict()["starts"] == 4
+
+
 def test_common_random_numbers_make_the_objective_deterministic(problem):
     tmp, config, preset = problem
     cfg = cal.load_calibration_config(config)

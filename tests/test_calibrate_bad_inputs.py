@@ -64,6 +64,8 @@ def test_the_good_config_parses(tmp_path):
     (lambda t: t + '\n[optimiser]\nmethod = "bfgs"\n', ["optimiser.method", "bfgs"]),
     (lambda t: t + "\n[optimiser]\ndiff_step = 0.9\n", ["optimiser.diff_step"]),
     (lambda t: t + "\n[optimiser]\nmax_evaluations = 0\n", ["optimiser.max_evaluations"]),
+    (lambda t: t + "\n[optimiser]\nstarts = 0\n", ["optimiser.starts", "1 to 50", "found 0"]),
+    (lambda t: t + '\n[optimiser]\nstarts = "many"\n', ["optimiser.starts", "'many'"]),
     (lambda t: t + "\n[uncertainty]\nseeds = 3\n", ["uncertainty.seeds"]),
     (lambda t: t + "\n[targets.nfl_hr]\nvalue = 3\n", ["targets.nfl_hr", "not in calibration"]),
     (lambda t: t + "\n[targets.decline_sd]\nuncertainty = 0\n",

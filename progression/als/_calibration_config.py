@@ -155,6 +155,7 @@ class CalibrationConfig:
     max_evaluations: int = 60
     diff_step: float = 0.05
     tolerance: float = 1e-3
+    starts: int = 1
     uncertainty_seeds: tuple[int, ...] = ()
     source: str = "<config>"
     text: str = ""
@@ -336,7 +337,7 @@ def load_calibration_config(path: str | os.PathLike) -> CalibrationConfig:
     if not isinstance(opt, Mapping):
         problem("optimiser", "expected a table")
         opt = {}
-    unknown(opt, "optimiser", ("method", "max_evaluations", "diff_step", "tolerance"))
+    unknown(opt, "optimiser", ("method", "max_evaluations", "diff_step", "tolerance", "starts"))
     method = opt.get("method", "least_squares")
     if method not in OPTIMISERS:
         problem("optimiser.method", f"expected one of {', '.join(OPTIMISERS)}, found "
@@ -350,6 +351,10 @@ def load_calibration_config(path: str | os.PathLike) -> CalibrationConfig:
     tol = opt.get("tolerance", 1e-3)
     if not _is_number(tol) or tol <= 0:
         problem("optimiser.tolerance", f"expected a positive number, found {tol!r}")
+    starts = opt.get("starts", 1)
+    if not isinstance(starts, int) or isinstance(starts, bool) or not 1 <= starts <= 50:
+        problem("optimiser.starts", f"expected an integer from 1 to 50, found {starts!r}")
+        starts = 1
     unc = doc.get("uncertainty", {})
     if not isinstance(unc, Mapping):
         problem("uncertainty", "expected a table")
@@ -373,8 +378,8 @@ def load_calibration_config(path: str | os.PathLike) -> CalibrationConfig:
         preset=preset, preset_doc=preset_doc, setting=setting, n=int(n),
         seeds=tuple(int(s) for s in seeds), targets=tuple(chosen), parameters=tuple(free),
         method=method, max_evaluations=int(max_eval), diff_step=float(diff_step),
-        tolerance=float(tol), uncertainty_seeds=tuple(int(s) for s in useeds), source=src,
-        text=text)
+        tolerance=float(tol), starts=int(starts),
+        uncertainty_seeds=tuple(int(s) for s in useeds), source=src, text=text)
 
 
 # ============================================================================ evaluation

@@ -52,6 +52,8 @@ Calibration config (TOML; paths relative to the config file)::
     max_evaluations = 60                     # objective evaluations [60]
     diff_step = 0.05                         # finite-difference step on the [0, 1] scale
     tolerance = 1e-3                         # xtol / ftol [1e-3]
+    starts = 1                               # local fits: the start, then Latin-hypercube
+                                             # points in the bounds; the best is kept [1]
 
     [uncertainty]
     seeds = [101, 102, 103]                  # re-simulate the optimum on these [[]]
@@ -257,7 +259,9 @@ class CalibrationResult:
         cfg = self.config
         lines = [f"# Calibration of {cfg.preset.name} ({cfg.setting} targets)", "",
                  f"Config {cfg.source}; {cfg.n} patients per cohort, common random numbers "
-                 f"with seeds {list(cfg.seeds)}; optimiser {cfg.method}, {self.evaluations} "
+                 f"with seeds {list(cfg.seeds)}; optimiser {cfg.method}"
+                 + (f" from {cfg.starts} starts" if cfg.starts > 1 else "")
+                 + f", {self.evaluations} "
                  f"evaluations, {self.seconds:.0f} s; objective (sum of squared "
                  f"standardised residuals) {self.objective_start:.3g} -> {self.objective:.3g}"
                  f" ({self.message}).", "",
@@ -290,6 +294,7 @@ class CalibrationResult:
             "config": cfg.source, "preset": str(cfg.preset), "setting": cfg.setting,
             "n": cfg.n, "seeds": list(cfg.seeds),
             "uncertainty_seeds": list(cfg.uncertainty_seeds), "method": cfg.method,
+            "starts": cfg.starts,
             "objective_start": self.objective_start, "objective": self.objective,
             "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message,
             "targets": [{**t.__dict__, "range": list(t.range) if t.range else None}
@@ -485,19 +490,17 @@ def calibrate(config, *, max_evaluations: int | None = None, n: int | None = Non
                                                                                      strict=True)])
         return r
 
-    if cfg.method == "least_squares":
-        sol = optimize.least_squares(
-            fun, u0, bounds=(0.0, 1.0), method="trf", diff_step=cfg.diff_step,
-            x_scale=1.0, xtol=cfg.tolerance, ftol=cfg.tolerance, gtol=1e-8,
-            max_nfev=cfg.max_evaluations)
-        u_hat, message = np.clip(sol.x, 0.0, 1.0), str(sol.message)
-    else:
-        sol = optimize.minimize(
-            lambda u: float(np.sum(fun(np.clip(u, 0, 1)) ** 2)), u0, method="Nelder-Mead",
-            bounds=[(0.0, 1.0)] * len(u0),
-            options={"maxfev": cfg.max_evaluations, "xatol": cfg.tolerance,
-                     "fatol": cfg.tolerance, "initial_simplex": _simplex(u0, 0.1)})
-        u_hat, message = np.clip(sol.x, 0.0, 1.0), str(sol.message)
+    # the objective of simulated moments has shallow valleys where statistics compensate
+    # (e.g. a lower pace SD against a lower kA): several local fits from spread starts, the
+    # best kept; the starts after the first are a seeded Latin hypercube in the bounds, so a
+    # calibration is reproducible
+    starts = [u0] + list(_starts(len(u0), cfg.starts - 1))
+    fits = [_local_fit(fun, u, cfg, optimize) for u in starts]
+    best = int(np.argmin([f[2] for f in fits]))
+    u_hat, message = fits[best][0], fits[best][1]
+    if len(fits) > 1:
+        message += (f"; best of {len(fits)} starts (start {best + 1}; objectives "
+                    + ", ".join(f"{f[2]:.4g}" for f in fits) + ")")
     x_hat = np.array([p.from_unit(v) for p, v in zip(params, u_hat, strict=True)])
     r_hat = obj.residuals_x(x_hat)
 
@@ -555,6 +558,32 @@ def calibrate(config, *, max_evaluations: int | None = None, n: int | None = Non
         config=cfg, targets=targets, parameters=presults, objective_start=float(r0 @ r0),
         objective=float(r_hat @ r_hat), evaluations=obj.evaluations, seconds=seconds,
         message=message, preset_text=text, history=obj.history)
+
+
+def _starts(d: int, k: int) -> np.ndarray:
+    """``k`` start points in the unit cube: a Latin hypercube (scipy.stats.qmc), seed 0."""
+    if k <= 0:
+        return np.empty((0, d))
+    from scipy.stats import qmc
+
+    return qmc.LatinHypercube(d=d, seed=0).random(k)
+
+
+def _local_fit(fun, u0: np.ndarray, cfg: CalibrationConfig, optimize):
+    """One local fit from ``u0`` on the unit scale: (u_hat, message, objective)."""
+    if cfg.method == "least_squares":
+        sol = optimize.least_squares(
+            fun, u0, bounds=(0.0, 1.0), method="trf", diff_step=cfg.diff_step,
+            x_scale=1.0, xtol=cfg.tolerance, ftol=cfg.tolerance, gtol=1e-8,
+            max_nfev=cfg.max_evaluations)
+        u_hat = np.clip(sol.x, 0.0, 1.0)
+        return u_hat, str(sol.message), float(2.0 * sol.cost)
+    sol = optimize.minimize(
+        lambda u: float(np.sum(fun(np.clip(u, 0, 1)) ** 2)), u0, method="Nelder-Mead",
+        bounds=[(0.0, 1.0)] * len(u0),
+        options={"maxfev": cfg.max_evaluations, "xatol": cfg.tolerance,
+                 "fatol": cfg.tolerance, "initial_simplex": _simplex(u0, 0.1)})
+    return np.clip(sol.x, 0.0, 1.0), str(sol.message), float(sol.fun)
 
 
 def check(config, *, seeds: Sequence[int] = (1, 2, 3, 4, 5), n: int | None = None
