@@ -74,16 +74,23 @@ def _wide_preset(folder: Path) -> Path:
 def problem(tmp_path_factory):
     """Targets = the statistics of one cohort simulated at TRUE (seed SEED)."""
     tmp = tmp_path_factory.mktemp("calibrate")
-    preset = _wide_preset(tmp)
-    base = cal.load_calibration_config(_write(tmp, "probe.toml", _config_text(
-        preset, _write(tmp, "t0.toml", _targets_toml({k: 1.0 for k in NAMES})))))
-    pop = cal.apply_parameters(base, [TRUE[p.path] for p in base.parameters])
-    stats = cal.simulated_statistics(pop, base.targets, N, SEED, "clinic")
-    assert np.isfinite(stats).all()
-    truth_targets = _write(tmp, "targets.toml", _targets_toml(dict(zip(NAMES, stats,
-                                                                       strict=True))))
+    preset, truth_targets = _truth_targets(tmp, SEED)
     config = _write(tmp, "calibrate.toml", _config_text(preset, truth_targets))
     return tmp, config, preset
+
+
+def _truth_targets(tmp: Path, seed: int) -> tuple[Path, Path]:
+    """The wide preset and a targets file holding the statistics of one cohort simulated at
+    TRUE with ``seed`` (the calibration's common random numbers)."""
+    preset = _wide_preset(tmp)
+    base = cal.load_calibration_config(_write(tmp, "probe.toml", _config_text(
+        preset, _write(tmp, "t0.toml", _targets_toml({k: 1.0 for k in NAMES})),
+        seeds=(seed,))))
+    pop = cal.apply_parameters(base, [TRUE[p.path] for p in base.parameters])
+    stats = cal.simulated_statistics(pop, base.targets, N, seed, "clinic")
+    assert np.isfinite(stats).all()
+    return preset, _write(tmp, "targets.toml", _targets_toml(dict(zip(NAMES, stats,
+                                                                       strict=True))))
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -129,14 +136,7 @@ def test_several_starts_leave_a_local_minimum(tmp_path):
     numbers); Nelder-Mead from 4 starts (START, then a seeded Latin hypercube) keeps the best
     and recovers the truth within 3 % (measured 0.7512 / 0.0299)."""
     seed = 5
-    preset = _wide_preset(tmp_path)
-    base = cal.load_calibration_config(_write(tmp_path, "probe.toml", _config_text(
-        preset, _write(tmp_path, "t0.toml", _targets_toml({k: 1.0 for k in NAMES})),
-        seeds=(seed,))))
-    pop = cal.apply_parameters(base, [TRUE[p.path] for p in base.parameters])
-    stats = cal.simulated_statistics(pop, base.targets, N, seed, "clinic")
-    targets = _write(tmp_path, "targets.toml", _targets_toml(dict(zip(NAMES, stats,
-                                                                     strict=True))))
+    preset, targets = _truth_targets(tmp_path, seed)
     text = _config_text(preset, targets, seeds=(seed,)).replace(
         "tolerance = 1e-4", 'tolerance = 1e-4\nmethod = "nelder-mead"\nstarts = 4')
     result = cal.calibrate(_write(tmp_path, "calibrate.toml", text))
