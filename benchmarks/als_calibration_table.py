@@ -16,6 +16,7 @@ and in how many seeds the published range is met):
   :func:`progression.als.published.check_published`): MIROCALS-like HR and power, tocilizumab
   ALSFRS-R at 12 months and death HR, riluzole (library entry) HR and median gain;
 * COYA 302 and Treg-infusion slowing (12 months, trial-eligible pool, potential outcomes);
+  low-dose IL-2's and riluzole's (library entries) reported unchecked;
 * a riluzole-like hazard x0.65 (``riluzole`` with factor 0.65 held constant, no fade: the
   issue's probe): median survival gain and 18-month HR (riluzole acts on the excitotoxic
   part of the cell-autonomous hazard, ``glu`` of als_systemic; the library entry's factor
@@ -215,7 +216,8 @@ def main(argv=None):
     print(f"trials run ({time.perf_counter() - t0:.0f} s)", flush=True)
     slow = _slowing(trial_seeds, args.pool, {"COYA 302": pg.library("coya302"),
                                              "Treg infusions": pg.library("treg_infusion"),
-                                             "low-dose IL-2": pg.library("ld_il2")})
+                                             "low-dose IL-2": pg.library("ld_il2"),
+                                             "riluzole": pg.library("riluzole")})
     probe, probe_hr = _hazard_probe(trial_seeds, args.pool)
     healthy = _healthy()
     rows = []
@@ -274,6 +276,12 @@ def main(argv=None):
         miro["death_hr_high_nfl_range"], miro["death_hr_high_nfl"], "trials.toml [mirocals]")
     add("low-dose IL-2 (continued): 12-month slowing", "~23% only at low pNfH; n.s. overall",
         None, slow["low-dose IL-2"], "pool, potential outcomes", "{:.0%}")
+    # Reported, unchecked: in als_systemic death follows the ALSFRS-R level and rate, so
+    # riluzole's survival gain comes with a slower functional decline; the pivotal trials
+    # found no significant effect on function (a limitation, README issue 13).
+    add("riluzole (library entry): 12-month ALSFRS-R slowing",
+        "no significant effect on function (Bensimon 1994, Lacomblez 1996)", None,
+        slow["riluzole"], "pool, potential outcomes", "{:.0%}")
     add("COYA 302: 12-month slowing", "small trials, no established effect", (-0.1, 0.2),
         slow["COYA 302"], "pool, potential outcomes", "{:.0%}")
     add("Treg infusions + IL-2: 12-month slowing", "small trials, no established effect",
