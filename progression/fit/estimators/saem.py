@@ -35,7 +35,14 @@ Standard errors: SAEM's own (default, ``[estimator] saem_covariance = "sa"`` whe
 option exists): the observed Fisher information by stochastic approximation of Louis'
 formula over the smoothing phase (Monolix's "stochastic approximation"; see
 :mod:`progression.fit.population._saem`), inverted, on the estimation scales of focei's
-``covariance_names``; no model derivative and no extra model evaluation. ``"focei"``: FOCE-I's
+``covariance_names``; no model derivative and no extra model evaluation. When that
+information is not positive definite (Monte Carlo noise in Louis' difference of two nearly
+equal terms along a weakly determined variance, see :func:`_fallback_size`), the estimator
+falls back to Louis' information at the final estimates by one longer pass of the chains
+with the parameters held (:mod:`progression.fit.population._saem_score`, 400 iterations, at
+least 4 chains per subject), says so in the warnings and names it as the population part's
+``covariance_method`` (:data:`COVARIANCE_METHOD_FALLBACK`); only when that pass is not
+positive definite either is the step reported as failed. ``"focei"``: FOCE-I's
 sandwich ``R^-1 S R^-1`` evaluated **at the SAEM estimates** (one FOCE-I gradient per
 parameter and side, forward sensitivities: costly on ODE models; the FOCE-I gradient there is
 small but not zero, so this is an approximation, stated in the method). ``"sandwich"``: the
@@ -43,7 +50,8 @@ robust ``R^-1 S R^-1`` at the SAEM estimates (:mod:`progression.fit.population._
 one more pass of the chains with the parameters held, as many chains as the fit and as
 many iterations as its smoothing phase within 40-200, Louis' information ``R`` and the
 per-subject conditional mean scores behind ``S``; no model derivative; costs about a third
-of a SAEM run): the Wald intervals stay calibrated when the residual distribution or the
+of a SAEM run; when its ``R`` is not positive definite, the same longer pass as above gives
+the sandwich): the Wald intervals stay calibrated when the residual distribution or the
 random-effect model is misspecified, where the model-based ``"sa"`` intervals are too
 narrow (benchmarks/results/saem_se_calibration.md). ``"linearization"``: Monolix's
 "linearization" counterpart, the model linearised around each subject's conditional mode (the
@@ -82,7 +90,7 @@ from ._population_layout import subject_uncertainty
 from .base import EstimationProblem, PointEstimate
 from .focei import FOCEI
 
-__all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FOCEI",
+__all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FALLBACK", "COVARIANCE_METHOD_FOCEI",
            "COVARIANCE_METHOD_LINEARIZATION", "COVARIANCE_METHOD_SANDWICH", "SUBJECT_METHOD",
            "saem_options"]
 
@@ -110,6 +118,12 @@ COVARIANCE_METHOD_SANDWICH = ("robust sandwich R^-1 S R^-1 at the SAEM estimates
                               "each the conditional expectation of the complete-data score, "
                               "both by MCMC with the parameters held, Monte Carlo noise "
                               "removed by batch means), Wald interval on the estimation scale")
+#: The fallback when SAEM's own information is not positive definite, in words.
+COVARIANCE_METHOD_FALLBACK = ("Louis' observed Fisher information at the SAEM estimates by "
+                              "MCMC with the parameters held (a longer pass with more chains; "
+                              "the stochastic approximation over the smoothing phase was not "
+                              "positive definite), inverted; Wald interval on the estimation "
+                              "scale")
 #: Most smoothing iterations of ``saem_smoothing = "auto"``.
 AUTO_K2_MAX = 500
 #: The per-subject intervals, in words.
@@ -128,6 +142,59 @@ def _pass_iterations(k2: int) -> int:
     :data:`PASS_ITERATIONS` (at least 4 batches for the batch-means noise estimate; beyond
     200 the Monte Carlo part of ``S`` is a small fraction of the sampling part)."""
     return int(min(max(int(k2), PASS_ITERATIONS[0]), PASS_ITERATIONS[1]))
+
+
+#: The fallback pass: iterations after its burn-in, and fewest draws per subject
+#: (iterations x chains).
+FALLBACK_ITERATIONS = 400
+FALLBACK_DRAWS = 1600
+
+
+def _fallback_size(n_chains: int, n_subjects: int) -> tuple[int, int]:
+    """(iterations, chains per subject) of the fallback pass when the information is not
+    positive definite.
+
+    Why the information fails: Louis' formula is a difference,
+    ``I = E[-d2 l_c | y] - Var(d l_c | y)`` summed over subjects, and for a weakly
+    determined parameter (a variance whose random effect the data barely see: high
+    shrinkage, the conditional distribution close to the prior) both terms are nearly equal
+    (about 1/2 per subject for a log variance) while their difference is small (``N/2`` of
+    complete information against a few units observed). Each subject's conditional
+    variance is estimated from a finite number of correlated draws; the error of the sum
+    over subjects grows like ``sqrt(N / draws)`` and easily exceeds the difference. More
+    draws per subject at the final estimates (no moving parameters, no decreasing step)
+    shrink it; at least :data:`FALLBACK_DRAWS` draws per subject (the fit's chains, more
+    when needed), :data:`FALLBACK_ITERATIONS` iterations.
+    """
+    del n_subjects                          # the draws per subject set the noise
+    chains = max(int(n_chains), int(math.ceil(FALLBACK_DRAWS / FALLBACK_ITERATIONS)))
+    return FALLBACK_ITERATIONS, chains
+
+
+def _fallback_message(choice: str, fb: dict) -> str:
+    """The warning of a successful fallback."""
+    first = ("stochastic-approximation Fisher information" if choice == "sa"
+             else "score pass's Louis information")
+    return (f"covariance step: the {first} was not positive definite (smallest eigenvalue "
+            f"{fb['first']:.3g}); standard errors from a longer score pass at the SAEM "
+            f"estimates ({fb['iterations']} iterations, {fb['chains']} chains per subject, "
+            f"{'Louis model-based R^-1' if fb['kind'] == 'model' else 'sandwich R^-1 S R^-1'}"
+            f"; smallest eigenvalue {fb['smallest']:.3g})")
+
+
+def _failure_message(choice: str, fb: dict | None, res) -> str:
+    """The warning when there are no standard errors (the first information, and the
+    fallback pass, not positive definite)."""
+    first = ("stochastic-approximation Fisher information" if choice == "sa"
+             else "score pass's Louis information")
+    ev = fb["first"] if fb is not None else float(np.linalg.eigvalsh(res.fisher).min())
+    msg = (f"covariance step failed: the {first} is not positive definite (smallest "
+           f"eigenvalue {ev:.3g})")
+    if fb is not None:
+        msg += (f"; the longer score pass at the SAEM estimates ({fb['iterations']} "
+                f"iterations, {fb['chains']} chains per subject) was not either (smallest "
+                f"eigenvalue {fb['smallest']:.3g}: a direction the data barely determine)")
+    return msg + "; no standard errors"
 
 
 def _is_auto(value) -> bool:
@@ -268,24 +335,50 @@ class SAEM(FOCEI):
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
                    estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed)
         ep.timings["saem"] = time.perf_counter() - t
-        if choice == "sandwich":
-            # the robust covariance: Louis' information and the per-subject scores at the
-            # final estimates, by MCMC with the parameters held (one more pass of the chains)
-            t = time.perf_counter()
+
+        def run_pass(n_iter, n_chains, pass_seed):
+            # Louis' information and the per-subject scores at the final estimates, by MCMC
+            # with the parameters held (one more pass of the chains)
             sp = score_pass(kernel_model, s["data"], res.mu, res.omega, res.residual,
                             beta=res.beta, eta_columns=s["eta_pos"], covariates=cov_x,
                             covariate_mask=cov_mask, omega_structure=pattern,
                             omega_fixed=fixed, residual_fixed=s["residual_fixed"],
                             estimate_columns=no_eta, eta_mean=res.eta_mean,
-                            eta_cov=res.eta_cov, n_chains=res.n_chains,
-                            n_iter=_pass_iterations(res.n_iter - res.k1), seed=seed + 7919)
+                            eta_cov=res.eta_cov, n_chains=n_chains, n_iter=n_iter,
+                            seed=pass_seed)
             if tuple(sp.names) != tuple(res.parameter_names):
-                raise FitError(f"SAEM sandwich: the score pass's parameters {sp.names} differ "
-                               f"from the fit's {res.parameter_names}")
+                raise FitError(f"SAEM score pass: its parameters {sp.names} differ from the "
+                               f"fit's {res.parameter_names}")
+            return sp
+
+        s["fallback"] = None
+        if choice == "sandwich":
+            # the robust covariance (one more pass of the chains at the final estimates)
+            t = time.perf_counter()
+            sp = run_pass(_pass_iterations(res.n_iter - res.k1), res.n_chains, seed + 7919)
             res = dataclasses.replace(res, fisher=sp.fisher,
                                       covariance=sp.covariance("sandwich"))
             s["score_pass"] = sp
             ep.timings["score pass"] = time.perf_counter() - t
+        if choice in ("sa", "sandwich") and res.fisher is not None and \
+                not np.all(np.isfinite(res.covariance)):
+            # the information is not positive definite: Monte Carlo noise in Louis'
+            # difference of two large terms (see _fallback_size); one longer pass with more
+            # chains at the final estimates, the same kind of covariance
+            t = time.perf_counter()
+            n_iter, n_chains = _fallback_size(res.n_chains, s["data"].n_subjects)
+            first = float(np.linalg.eigvalsh(res.fisher).min())
+            sp = run_pass(n_iter, n_chains, seed + 15881)
+            kind = "sandwich" if choice == "sandwich" else "model"
+            cov = sp.covariance(kind)
+            ok = bool(np.all(np.isfinite(cov)))
+            s["fallback"] = {"first": first, "iterations": n_iter, "chains": n_chains,
+                             "kind": kind, "ok": ok,
+                             "smallest": float(np.linalg.eigvalsh(sp.fisher).min())}
+            if ok:
+                res = dataclasses.replace(res, fisher=sp.fisher, covariance=cov)
+                s["score_pass"] = sp
+            ep.timings["covariance fallback"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
                        for _, k, which in s["err"]], dtype=float)
         coef = s["coef0"].copy()
@@ -359,6 +452,9 @@ class SAEM(FOCEI):
         else:
             method = (COVARIANCE_METHOD_SANDWICH if s["choice"] == "sandwich"
                       else COVARIANCE_METHOD)
+            fb = s.get("fallback")
+            if fb is not None and fb["ok"] and fb["kind"] == "model":
+                method = COVARIANCE_METHOD_FALLBACK
             unc = self._sa_uncertainty(ep, point, res, method)
         warnings = tuple(w.replace('"focei"', '"saem"') for w in unc.warnings)
         failed = "failed" in " ".join(warnings)
@@ -400,13 +496,13 @@ class SAEM(FOCEI):
             warnings.append("covariance step failed: the SAEM run computed no Fisher "
                             "information for these parameters; no standard errors")
         elif not np.all(np.isfinite(res.covariance)):
-            ev = np.linalg.eigvalsh(res.fisher).min()
-            warnings.append(f"covariance step failed: the stochastic-approximation Fisher "
-                            f"information is not positive definite (smallest eigenvalue "
-                            f"{ev:.3g}); no standard errors (run more smoothing iterations)")
+            warnings.append(_failure_message(s["choice"], s.get("fallback"), res))
         else:
             cov = T @ res.covariance @ T.T
             cov = 0.5 * (cov + cov.T)
+            fb = s.get("fallback")
+            if fb is not None:
+                warnings.append(_fallback_message(s["choice"], fb))
         s["cov"], s["cov_method"] = cov, method
         ep.timings["covariance"] = time.perf_counter() - t
         est = point.estimates
