@@ -320,3 +320,38 @@ def test_softplus_and_sigmoid_of_one_argument_share_one_exponential():
                               backend="numba").sources["numba"]
     rhs = source[source.index("def rhs(t, y, p, out)"):source.index("def _batch_rhs(")]
     assert "_softplus_e(" in rhs and "_sigmoid_e(" in rhs
+
+
+def test_pow_with_a_run_time_exponent_equals_numpy_power(helpers):
+    """_pow(x, n) (a parameter as exponent: a Hill coefficient, its n - 1) takes products,
+    sqrt or a division for n = 2, 1, 1/2, -1 and pow otherwise: numpy's power to 1 ulp, the
+    same NaN/inf pattern and the sign of zero; the generated code calls it for symbolic
+    exponents only (numeric ones stay ``**``, which LLVM expands itself). The reference is
+    numpy's power with an array of exponents (the C library's pow, as the numpy code of a
+    model calls it; a scalar 0.5 would take numpy's own sqrt path)."""
+    import sympy as sp
+
+    x = HELPER_POINTS
+    with np.errstate(all="ignore"):
+        for n in (2.0, 1.0, 0.5, -1.0, 3.5, 0.0, -2.0, np.nan, np.inf):
+            want = np.power(x, np.full(x.shape, n))
+            got = np.array([helpers._pow(v, n) for v in x])
+            assert np.array_equal(np.isnan(got), np.isnan(want)), n
+            np.testing.assert_allclose(got, want, rtol=2.3e-16, atol=0, err_msg=str(n))
+            assert np.array_equal(np.signbit(got), np.signbit(want)), n
+        # the fast paths on random points: pow's result to 1 ulp
+        v = np.random.default_rng(3).lognormal(0.0, 3.0, 1000)
+        for n in (2.0, 1.0, 0.5, -1.0):
+            got = np.array([helpers._pow(a, n) for a in v])
+            np.testing.assert_allclose(got, np.power(v, np.full(v.shape, n)), rtol=2.3e-16,
+                                       atol=0)
+    assert helpers.hill(0.5, 0.5, 2.0) == 0.5 and helpers.hill(-1.0, 0.5, 2.0) == 0.0
+    y, a, b = sp.symbols("y a b")
+    text = _codegen_numba.function_source("g", [y**a, y**2 * b**-1, sp.sqrt(y) * a],
+                                          (3,), sp.Symbol("t"), [y], [a, b])
+    assert "_pow(_y0, _p0)" in text and "_pow(_y0, 2" not in text
+    module = _codegen_numba.load_module(_codegen_numba.module_source({"g": text}), "_test_g")
+    out = np.empty(3)
+    module.g(0.0, np.array([1.7]), np.array([2.0, 0.3]), out)
+    np.testing.assert_allclose(out, [1.7**2.0, 1.7**2 / 0.3, math.sqrt(1.7) * 2.0],
+                               rtol=2.3e-16)

@@ -38,7 +38,7 @@ from ._expressions import NUMBA_HELPERS
 __all__ = ["GENERATOR", "function_source", "fused_source", "load_module", "module_source"]
 
 #: Name of this generator; part of the disk-cache key, change it whenever the code changes.
-GENERATOR = "numba-cse-4"
+GENERATOR = "numba-cse-5"
 
 _NUMBA_PRINTER = None
 
@@ -105,6 +105,14 @@ def _numba_printer():
             if name in ("_softplus_e", "_sigmoid_e"):
                 return f"{name}({', '.join(self._print(a) for a in expr.args)})"
             return super()._print_Function(expr)
+
+        def _print_Pow(self, expr, rational=False):
+            # a run-time exponent (a parameter, an expression): the _pow helper's fast paths
+            # (n = 2, 1, 1/2, -1); a numeric one stays ``**``, which LLVM turns into products,
+            # a division or sqrt itself
+            if expr.exp.is_Number:
+                return super()._print_Pow(expr, rational=rational)
+            return f"_pow({self._print(expr.base)}, {self._print(expr.exp)})"
 
         def _print_Integer(self, expr):
             # numba types integer literals as int64: larger ones as the float Python (and the

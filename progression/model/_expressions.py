@@ -163,9 +163,28 @@ def sigmoid(x):
 
 
 @numba.njit(**_OPTIONS)
+def _pow(x, n):
+    # x ** n with a run-time exponent (a parameter): libm's pow costs ~20 ns; the exponents
+    # models use most (a Hill coefficient of 2 or 1, its derivative's n - 1, a square root)
+    # cost ~1 ns as a product/sqrt, equal to pow's result to rounding (x * x and 1 / x are
+    # correctly rounded, pow to < 1 ulp), NaN and infinities alike (sqrt only for x > 0, where
+    # pow(-0.0, 0.5) = +0.0 and pow(-inf, 0.5) = inf would differ)
+    xf = x * 1.0
+    if n == 2.0:
+        return xf * xf
+    if n == 1.0:
+        return xf
+    if n == 0.5 and xf > 0.0:
+        return math.sqrt(xf)
+    if n == -1.0:
+        return 1.0 / xf
+    return xf ** n
+
+
+@numba.njit(**_OPTIONS)
 def hill(x, K, n):
-    xn = _maximum(x, 0.0) ** n
-    return xn / (K**n + xn)
+    xn = _pow(_maximum(x, 0.0), n)
+    return xn / (_pow(K, n) + xn)
 '''
 
 _ADDITIVE = (ast.Add, ast.Sub)
