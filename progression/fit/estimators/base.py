@@ -147,23 +147,43 @@ class Estimator(abc.ABC):
 
 def normalised_residuals(problem: Problem, designs, theta, predictions) -> list:
     """Per subject, the normalised residual of each data row at the predictions (NaN for a
-    censored row): ``(y - f) / sigma`` on the error model's scale."""
+    censored row): ``(y - f) / sigma`` on the error model's scale.
+
+    The residuals are elementwise in the observations: every subject's rows go through one
+    call of the error models (a call per subject cost ~60 us, ~4% of a 200-subject fit), the
+    same numbers.
+    """
     from ..errormodels import likelihood_terms
 
-    out = []
+    out = [None] * len(designs)
+    take, pieces = [], []
     for i, d in enumerate(designs):
         f = np.asarray(predictions[i], dtype=float)
-        th = theta[i]
-        oi = d.obs
         if f.shape != d.value.shape:              # no predictions (e.g. a loaded fit without)
-            out.append(np.full(d.value.shape, np.nan))
+            out[i] = np.full(d.value.shape, np.nan)
             continue
-        a = np.where(problem.a_index[oi] >= 0, th[np.maximum(problem.a_index[oi], 0)], 0.0)
-        b = np.where(problem.b_index[oi] >= 0, th[np.maximum(problem.b_index[oi], 0)], 0.0)
-        t = likelihood_terms(problem.codes[oi], d.value, d.cens, d.limit, f,
-                             np.zeros((f.size, 0)), a, np.zeros((f.size, 0)), b,
-                             np.zeros((f.size, 0)), problem.sigma_varies[oi], want_jac=False)
-        out.append(np.where(d.cens == 0, t.r, np.nan))
+        take.append(i)
+        pieces.append(f)
+    if not take:
+        return out
+    ds = [designs[i] for i in take]
+    sizes = np.array([d.value.size for d in ds], dtype=int)
+    oi = np.concatenate([np.asarray(d.obs, dtype=int) for d in ds])
+    value = np.concatenate([d.value for d in ds])
+    cens = np.concatenate([d.cens for d in ds])
+    limit = np.concatenate([d.limit for d in ds])
+    f = np.concatenate(pieces)
+    th = np.asarray(theta, dtype=float)[np.repeat(np.asarray(take, dtype=int), sizes)]
+    rows = np.arange(f.size)
+    ai, bi = problem.a_index[oi], problem.b_index[oi]
+    a = np.where(ai >= 0, th[rows, np.maximum(ai, 0)], 0.0)
+    b = np.where(bi >= 0, th[rows, np.maximum(bi, 0)], 0.0)
+    empty = np.zeros((f.size, 0))
+    t = likelihood_terms(problem.codes[oi], value, cens, limit, f, empty, a, empty, b, empty,
+                         problem.sigma_varies[oi], want_jac=False)
+    r = np.where(cens == 0, t.r, np.nan)
+    for i, part in zip(take, np.split(r, np.cumsum(sizes)[:-1]), strict=True):
+        out[i] = part
     return out
 
 
