@@ -44,6 +44,7 @@ from progression.fit import problem as _problem_module
 
 _grid_loops = importlib.import_module("progression.simulate._rodas4_loops")
 _gridsens = importlib.import_module("progression._gridsens")
+_dop_rows = importlib.import_module("progression.simulate._dop853_rows")
 
 RESULTS = Path(__file__).parent / "results"
 VISITS = np.arange(0.0, 25.0, 2.0)
@@ -212,7 +213,7 @@ def phase_table(log, timings) -> list[str]:
     for k, (path, sens, n, wall, cpu) in enumerate(log, 1):
         what = ("grid path (Rodas4 states, grid sensitivities)" if path == "grid" else
                 "exact path, rtol 1e-10, " + ("forward sensitivities" if sens else
-                                              "outputs only"))
+                                              "outputs only (compiled DOP853 per patient)"))
         rows.append(f"| evaluation {k}: {what} | {n} | {wall:.3f} | {cpu:.3f} |")
     for key in ("optimiser", "polish", "estimation", "covariance", "total"):
         if key in timings:
@@ -260,8 +261,8 @@ def main():
     # the same fit with the grid path's kernels on one thread (same numbers): what the threads
     # bring on this machine now
     serial_runs, serial_cpu = [], []
-    flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL)
-    _grid_loops.PARALLEL = _gridsens.PARALLEL = False
+    flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL)
+    _grid_loops.PARALLEL = _gridsens.PARALLEL = _dop_rows.PARALLEL = False
     try:
         for _ in range(3):
             start, cpu0 = time.perf_counter(), time.process_time()
@@ -269,7 +270,7 @@ def main():
             serial_runs.append(time.perf_counter() - start)
             serial_cpu.append(time.process_time() - cpu0)
     finally:
-        _grid_loops.PARALLEL, _gridsens.PARALLEL = flags
+        _grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL = flags
     t_serial, c_serial = float(np.median(serial_runs)), float(np.median(serial_cpu))
     # where the time goes: one more (untimed) run with every batched evaluation logged
     log, log_timings = evaluation_log(cfg, designs, args.jobs)
@@ -388,8 +389,9 @@ def main():
         f"{args.jobs or 1}; median of 3 runs, first run {t_cold:.2f} s) | "
         f"{t_ours:.2f} | {c_ours:.2f} | {result.counters['simulations']} batched "
         "simulations |",
-        f"| the same, the grid path on one thread (`_rodas4_loops.PARALLEL = _gridsens.PARALLEL "
-        f"= False`; the default spreads the patients of its compiled kernels over numba's "
+        f"| the same on one thread (`_rodas4_loops.PARALLEL = _gridsens.PARALLEL = "
+        f"_dop853_rows.PARALLEL = False`; the default spreads the patients of the grid path's "
+        f"compiled kernels and of the polish's compiled DOP853 over numba's "
         f"threads, {threads} here, those of them on CPUs idle at the call ({idle} after the "
         f"runs), with the same numbers; median of 3) | {t_serial:.2f} | "
         f"{c_serial:.2f} | same |",
@@ -403,9 +405,8 @@ def main():
         f"{'met' if min(t_user / t_ours, c_user / c_ours) >= 120 and better == 1.0 else 'NOT met'}"
         "). The threads shorten the wall time only where a core is idle: the grid path's "
         "compiled kernels (Rodas4 states, the step rule, the stiffness and error bounds, the "
-        "Jacobians at the nodes) are ~80% of the fit's CPU time on one thread (cProfile), the "
-        "exact-path polish and the "
-        "Python around them run on one thread"
+        "Jacobians at the nodes) and the polish's DOP853 rows are most of the fit's CPU time "
+        "on one thread (cProfile); the Python around them runs on one thread"
         + (f"; at this run's load ({load_start[0]:.1f} on {os.cpu_count()} cores) no core was "
            "idle, and the one-thread row is the fairer figure." if load_start[0] >= 1.5
            * (os.cpu_count() or 1) else "."),
@@ -432,7 +433,8 @@ def main():
         "integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
-        "rtol 1e-10, in groups of 100 rows, the stacked LSODA). A patient whose grid-path "
+        "rtol 1e-10, each patient by the compiled DOP853, the patients over numba's threads; "
+        "without numba, in groups of 100 rows by the stacked LSODA). A patient whose grid-path "
         "information is well conditioned first takes the grid path's last Gauss-Newton step "
         "(its residuals, Jacobian and information at its optimum), is evaluated there without "
         "sensitivities, and then takes chord steps (the grid Jacobian held fixed, exact "

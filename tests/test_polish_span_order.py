@@ -29,12 +29,16 @@ def test_span_order_sorts_rows_by_last_time_ties_in_row_order():
     np.testing.assert_array_equal(_paths._span_order(5, rr, tm), [1, 3, 2, 4, 0])
 
 
-@pytest.mark.parametrize("group", [2, 100])
-def test_exact_outputs_in_span_groups_match_the_closed_form(tmp_path, monkeypatch, group):
+@pytest.mark.parametrize("group, dop853", [(2, False), (100, False), (2, True)])
+def test_exact_outputs_in_span_groups_match_the_closed_form(tmp_path, monkeypatch, group,
+                                                            dop853):
     """Groups of 2 (three groups, rows reordered: the order is checked first) and of 100
     (one group, row order): each row's predictions equal log x0 - k t to 1e-8, and -2 log L
-    its closed form."""
+    its closed form. The groups are the stacked LSODA's (``EXACT_ROWS_DOP853`` off); with it
+    on (the default with numba kernels) the rows go through the compiled DOP853, one by one,
+    to the same closed form."""
     monkeypatch.setattr(_paths, "EXACT_GROUP_VALUES", group)
+    monkeypatch.setattr(_paths, "EXACT_ROWS_DOP853", dop853)
     prob = Problem.from_config(config(tmp_path, x0="subject"))
     cols = prob.subject_cols
     names = [prob.names[c] for c in cols]
