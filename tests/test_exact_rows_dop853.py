@@ -1,8 +1,9 @@
-"""The exact path's evaluations without sensitivities (the polish's chord steps) by the compiled
-per-subject DOP853, rows over numba's threads (progression.fit._paths._rows_by_dop853,
-progression.simulate._dop853_rows): the outputs of the stacked LSODA it replaces to their
-tolerance (both against a reference at rtol 1e-12), the same numbers on one thread and on
-two, a row it cannot finish handed to the stacked LSODA, and the numpy backend untouched."""
+"""The exact path's evaluations without sensitivities in the individual fit's polish (its chord
+steps) by the compiled per-subject DOP853, rows over numba's threads
+(progression.fit._paths._rows_by_dop853, progression.simulate._dop853_rows): the outputs of
+the stacked LSODA it replaces to their tolerance (both against a reference at rtol 1e-12), the
+same numbers on one thread and on two, a row it cannot finish handed to the stacked LSODA, and
+the numpy backend and the other callers untouched."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def _outputs(problem, table, rr, tm, oi, dop853=True):
     old = paths.EXACT_ROWS_DOP853
     paths.EXACT_ROWS_DOP853 = dop853
     try:
-        return paths.plain_outputs(problem, table, rr, tm, oi, [])
+        with paths.exact_rows_by_dop853():          # as in the individual fit's polish
+            return paths.plain_outputs(problem, table, rr, tm, oi, [])
     finally:
         paths.EXACT_ROWS_DOP853 = old
 
@@ -149,19 +151,28 @@ def test_a_row_dop853_cannot_finish_goes_to_the_stacked_lsoda(case, monkeypatch)
     np.testing.assert_allclose(f[handed], f_lsoda[handed], rtol=1e-7)
 
 
-def test_numpy_backend_and_other_methods_keep_the_stacked_path():
+def test_numpy_backend_other_methods_and_other_callers_keep_the_stacked_path():
+    """Without numba kernels, with a method other than "auto", at a tolerance where "auto"
+    takes Rodas4, and outside the polish (population estimators, reports): no DOP853 rows."""
     problem = _problem(1e-10, backend="numpy")
     assert problem.model.kernels is None
     table, rr, tm, oi = _values(problem, R=4)
     options = paths.solver_options(problem, [])
     y = np.full((problem.model.n_states, tm.size), np.nan)
-    assert paths._rows_by_dop853(problem.model, table, rr, tm, options, y,
-                                 np.zeros(4, int), [""] * 4) is None
-    f, _, _, status, _, _ = paths.plain_outputs(problem, table, rr, tm, oi, [])
+
+    def by_dop853(model, opts):
+        return paths._rows_by_dop853(model, table, rr, tm, opts, y, np.zeros(4, int),
+                                     [""] * 4)
+
+    with paths.exact_rows_by_dop853():
+        assert by_dop853(problem.model, options) is None
+        f, _, _, status, _, _ = paths.plain_outputs(problem, table, rr, tm, oi, [])
     assert np.all(status == 0) and np.all(np.isfinite(f))
     compiled = _problem(1e-10)
     if compiled.model.kernels is not None:
-        for method, rtol in (("LSODA", 1e-10), ("auto", 1e-6)):
-            opts = dict(options, method=method, rtol=rtol)
-            assert paths._rows_by_dop853(compiled.model, table, rr, tm, opts, y,
-                                         np.zeros(4, int), [""] * 4) is None
+        with paths.exact_rows_by_dop853():
+            assert by_dop853(compiled.model, options) is not None
+            for method, rtol in (("LSODA", 1e-10), ("auto", 1e-6)):
+                assert by_dop853(compiled.model, dict(options, method=method,
+                                                      rtol=rtol)) is None
+        assert by_dop853(compiled.model, options) is None          # outside the polish

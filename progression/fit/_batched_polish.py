@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ._paths import exact_rows_by_dop853
 from .transforms import from_internal, internal_bounds
 
 __all__ = ["polish", "CHORD_STEPS", "CHORD_AGREE"]
@@ -172,8 +173,11 @@ def polish(problem, designs, theta, x, cols, *, steps: int = 3, ftol: float = 1e
             out = problem.evaluate(designs, idx, th, cols, want_info=True,
                                    want_predictions=True)
         else:
-            out = problem.evaluate(designs, idx, th, cols, want_jac=False,
-                                   want_predictions=predictions)
+            # rows one by one by the compiled DOP853, over numba's threads (progression.fit.
+            # _paths.EXACT_ROWS_DOP853): the chord steps' evaluations are outputs only
+            with exact_rows_by_dop853():
+                out = problem.evaluate(designs, idx, th, cols, want_jac=False,
+                                       want_predictions=predictions)
         if counters is not None:
             counters.record(out, time.perf_counter() - start)
         return out

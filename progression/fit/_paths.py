@@ -14,6 +14,8 @@ into the decision to re-evaluate a row exactly. Each function takes the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import re
@@ -512,8 +514,9 @@ def _unique_rows(table, last_node):
     return first[order], rank[np.ravel(inv)]
 
 
-#: The exact path's evaluations without sensitivities (the polish's chord steps) integrate
-#: their rows by the compiled per-subject DOP853 (:mod:`progression.simulate._dop853_rows`),
+#: The exact path's evaluations without sensitivities inside :func:`exact_rows_by_dop853` (the
+#: individual fit's polish: its chord steps) integrate their rows by the compiled per-subject
+#: DOP853 (:mod:`progression.simulate._dop853_rows`),
 #: the rows over numba's threads, where ``simulate(method="auto")`` takes DOP853 at the
 #: tolerance (numba kernels, rtol below ``AUTO_COMPILED_MIN_RTOL``; it then prefers the
 #: stacked LSODA for large batches only because that takes fewer right-hand sides). The
@@ -527,13 +530,31 @@ def _unique_rows(table, last_node):
 EXACT_ROWS_DOP853 = True
 
 
+_ROWS_DOP853 = contextvars.ContextVar("progression_exact_rows_dop853", default=False)
+
+
+@contextlib.contextmanager
+def exact_rows_by_dop853():
+    """Within it, the exact path's evaluations without sensitivities take the compiled DOP853
+    per row (:data:`EXACT_ROWS_DOP853`). Used by the individual fit's polish only: other
+    callers of the exact path (population estimators' predictions, reports) keep the stacked
+    LSODA and their numbers."""
+    token = _ROWS_DOP853.set(True)
+    try:
+        yield
+    finally:
+        _ROWS_DOP853.reset(token)
+
+
 def _rows_by_dop853(model, table, rr, tm, options, y, status, messages):
     """The exact path's rows without sensitivities by the compiled DOP853
-    (:data:`EXACT_ROWS_DOP853`): fills ``y`` (n, N) at the values of the rows that finished,
-    their ``status`` (0) and ``messages``; returns which rows finished (R,), or None when
-    this path does not apply (no numba kernels, a method other than ``"auto"``, a
-    tolerance where ``"auto"`` takes Rodas4, covariate-driven hidden parameters)."""
-    if not EXACT_ROWS_DOP853 or getattr(model, "kernels", None) is None:
+    (:data:`EXACT_ROWS_DOP853`, inside :func:`exact_rows_by_dop853`): fills ``y`` (n, N)
+    at the values of the rows that finished, their ``status`` (0) and ``messages``; returns
+    which rows finished (R,), or None when this path does not apply (outside the context, no
+    numba kernels, a method other than ``"auto"``, a tolerance where ``"auto"`` takes
+    Rodas4, covariate-driven hidden parameters)."""
+    if not (EXACT_ROWS_DOP853 and _ROWS_DOP853.get()) or getattr(model, "kernels",
+                                                                    None) is None:
         return None
     if options["method"] != "auto" or getattr(model, "hidden_names", ()):
         return None
