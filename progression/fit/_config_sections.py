@@ -44,7 +44,7 @@ from .transforms import SCALES
 _FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share")
 _DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
 _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
-_MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "covariates")
+_MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "value_fixed", "covariates")
 #: Default bounds of a categorical coefficient c: the category's typical value TV (1 + c)
 #: stays positive.
 _OFFSET_KEYS = (*_MODEL_PARAM_KEYS, "covariate", "factor", "anchor")
@@ -485,6 +485,24 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
                                         "expected 'eta = <variance>' too")
         else:
             eta_fixed = spec["eta_fixed"]
+    value_fixed = False
+    if "value_fixed" in spec:
+        # a typical value held while its random effect is estimated (THETA FIX)
+        if not isinstance(spec["value_fixed"], bool):
+            chk.add(f"{key}.value_fixed", f"expected true or false, found "
+                                          f"{_found(spec['value_fixed'])}")
+        elif spec["value_fixed"] and estimate is not None and estimate != "population":
+            chk.add(f"{key}.value_fixed", f"a held typical value needs estimate = "
+                                          f"\"population\", found estimate = {estimate!r}")
+        elif spec["value_fixed"] and "eta" not in spec:
+            chk.add(f"{key}.value_fixed", "a held typical value without a random effect is "
+                                          "a fixed parameter: expected 'eta = <variance>' "
+                                          "too, or estimate = \"fixed\" instead")
+        elif spec["value_fixed"] and "value" not in spec:
+            chk.add(f"{key}.value_fixed", "the held typical value needs its value: expected "
+                                          "'value = <typical value>' too")
+        else:
+            value_fixed = spec["value_fixed"]
     covariates = ()
     if "covariates" in spec:
         if estimate is not None and estimate != "population":
@@ -540,7 +558,7 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
         return None
     return FitParameter(name, kind, estimate, value, bounds[0], bounds[1], scale,
                         covariate=covariate, factor=factor, eta=eta, eta_fixed=eta_fixed,
-                        covariates=covariates)
+                        covariates=covariates, value_fixed=value_fixed)
 
 
 def _error_parameter(chk: _Check, key: str, obs: str, pname: str, spec) -> FitParameter | None:

@@ -103,6 +103,10 @@ class FitParameter:
         effect.
     eta_fixed : bool
         The random effect's variance is fixed at ``eta`` (a 1 x 1 block of Omega).
+    value_fixed : bool
+        Population parameters with a random effect: the typical value is held at ``value``
+        (NONMEM's ``THETA FIX``): not estimated, out of the covariance step (SE 0); its
+        random effect, variance and covariate coefficients are estimated as usual.
     covariates : tuple of CovariateEffect
         Population parameters: covariate effects on the typical value
         (``[parameters.NAME.covariates.COV]`` tables; see
@@ -126,6 +130,7 @@ class FitParameter:
     eta: float | None = None
     eta_fixed: bool = False
     covariates: tuple = ()
+    value_fixed: bool = False
     omega_block: Any = None
     anchor: str | None = None
 

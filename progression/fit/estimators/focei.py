@@ -175,9 +175,16 @@ class FOCEI(Estimator):
             np.concatenate([bhi, om_hi, ehi, coef_hi[coef_free]]), strict=True))
         bounds = [(None if not np.isfinite(a) else float(a),
                    None if not np.isfinite(b) else float(b)) for a, b in bounds]
+        # typical values held at their config value (value_fixed, NONMEM's THETA FIX): equal
+        # bounds hold them in the outer optimisation; the covariance step leaves them out
+        x_fixed = np.zeros(x0.size, dtype=bool)
+        for d, q in enumerate(pop_cols):
+            if getattr(params[q], "value_fixed", False):
+                x_fixed[d] = True
+                bounds[d] = (float(th0[d]), float(th0[d]))
         return dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
                     x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
-                    omega_model=omega, coef0=coef0, coef_free=coef_free)
+                    omega_model=omega, coef0=coef0, coef_free=coef_free, x_fixed=x_fixed)
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         """Censored values are accepted: :func:`focei_gradient` differentiates the M3 terms
@@ -422,11 +429,15 @@ class FOCEI(Estimator):
                     for u in ep.uncertainty_methods if u != "covariance"]
         cov = np.full((K, K), np.nan)
         method = COVARIANCE_METHOD
+        # held typical values (value_fixed) are not parameters of the covariance step: R and
+        # S over the free ones, zero (co)variance for the held ones
+        fixed = s.get("x_fixed", np.zeros(K, dtype=bool))
+        free = np.flatnonzero(~fixed)
         try:
             Rm = np.zeros((K, K))
             eta = s["eta"]
             ref = s["eta_ref"] = s.get("gr")
-            for k in range(K):
+            for k in free:
                 cols = []
                 for sign in (1.0, -1.0):
                     xs = x.copy()
@@ -439,6 +450,7 @@ class FOCEI(Estimator):
                     cols.append(g)
                 Rm[:, k] = (cols[0] - cols[1]) / (2.0 * _HESSIAN_STEP)
             s["eta"], s["eta_ref"] = eta, ref
+            Rm = Rm[np.ix_(free, free)]
             Rm = 0.5 * (Rm + Rm.T)
             ev = np.linalg.eigvalsh(Rm)
             s["R"] = Rm
@@ -446,22 +458,26 @@ class FOCEI(Estimator):
             # "algorithmically singular" too (an eigenvalue within 1e-10 of the largest:
             # a parameter the data cannot inform gives an exactly zero row, whose
             # eigenvalue lands on either side of 0 by rounding)
-            why = r_matrix_diagnosis(Rm, self._covariance_names(problem, s))
+            all_names = self._covariance_names(problem, s)
+            why = r_matrix_diagnosis(Rm, tuple(all_names[k] for k in free))
             if why or ev.min() <= 0:
                 raise np.linalg.LinAlgError(
                     why or f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
             Rinv = np.linalg.inv(Rm)
-            S = s["gi"].T @ s["gi"]
+            gi = s["gi"][:, free]
+            S = gi.T @ gi
             if s.get("covariance_matrix") == "r":
                 # asked for (SAEM's "linearization"): the observed information alone
-                cov = 2.0 * Rinv
+                cf = 2.0 * Rinv
                 method = COVARIANCE_METHOD_R_ONLY
-            elif np.linalg.matrix_rank(S) == K:
-                cov = Rinv @ S @ Rinv
+            elif np.linalg.matrix_rank(S) == free.size:
+                cf = Rinv @ S @ Rinv
             else:
-                cov = 2.0 * Rinv
+                cf = 2.0 * Rinv
                 method = COVARIANCE_METHOD_R
                 warnings.append("covariance step: S is singular; the covariance is 2 R^-1")
+            cov = np.zeros((K, K))
+            cov[np.ix_(free, free)] = cf
             s["R"], s["S"] = Rm, S
         except np.linalg.LinAlgError as exc:
             warnings.append(f"covariance step failed: {exc}; no standard errors")
@@ -555,7 +571,8 @@ class FOCEI(Estimator):
             hist.append(np.r_[it, from_internal(ht, sc, lo, hi), hsd, np.diag(hom), hofv])
             extra.append(np.r_[hco, hom[low]])
         m2ll = float(point.path_objective[0])
-        n_par = int(s["x"].size)
+        # held typical values (value_fixed) are not estimated parameters
+        n_par = int(s["x"].size - np.count_nonzero(s.get("x_fixed", ())))
         n_obs = int(sum(d.n for d in ep.designs))
         res = s["res"]
         from ..population._outputs import correlation_condition_number

@@ -160,11 +160,18 @@ def _fallback_size(n_chains: int, n_subjects: int) -> tuple[int, int]:
     shrinkage, the conditional distribution close to the prior) both terms are nearly equal
     (about 1/2 per subject for a log variance) while their difference is small (``N/2`` of
     complete information against a few units observed). Each subject's conditional
-    variance is estimated from a finite number of correlated draws; the error of the sum
-    over subjects grows like ``sqrt(N / draws)`` and easily exceeds the difference. More
-    draws per subject at the final estimates (no moving parameters, no decreasing step)
-    shrink it; at least :data:`FALLBACK_DRAWS` draws per subject (the fit's chains, more
-    when needed), :data:`FALLBACK_ITERATIONS` iterations.
+    variance is estimated from a finite number of correlated draws: where the conditional
+    distribution of eta is the prior, the per-draw term ``h = d2 l_c + (d l_c)^2`` of a log
+    variance is ``(z^4 - 4 z^2 + 1) / 4`` (z standard normal: mean 0, variance 2), so the
+    sum over ``N`` subjects of ``M`` independent draws each has Monte Carlo SD
+    ``sqrt(2 N / M)``: 0.5 for the ALS study's 200 patients at 1600 draws, against an
+    information of 0.4-1 along its flattest direction (log omega^2 eD with the Treg %
+    residual SD and Q0's variance; benchmarks/results/population_recovery_model_chains4_se.md).
+    More draws per subject at the final estimates (no moving parameters, no decreasing
+    step) shrink it; at least :data:`FALLBACK_DRAWS` draws per subject (the fit's chains,
+    more when needed), :data:`FALLBACK_ITERATIONS` iterations: enough where the flat
+    direction carries a few units of information per 40 subjects
+    (benchmarks/results/saem_se_fallback.md), not always on the ALS study.
     """
     del n_subjects                          # the draws per subject set the noise
     chains = max(int(n_chains), int(math.ceil(FALLBACK_DRAWS / FALLBACK_ITERATIONS)))
@@ -333,7 +340,8 @@ class SAEM(FOCEI):
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
                    omega_structure=pattern, omega_fixed=fixed,
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
-                   estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed)
+                   estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed,
+                   mu_fixed=s["x_fixed"][s["eta_pos"]])
         ep.timings["saem"] = time.perf_counter() - t
 
         def run_pass(n_iter, n_chains, pass_seed):
@@ -345,7 +353,7 @@ class SAEM(FOCEI):
                             omega_fixed=fixed, residual_fixed=s["residual_fixed"],
                             estimate_columns=no_eta, eta_mean=res.eta_mean,
                             eta_cov=res.eta_cov, n_chains=n_chains, n_iter=n_iter,
-                            seed=pass_seed)
+                            seed=pass_seed, mu_fixed=s["x_fixed"][s["eta_pos"]])
             if tuple(sp.names) != tuple(res.parameter_names):
                 raise FitError(f"SAEM score pass: its parameters {sp.names} differ from the "
                                f"fit's {res.parameter_names}")
@@ -731,7 +739,10 @@ def _to_focei_layout(s, res, D, P, S):
     T = np.zeros((K, len(names)))
     try:
         eta_pos = [int(e) for e in s["eta_pos"]]
+        held = s.get("x_fixed", np.zeros(K, dtype=bool))
         for d in range(D):
+            if held[d]:
+                continue            # a held typical value (value_fixed): no variance
             # the core names typical values by eta index (mu[e]); those without a random
             # effect by parameter index (theta[d])
             T[d, pos[f"mu[{eta_pos.index(d)}]" if d in eta_pos else f"theta[{d}]"]] = 1.0

@@ -170,7 +170,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
          omega_fixed=None, residual_fixed=None, estimate_columns=None,
          estimate_bounds=None, options: SaemOptions | None = None,
-         seed: int = 0) -> SaemResult:
+         seed: int = 0, mu_fixed=None) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
     Parameters
@@ -212,6 +212,10 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     options : SaemOptions, optional
     seed : int
         Seed of the ``numpy.random.Generator``; the same seed gives identical results.
+    mu_fixed : array_like of bool (E,), optional
+        Random-effect parameters whose typical value (intercept) is held at ``mu0`` (not
+        updated by the M-step, not in the Fisher information); their covariate
+        coefficients, random effects and variances are estimated as usual.
 
     Returns
     -------
@@ -268,6 +272,15 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             raise FitError(f"SAEM covariate_mask: expected a ({P1 - 1}, {E}) boolean array, "
                            f"found shape {cm.shape}")
         b_free[1:] = cm
+    if mu_fixed is not None:
+        # typical values held at mu0 (NONMEM's THETA FIX on a parameter with a random
+        # effect): their intercepts stay out of the M-step and of the information
+        mf = np.asarray(mu_fixed, dtype=bool).ravel()
+        if mf.shape != (E,):
+            raise FitError(f"SAEM mu_fixed: expected a ({E},) boolean array (one per random "
+                           f"effect), found shape {mf.shape}")
+        b_free[0] = ~mf
+    B_held = np.where(b_free, 0.0, B)       # the held coefficients (0 or the held mu)
     gls = not b_free.all()
     if omega_structure is None:
         pattern = np.eye(E, dtype=bool) if opt.omega_diagonal else np.ones((E, E), bool)
@@ -521,8 +534,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             A = np.linalg.inv(omega)
             fr = b_free.ravel()
             lhs = np.kron(XtX, A)[np.ix_(fr, fr)]
-            rhs = (X.T @ s1 @ A).ravel()[fr]
-            B = np.zeros((P1, E))
+            rhs = (X.T @ (s1 - X @ B_held) @ A).ravel()[fr]
+            B = B_held.copy()
             B.ravel()[fr] = np.linalg.solve(lhs, rhs)
         else:
             B = XtX_inv @ (X.T @ s1)

@@ -101,7 +101,7 @@ def score_pass(model, data: PopulationData, mu, omega, residual: Residual, *, be
                eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
                omega_fixed=None, residual_fixed=None, estimate_columns=None, eta_mean=None,
                eta_cov=None, n_iter: int = 200, burn_in: int = 30, n_chains: int | None = None,
-               seed: int = 0) -> ScorePass:
+               seed: int = 0, mu_fixed=None) -> ScorePass:
     """Louis' information and the sandwich's per-subject scores at fixed parameters.
 
     Parameters
@@ -132,6 +132,8 @@ estimate_columns
     n_chains : int, optional
         Chains per subject; default ``max(1, ceil(100 / N))`` (SAEM's).
     seed : int
+    mu_fixed : array_like of bool (E,), optional
+        Typical values held (as :func:`~._saem.saem`'s ``mu_fixed``): not in the information.
 
     Returns
     -------
@@ -173,6 +175,11 @@ estimate_columns
     b_free = np.ones((P1, E), dtype=bool)
     if covariate_mask is not None:
         b_free[1:] = np.asarray(covariate_mask, dtype=bool).reshape(P1 - 1, E)
+    if mu_fixed is not None:
+        mf = np.asarray(mu_fixed, dtype=bool).ravel()
+        if mf.shape != (E,):
+            raise FitError(f"score_pass mu_fixed: expected ({E},), found {mf.shape}")
+        b_free[0] = ~mf
     pattern = (omega != 0) | np.eye(E, dtype=bool) if omega_structure is None else \
         np.asarray(omega_structure, dtype=bool)
     fixed = (np.zeros(E, dtype=bool) if omega_fixed is None
