@@ -428,6 +428,105 @@ class CompiledModel(_ModelBase):
                                                (self.n_states, len(cols)))
         return self._functions[key]
 
+    def for_outputs(self, observables):
+        """A view of this model for computing the ``observables`` only: the states they do
+        not depend on (directly or through the equations of those they do) are held at their
+        initial values (their right-hand side, Jacobian rows and ``d rhs / d p`` rows zero),
+        so compiled integrators skip their equations; or this model itself when there is no
+        such state or numba fails to load. With the numpy backend the view integrates the
+        same system (the model's functions with those rows zeroed: no saving, the numbers of
+        the numba backend's view to rounding).
+
+        A cumulative-hazard state ``Lambda_NAME`` of ``[hazards.NAME]`` is one: no other
+        equation reads it, and a fit to ALSFRS-R, NfL and CRP does not need it; its rate
+        (an ``expm1`` of softplus terms) is most of ``als_reduced``'s right-hand side. The
+        states kept follow the same equations, from the same expressions, so their values
+        agree with the full model's to the integrator's tolerance (the error control then
+        covers the kept states only). For states-only integration and grid sensitivities
+        (the kernels ``rhs``, ``jac``, ``rhs_jac``, the batch ``rhs``, ``jac`` and
+        :meth:`dfdp_columns`); the other functions are this model's.
+
+        Parameters
+        ----------
+        observables : sequence of str
+            Observable names the caller evaluates.
+
+        Returns
+        -------
+        CompiledModel or _FrozenStates
+        """
+        names = tuple(sorted(set(observables)))
+        key = ("for_outputs", names)
+        if key in self._functions:
+            return self._functions[key]
+        view = self
+        numba = self.backend == "numba"
+        if not numba or self.kernels is not None:     # (numba that failed to load: as is)
+            for name in names:
+                self._index(tuple(self.observable_names), name, "observable")
+
+            def make():
+                drop = self._unneeded_states(names)
+                if not drop or not numba:
+                    return ({"numba": ""} if numba else {}), {"drop": list(drop)}
+                sym = self.symbolic
+                import sympy as sp
+
+                from ._codegen_numba import function_source, fused_source, module_source
+                from ._symbolic import place
+
+                n = len(sym.y)
+                keep = [i not in drop for i in range(n)]
+                jac = self._derivatives(sym.rhs, sym.y, self._places("equations"))
+                rhs = [e if keep[i] else sp.Integer(0) for i, e in enumerate(sym.rhs)]
+                jac = [jac[i, j] if keep[i] else sp.Integer(0) for i in range(n)
+                       for j in range(n)]
+                with place(f"{self.spec.source}: generating the code of the states "
+                           f"{', '.join(self.state_names[i] for i in drop)} held"):
+                    parts = {
+                        "rhs": function_source("rhs", rhs, (n,), sym.t, sym.y, sym.p),
+                        "jac": function_source("jac", jac, (n, n), sym.t, sym.y, sym.p),
+                        "rhs_jac": fused_source("rhs_jac", [(rhs, (n,)), (jac, (n, n))],
+                                                sym.t, sym.y, sym.p)}
+                return {"numba": module_source(parts)}, {"drop": list(drop)}
+
+            try:
+                funcs, extra = self._cached(self._entry(*key), (), make, numba=numba)
+                drop = tuple(int(i) for i in extra.get("drop", []))
+                # loaded here, not through the model's LazyModule, whose failure would switch
+                # the whole model to its numpy code
+                module = funcs["numba"]._load() if drop and numba else None
+            except (Exception, RecursionError) as exc:  # noqa: BLE001 - the full model runs
+                import warnings
+
+                warnings.warn(f"{self.spec.source}: the reduced kernels for {list(names)} "
+                              f"cannot be built ({type(exc).__name__}: {exc}); the full "
+                              "model is integrated", RuntimeWarning, stacklevel=2)
+                drop, module = (), None
+            if drop and (module is not None or not numba):
+                view = _FrozenStates(self, drop, module)
+        self._functions[key] = view
+        return view
+
+    def _unneeded_states(self, observables) -> tuple[int, ...]:
+        """States (indices) that the named observables do not depend on, directly or
+        through the equations of the states they depend on (the Jacobian's pattern)."""
+        sym = self.symbolic
+        ys = list(sym.y)
+        need = set()
+        for name in observables:
+            expr = sym.observables[list(self.observable_names).index(name)]
+            need |= {i for i, y in enumerate(ys) if expr.has(y)}
+        pattern = np.asarray(self.jacobian_sparsity, dtype=bool)
+        todo = list(need)
+        while todo:
+            i = todo.pop()
+            for j in np.nonzero(pattern[i])[0].tolist():
+                if j not in need:
+                    need.add(j)
+                    todo.append(j)
+        return tuple(i for i in range(len(ys)) if i not in need)
+
     def sensitivity_rhs(self, columns) -> Callable:
         """Right-hand side of the states and their forward sensitivities in one function.
 
@@ -575,3 +674,55 @@ class CompiledModel(_ModelBase):
     def __repr__(self) -> str:
         return (f"CompiledModel({self.name!r}, states={len(self.state_names)}, "
                 f"parameters={len(self.parameter_names)}, backend={self.backend!r})")
+
+
+class _FrozenStates:
+    """:meth:`CompiledModel.for_outputs`'s view: the model with the states ``drop`` held at
+    their initial values (zero right-hand side, Jacobian rows and ``d rhs / d p`` rows), the
+    kernels ``rhs``, ``jac``, ``rhs_jac`` generated without their equations; every other
+    attribute is the model's. Not pickled (a worker process builds its own from the model)."""
+
+    def __init__(self, base: CompiledModel, drop: tuple, module):
+        import dataclasses
+
+        self._base = base
+        self.frozen_states = tuple(drop)
+        self._rows = np.array(drop, dtype=int)
+        self._columns: dict = {}
+        if module is None:          # the numpy backend: the same system, the model's code
+            self.kernels = None
+            self.rhs, self.jac = self._zeroed(base.rhs), self._zeroed(base.jac)
+            return
+        self.kernels = dataclasses.replace(base.kernels, rhs=module.rhs, jac=module.jac,
+                                           rhs_jac=module.rhs_jac)
+        n = base.n_states
+        self.rhs = BatchFunction("rhs", module._batch_rhs, (n,), "y", self._zeroed(base.rhs))
+        self.jac = BatchFunction("jac", module._batch_jac, (n, n), "y",
+                                 self._zeroed(base.jac))
+
+    def _zeroed(self, function):
+        rows = self._rows
+
+        def call(*args):
+            out = function(*args)
+            out[rows] = 0.0
+            return out
+
+        return call
+
+    def dfdp_columns(self, columns) -> Callable:
+        """The model's ``d rhs / d p`` columns with the held states' rows zero."""
+        key = tuple(int(c) for c in columns)
+        if key not in self._columns:
+            self._columns[key] = self._zeroed(self._base.dfdp_columns(key))
+        return self._columns[key]
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def __reduce__(self):
+        raise TypeError("a reduced model view does not pickle; pickle the model")
+
+    def __repr__(self) -> str:
+        held = ", ".join(self._base.state_names[i] for i in self.frozen_states)
+        return f"<{self._base!r} with {held} held>"

@@ -1,0 +1,105 @@
+"""CompiledModel.for_outputs: the states the named observables do not need (als_reduced's
+cumulative hazard Lambda_death for ALSFRS-R, NfL, CRP) held at their initial values, their
+equations left out of the compiled kernels; the kept states' functions and trajectories are
+the full model's (to rounding, and to the integrator's tolerance), on both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression.errors import ModelError
+from progression.simulate import solve_states
+
+FITTED = ["ALSFRS_R", "NfL", "CRP"]
+
+
+def _model(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    model = pg.compile_model(pg.model.library.library_spec("als_reduced"), backend=backend)
+    if model.backend != backend:
+        pytest.skip(f"{backend} backend not available")
+    return model
+
+
+def _points(model, m=30, seed=2):
+    rng = np.random.default_rng(seed)
+    y = np.abs(rng.normal(0.5, 0.4, (model.n_states, m)))
+    p = model.defaults[:, None] * rng.uniform(0.5, 1.5, (model.n_parameters, m))
+    return y, p
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_the_hazard_state_is_held_for_observables_that_do_not_read_it(backend):
+    model = _model(backend)
+    view = model.for_outputs(FITTED)
+    lam = model.state_index("Lambda_death")
+    assert view is not model and view.frozen_states == (lam,)
+    assert model.for_outputs(list(reversed(FITTED))) is view             # one view per set
+    assert model.for_outputs(["survival_death"]) is model                # it reads Lambda
+    assert model.for_outputs(["cumhaz_death", "NfL"]) is model
+    with pytest.raises(ModelError, match="no observable 'nfl'"):
+        model.for_outputs(["nfl"])
+    y, p = _points(model)
+    keep = np.arange(model.n_states) != lam
+    for name in ("rhs", "jac"):
+        full, held = getattr(model, name)(0.0, y, p), getattr(view, name)(0.0, y, p)
+        np.testing.assert_allclose(held[keep], full[keep], rtol=1e-13, atol=1e-300)
+        assert np.all(held[lam] == 0.0)
+        assert np.any(full[lam] != 0.0)
+    cols = [model.parameter_index("kA"), model.parameter_index("eD")]
+    d_full, d_held = model.dfdp_columns(cols)(0.0, y, p), view.dfdp_columns(cols)(0.0, y, p)
+    np.testing.assert_array_equal(d_held[keep], d_full[keep])
+    assert np.all(d_held[lam] == 0.0)
+    # everything else is the model's
+    assert view.observable_names == model.observable_names and view.n_states == model.n_states
+    np.testing.assert_array_equal(view.observe(0.0, y, p), model.observe(0.0, y, p))
+
+
+def test_the_compiled_kernels_of_the_view_skip_the_held_equations():
+    model = _model("numba")
+    view = model.for_outputs(FITTED)
+    lam = model.state_index("Lambda_death")
+    y, p = _points(model, m=5)
+    for s in range(5):
+        ys, ps = np.ascontiguousarray(y[:, s]), np.ascontiguousarray(p[:, s])
+        f, J = np.empty(model.n_states), np.empty((model.n_states,) * 2)
+        view.kernels.rhs_jac(0.0, ys, ps, f, J)
+        f2 = np.empty(model.n_states)
+        view.kernels.rhs(0.0, ys, ps, f2)
+        np.testing.assert_allclose(f, view.rhs(0.0, y[:, s:s + 1], p[:, s:s + 1])[:, 0],
+                                   rtol=1e-14)
+        np.testing.assert_allclose(f2, f, rtol=1e-14)
+        np.testing.assert_allclose(J, model.jac(0.0, y[:, s:s + 1], p[:, s:s + 1])[:, :, 0]
+                                   * (np.arange(model.n_states) != lam)[:, None],
+                                   rtol=1e-13, atol=1e-300)
+        assert f[lam] == 0.0 and not J[lam].any()
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_kept_states_follow_the_full_model_to_the_tolerance(backend):
+    """Per-subject Rodas4 (compiled with numba, vectorised numpy otherwise) at rtol 1e-8: the
+    kept states within 1e-6 relative of a tight (rtol 1e-11) solve of the full model, the
+    held state at its initial value 0."""
+    model = _model(backend)
+    view = model.for_outputs(FITTED)
+    lam = model.state_index("Lambda_death")
+    table = np.tile(model.defaults, (4, 1))
+    table[:, model.parameter_index("kA")] *= [0.6, 0.9, 1.2, 1.5]
+    times = np.linspace(0.0, 60.0, 31)
+    X, status, _, _ = solve_states(view, table, times, rtol=1e-8, atol=1e-10,
+                                   per_subject=True)
+    ref = pg.simulate(model, table, times, rtol=1e-11, atol=1e-13, method="LSODA",
+                      terminal_events=False).states
+    assert np.all(np.asarray(status) == 0)
+    keep = np.arange(model.n_states) != lam
+    scale = np.abs(ref[:, keep]).max(axis=2, keepdims=True)
+    assert np.max(np.abs(X[:, keep] - ref[:, keep]) / scale) < 1e-6
+    assert np.all(X[:, lam] == 0.0) and np.all(ref[:, lam, -1] > 0)
+
+
+def test_a_model_without_such_states_is_its_own_view():
+    model = pg.load_model("pk_oral")
+    assert model.for_outputs(model.observable_names) is model
