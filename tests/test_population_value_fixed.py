@@ -61,7 +61,9 @@ def test_focei_held_at_its_optimum_reproduces_the_fit(designs):
 
     full = fit(_config("focei"), data=designs).population
     v_hat = float(full.fixed_effects["V"])
-    held = fit(_config("focei", v=v_hat), data=designs).population
+    held_res = fit(_config("focei", v=v_hat), data=designs)
+    held = held_res.population
+    assert held.fixed_typical == ("V",) and full.fixed_typical == ()
     assert held.fixed_effects["V"] == pytest.approx(v_hat, rel=1e-12)
     assert held.ofv == pytest.approx(full.ofv, abs=1e-3)
     assert held.fixed_effects["CL"] == pytest.approx(full.fixed_effects["CL"], rel=1e-3)
@@ -102,3 +104,28 @@ def test_saem_holds_the_typical_value_and_matches_the_exact_maximiser(designs):
                     np.log(pop.omega[1, 1]), np.log(pop.sigma["conc.sigma"])])
     z = (est - opt.x) / ref_se
     assert np.all(np.abs(z) < 0.3), z
+
+
+def test_held_typical_value_reported_as_fixed(designs):
+    """The report's parameter table says "fixed", the .ext SE row has NONMEM's 1E+10, and
+    the population part keeps the mark through fit.json's dict."""
+    import dataclasses
+
+    from progression.fit import fit
+    from progression.fit._report_population import population_lines
+    from progression.fit.parts import PopulationPart
+    from progression.fit.population._outputs import ext_table
+
+    res = fit(_config("focei", v=50.0), data=designs)
+    pop = res.population
+    lines = population_lines(res)
+    row = next(x for x in lines if x.startswith("| V (typical value"))
+    assert "| fixed |" in row, row
+    row_cl = next(x for x in lines if x.startswith("| CL (typical value"))
+    assert "| fixed |" not in row_cl
+    ext = ext_table(res)
+    se_row = ext.values[list(ext.iterations).index(-1000000001)]
+    assert se_row[ext.columns.index("THETA2")] == pytest.approx(1e10)
+    assert se_row[ext.columns.index("THETA1")] < 1.0
+    back = PopulationPart.from_dict(dataclasses.asdict(pop))
+    assert back.fixed_typical == ("V",)

@@ -42,7 +42,8 @@ def population_lines(result, outputs=None) -> list[str]:
             e.get("parameter") == k for e in (getattr(pop, "covariate_effects", ()) or ())
         ) else ""
         lines.append(row(f"{k} (typical value{at_ref})", v,
-                         pop.fixed_effects_se.get(k, float("nan"))))
+                         pop.fixed_effects_se.get(k, float("nan")),
+                         fixed=k in (getattr(pop, "fixed_typical", ()) or ())))
     fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
                  for k in b["parameters"]}
     for e, k in enumerate(pop.omega_names):

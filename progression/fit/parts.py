@@ -372,6 +372,9 @@ class PopulationPart:
         SAEM with ``saem_covariance = "focei"`` or ``"linearization"``: the OFV by
         linearisation (the FOCE-I objective at the SAEM estimates, NONMEM's convention;
         Monolix's "log-likelihood by linearization"); NaN otherwise.
+    fixed_typical : tuple of str
+        Typical values held at their config value (``value_fixed = true``): not estimated,
+        SE 0 in ``covariance``, "fixed" in the report and 1E+10 in the ``.ext`` table.
     """
 
     fixed_effects: dict
@@ -410,6 +413,7 @@ class PopulationPart:
     subject_covariates: dict = field(default_factory=dict)
     history_extra: np.ndarray | None = None
     ofv_linearised: float = float("nan")
+    fixed_typical: tuple = ()
 
     # ------------------------------------------------------------ the draw API
 
@@ -620,7 +624,7 @@ class PopulationPart:
                 continue
             if k in ("omega", "ebes", "covariance", "history", "history_extra"):
                 v = None if v is None else np.array(v, dtype=float)
-            elif k in ("omega_names", "covariance_names"):
+            elif k in ("omega_names", "covariance_names", "fixed_typical"):
                 v = tuple(v)
             elif k in ("covariate_effects", "omega_blocks"):
                 v = tuple(dict(e) for e in v)

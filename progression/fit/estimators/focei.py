@@ -610,7 +610,9 @@ class FOCEI(Estimator):
             r_condition_number=r_cond,
             subject_covariates={c: np.asarray(v).tolist()
                                 for c, v in s["covariates"].items()},
-            history_extra=np.array(extra, dtype=float) if extra else None)
+            history_extra=np.array(extra, dtype=float) if extra else None,
+            fixed_typical=tuple(names[q] for d, q in enumerate(pop_cols)
+                                if s.get("x_fixed") is not None and s["x_fixed"][d]))
         s["population"] = part
 
     def _covariance_names(self, problem, s) -> tuple:

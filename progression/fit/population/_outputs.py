@@ -428,7 +428,9 @@ def ext_table(result) -> ExtTable:
                 o[low[::-1]] = hx[k, C:]
             history.append((int(row[0]), (np.r_[row[1:1 + D], c], row[1 + D:1 + D + S] ** 2,
                                           o, row[-1])))
-    t_se = np.array([pop.fixed_effects_se.get(k, np.nan) for k in pop.fixed_effects]
+    held = set(getattr(pop, "fixed_typical", ()) or ())       # NONMEM: 1E+10 for FIX
+    t_se = np.array([np.nan if k in held else pop.fixed_effects_se.get(k, np.nan)
+                     for k in pop.fixed_effects]
                     + [pop.coefficients_se.get(k, np.nan) for k in coefs])
     # SE of a variance sd^2 from the SE of sd: 2 sd SE(sd) (delta method)
     s_se = np.array([2.0 * v * pop.sigma_se.get(k, np.nan) for k, v in pop.sigma.items()])
