@@ -428,6 +428,17 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
         J = _jacobians(model, grid, states, table, t, Y, P)
         F = model.dfdp_columns(columns)(t, Y, P).reshape(n, k, m, G)
         S0 = model.dinitial_dp(grid[0], None, p)[:, columns, :]
+        # States a model view holds (progression.model.compiled.CompiledModel.for_outputs:
+        # zero equations, read by no kept state) keep their initial sensitivities, and the
+        # rule runs on the kept states only: J is block diagonal with a zero block there, so
+        # the kept states' results, the stiffness bounds and the error estimate are those of
+        # the whole system, at (n_kept / n)^3 of the elimination's cost.
+        held = tuple(int(i) for i in getattr(model, "frozen_states", ()))
+        if held:
+            keep = np.array([i for i in range(n) if i not in held], dtype=int)
+            J = np.ascontiguousarray(J[np.ix_(keep, keep)])
+            F = np.ascontiguousarray(F[keep])
+            S0_full, S0 = S0, S0[keep]
         S, M, d, stiff = _trapezoid(grid, J, F, S0, maps=richardson and G >= 3)
         if G >= 3:
             even = slice(0, None, 2)
@@ -459,6 +470,14 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
             if richardson:
                 _extrapolate(grid, J, F, S, M, d, coarse, smooth[None, :, None, None])
     out = np.ascontiguousarray(S.transpose(1, 2, 3, 0))
+    if held:
+        kept, out = out, np.empty((m, n, k, G))
+        out[:, keep] = kept
+        hold = np.array(held, dtype=int)
+        out[:, hold] = S0_full[hold].transpose(2, 0, 1)[..., None]
+        # NaN where the trajectory is NaN, as the rule gives for the kept states
+        out[:, hold] = np.where(np.isnan(states[:, hold])[:, :, None, :], np.nan,
+                                out[:, hold])
     # NaN estimates belong to failed trajectories (their sensitivities are NaN anyway)
     redo = np.nonzero(np.isfinite(estimate) & (estimate > tol)
                       & np.all(np.isfinite(states), axis=(1, 2)))[0]
