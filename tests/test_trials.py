@@ -142,3 +142,25 @@ def test_ld_il2_trial_example_runs_small(tmp_path):
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "trial/slope/power.png").exists()
     assert (tmp_path / "trial/survival/power.md").exists()
+
+
+def _il2_slowing(model, pool, seed):
+    """12-month ALSFRS-R slowing by continued low-dose IL-2 in a trial-eligible pool
+    (potential outcomes: every patient under both arms)."""
+    trial = VirtualTrial({"placebo": [], "IL-2": [iv.ld_il2()]}, model=model, follow_up=12.0,
+                         visit_every=12.0, enrolment=Enrolment(duration=(6.0, 24.0)))
+    F = trial.simulate_pool(pool, seed=seed).function
+    ok = np.isfinite(F[0, :, -1]) & np.isfinite(F[1, :, -1])
+    return 1.0 - np.mean(F[1, ok, 0] - F[1, ok, -1]) / np.mean(F[0, ok, 0] - F[0, ok, -1])
+
+
+def test_ld_il2_slows_both_als_models_alike():
+    # issue 13: als_reduced's IL-2 gain gIL2 (1.25, was 2.0) is set so that the fitting model
+    # answers low-dose IL-2 like the recalibrated als_systemic on comparable patients (the §5
+    # pool, seeds 1-5 at 400: 9.2 % (8.9-9.4) vs 9.1 % (7.7-9.8)); with gIL2 2.0 als_reduced
+    # gave 14.9 % and this test fails. Tolerance: 3 points, the seed-to-seed spread of
+    # als_systemic's value at this pool size plus the models' remaining difference.
+    reduced = _il2_slowing("als_reduced", 300, 1)
+    systemic = _il2_slowing("als_systemic", 300, 1)
+    assert 0.05 < systemic < 0.14 and 0.05 < reduced < 0.14, (systemic, reduced)
+    assert abs(reduced - systemic) < 0.03, (systemic, reduced)
