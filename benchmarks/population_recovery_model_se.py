@@ -56,16 +56,30 @@ METHODS = ("sa", "louis", "sandwich", "scores")
 Z95 = 1.959963984540054
 
 
-def _replicate_setup(seed: int, n: int):
-    """The study's data of replicate ``seed`` and the SAEM estimator's set-up on them."""
+def study_config_text() -> str:
+    """The config text the study ran with (its meta.json; the file may have changed since:
+    the replicates must be simulated and scored with the study's own config)."""
+    return json.loads(pr._path(STUDY, ".meta.json").read_text())["config_text"]
+
+
+def _replicate_setup(seed: int, n: int, line: dict | None = None):
+    """The study's data of replicate ``seed`` and the SAEM estimator's set-up on them
+    (the observation and censoring counts checked against the study's ``line``)."""
     from progression.fit import EstimatorOptions
     from progression.fit.estimators.base import EstimationProblem
     from progression.fit.estimators.saem import SAEM, _covariate_design
     from progression.fit.problem import Problem
     from progression.parallel import executor as make_executor
 
-    cfg = pr.read_config(pr.FIT_CONFIG, OPTIONS)
+    cfg = pr.read_config(pr.FIT_CONFIG, OPTIONS, study_config_text())
     designs, _, _ = prm.simulate_replicate(n, seed, cfg)
+    if line is not None:
+        n_obs = int(sum(d.n for d in designs))
+        n_cens = int(sum(int(np.sum(np.asarray(d.cens) != 0)) for d in designs))
+        if (n_obs, n_cens) != (line.get("observations"), line.get("censored")):
+            raise RuntimeError(f"seed {seed}: re-simulated {n_obs} observations ({n_cens} "
+                               f"censored), the study recorded {line.get('observations')} "
+                               f"({line.get('censored')}): not the study's data")
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(designs)
     with make_executor(None, None) as ex:
@@ -125,7 +139,7 @@ def score_replicate(line: dict, n_iter: int, burn_in: int, chains: int) -> dict:
 
     t0 = time.perf_counter()
     seed, n = int(line["seed"]), int(line["n"])
-    ep, est, s, cov_x, cov_mask = _replicate_setup(seed, n)
+    ep, est, s, cov_x, cov_mask = _replicate_setup(seed, n, line)
     problem = ep.problem
     D, E = s["pop_cols"].size, s["eta_pos"].size
     om_model = s["omega_model"]
@@ -205,8 +219,7 @@ def _settings(n_iter: int, burn_in: int, chains: int) -> str:
 def study_lines() -> list[dict]:
     """The study's successful replicate lines (both keys of the same config and options)."""
     meta = json.loads(pr._path(STUDY, ".meta.json").read_text())
-    text = pr.FIT_CONFIG.read_text()
-    keys = {meta["key"], prm.key_of(text, OPTIONS, int(meta["n"]))}
+    keys = {meta["key"], prm.key_of(meta["config_text"], OPTIONS, int(meta["n"]))}
     lines = [x for x in pr.load_lines(pr._path(STUDY, ".jsonl")) if "error" not in x]
     # the replicates before saem_chains = 4 moved into the config: same fit (the key
     # differs by the config's text only), recognised by their options in the command
