@@ -42,7 +42,9 @@ EXACT_GROUP = 50
 #: side (~150 ns per row, its exp/log1p/expm1) dominates both: 0.0675 against 0.0636 CPU
 #: seconds for the 200 rows (median of 7 interleaved runs, 2 shared cores, load 6.5,
 #: 2026-12-01), so compiled per-row integration would shorten the wall time only where idle
-#: cores take its rows.
+#: cores take its rows: the individual fit's polish now does that (EXACT_ROWS_DOP853, with the
+#: held states of REDUCED_STATES its right-hand side costs ~35 ns), these groups serve the
+#: other callers and the rows DOP853 hands back.
 EXACT_GROUP_VALUES = 100
 
 #: Tolerances of the exact path that polishes grid-path estimates and reports the objective
