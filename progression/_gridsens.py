@@ -436,9 +436,15 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
         held = tuple(int(i) for i in getattr(model, "frozen_states", ()))
         if held:
             keep = np.array([i for i in range(n) if i not in held], dtype=int)
+            hold = np.array(held, dtype=int)
             J = np.ascontiguousarray(J[np.ix_(keep, keep)])
             F = np.ascontiguousarray(F[keep])
-            S0_full, S0 = S0, S0[keep]
+            # the held states' sensitivities: their initial ones at every node, NaN where
+            # the trajectory is NaN (as the rule gives for the kept states)
+            held_S = np.broadcast_to(S0[hold].transpose(2, 0, 1)[..., None],
+                                     (m, hold.size, k, G))
+            held_S = np.where(np.isnan(states[:, hold])[:, :, None, :], np.nan, held_S)
+            S0 = S0[keep]
         S, M, d, stiff = _trapezoid(grid, J, F, S0, maps=richardson and G >= 3)
         if G >= 3:
             even = slice(0, None, 2)
@@ -473,16 +479,14 @@ def grid_sensitivities(model, grid, states, table, columns, *, richardson: bool 
     if held:
         kept, out = out, np.empty((m, n, k, G))
         out[:, keep] = kept
-        hold = np.array(held, dtype=int)
-        out[:, hold] = S0_full[hold].transpose(2, 0, 1)[..., None]
-        # NaN where the trajectory is NaN, as the rule gives for the kept states
-        out[:, hold] = np.where(np.isnan(states[:, hold])[:, :, None, :], np.nan,
-                                out[:, hold])
+        out[:, hold] = held_S
     # NaN estimates belong to failed trajectories (their sensitivities are NaN anyway)
     redo = np.nonzero(np.isfinite(estimate) & (estimate > tol)
                       & np.all(np.isfinite(states), axis=(1, 2)))[0]
     if redo.size and k:
         out[redo] = _forward(model, grid, table[redo], columns, solver)
+        if held:
+            out[np.ix_(redo, hold)] = held_S[redo]
     if report is not None:
         report["estimate"] = estimate
         report["fallback"] = redo
@@ -521,6 +525,9 @@ def _forward(model, grid, table, columns, solver):
     options = {key: value for key, value in (solver or {}).items()
                if key in ("method", "rtol", "atol", "max_step", "max_steps")}
     names = [model.parameter_names[c] for c in columns]
-    sim = simulate(model, table, grid, t0=float(grid[0]), sensitivities=names,
-                   terminal_events=False, events=False, **options)
+    # a model view that holds states (CompiledModel.for_outputs) is not a model simulate()
+    # takes: the full model's forward sensitivities are those of the kept states (the held
+    # ones, which no kept state reads, the caller sets)
+    sim = simulate(getattr(model, "full_model", model), table, grid, t0=float(grid[0]),
+                   sensitivities=names, terminal_events=False, events=False, **options)
     return sim.state_sensitivities

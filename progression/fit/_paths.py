@@ -284,7 +284,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
     model = problem.model
     # the states the observables of these values need: the others (a hazard's cumulative
     # state) held on the grid path and the compiled DOP853 rows (see _states_model)
-    sim = _states_model(problem, oi)
+    smodel = _states_model(problem, oi)
     N = tm.shape[0]
     k = len(sens)
     solver = problem.solver
@@ -321,8 +321,8 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                      else (np.arange(table.shape[0]), None))
         with np.errstate(all="ignore"):
             X, status, messages, _ = solve_states(
-                sim, table[uniq], grid, per_subject=per_subject, **options)
-            Sx = (grid_sensitivities(sim, grid, X, table[uniq], sens_idx,
+                smodel, table[uniq], grid, per_subject=per_subject, **options)
+            Sx = (grid_sensitivities(smodel, grid, X, table[uniq], sens_idx,
                                      richardson=accurate, solver=options,
                                      last_node=last_node[uniq])
                   if k else None)
@@ -347,7 +347,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         # stiff, or fails on, go on to the groups below.
         todo = np.arange(R)
         if not k:
-            done = _rows_by_dop853(sim, table, rr, tm, options, y, status, messages)
+            done = _rows_by_dop853(smodel, table, rr, tm, options, y, status, messages)
             if done is not None:
                 todo = np.nonzero(~done)[0]
         # Without sensitivities the groups are formed by each row's last output time: a
@@ -379,6 +379,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                 S[:, :, sel] = sim.state_sensitivities[b_of, :, :, col] \
                     .transpose(1, 2, 0)
     else:
+        smodel = model        # the full model's states: its slopes below (none held)
         with np.errstate(all="ignore"):
             sim = simulate(model, table, grid, **options)
         status = np.asarray(sim.status)
@@ -408,7 +409,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         pu = np.ascontiguousarray(table[ur].T)
         tu = grid[un]
         with np.errstate(all="ignore"):
-            Fu = sim.rhs(tu, Yu, pu)                     # (n, U)
+            Fu = smodel.rhs(tu, Yu, pu)                  # (n, U)
         M = tp.shape[0]
         i0, i1 = inv[:M], inv[M:]
         h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
@@ -417,13 +418,13 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
         y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
         ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
-        y2 = np.ascontiguousarray(coarse_interpolant(sim, X, table, grid, tp, rp))
+        y2 = np.ascontiguousarray(coarse_interpolant(smodel, X, table, grid, tp, rp))
         S = None
         if k:
             Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
             with np.errstate(all="ignore"):
-                Ju = sim.jac(tu, Yu, pu)                 # (n, n, U)
-                Pu = sim.dfdp_columns(sens_idx)(tu, Yu, pu)
+                Ju = smodel.jac(tu, Yu, pu)              # (n, n, U)
+                Pu = smodel.dfdp_columns(sens_idx)(tu, Yu, pu)
             Sdu = np.einsum("ijU,jkU->ikU", Ju, Su) + Pu
             S = (h00 * Su[:, :, i0] + h10 * h * Sdu[:, :, i0] + h01 * Su[:, :, i1]
                  + h11 * h * Sdu[:, :, i1])

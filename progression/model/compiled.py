@@ -710,6 +710,11 @@ class _FrozenStates:
 
         return call
 
+    @property
+    def full_model(self) -> CompiledModel:
+        """The model this view is of (what :func:`~progression.simulate.simulate` takes)."""
+        return self._base
+
     def dfdp_columns(self, columns) -> Callable:
         """The model's ``d rhs / d p`` columns with the held states' rows zero."""
         key = tuple(int(c) for c in columns)
