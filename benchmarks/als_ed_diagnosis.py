@@ -7,11 +7,16 @@ observation offsets of NfL, CRP and Treg % (``subject_sd`` times a standard norm
 informative-dropout time. Then regresses a population fit's empirical Bayes estimate of
 log eD (``subjects.csv`` of the fit folder) on the true log eD, log Tmax, log kA/k0, log k0
 and the three offsets (ordinary least squares, all regressors together; t = estimate / SE),
-and prints the sensitivity of each observable to log eD along the typical patient's course
+prints the sensitivity of each observable to log eD along the typical patient's course
 (``--sensitivity``), which converts an unmodelled offset into the eD variance that would
-carry it.
+carry it, and (``--against FIT2``) where two fits of the same data differ in likelihood: the
+per-patient -2 log L of FIT2 minus that of ``--fit`` (``objective`` of ``subjects.csv``, by
+importance sampling) regressed on the squared deviations of the same features, e.g. FIT2
+with omega^2 eD held at the truth against the free fit: which patients want the large eD
+variance.
 
     python benchmarks/als_ed_diagnosis.py [--fit fits/als_synthetic_population] [--sensitivity]
+        [--against FIT2]
 
 Seconds (the cohort is re-simulated: ~1 s). Results: benchmarks/results/als_ed_diagnosis.md.
 """
@@ -129,6 +134,43 @@ def regression(fit_folder: Path, g: dict, parameter: str = "eD") -> str:
     return "\n".join(lines)
 
 
+def _objectives(folder: Path, subjects) -> np.ndarray:
+    with open(folder / "subjects.csv", newline="") as fh:
+        sub = {r["subject"]: float(r["objective"]) for r in csv.DictReader(fh)}
+    return np.array([sub[s] for s in subjects])
+
+
+def likelihood_difference(fit: Path, other: Path, g: dict) -> str:
+    """Per-patient -2 log L of ``other`` minus ``fit`` on the squared centred features (OLS)."""
+    d = _objectives(other, g["subject"]) - _objectives(fit, g["subject"])
+
+    def c2(x):
+        return (x - x.mean()) ** 2
+
+    X = {"(log eD - mean)^2": c2(np.log(g["eD"])), "(log Tmax - mean)^2": c2(np.log(g["Tmax"])),
+         "(log kA/k0 - mean)^2": c2(np.log(g["kA"] / g["k0"])),
+         "Treg % offset^2": g["offset_Treg_pct"] ** 2, "CRP offset^2": g["offset_CRP"] ** 2,
+         "NfL offset^2": g["offset_NfL"] ** 2,
+         "dropped out": np.isfinite(g["dropout"]).astype(float),
+         "Treg % values": n_values("Treg_pct", g["subject"]).astype(float),
+         "CRP values": n_values("CRP", g["subject"]).astype(float)}
+    names = list(X)
+    A = np.column_stack([np.ones_like(d)] + [X[k] - X[k].mean() for k in names])
+    b, *_ = np.linalg.lstsq(A, d, rcond=None)
+    r = d - A @ b
+    se = np.sqrt(np.diag(r @ r / (len(d) - A.shape[1]) * np.linalg.inv(A.T @ A)))
+    top = np.argsort(d)[::-1][:10]
+    lines = [f"-2 log L per patient, {other} minus {fit}: total {d.sum():+.2f}, "
+             f"R^2 {1 - r @ r / np.sum((d - d.mean()) ** 2):.3f}",
+             "", "| regressor | coefficient (SE) | t |", "|---|---:|---:|"]
+    for k, bb, ss in zip(names, b[1:], se[1:], strict=True):
+        lines.append(f"| {k} | {bb:+.3f} ({ss:.3f}) | {bb / ss:+.1f} |")
+    lines += ["", f"largest 10 differences (sum {d[top].sum():+.2f}): "
+              + ", ".join(f"{g['subject'][i]} {d[i]:+.2f} (Treg off {g['offset_Treg_pct'][i]:+.2f},"
+                          f" eD {g['eD'][i]:.3f})" for i in top)]
+    return "\n".join(lines)
+
+
 def sensitivity() -> str:
     """d log(observable) / d log eD of the typical patient (k0 0.0095, glial_ratio 3.52,
     Tmax 0.9, eD 0.34; central difference of +-5 % in eD, LSODA) at months since its
@@ -157,9 +199,13 @@ def main(argv=None) -> None:
     ap.add_argument("--fit", type=Path, default=ROOT / "fits" / "als_synthetic_population")
     ap.add_argument("--parameter", default="eD")
     ap.add_argument("--sensitivity", action="store_true")
+    ap.add_argument("--against", type=Path, default=None)
     a = ap.parse_args(argv)
     g = generator_draws()
     print(regression(a.fit, g, a.parameter))
+    if a.against is not None:
+        print()
+        print(likelihood_difference(a.fit, a.against, g))
     if a.sensitivity:
         print()
         print(sensitivity())
