@@ -205,7 +205,7 @@ def test_a_per_subject_fit_whose_grid_sensitivities_fall_back_runs(tmp_path, mon
     """The shipped configs/als_synthetic_individual.toml on three of its patients, with the
     grid sensitivities' tolerance at 0 so that every grid evaluation takes the forward
     fallback with the held-state view (the shipped fit failed there: simulate() refused the
-    view): the fit runs, and its estimates are those of the full model (REDUCED_STATES off)
+    view, REDUCED_STATES_GRID on): the fit runs, and its estimates are those of the full model
     to 1e-3 (the polish on the exact path ends both at the optimum; these patients' k0 and
     offset trade off along a flat valley, so tighter would test the valley, not the path)."""
     import importlib
@@ -224,8 +224,10 @@ def test_a_per_subject_fit_whose_grid_sensitivities_fall_back_runs(tmp_path, mon
 
     monkeypatch.setattr(gs, "_forward", counted)
     monkeypatch.setitem(gs.grid_sensitivities.__kwdefaults__, "tol", 0.0)
+    monkeypatch.setattr(paths, "REDUCED_STATES_GRID", True)        # the view on the grid path
     res = fit(cfg, jobs=1)
     assert calls and all(getattr(m, "frozen_states", ()) for m in calls)
+    monkeypatch.setattr(paths, "REDUCED_STATES_GRID", False)
     monkeypatch.setattr(paths, "REDUCED_STATES", False)
     full = fit(cfg, jobs=1)
     for name in ("kA", "eD"):

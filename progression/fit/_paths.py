@@ -285,6 +285,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
     # the states the observables of these values need: the others (a hazard's cumulative
     # state) held on the grid path and the compiled DOP853 rows (see _states_model)
     smodel = _states_model(problem, oi)
+    gmodel = smodel if REDUCED_STATES_GRID else model     # the grid path's model
     N = tm.shape[0]
     k = len(sens)
     solver = problem.solver
@@ -321,8 +322,8 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                      else (np.arange(table.shape[0]), None))
         with np.errstate(all="ignore"):
             X, status, messages, _ = solve_states(
-                smodel, table[uniq], grid, per_subject=per_subject, **options)
-            Sx = (grid_sensitivities(smodel, grid, X, table[uniq], sens_idx,
+                gmodel, table[uniq], grid, per_subject=per_subject, **options)
+            Sx = (grid_sensitivities(gmodel, grid, X, table[uniq], sens_idx,
                                      richardson=accurate, solver=options,
                                      last_node=last_node[uniq])
                   if k else None)
@@ -379,7 +380,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                 S[:, :, sel] = sim.state_sensitivities[b_of, :, :, col] \
                     .transpose(1, 2, 0)
     else:
-        smodel = model        # the full model's states: its slopes below (none held)
+        gmodel = model        # the full model's states: its slopes below (none held)
         with np.errstate(all="ignore"):
             sim = simulate(model, table, grid, **options)
         status = np.asarray(sim.status)
@@ -409,7 +410,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         pu = np.ascontiguousarray(table[ur].T)
         tu = grid[un]
         with np.errstate(all="ignore"):
-            Fu = smodel.rhs(tu, Yu, pu)                  # (n, U)
+            Fu = gmodel.rhs(tu, Yu, pu)                  # (n, U)
         M = tp.shape[0]
         i0, i1 = inv[:M], inv[M:]
         h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
@@ -418,13 +419,13 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
         y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
         ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
-        y2 = np.ascontiguousarray(coarse_interpolant(smodel, X, table, grid, tp, rp))
+        y2 = np.ascontiguousarray(coarse_interpolant(gmodel, X, table, grid, tp, rp))
         S = None
         if k:
             Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
             with np.errstate(all="ignore"):
-                Ju = smodel.jac(tu, Yu, pu)              # (n, n, U)
-                Pu = smodel.dfdp_columns(sens_idx)(tu, Yu, pu)
+                Ju = gmodel.jac(tu, Yu, pu)              # (n, n, U)
+                Pu = gmodel.dfdp_columns(sens_idx)(tu, Yu, pu)
             Sdu = np.einsum("ijU,jkU->ikU", Ju, Su) + Pu
             S = (h00 * Su[:, :, i0] + h10 * h * Sdu[:, :, i0] + h01 * Su[:, :, i1]
                  + h11 * h * Sdu[:, :, i1])
@@ -529,6 +530,14 @@ def _unique_rows(table, last_node):
 #: full model's to the integrator's tolerance (its error norm no longer includes the held
 #: states, so the grid path's steps differ). False: the full model everywhere.
 REDUCED_STATES = True
+#: The same on the grid path (Rodas4 states and grid sensitivities), off by default: there it
+#: changes the steps, and so the polish's start, and on the shipped
+#: ``configs/als_synthetic_individual.toml`` 61 of 200 subjects then ended more than 1e-6
+#: (up to 2e-4, along their flat k0 / time-offset valleys) from where the full model's grid
+#: path leads, at -2 log L within 5e-7. On ``benchmarks/fit_individual.py`` it takes ~25% of
+#: the fit's CPU time off (rhs 246 -> 34 ns). With REDUCED_STATES alone, only the polish's
+#: compiled DOP853 rows integrate the view (at rtol 1e-10: the same outputs to the tolerance).
+REDUCED_STATES_GRID = False
 
 
 def _states_model(problem, oi):
