@@ -238,7 +238,12 @@ def main():
                         help="time the plain loop on this many patients and scale (default: all)")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=200, help="estimator batch_size")
+    parser.add_argument("--held-states-grid", action="store_true",
+                        help="the grid path integrates only the states the observables need "
+                             "(progression.fit._paths.REDUCED_STATES_GRID, off by default)")
     args = parser.parse_args()
+    if args.held_states_grid:
+        importlib.import_module("progression.fit._paths").REDUCED_STATES_GRID = True
     n = args.patients
     model, designs, arrays, truth = make_data(n)
     print(f"{n} synthetic als_reduced patients, {3 * VISITS.size} values each; free: "
@@ -427,16 +432,19 @@ def main():
         + f"; {result.counters['simulations']} batched simulations, "
         f"{result.counters['subject_solves']} subject solves. The fit's steps: batched "
         "Levenberg-Marquardt on the grid path (states per patient by Rodas4, compiled when "
-        "numba is installed, of the states the three observables need: the cumulative death "
-        "hazard Lambda_death, which none of them reads, is held at 0 and its equation "
-        "skipped, `CompiledModel.for_outputs`; sensitivities on the 0.5-month grid by the "
-        "trapezoidal rule on those states, "
+        "numba is installed"
+        + ("; only the states the three observables need: the cumulative death hazard "
+           "Lambda_death, which none of them reads, held at 0 and its equation skipped, "
+           "`CompiledModel.for_outputs`, `--held-states-grid`, not the default" if
+           args.held_states_grid else "")
+        + "; sensitivities on the 0.5-month grid by the trapezoidal rule, "
         "compiled kernels; the patients of the Rodas4 and step-rule kernels, and the nodes of "
         "the stiffness bound, spread over numba's threads; rows with equal parameters are "
         "integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
-        "rtol 1e-10, each patient by the compiled DOP853, the patients over numba's threads; "
+        "rtol 1e-10, each patient by the compiled DOP853 of the states the observables need "
+        "(Lambda_death held), the patients over numba's threads; "
         "without numba, in groups of 100 rows by the stacked LSODA). A patient whose grid-path "
         "information is well conditioned first takes the grid path's last Gauss-Newton step "
         "(its residuals, Jacobian and information at its optimum), is evaluated there without "
