@@ -9,7 +9,8 @@ A config has these tables::
     anchor = "clinical_onset" # data time 0 = anchor event + delay (default: the model's
                               # disease content; ALS: clinical_onset, 12 months)
     delay = [6, 18]           # months (a pair: uniform per subject)
-    # fit = "fits/als_synthetic"   # ... or a saved fit folder instead: its subjects, or
+    # fit = "../fits/als_synthetic_individual"   # ... or a saved fit folder instead
+    #                              # (relative to the config): its subjects, or
     # patients = "new"             # (a population fit) n new patients drawn from the
                                    # fitted population (n, seed as above; their time
                                    # offsets: the fit's, or anchor + delay when given)

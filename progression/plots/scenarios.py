@@ -145,6 +145,7 @@ def plot_endpoints(comp, names=None):
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(_endpoint_unit(name, ep), fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
+        _readable_x(ax)
         ax.grid(alpha=0.3, axis="x")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
@@ -210,6 +211,29 @@ def _arm_groups(names, reference, per_panel: int = ARMS_PER_PANEL) -> list[list[
     k = math.ceil(len(arms) / per_panel)
     cuts = np.linspace(0, len(arms), k + 1).round().astype(int)
     return [arms[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+#: Smallest x span of an endpoint panel, relative to the largest |value| shown: differences
+#: below ~1 % of the endpoint's size are drawn as what they are (no difference), not stretched
+#: over the axis (one subject per scenario: 9 labels like -13.2975 over a 0.02 span overlapped).
+MIN_RELATIVE_SPAN = 0.02
+
+
+def _readable_x(ax) -> None:
+    """At most ~5 plain x tick labels, over a span of at least ``MIN_RELATIVE_SPAN`` of the
+    largest |value| (centred on the data), so labels neither crowd nor overlap."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    lo, hi = ax.get_xlim()
+    size = max(abs(lo), abs(hi))
+    need = MIN_RELATIVE_SPAN * size
+    if size > 0 and hi - lo < need:
+        mid = 0.5 * (lo + hi)
+        ax.set_xlim(mid - 0.5 * need, mid + 0.5 * need)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
 
 
 def _horizontal() -> dict:
