@@ -218,14 +218,18 @@ def score(pop, truth: dict, level: float = LEVEL) -> dict:
         return math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
 
     out = {"typical": {}, "omega": {}, "coefficients": {}}
+    # typical values held at their config value (value_fixed): SE 0, scored as held
+    fixed_typical = set(getattr(pop, "fixed_typical", ()) or ())
     for p, t in truth["typical"].items():
         e = float(pop.fixed_effects[p])
         lo, hi = pop.bounds[p]
         sc = pop.scales[p]
         ex, tx = (float(to_internal(np.array([v]), sc, lo, hi)[0]) for v in (e, t))
         se = se_of(f"theta {p}")
+        held = p in fixed_typical
         out["typical"][p] = {"estimate": e, "truth": t, "rel_error": e / t - 1.0,
-                             "se_scale": se, "covered": _wald(ex, tx, se, z)}
+                             "se_scale": se, "held": held,
+                             "covered": None if held else _wald(ex, tx, se, z)}
     om_names = list(pop.omega_names)
     om = np.asarray(pop.omega, dtype=float)
     held = {q for b in (getattr(pop, "omega_blocks", None) or ()) if b.get("fixed")

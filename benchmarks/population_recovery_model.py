@@ -54,11 +54,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_model"
 #: 0.01 per year, bulbar exp(0.15) - 1, C9orf72 exp(0.2) - 1), residual SDs near the
 #: shipped fit's estimates.
 TRUTH = {
-    "typical": {"k0": 0.009, "eD": 0.34, "Q0": 1.0, "kappa_nfl": 6000.0},
-    "omega": {"k0": 0.32, "eD": 0.09, "Q0": 0.64, "kappa_nfl": 0.09},
+    # fT0: the per-patient Treg % offset of the shipped config (typical and variance held there)
+    "typical": {"k0": 0.009, "eD": 0.34, "Q0": 1.0, "kappa_nfl": 6000.0, "fT0": 6.0},
+    "omega": {"k0": 0.32, "eD": 0.09, "Q0": 0.64, "kappa_nfl": 0.09, "fT0": 0.01},
     "coefficients": {"k0~age": 0.01, "k0~site_of_onset=bulbar": math.expm1(0.15),
                      "k0~c9orf72=1": math.expm1(0.2)},
-    "sigma": {"ALSFRS_R": 1.9, "NfL": 0.15, "CRP": 0.6, "Treg_pct": 0.14},
+    "sigma": {"ALSFRS_R": 1.9, "NfL": 0.15, "CRP": 0.6, "Treg_pct": 0.1},
 }
 CRP_FLOOR = 0.3          # mg/L, the hs-CRP floor of the shipped data
 REDRAWS = 20
