@@ -83,6 +83,7 @@ from ...errors import ConfigError, FitError
 from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
+from ..population._saem_information import inverse_pd
 from ..population._saem_model import RK4Predictions, applicable
 from ..population._saem_score import score_pass
 from ..transforms import from_internal
@@ -91,8 +92,8 @@ from .base import EstimationProblem, PointEstimate
 from .focei import FOCEI
 
 __all__ = ["SAEM", "COVARIANCE_METHOD", "COVARIANCE_METHOD_FALLBACK", "COVARIANCE_METHOD_FOCEI",
-           "COVARIANCE_METHOD_LINEARIZATION", "COVARIANCE_METHOD_SANDWICH", "SUBJECT_METHOD",
-           "saem_options"]
+           "COVARIANCE_METHOD_LINEARIZATION", "COVARIANCE_METHOD_SANDWICH",
+           "COVARIANCE_METHOD_SCORES", "SUBJECT_METHOD", "saem_options"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Covariance choices computed from the FOCE-I objective at the SAEM estimates.
@@ -124,6 +125,13 @@ COVARIANCE_METHOD_FALLBACK = ("Louis' observed Fisher information at the SAEM es
                               "the stochastic approximation over the smoothing phase was not "
                               "positive definite), inverted; Wald interval on the estimation "
                               "scale")
+#: The last fallback (Louis' information indefinite in the longer pass too), in words.
+COVARIANCE_METHOD_SCORES = ("inverse of the summed per-subject score products S at the SAEM "
+                            "estimates (NONMEM's MATRIX=S; each score the conditional "
+                            "expectation of the complete-data score by MCMC with the "
+                            "parameters held; Louis' information was not positive definite "
+                            "in the SA nor in a longer pass), Wald interval on the "
+                            "estimation scale")
 #: Most smoothing iterations of ``saem_smoothing = "auto"``.
 AUTO_K2_MAX = 500
 #: The per-subject intervals, in words.
@@ -188,8 +196,13 @@ def _fallback_message(choice: str, fb: dict) -> str:
     return (f"covariance step: the {first} was not positive definite (smallest eigenvalue "
             f"{fb['first']:.3g}); standard errors from a longer score pass at the SAEM "
             f"estimates ({fb['iterations']} iterations, {fb['chains']} chains per subject, "
-            f"{'Louis model-based R^-1' if fb['kind'] == 'model' else 'sandwich R^-1 S R^-1'}"
-            f"; smallest eigenvalue {fb['smallest']:.3g})")
+            f"{_FALLBACK_KIND[fb['kind']]}; smallest eigenvalue of its Louis information "
+            f"{fb['smallest']:.3g})")
+
+
+_FALLBACK_KIND = {"model": "Louis model-based R^-1", "sandwich": "sandwich R^-1 S R^-1",
+                  "scores": "S^-1 of the per-subject score products, its Louis information "
+                            "not positive definite either"}
 
 
 def _failure_message(choice: str, fb: dict | None, res) -> str:
@@ -383,11 +396,21 @@ class SAEM(FOCEI):
             kind = "sandwich" if choice == "sandwich" else "model"
             cov = sp.covariance(kind)
             ok = bool(np.all(np.isfinite(cov)))
+            if not ok and choice == "sa":
+                # last resort, the outer-product (BHHH) information S of the same pass: a
+                # sum of per-subject score products, positive definite whenever the scores
+                # span every direction (39 of 39 ALS study replicates, 96 % coverage,
+                # benchmarks/results/population_recovery_model_chains4_se.md), with no
+                # difference of two large Monte Carlo terms in it
+                cov = inverse_pd(np.asarray(sp.meat, dtype=float))
+                ok = bool(np.all(np.isfinite(cov)))
+                kind = "scores" if ok else kind
             s["fallback"] = {"first": first, "iterations": n_iter, "chains": n_chains,
                              "kind": kind, "ok": ok,
                              "smallest": float(np.linalg.eigvalsh(sp.fisher).min())}
             if ok:
-                res = dataclasses.replace(res, fisher=sp.fisher, covariance=cov)
+                info = sp.meat if kind == "scores" else sp.fisher
+                res = dataclasses.replace(res, fisher=info, covariance=cov)
                 s["score_pass"] = sp
             ep.timings["covariance fallback"] = time.perf_counter() - t
         sd = np.array([(res.residual.a if which == "a" else res.residual.b)[k]
@@ -466,6 +489,8 @@ class SAEM(FOCEI):
             fb = s.get("fallback")
             if fb is not None and fb["ok"] and fb["kind"] == "model":
                 method = COVARIANCE_METHOD_FALLBACK
+            elif fb is not None and fb["ok"] and fb["kind"] == "scores":
+                method = COVARIANCE_METHOD_SCORES
             unc = self._sa_uncertainty(ep, point, res, method)
         warnings = tuple(w.replace('"focei"', '"saem"') for w in unc.warnings)
         failed = "failed" in " ".join(warnings)
