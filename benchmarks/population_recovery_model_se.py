@@ -121,19 +121,11 @@ def _smallest_eigenvalue_corr(info) -> float:
     return float(np.linalg.eigvalsh(info / np.outer(d, d)).min())
 
 
-def _inverse_or_nan(M):
-    try:
-        np.linalg.cholesky(M)
-    except np.linalg.LinAlgError:
-        return np.full(M.shape, np.nan)
-    C = np.linalg.inv(M)
-    return 0.5 * (C + C.T)
-
-
 def score_replicate(line: dict, n_iter: int, burn_in: int, chains: int) -> dict:
     """One replicate: SEs by the score pass at the recorded estimates and coverage per
     method (``sa`` copied from the study's own line)."""
     from progression.fit.estimators.saem import _to_focei_layout
+    from progression.fit.population._saem_information import inverse_pd
     from progression.fit.population._saem_score import score_pass
     from progression.fit.transforms import to_internal
 
@@ -164,7 +156,7 @@ def score_replicate(line: dict, n_iter: int, burn_in: int, chains: int) -> dict:
     T = _to_focei_layout(s, _Res, D, P, S)
     cov_names = list(est._covariance_names(problem, s))
     covs = {"louis": sp.covariance("model"), "sandwich": sp.covariance("sandwich"),
-            "scores": _inverse_or_nan(sp.meat)}
+            "scores": inverse_pd(sp.meat)}
     out = {"seed": seed, "n": n, "key": line["key"], "settings": _settings(n_iter, burn_in,
                                                                            chains),
            "pd": {"louis": bool(np.all(np.isfinite(covs["louis"]))),

@@ -138,8 +138,8 @@ def test_core_held_intercept_with_covariate_and_full_omega_matches_exact_ml():
     M-step of the coupled coefficients (full Omega), so the estimates must be the exact
     maximiser with the intercept held (closed-form marginal likelihood, BFGS): within 0.25 of
     its SE (SAEM's Monte Carlo error, measured 0.11; without the held part in the M-step
-    mu[1] moves by ~ Omega_10 / Omega_00 x 10 = 1.25, ~20 SE); the information leaves mu[0] out and its SEs are within 10 % of the exact
-    observed information's."""
+    mu[1] moves by ~ Omega_10 / Omega_00 x 10 = 1.25, ~20 SE); the information leaves mu[0]
+    out and its SEs are within 10 % of the exact observed information's."""
     from _population_support import LinearModel
     from test_population_saem_se import T, _exact_m2ll, _hessian, _linear
 
