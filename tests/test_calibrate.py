@@ -130,6 +130,8 @@ def test_recovers_known_preset_parameters(problem):
         assert abs(p.estimate - true) < p.se and p.estimate == pytest.approx(true, rel=0.08), p
 
 
+# slow (~30 s): four local fits; run with -m slow (the CI budget, 2026-12-01)
+@pytest.mark.slow
 def test_several_starts_leave_a_local_minimum(tmp_path):
     """``[optimiser] starts``: at seed 5 the first local fit from START stops in a second
     minimum (pace SD 0.58, objective 0.82; the truth has objective 0 under common random

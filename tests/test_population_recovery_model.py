@@ -21,6 +21,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import population_recovery_model as prm  # noqa: E402
 
+# checks of a benchmark study's simulation (~30 s): slow, run with -m slow (the CI budget)
+pytestmark = pytest.mark.slow
+
 N = 60
 
 

@@ -154,6 +154,8 @@ def _il2_slowing(model, pool, seed):
     return 1.0 - np.mean(F[1, ok, 0] - F[1, ok, -1]) / np.mean(F[0, ok, 0] - F[0, ok, -1])
 
 
+# slow (~12 s): two pools of 300; run with -m slow (the CI budget, 2026-12-01)
+@pytest.mark.slow
 def test_ld_il2_slows_both_als_models_alike():
     # issue 13: als_reduced's IL-2 gain gIL2 (1.25, was 2.0) is set so that the fitting model
     # answers low-dose IL-2 like the recalibrated als_systemic on comparable patients (the §5
