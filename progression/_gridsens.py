@@ -241,8 +241,9 @@ def _stiff_steps(grid, J):
             # each node stops squaring once its bound shows both of its steps non-stiff (the
             # bounds only decrease with squaring, so the decisions are the numpy code's)
             bound = np.empty(mi.size)
-            # nodes in chunks of 16 (their costs differ)
-            _run(_power_bound_kernel, _power_bound_par, m, 16, J, mi, gi, _SQUARINGS,
+            # blocks of nodes (_gridsens_numba._POWER_BLOCK) handed out two at a time (their
+            # costs differ)
+            _run(_power_bound_kernel, _power_bound_par, m, 2, J, mi, gi, _SQUARINGS,
                  STIFF_STEP / hmax[gi], bound)
         else:
             bound = _power_bound(J[:, :, mi, gi].transpose(2, 0, 1))

@@ -320,6 +320,8 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         # times, not the parameters), and that evaluation then costs one row.
         uniq, inv = (_unique_rows(table, last_node) if per_subject
                      else (np.arange(table.shape[0]), None))
+        # the row of X (and Sx) that holds each row's states, and their parameters
+        srow, stable = np.arange(table.shape[0]), table
         with np.errstate(all="ignore"):
             X, status, messages, _ = solve_states(
                 gmodel, table[uniq], grid, per_subject=per_subject, **options)
@@ -328,9 +330,12 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                                      last_node=last_node[uniq])
                   if k else None)
         if inv is not None:
-            X, status = X[inv], np.asarray(status)[inv]
+            # the states and sensitivities stay those of the distinct rows: each value reads
+            # its row's copy (identical numbers, and the slopes, Jacobians and coarse
+            # interpolant below are computed once per distinct row and node)
+            status = np.asarray(status)[inv]
             messages = [messages[u] for u in inv]
-            Sx = Sx[inv] if Sx is not None else None
+            srow, stable = inv, table[uniq]
     elif mode == "exact":
         # Rows in groups of EXACT_GROUP (EXACT_GROUP_VALUES without sensitivities), each
         # simulated at the union of its own rows' times: the cost of recording outputs grows
@@ -387,6 +392,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         messages = list(sim.message)
         X = sim.states                                   # (R, n, G)
         Sx = sim.state_sensitivities                     # (R, n, k, G) or None
+        srow, stable = np.arange(table.shape[0]), table
     # The values of a row at one time (several observables of a visit) share its states: the
     # model functions run once per (row, time) point, with the parameters as one contiguous
     # (P, M) array (a transposed view would be copied by every compiled call).
@@ -402,12 +408,13 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         h = grid[1] - grid[0]
         j = np.clip(np.floor(tp / h).astype(int), 0, grid.size - 2)
         s = (tp - grid[j]) / h
-        # unique (row, node) pairs needing slopes
-        key = np.concatenate([rp * grid.size + j, rp * grid.size + j + 1])
-        uk, inv = np.unique(key, return_inverse=True)
+        # unique (state row, node) pairs needing slopes
+        sp = srow[rp]
+        key = np.concatenate([sp * grid.size + j, sp * grid.size + j + 1])
+        uk, inv = _unique_keys(key, X.shape[0] * grid.size)
         ur, un = uk // grid.size, uk % grid.size
         Yu = np.ascontiguousarray(X[ur, :, un].T)        # (n, U)
-        pu = np.ascontiguousarray(table[ur].T)
+        pu = np.ascontiguousarray(stable[ur].T)
         tu = grid[un]
         with np.errstate(all="ignore"):
             Fu = gmodel.rhs(tu, Yu, pu)                  # (n, U)
@@ -419,10 +426,11 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         d01, d11 = (-6 * s**2 + 6 * s) / h, 3 * s**2 - 2 * s
         y = h00 * Yu[:, i0] + h10 * h * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h * Fu[:, i1]
         ydot = d00 * Yu[:, i0] + d10 * Fu[:, i0] + d01 * Yu[:, i1] + d11 * Fu[:, i1]
-        y2 = np.ascontiguousarray(coarse_interpolant(gmodel, X, table, grid, tp, rp))
+        y2 = np.ascontiguousarray(coarse_interpolant(gmodel, X, stable, grid, tp, sp))
         S = None
         if k:
-            Su = Sx[ur, :, :, un].transpose(1, 2, 0)     # (n, k, U)
+            # contiguous: einsum over strided operands is ~10x slower
+            Su = np.ascontiguousarray(Sx[ur, :, :, un].transpose(1, 2, 0))     # (n, k, U)
             with np.errstate(all="ignore"):
                 Ju = gmodel.jac(tu, Yu, pu)              # (n, n, U)
                 Pu = gmodel.dfdp_columns(sens_idx)(tu, Yu, pu)
@@ -432,7 +440,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
     kidx = problem.obs_model_index[oi]
     with np.errstate(all="ignore"):
         f = model.observe(tp, y, pp)[kidx, point]
-        Hy = model.dobs_dy(tp, y, pp)[kidx, :, point].T           # (n, N)
+        Hy = np.ascontiguousarray(model.dobs_dy(tp, y, pp)[kidx, :, point].T)   # (n, N)
         ydot_v = ydot[:, point]
         if _observables_read_time(model):
             dt = 1e-6 * np.maximum(1.0, np.abs(tp))
@@ -443,7 +451,9 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         dfdtau = np.sum(Hy * ydot_v, axis=0) + ht
         dfdp = np.zeros((k, N))
         if k:
-            Hp = model.dobs_dp(tp, y, pp)[kidx, :, point][:, sens_idx].T   # (k, N)
+            # the estimated columns first: gathering all P columns per value costs more
+            # than the kernel itself
+            Hp = model.dobs_dp(tp, y, pp)[:, sens_idx][kidx, :, point].T   # (k, N)
             dfdp = np.einsum("iN,ikN->kN", Hy, S[:, :, point]) + Hp
         err = np.zeros(N)
         if mode != "exact":
@@ -492,7 +502,7 @@ def coarse_interpolant(model, X, table, grid, tm, rr):
     a, b = 2 * j, 2 * j + 2
     s = (tm - grid[a]) / h2
     key = np.concatenate([rr * G + a, rr * G + b])
-    uk, inv = np.unique(key, return_inverse=True)
+    uk, inv = _unique_keys(key, X.shape[0] * G)
     ur, un = uk // G, uk % G
     Yu = X[ur, :, un].T
     with np.errstate(all="ignore"):
@@ -504,6 +514,21 @@ def coarse_interpolant(model, X, table, grid, tm, rr):
     return h00 * Yu[:, i0] + h10 * h2 * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h2 * Fu[:, i1]
 
 
+def _unique_keys(key, size):
+    """``np.unique(key, return_inverse=True)`` for integer keys in ``[0, size)``, by a mark
+    table (the keys of an evaluation's (row, node) pairs: a few thousand below ~10^5; a sort
+    costs several times more). Falls back to ``np.unique`` for a sparse key range."""
+    key = np.asarray(key, dtype=np.int64)
+    if key.size == 0 or size > 16 * key.size + 4096:
+        return np.unique(key, return_inverse=True)
+    mark = np.zeros(size, dtype=bool)
+    mark[key] = True
+    uk = np.flatnonzero(mark)
+    rank = np.empty(size, dtype=np.int64)
+    rank[uk] = np.arange(uk.size)
+    return uk, rank[key]
+
+
 def _unique_rows(table, last_node):
     """Rows of ``table`` (R, P) with their ``last_node`` (R,) that are distinct, in order of
     first appearance, and for each row the position of its copy among them; ``(arange(R),
@@ -511,14 +536,16 @@ def _unique_rows(table, last_node):
     R = table.shape[0]
     if R < 2:
         return np.arange(R), None
-    key = np.column_stack([table, np.asarray(last_node, dtype=float)])
-    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    if first.size == R:
+    key = np.ascontiguousarray(np.column_stack([table, np.asarray(last_node, dtype=float)]))
+    # rows equal bit for bit (a dict of their bytes: ~20x faster than np.unique(axis=0) on a
+    # few hundred rows; bitwise equality never merges rows that could integrate differently)
+    seen: dict = {}
+    inv = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in key], dtype=int)
+    if len(seen) == R:
         return np.arange(R), None
-    order = np.argsort(first)               # the unique rows in order of first appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return first[order], rank[np.ravel(inv)]
+    first = np.full(len(seen), R, dtype=int)
+    np.minimum.at(first, inv, np.arange(R))
+    return first, inv
 
 
 #: Integrate, on the grid path and in the compiled DOP853 rows, only the states that the
