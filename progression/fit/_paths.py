@@ -395,8 +395,10 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         srow, stable = np.arange(table.shape[0]), table
     # The values of a row at one time (several observables of a visit) share its states: the
     # model functions run once per (row, time) point, with the parameters as one contiguous
-    # (P, M) array (a transposed view would be copied by every compiled call).
-    first, point = _points(rr, tm)
+    # (P, M) array (a transposed view would be copied by every compiled call). On the grid
+    # paths rows integrated once (equal parameters) are one row here too: at an individual
+    # fit's start every subject has the same values, and usually the same times.
+    first, point = _points(rr if mode == "exact" else srow[rr], tm)
     tp, rp = tm[first], rr[first]
     pp = np.ascontiguousarray(table[rp].T)                # (P, M)
     if mode == "exact":
