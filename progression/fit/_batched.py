@@ -87,9 +87,12 @@ def run_batched(problem, designs, tasks, cols, options, *, counters, on_done=Non
         N = max(width, int(sizes.max()))
         R = np.zeros((len(idx), N))
         J = np.zeros((len(idx), N, D))
-        for b, (r, j) in enumerate(zip(ev.residuals, ev.jacobians, strict=True)):
-            R[b, :r.size] = r
-            J[b, :r.size] = j
+        # every row's residuals and Jacobian into its zero-padded slots at once (a copy per
+        # row costs ~5 us; the values are the same)
+        at_row = np.repeat(np.arange(len(idx)), sizes)
+        at_col = np.arange(at_row.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        R[at_row, at_col] = np.concatenate(ev.residuals)
+        J[at_row, at_col] = np.concatenate(ev.jacobians).reshape(-1, D)
         J *= free[idx][:, None, :]
         sse = np.where(ev.failed, np.inf, np.einsum("bn,bn->b", R, R))
         # The relative tolerances refer to the data part of the sum of squares (about the

@@ -44,23 +44,27 @@ def route_exact(problem, units, rr, tm, oi, sens, out, err, data, R, row_design,
     f, dfdp, ustatus, umessages = out
     code, y, cens, limit, a, b = data
     varies = problem.sigma_varies[oi]
-    zero = np.zeros((f.shape[0], 0))
+    N = f.shape[0]
     with np.errstate(all="ignore"):
-        base_terms = likelihood_terms(code, y, cens, limit, f, zero, a, zero, b, zero,
-                                      varies, want_jac=False)
-        base = base_terms.m2ll
-        dev = np.zeros(f.shape[0])
-        for sign in (1.0, -1.0):
-            moved = likelihood_terms(code, y, cens, limit, f + sign * err, zero, a, zero,
-                                     b, zero, varies, want_jac=False).m2ll
-            dev = np.maximum(dev, np.abs(moved - base))
+        # the terms at f, f + err and f - err in one call (they are elementwise: the same
+        # numbers as three calls, at a third of the fixed cost)
+        three = [np.concatenate([x, x, x]) for x in (code, y, cens, limit, a, b, varies)]
+        zero = np.zeros((3 * N, 0))
+        terms = likelihood_terms(three[0], three[1], three[2], three[3],
+                                 np.concatenate([f, f + err, f - err]), zero, three[4], zero,
+                                 three[5], zero, three[6], want_jac=False)
+        base = terms.m2ll[:N]
+        r_base = terms.r[:N]
+        dev = np.zeros(N)
+        for part in (1, 2):
+            dev = np.maximum(dev, np.abs(terms.m2ll[part * N:(part + 1) * N] - base))
     bound = np.bincount(rr, weights=np.where(np.isfinite(dev), dev, 0.0), minlength=R)
     # Far from the optimum the residuals, and with them the bound's linear term, are
     # large, while an optimiser compares objectives that differ by far more: the tolerance
     # grows with the root-mean-square residual where it exceeds 1 (at an optimum it is ~1,
     # so the reported objective keeps the absolute tolerance).
     n_row = np.bincount(rr, minlength=R)
-    r2 = base_terms.r * base_terms.r
+    r2 = r_base * r_base
     chi2 = np.bincount(rr, weights=np.where(np.isfinite(r2), r2, 0.0), minlength=R)
     with np.errstate(all="ignore"):
         rms = np.sqrt(np.maximum(chi2, 0.0) / np.maximum(n_row, 1))

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
+from ._rows import SPAN_GROUP_COST, _span_groups, _unique_keys, _unique_rows  # noqa: F401
 
 __all__ = ["EXACT_GROUP", "EXACT_GROUP_VALUES", "EXACT_RTOL", "EXACT_ATOL",
            "GRID_ERROR_DIVISOR", "grid_step",
@@ -322,13 +323,34 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                      else (np.arange(table.shape[0]), None))
         # the row of X (and Sx) that holds each row's states, and their parameters
         srow, stable = np.arange(table.shape[0]), table
-        with np.errstate(all="ignore"):
-            X, status, messages, _ = solve_states(
-                gmodel, table[uniq], grid, per_subject=per_subject, **options)
-            Sx = (grid_sensitivities(gmodel, grid, X, table[uniq], sens_idx,
-                                     richardson=accurate, solver=options,
-                                     last_node=last_node[uniq])
-                  if k else None)
+        # With per-subject steps a row's nodes do not depend on how far the grid goes on:
+        # rows of similar spans are integrated together, each group only as far as its
+        # rows read (_span_groups), instead of every row to the batch's last node.
+        groups = (_span_groups(last_node[uniq]) if per_subject
+                  else [np.arange(uniq.size)])
+        X = Sx = None
+        status, messages = np.zeros(uniq.size, dtype=int), [""] * uniq.size
+        for rows in groups:
+            Gg = min(int(last_node[uniq[rows]].max()) + 2, G) if len(groups) > 1 else G
+            with np.errstate(all="ignore"):
+                Xg, st, msg, _ = solve_states(
+                    gmodel, table[uniq[rows]], grid[:Gg], per_subject=per_subject, **options)
+                Sg = (grid_sensitivities(gmodel, grid[:Gg], Xg, table[uniq[rows]], sens_idx,
+                                         richardson=accurate, solver=options,
+                                         last_node=last_node[uniq[rows]])
+                      if k else None)
+            if len(groups) == 1:
+                X, Sx, status, messages = Xg, Sg, st, msg
+                break
+            if X is None:
+                X = np.full((uniq.size, Xg.shape[1], G), np.nan)
+                Sx = np.full((uniq.size, Xg.shape[1], k, G), np.nan) if k else None
+            X[rows, :, :Gg] = Xg
+            if k:
+                Sx[rows, :, :, :Gg] = Sg
+            status[rows] = st
+            for b, r in enumerate(rows.tolist()):
+                messages[r] = msg[b]
         if inv is not None:
             # the states and sensitivities stay those of the distinct rows: each value reads
             # its row's copy (identical numbers, and the slopes, Jacobians and coarse
@@ -514,40 +536,6 @@ def coarse_interpolant(model, X, table, grid, tm, rr):
     h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
     h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
     return h00 * Yu[:, i0] + h10 * h2 * Fu[:, i0] + h01 * Yu[:, i1] + h11 * h2 * Fu[:, i1]
-
-
-def _unique_keys(key, size):
-    """``np.unique(key, return_inverse=True)`` for integer keys in ``[0, size)``, by a mark
-    table (the keys of an evaluation's (row, node) pairs: a few thousand below ~10^5; a sort
-    costs several times more). Falls back to ``np.unique`` for a sparse key range."""
-    key = np.asarray(key, dtype=np.int64)
-    if key.size == 0 or size > 16 * key.size + 4096:
-        return np.unique(key, return_inverse=True)
-    mark = np.zeros(size, dtype=bool)
-    mark[key] = True
-    uk = np.flatnonzero(mark)
-    rank = np.empty(size, dtype=np.int64)
-    rank[uk] = np.arange(uk.size)
-    return uk, rank[key]
-
-
-def _unique_rows(table, last_node):
-    """Rows of ``table`` (R, P) with their ``last_node`` (R,) that are distinct, in order of
-    first appearance, and for each row the position of its copy among them; ``(arange(R),
-    None)`` when every row is distinct (nothing to expand)."""
-    R = table.shape[0]
-    if R < 2:
-        return np.arange(R), None
-    key = np.ascontiguousarray(np.column_stack([table, np.asarray(last_node, dtype=float)]))
-    # rows equal bit for bit (a dict of their bytes: ~20x faster than np.unique(axis=0) on a
-    # few hundred rows; bitwise equality never merges rows that could integrate differently)
-    seen: dict = {}
-    inv = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in key], dtype=int)
-    if len(seen) == R:
-        return np.arange(R), None
-    first = np.full(len(seen), R, dtype=int)
-    np.minimum.at(first, inv, np.arange(R))
-    return first, inv
 
 
 #: Integrate, on the grid path and in the compiled DOP853 rows, only the states that the

@@ -98,6 +98,7 @@ from . import _survival_likelihood as _survival
 from ._error_control import GRID_ERROR, GRID_ERROR_DIVISOR
 from ._paths import EXACT_ATOL, EXACT_GROUP, EXACT_RTOL, grid_step
 from ._paths import has_inputs as _has_inputs
+from ._rows import _pieces, _sum_rows
 from .config import OFFSET, FitConfig, FitParameter
 from .design import Design, designs_from_cohort
 from .errormodels import CODES, ERROR_MODELS, MEASURED, likelihood_terms
@@ -433,8 +434,10 @@ class Problem:
         y = cat([designs[d].value for d in row_design])
         cens = cat([designs[d].cens for d in row_design])
         limit = cat([designs[d].limit for d in row_design])
-        sd = cat([designs[d].sd if designs[d].sd is not None else np.full(designs[d].n, np.nan)
-                  for d in row_design])
+        sd = np.full(int(sizes.sum()), np.nan)       # measured SDs where given, else NaN
+        for piece, d in zip(_pieces(sd, sizes), row_design, strict=False):  # R = 0: one piece
+            if designs[d].sd is not None:
+                piece[:] = designs[d].sd
         cov = np.array([designs[d].offset_covariate for d in row_design], dtype=float)
         P = self.P
         model_cols = cols[cols < P]
@@ -480,8 +483,11 @@ class Problem:
                                             (code, y, cens, limit, a, b), R, row_design, designs)
         status = np.zeros(R, dtype=int)
         np.minimum.at(status, units.row, ustatus)
-        messages = ["; ".join(umessages[u] for u in np.nonzero(units.row == r)[0]
-                              if ustatus[u] < 0) for r in range(R)]
+        # each row's failed units' messages, in unit order (only failed units are looked at)
+        failed_units: dict = {}
+        for u in np.nonzero(ustatus < 0)[0].tolist():
+            failed_units.setdefault(int(units.row[u]), []).append(umessages[u])
+        messages = ["; ".join(failed_units.get(r, ())) for r in range(R)]
         if anchored is not None:
             # no anchor event in the window: a failed row, like a failed simulation
             for r in np.nonzero(~np.isfinite(anchored.T))[0]:
@@ -573,12 +579,11 @@ class Problem:
         order = np.argsort(all_rows, kind="stable")
         res_all = cat([terms.r, terms.e, s_r])[order]
         counts = np.bincount(all_rows, minlength=R)
-        splits = np.cumsum(counts)[:-1]
-        residuals = np.split(res_all, splits)
+        residuals = _pieces(res_all, counts)
         jacobians = [None] * R
         if want_jac:
             jac_all = np.vstack([dr, de])[order]
-            jacobians = np.split(jac_all, splits)
+            jacobians = _pieces(jac_all, counts)
         if p_res is not None:
             residuals = [np.concatenate([res, p]) for res, p in zip(residuals, p_res,
                                                                     strict=True)]
@@ -595,14 +600,13 @@ class Problem:
             fs = terms.fisher_s * scale[rr]
             outer = ff[:, :, None] * ff[:, None, :] + fs[:, :, None] * fs[:, None, :]
             outer = np.where(np.isfinite(outer), outer, 0.0)
-            info = np.zeros((R, D, D))
-            np.add.at(info, rr, outer)
+            info = _sum_rows(outer, rr, R)
             if s_terms is not None:
                 info += s_terms.info * scale[:, :, None] * scale[:, None, :]
             if p_jac is not None:
                 info += np.einsum("rkd,rke->rde", p_jac, p_jac)
             info[failed] = np.nan
-        predictions = np.split(f, np.cumsum(sizes)[:-1]) if want_predictions else None
+        predictions = _pieces(f, sizes) if want_predictions else None
         before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
         if hessians is not None:
             for r in np.nonzero(failed)[0]:
