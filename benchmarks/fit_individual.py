@@ -439,7 +439,9 @@ def main():
            args.held_states_grid else "")
         + "; sensitivities on the 0.5-month grid by the trapezoidal rule, "
         "compiled kernels; the patients of the Rodas4 and step-rule kernels, and the nodes of "
-        "the stiffness bound, spread over numba's threads; rows with equal parameters are "
+        "the stiffness bound, spread over numba's threads; patients of similar spans "
+        "integrated together, each group only as far as its patients' last visits (up to "
+        "three span groups per evaluation); rows with equal parameters are "
         "integrated once, so the first "
         "iteration, where every patient starts at the same values, costs one row), then the "
         "exact-path polish (`[solver] refine = \"exact\"`: outputs at the visit times at "
