@@ -283,9 +283,12 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
     from ..simulate import simulate, solve_states
 
     model = problem.model
+    mode = problem.solver.get("outputs", "grid")
     # the states the observables of these values need: the others (a hazard's cumulative
-    # state) held on the grid path and the compiled DOP853 rows (see _states_model)
-    smodel = _states_model(problem, oi)
+    # state) held in the exact path's compiled DOP853 rows, and on the grid path with
+    # REDUCED_STATES_GRID (see _states_model; the view is built only where it is used)
+    smodel = (_states_model(problem, oi) if REDUCED_STATES_GRID or mode == "exact"
+              else model)
     gmodel = smodel if REDUCED_STATES_GRID else model     # the grid path's model
     N = tm.shape[0]
     k = len(sens)
@@ -295,7 +298,6 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
                "max_step": solver.get("max_step", np.inf),
                "max_steps": solver.get("max_steps", 100_000), "terminal_events": False,
                "sensitivities": sens or None, "events": False}
-    mode = solver.get("outputs", "grid")
     t_end = float(tm.max()) if N else 0.0
     if mode != "exact":
         h = grid_step(solver.get("grid_step", "auto"), t_end)
