@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from progression.als.cohort_config import load_population_config
 from progression.als.population_truth import (
     FITTED,
     generating_population,
@@ -47,6 +48,12 @@ DATA = ROOT / "data" / "synthetic" / "als_clinic_200.csv"
 ONSET_DATA = ROOT / "data" / "synthetic" / "als_clinic_200_onset.csv"
 TRUTH = ROOT / "data" / "synthetic" / "als_clinic_200_truth.csv"
 FIT = ROOT / "fits" / "als_synthetic_population" / "fit.json"
+
+#: The als_reduced values the shipped data were drawn with: the generator's [fixed] table
+#: (wsp, death_threshold and the defaults that the second calibration of als_reduced, issue 13,
+#: moved: inflammatory share of the hazard 0.65 -> 0.32). The pace model is the v1 fitting
+#: model of the shipped data, so it is compared with als_reduced at these values.
+V1_FIXED = dict(load_population_config(COHORT_CONFIG).fixed)
 
 #: The issue's acceptance figures for the shipped fit.
 TYPICAL_TOL, RSE_MAX, OMEGA_TOL = 0.10, 25.0, 0.30
@@ -153,13 +160,18 @@ def test_derived_glial_ratio_matches_the_cohort():
 
 def test_pace_model_is_als_reduced():
     """configs/models/als_reduced_pace.toml simulates als_reduced exactly at
-    kA = k0 * glial_ratio (the reparametrisation changes no dynamics)."""
+    kA = k0 * glial_ratio (the reparametrisation changes no dynamics), with als_reduced at the
+    values of the shipped data's generator (V1_FIXED: the pace model keeps the v1 values, it
+    is the fitting model of those data)."""
     import progression as pg
 
     t = np.linspace(0.0, 120.0, 241)
     k0, kA = np.array([0.006, 0.0095, 0.014]), np.array([0.04, 0.0338, 0.012])
     wsp = [0.095] * 3
-    a = pg.simulate("als_reduced", {"k0": k0, "kA": kA, "wsp": wsp}, t,
+    v1 = {k: v for k, v in V1_FIXED.items() if k not in ("wsp", "death_threshold")}
+    v1["eD"] = next(p.typical for p in load_population_config(COHORT_CONFIG).parameters
+                    if p.name == "eD")        # 0.341: varied in the generator, not in [fixed]
+    a = pg.simulate("als_reduced", {**v1, "k0": k0, "kA": kA, "wsp": wsp}, t,
                     terminal_events=False)
     b = pg.simulate(str(PACE_MODEL), {"k0": k0, "glial_ratio": kA / k0, "wsp": wsp}, t,
                     terminal_events=False)
@@ -187,6 +199,7 @@ def test_reported_onset_is_where_the_model_reaches_47():
         rows = list(csv.DictReader(fh))[:40]
     params = {k: np.array([float(r[k]) for r in rows])
               for k in ("wsp", "k0", "kA", "Tmax", "eD", "Ndeath")}
+    params.update({k: v for k, v in V1_FIXED.items() if k != "wsp"})   # the generator's
     t_onset = np.array([float(r["time_offset"]) + float(r["onset_time"]) for r in rows])
     t = np.linspace(0.0, 120.0, 1201)
     sim = pg.simulate("als_reduced", params, t)
@@ -410,10 +423,10 @@ def test_k0_ka_ridge_is_flat_for_one_patient():
     with open(TRUTH, newline="") as fh:
         true = next(r for r in csv.DictReader(fh) if r["subject"] == "C063")
     names = ("k0", "kA", "Tmax", "eD")
-    params = [{"wsp": 0.095, **{k: float(true[k]) for k in names}}]
+    v1 = {k: v for k, v in V1_FIXED.items() if k != "death_threshold"}   # the generator's
+    params = [{**v1, **{k: float(true[k]) for k in names}}]
     # the previous shipped fit's conditional mean for C063 (fits/ at 2e06606)
-    params.append({"wsp": 0.095, "k0": 0.0037274, "kA": 0.0019236, "Tmax": 0.79318,
-                   "eD": 0.42404})
+    params.append({**v1, "k0": 0.0037274, "kA": 0.0019236, "Tmax": 0.79318, "eD": 0.42404})
     assert params[1]["k0"] / params[0]["k0"] == pytest.approx(1.47, abs=0.01)
     assert params[1]["kA"] / params[0]["kA"] == pytest.approx(0.26, abs=0.01)
     t = np.linspace(0.0, 150.0, 3001)
