@@ -44,7 +44,9 @@ RUN = "import sys; from progression.cli import main; sys.exit(main(sys.argv[1:])
 def config_copy(config: Path, workdir: Path, label: str,
                 model: Path | None = None) -> tuple[Path, Path]:
     """The config with its data path made absolute, its output folder in workdir and, with
-    ``model``, its ``[fit] model`` replaced by that model file (absolute path)."""
+    ``model``, its ``[fit] model`` replaced by that model file (absolute path) and its
+    ``[parameters.NAME]`` tables of parameters that model does not have left out
+    (:func:`foreign_parameters`)."""
     text = config.read_text()
     out = workdir / f"fit_{label}"
     if model is not None:
@@ -52,6 +54,9 @@ def config_copy(config: Path, workdir: Path, label: str,
                               lambda m: f'{m.group(1)}"{model.resolve()}"', text, count=1)
         if count != 1:
             raise SystemExit(f"{config}: no 'model = \"...\"' line to point at {model}")
+        for name in foreign_parameters(text, model):
+            text = re.sub(rf'(?ms)^\[parameters\.{re.escape(name)}\]\s*$.*?(?=^\[|\Z)', "",
+                          text)
 
     def data_path(match):
         return f'{match.group(1)}"{(config.parent / match.group(2)).resolve()}"'
@@ -61,6 +66,16 @@ def config_copy(config: Path, workdir: Path, label: str,
     path = workdir / f"{config.stem}_{label}.toml"
     path.write_text(text)
     return path, out
+
+
+def foreign_parameters(config_text: str, model: Path) -> list[str]:
+    """``[parameters.NAME]`` tables of a config whose NAME the model file does not define
+    (the time offset aside): a config pinned for a later model (e.g. issue 13's second
+    calibration pins the new hazard scale ``h0`` of ``als_reduced``) fitted with the
+    baseline's model file, which has no such parameter."""
+    defined = set(re.findall(r'(?m)^\[parameters\.([A-Za-z_]\w*)\]', model.read_text()))
+    named = re.findall(r'(?m)^\[parameters\.([A-Za-z_]\w*)\]', config_text)
+    return [name for name in named if name not in defined and name != "time_offset"]
 
 
 def run(code_root: Path, config: Path, out: Path, backend: str | None = None) -> dict:
@@ -203,6 +218,11 @@ def main():
                                 capture_output=True, text=True).stdout.strip()
     model, model_text = model_file(args.model, args.config.resolve(), args.base.resolve(),
                                    args.workdir)
+    if model is not None:
+        foreign = foreign_parameters(args.config.resolve().read_text(), model)
+        if foreign:
+            model_text += ("; the config's tables of parameters that model does not have left "
+                           "out: " + ", ".join(f"`{name}`" for name in foreign))
     print(f"model: {model_text}")
     load_start = os.getloadavg()
     runs = {}
