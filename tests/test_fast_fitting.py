@@ -56,8 +56,10 @@ def test_grid_sensitivities_of_exponential_decay_match_the_analytic_derivatives(
 def test_grid_sensitivities_match_forward_sensitivities_of_als_reduced():
     """Against forward sensitivities at rtol 1e-10 on the 0.5-month fitting grid, relative to
     each sensitivity's range: plain trapezoid (what optimiser steps use) largest error below
-    3e-3 (measured 2.0e-3); with Richardson (standard errors) median below 1e-5 (measured
-    1e-6) and largest below 5e-3 (4e-3, at the kinks of the model's pos() terms)."""
+    3e-3 (measured 2.0e-3; 1.5e-3 since als_reduced's second issue-13 calibration); with
+    Richardson (standard errors) median below 1e-5 (measured 1e-6; 2e-7) and largest below
+    7e-3 (4e-3, 5.6e-3 since that calibration: at the kinks of the model's pos() terms, which
+    the recalibrated glial loop crosses faster)."""
     model = pg.load_model("als_reduced")
     rng = np.random.default_rng(0)
     table = model.parameter_table(None, 20)
@@ -73,7 +75,7 @@ def test_grid_sensitivities_match_forward_sensitivities_of_als_reduced():
                    - ref) / span
     rich = np.abs(grid_sensitivities(model, grid, states, table, cols) - ref) / span
     assert np.nanmax(plain) < 3e-3
-    assert np.nanmedian(rich) < 1e-5 and np.nanmax(rich) < 5e-3
+    assert np.nanmedian(rich) < 1e-5 and np.nanmax(rich) < 7e-3
 
 
 def test_solve_states_matches_simulate_and_isolates_a_failing_subject():
