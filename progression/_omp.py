@@ -32,14 +32,24 @@ BUSY_CHECK = True
 #: (a multiprocessing worker, a Dask worker) runs the serial kernels.
 _PID = os.getpid()
 
+#: True in a worker process of :mod:`progression.parallel` (set by its initializer): the other
+#: cores are the other workers'.
+IN_WORKER = False
+
+#: ``OMP_NUM_THREADS=1`` in the environment this process started with (a Dask worker: its
+#: nanny starts it so). Read once, at import: Dask's ``LocalCluster`` writes
+#: ``OMP_NUM_THREADS=1`` into its *parent's* environment (distributed's pre-spawn settings
+#: for the workers it starts), which must not turn off the threads of the user's own process.
+STARTED_SINGLE = os.environ.get("OMP_NUM_THREADS") == "1"
+
 
 def threads() -> int:
     """Threads a parallel kernel may use: numba's thread count, limited to the CPUs this
     process may run on that are idle now (:data:`BUSY_CHECK`); 1 without numba, in a worker
-    process of :mod:`progression.parallel` (it sets ``OMP_NUM_THREADS=1``: the other cores
-    are the other workers') and in any process forked after this module was imported
-    (:data:`_PID`)."""
-    if os.environ.get("OMP_NUM_THREADS") == "1" or os.getpid() != _PID:
+    process of :mod:`progression.parallel` (:data:`IN_WORKER`), in a process started with
+    ``OMP_NUM_THREADS=1`` (:data:`STARTED_SINGLE`) and in any process forked after this
+    module was imported (:data:`_PID`)."""
+    if IN_WORKER or STARTED_SINGLE or os.getpid() != _PID:
         return 1
     try:
         import numba

@@ -375,7 +375,10 @@ def _other_load() -> float | None:
 
 def _worker_init(queue) -> None:
     global _QUEUE
+    from . import _omp
+
     _QUEUE = queue
+    _omp.IN_WORKER = True
     _limit_threads(1)
 
 

@@ -132,24 +132,28 @@ def test_a_grid_path_fit_is_identical_with_threads(monkeypatch):
 
 
 def test_calls_stay_serial_when_threads_cannot_help(monkeypatch):
-    """Below PARALLEL_ROWS, with PARALLEL off, or with OMP_NUM_THREADS=1 (what
-    progression.parallel sets in its worker processes) the serial loop runs."""
+    """Below PARALLEL_ROWS, with PARALLEL off, in a worker process of progression.parallel
+    or in a process started with OMP_NUM_THREADS=1 (a Dask worker) the serial loop runs."""
+    from progression import _omp
+
     used = []
     monkeypatch.setattr(loops, "_grid_q", lambda *a: used.append("serial"))
     monkeypatch.setattr(loops, "_grid_par_q", lambda *a: used.append("threads"))
     monkeypatch.setattr(loops, "PARALLEL", True)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(_omp, "IN_WORKER", False)
+    monkeypatch.setattr(_omp, "STARTED_SINGLE", False)
     big, small = np.zeros((loops.PARALLEL_ROWS, 3)), np.zeros((loops.PARALLEL_ROWS - 1, 3))
     loops.grid_states(None, small)
     assert used == ["serial"]
     if loops.grid_threads() > 1:
         loops.grid_states(None, big)
         assert used[-1] == "threads"
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert loops.grid_threads() == 1
-    loops.grid_states(None, big)
-    assert used[-1] == "serial"
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    for flag in ("IN_WORKER", "STARTED_SINGLE"):
+        monkeypatch.setattr(_omp, flag, True)
+        assert loops.grid_threads() == 1
+        loops.grid_states(None, big)
+        assert used[-1] == "serial"
+        monkeypatch.setattr(_omp, flag, False)
     monkeypatch.setattr(loops, "PARALLEL", False)
     assert loops.grid_threads() == 1
 
@@ -341,3 +345,52 @@ def test_busy_cpus_are_not_counted(monkeypatch):
     with _omp.using(1):
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
+
+
+def test_a_dask_cluster_started_here_leaves_this_process_its_threads(monkeypatch):
+    """Dask's LocalCluster writes OMP_NUM_THREADS=1 into the environment of the process that
+    starts it (for its workers); progression's kernels in that process keep their threads
+    (they read the variable once, as the process started)."""
+    import numba
+
+    from progression import _omp
+
+    monkeypatch.setattr(_omp, "BUSY_CHECK", False)
+    monkeypatch.setattr(_omp, "STARTED_SINGLE", False)
+    monkeypatch.setattr(_omp, "IN_WORKER", False)
+    before = _omp.threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")     # what LocalCluster leaves behind
+    assert _omp.threads() == before == min(numba.get_num_threads(), _cpus())
+
+
+def test_a_process_started_with_one_omp_thread_and_a_pool_worker_run_serially():
+    """A process started with OMP_NUM_THREADS=1 (a Dask worker) and a worker of
+    progression.parallel's process pool both use one thread."""
+    import multiprocessing
+    import subprocess
+    from concurrent.futures import ProcessPoolExecutor
+
+    from progression import parallel
+
+    code = "from progression import _omp; print(_omp.STARTED_SINGLE, _omp.threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.stdout.split() == ["True", "1"], out.stderr
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=parallel._worker_init,
+                             initargs=(None,)) as pool:
+        assert pool.submit(_worker_threads).result() == (True, 1)
+
+
+def _worker_threads():
+    from progression import _omp
+
+    return _omp.IN_WORKER, _omp.threads()
+
+
+def _cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
