@@ -12,14 +12,18 @@ Compares, in the same run, on the same data and from the same starting values:
 
 Data: N virtual patients (kA and eD log-normal, SD 0.3 of the log; enrolment 20-30 months after
 biological onset), ALSFRS-R (additive error, SD 1), NfL and CRP (log-normal, SD 0.15 and 0.2)
-every 2 months for 24 months. Free per patient: kA, eD and the time offset (the parameters these
-data determine; k0 and Tmax are not identifiable per patient from post-diagnosis data, see the
-fit report's warnings). Error parameters fixed at their true values.
+every 2 months for 24 months. The model's parameters are pinned (:data:`PINNED`: als_reduced's
+defaults before issue 13's recalibration), so that a recalibration of the library model does
+not move the problem; a second, labelled measurement runs the same on the current defaults.
+Free per patient: kA, eD and the time offset (the parameters these data determine; k0 and
+Tmax are not identifiable per patient from post-diagnosis data, see the fit report's
+warnings). Error parameters fixed at their true values.
 
 Agreement: both sets of estimates are scored with the same exact -2 log L (progression's,
 at rtol 1e-9), per patient. Results go to ``benchmarks/results/fit_individual.json`` and ``.md``.
 
-Run: ``python benchmarks/fit_individual.py [--patients 200] [--baseline-sample 200] [--jobs 1]``.
+Run: ``python benchmarks/fit_individual.py [--patients 200] [--baseline-sample 200] [--jobs 1]
+[--pinned-only]``.
 """
 
 from __future__ import annotations
@@ -50,8 +54,17 @@ RESULTS = Path(__file__).parent / "results"
 VISITS = np.arange(0.0, 25.0, 2.0)
 NOISE = (1.0, 0.15, 0.2)
 FREE = ("kA", "eD", "time_offset")
-START = {"kA": 0.0338, "eD": 0.341, "time_offset": 24.0}
 BOUNDS = {"kA": (0.005, 0.09), "eD": (0.05, 1.0), "time_offset": (0.0, 60.0)}
+#: The problem of issue 12's measurement, pinned so that a model recalibration does not move
+#: it: als_reduced's defaults before issue 13's second calibration (0753a52), i.e. the values
+#: configs/cohorts/als_clinic_v1.toml [fixed] pins for the shipped data (aD ... h0) and the
+#: per-patient centres k0, kA, eD (kA and eD are also the fits' starting values). Data, fits
+#: and the loop's hand-written model all use them; every other parameter is the model default.
+PINNED = {"k0": 0.0096, "kA": 0.0338, "eD": 0.341, "aD": 0.281, "KD": 0.513, "aI": 0.179,
+          "aAA": 0.289, "wR": 1.37, "dA": 0.0926, "dT": 2.5, "wA": 0.73, "Nth": 0.75,
+          "h0": 0.0208}
+OFFSET_START = 24.0
+START = {"kA": PINNED["kA"], "eD": PINNED["eD"], "time_offset": OFFSET_START}
 
 CONFIG = f"""
 [fit]
@@ -72,7 +85,7 @@ estimate = "subject"
 estimate = "subject"
 [parameters.time_offset]
 estimate = "subject"
-value = {START["time_offset"]}
+value = {OFFSET_START}
 bounds = [0.0, 60.0]
 [estimator]
 batch_size = {{batch}}
@@ -81,6 +94,19 @@ rtol = 1e-6
 atol = 1e-9
 grid_step = 0.5
 """
+
+
+def config_text(values: dict, batch: int) -> str:
+    """The fit's config with ``values`` (model parameter -> value) pinned: kA and eD start
+    there, every other one is fixed at its value."""
+    text = CONFIG.replace("{batch}", str(batch))
+    for name, value in values.items():
+        if name in ("kA", "eD"):
+            text = text.replace(f'[parameters.{name}]\nestimate = "subject"\n',
+                                f'[parameters.{name}]\nestimate = "subject"\nvalue = {value!r}\n')
+        else:
+            text += f'[parameters.{name}]\nestimate = "fixed"\nvalue = {value!r}\n'
+    return text
 
 
 def _numba_threads() -> int:
@@ -147,10 +173,10 @@ def user_residual(params, base, t, y):
                            (np.log(y[2]) - np.log(crp)) / NOISE[2]])
 
 
-def user_fit(base, t, y):
+def user_fit(base, t, y, start=START):
     params = lmfit.Parameters()
     for name in FREE:
-        params.add(name, value=START[name], min=BOUNDS[name][0], max=BOUNDS[name][1])
+        params.add(name, value=start[name], min=BOUNDS[name][0], max=BOUNDS[name][1])
     out = lmfit.minimize(user_residual, params, args=(base, t, y), method="leastsq")
     return np.array([out.params[n].value for n in FREE]), out.nfev, out.success
 
@@ -158,10 +184,14 @@ def user_fit(base, t, y):
 # ------------------------------------------------------------------ data
 
 
-def make_data(n, seed=2026):
+def make_data(n, seed=2026, values=PINNED):
+    """Data of ``n`` patients: kA and eD log-normal around their ``values`` (the others at
+    ``values`` or the model defaults), onsets 20-30 months before enrolment."""
     model = pg.load_model("als_reduced")
     rng = np.random.default_rng(seed)
     table = model.parameter_table(None, n)
+    for name, value in values.items():
+        table[:, model.parameter_index(name)] = value
     for name in ("kA", "eD"):
         j = model.parameter_index(name)
         table[:, j] = np.clip(table[:, j] * np.exp(0.3 * rng.standard_normal(n)),
@@ -231,6 +261,38 @@ def score(problem, designs, estimates):
                             want_jac=False).m2ll
 
 
+def defaults_measurement(n, k, batch, jobs) -> dict:
+    """The same benchmark on als_reduced's current defaults (nothing pinned; kA and eD start
+    at their defaults): progression's median of 3 (threaded) against the plain loop on the
+    first ``k`` patients (scaled to ``n``), and the objective comparison."""
+    model, designs, arrays, _ = make_data(n, values={})
+    cfg = parse_fit_config(config_text({}, batch), check_data=False)
+    runs, cpu = [], []
+    for _ in range(3):
+        start, cpu0 = time.perf_counter(), time.process_time()
+        result = fit(cfg, data=designs, jobs=jobs)
+        runs.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu0)
+    ours = np.column_stack([result.estimates(name) for name in FREE])
+    base = dict(zip(model.parameter_names, model.defaults, strict=True))
+    begin = {"kA": base["kA"], "eD": base["eD"], "time_offset": OFFSET_START}
+    start, cpu0 = time.perf_counter(), time.process_time()
+    fits = [user_fit(base, *arrays[i], start=begin) for i in range(k)]
+    t_user = (time.perf_counter() - start) * n / k
+    c_user = (time.process_time() - cpu0) * n / k
+    user = np.array([f[0] for f in fits])
+    problem = Problem.from_config(cfg)
+    diff = score(problem, designs[:k], ours[:k]) - score(problem, designs[:k], user)
+    t_ours, c_ours = float(np.median(runs)), float(np.median(cpu))
+    return {"progression_seconds": t_ours, "progression_cpu_seconds": c_ours,
+            "progression_runs": runs, "loop_seconds": t_user, "loop_cpu_seconds": c_user,
+            "loop_residual_calls": float(np.mean([f[1] for f in fits])),
+            "ratio": t_user / t_ours, "ratio_cpu": c_user / c_ours,
+            "share_progression_equal_or_better": float(np.mean(diff <= 1e-3)),
+            "objective_difference_median": float(np.median(diff)),
+            "objective_difference_max": float(diff.max())}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=200)
@@ -241,6 +303,8 @@ def main():
     parser.add_argument("--held-states-grid", action="store_true",
                         help="the grid path integrates only the states the observables need "
                              "(progression.fit._paths.REDUCED_STATES_GRID, off by default)")
+    parser.add_argument("--pinned-only", action="store_true",
+                        help="skip the second measurement, on als_reduced's current defaults")
     args = parser.parse_args()
     if args.held_states_grid:
         importlib.import_module("progression.fit._paths").REDUCED_STATES_GRID = True
@@ -249,7 +313,7 @@ def main():
     print(f"{n} synthetic als_reduced patients, {3 * VISITS.size} values each; free: "
           f"{', '.join(FREE)}")
 
-    cfg = parse_fit_config(CONFIG.replace("{batch}", str(args.batch)), check_data=False)
+    cfg = parse_fit_config(config_text(PINNED, args.batch), check_data=False)
     # Three runs: the first includes one-time code generation for the sensitivity columns;
     # the ratio uses the median (this shared machine's speed drifts between runs).
     load_start = os.getloadavg()
@@ -292,7 +356,7 @@ def main():
           f"{int(result.converged.sum())}/{n})")
 
     k = min(args.baseline_sample or n, n)
-    base = dict(zip(model.parameter_names, model.defaults, strict=True))
+    base = dict(zip(model.parameter_names, model.defaults, strict=True)) | PINNED
     start, cpu0 = time.perf_counter(), time.process_time()
     user, nfev, ok = [], [], []
     for i in range(k):
@@ -325,8 +389,22 @@ def main():
           + ", ".join(f"{nm} {v:.1e}" for nm, v in zip(FREE, np.median(rel, axis=0),
                                                         strict=True)))
 
+    dflt = None
+    if not args.pinned_only:
+        dflt = defaults_measurement(n, k, args.batch, args.jobs)
+        print(f"on als_reduced's current defaults (not pinned): progression "
+              f"{dflt['progression_seconds']:.2f} s wall, {dflt['progression_cpu_seconds']:.2f} s "
+              f"CPU; loop {dflt['loop_seconds']:.2f} s ({dflt['loop_residual_calls']:.0f} "
+              f"residual calls per patient): {dflt['ratio']:.1f}x wall, {dflt['ratio_cpu']:.1f}x "
+              f"CPU; progression equal or better for "
+              f"{100 * dflt['share_progression_equal_or_better']:.0f}% of patients")
+
     record = {
         "benchmark": "fit_individual",
+        "problem": ("pinned: als_reduced with " + ", ".join(f"{a} = {b}" for a, b in
+                                                           PINNED.items())
+                    + " (the defaults before issue 13's second calibration)"),
+        "current_defaults_measurement": dflt,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "load_average": {"start": load_start, "end": load_end},
@@ -385,6 +463,14 @@ def main():
         f"{record['machine']['scipy']}, lmfit {record['machine']['lmfit']}, numba "
         f"{record['machine']['numba']}). Command: `{record['command']}`.",
         "",
+        "The problem of issue 12's measurement, pinned so that a model recalibration does not "
+        "move it: data, fits and the loop's hand-written model use als_reduced with "
+        + ", ".join(f"{a} = {b}" for a, b in PINNED.items())
+        + " (its defaults before issue 13's second calibration, 0753a52: the values "
+        "configs/cohorts/als_clinic_v1.toml pins for the shipped data, and the per-patient "
+        "centres k0, kA, eD, where kA and eD also start), every other parameter at its "
+        "default.",
+        "",
         "| run | seconds (wall) | CPU seconds | residual evaluations |",
         "|---|---:|---:|---:|",
         f"| `progression.fit` (defaults: batched Levenberg-Marquardt, grid sensitivities, all "
@@ -416,6 +502,17 @@ def main():
            "idle, and the one-thread row is the fairer figure." if load_start[0] >= 1.5
            * (os.cpu_count() or 1) else "."),
         "",
+        *([] if dflt is None else [
+            f"**On als_reduced's current (recalibrated) defaults**, nothing pinned, the same "
+            f"script's second measurement (same run; `--pinned-only` skips it): progression "
+            f"{dflt['progression_seconds']:.2f} s wall, {dflt['progression_cpu_seconds']:.2f} s "
+            f"CPU (median of 3), the plain loop {dflt['loop_seconds']:.1f} s wall, "
+            f"{dflt['loop_cpu_seconds']:.1f} s CPU ({dflt['loop_residual_calls']:.0f} residual "
+            f"calls per patient{f', timed on {k}, scaled' if k < n else ''}): "
+            f"**{dflt['ratio']:.1f}x wall, {dflt['ratio_cpu']:.1f}x CPU**; progression equal "
+            f"or better for {100 * dflt['share_progression_equal_or_better']:.0f}% of patients "
+            f"(median difference {dflt['objective_difference_median']:+.1e}, worst "
+            f"{dflt['objective_difference_max']:+.1e}).", ""]),
         f"Objective (exact -2 log L of both estimates, same scorer at rtol 1e-9): progression "
         f"equal or better (within 0.001) for {100 * better:.0f}% of patients; difference "
         f"progression - loop: median {np.median(diff):+.1e}, range {diff.min():+.2e} to "
