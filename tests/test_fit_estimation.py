@@ -1,6 +1,7 @@
 """Estimation: parameter recovery, multi-start, reproducibility, executors, gradients,
 censoring, failures, pooled fits, identifiability warnings."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -57,16 +58,28 @@ def fit30(cohort30):
     return fit(cfg, data=cohort)
 
 
+#: Median relative error allowed with 30 patients (truth log-SD 0.3 around the defaults). eD
+#: since als_reduced's recalibration (issue 13: eD 0.341 -> 0.152, inflammatory share 0.65 ->
+#: 0.32) moves CRP less, so a patient's CRP values inform it less: 11.9 % measured (seed 11;
+#: 7-8 % before), with the intervals still covering (93 % / 97 %).
+MAX_ERROR_30 = {"kA": 0.10, "eD": 0.15, "time_offset": 0.10}
+
+
 def test_parameter_recovery_30_patients(cohort30, fit30):
     _, truth = cohort30
     rows = recovery_table(fit30, truth, IDENTIFIABLE, ["covariance", "profile"])
     assert fit30.converged.all()
     for name, (err, cov) in rows.items():
-        assert err < 0.10, f"{name}: median relative error {err:.3f}"
+        assert err < MAX_ERROR_30[name], f"{name}: median relative error {err:.3f}"
         for method, c in cov.items():
             assert c >= 0.8, f"{name}: {method} coverage {c:.2f}"
     assert fit30.counters["failed_solves"] == 0
-    assert not any("non-identifiable" in w for w in fit30.warnings)
+    # Monthly visits identify kA and eD in nearly every patient; since the recalibration kA
+    # carries ~1/3 of the hazard (was ~2/3), and one patient in 30 (seed 11) has a kA profile
+    # that reaches the lower bound. More than one would be a regression.
+    flagged = [re.search(r"in (\d+)/30 subjects", w) for w in fit30.warnings
+               if "non-identifiable" in w]
+    assert all(m is not None and int(m.group(1)) <= 1 for m in flagged), fit30.warnings
 
 
 OSCILLATOR = """
@@ -357,6 +370,6 @@ def test_parameter_recovery_200_patients():
     rows = recovery_table(result, truth, IDENTIFIABLE, ["covariance", "profile"])
     assert result.converged.mean() > 0.97
     for name, (err, cov) in rows.items():
-        assert err < 0.10, f"{name}: median relative error {err:.3f}"
+        assert err < MAX_ERROR_30[name], f"{name}: median relative error {err:.3f}"
         for method, c in cov.items():
             assert 0.88 <= c <= 0.99, f"{name}: {method} coverage {c:.2f}"
