@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
-from ._rows import SPAN_GROUP_COST, _span_groups, _unique_keys, _unique_rows  # noqa: F401
+from ._rows import span_groups, unique_keys, unique_rows
 
 __all__ = ["EXACT_GROUP", "EXACT_GROUP_VALUES", "EXACT_RTOL", "EXACT_ATOL",
            "GRID_ERROR_DIVISOR", "grid_step",
@@ -321,14 +321,14 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         # only, so equal rows are integrated once: at the first iteration of an individual
         # fit every subject starts at the same values (the time offset moves the output
         # times, not the parameters), and that evaluation then costs one row.
-        uniq, inv = (_unique_rows(table, last_node) if per_subject
+        uniq, inv = (unique_rows(table, last_node) if per_subject
                      else (np.arange(table.shape[0]), None))
         # the row of X (and Sx) that holds each row's states, and their parameters
         srow, stable = np.arange(table.shape[0]), table
         # With per-subject steps a row's nodes do not depend on how far the grid goes on:
         # rows of similar spans are integrated together, each group only as far as its
-        # rows read (_span_groups), instead of every row to the batch's last node.
-        groups = (_span_groups(last_node[uniq]) if per_subject
+        # rows read (span_groups), instead of every row to the batch's last node.
+        groups = (span_groups(last_node[uniq]) if per_subject
                   else [np.arange(uniq.size)])
         X = Sx = None
         status, messages = np.zeros(uniq.size, dtype=int), [""] * uniq.size
@@ -437,7 +437,7 @@ def plain_outputs(problem, table, rr, tm, oi, sens, accurate=True):
         # unique (state row, node) pairs needing slopes
         sp = srow[rp]
         key = np.concatenate([sp * grid.size + j, sp * grid.size + j + 1])
-        uk, inv = _unique_keys(key, X.shape[0] * grid.size)
+        uk, inv = unique_keys(key, X.shape[0] * grid.size)
         ur, un = uk // grid.size, uk % grid.size
         Yu = np.ascontiguousarray(X[ur, :, un].T)        # (n, U)
         pu = np.ascontiguousarray(stable[ur].T)
@@ -528,7 +528,7 @@ def coarse_interpolant(model, X, table, grid, tm, rr):
     a, b = 2 * j, 2 * j + 2
     s = (tm - grid[a]) / h2
     key = np.concatenate([rr * G + a, rr * G + b])
-    uk, inv = _unique_keys(key, X.shape[0] * G)
+    uk, inv = unique_keys(key, X.shape[0] * G)
     ur, un = uk // G, uk % G
     Yu = X[ur, :, un].T
     with np.errstate(all="ignore"):

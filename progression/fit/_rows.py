@@ -12,12 +12,12 @@ __all__ = ["SPAN_GROUP_COST", "span_groups", "unique_keys", "unique_rows", "sum_
            "pieces"]
 
 
-#: Cost of one more group of :func:`_span_groups` (a solve and a sensitivity pass: Python
+#: Cost of one more group of :func:`span_groups` (a solve and a sensitivity pass: Python
 #: and thread start-up), in row-nodes (one row integrated over one grid node, ~4 us).
 SPAN_GROUP_COST = 400
 
 
-def _span_groups(last_node):
+def span_groups(last_node):
     """Rows (indices into ``last_node`` (m,)) in up to three groups of similar extent, each to
     be integrated on the grid up to its largest ``last_node + 1``: the split of the rows
     sorted by extent that minimises the row-nodes integrated plus :data:`SPAN_GROUP_COST`
@@ -45,7 +45,7 @@ def _span_groups(last_node):
     return [np.sort(g) for g in np.split(order, cuts)]
 
 
-def _unique_keys(key, size):
+def unique_keys(key, size):
     """``np.unique(key, return_inverse=True)`` for integer keys in ``[0, size)``, by a mark
     table (the keys of an evaluation's (row, node) pairs: a few thousand below ~10^5; a sort
     costs several times more). Falls back to ``np.unique`` for a sparse key range."""
@@ -60,7 +60,7 @@ def _unique_keys(key, size):
     return uk, rank[key]
 
 
-def _unique_rows(table, last_node):
+def unique_rows(table, last_node):
     """Rows of ``table`` (R, P) with their ``last_node`` (R,) that are distinct, in order of
     first appearance, and for each row the position of its copy among them; ``(arange(R),
     None)`` when every row is distinct (nothing to expand)."""
@@ -79,7 +79,7 @@ def _unique_rows(table, last_node):
     return first, inv
 
 
-def _sum_rows(values, rows, R):
+def sum_rows(values, rows, R):
     """``out[r] = sum of values[i] with rows[i] == r`` (out (R, ...)), added in the order of
     the values as ``np.add.at`` does (the same numbers). With the values row after row
     (``rows`` non-decreasing, Problem.evaluate's layout) the k-th value of every row is added
@@ -102,15 +102,10 @@ def _sum_rows(values, rows, R):
     return out
 
 
-def _pieces(values, counts):
+def pieces(values, counts):
     """``np.split(values, np.cumsum(counts)[:-1])``, the same views, by slicing (~1/3 of the
     cost at 200 rows)."""
     if len(counts) == 0:
         return np.split(values, [])
     ends = np.cumsum(counts).tolist()
     return [values[e - c:e] for e, c in zip(ends, np.asarray(counts).tolist(), strict=True)]
-
-
-# public names for the modules that import them
-span_groups, unique_keys, unique_rows = _span_groups, _unique_keys, _unique_rows
-sum_rows, pieces = _sum_rows, _pieces

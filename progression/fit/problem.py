@@ -98,7 +98,7 @@ from . import _survival_likelihood as _survival
 from ._error_control import GRID_ERROR, GRID_ERROR_DIVISOR
 from ._paths import EXACT_ATOL, EXACT_GROUP, EXACT_RTOL, grid_step
 from ._paths import has_inputs as _has_inputs
-from ._rows import _pieces, _sum_rows
+from ._rows import pieces, sum_rows
 from .config import OFFSET, FitConfig, FitParameter
 from .design import Design, designs_from_cohort
 from .errormodels import CODES, ERROR_MODELS, MEASURED, likelihood_terms
@@ -435,7 +435,7 @@ class Problem:
         cens = cat([designs[d].cens for d in row_design])
         limit = cat([designs[d].limit for d in row_design])
         sd = np.full(int(sizes.sum()), np.nan)       # measured SDs where given, else NaN
-        for piece, d in zip(_pieces(sd, sizes), row_design, strict=False):  # R = 0: one piece
+        for piece, d in zip(pieces(sd, sizes), row_design, strict=False):  # R = 0: one piece
             if designs[d].sd is not None:
                 piece[:] = designs[d].sd
         cov = np.array([designs[d].offset_covariate for d in row_design], dtype=float)
@@ -579,11 +579,11 @@ class Problem:
         order = np.argsort(all_rows, kind="stable")
         res_all = cat([terms.r, terms.e, s_r])[order]
         counts = np.bincount(all_rows, minlength=R)
-        residuals = _pieces(res_all, counts)
+        residuals = pieces(res_all, counts)
         jacobians = [None] * R
         if want_jac:
             jac_all = np.vstack([dr, de])[order]
-            jacobians = _pieces(jac_all, counts)
+            jacobians = pieces(jac_all, counts)
         if p_res is not None:
             residuals = [np.concatenate([res, p]) for res, p in zip(residuals, p_res,
                                                                     strict=True)]
@@ -600,13 +600,13 @@ class Problem:
             fs = terms.fisher_s * scale[rr]
             outer = ff[:, :, None] * ff[:, None, :] + fs[:, :, None] * fs[:, None, :]
             outer = np.where(np.isfinite(outer), outer, 0.0)
-            info = _sum_rows(outer, rr, R)
+            info = sum_rows(outer, rr, R)
             if s_terms is not None:
                 info += s_terms.info * scale[:, :, None] * scale[:, None, :]
             if p_jac is not None:
                 info += np.einsum("rkd,rke->rde", p_jac, p_jac)
             info[failed] = np.nan
-        predictions = _pieces(f, sizes) if want_predictions else None
+        predictions = pieces(f, sizes) if want_predictions else None
         before_zero = np.bincount(rr, weights=before, minlength=R).astype(int)
         if hessians is not None:
             for r in np.nonzero(failed)[0]:
