@@ -15,6 +15,8 @@ omega^2 against the generator's truth (eD 0.341 / 0.0901; k0 at the reference co
 - ``ind0``: k0 and kA without their individual terms (only the shared pace), the fit's
   glial_ratio set to the generator's 0.033 / 0.0091;
 - ``treg0``: no per-patient Treg % offset; ``nodrop``: no informative dropout;
+- ``tregall``: Treg % measured at every visit (the design of a research biomarker cohort; the
+  shipped data have ~1 value per patient); visits and every other value stay the same;
 - ``edfix``: (fit) omega^2 eD fixed at the truth 0.0901, typical eD started at 0.341;
 - ``tfit``: (fit) CRP with the Student t(3) residual; ``base``: nothing changed;
 - ``tmaxre``: (fit) a random effect on Tmax with the generator's variance held (log scale,
@@ -48,7 +50,7 @@ COHORT = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
 TRUTH = {"k0": (0.00898, 0.372), "eD": (0.341, 0.0901), "Q0": (1.0, 0.64),
          "kappa_nfl": (6000.0, 0.09)}
 FEATURES = ("base", "normcrp", "tmax0", "ind0", "treg0", "nodrop", "edfix", "tfit", "tmaxre",
-            "ft0re")
+            "ft0re", "tregall")
 
 
 def _rep(text: str, old: str, new: str, count: int = 1) -> str:
@@ -75,6 +77,8 @@ def _texts(features: set) -> tuple[str, str]:
     if "treg0" in features:
         coh = _rep(coh, "subject_sd = 0.1\nresidual_sd = 0.1",
                    "subject_sd = 0.0\nresidual_sd = 0.1")
+    if "tregall" in features:
+        coh = _rep(coh, "baseline = 0.5\nprobability = 0.1", "baseline = 1.0\nprobability = 1.0")
     if "nodrop" in features:
         coh = _rep(coh, "rate = 0.003 ", "rate = 0.0 ")
     if "edfix" in features:

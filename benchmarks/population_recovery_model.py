@@ -63,6 +63,27 @@ TRUTH = {
 }
 CRP_FLOOR = 0.3          # mg/L, the hs-CRP floor of the shipped data
 REDRAWS = 20
+#: Designs: changes to the clinic generator's design (its [observables] tables). "clinic" is
+#: the shipped data's (Treg % at half the baselines and a tenth of the later visits: ~1 value
+#: per patient); "treg_all" measures Treg % at every visit, as a research biomarker cohort
+#: with serial flow cytometry would (Beers 2017 JCI Insight followed Treg function serially). The
+#: linearised information (results/als_ed_identifiability.md) puts nearly all the design's
+#: information on eD's variance in the Treg % values: SE of log omega^2 eD 1.6 (clinic) vs 0.52.
+DESIGNS = {
+    "clinic": {},
+    "treg_all": {"observables": {"Treg_pct": {"baseline": 1.0, "probability": 1.0}}},
+}
+
+
+def design_config(design: str) -> dict:
+    """The clinic generator's config as a dict with ``design``'s changes applied."""
+    import tomllib
+
+    cfg = tomllib.loads(pr.COHORT_CONFIG.read_text())
+    for table, entries in DESIGNS[design].items():
+        for name, values in entries.items():
+            cfg[table][name].update(values)
+    return cfg
 
 
 def _log_covariate_term(p, baseline: dict, coefs: dict) -> float:
@@ -160,19 +181,20 @@ def simulate_replicate(n: int, seed: int, cfg, truth: dict = TRUTH, cohort_confi
 
 
 def run_replicate(seed: int, n: int, config_path: str, options: dict, text: str,
-                  keep: str | None = None) -> dict:
+                  keep: str | None = None, design: str = "clinic") -> dict:
     """Simulate, fit and score one replicate; one JSON-able line (``error`` on failure).
     ``keep``: a folder to pickle the FitResult into (``seed<N>.pkl``), so that standard
     errors by another method can be computed at the same estimates later."""
     from progression.fit.estimate import fit
 
-    line = {"seed": int(seed), "n": int(n), "key": key_of(text, options, n),
+    line = {"seed": int(seed), "n": int(n), "key": key_of(text, options, n, design),
             "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "load": os.getloadavg()[0]}
     try:
         cfg = pr.read_config(config_path, options, text)
         t = time.perf_counter()
-        designs, onset, redraws = simulate_replicate(n, seed, cfg)
+        designs, onset, redraws = simulate_replicate(
+            n, seed, cfg, cohort_config=None if design == "clinic" else design_config(design))
         line["simulation_seconds"] = time.perf_counter() - t
         line["observations"] = int(sum(d.n for d in designs))
         line["censored"] = int(sum(int(np.sum(np.asarray(d.cens) != 0)) for d in designs))
@@ -203,8 +225,10 @@ def run_replicate(seed: int, n: int, config_path: str, options: dict, text: str,
     return line
 
 
-def key_of(text: str, options: dict, n: int) -> str:
-    return pr._key(text + json.dumps(TRUTH, sort_keys=True), options, n)[0]
+def key_of(text: str, options: dict, n: int, design: str = "clinic") -> str:
+    # the clinic design keeps the key of the replicates recorded before designs existed
+    extra = "" if design == "clinic" else json.dumps(DESIGNS[design], sort_keys=True)
+    return pr._key(text + json.dumps(TRUTH, sort_keys=True) + extra, options, n)[0]
 
 
 def markdown(meta: dict, s: dict) -> str:
@@ -218,19 +242,24 @@ def markdown(meta: dict, s: dict) -> str:
         + ", ".join(f"{k} {v:g}" for k, v in TRUTH["omega"].items()) + "; residual SDs "
         + ", ".join(f"{k} {v:g}" for k, v in TRUTH["sigma"].items())
         + ". Design (patients, covariates, onset, visits, dropout, Treg % visits): the clinic "
-        "generator's with the replicate's seed; values: the fit's own population model.\n")
+        "generator's with the replicate's seed"
+        + ("" if meta.get("design", "clinic") == "clinic" else
+           f", changed by the design `{meta['design']}`: {json.dumps(DESIGNS[meta['design']])}")
+        + "; values: the fit's own population model.\n")
 
 
 def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
         options: dict | None = None, out: Path | None = RESULTS, workers: int = 1,
-        keep: str | None = None, verbose: bool = True) -> tuple[dict, dict]:
+        keep: str | None = None, verbose: bool = True,
+        design: str = "clinic") -> tuple[dict, dict]:
     """Run (or resume) the study (``population_recovery.run_study``'s loop with this study's
     replicate); returns (meta, summary). ``out=None``: nothing written, nothing resumed."""
     options = dict(options or {})
     config = Path(config).resolve()
     text = config.read_text()
-    key = key_of(text, options, n)
-    meta = {"title": "shipped design, values from the fit's own model",
+    key = key_of(text, options, n, design)
+    title = ("shipped design" if design == "clinic" else f"design {design}")
+    meta = {"title": f"{title}, values from the fit's own model", "design": design,
             "command": " ".join(["python", *sys.argv]) if out else "run()",
             "config": pr._rel(config),
             "config_sha": pr._key(text, options, n)[1],
@@ -238,7 +267,7 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
             "n": n, "seed0": seed0, "options": options, "key": key, "approximate": [],
             "truth_note": "", "config_text": text,
             "jsonl": pr._rel(pr._path(out, ".jsonl")) if out else "-"}
-    return pr.run_study(run_replicate, (n, str(config), options, text, keep),
+    return pr.run_study(run_replicate, (n, str(config), options, text, keep, design),
                         replicates=replicates, seed0=seed0, key=key, meta=meta, out=out,
                         workers=workers, markdown_of=markdown, verbose=verbose)
 
@@ -255,6 +284,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS), help="results path without suffix")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="pickle each replicate's FitResult into DIR")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default="clinic",
+                    help="the visit design (DESIGNS): clinic (the shipped data's) or treg_all")
     ap.add_argument("--summary", action="store_true",
                     help="rewrite and print the summary of the recorded replicates")
     a = ap.parse_args(argv)
@@ -270,7 +301,8 @@ def main(argv=None) -> int:
     for kv in a.option:
         k, _, v = kv.partition("=")
         options[k] = int(v) if v.lstrip("-").isdigit() else v
-    meta, s = run(a.replicates, a.n, a.seed, a.config, options, out, a.workers, a.keep)
+    meta, s = run(a.replicates, a.n, a.seed, a.config, options, out, a.workers, a.keep,
+                  design=a.design)
     print(markdown(meta, s))
     return 0
 

@@ -149,3 +149,27 @@ def test_a_held_omega_is_scored_as_held_not_covered():
             "cohort_config": "g", "n": 1, "seed0": 1, "options": {}, "jsonl": "j",
             "truth_note": ""}
     assert "eD omega^2 (held, not estimated)" in pr.markdown(meta, summ)
+
+
+
+def test_treg_all_design_adds_treg_rows_only():
+    """The `treg_all` design: Treg % at every visit; the same patients, visits and every
+    other measured value as the clinic design (the generator's random stream unchanged)."""
+    from progression.als.synthetic import synthetic_cohort
+
+    clinic, _ = synthetic_cohort(prm.design_config("clinic"), n=N, seed=7)
+    rich, _ = synthetic_cohort(prm.design_config("treg_all"), n=N, seed=7)
+    assert clinic.subjects == rich.subjects
+    for name in ("ALSFRS_R", "NfL", "CRP"):
+        a, b = clinic.observations(name), rich.observations(name)
+        for col in ("subject", "time", "value", "cens"):
+            np.testing.assert_array_equal(a[col], b[col])
+    # Treg % at every visit (the ALSFRS-R visits), the clinic's values among them
+    visits = {(s, t) for s, t in zip(*(rich.observations("ALSFRS_R")[c]
+                                      for c in ("subject", "time")), strict=True)}
+    treg = rich.observations("Treg_pct")
+    assert {(s, t) for s, t in zip(treg["subject"], treg["time"], strict=True)} == visits
+    few = clinic.observations("Treg_pct")
+    assert few["time"].size < 0.4 * treg["time"].size
+    assert {(s, t) for s, t in zip(few["subject"], few["time"], strict=True)} <= visits
+    assert prm.key_of("x", {}, N, "treg_all") != prm.key_of("x", {}, N)
