@@ -66,9 +66,9 @@ REDRAWS = 20
 #: Designs: changes to the clinic generator's design (its [observables] tables). "clinic" is
 #: the shipped data's (Treg % at half the baselines and a tenth of the later visits: ~1 value
 #: per patient); "treg_all" measures Treg % at every visit, as a research biomarker cohort
-#: with serial flow cytometry would (Beers 2017 JCI Insight followed Treg function serially). The
-#: linearised information (results/als_ed_identifiability.md) puts nearly all the design's
-#: information on eD's variance in the Treg % values: SE of log omega^2 eD 1.6 (clinic) vs 0.52.
+#: with serial flow cytometry would. The linearised information
+#: (results/als_ed_identifiability.md) puts nearly all the design's information on eD's
+#: variance in the Treg % values: SE of log omega^2 eD 1.6 (clinic) vs 0.52.
 DESIGNS = {
     "clinic": {},
     "treg_all": {"observables": {"Treg_pct": {"baseline": 1.0, "probability": 1.0}}},

@@ -105,9 +105,9 @@ def test_study_runs_through_the_shared_resumable_loop(tmp_path, monkeypatch):
     this study's (well specified)."""
     calls = []
 
-    def fake(seed, n, config_path, options, text, keep=None):
+    def fake(seed, n, config_path, options, text, keep=None, design="clinic"):
         calls.append(seed)
-        return _fake_line(seed, prm.key_of(text, options, n), n)
+        return _fake_line(seed, prm.key_of(text, options, n, design), n)
 
     monkeypatch.setattr(prm, "run_replicate", fake)
     out = tmp_path / "model.study"
@@ -151,7 +151,6 @@ def test_a_held_omega_is_scored_as_held_not_covered():
     assert "eD omega^2 (held, not estimated)" in pr.markdown(meta, summ)
 
 
-
 def test_treg_all_design_adds_treg_rows_only():
     """The `treg_all` design: Treg % at every visit; the same patients, visits and every
     other measured value as the clinic design (the generator's random stream unchanged)."""
@@ -164,7 +163,7 @@ def test_treg_all_design_adds_treg_rows_only():
         a, b = clinic.observations(name), rich.observations(name)
         for col in ("subject", "time", "value", "cens"):
             np.testing.assert_array_equal(a[col], b[col])
-    # Treg % at every visit (the ALSFRS-R visits), the clinic's values among them
+    # Treg % at every visit (the ALSFRS-R visits), the clinic's Treg % visits among them
     visits = {(s, t) for s, t in zip(*(rich.observations("ALSFRS_R")[c]
                                       for c in ("subject", "time")), strict=True)}
     treg = rich.observations("Treg_pct")
