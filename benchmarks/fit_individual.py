@@ -261,36 +261,86 @@ def score(problem, designs, estimates):
                             want_jac=False).m2ll
 
 
-def defaults_measurement(n, k, batch, jobs) -> dict:
+def defaults_measurement(n, k, batch, jobs, chunks) -> dict:
     """The same benchmark on als_reduced's current defaults (nothing pinned; kA and eD start
-    at their defaults): progression's median of 3 (threaded) against the plain loop on the
-    first ``k`` patients (scaled to ``n``), and the objective comparison."""
+    at their defaults): progression's median (threaded, :func:`interleaved`) against the plain
+    loop on the first ``k`` patients (scaled to ``n``), and the objective comparison."""
     model, designs, arrays, _ = make_data(n, values={})
     cfg = parse_fit_config(config_text({}, batch), check_data=False)
-    runs, cpu = [], []
-    for _ in range(3):
-        start, cpu0 = time.perf_counter(), time.process_time()
-        result = fit(cfg, data=designs, jobs=jobs)
-        runs.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu0)
-    ours = np.column_stack([result.estimates(name) for name in FREE])
     base = dict(zip(model.parameter_names, model.defaults, strict=True))
     begin = {"kA": base["kA"], "eD": base["eD"], "time_offset": OFFSET_START}
-    start, cpu0 = time.perf_counter(), time.process_time()
-    fits = [user_fit(base, *arrays[i], start=begin) for i in range(k)]
-    t_user = (time.perf_counter() - start) * n / k
-    c_user = (time.process_time() - cpu0) * n / k
-    user = np.array([f[0] for f in fits])
+    m = interleaved(cfg, designs, arrays, base, k, chunks, jobs, start=begin)
+    result, runs, cpu = m["result"], m["runs"], m["cpu_runs"]
+    ours = np.column_stack([result.estimates(name) for name in FREE])
+    t_user, c_user = m["loop_seconds"] * n / k, m["loop_cpu_seconds"] * n / k
+    user = m["loop_estimates"]
     problem = Problem.from_config(cfg)
     diff = score(problem, designs[:k], ours[:k]) - score(problem, designs[:k], user)
     t_ours, c_ours = float(np.median(runs)), float(np.median(cpu))
     return {"progression_seconds": t_ours, "progression_cpu_seconds": c_ours,
             "progression_runs": runs, "loop_seconds": t_user, "loop_cpu_seconds": c_user,
-            "loop_residual_calls": float(np.mean([f[1] for f in fits])),
+            "loop_residual_calls": float(np.mean(m["loop_nfev"])),
             "ratio": t_user / t_ours, "ratio_cpu": c_user / c_ours,
             "share_progression_equal_or_better": float(np.mean(diff <= 1e-3)),
             "objective_difference_median": float(np.median(diff)),
             "objective_difference_max": float(diff.max())}
+
+
+def interleaved(cfg, designs, arrays, base, k, chunks, jobs, start=START) -> dict:
+    """progression's fits and the plain loop, interleaved in time.
+
+    This shared machine's speed drifts by up to ~1.7x within a minute (measured 2026-12-01
+    21:20 UTC: the same fit took 0.25 s and 0.43 s two minutes apart), so timing progression
+    for 2 s and then the loop for a minute compares two different machines. Here the loop's
+    first ``k`` patients run in ``chunks`` consecutive chunks; before each chunk and after the
+    last, progression's fit runs once threaded and once on one thread: both sides sample the
+    same stretch of time (pyperf's advice for A/B comparisons). One untimed warm-up fit
+    first (numba's cached kernels load in the first fit of a process: its time is
+    ``first_run``).
+    """
+    flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL)
+
+    def timed(parallel):
+        _grid_loops.PARALLEL = _gridsens.PARALLEL = _dop_rows.PARALLEL = parallel
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = fit(cfg, data=designs, jobs=jobs)
+            return res, time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            _grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL = flags
+
+    out = {"runs": [], "cpu_runs": [], "serial_runs": [], "serial_cpu": [], "chunks": [],
+           "chunk_cpu": [], "chunk_ratios": [], "loop_estimates": [], "loop_nfev": [],
+           "loop_ok": []}
+    out["result"], out["first_run"], _ = timed(flags[0])
+    bounds = np.linspace(0, k, max(1, min(chunks, k)) + 1).round().astype(int)
+    for c in range(bounds.size):
+        res, wall, cpu = timed(flags[0])
+        out["runs"].append(wall)
+        out["cpu_runs"].append(cpu)
+        _, wall, cpu = timed(False)
+        out["serial_runs"].append(wall)
+        out["serial_cpu"].append(cpu)
+        if c == bounds.size - 1:
+            break
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(bounds[c], bounds[c + 1]):
+            est, nf, success = user_fit(base, *arrays[i], start=start)
+            out["loop_estimates"].append(est)
+            out["loop_nfev"].append(nf)
+            out["loop_ok"].append(success)
+        out["chunks"].append(time.perf_counter() - t0)
+        out["chunk_cpu"].append(time.process_time() - c0)
+    out["result"] = res
+    # each chunk's time per patient (scaled to all patients) against the mean of the two
+    # threaded progression fits around it
+    sizes = np.diff(bounds)
+    out["chunk_ratios"] = [out["chunks"][c] / sizes[c] * len(designs)
+                           / (0.5 * (out["runs"][c] + out["runs"][c + 1]))
+                           for c in range(sizes.size)]
+    out["loop_seconds"], out["loop_cpu_seconds"] = sum(out["chunks"]), sum(out["chunk_cpu"])
+    out["loop_estimates"] = np.array(out["loop_estimates"])
+    return out
 
 
 def main():
@@ -299,6 +349,9 @@ def main():
     parser.add_argument("--baseline-sample", type=int, default=None,
                         help="time the plain loop on this many patients and scale (default: all)")
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--chunks", type=int, default=10,
+                        help="the loop runs in this many chunks, progression's fits between "
+                             "them (interleaved timing)")
     parser.add_argument("--batch", type=int, default=200, help="estimator batch_size")
     parser.add_argument("--held-states-grid", action="store_true",
                         help="the grid path integrates only the states the observables need "
@@ -314,65 +367,40 @@ def main():
           f"{', '.join(FREE)}")
 
     cfg = parse_fit_config(config_text(PINNED, args.batch), check_data=False)
-    # Three runs: the first includes one-time code generation for the sensitivity columns;
-    # the ratio uses the median (this shared machine's speed drifts between runs).
+    k = min(args.baseline_sample or n, n)
+    base = dict(zip(model.parameter_names, model.defaults, strict=True)) | PINNED
     load_start = os.getloadavg()
-    runs, cpu_runs = [], []
-    for _ in range(3):
-        start, cpu0 = time.perf_counter(), time.process_time()
-        result = fit(cfg, data=designs, jobs=args.jobs)
-        runs.append(time.perf_counter() - start)
-        cpu_runs.append(time.process_time() - cpu0)
-    t_ours, t_cold = float(np.median(runs)), runs[0]
+    m = interleaved(cfg, designs, arrays, base, k, args.chunks, args.jobs)
+    result, runs, cpu_runs = m["result"], m["runs"], m["cpu_runs"]
+    serial_runs, serial_cpu = m["serial_runs"], m["serial_cpu"]
+    t_ours, t_cold = float(np.median(runs)), m["first_run"]
+    t_serial, c_serial = float(np.median(serial_runs)), float(np.median(serial_cpu))
+    c_ours = float(np.median(cpu_runs))
+    t_user, c_user = m["loop_seconds"] * n / k, m["loop_cpu_seconds"] * n / k
+    user, nfev, ok = m["loop_estimates"], m["loop_nfev"], m["loop_ok"]
+    load_end = os.getloadavg()
     # numba's thread count, and how many the grid kernels took after the runs (only CPUs
     # idle at a call count: progression._omp)
     threads, idle = _numba_threads(), _grid_loops.grid_threads()
-    # the same fit with the grid path's kernels on one thread (same numbers): what the threads
-    # bring on this machine now
-    serial_runs, serial_cpu = [], []
-    flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL)
-    _grid_loops.PARALLEL = _gridsens.PARALLEL = _dop_rows.PARALLEL = False
-    try:
-        for _ in range(3):
-            start, cpu0 = time.perf_counter(), time.process_time()
-            fit(cfg, data=designs, jobs=args.jobs)
-            serial_runs.append(time.perf_counter() - start)
-            serial_cpu.append(time.process_time() - cpu0)
-    finally:
-        _grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL = flags
-    t_serial, c_serial = float(np.median(serial_runs)), float(np.median(serial_cpu))
     # where the time goes: one more (untimed) run with every batched evaluation logged
     log, log_timings = evaluation_log(cfg, designs, args.jobs)
     phases = phase_table(log, log_timings)
     print("\n".join(phases))
-    c_ours = float(np.median(cpu_runs))
     ours = np.column_stack([result.estimates(name) for name in FREE])
     print(f"progression.fit, grid path on one thread: {t_serial:.3f} s wall, {c_serial:.3f} s "
-          f"CPU (median of 3); threaded ({threads} numba threads, {idle} usable after the runs): "
-          f"{t_ours:.3f} s wall")
-    print(f"progression.fit:        {t_ours:8.2f} s  (median of 3; first run {t_cold:.2f} s; "
+          f"CPU (median of {len(serial_runs)}); threaded ({threads} numba threads, {idle} "
+          f"usable after the runs): {t_ours:.3f} s wall")
+    print(f"progression.fit:        {t_ours:8.2f} s  (median of {len(runs)}, interleaved with "
+          f"the loop's {len(m['chunks'])} chunks; first run {t_cold:.2f} s; "
           f"{result.counters['simulations']} batched simulations, "
           f"{result.counters['subject_solves']} subject solves, converged "
           f"{int(result.converged.sum())}/{n})")
-
-    k = min(args.baseline_sample or n, n)
-    base = dict(zip(model.parameter_names, model.defaults, strict=True)) | PINNED
-    start, cpu0 = time.perf_counter(), time.process_time()
-    user, nfev, ok = [], [], []
-    for i in range(k):
-        est, nf, success = user_fit(base, *arrays[i])
-        user.append(est)
-        nfev.append(nf)
-        ok.append(success)
-    t_user = (time.perf_counter() - start) * n / k
-    c_user = (time.process_time() - cpu0) * n / k
-    load_end = os.getloadavg()
-    user = np.array(user)
     scaled = f" (scaled from {k})" if k < n else ""
     print(f"lmfit leastsq + solve_ivp loop: {t_user:8.2f} s{scaled}  ({np.mean(nfev):.0f} "
           f"residual calls per patient)  -> ratio {t_user / t_ours:.1f}x wall, "
           f"{c_user / c_ours:.1f}x CPU (target 120x); grid path on one thread: "
-          f"{t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU")
+          f"{t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU; ratio by chunk "
+          f"{min(m['chunk_ratios']):.0f}-{max(m['chunk_ratios']):.0f}x")
 
     problem = Problem.from_config(cfg)
     m2ll_ours = score(problem, designs[:k], ours[:k])
@@ -391,7 +419,7 @@ def main():
 
     dflt = None
     if not args.pinned_only:
-        dflt = defaults_measurement(n, k, args.batch, args.jobs)
+        dflt = defaults_measurement(n, k, args.batch, args.jobs, args.chunks)
         print(f"on als_reduced's current defaults (not pinned): progression "
               f"{dflt['progression_seconds']:.2f} s wall, {dflt['progression_cpu_seconds']:.2f} s "
               f"CPU; loop {dflt['loop_seconds']:.2f} s ({dflt['loop_residual_calls']:.0f} "
@@ -424,6 +452,11 @@ def main():
                         "lmfit_leastsq_solve_ivp_loop": c_user},
         "ratio": t_user / t_ours,
         "ratio_cpu": c_user / c_ours,
+        "timing": ("interleaved: the loop in chunks, progression's fits (threaded and one "
+                   "thread) before each chunk and after the last; ratios of the loop's total "
+                   "to progression's median"),
+        "loop_chunks_seconds": m["chunks"],
+        "ratio_by_chunk": m["chunk_ratios"],
         "ratio_one_thread": t_user / t_serial,
         "ratio_cpu_one_thread": c_user / c_serial,
         "target": {"ratio": 120, "met_wall": t_user / t_ours >= 120,
@@ -477,18 +510,27 @@ def main():
         f"live patients in one stacked solve per iteration, then the exact-path polish "
         f"(chord steps, exact outputs only), `[solver] refine = \"exact\"`; batch_size "
         f"{args.batch}, jobs "
-        f"{args.jobs or 1}; median of 3 runs, first run {t_cold:.2f} s) | "
+        f"{args.jobs or 1}; median of {len(runs)} runs interleaved with the loop's "
+        f"{len(m['chunks'])} chunks, first run of the process {t_cold:.2f} s) | "
         f"{t_ours:.2f} | {c_ours:.2f} | {result.counters['simulations']} batched "
         "simulations |",
         f"| the same on one thread (`_rodas4_loops.PARALLEL = _gridsens.PARALLEL = "
         f"_dop853_rows.PARALLEL = False`; the default spreads the patients of the grid path's "
         f"compiled kernels and of the polish's compiled DOP853 over numba's "
         f"threads, {threads} here, those of them on CPUs idle at the call ({idle} after the "
-        f"runs), with the same numbers; median of 3) | {t_serial:.2f} | "
+        f"runs), with the same numbers; median of {len(serial_runs)}, interleaved alike) | "
+        f"{t_serial:.2f} | "
         f"{c_serial:.2f} | same |",
         f"| plain loop: `lmfit.minimize(leastsq)` + `solve_ivp` LSODA per patient, "
         f"finite-difference Jacobian{f' (timed on {k}, scaled)' if k < n else ''} | "
         f"{t_user:.1f} | {c_user:.1f} | {np.mean(nfev):.0f} per patient |",
+        "",
+        "Timing is interleaved (this shared machine's speed drifts by up to ~1.7x within a "
+        "minute): the loop runs in chunks, and progression's fits (threaded, then on one "
+        "thread) run before each chunk and after the last, so both sides sample the same "
+        f"stretch of time; the ratio of each chunk (scaled to {n} patients) to the two "
+        f"threaded fits around it ranged {min(m['chunk_ratios']):.0f}-"
+        f"{max(m['chunk_ratios']):.0f}x (the chunks' patients differ in cost).",
         "",
         f"**Speed-up: {t_user / t_ours:.1f}x wall, {c_user / c_ours:.1f}x CPU**; grid path "
         f"on one thread {t_user / t_serial:.1f}x wall, {c_user / c_serial:.1f}x CPU (issue 12's "
@@ -506,7 +548,7 @@ def main():
             f"**On als_reduced's current (recalibrated) defaults**, nothing pinned, the same "
             f"script's second measurement (same run; `--pinned-only` skips it): progression "
             f"{dflt['progression_seconds']:.2f} s wall, {dflt['progression_cpu_seconds']:.2f} s "
-            f"CPU (median of 3), the plain loop {dflt['loop_seconds']:.1f} s wall, "
+            f"CPU (median, interleaved), the plain loop {dflt['loop_seconds']:.1f} s wall, "
             f"{dflt['loop_cpu_seconds']:.1f} s CPU ({dflt['loop_residual_calls']:.0f} residual "
             f"calls per patient{f', timed on {k}, scaled' if k < n else ''}): "
             f"**{dflt['ratio']:.1f}x wall, {dflt['ratio_cpu']:.1f}x CPU**; progression equal "
