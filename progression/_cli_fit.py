@@ -55,6 +55,12 @@ def _rse(est, se) -> str:
     return f"{100.0 * se / abs(est):.3g}"
 
 
+def _ci(intervals: dict, key: str) -> str:
+    """A Wald interval ``lo - hi`` for the table, ``-`` when there is none."""
+    lo, hi = intervals.get(key, (math.nan, math.nan))
+    return f"{_g(lo)} - {_g(hi)}" if math.isfinite(lo) and math.isfinite(hi) else "-"
+
+
 def _linearised_line(pop) -> list[str]:
     """SAEM's OFV by linearisation (when its covariance step computed it), as one line."""
     v = float(getattr(pop, "ofv_linearised", math.nan))
@@ -94,20 +100,24 @@ def population_summary(result) -> str:
              f"{_g(getattr(pop, 'condition_number', float('nan')))}",
              # the method's first words (report.md has the whole sentence)
              f"  covariance step: {str(pop.covariance_method).split(' (')[0].split(',')[0]}",
-             f"  {'typical value':<24}{'estimate':>12}{'RSE %':>9}"]
+             f"  {'typical value':<24}{'estimate':>12}{'RSE %':>9}{'95 % CI':>22}"]
+    ci = pop.intervals(0.95)
+    held = set(getattr(pop, "fixed_typical", ()) or ())
     for k, v in pop.fixed_effects.items():
-        lines.append(f"  {k:<24}{_g(v, 5):>12}{_rse(v, pop.fixed_effects_se.get(k, math.nan)):>9}")
+        rse = "fixed" if k in held else _rse(v, pop.fixed_effects_se.get(k, math.nan))
+        lines.append(f"  {k:<24}{_g(v, 5):>12}{rse:>9}{_ci(ci, k):>22}")
     coefs = dict(getattr(pop, "coefficients", {}) or {})
     if coefs:
-        lines.append(f"  {'covariate coefficient':<24}{'estimate':>12}{'RSE %':>9}")
+        lines.append(f"  {'covariate coefficient':<24}{'estimate':>12}{'RSE %':>9}"
+                     f"{'95 % CI':>22}")
         se = getattr(pop, "coefficients_se", {}) or {}
-        lines += [f"  {k:<24}{_g(v, 5):>12}{_rse(v, se.get(k, math.nan)):>9}"
+        lines += [f"  {k:<24}{_g(v, 5):>12}{_rse(v, se.get(k, math.nan)):>9}{_ci(ci, k):>22}"
                   for k, v in coefs.items()]
     om = np.atleast_2d(np.asarray(pop.omega, dtype=float))
     names = list(pop.omega_names)
     if names:
         lines.append(f"  {'Omega (random effect)':<24}{'variance':>12}{'RSE %':>9}"
-                     f"{'CV % / SD':>11}{'shrinkage %':>13}")
+                     f"{'95 % CI':>22}{'CV % / SD':>11}{'shrinkage %':>13}")
     for e, k in enumerate(names):
         var = om[e, e]
         cv = float((pop.cv_percent or {}).get(k, math.nan))
@@ -115,7 +125,7 @@ def population_summary(result) -> str:
         spread = f"{cv:.3g}" if math.isfinite(cv) else f"SD {_g(math.sqrt(max(var, 0)), 3)}"
         shr = 100 * float(pop.shrinkage.get(k, math.nan))
         lines.append(f"  {k:<24}{_g(var):>12}{_rse(var, pop.omega_se.get(k, math.nan)):>9}"
-                     f"{spread:>11}{_g(shr, 3):>13}")
+                     f"{_ci(ci, 'omega^2 ' + k):>22}{spread:>11}{_g(shr, 3):>13}")
     corr = []
     for e in range(len(names)):
         for c in range(e):
@@ -125,9 +135,9 @@ def population_summary(result) -> str:
     if corr:
         lines.append("  correlations of the random effects (Omega blocks): " + ", ".join(corr))
     if pop.sigma:
-        lines.append(f"  {'residual error':<24}{'estimate':>12}{'RSE %':>9}")
+        lines.append(f"  {'residual error':<24}{'estimate':>12}{'RSE %':>9}{'95 % CI':>22}")
         lines += [f"  {k:<24}{_g(v, 5):>12}{_rse(v, pop.sigma_se.get(k, math.nan)):>9}"
-                  for k, v in pop.sigma.items()]
+                  f"{_ci(ci, k):>22}" for k, v in pop.sigma.items()]
     for line in result.failure_lines():
         lines.append("  " + line)
     for w in result.warnings:

@@ -416,7 +416,8 @@ def test_theoph_fit_folder(tmp_path):
 
 def test_cli_population_summary(fitted):
     """The screen `progression fit` prints for a population fit: typical values with RSE
-    (100 SE / estimate), Omega's variance, RSE, CV % and shrinkage, residual SD, OFV; a block
+    (100 SE / estimate) and 95 % CI, Omega's variance, RSE, CI, CV % and shrinkage, residual
+    SD, OFV; a block
     Omega adds the correlations; at most 21 lines."""
     from progression._cli_fit import population_summary
 
@@ -426,15 +427,19 @@ def test_cli_population_summary(fitted):
     lines = text.splitlines()
     assert len(lines) <= 21 and max(map(len, lines)) <= 110
     assert f"OFV {pop.ofv:.4f}" in text
+    ci = pop.intervals(0.95)        # Wald, estimation scale (tests/test_population_intervals.py)
     for k, v in pop.fixed_effects.items():
         rse = 100 * pop.fixed_effects_se[k] / v
         row = next(x for x in lines if x.split()[:1] == [k] and f"{v:.5g}" in x)
-        assert row.split()[1:] == [f"{v:.5g}", f"{rse:.3g}"]
+        assert row.split()[1:] == [f"{v:.5g}", f"{rse:.3g}", f"{ci[k][0]:.4g}", "-",
+                                   f"{ci[k][1]:.4g}"]
     for e, k in enumerate(pop.omega_names):
         var = pop.omega[e, e]
+        lo, hi = ci[f"omega^2 {k}"]
+        assert lo < var < hi
         row = next(x for x in lines if x.split()[:2] == [k, f"{var:.4g}"])
-        assert row.split()[2:] == [f"{100 * pop.omega_se[k] / var:.3g}",
-                                   f"{pop.cv_percent[k]:.3g}",
+        assert row.split()[2:] == [f"{100 * pop.omega_se[k] / var:.3g}", f"{lo:.4g}", "-",
+                                   f"{hi:.4g}", f"{pop.cv_percent[k]:.3g}",
                                    f"{100 * pop.shrinkage[k]:.3g}"]
     assert any(x.split()[:2] == ["conc.a", f"{pop.sigma['conc.a']:.5g}"] for x in lines)
     assert "correlations" not in text

@@ -20,6 +20,7 @@ def population_lines(result, outputs=None) -> list[str]:
     from .population._outputs import correlation_condition_number
 
     pop = result.population
+    level = float(getattr(result, "confidence", 0.95) or 0.95)
     lines = ["## Population estimates", "",
              f"{pop.method}: OFV (NONMEM convention, without N log 2 pi) = {pop.ofv:.4f}; "
              f"-2 log L = {pop.m2ll:.4f}; AIC = {pop.aic:.4f}; BIC = {pop.bic:.4f} "
@@ -28,14 +29,17 @@ def population_lines(result, outputs=None) -> list[str]:
              "." + (f" OFV by linearisation (FOCE-I objective at these estimates): "
                     f"{pop.ofv_linearised:.4f}."
                     if math.isfinite(getattr(pop, "ofv_linearised", math.nan)) else ""), "",
-             "| parameter | estimate | SE | RSE % | CV % | shrinkage % |",
-             "|---|---:|---:|---:|---:|---:|"]
+             f"| parameter | estimate | SE | RSE % | {100 * level:g} % CI | CV % | shrinkage % |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    ci = pop.intervals(level)
 
-    def row(name, v, se, cv="", sh="", fixed=False):
+    def row(name, v, se, cv="", sh="", fixed=False, key=None):
         if fixed:
-            return f"| {name} | {v:.5g} | fixed | | {cv} | {sh} |"
+            return f"| {name} | {v:.5g} | fixed | | | {cv} | {sh} |"
         rse = 100.0 * se / abs(v) if v else float("nan")
-        return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {cv} | {sh} |"
+        lo, hi = ci.get(key, (float("nan"), float("nan")))
+        interval = f"{lo:.4g} – {hi:.4g}" if math.isfinite(lo) and math.isfinite(hi) else ""
+        return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {interval} | {cv} | {sh} |"
 
     for k, v in pop.fixed_effects.items():
         at_ref = " at the reference covariates" if any(
@@ -43,7 +47,7 @@ def population_lines(result, outputs=None) -> list[str]:
         ) else ""
         lines.append(row(f"{k} (typical value{at_ref})", v,
                          pop.fixed_effects_se.get(k, float("nan")),
-                         fixed=k in (getattr(pop, "fixed_typical", ()) or ())))
+                         fixed=k in (getattr(pop, "fixed_typical", ()) or ()), key=k))
     fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
                  for k in b["parameters"]}
     for e, k in enumerate(pop.omega_names):
@@ -51,7 +55,7 @@ def population_lines(result, outputs=None) -> list[str]:
         lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
                          pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
                          f"{100 * pop.shrinkage.get(k, float('nan')):.3g}",
-                         fixed=k in fixed_eta))
+                         fixed=k in fixed_eta, key=f"omega^2 {k}"))
     names = list(pop.omega_names)
     for r in range(1, len(names)):
         for c in range(r):
@@ -66,17 +70,20 @@ def population_lines(result, outputs=None) -> list[str]:
                              + ")", v, pop.omega_offdiag_se.get(key, float("nan")),
                              fixed=names[r] in fixed_eta))
     for k, v in pop.sigma.items():
-        lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan"))))
+        lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan")), key=k))
     effects = {n: e for e in (getattr(pop, "covariate_effects", ()) or ())
                for n in _effect_names(e)}
     for k, v in (getattr(pop, "coefficients", {}) or {}).items():
         e = effects.get(k, {})
         se = pop.coefficients_se.get(k, float("nan"))
         lines.append(row(f"{k} ({_effect_words(e)})", v, se,
-                         fixed=not _coefficient_estimated(e, k)))
+                         fixed=not _coefficient_estimated(e, k), key=k))
     lines += ["", "Omega on the estimation scale (variances, and covariances within blocks); "
                   "CV % = 100 sqrt(exp(omega^2) - 1) for log-scale parameters; shrinkage = 1 "
                   "- SD(EBE) / omega. "
+                  f"{100 * level:g} % CI: Wald interval on the scale each quantity was "
+                  "estimated on (a log-scale typical value, a variance and a residual SD on "
+                  "the log scale), mapped back; none for a variance inside an Omega block. "
               + (f"Fixed random-effect variances: {', '.join(sorted(fixed_eta))}. "
                  if fixed_eta else "")
               + ("Covariate effects multiply the typical value TV (the value above, at the "

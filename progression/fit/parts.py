@@ -491,6 +491,13 @@ class PopulationPart:
                 raise ValueError(f"population part: unknown parameter name {name!r}")
         return np.array(out, dtype=float)
 
+    def intervals(self, level: float = 0.95) -> dict:
+        """Wald intervals of the population parameters (estimation scale, mapped back):
+        :func:`~progression.fit._population_intervals.wald_intervals`."""
+        from ._population_intervals import wald_intervals
+
+        return wald_intervals(self, level)
+
     def with_parameters(self, x) -> PopulationPart:
         """A copy with the population parameters set from ``x`` (K,), a vector in
         :meth:`parameter_vector`'s layout (e.g. a draw from ``covariance``); EBEs,
