@@ -235,6 +235,21 @@ def conditional_modes(model, data: PopulationData, mu, omega, residual: Residual
     return out
 
 
+def _newton_steps(H, g) -> np.ndarray:
+    """``H^-1 g`` per subject, (R, E) from (R, E, E) and (R, E).
+
+    A singular ``H`` (a direction the data do not see with a vanishing prior term, e.g. an
+    Omega probed at a huge variance) gets the minimum-norm least-squares step instead of an
+    exception through the outer optimiser; a batch without one is solved as one call (same
+    numbers as before).
+    """
+    try:
+        return np.linalg.solve(H, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(h, v, rcond=None)[0] for h, v in zip(H, g,
+                                                                             strict=True)])
+
+
 def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
     """Lockstep Levenberg-Marquardt for the subjects ``idx``; fills ``out`` in place."""
     D = mu.shape[1]
@@ -303,7 +318,7 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
         a = np.flatnonzero(active)
         if a.size == 0:
             break
-        gn = np.linalg.solve(H[a], grad[a][..., None])[..., 0]
+        gn = _newton_steps(H[a], grad[a])
         scale = 1.0 + np.abs(eta[a]).max(axis=1)
         done = np.abs(gn).max(axis=1) <= opt.xtol * scale
         status[a[done]] = CONVERGED
@@ -313,7 +328,7 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
             break
         # Levenberg damping scaled by the curvature so lambda is dimensionless
         damp = lam[a] * np.trace(H[a], axis1=1, axis2=2) / E
-        step = np.linalg.solve(H[a] + damp[:, None, None] * eye, grad[a][..., None])[..., 0]
+        step = _newton_steps(H[a] + damp[:, None, None] * eye, grad[a])
         trial = eta[a] - step
         exact = None if opt.exact_after is None else n_iter[a] + 1 >= opt.exact_after
         f_t, G_t, info_t, val_t, grad_t, H_t, ok_t = evaluate(idx[a], trial, exact)
@@ -331,7 +346,7 @@ def _solve_batch(model, data, idx, mu, cols, Oinv, residual, out, opt) -> int:
         lam[rj] *= 10.0
         stuck = rj[lam[rj] > opt.lambda_max]
         if stuck.size:
-            gn_s = np.linalg.solve(H[stuck], grad[stuck][..., None])[..., 0]
+            gn_s = _newton_steps(H[stuck], grad[stuck])
             small = np.abs(gn_s).max(axis=1) <= opt.stall_xtol * (
                 1.0 + np.abs(eta[stuck]).max(axis=1))
             status[stuck] = np.where(small, CONVERGED, STALLED)
