@@ -422,23 +422,24 @@ def _child_with_default_sigint():
 
 
 def test_interrupt_while_writing_removes_the_temporary(tmp_path, monkeypatch):
-    import progression.plots as plots
+    # the figure is the last thing written (by a helper process the command waits for)
+    from progression._figure_process import FigureProcess
 
     previous = _sigint_as_python_sets_it()
     try:
-        _interrupt_while_writing(tmp_path, monkeypatch, plots)
+        _interrupt_while_writing(tmp_path, monkeypatch, FigureProcess)
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _interrupt_while_writing(tmp_path, monkeypatch, plots):
+def _interrupt_while_writing(tmp_path, monkeypatch, figure_process):
     for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         def interrupted(*args, signum=signum, **kwargs):
             os.kill(os.getpid(), signum)
             time.sleep(5)          # the handler raises before this ends
             raise AssertionError("the signal was not delivered")
 
-        monkeypatch.setattr(plots, "plot_simulation", interrupted)
+        monkeypatch.setattr(figure_process, "draw", interrupted)
         argv = _simulate(tmp_path, tmp_path / "sim")
         before = snapshot(tmp_path)
         res = main_outcome(argv)
@@ -451,14 +452,14 @@ def _interrupt_while_writing(tmp_path, monkeypatch, plots):
 def test_interrupt_reaches_a_command_started_with_the_signal_blocked(tmp_path, monkeypatch):
     """A process that inherited SIGTERM blocked (from a test runner or a scheduler) is still
     interrupted cleanly: the command unblocks it while it runs and restores the mask after."""
-    import progression.plots as plots
+    from progression._figure_process import FigureProcess
 
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
         raise AssertionError("the signal was not delivered")
 
-    monkeypatch.setattr(plots, "plot_simulation", interrupted)
+    monkeypatch.setattr(FigureProcess, "draw", interrupted)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         res = main_outcome(_simulate(tmp_path, tmp_path / "sim"))
@@ -507,12 +508,12 @@ def test_folders_follow_the_umask(tmp_path, mask):
 
 
 def test_oserror_while_writing_is_one_error(tmp_path, monkeypatch):
-    import progression.plots as plots
+    from progression._figure_process import FigureProcess
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "x.png"))
 
-    monkeypatch.setattr(plots, "plot_simulation", full)
+    monkeypatch.setattr(FigureProcess, "draw", full)
     argv = _simulate(tmp_path, tmp_path / "sim")
     before = snapshot(tmp_path)
     res = main_outcome(argv)

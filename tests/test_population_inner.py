@@ -72,8 +72,10 @@ def test_batching_does_not_change_modes():
     seven = conditional_modes(model, data, mu, OMEGA, res, options=InnerOptions(batch_size=7))
     alls = conditional_modes(model, data, mu, OMEGA, res)
     assert np.all(alls.status == CONVERGED)
-    np.testing.assert_array_equal(one.eta, alls.eta)
-    np.testing.assert_array_equal(seven.eta, alls.eta)
+    # equal to rounding: numpy's stacked linear algebra may take another code path for
+    # another batch size (measured 2026-12-01 on an AMD EPYC host: 5e-15 relative)
+    np.testing.assert_allclose(one.eta, alls.eta, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(seven.eta, alls.eta, rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(one.n_iter, alls.n_iter)
     # lockstep: one predict call per iteration of the slowest subject, plus the start
     assert alls.n_predict == 1 + alls.n_iter.max()
