@@ -294,7 +294,7 @@ def interleaved(cfg, designs, arrays, base, k, chunks, jobs, start=START) -> dic
     for 2 s and then the loop for a minute compares two different machines. Here the loop's
     first ``k`` patients run in ``chunks`` consecutive chunks; before each chunk and after the
     last, progression's fit runs once threaded and once on one thread: both sides sample the
-    same stretch of time (pyperf's advice for A/B comparisons). One untimed warm-up fit
+    same stretch of time. One untimed warm-up fit
     first (numba's cached kernels load in the first fit of a process: its time is
     ``first_run``).
     """
