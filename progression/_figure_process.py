@@ -69,8 +69,15 @@ class FigureProcess:
         if proc is None:
             _draw(sim, str(path), savefig)
             return
-        _, err = proc.communicate(pickle.dumps((sim, str(path), savefig),
-                                               protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            _, err = proc.communicate(pickle.dumps((sim, str(path), savefig),
+                                                   protocol=pickle.HIGHEST_PROTOCOL))
+        except BaseException:
+            # interrupted while the helper draws: stop it before the caller removes the
+            # folder it writes into, so that no file appears there afterwards
+            proc.kill()
+            proc.wait()
+            raise
         if proc.returncode != 0 or not Path(path).is_file():
             lines = err.decode(errors="replace").strip().splitlines()
             raise ProgressionError(f"{path}: the figure could not be drawn "

@@ -56,3 +56,18 @@ def test_without_a_usable_interpreter_the_figure_is_drawn_here(sim, tmp_path, mo
         assert figure._proc is None
         figure.draw(sim, tmp_path / "fig.png", **SAVEFIG)
     assert (tmp_path / "fig.png").stat().st_size > 5_000
+
+
+def test_an_interrupt_while_the_helper_draws_stops_it(sim, tmp_path, monkeypatch):
+    import subprocess
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    figure = FigureProcess()
+    proc = figure._proc
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        figure.draw(sim, tmp_path / "fig.png", **SAVEFIG)
+    assert proc.returncode is not None                # killed before the error went on
+    assert not (tmp_path / "fig.png").exists()
