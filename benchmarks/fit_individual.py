@@ -294,9 +294,8 @@ def interleaved(cfg, designs, arrays, base, k, chunks, jobs, start=START) -> dic
     for 2 s and then the loop for a minute compares two different machines. Here the loop's
     first ``k`` patients run in ``chunks`` consecutive chunks; before each chunk and after the
     last, progression's fit runs once threaded and once on one thread: both sides sample the
-    same stretch of time. One untimed warm-up fit
-    first (numba's cached kernels load in the first fit of a process: its time is
-    ``first_run``).
+    same stretch of time. One warm-up fit first (numba's cached kernels load in the first fit
+    of a process: its time is ``first_run``); ``result`` is the last threaded fit.
     """
     flags = (_grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL)
 
@@ -310,9 +309,8 @@ def interleaved(cfg, designs, arrays, base, k, chunks, jobs, start=START) -> dic
             _grid_loops.PARALLEL, _gridsens.PARALLEL, _dop_rows.PARALLEL = flags
 
     out = {"runs": [], "cpu_runs": [], "serial_runs": [], "serial_cpu": [], "chunks": [],
-           "chunk_cpu": [], "chunk_ratios": [], "loop_estimates": [], "loop_nfev": [],
-           "loop_ok": []}
-    out["result"], out["first_run"], _ = timed(flags[0])
+           "chunk_cpu": [], "loop_estimates": [], "loop_nfev": [], "loop_ok": []}
+    _, out["first_run"], _ = timed(flags[0])
     bounds = np.linspace(0, k, max(1, min(chunks, k)) + 1).round().astype(int)
     for c in range(bounds.size):
         res, wall, cpu = timed(flags[0])
