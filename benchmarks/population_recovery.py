@@ -14,11 +14,11 @@ the fit's scales:
   reference covariates with its conditional Omega, ``eD``, ``glial_ratio`` = kA/k0 if
   estimated): :func:`progression.als.population_truth.truth_on_fit_scale` (Monte Carlo of the
   generator's own draws, before enrolment selection);
-- ``Q0``, ``kappa_nfl`` and ``fT0`` if it has a random effect (they carry the per-patient
-  CRP, NfL and Treg % offsets of the generator's observation model): typical value the
-  model's default, Omega the offset's variance (``subject_sd^2``; exact for Q0 and fT0,
-  approximate for kappa_nfl because the NfL offset also multiplies the background
-  ``nfl_bg``);
+- ``Q0``, ``nfl_scale`` (or ``kappa_nfl``, the shipped config's until 2026-12-02) and
+  ``fT0`` if it has a random effect (they carry the per-patient CRP, NfL and Treg % offsets
+  of the generator's observation model): typical value the model's default, Omega the
+  offset's variance (``subject_sd^2``; exact for Q0, nfl_scale and fT0, approximate for
+  kappa_nfl because the NfL offset also multiplies the background ``nfl_bg``);
 - a population ``time_offset`` with a random effect (the onset shift): mean and variance of
   ``log onset_model_time`` over the replicate's own patients (it has no generating parameter);
 - covariate coefficients of the pace: the generator's effects (categorical ``exp(b) - 1``;
@@ -66,7 +66,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_pace"
 
 #: Fit parameters that carry an observable's per-patient offset in the generator:
 #: (observable of the cohort config, exact?).
-OFFSET_PARAMETERS = {"Q0": ("CRP", True), "kappa_nfl": ("NfL", False),
+OFFSET_PARAMETERS = {"Q0": ("CRP", True), "nfl_scale": ("NfL", True),
+                     "kappa_nfl": ("NfL", False),   # the shipped config until 2026-12-02
                      "fT0": ("Treg_pct", True)}     # Treg_pct = fT0 (T / Tmax)^rhoT
 #: The fit's categorical levels and the generator's effect names.
 GENERATOR_EFFECT = {"age": "age", "site_of_onset=bulbar": "bulbar", "c9orf72=1": "c9orf72"}
@@ -452,7 +453,7 @@ NOTES = (
 
 TRUTH_NOTE = ("typical values and Omega of parameters the generator varies: "
               "progression.als.population_truth.truth_on_fit_scale (at the reference "
-              "covariates, conditional Omega, before enrolment selection); Q0 / kappa_nfl: the "
+              "covariates, conditional Omega, before enrolment selection); Q0 / nfl_scale: the "
               "model default and the CRP / NfL per-patient offset variance; an onset shift "
               "with a random effect: log onset_model_time of the replicate's patients; "
               "coefficients: the generator's effects (categorical exp(b) - 1).")

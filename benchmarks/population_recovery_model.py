@@ -55,8 +55,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_model"
 #: shipped fit's estimates.
 TRUTH = {
     # fT0: the per-patient Treg % offset of the shipped config (typical and variance held there)
-    "typical": {"k0": 0.009, "eD": 0.34, "Q0": 1.0, "kappa_nfl": 6000.0, "fT0": 6.0},
-    "omega": {"k0": 0.32, "eD": 0.09, "Q0": 0.64, "kappa_nfl": 0.09, "fT0": 0.01},
+    # nfl_scale: the NfL offset (the studies recorded before 2026-12-02 had it on kappa_nfl,
+    # typical 6000, omega^2 0.09: the shipped config's form then)
+    "typical": {"k0": 0.009, "eD": 0.34, "Q0": 1.0, "nfl_scale": 1.0, "fT0": 6.0},
+    "omega": {"k0": 0.32, "eD": 0.09, "Q0": 0.64, "nfl_scale": 0.09, "fT0": 0.01},
     "coefficients": {"k0~age": 0.01, "k0~site_of_onset=bulbar": math.expm1(0.15),
                      "k0~c9orf72=1": math.expm1(0.2)},
     "sigma": {"ALSFRS_R": 1.9, "NfL": 0.15, "CRP": 0.6, "Treg_pct": 0.1},

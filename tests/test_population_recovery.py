@@ -38,16 +38,16 @@ def test_truths_on_the_fit_scale(shipped):
     # the generator's numbers documented in progression/als/population_truth.py (400,000
     # draws): pace k0 at the reference covariates 0.00898, conditional Var(log) 0.372; eD
     # 0.341 and 0.0901; Q0 carries the CRP offset (model default 1.0, offset SD 0.8) and
-    # kappa_nfl the NfL offset (6000, SD 0.3)
+    # nfl_scale the NfL offset (model default 1, SD 0.3; exact: it scales the whole NfL)
     cfg, truth = shipped
     assert truth["typical"]["k0"] == pytest.approx(0.00898, rel=0.01)
     assert truth["omega"]["k0"] == pytest.approx(0.372, rel=0.02)
     assert truth["typical"]["eD"] == pytest.approx(0.341, rel=0.01)
     assert truth["omega"]["eD"] == pytest.approx(0.0901, rel=0.02)
     assert truth["typical"]["Q0"] == 1.0 and truth["omega"]["Q0"] == pytest.approx(0.64)
-    assert truth["typical"]["kappa_nfl"] == 6000.0
-    assert truth["omega"]["kappa_nfl"] == pytest.approx(0.09)
-    assert "kappa_nfl" in truth["approximate"]
+    assert truth["typical"]["nfl_scale"] == 1.0
+    assert truth["omega"]["nfl_scale"] == pytest.approx(0.09)
+    assert "nfl_scale" not in truth["approximate"] and "kappa_nfl" not in truth["typical"]
     coef = truth["coefficients"]
     assert coef["k0~site_of_onset=bulbar"] == pytest.approx(math.expm1(0.15))
     assert coef["k0~c9orf72=1"] == pytest.approx(math.expm1(0.2))

@@ -56,8 +56,14 @@ from ..virtual.synthesis import draw_parameters
 from .cohort_config import PopulationConfig, _as_config
 from .synthetic import draw_covariates
 
+#: Fit parameters that carry a synthetic cohort's per-patient observation offset (the
+#: observable they multiply, and nothing else): CRP = Q0 C^hQ; NfL = nfl_scale (nfl_bg +
+#: kappa_nfl lam N) in configs/models/als_reduced_pace.toml.
+OFFSET_PARAMETERS = {"Q0": "CRP", "nfl_scale": "NfL"}
+
 __all__ = ["PopulationTruth", "generating_population", "sample_population",
-           "truth_on_fit_scale", "DERIVED", "main", "onset_shift_of_fit", "target_table"]
+           "truth_on_fit_scale", "DERIVED", "OFFSET_PARAMETERS", "main", "onset_shift_of_fit",
+           "target_table"]
 
 #: Columns of the truth file that a population fit of als_reduced estimates (log scale).
 FITTED = ("k0", "kA", "Tmax", "eD")
@@ -387,6 +393,22 @@ def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=N
         numbers[k] = {"estimate": est, "truth": typ[k], "rse": 100 * se / est,
                       "omega": float(omega[names.index(k), names.index(k)]),
                       "omega_truth": om[k]}
+    # the cohort's per-patient observation offsets (log-normal factors exp(subject_sd * z) on
+    # an observable), where the fit gives the parameter that multiplies that observable a
+    # random effect with an estimated variance: typical truth the model's own value (the
+    # offset has median 1), Omega truth subject_sd^2
+    specs = {o.name: o for o in _as_config(cohort_config).observables}
+    for k, obs in OFFSET_PARAMETERS.items():
+        omega_se = pop.omega_se.get(k) if k in names else None
+        if obs not in specs or omega_se is None or not np.isfinite(omega_se):
+            continue        # no random effect, or its variance held
+        est = float(pop.fixed_effects[k])
+        se = pop.fixed_effects_se.get(k)
+        se = float("nan") if se is None else float(se)
+        numbers[k] = {"estimate": est, "truth": float(fit.model.defaults[fit.model.parameter_index(k)]),
+                      "rse": 100 * se / est,
+                      "omega": float(omega[names.index(k), names.index(k)]),
+                      "omega_truth": specs[obs].subject_sd ** 2}
     numbers["onset shift"] = {"estimate": onset["typical"], "truth": T_true,
                               "rse": onset["rse"], "omega": onset["variance"],
                               "omega_truth": sample.variance("time_offset"),
@@ -401,7 +423,8 @@ def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=N
              "estimate | Omega rel. error | target |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     label = {"k0": "k0 (pace, reference covariates)", "eD": "eD",
-             "onset shift": "onset shift (derived, months)"}
+             "onset shift": "onset shift (derived, months)",
+             **{k: f"{k} ({obs} offset)" for k, obs in OFFSET_PARAMETERS.items()}}
     for k, v in numbers.items():
         lines.append(f"| {label[k]} | {v['truth']:.4g} | {v['estimate']:.4g} | "
                      f"{100 * v['rel']:+.1f} % | {v['rse']:.1f} | {v['omega_truth']:.3g} | "
