@@ -162,26 +162,21 @@ def test_interrupted_study_resumes(tmp_path, monkeypatch):
 # xfails naming the measured miss, so that a fit that meets them turns them into failures.
 SLOW_SEEDS = 3
 
-#: Measured misses (seeds 1000-1002, 2026-12-01; the study's figures over all its replicates
-#: are in benchmarks/results/population_recovery_pace.md). eD's random effect takes up what
-#: the design leaves out of the generator (Tmax varies between patients, CV 8 %, held at 0.9
-#: in the fit; CRP's Student-t(3) residual fitted log-normal; the per-patient Treg % offset),
-#: and kappa_nfl's truth is approximate (the NfL offset also multiplies nfl_bg).
-TYPICAL_MISSES = {
-    "eD": "typical eD: relative errors -14.0 %, +7.1 %, -16.9 % (median -14.0 %, target 5 %)",
-}
+#: Measured misses (seeds 1000-1002, 2026-12-02 00:01-00:12 UTC, the first three replicates of
+#: benchmarks/results/population_recovery_20261202.md; the shipped config with the Treg % and
+#: NfL offsets as fT0's and nfl_scale's random effects). Typical values (median of 3): k0
+#: -1.8 %, eD -0.8 % (+14.9, -0.8, -10.5), Q0 -4.2 %, nfl_scale +1.6 %; Omega: k0 -13.6 %, Q0
+#: -3.8 %, nfl_scale +5.7 %; every interval covers in at least 2 of 3. eD's variance still
+#: misses: its random effect takes up the between-patient variation the fit model lacks (Tmax
+#: held at 0.9 and kA = glial_ratio k0 for everyone, informative dropout). (Until 2026-12-02,
+#: without fT0's and with kappa_nfl's random effect: typical eD -14.0 % and kappa_nfl's
+#: omega^2 +55 % of an approximate truth.)
+TYPICAL_MISSES: dict = {}
 OMEGA_MISSES = {
-    "eD": "omega^2 eD: +202 %, +61 %, +553 % of the truth 0.090 (target 20 %): eD's random "
-          "effect absorbs Tmax's variability and the misspecified CRP/Treg residuals",
-    "kappa_nfl": "omega^2 kappa_nfl: +54 %, +55 %, +57 % of the approximate truth 0.09 (the "
-                 "NfL offset's variance; it also multiplies nfl_bg, ~17 % of NfL, which "
-                 "makes the equivalent variance 0.13-0.14)",
+    "eD": "omega^2 eD: -60 %, +61 %, +85 % of the truth 0.090 (median +61 %, target 20 %): "
+          "eD's random effect absorbs the variation of Tmax and kA/k0 that the fit holds",
 }
-COVERAGE_MISSES = {
-    "omega eD": "95 % interval of omega^2 eD covers the truth in 1 of 3 (estimates 1.6-6.5x)",
-    "omega kappa_nfl": "95 % interval of omega^2 kappa_nfl covers the (approximate) truth in "
-                       "0 of 3 (+54-57 %, SE of log omega^2 ~0.1)",
-}
+COVERAGE_MISSES: dict = {}
 
 
 def _cases(names, misses):
@@ -231,14 +226,14 @@ def test_every_replicate_fits_with_standard_errors(study):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "kappa_nfl"), TYPICAL_MISSES))
+@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "nfl_scale"), TYPICAL_MISSES))
 def test_typical_value_recovered(study, p):
     d = study["typical"][p]
     assert abs(d["median_rel_error"]) <= pr.TARGETS["typical_median_rel_error"], d
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "kappa_nfl"), OMEGA_MISSES))
+@pytest.mark.parametrize("p", _cases(("k0", "eD", "Q0", "nfl_scale"), OMEGA_MISSES))
 def test_omega_recovered(study, p):
     d = study["omega"][p]
     assert abs(d["median_rel_error"]) <= pr.TARGETS["omega_median_rel_error"], d
@@ -246,8 +241,8 @@ def test_omega_recovered(study, p):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("label", _cases(
-    [f"typical {p}" for p in ("k0", "eD", "Q0", "kappa_nfl")]
-    + [f"omega {p}" for p in ("k0", "eD", "Q0", "kappa_nfl")], COVERAGE_MISSES))
+    [f"typical {p}" for p in ("k0", "eD", "Q0", "nfl_scale")]
+    + [f"omega {p}" for p in ("k0", "eD", "Q0", "nfl_scale")], COVERAGE_MISSES))
 def test_intervals_cover_the_truth(study, label):
     # the issue's 90-98 % band needs >= 50 replicates; with 3: the 95 % interval covers the
     # truth in at least 2 of 3 (probability of failing by chance at exact 95 % coverage: 0.7 %)
