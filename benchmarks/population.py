@@ -34,9 +34,10 @@
 
 (b) **SAEM on 500 simulated ALS subjects** of ``als_reduced``: the cohort from
     ``synthetic_cohort("configs/cohorts/als_clinic.toml", n=500)``, fitted with estimator
-    ``saem`` from ``configs/als_synthetic_population.toml`` (random effects on k0, kA, Tmax,
-    eD and the onset shift; a minimal equivalent config written here when that file is
-    absent) with its default iterations; wall time, iterations, OFV, the importance
+    ``saem`` from ``configs/als_synthetic_population.toml`` (its random effects: the pace
+    k0, eD and the CRP, NfL and Treg % offsets, the onset anchored; when that file is absent,
+    a minimal config written here with random effects on k0, kA, Tmax, eD and the onset
+    shift) with its default iterations; wall time, iterations, OFV, the importance
     sampling's share (timed apart), the predictions' method (compiled per-row RK4 when the
     model has numba kernels). When the config has an ``[error.onset_gap]`` section (the
     reported onset as data, ``data/synthetic/als_clinic_200_onset.csv``), the simulated
