@@ -405,7 +405,8 @@ def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=N
         est = float(pop.fixed_effects[k])
         se = pop.fixed_effects_se.get(k)
         se = float("nan") if se is None else float(se)
-        numbers[k] = {"estimate": est, "truth": float(fit.model.defaults[fit.model.parameter_index(k)]),
+        default = float(fit.model.defaults[fit.model.parameter_index(k)])
+        numbers[k] = {"estimate": est, "truth": default,
                       "rse": 100 * se / est,
                       "omega": float(omega[names.index(k), names.index(k)]),
                       "omega_truth": specs[obs].subject_sd ** 2}
