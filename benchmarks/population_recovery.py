@@ -56,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from progression.als import population_truth
+
 __all__ = ["read_config", "truth_for_config", "simulate_replicate", "fit_replicate", "score",
            "run_replicate", "summarise", "markdown", "run", "run_study", "load_lines"]
 
@@ -65,10 +67,10 @@ COHORT_CONFIG = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
 RESULTS = ROOT / "benchmarks" / "results" / "population_recovery_pace"
 
 #: Fit parameters that carry an observable's per-patient offset in the generator:
-#: (observable of the cohort config, exact?).
-OFFSET_PARAMETERS = {"Q0": ("CRP", True), "nfl_scale": ("NfL", True),
-                     "kappa_nfl": ("NfL", False),   # the shipped config until 2026-12-02
-                     "fT0": ("Treg_pct", True)}     # Treg_pct = fT0 (T / Tmax)^rhoT
+#: (observable of the cohort config, exact?): the package's exact ones, and kappa_nfl (the
+#: shipped config's until 2026-12-02; the offset also multiplies the background nfl_bg).
+OFFSET_PARAMETERS = {**{k: (obs, True) for k, obs in population_truth.OFFSET_PARAMETERS.items()},
+                     "kappa_nfl": ("NfL", False)}
 #: The fit's categorical levels and the generator's effect names.
 GENERATOR_EFFECT = {"age": "age", "site_of_onset=bulbar": "bulbar", "c9orf72=1": "c9orf72"}
 #: The issue's acceptance figures.

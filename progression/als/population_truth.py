@@ -56,10 +56,10 @@ from ..virtual.synthesis import draw_parameters
 from .cohort_config import PopulationConfig, _as_config
 from .synthetic import draw_covariates
 
-#: Fit parameters that carry a synthetic cohort's per-patient observation offset (the
+#: Fit parameters that carry a synthetic cohort's per-patient observation offset exactly (the
 #: observable they multiply, and nothing else): CRP = Q0 C^hQ; NfL = nfl_scale (nfl_bg +
-#: kappa_nfl lam N) in configs/models/als_reduced_pace.toml.
-OFFSET_PARAMETERS = {"Q0": "CRP", "nfl_scale": "NfL"}
+#: kappa_nfl lam N) in configs/models/als_reduced_pace.toml; Treg_pct = fT0 (T / Tmax)^rhoT.
+OFFSET_PARAMETERS = {"Q0": "CRP", "nfl_scale": "NfL", "fT0": "Treg_pct"}
 
 __all__ = ["PopulationTruth", "generating_population", "sample_population",
            "truth_on_fit_scale", "DERIVED", "OFFSET_PARAMETERS", "main", "onset_shift_of_fit",
@@ -385,14 +385,7 @@ def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=N
     T_true = float(anchor_times(problem, row[None, :problem.P]).T[0])
     names = list(pop.omega_names)
     omega = np.asarray(pop.omega, dtype=float)
-    numbers = {}
-    for k in ("k0", "eD"):
-        est = float(pop.fixed_effects[k])
-        se = pop.fixed_effects_se.get(k)
-        se = float("nan") if se is None else float(se)
-        numbers[k] = {"estimate": est, "truth": typ[k], "rse": 100 * se / est,
-                      "omega": float(omega[names.index(k), names.index(k)]),
-                      "omega_truth": om[k]}
+    truths = {k: (typ[k], om[k]) for k in ("k0", "eD")}      # (typical, Omega)
     # the cohort's per-patient observation offsets (log-normal factors exp(subject_sd * z) on
     # an observable), where the fit gives the parameter that multiplies that observable a
     # random effect with an estimated variance: typical truth the model's own value (the
@@ -400,16 +393,17 @@ def target_table(fit_folder, *, cohort_config=None, truth_csv=None, individual=N
     specs = {o.name: o for o in _as_config(cohort_config).observables}
     for k, obs in OFFSET_PARAMETERS.items():
         omega_se = pop.omega_se.get(k) if k in names else None
-        if obs not in specs or omega_se is None or not np.isfinite(omega_se):
-            continue        # no random effect, or its variance held
+        if obs in specs and omega_se is not None and np.isfinite(omega_se):
+            truths[k] = (float(fit.model.defaults[fit.model.parameter_index(k)]),
+                         specs[obs].subject_sd ** 2)
+    numbers = {}
+    for k, (truth, omega_truth) in truths.items():
         est = float(pop.fixed_effects[k])
         se = pop.fixed_effects_se.get(k)
         se = float("nan") if se is None else float(se)
-        default = float(fit.model.defaults[fit.model.parameter_index(k)])
-        numbers[k] = {"estimate": est, "truth": default,
-                      "rse": 100 * se / est,
+        numbers[k] = {"estimate": est, "truth": truth, "rse": 100 * se / est,
                       "omega": float(omega[names.index(k), names.index(k)]),
-                      "omega_truth": specs[obs].subject_sd ** 2}
+                      "omega_truth": omega_truth}
     numbers["onset shift"] = {"estimate": onset["typical"], "truth": T_true,
                               "rse": onset["rse"], "omega": onset["variance"],
                               "omega_truth": sample.variance("time_offset"),
