@@ -26,6 +26,7 @@ from .parts import (
     Predictions,
     Uncertainty,
 )
+from ._population_profile import PopulationProfile, profile_population
 from .problem import Design, Problem
 from .result import FitResult, load_fit
 
@@ -44,6 +45,7 @@ __all__ = [
     "FitResult",
     "IndividualPart",
     "PopulationPart",
+    "PopulationProfile",
     "Predictions",
     "Problem",
     "Uncertainty",
@@ -51,5 +53,6 @@ __all__ = [
     "get_estimator",
     "load_fit",
     "parse_fit_config",
+    "profile_population",
     "read_fit_config",
 ]

@@ -50,6 +50,10 @@ class EstimationProblem:
     timings : dict of str to float
         Seconds per phase; estimators add ``estimation``, ``covariance``, ``profile``,
         ``bootstrap``.
+    covariance_passes : bool
+        False: :meth:`Estimator.estimate` runs no extra model passes for the covariance step
+        (SAEM's score pass and its fallback), for refits that read only the estimates and the
+        OFV (:func:`progression.fit.profile_population`).
     """
 
     problem: Problem
@@ -61,6 +65,7 @@ class EstimationProblem:
     progress: bool = False
     counters: Counters = field(default_factory=Counters)
     timings: dict = field(default_factory=dict)
+    covariance_passes: bool = True
 
     def __post_init__(self):
         self.options = EstimatorOptions.coerce(self.options)

@@ -274,7 +274,7 @@ class SAEM(FOCEI):
             return sp
 
         s["fallback"] = None
-        if choice == "sandwich":
+        if choice == "sandwich" and ep.covariance_passes:
             # the robust covariance (one more pass of the chains at the final estimates)
             t = time.perf_counter()
             sp = run_pass(_pass_iterations(res.n_iter - res.k1), res.n_chains, seed + 7919)
@@ -282,8 +282,8 @@ class SAEM(FOCEI):
                                       covariance=sp.covariance("sandwich"))
             s["score_pass"] = sp
             ep.timings["score pass"] = time.perf_counter() - t
-        if choice in ("sa", "sandwich") and res.fisher is not None and \
-                not np.all(np.isfinite(res.covariance)):
+        if choice in ("sa", "sandwich") and ep.covariance_passes and \
+                res.fisher is not None and not np.all(np.isfinite(res.covariance)):
             # the information is not positive definite: Monte Carlo noise in Louis'
             # difference of two large terms (see _fallback_size); one longer pass with more
             # chains at the final estimates, the same kind of covariance
