@@ -243,9 +243,10 @@ def _build_parser() -> argparse.ArgumentParser:
     add_overwrite(p)
     p.set_defaults(func=cmd_simulate)
 
-    from . import _cli_calibrate, _cli_cohort, _cli_compare, _cli_fit
+    from . import _cli_calibrate, _cli_cohort, _cli_compare, _cli_fit, _cli_profile
 
     _cli_fit.register(sub)
+    _cli_profile.register(sub)
     _cli_cohort.register(sub)
     _cli_compare.register(sub)
     _cli_calibrate.register(sub)

@@ -56,7 +56,8 @@ class PopulationProfile:
         ``OFV(value) - ofv`` of each refit (NaN for a refit that failed).
     interval : (float, float)
         The profile-likelihood interval; an end not reached within the bounds or the refits
-        is the last value tried and flagged in ``open_ends``.
+        is the farthest value whose refit stayed below the threshold (the estimate if none),
+        flagged in ``open_ends``.
     open_ends : (bool, bool)
         True where the threshold was not reached (the interval extends beyond that end).
     level : float
@@ -185,7 +186,7 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     fit : FitResult, optional
         The fit of ``config`` (e.g. ``load_fit("fits/NAME")``); fitted here when omitted.
     data : Cohort or list of Design, optional
-        The data (default: ``fit.designs``, else the config's ``[data]``).
+        The data (default: the config's ``[data]``; without a data file, ``fit.designs``).
     level : float
         Coverage of the interval (0-1).
     values : sequence of float, optional
@@ -221,9 +222,8 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     from .config import FitConfig, read_fit_config
     from .estimate import fit as run_fit
 
-    cfg = config if isinstance(config, FitConfig) else read_fit_config(config,
-                                                                      check_data=data is not None
-                                                                      or fit is not None)
+    cfg = config if isinstance(config, FitConfig) else read_fit_config(
+        config, check_data=data is None)
     if cfg.estimator not in PROFILED_ESTIMATORS:
         raise ConfigError(f"{cfg.source}, key 'fit.estimator': a profile likelihood needs a "
                           f"population fit; expected one of {', '.join(PROFILED_ESTIMATORS)}, "
@@ -241,7 +241,7 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     if pop is None or not math.isfinite(float(pop.ofv)):
         raise FitError(f"{cfg.source}: profile of {parameter!r}: the fit has no population "
                        f"OFV to profile against")
-    designs = list(fit.designs) if data is None else data
+    designs = _designs(cfg, fit, data)
     est = _estimate(pop, target)
     ofv_hat = float(pop.ofv)
     crit = float(chi2.ppf(level, 1))
@@ -326,10 +326,10 @@ def _search_end(delta, done, u_hat, side, se_u, crit, z, tolerance, max_refits, 
             u = below[0] + w * (above[0] - below[0])
         if any(abs(u - k) < 1e-9 for k in done):
             break
-    return _read_end(done, u_hat, side, crit, limit)
+    return _read_end(done, u_hat, side, crit)
 
 
-def _read_end(done, u_hat, side, crit, limit=None):
+def _read_end(done, u_hat, side, crit):
     """The end read off the refits made: interpolated in the signed root between the last
     refit inside and the first outside; open when none is outside."""
     root = math.sqrt(crit)
@@ -344,7 +344,9 @@ def _read_end(done, u_hat, side, crit, limit=None):
             w = (root - inside[1]) / (r - inside[1]) if r > inside[1] else 1.0
             return inside[0] + w * (u - inside[0]), False
         inside = (u, r)
-    return (inside[0] if limit is None or not pts else pts[-1][0]), True
+    # not reached: the interval extends at least to the farthest refit inside (a failed
+    # refit beyond it says nothing about the likelihood there)
+    return inside[0], True
 
 
 # ----------------------------------------------------------------- the held parameter
@@ -486,21 +488,34 @@ def _held(cfg, t: _Target, v: float):
     return cfg.replace(parameters=tuple(out))
 
 
+def _designs(cfg, fit, data):
+    """The fitted data as designs: ``data``, else the config's data file (a reloaded fit's
+    designs carry no covariates), else the fit's own."""
+    from ..data import Cohort
+    from .estimate import read_data
+    from .problem import designs_from_cohort
+
+    if data is None and cfg.data.get("path"):
+        data = read_data(cfg)
+    if data is None:
+        return list(fit.designs)
+    if isinstance(data, Cohort):
+        return designs_from_cohort(data, cfg)[0]
+    return list(data)
+
+
 def _refit(cfg, designs, executor) -> tuple[float, float]:
     """(OFV, its Monte Carlo SE) of a fit of ``cfg``: the estimator's point estimate only
     (no covariance step, no extra pass of SAEM's chains); (inf, nan) when it failed."""
     import contextlib
 
-    from ..data import Cohort
     from ..errors import EstimationFailed
     from ..parallel import executor as make_executor
     from ._estimator_options import EstimatorOptions
     from .estimators import get_estimator
     from .estimators.base import EstimationProblem
-    from .problem import Problem, designs_from_cohort
+    from .problem import Problem
 
-    if isinstance(designs, Cohort):
-        designs, _ = designs_from_cohort(designs, cfg)
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(designs)
     opts = EstimatorOptions.coerce(cfg.options, f"{cfg.source}, [estimator]")
