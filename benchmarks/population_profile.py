@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         print(p.table(), flush=True)
         done["profiles"][name] = entry
         done.update(config=args.config, fit=str(folder),
-                    date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    date=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     command="python benchmarks/population_profile.py " + " ".join(
                         f'"{a}"' if " " in a else a for a in (argv or sys.argv[1:])))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`F
 """
 
 from ._estimator_options import EstimatorOptions
+from ._population_profile import PopulationProfile, profile_population
 from .config import FitConfig, FitParameter, parse_fit_config, read_fit_config
 from .errormodels import ERROR_MODELS
 from .estimate import fit
@@ -26,7 +27,6 @@ from .parts import (
     Predictions,
     Uncertainty,
 )
-from ._population_profile import PopulationProfile, profile_population
 from .problem import Design, Problem
 from .result import FitResult, load_fit
 
