@@ -13,7 +13,7 @@ the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`F
 """
 
 from ._estimator_options import EstimatorOptions
-from ._population_profile import PopulationProfile, profile_population
+from ._population_profile import PopulationProfile, profile_population, with_parameter_held
 from .config import FitConfig, FitParameter, parse_fit_config, read_fit_config
 from .errormodels import ERROR_MODELS
 from .estimate import fit
@@ -55,4 +55,5 @@ __all__ = [
     "parse_fit_config",
     "profile_population",
     "read_fit_config",
+    "with_parameter_held",
 ]

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError, FitError
 
-__all__ = ["PopulationProfile", "profile_population"]
+__all__ = ["PopulationProfile", "profile_population", "with_parameter_held"]
 
 #: The estimators whose fits can be profiled (refits with a parameter held).
 PROFILED_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
@@ -287,6 +287,27 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
         interval=interval, open_ends=open_ends, level=float(level), threshold=crit,
         wald=wald, ofv_mc_se=max(se_finite) if se_finite else math.nan,
         estimator=cfg.estimator, seconds=time.perf_counter() - t0)
+
+
+def with_parameter_held(config, parameter: str, value: float):
+    """``config`` with one population parameter held at ``value``: a refit of it is one point
+    of the profile likelihood (and, at a known truth, the likelihood-ratio test there).
+
+    Parameters
+    ----------
+    config : FitConfig
+    parameter : str
+        As :func:`profile_population` takes it (``NAME``, ``"omega^2 NAME"``, ``"OBS.a"``).
+    value : float
+        Natural scale.
+
+    Returns
+    -------
+    FitConfig
+        A typical value with a random effect gets ``value_fixed``, one without is fixed, a
+        variance gets ``eta_fixed``, a residual parameter is fixed; starting values unchanged.
+    """
+    return _held(config, _target(config, parameter), float(value))
 
 
 # ------------------------------------------------------------------------- the search
