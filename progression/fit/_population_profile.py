@@ -143,7 +143,10 @@ class PopulationProfile:
             ax.axvline(self.wald[0], color="C3", ls=":", lw=1, label="Wald interval")
             ax.axvline(self.wald[1], color="C3", ls=":", lw=1)
         if self.parameter.startswith("omega^2") or (v > 0).all():
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())     # labelled minor ticks collide
         ax.set_xlabel(self.parameter)
         ax.set_ylabel("OFV - OFV at the estimate")
         ax.set_title(f"profile likelihood of {self.parameter} ({self.estimator})")
