@@ -284,6 +284,39 @@ def test_cli_profile_writes_a_folder_and_never_overwrites(tmp_path, capsys):
     assert "no fit.json" in capsys.readouterr().err and not bad.exists()
 
 
+def test_cli_profile_output_safety(tmp_path, capsys):
+    """Never into the fit folder it reads, a user's folder or a file (even with --overwrite);
+    its own folder replaced only with --overwrite; a bad --level exits 2 writing nothing."""
+    cfg = ROOT / "configs" / "theoph_population.toml"
+    fitdir = tmp_path / "fit"
+    assert _cli("fit", str(cfg), "--out", str(fitdir), "--no-figures", "--quiet") == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's notes")
+    (tmp_path / "file.txt").write_text("a user's file")
+    base = ["profile", str(cfg), "--fit", str(fitdir), "--parameter", "CL", "--quiet",
+            "--no-figures"]
+    fit_json = (fitdir / "fit.json").read_bytes()
+    for out, words in ((fitdir, "input"), (mine, "not written by progression"),
+                       (tmp_path / "file.txt", "")):
+        for extra in ([], ["--overwrite"]):
+            capsys.readouterr()
+            assert _cli(*base, "--out", str(out), *extra) == 2
+            assert words in capsys.readouterr().err
+    assert (fitdir / "fit.json").read_bytes() == fit_json
+    assert (mine / "notes.txt").read_text() == "a user's notes"
+    assert (tmp_path / "file.txt").read_text() == "a user's file"
+    out = tmp_path / "prof"
+    assert _cli(*base, "--out", str(out)) == 0
+    (out / "stale.txt").write_text("from an earlier run")
+    assert _cli(*base, "--out", str(out), "--overwrite") == 0
+    assert (out / "profile.json").is_file() and not (out / "stale.txt").exists()
+    capsys.readouterr()
+    assert _cli(*base, "--out", str(tmp_path / "lvl"), "--level", "95") == 2
+    assert "--level: expected a coverage in (0, 1), found 95.0" in capsys.readouterr().err
+    assert not (tmp_path / "lvl").exists()
+
+
 @pytest.mark.slow
 def test_saem_profile_agrees_with_focei_on_theoph():
     """SAEM's profile interval of omega^2 ka on Theoph (importance-sampling OFVs, MC SE
