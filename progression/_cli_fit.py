@@ -138,6 +138,12 @@ def population_summary(result) -> str:
         lines.append(f"  {'residual error':<24}{'estimate':>12}{'RSE %':>9}{'95 % CI':>22}")
         lines += [f"  {k:<24}{_g(v, 5):>12}{_rse(v, pop.sigma_se.get(k, math.nan)):>9}"
                   f"{_ci(ci, k):>22}" for k, v in pop.sigma.items()]
+    for name in getattr(pop, "profiles", None) or {}:
+        p = pop.profile(name)
+        lo = ("<" if p.open_ends[0] else "") + _g(p.interval[0])
+        hi = (">" if p.open_ends[1] else "") + _g(p.interval[1])
+        lines.append(f"  profile likelihood {100 * p.level:g} %: {name} {lo} - {hi} "
+                     f"({p.refits} refits)")
     for line in result.failure_lines():
         lines.append("  " + line)
     for w in result.warnings:

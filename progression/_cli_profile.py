@@ -12,22 +12,17 @@ profile is done, and an existing folder is replaced only with ``--overwrite``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 __all__ = ["register", "cmd_profile"]
 
 
-def slug(name: str) -> str:
-    """A file-name form of a parameter name (``omega^2 eD`` -> ``omega_2_eD``)."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-
-
 def cmd_profile(args) -> int:
     from ._io import atomic_directory, check_output_folder
     from .errors import ConfigError, DataError
     from .fit import load_fit, profile_population, read_fit_config
+    from .fit._population_profile import slug
 
     cfg = read_fit_config(args.config)
     folder = Path(args.fit) if args.fit else Path(cfg.output["folder"])

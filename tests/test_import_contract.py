@@ -58,8 +58,9 @@ LAYER_OF = {
     "fit": "fit",
     "virtual": "virtual",
     "als": "als",
-    "cli": "cli", "_cli_fit": "cli", "_cli_profile": "cli", "_cli_compare": "cli", "_cli_cohort": "cli",
-    "_compare_config": "cli", "_cli_calibrate": "cli", "_figure_process": "cli",
+    "cli": "cli", "_cli_fit": "cli", "_cli_compare": "cli", "_cli_cohort": "cli",
+    "_cli_profile": "cli", "_compare_config": "cli", "_cli_calibrate": "cli",
+    "_figure_process": "cli",
 }
 
 _BELOW_FIT = {"base", "stats", "plots", "data", "model", "simulate"}

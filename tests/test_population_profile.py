@@ -330,3 +330,71 @@ def test_saem_profile_agrees_with_focei_on_theoph():
         ends[est] = profile_population(cfg, "omega^2 ka", max_refits=4).interval
     a, b = ends.values()
     assert b[0] == pytest.approx(a[0], rel=0.15) and b[1] == pytest.approx(a[1], rel=0.15)
+
+
+# ------------------------------------------------------------------ the config file route
+
+def _theoph(extra: str, source="x.toml"):
+    text = (ROOT / "configs" / "theoph_population.toml").read_text()
+    assert "[output]" in text
+    return parse_fit_config(text.replace("[output]", extra + "\n[output]"), source=source,
+                            base_dir=ROOT / "configs")
+
+
+def test_config_profiles_land_in_the_fit_folder(tmp_path):
+    """``uncertainty = ["covariance", "profile"]`` with ``profile_parameters``: the fit
+    carries the profiles (the same numbers as ``profile_population``), its report a table,
+    its figures one per profile; saved and reloaded identical; the CLI screen lists them."""
+    from progression._cli_fit import population_summary
+    from progression.fit import load_fit
+
+    cfg = _theoph('[estimator]\nuncertainty = ["covariance", "profile"]\n'
+                  'profile_parameters = ["omega^2 ka", "CL"]\n')
+    res = fit(cfg)
+    pop = res.population
+    assert list(pop.profiles) == ["omega^2 ka", "CL"]
+    assert res.timings["profile"] > 0
+    plain = fit(_theoph(""))
+    direct = profile_population(_theoph(""), "omega^2 ka", fit=plain)
+    assert pop.profile("omega^2 ka").interval == pytest.approx(direct.interval, rel=1e-9)
+    assert pop.profile_intervals()["CL"][0] < pop.fixed_effects["CL"] < \
+        pop.profile_intervals()["CL"][1]
+    res.save(tmp_path / "fit")
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "### Profile-likelihood intervals" in report and "| omega^2 ka | 0.4024 |" in report
+    for name in ("profile_omega_2_ka.png", "profile_CL.png"):
+        assert (tmp_path / "fit" / "figures" / name).stat().st_size > 10_000
+    again = load_fit(tmp_path / "fit").population
+    assert again.profile("CL") == pop.profile("CL")
+    assert again.profile_intervals() == pop.profile_intervals()
+    assert "profile likelihood 95 %: omega^2 ka 0.175 - 1.116 (4 refits)" in \
+        population_summary(res)
+    with pytest.raises(KeyError, match=r"no profile of 'V' in this fit \(profiled: "
+                                       r"omega\^2 ka, CL\)"):
+        pop.profile("V")
+
+
+def test_config_profile_names_default_and_bad():
+    from progression.fit._population_profile import profile_names
+
+    assert profile_names(_theoph("")) == ("ka", "CL", "V", "omega^2 ka", "omega^2 CL",
+                                         "omega^2 V", "conc.a")
+    bad = _theoph('[estimator]\nuncertainty = ["covariance", "profile"]\n'
+                  'profile_parameters = ["omega^2 F_bio"]\n')
+    # refused before the fit runs, naming the file and the key
+    with pytest.raises(ConfigError, match=r"x\.toml, key 'estimator\.profile_parameters': "
+                                          r"profile of 'omega\^2 F_bio': expected the "
+                                          r"variance of a random effect"):
+        fit(bad)
+    with pytest.raises(ConfigError, match=r"estimator\.profile_parameters.*expected an array "
+                                          r"of parameter names.*found"):
+        _theoph('[estimator]\nprofile_parameters = "CL"\n')
+    with pytest.raises(ConfigError, match=r"estimator\.profile_parameters.*expected an array"):
+        _theoph('[estimator]\nprofile_parameters = ["CL", 3]\n')
+    ind = parse_fit_config((ROOT / "configs" / "theoph_individual.toml").read_text().replace(
+        "[estimator]\n", '[estimator]\nprofile_parameters = ["CL"]\n'), source="i.toml",
+        base_dir=ROOT / "configs")
+    with pytest.raises(ConfigError, match=r"i\.toml, key 'estimator\.profile_parameters': "
+                                          r"profiles of population parameters need a "
+                                          r"population fit"):
+        fit(ind)

@@ -349,6 +349,18 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
                     good.append(u)
             options["uncertainty"] = ["covariance"] + [u for u in UNCERTAINTY[1:] if u in good]
     options["uncertainty"] = tuple(options["uncertainty"] or ("covariance",))
+    if "profile_parameters" in est:
+        # the names are checked against the population model when the fit starts
+        # (progression.fit._population_profile.profile_names)
+        names = est["profile_parameters"]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip()
+                                                  for n in names):
+            chk.add("estimator.profile_parameters", f"expected an array of parameter names "
+                                                    f"(\"NAME\", \"omega^2 NAME\", \"OBS.a\"), "
+                                                    f"found {_found(names)}")
+        else:
+            options["profile_parameters"] = tuple(dict.fromkeys(n.strip() for n in names))
+    options["profile_parameters"] = tuple(options["profile_parameters"])
     options["max_failed_share"] = max_failed_share
     return options
 

@@ -69,6 +69,11 @@ class EstimatorOptions:
         ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.
     is_samples : int
         ``saem``: importance-sampling draws per subject for the log-likelihood (default 2000).
+    profile_parameters : tuple of str
+        Population fits with ``"profile"`` in ``uncertainty``: the parameters profiled
+        (``NAME``, ``"omega^2 NAME"``, ``"OBS.a"``); empty: every typical value, variance
+        and residual parameter the fit estimates
+        (:func:`progression.fit.profile_population`).
     """
 
     starts: int = 1
@@ -92,9 +97,11 @@ class EstimatorOptions:
     saem_chains: int = 0
     is_samples: int = 2000
     saem_covariance: str = "sa"
+    profile_parameters: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "uncertainty", tuple(self.uncertainty))
+        object.__setattr__(self, "profile_parameters", tuple(self.profile_parameters))
 
     @classmethod
     def coerce(cls, options, where: str = "estimator options") -> EstimatorOptions:
@@ -125,4 +132,5 @@ class EstimatorOptions:
         """Every option by name (for ``fit.json`` provenance and reports)."""
         out = dataclasses.asdict(self)
         out["uncertainty"] = list(self.uncertainty)
+        out["profile_parameters"] = list(self.profile_parameters)
         return out

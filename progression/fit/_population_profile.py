@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ import numpy as np
 
 from ..errors import ConfigError, FitError
 
-__all__ = ["PopulationProfile", "profile_population", "with_parameter_held"]
+__all__ = ["PopulationProfile", "profile_fitted", "profile_names", "profile_population",
+           "with_parameter_held"]
 
 #: The estimators whose fits can be profiled (refits with a parameter held).
 PROFILED_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
@@ -113,6 +115,24 @@ class PopulationProfile:
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PopulationProfile:
+        """From :meth:`to_dict` or ``fit.json`` (null numbers back to NaN)."""
+        def num(v):
+            return math.nan if v is None else float(v)
+
+        out = {}
+        for f in dataclasses.fields(cls):
+            v = d[f.name]
+            if f.name in ("values", "delta_ofv", "interval", "wald"):
+                v = tuple(num(x) for x in v)
+            elif f.name == "open_ends":
+                v = tuple(bool(x) for x in v)
+            elif f.name in ("estimate", "ofv", "level", "threshold", "ofv_mc_se", "seconds"):
+                v = num(v)
+            out[f.name] = v
+        return cls(**out)
+
     def plot(self, ax=None):
         """``OFV - OFV_hat`` against the held value, the threshold and both intervals.
 
@@ -153,6 +173,11 @@ class PopulationProfile:
         ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
+
+
+def slug(name: str) -> str:
+    """A file-name form of a parameter name (``omega^2 eD`` -> ``omega_2_eD``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
 
 
 def _fmt_end(p: PopulationProfile, k: int) -> str:
@@ -218,15 +243,21 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     FitError
         The fit at the estimate has no OFV.
     """
-    import sys
-
-    from scipy.stats import chi2, norm
-
     from .config import FitConfig, read_fit_config
     from .estimate import fit as run_fit
 
     cfg = config if isinstance(config, FitConfig) else read_fit_config(
         config, check_data=data is None)
+    _check_call(cfg, level, max_refits)
+    _target(cfg, parameter)
+    if fit is None:
+        fit = run_fit(cfg, data=data, executor=executor)
+    return profile_fitted(cfg, parameter, fit.population, _designs(cfg, fit, data),
+                          level=level, values=values, max_refits=max_refits,
+                          tolerance=tolerance, executor=executor, progress=progress)
+
+
+def _check_call(cfg, level, max_refits) -> None:
     if cfg.estimator not in PROFILED_ESTIMATORS:
         raise ConfigError(f"{cfg.source}, key 'fit.estimator': a profile likelihood needs a "
                           f"population fit; expected one of {', '.join(PROFILED_ESTIMATORS)}, "
@@ -237,14 +268,53 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     if int(max_refits) < 2:
         raise ConfigError(f"profile_population(max_refits=...): expected at least 2, found "
                           f"{max_refits!r}")
+
+
+def profile_names(cfg) -> tuple:
+    """The parameters a fit of ``cfg`` profiles (``[estimator] profile_parameters``, else
+    every typical value, variance in its own block and residual parameter it estimates).
+
+    Raises
+    ------
+    ConfigError
+        A name that cannot be profiled, naming the key ``estimator.profile_parameters``.
+    """
+    given = tuple(cfg.options.get("profile_parameters") or ())
+    if cfg.estimator not in PROFILED_ESTIMATORS:
+        if given:
+            raise ConfigError(f"{cfg.source}, key 'estimator.profile_parameters': profiles of "
+                              f"population parameters need a population fit (one of "
+                              f"{', '.join(PROFILED_ESTIMATORS)}); fit.estimator is "
+                              f"{cfg.estimator!r}, whose 'profile' covers every estimated "
+                              f"parameter (estimator.profile_points)")
+        return ()
+    if not given:
+        return tuple(_profilable(cfg))
+    for name in given:
+        try:
+            _target(cfg, name)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{cfg.source}: profile of",
+                                               f"{cfg.source}, key "
+                                               f"'estimator.profile_parameters': profile of",
+                                               1)) from None
+    return given
+
+
+def profile_fitted(cfg, parameter: str, pop, designs, *, level: float = 0.95, values=None,
+                   max_refits: int = 6, tolerance: float = 0.15, executor=None,
+                   progress: bool = False) -> PopulationProfile:
+    """:func:`profile_population` given the fit's population part and its designs (what
+    :func:`progression.fit.fit` calls for ``uncertainty = ["profile"]``)."""
+    import sys
+
+    from scipy.stats import chi2, norm
+
+    _check_call(cfg, level, max_refits)
     target = _target(cfg, parameter)
-    if fit is None:
-        fit = run_fit(cfg, data=data, executor=executor)
-    pop = fit.population
     if pop is None or not math.isfinite(float(pop.ofv)):
         raise FitError(f"{cfg.source}: profile of {parameter!r}: the fit has no population "
                        f"OFV to profile against")
-    designs = _designs(cfg, fit, data)
     est = _estimate(pop, target)
     ofv_hat = float(pop.ofv)
     crit = float(chi2.ppf(level, 1))
@@ -375,14 +445,20 @@ def _read_end(done, u_hat, side, crit):
 
 # ----------------------------------------------------------------- the held parameter
 
+def _profilable(cfg) -> list:
+    """Every parameter of ``cfg`` a profile can hold, in the parameter table's order."""
+    out = [p.name for p in cfg.parameters if p.kind == "model" and p.estimate == "population"
+           and not p.value_fixed and (p.eta is not None or not p.covariates)]
+    out += [f"omega^2 {p.name}" for p in cfg.parameters if p.kind == "model"
+            and p.eta is not None and not p.eta_fixed and p.omega_block is None]
+    out += [p.name for p in cfg.parameters if p.kind == "error" and p.estimated]
+    return out
+
+
 def _target(cfg, parameter: str) -> _Target:
     name = str(parameter).strip()
     known = {p.name: p for p in cfg.parameters}
-    profilable = [p.name for p in cfg.parameters if p.kind == "model"
-                  and p.estimate == "population" and not p.value_fixed]
-    profilable += [f"omega^2 {p.name}" for p in cfg.parameters if p.kind == "model"
-                   and p.eta is not None and not p.eta_fixed and p.omega_block is None]
-    profilable += [p.name for p in cfg.parameters if p.kind == "error" and p.estimated]
+    profilable = _profilable(cfg)
     where = f"{cfg.source}: profile of {name!r}"
     if name.startswith("omega^2 "):
         base = name[len("omega^2 "):].strip()

@@ -201,6 +201,12 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
                           "available with [survival] (the replicates would redraw the "
                           "longitudinal data but not the events); use 'covariance' or "
                           "'profile'")
+    # population profiles (refits after the fit): their names checked before it runs
+    from ._population_profile import PROFILED_ESTIMATORS, profile_fitted, profile_names
+
+    profiled = profile_names(cfg)
+    if "profile" not in opts.uncertainty or cfg.estimator not in PROFILED_ESTIMATORS:
+        profiled = ()
     if nothing_estimated(problem):       # objective evaluation at the given values
         estimator = FixedEvaluation()
         notes.append(NOTHING_ESTIMATED)
@@ -213,6 +219,15 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
                                name=cfg.name, source=cfg.source, progress=progress,
                                timings=timings)
         out = estimator(ep)
+        if profiled and out.population is not None:
+            t = time.perf_counter()
+            profiles = {name: profile_fitted(cfg, name, out.population, designs,
+                                             level=float(opts.confidence), executor=ex,
+                                             progress=progress).to_dict()
+                        for name in profiled}
+            timings["profile"] = time.perf_counter() - t
+            out = dataclasses.replace(out, population=dataclasses.replace(
+                out.population, profiles=profiles))
         if problem.anchor is not None:
             # an anchored offset is no estimate: its value per subject (the event time at
             # the subject's parameters) goes into the table that reports and sampling read

@@ -375,6 +375,10 @@ class PopulationPart:
     fixed_typical : tuple of str
         Typical values held at their config value (``value_fixed = true``): not estimated,
         SE 0 in ``covariance``, "fixed" in the report and 1E+10 in the ``.ext`` table.
+    profiles : dict of str to dict
+        Profile likelihoods computed with the fit (``[estimator] uncertainty = ["covariance",
+        "profile"]``), by parameter name, as :meth:`PopulationProfile.to_dict` gives them
+        (:meth:`profile` returns the object).
     """
 
     fixed_effects: dict
@@ -414,6 +418,7 @@ class PopulationPart:
     history_extra: np.ndarray | None = None
     ofv_linearised: float = float("nan")
     fixed_typical: tuple = ()
+    profiles: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------ the draw API
 
@@ -490,6 +495,22 @@ class PopulationPart:
             else:
                 raise ValueError(f"population part: unknown parameter name {name!r}")
         return np.array(out, dtype=float)
+
+    def profile(self, name: str):
+        """The profile likelihood of ``name`` computed with the fit (``[estimator]
+        uncertainty = ["covariance", "profile"]``) as a
+        :class:`~progression.fit.PopulationProfile`."""
+        from ._population_profile import PopulationProfile
+
+        if name not in self.profiles:
+            raise KeyError(f"no profile of {name!r} in this fit (profiled: "
+                           f"{', '.join(self.profiles) or 'none'})")
+        return PopulationProfile.from_dict(self.profiles[name])
+
+    def profile_intervals(self) -> dict:
+        """The profile-likelihood intervals computed with the fit, ``{name: (lo, hi)}``
+        (an open end is the farthest value still inside; ``profile(name).open_ends``)."""
+        return {k: self.profile(k).interval for k in self.profiles}
 
     def intervals(self, level: float = 0.95) -> dict:
         """Wald intervals of the population parameters (estimation scale, mapped back):

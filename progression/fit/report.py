@@ -97,6 +97,21 @@ def _label(name: str, unit: str | None) -> str:
     return f"{name} ({unit})" if unit and unit != "1" else name
 
 
+def _population_profiles(result, folder: Path, plt) -> list[Path]:
+    """One figure per profile likelihood computed with a population fit."""
+    from ._population_profile import slug
+
+    pop = result.population
+    files = []
+    for name in (getattr(pop, "profiles", None) or {}) if pop is not None else {}:
+        fig = pop.profile(name).plot()
+        path = folder / f"profile_{slug(name)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
 def write_figures(result, folder: Path, population=None) -> list[Path]:
     """Write the fit's figures into ``folder``; returns the files written.
 
@@ -119,6 +134,7 @@ def write_figures(result, folder: Path, population=None) -> list[Path]:
         files.append(_parameters(result, folder, plt))
         if result.profiles is not None:
             files.append(_profiles(result, folder, plt))
+        files += _population_profiles(result, folder, plt)
     finally:
         plt.close("all")
     return [f for f in files if f is not None]

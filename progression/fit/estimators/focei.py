@@ -426,7 +426,7 @@ class FOCEI(Estimator):
         K = x.size
         warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
                     f"\"{self.name}\" yet (the covariance step is computed)"
-                    for u in ep.uncertainty_methods if u != "covariance"]
+                    for u in ep.uncertainty_methods if u == "bootstrap"]
         cov = np.full((K, K), np.nan)
         method = COVARIANCE_METHOD
         # held typical values (value_fixed) are not parameters of the covariance step: R and

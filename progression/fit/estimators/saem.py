@@ -422,7 +422,7 @@ class SAEM(FOCEI):
         cov = np.full((K, K), np.nan)
         warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
                     "\"saem\" yet (the covariance step is computed)"
-                    for u in ep.uncertainty_methods if u != "covariance"]
+                    for u in ep.uncertainty_methods if u == "bootstrap"]
         T = None
         if res.covariance is not None:
             T = _to_focei_layout(s, res, D, P, S)
