@@ -398,3 +398,30 @@ def test_config_profile_names_default_and_bad():
                                           r"profiles of population parameters need a "
                                           r"population fit"):
         fit(ind)
+
+
+def test_a_fit_of_another_config_text_or_data_is_refused(tmp_path):
+    """The fit's OFV is the refits' reference: a changed config text or data file since the
+    fit is refused (naming the file), before any refit."""
+    import shutil
+
+    from progression.fit import load_fit, read_fit_config
+
+    src = ROOT / "configs" / "theoph_population.toml"
+    (tmp_path / "configs").mkdir()
+    shutil.copytree(ROOT / "data" / "examples", tmp_path / "data" / "examples")
+    cfg_path = tmp_path / "configs" / "theoph.toml"
+    cfg_path.write_text(src.read_text())
+    fit(read_fit_config(cfg_path)).save(tmp_path / "fit")
+    done = load_fit(tmp_path / "fit")
+    cfg_path.write_text(src.read_text().replace("value = 0.7,", "value = 0.8,"))
+    with pytest.raises(ConfigError, match=r"theoph\.toml: the fit was made from another text "
+                                          r"of this config"):
+        profile_population(read_fit_config(cfg_path), "CL", fit=done)
+    cfg_path.write_text(src.read_text())
+    data = tmp_path / "data" / "examples" / "theoph.csv"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[:-1]) + "\n")        # one row fewer
+    with pytest.raises(ConfigError, match=r"theoph\.csv: the data file changed since the fit "
+                                          r"was made"):
+        profile_population(read_fit_config(cfg_path), "CL", fit=done)

@@ -252,9 +252,34 @@ def profile_population(config, parameter: str, *, fit=None, data=None, level: fl
     _target(cfg, parameter)
     if fit is None:
         fit = run_fit(cfg, data=data, executor=executor)
+    else:
+        _check_same_fit(cfg, fit, data)
     return profile_fitted(cfg, parameter, fit.population, _designs(cfg, fit, data),
                           level=level, values=values, max_refits=max_refits,
                           tolerance=tolerance, executor=executor, progress=progress)
+
+
+def _check_same_fit(cfg, fit, data) -> None:
+    """Refuse a fit made from another config text or data file than the refits would use:
+    its OFV would not be their reference."""
+    from .estimate import data_sha256
+
+    prov = getattr(fit, "provenance", None) or {}
+    text = prov.get("config_text")
+    if text is not None and cfg.text and text != cfg.text:
+        raise ConfigError(f"{cfg.source}: the fit was made from another text of this config "
+                          f"(its provenance keeps the text it was fitted with); expected the "
+                          f"same config as the fit, found a changed one: refit it first")
+    path, sha = cfg.data.get("path"), prov.get("data_sha256")
+    if data is None and path and sha and prov.get("data_sha256_of") == "the data file":
+        try:
+            now = data_sha256(path)
+        except OSError:
+            return          # read_data names the missing file when the refits start
+        if now != sha:
+            raise ConfigError(f"{path}: the data file changed since the fit was made "
+                              f"(SHA-256 {now[:12]}, fitted {sha[:12]}); expected the fitted "
+                              f"data: refit it first")
 
 
 def _check_call(cfg, level, max_refits) -> None:
