@@ -62,22 +62,16 @@ def cmd_profile(args) -> int:
 
 
 def _markdown(profiles, args, folder) -> str:
-    lvl = f"{100 * args.level:g} %"
+    from .fit._population_profile import markdown_table
+
     rows = [f"# Profile likelihood: {folder}", "",
             f"`progression profile {args.config} "
             + " ".join(f'--parameter "{p.parameter}"' for p in profiles) + "`", "",
-            f"| parameter | estimate | {lvl} profile interval | {lvl} Wald interval | refits "
-            f"| OFV MC SE | seconds |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for p in profiles:
-        lo = ("< " if p.open_ends[0] else "") + f"{p.interval[0]:.4g}"
-        hi = ("> " if p.open_ends[1] else "") + f"{p.interval[1]:.4g}"
-        rows.append(f"| {p.parameter} | {p.estimate:.4g} | {lo} to {hi} | "
-                    f"{p.wald[0]:.4g} to {p.wald[1]:.4g} | {p.refits} | "
-                    f"{p.ofv_mc_se:.2f} | {p.seconds:.0f} |".replace("| nan |", "| - |"))
-    rows += ["", "Each refit holds the parameter and estimates everything else with the "
-             "fit's estimator and options; the interval is where OFV - OFV_hat stays below "
-             f"chi2_1({args.level:g}) = {profiles[0].threshold:.3f}.", "", "```",
-             "\n\n".join(p.table() for p in profiles), "```", ""]
+            *markdown_table(profiles),
+            "", "Each refit holds the parameter and estimates everything else with the "
+            "fit's estimator and options; the interval is where OFV - OFV_hat stays below "
+            f"chi2_1({args.level:g}) = {profiles[0].threshold:.3f}.", "", "```",
+            "\n\n".join(p.table() for p in profiles), "```", ""]
     return "\n".join(rows)
 
 

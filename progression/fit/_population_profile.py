@@ -175,6 +175,21 @@ class PopulationProfile:
         return fig
 
 
+def markdown_table(profiles) -> list:
+    """The profiles as Markdown table lines: parameter, estimate, profile and Wald intervals
+    (``<`` / ``>``: an open end), refits, MC SE of the refits' OFVs, seconds."""
+    lvl = f"{100 * profiles[0].level:g} %"
+    rows = [f"| parameter | estimate | {lvl} profile interval | {lvl} Wald interval | refits "
+            f"| OFV MC SE | seconds |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for p in profiles:
+        lo = ("< " if p.open_ends[0] else "") + f"{p.interval[0]:.4g}"
+        hi = ("> " if p.open_ends[1] else "") + f"{p.interval[1]:.4g}"
+        mc = f"{p.ofv_mc_se:.2f}" if math.isfinite(p.ofv_mc_se) else "-"
+        rows.append(f"| {p.parameter} | {p.estimate:.4g} | {lo} to {hi} | {p.wald[0]:.4g} to "
+                    f"{p.wald[1]:.4g} | {p.refits} | {mc} | {p.seconds:.0f} |")
+    return rows
+
+
 def slug(name: str) -> str:
     """A file-name form of a parameter name (``omega^2 eD`` -> ``omega_2_eD``)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")

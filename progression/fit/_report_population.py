@@ -141,23 +141,15 @@ def _profile_lines(pop) -> list:
     """The profile-likelihood intervals computed with the fit, beside the Wald ones."""
     if not getattr(pop, "profiles", None):
         return []
-    first = pop.profile(next(iter(pop.profiles)))
-    lvl = f"{100 * first.level:g} %"
-    lines = ["### Profile-likelihood intervals", "",
-             f"| parameter | estimate | {lvl} profile interval | {lvl} Wald interval | refits "
-             f"| OFV MC SE |", "|---|---:|---:|---:|---:|---:|"]
-    for name in pop.profiles:
-        p = pop.profile(name)
-        lo = ("< " if p.open_ends[0] else "") + f"{p.interval[0]:.4g}"
-        hi = ("> " if p.open_ends[1] else "") + f"{p.interval[1]:.4g}"
-        mc = f"{p.ofv_mc_se:.2f}" if math.isfinite(p.ofv_mc_se) else "-"
-        lines.append(f"| {name} | {p.estimate:.4g} | {lo} to {hi} | {p.wald[0]:.4g} to "
-                     f"{p.wald[1]:.4g} | {p.refits} | {mc} |")
-    lines += ["", f"Refits of the fit with the parameter held, everything else estimated "
-              f"({first.estimator}); the interval is where OFV - OFV_hat stays at most "
-              f"chi2_1({first.level:g}) = {first.threshold:.3f} (`figures/profile_*.png`; "
-              f"`<` / `>`: an end the search did not reach).", ""]
-    return lines
+    from ._population_profile import markdown_table
+
+    profiles = [pop.profile(name) for name in pop.profiles]
+    first = profiles[0]
+    return ["### Profile-likelihood intervals", "", *markdown_table(profiles), "",
+            f"Refits of the fit with the parameter held, everything else estimated "
+            f"({first.estimator}); the interval is where OFV - OFV_hat stays at most "
+            f"chi2_1({first.level:g}) = {first.threshold:.3f} (`figures/profile_*.png`; "
+            f"`<` / `>`: an end the search did not reach).", ""]
 
 
 def _effect_names(e: dict) -> list:
