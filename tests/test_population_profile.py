@@ -416,8 +416,12 @@ def test_a_fit_of_another_config_text_or_data_is_refused(tmp_path):
     done = load_fit(tmp_path / "fit")
     cfg_path.write_text(src.read_text().replace("value = 0.7,", "value = 0.8,"))
     with pytest.raises(ConfigError, match=r"theoph\.toml: the fit was made from another text "
-                                          r"of this config"):
+                                          r"of this config .*expected the same settings"):
         profile_population(read_fit_config(cfg_path), "CL", fit=done)
+    # comments are not settings: a config whose comments changed still profiles the fit
+    cfg_path.write_text(src.read_text() + "\n# a note added after the fit\n")
+    assert profile_population(read_fit_config(cfg_path), "CL", fit=done,
+                              max_refits=2).refits >= 2
     cfg_path.write_text(src.read_text())
     data = tmp_path / "data" / "examples" / "theoph.csv"
     lines = data.read_text().splitlines()
@@ -425,3 +429,19 @@ def test_a_fit_of_another_config_text_or_data_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"theoph\.csv: the data file changed since the fit "
                                           r"was made"):
         profile_population(read_fit_config(cfg_path), "CL", fit=done)
+
+
+def test_a_fit_of_another_model_is_refused(linear, tmp_path):
+    """The model file edited since the fit (its fingerprint in the fit's provenance)."""
+    import shutil
+
+    cfg, cohort, res, Y = linear
+    shutil.copy(MODELS / "decay_amount.toml", tmp_path / "decay_amount.toml")
+    mine = parse_fit_config(CONFIG, source="linear.toml", base_dir=tmp_path, check_data=False)
+    done = fit(mine, data=cohort)
+    text = (tmp_path / "decay_amount.toml").read_text()
+    (tmp_path / "decay_amount.toml").write_text(text.replace('x = "-k * x"', 'x = "-k * x * 1.0"'))
+    edited = parse_fit_config(CONFIG, source="linear.toml", base_dir=tmp_path, check_data=False)
+    with pytest.raises(ConfigError, match=r"linear\.toml: the model \(.*decay_amount\.toml\) "
+                                          r"changed since the fit was made"):
+        profile_population(edited, "x0", fit=done, data=cohort)

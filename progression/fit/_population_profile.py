@@ -281,10 +281,15 @@ def _check_same_fit(cfg, fit, data) -> None:
 
     prov = getattr(fit, "provenance", None) or {}
     text = prov.get("config_text")
-    if text is not None and cfg.text and text != cfg.text:
+    if text is not None and cfg.text and _settings(text) != _settings(cfg.text):
         raise ConfigError(f"{cfg.source}: the fit was made from another text of this config "
                           f"(its provenance keeps the text it was fitted with); expected the "
-                          f"same config as the fit, found a changed one: refit it first")
+                          f"same settings as the fit, found changed ones: refit it first")
+    fingerprint = prov.get("model_fingerprint")
+    spec = getattr(getattr(cfg, "model", None), "spec", None)
+    if fingerprint and getattr(spec, "fingerprint", "") and spec.fingerprint != fingerprint:
+        raise ConfigError(f"{cfg.source}: the model ({cfg.model_ref}) changed since the fit "
+                          f"was made; expected the fitted model: refit it first")
     path, sha = cfg.data.get("path"), prov.get("data_sha256")
     if data is None and path and sha and prov.get("data_sha256_of") == "the data file":
         try:
@@ -295,6 +300,16 @@ def _check_same_fit(cfg, fit, data) -> None:
             raise ConfigError(f"{path}: the data file changed since the fit was made "
                               f"(SHA-256 {now[:12]}, fitted {sha[:12]}); expected the fitted "
                               f"data: refit it first")
+
+
+def _settings(text: str):
+    """A config's settings without its comments and layout (None when it does not parse)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
 
 
 def _check_call(cfg, level, max_refits) -> None:
