@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from progression.fit import load_fit, profile_population, read_fit_config
+    from progression.fit._population_profile import slug
 
     cfg = read_fit_config(args.config)
     folder = args.fit or cfg.output["folder"]
@@ -72,8 +72,7 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps(done, indent=1) + "\n")
         tmp.replace(path)
         fig = p.plot()
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-        fig.savefig(f"{out}_{slug}.png", dpi=110)
+        fig.savefig(f"{out}_{slug(name)}.png", dpi=110)
     return 0
 
 

@@ -28,7 +28,6 @@ import concurrent.futures as cf
 import datetime as _dt
 import json
 import math
-import re
 import sys
 import time
 import traceback
@@ -138,8 +137,9 @@ def main(argv=None) -> int:
              if "error" not in d]
     lines = lines[:args.replicates] if args.replicates else lines
     section, name = _kind(args.parameter)
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", args.parameter).strip("_")
-    out = Path(f"{study}_lr_{slug}.jsonl")
+    from progression.fit._population_profile import slug
+
+    out = Path(f"{study}_lr_{slug(args.parameter)}.jsonl")
     done = {d["seed"]: d for d in pr.load_lines(out)} if out.exists() else {}
     config_path = str(ROOT / meta["config"])
     text, options, n = meta["config_text"], meta.get("options", {}), int(meta["n"])
