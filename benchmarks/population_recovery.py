@@ -366,6 +366,9 @@ def summarise(lines: list[dict]) -> dict:
                             for k in ("median_rel_error", "median_abs_rel_error",
                                       "typical_rel_error", "var_log_rel_error")}
         s["onset_shift"]["replicates"] = len(on)
+    profile = profile_coverage(ok)
+    if profile:
+        s["profile"] = profile
     secs = np.array([x["seconds"] for x in ok])
     s["seconds_per_fit"] = {"median": float(np.median(secs)), "min": float(secs.min()),
                             "max": float(secs.max())}
@@ -373,6 +376,51 @@ def summarise(lines: list[dict]) -> dict:
     s["first"] = min(x["started"] for x in lines)
     s["last"] = max(x["finished"] for x in lines)
     return s
+
+
+def profile_coverage(lines: list[dict], level: float = LEVEL) -> dict:
+    """Coverage of the profile-likelihood interval per parameter, from the lines' ``lr``
+    records (a refit with the parameter held at its truth, ``population_recovery_model.py
+    --lr``): the interval at ``level`` covers the truth exactly when ``OFV(truth) - OFV_hat``
+    is at most the chi-square(1) quantile."""
+    from scipy.stats import chi2
+
+    crit = float(chi2.ppf(level, 1))
+    out: dict = {}
+    for x in lines:
+        for name, r in (x.get("lr") or {}).items():
+            d = out.setdefault(name, {"threshold": crit, "scored": 0, "covered": 0,
+                                      "failed": 0, "negative": 0, "deltas": []})
+            if "delta_ofv" not in r or not math.isfinite(r["delta_ofv"]):
+                d["failed"] += 1
+                continue
+            d["scored"] += 1
+            d["covered"] += int(r["delta_ofv"] <= crit)
+            d["negative"] += int(r["delta_ofv"] < 0)
+            d["deltas"].append(float(r["delta_ofv"]))
+    for d in out.values():
+        d["deltas"].sort()
+        d["median"] = float(np.median(d["deltas"])) if d["deltas"] else math.nan
+    return out
+
+
+def profile_lines(s: dict) -> list[str]:
+    """The summary page's table of profile-likelihood coverage (empty without ``lr``)."""
+    if not s.get("profile"):
+        return []
+    out = ["", "Profile-likelihood intervals (each replicate refitted with the parameter held "
+           "at its truth, everything else estimated; the 95 % interval covers the truth when "
+           "OFV(truth) - OFV_hat <= 3.84; both OFVs by importance sampling, so small "
+           "negative statistics are its Monte Carlo noise):", "",
+           "| parameter | profile coverage | median statistic | below zero | above 3.84 | "
+           "failed refits |", "|---|---:|---:|---:|---:|---:|"]
+    for name, d in s["profile"].items():
+        n = d["scored"]
+        cov = f"{d['covered']}/{n} = {d['covered'] / n:.0%}" if n else "n/a"
+        high = ", ".join(f"{v:.2f}" for v in d["deltas"] if v > d["threshold"]) or "none"
+        out.append(f"| {name} | {cov} | {d['median']:.2f} | {d['negative']} | {high} | "
+                   f"{d['failed']} |")
+    return out
 
 
 def markdown(meta: dict, s: dict) -> str:
@@ -416,6 +464,7 @@ def markdown(meta: dict, s: dict) -> str:
             mark = " (approx. truth)" if label in approx else ""
             lines.append(f"| {label}{mark} | {d['truth']:.4g} | {d['median_estimate']:.4g} | "
                          f"{d['median_abs_error']:.3g} | {cov(d)} |")
+    lines += profile_lines(s)
     if s.get("onset_shift"):
         d = s["onset_shift"]
         lines += ["", f"Onset shift (each patient's fitted model time of its reported onset "

@@ -7,16 +7,23 @@ at the truth and everything else estimated, is at most ``chi2_1(L)`` (3.84 at 95
 refit per replicate scores the coverage of the interval that ``progression profile`` and
 :func:`progression.fit.profile_population` compute, without searching its ends.
 
-For each replicate line of ``STUDY.jsonl`` (``benchmarks/population_recovery.py``: data drawn
-by the clinic generator), the data are re-simulated exactly (the same generator, seed and
-size), the study's own config text (``STUDY.meta.json``) is refitted with the parameter held at
-that replicate's truth (:func:`progression.fit.with_parameter_held`; the same options, seed
-and starting values as the study's free fit), and the difference to the recorded OFV of the
-free fit is stored. ``--check-free SEED`` first refits one replicate's free fit and compares
-its OFV with the recorded one (the study is reproducible only if they agree to the digit).
+For each replicate line of ``STUDY.jsonl``, the data are re-simulated exactly: for a generator
+study (``benchmarks/population_recovery.py``) by the clinic generator with the same seed and
+size; for a well-specified study (``benchmarks/population_recovery_model.py``, its meta.json
+names a ``design``) from the fit's own population model at the truth the replicate recorded
+(typical values, Omega and covariate effects from its score lines, residual SDs from that
+script's ``TRUTH``), on the study's design. The study's own config text (``STUDY.meta.json``)
+is refitted with the parameter held at that replicate's truth
+(:func:`progression.fit.with_parameter_held`; the same options, seed and starting values as
+the study's free fit), and the difference to the recorded OFV of the free fit is stored.
+``--check-free SEED`` first refits one replicate's free fit and compares its OFV with the
+recorded one (the study is reproducible only if they agree to the digit).
 
     nice -n 5 python benchmarks/population_recovery_lr.py \\
         benchmarks/results/population_recovery_20261202 --parameter "omega^2 eD" --workers 2
+    nice -n 5 python benchmarks/population_recovery_lr.py \\
+        benchmarks/results/population_recovery_model_treg_all --parameter "omega^2 eD" \\
+        --check-free 1000 --workers 2
 
 Writes ``STUDY_lr_<parameter>.jsonl`` (one line per replicate, resumable) and ``.md``.
 """
@@ -35,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import population_recovery as pr  # noqa: E402  (the study's data and config)
+import population_recovery_model as prm  # noqa: E402  (well-specified studies' data)
 
 ROOT = pr.ROOT
 
@@ -50,20 +58,43 @@ def _kind(parameter: str) -> tuple[str, str]:
     return "typical", parameter
 
 
-def refit(seed: int, n: int, config_path: str, text: str, options: dict, parameter: str,
-          value: float | None) -> dict:
-    """Re-simulate replicate ``seed`` and fit it, with ``parameter`` held at ``value`` (None:
+def truth_of(line: dict) -> dict:
+    """The truth a well-specified study drew replicate ``line`` from: typical values, Omega and
+    covariate effects as its score recorded them (the studies before 2026-12-02 had the NfL
+    offset on kappa_nfl, today's TRUTH has it on nfl_scale), residual SDs from
+    ``population_recovery_model.TRUTH`` (unchanged since the first study)."""
+    sc = line["score"]
+    return {"typical": {k: v["truth"] for k, v in sc["typical"].items()},
+            "omega": {k: v["truth"] for k, v in sc["omega"].items()},
+            "coefficients": {k: v["truth"] for k, v in sc.get("coefficients", {}).items()},
+            "sigma": dict(prm.TRUTH["sigma"])}
+
+
+def simulate(line: dict, n: int, cfg, design: str | None):
+    """Replicate ``line``'s data again: the clinic generator's (``design`` None) or drawn
+    from ``cfg``'s own population model on ``design`` (a well-specified study)."""
+    if design is None:
+        return pr.simulate_replicate(n, line["seed"], cfg)[0]
+    cohort_config = None if design == "clinic" else prm.design_config(design)
+    return prm.simulate_replicate(n, line["seed"], cfg, truth_of(line),
+                                  cohort_config=cohort_config)[0]
+
+
+def refit(line: dict, n: int, config_path: str, text: str, options: dict, parameter: str,
+          value: float | None, design: str | None = None) -> dict:
+    """Re-simulate replicate ``line`` and fit it, with ``parameter`` held at ``value`` (None:
     the free fit); ``{"ofv", "seconds", "iterations"}`` or ``{"error"}``."""
     from progression.fit import fit, with_parameter_held
 
-    out = {"seed": int(seed), "held": value, "started": _now()}
+    out = {"seed": int(line["seed"]), "held": value, "started": _now()}
     try:
         cfg = pr.read_config(config_path, options, text)
+        # the data from the study's (free) config: holding a parameter must not change them
+        data = simulate(line, n, cfg, design)
         if value is not None:
             cfg = with_parameter_held(cfg, parameter, value)
-        cohort, _, _, _ = pr.simulate_replicate(n, seed, cfg)
         t = time.perf_counter()
-        res = fit(cfg, data=cohort)
+        res = fit(cfg, data=data)
         out.update(ofv=float(res.population.ofv), seconds=time.perf_counter() - t,
                    iterations=int(res.population.iterations))
     except Exception as exc:  # a failed refit is a result: recorded, not raised
@@ -143,18 +174,19 @@ def main(argv=None) -> int:
     done = {d["seed"]: d for d in pr.load_lines(out)} if out.exists() else {}
     config_path = str(ROOT / meta["config"])
     text, options, n = meta["config_text"], meta.get("options", {}), int(meta["n"])
+    design = meta.get("design")  # None: a generator study
 
     if args.check_free is not None and not args.summary:
         rec = next(d for d in lines if d["seed"] == args.check_free)
-        r = refit(rec["seed"], n, config_path, text, options, args.parameter, None)
+        r = refit(rec, n, config_path, text, options, args.parameter, None, design)
         print(f"free refit of seed {rec['seed']}: OFV {r.get('ofv')} (recorded "
               f"{rec['ofv']}), {r.get('seconds', 0):.0f} s {r.get('error', '')}", flush=True)
 
     todo = [d for d in lines if d["seed"] not in done]
     if todo and not args.summary:
         with cf.ProcessPoolExecutor(max(1, args.workers)) as ex:
-            futs = {ex.submit(refit, d["seed"], n, config_path, text, options,
-                              args.parameter, d["score"][section][name]["truth"]): d
+            futs = {ex.submit(refit, d, n, config_path, text, options,
+                              args.parameter, d["score"][section][name]["truth"], design): d
                     for d in todo}
             for f in cf.as_completed(futs):
                 rec, r = futs[f], f.result()

@@ -24,6 +24,9 @@ measures is the fit's robustness to that misspecification, and eD's random effec
 Run (resumable, one JSON line per replicate)::
 
     nice -n 10 python benchmarks/population_recovery_model.py --replicates 50 --workers 2
+    # with the profile-likelihood coverage of omega^2 eD (one more refit per replicate)
+    nice -n 10 python benchmarks/population_recovery_model.py --replicates 50 --workers 2 \\
+        --lr "omega^2 eD" --out benchmarks/results/population_recovery_model_lr
     python benchmarks/population_recovery_model.py --summary
 """
 
@@ -182,11 +185,37 @@ def simulate_replicate(n: int, seed: int, cfg, truth: dict = TRUTH, cohort_confi
     return out, onset, redraws
 
 
+def truth_in_score(score: dict, name: str) -> float:
+    """The truth of ``name`` (``eD`` or ``omega^2 eD``) in a replicate's score."""
+    if name.startswith("omega^2 "):
+        return float(score["omega"][name[len("omega^2 "):]]["truth"])
+    return float(score["typical"][name]["truth"])
+
+
+def likelihood_ratio(cfg, designs, name: str, value: float, ofv_hat: float) -> dict:
+    """Refit with ``name`` held at ``value`` (everything else estimated as in the free fit:
+    same options, seed and starting values); the statistic ``OFV(value) - ofv_hat`` decides
+    whether the profile-likelihood interval covers ``value``."""
+    from progression.fit import fit, with_parameter_held
+
+    t = time.perf_counter()
+    try:
+        res = fit(with_parameter_held(cfg, name, value), data=designs)
+    except Exception as exc:  # a failed refit is an open question, recorded, not raised
+        return {"held": value, "error": f"{type(exc).__name__}: {exc}"}
+    ofv = float(res.population.ofv)
+    return {"held": value, "ofv": ofv, "delta_ofv": ofv - ofv_hat,
+            "seconds": time.perf_counter() - t}
+
+
 def run_replicate(seed: int, n: int, config_path: str, options: dict, text: str,
-                  keep: str | None = None, design: str = "clinic") -> dict:
+                  keep: str | None = None, design: str = "clinic",
+                  lr: tuple[str, ...] = ()) -> dict:
     """Simulate, fit and score one replicate; one JSON-able line (``error`` on failure).
     ``keep``: a folder to pickle the FitResult into (``seed<N>.pkl``), so that standard
-    errors by another method can be computed at the same estimates later."""
+    errors by another method can be computed at the same estimates later. ``lr``: parameters
+    (``eD``, ``omega^2 eD``) whose profile-likelihood coverage is scored by one more refit
+    each, with the parameter held at its truth (``line["lr"]``)."""
     from progression.fit.estimate import fit
 
     line = {"seed": int(seed), "n": int(n), "key": key_of(text, options, n, design),
@@ -214,6 +243,10 @@ def run_replicate(seed: int, n: int, config_path: str, options: dict, text: str,
         line["covariance_ok"] = bool(pop.covariance is not None
                                      and np.all(np.isfinite(np.diag(pop.covariance))))
         line["warnings"] = [str(w) for w in (getattr(res, "warnings", None) or [])][:5]
+        if lr:
+            line["lr"] = {name: likelihood_ratio(cfg, designs, name,
+                                                 truth_in_score(line["score"], name),
+                                                 line["ofv"]) for name in lr}
         if keep:
             import pickle
 
@@ -253,7 +286,7 @@ def markdown(meta: dict, s: dict) -> str:
 def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
         options: dict | None = None, out: Path | None = RESULTS, workers: int = 1,
         keep: str | None = None, verbose: bool = True,
-        design: str = "clinic") -> tuple[dict, dict]:
+        design: str = "clinic", lr: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Run (or resume) the study (``population_recovery.run_study``'s loop with this study's
     replicate); returns (meta, summary). ``out=None``: nothing written, nothing resumed."""
     options = dict(options or {})
@@ -267,9 +300,10 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
             "config_sha": pr._key(text, options, n)[1],
             "cohort_config": str(pr.COHORT_CONFIG.relative_to(ROOT)) + " (design only)",
             "n": n, "seed0": seed0, "options": options, "key": key, "approximate": [],
-            "truth_note": "", "config_text": text,
+            "truth_note": "", "config_text": text, "lr": list(lr),
             "jsonl": pr._rel(pr._path(out, ".jsonl")) if out else "-"}
-    return pr.run_study(run_replicate, (n, str(config), options, text, keep, design),
+    return pr.run_study(run_replicate, (n, str(config), options, text, keep, design,
+                                         tuple(lr)),
                         replicates=replicates, seed0=seed0, key=key, meta=meta, out=out,
                         workers=workers, markdown_of=markdown, verbose=verbose)
 
@@ -288,6 +322,9 @@ def main(argv=None) -> int:
                     help="pickle each replicate's FitResult into DIR")
     ap.add_argument("--design", choices=sorted(DESIGNS), default="clinic",
                     help="the visit design (DESIGNS): clinic (the shipped data's) or treg_all")
+    ap.add_argument("--lr", action="append", default=[], metavar="NAME",
+                    help="score the profile-likelihood interval of NAME (eD, 'omega^2 eD') "
+                    "by one more refit per replicate with it held at its truth")
     ap.add_argument("--summary", action="store_true",
                     help="rewrite and print the summary of the recorded replicates")
     a = ap.parse_args(argv)
@@ -304,7 +341,7 @@ def main(argv=None) -> int:
         k, _, v = kv.partition("=")
         options[k] = int(v) if v.lstrip("-").isdigit() else v
     meta, s = run(a.replicates, a.n, a.seed, a.config, options, out, a.workers, a.keep,
-                  design=a.design)
+                  design=a.design, lr=tuple(a.lr))
     print(markdown(meta, s))
     return 0
 
