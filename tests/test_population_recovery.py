@@ -132,6 +132,26 @@ def test_summary_medians_coverage_and_failures():
     assert s["seconds_per_fit"]["median"] == pytest.approx(12.0)
 
 
+def test_profile_coverage_counts_statistics_within_the_chi2_quantile():
+    """A replicate's ``lr`` record (refit with the parameter held at its truth) covers the
+    truth exactly when OFV(truth) - OFV_hat <= chi2_1(0.95) = 3.841; a failed refit is not
+    scored; the summary page gets the table."""
+    deltas = [-0.4, 0.5, 3.84, 3.85, 7.2]
+    lines = [dict(_line(i, 0.0, True), lr={"omega^2 eD": {"held": 0.09, "delta_ofv": d}})
+             for i, d in enumerate(deltas)]
+    lines.append(dict(_line(9, 0.0, True), lr={"omega^2 eD": {"held": 0.09,
+                                                               "error": "FitError: x"}}))
+    lines.append(_line(10, 0.0, True))                       # recorded without the refit
+    s = pr.summarise(lines)
+    d = s["profile"]["omega^2 eD"]
+    assert d["threshold"] == pytest.approx(3.8415, abs=1e-4)
+    assert (d["scored"], d["covered"], d["failed"], d["negative"]) == (5, 3, 1, 1)
+    assert d["median"] == pytest.approx(3.84)
+    table = "\n".join(pr.profile_lines(s))
+    assert "| omega^2 eD | 3/5 = 60% | 3.84 | 1 | 3.85, 7.20 | 1 |" in table
+    assert pr.profile_lines(pr.summarise(lines[-1:])) == []
+
+
 def test_interrupted_study_resumes(tmp_path, monkeypatch):
     calls = []
 
@@ -262,7 +282,7 @@ def test_profile_interval_of_omega2_ed_covers_the_truth(replicates):
     cfg, lines = replicates
     line = next(x for x in lines if x["seed"] == 1000)
     truth = line["score"]["omega"]["eD"]["truth"]
-    held = lr.refit(1000, 200, str(pr.FIT_CONFIG), pr.FIT_CONFIG.read_text(), {},
+    held = lr.refit(line, 200, str(pr.FIT_CONFIG), pr.FIT_CONFIG.read_text(), {},
                     "omega^2 eD", truth)
     assert "error" not in held, held.get("traceback")
     delta = held["ofv"] - line["ofv"]

@@ -105,14 +105,18 @@ def test_study_runs_through_the_shared_resumable_loop(tmp_path, monkeypatch):
     this study's (well specified)."""
     calls = []
 
-    def fake(seed, n, config_path, options, text, keep=None, design="clinic"):
+    def fake(seed, n, config_path, options, text, keep=None, design="clinic", lr=()):
         calls.append(seed)
-        return _fake_line(seed, prm.key_of(text, options, n, design), n)
+        line = _fake_line(seed, prm.key_of(text, options, n, design), n)
+        line["lr"] = {name: {"held": 1.0, "delta_ofv": 0.1 * (seed - 99)} for name in lr}
+        return line
 
     monkeypatch.setattr(prm, "run_replicate", fake)
     out = tmp_path / "model.study"
-    prm.run(3, n=20, seed0=100, out=out, verbose=False)
+    meta, s = prm.run(3, n=20, seed0=100, out=out, verbose=False, lr=("k0",))
     assert calls == [100, 101, 102]
+    assert meta["lr"] == ["k0"] and s["profile"]["k0"]["covered"] == 3
+    assert "| k0 | 3/3 = 100% | 0.20 |" in Path(str(out) + ".md").read_text()
     _, s = prm.run(5, n=20, seed0=100, out=out, verbose=False)
     assert calls == [100, 101, 102, 103, 104]
     assert s["succeeded"] == 5
@@ -172,3 +176,25 @@ def test_treg_all_design_adds_treg_rows_only():
     assert few["time"].size < 0.4 * treg["time"].size
     assert {(s, t) for s, t in zip(few["subject"], few["time"], strict=True)} <= visits
     assert prm.key_of("x", {}, N, "treg_all") != prm.key_of("x", {}, N)
+
+
+def test_likelihood_ratio_study_resimulates_a_recorded_replicate():
+    """benchmarks/population_recovery_lr.py refits a well-specified study's replicate with
+    one parameter held: it draws the data again from the truth the replicate recorded (here
+    the treg_all study of 2026-12-01, whose config put the NfL offset on kappa_nfl) and gets
+    the replicate's observations back (count and censored CRP values)."""
+    import json
+
+    import population_recovery_lr as lr
+
+    study = ROOT / "benchmarks" / "results" / "population_recovery_model_treg_all"
+    meta = json.loads(study.with_suffix(".meta.json").read_text())
+    line = json.loads(study.with_suffix(".jsonl").read_text().splitlines()[0])
+    truth = lr.truth_of(line)
+    assert truth["typical"]["kappa_nfl"] == 6000.0 and "nfl_scale" not in truth["omega"]
+    cfg = prm.pr.read_config(str(ROOT / meta["config"]), meta["options"], meta["config_text"])
+    designs = lr.simulate(line, int(meta["n"]), cfg, meta["design"])
+    assert sum(d.n for d in designs) == line["observations"]
+    assert sum(int(np.sum(np.asarray(d.cens) != 0)) for d in designs) == line["censored"]
+    assert prm.truth_in_score(line["score"], "omega^2 eD") == 0.09
+    assert prm.truth_in_score(line["score"], "eD") == 0.34
