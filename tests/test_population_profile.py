@@ -233,6 +233,39 @@ def test_bad_options_and_estimators(linear):
         profile_population(ind, "x0", data=cohort)
 
 
+def test_p_value_is_the_likelihood_ratio_tests(linear):
+    """``p_value(v)`` = P(chi2_1 > OFV(v) - OFV_hat) with the closed-form profile's statistic
+    (abs 1e-4); a value not refitted is a ValueError."""
+    cfg, cohort, res, Y = linear
+    z_hat = _z_hat(res.population)
+    ofv = _m2ll(Y, *_values(z_hat))
+    p = profile_population(cfg, "k", fit=res, data=cohort, values=[0.25, 0.36])
+    for v in (0.25, 0.36):
+        stat = _profile(Y, "k", v, z_hat) - ofv
+        assert p.delta_at(v) == pytest.approx(stat, abs=2e-3)
+        assert p.p_value(v) == pytest.approx(chi2.sf(stat, 1), abs=1e-4)
+    with pytest.raises(ValueError, match=r"k = 0\.3 was not refitted; refitted: 0\.25, 0\.36"):
+        p.p_value(0.3)
+
+
+@pytest.mark.parametrize("name, values, match", [
+    ("omega^2 x0", [-1.0], r"profile of 'omega\^2 x0' at a given value: expected a positive "
+                           r"value \(1e-6 to 1e6\), found -1\.0"),
+    ("amount.a", [0.0], r"expected a positive value .*found 0\.0"),
+    ("k", [7.0], r"profile of 'k' at a given value: expected a value within its bounds "
+                 r"\[0\.01, 5\], found 7\.0"),
+    ("x0", [float("nan")], r"expected a value within its bounds \[0, 100\], found nan"),
+    ("x0", [], r"expected values= as one or more numbers, found \[\]"),
+    ("x0", ["ten"], r"expected values= as one or more numbers, found \['ten'\]"),
+])
+def test_values_a_refit_cannot_hold_are_refused(linear, name, values, match):
+    """A held value outside what a refit can hold would be clipped to another one: refused
+    with the parameter, what was expected and what was found, before any refit."""
+    cfg, cohort, res, Y = linear
+    with pytest.raises(ConfigError, match=match):
+        profile_population(cfg, name, fit=res, data=cohort, values=values)
+
+
 def test_variance_in_an_omega_block_is_refused():
     text = CONFIG.replace("scale = \"log\"\n\n[solver]",
                           "scale = \"log\"\neta = 0.1\n\n[omega]\nblocks = [{ parameters = "
@@ -315,6 +348,41 @@ def test_cli_profile_output_safety(tmp_path, capsys):
     assert _cli(*base, "--out", str(tmp_path / "lvl"), "--level", "95") == 2
     assert "--level: expected a coverage in (0, 1), found 95.0" in capsys.readouterr().err
     assert not (tmp_path / "lvl").exists()
+
+
+def test_cli_profile_at_tests_hypotheses(tmp_path, capsys):
+    """``--at NAME=VALUE``: one refit per value, its statistic and p-value in profile.json and
+    profile.md; the verdict agrees with the 95 % profile interval (omega^2 ka 0.175-1.116, CL
+    2.31-3.30 on Theoph); a malformed --at, an impossible value or no request exits 2 before
+    any refit, writing nothing."""
+    cfg = ROOT / "configs" / "theoph_population.toml"
+    fitdir, out = tmp_path / "fit", tmp_path / "tests"
+    assert _cli("fit", str(cfg), "--out", str(fitdir), "--no-figures", "--quiet") == 0
+    assert _cli("profile", str(cfg), "--fit", str(fitdir), "--out", str(out), "--quiet",
+                "--at", "omega^2 ka=0.25", "--at", "omega^2 ka=1.5", "--at", "CL=2.0") == 0
+    printed = capsys.readouterr().out
+    assert "CL = 2 (estimate 2.75" in printed and "(rejected at 95 %)" in printed
+    doc = json.loads((out / "profile.json").read_text())
+    assert doc["profiles"] == {}
+    rows = {(r["parameter"], r["value"]): r for r in doc["tests"]}
+    assert set(rows) == {("omega^2 ka", 0.25), ("omega^2 ka", 1.5), ("CL", 2.0)}
+    assert [rows[k]["rejected"] for k in sorted(rows)] == [True, False, True]
+    for r in doc["tests"]:
+        assert r["p_value"] == pytest.approx(chi2.sf(max(r["delta_ofv"], 0.0), 1), rel=1e-9)
+    assert rows[("omega^2 ka", 0.25)]["delta_ofv"] < 3.84 < rows[("omega^2 ka", 1.5)]["delta_ofv"]
+    md = (out / "profile.md").read_text()
+    assert "| CL | 2 | 2.75" in md and "| rejected |" in md and "| not rejected |" in md
+    base = ["profile", str(cfg), "--fit", str(fitdir), "--quiet"]
+    for extra, words in ((["--at", "CL"], "--at: expected NAME=VALUE"),
+                         (["--at", "CL=abc"], "found 'CL=abc'"),
+                         (["--at", "omega^2 ka=-1"], "expected a positive value"),
+                         (["--parameter", "CL", "--at", "Vd=3"], "profile of 'Vd'"),
+                         ([], "expected --parameter NAME or --at NAME=VALUE")):
+        capsys.readouterr()
+        assert _cli(*base, "--out", str(tmp_path / "bad"), *extra) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and "profile CL" not in err
+        assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

@@ -101,6 +101,29 @@ class PopulationProfile:
         hi_ok = self.open_ends[1] or value <= hi
         return bool(lo_ok and hi_ok)
 
+    def delta_at(self, value: float) -> float:
+        """``OFV(value) - OFV_hat`` of a refitted ``value``: the likelihood-ratio statistic.
+
+        Raises
+        ------
+        ValueError
+            ``value`` was not refitted (give it in ``values=``).
+        """
+        for v, d in zip(self.values, self.delta_ofv, strict=True):
+            if math.isclose(v, value, rel_tol=1e-9, abs_tol=0.0):
+                return float(d)
+        raise ValueError(f"{self.parameter} = {value!r} was not refitted; refitted: "
+                         f"{', '.join(f'{v:.6g}' for v in self.values)}")
+
+    def p_value(self, value: float) -> float:
+        """The likelihood-ratio test's p-value at a refitted ``value``,
+        ``P(chi2_1 > OFV(value) - OFV_hat)``: 1 where the importance sampling's Monte Carlo
+        noise made the statistic negative, NaN for a failed refit."""
+        from scipy.stats import chi2
+
+        d = self.delta_at(value)
+        return float(chi2.sf(max(d, 0.0), 1)) if math.isfinite(d) else math.nan
+
     def table(self) -> str:
         """The refits as text: value, OFV - OFV_hat, one line each."""
         lines = [f"{self.parameter}: estimate {self.estimate:.6g}, OFV {self.ofv:.3f}; "
@@ -397,8 +420,8 @@ def profile_fitted(cfg, parameter: str, pop, designs, *, level: float = 0.95, va
         return done[u]
 
     if values is not None:
-        for v in np.atleast_1d(np.asarray(values, dtype=float)):
-            delta(_to_u(float(v), target))
+        for v in _checked_values(cfg, parameter, target, values):
+            delta(_to_u(v, target))
         ends = [_read_end(done, u_hat, side, crit) for side in (-1, 1)]
     else:
         se_u = _se_u(pop, parameter, target, z, wald)
@@ -554,6 +577,32 @@ def _estimate(pop, t: _Target) -> float:
         i = list(pop.omega_names).index(t.name)
         return float(np.asarray(pop.omega)[i, i])
     return float(pop.sigma[t.name])
+
+
+def _checked_values(cfg, parameter: str, t: _Target, values) -> list:
+    """The held values of ``values=`` as floats, each one a refit can hold exactly: finite,
+    positive for a variance or residual parameter, inside a typical value's bounds (a value
+    outside would be clipped to another one without a word)."""
+    try:
+        vals = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=float))]
+    except (TypeError, ValueError):
+        vals = None
+    if not vals:
+        raise ConfigError(f"{cfg.source}: profile of {parameter!r}: expected values= as one "
+                          f"or more numbers, found {values!r}")
+    lo, hi = _u_limits(t)
+    for v in vals:
+        inside = math.isfinite(v) and (v > 0 if t.kind != "typical" else True)
+        if inside:
+            u = _to_u(v, t)
+            inside = math.isfinite(u) and lo <= u <= hi
+        if not inside:
+            what = ("a positive value (1e-6 to 1e6)" if t.kind != "typical" else
+                    f"a value within its bounds [{t.lower:g}, {t.upper:g}]"
+                    + (" (the ends excluded: logit scale)" if t.scale == "logit" else ""))
+            raise ConfigError(f"{cfg.source}: profile of {parameter!r} at a given value: "
+                              f"expected {what}, found {v!r}")
+    return vals
 
 
 def _to_u(v: float, t: _Target) -> float:
