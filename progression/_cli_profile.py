@@ -15,6 +15,7 @@ or the truth of a simulation): one refit with NAME held there, its OFV - OFV_hat
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def _check_requests(cfg, names, tests) -> None:
     """Every name profilable and every --at value one a refit can hold, or one ConfigError."""
     from .fit._population_profile import _check_call, _checked_values, _target
 
-    _check_call(cfg, 0.95, 2)
+    _check_call(cfg, 0.95, 2)                  # the estimator (level, refits: checked above)
     for name in names:
         _target(cfg, name)
     for name, values in tests.items():
@@ -103,11 +104,23 @@ def _check_requests(cfg, names, tests) -> None:
 
 
 def _test_rows(tested, tests, level) -> list:
-    """One row per hypothesis: parameter, value, estimate, OFV - OFV_hat, p-value."""
-    return [{"parameter": name, "value": v, "estimate": tested[name].estimate,
-             "delta_ofv": tested[name].delta_at(v), "p_value": tested[name].p_value(v),
-             "level": level, "rejected": bool(tested[name].p_value(v) < 1.0 - level)}
-            for name, vals in tests.items() for v in vals]
+    """One row per hypothesis: parameter, value, estimate, OFV - OFV_hat, p-value, verdict
+    (``delta_ofv``, ``p_value`` and ``rejected`` None where the refit failed)."""
+    rows = []
+    for name, vals in tests.items():
+        for v in vals:
+            d, pv = tested[name].delta_at(v), tested[name].p_value(v)
+            ok = math.isfinite(d)
+            rows.append({"parameter": name, "value": v, "estimate": tested[name].estimate,
+                         "delta_ofv": d if ok else None, "p_value": pv if ok else None,
+                         "level": level, "rejected": bool(pv < 1.0 - level) if ok else None})
+    return rows
+
+
+def _verdict(r) -> str:
+    if r["rejected"] is None:
+        return "refit failed"
+    return "rejected" if r["rejected"] else "not rejected"
 
 
 def _test_lines(rows) -> list:
@@ -115,9 +128,13 @@ def _test_lines(rows) -> list:
         return []
     out = ["Likelihood-ratio tests (one refit with the parameter held at the value):"]
     for r in rows:
+        head = f"  {r['parameter']} = {r['value']:.6g} (estimate {r['estimate']:.6g}): "
+        if r["rejected"] is None:
+            out.append(head + "the refit failed (no test)")
+            continue
         verdict = f" (rejected at {100 * r['level']:g} %)" if r["rejected"] else ""
-        out.append(f"  {r['parameter']} = {r['value']:.6g} (estimate {r['estimate']:.6g}): "
-                   f"OFV - OFV_hat {r['delta_ofv']:+.3f}, p = {r['p_value']:.3g}{verdict}")
+        out.append(head + f"OFV - OFV_hat {r['delta_ofv']:+.3f}, p = {r['p_value']:.3g}"
+                   + verdict)
     return ["\n".join(out)]
 
 
@@ -139,8 +156,9 @@ def _markdown(profiles, rows, args, folder) -> str:
                 "| parameter | value | estimate | OFV − OFV_hat | p | "
                 f"at {100 * args.level:g} % |", "|---|---:|---:|---:|---:|---|"]
         out += [f"| {r['parameter']} | {r['value']:.6g} | {r['estimate']:.6g} | "
-                f"{r['delta_ofv']:+.3f} | {r['p_value']:.3g} | "
-                f"{'rejected' if r['rejected'] else 'not rejected'} |" for r in rows]
+                + ("– | – | " if r["rejected"] is None else
+                   f"{r['delta_ofv']:+.3f} | {r['p_value']:.3g} | ")
+                + f"{_verdict(r)} |" for r in rows]
         out += ["", "Each value refitted with the parameter held there and everything else "
                 "estimated; p = P(chi2_1 > OFV − OFV_hat).", ""]
     return "\n".join(out)

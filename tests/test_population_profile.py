@@ -385,6 +385,23 @@ def test_cli_profile_at_tests_hypotheses(tmp_path, capsys):
         assert not (tmp_path / "bad").exists()
 
 
+def test_cli_profile_at_a_failed_refit_is_no_test(tmp_path, capsys, monkeypatch):
+    """A hypothesis whose refit fails is reported as such (no statistic, no verdict), not as
+    rejected by an infinite statistic; the run still writes its folder (exit 0)."""
+    from progression.fit import _population_profile as mod
+
+    cfg = ROOT / "configs" / "theoph_population.toml"
+    fitdir, out = tmp_path / "fit", tmp_path / "tests"
+    assert _cli("fit", str(cfg), "--out", str(fitdir), "--no-figures", "--quiet") == 0
+    monkeypatch.setattr(mod, "_refit", lambda c, designs, executor: (math.inf, math.nan))
+    assert _cli("profile", str(cfg), "--fit", str(fitdir), "--out", str(out), "--quiet",
+                "--at", "CL=2.0") == 0
+    assert "CL = 2 (estimate 2.75153): the refit failed (no test)" in capsys.readouterr().out
+    (row,) = json.loads((out / "profile.json").read_text())["tests"]
+    assert (row["delta_ofv"], row["p_value"], row["rejected"]) == (None, None, None)
+    assert "| CL | 2 | 2.75153 | – | – | refit failed |" in (out / "profile.md").read_text()
+
+
 @pytest.mark.slow
 def test_saem_profile_agrees_with_focei_on_theoph():
     """SAEM's profile interval of omega^2 ka on Theoph (importance-sampling OFVs, MC SE
