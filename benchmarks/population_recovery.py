@@ -49,6 +49,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -748,7 +749,7 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=FIT_CONFIG,
     cfg = read_config(config, options, text)
     static = truth_for_config(cfg)
     static["key"] = key
-    meta = {"title": title, "command": " ".join(["python", *sys.argv]) if out else "run()",
+    meta = {"title": title, "command": shlex.join(["python", *sys.argv]) if out else "run()",
             "config": _rel(config), "config_sha": sha, "cohort_config": str(
                 COHORT_CONFIG.relative_to(ROOT)), "n": n, "seed0": seed0,
             "options": options, "key": key, "approximate": static["approximate"],

@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -295,7 +296,7 @@ def run(replicates: int, n: int = 200, seed0: int = 1000, config=pr.FIT_CONFIG,
     key = key_of(text, options, n, design)
     title = ("shipped design" if design == "clinic" else f"design {design}")
     meta = {"title": f"{title}, values from the fit's own model", "design": design,
-            "command": " ".join(["python", *sys.argv]) if out else "run()",
+            "command": shlex.join(["python", *sys.argv]) if out else "run()",
             "config": pr._rel(config),
             "config_sha": pr._key(text, options, n)[1],
             "cohort_config": str(pr.COHORT_CONFIG.relative_to(ROOT)) + " (design only)",
