@@ -15,18 +15,28 @@ omega^2 against the generator's truth (eD 0.341 / 0.0901; k0 at the reference co
 - ``ind0``: k0 and kA without their individual terms (only the shared pace), the fit's
   glial_ratio set to the generator's 0.033 / 0.0091;
 - ``treg0``: no per-patient Treg % offset; ``nodrop``: no informative dropout;
+- ``nodelay``: the diagnostic delay independent of the patient's early decline
+  (``[diagnosis] rate_exponent`` 0 instead of 0.5: in the generator faster progressors are
+  diagnosed sooner, so the reported onset, a covariate of the fit, carries information on the
+  patient's pace that the fit's likelihood ignores), with the shipped cohort's delay
+  distribution (geometric mean 11.1 months, log-SD 0.75); the same patients and delay draws;
 - ``tregall``: Treg % measured at every visit (the design of a research biomarker cohort; the
   shipped data have ~1 value per patient); visits and every other value stay the same;
 - ``edfix``: (fit) omega^2 eD fixed at the truth 0.0901, typical eD started at 0.341;
 - ``tfit``: (fit) CRP with the Student t(3) residual; ``base``: nothing changed;
 - ``tmaxre``: (fit) a random effect on Tmax with the generator's variance held (log scale,
-  0.0064; typical value estimated from 0.876); ``ft0re``: (fit) a random effect on fT0 with
-  the generator's Treg % offset variance held (0.01).
+  0.0064; typical value estimated from 0.876). (fT0's random effect for the Treg % offset, the
+  former ``ft0re``, is in the shipped config since 2026-12-01.)
+
+With ``--vpc K`` each control also scores the prediction-corrected VPC of ALSFRS-R (K
+simulations of the design, the fit's own bins): how many of the bins' observed 5th, 50th and
+95th percentiles lie outside the simulated 95 % bands.
 
 ``tmax0`` and ``ind0`` change the random stream (different patients); the others keep it.
 
     python benchmarks/als_ed_controls.py base edfix normcrp+tmax0+ind0+treg0+nodrop
         [--exploration 120] [--smoothing 80] [--seed 2026] [--cohort-seed N] [--is 200]
+        [--vpc 100]
 
 Each control takes 2-7 min on the shared 2-core machine; results (2026-12-01) in
 benchmarks/results/als_population_controls.md, section "eD: controls".
@@ -48,9 +58,9 @@ CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
 COHORT = ROOT / "configs" / "cohorts" / "als_clinic_v1.toml"
 #: generator's values on the fit's scales (progression.als.population_truth): typical, omega^2
 TRUTH = {"k0": (0.00898, 0.372), "eD": (0.341, 0.0901), "Q0": (1.0, 0.64),
-         "kappa_nfl": (6000.0, 0.09)}
-FEATURES = ("base", "normcrp", "tmax0", "ind0", "treg0", "nodrop", "edfix", "tfit", "tmaxre",
-            "ft0re", "tregall")
+         "nfl_scale": (1.0, 0.09)}
+FEATURES = ("base", "normcrp", "tmax0", "ind0", "treg0", "nodrop", "nodelay", "edfix", "tfit",
+            "tmaxre", "tregall")
 
 
 def _rep(text: str, old: str, new: str, count: int = 1) -> str:
@@ -81,6 +91,11 @@ def _texts(features: set) -> tuple[str, str]:
         coh = _rep(coh, "baseline = 0.5\nprobability = 0.1", "baseline = 1.0\nprobability = 1.0")
     if "nodrop" in features:
         coh = _rep(coh, "rate = 0.003 ", "rate = 0.0 ")
+    if "nodelay" in features:
+        # the shipped cohort's delays: median 10.7, geometric mean 11.1 months, log-SD 0.75
+        coh = _rep(coh, "rate_exponent = 0.5        #", "rate_exponent = 0.0        #")
+        coh = _rep(coh, "delay_median = 6.3 ", "delay_median = 11.1")
+        coh = _rep(coh, "delay_sd_log = 0.6 ", "delay_sd_log = 0.75")
     if "edfix" in features:
         cfg = _rep(cfg, 'value = 0.34\nbounds = [0.01, 5.0]\nscale = "log"\neta = 0.09',
                    'value = 0.341\nbounds = [0.01, 5.0]\nscale = "log"\neta = 0.0901\n'
@@ -89,14 +104,23 @@ def _texts(features: set) -> tuple[str, str]:
         cfg = _rep(cfg, "[parameters.eD]", '[parameters.Tmax]\nestimate = "population"\n'
                    'value = 0.876\nbounds = [0.4, 1.0]\nscale = "log"\neta = 0.0064\n'
                    'eta_fixed = true\n\n[parameters.eD]')
-    if "ft0re" in features:
-        cfg = _rep(cfg, "[parameters.eD]", '[parameters.fT0]\nestimate = "population"\n'
-                   'value = 6.0\nbounds = [5.0, 8.0]\nscale = "log"\neta = 0.01\n'
-                   'eta_fixed = true\n\n[parameters.eD]')
     return coh, cfg
 
 
-def run(label: str, k1: int, k2: int, seed: int, cohort_seed, is_samples: int) -> str:
+def vpc_misses(res, n_sim: int, observable: str = "ALSFRS_R") -> str:
+    """The fit's prediction-corrected VPC of one observable, scored: per percentile, the bins
+    whose observed value lies outside the simulated band."""
+    from progression.fit.population._outputs import population_outputs
+
+    v = population_outputs(res, n_sim=n_sim).vpcs[observable]
+    out = (v.observed < v.sim_lo) | (v.observed > v.sim_hi)
+    parts = [f"{p:g}th {int(out[:, j].sum())}/{len(v.x)}" for j, p in enumerate(v.percentiles)]
+    return f"  VPC of {observable} ({n_sim} simulations): observed outside the band: " + \
+        ", ".join(parts)
+
+
+def run(label: str, k1: int, k2: int, seed: int, cohort_seed, is_samples: int,
+        n_vpc: int = 0) -> str:
     import progression as pg
     import progression.als.synthetic as S
     from progression.fit.config import parse_fit_config
@@ -145,6 +169,8 @@ def run(label: str, k1: int, k2: int, seed: int, cohort_seed, is_samples: int) -
                                             for i, p in enumerate(res.parameters)
                                             if p.kind == "error"))
     lines.append(f"  OFV {pop.ofv:.2f} (importance sampling, NONMEM convention)")
+    if n_vpc:
+        lines.append(vpc_misses(res, n_vpc))
     return "\n".join(lines)
 
 
@@ -156,10 +182,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--cohort-seed", type=int, default=None)
     ap.add_argument("--is", dest="is_samples", type=int, default=200)
+    ap.add_argument("--vpc", type=int, default=0, metavar="K",
+                    help="score the ALSFRS-R pcVPC with K simulations (0: no VPC)")
     a = ap.parse_args(argv)
     for label in a.controls:
-        print(run(label, a.exploration, a.smoothing, a.seed, a.cohort_seed, a.is_samples),
-              flush=True)
+        print(run(label, a.exploration, a.smoothing, a.seed, a.cohort_seed, a.is_samples,
+                  a.vpc), flush=True)
 
 
 if __name__ == "__main__":
