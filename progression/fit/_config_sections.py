@@ -285,7 +285,7 @@ def parameter_tables(chk: _Check, doc: dict, model, estimator, errors: dict,
     return parameters
 
 
-def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
+def estimator_table(chk: _Check, doc: dict, max_failed_share: float, model=None) -> dict:
     """``[estimator]``: the estimator options, with ``max_failed_share`` from ``[fit]``."""
     est = chk.table("estimator", doc.get("estimator"))
     chk.unknown("estimator", est, tuple(_ESTIMATOR_DEFAULTS))
@@ -361,6 +361,29 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float) -> dict:
         else:
             options["profile_parameters"] = tuple(dict.fromkeys(n.strip() for n in names))
     options["profile_parameters"] = tuple(options["profile_parameters"])
+    if "vpc_end_events" in est:
+        # terminal events of the model that end a simulated patient's observations in the
+        # population VPC (progression.fit.population._vpc_events)
+        names = est["vpc_end_events"]
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list):
+            chk.add("estimator.vpc_end_events", f"expected an array of the model's terminal "
+                                                f"event names, found {_found(names)}")
+        elif not all(isinstance(n, str) for n in names):
+            odd = next(n for n in names if not isinstance(n, str))
+            chk.add("estimator.vpc_end_events", f"expected an array of the model's terminal "
+                                                f"event names, found {_found(odd)} in it")
+        elif model is not None:
+            terminal = [e.name for e in model.events if e.terminal]
+            bad = [n for n in names if n not in terminal]
+            if bad:
+                chk.add("estimator.vpc_end_events",
+                        f"expected terminal events of model '{model.name}' "
+                        f"({', '.join(terminal) or 'it has none'}), found "
+                        f"{', '.join(map(repr, bad))}")
+            else:
+                options["vpc_end_events"] = tuple(dict.fromkeys(names))
+    options["vpc_end_events"] = tuple(options["vpc_end_events"])
     options["max_failed_share"] = max_failed_share
     return options
 

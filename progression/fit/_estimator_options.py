@@ -74,6 +74,11 @@ class EstimatorOptions:
         (``NAME``, ``"omega^2 NAME"``, ``"OBS.a"``); empty: every typical value, variance
         and residual parameter the fit estimates
         (:func:`progression.fit.profile_population`).
+    vpc_end_events : tuple of str
+        Population fits: terminal events of the model (``"death"``) that end a simulated
+        patient's observations in the fit folder's VPC, each simulated patient enrolled
+        event-free at its first observation (:mod:`progression.fit.population._vpc_events`);
+        empty: the VPC simulates every observation of the design.
     """
 
     starts: int = 1
@@ -98,10 +103,12 @@ class EstimatorOptions:
     is_samples: int = 2000
     saem_covariance: str = "sa"
     profile_parameters: tuple = ()
+    vpc_end_events: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "uncertainty", tuple(self.uncertainty))
         object.__setattr__(self, "profile_parameters", tuple(self.profile_parameters))
+        object.__setattr__(self, "vpc_end_events", tuple(self.vpc_end_events))
 
     @classmethod
     def coerce(cls, options, where: str = "estimator options") -> EstimatorOptions:
@@ -133,4 +140,5 @@ class EstimatorOptions:
         out = dataclasses.asdict(self)
         out["uncertainty"] = list(self.uncertainty)
         out["profile_parameters"] = list(self.profile_parameters)
+        out["vpc_end_events"] = list(self.vpc_end_events)
         return out

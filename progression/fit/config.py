@@ -58,6 +58,7 @@ _ESTIMATOR_DEFAULTS = {
     "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
     "npde_samples": 200, "saem_exploration": 300, "saem_smoothing": 200, "saem_chains": 0,
     "is_samples": 2000, "saem_covariance": "sa", "profile_parameters": [],
+    "vpc_end_events": [],
 }
 _SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,
                     "max_steps": 100_000, "outputs": "grid", "grid_step": "auto",
@@ -335,7 +336,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     errors, error_params = sections.error_tables(chk, doc, model)
     parameters = sections.parameter_tables(chk, doc, model, estimator, errors, error_params)
     parameters = omega_table(chk, doc, parameters, estimator)
-    options = sections.estimator_table(chk, doc, max_failed_share)
+    options = sections.estimator_table(chk, doc, max_failed_share, model)
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)
     conditions = conditions_reader.condition_tables(chk, doc.get("conditions"), model,

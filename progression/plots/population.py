@@ -272,6 +272,14 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
     if ax_blq is not None:
         h2, l2 = ax_blq.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
+    ended = getattr(v, "sim_ended", None)
+    if ended is not None and np.isfinite(ended).any():
+        # a text-only entry: which simulated values the end events (death) removed
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], ls="none"))
+        labels.append(f"simulated values after the simulated patient's death left out: "
+                      f"{100 * np.nanmin(ended):.0f}-{100 * np.nanmax(ended):.0f} % per bin")
     legend_below(fig, handles, labels, ncols=2)
     return _finish(fig, path)
 

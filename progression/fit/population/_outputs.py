@@ -61,9 +61,11 @@ from ._diagnostics import epsilon_shrinkage, residual_diagnostics
 from ._ext import ExtTable, write_ext
 from ._npde import npde
 from ._vpc import vpc
+from ._vpc_events import MAX_ENTRY_DRAWS, EndedDraws, EndEvents
 
 __all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS",
-           "NPDE_SAMPLES", "FOCEI_METHOD", "BLQ_CI", "censoring_report_lines", "vpc_limits"]
+           "NPDE_SAMPLES", "FOCEI_METHOD", "BLQ_CI", "censoring_report_lines", "vpc_limits",
+           "vpc_report_lines"]
 
 #: Default number of simulated replicates of each subject's design for NPDE and the VPC.
 NPDE_SAMPLES = 200
@@ -81,6 +83,8 @@ EXT_METHODS = {"focei": FOCEI_METHOD,
                "saem": "Stochastic Approximation Expectation-Maximization"}
 # how often a failed simulated replicate is drawn again before giving up
 _REDRAWS = 5
+#: Observations per VPC bin at most, where the design has fewer occasions than that needs.
+_OBS_PER_BIN = 100
 _DPI = 120
 
 
@@ -113,6 +117,9 @@ class PopulationOutputs:
     epsilon_shrinkage : float
         ``1 - SD(IWRES)`` (a fraction).
     n_sim, seed : int
+    vpc_end_events : tuple of str
+        Terminal events that end simulated patients' observations in the VPC
+        (``[estimator] vpc_end_events``; empty: none).
     """
 
     data: PopulationData
@@ -130,6 +137,7 @@ class PopulationOutputs:
     epsilon_shrinkage: float
     n_sim: int
     seed: int
+    vpc_end_events: tuple = ()
 
     def column(self, name: str, i: int, n_i: int) -> np.ndarray:
         """Subject ``i``'s values (n_i,) of a :data:`DATA_COLUMNS` entry."""
@@ -215,12 +223,14 @@ def _values(model, phi, index) -> np.ndarray:
 
 
 def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed: int,
-                     source: str = "population fit") -> np.ndarray:
+                     source: str = "population fit", end=None) -> np.ndarray:
     """K replicates (K, N, n) of every subject's design: ``eta ~ N(0, Omega)``, the model's
     prediction, plus ``N(0, V(f))`` residual noise; NaN in padding.
 
     A replicate whose simulation fails is drawn again (up to 5 times); raises FitError naming
-    the subject if it keeps failing.
+    the subject if it keeps failing. With ``end`` (an :class:`~._vpc_events.EndEvents`) a
+    simulated patient is also drawn again (up to 50 times) while its end event comes before
+    its first observation, and has NaN at and after its event.
     """
     rng = np.random.default_rng(seed)
     N, n = data.y.shape
@@ -231,8 +241,9 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
     phi = np.repeat(mu[None], K, axis=0).reshape(K * N, -1).copy()
     phi[:, eta_columns] += rng.standard_normal((K * N, E)) @ L.T
     f = _values(model, phi, index)
+    mask = np.tile(data.mask, (K, 1))
     for _ in range(_REDRAWS):
-        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~np.tile(data.mask, (K, 1)), axis=1))
+        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~mask, axis=1))
         if bad.size == 0:
             break
         phi[bad] = np.tile(mu[0], (bad.size, 1))
@@ -240,11 +251,32 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
                                          + rng.standard_normal((bad.size, E)) @ L.T)
         f[bad] = _values(model, phi[bad], index[bad])
     else:
-        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~np.tile(data.mask, (K, 1)), axis=1))
+        bad = np.flatnonzero(~np.all(np.isfinite(f) | ~mask, axis=1))
         if bad.size:
             raise FitError(f"{source}: simulations for NPDE: the simulation of subject "
                            f"{index[bad[0]]} failed in {_REDRAWS + 1} draws of its random "
                            "effects; expected finite predictions")
+    if end is not None:
+        # entry conditional on being event-free at the first observation (the hazards' scores
+        # z from a stream of their own)
+        zr = np.random.default_rng([seed, 2])
+        drawn = end.draw(model.thetas(phi), index, zr)
+        ended = drawn.ended
+        for _ in range(MAX_ENTRY_DRAWS):
+            dead = np.flatnonzero(~drawn.alive_at_entry)
+            if dead.size == 0:
+                break
+            phi[dead] = np.tile(mu[0], (dead.size, 1))
+            phi[np.ix_(dead, eta_columns)] = (mu[index[dead]][:, eta_columns]
+                                              + rng.standard_normal((dead.size, E)) @ L.T)
+            f[dead] = _values(model, phi[dead], index[dead])
+            drawn = end.draw(model.thetas(phi[dead]), index[dead], zr)
+            ended[dead] = drawn.ended
+            alive = np.ones(K * N, dtype=bool)
+            alive[dead] = drawn.alive_at_entry & np.all(np.isfinite(f[dead]) | ~mask[dead],
+                                                        axis=1)
+            drawn = EndedDraws(ended=ended, alive_at_entry=alive)
+        f = np.where(ended, np.nan, f)
     f = f.reshape(K, N, n)
     obs = np.broadcast_to(data.observable, f.shape)
     with np.errstate(all="ignore"):
@@ -311,6 +343,15 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         dv = np.where(data.mask, np.where(lg, np.exp(y_core), y_core), np.nan)
     cens = np.where(data.mask, data.cens, np.nan).astype(float)
     limits = vpc_limits(data)
+    end_events = tuple(opts.get("vpc_end_events") or ())
+    vpc_sims, ended = sims, None
+    if end_events:
+        # the VPC's own simulations: each simulated patient's observations end at its end
+        # event, and it is enrolled event-free (_vpc_events); NPDE keep the plain ones
+        end = EndEvents(model.problem, model.designs, end_events)
+        vpc_sims = simulate_designs(model, data, mu, omega, residual, eta_cols, K, s,
+                                    f"fit '{result.name}'", end=end)
+        ended = np.isnan(vpc_sims) & data.mask[None]
     vpcs, left = {}, {}
     for k, name in enumerate(result.observables):
         use = data.mask & (data.observable == k)
@@ -328,15 +369,17 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         below = bool(np.any(ok & (data.cens == 1)))
         extra = dict(lloq=np.where(ok, limits, np.nan), cens=np.where(ok, data.cens, 0),
                      blq_ci=BLQ_CI) if below else {}
+        if ended is not None:
+            extra["ended"] = ended.reshape(K, -1)
         vpcs[name] = vpc(np.where(ok, time, np.nan), np.where(ok, y_core, np.nan),
-                         np.where(ok[None], sims, np.nan).reshape(K, -1),
+                         np.where(ok[None], vpc_sims, np.nan).reshape(K, -1),
                          pred=np.where(ok, r.pred, np.nan), log_scale=log_k,
                          n_bins=_n_bins(ok), **extra,
                          source=f"fit '{result.name}': VPC of {name}")
     return PopulationOutputs(data=data, time=time, dv=dv, cens=cens, pred=pred, ipred=ipred,
                              iwres=r.iwres, cwres=r.cwres, npde=nd.npde, sims=sims, vpcs=vpcs,
                              vpc_left_out=left, epsilon_shrinkage=epsilon_shrinkage(r.iwres),
-                             n_sim=K, seed=s)
+                             n_sim=K, seed=s, vpc_end_events=end_events)
 
 
 def vpc_limits(data: PopulationData) -> np.ndarray:
@@ -392,11 +435,39 @@ def censoring_report_lines(out: PopulationOutputs) -> list[str]:
     return lines
 
 
+def vpc_report_lines(out: PopulationOutputs) -> list[str]:
+    """Markdown lines for ``report.md`` scoring each VPC: per percentile, the bins whose
+    observed value lies outside its simulated band; with end events, the share of simulated
+    values each bin lost to them."""
+    if not out.vpcs:
+        return []
+    lines = []
+    if out.vpc_end_events:
+        lines += [f"**End events in the VPC** (`vpc_end_events`: "
+                  f"{', '.join(out.vpc_end_events)}): each simulated patient is simulated to its "
+                  "own event (hazard thresholds drawn per patient), drawn again until it is "
+                  "event-free at its first observation, and has no simulated value at or after "
+                  "the event, as the data have none after a patient's death.", ""]
+    for name, v in out.vpcs.items():
+        miss = (v.observed < v.sim_lo) | (v.observed > v.sim_hi)
+        parts = [f"{p:g}th {int(miss[:, j].sum())} of {int(np.isfinite(v.observed[:, j]).sum())}"
+                 for j, p in enumerate(v.percentiles)]
+        line = (f"VPC of {name} ({len(v.x)} bins): observed percentiles outside the simulated "
+                f"{100 * v.ci:g} % band: {', '.join(parts)}.")
+        if v.sim_ended is not None:
+            line += (" Simulated values lost to end events per bin: "
+                     + ", ".join(f"{100 * x:.0f} %" for x in v.sim_ended) + ".")
+        lines += [line, ""]
+    return lines
+
+
 def _n_bins(use: np.ndarray) -> int:
     """VPC bins: one per typical sampling occasion, the median number of observations per
-    subject (so that quantile bins fall on the nominal times of a rich design), 3 to 10."""
+    subject (so that quantile bins fall on the nominal times of a rich design), and at least
+    one per 100 observations (a sparse cohort design: ~5 values per patient over years would
+    otherwise put years of follow-up into one bin); 3 to 10."""
     per = use.sum(axis=1)
-    return int(min(10, max(3, np.median(per[per > 0]))))
+    return int(min(10, max(3, np.median(per[per > 0]), int(use.sum()) // _OBS_PER_BIN)))
 
 
 def ext_table(result) -> ExtTable:

@@ -77,6 +77,9 @@ class VPCResult:
     obs_censored, obs_limit : ndarray or None
         Which of them are censored below the limit, and each one's limit (prediction
         corrected like the values), with censoring; None without.
+    sim_ended : ndarray (B,) or None
+        Share of the simulated values of each bin that do not exist because the simulated
+        patient's end event came first (None without end events).
     """
 
     edges: np.ndarray
@@ -97,6 +100,7 @@ class VPCResult:
     blq_ci: float | None = None
     obs_censored: np.ndarray | None = None
     obs_limit: np.ndarray | None = None
+    sim_ended: np.ndarray | None = None
 
     def inside(self, p: float = 50) -> np.ndarray:
         """Per bin, whether the observed percentile ``p`` lies inside its simulated band."""
@@ -192,7 +196,7 @@ def _percentiles(v: np.ndarray, cens: np.ndarray, limit: float, q) -> np.ndarray
 
 def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
         percentiles=(5, 50, 95), ci: float = 0.95, lloq=None, cens=None,
-        blq_ci: float | None = None,
+        blq_ci: float | None = None, ended=None,
         log_scale: bool = False, lower_bound: float = 0.0, source: str = "vpc") -> VPCResult:
     """A VPC, or with ``pred`` a prediction-corrected VPC.
 
@@ -219,6 +223,11 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
         ``lloq``.
     blq_ci : float, optional
         Level of the band of the simulated fraction below the limit (default ``ci``).
+    ended : array_like of bool (K, M), optional
+        Simulated values that do not exist because the simulated patient's end event (death)
+        came first (:mod:`._vpc_events`); their entries of ``sims`` may be NaN. Each
+        replicate's percentiles and fraction below the limit are then those of its existing
+        values, and ``sim_ended`` gives the share that ended per bin.
     log_scale, lower_bound : see :func:`prediction_correct`.
     source : str
         Name used in error messages.
@@ -267,15 +276,24 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
     else:
         lim = np.full(y.shape, -np.inf)
         c = np.zeros(y.shape, dtype=bool)
-    t, y, S, lim, c = t[use], y[use], S[:, use], lim[use], c[use]
-    if not np.all(np.isfinite(S)):
-        k, j = np.argwhere(~np.isfinite(S))[0]
+    if ended is None:
+        gone = np.zeros(S.shape, dtype=bool)
+    else:
+        gone = np.asarray(ended, dtype=bool).reshape(S.shape[0], -1)
+        if gone.shape != S.shape:
+            raise FitError(f"{source}: ended: expected flags of shape {S.shape}, found "
+                           f"{np.shape(ended)}")
+    t, y, S, lim, c, gone = t[use], y[use], S[:, use], lim[use], c[use], gone[:, use]
+    if not np.all(np.isfinite(S) | gone):
+        k, j = np.argwhere(~(np.isfinite(S) | gone))[0]
         raise FitError(f"{source}: expected finite simulated values, found {S[k, j]} in "
                        f"replicate {k} for observation {j}")
     e = vpc_bins(t, n_bins, edges, source)
     b = _assign(t, e)
     B = len(e) - 1
-    sim_c = S < lim  # simulated values below the limit are censored like observations
+    S = np.where(gone, np.nan, S)
+    sim_c = (S < lim) & ~gone  # simulated values below the limit are censored like observations
+    sim_ended = None if ended is None else np.full(B, np.nan)
     blq_obs = blq_sim = None
     if lloq is not None:
         blq_obs = np.full(B, np.nan)
@@ -285,8 +303,11 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
             m = b == k
             if m.any():
                 blq_obs[k] = c[m].mean()
-                frac = sim_c[:, m].mean(axis=1)
-                blq_sim[k] = np.percentile(frac, [lo_q, 50, hi_q])
+                with np.errstate(invalid="ignore"):
+                    frac = sim_c[:, m].sum(axis=1) / (~gone[:, m]).sum(axis=1)
+                frac = frac[np.isfinite(frac)]
+                if frac.size:
+                    blq_sim[k] = np.percentile(frac, [lo_q, 50, hi_q])
     corrected = pred is not None
     if corrected:
         P = np.asarray(pred, dtype=float).ravel()
@@ -316,9 +337,12 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
         if not m.any():
             continue
         x[k] = np.median(t[m])
+        if sim_ended is not None:
+            sim_ended[k] = gone[:, m].mean()
         limit = np.min(lim[m]) if lloq is not None else -np.inf
         observed[k] = _percentiles(y[m], c[m], limit, q)
-        reps = np.array([_percentiles(S[r, m], sim_c[r, m], limit, q) for r in range(K)])
+        reps = np.array([_percentiles(S[r, m][~gone[r, m]], sim_c[r, m][~gone[r, m]], limit, q)
+                         for r in range(K)])
         with np.errstate(all="ignore"):
             for j in range(nq):
                 col = reps[:, j][np.isfinite(reps[:, j])]
@@ -331,4 +355,4 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
                      n_sim=K, obs_time=t, obs_value=np.where(c, np.nan, y),
                      blq_ci=blq_ci if lloq is not None else None,
                      obs_censored=c if lloq is not None else None,
-                     obs_limit=lim if lloq is not None else None)
+                     obs_limit=lim if lloq is not None else None, sim_ended=sim_ended)

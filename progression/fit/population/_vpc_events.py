@@ -1,0 +1,138 @@
+"""Terminal events in the VPC's simulations: observations end where a patient's event comes.
+
+A cohort followed until death has no observations after death, and a clinic cohort enrols
+only patients alive at their first visit. A VPC that simulates new random effects on the
+patients' designs and ignores both compares the observed survivors with simulated patients
+of whom many would have died before the time of the observation (on the synthetic ALS cohort
+a third of the simulated ALSFRS-R values lay below the lowest score a living patient had).
+With ``[estimator] vpc_end_events = ["death"]`` each simulated patient
+
+- gets its own draw of every hazard's score ``z_NAME ~ N(0, 1)`` (the Exp(1) threshold of
+  ``[hazards.NAME]``, as synthetic cohorts and virtual trials draw it) and is simulated to its
+  terminal events under its own parameters (and its own anchored clock);
+- is drawn again (random effects and scores) while its first event comes before its first
+  observation: patients are simulated conditional on being event-free at entry, as the
+  cohort was enrolled;
+- has no simulated value at and after its event (:class:`EndedDraws.ended`); the VPC's
+  percentiles and fractions below a limit count the simulated values that exist.
+
+Event times come from :func:`progression.simulate` on the fit's model (the compiled stiff
+integrator, one batch per 2,000 rows), so threshold events and hazard events alike are
+handled the way the model defines them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import ConfigError
+
+__all__ = ["EndEvents", "EndedDraws", "check_end_events"]
+
+#: Rows per simulate() call: bounds the memory of the (rows, times, outputs) arrays.
+_CHUNK = 2000
+#: Draws of a simulated patient until it is event-free at its first observation.
+MAX_ENTRY_DRAWS = 50
+
+
+def check_end_events(model, events, where: str = "estimator.vpc_end_events") -> tuple:
+    """``events`` as a tuple of the model's terminal event names.
+
+    Raises
+    ------
+    ConfigError
+        A name that is not an event of the model, or an event that is not terminal (named,
+        with the terminal events the model has).
+    """
+    names = tuple(events or ())
+    terminal = [e.name for e in model.events if e.terminal]
+    known = {e.name for e in model.events}
+    bad = [n for n in names if n not in terminal]
+    if bad:
+        what = ("not a terminal event" if all(n in known for n in bad)
+                else "not an event of the model")
+        have = ", ".join(terminal) or "none: the model has no terminal events"
+        raise ConfigError(f"key '{where}': {', '.join(map(repr, bad))} is {what} of model "
+                          f"'{model.name}'; expected some of {have}")
+    return names
+
+
+@dataclass(frozen=True)
+class EndedDraws:
+    """What the terminal events did to K x N simulated patients.
+
+    Attributes
+    ----------
+    ended : ndarray of bool (rows, n)
+        Observations a simulated patient does not have: at or after its first end event (and
+        padding beyond the subject's design).
+    alive_at_entry : ndarray of bool (rows,)
+        Event-free at the subject's first observation.
+    """
+
+    ended: np.ndarray
+    alive_at_entry: np.ndarray
+
+
+class EndEvents:
+    """The end events of a population fit's simulations (see the module docstring).
+
+    Parameters
+    ----------
+    problem : Problem
+        The fit's problem (model, parameter rows, time offset and anchor).
+    designs : sequence of SubjectDesign
+        The subjects' designs (observation times, offset covariate).
+    events : sequence of str
+        Terminal events of the model that end a patient's observations.
+    """
+
+    def __init__(self, problem, designs, events):
+        self.problem = problem
+        self.designs = list(designs)
+        self.events = check_end_events(problem.model, events)
+        model = problem.model
+        # the Exp(1) threshold of every hazard is drawn per simulated patient
+        self.scores = tuple(f"z_{h.name}" for h in getattr(model.spec, "hazards", ())
+                            if f"z_{h.name}" in model.parameter_names)
+
+    def draw(self, theta: np.ndarray, index: np.ndarray, rng: np.random.Generator
+             ) -> EndedDraws:
+        """End events of simulated patients with parameter rows ``theta`` (R, Q) of subjects
+        ``index`` (R,); scores ``z`` drawn from ``rng``."""
+        from ...simulate import simulate
+
+        p = self.problem
+        theta = np.array(theta, dtype=float, copy=True)
+        index = np.asarray(index, dtype=int)
+        R = theta.shape[0]
+        for name in self.scores:
+            theta[:, p.model.parameter_names.index(name)] = rng.standard_normal(R)
+        full = p.with_anchor_values([self.designs[i] for i in index], theta)
+        cov = np.array([self.designs[i].offset_covariate for i in index], dtype=float)
+        offset = full[:, p.offset_index] + p.offset_factor * cov
+        n = max(d.n for d in self.designs)
+        t_model = np.full((R, n), np.nan)
+        for r, i in enumerate(index):
+            d = self.designs[i]
+            t_model[r, :d.n] = np.asarray(d.time, dtype=float) + offset[r]
+        t_event = np.full(R, np.inf)
+        horizon = float(np.nanmax(t_model)) + 1.0
+        names = p.model.parameter_names
+        for lo in range(0, R, _CHUNK):
+            rows = slice(lo, min(R, lo + _CHUNK))
+            params = {q: full[rows, j] for j, q in enumerate(names)}
+            # event times only: the default method (compiled per-subject integrator) at the
+            # fit's tolerances, whatever method the fit's predictions use
+            sim = simulate(p.model, params, np.array([0.0, max(horizon, 1.0)]),
+                           rtol=float(p.solver.get("rtol", 1e-6)),
+                           atol=float(p.solver.get("atol", 1e-9)))
+            for e in self.events:
+                te = np.asarray(sim.event_time(e), dtype=float).ravel()
+                t_event[rows] = np.fmin(t_event[rows], np.where(np.isfinite(te), te, np.inf))
+        with np.errstate(invalid="ignore"):
+            ended = ~(t_model < t_event[:, None])
+        entry = np.nanmin(np.where(np.isfinite(t_model), t_model, np.inf), axis=1)
+        return EndedDraws(ended=ended, alive_at_entry=t_event > entry)
