@@ -242,14 +242,18 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
     phi[:, eta_columns] += rng.standard_normal((K * N, E)) @ L.T
     f = _values(model, phi, index)
     mask = np.tile(data.mask, (K, 1))
+
+    def redraw(rows):
+        # new random effects for these rows, around their own subject's typical values
+        phi[rows] = mu[index[rows]]
+        phi[np.ix_(rows, eta_columns)] += rng.standard_normal((rows.size, E)) @ L.T
+        f[rows] = _values(model, phi[rows], index[rows])
+
     for _ in range(_REDRAWS):
         bad = np.flatnonzero(~np.all(np.isfinite(f) | ~mask, axis=1))
         if bad.size == 0:
             break
-        phi[bad] = np.tile(mu[0], (bad.size, 1))
-        phi[np.ix_(bad, eta_columns)] = (mu[index[bad]][:, eta_columns]
-                                         + rng.standard_normal((bad.size, E)) @ L.T)
-        f[bad] = _values(model, phi[bad], index[bad])
+        redraw(bad)
     else:
         bad = np.flatnonzero(~np.all(np.isfinite(f) | ~mask, axis=1))
         if bad.size:
@@ -266,10 +270,7 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
             dead = np.flatnonzero(~drawn.alive_at_entry)
             if dead.size == 0:
                 break
-            phi[dead] = np.tile(mu[0], (dead.size, 1))
-            phi[np.ix_(dead, eta_columns)] = (mu[index[dead]][:, eta_columns]
-                                              + rng.standard_normal((dead.size, E)) @ L.T)
-            f[dead] = _values(model, phi[dead], index[dead])
+            redraw(dead)
             drawn = end.draw(model.thetas(phi[dead]), index[dead], zr)
             ended[dead] = drawn.ended
             alive = np.ones(K * N, dtype=bool)
