@@ -25,6 +25,7 @@ import pytest
 from scipy.special import erfc
 from scipy.stats import norm
 
+from progression.errors import ConfigError
 from progression.fit import Design, Problem, parse_fit_config
 from progression.fit.population._vpc import vpc
 from progression.fit.population._vpc_events import EndEvents
@@ -187,11 +188,11 @@ def test_share_lost_to_death_is_the_conditional_closed_form(fitted):
 def test_without_end_events_the_vpc_simulates_every_observation(fitted):
     from progression.fit.population._outputs import population_outputs
 
-    res = fitted
-    res.provenance["options"]["vpc_end_events"] = []
-    try:
-        out = population_outputs(res)
-    finally:
-        res.provenance["options"]["vpc_end_events"] = ["death"]
+    out = population_outputs(fitted, end_events=())
     assert out.vpcs["log_x"].sim_ended is None
     assert out.vpc_end_events == ()
+    # the keyword takes any terminal event; a name that is not one is refused by name
+    out = population_outputs(fitted, n_sim=50, end_events=["lost"])
+    assert out.vpc_end_events == ("lost",) and np.all(out.vpcs["log_x"].sim_ended == 0.0)
+    with pytest.raises(ConfigError, match="'half' is not a terminal event"):
+        population_outputs(fitted, n_sim=50, end_events=["half"])

@@ -27,6 +27,7 @@ from .parts import (
     Predictions,
     Uncertainty,
 )
+from .population._outputs import PopulationOutputs, population_outputs
 from .problem import Design, Problem
 from .result import FitResult, load_fit
 
@@ -44,6 +45,7 @@ __all__ = [
     "FitParameter",
     "FitResult",
     "IndividualPart",
+    "PopulationOutputs",
     "PopulationPart",
     "PopulationProfile",
     "Predictions",
@@ -53,6 +55,7 @@ __all__ = [
     "get_estimator",
     "load_fit",
     "parse_fit_config",
+    "population_outputs",
     "profile_population",
     "read_fit_config",
     "with_parameter_held",

@@ -294,8 +294,8 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
     return np.where(data.mask[None], sims, np.nan)
 
 
-def population_outputs(result, n_sim: int | None = None, seed: int | None = None
-                       ) -> PopulationOutputs:
+def population_outputs(result, n_sim: int | None = None, seed: int | None = None, *,
+                       end_events=None) -> PopulationOutputs:
     """The per-observation diagnostics, simulations and VPCs of a population fit.
 
     Parameters
@@ -306,6 +306,10 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         Replicates K (default: the fit's ``[estimator] npde_samples``, else 200).
     seed : int, optional
         Seed of the simulations (default: the fit's ``[estimator] seed``, else 0).
+    end_events : sequence of str, optional
+        Terminal events of the model that end simulated patients' observations in the VPC
+        (:mod:`._vpc_events`; default: the fit's ``[estimator] vpc_end_events``; ``()``:
+        none).
 
     Returns
     -------
@@ -344,7 +348,8 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         dv = np.where(data.mask, np.where(lg, np.exp(y_core), y_core), np.nan)
     cens = np.where(data.mask, data.cens, np.nan).astype(float)
     limits = vpc_limits(data)
-    end_events = tuple(opts.get("vpc_end_events") or ())
+    end_events = tuple(opts.get("vpc_end_events") or () if end_events is None
+                       else end_events)
     vpc_sims, ended = sims, None
     if end_events:
         # the VPC's own simulations: each simulated patient's observations end at its end
