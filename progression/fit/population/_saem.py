@@ -93,7 +93,8 @@ iteration draws the latent ``w`` from its conditional ``Gamma((df+1)/2, rate (df
 so the residual statistics become ``sum w r^2`` and the scale's M-step stays in closed form
 (the EM of Liu & Rubin 1995 for the t, here stochastic), and Louis' information is the
 complete-data one in ``(phi, w)``. The Fisher-scoring M-step of parameters without a random
-effect knows the Gaussian score only, so they are refused with a t residual.
+effect takes the same complete data: given ``w`` the score and information of those
+typical values are Gaussian with variance ``V / w`` (:mod:`._saem_fixed`).
 
 Parameters without a random effect (not in ``eta_columns``) are held at their ``mu0`` values,
 or, those named in ``estimate_columns``, estimated in the M-step by a Fisher-scoring step on
@@ -329,12 +330,6 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                        f"effect cannot be estimated with a survival term in the likelihood "
                        f"(its score is not in the M-step); expected a random effect on "
                        f"every estimated parameter")
-    if chains.any_t and fcols.size:
-        # the Fisher-scoring M-step of those typical values knows the Gaussian score only
-        raise FitError(f"SAEM estimate_columns {fcols.tolist()}: parameters without a random "
-                       f"effect cannot be estimated with a Student-t residual (the M-step's "
-                       f"score is Gaussian); expected a random effect on every estimated "
-                       f"parameter, or a normal residual")
     d = chains.d
     obs_k = [d.mask & (d.observable == k) for k in range(K)]
     n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
@@ -469,7 +464,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                 if exploring:
                     s_corr *= 1.0 + 0.4 * (rate - 0.4)
         # --- imputation of censored values, then the stochastic approximation ----------
-        ysim = complete_data(rng, chains, f, res_now)
+        ysim, w_t = complete_data(rng, chains, f, res_now, weights=True)
         phi_e = mu_i[sub][:, cols] + eta
         gamma = 1.0 if exploring else 1.0 / (k - k1_end) ** opt.alpha
         if fcols.size:
@@ -477,7 +472,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             # random effect at these draws (for the M-step and Louis' information)
             phi_now = phi_of(eta, mu_i)
             f_score, f_info, f_per = fstep.score_information(chains, phi_now, f, ysim,
-                                                             res_now, C)
+                                                             res_now, C, weights=w_t)
         m1 = phi_e.reshape(N, C, E).mean(axis=1)
         m2 = np.einsum("re,rf->ef", phi_e, phi_e) / C
         fz = np.where(d.mask, f, 0.0)

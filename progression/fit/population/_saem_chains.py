@@ -193,13 +193,15 @@ class _Bounded:
         return self.model.predict(phi, index, bound=self.bound)
 
 
-def complete_data(rng, chains, f, residual):
+def complete_data(rng, chains, f, residual, *, weights: bool = False):
     """The simulation step's complete data at the chains' predictions ``f`` (R, n): censored
     values imputed from the truncated normal (truncated t for Student-t residuals) given
     ``f``, and Student-t values rescaled by their latent precision weights (drawn given the
     values, :func:`t_weights`) so that ``(ysim - f)^2 = w (y - f)^2``, which is what the
     residual statistics and Louis' information read. Uses ``rng`` only for censored values
-    and t residuals; returns ``ysim`` (R, n) (0 in empty slots)."""
+    and t residuals; returns ``ysim`` (R, n) (0 in empty slots), with ``weights`` also the
+    latent precision weights ``w`` (R, n) (1 for normal residuals), which the M-step of
+    parameters without a random effect needs (:class:`~._saem_fixed.FixedEffectStep`)."""
     d = chains.d
     ysim = np.where(d.mask, d.y, 0.0)
     if chains.cen.any():
@@ -219,7 +221,8 @@ def complete_data(rng, chains, f, residual):
                 below[t] = ft + st * stdtrit(nu, ut * stdtr(nu, (lt - ft) / st))
                 above[t] = ft - st * stdtrit(nu, ut * stdtr(nu, (ft - lt) / st))
         ysim[c] = np.where(d.cens[c] == 1, below, above)
+    w_t = np.ones(ysim.shape)
     if chains.any_t:
         w_t = t_weights(rng, chains, ysim, f, residual)
         ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
-    return ysim
+    return (ysim, w_t) if weights else ysim

@@ -23,7 +23,11 @@ finite differences: of the model, never of a nested optimisation):
     score = sum_rn J_rn [r/V + (r^2/V^2 - 1/V) V'/2],   I_c = sum_rn J_rn J_rn' (1/V + V'^2/(2 V^2))
 
 with ``r = y - f`` and ``V' = dV/df`` (0 for additive and log-normal errors), averaged over
-each subject's chains. Steps are capped at ``max_step`` per component on the estimation scale
+each subject's chains. Student-t residuals enter as SAEM's Gaussian scale mixture: given the
+latent precision weight ``w`` of a value (drawn in the simulation step) the complete data are
+Gaussian with variance ``V / w``, so (with ``r`` the rescaled ``sqrt(w) (y - f)`` that
+:func:`~._saem_chains.complete_data` returns) the mean's terms take ``sqrt(w) r / V`` and
+``w / V``; the ``V'`` terms are unchanged. Steps are capped at ``max_step`` per component on the estimation scale
 (a far start) and halved when the new typical values make a subject's prediction fail.
 """
 
@@ -58,7 +62,7 @@ class FixedEffectStep:
         self.h = float(h)
         self.max_step = float(max_step)
 
-    def score_information(self, chains, phi, f, ysim, residual, n_chains):
+    def score_information(self, chains, phi, f, ysim, residual, n_chains, weights=None):
         """Score (F,) and expected information (F, F) of the complete-data log-likelihood
         at the chains' draws, per subject averaged over its chains.
 
@@ -74,6 +78,8 @@ class FixedEffectStep:
             The data with censored values imputed.
         residual : Residual
         n_chains : int
+        weights : ndarray (R, n), optional
+            Latent precision weights of Student-t residuals (1, or None: all normal).
 
         Returns
         -------
@@ -101,8 +107,9 @@ class FixedEffectStep:
             b2 = np.asarray(residual.b, dtype=float)[d.observable] ** 2
             dV = np.where(m, 2.0 * b2 * fz, 0.0)
             r = np.where(m, ysim - fz, 0.0)
-            w_s = np.where(m, r / V + 0.5 * (r * r / V ** 2 - 1.0 / V) * dV, 0.0)
-            w_i = np.where(m, 1.0 / V + 0.5 * dV ** 2 / V ** 2, 0.0)
+            w = np.ones_like(r) if weights is None else np.where(m, weights, 1.0)
+            w_s = np.where(m, np.sqrt(w) * r / V + 0.5 * (r * r / V ** 2 - 1.0 / V) * dV, 0.0)
+            w_i = np.where(m, w / V + 0.5 * dV ** 2 / V ** 2, 0.0)
         J = np.where(m[:, :, None], J, 0.0)
         per = np.einsum("rnf,rn->rf", J, w_s)
         score = per.sum(axis=0) / n_chains

@@ -283,12 +283,12 @@ estimate_columns
         acc += (rate0, np.mean(rates1), rate2)
         # censored values imputed given the current predictions, Student-t residuals as
         # SAEM's Gaussian scale mixture (the complete data, as in SAEM)
-        ysim = complete_data(rng, chains, f, residual)
+        ysim, w_t = complete_data(rng, chains, f, residual, weights=True)
         fz = np.where(d.mask, f, 0.0)
         fixed_terms = None
         if fcols.size:
             _, f_info, f_per = fstep.score_information(chains, phi_of(eta), f, ysim,
-                                                       residual, C)
+                                                       residual, C, weights=w_t)
             fixed_terms = (f_per, f_info * C)
         g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b, fixed=fixed_terms)
         g_i = g_r.reshape(N, C, -1).mean(axis=1)
