@@ -27,8 +27,9 @@ each subject's chains. Student-t residuals enter as SAEM's Gaussian scale mixtur
 latent precision weight ``w`` of a value (drawn in the simulation step) the complete data are
 Gaussian with variance ``V / w``, so (with ``r`` the rescaled ``sqrt(w) (y - f)`` that
 :func:`~._saem_chains.complete_data` returns) the mean's terms take ``sqrt(w) r / V`` and
-``w / V``; the ``V'`` terms are unchanged. Steps are capped at ``max_step`` per component on the estimation scale
-(a far start) and halved when the new typical values make a subject's prediction fail.
+``w / V``; the ``V'`` terms are unchanged. Steps are capped at ``max_step`` per component
+on the estimation scale (a far start) and halved when the new typical values make a
+subject's prediction fail.
 """
 
 from __future__ import annotations
