@@ -130,6 +130,15 @@ def test_vpc_figure_draws_the_percentiles_and_bands(tmp_path):
     nocens = plot_vpc(vpc(t, y, sims, n_bins=3, pred=10 - 3 * t + 5))
     assert len(nocens.axes) == 1
     assert nocens.axes[0].get_title().startswith("Prediction-corrected VPC")
+    # with end events the legend says what the simulations lost, per bin
+    ended = np.zeros(sims.shape, dtype=bool)
+    ended[:, t == 2.0] = rng.random((50, 20)) < 0.4
+    v = vpc(t, y, np.where(ended, np.nan, sims), edges=[-0.5, 0.5, 1.5, 2.5], ended=ended)
+    fig = plot_vpc(v, end_events=("death",))
+    text = [x.get_text() for x in fig.legends[0].get_texts()]
+    lo, hi = 100 * v.sim_ended.min(), 100 * v.sim_ended.max()
+    assert (f"simulated values after the simulated patient's death left out: "
+            f"{lo:.0f}-{hi:.0f} % per bin") in text
 
 
 def test_traces_by_iteration(tmp_path):

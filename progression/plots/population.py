@@ -197,7 +197,7 @@ _BAND_COLORS = {"outer": "tab:blue", "median": "tab:red"}
 
 
 def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | None = None,
-             observations: bool = True, path=None):
+             observations: bool = True, end_events=(), path=None):
     """A VPC figure: observed percentiles as lines, simulated bands as shaded areas.
 
     Parameters
@@ -209,6 +209,8 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
         For the labels.
     observations : bool
         Draw the observations (prediction corrected if the VPC is) as points.
+    end_events : sequence of str
+        The end events behind ``v.sim_ended`` (named in the legend; default "end event").
     path : str or Path, optional
 
     Returns
@@ -278,7 +280,8 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
         from matplotlib.lines import Line2D
 
         handles.append(Line2D([], [], ls="none"))
-        labels.append(f"simulated values after the simulated patient's death left out: "
+        what = " or ".join(end_events) or "end event"
+        labels.append(f"simulated values after the simulated patient's {what} left out: "
                       f"{100 * np.nanmin(ended):.0f}-{100 * np.nanmax(ended):.0f} % per bin")
     legend_below(fig, handles, labels, ncols=2)
     return _finish(fig, path)

@@ -596,7 +596,7 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
             p = folder / (f"vpc_{obs}.png" if len(out.vpcs) > 1 else "vpc.png")
             # a log-normal observable's VPC is on the log scale (the core's): say so
             plot_vpc(v, name=f"log {obs}" if logs.get(obs) else obs, unit=units.get(obs),
-                     time_unit=t_unit, path=p)
+                     time_unit=t_unit, end_events=out.vpc_end_events, path=p)
             files.append(p)
         h = result.population.history
         if h is not None and len(h):
