@@ -374,13 +374,11 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float, model=None)
             chk.add("estimator.vpc_end_events", f"expected an array of the model's terminal "
                                                 f"event names, found {_found(odd)} in it")
         elif model is not None:
-            terminal = [e.name for e in model.events if e.terminal]
-            bad = [n for n in names if n not in terminal]
-            if bad:
-                chk.add("estimator.vpc_end_events",
-                        f"expected terminal events of model '{model.name}' "
-                        f"({', '.join(terminal) or 'it has none'}), found "
-                        f"{', '.join(map(repr, bad))}")
+            from .population._vpc_events import end_events_problem
+
+            problem = end_events_problem(model, names)
+            if problem:
+                chk.add("estimator.vpc_end_events", problem)
             else:
                 options["vpc_end_events"] = tuple(dict.fromkeys(names))
     options["vpc_end_events"] = tuple(options["vpc_end_events"])

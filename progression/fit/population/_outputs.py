@@ -348,8 +348,9 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
         dv = np.where(data.mask, np.where(lg, np.exp(y_core), y_core), np.nan)
     cens = np.where(data.mask, data.cens, np.nan).astype(float)
     limits = vpc_limits(data)
-    end_events = tuple(opts.get("vpc_end_events") or () if end_events is None
-                       else end_events)
+    if end_events is None:
+        end_events = opts.get("vpc_end_events") or ()
+    end_events = tuple(end_events)
     vpc_sims, ended = sims, None
     if end_events:
         # the VPC's own simulations: each simulated patient's observations end at its end

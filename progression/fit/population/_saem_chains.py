@@ -221,8 +221,8 @@ def complete_data(rng, chains, f, residual, *, weights: bool = False):
                 below[t] = ft + st * stdtrit(nu, ut * stdtr(nu, (lt - ft) / st))
                 above[t] = ft - st * stdtrit(nu, ut * stdtr(nu, (ft - lt) / st))
         ysim[c] = np.where(d.cens[c] == 1, below, above)
-    w_t = np.ones(ysim.shape)
-    if chains.any_t:
-        w_t = t_weights(rng, chains, ysim, f, residual)
-        ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
+    if not chains.any_t:
+        return (ysim, np.ones(ysim.shape)) if weights else ysim
+    w_t = t_weights(rng, chains, ysim, f, residual)
+    ysim = np.where(chains.student, f + np.sqrt(w_t) * (ysim - f), ysim)
     return (ysim, w_t) if weights else ysim

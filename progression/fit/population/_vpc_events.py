@@ -29,12 +29,27 @@ import numpy as np
 
 from ...errors import ConfigError
 
-__all__ = ["EndEvents", "EndedDraws", "check_end_events"]
+__all__ = ["EndEvents", "EndedDraws", "check_end_events", "end_events_problem"]
 
 #: Rows per simulate() call: bounds the memory of the (rows, times, outputs) arrays.
 _CHUNK = 2000
 #: Draws of a simulated patient until it is event-free at its first observation.
 MAX_ENTRY_DRAWS = 50
+
+
+def end_events_problem(model, events) -> str | None:
+    """What is wrong with ``events`` as end events of ``model`` (None: each one is a terminal
+    event of the model); the config reader and :func:`check_end_events` share this rule."""
+    terminal = [e.name for e in model.events if e.terminal]
+    known = {e.name for e in model.events}
+    bad = [n for n in events if n not in terminal]
+    if not bad:
+        return None
+    what = ("not a terminal event" if all(n in known for n in bad)
+            else "not one of its events")
+    have = ", ".join(terminal) or "it has none"
+    return (f"expected terminal events of model '{model.name}' ({have}); "
+            f"{', '.join(map(repr, bad))} is {what}")
 
 
 def check_end_events(model, events, where: str = "estimator.vpc_end_events") -> tuple:
@@ -47,15 +62,9 @@ def check_end_events(model, events, where: str = "estimator.vpc_end_events") -> 
         with the terminal events the model has).
     """
     names = tuple(events or ())
-    terminal = [e.name for e in model.events if e.terminal]
-    known = {e.name for e in model.events}
-    bad = [n for n in names if n not in terminal]
-    if bad:
-        what = ("not a terminal event" if all(n in known for n in bad)
-                else "not an event of the model")
-        have = ", ".join(terminal) or "none: the model has no terminal events"
-        raise ConfigError(f"key '{where}': {', '.join(map(repr, bad))} is {what} of model "
-                          f"'{model.name}'; expected some of {have}")
+    problem = end_events_problem(model, names)
+    if problem:
+        raise ConfigError(f"key '{where}': {problem}")
     return names
 
 
