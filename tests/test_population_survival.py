@@ -12,8 +12,9 @@
    frailty) and a), simulated by :func:`progression.virtual.synthesis.simulate_cohort`;
    ``fit(..., estimator = "saem")`` recovers the typical values of k, h0 and of the hazard
    coefficient a within the stated tolerances.
-3. Bad input: ``[survival]`` with a FOCE-family estimator, a SAEM parameter without a random
-   effect, ``saem_covariance = "focei"``: one ConfigError naming the file and the key.
+3. Bad input: ``[survival]`` with a FOCE-family estimator, ``saem_covariance = "focei"``:
+   one ConfigError naming the file and the key. (Parameters without a random effect next to
+   a survival term: tests/test_population_survival_fixed.py.)
 """
 
 from __future__ import annotations
@@ -218,11 +219,6 @@ is_samples = 100
     return fit(cfg, data=designs)
 
 
-def test_saem_parameter_without_random_effect_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"tte\.toml.*parameters\.h0.*\[survival\].*eta"):
-        _saem_fit(tmp_path, _designs(), eta_h0="")
-
-
 @pytest.mark.parametrize("choice", ["focei", "linearization"])
 def test_saem_focei_covariance_is_refused(tmp_path, choice):
     with pytest.raises(ConfigError,
@@ -276,7 +272,7 @@ def _joint_cohort(tmp_path, n, seed):
                            interval=3.0, follow_up=(36.0, 36.0), delay=ENTRY, anchor=None)
 
 
-def _joint_config(tmp_path, k1, k2, seed=1):
+def _joint_config(tmp_path, k1, k2, seed=1, eta_a="eta = 0.05"):
     text = f"""
 [fit]
 model = "joint_toy.toml"
@@ -297,7 +293,7 @@ eta = 0.1
 [parameters.a]
 estimate = "population"
 value = 2.0
-eta = 0.05
+{eta_a}
 [parameters.time_offset]
 estimate = "fixed"
 value = {ENTRY}
@@ -408,19 +404,3 @@ def test_saem_joint_fit_saves_and_loads(tmp_path):
     assert "[survival] term -2 log p(T | phi)" in report
     assert "time-to-event part ([survival]" in report
     assert np.all(np.isfinite(res.subject_objective))
-
-
-def test_core_refuses_estimated_parameters_without_random_effect(tmp_path):
-    """The core's Fisher-scoring M-step knows the Gaussian terms only: with a survival term
-    it refuses estimate_columns by name."""
-    from progression.errors import FitError
-    from progression.fit.population import SaemOptions, saem
-
-    cfg = _toy_config(tmp_path)
-    problem = Problem.from_config(cfg)
-    designs = _designs()
-    cols = np.array([problem.names.index("k"), problem.names.index("h0")])
-    pm = ProblemModel(problem, designs, cols)
-    with pytest.raises(FitError, match=r"estimate_columns \[1\].*survival"):
-        saem(pm, pm.data(), np.log([0.25, 0.05]), [[0.1]], Residual((SIGMA,), (0.0,)),
-             eta_columns=[0], estimate_columns=[1], options=SaemOptions(k1=2, k2=1))

@@ -51,7 +51,8 @@ import numpy as np
 from .errormodels import C_SIGMA
 
 __all__ = ["SurvivalSpec", "SurvivalRecord", "EXACT", "RIGHT", "INTERVAL", "ENTRIES",
-           "augment", "survival_terms", "record_for"]
+           "augment", "survival_terms", "record_for", "RecordSlots", "record_slots",
+           "survival_m2ll"]
 
 #: Record kinds.
 EXACT, RIGHT, INTERVAL = 0, 1, 2
@@ -295,3 +296,80 @@ def survival_terms(aug: Augmented, row_design, f, df, R: int) -> SurvivalTerms:
     t.r = np.asarray(r, dtype=float)
     t.dr = np.asarray(dr, dtype=float).reshape(len(r), D)
     return t
+
+
+@dataclass(frozen=True)
+class RecordSlots:
+    """Where each design's record reads its pseudo-observations (:func:`record_slots`).
+
+    Attributes
+    ----------
+    kind : ndarray of int (N,)
+        The record's kind per design (:data:`EXACT`, :data:`RIGHT`, :data:`INTERVAL`), -1
+        without a record.
+    pos : ndarray of int (N, 4)
+        Per design, the position among its augmented values of the pseudo-observation of
+        each slot (event or censoring time, entry, hazard at the event, lower end of the
+        interval), -1 where the record has none.
+    """
+
+    kind: np.ndarray
+    pos: np.ndarray
+
+
+def record_slots(aug: Augmented) -> RecordSlots:
+    """The positions of every design's pseudo-observations in its augmented values."""
+    N = len(aug.designs)
+    kind = np.full(N, -1, dtype=int)
+    pos = np.full((N, 4), -1, dtype=int)
+    for i, d in enumerate(aug.designs):
+        slot = aug.slot[i]
+        if slot.size:
+            kind[i] = d.survival.kind
+            pos[i, slot] = aug.n_real[i] + np.arange(slot.size)
+    return RecordSlots(kind, pos)
+
+
+def survival_m2ll(slots: RecordSlots, index, values) -> np.ndarray:
+    """``-2 log L`` of the rows' time-to-event records from their pseudo-observations'
+    values, all rows at once (the ``m2ll`` of :func:`survival_terms` without derivatives:
+    the SAEM chains evaluate it for every proposal).
+
+    Parameters
+    ----------
+    slots : RecordSlots
+    index : int array (R,)
+        The design of each row.
+    values : ndarray (R, n)
+        Each row's values of its augmented design (the pseudo-observations at the positions
+        of ``slots``; the cumulative hazard and the hazard on their natural scale).
+
+    Returns
+    -------
+    ndarray (R,)
+        0 for rows without a record; NaN where the term is not finite (a hazard <= 0 at the
+        event, a cumulative hazard decreasing from the entry).
+    """
+    index = np.asarray(index, dtype=int)
+    kind, pos = slots.kind[index], slots.pos[index]
+    R = index.size
+
+    def at(slot):
+        p = pos[:, slot]
+        v = values[np.arange(R), np.maximum(p, 0)]
+        return np.where(p >= 0, v, 0.0)
+
+    with np.errstate(all="ignore"):
+        top = np.where(kind == INTERVAL, at(_L), at(_T))
+        delta = top - at(_ENTRY)
+        # a cumulative hazard decreasing by round-off (an interval of zero length) is 0
+        delta = np.where((delta < 0) & (delta > -1e-12 * np.maximum(1.0, np.abs(top))), 0.0,
+                         delta)
+        m2 = np.where(delta >= 0, 2.0 * delta, np.nan)
+        h = at(_H)
+        m2 = m2 + np.where(kind == EXACT, np.where(h > 0, -2.0 * np.log(h), np.nan), 0.0)
+        width = at(_T) - at(_L)
+        m2 = m2 + np.where(kind == INTERVAL,
+                           np.where(width > 0, -2.0 * np.log(-np.expm1(-width)), np.nan), 0.0)
+    m2 = np.where(kind < 0, 0.0, m2)
+    return np.where(np.isfinite(m2), m2, np.nan)

@@ -173,12 +173,6 @@ class SAEM(FOCEI):
                                   f"parameters.{e.parameter} has none (add 'eta = <variance>' "
                                   f"or use focei)")
         if problem.survival is not None:
-            if s["no_eta"].size:
-                name = s["typical"].names[int(s["no_eta"][0])]
-                raise ConfigError(f"{ep.source}: parameters.{name}: fit.estimator = \"saem\" "
-                                  f"with [survival] estimates only parameters with a random "
-                                  f"effect (the M-step of the others knows the Gaussian terms "
-                                  f"only); expected 'eta = <variance>' on {name}, or fix it")
             if covariance_choice(ep.options) in _LINEARISED:
                 raise ConfigError(f"{ep.source}: estimator.saem_covariance = "
                                   f"\"{covariance_choice(ep.options)}\" is not available with "
@@ -459,15 +453,15 @@ class SAEM(FOCEI):
         exact = _Predictions(s["model"])
         words = "exact outputs (rtol 1e-8, no sensitivities)"
         model = s["model"]
-        if model.problem.survival is not None:
-            # the RK4 kernel path has no time-to-event term
-            return exact, (words + ", with the [survival] term -2 log p(T | phi) (exact "
-                           "cumulative hazard and hazard at the record times) added to the "
-                           "chains' data term and to the importance sampling; the Louis "
-                           "information needs no survival term (it does not depend on the "
-                           "population parameters given phi)")
+        survival = model.problem.survival is not None
+        tail = (" in the SAEM chains and the importance sampling" + (
+            ", with the [survival] term -2 log p(T | phi) (the cumulative hazard and the "
+            "hazard at the record times, from the same integration) added to the chains' "
+            "data term and to the importance sampling; the Louis information needs no "
+            "survival term (it does not depend on the population parameters given phi)"
+            if survival else ""))
         if not applicable(model.problem, getattr(model, "eval_designs", model.designs)):
-            return exact, words + " in the SAEM chains and the importance sampling"
+            return exact, words + tail
         data = s["data"]
         N = data.n_subjects
         rng = np.random.default_rng([seed, 7])
@@ -479,13 +473,14 @@ class SAEM(FOCEI):
                                         data.observable))
         sd = np.where(data.mask & (sd > 0), sd, 1.0)
         fast = RK4Predictions(model)
-        if fast.calibrate(exact.predict, phi, index, sd):
+        unit = " residual SD" + (" (survival term: log-likelihood units)" if survival else "")
+        if fast.calibrate(exact.predict_extra if survival else exact.predict, phi, index, sd):
             return fast, (f"{fast.method} (step {fast.h:.3g} model time units, "
                           f"calibrated: largest difference from the exact path "
-                          f"{fast.max_error:.2g} residual SD at draws from the initial "
-                          f"population) in the SAEM chains and the importance sampling")
-        return exact, (words + " in the SAEM chains and the importance sampling (the RK4 "
-                       f"path missed 0.01 residual SD: {fast.max_error:.2g})")
+                          f"{fast.max_error:.2g}{unit} at draws from the initial "
+                          f"population)" + tail)
+        return exact, (words + tail + f" (the RK4 path missed 0.01{unit}: "
+                       f"{fast.max_error:.2g})")
 
     def _trace(self, ep, s, res):
         """SAEM's iterations as ``PopulationPart.history`` rows: iteration, typical values

@@ -324,12 +324,6 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     sub = np.repeat(np.arange(N), C)  # chain -> subject
     R = sub.size
     chains = _Chains(model, data, sub, D, residual0)
-    if chains.extra and fcols.size:
-        # the Fisher-scoring M-step of those typical values knows only the Gaussian terms
-        raise FitError(f"SAEM estimate_columns {fcols.tolist()}: parameters without a random "
-                       f"effect cannot be estimated with a survival term in the likelihood "
-                       f"(its score is not in the M-step); expected a random effect on "
-                       f"every estimated parameter")
     d = chains.d
     obs_k = [d.mask & (d.observable == k) for k in range(K)]
     n_k = np.array([m.sum() for m in obs_k], float) / C  # observations, not chain rows
@@ -471,8 +465,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             # the complete-data score and information of the typical values without a
             # random effect at these draws (for the M-step and Louis' information)
             phi_now = phi_of(eta, mu_i)
-            f_score, f_info, f_per = fstep.score_information(chains, phi_now, f, ysim,
-                                                             res_now, C, weights=w_t)
+            f_score, f_info, f_per = fstep.score_information(
+                chains, phi_now, f, ysim, res_now, C, weights=w_t,
+                extra=S_cur if chains.extra else None)
         m1 = phi_e.reshape(N, C, E).mean(axis=1)
         m2 = np.einsum("re,rf->ef", phi_e, phi_e) / C
         fz = np.where(d.mask, f, 0.0)

@@ -30,6 +30,13 @@ Gaussian with variance ``V / w``, so (with ``r`` the rescaled ``sqrt(w) (y - f)`
 ``w / V``; the ``V'`` terms are unchanged. Steps are capped at ``max_step`` per component
 on the estimation scale (a far start) and halved when the new typical values make a
 subject's prediction fail.
+
+A **survival term** (a joint model, ``[survival]``: the chains carry ``s_r = -2 log p(T_i |
+phi_r)``) adds its score ``-ds/dtheta_f / 2``, by the same forward differences (the chains'
+evaluation returns ``s`` with the predictions), and, for the information, the outer product
+of each chain row's survival score averaged over the chains (the BHHH form: the expected
+information of a time-to-event term is not available from values alone). The information
+only scales the step; the root, the zero of the expected complete-data score, is the same.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ class FixedEffectStep:
         self.h = float(h)
         self.max_step = float(max_step)
 
-    def score_information(self, chains, phi, f, ysim, residual, n_chains, weights=None):
+    def score_information(self, chains, phi, f, ysim, residual, n_chains, weights=None,
+                          extra=None):
         """Score (F,) and expected information (F, F) of the complete-data log-likelihood
         at the chains' draws, per subject averaged over its chains.
 
@@ -81,6 +89,9 @@ class FixedEffectStep:
         n_chains : int
         weights : ndarray (R, n), optional
             Latent precision weights of Student-t residuals (1, or None: all normal).
+        extra : ndarray (R,), optional
+            The chains' survival terms ``-2 log p(T_i | phi_r)`` at ``phi`` (a joint model;
+            None: none).
 
         Returns
         -------
@@ -94,13 +105,21 @@ class FixedEffectStep:
         R, n = f.shape
         J = np.zeros((R, n, F))
         ok = np.all(np.isfinite(np.where(d.mask, f, 0.0)), axis=1)
+        # the survival term's score per row: -(ds/dtheta_f) / 2
+        g_s = np.zeros((R, F))
+        if extra is not None:
+            ok &= np.isfinite(extra)
         for j, c in enumerate(self.columns):
             ph = phi.copy()
             ph[:, c] += self.h
             _, fj = chains.evaluate(ph, residual)
             with np.errstate(all="ignore"):
                 J[:, :, j] = (fj - f) / self.h
+                if extra is not None:
+                    g_s[:, j] = -0.5 * (chains.last_extra - extra) / self.h
             ok &= np.all(np.isfinite(np.where(d.mask, J[:, :, j], 0.0)), axis=1)
+            ok &= np.isfinite(g_s[:, j])
+        g_s = np.where(ok[:, None], g_s, 0.0)
         m = d.mask & ok[:, None]
         with np.errstate(all="ignore"):
             fz = np.where(m, f, 0.0)
@@ -112,9 +131,9 @@ class FixedEffectStep:
             w_s = np.where(m, np.sqrt(w) * r / V + 0.5 * (r * r / V ** 2 - 1.0 / V) * dV, 0.0)
             w_i = np.where(m, w / V + 0.5 * dV ** 2 / V ** 2, 0.0)
         J = np.where(m[:, :, None], J, 0.0)
-        per = np.einsum("rnf,rn->rf", J, w_s)
+        per = np.einsum("rnf,rn->rf", J, w_s) + g_s
         score = per.sum(axis=0) / n_chains
-        info = np.einsum("rnf,rn,rng->fg", J, w_i, J) / n_chains
+        info = (np.einsum("rnf,rn,rng->fg", J, w_i, J) + g_s.T @ g_s) / n_chains
         return score, info, per
 
     def step(self, theta, score, info, gamma):

@@ -135,12 +135,28 @@ class RK4Predictions:
         self.horizon = np.inf
         problem = model.problem
         self.designs = list(getattr(model, "eval_designs", model.designs))
+        # a joint model ([survival]): each design's time-to-event pseudo-observations (the
+        # cumulative hazard at its entry and its event or censoring time, the hazard at an
+        # exact event) follow its data as values of the model's hazard observables, so the
+        # same integration predicts them (:meth:`predict_extra` reads the survival term off)
+        self.survival = None
+        self.n_out = model.n
+        log_scale = np.asarray(model.log_scale, dtype=bool)
+        if problem.survival is not None:
+            from .._survival_likelihood import augment, record_slots
+
+            aug = augment(problem, self.designs)
+            self.designs = aug.designs
+            self.survival = record_slots(aug)
+            self._n_real = aug.n_real
+            log_scale = np.concatenate([log_scale, [False, False]])
         self.cm = problem.model
         self.P = problem.P
         self.offset_index = problem.offset_index
         self.offset_factor = problem.offset_factor
         N = len(self.designs)
-        n = model.n
+        # the width of the integration's slots (the data's, plus the pseudo-observations)
+        n = max(model.n, max(d.n for d in self.designs))
         self.n = n
         self.t = np.zeros((N, n))
         self.mask = np.zeros((N, n), dtype=bool)
@@ -150,7 +166,7 @@ class RK4Predictions:
             self.t[i, :d.n] = d.time
             self.mask[i, :d.n] = True
             self.oi[i, :d.n] = problem.obs_model_index[d.obs]
-            self.log[i, :d.n] = model.log_scale[d.obs]
+            self.log[i, :d.n] = log_scale[d.obs]
         self.offcov = np.array([d.offset_covariate for d in self.designs], dtype=float)
         # an anchored offset: each row's clock is its own model's event time under the same
         # RK4 scheme (a crossing pass before the predictions; progression.fit._anchor)
@@ -184,8 +200,14 @@ class RK4Predictions:
 
     @property
     def accepts_bound(self) -> bool:
-        """Whether :meth:`predict` uses an early-rejection ``bound`` (the compiled path)."""
-        return self.compiled
+        """Whether :meth:`predict` uses an early-rejection ``bound`` (the compiled path
+        without a survival term: the bound covers the data term only)."""
+        return self.compiled and self.survival is None
+
+    @property
+    def extra_m2ll(self) -> bool:
+        """True with ``[survival]``: SAEM then calls :meth:`predict_extra`."""
+        return self.survival is not None
 
     @property
     def method(self) -> str:
@@ -282,6 +304,37 @@ class RK4Predictions:
         ``bound``: early rejection of Metropolis-Hastings proposals on the compiled path
         (:func:`._saem_compiled.rk4_rows`; ignored by the numpy path): rows whose data term
         certainly exceeds their threshold stop integrating and are NaN."""
+        if self.survival is not None:
+            bound = None                # the bound covers the data term only
+        f = self._predict_slots(phi, index, bound)
+        D = np.atleast_2d(phi).shape[1]
+        return self._data_part(f, index), np.zeros((f.shape[0], self.n_out, D))
+
+    def predict_extra(self, phi, index):
+        """:meth:`predict` and the survival term ``-2 log p(T_i | phi)`` (R,) of each row's
+        time-to-event record (0 without one, NaN where the row failed or the term is not
+        finite), from the same integration."""
+        from .._survival_likelihood import survival_m2ll
+
+        index = np.asarray(index, dtype=int)
+        f = self._predict_slots(phi, index)
+        s = survival_m2ll(self.survival, index, f)
+        D = np.atleast_2d(phi).shape[1]
+        return self._data_part(f, index), np.zeros((f.shape[0], self.n_out, D)), s
+
+    def _data_part(self, f, index):
+        """The data's predictions (R, n_out) of the integration's slots ``f`` (R, n): the
+        pseudo-observations of a survival record replaced by zeros (a failed row stays NaN)."""
+        if self.survival is None:
+            return f
+        out = f[:, :self.n_out]
+        data = np.arange(self.n_out)[None] < self._n_real[np.asarray(index, dtype=int)][:, None]
+        failed = ~np.all(np.isfinite(f), axis=1)
+        return np.where(data & ~failed[:, None], out, np.where(failed[:, None], np.nan, 0.0))
+
+    def _predict_slots(self, phi, index, bound=None):
+        """Predictions of every slot (R, n) (data and pseudo-observations; see
+        :meth:`predict`)."""
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
         theta = self.model.thetas(phi)
@@ -305,7 +358,7 @@ class RK4Predictions:
             if far.any():
                 f[far] = self._solve(theta[far], index[far], tm[far], _rows(start, far),
                                      _rows(bound, far))
-        return f, np.zeros((phi.shape[0], self.n, phi.shape[1]))
+        return f
 
     def __call__(self, phi, index):
         return self.predict(phi, index)
@@ -436,10 +489,12 @@ class RK4Predictions:
         Parameters
         ----------
         exact : callable
-            ``exact(phi, index) -> (f, G)``, the exact path's predictions.
+            ``exact(phi, index) -> (f, G)``, the exact path's predictions; with a survival
+            term ``(f, G, s)`` (its ``predict_extra``), and the survival term's error, in
+            log-likelihood units (half its ``-2 log L``), must be below ``tol`` too.
         phi : ndarray (R, D)
         index : ndarray of int (R,)
-        sd : ndarray (R, n)
+        sd : ndarray (R, n_out)
             Residual SD of every value (at the initial residual model).
         tol : float
         reductions : int
@@ -451,24 +506,35 @@ class RK4Predictions:
             Whether the tolerance was reached (otherwise the caller keeps the exact path);
             ``h`` and ``max_error`` (at ``h``, in residual SDs) are set.
         """
+        from .._survival_likelihood import survival_m2ll
+
         phi = np.atleast_2d(np.asarray(phi, dtype=float))
         index = np.asarray(index, dtype=int)
-        f_ex, _ = exact(phi, index)
+        out = exact(phi, index)
+        f_ex = out[0]
         ok = np.all(np.isfinite(f_ex), axis=1)
+        if self.survival is not None:
+            s_ex = np.asarray(out[2], dtype=float)
+            ok &= np.isfinite(s_ex)
         if not ok.any():
             return False
         theta = self.model.thetas(phi)
         span = float(np.nanmax(np.where(self.mask[index], self._model_times(theta, index),
                                         0)))
-        m = self.mask[index][ok]
+        m = self._data_part(np.where(self.mask[index][ok], 1.0, 0.0), index[ok]) > 0
         # rows beyond twice the calibration span are integrated as a batch of their own
         self.horizon = 2.0 * span
 
         def worst(h):
             self.h = h
-            f = self._solve(theta[ok], index[ok])
+            full = self._solve(theta[ok], index[ok])
+            f = self._data_part(full, index[ok])
             with np.errstate(invalid="ignore"):
                 err = np.where(m, np.abs(f - f_ex[ok]) / sd[ok], 0.0)
+                if self.survival is not None:
+                    es = 0.5 * np.abs(survival_m2ll(self.survival, index[ok], full)
+                                      - s_ex[ok])
+                    err = np.column_stack([err, es])
             return float(np.nanmax(np.where(np.isfinite(err), err, np.inf)))
 
         h = max(span, 1e-12) / 50.0
