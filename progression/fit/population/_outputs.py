@@ -177,8 +177,11 @@ def _model(result):
         tm, mu_c = pop._typical_internal(pop.subject_covariates, N)
         mu = mu_c[:, [tm.names.index(names[q]) for q in pop_cols]]
     th = np.asarray(result.theta, dtype=float)[0]
-    a = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.a_index)
-    b = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.b_index)
+    # the data's observables only (a joint model's index arrays go on over the survival
+    # pseudo-observables, which have no residual)
+    K = len(problem.observables)
+    a = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.a_index[:K])
+    b = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.b_index[:K])
     return model, mu, eta_pos, Residual(a, b)
 
 
