@@ -1,0 +1,173 @@
+"""A joint longitudinal + survival population fit (SAEM) of the shipped synthetic ALS cohort.
+
+The shipped cohort's patients die when their motor-neuron pool N falls to their own
+respiratory-failure threshold (``configs/cohorts/als_clinic_v1.toml``: ``death_threshold =
+1``, Ndeath ~ N(0.42, 0.06) truncated to [0.15, 0.45] per patient). Integrated over a normal
+threshold N_d ~ N(mu, sd^2), that death time has the survival function S(t) = Phi((N(t) - mu)
+/ sd) (N falls), i.e. the hazard
+
+    h(t) = -d log S / dt = (lam N / sd) phi(z) / Phi(z),   z = (N - mu) / sd,
+
+which a model file can state as a ``[hazards.NAME]`` (``erfc`` gives Phi). This script adds
+that hazard (``[hazards.respiratory]``, its own non-terminal event, parameter ``Ndeath_sd``)
+to a copy of the shipped fit model ``configs/models/als_reduced_pace.toml`` and fits the
+shipped config plus ``[survival] hazard = "respiratory"`` (the data's ``death`` events,
+delayed entry at enrolment) with mu (``Ndeath``) and ``Ndeath_sd`` as population constants
+without random effects (SAEM's M-step with the survival term's score and information). The
+model's calibrated death hazard ([hazards.death], ALSFRS-R-driven) is not the data's
+mechanism: a joint fit with it sends its scale h0 and slope alpha1 to their bounds (an ever
+steeper hazard: the likelihood of threshold deaths grows without bound as it sharpens).
+
+Reports the estimates beside the shipped (longitudinal only) fit's and the truth: the
+generator's values on the fit's scales (``benchmarks/als_ed_controls.py`` TRUTH) and the 200
+patients' own Ndeath (mean and SD from ``data/synthetic/als_clinic_200_truth.csv``).
+
+    python benchmarks/als_joint_threshold.py [--out benchmarks/results/als_joint_threshold]
+
+Takes ~8 min on the 2-core machine (550 SAEM iterations, 4 chains per patient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from als_ed_controls import TRUTH  # noqa: E402
+
+MODEL = ROOT / "configs" / "models" / "als_reduced_pace.toml"
+CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
+SHIPPED = ROOT / "fits" / "als_synthetic_population"
+TRUTH_FILE = ROOT / "data" / "synthetic" / "als_clinic_200_truth.csv"
+
+#: phi(z) / Phi(z) with Phi(z) = erfc(-z / sqrt 2) / 2
+_RATE = ("lam * N / Ndeath_sd * exp(-0.5 * ((N - Ndeath) / Ndeath_sd) ** 2) "
+         "/ 2.5066282746310002 / (0.5 * erfc(-(N - Ndeath) / Ndeath_sd / 1.4142135623730951))")
+HAZARD = f"""
+# ------------------------------------------------ respiratory-failure threshold as a hazard
+# (benchmarks/als_joint_threshold.py): death when N falls to the patient's threshold
+# N_d ~ N(Ndeath, Ndeath_sd^2); S(t) = Phi((N - Ndeath) / Ndeath_sd)
+[parameters.Ndeath_sd]
+value = 0.05
+bounds = [0.02, 0.3]
+unit = "1"
+description = "Between-patient SD of the respiratory-failure threshold Ndeath"
+source = "[A] als-biology.md §3.4 (Ndeath ~ N(0.30, 0.05^2))"
+
+[hazards.respiratory]
+rate = "{_RATE}"
+event = "respiratory_failure"
+terminal = false
+description = "N reaching a normal threshold: (lam N / sd) phi(z) / Phi(z), z = (N - Ndeath) / sd"
+"""
+
+JOINT = '''
+[parameters.Ndeath]
+estimate = "population"
+value = 0.30
+bounds = [0.15, 0.6]
+
+[parameters.Ndeath_sd]
+estimate = "population"
+value = 0.05
+bounds = [0.02, 0.3]
+scale = "log"
+
+[survival]
+hazard = "respiratory"
+events = ["death"]
+entry = "enrolment"
+
+[solver]'''
+
+
+def _edit(text: str, old: str, new: str) -> str:
+    if old not in text:
+        raise SystemExit(f"expected {old!r} in the shipped files")
+    return text.replace(old, new, 1)
+
+
+def write_inputs(folder: Path) -> Path:
+    """The extended model and the joint config in ``folder``; the config's path."""
+    model = MODEL.read_text()
+    model = _edit(model, 'name = "als_reduced_pace"', 'name = "als_reduced_pace_joint"')
+    (folder / "model.toml").write_text(model + HAZARD)
+    cfg = CONFIG.read_text()
+    cfg = _edit(cfg, 'model = "models/als_reduced_pace.toml"', 'model = "model.toml"')
+    cfg = _edit(cfg, 'path = "../data/synthetic/als_clinic_200.csv"',
+                f'path = "{ROOT / "data" / "synthetic" / "als_clinic_200.csv"}"')
+    cfg = _edit(cfg, 'folder = "../fits/als_synthetic_population"',
+                f'folder = "{folder / "fit"}"')
+    cfg = _edit(cfg, 'name = "als_synthetic_population"', 'name = "als_joint_threshold"')
+    # the VPC's end event stays the model's death hazard (the respiratory event is not
+    # terminal); no figures
+    cfg = _edit(cfg, "figures = true", "figures = false")
+    cfg = _edit(cfg, "\n[solver]", JOINT)
+    path = folder / "joint.toml"
+    path.write_text(cfg)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "als_joint_threshold"))
+    args = ap.parse_args(argv)
+    import progression as pg
+    from progression.fit import fit, parse_fit_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_inputs(Path(tmp))
+        cfg = parse_fit_config(path.read_text(), base_dir=path.parent, name="joint",
+                               source=str(path))
+        t = time.perf_counter()
+        res = fit(cfg)
+        wall = time.perf_counter() - t
+    shipped = pg.load_fit(SHIPPED).population
+    pop = res.population
+    rows = list(csv.DictReader(TRUTH_FILE.open()))
+    nd = np.array([float(r["Ndeath"]) for r in rows])
+    lines = [f"# Joint ALS population fit with a threshold death hazard "
+             f"({datetime.now(UTC).isoformat(timespec='minutes')})", "",
+             "`python benchmarks/als_joint_threshold.py` (module docstring); "
+             f"{wall:.0f} s, {pop.iterations} iterations; OFV {pop.ofv:.4f} (joint: not "
+             f"comparable with the longitudinal fit's {shipped.ofv:.4f}).", "",
+             "| quantity | truth | shipped fit (longitudinal) | joint fit | joint error |",
+             "|---|---:|---:|---:|---:|"]
+
+    def row(label, truth, a, b):
+        err = f"{100 * (b / truth - 1):+.1f} %" if truth else ""
+        lines.append(f"| {label} | {truth:.4g} | {a} | {b:.4g} | {err} |")
+
+    for name, (tv, om) in TRUTH.items():
+        a = shipped.fixed_effects[name]
+        row(f"{name} typical", tv, f"{a:.4g} ({100 * (a / tv - 1):+.1f} %)",
+            pop.fixed_effects[name])
+        i, j = shipped.omega_names.index(name), pop.omega_names.index(name)
+        a = shipped.omega[i, i]
+        row(f"omega^2 {name}", om, f"{a:.4g} ({100 * (a / om - 1):+.1f} %)", pop.omega[j, j])
+    row("Ndeath (mean of the 200 patients)", float(nd.mean()), "(not fitted)",
+        pop.fixed_effects["Ndeath"])
+    row("Ndeath_sd (SD of the 200 patients)", float(nd.std(ddof=1)), "(not fitted)",
+        pop.fixed_effects["Ndeath_sd"])
+    for name in ("Ndeath", "Ndeath_sd"):
+        rse = 100 * pop.fixed_effects_se[name] / pop.fixed_effects[name]
+        lines.append(f"\n{name}: RSE {rse:.1f} %")
+    sig = ", ".join(f"{k} {v:.4g}" for k, v in pop.sigma.items())
+    lines.append(f"\nResidual SDs (joint): {sig}.")
+    text = "\n".join(lines) + "\n"
+    Path(args.out).with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
