@@ -10,7 +10,8 @@ along the data in the same integration.
    ``h0 exp(g t)``, cumulative hazard ``h0 expm1(g t) / g``) against the closed forms, on
    the compiled and the numpy path: predictions to 1e-7, survival term to 1e-7 (step 0.05;
    RK4's error ~h^4); its data predictions equal :meth:`predict`'s.
-3. A SAEM joint fit takes the RK4 path (its method statement says so) and reaches the exact
+3. The RK4 predictions of a joint model pickle (worker processes) with identical values.
+4. A SAEM joint fit takes the RK4 path (its method statement says so) and reaches the exact
    path's estimates: identical typical values (the chains make the same decisions), the
    residual SD to 2e-5 (the RK4 step's error, ~1e-5 residual SD here) and the OFV to
    1e-3.
@@ -165,3 +166,19 @@ def test_saem_joint_fit_takes_the_rk4_path_with_the_exact_estimates(tmp_path, mo
     assert fast.population.sigma["marker.a"] == pytest.approx(
         exact.population.sigma["marker.a"], rel=2e-5)
     assert abs(fast.population.ofv - exact.population.ofv) < 1e-3
+
+
+def test_rk4_survival_predictions_pickle(tmp_path):
+    """A worker process gets the joint model's RK4 predictions by pickle: the same values."""
+    import pickle
+
+    problem = Problem.from_config(_toy_config(tmp_path))
+    designs = _designs()
+    cols = np.array([problem.names.index("k"), problem.names.index("h0")])
+    rk4 = RK4Predictions(ProblemModel(problem, designs, cols), h=0.05)
+    phi = np.log(np.tile([0.25, 0.05], (len(designs), 1)))
+    index = np.arange(len(designs))
+    back = pickle.loads(pickle.dumps(rk4))
+    for a, b in zip(rk4.predict_extra(phi, index), back.predict_extra(phi, index),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -139,7 +139,7 @@ class RK4Predictions:
         # cumulative hazard at its entry and its event or censoring time, the hazard at an
         # exact event) follow its data as values of the model's hazard observables, so the
         # same integration predicts them (:meth:`predict_extra` reads the survival term off)
-        self.survival = None
+        self.records = None
         self.n_out = model.n
         log_scale = np.asarray(model.log_scale, dtype=bool)
         if problem.survival is not None:
@@ -147,7 +147,7 @@ class RK4Predictions:
 
             aug = augment(problem, self.designs)
             self.designs = aug.designs
-            self.survival = record_slots(aug)
+            self.records = record_slots(aug)
             self._n_real = aug.n_real
             log_scale = np.concatenate([log_scale, [False, False]])
         self.cm = problem.model
@@ -202,12 +202,12 @@ class RK4Predictions:
     def accepts_bound(self) -> bool:
         """Whether :meth:`predict` uses an early-rejection ``bound`` (the compiled path
         without a survival term: the bound covers the data term only)."""
-        return self.compiled and self.survival is None
+        return self.compiled and self.records is None
 
     @property
     def extra_m2ll(self) -> bool:
         """True with ``[survival]``: SAEM then calls :meth:`predict_extra`."""
-        return self.survival is not None
+        return self.records is not None
 
     @property
     def method(self) -> str:
@@ -228,6 +228,8 @@ class RK4Predictions:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.__dict__.setdefault("_xcache", [])
+        self.__dict__.setdefault("records", None)       # pickled before joint models
+        self.__dict__.setdefault("n_out", self.n)
         if "_cross_cols" not in state:      # pickled before the crossing cache
             self._cross_cols = (_state_parameters(self.cm, self.P, event=self.event)
                                 if self.anchor is not None and self._state_cols is not None
@@ -304,7 +306,7 @@ class RK4Predictions:
         ``bound``: early rejection of Metropolis-Hastings proposals on the compiled path
         (:func:`._saem_compiled.rk4_rows`; ignored by the numpy path): rows whose data term
         certainly exceeds their threshold stop integrating and are NaN."""
-        if self.survival is not None:
+        if self.records is not None:
             bound = None                # the bound covers the data term only
         f = self._predict_slots(phi, index, bound)
         D = np.atleast_2d(phi).shape[1]
@@ -318,14 +320,14 @@ class RK4Predictions:
 
         index = np.asarray(index, dtype=int)
         f = self._predict_slots(phi, index)
-        s = survival_m2ll(self.survival, index, f)
+        s = survival_m2ll(self.records, index, f)
         D = np.atleast_2d(phi).shape[1]
         return self._data_part(f, index), np.zeros((f.shape[0], self.n_out, D)), s
 
     def _data_part(self, f, index):
         """The data's predictions (R, n_out) of the integration's slots ``f`` (R, n): the
         pseudo-observations of a survival record replaced by zeros (a failed row stays NaN)."""
-        if self.survival is None:
+        if self.records is None:
             return f
         out = f[:, :self.n_out]
         data = np.arange(self.n_out)[None] < self._n_real[np.asarray(index, dtype=int)][:, None]
@@ -513,7 +515,7 @@ class RK4Predictions:
         out = exact(phi, index)
         f_ex = out[0]
         ok = np.all(np.isfinite(f_ex), axis=1)
-        if self.survival is not None:
+        if self.records is not None:
             s_ex = np.asarray(out[2], dtype=float)
             ok &= np.isfinite(s_ex)
         if not ok.any():
@@ -531,8 +533,8 @@ class RK4Predictions:
             f = self._data_part(full, index[ok])
             with np.errstate(invalid="ignore"):
                 err = np.where(m, np.abs(f - f_ex[ok]) / sd[ok], 0.0)
-                if self.survival is not None:
-                    es = 0.5 * np.abs(survival_m2ll(self.survival, index[ok], full)
+                if self.records is not None:
+                    es = 0.5 * np.abs(survival_m2ll(self.records, index[ok], full)
                                       - s_ex[ok])
                     err = np.column_stack([err, es])
             return float(np.nanmax(np.where(np.isfinite(err), err, np.inf)))
