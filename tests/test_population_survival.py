@@ -254,7 +254,9 @@ TRUE = {"k": (0.06, 0.8), "h0": (0.01, 0.3), "a": (3.0, 0.2)}
 ENTRY = 6.0
 
 
-def _joint_cohort(tmp_path, n, seed):
+def _joint_cohort(tmp_path, n, seed, truth=None):
+    """``n`` patients of the joint toy model drawn from ``truth`` (parameter -> (typical,
+    log-SD); default :data:`TRUE`) and the drawn parameters."""
     from progression.model import read_model_file
     from progression.model.compiled import compile_model
     from progression.virtual.cohort_config import ObservableSpec, ParameterSpec
@@ -265,7 +267,7 @@ def _joint_cohort(tmp_path, n, seed):
     model = compile_model(read_model_file(path))
     obs = [ObservableSpec(name="marker", model="marker", error="normal", residual_sd=SIGMA)]
     params = [ParameterSpec(name=k, typical=v, sd=sd, bounds=(1e-4, 10.0))
-              for k, (v, sd) in TRUE.items()]
+              for k, (v, sd) in (TRUE if truth is None else truth).items()]
     # enrolment 6 months after model time 0 (patients dead by then are not enrolled: the
     # fit needs the delayed entry), visits every 3 months for 36 months
     return simulate_cohort(model, n, observables=obs, parameters=params, seed=seed,

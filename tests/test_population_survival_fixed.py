@@ -25,9 +25,10 @@ import math
 import numpy as np
 import pytest
 from test_population_survival import (
-    ENTRY,
     SIGMA,
+    TRUE,
     _designs,
+    _joint_cohort,
     _joint_config,
     _saem_fit,
     _toy_config,
@@ -85,25 +86,6 @@ def test_survival_score_of_a_constant_matches_the_closed_form(tmp_path):
 A_TRUE = 3.0
 
 
-def _constant_a_cohort(tmp_path, n, seed):
-    from test_population_survival import JOINT, TRUE
-
-    from progression.model import read_model_file
-    from progression.model.compiled import compile_model
-    from progression.virtual.cohort_config import ObservableSpec, ParameterSpec
-    from progression.virtual.synthesis import simulate_cohort
-
-    path = tmp_path / "joint_toy.toml"
-    path.write_text(JOINT)
-    model = compile_model(read_model_file(path))
-    obs = [ObservableSpec(name="marker", model="marker", error="normal", residual_sd=SIGMA)]
-    spread = dict(TRUE, a=(A_TRUE, 0.0))
-    params = [ParameterSpec(name=k, typical=v, sd=sd, bounds=(1e-4, 10.0))
-              for k, (v, sd) in spread.items()]
-    return simulate_cohort(model, n, observables=obs, parameters=params, seed=seed,
-                           interval=3.0, follow_up=(36.0, 36.0), delay=ENTRY, anchor=None)
-
-
 def test_saem_joint_fit_recovers_a_hazard_coefficient_without_random_effect(tmp_path):
     """200 patients, 150 + 80 iterations on the RK4 path (~15 s). Tolerances on the log
     scale: a 0.2 (its start 2.0 is 0.41 away; SAEM's SE 0.38, 13 %: one event per patient
@@ -112,7 +94,7 @@ def test_saem_joint_fit_recovers_a_hazard_coefficient_without_random_effect(tmp_
     alone a -0.07, h0 +0.14; without the survival score a stays at its start)."""
     from progression.fit import fit
 
-    data, truth = _constant_a_cohort(tmp_path, 200, seed=4)
+    data, truth = _joint_cohort(tmp_path, 200, seed=4, truth=dict(TRUE, a=(A_TRUE, 0.0)))
     res = fit(_joint_config(tmp_path, 150, 80, eta_a=""), data=data)
     pop = res.population
     assert "a" in pop.fixed_effects and "a" not in pop.omega_names
