@@ -128,9 +128,11 @@ def population_lines(result, outputs=None) -> list[str]:
                       "model divides by PRED) and values censored above a limit: " + ", ".join(
                           f"{v} of {k}" for k, v in left.items()) + ".", ""]
         from .population._outputs import censoring_report_lines, vpc_report_lines
+        from .population._vpc_survival import survival_vpc_lines
 
         lines += censoring_report_lines(outputs)
         lines += vpc_report_lines(outputs)
+        lines += survival_vpc_lines(getattr(outputs, "survival_vpc", None))
     lines += ["`fit.ext`: NONMEM-style table (THETA typical values then covariate "
               "coefficients, SIGMA residual variances, OMEGA, OBJ) of the outer iterations, "
               "the final estimates (-1000000000) and the standard errors (-1000000001); "

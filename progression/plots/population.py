@@ -15,7 +15,8 @@ import numpy as np
 
 from . import axis_label, legend_below, time_label
 
-__all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_traces",
+__all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_survival_vpc",
+           "plot_traces",
            "plot_individual_fits"]
 
 _DPI = 120
@@ -284,6 +285,43 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
         labels.append(f"simulated values after the simulated patient's {what} left out: "
                       f"{100 * np.nanmin(ended):.0f}-{100 * np.nanmax(ended):.0f} % per bin")
     legend_below(fig, handles, labels, ncols=2)
+    return _finish(fig, path)
+
+
+def plot_survival_vpc(v, *, time_unit: str | None = None, path=None):
+    """A Kaplan-Meier VPC: the data's survival against the simulated cohorts' band.
+
+    Parameters
+    ----------
+    v : SurvivalVPC or any object with its attributes
+        ``event, times, lower, median, upper`` (arrays (G,)), ``n_sim``, and the data's
+        Kaplan-Meier step function ``km_time, km_survival``.
+    time_unit : str, optional
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    t = np.r_[0.0, np.asarray(v.times, dtype=float)]
+    ax.fill_between(t, np.r_[1.0, v.lower], np.r_[1.0, v.upper], step="post",
+                    color=_BAND_COLORS["outer"], alpha=0.22, lw=0,
+                    label="simulated cohorts, 95 % band")
+    ax.step(t, np.r_[1.0, v.median], where="post", color=_BAND_COLORS["median"], lw=1.5,
+            label="simulated cohorts, median")
+    # the data's own step function, to the end of follow-up
+    kt = np.r_[np.asarray(v.km_time, dtype=float), t[-1]]
+    ks = np.r_[np.asarray(v.km_survival, dtype=float), v.km_survival[-1]]
+    ax.step(kt, ks, where="post", color="black", lw=2.0, label="data (Kaplan-Meier)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(time_label(time_unit))
+    ax.set_ylabel(f"free of {v.event}")
+    ax.set_title(f"Kaplan-Meier VPC of {v.event} ({v.n_sim} simulated cohorts)")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_below(fig, handles, labels, ncols=3)
     return _finish(fig, path)
 
 

@@ -60,8 +60,9 @@ from ._core import PopulationData, Residual
 from ._diagnostics import epsilon_shrinkage, residual_diagnostics
 from ._ext import ExtTable, write_ext
 from ._npde import npde
-from ._vpc import vpc
+from ._vpc import vpc, vpc_limits
 from ._vpc_events import MAX_ENTRY_DRAWS, EndedDraws, EndEvents
+from ._vpc_survival import SurvivalVPC, survival_vpc
 
 __all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS",
            "NPDE_SAMPLES", "FOCEI_METHOD", "BLQ_CI", "censoring_report_lines", "vpc_limits",
@@ -120,6 +121,8 @@ class PopulationOutputs:
     vpc_end_events : tuple of str
         Terminal events that end simulated patients' observations in the VPC
         (``[estimator] vpc_end_events``; empty: none).
+    survival_vpc : SurvivalVPC or None
+        The Kaplan-Meier VPC of a joint fit's time-to-event data (:mod:`._vpc_survival`).
     """
 
     data: PopulationData
@@ -138,6 +141,7 @@ class PopulationOutputs:
     n_sim: int
     seed: int
     vpc_end_events: tuple = ()
+    survival_vpc: SurvivalVPC | None = None
 
     def column(self, name: str, i: int, n_i: int) -> np.ndarray:
         """Subject ``i``'s values (n_i,) of a :data:`DATA_COLUMNS` entry."""
@@ -389,29 +393,10 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
     return PopulationOutputs(data=data, time=time, dv=dv, cens=cens, pred=pred, ipred=ipred,
                              iwres=r.iwres, cwres=r.cwres, npde=nd.npde, sims=sims, vpcs=vpcs,
                              vpc_left_out=left, epsilon_shrinkage=epsilon_shrinkage(r.iwres),
-                             n_sim=K, seed=s, vpc_end_events=end_events)
-
-
-def vpc_limits(data: PopulationData) -> np.ndarray:
-    """The censoring limit of every observation (N, n), core scale: its own where censored;
-    else the limit of the subject's values censored below a limit for that observable (their
-    median), else the median of that observable's such limits; NaN for an observable without
-    values censored below a limit. The data give limits only on censored rows, but the VPC
-    asks of every simulated value whether it falls below its row's limit."""
-    lim = np.where(data.mask & (data.cens != 0), data.limit, np.nan)
-    out = lim.copy()
-    below = data.mask & (data.cens == 1)
-    for k in np.unique(data.observable[data.mask]):
-        bk = below & (data.observable == k)
-        if not bk.any():
-            continue
-        overall = float(np.median(data.limit[bk]))
-        for i in range(data.y.shape[0]):
-            row = data.mask[i] & (data.observable[i] == k) & ~np.isfinite(out[i])
-            if row.any():
-                own = data.limit[i, bk[i]]
-                out[i, row] = float(np.median(own)) if own.size else overall
-    return out
+                             n_sim=K, seed=s, vpc_end_events=end_events,
+                             survival_vpc=None if model.problem.survival is None else
+                             survival_vpc(model, mu, omega, eta_cols, K, s,
+                                          f"fit '{result.name}'"))
 
 
 def censoring_report_lines(out: PopulationOutputs) -> list[str]:
@@ -555,6 +540,7 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
         plot_individual_fits,
         plot_qq,
         plot_residuals,
+        plot_survival_vpc,
         plot_traces,
         plot_vpc,
     )
@@ -601,6 +587,10 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
             # a log-normal observable's VPC is on the log scale (the core's): say so
             plot_vpc(v, name=f"log {obs}" if logs.get(obs) else obs, unit=units.get(obs),
                      time_unit=t_unit, end_events=out.vpc_end_events, path=p)
+            files.append(p)
+        if out.survival_vpc is not None:
+            p = folder / "vpc_survival.png"
+            plot_survival_vpc(out.survival_vpc, time_unit=t_unit, path=p)
             files.append(p)
         h = result.population.history
         if h is not None and len(h):

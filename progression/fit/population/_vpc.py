@@ -37,7 +37,7 @@ import numpy as np
 
 from ...errors import FitError
 
-__all__ = ["VPCResult", "vpc", "vpc_bins", "prediction_correct"]
+__all__ = ["VPCResult", "vpc", "vpc_bins", "prediction_correct", "vpc_limits"]
 
 _FLOOR = -1e300  # censored values: below any observation, finite (interpolation stays finite)
 
@@ -356,3 +356,25 @@ def vpc(time, dv, sims, *, pred=None, n_bins: int | None = 6, edges=None,
                      blq_ci=blq_ci if lloq is not None else None,
                      obs_censored=c if lloq is not None else None,
                      obs_limit=lim if lloq is not None else None, sim_ended=sim_ended)
+
+
+def vpc_limits(data) -> np.ndarray:
+    """The censoring limit of every observation (N, n), core scale: its own where censored;
+    else the limit of the subject's values censored below a limit for that observable (their
+    median), else the median of that observable's such limits; NaN for an observable without
+    values censored below a limit. The data give limits only on censored rows, but the VPC
+    asks of every simulated value whether it falls below its row's limit."""
+    lim = np.where(data.mask & (data.cens != 0), data.limit, np.nan)
+    out = lim.copy()
+    below = data.mask & (data.cens == 1)
+    for k in np.unique(data.observable[data.mask]):
+        bk = below & (data.observable == k)
+        if not bk.any():
+            continue
+        overall = float(np.median(data.limit[bk]))
+        for i in range(data.y.shape[0]):
+            row = data.mask[i] & (data.observable[i] == k) & ~np.isfinite(out[i])
+            if row.any():
+                own = data.limit[i, bk[i]]
+                out[i, row] = float(np.median(own)) if own.size else overall
+    return out

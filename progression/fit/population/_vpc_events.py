@@ -111,6 +111,25 @@ class EndEvents:
              ) -> EndedDraws:
         """End events of simulated patients with parameter rows ``theta`` (R, Q) of subjects
         ``index`` (R,); scores ``z`` drawn from ``rng``."""
+        t_event, t_model = self._event_times(theta, index, rng)
+        with np.errstate(invalid="ignore"):
+            ended = ~(t_model < t_event[:, None])
+        entry = np.nanmin(np.where(np.isfinite(t_model), t_model, np.inf), axis=1)
+        return EndedDraws(ended=ended, alive_at_entry=t_event > entry)
+
+    def event_times(self, theta: np.ndarray, index: np.ndarray, rng: np.random.Generator,
+                    horizon: float) -> np.ndarray:
+        """Data time (R,) of the first end event of simulated patients with parameter rows
+        ``theta`` (R, Q) of subjects ``index`` (R,) (scores ``z`` drawn from ``rng``), looked
+        for up to data time ``horizon``; inf where none happens by then."""
+        t_event, t_model = self._event_times(theta, index, rng, horizon)
+        offset = t_model[:, 0] - np.asarray([self.designs[i].time[0] for i in index], float)
+        return t_event - offset
+
+    def _event_times(self, theta, index, rng, horizon=None):
+        """The first end event's model time (R,) (inf: none) and the model times of the
+        subjects' observations (R, n) (NaN in padding); simulated up to the last
+        observation, or to data time ``horizon`` when later."""
         from ...simulate import simulate
 
         p = self.problem
@@ -128,7 +147,10 @@ class EndEvents:
             d = self.designs[i]
             t_model[r, :d.n] = np.asarray(d.time, dtype=float) + offset[r]
         t_event = np.full(R, np.inf)
-        horizon = float(np.nanmax(t_model)) + 1.0
+        last = float(np.nanmax(t_model))
+        if horizon is not None:
+            last = max(last, float(np.max(horizon + offset)))
+        horizon = last + 1.0
         names = p.model.parameter_names
         for lo in range(0, R, _CHUNK):
             rows = slice(lo, min(R, lo + _CHUNK))
@@ -141,7 +163,4 @@ class EndEvents:
             for e in self.events:
                 te = np.asarray(sim.event_time(e), dtype=float).ravel()
                 t_event[rows] = np.fmin(t_event[rows], np.where(np.isfinite(te), te, np.inf))
-        with np.errstate(invalid="ignore"):
-            ended = ~(t_model < t_event[:, None])
-        entry = np.nanmin(np.where(np.isfinite(t_model), t_model, np.inf), axis=1)
-        return EndedDraws(ended=ended, alive_at_entry=t_event > entry)
+        return t_event, t_model
