@@ -96,12 +96,26 @@ class EndEvents:
         The subjects' designs (observation times, offset covariate).
     events : sequence of str
         Terminal events of the model that end a patient's observations.
+    alone : bool
+        The events' own times, as if no other event ended the trajectory: any event of the
+        model is taken, and the simulations run through terminal events (the Kaplan-Meier
+        VPC of a joint fit times its hazard's event alone, :mod:`._vpc_survival`).
     """
 
-    def __init__(self, problem, designs, events):
+    def __init__(self, problem, designs, events, *, alone: bool = False):
         self.problem = problem
         self.designs = list(designs)
-        self.events = check_end_events(problem.model, events)
+        self.alone = bool(alone)
+        if alone:
+            known = [e.name for e in problem.model.events]
+            bad = [n for n in events if n not in known]
+            if bad:
+                raise ConfigError(f"expected events of model '{problem.model.name}' "
+                                  f"({', '.join(known) or 'it has none'}); {bad[0]!r} is "
+                                  f"not one of them")
+            self.events = tuple(events)
+        else:
+            self.events = check_end_events(problem.model, events)
         model = problem.model
         # the Exp(1) threshold of every hazard is drawn per simulated patient
         self.scores = tuple(f"z_{h.name}" for h in getattr(model.spec, "hazards", ())
@@ -159,7 +173,8 @@ class EndEvents:
             # fit's tolerances, whatever method the fit's predictions use
             sim = simulate(p.model, params, np.array([0.0, max(horizon, 1.0)]),
                            rtol=float(p.solver.get("rtol", 1e-6)),
-                           atol=float(p.solver.get("atol", 1e-9)))
+                           atol=float(p.solver.get("atol", 1e-9)),
+                           terminal_events=not self.alone)
             for e in self.events:
                 te = np.asarray(sim.event_time(e), dtype=float).ravel()
                 t_event[rows] = np.fmin(t_event[rows], np.where(np.isfinite(te), te, np.inf))
