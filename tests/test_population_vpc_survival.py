@@ -93,7 +93,7 @@ def test_simulated_band_is_the_binomial_of_the_population_survival(tmp_path, k):
     model = ProblemModel(problem, _designs(), cols)
     mu = np.full((N, 1), math.log(H_TYPICAL))
     v = survival_vpc(model, mu, np.array([[OMEGA]]), np.array([0]), 400, seed=5)
-    assert v.event == "lost" and v.times[-1] == pytest.approx(FOLLOW_UP)
+    assert v.event == "death" and v.times[-1] == pytest.approx(FOLLOW_UP)
     for j in v.scored:
         s = _population_survival(v.times[j])
         for got, q in ((v.lower[j], 0.025), (v.median[j], 0.5), (v.upper[j], 0.975)):
