@@ -18,6 +18,7 @@ The structural model enters only through an *individual model*: a picklable obje
   :func:`cv_percent`: PRED, IPRED, IWRES, CWRES, shrinkage and CV %;
 - :func:`npde`: NPDE and pd from simulations of the design;
 - :func:`vpc`: VPC and prediction-corrected VPC with the fraction below a limit;
+  :func:`survival_vpc`: the Kaplan-Meier VPC of a joint fit's time-to-event data;
 - :func:`write_ext` / :func:`read_ext`: NONMEM-style ``.ext`` tables;
 - :class:`ProblemModel`: the individual model of a fit config (its likelihood ``Problem`` and
   designs: doses, covariates, conditions), used by the ``focei`` estimator.
@@ -59,6 +60,7 @@ from ._objective import (
 )
 from ._saem import SaemOptions, SaemResult, saem
 from ._vpc import VPCResult, prediction_correct, vpc, vpc_bins
+from ._vpc_survival import SurvivalVPC, survival_vpc
 
 __all__ = [
     "CONVERGED",
@@ -85,6 +87,7 @@ __all__ = [
     "Residuals",
     "SaemOptions",
     "SaemResult",
+    "SurvivalVPC",
     "conditional_modes",
     "cv_percent",
     "cwres",
@@ -102,6 +105,7 @@ __all__ = [
     "residual_diagnostics",
     "saem",
     "subject_objectives",
+    "survival_vpc",
     "vpc",
     "vpc_bins",
     "write_ext",

@@ -154,9 +154,9 @@ def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
         tk, sk = kaplan_meier(np.where(seen, ts, censor), seen, entry)
         curves[k] = _step(tk, sk, times)
     lo, med, hi = np.percentile(curves, [2.5, 50.0, 97.5], axis=0)
-    return SurvivalVPC(event=" or ".join(spec.events), times=times, observed=_step(t_km, s_km, times),
-                       lower=lo, median=med, upper=hi, n_sim=int(n_sim), km_time=t_km,
-                       km_survival=s_km)
+    return SurvivalVPC(event=" or ".join(spec.events), times=times,
+                       observed=_step(t_km, s_km, times), lower=lo, median=med, upper=hi,
+                       n_sim=int(n_sim), km_time=t_km, km_survival=s_km)
 
 
 def survival_vpc_lines(svpc: SurvivalVPC | None) -> list[str]:
