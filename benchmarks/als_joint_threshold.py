@@ -163,6 +163,16 @@ def main(argv=None) -> int:
         lines.append(f"\n{name}: RSE {rse:.1f} %")
     sig = ", ".join(f"{k} {v:.4g}" for k, v in pop.sigma.items())
     lines.append(f"\nResidual SDs (joint): {sig}.")
+    # the fitted death model against the data's survival (Kaplan-Meier VPC, 100 cohorts)
+    from progression.fit import population_outputs
+    from progression.fit.population._vpc_survival import survival_vpc_lines
+    from progression.plots.population import plot_survival_vpc
+
+    out = population_outputs(res, 100, 1)
+    figure = Path(args.out).with_name(Path(args.out).name + "_km.png")
+    plot_survival_vpc(out.survival_vpc, time_unit="month", path=figure)
+    lines.append("\n" + survival_vpc_lines(out.survival_vpc)[0].replace(
+        "`vpc_survival.png`", f"`{figure.name}`"))
     text = "\n".join(lines) + "\n"
     Path(args.out).with_suffix(".md").write_text(text)
     print(text)
