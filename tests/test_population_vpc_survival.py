@@ -12,7 +12,7 @@ cohort's Kaplan-Meier at t is Binomial(N, S(t)) / N. The VPC's simulated median 
 percentiles (400 cohorts) must match those binomial quantiles within 1.5 / N, which needs the
 redraw of subjects dead before entry (else the cohorts shrink and the band widens) and the
 hazard's score drawn per subject; also when the model's other terminal event (``death``)
-comes first (the hazard's event is timed alone). Bad input: a subject without a record.
+comes first (the hazard's event is timed alone). Subjects without a record are left out.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from progression.errors import FitError
 from progression.fit import Design, Problem, parse_fit_config
 from progression.fit._survival_likelihood import RIGHT, SurvivalRecord
 from progression.fit.population._adapter import ProblemModel
@@ -108,12 +107,19 @@ def test_simulated_band_is_the_binomial_of_the_population_survival(tmp_path, k):
     assert survival_vpc_lines(None) == []
 
 
-def test_a_subject_without_a_record_is_named(tmp_path):
+def test_subjects_without_a_record_are_left_out(tmp_path):
+    """A subject without an events-table row adds nothing to the survival likelihood; the VPC
+    is over the others (the same simulations as a cohort of only those), and None when no
+    subject has a record."""
     problem = _problem(tmp_path)
+    cols = np.array([problem.names.index("h")])
     designs = _designs()
     designs[3] = _designs(record=False)[3]
-    model = ProblemModel(problem, designs, np.array([problem.names.index("h")]))
-    with pytest.raises(FitError, match=r"fit 'x': survival VPC: subject 'S4' has no "
-                                       r"time-to-event record"):
-        survival_vpc(model, np.full((N, 1), math.log(H_TYPICAL)), np.array([[OMEGA]]),
-                     np.array([0]), 10, seed=1, source="fit 'x'")
+    mu, om = np.full((N, 1), math.log(H_TYPICAL)), np.array([[OMEGA]])
+    v = survival_vpc(ProblemModel(problem, designs, cols), mu, om, np.array([0]), 50, seed=1)
+    kept = designs[:3] + designs[4:]
+    w = survival_vpc(ProblemModel(problem, kept, cols), mu[:-1], om, np.array([0]), 50, seed=1)
+    for a in ("lower", "median", "upper", "observed"):
+        np.testing.assert_array_equal(getattr(v, a), getattr(w, a))
+    none = [d.replace(survival=None) for d in designs]
+    assert survival_vpc(ProblemModel(problem, none, cols), mu, om, np.array([0]), 5, 1) is None

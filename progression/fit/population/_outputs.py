@@ -395,8 +395,7 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
                              vpc_left_out=left, epsilon_shrinkage=epsilon_shrinkage(r.iwres),
                              n_sim=K, seed=s, vpc_end_events=end_events,
                              survival_vpc=None if model.problem.survival is None else
-                             survival_vpc(model, mu, omega, eta_cols, K, s,
-                                          f"fit '{result.name}'"))
+                             survival_vpc(model, mu, omega, eta_cols, K, s))
 
 
 def censoring_report_lines(out: PopulationOutputs) -> list[str]:

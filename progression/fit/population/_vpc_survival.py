@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import FitError
 from ...stats.survival import kaplan_meier
 from .._survival_likelihood import RIGHT
 from ._vpc_events import MAX_ENTRY_DRAWS, EndEvents
@@ -83,21 +82,20 @@ def _step(t_km, s_km, times):
     return s_km[np.searchsorted(t_km, times, side="right") - 1]
 
 
-def _records(designs, source):
-    """Per subject: exit time, event flag, entry (0 for none) of its record."""
-    recs = [getattr(d, "survival", None) for d in designs]
-    missing = [d.id for d, r in zip(designs, recs, strict=True) if r is None]
-    if missing:
-        raise FitError(f"{source}: survival VPC: subject '{missing[0]}' has no time-to-event "
-                       f"record; expected one per subject (an events table row)")
+def _records(designs):
+    """The subjects with a record (int array), and their records' exit times, event flags
+    and entries (0 for none)."""
+    have = np.array([i for i, d in enumerate(designs)
+                     if getattr(d, "survival", None) is not None], dtype=int)
+    recs = [designs[i].survival for i in have]
     time = np.array([r.time for r in recs], dtype=float)
     event = np.array([r.kind != RIGHT for r in recs], dtype=bool)
     entry = np.array([r.entry if np.isfinite(r.entry) else 0.0 for r in recs], dtype=float)
-    return time, event, entry
+    return have, time, event, entry
 
 
-def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
-                 source: str = "population fit") -> SurvivalVPC:
+def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int
+                 ) -> SurvivalVPC | None:
     """The Kaplan-Meier VPC of a joint fit (module docstring).
 
     Parameters
@@ -111,10 +109,11 @@ def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
     eta_columns : int array (E,)
     n_sim, seed : int
 
-    Raises
-    ------
-    FitError
-        A subject without a record.
+    Returns
+    -------
+    SurvivalVPC or None
+        Over the subjects with a time-to-event record (None when no subject has one: a
+        subject without an events-table row adds nothing to the survival likelihood either).
     """
     problem = model.problem
     spec = problem.survival
@@ -122,7 +121,9 @@ def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
     # the hazard's event alone: another terminal event of the model (a competing death
     # mechanism the fit does not use) must not hide it
     end = EndEvents(problem, model.designs, (hazard.event,), alone=True)
-    time, event, entry = _records(model.designs, source)
+    have, time, event, entry = _records(model.designs)
+    if not have.size:
+        return None
     N = time.size
     follow_up = float(time.max())
     # where a simulated subject's event would be seen: its own censoring, else the end
@@ -130,8 +131,9 @@ def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
     rng = np.random.default_rng([seed, 3])
     L = np.linalg.cholesky(np.atleast_2d(np.asarray(omega, dtype=float)))
     E = len(eta_columns)
-    index = np.tile(np.arange(N), n_sim)
-    phi = np.repeat(mu[None], n_sim, axis=0).reshape(n_sim * N, -1).copy()
+    index = np.tile(have, n_sim)                  # the subjects' rows of the designs
+    phi = np.repeat(mu[have][None], n_sim, axis=0).reshape(n_sim * N, -1).copy()
+    row_entry = np.tile(entry, n_sim)
 
     def draw(rows):
         phi[rows] = mu[index[rows]]
@@ -141,7 +143,7 @@ def survival_vpc(model, mu, omega, eta_columns, n_sim: int, seed: int,
     rows = np.arange(index.size)
     t_sim = draw(rows)
     for _ in range(MAX_ENTRY_DRAWS):
-        dead = np.flatnonzero(t_sim <= entry[index])
+        dead = np.flatnonzero(t_sim <= row_entry)
         if dead.size == 0:
             break
         t_sim[dead] = draw(dead)
