@@ -108,8 +108,9 @@ def write_inputs(folder: Path) -> Path:
     cfg = _edit(cfg, 'folder = "../fits/als_synthetic_population"',
                 f'folder = "{folder / "fit"}"')
     cfg = _edit(cfg, 'name = "als_synthetic_population"', 'name = "als_joint_threshold"')
-    # the VPC's end event stays the model's death hazard (the respiratory event is not
-    # terminal); no figures
+    # the VPC's simulated patients end at the fitted threshold (the respiratory event, not
+    # terminal, is timed through the model's own death event); no figures
+    cfg = _edit(cfg, 'vpc_end_events = ["death"]', 'vpc_end_events = ["respiratory_failure"]')
     cfg = _edit(cfg, "figures = true", "figures = false")
     cfg = _edit(cfg, "\n[solver]", JOINT)
     path = folder / "joint.toml"
@@ -173,6 +174,10 @@ def main(argv=None) -> int:
     plot_survival_vpc(out.survival_vpc, time_unit="month", path=figure)
     lines.append("\n" + survival_vpc_lines(out.survival_vpc)[0].replace(
         "`vpc_survival.png`", f"`{figure.name}`"))
+    from progression.fit.population._outputs import vpc_report_lines
+
+    lines.append("\nLongitudinal VPCs, simulated patients ending at the fitted threshold:")
+    lines += [f"- {line}" for line in vpc_report_lines(out) if line.startswith("VPC of")]
     text = "\n".join(lines) + "\n"
     Path(args.out).with_suffix(".md").write_text(text)
     print(text)

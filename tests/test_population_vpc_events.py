@@ -38,8 +38,11 @@ X0, XD = 2.0, 0.5
 K_TYPICAL, OMEGA = 0.5, 0.1
 
 
-def _config(tmp_path, extra: str = 'vpc_end_events = ["death"]'):
-    shutil.copy(MODELS / "decay_death.toml", tmp_path / "decay_death.toml")
+def _config(tmp_path, extra: str = 'vpc_end_events = ["death"]', model_text=None):
+    if model_text is None:
+        shutil.copy(MODELS / "decay_death.toml", tmp_path / "decay_death.toml")
+    else:
+        (tmp_path / "decay_death.toml").write_text(model_text)
     text = f"""
 [fit]
 model = "decay_death.toml"
@@ -196,3 +199,31 @@ def test_without_end_events_the_vpc_simulates_every_observation(fitted):
     assert out.vpc_end_events == ("lost",) and np.all(out.vpcs["log_x"].sim_ended == 0.0)
     with pytest.raises(ConfigError, match="'half' is not a terminal event"):
         population_outputs(fitted, n_sim=50, end_events=["half"])
+
+
+def test_a_non_terminal_hazard_event_ends_observations_through_terminal_ones(tmp_path):
+    """A hazard's event that is not terminal (a joint fit's own death mechanism beside the
+    model's) may end observations; it is timed alone, so the model's terminal ``death``
+    (here at model time 2.31, before most ``lost`` events) does not hide it; a non-terminal
+    event that is no hazard's stays refused."""
+    text = (MODELS / "decay_death.toml").read_text().replace(
+        'rate = "h"\nevent = "lost"', 'rate = "h"\nevent = "lost"\nterminal = false')
+    assert "terminal = false" in text
+    problem = Problem.from_config(_config(tmp_path, 'vpc_end_events = ["lost"]', text))
+    assert not next(e for e in problem.model.events if e.name == "lost").terminal
+    designs = [d.replace(time=TIMES, obs=np.zeros(TIMES.size, int),
+                         value=np.zeros(TIMES.size), cens=np.zeros(TIMES.size, int),
+                         limit=np.full(TIMES.size, np.nan)) for d in _designs([0.1])]
+    R, h = 40, 0.4
+    end = EndEvents(problem, designs, ["lost"])
+    assert end.alone
+    drawn = end.draw(_rows(problem, np.full(R, 0.6), h=h), np.zeros(R, int),
+                     np.random.default_rng(7))
+    z = np.random.default_rng(7).standard_normal(R)
+    T = -np.log(0.5 * erfc(z / math.sqrt(2.0))) / h
+    far = np.min(np.abs(TIMES[None] + OFFSET - T[:, None]), axis=1) > 1e-6
+    assert far.sum() > 35 and np.sum(T > math.log(X0 / XD) / 0.6) >= 5
+    np.testing.assert_array_equal(drawn.ended[far], (TIMES[None] + OFFSET >= T[:, None])[far])
+    with pytest.raises(ConfigError, match=r"or its hazards' events.*'half' is not a "
+                                          r"terminal event or a hazard's"):
+        EndEvents(problem, designs, ["half"])

@@ -119,7 +119,7 @@ class PopulationOutputs:
         ``1 - SD(IWRES)`` (a fraction).
     n_sim, seed : int
     vpc_end_events : tuple of str
-        Terminal events that end simulated patients' observations in the VPC
+        Events that end simulated patients' observations in the VPC
         (``[estimator] vpc_end_events``; empty: none).
     survival_vpc : SurvivalVPC or None
         The Kaplan-Meier VPC of a joint fit's time-to-event data (:mod:`._vpc_survival`).
@@ -314,7 +314,7 @@ def population_outputs(result, n_sim: int | None = None, seed: int | None = None
     seed : int, optional
         Seed of the simulations (default: the fit's ``[estimator] seed``, else 0).
     end_events : sequence of str, optional
-        Terminal events of the model that end simulated patients' observations in the VPC
+        Events of the model that end simulated patients' observations in the VPC
         (:mod:`._vpc_events`; default: the fit's ``[estimator] vpc_end_events``; ``()``:
         none).
 

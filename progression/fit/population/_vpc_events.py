@@ -1,4 +1,4 @@
-"""Terminal events in the VPC's simulations: observations end where a patient's event comes.
+"""End events in the VPC's simulations: observations end where a patient's event comes.
 
 A cohort followed until death has no observations after death, and a clinic cohort enrols
 only patients alive at their first visit. A VPC that simulates new random effects on the
@@ -39,17 +39,19 @@ MAX_ENTRY_DRAWS = 50
 
 def end_events_problem(model, events) -> str | None:
     """What is wrong with ``events`` as end events of ``model`` (None: each one is a terminal
-    event of the model); the config reader and :func:`check_end_events` share this rule."""
-    terminal = [e.name for e in model.events if e.terminal]
+    event of the model or the event of one of its hazards); the config reader and
+    :func:`check_end_events` share this rule."""
+    allowed = [e.name for e in model.events if e.terminal]
+    allowed += [h.event for h in getattr(model.spec, "hazards", ()) if h.event not in allowed]
     known = {e.name for e in model.events}
-    bad = [n for n in events if n not in terminal]
+    bad = [n for n in events if n not in allowed]
     if not bad:
         return None
-    what = ("not a terminal event" if all(n in known for n in bad)
+    what = ("not a terminal event or a hazard's" if all(n in known for n in bad)
             else "not one of its events")
-    have = ", ".join(terminal) or "it has none"
-    return (f"expected terminal events of model '{model.name}' ({have}); "
-            f"{', '.join(map(repr, bad))} is {what}")
+    have = ", ".join(allowed) or "it has none"
+    return (f"expected terminal events of model '{model.name}' or its hazards' events "
+            f"({have}); {', '.join(map(repr, bad))} is {what}")
 
 
 def check_end_events(model, events, where: str = "estimator.vpc_end_events") -> tuple:
@@ -95,11 +97,15 @@ class EndEvents:
     designs : sequence of SubjectDesign
         The subjects' designs (observation times, offset covariate).
     events : sequence of str
-        Terminal events of the model that end a patient's observations.
+        Events of the model that end a patient's observations: terminal events, or the
+        events of its hazards (:func:`end_events_problem`).
     alone : bool
         The events' own times, as if no other event ended the trajectory: any event of the
         model is taken, and the simulations run through terminal events (the Kaplan-Meier
-        VPC of a joint fit times its hazard's event alone, :mod:`._vpc_survival`).
+        VPC of a joint fit times its hazard's event alone, :mod:`._vpc_survival`). Also
+        when one of ``events`` is not terminal: a hazard's event that is not terminal (a
+        joint fit's own death mechanism beside the model's) must not be hidden by a
+        terminal event not listed.
     """
 
     def __init__(self, problem, designs, events, *, alone: bool = False):
@@ -116,6 +122,8 @@ class EndEvents:
             self.events = tuple(events)
         else:
             self.events = check_end_events(problem.model, events)
+            terminal = {e.name for e in problem.model.events if e.terminal}
+            self.alone = any(n not in terminal for n in self.events)
         model = problem.model
         # the Exp(1) threshold of every hazard is drawn per simulated patient
         self.scores = tuple(f"z_{h.name}" for h in getattr(model.spec, "hazards", ())
