@@ -133,7 +133,7 @@ class EndEvents:
              ) -> EndedDraws:
         """End events of simulated patients with parameter rows ``theta`` (R, Q) of subjects
         ``index`` (R,); scores ``z`` drawn from ``rng``."""
-        t_event, t_model = self._event_times(theta, index, rng)
+        t_event, t_model, _ = self._event_times(theta, index, rng)
         with np.errstate(invalid="ignore"):
             ended = ~(t_model < t_event[:, None])
         entry = np.nanmin(np.where(np.isfinite(t_model), t_model, np.inf), axis=1)
@@ -144,14 +144,14 @@ class EndEvents:
         """Data time (R,) of the first end event of simulated patients with parameter rows
         ``theta`` (R, Q) of subjects ``index`` (R,) (scores ``z`` drawn from ``rng``), looked
         for up to data time ``horizon``; inf where none happens by then."""
-        t_event, t_model = self._event_times(theta, index, rng, horizon)
-        offset = t_model[:, 0] - np.asarray([self.designs[i].time[0] for i in index], float)
+        t_event, _, offset = self._event_times(theta, index, rng, horizon)
         return t_event - offset
 
     def _event_times(self, theta, index, rng, horizon=None):
-        """The first end event's model time (R,) (inf: none) and the model times of the
-        subjects' observations (R, n) (NaN in padding); simulated up to the last
-        observation, or to data time ``horizon`` when later."""
+        """The first end event's model time (R,) (inf: none), the model times of the
+        subjects' observations (R, n) (NaN in padding) and each row's time offset (R,) (model
+        time = data time + offset); simulated up to the last observation, or to data time
+        ``horizon`` when later."""
         from ...simulate import simulate
 
         p = self.problem
@@ -186,4 +186,4 @@ class EndEvents:
             for e in self.events:
                 te = np.asarray(sim.event_time(e), dtype=float).ravel()
                 t_event[rows] = np.fmin(t_event[rows], np.where(np.isfinite(te), te, np.inf))
-        return t_event, t_model
+        return t_event, t_model, offset
