@@ -655,9 +655,30 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+# Config keys that shape the fit folder's diagnostics, not the estimates: a study resumes
+# across edits of them (the treg_all study's first 27 replicates predate vpc_end_events).
+OUTPUT_ONLY_KEYS = ("vpc_end_events",)
+
+
+def _estimation_text(text: str) -> str:
+    """The config text without its output-only keys and the comment block just above each."""
+    lines = text.splitlines(keepends=True)
+    keep = [True] * len(lines)
+    for i, line in enumerate(lines):
+        if line.split("=")[0].strip() in OUTPUT_ONLY_KEYS:
+            keep[i] = False
+            j = i - 1
+            while j >= 0 and lines[j].lstrip().startswith("#"):
+                keep[j] = False
+                j -= 1
+    return "".join(line for line, k in zip(lines, keep, strict=True) if k)
+
+
 def _key(text: str, options: dict, n: int) -> tuple[str, str]:
+    """(study key, SHA-256 of the whole text): the key hashes the estimation-relevant text."""
     sha = hashlib.sha256(text.encode()).hexdigest()
-    blob = json.dumps({"config": sha, "options": options, "n": n}, sort_keys=True)
+    estimation_sha = hashlib.sha256(_estimation_text(text).encode()).hexdigest()
+    blob = json.dumps({"config": estimation_sha, "options": options, "n": n}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], sha
 
 
