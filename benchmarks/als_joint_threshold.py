@@ -8,12 +8,11 @@ threshold N_d ~ N(mu, sd^2), that death time has the survival function S(t) = Ph
 
     h(t) = -d log S / dt = (lam N / sd) phi(z) / Phi(z),   z = (N - mu) / sd,
 
-which a model file can state as a ``[hazards.NAME]`` (``erfc`` gives Phi). This script adds
-that hazard (``[hazards.respiratory]``, its own non-terminal event, parameter ``Ndeath_sd``)
-to a copy of the shipped fit model ``configs/models/als_reduced_pace.toml`` and fits the
-shipped config plus ``[survival] hazard = "respiratory"`` (the data's ``death`` events,
-delayed entry at enrolment) with mu (``Ndeath``) and ``Ndeath_sd`` as population constants
-without random effects (SAEM's M-step with the survival term's score and information). The
+which the pace model states as ``[hazards.respiratory]`` (its own non-terminal event,
+parameter ``Ndeath_sd``; ``erfc`` gives Phi). This script fits the shipped joint config
+``configs/als_synthetic_joint.toml`` (the longitudinal config plus ``[survival] hazard =
+"respiratory"``: the data's ``death`` events, delayed entry at enrolment; mu = ``Ndeath`` and
+``Ndeath_sd`` population constants without random effects) into a temporary folder. The
 model's calibrated death hazard ([hazards.death], ALSFRS-R-driven) is not the data's
 mechanism: a joint fit with it sends its scale h0 and slope alpha1 to their bounds (an ever
 steeper hazard: the likelihood of threshold deaths grows without bound as it sharpens).
@@ -44,78 +43,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from als_ed_controls import TRUTH  # noqa: E402
 
-MODEL = ROOT / "configs" / "models" / "als_reduced_pace.toml"
-CONFIG = ROOT / "configs" / "als_synthetic_population.toml"
+CONFIG = ROOT / "configs" / "als_synthetic_joint.toml"
 SHIPPED = ROOT / "fits" / "als_synthetic_population"
 TRUTH_FILE = ROOT / "data" / "synthetic" / "als_clinic_200_truth.csv"
 
-#: phi(z) / Phi(z) with Phi(z) = erfc(-z / sqrt 2) / 2
-_RATE = ("lam * N / Ndeath_sd * exp(-0.5 * ((N - Ndeath) / Ndeath_sd) ** 2) "
-         "/ 2.5066282746310002 / (0.5 * erfc(-(N - Ndeath) / Ndeath_sd / 1.4142135623730951))")
-HAZARD = f"""
-# ------------------------------------------------ respiratory-failure threshold as a hazard
-# (benchmarks/als_joint_threshold.py): death when N falls to the patient's threshold
-# N_d ~ N(Ndeath, Ndeath_sd^2); S(t) = Phi((N - Ndeath) / Ndeath_sd)
-[parameters.Ndeath_sd]
-value = 0.05
-bounds = [0.02, 0.3]
-unit = "1"
-description = "Between-patient SD of the respiratory-failure threshold Ndeath"
-source = "[A] als-biology.md §3.4 (Ndeath ~ N(0.30, 0.05^2))"
+def joint_config(folder: Path, *, figures: bool = False):
+    """The shipped joint config, writing into ``folder`` (figures off unless asked)."""
+    from progression.fit import parse_fit_config
 
-[hazards.respiratory]
-rate = "{_RATE}"
-event = "respiratory_failure"
-terminal = false
-description = "N reaching a normal threshold: (lam N / sd) phi(z) / Phi(z), z = (N - Ndeath) / sd"
-"""
-
-JOINT = '''
-[parameters.Ndeath]
-estimate = "population"
-value = 0.30
-bounds = [0.15, 0.6]
-
-[parameters.Ndeath_sd]
-estimate = "population"
-value = 0.05
-bounds = [0.02, 0.3]
-scale = "log"
-
-[survival]
-hazard = "respiratory"
-events = ["death"]
-entry = "enrolment"
-
-[solver]'''
-
-
-def _edit(text: str, old: str, new: str) -> str:
-    if old not in text:
-        raise SystemExit(f"expected {old!r} in the shipped files")
-    return text.replace(old, new, 1)
-
-
-def write_inputs(folder: Path) -> Path:
-    """The extended model and the joint config in ``folder``; the config's path."""
-    model = MODEL.read_text()
-    model = _edit(model, 'name = "als_reduced_pace"', 'name = "als_reduced_pace_joint"')
-    (folder / "model.toml").write_text(model + HAZARD)
-    cfg = CONFIG.read_text()
-    cfg = _edit(cfg, 'model = "models/als_reduced_pace.toml"', 'model = "model.toml"')
-    cfg = _edit(cfg, 'path = "../data/synthetic/als_clinic_200.csv"',
-                f'path = "{ROOT / "data" / "synthetic" / "als_clinic_200.csv"}"')
-    cfg = _edit(cfg, 'folder = "../fits/als_synthetic_population"',
-                f'folder = "{folder / "fit"}"')
-    cfg = _edit(cfg, 'name = "als_synthetic_population"', 'name = "als_joint_threshold"')
-    # the VPC's simulated patients end at the fitted threshold (the respiratory event, not
-    # terminal, is timed through the model's own death event); no figures
-    cfg = _edit(cfg, 'vpc_end_events = ["death"]', 'vpc_end_events = ["respiratory_failure"]')
-    cfg = _edit(cfg, "figures = true", "figures = false")
-    cfg = _edit(cfg, "\n[solver]", JOINT)
-    path = folder / "joint.toml"
-    path.write_text(cfg)
-    return path
+    text = CONFIG.read_text()
+    for old, new in (('folder = "../fits/als_synthetic_joint"', f'folder = "{folder}"'),
+                     ("figures = true", f"figures = {'true' if figures else 'false'}")):
+        if old not in text:
+            raise SystemExit(f"expected {old!r} in {CONFIG}")
+        text = text.replace(old, new, 1)
+    return parse_fit_config(text, base_dir=CONFIG.parent, name=CONFIG.stem, source=str(CONFIG))
 
 
 def main(argv=None) -> int:
@@ -123,12 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "als_joint_threshold"))
     args = ap.parse_args(argv)
     import progression as pg
-    from progression.fit import fit, parse_fit_config
+    from progression.fit import fit
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_inputs(Path(tmp))
-        cfg = parse_fit_config(path.read_text(), base_dir=path.parent, name="joint",
-                               source=str(path))
+        cfg = joint_config(Path(tmp) / "fit")
         t = time.perf_counter()
         res = fit(cfg)
         wall = time.perf_counter() - t

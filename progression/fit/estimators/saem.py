@@ -457,8 +457,9 @@ class SAEM(FOCEI):
         tail = (" in the SAEM chains and the importance sampling" + (
             ", with the [survival] term -2 log p(T | phi) (the cumulative hazard and the "
             "hazard at the record times, from the same integration) added to the chains' "
-            "data term and to the importance sampling; the Louis information needs no "
-            "survival term (it does not depend on the population parameters given phi)"
+            "data term and to the importance sampling; in Louis' information the survival "
+            "term enters through the parameters without a random effect (its score and "
+            "curvature), given phi it does not depend on the others"
             if survival else ""))
         if not applicable(model.problem, getattr(model, "eval_designs", model.designs)):
             return exact, words + tail
