@@ -135,10 +135,15 @@ def test_vpc_figure_draws_the_percentiles_and_bands(tmp_path):
     ended[:, t == 2.0] = rng.random((50, 20)) < 0.4
     v = vpc(t, y, np.where(ended, np.nan, sims), edges=[-0.5, 0.5, 1.5, 2.5], ended=ended)
     fig = plot_vpc(v, end_events=("death",))
-    text = [x.get_text() for x in fig.legends[0].get_texts()]
+    text = [x.get_text().replace("\n", " ") for x in fig.legends[0].get_texts()]
     lo, hi = 100 * v.sim_ended.min(), 100 * v.sim_ended.max()
     assert (f"simulated values after the simulated patient's death left out: "
             f"{lo:.0f}-{hi:.0f} % per bin") in text
+    # a long event name is wrapped: the legend stays inside the figure
+    fig = plot_vpc(v, end_events=("respiratory_failure",))
+    fig.canvas.draw()
+    box = fig.legends[0].get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
 
 
 def test_traces_by_iteration(tmp_path):

@@ -282,8 +282,12 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
 
         handles.append(Line2D([], [], ls="none"))
         what = " or ".join(end_events) or "end event"
-        labels.append(f"simulated values after the simulated patient's {what} left out: "
-                      f"{100 * np.nanmin(ended):.0f}-{100 * np.nanmax(ended):.0f} % per bin")
+        import textwrap
+
+        # wrapped: a long event name would run past the figure's right edge
+        labels.append(textwrap.fill(
+            f"simulated values after the simulated patient's {what} left out: "
+            f"{100 * np.nanmin(ended):.0f}-{100 * np.nanmax(ended):.0f} % per bin", 55))
     legend_below(fig, handles, labels, ncols=2)
     return _finish(fig, path)
 
