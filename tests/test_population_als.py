@@ -203,6 +203,33 @@ def test_respiratory_hazard_is_the_normal_threshold_of_n():
     np.testing.assert_allclose(np.exp(-lam), survival, atol=1e-8)
 
 
+def test_death_respiratory_makes_the_threshold_the_terminal_death():
+    """death_respiratory = 1: the model's terminal death is [hazards.respiratory]'s event, at
+    N = Ndeath - z sd for a patient's score z (S = Phi((N - Ndeath) / sd) reaching Phi(-z));
+    0 (the default): the calibrated death hazard, another time."""
+    from scipy.stats import norm
+
+    import progression as pg
+
+    t = np.linspace(0.0, 300.0, 601)
+    nd, sd, z = np.array([0.42, 0.30]), np.array([0.06, 0.03]), np.array([0.3, -1.0])
+    base = {"k0": [0.0095, 0.02], "wsp": [0.095] * 2, "Ndeath": nd, "Ndeath_sd": sd,
+            "z_respiratory": z}
+    on = pg.simulate(str(PACE_MODEL), {**base, "death_respiratory": [1.0, 1.0]}, t,
+                     rtol=1e-10, atol=1e-13)
+    off = pg.simulate(str(PACE_MODEL), base, t, rtol=1e-10, atol=1e-13)
+    for i in range(2):
+        death = on.events["death"][i][0]
+        assert death == pytest.approx(on.events["respiratory_failure"][i][0], abs=1e-9)
+        n_at = pg.simulate(str(PACE_MODEL), {k: np.atleast_1d(v)[i] for k, v in base.items()},
+                           [0.0, death], terminal_events=False, rtol=1e-10, atol=1e-13)
+        n_death = n_at.states[0, n_at.state_names.index("N"), -1]
+        # exact: Phi((N - nd) / sd) / Phi((1 - nd) / sd) = Phi(-z)
+        target = nd[i] + sd[i] * norm.ppf(norm.cdf(-z[i]) * norm.cdf((1 - nd[i]) / sd[i]))
+        assert n_death == pytest.approx(target, abs=1e-6)
+        assert abs(off.events["death"][i][0] - death) > 0.5
+
+
 def test_nfl_scale_multiplies_the_whole_nfl_as_the_generator_offset_does():
     """nfl_scale (the fit's per-patient NfL offset) multiplies background and neuronal NfL
     alike, as the generator's offset exp(eta) does; nothing else depends on it."""

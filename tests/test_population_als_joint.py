@@ -52,11 +52,14 @@ def test_joint_config_is_the_longitudinal_one_plus_survival():
     for name, p in by_l.items():
         if name in SURVIVAL_PARAMETERS:
             assert p.estimate == "fixed", name    # the longitudinal fit holds them
+        elif name == "death_respiratory":
+            # the model's terminal death: the calibrated hazard there, the threshold here
+            assert (p.value, by_j[name].value) == (0.0, 1.0)
+            assert by_j[name].estimate == "fixed"
         else:
             assert by_j[name] == p, name
     assert joint.errors == longi.errors
-    assert {k: v for k, v in joint.options.items() if k != "vpc_end_events"} == \
-        {k: v for k, v in longi.options.items() if k != "vpc_end_events"}
+    assert joint.options == longi.options          # the VPC ends at "death" in both
     assert joint.data["path"] == longi.data["path"]
     # the survival part: the respiratory threshold's mean and spread as population constants
     for name in SURVIVAL_PARAMETERS:
@@ -65,7 +68,6 @@ def test_joint_config_is_the_longitudinal_one_plus_survival():
     s = joint.survival
     assert (s.hazard, s.events, s.entry, s.interval) == ("respiratory", ("death",),
                                                          "enrolment", False)
-    assert list(joint.options["vpc_end_events"]) == ["respiratory_failure"]
     assert joint.output["folder"] == FIT
 
 
@@ -109,6 +111,41 @@ def test_shipped_joint_fit_longitudinal_estimates_as_measured():
     numbers = target_table(FIT, n_onset=2000, seed=0)[1]
     for (p, key), value in MEASURED.items():
         assert numbers[p][key] == pytest.approx(value, abs=0.01), (p, key)
+
+
+def test_patients_drawn_from_the_joint_fit_die_at_the_fitted_threshold():
+    """Downstream (VirtualPopulation.from_fit, as compare and VirtualTrial draw them): the
+    joint fit's patients carry death_respiratory = 1 and the fitted threshold, so with their
+    survival scores drawn (as a trial draws them) the model's terminal death comes where N
+    reaches N_d ~ N(Ndeath, Ndeath_sd^2): mean and SD of N at death within 4 sampling SEs."""
+    import progression as pg
+    from progression.virtual.population import VirtualPopulation
+
+    if not (FIT / "fit.json").exists():
+        pytest.fail(f"{FIT} is missing: run `progression fit {CONFIG.relative_to(ROOT)}`")
+    fit = pg.load_fit(FIT)
+    pop = VirtualPopulation.from_fit(fit, n=300, seed=3)
+    model, table = pop.model, pop.subject_parameters.copy()
+    col = {name: model.parameter_index(name)
+           for name in ("death_respiratory", "Ndeath", "Ndeath_sd", "z_respiratory")}
+    mu, sd = fit.population.fixed_effects["Ndeath"], fit.population.fixed_effects["Ndeath_sd"]
+    assert np.all(table[:, col["death_respiratory"]] == 1.0)
+    np.testing.assert_allclose(table[:, col["Ndeath"]], mu, rtol=1e-12)
+    np.testing.assert_allclose(table[:, col["Ndeath_sd"]], sd, rtol=1e-12)
+    table[:, col["z_respiratory"]] = np.random.default_rng(5).standard_normal(len(table))
+    grid = np.linspace(0.0, 600.0, 6001)
+    sim = pg.simulate(model, table, grid[[0, -1]])
+    # N along the whole course (no terminal event), read at each patient's death time
+    full = pg.simulate(model, table, grid, terminal_events=False)
+    i_n = full.state_names.index("N")
+    n_at_death = []
+    for i, times in enumerate(sim.events["death"]):
+        assert times.size == 1, i                       # every patient dies by 600 months
+        n_at_death.append(np.interp(times[0], grid, full.states[i, i_n]))
+    n_at_death = np.array(n_at_death)
+    m = n_at_death.size
+    assert abs(n_at_death.mean() - mu) < 4 * sd / np.sqrt(m)
+    assert abs(n_at_death.std(ddof=1) / sd - 1) < 4 / np.sqrt(2 * (m - 1))
 
 
 def test_shipped_joint_fit_report_has_its_survival_vpc(shipped):
