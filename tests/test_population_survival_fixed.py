@@ -113,3 +113,35 @@ def test_config_with_survival_estimates_a_constant(tmp_path):
     assert "h0" in pop.fixed_effects and "h0" not in pop.omega_names
     assert pop.fixed_effects["h0"] != pytest.approx(0.05, rel=1e-6)
     assert np.isfinite(pop.fixed_effects["h0"])
+
+
+def test_score_pass_takes_the_survival_term_of_a_constant(tmp_path):
+    """The covariance fallback (``score_pass``: Louis' information by a longer MCMC pass at the
+    estimates) of a joint model whose hazard scale is a population constant: h0 enters only
+    the survival term, which does not depend on k's random effect, so its score is the same
+    in every chain and Louis' information of log h0 is the observed one, sum_i (Lambda(T_i) -
+    Lambda(T0_i)), with no cross-information to k's parameters (closed form, to 1e-4). Before
+    the pass took the survival term, this information was 0 and no fit with a hazard constant
+    got standard errors from it."""
+    from progression.fit.population._saem_score import score_pass
+
+    problem = Problem.from_config(_toy_config(tmp_path))
+    designs = _designs()
+    cols = np.array([problem.names.index("k"), problem.names.index("h0")])
+    pm = ProblemModel(problem, designs, cols)
+    h0, g = 0.05, 0.1
+    sp = score_pass(pm, pm.data(), np.log([0.25, h0]), np.array([[0.09]]),
+                    Residual((SIGMA,), (0.0,)), eta_columns=[0], estimate_columns=[1],
+                    residual_fixed=([True], [True]), n_iter=40, burn_in=5, n_chains=2,
+                    seed=3)
+    j = sp.names.index("theta[1]")
+
+    def cum(t):
+        return h0 * math.expm1(g * t) / g
+
+    delta = [cum(d.survival.time) - (cum(d.survival.entry) if math.isfinite(d.survival.entry)
+                                     else 0.0) for d in designs]
+    assert sp.fisher[j, j] == pytest.approx(np.sum(delta), rel=1e-4)
+    others = [i for i in range(len(sp.names)) if i != j]
+    np.testing.assert_allclose(sp.fisher[j, others], 0.0, atol=1e-6 * np.sum(delta))
+    assert np.all(np.isfinite(sp.covariance("model")))

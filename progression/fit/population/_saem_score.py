@@ -232,6 +232,9 @@ estimate_columns
     if bad.any():
         eta[bad] = 0.0
         U, f = chains.evaluate(phi_of(eta))
+    # a joint model's survival term -2 log p(T | phi) at the chains' state: the score and
+    # curvature of the hazard's parameters without a random effect come from it
+    S = chains.last_extra.copy()
     if not np.all(np.isfinite(U)):
         i = int(sub[np.flatnonzero(~np.isfinite(U))[0]])
         raise FitError(f"score_pass: subject {i}: the model could not be evaluated at the "
@@ -251,7 +254,7 @@ estimate_columns
     batch_means = []
 
     def step(prop, prior_ratio):
-        nonlocal U, f, Up, eta
+        nonlocal U, f, Up, eta, S
         Pn = prior_q(prop)
         # the uniforms before the evaluation (the same stream): early rejection
         logu = np.log(rng.random(R))
@@ -260,6 +263,7 @@ estimate_columns
         logr = -0.5 * (Un - U) - (0.5 * (Pn - Up) if prior_ratio else 0.0)
         ok = logu < logr
         eta = np.where(ok[:, None], prop, eta)
+        S = np.where(ok, chains.last_extra, S)
         U = np.where(ok, Un, U)
         Up = np.where(ok, Pn, Up)
         f = np.where(ok[:, None], fn, f)
@@ -287,8 +291,9 @@ estimate_columns
         fz = np.where(d.mask, f, 0.0)
         fixed_terms = None
         if fcols.size:
-            _, f_info, f_per = fstep.score_information(chains, phi_of(eta), f, ysim,
-                                                       residual, C, weights=w_t)
+            _, f_info, f_per = fstep.score_information(
+                chains, phi_of(eta), f, ysim, residual, C, weights=w_t,
+                extra=S if chains.extra else None)
             fixed_terms = (f_per, f_info * C)
         g_r, H_sum = louis.terms(eta, omega, d, ysim, fz, a, b, fixed=fixed_terms)
         g_i = g_r.reshape(N, C, -1).mean(axis=1)
