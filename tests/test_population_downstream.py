@@ -140,8 +140,13 @@ def test_new_patients_reproduce_typical_values_and_omega(als_pop):
     se = np.sqrt((np.outer(np.diag(OMEGA), np.diag(OMEGA)) + OMEGA ** 2) / n)
     np.testing.assert_array_less(np.abs(emp - OMEGA), 4 * se)
     assert abs(vp.time_offsets.mean() - TV["time_offset"]) < 4 * 3.0 / math.sqrt(n)
+    # each patient's own survival score of the model's hazard (held by the fit): N(0, 1)
+    zd = P[:, model.parameter_index("z_death")]
+    assert abs(zd.mean()) < 4 / math.sqrt(n) and abs(zd.std() - 1) < 4 / math.sqrt(2 * n)
+    assert abs(np.corrcoef(zd, logs[:, 0])[0, 1]) < 4 / math.sqrt(n)
     # every other model parameter at the fit's (fixed) value
-    others = [j for j, name in enumerate(model.parameter_names) if name not in ("kA", "eD")]
+    others = [j for j, name in enumerate(model.parameter_names)
+              if name not in ("kA", "eD", "z_death")]
     np.testing.assert_array_equal(P[:, others],
                                   np.broadcast_to(als_pop.theta[0, others], (n, len(others))))
     assert "20000 new patients drawn from the population fit 'als_pop'" in vp.description

@@ -160,11 +160,16 @@ class NewPatients:
         Fitted subject whose values of the quantities outside the population model (and whose
         time offset, when the offset has no random effect) the patient carries; equal to
         ``rows`` when the covariates are the fitted subjects' own.
+    scores : ndarray (n, H) or None
+        Each patient's survival scores ``z_NAME`` ~ N(0, 1), one per hazard of the model
+        that the fit holds (:attr:`PopulationSampler.hazard_scores`): its own Exp(1)
+        thresholds, so that its hazard events are draws, not every patient's median.
     """
 
     z: np.ndarray
     rows: np.ndarray
     subjects: np.ndarray
+    scores: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -172,7 +177,28 @@ class NewPatients:
 
     def subset(self, index) -> NewPatients:
         index = np.asarray(index)
-        return NewPatients(self.z[index], self.rows[index], self.subjects[index])
+        return NewPatients(self.z[index], self.rows[index], self.subjects[index],
+                           None if self.scores is None else self.scores[index])
+
+    def replaced(self, bad, fresh: NewPatients) -> NewPatients:
+        """These patients with the rows ``bad`` (bool mask) taken from ``fresh``."""
+        def put(a, b):
+            a = a.copy()
+            a[bad] = b
+            return a
+
+        return NewPatients(put(self.z, fresh.z), put(self.rows, fresh.rows),
+                           put(self.subjects, fresh.subjects),
+                           None if self.scores is None else put(self.scores, fresh.scores))
+
+
+def _side_stream(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng`` without drawing from it, so that adding
+    draws (the survival scores) leaves every existing draw of ``rng`` as it was."""
+    seq = getattr(rng.bit_generator, "seed_seq", None)
+    if isinstance(seq, np.random.SeedSequence):
+        return np.random.default_rng(seq.spawn(1)[0])
+    return np.random.default_rng(rng.integers(2**63))
 
 
 @dataclass(frozen=True)
@@ -185,8 +211,10 @@ class PopulationSampler:
     :meth:`PopulationPart.individual_values` (typical values with the covariate effects on
     the estimation scale, plus ``eta``, transformed back). Quantities outside the population
     model keep the fit's values (those of the fitted subject ``s_k``: the fixed value, or
-    that subject's own estimate). The time offset is the population model's when it has one
-    (``time_offset`` with ``estimate = "population"``), else the fitted subject's.
+    that subject's own estimate), but for the hazards' survival scores the fit holds
+    (:attr:`hazard_scores`, drawn per patient from a side stream of the patients'
+    generator). The time offset is the population model's when it has one (``time_offset``
+    with ``estimate = "population"``), else the fitted subject's.
 
     Parameter uncertainty (:meth:`parameter_draws`): population parameters ``x ~ N(x_hat,
     C)`` on their estimation scales (``C`` the covariance step's matrix,
@@ -215,6 +243,10 @@ class PopulationSampler:
     data_notes : tuple of str
         What of the fitted data new patients do not carry (dose records, covariates over
         time, conditions), in words.
+    hazard_scores : tuple of str
+        The survival scores ``z_NAME`` of the model's hazards that the fit holds: drawn
+        N(0, 1) per new patient (a fitted subject's own held value, the median threshold, is
+        no patient's).
     """
 
     population: object
@@ -227,6 +259,7 @@ class PopulationSampler:
     covariates_from: str = ""
     fit_name: str = ""
     data_notes: tuple = ()
+    hazard_scores: tuple = ()
 
     @classmethod
     def from_fit(cls, fit, covariates=None) -> PopulationSampler:
@@ -270,11 +303,16 @@ class PopulationSampler:
         q = fit.parameter_names.index(OFFSET)
         cov = (np.array([d.offset_covariate for d in fit.designs], dtype=float)
                if fit.designs else np.zeros(m))
+        spec = getattr(fit.model, "spec", None)
+        held = {p.name for p in fit.parameters if p.estimate == "fixed"}
+        scores = tuple(h.score for h in getattr(spec, "hazards", ()) or ()
+                       if h.score in held)
         return cls(population=pop, names=tuple(fit.parameter_names),
                    base=np.array(fit.theta, dtype=float), n_model=int(fit.model.n_parameters),
                    offset_factor=float(fit.parameters[q].factor), offset_covariate=cov,
                    covariates=table, covariates_from=where if need else "",
-                   fit_name=str(fit.name), data_notes=_data_notes(fit))
+                   fit_name=str(fit.name), data_notes=_data_notes(fit),
+                   hazard_scores=scores)
 
     # ------------------------------------------------------------------ patients
 
@@ -301,7 +339,9 @@ class PopulationSampler:
         z = rng.standard_normal((n, self.n_eta))
         rows = rng.integers(0, self.n_rows, n)
         subjects = rows.copy() if self.joint else rng.integers(0, self.base.shape[0], n)
-        return NewPatients(z, rows, subjects)
+        scores = (_side_stream(rng).standard_normal((n, len(self.hazard_scores)))
+                  if self.hazard_scores else None)
+        return NewPatients(z, rows, subjects, scores)
 
     def values(self, patients: NewPatients, population=None) -> tuple[np.ndarray, np.ndarray]:
         """The patients' model parameters and time offsets under ``population`` (default: the
@@ -322,6 +362,9 @@ class PopulationSampler:
         th = self.base[patients.subjects].copy()
         for name, v in vals.items():
             th[:, self.names.index(name)] = v
+        if patients.scores is not None:
+            for k, name in enumerate(self.hazard_scores):
+                th[:, self.names.index(name)] = patients.scores[:, k]
         q = self.names.index(OFFSET)
         off_cov = (self.offset_covariate[patients.subjects]
                    if self.offset_covariate is not None else 0.0)

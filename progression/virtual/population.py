@@ -210,7 +210,9 @@ class VirtualPopulation:
         values with the covariate effects plus ``eta`` on each parameter's estimation scale
         (:meth:`~progression.fit.parts.PopulationPart.individual_values`). Quantities outside
         the population model keep the fit's values (fixed values, or the resampled fitted
-        subject's own estimate).
+        subject's own estimate), except the survival score ``z_NAME`` of each of the model's
+        ``[hazards.NAME]`` that the fit holds: drawn N(0, 1) per patient (its own Exp(1)
+        threshold; held at the fit's value every patient would die at the median).
 
         Time offsets (model time at each patient's data time 0), by default the fit's clock:
         drawn from the population model when ``time_offset`` is one of its parameters, else
@@ -313,10 +315,7 @@ class VirtualPopulation:
                 break
             redrawn += int(bad.sum())
             fresh = sampler.draw_patients(int(bad.sum()), rng)
-            z, rows, subjects = (patients.z.copy(), patients.rows.copy(),
-                                 patients.subjects.copy())
-            z[bad], rows[bad], subjects[bad] = fresh.z, fresh.rows, fresh.subjects
-            patients = type(patients)(z, rows, subjects)
+            patients = patients.replaced(bad, fresh)
             new_table, new_offsets = sampler.values(fresh)
             table[bad] = new_table
             if fit_anchor is not None:
