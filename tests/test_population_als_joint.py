@@ -102,10 +102,8 @@ def test_shipped_joint_fit_recovers_the_death_threshold(shipped):
         assert se is not None and 0 < se / pop["fixed_effects"][name] < 0.25, name
 
 
-def test_shipped_joint_fit_longitudinal_estimates_as_measured():
+def test_shipped_joint_fit_longitudinal_estimates_as_measured(shipped):
     """The issue's figures of the joint fit (README: the longitudinal fit beside it)."""
-    if not (FIT / "fit.json").exists():
-        pytest.fail(f"{FIT} is missing: run `progression fit {CONFIG.relative_to(ROOT)}`")
     from progression.als.population_truth import target_table
 
     numbers = target_table(FIT, n_onset=2000, seed=0)[1]
@@ -113,7 +111,7 @@ def test_shipped_joint_fit_longitudinal_estimates_as_measured():
         assert numbers[p][key] == pytest.approx(value, abs=0.01), (p, key)
 
 
-def test_patients_drawn_from_the_joint_fit_die_at_the_fitted_threshold():
+def test_patients_drawn_from_the_joint_fit_die_at_the_fitted_threshold(shipped):
     """Downstream (VirtualPopulation.from_fit, as compare and VirtualTrial draw them): the
     joint fit's patients carry death_respiratory = 1, the fitted threshold and their own
     survival scores, so the model's terminal death comes where N reaches N_d ~ N(Ndeath,
@@ -121,8 +119,6 @@ def test_patients_drawn_from_the_joint_fit_die_at_the_fitted_threshold():
     import progression as pg
     from progression.virtual.population import VirtualPopulation
 
-    if not (FIT / "fit.json").exists():
-        pytest.fail(f"{FIT} is missing: run `progression fit {CONFIG.relative_to(ROOT)}`")
     fit = pg.load_fit(FIT)
     pop = VirtualPopulation.from_fit(fit, n=300, seed=3)
     model, table = pop.model, pop.subject_parameters.copy()

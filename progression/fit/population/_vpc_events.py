@@ -126,8 +126,8 @@ class EndEvents:
             self.alone = any(n not in terminal for n in self.events)
         model = problem.model
         # the Exp(1) threshold of every hazard is drawn per simulated patient
-        self.scores = tuple(f"z_{h.name}" for h in getattr(model.spec, "hazards", ())
-                            if f"z_{h.name}" in model.parameter_names)
+        self.scores = tuple(h.score for h in getattr(model.spec, "hazards", ())
+                            if h.score in model.parameter_names)
 
     def draw(self, theta: np.ndarray, index: np.ndarray, rng: np.random.Generator
              ) -> EndedDraws:
