@@ -164,3 +164,26 @@ MEASURED = {("k0", "rel"): 0.0460, ("k0", "omega_rel"): -0.1547, ("k0", "rse"): 
             ("nfl_scale", "rse"): 2.21,
             ("onset shift", "rel"): -0.0310, ("onset shift", "omega_rel"): -0.1142,
             ("onset shift", "rse"): 4.56}
+
+
+def test_compare_on_the_joint_fit_own_subjects_dies_as_their_data_say(shipped):
+    """compare() on the joint fit's own subjects: each subject's survival score comes from
+    the survival its data record (progression.fit._survival_scores), so untreated every one
+    of the 113 who died dies at its recorded time (1e-4 months), none of the 87 censored dies
+    before its censoring time, and all 200 are alive at the start (with the held median
+    score one of them was dead before its data time 0)."""
+    import progression as pg
+
+    fit = pg.load_fit(FIT)
+    comp = pg.compare(fit, {"no treatment": []}, horizon=60.0, step=1.0, seed=1)
+    assert comp.valid.all() and comp.valid.size == 200
+    kind = np.array([d.survival.kind for d in fit.designs])
+    T = np.array([d.survival.time for d in fit.designs])
+    e = comp.subject_endpoints["no treatment"]
+    dead, cens = kind == 0, kind == 1
+    assert dead.sum() == 113 and cens.sum() == 87
+    np.testing.assert_allclose(e["time_to_death"][dead], T[dead], atol=1e-4)
+    assert np.all(e["death_observed"][dead] == 1)
+    died = e["death_observed"][cens] == 1
+    assert np.all(e["time_to_death"][cens][died] > T[cens][died])
+    assert any("conditioned on their recorded survival" in n for n in comp.notes)

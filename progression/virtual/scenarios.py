@@ -257,6 +257,14 @@ def compare(source, scenarios: Mapping, *, start: float = 0.0, horizon: float = 
                                   max_step=max_step)
     check_executor(executor)
     options = solver.simulate_kwargs()
+    if getattr(source, "survival", None) is not None and getattr(source, "designs", None):
+        # a joint fit's own subjects: each one's survival score from the survival its data
+        # record, not the held median (progression.fit._survival_scores)
+        from ..fit._survival_scores import conditioned_scores
+
+        full, note = conditioned_scores(source, full, starts - start,
+                                        np.tile(np.arange(m), 1 + draws), rng, **options)
+        notes.append(note)
     y0, obs0, _ = states_at(model, full, starts, **options)
     alive = np.all(np.isfinite(y0), axis=1)
     baseline_all = {name: obs0[:, model.observable_names.index(name)]
