@@ -25,10 +25,16 @@ With ``--truth-a-sd 0`` the cohorts are drawn with a constant a, so that the con
 well specified and its 95 % Wald coverage (printed per fit model) tests SAEM's standard errors
 of a hazard constant.
 
-    python benchmarks/saem_survival_recovery.py [--replicates 3] [--n 200] [--k1 250] [--k2 100]
-        [--a-constant] [--truth-a-sd 0]
+With ``--laplace`` every replicate is also fitted by the joint Laplace estimator
+(``estimator = "laplace"``, a as a population constant): the survival records as residuals
+with their exact Hessian over eta, NONMEM's LAPLACE for time-to-event data; its row's ``a
+model`` is ``constant (laplace)`` and the files get the suffix ``_laplace``.
 
-Writes ``benchmarks/results/saem_survival_recovery[_a_constant].json`` and ``.md``.
+    python benchmarks/saem_survival_recovery.py [--replicates 3] [--n 200] [--k1 250] [--k2 100]
+        [--a-constant] [--truth-a-sd 0] [--laplace]
+
+Writes ``benchmarks/results/saem_survival_recovery[_a_constant][_a_sdX][_laplace].json`` and
+``.md``.
 """
 
 from __future__ import annotations
@@ -73,24 +79,30 @@ def main(argv=None) -> int:
     ap.add_argument("--truth-a-sd", type=float, default=TRUE["a"][1],
                     help="between-patient log-SD of a in the simulated cohorts (0: a constant, "
                     "so that the constant fit is well specified)")
+    ap.add_argument("--laplace", action="store_true",
+                    help="also fit each replicate by the joint Laplace estimator (a constant)")
     args = ap.parse_args(argv)
     truth_spec = {**TRUE, "a": (TRUE["a"][0], args.truth_a_sd)}
-    variants = {"random effect": "eta = 0.05"}
+    # label -> (a's random effect, estimator)
+    variants = {"random effect": ("eta = 0.05", "saem")}
     if args.a_constant:
-        variants["constant"] = ""
+        variants["constant"] = ("", "saem")
+    if args.laplace:
+        variants["constant (laplace)"] = ("", "laplace")
     rows = []
     for rep in range(args.replicates):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             data, truth = _joint_cohort(tmp, args.n, seed=100 + rep, truth=truth_spec)
-            for label, eta_a in variants.items():
+            for label, (eta_a, estimator) in variants.items():
                 t = time.perf_counter()
-                res = fit(_joint_config(tmp, args.k1, args.k2, seed=1 + rep, eta_a=eta_a),
-                          data=data)
+                cfg = _joint_config(tmp, args.k1, args.k2, seed=1 + rep, eta_a=eta_a)
+                res = fit(cfg.replace(estimator=estimator), data=data)
                 wall = time.perf_counter() - t
                 pop = res.population
                 row = {"replicate": rep, "a_model": label, "seconds": wall,
-                       "iterations": int(pop.iterations), "sigma": pop.sigma["marker.a"]}
+                       "iterations": int(pop.iterations), "sigma": pop.sigma["marker.a"],
+                       "ofv": float(pop.ofv)}
                 for name in TRUE:
                     row[name] = pop.fixed_effects[name]
                     row[name + "_se"] = pop.fixed_effects_se[name]
@@ -100,19 +112,22 @@ def main(argv=None) -> int:
     out = HERE / "results" / ("saem_survival_recovery"
                               + ("_a_constant" if args.a_constant else "")
                               + ("" if args.truth_a_sd == TRUE["a"][1]
-                                 else f"_a_sd{args.truth_a_sd:g}"))
+                                 else f"_a_sd{args.truth_a_sd:g}")
+                              + ("_laplace" if args.laplace else ""))
     meta = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "n": args.n,
             "k1": args.k1, "k2": args.k2, "truth": truth_spec, "command": " ".join(sys.argv)}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"# SAEM joint longitudinal + survival recovery ({meta['date']})", "",
-             f"{args.n} patients per replicate, SAEM {args.k1} + {args.k2} iterations, 1 chain",
+    lines = [f"# Joint longitudinal + survival recovery ({meta['date']})", "",
+             f"{args.n} patients per replicate, SAEM {args.k1} + {args.k2} iterations, 1 chain"
+             + ("; Laplace rows: the joint Laplace estimator" if args.laplace else ""),
              f"(`python {meta['command']}`)", "",
              "| rep | a model | " + " | ".join(f"{k} (SE) / enrolled" for k in TRUE)
-             + " | sigma | s |", "|---" * (len(TRUE) + 4) + "|"]
+             + " | sigma | OFV | s |", "|---" * (len(TRUE) + 5) + "|"]
     for r in rows:
         cells = [f"{r[k]:.4g} ({r[k + '_se']:.2g}) / {r[k + '_enrolled']:.4g}" for k in TRUE]
         lines.append(f"| {r['replicate']} | {r['a_model']} | " + " | ".join(cells)
-                     + f" | {r['sigma']:.4f} | {r['seconds']:.0f} |")
+                     + f" | {r['sigma']:.4f} | {r.get('ofv', float('nan')):.2f} | "
+                     f"{r['seconds']:.0f} |")
     for label in variants:
         sub = [r for r in rows if r["a_model"] == label]
         if not sub:
@@ -127,6 +142,22 @@ def main(argv=None) -> int:
         lines.append("95 % Wald intervals (log scale) covering the enrolled geometric mean: "
                      + ", ".join(f"{k} {c} of {m}" for k, (c, m) in coverage(sub).items())
                      + f" (of {len(sub)} fits; the others without standard errors)")
+    pairs = [(a, b) for a in rows for b in rows if a["replicate"] == b["replicate"]
+             and a["a_model"] == "constant" and b["a_model"] == "constant (laplace)"]
+    if pairs:
+        # the two estimators on the same data and the same model: estimates within two
+        # combined SEs (log scale), and the Laplace OFV against SAEM's importance sampling
+        agree = {k: sum(1 for a, b in pairs if a[k + "_se"] and b[k + "_se"]
+                        and abs(np.log(a[k] / b[k])) < 2 * np.hypot(a[k + "_se"] / a[k],
+                                                                    b[k + "_se"] / b[k]))
+                 for k in TRUE}
+        dofv = [b["ofv"] - a["ofv"] for a, b in pairs]
+        lines.append("")
+        lines.append(f"SAEM (constant) against Laplace, same data ({len(pairs)} replicates): "
+                     "estimates within 2 combined SEs " + ", ".join(
+                         f"{k} {v} of {len(pairs)}" for k, v in agree.items())
+                     + f"; OFV Laplace - SAEM (IS) median {np.median(dofv):+.2f}, range "
+                     f"{min(dofv):+.2f} to {max(dofv):+.2f}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

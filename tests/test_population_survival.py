@@ -12,9 +12,10 @@
    frailty) and a), simulated by :func:`progression.virtual.synthesis.simulate_cohort`;
    ``fit(..., estimator = "saem")`` recovers the typical values of k, h0 and of the hazard
    coefficient a within the stated tolerances.
-3. Bad input: ``[survival]`` with a FOCE-family estimator, ``saem_covariance = "focei"``:
-   one ConfigError naming the file and the key. (Parameters without a random effect next to
-   a survival term: tests/test_population_survival_fixed.py.)
+3. Bad input: ``saem_covariance = "focei"`` with ``[survival]``: one ConfigError naming the
+   file and the key. (The joint Laplace objective and the FOCE family's refusals:
+   tests/test_population_survival_foce.py; parameters without a random effect next to a
+   survival term: tests/test_population_survival_fixed.py.)
 """
 
 from __future__ import annotations
@@ -166,16 +167,6 @@ def test_chain_data_term_is_the_joint_likelihood(tmp_path, which):
     U0, _ = _Chains(bare, bare.data(), index, cols.size,
                     Residual((SIGMA,), (0.0,))).evaluate(phi)
     np.testing.assert_allclose(U0, gauss, **tol)
-
-
-@pytest.mark.parametrize("estimator", ["focei", "foce", "fo", "laplace"])
-def test_foce_family_with_survival_is_refused(tmp_path, estimator):
-    eta = "eta = 0.1"
-    with pytest.raises(ConfigError) as err:
-        _toy_config(tmp_path, estimator=estimator, estimate="population", eta=eta)
-    msg = str(err.value)
-    assert "tte.toml" in msg and "key 'survival'" in msg and f"not '{estimator}'" in msg
-    assert "saem" in msg
 
 
 def _saem_fit(tmp_path, designs, eta_h0="eta = 0.1", options=""):

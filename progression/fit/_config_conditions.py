@@ -97,7 +97,7 @@ def _condition_dose(chk: _Check, key: str, rec, model):
 
 _SURVIVAL_KEYS = ("hazard", "events", "entry", "interval")
 #: Estimators that take the time-to-event part of the likelihood.
-SURVIVAL_ESTIMATORS = ("individual", "pooled", "saem")
+SURVIVAL_ESTIMATORS = ("individual", "pooled", "saem", "laplace")
 
 
 def survival_table(chk: _Check, doc: dict, model, estimator):
@@ -123,10 +123,13 @@ def survival_table(chk: _Check, doc: dict, model, estimator):
     ok = True
     if estimator is not None and estimator not in SURVIVAL_ESTIMATORS:
         chk.add("survival", f"the time-to-event likelihood is available with the estimators "
-                            f"{', '.join(SURVIVAL_ESTIMATORS)}, not '{estimator}': the "
-                            "FOCE family (focei, foce, fo, laplace) takes Gaussian "
-                            "predictions only (NONMEM fits time-to-event data with LAPLACE; "
-                            "not implemented here); fit the population with 'saem'")
+                            f"{', '.join(SURVIVAL_ESTIMATORS)}, not '{estimator}'"
+                            + (": FOCE-I and FOCE see a time-to-event term through its "
+                               "Gauss-Newton curvature, half the exact one for a frailty, "
+                               "which biases the hazard's variance (and FO linearises at "
+                               "eta = 0); NONMEM fits such data with LAPLACE: use 'laplace' "
+                               "or 'saem'"
+                               if estimator in ("focei", "foce", "fo") else ""))
         ok = False
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
     wanted = est.get("uncertainty", ())

@@ -237,8 +237,10 @@ class FitConfig:
         Estimators: ``individual``, ``pooled`` and ``saem`` (the survival term
         ``-2 log p(T_i | phi_i)`` joins the chains' data term and the importance sampling;
         every estimated population parameter needs a random effect; exact path, SAEM's own
-        standard errors); the FOCE family (focei, foce, fo, laplace) is refused (Gaussian
-        predictions only; NONMEM uses LAPLACE for time-to-event data).
+        standard errors) and ``laplace`` (the term as residuals whose squares add up to it,
+        with their exact Hessian over eta); ``focei``, ``foce`` and ``fo`` are refused
+        (FOCE's Gauss-Newton curvature of the term is half the exact one for a frailty and
+        biases its variance; NONMEM uses LAPLACE for time-to-event data).
     """
 
     name: str

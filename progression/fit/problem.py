@@ -400,8 +400,9 @@ class Problem:
             with respect to ``x`` (``jac^T jac`` added to ``info``); e.g.
             :class:`progression.fit.likelihood.GaussianPrior`.
         want_hessian : bool
-            Also return :attr:`Evaluation.hessians`: per row, ``d2 r / dx2`` (len, D, D) of the
-            data residuals on the estimation scale, by central differences (step
+            Also return :attr:`Evaluation.hessians`: per row, ``d2 r / dx2`` (len, D, D) of
+            its residuals (the data residuals first, then any sigma and survival residuals;
+            a failed row: its data rows, NaN) on the estimation scale, by central differences (step
             ``hessian_step`` in ``x``) of the exact Jacobians. The ``2 D`` perturbed copies of
             a row are evaluated next to each other in one stacked solve (up to
             :data:`EXACT_GROUP` rows per solve), so they share one step-size sequence and
@@ -659,7 +660,8 @@ class Problem:
                 base = b * K
                 if np.any(ev.failed[base:base + K]):
                     continue
-                n = sizes[r]
+                # every residual of the row: data, sigma and survival residuals
+                n = ev.jacobians[base].shape[0]
                 H = np.empty((n, D, D))
                 for c in range(D):
                     up = ev.jacobians[base + 2 * c][:n]

@@ -118,6 +118,9 @@ class FOCEI(Estimator):
     #: FastExactModel` where it applies (same numbers, without the per-call Python of
     #: Problem.evaluate); False: always the general path.
     fast_path = True
+    #: With ``[survival]``, the time-to-event residuals join the core's data as
+    #: pseudo-observations (False: SAEM, which adds ``-2 log p(T | phi)`` to its chains itself).
+    survival_residuals = True
 
     def __init__(self):
         self._state: dict = {}
@@ -132,7 +135,11 @@ class FOCEI(Estimator):
                               "one population parameter with a random effect (eta = "
                               "<variance>)")
         self._check_censoring(ep, designs)
-        model = ProblemModel(problem, designs, pop_cols)
+        # [survival]: the time-to-event residuals join the data as pseudo-observations of one
+        # more observable (unit SD), so that every objective, its exact gradient and the
+        # covariance step carry -2 log p(T | eta) (see ProblemModel)
+        model = ProblemModel(problem, designs, pop_cols,
+                             survival_residuals=self.survival_residuals)
         data = model.data(ep.source)
         params = problem.parameters
         names = [params[q].name for q in pop_cols]
@@ -183,6 +190,7 @@ class FOCEI(Estimator):
                 x_fixed[d] = True
                 bounds[d] = (float(th0[d]), float(th0[d]))
         return dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
+                    survival_constant=model.survival_constant(),
                     x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
                     omega_model=omega, coef0=coef0, coef_free=coef_free, x_fixed=x_fixed)
 
@@ -229,8 +237,13 @@ class FOCEI(Estimator):
         vals = problem.values.copy()
         for (q, _, _), v in zip(s["err"], sd, strict=True):
             vals[q] = v
-        a = [vals[i] if i >= 0 else 0.0 for i in problem.a_index]
-        b = [vals[i] if i >= 0 else 0.0 for i in problem.b_index]
+        K = len(problem.observables)
+        a = [vals[i] if i >= 0 else 0.0 for i in problem.a_index[:K]]
+        b = [vals[i] if i >= 0 else 0.0 for i in problem.b_index[:K]]
+        if problem.survival is not None:
+            # the survival pseudo-observable: unit additive SD, held
+            a.append(1.0)
+            b.append(0.0)
         return Residual(tuple(a), tuple(b))
 
     def _gradient(self, problem, s, x, warm=True):
@@ -257,6 +270,10 @@ class FOCEI(Estimator):
             # Omega not positive definite to working precision (a Cholesky factor underflow),
             # or conditional modes that cannot be computed (non-finite curvature far out)
             return np.inf, np.zeros_like(x), None, None
+        constant = s.get("survival_constant")
+        if constant is not None and np.any(constant):
+            # the exact events' residuals sqrt(C - 2 log h) carry C each: the OFV is -2 log L
+            gr.ofv_i = gr.ofv_i - constant
         # chain rule: mu (per subject) -> theta and coefficients; Omega -> its parameters
         # (Gamma symmetric: dOFV = sum_kl Gamma_kl dOmega_kl)
         per = [gr.d_mu * dmu_dth, np.einsum("nkl,pkl->np", gr.d_omega_i, J_om)]
@@ -406,6 +423,11 @@ class FOCEI(Estimator):
             method=("FOCE-I (NONMEM's objective), scipy L-BFGS-B on the exact gradient "
                     "(implicit-function rule), conditional modes in lockstep with warm "
                     "starts"))
+        if problem.survival is not None:
+            diag = dataclasses.replace(diag, method=diag.method + (
+                "; [survival]: -2 log p(T | eta) as residuals sqrt(2 (Lambda(T) - "
+                "Lambda(T0))) and, for an event, sqrt(C - 2 log h(T)), with their exact "
+                "Hessian over eta (C removed from the OFV)"))
         s["theta"] = theta
         return PointEstimate(
             estimates=Estimates(theta=theta, x_hat=x_hat, x_cols=x_cols, x_rows=x_rows),

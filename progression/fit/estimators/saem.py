@@ -152,6 +152,8 @@ class SAEM(FOCEI):
     name = "saem"
     description = ("population fit: stochastic approximation EM (Monolix's SAEM), diagonal "
                    "Omega, OFV by importance sampling")
+    # the chains add the survival term -2 log p(T | phi) themselves (predict_extra)
+    survival_residuals = False
 
     def _setup_saem(self, ep: EstimationProblem):
         problem = ep.problem
@@ -176,8 +178,10 @@ class SAEM(FOCEI):
             if covariance_choice(ep.options) in _LINEARISED:
                 raise ConfigError(f"{ep.source}: estimator.saem_covariance = "
                                   f"\"{covariance_choice(ep.options)}\" is not available with "
-                                  f"[survival] (the FOCE-I objective has no "
-                                  f"time-to-event term); expected \"sa\"")
+                                  f"[survival] (SAEM's chains carry the time-to-event "
+                                  f"term, not its FOCE-I objective; fit with "
+                                  f"estimator = \"laplace\" for a joint objective by "
+                                  f"approximation); expected \"sa\"")
         censored = [d.id for d in ep.designs if np.any(np.asarray(d.cens) != 0)]
         if censored and not s["data"].has_censoring:
             raise ConfigError(f"{ep.source}: fit.estimator = \"saem\": censored values are "

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import FitError
+from .. import _survival_likelihood as _survival
 from ..config import FitParameter
-from ..errormodels import split_kind
+from ..errormodels import C_SIGMA, split_kind
 from ..problem import EXACT_ATOL, EXACT_RTOL, Problem
 from ..transforms import from_internal
 from ._core import PopulationData
@@ -28,6 +29,9 @@ __all__ = ["ProblemModel", "unit_error_problem", "core_scale", "residual_df"]
 #: on the log scale of data and predictions). Their Student-t kinds (``"lognormal:t(3)"``)
 #: map the same way; the degrees of freedom reach SAEM through :attr:`ProblemModel.residual_df`.
 SUPPORTED = ("additive", "proportional", "combined", "lognormal")
+#: Survival residuals per record kind (:func:`progression.fit._survival_likelihood.
+#: survival_terms`): the cumulative-hazard one, and for an exact event or an interval a second.
+_SURVIVAL_ROWS = {_survival.EXACT: 2, _survival.RIGHT: 1, _survival.INTERVAL: 2}
 
 
 def core_scale(kind: str) -> str:
@@ -91,14 +95,30 @@ class ProblemModel:
         Values of every other model quantity (default: the problem's values); error
         parameters are ignored (the core's residual model carries them).
 
+    survival_residuals : bool
+        With ``[survival]``: append each subject's time-to-event residuals
+        (:mod:`progression.fit._survival_likelihood`: ``sqrt(2 (Lambda(T) - Lambda(T0)))``,
+        and for an event ``sqrt(C - 2 log h(T))`` or for an interval ``sqrt(-2 log(1 -
+        exp(-(Lambda(R) - Lambda(L)))))``) to its predictions as pseudo-observations of one
+        more observable (index ``len(problem.observables)``, value 0, unit additive SD), so
+        that the core's Gaussian objective ``sum (y - f)^2`` carries ``-2 log p(T | phi)``
+        plus :data:`~progression.fit.errormodels.C_SIGMA` per exact event
+        (:meth:`survival_constant`). The Laplace estimator fits joint models this way.
+
     Notes
     -----
     Picklable (a Problem and arrays), so it can run in worker processes.
     """
 
-    def __init__(self, problem: Problem, designs, cols, theta=None):
+    def __init__(self, problem: Problem, designs, cols, theta=None, *,
+                 survival_residuals: bool = False):
         self.problem = unit_error_problem(problem)
         self.designs = list(designs)
+        #: per subject, the number of survival residuals appended to its predictions
+        self.n_survival = np.array(
+            [_SURVIVAL_ROWS[d.survival.kind] if survival_residuals and problem.survival
+             is not None and getattr(d, "survival", None) is not None else 0
+             for d in self.designs], dtype=int)
         # censored values are evaluated as if observed at their limit: Problem.evaluate's
         # residual is then y - f on every row (the M3 terms are the core's), and f is read off
         # it like for any other value
@@ -112,8 +132,10 @@ class ProblemModel:
         given = np.asarray(problem.values if theta is None else theta, dtype=float)
         keep = [q for q, p in enumerate(problem.parameters) if p.kind != "error"]
         self.theta[keep] = given[keep]
-        self.n = max(d.n for d in self.designs)
-        self.log_scale = np.array([core_scale(k) == "log" for k in problem.error_models])
+        self.n = max(d.n + k for d, k in zip(self.designs, self.n_survival, strict=True))
+        # the survival pseudo-observable (when there is one) is on the linear scale
+        self.log_scale = np.array([core_scale(k) == "log" for k in problem.error_models]
+                                  + [False])
         #: residual degrees of freedom per observable (inf: normal); SAEM reads them
         self.residual_df = residual_df(problem)
 
@@ -129,8 +151,10 @@ class ProblemModel:
             A censored value without a finite limit, or a non-positive limit of a log-normal
             observable (the message names the file, the subject and the value's time).
         """
-        ys, cens, limits = [], [], []
-        for d in self.designs:
+        ys, cens, limits, obs = [], [], [], []
+        K = len(self.problem.observables)
+        for d, k in zip(self.designs, self.n_survival, strict=True):
+            obs.append(np.r_[d.obs, np.full(k, K)].astype(int))
             y = np.asarray(d.value, dtype=float)
             c = np.asarray(d.cens).astype(np.int8)
             lim = np.where(c != 0, np.asarray(d.limit, dtype=float), np.nan)
@@ -142,12 +166,19 @@ class ProblemModel:
                                f"a finite limit (positive for a log-normal error model) is "
                                f"expected, found {lim[j]}")
             with np.errstate(divide="ignore", invalid="ignore"):
-                ys.append(np.where(c != 0, 0.0, np.where(lg, np.log(y), y)))
-                limits.append(np.where(lg, np.log(lim), lim))
-            cens.append(c)
-        return PopulationData.from_subjects(ys, cens=cens, limits=limits,
-                                            observables=[d.obs for d in self.designs],
+                ys.append(np.r_[np.where(c != 0, 0.0, np.where(lg, np.log(y), y)), np.zeros(k)])
+                limits.append(np.r_[np.where(lg, np.log(lim), lim), np.full(k, np.nan)])
+            cens.append(np.r_[c, np.zeros(k, dtype=np.int8)])
+        return PopulationData.from_subjects(ys, cens=cens, limits=limits, observables=obs,
                                             source=source)
+
+    def survival_constant(self) -> np.ndarray:
+        """(N,) what the survival residuals add to each subject's ``sum (y - f)^2`` beyond
+        ``-2 log p(T | phi)``: :data:`~progression.fit.errormodels.C_SIGMA` per exact event
+        (its residual ``sqrt(C - 2 log h)``), 0 otherwise."""
+        kinds = np.array([getattr(d, "survival", None).kind if k else -1
+                          for d, k in zip(self.designs, self.n_survival, strict=True)])
+        return np.where(kinds == _survival.EXACT, C_SIGMA, 0.0)
 
     def thetas(self, phi, index=None) -> np.ndarray:
         """Full natural-scale parameter rows (R, Q) for estimation-scale ``phi`` (R, D)."""
@@ -202,6 +233,11 @@ class ProblemModel:
             # unit SD: residual = y - f on the core's scale, its Jacobian = -df/dx
             f[r, :d.n] = y - ev.residuals[r][:d.n]
             G[r, :d.n] = -ev.jacobians[r][:d.n]
+            k = self.n_survival[i]
+            if k:
+                # the survival residuals close each row's residual vector; value 0
+                f[r, d.n:d.n + k] = -ev.residuals[r][-k:]
+                G[r, d.n:d.n + k] = -ev.jacobians[r][-k:]
         return f, G
 
     def predict_hessian(self, phi, index):
@@ -216,9 +252,15 @@ class ProblemModel:
                                    want_jac=False, want_hessian=True)
         H = np.zeros((phi.shape[0], self.n, D, D))
         for r, i in enumerate(index):
-            n = self.eval_designs[i].n
+            n, k = self.eval_designs[i].n, self.n_survival[i]
+            h = ev.hessians[r]
+            if ev.failed[r] or h.shape[0] < n + k:
+                H[r] = np.nan
+                continue
             # unit SD: residual = y - f on the core's scale, so d2f = -d2r
-            H[r, :n] = np.nan if ev.failed[r] else -ev.hessians[r][:n]
+            H[r, :n] = -h[:n]
+            if k:
+                H[r, n:n + k] = -h[-k:]
         return H
 
     def __call__(self, phi, index):
