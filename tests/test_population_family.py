@@ -469,3 +469,23 @@ def test_estimators_and_gradients_pickle():
     back = pickle.loads(pickle.dumps(gr))
     np.testing.assert_array_equal(back.d_mu, gr.d_mu)
     assert back.method == "laplace"
+
+
+def test_collapsed_variance_is_held_only_when_it_alone_makes_r_singular():
+    """collapsed_variances: R flat in log omega^2 CL (a zero row and column) with omega^2 CL
+    at 1e-7 -> that position; the same at omega^2 CL = 0.2 (not collapsed: a real
+    non-identifiability) or a singular direction shared with a typical value -> none; a
+    positive definite R -> none."""
+    from progression.fit.population._gradient import collapsed_variances
+
+    names = ["theta CL", "theta V", "log omega^2 CL", "log omega^2 V", "log conc.a"]
+    A = np.random.default_rng(1).standard_normal((40, 5))
+    R = A.T @ A
+    R[2, :] = R[:, 2] = 0.0
+    x = np.array([0.1, 3.0, math.log(1e-7), math.log(0.1), math.log(0.5)])
+    assert collapsed_variances(R, names, x).tolist() == [2]
+    assert collapsed_variances(R, names, np.r_[x[:2], math.log(0.2), x[3:]]).size == 0
+    J = A.copy()
+    J[:, 2] = J[:, 0]
+    assert collapsed_variances(J.T @ J, names, x).size == 0
+    assert collapsed_variances(A.T @ A, names, x).size == 0

@@ -23,6 +23,7 @@ eta)`` (``ProblemModel(..., survival_residuals=True)``); the estimator removes t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -162,3 +163,31 @@ def test_laplace_joint_fit_recovers_and_agrees_with_saem(tmp_path):
     back = load_fit(tmp_path / "lap")
     assert back.population.ofv == pl.ofv
     assert all(d.survival is not None for d in back.designs)
+
+
+@pytest.mark.slow
+def test_laplace_covariance_step_holds_a_collapsed_frailty(tmp_path):
+    """Replicate 5 of benchmarks/saem_survival_recovery.py (--truth-a-sd 0 --laplace): the
+    frailty's variance omega^2 h0 goes to ~2e-8, where the Laplace OFV is flat in its log and
+    R is singular (no standard errors until 2026-12-02). The covariance step now holds it
+    there: the other parameters get SEs, equal (10 %) to those of the refit without that
+    random effect, which reaches the same OFV (0.01); omega^2 h0 itself has none, and a
+    warning says so. ~3 min."""
+    from test_population_survival import TRUE
+
+    from progression.fit import fit
+
+    data, _ = _joint_cohort(tmp_path, 200, seed=105, truth={**TRUE, "a": (3.0, 0.0)})
+    cfg = _joint_config(tmp_path, 250, 100, seed=6, eta_a="").replace(estimator="laplace")
+    res = fit(cfg, data=data)
+    pop = res.population
+    assert pop.omega[1, 1] < 1e-6
+    assert any("omega^2 h0" in w and "went to zero" in w for w in res.warnings)
+    assert math.isnan(pop.omega_se["h0"]) and math.isfinite(pop.omega_se["k"])
+    bare = fit(cfg.replace(parameters=tuple(
+        p if p.name != "h0" else dataclasses.replace(p, eta=None)
+        for p in cfg.parameters)), data=data)
+    assert bare.population.ofv == pytest.approx(pop.ofv, abs=0.01)
+    for name in ("k", "h0", "a"):
+        assert pop.fixed_effects_se[name] == pytest.approx(
+            bare.population.fixed_effects_se[name], rel=0.1), name

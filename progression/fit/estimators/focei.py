@@ -58,6 +58,7 @@ from ..population._adapter import ProblemModel
 from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
 from ..population._fastexact import fast_model
+from ..population._gradient import collapsed_variances
 from ..population._model import OmegaModel, TypicalModel
 from ..population._threads import single_blas_thread
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
@@ -474,13 +475,28 @@ class FOCEI(Estimator):
             s["eta"], s["eta_ref"] = eta, ref
             Rm = Rm[np.ix_(free, free)]
             Rm = 0.5 * (Rm + Rm.T)
+            all_names = self._covariance_names(problem, s)
+            gone = collapsed_variances(Rm, tuple(all_names[k] for k in free), x[free])
+            if gone.size:
+                # variances gone to zero, where the OFV is flat in their log: held there, the
+                # others' covariance conditional on them (what refitting without those etas
+                # gives), said in a warning and without an SE of their own
+                s["collapsed"] = tuple(all_names[free[k]] for k in gone)
+                warnings.append(
+                    "covariance step: " + ", ".join(
+                        f"{all_names[free[k]][len('log '):]} = {math.exp(x[free[k]]):.2g}"
+                        for k in gone)
+                    + " went to zero (R is flat in it): held there, the other standard "
+                      "errors are conditional on it; refit without that random effect to "
+                      "confirm")
+                keep = np.setdiff1d(np.arange(free.size), gone)
+                free, Rm = free[keep], Rm[np.ix_(keep, keep)]
             ev = np.linalg.eigvalsh(Rm)
             s["R"] = Rm
             # NONMEM-style words: which directions fail and the parameters they load on;
             # "algorithmically singular" too (an eigenvalue within 1e-10 of the largest:
             # a parameter the data cannot inform gives an exactly zero row, whose
             # eigenvalue lands on either side of 0 by rounding)
-            all_names = self._covariance_names(problem, s)
             why = r_matrix_diagnosis(Rm, tuple(all_names[k] for k in free))
             if why or ev.min() <= 0:
                 raise np.linalg.LinAlgError(
@@ -560,6 +576,10 @@ class FOCEI(Estimator):
         fixed_eta = np.zeros(E, dtype=bool)
         for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
             fixed_eta[idx] = fx
+        # a variance held at zero by the covariance step (collapsed_variances) has no SE
+        gone = np.array([f"log omega^2 {names[pop_cols[j]]}" in s.get("collapsed", ())
+                         for j in eta_pos], dtype=bool)
+        fixed_eta = fixed_eta | gone
         om_se = np.where(np.outer(fixed_eta, fixed_eta) | (om_var < 0), np.nan,
                          np.sqrt(np.abs(om_var)))
         eta_names = [names[pop_cols[j]] for j in eta_pos]

@@ -41,6 +41,7 @@ below 1e-10) leaves a relative error near 1e-8.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,7 @@ from ._inner import FAILED, InnerOptions, InnerResult, conditional_modes, fixed_
 from ._objective import HESSIAN_NOT_PD, METHODS, linearised_ofv, second_derivatives
 
 __all__ = ["FoceiGradient", "EtaPredictor", "focei_gradient", "population_gradient",
+           "collapsed_variances",
            "r_matrix_diagnosis"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -690,3 +692,45 @@ def r_matrix_diagnosis(R, names, *, rel_tol: float = 1e-10, max_listed: int = 3)
                  "stopped short of a minimum); fix one of them (estimate = \"fixed\", or drop "
                  "its eta for an omega^2), or start from other values, and refit")
     return "; ".join(parts)
+
+
+#: A variance below this (on its estimation scale: a CV under ~3 % on the log scale) whose
+#: log is where R is flat counts as collapsed to zero (:func:`collapsed_variances`).
+COLLAPSED_VARIANCE = 1e-3
+
+
+def collapsed_variances(R, names, x, *, rel_tol: float = 1e-10,
+                        loading: float = 0.9) -> np.ndarray:
+    """Positions of Omega variances that went to zero and alone make R singular.
+
+    A random effect the data do not support drives its variance towards 0, where the OFV is
+    flat in ``log omega^2`` (R singular in that direction; NONMEM reports the R matrix
+    singular and gives no standard errors, and the modeller refits without that eta). When
+    every failing direction of ``R`` loads (squared eigenvector component >= ``loading``) on
+    one ``log omega^2 NAME`` whose variance ``exp(x)`` is below :data:`COLLAPSED_VARIANCE`,
+    those positions are returned; otherwise none.
+
+    Parameters
+    ----------
+    R : ndarray (K, K)
+    names : sequence of str (K,)
+        The outer parameters' names (``"log omega^2 NAME"`` for a diagonal variance).
+    x : ndarray (K,)
+        The outer parameters' values (estimation scale).
+
+    Returns
+    -------
+    int ndarray
+        Positions in ``R`` (empty when R is positive definite or fails elsewhere too).
+    """
+    w, U = np.linalg.eigh(0.5 * (np.asarray(R, float) + np.asarray(R, float).T))
+    top = float(np.max(np.abs(w))) if w.size else 0.0
+    bad = np.flatnonzero(w <= rel_tol * top)
+    held = []
+    for k in bad:
+        q = int(np.argmax(U[:, k] ** 2))
+        if not (U[q, k] ** 2 >= loading and str(names[q]).startswith("log omega^2 ")
+                and math.exp(float(x[q])) < COLLAPSED_VARIANCE):
+            return np.zeros(0, dtype=int)
+        held.append(q)
+    return np.array(sorted(set(held)), dtype=int)
