@@ -18,6 +18,8 @@ closed form; the hazard's event fires where ``Lambda`` reaches ``E = -log Phi(-z
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -36,28 +38,9 @@ from progression.fit._survival_scores import conditioned_scores, score_of_thresh
 from progression.model import load_model
 from progression.simulate import simulate
 
-TOY = """
-[model]
-name = "tte_scores"
-time_unit = "month"
-[parameters.k]
-value = 0.2
-bounds = [0.01, 2.0]
-[parameters.h0]
-value = 0.05
-bounds = [1e-4, 1.0]
-[parameters.g]
-value = 0.1
-bounds = [-1.0, 1.0]
-[states.x]
-initial = "1"
-[equations]
-x = "-k * x"
-[observables.marker]
-expression = "x"
-[hazards.death]
-rate = "h0 * exp(g * t)"
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from test_population_survival import TOY  # noqa: E402  (the Gompertz joint toy model)
+
 OPTIONS = {"rtol": 1e-10, "atol": 1e-12}
 
 
