@@ -148,5 +148,6 @@ def conditioned_scores(fit, table, offsets, subject, rng, **options):
             f"when its data say it did, a censored one after its censoring time")
     left = np.unique(subject[~done]).size
     if left:
-        note += f"; {left} subject(s) kept the held score (simulation failed)"
+        note += (f"; {left} subject(s) kept the held score in some rows (their simulation "
+                 f"failed, or the row's time lies before the model's t = 0)")
     return table, note
