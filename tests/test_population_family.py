@@ -44,6 +44,7 @@ from _population_support import (  # noqa: E402
     OneCmtOral,
     OneCmtOralHess,
     _onecmt,
+    fd_check,
     simulate_onecmt,
     theoph_nonmem,
 )
@@ -52,66 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OMEGA = np.array([[0.40, 0.02, 0.0], [0.02, 0.10, 0.01], [0.0, 0.01, 0.05]])
 H = 1e-5
 TIGHT = InnerOptions(xtol=1e-12)
-
-
-def fd_check(method, model, data, mu, omega, res, cols=None, rtol=1e-5):
-    """Compare population_gradient with central differences of the objective; returns the
-    gradient and the largest relative error found."""
-    gr = population_gradient(method, model, data, mu, omega, res, eta_columns=cols,
-                             inner_options=TIGHT)
-    assert np.all(gr.status == 0), gr.status
-    ref = subject_objectives(method, model, data, mu, omega, res, eta_columns=cols,
-                             inner_options=TIGHT)
-    np.testing.assert_allclose(gr.ofv_i, ref.ofv_i, rtol=1e-10)
-    worst = 0.0
-
-    def ofv(mu=mu, om=omega, res=res):
-        return subject_objectives(method, model, data, mu, om, res, eta_columns=cols,
-                                  eta0=gr.eta, inner_options=TIGHT).ofv_i
-
-    def close(got, fd):
-        nonlocal worst
-        scale = np.abs(fd).max()
-        worst = max(worst, float(np.max(np.abs(got - fd)) / scale))
-        np.testing.assert_allclose(got, fd, rtol=rtol, atol=rtol * scale)
-
-    N, D = mu.shape
-    fd = np.zeros((N, D))
-    for d in range(D):
-        up, dn = mu.copy(), mu.copy()
-        up[:, d] += H
-        dn[:, d] -= H
-        fd[:, d] = (ofv(mu=up) - ofv(mu=dn)) / (2 * H)
-    close(gr.d_mu, fd)
-    E = omega.shape[0]
-    for k in range(E):
-        for m in range(k, E):
-            P = np.zeros((E, E))
-            P[k, m] = P[m, k] = H
-            fd_i = (ofv(om=omega + P) - ofv(om=omega - P)) / (2 * H)
-            scale = 1.0 if k == m else 2.0
-            close(gr.d_omega_i[:, k, m] * scale, fd_i)
-            assert gr.d_omega[k, m] * scale == pytest.approx(fd_i.sum(), rel=rtol,
-                                                             abs=rtol * np.abs(fd_i).sum())
-
-    def mk(name, values):
-        if name == "a":
-            return Residual(a=tuple(values), b=res.b)
-        return Residual(a=res.a, b=tuple(values))
-
-    for k in range(len(res.a)):
-        for name in ("a", "b"):
-            vals = np.array(getattr(res, name))
-            if vals[k] == 0.0:
-                continue
-            up, dn = vals.copy(), vals.copy()
-            up[k] += H
-            dn[k] -= H
-            fd_i = (ofv(res=mk(name, up)) - ofv(res=mk(name, dn))) / (2 * H)
-            close((gr.d_a_i if name == "a" else gr.d_b_i)[:, k], fd_i)
-            total = (gr.d_a if name == "a" else gr.d_b)[k]
-            assert total == pytest.approx(fd_i.sum(), rel=rtol)
-    return gr, worst
 
 
 @pytest.mark.parametrize("method", ["fo", "foce", "focei", "laplace"])

@@ -184,9 +184,11 @@ def error_tables(chk: _Check, doc: dict, model) -> tuple[dict, list]:
     return errors, error_params
 
 
-#: Estimators whose likelihood takes a Student-t residual (the FOCE family's objective and its
-#: covariance step are Gaussian: the linearised residual variance of NONMEM's definitions).
-T_ESTIMATORS = ("individual", "pooled", "saem")
+#: Estimators whose likelihood takes a Student-t residual. Laplace's objective is the exact
+#: conditional likelihood (its Hessian the t's own); FOCE-I's uses the expected information
+#: of a normal residual, FOCE and FO the normal's linearisation (NONMEM's definitions), so
+#: they keep to normal residuals.
+T_ESTIMATORS = ("individual", "pooled", "saem", "laplace")
 
 
 def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> str:
@@ -223,7 +225,7 @@ def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> st
     if isinstance(est_name, str) and est_name not in T_ESTIMATORS:
         chk.add(f"{key}.distribution", f"a Student-t residual is not available with "
                                        f"fit.estimator = {est_name!r} (its objective is "
-                                       f"Gaussian); expected one of "
+                                       f"the normal's linearisation); expected one of "
                                        f"{', '.join(repr(e) for e in T_ESTIMATORS)}")
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
     if est.get("saem_covariance") in ("focei", "sandwich", "linearization"):

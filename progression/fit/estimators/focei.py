@@ -54,7 +54,7 @@ from scipy.optimize import minimize
 from ...errors import ConfigError, FitError
 from ..parts import Diagnostics, Estimates, PopulationPart, Uncertainty
 from ..population import FAILED, InnerOptions, focei_gradient, r_matrix_diagnosis
-from ..population._adapter import ProblemModel
+from ..population._adapter import ProblemModel, residual_df
 from ..population._core import Residual
 from ..population._diagnostics import eta_shrinkage
 from ..population._fastexact import fast_model
@@ -241,11 +241,13 @@ class FOCEI(Estimator):
         K = len(problem.observables)
         a = [vals[i] if i >= 0 else 0.0 for i in problem.a_index[:K]]
         b = [vals[i] if i >= 0 else 0.0 for i in problem.b_index[:K]]
+        df = [float(v) for v in residual_df(problem)[:K]]
         if problem.survival is not None:
             # the survival pseudo-observable: unit additive SD, held
             a.append(1.0)
             b.append(0.0)
-        return Residual(tuple(a), tuple(b))
+            df.append(np.inf)
+        return Residual(tuple(a), tuple(b), tuple(df))
 
     def _gradient(self, problem, s, x, warm=True):
         """FOCE-I objective and gradient at outer ``x``: (ofv, grad, per-subject grads, gr);

@@ -167,12 +167,19 @@ class Residual:
         Additive and proportional standard deviations, one per observable (``b = 0``:
         additive; ``a = 0``: proportional). NONMEM's SIGMA for ``Y = F + F*EPS(1) + EPS(2)``
         is ``diag(b^2, a^2)``.
+    df : tuple of float, optional
+        Degrees of freedom of each observable's residual: ``inf`` (the default, also for an
+        empty tuple) a normal residual, a finite value a Student t with scale ``sqrt(V)``
+        (:mod:`._student`; the conditional estimators FOCE-I and Laplace take it, FO and FOCE
+        do not).
     """
 
     a: tuple = (0.0,)
     b: tuple = (0.0,)
+    df: tuple = ()
     _a: np.ndarray = field(init=False, repr=False, compare=False)
     _b: np.ndarray = field(init=False, repr=False, compare=False)
+    _nu: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         a = np.atleast_1d(np.asarray(self.a, dtype=float))
@@ -185,10 +192,17 @@ class Residual:
             k = int(np.flatnonzero(bad)[0])
             raise FitError(f"residual model, observable {k}: expected finite SDs a, b >= 0, "
                            f"not both 0, found a={a[k]}, b={b[k]}")
+        nu = (np.full(a.shape, np.inf) if len(self.df) == 0
+              else np.atleast_1d(np.asarray(self.df, dtype=float)))
+        if nu.shape != a.shape or np.any(np.isnan(nu) | (nu <= 0)):
+            raise FitError(f"residual model: expected one degrees of freedom > 0 (inf: normal) "
+                           f"per observable ({a.size}), found {list(self.df)}")
         object.__setattr__(self, "a", tuple(a.tolist()))
         object.__setattr__(self, "b", tuple(b.tolist()))
+        object.__setattr__(self, "df", tuple(nu.tolist()))
         object.__setattr__(self, "_a", a)
         object.__setattr__(self, "_b", b)
+        object.__setattr__(self, "_nu", nu)
 
     @classmethod
     def additive(cls, a: float) -> Residual:
@@ -208,6 +222,15 @@ class Residual:
     def _ab(self, observable):
         # indices are checked against the number of observables by check_observables
         return self._a[observable], self._b[observable]
+
+    @property
+    def any_student(self) -> bool:
+        """True when some observable has a Student-t residual."""
+        return bool(np.isfinite(self._nu).any())
+
+    def nu(self, observable) -> np.ndarray:
+        """Degrees of freedom per value (shape of ``observable``; inf: normal)."""
+        return self._nu[observable]
 
     def check_observables(self, data: PopulationData) -> None:
         """Refuse data whose observable indices have no error model here.
@@ -240,11 +263,12 @@ class Residual:
         return 2.0 * b * b * np.ones_like(f)
 
     def __getstate__(self):
-        return {"a": self.a, "b": self.b}
+        return {"a": self.a, "b": self.b, "df": self.df}
 
     def __setstate__(self, state):
         object.__setattr__(self, "a", state["a"])
         object.__setattr__(self, "b", state["b"])
+        object.__setattr__(self, "df", state.get("df", ()))
         self.__post_init__()
 
 
@@ -438,9 +462,18 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
         w_o = 2.0 / V + dV * dV / (V * V)
         d2q_o = (2.0 / V + 4.0 * r * dV / V**2 + 2.0 * r * r * dV * dV / V**3
                  - r * r * d2V / V**2 + d2V / V - dV * dV / V**2)
+        nu = None
+        if residual.any_student:
+            nu = residual.nu(data.observable)
+            t = m & np.isfinite(nu)
+            nu = np.where(t, nu, 1.0)
+            if (t & obs).any():
+                q_o, dq_o, w_o, d2q_o = _student_observed(t & obs, r, V, dV, d2V, nu, q_o,
+                                                          dq_o, w_o, d2q_o)
+            nu = np.where(t, nu, np.inf)
         if cen.any():
             q, dq, w, d2q_c = _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o,
-                                              w_o)
+                                              w_o, nu)
         else:
             # no censored value in the batch (the usual case): the M3 terms would all be
             # masked out, so they are not computed (an inner solve evaluates this per step)
@@ -460,9 +493,23 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
     return ObsTerms(value=value, grad=grad, info=info, hess=hess)
 
 
-def _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o, w_o):
+def _student_observed(t, r, V, dV, d2V, nu, q_o, dq_o, w_o, d2q_o):
+    """The observed terms of :func:`obs_terms` with the Student-t ones where ``t`` (composed
+    along f from :func:`._student.observed_partials`)."""
+    from ._student import observed_info, observed_partials
+
+    p = observed_partials(r, V, nu)
+    dq = p["q_f"] + p["q_V"] * dV
+    d2q = p["q_ff"] + 2.0 * p["q_fV"] * dV + p["q_VV"] * dV * dV + p["q_V"] * d2V
+    w = observed_info(V, dV, nu)[0]
+    return (np.where(t, p["q"], q_o), np.where(t, dq, dq_o), np.where(t, w, w_o),
+            np.where(t, d2q, d2q_o))
+
+
+def _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o, w_o, nu=None):
     """The M3 terms of :func:`obs_terms` merged with the observed ones: q, dq, w and the
-    censored values' exact second derivative d2q_c (arrays (R, n))."""
+    censored values' exact second derivative d2q_c (arrays (R, n)); ``nu`` (R, n): degrees of
+    freedom of Student-t values (inf: normal; None: all normal)."""
     s = np.where(data.cens == 1, 1.0, -1.0)
     w_lim = np.where(cen, data.limit - fz, 0.0)
     sq = np.sqrt(V)
@@ -470,14 +517,25 @@ def _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o, w_o):
     logPhi = log_ndtr(z)
     log_phi = -0.5 * z * z - 0.5 * _LOG_2PI
     lam = np.exp(log_phi - logPhi)  # inverse Mills ratio phi/Phi, stable for z << 0
+    # Fisher information of the indicator 1{below}: phi^2 / (Phi (1 - Phi)) = lam * phi /
+    # (1 - Phi), written with log_ndtr(-z) so that it stays finite in both tails
+    kap = 2.0 * lam * np.exp(log_phi - log_ndtr(-z))
+    lam2 = -lam * (z + lam)          # d lam / dz
+    t = None if nu is None else cen & np.isfinite(nu)
+    if t is not None and t.any():
+        from ._student import censored_log_cdf
+
+        c = censored_log_cdf(z, np.where(t, nu, 1.0))
+        logPhi = np.where(t, c["logT"], logPhi)
+        lam = np.where(t, c["l1"], lam)
+        lam2 = np.where(t, c["l2"], lam2)
+        kap = np.where(t, c["kap"], kap)
     dz = s * (-1.0 / sq - 0.5 * w_lim * dV / V**1.5)
     d2z = s * (dV / V**1.5 - 0.5 * w_lim * d2V / V**1.5 + 0.75 * w_lim * dV * dV / V**2.5)
     q_c = -2.0 * logPhi
     dq_c = -2.0 * lam * dz
-    # Fisher information of the indicator 1{below}: phi^2 / (Phi (1 - Phi)) = lam * phi /
-    # (1 - Phi), written with log_ndtr(-z) so that it stays finite in both tails
-    w_c = 2.0 * lam * np.exp(log_phi - log_ndtr(-z)) * dz * dz
-    d2q_c = 2.0 * lam * (z + lam) * dz * dz - 2.0 * lam * d2z
+    w_c = kap * dz * dz
+    d2q_c = -2.0 * lam2 * dz * dz - 2.0 * lam * d2z
     q = np.where(obs, q_o, np.where(cen, q_c, 0.0))
     dq = np.where(obs, dq_o, np.where(cen, dq_c, 0.0))
     w = np.where(obs, w_o, np.where(cen, w_c, 0.0))

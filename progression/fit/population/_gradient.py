@@ -60,6 +60,7 @@ from ._objective import HESSIAN_NOT_PD, METHODS, linearised_ofv, second_derivati
 from ._rmatrix import collapsed_variances, r_matrix_diagnosis  # noqa: F401 (re-exported)
 
 __all__ = ["FoceiGradient", "EtaPredictor", "focei_gradient", "population_gradient",
+           "check_student",
            "collapsed_variances",
            "r_matrix_diagnosis"]
 
@@ -208,12 +209,16 @@ class _Terms:
     W_v1: np.ndarray
 
 
-def _terms(data: PopulationData, f, V, v1, v2) -> _Terms:
+def _terms(data: PopulationData, f, V, v1, v2, nu=None) -> _Terms:
     """q(f, V) = (y - f)^2/V + log V observed, -2 log Phi(z) censored, composed along f with
-    ``dV/df = v1``, ``d2V/df2 = v2`` (``d3V/df3 = 0``); padding gives zeros."""
+    ``dV/df = v1``, ``d2V/df2 = v2`` (``d3V/df3 = 0``); padding gives zeros. ``nu`` (R, n):
+    degrees of freedom of Student-t values (inf: normal; :mod:`._student`)."""
     m = data.mask
     obs = m & (data.cens == 0)
     cen = m & (data.cens != 0)
+    student = None if nu is None else m & np.isfinite(nu)
+    if student is not None and not student.any():
+        student = None
     with np.errstate(all="ignore"):
         # observed
         r = np.where(obs, data.y - f, 0.0)
@@ -225,6 +230,15 @@ def _terms(data: PopulationData, f, V, v1, v2) -> _Terms:
         Wo_fp = np.zeros_like(f)
         Wo_V = -2.0 / V ** 2 - 2.0 * v1 * v1 / V ** 3
         Wo_v1 = 2.0 * v1 / V ** 2
+        if student is not None:
+            from ._student import observed_info, observed_partials
+
+            nut = np.where(student, nu, 1.0)
+            tp = observed_partials(r, V, nut)
+            o = {k: np.where(student, tp[k], o[k]) for k in o}
+            tW, tW_V, tW_v1 = observed_info(V, v1, nut)
+            Wo, Wo_V, Wo_v1 = (np.where(student, tW, Wo), np.where(student, tW_V, Wo_V),
+                               np.where(student, tW_v1, Wo_v1))
         # censored: z = s (limit - f) / sqrt(V), l(z) = log Phi(z)
         s = np.where(data.cens == 1, 1.0, -1.0)
         c = np.where(cen, data.limit - f, 0.0)
@@ -236,6 +250,14 @@ def _terms(data: PopulationData, f, V, v1, v2) -> _Terms:
         l1 = lam
         l2 = -lam * (z + lam)
         l3 = lam * (z + lam) * (z + 2.0 * lam) - lam
+        kap = 2.0 * lam * mu_
+        kap1 = kap * (-2.0 * z - lam + mu_)
+        if student is not None and (student & cen).any():
+            from ._student import censored_log_cdf
+
+            tc = censored_log_cdf(z, np.where(student, nu, 1.0))
+            l1, l2, l3, kap, kap1 = (np.where(student, tc[k], v) for k, v in (
+                ("l1", l1), ("l2", l2), ("l3", l3), ("kap", kap), ("kap1", kap1)))
         z_f = -s / np.sqrt(V)
         z_V = -0.5 * z / V
         z_fV = 0.5 * s / V ** 1.5
@@ -253,8 +275,6 @@ def _terms(data: PopulationData, f, V, v1, v2) -> _Terms:
                                 + l1 * z_fVV),
                   q_VVV=-2.0 * (l3 * z_V ** 3 + 3.0 * l2 * z_VV * z_V + l1 * z_VVV))
         # W = kappa(z) Z1^2, kappa = 2 phi^2 / (Phi (1 - Phi)), Z1 = dz/df along f
-        kap = 2.0 * lam * mu_
-        kap1 = kap * (-2.0 * z - lam + mu_)
         Z1 = z_f + z_V * v1
         Wc = kap * Z1 * Z1
         Wc_fp = kap1 * z_f * Z1 * Z1 + 2.0 * kap * Z1 * (z_fV * v1)
@@ -381,6 +401,7 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
     E = cols.size
     om, Oinv, logdet_om = check_omega(omega, E)
     K = len(residual.a)
+    check_student(method, residual, data)
     if method == "fo":
         return _fo_gradient(model, data, mu, om, residual, cols, fd_step)
     V0 = f0 = G0 = None
@@ -425,7 +446,8 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
         V = np.where(m, a_k ** 2 + b_k ** 2 * f ** 2, 1.0)
         v1 = np.where(m, 2.0 * b_k ** 2 * f, 0.0)
         v2 = np.where(m, 2.0 * b_k ** 2, 0.0)
-    tm = _terms(sub, f, V, v1, v2)
+    tm = _terms(sub, f, V, v1, v2,
+                nu=residual.nu(k_obs) if residual.any_student else None)
     g = G[..., cols]                                    # (R, n, E)
     D2c = D2[:, :, cols, :]                             # (R, n, E, D): d2f/deta dphi
     D2cc = D2c[..., cols]                               # (R, n, E, E)
@@ -547,6 +569,18 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
                                  b=np.asarray(residual.b, dtype=float), Hinv=Hi, C_mu=Cm,
                                  r_a=ra, r_b=rb)
     return out
+
+
+def check_student(method: str, residual: Residual, data: PopulationData) -> None:
+    """Refuse Student-t residuals with FO and FOCE (their objectives are the normal's
+    linearisation: Wang's forms have no t counterpart)."""
+    if method in ("fo", "foce") and residual.any_student:
+        used = np.unique(data.observable[data.mask])
+        t = [int(k) for k in used if np.isfinite(residual.df[int(k)])]
+        if t:
+            raise FitError(f"population {method}: observable {t[0]} has a Student-t residual "
+                           f"(df {residual.df[t[0]]:g}); expected 'focei' or 'laplace' (FO "
+                           f"and FOCE linearise a normal residual)")
 
 
 def _is_pd(A) -> bool:

@@ -200,6 +200,9 @@ def subject_objectives(method: str, model, data: PopulationData, mu, omega,
         raise FitError(f"population objective: expected a method in {list(METHODS)}, found "
                        f"{method!r}")
     residual.check_observables(data)
+    from ._gradient import check_student  # (_gradient imports this module)
+
+    check_student(method, residual, data)
     mu = np.asarray(mu, dtype=float)
     N, D = mu.shape
     if data.n_subjects != N:

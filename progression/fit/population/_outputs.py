@@ -186,7 +186,7 @@ def _model(result):
     K = len(problem.observables)
     a = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.a_index[:K])
     b = tuple(float(th[i]) if i >= 0 else 0.0 for i in problem.b_index[:K])
-    return model, mu, eta_pos, Residual(a, b)
+    return model, mu, eta_pos, Residual(a, b, tuple(float(v) for v in model.residual_df))
 
 
 def _uncensored(designs) -> list:
