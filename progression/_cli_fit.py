@@ -64,8 +64,13 @@ def _ci(intervals: dict, key: str) -> str:
 def _linearised_line(pop) -> list[str]:
     """SAEM's OFV by linearisation (when its covariance step computed it), as one line."""
     v = float(getattr(pop, "ofv_linearised", math.nan))
-    return [f"  OFV by linearisation (FOCE-I at the estimates) {v:.4f}"] if math.isfinite(v) \
+    out = [f"  OFV by linearisation (FOCE-I at the estimates) {v:.4f}"] if math.isfinite(v) \
         else []
+    v = float(getattr(pop, "ofv_importance", math.nan))
+    if math.isfinite(v):
+        out.append(f"  OFV by importance sampling (exact -2 log L at the estimates) {v:.4f} "
+                   f"(MC SE {pop.ofv_importance_se:.3f})")
+    return out
 
 
 def population_summary(result) -> str:

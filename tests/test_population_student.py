@@ -268,8 +268,12 @@ def _t_cohort(path: Path, n: int, seed: int, scale: float = 0.35, nu: float = 4.
     path.write_text("\n".join(rows) + "\n")
 
 
-def _t_config(tmp_path: Path, data: Path, estimator: str, error: str) -> Path:
+def _t_config(tmp_path: Path, data: Path, estimator: str, error: str,
+              estimator_lines: str = "") -> Path:
     text = (ROOT / "configs" / "theoph_population.toml").read_text()
+    assert "[estimator]" not in text
+    if estimator_lines:
+        text += f"\n[estimator]\n{estimator_lines}"
     text = text.replace('"../data/examples/theoph.csv"', repr(str(data)))
     text = text.replace('[error.conc]\nmodel = "additive"\n',
                         f'[error.conc]\nmodel = "additive"\n{error}', 1)
@@ -283,8 +287,10 @@ def test_laplace_t_fit_from_config_recovers_the_truth(tmp_path, capsys):
     """30 simulated subjects with t(4) residuals (scale 0.35), fitted by `progression fit`
     with estimator = "laplace" and distribution = "t": typical values within 3 SE of the
     truth, the scale within 20 %; the saved fit's OFV is the core's Laplace objective at its
-    estimates (Student-t terms included). Measured (2026-12-03, ~17 s): ka 1.70 (SE 0.19), CL
-    2.71 (0.16), V 32.1 (0.73), scale 0.360 (truth 1.5, 2.7, 32, 0.35)."""
+    estimates (Student-t terms included), and its importance-sampling OFV agrees with the
+    test's own sampler. Measured (2026-12-03, ~20 s): ka 1.70 (SE 0.19), CL 2.71 (0.16), V
+    32.1 (0.73), scale 0.360 (truth 1.5, 2.7, 32, 0.35); Laplace OFV 108.89, importance
+    sampling 102.39 (MC SE 0.19; the test's sampler 102.53, 0.18)."""
     import progression as pg
     from progression.cli import main
     from progression.fit.population._outputs import _model
@@ -294,10 +300,11 @@ def test_laplace_t_fit_from_config_recovers_the_truth(tmp_path, capsys):
     # the shipped theoph sidecar's column roles, for the simulated file
     sidecar = (ROOT / "data/examples/theoph.toml").read_text()
     data.with_suffix(".toml").write_text(sidecar)
-    cfg = _t_config(tmp_path, data, "laplace", 'distribution = "t"\ndf = 4\n')
+    cfg = _t_config(tmp_path, data, "laplace", 'distribution = "t"\ndf = 4\n',
+                    "importance_ofv = true\nis_samples = 1000\n")
     assert main(["fit", str(cfg), "--out", str(tmp_path / "fit")]) == 0
     out = capsys.readouterr().out
-    assert "laplace fit" in out
+    assert "laplace fit" in out and "OFV by importance sampling" in out
     res = pg.load_fit(tmp_path / "fit")
     pop = res.population
     assert res.error_models == ("additive:t(4)",)
@@ -310,3 +317,39 @@ def test_laplace_t_fit_from_config_recovers_the_truth(tmp_path, capsys):
     core = subject_objectives("laplace", model, model.data(), mu, np.asarray(pop.omega),
                               residual, eta_columns=cols)
     assert core.ofv == pytest.approx(pop.ofv, abs=1e-3)
+    # the importance-sampling OFV against the test's own sampler (closed-form predictions,
+    # scipy's t density, 20,000 draws per subject around the fit's EBEs), within 4 combined
+    # Monte Carlo SEs; Laplace overstates the exact -2 log L with a t residual
+    ref, ref_se = _independent_is_ofv(data, pop, 20000)
+    assert pop.ofv_importance == pytest.approx(ref, abs=4 * np.hypot(pop.ofv_importance_se,
+                                                                      ref_se))
+    assert pop.ofv - pop.ofv_importance > 2.0
+    assert pg.load_fit(tmp_path / "fit").population.ofv_importance == pop.ofv_importance
+
+
+def _independent_is_ofv(data: Path, pop, M: int, seed: int = 5) -> tuple[float, float]:
+    """-2 log L (without N log 2 pi) of the data file at the fit's estimates by importance
+    sampling with a t(4) proposal around each subject's EBE, and its Monte Carlo SE."""
+    from scipy.special import logsumexp
+
+    rows = np.genfromtxt(data, delimiter=",", names=True, missing_values=".",
+                         filling_values=np.nan)
+    typ = np.log([pop.fixed_effects[k] for k in ("ka", "CL", "V")])
+    om = np.asarray(pop.omega)
+    scale, nu = pop.sigma["conc.a"], 4.0
+    rng = np.random.default_rng(seed)
+    total, var = 0.0, 0.0
+    for i, sid in enumerate(np.unique(rows["ID"])):
+        r = rows[(rows["ID"] == sid) & (rows["EVID"] == 0)]
+        prop = stats.multivariate_t(loc=pop.ebes[i], shape=0.25 * om, df=4)
+        eta = prop.rvs(M, random_state=rng)
+        phi = typ + eta
+        f = _onecmt(r["TIME"][None], 320.0, phi[:, :1], phi[:, 1:2], phi[:, 2:3])
+        logp = (stats.t.logpdf(r["DV"][None], nu, loc=f, scale=scale).sum(axis=1)
+                + stats.multivariate_normal(np.zeros(3), om).logpdf(eta))
+        lw = logp - prop.logpdf(eta)
+        ll = logsumexp(lw) - np.log(M)
+        w = np.exp(lw - ll)
+        total += -2.0 * ll - r.size * LOG_2PI
+        var += (2.0 * w.std(ddof=1) / np.sqrt(M)) ** 2
+    return total, float(np.sqrt(var))

@@ -287,6 +287,35 @@ def parameter_tables(chk: _Check, doc: dict, model, estimator, errors: dict,
     return parameters
 
 
+#: Estimators that take ``[estimator] importance_ofv`` (SAEM's OFV is the importance-sampling
+#: one already).
+IMPORTANCE_ESTIMATORS = ("focei", "foce", "fo", "laplace")
+
+
+def _importance_ofv(chk: _Check, doc: dict, value, options: dict) -> None:
+    """``importance_ofv``: true or false, for the FOCE family, not with ``[survival]`` (whose
+    residual rows the sampler would count twice)."""
+    key = "estimator.importance_ofv"
+    if not isinstance(value, bool):
+        chk.add(key, f"expected true or false, found {_found(value)}")
+        return
+    fit = doc.get("fit") if isinstance(doc.get("fit"), dict) else {}
+    name = fit.get("estimator", "individual")
+    if value and name not in IMPORTANCE_ESTIMATORS:
+        why = (" (SAEM's OFV is the importance-sampling one already)" if name == "saem"
+               else " (no random effects to integrate over)")
+        chk.add(key, f"the importance-sampling OFV is for fit.estimator = "
+                     f"{', '.join(repr(e) for e in IMPORTANCE_ESTIMATORS)}, found {name!r}"
+                     f"{why}")
+        return
+    if value and "survival" in doc:
+        chk.add(key, "the importance-sampling OFV is not available with [survival] yet; "
+                     "expected importance_ofv = false, or fit.estimator = \"saem\" (whose "
+                     "OFV is the importance-sampling one)")
+        return
+    options["importance_ofv"] = value
+
+
 def estimator_table(chk: _Check, doc: dict, max_failed_share: float, model=None) -> dict:
     """``[estimator]``: the estimator options, with ``max_failed_share`` from ``[fit]``."""
     est = chk.table("estimator", doc.get("estimator"))
@@ -319,6 +348,8 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float, model=None)
                 options[key] = "auto"
                 continue
             options[key] = chk.integer(f"estimator.{key}", est[key], least)
+    if "importance_ofv" in est:
+        _importance_ofv(chk, doc, est["importance_ofv"], options)
     if "saem_covariance" in est:
         options["saem_covariance"] = chk.string("estimator.saem_covariance",
                                                 est["saem_covariance"],

@@ -68,7 +68,15 @@ class EstimatorOptions:
     saem_chains : int
         ``saem``: Markov chains per subject; 0 (default) is automatic, ``ceil(100 / N)``.
     is_samples : int
-        ``saem``: importance-sampling draws per subject for the log-likelihood (default 2000).
+        ``saem``: importance-sampling draws per subject for the log-likelihood (default 2000);
+        the FOCE family with ``importance_ofv``: the same for its importance-sampling OFV.
+    importance_ofv : bool
+        The FOCE family (``focei``, ``foce``, ``fo``, ``laplace``): after the estimation, the
+        exact ``-2 log L`` at the estimates by importance sampling (``is_samples`` draws per
+        subject from a multivariate t around each conditional mode with the inverse Hessian
+        as its scale; NONMEM's ``$EST METHOD=IMP EONLY=1`` after FOCE), reported beside the
+        method's own OFV as ``PopulationPart.ofv_importance``: the number to compare models
+        fitted by different methods or with different residual distributions (default false).
     profile_parameters : tuple of str
         Population fits with ``"profile"`` in ``uncertainty``: the parameters profiled
         (``NAME``, ``"omega^2 NAME"``, ``"OBS.a"``); empty: every typical value, variance
@@ -101,6 +109,7 @@ class EstimatorOptions:
     saem_smoothing: int | str = 200
     saem_chains: int = 0
     is_samples: int = 2000
+    importance_ofv: bool = False
     saem_covariance: str = "sa"
     profile_parameters: tuple = ()
     vpc_end_events: tuple = ()

@@ -28,7 +28,11 @@ def population_lines(result, outputs=None) -> list[str]:
              f"{pop.evaluations} evaluations, {'converged' if pop.converged else 'NOT converged'}"
              "." + (f" OFV by linearisation (FOCE-I objective at these estimates): "
                     f"{pop.ofv_linearised:.4f}."
-                    if math.isfinite(getattr(pop, "ofv_linearised", math.nan)) else ""), "",
+                    if math.isfinite(getattr(pop, "ofv_linearised", math.nan)) else "")
+             + (f" OFV by importance sampling (the exact -2 log L at these estimates, without "
+                f"N log 2 pi): {pop.ofv_importance:.4f} (Monte Carlo SE "
+                f"{pop.ofv_importance_se:.3f})."
+                if math.isfinite(getattr(pop, "ofv_importance", math.nan)) else ""), "",
              f"| parameter | estimate | SE | RSE % | {100 * level:g} % CI | CV % | shrinkage % |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     ci = pop.intervals(level)

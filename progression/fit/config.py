@@ -57,7 +57,7 @@ _ESTIMATOR_DEFAULTS = {
     "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
     "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
     "npde_samples": 200, "saem_exploration": 300, "saem_smoothing": 200, "saem_chains": 0,
-    "is_samples": 2000, "saem_covariance": "sa", "profile_parameters": [],
+    "is_samples": 2000, "importance_ofv": False, "saem_covariance": "sa", "profile_parameters": [],
     "vpc_end_events": [],
 }
 _SOLVER_DEFAULTS = {"method": "auto", "rtol": 1e-6, "atol": 1e-9, "max_step": math.inf,

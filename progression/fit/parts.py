@@ -372,6 +372,10 @@ class PopulationPart:
         SAEM with ``saem_covariance = "focei"`` or ``"linearization"``: the OFV by
         linearisation (the FOCE-I objective at the SAEM estimates, NONMEM's convention;
         Monolix's "log-likelihood by linearization"); NaN otherwise.
+    ofv_importance, ofv_importance_se : float
+        The FOCE family with ``[estimator] importance_ofv = true``: the exact ``-2 log L`` at
+        the estimates by importance sampling (NONMEM's convention, without ``N log 2 pi``) and
+        its Monte Carlo SE; NaN otherwise (SAEM's ``ofv`` is this number already).
     fixed_typical : tuple of str
         Typical values held at their config value (``value_fixed = true``): not estimated,
         SE 0 in ``covariance``, "fixed" in the report and 1E+10 in the ``.ext`` table.
@@ -417,6 +421,8 @@ class PopulationPart:
     subject_covariates: dict = field(default_factory=dict)
     history_extra: np.ndarray | None = None
     ofv_linearised: float = float("nan")
+    ofv_importance: float = float("nan")
+    ofv_importance_se: float = float("nan")
     fixed_typical: tuple = ()
     profiles: dict = field(default_factory=dict)
 
@@ -664,7 +670,8 @@ class PopulationPart:
             elif isinstance(v, dict):
                 v = {kk: num(vv) for kk, vv in v.items()}
             elif k in ("ofv", "m2ll", "aic", "bic", "condition_number",
-                       "r_condition_number", "ofv_linearised"):
+                       "r_condition_number", "ofv_linearised", "ofv_importance",
+                       "ofv_importance_se"):
                 v = num(v)
             out[k] = v
         return cls(**out)

@@ -247,6 +247,8 @@ class FastExactModel:
         self.n = pm.n
         self.cols = pm.cols
         self.log_scale = pm.log_scale
+        #: residual degrees of freedom per observable (SAEM's chains and importance sampling)
+        self.residual_df = pm.residual_df
         self.parallel = PARALLEL
         self._prepare()
 
