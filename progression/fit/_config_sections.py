@@ -293,8 +293,7 @@ IMPORTANCE_ESTIMATORS = ("focei", "foce", "fo", "laplace")
 
 
 def _importance_ofv(chk: _Check, doc: dict, value, options: dict) -> None:
-    """``importance_ofv``: true or false, for the FOCE family, not with ``[survival]`` (whose
-    residual rows the sampler would count twice)."""
+    """``importance_ofv``: true or false, for the FOCE family."""
     key = "estimator.importance_ofv"
     if not isinstance(value, bool):
         chk.add(key, f"expected true or false, found {_found(value)}")
@@ -307,11 +306,6 @@ def _importance_ofv(chk: _Check, doc: dict, value, options: dict) -> None:
         chk.add(key, f"the importance-sampling OFV is for fit.estimator = "
                      f"{', '.join(repr(e) for e in IMPORTANCE_ESTIMATORS)}, found {name!r}"
                      f"{why}")
-        return
-    if value and "survival" in doc:
-        chk.add(key, "the importance-sampling OFV is not available with [survival] yet; "
-                     "expected importance_ofv = false, or fit.estimator = \"saem\" (whose "
-                     "OFV is the importance-sampling one)")
         return
     options["importance_ofv"] = value
 

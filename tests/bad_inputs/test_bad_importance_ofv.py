@@ -39,16 +39,3 @@ def test_bad_importance_ofv_refused(cli, refused, unchanged, tmp_path, name, lin
         out = cli("fit", path)
     refused(out, str(path), "estimator.importance_ofv", found)
 
-
-def test_importance_ofv_with_survival_refused(cli, refused, unchanged, tmp_path):
-    """The joint (FOCE-family) fit's survival residual rows would be counted twice by the
-    sampler: refused, pointing to SAEM."""
-    text = (ROOT / "configs" / "als_synthetic_joint.toml").read_text()
-    assert 'estimator = "saem"' in text
-    text = text.replace('estimator = "saem"', 'estimator = "laplace"', 1)
-    text = text.replace("[estimator]\n", "[estimator]\nimportance_ofv = true\n", 1)
-    path = tmp_path / "j.toml"
-    path.write_text(text)
-    with unchanged(tmp_path):
-        out = cli("fit", path)
-    refused(out, "estimator.importance_ofv", "[survival]")
