@@ -27,6 +27,10 @@ def cmd_fit(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ProgressionError(f"--jobs: expected a positive integer, found {args.jobs}")
     cfg = read_fit_config(args.config)
+    if args.start_from:
+        from .fit._start import start_from
+
+        cfg = start_from(cfg, args.start_from)
     out = Path(args.out) if args.out else cfg.output_folder
     inputs = fit_inputs(cfg, args.config)
     # refused before the fit runs, so nobody waits minutes to learn the folder is taken
@@ -187,5 +191,8 @@ def register(subparsers) -> None:
                                                  "else fits/NAME)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--start-from", metavar="FIT", help="start at the estimates of an earlier "
+                                                     "population fit (its folder); overrides "
+                                                     "[fit] start_from")
     add_overwrite(p)
     p.set_defaults(func=cmd_fit)

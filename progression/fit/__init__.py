@@ -14,6 +14,7 @@ the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`F
 
 from ._estimator_options import EstimatorOptions
 from ._population_profile import PopulationProfile, profile_population, with_parameter_held
+from ._start import start_from
 from .config import FitConfig, FitParameter, parse_fit_config, read_fit_config
 from .errormodels import ERROR_MODELS
 from .estimate import fit
@@ -58,5 +59,6 @@ __all__ = [
     "population_outputs",
     "profile_population",
     "read_fit_config",
+    "start_from",
     "with_parameter_held",
 ]

@@ -41,7 +41,7 @@ from .config import (
 from .errormodels import DISTRIBUTIONS, ERROR_MODELS, T_MODELS, error_kind
 from .transforms import SCALES
 
-_FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share")
+_FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share", "start_from")
 _DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
 _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
 _MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "value_fixed", "covariates")
@@ -98,6 +98,33 @@ def fit_table(chk: _Check, doc: dict, name, base_dir: Path):
             except ProgressionError as exc:
                 chk.add("fit.model", f"cannot load the model: {exc}")
     return fit_name, description, estimator, max_failed_share, model, model_ref
+
+
+def start_table(chk: _Check, doc: dict, base_dir: Path, parameters: tuple) -> tuple:
+    """``[fit] start_from``: the folder of an earlier population fit (relative to the config)
+    whose estimates become the starting values (:func:`progression.fit._start.start_values`);
+    returns the parameters, changed or not."""
+    fit = doc.get("fit") if isinstance(doc.get("fit"), dict) else {}
+    if "start_from" not in fit or not parameters:
+        return parameters
+    text = chk.string("fit.start_from", fit["start_from"])
+    if not text:
+        return parameters
+    from ..errors import ProgressionError
+    from ._start import start_values
+    from .result import load_fit
+
+    folder = Path(os.path.normpath(base_dir / text))
+    if not (folder / "fit.json").is_file():
+        chk.add("fit.start_from", f"expected the folder of a saved fit (with fit.json), "
+                                  f"found {'no such folder' if not folder.exists() else 'none'}"
+                                  f" at {folder}")
+        return parameters
+    try:
+        return start_values(parameters, load_fit(folder), where=str(folder))[0]
+    except ProgressionError as exc:
+        chk.add("fit.start_from", str(exc))
+        return parameters
 
 
 def data_table(chk: _Check, doc: dict, base_dir: Path, check_data: bool) -> dict:

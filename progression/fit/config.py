@@ -338,6 +338,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     errors, error_params = sections.error_tables(chk, doc, model)
     parameters = sections.parameter_tables(chk, doc, model, estimator, errors, error_params)
     parameters = omega_table(chk, doc, parameters, estimator)
+    parameters = sections.start_table(chk, doc, base_dir, parameters)
     options = sections.estimator_table(chk, doc, max_failed_share, model)
     solver = sections.solver_table(chk, doc)
     output = sections.output_table(chk, doc, base_dir)
