@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy.optimize import minimize
+from scipy.integrate import quad
+from scipy.optimize import minimize, minimize_scalar
 from scipy.stats import norm
 
 TIMES = np.array([0.25, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.0, 12.0, 24.0])
@@ -378,3 +379,21 @@ def fd_check(method, model, data, mu, omega, res, cols=None, rtol=1e-5, H=1e-5,
             total = (gr.d_a if name == "a" else gr.d_b)[k]
             assert total == pytest.approx(fd_i.sum(), rel=rtol)
     return gr, worst
+
+
+def laplace_and_quadrature(ref):
+    """Test-side Laplace (-2 log of the Laplace approximation) and the exact -2 log integral."""
+    om = ref.omega[0, 0]
+    opt = minimize_scalar(lambda e: ref.L(np.array([e])), bracket=(-1.0, 0.0, 1.0),
+                          tol=1e-12)
+    eh = opt.x
+    Lh = ref.L(np.array([eh]))
+    h = 1e-4
+    d2 = (-ref.L(np.array([eh + 2 * h])) + 16 * ref.L(np.array([eh + h])) - 30 * Lh
+          + 16 * ref.L(np.array([eh - h])) - ref.L(np.array([eh - 2 * h]))) / (12 * h * h)
+    lap = Lh + np.log(om) + np.log(d2 / 2.0)
+    sd = np.sqrt(2.0 / d2)
+    integral, _ = quad(lambda e: np.exp(-(ref.L(np.array([e])) - Lh) / 2.0),
+                       eh - 12 * sd, eh + 12 * sd, epsabs=0.0, epsrel=1e-12, limit=200)
+    exact = Lh + np.log(2 * np.pi * om) - 2.0 * np.log(integral)
+    return lap, exact, eh

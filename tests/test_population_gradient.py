@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from progression.fit.population import (
-    InnerOptions,
     PopulationData,
     Residual,
     focei_gradient,
@@ -25,63 +24,14 @@ from progression.fit.population import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _population_support import OneCmtOral, OneCmtOralHess, simulate_onecmt  # noqa: E402
+from _population_support import (  # noqa: E402
+    OneCmtOral,
+    OneCmtOralHess,
+    fd_check,
+    simulate_onecmt,
+)
 
 OMEGA = np.array([[0.40, 0.02, 0.0], [0.02, 0.10, 0.01], [0.0, 0.01, 0.05]])
-H = 1e-5
-
-
-def _fd_check(model, data, mu, omega, res, cols=None, rtol=1e-6):
-    gr = focei_gradient(model, data, mu, omega, res, eta_columns=cols)
-    assert np.all(gr.status == 0)
-    opts = InnerOptions(xtol=1e-12)
-    ref = subject_objectives("focei", model, data, mu, omega, res, eta_columns=cols)
-    np.testing.assert_allclose(gr.ofv_i, ref.ofv_i, rtol=1e-12)
-
-    def ofv(mu=mu, om=omega, res=res):
-        return subject_objectives("focei", model, data, mu, om, res, eta_columns=cols,
-                                  eta0=gr.inner.eta, inner_options=opts).ofv_i
-
-    N, D = mu.shape
-    fd = np.zeros((N, D))
-    for d in range(D):
-        up, dn = mu.copy(), mu.copy()
-        up[:, d] += H
-        dn[:, d] -= H
-        fd[:, d] = (ofv(mu=up) - ofv(mu=dn)) / (2 * H)
-    np.testing.assert_allclose(gr.d_mu, fd, rtol=rtol, atol=rtol * np.abs(fd).max())
-    E = omega.shape[0]
-    fdo = np.zeros((E, E))
-    for k in range(E):
-        for m in range(k, E):
-            P = np.zeros((E, E))
-            P[k, m] = P[m, k] = H
-            fd_i = (ofv(om=omega + P) - ofv(om=omega - P)) / (2 * H)
-            fdo[k, m] = fdo[m, k] = fd_i.sum()
-            scale = 1.0 if k == m else 2.0
-            np.testing.assert_allclose(gr.d_omega_i[:, k, m] * scale, fd_i, rtol=rtol,
-                                       atol=rtol * np.abs(fd_i).max())
-    # a symmetric pair Omega_km = Omega_mk moves both entries: twice the matrix element
-    np.testing.assert_allclose(gr.d_omega * (2 - np.eye(E)), fdo, rtol=rtol,
-                               atol=rtol * np.abs(fdo).max())
-    def mk(name, values):
-        if name == "a":
-            return Residual(a=tuple(values), b=res.b)
-        return Residual(a=res.a, b=tuple(values))
-
-    for k in range(len(res.a)):
-        for name, grad in (("a", gr.d_a), ("b", gr.d_b)):
-            vals = np.array(getattr(res, name))
-            if vals[k] == 0.0:
-                continue
-            up, dn = vals.copy(), vals.copy()
-            up[k] += H
-            dn[k] -= H
-            fd_i = (ofv(res=mk(name, up)) - ofv(res=mk(name, dn))) / (2 * H)
-            assert grad[k] == pytest.approx(fd_i.sum(), rel=rtol), (name, k)
-            per = gr.d_a_i if name == "a" else gr.d_b_i
-            np.testing.assert_allclose(per[:, k], fd_i, rtol=rtol, atol=rtol * np.abs(fd_i).max())
-    return gr
 
 
 @pytest.mark.parametrize("model_cls", [OneCmtOralHess, OneCmtOral])
@@ -90,7 +40,8 @@ def test_gradient_combined_error_full_omega(model_cls):
     data = PopulationData.from_subjects(ys)
     mu = np.tile([0.4, 1.0, 3.45], (5, 1))
     mu[:, 1] += 0.02 * np.arange(5)
-    gr = _fd_check(model_cls(times, doses), data, mu, OMEGA, Residual.combined(0.3, 0.1))
+    gr, _ = fd_check("focei", model_cls(times, doses), data, mu, OMEGA,
+                     Residual.combined(0.3, 0.1), rtol=1e-6)
     assert gr.hessian == ("analytic" if model_cls is OneCmtOralHess else "finite differences")
 
 
@@ -103,7 +54,7 @@ def test_gradient_partial_etas_and_two_observables():
     mu = np.tile([0.4, 1.0, 3.45], (4, 1))
     om = OMEGA[np.ix_([0, 2], [0, 2])]
     res = Residual(a=(0.4, 0.0), b=(0.0, 0.15))
-    _fd_check(OneCmtOralHess(times, doses), data, mu, om, res, cols=[0, 2])
+    fd_check("focei", OneCmtOralHess(times, doses), data, mu, om, res, cols=[0, 2], rtol=1e-6)
 
 
 def test_gradient_accepts_censoring():

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.integrate import quad
-from scipy.optimize import minimize_scalar
 
 from progression.errors import FitError
 from progression.fit.population import (
@@ -35,6 +33,7 @@ from _population_support import (  # noqa: E402
     OneCmtOralHess,
     RefSubject,
     _onecmt,
+    laplace_and_quadrature,
     simulate_onecmt,
     theoph_nonmem,
 )
@@ -128,24 +127,6 @@ def _one_eta_setup(err, cens_limit=None, n=4):
     return times, doses, data, mu, Residual.combined(a, b), refs, om1
 
 
-def _laplace_and_quadrature(ref):
-    """Test-side Laplace (-2 log of the Laplace approximation) and the exact -2 log integral."""
-    om = ref.omega[0, 0]
-    opt = minimize_scalar(lambda e: ref.L(np.array([e])), bracket=(-1.0, 0.0, 1.0),
-                          tol=1e-12)
-    eh = opt.x
-    Lh = ref.L(np.array([eh]))
-    h = 1e-4
-    d2 = (-ref.L(np.array([eh + 2 * h])) + 16 * ref.L(np.array([eh + h])) - 30 * Lh
-          + 16 * ref.L(np.array([eh - h])) - ref.L(np.array([eh - 2 * h]))) / (12 * h * h)
-    lap = Lh + np.log(om) + np.log(d2 / 2.0)
-    sd = np.sqrt(2.0 / d2)
-    integral, _ = quad(lambda e: np.exp(-(ref.L(np.array([e])) - Lh) / 2.0),
-                       eh - 12 * sd, eh + 12 * sd, epsabs=0.0, epsrel=1e-12, limit=200)
-    exact = Lh + np.log(2 * np.pi * om) - 2.0 * np.log(integral)
-    return lap, exact, eh
-
-
 @pytest.mark.parametrize("err", ["additive", "combined"])
 @pytest.mark.parametrize("hess_model", [OneCmtOralHess, OneCmtOral])
 def test_laplace_against_quadrature(err, hess_model):
@@ -154,7 +135,7 @@ def test_laplace_against_quadrature(err, hess_model):
                              eta_columns=[1])
     assert got.hessian == ("analytic" if hess_model is OneCmtOralHess else
                            "finite differences")
-    lap, exact, eh = np.array([_laplace_and_quadrature(r) for r in refs]).T
+    lap, exact, eh = np.array([laplace_and_quadrature(r) for r in refs]).T
     np.testing.assert_allclose(got.eta[:, 0], eh, atol=1e-6)
     np.testing.assert_allclose(got.ofv_i, lap, rtol=1e-6)
     # the Laplace approximation itself, per subject (measured: at most 0.006 additive, 0.027
@@ -167,7 +148,7 @@ def test_laplace_with_censoring_against_quadrature():
     times, doses, data, mu, res, refs, om1 = _one_eta_setup("combined", cens_limit=3.0)
     got = subject_objectives("laplace", OneCmtOralHess(times, doses), data, mu, om1, res,
                              eta_columns=[1])
-    lap, exact, eh = np.array([_laplace_and_quadrature(r) for r in refs]).T
+    lap, exact, eh = np.array([laplace_and_quadrature(r) for r in refs]).T
     np.testing.assert_allclose(got.eta[:, 0], eh, atol=1e-6)
     np.testing.assert_allclose(got.ofv_i, lap, rtol=1e-6)
     assert np.max(np.abs(got.ofv_i - exact)) < 0.05
@@ -188,7 +169,7 @@ def test_censoring_above_a_limit():
                              eta_columns=[1])
     refs = [RefSubject(r.fun, r.y, r.a, r.b, om1, cens=cens[i], limit=limits[i])
             for i, r in enumerate(refs)]
-    lap = np.array([_laplace_and_quadrature(r)[0] for r in refs])
+    lap = np.array([laplace_and_quadrature(r)[0] for r in refs])
     np.testing.assert_allclose(got.ofv_i, lap, rtol=1e-6)
 
 

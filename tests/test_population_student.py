@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.integrate import quad
-from scipy.optimize import minimize_scalar
 
 from progression.errors import FitError
 from progression.fit.population import PopulationData, Residual, subject_objectives
@@ -42,6 +41,7 @@ from _population_support import (  # noqa: E402
     RefSubject,
     _onecmt,
     fd_check,
+    laplace_and_quadrature,
     simulate_onecmt,
 )
 
@@ -163,31 +163,15 @@ def _one_eta(nu=3.0, a=0.3, b=0.1, n=5, cens_limit=None, seed=2):
     return times, doses, data, mu, Residual((a,), (b,), (nu,)), refs, om1
 
 
-def _laplace_and_quadrature(ref):
-    om = ref.omega[0, 0]
-    eh = minimize_scalar(lambda e: ref.L(np.array([e])), bracket=(-1.0, 0.0, 1.0),
-                         tol=1e-12).x
-    Lh = ref.L(np.array([eh]))
-    h = 1e-4
-    d2 = (-ref.L(np.array([eh + 2 * h])) + 16 * ref.L(np.array([eh + h])) - 30 * Lh
-          + 16 * ref.L(np.array([eh - h])) - ref.L(np.array([eh - 2 * h]))) / (12 * h * h)
-    lap = Lh + np.log(om) + np.log(d2 / 2.0)
-    sd = np.sqrt(2.0 / d2)
-    integral = quad(lambda e: np.exp(-(ref.L(np.array([e])) - Lh) / 2.0),
-                    eh - 12 * sd, eh + 12 * sd, epsabs=0.0, epsrel=1e-12, limit=200)[0]
-    exact = Lh + np.log(2 * np.pi * om) - 2.0 * np.log(integral)
-    return lap, exact, eh
-
-
 @pytest.mark.parametrize("cens_limit", [None, 2.0], ids=["observed", "censored"])
 @pytest.mark.parametrize("hess_model", [OneCmtOralHess, OneCmtOral])
-def test_laplace_objective_against_test_side_laplace_and_quadrature(hess_model, cens_limit):
+def test_laplace_objective_against_test_sidelaplace_and_quadrature(hess_model, cens_limit):
     times, doses, data, mu, res, refs, om1 = _one_eta(cens_limit=cens_limit)
     if cens_limit is not None:
         assert np.any(data.cens != 0)
     got = subject_objectives("laplace", hess_model(times, doses), data, mu, om1, res,
                              eta_columns=[1])
-    lap, exact, eh = np.array([_laplace_and_quadrature(r) for r in refs]).T
+    lap, exact, eh = np.array([laplace_and_quadrature(r) for r in refs]).T
     np.testing.assert_allclose(got.eta[:, 0], eh, atol=1e-6)
     np.testing.assert_allclose(got.ofv_i, lap, rtol=1e-6)
     # the Laplace approximation itself: the t makes the integrand over eta less Gaussian

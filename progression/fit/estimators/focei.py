@@ -62,6 +62,7 @@ from ..population._gradient import collapsed_variances
 from ..population._model import OmegaModel, TypicalModel
 from ..population._threads import single_blas_thread
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
+from ._importance import importance_ofv
 from ._population_layout import (  # noqa: F401 - _covariate_model re-exported for tests
     _covariate_model,
     population_layout,
@@ -375,52 +376,8 @@ class FOCEI(Estimator):
                  history=history)
         ep.counters.simulations += path["n"]
         if ep.options.importance_ofv:
-            s["ofv_is"], s["ofv_is_se"] = self._importance_ofv(ep, s, x)
+            s["ofv_is"], s["ofv_is_se"] = importance_ofv(self, ep, s, x, INNER)
         return self._point(ep, s)
-
-    def _importance_ofv(self, ep: EstimationProblem, s, x) -> tuple[float, float]:
-        """The exact ``-2 log L`` (OFV convention) at the estimates by importance sampling,
-        and its Monte Carlo SE: SAEM's sampler (:func:`~..population._saem_loglik.
-        is_loglik`, Student-t residuals included) with each subject's proposal a
-        multivariate t(5) around its conditional mode, scaled by the FOCE-I curvature
-        ``(Omega^-1 + 1/2 sum W g g')^-1`` (positive definite whatever the method; the
-        sampler's weights correct the rest). With ``[survival]`` the sampler evaluates the
-        model without the survival residual rows and adds ``-2 log p(T | phi)`` itself, as
-        in SAEM, so that the rows' constants are not in it."""
-        from ..population import conditional_modes
-        from ..population._saem_loglik import is_loglik
-        from ..population._saem_types import SaemOptions
-
-        problem, options = ep.problem, ep.options
-        theta_x, omega, _, sd, coef = self._split(s, x)
-        mu = self._mu(s, theta_x, coef)[0]
-        residual = self._residual(problem, s, sd)
-        inner = conditional_modes(s["model"], s["data"], mu, omega, residual,
-                                  eta_columns=s["eta_pos"], eta0=s["gr"].inner.eta,
-                                  interaction=True, options=INNER)
-        E = omega.shape[0]
-        Oinv = np.linalg.inv(omega)
-        eta = np.where(np.isfinite(inner.eta), inner.eta, 0.0)
-        cov = np.empty((eta.shape[0], E, E))
-        for i, info in enumerate(inner.info):
-            try:
-                cov[i] = np.linalg.inv(Oinv + 0.5 * info)
-            except np.linalg.LinAlgError:
-                cov[i] = omega
-            if not np.all(np.isfinite(cov[i])):
-                # a subject whose mode was not found: the prior as its proposal
-                cov[i] = omega
-        model, data = s["model"], s["data"]
-        if problem.survival is not None:
-            model = ProblemModel(problem, ep.designs, s["pop_cols"])
-            data = model.data(ep.source)
-            K = len(problem.observables)
-            residual = Residual(residual.a[:K], residual.b[:K], residual.df[:K])
-        opt = SaemOptions(is_samples=int(options.is_samples))
-        rng = np.random.default_rng(int(options.seed))
-        _, ofv, se, _ = is_loglik(model, data, mu, omega, residual, s["eta_pos"], eta, cov,
-                                  opt, rng)
-        return float(ofv), float(se)
 
     def _point(self, ep, s) -> PointEstimate:
         problem, designs = ep.problem, ep.designs
