@@ -337,3 +337,25 @@ def _independent_is_ofv(data: Path, pop, M: int, seed: int = 5) -> tuple[float, 
         total += -2.0 * ll - r.size * LOG_2PI
         var += (2.0 * w.std(ddof=1) / np.sqrt(M)) ** 2
     return total, float(np.sqrt(var))
+
+
+def test_iwres_and_cwres_use_the_t_variance():
+    """IWRES of a t(4) observable is (y - IPRED) / (scale sqrt(4 / 2)); CWRES's linearised
+    covariance has the t's variance too (the same data with a normal residual of SD
+    scale sqrt(2) give the same CWRES)."""
+    from progression.fit.population._diagnostics import residual_diagnostics
+
+    times, doses, ys = simulate_onecmt(3, 5, OMEGA, a=0.3)
+    data = PopulationData.from_subjects(ys)
+    mu = np.tile([0.4, 1.0, 3.45], (3, 1))
+    eta = np.array([[0.1, -0.05, 0.02], [0.0, 0.1, -0.03], [-0.2, 0.0, 0.01]])
+    model = OneCmtOral(times, doses)
+    t = residual_diagnostics(model, data, mu, OMEGA, Residual((0.3,), (0.0,), (4.0,)), eta)
+    n = residual_diagnostics(model, data, mu, OMEGA, Residual.additive(0.3 * np.sqrt(2.0)),
+                             eta)
+    f = t.ipred
+    np.testing.assert_allclose(t.iwres, (data.y - f) / (0.3 * np.sqrt(2.0)), rtol=1e-12)
+    np.testing.assert_allclose(t.cwres, n.cwres, rtol=1e-12)
+    # df <= 2: no finite variance, the scale stands in
+    c = residual_diagnostics(model, data, mu, OMEGA, Residual((0.3,), (0.0,), (1.5,)), eta)
+    np.testing.assert_allclose(c.iwres, (data.y - f) / 0.3, rtol=1e-12)

@@ -232,6 +232,14 @@ class Residual:
         """Degrees of freedom per value (shape of ``observable``; inf: normal)."""
         return self._nu[observable]
 
+    def variance_factor(self, observable) -> np.ndarray:
+        """The residual's variance over ``V`` per value (shape of ``observable``): 1 for a
+        normal residual, ``df / (df - 2)`` for a Student t with ``df > 2`` (its variance is
+        ``V df / (df - 2)``), 1 for ``df <= 2`` (no finite variance: the scale stands in)."""
+        nu = self._nu[observable]
+        with np.errstate(all="ignore"):
+            return np.where(np.isfinite(nu) & (nu > 2.0), nu / (nu - 2.0), 1.0)
+
     def check_observables(self, data: PopulationData) -> None:
         """Refuse data whose observable indices have no error model here.
 

@@ -1,7 +1,8 @@
 """Per-observation and per-parameter diagnostics of a population fit.
 
 - PRED: prediction at eta = 0 (NONMEM's PRED); IPRED: at eta-hat.
-- IWRES = (y - IPRED) / sqrt(V(IPRED)).
+- IWRES = (y - IPRED) / sqrt(V(IPRED)); for a Student-t residual (df > 2) V is its variance,
+  the squared scale times ``df / (df - 2)``, here and in CWRES.
 - CWRES (Hooker, Staatz, Karlsson, Pharm Res 2007;24:2187): the FOCE-linearised residual
   ``C_i^-1/2 (y_i - f(eta-hat_i) + G_i eta-hat_i)`` with ``C_i = G_i Omega G_i' + diag(V_i)``,
   V at eta-hat with interaction (the FOCE-I choice), at eta = 0 without. ``C^-1/2`` is the
@@ -148,8 +149,12 @@ def residual_diagnostics(model, data: PopulationData, mu, omega, residual: Resid
     m = data.mask
     obs = m & (data.cens == 0)
     with np.errstate(all="ignore"):
-        V = residual.variance(np.where(m, f if interaction else f0, 0.0), data.observable)
-        Vi = residual.variance(np.where(m, f, 0.0), data.observable)
+        # a Student-t residual's variance is V df / (df - 2): its SD standardises IWRES and
+        # enters CWRES's linearised covariance, so both have unit SD under the model
+        k = residual.variance_factor(data.observable)
+        V = k * residual.variance(np.where(m, f if interaction else f0, 0.0),
+                                  data.observable)
+        Vi = k * residual.variance(np.where(m, f, 0.0), data.observable)
         iwres = np.where(obs, (data.y - f) / np.sqrt(Vi), np.nan)
     cw = cwres(data, f, G[..., cols], eta, om, np.where(m, V, 1.0), decorrelation)
     return Residuals(pred=np.where(m, f0, np.nan), ipred=np.where(m, f, np.nan), iwres=iwres,
