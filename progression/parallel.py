@@ -43,6 +43,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import io
+import math
 import os
 import sys
 import threading
@@ -53,6 +54,7 @@ import weakref
 from .errors import ConfigError, ProgressionError
 
 __all__ = ["InProcess", "ProcessPool", "DaskExecutor", "executor", "map_items", "Progress",
+           "IterationLog",
            "report", "usable_cpus", "check_executor"]
 
 
@@ -210,6 +212,57 @@ class Progress:
                 self._bar.refresh()               # elapsed time moves while an item runs
             elif time.monotonic() - self._last_line >= self._log_seconds:
                 self._line()                      # heartbeat in a log
+
+
+class IterationLog:
+    """One line on stderr per outer iteration of an optimisation whose length is not known in
+    advance (the FOCE family's L-BFGS-B): ``label: iteration k, OFV x, n evaluations, t
+    elapsed``, at most every ``seconds`` (the first and the last always), so that a long fit
+    says it is alive and where its objective stands.
+
+    Parameters
+    ----------
+    label : str
+    enabled : bool
+        False (``--quiet``): nothing is written.
+    stream : file-like, optional
+        sys.stderr by default.
+    seconds : float
+        Shortest time between two lines.
+    """
+
+    def __init__(self, label: str, enabled: bool = True, stream=None, seconds: float = 10.0):
+        self.label, self.enabled = label, bool(enabled)
+        self.stream = stream if stream is not None else sys.stderr
+        self.seconds = float(seconds)
+        self._start = time.monotonic()
+        self._last = -math.inf
+        self._pending = None
+
+    def update(self, iteration: int, ofv: float, evaluations: int) -> None:
+        """Record an outer iteration; write its line when ``seconds`` have passed."""
+        self._pending = (int(iteration), float(ofv), int(evaluations))
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._write(now)
+
+    def close(self) -> None:
+        """Write the last iteration's line if it was not written."""
+        if self._pending is not None:
+            self._write(time.monotonic())
+
+    def _write(self, now: float) -> None:
+        self._last = now
+        if not self.enabled or self._pending is None:
+            self._pending = None
+            return
+        k, ofv, n = self._pending
+        self._pending = None
+        mins, secs = divmod(int(now - self._start), 60)
+        with contextlib.suppress(Exception):      # a progress line must never break the fit
+            self.stream.write(f"{self.label}: iteration {k}, OFV {ofv:.4f}, {n} evaluations, "
+                              f"{mins} min {secs:02d} s elapsed\n")
+            self.stream.flush()
 
 
 def _columns(stream) -> int:

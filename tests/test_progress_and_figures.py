@@ -16,7 +16,14 @@ import pytest
 
 import progression as pg
 import progression.interventions as iv
-from progression.parallel import InProcess, ProcessPool, Progress, executor, report
+from progression.parallel import (
+    InProcess,
+    IterationLog,
+    ProcessPool,
+    Progress,
+    executor,
+    report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_FIT = ROOT / "fits" / "als_synthetic_individual"
@@ -144,6 +151,50 @@ def test_fit_progress_in_a_log_and_quiet(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0
     assert not [line for line in err.splitlines() if "subjects (" in line]
+
+
+def test_iteration_log_writes_throttled_lines_and_the_last_one():
+    """One line per outer iteration at most every `seconds` (the first always), the last
+    iteration's on close; nothing when disabled."""
+    out = io.StringIO()
+    log = IterationLog("fit demo (laplace)", stream=out, seconds=3600.0)
+    for k in range(1, 6):
+        log.update(k, 100.0 - k, 2 * k)
+    log.close()
+    lines = out.getvalue().splitlines()
+    assert lines == ["fit demo (laplace): iteration 1, OFV 99.0000, 2 evaluations, "
+                     "0 min 00 s elapsed",
+                     "fit demo (laplace): iteration 5, OFV 95.0000, 10 evaluations, "
+                     "0 min 00 s elapsed"]
+    every = io.StringIO()
+    log = IterationLog("x", stream=every, seconds=0.0)
+    for k in range(3):
+        log.update(k, 1.0, k)
+    log.close()
+    assert len(every.getvalue().splitlines()) == 3
+    quiet = io.StringIO()
+    log = IterationLog("x", enabled=False, stream=quiet, seconds=0.0)
+    log.update(1, 1.0, 1)
+    log.close()
+    assert quiet.getvalue() == ""
+
+
+def test_population_fit_progress_lines(tmp_path, capsys):
+    """`progression fit` of a FOCE-family config: iteration lines on stderr, none with
+    --quiet."""
+    from progression.cli import main
+
+    text = (ROOT / "configs" / "theoph_population.toml").read_text().replace(
+        '"../data/examples/theoph.csv"', repr(str(ROOT / "data/examples/theoph.csv")))
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(text)
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "a"), "--no-figures"]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("fit theoph_population (focei)")]
+    assert lines and "OFV 116.80" in lines[-1] and int(lines[-1].split()[4][:-1]) > 5
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "b"), "--no-figures",
+                 "--quiet"]) == 0
+    assert "iteration" not in capsys.readouterr().err
 
 
 # ============================================================================ figure helpers

@@ -52,6 +52,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ...errors import ConfigError, FitError
+from ...parallel import IterationLog
 from ..parts import Diagnostics, Estimates, PopulationPart, Uncertainty
 from ..population import FAILED, InnerOptions, focei_gradient, r_matrix_diagnosis
 from ..population._adapter import ProblemModel, residual_df
@@ -332,12 +333,15 @@ class FOCEI(Estimator):
                 history.append((x.copy(), ofv))
             return ofv, g
 
+        log = IterationLog(f"fit {ep.name} ({self.name})", enabled=ep.progress)
+
         def iteration(xk):
             # L-BFGS-B's line search ends on the accepted point, so its OFV is the last one
             # evaluated; otherwise it is evaluated here (once per iteration, rare)
             lx, lo = path["last"]
             ofv = lo if lx is not None and np.array_equal(lx, xk) else fg(xk)[0]
             history.append((np.array(xk, dtype=float), float(ofv)))
+            log.update(len(history) - 1, ofv, path["n"])
 
         # L-BFGS-B's first step is the whole gradient when every variable has two bounds
         # (lbfgsb.f: stp = 1 for a boxed problem), on Theoph a step of ~10 in the log
@@ -366,6 +370,7 @@ class FOCEI(Estimator):
                        callback=iteration_y,
                        options={"maxfun": max_fev, "maxiter": max_fev, "ftol": OUTER_FTOL,
                                 "gtol": 1e-6 / lam, "maxcor": 20})
+        log.close()
         x = res.x / lam
         last = path.get("eval")
         if last is not None and np.array_equal(last[0], x):
