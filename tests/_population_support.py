@@ -61,6 +61,9 @@ class OneCmtOral:
 class OneCmtOralHess(OneCmtOral):
     """The same model with second derivatives by complex step on G (exact to rounding)."""
 
+    #: exact second derivatives: Laplace's gradient differences them for its third ones
+    exact_hessian = True
+
     def predict_hessian(self, phi, index):
         phi = np.asarray(phi, dtype=float)
         h = 1e-30

@@ -26,10 +26,10 @@ held at V0 (foce); its partial derivatives up to third order (closed forms, incl
 of ``log Phi`` for the M3 terms) are composed along f by the chain rule. The model enters
 through ``G = df/dphi`` and ``d2f/dphi2`` (``predict_hessian``, else central differences of G
 at the fixed eta-hat: :func:`._objective.second_derivatives`); Laplace's ``dM/deta`` also
-needs third derivatives, contracted with ``M^-1``: central differences of the analytic
-second derivatives (step 1e-4), or without them second differences of G along the
-eigenvectors of ``M^-1`` (step 1e-3, ``2 E`` batched predictions), always at the fixed
-eta-hat.
+needs third derivatives, contracted with ``M^-1``: second differences of G along the
+eigenvectors of ``M^-1`` (step 1e-3, ``2 E`` batched predictions), or, for a model that says
+its second derivatives are exact (``exact_hessian = True``: closed forms), central
+differences of those (step 1e-4), always at the fixed eta-hat.
 
 FO: ``OFV = log|C| + r' C^-1 r`` with ``r = y - f(mu)``, ``C = g Omega g' + diag(V(f(mu)))``,
 differentiated directly (``dOFV = tr((C^-1 - alpha alpha') dC) + 2 alpha' dr``, ``alpha =
@@ -491,10 +491,15 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
     gMg = np.einsum("rje,ref,rjf->rj", g, Minv, g)
     gMD = np.einsum("rje,ref,rjfd->rjd", g, Minv, D2c)  # g' M^-1 d2f/deta dphi_d
     if method == "laplace":
-        if out.hessian == "analytic":
+        if out.hessian == "analytic" and getattr(model, "exact_hessian", False):
+            # a model whose second derivatives are exact and cheap (closed forms): their
+            # differences, 4 D E model calls' worth
             D3 = _third_derivatives(model, phi, good, cols, n, fd_step, out.hessian)
             trD3 = np.einsum("ref,rjfed->rjd", Minv, D3)
         else:
+            # 2 E predictions; a ProblemModel's second derivatives are themselves differences
+            # of sensitivities (2 D solves of every row), so differencing them again cost ~10x
+            # more on the joint ALS fit (7 parameters, 5 etas: 63 s against 6 s per gradient)
             trD3 = _trace_third(model, phi, good, cols, n, Minv, inner.G[good])
         trD3 = np.where(m[..., None], trD3, 0.0)        # tr(M^-1 d3f/deta2 dphi_d)
         trD2 = np.einsum("ref,rjfe->rj", Minv, D2cc)    # tr(M^-1 d2f/deta2) per obs
