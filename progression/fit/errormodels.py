@@ -128,6 +128,14 @@ def decode(code):
     return code % _T_STRIDE, np.where(n > 0, n / _DF_UNIT, np.inf)
 
 
+def t_log_cdf(z, nu):
+    """``log T_nu(z)`` of the unit-scale t, from the upper tail where ``z > 0`` (no
+    cancellation near 1) and directly below (no underflow of the lower tail)."""
+    with np.errstate(all="ignore"):
+        return np.where(z > 0, np.log1p(-stdtr(nu, -np.abs(z))),
+                        np.log(stdtr(nu, np.minimum(z, 0.0))))
+
+
 def t_constant(nu):
     """``-2 log`` of the t density's normalising constant at r = 0 for unit scale,
     ``-2 [lgamma((nu+1)/2) - lgamma(nu/2) - log(nu pi)/2]``; ``log(2 pi)`` for ``nu = inf``."""
@@ -235,8 +243,7 @@ def likelihood_terms(code, y, cens, limit, f, df, a, da, b, db, sigma_varies,
         z0 = np.where(observed, 0.0, z)
         logphi = log_ndtr(z0)
         if any_t:
-            # log of the t CDF: from the upper tail where z > 0 (no cancellation near 1)
-            logt = np.where(z0 > 0, np.log1p(-stdtr(nuf, -z0)), np.log(stdtr(nuf, z0)))
+            logt = t_log_cdf(z0, nuf)
             logphi = np.where(student, logt, logphi)
             # t observations: r_t^2 = (nu+1) log(1 + r^2/nu), the sign of r kept
             q = (nuf + 1.0) * np.log1p(r_std * r_std / nuf)

@@ -470,15 +470,11 @@ def obs_terms(data: PopulationData, f, g, residual: Residual, V_fixed=None, d2f=
         w_o = 2.0 / V + dV * dV / (V * V)
         d2q_o = (2.0 / V + 4.0 * r * dV / V**2 + 2.0 * r * r * dV * dV / V**3
                  - r * r * d2V / V**2 + d2V / V - dV * dV / V**2)
-        nu = None
-        if residual.any_student:
-            nu = residual.nu(data.observable)
-            t = m & np.isfinite(nu)
-            nu = np.where(t, nu, 1.0)
-            if (t & obs).any():
-                q_o, dq_o, w_o, d2q_o = _student_observed(t & obs, r, V, dV, d2V, nu, q_o,
-                                                          dq_o, w_o, d2q_o)
-            nu = np.where(t, nu, np.inf)
+        nu = residual.nu(data.observable) if residual.any_student else None
+        if nu is not None and (obs & np.isfinite(nu)).any():
+            t = obs & np.isfinite(nu)
+            q_o, dq_o, w_o, d2q_o = _student_observed(t, r, V, dV, d2V, np.where(t, nu, 1.0),
+                                                      q_o, dq_o, w_o, d2q_o)
         if cen.any():
             q, dq, w, d2q_c = _censored_terms(data, obs, cen, fz, V, dV, d2V, q_o, dq_o,
                                               w_o, nu)

@@ -498,8 +498,8 @@ def population_gradient(method: str, model, data: PopulationData, mu, omega,
             trD3 = np.einsum("ref,rjfed->rjd", Minv, D3)
         else:
             # 2 E predictions; a ProblemModel's second derivatives are themselves differences
-            # of sensitivities (2 D solves of every row), so differencing them again cost ~10x
-            # more on the joint ALS fit (7 parameters, 5 etas: 63 s against 6 s per gradient)
+            # of sensitivities (2 D solves of every row), so differencing them again cost 5.9x
+            # more per gradient on the joint ALS fit (benchmarks/laplace_gradient.py)
             trD3 = _trace_third(model, phi, good, cols, n, Minv, inner.G[good])
         trD3 = np.where(m[..., None], trD3, 0.0)        # tr(M^-1 d3f/deta2 dphi_d)
         trD2 = np.einsum("ref,rjfe->rj", Minv, D2cc)    # tr(M^-1 d2f/deta2) per obs

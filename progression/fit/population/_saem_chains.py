@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri, stdtr, stdtrit
 
-from ..errormodels import t_constant
+from ..errormodels import t_constant, t_log_cdf
 from ._core import call_predict
 
 __all__ = ["_Chains", "complete_data", "residual_df_of", "t_weights"]
@@ -147,7 +147,7 @@ class _Chains:
                 if self.any_t and self._c_t.any():
                     t = self._c_t
                     nu, zt = self.nu[self._c][t], z[t]
-                    lc[t] = np.where(zt > 0, np.log1p(-stdtr(nu, -zt)), np.log(stdtr(nu, zt)))
+                    lc[t] = t_log_cdf(zt, nu)
                 q[self._c] = -2.0 * lc
             val = q.sum(axis=1)
         return np.where(ok & np.isfinite(val), val, np.inf)

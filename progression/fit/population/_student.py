@@ -27,9 +27,9 @@ against finite differences and the objective against numerical integration over 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln, stdtr
+from scipy.special import gammaln
 
-from ..errormodels import t_constant
+from ..errormodels import t_constant, t_log_cdf
 
 __all__ = ["observed_partials", "observed_info", "censored_log_cdf", "log_constant"]
 
@@ -89,13 +89,6 @@ def _log_pdf(z, nu):
             - 0.5 * (nu + 1.0) * np.log1p(z * z / nu))
 
 
-def _log_cdf(z, nu):
-    """``log T_nu(z)``, the complement taken where z > 0 so that neither tail loses digits."""
-    with np.errstate(all="ignore"):
-        return np.where(z > 0, np.log1p(-stdtr(nu, -np.abs(z))),
-                        np.log(stdtr(nu, np.minimum(z, 0.0))))
-
-
 def censored_log_cdf(z, nu) -> dict:
     """``log T_nu(z)`` and what the M3 terms need of it (arrays of the broadcast shape).
 
@@ -106,14 +99,14 @@ def censored_log_cdf(z, nu) -> dict:
         / (1 - T_nu(z))``; ``kap``: the indicator's information ``2 t^2 / (T (1 - T))`` and
         ``kap1`` its derivative in z.
     """
-    logT = _log_cdf(z, nu)
+    logT = t_log_cdf(z, nu)
     psi = _log_pdf(z, nu)
     psi1 = -(nu + 1.0) * z / (nu + z * z)
     psi2 = -(nu + 1.0) * (nu - z * z) / (nu + z * z) ** 2
     l1 = np.exp(psi - logT)
     l2 = l1 * (psi1 - l1)
     l3 = l2 * (psi1 - l1) + l1 * (psi2 - l2)
-    mu = np.exp(psi - _log_cdf(-z, nu))
+    mu = np.exp(psi - t_log_cdf(-z, nu))
     kap = 2.0 * l1 * mu
     # d/dz log kap = 2 psi' - l1 + mu
     kap1 = kap * (2.0 * psi1 - l1 + mu)
