@@ -309,6 +309,20 @@ def test_laplace_t_fit_from_config_recovers_the_truth(tmp_path, capsys):
                                                                       ref_se))
     assert pop.ofv - pop.ofv_importance > 2.0
     assert pg.load_fit(tmp_path / "fit").population.ofv_importance == pop.ofv_importance
+    # fit.ext: Laplace's table, then NONMEM's EONLY importance-sampling table at the same
+    # estimates with the importance-sampling OBJ (17 significant digits) and no SE row
+    from progression.fit.population import FINAL, SE, read_ext
+    from progression.fit.population._outputs import IMPORTANCE_METHOD
+
+    first, second = read_ext(tmp_path / "fit" / "fit.ext")
+    assert first.method == "Laplacian Conditional Estimation with Interaction"
+    assert (second.number, second.method) == (2, IMPORTANCE_METHOD)
+    assert second.columns == first.columns and second.iterations.tolist() == [FINAL]
+    assert SE in first.iterations
+    np.testing.assert_array_equal(second.values[0, :-1],
+                                  first.values[first.iterations == FINAL][0, :-1])
+    assert second.row(FINAL)["OBJ"] == pytest.approx(pop.ofv_importance, rel=1e-14)
+    assert first.row(FINAL)["OBJ"] == pytest.approx(pop.ofv, rel=1e-14)
 
 
 def _independent_is_ofv(data: Path, pop, M: int, seed: int = 5) -> tuple[float, float]:

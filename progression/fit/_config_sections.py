@@ -255,11 +255,12 @@ def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> st
                                        f"the normal's linearisation); expected one of "
                                        f"{', '.join(repr(e) for e in T_ESTIMATORS)}")
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
-    if est.get("saem_covariance") in ("focei", "sandwich", "linearization"):
+    if est.get("saem_covariance") in ("focei", "linearization"):
         chk.add(f"{key}.distribution", f"a Student-t residual is not available with "
                                        f"estimator.saem_covariance = "
-                                       f"\"{est['saem_covariance']}\" (its objective or "
-                                       f"scores are Gaussian); expected \"sa\"")
+                                       f"\"{est['saem_covariance']}\" (FOCE-I's objective "
+                                       f"linearises a normal residual); expected \"sa\" or "
+                                       f"\"sandwich\"")
     wanted = est.get("uncertainty", ())
     if isinstance(wanted, list | tuple) and "bootstrap" in wanted:
         chk.add(f"{key}.distribution", "a Student-t residual is not available with "

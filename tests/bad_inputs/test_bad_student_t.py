@@ -45,10 +45,9 @@ def test_bad_distribution_refused(cli, refused, unchanged, tmp_path, lines, key,
 @pytest.mark.parametrize("name, extra, found", [
     ("theoph_population.toml", "", "focei"),
     ("theoph_population_saem.toml", 'saem_covariance = "focei"', "saem_covariance"),
-    ("theoph_population_saem.toml", 'saem_covariance = "sandwich"', "sandwich"),
     ("theoph_population_saem.toml", 'saem_covariance = "linearization"', "linearization"),
     ("theoph_individual.toml", 'uncertainty = ["covariance", "bootstrap"]', "bootstrap"),
-], ids=["focei estimator", "saem with the focei covariance step", "saem with the sandwich",
+], ids=["focei estimator", "saem with the focei covariance step",
         "saem with the linearization", "parametric bootstrap"])
 def test_t_with_unsupported_estimator_refused(cli, refused, unchanged, tmp_path, name, extra,
                                               found):

@@ -53,7 +53,8 @@ per-subject conditional mean scores behind ``S``; no model derivative; costs abo
 of a SAEM run; when its ``R`` is not positive definite, the same longer pass as above gives
 the sandwich): the Wald intervals stay calibrated when the residual distribution or the
 random-effect model is misspecified, where the model-based ``"sa"`` intervals are too
-narrow (benchmarks/results/saem_se_calibration.md). ``"linearization"``: Monolix's
+narrow (benchmarks/results/saem_se_calibration.md); Student-t residuals enter it as SAEM's
+Gaussian scale mixture (tests/test_saem_se_student.py). ``"linearization"``: Monolix's
 "linearization" counterpart, the model linearised around each subject's conditional mode (the
 FOCE-I objective) at the SAEM estimates: the OFV by linearisation is reported beside the
 importance-sampling one, and the covariance is ``2 R^-1`` with R the Hessian of that OFV

@@ -58,13 +58,13 @@ from ..transforms import to_internal
 from ._adapter import ProblemModel
 from ._core import PopulationData, Residual
 from ._diagnostics import epsilon_shrinkage, residual_diagnostics
-from ._ext import ExtTable, write_ext
+from ._ext import FINAL, ExtTable, write_ext
 from ._npde import npde
 from ._vpc import vpc, vpc_limits
 from ._vpc_events import MAX_ENTRY_DRAWS, EndedDraws, EndEvents
 from ._vpc_survival import SurvivalVPC, survival_vpc
 
-__all__ = ["PopulationOutputs", "population_outputs", "ext_table", "DATA_COLUMNS",
+__all__ = ["PopulationOutputs", "population_outputs", "ext_table", "ext_tables", "DATA_COLUMNS",
            "NPDE_SAMPLES", "FOCEI_METHOD", "BLQ_CI", "censoring_report_lines", "vpc_limits",
            "vpc_report_lines"]
 
@@ -82,6 +82,9 @@ EXT_METHODS = {"focei": FOCEI_METHOD,
                "fo": "First Order",
                "laplace": "Laplacian Conditional Estimation with Interaction",
                "saem": "Stochastic Approximation Expectation-Maximization"}
+#: NONMEM's method name of an importance-sampling evaluation at fixed estimates
+#: (``$EST METHOD=IMP EONLY=1``): the second ``.ext`` table of ``importance_ofv = true``.
+IMPORTANCE_METHOD = "Objective Function Evaluation by Importance Sampling (No Prior)"
 # how often a failed simulated replicate is drawn again before giving up
 _REDRAWS = 5
 #: Observations per VPC bin at most, where the design has fewer occasions than that needs.
@@ -511,9 +514,26 @@ def ext_table(result) -> ExtTable:
                                    se=(t_se, s_se, o_se))
 
 
+def ext_tables(result) -> list[ExtTable]:
+    """The fit's ``.ext`` tables: :func:`ext_table`, then, when the fit has an
+    importance-sampling OFV at its estimates (``importance_ofv = true`` with the FOCE family),
+    a second table as NONMEM writes for ``$EST METHOD=IMP EONLY=1``: the same estimates, OBJ
+    the importance-sampling -2 log L, no standard errors (none are estimated there)."""
+    first = ext_table(result)
+    pop = result.population
+    ofv_is = float(getattr(pop, "ofv_importance", float("nan")))
+    if not np.isfinite(ofv_is) or getattr(pop, "method", "") == "saem":
+        return [first]
+    final = first.row(FINAL)
+    values = np.array([[*list(final.values())[:-1], ofv_is]])
+    second = ExtTable(IMPORTANCE_METHOD, list(first.columns),
+                      np.array([FINAL], dtype=np.int64), values, number=2)
+    return [first, second]
+
+
 def write_fit_ext(result, path) -> Path:
-    """Write :func:`ext_table` to ``path`` (``fit.ext`` in the fit folder)."""
-    return write_ext(path, ext_table(result))
+    """Write :func:`ext_tables` to ``path`` (``fit.ext`` in the fit folder)."""
+    return write_ext(path, ext_tables(result))
 
 
 def correlation_condition_number(cov) -> float:
