@@ -215,10 +215,10 @@ class Progress:
 
 
 class IterationLog:
-    """One line on stderr per outer iteration of an optimisation whose length is not known in
-    advance (the FOCE family's L-BFGS-B): ``label: iteration k, OFV x, n evaluations, t
-    elapsed``, at most every ``seconds`` (the first and the last always), so that a long fit
-    says it is alive and where its objective stands.
+    """One line on stderr per iteration of an estimation whose length is not known in advance
+    (the FOCE family's L-BFGS-B, SAEM's phases): ``label: iteration k, ..., t elapsed``, at
+    most every ``seconds`` (the first and the last always), so that a long fit says it is
+    alive and where it stands.
 
     Parameters
     ----------
@@ -228,7 +228,7 @@ class IterationLog:
     stream : file-like, optional
         sys.stderr by default.
     seconds : float
-        Shortest time between two lines.
+        Shortest time between two iteration lines.
     """
 
     def __init__(self, label: str, enabled: bool = True, stream=None, seconds: float = 10.0):
@@ -240,14 +240,26 @@ class IterationLog:
         self._pending = None
 
     def update(self, iteration: int, ofv: float, evaluations: int) -> None:
-        """Record an outer iteration; write its line when ``seconds`` have passed."""
-        self._pending = (int(iteration), float(ofv), int(evaluations))
+        """Record an outer iteration of an optimisation; write its line when ``seconds`` have
+        passed."""
+        self.report(f"iteration {int(iteration)}, OFV {float(ofv):.4f}, {int(evaluations)} "
+                    f"evaluations")
+
+    def report(self, message: str) -> None:
+        """Record where the estimation stands (``message``); write it when ``seconds`` have
+        passed since the last line."""
+        self._pending = str(message)
         now = time.monotonic()
         if now - self._last >= self.seconds:
             self._write(now)
 
+    def say(self, message: str) -> None:
+        """Write ``message`` now (a new stage: the importance sampling, a covariance pass)."""
+        self._pending = str(message)
+        self._write(time.monotonic())
+
     def close(self) -> None:
-        """Write the last iteration's line if it was not written."""
+        """Write the last recorded line if it was not written."""
         if self._pending is not None:
             self._write(time.monotonic())
 
@@ -256,12 +268,10 @@ class IterationLog:
         if not self.enabled or self._pending is None:
             self._pending = None
             return
-        k, ofv, n = self._pending
-        self._pending = None
+        message, self._pending = self._pending, None
         mins, secs = divmod(int(now - self._start), 60)
         with contextlib.suppress(Exception):      # a progress line must never break the fit
-            self.stream.write(f"{self.label}: iteration {k}, OFV {ofv:.4f}, {n} evaluations, "
-                              f"{mins} min {secs:02d} s elapsed\n")
+            self.stream.write(f"{self.label}: {message}, {mins} min {secs:02d} s elapsed\n")
             self.stream.flush()
 
 

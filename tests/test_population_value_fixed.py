@@ -104,6 +104,13 @@ def test_saem_holds_the_typical_value_and_matches_the_exact_maximiser(designs):
                     np.log(pop.omega[1, 1]), np.log(pop.sigma["conc.sigma"])])
     z = (est - opt.x) / ref_se
     assert np.all(np.abs(z) < 0.3), z
+    # the condition numbers leave the held parameter out (as NONMEM leaves FIX out of its
+    # covariance matrix): finite, and the correlation one is that of the other four
+    free = np.asarray(pop.covariance)[np.ix_([0, 2, 3, 4], [0, 2, 3, 4])]
+    corr = free / np.sqrt(np.outer(np.diag(free), np.diag(free)))
+    w = np.linalg.eigvalsh(corr)
+    assert pop.condition_number == pytest.approx(w[-1] / w[0], rel=1e-10)
+    assert np.isfinite(pop.r_condition_number) and pop.r_condition_number >= 1.0
 
 
 def test_held_typical_value_reported_as_fixed(designs):

@@ -197,6 +197,32 @@ def test_population_fit_progress_lines(tmp_path, capsys):
     assert "iteration" not in capsys.readouterr().err
 
 
+def test_saem_fit_progress_lines(tmp_path, capsys):
+    """`progression fit` of a SAEM config: the first iteration's line (phase and the most
+    exploration iterations), the importance sampling's and the sandwich pass's lines on
+    stderr; none with --quiet."""
+    from progression.cli import main
+
+    text = (ROOT / "configs" / "theoph_population_saem.toml").read_text().replace(
+        '"../data/examples/theoph.csv"', repr(str(ROOT / "data/examples/theoph.csv")))
+    text = text.replace("is_samples = 1000\n", "").replace(
+        "[estimator]\n", '[estimator]\nsaem_covariance = "sandwich"\nsaem_exploration = 40\n'
+        "saem_smoothing = 40\nis_samples = 100\n", 1)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(text)
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "a"), "--no-figures"]) == 0
+    label = "fit theoph_population_saem (saem): "
+    lines = [ln[len(label):] for ln in capsys.readouterr().err.splitlines()
+             if ln.startswith(label)]
+    assert lines[0].startswith("iteration 1 (exploration, at most 40), 0 min ")
+    assert any(ln.startswith("iteration 80: importance sampling (100 draws per subject)")
+               for ln in lines), lines
+    assert lines[-1].startswith("covariance step: the sandwich's pass of the chains"), lines
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "b"), "--no-figures",
+                 "--quiet"]) == 0
+    assert label not in capsys.readouterr().err
+
+
 # ============================================================================ figure helpers
 
 

@@ -81,6 +81,7 @@ import time
 import numpy as np
 
 from ...errors import ConfigError, FitError
+from ...parallel import IterationLog
 from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
@@ -138,6 +139,30 @@ def saem_options(options) -> SaemOptions:
                        k2=AUTO_K2_MAX if auto_k2 else int(k2), auto_k2=auto_k2,
                        n_chains=int(options.saem_chains) or None,
                        is_samples=int(options.is_samples))
+
+
+def _phase_lines(log: IterationLog, opt):
+    """SAEM's ``progress`` callback: ``iteration k (exploration, at most K1)`` or ``iteration
+    k (smoothing j of K2)`` at most every 10 s, and a line when the importance sampling
+    starts."""
+    def progress(k: int, phase: str) -> None:
+        if phase == "importance sampling":
+            log.say(f"iteration {k}: importance sampling ({opt.is_samples} draws per subject)")
+        elif phase == "exploration":
+            log.report(f"iteration {k} (exploration, at most {opt.k1})")
+        else:
+            log.report(f"iteration {k} (smoothing)")
+    return progress
+
+
+def _information_condition(fisher) -> float:
+    """Condition number of SAEM's information (the Hessian of -log L in SAEM's estimation
+    parameters: the report's "condition number of R"); NaN when there is none."""
+    if fisher is None or not np.all(np.isfinite(fisher)):
+        return float("nan")
+    f = np.asarray(fisher, dtype=float)
+    held = np.all(f == 0.0, axis=0)
+    return float(np.linalg.cond(f[np.ix_(~held, ~held)])) if f.size else float("nan")
 
 
 def covariance_choice(options) -> str:
@@ -249,12 +274,14 @@ class SAEM(FOCEI):
         no_eta = s["no_eta"]
         lo = np.array([-np.inf if b[0] is None else b[0] for b in s["bounds"][:D]])
         hi = np.array([np.inf if b[1] is None else b[1] for b in s["bounds"][:D]])
+        log = IterationLog(f"fit {ep.name} (saem)", enabled=ep.progress)
         res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
                    omega_structure=pattern, omega_fixed=fixed,
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
                    estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed,
-                   mu_fixed=s["x_fixed"][s["eta_pos"]])
+                   mu_fixed=s["x_fixed"][s["eta_pos"]], progress=_phase_lines(log, opt))
+        log.close()
         ep.timings["saem"] = time.perf_counter() - t
 
         def run_pass(n_iter, n_chains, pass_seed):
@@ -275,6 +302,7 @@ class SAEM(FOCEI):
         s["fallback"] = None
         if choice == "sandwich" and ep.covariance_passes:
             # the robust covariance (one more pass of the chains at the final estimates)
+            log.say("covariance step: the sandwich's pass of the chains at the estimates")
             t = time.perf_counter()
             sp = run_pass(_pass_iterations(res.n_iter - res.k1), res.n_chains, seed + 7919)
             res = dataclasses.replace(res, fisher=sp.fisher,
@@ -288,6 +316,8 @@ class SAEM(FOCEI):
             # chains at the final estimates, the same kind of covariance
             t = time.perf_counter()
             n_iter, n_chains = _fallback_size(res.n_chains, s["data"].n_subjects)
+            log.say(f"covariance step: SAEM's information is not positive definite, a "
+                    f"longer pass at the estimates ({n_iter} iterations x {n_chains} chains)")
             first = float(np.linalg.eigvalsh(res.fisher).min())
             sp = run_pass(n_iter, n_chains, seed + 15881)
             kind = "sandwich" if choice == "sandwich" else "model"
@@ -402,7 +432,9 @@ class SAEM(FOCEI):
             pop, method="saem", iterations=int(res.n_iter), evaluations=int(res.n_iter),
             converged=bool(np.isfinite(res.ofv)),
             covariance_method=method if not failed else pop.covariance_method,
-            history=hist, ofv_linearised=float(s["ofv_focei"]))
+            history=hist, ofv_linearised=float(s["ofv_focei"]),
+            r_condition_number=(_information_condition(res.fisher) if s["choice"] not in
+                                _LINEARISED else pop.r_condition_number))
         return unc
 
     def _sa_uncertainty(self, ep, point, res, method=COVARIANCE_METHOD):

@@ -538,10 +538,15 @@ def write_fit_ext(result, path) -> Path:
 
 def correlation_condition_number(cov) -> float:
     """Condition number (largest / smallest eigenvalue) of the correlation matrix of the
-    estimates, as NONMEM reports it; NaN when the covariance step failed."""
+    estimates, as NONMEM reports it; held parameters (a row and column of zeros: a typical
+    value with ``value_fixed``) are left out, as NONMEM leaves FIX out of its covariance
+    matrix; NaN when the covariance step failed."""
     if cov is None:
         return float("nan")
     c = np.asarray(cov, dtype=float)
+    if c.ndim == 2 and c.size:
+        held = np.all(c == 0.0, axis=0) & np.all(c == 0.0, axis=1)
+        c = c[np.ix_(~held, ~held)]
     if c.size == 0 or not np.all(np.isfinite(c)):
         return float("nan")
     d = np.sqrt(np.diag(c))

@@ -171,7 +171,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
          omega_fixed=None, residual_fixed=None, estimate_columns=None,
          estimate_bounds=None, options: SaemOptions | None = None,
-         seed: int = 0, mu_fixed=None) -> SaemResult:
+         seed: int = 0, mu_fixed=None, progress=None) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
     Parameters
@@ -217,6 +217,10 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         Random-effect parameters whose typical value (intercept) is held at ``mu0`` (not
         updated by the M-step, not in the Fisher information); their covariate
         coefficients, random effects and variances are estimated as usual.
+    progress : callable, optional
+        ``progress(k, phase)`` after each iteration ``k`` (``phase`` "exploration" or
+        "smoothing") and once before the importance sampling (``phase`` "importance
+        sampling"); for progress lines, it cannot change the result.
 
     Returns
     -------
@@ -571,6 +575,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         traces_b.append(b.copy())
         stop_vec.append(np.r_[B[0] / np.sqrt(np.diag(omega)), np.log(np.diag(omega)),
                               np.log(a[est_a]), np.log(b[est_b]), mu_fix[fcols]])
+        if progress is not None:
+            progress(k, "exploration" if exploring else "smoothing")
         if not exploring:
             eta_acc += eta.reshape(N, C, E).sum(axis=1)
             ec = eta.reshape(N, C, E)
@@ -632,6 +638,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     minus2ll = ofv = se = np.nan
     ofv_i = np.full(N, np.nan)
     if opt.is_samples:
+        if progress is not None:
+            progress(n_iter, "importance sampling")
         minus2ll, ofv, se, ofv_i = _is_loglik(model, data, mu_i, omega, residual, cols,
                                               eta_mean, eta_cov, opt, rng)
     beta = np.zeros((P1 - 1, D))
