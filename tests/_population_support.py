@@ -400,3 +400,21 @@ def laplace_and_quadrature(ref):
                        eh - 12 * sd, eh + 12 * sd, epsabs=0.0, epsrel=1e-12, limit=200)
     exact = Lh + np.log(2 * np.pi * om) - 2.0 * np.log(integral)
     return lap, exact, eh
+
+
+def exact_covariances(m2ll, ys, p, h=1e-4):
+    """Exact model-based ``R^-1`` and sandwich ``R^-1 S R^-1`` covariances at ``p`` (on
+    ``-log L``) from an exact marginal ``m2ll(ys, p)`` (-2 log L of a list of subjects): R by
+    central second differences, each subject's score by central differences of its own term,
+    ``S = N/(N-1) sum_i (s_i - mean)(s_i - mean)'``."""
+    p = np.asarray(p, dtype=float)
+    K, N = p.size, len(ys)
+    E = np.eye(K) * h
+    R = np.array([[(m2ll(ys, p + E[i] + E[j]) - m2ll(ys, p + E[i] - E[j])
+                    - m2ll(ys, p - E[i] + E[j]) + m2ll(ys, p - E[i] - E[j])) / (8 * h * h)
+                   for j in range(K)] for i in range(K)])
+    s = np.array([[(m2ll([y], p + E[k]) - m2ll([y], p - E[k])) / (4 * h) for k in range(K)]
+                  for y in ys])
+    s = s - s.mean(axis=0)
+    Ri = np.linalg.inv(R)
+    return Ri, Ri @ (s.T @ s * N / (N - 1)) @ Ri

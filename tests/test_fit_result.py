@@ -152,3 +152,37 @@ def test_cli_out_overrides_and_jobs_must_be_positive(project, tmp_path, capsys):
     assert status == 2 and "--jobs" in err and not (tmp_path / "x").exists()
     status, err = run_cli(str(folder / "nope.toml"))
     assert status == 2 and "nope.toml" in err
+
+
+def test_individual_fit_figures_show_subjects_with_values(result, monkeypatch):
+    """A sparse observable's figure shows only the subjects that have values of it, and its
+    title says how many have some; the other observables keep every subject."""
+    import dataclasses
+    import importlib
+
+    report = importlib.import_module("progression.fit.report")
+    crp = result.observables.index("CRP")
+    designs = list(result.designs)
+    for i in (0, 2):                      # subjects 0 and 2 lose their CRP values
+        d = designs[i]
+        keep = d.obs != crp
+        designs[i] = d.replace(time=d.time[keep], obs=d.obs[keep], value=d.value[keep],
+                               cens=d.cens[keep], limit=d.limit[keep])
+    sparse = dataclasses.replace(result, designs=designs)
+    seen = {}
+
+    def record(fig, path, plt):
+        seen[path.name] = (fig._suptitle.get_text(),
+                           [ax.get_title() for ax in fig.axes if ax.axison])
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(report, "_save", record)
+    import matplotlib.pyplot as plt
+
+    report._individual_fits(sparse, Path("/nonexistent"), plt)
+    title, panels = seen["fits_CRP.png"]
+    assert panels == [designs[1].id]
+    assert "with CRP values (1 of 3 have some)" in title
+    assert seen["fits_ALSFRS_R.png"][1] == [d.id for d in designs]
+    assert "have some" not in seen["fits_ALSFRS_R.png"][0]

@@ -56,6 +56,31 @@ def test_dv_vs_pred_and_ipred(tmp_path):
     assert logfig.axes[0].collections[0].get_offsets().shape == (2, 2)  # -1 left out
 
 
+def test_dv_vs_pred_log_axes_read_plainly():
+    """Log axes within one decade label their ticks as plain numbers (not 4 x 10^0), a wide
+    range its decades (0.1, 1, 10); a long unit goes on a second line, and the titles and
+    labels stay inside the figure."""
+    rng = np.random.default_rng(1)
+    pred = 5.3 + 0.2 * rng.standard_normal(200)
+    dv = pred * np.exp(0.15 * rng.standard_normal(200))
+    fig = plot_dv_vs_pred(dv, pred, dv, log=True, name="Treg_pct", unit="% of CD4+ T cells")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.yaxis.get_ticklabels(minor=True) if t.get_text()]
+    assert ticks and all(float(t) == float(f"{float(t):g}") for t in ticks), ticks
+    assert ax.get_ylabel() == "observed Treg_pct\n(% of CD4+ T cells)"
+    for a in fig.axes:
+        for text in (a.title, a.xaxis.label, a.yaxis.label):
+            box = text.get_window_extent()
+            assert box.y0 >= 0 and box.y1 <= fig.bbox.height and box.x0 >= 0, text.get_text()
+    wide = plot_dv_vs_pred([0.05, 2.0, 30.0], [0.04, 2.5, 20.0], log=True, name="CRP",
+                           unit="mg/L")
+    wide.canvas.draw()
+    labels = {t.get_text() for t in wide.axes[0].xaxis.get_ticklabels() if t.get_text()}
+    assert {"0.1", "1", "10"} <= labels, labels
+    assert wide.axes[0].get_xlabel() == "PRED of CRP (mg/L)"
+
+
 def test_censored_values_drawn_open_at_the_limit(tmp_path):
     """Censored values (DV = the limit) are a second, open-marker scatter named in the legend;
     in the individual fits a second marker line; the residual figure says how many have none."""
@@ -130,6 +155,13 @@ def test_vpc_figure_draws_the_percentiles_and_bands(tmp_path):
     nocens = plot_vpc(vpc(t, y, sims, n_bins=3, pred=10 - 3 * t + 5))
     assert len(nocens.axes) == 1
     assert nocens.axes[0].get_title().startswith("Prediction-corrected VPC")
+    # a prediction-corrected VPC with a long unit: the y label stays inside the figure
+    pc = plot_vpc(vpc(t, y, sims, n_bins=3, pred=10 - 3 * t + 5), name="log Treg_pct",
+                  unit="% of CD4+ T cells")
+    pc.canvas.draw()
+    box = pc.axes[0].yaxis.label.get_window_extent()
+    assert box.y0 >= 0 and box.y1 <= pc.bbox.height and box.x0 >= 0
+    assert pc.axes[0].get_ylabel() == "prediction-corrected\nlog Treg_pct (% of CD4+ T cells)"
     # with end events the legend says what the simulations lost, per bin
     ended = np.zeros(sims.shape, dtype=bool)
     ended[:, t == 2.0] = rng.random((50, 20)) < 0.4

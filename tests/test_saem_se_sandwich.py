@@ -16,12 +16,18 @@ the pass's sandwich SEs within 2 % of the exact sandwich.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from progression.errors import FitError
 from progression.fit.population import PopulationData, Residual, SaemOptions, saem
 from progression.fit.population._saem_score import sandwich, score_pass
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import exact_covariances  # noqa: E402
 
 LOG2PI = np.log(2 * np.pi)
 T = np.arange(5.0)
@@ -62,19 +68,9 @@ def _m2ll(ys, p):
     return sum(ld + (y - Z @ p[:2]) @ Ci @ (y - Z @ p[:2]) + T.size * LOG2PI for y in ys)
 
 
-def _exact(ys, p, h=1e-4):
+def _exact(ys, p):
     """Exact model-based and sandwich covariances at p (on -log L)."""
-    K = p.size
-    E = np.eye(K) * h
-    R = np.array([[(_m2ll(ys, p + E[i] + E[j]) - _m2ll(ys, p + E[i] - E[j])
-                    - _m2ll(ys, p - E[i] + E[j]) + _m2ll(ys, p - E[i] - E[j])) / (8 * h * h)
-                   for j in range(K)] for i in range(K)])
-    s = np.array([[(_m2ll([y], p + E[k]) - _m2ll([y], p - E[k])) / (4 * h) for k in range(K)]
-                  for y in ys])
-    s = s - s.mean(axis=0)
-    S = s.T @ s * N / (N - 1)
-    Ri = np.linalg.inv(R)
-    return Ri, Ri @ S @ Ri
+    return exact_covariances(_m2ll, ys, p)
 
 
 def _fit(ys, seed=1):

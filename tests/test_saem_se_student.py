@@ -17,12 +17,17 @@ model-based one, the pass's sandwich within 4 % of it.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
-import pytest
 from scipy.special import gammaln
 
 from progression.fit.population import PopulationData, Residual, SaemOptions, saem
 from progression.fit.population._saem_score import score_pass
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import exact_covariances  # noqa: E402
 
 T = np.arange(5.0)
 N = 60
@@ -67,18 +72,9 @@ def _m2ll(ys, p, grid=GRID) -> float:
     return total
 
 
-def _exact(ys, p, h=1e-4):
+def _exact(ys, p):
     """Exact model-based and sandwich covariances at p (on -log L)."""
-    K = p.size
-    E = np.eye(K) * h
-    R = np.array([[(_m2ll(ys, p + E[i] + E[j]) - _m2ll(ys, p + E[i] - E[j])
-                    - _m2ll(ys, p - E[i] + E[j]) + _m2ll(ys, p - E[i] - E[j])) / (8 * h * h)
-                   for j in range(K)] for i in range(K)])
-    s = np.array([[(_m2ll([y], p + E[k]) - _m2ll([y], p - E[k])) / (4 * h) for k in range(K)]
-                  for y in ys])
-    s = s - s.mean(axis=0)
-    Ri = np.linalg.inv(R)
-    return Ri, Ri @ (s.T @ s * N / (N - 1)) @ Ri
+    return exact_covariances(_m2ll, ys, p)
 
 
 def _fit_and_pass(ys):

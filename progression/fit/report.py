@@ -140,7 +140,8 @@ def write_figures(result, folder: Path, population=None) -> list[Path]:
     return [f for f in files if f is not None]
 
 
-def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict]:
+def subject_curves(result, k: int = _MAX_PANELS, points: int = 400, *,
+                   subjects=None) -> list[dict]:
     """The model curves the individual-fit figures draw, through the likelihood's own path.
 
     Each subject's curve is evaluated by :meth:`Problem.evaluate` on a design that is the
@@ -156,17 +157,21 @@ def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict
         The first ``k`` subjects.
     points : int
         Grid points per curve (plus the data times).
+    subjects : sequence of int, optional
+        These subjects (indices into ``result.designs``) instead of the first ``k``.
 
     Returns
     -------
     list of dict
         Per subject: ``(observable index, condition or "") -> (data times, predictions)``.
     """
-    designs = result.designs[:k]
+    index = list(range(min(k, len(result.designs)))) if subjects is None else \
+        [int(i) for i in subjects]
+    designs = [result.designs[i] for i in index]
     if not designs:
         return []
     problem = result.reported_problem
-    offsets = result.time_offsets[:len(designs)]
+    offsets = np.asarray(result.time_offsets, dtype=float)[index]
     rows, keys, owner = [], [], []
     # a subject seen once (or over a short time) gets a tenth of the longest follow-up
     spans = [float(np.max(d.time)) - min(0.0, float(np.min(d.time))) for d in designs]
@@ -199,7 +204,7 @@ def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict
                                       sd=np.ones(n) if measured else None))
                 keys.append((int(o), c))
                 owner.append(i)
-    theta = np.asarray(result.theta, float)[owner]
+    theta = np.asarray(result.theta, float)[[index[i] for i in owner]]
     ev = problem.evaluate(rows, np.arange(len(rows)), theta, np.array([], dtype=int),
                           want_jac=False, want_predictions=True)
     out = [{} for _ in designs]
@@ -212,24 +217,32 @@ def subject_curves(result, k: int = _MAX_PANELS, points: int = 400) -> list[dict
 
 
 def _individual_fits(result, folder, plt):
-    designs = result.designs[:_MAX_PANELS]
-    if not designs:
+    if not result.designs:
         return []
-    k = len(designs)
-    curves = subject_curves(result, k)
+    # per observable the first subjects with values of it (a sparse observable, Treg % in
+    # the ALS cohort, would otherwise fill the figure with empty panels)
+    having = {o: [i for i, d in enumerate(result.designs) if np.any(d.obs == o)]
+              for o in range(len(result.observables))}
+    chosen = {o: idx[:_MAX_PANELS] for o, idx in having.items()}
+    union = sorted(set().union(*chosen.values()))
+    curves = dict(zip(union, subject_curves(result, subjects=union), strict=True))
     files = []
-    ncols = min(4, k)
-    nrows = int(np.ceil(k / ncols))
     units = _units(result)
-    names = list(dict.fromkeys(c for sub in curves for (_, c) in sub))
+    names = list(dict.fromkeys(c for sub in curves.values() for (_, c) in sub))
     colour = {c: f"C{j}" for j, c in enumerate(names)}
     shifted = bool(np.any(result.time_offsets != 0)) or any(
         p.kind == "offset" and p.estimated for p in result.parameters)
     for o, obs in enumerate(result.observables):
+        if not chosen[o]:
+            continue
+        designs = [result.designs[i] for i in chosen[o]]
+        k = len(designs)
+        ncols = min(4, k)
+        nrows = int(np.ceil(k / ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows),
                                  squeeze=False, sharex=False)
-        for i, d in enumerate(designs):
-            ax = axes[i // ncols][i % ncols]
+        for panel, (i, d) in enumerate(zip(chosen[o], designs, strict=True)):
+            ax = axes[panel // ncols][panel % ncols]
             conds = np.full(d.n, "") if d.condition is None else np.asarray(d.condition, str)
             for (oo, c), (t, f) in curves[i].items():
                 if oo != o:
@@ -272,7 +285,9 @@ def _individual_fits(result, folder, plt):
             notes.append("bars: measured SD")
         if any(((d.obs == o) & (d.cens != 0)).any() for d in designs):
             notes.append("open triangles: censored at the limit")
-        first = f"first {k} subjects" if k < len(result.designs) else f"{k} subjects"
+        first = f"first {k} subjects" if k < len(having[o]) else f"{k} subjects"
+        if len(having[o]) < len(result.designs):
+            first += f" with {obs} values ({len(having[o])} of {len(result.designs)} have some)"
         fig.suptitle(f"{result.name}: individual fits, {obs} ({'; '.join([first, *notes])})",
                      fontsize=10)
         files.append(_save(fig, folder / f"fits_{obs}.png", plt))

@@ -29,6 +29,29 @@ def axis_label(name: str, unit: str | None) -> str:
     return f"{name} ({unit})" if unit and unit != "1" else name
 
 
+def wrap_label(text: str, width: int = 28) -> str:
+    """``text`` with its trailing ``(unit)`` on a second line when longer than ``width``
+    characters: an axis label longer than its panel is cut at the figure's edge."""
+    head, sep, unit = text.rpartition(" (")
+    return f"{head}\n({unit}" if sep and len(text) > width else text
+
+
+def plain_log_ticks(ax, axis: str = "both") -> None:
+    """Tick labels of a logarithmic axis as plain numbers (``4``, ``0.3``, ``200``) instead of
+    ``4 x 10^0``, on the ticks matplotlib's own log formatter labels (so a range within one
+    decade labels its minor ticks and a wide one only its decades)."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class _Plain(LogFormatterSciNotation):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    for which in ("x", "y") if axis == "both" else (axis,):
+        a = ax.xaxis if which == "x" else ax.yaxis
+        a.set_major_formatter(_Plain())
+        a.set_minor_formatter(_Plain(labelOnlyBase=False))
+
+
 def legend_below(fig, handles, labels, *, ncols: int | None = None, fontsize: float = 8):
     """One figure legend under the panels, outside every axes (needs constrained layout).
 

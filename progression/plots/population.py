@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import axis_label, legend_below, time_label
+from . import axis_label, legend_below, plain_log_ticks, time_label, wrap_label
 
 __all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_survival_vpc",
            "plot_traces",
@@ -95,9 +95,10 @@ def plot_dv_vs_pred(dv, pred, ipred=None, *, log: bool = False, name: str = "DV"
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            plain_log_ticks(ax)
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel(axis_label(f"{label} of {name}", unit))
-        ax.set_ylabel(axis_label(f"observed {name}", unit))
+        ax.set_xlabel(wrap_label(axis_label(f"{label} of {name}", unit)))
+        ax.set_ylabel(wrap_label(axis_label(f"observed {name}", unit)))
         ax.set_title(f"{name} vs {label}")
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -252,8 +253,10 @@ def plot_vpc(v, *, name: str = "DV", unit: str | None = None, time_unit: str | N
                 label=f"observed {p:g}th percentile")
     kind = "Prediction-corrected VPC" if v.pred_corrected else "VPC"
     ax.set_title(f"{kind} of {name} ({v.n_sim} simulations)")
-    ax.set_ylabel(axis_label(("prediction-corrected " if v.pred_corrected else "") + name,
-                             unit))
+    # "prediction-corrected" on a line of its own: with a unit such as "% of CD4+ T cells"
+    # one line is taller than the panel and is cut at the figure's edge
+    ax.set_ylabel(("prediction-corrected\n" if v.pred_corrected else "")
+                  + axis_label(name, unit))
     ax.grid(alpha=0.3)
     for e in np.asarray(v.edges, dtype=float):
         ax.axvline(e, color="0.8", lw=0.6, zorder=0)
