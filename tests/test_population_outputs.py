@@ -468,3 +468,34 @@ def test_vpc_of_additive_error_is_corrected_additively(fitted):
     ratio = y * ref / pred
     assert np.max(np.abs(v.obs_value - ratio)) > 1e-3    # the two forms differ on these data
     assert out.vpc_left_out.get("conc", 0) == 0          # PRED <= 0 is no reason to drop a value
+
+
+def test_parameters_figure_of_a_population_fit(fitted, monkeypatch):
+    """parameters.png of a population fit: the empirical Bayes estimates of the parameters
+    that vary between subjects (not the residual SD, equal in all), each with its typical
+    value as the dashed line."""
+    import importlib
+
+    import matplotlib.pyplot as plt
+
+    report = importlib.import_module("progression.fit.report")
+    res = fitted[1]
+    seen = {}
+
+    def record(fig, path, plt):
+        axes = [ax for ax in fig.axes if ax.axison]
+        seen["titles"] = [ax.get_title() for ax in axes]
+        seen["dashed"] = [ax.lines[0].get_xdata()[0] for ax in axes]
+        seen["suptitle"] = fig._suptitle.get_text()
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(report, "_save", record)
+    report._parameters(res, Path("/nonexistent"), plt)
+    pop = res.population
+    varying = [p.name for p in res.parameters if p.estimated and p.name in pop.omega_names]
+    assert seen["titles"] == varying and varying
+    assert not any(name in seen["titles"] for name in pop.sigma)
+    np.testing.assert_allclose(seen["dashed"], [pop.fixed_effects[k] for k in varying],
+                               rtol=1e-12)
+    assert "dashed: typical value" in seen["suptitle"]

@@ -369,6 +369,15 @@ def _parameters(result, folder, plt):
     from matplotlib.ticker import MaxNLocator
 
     est = [(q, p) for q, p in enumerate(result.parameters) if p.estimated]
+    pop = getattr(result, "population", None)
+    if pop is not None:
+        # a population fit: parameters equal in every subject (no random effect and no
+        # covariate: a residual SD, a held typical value) have no spread to show
+        def varies(v):
+            v = v[np.isfinite(v)]
+            return v.size > 1 and np.ptp(v) > 1e-12 * np.max(np.abs(v))
+
+        est = [(q, p) for q, p in est if varies(result.theta[:, q])]
     if not est:
         return None
     n = len(est)
@@ -391,15 +400,20 @@ def _parameters(result, folder, plt):
             bins = np.geomspace(vals.min(), vals.max(), 15) if p.scale in ("log", "log10") and \
                 vals.size and vals.min() > 0 and vals.max() > vals.min() else 15
             ax.hist(vals, bins=bins, color="C0", alpha=0.8)
-            ax.axvline(p.value, color="k", ls="--", lw=1)
+            typical = None if pop is None else pop.fixed_effects.get(p.name)
+            ax.axvline(p.value if typical is None else typical, color="k", ls="--", lw=1)
             if p.scale in ("log", "log10"):
                 _log_axis(ax, "x")
             ax.set_xlabel(label)
             ax.set_ylabel("subjects")
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))    # counts: no 0.5 subject
-            ax.set_title(f"{p.name} across subjects (dashed: start)", fontsize=9)
+            ax.set_title(p.name, fontsize=9)
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
+    fig.suptitle("Estimates across subjects " + (
+        "(dashed: start value)" if pop is None else
+        "(empirical Bayes estimates; dashed: typical value at the reference covariates)"),
+        fontsize=10)
     return _save(fig, folder / "parameters.png", plt)
 
 
