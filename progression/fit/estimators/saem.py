@@ -420,9 +420,9 @@ class SAEM(FOCEI):
                 method = COVARIANCE_METHOD_SCORES
             unc = self._sa_uncertainty(ep, point, res, method)
         warnings = tuple(w.replace('"focei"', '"saem"') for w in unc.warnings)
+        # the method is the population part's covariance_method (screen, report.md), not a
+        # warning; the warnings are what went wrong (a fallback, a failed step)
         failed = "failed" in " ".join(warnings)
-        if not failed:
-            warnings += (f"SAEM standard errors: {method}",)
         unc = dataclasses.replace(unc, methods={"covariance": SUBJECT_METHOD},
                                   warnings=warnings)
         # the population part: SAEM's numbers where they differ from focei's
