@@ -89,7 +89,11 @@ from ..population._saem_information import inverse_pd
 from ..population._saem_model import RK4Predictions, applicable
 from ..population._saem_score import score_pass
 from ..transforms import from_internal
-from ._population_layout import subject_uncertainty
+from ._population_layout import (  # noqa: F401  (benchmarks read them here)
+    _covariate_design,
+    _to_focei_layout,
+    subject_uncertainty,
+)
 from ._saem_covariance import (  # noqa: F401  (re-exported: tests and callers read them here)
     COVARIANCE_METHOD,
     COVARIANCE_METHOD_FALLBACK,
@@ -626,104 +630,3 @@ def _pinv(c):
         return np.linalg.inv(c)
     except np.linalg.LinAlgError:
         return np.linalg.pinv(c)
-
-
-def _covariate_design(ep, s):
-    """The covariate effects of the population model as the SAEM core's linear covariate
-    model on the estimation scale: columns (N, C), which parameter each acts on (C, E), and
-    for each config coefficient its (column + 1, eta index, kind).
-
-    Effects linear in mu on a log scale: ``power`` (column ``log(x / r)``, coefficient c),
-    ``exponential`` (``x - r``, c) and ``categorical`` (an indicator per level, coefficient
-    ``log(1 + c_l)``, the core's M-step being linear in it).
-
-    Raises
-    ------
-    ConfigError
-        A ``linear`` effect or a parameter not on the log scale (not linear in mu: use
-        focei), or a fixed coefficient.
-    """
-    typical = s["typical"]
-    if not typical.effects:
-        return None, None, {}
-    problem = ep.problem
-    pop_cols, eta_pos = s["pop_cols"], list(s["eta_pos"])
-    cols, owner, coef_map = [], [], {}
-    for e, d, sl in zip(typical.effects, typical.param_of, typical.slices, strict=True):
-        q = pop_cols[d]
-        key = f"parameters.{problem.names[q]}.covariates.{e.covariate}"
-        if problem.parameters[q].scale != "log" or e.effect == "linear":
-            raise ConfigError(f"{ep.source}: {key}: fit.estimator = \"saem\" takes covariate "
-                              f"effects that are linear on the estimation scale (power, "
-                              f"exponential or categorical on a log-scale parameter), found a "
-                              f"{e.effect} effect on a {problem.parameters[q].scale}-scale "
-                              "parameter (use focei)")
-        if not all(e.estimated):
-            raise ConfigError(f"{ep.source}: {key}: fit.estimator = \"saem\" estimates every "
-                              "covariate coefficient, found a fixed one (use focei)")
-        x = s["covariates"][e.covariate]
-        if e.effect == "categorical":
-            cats = np.array([e.category(v) for v in x], dtype=object)
-            for j, lev in zip(range(sl.start, sl.stop), e.levels, strict=True):
-                cols.append((cats == lev).astype(float))
-                owner.append(eta_pos.index(d))
-                coef_map[j] = (len(cols), owner[-1], "log1p")
-        else:
-            x = np.asarray(x, dtype=float)
-            ref = float(e.reference)
-            cols.append(np.log(x / ref) if e.effect == "power" else x - ref)
-            owner.append(eta_pos.index(d))
-            coef_map[sl.start] = (len(cols), owner[-1], "linear")
-    X = np.column_stack(cols)
-    mask = np.zeros((X.shape[1], len(eta_pos)), dtype=bool)
-    mask[np.arange(X.shape[1]), owner] = True
-    return X, mask, coef_map
-
-
-def _to_focei_layout(s, res, D, P, S):
-    """d(focei's outer parameters)/d(the core's parameters) at the estimates, (K, K'), or
-    None when the core's information misses one of them.
-
-    focei's layout: theta (D), Omega's free parameters (log variances of 1 x 1 blocks,
-    log-Cholesky of larger ones), log residual SDs, free covariate coefficients. The core's:
-    mu, beta, log variances and covariances, log a / log b. Omega's part is the inverse of
-    d(log variances, covariances)/d(focei's parameters).
-    """
-    names = list(res.parameter_names)
-    pos = {n: i for i, n in enumerate(names)}
-    om_model = s["omega_model"]
-    E = res.omega.shape[0]
-    coef_free = np.flatnonzero(s["coef_free"])
-    K = D + P + S + coef_free.size
-    T = np.zeros((K, len(names)))
-    try:
-        eta_pos = [int(e) for e in s["eta_pos"]]
-        held = s.get("x_fixed", np.zeros(K, dtype=bool))
-        for d in range(D):
-            if held[d]:
-                continue            # a held typical value (value_fixed): no variance
-            # the core names typical values by eta index (mu[e]); those without a random
-            # effect by parameter index (theta[d])
-            T[d, pos[f"mu[{eta_pos.index(d)}]" if d in eta_pos else f"theta[{d}]"]] = 1.0
-        for k, (_, obs, which) in enumerate(s["err"]):
-            T[D + P + k, pos[f"log {which}[{obs}]"]] = 1.0
-        for k, j in enumerate(coef_free):
-            col, e, kind = s["coef_map"][j]
-            deriv = 1.0 if kind == "linear" else math.exp(res.beta[col - 1, e])
-            T[D + P + S + k, pos[f"beta[{col - 1},{e}]"]] = deriv
-        # Omega: psi (core) = log omega_ee, omega_ef; dpsi/dp from focei's parametrisation
-        p_hat = om_model.pack(res.omega)
-        _, J = om_model.unpack_jac(p_hat)
-        rows = [(f"log omega2[{e}]", e, e) for e in range(E) if f"log omega2[{e}]" in pos]
-        rows += [(n, int(n[6:-1].split(",")[0]), int(n[6:-1].split(",")[1]))
-                 for n in names if n.startswith("omega[")]
-        if len(rows) != P:
-            return None
-        A = np.array([[J[j, e, f] / (res.omega[e, e] if e == f else 1.0) for j in range(P)]
-                      for _, e, f in rows])
-        Ainv = np.linalg.inv(A)
-        for r, (n, _, _) in enumerate(rows):
-            T[D:D + P, pos[n]] = Ainv[:, r]
-    except (KeyError, np.linalg.LinAlgError):
-        return None
-    return T
