@@ -153,6 +153,13 @@ def population_summary(result) -> str:
         hi = (">" if p.open_ends[1] else "") + _g(p.interval[1])
         lines.append(f"  profile likelihood {100 * p.level:g} %: {name} {lo} - {hi} "
                      f"({p.refits} refits)")
+    boot = pop.bootstrap_result() if getattr(pop, "bootstrap", None) else None
+    if boot is not None:
+        n = boot.samples.shape[0]
+        lines.append(f"  bootstrap: {n - boot.n_failed} of {n} replicates estimated "
+                     f"({boot.seconds:.0f} s); {100 * boot.level:g} % percentile intervals:")
+        bci = boot.intervals()
+        lines += [f"    {k:<22}{_g(bci[k][0]):>12} - {_g(bci[k][1])}" for k in boot.names]
     for line in result.failure_lines():
         lines.append("  " + line)
     for w in result.warnings:

@@ -262,7 +262,8 @@ def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> st
                                        f"linearises a normal residual); expected \"sa\" or "
                                        f"\"sandwich\"")
     wanted = est.get("uncertainty", ())
-    if isinstance(wanted, list | tuple) and "bootstrap" in wanted:
+    if isinstance(wanted, list | tuple) and "bootstrap" in wanted and \
+            est_name in ("individual", "pooled"):
         chk.add(f"{key}.distribution", "a Student-t residual is not available with "
                                        "estimator.uncertainty 'bootstrap' (the parametric "
                                        "bootstrap draws normal residuals); expected "

@@ -98,6 +98,10 @@ def population_lines(result, outputs=None) -> list[str]:
               "empirical Bayes estimates are in `subjects.csv`.", ""]
     lines += _correlation_lines(pop)
     lines += _profile_lines(pop)
+    if getattr(pop, "bootstrap", None):
+        from ._population_bootstrap import bootstrap_lines
+
+        lines += bootstrap_lines(pop.bootstrap_result(), pop)
     cond = correlation_condition_number(pop.covariance)
     r_cond = float(getattr(pop, "r_condition_number", float("nan")))
     lines += ["## Population diagnostics", "",

@@ -194,7 +194,10 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     if uncertainty is not None:
         opts = opts.replace(uncertainty=("covariance",) + tuple(
             u for u in ("profile", "bootstrap") if u in uncertainty))
-    if problem.survival is not None and "bootstrap" in opts.uncertainty:
+    from ._population_bootstrap import BOOTSTRAPPED_ESTIMATORS, bootstrap_fitted, with_bootstrap
+
+    case_bootstrap = "bootstrap" in opts.uncertainty and cfg.estimator in BOOTSTRAPPED_ESTIMATORS
+    if problem.survival is not None and "bootstrap" in opts.uncertainty and not case_bootstrap:
         # a parametric bootstrap redraws the longitudinal values only: the event data would
         # stay fixed and the hazard's intervals come out too narrow
         raise ConfigError(f"{cfg.source}, key 'estimator.uncertainty': 'bootstrap' is not "
@@ -228,6 +231,15 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
             timings["profile"] = time.perf_counter() - t
             out = dataclasses.replace(out, population=dataclasses.replace(
                 out.population, profiles=profiles))
+        if case_bootstrap and out.population is not None:
+            # subjects drawn with replacement and refitted (after the fit: it starts there)
+            t = time.perf_counter()
+            boot = bootstrap_fitted(cfg, out.population, designs,
+                                    samples=int(opts.bootstrap_samples),
+                                    level=float(opts.confidence), seed=int(opts.seed),
+                                    executor=ex, progress=progress)
+            timings["bootstrap"] = time.perf_counter() - t
+            out = dataclasses.replace(out, population=with_bootstrap(out.population, boot))
         if problem.anchor is not None:
             # an anchored offset is no estimate: its value per subject (the event time at
             # the subject's parameters) goes into the table that reports and sampling read

@@ -383,6 +383,10 @@ class PopulationPart:
         Profile likelihoods computed with the fit (``[estimator] uncertainty = ["covariance",
         "profile"]``), by parameter name, as :meth:`PopulationProfile.to_dict` gives them
         (:meth:`profile` returns the object).
+    bootstrap : dict
+        The case bootstrap computed with the fit (``uncertainty = ["covariance",
+        "bootstrap"]``) as :meth:`PopulationBootstrap.to_dict` gives it; empty without one
+        (:meth:`bootstrap_result` returns the object).
     """
 
     fixed_effects: dict
@@ -425,6 +429,7 @@ class PopulationPart:
     ofv_importance_se: float = float("nan")
     fixed_typical: tuple = ()
     profiles: dict = field(default_factory=dict)
+    bootstrap: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------ the draw API
 
@@ -512,6 +517,13 @@ class PopulationPart:
             raise KeyError(f"no profile of {name!r} in this fit (profiled: "
                            f"{', '.join(self.profiles) or 'none'})")
         return PopulationProfile.from_dict(self.profiles[name])
+
+    def bootstrap_result(self):
+        """The fit's case bootstrap (:class:`~progression.fit._population_bootstrap.
+        PopulationBootstrap`: ``intervals()``, ``standard_errors()``, ``samples``), or None."""
+        from ._population_bootstrap import PopulationBootstrap
+
+        return PopulationBootstrap.from_dict(self.bootstrap) if self.bootstrap else None
 
     def profile_intervals(self) -> dict:
         """The profile-likelihood intervals computed with the fit, ``{name: (lo, hi)}``

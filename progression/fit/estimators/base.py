@@ -54,6 +54,10 @@ class EstimationProblem:
         False: :meth:`Estimator.estimate` runs no extra model passes for the covariance step
         (SAEM's score pass and its fallback), for refits that read only the estimates and the
         OFV (:func:`progression.fit.profile_population`).
+    covariance_step : bool
+        False: the population estimators skip their covariance step (no R, no S: NaN
+        standard errors), for refits that read only the estimates (the bootstrap's
+        replicates, :mod:`progression.fit._population_bootstrap`).
     """
 
     problem: Problem
@@ -66,6 +70,7 @@ class EstimationProblem:
     counters: Counters = field(default_factory=Counters)
     timings: dict = field(default_factory=dict)
     covariance_passes: bool = True
+    covariance_step: bool = True
 
     def __post_init__(self):
         self.options = EstimatorOptions.coerce(self.options)

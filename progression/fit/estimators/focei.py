@@ -91,6 +91,12 @@ SUBJECT_METHOD = ("per subject: conditional covariance of the empirical Bayes es
 #: Log-variance bounds of Omega's diagonal (variances 1e-8 .. 1e4 on the estimation scale).
 _LOG_OMEGA_BOUNDS = (math.log(1e-8), math.log(1e4))
 _HESSIAN_STEP = 1e-4
+#: The covariance step when the problem asks for none (a bootstrap replicate).
+COVARIANCE_SKIPPED = "none (covariance step skipped: a bootstrap replicate)"
+
+
+class _Skipped(Exception):
+    """The covariance step is not wanted (``EstimationProblem.covariance_step`` False)."""
 #: Curvature of the wall the outer objective shows where the model cannot be evaluated.
 _WALL = 1e4
 #: Inner (conditional mode) settings: the ODE solutions carry ~1e-10 relative error, so the
@@ -457,16 +463,16 @@ class FOCEI(Estimator):
         t = time.perf_counter()
         x = s["x"]
         K = x.size
-        warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
-                    f"\"{self.name}\" yet (the covariance step is computed)"
-                    for u in ep.uncertainty_methods if u == "bootstrap"]
+        warnings = []
         cov = np.full((K, K), np.nan)
-        method = COVARIANCE_METHOD
+        method = COVARIANCE_METHOD if ep.covariance_step else COVARIANCE_SKIPPED
         # held typical values (value_fixed) are not parameters of the covariance step: R and
         # S over the free ones, zero (co)variance for the held ones
         fixed = s.get("x_fixed", np.zeros(K, dtype=bool))
         free = np.flatnonzero(~fixed)
         try:
+            if not ep.covariance_step:
+                raise _Skipped
             Rm = np.zeros((K, K))
             eta = s["eta"]
             ref = s["eta_ref"] = s.get("gr")
@@ -527,6 +533,8 @@ class FOCEI(Estimator):
             cov = np.zeros((K, K))
             cov[np.ix_(free, free)] = cf
             s["R"], s["S"] = Rm, S
+        except _Skipped:
+            pass
         except np.linalg.LinAlgError as exc:
             warnings.append(f"covariance step failed: {exc}; no standard errors")
         cov = 0.5 * (cov + cov.T)

@@ -455,9 +455,7 @@ class SAEM(FOCEI):
         P, S = om_model.n_parameters, len(err)
         K = s["x"].size
         cov = np.full((K, K), np.nan)
-        warnings = [f"uncertainty method {u!r} is not available for fit.estimator = "
-                    "\"saem\" yet (the covariance step is computed)"
-                    for u in ep.uncertainty_methods if u == "bootstrap"]
+        warnings = []
         T = None
         if res.covariance is not None:
             T = _to_focei_layout(s, res, D, P, S)
