@@ -262,6 +262,7 @@ def _distribution(chk: _Check, doc: dict, key: str, kind: str, spec: dict) -> st
                                        f"linearises a normal residual); expected \"sa\" or "
                                        f"\"sandwich\"")
     wanted = est.get("uncertainty", ())
+    wanted = [wanted] if isinstance(wanted, str) else wanted     # one method as a string
     if isinstance(wanted, list | tuple) and "bootstrap" in wanted and \
             est_name in ("individual", "pooled"):
         chk.add(f"{key}.distribution", "a Student-t residual is not available with "

@@ -1,0 +1,64 @@
+"""The case bootstrap of a population fit (``[estimator] uncertainty = ["covariance",
+"bootstrap"]``, ``bootstrap_samples``) asked with malformed settings: ``progression fit
+CONFIG`` exits 2 with one message naming the file and the key, no traceback, nothing
+written; the parametric bootstrap of per-subject fits keeps its refusal of a Student-t
+residual."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path, name: str, lines: str) -> Path:
+    stem = name.removesuffix(".toml")
+    text = (ROOT / "configs" / name).read_text()
+    text = text.replace('"../data/examples/theoph.csv"',
+                        repr(str(ROOT / "data/examples/theoph.csv")))
+    text = text.replace(f'folder = "../fits/{stem}"', f'folder = {str(tmp_path / "out")!r}')
+    if "[estimator]\n" in text:
+        text = text.replace("[estimator]\n", f"[estimator]\n{lines}\n", 1)
+    else:
+        text += f"\n[estimator]\n{lines}\n"
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+BOOT = 'uncertainty = ["covariance", "bootstrap"]\n'
+
+
+@pytest.mark.parametrize("name, lines, key, found", [
+    ("theoph_population.toml", BOOT + "bootstrap_samples = 1", "estimator.bootstrap_samples",
+     "1"),
+    ("theoph_population.toml", BOOT + "bootstrap_samples = 2.5",
+     "estimator.bootstrap_samples", "2.5"),
+    ("theoph_population.toml", BOOT + 'bootstrap_samples = "many"',
+     "estimator.bootstrap_samples", "many"),
+    ("theoph_population_saem.toml", 'uncertainty = ["covariance", "bootstrapping"]',
+     "estimator.uncertainty", "bootstrapping"),
+    ("theoph_population.toml", "uncertainty = 3", "estimator.uncertainty", "3"),
+], ids=["one replicate", "a fraction", "a string", "misspelt method", "not a list"])
+def test_bad_bootstrap_settings_refused(cli, refused, unchanged, tmp_path, name, lines, key,
+                                        found):
+    path = _config(tmp_path, name, lines)
+    with unchanged(tmp_path / "out"):
+        out = cli("fit", path)
+    refused(out, str(path), key, found)
+
+
+def test_t_residual_with_the_parametric_bootstrap_as_a_string_refused(cli, refused,
+                                                                    unchanged, tmp_path):
+    """``uncertainty = "bootstrap"`` (one method as a string) of a per-subject fit with a
+    Student-t residual: refused like the array form (the parametric bootstrap draws normal
+    residuals); it slipped through before 2026-12-03."""
+    path = _config(tmp_path, "theoph_individual.toml", "")
+    text = path.read_text().replace('uncertainty = ["covariance"]', 'uncertainty = "bootstrap"')
+    text = text.replace('[error.conc]\nmodel = "additive"\n',
+                        '[error.conc]\nmodel = "additive"\ndistribution = "t"\ndf = 3\n', 1)
+    path.write_text(text)
+    assert 'uncertainty = "bootstrap"' in text and 'distribution = "t"' in text
+    with unchanged(tmp_path / "out"):
+        out = cli("fit", path)
+    refused(out, str(path), "error.conc.distribution", "bootstrap")
