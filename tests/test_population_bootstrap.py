@@ -121,6 +121,7 @@ def test_bootstrap_se_of_a_mean_matches_the_closed_form(level):
     assert lo <= lo90 < hi90 <= hi
 
 
+@pytest.mark.filterwarnings("ignore:--jobs 2. the machine is busy")
 def test_bootstrap_is_reproducible_and_executor_independent(level):
     """The same seed gives the same replicates in this process and on two worker
     processes; another seed gives others."""
