@@ -198,3 +198,25 @@ def test_saem_with_student_t_residual_is_bootstrapped(tmp_path, capsys):
     boot = pg.load_fit(tmp_path / "fit").population.bootstrap_result()
     assert boot.estimator == "saem" and boot.n_failed == 0
     assert len({tuple(r) for r in boot.samples}) == 3
+
+
+def test_block_omega_and_covariate_coefficients_bootstrapped():
+    """Theoph with a weight effect on CL and a (CL, V) Omega block, 3 replicates: the block's
+    variances and covariance, the coefficient and the residual SD are bootstrapped (each
+    replicate starts from the fit's estimates, block and coefficient included) and differ
+    between replicates."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fit_start_from import THEOPH, _text
+
+    text = _text() + "\n[estimator]\nuncertainty = [\"covariance\", \"bootstrap\"]\n" \
+        "bootstrap_samples = 3\nseed = 2\n"
+    res = fit(parse_fit_config(text, source="block.toml", base_dir=THEOPH.parent))
+    boot = res.population.bootstrap_result()
+    assert {"ka", "CL", "V", "CL~weight", "omega^2 ka", "omega^2 CL", "omega^2 V",
+            "omega V,CL", "conc.a"} == set(boot.names)
+    assert boot.n_failed == 0
+    j = boot.names.index("omega V,CL")
+    assert boot.estimates[j] == pytest.approx(float(res.population.omega[2, 1]))
+    assert len(set(boot.samples[:, j])) == 3

@@ -124,10 +124,12 @@ class PopulationBootstrap:
 
 def natural_parameters(pop) -> dict:
     """A population part's estimated parameters on their natural scales, by the names of
-    :attr:`PopulationBootstrap.names` (held typical values and fixed variances left out)."""
+    :attr:`PopulationBootstrap.names` (held typical values, fixed variances and fixed
+    covariate coefficients left out)."""
     held = set(getattr(pop, "fixed_typical", ()) or ())
     out = {k: float(v) for k, v in pop.fixed_effects.items() if k not in held}
-    out.update({k: float(v) for k, v in (pop.coefficients or {}).items()})
+    free_coefs = {n[len("coef "):] for n in pop.covariance_names if n.startswith("coef ")}
+    out.update({k: float(v) for k, v in (pop.coefficients or {}).items() if k in free_coefs})
     omega = np.asarray(pop.omega, dtype=float)
     names = list(pop.omega_names)
     estimated = {n[len("log omega^2 "):] for n in pop.covariance_names
