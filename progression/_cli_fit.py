@@ -27,6 +27,14 @@ def cmd_fit(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ProgressionError(f"--jobs: expected a positive integer, found {args.jobs}")
     cfg = read_fit_config(args.config)
+    if args.bootstrap is not None:
+        if args.bootstrap < 2:
+            raise ProgressionError(f"--bootstrap: expected at least 2 replicates, found "
+                                   f"{args.bootstrap}")
+        wanted = tuple(dict.fromkeys((*cfg.options.get("uncertainty", ("covariance",)),
+                                      "bootstrap")))
+        cfg = cfg.replace(options={**cfg.options, "uncertainty": wanted,
+                                   "bootstrap_samples": int(args.bootstrap)})
     if args.start_from:
         from .fit._start import start_from
 
@@ -201,5 +209,9 @@ def register(subparsers) -> None:
     p.add_argument("--start-from", metavar="FIT", help="start at the estimates of an earlier "
                                                      "population fit (its folder); overrides "
                                                      "[fit] start_from")
+    p.add_argument("--bootstrap", type=int, metavar="N",
+                   help="add the bootstrap with N replicates: subjects resampled and refitted "
+                        "for a population fit, the parametric bootstrap for a per-subject "
+                        "fit; overrides [estimator] bootstrap_samples")
     add_overwrite(p)
     p.set_defaults(func=cmd_fit)

@@ -220,3 +220,20 @@ def test_block_omega_and_covariate_coefficients_bootstrapped():
     j = boot.names.index("omega V,CL")
     assert boot.estimates[j] == pytest.approx(float(res.population.omega[2, 1]))
     assert len(set(boot.samples[:, j])) == 3
+
+
+def test_cli_bootstrap_flag(tmp_path, capsys):
+    """``progression fit CONFIG --bootstrap 3``: the population fit's report has the
+    bootstrap table with 3 replicates, the config itself asked for none."""
+    from progression.cli import main
+
+    text = (ROOT / "configs" / "theoph_population.toml").read_text().replace(
+        '"../data/examples/theoph.csv"', repr(str(ROOT / "data" / "examples" / "theoph.csv")))
+    assert "bootstrap" not in text
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(text)
+    assert main(["fit", str(cfg), "--bootstrap", "3", "--out", str(tmp_path / "fit"),
+                 "--no-figures", "--quiet"]) == 0
+    assert "bootstrap: 3 of 3 replicates estimated" in capsys.readouterr().out
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "3 of 3 replicates estimated" in report

@@ -197,6 +197,13 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     from ._population_bootstrap import BOOTSTRAPPED_ESTIMATORS, bootstrap_fitted, with_bootstrap
 
     case_bootstrap = "bootstrap" in opts.uncertainty and cfg.estimator in BOOTSTRAPPED_ESTIMATORS
+    if "bootstrap" in opts.uncertainty and not case_bootstrap and \
+            any(":t(" in e for e in problem.error_models):
+        # the config check refuses it too; this catches uncertainty= and --bootstrap
+        raise ConfigError(f"{cfg.source}, key 'estimator.uncertainty': the parametric "
+                          "bootstrap draws normal residuals, found a Student-t residual "
+                          f"({', '.join(e for e in problem.error_models if ':t(' in e)}); "
+                          "use 'covariance' or 'profile', or a population estimator")
     if problem.survival is not None and "bootstrap" in opts.uncertainty and not case_bootstrap:
         # a parametric bootstrap redraws the longitudinal values only: the event data would
         # stay fixed and the hazard's intervals come out too narrow

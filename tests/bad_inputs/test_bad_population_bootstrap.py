@@ -62,3 +62,32 @@ def test_t_residual_with_the_parametric_bootstrap_as_a_string_refused(cli, refus
     with unchanged(tmp_path / "out"):
         out = cli("fit", path)
     refused(out, str(path), "error.conc.distribution", "bootstrap")
+
+
+@pytest.mark.parametrize("value, found", [("1", "1"), ("0", "0"), ("-3", "-3")],
+                         ids=["one", "zero", "negative"])
+def test_bad_bootstrap_flag_refused(cli, refused, unchanged, tmp_path, value, found):
+    path = _config(tmp_path, "theoph_population.toml", "")
+    with unchanged(tmp_path / "out"):
+        out = cli("fit", path, "--bootstrap", value)
+    refused(out, "--bootstrap", "at least 2", found)
+
+
+def test_bootstrap_flag_not_a_number(cli, unchanged, tmp_path):
+    path = _config(tmp_path, "theoph_population.toml", "")
+    with unchanged(tmp_path / "out"):
+        out = cli("fit", path, "--bootstrap", "many")
+    assert out.code == 2 and "--bootstrap" in out.err and "Traceback" not in out.err
+
+
+def test_bootstrap_flag_on_a_per_subject_t_fit_refused(cli, refused, unchanged, tmp_path):
+    """``--bootstrap`` adds the parametric bootstrap to a per-subject fit: with a Student-t
+    residual it is refused at the start of the fit, as the config key is."""
+    path = _config(tmp_path, "theoph_individual.toml", "")
+    text = path.read_text().replace('[error.conc]\nmodel = "additive"\n',
+                                    '[error.conc]\nmodel = "additive"\ndistribution = "t"\n'
+                                    'df = 3\n', 1)
+    path.write_text(text)
+    with unchanged(tmp_path / "out"):
+        out = cli("fit", path, "--bootstrap", "5")
+    refused(out, str(path), "estimator.uncertainty", "Student-t")
