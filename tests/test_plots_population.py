@@ -232,3 +232,31 @@ def test_importing_the_module_does_not_import_matplotlib():
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_bootstrap_figure():
+    """One histogram per parameter with the estimate (solid), the percentile interval's ends
+    (dashed) and the Wald interval's (dotted) at their values; failed replicates left out."""
+    from progression.fit._population_bootstrap import PopulationBootstrap
+    from progression.plots.population import plot_bootstrap
+
+    rng = np.random.default_rng(3)
+    samples = np.c_[rng.normal(2.0, 0.2, 50), rng.lognormal(-1.0, 0.3, 50)]
+    samples[4] = np.nan
+    boot = PopulationBootstrap(names=("CL", "omega^2 CL"), estimates=np.array([2.0, 0.37]),
+                               samples=samples, converged=np.ones(50, bool), seed=1,
+                               level=0.95, estimator="focei")
+    wald = {"CL": (1.6, 2.4), "omega^2 CL": (0.2, 0.7)}
+    fig = plot_bootstrap(boot, wald=wald)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["CL", "omega^2 CL"]
+    ci = boot.intervals()
+    for ax, name, est in zip(axes, boot.names, boot.estimates, strict=True):
+        xs = {ln.get_linestyle(): [] for ln in ax.lines}
+        for ln in ax.lines:
+            xs[ln.get_linestyle()].append(ln.get_xdata()[0])
+        assert xs["-"] == [est]
+        np.testing.assert_allclose(xs["--"], ci[name])
+        np.testing.assert_allclose(xs[":"], wald[name])
+        assert sum(p.get_height() for p in ax.patches) == 49       # the NaN row left out
+    assert "49 of 50 replicates" in fig._suptitle.get_text()

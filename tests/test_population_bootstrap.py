@@ -164,7 +164,8 @@ def test_names_leave_out_held_parameters():
 
 def test_saved_and_reloaded(level, tmp_path):
     _, _, res = level
-    res.save(tmp_path / "fit", figures=False)
+    res.save(tmp_path / "fit")
+    assert (tmp_path / "fit" / "figures" / "bootstrap.png").stat().st_size > 1000
     back = pg.load_fit(tmp_path / "fit").population.bootstrap_result()
     boot = res.population.bootstrap_result()
     np.testing.assert_array_equal(back.samples, boot.samples)

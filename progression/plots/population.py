@@ -16,8 +16,7 @@ import numpy as np
 from . import axis_label, legend_below, plain_log_ticks, time_label, wrap_label
 
 __all__ = ["plot_dv_vs_pred", "plot_residuals", "plot_qq", "plot_vpc", "plot_survival_vpc",
-           "plot_traces",
-           "plot_individual_fits"]
+           "plot_traces", "plot_individual_fits", "plot_bootstrap"]
 
 _DPI = 120
 
@@ -469,3 +468,62 @@ def plot_individual_fits(time, dv, ipred, pred=None, *, subjects=None, ids=None,
     legend_below(fig, list(seen.values()), list(seen))
     fig.suptitle(f"Individual fits of {name} ({len(subjects)} of {len(T)} subjects)")
     return _finish(fig, path)
+
+
+def plot_bootstrap(boot, *, wald=None, ncols: int = 4, path=None):
+    """The bootstrap replicates of each population parameter: a histogram with the estimate
+    (solid), the percentile interval (dashed) and, when given, the Wald interval (dotted).
+
+    Parameters
+    ----------
+    boot : PopulationBootstrap
+        ``names``, ``estimates``, ``samples`` (B, K), ``level``, ``intervals()``.
+    wald : mapping of str to (float, float), optional
+        The Wald intervals at the same level (``PopulationPart.intervals(level)``).
+    ncols : int
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    names = list(boot.names)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows + 0.8),
+                             squeeze=False, layout="constrained")
+    ci = boot.intervals()
+    ok = np.all(np.isfinite(boot.samples), axis=1)
+    pct = f"{100 * boot.level:g} %"
+    for j, (ax, name) in enumerate(zip(axes.flat, names, strict=False)):
+        ax.hist(boot.samples[ok, j], bins=min(30, max(5, int(ok.sum()) // 5)), color="C0",
+                alpha=0.7, label="replicates")
+        ax.axvline(boot.estimates[j], color="black", lw=1.5, label="estimate")
+        for k, end in enumerate(ci[name]):
+            if np.isfinite(end):
+                ax.axvline(end, color="C3", ls="--", lw=1.2,
+                           label=f"{pct} percentile interval" if k == 0 else None)
+        for k, end in enumerate((wald or {}).get(name, ())):
+            if np.isfinite(end):
+                ax.axvline(end, color="0.4", ls=":", lw=1.2,
+                           label=f"{pct} Wald interval" if k == 0 else None)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.set_ylabel("replicates", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # counts: no 12.5
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Bootstrap: {int(ok.sum())} of {boot.samples.shape[0]} replicates "
+                 "(subjects resampled, each refitted)", fontsize=10)
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    legend_below(fig, handles, labels)
+    return _finish(fig, path)
+

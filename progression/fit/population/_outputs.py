@@ -487,6 +487,7 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
     """The goodness-of-fit, VPC, convergence and individual-fit figures of a population fit."""
     from ..._mpl import pyplot
     from ...plots.population import (
+        plot_bootstrap,
         plot_dv_vs_pred,
         plot_individual_fits,
         plot_qq,
@@ -561,6 +562,11 @@ def write_population_figures(result, out: PopulationOutputs, folder: Path) -> li
                      "Outer iterations: OFV (NONMEM convention) and estimates")
             plot_traces(traces, ofv=h[:, -1], iterations=h[:, 0], ncols=4, title=title
                         ).savefig(p, dpi=_DPI, bbox_inches="tight")
+            files.append(p)
+        boot = result.population.bootstrap_result() if result.population.bootstrap else None
+        if boot is not None:
+            p = folder / "bootstrap.png"
+            plot_bootstrap(boot, wald=result.population.intervals(boot.level), path=p)
             files.append(p)
         p = folder / "individual_fits_population.png"
         # the first 8 subjects; IPRED and PRED on a fine time grid (smooth curves), the
