@@ -238,3 +238,27 @@ def test_cli_bootstrap_flag(tmp_path, capsys):
     assert "bootstrap: 3 of 3 replicates estimated" in capsys.readouterr().out
     report = (tmp_path / "fit" / "report.md").read_text()
     assert "3 of 3 replicates estimated" in report
+
+
+def test_parameter_uncertainty_draws_the_replicates(level):
+    """A fit with a bootstrap: the population sampler's parameter draws are its replicates
+    (each draw one replicate's estimates, in the covariance-step layout), said in the notes;
+    without the bootstrap they come from the covariance step."""
+    import dataclasses
+
+    _, _, res = level
+    sampler = res.population_sampler()
+    xs, undetermined, notes = sampler.population_draws(200, rng=1)
+    boot = res.population.bootstrap_result()
+    assert "40 bootstrap replicates" in notes[0] and not undetermined
+    names = list(res.population.covariance_names)
+    assert names == ["theta b0", "log omega^2 b0", "log y.a"]
+    reps = np.c_[boot.samples[:, 0], np.log(boot.samples[:, 1]), np.log(boot.samples[:, 2])]
+    for x in xs:
+        assert np.min(np.max(np.abs(reps - x), axis=1)) < 1e-12     # one of the replicates
+    assert len({tuple(x) for x in xs}) > 20
+    plain = dataclasses.replace(res, population=dataclasses.replace(res.population,
+                                                                    bootstrap={}))
+    xs2, _, notes2 = plain.population_sampler().population_draws(200, rng=1)
+    assert "covariance step" in notes2[0]
+    assert np.min(np.max(np.abs(reps[:, None, :] - xs2[None]), axis=2)) > 1e-9

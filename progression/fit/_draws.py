@@ -220,8 +220,8 @@ class PopulationSampler:
     C)`` on their estimation scales (``C`` the covariance step's matrix,
     :attr:`PopulationPart.covariance`), drawn by
     :func:`~progression.fit.uncertainty.gaussian_draws` (typical values inside their bounds,
-    undetermined entries held), and the *same* patients (same ``z`` and rows) evaluated
-    under each draw.
+    undetermined entries held), or, for a fit with a bootstrap, its replicates drawn with
+    replacement; the *same* patients (same ``z`` and rows) evaluated under each draw.
 
     Attributes
     ----------
@@ -372,7 +372,8 @@ class PopulationSampler:
         return th[:, :self.n_model], offsets
 
     def population_draws(self, n: int, rng=None) -> tuple[np.ndarray, list, list]:
-        """``n`` draws of the population parameters from the covariance step.
+        """``n`` draws of the population parameters from the covariance step, or from the
+        bootstrap replicates when the fit has them (drawn with replacement).
 
         ``x ~ N(x_hat, C)`` on the estimation scales (:attr:`PopulationPart.covariance`,
         ``covariance_names`` order) by :func:`~progression.fit.uncertainty.gaussian_draws`:
@@ -392,6 +393,9 @@ class PopulationSampler:
 
         rng = np.random.default_rng(rng)
         pop = self.population
+        boot = pop.bootstrap_result() if getattr(pop, "bootstrap", None) else None
+        if boot is not None and boot.samples.shape[0] - boot.n_failed >= 2:
+            return self._bootstrap_draws(boot, n, rng)
         x_hat = pop.parameter_vector()
         K = x_hat.size
         cov = (np.full((K, K), np.nan) if pop.covariance is None
@@ -432,6 +436,37 @@ class PopulationSampler:
             notes.append(f"{info['redrawn']} of {n} draws fell outside the bounds of a typical "
                          "value and were drawn again (truncated normal, nothing clipped)")
         return xs, undetermined, notes
+
+    def _bootstrap_draws(self, boot, n: int, rng) -> tuple[np.ndarray, list, list]:
+        """``n`` population parameter vectors drawn with replacement from the fit's bootstrap
+        replicates (no normal approximation; what the bootstrap did not vary, such as a
+        held value, stays at the estimate)."""
+        import dataclasses
+
+        pop = self.population
+        names = list(pop.omega_names)
+        rows = []
+        for r in boot.samples[np.all(np.isfinite(boot.samples), axis=1)]:
+            got = dict(zip(boot.names, r.tolist(), strict=True))
+            omega = np.array(pop.omega, dtype=float)
+            for k, v in got.items():
+                if k.startswith("omega^2 "):
+                    i = names.index(k[len("omega^2 "):])
+                    omega[i, i] = v
+                elif k.startswith("omega "):
+                    a, b = (names.index(x) for x in k[len("omega "):].split(","))
+                    omega[a, b] = omega[b, a] = v
+            rows.append(dataclasses.replace(
+                pop, omega=omega,
+                fixed_effects={k: got.get(k, v) for k, v in pop.fixed_effects.items()},
+                sigma={k: got.get(k, v) for k, v in pop.sigma.items()},
+                coefficients={k: got.get(k, v) for k, v in pop.coefficients.items()},
+            ).parameter_vector())
+        xs = np.array(rows)[rng.integers(0, len(rows), size=int(n))]
+        notes = [f"parameter uncertainty of the population fit '{self.fit_name}': population "
+                 f"parameters drawn with replacement from its {len(rows)} bootstrap "
+                 "replicates (subjects resampled and refitted; no normal approximation)"]
+        return xs, [], notes
 
     def with_population(self, x) -> PopulationSampler:
         """The same sampler with the population parameters ``x`` (K,) (a draw of
