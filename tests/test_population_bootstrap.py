@@ -262,3 +262,46 @@ def test_parameter_uncertainty_draws_the_replicates(level):
     xs2, _, notes2 = plain.population_sampler().population_draws(200, rng=1)
     assert "covariance step" in notes2[0]
     assert np.min(np.max(np.abs(reps[:, None, :] - xs2[None]), axis=2)) > 1e-9
+
+
+def test_failed_replicates_are_counted_and_left_out(level, monkeypatch):
+    """A replicate whose estimation raises (a FitError: the estimator could not evaluate the
+    model) is a row of NaN, counted in ``n_failed``, left out of the intervals, SEs and
+    medians, and the report says how many were estimated."""
+    import importlib
+
+    from progression.errors import FitError
+    from progression.fit._population_bootstrap import bootstrap_lines
+
+    estimators = importlib.import_module("progression.fit.estimators")
+    tmp, data, res = level
+    real = estimators.get_estimator
+    calls = {"n": 0}
+
+    def flaky(name, where=""):
+        est = real(name, where)
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:                 # every second replicate fails
+
+            def boom(ep):
+                raise FitError("the model could not be evaluated")
+
+            return boom
+        return est
+
+    monkeypatch.setattr(estimators, "get_estimator", flaky)
+    boot = bootstrap_fitted(_level_config(tmp, samples=6), res.population, data, samples=6,
+                            seed=4)
+    assert boot.n_failed == 3
+    assert np.all(np.isnan(boot.samples[1::2])) and np.all(np.isfinite(boot.samples[0::2]))
+    ok = boot.samples[0::2]
+    assert boot.standard_errors()["b0"] == pytest.approx(ok[:, 0].std(ddof=1))
+    assert boot.medians()["b0"] == pytest.approx(np.median(ok[:, 0]))
+    text = "\n".join(bootstrap_lines(boot, res.population))
+    assert "3 of 6 replicates estimated" in text
+    # fewer than two estimated: no interval, NaN rather than a number from one replicate
+    one = PopulationBootstrap(names=boot.names, estimates=boot.estimates,
+                              samples=np.vstack([ok[:1], np.full((3, 3), np.nan)]),
+                              converged=np.ones(4, bool), seed=4, level=0.95,
+                              estimator="focei")
+    assert all(math.isnan(v) for lo_hi in one.intervals().values() for v in lo_hi)
