@@ -305,3 +305,31 @@ def test_failed_replicates_are_counted_and_left_out(level, monkeypatch):
                               converged=np.ones(4, bool), seed=4, level=0.95,
                               estimator="focei")
     assert all(math.isnan(v) for lo_hi in one.intervals().values() for v in lo_hi)
+
+
+def test_stratified_resampling_keeps_each_stratum_size(level):
+    """``bootstrap_stratify``: every replicate draws as many subjects from each value of the
+    covariate as the data have, each from its own stratum (PsN's -stratify_on); the report
+    says so; a subject without the covariate is refused naming the key and the subject."""
+    from progression.errors import ConfigError
+    from progression.fit._population_bootstrap import bootstrap_lines, strata_of
+
+    tmp, data, res = level
+    sexes = ["F" if i < 10 else "M" for i in range(N)]
+    marked = [d.replace(baseline=(("sex", s),)) for d, s in zip(data, sexes, strict=True)]
+    strata = strata_of(_level_config(tmp), marked, "sex")
+    assert strata == sexes
+    by_id = dict(zip((d.id for d in data), sexes, strict=True))
+    for seed in range(5):
+        drawn = resample(marked, np.random.default_rng(seed), strata)
+        got = [by_id[d.id.split("#")[0]] for d in drawn]
+        assert got.count("F") == 10 and got.count("M") == 30
+        assert len({d.id for d in drawn}) == N
+    boot = bootstrap_fitted(_level_config(tmp, samples=3), res.population, marked, samples=3,
+                            seed=4, stratify="sex")
+    assert boot.stratify == "sex" and boot.n_failed == 0
+    assert PopulationBootstrap.from_dict(boot.to_dict()).stratify == "sex"
+    assert "within each value of sex" in "\n".join(bootstrap_lines(boot, res.population))
+    with pytest.raises(ConfigError, match=r"estimator\.bootstrap_stratify.*subject 'P1'.*"
+                                          r"covariates: none"):
+        strata_of(_level_config(tmp), data, "sex")

@@ -356,6 +356,11 @@ def estimator_table(chk: _Check, doc: dict, max_failed_share: float, model=None)
     if "bootstrap_samples" in est:
         options["bootstrap_samples"] = chk.integer("estimator.bootstrap_samples",
                                                    est["bootstrap_samples"], 2)
+    if "bootstrap_stratify" in est:
+        # a covariate name; checked against the subjects' covariates when the fit starts
+        strat = chk.string("estimator.bootstrap_stratify", est["bootstrap_stratify"])
+        if strat is not None:
+            options["bootstrap_stratify"] = strat
     if "npde_samples" in est:
         # NPDE decorrelate each subject's observations with the simulated covariance, which
         # needs more replicates than observations; 10 is a floor, not a recommendation

@@ -46,7 +46,11 @@ class EstimatorOptions:
     profile_points : int
         Grid points per profile.
     bootstrap_samples : int
-        Parametric-bootstrap replicates.
+        Bootstrap replicates (parametric for per-subject fits, resampled subjects for
+        population fits).
+    bootstrap_stratify : str
+        A covariate of the population model: the population bootstrap resamples subjects
+        within each of its values (PsN's ``-stratify_on``); empty: from all subjects.
     max_failed_share : float
         Largest share of failed subjects a fit may have and still be written.
     npde_samples : int
@@ -103,6 +107,7 @@ class EstimatorOptions:
     confidence: float = 0.95
     profile_points: int = 6
     bootstrap_samples: int = 100
+    bootstrap_stratify: str = ""
     max_failed_share: float = 0.5
     npde_samples: int = 200
     saem_exploration: int | str = 300

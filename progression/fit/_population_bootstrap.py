@@ -61,6 +61,8 @@ class PopulationBootstrap:
     estimator : str
     seconds : float
         Wall time of all replicates.
+    stratify : str
+        The covariate the subjects were drawn within ("": none).
     """
 
     names: tuple
@@ -71,6 +73,7 @@ class PopulationBootstrap:
     level: float
     estimator: str
     seconds: float = math.nan
+    stratify: str = ""
 
     @property
     def n_failed(self) -> int:
@@ -110,7 +113,8 @@ class PopulationBootstrap:
         return {"names": list(self.names), "estimates": self.estimates.tolist(),
                 "samples": self.samples.tolist(), "converged": self.converged.tolist(),
                 "seed": int(self.seed), "level": float(self.level),
-                "estimator": self.estimator, "seconds": float(self.seconds)}
+                "estimator": self.estimator, "seconds": float(self.seconds),
+                "stratify": self.stratify}
 
     @classmethod
     def from_dict(cls, d: dict) -> PopulationBootstrap:
@@ -119,7 +123,8 @@ class PopulationBootstrap:
         return cls(names=names, estimates=np.array(d["estimates"], dtype=float),
                    samples=samples, converged=np.array(d["converged"], dtype=bool),
                    seed=int(d["seed"]), level=float(d["level"]), estimator=str(d["estimator"]),
-                   seconds=float(math.nan if d.get("seconds") is None else d["seconds"]))
+                   seconds=float(math.nan if d.get("seconds") is None else d["seconds"]),
+                   stratify=str(d.get("stratify") or ""))
 
 
 def natural_parameters(pop) -> dict:
@@ -150,12 +155,43 @@ def natural_parameters(pop) -> dict:
     return out
 
 
-def resample(designs, rng) -> list:
+def resample(designs, rng, strata=None) -> list:
     """N designs drawn with replacement from ``designs`` (N of them), each renamed
-    ``ID#k`` (k its position) so that a subject drawn twice is two subjects."""
+    ``ID#k`` (k its position) so that a subject drawn twice is two subjects; with ``strata``
+    (one label per design) as many from each stratum as it has, drawn within it."""
     n = len(designs)
-    idx = rng.integers(0, n, size=n)
+    if strata is None:
+        idx = rng.integers(0, n, size=n)
+    else:
+        labels = np.asarray([str(v) for v in strata])
+        idx = np.concatenate([
+            members[rng.integers(0, members.size, size=members.size)]
+            for members in (np.flatnonzero(labels == lab) for lab in sorted(set(labels)))])
     return [designs[i].replace(id=f"{designs[i].id}#{k + 1}") for k, i in enumerate(idx)]
+
+
+def strata_of(cfg, designs, covariate: str) -> list | None:
+    """Each subject's value of ``covariate`` (the population model's baseline covariate),
+    or None without stratification.
+
+    Raises
+    ------
+    ConfigError
+        A subject without a value of it (the message names the key, the subject and the
+        covariates it has).
+    """
+    if not covariate:
+        return None
+    out = []
+    for d in designs:
+        values = dict(getattr(d, "baseline", ()) or ())
+        if covariate not in values:
+            raise ConfigError(f"{cfg.source}, key 'estimator.bootstrap_stratify': expected a "
+                              f"covariate of the population model with a value for every "
+                              f"subject, found none for subject '{d.id}' (its covariates: "
+                              f"{', '.join(values) or 'none'})")
+        out.append(values[covariate])
+    return out
 
 
 def _start_config(cfg, pop):
@@ -167,7 +203,7 @@ def _start_config(cfg, pop):
     return cfg.replace(parameters=params)
 
 
-def _replicate(cfg, designs, seed: int, b: int, names: tuple):
+def _replicate(cfg, designs, seed: int, b: int, names: tuple, strata=None):
     """One replicate: (its estimates in ``names`` order, converged); NaN when it failed."""
     from ..parallel import InProcess
     from ._estimator_options import EstimatorOptions
@@ -176,7 +212,7 @@ def _replicate(cfg, designs, seed: int, b: int, names: tuple):
     from .problem import Problem
 
     rng = np.random.default_rng([int(seed), int(b)])
-    sample = resample(designs, rng)
+    sample = resample(designs, rng, strata)
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(sample)
     opts = EstimatorOptions.coerce(cfg.options, f"{cfg.source}, [estimator]")
@@ -200,7 +236,8 @@ def _replicate(cfg, designs, seed: int, b: int, names: tuple):
 
 
 def bootstrap_fitted(cfg, pop, designs, *, samples: int, level: float = 0.95, seed: int = 0,
-                     executor=None, progress: bool = False) -> PopulationBootstrap:
+                     stratify: str = "", executor=None,
+                     progress: bool = False) -> PopulationBootstrap:
     """The case bootstrap of a fitted population model (what :func:`progression.fit.fit`
     calls for ``uncertainty = ["covariance", "bootstrap"]``).
 
@@ -218,6 +255,9 @@ def bootstrap_fitted(cfg, pop, designs, *, samples: int, level: float = 0.95, se
     level : float
         Coverage of the intervals reported by default.
     seed : int
+    stratify : str
+        A covariate of the population model: subjects are drawn within each of its values
+        (as many as each has); empty: from all subjects.
     executor : concurrent.futures.Executor, optional
         Where the replicates run (in this process when omitted).
     progress : bool
@@ -230,7 +270,8 @@ def bootstrap_fitted(cfg, pop, designs, *, samples: int, level: float = 0.95, se
     Raises
     ------
     ConfigError
-        An estimator that is not a population estimator, or fewer than 2 replicates.
+        An estimator that is not a population estimator, fewer than 2 replicates, or a
+        ``stratify`` covariate a subject has no value of.
     """
     from ..parallel import Progress, map_items
 
@@ -241,11 +282,13 @@ def bootstrap_fitted(cfg, pop, designs, *, samples: int, level: float = 0.95, se
     if int(samples) < MIN_REPLICATES:
         raise ConfigError(f"{cfg.source}, key 'estimator.bootstrap_samples': expected at "
                           f"least {MIN_REPLICATES} replicates, found {samples}")
+    strata = strata_of(cfg, designs, stratify)
     t0 = time.perf_counter()
     est = natural_parameters(pop)
     names = tuple(est)
     start = _start_config(cfg, pop)
-    items = [(start, list(designs), int(seed), b, names) for b in range(int(samples))]
+    items = [(start, list(designs), int(seed), b, names, strata)
+             for b in range(int(samples))]
     bar = Progress(f"bootstrap {cfg.name}", len(items), unit="replicates", enabled=progress)
     try:
         done = map_items(executor, _replicate, items,
@@ -256,7 +299,7 @@ def bootstrap_fitted(cfg, pop, designs, *, samples: int, level: float = 0.95, se
         names=names, estimates=np.array([est[k] for k in names], dtype=float),
         samples=np.vstack([v for v, _ in done]), converged=np.array([c for _, c in done]),
         seed=int(seed), level=float(level), estimator=cfg.estimator,
-        seconds=time.perf_counter() - t0)
+        seconds=time.perf_counter() - t0, stratify=str(stratify or ""))
 
 
 def bootstrap_lines(boot: PopulationBootstrap, pop) -> list[str]:
@@ -268,7 +311,9 @@ def bootstrap_lines(boot: PopulationBootstrap, pop) -> list[str]:
     wald = pop.intervals(level) if pop.covariance is not None else {}
     n = boot.samples.shape[0]
     lines = ["## Bootstrap", "",
-             f"Case bootstrap (subjects drawn with replacement, each replicate refitted by "
+             "Case bootstrap (subjects drawn with replacement"
+             + (f" within each value of {boot.stratify}" if boot.stratify else "")
+             + ", each replicate refitted by "
              f"{boot.estimator} from the fit's estimates, no covariance step; seed "
              f"{boot.seed}): {n - boot.n_failed} of {n} replicates estimated"
              + (f", {int(np.sum(~boot.converged))} without reported convergence (kept)"

@@ -55,7 +55,8 @@ MAX_FAILED_SHARE = 0.5
 _ESTIMATOR_DEFAULTS = {
     "starts": 1, "seed": 0, "spread": "bounds", "max_nfev": 200, "ftol": 1e-6, "xtol": 1e-8,
     "gtol": 1e-8, "batch_size": 100, "uncertainty": ["covariance"], "confidence": 0.95,
-    "profile_points": 6, "bootstrap_samples": 100, "optimizer": "batched",
+    "profile_points": 6, "bootstrap_samples": 100, "bootstrap_stratify": "",
+    "optimizer": "batched",
     "npde_samples": 200, "saem_exploration": 300, "saem_smoothing": 200, "saem_chains": 0,
     "is_samples": 2000, "importance_ofv": False, "saem_covariance": "sa", "profile_parameters": [],
     "vpc_end_events": [],

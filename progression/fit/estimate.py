@@ -194,9 +194,16 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     if uncertainty is not None:
         opts = opts.replace(uncertainty=("covariance",) + tuple(
             u for u in ("profile", "bootstrap") if u in uncertainty))
-    from ._population_bootstrap import BOOTSTRAPPED_ESTIMATORS, bootstrap_fitted, with_bootstrap
+    from ._population_bootstrap import (
+        BOOTSTRAPPED_ESTIMATORS,
+        bootstrap_fitted,
+        strata_of,
+        with_bootstrap,
+    )
 
     case_bootstrap = "bootstrap" in opts.uncertainty and cfg.estimator in BOOTSTRAPPED_ESTIMATORS
+    if case_bootstrap and opts.bootstrap_stratify:
+        strata_of(cfg, designs, opts.bootstrap_stratify)     # refused before the fit runs
     if "bootstrap" in opts.uncertainty and not case_bootstrap and \
             any(":t(" in e for e in problem.error_models):
         # the config check refuses it too; this catches uncertainty= and --bootstrap
@@ -244,7 +251,8 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
             boot = bootstrap_fitted(cfg, out.population, designs,
                                     samples=int(opts.bootstrap_samples),
                                     level=float(opts.confidence), seed=int(opts.seed),
-                                    executor=ex, progress=progress)
+                                    stratify=opts.bootstrap_stratify, executor=ex,
+                                    progress=progress)
             timings["bootstrap"] = time.perf_counter() - t
             out = dataclasses.replace(out, population=with_bootstrap(out.population, boot))
         if problem.anchor is not None:

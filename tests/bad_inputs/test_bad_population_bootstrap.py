@@ -39,7 +39,12 @@ BOOT = 'uncertainty = ["covariance", "bootstrap"]\n'
     ("theoph_population_saem.toml", 'uncertainty = ["covariance", "bootstrapping"]',
      "estimator.uncertainty", "bootstrapping"),
     ("theoph_population.toml", "uncertainty = 3", "estimator.uncertainty", "3"),
-], ids=["one replicate", "a fraction", "a string", "misspelt method", "not a list"])
+    ("theoph_population.toml", BOOT + "bootstrap_stratify = 3",
+     "estimator.bootstrap_stratify", "3"),
+    ("theoph_population.toml", BOOT + 'bootstrap_stratify = "sex"',
+     "estimator.bootstrap_stratify", "subject '1'"),
+], ids=["one replicate", "a fraction", "a string", "misspelt method", "not a list",
+        "stratify not a string", "stratify on a covariate the subjects lack"])
 def test_bad_bootstrap_settings_refused(cli, refused, unchanged, tmp_path, name, lines, key,
                                         found):
     path = _config(tmp_path, name, lines)
