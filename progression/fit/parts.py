@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._estimator_output import EstimatorOutput  # noqa: F401  (part of this module's API)
+
 __all__ = ["Estimates", "Uncertainty", "Profiles", "BootstrapDraws", "Diagnostics", "Work",
            "Predictions", "IndividualPart", "PopulationPart", "EstimatorOutput",
            "INTERVAL_METHODS"]
@@ -687,24 +689,3 @@ class PopulationPart:
                 v = num(v)
             out[k] = v
         return cls(**out)
-
-
-@dataclass(frozen=True)
-class EstimatorOutput:
-    """What an estimator returns (see :mod:`progression.fit.estimators`).
-
-    Attributes
-    ----------
-    estimates : Estimates
-    uncertainty : Uncertainty
-    diagnostics : Diagnostics
-    predictions : Predictions
-    population : PopulationPart or None
-        Only population estimators fill it.
-    """
-
-    estimates: Estimates
-    uncertainty: Uncertainty
-    diagnostics: Diagnostics
-    predictions: Predictions
-    population: PopulationPart | None = None
