@@ -4,27 +4,15 @@ CONFIG`` exits 2 with one message naming the file and the key, no traceback, not
 written; the parametric bootstrap of per-subject fits keeps its refusal of a Student-t
 residual."""
 
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _config(tmp_path, name: str, lines: str) -> Path:
-    stem = name.removesuffix(".toml")
-    text = (ROOT / "configs" / name).read_text()
-    text = text.replace('"../data/examples/theoph.csv"',
-                        repr(str(ROOT / "data/examples/theoph.csv")))
-    text = text.replace(f'folder = "../fits/{stem}"', f'folder = {str(tmp_path / "out")!r}')
-    if "[estimator]\n" in text:
-        text = text.replace("[estimator]\n", f"[estimator]\n{lines}\n", 1)
-    else:
-        text += f"\n[estimator]\n{lines}\n"
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return path
-
+sys.path.insert(0, str(Path(__file__).parent))
+# the same config helper as the importance_ofv checks: the shipped Theoph config, its data and
+# output folder in tmp_path, lines added to [estimator]
+from test_bad_importance_ofv import _config  # noqa: E402
 
 BOOT = 'uncertainty = ["covariance", "bootstrap"]\n'
 
