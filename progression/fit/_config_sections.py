@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ProgressionError, did_you_mean
 from ._config_checks import _bounds, _Check, _check_value_bounds_scale, _default_scale, _found
 from ._config_population import anchored_offset, check_anchor_event, covariate_effects
+from ._config_prior import parameter_priors
 from .config import (
     _ESTIMATOR_DEFAULTS,
     _OUTPUT_DEFAULTS,
@@ -44,7 +45,8 @@ from .transforms import SCALES
 _FIT_KEYS = ("name", "description", "model", "estimator", "max_failed_share", "start_from")
 _DATA_KEYS = ("path", "format", "mapping", "time_unit", "sidecar", "subjects")
 _PARAM_KEYS = ("estimate", "value", "bounds", "scale")
-_MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "value_fixed", "covariates")
+_MODEL_PARAM_KEYS = (*_PARAM_KEYS, "eta", "eta_fixed", "value_fixed", "covariates", "prior",
+                     "eta_prior")
 #: Default bounds of a categorical coefficient c: the category's typical value TV (1 + c)
 #: stays positive.
 _OFFSET_KEYS = (*_MODEL_PARAM_KEYS, "covariate", "factor", "anchor")
@@ -649,11 +651,15 @@ def _parameter(chk: _Check, key: str, name: str, kind: str, spec, default: float
         check_value = estimate != "fixed" or "bounds" in spec
         _check_value_bounds_scale(chk, key, value, bounds, scale, estimate != "fixed",
                                   check_value and ("value" in spec or kind != "offset"))
+    prior, eta_prior = parameter_priors(chk, key, spec, estimate=estimate,
+                                        value_fixed=value_fixed, eta_fixed=eta_fixed,
+                                        bounds=bounds, scale=scale)
     if len(chk.problems) > n_before or estimate is None or bounds is None:
         return None
     return FitParameter(name, kind, estimate, value, bounds[0], bounds[1], scale,
                         covariate=covariate, factor=factor, eta=eta, eta_fixed=eta_fixed,
-                        covariates=covariates, value_fixed=value_fixed)
+                        covariates=covariates, value_fixed=value_fixed, prior=prior,
+                        eta_prior=eta_prior)
 
 
 def _error_parameter(chk: _Check, key: str, obs: str, pname: str, spec) -> FitParameter | None:

@@ -96,6 +96,7 @@ def population_lines(result, outputs=None) -> list[str]:
                  if getattr(pop, "coefficients", None) else "")
               + f"Covariance: {pop.covariance_method}. Per-subject parameters at the "
               "empirical Bayes estimates are in `subjects.csv`.", ""]
+    lines += _prior_lines(pop)
     lines += _correlation_lines(pop)
     lines += _profile_lines(pop)
     if getattr(pop, "bootstrap", None):
@@ -146,6 +147,35 @@ def population_lines(result, outputs=None) -> list[str]:
               "the final estimates (-1000000000) and the standard errors (-1000000001); "
               "`progression.fit.population.read_ext` reads it.", ""]
     return lines
+
+
+def _prior_lines(pop) -> list:
+    """The priors (SAEM's MAP estimation), their -2 log p at the estimates, and how far
+    each estimate sits from its prior."""
+    priors = getattr(pop, "priors", None) or {}
+    if not priors:
+        return []
+    lines = ["### Priors", "",
+             "The estimates are the posterior mode (maximum a posteriori; NONMEM's $PRIOR "
+             "NWPRI): the OFV, AIC and BIC above are the data's -2 log L; the priors add "
+             f"-2 log p = {pop.prior_objective:.4f} (constants left out), so the posterior "
+             f"objective is {pop.ofv + pop.prior_objective:.4f}. The SEs are the posterior's "
+             "(the information plus the priors' curvature).", "",
+             "| parameter | prior | estimate |", "|---|---|---:|"]
+    for k, p in priors.items():
+        if k.startswith("omega^2 "):
+            name = k[len("omega^2 "):]
+            e = list(pop.omega_names).index(name)
+            est = float(pop.omega[e, e])
+            nu = p["df"]
+            lines.append(f"| {k} | inverse-Wishart: value {p['value']:.4g}, df {nu:.4g} "
+                         f"(mode {nu * p['value'] / (nu + 2):.4g}) | {est:.4g} |")
+        else:
+            scale = pop.scales.get(k, "linear")
+            lines.append(f"| {k} (typical value) | normal on the {scale} scale: mean "
+                         f"{p['value']:.4g}, SD {p['sd']:.4g} | "
+                         f"{pop.fixed_effects[k]:.4g} |")
+    return lines + [""]
 
 
 def _profile_lines(pop) -> list:

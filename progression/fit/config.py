@@ -116,6 +116,12 @@ class FitParameter:
     omega_block : OmegaBlock or None
         The block of Omega the random effect belongs to (``[omega] blocks``; None: its own
         1 x 1 block). Every member of a block carries the same block.
+    prior : tuple
+        Population parameters: ``(mean, sd)`` of a normal prior of the typical value (mean
+        on the natural scale, SD on the estimation scale); ``()`` for none.
+    eta_prior : tuple
+        ``(value, df)`` of an inverse-Wishart prior of the random effect's variance
+        (:mod:`progression.fit.population._prior`); ``()`` for none.
     """
 
     name: str
@@ -135,9 +141,14 @@ class FitParameter:
     value_fixed: bool = False
     omega_block: Any = None
     anchor: str | None = None
+    prior: tuple = ()
+    eta_prior: tuple = ()
 
     def __post_init__(self):
-        # fit.json gives the covariate effects and the block as dicts (dataclasses.asdict)
+        # fit.json gives the priors as lists, the covariate effects and the block as dicts
+        # (dataclasses.asdict)
+        object.__setattr__(self, "prior", tuple(self.prior or ()))
+        object.__setattr__(self, "eta_prior", tuple(self.eta_prior or ()))
         if self.covariates or self.omega_block is not None:
             from .population._model import CovariateEffect, OmegaBlock
 
@@ -332,6 +343,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     from . import _config_conditions as conditions_reader
     from . import _config_sections as sections
     from ._config_population import omega_table
+    from ._config_prior import check_priors
 
     fit_name, description, estimator, max_failed_share, model, model_ref = sections.fit_table(
         chk, doc, name, base_dir)
@@ -339,6 +351,7 @@ def parse_fit_config(text: str, *, source: str = "<string>", base_dir=None,
     errors, error_params = sections.error_tables(chk, doc, model)
     parameters = sections.parameter_tables(chk, doc, model, estimator, errors, error_params)
     parameters = omega_table(chk, doc, parameters, estimator)
+    check_priors(chk, doc, parameters, estimator)
     parameters = sections.start_table(chk, doc, base_dir, parameters)
     options = sections.estimator_table(chk, doc, max_failed_share, model)
     solver = sections.solver_table(chk, doc)

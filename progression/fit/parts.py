@@ -385,6 +385,15 @@ class PopulationPart:
         Profile likelihoods computed with the fit (``[estimator] uncertainty = ["covariance",
         "profile"]``), by parameter name, as :meth:`PopulationProfile.to_dict` gives them
         (:meth:`profile` returns the object).
+    priors : dict
+        SAEM's priors (``prior``, ``eta_prior`` of ``[parameters.NAME]``): ``{NAME: {"value",
+        "sd"}}`` for a typical value, ``{"omega^2 NAME": {"value", "df"}}`` for a variance;
+        empty without priors (the estimates are then maximum likelihood, with priors the
+        posterior mode).
+    prior_objective : float
+        The priors' ``-2 log p`` at the estimates (constants left out; 0 without priors):
+        the posterior objective is ``ofv + prior_objective``; ``ofv``, AIC and BIC are the
+        data's.
     bootstrap : dict
         The case bootstrap computed with the fit (``uncertainty = ["covariance",
         "bootstrap"]``) as :meth:`PopulationBootstrap.to_dict` gives it; empty without one
@@ -432,6 +441,8 @@ class PopulationPart:
     fixed_typical: tuple = ()
     profiles: dict = field(default_factory=dict)
     bootstrap: dict = field(default_factory=dict)
+    priors: dict = field(default_factory=dict)
+    prior_objective: float = 0.0
 
     # ------------------------------------------------------------ the draw API
 

@@ -144,6 +144,7 @@ class FOCEI(Estimator):
                               "one population parameter with a random effect (eta = "
                               "<variance>)")
         self._check_censoring(ep, designs)
+        self._check_priors(ep, pop_cols)
         # [survival]: the time-to-event residuals join the data as pseudo-observations of one
         # more observable (unit SD), so that every objective, its exact gradient and the
         # covariance step carry -2 log p(T | eta) (see ProblemModel)
@@ -202,6 +203,21 @@ class FOCEI(Estimator):
                     survival_constant=model.survival_constant(),
                     x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
                     omega_model=omega, coef0=coef0, coef_free=coef_free, x_fixed=x_fixed)
+
+    def _check_priors(self, ep: EstimationProblem, pop_cols) -> None:
+        """Priors (``prior``, ``eta_prior``) are SAEM's (the posterior mode); this
+        estimator's objective is the likelihood alone, so it refuses them."""
+        from .._config_prior import PRIOR_ESTIMATORS
+
+        if self.name in PRIOR_ESTIMATORS:
+            return
+        for q in pop_cols:
+            p = ep.problem.parameters[q]
+            for key in ("prior", "eta_prior"):
+                if getattr(p, key, ()):
+                    raise ConfigError(f"{ep.source}: parameters.{p.name}.{key}: priors are "
+                                      f"taken by fit.estimator = \"saem\", found "
+                                      f"\"{self.name}\"")
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         """Censored values are accepted: :func:`focei_gradient` differentiates the M3 terms

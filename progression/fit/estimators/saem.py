@@ -85,10 +85,11 @@ from ...parallel import IterationLog
 from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
+from ..population._prior import PopulationPrior
 from ..population._saem_information import inverse_pd
 from ..population._saem_model import RK4Predictions, applicable
 from ..population._saem_score import score_pass
-from ..transforms import from_internal
+from ..transforms import from_internal, to_internal
 from ._population_layout import (  # noqa: F401  (benchmarks read them here)
     _covariate_design,
     _to_focei_layout,
@@ -279,12 +280,14 @@ class SAEM(FOCEI):
         lo = np.array([-np.inf if b[0] is None else b[0] for b in s["bounds"][:D]])
         hi = np.array([np.inf if b[1] is None else b[1] for b in s["bounds"][:D]])
         log = IterationLog(f"fit {ep.name} (saem)", enabled=ep.progress)
+        prior = s["prior"] = _prior_of(problem, s)
         res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
                    omega_structure=pattern, omega_fixed=fixed,
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
                    estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed,
-                   mu_fixed=s["x_fixed"][s["eta_pos"]], progress=_phase_lines(log, opt))
+                   mu_fixed=s["x_fixed"][s["eta_pos"]], progress=_phase_lines(log, opt),
+                   prior=prior)
         log.close()
         ep.timings["saem"] = time.perf_counter() - t
 
@@ -325,7 +328,11 @@ class SAEM(FOCEI):
             first = float(np.linalg.eigvalsh(res.fisher).min())
             sp = run_pass(n_iter, n_chains, seed + 15881)
             kind = "sandwich" if choice == "sandwich" else "model"
-            cov = sp.covariance(kind)
+            # with priors (only with "sa") the information adds the prior's curvature
+            prior_info = prior.information(sp.names, res.mu, np.diag(res.omega),
+                                           s["eta_pos"])
+            cov = (sp.covariance(kind) if prior.empty
+                   else inverse_pd(np.asarray(sp.fisher, dtype=float) + prior_info))
             ok = bool(np.all(np.isfinite(cov)))
             if not ok and choice == "sa":
                 # last resort, the outer-product (BHHH) information S of the same pass: a
@@ -333,14 +340,14 @@ class SAEM(FOCEI):
                 # span every direction (39 of 39 ALS study replicates, 96 % coverage,
                 # benchmarks/results/population_recovery_model_chains4_se.md), with no
                 # difference of two large Monte Carlo terms in it
-                cov = inverse_pd(np.asarray(sp.meat, dtype=float))
+                cov = inverse_pd(np.asarray(sp.meat, dtype=float) + prior_info)
                 ok = bool(np.all(np.isfinite(cov)))
                 kind = "scores" if ok else kind
             s["fallback"] = {"first": first, "iterations": n_iter, "chains": n_chains,
                              "kind": kind, "ok": ok,
                              "smallest": float(np.linalg.eigvalsh(sp.fisher).min())}
             if ok:
-                info = sp.meat if kind == "scores" else sp.fisher
+                info = (sp.meat if kind == "scores" else sp.fisher) + prior_info
                 res = dataclasses.replace(res, fisher=info, covariance=cov)
                 s["score_pass"] = sp
             ep.timings["covariance fallback"] = time.perf_counter() - t
@@ -437,6 +444,7 @@ class SAEM(FOCEI):
             converged=bool(np.isfinite(res.ofv)),
             covariance_method=method if not failed else pop.covariance_method,
             history=hist, ofv_linearised=float(s["ofv_focei"]),
+            priors=_prior_table(ep.problem, s), prior_objective=float(res.prior_objective),
             r_condition_number=(_information_condition(res.fisher) if s["choice"] not in
                                 _LINEARISED else pop.r_condition_number))
         return unc
@@ -620,6 +628,43 @@ class _Stand_in:
     inner: _Inner
     ofv_i: np.ndarray
     status: np.ndarray
+
+
+def _prior_of(problem, s) -> PopulationPrior:
+    """The config's priors (``prior``, ``eta_prior`` of the population parameters) on
+    SAEM's estimation scales: typical values in ``pop_cols`` order, variances in
+    ``eta_pos`` order."""
+    params = problem.parameters
+    pop_cols, eta_pos = s["pop_cols"], s["eta_pos"]
+    D, E = pop_cols.size, eta_pos.size
+    mean, sd = np.full(D, np.nan), np.full(D, np.inf)
+    omega, df = np.full(E, np.nan), np.zeros(E)
+    for d, q in enumerate(pop_cols):
+        p = getattr(params[q], "prior", ())
+        if p:
+            mean[d] = float(to_internal(np.array([p[0]]), problem.scale[[q]],
+                                        problem.lower[[q]], problem.upper[[q]])[0])
+            sd[d] = p[1]
+    for e, j in enumerate(eta_pos):
+        p = getattr(params[pop_cols[j]], "eta_prior", ())
+        if p:
+            omega[e], df[e] = p
+    return PopulationPrior(mean, sd, omega, df)
+
+
+def _prior_table(problem, s) -> dict:
+    """``PopulationPart.priors``: ``{NAME: {"value", "sd"}}`` for a typical value and
+    ``{"omega^2 NAME": {"value", "df"}}`` for a variance."""
+    params = problem.parameters
+    out = {}
+    for q in s["pop_cols"]:
+        p = params[q]
+        if getattr(p, "prior", ()):
+            out[p.name] = {"value": float(p.prior[0]), "sd": float(p.prior[1])}
+        if getattr(p, "eta_prior", ()):
+            out[f"omega^2 {p.name}"] = {"value": float(p.eta_prior[0]),
+                                        "df": float(p.eta_prior[1])}
+    return out
 
 
 def _pinv(c):

@@ -58,6 +58,7 @@ from ._objective import (
     objective,
     subject_objectives,
 )
+from ._prior import PopulationPrior
 from ._saem import SaemOptions, SaemResult, saem
 from ._vpc import VPCResult, prediction_correct, vpc, vpc_bins
 from ._vpc_survival import SurvivalVPC, survival_vpc
@@ -85,6 +86,7 @@ __all__ = [
     "ProblemModel",
     "Residual",
     "Residuals",
+    "PopulationPrior",
     "SaemOptions",
     "SaemResult",
     "SurvivalVPC",

@@ -111,6 +111,7 @@ import numpy as np
 
 from ...errors import FitError
 from ._core import PopulationData, Residual, check_omega, eta_columns_of
+from ._prior import PopulationPrior
 from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
@@ -171,7 +172,7 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
          omega_fixed=None, residual_fixed=None, estimate_columns=None,
          estimate_bounds=None, options: SaemOptions | None = None,
-         seed: int = 0, mu_fixed=None, progress=None) -> SaemResult:
+         seed: int = 0, mu_fixed=None, progress=None, prior=None) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
     Parameters
@@ -221,6 +222,11 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         ``progress(k, phase)`` after each iteration ``k`` (``phase`` "exploration" or
         "smoothing") and once before the importance sampling (``phase`` "importance
         sampling"); for progress lines, it cannot change the result.
+    prior : PopulationPrior, optional
+        Priors of typical values and variances (:mod:`._prior`): the fit is then the
+        maximum a posteriori (MAP) estimate, the information adds the prior's curvature and
+        ``SaemResult.prior_objective`` is the prior's ``-2 log p`` at the estimates. A
+        variance prior needs the random effect outside an Omega block, estimated.
 
     Returns
     -------
@@ -306,6 +312,21 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     omega = np.where(pattern, omega, 0.0)
     check_omega(omega, E)
     diagonal = not np.any(pattern & ~np.eye(E, dtype=bool))
+    prior = PopulationPrior.none(D, E) if prior is None else prior
+    if prior.mean.size != D or prior.omega.size != E:
+        raise FitError(f"SAEM prior: expected {D} typical values and {E} variances, found "
+                       f"{prior.mean.size} and {prior.omega.size}")
+    in_block = (pattern & ~np.eye(E, dtype=bool)).any(axis=1)
+    if np.any(prior.on_omega & (in_block | fixed)):
+        e = int(np.flatnonzero(prior.on_omega & (in_block | fixed))[0])
+        raise FitError(f"SAEM prior: random effect {e} has a variance prior but its variance "
+                       f"is {'fixed' if fixed[e] else 'in an Omega block'}; expected an "
+                       f"estimated variance of its own")
+    # the prior's precision and precision x mean on the intercepts of the random effects
+    mu_prec, mu_pm = prior.mean_terms(cols)
+    mu_prec, mu_pm = np.where(b_free[0], mu_prec, 0.0), np.where(b_free[0], mu_pm, 0.0)
+    f_prec, f_pm = prior.mean_terms(fcols)
+    gls = gls or bool(mu_prec.any())
     K = len(residual0.a)
     a = np.array(residual0.a, float)
     b = np.array(residual0.b, float)
@@ -508,7 +529,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         if fcols.size:
             # typical values without a random effect: one Fisher-scoring step on the
             # complete-data log-likelihood at these draws, with the SAEM step size
-            new_f = fstep.step(mu_fix[fcols], f_score, f_info, gamma)
+            new_f = fstep.step(mu_fix[fcols], f_score + f_pm - f_prec * mu_fix[fcols],
+                               f_info + np.diag(f_prec), gamma)
             for _ in range(4):
                 trial = phi_now.copy()
                 trial[:, fcols] = new_f
@@ -527,8 +549,12 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             # parameter e only where its covariates act): sum_i X_i' A X_i b = sum_i X_i' A s1_i
             A = np.linalg.inv(omega)
             fr = b_free.ravel()
-            lhs = np.kron(XtX, A)[np.ix_(fr, fr)]
-            rhs = (X.T @ (s1 - X @ B_held) @ A).ravel()[fr]
+            lhs = np.kron(XtX, A)
+            rhs = (X.T @ (s1 - X @ B_held) @ A).ravel()
+            # a normal prior on an intercept (row 0 of B: entries 0..E-1 of the ravel)
+            lhs[:E, :E] += np.diag(mu_prec)
+            rhs[:E] += mu_pm
+            lhs, rhs = lhs[np.ix_(fr, fr)], rhs[fr]
             B = B_held.copy()
             B.ravel()[fr] = np.linalg.solve(lhs, rhs)
         else:
@@ -548,6 +574,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             om_new = np.where(pattern, om_new, 0.0)
         if fixed.any():
             om_new[np.ix_(fixed, fixed)] = omega_init[np.ix_(fixed, fixed)]
+        if prior.on_omega.any():
+            om_new[np.diag_indices(E)] = prior.omega_step(np.diag(om_new), N)
         om_new = om_new + 1e-10 * np.eye(E) * max(1.0, np.abs(np.diag(om_new)).max())
         a_old, b_old = a.copy(), b.copy()
         for kk in range(K):
@@ -632,6 +660,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     if louis is not None:
         fisher = _information(Gsa, Delta, batch_means)
         fisher = 0.5 * (fisher + fisher.T)
+        if not prior.empty:
+            fisher = fisher + prior.information(louis.names, _typical(mu_fix, cols, B),
+                                                np.diag(omega), cols)
         cov = _inverse_pd(fisher)
         names = louis.names
     residual = resid()
@@ -652,7 +683,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
                       trace_b=np.array(traces_b), minus2ll=minus2ll, ofv=ofv, ofv_se=se,
                       ofv_i=ofv_i, n_chains=C, seed=seed, options=opt, fisher=fisher,
                       covariance=cov, parameter_names=names,
-                      smoothing_reason=smoothing_reason)
+                      smoothing_reason=smoothing_reason,
+                      prior_objective=prior.m2logp(_typical(mu_fix, cols, B), np.diag(omega)))
 
 
 def _typical(mu0, cols, B):

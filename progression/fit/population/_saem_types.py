@@ -166,6 +166,9 @@ class SaemResult:
         value of parameter ``d`` without a random effect).
     smoothing_reason : str
         How the smoothing phase ended ("k2 reached" or "automatic: ...").
+    prior_objective : float
+        The prior's ``-2 log p`` at the estimates (:mod:`._prior`; 0 without a prior): the
+        MAP objective is ``ofv + prior_objective``.
     """
 
     mu: np.ndarray
@@ -195,3 +198,4 @@ class SaemResult:
     covariance: np.ndarray | None = None
     parameter_names: tuple = ()
     smoothing_reason: str = ""
+    prior_objective: float = 0.0
