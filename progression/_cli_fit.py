@@ -74,7 +74,8 @@ def _ci(intervals: dict, key: str) -> str:
 
 
 def _linearised_line(pop) -> list[str]:
-    """SAEM's OFV by linearisation (when its covariance step computed it), as one line."""
+    """SAEM's OFV by linearisation (when its covariance step computed it), the FOCE family's
+    by importance sampling, and the priors' -2 log p, a line each."""
     v = float(getattr(pop, "ofv_linearised", math.nan))
     out = [f"  OFV by linearisation (FOCE-I at the estimates) {v:.4f}"] if math.isfinite(v) \
         else []
@@ -82,6 +83,11 @@ def _linearised_line(pop) -> list[str]:
     if math.isfinite(v):
         out.append(f"  OFV by importance sampling (exact -2 log L at the estimates) {v:.4f} "
                    f"(MC SE {pop.ofv_importance_se:.3f})")
+    priors = getattr(pop, "priors", None) or {}
+    if priors:
+        out.append(f"  maximum a posteriori: priors on {', '.join(priors)} add -2 log p "
+                   f"{pop.prior_objective:.4f} (posterior objective "
+                   f"{pop.ofv + pop.prior_objective:.4f})")
     return out
 
 

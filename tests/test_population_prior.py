@@ -203,3 +203,50 @@ def test_config_priors_give_the_exact_map(tmp_path):
     params = load_fit(tmp_path / "fit").parameters
     assert {p.name: p.prior for p in params if p.prior} == {"CL": (5.5, 0.05)}
     assert {p.name: p.eta_prior for p in params if p.eta_prior} == {"V": (0.04, 40.0)}
+
+
+def test_api_refuses_priors_with_another_estimator():
+    """A config whose estimator is changed in Python after reading: the FOCE family refuses
+    the priors when the fit starts, naming the key (their objective is the likelihood)."""
+    from test_saem_se_fallback import _data
+
+    from progression.errors import ConfigError
+    from progression.fit import fit
+
+    cfg = _prior_config().replace(estimator="focei")
+    with pytest.raises(ConfigError, match=r"parameters\.CL\.prior: priors are taken by "
+                                          r"fit\.estimator = \"saem\", found \"focei\""):
+        fit(cfg, data=_data(9)[:5])
+
+
+def test_cli_fit_with_priors(tmp_path, capsys):
+    """``progression fit`` on Theoph (SAEM) with a variance prior on V's random effect: exit
+    0, the screen names the priors and their -2 log p, report.md has the Priors table, and
+    the prior pulls omega^2 V from the fit without it towards its value."""
+    from progression.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    base = (root / "configs" / "theoph_population_saem.toml").read_text().replace(
+        '"../data/examples/theoph.csv"', repr(str(root / "data" / "examples" / "theoph.csv")))
+    base = base.replace("is_samples = 1000\n", "is_samples = 100\nsaem_exploration = 100\n"
+                        "saem_smoothing = 60\n")
+    fits = {}
+    for name, extra in (("none", ""), ("prior", "eta_prior = { value = 0.2, df = 50 }\n")):
+        text = base.replace('scale = "log"\neta = 0.1\n\n[parameters.F_bio]',
+                            f'scale = "log"\neta = 0.1\n{extra}\n[parameters.F_bio]')
+        assert extra in text
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(text)
+        assert main(["fit", str(cfg), "--out", str(tmp_path / name), "--no-figures",
+                     "--quiet"]) == 0
+        fits[name] = capsys.readouterr().out
+    assert "maximum a posteriori: priors on omega^2 V add -2 log p" in fits["prior"]
+    assert "maximum a posteriori" not in fits["none"]
+    import progression as pg
+
+    w0 = pg.load_fit(tmp_path / "none").population.omega
+    w1 = pg.load_fit(tmp_path / "prior").population.omega
+    j = list(pg.load_fit(tmp_path / "prior").population.omega_names).index("V")
+    assert abs(np.log(w1[j, j] / 0.2)) < abs(np.log(w0[j, j] / 0.2))
+    report = (tmp_path / "prior" / "report.md").read_text()
+    assert "### Priors" in report and "| omega^2 V | inverse-Wishart: value 0.2, df 50" in report

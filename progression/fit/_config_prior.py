@@ -119,9 +119,9 @@ def check_priors(chk, doc: dict, parameters, estimator) -> None:
     which = "prior" if first.prior else "eta_prior"
     key = f"parameters.{first.name}.{which}"
     if estimator not in PRIOR_ESTIMATORS:
-        chk.add(key, f"priors are taken by fit.estimator = "
-                     f"{' or '.join(repr(e) for e in PRIOR_ESTIMATORS)} (the posterior mode "
-                     f"by SAEM), found fit.estimator = {estimator!r}")
+        names = " or ".join(f'"{e}"' for e in PRIOR_ESTIMATORS)
+        chk.add(key, f'priors are taken by fit.estimator = {names} (the posterior mode by '
+                     f'SAEM), found fit.estimator = "{estimator}"')
         return
     for p in with_prior:
         if p.eta_prior and p.omega_block is not None:
