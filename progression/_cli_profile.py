@@ -26,9 +26,10 @@ def cmd_profile(args) -> int:
     from ._io import atomic_directory, check_output_folder
     from .errors import ConfigError, DataError
     from .fit import load_fit, profile_population, read_fit_config
-    from .fit._population_profile import slug
+    from .fit._population_profile import check_profilable, slug
 
     cfg = read_fit_config(args.config)
+    check_profilable(cfg)        # before looking for the fit: a config it can never profile
     folder = Path(args.fit) if args.fit else Path(cfg.output["folder"])
     if not (folder / "fit.json").is_file():
         raise DataError(f"{folder}: no fit.json (expected the folder `progression fit "

@@ -152,16 +152,31 @@ def _settings(text: str):
 
 
 def _check_call(cfg, level, max_refits) -> None:
-    if cfg.estimator not in PROFILED_ESTIMATORS:
-        raise ConfigError(f"{cfg.source}, key 'fit.estimator': a profile likelihood needs a "
-                          f"population fit; expected one of {', '.join(PROFILED_ESTIMATORS)}, "
-                          f"found {cfg.estimator!r}")
+    check_profilable(cfg)
     if not 0.0 < level < 1.0:
         raise ConfigError(f"profile_population(level=...): expected a coverage in (0, 1), "
                           f"found {level!r}")
     if int(max_refits) < 2:
         raise ConfigError(f"profile_population(max_refits=...): expected at least 2, found "
                           f"{max_refits!r}")
+
+
+def check_profilable(cfg) -> None:
+    """A config whose fit can be profiled: a population estimator, no priors."""
+    if cfg.estimator not in PROFILED_ESTIMATORS:
+        raise ConfigError(f"{cfg.source}, key 'fit.estimator': a profile likelihood needs a "
+                          f"population fit; expected one of {', '.join(PROFILED_ESTIMATORS)}, "
+                          f"found {cfg.estimator!r}")
+    for p in cfg.parameters:
+        for key in ("prior", "eta_prior"):
+            if getattr(p, key, ()):
+                # a refit holding a parameter drops that parameter's prior, so the refits'
+                # objectives are not one posterior's
+                raise ConfigError(f"{cfg.source}, key 'parameters.{p.name}.{key}': a profile "
+                                  f"likelihood of a fit with priors is not available (the "
+                                  f"fit is a posterior mode); expected no priors, or use "
+                                  f"the bootstrap (uncertainty = [\"covariance\", "
+                                  f"\"bootstrap\"])")
 
 
 def profile_names(cfg) -> tuple:
