@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PRIOR_ESTIMATORS", "check_priors", "parameter_priors"]
+__all__ = ["PRIOR_ESTIMATORS", "check_priors", "parameter_priors", "refuse_priors"]
 
 #: Estimators that take priors (their M-step is the posterior mode).
 PRIOR_ESTIMATORS = ("saem",)
@@ -143,3 +143,17 @@ def check_priors(chk, doc: dict, parameters, estimator) -> None:
         chk.add("estimator.saem_covariance",
                 f"with priors ({key}) the covariance step is SAEM's own information plus "
                 f"the prior's curvature: expected \"sa\", found {choice!r}")
+
+
+def refuse_priors(source, parameters, estimator: str) -> None:
+    """At the start of a fit (a config changed in Python after reading): an estimator that
+    does not take priors refuses a parameter with one, naming the key."""
+    from ..errors import ConfigError
+
+    if estimator in PRIOR_ESTIMATORS:
+        return
+    for p in parameters:
+        for key in ("prior", "eta_prior"):
+            if getattr(p, key, ()):
+                raise ConfigError(f'{source}: parameters.{p.name}.{key}: priors are taken by '
+                                  f'fit.estimator = "saem", found "{estimator}"')

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError, FitError
 from ..parallel import check_executor
 from ..parallel import executor as make_executor
+from ._config_prior import refuse_priors
 from ._estimator_options import EstimatorOptions
 from .config import FitConfig, read_fit_config
 from .estimators import get_estimator
@@ -170,6 +171,8 @@ def fit(config, *, data=None, jobs: int | None = None, scheduler: str | None = N
     check_executor(executor, "fit(executor=...)")
     # before reading data: an unknown estimator is a config error, found at once
     estimator = get_estimator(cfg.estimator, f"{cfg.source}, key 'fit.estimator'")
+    # a config changed in Python after reading: priors need an estimator that takes them
+    refuse_priors(cfg.source, cfg.parameters, cfg.estimator)
     timings = {}
     notes: list[str] = []
     if data is None:
