@@ -24,8 +24,6 @@ __all__ = ["PRIOR_ESTIMATORS", "check_priors", "parameter_priors", "refuse_prior
 
 #: Estimators that take priors (their M-step is the posterior mode).
 PRIOR_ESTIMATORS = ("saem",)
-_PRIOR_KEYS = ("value", "sd")
-_ETA_PRIOR_KEYS = ("value", "df")
 
 
 def _found(v) -> str:
@@ -37,57 +35,59 @@ def parameter_priors(chk, key: str, spec: dict, *, estimate, value_fixed: bool,
     """``(prior, eta_prior)`` of one parameter table: ``(value, sd)`` and ``(value, df)``,
     ``()`` where absent; problems go to ``chk`` naming the key."""
     prior = eta_prior = ()
-    if "prior" in spec:
-        k = f"{key}.prior"
-        p = spec["prior"]
-        if not isinstance(p, dict):
-            chk.add(k, f"expected a table {{ value = <typical value>, sd = <SD on the "
-                       f"estimation scale> }}, found {_found(p)}")
-        else:
-            chk.unknown(k, p, _PRIOR_KEYS)
-            value = _required(chk, k, p, "value", "the prior mean of the typical value "
-                                                  "(natural scale)")
-            sd = _required(chk, k, p, "sd", "the prior SD on the estimation scale")
-            if estimate is not None and estimate != "population":
-                chk.add(k, f"a prior belongs to a population parameter: expected estimate = "
-                           f"\"population\", found estimate = {estimate!r}")
-            elif value_fixed:
-                chk.add(k, "the typical value is held (value_fixed = true); expected no "
-                           "prior on it")
-            elif sd is not None and sd <= 0:
-                chk.add(f"{k}.sd", f"expected a positive SD, found {sd:g}")
-            elif value is not None and bounds is not None and not _inside(value, bounds,
-                                                                          scale):
-                chk.add(f"{k}.value", f"expected a prior mean inside the bounds "
-                                      f"[{bounds[0]:g}, {bounds[1]:g}]"
-                                      + (" (strictly, on a log or logit scale)"
-                                         if scale != "linear" else "")
-                                      + f", found {value:g}")
-            elif value is not None and sd is not None:
-                prior = (value, sd)
-    if "eta_prior" in spec:
-        k = f"{key}.eta_prior"
-        p = spec["eta_prior"]
-        if not isinstance(p, dict):
-            chk.add(k, f"expected a table {{ value = <variance>, df = <degrees of freedom> }}, "
-                       f"found {_found(p)}")
-        else:
-            chk.unknown(k, p, _ETA_PRIOR_KEYS)
-            value = _required(chk, k, p, "value", "the prior variance (estimation scale)")
-            df = _required(chk, k, p, "df", "its degrees of freedom")
-            if "eta" not in spec:
-                chk.add(k, "a variance prior needs a random effect: expected 'eta = "
-                           "<variance>' too")
-            elif eta_fixed:
-                chk.add(k, "the variance is fixed (eta_fixed = true); expected no prior on "
-                           "it")
-            elif value is not None and value <= 0:
-                chk.add(f"{k}.value", f"expected a positive variance, found {value:g}")
-            elif df is not None and df <= 0:
-                chk.add(f"{k}.df", f"expected positive degrees of freedom, found {df:g}")
-            elif value is not None and df is not None:
-                eta_prior = (value, df)
+    k = f"{key}.prior"
+    pair = _pair(chk, k, spec, "prior", {"value": "the prior mean of the typical value "
+                                                 "(natural scale)",
+                                         "sd": "the prior SD on the estimation scale"})
+    if pair is not None:
+        value, sd = pair
+        if estimate is not None and estimate != "population":
+            chk.add(k, f"a prior belongs to a population parameter: expected estimate = "
+                       f"\"population\", found estimate = {estimate!r}")
+        elif value_fixed:
+            chk.add(k, "the typical value is held (value_fixed = true); expected no prior on "
+                       "it")
+        elif sd is not None and sd <= 0:
+            chk.add(f"{k}.sd", f"expected a positive SD, found {sd:g}")
+        elif value is not None and bounds is not None and not _inside(value, bounds, scale):
+            chk.add(f"{k}.value", f"expected a prior mean inside the bounds "
+                                  f"[{bounds[0]:g}, {bounds[1]:g}]"
+                                  + (" (strictly, on a log or logit scale)"
+                                     if scale != "linear" else "") + f", found {value:g}")
+        elif value is not None and sd is not None:
+            prior = (value, sd)
+    k = f"{key}.eta_prior"
+    pair = _pair(chk, k, spec, "eta_prior", {"value": "the prior variance (estimation scale)",
+                                             "df": "its degrees of freedom"})
+    if pair is not None:
+        value, df = pair
+        if "eta" not in spec:
+            chk.add(k, "a variance prior needs a random effect: expected 'eta = <variance>' "
+                       "too")
+        elif eta_fixed:
+            chk.add(k, "the variance is fixed (eta_fixed = true); expected no prior on it")
+        elif value is not None and value <= 0:
+            chk.add(f"{k}.value", f"expected a positive variance, found {value:g}")
+        elif df is not None and df <= 0:
+            chk.add(f"{k}.df", f"expected positive degrees of freedom, found {df:g}")
+        elif value is not None and df is not None:
+            eta_prior = (value, df)
     return prior, eta_prior
+
+
+def _pair(chk, k, spec, name, fields: dict):
+    """The two numbers of table ``spec[name]`` (None for one that is missing or not a
+    number; None for both when the table is absent or not a table)."""
+    if name not in spec:
+        return None
+    table = spec[name]
+    if not isinstance(table, dict):
+        inner = ", ".join(f"{f} = <{w.split(' (')[0].removeprefix('the ')}>"
+                          for f, w in fields.items())
+        chk.add(k, f"expected a table {{ {inner} }}, found {_found(table)}")
+        return None
+    chk.unknown(k, table, tuple(fields))
+    return tuple(_required(chk, k, table, f, w) for f, w in fields.items())
 
 
 def _required(chk, key, table, name, what):
