@@ -1,6 +1,6 @@
 """``prior`` and ``eta_prior`` of ``[parameters.NAME]``: priors of a population parameter's
-typical value and of its random effect's variance (SAEM by maximum a posteriori;
-:mod:`progression.fit.population._prior` for the definitions)::
+typical value and of its random effect's variance (maximum a posteriori by SAEM and the FOCE
+family; :mod:`progression.fit.population._prior` for the definitions)::
 
     [parameters.eD]
     estimate = "population"
@@ -22,8 +22,9 @@ import math
 
 __all__ = ["PRIOR_ESTIMATORS", "check_priors", "parameter_priors", "refuse_priors"]
 
-#: Estimators that take priors (their M-step is the posterior mode).
-PRIOR_ESTIMATORS = ("saem",)
+#: Estimators that take priors: SAEM's M-step and the FOCE family's outer objective then give
+#: the posterior mode.
+PRIOR_ESTIMATORS = ("saem", "focei", "foce", "fo", "laplace")
 
 
 def _found(v) -> str:
@@ -110,7 +111,7 @@ def _inside(value, bounds, scale) -> bool:
 
 def check_priors(chk, doc: dict, parameters, estimator) -> None:
     """Priors need an estimator that takes them, a variance prior a random effect outside an
-    Omega block, and SAEM's own covariance (the others do not carry the prior); no profile
+    Omega block, and with SAEM its own covariance (the others do not carry the prior); no profile
     likelihood (a refit holding a parameter drops its prior, so the refits' objectives are
     not one posterior's)."""
     with_prior = [p for p in parameters if getattr(p, "prior", ()) or
@@ -122,8 +123,8 @@ def check_priors(chk, doc: dict, parameters, estimator) -> None:
     key = f"parameters.{first.name}.{which}"
     if estimator not in PRIOR_ESTIMATORS:
         names = " or ".join(f'"{e}"' for e in PRIOR_ESTIMATORS)
-        chk.add(key, f'priors are taken by fit.estimator = {names} (the posterior mode by '
-                     f'SAEM), found fit.estimator = "{estimator}"')
+        chk.add(key, f'priors are taken by a population estimator, fit.estimator = {names} '
+                     f'(the posterior mode), found fit.estimator = "{estimator}"')
         return
     for p in with_prior:
         if p.eta_prior and p.omega_block is not None:
@@ -139,7 +140,7 @@ def check_priors(chk, doc: dict, parameters, estimator) -> None:
                 f"fit is a posterior mode); expected 'covariance' or 'bootstrap', found "
                 f"{wanted!r}")
     choice = est.get("saem_covariance", "sa")
-    if choice != "sa":
+    if estimator == "saem" and choice != "sa":
         chk.add("estimator.saem_covariance",
                 f"with priors ({key}) the covariance step is SAEM's own information plus "
                 f"the prior's curvature: expected \"sa\", found {choice!r}")
@@ -155,5 +156,7 @@ def refuse_priors(source, parameters, estimator: str) -> None:
     for p in parameters:
         for key in ("prior", "eta_prior"):
             if getattr(p, key, ()):
+                names = " or ".join(f'"{e}"' for e in PRIOR_ESTIMATORS)
                 raise ConfigError(f'{source}: parameters.{p.name}.{key}: priors are taken by '
-                                  f'fit.estimator = "saem", found "{estimator}"')
+                                  f'a population estimator, fit.estimator = {names}; found '
+                                  f'"{estimator}"')

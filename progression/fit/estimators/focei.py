@@ -63,36 +63,28 @@ from ..population._gradient import collapsed_variances
 from ..population._model import OmegaModel, TypicalModel
 from ..population._threads import single_blas_thread
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
+from ._focei_words import (  # noqa: F401  (re-exported: callers read them here)
+    COVARIANCE_METHOD,
+    COVARIANCE_METHOD_R,
+    COVARIANCE_METHOD_R_ONLY,
+    COVARIANCE_SKIPPED,
+    SUBJECT_METHOD,
+)
 from ._importance import importance_ofv
 from ._population_layout import (  # noqa: F401 - _covariate_model re-exported for tests
     _covariate_model,
     population_layout,
     subject_uncertainty,
 )
+from ._prior_terms import OuterPrior
 from .base import EstimationProblem, Estimator, PointEstimate
 
 __all__ = ["FOCEI", "COVARIANCE_METHOD", "population_layout"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-#: The covariance step, in words (``interval_methods["covariance"]``).
-COVARIANCE_METHOD = ("sandwich R^-1 S R^-1 (R: Hessian of the FOCE-I OFV by central "
-                     "differences of its exact gradient; S: sum of per-subject gradient "
-                     "products), Wald interval on the estimation scale")
-COVARIANCE_METHOD_R = ("2 R^-1 (R: Hessian of the FOCE-I OFV by central differences of its "
-                       "exact gradient; S was singular), Wald interval on the estimation scale")
-#: 2 R^-1 when asked for (NONMEM's ``MATRIX=R``), in words.
-COVARIANCE_METHOD_R_ONLY = ("2 R^-1 (R: Hessian of the FOCE-I OFV by central differences of "
-                            "its exact gradient), Wald interval on the estimation scale")
-#: The per-subject intervals, in words (``interval_methods["covariance"]``).
-SUBJECT_METHOD = ("per subject: conditional covariance of the empirical Bayes estimate, "
-                  "(Omega^-1 + sum_j F_j g_j g_j')^-1 (FOCE-I), for parameters with a random "
-                  "effect; the population covariance step for the others (see the population "
-                  "part); Wald interval on the estimation scale")
 #: Log-variance bounds of Omega's diagonal (variances 1e-8 .. 1e4 on the estimation scale).
 _LOG_OMEGA_BOUNDS = (math.log(1e-8), math.log(1e4))
 _HESSIAN_STEP = 1e-4
-#: The covariance step when the problem asks for none (a bootstrap replicate).
-COVARIANCE_SKIPPED = "none (covariance step skipped: a bootstrap replicate)"
 
 
 class _Skipped(Exception):
@@ -144,7 +136,6 @@ class FOCEI(Estimator):
                               "one population parameter with a random effect (eta = "
                               "<variance>)")
         self._check_censoring(ep, designs)
-        self._check_priors(ep, pop_cols)
         # [survival]: the time-to-event residuals join the data as pseudo-observations of one
         # more observable (unit SD), so that every objective, its exact gradient and the
         # covariance step carry -2 log p(T | eta) (see ProblemModel)
@@ -199,25 +190,12 @@ class FOCEI(Estimator):
             if getattr(params[q], "value_fixed", False):
                 x_fixed[d] = True
                 bounds[d] = (float(th0[d]), float(th0[d]))
-        return dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
-                    survival_constant=model.survival_constant(),
-                    x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
-                    omega_model=omega, coef0=coef0, coef_free=coef_free, x_fixed=x_fixed)
-
-    def _check_priors(self, ep: EstimationProblem, pop_cols) -> None:
-        """Priors (``prior``, ``eta_prior``) are SAEM's (the posterior mode); this
-        estimator's objective is the likelihood alone, so it refuses them."""
-        from .._config_prior import PRIOR_ESTIMATORS
-
-        if self.name in PRIOR_ESTIMATORS:
-            return
-        for q in pop_cols:
-            p = ep.problem.parameters[q]
-            for key in ("prior", "eta_prior"):
-                if getattr(p, key, ()):
-                    raise ConfigError(f"{ep.source}: parameters.{p.name}.{key}: priors are "
-                                      f"taken by fit.estimator = \"saem\", found "
-                                      f"\"{self.name}\"")
+        s = dict(model=model, data=data, pop_cols=pop_cols, eta_pos=eta_pos, err=err,
+                 survival_constant=model.survival_constant(),
+                 x0=x0, bounds=bounds, eta=None, typical=typical, covariates=covariates,
+                 omega_model=omega, coef0=coef0, coef_free=coef_free, x_fixed=x_fixed)
+        s["prior"] = OuterPrior(problem, s)       # priors: -2 log p added to the objective
+        return s
 
     def _check_censoring(self, ep: EstimationProblem, designs) -> None:
         """Censored values are accepted: :func:`focei_gradient` differentiates the M3 terms
@@ -334,6 +312,7 @@ class FOCEI(Estimator):
             ofv, g, gi, gr = self._gradient(problem, s, x)
             path["n"] += 1
             path["eval"] = (x.copy(), (ofv, g, gi, gr))
+            ofv, g = s["prior"].add(x, ofv, g)    # MAP: the data's OFV plus -2 log p
             if not np.isfinite(ofv):
                 if path.get("ok") is None:
                     return 1e300, np.zeros_like(x)
@@ -498,7 +477,7 @@ class FOCEI(Estimator):
                     xs = x.copy()
                     xs[k] += sign * _HESSIAN_STEP
                     s["eta"], s["eta_ref"] = eta, ref
-                    ofv, g, _, _ = self._gradient(problem, s, xs)
+                    ofv, g = s["prior"].add(xs, *self._gradient(problem, s, xs)[:2])
                     if not np.isfinite(ofv):
                         raise np.linalg.LinAlgError("the objective is not finite near the "
                                                     "estimates")
@@ -536,8 +515,8 @@ class FOCEI(Estimator):
             Rinv = np.linalg.inv(Rm)
             gi = s["gi"][:, free]
             S = gi.T @ gi
-            if s.get("covariance_matrix") == "r":
-                # asked for (SAEM's "linearization"): the observed information alone
+            if s.get("covariance_matrix") == "r" or not s["prior"].empty:
+                # asked for (SAEM's "linearization"), or a posterior: the information alone
                 cf = 2.0 * Rinv
                 method = COVARIANCE_METHOD_R_ONLY
             elif np.linalg.matrix_rank(S) == free.size:
@@ -576,6 +555,8 @@ class FOCEI(Estimator):
         se, ci, blocks = subject_uncertainty(problem, est, cov, D, P, S, eta_pos, cond,
                                              ep.confidence)
         self._population(ep, point, cov)
+        s["population"], s["cov_method"] = s["prior"].annotate(s["population"], problem, x,
+                                                               s["cov_method"])
         return Uncertainty(se=se, intervals={"covariance": ci},
                            methods={"covariance": SUBJECT_METHOD},
                            open_intervals={"covariance": np.zeros((m, Q, 2), dtype=bool)},

@@ -280,7 +280,7 @@ class SAEM(FOCEI):
         lo = np.array([-np.inf if b[0] is None else b[0] for b in s["bounds"][:D]])
         hi = np.array([np.inf if b[1] is None else b[1] for b in s["bounds"][:D]])
         log = IterationLog(f"fit {ep.name} (saem)", enabled=ep.progress)
-        prior = s["prior"] = _prior_of(problem, s)
+        prior = s["saem_prior"] = _prior_of(problem, s)
         res = saem(kernel_model, s["data"], x0[:D], omega0, residual0,
                    eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
                    omega_structure=pattern, omega_fixed=fixed,
