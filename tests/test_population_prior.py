@@ -333,3 +333,29 @@ def test_case_bootstrap_refits_with_the_priors(study, tmp_path):
     b = boot.samples[:, boot.names.index("b")]
     assert len(set(b)) == 5
     assert np.all(b > 0.5 * (map_[1] + ml[1])), b
+
+
+def test_ext_obj_is_the_objective_minimised(study, tmp_path):
+    """A FOCE-I fit with priors saved: ``fit.ext``'s final OBJ is OFV + the priors' -2 log p
+    (NONMEM adds its prior penalty), and its last iteration's OBJ equals it (the optimiser's
+    objective); the population part's OFV stays the data's."""
+    from progression.fit import Design, fit
+    from progression.fit.config import parse_fit_config
+    from progression.fit.population import read_ext
+
+    ys = study[0]
+    (tmp_path / "line.toml").write_text(LINEAR_MODEL)
+    priors = "prior = { value = 2.6, sd = 0.1 }\neta_prior = { value = 0.5, df = 30 }\n"
+    cfg = parse_fit_config(LINEAR_CONFIG.format(estimator="focei", priors=priors),
+                           source="line.toml", base_dir=tmp_path, check_data=False)
+    m = T.size
+    designs = [Design(f"s{i}", T.copy(), np.zeros(m, dtype=int), y, np.zeros(m, dtype=int),
+                      np.full(m, np.nan)) for i, y in enumerate(ys)]
+    res = fit(cfg, data=designs)
+    res.save(tmp_path / "fit", figures=False)
+    ext = read_ext(tmp_path / "fit" / "fit.ext")[0]
+    pop = res.population
+    final = ext.row(-1000000000)["OBJ"]
+    assert final == pytest.approx(pop.ofv + pop.prior_objective, abs=1e-6)
+    iterations, values = ext.history()
+    assert values[-1, ext.columns.index("OBJ")] == pytest.approx(final, abs=1e-4)

@@ -10,7 +10,9 @@ two kinds):
 Both have closed-form gradients, so the outer gradient stays exact; R, the Hessian of the
 objective by central differences of that gradient, then holds the priors' curvature, and the
 covariance is ``2 R^-1`` (the posterior's normal approximation). The reported OFV, AIC and
-BIC stay the data's; ``PopulationPart.prior_objective`` is the priors' term at the estimates.
+BIC stay the data's; ``PopulationPart.prior_objective`` is the priors' term at the estimates;
+the outer iterations' OFV (``history``, the ``.ext`` rows) is the objective minimised, data and
+priors.
 """
 
 from __future__ import annotations

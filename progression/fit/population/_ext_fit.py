@@ -70,7 +70,10 @@ def ext_table(result) -> ExtTable:
         for c in range(e):
             o_se[e, c] = o_se[c, e] = off.get(f"{k},{names[c]}", np.nan)
     method = EXT_METHODS.get(getattr(pop, "method", "focei"), FOCEI_METHOD)
-    return ExtTable.from_estimates(method, history, (np.r_[theta, coef], sd ** 2, om, pop.ofv),
+    # with priors OBJ is the objective minimised, -2 log L plus the priors' penalty, as
+    # NONMEM's $PRIOR adds it (the iterations' OBJ of the FOCE family is that sum already)
+    obj = pop.ofv + float(getattr(pop, "prior_objective", 0.0) or 0.0)
+    return ExtTable.from_estimates(method, history, (np.r_[theta, coef], sd ** 2, om, obj),
                                    se=(t_se, s_se, o_se))
 
 

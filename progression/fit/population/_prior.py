@@ -23,8 +23,10 @@ generalised least squares of the intercepts (or to the Fisher-scoring step of a 
 without a random effect). The information of the estimates adds the prior's curvature,
 ``1 / s^2`` for a typical value and ``nu omega_p / (2 omega^2)`` for a log variance, so the
 standard errors are those of the posterior's normal approximation. The objective reported as
-OFV stays the data's ``-2 log L`` (NONMEM reports it without the prior too); the prior's
-``-2 log p`` (constants left out) is reported beside it.
+OFV stays the data's ``-2 log L``, so that OFV, AIC and BIC compare across fits with and
+without priors; the prior's ``-2 log p`` (constants left out) is reported beside it, and the
+``.ext`` table's OBJ is their sum, the objective minimised (NONMEM adds the prior's penalty to
+its objective: Gisleskog et al. 2002).
 """
 
 from __future__ import annotations
