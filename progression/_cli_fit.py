@@ -165,7 +165,8 @@ def population_summary(result) -> str:
         p = pop.profile(name)
         lo = ("<" if p.open_ends[0] else "") + _g(p.interval[0])
         hi = (">" if p.open_ends[1] else "") + _g(p.interval[1])
-        lines.append(f"  profile likelihood {100 * p.level:g} %: {name} {lo} - {hi} "
+        kind = "posterior" if p.posterior else "likelihood"
+        lines.append(f"  profile {kind} {100 * p.level:g} %: {name} {lo} - {hi} "
                      f"({p.refits} refits)")
     boot = pop.bootstrap_result() if getattr(pop, "bootstrap", None) else None
     if boot is not None:

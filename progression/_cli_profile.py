@@ -114,7 +114,8 @@ def _test_rows(tested, tests, level) -> list:
             ok = math.isfinite(d)
             rows.append({"parameter": name, "value": v, "estimate": tested[name].estimate,
                          "delta_ofv": d if ok else None, "p_value": pv if ok else None,
-                         "level": level, "rejected": bool(pv < 1.0 - level) if ok else None})
+                         "level": level, "rejected": bool(pv < 1.0 - level) if ok else None,
+                         "posterior": tested[name].posterior})
     return rows
 
 
@@ -127,7 +128,7 @@ def _verdict(r) -> str:
 def _test_lines(rows) -> list:
     if not rows:
         return []
-    out = ["Likelihood-ratio tests (one refit with the parameter held at the value):"]
+    out = [_test_title(rows) + " (one refit with the parameter held at the value):"]
     for r in rows:
         head = f"  {r['parameter']} = {r['value']:.6g} (estimate {r['estimate']:.6g}): "
         if r["rejected"] is None:
@@ -139,6 +140,13 @@ def _test_lines(rows) -> list:
     return ["\n".join(out)]
 
 
+def _test_title(rows) -> str:
+    # with priors the statistic is the posterior objective's rise: a posterior-ratio test
+    if any(r.get("posterior") for r in rows):
+        return "Posterior-ratio tests (priors included)"
+    return "Likelihood-ratio tests"
+
+
 def _markdown(profiles, rows, args, folder) -> str:
     from .fit._population_profile import markdown_table
 
@@ -147,13 +155,16 @@ def _markdown(profiles, rows, args, folder) -> str:
     out = [f"# Profile likelihood: {folder}", "", f"`progression profile {args.config} {call}`",
            ""]
     if profiles:
+        objective = ("the posterior objective (OFV plus the priors' -2 log p, the held "
+                     "parameter's at its held value) rises less than" if profiles[0].posterior
+                     else "OFV - OFV_hat stays below")
         out += [*markdown_table(profiles),
                 "", "Each refit holds the parameter and estimates everything else with the "
-                "fit's estimator and options; the interval is where OFV - OFV_hat stays below "
+                f"fit's estimator and options; the interval is where {objective} "
                 f"chi2_1({args.level:g}) = {profiles[0].threshold:.3f}.", "", "```",
                 "\n\n".join(p.table() for p in profiles), "```", ""]
     if rows:
-        out += ["## Likelihood-ratio tests", "",
+        out += [f"## {_test_title(rows)}", "",
                 "| parameter | value | estimate | OFV − OFV_hat | p | "
                 f"at {100 * args.level:g} % |", "|---|---:|---:|---:|---:|---|"]
         out += [f"| {r['parameter']} | {r['value']:.6g} | {r['estimate']:.6g} | "

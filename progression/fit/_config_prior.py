@@ -111,9 +111,7 @@ def _inside(value, bounds, scale) -> bool:
 
 def check_priors(chk, doc: dict, parameters, estimator) -> None:
     """Priors need an estimator that takes them, a variance prior a random effect outside an
-    Omega block, and with SAEM its own covariance (the others do not carry the prior); no profile
-    likelihood (a refit holding a parameter drops its prior, so the refits' objectives are
-    not one posterior's)."""
+    Omega block, and with SAEM its own covariance (the others do not carry the prior)."""
     with_prior = [p for p in parameters if getattr(p, "prior", ()) or
                   getattr(p, "eta_prior", ())]
     if not with_prior:
@@ -132,13 +130,6 @@ def check_priors(chk, doc: dict, parameters, estimator) -> None:
                     f"a variance prior acts on a random effect of its own; "
                     f"'{p.name}' is in the Omega block ({', '.join(p.omega_block.parameters)})")
     est = doc.get("estimator") if isinstance(doc.get("estimator"), dict) else {}
-    wanted = est.get("uncertainty", ())
-    wanted = [wanted] if isinstance(wanted, str) else wanted
-    if isinstance(wanted, list | tuple) and "profile" in wanted:
-        chk.add("estimator.uncertainty",
-                f"a profile likelihood of a fit with priors ({key}) is not available (the "
-                f"fit is a posterior mode); expected 'covariance' or 'bootstrap', found "
-                f"{wanted!r}")
     choice = est.get("saem_covariance", "sa")
     if estimator == "saem" and choice != "sa":
         chk.add("estimator.saem_covariance",

@@ -32,8 +32,8 @@ import numpy as np
 from ..errors import ConfigError, FitError
 from ._population_profile_result import PopulationProfile, markdown_table, slug  # noqa: F401
 
-__all__ = ["PopulationProfile", "profile_fitted", "profile_names", "profile_population",
-           "with_parameter_held"]
+__all__ = ["PopulationProfile", "held_prior_m2logp", "profile_fitted", "profile_names",
+           "profile_population", "with_parameter_held"]
 
 #: The estimators whose fits can be profiled (refits with a parameter held).
 PROFILED_ESTIMATORS = ("focei", "foce", "fo", "laplace", "saem")
@@ -162,21 +162,11 @@ def _check_call(cfg, level, max_refits) -> None:
 
 
 def check_profilable(cfg) -> None:
-    """A config whose fit can be profiled: a population estimator, no priors."""
+    """A config whose fit can be profiled: a population estimator."""
     if cfg.estimator not in PROFILED_ESTIMATORS:
         raise ConfigError(f"{cfg.source}, key 'fit.estimator': a profile likelihood needs a "
                           f"population fit; expected one of {', '.join(PROFILED_ESTIMATORS)}, "
                           f"found {cfg.estimator!r}")
-    for p in cfg.parameters:
-        for key in ("prior", "eta_prior"):
-            if getattr(p, key, ()):
-                # a refit holding a parameter drops that parameter's prior, so the refits'
-                # objectives are not one posterior's
-                raise ConfigError(f"{cfg.source}, key 'parameters.{p.name}.{key}': a profile "
-                                  f"likelihood of a fit with priors is not available (the "
-                                  f"fit is a posterior mode); expected no priors, or use "
-                                  f"the bootstrap (uncertainty = [\"covariance\", "
-                                  f"\"bootstrap\"])")
 
 
 def profile_names(cfg) -> tuple:
@@ -225,7 +215,11 @@ def profile_fitted(cfg, parameter: str, pop, designs, *, level: float = 0.95, va
         raise FitError(f"{cfg.source}: profile of {parameter!r}: the fit has no population "
                        f"OFV to profile against")
     est = _estimate(pop, target)
-    ofv_hat = float(pop.ofv)
+    # with priors the fit is a posterior mode: profile the posterior objective (OFV plus the
+    # priors' -2 log p), each refit carrying every prior, the held parameter's at its value
+    posterior = _has_priors(cfg)
+    ofv_hat = float(pop.ofv) + (float(getattr(pop, "prior_objective", 0.0) or 0.0)
+                                if posterior else 0.0)
     crit = float(chi2.ppf(level, 1))
     z = float(norm.ppf(0.5 + level / 2.0))
     wald = _wald(pop, parameter, level)
@@ -243,6 +237,7 @@ def profile_fitted(cfg, parameter: str, pop, designs, *, level: float = 0.95, va
             return done[u]
         v = _from_u(u, target)
         ofv, se = _refit(_held(warm, target, v), designs, executor)
+        ofv += held_prior_m2logp(cfg, target, v)
         mc_se.append(se)
         done[u] = ofv - ofv_hat
         if progress:
@@ -268,7 +263,7 @@ def profile_fitted(cfg, parameter: str, pop, designs, *, level: float = 0.95, va
         parameter=parameter, estimate=float(est), ofv=ofv_hat, values=vals, delta_ofv=deltas,
         interval=interval, open_ends=open_ends, level=float(level), threshold=crit,
         wald=wald, ofv_mc_se=max(se_finite) if se_finite else math.nan,
-        estimator=cfg.estimator, seconds=time.perf_counter() - t0)
+        estimator=cfg.estimator, seconds=time.perf_counter() - t0, posterior=posterior)
 
 
 def with_parameter_held(config, parameter: str, value: float):
@@ -288,6 +283,8 @@ def with_parameter_held(config, parameter: str, value: float):
     FitConfig
         A typical value with a random effect gets ``value_fixed``, one without is fixed, a
         variance gets ``eta_fixed``, a residual parameter is fixed; starting values unchanged.
+        The held parameter's own prior is dropped (a held value takes no prior: its
+        ``-2 log p`` there is :func:`held_prior_m2logp`, a constant of the refit).
     """
     return _held(config, _target(config, parameter), float(value))
 
@@ -507,20 +504,49 @@ def _warm_start(cfg, pop):
 
 
 def _held(cfg, t: _Target, v: float):
-    """``cfg`` with the target held at ``v``."""
+    """``cfg`` with the target held at ``v`` (and without the held parameter's prior)."""
     out = []
     for p in cfg.parameters:
         if p.name == t.name:
             if t.kind == "omega":
-                p = dataclasses.replace(p, eta=float(v), eta_fixed=True)
+                p = dataclasses.replace(p, eta=float(v), eta_fixed=True, eta_prior=())
             elif t.kind == "sigma":
                 p = dataclasses.replace(p, value=float(v), estimate="fixed")
             elif p.eta is not None:
-                p = dataclasses.replace(p, value=float(v), value_fixed=True)
+                p = dataclasses.replace(p, value=float(v), value_fixed=True, prior=())
             else:
-                p = dataclasses.replace(p, value=float(v), estimate="fixed")
+                p = dataclasses.replace(p, value=float(v), estimate="fixed", prior=())
         out.append(p)
     return cfg.replace(parameters=tuple(out))
+
+
+def _has_priors(cfg) -> bool:
+    return any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters)
+
+
+def held_prior_m2logp(cfg, parameter, value: float) -> float:
+    """The held parameter's prior ``-2 log p`` at ``value`` (constants left out, as the
+    estimators' ``prior_objective``); 0 without one.
+
+    Parameters
+    ----------
+    cfg : FitConfig
+    parameter : str or _Target
+        As :func:`profile_population` takes it.
+    value : float
+        Natural scale.
+    """
+    t = parameter if isinstance(parameter, _Target) else _target(cfg, parameter)
+    p = next((q for q in cfg.parameters if q.name == t.name), None)
+    if p is None:
+        return 0.0
+    if t.kind == "omega" and getattr(p, "eta_prior", ()):
+        omega_p, nu = p.eta_prior
+        return float((nu + 2.0) * math.log(value) + nu * omega_p / value)
+    if t.kind == "typical" and getattr(p, "prior", ()):
+        mean, sd = p.prior
+        return float(((_to_u(value, t) - _to_u(mean, t)) / sd) ** 2)
+    return 0.0
 
 
 def _designs(cfg, fit, data):
@@ -566,6 +592,17 @@ def _refit(cfg, designs, executor) -> tuple[float, float]:
         except (EstimationFailed, FitError, FloatingPointError, np.linalg.LinAlgError):
             return math.inf, math.nan
     s = getattr(est, "_state", {})
-    ofv = float(s.get("ofv", math.nan))
+    ofv = float(s.get("ofv", math.nan)) + _refit_prior_m2logp(s)
     se = float(getattr(s.get("saem"), "ofv_se", math.nan))
     return (ofv if math.isfinite(ofv) else math.inf), se
+
+
+def _refit_prior_m2logp(s) -> float:
+    """The priors' ``-2 log p`` at a refit's estimates (0 without priors): SAEM's result
+    carries it, the FOCE family's outer prior evaluates it at the outer parameters."""
+    if s.get("saem") is not None:
+        return float(getattr(s["saem"], "prior_objective", 0.0) or 0.0)
+    prior = s.get("prior")
+    if prior is not None and not prior.empty and s.get("x") is not None:
+        return float(prior.value_at(s["x"]))
+    return 0.0

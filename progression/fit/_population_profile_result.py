@@ -48,6 +48,11 @@ class PopulationProfile:
     estimator : str
     seconds : float
         Wall time of the refits.
+    posterior : bool
+        The fit has priors (a posterior mode): ``ofv`` and each refit's objective are the
+        data's ``-2 log L`` plus the priors' ``-2 log p`` (the held parameter's at its held
+        value), so the profile is the posterior's and its interval a highest-posterior
+        profile interval rather than a likelihood-ratio one.
     """
 
     parameter: str
@@ -63,6 +68,7 @@ class PopulationProfile:
     ofv_mc_se: float
     estimator: str
     seconds: float
+    posterior: bool = False
 
     @property
     def refits(self) -> int:
@@ -101,8 +107,10 @@ class PopulationProfile:
 
     def table(self) -> str:
         """The refits as text: value, OFV - OFV_hat, one line each."""
-        lines = [f"{self.parameter}: estimate {self.estimate:.6g}, OFV {self.ofv:.3f}; "
-                 f"{100 * self.level:g} % profile interval {_fmt_end(self, 0)} to "
+        objective = "OFV + priors' -2 log p" if self.posterior else "OFV"
+        lines = [f"{self.parameter}: estimate {self.estimate:.6g}, {objective} "
+                 f"{self.ofv:.3f}; {100 * self.level:g} % profile "
+                 f"{'posterior ' if self.posterior else ''}interval {_fmt_end(self, 0)} to "
                  f"{_fmt_end(self, 1)} (Wald {self.wald[0]:.4g} to {self.wald[1]:.4g}); "
                  f"threshold {self.threshold:.3f}"]
         lines += [f"  {v:12.6g}  {d:+9.3f}" for v, d in zip(self.values, self.delta_ofv,
@@ -121,6 +129,8 @@ class PopulationProfile:
 
         out = {}
         for f in dataclasses.fields(cls):
+            if f.name not in d and f.default is not dataclasses.MISSING:
+                continue            # written before the field existed
             v = d[f.name]
             if f.name in ("values", "delta_ofv", "interval", "wald"):
                 v = tuple(num(x) for x in v)
@@ -128,6 +138,8 @@ class PopulationProfile:
                 v = tuple(bool(x) for x in v)
             elif f.name in ("estimate", "ofv", "level", "threshold", "ofv_mc_se", "seconds"):
                 v = num(v)
+            elif f.name == "posterior":
+                v = bool(v)
             out[f.name] = v
         return cls(**out)
 
@@ -166,8 +178,10 @@ class PopulationProfile:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())     # labelled minor ticks collide
         ax.set_xlabel(self.parameter)
-        ax.set_ylabel("OFV - OFV at the estimate")
-        ax.set_title(f"profile likelihood of {self.parameter} ({self.estimator})")
+        what = "objective (OFV + priors)" if self.posterior else "OFV"
+        ax.set_ylabel(f"{what} - {what} at the estimate")
+        ax.set_title(f"profile {'posterior' if self.posterior else 'likelihood'} of "
+                     f"{self.parameter} ({self.estimator})")
         ax.legend(fontsize=8)
         fig.tight_layout()
         return fig

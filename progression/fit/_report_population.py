@@ -186,6 +186,14 @@ def _profile_lines(pop) -> list:
 
     profiles = [pop.profile(name) for name in pop.profiles]
     first = profiles[0]
+    if first.posterior:
+        return ["### Profile-posterior intervals", "", *markdown_table(profiles), "",
+                f"Refits of the fit with the parameter held, everything else estimated "
+                f"({first.estimator}) with the priors; the objective profiled is OFV plus "
+                f"the priors' -2 log p (the held parameter's at its held value), and the "
+                f"interval is where it stays at most chi2_1({first.level:g}) = "
+                f"{first.threshold:.3f} above its minimum (`figures/profile_*.png`; "
+                f"`<` / `>`: an end the search did not reach).", ""]
     return ["### Profile-likelihood intervals", "", *markdown_table(profiles), "",
             f"Refits of the fit with the parameter held, everything else estimated "
             f"({first.estimator}); the interval is where OFV - OFV_hat stays at most "

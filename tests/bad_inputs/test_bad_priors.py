@@ -78,21 +78,3 @@ def test_priors_read(tmp_path):
     assert cfg.parameter("V").prior == (30.0, 0.2)
     assert cfg.parameter("V").eta_prior == (0.05, 10.0)
     assert cfg.parameter("CL").prior == () and cfg.parameter("CL").eta_prior == ()
-
-
-def test_prior_refuses_a_profile_in_the_config(cli, refused, unchanged, tmp_path):
-    path = _config(tmp_path, V_BLOCK + GOOD_PRIOR)
-    path.write_text(path.read_text().replace(
-        "[estimator]\n", '[estimator]\nuncertainty = ["covariance", "profile"]\n'))
-    with unchanged(tmp_path):
-        out = cli("fit", path)
-    refused(out, str(path), "estimator.uncertainty", "fit with priors",
-            "parameters.V.prior", "'covariance' or 'bootstrap'")
-
-
-def test_profile_command_refuses_a_prior_config(cli, refused, unchanged, tmp_path):
-    path = _config(tmp_path, V_BLOCK + GOOD_ETA)
-    with unchanged(tmp_path):
-        out = cli("profile", path, "--parameter", "V")
-    refused(out, str(path), "parameters.V.eta_prior", "profile likelihood of a fit with "
-                                                      "priors is not available")
