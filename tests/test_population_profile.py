@@ -98,8 +98,9 @@ def _values(z):
     return z[0], math.exp(z[1]), math.exp(z[2]), math.exp(z[3])
 
 
-def _profile(Y, name, value, z_hat):
-    """min over the other parameters of the exact -2 log L with ``name`` held."""
+def _profile(Y, name, value, z_hat, objective=None):
+    """min over the other parameters of the exact -2 log L (or ``objective(Y, z)``) with
+    ``name`` held."""
     j = _FREE[name]
     held = value if j == 0 else math.log(value)
     free = [i for i in range(4) if i != j]
@@ -107,7 +108,7 @@ def _profile(Y, name, value, z_hat):
     def f(w):
         z = np.empty(4)
         z[free], z[j] = w, held
-        return _m2ll(Y, *_values(z))
+        return _m2ll(Y, *_values(z)) if objective is None else objective(Y, z)
 
     r = minimize(f, np.asarray(z_hat)[free], method="BFGS", options={"gtol": 1e-9})
     return float(r.fun)
@@ -296,17 +297,7 @@ def _m2lpost(Y, z):
 
 
 def _posterior_profile(Y, name, value, z_hat):
-    j = _FREE[name]
-    held = value if j == 0 else math.log(value)
-    free = [i for i in range(4) if i != j]
-
-    def f(w):
-        z = np.empty(4)
-        z[free], z[j] = w, held
-        return _m2lpost(Y, z)
-
-    return float(minimize(f, np.asarray(z_hat)[free], method="BFGS",
-                          options={"gtol": 1e-9}).fun)
+    return _profile(Y, name, value, z_hat, objective=_m2lpost)
 
 
 @pytest.fixture(scope="module")
