@@ -456,36 +456,14 @@ class PopulationPart:
         return tuple(out)
 
     def _typical_model(self):
-        from .population._model import CovariateEffect, TypicalModel
+        from ._population_values import typical_model
 
-        names = tuple(self.fixed_effects)
-        missing = [k for k in names if k not in self.scales]
-        if missing:
-            raise ValueError(f"population part: the estimation scale of '{missing[0]}' is not "
-                             "stored (a fit saved before scales were kept); refit it")
-        lo = [(-np.inf if self.bounds.get(k, (None,))[0] is None else self.bounds[k][0])
-              for k in names]
-        hi = [(np.inf if self.bounds.get(k, (None, None))[1] is None else self.bounds[k][1])
-              for k in names]
-        effects = []
-        for d in self.covariate_effects:
-            e = CovariateEffect.from_dict(d)
-            effects.append(e.with_values([self.coefficients.get(n, v)
-                                          for n, v in zip(e.names, e.values, strict=True)]))
-        return TypicalModel(names, np.array([self.scales[k] for k in names]), lo, hi,
-                            effects)
+        return typical_model(self)
 
     def _omega_model(self):
-        from .population._model import OmegaModel
+        from ._population_values import omega_model
 
-        names = tuple(self.omega_names)
-        if not self.omega_blocks:
-            return OmegaModel.diagonal(names, np.diag(np.asarray(self.omega, dtype=float)))
-        blocks = [np.array([names.index(p) for p in b["parameters"]], dtype=int)
-                  for b in self.omega_blocks]
-        return OmegaModel(names, blocks, [bool(b.get("fixed", False))
-                                          for b in self.omega_blocks],
-                          np.asarray(self.omega, dtype=float))
+        return omega_model(self)
 
     def parameter_vector(self) -> np.ndarray:
         """The estimated population parameters on their estimation scales, in
@@ -497,28 +475,9 @@ class PopulationPart:
         -------
         ndarray (K,)
         """
-        from .transforms import to_internal
+        from ._population_values import parameter_vector
 
-        tm = self._typical_model()
-        om_names = self._omega_model().parameter_names()
-        om_vals = dict(zip(om_names, self._omega_model().pack(self.omega), strict=True))
-        out = []
-        for name in self.covariance_names:
-            kind, _, rest = name.partition(" ")
-            if kind == "theta":
-                d = tm.names.index(rest)
-                out.append(float(to_internal(np.array([self.fixed_effects[rest]]),
-                                             tm.scale[d:d + 1], tm.lower[d:d + 1],
-                                             tm.upper[d:d + 1])[0]))
-            elif kind == "coef":
-                out.append(float(self.coefficients[rest]))
-            elif name in om_vals:
-                out.append(float(om_vals[name]))
-            elif kind == "log" and rest in self.sigma:
-                out.append(math.log(self.sigma[rest]))
-            else:
-                raise ValueError(f"population part: unknown parameter name {name!r}")
-        return np.array(out, dtype=float)
+        return parameter_vector(self)
 
     def profile(self, name: str):
         """The profile likelihood of ``name`` computed with the fit (``[estimator]
@@ -554,65 +513,14 @@ class PopulationPart:
         """A copy with the population parameters set from ``x`` (K,), a vector in
         :meth:`parameter_vector`'s layout (e.g. a draw from ``covariance``); EBEs,
         shrinkage, standard errors and the objective are those of the fit."""
-        from .transforms import from_internal
+        from ._population_values import with_parameters
 
-        x = np.asarray(x, dtype=float).ravel()
-        names = tuple(self.covariance_names)
-        if x.size != len(names):
-            raise ValueError(f"population part: expected {len(names)} parameters "
-                             f"({', '.join(names)}), found {x.size}")
-        tm = self._typical_model()
-        om = self._omega_model()
-        om_names = om.parameter_names()
-        om_p = om.pack(self.omega)
-        fixed = dict(self.fixed_effects)
-        sigma = dict(self.sigma)
-        coefs = dict(self.coefficients)
-        for name, v in zip(names, x, strict=True):
-            kind, _, rest = name.partition(" ")
-            if kind == "theta":
-                d = tm.names.index(rest)
-                fixed[rest] = float(from_internal(np.array([v]), tm.scale[d:d + 1],
-                                                  tm.lower[d:d + 1], tm.upper[d:d + 1])[0])
-            elif kind == "coef":
-                coefs[rest] = float(v)
-            elif name in om_names:
-                om_p[om_names.index(name)] = v
-            elif kind == "log" and rest in sigma:
-                sigma[rest] = math.exp(v)
-            else:
-                raise ValueError(f"population part: unknown parameter name {name!r}")
-        return dataclasses.replace(self, fixed_effects=fixed, sigma=sigma,
-                                   coefficients=coefs, omega=om.unpack(om_p))
-
-    def _covariates(self, covariates, n):
-        need = self.covariate_names
-        if not need:
-            return None, n
-        if covariates is None:
-            raise ValueError("population part: the typical values depend on covariates "
-                             + ", ".join(need) + "; expected their values")
-        missing = [c for c in need if c not in covariates]
-        if missing:
-            raise ValueError(f"population part: expected covariate '{missing[0]}' (the "
-                             f"population model uses {', '.join(need)}), found "
-                             + (", ".join(map(str, covariates)) or "none"))
-        cov = {c: np.atleast_1d(np.asarray(covariates[c])) for c in need}
-        sizes = {v.shape[0] for v in cov.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"population part: covariates of different lengths {sorted(sizes)}")
-        return cov, sizes.pop()
+        return with_parameters(self, x)
 
     def _typical_internal(self, covariates, n):
-        from .transforms import to_internal
+        from ._population_values import typical_internal
 
-        tm = self._typical_model()
-        cov, n = self._covariates(covariates, n)
-        theta_x = to_internal(np.array([self.fixed_effects[k] for k in tm.names]), tm.scale,
-                              tm.lower, tm.upper)
-        coef = np.array([self.coefficients.get(c, 0.0) for c in tm.coefficient_names])
-        mu, _, _ = tm.mu(theta_x, coef, cov, n)
-        return tm, mu
+        return typical_internal(self, covariates, n)
 
     def typical_values(self, covariates=None, n: int = 1) -> dict:
         """Natural-scale typical values with the covariate effects.
@@ -628,13 +536,9 @@ class PopulationPart:
         -------
         dict of str to ndarray (n,)
         """
-        from .transforms import from_internal
+        from ._population_values import typical_values
 
-        tm, mu = self._typical_internal(covariates, n)
-        nat = from_internal(mu, np.broadcast_to(tm.scale, mu.shape),
-                            np.broadcast_to(tm.lower, mu.shape),
-                            np.broadcast_to(tm.upper, mu.shape))
-        return {k: nat[:, d] for d, k in enumerate(tm.names)}
+        return typical_values(self, covariates, n)
 
     def individual_values(self, eta, covariates=None) -> dict:
         """Natural-scale individual values of every population parameter: the typical value
@@ -650,23 +554,9 @@ class PopulationPart:
         -------
         dict of str to ndarray (n,)
         """
-        from .transforms import from_internal
+        from ._population_values import individual_values
 
-        eta = np.atleast_2d(np.asarray(eta, dtype=float))
-        if eta.shape[1] != len(self.omega_names):
-            raise ValueError(f"population part: expected eta with {len(self.omega_names)} "
-                             f"columns ({', '.join(self.omega_names)}), found {eta.shape[1]}")
-        tm, mu = self._typical_internal(covariates, eta.shape[0])
-        if mu.shape[0] != eta.shape[0]:
-            raise ValueError(f"population part: expected {mu.shape[0]} rows of eta (one per "
-                             f"subject of the covariates), found {eta.shape[0]}")
-        phi = mu.copy()
-        for e, k in enumerate(self.omega_names):
-            phi[:, tm.names.index(k)] += eta[:, e]
-        nat = from_internal(phi, np.broadcast_to(tm.scale, phi.shape),
-                            np.broadcast_to(tm.lower, phi.shape),
-                            np.broadcast_to(tm.upper, phi.shape))
-        return {k: nat[:, d] for d, k in enumerate(tm.names)}
+        return individual_values(self, eta, covariates)
 
     @classmethod
     def from_dict(cls, d: dict) -> PopulationPart:
