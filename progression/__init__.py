@@ -15,8 +15,8 @@ _LAZY = {
     ".als.synthetic": ("PopulationConfig", "load_population_config", "synthetic_cohort"),
     ".virtual.synthesis": ("read_truth", "write_synthetic", "simulate_cohort"),
     ".virtual.cohort_config": ("ObservableSpec", "ParameterSpec"),
-    ".fit": ("FitConfig", "FitResult", "PopulationProfile", "fit", "load_fit",
-             "profile_population", "read_fit_config"),
+    ".fit": ("DesignEvaluation", "FitConfig", "FitResult", "PopulationProfile",
+             "evaluate_design", "fit", "load_fit", "profile_population", "read_fit_config"),
     ".als.library": ("LIBRARY", "library"),
     ".virtual.interventions": ("PK", "Intervention", "to_switches"),
     ".model": ("CompiledModel", "ModelSpec", "PythonModel", "available_models", "compile_model",
@@ -75,6 +75,8 @@ sys.modules[__name__].__class__ = _Package
 __version__ = "0.1.0"
 
 __all__ = [
+    "DesignEvaluation",
+    "evaluate_design",
     "FitConfig",
     "FitResult",
     "fit",

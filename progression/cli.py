@@ -243,10 +243,11 @@ def _build_parser() -> argparse.ArgumentParser:
     add_overwrite(p)
     p.set_defaults(func=cmd_simulate)
 
-    from . import _cli_calibrate, _cli_cohort, _cli_compare, _cli_fit, _cli_profile
+    from . import _cli_calibrate, _cli_cohort, _cli_compare, _cli_design, _cli_fit, _cli_profile
 
     _cli_fit.register(sub)
     _cli_profile.register(sub)
+    _cli_design.register(sub)
     _cli_cohort.register(sub)
     _cli_compare.register(sub)
     _cli_calibrate.register(sub)

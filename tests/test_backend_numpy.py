@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = (
     "tests/test_simulate_analytic.py",
@@ -22,6 +24,10 @@ MODULES = (
     "tests/test_covariates.py",
     "tests/test_batch_and_switches.py",
     "tests/test_exact_objective.py",
+)
+#: The fit paths above the model functions: in the slow suite (``-m slow``), to keep the
+#: default run within CI's time budget; MODULES already run every model function under numpy.
+FIT_PATH_MODULES = (
     "tests/test_polish_hint.py",
     "tests/test_polish_chord.py",
     "tests/test_fit_speed_paths.py",
@@ -42,9 +48,18 @@ def test_the_fallback_is_numpy_with_the_environment_variable():
     assert out.stdout.split() == ["numpy", "True"]
 
 
-def test_numerical_modules_pass_with_the_numpy_backend():
+def _run_with_numpy(modules) -> None:
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          *MODULES], env=_numpy_env(), capture_output=True, text=True,
+                          *modules], env=_numpy_env(), capture_output=True, text=True,
                          cwd=ROOT, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and " failed" not in out.stdout
+
+
+def test_numerical_modules_pass_with_the_numpy_backend():
+    _run_with_numpy(MODULES)
+
+
+@pytest.mark.slow
+def test_fit_path_modules_pass_with_the_numpy_backend():
+    _run_with_numpy(FIT_PATH_MODULES)

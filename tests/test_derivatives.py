@@ -66,7 +66,10 @@ def test_jacobian_and_parameter_derivatives_match_finite_differences(name):
 
 @pytest.mark.parametrize(("name", "params", "until"), [
     ("als_reduced", ["k0", "kA", "Tmax", "eD", "Nth", "Ndeath"], 40.0),
-    ("als_systemic", ["k0", "kA", "phimax", "eD", "wR", "Nth"], 40.0),
+    # the largest model: ~35 s (twice with the numpy backend's rerun); in the slow suite,
+    # its kernels stay checked against the numpy functions in test_model_kernels
+    pytest.param("als_systemic", ["k0", "kA", "phimax", "eD", "wR", "Nth"], 40.0,
+                 marks=pytest.mark.slow),
     ("d50", ["D50", "dx"], 60.0),
     ("pk_oral", ["ka", "CL", "V", "F_bio", "dose"], 24.0),
 ])

@@ -59,7 +59,7 @@ LAYER_OF = {
     "virtual": "virtual",
     "als": "als",
     "cli": "cli", "_cli_fit": "cli", "_cli_compare": "cli", "_cli_cohort": "cli",
-    "_cli_profile": "cli", "_compare_config": "cli", "_cli_calibrate": "cli",
+    "_cli_profile": "cli", "_cli_design": "cli", "_compare_config": "cli", "_cli_calibrate": "cli",
     "_figure_process": "cli",
 }
 

@@ -71,6 +71,8 @@ def test_joint_config_is_the_longitudinal_one_plus_survival():
     assert joint.output["folder"] == FIT
 
 
+# ~50 s (the joint model's compile, 20 subjects): slow suite; the shipped fit's tests stay
+@pytest.mark.slow
 def test_joint_config_runs_a_few_iterations_on_twenty_subjects():
     import progression as pg
     from progression.fit.config import read_fit_config

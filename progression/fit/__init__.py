@@ -12,6 +12,7 @@
 the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`FitResult`.
 """
 
+from ._design_evaluation import DesignEvaluation, evaluate_design
 from ._estimator_options import EstimatorOptions
 from ._population_profile import PopulationProfile, profile_population, with_parameter_held
 from ._start import start_from
@@ -36,6 +37,7 @@ __all__ = [
     "ERROR_MODELS",
     "ESTIMATORS",
     "Design",
+    "DesignEvaluation",
     "Diagnostics",
     "EstimationProblem",
     "EstimatorOptions",
@@ -52,6 +54,7 @@ __all__ = [
     "Predictions",
     "Problem",
     "Uncertainty",
+    "evaluate_design",
     "fit",
     "get_estimator",
     "load_fit",

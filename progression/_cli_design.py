@@ -1,0 +1,79 @@
+"""``progression design``: predicted standard errors of a population design, before the data.
+
+    progression design configs/theoph_population.toml
+    progression design configs/als_synthetic_population.toml --fit fits/als_synthetic_population \\
+        --subjects 1000 --target-rse 30
+    progression design configs/theoph_population.toml --data planned_visits.csv
+
+The design is the config's data file (``--data`` another file in the same format: its
+values are placeholders); the parameters are the config's values, or a fit's estimates with
+``--fit``. Prints the expected (FO, block-diagonal) Fisher information's standard errors and
+RSEs (:func:`progression.fit.evaluate_design`), for ``--subjects`` subjects with the design's
+mix replicated, and with ``--target-rse`` the subjects each parameter needs. Writes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["register", "cmd_design"]
+
+
+def cmd_design(args) -> int:
+    from .errors import ConfigError, DataError
+    from .fit import evaluate_design, read_fit_config
+
+    if args.subjects is not None and args.subjects < 1:
+        raise ConfigError(f"--subjects: expected a positive number of subjects, found "
+                          f"{args.subjects}")
+    if args.target_rse is not None and not args.target_rse > 0:
+        raise ConfigError(f"--target-rse: expected a positive RSE in %, found "
+                          f"{args.target_rse}")
+    cfg = read_fit_config(args.config, check_data=args.data is None)
+    if args.data is not None:
+        path = Path(args.data)
+        if not path.is_file():
+            raise DataError(f"{path}: --data: no such file (expected a data file in the "
+                            f"format of {args.config}'s [data])")
+        cfg = cfg.replace(data={**cfg.data, "path": str(path)})
+    fit = None
+    if args.fit is not None:
+        folder = Path(args.fit)
+        if not (folder / "fit.json").is_file():
+            raise DataError(f"{folder}: --fit: no fit.json (expected a folder `progression "
+                            "fit` wrote)")
+        fit = folder
+    ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects)
+    print(report(ev, args.target_rse))
+    return 0
+
+
+def report(ev, target_rse=None) -> str:
+    """The evaluation as printed by ``progression design``."""
+    obs = ", ".join(f"{k} {v:,.0f}" for k, v in ev.observations.items())
+    lines = [f"Design evaluation of {ev.source}: {ev.n_subjects:,} subjects ({obs} values)",
+             f"Expected Fisher information, first-order linearisation, block-diagonal "
+             f"(PFIM/PopED reduced), at {ev.at}", "",
+             ev.table(target_rse), "",
+             f"D-criterion det(FIM)^(1/{ev.fim.shape[0]}) = {ev.d_criterion:.6g}"]
+    lines += [f"note: {n}" for n in ev.notes]
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    """Add the ``design`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "design", help="predicted standard errors of a population design (expected FIM)",
+        description="Evaluate a population design (the config's data file: subjects, times, "
+                    "observables, doses, covariates) by its expected Fisher information and "
+                    "print the standard errors and RSEs it predicts.")
+    p.add_argument("config", help="a population fit config (.toml)")
+    p.add_argument("--fit", metavar="DIR",
+                   help="evaluate at this fit's estimates (default: the config's values)")
+    p.add_argument("--data", metavar="FILE",
+                   help="the design: a data file in the config's format (values ignored)")
+    p.add_argument("--subjects", type=int, metavar="N",
+                   help="report for N subjects (the design's mix replicated)")
+    p.add_argument("--target-rse", type=float, metavar="PCT",
+                   help="also print the subjects each parameter needs for this RSE (%%)")
+    p.set_defaults(func=cmd_design)
