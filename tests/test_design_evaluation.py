@@ -261,3 +261,21 @@ def test_config_values_are_read_once():
     # a FitConfig is taken as it is (no file read): the same numbers
     cfg = read_fit_config(THEOPH)
     np.testing.assert_array_equal(evaluate_design(cfg).se, evaluate_design(THEOPH).se)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ID,TIME,AMT,EVID,MDV,CMT,WT,DOSE\n1,0,320,1,1,1,79.6,4.02\n1,1,.,0,0,.,79.6,4.02\n",
+     "columns.DV: the sidecar names column 'DV', but "),
+    ("ID,TIME,AMT,DV,EVID,MDV,CMT,WT,DOSE\n1,0,320,.,1,1,1,79.6,4.02\n"
+     "1,-1,.,5,0,0,.,79.6,4.02\n",
+     "planned.csv, row 3, column 'TIME', subject '1': expected a time >= 0"),
+])
+def test_cli_bad_planned_design_file(text, message, tmp_path, capsys):
+    """--data: a planned design with a missing column or a negative time is one error naming
+    the file, row and subject (exit 2)."""
+    (tmp_path / "planned.csv").write_text(text)
+    (tmp_path / "planned.toml").write_text(
+        (ROOT / "data" / "examples" / "theoph.toml").read_text())
+    assert main(["design", str(THEOPH), "--data", str(tmp_path / "planned.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
