@@ -43,17 +43,19 @@ def cmd_design(args) -> int:
             raise DataError(f"{folder}: --fit: no fit.json (expected a folder `progression "
                             "fit` wrote)")
         fit = folder
-    ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects)
+    ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects, form=args.fim)
     print(report(ev, args.target_rse))
     return 0
 
 
 def report(ev, target_rse=None) -> str:
     """The evaluation as printed by ``progression design``."""
+    from .fit._design_evaluation import FORMS
+
     obs = ", ".join(f"{k} {v:,.0f}" for k, v in ev.observations.items())
     lines = [f"Design evaluation of {ev.source}: {ev.n_subjects:,} subjects ({obs} values)",
-             f"Expected Fisher information, first-order linearisation, block-diagonal "
-             f"(PFIM/PopED reduced), at {ev.at}", "",
+             f"Expected Fisher information, first-order linearisation, {FORMS[ev.form]}, "
+             f"at {ev.at}", "",
              ev.table(target_rse), "",
              f"D-criterion det(FIM)^(1/{ev.fim.shape[0]}) = {ev.d_criterion:.6g}"]
     lines += [f"note: {n}" for n in ev.notes]
@@ -74,6 +76,8 @@ def register(subparsers) -> None:
                    help="the design: a data file in the config's format (values ignored)")
     p.add_argument("--subjects", type=int, metavar="N",
                    help="report for N subjects (the design's mix replicated)")
+    p.add_argument("--fim", choices=("reduced", "full"), default="reduced",
+                   help="the information's form: reduced (block-diagonal, default) or full")
     p.add_argument("--target-rse", type=float, metavar="PCT",
                    help="also print the subjects each parameter needs for this RSE (%%)")
     p.set_defaults(func=cmd_design)

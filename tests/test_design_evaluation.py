@@ -32,8 +32,9 @@ PHENO = ROOT / "configs" / "pheno_population.toml"
 RTOL = 1e-6          # measured: both cases agree within 1e-9
 
 
-def _block_fim(dE, g_list, omega_diag, sigma_blocks):
-    """Textbook FO block-diagonal information from per-subject pieces.
+def _block_fim(dE, g_list, omega_diag, sigma_blocks, dV_fixed=None):
+    """Textbook FO information from per-subject pieces: (fixed-effect block, variance block),
+    or with ``dV_fixed`` (per subject, the list of dV/d(each fixed effect)) the full matrix.
 
     dE : list of (n_i, P) derivatives of the mean; g_list : list of (n_i, E) derivatives in
     eta; sigma_blocks : list (per subject) of lists of (diagonal of the residual variance
@@ -41,18 +42,22 @@ def _block_fim(dE, g_list, omega_diag, sigma_blocks):
     P = dE[0].shape[1]
     E = omega_diag.size
     S = len(sigma_blocks[0])
-    I_fix = np.zeros((P, P))
-    I_var = np.zeros((E + S, E + S))
-    for de, g, sig in zip(dE, g_list, sigma_blocks, strict=True):
+    K = P + E + S
+    F = np.zeros((K, K))
+    for i, (de, g, sig) in enumerate(zip(dE, g_list, sigma_blocks, strict=True)):
         V = g @ np.diag(omega_diag) @ g.T + np.diag(sum(s for s, _ in sig))
         Vi = np.linalg.inv(V)
-        I_fix += de.T @ Vi @ de
-        dV = [omega_diag[j] * np.outer(g[:, j], g[:, j]) for j in range(E)]
+        F[:P, :P] += de.T @ Vi @ de
+        dV = list(dV_fixed[i]) if dV_fixed is not None else [None] * P
+        dV += [omega_diag[j] * np.outer(g[:, j], g[:, j]) for j in range(E)]
         dV += [np.diag(d) for _, d in sig]
-        for j in range(E + S):
-            for k in range(E + S):
-                I_var[j, k] += 0.5 * np.trace(Vi @ dV[j] @ Vi @ dV[k])
-    return I_fix, I_var
+        for j in range(K):
+            for k in range(K):
+                if dV[j] is not None and dV[k] is not None:
+                    F[j, k] += 0.5 * np.trace(Vi @ dV[j] @ Vi @ dV[k])
+    if dV_fixed is not None:
+        return F
+    return F[:P, :P], F[P:, P:]
 
 
 def _theoph_subjects():
@@ -279,3 +284,79 @@ def test_cli_bad_planned_design_file(text, message, tmp_path, capsys):
     assert main(["design", str(THEOPH), "--data", str(tmp_path / "planned.csv")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_full_form_matches_the_textbook_formula():
+    """form="full": the covariance's dependence on the typical values included. Theoph
+    (additive residual: through G only) against second derivatives of the closed form by
+    nested central differences, pheno (proportional residual and the APGR coefficient)
+    against central differences of the test support's analytic sensitivities; to 1e-5
+    (the package's dG is a central difference too)."""
+    ev = evaluate_design(THEOPH, form="full")
+    assert ev.form == "full"
+    theta = np.log([1.5683, 2.7183, 31.5])
+    omega = np.array([0.6, 0.3, 0.1])
+    a = 0.7
+
+    def conc(p, t, dose):
+        ka, cl, v = np.exp(p)
+        k = cl / v
+        return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
+
+    def jac(p, t, dose, h=1e-5):
+        return np.column_stack([(conc(p + h * e, t, dose) - conc(p - h * e, t, dose)) / (2 * h)
+                                for e in np.eye(3)])
+
+    dE, gs, sig, dVf = [], [], [], []
+    for dose, t in _theoph_subjects():
+        G = jac(theta, t, dose)
+        h = 1e-4
+        dG = [(jac(theta + h * e, t, dose) - jac(theta - h * e, t, dose)) / (2 * h)
+              for e in np.eye(3)]
+        dE.append(G)
+        gs.append(G)
+        sig.append([(np.full(t.size, a * a), np.full(t.size, 2 * a * a))])
+        dVf.append([d @ np.diag(omega) @ G.T + G @ np.diag(omega) @ d.T for d in dG])
+    F = _block_fim(dE, gs, omega, sig, dV_fixed=dVf)
+    se = np.sqrt(np.diag(np.linalg.inv(F)))
+    scale = np.concatenate([np.exp(theta), omega, [a]])
+    want = dict(zip(["ka", "CL", "V", "omega^2 ka", "omega^2 CL", "omega^2 V", "conc.a"],
+                    scale * se, strict=True))
+    for k, v in want.items():
+        assert ev.se[ev.names.index(k)] == pytest.approx(v, rel=1e-5), k
+
+    ev = evaluate_design(PHENO, form="full")
+    model, data, wgt, apgr = pheno()
+    th = np.array([0.00469307, 1.00916])
+    c = 0.1
+    omega = np.array([0.0309626, 0.031128])
+    b = 0.114396
+    low = (apgr <= 4).astype(float)
+    mu = np.column_stack([np.log(th[0] * wgt), np.log(th[1] * wgt * (1 + c * low))])
+    idx = np.arange(len(wgt))
+    f, G = model.predict(mu, idx)
+    h = 1e-5
+    dG = [(model.predict(mu + h * e, idx)[1] - model.predict(mu - h * e, idx)[1]) / (2 * h)
+          for e in np.eye(2)]
+    dE, gs, sig, dVf = [], [], [], []
+    for i in range(len(wgt)):
+        m = data.mask[i]
+        g, fi = G[i][m], f[i][m]
+        dmu_dc = low[i] / (1 + c * low[i])
+        dE.append(np.column_stack([g[:, 0], g[:, 1], g[:, 1] * dmu_dc]))
+        gs.append(g)
+        sig.append([((b * fi) ** 2, 2 * (b * fi) ** 2)])
+        dV_mu = [dG[d][i][m] @ np.diag(omega) @ g.T + g @ np.diag(omega) @ dG[d][i][m].T
+                 + np.diag(2 * b * b * fi * g[:, d]) for d in range(2)]
+        dVf.append([dV_mu[0], dV_mu[1], dmu_dc * dV_mu[1]])
+    F = _block_fim(dE, gs, omega, sig, dV_fixed=dVf)
+    se = np.sqrt(np.diag(np.linalg.inv(F)))
+    want = {"CL": th[0] * se[0], "V": th[1] * se[1], "V~APGR=low": se[2],
+            "omega^2 CL": omega[0] * se[3], "omega^2 V": omega[1] * se[4], "conc.b": b * se[5]}
+    for k, v in want.items():
+        assert ev.se[ev.names.index(k)] == pytest.approx(v, rel=1e-5), k
+    # the two forms differ (the full form's fixed-effect SEs are smaller here)
+    red = evaluate_design(PHENO)
+    assert ev.se[ev.names.index("V~APGR=low")] < 0.95 * red.se[red.names.index("V~APGR=low")]
+    with pytest.raises(ConfigError, match="expected form one of reduced, full, found 'diag'"):
+        evaluate_design(PHENO, form="diag")

@@ -11,11 +11,13 @@ random effects at eta = 0 (first order, FO), so that its data are normal with
 ``mu_i`` the subject's typical values (covariate effects included), ``G_i = df_i/deta`` the
 exact forward sensitivities of the fit's own model and ``a_k``, ``b_k`` the residual SDs of
 each value's observable (log-normal observables: on the log scale). The information is the
-Fisher information of that normal, summed over subjects, in its block-diagonal form (PFIM's
-default, PopED's "reduced" FIM): the fixed-effect block ``sum_i dE'/dpsi V_i^-1 dE/dpsi`` and
-the variance block ``sum_i 1/2 tr(V_i^-1 dV_j V_i^-1 dV_k)``, no cross terms and no
-dependence of ``V`` on the typical values (Nyberg et al. 2012, J Pharmacokinet Pharmacodyn
-39:147, found the reduced form's SEs closer to the empirical ones than the full form's).
+Fisher information of that normal, summed over subjects, ``sum_i dE'/dpsi_j V_i^-1
+dE/dpsi_k + 1/2 tr(V_i^-1 dV_i/dpsi_j V_i^-1 dV_i/dpsi_k)``. By default in its block-diagonal
+form (PFIM's default, PopED's "reduced" FIM): ``V`` taken not to depend on the typical values,
+so no cross terms (Nyberg et al. 2012, J Pharmacokinet Pharmacodyn 39:147, found the reduced
+form's SEs closer to the empirical ones than the full form's); ``form="full"`` keeps that
+dependence (through ``G`` and a proportional residual; ``dG`` by central differences of the
+exact sensitivities).
 
 Why hand-written: no Python library computes a population FIM; PopED and PFIM are R only.
 """
@@ -30,7 +32,11 @@ import numpy as np
 
 from ..errors import ConfigError, FitError
 
-__all__ = ["DesignEvaluation", "evaluate_design"]
+__all__ = ["DesignEvaluation", "evaluate_design", "FORMS"]
+
+#: Forms of the FO information: name -> in words.
+FORMS = {"reduced": "block-diagonal (PFIM/PopED reduced)",
+         "full": "full (PopED full)"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class DesignEvaluation:
         The config file.
     notes : tuple of str
         What the calculation left out (censoring, survival, priors, a Student-t residual).
+    form : str
+        ``"reduced"`` or ``"full"`` (:data:`FORMS`).
     """
 
     names: tuple
@@ -74,6 +82,7 @@ class DesignEvaluation:
     at: str = "config values"
     source: str = ""
     notes: tuple = field(default_factory=tuple)
+    form: str = "reduced"
 
     @property
     def rse(self) -> np.ndarray:
@@ -96,7 +105,7 @@ class DesignEvaluation:
         return DesignEvaluation(self.names, self.values, self.se * math.sqrt(f),
                                 self.fim / f, self.fim_names, n,
                                 {k: v / f for k, v in self.observations.items()}, self.at,
-                                self.source, self.notes)
+                                self.source, self.notes, self.form)
 
     def subjects_for(self, rse: float) -> dict:
         """Subjects needed (this design's mix replicated) for each parameter's predicted RSE
@@ -136,8 +145,8 @@ def _positive_int(n, what: str) -> int:
     return int(n)
 
 
-def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = None
-                    ) -> DesignEvaluation:
+def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = None,
+                    form: str = "reduced") -> DesignEvaluation:
     """Predicted standard errors of a population design (FO, block-diagonal Fisher
     information).
 
@@ -154,6 +163,10 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     n_subjects : int, optional
         Report for this many subjects (the design's mix replicated): :meth:`DesignEvaluation.
         scaled`.
+    form : {"reduced", "full"}
+        ``"reduced"`` (block-diagonal: PFIM's default, PopED's ``fim.calc.type = 1``) or
+        ``"full"`` (the covariance's dependence on the typical values included, through the
+        sensitivities and a proportional residual; PopED's ``fim.calc.type = 0``).
 
     Returns
     -------
@@ -163,7 +176,7 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     ------
     ConfigError
         No random effect in the config; a fit of another population model; ``n_subjects``
-        not a positive whole number.
+        not a positive whole number; an unknown ``form``.
     FitError
         The model cannot be solved at the parameters for some subject (named).
     """
@@ -180,6 +193,9 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
         config, check_data=data is None)
     if n_subjects is not None:
         _positive_int(n_subjects, "n_subjects")
+    if form not in FORMS:
+        raise ConfigError(f"design evaluation: expected form one of {', '.join(FORMS)}, "
+                          f"found {form!r}")
     if not any(p.kind == "model" and p.estimate == "population" and p.eta is not None
                for p in cfg.parameters):
         raise ConfigError(f"{cfg.source}: a design evaluation needs a population model with at "
@@ -212,10 +228,11 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     if pop is not None:
         theta_x, omega, sd, coef = _at_fit(pop, problem, s, cfg.source)
         J_om = s["omega_model"].unpack_jac(s["omega_model"].pack(omega))[1]
-    out = _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, cfg.source)
+    out = _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, cfg.source,
+                       form)
     at = "config values" if pop is None else _fit_label(fit)
     ev = DesignEvaluation(**out, n_subjects=len(designs), at=at, source=cfg.source,
-                          notes=tuple(_notes(cfg, problem, s)))
+                          notes=tuple(_notes(cfg, problem, s)), form=form)
     return ev.scaled(n_subjects) if n_subjects is not None else ev
 
 
@@ -267,8 +284,10 @@ def _at_fit(pop, problem, s, source):
     return theta_x, omega, sd, coef
 
 
-def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, source) -> dict:
-    """The block-diagonal FO information and the natural-scale SEs (module docstring)."""
+def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, source,
+                 kind) -> dict:
+    """The FO information (``kind`` "reduced" or "full") and the natural-scale SEs (module
+    docstring)."""
     from .transforms import dtheta_dx, from_internal
 
     data, model = s["data"], s["model"]
@@ -298,9 +317,9 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
     om_free = J_om.shape[0]
     err = s["err"]
     n_fixed = free_th.size + coef_free.size
-    n_var = om_free + len(err)
-    I_fix = np.zeros((n_fixed, n_fixed))
-    I_var = np.zeros((n_var, n_var))
+    K = n_fixed + om_free + len(err)
+    dG = _sensitivity_derivatives(model, mu, G, N) if kind == "full" else None
+    fim = np.zeros((K, K))
     for i in range(N):
         m = data.mask[i]
         k = data.observable[i][m]
@@ -315,20 +334,32 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
                              np.einsum("nd,dc->nc", Gi, dmu_dc[i])[:, coef_free]], axis=1)
         L = np.linalg.cholesky(V)
         W = np.linalg.solve(L, dE)
-        I_fix += W.T @ W
+        fim[:n_fixed, :n_fixed] += W.T @ W
         Vi = np.linalg.inv(V)
-        dV = [g @ J_om[p] @ g.T for p in range(om_free)]
+        # dV / d (each parameter); the reduced form leaves the typical values' out
+        dV = [None] * n_fixed
+        if dG is not None:
+            # the full form: V moves with the typical values through G and f (dG by central
+            # differences of the exact sensitivities)
+            dV_mu = []
+            for d in range(mu.shape[1]):
+                dg = dG[d, i][m][:, eta_pos]
+                dV_mu.append(dg @ omega @ g.T + g @ omega @ dg.T
+                             + np.diag(2.0 * (b[k] ** 2) * t_factor[k] * fi * Gi[:, d]))
+            dV = ([dmu_dth[i, d] * dV_mu[d] for d in free_th]
+                  + [sum(dmu_dc[i, d, c] * dV_mu[d] for d in range(mu.shape[1]))
+                     for c in coef_free])
+        dV += [g @ J_om[p] @ g.T for p in range(om_free)]
         for _, kk, which in err:
             rows = (k == kk).astype(float)
             dV.append(np.diag(2.0 * rows * (res_a2 if which == "a" else res_b2)))
-        A = [Vi @ d for d in dV]
-        for j in range(n_var):
-            for jj in range(j, n_var):
-                I_var[j, jj] += 0.5 * float(np.sum(A[j] * A[jj].T))
-    I_var = np.triu(I_var) + np.triu(I_var, 1).T
-    fim = np.zeros((n_fixed + n_var,) * 2)
-    fim[:n_fixed, :n_fixed] = I_fix
-    fim[n_fixed:, n_fixed:] = I_var
+        A = [None if d is None else Vi @ d for d in dV]
+        for j in range(K):
+            for jj in range(j, K):
+                if A[j] is not None and A[jj] is not None:
+                    fim[j, jj] += 0.5 * float(np.sum(A[j] * A[jj].T))
+                    if jj != j:
+                        fim[jj, j] = fim[j, jj]
     names = problem.names
     tm = s["typical"]
     om_names = s["omega_model"].parameter_names()
@@ -380,6 +411,19 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
             se[r] = math.sqrt(max(float(A[r, used] @ cov[sub] @ A[r, used]), 0.0))
     return dict(names=tuple(nat_names), values=np.array(nat_values), se=se, fim=fim,
                 fim_names=tuple(fim_names), observations=_counts(problem, data))
+
+
+def _sensitivity_derivatives(model, mu, G, N, h: float = 1e-4):
+    """dG/dmu_d (D, N, n, D) by central differences of the exact sensitivities."""
+    D = mu.shape[1]
+    out = np.empty((D,) + G.shape)
+    for d in range(D):
+        e = np.zeros(D)
+        e[d] = h
+        Gp = model.predict(mu + e, np.arange(N))[1]
+        Gm = model.predict(mu - e, np.arange(N))[1]
+        out[d] = (Gp - Gm) / (2.0 * h)
+    return out
 
 
 def _inverse_where_informed(fim):
