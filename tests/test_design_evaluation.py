@@ -203,7 +203,13 @@ def test_cli_design_prints_the_table(capsys):
     assert float(se) == pytest.approx(ev.se[k], rel=5e-3)     # printed to 3 digits
     assert float(rse) == pytest.approx(ev.rse[k], abs=0.05)
     assert int(need) == ev.subjects_for(20)["omega^2 ka"]
-    assert "D-criterion" in out
+    assert "D-criterion" in out and "block-diagonal (PFIM/PopED reduced)" in out
+    assert main(["design", str(THEOPH), "--fim", "full"]) == 0
+    out = capsys.readouterr().out
+    full = evaluate_design(THEOPH, form="full")
+    assert "full (PopED full)" in out
+    row = next(line for line in out.splitlines() if line.startswith("ka "))
+    assert float(row.split()[2]) == pytest.approx(full.se[full.names.index("ka")], rel=5e-3)
 
 
 def test_cli_design_with_another_data_file(tmp_path, capsys):
