@@ -60,6 +60,42 @@ def _block_fim(dE, g_list, omega_diag, sigma_blocks, dV_fixed=None):
     return F[:P, :P], F[P:, P:]
 
 
+#: Theoph config's values: log ka, CL, V; omega^2; additive SD
+THEOPH_THETA = np.log([1.5683, 2.7183, 31.5])
+THEOPH_OMEGA = np.array([0.6, 0.3, 0.1])
+THEOPH_A = 0.7
+THEOPH_NAMES = ["ka", "CL", "V", "omega^2 ka", "omega^2 CL", "omega^2 V", "conc.a"]
+
+
+def _conc(p, t, dose):
+    """The one-compartment oral model in closed form (F = 1), p = log(ka, CL, V)."""
+    ka, cl, v = np.exp(p)
+    k = cl / v
+    return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
+
+
+def _conc_jac(p, t, dose, h=1e-6):
+    return np.column_stack([(_conc(p + h * e, t, dose) - _conc(p - h * e, t, dose)) / (2 * h)
+                            for e in np.eye(3)])
+
+
+#: pheno config's values: CL, V per kg; the low-Apgar coefficient on V; omega^2; proportional SD
+PHENO_THETA = np.array([0.00469307, 1.00916])
+PHENO_C = 0.1
+PHENO_OMEGA = np.array([0.0309626, 0.031128])
+PHENO_B = 0.114396
+
+
+def _pheno_at_config():
+    """(ADVAN1 model, data, log(CL_i, V_i) (N, 2), low-Apgar indicator (N,)) at the config's
+    values: CL_i = CL WGT, V_i = V WGT (1 + c low)."""
+    model, data, wgt, apgr = pheno()
+    low = (apgr <= 4).astype(float)
+    mu = np.column_stack([np.log(PHENO_THETA[0] * wgt),
+                          np.log(PHENO_THETA[1] * wgt * (1 + PHENO_C * low))])
+    return model, data, mu, low
+
+
 def _theoph_subjects():
     with open(ROOT / "data" / "examples" / "theoph.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -77,27 +113,17 @@ def test_theoph_information_matches_closed_form():
     the additive SD against the closed-form one-compartment model (derivatives by central
     differences), to RTOL."""
     ev = evaluate_design(THEOPH)
-    theta = np.log([1.5683, 2.7183, 31.5])           # ka, CL, V (config values)
-    omega = np.array([0.6, 0.3, 0.1])
-    a = 0.7
-
-    def conc(p, t, dose):
-        ka, cl, v = np.exp(p)
-        k = cl / v
-        return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
-
+    theta, omega, a = THEOPH_THETA, THEOPH_OMEGA, THEOPH_A
     dE, gs, sig = [], [], []
     for dose, t in _theoph_subjects():
-        h = 1e-6
-        G = np.column_stack([(conc(theta + h * e, t, dose) - conc(theta - h * e, t, dose))
-                             / (2 * h) for e in np.eye(3)])
+        G = _conc_jac(theta, t, dose)
         dE.append(G)
         gs.append(G)
         sig.append([(np.full(t.size, a * a), np.full(t.size, 2 * a * a))])
     I_fix, I_var = _block_fim(dE, gs, omega, sig)
     se_x = np.sqrt(np.diag(np.linalg.inv(I_fix)))
     se_v = np.sqrt(np.diag(np.linalg.inv(I_var)))
-    want = dict(zip(["ka", "CL", "V", "omega^2 ka", "omega^2 CL", "omega^2 V", "conc.a"],
+    want = dict(zip(THEOPH_NAMES,
                     np.concatenate([np.exp(theta) * se_x, omega * se_v[:3], [a * se_v[3]]]),
                     strict=True))
     got = dict(zip(ev.names, ev.se, strict=True))
@@ -113,16 +139,11 @@ def test_pheno_covariates_and_proportional_error():
     categorical effect on V (estimated) and a proportional residual, against the
     independent ADVAN1 model of the test support (analytic sensitivities), to RTOL."""
     ev = evaluate_design(PHENO)
-    model, data, wgt, apgr = pheno()
-    th = np.array([0.00469307, 1.00916])
-    c = 0.1
-    omega = np.array([0.0309626, 0.031128])
-    b = 0.114396
-    low = (apgr <= 4).astype(float)
-    mu = np.column_stack([np.log(th[0] * wgt), np.log(th[1] * wgt * (1 + c * low))])
-    f, G = model.predict(mu, np.arange(len(wgt)))
+    model, data, mu, low = _pheno_at_config()
+    th, c, omega, b = PHENO_THETA, PHENO_C, PHENO_OMEGA, PHENO_B
+    f, G = model.predict(mu, np.arange(len(low)))
     dE, gs, sig = [], [], []
-    for i in range(len(wgt)):
+    for i in range(len(low)):
         m = data.mask[i]
         g = G[i][m]
         dE.append(np.column_stack([g[:, 0], g[:, 1], g[:, 1] * low[i] / (1 + c * low[i])]))
@@ -300,24 +321,13 @@ def test_full_form_matches_the_textbook_formula():
     (the package's dG is a central difference too)."""
     ev = evaluate_design(THEOPH, form="full")
     assert ev.form == "full"
-    theta = np.log([1.5683, 2.7183, 31.5])
-    omega = np.array([0.6, 0.3, 0.1])
-    a = 0.7
-
-    def conc(p, t, dose):
-        ka, cl, v = np.exp(p)
-        k = cl / v
-        return dose * ka / (v * (ka - k)) * (np.exp(-k * t) - np.exp(-ka * t))
-
-    def jac(p, t, dose, h=1e-5):
-        return np.column_stack([(conc(p + h * e, t, dose) - conc(p - h * e, t, dose)) / (2 * h)
-                                for e in np.eye(3)])
-
+    theta, omega, a = THEOPH_THETA, THEOPH_OMEGA, THEOPH_A
     dE, gs, sig, dVf = [], [], [], []
     for dose, t in _theoph_subjects():
-        G = jac(theta, t, dose)
+        G = _conc_jac(theta, t, dose, h=1e-5)
         h = 1e-4
-        dG = [(jac(theta + h * e, t, dose) - jac(theta - h * e, t, dose)) / (2 * h)
+        dG = [(_conc_jac(theta + h * e, t, dose, h=1e-5) - _conc_jac(theta - h * e, t, dose,
+                                                                   h=1e-5)) / (2 * h)
               for e in np.eye(3)]
         dE.append(G)
         gs.append(G)
@@ -326,26 +336,20 @@ def test_full_form_matches_the_textbook_formula():
     F = _block_fim(dE, gs, omega, sig, dV_fixed=dVf)
     se = np.sqrt(np.diag(np.linalg.inv(F)))
     scale = np.concatenate([np.exp(theta), omega, [a]])
-    want = dict(zip(["ka", "CL", "V", "omega^2 ka", "omega^2 CL", "omega^2 V", "conc.a"],
-                    scale * se, strict=True))
+    want = dict(zip(THEOPH_NAMES, scale * se, strict=True))
     for k, v in want.items():
         assert ev.se[ev.names.index(k)] == pytest.approx(v, rel=1e-5), k
 
     ev = evaluate_design(PHENO, form="full")
-    model, data, wgt, apgr = pheno()
-    th = np.array([0.00469307, 1.00916])
-    c = 0.1
-    omega = np.array([0.0309626, 0.031128])
-    b = 0.114396
-    low = (apgr <= 4).astype(float)
-    mu = np.column_stack([np.log(th[0] * wgt), np.log(th[1] * wgt * (1 + c * low))])
-    idx = np.arange(len(wgt))
+    model, data, mu, low = _pheno_at_config()
+    th, c, omega, b = PHENO_THETA, PHENO_C, PHENO_OMEGA, PHENO_B
+    idx = np.arange(len(low))
     f, G = model.predict(mu, idx)
     h = 1e-5
     dG = [(model.predict(mu + h * e, idx)[1] - model.predict(mu - h * e, idx)[1]) / (2 * h)
           for e in np.eye(2)]
     dE, gs, sig, dVf = [], [], [], []
-    for i in range(len(wgt)):
+    for i in range(len(low)):
         m = data.mask[i]
         g, fi = G[i][m], f[i][m]
         dmu_dc = low[i] / (1 + c * low[i])
