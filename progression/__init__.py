@@ -16,7 +16,8 @@ _LAZY = {
     ".virtual.synthesis": ("read_truth", "write_synthetic", "simulate_cohort"),
     ".virtual.cohort_config": ("ObservableSpec", "ParameterSpec"),
     ".fit": ("DesignEvaluation", "FitConfig", "FitResult", "PopulationProfile",
-             "evaluate_design", "fit", "load_fit", "profile_population", "read_fit_config"),
+             "SamplingOptimum", "evaluate_design", "fit", "load_fit", "optimize_sampling",
+             "profile_population", "read_fit_config"),
     ".als.library": ("LIBRARY", "library"),
     ".virtual.interventions": ("PK", "Intervention", "to_switches"),
     ".model": ("CompiledModel", "ModelSpec", "PythonModel", "available_models", "compile_model",
@@ -77,6 +78,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DesignEvaluation",
     "evaluate_design",
+    "SamplingOptimum",
+    "optimize_sampling",
     "FitConfig",
     "FitResult",
     "fit",

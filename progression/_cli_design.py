@@ -4,12 +4,16 @@
     progression design configs/als_synthetic_population.toml --fit fits/als_synthetic_population \\
         --subjects 1000 --target-rse 30
     progression design configs/theoph_population.toml --data planned_visits.csv
+    progression design configs/theoph_population.toml --optimize conc \
+        --times 0.25,0.5,1,2,3.5,5,7,9,12,24 --window 0,24 --for ka --for CL --for V
 
 The design is the config's data file (``--data`` another file in the same format: its
 values are placeholders); the parameters are the config's values, or a fit's estimates with
 ``--fit``. Prints the expected (FO, block-diagonal) Fisher information's standard errors and
 RSEs (:func:`progression.fit.evaluate_design`), for ``--subjects`` subjects with the design's
-mix replicated, and with ``--target-rse`` the subjects each parameter needs. Writes nothing.
+mix replicated, and with ``--target-rse`` the subjects each parameter needs. ``--optimize OBS``
+moves OBS's sampling times (``--times``, inside ``--window``) to the D-optimal (or, with
+``--for``, Ds-optimal) schedule (:func:`progression.fit.optimize_sampling`). Writes nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +47,54 @@ def cmd_design(args) -> int:
             raise DataError(f"{folder}: --fit: no fit.json (expected a folder `progression "
                             "fit` wrote)")
         fit = folder
+    if args.optimize is not None:
+        return _optimize(args, cfg, fit)
+    if args.times is not None or args.window is not None or args.for_ is not None:
+        raise ConfigError("--times, --window and --for go with --optimize OBS (the observable "
+                          "whose sampling times are optimised); found them without it")
     ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects, form=args.fim)
     print(report(ev, args.target_rse))
+    return 0
+
+
+def _numbers(text, option: str) -> list:
+    from .errors import ConfigError
+
+    try:
+        out = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, found {text!r}") \
+            from None
+    if not out:
+        raise ConfigError(f"{option}: expected comma-separated numbers, found {text!r}")
+    return out
+
+
+def _optimize(args, cfg, fit) -> int:
+    from .errors import ConfigError
+    from .fit import optimize_sampling
+
+    if args.times is None or args.window is None:
+        raise ConfigError("--optimize: expected --times T1,T2,... (the starting schedule) and "
+                          "--window LOW,HIGH (where the times may go); found "
+                          + ("neither" if args.times is None and args.window is None
+                             else "only --times" if args.window is None else "only --window"))
+    window = _numbers(args.window, "--window")
+    if len(window) != 2:
+        raise ConfigError(f"--window: expected LOW,HIGH, found {args.window!r}")
+    opt = optimize_sampling(cfg, observable=args.optimize, times=_numbers(args.times, "--times"),
+                            window=tuple(window), fit=fit, parameters=args.for_,
+                            form=args.fim)
+    ev = opt.after if args.subjects is None else opt.after.scaled(args.subjects)
+    print(report(ev, args.target_rse))
+    print()
+    print(f"Optimised sampling of {opt.observable} ({opt.criterion}-optimal, window "
+          f"{opt.window[0]:g} to {opt.window[1]:g}, {opt.evaluations} designs evaluated):")
+    print("  start: " + ", ".join(f"{t:.4g}" for t in opt.start))
+    print("  best:  " + ", ".join(f"{t:.4g}" for t in opt.times))
+    print(f"  criterion {opt.value_start:.6g} -> {opt.value:.6g} (smaller is better)")
+    print()
+    print(opt.table())
     return 0
 
 
@@ -80,4 +130,11 @@ def register(subparsers) -> None:
                    help="the information's form: reduced (block-diagonal, default) or full")
     p.add_argument("--target-rse", type=float, metavar="PCT",
                    help="also print the subjects each parameter needs for this RSE (%%)")
+    p.add_argument("--optimize", metavar="OBS",
+                   help="optimise the sampling times of observable OBS (every subject gets "
+                        "the schedule; needs --times and --window)")
+    p.add_argument("--times", metavar="T1,T2,...", help="the starting schedule (data time)")
+    p.add_argument("--window", metavar="LOW,HIGH", help="where the times may go")
+    p.add_argument("--for", dest="for_", action="append", metavar="NAME",
+                   help="Ds-optimal for this parameter (repeat; default all: D-optimal)")
     p.set_defaults(func=cmd_design)

@@ -370,3 +370,139 @@ def test_full_form_matches_the_textbook_formula():
     assert ev.se[ev.names.index("V~APGR=low")] < 0.95 * red.se[red.names.index("V~APGR=low")]
     with pytest.raises(ConfigError, match="expected form one of reduced, full, found 'diag'"):
         evaluate_design(PHENO, form="diag")
+
+
+# ------------------------------------------------------------- optimal sampling times
+
+IV_CONFIG = """
+[fit]
+name = "iv_design"
+model = "pk_iv_bolus"
+estimator = "focei"
+
+[data]
+path = "iv.csv"
+time_unit = "hour"
+
+[error.conc]
+model = "additive"
+a = { value = 0.1, estimate = "population" }
+
+[parameters.CL]
+estimate = "population"
+value = 5.0
+scale = "log"
+eta = 1e-6
+
+[parameters.V]
+estimate = "population"
+value = 50.0
+scale = "log"
+eta = 1e-6
+
+[parameters.dose]
+estimate = "fixed"
+value = 100.0
+
+[output]
+folder = "fits/iv_design"
+"""
+
+
+@pytest.fixture()
+def iv_config(tmp_path):
+    """One-compartment IV bolus, 20 subjects sampled twice, random effects negligible
+    (omega^2 1e-6): the typical values' information is that of the exponential decay
+    100/V exp(-CL/V t) with additive error."""
+    rows = ["subject,time,observable,value"]
+    rows += [f"S{i:02d},{t},conc,1.0" for i in range(20) for t in (1.0, 5.0)]
+    (tmp_path / "iv.csv").write_text("\n".join(rows) + "\n")
+    path = tmp_path / "design_iv.toml"
+    path.write_text(IV_CONFIG)
+    return path
+
+
+def test_optimal_two_samples_of_an_exponential_decay(iv_config):
+    """Known truth: the D-optimal two-point design of A exp(-k t) with additive error on
+    [0, 48] samples at 0 and 1/k (= V/CL = 10 h), whatever the parametrisation; Ds for CL and
+    V from (1, 5) finds it within 0.01 h."""
+    from progression.fit import optimize_sampling
+
+    opt = optimize_sampling(iv_config, observable="conc", times=[1.0, 5.0], window=(0.0, 48.0),
+                            parameters=["CL", "V"])
+    assert opt.times[0] == pytest.approx(0.0, abs=1e-6)
+    assert opt.times[1] == pytest.approx(10.0, abs=0.01)
+    assert opt.value < opt.value_start
+    assert opt.criterion == "Ds (CL, V)"
+    # the optimum against its neighbours: moving either time only loses information
+    for t in ([0.0, 9.5], [0.0, 10.5], [0.5, 10.0]):
+        worse = optimize_sampling(iv_config, observable="conc", times=t, window=(0.0, 48.0),
+                                  parameters=["CL", "V"], max_evaluations=1)
+        assert worse.value_start > opt.value
+    se = dict(zip(opt.after.names, opt.after.se, strict=True))
+    se0 = dict(zip(opt.before.names, opt.before.se, strict=True))
+    assert se["CL"] < se0["CL"] and se["V"] < se0["V"]
+
+
+def test_schedule_replaces_one_observable_and_keeps_the_rest():
+    from progression.fit._design_optimization import _schedule
+    from progression.fit.design import Design
+
+    d = Design(id="a", time=np.array([0.0, 1.0, 2.0, 3.0]), obs=np.array([0, 1, 0, 1]),
+               value=np.array([5.0, 6.0, 7.0, 8.0]), cens=np.array([0, 1, 0, 0]),
+               limit=np.array([np.nan, 6.0, np.nan, np.nan]),
+               condition=np.array(["x", "y", "x", "y"], dtype=object))
+    (out,) = _schedule([d], 0, [2.5, 0.5, 4.0], {"a": "x"})
+    np.testing.assert_array_equal(out.time, [0.5, 1.0, 2.5, 3.0, 4.0])
+    np.testing.assert_array_equal(out.obs, [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(out.value[[1, 3]], [6.0, 8.0])      # observable 1 kept
+    np.testing.assert_array_equal(out.cens, [0, 1, 0, 0, 0])
+    assert list(out.condition) == ["x", "y", "x", "y", "x"]
+
+
+def test_cli_optimize_prints_the_schedule(iv_config, capsys):
+    assert main(["design", str(iv_config), "--optimize", "conc", "--times", "1,5",
+                 "--window", "0,48", "--for", "CL", "--for", "V"]) == 0
+    out = capsys.readouterr().out
+    assert "Ds (CL, V)-optimal" in out
+    best = next(line for line in out.splitlines() if line.strip().startswith("best:"))
+    t = [float(x) for x in best.split(":")[1].split(",")]
+    assert t[0] == pytest.approx(0.0, abs=1e-3) and t[1] == pytest.approx(10.0, abs=0.01)
+
+
+def test_bad_inputs_optimize_api(iv_config):
+    from progression.fit import optimize_sampling
+
+    good = dict(observable="conc", times=[1.0, 5.0], window=(0.0, 48.0))
+    cases = [
+        (dict(observable="CRP"), "observable=...\\): expected one of conc, found 'CRP'"),
+        (dict(window=(5.0, 5.0)), "expected finite low < high, found \\(5, 5\\)"),
+        (dict(window="late"), "expected \\(low, high\\), found 'late'"),
+        (dict(times=[]), "expected at least one finite sampling time"),
+        (dict(times=[1.0, np.nan]), "expected at least one finite sampling time"),
+        (dict(times=[1.0, 60.0]), "expected times inside the window \\[0, 48\\], found 60"),
+        (dict(parameters=["Q"]), "unknown parameter 'Q'"),
+        (dict(grid=2), "expected at least 3 candidate times, found 2"),
+        (dict(max_evaluations=0), "expected a positive number, found 0"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            optimize_sampling(iv_config, **{**good, **change})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimize", "conc"], "expected --times T1,T2,... (the starting schedule) and --window "
+                             "LOW,HIGH (where the times may go); found neither"),
+    (["--optimize", "conc", "--times", "1,5"], "found only --times"),
+    (["--times", "1,5"], "--times, --window and --for go with --optimize OBS"),
+    (["--optimize", "conc", "--times", "1,x", "--window", "0,48"],
+     "--times: expected comma-separated numbers, found '1,x'"),
+    (["--optimize", "conc", "--times", "1,5", "--window", "0,24,48"],
+     "--window: expected LOW,HIGH, found '0,24,48'"),
+    (["--optimize", "conc", "--times", "1,5", "--window", "0,48", "--for", "omega CL,V"],
+     "unknown parameter 'omega CL,V'"),
+])
+def test_bad_inputs_optimize_cli(argv, message, iv_config, capsys):
+    assert main(["design", str(iv_config), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

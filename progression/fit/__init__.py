@@ -13,6 +13,7 @@ the same typed parts (:mod:`progression.fit.parts`) and every fit is a :class:`F
 """
 
 from ._design_evaluation import DesignEvaluation, evaluate_design
+from ._design_optimization import SamplingOptimum, optimize_sampling
 from ._estimator_options import EstimatorOptions
 from ._population_profile import PopulationProfile, profile_population, with_parameter_held
 from ._start import start_from
@@ -53,11 +54,13 @@ __all__ = [
     "PopulationProfile",
     "Predictions",
     "Problem",
+    "SamplingOptimum",
     "Uncertainty",
     "evaluate_design",
     "fit",
     "get_estimator",
     "load_fit",
+    "optimize_sampling",
     "parse_fit_config",
     "population_outputs",
     "profile_population",
