@@ -49,9 +49,11 @@ def cmd_design(args) -> int:
         fit = folder
     if args.optimize is not None:
         return _optimize(args, cfg, fit)
-    if args.times is not None or args.window is not None or args.for_ is not None:
-        raise ConfigError("--times, --window and --for go with --optimize OBS (the observable "
-                          "whose sampling times are optimised); found them without it")
+    if args.times is not None or args.window is not None or args.for_ is not None \
+            or args.within_follow_up:
+        raise ConfigError("--times, --window, --for and --within-follow-up go with --optimize "
+                          "OBS (the observable whose sampling times are optimised); found them "
+                          "without it")
     ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects, form=args.fim)
     print(report(ev, args.target_rse))
     return 0
@@ -84,7 +86,7 @@ def _optimize(args, cfg, fit) -> int:
         raise ConfigError(f"--window: expected LOW,HIGH, found {args.window!r}")
     opt = optimize_sampling(cfg, observable=args.optimize, times=_numbers(args.times, "--times"),
                             window=tuple(window), fit=fit, parameters=args.for_,
-                            form=args.fim)
+                            form=args.fim, within_follow_up=args.within_follow_up)
     ev = opt.after if args.subjects is None else opt.after.scaled(args.subjects)
     print(report(ev, args.target_rse))
     print()
@@ -137,4 +139,6 @@ def register(subparsers) -> None:
     p.add_argument("--window", metavar="LOW,HIGH", help="where the times may go")
     p.add_argument("--for", dest="for_", action="append", metavar="NAME",
                    help="Ds-optimal for this parameter (repeat; default all: D-optimal)")
+    p.add_argument("--within-follow-up", action="store_true",
+                   help="sample each subject only up to its last recorded time")
     p.set_defaults(func=cmd_design)

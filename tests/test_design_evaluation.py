@@ -458,6 +458,10 @@ def test_schedule_replaces_one_observable_and_keeps_the_rest():
     np.testing.assert_array_equal(out.value[[1, 3]], [6.0, 8.0])      # observable 1 kept
     np.testing.assert_array_equal(out.cens, [0, 1, 0, 0, 0])
     assert list(out.condition) == ["x", "y", "x", "y", "x"]
+    # within the follow-up (last recorded time 3): the sample at 4 is not taken
+    (out,) = _schedule([d], 0, [2.5, 0.5, 4.0], {"a": "x"}, within_follow_up=True)
+    np.testing.assert_array_equal(out.time, [0.5, 1.0, 2.5, 3.0])
+    np.testing.assert_array_equal(out.obs, [0, 1, 0, 1])
 
 
 def test_cli_optimize_prints_the_schedule(iv_config, capsys):
@@ -494,7 +498,8 @@ def test_bad_inputs_optimize_api(iv_config):
     (["--optimize", "conc"], "expected --times T1,T2,... (the starting schedule) and --window "
                              "LOW,HIGH (where the times may go); found neither"),
     (["--optimize", "conc", "--times", "1,5"], "found only --times"),
-    (["--times", "1,5"], "--times, --window and --for go with --optimize OBS"),
+    (["--times", "1,5"], "--times, --window, --for and --within-follow-up go with --optimize"),
+    (["--within-follow-up"], "go with --optimize OBS"),
     (["--optimize", "conc", "--times", "1,x", "--window", "0,48"],
      "--times: expected comma-separated numbers, found '1,x'"),
     (["--optimize", "conc", "--times", "1,5", "--window", "0,24,48"],

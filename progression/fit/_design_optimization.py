@@ -69,18 +69,20 @@ class SamplingOptimum:
         return "\n".join(lines)
 
 
-def _schedule(designs, k_obs: int, times, condition_of):
-    """The designs with observable ``k_obs`` sampled at ``times`` (every subject)."""
+def _schedule(designs, k_obs: int, times, condition_of, within_follow_up: bool = False):
+    """The designs with observable ``k_obs`` sampled at ``times`` (every subject; with
+    ``within_follow_up`` only the times up to the subject's last recorded time)."""
     out = []
-    t_new = np.sort(np.asarray(times, dtype=float))
+    t_all = np.sort(np.asarray(times, dtype=float))
     for d in designs:
         keep = np.asarray(d.obs) != k_obs
+        t_new = t_all[t_all <= np.max(d.time)] if within_follow_up else t_all
         time = np.concatenate([np.asarray(d.time, dtype=float)[keep], t_new])
         order = np.argsort(time, kind="stable")
 
-        def joined(a, fill, dtype=float, keep=keep, order=order):
+        def joined(a, fill, dtype=float, keep=keep, order=order, m=t_new.size):
             return np.concatenate([np.asarray(a, dtype=dtype)[keep],
-                                   np.full(t_new.size, fill, dtype=dtype)])[order]
+                                   np.full(m, fill, dtype=dtype)])[order]
 
         changes = dict(time=time[order], obs=joined(d.obs, k_obs, int),
                        value=joined(d.value, 1.0), cens=joined(d.cens, 0, int),
@@ -139,7 +141,8 @@ def _fim_index(ev, names) -> list:
 
 def optimize_sampling(config, *, observable: str, times, window, fit=None, data=None,
                       parameters=None, form: str = "reduced", grid: int = 41,
-                      max_evaluations: int = 5000) -> SamplingOptimum:
+                      max_evaluations: int = 5000,
+                      within_follow_up: bool = False) -> SamplingOptimum:
     """Sampling times of one observable that maximise a design's expected information.
 
     Parameters
@@ -161,6 +164,9 @@ def optimize_sampling(config, *, observable: str, times, window, fit=None, data=
         Candidate times per coordinate-exchange step (equally spaced in the window).
     max_evaluations : int
         Most designs the optimiser evaluates.
+    within_follow_up : bool
+        Sample each subject only up to its last recorded time in the design (its dropout,
+        death or end of study); default every subject at every time.
 
     Returns
     -------
@@ -212,8 +218,8 @@ def optimize_sampling(config, *, observable: str, times, window, fit=None, data=
                               if o == k_obs), "") for d in base if d.condition is not None}
 
     def evaluate(t):
-        return evaluate_design(cfg, fit=fit, data=_schedule(base, k_obs, t, conditions),
-                               form=form)
+        return evaluate_design(cfg, fit=fit, form=form,
+                               data=_schedule(base, k_obs, t, conditions, within_follow_up))
 
     before = evaluate(start)
     index = None if parameters is None else _fim_index(before, list(parameters))
