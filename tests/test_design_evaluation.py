@@ -485,7 +485,8 @@ def test_bad_inputs_optimize_api(iv_config):
         (dict(times=[]), "expected at least one finite sampling time"),
         (dict(times=[1.0, np.nan]), "expected at least one finite sampling time"),
         (dict(times=[1.0, 60.0]), "expected times inside the window \\[0, 48\\], found 60"),
-        (dict(parameters=["Q"]), "unknown parameter 'Q'"),
+        (dict(parameters=["Q"]), "design_iv.toml: optimize_sampling\\(parameters=...\\): "
+                                 "unknown parameter 'Q'"),
         (dict(grid=2), "expected at least 3 candidate times, found 2"),
         (dict(max_evaluations=0), "expected a positive number, found 0"),
     ]

@@ -113,17 +113,17 @@ def _criterion(ev, parameters) -> float:
     return logdet if sign > 0 else math.inf
 
 
-def _fim_index(ev, names) -> list:
+def _fim_index(ev, names, where: str) -> list:
     """Positions in ``ev.fim_names`` of the natural-scale ``names``."""
     out = []
     for name in names:
         if name not in ev.names:
-            raise ConfigError(f"optimize_sampling(parameters=...): unknown parameter {name!r}; "
+            raise ConfigError(f"{where}(parameters=...): unknown parameter {name!r}; "
                               f"expected one of {', '.join(ev.names)}")
         if name.startswith("omega^2 "):
             key = f"log {name}"
         elif name.startswith("omega "):
-            raise ConfigError(f"optimize_sampling(parameters=...): {name!r} is a covariance; "
+            raise ConfigError(f"{where}(parameters=...): {name!r} is a covariance; "
                               "expected a typical value, a variance or a residual parameter")
         elif "~" in name:
             key = f"coef {name}"
@@ -132,7 +132,7 @@ def _fim_index(ev, names) -> list:
         else:
             key = f"log {name}"
         if key not in ev.fim_names:
-            raise ConfigError(f"optimize_sampling(parameters=...): {name!r} is not estimated "
+            raise ConfigError(f"{where}(parameters=...): {name!r} is not estimated "
                               "on its own scale (a block of Omega?); expected a typical value, "
                               "a variance of its own or a residual parameter")
         out.append(ev.fim_names.index(key))
@@ -222,7 +222,7 @@ def optimize_sampling(config, *, observable: str, times, window, fit=None, data=
                                data=_schedule(base, k_obs, t, conditions, within_follow_up))
 
     before = evaluate(start)
-    index = None if parameters is None else _fim_index(before, list(parameters))
+    index = None if parameters is None else _fim_index(before, list(parameters), where)
     count = [0]
 
     def objective(t):
