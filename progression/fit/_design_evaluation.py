@@ -273,8 +273,9 @@ def _at_fit(pop, problem, s, source):
     nat = np.array([need(pop.fixed_effects, k, "typical value") for k in tm.names], dtype=float)
     theta_x = to_internal(nat, tm.scale, tm.lower, tm.upper)
     fitted = list(pop.omega_names)
-    idx = [fitted.index(need(dict.fromkeys(fitted), k, "random effect"))
-           for k in s["omega_model"].names]
+    for k in s["omega_model"].names:
+        need(dict.fromkeys(fitted), k, "random effect")
+    idx = [fitted.index(k) for k in s["omega_model"].names]
     omega = np.asarray(pop.omega, dtype=float)[np.ix_(idx, idx)]
     sd = np.array([need(pop.sigma, names[q], "residual parameter") for q, _, _ in s["err"]],
                   dtype=float)
