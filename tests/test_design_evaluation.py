@@ -268,6 +268,15 @@ def test_bad_inputs_api():
     with pytest.raises(ConfigError, match="expected a population fit"):
         evaluate_design(THEOPH, fit=ROOT / "fits" / "als_synthetic_individual")
     assert isinstance(ev, DesignEvaluation)
+    # a fit whose population model lacks one of the config's random effects
+    import types
+
+    pop = types.SimpleNamespace(fixed_effects={"ka": 1.5, "CL": 2.7, "V": 31.0},
+                                omega_names=("ka", "CL"), omega=np.diag([0.4, 0.07]),
+                                sigma={"conc.a": 0.7}, coefficients={})
+    with pytest.raises(ConfigError, match="the fit has no random effect 'V' \\(fitted: ka, "
+                                          "CL\\); expected a fit of this config"):
+        evaluate_design(THEOPH, fit=types.SimpleNamespace(population=pop, name="partial"))
 
 
 @pytest.mark.parametrize("argv, message", [
