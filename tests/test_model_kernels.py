@@ -22,7 +22,9 @@ from progression.model._expressions import NUMPY_IMPLEMENTATIONS
 
 pytest.importorskip("numba")
 
-MODELS = ("als_systemic", "als_reduced", "pk_oral")
+# als_systemic (the largest model; its compile alone ~55 s of the default run) in the slow
+# suite: the generator is the same for every model, als_reduced and pk_oral stay here
+MODELS = (pytest.param("als_systemic", marks=pytest.mark.slow), "als_reduced", "pk_oral")
 RTOL = 1e-12
 P_ONLY = ("initial", "dinitial_dp")
 
