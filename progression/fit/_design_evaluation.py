@@ -180,14 +180,12 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     FitError
         The model cannot be solved at the parameters for some subject (named).
     """
-    from ..data import Cohort
     from ..parallel import executor as make_executor
     from ._estimator_options import EstimatorOptions
     from .config import FitConfig, read_fit_config
-    from .estimate import read_data
     from .estimators.base import EstimationProblem
     from .estimators.focei import FOCEI
-    from .problem import Problem, designs_from_cohort
+    from .problem import Problem
 
     cfg = config if isinstance(config, FitConfig) else read_fit_config(
         config, check_data=data is None)
@@ -202,12 +200,7 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
                           "least one random effect (a parameter with estimate = \"population\" "
                           "and eta = <variance>); found none")
     pop = _population_of(fit)
-    if data is None:
-        designs = designs_from_cohort(read_data(cfg), cfg)[0]
-    elif isinstance(data, Cohort):
-        designs = designs_from_cohort(data, cfg)[0]
-    else:
-        designs = list(data)
+    designs = designs_of(cfg, data)
     # the values play no part (predictions and sensitivities are the model's): a planned
     # design's file may carry any placeholder, so the observed ones become 1 (positive, for a
     # log-normal observable); a censored value keeps its limit
@@ -236,13 +229,32 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     return ev.scaled(n_subjects) if n_subjects is not None else ev
 
 
+def designs_of(cfg, data) -> list:
+    """The design: ``data`` (a Cohort or a list of Design), else the config's data file."""
+    from ..data import Cohort
+    from .estimate import read_data
+    from .problem import designs_from_cohort
+
+    if data is None:
+        return designs_from_cohort(read_data(cfg), cfg)[0]
+    if isinstance(data, Cohort):
+        return designs_from_cohort(data, cfg)[0]
+    return list(data)
+
+
+def loaded_fit(fit):
+    """``fit`` as an object with ``population`` (a fit folder is loaded); None stays None."""
+    if fit is None or hasattr(fit, "population"):
+        return fit
+    from .result import load_fit
+
+    return load_fit(fit)
+
+
 def _population_of(fit):
     if fit is None:
         return None
-    if not hasattr(fit, "population"):
-        from .result import load_fit
-
-        fit = load_fit(fit)
+    fit = loaded_fit(fit)
     if fit.population is None:
         raise ConfigError(f"design evaluation: expected a population fit, found a "
                           f"{getattr(fit, 'kind', 'non-population')} fit without population "

@@ -178,7 +178,7 @@ def optimize_sampling(config, *, observable: str, times, window, fit=None, data=
         An unknown observable or parameter, an empty schedule, times outside the window, a
         window that is not (low, high) with low < high, the measured error model.
     """
-    from ._design_evaluation import evaluate_design
+    from ._design_evaluation import designs_of, evaluate_design, loaded_fit
     from .config import FitConfig, read_fit_config
 
     cfg = config if isinstance(config, FitConfig) else read_fit_config(
@@ -212,7 +212,8 @@ def optimize_sampling(config, *, observable: str, times, window, fit=None, data=
     if int(max_evaluations) < 1:
         raise ConfigError(f"{where}(max_evaluations=...): expected a positive number, found "
                           f"{max_evaluations!r}")
-    base = _base_designs(cfg, data)
+    base = designs_of(cfg, data)
+    fit = loaded_fit(fit)          # a fit folder is read once, not at every evaluation
     k_obs = observables.index(observable)
     conditions = {d.id: next((c for c, o in zip(d.condition, d.obs, strict=True)
                               if o == k_obs), "") for d in base if d.condition is not None}
@@ -283,15 +284,3 @@ def _coordinate_exchange(objective, start, lo, hi, grid: int, budget: int):
         if r.fun < f:
             t[k], f = float(r.x), float(r.fun)
     return np.sort(t)
-
-
-def _base_designs(cfg, data):
-    from ..data import Cohort
-    from .estimate import read_data
-    from .problem import designs_from_cohort
-
-    if data is None:
-        return designs_from_cohort(read_data(cfg), cfg)[0]
-    if isinstance(data, Cohort):
-        return designs_from_cohort(data, cfg)[0]
-    return list(data)
