@@ -4,13 +4,15 @@
     progression design configs/als_synthetic_population.toml --fit fits/als_synthetic_population \\
         --subjects 1000 --target-rse 30
     progression design configs/theoph_population.toml --data planned_visits.csv
+    progression design configs/theoph_population.toml --method mcmc --replicates 4
     progression design configs/theoph_population.toml --optimize conc \
         --times 0.25,0.5,1,2,3.5,5,7,9,12,24 --window 0,24 --for ka --for CL --for V
 
 The design is the config's data file (``--data`` another file in the same format: its
 values are placeholders); the parameters are the config's values, or a fit's estimates with
-``--fit``. Prints the expected (FO, block-diagonal) Fisher information's standard errors and
-RSEs (:func:`progression.fit.evaluate_design`), for ``--subjects`` subjects with the design's
+``--fit``. Prints the expected (FO, block-diagonal; ``--method mcmc`` exact, by simulated data
+sets and MCMC) Fisher information's standard errors and RSEs
+(:func:`progression.fit.evaluate_design`), for ``--subjects`` subjects with the design's
 mix replicated, and with ``--target-rse`` the subjects each parameter needs. ``--optimize OBS``
 moves OBS's sampling times (``--times``, inside ``--window``) to the D-optimal (or, with
 ``--for``, Ds-optimal) schedule (:func:`progression.fit.optimize_sampling`). Writes nothing.
@@ -48,13 +50,27 @@ def cmd_design(args) -> int:
                             "fit` wrote)")
         fit = folder
     if args.optimize is not None:
+        if args.method != "fo":
+            raise ConfigError("--optimize evaluates thousands of schedules by FO's "
+                              "information; --method mcmc is for evaluating one design "
+                              "(evaluate the optimised schedule with it afterwards)")
         return _optimize(args, cfg, fit)
     if args.times is not None or args.window is not None or args.for_ is not None \
             or args.within_follow_up:
         raise ConfigError("--times, --window, --for and --within-follow-up go with --optimize "
                           "OBS (the observable whose sampling times are optimised); found them "
                           "without it")
-    ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects, form=args.fim)
+    if args.method == "fo" and (args.replicates is not None or args.seed is not None):
+        raise ConfigError("--replicates and --seed go with --method mcmc (the simulated data "
+                          "sets); found them with --method fo")
+    if args.method == "mcmc" and args.fim != "reduced":
+        raise ConfigError("--fim chooses the form of FO's information; --method mcmc computes "
+                          "the exact (full) information: drop --fim")
+    extra = ({} if args.method == "fo" else
+             dict(replicates=4 if args.replicates is None else args.replicates,
+                  seed=1 if args.seed is None else args.seed))
+    ev = evaluate_design(cfg, fit=fit, n_subjects=args.subjects, form=args.fim,
+                         method=args.method, **extra)
     print(report(ev, args.target_rse))
     return 0
 
@@ -105,9 +121,11 @@ def report(ev, target_rse=None) -> str:
     from .fit._design_evaluation import FORMS
 
     obs = ", ".join(f"{k} {v:,.0f}" for k, v in ev.observations.items())
+    how = (f"first-order linearisation, {FORMS[ev.form]}" if ev.method == "fo" else
+           "exact (MCMC over the random effects, simulated data sets; SE +- its Monte Carlo "
+           "error)")
     lines = [f"Design evaluation of {ev.source}: {ev.n_subjects:,} subjects ({obs} values)",
-             f"Expected Fisher information, first-order linearisation, {FORMS[ev.form]}, "
-             f"at {ev.at}", "",
+             f"Expected Fisher information, {how}, at {ev.at}", "",
              ev.table(target_rse), "",
              f"D-criterion det(FIM)^(1/{ev.fim.shape[0]}) = {ev.d_criterion:.6g}"]
     lines += [f"note: {n}" for n in ev.notes]
@@ -130,6 +148,12 @@ def register(subparsers) -> None:
                    help="report for N subjects (the design's mix replicated)")
     p.add_argument("--fim", choices=("reduced", "full"), default="reduced",
                    help="the information's form: reduced (block-diagonal, default) or full")
+    p.add_argument("--method", choices=("fo", "mcmc"), default="fo",
+                   help="fo: linearised information (seconds, default); mcmc: exact, by "
+                        "simulated data sets and MCMC (minutes)")
+    p.add_argument("--replicates", type=int, metavar="R",
+                   help="--method mcmc: simulated data sets (default 4)")
+    p.add_argument("--seed", type=int, metavar="S", help="--method mcmc: seed (default 1)")
     p.add_argument("--target-rse", type=float, metavar="PCT",
                    help="also print the subjects each parameter needs for this RSE (%%)")
     p.add_argument("--optimize", metavar="OBS",

@@ -32,11 +32,15 @@ import numpy as np
 
 from ..errors import ConfigError, FitError
 
-__all__ = ["DesignEvaluation", "evaluate_design", "FORMS"]
+__all__ = ["DesignEvaluation", "evaluate_design", "FORMS", "METHODS"]
 
 #: Forms of the FO information: name -> in words.
 FORMS = {"reduced": "block-diagonal (PFIM/PopED reduced)",
          "full": "full (PopED full)"}
+
+#: Methods: name -> in words.
+METHODS = {"fo": "first order (linearised at eta = 0)",
+           "mcmc": "exact expected information (simulated data sets, MCMC over eta)"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,12 @@ class DesignEvaluation:
     notes : tuple of str
         What the calculation left out (censoring, survival, priors, a Student-t residual).
     form : str
-        ``"reduced"`` or ``"full"`` (:data:`FORMS`).
+        ``"reduced"`` or ``"full"`` (:data:`FORMS`; ``"full"`` with ``method="mcmc"``).
+    method : str
+        ``"fo"`` or ``"mcmc"`` (:data:`METHODS`).
+    se_mc : ndarray (K,) or None
+        ``method="mcmc"``: the Monte Carlo error of each predicted SE (jackknife over the
+        data sets; NaN with fewer than 3); None with ``"fo"``.
     """
 
     names: tuple
@@ -83,6 +92,8 @@ class DesignEvaluation:
     source: str = ""
     notes: tuple = field(default_factory=tuple)
     form: str = "reduced"
+    method: str = "fo"
+    se_mc: np.ndarray | None = None
 
     @property
     def rse(self) -> np.ndarray:
@@ -102,10 +113,10 @@ class DesignEvaluation:
         visits and covariates): information x n / N, standard errors x sqrt(N / n)."""
         n = _positive_int(n_subjects, "n_subjects")
         f = self.n_subjects / n
-        return DesignEvaluation(self.names, self.values, self.se * math.sqrt(f),
-                                self.fim / f, self.fim_names, n,
-                                {k: v / f for k, v in self.observations.items()}, self.at,
-                                self.source, self.notes, self.form)
+        return dataclasses.replace(
+            self, se=self.se * math.sqrt(f), fim=self.fim / f, n_subjects=n,
+            observations={k: v / f for k, v in self.observations.items()},
+            se_mc=None if self.se_mc is None else self.se_mc * math.sqrt(f))
 
     def subjects_for(self, rse: float) -> dict:
         """Subjects needed (this design's mix replicated) for each parameter's predicted RSE
@@ -123,7 +134,9 @@ class DesignEvaluation:
         """The predicted standard errors as a text table (optionally the subjects needed for
         ``target_rse`` %)."""
         need = self.subjects_for(target_rse) if target_rse is not None else None
-        head = f"{'parameter':<22} {'value':>11} {'SE':>11} {'RSE %':>8}"
+        mc = self.se_mc
+        head = (f"{'parameter':<22} {'value':>11} {'SE':>11} {'RSE %':>8}"
+                + (f" {'SE MC error':>12}" if mc is not None else ""))
         if need is not None:
             head += f" {'subjects for ' + format(target_rse, 'g') + ' %':>20}"
         lines = [head, "-" * len(head)]
@@ -132,6 +145,8 @@ class DesignEvaluation:
             row = (f"{name:<22} {self.values[k]:>11.4g} "
                    + (f"{self.se[k]:>11.3g} {r:>8.1f}" if np.isfinite(self.se[k])
                       else f"{'not informed':>20}"))
+            if mc is not None:
+                row += f" {mc[k]:>12.2g}" if np.isfinite(mc[k]) else f" {'-':>12}"
             if need is not None:
                 row += f" {need[name] if need[name] is not None else '-':>20}"
             lines.append(row)
@@ -146,9 +161,10 @@ def _positive_int(n, what: str) -> int:
 
 
 def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = None,
-                    form: str = "reduced") -> DesignEvaluation:
-    """Predicted standard errors of a population design (FO, block-diagonal Fisher
-    information).
+                    form: str = "reduced", method: str = "fo", replicates: int = 4,
+                    seed: int = 1) -> DesignEvaluation:
+    """Predicted standard errors of a population design (by default FO, block-diagonal
+    Fisher information; ``method="mcmc"`` without linearisation).
 
     Parameters
     ----------
@@ -166,7 +182,18 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     form : {"reduced", "full"}
         ``"reduced"`` (block-diagonal: PFIM's default, PopED's ``fim.calc.type = 1``) or
         ``"full"`` (the covariance's dependence on the typical values included, through the
-        sensitivities and a proportional residual; PopED's ``fim.calc.type = 0``).
+        sensitivities and a proportional residual; PopED's ``fim.calc.type = 0``). FO only.
+    method : {"fo", "mcmc"}
+        ``"fo"``: the information of the model linearised at eta = 0 (seconds). ``"mcmc"``:
+        the exact expected information, Louis' observed information averaged over
+        ``replicates`` data sets simulated on the design, MCMC over the random effects
+        (:mod:`._design_mcmc`; about 35 s per data set of 200 ALS patients); for random
+        effects that act nonlinearly and are seen through few values, where FO is poor.
+    replicates : int
+        Data sets of ``method="mcmc"`` (their spread gives :attr:`DesignEvaluation.se_mc`,
+        the Monte Carlo error of the predicted SEs, from 3 on).
+    seed : int
+        Seed of ``method="mcmc"``'s simulations and chains.
 
     Returns
     -------
@@ -194,6 +221,14 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
     if form not in FORMS:
         raise ConfigError(f"design evaluation: expected form one of {', '.join(FORMS)}, "
                           f"found {form!r}")
+    if method not in METHODS:
+        raise ConfigError(f"design evaluation: expected method one of {', '.join(METHODS)}, "
+                          f"found {method!r}")
+    if method == "mcmc":
+        _positive_int(replicates, "replicates")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"design evaluation: expected seed a whole number >= 0, found "
+                              f"{seed!r}")
     if not any(p.kind == "model" and p.estimate == "population" and p.eta is not None
                for p in cfg.parameters):
         raise ConfigError(f"{cfg.source}: a design evaluation needs a population model with at "
@@ -223,9 +258,14 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
         J_om = s["omega_model"].unpack_jac(s["omega_model"].pack(omega))[1]
     out = _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, cfg.source,
                        form)
+    notes = _notes(cfg, problem, s)
+    if method == "mcmc":
+        out, notes = _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef,
+                           replicates, seed)
+        form = "full"
     at = "config values" if pop is None else _fit_label(fit)
     ev = DesignEvaluation(**out, n_subjects=len(designs), at=at, source=cfg.source,
-                          notes=tuple(_notes(cfg, problem, s)), form=form)
+                          notes=tuple(notes), form=form, method=method)
     return ev.scaled(n_subjects) if n_subjects is not None else ev
 
 
@@ -300,7 +340,6 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
                  kind) -> dict:
     """The FO information (``kind`` "reduced" or "full") and the natural-scale SEs (module
     docstring)."""
-    from .transforms import dtheta_dx, from_internal
 
     data, model = s["data"], s["model"]
     N = data.n_subjects
@@ -378,8 +417,25 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
     fim_names = ([f"theta {tm.names[d]}" for d in free_th]
                  + [f"coef {tm.coefficient_names[c]}" for c in coef_free]
                  + list(om_names) + [f"log {names[q]}" for q, _, _ in err])
+    nat_names, nat_values, se = _natural_se(problem, s, fim, theta_x, omega, J_om, sd, coef)
+    return dict(names=tuple(nat_names), values=np.array(nat_values), se=se, fim=fim,
+                fim_names=tuple(fim_names), observations=_counts(problem, data))
+
+
+def _natural_se(problem, s, fim, theta_x, omega, J_om, sd, coef):
+    """Names, values and SEs (delta method) of the population parameters on the natural
+    scale from the information ``fim`` on the FO layout (typical values, coefficients,
+    Omega's elements, residual SDs)."""
+    from .transforms import dtheta_dx, from_internal
+
+    tm = s["typical"]
+    names = problem.names
+    err = s["err"]
+    free_th = np.flatnonzero(~s["x_fixed"][:theta_x.size])
+    coef_free = np.flatnonzero(s["coef_free"])
+    om_free = J_om.shape[0]
+    n_fixed = free_th.size + coef_free.size
     cov = _inverse_where_informed(fim)
-    # natural scale: typical values, coefficients, Omega's elements, residual SDs
     nat_names, nat_values, rows = [], [], []
     K = fim.shape[0]
     dth = dtheta_dx(theta_x, tm.scale, tm.lower, tm.upper)
@@ -421,8 +477,54 @@ def _information(problem, s, est, designs, theta_x, omega, J_om, sd, coef, sourc
         if np.all(informed[used]):
             sub = np.ix_(used, used)
             se[r] = math.sqrt(max(float(A[r, used] @ cov[sub] @ A[r, used]), 0.0))
-    return dict(names=tuple(nat_names), values=np.array(nat_values), se=se, fim=fim,
-                fim_names=tuple(fim_names), observations=_counts(problem, data))
+    return nat_names, nat_values, se
+
+
+def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, replicates,
+          seed):
+    """``method="mcmc"``: the FO result's information and SEs replaced by the MCMC
+    information's (:mod:`._design_mcmc`), the Monte Carlo error of the SEs by the jackknife
+    over the data sets; the notes of that calculation."""
+    from ._design_mcmc import mcmc_information
+
+    tm = s["typical"]
+    en = list(s["omega_model"].names)
+    err_names = [problem.names[q] for q, _, _ in s["err"]]
+
+    def at(problem2, s2, est2):
+        # the same parameters by name (the chains' problem has no [survival] table)
+        tm2 = s2["typical"]
+        th = np.array([theta_x[tm.names.index(n)] for n in tm2.names])
+        idx = [en.index(n) for n in s2["omega_model"].names]
+        sd2 = np.array([sd[err_names.index(problem2.names[q])] for q, _, _ in s2["err"]])
+        cf = np.array([coef[list(tm.coefficient_names).index(c)]
+                       for c in tm2.coefficient_names], dtype=float)
+        return th, omega[np.ix_(idx, idx)], sd2, cf
+
+    mc = mcmc_information(cfg, designs, at, replicates=replicates, seed=seed,
+                          fim_names=out["fim_names"], source=cfg.source)
+    fim = mc["fim"]
+    _, _, se = _natural_se(problem, s, fim, theta_x, omega, J_om, sd, coef)
+    R = mc["fims"].shape[0]
+    se_mc = np.full(se.shape, np.nan)
+    if R >= 3:
+        loo = np.array([_natural_se(problem, s, (fim * R - mc["fims"][r]) / (R - 1), theta_x,
+                                    omega, J_om, sd, coef)[2] for r in range(R)])
+        with np.errstate(invalid="ignore"):
+            se_mc = np.sqrt((R - 1) / R * np.sum((loo - loo.mean(axis=0)) ** 2, axis=0))
+    out = dict(out, fim=fim, se=se, se_mc=se_mc)
+    notes = [f"exact information (no linearisation): Louis' observed information averaged "
+             f"over {R} data sets simulated on the design, MCMC over the random effects "
+             f"({mc['prediction_path'].split(' in the SAEM')[0]})"]
+    n_cens = int(np.sum(s["data"].cens[s["data"].mask] != 0))
+    if np.any(mc["censored"]) or n_cens:
+        notes.append(f"simulated values beyond the design's censoring limits censored (M3): "
+                     f"{np.mean(mc['censored']):.0f} values per data set")
+    if problem.survival is not None:
+        notes.append("[survival]: the event times are left out (the longitudinal data only)")
+    if any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters):
+        notes.append("priors are left out (the information of the data alone)")
+    return out, notes
 
 
 def _sensitivity_derivatives(model, mu, G, N, h: float = 1e-4):

@@ -1,0 +1,179 @@
+"""The expected Fisher information of a population design without linearisation: Monte Carlo
+over data sets, MCMC over the random effects.
+
+FO's information (:mod:`._design_evaluation`) linearises each subject's model in its random
+effects at eta = 0. Where a random effect acts nonlinearly and is seen through few values
+(eD on the ALS model: 1.8-2.2x the empirical SE of its log variance,
+``benchmarks/results/population_recovery_model_treg_all_20261202_design.md``), that
+approximation is poor. The exact expected information is ``E_y[I_obs(theta; y)]``: the
+average over data sets drawn from the design at the parameters of the observed information.
+Each data set's observed information comes from Louis' formula with MCMC over the random
+effects given the data (SAEM's kernels with the parameters held,
+:func:`~.population._saem_score.score_pass`), as in Riviere, Ueckert & Mentre (2016,
+Biostatistics 17:737, "An MCMC method for the evaluation of the Fisher information matrix
+for non-linear mixed effect models"). The data sets are simulated with the fit's own
+residual model (Student t included) and censored at the design's limits (the M3 likelihood
+in the chains), so censoring costs information here, unlike in FO.
+
+Why hand-written: no Python library computes a population FIM; PFIM 6 (R) has the MCMC
+method through Stan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+
+import numpy as np
+
+from ..errors import ConfigError, FitError
+
+__all__ = ["ITERATIONS", "BURN_IN", "CHAINS", "mcmc_information"]
+
+#: Iterations of each data set's MCMC pass (after the burn-in), its burn-in (kernel
+#: adaptation), and chains per subject: Louis' terms to Monte Carlo noise well below the
+#: spread between data sets on the ALS design (200 patients: ~35 s per data set).
+ITERATIONS = 200
+BURN_IN = 50
+CHAINS = 4
+
+
+def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
+                     source: str) -> dict:
+    """Louis' information averaged over ``replicates`` data sets simulated on ``designs``.
+
+    Parameters
+    ----------
+    cfg : FitConfig
+        The population config (a ``[survival]`` table is left out: the longitudinal data).
+    designs : list of Design
+        The design (its values are replaced by the simulated ones).
+    at : callable
+        ``at(problem, s, est) -> (theta_x (D,), omega (E, E), sd (S,), coef (C,))``: the
+        parameters, in the estimator set-up's layout.
+    replicates : int
+        Data sets.
+    seed : int
+        Seed of the simulations and chains.
+    fim_names : sequence of str
+        The FO layout's parameter names (``theta NAME``, ``coef NAME``, Omega's parameters,
+        ``log OBS.a``): the order of the returned information.
+    source : str
+        The config file, for messages.
+
+    Returns
+    -------
+    dict
+        ``fim`` (K, K) the mean information in ``fim_names`` order, ``fims`` (R, K, K) each
+        data set's, ``censored`` (R,) the simulated values censored per data set,
+        ``prediction_path`` (str) how the chains solved the model.
+    """
+    from ..parallel import executor as make_executor
+    from ._estimator_options import EstimatorOptions
+    from .estimators._population_layout import _covariate_design
+    from .estimators.base import EstimationProblem
+    from .estimators.saem import SAEM
+    from .population._outputs import simulate_designs
+    from .population._saem_score import score_pass
+    from .population._vpc import vpc_limits
+    from .problem import Problem
+
+    cfg = dataclasses.replace(cfg, survival=None)
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    est = SAEM()
+    with make_executor(None, None) as ex:
+        ep = EstimationProblem(problem=problem, designs=designs,
+                               options=EstimatorOptions.coerce(cfg.options,
+                                                               f"{cfg.source}, [estimator]"),
+                               executor=ex, name=cfg.name, source=cfg.source)
+        try:
+            s = est._setup_saem(ep)
+            cov_x, cov_mask, coef_map = _covariate_design(ep, s)
+        except ConfigError as exc:
+            raise ConfigError(f"design evaluation with method = \"mcmc\" (SAEM's chains): "
+                              f"{exc}") from None
+    s["coef_map"] = coef_map
+    theta_x, omega, sd, coef = at(problem, s, est)
+    D, E = s["pop_cols"].size, s["eta_pos"].size
+    om_model = s["omega_model"]
+    P, S = om_model.n_parameters, len(s["err"])
+    residual = est._residual(problem, s, sd)
+    beta = np.zeros((len(s["typical"].coefficient_names), D))
+    for j, (col, e, kind) in coef_map.items():
+        beta[col - 1, s["eta_pos"][e]] = coef[j] if kind == "linear" else math.log1p(coef[j])
+    pattern = np.zeros((E, E), dtype=bool)
+    fixed = np.zeros(E, dtype=bool)
+    for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
+        pattern[np.ix_(idx, idx)] = True
+        fixed[idx] = fx
+    x_at = np.concatenate([theta_x, om_model.pack(omega), np.log(sd), coef[s["coef_free"]]])
+    kernel, words = est._kernel_model(s, x_at, D, E, omega, residual, int(seed))
+    data = s["data"]
+    mu = est._mu(s, theta_x, coef)[0]
+    sims = simulate_designs(s["model"], data, mu, omega, residual, s["eta_pos"],
+                            int(replicates), int(seed), source=source)
+    lower, upper = vpc_limits(data), _upper_limits(data)
+    layout = _layout(s, problem, est, fim_names, omega, beta, D, P, S)
+    fims, censored = [], []
+    for r in range(int(replicates)):
+        y = sims[r]
+        cens = np.where(y < lower, 1, np.where(y > upper, -1, 0)).astype(np.int8)
+        cens = np.where(data.mask, cens, 0).astype(np.int8)
+        limit = np.where(cens == 1, lower, np.where(cens == -1, upper, np.nan))
+        sim = dataclasses.replace(data, y=np.where(data.mask, np.where(cens != 0, limit, y),
+                                                   0.0), cens=cens, limit=limit)
+        censored.append(int(np.sum(cens != 0)))
+        sp = score_pass(kernel, sim, theta_x, omega, residual, beta=beta,
+                        eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
+                        omega_structure=pattern, omega_fixed=fixed,
+                        residual_fixed=s["residual_fixed"], estimate_columns=s["no_eta"],
+                        n_iter=ITERATIONS, burn_in=BURN_IN, n_chains=CHAINS,
+                        seed=int(seed) + 7919 * (r + 1), mu_fixed=s["x_fixed"][s["eta_pos"]])
+        fims.append(layout(sp))
+    fims = np.array(fims)
+    return dict(fim=fims.mean(axis=0), fims=fims, censored=np.array(censored),
+                prediction_path=words)
+
+
+def _upper_limits(data) -> np.ndarray:
+    """The limit above which a value of each row's observable is censored (core scale): the
+    median of that observable's upper limits in the design; NaN (never) without any."""
+    out = np.full(data.y.shape, np.nan)
+    above = data.mask & (data.cens == -1)
+    for k in np.unique(data.observable[above]):
+        out[data.observable == k] = float(np.median(data.limit[above & (data.observable == k)]))
+    return out
+
+
+def _layout(s, problem, est, fim_names, omega, beta, D, P, S):
+    """A function from a score pass to its information in ``fim_names`` order: the core's
+    parameters mapped to focei's layout (:func:`_to_focei_layout`), then the FO layout's
+    subset (the free parameters)."""
+    from .estimators._population_layout import _to_focei_layout
+
+    focei_names = list(est._covariance_names(problem, s))
+    # a parameter of the [survival] table only is not in the chains' problem: no information
+    here = [j for j, n in enumerate(fim_names) if n in focei_names]
+    rows = [focei_names.index(fim_names[j]) for j in here]
+    K = len(fim_names)
+
+    def info(sp):
+        res = types.SimpleNamespace(parameter_names=sp.names, omega=omega, beta=beta)
+        T = _to_focei_layout(s, res, D, P, S)
+        if T is None:
+            raise FitError("design evaluation (mcmc): the chains' information misses a "
+                           "parameter of the population model")
+        Tf = T[rows]
+        if Tf.shape[0] != Tf.shape[1]:
+            raise FitError(f"design evaluation (mcmc): {Tf.shape[1]} parameters in the chains, "
+                           f"{Tf.shape[0]} in the design's layout")
+        # psi_fo = Tf psi_core (a reparametrisation): I_fo = Tf^-T I_core Tf^-1
+        Ti = np.linalg.inv(Tf)
+        F = Ti.T @ np.asarray(sp.fisher, dtype=float) @ Ti
+        out = np.zeros((K, K))
+        out[np.ix_(here, here)] = 0.5 * (F + F.T)
+        return out
+
+    return info
