@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--rescore", action="store_true",
                     help="recompute the predictions against the recorded study (no refits)")
+    ap.add_argument("--mcmc", type=int, default=0, metavar="R",
+                    help="also the exact (MCMC) information, R simulated data sets")
     args = ap.parse_args(argv)
 
     from progression.fit import evaluate_design, fit
@@ -123,12 +125,20 @@ def main(argv=None) -> int:
     predicted = dict(zip(ev.names, ev.se, strict=True))
     full = evaluate_design(cfg, data=designs, form="full")
     predicted_full = dict(zip(full.names, full.se, strict=True))
+    mcmc = None
+    if args.mcmc:
+        t0 = time.perf_counter()
+        mc = evaluate_design(cfg, data=designs, method="mcmc", replicates=args.mcmc,
+                             seed=args.seed)
+        mcmc = {"se": dict(zip(mc.names, mc.se, strict=True)),
+                "se_mc": dict(zip(mc.names, mc.se_mc, strict=True)),
+                "seconds": time.perf_counter() - t0, "seconds_fo": t_design}
     if args.rescore:
         # the recorded study's estimates, the predictions recomputed (e.g. a new form)
         old = json.loads(Path(args.out).with_suffix(".json").read_text())
         # the timings stay the recorded run's (both measured there, under the same load)
         write(args, old["table"], old["fitted"], old["failed"], len(designs), predicted,
-              predicted_full, old["seconds_design"], old["seconds_study"])
+              predicted_full, old["seconds_design"], old["seconds_study"], mcmc)
         return 0
 
     rng = np.random.default_rng(args.seed)
@@ -155,11 +165,12 @@ def main(argv=None) -> int:
                       "empirical_sd": float(np.std(vals, ddof=1)),
                       "median_fit_se": float(np.nanmedian(ses))})
     write(args, table, len(rows), failed, len(designs), predicted, predicted_full, t_design,
-          t_sim)
+          t_sim, mcmc)
     return 0
 
 
-def write(args, table, n_ok, failed, n_subjects, predicted, predicted_full, t_design, t_sim):
+def write(args, table, n_ok, failed, n_subjects, predicted, predicted_full, t_design, t_sim,
+          mcmc=None):
     """Print and record the comparison (the predictions added to each row of ``table``)."""
     for t in table:
         k = t["parameter"]
@@ -167,11 +178,16 @@ def write(args, table, n_ok, failed, n_subjects, predicted, predicted_full, t_de
         t["predicted_se_full"] = float(predicted_full[k])
         t["ratio"] = t["predicted_se"] / t["empirical_sd"]
         t["ratio_full"] = t["predicted_se_full"] / t["empirical_sd"]
+        if mcmc is not None:
+            t["predicted_se_mcmc"] = float(mcmc["se"][k])
+            t["predicted_se_mcmc_error"] = float(mcmc["se_mc"][k])
+            t["ratio_mcmc"] = t["predicted_se_mcmc"] / t["empirical_sd"]
     lines = [
         "# Design evaluation against replicate refits (Theoph design)", "",
         f"Run {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC: `python "
         f"benchmarks/design_evaluation.py --replicates {args.replicates} --copies "
-        f"{args.copies} --seed {args.seed}{' --rescore' if args.rescore else ''}`. Machine: "
+        f"{args.copies} --seed {args.seed}{' --rescore' if args.rescore else ''}"
+        f"{f' --mcmc {args.mcmc}' if args.mcmc else ''}`. Machine: "
         f"{platform.platform()}, Python {platform.python_version()}, "
         f"{__import__('os').cpu_count()} CPUs."
         + (" `--rescore`: the recorded replicates' estimates, the predictions recomputed."
@@ -183,17 +199,23 @@ def write(args, table, n_ok, failed, n_subjects, predicted, predicted_full, t_de
         f"from {n_ok} replicates is about {100 / math.sqrt(2 * (n_ok - 1)):.0f} %.", "",
         "| parameter | truth | mean estimate | empirical SD | predicted SE, reduced FIM | "
         "reduced / empirical | predicted SE, full FIM | full / empirical | median SE of the "
-        "fits |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "fits |" + (" predicted SE, MCMC (± MC error) | MCMC / empirical |" if mcmc else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if mcmc else "")]
     for t in table:
         lines.append(f"| {t['parameter']} | {t['truth']:.4g} | {t['mean']:.4g} | "
                      f"{t['empirical_sd']:.4g} | {t['predicted_se']:.4g} | {t['ratio']:.2f} | "
                      f"{t['predicted_se_full']:.4g} | {t['ratio_full']:.2f} | "
-                     f"{t['median_fit_se']:.4g} |")
+                     f"{t['median_fit_se']:.4g} |"
+                     + (f" {t['predicted_se_mcmc']:.4g} ± {t['predicted_se_mcmc_error']:.2g} | "
+                        f"{t['ratio_mcmc']:.2f} |" if mcmc else ""))
     lines += ["", "| what | wall time (s) | ratio |", "|---|---:|---:|",
               f"| design evaluation (`evaluate_design`, reduced, warm) | {t_design:.3f} | 1 |",
               f"| simulation and FOCE-I refit study ({args.replicates} replicates) | "
               f"{t_sim:.1f} | {t_sim / t_design:,.0f}x slower |", ""]
+    if mcmc:
+        lines += [f"Exact (MCMC) information, {args.mcmc} simulated data sets (this run): "
+                  f"{mcmc['seconds']:.1f} s; FO (reduced, warm) in the same run "
+                  f"{mcmc['seconds_fo']:.3f} s.", ""]
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)
@@ -201,7 +223,7 @@ def write(args, table, n_ok, failed, n_subjects, predicted, predicted_full, t_de
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps(
         {"args": vars(args), "table": table, "fitted": n_ok, "failed": failed,
-         "seconds_design": t_design, "seconds_study": t_sim}, indent=1))
+         "seconds_design": t_design, "seconds_study": t_sim, "mcmc": mcmc}, indent=1))
 
 
 if __name__ == "__main__":

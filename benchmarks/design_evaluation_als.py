@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("study", help="a recorded study (path without .jsonl)")
     ap.add_argument("--seeds", type=int, default=3, help="replicate designs evaluated")
+    ap.add_argument("--mcmc", type=int, default=0, metavar="R",
+                    help="also the exact (MCMC) information, R simulated data sets per design")
     args = ap.parse_args(argv)
 
     from progression.fit import evaluate_design
@@ -72,15 +74,23 @@ def main(argv=None) -> int:
         truth = {**truth, "typical": {**truth["typical"], "kappa_nfl": 6000.0},
                  "omega": {**truth["omega"], "kappa_nfl": 0.09}}
     at = truth_population(names, truth)
-    t0 = time.perf_counter()
-    ses = []
+    ses, mc_ses, mc_err = [], [], []
+    seconds = mc_seconds = 0.0
     for seed in range(int(meta["seed0"]), int(meta["seed0"]) + args.seeds):
         designs, _, _ = prm.simulate_replicate(
             int(meta["n"]), seed, cfg, truth,
             cohort_config=None if design == "clinic" else prm.design_config(design))
+        t0 = time.perf_counter()
         ev = evaluate_design(cfg, fit=at, data=designs)
+        seconds += (time.perf_counter() - t0) / args.seeds
         ses.append(dict(zip(ev.names, ev.se / np.abs(ev.values), strict=True)))
-    seconds = (time.perf_counter() - t0) / args.seeds
+        if args.mcmc:
+            t0 = time.perf_counter()
+            ev = evaluate_design(cfg, fit=at, data=designs, method="mcmc",
+                                 replicates=args.mcmc, seed=seed)
+            mc_seconds += (time.perf_counter() - t0) / args.seeds
+            mc_ses.append(dict(zip(ev.names, ev.se / np.abs(ev.values), strict=True)))
+            mc_err.append(dict(zip(ev.names, ev.se_mc / np.abs(ev.values), strict=True)))
     rows = []
     for kind, key in (("typical", ""), ("omega", "omega^2 ")):
         for k in lines[0]["score"][kind]:
@@ -90,20 +100,33 @@ def main(argv=None) -> int:
             est = np.array([x["score"][kind][k]["estimate"] for x in lines])
             emp = float(np.std(np.log(est), ddof=1))
             pred = float(np.mean([s[f"{key}{k}"] for s in ses]))
-            rows.append((f"{key}{k}", emp, pred))
+            mc = (float(np.mean([s[f"{key}{k}"] for s in mc_ses])),
+                  float(np.sqrt(np.nanmean([e[f"{key}{k}"] ** 2 for e in mc_err]) / args.seeds)))\
+                if mc_ses else None
+            rows.append((f"{key}{k}", emp, pred, mc))
+    mc_flag = f" --mcmc {args.mcmc}" if args.mcmc else ""
     out = [f"# Design evaluation against the study {study.name}", "",
            f"Run {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC: `python "
-           f"benchmarks/design_evaluation_als.py {study} --seeds {args.seeds}`. The study: "
+           f"benchmarks/design_evaluation_als.py {study} --seeds {args.seeds}{mc_flag}`. "
+           f"The study: "
            f"{len(lines)} replicates of {meta['n']} patients, design `{design}`, fitted with "
            f"its own config text ({meta['command']}). Predicted: the reduced FO information at "
            f"the study's truth on {args.seeds} of its replicate designs (seeds from "
            f"{meta['seed0']}; mean of their SEs), {seconds:.1f} s per design. The SD of "
            f"{len(lines)} estimates is known to about "
-           f"±{100 / math.sqrt(2 * (len(lines) - 1)):.0f} %.", "",
-           "| parameter (log scale) | empirical SD of the estimates | predicted SE | "
-           "predicted / empirical |", "|---|---:|---:|---:|"]
-    for name, emp, pred in rows:
-        out.append(f"| {name} | {emp:.3f} | {pred:.3f} | {pred / emp:.2f} |")
+           f"±{100 / math.sqrt(2 * (len(lines) - 1)):.0f} %."
+           + (f" Exact (MCMC) information: `method=\"mcmc\"`, {args.mcmc} simulated data "
+              f"sets per design, {mc_seconds:.0f} s per design (± its Monte Carlo error)."
+              if args.mcmc else ""), "",
+           "| parameter (log scale) | empirical SD of the estimates | predicted SE, FO | "
+           "FO / empirical |" + (" predicted SE, MCMC | MCMC / empirical |" if args.mcmc
+                                 else ""),
+           "|---|---:|---:|---:|" + ("---:|---:|" if args.mcmc else "")]
+    for name, emp, pred, mc in rows:
+        line = f"| {name} | {emp:.3f} | {pred:.3f} | {pred / emp:.2f} |"
+        if mc is not None:
+            line += f" {mc[0]:.3f} ± {mc[1]:.3f} | {mc[0] / emp:.2f} |"
+        out.append(line)
     text = "\n".join(out) + "\n"
     print(text)
     Path(f"{study}_design.md").write_text(text)
