@@ -126,8 +126,10 @@ def test_mcmc_information_matches_the_exact_information(intercept, mcmc_evaluati
 
 
 def test_mcmc_evaluation_is_reproducible_and_scales(intercept, mcmc_evaluation):
-    again = evaluate_design(intercept, method="mcmc", replicates=4, seed=3)
-    np.testing.assert_array_equal(again.se, mcmc_evaluation.se)
+    one = [evaluate_design(intercept, method="mcmc", replicates=1, seed=8) for _ in range(2)]
+    np.testing.assert_array_equal(one[0].se, one[1].se)
+    assert np.all(np.isnan(one[0].se_mc))          # no Monte Carlo error from one data set
+    assert not np.array_equal(one[0].se, mcmc_evaluation.se)
     bigger = mcmc_evaluation.scaled(4 * N_SUBJECTS)
     np.testing.assert_allclose(bigger.se, mcmc_evaluation.se / 2.0, rtol=1e-12)
     np.testing.assert_allclose(bigger.se_mc, mcmc_evaluation.se_mc / 2.0, rtol=1e-12)

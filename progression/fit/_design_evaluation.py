@@ -514,7 +514,8 @@ def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, re
             se_mc = np.sqrt((R - 1) / R * np.sum((loo - loo.mean(axis=0)) ** 2, axis=0))
     out = dict(out, fim=fim, se=se, se_mc=se_mc)
     notes = [f"exact information (no linearisation): Louis' observed information averaged "
-             f"over {R} data sets simulated on the design, MCMC over the random effects "
+             f"over {R} data set{'s' if R != 1 else ''} simulated on the design, MCMC over "
+             f"the random effects "
              f"({mc['prediction_path'].split(' in the SAEM')[0]})"]
     n_cens = int(np.sum(s["data"].cens[s["data"].mask] != 0))
     if np.any(mc["censored"]) or n_cens:
