@@ -521,8 +521,9 @@ def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, re
     if np.any(mc["censored"]) or n_cens:
         notes.append(f"simulated values beyond the design's censoring limits censored (M3): "
                      f"{np.mean(mc['censored']):.0f} values per data set")
-    if problem.survival is not None:
-        notes.append("[survival]: the event times are left out (the longitudinal data only)")
+    if mc["events"] is not None:
+        notes.append(f"[survival]: event times drawn by the hazard, values only before them, "
+                     f"enrolled event-free; {np.mean(mc['events']):.0f} events per data set")
     if any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters):
         notes.append("priors are left out (the information of the data alone)")
     return out, notes

@@ -69,17 +69,57 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
         data set's, ``censored`` (R,) the simulated values censored per data set,
         ``prediction_path`` (str) how the chains solved the model.
     """
+    from .population._outputs import simulate_designs
+    from .population._vpc import vpc_limits
+
+    joint = cfg.survival is not None
+    base = _chains_setup(cfg, designs)
+    problem, s, est = base["problem"], base["s"], base["est"]
+    theta_x, omega, sd, coef = at(problem, s, est)
+    residual = est._residual(problem, s, sd)
+    mu = est._mu(s, theta_x, coef)[0]
+    data = s["data"]
+    rng = np.random.default_rng([int(seed), 29])
+    sims = None if joint else simulate_designs(s["model"], data, mu, omega, residual,
+                                               s["eta_pos"], int(replicates), int(seed),
+                                               source=source)
+    lower, upper = vpc_limits(data), _upper_limits(data)
+    fims, censored, events, words = [], [], [], ""
+    for r in range(int(replicates)):
+        if joint:
+            # new event times, and no values after them: one set-up per data set
+            sim_designs, n_cens, n_events = _joint_replicate(
+                problem, designs, s, mu, omega, residual, lower, rng, source)
+            setup = _chains_setup(cfg, sim_designs)
+            sim = setup["s"]["data"]
+            events.append(n_events)
+        else:
+            setup = base
+            y = sims[r]
+            cens = np.where(y < lower, 1, np.where(y > upper, -1, 0)).astype(np.int8)
+            cens = np.where(data.mask, cens, 0).astype(np.int8)
+            limit = np.where(cens == 1, lower, np.where(cens == -1, upper, np.nan))
+            sim = dataclasses.replace(data, y=np.where(data.mask, np.where(
+                cens != 0, limit, y), 0.0), cens=cens, limit=limit)
+            n_cens = int(np.sum(cens != 0))
+        censored.append(n_cens)
+        info, words = _information_of(setup, sim, at, fim_names, int(seed) + 7919 * (r + 1))
+        fims.append(info)
+    fims = np.array(fims)
+    return dict(fim=fims.mean(axis=0), fims=fims, censored=np.array(censored),
+                events=np.array(events) if joint else None, prediction_path=words)
+
+
+def _chains_setup(cfg, designs) -> dict:
+    """SAEM's set-up of ``cfg`` on ``designs``: problem, set-up dict, estimator and the
+    covariate design of the chains."""
     from ..parallel import executor as make_executor
     from ._estimator_options import EstimatorOptions
     from .estimators._population_layout import _covariate_design
     from .estimators.base import EstimationProblem
     from .estimators.saem import SAEM
-    from .population._outputs import simulate_designs
-    from .population._saem_score import score_pass
-    from .population._vpc import vpc_limits
     from .problem import Problem
 
-    cfg = dataclasses.replace(cfg, survival=None)
     problem = Problem.from_config(cfg)
     problem.fix_grid_step(designs)
     est = SAEM()
@@ -95,13 +135,22 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
             raise ConfigError(f"design evaluation with method = \"mcmc\" (SAEM's chains): "
                               f"{exc}") from None
     s["coef_map"] = coef_map
+    return dict(problem=problem, s=s, est=est, cov_x=cov_x, cov_mask=cov_mask)
+
+
+def _information_of(setup, data, at, fim_names, seed: int):
+    """Louis' information of one simulated data set (``data`` on ``setup``'s subjects) in
+    ``fim_names`` order, and how the chains predicted."""
+    from .population._saem_score import score_pass
+
+    problem, s, est = setup["problem"], setup["s"], setup["est"]
     theta_x, omega, sd, coef = at(problem, s, est)
     D, E = s["pop_cols"].size, s["eta_pos"].size
     om_model = s["omega_model"]
     P, S = om_model.n_parameters, len(s["err"])
     residual = est._residual(problem, s, sd)
     beta = np.zeros((len(s["typical"].coefficient_names), D))
-    for j, (col, e, kind) in coef_map.items():
+    for j, (col, e, kind) in s["coef_map"].items():
         beta[col - 1, s["eta_pos"][e]] = coef[j] if kind == "linear" else math.log1p(coef[j])
     pattern = np.zeros((E, E), dtype=bool)
     fixed = np.zeros(E, dtype=bool)
@@ -109,32 +158,103 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
         pattern[np.ix_(idx, idx)] = True
         fixed[idx] = fx
     x_at = np.concatenate([theta_x, om_model.pack(omega), np.log(sd), coef[s["coef_free"]]])
-    kernel, words = est._kernel_model(s, x_at, D, E, omega, residual, int(seed))
-    data = s["data"]
-    mu = est._mu(s, theta_x, coef)[0]
-    sims = simulate_designs(s["model"], data, mu, omega, residual, s["eta_pos"],
-                            int(replicates), int(seed), source=source)
-    lower, upper = vpc_limits(data), _upper_limits(data)
-    layout = _layout(s, problem, est, fim_names, omega, beta, D, P, S)
-    fims, censored = [], []
-    for r in range(int(replicates)):
-        y = sims[r]
-        cens = np.where(y < lower, 1, np.where(y > upper, -1, 0)).astype(np.int8)
-        cens = np.where(data.mask, cens, 0).astype(np.int8)
-        limit = np.where(cens == 1, lower, np.where(cens == -1, upper, np.nan))
-        sim = dataclasses.replace(data, y=np.where(data.mask, np.where(cens != 0, limit, y),
-                                                   0.0), cens=cens, limit=limit)
-        censored.append(int(np.sum(cens != 0)))
-        sp = score_pass(kernel, sim, theta_x, omega, residual, beta=beta,
-                        eta_columns=s["eta_pos"], covariates=cov_x, covariate_mask=cov_mask,
-                        omega_structure=pattern, omega_fixed=fixed,
-                        residual_fixed=s["residual_fixed"], estimate_columns=s["no_eta"],
-                        n_iter=ITERATIONS, burn_in=BURN_IN, n_chains=CHAINS,
-                        seed=int(seed) + 7919 * (r + 1), mu_fixed=s["x_fixed"][s["eta_pos"]])
-        fims.append(layout(sp))
-    fims = np.array(fims)
-    return dict(fim=fims.mean(axis=0), fims=fims, censored=np.array(censored),
-                prediction_path=words)
+    if "kernel" not in setup:
+        setup["kernel"] = est._kernel_model(s, x_at, D, E, omega, residual, seed)
+    kernel, words = setup["kernel"]
+    sp = score_pass(kernel, data, theta_x, omega, residual, beta=beta,
+                    eta_columns=s["eta_pos"], covariates=setup["cov_x"],
+                    covariate_mask=setup["cov_mask"], omega_structure=pattern,
+                    omega_fixed=fixed, residual_fixed=s["residual_fixed"],
+                    estimate_columns=s["no_eta"], n_iter=ITERATIONS, burn_in=BURN_IN,
+                    n_chains=CHAINS, seed=seed, mu_fixed=s["x_fixed"][s["eta_pos"]])
+    return _layout(s, problem, est, fim_names, omega, beta, D, P, S)(sp), words
+
+
+def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, source):
+    """One data set of a joint design: each subject's random effects, its event time by the
+    ``[survival]`` hazard (the model's own Exp(1) threshold, :class:`~.population.
+    _vpc_events.EndEvents`), drawn again while the event comes before the subject's entry
+    (enrolled alive); values (residual noise, censoring at the design's limits) only before
+    the event; the event recorded if it comes by the subject's end of follow-up (its record's
+    time in the design, else its last observation), right-censored there otherwise.
+
+    Returns (designs, censored values, events)."""
+    from types import SimpleNamespace
+
+    from ._survival_likelihood import record_for
+    from .population._outputs import _values
+    from .population._vpc_events import EndEvents
+
+    spec = problem.survival
+    hazard = problem.model.spec.hazard(spec.hazard)
+    end = EndEvents(problem, designs, [hazard.event], alone=True)
+    model = s["model"]
+    eta_pos = s["eta_pos"]
+    N = len(designs)
+    L = np.linalg.cholesky(np.atleast_2d(omega))
+    follow = np.array([d.survival.time if d.survival is not None else float(np.max(d.time))
+                       for d in designs])
+    entry = np.array([_entry(spec, d) for d in designs])
+    phi = mu.copy()
+    T = np.full(N, -np.inf)
+    f = None
+    todo = np.arange(N)
+    for _ in range(50):
+        phi[todo] = mu[todo]
+        phi[np.ix_(todo, eta_pos)] += rng.standard_normal((todo.size, eta_pos.size)) @ L.T
+        fr = _values(model, phi[todo], todo)
+        f = fr if f is None else f
+        f[todo] = fr
+        T[todo] = end.event_times(model.thetas(phi[todo]), todo, rng, float(follow.max()))
+        ok = np.array([np.all(np.isfinite(f[i, :designs[i].n])) for i in range(N)])
+        todo = np.flatnonzero(~ok | ~(T > entry))
+        if todo.size == 0:
+            break
+    else:
+        raise FitError(f"{source}: design evaluation (mcmc): subject '{designs[todo[0]].id}' "
+                       "was not event-free at its entry (or its model failed) in 50 draws of "
+                       "its random effects; expected a design whose subjects survive to entry")
+    out, n_cens, n_events = [], 0, 0
+    for i, d in enumerate(designs):
+        n = d.n
+        k = np.asarray(d.obs, dtype=int)
+        fi = f[i, :n]
+        sd = np.sqrt(residual.variance(fi, k))
+        df = getattr(model, "residual_df", None)
+        nu = (np.full(n, np.inf) if df is None
+              else np.asarray(df, dtype=float)[np.minimum(k, len(df) - 1)])
+        eps = np.where(np.isfinite(nu), rng.standard_t(np.where(np.isfinite(nu), nu, 1.0)),
+                       rng.standard_normal(n))
+        y = fi + sd * eps
+        lim = lower[i, :n]
+        cens = np.where(np.isfinite(lim) & (y < lim), 1, 0).astype(np.int8)
+        y = np.where(cens == 1, lim, y)
+        logs = np.asarray(model.log_scale, dtype=bool)[k]
+        value = np.where(logs, np.exp(y), y)
+        limit = np.where(cens == 1, np.where(logs, np.exp(lim), lim), np.nan)
+        keep = np.asarray(d.time, dtype=float) < T[i]
+        happened = T[i] <= follow[i]
+        when = T[i] if happened else follow[i]
+        rec = record_for(spec, SimpleNamespace(time=when, type=spec.events[0] if happened
+                                               else "censored"),
+                         float(np.min(d.time)), np.asarray(d.time)[keep])
+        n_cens += int(np.sum(cens[keep] != 0))
+        n_events += int(happened)
+        out.append(dataclasses.replace(
+            d, time=np.asarray(d.time)[keep], obs=k[keep], value=value[keep],
+            cens=cens[keep], limit=limit[keep],
+            condition=None if d.condition is None else np.asarray(d.condition)[keep],
+            sd=None if d.sd is None else np.asarray(d.sd)[keep], survival=rec))
+    return out, n_cens, n_events
+
+
+def _entry(spec, design) -> float:
+    """The data time from which a subject of the design is known event-free."""
+    rec = design.survival
+    if rec is not None and np.isfinite(rec.entry):
+        return float(rec.entry)
+    return {"first": float(np.min(design.time)), "enrolment": 0.0,
+            "none": -np.inf}[spec.entry]
 
 
 def _upper_limits(data) -> np.ndarray:
