@@ -190,7 +190,7 @@ FOLLOW_UP = 8.0
 H0, G = 0.05, 0.1
 
 
-def _joint_config(tmp_path):
+def _joint_config(tmp_path, h0=H0):
     from test_population_survival import SIGMA as MARKER_SD
     from test_population_survival import TOY
 
@@ -213,7 +213,7 @@ estimate = "fixed"
 value = 2.0
 [parameters.h0]
 estimate = "population"
-value = {H0}
+value = {h0}
 [parameters.g]
 estimate = "fixed"
 value = {G}
@@ -264,3 +264,16 @@ def test_joint_design_information_of_the_hazard_is_exact(tmp_path):
     assert per_set == pytest.approx(JOINT_N * p_event, abs=9.0)
     # the marker's parameters are still informed, as without the survival part
     assert np.isfinite(got["k"]) and np.isfinite(got["omega^2 k"])
+
+
+def test_joint_design_whose_subjects_cannot_survive_to_entry(tmp_path):
+    """Entry at month 40 under a hazard whose cumulative value there is ~540: no draw of a
+    subject is event-free at entry; one error naming the subject."""
+    from progression.errors import FitError
+
+    cfg = _joint_config(tmp_path, h0=1.0)
+    designs = [d.__class__(d.id, d.time + 40.0, d.obs, d.value, d.cens, d.limit,
+                           survival=d.survival.__class__(d.survival.kind, 48.0, entry=40.5))
+               for d in _joint_design()[:3]]
+    with pytest.raises(FitError, match=r"subject 'S1' was not event-free at its entry"):
+        evaluate_design(cfg, data=designs, method="mcmc", replicates=1)

@@ -175,8 +175,8 @@ def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, sourc
     ``[survival]`` hazard (the model's own Exp(1) threshold, :class:`~.population.
     _vpc_events.EndEvents`), drawn again while the event comes before the subject's entry
     (enrolled alive); values (residual noise, censoring at the design's limits) only before
-    the event; the event recorded if it comes by the subject's end of follow-up (its record's
-    time in the design, else its last observation), right-censored there otherwise.
+    the event; the event recorded if it comes by the subject's end of follow-up
+    (:func:`_follow_up`), right-censored there otherwise.
 
     Returns (designs, censored values, events)."""
     from types import SimpleNamespace
@@ -192,8 +192,7 @@ def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, sourc
     eta_pos = s["eta_pos"]
     N = len(designs)
     L = np.linalg.cholesky(np.atleast_2d(omega))
-    follow = np.array([d.survival.time if d.survival is not None else float(np.max(d.time))
-                       for d in designs])
+    follow = _follow_up(designs)
     entry = np.array([_entry(spec, d) for d in designs])
     phi = mu.copy()
     T = np.full(N, -np.inf)
@@ -246,6 +245,20 @@ def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, sourc
             condition=None if d.condition is None else np.asarray(d.condition)[keep],
             sd=None if d.sd is None else np.asarray(d.sd)[keep], survival=rec))
     return out, n_cens, n_events
+
+
+def _follow_up(designs) -> np.ndarray:
+    """Each subject's end of follow-up in data time: a right-censored record's time; for a
+    subject whose record is an event the study's end (the latest record or observation time of
+    any subject: its own follow-up would have gone on had it not died); else its last
+    observation."""
+    from ._survival_likelihood import RIGHT
+
+    end = max(max((d.survival.time for d in designs if d.survival is not None), default=0.0),
+              max(float(np.max(d.time)) for d in designs))
+    return np.array([float(np.max(d.time)) if d.survival is None
+                     else d.survival.time if d.survival.kind == RIGHT else end
+                     for d in designs])
 
 
 def _entry(spec, design) -> float:
