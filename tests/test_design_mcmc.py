@@ -191,38 +191,9 @@ H0, G = 0.05, 0.1
 
 
 def _joint_config(tmp_path, h0=H0):
-    from test_population_survival import SIGMA as MARKER_SD
-    from test_population_survival import TOY
+    from test_population_survival import toy_saem_config
 
-    (tmp_path / "tte_toy.toml").write_text(TOY)
-    text = f"""
-[fit]
-model = "tte_toy.toml"
-estimator = "saem"
-[data]
-path = "tte_toy.toml"
-[error.marker]
-model = "additive"
-a = {MARKER_SD}
-[parameters.k]
-estimate = "population"
-value = 0.25
-eta = 0.1
-[parameters.x0]
-estimate = "fixed"
-value = 2.0
-[parameters.h0]
-estimate = "population"
-value = {h0}
-[parameters.g]
-estimate = "fixed"
-value = {G}
-[survival]
-"""
-    from progression.fit import parse_fit_config
-
-    return parse_fit_config(text, base_dir=tmp_path, name="tte_design",
-                            source=str(tmp_path / "tte_design.toml"), check_data=False)
+    return toy_saem_config(tmp_path, eta_h0="", h0=h0)
 
 
 def _joint_design():

@@ -169,7 +169,9 @@ def test_chain_data_term_is_the_joint_likelihood(tmp_path, which):
     np.testing.assert_allclose(U0, gauss, **tol)
 
 
-def _saem_fit(tmp_path, designs, eta_h0="eta = 0.1", options=""):
+def toy_saem_config(tmp_path, eta_h0="eta = 0.1", options="", h0=0.05):
+    """The TOY joint model's SAEM config: k with a random effect, h0 estimated (``eta_h0``
+    its random effect, "" none), ``options`` lines of ``[estimator]``."""
     (tmp_path / "tte_toy.toml").write_text(TOY)
     text = f"""
 [fit]
@@ -189,24 +191,24 @@ estimate = "fixed"
 value = 2.0
 [parameters.h0]
 estimate = "population"
-value = 0.05
+value = {h0}
 {eta_h0}
 [parameters.g]
 estimate = "fixed"
 value = 0.1
 [estimator]
-seed = 1
-saem_exploration = 5
-saem_smoothing = 3
-saem_chains = 1
-is_samples = 100
 {options}
 [survival]
 """
+    return parse_fit_config(text, base_dir=tmp_path, name="tte",
+                            source=str(tmp_path / "tte.toml"), check_data=False)
+
+
+def _saem_fit(tmp_path, designs, eta_h0="eta = 0.1", options=""):
     from progression.fit import fit
 
-    cfg = parse_fit_config(text, base_dir=tmp_path, name="tte",
-                           source=str(tmp_path / "tte.toml"), check_data=False)
+    cfg = toy_saem_config(tmp_path, eta_h0, "seed = 1\nsaem_exploration = 5\n"
+                          "saem_smoothing = 3\nsaem_chains = 1\nis_samples = 100\n" + options)
     return fit(cfg, data=designs)
 
 

@@ -521,6 +521,12 @@ def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, re
     if np.any(mc["censored"]) or n_cens:
         notes.append(f"simulated values beyond the design's censoring limits censored (M3): "
                      f"{np.mean(mc['censored']):.0f} values per data set")
+    d = np.diag(fim)
+    ok = d > 1e-10 * max(float(d.max()), 1e-300)
+    if ok.any() and np.linalg.eigvalsh(fim[np.ix_(ok, ok)]).min() <= 0:
+        notes.append(f"the mean information over {R} data sets is not positive definite "
+                     "(Monte Carlo noise along a weakly informed direction): its SEs are not "
+                     "reliable; raise replicates (--replicates)")
     if mc["events"] is not None:
         notes.append(f"[survival]: event times drawn by the hazard, values only before them, "
                      f"enrolled event-free; {np.mean(mc['events']):.0f} events per data set")
