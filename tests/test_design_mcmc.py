@@ -248,3 +248,23 @@ def test_joint_design_whose_subjects_cannot_survive_to_entry(tmp_path):
                for d in _joint_design()[:3]]
     with pytest.raises(FitError, match=r"subject 'S1' was not event-free at its entry"):
         evaluate_design(cfg, data=designs, method="mcmc", replicates=1)
+
+
+def test_an_indefinite_mean_information_is_said(intercept, monkeypatch):
+    """Monte Carlo noise can leave the mean information indefinite along a weakly informed
+    direction: the evaluation says so instead of reporting its SEs silently."""
+    import importlib
+
+    dm = importlib.import_module("progression.fit._design_mcmc")
+
+    def indefinite(cfg, designs, at, *, replicates, seed, fim_names, source):
+        # positive diagonal, one negative eigenvalue (omega^2 with the residual SD)
+        fim = np.array([[400.0, 0.0, 0.0], [0.0, 1.0, 30.0], [0.0, 30.0, 300.0]])
+        return dict(fim=fim, fims=np.array([fim] * 3), censored=np.zeros(3, int),
+                    events=None, prediction_path="test")
+
+    monkeypatch.setattr(dm, "mcmc_information", indefinite)
+    ev = evaluate_design(intercept, method="mcmc", replicates=3)
+    assert any("not positive definite" in n and "--replicates" in n for n in ev.notes)
+    se = dict(zip(ev.names, ev.se, strict=True))
+    assert np.isfinite(se["V"]) and not np.all(np.isfinite(ev.se))

@@ -523,7 +523,7 @@ def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, re
                      f"{np.mean(mc['censored']):.0f} values per data set")
     d = np.diag(fim)
     ok = d > 1e-10 * max(float(d.max()), 1e-300)
-    if ok.any() and np.linalg.eigvalsh(fim[np.ix_(ok, ok)]).min() <= 0:
+    if np.any(d < 0) or (ok.any() and np.linalg.eigvalsh(fim[np.ix_(ok, ok)]).min() <= 0):
         notes.append(f"the mean information over {R} data sets is not positive definite "
                      "(Monte Carlo noise along a weakly informed direction): its SEs are not "
                      "reliable; raise replicates (--replicates)")
