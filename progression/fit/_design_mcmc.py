@@ -13,7 +13,9 @@ effects given the data (SAEM's kernels with the parameters held,
 Biostatistics 17:737, "An MCMC method for the evaluation of the Fisher information matrix
 for non-linear mixed effect models"). The data sets are simulated with the fit's own
 residual model (Student t included) and censored at the design's limits (the M3 likelihood
-in the chains), so censoring costs information here, unlike in FO.
+in the chains), so censoring costs information here, unlike in FO. A joint config
+(``[survival]``) also draws each subject's event time by the model's hazard, so the hazard's
+parameters are informed (FO leaves the event times out).
 
 Why hand-written: no Python library computes a population FIM; PFIM 6 (R) has the MCMC
 method through Stan.
@@ -46,7 +48,8 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
     Parameters
     ----------
     cfg : FitConfig
-        The population config (a ``[survival]`` table is left out: the longitudinal data).
+        The population config (with a ``[survival]`` table each data set also draws event
+        times: :func:`_joint_replicate`).
     designs : list of Design
         The design (its values are replaced by the simulated ones).
     at : callable
@@ -67,6 +70,7 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
     dict
         ``fim`` (K, K) the mean information in ``fim_names`` order, ``fims`` (R, K, K) each
         data set's, ``censored`` (R,) the simulated values censored per data set,
+        ``events`` (R,) the events per data set (None without ``[survival]``),
         ``prediction_path`` (str) how the chains solved the model.
     """
     from .population._outputs import simulate_designs
