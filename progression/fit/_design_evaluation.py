@@ -260,7 +260,9 @@ def evaluate_design(config, *, fit=None, data=None, n_subjects: int | None = Non
                        form)
     notes = _notes(cfg, problem, s)
     if method == "mcmc":
-        out, notes = _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef,
+        # FO ran first all the same: it gives the layout, the names and the counts, and
+        # checks that every subject solves at the typical values, in seconds before minutes
+        out, notes = _mcmc(cfg, designs, out, problem, s, theta_x, omega, J_om, sd, coef,
                            replicates, seed)
         form = "full"
     at = "config values" if pop is None else _fit_label(fit)
@@ -480,8 +482,7 @@ def _natural_se(problem, s, fim, theta_x, omega, J_om, sd, coef):
     return nat_names, nat_values, se
 
 
-def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, replicates,
-          seed):
+def _mcmc(cfg, designs, out, problem, s, theta_x, omega, J_om, sd, coef, replicates, seed):
     """``method="mcmc"``: the FO result's information and SEs replaced by the MCMC
     information's (:mod:`._design_mcmc`), the Monte Carlo error of the SEs by the jackknife
     over the data sets; the notes of that calculation."""
@@ -530,9 +531,7 @@ def _mcmc(cfg, designs, pop, out, problem, s, theta_x, omega, J_om, sd, coef, re
     if mc["events"] is not None:
         notes.append(f"[survival]: event times drawn by the hazard, values only before them, "
                      f"enrolled event-free; {np.mean(mc['events']):.0f} events per data set")
-    if any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters):
-        notes.append("priors are left out (the information of the data alone)")
-    return out, notes
+    return out, notes + _prior_note(cfg)
 
 
 def _sensitivity_derivatives(model, mu, G, N, h: float = 1e-4):
@@ -579,9 +578,14 @@ def _notes(cfg, problem, s) -> list:
                    "overstated)")
     if problem.survival is not None:
         out.append("[survival]: the event times are left out (the longitudinal data only)")
-    if any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters):
-        out.append("priors are left out (the information of the data alone)")
+    out += _prior_note(cfg)
     if any(":t(" in str(e) for e in problem.error_models):
         out.append("a Student-t residual counts as the normal with the same information about "
                    "location (variance x (nu + 3) / (nu + 1))")
     return out
+
+
+def _prior_note(cfg) -> list:
+    if any(getattr(p, "prior", ()) or getattr(p, "eta_prior", ()) for p in cfg.parameters):
+        return ["priors are left out (the information of the data alone)"]
+    return []

@@ -93,18 +93,16 @@ def mcmc_information(cfg, designs, at, *, replicates: int, seed: int, fim_names,
         if joint:
             # new event times, and no values after them: one set-up per data set
             sim_designs, n_cens, n_events = _joint_replicate(
-                problem, designs, s, mu, omega, residual, lower, rng, source)
+                problem, designs, s, mu, omega, residual, (lower, upper), rng, source)
             setup = _chains_setup(cfg, sim_designs)
             sim = setup["s"]["data"]
             events.append(n_events)
         else:
             setup = base
-            y = sims[r]
-            cens = np.where(y < lower, 1, np.where(y > upper, -1, 0)).astype(np.int8)
+            y, cens, limit = _censor(sims[r], lower, upper)
             cens = np.where(data.mask, cens, 0).astype(np.int8)
-            limit = np.where(cens == 1, lower, np.where(cens == -1, upper, np.nan))
-            sim = dataclasses.replace(data, y=np.where(data.mask, np.where(
-                cens != 0, limit, y), 0.0), cens=cens, limit=limit)
+            sim = dataclasses.replace(data, y=np.where(data.mask, y, 0.0), cens=cens,
+                                      limit=np.where(data.mask, limit, np.nan))
             n_cens = int(np.sum(cens != 0))
         censored.append(n_cens)
         info, words = _information_of(setup, sim, at, fim_names, int(seed) + 7919 * (r + 1))
@@ -174,7 +172,16 @@ def _information_of(setup, data, at, fim_names, seed: int):
     return _layout(s, problem, est, fim_names, omega, beta, D, P, S)(sp), words
 
 
-def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, source):
+def _censor(y, lower, upper):
+    """Simulated values (core scale) censored at the design's limits (NaN: none): the values
+    with censored ones at their limit, the flags (1 below, -1 above) and the limits."""
+    with np.errstate(invalid="ignore"):
+        cens = np.where(y < lower, 1, np.where(y > upper, -1, 0)).astype(np.int8)
+    limit = np.where(cens == 1, lower, np.where(cens == -1, upper, np.nan))
+    return np.where(cens != 0, limit, y), cens, limit
+
+
+def _joint_replicate(problem, designs, s, mu, omega, residual, limits, rng, source):
     """One data set of a joint design: each subject's random effects, its event time by the
     ``[survival]`` hazard (the model's own Exp(1) threshold, :class:`~.population.
     _vpc_events.EndEvents`), drawn again while the event comes before the subject's entry
@@ -228,13 +235,10 @@ def _joint_replicate(problem, designs, s, mu, omega, residual, lower, rng, sourc
               else np.asarray(df, dtype=float)[np.minimum(k, len(df) - 1)])
         eps = np.where(np.isfinite(nu), rng.standard_t(np.where(np.isfinite(nu), nu, 1.0)),
                        rng.standard_normal(n))
-        y = fi + sd * eps
-        lim = lower[i, :n]
-        cens = np.where(np.isfinite(lim) & (y < lim), 1, 0).astype(np.int8)
-        y = np.where(cens == 1, lim, y)
+        y, cens, limit = _censor(fi + sd * eps, limits[0][i, :n], limits[1][i, :n])
         logs = np.asarray(model.log_scale, dtype=bool)[k]
         value = np.where(logs, np.exp(y), y)
-        limit = np.where(cens == 1, np.where(logs, np.exp(lim), lim), np.nan)
+        limit = np.where(logs, np.exp(limit), limit)
         keep = np.asarray(d.time, dtype=float) < T[i]
         happened = T[i] <= follow[i]
         when = T[i] if happened else follow[i]
