@@ -28,10 +28,13 @@ integrated as a separate batch, so that one such row does not make every lockste
 count; beyond 20 calibration spans a row is a failed evaluation.
 
 It applies to designs without doses, dose records, model covariates or conditions (the
-"plain" units of :mod:`progression.fit._paths`), which is the ALS progression case; other
-designs keep the exact path (:func:`applicable`). Model time is data time plus the subject's
-time offset (``theta[offset] + factor * offset covariate``), times before 0 evaluated at 0,
-as in :meth:`Problem.evaluate <progression.fit.problem.Problem.evaluate>`; the model's events
+"plain" units of :mod:`progression.fit._paths`), which is the ALS progression case, and, on
+the compiled path, to designs with bolus doses and infusions of given rate or duration
+(:mod:`._saem_dosed`: the same scheme piecewise between each row's dose events; no numpy
+twin, no state cache); other designs keep the exact path (:func:`applicable`). Model time
+is data time plus the subject's time offset (``theta[offset] + factor * offset
+covariate``), times before 0 evaluated at 0, as in :meth:`Problem.evaluate
+<progression.fit.problem.Problem.evaluate>`; the model's events
 are not located (a fit's exact path integrates with ``terminal_events = False`` too). An
 event-anchored offset (``[parameters.time_offset] anchor``, :mod:`progression.fit._anchor`)
 is the exception: a crossing pass with the same scheme and step (compiled
@@ -57,13 +60,25 @@ __all__ = ["RK4Predictions", "applicable"]
 
 
 def applicable(problem, designs) -> bool:
-    """Whether every design is a plain unit (no doses, dose records, model covariates or
-    conditions), so that :class:`RK4Predictions` can evaluate it."""
+    """Whether :class:`RK4Predictions` can evaluate every design: no model covariates or
+    conditions, and either no doses (the "plain" units) or doses the compiled dosed path
+    takes (:func:`._saem_dosed.dose_schedule`: boluses and infusions of given rate or
+    duration, on a model with compiled kernels, without an anchored offset or a survival
+    term)."""
     if problem.conditions or getattr(problem.model, "covariate_names", ()):
         return False
     if not all(hasattr(problem.model, k) for k in ("rhs", "initial", "observe")):
         return False
-    return not any(d.doses or d.covariates or d.dose_records for d in designs)
+    if any(d.covariates for d in designs):
+        return False
+    if not any(d.doses or d.dose_records for d in designs):
+        return True
+    if (getattr(problem, "anchor", None) is not None or problem.survival is not None
+            or not _compiled_usable(problem.model, problem.P)):
+        return False
+    from ._saem_dosed import dose_schedule
+
+    return dose_schedule(problem.model, designs) is not None
 
 
 def _state_parameters(cm, P, event=None):
@@ -186,11 +201,22 @@ class RK4Predictions:
                              "kernels (numba missing or backend 'numpy') or their parameter "
                              f"count differs from the problem's {self.P}")
         self.compiled = usable if compiled is None else bool(compiled)
+        # subjects with doses: the compiled piecewise path (._saem_dosed), no numpy twin
+        self.doses = None
+        if any(d.doses or d.dose_records for d in self.designs):
+            from ._saem_dosed import dose_schedule
+
+            self.doses = dose_schedule(self.cm, self.designs)
+            if self.doses is None or not self.compiled:
+                raise ValueError("RK4Predictions: these doses need the exact path (steady "
+                                 "state, reset, modelled rate or duration) or compiled "
+                                 "kernels (see applicable())")
         # the states depend only on these parameters and the model times: a row whose
         # values of both equal those of a recent evaluation is only observed again (a
         # Metropolis-Hastings move of a parameter acting on the observables alone, or of a
         # component the proposal left unchanged for that row); identical predictions
-        self._state_cols = _state_parameters(self.cm, self.P) if self.compiled else None
+        self._state_cols = (_state_parameters(self.cm, self.P)
+                            if self.compiled and self.doses is None else None)
         self._cache = []
         # the anchor's crossing depends on the state parameters and the event's: cached too
         self._cross_cols = None
@@ -215,8 +241,10 @@ class RK4Predictions:
         if self.compiled:
             from ._saem_compiled import numba
 
-            return (f"compiled fixed-step RK4, each row to its own last observation "
-                    f"(numba, {numba.get_num_threads()} threads)")
+            pieces = (", piecewise between its dose events" if self.doses is not None
+                      else "")
+            return (f"compiled fixed-step RK4, each row to its own last observation"
+                    f"{pieces} (numba, {numba.get_num_threads()} threads)")
         return "lockstep fixed-step RK4 (numpy)"
 
     def __getstate__(self):
@@ -230,6 +258,7 @@ class RK4Predictions:
         self.__dict__.setdefault("_xcache", [])
         self.__dict__.setdefault("records", None)       # pickled before joint models
         self.__dict__.setdefault("n_out", self.n)
+        self.__dict__.setdefault("doses", None)         # pickled before dosed subjects
         if "_cross_cols" not in state:      # pickled before the crossing cache
             self._cross_cols = (_state_parameters(self.cm, self.P, event=self.event)
                                 if self.anchor is not None and self._state_cols is not None
@@ -384,6 +413,16 @@ class RK4Predictions:
         span = float(tmax.max()) if R else 0.0
         h = self.h if self.h is not None else max(span, 1e-12) / 200.0
         nsteps = max(1, int(np.ceil(span / h)))
+        if self.doses is not None and R:
+            from ._saem_dosed import rk4_dosed_rows
+
+            p = theta[:, :self.P].copy()
+            if self.doses.dose_parameter >= 0:
+                p[self.doses.zero_dose[index], self.doses.dose_parameter] = 0.0
+            offset = (theta[:, self.offset_index]
+                      + self.offset_factor * self.offcov[index])
+            return rk4_dosed_rows(self.cm.kernels, self.doses, index, p, offset, tm, mask,
+                                  self.oi[index], self.log[index], h)
         if self.compiled and R:
             # every row in one compiled call, each only as far as its own last observation
             from ._saem_compiled import rk4_rows

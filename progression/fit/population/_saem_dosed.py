@@ -1,0 +1,324 @@
+"""Compiled fixed-step RK4 predictions of subjects with doses, for SAEM's kernels.
+
+The scheme of :mod:`._saem_compiled` (classical RK4, cubic Hermite interpolation of the
+states between the ends of a step, the observable through the model's ``observe`` kernel, its
+log for log-normal observables), integrated piecewise between a row's dose events: from model
+time 0 to its first event, from there to the next, and so on to its last observation, each
+piece in ``ceil(length / h)`` equal steps of at most ``h``, so that every event falls on a
+step's end. At an event a bolus adds ``F * AMT`` to its compartment's state (``F`` the row's
+value of the compartment's bioavailability parameter, 1 without one) and an infusion's start
+or end adds or takes its rate (``AMT / duration``) to the compartment's input parameter
+``rate_STATE`` (whose term in the equation is ``F * rate_STATE``), at the record's time plus the
+row's lag parameter: the actions of :mod:`progression.simulate._dosing`, so the same model.
+As in ``simulate()``, a value observed at an event's time shows the state after the event.
+
+What it covers: bolus doses and zero-order infusions of given rate or duration, with
+additional doses (ADDL/II), bioavailability and lag parameters. Records that need the exact
+path (steady state ``SS = 1``, resets ``EVID`` 3/4, rates or durations taken from the model)
+make :func:`dose_schedule` return None, and :func:`._saem_model.applicable` then keeps the
+exact path, as it does for time-varying covariates and experimental conditions. Hand-written
+rather than a scipy integrator for the reason of :mod:`._saem_model`: SAEM evaluates every
+chain a dozen times per iteration and needs no derivative; the step is calibrated against
+the exact path before use (:meth:`._saem_model.RK4Predictions.calibrate`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._saem_compiled import AVAILABLE, CHUNK, _parallel
+
+if AVAILABLE:
+    import numba
+    from numba import njit, prange
+
+    from ._saem_compiled import _hermite, _rk4_step
+
+__all__ = ["DoseSchedule", "dose_schedule", "rk4_dosed_rows"]
+
+#: Event kinds of a schedule.
+BOLUS, RATE = 0, 1
+
+
+@dataclass(frozen=True)
+class DoseSchedule:
+    """Every design's dose events, padded to the longest (E events).
+
+    Attributes
+    ----------
+    time : ndarray (N, E)
+        Event times in data time, before the lag (the design's model time adds its offset).
+    kind : ndarray of int8 (N, E)
+        :data:`BOLUS` or :data:`RATE`.
+    target : ndarray of int64 (N, E)
+        The state a bolus enters, the input parameter (``rate_STATE``) an infusion changes.
+    value : ndarray (N, E)
+        A bolus's amount, the change of the input parameter.
+    bioavailability, lag : ndarray of int64 (N, E)
+        Parameter index of the compartment's bioavailability and lag (-1: none).
+    count : ndarray of int64 (N,)
+        Events per design.
+    zero_dose : ndarray of bool (N,)
+        Designs whose record-free dose parameter is 0 (the data give dose records).
+    dose_parameter : int
+        Index of that parameter (-1: the model has none).
+    """
+
+    time: np.ndarray
+    kind: np.ndarray
+    target: np.ndarray
+    value: np.ndarray
+    bioavailability: np.ndarray
+    lag: np.ndarray
+    count: np.ndarray
+    zero_dose: np.ndarray
+    dose_parameter: int
+
+
+def dose_schedule(model, designs) -> DoseSchedule | None:
+    """The designs' dose events (:class:`DoseSchedule`), or None when a record needs the
+    exact path (steady state, reset, modelled rate or duration) or the model has no dosing
+    compartments."""
+    from ...simulate._dosing import dose_table
+
+    spec = getattr(model, "spec", None)
+    comps = {c.state: c for c in (getattr(spec, "dosing", ()) or ())}
+    if not comps:
+        return None
+
+    def index(name):
+        return -1 if name is None else int(model.parameter_index(name))
+
+    events = []
+    for d in designs:
+        rows = []
+        if d.doses:
+            records, _ = dose_table(model, list(d.doses))
+            for rec in records:
+                if rec["ss"] or rec["reset"] or rec["mode"]:
+                    return None
+                if not rec["dose"]:
+                    continue
+                comp = comps[rec["state"]]
+                f, lag = index(comp.bioavailability), index(comp.lag)
+                for k in range(rec["addl"] + 1):
+                    t = rec["time"] + k * rec["ii"]
+                    if rec["duration"] > 0:
+                        q = index(comp.rate)
+                        rows.append((t, RATE, q, rec["rate"], -1, lag))
+                        rows.append((t + rec["duration"], RATE, q, -rec["rate"], -1, lag))
+                    else:
+                        rows.append((t, BOLUS, int(model.state_index(comp.state)),
+                                     rec["amount"], f, lag))
+        events.append(sorted(rows, key=lambda e: e[0]))
+    N, E = len(designs), max([1] + [len(e) for e in events])
+    time = np.zeros((N, E))
+    kind = np.zeros((N, E), dtype=np.int8)
+    target = np.zeros((N, E), dtype=np.int64)
+    value = np.zeros((N, E))
+    bio = np.full((N, E), -1, dtype=np.int64)
+    lag = np.full((N, E), -1, dtype=np.int64)
+    for i, rows in enumerate(events):
+        for e, row in enumerate(rows):
+            time[i, e], kind[i, e], target[i, e], value[i, e], bio[i, e], lag[i, e] = row
+    dp = getattr(spec, "dose_parameter", None)
+    zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
+    return DoseSchedule(time, kind, target, value, bio, lag,
+                        np.array([len(e) for e in events], dtype=np.int64), zero,
+                        index(dp))
+
+
+if AVAILABLE:
+    @njit(cache=True, error_model="numpy")
+    def _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
+                   et, ek, eg, ev, ef, el, ne, out):
+        """Row ``r`` of :func:`_dosed_rows_par` (its arguments; the kernels unpacked)."""
+        n = tm.shape[1]
+        p = P[r].copy()
+        y = np.empty(n_states)
+        f0 = np.empty(n_states)
+        s2 = np.empty(n_states)
+        s3 = np.empty(n_states)
+        s4 = np.empty(n_states)
+        y1 = np.empty(n_states)
+        f1 = np.empty(n_states)
+        tmp = np.empty(n_states)
+        yo = np.empty(n_states)
+        obs = np.empty(n_obs)
+        for j in range(n):
+            out[r, j] = 0.0
+        # this row's observation slots in time order (insertion sort: usually sorted)
+        slots = np.empty(n, dtype=np.int64)
+        m = 0
+        for j in range(n):
+            if mask[r, j]:
+                slots[m] = j
+                m += 1
+        for a in range(1, m):
+            v = slots[a]
+            b = a - 1
+            while b >= 0 and tm[r, slots[b]] > tm[r, v]:
+                slots[b + 1] = slots[b]
+                b -= 1
+            slots[b + 1] = v
+        if m == 0:
+            return
+        # the events' model times with the row's lags (an event before model time 0 acts
+        # at 0), in time order
+        E = ne[r]
+        te = np.empty(E)
+        order = np.empty(E, dtype=np.int64)
+        good = True
+        for e in range(E):
+            t = et[r, e]
+            if el[r, e] >= 0:
+                lag = p[el[r, e]]
+                if not (math.isfinite(lag) and lag >= 0.0):
+                    good = False
+                t += lag
+            te[e] = max(t, 0.0)
+            order[e] = e
+        for a in range(1, E):
+            v = order[a]
+            b = a - 1
+            while b >= 0 and te[order[b]] > te[v]:
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = v
+        t_last = tm[r, slots[m - 1]]
+        initial(0.0, y, p, y)
+        t = 0.0
+        q = 0
+        nxt = 0
+        while good:
+            # the events at the current time, then the values observed there
+            while q < E and te[order[q]] <= t:
+                e = order[q]
+                if ek[r, e] == 0:
+                    gain = p[ef[r, e]] if ef[r, e] >= 0 else 1.0
+                    y[eg[r, e]] += gain * ev[r, e]
+                else:
+                    p[eg[r, e]] += ev[r, e]
+                q += 1
+            while nxt < m and tm[r, slots[nxt]] <= t:
+                j = slots[nxt]
+                observe(tm[r, j], y, p, obs)
+                v = obs[oi[r, j]]
+                if lg[r, j]:
+                    v = math.log(v)
+                if not math.isfinite(v):
+                    good = False
+                out[r, j] = v
+                nxt += 1
+            if nxt >= m or not good:
+                break
+            # the next piece: to the next event or the last observation
+            end = t_last
+            if q < E and te[order[q]] < end:
+                end = te[order[q]]
+            ns = max(1, int(math.ceil((end - t) / h)))
+            hk = (end - t) / ns
+            rhs(t, y, p, f0)
+            for k in range(ns):
+                t0 = t + k * hk
+                t1 = end if k == ns - 1 else t + (k + 1) * hk
+                hs = t1 - t0
+                _rk4_step(rhs, t0, hs, y, p, f0, s2, s3, s4, tmp, y1)
+                rhs(t1, y1, p, f1)
+                # values inside the step (one at its end is observed at the next step's
+                # start, or after the events at the piece's end)
+                while nxt < m and tm[r, slots[nxt]] < t1:
+                    j = slots[nxt]
+                    _hermite((tm[r, j] - t0) / hs, hs, y, f0, y1, f1, yo)
+                    observe(tm[r, j], yo, p, obs)
+                    v = obs[oi[r, j]]
+                    if lg[r, j]:
+                        v = math.log(v)
+                    if not math.isfinite(v):
+                        good = False
+                    out[r, j] = v
+                    nxt += 1
+                for i in range(n_states):
+                    y[i] = y1[i]
+                    f0[i] = f1[i]
+                    if not (math.isfinite(y1[i]) and math.isfinite(f1[i])):
+                        good = False
+                if not good:
+                    break
+            t = end
+        if not good:
+            for j in range(n):
+                out[r, j] = np.nan
+
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def _dosed_rows_par(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
+                        ne, out):
+        """Predictions of every row into ``out`` (R, n) (NaN rows where not finite); the
+        arguments of :func:`rk4_dosed_rows` with the events per row."""
+        K = KL[0]
+        rhs, initial, observe = K[0], K[3], K[5]
+        for r in prange(tm.shape[0]):
+            _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
+                       et, ek, eg, ev, ef, el, ne, out)
+
+    @njit(cache=True, error_model="numpy")
+    def _dosed_rows_ser(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
+                        ne, out):
+        """:func:`_dosed_rows_par` on the calling thread (a forked worker, one core)."""
+        K = KL[0]
+        rhs, initial, observe = K[0], K[3], K[5]
+        for r in range(tm.shape[0]):
+            _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
+                       et, ek, eg, ev, ef, el, ne, out)
+
+
+def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
+    """Compiled RK4 predictions of rows with doses (module docstring).
+
+    Parameters
+    ----------
+    kernels : ModelKernels
+        ``model.kernels`` (``n_params`` must equal ``P.shape[1]``).
+    schedule : DoseSchedule
+    index : ndarray of int (R,)
+        Each row's design.
+    P : ndarray (R, Q)
+        Each row's parameters (the record-free dose parameter already 0 where the schedule
+        says so).
+    offset : ndarray (R,)
+        Model time minus data time of each row (its time offset).
+    tm, mask, oi, lg : ndarray (R, n)
+        Model times of the observation slots (>= 0), which slots hold a value, the
+        observable index of each, whether its log is taken.
+    h : float
+        Largest step (model time units).
+
+    Returns
+    -------
+    out : ndarray (R, n)
+        Predictions (0 in empty slots, NaN rows where a value or state is not finite or a
+        lag parameter is negative).
+    """
+    from ...simulate._compiled import packed_kernels
+
+    R, n = tm.shape
+    out = np.empty((R, n))
+    s = schedule
+    args = (packed_kernels(kernels), np.ascontiguousarray(P, dtype=np.float64),
+            np.ascontiguousarray(tm, dtype=np.float64), np.ascontiguousarray(mask, dtype=bool),
+            np.ascontiguousarray(oi, dtype=np.int64), np.ascontiguousarray(lg, dtype=bool),
+            float(h), int(kernels.n_states), int(kernels.n_observables),
+            np.ascontiguousarray(s.time[index] + np.asarray(offset, float)[:, None]),
+            np.ascontiguousarray(s.kind[index]), np.ascontiguousarray(s.target[index]),
+            np.ascontiguousarray(s.value[index]),
+            np.ascontiguousarray(s.bioavailability[index]),
+            np.ascontiguousarray(s.lag[index]), np.ascontiguousarray(s.count[index]), out)
+    with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
+        # numba calls first-class function types experimental on every compilation/load
+        warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
+        (_dosed_rows_par if _parallel(R) else _dosed_rows_ser)(*args)
+    return out

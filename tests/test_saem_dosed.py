@@ -1,0 +1,247 @@
+"""SAEM's compiled RK4 predictions for subjects with doses (``_saem_dosed``): piecewise between
+each row's dose events, against closed forms (Bateman function with lag and bioavailability,
+intravenous bolus, zero-order infusion, superposed over doses), against the exact path, and a
+SAEM fit on that path recovering the population it was simulated from."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import progression as pg
+from progression.fit.config import parse_fit_config
+from progression.fit.design import designs_from_cohort
+from progression.fit.population._adapter import ProblemModel
+from progression.fit.problem import Problem
+
+numba = pytest.importorskip("numba")
+
+F_ORAL, LAG = 0.8, 0.4
+
+CONFIG = """
+[fit]
+name = "dosed"
+model = "pk_oral"
+estimator = "saem"
+[error.conc]
+model = "additive"
+a = { value = 0.2, estimate = "population", bounds = [0.001, 10.0] }
+[parameters.ka]
+estimate = "population"
+value = 1.2
+bounds = [0.05, 20.0]
+scale = "log"
+eta = 0.09
+[parameters.CL]
+estimate = "population"
+value = 4.0
+bounds = [0.1, 100.0]
+scale = "log"
+eta = 0.09
+[parameters.V]
+estimate = "population"
+value = 40.0
+bounds = [1.0, 500.0]
+scale = "log"
+eta = 0.04
+[parameters.F_bio]
+estimate = "fixed"
+value = 0.8
+[parameters.tlag]
+estimate = "fixed"
+value = 0.4
+[estimator]
+seed = 3
+"""
+
+#: Per subject: dose records (time, amount, target, rate, duration, addl, ii) and the times
+#: observed. S1 oral doses every 8 h (ADDL), values before, at and after the lag; S2 an
+#: intravenous bolus observed at its own time (the state after the dose) and a later oral
+#: dose; S3 an infusion given by its rate and one by its duration, overlapping; S4 no dose.
+SUBJECTS = {
+    "S1": ([(0.0, 300.0, "A_gut", 0.0, 0.0, 2, 8.0)],
+           [0.0, 0.2, 0.4, 1.0, 3.0, 8.4, 9.0, 16.0, 20.0]),
+    "S2": ([(2.0, 100.0, "A_c", 0.0, 0.0, 0, 0.0), (4.0, 200.0, "A_gut", 0.0, 0.0, 0, 0.0)],
+           [0.0, 2.0, 2.5, 4.0, 6.0, 12.0]),
+    "S3": ([(1.0, 200.0, "A_c", 50.0, 0.0, 0, 0.0), (4.0, 60.0, "A_c", 0.0, 2.0, 0, 0.0)],
+           [1.0, 3.0, 4.5, 5.0, 7.0, 10.0]),
+    "S4": ([], [1.0, 5.0]),
+}
+
+
+def closed_form(sid, t, ka, CL, V):
+    """Concentrations of subject ``sid`` at times ``t``: superposition of the Bateman function
+    (oral, F_ORAL, lag LAG), the intravenous bolus and the zero-order infusion."""
+    ke = CL / V
+    c = np.zeros_like(t)
+    for td, amt, target, rate, dur, addl, ii in SUBJECTS[sid][0]:
+        for k in range(addl + 1):
+            t0 = td + k * ii
+            if target == "A_gut":
+                tau = np.maximum(t - t0 - LAG, 0.0)
+                c += F_ORAL * amt * ka / (V * (ka - ke)) * (np.exp(-ke * tau)
+                                                            - np.exp(-ka * tau))
+            elif rate == 0.0 and dur == 0.0:
+                c += np.where(t >= t0, amt / V * np.exp(-ke * (t - t0)), 0.0)
+            else:
+                r = rate if rate > 0 else amt / dur
+                t1 = t0 + amt / r
+                on = np.clip(t, t0, t1) - t0
+                c += np.where(t >= t0, r / CL * (1.0 - np.exp(-ke * on))
+                              * np.exp(-ke * np.maximum(t - t1, 0.0)), 0.0)
+    return c
+
+
+def cohort(values=None, subjects=SUBJECTS):
+    """The SUBJECTS as a Cohort with the closed form's values (or ``values[sid]``)."""
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    doses = {k: [] for k in ("subject", "time", "amount", "target", "rate", "duration")}
+    for sid, (recs, times) in subjects.items():
+        t = np.asarray(times, float)
+        y = closed_form(sid, t, 1.2, 4.0, 40.0) if values is None else values[sid]
+        obs["subject"] += [sid] * t.size
+        obs["time"] += list(t)
+        obs["observable"] += ["conc"] * t.size
+        obs["value"] += list(y)
+        for td, amt, target, rate, dur, addl, ii in recs:
+            for k in range(addl + 1):          # a Cohort's records carry no ADDL
+                for key, v in zip(("subject", "time", "amount", "target", "rate",
+                                   "duration"), (sid, td + k * ii, amt, target, rate, dur),
+                                  strict=True):
+                    doses[key].append(v)
+    return pg.Cohort(obs, doses=doses, time_unit="hour", time_origin="first dose",
+                     source="dosed.csv")
+
+
+def problem_model(data, config=CONFIG):
+    from progression.fit.estimators.focei import population_layout
+
+    cfg = parse_fit_config(config, source="dosed.toml", check_data=False)
+    designs, _ = designs_from_cohort(data, cfg)
+    problem = Problem.from_config(cfg)
+    problem.fix_grid_step(designs)
+    pop_cols, _, _ = population_layout(problem)
+    if problem.model.kernels is None:
+        pytest.skip("the model has no compiled kernels (numpy backend)")
+    return ProblemModel(problem, designs, pop_cols)
+
+
+@pytest.fixture(scope="module")
+def dosed():
+    return problem_model(cohort())
+
+
+def _phi(model, n, seed):
+    """Draws of (log ka, log CL, log V) around the typical values (SD 0.3)."""
+    x0 = np.log([1.2, 4.0, 40.0])
+    return x0 + 0.3 * np.random.default_rng(seed).standard_normal((n, 3))
+
+
+def test_dosed_rows_match_closed_forms(dosed):
+    """At a small step the piecewise RK4 predictions equal the closed forms to 1e-7 mg/L
+    (values up to ~7 mg/L): lag, bioavailability, ADDL, an intravenous bolus seen at its own
+    time, overlapping infusions, a subject without doses (0)."""
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
+    model = dosed
+    assert applicable(model.problem, model.designs)
+    fast = RK4Predictions(model, h=0.01)
+    assert fast.doses is not None and "dose events" in fast.method
+    idx = np.tile(np.arange(4), 3)
+    phi = _phi(model, idx.size, 1)
+    f, _ = fast.predict(phi, idx)
+    worst = 0.0
+    for r, i in enumerate(idx):
+        d = model.designs[i]
+        ka, CL, V = np.exp(phi[r])
+        want = closed_form(d.id, d.time, ka, CL, V)
+        worst = max(worst, float(np.max(np.abs(f[r, :d.n] - want))))
+    assert worst < 1e-7, worst
+    # the state after the dose at the dose's own time: S2's bolus seen at t = 2
+    s2 = [d.id for d in model.designs].index("S2")
+    ka, CL, V = np.exp(phi[s2])
+    assert f[s2, 1] == pytest.approx(100.0 / V, rel=1e-12)
+    assert np.all(f[[d.id for d in model.designs].index("S4"), :2] == 0.0)
+
+
+def test_dosed_rows_match_exact_path_and_threads(dosed):
+    """The calibrated step reproduces the exact path (rtol 1e-8) within 0.01 residual SD at
+    other draws; results do not depend on the thread count; a pickled copy predicts the
+    same."""
+    from progression.fit.estimators.saem import _Predictions
+    from progression.fit.population._saem_model import RK4Predictions
+
+    model = dosed
+    exact = _Predictions(model)
+    fast = RK4Predictions(model)
+    idx = np.tile(np.arange(4), 6)         # SAEM calibrates at a draw per subject
+    sd = np.full((idx.size, model.n), 0.2)
+    assert fast.calibrate(exact.predict, _phi(model, idx.size, 2), idx, sd)
+    assert fast.max_error < 0.01
+    idx2 = np.tile(np.arange(4), 5)
+    phi = _phi(model, idx2.size, 3)
+    a, _ = fast.predict(phi, idx2)
+    b, _ = exact.predict(phi, idx2)
+    assert np.nanmax(np.abs(a - b) / 0.2) < 0.01
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        c, _ = fast.predict(phi, idx2)
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(a, c)
+    again = pickle.loads(pickle.dumps(fast))
+    assert np.array_equal(again.predict(phi, idx2)[0], a)
+
+
+def test_records_needing_the_exact_path_keep_it():
+    """Steady state and reset records are not on the dosed RK4 path: SAEM keeps the exact one
+    (and RK4Predictions refuses them)."""
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
+    for change in ({"ss": 1, "ii": 8.0}, {"reset": True}):
+        data = cohort()
+        doses = {k: list(v) for k, v in data.doses.items()}
+        for key, v in change.items():
+            doses[key] = [v] + [type(v)(0)] * (len(doses["time"]) - 1)
+        obs = {k: data.observations()[k] for k in ("subject", "time", "observable", "value")}
+        model = problem_model(pg.Cohort(obs, doses=doses, time_unit="hour",
+                                        time_origin="first dose", source="dosed.csv"))
+        assert not applicable(model.problem, model.designs), change
+        with pytest.raises(ValueError, match="exact path"):
+            RK4Predictions(model)
+
+
+def test_saem_on_the_dosed_path_recovers_its_truth():
+    """60 subjects simulated from the population (S1's oral design for two in three, S3's
+    infusions for the others: no absorption there), additive error 0.2 mg/L, fitted by SAEM on
+    the dosed RK4 path from starts away from the truth: each typical value and each Omega
+    variance within 3 of its SEs of the truth (measured: ka -0.8, CL 0.0, V 0.2 SE; Omega
+    ka +0.9, CL +0.04, V -0.1 SE), typical values within 12 %, the residual SD within 10 %;
+    the fit says which path. (On the 40-subject variant of this study the exact path took
+    224 s against 13 s, with the same estimates to their Monte Carlo noise.)"""
+    rng = np.random.default_rng(12)
+    subjects, values = {}, {}
+    for i in range(60):
+        base = "S3" if i % 3 == 2 else "S1"
+        sid = f"P{i:02d}"
+        subjects[sid] = SUBJECTS[base]
+        ka, CL, V = np.array([1.2, 4.0, 40.0]) * np.exp(np.sqrt([0.09, 0.09, 0.04])
+                                                       * rng.standard_normal(3))
+        t = np.asarray(SUBJECTS[base][1], float)
+        values[sid] = closed_form(base, t, ka, CL, V) + 0.2 * rng.standard_normal(t.size)
+    data = cohort(values, subjects)
+    cfg = parse_fit_config(CONFIG.replace("value = 1.2", "value = 2.0")
+                           .replace("value = 4.0", "value = 3.0"), source="dosed.toml",
+                           check_data=False)
+    res = pg.fit(cfg, data=data)
+    assert "dose events" in res.individual.diagnostics.numbers_from
+    pop = res.population
+    for name, truth in (("ka", 1.2), ("CL", 4.0), ("V", 40.0)):
+        est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
+        assert abs(est - truth) < 3 * se and est == pytest.approx(truth, rel=0.12), name
+    omega = dict(zip(pop.omega_names, np.diag(pop.omega), strict=True))
+    for name, truth in (("ka", 0.09), ("CL", 0.09), ("V", 0.04)):
+        assert abs(omega[name] - truth) < 3 * pop.omega_se[name], (name, omega[name])
+    (sigma,) = pop.sigma.values()
+    assert sigma == pytest.approx(0.2, rel=0.10)
