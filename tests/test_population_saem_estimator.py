@@ -315,8 +315,8 @@ def test_rk4_kernel_predictions_match_exact_path():
     """The lockstep RK4 predictions the SAEM kernels use on dose-free designs (ALS): after
     calibration at one set of draws, predictions at other draws (two rows per subject)
     within 0.01 residual SD of the exact path (measured 2e-5); rows far beyond the
-    calibrated span in a batch of their own, or failed; Theoph (doses) keeps the exact
-    path."""
+    calibrated span in a batch of their own, or failed; Theoph (doses) takes the dosed
+    RK4 path only with compiled kernels."""
     from progression.fit.estimators.focei import population_layout
     from progression.fit.estimators.saem import _Predictions
     from progression.fit.population._saem_model import RK4Predictions, applicable
@@ -362,10 +362,12 @@ def test_rk4_kernel_predictions_match_exact_path():
     n0 = designs[0].n
     assert np.max(np.abs(f_far[0, :n0] - f_ex[0, :n0]) / sd[0, :n0]) < 0.01
     assert np.all(np.isnan(f_far[1])) and np.all(np.isfinite(f_far[2, :designs[2].n]))
-    # Theoph: doses, so the exact path
+    # Theoph: doses, so the compiled dosed path (tests/test_saem_dosed.py) where the model
+    # has kernels, else the exact path
     tcfg = read_fit_config(CONFIG)
     tdesigns, _ = designs_from_cohort(read_data(tcfg), tcfg)
-    assert not applicable(Problem.from_config(tcfg), tdesigns)
+    tproblem = Problem.from_config(tcfg)
+    assert applicable(tproblem, tdesigns) == (tproblem.model.kernels is not None)
 
 
 WEIGHT = """
