@@ -132,12 +132,13 @@ def _chains_setup(cfg, designs) -> dict:
                                executor=ex, name=cfg.name, source=cfg.source)
         try:
             s = est._setup_saem(ep)
-            cov_x, cov_mask, coef_map = _covariate_design(ep, s)
+            cov_x, cov_mask, cov_fixed, coef_map = _covariate_design(ep, s)
         except ConfigError as exc:
             raise ConfigError(f"design evaluation with method = \"mcmc\" (SAEM's chains): "
                               f"{exc}") from None
     s["coef_map"] = coef_map
-    return dict(problem=problem, s=s, est=est, cov_x=cov_x, cov_mask=cov_mask)
+    return dict(problem=problem, s=s, est=est, cov_x=cov_x, cov_mask=cov_mask,
+                cov_fixed=cov_fixed)
 
 
 def _information_of(setup, data, at, fim_names, seed: int):
@@ -154,6 +155,11 @@ def _information_of(setup, data, at, fim_names, seed: int):
     beta = np.zeros((len(s["typical"].coefficient_names), D))
     for j, (col, e, kind) in s["coef_map"].items():
         beta[col - 1, s["eta_pos"][e]] = coef[j] if kind == "linear" else math.log1p(coef[j])
+    if setup["cov_fixed"] is not None:          # held coefficients (estimate = false)
+        held = np.isfinite(setup["cov_fixed"])
+        sub = beta[:, s["eta_pos"]]
+        sub[held] = setup["cov_fixed"][held]
+        beta[:, s["eta_pos"]] = sub
     pattern = np.zeros((E, E), dtype=bool)
     fixed = np.zeros(E, dtype=bool)
     for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):
@@ -168,7 +174,8 @@ def _information_of(setup, data, at, fim_names, seed: int):
                     covariate_mask=setup["cov_mask"], omega_structure=pattern,
                     omega_fixed=fixed, residual_fixed=s["residual_fixed"],
                     estimate_columns=s["no_eta"], n_iter=ITERATIONS, burn_in=BURN_IN,
-                    n_chains=CHAINS, seed=seed, mu_fixed=s["x_fixed"][s["eta_pos"]])
+                    n_chains=CHAINS, seed=seed, mu_fixed=s["x_fixed"][s["eta_pos"]],
+                    covariate_fixed=setup["cov_fixed"])
     return _layout(s, problem, est, fim_names, omega, beta, D, P, S)(sp), words
 
 

@@ -160,8 +160,10 @@ def _category_order(key: str):
 
 def _covariate_design(ep, s):
     """The covariate effects of the population model as the SAEM core's linear covariate
-    model on the estimation scale: columns (N, C), which parameter each acts on (C, E), and
-    for each config coefficient its (column + 1, eta index, kind).
+    model on the estimation scale: columns (N, C), which parameter each acts on (C, E), the
+    held coefficients (C, E) (the core's value of a fixed coefficient, ``estimate = false``,
+    NaN where estimated or not acting), and for each estimated config coefficient its
+    (column + 1, eta index, kind).
 
     Effects linear in mu on a log scale: ``power`` (column ``log(x / r)``, coefficient c),
     ``exponential`` (``x - r``, c) and ``categorical`` (an indicator per level, coefficient
@@ -171,11 +173,13 @@ def _covariate_design(ep, s):
     ------
     ConfigError
         A ``linear`` effect or a parameter not on the log scale (not linear in mu: use
-        focei), or a fixed coefficient.
+        focei).
     """
     typical = s["typical"]
     if not typical.effects:
-        return None, None, {}
+        return None, None, None, {}
+    free, coef0 = s["coef_free"], s["coef0"]
+    held = []
     problem = ep.problem
     pop_cols, eta_pos = s["pop_cols"], list(s["eta_pos"])
     cols, owner, coef_map = [], [], {}
@@ -188,26 +192,30 @@ def _covariate_design(ep, s):
                               f"exponential or categorical on a log-scale parameter), found a "
                               f"{e.effect} effect on a {problem.parameters[q].scale}-scale "
                               "parameter (use focei)")
-        if not all(e.estimated):
-            raise ConfigError(f"{ep.source}: {key}: fit.estimator = \"saem\" estimates every "
-                              "covariate coefficient, found a fixed one (use focei)")
         x = s["covariates"][e.covariate]
         if e.effect == "categorical":
             cats = np.array([e.category(v) for v in x], dtype=object)
             for j, lev in zip(range(sl.start, sl.stop), e.levels, strict=True):
                 cols.append((cats == lev).astype(float))
                 owner.append(eta_pos.index(d))
-                coef_map[j] = (len(cols), owner[-1], "log1p")
+                held.append(np.nan if free[j] else np.log1p(coef0[j]))
+                if free[j]:
+                    coef_map[j] = (len(cols), owner[-1], "log1p")
         else:
             x = np.asarray(x, dtype=float)
             ref = float(e.reference)
             cols.append(np.log(x / ref) if e.effect == "power" else x - ref)
             owner.append(eta_pos.index(d))
-            coef_map[sl.start] = (len(cols), owner[-1], "linear")
+            held.append(np.nan if free[sl.start] else coef0[sl.start])
+            if free[sl.start]:
+                coef_map[sl.start] = (len(cols), owner[-1], "linear")
     X = np.column_stack(cols)
-    mask = np.zeros((X.shape[1], len(eta_pos)), dtype=bool)
-    mask[np.arange(X.shape[1]), owner] = True
-    return X, mask, coef_map
+    C = X.shape[1]
+    mask = np.zeros((C, len(eta_pos)), dtype=bool)
+    mask[np.arange(C), owner] = True
+    fixed = np.full((C, len(eta_pos)), np.nan)
+    fixed[np.arange(C), owner] = held
+    return X, mask, (fixed if np.isfinite(fixed).any() else None), coef_map
 
 
 def _to_focei_layout(s, res, D, P, S):

@@ -263,7 +263,7 @@ class SAEM(FOCEI):
         om_model = s["omega_model"]
         P, S = om_model.n_parameters, len(s["err"])
         omega0 = om_model.initial
-        cov_x, cov_mask, coef_map = _covariate_design(ep, s)
+        cov_x, cov_mask, cov_fixed, coef_map = _covariate_design(ep, s)
         t = time.perf_counter()
         residual0 = self._residual(problem, s, np.exp(x0[D + P:D + P + S]))
         kernel_model, numbers = self._kernel_model(s, x0, D, E, omega0, residual0, seed)
@@ -287,7 +287,7 @@ class SAEM(FOCEI):
                    residual_fixed=s["residual_fixed"], estimate_columns=no_eta,
                    estimate_bounds=(lo[no_eta], hi[no_eta]), options=opt, seed=seed,
                    mu_fixed=s["x_fixed"][s["eta_pos"]], progress=_phase_lines(log, opt),
-                   prior=prior)
+                   prior=prior, covariate_fixed=cov_fixed)
         log.close()
         ep.timings["saem"] = time.perf_counter() - t
 
@@ -300,7 +300,8 @@ class SAEM(FOCEI):
                             omega_fixed=fixed, residual_fixed=s["residual_fixed"],
                             estimate_columns=no_eta, eta_mean=res.eta_mean,
                             eta_cov=res.eta_cov, n_chains=n_chains, n_iter=n_iter,
-                            seed=pass_seed, mu_fixed=s["x_fixed"][s["eta_pos"]])
+                            seed=pass_seed, mu_fixed=s["x_fixed"][s["eta_pos"]],
+                            covariate_fixed=cov_fixed)
             if tuple(sp.names) != tuple(res.parameter_names):
                 raise FitError(f"SAEM score pass: its parameters {sp.names} differ from the "
                                f"fit's {res.parameter_names}")

@@ -116,6 +116,7 @@ from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
 from ._saem_information import Louis as _Louis
+from ._saem_information import held_coefficients
 from ._saem_information import information as _information
 from ._saem_information import inverse_pd as _inverse_pd
 from ._saem_information import standard_errors as _se
@@ -172,7 +173,8 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
          eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
          omega_fixed=None, residual_fixed=None, estimate_columns=None,
          estimate_bounds=None, options: SaemOptions | None = None,
-         seed: int = 0, mu_fixed=None, progress=None, prior=None) -> SaemResult:
+         seed: int = 0, mu_fixed=None, progress=None, prior=None,
+         covariate_fixed=None) -> SaemResult:
     """Fit a nonlinear mixed-effects model by SAEM (module docstring for the algorithm).
 
     Parameters
@@ -195,6 +197,10 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
         one); the other coefficients are 0. The M-step is then generalised least squares of
         the statistics ``s1`` with the current Omega (ordinary least squares when every
         parameter has the same covariates).
+    covariate_fixed : array_like (P, E), optional
+        Coefficients held at these values (NaN: estimated), e.g. an allometric exponent
+        fixed at 1: they enter every subject's typical value but stay out of the M-step and
+        of the information.
     omega_structure : array_like of bool (E, E), optional
         Which elements of Omega are estimated (a symmetric block-diagonal pattern with a true
         diagonal); the others are 0. The M-step keeps the blocks of the unconstrained
@@ -291,7 +297,11 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
             raise FitError(f"SAEM mu_fixed: expected a ({E},) boolean array (one per random "
                            f"effect), found shape {mf.shape}")
         b_free[0] = ~mf
-    B_held = np.where(b_free, 0.0, B)       # the held coefficients (0 or the held mu)
+    if covariate_fixed is not None:
+        hold = held_coefficients(covariate_fixed, P1 - 1, E, "SAEM")
+        b_free[1:] &= ~hold
+        B[1:][hold] = np.asarray(covariate_fixed, dtype=float)[hold]
+    B_held = np.where(b_free, 0.0, B)       # the held coefficients (0 or the held value)
     gls = not b_free.all()
     if omega_structure is None:
         pattern = np.eye(E, dtype=bool) if opt.omega_diagonal else np.ones((E, E), bool)

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BATCH", "Louis", "information", "inverse_pd", "standard_errors"]
+from ...errors import FitError
+
+__all__ = ["BATCH", "Louis", "held_coefficients", "information", "inverse_pd",
+           "standard_errors"]
 
 
 class Louis:
@@ -206,3 +209,12 @@ def standard_errors(info):
     cov = inverse_pd(info)
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+
+
+def held_coefficients(covariate_fixed, P, E, who) -> np.ndarray:
+    """Which covariate coefficients are held (finite entries of ``covariate_fixed``, (P, E))."""
+    cf = np.asarray(covariate_fixed, dtype=float)
+    if cf.shape != (P, E):
+        raise FitError(f"{who} covariate_fixed: expected a ({P}, {E}) array (NaN where "
+                       f"estimated), found shape {cf.shape}")
+    return np.isfinite(cf)

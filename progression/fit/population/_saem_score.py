@@ -42,7 +42,7 @@ from ...errors import FitError
 from ._core import PopulationData, Residual, eta_columns_of
 from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
-from ._saem_information import BATCH, Louis, _noise, information, inverse_pd
+from ._saem_information import BATCH, Louis, _noise, held_coefficients, information, inverse_pd
 
 __all__ = ["ScorePass", "score_pass", "sandwich"]
 
@@ -101,7 +101,7 @@ def score_pass(model, data: PopulationData, mu, omega, residual: Residual, *, be
                eta_columns=None, covariates=None, covariate_mask=None, omega_structure=None,
                omega_fixed=None, residual_fixed=None, estimate_columns=None, eta_mean=None,
                eta_cov=None, n_iter: int = 200, burn_in: int = 30, n_chains: int | None = None,
-               seed: int = 0, mu_fixed=None) -> ScorePass:
+               seed: int = 0, mu_fixed=None, covariate_fixed=None) -> ScorePass:
     """Louis' information and the sandwich's per-subject scores at fixed parameters.
 
     Parameters
@@ -134,6 +134,9 @@ estimate_columns
     seed : int
     mu_fixed : array_like of bool (E,), optional
         Typical values held (as :func:`~._saem.saem`'s ``mu_fixed``): not in the information.
+    covariate_fixed : array_like (P, E), optional
+        Covariate coefficients held (as :func:`~._saem.saem`'s; their values come with
+        ``beta``): not in the information.
 
     Returns
     -------
@@ -180,6 +183,8 @@ estimate_columns
         if mf.shape != (E,):
             raise FitError(f"score_pass mu_fixed: expected ({E},), found {mf.shape}")
         b_free[0] = ~mf
+    if covariate_fixed is not None:
+        b_free[1:] &= ~held_coefficients(covariate_fixed, P1 - 1, E, "score_pass")
     pattern = (omega != 0) | np.eye(E, dtype=bool) if omega_structure is None else \
         np.asarray(omega_structure, dtype=bool)
     fixed = (np.zeros(E, dtype=bool) if omega_fixed is None
