@@ -106,24 +106,21 @@ def test_held_coefficient_bad_shape():
 
 def test_pheno_saem_with_fixed_weight_exponents():
     """NONMEM's phenobarbital example (59 neonates, 589 intravenous doses; CL and V
-    proportional to weight, the exponents held at 1; an Apgar effect on V) by SAEM from its
-    run config: the held exponents stay 1 without an SE, typical values within 5 % of NONMEM's
-    FOCE-I, the Apgar coefficient within one of its SEs, Omega within 25 %, the proportional
-    residual SD within 5 %, and SAEM's exact -2 log L (importance sampling) within 1 of
-    FOCE-I's linearised 586.276 (measured: CL -1.2 %, V -0.9 %, Apgar 0.152 against 0.159,
-    Omega -10 % / 0 %, OFV 585.98); the subjects' doses on the dosed RK4 path where the model
-    is compiled."""
+    proportional to weight, the exponents held at 1; an Apgar effect on V) by SAEM from the
+    shipped config: the held exponents stay 1 without an SE, typical values within 5 % of
+    NONMEM's FOCE-I, the Apgar coefficient within one of its SEs, Omega within 25 %, the
+    proportional residual variance within 10 %, and SAEM's exact -2 log L (importance
+    sampling) within 1 of FOCE-I's linearised 586.276 (measured: CL -2.0 %, V -0.8 %, Apgar
+    0.158 against 0.159, Omega +1.5 % / -0.5 %, OFV 585.95); the subjects' doses on the dosed
+    RK4 path where the model is compiled."""
     from pathlib import Path
 
     import progression as pg
-    from progression.fit.config import parse_fit_config
 
     root = Path(__file__).resolve().parents[1]
-    text = (root / "configs" / "pheno_population.toml").read_text()
-    text = text.replace('estimator = "focei"', 'estimator = "saem"')
-    cfg = parse_fit_config(text, source="pheno_saem.toml", base_dir=root / "configs")
-    res = pg.fit(cfg)
+    res = pg.fit(root / "configs" / "pheno_population_saem.toml")
     pop = res.population
+    assert pop.method == "saem"
     assert pop.coefficients["CL~WGT"] == 1.0 and pop.coefficients["V~WGT"] == 1.0
     assert np.isnan(pop.coefficients_se["CL~WGT"])
     assert pop.fixed_effects["CL"] == pytest.approx(4.69555e-03, rel=0.05)
