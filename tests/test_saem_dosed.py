@@ -3,6 +3,7 @@ each row's dose events, against closed forms (Bateman function with lag and bioa
 intravenous bolus, zero-order infusion, superposed over doses), against the exact path, and a
 SAEM fit on that path recovering the population it was simulated from."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -146,7 +147,7 @@ def test_dosed_rows_match_closed_forms(dosed):
     model = dosed
     assert applicable(model.problem, model.designs)
     fast = RK4Predictions(model, h=0.01)
-    assert fast.doses is not None and "dose events" in fast.method
+    assert fast.doses is not None and "dose and covariate events" in fast.method
     idx = np.tile(np.arange(4), 3)
     phi = _phi(model, idx.size, 1)
     f, _ = fast.predict(phi, idx)
@@ -235,7 +236,7 @@ def test_saem_on_the_dosed_path_recovers_its_truth():
                            .replace("value = 4.0", "value = 3.0"), source="dosed.toml",
                            check_data=False)
     res = pg.fit(cfg, data=data)
-    assert "dose events" in res.individual.diagnostics.numbers_from
+    assert "dose and covariate events" in res.individual.diagnostics.numbers_from
     pop = res.population
     for name, truth in (("ka", 1.2), ("CL", 4.0), ("V", 40.0)):
         est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
@@ -245,3 +246,219 @@ def test_saem_on_the_dosed_path_recovers_its_truth():
         assert abs(omega[name] - truth) < 3 * pop.omega_se[name], (name, omega[name])
     (sigma,) = pop.sigma.values()
     assert sigma == pytest.approx(0.2, rel=0.10)
+
+
+# ---------------------------------------------------------------- time-varying covariates
+
+WT_MODEL = """
+[model]
+name = "pk_wt_{interp}"
+time_unit = "hour"
+[parameters.CL_pop]
+value = 5.0
+bounds = [0.1, 100.0]
+[parameters.V_pop]
+value = 50.0
+bounds = [1.0, 500.0]
+[parameters.A0]
+value = 0.0
+bounds = [0.0, 1000.0]
+[covariates.WT]
+value = 70.0
+interpolation = "{interp}"
+[states.A_c]
+initial = "A0"
+[expressions]
+CL = "CL_pop * (WT / 70) ** 0.75"
+V = "V_pop * (WT / 70)"
+[equations]
+A_c = "-(CL / V) * A_c"
+[observables.conc]
+expression = "A_c / V"
+[dosing.A_c]
+cmt = 1
+"""
+
+WT_CONFIG = """
+[fit]
+name = "weights"
+model = "{model}"
+estimator = "saem"
+[error.conc]
+model = "additive"
+a = {{ value = 0.05, estimate = "population", bounds = [0.001, 10.0] }}
+[parameters.CL_pop]
+estimate = "population"
+value = 5.0
+bounds = [0.1, 100.0]
+scale = "log"
+eta = 0.09
+[parameters.V_pop]
+estimate = "population"
+value = 50.0
+bounds = [1.0, 500.0]
+scale = "log"
+eta = 0.04
+{offset}
+"""
+
+#: Per subject: weight records (time, kg), bolus doses (time, mg), observed times. S1's
+#: weight changes at 6 h (a value observed there shows the new volume) and 12 h; S2 has no
+#: weight record (the model's 70 kg); S3 one baseline weight.
+WT_SUBJECTS = {
+    "S1": ([(0.0, 70.0), (6.0, 90.0), (12.0, 60.0)], [(0.0, 100.0), (8.0, 100.0)],
+           [0.0, 3.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0]),
+    "S2": ([], [(2.0, 50.0)], [1.0, 2.0, 5.0]),
+    "S3": ([(0.0, 50.0)], [(0.0, 80.0)], [1.0, 4.0]),
+}
+
+
+def weight_closed_form(sid, t, CL_pop, V_pop):
+    """Concentrations under LOCF weights: the amount decays at CL/V of the current piece and
+    is continuous; the volume (and so the concentration) jumps with the weight."""
+    weights, doses, _ = WT_SUBJECTS[sid]
+    weights = weights or [(0.0, 70.0)]
+
+    def wt(x):
+        w = weights[0][1]
+        for tw, v in weights:
+            if x >= tw:
+                w = v
+        return w
+
+    def decay(A, t0, t1):
+        w = wt(t0)
+        return A * np.exp(-(CL_pop * (w / 70) ** 0.75) / (V_pop * w / 70) * (t1 - t0))
+
+    cuts = sorted({x for x, _ in weights} | {x for x, _ in doses} | {0.0})
+    out = []
+    for tt in np.asarray(t, float):
+        A, now = 0.0, 0.0
+        for c in [c for c in cuts if c <= tt]:
+            A, now = decay(A, now, c), c
+            A += sum(a for td, a in doses if td == c)
+        out.append(decay(A, now, tt) / (V_pop * wt(tt) / 70))
+    return np.array(out)
+
+
+def weight_model(tmp_path, interp="locf", offset="", with_doses=True):
+    (tmp_path / f"pk_wt_{interp}.toml").write_text(WT_MODEL.format(interp=interp))
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    doses = {"subject": [], "time": [], "amount": [], "target": []}
+    tv = {"subject": [], "time": [], "name": [], "value": []}
+    for sid, (weights, recs, times) in WT_SUBJECTS.items():
+        obs["subject"] += [sid] * len(times)
+        obs["time"] += list(times)
+        obs["observable"] += ["conc"] * len(times)
+        obs["value"] += [1.0] * len(times)
+        for td, amt in recs:
+            doses["subject"].append(sid)
+            doses["time"].append(td)
+            doses["amount"].append(amt)
+            doses["target"].append("A_c")
+        for tw, w in weights:
+            for key, v in zip(("subject", "time", "name", "value"), (sid, tw, "WT", w),
+                              strict=True):
+                tv[key].append(v)
+    data = pg.Cohort(obs, doses=doses if with_doses else None, time_varying=tv, time_unit="hour",
+                     time_origin="first dose", source="weights.csv")
+    cfg = WT_CONFIG.format(model=tmp_path / f"pk_wt_{interp}.toml", offset=offset)
+    return problem_model(data, cfg)
+
+
+def test_covariate_rows_match_piecewise_closed_form(tmp_path):
+    """Time-varying (LOCF) weight on clearance and volume with bolus doses: the piecewise RK4
+    predictions equal the piecewise closed form to 1e-8 mg/L, a value at the weight's change
+    showing the new volume; a subject without weight records takes the model's 70 kg."""
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
+    model = weight_model(tmp_path)
+    assert applicable(model.problem, model.designs)
+    fast = RK4Predictions(model, h=0.005)
+    assert "covariate events" in fast.method
+    idx = np.tile(np.arange(3), 2)
+    phi = np.log([5.0, 50.0]) + 0.3 * np.random.default_rng(4).standard_normal((6, 2))
+    f, _ = fast.predict(phi, idx)
+    worst = 0.0
+    for r, i in enumerate(idx):
+        d = model.designs[i]
+        want = weight_closed_form(d.id, d.time, *np.exp(phi[r]))
+        worst = max(worst, float(np.max(np.abs(f[r, :d.n] - want))))
+    assert worst < 1e-8, worst
+    s1 = [d.id for d in model.designs].index("S1")
+    CL, V = np.exp(phi[s1])
+    before = weight_closed_form("S1", np.array([6.0 - 1e-9]), CL, V)[0]
+    assert f[s1, 2] == pytest.approx(before * 70.0 / 90.0, rel=1e-6)
+
+
+def test_linear_covariate_and_time_offset_match_exact_path(tmp_path):
+    """A linearly interpolated weight (its pieces' levels re-expressed in model time with the
+    row's offset) and a time offset of 1.5 h that moves doses and weight records alike (an
+    estimated offset is refused with doses or covariates): the RK4 path at a small step
+    equals the exact path (rtol 1e-8) to 1e-6 mg/L."""
+    from progression.fit.estimators.saem import _Predictions
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
+    held = "[parameters.time_offset]\nestimate = \"fixed\"\nvalue = 1.5\n"
+    model = weight_model(tmp_path, "linear", held)
+    assert applicable(model.problem, model.designs)
+    fast = RK4Predictions(model, h=0.005)
+    exact = _Predictions(model)
+    idx = np.tile(np.arange(3), 3)
+    phi = np.log([5.0, 50.0]) + 0.3 * np.random.default_rng(5).standard_normal((9, 2))
+    a, _ = fast.predict(phi, idx)
+    b, _ = exact.predict(phi, idx)
+    assert np.all(np.isfinite(a)) and np.nanmax(np.abs(a - b)) < 1e-6, \
+        np.nanmax(np.abs(a - b))
+    # a uniform shift of every time leaves the predictions unchanged only because the linear
+    # levels are re-expressed in model time: without that the test sees the difference
+    fast.doses = dataclasses.replace(fast.doses,
+                                     offset_gain=np.zeros_like(fast.doses.offset_gain))
+    c, _ = fast.predict(phi, idx)
+    assert np.nanmax(np.abs(c - b)) > 0.01
+
+
+def test_saem_with_time_varying_weight_recovers_its_truth(tmp_path):
+    """45 subjects (S1's changing weight for two in three, S3's baseline weight for the
+    others) simulated from CL_pop 5 L/h, V_pop 50 L (Omega 0.09, 0.04, additive 0.05 mg/L)
+    and fitted by SAEM on the covariate RK4 path from starts 40 % off: each typical value and
+    variance within 3 of its SEs of the truth (measured: CL_pop +1.1, V_pop -1.9 SE; Omega
+    -2.1, -1.8 SE: this draw's, the exact path gives the same estimates to 1e-8), the residual
+    SD within 15 % (-8.7 %)."""
+    (tmp_path / "pk_wt_locf.toml").write_text(WT_MODEL.format(interp="locf"))
+    rng = np.random.default_rng(21)
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    doses = {"subject": [], "time": [], "amount": [], "target": []}
+    tv = {"subject": [], "time": [], "name": [], "value": []}
+    for i in range(45):
+        base = "S3" if i % 3 == 2 else "S1"
+        sid = f"P{i:02d}"
+        weights, recs, times = WT_SUBJECTS[base]
+        CL, V = np.array([5.0, 50.0]) * np.exp(np.sqrt([0.09, 0.04]) * rng.standard_normal(2))
+        y = weight_closed_form(base, np.asarray(times, float), CL, V)
+        obs["subject"] += [sid] * len(times)
+        obs["time"] += list(times)
+        obs["observable"] += ["conc"] * len(times)
+        obs["value"] += list(y + 0.05 * rng.standard_normal(len(times)))
+        for td, amt in recs:
+            for key, v in zip(doses, (sid, td, amt, "A_c"), strict=True):
+                doses[key].append(v)
+        for tw, w in weights:
+            for key, v in zip(tv, (sid, tw, "WT", w), strict=True):
+                tv[key].append(v)
+    data = pg.Cohort(obs, doses=doses, time_varying=tv, time_unit="hour",
+                     time_origin="first dose", source="weights.csv")
+    text = WT_CONFIG.format(model=tmp_path / "pk_wt_locf.toml", offset="")
+    text = text.replace("value = 5.0", "value = 3.0").replace("value = 50.0", "value = 70.0")
+    res = pg.fit(parse_fit_config(text + "[estimator]\nseed = 2\n", source="weights.toml",
+                                  check_data=False), data=data)
+    assert "covariate events" in res.individual.diagnostics.numbers_from
+    pop = res.population
+    for name, truth in (("CL_pop", 5.0), ("V_pop", 50.0)):
+        est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
+        assert abs(est - truth) < 3 * se, (name, est, se)
+    omega = dict(zip(pop.omega_names, np.diag(pop.omega), strict=True))
+    for name, truth in (("CL_pop", 0.09), ("V_pop", 0.04)):
+        assert abs(omega[name] - truth) < 3 * pop.omega_se[name], (name, omega[name])
+    (sigma,) = pop.sigma.values()
+    assert sigma == pytest.approx(0.05, rel=0.15)

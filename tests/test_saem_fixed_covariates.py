@@ -131,4 +131,4 @@ def test_pheno_saem_with_fixed_weight_exponents():
     assert pop.sigma["conc.b"] ** 2 == pytest.approx(1.32410e-02, rel=0.10)
     assert pop.ofv == pytest.approx(586.276, abs=1.0)
     if res.model.kernels is not None:
-        assert "dose events" in res.individual.diagnostics.numbers_from
+        assert "dose and covariate events" in res.individual.diagnostics.numbers_from

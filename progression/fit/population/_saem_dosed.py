@@ -1,4 +1,5 @@
-"""Compiled fixed-step RK4 predictions of subjects with doses, for SAEM's kernels.
+"""Compiled fixed-step RK4 predictions of subjects with doses or time-varying covariates, for
+SAEM's kernels.
 
 The scheme of :mod:`._saem_compiled` (classical RK4, cubic Hermite interpolation of the
 states between the ends of a step, the observable through the model's ``observe`` kernel, its
@@ -11,12 +12,18 @@ or end adds or takes its rate (``AMT / duration``) to the compartment's input pa
 ``rate_STATE`` (whose term in the equation is ``F * rate_STATE``), at the record's time plus the
 row's lag parameter: the actions of :mod:`progression.simulate._dosing`, so the same model.
 As in ``simulate()``, a value observed at an event's time shows the state after the event.
+A model's time-varying covariates (``[covariates.NAME]``, carried as hidden parameter rows after
+the parameters, :mod:`progression.simulate._covariates`) are events too: at each of the
+subject's recorded times the hidden rows are set to the piece that starts there (the level,
+and for linear interpolation the slope, a level re-expressed in model time with the row's time
+offset), the integration restarting there as ``simulate()``'s does.
 
 What it covers: bolus doses and zero-order infusions of given rate or duration, with
-additional doses (ADDL/II), bioavailability and lag parameters. Records that need the exact
-path (steady state ``SS = 1``, resets ``EVID`` 3/4, rates or durations taken from the model)
-make :func:`dose_schedule` return None, and :func:`._saem_model.applicable` then keeps the
-exact path, as it does for time-varying covariates and experimental conditions. Hand-written
+additional doses (ADDL/II), bioavailability and lag parameters, and time-varying covariates.
+Records that need the exact path (steady state ``SS = 1``, resets ``EVID`` 3/4, rates or
+durations taken from the model) make :func:`input_schedule` return None, and
+:func:`._saem_model.applicable` then keeps the exact path, as it does for experimental
+conditions. Hand-written
 rather than a scipy integrator for the reason of :mod:`._saem_model`: SAEM evaluates every
 chain a dozen times per iteration and needs no derivative; the step is calibrated against
 the exact path before use (:meth:`._saem_model.RK4Predictions.calibrate`).
@@ -38,30 +45,39 @@ if AVAILABLE:
 
     from ._saem_compiled import _hermite, _rk4_step
 
-__all__ = ["DoseSchedule", "dose_schedule", "rk4_dosed_rows"]
+__all__ = ["InputSchedule", "input_schedule", "rk4_dosed_rows"]
 
-#: Event kinds of a schedule.
-BOLUS, RATE = 0, 1
+#: Event kinds of a schedule: a bolus into a state, a change of an input parameter, a hidden
+#: (covariate) row set to a value.
+BOLUS, RATE, SET = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class DoseSchedule:
-    """Every design's dose events, padded to the longest (E events).
+class InputSchedule:
+    """Every design's dose and covariate events, padded to the longest (E events).
 
     Attributes
     ----------
     time : ndarray (N, E)
         Event times in data time, before the lag (the design's model time adds its offset).
     kind : ndarray of int8 (N, E)
-        :data:`BOLUS` or :data:`RATE`.
+        :data:`BOLUS`, :data:`RATE` or :data:`SET`.
     target : ndarray of int64 (N, E)
-        The state a bolus enters, the input parameter (``rate_STATE``) an infusion changes.
+        The state a bolus enters, the input parameter (``rate_STATE``) an infusion changes,
+        the hidden row (index after the parameters) a covariate event sets.
     value : ndarray (N, E)
-        A bolus's amount, the change of the input parameter.
+        A bolus's amount, the change of the input parameter, the hidden row's new value.
+    offset_gain : ndarray (N, E)
+        Added to ``value`` per unit of the row's time offset (a linear covariate's level,
+        ``-slope``: the piece ``level + slope t`` in data time is ``level - slope offset +
+        slope t`` in model time); 0 elsewhere.
     bioavailability, lag : ndarray of int64 (N, E)
         Parameter index of the compartment's bioavailability and lag (-1: none).
     count : ndarray of int64 (N,)
         Events per design.
+    hidden0 : ndarray (N, H)
+        The hidden (covariate) rows before a design's first recorded time (H = 0 without
+        covariates).
     zero_dose : ndarray of bool (N,)
         Designs whose record-free dose parameter is 0 (the data give dose records).
     dose_parameter : int
@@ -72,30 +88,44 @@ class DoseSchedule:
     kind: np.ndarray
     target: np.ndarray
     value: np.ndarray
+    offset_gain: np.ndarray
     bioavailability: np.ndarray
     lag: np.ndarray
     count: np.ndarray
+    hidden0: np.ndarray
     zero_dose: np.ndarray
     dose_parameter: int
 
 
-def dose_schedule(model, designs) -> DoseSchedule | None:
-    """The designs' dose events (:class:`DoseSchedule`), or None when a record needs the
-    exact path (steady state, reset, modelled rate or duration) or the model has no dosing
-    compartments."""
+def input_schedule(model, designs) -> InputSchedule | None:
+    """The designs' dose and covariate events (:class:`InputSchedule`), or None when a dose
+    record needs the exact path (steady state, reset, modelled rate or duration) or the
+    model has neither dosing compartments nor covariates."""
+    from ...errors import ProgressionError
     from ...simulate._dosing import dose_table
 
     spec = getattr(model, "spec", None)
     comps = {c.state: c for c in (getattr(spec, "dosing", ()) or ())}
-    if not comps:
+    covariates = tuple(getattr(model, "covariate_names", ()))
+    hidden = tuple(getattr(model, "hidden_names", ())) if covariates else ()
+    if not comps and not covariates:
         return None
+    P = len(model.parameter_names)
 
     def index(name):
         return -1 if name is None else int(model.parameter_index(name))
 
     events = []
-    for d in designs:
+    hidden0 = np.zeros((len(designs), len(hidden)))
+    for i, d in enumerate(designs):
         rows = []
+        if covariates:
+            try:
+                rows += _covariate_events(model, d, hidden, P, hidden0[i])
+            except ProgressionError:
+                return None
+        if d.doses and not comps:
+            return None
         if d.doses:
             records, _ = dose_table(model, list(d.doses))
             for rec in records:
@@ -109,27 +139,53 @@ def dose_schedule(model, designs) -> DoseSchedule | None:
                     t = rec["time"] + k * rec["ii"]
                     if rec["duration"] > 0:
                         q = index(comp.rate)
-                        rows.append((t, RATE, q, rec["rate"], -1, lag))
-                        rows.append((t + rec["duration"], RATE, q, -rec["rate"], -1, lag))
+                        rows.append((t, RATE, q, rec["rate"], 0.0, -1, lag))
+                        rows.append((t + rec["duration"], RATE, q, -rec["rate"], 0.0, -1,
+                                     lag))
                     else:
                         rows.append((t, BOLUS, int(model.state_index(comp.state)),
-                                     rec["amount"], f, lag))
+                                     rec["amount"], 0.0, f, lag))
         events.append(sorted(rows, key=lambda e: e[0]))
     N, E = len(designs), max([1] + [len(e) for e in events])
     time = np.zeros((N, E))
     kind = np.zeros((N, E), dtype=np.int8)
     target = np.zeros((N, E), dtype=np.int64)
     value = np.zeros((N, E))
+    gain = np.zeros((N, E))
     bio = np.full((N, E), -1, dtype=np.int64)
     lag = np.full((N, E), -1, dtype=np.int64)
     for i, rows in enumerate(events):
         for e, row in enumerate(rows):
-            time[i, e], kind[i, e], target[i, e], value[i, e], bio[i, e], lag[i, e] = row
+            (time[i, e], kind[i, e], target[i, e], value[i, e], gain[i, e], bio[i, e],
+             lag[i, e]) = row
     dp = getattr(spec, "dose_parameter", None)
     zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
-    return DoseSchedule(time, kind, target, value, bio, lag,
-                        np.array([len(e) for e in events], dtype=np.int64), zero,
-                        index(dp))
+    return InputSchedule(time, kind, target, value, gain, bio, lag,
+                         np.array([len(e) for e in events], dtype=np.int64), hidden0, zero,
+                         index(dp) if comps else -1)
+
+
+def _covariate_events(model, design, hidden, P, hidden0):
+    """A design's covariate events (SET rows) and, written into ``hidden0``, its hidden rows
+    before its first recorded time, from ``simulate()``'s own schedule (defaults for the
+    covariates the design does not give)."""
+    from ...simulate._covariates import covariate_schedule
+
+    series = {name: (np.asarray(t, dtype=float), np.asarray(v, dtype=float))
+              for name, t, v in design.covariates}
+    cs = covariate_schedule(model, series, 1)
+    breaks = cs.subject_breaks()[0]
+    breaks = breaks[np.isfinite(breaks)]
+    hidden0[:] = cs.hidden(breaks[0] - 1.0 if breaks.size else 0.0)[:, 0]
+    slope_of = {k: hidden.index(f"{n}.slope") for k, n in enumerate(hidden)
+                if f"{n}.slope" in hidden}
+    rows = []
+    for b in breaks:
+        h = cs.hidden(b)[:, 0]
+        for k in range(len(hidden)):
+            g = -h[slope_of[k]] if k in slope_of else 0.0
+            rows.append((float(b), SET, P + k, float(h[k]), float(g), -1, -1))
+    return rows
 
 
 if AVAILABLE:
@@ -201,8 +257,10 @@ if AVAILABLE:
                 if ek[r, e] == 0:
                     gain = p[ef[r, e]] if ef[r, e] >= 0 else 1.0
                     y[eg[r, e]] += gain * ev[r, e]
-                else:
+                elif ek[r, e] == 1:
                     p[eg[r, e]] += ev[r, e]
+                else:
+                    p[eg[r, e]] = ev[r, e]
                 q += 1
             while nxt < m and tm[r, slots[nxt]] <= t:
                 j = slots[nxt]
@@ -283,12 +341,13 @@ def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
     ----------
     kernels : ModelKernels
         ``model.kernels`` (``n_params`` must equal ``P.shape[1]``).
-    schedule : DoseSchedule
+    schedule : InputSchedule
     index : ndarray of int (R,)
         Each row's design.
     P : ndarray (R, Q)
         Each row's parameters (the record-free dose parameter already 0 where the schedule
-        says so).
+        says so; with covariates the hidden rows after them, ``Q = P + H``, as
+        ``hidden0``).
     offset : ndarray (R,)
         Model time minus data time of each row (its time offset).
     tm, mask, oi, lg : ndarray (R, n)
@@ -314,7 +373,8 @@ def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
             float(h), int(kernels.n_states), int(kernels.n_observables),
             np.ascontiguousarray(s.time[index] + np.asarray(offset, float)[:, None]),
             np.ascontiguousarray(s.kind[index]), np.ascontiguousarray(s.target[index]),
-            np.ascontiguousarray(s.value[index]),
+            np.ascontiguousarray(s.value[index]
+                                 + s.offset_gain[index] * np.asarray(offset, float)[:, None]),
             np.ascontiguousarray(s.bioavailability[index]),
             np.ascontiguousarray(s.lag[index]), np.ascontiguousarray(s.count[index]), out)
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):

@@ -29,9 +29,10 @@ count; beyond 20 calibration spans a row is a failed evaluation.
 
 It applies to designs without doses, dose records, model covariates or conditions (the
 "plain" units of :mod:`progression.fit._paths`), which is the ALS progression case, and, on
-the compiled path, to designs with bolus doses and infusions of given rate or duration
-(:mod:`._saem_dosed`: the same scheme piecewise between each row's dose events; no numpy
-twin, no state cache); other designs keep the exact path (:func:`applicable`). Model time
+the compiled path, to designs with bolus doses, infusions of given rate or duration and
+time-varying covariates (:mod:`._saem_dosed`: the same scheme piecewise between each row's
+dose and covariate events; no numpy twin, no state cache); other designs keep the exact path
+(:func:`applicable`). Model time
 is data time plus the subject's time offset (``theta[offset] + factor * offset
 covariate``), times before 0 evaluated at 0, as in :meth:`Problem.evaluate
 <progression.fit.problem.Problem.evaluate>`; the model's events
@@ -60,25 +61,24 @@ __all__ = ["RK4Predictions", "applicable"]
 
 
 def applicable(problem, designs) -> bool:
-    """Whether :class:`RK4Predictions` can evaluate every design: no model covariates or
-    conditions, and either no doses (the "plain" units) or doses the compiled dosed path
-    takes (:func:`._saem_dosed.dose_schedule`: boluses and infusions of given rate or
-    duration, on a model with compiled kernels, without an anchored offset or a survival
-    term)."""
-    if problem.conditions or getattr(problem.model, "covariate_names", ()):
+    """Whether :class:`RK4Predictions` can evaluate every design: no experimental conditions,
+    and either no doses and no model covariates (the "plain" units) or inputs the compiled
+    path takes (:func:`._saem_dosed.input_schedule`: boluses and infusions of given rate or
+    duration, time-varying covariates, on a model with compiled kernels, without an anchored
+    offset or a survival term)."""
+    if problem.conditions:
         return False
     if not all(hasattr(problem.model, k) for k in ("rhs", "initial", "observe")):
         return False
-    if any(d.covariates for d in designs):
-        return False
-    if not any(d.doses or d.dose_records for d in designs):
+    has_cov = bool(getattr(problem.model, "covariate_names", ()))
+    if not has_cov and not any(d.doses or d.dose_records or d.covariates for d in designs):
         return True
     if (getattr(problem, "anchor", None) is not None or problem.survival is not None
             or not _compiled_usable(problem.model, problem.P)):
         return False
-    from ._saem_dosed import dose_schedule
+    from ._saem_dosed import input_schedule
 
-    return dose_schedule(problem.model, designs) is not None
+    return input_schedule(problem.model, designs) is not None
 
 
 def _state_parameters(cm, P, event=None):
@@ -108,7 +108,8 @@ def _compiled_usable(cm, P) -> bool:
     if not AVAILABLE:
         return False
     kernels = getattr(cm, "kernels", None)
-    return kernels is not None and int(kernels.n_params) == int(P)
+    hidden = len(getattr(cm, "hidden_names", ())) if getattr(cm, "covariate_names", ()) else 0
+    return kernels is not None and int(kernels.n_params) == int(P) + hidden
 
 
 class RK4Predictions:
@@ -201,12 +202,14 @@ class RK4Predictions:
                              "kernels (numba missing or backend 'numpy') or their parameter "
                              f"count differs from the problem's {self.P}")
         self.compiled = usable if compiled is None else bool(compiled)
-        # subjects with doses: the compiled piecewise path (._saem_dosed), no numpy twin
+        # subjects with doses or covariates: the compiled piecewise path (._saem_dosed), no
+        # numpy twin
         self.doses = None
-        if any(d.doses or d.dose_records for d in self.designs):
-            from ._saem_dosed import dose_schedule
+        if (getattr(self.cm, "covariate_names", ())
+                or any(d.doses or d.dose_records or d.covariates for d in self.designs)):
+            from ._saem_dosed import input_schedule
 
-            self.doses = dose_schedule(self.cm, self.designs)
+            self.doses = input_schedule(self.cm, self.designs)
             if self.doses is None or not self.compiled:
                 raise ValueError("RK4Predictions: these doses need the exact path (steady "
                                  "state, reset, modelled rate or duration) or compiled "
@@ -241,8 +244,8 @@ class RK4Predictions:
         if self.compiled:
             from ._saem_compiled import numba
 
-            pieces = (", piecewise between its dose events" if self.doses is not None
-                      else "")
+            pieces = (", piecewise between its dose and covariate events"
+                      if self.doses is not None else "")
             return (f"compiled fixed-step RK4, each row to its own last observation"
                     f"{pieces} (numba, {numba.get_num_threads()} threads)")
         return "lockstep fixed-step RK4 (numpy)"
@@ -416,7 +419,7 @@ class RK4Predictions:
         if self.doses is not None and R:
             from ._saem_dosed import rk4_dosed_rows
 
-            p = theta[:, :self.P].copy()
+            p = np.concatenate([theta[:, :self.P], self.doses.hidden0[index]], axis=1)
             if self.doses.dose_parameter >= 0:
                 p[self.doses.zero_dose[index], self.doses.dose_parameter] = 0.0
             offset = (theta[:, self.offset_index]
