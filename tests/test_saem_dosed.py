@@ -236,7 +236,8 @@ def test_saem_on_the_dosed_path_recovers_its_truth():
                            .replace("value = 4.0", "value = 3.0"), source="dosed.toml",
                            check_data=False)
     res = pg.fit(cfg, data=data)
-    assert "dose and covariate events" in res.individual.diagnostics.numbers_from
+    if res.model.kernels is not None:              # else the exact path (numpy backend)
+        assert "dose and covariate events" in res.individual.diagnostics.numbers_from
     pop = res.population
     for name, truth in (("ka", 1.2), ("CL", 4.0), ("V", 40.0)):
         est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
@@ -452,7 +453,8 @@ def test_saem_with_time_varying_weight_recovers_its_truth(tmp_path):
     text = text.replace("value = 5.0", "value = 3.0").replace("value = 50.0", "value = 70.0")
     res = pg.fit(parse_fit_config(text + "[estimator]\nseed = 2\n", source="weights.toml",
                                   check_data=False), data=data)
-    assert "covariate events" in res.individual.diagnostics.numbers_from
+    if res.model.kernels is not None:              # else the exact path (numpy backend)
+        assert "covariate events" in res.individual.diagnostics.numbers_from
     pop = res.population
     for name, truth in (("CL_pop", 5.0), ("V_pop", 50.0)):
         est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
