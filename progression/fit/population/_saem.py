@@ -116,7 +116,7 @@ from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
 from ._saem_information import Louis as _Louis
-from ._saem_information import held_coefficients
+from ._saem_information import free_coefficients, held_coefficients
 from ._saem_information import information as _information
 from ._saem_information import inverse_pd as _inverse_pd
 from ._saem_information import standard_errors as _se
@@ -282,24 +282,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     XtX_inv = np.linalg.pinv(XtX)
     B = np.zeros((P1, E))  # coefficients on the random-effect parameters
     B[0] = mu0[cols]
-    b_free = np.ones((P1, E), dtype=bool)
-    if covariate_mask is not None:
-        cm = np.asarray(covariate_mask, dtype=bool)
-        if cm.shape != (P1 - 1, E):
-            raise FitError(f"SAEM covariate_mask: expected a ({P1 - 1}, {E}) boolean array, "
-                           f"found shape {cm.shape}")
-        b_free[1:] = cm
-    if mu_fixed is not None:
-        # typical values held at mu0 (NONMEM's THETA FIX on a parameter with a random
-        # effect): their intercepts stay out of the M-step and of the information
-        mf = np.asarray(mu_fixed, dtype=bool).ravel()
-        if mf.shape != (E,):
-            raise FitError(f"SAEM mu_fixed: expected a ({E},) boolean array (one per random "
-                           f"effect), found shape {mf.shape}")
-        b_free[0] = ~mf
+    b_free = free_coefficients(P1, E, covariate_mask, mu_fixed, covariate_fixed, "SAEM")
     if covariate_fixed is not None:
         hold = held_coefficients(covariate_fixed, P1 - 1, E, "SAEM")
-        b_free[1:] &= ~hold
         B[1:][hold] = np.asarray(covariate_fixed, dtype=float)[hold]
     B_held = np.where(b_free, 0.0, B)       # the held coefficients (0 or the held value)
     gls = not b_free.all()

@@ -26,8 +26,8 @@ import numpy as np
 
 from ...errors import FitError
 
-__all__ = ["BATCH", "Louis", "held_coefficients", "information", "inverse_pd",
-           "standard_errors"]
+__all__ = ["BATCH", "Louis", "free_coefficients", "held_coefficients", "information",
+           "inverse_pd", "standard_errors"]
 
 
 class Louis:
@@ -218,3 +218,28 @@ def held_coefficients(covariate_fixed, P, E, who) -> np.ndarray:
         raise FitError(f"{who} covariate_fixed: expected a ({P}, {E}) array (NaN where "
                        f"estimated), found shape {cf.shape}")
     return np.isfinite(cf)
+
+
+def free_coefficients(P1, E, covariate_mask, mu_fixed, covariate_fixed, who) -> np.ndarray:
+    """Which entries of the coefficient matrix B (P1, E) (intercepts, then the covariate
+    coefficients) are estimated: every one but those the covariate mask leaves out, the held
+    intercepts (``mu_fixed``) and the held coefficients (``covariate_fixed``); ``who`` names
+    the caller in errors."""
+    b_free = np.ones((P1, E), dtype=bool)
+    if covariate_mask is not None:
+        cm = np.asarray(covariate_mask, dtype=bool)
+        if cm.shape != (P1 - 1, E):
+            raise FitError(f"{who} covariate_mask: expected a ({P1 - 1}, {E}) boolean array, "
+                           f"found shape {cm.shape}")
+        b_free[1:] = cm
+    if mu_fixed is not None:
+        # typical values held (NONMEM's THETA FIX on a parameter with a random effect): their
+        # intercepts stay out of the M-step and of the information
+        mf = np.asarray(mu_fixed, dtype=bool).ravel()
+        if mf.shape != (E,):
+            raise FitError(f"{who} mu_fixed: expected a ({E},) boolean array (one per random "
+                           f"effect), found shape {mf.shape}")
+        b_free[0] = ~mf
+    if covariate_fixed is not None:
+        b_free[1:] &= ~held_coefficients(covariate_fixed, P1 - 1, E, who)
+    return b_free

@@ -42,7 +42,7 @@ from ...errors import FitError
 from ._core import PopulationData, Residual, eta_columns_of
 from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
-from ._saem_information import BATCH, Louis, _noise, held_coefficients, information, inverse_pd
+from ._saem_information import BATCH, Louis, _noise, free_coefficients, information, inverse_pd
 
 __all__ = ["ScorePass", "score_pass", "sandwich"]
 
@@ -175,16 +175,7 @@ estimate_columns
         if bt.shape != (P1 - 1, D):
             raise FitError(f"score_pass beta: expected ({P1 - 1}, {D}), found {bt.shape}")
         B[1:] = bt[:, cols]
-    b_free = np.ones((P1, E), dtype=bool)
-    if covariate_mask is not None:
-        b_free[1:] = np.asarray(covariate_mask, dtype=bool).reshape(P1 - 1, E)
-    if mu_fixed is not None:
-        mf = np.asarray(mu_fixed, dtype=bool).ravel()
-        if mf.shape != (E,):
-            raise FitError(f"score_pass mu_fixed: expected ({E},), found {mf.shape}")
-        b_free[0] = ~mf
-    if covariate_fixed is not None:
-        b_free[1:] &= ~held_coefficients(covariate_fixed, P1 - 1, E, "score_pass")
+    b_free = free_coefficients(P1, E, covariate_mask, mu_fixed, covariate_fixed, "score_pass")
     pattern = (omega != 0) | np.eye(E, dtype=bool) if omega_structure is None else \
         np.asarray(omega_structure, dtype=bool)
     fixed = (np.zeros(E, dtype=bool) if omega_fixed is None
