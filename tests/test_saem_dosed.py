@@ -464,3 +464,33 @@ def test_saem_with_time_varying_weight_recovers_its_truth(tmp_path):
         assert abs(omega[name] - truth) < 3 * pop.omega_se[name], (name, omega[name])
     (sigma,) = pop.sigma.values()
     assert sigma == pytest.approx(0.05, rel=0.15)
+
+
+def test_population_simulations_take_the_dosed_path(dosed, monkeypatch):
+    """NPDE's and the VPC's simulated data sets of dosed subjects are predicted on the
+    calibrated RK4 path (pheno's 200 replicates took 20 s on the exact path): the same random
+    stream as the exact path, every simulated value within 0.01 residual SD of it."""
+    from progression.fit.population import Residual
+    from progression.fit.population import _outputs as outputs
+
+    model = dosed
+    data = model.data("dosed")
+    mu = np.tile(np.log([1.2, 4.0, 40.0]), (len(model.designs), 1))   # per subject
+    omega = np.diag([0.09, 0.09, 0.04])
+    residual = Residual.additive(0.2)
+    seen = []
+    real = outputs._simulation_path
+
+    def spy(*args):
+        path = real(*args)
+        seen.append(path)
+        return path
+
+    monkeypatch.setattr(outputs, "_simulation_path", spy)
+    fast = outputs.simulate_designs(model, data, mu, omega, residual, [0, 1, 2], 25, 3)
+    assert getattr(seen[0], "__name__", "") == "<lambda>"      # the RK4 path was chosen
+    monkeypatch.setattr(outputs, "_simulation_path",
+                        lambda m, *a: (lambda p, i: outputs._values(m, p, i)))
+    exact = outputs.simulate_designs(model, data, mu, omega, residual, [0, 1, 2], 25, 3)
+    assert np.array_equal(np.isnan(fast), np.isnan(exact))
+    assert np.nanmax(np.abs(fast - exact)) < 0.01 * 0.2

@@ -228,6 +228,33 @@ def _values(model, phi, index) -> np.ndarray:
     return np.asarray(model.predict(phi, index)[0], dtype=float)
 
 
+def _simulation_path(model, phi, index, residual, data):
+    """What :func:`simulate_designs` predicts with: for a ProblemModel whose subjects carry
+    doses or time-varying covariates (each simulated through ``simulate()`` on the exact
+    path: pheno's 200 replicate data sets took 20 s), SAEM's compiled piecewise RK4 when its
+    step, calibrated at ``phi`` (one row per subject), reproduces the exact path to 0.01
+    residual SD, far below the residual noise the simulations add; else :func:`_values`."""
+    from ._saem_model import RK4Predictions, applicable
+
+    def exact(p, i):
+        return _values(model, p, i)
+
+    designs = getattr(model, "designs", None)
+    if (not isinstance(model, ProblemModel) or model.problem.survival is not None
+            or not any(d.doses or d.dose_records or d.covariates for d in designs)
+            or not applicable(model.problem, designs)):
+        return exact
+    f0 = exact(phi, index)
+    obs = data.observable[index]
+    with np.errstate(all="ignore"):
+        sd = np.sqrt(residual.variance(np.nan_to_num(f0), obs))
+    sd = np.where(data.mask[index] & (sd > 0), sd, 1.0)
+    fast = RK4Predictions(model)
+    if not fast.calibrate(lambda p, i: (exact(p, i), None), phi, index, sd):
+        return exact
+    return lambda p, i: fast.predict(p, i)[0]
+
+
 def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed: int,
                      source: str = "population fit", end=None) -> np.ndarray:
     """K replicates (K, N, n) of every subject's design: ``eta ~ N(0, Omega)``, the model's
@@ -246,14 +273,15 @@ def simulate_designs(model, data, mu, omega, residual, eta_columns, K: int, seed
     index = np.tile(np.arange(N), K)
     phi = np.repeat(mu[None], K, axis=0).reshape(K * N, -1).copy()
     phi[:, eta_columns] += rng.standard_normal((K * N, E)) @ L.T
-    f = _values(model, phi, index)
+    values = _simulation_path(model, phi[:N], index[:N], residual, data)
+    f = values(phi, index)
     mask = np.tile(data.mask, (K, 1))
 
     def redraw(rows):
         # new random effects for these rows, around their own subject's typical values
         phi[rows] = mu[index[rows]]
         phi[np.ix_(rows, eta_columns)] += rng.standard_normal((rows.size, E)) @ L.T
-        f[rows] = _values(model, phi[rows], index[rows])
+        f[rows] = values(phi[rows], index[rows])
 
     for _ in range(_REDRAWS):
         bad = np.flatnonzero(~np.all(np.isfinite(f) | ~mask, axis=1))
