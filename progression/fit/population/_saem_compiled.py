@@ -61,6 +61,24 @@ if AVAILABLE:
             y1[i] = y[i] + (h / 6.0) * (f0[i] + 2.0 * s2[i] + 2.0 * s3[i] + s4[i])
 
     @njit(cache=True, error_model="numpy")
+    def _sorted_slots(r, tm, mask, slots):
+        """Row ``r``'s observation slots in time order into ``slots``; their number.
+        Insertion sort: the slots are usually sorted already."""
+        m = 0
+        for j in range(tm.shape[1]):
+            if mask[r, j]:
+                slots[m] = j
+                m += 1
+        for a in range(1, m):
+            v = slots[a]
+            b = a - 1
+            while b >= 0 and tm[r, slots[b]] > tm[r, v]:
+                slots[b + 1] = slots[b]
+                b -= 1
+            slots[b + 1] = v
+        return m
+
+    @njit(cache=True, error_model="numpy")
     def _hermite(u, h, y, f0, y1, f1, out):
         """The step's cubic Hermite interpolant of the states at fraction u of the step."""
         h00 = (1 + 2 * u) * (1 - u) ** 2
@@ -90,20 +108,8 @@ if AVAILABLE:
         tmp = np.empty(n_states)
         yo = np.empty(n_states)
         obs = np.empty(n_obs)
-        # this row's observation slots in time order (insertion sort: usually sorted)
         slots = np.empty(n, dtype=np.int64)
-        m = 0
-        for j in range(n):
-            if mask[r, j]:
-                slots[m] = j
-                m += 1
-        for a in range(1, m):
-            v = slots[a]
-            b = a - 1
-            while b >= 0 and tm[r, slots[b]] > tm[r, v]:
-                slots[b + 1] = slots[b]
-                b -= 1
-            slots[b + 1] = v
+        m = _sorted_slots(r, tm, mask, slots)
         for j in range(n):
             out[r, j] = 0.0
         if m == 0:

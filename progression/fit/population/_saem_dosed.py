@@ -43,7 +43,7 @@ if AVAILABLE:
     import numba
     from numba import njit, prange
 
-    from ._saem_compiled import _hermite, _rk4_step
+    from ._saem_compiled import _hermite, _rk4_step, _sorted_slots
 
 __all__ = ["InputSchedule", "input_schedule", "rk4_dosed_rows"]
 
@@ -190,6 +190,12 @@ def _covariate_events(model, design, hidden, P, hidden0):
 
 if AVAILABLE:
     @njit(cache=True, error_model="numpy")
+    def _observed(observe, t, y, p, obs, k, take_log):
+        """Observable ``k`` at time ``t`` and states ``y`` (its log with ``take_log``)."""
+        observe(t, y, p, obs)
+        return math.log(obs[k]) if take_log else obs[k]
+
+    @njit(cache=True, error_model="numpy")
     def _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
                    et, ek, eg, ev, ef, el, ne, out):
         """Row ``r`` of :func:`_dosed_rows_par` (its arguments; the kernels unpacked)."""
@@ -207,20 +213,8 @@ if AVAILABLE:
         obs = np.empty(n_obs)
         for j in range(n):
             out[r, j] = 0.0
-        # this row's observation slots in time order (insertion sort: usually sorted)
         slots = np.empty(n, dtype=np.int64)
-        m = 0
-        for j in range(n):
-            if mask[r, j]:
-                slots[m] = j
-                m += 1
-        for a in range(1, m):
-            v = slots[a]
-            b = a - 1
-            while b >= 0 and tm[r, slots[b]] > tm[r, v]:
-                slots[b + 1] = slots[b]
-                b -= 1
-            slots[b + 1] = v
+        m = _sorted_slots(r, tm, mask, slots)
         if m == 0:
             return
         # the events' model times with the row's lags (an event before model time 0 acts
@@ -264,13 +258,8 @@ if AVAILABLE:
                 q += 1
             while nxt < m and tm[r, slots[nxt]] <= t:
                 j = slots[nxt]
-                observe(tm[r, j], y, p, obs)
-                v = obs[oi[r, j]]
-                if lg[r, j]:
-                    v = math.log(v)
-                if not math.isfinite(v):
-                    good = False
-                out[r, j] = v
+                out[r, j] = _observed(observe, tm[r, j], y, p, obs, oi[r, j], lg[r, j])
+                good &= math.isfinite(out[r, j])
                 nxt += 1
             if nxt >= m or not good:
                 break
@@ -292,13 +281,9 @@ if AVAILABLE:
                 while nxt < m and tm[r, slots[nxt]] < t1:
                     j = slots[nxt]
                     _hermite((tm[r, j] - t0) / hs, hs, y, f0, y1, f1, yo)
-                    observe(tm[r, j], yo, p, obs)
-                    v = obs[oi[r, j]]
-                    if lg[r, j]:
-                        v = math.log(v)
-                    if not math.isfinite(v):
-                        good = False
-                    out[r, j] = v
+                    out[r, j] = _observed(observe, tm[r, j], yo, p, obs, oi[r, j],
+                                          lg[r, j])
+                    good &= math.isfinite(out[r, j])
                     nxt += 1
                 for i in range(n_states):
                     y[i] = y1[i]
