@@ -10,9 +10,11 @@ the same random numbers but their predictions differ by up to 0.01 residual SD, 
 chains part after a while: the estimates agree to Monte Carlo noise, not to the digit).
 
 Cases: ``theoph`` (configs/theoph_population_saem.toml: 12 subjects, one oral dose each,
-lag-free, ``saem_chains = 2``) and ``pheno`` (configs/pheno_population.toml with
+lag-free, ``saem_chains = 2``), ``pheno`` (configs/pheno_population.toml with
 ``estimator = "saem"``: 59 neonates, 589 intravenous doses, weight and Apgar covariates on
-the typical values).
+the typical values) and ``weights`` (60 simulated subjects of a one-compartment model whose
+clearance and volume follow a body weight recorded at 0, 6 and 12 h (LOCF, a model
+covariate), two intravenous doses each: time-varying covariates on the same path).
 
 Run: ``python benchmarks/saem_doses.py [--case theoph|pheno|all]``. Results:
 ``benchmarks/results/saem_doses.md`` (and ``.json``).
@@ -40,7 +42,108 @@ RESULTS = ROOT / "benchmarks" / "results"
 CASES = {
     "theoph": ("configs/theoph_population_saem.toml", {}),
     "pheno": ("configs/pheno_population.toml", {'estimator = "focei"': 'estimator = "saem"'}),
+    "weights": (None, {}),
 }
+
+
+WEIGHT_MODEL = """
+[model]
+name = "pk_weight_locf"
+time_unit = "hour"
+[parameters.CL_pop]
+value = 5.0
+bounds = [0.1, 100.0]
+[parameters.V_pop]
+value = 50.0
+bounds = [1.0, 500.0]
+[covariates.WT]
+value = 70.0
+interpolation = "locf"
+[states.A_c]
+initial = 0.0
+[expressions]
+CL = "CL_pop * (WT / 70) ** 0.75"
+V = "V_pop * (WT / 70)"
+[equations]
+A_c = "-(CL / V) * A_c"
+[observables.conc]
+expression = "A_c / V"
+[dosing.A_c]
+cmt = 1
+"""
+
+WEIGHT_CONFIG = """
+[fit]
+name = "weights"
+model = "{model}"
+estimator = "saem"
+[error.conc]
+model = "additive"
+a = {{ value = 0.1, estimate = "population", bounds = [0.001, 10.0] }}
+[parameters.CL_pop]
+estimate = "population"
+value = 3.0
+bounds = [0.1, 100.0]
+scale = "log"
+eta = 0.09
+[parameters.V_pop]
+estimate = "population"
+value = 70.0
+bounds = [1.0, 500.0]
+scale = "log"
+eta = 0.04
+[estimator]
+seed = 2
+"""
+
+
+def weight_case():
+    """The ``weights`` case's config and simulated cohort (closed form between records:
+    the amount decays at the current CL/V, the concentration jumps with the volume)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="saem_doses_"))
+    (folder / "pk_weight_locf.toml").write_text(WEIGHT_MODEL)
+    rng = np.random.default_rng(7)
+    times = np.array([0.5, 2.0, 5.0, 6.0, 8.0, 9.0, 12.0, 14.0, 18.0])
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    doses = {"subject": [], "time": [], "amount": [], "target": []}
+    tv = {"subject": [], "time": [], "name": [], "value": []}
+    for i in range(60):
+        sid = f"P{i:02d}"
+        w = 70.0 * np.exp(0.15 * rng.standard_normal()) * np.array([1.0, 1.15, 0.9])
+        CL, V = np.array([5.0, 50.0]) * np.exp(np.sqrt([0.09, 0.04]) * rng.standard_normal(2))
+        cuts, given = [0.0, 6.0, 8.0, 12.0], {0.0: 100.0, 8.0: 100.0}
+
+        def weight(t, w=w):
+            return w[int(t >= 6.0) + int(t >= 12.0)]
+
+        def decay(A, t0, t1, CL=CL, V=V, weight=weight):
+            wt = weight(t0)
+            return A * np.exp(-CL * (wt / 70) ** 0.75 / (V * wt / 70) * (t1 - t0))
+
+        y = []
+        for t in times:
+            A, now = 0.0, 0.0
+            for c in [c for c in cuts if c <= t]:
+                A, now = decay(A, now, c), c
+                A += given.get(c, 0.0)
+            y.append(decay(A, now, t) / (V * weight(t) / 70) + 0.1 * rng.standard_normal())
+        obs["subject"] += [sid] * times.size
+        obs["time"] += list(times)
+        obs["observable"] += ["conc"] * times.size
+        obs["value"] += y
+        for t in given:
+            for key, v in zip(doses, (sid, t, given[t], "A_c"), strict=True):
+                doses[key].append(v)
+        for t, v in zip((0.0, 6.0, 12.0), w, strict=True):
+            for key, x in zip(tv, (sid, t, "WT", v), strict=True):
+                tv[key].append(x)
+    cohort = pg.Cohort(obs, doses=doses, time_varying=tv, time_unit="hour",
+                       time_origin="first dose", source="weights (simulated)")
+    cfg = parse_fit_config(WEIGHT_CONFIG.format(model=folder / "pk_weight_locf.toml"),
+                           source="benchmarks/saem_doses.py (weights)", check_data=False)
+    return cfg, cohort
 
 
 def config(case):
@@ -55,13 +158,13 @@ def config(case):
 def run(case, exact: bool) -> dict:
     """One SAEM fit of ``case``; ``exact``: the dosed RK4 path switched off."""
     saem = importlib.import_module("progression.fit.estimators.saem")
-    cfg = config(case)
+    cfg, data = weight_case() if case == "weights" else (config(case), None)
     orig = saem.applicable
     if exact:
         saem.applicable = lambda *a, **k: False
     try:
         w0, c0 = time.perf_counter(), time.process_time()
-        res = pg.fit(cfg)
+        res = pg.fit(cfg, data=data)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     finally:
         saem.applicable = orig
@@ -96,21 +199,35 @@ def main():
 
 
 def write(out):
+    """Record the run; cases not run this time keep their earlier results (with their
+    date and load)."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "saem_doses.json").write_text(json.dumps(out, indent=1))
+    path = RESULTS / "saem_doses.json"
+    for case in out["cases"].values():
+        case["date"], case["load"] = out["date"], out["load"]
+    if path.exists():
+        old = json.loads(path.read_text())
+        for name, case in old.get("cases", {}).items():
+            case.setdefault("date", old.get("date"))
+            case.setdefault("load", old.get("load"))
+            out["cases"].setdefault(name, case)
+        out["cases"] = {k: out["cases"][k] for k in CASES if k in out["cases"]}
+    path.write_text(json.dumps(out, indent=1))
     lines = ["# SAEM on dosed data: compiled piecewise RK4 against the exact path", "",
-             f"Run {out['date']}: `python benchmarks/saem_doses.py` (load {out['load'][0]:.2f}"
-             f" at the start, {out['load'][1]:.2f} at the end; 2 cores). Each case fitted "
+             "`python benchmarks/saem_doses.py [--case NAME]` on 2 cores. Each case fitted "
              "twice with the same config and seed, after one untimed run that loads the "
-             "compiled kernels; the baseline switches the dosed RK4 path off.", "",
-             "| case | path | wall (s) | CPU (s) | iterations | OFV | speed-up |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "compiled kernels; the baseline switches the dosed RK4 path off. Each case's "
+             "run time and load (start, end) in its row.", "",
+             "| case | path | wall (s) | CPU (s) | iterations | OFV | speed-up | run (UTC), "
+             "load |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for case, r in out["cases"].items():
         for key, label in (("rk4", "dosed RK4"), ("exact", "exact (baseline)")):
             x = r[key]
             ratio = f"{r['speedup']:.1f}x" if key == "rk4" else "1x"
+            when = (f"{r['date']}, {r['load'][0]:.2f}–{r['load'][1]:.2f}" if key == "rk4"
+                    else "")
             lines.append(f"| {case} | {label} | {x['wall']:.1f} | {x['cpu']:.1f} | "
-                         f"{x['iterations']} | {x['ofv']:.3f} | {ratio} |")
+                         f"{x['iterations']} | {x['ofv']:.3f} | {ratio} | {when} |")
     lines += ["", "Estimates (dosed RK4 / exact):", ""]
     for case, r in out["cases"].items():
         a, b = r["rk4"], r["exact"]
