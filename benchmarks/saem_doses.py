@@ -46,31 +46,8 @@ CASES = {
 }
 
 
-WEIGHT_MODEL = """
-[model]
-name = "pk_weight_locf"
-time_unit = "hour"
-[parameters.CL_pop]
-value = 5.0
-bounds = [0.1, 100.0]
-[parameters.V_pop]
-value = 50.0
-bounds = [1.0, 500.0]
-[covariates.WT]
-value = 70.0
-interpolation = "locf"
-[states.A_c]
-initial = 0.0
-[expressions]
-CL = "CL_pop * (WT / 70) ** 0.75"
-V = "V_pop * (WT / 70)"
-[equations]
-A_c = "-(CL / V) * A_c"
-[observables.conc]
-expression = "A_c / V"
-[dosing.A_c]
-cmt = 1
-"""
+#: One compartment, CL = CL_pop (WT/70)^0.75 and V = V_pop WT/70, WT a LOCF model covariate.
+WEIGHT_MODEL = ROOT / "tests" / "models" / "pk_iv_bolus_wt.toml"
 
 WEIGHT_CONFIG = """
 [fit]
@@ -100,10 +77,6 @@ seed = 2
 def weight_case():
     """The ``weights`` case's config and simulated cohort (closed form between records:
     the amount decays at the current CL/V, the concentration jumps with the volume)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="saem_doses_"))
-    (folder / "pk_weight_locf.toml").write_text(WEIGHT_MODEL)
     rng = np.random.default_rng(7)
     times = np.array([0.5, 2.0, 5.0, 6.0, 8.0, 9.0, 12.0, 14.0, 18.0])
     obs = {"subject": [], "time": [], "observable": [], "value": []}
@@ -141,7 +114,7 @@ def weight_case():
                 tv[key].append(x)
     cohort = pg.Cohort(obs, doses=doses, time_varying=tv, time_unit="hour",
                        time_origin="first dose", source="weights (simulated)")
-    cfg = parse_fit_config(WEIGHT_CONFIG.format(model=folder / "pk_weight_locf.toml"),
+    cfg = parse_fit_config(WEIGHT_CONFIG.format(model=WEIGHT_MODEL),
                            source="benchmarks/saem_doses.py (weights)", check_data=False)
     return cfg, cohort
 

@@ -156,10 +156,8 @@ def _information_of(setup, data, at, fim_names, seed: int):
     for j, (col, e, kind) in s["coef_map"].items():
         beta[col - 1, s["eta_pos"][e]] = coef[j] if kind == "linear" else math.log1p(coef[j])
     if setup["cov_fixed"] is not None:          # held coefficients (estimate = false)
-        held = np.isfinite(setup["cov_fixed"])
-        sub = beta[:, s["eta_pos"]]
-        sub[held] = setup["cov_fixed"][held]
-        beta[:, s["eta_pos"]] = sub
+        cf = setup["cov_fixed"]
+        beta[:, s["eta_pos"]] = np.where(np.isfinite(cf), cf, beta[:, s["eta_pos"]])
     pattern = np.zeros((E, E), dtype=bool)
     fixed = np.zeros(E, dtype=bool)
     for idx, fx in zip(om_model.blocks, om_model.fixed, strict=True):

@@ -116,7 +116,7 @@ from ._saem_chains import _Chains, complete_data
 from ._saem_fixed import FixedEffectStep
 from ._saem_information import BATCH as _BATCH
 from ._saem_information import Louis as _Louis
-from ._saem_information import free_coefficients, held_coefficients
+from ._saem_information import free_coefficients
 from ._saem_information import information as _information
 from ._saem_information import inverse_pd as _inverse_pd
 from ._saem_information import standard_errors as _se
@@ -283,9 +283,9 @@ def saem(model, data: PopulationData, mu0, omega0, residual0: Residual, *,
     B = np.zeros((P1, E))  # coefficients on the random-effect parameters
     B[0] = mu0[cols]
     b_free = free_coefficients(P1, E, covariate_mask, mu_fixed, covariate_fixed, "SAEM")
-    if covariate_fixed is not None:
-        hold = held_coefficients(covariate_fixed, P1 - 1, E, "SAEM")
-        B[1:][hold] = np.asarray(covariate_fixed, dtype=float)[hold]
+    if covariate_fixed is not None:             # its shape checked by free_coefficients
+        cf = np.asarray(covariate_fixed, dtype=float)
+        B[1:] = np.where(np.isfinite(cf), cf, B[1:])
     B_held = np.where(b_free, 0.0, B)       # the held coefficients (0 or the held value)
     gls = not b_free.all()
     if omega_structure is None:

@@ -276,9 +276,13 @@ class RK4Predictions:
             value, start = self.anchor_times(theta, with_start=True)
         else:
             value = theta[:, self.offset_index]
-        offset = value + self.offset_factor * self.offcov[index]
-        tm = np.maximum(self.t[index] + offset[:, None], 0.0)
+        tm = np.maximum(self.t[index] + self._offsets(value, index)[:, None], 0.0)
         return (tm, start) if with_start else tm
+
+    def _offsets(self, value, index):
+        """Model time minus data time of each row: its offset (the parameter's value, or the
+        anchor event's time) plus the factor times its offset covariate."""
+        return value + self.offset_factor * self.offcov[index]
 
     def anchor_times(self, theta, with_start=False):
         """The anchor event's model time per row under this RK4 scheme (step ``h``; before
@@ -422,8 +426,7 @@ class RK4Predictions:
             p = np.concatenate([theta[:, :self.P], self.doses.hidden0[index]], axis=1)
             if self.doses.dose_parameter >= 0:
                 p[self.doses.zero_dose[index], self.doses.dose_parameter] = 0.0
-            offset = (theta[:, self.offset_index]
-                      + self.offset_factor * self.offcov[index])
+            offset = self._offsets(theta[:, self.offset_index], index)
             return rk4_dosed_rows(self.cm.kernels, self.doses, index, p, offset, tm, mask,
                                   self.oi[index], self.log[index], h)
         if self.compiled and R:
