@@ -195,24 +195,6 @@ def test_dosed_rows_match_exact_path_and_threads(dosed):
     assert np.array_equal(again.predict(phi, idx2)[0], a)
 
 
-def test_records_needing_the_exact_path_keep_it():
-    """Steady state and reset records are not on the dosed RK4 path: SAEM keeps the exact one
-    (and RK4Predictions refuses them)."""
-    from progression.fit.population._saem_model import RK4Predictions, applicable
-
-    for change in ({"ss": 1, "ii": 8.0}, {"reset": True}):
-        data = cohort()
-        doses = {k: list(v) for k, v in data.doses.items()}
-        for key, v in change.items():
-            doses[key] = [v] + [type(v)(0)] * (len(doses["time"]) - 1)
-        obs = {k: data.observations()[k] for k in ("subject", "time", "observable", "value")}
-        model = problem_model(pg.Cohort(obs, doses=doses, time_unit="hour",
-                                        time_origin="first dose", source="dosed.csv"))
-        assert not applicable(model.problem, model.designs), change
-        with pytest.raises(ValueError, match="exact path"):
-            RK4Predictions(model)
-
-
 def test_saem_on_the_dosed_path_recovers_its_truth():
     """60 subjects simulated from the population (S1's oral design for two in three, S3's
     infusions for the others: no absorption there), additive error 0.2 mg/L, fitted by SAEM on

@@ -19,9 +19,17 @@ and for linear interpolation the slope, a level re-expressed in model time with 
 offset), the integration restarting there as ``simulate()``'s does.
 
 What it covers: bolus doses and zero-order infusions of given rate or duration, with
-additional doses (ADDL/II), bioavailability and lag parameters, and time-varying covariates.
-Records that need the exact path (steady state ``SS = 1``, resets ``EVID`` 3/4, rates or
-durations taken from the model) make :func:`input_schedule` return None, and
+additional doses (ADDL/II), bioavailability and lag parameters, time-varying covariates,
+resets (``EVID`` 3/4: every state back to its initial value, the inputs to 0, running
+infusions stopped, as ``dose_switches``) and steady-state records (``SS = 1``: a reset, then
+the states set to the fixed point ``y = Phi(y)`` of one interval ``II`` with the record's dose
+at its lag, found by Newton's method with a finite-difference Jacobian of the RK4 map ``Phi``
+as ``simulate()``'s ``steady_states`` finds it with its own integrator; a map without a fixed
+point makes the row NaN, a failed evaluation). Events at one time act in ``simulate()``'s
+order: resets and steady states, covariate rows, infusion ends, infusion starts, boluses.
+Records that need the exact path (rates or durations taken from the model; a steady state
+on a model with time-varying covariates, whose interval holds the covariates at their
+values at the dose) make :func:`input_schedule` return None, and
 :func:`._saem_model.applicable` then keeps the exact path, as it does for experimental
 conditions. Hand-written
 rather than a scipy integrator for the reason of :mod:`._saem_model`: SAEM evaluates every
@@ -48,8 +56,15 @@ if AVAILABLE:
 __all__ = ["InputSchedule", "input_schedule", "rk4_dosed_rows"]
 
 #: Event kinds of a schedule: a bolus into a state, a change of an input parameter, a hidden
-#: (covariate) row set to a value.
-BOLUS, RATE, SET = 0, 1, 2
+#: (covariate) row set to a value, a reset, a reset to the periodic steady state.
+BOLUS, RATE, SET, RESET, STEADY = 0, 1, 2, 3, 4
+
+
+def _event(time, kind, target=-1, value=0.0, *, gain=0.0, bioavailability=-1, lag=-1,
+           infusion=-1, period=0.0, length=0.0):
+    """One event as the tuple of :class:`InputSchedule`'s per-event fields, in their order."""
+    return (float(time), kind, int(target), float(value), float(gain), int(bioavailability),
+            int(lag), int(infusion), float(period), float(length))
 
 
 @dataclass(frozen=True)
@@ -64,15 +79,23 @@ class InputSchedule:
         :data:`BOLUS`, :data:`RATE` or :data:`SET`.
     target : ndarray of int64 (N, E)
         The state a bolus enters, the input parameter (``rate_STATE``) an infusion changes,
-        the hidden row (index after the parameters) a covariate event sets.
+        the hidden row (index after the parameters) a covariate event sets; for a steady
+        state the state (bolus) or input parameter (infusion) of its record's dose.
     value : ndarray (N, E)
-        A bolus's amount, the change of the input parameter, the hidden row's new value.
+        A bolus's amount, the change of the input parameter, the hidden row's new value; a
+        steady state's dose amount (bolus) or rate (infusion).
     offset_gain : ndarray (N, E)
         Added to ``value`` per unit of the row's time offset (a linear covariate's level,
         ``-slope``: the piece ``level + slope t`` in data time is ``level - slope offset +
         slope t`` in model time); 0 elsewhere.
     bioavailability, lag : ndarray of int64 (N, E)
-        Parameter index of the compartment's bioavailability and lag (-1: none).
+        Parameter index of the compartment's bioavailability and lag (-1: none). A steady
+        state is not delayed itself: its lag delays the dose inside the interval.
+    infusion : ndarray of int64 (N, E)
+        The number of the infusion (within its design) a rate change starts or ends (-1:
+        none): an end after a reset that followed its start does nothing.
+    period, length : ndarray (N, E)
+        A steady state's interval ``II`` and its dose's infusion duration (0: a bolus).
     count : ndarray of int64 (N,)
         Events per design.
     hidden0 : ndarray (N, H)
@@ -91,6 +114,9 @@ class InputSchedule:
     offset_gain: np.ndarray
     bioavailability: np.ndarray
     lag: np.ndarray
+    infusion: np.ndarray
+    period: np.ndarray
+    length: np.ndarray
     count: np.ndarray
     hidden0: np.ndarray
     zero_dose: np.ndarray
@@ -128,41 +154,49 @@ def input_schedule(model, designs) -> InputSchedule | None:
             return None
         if d.doses:
             records, _ = dose_table(model, list(d.doses))
+            infusions = 0
             for rec in records:
-                if rec["ss"] or rec["reset"] or rec["mode"]:
+                if rec["mode"] or (rec["ss"] and covariates):
                     return None
+                if rec["reset"] and not rec["ss"]:
+                    rows.append(_event(rec["time"], RESET))
                 if not rec["dose"]:
                     continue
                 comp = comps[rec["state"]]
                 f, lag = index(comp.bioavailability), index(comp.lag)
+                state = int(model.state_index(comp.state))
+                if rec["ss"]:
+                    infused = rec["duration"] > 0
+                    rows.append(_event(
+                        rec["time"], STEADY, index(comp.rate) if infused else state,
+                        rec["rate"] if infused else rec["amount"], bioavailability=f,
+                        lag=lag, period=rec["ii"], length=rec["duration"]))
                 for k in range(rec["addl"] + 1):
                     t = rec["time"] + k * rec["ii"]
                     if rec["duration"] > 0:
                         q = index(comp.rate)
-                        rows.append((t, RATE, q, rec["rate"], 0.0, -1, lag))
-                        rows.append((t + rec["duration"], RATE, q, -rec["rate"], 0.0, -1,
-                                     lag))
+                        rows.append(_event(t, RATE, q, rec["rate"], lag=lag,
+                                           infusion=infusions))
+                        rows.append(_event(t + rec["duration"], RATE, q, -rec["rate"],
+                                           lag=lag, infusion=infusions))
+                        infusions += 1
                     else:
-                        rows.append((t, BOLUS, int(model.state_index(comp.state)),
-                                     rec["amount"], 0.0, f, lag))
+                        rows.append(_event(t, BOLUS, state, rec["amount"],
+                                           bioavailability=f, lag=lag))
         events.append(sorted(rows, key=lambda e: e[0]))
     N, E = len(designs), max([1] + [len(e) for e in events])
-    time = np.zeros((N, E))
-    kind = np.zeros((N, E), dtype=np.int8)
-    target = np.zeros((N, E), dtype=np.int64)
-    value = np.zeros((N, E))
-    gain = np.zeros((N, E))
-    bio = np.full((N, E), -1, dtype=np.int64)
-    lag = np.full((N, E), -1, dtype=np.int64)
+    fields = [np.zeros((N, E)), np.zeros((N, E), dtype=np.int8),
+              np.zeros((N, E), dtype=np.int64), np.zeros((N, E)), np.zeros((N, E)),
+              np.full((N, E), -1, dtype=np.int64), np.full((N, E), -1, dtype=np.int64),
+              np.full((N, E), -1, dtype=np.int64), np.zeros((N, E)), np.zeros((N, E))]
     for i, rows in enumerate(events):
         for e, row in enumerate(rows):
-            (time[i, e], kind[i, e], target[i, e], value[i, e], gain[i, e], bio[i, e],
-             lag[i, e]) = row
+            for field, v in zip(fields, row, strict=True):
+                field[i, e] = v
     dp = getattr(spec, "dose_parameter", None)
     zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
-    return InputSchedule(time, kind, target, value, gain, bio, lag,
-                         np.array([len(e) for e in events], dtype=np.int64), hidden0, zero,
-                         index(dp) if comps else -1)
+    return InputSchedule(*fields, np.array([len(e) for e in events], dtype=np.int64), hidden0,
+                         zero, index(dp) if comps else -1)
 
 
 def _covariate_events(model, design, hidden, P, hidden0):
@@ -184,7 +218,7 @@ def _covariate_events(model, design, hidden, P, hidden0):
         h = cs.hidden(b)[:, 0]
         for k in range(len(hidden)):
             g = -h[slope_of[k]] if k in slope_of else 0.0
-            rows.append((float(b), SET, P + k, float(h[k]), float(g), -1, -1))
+            rows.append(_event(b, SET, P + k, h[k], gain=g))
     return rows
 
 
@@ -196,8 +230,134 @@ if AVAILABLE:
         return math.log(obs[k]) if take_log else obs[k]
 
     @njit(cache=True, error_model="numpy")
+    def _advance(rhs, t, end, h, y, p, f0, s2, s3, s4, tmp, y1):
+        """``y`` from ``t`` to ``end`` in ``ceil((end - t) / h)`` equal RK4 steps (in place)."""
+        if end <= t:
+            return
+        ns = max(1, int(math.ceil((end - t) / h)))
+        hk = (end - t) / ns
+        for k in range(ns):
+            t0 = t + k * hk
+            rhs(t0, y, p, f0)
+            _rk4_step(rhs, t0, hk, y, p, f0, s2, s3, s4, tmp, y1)
+            for i in range(y.size):
+                y[i] = y1[i]
+
+    @njit(cache=True, error_model="numpy")
+    def _one_interval(rhs, t, ii, lag, length, target, value, gain, h, y, p, w):
+        """``y`` one interval ``ii`` after ``t`` (in place): a steady-state record's dose at
+        ``t + lag``, a bolus ``gain * value`` into state ``target`` or (``length`` > 0) an
+        infusion at rate ``value`` on input parameter ``target``; ``w`` (6, n) work rows."""
+        end = t + ii
+        a = t + lag
+        if a >= end:
+            _advance(rhs, t, end, h, y, p, w[0], w[1], w[2], w[3], w[4], w[5])
+            return
+        _advance(rhs, t, a, h, y, p, w[0], w[1], w[2], w[3], w[4], w[5])
+        if length > 0.0:
+            b = min(a + length, end)
+            p[target] += value
+            _advance(rhs, a, b, h, y, p, w[0], w[1], w[2], w[3], w[4], w[5])
+            p[target] -= value
+            _advance(rhs, b, end, h, y, p, w[0], w[1], w[2], w[3], w[4], w[5])
+        else:
+            y[target] += gain * value
+            _advance(rhs, a, end, h, y, p, w[0], w[1], w[2], w[3], w[4], w[5])
+
+    @njit(cache=True, error_model="numpy")
+    def _solve_in_place(A, b):
+        """``b`` <- ``A^-1 b`` by Gaussian elimination with partial pivoting (``A`` is
+        overwritten); False when ``A`` is singular to 1e-10 of its largest element (a
+        finite-difference Jacobian's rounding). Hand-written: ``np.linalg.solve`` raises on
+        a singular matrix, and an exception cannot leave a parallel compiled loop as a failed
+        row."""
+        n = b.size
+        norm = 0.0
+        for i in range(n):
+            for j in range(n):
+                norm = max(norm, abs(A[i, j]))
+        for c in range(n):
+            piv = c
+            for i in range(c + 1, n):
+                if abs(A[i, c]) > abs(A[piv, c]):
+                    piv = i
+            if not abs(A[piv, c]) > 1e-10 * norm:
+                return False
+            if piv != c:
+                for j in range(n):
+                    A[c, j], A[piv, j] = A[piv, j], A[c, j]
+                b[c], b[piv] = b[piv], b[c]
+            for i in range(c + 1, n):
+                m = A[i, c] / A[c, c]
+                for j in range(c, n):
+                    A[i, j] -= m * A[c, j]
+                b[i] -= m * b[c]
+        for c in range(n - 1, -1, -1):
+            acc = b[c]
+            for j in range(c + 1, n):
+                acc -= A[c, j] * b[j]
+            b[c] = acc / A[c, c]
+        return True
+
+    @njit(cache=True, error_model="numpy")
+    def _steady_state(rhs, t, ii, lag, length, target, value, gain, h, y, p):
+        """``y`` <- the periodic steady state just before a dose at ``t`` repeated every
+        ``ii`` (the arguments of :func:`_one_interval`): the fixed point of the one-interval
+        map by Newton's method with a finite-difference Jacobian, from 0, as
+        ``simulate()``'s ``steady_states``; False when one interval does not return to its
+        start (relative 1e-9) within 25 steps."""
+        n = y.size
+        w = np.empty((6, n))
+        x = np.zeros(n)
+        fx = np.empty(n)
+        fe = np.empty(n)
+        J = np.empty((n, n))
+        step = np.empty(n)
+        scale = max(abs(value) * (length if length > 0.0 else 1.0), 1e-12)
+        for _ in range(25):
+            fx[:] = x
+            _one_interval(rhs, t, ii, lag, length, target, value, gain, h, fx, p, w)
+            # converged when one interval returns to the start: a residual test, as a
+            # singular map (no elimination) can give a finite but meaningless Newton step
+            big = 0.0
+            size = scale
+            for i in range(n):
+                step[i] = x[i] - fx[i]          # (J - I) step = -(Phi(x) - x)
+                big = max(big, abs(step[i]))
+                size = max(size, abs(x[i]), abs(fx[i]))
+            if not math.isfinite(big):
+                return False
+            if big <= 1e-9 * size:
+                y[:] = fx
+                return True
+            for j in range(n):
+                hj = 1e-3 * max(abs(x[j]), scale)
+                fe[:] = x
+                fe[j] += hj
+                _one_interval(rhs, t, ii, lag, length, target, value, gain, h, fe, p, w)
+                for i in range(n):
+                    J[i, j] = (fe[i] - fx[i]) / hj
+                J[j, j] -= 1.0
+            if not _solve_in_place(J, step):
+                return False
+            for i in range(n):
+                x[i] += step[i]
+        return False
+
+    @njit(cache=True, error_model="numpy")
+    def _rank(kind, value):
+        """Order of an event among those at one time (module docstring)."""
+        if kind == 3 or kind == 4:
+            return 0
+        if kind == 2:
+            return 1
+        if kind == 1:
+            return 2 if value < 0.0 else 3
+        return 4
+
+    @njit(cache=True, error_model="numpy")
     def _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                   et, ek, eg, ev, ef, el, ne, out):
+                   et, ek, eg, ev, ef, el, ei, ep, ed, ne, out):
         """Row ``r`` of :func:`_dosed_rows_par` (its arguments; the kernels unpacked)."""
         n = tm.shape[1]
         p = P[r].copy()
@@ -218,10 +378,12 @@ if AVAILABLE:
         if m == 0:
             return
         # the events' model times with the row's lags (an event before model time 0 acts
-        # at 0), in time order
+        # at 0), in time order and at one time in simulate()'s order
         E = ne[r]
         te = np.empty(E)
+        rank = np.empty(E, dtype=np.int64)
         order = np.empty(E, dtype=np.int64)
+        running = np.zeros(E, dtype=np.bool_)
         good = True
         for e in range(E):
             t = et[r, e]
@@ -229,13 +391,16 @@ if AVAILABLE:
                 lag = p[el[r, e]]
                 if not (math.isfinite(lag) and lag >= 0.0):
                     good = False
-                t += lag
+                if ek[r, e] != 4:
+                    t += lag
             te[e] = max(t, 0.0)
+            rank[e] = _rank(ek[r, e], ev[r, e])
             order[e] = e
         for a in range(1, E):
             v = order[a]
             b = a - 1
-            while b >= 0 and te[order[b]] > te[v]:
+            while b >= 0 and (te[order[b]] > te[v]
+                              or (te[order[b]] == te[v] and rank[order[b]] > rank[v])):
                 order[b + 1] = order[b]
                 b -= 1
             order[b + 1] = v
@@ -248,13 +413,29 @@ if AVAILABLE:
             # the events at the current time, then the values observed there
             while q < E and te[order[q]] <= t:
                 e = order[q]
-                if ek[r, e] == 0:
+                kind = ek[r, e]
+                if kind == 0:
                     gain = p[ef[r, e]] if ef[r, e] >= 0 else 1.0
                     y[eg[r, e]] += gain * ev[r, e]
-                elif ek[r, e] == 1:
-                    p[eg[r, e]] += ev[r, e]
-                else:
+                elif kind == 1:
+                    # an infusion's end acts only while it runs (a reset stopped it)
+                    if ev[r, e] > 0.0 or running[ei[r, e]]:
+                        p[eg[r, e]] += ev[r, e]
+                        running[ei[r, e]] = ev[r, e] > 0.0
+                elif kind == 2:
                     p[eg[r, e]] = ev[r, e]
+                else:
+                    for e2 in range(E):
+                        if ek[r, e2] == 1:
+                            p[eg[r, e2]] = 0.0
+                        running[e2] = False
+                    initial(t, y, p, tmp)
+                    y[:] = tmp
+                    if kind == 4:
+                        gain = p[ef[r, e]] if ef[r, e] >= 0 else 1.0
+                        lag = p[el[r, e]] if el[r, e] >= 0 else 0.0
+                        good &= _steady_state(rhs, t, ep[r, e], lag, ed[r, e], eg[r, e],
+                                              ev[r, e], gain, h, y, p)
                 q += 1
             while nxt < m and tm[r, slots[nxt]] <= t:
                 j = slots[nxt]
@@ -299,24 +480,24 @@ if AVAILABLE:
 
     @njit(parallel=True, cache=True, error_model="numpy")
     def _dosed_rows_par(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ne, out):
+                        ei, ep, ed, ne, out):
         """Predictions of every row into ``out`` (R, n) (NaN rows where not finite); the
         arguments of :func:`rk4_dosed_rows` with the events per row."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in prange(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ne, out)
 
     @njit(cache=True, error_model="numpy")
     def _dosed_rows_ser(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ne, out):
+                        ei, ep, ed, ne, out):
         """:func:`_dosed_rows_par` on the calling thread (a forked worker, one core)."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in range(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ne, out)
 
 
 def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
@@ -361,7 +542,9 @@ def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
             np.ascontiguousarray(s.value[index]
                                  + s.offset_gain[index] * np.asarray(offset, float)[:, None]),
             np.ascontiguousarray(s.bioavailability[index]),
-            np.ascontiguousarray(s.lag[index]), np.ascontiguousarray(s.count[index]), out)
+            np.ascontiguousarray(s.lag[index]), np.ascontiguousarray(s.infusion[index]),
+            np.ascontiguousarray(s.period[index]), np.ascontiguousarray(s.length[index]),
+            np.ascontiguousarray(s.count[index]), out)
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)

@@ -29,8 +29,8 @@ count; beyond 20 calibration spans a row is a failed evaluation.
 
 It applies to designs without doses, dose records, model covariates or conditions (the
 "plain" units of :mod:`progression.fit._paths`), which is the ALS progression case, and, on
-the compiled path, to designs with bolus doses, infusions of given rate or duration and
-time-varying covariates (:mod:`._saem_dosed`: the same scheme piecewise between each row's
+the compiled path, to designs with bolus doses, infusions of given rate or duration, resets,
+steady states and time-varying covariates (:mod:`._saem_dosed`: the same scheme piecewise between each row's
 dose and covariate events; no numpy twin, no state cache); other designs keep the exact path
 (:func:`applicable`). Model time
 is data time plus the subject's time offset (``theta[offset] + factor * offset
@@ -64,8 +64,8 @@ def applicable(problem, designs) -> bool:
     """Whether :class:`RK4Predictions` can evaluate every design: no experimental conditions,
     and either no doses and no model covariates (the "plain" units) or inputs the compiled
     path takes (:func:`._saem_dosed.input_schedule`: boluses and infusions of given rate or
-    duration, time-varying covariates, on a model with compiled kernels, without an anchored
-    offset or a survival term)."""
+    duration, resets, steady states, time-varying covariates, on a model with compiled
+    kernels, without an anchored offset or a survival term)."""
     if problem.conditions:
         return False
     if not all(hasattr(problem.model, k) for k in ("rhs", "initial", "observe")):
@@ -211,9 +211,9 @@ class RK4Predictions:
 
             self.doses = input_schedule(self.cm, self.designs)
             if self.doses is None or not self.compiled:
-                raise ValueError("RK4Predictions: these doses need the exact path (steady "
-                                 "state, reset, modelled rate or duration) or compiled "
-                                 "kernels (see applicable())")
+                raise ValueError("RK4Predictions: these doses need the exact path (modelled "
+                                 "rate or duration, a steady state with time-varying "
+                                 "covariates) or compiled kernels (see applicable())")
         # the states depend only on these parameters and the model times: a row whose
         # values of both equal those of a recent evaluation is only observed again (a
         # Metropolis-Hastings move of a parameter acting on the observables alone, or of a
