@@ -18,9 +18,12 @@ covariate), two intravenous doses each: time-varying covariates on the same path
 ``steady`` (24 simulated subjects of the library's ``pk_oral`` at steady state: an SS = 1
 oral dose every 12 h and two more doses, simulated by ``simulate()``'s own steady state; a
 short run, 60 + 40 iterations, one chain per subject, as the exact path's Newton on
-``simulate()`` intervals costs ~1 ms per interval).
+``simulate()`` intervals costs ~1 ms per interval) and ``zero_order`` (40 simulated subjects
+of ``tests/models/pk_infusion_modelled.toml`` given one dose by zero-order absorption of
+modelled duration, NONMEM's ``RATE = -2``, the duration D1 estimated with a random effect).
 
-Run: ``python benchmarks/saem_doses.py [--case theoph|pheno|weights|steady|all]``. Results:
+Run: ``python benchmarks/saem_doses.py [--case theoph|pheno|weights|steady|zero_order|all]``.
+Results:
 ``benchmarks/results/saem_doses.md`` (and ``.json``).
 """
 
@@ -48,6 +51,7 @@ CASES = {
     "pheno": ("configs/pheno_population.toml", {'estimator = "focei"': 'estimator = "saem"'}),
     "weights": (None, {}),
     "steady": (None, {}),
+    "zero_order": (None, {}),
 }
 
 
@@ -197,6 +201,71 @@ def steady_case():
     return cfg, cohort
 
 
+ZERO_ORDER_MODEL = ROOT / "tests" / "models" / "pk_infusion_modelled.toml"
+
+ZERO_ORDER_CONFIG = """
+[fit]
+name = "zero_order"
+model = "{model}"
+estimator = "saem"
+[error.conc]
+model = "proportional"
+b = {{ value = 0.2, estimate = "population", bounds = [0.001, 10.0] }}
+[parameters.CL]
+estimate = "population"
+value = 3.0
+bounds = [0.1, 100.0]
+scale = "log"
+eta = 0.09
+[parameters.V]
+estimate = "population"
+value = 70.0
+bounds = [1.0, 500.0]
+scale = "log"
+eta = 0.04
+[parameters.D1]
+estimate = "population"
+value = 2.0
+bounds = [0.05, 48.0]
+scale = "log"
+eta = 0.09
+[estimator]
+seed = 5
+"""
+
+
+def zero_order_case():
+    """The ``zero_order`` case's config and cohort: one 100 mg dose absorbed at zero order
+    over the modelled duration D1 (``RATE = -2``), values from ``simulate()`` at log-normal
+    CL, V, D1 (typical 5 L/h, 50 L, 4 h; Omega 0.09, 0.04, 0.09) with a 10 % proportional
+    error."""
+    rng = np.random.default_rng(13)
+    model = pg.load_model(str(ZERO_ORDER_MODEL))
+    times = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    doses = {"subject": [], "time": [], "amount": [], "target": [], "rate": []}
+    for i in range(40):
+        p = dict(zip(model.parameter_names, model.defaults, strict=True))
+        for name, typical, var in (("CL", 5.0, 0.09), ("V", 50.0, 0.04), ("D1", 4.0, 0.09)):
+            p[name] = typical * np.exp(np.sqrt(var) * rng.standard_normal())
+        recs = {"subject": [0], "time": [0.0], "amount": [100.0], "target": ["A_c"],
+                "rate": [-2.0]}
+        sim = pg.simulate(model, [p[k] for k in model.parameter_names], times, doses=recs)
+        y = sim["conc"][0] * (1 + 0.1 * rng.standard_normal(times.size))
+        sid = f"Z{i:02d}"
+        obs["subject"] += [sid] * times.size
+        obs["time"] += list(times)
+        obs["observable"] += ["conc"] * times.size
+        obs["value"] += list(y)
+        for key in doses:
+            doses[key] += [sid] if key == "subject" else recs[key]
+    cohort = pg.Cohort(obs, doses=doses, time_unit="hour", time_origin="dose",
+                       source="zero_order (simulated)")
+    cfg = parse_fit_config(ZERO_ORDER_CONFIG.format(model=ZERO_ORDER_MODEL),
+                           source="benchmarks/saem_doses.py (zero_order)", check_data=False)
+    return cfg, cohort
+
+
 def config(case):
     path, edits = CASES[case]
     text = (ROOT / path).read_text()
@@ -209,8 +278,8 @@ def config(case):
 def run(case, exact: bool) -> dict:
     """One SAEM fit of ``case``; ``exact``: the dosed RK4 path switched off."""
     saem = importlib.import_module("progression.fit.estimators.saem")
-    cfg, data = ({"weights": weight_case, "steady": steady_case}[case]()
-                 if case in ("weights", "steady") else (config(case), None))
+    simulated = {"weights": weight_case, "steady": steady_case, "zero_order": zero_order_case}
+    cfg, data = simulated[case]() if case in simulated else (config(case), None)
     orig = saem.applicable
     if exact:
         saem.applicable = lambda *a, **k: False

@@ -200,18 +200,10 @@ def test_a_steady_state_without_a_fixed_point_fails_the_row(steady):
     assert np.all(np.isfinite(good))
 
 
-def test_records_needing_the_exact_path_keep_it(tmp_path):
-    """Rates or durations taken from the model (RATE = -1 / -2), and a steady state on a
-    model with time-varying covariates, keep the exact path; RK4Predictions refuses them."""
-    from test_saem_dosed import weight_model
-
-    from progression.fit.population._saem_model import RK4Predictions, applicable
-
-    models = Path(__file__).parent / "models"
-    config = f"""
+MODELLED_CONFIG = """
 [fit]
 name = "modelled"
-model = "{models / 'pk_infusion_modelled.toml'}"
+model = "{model}"
 estimator = "saem"
 [error.conc]
 model = "additive"
@@ -222,22 +214,148 @@ value = 5.0
 bounds = [0.1, 100.0]
 scale = "log"
 eta = 0.09
+[parameters.V]
+estimate = "population"
+value = 50.0
+bounds = [1.0, 500.0]
+scale = "log"
+eta = 0.04
+[parameters.F]
+estimate = "population"
+value = 0.7
+bounds = [0.01, 1.0]
+scale = "logit"
+eta = 0.2
+[parameters.tlag]
+estimate = "population"
+value = 0.3
+bounds = [0.001, 5.0]
+scale = "log"
+eta = 0.2
+[parameters.R1]
+estimate = "population"
+value = 20.0
+bounds = [0.1, 1000.0]
+scale = "log"
+eta = 0.1
+[parameters.D1]
+estimate = "population"
+value = 3.0
+bounds = [0.05, 48.0]
+scale = "log"
+eta = 0.1
 """
-    data = pg.Cohort({"subject": ["A", "A"], "time": [1.0, 4.0], "observable": ["conc"] * 2,
-                      "value": [1.0, 0.5]},
-                     doses={"subject": ["A"], "time": [0.0], "amount": [60.0],
-                            "target": ["A_c"], "rate": [-1.0]},
-                     time_unit="hour", source="modelled.csv")
-    model = problem_model(data, config)
-    assert not applicable(model.problem, model.designs)
-    with pytest.raises(ValueError, match="exact path"):
-        RK4Predictions(model)
+
+#: Per subject: records (time, amount, rate code, reset, ss, ii) into A_c and the times
+#: observed. M1 two infusions at the modelled rate R1 (RATE = -1), overlapping when F*AMT/R1
+#: > 6 h; M2 one of modelled duration D1 (RATE = -2); M3 a steady state of RATE = -2 doses
+#: every 12 h; M4 a RATE = -1 infusion stopped by a reset at 3 h, then a RATE = -2 dose.
+MODELLED = {
+    "M1": ([(0.0, 100.0, -1, False, 0, 0.0), (6.0, 50.0, -1, False, 0, 0.0)],
+           [0.5, 2.0, 5.0, 6.0, 8.0, 12.0, 20.0]),
+    "M2": ([(1.0, 80.0, -2, False, 0, 0.0)], [1.0, 1.5, 2.5, 4.0, 6.0, 10.0]),
+    "M3": ([(0.0, 60.0, -2, False, 1, 12.0), (12.0, 60.0, -2, False, 0, 0.0)],
+           [0.0, 0.2, 1.0, 2.5, 4.0, 11.0, 13.0, 20.0]),
+    "M4": ([(0.0, 100.0, -1, False, 0, 0.0), (3.0, 0.0, 0, True, 0, 0.0),
+            (5.0, 40.0, -2, False, 0, 0.0)], [1.0, 3.0, 4.0, 5.0, 6.0, 9.0]),
+}
+
+
+def modelled_closed_form(sid, t, CL, V, F, tlag, R1, D1):
+    """M1 and M2: superposed infusions of F*AMT at rate R (conc R/CL (1 - exp(-ke tau))
+    while it runs, then decaying), from the record's time plus the lag."""
+    ke = CL / V
+    c = np.zeros_like(t)
+    for t0, amt, code, *_ in MODELLED[sid][0]:
+        rate, length = (R1, F * amt / R1) if code == -1 else (F * amt / D1, D1)
+        tau = t - t0 - tlag
+        on = np.clip(tau, 0.0, length)
+        c += np.where(tau >= 0, rate / CL * (1 - np.exp(-ke * on))
+                      * np.exp(-ke * np.maximum(tau - length, 0.0)), 0.0)
+    return c
+
+
+@pytest.fixture(scope="module")
+def modelled():
+    keys = ("subject", "time", "amount", "rate", "reset", "ss", "ii")
+    doses = {k: [] for k in keys}
+    obs = {"subject": [], "time": [], "observable": [], "value": []}
+    for sid, (recs, times) in MODELLED.items():
+        obs["subject"] += [sid] * len(times)
+        obs["time"] += times
+        obs["observable"] += ["conc"] * len(times)
+        obs["value"] += [1.0] * len(times)
+        for rec in recs:
+            for key, v in zip(keys, (sid, *rec), strict=True):
+                doses[key].append(v)
+    doses["target"] = ["A_c"] * len(doses["time"])
+    data = pg.Cohort(obs, doses=doses, time_unit="hour", time_origin="first dose",
+                     source="modelled.csv")
+    model = Path(__file__).parent / "models" / "pk_infusion_modelled.toml"
+    return problem_model(data, MODELLED_CONFIG.format(model=model))
+
+
+def _modelled_phi(n, seed):
+    """Draws of the six parameters on their estimation scales around the typical values."""
+    x0 = np.array([np.log(5.0), np.log(50.0), np.log(0.69 / 0.3), np.log(0.3), np.log(20.0),
+                   np.log(3.0)])
+    return x0 + 0.3 * np.random.default_rng(seed).standard_normal((n, 6))
+
+
+def _natural(phi):
+    """The parameters from the estimation scales (F's logit maps onto its bounds [0.01, 1])."""
+    nat = np.exp(phi)
+    nat[:, 2] = 0.01 + 0.99 / (1 + np.exp(-phi[:, 2]))
+    return nat
+
+
+def test_modelled_rates_and_durations_match_closed_form_and_exact_path(modelled):
+    """Infusions of modelled rate (RATE = -1: they last F*AMT/R1, so F and R1 move their end
+    inside the kernel) and duration (RATE = -2): the RK4 path at a small step equals the
+    closed form (M1, M2) to 1e-7 mg/L and the exact path (also a steady state of modelled
+    duration and a reset stopping a modelled-rate infusion) to 1e-6 mg/L, with every
+    parameter drawn per row."""
+    from progression.fit.estimators.saem import _Predictions
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
+    model = modelled
+    assert applicable(model.problem, model.designs)
+    idx = np.tile(np.arange(len(MODELLED)), 4)
+    phi = _modelled_phi(idx.size, 6)
+    f, _ = RK4Predictions(model, h=0.002).predict(phi, idx)
+    b, _ = _Predictions(model).predict(phi, idx)
+    worst = 0.0
+    for r, i in enumerate(idx):
+        d = model.designs[i]
+        if d.id in ("M1", "M2"):
+            want = modelled_closed_form(d.id, d.time, *_natural(phi[r:r + 1])[0])
+            worst = max(worst, float(np.max(np.abs(f[r, :d.n] - want))))
+    assert worst < 1e-7, worst
+    assert np.nanmax(np.abs(f - b)) < 1e-6
+    # a rate parameter at 0 (no end time) fails the row, not the call
+    bad = phi.copy()
+    bad[:, 4] = -np.inf
+    g, _ = RK4Predictions(model, h=0.05).predict(bad, idx)
+    ids = [model.designs[i].id for i in idx]
+    assert all(np.all(np.isnan(g[r])) == (ids[r] in ("M1", "M4")) for r in range(idx.size))
+
+
+def test_records_needing_the_exact_path_keep_it(tmp_path):
+    """A steady state on a model with time-varying covariates (its interval holds them at
+    the dose's values) keeps the exact path; RK4Predictions refuses it."""
+    from test_saem_dosed import weight_model
+
+    from progression.fit.population._adapter import ProblemModel
+    from progression.fit.population._saem_model import RK4Predictions, applicable
+
     weights = weight_model(tmp_path)
     assert applicable(weights.problem, weights.designs)
     d = weights.designs[0]
     with_ss = (dataclasses.replace(d.doses[0], ss=1, ii=12.0),) + tuple(d.doses[1:])
     designs = [dataclasses.replace(d, doses=with_ss)] + list(weights.designs[1:])
     assert not applicable(weights.problem, designs)
+    with pytest.raises(ValueError, match="exact path"):
+        RK4Predictions(ProblemModel(weights.problem, designs, weights.cols))
 
 
 def test_saem_on_steady_state_data_recovers_its_truth():

@@ -18,7 +18,10 @@ subject's recorded times the hidden rows are set to the piece that starts there 
 and for linear interpolation the slope, a level re-expressed in model time with the row's time
 offset), the integration restarting there as ``simulate()``'s does.
 
-What it covers: bolus doses and zero-order infusions of given rate or duration, with
+What it covers: bolus doses and zero-order infusions of given rate or duration or of a rate
+or duration taken from the model (NONMEM's ``RATE = -1`` / ``-2``: the input parameters
+``nrate_STATE`` / ``damt_STATE`` of :mod:`progression.simulate._dosing`, the infusion's end
+placed in the kernel at ``F * AMT / R`` or ``D`` from the row's parameters), with
 additional doses (ADDL/II), bioavailability and lag parameters, time-varying covariates,
 resets (``EVID`` 3/4: every state back to its initial value, the inputs to 0, running
 infusions stopped, as ``dose_switches``) and steady-state records (``SS = 1``: a reset, then
@@ -27,9 +30,8 @@ at its lag, found by Newton's method with a finite-difference Jacobian of the RK
 as ``simulate()``'s ``steady_states`` finds it with its own integrator; a map without a fixed
 point makes the row NaN, a failed evaluation). Events at one time act in ``simulate()``'s
 order: resets and steady states, covariate rows, infusion ends, infusion starts, boluses.
-Records that need the exact path (rates or durations taken from the model; a steady state
-on a model with time-varying covariates, whose interval holds the covariates at their
-values at the dose) make :func:`input_schedule` return None, and
+A steady state on a model with time-varying covariates (whose interval holds the covariates
+at their values at the dose) needs the exact path: :func:`input_schedule` returns None, and
 :func:`._saem_model.applicable` then keeps the exact path, as it does for experimental
 conditions. Hand-written
 rather than a scipy integrator for the reason of :mod:`._saem_model`: SAEM evaluates every
@@ -60,11 +62,18 @@ __all__ = ["InputSchedule", "input_schedule", "rk4_dosed_rows"]
 BOLUS, RATE, SET, RESET, STEADY = 0, 1, 2, 3, 4
 
 
+#: How an infusion's duration is known: given in the record, ``F * AMT / R`` (NONMEM's
+#: ``RATE = -1``, ``R`` a parameter), ``D`` (``RATE = -2``, ``D`` a parameter).
+GIVEN, MODELLED_RATE, MODELLED_DURATION = 0, 1, 2
+
+
 def _event(time, kind, target=-1, value=0.0, *, gain=0.0, bioavailability=-1, lag=-1,
-           infusion=-1, period=0.0, length=0.0):
+           infusion=-1, period=0.0, length=0.0, amount=0.0, length_parameter=-1,
+           modelled=GIVEN):
     """One event as the tuple of :class:`InputSchedule`'s per-event fields, in their order."""
     return (float(time), kind, int(target), float(value), float(gain), int(bioavailability),
-            int(lag), int(infusion), float(period), float(length))
+            int(lag), int(infusion), float(period), float(length), float(amount),
+            int(length_parameter), int(modelled))
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,15 @@ class InputSchedule:
         none): an end after a reset that followed its start does nothing.
     period, length : ndarray (N, E)
         A steady state's interval ``II`` and its dose's infusion duration (0: a bolus).
+    amount : ndarray (N, E)
+        A steady state's dose amount (the scale of its Newton steps), a modelled infusion's
+        amount (its end at ``F * amount / R`` after its start).
+    length_parameter : ndarray of int64 (N, E)
+        The rate ``R`` or duration ``D`` parameter of a modelled infusion's end or steady state
+        (-1: none).
+    modelled : ndarray of int8 (N, E)
+        :data:`GIVEN`, :data:`MODELLED_RATE` or :data:`MODELLED_DURATION`; for a modelled
+        infusion's end ``time`` is its start's, the kernel adds the duration.
     count : ndarray of int64 (N,)
         Events per design.
     hidden0 : ndarray (N, H)
@@ -117,6 +135,9 @@ class InputSchedule:
     infusion: np.ndarray
     period: np.ndarray
     length: np.ndarray
+    amount: np.ndarray
+    length_parameter: np.ndarray
+    modelled: np.ndarray
     count: np.ndarray
     hidden0: np.ndarray
     zero_dose: np.ndarray
@@ -125,8 +146,8 @@ class InputSchedule:
 
 def input_schedule(model, designs) -> InputSchedule | None:
     """The designs' dose and covariate events (:class:`InputSchedule`), or None when a dose
-    record needs the exact path (steady state, reset, modelled rate or duration) or the
-    model has neither dosing compartments nor covariates."""
+    record needs the exact path (a steady state with time-varying covariates) or the model
+    has neither dosing compartments nor covariates."""
     from ...errors import ProgressionError
     from ...simulate._dosing import dose_table
 
@@ -156,7 +177,7 @@ def input_schedule(model, designs) -> InputSchedule | None:
             records, _ = dose_table(model, list(d.doses))
             infusions = 0
             for rec in records:
-                if rec["mode"] or (rec["ss"] and covariates):
+                if rec["ss"] and covariates:
                     return None
                 if rec["reset"] and not rec["ss"]:
                     rows.append(_event(rec["time"], RESET))
@@ -165,15 +186,30 @@ def input_schedule(model, designs) -> InputSchedule | None:
                 comp = comps[rec["state"]]
                 f, lag = index(comp.bioavailability), index(comp.lag)
                 state = int(model.state_index(comp.state))
+                modelled = _modelled(model, comp, rec)
                 if rec["ss"]:
                     infused = rec["duration"] > 0
+                    target, value = ((index(comp.rate), rec["rate"]) if infused
+                                     else (state, rec["amount"]))
+                    if modelled:
+                        target, value = modelled[0], modelled[1]
                     rows.append(_event(
-                        rec["time"], STEADY, index(comp.rate) if infused else state,
-                        rec["rate"] if infused else rec["amount"], bioavailability=f,
-                        lag=lag, period=rec["ii"], length=rec["duration"]))
+                        rec["time"], STEADY, target, value, bioavailability=f, lag=lag,
+                        period=rec["ii"], length=rec["duration"], amount=rec["amount"],
+                        length_parameter=modelled[2] if modelled else -1,
+                        modelled=modelled[3] if modelled else GIVEN))
                 for k in range(rec["addl"] + 1):
                     t = rec["time"] + k * rec["ii"]
-                    if rec["duration"] > 0:
+                    if modelled:
+                        target, value, q, how = modelled
+                        rows.append(_event(t, RATE, target, value, lag=lag,
+                                           infusion=infusions))
+                        rows.append(_event(t, RATE, target, -value, lag=lag,
+                                           infusion=infusions, bioavailability=f,
+                                           amount=rec["amount"], length_parameter=q,
+                                           modelled=how))
+                        infusions += 1
+                    elif rec["duration"] > 0:
                         q = index(comp.rate)
                         rows.append(_event(t, RATE, q, rec["rate"], lag=lag,
                                            infusion=infusions))
@@ -188,7 +224,9 @@ def input_schedule(model, designs) -> InputSchedule | None:
     fields = [np.zeros((N, E)), np.zeros((N, E), dtype=np.int8),
               np.zeros((N, E), dtype=np.int64), np.zeros((N, E)), np.zeros((N, E)),
               np.full((N, E), -1, dtype=np.int64), np.full((N, E), -1, dtype=np.int64),
-              np.full((N, E), -1, dtype=np.int64), np.zeros((N, E)), np.zeros((N, E))]
+              np.full((N, E), -1, dtype=np.int64), np.zeros((N, E)), np.zeros((N, E)),
+              np.zeros((N, E)), np.full((N, E), -1, dtype=np.int64),
+              np.zeros((N, E), dtype=np.int8)]
     for i, rows in enumerate(events):
         for e, row in enumerate(rows):
             for field, v in zip(fields, row, strict=True):
@@ -197,6 +235,22 @@ def input_schedule(model, designs) -> InputSchedule | None:
     zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
     return InputSchedule(*fields, np.array([len(e) for e in events], dtype=np.int64), hidden0,
                          zero, index(dp) if comps else -1)
+
+
+def _modelled(model, comp, rec):
+    """For a record whose infusion takes its rate (``RATE = -1``) or duration (``-2``) from
+    the model: (input parameter, what its start adds, the rate or duration parameter, how the
+    duration follows); None for other records. The inputs are
+    :mod:`progression.simulate._dosing`'s: ``nrate_STATE`` counts running infusions (the
+    equation gains ``nrate_STATE * R``), ``damt_STATE`` sums their amounts (``+ F *
+    damt_STATE / D``)."""
+    if rec["mode"] == -1:
+        return (int(model.parameter_index(comp.running)), 1.0,
+                int(model.parameter_index(comp.rate_parameter)), MODELLED_RATE)
+    if rec["mode"] == -2:
+        return (int(model.parameter_index(comp.infusing)), float(rec["amount"]),
+                int(model.parameter_index(comp.duration_parameter)), MODELLED_DURATION)
+    return None
 
 
 def _covariate_events(model, design, hidden, P, hidden0):
@@ -300,9 +354,10 @@ if AVAILABLE:
         return True
 
     @njit(cache=True, error_model="numpy")
-    def _steady_state(rhs, t, ii, lag, length, target, value, gain, h, y, p):
+    def _steady_state(rhs, t, ii, lag, length, target, value, gain, amount, h, y, p):
         """``y`` <- the periodic steady state just before a dose at ``t`` repeated every
-        ``ii`` (the arguments of :func:`_one_interval`): the fixed point of the one-interval
+        ``ii`` (the arguments of :func:`_one_interval`; ``amount`` the dose's, the scale of
+        the finite differences): the fixed point of the one-interval
         map by Newton's method with a finite-difference Jacobian, from 0, as
         ``simulate()``'s ``steady_states``; False when one interval does not return to its
         start (relative 1e-9) within 25 steps."""
@@ -313,7 +368,7 @@ if AVAILABLE:
         fe = np.empty(n)
         J = np.empty((n, n))
         step = np.empty(n)
-        scale = max(abs(value) * (length if length > 0.0 else 1.0), 1e-12)
+        scale = max(abs(amount), 1e-12)
         for _ in range(25):
             fx[:] = x
             _one_interval(rhs, t, ii, lag, length, target, value, gain, h, fx, p, w)
@@ -345,6 +400,17 @@ if AVAILABLE:
         return False
 
     @njit(cache=True, error_model="numpy")
+    def _modelled_length(p, how, q, f, amount):
+        """A modelled infusion's duration at the row's parameters: ``F * amount / R``
+        (:data:`MODELLED_RATE`) or ``D``; NaN when ``R`` or ``D`` is not finite and > 0."""
+        v = p[q]
+        if not (math.isfinite(v) and v > 0.0):
+            return np.nan
+        if how == 2:
+            return v
+        return (p[f] if f >= 0 else 1.0) * amount / v
+
+    @njit(cache=True, error_model="numpy")
     def _rank(kind, value):
         """Order of an event among those at one time (module docstring)."""
         if kind == 3 or kind == 4:
@@ -357,7 +423,7 @@ if AVAILABLE:
 
     @njit(cache=True, error_model="numpy")
     def _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                   et, ek, eg, ev, ef, el, ei, ep, ed, ne, out):
+                   et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out):
         """Row ``r`` of :func:`_dosed_rows_par` (its arguments; the kernels unpacked)."""
         n = tm.shape[1]
         p = P[r].copy()
@@ -393,6 +459,10 @@ if AVAILABLE:
                     good = False
                 if ek[r, e] != 4:
                     t += lag
+            if em[r, e] != 0 and ek[r, e] == 1 and ev[r, e] < 0.0:
+                # a modelled infusion's end: its duration from the row's parameters
+                t += _modelled_length(p, em[r, e], eq[r, e], ef[r, e], ea[r, e])
+                good &= math.isfinite(t)
             te[e] = max(t, 0.0)
             rank[e] = _rank(ek[r, e], ev[r, e])
             order[e] = e
@@ -434,8 +504,15 @@ if AVAILABLE:
                     if kind == 4:
                         gain = p[ef[r, e]] if ef[r, e] >= 0 else 1.0
                         lag = p[el[r, e]] if el[r, e] >= 0 else 0.0
-                        good &= _steady_state(rhs, t, ep[r, e], lag, ed[r, e], eg[r, e],
-                                              ev[r, e], gain, h, y, p)
+                        length = ed[r, e]
+                        if em[r, e] != 0:
+                            length = _modelled_length(p, em[r, e], eq[r, e], ef[r, e],
+                                                      ea[r, e])
+                        # as simulate(): the infusion must end within the interval
+                        good &= length <= ep[r, e]
+                        good = good and _steady_state(rhs, t, ep[r, e], lag, length,
+                                                      eg[r, e], ev[r, e], gain, ea[r, e],
+                                                      h, y, p)
                 q += 1
             while nxt < m and tm[r, slots[nxt]] <= t:
                 j = slots[nxt]
@@ -480,24 +557,24 @@ if AVAILABLE:
 
     @njit(parallel=True, cache=True, error_model="numpy")
     def _dosed_rows_par(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ei, ep, ed, ne, out):
+                        ei, ep, ed, ea, eq, em, ne, out):
         """Predictions of every row into ``out`` (R, n) (NaN rows where not finite); the
         arguments of :func:`rk4_dosed_rows` with the events per row."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in prange(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ei, ep, ed, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out)
 
     @njit(cache=True, error_model="numpy")
     def _dosed_rows_ser(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ei, ep, ed, ne, out):
+                        ei, ep, ed, ea, eq, em, ne, out):
         """:func:`_dosed_rows_par` on the calling thread (a forked worker, one core)."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in range(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ei, ep, ed, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out)
 
 
 def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
@@ -544,7 +621,9 @@ def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
             np.ascontiguousarray(s.bioavailability[index]),
             np.ascontiguousarray(s.lag[index]), np.ascontiguousarray(s.infusion[index]),
             np.ascontiguousarray(s.period[index]), np.ascontiguousarray(s.length[index]),
-            np.ascontiguousarray(s.count[index]), out)
+            np.ascontiguousarray(s.amount[index]),
+            np.ascontiguousarray(s.length_parameter[index]),
+            np.ascontiguousarray(s.modelled[index]), np.ascontiguousarray(s.count[index]), out)
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)

@@ -29,9 +29,10 @@ count; beyond 20 calibration spans a row is a failed evaluation.
 
 It applies to designs without doses, dose records, model covariates or conditions (the
 "plain" units of :mod:`progression.fit._paths`), which is the ALS progression case, and, on
-the compiled path, to designs with bolus doses, infusions of given rate or duration, resets,
-steady states and time-varying covariates (:mod:`._saem_dosed`: the same scheme piecewise between each row's
-dose and covariate events; no numpy twin, no state cache); other designs keep the exact path
+the compiled path, to designs with bolus doses, infusions (of given or modelled rate or
+duration), resets, steady states and time-varying covariates (:mod:`._saem_dosed`: the same
+scheme piecewise between each row's dose and covariate events; no numpy twin, no state
+cache); other designs keep the exact path
 (:func:`applicable`). Model time
 is data time plus the subject's time offset (``theta[offset] + factor * offset
 covariate``), times before 0 evaluated at 0, as in :meth:`Problem.evaluate
@@ -63,8 +64,8 @@ __all__ = ["RK4Predictions", "applicable"]
 def applicable(problem, designs) -> bool:
     """Whether :class:`RK4Predictions` can evaluate every design: no experimental conditions,
     and either no doses and no model covariates (the "plain" units) or inputs the compiled
-    path takes (:func:`._saem_dosed.input_schedule`: boluses and infusions of given rate or
-    duration, resets, steady states, time-varying covariates, on a model with compiled
+    path takes (:func:`._saem_dosed.input_schedule`: boluses, infusions of given or modelled
+    rate or duration, resets, steady states, time-varying covariates, on a model with compiled
     kernels, without an anchored offset or a survival term)."""
     if problem.conditions:
         return False
@@ -211,9 +212,9 @@ class RK4Predictions:
 
             self.doses = input_schedule(self.cm, self.designs)
             if self.doses is None or not self.compiled:
-                raise ValueError("RK4Predictions: these doses need the exact path (modelled "
-                                 "rate or duration, a steady state with time-varying "
-                                 "covariates) or compiled kernels (see applicable())")
+                raise ValueError("RK4Predictions: these doses need the exact path (a steady "
+                                 "state with time-varying covariates) or compiled kernels "
+                                 "(see applicable())")
         # the states depend only on these parameters and the model times: a row whose
         # values of both equal those of a recent evaluation is only observed again (a
         # Metropolis-Hastings move of a parameter acting on the observables alone, or of a
