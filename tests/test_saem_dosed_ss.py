@@ -340,22 +340,43 @@ def test_modelled_rates_and_durations_match_closed_form_and_exact_path(modelled)
     assert all(np.all(np.isnan(g[r])) == (ids[r] in ("M1", "M4")) for r in range(idx.size))
 
 
-def test_records_needing_the_exact_path_keep_it(tmp_path):
-    """A steady state on a model with time-varying covariates (its interval holds them at
-    the dose's values) keeps the exact path; RK4Predictions refuses it."""
+@pytest.mark.parametrize("interp, offset", [("locf", ""), ("linear", "1.5")])
+def test_steady_state_with_time_varying_covariates_matches_exact_path(tmp_path, interp,
+                                                                     offset):
+    """A steady state on a model whose clearance and volume follow a recorded weight: its
+    interval holds the weight at its value at the dose (LOCF: the new piece's at a record's
+    own time; linear: the interpolated value, in model time with a time offset of 1.5 h),
+    as simulate() does; the RK4 path at a small step equals the exact path to 1e-6 mg/L."""
     from test_saem_dosed import weight_model
 
+    from progression.fit.estimators.saem import _Predictions
     from progression.fit.population._adapter import ProblemModel
     from progression.fit.population._saem_model import RK4Predictions, applicable
 
-    weights = weight_model(tmp_path)
-    assert applicable(weights.problem, weights.designs)
-    d = weights.designs[0]
-    with_ss = (dataclasses.replace(d.doses[0], ss=1, ii=12.0),) + tuple(d.doses[1:])
-    designs = [dataclasses.replace(d, doses=with_ss)] + list(weights.designs[1:])
-    assert not applicable(weights.problem, designs)
-    with pytest.raises(ValueError, match="exact path"):
-        RK4Predictions(ProblemModel(weights.problem, designs, weights.cols))
+    held = f"[parameters.time_offset]\nestimate = \"fixed\"\nvalue = {offset}\n"
+    weights = weight_model(tmp_path, interp, held if offset else "")
+    designs = []
+    for d in weights.designs:
+        # S1's second dose (8 h, after the weight changed at 6 h) and S3's first (at its
+        # weight record) become steady states of a dose every 12 h
+        k = {"S1": 1, "S3": 0}.get(d.id)
+        if k is not None:
+            doses = list(d.doses)
+            doses[k] = dataclasses.replace(doses[k], ss=1, ii=12.0)
+            d = dataclasses.replace(d, doses=tuple(doses))
+        designs.append(d)
+    model = ProblemModel(weights.problem, designs, weights.cols)
+    assert applicable(model.problem, model.designs)
+    idx = np.tile(np.arange(3), 3)
+    phi = np.log([5.0, 50.0]) + 0.3 * np.random.default_rng(8).standard_normal((9, 2))
+    a, _ = RK4Predictions(model, h=0.005).predict(phi, idx)
+    b, _ = _Predictions(model).predict(phi, idx)
+    assert np.all(np.isfinite(a)) and np.nanmax(np.abs(a - b)) < 1e-6, \
+        np.nanmax(np.abs(a - b))
+    # the steady state moved the values: S1 before its 8 h dose is unchanged, after it not
+    c, _ = RK4Predictions(weights, h=0.005).predict(phi, idx)
+    s1 = [d.id for d in designs].index("S1")
+    assert np.allclose(a[s1, :4], c[s1, :4]) and np.all(np.abs(a - c)[s1, 4:8] > 1e-3)
 
 
 def test_saem_on_steady_state_data_recovers_its_truth():

@@ -25,15 +25,14 @@ placed in the kernel at ``F * AMT / R`` or ``D`` from the row's parameters), wit
 additional doses (ADDL/II), bioavailability and lag parameters, time-varying covariates,
 resets (``EVID`` 3/4: every state back to its initial value, the inputs to 0, running
 infusions stopped, as ``dose_switches``) and steady-state records (``SS = 1``: a reset, then
-the states set to the fixed point ``y = Phi(y)`` of one interval ``II`` with the record's dose
-at its lag, found by Newton's method with a finite-difference Jacobian of the RK4 map ``Phi``
-as ``simulate()``'s ``steady_states`` finds it with its own integrator; a map without a fixed
-point makes the row NaN, a failed evaluation). Events at one time act in ``simulate()``'s
-order: resets and steady states, covariate rows, infusion ends, infusion starts, boluses.
-A steady state on a model with time-varying covariates (whose interval holds the covariates
-at their values at the dose) needs the exact path: :func:`input_schedule` returns None, and
-:func:`._saem_model.applicable` then keeps the exact path, as it does for experimental
-conditions. Hand-written
+the states set to the fixed point ``y = Phi(y)`` of one interval ``II`` with the record's
+dose at its lag and the covariates held at their values at the dose, found by Newton's
+method with a finite-difference Jacobian of the RK4 map ``Phi`` as ``simulate()``'s
+``steady_states`` finds it with its own integrator; a map without a fixed point makes the
+row NaN, a failed evaluation). Events at one time act in this order: covariate rows
+(right-continuous, as ``simulate()``'s), resets and steady states, infusion ends, infusion
+starts, boluses. Experimental conditions keep the exact path
+(:func:`._saem_model.applicable`). Hand-written
 rather than a scipy integrator for the reason of :mod:`._saem_model`: SAEM evaluates every
 chain a dozen times per iteration and needs no derivative; the step is calibrated against
 the exact path before use (:meth:`._saem_model.RK4Predictions.calibrate`).
@@ -119,6 +118,9 @@ class InputSchedule:
     hidden0 : ndarray (N, H)
         The hidden (covariate) rows before a design's first recorded time (H = 0 without
         covariates).
+    slope_rows : ndarray of int64 (H,)
+        For a linearly interpolated covariate's level row the index of its slope row (-1:
+        none): a steady state's interval holds ``level + slope t`` at the dose's ``t``.
     zero_dose : ndarray of bool (N,)
         Designs whose record-free dose parameter is 0 (the data give dose records).
     dose_parameter : int
@@ -140,14 +142,15 @@ class InputSchedule:
     modelled: np.ndarray
     count: np.ndarray
     hidden0: np.ndarray
+    slope_rows: np.ndarray
     zero_dose: np.ndarray
     dose_parameter: int
 
 
 def input_schedule(model, designs) -> InputSchedule | None:
-    """The designs' dose and covariate events (:class:`InputSchedule`), or None when a dose
-    record needs the exact path (a steady state with time-varying covariates) or the model
-    has neither dosing compartments nor covariates."""
+    """The designs' dose and covariate events (:class:`InputSchedule`), or None when the
+    model has neither dosing compartments nor covariates, or a design's covariates cannot be
+    scheduled."""
     from ...errors import ProgressionError
     from ...simulate._dosing import dose_table
 
@@ -177,8 +180,6 @@ def input_schedule(model, designs) -> InputSchedule | None:
             records, _ = dose_table(model, list(d.doses))
             infusions = 0
             for rec in records:
-                if rec["ss"] and covariates:
-                    return None
                 if rec["reset"] and not rec["ss"]:
                     rows.append(_event(rec["time"], RESET))
                 if not rec["dose"]:
@@ -233,8 +234,10 @@ def input_schedule(model, designs) -> InputSchedule | None:
                 field[i, e] = v
     dp = getattr(spec, "dose_parameter", None)
     zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
+    slopes = np.array([hidden.index(f"{n}.slope") if f"{n}.slope" in hidden else -1
+                       for n in hidden], dtype=np.int64)
     return InputSchedule(*fields, np.array([len(e) for e in events], dtype=np.int64), hidden0,
-                         zero, index(dp) if comps else -1)
+                         slopes, zero, index(dp) if comps else -1)
 
 
 def _modelled(model, comp, rec):
@@ -413,9 +416,9 @@ if AVAILABLE:
     @njit(cache=True, error_model="numpy")
     def _rank(kind, value):
         """Order of an event among those at one time (module docstring)."""
-        if kind == 3 or kind == 4:
-            return 0
         if kind == 2:
+            return 0
+        if kind == 3 or kind == 4:
             return 1
         if kind == 1:
             return 2 if value < 0.0 else 3
@@ -423,7 +426,7 @@ if AVAILABLE:
 
     @njit(cache=True, error_model="numpy")
     def _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                   et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out):
+                   et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, slope_rows, out):
         """Row ``r`` of :func:`_dosed_rows_par` (its arguments; the kernels unpacked)."""
         n = tm.shape[1]
         p = P[r].copy()
@@ -508,11 +511,22 @@ if AVAILABLE:
                         if em[r, e] != 0:
                             length = _modelled_length(p, em[r, e], eq[r, e], ef[r, e],
                                                       ea[r, e])
-                        # as simulate(): the infusion must end within the interval
+                        # as simulate(): the infusion must end within the interval, the
+                        # covariates held at their values now (a linear piece's slope 0)
                         good &= length <= ep[r, e]
+                        H = slope_rows.size
+                        base = p.size - H
+                        held = p[base:].copy()
+                        for k in range(H):
+                            if slope_rows[k] >= 0:
+                                p[base + k] += p[base + slope_rows[k]] * t
+                        for k in range(H):
+                            if slope_rows[k] >= 0:
+                                p[base + slope_rows[k]] = 0.0
                         good = good and _steady_state(rhs, t, ep[r, e], lag, length,
                                                       eg[r, e], ev[r, e], gain, ea[r, e],
                                                       h, y, p)
+                        p[base:] = held
                 q += 1
             while nxt < m and tm[r, slots[nxt]] <= t:
                 j = slots[nxt]
@@ -557,24 +571,24 @@ if AVAILABLE:
 
     @njit(parallel=True, cache=True, error_model="numpy")
     def _dosed_rows_par(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ei, ep, ed, ea, eq, em, ne, out):
+                        ei, ep, ed, ea, eq, em, ne, slope_rows, out):
         """Predictions of every row into ``out`` (R, n) (NaN rows where not finite); the
         arguments of :func:`rk4_dosed_rows` with the events per row."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in prange(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, slope_rows, out)
 
     @njit(cache=True, error_model="numpy")
     def _dosed_rows_ser(KL, P, tm, mask, oi, lg, h, n_states, n_obs, et, ek, eg, ev, ef, el,
-                        ei, ep, ed, ea, eq, em, ne, out):
+                        ei, ep, ed, ea, eq, em, ne, slope_rows, out):
         """:func:`_dosed_rows_par` on the calling thread (a forked worker, one core)."""
         K = KL[0]
         rhs, initial, observe = K[0], K[3], K[5]
         for r in range(tm.shape[0]):
             _dosed_row(r, rhs, initial, observe, P, tm, mask, oi, lg, h, n_states, n_obs,
-                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, out)
+                       et, ek, eg, ev, ef, el, ei, ep, ed, ea, eq, em, ne, slope_rows, out)
 
 
 def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
@@ -623,7 +637,8 @@ def rk4_dosed_rows(kernels, schedule, index, P, offset, tm, mask, oi, lg, h):
             np.ascontiguousarray(s.period[index]), np.ascontiguousarray(s.length[index]),
             np.ascontiguousarray(s.amount[index]),
             np.ascontiguousarray(s.length_parameter[index]),
-            np.ascontiguousarray(s.modelled[index]), np.ascontiguousarray(s.count[index]), out)
+            np.ascontiguousarray(s.modelled[index]), np.ascontiguousarray(s.count[index]),
+            np.ascontiguousarray(s.slope_rows), out)
     with warnings.catch_warnings(), numba.parallel_chunksize(CHUNK):
         # numba calls first-class function types experimental on every compilation/load
         warnings.simplefilter("ignore", numba.NumbaExperimentalFeatureWarning)
