@@ -55,6 +55,40 @@ value = 0.4
 seed = 3
 """
 
+#: CONFIG with the bioavailability and the lag estimated, each with a random effect.
+FREE_F_AND_LAG = CONFIG.replace('''[parameters.F_bio]
+estimate = "fixed"
+value = 0.8
+[parameters.tlag]
+estimate = "fixed"
+value = 0.4''', '''[parameters.F_bio]
+estimate = "population"
+value = 0.8
+bounds = [0.05, 1.0]
+scale = "logit"
+eta = 0.3
+[parameters.tlag]
+estimate = "population"
+value = 0.4
+bounds = [0.01, 5.0]
+scale = "log"
+eta = 0.5''')
+assert FREE_F_AND_LAG != CONFIG
+
+
+def assert_recovers(pop, typical, omega, sigma, *, rel=0.12):
+    """SAEM's estimates against a simulated truth: typical values within 3 SE and ``rel``,
+    the variances within 3 SE, the (single) residual parameter within 10 %."""
+    for name, truth in typical.items():
+        est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
+        assert abs(est - truth) < 3 * se and est == pytest.approx(truth, rel=rel), name
+    got = dict(zip(pop.omega_names, np.diag(pop.omega), strict=True))
+    for name, truth in omega.items():
+        assert abs(got[name] - truth) < 3 * pop.omega_se[name], (name, got[name])
+    (value,) = pop.sigma.values()
+    assert value == pytest.approx(sigma, rel=0.10)
+
+
 #: Per subject: dose records (time, amount, target, rate, duration, addl, ii) and the times
 #: observed. S1 oral doses every 8 h (ADDL), values before, at and after the lag; S2 an
 #: intravenous bolus observed at its own time (the state after the dose) and a later oral
@@ -220,15 +254,8 @@ def test_saem_on_the_dosed_path_recovers_its_truth():
     res = pg.fit(cfg, data=data)
     if res.model.kernels is not None:              # else the exact path (numpy backend)
         assert "dose and covariate events" in res.individual.diagnostics.numbers_from
-    pop = res.population
-    for name, truth in (("ka", 1.2), ("CL", 4.0), ("V", 40.0)):
-        est, se = pop.fixed_effects[name], pop.fixed_effects_se[name]
-        assert abs(est - truth) < 3 * se and est == pytest.approx(truth, rel=0.12), name
-    omega = dict(zip(pop.omega_names, np.diag(pop.omega), strict=True))
-    for name, truth in (("ka", 0.09), ("CL", 0.09), ("V", 0.04)):
-        assert abs(omega[name] - truth) < 3 * pop.omega_se[name], (name, omega[name])
-    (sigma,) = pop.sigma.values()
-    assert sigma == pytest.approx(0.2, rel=0.10)
+    assert_recovers(res.population, {"ka": 1.2, "CL": 4.0, "V": 40.0},
+                    {"ka": 0.09, "CL": 0.09, "V": 0.04}, 0.2)
 
 
 # ---------------------------------------------------------------- time-varying covariates
@@ -485,24 +512,7 @@ def test_lag_and_bioavailability_with_random_effects_match_exact_path():
     from progression.fit.estimators.saem import _Predictions
     from progression.fit.population._saem_model import RK4Predictions, applicable
 
-    config = CONFIG.replace('''[parameters.F_bio]
-estimate = "fixed"
-value = 0.8
-[parameters.tlag]
-estimate = "fixed"
-value = 0.4''', '''[parameters.F_bio]
-estimate = "population"
-value = 0.8
-bounds = [0.05, 1.0]
-scale = "logit"
-eta = 0.3
-[parameters.tlag]
-estimate = "population"
-value = 0.4
-bounds = [0.01, 5.0]
-scale = "log"
-eta = 0.5''')
-    assert config != CONFIG
+    config = FREE_F_AND_LAG
     model = problem_model(cohort(), config)
     assert applicable(model.problem, model.designs)
     fast = RK4Predictions(model, h=0.005)
