@@ -15,9 +15,9 @@ lag-free, ``saem_chains = 2``), ``pheno`` (configs/pheno_population.toml with
 the typical values) and ``weights`` (60 simulated subjects of a one-compartment model whose
 clearance and volume follow a body weight recorded at 0, 6 and 12 h (LOCF, a model
 covariate), two intravenous doses each: time-varying covariates on the same path) and
-``steady`` (24 simulated subjects of the library's ``pk_oral`` at steady state: an SS = 1
-oral dose every 12 h and two more doses, simulated by ``simulate()``'s own steady state; a
-short run, 60 + 40 iterations, one chain per subject, as the exact path's Newton on
+``steady`` (the shipped example, configs/steady_state_population_saem.toml: 40 simulated
+patients at steady state, an SS = 1 oral dose every 12 h and two more doses; a short run,
+60 + 40 iterations, one chain per subject, as the exact path's Newton on
 ``simulate()`` intervals costs ~1 ms per interval) and ``zero_order`` (40 simulated subjects
 of ``tests/models/pk_infusion_modelled.toml`` given one dose by zero-order absorption of
 modelled duration, NONMEM's ``RATE = -2``, the duration D1 estimated with a random effect).
@@ -50,7 +50,11 @@ CASES = {
     "theoph": ("configs/theoph_population_saem.toml", {}),
     "pheno": ("configs/pheno_population.toml", {'estimator = "focei"': 'estimator = "saem"'}),
     "weights": (None, {}),
-    "steady": (None, {}),
+    # the shipped example (40 patients at steady state) in a short run: the baseline's Newton
+    # on simulate() intervals costs ~1 ms per interval
+    "steady": ("configs/steady_state_population_saem.toml",
+               {"[estimator]\nseed = 1\n": "[estimator]\nseed = 1\nsaem_exploration = 60\n"
+                "saem_smoothing = 40\nsaem_chains = 1\nis_samples = 200\n"}),
     "zero_order": (None, {}),
 }
 
@@ -125,79 +129,6 @@ def weight_case():
                        time_origin="first dose", source="weights (simulated)")
     cfg = parse_fit_config(WEIGHT_CONFIG.format(model=WEIGHT_MODEL),
                            source="benchmarks/saem_doses.py (weights)", check_data=False)
-    return cfg, cohort
-
-
-STEADY_CONFIG = """
-[fit]
-name = "steady"
-model = "pk_oral"
-estimator = "saem"
-[error.conc]
-model = "additive"
-a = { value = 0.5, estimate = "population", bounds = [0.001, 10.0] }
-[parameters.ka]
-estimate = "population"
-value = 2.0
-bounds = [0.05, 20.0]
-scale = "log"
-eta = 0.09
-[parameters.CL]
-estimate = "population"
-value = 3.0
-bounds = [0.1, 100.0]
-scale = "log"
-eta = 0.09
-[parameters.V]
-estimate = "population"
-value = 40.0
-bounds = [1.0, 500.0]
-scale = "log"
-eta = 0.04
-[parameters.F_bio]
-estimate = "fixed"
-value = 0.8
-[parameters.tlag]
-estimate = "fixed"
-value = 0.4
-[estimator]
-seed = 4
-saem_exploration = 60
-saem_smoothing = 40
-saem_chains = 1
-is_samples = 200
-"""
-
-
-def steady_case():
-    """The ``steady`` case's config and cohort: values from ``simulate()`` (its Newton
-    steady state) at log-normal ka, CL, V (Omega 0.09, 0.09, 0.04; typical 1.2 1/h, 4 L/h,
-    40 L) plus additive noise 0.2 mg/L."""
-    rng = np.random.default_rng(9)
-    model = pg.load_model("pk_oral")
-    times = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 11.9, 24.5, 26.0, 30.0, 35.0])
-    obs = {"subject": [], "time": [], "observable": [], "value": []}
-    doses = {"subject": [], "time": [], "amount": [], "target": [], "ss": [], "ii": []}
-    for i in range(24):
-        sid = f"S{i:02d}"
-        p = dict(zip(model.parameter_names, model.defaults, strict=True))
-        p.update(F_bio=0.8, tlag=0.4)
-        for name, typical, var in (("ka", 1.2, 0.09), ("CL", 4.0, 0.09), ("V", 40.0, 0.04)):
-            p[name] = typical * np.exp(np.sqrt(var) * rng.standard_normal())
-        recs = {"subject": [0, 0, 0], "time": [0.0, 12.0, 24.0], "amount": [300.0] * 3,
-                "target": ["A_gut"] * 3, "ss": [1, 0, 0], "ii": [12.0, 0.0, 0.0]}
-        sim = pg.simulate(model, [p[k] for k in model.parameter_names], times, doses=recs)
-        y = sim["conc"][0] + 0.2 * rng.standard_normal(times.size)
-        obs["subject"] += [sid] * times.size
-        obs["time"] += list(times)
-        obs["observable"] += ["conc"] * times.size
-        obs["value"] += list(y)
-        for key in doses:
-            doses[key] += [sid] * 3 if key == "subject" else recs[key]
-    cohort = pg.Cohort(obs, doses=doses, time_unit="hour", time_origin="first dose",
-                       source="steady (simulated)")
-    cfg = parse_fit_config(STEADY_CONFIG, source="benchmarks/saem_doses.py (steady)",
-                           check_data=False)
     return cfg, cohort
 
 
@@ -278,7 +209,7 @@ def config(case):
 def run(case, exact: bool) -> dict:
     """One SAEM fit of ``case``; ``exact``: the dosed RK4 path switched off."""
     saem = importlib.import_module("progression.fit.estimators.saem")
-    simulated = {"weights": weight_case, "steady": steady_case, "zero_order": zero_order_case}
+    simulated = {"weights": weight_case, "zero_order": zero_order_case}
     cfg, data = simulated[case]() if case in simulated else (config(case), None)
     orig = saem.applicable
     if exact:
