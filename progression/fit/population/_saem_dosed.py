@@ -75,6 +75,11 @@ def _event(time, kind, target=-1, value=0.0, *, gain=0.0, bioavailability=-1, la
             int(length_parameter), int(modelled))
 
 
+#: The dtypes of :func:`_event`'s fields, in their order (the schedule's arrays).
+_EVENT_DTYPES = (np.float64, np.int8, np.int64, np.float64, np.float64, np.int64, np.int64,
+                 np.int64, np.float64, np.float64, np.float64, np.int64, np.int8)
+
+
 @dataclass(frozen=True)
 class InputSchedule:
     """Every design's dose and covariate events, padded to the longest (E events).
@@ -165,13 +170,16 @@ def input_schedule(model, designs) -> InputSchedule | None:
     def index(name):
         return -1 if name is None else int(model.parameter_index(name))
 
+    # for a linearly interpolated covariate's level row, its slope row (-1: none)
+    slopes = np.array([hidden.index(f"{n}.slope") if f"{n}.slope" in hidden else -1
+                       for n in hidden], dtype=np.int64)
     events = []
     hidden0 = np.zeros((len(designs), len(hidden)))
     for i, d in enumerate(designs):
         rows = []
         if covariates:
             try:
-                rows += _covariate_events(model, d, hidden, P, hidden0[i])
+                rows += _covariate_events(model, d, slopes, P, hidden0[i])
             except ProgressionError:
                 return None
         if d.doses and not comps:
@@ -222,20 +230,15 @@ def input_schedule(model, designs) -> InputSchedule | None:
                                            bioavailability=f, lag=lag))
         events.append(sorted(rows, key=lambda e: e[0]))
     N, E = len(designs), max([1] + [len(e) for e in events])
-    fields = [np.zeros((N, E)), np.zeros((N, E), dtype=np.int8),
-              np.zeros((N, E), dtype=np.int64), np.zeros((N, E)), np.zeros((N, E)),
-              np.full((N, E), -1, dtype=np.int64), np.full((N, E), -1, dtype=np.int64),
-              np.full((N, E), -1, dtype=np.int64), np.zeros((N, E)), np.zeros((N, E)),
-              np.zeros((N, E)), np.full((N, E), -1, dtype=np.int64),
-              np.zeros((N, E), dtype=np.int8)]
+    # padding after a design's events is never read (``count``): the defaults of _event
+    fields = [np.full((N, E), v, dtype=t)
+              for v, t in zip(_event(0.0, BOLUS), _EVENT_DTYPES, strict=True)]
     for i, rows in enumerate(events):
         for e, row in enumerate(rows):
             for field, v in zip(fields, row, strict=True):
                 field[i, e] = v
     dp = getattr(spec, "dose_parameter", None)
     zero = np.array([bool(d.dose_records or d.doses) for d in designs], dtype=bool)
-    slopes = np.array([hidden.index(f"{n}.slope") if f"{n}.slope" in hidden else -1
-                       for n in hidden], dtype=np.int64)
     return InputSchedule(*fields, np.array([len(e) for e in events], dtype=np.int64), hidden0,
                          slopes, zero, index(dp) if comps else -1)
 
@@ -256,10 +259,10 @@ def _modelled(model, comp, rec):
     return None
 
 
-def _covariate_events(model, design, hidden, P, hidden0):
+def _covariate_events(model, design, slopes, P, hidden0):
     """A design's covariate events (SET rows) and, written into ``hidden0``, its hidden rows
     before its first recorded time, from ``simulate()``'s own schedule (defaults for the
-    covariates the design does not give)."""
+    covariates the design does not give); ``slopes`` as :attr:`InputSchedule.slope_rows`."""
     from ...simulate._covariates import covariate_schedule
 
     series = {name: (np.asarray(t, dtype=float), np.asarray(v, dtype=float))
@@ -268,14 +271,11 @@ def _covariate_events(model, design, hidden, P, hidden0):
     breaks = cs.subject_breaks()[0]
     breaks = breaks[np.isfinite(breaks)]
     hidden0[:] = cs.hidden(breaks[0] - 1.0 if breaks.size else 0.0)[:, 0]
-    slope_of = {k: hidden.index(f"{n}.slope") for k, n in enumerate(hidden)
-                if f"{n}.slope" in hidden}
     rows = []
     for b in breaks:
         h = cs.hidden(b)[:, 0]
-        for k in range(len(hidden)):
-            g = -h[slope_of[k]] if k in slope_of else 0.0
-            rows.append(_event(b, SET, P + k, h[k], gain=g))
+        for k, j in enumerate(slopes):
+            rows.append(_event(b, SET, P + k, h[k], gain=-h[j] if j >= 0 else 0.0))
     return rows
 
 
