@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._repr import changed_fields
 from ..errors import ConfigError
 from ._config_checks import _Check
 
@@ -143,6 +144,9 @@ class FitParameter:
     anchor: str | None = None
     prior: tuple = ()
     eta_prior: tuple = ()
+
+    def __repr__(self) -> str:
+        return changed_fields(self)
 
     def __post_init__(self):
         # fit.json gives the priors as lists, the covariate effects and the block as dicts

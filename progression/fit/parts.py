@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._repr import brief, names
 from ._estimator_output import EstimatorOutput  # noqa: F401  (part of this module's API)
 
 __all__ = ["Estimates", "Uncertainty", "Profiles", "BootstrapDraws", "Diagnostics", "Work",
@@ -443,6 +444,13 @@ class PopulationPart:
     bootstrap: dict = field(default_factory=dict)
     priors: dict = field(default_factory=dict)
     prior_objective: float = 0.0
+
+    def __repr__(self) -> str:
+        return brief(self, self.method, f"OFV {self.ofv:.4f}",
+                     f"typical values {names(self.fixed_effects)}",
+                     f"random effects {names(self.omega_names)}",
+                     f"residual {names(self.sigma)}",
+                     "converged" if self.converged else "not converged")
 
     # ------------------------------------------------------------ the draw API
 

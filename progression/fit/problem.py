@@ -91,6 +91,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._repr import brief, names
 from ..errors import ConfigError
 from ..simulate._registry import AUTO_FALLBACK
 from . import _error_control, _paths
@@ -180,6 +181,13 @@ class Problem:
     all_inputs: bool = False
     #: The time-to-event part (``[survival]``), or None.
     survival: object = None
+
+    def __repr__(self) -> str:
+        estimated = sum(p.estimated for p in self.parameters)
+        return brief(self, repr(self.model.name), f"observables {names(self.observables)}",
+                     f"{len(self.parameters)} quantities, {estimated} estimated",
+                     f"conditions {names(self.condition_names)}" if self.conditions else "",
+                     "with survival" if self.survival is not None else "")
 
     def __post_init__(self):
         model = self.model

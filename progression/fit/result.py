@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._repr import brief
 from ..errors import FitError
 from ._draws import ParameterDraws  # re-exported: defined beside its maker
 from .config import OFFSET
@@ -487,6 +488,15 @@ class FitResult:
                          [np.array(f, dtype=float) for f in self.model_predictions.values])
 
     # ------------------------------------------------------------------ tables
+
+    def __repr__(self) -> str:
+        method = self.population.method if self.population is not None else self.kind
+        return brief(self, repr(self.name), f"{method} fit of {self.model.name!r}",
+                     f"{self.n_subjects} subjects", f"{int(np.sum(self.n_obs))} observations",
+                     f"-2 log L {self.objective:.4f}", f"{self.n_estimated} estimated")
+
+    def __str__(self) -> str:
+        return self.summary()
 
     def summary(self) -> str:
         """A short text summary (what the CLI prints)."""

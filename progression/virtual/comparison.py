@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._repr import brief, names
 from ..plots.scenarios import PLOT_BAND
 from ..stats.survival import exponential_hazard_ratio, kaplan_meier, km_median, rmst
 from ._tables import _DAGGER, _ci, _excludes, _fmt, _quiet, _write_csv
@@ -77,6 +78,13 @@ class Comparison:
     draw_handling: list = field(default_factory=list)
     draw_notes: list = field(default_factory=list)
     plot_series: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        t = np.asarray(self.times, float)
+        span = f"{t.size} times to {t[-1]:g}" if t.size else "no times"
+        return brief(self, repr(self.model), f"scenarios {names(self.scenarios)}",
+                     f"reference {self.reference!r}", f"{len(self.subject_ids)} subjects",
+                     span, f"{self.n_draws} parameter draws")
 
     @property
     def n_draws(self) -> int:

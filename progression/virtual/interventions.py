@@ -41,6 +41,7 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 
 import numpy as np
 
+from .._repr import changed_fields
 from ..errors import ConfigError
 
 __all__ = [
@@ -239,6 +240,9 @@ class Intervention:
     label: str = ""
     mechanism: str = ""
     source: str = ""
+
+    def __repr__(self) -> str:
+        return changed_fields(self)
 
     def __post_init__(self):
         label = self.label or self.parameter or "intervention"

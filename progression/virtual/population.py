@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._repr import brief, clip
 from ..errors import ConfigError, ProgressionError
 from ..model import load_model
 from ..options import SolverOptions
@@ -136,6 +137,12 @@ class VirtualPopulation:
     sampler: object = field(default=None, repr=False)
     patients: object = field(default=None, repr=False)
     clock: tuple | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        model = getattr(self.model, "name", self.model)
+        return brief(self, repr(model), f"{len(self.subject_ids)} subjects",
+                     clip(self.description) if self.description else "",
+                     "with parameter uncertainty" if self.sampler is not None else "")
 
     def __post_init__(self):
         model = load_model(self.model)

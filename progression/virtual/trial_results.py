@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._repr import brief
 from ..stats.summary import wilson_interval
 from ._tables import _quiet, _write_csv
 
@@ -28,6 +29,12 @@ class TrialResults:
     pool_size: int
     eligible_fraction: float
     notes: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        reps = len(self.rows) // max(len(self.comparisons()), 1)
+        power = ", ".join(f"{c} {self.power(c):.2f}" for c in self.comparisons())
+        return brief(self, f"endpoint {self.endpoint!r}", f"{self.n_per_arm} per arm",
+                     f"{reps} replicates", f"power: {power}" if power else "")
 
     def comparisons(self) -> list[str]:
         return list(dict.fromkeys(r["comparison"] for r in self.rows))
@@ -89,6 +96,17 @@ class PowerUncertainty:
     undetermined: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        first = self.at_estimates
+        comparison = first.comparisons()[0] if first.rows else None
+        parts = [f"{first.n_per_arm} per arm"]
+        if comparison is not None:
+            with _quiet():
+                assurance = float(np.nanmean(self.power(comparison)))
+            parts += [repr(comparison), f"power at the estimates {first.power(comparison):.2f}",
+                      f"assurance {assurance:.2f} over {len(self.draws)} draws"]
+        return brief(self, *parts)
+
     def power(self, comparison: str | None = None) -> np.ndarray:
         """(D,) power under each parameter draw."""
         return np.array([r.power(comparison) for r in self.draws])
@@ -135,6 +153,16 @@ class PowerCurve:
     def __init__(self, trial: VirtualTrial, results: list[TrialResults]):
         self.trial = trial
         self.results = results
+
+    def __repr__(self) -> str:
+        first = self.results[0] if self.results else None
+        if first is None or not first.rows:
+            return brief(self, f"sample sizes {self.sample_sizes}")
+        comparison = first.comparisons()[0]
+        power = " / ".join(f"{p:.2f}" for p in self.power(comparison))
+        sizes = " / ".join(str(n) for n in self.sample_sizes)
+        return brief(self, f"endpoint {first.endpoint!r}", repr(comparison),
+                     f"power {power} at {sizes} per arm")
 
     @property
     def sample_sizes(self) -> list[int]:

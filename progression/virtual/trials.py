@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from .._repr import brief, clip, names
 from ..errors import ConfigError, ProgressionError
 from ..model import load_model
 from ..options import SolverOptions
@@ -154,6 +155,12 @@ class TrialPool:
     candidates: int = 0
     eligible: int = 0
     markers: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        v = np.asarray(self.visits, float)
+        return brief(self, f"arms {names(self.arms)}", f"{self.size} patients",
+                     f"{v.size} visits to {v[-1]:g}" if v.size else "",
+                     f"{self.candidates} candidates screened" if self.candidates else "")
 
     @property
     def size(self) -> int:
@@ -340,6 +347,13 @@ class VirtualTrial:
         return v if v[-1] >= self.follow_up - 1e-9 else np.r_[v, self.follow_up]
 
     # ---------------------------------------------------------------------- the pool
+
+    def __repr__(self) -> str:
+        source = (f"candidates: {clip(self.population.description)}"
+                  if self.population is not None else "")
+        return brief(self, f"arms {names(self.arms)}", f"model {self.model.name!r}",
+                     f"endpoint {self.endpoint!r}", f"follow-up {self.follow_up:g}",
+                     f"visits every {self.visit_every:g}", source)
 
     def simulate_pool(self, size: int, *, seed=0, executor=None, chunk: int = 250,
                       progress: bool = False) -> TrialPool:
