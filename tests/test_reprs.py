@@ -88,6 +88,10 @@ def test_trials_and_their_results_name_design_and_power():
     first = curve.results[0]
     assert one_line(first) == (f"TrialResults(endpoint 'slope', 8 per arm, 4 replicates, "
                                f"power: half kA vs placebo {p8:.2f})")
+    row = first.summary()[0]                  # numbers, not np.float64(...), when printed
+    assert all(type(row[k]) is float for k in ("power", "power_ci_low", "power_ci_high",
+                                                "mean_estimate", "sd_estimate",
+                                                "median_relative_effect")), row
     # power under parameter uncertainty: at the estimates, and the mean over the draws
     unc = PowerUncertainty(at_estimates=first, draws=[first, curve.results[1]],
                            population=np.zeros((2, 1)))

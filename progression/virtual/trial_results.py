@@ -54,15 +54,18 @@ class TrialResults:
             rel = np.array([r.get("relative_effect", np.nan) for r in rows], float)
             lo, hi = _wilson(rej.sum(), rej.size)
             with _quiet():
+                # plain floats: the rows print and serialise as numbers, not np.float64(...)
                 row = {"comparison": comp, "endpoint": self.endpoint,
-                       "n_per_arm": self.n_per_arm, "reps": rej.size, "power": rej.mean(),
-                       "power_ci_low": lo, "power_ci_high": hi,
-                       "mean_estimate": np.nanmean(est), "sd_estimate": np.nanstd(est),
-                       "median_relative_effect": np.nanmedian(rel)}
+                       "n_per_arm": self.n_per_arm, "reps": rej.size,
+                       "power": float(rej.mean()), "power_ci_low": lo, "power_ci_high": hi,
+                       "mean_estimate": float(np.nanmean(est)),
+                       "sd_estimate": float(np.nanstd(est)),
+                       "median_relative_effect": float(np.nanmedian(rel))}
                 if self.endpoint == "survival":
-                    row["median_hr_logrank"] = np.nanmedian([r["hr_logrank"] for r in rows])
-                    row["median_hr_exponential"] = np.nanmedian([r["hr_exponential"]
-                                                                 for r in rows])
+                    row["median_hr_logrank"] = float(np.nanmedian([r["hr_logrank"]
+                                                                   for r in rows]))
+                    row["median_hr_exponential"] = float(np.nanmedian([r["hr_exponential"]
+                                                                       for r in rows]))
             out.append(row)
         return out
 
