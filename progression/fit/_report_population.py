@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from ._population_table import population_table
+
 __all__ = ["population_lines"]
 
 
@@ -35,53 +37,19 @@ def population_lines(result, outputs=None) -> list[str]:
                 if math.isfinite(getattr(pop, "ofv_importance", math.nan)) else ""), "",
              f"| parameter | estimate | SE | RSE % | {100 * level:g} % CI | CV % | shrinkage % |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    ci = pop.intervals(level)
-
-    def row(name, v, se, cv="", sh="", fixed=False, key=None):
-        if fixed:
-            return f"| {name} | {v:.5g} | fixed | | | {cv} | {sh} |"
-        rse = 100.0 * se / abs(v) if v else float("nan")
-        lo, hi = ci.get(key, (float("nan"), float("nan")))
+    for r in population_table(pop, level):
+        cv = sh = ""
+        if r["kind"] == "variance":
+            cv, sh = f"{r['cv_percent']:.3g}", f"{r['shrinkage_percent']:.3g}"
+        if r["fixed"]:
+            lines.append(f"| {r['label']} | {r['estimate']:.5g} | fixed | | | {cv} | {sh} |")
+            continue
+        lo, hi = r["ci_low"], r["ci_high"]
         interval = f"{lo:.4g} – {hi:.4g}" if math.isfinite(lo) and math.isfinite(hi) else ""
-        return f"| {name} | {v:.5g} | {se:.3g} | {rse:.3g} | {interval} | {cv} | {sh} |"
-
-    for k, v in pop.fixed_effects.items():
-        at_ref = " at the reference covariates" if any(
-            e.get("parameter") == k for e in (getattr(pop, "covariate_effects", ()) or ())
-        ) else ""
-        lines.append(row(f"{k} (typical value{at_ref})", v,
-                         pop.fixed_effects_se.get(k, float("nan")),
-                         fixed=k in (getattr(pop, "fixed_typical", ()) or ()), key=k))
+        lines.append(f"| {r['label']} | {r['estimate']:.5g} | {r['se']:.3g} | "
+                     f"{r['rse_percent']:.3g} | {interval} | {cv} | {sh} |")
     fixed_eta = {k for b in (getattr(pop, "omega_blocks", ()) or ()) if b.get("fixed")
                  for k in b["parameters"]}
-    for e, k in enumerate(pop.omega_names):
-        cv = pop.cv_percent.get(k, float("nan"))
-        lines.append(row(f"omega^2 {k} (variance)", float(pop.omega[e, e]),
-                         pop.omega_se.get(k, float("nan")), f"{cv:.3g}",
-                         f"{100 * pop.shrinkage.get(k, float('nan')):.3g}",
-                         fixed=k in fixed_eta, key=f"omega^2 {k}"))
-    names = list(pop.omega_names)
-    for r in range(1, len(names)):
-        for c in range(r):
-            v = float(pop.omega[r, c])
-            key = f"{names[r]},{names[c]}"
-            if v == 0.0 and key not in (getattr(pop, "omega_offdiag_se", {}) or {}):
-                continue
-            corr = v / math.sqrt(pop.omega[r, r] * pop.omega[c, c])
-            cse = (getattr(pop, "omega_correlation_se", {}) or {}).get(key, float("nan"))
-            lines.append(row(f"omega {names[r]},{names[c]} (covariance; correlation "
-                             f"{corr:.3f}" + (f", SE {cse:.3g}" if math.isfinite(cse) else "")
-                             + ")", v, pop.omega_offdiag_se.get(key, float("nan")),
-                             fixed=names[r] in fixed_eta))
-    for k, v in pop.sigma.items():
-        lines.append(row(f"{k} (residual SD)", v, pop.sigma_se.get(k, float("nan")), key=k))
-    effects = {n: e for e in (getattr(pop, "covariate_effects", ()) or ())
-               for n in _effect_names(e)}
-    for k, v in (getattr(pop, "coefficients", {}) or {}).items():
-        e = effects.get(k, {})
-        se = pop.coefficients_se.get(k, float("nan"))
-        lines.append(row(f"{k} ({_effect_words(e)})", v, se,
-                         fixed=not _coefficient_estimated(e, k), key=k))
     lines += ["", "Omega on the estimation scale (variances, and covariances within blocks); "
                   "CV % = 100 sqrt(exp(omega^2) - 1) for log-scale parameters; shrinkage = 1 "
                   "- SD(EBE) / omega. "
@@ -199,29 +167,6 @@ def _profile_lines(pop) -> list:
             f"({first.estimator}); the interval is where OFV - OFV_hat stays at most "
             f"chi2_1({first.level:g}) = {first.threshold:.3f} (`figures/profile_*.png`; "
             f"`<` / `>`: an end the search did not reach).", ""]
-
-
-def _effect_names(e: dict) -> list:
-    if e.get("effect") == "categorical":
-        return [f"{e['parameter']}~{e['covariate']}={lv}" for lv in e.get("levels", ())]
-    return [f"{e['parameter']}~{e['covariate']}"]
-
-
-def _coefficient_estimated(e: dict, name: str) -> bool:
-    if not e:
-        return True
-    flags = list(e.get("estimated", [True]))
-    names = _effect_names(e)
-    k = names.index(name) if name in names else 0
-    return bool(flags[k] if k < len(flags) else flags[0])
-
-
-def _effect_words(e: dict) -> str:
-    if not e:
-        return "covariate coefficient"
-    if e.get("effect") == "categorical":
-        return f"categorical effect on {e['parameter']}, reference {e['reference']}"
-    return f"{e['effect']} effect on {e['parameter']}, reference {e['reference']:g}"
 
 
 def _correlation_lines(pop) -> list:

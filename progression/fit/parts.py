@@ -510,6 +510,15 @@ class PopulationPart:
         (an open end is the farthest value still inside; ``profile(name).open_ends``)."""
         return {k: self.profile(k).interval for k in self.profiles}
 
+    def table(self, level: float = 0.95) -> list[dict]:
+        """The population parameter table of ``report.md`` as rows (typical values,
+        Omega, residual parameters, covariate coefficients; estimate, SE, RSE %, Wald
+        interval at ``level``, CV %, shrinkage %):
+        :func:`~progression.fit._population_table.population_table`."""
+        from ._population_table import population_table
+
+        return population_table(self, level)
+
     def intervals(self, level: float = 0.95) -> dict:
         """Wald intervals of the population parameters (estimation scale, mapped back):
         :func:`~progression.fit._population_intervals.wald_intervals`."""
