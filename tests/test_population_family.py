@@ -393,6 +393,44 @@ def test_r_matrix_diagnosis_names_the_unidentified_parameters():
         r_matrix_diagnosis(np.eye(4), names)
 
 
+def test_boundary_correlations_name_the_pair_at_plus_or_minus_one():
+    """An Omega whose (CL, V) correlation is 0.999997 (Theoph's FOCE-I optimum with that
+    block and V's weight effect held: below) or -0.995 is named with its correlation; 0.98
+    and a zero variance are not."""
+    from progression.fit.population._rmatrix import boundary_correlations
+
+    def omega(rho, var=(0.4, 0.06, 0.015)):
+        om = np.diag(var)
+        om[1, 2] = om[2, 1] = rho * math.sqrt(var[1] * var[2])
+        return om
+
+    names = ["ka", "CL", "V"]
+    msg = boundary_correlations(omega(0.999997), names)
+    assert "the Omega correlation of CL and V (0.999997) is at the boundary +-1" in msg
+    assert "drop the covariance" in msg
+    assert "CL and V (-0.995000)" in boundary_correlations(omega(-0.995), names)
+    assert boundary_correlations(omega(0.98), names) == ""
+    assert boundary_correlations(omega(0.0, (0.4, 0.0, 0.015)), names) == ""
+
+
+def test_a_block_at_the_boundary_is_named_when_the_covariance_step_fails():
+    """Theoph (FOCE-I) with a (CL, V) block and V's weight effect held: the correlation
+    goes to 0.999997, R is not positive definite, and the warning says why."""
+    from progression.fit import fit, parse_fit_config
+
+    config = ROOT / "configs" / "theoph_population.toml"
+    text = config.read_text().replace('"../data/examples/theoph.csv"',
+                                      repr(str(ROOT / "data/examples/theoph.csv")))
+    text += ('\n[parameters.CL.covariates.weight]\neffect = "power"\nreference = 70\n'
+             'value = 0.75\n\n[parameters.V.covariates.weight]\neffect = "power"\n'
+             'reference = 70\nvalue = 1.0\nestimate = false\n\n[omega]\n'
+             'blocks = [{ parameters = ["CL", "V"], covariances = [0.0] }]\n')
+    res = fit(parse_fit_config(text, source="theoph_block.toml", base_dir=config.parent))
+    (warning,) = [w for w in res.warnings if w.startswith("covariance step failed")]
+    assert "R matrix not positive definite" in warning
+    assert "the Omega correlation of CL and V (0.9999" in warning
+
+
 def test_estimators_and_gradients_pickle():
     import pickle
 

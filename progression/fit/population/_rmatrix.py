@@ -11,7 +11,8 @@ import numpy as np
 
 from ...errors import FitError
 
-__all__ = ["r_matrix_diagnosis", "collapsed_variances", "COLLAPSED_VARIANCE"]
+__all__ = ["r_matrix_diagnosis", "boundary_correlations", "collapsed_variances",
+           "COLLAPSED_VARIANCE"]
 
 
 def r_matrix_diagnosis(R, names, *, rel_tol: float = 1e-10, max_listed: int = 3) -> str:
@@ -72,6 +73,52 @@ def r_matrix_diagnosis(R, names, *, rel_tol: float = 1e-10, max_listed: int = 3)
                  "stopped short of a minimum); fix one of them (estimate = \"fixed\", or drop "
                  "its eta for an omega^2), or start from other values, and refit")
     return "; ".join(parts)
+
+
+#: An Omega correlation at least this close to +-1 is at the boundary
+#: (:func:`boundary_correlations`).
+BOUNDARY_CORRELATION = 0.99
+
+
+def boundary_correlations(omega, eta_names, *, limit: float = BOUNDARY_CORRELATION) -> str:
+    """Words for random effects whose Omega correlation has gone to +-1.
+
+    A block whose data support one random effect, not two, drives the correlation to the
+    boundary of the parameter space (Theoph with a (CL, V) block and V's weight effect held:
+    r = 0.999997), where the OFV has no minimum across the block's Cholesky factor and R is
+    not positive definite. The R-matrix words then name that factor; these name the cause.
+
+    Parameters
+    ----------
+    omega : array_like (E, E)
+        The estimated Omega (estimation scale).
+    eta_names : sequence of str (E,)
+        The parameters carrying the random effects, in Omega's order.
+    limit : float
+        Correlations with ``|r| >= limit`` are reported.
+
+    Returns
+    -------
+    str
+        "" when no correlation reaches ``limit``; else one sentence naming each pair and its
+        correlation, and what to do.
+    """
+    omega = np.asarray(omega, dtype=float)
+    sd = np.sqrt(np.clip(np.diag(omega), 0.0, None))
+    pairs = []
+    for r in range(1, omega.shape[0]):
+        for c in range(r):
+            if sd[r] > 0.0 and sd[c] > 0.0:
+                rho = omega[r, c] / (sd[r] * sd[c])
+                if abs(rho) >= limit:
+                    pairs.append(f"{eta_names[c]} and {eta_names[r]} ({rho:.6f})")
+    if not pairs:
+        return ""
+    return ("the Omega correlation of " + ", ".join(pairs) + " is at the boundary +-1: the "
+            "estimate lies on the edge of the parameter space (the data support one random "
+            "effect there, not two), where R does not describe a minimum; drop the "
+            "covariance (separate random effects) or remove one of the two random effects, "
+            "and refit")
 
 
 #: A variance below this (on its estimation scale: a CV under ~3 % on the log scale) whose
