@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "theoph_population.toml"
 OUT = ROOT / "benchmarks" / "results" / "design_evaluation"
-#: nlmixr2's published FOCEi optimum of Theoph (/work/notes/theoph_published.md; README)
+#: nlmixr2's published FOCEi optimum of Theoph (data/examples/theoph.md; README)
 TRUTH = {"ka": 1.59, "CL": 2.75, "V": 31.8, "omega^2 ka": 0.40, "omega^2 CL": 0.069,
          "omega^2 V": 0.019, "conc.a": 0.695}
 

@@ -1,7 +1,7 @@
 """The ``focei`` estimator (population fit, NONMEM's FOCE-I) from a run config and the CLI.
 
 Published numbers (R's Theoph = nlmixr2data theo_sd, nlmixr2 FOCEi, log ka/CL/V with a
-random effect each, additive error; sources in /work/notes/theoph_published.md): OBJF 116.8036
+random effect each, additive error; sources in data/examples/theoph.md): OBJF 116.8036
 (a stored nlmixr2save ``saveFit`` page; 116.804 in the nlmixr2 piping article), tka 0.4655,
 tcl 1.012, tv 3.460 (ka 1.59 /h, CL 2.75 L/h, V 31.8 L), BSV 70.52, 26.75, 13.90 CV %
 (omega^2 = log(1 + CV^2) = 0.4025, 0.0691, 0.0191), add.sd 0.6947.

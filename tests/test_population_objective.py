@@ -269,7 +269,7 @@ def test_bad_inputs_refused():
 # K=TH3*EXP(ETA3), F = DOSE/V*KA/(KA-K)*(EXP(-K*T)-EXP(-KA*T)), Y = F + F*EPS1 + EPS2; all 132
 # rows of Theoph are observations (the pre-dose ones included). "ITERATION NO. 0" is the
 # objective at the initial estimates, exact inputs; the final rows are at the 5-digit NPARAMETR
-# printout of the last iteration. See /work/notes/theoph_published.md.
+# printout of the last iteration. See data/examples/theoph.md.
 NM_INIT = dict(theta=(2.0, 50.0, 0.1), omega=[[0.2, 0.1, 0.1], [0.1, 0.2, 0.1], [0.1, 0.1, 0.2]],
                sigma=(0.1, 0.1))
 NM_ITER0 = {"fo": 141.307552644370, "focei": 192.650255559400, "laplace": 194.101735812272}
@@ -343,7 +343,7 @@ def test_wang2007_table2(err):
 # nlmixr2 vignette "Modifying nlmixr2 models by piping" (github nlmixr2/nlmixr2,
 # articles/modelPiping.md at a0bf630): OBJF 116.804; a printed FOCEi fit of the same model in
 # a stored version of nlmixr2/nlmixr2save reference/saveFit.md: OBJF 116.8036. See
-# /work/notes/theoph_published.md.
+# data/examples/theoph.md.
 NLMIXR2_THEO = [
     (116.804, (0.4663, 1.012, 3.460), (70.00, 26.80, 13.88), 0.6947),
     (116.8036, (0.4655, 1.012, 3.460), (70.52, 26.75, 13.90), 0.6947),

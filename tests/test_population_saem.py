@@ -383,7 +383,7 @@ def test_theoph_nonmem_model_full_omega_combined_error():
     """nmw's THEO control stream (log KA, V, K; full Omega; Y = F + F*EPS1 + EPS2; DOSE 320).
 
     NONMEM 7.4.1 FOCE-I: THETA 1.4907, 32.447, 0.087290; Omega diagonal 0.43472, 0.019399,
-    0.020233; OFV 92.8309 (/work/notes/theoph_published.md). Measured over seeds 1-6: typical
+    0.020233; OFV 92.8309 (data/examples/theoph.md). Measured over seeds 1-6: typical
     values within 2.3%, Omega diagonal within 23%, IS OFV 93.05-93.47 (the exact -2 log L at
     NONMEM's estimates is 93.18 by importance sampling around the conditional modes).
     """

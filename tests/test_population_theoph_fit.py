@@ -3,8 +3,8 @@
 Not an estimator (that is built on this core next): a plain ``scipy.optimize.minimize`` (BFGS)
 over (log theta, Cholesky factor of Omega with log diagonal, log residual SDs), with the
 objective and exact gradient of :func:`focei_gradient` and the conditional modes warm-started
-from the previous evaluation. Published numbers and their sources: /work/notes/
-theoph_published.md (NONMEM 7.4.1 via the nmw package; nlmixr2 vignettes).
+from the previous evaluation. Published numbers and their sources: data/examples/
+theoph.md (NONMEM 7.4.1 via the nmw package; nlmixr2 vignettes).
 
 Measured: NONMEM model OFV 92.830869 (NONMEM 92.830869), 47 evaluations; nlmixr2 model OFV
 116.80341 (nlmixr2 prints 116.8036-116.8346 across versions), 37 evaluations, about 0.3 s.

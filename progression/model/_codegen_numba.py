@@ -5,7 +5,7 @@ functions from the very expressions, after the very common-subexpression elimina
 (:func:`._codegen.prepare`), that the numpy code evaluates:
 
 ``name(t, y, p, out)``
-    The per-subject kernel of the kernel contract (``/work/notes/contract_kernels.md``;
+    The per-subject kernel of the kernel contract (:mod:`progression.model._kernels`;
     :class:`._kernels.ModelKernels`): ``t`` a float, ``y`` ``(n,)``, ``p`` ``(Q,)``, ``out``
     the function's output shape for one subject, every entry overwritten, nothing allocated.
 ``_batch_name(t, ts, y, ys, p, ps, out)``

@@ -1,6 +1,6 @@
 """Compiled (numba) model functions: per-subject kernels and the batch functions around them.
 
-:class:`ModelKernels` is the kernel contract (``/work/notes/contract_kernels.md``): for each
+:class:`ModelKernels` is the kernel contract (this module): for each
 core function a numba dispatcher ``name(t, y, p, out)`` evaluating one subject into a
 preallocated ``out``, callable from other compiled code (a compiled integrator) and from
 Python. :class:`BatchFunction` gives the numpy functions' signature and results
