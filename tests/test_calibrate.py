@@ -178,10 +178,15 @@ def test_common_random_numbers_make_the_objective_deterministic(problem):
     assert not np.allclose(a, c)
 
 
-def test_output_folder_is_atomic_and_never_overwritten(problem, tmp_path):
+def test_output_folder_is_atomic_and_never_overwritten(problem, tmp_path, monkeypatch):
     _, config, preset = problem
     preset_hash = hashlib.sha256(preset.read_bytes()).hexdigest()
     result = cal.calibrate(config, max_evaluations=3)
+    # result.json records the preset relative to the working directory when under it
+    monkeypatch.chdir(preset.parent.parent)
+    assert result.to_dict()["preset"] == str(Path(preset.parent.name) / preset.name)
+    monkeypatch.chdir(tmp_path)
+    assert result.to_dict()["preset"] == str(preset)
     out = tmp_path / "cal"
     result.save(out)
     files = {p.name for p in out.iterdir()}

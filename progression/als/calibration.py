@@ -156,6 +156,17 @@ def simulated_statistics(pop: PopulationConfig, targets: Sequence[Target], n: in
     return out
 
 
+def _as_typed(path) -> str:
+    """``path`` relative to the working directory when it lies under it (as ``config`` is
+    recorded), so that a result does not carry the absolute layout of the machine it ran
+    on; absolute otherwise."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 class _Objective:
     """Standardised residuals of the seed-averaged statistics; evaluations are memoised (the
     same parameters always give the same numbers: common random numbers)."""
@@ -291,7 +302,7 @@ class CalibrationResult:
         cfg = self.config
         return {
             "format": "progression-calibration/1",
-            "config": cfg.source, "preset": str(cfg.preset), "setting": cfg.setting,
+            "config": cfg.source, "preset": _as_typed(cfg.preset), "setting": cfg.setting,
             "n": cfg.n, "seeds": list(cfg.seeds),
             "uncertainty_seeds": list(cfg.uncertainty_seeds), "method": cfg.method,
             "starts": cfg.starts,
