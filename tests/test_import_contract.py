@@ -48,7 +48,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "progression"
 #: Top-level component of a module name -> layer.
 LAYER_OF = {
     "<root>": "base", "errors": "base", "options": "base", "_io": "base", "parallel": "base",
-    "_omp": "base",
+    "_omp": "base", "_repr": "base",
     "stats": "stats",
     "plots": "plots",
     "data": "data",

@@ -19,9 +19,17 @@ class _Check:
     def __init__(self, source: str):
         self.source = source
         self.problems: list[str] = []
+        self.keys: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         self.problems.append(f"{self.source}, key '{key}': {message}")
+        self.keys.append(key)
+
+    def failed(self, prefix: str) -> bool:
+        """Whether a problem was found at ``prefix`` or below it (``"parameters"`` covers
+        ``parameters.ka.scale``): checks that depend on those keys then say nothing, since
+        their message would only repeat the first one's consequence."""
+        return any(k == prefix or k.startswith(prefix + ".") for k in self.keys)
 
     def unknown(self, prefix: str, table: dict, allowed) -> None:
         for key in table:

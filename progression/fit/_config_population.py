@@ -181,6 +181,8 @@ def omega_table(chk: _Check, doc: dict, parameters: tuple, estimator) -> tuple:
             return parameters
     if not om:
         return parameters
+    if estimator is None and chk.failed("fit.estimator"):
+        return parameters          # refused by name already
     if estimator not in POPULATION_ESTIMATORS:
         chk.add("omega", f"an [omega] table needs a population estimator (fit.estimator = "
                          f"{' or '.join(repr(e) for e in STRUCTURED_ESTIMATORS)}), found "

@@ -513,6 +513,8 @@ def output_table(chk: _Check, doc: dict, base_dir: Path) -> dict:
 def _check_population(chk: _Check, estimator, parameters, errors) -> None:
     """Roles of a population model: ``estimate = "population"`` only with a population
     estimator, which in turn takes no per-subject or shared model parameters."""
+    if estimator is None and chk.failed("fit.estimator"):
+        return                     # refused by name already; "found None" would only repeat it
     population = estimator in POPULATION_ESTIMATORS
     if not population:
         for p in parameters:
@@ -534,7 +536,7 @@ def _check_population(chk: _Check, estimator, parameters, errors) -> None:
                     f"fit.estimator = {estimator!r} fits a population model: expected estimate = "
                     f"\"population\" (a typical value, with 'eta' for a random effect) or "
                     f"\"fixed\", found {p.estimate!r}")
-    if not any(p.eta is not None for p in parameters):
+    if not any(p.eta is not None for p in parameters) and not chk.failed("parameters"):
         chk.add("parameters", f"fit.estimator = {estimator!r} needs at least one parameter "
                               "with estimate = \"population\" and a random effect (eta = "
                               "<variance>)")

@@ -73,3 +73,23 @@ def test_the_base_population_config_reads(tmp_path):
     cfg = read_fit_config(variant(tmp_path, "eta = 0.6", "eta = 0.6"))
     assert cfg.estimator == "focei"
     assert [p.eta for p in cfg.parameters if p.eta is not None] == [0.6, 0.3, 0.1]
+
+
+@pytest.mark.parametrize(("old", "new", "keys"), [
+    ('estimator = "focei"', 'estimator = "foci"', ["fit.estimator"]),
+    ('scale = "log"\neta = 0.6', 'scale = "logg"\neta = 0.6', ["parameters.ka.scale"]),
+], ids=["estimator misspelt", "scale misspelt"])
+def test_a_refused_key_is_reported_once_not_with_its_consequences(cli, refused, tmp_path,
+                                                                  old, new, keys):
+    """A misspelt estimator used to bring four more problems ("estimate = "population" needs
+    a population estimator ... found fit.estimator = None", one per population parameter);
+    a misspelt scale on the only random effect's parameter, "needs at least one parameter
+    with a random effect". Each is now the one problem it is."""
+    path = variant(tmp_path, old, new)
+    if "logg" in new:                       # ka then carries the only random effect
+        path.write_text(path.read_text().replace("eta = 0.3", "").replace("eta = 0.1", ""))
+    out = cli("fit", path)
+    refused(out, str(path), *keys)
+    assert out.err.count(f"{path}, key '") == len(keys), out.err
+    assert "found fit.estimator = None" not in out.err
+    assert "needs at least one parameter" not in out.err
