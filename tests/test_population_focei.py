@@ -219,7 +219,7 @@ def test_cli_fit_reaches_published_focei(tmp_path, capsys):
     se_log = back.se[:, back.parameter_names.index("ka")] / back.theta[:, q[1]]
     np.testing.assert_allclose(sd_log, se_log, rtol=0.25)
     printed = capsys.readouterr().out
-    # the population screen of progression._cli_fit.population_summary (1a4a8c1)
+    # the population screen of progression.fit._population_summary (1a4a8c1)
     assert "(NONMEM convention, without N log 2 pi)" in printed and "; 7 parameters" in printed
 
 

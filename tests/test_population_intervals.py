@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from progression._cli_fit import population_summary
+from progression.fit._population_summary import population_summary
 from progression.fit.parts import PopulationPart
 
 Z95 = 1.959963984540054

@@ -402,7 +402,7 @@ def test_theoph_fit_folder(tmp_path):
     assert 1.0 < correlation_condition_number(res.population.covariance) < 1000.0
     # the screen `progression fit configs/theoph_population.toml` prints (measured: OFV
     # 116.8034, ka 1.5902 RSE 20 %, CL 2.7515 7.35 %, V 31.809 4.3 %, 15 lines)
-    from progression._cli_fit import population_summary
+    from progression.fit._population_summary import population_summary
 
     text = population_summary(res)
     assert len(text.splitlines()) <= 21 and "OFV 116.80" in text
@@ -421,7 +421,7 @@ def test_cli_population_summary(fitted):
     (100 SE / estimate) and 95 % CI, Omega's variance, RSE, CI, CV % and shrinkage, residual
     SD, OFV; a block
     Omega adds the correlations; at most 21 lines."""
-    from progression._cli_fit import population_summary
+    from progression.fit._population_summary import population_summary
 
     _, result = fitted
     pop = result.population

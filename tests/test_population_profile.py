@@ -553,8 +553,8 @@ def test_config_profiles_land_in_the_fit_folder(tmp_path):
     """``uncertainty = ["covariance", "profile"]`` with ``profile_parameters``: the fit
     carries the profiles (the same numbers as ``profile_population``), its report a table,
     its figures one per profile; saved and reloaded identical; the CLI screen lists them."""
-    from progression._cli_fit import population_summary
     from progression.fit import load_fit
+    from progression.fit._population_summary import population_summary
 
     cfg = _theoph('[estimator]\nuncertainty = ["covariance", "profile"]\n'
                   'profile_parameters = ["omega^2 ka", "CL"]\n')

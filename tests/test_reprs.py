@@ -43,6 +43,11 @@ def test_a_population_fit_says_what_was_fitted_and_prints_its_summary(theoph):
     assert "12 subjects" in text and f"{int(np.sum(theoph.n_obs))} observations" in text
     assert f"-2 log L {theoph.objective:.4f}" in text
     assert str(theoph) == theoph.summary()
+    # print(fit) of a population fit is the CLI's screen: estimates with RSE % and CIs
+    text = str(theoph)
+    assert "typical value" in text and "RSE %" in text and "95 % CI" in text
+    ka_se = theoph.population.fixed_effects_se["ka"]
+    assert f"{100 * ka_se / theoph.population.fixed_effects['ka']:.3g}" in text
     pop = one_line(theoph.population)
     assert pop.startswith(f"PopulationPart(focei, OFV {theoph.population.ofv:.4f}")
     assert "random effects ['ka', 'CL', 'V']" in pop and "converged" in pop

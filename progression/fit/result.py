@@ -499,7 +499,12 @@ class FitResult:
         return self.summary()
 
     def summary(self) -> str:
-        """A short text summary (what the CLI prints)."""
+        """A short text summary (what the CLI prints): for a population fit the typical
+        values, Omega and residual error with RSE % and 95 % Wald intervals."""
+        if self.population is not None:
+            from ._population_summary import population_summary
+
+            return population_summary(self)
         m = self.n_subjects
         n_finite = int(np.isfinite(np.asarray(self.subject_objective, float)).sum())
         over = f" (over the {n_finite} subjects with a finite objective)" if n_finite < m \
@@ -520,18 +525,8 @@ class FitResult:
             lines.append(f"  {self.provenance['numbers_from']}")
         for line in self.failure_lines():
             lines.append("  " + line)
-        if self.population is not None:
-            pop = self.population
-            lines.append(f"  {pop.method}: OFV (NONMEM convention, without N log 2 pi) = "
-                         f"{pop.ofv:.4f}; population estimates (report.md has SEs):")
-            lines += [f"  {k:<14} typical value {v:.5g}" for k, v in pop.fixed_effects.items()]
-            lines += [f"  {k:<14} omega^2 {pop.omega[e, e]:.4g}, shrinkage "
-                      f"{100 * pop.shrinkage.get(k, float('nan')):.3g}%"
-                      for e, k in enumerate(pop.omega_names)]
-            lines += [f"  {k:<14} {v:.5g}" for k, v in pop.sigma.items()]
-        else:
-            for row in self.parameter_table():
-                lines.append("  " + row["text"])
+        for row in self.parameter_table():
+            lines.append("  " + row["text"])
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
