@@ -418,3 +418,24 @@ def exact_covariances(m2ll, ys, p, h=1e-4):
     s = s - s.mean(axis=0)
     Ri = np.linalg.inv(R)
     return Ri, Ri @ (s.T @ s * N / (N - 1)) @ Ri
+
+
+def theoph_weight_block(block: tuple[str, str] = ("CL", "V")) -> str:
+    """TOML appended to ``configs/theoph_population.toml``: a power effect of weight on CL
+    (estimated, reference 70 kg) and on V (held at 1), and an Omega block of ``block``."""
+    a, b = block
+    return f'''
+[parameters.CL.covariates.weight]
+effect = "power"
+reference = 70
+value = 0.75
+
+[parameters.V.covariates.weight]
+effect = "power"
+reference = 70
+value = 1.0
+estimate = false
+
+[omega]
+blocks = [{{ parameters = ["{a}", "{b}"], covariances = [0.0] }}]
+'''

@@ -14,6 +14,7 @@ from the config's starts 19 iterations, from its own estimates 1, from FOCE-I's 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +24,12 @@ import progression as pg
 from progression.errors import ConfigError
 from progression.fit import fit, parse_fit_config, read_fit_config, start_from
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import theoph_weight_block  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 THEOPH = ROOT / "configs" / "theoph_population.toml"
-EXTRA = '''
-[parameters.CL.covariates.weight]
-effect = "power"
-reference = 70
-value = 0.75
-
-[parameters.V.covariates.weight]
-effect = "power"
-reference = 70
-value = 1.0
-estimate = false
-
-[omega]
-blocks = [{ parameters = ["CL", "V"], covariances = [0.0] }]
-'''
+EXTRA = theoph_weight_block()
 
 
 def _text(estimator: str = "focei", start: str | None = None, extra: str = EXTRA) -> str:

@@ -47,6 +47,7 @@ from _population_support import (  # noqa: E402
     fd_check,
     simulate_onecmt,
     theoph_nonmem,
+    theoph_weight_block,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -421,10 +422,7 @@ def test_a_block_at_the_boundary_is_named_when_the_covariance_step_fails():
     config = ROOT / "configs" / "theoph_population.toml"
     text = config.read_text().replace('"../data/examples/theoph.csv"',
                                       repr(str(ROOT / "data/examples/theoph.csv")))
-    text += ('\n[parameters.CL.covariates.weight]\neffect = "power"\nreference = 70\n'
-             'value = 0.75\n\n[parameters.V.covariates.weight]\neffect = "power"\n'
-             'reference = 70\nvalue = 1.0\nestimate = false\n\n[omega]\n'
-             'blocks = [{ parameters = ["CL", "V"], covariances = [0.0] }]\n')
+    text += theoph_weight_block(("CL", "V"))
     res = fit(parse_fit_config(text, source="theoph_block.toml", base_dir=config.parent))
     (warning,) = [w for w in res.warnings if w.startswith("covariance step failed")]
     assert "R matrix not positive definite" in warning

@@ -10,6 +10,7 @@ an interval computed here from the covariance step (estimation scale, mapped bac
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +20,12 @@ from scipy import stats
 from progression.fit import fit, parse_fit_config
 from progression.fit._report_population import population_lines
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _population_support import theoph_weight_block  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 THEOPH = ROOT / "configs" / "theoph_population.toml"
-EXTRA = '''
-[parameters.CL.covariates.weight]
-effect = "power"
-reference = 70
-value = 0.75
-
-[parameters.V.covariates.weight]
-effect = "power"
-reference = 70
-value = 1.0
-estimate = false
-
-[omega]
-blocks = [{ parameters = ["ka", "CL"], covariances = [0.0] }]
-'''
+EXTRA = theoph_weight_block(("ka", "CL"))
 
 
 @pytest.fixture(scope="module")
