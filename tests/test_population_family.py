@@ -429,6 +429,27 @@ def test_a_block_at_the_boundary_is_named_when_the_covariance_step_fails():
     assert "the Omega correlation of CL and V (0.9999" in warning
 
 
+def test_saem_names_a_block_at_the_boundary_beside_its_fallback():
+    """SAEM on the same data and block: the correlation reaches 1 - 4e-8, the stochastic-
+    approximation information is indefinite (smallest eigenvalue ~ -6e17), the fallback's
+    warning says why (~8 s: one chain per subject, the default iterations)."""
+    from progression.fit import fit, parse_fit_config
+
+    config = ROOT / "configs" / "theoph_population_saem.toml"
+    text = config.read_text().replace('"../data/examples/theoph.csv"',
+                                      repr(str(ROOT / "data/examples/theoph.csv")))
+    for old, new in (("saem_chains = 2", "saem_chains = 1"), ("is_samples = 1000",
+                                                              "is_samples = 100")):
+        assert old in text, old
+        text = text.replace(old, new)
+    res = fit(parse_fit_config(text + theoph_weight_block(("CL", "V")), source="saem.toml",
+                               base_dir=config.parent))
+    (warning,) = [w for w in res.warnings if w.startswith("covariance step")]
+    assert "not positive definite" in warning
+    assert "the Omega correlation of CL and V (" in warning
+    assert ") is at the boundary +-1" in warning
+
+
 def test_estimators_and_gradients_pickle():
     import pickle
 

@@ -86,6 +86,7 @@ from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._prior import PopulationPrior
+from ..population._rmatrix import boundary_correlations
 from ..population._saem_information import inverse_pd
 from ..population._saem_model import RK4Predictions, applicable
 from ..population._saem_score import score_pass
@@ -479,6 +480,13 @@ class SAEM(FOCEI):
             fb = s.get("fallback")
             if fb is not None:
                 warnings.append(_fallback_message(s["choice"], fb))
+        if warnings:
+            # an Omega correlation gone to +-1 makes the information indefinite whatever the
+            # Monte Carlo noise: say so beside the fallback or failure
+            boundary = boundary_correlations(res.omega, [problem.names[pop_cols[j]]
+                                                         for j in eta_pos])
+            if boundary:
+                warnings[-1] += "; " + boundary
         s["cov"], s["cov_method"] = cov, method
         ep.timings["covariance"] = time.perf_counter() - t
         est = point.estimates

@@ -116,9 +116,9 @@ def boundary_correlations(omega, eta_names, *, limit: float = BOUNDARY_CORRELATI
         return ""
     return ("the Omega correlation of " + ", ".join(pairs) + " is at the boundary +-1: the "
             "estimate lies on the edge of the parameter space (the data support one random "
-            "effect there, not two), where R does not describe a minimum; drop the "
-            "covariance (separate random effects) or remove one of the two random effects, "
-            "and refit")
+            "effect there, not two), where the information does not describe a minimum; "
+            "drop the covariance (separate random effects) or remove one of the two random "
+            "effects, and refit")
 
 
 #: A variance below this (on its estimation scale: a CV under ~3 % on the log scale) whose
