@@ -48,6 +48,7 @@ def test_a_population_fit_says_what_was_fitted_and_prints_its_summary(theoph):
     assert "typical value" in text and "RSE %" in text and "95 % CI" in text
     ka_se = theoph.population.fixed_effects_se["ka"]
     assert f"{100 * ka_se / theoph.population.fixed_effects['ka']:.3g}" in text
+    assert "  numbers: exact outputs, forward sensitivities" in text     # which path
     pop = one_line(theoph.population)
     assert pop.startswith(f"PopulationPart(focei, OFV {theoph.population.ofv:.4f}")
     assert "random effects ['ka', 'CL', 'V']" in pop and "converged" in pop

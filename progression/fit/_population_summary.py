@@ -6,6 +6,7 @@ and Wald intervals, OFV, AIC, BIC, condition number, profiles, bootstrap, warnin
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
@@ -50,6 +51,14 @@ def _linearised_line(pop) -> list[str]:
     return out
 
 
+def _numbers_lines(result) -> list[str]:
+    """Which path gave the numbers (exact outputs, SAEM's compiled RK4 and its step),
+    wrapped to the screen's width; none when the fit does not say."""
+    text = (getattr(result, "provenance", None) or {}).get("numbers_from")
+    return textwrap.wrap(f"numbers: {text}", width=96, initial_indent="  ",
+                         subsequent_indent="    ") if text else []
+
+
 def population_summary(result) -> str:
     """The screen a population fit prints: typical values with RSE, covariate coefficients,
     Omega (variance, CV % or SD, shrinkage; correlations of its blocks), residual error, OFV,
@@ -82,6 +91,7 @@ def population_summary(result) -> str:
              f"{_g(getattr(pop, 'condition_number', float('nan')))}",
              # the method's first words (report.md has the whole sentence)
              f"  covariance step: {str(pop.covariance_method).split(' (')[0].split(',')[0]}",
+             *_numbers_lines(result),
              f"  {'typical value':<24}{'estimate':>12}{'RSE %':>9}{'95 % CI':>22}"]
     ci = pop.intervals(0.95)
     held = set(getattr(pop, "fixed_typical", ()) or ())
