@@ -1,8 +1,11 @@
 """The FOCE family's covariance step in words (``PopulationPart.covariance_method`` and the
 per-subject ``interval_methods["covariance"]``)."""
 
+from ..population._rmatrix import boundary_correlations
+
 __all__ = ["COVARIANCE_METHOD", "COVARIANCE_METHOD_R", "COVARIANCE_METHOD_R_ONLY",
-           "COVARIANCE_METHOD_POSTERIOR", "COVARIANCE_SKIPPED", "SUBJECT_METHOD"]
+           "COVARIANCE_METHOD_POSTERIOR", "COVARIANCE_SKIPPED", "SUBJECT_METHOD",
+           "boundary_words"]
 
 #: The covariance step, in words (``interval_methods["covariance"]``).
 COVARIANCE_METHOD = ("sandwich R^-1 S R^-1 (R: Hessian of the FOCE-I OFV by central "
@@ -24,3 +27,11 @@ COVARIANCE_METHOD_POSTERIOR = ("2 R^-1 (R: Hessian of the objective plus the pri
                                "curvature), Wald interval on the estimation scale")
 #: The covariance step when the problem asks for none (a bootstrap replicate).
 COVARIANCE_SKIPPED = "none (covariance step skipped: a bootstrap replicate)"
+
+
+def boundary_words(problem, state: dict, omega) -> str:
+    """:func:`~progression.fit.population._rmatrix.boundary_correlations` of an estimator's
+    Omega (E, E), its random effects named from the state's ``pop_cols`` and ``eta_pos``
+    (FOCE family and SAEM alike); "" when no correlation is at +-1."""
+    names = [problem.names[state["pop_cols"][j]] for j in state["eta_pos"]]
+    return boundary_correlations(omega, names)

@@ -61,7 +61,6 @@ from ..population._diagnostics import eta_shrinkage
 from ..population._fastexact import fast_model
 from ..population._gradient import collapsed_variances
 from ..population._model import OmegaModel, TypicalModel
-from ..population._rmatrix import boundary_correlations
 from ..population._threads import single_blas_thread
 from ..transforms import dtheta_dx, from_internal, internal_bounds, to_internal
 from ._focei_words import (  # noqa: F401  (re-exported: callers read them here)
@@ -70,6 +69,7 @@ from ._focei_words import (  # noqa: F401  (re-exported: callers read them here)
     COVARIANCE_METHOD_R_ONLY,
     COVARIANCE_SKIPPED,
     SUBJECT_METHOD,
+    boundary_words,
 )
 from ._importance import importance_ofv
 from ._population_layout import (  # noqa: F401 - _covariate_model re-exported for tests
@@ -511,10 +511,8 @@ class FOCEI(Estimator):
             # eigenvalue lands on either side of 0 by rounding)
             why = r_matrix_diagnosis(Rm, tuple(all_names[k] for k in free))
             if why or ev.min() <= 0:
-                boundary = boundary_correlations(
-                    self._split(s, x)[1], [problem.names[s["pop_cols"][j]]
-                                           for j in s["eta_pos"]])
-                why = "; ".join(w for w in (why, boundary) if w)
+                why = "; ".join(w for w in (why, boundary_words(problem, s, self._split(s, x)[1]))
+                                if w)
                 raise np.linalg.LinAlgError(
                     why or f"R is not positive definite (smallest eigenvalue {ev.min():.3g})")
             Rinv = np.linalg.inv(Rm)

@@ -86,11 +86,11 @@ from ..parts import Uncertainty
 from ..population import Residual, SaemOptions, saem
 from ..population._adapter import ProblemModel, unit_error_problem
 from ..population._prior import PopulationPrior
-from ..population._rmatrix import boundary_correlations
 from ..population._saem_information import inverse_pd
 from ..population._saem_model import RK4Predictions, applicable
 from ..population._saem_score import score_pass
 from ..transforms import from_internal, to_internal
+from ._focei_words import boundary_words
 from ._population_layout import (  # noqa: F401  (benchmarks read them here)
     _covariate_design,
     _to_focei_layout,
@@ -483,8 +483,7 @@ class SAEM(FOCEI):
         if warnings:
             # an Omega correlation gone to +-1 makes the information indefinite whatever the
             # Monte Carlo noise: say so beside the fallback or failure
-            boundary = boundary_correlations(res.omega, [problem.names[pop_cols[j]]
-                                                         for j in eta_pos])
+            boundary = boundary_words(problem, s, res.omega)
             if boundary:
                 warnings[-1] += "; " + boundary
         s["cov"], s["cov_method"] = cov, method
